@@ -1,0 +1,90 @@
+/**
+ * Typed errors with a stable machine code and a human sentence. The CLI prints the
+ * sentence, the HTTP API returns both, and tests match on the code.
+ */
+
+export type ErrorCode =
+  | 'bad_request'
+  | 'invalid_key_material'
+  | 'invalid_digest'
+  | 'digest_not_supported'
+  | 'unsupported_algorithm'
+  | 'unsupported_option'
+  | 'key_not_found'
+  | 'key_destroyed'
+  | 'key_disabled'
+  | 'key_not_exportable'
+  | 'label_taken'
+  | 'invalid_label'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'policy_denied'
+  | 'payload_too_large'
+  | 'not_found'
+  | 'audit_unavailable'
+  | 'storage_unavailable'
+  | 'key_record_corrupt'
+  | 'wrong_passphrase'
+  | 'vault_sealed'
+  | 'vault_exists'
+  | 'vault_not_found'
+  | 'database_corrupt'
+  | 'config_invalid'
+  | 'internal';
+
+/** HTTP status for each code, so every front end maps errors the same way. */
+export const httpStatusOf: Record<ErrorCode, number> = {
+  bad_request: 400,
+  invalid_key_material: 400,
+  invalid_digest: 400,
+  digest_not_supported: 400,
+  unsupported_algorithm: 400,
+  unsupported_option: 400,
+  key_not_found: 404,
+  key_destroyed: 410,
+  key_disabled: 409,
+  key_not_exportable: 403,
+  label_taken: 409,
+  invalid_label: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  policy_denied: 403,
+  payload_too_large: 413,
+  not_found: 404,
+  audit_unavailable: 503,
+  storage_unavailable: 503,
+  key_record_corrupt: 500,
+  wrong_passphrase: 401,
+  vault_sealed: 503,
+  vault_exists: 409,
+  vault_not_found: 404,
+  database_corrupt: 500,
+  config_invalid: 400,
+  internal: 500,
+};
+
+export class CustosError extends Error {
+  readonly code: ErrorCode;
+  /** A refinement of the code, such as the policy rule tag in `policy_denied:double_sign`. */
+  readonly tag: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { tag?: string; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'CustosError';
+    this.code = code;
+    this.tag = options?.tag;
+  }
+
+  /** The stable code as shown to clients: `policy_denied:velocity`, `key_not_found`. */
+  get fullCode(): string {
+    return this.tag ? `${this.code}:${this.tag}` : this.code;
+  }
+
+  get httpStatus(): number {
+    return httpStatusOf[this.code];
+  }
+}
+
+export function isCustosError(e: unknown): e is CustosError {
+  return e instanceof CustosError;
+}

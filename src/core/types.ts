@@ -1,0 +1,111 @@
+/** Domain types shared by every layer: keys, principals, sign requests, audit entries. */
+
+export const ALGORITHMS = [
+  'ed25519',
+  'secp256k1',
+  'secp256k1-bip340',
+  'p256',
+  'rsa-2048',
+  'rsa-3072',
+  'rsa-4096',
+] as const;
+export type Algorithm = (typeof ALGORITHMS)[number];
+
+export function isAlgorithm(s: string): s is Algorithm {
+  return (ALGORITHMS as readonly string[]).includes(s);
+}
+
+export type KeyState = 'active' | 'disabled' | 'destroyed';
+export type KeyOrigin = 'generated' | 'imported';
+
+/** A key as the vault knows it. The secret is never here: only its sealed envelope. */
+export interface KeyRecord {
+  id: string;
+  label: string;
+  algorithm: Algorithm;
+  /** Canonical raw public key (see crypto/algorithms.ts for each algorithm's form). */
+  publicKey: Uint8Array;
+  state: KeyState;
+  exportable: boolean;
+  origin: KeyOrigin;
+  /** Bumped when the sealed material is rewritten; bound into the envelope's associated data. */
+  version: number;
+  createdAt: string;
+  updatedAt: string;
+  /** Envelope-encrypted secret (nonce ‖ ciphertext ‖ tag); null once destroyed. */
+  sealed: Uint8Array | null;
+}
+
+/** Who is asking. Each front end authenticates its callers into one of these. */
+export interface Principal {
+  /** Stable name: `token:admin`, `ssh-agent:/run/custos/agent.sock`, `privval:cosmoshub-4`. */
+  id: string;
+  kind: 'admin' | 'token' | 'agent' | 'privval' | 'system';
+}
+
+export type SignatureEncoding = 'raw' | 'der';
+export type HashName = 'sha256' | 'sha384' | 'sha512';
+export type RsaPadding = 'pkcs1' | 'pss';
+
+export interface SignOptions {
+  /** ECDSA only: `raw` is r‖s (fixed width), `der` the ASN.1 SEQUENCE. */
+  encoding?: SignatureEncoding;
+  /** Hash applied to a message (ECDSA, RSA). */
+  hash?: HashName;
+  /** RSA only. */
+  padding?: RsaPadding;
+  /** BIP340 only: 32 bytes of auxiliary randomness; random when absent. */
+  auxRand?: Uint8Array;
+}
+
+/** The payload is either a message or, where the algorithm allows, a pre-computed digest. */
+export type SignPayload = { kind: 'message'; bytes: Uint8Array } | { kind: 'digest'; bytes: Uint8Array };
+
+export interface SignRequest {
+  requestId: string;
+  principal: Principal;
+  /** Key id or label. */
+  key: string;
+  payload: SignPayload;
+  options: SignOptions;
+  /** Protocol context for audit and policy (`{ protocol: 'http' }`, later ssh user@host, chain id). */
+  context: Record<string, string>;
+}
+
+export interface SignResult {
+  keyId: string;
+  algorithm: Algorithm;
+  signature: Uint8Array;
+  encoding: string;
+}
+
+export type AuditOutcome = 'ok' | 'denied' | 'failed' | 'decided';
+
+/** An audit entry before it is chained: what happened, never a secret or a message body. */
+export interface AuditDraft {
+  requestId: string;
+  principal: string;
+  operation: string;
+  keyId: string | null;
+  keyLabel: string | null;
+  outcome: AuditOutcome;
+  /** Stable code of a denial or failure, or null. */
+  reason: string | null;
+  /** Hashes and small facts: `{ message_sha256, signature_sha256, algorithm }`. */
+  details: Record<string, string | number | boolean>;
+}
+
+/** A chained entry as stored. */
+export interface AuditEntry extends AuditDraft {
+  seq: number;
+  ts: string;
+  prevHash: Uint8Array;
+  hash: Uint8Array;
+}
+
+export interface AuditCheckpoint {
+  seq: number;
+  hash: Uint8Array;
+  ts: string;
+  signature: Uint8Array;
+}

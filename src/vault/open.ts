@@ -1,0 +1,195 @@
+/**
+ * Creating a vault (`custos init`) and opening it (`custos serve`): the data directory, the
+ * sealed root key, the keys derived from it, and the admin token.
+ *
+ * Data directory (0700): custos.db (SQLite, 0600; SQLite gives its -wal/-shm the same mode)
+ * and custos.toml (0600). The seal record, the vault id and the audit public key live in the
+ * database's meta table, so one file holds everything a backup needs.
+ */
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, statSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { CustosError } from '../core/errors.js';
+import { bytesToHex, hexToBytes, utf8, wipe } from '../core/bytes.js';
+import type { Principal } from '../core/types.js';
+import { deriveSubkey, type ScryptParams } from '../crypto/kdf.js';
+import { SqliteStore } from '../store/sqlite.js';
+import type { Store } from '../store/store.js';
+import { PassphraseSeal, parseSealRecord } from '../keystore/seal.js';
+import { Keyring } from '../keystore/keyring.js';
+import { SoftwareBackend } from '../backends/software/software.js';
+import { AuditSigner, verifyChain, type VerifyReport } from '../audit/chain.js';
+import type { Policy } from '../policy/policy.js';
+import { GroupCommitter } from './commit.js';
+import { Vault, type VaultMetrics } from './vault.js';
+
+export const DB_FILE = 'custos.db';
+export const CONFIG_FILE = 'custos.toml';
+export const SYSTEM: Principal = { id: 'system', kind: 'system' };
+
+export const DEFAULT_CONFIG_TOML = `# Custos configuration. Flags given to \`custos serve\` override these values.
+
+[api]
+# The HTTP API binds to loopback only until TLS and client authentication exist.
+host = "127.0.0.1"
+port = 8200
+
+[audit]
+# A signed checkpoint of the audit chain is written after this many entries (and at shutdown).
+checkpoint_every = 1000
+
+[log]
+# trace | debug | info | warn | error
+level = "info"
+`;
+
+function fsyncDir(dir: string): void {
+  // A file's fsync does not make its directory entry durable (ENVIRONMENT.md): sync the dir too.
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Creates the directory 0700 or tightens an existing one; refuses one owned by someone else. */
+export function prepareDataDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = statSync(dir);
+  if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
+    throw new CustosError('config_invalid', `The data directory ${dir} belongs to another user; use a directory you own.`);
+  }
+  chmodSync(dir, 0o700);
+}
+
+export function hashToken(token: string): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(token, 'utf8').digest());
+}
+
+export interface InitOptions {
+  dataDir: string;
+  passphrase: Uint8Array;
+  scrypt?: ScryptParams;
+}
+
+export interface InitResult {
+  vaultId: string;
+  /** Shown to the operator once; only its SHA-256 is stored. */
+  adminToken: string;
+}
+
+export async function initVault(opts: InitOptions): Promise<InitResult> {
+  const dbPath = join(opts.dataDir, DB_FILE);
+  if (existsSync(dbPath)) {
+    throw new CustosError('vault_exists', `A vault already exists in ${opts.dataDir}; nothing was changed. To start over, move that directory away first.`);
+  }
+  prepareDataDir(opts.dataDir);
+  const vaultId = randomUUID();
+  const root = new Uint8Array(randomBytes(32));
+  const seal = new PassphraseSeal(opts.passphrase, opts.scrypt);
+  const store = SqliteStore.open(dbPath);
+  try {
+    await store.migrate();
+    const sealRecord = await seal.seal(root, vaultId);
+    const auditSeed = deriveSubkey(root, utf8(vaultId), 'custos/v1/audit-checkpoint');
+    const auditSigner = new AuditSigner(auditSeed, vaultId);
+    wipe(auditSeed);
+    const fresh = await store.initMeta({
+      vault_id: vaultId,
+      seal: JSON.stringify(sealRecord),
+      audit_public_key: bytesToHex(auditSigner.publicKey),
+      created_at: new Date().toISOString(),
+    });
+    if (!fresh) throw new CustosError('vault_exists', `A vault already exists in ${opts.dataDir}; nothing was changed.`);
+    const adminToken = `custos_${randomBytes(32).toString('base64url')}`;
+    const committer = new GroupCommitter(store, auditSigner);
+    await committer.commit({
+      mutations: [{ kind: 'insertToken', token: { id: `tok_${randomBytes(8).toString('hex')}`, name: 'admin', hash: hashToken(adminToken), role: 'admin', createdAt: new Date().toISOString() } }],
+      audit: [{ requestId: randomUUID(), principal: SYSTEM.id, operation: 'init', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: { vault_id: vaultId, seal: 'passphrase', kdf: 'scrypt' } }],
+    });
+    await committer.close();
+    const configPath = join(opts.dataDir, CONFIG_FILE);
+    if (!existsSync(configPath)) writeFileSync(configPath, DEFAULT_CONFIG_TOML, { mode: 0o600 });
+    fsyncDir(opts.dataDir);
+    return { vaultId, adminToken };
+  } finally {
+    wipe(root);
+    seal.destroy();
+    await store.close();
+  }
+}
+
+export interface OpenOptions {
+  dataDir: string;
+  passphrase: Uint8Array;
+  checkpointEvery?: number;
+  policy?: Policy;
+  metrics?: VaultMetrics & { batch?(units: number, seconds: number): void };
+}
+
+export interface OpenVault {
+  vault: Vault;
+  store: Store;
+  vaultId: string;
+  auditPublicKey: Uint8Array;
+  close(): Promise<void>;
+}
+
+/** Opens the database at `dataDir` without unsealing, for read-only tools (`audit verify`). */
+export async function openStoreOnly(dataDir: string, readonly = true): Promise<{ store: Store; vaultId: string; auditPublicKey: Uint8Array }> {
+  const dbPath = join(dataDir, DB_FILE);
+  if (!existsSync(dbPath)) throw new CustosError('vault_not_found', `No vault in ${dataDir} (no ${DB_FILE}). Run \`custos init --data-dir ${dataDir}\` first.`);
+  const store = SqliteStore.open(dbPath, { readonly });
+  const vaultId = await store.getMeta('vault_id');
+  const pub = await store.getMeta('audit_public_key');
+  if (!vaultId || !pub) {
+    await store.close();
+    throw new CustosError('vault_not_found', `${dbPath} is not an initialised Custos vault. Run \`custos init\` first.`);
+  }
+  return { store, vaultId, auditPublicKey: hexToBytes(pub, 'audit public key') };
+}
+
+/** Unseals the vault in `dataDir`. A wrong passphrase throws `wrong_passphrase` and writes nothing. */
+export async function openVault(opts: OpenOptions): Promise<OpenVault> {
+  const { store, vaultId, auditPublicKey } = await openStoreOnly(opts.dataDir, false);
+  const seal = new PassphraseSeal(opts.passphrase);
+  let root: Uint8Array | undefined;
+  try {
+    root = await seal.unseal(parseSealRecord(await store.getMeta('seal')), vaultId);
+    await store.migrate();
+    const auditSeed = deriveSubkey(root, utf8(vaultId), 'custos/v1/audit-checkpoint');
+    const auditSigner = new AuditSigner(auditSeed, vaultId);
+    wipe(auditSeed);
+    if (bytesToHex(auditSigner.publicKey) !== bytesToHex(auditPublicKey)) {
+      throw new CustosError('database_corrupt', 'The audit public key stored in the database does not belong to this vault; the database was altered. Restore it from a backup.');
+    }
+    const committer = new GroupCommitter(store, auditSigner, opts.checkpointEvery ?? 1000, opts.metrics?.batch?.bind(opts.metrics));
+    const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new SoftwareBackend(), committer, policy: opts.policy, metrics: opts.metrics });
+    return {
+      vault,
+      store,
+      vaultId,
+      auditPublicKey,
+      close: async () => {
+        await vault.close();
+        await store.close();
+      },
+    };
+  } catch (e) {
+    await store.close();
+    throw e;
+  } finally {
+    wipe(root);
+    seal.destroy();
+  }
+}
+
+export async function verifyAudit(dataDir: string, onProgress?: (done: number, total: number) => void): Promise<VerifyReport> {
+  const { store, vaultId, auditPublicKey } = await openStoreOnly(dataDir, true);
+  try {
+    return await verifyChain(store, vaultId, auditPublicKey, onProgress);
+  } finally {
+    await store.close();
+  }
+}

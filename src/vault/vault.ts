@@ -1,0 +1,281 @@
+/**
+ * The vault: the one request path every front end uses.
+ *   resolve the key → check its state and the input → policy → durable "decided" audit entry
+ *   → backend signs → durable outcome entry → answer.
+ * Nothing is signed or exported unless the decision is on disk first (fail closed), and
+ * every request that touches a key, denied ones included, leaves an audit entry.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { CustosError, isCustosError } from '../core/errors.js';
+import { bytesToHex, wipe } from '../core/bytes.js';
+import type { Algorithm, AuditDraft, KeyRecord, Principal, SignOptions, SignPayload, SignRequest, SignResult } from '../core/types.js';
+import { ALGORITHM_INFO, checkSignInput, generateSecret, publicKeyFromSecret, spkiPem, validateSecret, verifySignature } from '../crypto/algorithms.js';
+import { eciesEncrypt, encodeExportedKey, type Kem } from '../crypto/ecies.js';
+import { encodeOpenSshPublicKey } from '../crypto/openssh.js';
+import type { Keyring } from '../keystore/keyring.js';
+import { importSecret, type ImportFormat } from '../keystore/import.js';
+import type { Backend } from '../backends/backend.js';
+import { allowAll, type Policy } from '../policy/policy.js';
+import type { Store } from '../store/store.js';
+import type { GroupCommitter } from './commit.js';
+
+const LABEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
+const ID_PREFIX = 'key_';
+const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
+
+/** A stable key id: `key_` and 26 base32 characters (130 random bits). */
+export function newKeyId(): string {
+  const b = randomBytes(26);
+  let s = ID_PREFIX;
+  for (const x of b) s += BASE32[x & 31];
+  return s;
+}
+
+export function checkLabel(label: string): void {
+  if (!LABEL_RE.test(label) || label.startsWith(ID_PREFIX)) {
+    throw new CustosError('invalid_label', 'A label is 1–64 characters from A–Z a–z 0–9 . _ : @ -, starts with a letter or digit, and does not start with "key_" (reserved for key ids).');
+  }
+}
+
+const sha256hex = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+export interface PublicKeyFormats {
+  raw: Uint8Array;
+  spkiPem: string;
+  /** `authorized_keys` line, for algorithms SSH has. */
+  openssh: string | null;
+}
+
+export function publicKeyFormats(k: Pick<KeyRecord, 'algorithm' | 'publicKey' | 'label'>): PublicKeyFormats {
+  let openssh: string | null = null;
+  if (k.algorithm === 'ed25519') openssh = encodeOpenSshPublicKey({ algorithm: 'ed25519', publicKey: k.publicKey }, k.label);
+  else if (k.algorithm === 'p256') openssh = encodeOpenSshPublicKey({ algorithm: 'p256', publicKey: k.publicKey }, k.label);
+  else if (ALGORITHM_INFO[k.algorithm].family === 'rsa') openssh = encodeOpenSshPublicKey({ algorithm: 'rsa', spki: k.publicKey }, k.label);
+  return { raw: k.publicKey, spkiPem: spkiPem(k.algorithm, k.publicKey), openssh };
+}
+
+export interface VaultMetrics {
+  signed(algorithm: Algorithm): void;
+  denied(reason: string): void;
+}
+
+export interface VaultDeps {
+  store: Store;
+  keyring: Keyring;
+  backend: Backend;
+  committer: GroupCommitter;
+  policy?: Policy;
+  metrics?: VaultMetrics;
+}
+
+interface Ctx {
+  principal: Principal;
+  requestId: string;
+}
+
+export class Vault {
+  private readonly policy: Policy;
+
+  constructor(private readonly deps: VaultDeps) {
+    this.policy = deps.policy ?? allowAll;
+  }
+
+  get store(): Store {
+    return this.deps.store;
+  }
+
+  private draft(ctx: Ctx, operation: string, key: { id: string | null; label: string | null }, outcome: AuditDraft['outcome'], reason: string | null, details: AuditDraft['details'] = {}): AuditDraft {
+    return { requestId: ctx.requestId, principal: ctx.principal.id, operation, keyId: key.id, keyLabel: key.label, outcome, reason, details };
+  }
+
+  /** Audits a refusal, then throws it. If even the refusal cannot be audited, that error wins. */
+  private async refuse(ctx: Ctx, operation: string, key: { id: string | null; label: string | null }, err: CustosError, details: AuditDraft['details'] = {}): Promise<never> {
+    this.deps.metrics?.denied(err.fullCode);
+    await this.deps.committer.audit(this.draft(ctx, operation, key, 'denied', err.fullCode, details));
+    throw err;
+  }
+
+  /** Finds a key by id or label, for an operation that needs it usable. */
+  private async usableKey(ctx: Ctx, operation: string, ref: string): Promise<KeyRecord> {
+    const key = await this.deps.store.findKey(ref);
+    if (!key) return this.refuse(ctx, operation, { id: null, label: ref.slice(0, 80) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
+    if (key.state === 'destroyed') return this.refuse(ctx, operation, key, new CustosError('key_destroyed', `The key ${key.label} was destroyed; it can no longer be used.`));
+    if (key.state === 'disabled') return this.refuse(ctx, operation, key, new CustosError('key_disabled', `The key ${key.label} is disabled; enable it first.`));
+    return key;
+  }
+
+  async getKey(ref: string): Promise<KeyRecord> {
+    const key = await this.deps.store.findKey(ref);
+    if (!key) throw new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`);
+    return key;
+  }
+
+  listKeys(): Promise<KeyRecord[]> {
+    return this.deps.store.listKeys();
+  }
+
+  private async storeNewKey(ctx: Ctx, operation: 'create' | 'import', label: string, algorithm: Algorithm, secret: Uint8Array, exportable: boolean): Promise<KeyRecord> {
+    const now = new Date().toISOString();
+    const key: KeyRecord = {
+      id: newKeyId(),
+      label,
+      algorithm,
+      publicKey: publicKeyFromSecret(algorithm, secret),
+      state: 'active',
+      exportable,
+      origin: operation === 'create' ? 'generated' : 'imported',
+      version: 1,
+      createdAt: now,
+      updatedAt: now,
+      sealed: null,
+    };
+    key.sealed = this.deps.keyring.sealSecret(key, secret);
+    try {
+      await this.deps.committer.commit({
+        mutations: [{ kind: 'insertKey', key }],
+        audit: [this.draft(ctx, operation, key, 'ok', null, { algorithm, exportable, public_key_sha256: sha256hex(key.publicKey) })],
+      });
+    } catch (e) {
+      if (isCustosError(e) && e.code === 'label_taken') return this.refuse(ctx, operation, { id: null, label }, e);
+      throw e;
+    }
+    return key;
+  }
+
+  async createKey(ctx: Ctx, req: { label: string; algorithm: Algorithm; exportable: boolean }): Promise<KeyRecord> {
+    checkLabel(req.label);
+    const secret = await generateSecret(req.algorithm);
+    try {
+      return await this.storeNewKey(ctx, 'create', req.label, req.algorithm, secret, req.exportable);
+    } finally {
+      wipe(secret);
+    }
+  }
+
+  /** `material` is wiped here once read. */
+  async importKey(ctx: Ctx, req: { label: string; algorithm?: Algorithm; format: ImportFormat; material: Uint8Array; exportable: boolean }): Promise<KeyRecord> {
+    checkLabel(req.label);
+    let imported;
+    try {
+      imported = importSecret(req.format, req.material, req.algorithm);
+    } catch (e) {
+      if (isCustosError(e)) return this.refuse(ctx, 'import', { id: null, label: req.label }, e, { format: req.format });
+      throw e;
+    } finally {
+      wipe(req.material);
+    }
+    try {
+      validateSecret(imported.algorithm, imported.secret);
+      return await this.storeNewKey(ctx, 'import', req.label, imported.algorithm, imported.secret, req.exportable);
+    } finally {
+      wipe(imported.secret);
+    }
+  }
+
+  async setEnabled(ctx: Ctx, ref: string, enabled: boolean): Promise<KeyRecord> {
+    const operation = enabled ? 'enable' : 'disable';
+    const key = await this.deps.store.findKey(ref);
+    if (!key) return this.refuse(ctx, operation, { id: null, label: ref.slice(0, 80) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
+    if (key.state === 'destroyed') return this.refuse(ctx, operation, key, new CustosError('key_destroyed', `The key ${key.label} was destroyed.`));
+    const now = new Date().toISOString();
+    await this.deps.committer.commit({
+      mutations: [{ kind: 'setKeyState', id: key.id, state: enabled ? 'active' : 'disabled', updatedAt: now }],
+      audit: [this.draft(ctx, operation, key, 'ok', null)],
+    });
+    if (!enabled) this.deps.backend.forget(key.id);
+    return { ...key, state: enabled ? 'active' : 'disabled', updatedAt: now };
+  }
+
+  async destroyKey(ctx: Ctx, ref: string): Promise<KeyRecord> {
+    const key = await this.deps.store.findKey(ref);
+    if (!key) return this.refuse(ctx, 'destroy', { id: null, label: ref.slice(0, 80) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
+    if (key.state === 'destroyed') return this.refuse(ctx, 'destroy', key, new CustosError('key_destroyed', `The key ${key.label} was already destroyed.`));
+    this.deps.backend.forget(key.id);
+    const now = new Date().toISOString();
+    await this.deps.committer.commit({
+      mutations: [{ kind: 'destroyKey', id: key.id, updatedAt: now }],
+      audit: [this.draft(ctx, 'destroy', key, 'ok', null)],
+    });
+    this.deps.backend.forget(key.id);
+    await this.deps.store.purgeFreed();
+    return { ...key, state: 'destroyed', sealed: null, updatedAt: now };
+  }
+
+  async sign(req: SignRequest): Promise<SignResult> {
+    const ctx: Ctx = { principal: req.principal, requestId: req.requestId };
+    const key = await this.usableKey(ctx, 'sign', req.key);
+    const details: AuditDraft['details'] = { [`${req.payload.kind}_sha256`]: sha256hex(req.payload.bytes), algorithm: key.algorithm, ...req.context };
+    try {
+      checkSignInput(key.algorithm, req.payload, req.options);
+    } catch (e) {
+      if (isCustosError(e)) return this.refuse(ctx, 'sign', key, e, details);
+      throw e;
+    }
+    const decision = await this.policy.evaluate({ principal: req.principal, key, operation: 'sign', facts: { ...req.context } });
+    if (decision.kind === 'deny') return this.refuse(ctx, 'sign', key, new CustosError('policy_denied', decision.reason, { tag: decision.tag }), details);
+    if (decision.kind === 'needs_approval') {
+      return this.refuse(ctx, 'sign', key, new CustosError('policy_denied', 'This request needs approvals, which this vault does not support yet.', { tag: 'approval' }), details);
+    }
+    // Persist before sign: the decision is durable before the backend is asked.
+    await this.deps.committer.audit(this.draft(ctx, 'sign', key, 'decided', null, details));
+    let out;
+    try {
+      out = await this.deps.backend.sign(key, () => this.deps.keyring.openSecret(key), req.payload, req.options);
+    } catch (e) {
+      const err = isCustosError(e) ? e : new CustosError('internal', 'The backend failed to sign.', { cause: e });
+      await this.deps.committer.audit(this.draft(ctx, 'sign', key, 'failed', err.fullCode, details));
+      throw err;
+    }
+    await this.deps.committer.audit(this.draft(ctx, 'sign', key, 'ok', null, { ...details, signature_sha256: sha256hex(out.signature), encoding: out.encoding }));
+    this.deps.metrics?.signed(key.algorithm);
+    return { keyId: key.id, algorithm: key.algorithm, signature: out.signature, encoding: out.encoding };
+  }
+
+  /** Verification needs only the public key: it is not audited and works on disabled keys too. */
+  async verify(ref: string, payload: SignPayload, signature: Uint8Array, options: SignOptions): Promise<{ key: KeyRecord; valid: boolean }> {
+    const key = await this.getKey(ref);
+    checkSignInput(key.algorithm, payload, { ...options, auxRand: undefined });
+    return { key, valid: verifySignature(key.algorithm, key.publicKey, payload, signature, options) };
+  }
+
+  /** Exports an `exportable` key wrapped to a recipient public key; never in plaintext. */
+  async exportKey(ctx: Ctx, ref: string, recipient: { kem: Kem; publicKey: Uint8Array }): Promise<{ key: KeyRecord; envelope: Uint8Array }> {
+    const key = await this.usableKey(ctx, 'export', ref);
+    const details = { kem: recipient.kem, recipient_sha256: sha256hex(recipient.publicKey) };
+    if (!key.exportable) {
+      return this.refuse(ctx, 'export', key, new CustosError('key_not_exportable', `The key ${key.label} was not created exportable; it can never leave the vault.`), details);
+    }
+    const decision = await this.policy.evaluate({ principal: ctx.principal, key, operation: 'export', facts: {} });
+    if (decision.kind !== 'allow') {
+      return this.refuse(ctx, 'export', key, new CustosError('policy_denied', decision.kind === 'deny' ? decision.reason : 'Export needs approvals.', { tag: decision.kind === 'deny' ? decision.tag : 'approval' }), details);
+    }
+    await this.deps.committer.audit(this.draft(ctx, 'export', key, 'decided', null, details));
+    const secret = this.deps.keyring.openSecret(key);
+    let plaintext: Uint8Array | undefined;
+    let envelope: Uint8Array;
+    try {
+      plaintext = encodeExportedKey(key.algorithm, key.publicKey, secret);
+      envelope = eciesEncrypt(recipient.kem, recipient.publicKey, plaintext);
+    } catch (e) {
+      const err = isCustosError(e) ? e : new CustosError('internal', 'Wrapping the key failed.', { cause: e });
+      await this.deps.committer.audit(this.draft(ctx, 'export', key, 'failed', err.fullCode, details));
+      throw err;
+    } finally {
+      wipe(secret, plaintext);
+    }
+    await this.deps.committer.audit(this.draft(ctx, 'export', key, 'ok', null, { ...details, envelope_sha256: sha256hex(envelope) }));
+    return { key, envelope };
+  }
+
+  auditTail(limit: number) {
+    return this.deps.store.auditTail(limit);
+  }
+
+  async close(): Promise<void> {
+    await this.deps.committer.close();
+    this.deps.backend.close();
+    this.deps.keyring.destroy();
+  }
+}
+
+export { bytesToHex };
