@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'forbidden'
   | 'policy_denied'
   | 'payload_too_large'
+  | 'unsupported_media_type'
   | 'not_found'
   | 'audit_unavailable'
   | 'storage_unavailable'
@@ -50,6 +51,7 @@ export const httpStatusOf: Record<ErrorCode, number> = {
   forbidden: 403,
   policy_denied: 403,
   payload_too_large: 413,
+  unsupported_media_type: 415,
   not_found: 404,
   audit_unavailable: 503,
   storage_unavailable: 503,

@@ -1,0 +1,357 @@
+/**
+ * The `custos` command. Vault administration (`init`, `serve`, `audit`) works on a data
+ * directory; key commands talk to a running vault over its HTTP API, like `vault` does
+ * (address and token from flags or CUSTOS_ADDR / CUSTOS_TOKEN).
+ */
+import { Command, Option, CommanderError } from 'commander';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { CustosError, isCustosError } from '../core/errors.js';
+import { base64ToBytes, bytesToHex, hexToBytes, wipe } from '../core/bytes.js';
+import { ALGORITHMS, type Algorithm } from '../core/types.js';
+import { x25519 } from '@noble/curves/ed25519.js';
+import { secp256k1 } from '@noble/curves/secp256k1.js';
+import { decodeExportedKey, eciesDecrypt } from '../crypto/ecies.js';
+import { CustosClient, type KeyInfo } from '../client/client.js';
+import { initVault, openStoreOnly, verifyAudit, CONFIG_FILE } from '../vault/open.js';
+import { loadConfig, parsePort } from '../daemon/config.js';
+import { readPassphrase } from '../daemon/passphrase.js';
+import { closeOnSignals, startDevServer, startServer, VERSION } from '../daemon/serve.js';
+import { EXIT, exitCodeFor } from './exit.js';
+
+const out = (s: string): void => {
+  process.stdout.write(s.endsWith('\n') ? s : s + '\n');
+};
+
+function readInput(file: string): Uint8Array {
+  try {
+    return new Uint8Array(readFileSync(file === '-' ? 0 : file));
+  } catch (e) {
+    throw new CustosError('bad_request', `Cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}.`);
+  }
+}
+
+function clientFrom(opts: { addr?: string; token?: string; tokenFile?: string }): CustosClient {
+  const addr = opts.addr ?? process.env.CUSTOS_ADDR ?? 'http://127.0.0.1:8200';
+  let token = opts.token ?? process.env.CUSTOS_TOKEN;
+  if (opts.tokenFile) token = readFileSync(opts.tokenFile, 'utf8').trim();
+  if (!token) throw new CustosError('unauthorized', 'No API token: give --token-file FILE or set CUSTOS_TOKEN (the admin token is printed by `custos init`).');
+  return new CustosClient({ addr, token });
+}
+
+const withApi = (c: Command) =>
+  c
+    .addOption(new Option('--addr <url>', 'vault API address').env('CUSTOS_ADDR').default('http://127.0.0.1:8200'))
+    .addOption(new Option('--token <token>', 'API token (prefer CUSTOS_TOKEN or --token-file: flags show in `ps`)').env('CUSTOS_TOKEN'))
+    .option('--token-file <file>', 'read the API token from a file')
+    .option('--json', 'print JSON');
+
+function printKey(k: KeyInfo, json: boolean): void {
+  if (json) return out(JSON.stringify(k, null, 2));
+  out(
+    [
+      `id:          ${k.id}`,
+      `label:       ${k.label}`,
+      `algorithm:   ${k.algorithm}`,
+      `state:       ${k.state}`,
+      `exportable:  ${k.exportable}`,
+      `origin:      ${k.origin}`,
+      `created:     ${k.created_at}`,
+      `public key:  ${k.public_key.raw_hex}`,
+      ...(k.public_key.openssh ? [`openssh:     ${k.public_key.openssh}`] : []),
+      k.public_key.spki_pem.trimEnd(),
+    ].join('\n'),
+  );
+}
+
+function algorithmOption(required: boolean): Option {
+  const o = new Option('--algorithm <alg>', 'key algorithm').choices([...ALGORITHMS]);
+  return required ? o.makeOptionMandatory() : o;
+}
+
+export function buildCli(): Command {
+  const program = new Command('custos')
+    .description('Custos: a key vault and remote signer. Keys stay in the vault; every signature is authorised and audited.')
+    .version(VERSION)
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('init')
+    .description('Create a new vault: a root key sealed under a passphrase, a database, an admin API token')
+    .requiredOption('--data-dir <dir>', 'directory for the vault (created 0700)')
+    .option('--passphrase-file <file>', 'read the passphrase from a file (else $CUSTOS_PASSPHRASE, else a prompt)')
+    .addOption(new Option('--scrypt-log-n <n>', 'scrypt cost as log2(N); default 17 (128 MiB, ~0.3 s)').default('17'))
+    .action(async (o: { dataDir: string; passphraseFile?: string; scryptLogN: string }) => {
+      const logN = Number(o.scryptLogN);
+      if (!Number.isInteger(logN) || logN < 10 || logN > 22) throw new CustosError('bad_request', '--scrypt-log-n must be an integer from 10 to 22.');
+      const passphrase = await readPassphrase({ file: o.passphraseFile, confirm: true });
+      try {
+        const dataDir = resolve(o.dataDir);
+        const r = await initVault({ dataDir, passphrase, scrypt: { N: 2 ** logN, r: 8, p: 1 } });
+        out(`Vault ${r.vaultId} created in ${dataDir}.`);
+        out('');
+        out('Admin API token (shown once; only its hash is stored, keep it safe):');
+        out(`  ${r.adminToken}`);
+        out('');
+        out(`Start it with: custos serve --data-dir ${dataDir}`);
+      } finally {
+        wipe(passphrase);
+      }
+    });
+
+  program
+    .command('serve')
+    .description('Unseal the vault and serve the HTTP API on loopback (SIGINT/SIGTERM stop it cleanly)')
+    .option('--data-dir <dir>', 'vault directory (see `custos init`)')
+    .option('--dev', 'throwaway unsealed vault in a temp directory with a demo key; nothing persists')
+    .option('--config <file>', 'TOML config (default: custos.toml in the data directory)')
+    .option('--host <host>', 'address to bind (loopback only)')
+    .option('--port <port>', 'port to listen on (0 picks a free one)')
+    .option('--passphrase-file <file>', 'read the passphrase from a file (else $CUSTOS_PASSPHRASE, else a prompt)')
+    .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']))
+    .action(async (o: { dataDir?: string; dev?: boolean; config?: string; host?: string; port?: string; passphraseFile?: string; logLevel?: 'info' }) => {
+      if (o.dev) {
+        if (o.dataDir) throw new CustosError('bad_request', '--dev makes its own temporary vault; drop --data-dir.');
+        const dev = await startDevServer({ port: o.port !== undefined ? parsePort(o.port, '--port') : undefined, logLevel: o.logLevel });
+        const bar = '='.repeat(78);
+        process.stdout.write(
+          [
+            bar,
+            'WARNING: DEV MODE. This vault is unsealed, lives in a temporary directory',
+            'and is DELETED on exit. Nothing persists. Never put a real key in it.',
+            bar,
+            '',
+            `  API:        ${dev.server.url}`,
+            `  Token:      ${dev.token}`,
+            `  Demo key:   demo (ed25519)`,
+            `  Data dir:   ${dev.dataDir}`,
+            '',
+            'Sign something:',
+            `  curl -s -H 'Authorization: Bearer ${dev.token}' -H 'Content-Type: application/json' \\`,
+            `    -d '{"message":"'$(printf 'hello' | base64)'"}' ${dev.server.url}/v1/keys/demo/sign`,
+            '',
+            'Or with the CLI:',
+            `  export CUSTOS_ADDR=${dev.server.url} CUSTOS_TOKEN=${dev.token}`,
+            '  custos keys list',
+            '',
+            `OpenAPI: ${dev.server.url}/v1/openapi.json   Metrics: ${dev.server.url}/metrics`,
+            '',
+          ].join('\n') + '\n',
+        );
+        closeOnSignals(dev.server);
+        return;
+      }
+      if (!o.dataDir) throw new CustosError('bad_request', 'Give --data-dir DIR (a vault made by `custos init`), or --dev for a throwaway vault.');
+      const dataDir = resolve(o.dataDir);
+      const config = loadConfig(o.config ?? join(dataDir, CONFIG_FILE));
+      if (o.host) config.api.host = o.host;
+      if (o.port !== undefined) config.api.port = parsePort(o.port, '--port');
+      if (o.logLevel) config.log.level = o.logLevel;
+      // Fail on a missing vault before asking for a passphrase.
+      (await openStoreOnly(dataDir)).store.close();
+      const passphrase = await readPassphrase({ file: o.passphraseFile });
+      let server;
+      try {
+        server = await startServer({ dataDir, passphrase, config });
+      } finally {
+        wipe(passphrase);
+      }
+      closeOnSignals(server);
+    });
+
+  const keys = program.command('keys').description('Manage keys in a running vault (over the HTTP API)');
+
+  withApi(keys.command('list').description('List keys')).action(async (o) => {
+    const list = await clientFrom(o).listKeys();
+    if (o.json) return out(JSON.stringify(list, null, 2));
+    out(['ID'.padEnd(31) + 'LABEL'.padEnd(24) + 'ALGORITHM'.padEnd(18) + 'STATE'.padEnd(10) + 'EXPORTABLE', ...list.map((k) => k.id.padEnd(31) + k.label.padEnd(24) + k.algorithm.padEnd(18) + k.state.padEnd(10) + String(k.exportable))].join('\n'));
+  });
+
+  withApi(keys.command('show').description('Show a key and its public key (raw, PEM/SPKI, OpenSSH)').argument('<key>', 'key id or label')).action(async (ref: string, o) =>
+    printKey(await clientFrom(o).getKey(ref), !!o.json),
+  );
+
+  withApi(
+    keys
+      .command('create')
+      .description('Generate a key inside the vault')
+      .requiredOption('--label <label>', 'unique label')
+      .addOption(algorithmOption(true))
+      .option('--exportable', 'allow wrapped export later (fixed at creation)', false),
+  ).action(async (o) => printKey(await clientFrom(o).createKey({ label: o.label, algorithm: o.algorithm, exportable: !!o.exportable }), !!o.json));
+
+  withApi(
+    keys
+      .command('import')
+      .description('Import a private key from a file')
+      .requiredOption('--label <label>', 'unique label')
+      .addOption(new Option('--format <format>', 'raw: 32-byte binary secret; hex: hex text; pkcs8: PEM; openssh: OpenSSH private key file').choices(['raw', 'hex', 'pkcs8', 'openssh']).makeOptionMandatory())
+      .requiredOption('--in <file>', 'file with the key material (- for stdin)')
+      .addOption(algorithmOption(false))
+      .option('--exportable', 'allow wrapped export later (fixed at creation)', false),
+  ).action(async (o) => {
+    const bytes = readInput(o.in);
+    try {
+      const material = o.format === 'raw' ? Buffer.from(bytes).toString('base64') : Buffer.from(bytes).toString('utf8');
+      printKey(await clientFrom(o).importKey({ label: o.label, algorithm: o.algorithm, format: o.format, material, exportable: !!o.exportable }), !!o.json);
+    } finally {
+      wipe(bytes);
+    }
+  });
+
+  for (const [name, desc] of [
+    ['disable', 'Disable a key: it refuses to sign until enabled'],
+    ['enable', 'Enable a disabled key'],
+  ] as const) {
+    withApi(keys.command(name).description(desc).argument('<key>', 'key id or label')).action(async (ref: string, o) => {
+      const c = clientFrom(o);
+      printKey(name === 'disable' ? await c.disableKey(ref) : await c.enableKey(ref), !!o.json);
+    });
+  }
+
+  withApi(keys.command('destroy').description('Destroy a key for good: its sealed material is overwritten and deleted').argument('<key>', 'key id or label').option('--yes', 'do not ask for confirmation')).action(
+    async (ref: string, o) => {
+      if (!o.yes) throw new CustosError('bad_request', `Destroying ${ref} cannot be undone; repeat with --yes.`);
+      printKey(await clientFrom(o).destroyKey(ref), !!o.json);
+    },
+  );
+
+  withApi(
+    keys
+      .command('export')
+      .description('Export an exportable key wrapped to a recipient public key (custos-ecies-v1)')
+      .argument('<key>', 'key id or label')
+      .addOption(new Option('--kem <kem>', 'recipient key type').choices(['x25519', 'secp256k1']).default('x25519'))
+      .requiredOption('--recipient <hex>', 'recipient public key in hex (32-byte X25519, or SEC1 secp256k1)')
+      .requiredOption('--out <file>', 'where to write the envelope (binary, mode 0600)'),
+  ).action(async (ref: string, o) => {
+    const envelope = await clientFrom(o).exportKey(ref, { kem: o.kem, publicKey: hexToBytes(o.recipient, 'recipient public key') });
+    writeFileSync(o.out, envelope, { mode: 0o600 });
+    out(`Wrote ${envelope.length}-byte custos-ecies-v1 envelope to ${o.out}.`);
+  });
+
+  keys
+    .command('recipient')
+    .description('Make a recipient key pair for `keys export` (the secret is written 0600; keep it offline)')
+    .addOption(new Option('--kem <kem>', 'key type').choices(['x25519', 'secp256k1']).default('x25519'))
+    .requiredOption('--secret-out <file>', 'where to write the 32-byte secret')
+    .action((o: { kem: 'x25519' | 'secp256k1'; secretOut: string }) => {
+      const secret = o.kem === 'x25519' ? x25519.utils.randomSecretKey() : secp256k1.utils.randomSecretKey();
+      const pub = o.kem === 'x25519' ? x25519.getPublicKey(secret) : secp256k1.getPublicKey(secret, true);
+      writeFileSync(o.secretOut, secret, { mode: 0o600, flag: 'wx' });
+      wipe(secret);
+      out(bytesToHex(pub));
+    });
+
+  keys
+    .command('unwrap')
+    .description('Open an exported envelope with the recipient secret; writes the key secret (0600)')
+    .requiredOption('--in <file>', 'envelope file from `keys export`')
+    .requiredOption('--secret <file>', 'recipient secret from `keys recipient`')
+    .requiredOption('--out <file>', 'where to write the unwrapped secret (32-byte seed/scalar, or PKCS#8 DER for RSA)')
+    .action((o: { in: string; secret: string; out: string }) => {
+      const recipient = readInput(o.secret);
+      try {
+        const plain = eciesDecrypt(recipient, readInput(o.in));
+        const k = decodeExportedKey(plain);
+        writeFileSync(o.out, k.secret, { mode: 0o600, flag: 'wx' });
+        out(JSON.stringify({ algorithm: k.algorithm, public_key: bytesToHex(k.publicKey), secret_file: o.out }));
+        wipe(plain);
+      } finally {
+        wipe(recipient);
+      }
+    });
+
+  const signOpts = (c: Command) =>
+    withApi(c)
+      .requiredOption('--key <key>', 'key id or label')
+      .requiredOption('--in <file>', 'message (or digest with --digest) to sign; - for stdin')
+      .option('--digest', 'the input is a pre-computed digest (ECDSA keys)')
+      .addOption(new Option('--encoding <enc>', 'ECDSA signature encoding').choices(['der', 'raw']))
+      .addOption(new Option('--hash <hash>', 'hash for ECDSA/RSA').choices(['sha256', 'sha384', 'sha512']))
+      .addOption(new Option('--padding <padding>', 'RSA padding').choices(['pkcs1', 'pss']));
+
+  signOpts(program.command('sign').description('Sign a file with a vault key; prints the signature in base64 (or writes --out)'))
+    .option('--out <file>', 'write the binary signature here instead of printing base64')
+    .action(async (o) => {
+      const data = readInput(o.in);
+      const r = await clientFrom(o).sign(o.key, { ...(o.digest ? { digest: data } : { message: data }), encoding: o.encoding, hash: o.hash, padding: o.padding });
+      if (o.out) writeFileSync(o.out, r.signature);
+      if (o.json) out(JSON.stringify({ key_id: r.keyId, algorithm: r.algorithm, encoding: r.encoding, signature: Buffer.from(r.signature).toString('base64'), request_id: r.requestId }));
+      else if (!o.out) out(Buffer.from(r.signature).toString('base64'));
+    });
+
+  signOpts(program.command('verify').description('Verify a signature with a vault key; exit 0 if valid, 1 if not'))
+    .option('--signature <base64>', 'the signature in base64')
+    .option('--signature-file <file>', 'the binary signature')
+    .action(async (o) => {
+      if (!o.signature === !o.signatureFile) throw new CustosError('bad_request', 'Give exactly one of --signature BASE64 or --signature-file FILE.');
+      const signature = o.signatureFile ? readInput(o.signatureFile) : base64ToBytes(o.signature, 'signature');
+      const data = readInput(o.in);
+      const valid = await clientFrom(o).verify(o.key, { ...(o.digest ? { digest: data } : { message: data }), signature, encoding: o.encoding, hash: o.hash, padding: o.padding });
+      out(o.json ? JSON.stringify({ valid }) : valid ? 'valid' : 'INVALID');
+      if (!valid) process.exitCode = EXIT.checkFailed;
+    });
+
+  const audit = program.command('audit').description('Inspect the tamper-evident audit log (reads the data directory; no passphrase needed)');
+  audit
+    .command('verify')
+    .description('Check every link and signed checkpoint of the audit chain; names the first bad entry')
+    .requiredOption('--data-dir <dir>', 'vault directory')
+    .option('--json', 'print JSON')
+    .action(async (o: { dataDir: string; json?: boolean }) => {
+      const tty = process.stderr.isTTY && !o.json;
+      const report = await verifyAudit(resolve(o.dataDir), (done, total) => {
+        if (tty) process.stderr.write(`\rverifying ${done}/${total} entries (${total ? Math.floor((100 * done) / total) : 100}%)`);
+      });
+      if (tty) process.stderr.write('\n');
+      if (o.json) out(JSON.stringify(report));
+      else if (report.ok) out(`audit chain OK: ${report.entries} entries, ${report.checkpoints} signed checkpoints, head ${report.headSeq} ${report.headHash}`);
+      else out(`audit chain BROKEN at entry ${report.firstBad!.seq}: ${report.firstBad!.problem} (${report.entries} entries before it verified)`);
+      if (!report.ok) process.exitCode = EXIT.checkFailed;
+    });
+  audit
+    .command('tail')
+    .description('Show the most recent audit entries')
+    .requiredOption('--data-dir <dir>', 'vault directory')
+    .option('-n, --lines <n>', 'how many entries', '20')
+    .option('--json', 'print JSON lines')
+    .action(async (o: { dataDir: string; lines: string; json?: boolean }) => {
+      const n = Number(o.lines);
+      if (!Number.isInteger(n) || n < 1 || n > 100000) throw new CustosError('bad_request', '--lines must be an integer from 1 to 100000.');
+      const { store } = await openStoreOnly(resolve(o.dataDir));
+      try {
+        for (const e of await store.auditTail(n)) {
+          if (o.json) out(JSON.stringify({ seq: e.seq, ts: e.ts, request_id: e.requestId, principal: e.principal, operation: e.operation, key_id: e.keyId, key_label: e.keyLabel, outcome: e.outcome, reason: e.reason, details: e.details, hash: bytesToHex(e.hash) }));
+          else out(`${String(e.seq).padStart(6)} ${e.ts} ${e.principal.padEnd(14)} ${e.operation.padEnd(8)} ${(e.keyLabel ?? '-').padEnd(20)} ${e.outcome}${e.reason ? ` (${e.reason})` : ''}`);
+        }
+      } finally {
+        await store.close();
+      }
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildCli();
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      process.exitCode = e.exitCode === 0 ? 0 : EXIT.usage;
+      return;
+    }
+    if (isCustosError(e)) {
+      process.stderr.write(`custos: ${e.message}\n`);
+      process.exitCode = exitCodeFor(e.code);
+      return;
+    }
+    const err = e as NodeJS.ErrnoException;
+    process.stderr.write(`custos: ${err.code === 'EADDRINUSE' ? 'the port is already in use; pick another with --port.' : err.message}\n`);
+    process.exitCode = err.code === 'EADDRINUSE' ? EXIT.unavailable : EXIT.unavailable;
+  }
+}
+
+await main(process.argv);

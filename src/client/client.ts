@@ -1,0 +1,137 @@
+/**
+ * The TypeScript SDK for the Custos HTTP API. Errors come back as CustosError with the
+ * server's stable code, so callers branch on `e.code` exactly as the server meant.
+ */
+import { CustosError, httpStatusOf, type ErrorCode } from '../core/errors.js';
+import type { Algorithm, HashName, RsaPadding, SignatureEncoding } from '../core/types.js';
+
+export interface KeyInfo {
+  id: string;
+  label: string;
+  algorithm: Algorithm;
+  state: 'active' | 'disabled' | 'destroyed';
+  exportable: boolean;
+  origin: 'generated' | 'imported';
+  created_at: string;
+  updated_at: string;
+  public_key: { raw: string; raw_hex: string; spki_pem: string; openssh: string | null };
+}
+
+export interface SignParams {
+  message?: Uint8Array;
+  digest?: Uint8Array;
+  encoding?: SignatureEncoding;
+  hash?: HashName;
+  padding?: RsaPadding;
+  auxRand?: Uint8Array;
+}
+
+export interface AuditEntryView {
+  seq: number;
+  ts: string;
+  request_id: string;
+  principal: string;
+  operation: string;
+  key_id: string | null;
+  key_label: string | null;
+  outcome: string;
+  reason: string | null;
+  details: Record<string, unknown>;
+  hash: string;
+}
+
+const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
+
+export class CustosClient {
+  constructor(private readonly opts: { addr: string; token: string; timeoutMs?: number }) {}
+
+  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(new URL(path, this.opts.addr), {
+        method,
+        headers: { authorization: `Bearer ${this.opts.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
+      });
+    } catch (e) {
+      throw new CustosError('storage_unavailable', `Cannot reach the vault at ${this.opts.addr} (${(e as Error).cause ? ((e as Error).cause as Error).message : (e as Error).message}); is \`custos serve\` running there?`);
+    }
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : {};
+    } catch {
+      throw new CustosError('internal', `The server at ${this.opts.addr} answered ${res.status} with a body that is not JSON.`);
+    }
+    if (!res.ok) {
+      const { code = 'internal', message = `HTTP ${res.status}` } = json as { code?: string; message?: string };
+      const [base, tag] = code.split(':', 2) as [string, string | undefined];
+      throw new CustosError((base in httpStatusOf ? base : 'internal') as ErrorCode, message, tag ? { tag } : undefined);
+    }
+    return json as T;
+  }
+
+  health(): Promise<{ status: string }> {
+    return this.call('GET', '/healthz');
+  }
+
+  async listKeys(): Promise<KeyInfo[]> {
+    return (await this.call<{ keys: KeyInfo[] }>('GET', '/v1/keys')).keys;
+  }
+
+  getKey(ref: string): Promise<KeyInfo> {
+    return this.call('GET', `/v1/keys/${encodeURIComponent(ref)}`);
+  }
+
+  createKey(p: { label: string; algorithm: Algorithm; exportable?: boolean }): Promise<KeyInfo> {
+    return this.call('POST', '/v1/keys', p);
+  }
+
+  /** `material`: base64 for raw, the text itself for hex, pkcs8 (PEM) and openssh. */
+  importKey(p: { label: string; algorithm?: Algorithm; format: 'raw' | 'hex' | 'pkcs8' | 'openssh'; material: string; exportable?: boolean }): Promise<KeyInfo> {
+    return this.call('POST', '/v1/keys/import', p);
+  }
+
+  disableKey(ref: string): Promise<KeyInfo> {
+    return this.call('POST', `/v1/keys/${encodeURIComponent(ref)}/disable`);
+  }
+
+  enableKey(ref: string): Promise<KeyInfo> {
+    return this.call('POST', `/v1/keys/${encodeURIComponent(ref)}/enable`);
+  }
+
+  destroyKey(ref: string): Promise<KeyInfo> {
+    return this.call('DELETE', `/v1/keys/${encodeURIComponent(ref)}`);
+  }
+
+  private signBody(p: SignParams & { signature?: Uint8Array }) {
+    return {
+      ...(p.message ? { message: b64(p.message) } : {}),
+      ...(p.digest ? { digest: b64(p.digest) } : {}),
+      ...(p.encoding ? { encoding: p.encoding } : {}),
+      ...(p.hash ? { hash: p.hash } : {}),
+      ...(p.padding ? { padding: p.padding } : {}),
+      ...(p.auxRand ? { aux_rand: b64(p.auxRand) } : {}),
+      ...(p.signature ? { signature: b64(p.signature) } : {}),
+    };
+  }
+
+  async sign(ref: string, p: SignParams): Promise<{ keyId: string; algorithm: Algorithm; signature: Uint8Array; encoding: string; requestId: string }> {
+    const r = await this.call<{ key_id: string; algorithm: Algorithm; signature: string; encoding: string; request_id: string }>('POST', `/v1/keys/${encodeURIComponent(ref)}/sign`, this.signBody(p));
+    return { keyId: r.key_id, algorithm: r.algorithm, signature: new Uint8Array(Buffer.from(r.signature, 'base64')), encoding: r.encoding, requestId: r.request_id };
+  }
+
+  async verify(ref: string, p: SignParams & { signature: Uint8Array }): Promise<boolean> {
+    return (await this.call<{ valid: boolean }>('POST', `/v1/keys/${encodeURIComponent(ref)}/verify`, this.signBody(p))).valid;
+  }
+
+  async exportKey(ref: string, recipient: { kem: 'x25519' | 'secp256k1'; publicKey: Uint8Array }): Promise<Uint8Array> {
+    const r = await this.call<{ envelope: string }>('POST', `/v1/keys/${encodeURIComponent(ref)}/export`, { kem: recipient.kem, recipient_public_key: b64(recipient.publicKey) });
+    return new Uint8Array(Buffer.from(r.envelope, 'base64'));
+  }
+
+  async auditTail(limit = 50): Promise<AuditEntryView[]> {
+    return (await this.call<{ entries: AuditEntryView[] }>('GET', `/v1/audit?limit=${limit}`)).entries;
+  }
+}

@@ -1,0 +1,65 @@
+/** `custos.toml`: read, validated with precise errors, and overridden by command-line flags. */
+import { existsSync, readFileSync } from 'node:fs';
+import { parse } from 'smol-toml';
+import { CustosError } from '../core/errors.js';
+
+export interface ServeConfig {
+  api: { host: string; port: number };
+  audit: { checkpointEvery: number };
+  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent' };
+}
+
+export const DEFAULTS: ServeConfig = {
+  api: { host: '127.0.0.1', port: 8200 },
+  audit: { checkpointEvery: 1000 },
+  log: { level: 'info' },
+};
+
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'];
+
+function fail(path: string, what: string): never {
+  throw new CustosError('config_invalid', `${path}: ${what}`);
+}
+
+export function loadConfig(path: string | undefined): ServeConfig {
+  const cfg: ServeConfig = structuredClone(DEFAULTS);
+  if (!path || !existsSync(path)) return cfg;
+  let doc: Record<string, unknown>;
+  try {
+    doc = parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    fail(path, `not valid TOML (${(e as Error).message.split('\n')[0]})`);
+  }
+  const known: Record<string, string[]> = { api: ['host', 'port'], audit: ['checkpoint_every'], log: ['level'] };
+  for (const [section, value] of Object.entries(doc)) {
+    if (!(section in known)) fail(path, `unknown section [${section}] (known: ${Object.keys(known).join(', ')})`);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(path, `[${section}] must be a table`);
+    for (const k of Object.keys(value)) if (!known[section]!.includes(k)) fail(path, `unknown key ${section}.${k}`);
+  }
+  const api = (doc.api ?? {}) as Record<string, unknown>;
+  if (api.host !== undefined) {
+    if (typeof api.host !== 'string') fail(path, 'api.host must be a string');
+    cfg.api.host = api.host;
+  }
+  if (api.port !== undefined) cfg.api.port = parsePort(api.port, `${path}: api.port`);
+  const audit = (doc.audit ?? {}) as Record<string, unknown>;
+  if (audit.checkpoint_every !== undefined) {
+    const n = Number(audit.checkpoint_every);
+    if (!Number.isInteger(n) || n < 1 || n > 1_000_000) fail(path, 'audit.checkpoint_every must be an integer from 1 to 1000000');
+    cfg.audit.checkpointEvery = n;
+  }
+  const log = (doc.log ?? {}) as Record<string, unknown>;
+  if (log.level !== undefined) {
+    if (typeof log.level !== 'string' || !LEVELS.includes(log.level)) fail(path, `log.level must be one of ${LEVELS.join(', ')}`);
+    cfg.log.level = log.level as ServeConfig['log']['level'];
+  }
+  return cfg;
+}
+
+export function parsePort(v: unknown, what = 'port'): number {
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' && typeof n !== 'bigint') throw new CustosError('config_invalid', `${what} must be a number from 0 to 65535`);
+  const p = Number(n);
+  if (!Number.isInteger(p) || p < 0 || p > 65535) throw new CustosError('config_invalid', `${what} must be a number from 0 to 65535`);
+  return p;
+}

@@ -1,0 +1,113 @@
+/**
+ * The `custos serve` process: unseal, listen, and shut down cleanly on SIGINT/SIGTERM
+ * (stop accepting, finish requests in flight, flush the audit log, write a checkpoint).
+ * Also the dev mode, which builds a throwaway vault in a temporary directory.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import { wipe } from '../core/bytes.js';
+import { buildHttpServer, assertLoopback } from '../frontends/http/server.js';
+import { Metrics } from '../frontends/http/metrics.js';
+import { initVault, openVault, SYSTEM, CONFIG_FILE } from '../vault/open.js';
+import { loadConfig, type ServeConfig } from './config.js';
+
+export const VERSION = '0.1.0';
+
+export interface RunningServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+export interface ServeOptions {
+  dataDir: string;
+  passphrase: Uint8Array;
+  config: ServeConfig;
+}
+
+export async function startServer(opts: ServeOptions): Promise<RunningServer> {
+  assertLoopback(opts.config.api.host);
+  const logger = pino({ level: opts.config.log.level, base: { service: 'custos' }, redact: ['req.headers.authorization'] });
+  const metrics = new Metrics();
+  const opened = await openVault({ dataDir: opts.dataDir, passphrase: opts.passphrase, checkpointEvery: opts.config.audit.checkpointEvery, metrics });
+  const app = await buildHttpServer({ vault: opened.vault, metrics, logger, version: VERSION });
+  try {
+    await app.listen({ host: opts.config.api.host, port: opts.config.api.port });
+  } catch (e) {
+    await opened.close();
+    throw e;
+  }
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : opts.config.api.port;
+  const host = opts.config.api.host.includes(':') ? `[${opts.config.api.host}]` : opts.config.api.host;
+  const url = `http://${host}:${port}`;
+  logger.info({ url, data_dir: opts.dataDir, vault_id: opened.vaultId }, 'listening');
+  let closing: Promise<void> | null = null;
+  return {
+    url,
+    close: () =>
+      (closing ??= (async () => {
+        await app.close();
+        await opened.close();
+        logger.info('stopped');
+      })()),
+  };
+}
+
+/** Installs SIGINT/SIGTERM handlers: first signal shuts down cleanly, a second one exits at once. */
+export function closeOnSignals(server: RunningServer, after?: () => void): void {
+  let signalled = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (signalled) process.exit(1);
+    signalled = true;
+    process.stderr.write(`custos: ${sig}, shutting down\n`);
+    server
+      .close()
+      .then(() => {
+        after?.();
+        process.exit(0);
+      })
+      .catch((e) => {
+        process.stderr.write(`custos: shutdown failed: ${(e as Error).message}\n`);
+        after?.();
+        process.exit(1);
+      });
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
+/** `custos serve --dev`: a throwaway unsealed vault with a demo key. Nothing persists. */
+export async function startDevServer(overrides: { port?: number; logLevel?: ServeConfig['log']['level'] }): Promise<{ server: RunningServer; token: string; dataDir: string }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'custos-dev-'));
+  const passphrase = new Uint8Array(randomBytes(32));
+  // Dev vaults are deleted on exit: a cheap scrypt cost keeps startup instant.
+  const { adminToken } = await initVault({ dataDir, passphrase, scrypt: { N: 2 ** 12, r: 8, p: 1 } });
+  const seeded = await openVault({ dataDir, passphrase });
+  try {
+    await seeded.vault.createKey({ principal: SYSTEM, requestId: 'dev-demo-key' }, { label: 'demo', algorithm: 'ed25519', exportable: false });
+  } finally {
+    await seeded.close();
+  }
+  const config = loadConfig(join(dataDir, CONFIG_FILE));
+  config.api.port = overrides.port ?? 8200;
+  config.log.level = overrides.logLevel ?? 'warn';
+  let server: RunningServer;
+  try {
+    server = await startServer({ dataDir, passphrase, config });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || overrides.port !== undefined) throw e;
+    config.api.port = 0;
+    server = await startServer({ dataDir, passphrase, config });
+  } finally {
+    wipe(passphrase);
+  }
+  const close = server.close;
+  return {
+    server: { url: server.url, close: async () => { await close(); rmSync(dataDir, { recursive: true, force: true }); } },
+    token: adminToken,
+    dataDir,
+  };
+}

@@ -1,0 +1,210 @@
+/**
+ * JSON schemas of the HTTP API. Fastify validates requests and serialises responses from
+ * these, and @fastify/swagger turns them into /v1/openapi.json: one source for all three.
+ * Every object is closed (`additionalProperties: false`): an unknown field is a 400.
+ */
+import { ALGORITHMS } from '../../core/types.js';
+import { IMPORT_FORMATS } from '../../keystore/import.js';
+
+const b64 = (description: string, maxLength = 349_528) => ({ type: 'string', pattern: '^[A-Za-z0-9+/_-]*={0,2}$', maxLength, description }) as const;
+
+export const errorSchema = {
+  $id: 'Error',
+  type: 'object',
+  required: ['code', 'message'],
+  properties: {
+    code: { type: 'string', description: 'Stable machine code, e.g. key_not_found or policy_denied:velocity.' },
+    message: { type: 'string', description: 'A sentence for a human.' },
+    request_id: { type: 'string' },
+  },
+} as const;
+
+export const keySchema = {
+  $id: 'Key',
+  type: 'object',
+  required: ['id', 'label', 'algorithm', 'state', 'exportable', 'origin', 'created_at', 'updated_at', 'public_key'],
+  properties: {
+    id: { type: 'string', description: 'Stable id, `key_` + 26 base32 characters.' },
+    label: { type: 'string' },
+    algorithm: { type: 'string', enum: [...ALGORITHMS] },
+    state: { type: 'string', enum: ['active', 'disabled', 'destroyed'] },
+    exportable: { type: 'boolean' },
+    origin: { type: 'string', enum: ['generated', 'imported'] },
+    created_at: { type: 'string', format: 'date-time' },
+    updated_at: { type: 'string', format: 'date-time' },
+    public_key: {
+      type: 'object',
+      required: ['raw', 'spki_pem'],
+      properties: {
+        raw: { type: 'string', description: 'Base64 of the raw public key: 32-byte Ed25519 point, 33-byte compressed secp256k1, 32-byte x-only BIP340, 65-byte uncompressed P-256, SPKI DER for RSA.' },
+        raw_hex: { type: 'string' },
+        spki_pem: { type: 'string' },
+        openssh: { type: ['string', 'null'], description: 'authorized_keys line, for algorithms SSH has (Ed25519, P-256, RSA).' },
+      },
+    },
+  },
+} as const;
+
+const keyParams = {
+  type: 'object',
+  required: ['key'],
+  properties: { key: { type: 'string', minLength: 1, maxLength: 128, description: 'Key id or label.' } },
+} as const;
+
+const errors = { 400: { $ref: 'Error#' }, 401: { $ref: 'Error#' }, 403: { $ref: 'Error#' }, 404: { $ref: 'Error#' }, 409: { $ref: 'Error#' }, 410: { $ref: 'Error#' }, 413: { $ref: 'Error#' }, 503: { $ref: 'Error#' } };
+const secured = [{ bearer: [] }];
+
+export const createKeySchema = {
+  summary: 'Generate a key inside the vault',
+  tags: ['keys'],
+  security: secured,
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['label', 'algorithm'],
+    properties: {
+      label: { type: 'string', minLength: 1, maxLength: 64 },
+      algorithm: { type: 'string', enum: [...ALGORITHMS] },
+      exportable: { type: 'boolean', default: false, description: 'Fixed at creation: whether the key may ever be exported (wrapped).' },
+    },
+  },
+  response: { 201: { $ref: 'Key#' }, ...errors },
+} as const;
+
+export const importKeySchema = {
+  summary: 'Import an existing private key',
+  tags: ['keys'],
+  security: secured,
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['label', 'format', 'material'],
+    properties: {
+      label: { type: 'string', minLength: 1, maxLength: 64 },
+      algorithm: { type: 'string', enum: [...ALGORITHMS], description: 'Required for raw and hex; checked against the material otherwise.' },
+      format: { type: 'string', enum: [...IMPORT_FORMATS], description: 'raw: base64 of the 32-byte secret; hex: the secret in hex; pkcs8: PEM text; openssh: the OpenSSH private key file text (unencrypted).' },
+      material: { type: 'string', minLength: 1, maxLength: 65_536 },
+      exportable: { type: 'boolean', default: false },
+    },
+  },
+  response: { 201: { $ref: 'Key#' }, ...errors },
+} as const;
+
+export const listKeysSchema = {
+  summary: 'List keys',
+  tags: ['keys'],
+  security: secured,
+  response: { 200: { type: 'object', required: ['keys'], properties: { keys: { type: 'array', items: { $ref: 'Key#' } } } }, ...errors },
+} as const;
+
+export const keySchemaRoute = (summary: string) =>
+  ({ summary, tags: ['keys'], security: secured, params: keyParams, response: { 200: { $ref: 'Key#' }, ...errors } }) as const;
+
+const signOptions = {
+  encoding: { type: 'string', enum: ['raw', 'der'], description: 'ECDSA only: raw r‖s or ASN.1 DER (default).' },
+  hash: { type: 'string', enum: ['sha256', 'sha384', 'sha512'], description: 'ECDSA (sha256) and RSA: hash applied to the message, or the digest’s hash.' },
+  padding: { type: 'string', enum: ['pkcs1', 'pss'], description: 'RSA only: PKCS#1 v1.5 (default) or PSS with salt length = hash length.' },
+} as const;
+
+export const signSchema = {
+  summary: 'Sign a message or a digest',
+  tags: ['signing'],
+  security: secured,
+  params: keyParams,
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      message: b64('Base64 of the message to sign.'),
+      digest: b64('Base64 of a pre-computed digest (ECDSA keys only).', 100),
+      aux_rand: b64('BIP340 only: base64 of 32 bytes of auxiliary randomness (random when absent).', 100),
+      ...signOptions,
+    },
+  },
+  response: {
+    200: {
+      type: 'object',
+      required: ['key_id', 'algorithm', 'signature', 'encoding', 'request_id'],
+      properties: {
+        key_id: { type: 'string' },
+        algorithm: { type: 'string' },
+        signature: { type: 'string', description: 'Base64.' },
+        encoding: { type: 'string', description: 'raw | der (ECDSA), bip340, pkcs1 | pss (RSA); Ed25519 is raw.' },
+        request_id: { type: 'string' },
+      },
+    },
+    ...errors,
+  },
+} as const;
+
+export const verifySchema = {
+  summary: 'Verify a signature with a vault key',
+  tags: ['signing'],
+  security: secured,
+  params: keyParams,
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['signature'],
+    properties: { message: b64('Base64 of the message.'), digest: b64('Base64 of the digest.', 100), signature: b64('Base64 of the signature.', 2000), ...signOptions },
+  },
+  response: { 200: { type: 'object', required: ['valid', 'key_id'], properties: { valid: { type: 'boolean' }, key_id: { type: 'string' } } }, ...errors },
+} as const;
+
+export const exportSchema = {
+  summary: 'Export an exportable key, wrapped to a recipient public key (custos-ecies-v1)',
+  tags: ['keys'],
+  security: secured,
+  params: keyParams,
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['kem', 'recipient_public_key'],
+    properties: {
+      kem: { type: 'string', enum: ['x25519', 'secp256k1'] },
+      recipient_public_key: b64('Base64 of the recipient public key: 32-byte X25519, or 33/65-byte SEC1 secp256k1.', 200),
+    },
+  },
+  response: {
+    200: {
+      type: 'object',
+      required: ['key_id', 'format', 'envelope'],
+      properties: { key_id: { type: 'string' }, format: { type: 'string', enum: ['custos-ecies-v1'] }, envelope: { type: 'string', description: 'Base64 of the envelope (format in the README).' } },
+    },
+    ...errors,
+  },
+} as const;
+
+export const auditSchema = {
+  summary: 'Recent audit entries',
+  tags: ['audit'],
+  security: secured,
+  querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'string', pattern: '^[0-9]{1,4}$' } } },
+  response: {
+    200: {
+      type: 'object',
+      properties: {
+        entries: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              seq: { type: 'integer' },
+              ts: { type: 'string' },
+              request_id: { type: 'string' },
+              principal: { type: 'string' },
+              operation: { type: 'string' },
+              key_id: { type: ['string', 'null'] },
+              key_label: { type: ['string', 'null'] },
+              outcome: { type: 'string' },
+              reason: { type: ['string', 'null'] },
+              details: { type: 'object', additionalProperties: true },
+              hash: { type: 'string' },
+            },
+          },
+        },
+      },
+    },
+    ...errors,
+  },
+} as const;

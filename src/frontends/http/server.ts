@@ -1,0 +1,241 @@
+/**
+ * The HTTP front end: JSON over /v1, bearer tokens, an OpenAPI document generated from the
+ * route schemas, /healthz and Prometheus /metrics. It decodes requests into vault calls and
+ * encodes the answers; every decision is the vault's.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import { randomUUID } from 'node:crypto';
+import { CustosError, isCustosError } from '../../core/errors.js';
+import { base64ToBytes, bytesToBase64, bytesToHex, utf8 } from '../../core/bytes.js';
+import type { Algorithm, AuditEntry, HashName, KeyRecord, Principal, RsaPadding, SignatureEncoding, SignOptions, SignPayload } from '../../core/types.js';
+import type { ImportFormat } from '../../keystore/import.js';
+import { publicKeyFormats, type Vault } from '../../vault/vault.js';
+import type { Kem } from '../../crypto/ecies.js';
+import { TokenAuthenticator } from './auth.js';
+import type { Metrics } from './metrics.js';
+import * as S from './schemas.js';
+
+export interface HttpOptions {
+  vault: Vault;
+  metrics: Metrics;
+  /** A pino logger; silent when absent. */
+  logger?: FastifyBaseLogger;
+  /** Maximum request body, bytes. */
+  bodyLimit?: number;
+  version?: string;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+}
+
+export function keyView(k: KeyRecord) {
+  const f = publicKeyFormats(k);
+  return {
+    id: k.id,
+    label: k.label,
+    algorithm: k.algorithm,
+    state: k.state,
+    exportable: k.exportable,
+    origin: k.origin,
+    created_at: k.createdAt,
+    updated_at: k.updatedAt,
+    public_key: { raw: bytesToBase64(f.raw), raw_hex: bytesToHex(f.raw), spki_pem: f.spkiPem, openssh: f.openssh },
+  };
+}
+
+function auditView(e: AuditEntry) {
+  return {
+    seq: e.seq,
+    ts: e.ts,
+    request_id: e.requestId,
+    principal: e.principal,
+    operation: e.operation,
+    key_id: e.keyId,
+    key_label: e.keyLabel,
+    outcome: e.outcome,
+    reason: e.reason,
+    details: e.details,
+    hash: bytesToHex(e.hash),
+  };
+}
+
+interface SignBody {
+  message?: string;
+  digest?: string;
+  aux_rand?: string;
+  encoding?: SignatureEncoding;
+  hash?: HashName;
+  padding?: RsaPadding;
+  signature?: string;
+}
+
+function payloadOf(body: SignBody): SignPayload {
+  if ((body.message === undefined) === (body.digest === undefined)) {
+    throw new CustosError('bad_request', 'Send exactly one of "message" or "digest" (base64).');
+  }
+  return body.message !== undefined ? { kind: 'message', bytes: base64ToBytes(body.message, 'message') } : { kind: 'digest', bytes: base64ToBytes(body.digest!, 'digest') };
+}
+
+function optionsOf(body: SignBody): SignOptions {
+  const o: SignOptions = {};
+  if (body.encoding !== undefined) o.encoding = body.encoding;
+  if (body.hash !== undefined) o.hash = body.hash;
+  if (body.padding !== undefined) o.padding = body.padding;
+  if (body.aux_rand !== undefined) o.auxRand = base64ToBytes(body.aux_rand, 'aux_rand');
+  return o;
+}
+
+export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstance> {
+  const { vault, metrics } = opts;
+  const auth = new TokenAuthenticator(vault.store);
+  const app = Fastify({
+    ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
+    bodyLimit: opts.bodyLimit ?? 512 * 1024,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
+    },
+    // Strict validation: unknown fields are errors, not silently removed; no type coercion.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true } },
+    return503OnClosing: true,
+    forceCloseConnections: true,
+  });
+
+  app.addSchema(S.errorSchema);
+  app.addSchema(S.keySchema);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'Custos vault API', version: opts.version ?? '0.1.0', description: 'Keys stay in the vault; every operation is authorised, audited, then performed.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+    reply.header('cache-control', 'no-store');
+    const url = req.url.split('?')[0]!;
+    if (url.startsWith('/v1/') && url !== '/v1/openapi.json') {
+      req.principal = await auth.authenticate(req.headers.authorization);
+    }
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    metrics.requests.inc({ route, method: req.method, status: String(reply.statusCode) });
+    metrics.latency.observe({ route }, reply.elapsedTime / 1000);
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    let status: number;
+    let code: string;
+    let message: string;
+    const e = err as Error & { code?: string; statusCode?: number; validation?: unknown; validationContext?: string };
+    if (isCustosError(err)) {
+      status = err.httpStatus;
+      code = err.fullCode;
+      message = err.message;
+    } else if (e.validation) {
+      status = 400;
+      code = 'bad_request';
+      message = `The request ${e.validationContext ?? ''} is invalid: ${e.message}`.replace(/\s+/g, ' ');
+    } else if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      status = 413;
+      code = 'payload_too_large';
+      message = 'The request body is larger than this API accepts.';
+    } else if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      status = 415;
+      code = 'unsupported_media_type';
+      message = 'Send the body as application/json.';
+    } else if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+      status = e.statusCode;
+      code = 'bad_request';
+      message = e instanceof SyntaxError || e.code?.includes('JSON') ? 'The request body is not valid JSON.' : e.message;
+    } else {
+      req.log.error({ err: { type: e.name, code: e.code } }, 'internal error');
+      status = 500;
+      code = isCustosError(err) ? err.fullCode : 'internal';
+      message = 'An internal error occurred; the operation was not completed. The server log has the request id.';
+    }
+    reply.code(status).send({ code, message, request_id: req.id });
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send({ code: 'not_found', message: `No route ${req.method} ${req.url.split('?')[0]}.`, request_id: req.id });
+  });
+
+  const ctx = (req: { principal?: Principal; id: string }) => ({ principal: req.principal!, requestId: req.id });
+
+  app.get('/healthz', { schema: { summary: 'Liveness and seal state', tags: ['system'] } }, async () => ({ status: 'ok', sealed: false }));
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['system'] } }, async (_req, reply) => {
+    reply.header('content-type', metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+  app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  app.get('/v1/keys', { schema: S.listKeysSchema }, async () => ({ keys: (await vault.listKeys()).map(keyView) }));
+
+  app.post<{ Body: { label: string; algorithm: Algorithm; exportable: boolean } }>('/v1/keys', { schema: S.createKeySchema }, async (req, reply) => {
+    const key = await vault.createKey(ctx(req), req.body);
+    reply.code(201);
+    return keyView(key);
+  });
+
+  app.post<{ Body: { label: string; algorithm?: Algorithm; format: ImportFormat; material: string; exportable: boolean } }>(
+    '/v1/keys/import',
+    { schema: S.importKeySchema },
+    async (req, reply) => {
+      const b = req.body;
+      const material = b.format === 'raw' ? base64ToBytes(b.material, 'material') : utf8(b.material);
+      const key = await vault.importKey(ctx(req), { label: b.label, algorithm: b.algorithm, format: b.format, material, exportable: b.exportable });
+      reply.code(201);
+      return keyView(key);
+    },
+  );
+
+  app.get<{ Params: { key: string } }>('/v1/keys/:key', { schema: S.keySchemaRoute('Show a key and its public key formats') }, async (req) => keyView(await vault.getKey(req.params.key)));
+
+  app.post<{ Params: { key: string } }>('/v1/keys/:key/disable', { schema: S.keySchemaRoute('Disable a key (it refuses to sign until enabled)') }, async (req) =>
+    keyView(await vault.setEnabled(ctx(req), req.params.key, false)),
+  );
+  app.post<{ Params: { key: string } }>('/v1/keys/:key/enable', { schema: S.keySchemaRoute('Enable a disabled key') }, async (req) =>
+    keyView(await vault.setEnabled(ctx(req), req.params.key, true)),
+  );
+  app.delete<{ Params: { key: string } }>('/v1/keys/:key', { schema: S.keySchemaRoute('Destroy a key: its sealed material is overwritten and deleted') }, async (req) =>
+    keyView(await vault.destroyKey(ctx(req), req.params.key)),
+  );
+
+  app.post<{ Params: { key: string }; Body: SignBody }>('/v1/keys/:key/sign', { schema: S.signSchema }, async (req) => {
+    const r = await vault.sign({ ...ctx(req), key: req.params.key, payload: payloadOf(req.body), options: optionsOf(req.body), context: { protocol: 'http' } });
+    return { key_id: r.keyId, algorithm: r.algorithm, signature: bytesToBase64(r.signature), encoding: r.encoding, request_id: req.id };
+  });
+
+  app.post<{ Params: { key: string }; Body: SignBody }>('/v1/keys/:key/verify', { schema: S.verifySchema }, async (req) => {
+    const { key, valid } = await vault.verify(req.params.key, payloadOf(req.body), base64ToBytes(req.body.signature!, 'signature'), optionsOf(req.body));
+    return { valid, key_id: key.id };
+  });
+
+  app.post<{ Params: { key: string }; Body: { kem: Kem; recipient_public_key: string } }>('/v1/keys/:key/export', { schema: S.exportSchema }, async (req) => {
+    const { key, envelope } = await vault.exportKey(ctx(req), req.params.key, { kem: req.body.kem, publicKey: base64ToBytes(req.body.recipient_public_key, 'recipient_public_key') });
+    return { key_id: key.id, format: 'custos-ecies-v1', envelope: bytesToBase64(envelope) };
+  });
+
+  app.get<{ Querystring: { limit?: string } }>('/v1/audit', { schema: S.auditSchema }, async (req) => {
+    const limit = Math.min(Math.max(Number(req.query.limit ?? 50), 1), 1000);
+    return { entries: (await vault.auditTail(limit)).map(auditView) };
+  });
+
+  return app;
+}
+
+/** The API listens on loopback only until TLS and client authentication exist. */
+export function assertLoopback(host: string): void {
+  const ok = host === 'localhost' || host === '::1' || /^127(?:\.\d{1,3}){3}$/.test(host);
+  if (!ok) {
+    throw new CustosError('config_invalid', `Refusing to serve the API on ${host}: without TLS it may listen on loopback only (127.0.0.1, ::1 or localhost).`);
+  }
+}
