@@ -1,0 +1,142 @@
+/**
+ * The store conformance suite: every Store implementation (SQLite now, PostgreSQL later)
+ * must pass it. Call `storeConformance(name, factory)` from the implementation's test file.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Store, Chainer } from '../../src/store/store.js';
+import { GENESIS_HASH } from '../../src/store/store.js';
+import type { AuditDraft, KeyRecord } from '../../src/core/types.js';
+import { CustosError } from '../../src/core/errors.js';
+import { chainHash } from '../../src/audit/chain.js';
+
+export type StoreFactory = () => Promise<{ store: Store; reopen(): Promise<Store>; dispose(): Promise<void> }>;
+
+let n = 0;
+function key(label: string, over: Partial<KeyRecord> = {}): KeyRecord {
+  n++;
+  const now = new Date().toISOString();
+  return {
+    id: `key_conformance${String(n).padStart(11, '0')}`,
+    label,
+    algorithm: 'ed25519',
+    publicKey: new Uint8Array(32).fill(n),
+    state: 'active',
+    exportable: false,
+    origin: 'generated',
+    version: 1,
+    createdAt: now,
+    updatedAt: now,
+    sealed: new Uint8Array(72).fill(7),
+    ...over,
+  };
+}
+
+const draft = (op: string, keyId: string | null = null): AuditDraft => ({
+  requestId: `r-${op}-${Math.random()}`,
+  principal: 'test',
+  operation: op,
+  keyId,
+  keyLabel: null,
+  outcome: 'ok',
+  reason: null,
+  details: { b: 2, a: 'x' },
+});
+
+const chain: Chainer = chainHash;
+
+export function storeConformance(name: string, factory: StoreFactory): void {
+  const withStore = (title: string, f: (s: Store, reopen: () => Promise<Store>) => Promise<void>) =>
+    test(`${name}: ${title}`, async () => {
+      const h = await factory();
+      try {
+        await h.store.migrate();
+        await f(h.store, h.reopen);
+      } finally {
+        await h.dispose();
+      }
+    });
+
+  withStore('meta is set once and survives a reopen', async (s, reopen) => {
+    assert.equal(await s.initMeta({ vault_id: 'v1', seal: '{}' }), true);
+    assert.equal(await s.initMeta({ vault_id: 'v2' }), false);
+    assert.equal(await s.getMeta('vault_id'), 'v1');
+    await s.close();
+    const s2 = await reopen();
+    assert.equal(await s2.getMeta('vault_id'), 'v1');
+    assert.equal(await s2.getMeta('absent'), null);
+  });
+
+  withStore('a committed key is found by id and by label, with every field intact', async (s) => {
+    const k = key('alpha', { exportable: true, origin: 'imported' });
+    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'insertKey', key: k }], audit: [draft('create', k.id)] }], chain, new Date().toISOString()), [null]);
+    const byId = await s.findKey(k.id);
+    const byLabel = await s.findKey('alpha');
+    assert.deepEqual(byId, k);
+    assert.deepEqual(byLabel, k);
+    assert.equal(await s.findKey('nope'), null);
+    assert.equal((await s.listKeys()).length, 1);
+  });
+
+  withStore('a unit that conflicts rolls back alone; the rest of the batch commits', async (s) => {
+    const a = key('dup');
+    const b = key('dup');
+    const c = key('other');
+    const res = await s.commit(
+      [
+        { mutations: [{ kind: 'insertKey', key: a }], audit: [draft('create', a.id)] },
+        { mutations: [{ kind: 'insertKey', key: b }], audit: [draft('create', b.id)] },
+        { mutations: [{ kind: 'insertKey', key: c }], audit: [draft('create', c.id)] },
+      ],
+      chain,
+      new Date().toISOString(),
+    );
+    assert.equal(res[0], null);
+    assert.ok(res[1] instanceof CustosError && res[1].code === 'label_taken');
+    assert.equal(res[2], null);
+    assert.equal(await s.findKey(b.id), null);
+    const head = await s.auditHead();
+    assert.equal(head.seq, 2, 'the failed unit left no audit entry');
+  });
+
+  withStore('audit entries chain from genesis, in order, across batches', async (s) => {
+    await s.commit([{ mutations: [], audit: [draft('a'), draft('b')] }], chain, '2026-01-01T00:00:00.000Z');
+    await s.commit([{ mutations: [], audit: [draft('c')] }], chain, '2026-01-01T00:00:01.000Z');
+    const all = await s.auditAfter(0, 100);
+    assert.deepEqual(all.map((e) => e.seq), [1, 2, 3]);
+    assert.deepEqual(all[0]!.prevHash, GENESIS_HASH);
+    assert.deepEqual(all[1]!.prevHash, all[0]!.hash);
+    assert.deepEqual(all[2]!.prevHash, all[1]!.hash);
+    assert.deepEqual(all[0]!.details, { a: 'x', b: 2 });
+    assert.deepEqual((await s.auditTail(2)).map((e) => e.operation), ['b', 'c']);
+    assert.equal((await s.auditHead()).seq, 3);
+  });
+
+  withStore('state changes and destroy: material gone, row kept as a tombstone', async (s) => {
+    const k = key('gamma');
+    await s.commit([{ mutations: [{ kind: 'insertKey', key: k }], audit: [] }], chain, new Date().toISOString());
+    await s.commit([{ mutations: [{ kind: 'setKeyState', id: k.id, state: 'disabled', updatedAt: 'later' }], audit: [] }], chain, new Date().toISOString());
+    assert.equal((await s.findKey(k.id))!.state, 'disabled');
+    await s.commit([{ mutations: [{ kind: 'destroyKey', id: k.id, updatedAt: 'later' }], audit: [] }], chain, new Date().toISOString());
+    const gone = await s.findKey(k.id);
+    assert.equal(gone!.state, 'destroyed');
+    assert.equal(gone!.sealed, null);
+    const again = await s.commit([{ mutations: [{ kind: 'setKeyState', id: k.id, state: 'active', updatedAt: 'x' }], audit: [] }], chain, new Date().toISOString());
+    assert.ok(again[0] instanceof CustosError && again[0].code === 'key_destroyed');
+    await s.purgeFreed();
+  });
+
+  withStore('tokens are found by hash only', async (s) => {
+    const hash = new Uint8Array(32).fill(9);
+    await s.commit([{ mutations: [{ kind: 'insertToken', token: { id: 't1', name: 'admin', hash, role: 'admin', createdAt: 'now' } }], audit: [] }], chain, 'now');
+    assert.equal((await s.findToken(hash))!.name, 'admin');
+    assert.equal(await s.findToken(new Uint8Array(32)), null);
+  });
+
+  withStore('checkpoints are stored and listed in order; integrity check is clean', async (s) => {
+    await s.putCheckpoint({ seq: 5, hash: new Uint8Array(32).fill(5), ts: 't5', signature: new Uint8Array(64) });
+    await s.putCheckpoint({ seq: 2, hash: new Uint8Array(32).fill(2), ts: 't2', signature: new Uint8Array(64) });
+    assert.deepEqual((await s.checkpoints()).map((c) => c.seq), [2, 5]);
+    assert.deepEqual(await s.integrityCheck(), []);
+  });
+}

@@ -1,0 +1,146 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { x25519 } from '@noble/curves/ed25519.js';
+import { makeVault, PASS } from '../helpers/tmpvault.js';
+import { CustosError } from '../../src/core/errors.js';
+import { openVault, DB_FILE } from '../../src/vault/open.js';
+import { decodeExportedKey, eciesDecrypt } from '../../src/crypto/ecies.js';
+import { publicKeyFromSecret, verifySignature } from '../../src/crypto/algorithms.js';
+
+const msg = (s: string) => ({ kind: 'message' as const, bytes: new TextEncoder().encode(s) });
+const isCode = (code: string) => (e: unknown) => e instanceof CustosError && e.fullCode === code;
+
+test('a wrong passphrase refuses to unseal with wrong_passphrase and leaves the database byte-identical', async () => {
+  const v = await makeVault();
+  await v.vault.createKey(v.ctx(), { label: 'k', algorithm: 'ed25519', exportable: false });
+  await v.close();
+  const hashDir = () =>
+    readdirSync(v.dataDir)
+      .sort()
+      .map((f) => `${f}:${createHash('sha256').update(readFileSync(join(v.dataDir, f))).digest('hex')}`)
+      .join(',');
+  const before = hashDir();
+  await assert.rejects(openVault({ dataDir: v.dataDir, passphrase: new TextEncoder().encode('not it') }), isCode('wrong_passphrase'));
+  assert.equal(hashDir(), before);
+  const again = await openVault({ dataDir: v.dataDir, passphrase: PASS });
+  assert.equal((await again.vault.getKey('k')).label, 'k');
+  await again.close();
+  await v.dispose();
+});
+
+test('key lifecycle: create, disable refuses to sign, enable, destroy gives key_destroyed for ever', async () => {
+  const v = await makeVault();
+  try {
+    const k = await v.vault.createKey(v.ctx(), { label: 'life', algorithm: 'ed25519', exportable: false });
+    assert.match(k.id, /^key_[a-z2-7]{26}$/);
+    await v.vault.setEnabled(v.ctx(), 'life', false);
+    await assert.rejects(v.vault.sign({ ...v.ctx(), key: 'life', payload: msg('x'), options: {}, context: {} }), isCode('key_disabled'));
+    await v.vault.setEnabled(v.ctx(), k.id, true);
+    const s = await v.vault.sign({ ...v.ctx(), key: k.id, payload: msg('x'), options: {}, context: {} });
+    assert.ok(verifySignature('ed25519', k.publicKey, msg('x'), s.signature, {}));
+    const sealedBefore = (await v.store.findKey(k.id))!.sealed!;
+    await v.vault.destroyKey(v.ctx(), 'life');
+    await assert.rejects(v.vault.sign({ ...v.ctx(), key: 'life', payload: msg('x'), options: {}, context: {} }), isCode('key_destroyed'));
+    await assert.rejects(v.vault.setEnabled(v.ctx(), 'life', true), isCode('key_destroyed'));
+    await assert.rejects(v.vault.createKey(v.ctx(), { label: 'life', algorithm: 'ed25519', exportable: false }), isCode('label_taken'));
+    // The sealed bytes are gone from the files on disk (secure_delete + WAL truncate).
+    const needle = Buffer.from(sealedBefore.subarray(0, 24));
+    for (const f of readdirSync(v.dataDir)) {
+      assert.equal(readFileSync(join(v.dataDir, f)).indexOf(needle), -1, `${f} still holds the destroyed envelope`);
+    }
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('a key record moved onto another key row fails with key_record_corrupt instead of signing', async () => {
+  const v = await makeVault();
+  try {
+    const a = await v.vault.createKey(v.ctx(), { label: 'a', algorithm: 'ed25519', exportable: false });
+    const b = await v.vault.createKey(v.ctx(), { label: 'b', algorithm: 'ed25519', exportable: false });
+    await v.close();
+    const db = new Database(join(v.dataDir, DB_FILE));
+    db.prepare('UPDATE keys SET sealed = (SELECT sealed FROM keys WHERE id = ?) WHERE id = ?').run(a.id, b.id);
+    db.close();
+    const re = await openVault({ dataDir: v.dataDir, passphrase: PASS });
+    await assert.rejects(re.vault.sign({ ...v.ctx(), key: 'b', payload: msg('x'), options: {}, context: {} }), isCode('key_record_corrupt'));
+    const sig = await re.vault.sign({ ...v.ctx(), key: 'a', payload: msg('x'), options: {}, context: {} });
+    assert.ok(verifySignature('ed25519', a.publicKey, msg('x'), sig.signature, {}));
+    const tail = await re.store.auditTail(3);
+    assert.ok(tail.some((e) => e.outcome === 'failed' && e.reason === 'key_record_corrupt'));
+    await re.close();
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('fail closed: when the audit log cannot be written, nothing is signed', async () => {
+  const v = await makeVault();
+  try {
+    await v.vault.createKey(v.ctx(), { label: 'fc', algorithm: 'ed25519', exportable: false });
+    await v.store.close(); // the database goes away under the vault, as on an I/O failure
+    await assert.rejects(v.vault.sign({ ...v.ctx(), key: 'fc', payload: msg('x'), options: {}, context: {} }), (e: unknown) => e instanceof CustosError && (e.code === 'audit_unavailable' || e.code === 'storage_unavailable'));
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('group commit: concurrent signs share transactions, and each is answered only once durable', async () => {
+  const v = await makeVault();
+  try {
+    await v.vault.createKey(v.ctx(), { label: 'gc', algorithm: 'ed25519', exportable: false });
+    const committer = (v.vault as unknown as { deps: { committer: { stats: { transactions: number; units: number } } } }).deps.committer;
+    const t0 = committer.stats.transactions;
+    const u0 = committer.stats.units;
+    const n = 64;
+    const results = await Promise.all(Array.from({ length: n }, (_, i) => v.vault.sign({ ...v.ctx(), key: 'gc', payload: msg(`m${i}`), options: {}, context: {} })));
+    assert.equal(results.length, n);
+    const tx = committer.stats.transactions - t0;
+    const units = committer.stats.units - u0;
+    assert.equal(units, 2 * n, 'a decided and an outcome unit per signature');
+    assert.ok(tx < units / 4, `expected batching: ${units} units in ${tx} transactions`);
+    const entries = await v.store.auditAfter(0, 10_000);
+    assert.equal(entries.filter((e) => e.operation === 'sign' && e.outcome === 'ok').length, n);
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('export: only exportable keys, only wrapped; the recipient recovers a working key', async () => {
+  const v = await makeVault();
+  try {
+    await v.vault.createKey(v.ctx(), { label: 'locked', algorithm: 'secp256k1', exportable: false });
+    const k = await v.vault.createKey(v.ctx(), { label: 'portable', algorithm: 'secp256k1', exportable: true });
+    const rsk = x25519.utils.randomSecretKey();
+    const rpk = x25519.getPublicKey(rsk);
+    await assert.rejects(v.vault.exportKey(v.ctx(), 'locked', { kem: 'x25519', publicKey: rpk }), isCode('key_not_exportable'));
+    const { envelope } = await v.vault.exportKey(v.ctx(), 'portable', { kem: 'x25519', publicKey: rpk });
+    const inner = decodeExportedKey(eciesDecrypt(rsk, envelope));
+    assert.equal(inner.algorithm, 'secp256k1');
+    assert.deepEqual(publicKeyFromSecret('secp256k1', inner.secret), k.publicKey);
+    const tail = await v.store.auditTail(10);
+    assert.ok(tail.some((e) => e.operation === 'export' && e.outcome === 'denied' && e.reason === 'key_not_exportable'));
+    assert.ok(tail.some((e) => e.operation === 'export' && e.outcome === 'ok' && typeof e.details.envelope_sha256 === 'string'));
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('audit entries hold hashes, never the message or key material', async () => {
+  const v = await makeVault();
+  try {
+    await v.vault.createKey(v.ctx(), { label: 'priv', algorithm: 'ed25519', exportable: false });
+    const secretMessage = 'attack at dawn, the password is hunter2';
+    await v.vault.sign({ ...v.ctx(), key: 'priv', payload: msg(secretMessage), options: {}, context: {} });
+    await v.close();
+    for (const f of readdirSync(v.dataDir)) {
+      assert.equal(readFileSync(join(v.dataDir, f)).indexOf(Buffer.from('hunter2')), -1, `${f} holds the message`);
+    }
+  } finally {
+    await v.dispose();
+  }
+});
