@@ -1,0 +1,213 @@
+/** The real `custos` executable end to end: init, serve, keys, sign/verify, audit, dev mode. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { tempDir } from '../helpers/tmpvault.js';
+import { custos, serve } from '../helpers/process.js';
+import { EXIT } from '../../src/cli/exit.js';
+
+const PASSENV = { CUSTOS_PASSPHRASE: 'cli test passphrase' };
+
+function initVault(dataDir: string): string {
+  const r = custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12'], PASSENV);
+  assert.equal(r.status, 0, r.stderr);
+  const token = /custos_[A-Za-z0-9_-]{43}/.exec(r.stdout)?.[0];
+  assert.ok(token, r.stdout);
+  return token;
+}
+
+test('every command answers --help with exit 0', () => {
+  for (const args of [[], ['init'], ['serve'], ['keys'], ['keys', 'create'], ['keys', 'import'], ['keys', 'export'], ['sign'], ['verify'], ['audit', 'verify'], ['audit', 'tail']]) {
+    const r = custos([...args, '--help']);
+    assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stdout, /Usage: custos/);
+  }
+});
+
+test('init makes a 0700 directory with 0600 files, prints the token once, and refuses a second init', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const dataDir = join(dir, 'v');
+    initVault(dataDir);
+    assert.equal(statSync(dataDir).mode & 0o777, 0o700);
+    for (const f of readdirSync(dataDir)) assert.equal(statSync(join(dataDir, f)).mode & 0o777, 0o600, f);
+    const before = createHash('sha256').update(readFileSync(join(dataDir, 'custos.db'))).digest('hex');
+    const again = custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12'], PASSENV);
+    assert.equal(again.status, EXIT.refused);
+    assert.match(again.stderr, /already exists/);
+    assert.equal(createHash('sha256').update(readFileSync(join(dataDir, 'custos.db'))).digest('hex'), before);
+  } finally {
+    cleanup();
+  }
+});
+
+test('init without any passphrase source explains the three ways to give one', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const r = custos(['init', '--data-dir', join(dir, 'v')], { CUSTOS_PASSPHRASE: undefined });
+    assert.equal(r.status, EXIT.usage);
+    assert.match(r.stderr, /--passphrase-file/);
+    assert.equal(existsSync(join(dir, 'v', 'custos.db')), false);
+  } finally {
+    cleanup();
+  }
+});
+
+test('serve with a wrong passphrase exits 2 with a sentence and touches nothing', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const dataDir = join(dir, 'v');
+    initVault(dataDir);
+    const snapshot = () => readdirSync(dataDir).sort().map((f) => `${f}:${createHash('sha256').update(readFileSync(join(dataDir, f))).digest('hex')}`).join();
+    const before = snapshot();
+    const r = custos(['serve', '--data-dir', dataDir, '--port', '0'], { CUSTOS_PASSPHRASE: 'wrong' });
+    assert.equal(r.status, EXIT.auth);
+    assert.match(r.stderr, /passphrase is wrong/);
+    assert.equal(snapshot(), before);
+  } finally {
+    cleanup();
+  }
+});
+
+test('serve refuses a non-loopback address and a broken config with a clear error', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const dataDir = join(dir, 'v');
+    initVault(dataDir);
+    const r = custos(['serve', '--data-dir', dataDir, '--host', '0.0.0.0'], PASSENV);
+    assert.equal(r.status, EXIT.usage);
+    assert.match(r.stderr, /loopback/);
+    writeFileSync(join(dir, 'bad.toml'), '[api]\nport = "lots"\n');
+    const c = custos(['serve', '--data-dir', dataDir, '--config', join(dir, 'bad.toml')], PASSENV);
+    assert.equal(c.status, EXIT.usage);
+    assert.match(c.stderr, /api.port/);
+  } finally {
+    cleanup();
+  }
+});
+
+test('keys, sign and verify through the CLI against a served vault; SIGTERM shuts down cleanly', async () => {
+  const { dir, cleanup } = tempDir();
+  const dataDir = join(dir, 'v');
+  const token = initVault(dataDir);
+  writeFileSync(join(dir, 'token'), token, { mode: 0o600 });
+  // The TOML config in the data dir is read: set the log level there.
+  writeFileSync(join(dataDir, 'custos.toml'), '[api]\nhost = "127.0.0.1"\n[log]\nlevel = "info"\n');
+  const s = await serve(['--data-dir', dataDir], PASSENV);
+  try {
+    const api = { CUSTOS_ADDR: s.url, CUSTOS_TOKEN: undefined };
+    const k = (args: string[]) => custos([...args, '--token-file', join(dir, 'token')], api);
+    let r = k(['keys', 'create', '--label', 'cli-ed', '--algorithm', 'ed25519']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /ssh-ed25519 AAAA/);
+    r = k(['keys', 'create', '--label', 'cli-k1', '--algorithm', 'secp256k1', '--json']);
+    assert.equal(JSON.parse(r.stdout).algorithm, 'secp256k1');
+    r = k(['keys', 'list']);
+    assert.match(r.stdout, /cli-ed/);
+    assert.match(r.stdout, /cli-k1/);
+    writeFileSync(join(dir, 'msg'), 'hello from the CLI');
+    r = k(['sign', '--key', 'cli-ed', '--in', join(dir, 'msg')]);
+    assert.equal(r.status, 0, r.stderr);
+    const sig = r.stdout.trim();
+    r = k(['verify', '--key', 'cli-ed', '--in', join(dir, 'msg'), '--signature', sig]);
+    assert.equal(r.status, 0);
+    assert.match(r.stdout, /valid/);
+    writeFileSync(join(dir, 'other'), 'tampered');
+    r = k(['verify', '--key', 'cli-ed', '--in', join(dir, 'other'), '--signature', sig]);
+    assert.equal(r.status, EXIT.checkFailed);
+    // A pre-hashed digest with ECDSA, DER and raw.
+    writeFileSync(join(dir, 'digest'), createHash('sha256').update('hello').digest());
+    r = k(['sign', '--key', 'cli-k1', '--in', join(dir, 'digest'), '--digest', '--encoding', 'raw', '--out', join(dir, 'sig.bin')]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(readFileSync(join(dir, 'sig.bin')).length, 64);
+    r = k(['verify', '--key', 'cli-k1', '--in', join(dir, 'digest'), '--digest', '--encoding', 'raw', '--signature-file', join(dir, 'sig.bin')]);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    // Import an OpenSSH key made by ssh-keygen and check the public key matches.
+    const ssh = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'imp', '-f', join(dir, 'idkey')]);
+    if (ssh.status === 0) {
+      r = k(['keys', 'import', '--label', 'from-ssh', '--format', 'openssh', '--in', join(dir, 'idkey')]);
+      assert.equal(r.status, 0, r.stderr);
+      const pub = readFileSync(join(dir, 'idkey.pub'), 'utf8').split(' ').slice(0, 2).join(' ');
+      assert.ok(r.stdout.includes(pub), r.stdout);
+    }
+    // Errors map to exit codes: unknown key 3, destroyed 4, bad token 2.
+    assert.equal(k(['keys', 'show', 'nope']).status, EXIT.notFound);
+    assert.equal(k(['keys', 'destroy', 'cli-k1', '--yes']).status, 0);
+    assert.equal(k(['sign', '--key', 'cli-k1', '--in', join(dir, 'msg')]).status, EXIT.refused);
+    assert.equal(custos(['keys', 'list', '--token', 'custos_' + 'x'.repeat(43)], { CUSTOS_ADDR: s.url }).status, EXIT.auth);
+    // Export wrapped, then unwrap with the recipient secret.
+    assert.equal(k(['keys', 'create', '--label', 'movable', '--algorithm', 'ed25519', '--exportable']).status, 0);
+    r = custos(['keys', 'recipient', '--secret-out', join(dir, 'recipient.key')]);
+    const recipientPub = r.stdout.trim();
+    assert.match(recipientPub, /^[0-9a-f]{64}$/);
+    r = k(['keys', 'export', 'movable', '--recipient', recipientPub, '--out', join(dir, 'movable.env')]);
+    assert.equal(r.status, 0, r.stderr);
+    r = custos(['keys', 'unwrap', '--in', join(dir, 'movable.env'), '--secret', join(dir, 'recipient.key'), '--out', join(dir, 'movable.secret')]);
+    assert.equal(r.status, 0, r.stderr);
+    const shown = JSON.parse(k(['keys', 'show', 'movable', '--json']).stdout);
+    assert.equal(JSON.parse(r.stdout).public_key, shown.public_key.raw_hex);
+    assert.equal(statSync(join(dir, 'movable.secret')).mode & 0o777, 0o600);
+  } finally {
+    const code = await s.stop('SIGTERM');
+    assert.equal(code, 0, s.output());
+    assert.match(s.output(), /"msg":"stopped"/);
+  }
+  try {
+    const v = custos(['audit', 'verify', '--data-dir', dataDir]);
+    assert.equal(v.status, 0, v.stdout + v.stderr);
+    assert.match(v.stdout, /audit chain OK/);
+    const t = custos(['audit', 'tail', '--data-dir', dataDir, '-n', '50', '--json']);
+    const entries = t.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    assert.ok(entries.some((e) => e.operation === 'sign' && e.outcome === 'denied' && e.reason === 'key_destroyed'));
+    assert.ok(entries.some((e) => e.operation === 'destroy' && e.outcome === 'ok'));
+  } finally {
+    cleanup();
+  }
+});
+
+test('dev mode: a throwaway vault with a demo key, a loud warning, and a curl command that signs', async () => {
+  const s = await serve(['--dev']);
+  try {
+    const out = s.output();
+    assert.match(out, /DEV MODE/);
+    assert.match(out, /Nothing persists/);
+    const token = /Token:\s+(custos_\S+)/.exec(out)![1]!;
+    const res = await fetch(`${s.url}/v1/keys/demo/sign`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ message: Buffer.from('hello').toString('base64') }),
+    });
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { algorithm: string; signature: string };
+    assert.equal(body.algorithm, 'ed25519');
+    // The printed curl command works as printed.
+    const curlLines = out.split('\n').filter((l) => l.trim().startsWith('curl') || l.trim().startsWith("-d '"));
+    const cmd = curlLines.map((l) => l.replace(/\\$/, '')).join(' ');
+    const curl = spawnSync('bash', ['-c', cmd], { encoding: 'utf8' });
+    if (curl.error === undefined && curl.status !== 127) {
+      assert.match(curl.stdout, /"signature"/, curl.stderr);
+    }
+  } finally {
+    const dataDir = /Data dir:\s+(\S+)/.exec(s.output())![1]!;
+    assert.equal(await s.stop('SIGINT'), 0);
+    assert.equal(existsSync(dataDir), false, 'dev data directory removed on exit');
+  }
+});
+
+test('a passphrase file works for init and serve, and trailing newlines are ignored', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    mkdirSync(join(dir, 'secrets'), { mode: 0o700 });
+    writeFileSync(join(dir, 'secrets', 'pass'), 'file passphrase\n', { mode: 0o600 });
+    const dataDir = join(dir, 'v');
+    const r = custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12', '--passphrase-file', join(dir, 'secrets', 'pass')], { CUSTOS_PASSPHRASE: undefined });
+    assert.equal(r.status, 0, r.stderr);
+    const s = await serve(['--data-dir', dataDir, '--passphrase-file', join(dir, 'secrets', 'pass')], { CUSTOS_PASSPHRASE: undefined });
+    assert.equal(await s.stop(), 0);
+  } finally {
+    cleanup();
+  }
+});
