@@ -157,6 +157,7 @@ export function buildCli(): Command {
       } finally {
         wipe(passphrase);
       }
+      process.stderr.write(`custos: listening on ${server.url}\n`);
       closeOnSignals(server);
     });
 
