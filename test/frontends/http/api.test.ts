@@ -677,8 +677,9 @@ describe('authentication', () => {
       const r = await call(m, u, b, { auth: null });
       if (r.status !== 401 && r.status !== 404) wrong.push(`${m} ${u} → ${r.status} ${r.text.slice(0, 60)}`);
     }
+    const state = (await call('GET', `/v1/keys/${k.label}`)).body.state;
     assert.deepEqual(wrong, [], `answered without a token:\n${wrong.join('\n')}`);
-    assert.equal((await call('GET', `/v1/keys/${k.label}`)).body.state, 'active', 'the key was not changed');
+    assert.equal(state, 'active', 'the key was not changed');
   });
 });
 

@@ -1,0 +1,38 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadConfig } from '../../src/daemon/config.js';
+import { DEFAULT_CONFIG_TOML } from '../../src/vault/open.js';
+import { CustosError } from '../../src/core/errors.js';
+import { tempDir } from '../helpers/tmpvault.js';
+
+test('the config written by init parses to the defaults', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    writeFileSync(join(dir, 'c.toml'), DEFAULT_CONFIG_TOML);
+    assert.deepEqual(loadConfig(join(dir, 'c.toml')), { api: { host: '127.0.0.1', port: 8200 }, audit: { checkpointEvery: 1000 }, log: { level: 'info' } });
+  } finally {
+    cleanup();
+  }
+});
+
+test('bad config files are refused with the file and the key named', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    for (const [body, re] of [
+      ['[api\nport=1', /not valid TOML/],
+      ['[api]\nport = 70000', /api.port/],
+      ['[api]\nhots = "x"', /unknown key api.hots/],
+      ['[nope]\n', /unknown section \[nope\]/],
+      ['[log]\nlevel = "loud"', /log.level/],
+      ['[audit]\ncheckpoint_every = 0', /checkpoint_every/],
+    ] as const) {
+      const p = join(dir, 'c.toml');
+      writeFileSync(p, body);
+      assert.throws(() => loadConfig(p), (e: unknown) => e instanceof CustosError && e.code === 'config_invalid' && re.test(e.message) && e.message.includes(p), body);
+    }
+  } finally {
+    cleanup();
+  }
+});
