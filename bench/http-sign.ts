@@ -16,7 +16,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createPublicKey, generateKeyPairSync, randomBytes, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
 import { closeSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { cpus, tmpdir } from 'node:os';
+import { constants as osConstants, cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -294,14 +294,18 @@ async function main(): Promise<void> {
 
   const root = mkdtempSync(join(tmpdir(), 'custos-bench-'));
   let server: Server | undefined;
-  const cleanup = (): void => {
-    if (server && !exited(server.child)) server.child.kill('SIGKILL');
-    rmSync(root, { recursive: true, force: true });
-  };
+  const removeRoot = (): void => rmSync(root, { recursive: true, force: true });
   const onSignal = (sig: NodeJS.Signals): void => {
     log(`${sig}: stopping`);
-    cleanup();
-    process.exit(130);
+    const finish = (): never => {
+      removeRoot();
+      process.exit(128 + (osConstants.signals[sig] ?? 1));
+    };
+    // Wait for the server to be gone, or it could recreate files in the directory being removed.
+    const child = server?.child;
+    if (!child || exited(child)) finish();
+    child.once('exit', finish);
+    child.kill('SIGKILL');
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -374,7 +378,7 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   } finally {
     if (server) await stopServer(server.child);
-    cleanup();
+    removeRoot();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
