@@ -297,13 +297,13 @@ async function main(): Promise<void> {
   const removeRoot = (): void => rmSync(root, { recursive: true, force: true });
   const onSignal = (sig: NodeJS.Signals): void => {
     log(`${sig}: stopping`);
-    const finish = (): never => {
+    const finish = (): void => {
       removeRoot();
       process.exit(128 + (osConstants.signals[sig] ?? 1));
     };
-    // Wait for the server to be gone, or it could recreate files in the directory being removed.
     const child = server?.child;
-    if (!child || exited(child)) finish();
+    if (!child || exited(child)) return finish();
+    // Wait for the server to be gone, or it could recreate files in the directory being removed.
     child.once('exit', finish);
     child.kill('SIGKILL');
   };

@@ -43,6 +43,7 @@ function keygen(name: string, args: string[], passphrase = '', comment = `${name
   const r = spawnSync('ssh-keygen', ['-q', ...args, '-N', passphrase, '-C', comment, '-f', file], {
     encoding: 'utf8',
   });
+  if (r.error) throw new Error('ssh-keygen is not installed: apt-get install -y openssh-client');
   assert.equal(r.status, 0, `ssh-keygen failed: ${r.stderr}`);
   const pub = fs.readFileSync(`${file}.pub`, 'utf8');
   const [type, b64, ...rest] = pub.trim().split(' ');
