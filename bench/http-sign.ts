@@ -126,20 +126,21 @@ function processCpuSeconds(pid: number): number | null {
 
 interface Server {
   child: ChildProcess;
+  /** Known once `waitForListening` has returned. */
   url: URL;
+  logPath: string;
   stderr(): string;
 }
 
 const exited = (child: ChildProcess): boolean => child.exitCode !== null || child.signalCode !== null;
 
 /**
- * Starts `custos serve` and waits for its "listening" log line. Its stdout (the pino log, one
- * or two lines a request at level info) goes to a file rather than a pipe: draining a pipe
- * would cost the load generator CPU, and an undrained one would stall the server.
+ * Starts `custos serve`. Its stdout (the pino log, one or two lines a request at level info)
+ * goes to a file rather than a pipe: draining a pipe would cost the load generator CPU, and
+ * an undrained one would stall the server.
  */
-async function startServer(dataDir: string, logPath: string, passphrase: string, cpuProfDir: string | undefined): Promise<Server> {
+function spawnServer(dataDir: string, logPath: string, passphrase: string, cpuProfDir: string | undefined): Server {
   const logFd = openSync(logPath, 'w');
-  let stderr = '';
   let child: ChildProcess;
   try {
     const nodeArgs = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', resolve(cpuProfDir)] : [];
@@ -151,14 +152,20 @@ async function startServer(dataDir: string, logPath: string, passphrase: string,
   } finally {
     closeSync(logFd); // the child holds its own copy
   }
+  let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => {
     stderr = (stderr + d).slice(-4000);
   });
-  const server: Server = { child, url: new URL(`http://${HOST}`), stderr: () => stderr };
+  return { child, url: new URL(`http://${HOST}`), logPath, stderr: () => stderr };
+}
+
+/** Waits for the server's "listening" log line and takes its address from it. */
+async function waitForListening(server: Server): Promise<void> {
+  const { child } = server;
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
-    if (exited(child)) throw new Error(`custos serve exited (${child.exitCode ?? child.signalCode}) before listening:\n${stderr}`);
-    for (const line of readFileSync(logPath, 'utf8').split('\n')) {
+    if (exited(child)) throw new Error(`custos serve exited (${child.exitCode ?? child.signalCode}) before listening:\n${server.stderr()}`);
+    for (const line of readFileSync(server.logPath, 'utf8').split('\n')) {
       if (!line.includes('"listening"')) continue;
       let entry: { msg?: unknown; url?: unknown };
       try {
@@ -170,11 +177,11 @@ async function startServer(dataDir: string, logPath: string, passphrase: string,
       const url = new URL(entry.url);
       if (url.hostname !== HOST) throw new Error(`custos serve listens on ${url.hostname}, not ${HOST}; refusing to send it traffic.`);
       server.url = url;
-      return server;
+      return;
     }
     await sleep(50);
   }
-  throw new Error(`custos serve did not log "listening" within 30 s:\n${stderr}`);
+  throw new Error(`custos serve did not log "listening" within 30 s:\n${server.stderr()}`);
 }
 
 /** SIGTERM lets the server flush and checkpoint (and write a CPU profile); SIGKILL if it hangs. */
@@ -324,7 +331,8 @@ async function main(): Promise<void> {
     const passphrase = randomBytes(24).toString('base64url');
     // Cheap scrypt: the vault is thrown away, and unsealing cost is not what is measured.
     const { adminToken } = await initVault({ dataDir, passphrase: new TextEncoder().encode(passphrase), scrypt: { N: 2 ** 12, r: 8, p: 1 } });
-    server = await startServer(dataDir, join(root, 'server.log'), passphrase, values['server-cpu-prof']);
+    server = spawnServer(dataDir, join(root, 'server.log'), passphrase, values['server-cpu-prof']);
+    await waitForListening(server);
     log(`custos serve (pid ${server.child.pid}) at ${server.url.origin}`);
 
     const client = new CustosClient({ addr: server.url.origin, token: adminToken });
