@@ -86,7 +86,7 @@ test('a rewritten chain (entry and every later hash recomputed) is caught by the
     await s.close();
     entries[2]!.outcome = 'denied';
     const db = new Database(join(v.dataDir, DB_FILE));
-    let prev = { seq: 0, hash: new Uint8Array(32) };
+    let prev: { seq: number; hash: Uint8Array } = { seq: 0, hash: new Uint8Array(32) };
     for (const e of entries) {
       const h = chainHash(prev, e.seq, e.ts, e);
       db.prepare('UPDATE audit SET outcome = ?, prev_hash = ?, hash = ? WHERE seq = ?').run(e.outcome, Buffer.from(prev.hash), Buffer.from(h), e.seq);

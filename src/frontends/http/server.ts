@@ -103,7 +103,16 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true } },
     return503OnClosing: true,
     forceCloseConnections: true,
+    // Longer than the schema's 128-character key reference, so the schema gives the error.
+    maxParamLength: 256,
+    // URLs the router cannot decode still get the API's error format and a request id.
+    frameworkErrors: (error, req, reply) => {
+      reply.header('x-request-id', req.id);
+      void (reply as unknown as { code(n: number): { send(b: unknown): void } }).code(400).send({ code: 'bad_request', message: `The request URL is malformed (${error.code}).`, request_id: req.id });
+    },
   });
+  // Only JSON bodies: anything else is a 415 with a sentence, not a schema error.
+  app.removeContentTypeParser('text/plain');
 
   app.addSchema(S.errorSchema);
   app.addSchema(S.keySchema);
@@ -118,8 +127,10 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
     reply.header('cache-control', 'no-store');
-    const url = req.url.split('?')[0]!;
-    if (url.startsWith('/v1/') && url !== '/v1/openapi.json') {
+    // Decide on the matched route, never on the raw URL: the router decodes percent-escapes,
+    // so `/%761/keys` matches `/v1/keys`. Every route needs a token unless it is marked public.
+    const config = req.routeOptions.config as { public?: boolean } | undefined;
+    if (req.routeOptions.url !== undefined && !config?.public) {
       req.principal = await auth.authenticate(req.headers.authorization);
     }
   });
@@ -168,14 +179,18 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     reply.code(404).send({ code: 'not_found', message: `No route ${req.method} ${req.url.split('?')[0]}.`, request_id: req.id });
   });
 
-  const ctx = (req: { principal?: Principal; id: string }) => ({ principal: req.principal!, requestId: req.id });
+  const ctx = (req: { principal?: Principal; id: string }) => {
+    if (!req.principal) throw new CustosError('unauthorized', 'This route needs an API token.');
+    return { principal: req.principal, requestId: req.id };
+  };
+  const open = { config: { public: true } };
 
-  app.get('/healthz', { schema: { summary: 'Liveness and seal state', tags: ['system'] } }, async () => ({ status: 'ok', sealed: false }));
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['system'] } }, async (_req, reply) => {
+  app.get('/healthz', { ...open, schema: { summary: 'Liveness and seal state', tags: ['system'] } }, async () => ({ status: 'ok', sealed: false }));
+  app.get('/metrics', { ...open, schema: { summary: 'Prometheus metrics', tags: ['system'] } }, async (_req, reply) => {
     reply.header('content-type', metrics.registry.contentType);
     return metrics.registry.metrics();
   });
-  app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/v1/openapi.json', { ...open, schema: { hide: true } }, async () => app.swagger());
 
   app.get('/v1/keys', { schema: S.listKeysSchema }, async () => ({ keys: (await vault.listKeys()).map(keyView) }));
 

@@ -620,7 +620,6 @@ describe('authentication', () => {
       ['POST', `/v1/keys/${k.label}/export`, { kem: 'x25519', recipient_public_key: x }],
       ['DELETE', `/v1/keys/${k.label}`, undefined],
       ['GET', '/v1/audit', undefined],
-      ['GET', '/v1/no-such-route', undefined],
     ];
     const wrong = `custos_${randomBytes(32).toString('base64url')}`;
     const badAuth: Array<string | null> = [
