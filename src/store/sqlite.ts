@@ -179,6 +179,18 @@ export class SqliteStore implements Store {
     }
   }
 
+  private readonly statements = new Map<string, Database.Statement>();
+
+  /** Prepared once per connection: preparing costs more than running these small statements. */
+  private stmt(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st;
+  }
+
   private run<T>(f: () => T): T {
     try {
       return f();
@@ -190,8 +202,8 @@ export class SqliteStore implements Store {
   async migrate(): Promise<void> {
     this.run(() => {
       this.db.exec(SCHEMA);
-      const v = this.db.prepare("SELECT value FROM meta WHERE name='schema_version'").get() as { value: string } | undefined;
-      if (!v) this.db.prepare("INSERT INTO meta(name, value) VALUES ('schema_version', ?)").run(String(SCHEMA_VERSION));
+      const v = this.stmt("SELECT value FROM meta WHERE name='schema_version'").get() as { value: string } | undefined;
+      if (!v) this.stmt("INSERT INTO meta(name, value) VALUES ('schema_version', ?)").run(String(SCHEMA_VERSION));
       else if (Number(v.value) > SCHEMA_VERSION) {
         throw new CustosError('database_corrupt', `The database ${this.path} was written by a newer Custos (schema ${v.value}); upgrade Custos.`);
       }
@@ -199,15 +211,15 @@ export class SqliteStore implements Store {
   }
 
   async getMeta(name: string): Promise<string | null> {
-    return this.run(() => (this.db.prepare('SELECT value FROM meta WHERE name = ?').get(name) as { value: string } | undefined)?.value ?? null);
+    return this.run(() => (this.stmt('SELECT value FROM meta WHERE name = ?').get(name) as { value: string } | undefined)?.value ?? null);
   }
 
   async initMeta(values: Record<string, string>): Promise<boolean> {
     return this.run(() =>
       this.db.transaction(() => {
-        const exists = this.db.prepare('SELECT 1 FROM meta WHERE name = ?');
+        const exists = this.stmt('SELECT 1 FROM meta WHERE name = ?');
         if (Object.keys(values).some((k) => exists.get(k))) return false;
-        const ins = this.db.prepare('INSERT INTO meta(name, value) VALUES (?, ?)');
+        const ins = this.stmt('INSERT INTO meta(name, value) VALUES (?, ?)');
         for (const [k, v] of Object.entries(values)) ins.run(k, v);
         return true;
       }).immediate(),
@@ -216,18 +228,18 @@ export class SqliteStore implements Store {
 
   async findKey(ref: string): Promise<KeyRecord | null> {
     return this.run(() => {
-      const r = this.db.prepare('SELECT * FROM keys WHERE id = ? OR label = ? ORDER BY id = ? DESC LIMIT 1').get(ref, ref, ref) as KeyRow | undefined;
+      const r = this.stmt('SELECT * FROM keys WHERE id = ? OR label = ? ORDER BY id = ? DESC LIMIT 1').get(ref, ref, ref) as KeyRow | undefined;
       return r ? toKey(r) : null;
     });
   }
 
   async listKeys(): Promise<KeyRecord[]> {
-    return this.run(() => (this.db.prepare('SELECT * FROM keys ORDER BY created_at, id').all() as KeyRow[]).map(toKey));
+    return this.run(() => (this.stmt('SELECT * FROM keys ORDER BY created_at, id').all() as KeyRow[]).map(toKey));
   }
 
   async findToken(hash: Uint8Array): Promise<ApiToken | null> {
     return this.run(() => {
-      const r = this.db.prepare('SELECT * FROM api_tokens WHERE hash = ?').get(Buffer.from(hash)) as
+      const r = this.stmt('SELECT * FROM api_tokens WHERE hash = ?').get(Buffer.from(hash)) as
         | { id: string; name: string; hash: Buffer; role: 'admin'; created_at: string }
         | undefined;
       return r ? { id: r.id, name: r.name, hash: u8(r.hash), role: r.role, createdAt: r.created_at } : null;
@@ -239,8 +251,8 @@ export class SqliteStore implements Store {
       case 'insertKey': {
         const k = m.key;
         try {
-          this.db
-            .prepare('INSERT INTO keys (id, label, algorithm, public_key, state, exportable, origin, version, created_at, updated_at, sealed) VALUES (?,?,?,?,?,?,?,?,?,?,?)')
+          this
+            .stmt('INSERT INTO keys (id, label, algorithm, public_key, state, exportable, origin, version, created_at, updated_at, sealed) VALUES (?,?,?,?,?,?,?,?,?,?,?)')
             .run(k.id, k.label, k.algorithm, Buffer.from(k.publicKey), k.state, k.exportable ? 1 : 0, k.origin, k.version, k.createdAt, k.updatedAt, k.sealed ? Buffer.from(k.sealed) : null);
         } catch (e) {
           if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE' || (e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
@@ -251,32 +263,32 @@ export class SqliteStore implements Store {
         return;
       }
       case 'setKeyState': {
-        const r = this.db.prepare("UPDATE keys SET state = ?, updated_at = ? WHERE id = ? AND state != 'destroyed'").run(m.state, m.updatedAt, m.id);
+        const r = this.stmt("UPDATE keys SET state = ?, updated_at = ? WHERE id = ? AND state != 'destroyed'").run(m.state, m.updatedAt, m.id);
         if (r.changes !== 1) throw new CustosError('key_destroyed', 'The key was destroyed; its state can no longer change.');
         return;
       }
       case 'destroyKey': {
         // Overwrite in place first, then drop: with secure_delete the freed bytes are zeroed too.
-        this.db.prepare('UPDATE keys SET sealed = zeroblob(length(sealed)) WHERE id = ? AND sealed IS NOT NULL').run(m.id);
-        const r = this.db.prepare("UPDATE keys SET sealed = NULL, state = 'destroyed', updated_at = ? WHERE id = ? AND state != 'destroyed'").run(m.updatedAt, m.id);
+        this.stmt('UPDATE keys SET sealed = zeroblob(length(sealed)) WHERE id = ? AND sealed IS NOT NULL').run(m.id);
+        const r = this.stmt("UPDATE keys SET sealed = NULL, state = 'destroyed', updated_at = ? WHERE id = ? AND state != 'destroyed'").run(m.updatedAt, m.id);
         if (r.changes !== 1) throw new CustosError('key_destroyed', 'The key was already destroyed.');
         return;
       }
       case 'insertToken': {
         const t = m.token;
-        this.db.prepare('INSERT INTO api_tokens (id, name, hash, role, created_at) VALUES (?,?,?,?,?)').run(t.id, t.name, Buffer.from(t.hash), t.role, t.createdAt);
+        this.stmt('INSERT INTO api_tokens (id, name, hash, role, created_at) VALUES (?,?,?,?,?)').run(t.id, t.name, Buffer.from(t.hash), t.role, t.createdAt);
         return;
       }
     }
   }
 
   private readHead(): ChainHead {
-    const r = this.db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: Buffer } | undefined;
+    const r = this.stmt('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: Buffer } | undefined;
     return r ? { seq: r.seq, hash: u8(r.hash) } : { seq: 0, hash: GENESIS_HASH };
   }
 
   async commit(units: WriteUnit[], chain: Chainer, ts: string): Promise<Array<Error | null>> {
-    const insert = this.db.prepare(
+    const insert = this.stmt(
       'INSERT INTO audit (seq, ts, request_id, principal, operation, key_id, key_label, outcome, reason, details, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
     );
     const results: Array<Error | null> = [];
@@ -314,22 +326,22 @@ export class SqliteStore implements Store {
   }
 
   async auditAfter(afterSeq: number, limit: number): Promise<AuditEntry[]> {
-    return this.run(() => (this.db.prepare('SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?').all(afterSeq, limit) as AuditRow[]).map(toAudit));
+    return this.run(() => (this.stmt('SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?').all(afterSeq, limit) as AuditRow[]).map(toAudit));
   }
 
   async auditTail(limit: number): Promise<AuditEntry[]> {
-    return this.run(() => (this.db.prepare('SELECT * FROM audit ORDER BY seq DESC LIMIT ?').all(limit) as AuditRow[]).map(toAudit).reverse());
+    return this.run(() => (this.stmt('SELECT * FROM audit ORDER BY seq DESC LIMIT ?').all(limit) as AuditRow[]).map(toAudit).reverse());
   }
 
   async putCheckpoint(cp: AuditCheckpoint): Promise<void> {
     this.run(() =>
-      this.db.prepare('INSERT OR IGNORE INTO audit_checkpoints (seq, hash, ts, signature) VALUES (?,?,?,?)').run(cp.seq, Buffer.from(cp.hash), cp.ts, Buffer.from(cp.signature)),
+      this.stmt('INSERT OR IGNORE INTO audit_checkpoints (seq, hash, ts, signature) VALUES (?,?,?,?)').run(cp.seq, Buffer.from(cp.hash), cp.ts, Buffer.from(cp.signature)),
     );
   }
 
   async checkpoints(): Promise<AuditCheckpoint[]> {
     return this.run(() =>
-      (this.db.prepare('SELECT * FROM audit_checkpoints ORDER BY seq').all() as Array<{ seq: number; hash: Buffer; ts: string; signature: Buffer }>).map((r) => ({
+      (this.stmt('SELECT * FROM audit_checkpoints ORDER BY seq').all() as Array<{ seq: number; hash: Buffer; ts: string; signature: Buffer }>).map((r) => ({
         seq: r.seq,
         hash: u8(r.hash),
         ts: r.ts,
