@@ -51,6 +51,9 @@ const keyParams = {
   properties: { key: { type: 'string', minLength: 1, maxLength: 128, description: 'Key id or label.' } },
 } as const;
 
+const labelProp = { type: 'string', minLength: 1, maxLength: 64 } as const;
+const exportableProp = { type: 'boolean', default: false, description: 'Fixed at creation: whether the key may ever be exported (wrapped).' } as const;
+
 const errors = { 400: { $ref: 'Error#' }, 401: { $ref: 'Error#' }, 403: { $ref: 'Error#' }, 404: { $ref: 'Error#' }, 409: { $ref: 'Error#' }, 410: { $ref: 'Error#' }, 413: { $ref: 'Error#' }, 503: { $ref: 'Error#' } };
 const secured = [{ bearer: [] }];
 
@@ -63,9 +66,9 @@ export const createKeySchema = {
     additionalProperties: false,
     required: ['label', 'algorithm'],
     properties: {
-      label: { type: 'string', minLength: 1, maxLength: 64 },
+      label: labelProp,
       algorithm: { type: 'string', enum: [...ALGORITHMS] },
-      exportable: { type: 'boolean', default: false, description: 'Fixed at creation: whether the key may ever be exported (wrapped).' },
+      exportable: exportableProp,
     },
   },
   response: { 201: { $ref: 'Key#' }, ...errors },
@@ -80,11 +83,11 @@ export const importKeySchema = {
     additionalProperties: false,
     required: ['label', 'format', 'material'],
     properties: {
-      label: { type: 'string', minLength: 1, maxLength: 64 },
+      label: labelProp,
       algorithm: { type: 'string', enum: [...ALGORITHMS], description: 'Required for raw and hex; checked against the material otherwise.' },
       format: { type: 'string', enum: [...IMPORT_FORMATS], description: 'raw: base64 of the 32-byte secret; hex: the secret in hex; pkcs8: PEM text; openssh: the OpenSSH private key file text (unencrypted).' },
       material: { type: 'string', minLength: 1, maxLength: 65_536 },
-      exportable: { type: 'boolean', default: false },
+      exportable: exportableProp,
     },
   },
   response: { 201: { $ref: 'Key#' }, ...errors },
