@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync, existsSy
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { tempDir } from '../helpers/tmpvault.js';
-import { custos, serve } from '../helpers/process.js';
+import { BIN, ROOT, custos, serve } from '../helpers/process.js';
 import { EXIT } from '../../src/cli/exit.js';
 import { requireTool } from '../helpers/require.js';
 
@@ -206,6 +206,34 @@ test('a passphrase file works for init and serve, and trailing newlines are igno
     const r = custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12', '--passphrase-file', join(dir, 'secrets', 'pass')], { CUSTOS_PASSPHRASE: undefined });
     assert.equal(r.status, 0, r.stderr);
     const s = await serve(['--data-dir', dataDir, '--passphrase-file', join(dir, 'secrets', 'pass')], { CUSTOS_PASSPHRASE: undefined });
+    assert.equal(await s.stop(), 0);
+  } finally {
+    cleanup();
+  }
+});
+
+test('on a terminal, init prompts twice without echo, and serve accepts the passphrase given there', async (t) => {
+  if (!requireTool(t, 'python3', 'python3')) return;
+  const { dir, cleanup } = tempDir();
+  try {
+    const dataDir = join(dir, 'v');
+    const drive = join(ROOT, 'test', 'helpers', 'tty-drive.py');
+    const r = spawnSync('python3', [drive, process.execPath, BIN, 'init', '--data-dir', dataDir, '--scrypt-log-n', '12'], {
+      env: { ...process.env, CUSTOS_PASSPHRASE: undefined, TTY_ANSWERS: 'typed on a tty\ntyped on a tty' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /Vault passphrase:/);
+    assert.match(r.stdout, /Repeat passphrase:/);
+    assert.doesNotMatch(r.stdout, /typed on a tty/, 'the passphrase was echoed');
+    const mismatch = spawnSync('python3', [drive, process.execPath, BIN, 'init', '--data-dir', join(dir, 'w')], {
+      env: { ...process.env, CUSTOS_PASSPHRASE: undefined, TTY_ANSWERS: 'one passphrase\nanother one' },
+      encoding: 'utf8',
+    });
+    assert.equal(mismatch.status, EXIT.usage);
+    assert.match(mismatch.stdout, /differ/);
+    const s = await serve(['--data-dir', dataDir], { CUSTOS_PASSPHRASE: 'typed on a tty' });
     assert.equal(await s.stop(), 0);
   } finally {
     cleanup();
