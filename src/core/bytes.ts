@@ -3,25 +3,46 @@ import { timingSafeEqual } from 'node:crypto';
 import { CustosError } from './errors.js';
 
 const HEX_RE = /^(?:[0-9a-fA-F]{2})*$/;
-const B64_RE = /^[A-Za-z0-9+/_-]*={0,2}$/;
+const B64_RE = /^(?:[A-Za-z0-9+/]*|[A-Za-z0-9_-]*)={0,2}$/;
+
+/**
+ * Decodes into memory of its own. `Buffer.from(string)` takes small results from Node's
+ * shared 8 KiB pool, where a decoded secret would outlive `wipe()` of the returned view.
+ */
+function decodeUnpooled(s: string, encoding: 'hex' | 'base64' | 'base64url'): Uint8Array {
+  const buf = Buffer.allocUnsafeSlow(Buffer.byteLength(s, encoding));
+  const n = buf.write(s, encoding);
+  return new Uint8Array(buf.buffer, buf.byteOffset, n);
+}
 
 /** Decodes hex strictly (even length, hex digits only): `Buffer.from(x, 'hex')` silently truncates. */
 export function hexToBytes(hex: string, what = 'value'): Uint8Array {
   const s = hex.trim();
   if (!HEX_RE.test(s)) throw new CustosError('bad_request', `The ${what} is not valid hex.`);
-  return new Uint8Array(Buffer.from(s, 'hex'));
+  return decodeUnpooled(s, 'hex');
 }
 
 export function bytesToHex(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 }
 
-/** Decodes standard or URL-safe base64 strictly; Node's decoder ignores garbage, we do not. */
+/**
+ * Decodes standard or URL-safe base64 strictly: one alphabet, padding absent or exact, and
+ * canonical trailing bits, so that one byte string has one accepted encoding. Node's own
+ * decoder skips garbage and accepts "=" as an empty string; we do not.
+ */
 export function base64ToBytes(s: string, what = 'value'): Uint8Array {
-  if (!B64_RE.test(s) || s.replace(/=+$/, '').length % 4 === 1) {
-    throw new CustosError('bad_request', `The ${what} is not valid base64.`);
+  const bad = () => new CustosError('bad_request', `The ${what} is not valid base64.`);
+  const body = s.replace(/=+$/, '');
+  if (!B64_RE.test(s) || body.length % 4 === 1 || (body.length !== s.length && s.length % 4 !== 0)) throw bad();
+  const url = /[-_]/.test(body);
+  const out = decodeUnpooled(body, url ? 'base64url' : 'base64');
+  const again = Buffer.from(out.buffer, out.byteOffset, out.byteLength).toString(url ? 'base64url' : 'base64').replace(/=+$/, '');
+  if (again !== body) {
+    out.fill(0);
+    throw bad();
   }
-  return new Uint8Array(Buffer.from(s, s.includes('-') || s.includes('_') ? 'base64url' : 'base64'));
+  return out;
 }
 
 export function bytesToBase64(b: Uint8Array): string {

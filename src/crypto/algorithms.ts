@@ -75,7 +75,10 @@ export async function generateSecret(alg: Algorithm): Promise<Uint8Array> {
         modulusLength: info.rsaBits!,
         publicExponent: 0x10001,
       });
-      return new Uint8Array(privateKey.export({ format: 'der', type: 'pkcs8' }));
+      const der = privateKey.export({ format: 'der', type: 'pkcs8' });
+      const out = Uint8Array.from(der);
+      der.fill(0);
+      return out;
     }
   }
 }
@@ -105,7 +108,8 @@ export function validateSecret(alg: Algorithm, secret: Uint8Array): void {
 
 function rsaKeyObject(pkcs8: Uint8Array): KeyObject {
   try {
-    const key = createPrivateKey({ key: Buffer.from(pkcs8), format: 'der', type: 'pkcs8' });
+    // A view, not a copy: no second copy of the secret to forget to wipe.
+    const key = createPrivateKey({ key: Buffer.from(pkcs8.buffer, pkcs8.byteOffset, pkcs8.byteLength), format: 'der', type: 'pkcs8' });
     if (key.asymmetricKeyType !== 'rsa') throw new Error('not rsa');
     return key;
   } catch {

@@ -48,7 +48,7 @@ function ecScalarFromKeyObject(key: KeyObject): Uint8Array {
 function fromPkcs8(pem: Uint8Array, wanted: Algorithm | undefined): ImportedSecret {
   let key: KeyObject;
   try {
-    key = createPrivateKey({ key: Buffer.from(pem), format: 'pem' });
+    key = createPrivateKey({ key: Buffer.from(pem.buffer, pem.byteOffset, pem.byteLength), format: 'pem' });
   } catch {
     throw invalid('The material is not a readable unencrypted PKCS#8 (or PKCS#1/SEC1) PEM private key.');
   }
@@ -69,7 +69,10 @@ function fromPkcs8(pem: Uint8Array, wanted: Algorithm | undefined): ImportedSecr
       const bits = key.asymmetricKeyDetails?.modulusLength;
       const found = `rsa-${bits}` as Algorithm;
       if (!(found in ALGORITHM_INFO)) throw invalid(`RSA keys of ${bits} bits are not supported (2048, 3072 and 4096 are).`);
-      return { algorithm: checkWanted(found, wanted), secret: new Uint8Array(key.export({ format: 'der', type: 'pkcs8' })) };
+      const der = key.export({ format: 'der', type: 'pkcs8' });
+      const secret = Uint8Array.from(der);
+      der.fill(0);
+      return { algorithm: checkWanted(found, wanted), secret };
     }
     default:
       throw invalid(`Keys of type ${key.asymmetricKeyType} are not supported.`);

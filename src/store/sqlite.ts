@@ -274,6 +274,12 @@ export class SqliteStore implements Store {
         if (r.changes !== 1) throw new CustosError('key_destroyed', 'The key was already destroyed.');
         return;
       }
+      case 'assertKeyActive': {
+        const r = this.stmt('SELECT state FROM keys WHERE id = ?').get(m.id) as { state: string } | undefined;
+        if (!r || r.state === 'destroyed') throw new CustosError('key_destroyed', 'The key was destroyed while this request was in progress; nothing was signed.');
+        if (r.state !== 'active') throw new CustosError('key_disabled', 'The key was disabled while this request was in progress; nothing was signed.');
+        return;
+      }
       case 'insertToken': {
         const t = m.token;
         this.stmt('INSERT INTO api_tokens (id, name, hash, role, created_at) VALUES (?,?,?,?,?)').run(t.id, t.name, Buffer.from(t.hash), t.role, t.createdAt);
@@ -359,8 +365,15 @@ export class SqliteStore implements Store {
   }
 
   /** Moves the WAL into the main file and truncates it, so destroyed material leaves the WAL too. */
-  async purgeFreed(): Promise<void> {
-    this.run(() => this.db.pragma('wal_checkpoint(TRUNCATE)'));
+  async purgeFreed(): Promise<boolean> {
+    // TRUNCATE waits for readers via the busy handler, but a reader that keeps a snapshot
+    // open (another process's long `audit verify`) makes it report busy: retry briefly.
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const [r] = this.run(() => this.db.pragma('wal_checkpoint(TRUNCATE)')) as Array<{ busy: number; log: number; checkpointed: number }>;
+      if (r && r.busy === 0 && r.log === r.checkpointed) return true;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return false;
   }
 
   async close(): Promise<void> {

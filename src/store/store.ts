@@ -15,7 +15,12 @@ export type StateMutation =
   | { kind: 'setKeyState'; id: string; state: Exclude<KeyState, 'destroyed'>; updatedAt: string }
   /** Overwrites the sealed material, then removes it; the row stays as a tombstone. */
   | { kind: 'destroyKey'; id: string; updatedAt: string }
-  | { kind: 'insertToken'; token: ApiToken };
+  | { kind: 'insertToken'; token: ApiToken }
+  /**
+   * Fails the unit (`key_disabled` / `key_destroyed`) unless the key is active at commit time:
+   * a sign or export that raced a disable or destroy is refused instead of slipping through.
+   */
+  | { kind: 'assertKeyActive'; id: string };
 
 export interface WriteUnit {
   mutations: StateMutation[];
@@ -60,8 +65,11 @@ export interface Store {
   checkpoints(): Promise<AuditCheckpoint[]>;
   /** Storage-level consistency check; returns [] when sound, or the problems found. */
   integrityCheck(): Promise<string[]>;
-  /** Makes overwritten data (a destroyed key's envelope) unrecoverable from logs and free pages. */
-  purgeFreed(): Promise<void>;
+  /**
+   * Makes overwritten data (a destroyed key's envelope) unrecoverable from logs and free
+   * pages. Returns false when it could not finish (another reader holds the log); retry later.
+   */
+  purgeFreed(): Promise<boolean>;
   close(): Promise<void>;
 }
 

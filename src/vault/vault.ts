@@ -39,6 +39,17 @@ export function checkLabel(label: string): void {
 
 const sha256hex = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
+const isKeyStateError = (e: unknown): e is CustosError => isCustosError(e) && (e.code === 'key_disabled' || e.code === 'key_destroyed');
+
+/**
+ * What the audit log records for a key reference that matched no key: the reference itself
+ * when it has the form of a label or id, else only its hash, so hostile input (control
+ * characters, escape sequences) never reaches a log reader's terminal.
+ */
+function auditRef(ref: string): string {
+  return LABEL_RE.test(ref) ? ref : `sha256:${createHash('sha256').update(ref, 'utf8').digest('hex').slice(0, 32)}`;
+}
+
 export interface PublicKeyFormats {
   raw: Uint8Array;
   spkiPem: string;
@@ -75,6 +86,7 @@ interface Ctx {
 
 export class Vault {
   private readonly policy: Policy;
+  private purgePending = false;
 
   constructor(private readonly deps: VaultDeps) {
     this.policy = deps.policy ?? allowAll;
@@ -95,10 +107,18 @@ export class Vault {
     throw err;
   }
 
+  /**
+   * Commits an audit entry for a key operation, together with a check that the key is still
+   * active at that moment: a request racing a disable or destroy loses the race.
+   */
+  private async commitGuarded(key: KeyRecord, entry: AuditDraft): Promise<void> {
+    await this.deps.committer.commit({ mutations: [{ kind: 'assertKeyActive', id: key.id }], audit: [entry] });
+  }
+
   /** Finds a key by id or label, for an operation that needs it usable. */
   private async usableKey(ctx: Ctx, operation: string, ref: string): Promise<KeyRecord> {
     const key = await this.deps.store.findKey(ref);
-    if (!key) return this.refuse(ctx, operation, { id: null, label: ref.slice(0, 80) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
+    if (!key) return this.refuse(ctx, operation, { id: null, label: auditRef(ref) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
     if (key.state === 'destroyed') return this.refuse(ctx, operation, key, new CustosError('key_destroyed', `The key ${key.label} was destroyed; it can no longer be used.`));
     if (key.state === 'disabled') return this.refuse(ctx, operation, key, new CustosError('key_disabled', `The key ${key.label} is disabled; enable it first.`));
     return key;
@@ -154,12 +174,12 @@ export class Vault {
 
   /** `material` is wiped here once read. */
   async importKey(ctx: Ctx, req: { label: string; algorithm?: Algorithm; format: ImportFormat; material: Uint8Array; exportable: boolean }): Promise<KeyRecord> {
-    checkLabel(req.label);
     let imported;
     try {
+      checkLabel(req.label);
       imported = importSecret(req.format, req.material, req.algorithm);
     } catch (e) {
-      if (isCustosError(e)) return this.refuse(ctx, 'import', { id: null, label: req.label }, e, { format: req.format });
+      if (isCustosError(e) && e.code !== 'invalid_label') return this.refuse(ctx, 'import', { id: null, label: req.label }, e, { format: req.format });
       throw e;
     } finally {
       wipe(req.material);
@@ -175,7 +195,7 @@ export class Vault {
   async setEnabled(ctx: Ctx, ref: string, enabled: boolean): Promise<KeyRecord> {
     const operation = enabled ? 'enable' : 'disable';
     const key = await this.deps.store.findKey(ref);
-    if (!key) return this.refuse(ctx, operation, { id: null, label: ref.slice(0, 80) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
+    if (!key) return this.refuse(ctx, operation, { id: null, label: auditRef(ref) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
     if (key.state === 'destroyed') return this.refuse(ctx, operation, key, new CustosError('key_destroyed', `The key ${key.label} was destroyed.`));
     const now = new Date().toISOString();
     await this.deps.committer.commit({
@@ -188,7 +208,7 @@ export class Vault {
 
   async destroyKey(ctx: Ctx, ref: string): Promise<KeyRecord> {
     const key = await this.deps.store.findKey(ref);
-    if (!key) return this.refuse(ctx, 'destroy', { id: null, label: ref.slice(0, 80) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
+    if (!key) return this.refuse(ctx, 'destroy', { id: null, label: auditRef(ref) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
     if (key.state === 'destroyed') return this.refuse(ctx, 'destroy', key, new CustosError('key_destroyed', `The key ${key.label} was already destroyed.`));
     this.deps.backend.forget(key.id);
     const now = new Date().toISOString();
@@ -197,7 +217,9 @@ export class Vault {
       audit: [this.draft(ctx, 'destroy', key, 'ok', null)],
     });
     this.deps.backend.forget(key.id);
-    await this.deps.store.purgeFreed();
+    // The destroy is committed; wiping the old bytes out of the WAL is best effort here and
+    // retried at shutdown (a reader holding the WAL open can postpone it).
+    this.purgePending = !(await this.deps.store.purgeFreed().catch(() => false));
     return { ...key, state: 'destroyed', sealed: null, updatedAt: now };
   }
 
@@ -217,7 +239,12 @@ export class Vault {
       return this.refuse(ctx, 'sign', key, new CustosError('policy_denied', 'This request needs approvals, which this vault does not support yet.', { tag: 'approval' }), details);
     }
     // Persist before sign: the decision is durable before the backend is asked.
-    await this.deps.committer.audit(this.draft(ctx, 'sign', key, 'decided', null, details));
+    try {
+      await this.commitGuarded(key, this.draft(ctx, 'sign', key, 'decided', null, details));
+    } catch (e) {
+      if (isKeyStateError(e)) return this.refuse(ctx, 'sign', key, e, details);
+      throw e;
+    }
     let out;
     try {
       out = await this.deps.backend.sign(key, () => this.deps.keyring.openSecret(key), req.payload, req.options);
@@ -226,7 +253,17 @@ export class Vault {
       await this.deps.committer.audit(this.draft(ctx, 'sign', key, 'failed', err.fullCode, details));
       throw err;
     }
-    await this.deps.committer.audit(this.draft(ctx, 'sign', key, 'ok', null, { ...details, signature_sha256: sha256hex(out.signature), encoding: out.encoding }));
+    // The signature leaves only with its durable outcome entry, and only if the key is still
+    // active: a destroy that committed while we signed wins, and the signature is dropped.
+    try {
+      await this.commitGuarded(key, this.draft(ctx, 'sign', key, 'ok', null, { ...details, signature_sha256: sha256hex(out.signature), encoding: out.encoding }));
+    } catch (e) {
+      if (isKeyStateError(e)) {
+        this.deps.backend.forget(key.id);
+        await this.deps.committer.audit(this.draft(ctx, 'sign', key, 'failed', e.fullCode, details));
+      }
+      throw e;
+    }
     this.deps.metrics?.signed(key.algorithm);
     return { keyId: key.id, algorithm: key.algorithm, signature: out.signature, encoding: out.encoding };
   }
@@ -249,11 +286,17 @@ export class Vault {
     if (decision.kind !== 'allow') {
       return this.refuse(ctx, 'export', key, new CustosError('policy_denied', decision.kind === 'deny' ? decision.reason : 'Export needs approvals.', { tag: decision.kind === 'deny' ? decision.tag : 'approval' }), details);
     }
-    await this.deps.committer.audit(this.draft(ctx, 'export', key, 'decided', null, details));
-    const secret = this.deps.keyring.openSecret(key);
+    try {
+      await this.commitGuarded(key, this.draft(ctx, 'export', key, 'decided', null, details));
+    } catch (e) {
+      if (isKeyStateError(e)) return this.refuse(ctx, 'export', key, e, details);
+      throw e;
+    }
+    let secret: Uint8Array | undefined;
     let plaintext: Uint8Array | undefined;
     let envelope: Uint8Array;
     try {
+      secret = this.deps.keyring.openSecret(key);
       plaintext = encodeExportedKey(key.algorithm, key.publicKey, secret);
       envelope = eciesEncrypt(recipient.kem, recipient.publicKey, plaintext);
     } catch (e) {
@@ -263,7 +306,12 @@ export class Vault {
     } finally {
       wipe(secret, plaintext);
     }
-    await this.deps.committer.audit(this.draft(ctx, 'export', key, 'ok', null, { ...details, envelope_sha256: sha256hex(envelope) }));
+    try {
+      await this.commitGuarded(key, this.draft(ctx, 'export', key, 'ok', null, { ...details, envelope_sha256: sha256hex(envelope) }));
+    } catch (e) {
+      if (isKeyStateError(e)) await this.deps.committer.audit(this.draft(ctx, 'export', key, 'failed', e.fullCode, details));
+      throw e;
+    }
     return { key, envelope };
   }
 
@@ -273,6 +321,7 @@ export class Vault {
 
   async close(): Promise<void> {
     await this.deps.committer.close();
+    if (this.purgePending) await this.deps.store.purgeFreed().catch(() => false);
     this.deps.backend.close();
     this.deps.keyring.destroy();
   }

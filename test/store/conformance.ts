@@ -117,7 +117,11 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     await s.commit([{ mutations: [{ kind: 'insertKey', key: k }], audit: [] }], chain, new Date().toISOString());
     await s.commit([{ mutations: [{ kind: 'setKeyState', id: k.id, state: 'disabled', updatedAt: 'later' }], audit: [] }], chain, new Date().toISOString());
     assert.equal((await s.findKey(k.id))!.state, 'disabled');
+    const guarded = await s.commit([{ mutations: [{ kind: 'assertKeyActive', id: k.id }], audit: [draft('sign', k.id)] }], chain, new Date().toISOString());
+    assert.ok(guarded[0] instanceof CustosError && guarded[0].code === 'key_disabled', 'a disabled key fails the guard');
     await s.commit([{ mutations: [{ kind: 'destroyKey', id: k.id, updatedAt: 'later' }], audit: [] }], chain, new Date().toISOString());
+    const gone0 = await s.commit([{ mutations: [{ kind: 'assertKeyActive', id: k.id }], audit: [draft('sign', k.id)] }], chain, new Date().toISOString());
+    assert.ok(gone0[0] instanceof CustosError && gone0[0].code === 'key_destroyed', 'a destroyed key fails the guard');
     const gone = await s.findKey(k.id);
     assert.equal(gone!.state, 'destroyed');
     assert.equal(gone!.sealed, null);

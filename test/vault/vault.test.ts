@@ -10,6 +10,7 @@ import { CustosError } from '../../src/core/errors.js';
 import { openVault, DB_FILE } from '../../src/vault/open.js';
 import { decodeExportedKey, eciesDecrypt } from '../../src/crypto/ecies.js';
 import { publicKeyFromSecret, verifySignature } from '../../src/crypto/algorithms.js';
+import type { Backend } from '../../src/backends/backend.js';
 
 const msg = (s: string) => ({ kind: 'message' as const, bytes: new TextEncoder().encode(s) });
 const isCode = (code: string) => (e: unknown) => e instanceof CustosError && e.fullCode === code;
@@ -140,6 +141,56 @@ test('audit entries hold hashes, never the message or key material', async () =>
     for (const f of readdirSync(v.dataDir)) {
       assert.equal(readFileSync(join(v.dataDir, f)).indexOf(Buffer.from('hunter2')), -1, `${f} holds the message`);
     }
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('signs racing a destroy: none is answered after the destroy commits, and no prepared key survives it', async () => {
+  const v = await makeVault();
+  try {
+    const k = await v.vault.createKey(v.ctx(), { label: 'racy', algorithm: 'ed25519', exportable: false });
+    // A backend that takes its time, as an HSM does, so the destroy lands between a sign's
+    // durable decision and its outcome.
+    const deps = (v.vault as unknown as { deps: { backend: Backend } }).deps;
+    const software = deps.backend;
+    deps.backend = {
+      name: 'slow',
+      sign: async (...args) => {
+        await new Promise((r) => setTimeout(r, 30));
+        return software.sign(...args);
+      },
+      forget: (id) => software.forget(id),
+      close: () => software.close(),
+    };
+    const signs = Array.from({ length: 20 }, (_, i) =>
+      v.vault.sign({ ...v.ctx(), key: 'racy', payload: msg(`r${i}`), options: {}, context: {} }).then(
+        () => 'signed',
+        (e: CustosError) => e.code,
+      ),
+    );
+    while ((await v.store.auditHead()).seq < 2 + 20) await new Promise((r) => setImmediate(r));
+    await v.vault.destroyKey(v.ctx(), 'racy');
+    const outcomes = await Promise.all(signs);
+    assert.deepEqual(new Set(outcomes), new Set(['key_destroyed']), 'every sign decided before the destroy but finishing after it is refused');
+    const entries = await v.store.auditAfter(0, 10_000);
+    const destroySeq = entries.find((e) => e.operation === 'destroy' && e.outcome === 'ok')!.seq;
+    assert.deepEqual(entries.filter((e) => e.operation === 'sign' && e.outcome === 'ok'), [], 'a signature was released');
+    assert.equal(entries.filter((e) => e.operation === 'sign' && e.outcome === 'failed' && e.reason === 'key_destroyed' && e.seq > destroySeq).length, 20);
+    const cache = (software as unknown as { cache: Map<string, unknown> }).cache;
+    assert.equal(cache.has(k.id), false, 'the destroyed key is still prepared in memory');
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('an unknown key reference with control characters is audited as a hash, never verbatim', async () => {
+  const v = await makeVault();
+  try {
+    const hostile = 'x\n   999 2026-01-01 token:admin destroy payments \u001b[2J';
+    await assert.rejects(v.vault.sign({ ...v.ctx(), key: hostile, payload: msg('x'), options: {}, context: {} }), isCode('key_not_found'));
+    const [e] = await v.store.auditTail(1);
+    assert.match(e!.keyLabel!, /^sha256:[0-9a-f]{32}$/);
   } finally {
     await v.dispose();
   }
