@@ -1,14 +1,19 @@
 /**
  * Envelope encryption of key material. Each key's secret is sealed with XChaCha20-Poly1305
- * under a key-encryption key derived from the root key; the associated data binds the vault,
- * the key's id, version and algorithm, so a record copied onto another key's row, or edited,
- * does not decrypt (`key_record_corrupt`) instead of signing with the wrong key.
+ * under a key-encryption key derived from the root key. The associated data binds the vault
+ * and everything about the key that must not change behind the vault's back: id, version,
+ * algorithm, public key, exportable flag and origin. A record copied onto another key's row,
+ * or edited in the database (say `exportable` flipped, or the public key swapped for an
+ * attacker's address), does not decrypt (`key_record_corrupt`) instead of being believed.
  */
+import { createHash } from 'node:crypto';
 import { CustosError } from '../core/errors.js';
 import { utf8, wipe } from '../core/bytes.js';
 import type { KeyRecord } from '../core/types.js';
 import { open, seal } from '../crypto/aead.js';
 import { deriveSubkey } from '../crypto/kdf.js';
+
+type BoundFields = Pick<KeyRecord, 'id' | 'version' | 'algorithm' | 'publicKey' | 'exportable' | 'origin'>;
 
 export class Keyring {
   private readonly kek: Uint8Array;
@@ -17,11 +22,12 @@ export class Keyring {
     this.kek = deriveSubkey(root, utf8(vaultId), 'custos/v1/key-encryption');
   }
 
-  private ad(k: Pick<KeyRecord, 'id' | 'version' | 'algorithm'>): Uint8Array {
-    return utf8(`custos-key-v1\n${this.vaultId}\n${k.id}\n${k.version}\n${k.algorithm}`);
+  private ad(k: BoundFields): Uint8Array {
+    const pub = createHash('sha256').update(k.publicKey).digest('hex');
+    return utf8(`custos-key-v1\n${this.vaultId}\n${k.id}\n${k.version}\n${k.algorithm}\n${pub}\n${k.exportable ? 1 : 0}\n${k.origin}`);
   }
 
-  sealSecret(k: Pick<KeyRecord, 'id' | 'version' | 'algorithm'>, secret: Uint8Array): Uint8Array {
+  sealSecret(k: BoundFields, secret: Uint8Array): Uint8Array {
     return seal(this.kek, secret, this.ad(k));
   }
 
@@ -36,6 +42,12 @@ export class Keyring {
       );
     }
     return secret;
+  }
+
+  /** Authenticates a record's bound fields (public key, exportable, ...) without keeping the secret. */
+  checkRecord(k: KeyRecord): void {
+    if (!k.sealed) return;
+    this.openSecret(k).fill(0);
   }
 
   destroy(): void {

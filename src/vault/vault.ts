@@ -124,14 +124,18 @@ export class Vault {
     return key;
   }
 
+  /** A key as stored, its bound fields (public key, exportable) authenticated by its envelope. */
   async getKey(ref: string): Promise<KeyRecord> {
     const key = await this.deps.store.findKey(ref);
     if (!key) throw new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`);
+    this.deps.keyring.checkRecord(key);
     return key;
   }
 
-  listKeys(): Promise<KeyRecord[]> {
-    return this.deps.store.listKeys();
+  async listKeys(): Promise<KeyRecord[]> {
+    const keys = await this.deps.store.listKeys();
+    for (const k of keys) this.deps.keyring.checkRecord(k);
+    return keys;
   }
 
   private async storeNewKey(ctx: Ctx, operation: 'create' | 'import', label: string, algorithm: Algorithm, secret: Uint8Array, exportable: boolean): Promise<KeyRecord> {

@@ -195,3 +195,24 @@ test('an unknown key reference with control characters is audited as a hash, nev
     await v.dispose();
   }
 });
+
+test('fields edited in the database behind the vault (exportable, public key) are caught as key_record_corrupt', async () => {
+  const v = await makeVault();
+  try {
+    const k = await v.vault.createKey(v.ctx(), { label: 'pinned', algorithm: 'secp256k1', exportable: false });
+    const other = await v.vault.createKey(v.ctx(), { label: 'other', algorithm: 'secp256k1', exportable: false });
+    await v.close();
+    const db = new Database(join(v.dataDir, DB_FILE));
+    db.prepare('UPDATE keys SET exportable = 1 WHERE id = ?').run(k.id);
+    db.prepare('UPDATE keys SET public_key = ? WHERE id = ?').run(Buffer.from(k.publicKey), other.id);
+    db.close();
+    const re = await openVault({ dataDir: v.dataDir, passphrase: PASS });
+    const rpk = x25519.getPublicKey(x25519.utils.randomSecretKey());
+    await assert.rejects(re.vault.exportKey(v.ctx(), 'pinned', { kem: 'x25519', publicKey: rpk }), isCode('key_record_corrupt'));
+    await assert.rejects(re.vault.getKey('other'), isCode('key_record_corrupt'));
+    await assert.rejects(re.vault.sign({ ...v.ctx(), key: 'other', payload: msg('x'), options: {}, context: {} }), isCode('key_record_corrupt'));
+    await re.close();
+  } finally {
+    await v.dispose();
+  }
+});
