@@ -94,6 +94,9 @@ export function buildCli(): Command {
         out('Admin API token (shown once; only its hash is stored, keep it safe):');
         out(`  ${r.adminToken}`);
         out('');
+        out('Audit public key (record it outside the vault; `custos audit verify --audit-key` checks the log against it):');
+        out(`  ${r.auditPublicKey}`);
+        out('');
         out(`Start it with: custos serve --data-dir ${dataDir}`);
       } finally {
         wipe(passphrase);
@@ -114,6 +117,8 @@ export function buildCli(): Command {
       if (o.dev) {
         if (o.dataDir) throw new CustosError('bad_request', '--dev makes its own temporary vault; drop --data-dir.');
         const dev = await startDevServer({ port: o.port !== undefined ? parsePort(o.port, '--port') : undefined, logLevel: o.logLevel });
+        closeOnSignals(dev.server);
+        dev.server.announce();
         const bar = '='.repeat(78);
         process.stdout.write(
           [
@@ -139,7 +144,6 @@ export function buildCli(): Command {
             '',
           ].join('\n') + '\n',
         );
-        closeOnSignals(dev.server);
         return;
       }
       if (!o.dataDir) throw new CustosError('bad_request', 'Give --data-dir DIR (a vault made by `custos init`), or --dev for a throwaway vault.');
@@ -157,8 +161,9 @@ export function buildCli(): Command {
       } finally {
         wipe(passphrase);
       }
-      process.stderr.write(`custos: listening on ${server.url}\n`);
       closeOnSignals(server);
+      server.announce();
+      process.stderr.write(`custos: listening on ${server.url}\n`);
     });
 
   const keys = program.command('keys').description('Manage keys in a running vault (over the HTTP API)');
@@ -300,13 +305,20 @@ export function buildCli(): Command {
     .command('verify')
     .description('Check every link and signed checkpoint of the audit chain; names the first bad entry')
     .requiredOption('--data-dir <dir>', 'vault directory')
+    .option('--audit-key <hex>', 'the audit public key printed by `custos init` (else the copy in the database is trusted)')
     .option('--json', 'print JSON')
-    .action(async (o: { dataDir: string; json?: boolean }) => {
+    .action(async (o: { dataDir: string; auditKey?: string; json?: boolean }) => {
       const tty = process.stderr.isTTY && !o.json;
-      const report = await verifyAudit(resolve(o.dataDir), (done, total) => {
-        if (tty) process.stderr.write(`\rverifying ${done}/${total} entries (${total ? Math.floor((100 * done) / total) : 100}%)`);
+      const auditKey = o.auditKey ? hexToBytes(o.auditKey, 'audit key') : undefined;
+      if (auditKey && auditKey.length !== 32) throw new CustosError('bad_request', 'The audit key is 32 bytes (64 hex digits), as printed by `custos init`.');
+      const report = await verifyAudit(resolve(o.dataDir), {
+        auditKey,
+        onProgress: (done, total) => {
+          if (tty) process.stderr.write(`\rverifying ${done}/${total} entries (${total ? Math.floor((100 * done) / total) : 100}%)`);
+        },
       });
       if (tty) process.stderr.write('\n');
+      if (!auditKey) process.stderr.write('custos: checkpoints were checked with the audit key stored in the database; pass --audit-key (printed by `custos init`) to also catch a log re-signed with a substituted key.\n');
       if (o.json) out(JSON.stringify(report));
       else if (report.ok) out(`audit chain OK: ${report.entries} entries, ${report.checkpoints} signed checkpoints, head ${report.headSeq} ${report.headHash}`);
       else out(`audit chain BROKEN at entry ${report.firstBad!.seq}: ${report.firstBad!.problem} (${report.entries} entries before it verified)`);

@@ -16,9 +16,10 @@ function stripNewline(b: Uint8Array): Uint8Array {
 
 async function prompt(question: string): Promise<Uint8Array> {
   const stdin = process.stdin;
-  process.stderr.write(question);
+  // Echo goes off before the prompt appears, so nothing typed early is ever shown.
   stdin.setRawMode(true);
   stdin.resume();
+  process.stderr.write(question);
   const chunks: number[] = [];
   try {
     await new Promise<void>((resolve, reject) => {
@@ -59,6 +60,9 @@ export async function readPassphrase(opts: { file?: string; confirm?: boolean })
     }
   } else if (process.env.CUSTOS_PASSPHRASE !== undefined) {
     pass = utf8(process.env.CUSTOS_PASSPHRASE);
+    // Not inherited by anything this process starts. (/proc/PID/environ keeps the original:
+    // prefer --passphrase-file on shared machines.)
+    delete process.env.CUSTOS_PASSPHRASE;
   } else if (process.stdin.isTTY) {
     pass = await prompt('Vault passphrase: ');
     if (opts.confirm) {

@@ -18,6 +18,8 @@ export const VERSION = '0.1.0';
 
 export interface RunningServer {
   url: string;
+  /** Logs that the server is ready; call once signal handlers are in place. */
+  announce(): void;
   close(): Promise<void>;
 }
 
@@ -43,10 +45,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const port = typeof addr === 'object' && addr ? addr.port : opts.config.api.port;
   const host = opts.config.api.host.includes(':') ? `[${opts.config.api.host}]` : opts.config.api.host;
   const url = `http://${host}:${port}`;
-  logger.info({ url, data_dir: opts.dataDir, vault_id: opened.vaultId }, 'listening');
   let closing: Promise<void> | null = null;
   return {
     url,
+    announce: () => logger.info({ url, data_dir: opts.dataDir, vault_id: opened.vaultId }, 'listening'),
     close: () =>
       (closing ??= (async () => {
         await app.close();
@@ -106,7 +108,7 @@ export async function startDevServer(overrides: { port?: number; logLevel?: Serv
   }
   const close = server.close;
   return {
-    server: { url: server.url, close: async () => { await close(); rmSync(dataDir, { recursive: true, force: true }); } },
+    server: { url: server.url, announce: server.announce, close: async () => { await close(); rmSync(dataDir, { recursive: true, force: true }); } },
     token: adminToken,
     dataDir,
   };

@@ -75,6 +75,8 @@ export interface InitOptions {
 
 export interface InitResult {
   vaultId: string;
+  /** Ed25519 key that signs audit checkpoints; keep it outside the vault to verify the log. */
+  auditPublicKey: string;
   /** Shown to the operator once; only its SHA-256 is stored. */
   adminToken: string;
 }
@@ -112,7 +114,7 @@ export async function initVault(opts: InitOptions): Promise<InitResult> {
     const configPath = join(opts.dataDir, CONFIG_FILE);
     if (!existsSync(configPath)) writeFileSync(configPath, DEFAULT_CONFIG_TOML, { mode: 0o600 });
     fsyncDir(opts.dataDir);
-    return { vaultId, adminToken };
+    return { vaultId, adminToken, auditPublicKey: bytesToHex(auditSigner.publicKey) };
   } finally {
     wipe(root);
     seal.destroy();
@@ -164,6 +166,15 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
     if (bytesToHex(auditSigner.publicKey) !== bytesToHex(auditPublicKey)) {
       throw new CustosError('database_corrupt', 'The audit public key stored in the database does not belong to this vault; the database was altered. Restore it from a backup.');
     }
+    // Fail closed on a tampered log: check everything after the newest signed checkpoint
+    // (at most checkpoint_every entries) before serving; `custos audit verify` checks it all.
+    const tail = await verifyChain(store, vaultId, auditSigner.publicKey, { fromLastCheckpoint: true });
+    if (!tail.ok) {
+      throw new CustosError(
+        'database_corrupt',
+        `The audit log is broken at entry ${tail.firstBad!.seq} (${tail.firstBad!.problem}); Custos will not serve a vault whose audit log was altered. Run \`custos audit verify\`, then restore the database from a backup.`,
+      );
+    }
     const committer = new GroupCommitter(store, auditSigner, opts.checkpointEvery ?? 1000, opts.metrics?.batch?.bind(opts.metrics));
     const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new SoftwareBackend(), committer, policy: opts.policy, metrics: opts.metrics });
     return {
@@ -185,10 +196,36 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
   }
 }
 
-export async function verifyAudit(dataDir: string, onProgress?: (done: number, total: number) => void): Promise<VerifyReport> {
+export interface AuditVerifyReport extends VerifyReport {
+  /** Where the checkpoint key came from: given by the operator, or read from the database itself. */
+  keySource: 'given' | 'database';
+  auditPublicKey: string;
+}
+
+/**
+ * Verifies the whole audit chain. Pass the audit public key that `custos init` printed: the
+ * copy stored in the database could have been replaced by whoever rewrote the log.
+ */
+export async function verifyAudit(
+  dataDir: string,
+  options: { auditKey?: Uint8Array; onProgress?: (done: number, total: number) => void } = {},
+): Promise<AuditVerifyReport> {
   const { store, vaultId, auditPublicKey } = await openStoreOnly(dataDir, true);
   try {
-    return await verifyChain(store, vaultId, auditPublicKey, onProgress);
+    const key = options.auditKey ?? auditPublicKey;
+    const base = { keySource: options.auditKey ? ('given' as const) : ('database' as const), auditPublicKey: bytesToHex(key) };
+    if (options.auditKey && bytesToHex(options.auditKey) !== bytesToHex(auditPublicKey)) {
+      return {
+        ...base,
+        ok: false,
+        entries: 0,
+        checkpoints: 0,
+        headSeq: 0,
+        headHash: '',
+        firstBad: { seq: 0, problem: 'the audit key stored in the database is not the one you gave: the database was altered (or belongs to another vault)' },
+      };
+    }
+    return { ...base, ...(await verifyChain(store, vaultId, key, { onProgress: options.onProgress })) };
   } finally {
     await store.close();
   }

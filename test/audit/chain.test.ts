@@ -127,3 +127,61 @@ test('a forged checkpoint signature is refused', async () => {
     await v.dispose();
   }
 });
+
+test('a log re-signed with a substituted audit key fails against the key init printed, and the vault refuses to open', async () => {
+  const v = await vaultWithHistory();
+  try {
+    const { SqliteStore } = await import('../../src/store/sqlite.js');
+    const { chainHash, AuditSigner } = await import('../../src/audit/chain.js');
+    const db0 = SqliteStore.open(join(v.dataDir, DB_FILE), { readonly: true });
+    const realKey = Buffer.from((await db0.getMeta('audit_public_key'))!, 'hex');
+    const vaultId = (await db0.getMeta('vault_id'))!;
+    const entries = (await db0.auditAfter(0, 1000)).filter((e) => e.operation !== 'sign');
+    await db0.close();
+    // The forger drops every sign entry, re-chains, and signs a checkpoint with a key of its own.
+    const forger = new AuditSigner(new Uint8Array(32).fill(7), vaultId);
+    const db = new Database(join(v.dataDir, DB_FILE));
+    db.exec('DELETE FROM audit; DELETE FROM audit_checkpoints;');
+    let prev: { seq: number; hash: Uint8Array } = { seq: 0, hash: new Uint8Array(32) };
+    const ins = db.prepare('INSERT INTO audit (seq, ts, request_id, principal, operation, key_id, key_label, outcome, reason, details, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)');
+    for (const e of entries) {
+      const seq = prev.seq + 1;
+      const h = chainHash(prev, seq, e.ts, e);
+      ins.run(seq, e.ts, e.requestId, e.principal, e.operation, e.keyId, e.keyLabel, e.outcome, e.reason, JSON.stringify(e.details), Buffer.from(prev.hash), Buffer.from(h));
+      prev = { seq, hash: h };
+    }
+    const cp = forger.checkpoint(prev, new Date().toISOString());
+    db.prepare('INSERT INTO audit_checkpoints (seq, hash, ts, signature) VALUES (?,?,?,?)').run(cp.seq, Buffer.from(cp.hash), cp.ts, Buffer.from(cp.signature));
+    db.prepare("UPDATE meta SET value = ? WHERE name = 'audit_public_key'").run(Buffer.from(forger.publicKey).toString('hex'));
+    db.close();
+    // Trusting the database's own copy of the key cannot see it; the operator's copy does.
+    assert.equal((await verifyAudit(v.dataDir)).ok, true);
+    const r = await verifyAudit(v.dataDir, { auditKey: new Uint8Array(realKey) });
+    assert.equal(r.ok, false);
+    assert.match(r.firstBad!.problem, /not the one you gave/);
+    const { openVault } = await import('../../src/vault/open.js');
+    const { PASS } = await import('../helpers/tmpvault.js');
+    await assert.rejects(openVault({ dataDir: v.dataDir, passphrase: PASS }), (e: unknown) => (e as { code?: string }).code === 'database_corrupt');
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('the vault refuses to open when entries after the last checkpoint were altered', async () => {
+  const v = await vaultWithHistory(1000);
+  try {
+    const { openVault } = await import('../../src/vault/open.js');
+    const { PASS } = await import('../helpers/tmpvault.js');
+    const db = new Database(join(v.dataDir, DB_FILE));
+    const head = (db.prepare('SELECT max(seq) AS m FROM audit').get() as { m: number }).m;
+    db.close();
+    // The shutdown checkpoint covers everything; add an unsigned tail, then alter it.
+    const o = await openVault({ dataDir: v.dataDir, passphrase: PASS });
+    await o.vault.createKey({ principal: { id: 't', kind: 'admin' }, requestId: 'x' }, { label: 'later', algorithm: 'ed25519', exportable: false });
+    await o.store.close(); // a crash: no shutdown checkpoint for the new entry
+    tamper(v.dataDir, "UPDATE audit SET outcome = 'denied' WHERE seq = ?", head + 1);
+    await assert.rejects(openVault({ dataDir: v.dataDir, passphrase: PASS }), (e: unknown) => (e as { code?: string }).code === 'database_corrupt' && /audit log is broken/.test((e as Error).message));
+  } finally {
+    await v.dispose();
+  }
+});

@@ -12,11 +12,15 @@ import { requireTool } from '../helpers/require.js';
 
 const PASSENV = { CUSTOS_PASSPHRASE: 'cli test passphrase' };
 
+let lastAuditKey = '';
+
 function initVault(dataDir: string): string {
   const r = custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12'], PASSENV);
   assert.equal(r.status, 0, r.stderr);
   const token = /custos_[A-Za-z0-9_-]{43}/.exec(r.stdout)?.[0];
   assert.ok(token, r.stdout);
+  lastAuditKey = /Audit public key[^\n]*\n\s+([0-9a-f]{64})/.exec(r.stdout)?.[1] ?? '';
+  assert.match(lastAuditKey, /^[0-9a-f]{64}$/, r.stdout);
   return token;
 }
 
@@ -95,6 +99,7 @@ test('keys, sign and verify through the CLI against a served vault; SIGTERM shut
   const { dir, cleanup } = tempDir();
   const dataDir = join(dir, 'v');
   const token = initVault(dataDir);
+  const auditKey = lastAuditKey;
   writeFileSync(join(dir, 'token'), token, { mode: 0o600 });
   // The TOML config in the data dir is read: set the log level there.
   writeFileSync(join(dataDir, 'custos.toml'), '[api]\nhost = "127.0.0.1"\n[log]\nlevel = "info"\n');
@@ -157,9 +162,12 @@ test('keys, sign and verify through the CLI against a served vault; SIGTERM shut
     assert.match(s.output(), /"msg":"stopped"/);
   }
   try {
-    const v = custos(['audit', 'verify', '--data-dir', dataDir]);
+    const v = custos(['audit', 'verify', '--data-dir', dataDir, '--audit-key', auditKey]);
     assert.equal(v.status, 0, v.stdout + v.stderr);
     assert.match(v.stdout, /audit chain OK/);
+    const wrong = custos(['audit', 'verify', '--data-dir', dataDir, '--audit-key', 'ab'.repeat(32)]);
+    assert.equal(wrong.status, EXIT.checkFailed);
+    assert.match(wrong.stdout, /BROKEN/);
     const t = custos(['audit', 'tail', '--data-dir', dataDir, '-n', '50', '--json']);
     const entries = t.stdout.trim().split('\n').map((l) => JSON.parse(l));
     assert.ok(entries.some((e) => e.operation === 'sign' && e.outcome === 'denied' && e.reason === 'key_destroyed'));
