@@ -34,7 +34,7 @@ function readInput(file: string): Uint8Array {
 function clientFrom(opts: { addr?: string; token?: string; tokenFile?: string }): CustosClient {
   const addr = opts.addr ?? process.env.CUSTOS_ADDR ?? 'http://127.0.0.1:8200';
   let token = opts.token ?? process.env.CUSTOS_TOKEN;
-  if (opts.tokenFile) token = readFileSync(opts.tokenFile, 'utf8').trim();
+  if (opts.tokenFile) token = Buffer.from(readInput(opts.tokenFile)).toString('utf8').trim();
   if (!token) throw new CustosError('unauthorized', 'No API token: give --token-file FILE or set CUSTOS_TOKEN (the admin token is printed by `custos init`).');
   return new CustosClient({ addr, token });
 }
@@ -148,7 +148,7 @@ export function buildCli(): Command {
       }
       if (!o.dataDir) throw new CustosError('bad_request', 'Give --data-dir DIR (a vault made by `custos init`), or --dev for a throwaway vault.');
       const dataDir = resolve(o.dataDir);
-      const config = loadConfig(o.config ?? join(dataDir, CONFIG_FILE));
+      const config = loadConfig(o.config ?? join(dataDir, CONFIG_FILE), o.config !== undefined);
       if (o.host) config.api.host = o.host;
       if (o.port !== undefined) config.api.port = parsePort(o.port, '--port');
       if (o.logLevel) config.log.level = o.logLevel;
@@ -233,7 +233,7 @@ export function buildCli(): Command {
       .requiredOption('--out <file>', 'where to write the envelope (binary, mode 0600)'),
   ).action(async (ref: string, o) => {
     const envelope = await clientFrom(o).exportKey(ref, { kem: o.kem, publicKey: hexToBytes(o.recipient, 'recipient public key') });
-    writeFileSync(o.out, envelope, { mode: 0o600 });
+    writeFileSync(o.out, envelope, { mode: 0o600, flag: 'wx' });
     out(`Wrote ${envelope.length}-byte custos-ecies-v1 envelope to ${o.out}.`);
   });
 
@@ -258,14 +258,14 @@ export function buildCli(): Command {
     .requiredOption('--out <file>', 'where to write the unwrapped secret (32-byte seed/scalar, or PKCS#8 DER for RSA)')
     .action((o: { in: string; secret: string; out: string }) => {
       const recipient = readInput(o.secret);
+      let plain: Uint8Array | undefined;
       try {
-        const plain = eciesDecrypt(recipient, readInput(o.in));
+        plain = eciesDecrypt(recipient, readInput(o.in));
         const k = decodeExportedKey(plain);
         writeFileSync(o.out, k.secret, { mode: 0o600, flag: 'wx' });
         out(JSON.stringify({ algorithm: k.algorithm, public_key: bytesToHex(k.publicKey), secret_file: o.out }));
-        wipe(plain);
       } finally {
-        wipe(recipient);
+        wipe(recipient, plain);
       }
     });
 

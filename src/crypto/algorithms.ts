@@ -287,10 +287,13 @@ export function verifySignature(
         return nodeVerify(options.hash ?? 'sha256', payload.bytes, {
           key: publicKeyObject(alg, publicKey),
           padding: options.padding === 'pss' ? constants.RSA_PKCS1_PSS_PADDING : constants.RSA_PKCS1_PADDING,
-          saltLength: constants.RSA_PSS_SALTLEN_AUTO,
+          saltLength: constants.RSA_PSS_SALTLEN_DIGEST,
         }, signature);
       case 'ecdsa': {
-        const format = options.encoding ?? (signature.length === 64 ? 'raw' : 'der');
+        // Without an explicit encoding, DER is recognised by its framing (SEQUENCE whose length
+        // covers the rest); a 64-byte DER signature exists, so length alone cannot decide.
+        const looksDer = signature.length >= 8 && signature[0] === 0x30 && signature[1] === signature.length - 2;
+        const format = options.encoding ?? (looksDer ? 'der' : 'raw');
         return curveOf(alg).verify(signature, payload.bytes, publicKey, {
           prehash: payload.kind === 'message',
           lowS: alg === 'secp256k1',

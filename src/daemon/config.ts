@@ -21,9 +21,14 @@ function fail(path: string, what: string): never {
   throw new CustosError('config_invalid', `${path}: ${what}`);
 }
 
-export function loadConfig(path: string | undefined): ServeConfig {
+/** `required`: the operator named this file (--config), so its absence is an error. */
+export function loadConfig(path: string | undefined, required = false): ServeConfig {
   const cfg: ServeConfig = structuredClone(DEFAULTS);
-  if (!path || !existsSync(path)) return cfg;
+  if (!path) return cfg;
+  if (!existsSync(path)) {
+    if (required) throw new CustosError('config_invalid', `The config file ${path} does not exist.`);
+    return cfg;
+  }
   let doc: Record<string, unknown>;
   try {
     doc = parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
@@ -32,7 +37,7 @@ export function loadConfig(path: string | undefined): ServeConfig {
   }
   const known: Record<string, string[]> = { api: ['host', 'port'], audit: ['checkpoint_every'], log: ['level'] };
   for (const [section, value] of Object.entries(doc)) {
-    if (!(section in known)) fail(path, `unknown section [${section}] (known: ${Object.keys(known).join(', ')})`);
+    if (!Object.hasOwn(known, section)) fail(path, `unknown section [${section}] (known: ${Object.keys(known).join(', ')})`);
     if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(path, `[${section}] must be a table`);
     for (const k of Object.keys(value)) if (!known[section]!.includes(k)) fail(path, `unknown key ${section}.${k}`);
   }
@@ -44,7 +49,7 @@ export function loadConfig(path: string | undefined): ServeConfig {
   if (api.port !== undefined) cfg.api.port = parsePort(api.port, `${path}: api.port`);
   const audit = (doc.audit ?? {}) as Record<string, unknown>;
   if (audit.checkpoint_every !== undefined) {
-    const n = Number(audit.checkpoint_every);
+    const n = typeof audit.checkpoint_every === 'number' || typeof audit.checkpoint_every === 'bigint' ? Number(audit.checkpoint_every) : NaN;
     if (!Number.isInteger(n) || n < 1 || n > 1_000_000) fail(path, 'audit.checkpoint_every must be an integer from 1 to 1000000');
     cfg.audit.checkpointEvery = n;
   }

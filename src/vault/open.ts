@@ -6,7 +6,7 @@
  * and custos.toml (0600). The seal record, the vault id and the audit public key live in the
  * database's meta table, so one file holds everything a backup needs.
  */
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { CustosError } from '../core/errors.js';
@@ -83,27 +83,32 @@ export interface InitResult {
 
 export async function initVault(opts: InitOptions): Promise<InitResult> {
   const dbPath = join(opts.dataDir, DB_FILE);
-  if (existsSync(dbPath)) {
-    throw new CustosError('vault_exists', `A vault already exists in ${opts.dataDir}; nothing was changed. To start over, move that directory away first.`);
-  }
+  const exists = () => new CustosError('vault_exists', `A vault already exists in ${opts.dataDir}; nothing was changed. To start over, move that directory away first.`);
+  if (existsSync(dbPath)) throw exists();
   prepareDataDir(opts.dataDir);
+  for (const f of readdirSync(opts.dataDir)) {
+    if (f.startsWith(`.${DB_FILE}.init-`)) rmSync(join(opts.dataDir, f), { force: true }); // from an init that was killed
+  }
+  // Built under a temporary name and linked into place only when complete, so an init that
+  // is interrupted (Ctrl-C during scrypt, a crash) never leaves a half-made custos.db.
+  const tmpPath = join(opts.dataDir, `.${DB_FILE}.init-${randomBytes(6).toString('hex')}`);
   const vaultId = randomUUID();
   const root = new Uint8Array(randomBytes(32));
   const seal = new PassphraseSeal(opts.passphrase, opts.scrypt);
-  const store = SqliteStore.open(dbPath);
+  const store = SqliteStore.open(tmpPath);
+  let linked = false;
   try {
     await store.migrate();
     const sealRecord = await seal.seal(root, vaultId);
     const auditSeed = deriveSubkey(root, utf8(vaultId), 'custos/v1/audit-checkpoint');
     const auditSigner = new AuditSigner(auditSeed, vaultId);
     wipe(auditSeed);
-    const fresh = await store.initMeta({
+    await store.initMeta({
       vault_id: vaultId,
       seal: JSON.stringify(sealRecord),
       audit_public_key: bytesToHex(auditSigner.publicKey),
       created_at: new Date().toISOString(),
     });
-    if (!fresh) throw new CustosError('vault_exists', `A vault already exists in ${opts.dataDir}; nothing was changed.`);
     const adminToken = `custos_${randomBytes(32).toString('base64url')}`;
     const committer = new GroupCommitter(store, auditSigner);
     await committer.commit({
@@ -111,14 +116,24 @@ export async function initVault(opts: InitOptions): Promise<InitResult> {
       audit: [{ requestId: randomUUID(), principal: SYSTEM.id, operation: 'init', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: { vault_id: vaultId, seal: 'passphrase', kdf: 'scrypt' } }],
     });
     await committer.close();
+    // Closing the last connection folds the WAL into the file and removes it.
+    await store.close();
+    try {
+      linkSync(tmpPath, dbPath); // atomic, and fails if another init won the race
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw exists();
+      throw e;
+    }
+    linked = true;
     const configPath = join(opts.dataDir, CONFIG_FILE);
     if (!existsSync(configPath)) writeFileSync(configPath, DEFAULT_CONFIG_TOML, { mode: 0o600 });
-    fsyncDir(opts.dataDir);
     return { vaultId, adminToken, auditPublicKey: bytesToHex(auditSigner.publicKey) };
   } finally {
     wipe(root);
     seal.destroy();
     await store.close();
+    for (const f of [tmpPath, `${tmpPath}-wal`, `${tmpPath}-shm`]) rmSync(f, { force: true });
+    if (linked) fsyncDir(opts.dataDir);
   }
 }
 

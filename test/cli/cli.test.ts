@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { tempDir } from '../helpers/tmpvault.js';
 import { BIN, ROOT, custos, serve } from '../helpers/process.js';
 import { EXIT } from '../../src/cli/exit.js';
@@ -243,6 +243,23 @@ test('on a terminal, init prompts twice without echo, and serve accepts the pass
     assert.match(mismatch.stdout, /differ/);
     const s = await serve(['--data-dir', dataDir], { CUSTOS_PASSPHRASE: 'typed on a tty' });
     assert.equal(await s.stop(), 0);
+  } finally {
+    cleanup();
+  }
+});
+
+test('an init killed half-way leaves no half-made vault, and a new init then succeeds', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const dataDir = join(dir, 'v');
+    // scrypt at 2^20 takes seconds: the kill lands while the root key is being sealed.
+    const child = spawn(process.execPath, [BIN, 'init', '--data-dir', dataDir, '--scrypt-log-n', '20'], { env: { ...process.env, ...PASSENV }, stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 1200));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.on('exit', r));
+    assert.equal(existsSync(join(dataDir, 'custos.db')), false, 'a killed init left custos.db behind');
+    initVault(dataDir);
+    assert.deepEqual(readdirSync(dataDir).filter((f) => f.includes('.init-')), [], 'leftovers of the killed init were not cleaned up');
   } finally {
     cleanup();
   }

@@ -27,11 +27,24 @@ test('bad config files are refused with the file and the key named', () => {
       ['[nope]\n', /unknown section \[nope\]/],
       ['[log]\nlevel = "loud"', /log.level/],
       ['[audit]\ncheckpoint_every = 0', /checkpoint_every/],
+      ['[audit]\ncheckpoint_every = true', /checkpoint_every/],
+      ['[constructor]\n', /unknown section \[constructor\]/],
+      ['[toString]\nx = 1', /unknown section \[toString\]/],
     ] as const) {
       const p = join(dir, 'c.toml');
       writeFileSync(p, body);
       assert.throws(() => loadConfig(p), (e: unknown) => e instanceof CustosError && e.code === 'config_invalid' && re.test(e.message) && e.message.includes(p), body);
     }
+  } finally {
+    cleanup();
+  }
+});
+
+test('a config file named with --config must exist; the default one may be absent', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    assert.throws(() => loadConfig(join(dir, 'missing.toml'), true), (e: unknown) => e instanceof CustosError && /does not exist/.test(e.message));
+    assert.equal(loadConfig(join(dir, 'missing.toml')).api.port, 8200);
   } finally {
     cleanup();
   }

@@ -104,8 +104,10 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     // Fastify's two info lines per request cost ~8% of a signing request; the onResponse hook
     // below logs each request once, at debug (set [log] level = "debug" for an access log).
     disableRequestLogging: true,
+    // On shutdown: idle keep-alive sockets close at once, requests in flight finish, and new
+    // requests on open connections get 503.
     return503OnClosing: true,
-    forceCloseConnections: true,
+    forceCloseConnections: 'idle',
     // Longer than the schema's 128-character key reference, so the schema gives the error.
     maxParamLength: 256,
     // URLs the router cannot decode still get the API's error format and a request id.
