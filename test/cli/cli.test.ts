@@ -264,3 +264,27 @@ test('an init killed half-way leaves no half-made vault, and a new init then suc
     cleanup();
   }
 });
+
+test('SIGTERM lets a request in flight finish before the vault closes', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const dataDir = join(dir, 'v');
+    const token = initVault(dataDir);
+    const s = await serve(['--data-dir', dataDir], PASSENV);
+    // RSA-4096 generation takes a while: the signal arrives while it runs.
+    const pending = fetch(`${s.url}/v1/keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ label: 'slow', algorithm: 'rsa-4096' }),
+    });
+    await new Promise((r) => setTimeout(r, 150));
+    const exit = s.stop('SIGTERM');
+    const res = await pending;
+    assert.equal(res.status, 201, await res.text());
+    assert.equal(await exit, 0);
+    const tail = custos(['audit', 'tail', '--data-dir', dataDir, '--json']);
+    assert.ok(tail.stdout.includes('"operation":"create"'), 'the finished request is in the audit log');
+  } finally {
+    cleanup();
+  }
+});
