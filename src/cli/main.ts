@@ -171,7 +171,7 @@ export function buildCli(): Command {
   withApi(keys.command('list').description('List keys')).action(async (o) => {
     const list = await clientFrom(o).listKeys();
     if (o.json) return out(JSON.stringify(list, null, 2));
-    out(['ID'.padEnd(31) + 'LABEL'.padEnd(24) + 'ALGORITHM'.padEnd(18) + 'STATE'.padEnd(10) + 'EXPORTABLE', ...list.map((k) => k.id.padEnd(31) + k.label.padEnd(24) + k.algorithm.padEnd(18) + k.state.padEnd(10) + String(k.exportable))].join('\n'));
+    out(['ID'.padEnd(31) + 'LABEL'.padEnd(24) + 'ALGORITHM'.padEnd(18) + 'STATE'.padEnd(10) + 'EXPORTABLE', ...list.map((k) => k.id.padEnd(31) + k.label.padEnd(24) + k.algorithm.padEnd(18) + (k.corrupt ? 'CORRUPT' : k.state).padEnd(10) + String(k.exportable))].join('\n'));
   });
 
   withApi(keys.command('show').description('Show a key and its public key (raw, PEM/SPKI, OpenSSH)').argument('<key>', 'key id or label')).action(async (ref: string, o) =>

@@ -14,6 +14,8 @@ export interface KeyInfo {
   origin: 'generated' | 'imported';
   created_at: string;
   updated_at: string;
+  /** Set in listings when the stored record fails authentication. */
+  corrupt?: boolean;
   public_key: { raw: string; raw_hex: string; spki_pem: string; openssh: string | null };
 }
 

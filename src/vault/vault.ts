@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { CustosError, isCustosError } from '../core/errors.js';
 import { bytesToHex, wipe } from '../core/bytes.js';
 import type { Algorithm, AuditDraft, KeyRecord, Principal, SignOptions, SignPayload, SignRequest, SignResult } from '../core/types.js';
-import { ALGORITHM_INFO, checkSignInput, generateSecret, publicKeyFromSecret, spkiPem, validateSecret, verifySignature } from '../crypto/algorithms.js';
+import { ALGORITHM_INFO, checkSignInput, generateSecret, publicKeyFromSecret, spkiPem, verifySignature } from '../crypto/algorithms.js';
 import { eciesEncrypt, encodeExportedKey, type Kem } from '../crypto/ecies.js';
 import { encodeOpenSshPublicKey } from '../crypto/openssh.js';
 import type { Keyring } from '../keystore/keyring.js';
@@ -132,10 +132,17 @@ export class Vault {
     return key;
   }
 
-  async listKeys(): Promise<KeyRecord[]> {
+  /** All keys; one whose record fails authentication is listed with `corrupt: true`, not hidden. */
+  async listKeys(): Promise<Array<KeyRecord & { corrupt?: true }>> {
     const keys = await this.deps.store.listKeys();
-    for (const k of keys) this.deps.keyring.checkRecord(k);
-    return keys;
+    return keys.map((k) => {
+      try {
+        this.deps.keyring.checkRecord(k);
+        return k;
+      } catch {
+        return { ...k, corrupt: true as const };
+      }
+    });
   }
 
   private async storeNewKey(ctx: Ctx, operation: 'create' | 'import', label: string, algorithm: Algorithm, secret: Uint8Array, exportable: boolean): Promise<KeyRecord> {
@@ -189,7 +196,6 @@ export class Vault {
       wipe(req.material);
     }
     try {
-      validateSecret(imported.algorithm, imported.secret);
       return await this.storeNewKey(ctx, 'import', req.label, imported.algorithm, imported.secret, req.exportable);
     } finally {
       wipe(imported.secret);

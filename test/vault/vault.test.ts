@@ -210,6 +210,8 @@ test('fields edited in the database behind the vault (exportable, public key) ar
     const rpk = x25519.getPublicKey(x25519.utils.randomSecretKey());
     await assert.rejects(re.vault.exportKey(v.ctx(), 'pinned', { kem: 'x25519', publicKey: rpk }), isCode('key_record_corrupt'));
     await assert.rejects(re.vault.getKey('other'), isCode('key_record_corrupt'));
+    const listed = await re.vault.listKeys();
+    assert.deepEqual(listed.map((k) => [k.label, !!k.corrupt]), [['pinned', true], ['other', true]]);
     await assert.rejects(re.vault.sign({ ...v.ctx(), key: 'other', payload: msg('x'), options: {}, context: {} }), isCode('key_record_corrupt'));
     await re.close();
   } finally {

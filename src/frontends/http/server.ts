@@ -32,9 +32,10 @@ declare module 'fastify' {
   }
 }
 
-export function keyView(k: KeyRecord) {
+export function keyView(k: KeyRecord & { corrupt?: true }) {
   const f = publicKeyFormats(k);
   return {
+    ...(k.corrupt ? { corrupt: true } : {}),
     id: k.id,
     label: k.label,
     algorithm: k.algorithm,
