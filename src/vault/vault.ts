@@ -236,7 +236,8 @@ export class Vault {
   async sign(req: SignRequest): Promise<SignResult> {
     const ctx: Ctx = { principal: req.principal, requestId: req.requestId };
     const key = await this.usableKey(ctx, 'sign', req.key);
-    const details: AuditDraft['details'] = { [`${req.payload.kind}_sha256`]: sha256hex(req.payload.bytes), algorithm: key.algorithm, ...req.context };
+    // Front-end context first, so it can never overwrite the vault's own facts.
+    const details: AuditDraft['details'] = { ...req.context, [`${req.payload.kind}_sha256`]: sha256hex(req.payload.bytes), algorithm: key.algorithm };
     try {
       checkSignInput(key.algorithm, req.payload, req.options);
     } catch (e) {
