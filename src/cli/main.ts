@@ -74,7 +74,19 @@ export function buildCli(): Command {
     .description('Custos: a key vault and remote signer. Keys stay in the vault; every signature is authorised and audited.')
     .version(VERSION)
     .showHelpAfterError()
-    .exitOverride();
+    .exitOverride()
+    .addHelpText(
+      'after',
+      `
+Quick start:
+  custos serve --dev                          throwaway vault with a demo key
+  custos init --data-dir DIR                  create a vault (prints the admin token once)
+  custos serve --data-dir DIR                 unseal and serve http://127.0.0.1:8200
+
+Exit codes: 0 ok, 1 check failed (invalid signature, broken audit chain), 2 authentication
+(wrong passphrase, bad token), 3 not found, 4 refused (disabled/destroyed/not exportable,
+label taken, vault exists), 5 unavailable (server down, storage or audit failure), 64 usage.`,
+    );
 
   program
     .command('init')
