@@ -29,6 +29,7 @@ export function exitCodeFor(code: ErrorCode): number {
     case 'forbidden':
     case 'policy_denied':
     case 'key_destroyed':
+    case 'key_expired':
     case 'key_disabled':
     case 'key_not_exportable':
     case 'label_taken':

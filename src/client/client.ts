@@ -14,6 +14,7 @@ export interface KeyInfo {
   origin: 'generated' | 'imported';
   created_at: string;
   updated_at: string;
+  attributes?: Record<string, string | number | boolean>;
   /** Set in listings when the stored record fails authentication. */
   corrupt?: boolean;
   public_key: { raw: string; raw_hex: string; spki_pem: string; openssh: string | null };

@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'unsupported_option'
   | 'key_not_found'
   | 'key_destroyed'
+  | 'key_expired'
   | 'key_disabled'
   | 'key_not_exportable'
   | 'label_taken'
@@ -43,6 +44,7 @@ export const httpStatusOf: Record<ErrorCode, number> = {
   unsupported_option: 400,
   key_not_found: 404,
   key_destroyed: 410,
+  key_expired: 410,
   key_disabled: 409,
   key_not_exportable: 403,
   label_taken: 409,

@@ -34,7 +34,15 @@ export interface KeyRecord {
   updatedAt: string;
   /** Envelope-encrypted secret (nonce ‖ ciphertext ‖ tag); null once destroyed. */
   sealed: Uint8Array | null;
+  /**
+   * Fixed at creation and bound into the envelope: what a front end recorded about the key
+   * (`ssh.comment`, `ssh.socket`) and `expires_at` (ISO time after which the key is unusable
+   * and is destroyed by the vault's sweeper).
+   */
+  attributes: KeyAttributes;
 }
+
+export type KeyAttributes = Record<string, string | number | boolean>;
 
 /** Who is asking. Each front end authenticates its callers into one of these. */
 export interface Principal {
@@ -44,7 +52,8 @@ export interface Principal {
 }
 
 export type SignatureEncoding = 'raw' | 'der';
-export type HashName = 'sha256' | 'sha384' | 'sha512';
+/** `sha1` exists only for legacy RSA `ssh-rsa` signatures, which old SSH clients still ask for. */
+export type HashName = 'sha1' | 'sha256' | 'sha384' | 'sha512';
 export type RsaPadding = 'pkcs1' | 'pss';
 
 export interface SignOptions {

@@ -177,7 +177,7 @@ export function spkiPem(alg: Algorithm, publicKey: Uint8Array): string {
   return publicKeyObject(alg, publicKey).export({ format: 'pem', type: 'spki' }).toString();
 }
 
-const HASH_LENGTH: Record<HashName, number> = { sha256: 32, sha384: 48, sha512: 64 };
+const HASH_LENGTH: Record<HashName, number> = { sha1: 20, sha256: 32, sha384: 48, sha512: 64 };
 
 /** Checks the options and payload of a request against what the algorithm allows. */
 export function checkSignInput(alg: Algorithm, payload: SignPayload, options: SignOptions): void {
@@ -200,6 +200,9 @@ export function checkSignInput(alg: Algorithm, payload: SignPayload, options: Si
     }
     if (info.family === 'ecdsa' && options.hash !== 'sha256') {
       throw new CustosError('unsupported_option', `${alg} ECDSA uses SHA-256.`);
+    }
+    if (options.hash === 'sha1' && payload.kind === 'digest') {
+      throw new CustosError('unsupported_option', 'SHA-1 is accepted only for legacy RSA signatures over a message.');
     }
   }
   if (payload.kind === 'digest' && payload.bytes.length !== HASH_LENGTH[options.hash ?? 'sha256']) {

@@ -2,18 +2,19 @@
  * Envelope encryption of key material. Each key's secret is sealed with XChaCha20-Poly1305
  * under a key-encryption key derived from the root key. The associated data binds the vault
  * and everything about the key that must not change behind the vault's back: id, version,
- * algorithm, public key, exportable flag and origin. A record copied onto another key's row,
+ * algorithm, public key, exportable flag, origin and attributes (expiry, front-end metadata). A record copied onto another key's row,
  * or edited in the database (say `exportable` flipped, or the public key swapped for an
  * attacker's address), does not decrypt (`key_record_corrupt`) instead of being believed.
  */
 import { createHash } from 'node:crypto';
 import { CustosError } from '../core/errors.js';
+import { canonicalJson } from '../core/canonical.js';
 import { utf8, wipe } from '../core/bytes.js';
 import type { KeyRecord } from '../core/types.js';
 import { open, seal } from '../crypto/aead.js';
 import { deriveSubkey } from '../crypto/kdf.js';
 
-type BoundFields = Pick<KeyRecord, 'id' | 'version' | 'algorithm' | 'publicKey' | 'exportable' | 'origin'>;
+type BoundFields = Pick<KeyRecord, 'id' | 'version' | 'algorithm' | 'publicKey' | 'exportable' | 'origin' | 'attributes'>;
 
 export class Keyring {
   private readonly kek: Uint8Array;
@@ -24,7 +25,8 @@ export class Keyring {
 
   private ad(k: BoundFields): Uint8Array {
     const pub = createHash('sha256').update(k.publicKey).digest('hex');
-    return utf8(`custos-key-v1\n${this.vaultId}\n${k.id}\n${k.version}\n${k.algorithm}\n${pub}\n${k.exportable ? 1 : 0}\n${k.origin}`);
+    const attrs = createHash('sha256').update(canonicalJson(k.attributes)).digest('hex');
+    return utf8(`custos-key-v1\n${this.vaultId}\n${k.id}\n${k.version}\n${k.algorithm}\n${pub}\n${k.exportable ? 1 : 0}\n${k.origin}\n${attrs}`);
   }
 
   sealSecret(k: BoundFields, secret: Uint8Array): Uint8Array {

@@ -10,7 +10,7 @@ import { canonicalJson } from '../core/canonical.js';
 import type { AuditCheckpoint, AuditEntry, KeyRecord } from '../core/types.js';
 import { GENESIS_HASH, type ApiToken, type ChainHead, type Chainer, type Store, type StateMutation, type WriteUnit } from './store.js';
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS keys (
   version INTEGER NOT NULL,
   created_at TEXT NOT NULL,
   updated_at TEXT NOT NULL,
-  sealed BLOB
+  sealed BLOB,
+  attributes TEXT NOT NULL DEFAULT '{}'
 ) STRICT;
 CREATE TABLE IF NOT EXISTS api_tokens (
   id TEXT PRIMARY KEY,
@@ -68,6 +69,7 @@ interface KeyRow {
   created_at: string;
   updated_at: string;
   sealed: Buffer | null;
+  attributes: string;
 }
 
 interface AuditRow {
@@ -100,7 +102,18 @@ function toKey(r: KeyRow): KeyRecord {
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     sealed: r.sealed ? u8(r.sealed) : null,
+    attributes: parseAttributes(r.attributes),
   };
+}
+
+function parseAttributes(json: string): KeyRecord['attributes'] {
+  try {
+    const v = JSON.parse(json) as unknown;
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v as KeyRecord['attributes'];
+  } catch {
+    // fall through: an unreadable value fails envelope authentication like any edit
+  }
+  return { unreadable: json.slice(0, 64) };
 }
 
 function toAudit(r: AuditRow): AuditEntry {
@@ -252,8 +265,8 @@ export class SqliteStore implements Store {
         const k = m.key;
         try {
           this
-            .stmt('INSERT INTO keys (id, label, algorithm, public_key, state, exportable, origin, version, created_at, updated_at, sealed) VALUES (?,?,?,?,?,?,?,?,?,?,?)')
-            .run(k.id, k.label, k.algorithm, Buffer.from(k.publicKey), k.state, k.exportable ? 1 : 0, k.origin, k.version, k.createdAt, k.updatedAt, k.sealed ? Buffer.from(k.sealed) : null);
+            .stmt('INSERT INTO keys (id, label, algorithm, public_key, state, exportable, origin, version, created_at, updated_at, sealed, attributes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)')
+            .run(k.id, k.label, k.algorithm, Buffer.from(k.publicKey), k.state, k.exportable ? 1 : 0, k.origin, k.version, k.createdAt, k.updatedAt, k.sealed ? Buffer.from(k.sealed) : null, canonicalJson(k.attributes));
         } catch (e) {
           if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE' || (e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
             throw new CustosError('label_taken', `A key labelled "${k.label}" already exists (labels stay reserved after a key is destroyed); choose another label.`);

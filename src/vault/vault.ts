@@ -8,7 +8,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { CustosError, isCustosError } from '../core/errors.js';
 import { bytesToHex, wipe } from '../core/bytes.js';
-import type { Algorithm, AuditDraft, KeyRecord, Principal, SignOptions, SignPayload, SignRequest, SignResult } from '../core/types.js';
+import type { Algorithm, AuditDraft, KeyAttributes, KeyRecord, Principal, SignOptions, SignPayload, SignRequest, SignResult } from '../core/types.js';
 import { ALGORITHM_INFO, checkSignInput, generateSecret, publicKeyFromSecret, spkiPem, verifySignature } from '../crypto/algorithms.js';
 import { eciesEncrypt, encodeExportedKey, type Kem } from '../crypto/ecies.js';
 import { encodeOpenSshPublicKey } from '../crypto/openssh.js';
@@ -40,6 +40,25 @@ export function checkLabel(label: string): void {
 const sha256hex = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 const isKeyStateError = (e: unknown): e is CustosError => isCustosError(e) && (e.code === 'key_disabled' || e.code === 'key_destroyed');
+
+export function isExpired(k: Pick<KeyRecord, 'attributes'>, now = Date.now()): boolean {
+  const at = k.attributes.expires_at;
+  return typeof at === 'string' && Date.parse(at) <= now;
+}
+
+const ATTR_KEY_RE = /^[a-z][a-z0-9_.-]{0,63}$/;
+
+function checkAttributes(a: KeyAttributes): void {
+  const entries = Object.entries(a);
+  if (entries.length > 32) throw new CustosError('bad_request', 'A key has at most 32 attributes.');
+  for (const [k, v] of entries) {
+    if (!ATTR_KEY_RE.test(k)) throw new CustosError('bad_request', `Attribute name "${k.slice(0, 64)}" is not valid.`);
+    if (typeof v === 'string' && v.length > 1024) throw new CustosError('bad_request', `Attribute ${k} is longer than 1024 characters.`);
+  }
+  if (a.expires_at !== undefined && (typeof a.expires_at !== 'string' || Number.isNaN(Date.parse(a.expires_at)))) {
+    throw new CustosError('bad_request', 'expires_at must be an ISO 8601 time.');
+  }
+}
 
 /**
  * What the audit log records for a key reference that matched no key: the reference itself
@@ -121,6 +140,7 @@ export class Vault {
     if (!key) return this.refuse(ctx, operation, { id: null, label: auditRef(ref) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
     if (key.state === 'destroyed') return this.refuse(ctx, operation, key, new CustosError('key_destroyed', `The key ${key.label} was destroyed; it can no longer be used.`));
     if (key.state === 'disabled') return this.refuse(ctx, operation, key, new CustosError('key_disabled', `The key ${key.label} is disabled; enable it first.`));
+    if (isExpired(key)) return this.refuse(ctx, operation, key, new CustosError('key_expired', `The key ${key.label} expired at ${key.attributes.expires_at}; it is destroyed shortly.`));
     return key;
   }
 
@@ -145,7 +165,8 @@ export class Vault {
     });
   }
 
-  private async storeNewKey(ctx: Ctx, operation: 'create' | 'import', label: string, algorithm: Algorithm, secret: Uint8Array, exportable: boolean): Promise<KeyRecord> {
+  private async storeNewKey(ctx: Ctx, operation: 'create' | 'import', label: string, algorithm: Algorithm, secret: Uint8Array, exportable: boolean, attributes: KeyAttributes = {}): Promise<KeyRecord> {
+    checkAttributes(attributes);
     const now = new Date().toISOString();
     const key: KeyRecord = {
       id: newKeyId(),
@@ -159,6 +180,7 @@ export class Vault {
       createdAt: now,
       updatedAt: now,
       sealed: null,
+      attributes,
     };
     key.sealed = this.deps.keyring.sealSecret(key, secret);
     try {
@@ -173,18 +195,18 @@ export class Vault {
     return key;
   }
 
-  async createKey(ctx: Ctx, req: { label: string; algorithm: Algorithm; exportable: boolean }): Promise<KeyRecord> {
+  async createKey(ctx: Ctx, req: { label: string; algorithm: Algorithm; exportable: boolean; attributes?: KeyAttributes }): Promise<KeyRecord> {
     checkLabel(req.label);
     const secret = await generateSecret(req.algorithm);
     try {
-      return await this.storeNewKey(ctx, 'create', req.label, req.algorithm, secret, req.exportable);
+      return await this.storeNewKey(ctx, 'create', req.label, req.algorithm, secret, req.exportable, req.attributes);
     } finally {
       wipe(secret);
     }
   }
 
   /** `material` is wiped here once read. */
-  async importKey(ctx: Ctx, req: { label: string; algorithm?: Algorithm; format: ImportFormat; material: Uint8Array; exportable: boolean }): Promise<KeyRecord> {
+  async importKey(ctx: Ctx, req: { label: string; algorithm?: Algorithm; format: ImportFormat; material: Uint8Array; exportable: boolean; attributes?: KeyAttributes }): Promise<KeyRecord> {
     let imported;
     try {
       checkLabel(req.label);
@@ -196,7 +218,7 @@ export class Vault {
       wipe(req.material);
     }
     try {
-      return await this.storeNewKey(ctx, 'import', req.label, imported.algorithm, imported.secret, req.exportable);
+      return await this.storeNewKey(ctx, 'import', req.label, imported.algorithm, imported.secret, req.exportable, req.attributes);
     } finally {
       wipe(imported.secret);
     }
@@ -324,6 +346,21 @@ export class Vault {
       throw e;
     }
     return { key, envelope };
+  }
+
+  /**
+   * Destroys every key whose `expires_at` has passed (ssh-agent lifetime constraints, say);
+   * run at open and periodically, so an expired key is gone across restarts too.
+   */
+  async destroyExpired(principal: Principal): Promise<number> {
+    let n = 0;
+    for (const k of await this.deps.store.listKeys()) {
+      if (k.state !== 'destroyed' && isExpired(k)) {
+        await this.destroyKey({ principal, requestId: `expire-${k.id}` }, k.id).catch(() => undefined);
+        n++;
+      }
+    }
+    return n;
   }
 
   auditTail(limit: number) {

@@ -28,8 +28,9 @@ function key(label: string, over: Partial<KeyRecord> = {}): KeyRecord {
     createdAt: now,
     updatedAt: now,
     sealed: new Uint8Array(72).fill(7),
+    attributes: {},
     ...over,
-  };
+  } as KeyRecord;
 }
 
 const draft = (op: string, keyId: string | null = null): AuditDraft => ({
@@ -68,7 +69,7 @@ export function storeConformance(name: string, factory: StoreFactory): void {
   });
 
   withStore('a committed key is found by id and by label, with every field intact', async (s) => {
-    const k = key('alpha', { exportable: true, origin: 'imported' });
+    const k = key('alpha', { exportable: true, origin: 'imported', attributes: { 'ssh.comment': 'me@host', expires_at: '2030-01-01T00:00:00.000Z', n: 3 } });
     assert.deepEqual(await s.commit([{ mutations: [{ kind: 'insertKey', key: k }], audit: [draft('create', k.id)] }], chain, new Date().toISOString()), [null]);
     const byId = await s.findKey(k.id);
     const byLabel = await s.findKey('alpha');

@@ -32,6 +32,7 @@ export const keySchema = {
     origin: { type: 'string', enum: ['generated', 'imported'] },
     created_at: { type: 'string', format: 'date-time' },
     updated_at: { type: 'string', format: 'date-time' },
+    attributes: { type: 'object', additionalProperties: true, description: 'Fixed at creation: front-end metadata (ssh.comment, ...) and expires_at.' },
     corrupt: { type: 'boolean', description: 'Present (true) in listings when the stored record fails authentication: restore from a backup.' },
     public_key: {
       type: 'object',

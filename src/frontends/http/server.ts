@@ -44,6 +44,7 @@ export function keyView(k: KeyRecord & { corrupt?: true }) {
     origin: k.origin,
     created_at: k.createdAt,
     updated_at: k.updatedAt,
+    attributes: k.attributes,
     public_key: { raw: bytesToBase64(f.raw), raw_hex: bytesToHex(f.raw), spki_pem: f.spkiPem, openssh: f.openssh },
   };
 }
