@@ -5,7 +5,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { x25519 } from '@noble/curves/ed25519.js';
-import { makeVault, PASS } from '../helpers/tmpvault.js';
+import { ADMIN, makeVault, PASS } from '../helpers/tmpvault.js';
 import { CustosError } from '../../src/core/errors.js';
 import { openVault, DB_FILE } from '../../src/vault/open.js';
 import { decodeExportedKey, eciesDecrypt } from '../../src/crypto/ecies.js';
@@ -214,6 +214,24 @@ test('fields edited in the database behind the vault (exportable, public key) ar
     assert.deepEqual(listed.map((k) => [k.label, !!k.corrupt]), [['pinned', true], ['other', true]]);
     await assert.rejects(re.vault.sign({ ...v.ctx(), key: 'other', payload: msg('x'), options: {}, context: {} }), isCode('key_record_corrupt'));
     await re.close();
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('a key past its expires_at refuses to sign and is destroyed by the sweeper', async () => {
+  const v = await makeVault();
+  try {
+    const soon = new Date(Date.now() + 300).toISOString();
+    await v.vault.createKey(v.ctx(), { label: 'short-lived', algorithm: 'ed25519', exportable: false, attributes: { expires_at: soon, 'ssh.comment': 'me@laptop' } });
+    await v.vault.createKey(v.ctx(), { label: 'long-lived', algorithm: 'ed25519', exportable: false });
+    await v.vault.sign({ ...v.ctx(), key: 'short-lived', payload: msg('x'), options: {}, context: {} });
+    await new Promise((r) => setTimeout(r, 400));
+    await assert.rejects(v.vault.sign({ ...v.ctx(), key: 'short-lived', payload: msg('x'), options: {}, context: {} }), isCode('key_expired'));
+    assert.equal(await v.vault.destroyExpired(ADMIN), 1);
+    assert.equal((await v.vault.getKey('short-lived')).state, 'destroyed');
+    assert.equal((await v.vault.getKey('long-lived')).state, 'active');
+    await assert.rejects(v.vault.createKey(v.ctx(), { label: 'bad-attr', algorithm: 'ed25519', exportable: false, attributes: { expires_at: 'tomorrow' } }), isCode('bad_request'));
   } finally {
     await v.dispose();
   }
