@@ -54,9 +54,13 @@ export class SshReader {
   private readonly buf: Uint8Array;
   private off = 0;
 
-  constructor(buf: Uint8Array) {
-    if (buf.length > SSH_MAX_INPUT) {
-      throw new SshFormatError(`SSH data too large (${buf.length} bytes, limit ${SSH_MAX_INPUT})`);
+  /**
+   * `maxInput` defaults to the key-file cap; wire protocols with their own,
+   * larger frame limit (ssh-agent: 256 KiB) pass it explicitly.
+   */
+  constructor(buf: Uint8Array, maxInput: number = SSH_MAX_INPUT) {
+    if (buf.length > maxInput) {
+      throw new SshFormatError(`SSH data too large (${buf.length} bytes, limit ${maxInput})`);
     }
     this.buf = buf;
   }
@@ -553,7 +557,7 @@ function buildP256(headerQ: Uint8Array, q: Uint8Array, d: Uint8Array, comment: s
   return { algorithm: 'p256', secret, publicKey: q.slice(), comment };
 }
 
-interface RsaParts {
+export interface RsaParts {
   n: Uint8Array;
   e: Uint8Array;
   d: Uint8Array;
@@ -570,6 +574,14 @@ function buildRsa(
   if (!bytesEqual(header.n, parts.n) || !bytesEqual(header.e, parts.e)) {
     throw new SshFormatError('RSA public key copies in the file disagree');
   }
+  return { algorithm: 'rsa', ...rsaKeyFromParts(parts), comment };
+}
+
+/**
+ * An RSA private key from OpenSSH's components (n, e, d, iqmp, p, q: the order of both the
+ * key file and the ssh-agent ADD_IDENTITY message), checked for consistency, as PKCS#8 DER.
+ */
+export function rsaKeyFromParts(parts: RsaParts): { pkcs8: Uint8Array; publicKey: Uint8Array; bits: number } {
   const bits = bitLength(parts.n);
   if (!RSA_ALLOWED_BITS.has(bits)) {
     throw new SshFormatError(`RSA key size ${bits} bits is not supported (use 2048, 3072 or 4096)`);
@@ -634,7 +646,7 @@ function buildRsa(
   pkcs8.set(der);
   der.fill(0);
   const spki = createPublicKey(key).export({ format: 'der', type: 'spki' });
-  return { algorithm: 'rsa', pkcs8, publicKey: new Uint8Array(spki), bits, comment };
+  return { pkcs8, publicKey: new Uint8Array(spki), bits };
 }
 
 // ---------------------------------------------------------------------------

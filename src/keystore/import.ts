@@ -48,9 +48,11 @@ function ecScalarFromKeyObject(key: KeyObject): Uint8Array {
 function fromPkcs8(pem: Uint8Array, wanted: Algorithm | undefined): ImportedSecret {
   let key: KeyObject;
   try {
-    key = createPrivateKey({ key: Buffer.from(pem.buffer, pem.byteOffset, pem.byteLength), format: 'pem' });
+    const view = Buffer.from(pem.buffer, pem.byteOffset, pem.byteLength);
+    // DER (a SEQUENCE, 0x30) from programs; PEM text from people.
+    key = pem[0] === 0x30 ? createPrivateKey({ key: view, format: 'der', type: 'pkcs8' }) : createPrivateKey({ key: view, format: 'pem' });
   } catch {
-    throw invalid('The material is not a readable unencrypted PKCS#8 (or PKCS#1/SEC1) PEM private key.');
+    throw invalid('The material is not a readable unencrypted PKCS#8 (or PKCS#1/SEC1) private key, in PEM or DER.');
   }
   switch (key.asymmetricKeyType) {
     case 'ed25519': {
