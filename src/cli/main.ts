@@ -152,6 +152,10 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
             `  export CUSTOS_ADDR=${dev.server.url} CUSTOS_TOKEN=${dev.token}`,
             '  custos keys list',
             '',
+            'As an ssh-agent (the demo key is offered; ssh-add keys are stored in the vault):',
+            `  export SSH_AUTH_SOCK=${dev.server.agentSocket}`,
+            '  ssh-add -L',
+            '',
             `OpenAPI: ${dev.server.url}/v1/openapi.json   Metrics: ${dev.server.url}/metrics`,
             '',
           ].join('\n') + '\n',
@@ -176,6 +180,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       closeOnSignals(server);
       server.announce();
       process.stderr.write(`custos: listening on ${server.url}\n`);
+      if (server.agentSocket) process.stderr.write(`custos: ssh-agent on ${server.agentSocket} (export SSH_AUTH_SOCK=${server.agentSocket})\n`);
     });
 
   const keys = program.command('keys').description('Manage keys in a running vault (over the HTTP API)');

@@ -5,12 +5,14 @@ import { CustosError } from '../core/errors.js';
 
 export interface ServeConfig {
   api: { host: string; port: number };
+  sshAgent: { enabled: boolean; name: string; socket: string; keys: string[]; allowSha1: boolean; maxConnections: number };
   audit: { checkpointEvery: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent' };
 }
 
 export const DEFAULTS: ServeConfig = {
   api: { host: '127.0.0.1', port: 8200 },
+  sshAgent: { enabled: false, name: 'default', socket: 'agent/agent.sock', keys: [], allowSha1: true, maxConnections: 128 },
   audit: { checkpointEvery: 1000 },
   log: { level: 'info' },
 };
@@ -35,7 +37,12 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
   } catch (e) {
     fail(path, `not valid TOML (${(e as Error).message.split('\n')[0]})`);
   }
-  const known: Record<string, string[]> = { api: ['host', 'port'], audit: ['checkpoint_every'], log: ['level'] };
+  const known: Record<string, string[]> = {
+    api: ['host', 'port'],
+    ssh_agent: ['enabled', 'name', 'socket', 'keys', 'allow_sha1', 'max_connections'],
+    audit: ['checkpoint_every'],
+    log: ['level'],
+  };
   for (const [section, value] of Object.entries(doc)) {
     if (!Object.hasOwn(known, section)) fail(path, `unknown section [${section}] (known: ${Object.keys(known).join(', ')})`);
     if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(path, `[${section}] must be a table`);
@@ -47,6 +54,27 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
     cfg.api.host = api.host;
   }
   if (api.port !== undefined) cfg.api.port = parsePort(api.port, `${path}: api.port`);
+  const agent = (doc.ssh_agent ?? {}) as Record<string, unknown>;
+  const bool = (v: unknown, what: string): boolean => (typeof v === 'boolean' ? v : fail(path, `${what} must be true or false`));
+  if (agent.enabled !== undefined) cfg.sshAgent.enabled = bool(agent.enabled, 'ssh_agent.enabled');
+  if (agent.allow_sha1 !== undefined) cfg.sshAgent.allowSha1 = bool(agent.allow_sha1, 'ssh_agent.allow_sha1');
+  if (agent.name !== undefined) {
+    if (typeof agent.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/.test(agent.name)) fail(path, 'ssh_agent.name must be 1–32 letters, digits, _ or -');
+    cfg.sshAgent.name = agent.name;
+  }
+  if (agent.socket !== undefined) {
+    if (typeof agent.socket !== 'string' || agent.socket.length === 0 || agent.socket.length > 100) fail(path, 'ssh_agent.socket must be a path of at most 100 characters');
+    cfg.sshAgent.socket = agent.socket;
+  }
+  if (agent.keys !== undefined) {
+    if (!Array.isArray(agent.keys) || agent.keys.some((k) => typeof k !== 'string')) fail(path, 'ssh_agent.keys must be a list of label patterns');
+    cfg.sshAgent.keys = agent.keys as string[];
+  }
+  if (agent.max_connections !== undefined) {
+    const n = typeof agent.max_connections === 'number' || typeof agent.max_connections === 'bigint' ? Number(agent.max_connections) : NaN;
+    if (!Number.isInteger(n) || n < 1 || n > 10_000) fail(path, 'ssh_agent.max_connections must be an integer from 1 to 10000');
+    cfg.sshAgent.maxConnections = n;
+  }
   const audit = (doc.audit ?? {}) as Record<string, unknown>;
   if (audit.checkpoint_every !== undefined) {
     const n = typeof audit.checkpoint_every === 'number' || typeof audit.checkpoint_every === 'bigint' ? Number(audit.checkpoint_every) : NaN;

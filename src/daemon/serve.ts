@@ -5,12 +5,13 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { wipe } from '../core/bytes.js';
 import { buildHttpServer, assertLoopback } from '../frontends/http/server.js';
 import { Metrics } from '../frontends/http/metrics.js';
+import { SshAgent } from '../frontends/ssh-agent/agent.js';
 import { initVault, openVault, SYSTEM, CONFIG_FILE } from '../vault/open.js';
 import { loadConfig, type ServeConfig } from './config.js';
 
@@ -18,6 +19,8 @@ export const VERSION = '0.1.0';
 
 export interface RunningServer {
   url: string;
+  /** The ssh-agent socket, when enabled. */
+  agentSocket?: string;
   /** Logs that the server is ready; call once signal handlers are in place. */
   announce(): void;
   close(): Promise<void>;
@@ -35,9 +38,16 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const metrics = new Metrics();
   const opened = await openVault({ dataDir: opts.dataDir, passphrase: opts.passphrase, checkpointEvery: opts.config.audit.checkpointEvery, metrics });
   const app = await buildHttpServer({ vault: opened.vault, metrics, logger, version: VERSION });
+  let agent: SshAgent | null = null;
   try {
+    if (opts.config.sshAgent.enabled) {
+      const a = opts.config.sshAgent;
+      agent = new SshAgent(opened.vault, { name: a.name, socketPath: resolve(opts.dataDir, a.socket), keys: a.keys, allowSha1: a.allowSha1, maxConnections: a.maxConnections }, logger);
+      await agent.listen();
+    }
     await app.listen({ host: opts.config.api.host, port: opts.config.api.port });
   } catch (e) {
+    await agent?.close();
     await opened.close();
     throw e;
   }
@@ -48,9 +58,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   let closing: Promise<void> | null = null;
   return {
     url,
-    announce: () => logger.info({ url, data_dir: opts.dataDir, vault_id: opened.vaultId }, 'listening'),
+    agentSocket: agent?.config.socketPath,
+    announce: () => logger.info({ url, data_dir: opts.dataDir, vault_id: opened.vaultId, ssh_agent: agent?.config.socketPath }, 'listening'),
     close: () =>
       (closing ??= (async () => {
+        await agent?.close();
         await app.close();
         await opened.close();
         logger.info('stopped');
@@ -96,6 +108,7 @@ export async function startDevServer(overrides: { port?: number; logLevel?: Serv
   const config = loadConfig(join(dataDir, CONFIG_FILE));
   config.api.port = overrides.port ?? 8200;
   config.log.level = overrides.logLevel ?? 'warn';
+  config.sshAgent = { ...config.sshAgent, enabled: true, keys: ['demo'] };
   let server: RunningServer;
   try {
     server = await startServer({ dataDir, passphrase, config });
@@ -108,7 +121,7 @@ export async function startDevServer(overrides: { port?: number; logLevel?: Serv
   }
   const close = server.close;
   return {
-    server: { url: server.url, announce: server.announce, close: async () => { await close(); rmSync(dataDir, { recursive: true, force: true }); } },
+    server: { url: server.url, agentSocket: server.agentSocket, announce: server.announce, close: async () => { await close(); rmSync(dataDir, { recursive: true, force: true }); } },
     token: adminToken,
     dataDir,
   };

@@ -53,7 +53,7 @@ function checkAttributes(a: KeyAttributes): void {
   if (entries.length > 32) throw new CustosError('bad_request', 'A key has at most 32 attributes.');
   for (const [k, v] of entries) {
     if (!ATTR_KEY_RE.test(k)) throw new CustosError('bad_request', `Attribute name "${k.slice(0, 64)}" is not valid.`);
-    if (typeof v === 'string' && v.length > 1024) throw new CustosError('bad_request', `Attribute ${k} is longer than 1024 characters.`);
+    if (typeof v === 'string' && v.length > 8192) throw new CustosError('bad_request', `Attribute ${k} is longer than 8192 characters.`);
   }
   if (a.expires_at !== undefined && (typeof a.expires_at !== 'string' || Number.isNaN(Date.parse(a.expires_at)))) {
     throw new CustosError('bad_request', 'expires_at must be an ISO 8601 time.');

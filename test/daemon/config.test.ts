@@ -11,7 +11,12 @@ test('the config written by init parses to the defaults', () => {
   const { dir, cleanup } = tempDir();
   try {
     writeFileSync(join(dir, 'c.toml'), DEFAULT_CONFIG_TOML);
-    assert.deepEqual(loadConfig(join(dir, 'c.toml')), { api: { host: '127.0.0.1', port: 8200 }, audit: { checkpointEvery: 1000 }, log: { level: 'info' } });
+    assert.deepEqual(loadConfig(join(dir, 'c.toml')), {
+      api: { host: '127.0.0.1', port: 8200 },
+      sshAgent: { enabled: false, name: 'default', socket: 'agent/agent.sock', keys: [], allowSha1: true, maxConnections: 128 },
+      audit: { checkpointEvery: 1000 },
+      log: { level: 'info' },
+    });
   } finally {
     cleanup();
   }

@@ -1,5 +1,5 @@
-"""Runs a command on a pseudo-terminal and answers each "passphrase:" prompt with the
-next line of $TTY_ANSWERS (newline-separated). Prints what the terminal showed; exits
+"""Runs a command on a pseudo-terminal and answers each prompt (a line ending in ": ")
+with the next line of $TTY_ANSWERS (newline-separated). Prints what the terminal showed; exits
 with the command's exit code. Used to test the no-echo passphrase prompt."""
 import os, pty, sys, time, select
 argv = sys.argv[1:]
@@ -19,7 +19,7 @@ while time.time() < deadline:
         if not data:
             break
         out += data
-        if answers and (b'passphrase: ' in out.split(b'\n')[-1].lower()):
+        if answers and out.split(b'\n')[-1].rstrip(b' ').endswith(b':'):
             os.write(fd, answers.pop(0))
 _, status = os.waitpid(pid, 0)
 sys.stdout.write(out.decode(errors='replace'))

@@ -1,0 +1,401 @@
+/**
+ * The ssh-agent front end: a Unix socket that speaks the agent protocol (RFC 9987, OpenSSH
+ * 9.2 as the compatibility floor) so that `ssh`, `ssh-add` and `ssh-keygen` work unchanged,
+ * while every key stays in the vault and every signature takes the vault's request path.
+ *
+ * One socket is one principal (`ssh-agent:<name>`). It offers the vault keys its
+ * configuration names (label patterns) plus the keys added to it with `ssh-add`, which are
+ * stored in the vault like any other key (origin `imported`, attributes `ssh.*`) and survive
+ * a restart unless added with a lifetime.
+ */
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { chmodSync, existsSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { randomBytes, randomUUID, scrypt as scryptCb } from 'node:crypto';
+import { promisify } from 'node:util';
+import { CustosError, isCustosError } from '../../core/errors.js';
+import { bytesToBase64, equalBytes, wipe } from '../../core/bytes.js';
+import type { KeyRecord, Principal } from '../../core/types.js';
+import type { Vault } from '../../vault/vault.js';
+import { isExpired } from '../../vault/vault.js';
+import {
+  AgentCodecError,
+  decodeRequest,
+  encodeResponse,
+  EXT_QUERY,
+  EXT_SESSION_BIND,
+  frame,
+  FrameReader,
+  publicKeyBlobOf,
+  wipeRequest,
+  type AgentPrivateKey,
+  type AgentRequest,
+  type AgentResponse,
+  type KeyConstraint,
+} from './codec.js';
+import { parseSignedData } from './signed-data.js';
+import { blobOf, fingerprint, importableOf, rsaHashFor, sshCapable, sshSignature, verifyHostSignature } from './keys.js';
+
+const scrypt = promisify(scryptCb) as (pw: Uint8Array, salt: Uint8Array, len: number, opts: { N: number; r: number; p: number }) => Promise<Buffer>;
+
+export interface AgentConfig {
+  /** Names the socket in audit entries and in the labels of keys added to it. */
+  name: string;
+  socketPath: string;
+  /** Vault keys this socket offers: labels, or patterns with `*`. */
+  keys: string[];
+  /** Legacy `ssh-rsa` (SHA-1) signatures, which OpenSSH 9.2's `ssh-add -T` asks for. */
+  allowSha1: boolean;
+  maxConnections: number;
+}
+
+export interface AgentLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+interface Identity {
+  key: KeyRecord;
+  blob: Uint8Array;
+  comment: string;
+  /** Added over this socket (removable), as opposed to configured from the vault. */
+  added: boolean;
+}
+
+interface SessionBind {
+  hostKey: Uint8Array;
+  sessionId: Uint8Array;
+  isForwarding: boolean;
+}
+
+interface Connection {
+  id: number;
+  binds: SessionBind[];
+  bindFailed: boolean;
+}
+
+/** Per connection, as in OpenSSH (`ssh-agent.c`, MAX_BINDS). */
+const MAX_BINDS = 16;
+const LOCK_KDF = { N: 2 ** 14, r: 8, p: 1 };
+
+function globToRegExp(glob: string): RegExp {
+  return new RegExp(`^${glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
+}
+
+export class SshAgent {
+  private server: Server | null = null;
+  private readonly principal: Principal;
+  private readonly patterns: RegExp[];
+  private readonly connections = new Set<Socket>();
+  /** Configured vault keys that `ssh-add -d/-D` hid from this socket, until restart. */
+  private readonly hidden = new Set<string>();
+  private lock: { salt: Uint8Array; hash: Uint8Array } | null = null;
+  private failedUnlocks = 0;
+  private nextConn = 1;
+  private sweeper: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly vault: Vault,
+    readonly config: AgentConfig,
+    private readonly log?: AgentLogger,
+  ) {
+    this.principal = { id: `ssh-agent:${config.name}`, kind: 'agent' };
+    this.patterns = config.keys.map(globToRegExp);
+  }
+
+  /**
+   * Listens on the socket: the directory is made 0700, the socket 0600. A socket file left
+   * by a crash (nobody answers) is replaced; a live agent's socket is never taken over.
+   */
+  async listen(): Promise<void> {
+    const path = this.config.socketPath;
+    const dir = dirname(path);
+    if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const st = statSync(dir);
+    if ((st.mode & 0o077) !== 0) {
+      if (typeof process.getuid === 'function' && st.uid === process.getuid()) chmodSync(dir, 0o700);
+      else throw new CustosError('config_invalid', `The agent socket directory ${dir} is open to other users and not ours to tighten; use a private directory.`);
+    }
+    if (existsSync(path)) {
+      if (!lstatSync(path).isSocket()) throw new CustosError('config_invalid', `${path} exists and is not a socket; refusing to replace it.`);
+      if (await isLive(path)) throw new CustosError('config_invalid', `Another agent is listening on ${path}; stop it or choose another socket path.`);
+      unlinkSync(path);
+    }
+    const server = createServer((s) => this.accept(s));
+    server.maxConnections = this.config.maxConnections;
+    // The umask closes the window between bind() and chmod() in which the socket is open.
+    const old = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } finally {
+      process.umask(old);
+    }
+    chmodSync(path, 0o600);
+    this.server = server;
+    await this.vault.destroyExpired(this.principal);
+    this.sweeper = setInterval(() => void this.vault.destroyExpired(this.principal).catch(() => undefined), 2000);
+    this.sweeper.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
+    for (const s of this.connections) s.destroy();
+    const server = this.server;
+    this.server = null;
+    if (server) await new Promise<void>((r) => server.close(() => r()));
+    try {
+      unlinkSync(this.config.socketPath);
+    } catch {
+      // already gone
+    }
+  }
+
+  private accept(socket: Socket): void {
+    this.connections.add(socket);
+    const conn: Connection = { id: this.nextConn++, binds: [], bindFailed: false };
+    const reader = new FrameReader();
+    let queue = Promise.resolve();
+    socket.on('data', (chunk) => {
+      let bodies: Uint8Array[];
+      try {
+        bodies = reader.push(chunk);
+      } catch (e) {
+        // Oversized or zero-length frame: answer what arrived whole, then close, as OpenSSH does.
+        const done = e instanceof AgentCodecError && 'completed' in e ? ((e as { completed?: Uint8Array[] }).completed ?? []) : [];
+        for (const b of done) queue = queue.then(() => this.respond(socket, conn, b));
+        void queue.then(() => socket.destroy());
+        return;
+      }
+      // Replies go out in request order (RFC 9987 §3), one request at a time per connection;
+      // other connections are served meanwhile.
+      for (const b of bodies) queue = queue.then(() => this.respond(socket, conn, b));
+      if (socket.writableLength > 1024 * 1024) socket.pause();
+    });
+    socket.on('drain', () => socket.resume());
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => this.connections.delete(socket));
+  }
+
+  private async respond(socket: Socket, conn: Connection, body: Uint8Array): Promise<void> {
+    if (socket.destroyed) return;
+    let res: AgentResponse;
+    let req: AgentRequest | null = null;
+    try {
+      req = decodeRequest(body);
+      res = await this.handle(conn, req);
+    } catch (e) {
+      if (!(e instanceof AgentCodecError) && !isCustosError(e)) this.log?.warn({ err: (e as Error).message, conn: conn.id }, 'ssh-agent request failed');
+      res = { type: 'failure' };
+    } finally {
+      if (req) wipeRequest(req);
+      body.fill(0);
+    }
+    if (!socket.destroyed) socket.write(frame(encodeResponse(res)));
+  }
+
+  private async handle(conn: Connection, req: AgentRequest): Promise<AgentResponse> {
+    if (this.lock && req.type !== 'unlock' && req.type !== 'request_identities') return { type: 'failure' };
+    switch (req.type) {
+      case 'request_identities': {
+        if (this.lock) return { type: 'identities_answer', identities: [] };
+        const ids = await this.identities();
+        return { type: 'identities_answer', identities: ids.map((i) => ({ keyBlob: i.blob, comment: i.comment })) };
+      }
+      case 'sign_request':
+        return this.sign(conn, req.keyBlob, req.data, req.flags);
+      case 'add_identity':
+        return this.add(req.key, []);
+      case 'add_id_constrained':
+        return this.add(req.key, req.constraints);
+      case 'remove_identity':
+        return this.remove(req.keyBlob);
+      case 'remove_all_identities':
+        return this.removeAll();
+      case 'remove_all_rsa_identities':
+        // SSH-1 leftover that `ssh-add -D` sends after type 19: there are no SSH-1 keys.
+        return { type: 'success' };
+      case 'lock':
+        return this.doLock(req.passphrase);
+      case 'unlock':
+        return this.doUnlock(req.passphrase);
+      case 'extension_query':
+        return { type: 'query_response', extensions: [EXT_QUERY, EXT_SESSION_BIND] };
+      case 'session_bind':
+        return this.bind(conn, req.hostKey, req.sessionId, req.signature, req.isForwarding);
+      default:
+        // Smartcard requests, unknown extensions and unknown types: FAILURE, connection kept.
+        return { type: 'failure' };
+    }
+  }
+
+  /** The keys this socket offers, freshest state from the vault. */
+  private async identities(): Promise<Identity[]> {
+    const out: Identity[] = [];
+    for (const k of await this.vault.listKeys()) {
+      if (k.state !== 'active' || 'corrupt' in k || isExpired(k) || !sshCapable(k.algorithm)) continue;
+      const added = k.attributes['ssh.socket'] === this.config.name;
+      const configured = !added && !this.hidden.has(k.id) && this.patterns.some((p) => p.test(k.label));
+      if (!added && !configured) continue;
+      const comment = typeof k.attributes['ssh.comment'] === 'string' ? k.attributes['ssh.comment'] : k.label;
+      out.push({ key: k, blob: blobOf(k), comment, added });
+    }
+    return out;
+  }
+
+  private async find(blob: Uint8Array): Promise<Identity | undefined> {
+    return (await this.identities()).find((i) => equalBytes(i.blob, blob));
+  }
+
+  private async sign(conn: Connection, keyBlob: Uint8Array, data: Uint8Array, flags: number): Promise<AgentResponse> {
+    // OpenSSH 9.6+: a connection whose session-bind failed gets no signatures at all.
+    if (conn.bindFailed) return { type: 'failure' };
+    const id = await this.find(keyBlob);
+    if (!id) return { type: 'failure' };
+    const context: Record<string, string> = { protocol: 'ssh-agent', socket: this.config.name };
+    const what = parseSignedData(data);
+    if (what.kind === 'userauth') {
+      context.ssh_user = what.user.slice(0, 128);
+      context.ssh_method = what.service === 'ssh-connection' ? 'userauth' : what.service.slice(0, 64);
+      const last = conn.binds[conn.binds.length - 1];
+      if (last) context.ssh_session_bound = equalBytes(last.sessionId, what.sessionId) ? 'yes' : 'mismatch';
+      if (what.hostKeyBlob) context.ssh_host_key_sha256 = fingerprint(what.hostKeyBlob);
+    } else if (what.kind === 'sshsig') {
+      context.sshsig_namespace = what.namespace.slice(0, 128);
+    }
+    let options = {};
+    let rsaName = '';
+    if (id.key.algorithm === 'p256') options = { encoding: 'raw' };
+    else if (id.key.algorithm.startsWith('rsa-')) {
+      const { hash, name } = rsaHashFor(flags);
+      if (hash === 'sha1' && !this.config.allowSha1) return { type: 'failure' };
+      options = { hash, padding: 'pkcs1' };
+      rsaName = name;
+    }
+    const r = await this.vault.sign({
+      requestId: randomUUID(),
+      principal: this.principal,
+      key: id.key.id,
+      payload: { kind: 'message', bytes: data },
+      options,
+      context,
+    });
+    return { type: 'sign_response', signature: sshSignature(id.key.algorithm, r.signature, rsaName) };
+  }
+
+  private async add(key: AgentPrivateKey, constraints: KeyConstraint[]): Promise<AgentResponse> {
+    let lifetime: number | undefined;
+    for (const c of constraints) {
+      if (c.kind === 'lifetime') lifetime = c.seconds;
+      else {
+        // confirm needs an approver (not configured yet); destination restriction and the
+        // rest are not enforced yet. RFC 9987 §5.2.7: refuse what cannot be honoured.
+        this.log?.info({ socket: this.config.name, constraint: c.kind }, 'ssh-agent add refused: constraint not supported');
+        return { type: 'failure' };
+      }
+    }
+    const imp = importableOf(key);
+    if (!imp) return { type: 'failure' };
+    const blob = publicKeyBlobOf(key);
+    try {
+      // Adding a key that is already there replaces it, as in OpenSSH.
+      const existing = await this.find(blob);
+      if (existing?.added) await this.vault.destroyKey({ principal: this.principal, requestId: randomUUID() }, existing.key.id);
+      const attributes: Record<string, string> = { 'ssh.socket': this.config.name, 'ssh.comment': key.comment.slice(0, 256) };
+      if ('certificate' in key) attributes['ssh.certificate'] = bytesToBase64(key.certificate);
+      if (lifetime !== undefined) attributes.expires_at = new Date(Date.now() + lifetime * 1000).toISOString();
+      const created = await this.vault.importKey(
+        { principal: this.principal, requestId: randomUUID() },
+        { label: `ssh:${this.config.name}:${fingerprint(blob).slice(0, 16)}-${randomBytes(4).toString('hex')}`, algorithm: imp.algorithm, format: imp.format, material: imp.material, exportable: false, attributes },
+      );
+      if (imp.publicKey && !equalBytes(imp.publicKey, created.publicKey)) {
+        // The seed does not belong to the public key the client sent: never keep such a key.
+        await this.vault.destroyKey({ principal: this.principal, requestId: randomUUID() }, created.id);
+        return { type: 'failure' };
+      }
+      return { type: 'success' };
+    } finally {
+      wipe(imp.material);
+    }
+  }
+
+  private async remove(blob: Uint8Array): Promise<AgentResponse> {
+    const id = await this.find(blob);
+    if (!id) return { type: 'failure' };
+    await this.forget(id);
+    return { type: 'success' };
+  }
+
+  private async removeAll(): Promise<AgentResponse> {
+    for (const id of await this.identities()) await this.forget(id);
+    return { type: 'success' };
+  }
+
+  /**
+   * Removing over the protocol never destroys a key the vault owns otherwise: keys added over
+   * this socket are destroyed, configured vault keys are only hidden from it until restart.
+   */
+  private async forget(id: Identity): Promise<void> {
+    if (id.added) await this.vault.destroyKey({ principal: this.principal, requestId: randomUUID() }, id.key.id);
+    else this.hidden.add(id.key.id);
+  }
+
+  private async doLock(passphrase: Uint8Array): Promise<AgentResponse> {
+    if (this.lock || passphrase.length === 0) return { type: 'failure' };
+    // Only a KDF output of the lock passphrase is kept.
+    const salt = new Uint8Array(randomBytes(16));
+    this.lock = { salt, hash: new Uint8Array(await scrypt(passphrase, salt, 32, LOCK_KDF)) };
+    this.failedUnlocks = 0;
+    return { type: 'success' };
+  }
+
+  private async doUnlock(passphrase: Uint8Array): Promise<AgentResponse> {
+    const lock = this.lock;
+    if (!lock) return { type: 'failure' };
+    const hash = new Uint8Array(await scrypt(passphrase, lock.salt, 32, LOCK_KDF));
+    if (equalBytes(hash, lock.hash)) {
+      this.lock = null;
+      this.failedUnlocks = 0;
+      return { type: 'success' };
+    }
+    // Slow down guessing: 100 ms per failure so far, at most 10 s. The wait is this
+    // connection's only; other clients keep being served.
+    this.failedUnlocks++;
+    await new Promise((r) => setTimeout(r, Math.min(100 * this.failedUnlocks, 10_000)));
+    return { type: 'failure' };
+  }
+
+  private bind(conn: Connection, hostKey: Uint8Array, sessionId: Uint8Array, signature: Uint8Array, isForwarding: boolean): AgentResponse {
+    const fail = (): AgentResponse => {
+      conn.bindFailed = true;
+      return { type: 'failure' };
+    };
+    if (!verifyHostSignature(hostKey, sessionId, signature)) return fail();
+    // As OpenSSH: a repeated session id must come with the same key and is not added twice;
+    // nothing may follow a bind made for authentication; at most MAX_BINDS hops.
+    const same = conn.binds.find((b) => equalBytes(b.sessionId, sessionId));
+    if (same) return equalBytes(same.hostKey, hostKey) ? { type: 'success' } : fail();
+    const last = conn.binds[conn.binds.length - 1];
+    if (last && !last.isForwarding) return fail();
+    if (conn.binds.length >= MAX_BINDS) return fail();
+    conn.binds.push({ hostKey: hostKey.slice(), sessionId: sessionId.slice(), isForwarding });
+    return { type: 'success' };
+  }
+}
+
+/** True if something accepts connections on the socket (a live agent). */
+function isLive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}

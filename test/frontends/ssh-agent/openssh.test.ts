@@ -1,0 +1,261 @@
+/**
+ * The agent against OpenSSH's own tools (ssh-add, ssh-keygen), with the keys in a real
+ * vault on a SQLite file. The tools run as child processes while the agent serves them
+ * from this process, so every call here is asynchronous.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
+import { copyFileSync, chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { makeVault, tempDir, ADMIN, type TestVault } from '../../helpers/tmpvault.js';
+import { requireTool } from '../../helpers/require.js';
+import { ROOT } from '../../helpers/process.js';
+import { SshAgent, type AgentConfig } from '../../../src/frontends/ssh-agent/agent.js';
+import { frame, encodeRequest } from '../../../src/frontends/ssh-agent/codec.js';
+
+const VECTORS = join(ROOT, '..', 'shared', 'vectors', 'ssh-agent', 'test-keys');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(cmd: string, args: string[], env: Record<string, string>, input?: string): Promise<Run> {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
+    p.stdin.end(input ?? '');
+  });
+}
+
+let v: TestVault;
+let dir: string;
+let cleanup: () => void;
+let keys: string;
+let agent: SshAgent;
+let env: Record<string, string>;
+
+function config(over: Partial<AgentConfig> = {}): AgentConfig {
+  return { name: 'test', socketPath: join(dir, 'sock', 'agent.sock'), keys: ['vault-ssh-*'], allowSha1: true, maxConnections: 64, ...over };
+}
+
+const ssh = (args: string[], input?: string) => run('ssh-add', args, env, input);
+
+before(async () => {
+  v = await makeVault();
+  ({ dir, cleanup } = tempDir());
+  keys = join(dir, 'keys');
+  mkdirSync(keys);
+  agent = new SshAgent(v.vault, config());
+  await agent.listen();
+  env = { SSH_AUTH_SOCK: agent.config.socketPath, SSH_ASKPASS: '', DISPLAY: '' };
+});
+
+after(async () => {
+  await agent.close();
+  await v.dispose();
+  cleanup();
+});
+
+/** A fresh key pair from ssh-keygen, so tests can add and remove without sharing state. */
+async function keygen(name: string, type: string[]): Promise<string> {
+  const file = join(keys, name);
+  const r = await run('ssh-keygen', ['-q', ...type, '-N', '', '-C', `${name}@test`, '-f', file], {});
+  assert.equal(r.code, 0, r.stderr);
+  return file;
+}
+
+test('the socket is 0600 in a 0700 directory; a live socket is not taken over, a stale one is replaced', async (t) => {
+  if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
+  assert.equal(statSync(agent.config.socketPath).mode & 0o777, 0o600);
+  assert.equal(statSync(join(dir, 'sock')).mode & 0o777, 0o700);
+  const rival = new SshAgent(v.vault, config({ name: 'rival' }));
+  await assert.rejects(rival.listen(), /Another agent is listening/);
+  // A stale socket file (its process killed) is replaced.
+  const staleDir = join(dir, 'stale');
+  mkdirSync(staleDir, { mode: 0o700 });
+  const stalePath = join(staleDir, 's.sock');
+  const holder = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stalePath)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'ignore'] });
+  await new Promise((r) => holder.stdout.once('data', r));
+  holder.kill('SIGKILL');
+  await new Promise((r) => holder.once('exit', r));
+  assert.ok(existsSync(stalePath), 'the killed process left its socket file');
+  const b = new SshAgent(v.vault, config({ name: 'stale2', socketPath: stalePath }));
+  await b.listen();
+  assert.equal((await run('ssh-add', ['-l'], { SSH_AUTH_SOCK: stalePath })).code, 1, 'the new agent answers (no identities)');
+  await b.close();
+});
+
+test('configured vault keys are offered; ssh-add -L matches the vault public key', async (t) => {
+  if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
+  const k = await v.vault.createKey(v.ctx(), { label: 'vault-ssh-deploy', algorithm: 'ed25519', exportable: false });
+  await v.vault.createKey(v.ctx(), { label: 'not-offered', algorithm: 'ed25519', exportable: false });
+  await v.vault.createKey(v.ctx(), { label: 'vault-ssh-bitcoin', algorithm: 'secp256k1', exportable: false });
+  const r = await ssh(['-L']);
+  assert.equal(r.code, 0, r.stderr);
+  const { publicKeyFormats } = await import('../../../src/vault/vault.js');
+  assert.ok(r.stdout.includes(publicKeyFormats(k).openssh!.split(' ').slice(0, 2).join(' ')), r.stdout);
+  assert.ok(!r.stdout.includes('not-offered'), 'a key outside the configured patterns is offered');
+  assert.equal(r.stdout.trim().split('\n').length, 1, 'secp256k1 is not an SSH algorithm and is not offered');
+});
+
+test('keys added with ssh-add (ed25519 with certificate, ECDSA, RSA) are vault keys, list, and sign for ssh-add -T', async (t) => {
+  if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
+  if (!existsSync(VECTORS)) return t.skip('the OpenSSH test keys come from ../shared/vectors/ssh-agent (absent here)');
+  for (const f of ['k_ed25519', 'k_ed25519.pub', 'k_ed25519-cert.pub', 'k_ecdsa', 'k_ecdsa.pub', 'k_rsa', 'k_rsa.pub']) {
+    copyFileSync(join(VECTORS, f), join(keys, f));
+    chmodSync(join(keys, f), 0o600);
+  }
+  const add = await ssh([join(keys, 'k_ed25519'), join(keys, 'k_ecdsa'), join(keys, 'k_rsa')]);
+  assert.equal(add.code, 0, add.stderr);
+  assert.match(add.stderr, /Certificate added/);
+  const list = await ssh(['-l']);
+  assert.match(list.stdout, /ED25519-CERT/);
+  assert.match(list.stdout, /ECDSA/);
+  assert.match(list.stdout, /3072 .* \(RSA\)/);
+  const stored = (await v.vault.listKeys()).filter((k) => k.attributes['ssh.socket'] === 'test');
+  assert.equal(stored.length, 4, 'key, certificate, ECDSA and RSA are stored in the vault');
+  assert.ok(stored.every((k) => k.sealed !== null && k.origin === 'imported'));
+  // -T signs 1 KiB with each key and verifies locally; RSA with flags 0 wants ssh-rsa (SHA-1).
+  const tst = await ssh(['-T', join(keys, 'k_ed25519.pub'), join(keys, 'k_ecdsa.pub'), join(keys, 'k_rsa.pub')]);
+  assert.equal(tst.code, 0, tst.stderr);
+  const audit = await v.store.auditTail(40);
+  assert.ok(audit.some((e) => e.principal === 'ssh-agent:test' && e.operation === 'sign' && e.outcome === 'ok'));
+});
+
+test('legacy ssh-rsa (SHA-1) signatures are refused when the socket does not allow them', async (t) => {
+  if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
+  const strict = new SshAgent(v.vault, config({ name: 'strict', socketPath: join(dir, 'strict', 'a.sock'), allowSha1: false }));
+  await strict.listen();
+  try {
+    const senv = { SSH_AUTH_SOCK: strict.config.socketPath };
+    const rsa = await keygen('strict_rsa', ['-t', 'rsa', '-b', '2048']);
+    assert.equal((await run('ssh-add', [rsa], senv)).code, 0);
+    const r = await run('ssh-add', ['-T', `${rsa}.pub`], senv);
+    assert.notEqual(r.code, 0, 'ssh-add -T should fail: it asks for SHA-1');
+    // ssh-keygen -Y sign asks for rsa-sha2-512, which is fine.
+    writeFileSync(join(keys, 'doc'), 'a document');
+    const s = await run('ssh-keygen', ['-Y', 'sign', '-f', `${rsa}.pub`, '-n', 'file', join(keys, 'doc')], senv);
+    assert.equal(s.code, 0, s.stderr);
+  } finally {
+    await strict.close();
+  }
+});
+
+test('ssh-keygen -Y sign through the agent verifies with -Y verify, and audit names the namespace', async (t) => {
+  if (!requireTool(t, 'ssh-keygen', 'openssh-client')) return;
+  const key = await keygen('sig_ed', ['-t', 'ed25519']);
+  assert.equal((await ssh([key])).code, 0);
+  const doc = join(keys, 'release.tar');
+  writeFileSync(doc, 'release contents');
+  const s = await run('ssh-keygen', ['-Y', 'sign', '-f', `${key}.pub`, '-n', 'file', doc], env);
+  assert.equal(s.code, 0, s.stderr);
+  const pub = readFileSync(`${key}.pub`, 'utf8').trim();
+  writeFileSync(join(keys, 'allowed'), `signer@test ${pub}\n`);
+  const ok = await run('ssh-keygen', ['-Y', 'verify', '-f', join(keys, 'allowed'), '-I', 'signer@test', '-n', 'file', '-s', `${doc}.sig`], env, 'release contents');
+  assert.equal(ok.code, 0, ok.stderr + ok.stdout);
+  assert.match(ok.stdout, /Good "file" signature/);
+  const entries = await v.store.auditTail(10);
+  assert.ok(entries.some((e) => e.operation === 'sign' && e.outcome === 'ok' && e.details.sshsig_namespace === 'file'));
+});
+
+test('ssh-add -d destroys a key added over the agent, but only hides a configured vault key', async (t) => {
+  if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
+  const key = await keygen('del_ed', ['-t', 'ed25519']);
+  assert.equal((await ssh([key])).code, 0);
+  const added = (await v.vault.listKeys()).find((k) => k.attributes['ssh.comment'] === 'del_ed@test')!;
+  assert.equal((await ssh(['-d', `${key}.pub`])).code, 0);
+  assert.equal((await v.vault.getKey(added.id)).state, 'destroyed');
+  const vk = await v.vault.createKey(v.ctx(), { label: 'vault-ssh-hideme', algorithm: 'ed25519', exportable: false });
+  const line = (await import('../../../src/vault/vault.js')).publicKeyFormats(vk).openssh!;
+  writeFileSync(join(keys, 'hideme.pub'), line + '\n');
+  assert.equal((await ssh(['-d', join(keys, 'hideme.pub')])).code, 0);
+  assert.ok(!(await ssh(['-L'])).stdout.includes('vault-ssh-hideme'), 'hidden from this socket');
+  assert.equal((await v.vault.getKey(vk.id)).state, 'active', 'the vault key itself is untouched');
+});
+
+test('ssh-add -t: the key is forgotten when its lifetime ends (destroyed in the vault)', async (t) => {
+  if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
+  const key = await keygen('short', ['-t', 'ed25519']);
+  assert.equal((await ssh(['-t', '1', key])).code, 0);
+  assert.match((await ssh(['-l'])).stdout, /short@test/);
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.doesNotMatch((await ssh(['-l'])).stdout, /short@test/);
+  const k = (await v.store.listKeys()).find((x) => x.attributes['ssh.comment'] === 'short@test')!;
+  await v.vault.destroyExpired(ADMIN);
+  assert.equal((await v.vault.getKey(k.id)).state, 'destroyed');
+});
+
+test('ssh-add -c is refused (no approver configured), and nothing is added', async (t) => {
+  if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
+  const key = await keygen('confirm', ['-t', 'ed25519']);
+  const r = await ssh(['-c', key]);
+  assert.notEqual(r.code, 0);
+  assert.doesNotMatch((await ssh(['-l'])).stdout, /confirm@test/);
+});
+
+test('keys added over the agent survive an agent restart', async (t) => {
+  if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
+  const key = await keygen('durable', ['-t', 'ecdsa', '-b', '256']);
+  assert.equal((await ssh([key])).code, 0);
+  await agent.close();
+  agent = new SshAgent(v.vault, config());
+  await agent.listen();
+  assert.match((await ssh(['-l'])).stdout, /durable@test/);
+});
+
+test('lock and unlock: a locked agent lists nothing and signs nothing; a wrong passphrase is refused', async (t) => {
+  if (!requireTool(t, 'python3', 'python3') || !requireTool(t, 'ssh-add', 'openssh-client')) return;
+  const drive = join(ROOT, 'test', 'helpers', 'tty-drive.py');
+  const withTty = (args: string[], answers: string[]) => run('python3', [drive, 'ssh-add', ...args], { ...env, TTY_ANSWERS: answers.join('\n') });
+  const before = (await ssh(['-l'])).stdout;
+  assert.ok(before.trim().length > 0);
+  assert.equal((await withTty(['-x'], ['lockpass', 'lockpass'])).code, 0);
+  const locked = await ssh(['-l']);
+  assert.equal(locked.code, 1, 'a locked agent lists no identities');
+  const wrong = await withTty(['-X'], ['nope']);
+  assert.notEqual(wrong.code, 0);
+  assert.equal((await withTty(['-X'], ['lockpass'])).code, 0);
+  assert.equal((await ssh(['-l'])).stdout, before);
+});
+
+test('ssh-add -D removes everything on this socket (type 19, then the legacy type 9)', async (t) => {
+  if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
+  const r = await ssh(['-D']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr + r.stdout, /All identities removed/);
+  assert.equal((await ssh(['-l'])).code, 1);
+});
+
+test('garbage and oversized frames never hurt the agent: it keeps serving other clients', async (t) => {
+  if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
+  const send = (bytes: Uint8Array) =>
+    new Promise<void>((resolve) => {
+      const s = connect(agent.config.socketPath);
+      s.on('connect', () => s.end(bytes));
+      s.on('data', () => undefined);
+      s.on('close', () => resolve());
+      s.on('error', () => resolve());
+      setTimeout(() => s.destroy(), 300);
+    });
+  const valid = frame(encodeRequest({ type: 'request_identities' }));
+  let seed = 7;
+  const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff);
+  for (let i = 0; i < 300; i++) {
+    const b = new Uint8Array(1 + (rand() % 64));
+    for (let j = 0; j < b.length; j++) b[j] = rand() & 0xff;
+    await send(i % 3 === 0 ? Uint8Array.from([...valid, ...b]) : b);
+  }
+  const big = new Uint8Array(8);
+  new DataView(big.buffer).setUint32(0, 256 * 1024 + 1);
+  await send(big);
+  const r = await ssh(['-l']);
+  assert.ok(r.code === 0 || r.code === 1, r.stderr);
+});
