@@ -34,6 +34,7 @@ import {
   type KeyConstraint,
 } from './codec.js';
 import { parseSignedData } from './signed-data.js';
+import { decodeDestinations, encodeDestinations, identityPermitted, type Destination, type SessionBind } from './destinations.js';
 import { blobOf, fingerprint, importableOf, rsaHashFor, sshCapable, sshSignature, verifyHostSignature } from './keys.js';
 
 const scrypt = promisify(scryptCb) as (pw: Uint8Array, salt: Uint8Array, len: number, opts: { N: number; r: number; p: number }) => Promise<Buffer>;
@@ -60,12 +61,8 @@ interface Identity {
   comment: string;
   /** Added over this socket (removable), as opposed to configured from the vault. */
   added: boolean;
-}
-
-interface SessionBind {
-  hostKey: Uint8Array;
-  sessionId: Uint8Array;
-  isForwarding: boolean;
+  /** `ssh-add -h` restrictions, if any. */
+  destinations: Destination[] | null;
 }
 
 interface Connection {
@@ -204,7 +201,7 @@ export class SshAgent {
     switch (req.type) {
       case 'request_identities': {
         if (this.lock) return { type: 'identities_answer', identities: [] };
-        const ids = await this.identities();
+        const ids = await this.identities(conn);
         return { type: 'identities_answer', identities: ids.map((i) => ({ keyBlob: i.blob, comment: i.comment })) };
       }
       case 'sign_request':
@@ -214,9 +211,9 @@ export class SshAgent {
       case 'add_id_constrained':
         return this.add(req.key, req.constraints);
       case 'remove_identity':
-        return this.remove(req.keyBlob);
+        return this.remove(conn, req.keyBlob);
       case 'remove_all_identities':
-        return this.removeAll();
+        return this.removeAll(conn);
       case 'remove_all_rsa_identities':
         // SSH-1 leftover that `ssh-add -D` sends after type 19: there are no SSH-1 keys.
         return { type: 'success' };
@@ -234,8 +231,12 @@ export class SshAgent {
     }
   }
 
-  /** The keys this socket offers, freshest state from the vault. */
-  private async identities(): Promise<Identity[]> {
+  /**
+   * The keys this socket offers, freshest state from the vault; on a connection with session
+   * binds, destination-restricted keys only where their constraints allow (as OpenSSH hides
+   * them from lists and from removal).
+   */
+  private async identities(conn: Connection | null): Promise<Identity[]> {
     const out: Identity[] = [];
     for (const k of await this.vault.listKeys()) {
       if (k.state !== 'active' || 'corrupt' in k || isExpired(k) || !sshCapable(k.algorithm)) continue;
@@ -243,22 +244,36 @@ export class SshAgent {
       const configured = !added && !this.hidden.has(k.id) && this.patterns.some((p) => p.test(k.label));
       if (!added && !configured) continue;
       const comment = typeof k.attributes['ssh.comment'] === 'string' ? k.attributes['ssh.comment'] : k.label;
-      out.push({ key: k, blob: blobOf(k), comment, added });
+      const d = k.attributes['ssh.destinations'];
+      const destinations = typeof d === 'string' ? decodeDestinations(d) : null;
+      if (conn && destinations && !identityPermitted(destinations, conn.binds, conn.bindFailed, null)) continue;
+      out.push({ key: k, blob: blobOf(k), comment, added, destinations });
     }
     return out;
   }
 
-  private async find(blob: Uint8Array): Promise<Identity | undefined> {
-    return (await this.identities()).find((i) => equalBytes(i.blob, blob));
+  private async find(blob: Uint8Array, conn: Connection | null): Promise<Identity | undefined> {
+    return (await this.identities(conn)).find((i) => equalBytes(i.blob, blob));
   }
 
   private async sign(conn: Connection, keyBlob: Uint8Array, data: Uint8Array, flags: number): Promise<AgentResponse> {
     // OpenSSH 9.6+: a connection whose session-bind failed gets no signatures at all.
     if (conn.bindFailed) return { type: 'failure' };
-    const id = await this.find(keyBlob);
+    const id = await this.find(keyBlob, conn);
     if (!id) return { type: 'failure' };
     const context: Record<string, string> = { protocol: 'ssh-agent', socket: this.config.name };
     const what = parseSignedData(data);
+    if (id.destinations) {
+      // A destination-restricted key signs only a userauth request for the session bound
+      // last on this connection, to the host key bound with it (OpenSSH process_sign_request2).
+      const last = conn.binds[conn.binds.length - 1];
+      if (!last || what.kind !== 'userauth') return this.refuseRestricted(id, 'not a bound userauth request');
+      if (!identityPermitted(id.destinations, conn.binds, conn.bindFailed, what.user)) return this.refuseRestricted(id, 'destination not permitted');
+      if (!equalBytes(what.sessionId, last.sessionId)) return this.refuseRestricted(id, 'session id is not the most recently bound one');
+      if (conn.binds.length > 1 && !what.hostKeyBlob) return this.refuseRestricted(id, 'no host key in a forwarded userauth request');
+      if (what.hostKeyBlob && !equalBytes(what.hostKeyBlob, last.hostKey)) return this.refuseRestricted(id, 'host key differs from the bound one');
+      context.ssh_destination = 'permitted';
+    }
     if (what.kind === 'userauth') {
       context.ssh_user = what.user.slice(0, 128);
       context.ssh_method = what.service === 'ssh-connection' ? 'userauth' : what.service.slice(0, 64);
@@ -288,13 +303,22 @@ export class SshAgent {
     return { type: 'sign_response', signature: sshSignature(id.key.algorithm, r.signature, rsaName) };
   }
 
+  private refuseRestricted(id: Identity, why: string): AgentResponse {
+    this.log?.info({ socket: this.config.name, key: id.key.id, why }, 'ssh-agent refused a destination-restricted key');
+    return { type: 'failure' };
+  }
+
   private async add(key: AgentPrivateKey, constraints: KeyConstraint[]): Promise<AgentResponse> {
     let lifetime: number | undefined;
+    let destinations: string | undefined;
     for (const c of constraints) {
       if (c.kind === 'lifetime') lifetime = c.seconds;
-      else {
-        // confirm needs an approver (not configured yet); destination restriction and the
-        // rest are not enforced yet. RFC 9987 §5.2.7: refuse what cannot be honoured.
+      else if (c.kind === 'restrict-destination' && c.constraints.length > 0) {
+        destinations = encodeDestinations(c.constraints);
+        if (destinations.length > 8192) return { type: 'failure' };
+      } else {
+        // confirm needs an approver (not configured yet); the rest is unknown or meaningless
+        // here. RFC 9987 §5.2.7: refuse what cannot be honoured, never ignore it.
         this.log?.info({ socket: this.config.name, constraint: c.kind }, 'ssh-agent add refused: constraint not supported');
         return { type: 'failure' };
       }
@@ -304,11 +328,12 @@ export class SshAgent {
     const blob = publicKeyBlobOf(key);
     try {
       // Adding a key that is already there replaces it, as in OpenSSH.
-      const existing = await this.find(blob);
+      const existing = await this.find(blob, null);
       if (existing?.added) await this.vault.destroyKey({ principal: this.principal, requestId: randomUUID() }, existing.key.id);
       const attributes: Record<string, string> = { 'ssh.socket': this.config.name, 'ssh.comment': key.comment.slice(0, 256) };
       if ('certificate' in key) attributes['ssh.certificate'] = bytesToBase64(key.certificate);
       if (lifetime !== undefined) attributes.expires_at = new Date(Date.now() + lifetime * 1000).toISOString();
+      if (destinations !== undefined) attributes['ssh.destinations'] = destinations;
       const created = await this.vault.importKey(
         { principal: this.principal, requestId: randomUUID() },
         { label: `ssh:${this.config.name}:${fingerprint(blob).slice(0, 16)}-${randomBytes(4).toString('hex')}`, algorithm: imp.algorithm, format: imp.format, material: imp.material, exportable: false, attributes },
@@ -324,15 +349,15 @@ export class SshAgent {
     }
   }
 
-  private async remove(blob: Uint8Array): Promise<AgentResponse> {
-    const id = await this.find(blob);
+  private async remove(conn: Connection, blob: Uint8Array): Promise<AgentResponse> {
+    const id = await this.find(blob, conn);
     if (!id) return { type: 'failure' };
     await this.forget(id);
     return { type: 'success' };
   }
 
-  private async removeAll(): Promise<AgentResponse> {
-    for (const id of await this.identities()) await this.forget(id);
+  private async removeAll(conn: Connection): Promise<AgentResponse> {
+    for (const id of await this.identities(conn)) await this.forget(id);
     return { type: 'success' };
   }
 

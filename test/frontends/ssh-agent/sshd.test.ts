@@ -42,8 +42,6 @@ let v: TestVault;
 let dir: string;
 let cleanup: () => void;
 let agent: SshAgent;
-let sshd: ChildProcess | null = null;
-let sshdLog = '';
 let port = 0;
 
 before(async () => {
@@ -62,19 +60,37 @@ before(async () => {
   await v.vault.createKey(v.ctx(), { label: 'login-certuser', algorithm: 'p256', exportable: false });
   writeFileSync(join(dir, 'authorized_keys'), publicKeyFormats(user).openssh + '\n', { mode: 0o600 });
   writeFileSync(join(dir, 'ca.pub'), publicKeyFormats(ca).openssh + '\n');
-  const hk = await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'hostkey')]);
+  const main = await startSshd('main');
+  port = main.port;
+});
+
+interface Sshd {
+  name: string;
+  port: number;
+  hostKeyLine: string;
+  proc: ChildProcess;
+  log(): string;
+}
+
+const daemons: Sshd[] = [];
+
+/** An sshd on a free loopback port with its own host key, trusting authorized_keys and ca.pub. */
+async function startSshd(name: string): Promise<Sshd> {
+  const hostKey = join(dir, `hostkey_${name}`);
+  const hk = await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', hostKey]);
   assert.equal(hk.code, 0, hk.stderr);
-  port = await freePort();
+  const p = await freePort();
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+  const cfg = join(dir, `sshd_config_${name}`);
   writeFileSync(
-    join(dir, 'sshd_config'),
+    cfg,
     [
-      `Port ${port}`,
+      `Port ${p}`,
       'ListenAddress 127.0.0.1',
-      `HostKey ${join(dir, 'hostkey')}`,
+      `HostKey ${hostKey}`,
       `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
       `TrustedUserCAKeys ${join(dir, 'ca.pub')}`,
-      `PidFile ${join(dir, 'sshd.pid')}`,
+      `PidFile ${join(dir, `sshd_${name}.pid`)}`,
       'PasswordAuthentication no',
       'KbdInteractiveAuthentication no',
       'UsePAM no',
@@ -84,15 +100,22 @@ before(async () => {
       'LogLevel VERBOSE',
     ].join('\n') + '\n',
   );
-  sshd = spawn(SSHD, ['-D', '-e', '-f', join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  sshd.stderr!.on('data', (d) => (sshdLog += d));
-  for (let i = 0; i < 100 && !sshdLog.includes('Server listening'); i++) await new Promise((r) => setTimeout(r, 50));
-  assert.match(sshdLog, /Server listening on 127\.0\.0\.1/);
-});
+  const proc = spawn(SSHD, ['-D', '-e', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  proc.stderr!.on('data', (d) => (log += d));
+  for (let i = 0; i < 100 && !log.includes('Server listening'); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.match(log, /Server listening on 127\.0\.0\.1/, log);
+  const d: Sshd = { name, port: p, hostKeyLine: readFileSync(`${hostKey}.pub`, 'utf8').trim(), proc, log: () => log };
+  daemons.push(d);
+  if (name === 'main') sshdLogRef = d.log;
+  return d;
+}
+
+let sshdLogRef: () => string = () => '';
 
 after(async () => {
   if (skip) return;
-  sshd?.kill('SIGTERM');
+  for (const d of daemons) d.proc.kill('SIGTERM');
   await agent.close();
   await v.dispose();
   cleanup();
@@ -119,7 +142,7 @@ function ssh(extra: string[], command: string) {
 test('ssh logs in to sshd with a user key held in the vault; the audit log names the user and the bound session', async (t) => {
   if (skip) return t.skip(skip);
   const r = await ssh([], 'echo hello-from-sshd');
-  assert.equal(r.code, 0, `${r.stderr}\n--- sshd ---\n${sshdLog.slice(-2000)}`);
+  assert.equal(r.code, 0, `${r.stderr}\n--- sshd ---\n${sshdLogRef().slice(-2000)}`);
   assert.equal(r.stdout.trim(), 'hello-from-sshd');
   const entries = await v.store.auditTail(20);
   const signed = entries.find((e) => e.operation === 'sign' && e.outcome === 'ok' && e.principal === 'ssh-agent:login');
@@ -141,7 +164,52 @@ test('a certificate signed by a CA key in the vault (ssh-keygen -s through the a
   assert.match(cert, /^ecdsa-sha2-nistp256-cert-v01@openssh\.com /);
   // Only the certificate can work: the plain key is not in authorized_keys.
   const r = await ssh(['-o', 'IdentitiesOnly=yes', '-i', join(dir, 'certuser.pub'), '-o', `CertificateFile=${join(dir, 'certuser-cert.pub')}`], 'echo cert-login');
-  assert.equal(r.code, 0, `${r.stderr}\n--- sshd ---\n${sshdLog.slice(-2000)}`);
+  assert.equal(r.code, 0, `${r.stderr}\n--- sshd ---\n${sshdLogRef().slice(-2000)}`);
   assert.equal(r.stdout.trim(), 'cert-login');
-  assert.match(sshdLog, /Accepted publickey for root .* ECDSA-CERT/);
+  assert.match(sshdLogRef(), /Accepted publickey for root .* ECDSA-CERT/);
+});
+
+test('agent forwarding with a destination-restricted key (ssh-add -h): the allowed next hop logs in, another hop is refused', async (t) => {
+  if (skip) return t.skip(skip);
+  const [a, b, c] = [await startSshd('hosta'), await startSshd('hostb'), await startSshd('hostc')];
+  // A socket of its own that offers only the restricted key, so no other key can stand in.
+  const fwd = new SshAgent(v.vault, { name: 'fwd', socketPath: join(dir, 'fwd', 'a.sock'), keys: [], allowSha1: false, maxConnections: 32 });
+  await fwd.listen();
+  try {
+    const key = join(dir, 'restricted');
+    const kg = await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'restricted@test', '-f', key]);
+    assert.equal(kg.code, 0, kg.stderr);
+    writeFileSync(join(dir, 'authorized_keys'), readFileSync(`${key}.pub`), { flag: 'a' });
+    const kh = join(dir, 'known_hosts_restrict');
+    writeFileSync(kh, [a, b, c].map((d) => `${d.name} ${d.hostKeyLine.split(' ').slice(0, 2).join(' ')}`).join('\n') + '\n');
+    const env = { SSH_AUTH_SOCK: fwd.config.socketPath };
+    const add = await run('ssh-add', ['-h', 'hosta', '-h', 'hosta>hostb', '-H', kh, key], env);
+    assert.equal(add.code, 0, add.stderr);
+    // Held by the vault, with its restriction bound into the envelope.
+    const stored = (await v.vault.listKeys()).find((k) => k.attributes['ssh.comment'] === 'restricted@test')!;
+    assert.equal(typeof stored.attributes['ssh.destinations'], 'string');
+    // Unbound (local) use for anything but a login is refused, as OpenSSH does.
+    assert.notEqual((await run('ssh-add', ['-T', `${key}.pub`], env)).code, 0);
+
+    const inner = (d: { port: number }, word: string) =>
+      `ssh -F /dev/null -p ${d.port} -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o PreferredAuthentications=publickey root@127.0.0.1 echo ${word}`;
+    const outer = (command: string) =>
+      run(
+        'ssh',
+        ['-F', '/dev/null', '-A', '-p', String(a.port), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', `UserKnownHostsFile=${join(dir, 'kh_outer')}`, '-o', 'PreferredAuthentications=publickey', 'root@127.0.0.1', command],
+        env,
+      );
+    const ok = await outer(inner(b, 'via-hostb'));
+    assert.equal(ok.code, 0, `${ok.stderr}\n--- a ---\n${a.log().slice(-1500)}\n--- b ---\n${b.log().slice(-1500)}`);
+    assert.equal(ok.stdout.trim(), 'via-hostb');
+    const refused = await outer(inner(c, 'via-hostc'));
+    assert.notEqual(refused.code, 0, 'hostc is not an allowed hop');
+    assert.doesNotMatch(refused.stdout, /via-hostc/);
+    assert.match(refused.stderr, /Permission denied/);
+    // A direct login to hostb from the origin is not allowed either (only hosta first).
+    const direct = await run('ssh', ['-F', '/dev/null', '-p', String(b.port), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'PreferredAuthentications=publickey', 'root@127.0.0.1', 'echo direct'], env);
+    assert.notEqual(direct.code, 0);
+  } finally {
+    await fwd.close();
+  }
 });
