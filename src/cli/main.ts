@@ -317,6 +317,22 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       if (!valid) process.exitCode = EXIT.checkFailed;
     });
 
+  withApi(program.command('approvals').description('List requests waiting for approval (ssh-add -c keys, policy rules)')).action(async (o) => {
+    const list = await clientFrom(o).approvals();
+    if (o.json) return out(JSON.stringify(list, null, 2));
+    if (list.length === 0) return out('No request is waiting for approval.');
+    for (const a of list) {
+      const what = Object.entries(a.summary).map(([k, v]) => `${k}=${v}`).join(' ');
+      out(`${a.id}  ${a.operation} with ${a.key_label} for ${a.requester}  ${what}  (${a.approved_by.length}/${a.required}, until ${a.expires_at})`);
+    }
+  });
+  for (const verb of ['approve', 'deny'] as const) {
+    withApi(program.command(verb).description(verb === 'approve' ? 'Approve a waiting request' : 'Deny a waiting request').argument('<id>', 'request id from `custos approvals`')).action(async (id: string, o) => {
+      const r = await clientFrom(o).decide(id, verb === 'approve');
+      out(o.json ? JSON.stringify(r) : `${r.id}: ${r.settled}`);
+    });
+  }
+
   const audit = program.command('audit').description('Inspect the tamper-evident audit log (reads the data directory; no passphrase needed)');
   audit
     .command('verify')

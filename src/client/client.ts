@@ -29,6 +29,19 @@ export interface SignParams {
   auxRand?: Uint8Array;
 }
 
+export interface ApprovalView {
+  id: string;
+  created_at: string;
+  expires_at: string;
+  requester: string;
+  key_id: string;
+  key_label: string;
+  operation: string;
+  summary: Record<string, string>;
+  required: number;
+  approved_by: string[];
+}
+
 export interface AuditEntryView {
   seq: number;
   ts: string;
@@ -132,6 +145,14 @@ export class CustosClient {
   async exportKey(ref: string, recipient: { kem: 'x25519' | 'secp256k1'; publicKey: Uint8Array }): Promise<Uint8Array> {
     const r = await this.call<{ envelope: string }>('POST', `/v1/keys/${encodeURIComponent(ref)}/export`, { kem: recipient.kem, recipient_public_key: b64(recipient.publicKey) });
     return new Uint8Array(Buffer.from(r.envelope, 'base64'));
+  }
+
+  async approvals(): Promise<ApprovalView[]> {
+    return (await this.call<{ approvals: ApprovalView[] }>('GET', '/v1/approvals')).approvals;
+  }
+
+  decide(id: string, approve: boolean): Promise<ApprovalView & { settled: 'approved' | 'denied' | 'pending' }> {
+    return this.call('POST', `/v1/approvals/${encodeURIComponent(id)}/${approve ? 'approve' : 'deny'}`);
   }
 
   async auditTail(limit = 50): Promise<AuditEntryView[]> {

@@ -5,14 +5,16 @@ import { CustosError } from '../core/errors.js';
 
 export interface ServeConfig {
   api: { host: string; port: number };
-  sshAgent: { enabled: boolean; name: string; socket: string; keys: string[]; allowSha1: boolean; maxConnections: number };
+  sshAgent: { enabled: boolean; name: string; socket: string; keys: string[]; allowSha1: boolean; allowConfirm: boolean; maxConnections: number };
+  approvals: { timeoutSeconds: number };
   audit: { checkpointEvery: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent' };
 }
 
 export const DEFAULTS: ServeConfig = {
   api: { host: '127.0.0.1', port: 8200 },
-  sshAgent: { enabled: false, name: 'default', socket: 'agent/agent.sock', keys: [], allowSha1: true, maxConnections: 128 },
+  sshAgent: { enabled: false, name: 'default', socket: 'agent/agent.sock', keys: [], allowSha1: true, allowConfirm: false, maxConnections: 128 },
+  approvals: { timeoutSeconds: 60 },
   audit: { checkpointEvery: 1000 },
   log: { level: 'info' },
 };
@@ -39,7 +41,8 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
   }
   const known: Record<string, string[]> = {
     api: ['host', 'port'],
-    ssh_agent: ['enabled', 'name', 'socket', 'keys', 'allow_sha1', 'max_connections'],
+    ssh_agent: ['enabled', 'name', 'socket', 'keys', 'allow_sha1', 'allow_confirm', 'max_connections'],
+    approvals: ['timeout_seconds'],
     audit: ['checkpoint_every'],
     log: ['level'],
   };
@@ -58,6 +61,13 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
   const bool = (v: unknown, what: string): boolean => (typeof v === 'boolean' ? v : fail(path, `${what} must be true or false`));
   if (agent.enabled !== undefined) cfg.sshAgent.enabled = bool(agent.enabled, 'ssh_agent.enabled');
   if (agent.allow_sha1 !== undefined) cfg.sshAgent.allowSha1 = bool(agent.allow_sha1, 'ssh_agent.allow_sha1');
+  if (agent.allow_confirm !== undefined) cfg.sshAgent.allowConfirm = bool(agent.allow_confirm, 'ssh_agent.allow_confirm');
+  const approvals = (doc.approvals ?? {}) as Record<string, unknown>;
+  if (approvals.timeout_seconds !== undefined) {
+    const n = typeof approvals.timeout_seconds === 'number' || typeof approvals.timeout_seconds === 'bigint' ? Number(approvals.timeout_seconds) : NaN;
+    if (!Number.isInteger(n) || n < 1 || n > 86_400) fail(path, 'approvals.timeout_seconds must be an integer from 1 to 86400');
+    cfg.approvals.timeoutSeconds = n;
+  }
   if (agent.name !== undefined) {
     if (typeof agent.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/.test(agent.name)) fail(path, 'ssh_agent.name must be 1–32 letters, digits, _ or -');
     cfg.sshAgent.name = agent.name;

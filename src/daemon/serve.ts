@@ -36,13 +36,19 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   assertLoopback(opts.config.api.host);
   const logger = pino({ level: opts.config.log.level, base: { service: 'custos' }, redact: ['req.headers.authorization'] });
   const metrics = new Metrics();
-  const opened = await openVault({ dataDir: opts.dataDir, passphrase: opts.passphrase, checkpointEvery: opts.config.audit.checkpointEvery, metrics });
+  const opened = await openVault({
+    dataDir: opts.dataDir,
+    passphrase: opts.passphrase,
+    checkpointEvery: opts.config.audit.checkpointEvery,
+    metrics,
+    approvalTimeoutMs: opts.config.approvals.timeoutSeconds * 1000,
+  });
   const app = await buildHttpServer({ vault: opened.vault, metrics, logger, version: VERSION });
   let agent: SshAgent | null = null;
   try {
     if (opts.config.sshAgent.enabled) {
       const a = opts.config.sshAgent;
-      agent = new SshAgent(opened.vault, { name: a.name, socketPath: resolve(opts.dataDir, a.socket), keys: a.keys, allowSha1: a.allowSha1, maxConnections: a.maxConnections }, logger);
+      agent = new SshAgent(opened.vault, { name: a.name, socketPath: resolve(opts.dataDir, a.socket), keys: a.keys, allowSha1: a.allowSha1, allowConfirm: a.allowConfirm, maxConnections: a.maxConnections }, logger);
       await agent.listen();
     }
     await app.listen({ host: opts.config.api.host, port: opts.config.api.port });

@@ -40,6 +40,10 @@ enabled = false
 socket = "agent/agent.sock"   # relative to the data directory
 keys = []                     # vault key labels (or patterns like "ssh-*") the agent offers
 allow_sha1 = true             # legacy ssh-rsa signatures, asked for by OpenSSH 9.2's ssh-add -T
+allow_confirm = false         # accept ssh-add -c keys: each use then waits for \`custos approve\`
+
+[approvals]
+timeout_seconds = 60          # how long a request waits for approval before it is refused
 
 [audit]
 # A signed checkpoint of the audit chain is written after this many entries (and at shutdown).
@@ -150,6 +154,8 @@ export interface OpenOptions {
   checkpointEvery?: number;
   policy?: Policy;
   metrics?: VaultMetrics & { batch?(units: number, seconds: number): void };
+  /** How long a request needing approval waits (default 60 s). */
+  approvalTimeoutMs?: number;
 }
 
 export interface OpenVault {
@@ -198,7 +204,7 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
       );
     }
     const committer = new GroupCommitter(store, auditSigner, opts.checkpointEvery ?? 1000, opts.metrics?.batch?.bind(opts.metrics));
-    const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new SoftwareBackend(), committer, policy: opts.policy, metrics: opts.metrics });
+    const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new SoftwareBackend(), committer, policy: opts.policy, metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs });
     return {
       vault,
       store,

@@ -16,6 +16,7 @@ import type { Keyring } from '../keystore/keyring.js';
 import { importSecret, type ImportFormat } from '../keystore/import.js';
 import type { Backend } from '../backends/backend.js';
 import { allowAll, type Policy } from '../policy/policy.js';
+import { Approvals } from './approvals.js';
 import type { Store } from '../store/store.js';
 import type { GroupCommitter } from './commit.js';
 
@@ -90,6 +91,9 @@ export interface VaultMetrics {
 }
 
 export interface VaultDeps {
+  /** How long a request needing approval waits; the caller sees the deadline. */
+  approvalTimeoutMs?: number;
+  approvals?: Approvals;
   store: Store;
   keyring: Keyring;
   backend: Backend;
@@ -106,9 +110,11 @@ interface Ctx {
 export class Vault {
   private readonly policy: Policy;
   private purgePending = false;
+  readonly approvals: Approvals;
 
   constructor(private readonly deps: VaultDeps) {
     this.policy = deps.policy ?? allowAll;
+    this.approvals = deps.approvals ?? new Approvals();
   }
 
   get store(): Store {
@@ -266,11 +272,11 @@ export class Vault {
       if (isCustosError(e)) return this.refuse(ctx, 'sign', key, e, details);
       throw e;
     }
-    const decision = await this.policy.evaluate({ principal: req.principal, key, operation: 'sign', facts: { ...req.context } });
+    let decision = await this.policy.evaluate({ principal: req.principal, key, operation: 'sign', facts: { ...req.context } });
+    // A key added with a confirm constraint (ssh-add -c) needs a person's yes for every use.
+    if (decision.kind === 'allow' && key.attributes.confirm === true) decision = { kind: 'needs_approval', approvers: [], required: 1 };
     if (decision.kind === 'deny') return this.refuse(ctx, 'sign', key, new CustosError('policy_denied', decision.reason, { tag: decision.tag }), details);
-    if (decision.kind === 'needs_approval') {
-      return this.refuse(ctx, 'sign', key, new CustosError('policy_denied', 'This request needs approvals, which this vault does not support yet.', { tag: 'approval' }), details);
-    }
+    if (decision.kind === 'needs_approval') await this.awaitApproval(ctx, key, 'sign', decision.required, req.context, details);
     // Persist before sign: the decision is durable before the backend is asked.
     try {
       await this.commitGuarded(key, this.draft(ctx, 'sign', key, 'decided', null, details));
@@ -299,6 +305,32 @@ export class Vault {
     }
     this.deps.metrics?.signed(key.algorithm);
     return { keyId: key.id, algorithm: key.algorithm, signature: out.signature, encoding: out.encoding };
+  }
+
+  /**
+   * Waits for `required` distinct approvals of this operation, or throws
+   * `policy_denied:approval` on a denial or when the deadline passes. Audited both ways.
+   */
+  private async awaitApproval(ctx: Ctx, key: KeyRecord, operation: string, required: number, summary: Record<string, string>, details: AuditDraft['details']): Promise<void> {
+    const { request, outcome } = this.approvals.open(
+      { requester: ctx.principal.id, keyId: key.id, keyLabel: key.label, operation, summary, required: Math.max(1, required) },
+      this.deps.approvalTimeoutMs ?? 60_000,
+    );
+    await this.deps.committer.audit(this.draft(ctx, operation, key, 'decided', 'approval_pending', { ...details, approval_id: request.id }));
+    const o = await outcome;
+    if (o !== 'approved') {
+      const why = o === 'denied' ? 'An approver denied this request.' : `Nobody approved this request before ${request.expiresAt}.`;
+      return this.refuse(ctx, operation, key, new CustosError('policy_denied', why, { tag: 'approval' }), { ...details, approval_id: request.id, approval: o });
+    }
+  }
+
+  /** An approver's decision on a pending request; audited as the approver's own act. */
+  async decideApproval(ctx: Ctx, id: string, approve: boolean) {
+    const { request, settled } = this.approvals.decide(id, ctx.principal, approve);
+    await this.deps.committer.audit(
+      this.draft(ctx, approve ? 'approve' : 'deny', { id: request.keyId, label: request.keyLabel }, 'ok', null, { approval_id: request.id, operation: request.operation, requester: request.requester, settled: settled ?? 'pending' }),
+    );
+    return { request, settled };
   }
 
   /** Verification needs only the public key: it is not audited and works on disabled keys too. */
@@ -368,6 +400,7 @@ export class Vault {
   }
 
   async close(): Promise<void> {
+    this.approvals.close();
     await this.deps.committer.close();
     if (this.purgePending) await this.deps.store.purgeFreed().catch(() => false);
     this.deps.backend.close();

@@ -13,7 +13,8 @@ test('the config written by init parses to the defaults', () => {
     writeFileSync(join(dir, 'c.toml'), DEFAULT_CONFIG_TOML);
     assert.deepEqual(loadConfig(join(dir, 'c.toml')), {
       api: { host: '127.0.0.1', port: 8200 },
-      sshAgent: { enabled: false, name: 'default', socket: 'agent/agent.sock', keys: [], allowSha1: true, maxConnections: 128 },
+      sshAgent: { enabled: false, name: 'default', socket: 'agent/agent.sock', keys: [], allowSha1: true, allowConfirm: false, maxConnections: 128 },
+      approvals: { timeoutSeconds: 60 },
       audit: { checkpointEvery: 1000 },
       log: { level: 'info' },
     });

@@ -23,11 +23,11 @@ export interface TestVault extends OpenVault {
   dispose(): Promise<void>;
 }
 
-export async function makeVault(opts: { checkpointEvery?: number } = {}): Promise<TestVault> {
+export async function makeVault(opts: { checkpointEvery?: number; approvalTimeoutMs?: number } = {}): Promise<TestVault> {
   const { dir, cleanup } = tempDir();
   const dataDir = join(dir, 'vault');
   const { adminToken } = await initVault({ dataDir, passphrase: PASS, scrypt: FAST_SCRYPT });
-  const opened = await openVault({ dataDir, passphrase: PASS, checkpointEvery: opts.checkpointEvery });
+  const opened = await openVault({ dataDir, passphrase: PASS, checkpointEvery: opts.checkpointEvery, approvalTimeoutMs: opts.approvalTimeoutMs });
   return {
     ...opened,
     dataDir,

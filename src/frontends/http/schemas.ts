@@ -213,3 +213,32 @@ export const auditSchema = {
     ...errors,
   },
 } as const;
+
+const approvalProps = {
+  id: { type: 'string' },
+  created_at: { type: 'string' },
+  expires_at: { type: 'string', description: 'The request is refused if not approved by then.' },
+  requester: { type: 'string', description: 'The principal waiting, e.g. ssh-agent:default.' },
+  key_id: { type: 'string' },
+  key_label: { type: 'string' },
+  operation: { type: 'string' },
+  summary: { type: 'object', additionalProperties: { type: 'string' }, description: 'What to decide on: ssh_user, sshsig_namespace, protocol ...' },
+  required: { type: 'integer' },
+  approved_by: { type: 'array', items: { type: 'string' } },
+} as const;
+
+export const approvalsSchema = {
+  summary: 'Requests waiting for approval',
+  tags: ['approvals'],
+  security: secured,
+  response: { 200: { type: 'object', properties: { approvals: { type: 'array', items: { type: 'object', properties: approvalProps } } } }, ...errors },
+} as const;
+
+export const decideSchema = (verb: 'approve' | 'deny') =>
+  ({
+    summary: verb === 'approve' ? 'Approve a waiting request (one approver, once)' : 'Deny a waiting request',
+    tags: ['approvals'],
+    security: secured,
+    params: { type: 'object', required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 64 } } },
+    response: { 200: { type: 'object', properties: { ...approvalProps, settled: { type: 'string', enum: ['approved', 'denied', 'pending'] } } }, ...errors },
+  }) as const;

@@ -12,6 +12,7 @@ import type { Algorithm, AuditEntry, HashName, KeyRecord, Principal, RsaPadding,
 import type { ImportFormat } from '../../keystore/import.js';
 import { publicKeyFormats, type Vault } from '../../vault/vault.js';
 import type { Kem } from '../../crypto/ecies.js';
+import type { ApprovalRequest } from '../../vault/approvals.js';
 import { TokenAuthenticator } from './auth.js';
 import type { Metrics } from './metrics.js';
 import * as S from './schemas.js';
@@ -46,6 +47,21 @@ export function keyView(k: KeyRecord & { corrupt?: true }) {
     updated_at: k.updatedAt,
     attributes: k.attributes,
     public_key: { raw: bytesToBase64(f.raw), raw_hex: bytesToHex(f.raw), spki_pem: f.spkiPem, openssh: f.openssh },
+  };
+}
+
+function approvalView(a: ApprovalRequest) {
+  return {
+    id: a.id,
+    created_at: a.createdAt,
+    expires_at: a.expiresAt,
+    requester: a.requester,
+    key_id: a.keyId,
+    key_label: a.keyLabel,
+    operation: a.operation,
+    summary: a.summary,
+    required: a.required,
+    approved_by: a.approvedBy,
   };
 }
 
@@ -246,6 +262,14 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     const { key, envelope } = await vault.exportKey(ctx(req), req.params.key, { kem: req.body.kem, publicKey: base64ToBytes(req.body.recipient_public_key, 'recipient_public_key') });
     return { key_id: key.id, format: 'custos-ecies-v1', envelope: bytesToBase64(envelope) };
   });
+
+  app.get('/v1/approvals', { schema: S.approvalsSchema }, async () => ({ approvals: vault.approvals.pending().map(approvalView) }));
+  for (const verb of ['approve', 'deny'] as const) {
+    app.post<{ Params: { id: string } }>(`/v1/approvals/:id/${verb}`, { schema: S.decideSchema(verb) }, async (req) => {
+      const { request, settled } = await vault.decideApproval(ctx(req), req.params.id, verb === 'approve');
+      return { ...approvalView(request), settled: settled ?? 'pending' };
+    });
+  }
 
   app.get<{ Querystring: { limit?: string } }>('/v1/audit', { schema: S.auditSchema }, async (req) => {
     const limit = Math.min(Math.max(Number(req.query.limit ?? 50), 1), 1000);

@@ -47,6 +47,11 @@ export interface AgentConfig {
   keys: string[];
   /** Legacy `ssh-rsa` (SHA-1) signatures, which OpenSSH 9.2's `ssh-add -T` asks for. */
   allowSha1: boolean;
+  /**
+   * Accept `ssh-add -c`: each use of such a key waits for an approval (`custos approve`).
+   * Off unless someone is there to approve: a confirm key is then refused at add time.
+   */
+  allowConfirm?: boolean;
   maxConnections: number;
 }
 
@@ -311,14 +316,16 @@ export class SshAgent {
   private async add(key: AgentPrivateKey, constraints: KeyConstraint[]): Promise<AgentResponse> {
     let lifetime: number | undefined;
     let destinations: string | undefined;
+    let confirm = false;
     for (const c of constraints) {
       if (c.kind === 'lifetime') lifetime = c.seconds;
+      else if (c.kind === 'confirm' && this.config.allowConfirm) confirm = true;
       else if (c.kind === 'restrict-destination' && c.constraints.length > 0) {
         destinations = encodeDestinations(c.constraints);
         if (destinations.length > 8192) return { type: 'failure' };
       } else {
-        // confirm needs an approver (not configured yet); the rest is unknown or meaningless
-        // here. RFC 9987 §5.2.7: refuse what cannot be honoured, never ignore it.
+        // confirm without approvers, and anything unknown: RFC 9987 §5.2.7 says refuse what
+        // cannot be honoured, never ignore it (the Go agent's CVE-2026-39833 failure).
         this.log?.info({ socket: this.config.name, constraint: c.kind }, 'ssh-agent add refused: constraint not supported');
         return { type: 'failure' };
       }
@@ -330,7 +337,8 @@ export class SshAgent {
       // Adding a key that is already there replaces it, as in OpenSSH.
       const existing = await this.find(blob, null);
       if (existing?.added) await this.vault.destroyKey({ principal: this.principal, requestId: randomUUID() }, existing.key.id);
-      const attributes: Record<string, string> = { 'ssh.socket': this.config.name, 'ssh.comment': key.comment.slice(0, 256) };
+      const attributes: Record<string, string | boolean> = { 'ssh.socket': this.config.name, 'ssh.comment': key.comment.slice(0, 256) };
+      if (confirm) attributes.confirm = true;
       if ('certificate' in key) attributes['ssh.certificate'] = bytesToBase64(key.certificate);
       if (lifetime !== undefined) attributes.expires_at = new Date(Date.now() + lifetime * 1000).toISOString();
       if (destinations !== undefined) attributes['ssh.destinations'] = destinations;

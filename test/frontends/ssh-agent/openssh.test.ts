@@ -200,6 +200,36 @@ test('ssh-add -c is refused (no approver configured), and nothing is added', asy
   assert.doesNotMatch((await ssh(['-l'])).stdout, /confirm@test/);
 });
 
+test('ssh-add -c on a socket with approvals: each use waits for `custos approve`; a denial refuses it', async (t) => {
+  if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
+  const confirmAgent = new SshAgent(v.vault, config({ name: 'confirming', socketPath: join(dir, 'confirm', 'a.sock'), allowConfirm: true }));
+  await confirmAgent.listen();
+  try {
+    const cenv = { SSH_AUTH_SOCK: confirmAgent.config.socketPath };
+    const key = await keygen('confirmed', ['-t', 'ed25519']);
+    assert.equal((await run('ssh-add', ['-c', key], cenv)).code, 0);
+    const approver = { principal: { id: 'token:admin', kind: 'admin' as const }, requestId: 'approve' };
+    const waitPending = async () => {
+      for (let i = 0; i < 300; i++) {
+        const [p] = v.vault.approvals.pending();
+        if (p) return p;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      throw new Error('no approval request appeared');
+    };
+    const approved = run('ssh-add', ['-T', `${key}.pub`], cenv);
+    const p1 = await waitPending();
+    assert.equal(p1.requester, 'ssh-agent:confirming');
+    await v.vault.decideApproval(approver, p1.id, true);
+    assert.equal((await approved).code, 0, 'approved: ssh-add -T succeeds');
+    const denied = run('ssh-add', ['-T', `${key}.pub`], cenv);
+    await v.vault.decideApproval(approver, (await waitPending()).id, false);
+    assert.notEqual((await denied).code, 0, 'denied: ssh-add -T fails');
+  } finally {
+    await confirmAgent.close();
+  }
+});
+
 test('keys added over the agent survive an agent restart', async (t) => {
   if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
   const key = await keygen('durable', ['-t', 'ecdsa', '-b', '256']);
