@@ -2,6 +2,8 @@
 
 export const ALGORITHMS = [
   'ed25519',
+  /** Ed25519 held as a 64-byte expanded secret (a ‖ RH) with no seed: Tor's key files and blinded keys. */
+  'ed25519-expanded',
   'secp256k1',
   'secp256k1-bip340',
   'p256',

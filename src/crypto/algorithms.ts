@@ -8,6 +8,9 @@
  * - secp256k1 ECDSA uses @noble/curves: Bitcoin needs RFC 6979 nonces and low-S (BIP 62/146),
  *   which OpenSSL 3.0 does not give.
  * - BIP340 Schnorr uses @noble/curves (OpenSSL has no BIP340).
+ * - Ed25519 from an expanded secret (Tor: `a ‖ RH`, no seed, e.g. blinded onion keys): node:crypto
+ *   only takes seeds, so the RFC 8032 §5.1.6 signing steps run on @noble/curves' point and
+ *   scalar API from the expanded halves (rend-spec-v3 A.2); checked against Tor's vectors.
  * - P-256 ECDSA uses @noble/curves so that signatures are RFC 6979 deterministic: OpenSSL 3.0
  *   draws a random nonce, which would make a weak RNG fatal and makes the published vectors
  *   uncheckable. (S is not normalised: P-256 verifiers accept both halves.)
@@ -25,6 +28,8 @@ import {
 import { promisify } from 'node:util';
 import { secp256k1, schnorr } from '@noble/curves/secp256k1.js';
 import { p256 } from '@noble/curves/nist.js';
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { sha512 } from '@noble/hashes/sha2.js';
 import { CustosError } from '../core/errors.js';
 import { concatBytes, wipe } from '../core/bytes.js';
 import type { Algorithm, HashName, SignOptions, SignPayload } from '../core/types.js';
@@ -37,7 +42,7 @@ const ED25519_SPKI_PREFIX = Uint8Array.from(Buffer.from('302a300506032b657003210
 
 export interface AlgorithmInfo {
   /** The family, which decides the secret's form and the signing options that apply. */
-  family: 'ed25519' | 'ecdsa' | 'bip340' | 'rsa';
+  family: 'ed25519' | 'ed25519-expanded' | 'ecdsa' | 'bip340' | 'rsa';
   /** Length of the raw secret for fixed-size keys (RSA secrets are PKCS#8 DER). */
   secretLength: number | null;
   /** Whether a caller may send a pre-computed digest instead of the message. */
@@ -49,6 +54,7 @@ export interface AlgorithmInfo {
 
 export const ALGORITHM_INFO: Record<Algorithm, AlgorithmInfo> = {
   ed25519: { family: 'ed25519', secretLength: 32, acceptsDigest: false, publicKeyForm: '32-byte RFC 8032 point' },
+  'ed25519-expanded': { family: 'ed25519-expanded', secretLength: 64, acceptsDigest: false, publicKeyForm: '32-byte RFC 8032 point' },
   secp256k1: { family: 'ecdsa', secretLength: 32, acceptsDigest: true, publicKeyForm: '33-byte compressed SEC1 point' },
   'secp256k1-bip340': { family: 'bip340', secretLength: 32, acceptsDigest: false, publicKeyForm: '32-byte x-only (BIP340)' },
   p256: { family: 'ecdsa', secretLength: 32, acceptsDigest: true, publicKeyForm: '65-byte uncompressed SEC1 point' },
@@ -66,6 +72,16 @@ export async function generateSecret(alg: Algorithm): Promise<Uint8Array> {
   switch (info.family) {
     case 'ed25519':
       return new Uint8Array(randomBytes(32));
+    case 'ed25519-expanded': {
+      // As Tor does for a new key: SHA-512 of a random seed, clamped; the seed is then dropped.
+      const seed = new Uint8Array(randomBytes(32));
+      const h = sha512(seed);
+      wipe(seed);
+      h[0]! &= 248;
+      h[31]! &= 63;
+      h[31]! |= 64;
+      return h;
+    }
     case 'ecdsa':
     case 'bip340':
       return curveOf(alg).utils.randomSecretKey();
@@ -101,6 +117,11 @@ export function validateSecret(alg: Algorithm, secret: Uint8Array): void {
   if (secret.length !== info.secretLength) {
     throw new CustosError('invalid_key_material', `A ${alg} secret is ${info.secretLength} bytes; got ${secret.length}.`);
   }
+  if (info.family === 'ed25519-expanded') {
+    // Blinded keys are not re-clamped (rend-spec-v3 A.2), so only the scalar's range is checked.
+    if (expandedScalar(secret) === 0n) throw new CustosError('invalid_key_material', 'The expanded Ed25519 secret has a zero scalar.');
+    return;
+  }
   if (info.family !== 'ed25519' && !curveOf(alg).utils.isValidSecretKey(secret)) {
     throw new CustosError('invalid_key_material', `The ${alg} secret is not a valid scalar (zero or not below the curve order).`);
   }
@@ -126,6 +147,37 @@ export function ed25519PrivateKeyObject(seed: Uint8Array): KeyObject {
   }
 }
 
+const ED_L = ed25519.Point.Fn.ORDER;
+
+function leToBigint(b: Uint8Array): bigint {
+  let n = 0n;
+  for (let i = b.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(b[i]!);
+  return n;
+}
+
+function bigintToLe32(n: bigint): Uint8Array {
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) {
+    out[i] = Number(n & 0xffn);
+    n >>= 8n;
+  }
+  return out;
+}
+
+/** The scalar a of an expanded secret a ‖ RH, reduced mod L. */
+function expandedScalar(secret: Uint8Array): bigint {
+  return leToBigint(secret.subarray(0, 32)) % ED_L;
+}
+
+/** RFC 8032 §5.1.6 from the expanded halves: r = H(RH ‖ M), R = rB, S = r + H(R ‖ A ‖ M)·a. */
+function signExpanded(secret: Uint8Array, publicKey: Uint8Array, message: Uint8Array): Uint8Array {
+  const a = expandedScalar(secret);
+  const r = leToBigint(sha512(concatBytes(secret.subarray(32, 64), message))) % ED_L;
+  const R = ed25519.Point.BASE.multiply(r === 0n ? 1n : r).toBytes();
+  const k = leToBigint(sha512(concatBytes(R, publicKey, message))) % ED_L;
+  return concatBytes(R, bigintToLe32((r + k * a) % ED_L));
+}
+
 /** The canonical raw public key of a secret (see ALGORITHM_INFO.publicKeyForm). */
 export function publicKeyFromSecret(alg: Algorithm, secret: Uint8Array): Uint8Array {
   switch (ALGORITHM_INFO[alg].family) {
@@ -133,6 +185,8 @@ export function publicKeyFromSecret(alg: Algorithm, secret: Uint8Array): Uint8Ar
       const spki = createPublicKey(ed25519PrivateKeyObject(secret)).export({ format: 'der', type: 'spki' });
       return new Uint8Array(spki.subarray(spki.length - 32));
     }
+    case 'ed25519-expanded':
+      return ed25519.Point.BASE.multiply(expandedScalar(secret)).toBytes();
     case 'ecdsa':
       return curveOf(alg).getPublicKey(secret, alg === 'secp256k1');
     case 'bip340':
@@ -148,6 +202,7 @@ export function publicKeyObject(alg: Algorithm, publicKey: Uint8Array): KeyObjec
   try {
     switch (info.family) {
       case 'ed25519':
+      case 'ed25519-expanded':
         if (publicKey.length !== 32) throw new Error('length');
         return createPublicKey({ key: Buffer.from(concatBytes(ED25519_SPKI_PREFIX, publicKey)), format: 'der', type: 'spki' });
       case 'ecdsa':
@@ -195,7 +250,7 @@ export function checkSignInput(alg: Algorithm, payload: SignPayload, options: Si
     throw new CustosError('unsupported_option', 'aux_rand applies to BIP340 keys only and is 32 bytes.');
   }
   if (options.hash !== undefined) {
-    if (info.family === 'ed25519' || info.family === 'bip340') {
+    if (info.family === 'ed25519' || info.family === 'ed25519-expanded' || info.family === 'bip340') {
       throw new CustosError('unsupported_option', `${alg} has no separate hash option.`);
     }
     if (info.family === 'ecdsa' && options.hash !== 'sha256') {
@@ -230,6 +285,15 @@ export function prepareSigner(alg: Algorithm, secret: Uint8Array): Signer {
         algorithm: alg,
         sign: (payload) => ({ signature: new Uint8Array(nodeSign(null, payload.bytes, key)), encoding: 'raw' }),
         destroy: () => {},
+      };
+    }
+    case 'ed25519-expanded': {
+      const sk = Uint8Array.from(secret);
+      const pk = publicKeyFromSecret(alg, sk);
+      return {
+        algorithm: alg,
+        sign: (payload) => ({ signature: signExpanded(sk, pk, payload.bytes), encoding: 'raw' }),
+        destroy: () => wipe(sk),
       };
     }
     case 'rsa': {
@@ -285,6 +349,7 @@ export function verifySignature(
   try {
     switch (info.family) {
       case 'ed25519':
+      case 'ed25519-expanded':
         return nodeVerify(null, payload.bytes, publicKeyObject(alg, publicKey), signature);
       case 'rsa':
         return nodeVerify(options.hash ?? 'sha256', payload.bytes, {

@@ -21,7 +21,7 @@ export interface ImportedSecret {
 const invalid = (why: string) => new CustosError('invalid_key_material', why);
 
 function requireAlgorithm(alg: Algorithm | undefined, format: string): Algorithm {
-  if (!alg) throw new CustosError('bad_request', `Importing ${format} material needs the algorithm (ed25519, secp256k1, secp256k1-bip340 or p256).`);
+  if (!alg) throw new CustosError('bad_request', `Importing ${format} material needs the algorithm (ed25519, ed25519-expanded, secp256k1, secp256k1-bip340 or p256).`);
   if (ALGORITHM_INFO[alg].family === 'rsa') throw invalid(`RSA keys are imported as PKCS#8 PEM or OpenSSH files, not ${format}.`);
   return alg;
 }

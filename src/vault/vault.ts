@@ -79,7 +79,7 @@ export interface PublicKeyFormats {
 
 export function publicKeyFormats(k: Pick<KeyRecord, 'algorithm' | 'publicKey' | 'label'>): PublicKeyFormats {
   let openssh: string | null = null;
-  if (k.algorithm === 'ed25519') openssh = encodeOpenSshPublicKey({ algorithm: 'ed25519', publicKey: k.publicKey }, k.label);
+  if (k.algorithm === 'ed25519' || k.algorithm === 'ed25519-expanded') openssh = encodeOpenSshPublicKey({ algorithm: 'ed25519', publicKey: k.publicKey }, k.label);
   else if (k.algorithm === 'p256') openssh = encodeOpenSshPublicKey({ algorithm: 'p256', publicKey: k.publicKey }, k.label);
   else if (ALGORITHM_INFO[k.algorithm].family === 'rsa') openssh = encodeOpenSshPublicKey({ algorithm: 'rsa', spki: k.publicKey }, k.label);
   return { raw: k.publicKey, spkiPem: spkiPem(k.algorithm, k.publicKey), openssh };

@@ -206,7 +206,9 @@ export class SshAgent {
     switch (req.type) {
       case 'request_identities': {
         if (this.lock) return { type: 'identities_answer', identities: [] };
-        const ids = await this.identities(conn);
+        // Tor's expanded keys are signed with by key blob; they are never offered to SSH
+        // clients, which would try them for logins.
+        const ids = (await this.identities(conn)).filter((i) => i.key.algorithm !== 'ed25519-expanded');
         return { type: 'identities_answer', identities: ids.map((i) => ({ keyBlob: i.blob, comment: i.comment })) };
       }
       case 'sign_request':
@@ -268,6 +270,9 @@ export class SshAgent {
     if (!id) return { type: 'failure' };
     const context: Record<string, string> = { protocol: 'ssh-agent', socket: this.config.name };
     const what = parseSignedData(data);
+    if (id.key.algorithm === 'ed25519-expanded' && what.kind !== 'unknown') {
+      return this.refuseRestricted(id, 'a Tor key does not sign SSH logins or SSHSIG blobs');
+    }
     if (id.destinations) {
       // A destination-restricted key signs only a userauth request for the session bound
       // last on this connection, to the host key bound with it (OpenSSH process_sign_request2).

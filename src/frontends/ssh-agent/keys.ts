@@ -8,18 +8,18 @@ import { CustosError } from '../../core/errors.js';
 import type { Algorithm, HashName, KeyRecord } from '../../core/types.js';
 import { ALGORITHM_INFO } from '../../crypto/algorithms.js';
 import { rsaKeyFromParts, sshPublicKeyBlob, SshReader } from '../../crypto/openssh.js';
-import { ecdsaSigBlob, encodeSshSignature, MAX_FRAME, SSH_AGENT_RSA_SHA2_256, SSH_AGENT_RSA_SHA2_512, type AgentPrivateKey } from './codec.js';
+import { ecdsaSigBlob, encodeSshSignature, KEY_ED25519_EXPANDED, MAX_FRAME, SSH_AGENT_RSA_SHA2_256, SSH_AGENT_RSA_SHA2_512, type AgentPrivateKey } from './codec.js';
 
-/** Vault algorithms an SSH client can use. */
+/** Vault algorithms an agent client can sign with. */
 export function sshCapable(alg: Algorithm): boolean {
-  return alg === 'ed25519' || alg === 'p256' || ALGORITHM_INFO[alg].family === 'rsa';
+  return alg === 'ed25519' || alg === 'ed25519-expanded' || alg === 'p256' || ALGORITHM_INFO[alg].family === 'rsa';
 }
 
 /** The SSH public key blob of a vault key (the certificate, for a key added with one). */
 export function blobOf(k: KeyRecord): Uint8Array {
   const cert = k.attributes['ssh.certificate'];
   if (typeof cert === 'string') return new Uint8Array(Buffer.from(cert, 'base64'));
-  if (k.algorithm === 'ed25519') return sshPublicKeyBlob({ algorithm: 'ed25519', publicKey: k.publicKey });
+  if (k.algorithm === 'ed25519' || k.algorithm === 'ed25519-expanded') return sshPublicKeyBlob({ algorithm: 'ed25519', publicKey: k.publicKey });
   if (k.algorithm === 'p256') return sshPublicKeyBlob({ algorithm: 'p256', publicKey: k.publicKey });
   return sshPublicKeyBlob({ algorithm: 'rsa', spki: k.publicKey });
 }
@@ -48,8 +48,10 @@ export function importableOf(k: AgentPrivateKey): { algorithm: Algorithm; format
       const { pkcs8, bits } = rsaKeyFromParts({ n: cert.n, e: cert.e, d: k.d, iqmp: k.iqmp, p: k.p, q: k.q });
       return { algorithm: `rsa-${bits}` as Algorithm, format: 'pkcs8', material: pkcs8 };
     }
+    case KEY_ED25519_EXPANDED:
+      return { algorithm: 'ed25519-expanded', format: 'raw', material: k.expandedSecret.slice(), publicKey: k.publicKey };
     default:
-      // P-384/P-521 and Tor's expanded keys: the vault has no such algorithm yet.
+      // P-384/P-521: the vault has no such curve yet.
       return null;
   }
 }
@@ -63,7 +65,7 @@ export function rsaHashFor(flags: number): { hash: HashName; name: string } {
 
 /** The SSH signature blob for a vault signature (ECDSA arrives as raw r‖s). */
 export function sshSignature(alg: Algorithm, signature: Uint8Array, rsaName: string): Uint8Array {
-  if (alg === 'ed25519') return encodeSshSignature('ssh-ed25519', signature);
+  if (alg === 'ed25519' || alg === 'ed25519-expanded') return encodeSshSignature('ssh-ed25519', signature);
   if (alg === 'p256') return encodeSshSignature('ecdsa-sha2-nistp256', ecdsaSigBlob(signature));
   return encodeSshSignature(rsaName, signature);
 }

@@ -281,3 +281,47 @@ test('100,000 mutated frames and length lies never hurt the agent: it answers ea
   assert.ok(list.code === 0 || list.code === 1, list.stderr);
   assert.equal((await v.store.integrityCheck()).length, 0);
 });
+
+test('Tor ed25519-expanded keys: added over the protocol, never listed, sign by blob, refuse SSH logins', async (t) => {
+  const { encodeRequest, decodeResponse, frame: frameOf, FrameReader, KEY_ED25519_EXPANDED, encodePublicKeyBlob } = await import('../../../src/frontends/ssh-agent/codec.js');
+  const { verifySignature } = await import('../../../src/crypto/algorithms.js');
+  const { sha512 } = await import('@noble/hashes/sha2.js');
+  const { ed25519 } = await import('@noble/curves/ed25519.js');
+  // An expanded key as Tor makes it: SHA-512 of a seed, clamped; public key a·B.
+  const h = sha512(new Uint8Array(32).fill(9));
+  h[0]! &= 248;
+  h[31]! &= 63;
+  h[31]! |= 64;
+  let a = 0n;
+  for (let i = 31; i >= 0; i--) a = (a << 8n) | BigInt(h[i]!);
+  const publicKey = ed25519.Point.BASE.multiply(a % ed25519.Point.Fn.ORDER).toBytes();
+  const talk = (reqs: Uint8Array[]) =>
+    new Promise<ReturnType<typeof decodeResponse>[]>((resolve, reject) => {
+      const s = connect(agent.config.socketPath);
+      const reader = new FrameReader();
+      const out: ReturnType<typeof decodeResponse>[] = [];
+      s.on('data', (d) => {
+        for (const b of reader.push(d)) out.push(decodeResponse(b));
+        if (out.length === reqs.length) s.end();
+      });
+      s.on('close', () => resolve(out));
+      s.on('error', reject);
+      s.on('connect', () => s.write(Buffer.concat(reqs.map((r) => frameOf(r)))));
+    });
+  const blob = encodePublicKeyBlob({ keyType: 'ssh-ed25519', publicKey });
+  const data = new TextEncoder().encode('onion service descriptor');
+  const userauth = Buffer.concat([Buffer.from([0, 0, 0, 32]), Buffer.alloc(32, 1), Buffer.from([50]), ...['root', 'ssh-connection', 'publickey'].map((x) => Buffer.concat([Buffer.from([0, 0, 0, x.length]), Buffer.from(x)])), Buffer.from([1]), Buffer.from([0, 0, 0, 11]), Buffer.from('ssh-ed25519'), Buffer.from([0, 0, 0, blob.length]), Buffer.from(blob)]);
+  const [added, listed, signed, login] = await talk([
+    encodeRequest({ type: 'add_identity', key: { keyType: KEY_ED25519_EXPANDED, publicKey, expandedSecret: h, comment: 'hs_ed25519' } }),
+    encodeRequest({ type: 'request_identities' }),
+    encodeRequest({ type: 'sign_request', keyBlob: blob, data, flags: 0 }),
+    encodeRequest({ type: 'sign_request', keyBlob: blob, data: new Uint8Array(userauth), flags: 0 }),
+  ]);
+  assert.equal(added!.type, 'success');
+  assert.ok(listed!.type === 'identities_answer' && !listed!.identities.some((i) => Buffer.compare(i.keyBlob, blob) === 0), 'an expanded key is listed');
+  assert.equal(signed!.type, 'sign_response');
+  const sigBlob = (signed as { signature: Uint8Array }).signature;
+  const sig = sigBlob.subarray(sigBlob.length - 64);
+  assert.ok(verifySignature('ed25519', publicKey, { kind: 'message', bytes: data }, sig, {}), 'the signature verifies under the Tor public key');
+  assert.equal(login!.type, 'failure', 'a Tor key must not sign an SSH login');
+});
