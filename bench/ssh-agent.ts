@@ -53,6 +53,8 @@ const log = (line: string): void => {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const round = (x: number, digits: number): number => Number(x.toFixed(digits));
 const exited = (child: ChildProcess): boolean => child.exitCode !== null || child.signalCode !== null;
+/** Set on SIGINT/SIGTERM: loops stop, and the errors that stopping the agents causes are not reported. */
+let interrupted = false;
 
 /** Nearest-rank percentile; `sorted` ascending; null when there is nothing to rank. */
 function percentile(sorted: Float64Array, p: number): number | null {
@@ -131,6 +133,10 @@ function track(name: string, child: ChildProcess): Spawned {
   child.stderr?.setEncoding('utf8').on('data', (d: string) => {
     stderr = (stderr + d).slice(-4000);
   });
+  // A failed spawn (the tool is not installed) is reported by waitForStdout, not thrown here.
+  child.on('error', (e) => {
+    stderr += `\n${e.message}`;
+  });
   return { name, child, stderr: () => stderr };
 }
 
@@ -144,22 +150,26 @@ function waitForStdout(p: Spawned, marker: string): Promise<void> {
       if (out.includes(marker)) done(null);
     };
     const onExit = (): void => done(new Error(`${p.name} exited (${p.child.exitCode ?? p.child.signalCode}) before it was ready:\n${p.stderr()}`));
+    const onError = (e: Error): void => done(new Error(`${p.name} could not be started: ${e.message}`));
     function done(err: Error | null): void {
       clearTimeout(timer);
       p.child.stdout?.off('data', onData);
       p.child.off('exit', onExit);
+      p.child.off('error', onError);
       if (err) reject(err);
       else resolveWait();
     }
     p.child.stdout?.setEncoding('utf8').on('data', onData);
     p.child.once('exit', onExit);
+    p.child.once('error', onError);
     if (exited(p.child)) onExit();
   });
 }
 
 /** SIGTERM first (the Custos child closes its vault, ssh-agent removes its socket); SIGKILL if it hangs. */
 async function stop(p: Spawned | undefined): Promise<void> {
-  if (!p || exited(p.child)) return;
+  // No pid: it never started, and no 'exit' would ever come.
+  if (!p || p.child.pid === undefined || exited(p.child)) return;
   const gone = new Promise<void>((r) => p.child.once('exit', () => r()));
   p.child.kill('SIGTERM');
   const timer = setTimeout(() => p.child.kill('SIGKILL'), 10_000);
@@ -368,7 +378,6 @@ async function main(): Promise<void> {
   const root = mkdtempSync(join(tmpdir(), 'custos-bench-ssh-'));
   let custos: Spawned | undefined;
   let openssh: Spawned | undefined;
-  let interrupted = false;
   let cleaning: Promise<void> | null = null;
   // Both agents must be gone before the directory goes, or they could recreate files in it.
   const cleanup = (): Promise<void> =>
@@ -488,6 +497,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
+  if (interrupted) return;
   log(`failed: ${e instanceof Error ? e.message : String(e)}`);
   process.exitCode = 1;
 });

@@ -180,7 +180,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       closeOnSignals(server);
       server.announce();
       process.stderr.write(`custos: listening on ${server.url}\n`);
-      if (server.agentSocket) process.stderr.write(`custos: ssh-agent on ${server.agentSocket} (export SSH_AUTH_SOCK=${server.agentSocket})\n`);
+      for (const sock of server.agentSockets) process.stderr.write(`custos: ssh-agent on ${sock} (export SSH_AUTH_SOCK=${sock})\n`);
     });
 
   const keys = program.command('keys').description('Manage keys in a running vault (over the HTTP API)');
@@ -332,6 +332,14 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       out(o.json ? JSON.stringify(r) : `${r.id}: ${r.settled}`);
     });
   }
+
+  const agentCmd = program.command('ssh-agent').description('Manage the ssh-agent sockets of a running vault');
+  withApi(agentCmd.command('restore').description('Offer again the vault keys that ssh-add -d/-D hid from a socket').argument('<name>', 'socket name from [[ssh_agent]] (default: default)')).action(
+    async (name: string, o) => {
+      const r = await clientFrom(o).restoreAgent(name);
+      out(o.json ? JSON.stringify(r) : `${r.restored} key(s) offered again on ssh-agent ${r.agent}.`);
+    },
+  );
 
   const audit = program.command('audit').description('Inspect the tamper-evident audit log (reads the data directory; no passphrase needed)');
   audit

@@ -155,6 +155,10 @@ export class CustosClient {
     return this.call('POST', `/v1/approvals/${encodeURIComponent(id)}/${approve ? 'approve' : 'deny'}`);
   }
 
+  restoreAgent(name: string): Promise<{ agent: string; restored: number }> {
+    return this.call('POST', `/v1/ssh-agents/${encodeURIComponent(name)}/restore`);
+  }
+
   async auditTail(limit = 50): Promise<AuditEntryView[]> {
     return (await this.call<{ entries: AuditEntryView[] }>('GET', `/v1/audit?limit=${limit}`)).entries;
   }

@@ -3,17 +3,31 @@ import { existsSync, readFileSync } from 'node:fs';
 import { parse } from 'smol-toml';
 import { CustosError } from '../core/errors.js';
 
+export interface AgentSocketConfig {
+  enabled: boolean;
+  name: string;
+  /** Relative paths are under the data directory. */
+  socket: string;
+  keys: string[];
+  allowSha1: boolean;
+  allowConfirm: boolean;
+  maxConnections: number;
+}
+
 export interface ServeConfig {
   api: { host: string; port: number };
-  sshAgent: { enabled: boolean; name: string; socket: string; keys: string[]; allowSha1: boolean; allowConfirm: boolean; maxConnections: number };
+  /** One entry per ssh-agent socket (`[ssh_agent]` or `[[ssh_agent]]` in TOML). */
+  sshAgents: AgentSocketConfig[];
   approvals: { timeoutSeconds: number };
   audit: { checkpointEvery: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent' };
 }
 
+export const AGENT_DEFAULTS: AgentSocketConfig = { enabled: true, name: 'default', socket: 'agent/agent.sock', keys: [], allowSha1: true, allowConfirm: false, maxConnections: 128 };
+
 export const DEFAULTS: ServeConfig = {
   api: { host: '127.0.0.1', port: 8200 },
-  sshAgent: { enabled: false, name: 'default', socket: 'agent/agent.sock', keys: [], allowSha1: true, allowConfirm: false, maxConnections: 128 },
+  sshAgents: [],
   approvals: { timeoutSeconds: 60 },
   audit: { checkpointEvery: 1000 },
   log: { level: 'info' },
@@ -24,6 +38,14 @@ const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'];
 function fail(path: string, what: string): never {
   throw new CustosError('config_invalid', `${path}: ${what}`);
 }
+
+const KNOWN: Record<string, string[]> = {
+  api: ['host', 'port'],
+  ssh_agent: ['enabled', 'name', 'socket', 'keys', 'allow_sha1', 'allow_confirm', 'max_connections'],
+  approvals: ['timeout_seconds'],
+  audit: ['checkpoint_every'],
+  log: ['level'],
+};
 
 /** `required`: the operator named this file (--config), so its absence is an error. */
 export function loadConfig(path: string | undefined, required = false): ServeConfig {
@@ -39,58 +61,58 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
   } catch (e) {
     fail(path, `not valid TOML (${(e as Error).message.split('\n')[0]})`);
   }
-  const known: Record<string, string[]> = {
-    api: ['host', 'port'],
-    ssh_agent: ['enabled', 'name', 'socket', 'keys', 'allow_sha1', 'allow_confirm', 'max_connections'],
-    approvals: ['timeout_seconds'],
-    audit: ['checkpoint_every'],
-    log: ['level'],
+  const table = (section: string, value: unknown): Record<string, unknown> => {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(path, `[${section}] must be a table`);
+    for (const k of Object.keys(value)) if (!KNOWN[section]!.includes(k)) fail(path, `unknown key ${section}.${k}`);
+    return value as Record<string, unknown>;
   };
   for (const [section, value] of Object.entries(doc)) {
-    if (!Object.hasOwn(known, section)) fail(path, `unknown section [${section}] (known: ${Object.keys(known).join(', ')})`);
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(path, `[${section}] must be a table`);
-    for (const k of Object.keys(value)) if (!known[section]!.includes(k)) fail(path, `unknown key ${section}.${k}`);
+    if (!Object.hasOwn(KNOWN, section)) fail(path, `unknown section [${section}] (known: ${Object.keys(KNOWN).join(', ')})`);
+    if (!(section === 'ssh_agent' && Array.isArray(value))) table(section, value);
   }
+  const bool = (v: unknown, what: string): boolean => (typeof v === 'boolean' ? v : fail(path, `${what} must be true or false`));
+  const int = (v: unknown, what: string, min: number, max: number): number => {
+    const n = typeof v === 'number' || typeof v === 'bigint' ? Number(v) : NaN;
+    if (!Number.isInteger(n) || n < min || n > max) fail(path, `${what} must be an integer from ${min} to ${max}`);
+    return n;
+  };
+
   const api = (doc.api ?? {}) as Record<string, unknown>;
   if (api.host !== undefined) {
     if (typeof api.host !== 'string') fail(path, 'api.host must be a string');
     cfg.api.host = api.host;
   }
   if (api.port !== undefined) cfg.api.port = parsePort(api.port, `${path}: api.port`);
-  const agent = (doc.ssh_agent ?? {}) as Record<string, unknown>;
-  const bool = (v: unknown, what: string): boolean => (typeof v === 'boolean' ? v : fail(path, `${what} must be true or false`));
-  if (agent.enabled !== undefined) cfg.sshAgent.enabled = bool(agent.enabled, 'ssh_agent.enabled');
-  if (agent.allow_sha1 !== undefined) cfg.sshAgent.allowSha1 = bool(agent.allow_sha1, 'ssh_agent.allow_sha1');
-  if (agent.allow_confirm !== undefined) cfg.sshAgent.allowConfirm = bool(agent.allow_confirm, 'ssh_agent.allow_confirm');
+
+  const agents = doc.ssh_agent === undefined ? [] : Array.isArray(doc.ssh_agent) ? doc.ssh_agent : [doc.ssh_agent];
+  for (const raw of agents) {
+    const a = table('ssh_agent', raw);
+    const c: AgentSocketConfig = { ...AGENT_DEFAULTS, keys: [] };
+    if (a.enabled !== undefined) c.enabled = bool(a.enabled, 'ssh_agent.enabled');
+    if (a.allow_sha1 !== undefined) c.allowSha1 = bool(a.allow_sha1, 'ssh_agent.allow_sha1');
+    if (a.allow_confirm !== undefined) c.allowConfirm = bool(a.allow_confirm, 'ssh_agent.allow_confirm');
+    if (a.name !== undefined) {
+      if (typeof a.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/.test(a.name)) fail(path, 'ssh_agent.name must be 1–32 letters, digits, _ or -');
+      c.name = a.name;
+    }
+    if (a.socket !== undefined) {
+      if (typeof a.socket !== 'string' || a.socket.length === 0 || a.socket.length > 100) fail(path, 'ssh_agent.socket must be a path of at most 100 characters');
+      c.socket = a.socket;
+    }
+    if (a.keys !== undefined) {
+      if (!Array.isArray(a.keys) || a.keys.some((k) => typeof k !== 'string')) fail(path, 'ssh_agent.keys must be a list of label patterns');
+      c.keys = a.keys as string[];
+    }
+    if (a.max_connections !== undefined) c.maxConnections = int(a.max_connections, 'ssh_agent.max_connections', 1, 10_000);
+    if (cfg.sshAgents.some((o) => o.name === c.name)) fail(path, `two [[ssh_agent]] sockets are named "${c.name}"; give each a distinct name`);
+    if (cfg.sshAgents.some((o) => o.socket === c.socket)) fail(path, `two [[ssh_agent]] sockets use the path ${c.socket}`);
+    cfg.sshAgents.push(c);
+  }
+
   const approvals = (doc.approvals ?? {}) as Record<string, unknown>;
-  if (approvals.timeout_seconds !== undefined) {
-    const n = typeof approvals.timeout_seconds === 'number' || typeof approvals.timeout_seconds === 'bigint' ? Number(approvals.timeout_seconds) : NaN;
-    if (!Number.isInteger(n) || n < 1 || n > 86_400) fail(path, 'approvals.timeout_seconds must be an integer from 1 to 86400');
-    cfg.approvals.timeoutSeconds = n;
-  }
-  if (agent.name !== undefined) {
-    if (typeof agent.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/.test(agent.name)) fail(path, 'ssh_agent.name must be 1–32 letters, digits, _ or -');
-    cfg.sshAgent.name = agent.name;
-  }
-  if (agent.socket !== undefined) {
-    if (typeof agent.socket !== 'string' || agent.socket.length === 0 || agent.socket.length > 100) fail(path, 'ssh_agent.socket must be a path of at most 100 characters');
-    cfg.sshAgent.socket = agent.socket;
-  }
-  if (agent.keys !== undefined) {
-    if (!Array.isArray(agent.keys) || agent.keys.some((k) => typeof k !== 'string')) fail(path, 'ssh_agent.keys must be a list of label patterns');
-    cfg.sshAgent.keys = agent.keys as string[];
-  }
-  if (agent.max_connections !== undefined) {
-    const n = typeof agent.max_connections === 'number' || typeof agent.max_connections === 'bigint' ? Number(agent.max_connections) : NaN;
-    if (!Number.isInteger(n) || n < 1 || n > 10_000) fail(path, 'ssh_agent.max_connections must be an integer from 1 to 10000');
-    cfg.sshAgent.maxConnections = n;
-  }
+  if (approvals.timeout_seconds !== undefined) cfg.approvals.timeoutSeconds = int(approvals.timeout_seconds, 'approvals.timeout_seconds', 1, 86_400);
   const audit = (doc.audit ?? {}) as Record<string, unknown>;
-  if (audit.checkpoint_every !== undefined) {
-    const n = typeof audit.checkpoint_every === 'number' || typeof audit.checkpoint_every === 'bigint' ? Number(audit.checkpoint_every) : NaN;
-    if (!Number.isInteger(n) || n < 1 || n > 1_000_000) fail(path, 'audit.checkpoint_every must be an integer from 1 to 1000000');
-    cfg.audit.checkpointEvery = n;
-  }
+  if (audit.checkpoint_every !== undefined) cfg.audit.checkpointEvery = int(audit.checkpoint_every, 'audit.checkpoint_every', 1, 1_000_000);
   const log = (doc.log ?? {}) as Record<string, unknown>;
   if (log.level !== undefined) {
     if (typeof log.level !== 'string' || !LEVELS.includes(log.level)) fail(path, `log.level must be one of ${LEVELS.join(', ')}`);

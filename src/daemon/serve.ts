@@ -13,14 +13,15 @@ import { buildHttpServer, assertLoopback } from '../frontends/http/server.js';
 import { Metrics } from '../frontends/http/metrics.js';
 import { SshAgent } from '../frontends/ssh-agent/agent.js';
 import { initVault, openVault, SYSTEM, CONFIG_FILE } from '../vault/open.js';
-import { loadConfig, type ServeConfig } from './config.js';
+import { AGENT_DEFAULTS, loadConfig, type ServeConfig } from './config.js';
 
 export const VERSION = '0.1.0';
 
 export interface RunningServer {
   url: string;
-  /** The ssh-agent socket, when enabled. */
+  /** The ssh-agent sockets, when enabled (the first one is `agentSocket`). */
   agentSocket?: string;
+  agentSockets: string[];
   /** Logs that the server is ready; call once signal handlers are in place. */
   announce(): void;
   close(): Promise<void>;
@@ -44,16 +45,16 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     approvalTimeoutMs: opts.config.approvals.timeoutSeconds * 1000,
   });
   const app = await buildHttpServer({ vault: opened.vault, metrics, logger, version: VERSION });
-  let agent: SshAgent | null = null;
+  const agents: SshAgent[] = [];
   try {
-    if (opts.config.sshAgent.enabled) {
-      const a = opts.config.sshAgent;
-      agent = new SshAgent(opened.vault, { name: a.name, socketPath: resolve(opts.dataDir, a.socket), keys: a.keys, allowSha1: a.allowSha1, allowConfirm: a.allowConfirm, maxConnections: a.maxConnections }, logger);
+    for (const a of opts.config.sshAgents.filter((x) => x.enabled)) {
+      const agent = new SshAgent(opened.vault, { name: a.name, socketPath: resolve(opts.dataDir, a.socket), keys: a.keys, allowSha1: a.allowSha1, allowConfirm: a.allowConfirm, maxConnections: a.maxConnections }, logger);
       await agent.listen();
+      agents.push(agent);
     }
     await app.listen({ host: opts.config.api.host, port: opts.config.api.port });
   } catch (e) {
-    await agent?.close();
+    for (const a of agents) await a.close();
     await opened.close();
     throw e;
   }
@@ -64,11 +65,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   let closing: Promise<void> | null = null;
   return {
     url,
-    agentSocket: agent?.config.socketPath,
-    announce: () => logger.info({ url, data_dir: opts.dataDir, vault_id: opened.vaultId, ssh_agent: agent?.config.socketPath }, 'listening'),
+    agentSocket: agents[0]?.config.socketPath,
+    agentSockets: agents.map((a) => a.config.socketPath),
+    announce: () => logger.info({ url, data_dir: opts.dataDir, vault_id: opened.vaultId, ssh_agents: agents.map((a) => a.config.socketPath) }, 'listening'),
     close: () =>
       (closing ??= (async () => {
-        await agent?.close();
+        for (const a of agents) await a.close();
         await app.close();
         await opened.close();
         logger.info('stopped');
@@ -114,7 +116,7 @@ export async function startDevServer(overrides: { port?: number; logLevel?: Serv
   const config = loadConfig(join(dataDir, CONFIG_FILE));
   config.api.port = overrides.port ?? 8200;
   config.log.level = overrides.logLevel ?? 'warn';
-  config.sshAgent = { ...config.sshAgent, enabled: true, keys: ['demo'] };
+  config.sshAgents = [{ ...AGENT_DEFAULTS, keys: ['demo'] }];
   let server: RunningServer;
   try {
     server = await startServer({ dataDir, passphrase, config });
@@ -127,7 +129,7 @@ export async function startDevServer(overrides: { port?: number; logLevel?: Serv
   }
   const close = server.close;
   return {
-    server: { url: server.url, agentSocket: server.agentSocket, announce: server.announce, close: async () => { await close(); rmSync(dataDir, { recursive: true, force: true }); } },
+    server: { url: server.url, agentSocket: server.agentSocket, agentSockets: server.agentSockets, announce: server.announce, close: async () => { await close(); rmSync(dataDir, { recursive: true, force: true }); } },
     token: adminToken,
     dataDir,
   };

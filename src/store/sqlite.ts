@@ -239,6 +239,13 @@ export class SqliteStore implements Store {
     );
   }
 
+  async setMeta(name: string, value: string | null): Promise<void> {
+    this.run(() => {
+      if (value === null) this.stmt('DELETE FROM meta WHERE name = ?').run(name);
+      else this.stmt('INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value').run(name, value);
+    });
+  }
+
   async findKey(ref: string): Promise<KeyRecord | null> {
     return this.run(() => {
       const r = this.stmt('SELECT * FROM keys WHERE id = ? OR label = ? ORDER BY id = ? DESC LIMIT 1').get(ref, ref, ref) as KeyRow | undefined;

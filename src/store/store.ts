@@ -51,6 +51,8 @@ export interface Store {
   getMeta(name: string): Promise<string | null>;
   /** Sets a value only if absent; returns false when it was already there. */
   initMeta(values: Record<string, string>): Promise<boolean>;
+  /** Sets (or, with null, removes) a value, durably. */
+  setMeta(name: string, value: string | null): Promise<void>;
   /** By stable id or by label. */
   findKey(ref: string): Promise<KeyRecord | null>;
   listKeys(): Promise<KeyRecord[]>;

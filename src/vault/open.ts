@@ -34,9 +34,11 @@ export const DEFAULT_CONFIG_TOML = `# Custos configuration. Flags given to \`cus
 host = "127.0.0.1"
 port = 8200
 
-[ssh_agent]
+[[ssh_agent]]
 # An ssh-agent socket whose keys live in the vault (export SSH_AUTH_SOCK=<data dir>/<socket>).
+# Repeat the [[ssh_agent]] table for more sockets: each is its own principal with its own keys.
 enabled = false
+name = "default"              # the principal is ssh-agent:<name>
 socket = "agent/agent.sock"   # relative to the data directory
 keys = []                     # vault key labels (or patterns like "ssh-*") the agent offers
 allow_sha1 = true             # legacy ssh-rsa signatures, asked for by OpenSSH 9.2's ssh-add -T

@@ -395,6 +395,30 @@ export class Vault {
     return n;
   }
 
+  /**
+   * Vault keys an ssh-agent socket no longer offers because a client removed them over the
+   * protocol (`ssh-add -d/-D`); the keys themselves are untouched. Kept until an operator
+   * restores them (`custos ssh-agent restore NAME`).
+   */
+  async hiddenForAgent(agent: string): Promise<Set<string>> {
+    const v = await this.deps.store.getMeta(`ssh_agent.${agent}.hidden`);
+    return new Set(v ? (JSON.parse(v) as string[]) : []);
+  }
+
+  async hideForAgent(ctx: Ctx, agent: string, key: KeyRecord): Promise<void> {
+    const hidden = await this.hiddenForAgent(agent);
+    hidden.add(key.id);
+    await this.deps.store.setMeta(`ssh_agent.${agent}.hidden`, JSON.stringify([...hidden]));
+    await this.deps.committer.audit(this.draft(ctx, 'agent_hide', key, 'ok', null, { agent }));
+  }
+
+  async restoreAgent(ctx: Ctx, agent: string): Promise<number> {
+    const hidden = await this.hiddenForAgent(agent);
+    await this.deps.store.setMeta(`ssh_agent.${agent}.hidden`, null);
+    await this.deps.committer.audit(this.draft(ctx, 'agent_restore', { id: null, label: null }, 'ok', null, { agent, restored: hidden.size }));
+    return hidden.size;
+  }
+
   auditTail(limit: number) {
     return this.deps.store.auditTail(limit);
   }

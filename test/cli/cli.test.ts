@@ -198,6 +198,15 @@ test('dev mode: a throwaway vault with a demo key, a loud warning, and a curl co
     const cmd = curlLines.map((l) => l.replace(/\\$/, '')).join(' ');
     const curl = spawnSync('bash', ['-c', cmd], { encoding: 'utf8' });
     assert.match(curl.stdout, /"signature"/, curl.stderr);
+    // The printed SSH_AUTH_SOCK serves the demo key to OpenSSH's tools.
+    const sock = /export SSH_AUTH_SOCK=(\S+)/.exec(out)![1]!;
+    const list = await new Promise<string>((resolve) => {
+      const p = spawn('ssh-add', ['-L'], { env: { ...process.env, SSH_AUTH_SOCK: sock } });
+      let o = '';
+      p.stdout.on('data', (d) => (o += d));
+      p.on('close', () => resolve(o));
+    });
+    assert.match(list, /^ssh-ed25519 AAAA\S+ demo$/m);
   } finally {
     const dataDir = /Data dir:\s+(\S+)/.exec(s.output())![1]!;
     assert.equal(await s.stop('SIGINT'), 0);

@@ -13,7 +13,7 @@ test('the config written by init parses to the defaults', () => {
     writeFileSync(join(dir, 'c.toml'), DEFAULT_CONFIG_TOML);
     assert.deepEqual(loadConfig(join(dir, 'c.toml')), {
       api: { host: '127.0.0.1', port: 8200 },
-      sshAgent: { enabled: false, name: 'default', socket: 'agent/agent.sock', keys: [], allowSha1: true, allowConfirm: false, maxConnections: 128 },
+      sshAgents: [{ enabled: false, name: 'default', socket: 'agent/agent.sock', keys: [], allowSha1: true, allowConfirm: false, maxConnections: 128 }],
       approvals: { timeoutSeconds: 60 },
       audit: { checkpointEvery: 1000 },
       log: { level: 'info' },
@@ -36,6 +36,8 @@ test('bad config files are refused with the file and the key named', () => {
       ['[audit]\ncheckpoint_every = true', /checkpoint_every/],
       ['[constructor]\n', /unknown section \[constructor\]/],
       ['[toString]\nx = 1', /unknown section \[toString\]/],
+      ['[[ssh_agent]]\nname = "a"\n[[ssh_agent]]\nname = "a"\nsocket = "b.sock"', /distinct name/],
+      ['[ssh_agent]\nkeys = "deploy"', /ssh_agent.keys/],
     ] as const) {
       const p = join(dir, 'c.toml');
       writeFileSync(p, body);
@@ -51,6 +53,18 @@ test('a config file named with --config must exist; the default one may be absen
   try {
     assert.throws(() => loadConfig(join(dir, 'missing.toml'), true), (e: unknown) => e instanceof CustosError && /does not exist/.test(e.message));
     assert.equal(loadConfig(join(dir, 'missing.toml')).api.port, 8200);
+  } finally {
+    cleanup();
+  }
+});
+
+test('several [[ssh_agent]] sockets, each with its own keys', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const p = join(dir, 'c.toml');
+    writeFileSync(p, '[[ssh_agent]]\nname = "alice"\nsocket = "a.sock"\nkeys = ["alice-*"]\n[[ssh_agent]]\nname = "ci"\nsocket = "ci.sock"\nkeys = ["deploy"]\nallow_sha1 = false\n');
+    const c = loadConfig(p);
+    assert.deepEqual(c.sshAgents.map((a) => [a.name, a.socket, a.keys, a.allowSha1]), [['alice', 'a.sock', ['alice-*'], true], ['ci', 'ci.sock', ['deploy'], false]]);
   } finally {
     cleanup();
   }

@@ -66,6 +66,11 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     const s2 = await reopen();
     assert.equal(await s2.getMeta('vault_id'), 'v1');
     assert.equal(await s2.getMeta('absent'), null);
+    await s2.setMeta('agent.hidden', '["a"]');
+    await s2.setMeta('agent.hidden', '["a","b"]');
+    assert.equal(await s2.getMeta('agent.hidden'), '["a","b"]');
+    await s2.setMeta('agent.hidden', null);
+    assert.equal(await s2.getMeta('agent.hidden'), null);
   });
 
   withStore('a committed key is found by id and by label, with every field intact', async (s) => {

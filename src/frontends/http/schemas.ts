@@ -242,3 +242,11 @@ export const decideSchema = (verb: 'approve' | 'deny') =>
     params: { type: 'object', required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 64 } } },
     response: { 200: { type: 'object', properties: { ...approvalProps, settled: { type: 'string', enum: ['approved', 'denied', 'pending'] } } }, ...errors },
   }) as const;
+
+export const restoreAgentSchema = {
+  summary: 'Offer again the vault keys that ssh-add -d/-D hid from an ssh-agent socket',
+  tags: ['ssh-agent'],
+  security: secured,
+  params: { type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$' } } },
+  response: { 200: { type: 'object', properties: { agent: { type: 'string' }, restored: { type: 'integer' } } }, ...errors },
+} as const;

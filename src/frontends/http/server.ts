@@ -271,6 +271,11 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     });
   }
 
+  app.post<{ Params: { name: string } }>('/v1/ssh-agents/:name/restore', { schema: S.restoreAgentSchema }, async (req) => ({
+    agent: req.params.name,
+    restored: await vault.restoreAgent(ctx(req), req.params.name),
+  }));
+
   app.get<{ Querystring: { limit?: string } }>('/v1/audit', { schema: S.auditSchema }, async (req) => {
     const limit = Math.min(Math.max(Number(req.query.limit ?? 50), 1), 1000);
     return { entries: (await vault.auditTail(limit)).map(auditView) };

@@ -89,8 +89,6 @@ export class SshAgent {
   private readonly principal: Principal;
   private readonly patterns: RegExp[];
   private readonly connections = new Set<Socket>();
-  /** Configured vault keys that `ssh-add -d/-D` hid from this socket, until restart. */
-  private readonly hidden = new Set<string>();
   private lock: { salt: Uint8Array; hash: Uint8Array } | null = null;
   private failedUnlocks = 0;
   private nextConn = 1;
@@ -245,10 +243,11 @@ export class SshAgent {
    */
   private async identities(conn: Connection | null): Promise<Identity[]> {
     const out: Identity[] = [];
+    const hidden = await this.vault.hiddenForAgent(this.config.name);
     for (const k of await this.vault.listKeys()) {
       if (k.state !== 'active' || 'corrupt' in k || isExpired(k) || !sshCapable(k.algorithm)) continue;
       const added = k.attributes['ssh.socket'] === this.config.name;
-      const configured = !added && !this.hidden.has(k.id) && this.patterns.some((p) => p.test(k.label));
+      const configured = !added && !hidden.has(k.id) && this.patterns.some((p) => p.test(k.label));
       if (!added && !configured) continue;
       const comment = typeof k.attributes['ssh.comment'] === 'string' ? k.attributes['ssh.comment'] : k.label;
       const d = k.attributes['ssh.destinations'];
@@ -376,11 +375,13 @@ export class SshAgent {
 
   /**
    * Removing over the protocol never destroys a key the vault owns otherwise: keys added over
-   * this socket are destroyed, configured vault keys are only hidden from it until restart.
+   * this socket are destroyed, configured vault keys are only hidden from this socket until
+   * an operator restores them (`custos ssh-agent restore NAME`).
    */
   private async forget(id: Identity): Promise<void> {
-    if (id.added) await this.vault.destroyKey({ principal: this.principal, requestId: randomUUID() }, id.key.id);
-    else this.hidden.add(id.key.id);
+    const ctx = { principal: this.principal, requestId: randomUUID() };
+    if (id.added) await this.vault.destroyKey(ctx, id.key.id);
+    else await this.vault.hideForAgent(ctx, this.config.name, id.key);
   }
 
   private async doLock(passphrase: Uint8Array): Promise<AgentResponse> {

@@ -178,6 +178,16 @@ test('ssh-add -d destroys a key added over the agent, but only hides a configure
   assert.equal((await ssh(['-d', join(keys, 'hideme.pub')])).code, 0);
   assert.ok(!(await ssh(['-L'])).stdout.includes('vault-ssh-hideme'), 'hidden from this socket');
   assert.equal((await v.vault.getKey(vk.id)).state, 'active', 'the vault key itself is untouched');
+  // Hidden until an operator restores it, across agent restarts too.
+  await agent.close();
+  agent = new SshAgent(v.vault, config());
+  await agent.listen();
+  assert.ok(!(await ssh(['-L'])).stdout.includes('vault-ssh-hideme'), 'still hidden after a restart');
+  assert.equal(await v.vault.restoreAgent(v.ctx(), 'test'), 1);
+  assert.ok((await ssh(['-L'])).stdout.includes('vault-ssh-hideme'), 'offered again after restore');
+  const tail = await v.store.auditTail(10);
+  assert.ok(tail.some((e) => e.operation === 'agent_hide' && e.keyId === vk.id));
+  assert.ok(tail.some((e) => e.operation === 'agent_restore'));
 });
 
 test('ssh-add -t: the key is forgotten when its lifetime ends (destroyed in the vault)', async (t) => {
