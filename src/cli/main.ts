@@ -14,7 +14,7 @@ import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { decodeExportedKey, eciesDecrypt } from '../crypto/ecies.js';
 import { CustosClient, type KeyInfo } from '../client/client.js';
 import { initVault, openStoreOnly, verifyAudit, CONFIG_FILE } from '../vault/open.js';
-import { loadConfig, parsePort } from '../daemon/config.js';
+import { AGENT_DEFAULTS, loadConfig, parsePort } from '../daemon/config.js';
 import { readPassphrase } from '../daemon/passphrase.js';
 import { closeOnSignals, startDevServer, startServer, VERSION } from '../daemon/serve.js';
 import { EXIT, exitCodeFor } from './exit.js';
@@ -124,8 +124,9 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
     .option('--host <host>', 'address to bind (loopback only)')
     .option('--port <port>', 'port to listen on (0 picks a free one)')
     .option('--passphrase-file <file>', 'read the passphrase from a file (else $CUSTOS_PASSPHRASE, else a prompt)')
+    .option('--agent-socket <path>', 'serve an ssh-agent on this socket (overrides the first [[ssh_agent]] socket, enabling it)')
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']))
-    .action(async (o: { dataDir?: string; dev?: boolean; config?: string; host?: string; port?: string; passphraseFile?: string; logLevel?: 'info' }) => {
+    .action(async (o: { dataDir?: string; dev?: boolean; config?: string; host?: string; port?: string; passphraseFile?: string; agentSocket?: string; logLevel?: 'info' }) => {
       if (o.dev) {
         if (o.dataDir) throw new CustosError('bad_request', '--dev makes its own temporary vault; drop --data-dir.');
         const dev = await startDevServer({ port: o.port !== undefined ? parsePort(o.port, '--port') : undefined, logLevel: o.logLevel });
@@ -168,6 +169,10 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       if (o.host) config.api.host = o.host;
       if (o.port !== undefined) config.api.port = parsePort(o.port, '--port');
       if (o.logLevel) config.log.level = o.logLevel;
+      if (o.agentSocket) {
+        const first = config.sshAgents[0] ?? { ...AGENT_DEFAULTS };
+        config.sshAgents[0] = { ...first, enabled: true, socket: resolve(o.agentSocket) };
+      }
       // Fail on a missing vault before asking for a passphrase.
       (await openStoreOnly(dataDir)).store.close();
       const passphrase = await readPassphrase({ file: o.passphraseFile });

@@ -214,6 +214,29 @@ test('dev mode: a throwaway vault with a demo key, a loud warning, and a curl co
   }
 });
 
+test('serve --agent-socket opens an ssh-agent there and prints its SSH_AUTH_SOCK', async (t) => {
+  if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
+  const { dir, cleanup } = tempDir();
+  try {
+    const dataDir = join(dir, 'v');
+    initVault(dataDir);
+    const sock = join(dir, 'run', 'agent.sock');
+    const s = await serve(['--data-dir', dataDir, '--agent-socket', sock], PASSENV);
+    try {
+      for (let i = 0; i < 50 && !s.output().includes('SSH_AUTH_SOCK='); i++) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(s.output().includes(`export SSH_AUTH_SOCK=${sock}`), s.output());
+      assert.equal(statSync(sock).mode & 0o777, 0o600);
+      const list = await new Promise<number | null>((resolve) => spawn('ssh-add', ['-l'], { env: { ...process.env, SSH_AUTH_SOCK: sock } }).on('close', resolve));
+      assert.equal(list, 1, 'an empty agent answers ssh-add -l with exit 1');
+    } finally {
+      assert.equal(await s.stop(), 0);
+    }
+    assert.equal(existsSync(sock), false, 'the socket is removed on shutdown');
+  } finally {
+    cleanup();
+  }
+});
+
 test('a passphrase file works for init and serve, and trailing newlines are ignored', async () => {
   const { dir, cleanup } = tempDir();
   try {

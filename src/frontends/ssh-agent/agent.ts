@@ -206,7 +206,7 @@ export class SshAgent {
         if (this.lock) return { type: 'identities_answer', identities: [] };
         // Tor's expanded keys are signed with by key blob; they are never offered to SSH
         // clients, which would try them for logins.
-        const ids = (await this.identities(conn)).filter((i) => i.key.algorithm !== 'ed25519-expanded');
+        const ids = (await this.identities(conn, true)).filter((i) => i.key.algorithm !== 'ed25519-expanded');
         return { type: 'identities_answer', identities: ids.map((i) => ({ keyBlob: i.blob, comment: i.comment })) };
       }
       case 'sign_request':
@@ -241,10 +241,14 @@ export class SshAgent {
    * binds, destination-restricted keys only where their constraints allow (as OpenSSH hides
    * them from lists and from removal).
    */
-  private async identities(conn: Connection | null): Promise<Identity[]> {
+  private async identities(conn: Connection | null, forListing = false): Promise<Identity[]> {
     const out: Identity[] = [];
     const hidden = await this.vault.hiddenForAgent(this.config.name);
-    for (const k of await this.vault.listKeys()) {
+    // A listing shows public keys, so it authenticates every record (vault.listKeys); to find
+    // the key of a sign or remove request the stored records suffice, because the vault opens
+    // (and so authenticates) the envelope of the one key it then uses.
+    const keys = forListing ? await this.vault.listKeys() : await this.vault.store.listKeys();
+    for (const k of keys) {
       if (k.state !== 'active' || 'corrupt' in k || isExpired(k) || !sshCapable(k.algorithm)) continue;
       const added = k.attributes['ssh.socket'] === this.config.name;
       const configured = !added && !hidden.has(k.id) && this.patterns.some((p) => p.test(k.label));

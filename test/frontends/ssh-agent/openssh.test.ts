@@ -273,6 +273,19 @@ test('ssh-add -D removes everything on this socket (type 19, then the legacy typ
   assert.equal((await ssh(['-l'])).code, 1);
 });
 
+test('a stuck client (half a frame, never finished) does not stall other clients', async (t) => {
+  if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
+  const stuck = connect(agent.config.socketPath);
+  await new Promise((r) => stuck.on('connect', r));
+  stuck.write(Uint8Array.from([0, 0, 0, 50, 11])); // promises 50 bytes, sends 1
+  const silent = connect(agent.config.socketPath); // connects and never sends
+  await new Promise((r) => silent.on('connect', r));
+  const r = await ssh(['-l']);
+  assert.ok(r.code === 0 || r.code === 1, r.stderr);
+  stuck.destroy();
+  silent.destroy();
+});
+
 test('100,000 mutated frames and length lies never hurt the agent: it answers each and keeps serving', async (t) => {
   if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
   const { fuzzAgent } = await import('../../../scripts/fuzz-agent.js');
