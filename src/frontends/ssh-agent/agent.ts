@@ -92,6 +92,8 @@ export class SshAgent {
   private lock: { salt: Uint8Array; hash: Uint8Array } | null = null;
   private failedUnlocks = 0;
   private nextConn = 1;
+  /** SSH key blobs by key id and version: computing one (RSA especially) costs more than a signature. */
+  private readonly blobs = new Map<string, Uint8Array>();
   private sweeper: NodeJS.Timeout | null = null;
 
   constructor(
@@ -257,9 +259,20 @@ export class SshAgent {
       const d = k.attributes['ssh.destinations'];
       const destinations = typeof d === 'string' ? decodeDestinations(d) : null;
       if (conn && destinations && !identityPermitted(destinations, conn.binds, conn.bindFailed, null)) continue;
-      out.push({ key: k, blob: blobOf(k), comment, added, destinations });
+      out.push({ key: k, blob: this.blobFor(k), comment, added, destinations });
     }
     return out;
+  }
+
+  private blobFor(k: KeyRecord): Uint8Array {
+    const id = `${k.id}:${k.version}`;
+    let b = this.blobs.get(id);
+    if (!b) {
+      if (this.blobs.size >= 10_000) this.blobs.clear();
+      b = blobOf(k);
+      this.blobs.set(id, b);
+    }
+    return b;
   }
 
   private async find(blob: Uint8Array, conn: Connection | null): Promise<Identity | undefined> {
