@@ -327,8 +327,10 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
     if (o.json) return out(JSON.stringify(list, null, 2));
     if (list.length === 0) return out('No request is waiting for approval.');
     for (const a of list) {
-      const what = Object.entries(a.summary).map(([k, v]) => `${k}=${v}`).join(' ');
-      out(`${a.id}  ${a.operation} with ${a.key_label} for ${a.requester}  ${what}  (${a.approved_by.length}/${a.required}, until ${a.expires_at})`);
+      // Values come from clients: nothing but printable ASCII reaches the approver's terminal.
+      const clean = (x: unknown) => String(x).replace(/[^\x20-\x7e]/g, '?');
+      const what = Object.entries(a.summary).map(([k, v]) => `${clean(k)}=${clean(v)}`).join(' ');
+      out(`${clean(a.id)}  ${clean(a.operation)} with ${clean(a.key_label)} for ${clean(a.requester)}  ${what}  (${a.approved_by.length}/${a.required}, until ${clean(a.expires_at)})`);
     }
   });
   for (const verb of ['approve', 'deny'] as const) {

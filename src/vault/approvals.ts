@@ -35,7 +35,11 @@ interface Waiting {
 export class Approvals {
   private readonly waiting = new Map<string, Waiting>();
 
-  constructor(private readonly maxPending = 1000) {}
+  constructor(
+    private readonly maxPending = 1000,
+    /** One requester (a socket, a token) cannot crowd out the others. */
+    private readonly maxPerRequester = 32,
+  ) {}
 
   pending(): ApprovalRequest[] {
     return [...this.waiting.values()].map((w) => ({ ...w.request, approvedBy: [...w.request.approvedBy] }));
@@ -44,6 +48,9 @@ export class Approvals {
   /** Opens a request and resolves when it is approved, denied, or times out. */
   open(input: Omit<ApprovalRequest, 'id' | 'createdAt' | 'expiresAt' | 'approvedBy'>, timeoutMs: number): { request: ApprovalRequest; outcome: Promise<ApprovalOutcome> } {
     if (this.waiting.size >= this.maxPending) throw new CustosError('policy_denied', 'Too many requests are waiting for approval; try again later.', { tag: 'approval' });
+    if ([...this.waiting.values()].filter((w) => w.request.requester === input.requester).length >= this.maxPerRequester) {
+      throw new CustosError('policy_denied', `${input.requester} already has ${this.maxPerRequester} requests waiting for approval; try again later.`, { tag: 'approval' });
+    }
     const now = Date.now();
     const request: ApprovalRequest = {
       ...input,
@@ -84,6 +91,11 @@ export class Approvals {
       return { request: w.request, settled: 'approved' };
     }
     return { request: w.request, settled: null };
+  }
+
+  /** Refuses everything a requester still has waiting (an ssh-agent socket being locked). */
+  denyAllFrom(requester: string): void {
+    for (const w of [...this.waiting.values()]) if (w.request.requester === requester) w.settle('denied');
   }
 
   /** Refuses everything still waiting (shutdown). */

@@ -9,7 +9,7 @@
  * a restart unless added with a lifetime.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { chmodSync, existsSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { randomBytes, randomUUID, scrypt as scryptCb } from 'node:crypto';
 import { promisify } from 'node:util';
@@ -24,8 +24,11 @@ import {
   encodeResponse,
   EXT_QUERY,
   EXT_SESSION_BIND,
+  encodePublicKeyBlob,
   frame,
   FrameReader,
+  isCertificate,
+  parsePublicKeyBlob,
   publicKeyBlobOf,
   wipeRequest,
   type AgentPrivateKey,
@@ -35,7 +38,7 @@ import {
 } from './codec.js';
 import { parseSignedData } from './signed-data.js';
 import { decodeDestinations, encodeDestinations, identityPermitted, type Destination, type SessionBind } from './destinations.js';
-import { blobOf, fingerprint, importableOf, rsaHashFor, sshCapable, sshSignature, verifyHostSignature } from './keys.js';
+import { blobOf, fingerprint, importableOf, keyMatches, rsaHashFor, sshCapable, sshSignature, verifyHostSignature } from './keys.js';
 
 const scrypt = promisify(scryptCb) as (pw: Uint8Array, salt: Uint8Array, len: number, opts: { N: number; r: number; p: number }) => Promise<Buffer>;
 
@@ -73,11 +76,19 @@ interface Identity {
 interface Connection {
   id: number;
   binds: SessionBind[];
-  bindFailed: boolean;
+  /** A session-bind was attempted on this connection, successful or not (OpenSSH session_bind_attempted). */
+  bindAttempted: boolean;
 }
 
 /** Per connection, as in OpenSSH (`ssh-agent.c`, MAX_BINDS). */
 const MAX_BINDS = 16;
+/** Bounds of one identities answer (OpenSSH's client takes 2048 and 256 KiB). */
+const MAX_LISTED = 1024;
+const MAX_LISTING_BYTES = 200 * 1024;
+/** Requests one connection may have waiting before its socket is paused. */
+const MAX_QUEUED = 32;
+/** Keys one socket may hold that were added over the protocol. */
+const MAX_ADDED = 1024;
 const LOCK_KDF = { N: 2 ** 14, r: 8, p: 1 };
 
 function globToRegExp(glob: string): RegExp {
@@ -113,14 +124,16 @@ export class SshAgent {
     const path = this.config.socketPath;
     const dir = dirname(path);
     if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const st = statSync(dir);
-    if ((st.mode & 0o077) !== 0) {
-      if (typeof process.getuid === 'function' && st.uid === process.getuid()) chmodSync(dir, 0o700);
-      else throw new CustosError('config_invalid', `The agent socket directory ${dir} is open to other users and not ours to tighten; use a private directory.`);
-    }
+    // lstat: the directory itself, not what a symlink points to; it must be ours and private,
+    // or whoever owns it could swap the socket under us.
+    const st = lstatSync(dir);
+    const uid = typeof process.getuid === 'function' ? process.getuid() : st.uid;
+    if (!st.isDirectory() || st.uid !== uid) throw new CustosError('config_invalid', `The agent socket directory ${dir} is not a directory owned by this user; use a private directory.`);
+    if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
     if (existsSync(path)) {
       if (!lstatSync(path).isSocket()) throw new CustosError('config_invalid', `${path} exists and is not a socket; refusing to replace it.`);
-      if (await isLive(path)) throw new CustosError('config_invalid', `Another agent is listening on ${path}; stop it or choose another socket path.`);
+      const state = await probe(path);
+      if (state !== 'refused') throw new CustosError('config_invalid', `Another agent is listening on ${path} (or it could not be checked); stop it or choose another socket path.`);
       unlinkSync(path);
     }
     const server = createServer((s) => this.accept(s));
@@ -160,9 +173,20 @@ export class SshAgent {
 
   private accept(socket: Socket): void {
     this.connections.add(socket);
-    const conn: Connection = { id: this.nextConn++, binds: [], bindFailed: false };
+    const conn: Connection = { id: this.nextConn++, binds: [], bindAttempted: false };
     const reader = new FrameReader();
     let queue = Promise.resolve();
+    // Requests are answered one at a time; a client that pipelines faster than that is
+    // paused (TCP-style backpressure) instead of being buffered without bound.
+    let queued = 0;
+    const enqueue = (b: Uint8Array) => {
+      queued++;
+      if (queued >= MAX_QUEUED) socket.pause();
+      queue = queue.then(() => this.respond(socket, conn, b)).finally(() => {
+        queued--;
+        if (queued < MAX_QUEUED / 2 && socket.isPaused() && socket.writableLength < 1024 * 1024) socket.resume();
+      });
+    };
     socket.on('data', (chunk) => {
       let bodies: Uint8Array[];
       try {
@@ -170,53 +194,72 @@ export class SshAgent {
       } catch (e) {
         // Oversized or zero-length frame: answer what arrived whole, then close, as OpenSSH does.
         const done = e instanceof AgentCodecError && 'completed' in e ? ((e as { completed?: Uint8Array[] }).completed ?? []) : [];
-        for (const b of done) queue = queue.then(() => this.respond(socket, conn, b));
+        for (const b of done) enqueue(b);
         void queue.then(() => socket.destroy());
         return;
       }
       // Replies go out in request order (RFC 9987 §3), one request at a time per connection;
       // other connections are served meanwhile.
-      for (const b of bodies) queue = queue.then(() => this.respond(socket, conn, b));
+      for (const b of bodies) enqueue(b);
       if (socket.writableLength > 1024 * 1024) socket.pause();
     });
-    socket.on('drain', () => socket.resume());
+    socket.on('drain', () => {
+      if (queued < MAX_QUEUED / 2) socket.resume();
+    });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.connections.delete(socket));
   }
 
   private async respond(socket: Socket, conn: Connection, body: Uint8Array): Promise<void> {
     if (socket.destroyed) return;
-    let res: AgentResponse;
+    let reply: Uint8Array;
     let req: AgentRequest | null = null;
     try {
       req = decodeRequest(body);
-      res = await this.handle(conn, req);
+      // Encoding is inside the try too: an answer that cannot be framed (too many or too
+      // large identities) becomes a FAILURE for this request, never an exception that
+      // would take the daemon down.
+      reply = frame(encodeResponse(await this.handle(conn, req)));
     } catch (e) {
       if (!(e instanceof AgentCodecError) && !isCustosError(e)) this.log?.warn({ err: (e as Error).message, conn: conn.id }, 'ssh-agent request failed');
-      res = { type: 'failure' };
+      reply = frame(encodeResponse({ type: 'failure' }));
     } finally {
       if (req) wipeRequest(req);
       body.fill(0);
     }
-    if (!socket.destroyed) socket.write(frame(encodeResponse(res)));
+    if (!socket.destroyed) socket.write(reply);
   }
 
   private async handle(conn: Connection, req: AgentRequest): Promise<AgentResponse> {
-    if (this.lock && req.type !== 'unlock' && req.type !== 'request_identities') return { type: 'failure' };
+    // While locked: only UNLOCK, an empty listing and session-bind (OpenSSH 10.5 processes
+    // binds while locked, so a connection bound meanwhile is never mistaken for local use).
+    if (this.lock && req.type !== 'unlock' && req.type !== 'request_identities' && req.type !== 'session_bind') return { type: 'failure' };
     switch (req.type) {
       case 'request_identities': {
         if (this.lock) return { type: 'identities_answer', identities: [] };
         // Tor's expanded keys are signed with by key blob; they are never offered to SSH
         // clients, which would try them for logins.
         const ids = (await this.identities(conn, true)).filter((i) => i.key.algorithm !== 'ed25519-expanded');
-        return { type: 'identities_answer', identities: ids.map((i) => ({ keyBlob: i.blob, comment: i.comment })) };
+        // The answer must fit what clients accept (OpenSSH: 2048 identities, 256 KiB).
+        const listed: Array<{ keyBlob: Uint8Array; comment: string }> = [];
+        let bytes = 9;
+        for (const i of ids) {
+          const size = 8 + i.blob.length + Buffer.byteLength(i.comment);
+          if (listed.length >= MAX_LISTED || bytes + size > MAX_LISTING_BYTES) {
+            this.log?.warn({ socket: this.config.name, offered: ids.length, listed: listed.length }, 'ssh-agent listing truncated');
+            break;
+          }
+          listed.push({ keyBlob: i.blob, comment: i.comment });
+          bytes += size;
+        }
+        return { type: 'identities_answer', identities: listed };
       }
       case 'sign_request':
         return this.sign(conn, req.keyBlob, req.data, req.flags);
       case 'add_identity':
-        return this.add(req.key, []);
+        return this.add(conn, req.key, []);
       case 'add_id_constrained':
-        return this.add(req.key, req.constraints);
+        return this.add(conn, req.key, req.constraints);
       case 'remove_identity':
         return this.remove(conn, req.keyBlob);
       case 'remove_all_identities':
@@ -252,13 +295,15 @@ export class SshAgent {
     const keys = forListing ? await this.vault.listKeys() : await this.vault.store.listKeys();
     for (const k of keys) {
       if (k.state !== 'active' || 'corrupt' in k || isExpired(k) || !sshCapable(k.algorithm)) continue;
-      const added = k.attributes['ssh.socket'] === this.config.name;
-      const configured = !added && !hidden.has(k.id) && this.patterns.some((p) => p.test(k.label));
+      const owner = k.attributes['ssh.socket'];
+      const added = owner === this.config.name;
+      // A key added over another socket belongs to that socket's principal only.
+      const configured = owner === undefined && !hidden.has(k.id) && this.patterns.some((p) => p.test(k.label));
       if (!added && !configured) continue;
       const comment = typeof k.attributes['ssh.comment'] === 'string' ? k.attributes['ssh.comment'] : k.label;
       const d = k.attributes['ssh.destinations'];
       const destinations = typeof d === 'string' ? decodeDestinations(d) : null;
-      if (conn && destinations && !identityPermitted(destinations, conn.binds, conn.bindFailed, null)) continue;
+      if (conn && destinations && !identityPermitted(destinations, conn.binds, conn.bindAttempted, null)) continue;
       out.push({ key: k, blob: this.blobFor(k), comment, added, destinations });
     }
     return out;
@@ -280,8 +325,6 @@ export class SshAgent {
   }
 
   private async sign(conn: Connection, keyBlob: Uint8Array, data: Uint8Array, flags: number): Promise<AgentResponse> {
-    // OpenSSH 9.6+: a connection whose session-bind failed gets no signatures at all.
-    if (conn.bindFailed) return { type: 'failure' };
     const id = await this.find(keyBlob, conn);
     if (!id) return { type: 'failure' };
     const context: Record<string, string> = { protocol: 'ssh-agent', socket: this.config.name };
@@ -294,20 +337,22 @@ export class SshAgent {
       // last on this connection, to the host key bound with it (OpenSSH process_sign_request2).
       const last = conn.binds[conn.binds.length - 1];
       if (!last || what.kind !== 'userauth') return this.refuseRestricted(id, 'not a bound userauth request');
-      if (!identityPermitted(id.destinations, conn.binds, conn.bindFailed, what.user)) return this.refuseRestricted(id, 'destination not permitted');
+      if (what.service !== 'ssh-connection') return this.refuseRestricted(id, 'userauth for another service');
+      if (!sameKey(what.keyBlob, id)) return this.refuseRestricted(id, 'the userauth request names another key');
+      if (!identityPermitted(id.destinations, conn.binds, conn.bindAttempted, what.user)) return this.refuseRestricted(id, 'destination not permitted');
       if (!equalBytes(what.sessionId, last.sessionId)) return this.refuseRestricted(id, 'session id is not the most recently bound one');
       if (conn.binds.length > 1 && !what.hostKeyBlob) return this.refuseRestricted(id, 'no host key in a forwarded userauth request');
       if (what.hostKeyBlob && !equalBytes(what.hostKeyBlob, last.hostKey)) return this.refuseRestricted(id, 'host key differs from the bound one');
       context.ssh_destination = 'permitted';
     }
     if (what.kind === 'userauth') {
-      context.ssh_user = what.user.slice(0, 128);
-      context.ssh_method = what.service === 'ssh-connection' ? 'userauth' : what.service.slice(0, 64);
+      context.ssh_user = printable(what.user, 128);
+      context.ssh_method = what.service === 'ssh-connection' ? 'userauth' : printable(what.service, 64);
       const last = conn.binds[conn.binds.length - 1];
       if (last) context.ssh_session_bound = equalBytes(last.sessionId, what.sessionId) ? 'yes' : 'mismatch';
       if (what.hostKeyBlob) context.ssh_host_key_sha256 = fingerprint(what.hostKeyBlob);
     } else if (what.kind === 'sshsig') {
-      context.sshsig_namespace = what.namespace.slice(0, 128);
+      context.sshsig_namespace = printable(what.namespace, 128);
     }
     let options = {};
     let rsaName = '';
@@ -326,6 +371,8 @@ export class SshAgent {
       options,
       context,
     });
+    // A lock that arrived while this request waited (for an approval, say) wins.
+    if (this.lock) return { type: 'failure' };
     return { type: 'sign_response', signature: sshSignature(id.key.algorithm, r.signature, rsaName) };
   }
 
@@ -334,7 +381,7 @@ export class SshAgent {
     return { type: 'failure' };
   }
 
-  private async add(key: AgentPrivateKey, constraints: KeyConstraint[]): Promise<AgentResponse> {
+  private async add(conn: Connection, key: AgentPrivateKey, constraints: KeyConstraint[]): Promise<AgentResponse> {
     let lifetime: number | undefined;
     let destinations: string | undefined;
     let confirm = false;
@@ -355,8 +402,16 @@ export class SshAgent {
     if (!imp) return { type: 'failure' };
     const blob = publicKeyBlobOf(key);
     try {
+      // Before anything is replaced: the private part must belong to the public key (and a
+      // certificate must certify that key, signed by its CA), or knowing a public key would
+      // be enough to overwrite someone's identity.
+      if (!keyMatches(key, imp)) {
+        this.log?.info({ socket: this.config.name }, 'ssh-agent add refused: private key does not match its public key or certificate');
+        return { type: 'failure' };
+      }
+      const existing = await this.find(blob, conn);
+      if (!existing && (await this.identities(null)).filter((i) => i.added).length >= MAX_ADDED) return { type: 'failure' };
       // Adding a key that is already there replaces it, as in OpenSSH.
-      const existing = await this.find(blob, null);
       if (existing?.added) await this.vault.destroyKey({ principal: this.principal, requestId: randomUUID() }, existing.key.id);
       const attributes: Record<string, string | boolean> = { 'ssh.socket': this.config.name, 'ssh.comment': key.comment.slice(0, 256) };
       if (confirm) attributes.confirm = true;
@@ -368,7 +423,7 @@ export class SshAgent {
         { label: `ssh:${this.config.name}:${fingerprint(blob).slice(0, 16)}-${randomBytes(4).toString('hex')}`, algorithm: imp.algorithm, format: imp.format, material: imp.material, exportable: false, attributes },
       );
       if (imp.publicKey && !equalBytes(imp.publicKey, created.publicKey)) {
-        // The seed does not belong to the public key the client sent: never keep such a key.
+        // Belt and braces: keyMatches() has checked this already.
         await this.vault.destroyKey({ principal: this.principal, requestId: randomUUID() }, created.id);
         return { type: 'failure' };
       }
@@ -403,6 +458,8 @@ export class SshAgent {
 
   private async doLock(passphrase: Uint8Array): Promise<AgentResponse> {
     if (this.lock || passphrase.length === 0) return { type: 'failure' };
+    // Nothing approved after the lock may come out: refuse what is still waiting.
+    this.vault.approvals.denyAllFrom(this.principal.id);
     // Only a KDF output of the lock passphrase is kept.
     const salt = new Uint8Array(randomBytes(16));
     this.lock = { salt, hash: new Uint8Array(await scrypt(passphrase, salt, 32, LOCK_KDF)) };
@@ -410,7 +467,17 @@ export class SshAgent {
     return { type: 'success' };
   }
 
-  private async doUnlock(passphrase: Uint8Array): Promise<AgentResponse> {
+  /** Unlock attempts run one after another, as in OpenSSH, so guessing does not scale with connections. */
+  private unlockQueue: Promise<unknown> = Promise.resolve();
+
+  private doUnlock(passphrase: Uint8Array): Promise<AgentResponse> {
+    const copy = Uint8Array.from(passphrase);
+    const attempt = this.unlockQueue.then(() => this.tryUnlock(copy)).finally(() => copy.fill(0));
+    this.unlockQueue = attempt.catch(() => undefined);
+    return attempt;
+  }
+
+  private async tryUnlock(passphrase: Uint8Array): Promise<AgentResponse> {
     const lock = this.lock;
     if (!lock) return { type: 'failure' };
     const hash = new Uint8Array(await scrypt(passphrase, lock.salt, 32, LOCK_KDF));
@@ -419,18 +486,16 @@ export class SshAgent {
       this.failedUnlocks = 0;
       return { type: 'success' };
     }
-    // Slow down guessing: 100 ms per failure so far, at most 10 s. The wait is this
-    // connection's only; other clients keep being served.
+    // Slow down guessing: 100 ms per failure so far, at most 10 s. Only unlock attempts wait
+    // in this queue; other requests and clients keep being served.
     this.failedUnlocks++;
     await new Promise((r) => setTimeout(r, Math.min(100 * this.failedUnlocks, 10_000)));
     return { type: 'failure' };
   }
 
   private bind(conn: Connection, hostKey: Uint8Array, sessionId: Uint8Array, signature: Uint8Array, isForwarding: boolean): AgentResponse {
-    const fail = (): AgentResponse => {
-      conn.bindFailed = true;
-      return { type: 'failure' };
-    };
+    conn.bindAttempted = true;
+    const fail = (): AgentResponse => ({ type: 'failure' });
     if (!verifyHostSignature(hostKey, sessionId, signature)) return fail();
     // As OpenSSH: a repeated session id must come with the same key and is not added twice;
     // nothing may follow a bind made for authentication; at most MAX_BINDS hops.
@@ -444,14 +509,32 @@ export class SshAgent {
   }
 }
 
-/** True if something accepts connections on the socket (a live agent). */
-function isLive(path: string): Promise<boolean> {
+/** Printable ASCII only: values from clients end up on an approver's terminal and in logs. */
+function printable(s: string, max: number): string {
+  return s.replace(/[^\x20-\x7e]/g, '?').slice(0, max);
+}
+
+/** Whether a userauth request's key blob (plain or certificate) is this identity's key. */
+function sameKey(requestBlob: Uint8Array, id: Identity): boolean {
+  try {
+    const k = parsePublicKeyBlob(requestBlob);
+    const plain = isCertificate(k) ? encodePublicKeyBlob(k.key) : requestBlob;
+    const mine = parsePublicKeyBlob(id.blob);
+    const minePlain = isCertificate(mine) ? encodePublicKeyBlob(mine.key) : id.blob;
+    return equalBytes(plain, minePlain);
+  } catch {
+    return false;
+  }
+}
+
+/** `refused` (nobody listens: a stale socket file), `live`, or `unknown` (e.g. a full backlog). */
+function probe(path: string): Promise<'live' | 'refused' | 'unknown'> {
   return new Promise((resolve) => {
     const s = connect(path);
     s.once('connect', () => {
       s.destroy();
-      resolve(true);
+      resolve('live');
     });
-    s.once('error', () => resolve(false));
+    s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED' ? 'refused' : 'unknown'));
   });
 }

@@ -81,8 +81,9 @@ function permittedBy(fromKey: Uint8Array | null, toKey: Uint8Array | null, dests
  * for a sign request (and then the last hop must be an authentication bind), null for a
  * listing or removal.
  */
-export function identityPermitted(dests: Destination[], binds: SessionBind[], bindFailed: boolean, user: string | null): boolean {
-  if (bindFailed && binds.length === 0) return false;
+export function identityPermitted(dests: Destination[], binds: SessionBind[], bindAttempted: boolean, user: string | null): boolean {
+  // A connection that tried to bind and has no bind is not "local use" (OpenSSH 9.6+).
+  if (bindAttempted && binds.length === 0) return false;
   if (binds.length === 0) return true; // local use: the agent's own host
   let fromKey: Uint8Array | null = null;
   for (let i = 0; i < binds.length; i++) {

@@ -6,9 +6,10 @@
 import { createHash, createPublicKey, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import { CustosError } from '../../core/errors.js';
 import type { Algorithm, HashName, KeyRecord } from '../../core/types.js';
-import { ALGORITHM_INFO } from '../../crypto/algorithms.js';
+import { ALGORITHM_INFO, publicKeyFromSecret, validateSecret } from '../../crypto/algorithms.js';
+import { equalBytes } from '../../core/bytes.js';
 import { rsaKeyFromParts, sshPublicKeyBlob, SshReader } from '../../crypto/openssh.js';
-import { ecdsaSigBlob, encodeSshSignature, KEY_ED25519_EXPANDED, MAX_FRAME, SSH_AGENT_RSA_SHA2_256, SSH_AGENT_RSA_SHA2_512, type AgentPrivateKey } from './codec.js';
+import { ecdsaSigBlob, encodePublicKeyBlob, encodeSshSignature, isCertificate, KEY_ED25519_EXPANDED, MAX_FRAME, parsePublicKeyBlob, publicKeyBlobOf, SSH_AGENT_RSA_SHA2_256, SSH_AGENT_RSA_SHA2_512, type AgentPrivateKey } from './codec.js';
 
 /** Vault algorithms an agent client can sign with. */
 export function sshCapable(alg: Algorithm): boolean {
@@ -56,6 +57,32 @@ export function importableOf(k: AgentPrivateKey): { algorithm: Algorithm; format
   }
 }
 
+/**
+ * Whether an added key is what it claims: the public key derived from the private part
+ * equals the key's (or its certificate's) public key, and a certificate carries a valid
+ * signature of its CA (PROTOCOL.certkeys: the signature covers everything before it).
+ */
+export function keyMatches(k: AgentPrivateKey, imp: { algorithm: Algorithm; material: Uint8Array }): boolean {
+  try {
+    validateSecret(imp.algorithm, imp.material);
+    const derived = publicKeyFromSecret(imp.algorithm, imp.material);
+    const derivedBlob =
+      imp.algorithm === 'p256'
+        ? sshPublicKeyBlob({ algorithm: 'p256', publicKey: derived })
+        : ALGORITHM_INFO[imp.algorithm].family === 'rsa'
+          ? sshPublicKeyBlob({ algorithm: 'rsa', spki: derived })
+          : sshPublicKeyBlob({ algorithm: 'ed25519', publicKey: derived });
+    if ('certificate' in k) {
+      if (!equalBytes(derivedBlob, encodePublicKeyBlob(k.cert.key))) return false;
+      const signed = k.certificate.subarray(0, k.certificate.length - 4 - k.cert.signature.length);
+      return verifyHostSignature(k.cert.signatureKey, signed, k.cert.signature);
+    }
+    return equalBytes(derivedBlob, publicKeyBlobOf(k));
+  } catch {
+    return false;
+  }
+}
+
 /** How an RSA signature is requested: flags pick the hash (RFC 8332 §3); 0 means legacy SHA-1. */
 export function rsaHashFor(flags: number): { hash: HashName; name: string } {
   if (flags & SSH_AGENT_RSA_SHA2_512) return { hash: 'sha512', name: 'rsa-sha2-512' };
@@ -78,6 +105,10 @@ const CURVES: Record<string, { crv: string; hash: string; size: number }> = {
 };
 
 function hostKeyObject(blob: Uint8Array): { key: KeyObject; type: string; curve?: string } {
+  // A host certificate (ssh binds kex->initial_hostkey, the certificate when the server has
+  // one): the signature is made by the certified key.
+  const parsed = parsePublicKeyBlob(blob);
+  if (isCertificate(parsed)) blob = encodePublicKeyBlob(parsed.key);
   const r = new SshReader(blob, MAX_FRAME);
   const type = Buffer.from(r.string('key type')).toString('latin1');
   if (type === 'ssh-ed25519') {
