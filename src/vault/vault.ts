@@ -7,7 +7,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { CustosError, isCustosError } from '../core/errors.js';
-import { bytesToHex, wipe } from '../core/bytes.js';
+import { wipe } from '../core/bytes.js';
 import type { Algorithm, AuditDraft, KeyAttributes, KeyRecord, Principal, SignOptions, SignPayload, SignRequest, SignResult } from '../core/types.js';
 import { ALGORITHM_INFO, checkSignInput, generateSecret, publicKeyFromSecret, spkiPem, verifySignature } from '../crypto/algorithms.js';
 import { eciesEncrypt, encodeExportedKey, type Kem } from '../crypto/ecies.js';
@@ -432,4 +432,3 @@ export class Vault {
   }
 }
 
-export { bytesToHex };
