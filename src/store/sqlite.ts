@@ -8,7 +8,7 @@ import { closeSync, existsSync, openSync } from 'node:fs';
 import { CustosError } from '../core/errors.js';
 import { canonicalJson } from '../core/canonical.js';
 import type { AuditCheckpoint, AuditEntry, KeyRecord } from '../core/types.js';
-import { GENESIS_HASH, type ApiToken, type ChainHead, type Chainer, type Store, type StateMutation, type WriteUnit } from './store.js';
+import { comparePosition, GENESIS_HASH, type ApiToken, type ChainHead, type Chainer, type Store, type StateMutation, type Watermark, type WriteUnit } from './store.js';
 
 const SCHEMA_VERSION = 2;
 
@@ -48,6 +48,16 @@ CREATE TABLE IF NOT EXISTS audit (
   details TEXT NOT NULL,
   prev_hash BLOB NOT NULL,
   hash BLOB NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS watermarks (
+  key_id TEXT NOT NULL,
+  chain_id TEXT NOT NULL,
+  height TEXT NOT NULL,
+  round INTEGER NOT NULL,
+  step INTEGER NOT NULL,
+  sign_bytes BLOB NOT NULL,
+  signature BLOB,
+  PRIMARY KEY (key_id, chain_id)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
   seq INTEGER PRIMARY KEY,
@@ -294,6 +304,20 @@ export class SqliteStore implements Store {
         if (r.changes !== 1) throw new CustosError('key_destroyed', 'The key was already destroyed.');
         return;
       }
+      case 'advanceWatermark': {
+        const cur = this.readWatermark(m.keyId, m.chainId);
+        const same =
+          (cur === null && m.expected === null) ||
+          (cur !== null && m.expected !== null && comparePosition(cur, m.expected) === 0);
+        if (!same) throw new CustosError('storage_unavailable', 'The consensus watermark moved while this request was decided (another signer?); decide again.', { tag: 'watermark_moved' });
+        if (cur !== null && comparePosition(m.next, cur) < 0) {
+          throw new CustosError('policy_denied', 'A consensus watermark never moves backwards.', { tag: 'double_sign' });
+        }
+        this.stmt(
+          'INSERT INTO watermarks (key_id, chain_id, height, round, step, sign_bytes, signature) VALUES (?,?,?,?,?,?,?) ON CONFLICT(key_id, chain_id) DO UPDATE SET height = excluded.height, round = excluded.round, step = excluded.step, sign_bytes = excluded.sign_bytes, signature = excluded.signature',
+        ).run(m.keyId, m.chainId, m.next.height.toString(), m.next.round, m.next.step, Buffer.from(m.next.signBytes), m.next.signature ? Buffer.from(m.next.signature) : null);
+        return;
+      }
       case 'assertKeyActive': {
         const r = this.stmt('SELECT state FROM keys WHERE id = ?').get(m.id) as { state: string } | undefined;
         if (!r || r.state === 'destroyed') throw new CustosError('key_destroyed', 'The key was destroyed while this request was in progress; nothing was signed.');
@@ -306,6 +330,18 @@ export class SqliteStore implements Store {
         return;
       }
     }
+  }
+
+  private readWatermark(keyId: string, chainId: string): Watermark | null {
+    const r = this.stmt('SELECT height, round, step, sign_bytes, signature FROM watermarks WHERE key_id = ? AND chain_id = ?').get(keyId, chainId) as
+      | { height: string; round: number; step: number; sign_bytes: Buffer; signature: Buffer | null }
+      | undefined;
+    // Heights are int64: stored as decimal text, since SQLite integers are read into JS numbers.
+    return r ? { height: BigInt(r.height), round: r.round, step: r.step, signBytes: u8(r.sign_bytes), signature: r.signature ? u8(r.signature) : null } : null;
+  }
+
+  async getWatermark(keyId: string, chainId: string): Promise<Watermark | null> {
+    return this.run(() => this.readWatermark(keyId, chainId));
   }
 
   private readHead(): ChainHead {

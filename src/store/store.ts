@@ -20,7 +20,34 @@ export type StateMutation =
    * Fails the unit (`key_disabled` / `key_destroyed`) unless the key is active at commit time:
    * a sign or export that raced a disable or destroy is refused instead of slipping through.
    */
-  | { kind: 'assertKeyActive'; id: string };
+  | { kind: 'assertKeyActive'; id: string }
+  /**
+   * Double-sign protection: moves a (key, chain) consensus watermark from `expected` (what the
+   * caller read and decided on; null when there was none) to `next`, in the same transaction
+   * as the audit entry. If another process moved it meanwhile the unit fails with
+   * `storage_unavailable:watermark_moved`, and the caller decides again on the new state.
+   */
+  | { kind: 'advanceWatermark'; keyId: string; chainId: string; expected: WatermarkPosition | null; next: Watermark };
+
+/** Height, round and step (1 propose, 2 prevote, 3 precommit, as CometBFT's FilePV). */
+export interface WatermarkPosition {
+  height: bigint;
+  round: number;
+  step: number;
+}
+
+export interface Watermark extends WatermarkPosition {
+  /** Canonical sign bytes of the message signed (or about to be) at this position. */
+  signBytes: Uint8Array;
+  /** Null between the decision and the signature (a crash there allows only identical bytes again). */
+  signature: Uint8Array | null;
+}
+
+export function comparePosition(a: WatermarkPosition, b: WatermarkPosition): number {
+  if (a.height !== b.height) return a.height < b.height ? -1 : 1;
+  if (a.round !== b.round) return a.round < b.round ? -1 : 1;
+  return a.step === b.step ? 0 : a.step < b.step ? -1 : 1;
+}
 
 export interface WriteUnit {
   mutations: StateMutation[];
@@ -57,6 +84,7 @@ export interface Store {
   findKey(ref: string): Promise<KeyRecord | null>;
   listKeys(): Promise<KeyRecord[]>;
   findToken(hash: Uint8Array): Promise<ApiToken | null>;
+  getWatermark(keyId: string, chainId: string): Promise<Watermark | null>;
   /** One durable transaction; returns, per unit, null or the error that rolled it back. */
   commit(units: WriteUnit[], chain: Chainer, ts: string): Promise<Array<Error | null>>;
   auditHead(): Promise<ChainHead>;

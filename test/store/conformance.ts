@@ -136,6 +136,30 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     await s.purgeFreed();
   });
 
+  withStore('consensus watermarks advance only from what the caller read, never backwards, and keep int64 heights exactly', async (s) => {
+    const now = () => new Date().toISOString();
+    const big = 9_007_199_254_740_993n; // above 2^53: must not lose precision
+    const at = (height: bigint, round: number, step: number, sig: number | null = null) => ({ height, round, step, signBytes: new Uint8Array([Number(height % 256n), round, step]), signature: sig === null ? null : new Uint8Array(64).fill(sig) });
+    const adv = (expected: { height: bigint; round: number; step: number } | null, next: ReturnType<typeof at>) => s.commit([{ mutations: [{ kind: 'advanceWatermark', keyId: 'k', chainId: 'c', expected, next }], audit: [draft('sign', 'k')] }], chain, now());
+    assert.equal(await s.getWatermark('k', 'c'), null);
+    assert.deepEqual(await adv(null, at(big, 0, 2)), [null]);
+    assert.deepEqual(await s.getWatermark('k', 'c'), at(big, 0, 2));
+    // The signature is filled in by a second advance at the same position.
+    assert.deepEqual(await adv({ height: big, round: 0, step: 2 }, at(big, 0, 2, 7)), [null]);
+    assert.deepEqual((await s.getWatermark('k', 'c'))!.signature, new Uint8Array(64).fill(7));
+    // Deciding on a stale read (another process advanced it) fails the unit, and its audit entry with it.
+    const head = (await s.auditHead()).seq;
+    const stale = await adv(null, at(big + 1n, 0, 1));
+    assert.ok(stale[0] instanceof CustosError && stale[0].fullCode === 'storage_unavailable:watermark_moved');
+    assert.equal((await s.auditHead()).seq, head);
+    // Never backwards, even from an up-to-date read.
+    const back = await adv({ height: big, round: 0, step: 2 }, at(big, 0, 1));
+    assert.ok(back[0] instanceof CustosError && back[0].fullCode === 'policy_denied:double_sign');
+    assert.deepEqual(await adv({ height: big, round: 0, step: 2 }, at(big, 1, 1)), [null]);
+    // Watermarks are per key and chain.
+    assert.equal(await s.getWatermark('k', 'other-chain'), null);
+  });
+
   withStore('tokens are found by hash only', async (s) => {
     const hash = new Uint8Array(32).fill(9);
     await s.commit([{ mutations: [{ kind: 'insertToken', token: { id: 't1', name: 'admin', hash, role: 'admin', createdAt: 'now' } }], audit: [] }], chain, 'now');

@@ -47,3 +47,27 @@ test('sqlite: a file that is not a database gives database_corrupt with a senten
     cleanup();
   }
 });
+
+test('sqlite: two connections (two processes) advancing one watermark from the same read — only one wins', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const path = join(dir, 'race.db');
+    const a = SqliteStore.open(path);
+    await a.migrate();
+    const b = SqliteStore.open(path);
+    const { chainHash } = await import('../../src/audit/chain.js');
+    const unit = (sig: number) => ({
+      mutations: [{ kind: 'advanceWatermark' as const, keyId: 'k', chainId: 'c', expected: null, next: { height: 5n, round: 0, step: 2, signBytes: new Uint8Array([sig]), signature: null } }],
+      audit: [{ requestId: `r${sig}`, principal: 'p', operation: 'sign', keyId: 'k', keyLabel: null, outcome: 'decided' as const, reason: null, details: {} }],
+    });
+    const ra = await a.commit([unit(1)], chainHash, new Date().toISOString());
+    const rb = await b.commit([unit(2)], chainHash, new Date().toISOString());
+    assert.deepEqual(ra, [null]);
+    assert.ok(rb[0] instanceof CustosError && rb[0].fullCode === 'storage_unavailable:watermark_moved');
+    assert.deepEqual((await b.getWatermark('k', 'c'))!.signBytes, new Uint8Array([1]));
+    await a.close();
+    await b.close();
+  } finally {
+    cleanup();
+  }
+});
