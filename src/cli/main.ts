@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { CustosError, isCustosError } from '../core/errors.js';
 import { base64ToBytes, bytesToHex, hexToBytes, wipe } from '../core/bytes.js';
 import { ALGORITHMS, type Algorithm } from '../core/types.js';
+import { printable } from '../core/text.js';
 import { x25519 } from '@noble/curves/ed25519.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { decodeExportedKey, eciesDecrypt } from '../crypto/ecies.js';
@@ -328,7 +329,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
     if (list.length === 0) return out('No request is waiting for approval.');
     for (const a of list) {
       // Values come from clients: nothing but printable ASCII reaches the approver's terminal.
-      const clean = (x: unknown) => String(x).replace(/[^\x20-\x7e]/g, '?');
+      const clean = (x: unknown) => printable(String(x), 256);
       const what = Object.entries(a.summary).map(([k, v]) => `${clean(k)}=${clean(v)}`).join(' ');
       out(`${clean(a.id)}  ${clean(a.operation)} with ${clean(a.key_label)} for ${clean(a.requester)}  ${what}  (${a.approved_by.length}/${a.required}, until ${clean(a.expires_at)})`);
     }

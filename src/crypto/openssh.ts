@@ -9,6 +9,8 @@
  * Everything that can go wrong with untrusted input surfaces as
  * `SshFormatError`; any other exception type escaping the parser is a bug.
  */
+import { equalBytes } from '../core/bytes.js';
+import { printable } from '../core/text.js';
 import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { p256 } from '@noble/curves/nist.js';
@@ -521,13 +523,13 @@ function buildEd25519(
   }
   if (sk.length !== ED25519_SK_LEN) throw new SshFormatError('ed25519 private key must be 64 bytes');
   const seed = sk.subarray(0, 32);
-  if (!bytesEqual(sk.subarray(32), pk) || !bytesEqual(pk, headerPk)) {
+  if (!equalBytes(sk.subarray(32), pk) || !equalBytes(pk, headerPk)) {
     throw new SshFormatError('ed25519 public key copies in the file disagree');
   }
   // The stored public half is just a cache; make sure it really belongs to
   // the seed, or signatures would verify against a different key.
   const derived = ed25519.getPublicKey(seed);
-  if (!bytesEqual(derived, pk)) {
+  if (!equalBytes(derived, pk)) {
     throw new SshFormatError('ed25519 public key does not match the private seed');
   }
   return { algorithm: 'ed25519', secret: seed.slice(), publicKey: pk.slice(), comment };
@@ -539,7 +541,7 @@ function buildP256(headerQ: Uint8Array, q: Uint8Array, d: Uint8Array, comment: s
   if (q.length !== 65 || q[0] !== 0x04) {
     throw new SshFormatError('EC public point must be a 65-byte uncompressed P-256 point');
   }
-  if (!bytesEqual(q, headerQ)) throw new SshFormatError('EC public key copies in the file disagree');
+  if (!equalBytes(q, headerQ)) throw new SshFormatError('EC public key copies in the file disagree');
   if (d.length === 0 || d.length > 32) throw new SshFormatError('EC private scalar out of range');
   const secret = new Uint8Array(32);
   secret.set(d, 32 - d.length);
@@ -550,7 +552,7 @@ function buildP256(headerQ: Uint8Array, q: Uint8Array, d: Uint8Array, comment: s
     secret.fill(0);
     throw new SshFormatError('EC private scalar out of range', { cause: err });
   }
-  if (!bytesEqual(derived, q)) {
+  if (!equalBytes(derived, q)) {
     secret.fill(0);
     throw new SshFormatError('EC public key does not match the private scalar');
   }
@@ -571,7 +573,7 @@ function buildRsa(
   parts: RsaParts,
   comment: string,
 ): ParsedRsaKey {
-  if (!bytesEqual(header.n, parts.n) || !bytesEqual(header.e, parts.e)) {
+  if (!equalBytes(header.n, parts.n) || !equalBytes(header.e, parts.e)) {
     throw new SshFormatError('RSA public key copies in the file disagree');
   }
   return { algorithm: 'rsa', ...rsaKeyFromParts(parts), comment };
@@ -743,12 +745,6 @@ function startsWith(buf: Uint8Array, prefix: Uint8Array): boolean {
   return true;
 }
 
-/** Only used on public data (or for equality after all secrets are checked), so not constant-time. */
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 function latin1(b: Uint8Array): string {
   let s = '';
@@ -758,11 +754,6 @@ function latin1(b: Uint8Array): string {
   return s;
 }
 
-/** Untrusted names end up in error messages and logs: keep them short and printable. */
-function printable(s: string): string {
-  const clean = s.replace(/[^\x20-\x7e]/g, '?');
-  return clean.length > 64 ? `${clean.slice(0, 64)}...` : clean;
-}
 
 function bitLength(mag: Uint8Array): number {
   // `mag` has no leading zero bytes (SshReader.mpint trims them).

@@ -15,6 +15,7 @@ import { randomBytes, randomUUID, scrypt as scryptCb } from 'node:crypto';
 import { promisify } from 'node:util';
 import { CustosError, isCustosError } from '../../core/errors.js';
 import { bytesToBase64, equalBytes, wipe } from '../../core/bytes.js';
+import { printable } from '../../core/text.js';
 import type { KeyRecord, Principal } from '../../core/types.js';
 import type { Vault } from '../../vault/vault.js';
 import { isExpired } from '../../vault/vault.js';
@@ -509,10 +510,6 @@ export class SshAgent {
   }
 }
 
-/** Printable ASCII only: values from clients end up on an approver's terminal and in logs. */
-function printable(s: string, max: number): string {
-  return s.replace(/[^\x20-\x7e]/g, '?').slice(0, max);
-}
 
 /** Whether a userauth request's key blob (plain or certificate) is this identity's key. */
 function sameKey(requestBlob: Uint8Array, id: Identity): boolean {

@@ -12,6 +12,8 @@
  *   key parts) are only ever `Uint8Array`; `wipeRequest` zeroes them.
  * - Error messages name fields, never their contents.
  */
+import { equalBytes } from '../../core/bytes.js';
+import { printable } from '../../core/text.js';
 import { CustosError } from '../../core/errors.js';
 import { SshFormatError, SshReader, SshWriter } from '../../crypto/openssh.js';
 
@@ -674,7 +676,7 @@ function readCertPrivateKey(r: SshReader, keyType: CertKeyType): AgentPrivateKey
   switch (key.keyType) {
     case 'ssh-ed25519': {
       const { publicKey, seedView } = readEd25519Pair(r);
-      if (!sameBytes(publicKey, key.publicKey)) {
+      if (!equalBytes(publicKey, key.publicKey)) {
         throw new AgentCodecError('ed25519 public key does not match the certificate');
       }
       const comment = text(r, 'comment');
@@ -725,7 +727,7 @@ function readEd25519Pair(r: SshReader): { publicKey: Uint8Array; seedView: Uint8
   if (sk.length !== 64) throw new AgentCodecError('ed25519 secret key must be 64 bytes (seed and public key)');
   // The second half of k‖A is only a cached copy of A; a different value would
   // make libsodium-style signers hash the wrong key into every signature.
-  if (!sameBytes(sk.subarray(32), publicKey)) {
+  if (!equalBytes(sk.subarray(32), publicKey)) {
     throw new AgentCodecError('ed25519 secret key does not end with its public key');
   }
   return { publicKey, seedView: sk.subarray(0, 32) };
@@ -1248,14 +1250,4 @@ function name(r: SshReader, what: string, max = MAX_NAME_LENGTH): string {
   return s;
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
-/** Client-chosen names end up in logs: keep them short and printable. */
-function printable(s: string): string {
-  const clean = s.replace(/[^\x20-\x7e]/g, '?');
-  return clean.length > 64 ? `${clean.slice(0, 64)}...` : clean;
-}
