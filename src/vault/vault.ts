@@ -7,7 +7,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { CustosError, isCustosError } from '../core/errors.js';
-import { wipe } from '../core/bytes.js';
+import { equalBytes, wipe } from '../core/bytes.js';
 import type { Algorithm, AuditDraft, KeyAttributes, KeyRecord, Principal, SignOptions, SignPayload, SignRequest, SignResult } from '../core/types.js';
 import { ALGORITHM_INFO, checkSignInput, generateSecret, publicKeyFromSecret, spkiPem, verifySignature } from '../crypto/algorithms.js';
 import { eciesEncrypt, encodeExportedKey, type Kem } from '../crypto/ecies.js';
@@ -17,7 +17,7 @@ import { importSecret, type ImportFormat } from '../keystore/import.js';
 import type { Backend } from '../backends/backend.js';
 import { allowAll, type Policy } from '../policy/policy.js';
 import { Approvals } from './approvals.js';
-import type { Store } from '../store/store.js';
+import { comparePosition, type Store, type WatermarkPosition } from '../store/store.js';
 import type { GroupCommitter } from './commit.js';
 
 const LABEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
@@ -83,6 +83,28 @@ export function publicKeyFormats(k: Pick<KeyRecord, 'algorithm' | 'publicKey' | 
   else if (k.algorithm === 'p256') openssh = encodeOpenSshPublicKey({ algorithm: 'p256', publicKey: k.publicKey }, k.label);
   else if (ALGORITHM_INFO[k.algorithm].family === 'rsa') openssh = encodeOpenSshPublicKey({ algorithm: 'rsa', spki: k.publicKey }, k.label);
   return { raw: k.publicKey, spkiPem: spkiPem(k.algorithm, k.publicKey), openssh };
+}
+
+export interface ConsensusSignRequest {
+  requestId: string;
+  principal: Principal;
+  key: string;
+  chainId: string;
+  /** Step: 1 proposal, 2 prevote, 3 precommit (FilePV numbering). */
+  position: WatermarkPosition;
+  /** Canonical sign bytes, built by the front end from the decoded request. */
+  signBytes: Uint8Array;
+  /** The front end's knowledge of its message format: do two sign bytes differ only in their timestamp? */
+  onlyTimestampDiffers(stored: Uint8Array, requested: Uint8Array): boolean;
+  context: Record<string, string>;
+}
+
+export interface ConsensusSignResult {
+  keyId: string;
+  signature: Uint8Array;
+  /** The sign bytes the signature is over: the stored ones when a previous signature is reused. */
+  signBytes: Uint8Array;
+  reused: boolean;
 }
 
 export interface VaultMetrics {
@@ -305,6 +327,90 @@ export class Vault {
     }
     this.deps.metrics?.signed(key.algorithm);
     return { keyId: key.id, algorithm: key.algorithm, signature: out.signature, encoding: out.encoding };
+  }
+
+  /**
+   * Signs a consensus message with double-sign protection (CometBFT FilePV semantics), per
+   * key and chain: below the watermark → refused; at the watermark with identical sign bytes
+   * → the stored signature; differing only in the timestamp (as `onlyTimestampDiffers` says)
+   * → the stored signature and the stored sign bytes, whose timestamp the caller must use;
+   * anything else at the watermark → refused. A new position is made durable (watermark and
+   * "decided" entry in one transaction) before the backend signs, and the signature is
+   * stored with the outcome entry before it is returned. Two processes on one database
+   * cannot both advance from the same state: the loser decides again on the new one.
+   */
+  async signConsensus(req: ConsensusSignRequest): Promise<ConsensusSignResult> {
+    const ctx: Ctx = { principal: req.principal, requestId: req.requestId };
+    const key = await this.usableKey(ctx, 'sign', req.key);
+    const pos = req.position;
+    const where = `height ${pos.height} round ${pos.round} step ${pos.step} on ${req.chainId}`;
+    const details: AuditDraft['details'] = {
+      ...req.context,
+      message_sha256: sha256hex(req.signBytes),
+      algorithm: key.algorithm,
+      chain_id: req.chainId,
+      height: pos.height.toString(),
+      round: pos.round,
+      step: pos.step,
+    };
+    if (!['ed25519', 'ed25519-expanded', 'secp256k1'].includes(key.algorithm)) {
+      return this.refuse(ctx, 'sign', key, new CustosError('unsupported_algorithm', `${key.algorithm} is not a consensus key type (ed25519 or secp256k1).`), details);
+    }
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const wm = await this.deps.store.getWatermark(key.id, req.chainId);
+      const cmp = wm ? comparePosition(pos, wm) : 1;
+      if (wm && cmp < 0) {
+        return this.refuse(ctx, 'sign', key, new CustosError('policy_denied', `Refusing to sign ${where}: the key already signed height ${wm.height} round ${wm.round} step ${wm.step} (regression).`, { tag: 'double_sign' }), details);
+      }
+      if (wm && cmp === 0) {
+        const identical = equalBytes(wm.signBytes, req.signBytes);
+        if (wm.signature && (identical || req.onlyTimestampDiffers(wm.signBytes, req.signBytes))) {
+          await this.deps.committer.audit(this.draft(ctx, 'sign', key, 'ok', null, { ...details, reused: true, signature_sha256: sha256hex(wm.signature) }));
+          return { signature: wm.signature, signBytes: wm.signBytes, reused: true, keyId: key.id };
+        }
+        if (!identical) {
+          return this.refuse(ctx, 'sign', key, new CustosError('policy_denied', `Refusing to sign ${where}: conflicting data (a different message was already signed there).`, { tag: 'double_sign' }), details);
+        }
+        // Identical bytes decided before a crash, never signed: signing them now is safe.
+      }
+      try {
+        await this.deps.committer.commit({
+          mutations: [
+            { kind: 'assertKeyActive', id: key.id },
+            { kind: 'advanceWatermark', keyId: key.id, chainId: req.chainId, expected: wm, next: { ...pos, signBytes: req.signBytes, signature: null } },
+          ],
+          audit: [this.draft(ctx, 'sign', key, 'decided', null, details)],
+        });
+      } catch (e) {
+        if (isCustosError(e) && e.tag === 'watermark_moved') continue; // another signer advanced it: decide again
+        if (isKeyStateError(e) || (isCustosError(e) && e.code === 'policy_denied')) return this.refuse(ctx, 'sign', key, e as CustosError, details);
+        throw e;
+      }
+      let out;
+      try {
+        out = await this.deps.backend.sign(key, () => this.deps.keyring.openSecret(key), { kind: 'message', bytes: req.signBytes }, key.algorithm === 'secp256k1' ? { encoding: 'raw' } : {});
+      } catch (e) {
+        const err = isCustosError(e) ? e : new CustosError('internal', 'The backend failed to sign.', { cause: e });
+        await this.deps.committer.audit(this.draft(ctx, 'sign', key, 'failed', err.fullCode, details));
+        throw err;
+      }
+      try {
+        await this.deps.committer.commit({
+          mutations: [
+            { kind: 'assertKeyActive', id: key.id },
+            { kind: 'advanceWatermark', keyId: key.id, chainId: req.chainId, expected: pos, next: { ...pos, signBytes: req.signBytes, signature: out.signature } },
+          ],
+          audit: [this.draft(ctx, 'sign', key, 'ok', null, { ...details, signature_sha256: sha256hex(out.signature) })],
+        });
+      } catch (e) {
+        // Not stored, not released: as if the process had crashed after signing.
+        await this.deps.committer.audit(this.draft(ctx, 'sign', key, 'failed', isCustosError(e) ? e.fullCode : 'internal', details)).catch(() => undefined);
+        throw e;
+      }
+      this.deps.metrics?.signed(key.algorithm);
+      return { signature: out.signature, signBytes: req.signBytes, reused: false, keyId: key.id };
+    }
+    throw new CustosError('storage_unavailable', `The watermark for ${req.chainId} kept moving under concurrent signers; retry.`);
   }
 
   /**
