@@ -215,7 +215,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       .command('import')
       .description('Import a private key from a file')
       .requiredOption('--label <label>', 'unique label')
-      .addOption(new Option('--format <format>', 'raw: 32-byte binary secret; hex: hex text; pkcs8: PEM; openssh: OpenSSH private key file').choices(['raw', 'hex', 'pkcs8', 'openssh']).makeOptionMandatory())
+      .addOption(new Option('--format <format>', 'raw: 32-byte binary secret; hex: hex text; pkcs8: PEM; openssh: OpenSSH private key file; cometbft: priv_validator_key.json').choices(['raw', 'hex', 'pkcs8', 'openssh', 'cometbft']).makeOptionMandatory())
       .requiredOption('--in <file>', 'file with the key material (- for stdin)')
       .addOption(algorithmOption(false))
       .option('--exportable', 'allow wrapped export later (fixed at creation)', false),
@@ -340,6 +340,39 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       out(o.json ? JSON.stringify(r) : `${r.id}: ${r.settled}`);
     });
   }
+
+  const privval = program.command('privval').description('CometBFT remote signing: consensus keys and their double-sign watermarks');
+  withApi(
+    privval
+      .command('import-state')
+      .description("Seed a key's double-sign watermark from CometBFT's priv_validator_state.json (never moves it backwards)")
+      .requiredOption('--key <key>', 'consensus key id or label (import priv_validator_key.json with `keys import --format cometbft`)')
+      .requiredOption('--chain-id <id>', 'chain id')
+      .requiredOption('--in <file>', 'priv_validator_state.json'),
+  ).action(async (o) => {
+    let st: { height?: unknown; round?: unknown; step?: unknown; signature?: unknown; signbytes?: unknown };
+    try {
+      st = JSON.parse(Buffer.from(readInput(o.in)).toString('utf8'));
+    } catch {
+      throw new CustosError('bad_request', `${o.in} is not JSON.`);
+    }
+    if (typeof st.height !== 'string' || typeof st.round !== 'number' || typeof st.step !== 'number') {
+      throw new CustosError('bad_request', `${o.in} is not a priv_validator_state.json (height as a string, round and step as numbers).`);
+    }
+    const body = {
+      height: st.height,
+      round: st.round,
+      step: st.step,
+      ...(typeof st.signbytes === 'string' && st.signbytes ? { sign_bytes: st.signbytes } : {}),
+      ...(typeof st.signature === 'string' && st.signature ? { signature: st.signature } : {}),
+    };
+    const r = await clientFrom(o).importWatermark(o.key, o.chainId, body);
+    out(o.json ? JSON.stringify(r) : `Watermark of ${o.key} on ${o.chainId}: height ${r.height} round ${r.round} step ${r.step}.`);
+  });
+  withApi(privval.command('status').description('The last signed height/round/step of a key on a chain').requiredOption('--key <key>', 'consensus key').requiredOption('--chain-id <id>', 'chain id')).action(async (o) => {
+    const w = await clientFrom(o).getWatermark(o.key, o.chainId);
+    out(o.json ? JSON.stringify(w) : `${o.key} on ${o.chainId}: last signed height ${w.height} round ${w.round} step ${w.step}${w.signature ? '' : ' (no signature stored)'}`);
+  });
 
   const agentCmd = program.command('ssh-agent').description('Manage the ssh-agent sockets of a running vault');
   withApi(agentCmd.command('restore').description('Offer again the vault keys that ssh-add -d/-D hid from a socket').argument('<name>', 'socket name from [[ssh_agent]] (default: default)')).action(

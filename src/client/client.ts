@@ -105,7 +105,7 @@ export class CustosClient {
   }
 
   /** `material`: base64 for raw, the text itself for hex, pkcs8 (PEM) and openssh. */
-  importKey(p: { label: string; algorithm?: Algorithm; format: 'raw' | 'hex' | 'pkcs8' | 'openssh'; material: string; exportable?: boolean }): Promise<KeyInfo> {
+  importKey(p: { label: string; algorithm?: Algorithm; format: 'raw' | 'hex' | 'pkcs8' | 'openssh' | 'cometbft'; material: string; exportable?: boolean }): Promise<KeyInfo> {
     return this.call('POST', '/v1/keys/import', p);
   }
 
@@ -153,6 +153,14 @@ export class CustosClient {
 
   decide(id: string, approve: boolean): Promise<ApprovalView & { settled: 'approved' | 'denied' | 'pending' }> {
     return this.call('POST', `/v1/approvals/${encodeURIComponent(id)}/${approve ? 'approve' : 'deny'}`);
+  }
+
+  importWatermark(key: string, chain: string, state: { height: string; round: number; step: number; sign_bytes?: string; signature?: string }): Promise<{ height: string; round: number; step: number }> {
+    return this.call('PUT', `/v1/keys/${encodeURIComponent(key)}/watermarks/${encodeURIComponent(chain)}`, state);
+  }
+
+  getWatermark(key: string, chain: string): Promise<{ height: string; round: number; step: number; sign_bytes: string; signature: string | null }> {
+    return this.call('GET', `/v1/keys/${encodeURIComponent(key)}/watermarks/${encodeURIComponent(chain)}`);
   }
 
   restoreAgent(name: string): Promise<{ agent: string; restored: number }> {

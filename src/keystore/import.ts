@@ -5,12 +5,12 @@
  */
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { CustosError } from '../core/errors.js';
-import { hexToBytes, wipe } from '../core/bytes.js';
+import { base64ToBytes, hexToBytes, wipe } from '../core/bytes.js';
 import type { Algorithm } from '../core/types.js';
-import { ALGORITHM_INFO, validateSecret } from '../crypto/algorithms.js';
+import { ALGORITHM_INFO, publicKeyFromSecret, validateSecret } from '../crypto/algorithms.js';
 import { parseOpenSshPrivateKey } from '../crypto/openssh.js';
 
-export const IMPORT_FORMATS = ['raw', 'hex', 'pkcs8', 'openssh'] as const;
+export const IMPORT_FORMATS = ['raw', 'hex', 'pkcs8', 'openssh', 'cometbft'] as const;
 export type ImportFormat = (typeof IMPORT_FORMATS)[number];
 
 export interface ImportedSecret {
@@ -95,6 +95,51 @@ function fromOpenSsh(text: Uint8Array, wanted: Algorithm | undefined): ImportedS
   return { algorithm: checkWanted(parsed.algorithm, wanted), secret: parsed.secret };
 }
 
+/**
+ * CometBFT's `priv_validator_key.json` (FilePV): amino-JSON with the key type name and the
+ * base64 private key (Ed25519: seed ‖ public key, 64 bytes; secp256k1: the 32-byte scalar).
+ * The stored public key must match the private one.
+ */
+function fromCometBft(material: Uint8Array, wanted: Algorithm | undefined): ImportedSecret {
+  let doc: { pub_key?: { type?: string; value?: string }; priv_key?: { type?: string; value?: string } };
+  try {
+    doc = JSON.parse(Buffer.from(material).toString('utf8'));
+  } catch {
+    throw invalid('The material is not a priv_validator_key.json (not JSON).');
+  }
+  const type = doc.priv_key?.type;
+  const value = doc.priv_key?.value;
+  if (typeof type !== 'string' || typeof value !== 'string') throw invalid('priv_validator_key.json has no priv_key {type, value}.');
+  let raw: Uint8Array;
+  try {
+    raw = base64ToBytes(value, 'priv_key.value');
+  } catch {
+    throw invalid('priv_validator_key.json priv_key.value is not base64.');
+  }
+  let result: ImportedSecret;
+  if (type === 'tendermint/PrivKeyEd25519') {
+    if (raw.length !== 64) throw invalid(`An Ed25519 priv_key is 64 bytes (seed ‖ public key); got ${raw.length}.`);
+    result = { algorithm: checkWanted('ed25519', wanted), secret: Uint8Array.from(raw.subarray(0, 32)) };
+  } else if (type === 'tendermint/PrivKeySecp256k1') {
+    result = { algorithm: checkWanted('secp256k1', wanted), secret: Uint8Array.from(raw) };
+  } else {
+    throw invalid(`priv_validator_key.json key type ${type.slice(0, 64)} is not supported (Ed25519 and secp256k1 are).`);
+  }
+  const storedPub = doc.pub_key?.value;
+  try {
+    validateSecret(result.algorithm, result.secret);
+    const derived = publicKeyFromSecret(result.algorithm, result.secret);
+    const ok = typeof storedPub === 'string' && Buffer.from(derived).toString('base64') === storedPub && (type !== 'tendermint/PrivKeyEd25519' || Buffer.compare(Buffer.from(raw.subarray(32)), Buffer.from(derived)) === 0);
+    if (!ok) throw invalid('priv_validator_key.json: the public key does not belong to the private key.');
+  } catch (e) {
+    wipe(result.secret);
+    throw e;
+  } finally {
+    wipe(raw);
+  }
+  return result;
+}
+
 /** `material` is wiped by the caller; the returned secret belongs to the caller too. */
 export function importSecret(format: ImportFormat, material: Uint8Array, wanted: Algorithm | undefined): ImportedSecret {
   let result: ImportedSecret;
@@ -118,6 +163,9 @@ export function importSecret(format: ImportFormat, material: Uint8Array, wanted:
       break;
     case 'openssh':
       result = fromOpenSsh(material, wanted);
+      break;
+    case 'cometbft':
+      result = fromCometBft(material, wanted);
       break;
   }
   try {

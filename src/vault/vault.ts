@@ -17,7 +17,7 @@ import { importSecret, type ImportFormat } from '../keystore/import.js';
 import type { Backend } from '../backends/backend.js';
 import { allowAll, type Policy } from '../policy/policy.js';
 import { Approvals } from './approvals.js';
-import { comparePosition, type Store, type WatermarkPosition } from '../store/store.js';
+import { comparePosition, type Store, type Watermark, type WatermarkPosition } from '../store/store.js';
 import type { GroupCommitter } from './commit.js';
 
 const LABEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
@@ -411,6 +411,32 @@ export class Vault {
       return { signature: out.signature, signBytes: req.signBytes, reused: false, keyId: key.id };
     }
     throw new CustosError('storage_unavailable', `The watermark for ${req.chainId} kept moving under concurrent signers; retry.`);
+  }
+
+  /**
+   * Seeds a key's consensus watermark from another signer's state (CometBFT FilePV's
+   * priv_validator_state.json, say), so that moving a validator to Custos keeps its double-
+   * sign protection. A watermark never moves backwards: an older state is refused.
+   */
+  async importWatermark(ctx: Ctx, ref: string, chainId: string, state: { height: bigint; round: number; step: number; signBytes?: Uint8Array; signature?: Uint8Array }): Promise<Watermark> {
+    const key = await this.getKey(ref);
+    if (state.height < 0n || state.round < 0 || state.step < 0 || state.step > 3) throw new CustosError('bad_request', 'A watermark has height ≥ 0, round ≥ 0 and step 0–3.');
+    const current = await this.deps.store.getWatermark(key.id, chainId);
+    const details = { chain_id: chainId, height: state.height.toString(), round: state.round, step: state.step };
+    if (current && comparePosition(state, current) < 0) {
+      return this.refuse(ctx, 'import_state', key, new CustosError('policy_denied', `The state (height ${state.height} round ${state.round} step ${state.step}) is behind the vault's watermark (height ${current.height} round ${current.round} step ${current.step}); a watermark never moves backwards.`, { tag: 'double_sign' }), details);
+    }
+    const next: Watermark = { height: state.height, round: state.round, step: state.step, signBytes: state.signBytes ?? new Uint8Array(0), signature: state.signature ?? null };
+    await this.deps.committer.commit({
+      mutations: [{ kind: 'advanceWatermark', keyId: key.id, chainId, expected: current, next }],
+      audit: [this.draft(ctx, 'import_state', key, 'ok', null, details)],
+    });
+    return next;
+  }
+
+  async getWatermark(ref: string, chainId: string): Promise<Watermark | null> {
+    const key = await this.getKey(ref);
+    return this.deps.store.getWatermark(key.id, chainId);
   }
 
   /**

@@ -320,3 +320,39 @@ test('SIGTERM lets a request in flight finish before the vault closes', async ()
     cleanup();
   }
 });
+
+test('privval migration through the CLI: keys import --format cometbft, privval import-state, privval status', async () => {
+  const { generateKeyPairSync } = await import('node:crypto');
+  const { dir, cleanup } = tempDir();
+  const dataDir = join(dir, 'v');
+  const token = initVault(dataDir);
+  writeFileSync(join(dir, 'token'), token, { mode: 0o600 });
+  const s = await serve(['--data-dir', dataDir], PASSENV);
+  try {
+    const k = (args: string[]) => custos([...args, '--token-file', join(dir, 'token')], { CUSTOS_ADDR: s.url, CUSTOS_TOKEN: undefined });
+    const kp = generateKeyPairSync('ed25519');
+    const der = kp.privateKey.export({ format: 'der', type: 'pkcs8' });
+    const spki = kp.publicKey.export({ format: 'der', type: 'spki' });
+    const pub = spki.subarray(spki.length - 32);
+    writeFileSync(
+      join(dir, 'priv_validator_key.json'),
+      JSON.stringify({ pub_key: { type: 'tendermint/PubKeyEd25519', value: pub.toString('base64') }, priv_key: { type: 'tendermint/PrivKeyEd25519', value: Buffer.concat([der.subarray(der.length - 32), pub]).toString('base64') } }),
+      { mode: 0o600 },
+    );
+    writeFileSync(join(dir, 'priv_validator_state.json'), JSON.stringify({ height: '1234', round: 1, step: 3, signature: '', signbytes: '' }));
+    let r = k(['keys', 'import', '--label', 'cosmos-val', '--format', 'cometbft', '--in', join(dir, 'priv_validator_key.json'), '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).public_key.raw, pub.toString('base64'));
+    r = k(['privval', 'import-state', '--key', 'cosmos-val', '--chain-id', 'cosmoshub-4', '--in', join(dir, 'priv_validator_state.json')]);
+    assert.equal(r.status, 0, r.stderr);
+    r = k(['privval', 'status', '--key', 'cosmos-val', '--chain-id', 'cosmoshub-4']);
+    assert.match(r.stdout, /last signed height 1234 round 1 step 3/);
+    writeFileSync(join(dir, 'old_state.json'), JSON.stringify({ height: '10', round: 0, step: 1, signature: '', signbytes: '' }));
+    r = k(['privval', 'import-state', '--key', 'cosmos-val', '--chain-id', 'cosmoshub-4', '--in', join(dir, 'old_state.json')]);
+    assert.equal(r.status, EXIT.refused, 'an older state never lowers the watermark');
+    assert.match(r.stderr, /never moves backwards/);
+  } finally {
+    await s.stop();
+    cleanup();
+  }
+});

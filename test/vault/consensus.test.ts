@@ -111,3 +111,39 @@ test('two vault processes on one database, asked for conflicting messages at the
     await v.dispose();
   }
 });
+
+test('FilePV migration: priv_validator_key.json imports, priv_validator_state.json seeds the watermark, never backwards', async () => {
+  const { generateKeyPairSync } = await import('node:crypto');
+  const v = await makeVault();
+  try {
+    const kp = generateKeyPairSync('ed25519');
+    const der = kp.privateKey.export({ format: 'der', type: 'pkcs8' });
+    const seed = der.subarray(der.length - 32);
+    const spki = kp.publicKey.export({ format: 'der', type: 'spki' });
+    const pub = spki.subarray(spki.length - 32);
+    const file = (p: Buffer) =>
+      new TextEncoder().encode(
+        JSON.stringify({
+          address: 'ignored',
+          pub_key: { type: 'tendermint/PubKeyEd25519', value: p.toString('base64') },
+          priv_key: { type: 'tendermint/PrivKeyEd25519', value: Buffer.concat([seed, pub]).toString('base64') },
+        }),
+      );
+    const key = await v.vault.importKey(v.ctx(), { label: 'validator', format: 'cometbft', material: file(Buffer.from(pub)), exportable: false });
+    assert.deepEqual(Buffer.from(key.publicKey), Buffer.from(pub));
+    await assert.rejects(
+      v.vault.importKey(v.ctx(), { label: 'validator-bad', format: 'cometbft', material: file(Buffer.alloc(32, 1)), exportable: false }),
+      (e: unknown) => e instanceof CustosError && e.code === 'invalid_key_material',
+    );
+    await v.vault.importWatermark(v.ctx(), 'validator', 'chain-x', { height: 1000n, round: 2, step: 3 });
+    const below = { requestId: 'r', principal: ADMIN, key: 'validator', chainId: 'chain-x', position: { height: 999n, round: 0, step: 2 }, signBytes: new Uint8Array([1, 2]), onlyTimestampDiffers: () => false, context: {} };
+    await assert.rejects(v.vault.signConsensus(below), (e: unknown) => e instanceof CustosError && e.fullCode === 'policy_denied:double_sign');
+    // At the imported position with no sign bytes stored, nothing may be signed again there.
+    await assert.rejects(v.vault.signConsensus({ ...below, position: { height: 1000n, round: 2, step: 3 } }), (e: unknown) => e instanceof CustosError && e.fullCode === 'policy_denied:double_sign');
+    const next = await v.vault.signConsensus({ ...below, position: { height: 1001n, round: 0, step: 1 } });
+    assert.equal(next.reused, false);
+    await assert.rejects(v.vault.importWatermark(v.ctx(), 'validator', 'chain-x', { height: 5n, round: 0, step: 1 }), (e: unknown) => e instanceof CustosError && e.fullCode === 'policy_denied:double_sign');
+  } finally {
+    await v.dispose();
+  }
+});

@@ -87,7 +87,7 @@ export const importKeySchema = {
     properties: {
       label: labelProp,
       algorithm: { type: 'string', enum: [...ALGORITHMS], description: 'Required for raw and hex; checked against the material otherwise.' },
-      format: { type: 'string', enum: [...IMPORT_FORMATS], description: 'raw: base64 of the 32-byte secret; hex: the secret in hex; pkcs8: PEM text; openssh: the OpenSSH private key file text (unencrypted).' },
+      format: { type: 'string', enum: [...IMPORT_FORMATS], description: 'raw: base64 of the 32-byte secret; hex: the secret in hex; pkcs8: PEM text; openssh: the OpenSSH private key file text (unencrypted); cometbft: the priv_validator_key.json text.' },
       material: { type: 'string', minLength: 1, maxLength: 65_536 },
       exportable: exportableProp,
     },
@@ -249,4 +249,49 @@ export const restoreAgentSchema = {
   security: secured,
   params: { type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$' } } },
   response: { 200: { type: 'object', properties: { agent: { type: 'string' }, restored: { type: 'integer' } } }, ...errors },
+} as const;
+
+const watermarkParams = {
+  type: 'object',
+  required: ['key', 'chain'],
+  properties: { key: { type: 'string', minLength: 1, maxLength: 128 }, chain: { type: 'string', minLength: 1, maxLength: 50 } },
+} as const;
+
+const watermarkResponse = {
+  type: 'object',
+  properties: {
+    height: { type: 'string', description: 'int64, decimal' },
+    round: { type: 'integer' },
+    step: { type: 'integer', description: '1 proposal, 2 prevote, 3 precommit' },
+    sign_bytes: { type: 'string', description: 'hex' },
+    signature: { type: ['string', 'null'], description: 'base64' },
+  },
+} as const;
+
+export const getWatermarkSchema = {
+  summary: 'The consensus watermark (last signed height/round/step) of a key on a chain',
+  tags: ['consensus'],
+  security: secured,
+  params: watermarkParams,
+  response: { 200: watermarkResponse, ...errors },
+} as const;
+
+export const putWatermarkSchema = {
+  summary: 'Seed a watermark from another signer (FilePV priv_validator_state.json); never moves it backwards',
+  tags: ['consensus'],
+  security: secured,
+  params: watermarkParams,
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['height', 'round', 'step'],
+    properties: {
+      height: { type: 'string', pattern: '^[0-9]{1,19}$' },
+      round: { type: 'integer', minimum: 0, maximum: 2147483647 },
+      step: { type: 'integer', minimum: 0, maximum: 3 },
+      sign_bytes: { type: 'string', pattern: '^([0-9a-fA-F]{2}){0,65536}$' },
+      signature: b64('Base64 of the signature over sign_bytes.', 200),
+    },
+  },
+  response: { 200: watermarkResponse, ...errors },
 } as const;

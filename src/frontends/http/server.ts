@@ -7,7 +7,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import { randomUUID } from 'node:crypto';
 import { CustosError, isCustosError } from '../../core/errors.js';
-import { base64ToBytes, bytesToBase64, bytesToHex, utf8 } from '../../core/bytes.js';
+import { base64ToBytes, bytesToBase64, bytesToHex, hexToBytes, utf8 } from '../../core/bytes.js';
 import type { Algorithm, AuditEntry, HashName, KeyRecord, Principal, RsaPadding, SignatureEncoding, SignOptions, SignPayload } from '../../core/types.js';
 import type { ImportFormat } from '../../keystore/import.js';
 import { publicKeyFormats, type Vault } from '../../vault/vault.js';
@@ -270,6 +270,34 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
       return { ...approvalView(request), settled: settled ?? 'pending' };
     });
   }
+
+  const watermarkView = (w: { height: bigint; round: number; step: number; signBytes: Uint8Array; signature: Uint8Array | null }) => ({
+    height: w.height.toString(),
+    round: w.round,
+    step: w.step,
+    sign_bytes: bytesToHex(w.signBytes),
+    signature: w.signature ? bytesToBase64(w.signature) : null,
+  });
+  app.get<{ Params: { key: string; chain: string } }>('/v1/keys/:key/watermarks/:chain', { schema: S.getWatermarkSchema }, async (req) => {
+    const w = await vault.getWatermark(req.params.key, req.params.chain);
+    if (!w) throw new CustosError('not_found', `The key has signed nothing on ${req.params.chain} yet.`);
+    return watermarkView(w);
+  });
+  app.put<{ Params: { key: string; chain: string }; Body: { height: string; round: number; step: number; sign_bytes?: string; signature?: string } }>(
+    '/v1/keys/:key/watermarks/:chain',
+    { schema: S.putWatermarkSchema },
+    async (req) => {
+      const b = req.body;
+      const w = await vault.importWatermark(ctx(req), req.params.key, req.params.chain, {
+        height: BigInt(b.height),
+        round: b.round,
+        step: b.step,
+        signBytes: b.sign_bytes !== undefined ? hexToBytes(b.sign_bytes, 'sign_bytes') : undefined,
+        signature: b.signature !== undefined ? base64ToBytes(b.signature, 'signature') : undefined,
+      });
+      return watermarkView(w);
+    },
+  );
 
   app.post<{ Params: { name: string } }>('/v1/ssh-agents/:name/restore', { schema: S.restoreAgentSchema }, async (req) => ({
     agent: req.params.name,
