@@ -1,0 +1,610 @@
+/**
+ * CometBFT remote-signer connector: Custos dials a node's `priv_validator_laddr` and serves
+ * its privval requests with a consensus key held in the vault.
+ *
+ * - `tcp://host:port`: SecretConnection, authenticated with an Ed25519 identity key from the
+ *   vault (the challenge is signed through `vault.sign`, principal `privval:<name>`);
+ *   optionally pinned to the node's identity key (`expectedNodeKey`).
+ * - `unix:///path`: plain length-delimited protobuf (CometBFT does not authenticate it either).
+ *
+ * One connection at a time per connector, one request at a time per connection (a node never
+ * pipelines). The dial loop retries with exponential backoff (100 ms, doubling, at most 2 s;
+ * 2 s dial timeout) and reconnects whenever the link drops, so a node restarting within its
+ * 3 s accept window finds us. Connectors share nothing: a slow or dead node stalls only its own.
+ *
+ * Double-sign protection is the vault's (`signConsensus`, FilePV semantics, keyed by key and
+ * chain ID). A refusal is answered with a `RemoteSignerError` in the matching response type
+ * (code 2 for `policy_denied:double_sign`, 1 otherwise) and the connection is kept; a frame that
+ * cannot be decoded drops the connection (the stream cannot be resynchronised).
+ *
+ * Reference: shared/research/cometbft-privval.md §1.1, §1.4, §1.6, §1.7, §6.
+ */
+import net from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { CustosError, isCustosError } from '../../core/errors.js';
+import type { Principal } from '../../core/types.js';
+import type { Vault } from '../../vault/vault.js';
+import { onlyTimestampDiffers } from './compare.js';
+import {
+  MessageReader,
+  decodeMessage,
+  encodeMessage,
+  frameMessage,
+  type PrivvalDialect,
+  type PrivvalMessage,
+  type Proposal,
+  type PublicKey,
+  type RemoteSignerError,
+  type Vote,
+} from './messages.js';
+import { ProtoReader, WireType } from './proto-reader.js';
+import { SecretConnection } from './secret-connection.js';
+import { proposalSignBytes, voteExtensionSignBytes, voteSignBytes, type BlockId, type Timestamp } from './sign-bytes.js';
+
+export interface PrivvalConnectorConfig {
+  /** Connector name; the principal is `privval:<name>`. */
+  name: string;
+  /** The only chain ID this connector signs for. */
+  chainId: string;
+  /** The node's `priv_validator_laddr`: `tcp://host:port` or `unix:///path`. */
+  address: string;
+  /** Vault key (id or label) of the consensus key: ed25519 or secp256k1. */
+  consensusKey: string;
+  /** Vault key (id or label) of the Ed25519 SecretConnection identity; used for `tcp://` only. */
+  identityKey: string;
+  dialect: PrivvalDialect;
+  /** v1 `SignBytesRequest` (arbitrary bytes with the consensus key); refused unless true. */
+  allowSignBytes?: boolean;
+  /** Pin the node's SecretConnection identity key (32 bytes); `tcp://` only. */
+  expectedNodeKey?: Uint8Array;
+}
+
+export interface PrivvalConnectorLog {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export type PrivvalConnectorState = 'connecting' | 'connected' | 'stopped';
+
+export interface PrivvalConnectorStatus {
+  state: PrivvalConnectorState;
+  /** ISO time the current connection was established. */
+  connectedSince?: string;
+  /** The last position signed (or re-served) on this connector; height as a decimal string. */
+  lastSigned?: { height: string; round: number; step: number };
+  /** Sign requests answered with a `RemoteSignerError`. */
+  refusals: number;
+  /** Consensus signatures returned (new or re-served). */
+  signatures: number;
+}
+
+/** Backoff between dial attempts: starts here, doubles, capped at `BACKOFF_MAX_MS`. */
+export const BACKOFF_MIN_MS = 100;
+export const BACKOFF_MAX_MS = 2000;
+export const DIAL_TIMEOUT_MS = 2000;
+/** SecretConnection handshake, identity signature included. */
+export const HANDSHAKE_TIMEOUT_MS = 5000;
+
+/** RemoteSignerError codes we send. */
+export const ERROR_CODE = { refused: 1, doubleSign: 2 } as const;
+
+type Endpoint = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
+
+/** A connected byte stream, plain or SecretConnection. */
+interface Link {
+  read(): Promise<Uint8Array | null>;
+  write(bytes: Uint8Array): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Parses `tcp://host:port` or `unix:///path`. */
+export function parsePrivvalAddress(address: string): Endpoint {
+  if (typeof address !== 'string') throw new CustosError('bad_request', 'The privval address must be a string.');
+  if (address.startsWith('unix://')) {
+    const path = address.slice('unix://'.length);
+    if (!path.startsWith('/') && !path.startsWith('.')) {
+      throw new CustosError('config_invalid', `The privval address ${JSON.stringify(address)} must be unix:///absolute/path.`);
+    }
+    return { kind: 'unix', path };
+  }
+  if (address.startsWith('tcp://')) {
+    let url: URL;
+    try {
+      url = new URL(address);
+    } catch {
+      throw new CustosError('config_invalid', `The privval address ${JSON.stringify(address)} is not a valid tcp://host:port.`);
+    }
+    const port = Number(url.port);
+    let host = url.hostname;
+    if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+    if (!host || !Number.isInteger(port) || port < 1 || port > 65535 || (url.pathname !== '' && url.pathname !== '/')) {
+      throw new CustosError('config_invalid', `The privval address ${JSON.stringify(address)} must be tcp://host:port.`);
+    }
+    return { kind: 'tcp', host, port };
+  }
+  throw new CustosError('bad_request', `The privval address ${JSON.stringify(address)} must start with tcp:// or unix://.`);
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function isNilBlockId(b: BlockId): boolean {
+  return b.hash.length === 0 && b.partSetHeader.total === 0 && b.partSetHeader.hash.length === 0;
+}
+
+/**
+ * The timestamp inside canonical sign bytes (`uvarint(len) ‖ Canonical{Vote,Proposal}`):
+ * field 5 of a CanonicalVote, field 6 of a CanonicalProposal.
+ */
+export function timestampFromSignBytes(signBytes: Uint8Array, field: 5 | 6): Timestamp {
+  const outer = new ProtoReader(signBytes);
+  const len = outer.uvarint64();
+  const body = signBytes.subarray(signBytes.length - Number(len));
+  if (BigInt(body.length) !== len) throw new CustosError('internal', 'The stored sign bytes are not length-delimited.');
+  const r = new ProtoReader(body);
+  let ts: Timestamp | undefined;
+  while (!r.done) {
+    const tag = r.tag();
+    if (tag.field === field && tag.wireType === WireType.len) {
+      const t = r.message();
+      const out: Timestamp = { seconds: 0n, nanos: 0 };
+      while (!t.done) {
+        const tt = t.tag();
+        if (tt.field === 1 && tt.wireType === WireType.varint) out.seconds = t.int64();
+        else if (tt.field === 2 && tt.wireType === WireType.varint) out.nanos = t.int32();
+        else t.skip(tt.wireType);
+      }
+      ts = out;
+    } else r.skip(tag.wireType);
+  }
+  if (!ts) throw new CustosError('internal', 'The stored sign bytes carry no timestamp.');
+  return ts;
+}
+
+/**
+ * Heuristic for v1 `SignBytesRequest`: does the payload parse as a delimited canonical vote or
+ * proposal (type 1, 2 or 32 in field 1)? Such payloads are refused even when signing bytes is
+ * allowed, since they would bypass double-sign protection.
+ */
+function looksCanonical(bytes: Uint8Array): boolean {
+  try {
+    const outer = new ProtoReader(bytes);
+    const len = outer.uvarint64();
+    const body = bytes.subarray(bytes.length - Number(len));
+    if (BigInt(body.length) !== len || body.length === 0) return false;
+    const r = new ProtoReader(body);
+    let type: bigint | undefined;
+    while (!r.done) {
+      const tag = r.tag();
+      if (tag.field === 1 && tag.wireType === WireType.varint) type = r.uvarint64();
+      else r.skip(tag.wireType);
+    }
+    return type === 1n || type === 2n || type === 32n;
+  } catch {
+    return false;
+  }
+}
+
+const noopLog: PrivvalConnectorLog = { info: () => {}, warn: () => {} };
+
+export class PrivvalConnector {
+  private readonly endpoint: Endpoint;
+  private readonly principal: Principal;
+  private readonly log: PrivvalConnectorLog;
+  private state: PrivvalConnectorState = 'stopped';
+  private stopping = true;
+  private loop: Promise<void> | undefined;
+  private link: Link | undefined;
+  private dialing: net.Socket | undefined;
+  private wake: (() => void) | undefined;
+  private connectedSince: string | undefined;
+  private lastSigned: PrivvalConnectorStatus['lastSigned'];
+  private refusals = 0;
+  private signatures = 0;
+  private pubKey: PublicKey | undefined;
+
+  constructor(
+    private readonly vault: Vault,
+    private readonly cfg: PrivvalConnectorConfig,
+    log?: PrivvalConnectorLog,
+  ) {
+    if (!cfg || typeof cfg.name !== 'string' || cfg.name === '') throw new CustosError('config_invalid', 'A privval connector needs a name.');
+    if (typeof cfg.chainId !== 'string' || cfg.chainId === '') throw new CustosError('config_invalid', 'A privval connector needs a chain ID.');
+    if (cfg.dialect !== 'v0.38' && cfg.dialect !== 'v1') throw new CustosError('config_invalid', 'The privval dialect must be v0.38 or v1.');
+    if (cfg.expectedNodeKey !== undefined && cfg.expectedNodeKey.length !== 32) {
+      throw new CustosError('config_invalid', 'The expected node key must be a 32-byte Ed25519 public key.');
+    }
+    this.endpoint = parsePrivvalAddress(cfg.address);
+    this.principal = { id: `privval:${cfg.name}`, kind: 'privval' };
+    this.log = log ?? noopLog;
+    if (this.endpoint.kind === 'unix' && cfg.expectedNodeKey !== undefined) {
+      this.log.warn('privval expectedNodeKey is ignored on a unix:// address (no SecretConnection there)', { connector: cfg.name });
+    }
+  }
+
+  /** Starts the dial loop; idempotent while running. */
+  start(): void {
+    if (this.loop) return;
+    this.stopping = false;
+    this.state = 'connecting';
+    this.loop = this.run().finally(() => {
+      this.state = 'stopped';
+      this.loop = undefined;
+    });
+  }
+
+  /** Stops dialing, closes the connection (after the request in hand, if any) and resolves when all is closed. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake?.();
+    this.dialing?.destroy();
+    const link = this.link;
+    if (link) await link.close().catch(() => {});
+    await this.loop;
+    this.state = 'stopped';
+    this.connectedSince = undefined;
+  }
+
+  status(): PrivvalConnectorStatus {
+    const s: PrivvalConnectorStatus = { state: this.state, refusals: this.refusals, signatures: this.signatures };
+    if (this.state === 'connected' && this.connectedSince) s.connectedSince = this.connectedSince;
+    if (this.lastSigned) s.lastSigned = { ...this.lastSigned };
+    return s;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Connection lifecycle
+
+  private async run(): Promise<void> {
+    let backoff = BACKOFF_MIN_MS;
+    while (!this.stopping) {
+      this.state = 'connecting';
+      let link: Link | undefined;
+      try {
+        link = await this.connect();
+        if (this.stopping) break;
+        this.link = link;
+        this.state = 'connected';
+        this.connectedSince = new Date().toISOString();
+        this.pubKey = undefined;
+        backoff = BACKOFF_MIN_MS;
+        this.log.info('privval connected', { connector: this.cfg.name, address: this.cfg.address });
+        await this.serve(link);
+        if (!this.stopping) this.log.warn('privval connection closed by the node', { connector: this.cfg.name });
+      } catch (e) {
+        if (!this.stopping) {
+          this.log.warn('privval connection failed', { connector: this.cfg.name, address: this.cfg.address, error: e instanceof Error ? e.message : String(e) });
+        }
+      } finally {
+        if (link) await link.close().catch(() => {});
+        this.link = undefined;
+        this.connectedSince = undefined;
+      }
+      if (this.stopping) break;
+      this.state = 'connecting';
+      await this.sleep(backoff);
+      backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const self = this;
+      function done() {
+        clearTimeout(timer);
+        self.wake = undefined;
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  private dial(): Promise<net.Socket> {
+    return new Promise((resolve, reject) => {
+      const ep = this.endpoint;
+      const socket = ep.kind === 'tcp' ? net.connect({ host: ep.host, port: ep.port }) : net.connect({ path: ep.path });
+      this.dialing = socket;
+      const timer = setTimeout(() => {
+        socket.destroy(new Error(`Dialing ${this.cfg.address} timed out after ${DIAL_TIMEOUT_MS} ms.`));
+      }, DIAL_TIMEOUT_MS);
+      const cleanup = () => {
+        clearTimeout(timer);
+        socket.off('connect', onConnect);
+        socket.off('error', onError);
+        socket.off('close', onClose);
+        this.dialing = undefined;
+      };
+      const onConnect = () => {
+        cleanup();
+        // Errors after connecting surface through reads and writes; never crash the process.
+        socket.on('error', () => {});
+        resolve(socket);
+      };
+      const onError = (e: Error) => {
+        cleanup();
+        socket.destroy();
+        reject(e);
+      };
+      const onClose = () => {
+        cleanup();
+        reject(new Error(`The connection to ${this.cfg.address} closed while dialing.`));
+      };
+      socket.once('connect', onConnect);
+      socket.once('error', onError);
+      socket.once('close', onClose);
+    });
+  }
+
+  private async connect(): Promise<Link> {
+    const socket = await this.dial();
+    // Until the link is up, stop() destroys the socket itself (a node that accepted but never
+    // completes the handshake must not hold stop() for the handshake timeout).
+    this.dialing = socket;
+    try {
+      return await this.open(socket);
+    } finally {
+      this.dialing = undefined;
+    }
+  }
+
+  private async open(socket: net.Socket): Promise<Link> {
+    if (this.stopping) {
+      socket.destroy();
+      throw new Error('The connector is stopping.');
+    }
+    socket.setNoDelay(true);
+    if (this.endpoint.kind === 'tcp') {
+      socket.setKeepAlive(true, 10_000);
+      try {
+        const identity = await this.vault.getKey(this.cfg.identityKey);
+        if (identity.algorithm !== 'ed25519' && identity.algorithm !== 'ed25519-expanded') {
+          throw new CustosError('bad_request', `The SecretConnection identity key ${this.cfg.identityKey} must be ed25519, not ${identity.algorithm}.`);
+        }
+        const conn = await SecretConnection.handshake(
+          socket,
+          {
+            publicKey: identity.publicKey,
+            sign: async (msg) =>
+              (
+                await this.vault.sign({
+                  requestId: randomUUID(),
+                  principal: this.principal,
+                  key: this.cfg.identityKey,
+                  payload: { kind: 'message', bytes: msg },
+                  options: {},
+                  context: { protocol: 'privval', connector: this.cfg.name, purpose: 'secret_connection' },
+                })
+              ).signature,
+          },
+          { timeoutMs: HANDSHAKE_TIMEOUT_MS, ...(this.cfg.expectedNodeKey ? { expectedRemoteKey: this.cfg.expectedNodeKey } : {}) },
+        );
+        return { read: () => conn.read(), write: (b) => conn.write(b), close: () => conn.close() };
+      } catch (e) {
+        socket.destroy();
+        throw e;
+      }
+    }
+    return plainLink(socket);
+  }
+
+  private async serve(link: Link): Promise<void> {
+    const reader = new MessageReader();
+    for (;;) {
+      const chunk = await link.read();
+      if (chunk === null) {
+        reader.end();
+        return;
+      }
+      for (const body of reader.push(chunk)) {
+        if (this.stopping) return;
+        const request = decodeMessage(body, this.cfg.dialect); // a decode failure drops the connection
+        const response = await this.handle(request);
+        await link.write(frameMessage(encodeMessage(response, this.cfg.dialect)));
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Requests
+
+  private async handle(m: PrivvalMessage): Promise<PrivvalMessage> {
+    switch (m.kind) {
+      case 'ping_request':
+        return { kind: 'ping_response' };
+      case 'pub_key_request':
+        return this.handlePubKey(m.chainId);
+      case 'sign_vote_request':
+        return this.handleVote(m.vote, m.chainId, m.skipExtensionSigning);
+      case 'sign_proposal_request':
+        return this.handleProposal(m.proposal, m.chainId);
+      case 'sign_bytes_request':
+        return this.handleSignBytes(m.value);
+      default:
+        // Responses from the node, or a request this dialect does not know: there is no
+        // matching response type to refuse in, so the conversation cannot go on.
+        throw new CustosError('bad_request', `Unexpected privval message from the node: ${m.kind === 'unknown' ? `unknown case ${m.field}` : m.kind}.`);
+    }
+  }
+
+  private remoteError(e: unknown, what: string): RemoteSignerError {
+    this.refusals++;
+    if (isCustosError(e)) {
+      this.log.warn(`privval refused to sign ${what}`, { connector: this.cfg.name, code: e.fullCode, error: e.message });
+      return { code: e.fullCode === 'policy_denied:double_sign' ? ERROR_CODE.doubleSign : ERROR_CODE.refused, description: e.message };
+    }
+    this.log.warn(`privval failed to sign ${what}`, { connector: this.cfg.name, error: e instanceof Error ? e.message : String(e) });
+    return { code: ERROR_CODE.refused, description: 'internal error' };
+  }
+
+  private checkChain(chainId: string): void {
+    if (chainId !== this.cfg.chainId) {
+      throw new CustosError('bad_request', `Chain ID mismatch: this signer serves ${JSON.stringify(this.cfg.chainId)}, the request is for ${JSON.stringify(chainId.slice(0, 80))}.`);
+    }
+  }
+
+  private async consensusPublicKey(): Promise<PublicKey> {
+    if (this.pubKey) return this.pubKey;
+    const key = await this.vault.getKey(this.cfg.consensusKey);
+    let type: string;
+    if (key.algorithm === 'ed25519' || key.algorithm === 'ed25519-expanded') type = 'ed25519';
+    else if (key.algorithm === 'secp256k1') type = 'secp256k1';
+    else throw new CustosError('unsupported_algorithm', `${key.algorithm} is not a consensus key type (ed25519 or secp256k1).`);
+    this.pubKey = { type, bytes: key.publicKey };
+    return this.pubKey;
+  }
+
+  private async handlePubKey(chainId: string): Promise<PrivvalMessage> {
+    try {
+      this.checkChain(chainId);
+      return { kind: 'pub_key_response', pubKey: await this.consensusPublicKey(), error: undefined };
+    } catch (e) {
+      return { kind: 'pub_key_response', pubKey: undefined, error: this.remoteError(e, 'the public key request') };
+    }
+  }
+
+  private context(): Record<string, string> {
+    return { protocol: 'privval', connector: this.cfg.name };
+  }
+
+  private async signOptions(): Promise<{ encoding?: 'raw' }> {
+    const pk = await this.consensusPublicKey();
+    return pk.type === 'secp256k1' ? { encoding: 'raw' } : {};
+  }
+
+  private async handleVote(vote: Vote | undefined, chainId: string, skipExtensionSigning: boolean): Promise<PrivvalMessage> {
+    try {
+      if (!vote) throw new CustosError('bad_request', 'The SignVoteRequest carries no vote.');
+      this.checkChain(chainId);
+      const type = vote.type === 1 ? 'prevote' : vote.type === 2 ? 'precommit' : undefined;
+      if (!type) throw new CustosError('bad_request', `Refusing to sign a vote of type ${vote.type}.`);
+      const step = type === 'prevote' ? 2 : 3;
+      const nil = isNilBlockId(vote.blockId);
+      const signBytes = voteSignBytes(chainId, { type, height: vote.height, round: vote.round, blockId: nil ? null : vote.blockId, timestamp: vote.timestamp });
+      const res = await this.vault.signConsensus({
+        requestId: randomUUID(),
+        principal: this.principal,
+        key: this.cfg.consensusKey,
+        chainId,
+        position: { height: vote.height, round: vote.round, step },
+        signBytes,
+        onlyTimestampDiffers,
+        context: this.context(),
+      });
+      const timestamp = res.reused && !equalBytes(res.signBytes, signBytes) ? timestampFromSignBytes(res.signBytes, 5) : vote.timestamp;
+      let extensionSignature: Uint8Array = new Uint8Array(0);
+      if (type === 'precommit' && !nil && !(this.cfg.dialect === 'v1' && skipExtensionSigning)) {
+        const ext = await this.vault.sign({
+          requestId: randomUUID(),
+          principal: this.principal,
+          key: this.cfg.consensusKey,
+          payload: { kind: 'message', bytes: voteExtensionSignBytes(chainId, { height: vote.height, round: vote.round, extension: vote.extension }) },
+          options: await this.signOptions(),
+          context: { ...this.context(), chain_id: chainId, purpose: 'vote_extension', height: vote.height.toString(), round: String(vote.round) },
+        });
+        extensionSignature = ext.signature;
+      }
+      this.signed(vote.height, vote.round, step);
+      // Echo the vote without its extension: the node reads at most 10 KiB and ignores it.
+      return {
+        kind: 'signed_vote_response',
+        vote: { ...vote, timestamp, signature: res.signature, extension: new Uint8Array(0), extensionSignature },
+        error: undefined,
+      };
+    } catch (e) {
+      return { kind: 'signed_vote_response', vote: undefined, error: this.remoteError(e, 'a vote') };
+    }
+  }
+
+  private async handleProposal(proposal: Proposal | undefined, chainId: string): Promise<PrivvalMessage> {
+    try {
+      if (!proposal) throw new CustosError('bad_request', 'The SignProposalRequest carries no proposal.');
+      this.checkChain(chainId);
+      if (proposal.type !== 32) throw new CustosError('bad_request', `Refusing to sign a proposal of type ${proposal.type}.`);
+      const nil = isNilBlockId(proposal.blockId);
+      const signBytes = proposalSignBytes(chainId, {
+        height: proposal.height,
+        round: proposal.round,
+        polRound: proposal.polRound,
+        blockId: nil ? null : proposal.blockId,
+        timestamp: proposal.timestamp,
+      });
+      const res = await this.vault.signConsensus({
+        requestId: randomUUID(),
+        principal: this.principal,
+        key: this.cfg.consensusKey,
+        chainId,
+        position: { height: proposal.height, round: proposal.round, step: 1 },
+        signBytes,
+        // Proposals: identical bytes or a refusal. The node copies only the signature from a
+        // proposal response, so an old signature with a new timestamp would be an invalid
+        // proposal (research notes §1.7, §6).
+        onlyTimestampDiffers: () => false,
+        context: this.context(),
+      });
+      const timestamp = res.reused && !equalBytes(res.signBytes, signBytes) ? timestampFromSignBytes(res.signBytes, 6) : proposal.timestamp;
+      this.signed(proposal.height, proposal.round, 1);
+      return { kind: 'signed_proposal_response', proposal: { ...proposal, timestamp, signature: res.signature }, error: undefined };
+    } catch (e) {
+      return { kind: 'signed_proposal_response', proposal: undefined, error: this.remoteError(e, 'a proposal') };
+    }
+  }
+
+  private async handleSignBytes(value: Uint8Array): Promise<PrivvalMessage> {
+    try {
+      if (!this.cfg.allowSignBytes) throw new CustosError('policy_denied', 'SignBytesRequest is disabled for this connector.', { tag: 'sign_bytes' });
+      if (looksCanonical(value)) throw new CustosError('policy_denied', 'Refusing to sign bytes that parse as a canonical vote or proposal.', { tag: 'sign_bytes' });
+      const out = await this.vault.sign({
+        requestId: randomUUID(),
+        principal: this.principal,
+        key: this.cfg.consensusKey,
+        payload: { kind: 'message', bytes: value },
+        options: await this.signOptions(),
+        context: { ...this.context(), purpose: 'sign_bytes' },
+      });
+      return { kind: 'sign_bytes_response', signature: out.signature, error: undefined };
+    } catch (e) {
+      return { kind: 'sign_bytes_response', signature: new Uint8Array(0), error: this.remoteError(e, 'bytes') };
+    }
+  }
+
+  private signed(height: bigint, round: number, step: number): void {
+    this.signatures++;
+    this.lastSigned = { height: height.toString(), round, step };
+  }
+}
+
+/** A plain (unix socket) link: raw chunks in, raw bytes out. */
+function plainLink(socket: net.Socket): Link {
+  const it = socket[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  let closing: Promise<void> | undefined;
+  return {
+    async read() {
+      if (closing || socket.destroyed) return null;
+      try {
+        const r = await it.next();
+        return r.done ? null : new Uint8Array(r.value.buffer, r.value.byteOffset, r.value.byteLength);
+      } catch (e) {
+        if (closing) return null;
+        throw e;
+      }
+    },
+    write(bytes) {
+      return new Promise((resolve, reject) => {
+        if (socket.destroyed || !socket.writable) return reject(new Error('The connection is closed.'));
+        socket.write(bytes, (err) => (err ? reject(err) : resolve()));
+      });
+    },
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        if (socket.closed) return resolve();
+        socket.once('close', () => resolve());
+        socket.destroy();
+      });
+      return closing;
+    },
+  };
+}
