@@ -369,9 +369,26 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
     const r = await clientFrom(o).importWatermark(o.key, o.chainId, body);
     out(o.json ? JSON.stringify(r) : `Watermark of ${o.key} on ${o.chainId}: height ${r.height} round ${r.round} step ${r.step}.`);
   });
-  withApi(privval.command('status').description('The last signed height/round/step of a key on a chain').requiredOption('--key <key>', 'consensus key').requiredOption('--chain-id <id>', 'chain id')).action(async (o) => {
-    const w = await clientFrom(o).getWatermark(o.key, o.chainId);
-    out(o.json ? JSON.stringify(w) : `${o.key} on ${o.chainId}: last signed height ${w.height} round ${w.round} step ${w.step}${w.signature ? '' : ' (no signature stored)'}`);
+  withApi(
+    privval
+      .command('status')
+      .description("Each validator's connection state and last signed height/round/step; or, with --key and --chain-id, a key's watermark")
+      .option('--key <key>', 'consensus key')
+      .option('--chain-id <id>', 'chain id'),
+  ).action(async (o) => {
+    const c = clientFrom(o);
+    if (o.key || o.chainId) {
+      if (!o.key || !o.chainId) throw new CustosError('bad_request', 'Give both --key and --chain-id, or neither.');
+      const w = await c.getWatermark(o.key, o.chainId);
+      return out(o.json ? JSON.stringify(w) : `${o.key} on ${o.chainId}: last signed height ${w.height} round ${w.round} step ${w.step}${w.signature ? '' : ' (no signature stored)'}`);
+    }
+    const list = await c.privvalStatus();
+    if (o.json) return out(JSON.stringify(list, null, 2));
+    if (list.length === 0) return out('No [[privval]] validator is configured.');
+    for (const p of list) {
+      const last = p.last_signed ? `last signed ${p.last_signed.height}/${p.last_signed.round}/${p.last_signed.step}` : 'nothing signed yet';
+      out(`${p.name.padEnd(16)} ${p.chain_id.padEnd(16)} ${p.state.padEnd(11)} ${p.address}  ${last}  (${p.signatures} signatures, ${p.refusals} refusals)`);
+    }
   });
 
   const agentCmd = program.command('ssh-agent').description('Manage the ssh-agent sockets of a running vault');

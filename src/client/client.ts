@@ -155,6 +155,10 @@ export class CustosClient {
     return this.call('POST', `/v1/approvals/${encodeURIComponent(id)}/${approve ? 'approve' : 'deny'}`);
   }
 
+  async privvalStatus(): Promise<Array<{ name: string; chain_id: string; address: string; state: string; connected_since: string | null; last_signed: { height: string; round: number; step: number } | null; signatures: number; refusals: number }>> {
+    return (await this.call<{ validators: [] }>('GET', '/v1/privval')).validators;
+  }
+
   importWatermark(key: string, chain: string, state: { height: string; round: number; step: number; sign_bytes?: string; signature?: string }): Promise<{ height: string; round: number; step: number }> {
     return this.call('PUT', `/v1/keys/${encodeURIComponent(key)}/watermarks/${encodeURIComponent(chain)}`, state);
   }

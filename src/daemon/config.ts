@@ -14,10 +14,24 @@ export interface AgentSocketConfig {
   maxConnections: number;
 }
 
+export interface PrivvalConfig {
+  name: string;
+  chainId: string;
+  address: string;
+  key: string;
+  identityKey: string;
+  dialect: 'v0.38' | 'v1';
+  allowSignBytes: boolean;
+  /** Hex of the node's SecretConnection key, to pin it (tcp:// only). */
+  nodeKey?: string;
+}
+
 export interface ServeConfig {
   api: { host: string; port: number };
   /** One entry per ssh-agent socket (`[ssh_agent]` or `[[ssh_agent]]` in TOML). */
   sshAgents: AgentSocketConfig[];
+  /** CometBFT nodes to sign for (`[[privval]]`). */
+  privval: PrivvalConfig[];
   approvals: { timeoutSeconds: number };
   audit: { checkpointEvery: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent' };
@@ -28,6 +42,7 @@ export const AGENT_DEFAULTS: AgentSocketConfig = { enabled: true, name: 'default
 export const DEFAULTS: ServeConfig = {
   api: { host: '127.0.0.1', port: 8200 },
   sshAgents: [],
+  privval: [],
   approvals: { timeoutSeconds: 60 },
   audit: { checkpointEvery: 1000 },
   log: { level: 'info' },
@@ -42,6 +57,7 @@ function fail(path: string, what: string): never {
 const KNOWN: Record<string, string[]> = {
   api: ['host', 'port'],
   ssh_agent: ['enabled', 'name', 'socket', 'keys', 'allow_sha1', 'allow_confirm', 'max_connections'],
+  privval: ['name', 'chain_id', 'address', 'key', 'identity_key', 'dialect', 'allow_sign_bytes', 'node_key'],
   approvals: ['timeout_seconds'],
   audit: ['checkpoint_every'],
   log: ['level'],
@@ -68,7 +84,7 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
   };
   for (const [section, value] of Object.entries(doc)) {
     if (!Object.hasOwn(KNOWN, section)) fail(path, `unknown section [${section}] (known: ${Object.keys(KNOWN).join(', ')})`);
-    if (!(section === 'ssh_agent' && Array.isArray(value))) table(section, value);
+    if (!((section === 'ssh_agent' || section === 'privval') && Array.isArray(value))) table(section, value);
   }
   const bool = (v: unknown, what: string): boolean => (typeof v === 'boolean' ? v : fail(path, `${what} must be true or false`));
   const int = (v: unknown, what: string, min: number, max: number): number => {
@@ -107,6 +123,25 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
     if (cfg.sshAgents.some((o) => o.name === c.name)) fail(path, `two [[ssh_agent]] sockets are named "${c.name}"; give each a distinct name`);
     if (cfg.sshAgents.some((o) => o.socket === c.socket)) fail(path, `two [[ssh_agent]] sockets use the path ${c.socket}`);
     cfg.sshAgents.push(c);
+  }
+
+  const validators = doc.privval === undefined ? [] : Array.isArray(doc.privval) ? doc.privval : [doc.privval];
+  for (const raw of validators) {
+    const p = table('privval', raw);
+    const str = (v: unknown, what: string, re: RegExp): string => (typeof v === 'string' && re.test(v) ? v : fail(path, `privval.${what} is missing or invalid`));
+    const c: PrivvalConfig = {
+      name: str(p.name, 'name', /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/),
+      chainId: str(p.chain_id, 'chain_id', /^[\x21-\x7e]{1,50}$/),
+      address: str(p.address, 'address', /^(tcp:\/\/[^\s]+:\d{1,5}|unix:\/\/\/[^\s]+)$/),
+      key: str(p.key, 'key', /^\S{1,128}$/),
+      identityKey: p.identity_key === undefined ? '' : str(p.identity_key, 'identity_key', /^\S{1,128}$/),
+      dialect: p.dialect === undefined ? 'v0.38' : (str(p.dialect, 'dialect', /^(v0\.38|v1)$/) as 'v0.38' | 'v1'),
+      allowSignBytes: p.allow_sign_bytes === undefined ? false : bool(p.allow_sign_bytes, 'privval.allow_sign_bytes'),
+    };
+    if (p.node_key !== undefined) c.nodeKey = str(p.node_key, 'node_key', /^[0-9a-fA-F]{64}$/);
+    if (c.address.startsWith('tcp://') && !c.identityKey) fail(path, `privval "${c.name}": a tcp:// node needs identity_key (an ed25519 vault key for SecretConnection)`);
+    if (cfg.privval.some((o) => o.name === c.name)) fail(path, `two [[privval]] entries are named "${c.name}"`);
+    cfg.privval.push(c);
   }
 
   const approvals = (doc.approvals ?? {}) as Record<string, unknown>;

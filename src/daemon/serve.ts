@@ -12,6 +12,7 @@ import { wipe } from '../core/bytes.js';
 import { buildHttpServer, assertLoopback } from '../frontends/http/server.js';
 import { Metrics } from '../frontends/http/metrics.js';
 import { SshAgent } from '../frontends/ssh-agent/agent.js';
+import { PrivvalConnector } from '../frontends/privval/connector.js';
 import { initVault, openVault, SYSTEM, CONFIG_FILE } from '../vault/open.js';
 import { AGENT_DEFAULTS, loadConfig, type ServeConfig } from './config.js';
 
@@ -44,16 +45,45 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     metrics,
     approvalTimeoutMs: opts.config.approvals.timeoutSeconds * 1000,
   });
-  const app = await buildHttpServer({ vault: opened.vault, metrics, logger, version: VERSION });
+  const app = await buildHttpServer({
+    vault: opened.vault,
+    metrics,
+    logger,
+    version: VERSION,
+    privvalStatus: () => connectors.map(({ cfg, connector }) => ({ name: cfg.name, chainId: cfg.chainId, address: cfg.address, ...connector.status() })),
+  });
   const agents: SshAgent[] = [];
+  const connectors: Array<{ cfg: ServeConfig['privval'][number]; connector: PrivvalConnector }> = [];
   try {
+    for (const p of opts.config.privval) {
+      // Fail at start, with a sentence, rather than in a reconnect loop.
+      await opened.vault.getKey(p.key);
+      if (p.identityKey) await opened.vault.getKey(p.identityKey);
+      const connector = new PrivvalConnector(
+        opened.vault,
+        {
+          name: p.name,
+          chainId: p.chainId,
+          address: p.address,
+          consensusKey: p.key,
+          identityKey: p.identityKey,
+          dialect: p.dialect,
+          allowSignBytes: p.allowSignBytes,
+          ...(p.nodeKey ? { expectedNodeKey: new Uint8Array(Buffer.from(p.nodeKey, 'hex')) } : {}),
+        },
+        { info: (msg, fields) => logger.info({ privval: p.name, ...fields }, msg), warn: (msg, fields) => logger.warn({ privval: p.name, ...fields }, msg) },
+      );
+      connectors.push({ cfg: p, connector });
+    }
     for (const a of opts.config.sshAgents.filter((x) => x.enabled)) {
       const agent = new SshAgent(opened.vault, { name: a.name, socketPath: resolve(opts.dataDir, a.socket), keys: a.keys, allowSha1: a.allowSha1, allowConfirm: a.allowConfirm, maxConnections: a.maxConnections }, logger);
       await agent.listen();
       agents.push(agent);
     }
     await app.listen({ host: opts.config.api.host, port: opts.config.api.port });
+    for (const c of connectors) c.connector.start();
   } catch (e) {
+    for (const c of connectors) await c.connector.stop();
     for (const a of agents) await a.close();
     await opened.close();
     throw e;
@@ -70,6 +100,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     announce: () => logger.info({ url, data_dir: opts.dataDir, vault_id: opened.vaultId, ssh_agents: agents.map((a) => a.config.socketPath) }, 'listening'),
     close: () =>
       (closing ??= (async () => {
+        for (const c of connectors) await c.connector.stop();
         for (const a of agents) await a.close();
         await app.close();
         await opened.close();

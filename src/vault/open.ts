@@ -44,6 +44,16 @@ keys = []                     # vault key labels (or patterns like "ssh-*") the 
 allow_sha1 = true             # legacy ssh-rsa signatures, asked for by OpenSSH 9.2's ssh-add -T
 allow_confirm = false         # accept ssh-add -c keys: each use then waits for \`custos approve\`
 
+# CometBFT validators: Custos dials each node's priv_validator_laddr. Uncomment and repeat.
+# [[privval]]
+# name = "cosmoshub"
+# chain_id = "cosmoshub-4"
+# address = "tcp://127.0.0.1:26659"      # or unix:///path/to/privval.sock
+# key = "cosmos-val"                      # consensus key (custos keys import --format cometbft)
+# identity_key = "cosmos-val-identity"    # ed25519 key for SecretConnection (tcp:// only)
+# dialect = "v0.38"                       # v0.38 (also v0.39/v0.40) or v1
+# allow_sign_bytes = false                # v1 SignBytes: arbitrary bytes with the consensus key
+
 [approvals]
 timeout_seconds = 60          # how long a request waits for approval before it is refused
 

@@ -356,3 +356,38 @@ test('privval migration through the CLI: keys import --format cometbft, privval 
     cleanup();
   }
 });
+
+test('serve with a [[privval]] validator: it dials the node and custos privval status reports the connection', async () => {
+  const { createServer } = await import('node:net');
+  const { dir, cleanup } = tempDir();
+  const dataDir = join(dir, 'v');
+  const token = initVault(dataDir);
+  writeFileSync(join(dir, 'token'), token, { mode: 0o600 });
+  // The "node" only accepts the connection; the connector then waits in its handshake.
+  let dialled = 0;
+  const node = createServer((sock) => {
+    dialled++;
+    sock.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => node.listen(0, '127.0.0.1', () => r()));
+  const port = (node.address() as { port: number }).port;
+  // Keys first (over a vault that is not serving yet), then the config that names them.
+  const pre = await serve(['--data-dir', dataDir], PASSENV);
+  const k = (args: string[], url: string) => custos([...args, '--token-file', join(dir, 'token')], { CUSTOS_ADDR: url, CUSTOS_TOKEN: undefined });
+  assert.equal(k(['keys', 'create', '--label', 'val', '--algorithm', 'ed25519'], pre.url).status, 0);
+  assert.equal(k(['keys', 'create', '--label', 'val-id', '--algorithm', 'ed25519'], pre.url).status, 0);
+  assert.equal(await pre.stop(), 0);
+  writeFileSync(join(dataDir, 'custos.toml'), `[[privval]]\nname = "hub"\nchain_id = "test-1"\naddress = "tcp://127.0.0.1:${port}"\nkey = "val"\nidentity_key = "val-id"\n`);
+  const s = await serve(['--data-dir', dataDir], PASSENV);
+  try {
+    for (let i = 0; i < 100 && dialled === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(dialled > 0, 'the connector dialled the node');
+    const r = k(['privval', 'status'], s.url);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^hub\s+test-1\s+(connecting|connected)\s+tcp:\/\/127\.0\.0\.1:\d+\s+nothing signed yet/m);
+  } finally {
+    assert.equal(await s.stop(), 0);
+    node.close();
+    cleanup();
+  }
+});

@@ -14,6 +14,7 @@ test('the config written by init parses to the defaults', () => {
     assert.deepEqual(loadConfig(join(dir, 'c.toml')), {
       api: { host: '127.0.0.1', port: 8200 },
       sshAgents: [{ enabled: false, name: 'default', socket: 'agent/agent.sock', keys: [], allowSha1: true, allowConfirm: false, maxConnections: 128 }],
+      privval: [],
       approvals: { timeoutSeconds: 60 },
       audit: { checkpointEvery: 1000 },
       log: { level: 'info' },
@@ -38,6 +39,9 @@ test('bad config files are refused with the file and the key named', () => {
       ['[toString]\nx = 1', /unknown section \[toString\]/],
       ['[[ssh_agent]]\nname = "a"\n[[ssh_agent]]\nname = "a"\nsocket = "b.sock"', /distinct name/],
       ['[ssh_agent]\nkeys = "deploy"', /ssh_agent.keys/],
+      ['[[privval]]\nname = "a"\nchain_id = "c"\naddress = "tcp://127.0.0.1:1"\nkey = "k"', /needs identity_key/],
+      ['[[privval]]\nname = "a"\nchain_id = "c"\naddress = "http://x"\nkey = "k"', /privval.address/],
+      ['[[privval]]\nname = "a"\nchain_id = "c"\naddress = "unix:///s"\nkey = "k"\ndialect = "v2"', /privval.dialect/],
     ] as const) {
       const p = join(dir, 'c.toml');
       writeFileSync(p, body);

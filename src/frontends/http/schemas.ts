@@ -295,3 +295,33 @@ export const putWatermarkSchema = {
   },
   response: { 200: watermarkResponse, ...errors },
 } as const;
+
+export const privvalStatusSchema = {
+  summary: 'CometBFT connectors: connection state and last signed height/round/step',
+  tags: ['consensus'],
+  security: secured,
+  response: {
+    200: {
+      type: 'object',
+      properties: {
+        validators: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              name: { type: 'string' },
+              chain_id: { type: 'string' },
+              address: { type: 'string' },
+              state: { type: 'string', enum: ['connecting', 'connected', 'stopped'] },
+              connected_since: { type: ['string', 'null'] },
+              last_signed: { type: ['object', 'null'], properties: { height: { type: 'string' }, round: { type: 'integer' }, step: { type: 'integer' } } },
+              signatures: { type: 'integer' },
+              refusals: { type: 'integer' },
+            },
+          },
+        },
+      },
+    },
+    ...errors,
+  },
+} as const;

@@ -24,6 +24,8 @@ export interface HttpOptions {
   logger?: FastifyBaseLogger;
   /** Maximum request body, bytes. */
   bodyLimit?: number;
+  /** The daemon's CometBFT connectors, for GET /v1/privval. */
+  privvalStatus?: () => Array<{ name: string; chainId: string; address: string; state: string; connectedSince?: string; lastSigned?: { height: string; round: number; step: number }; refusals: number; signatures: number }>;
   version?: string;
 }
 
@@ -270,6 +272,19 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
       return { ...approvalView(request), settled: settled ?? 'pending' };
     });
   }
+
+  app.get('/v1/privval', { schema: S.privvalStatusSchema }, async () => ({
+    validators: (opts.privvalStatus?.() ?? []).map((p) => ({
+      name: p.name,
+      chain_id: p.chainId,
+      address: p.address,
+      state: p.state,
+      connected_since: p.connectedSince ?? null,
+      last_signed: p.lastSigned ?? null,
+      signatures: p.signatures,
+      refusals: p.refusals,
+    })),
+  }));
 
   const watermarkView = (w: { height: bigint; round: number; step: number; signBytes: Uint8Array; signature: Uint8Array | null }) => ({
     height: w.height.toString(),
