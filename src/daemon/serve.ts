@@ -72,6 +72,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           ...(p.nodeKey ? { expectedNodeKey: new Uint8Array(Buffer.from(p.nodeKey, 'hex')) } : {}),
         },
         { info: (msg, fields) => logger.info({ privval: p.name, ...fields }, msg), warn: (msg, fields) => logger.warn({ privval: p.name, ...fields }, msg) },
+        metrics,
       );
       connectors.push({ cfg: p, connector });
     }

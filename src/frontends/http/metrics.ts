@@ -1,9 +1,10 @@
 /** Prometheus metrics for the HTTP API and the vault, on a registry of their own. */
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Algorithm } from '../../core/types.js';
 import type { VaultMetrics } from '../../vault/vault.js';
+import type { PrivvalMetrics } from '../privval/connector.js';
 
-export class Metrics implements VaultMetrics {
+export class Metrics implements VaultMetrics, PrivvalMetrics {
   readonly registry = new Registry();
   readonly requests = new Counter({ name: 'custos_http_requests_total', help: 'HTTP requests by route, method and status.', labelNames: ['route', 'method', 'status'], registers: [this.registry] });
   readonly latency = new Histogram({
@@ -28,6 +29,17 @@ export class Metrics implements VaultMetrics {
     registers: [this.registry],
   });
 
+  readonly privvalSignatures = new Counter({ name: 'custos_privval_signatures_total', help: 'Consensus signatures sent to nodes, by validator and message type.', labelNames: ['validator', 'type'], registers: [this.registry] });
+  readonly privvalRefusals = new Counter({ name: 'custos_privval_refusals_total', help: 'Privval requests refused, by validator and reason (policy_denied:double_sign, ...).', labelNames: ['validator', 'reason'], registers: [this.registry] });
+  readonly privvalConnected = new Gauge({ name: 'custos_privval_connected', help: '1 while the validator is connected to its node.', labelNames: ['validator'], registers: [this.registry] });
+  readonly privvalLatency = new Histogram({
+    name: 'custos_privval_sign_duration_seconds',
+    help: 'Time to answer a sign request (watermark commit, signature, outcome commit).',
+    labelNames: ['validator'],
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'custos_' });
   }
@@ -38,6 +50,19 @@ export class Metrics implements VaultMetrics {
 
   denied(reason: string): void {
     this.denials.inc({ reason });
+  }
+
+  privvalSigned(validator: string, type: 'prevote' | 'precommit' | 'proposal', seconds: number): void {
+    this.privvalSignatures.inc({ validator, type });
+    this.privvalLatency.observe({ validator }, seconds);
+  }
+
+  privvalRefused(validator: string, reason: string): void {
+    this.privvalRefusals.inc({ validator, reason });
+  }
+
+  privvalConnection(validator: string, connected: boolean): void {
+    this.privvalConnected.set({ validator }, connected ? 1 : 0);
   }
 
   batch(units: number, seconds: number): void {

@@ -59,6 +59,13 @@ export interface PrivvalConnectorConfig {
   expectedNodeKey?: Uint8Array;
 }
 
+/** What the connector reports for Prometheus (the daemon's Metrics implements it). */
+export interface PrivvalMetrics {
+  privvalSigned(validator: string, type: 'prevote' | 'precommit' | 'proposal', seconds: number): void;
+  privvalRefused(validator: string, reason: string): void;
+  privvalConnection(validator: string, connected: boolean): void;
+}
+
 export interface PrivvalConnectorLog {
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
@@ -210,6 +217,7 @@ export class PrivvalConnector {
     private readonly vault: Vault,
     private readonly cfg: PrivvalConnectorConfig,
     log?: PrivvalConnectorLog,
+    private readonly metrics?: PrivvalMetrics,
   ) {
     if (!cfg || typeof cfg.name !== 'string' || cfg.name === '') throw new CustosError('config_invalid', 'A privval connector needs a name.');
     if (typeof cfg.chainId !== 'string' || cfg.chainId === '') throw new CustosError('config_invalid', 'A privval connector needs a chain ID.');
@@ -229,9 +237,9 @@ export class PrivvalConnector {
   start(): void {
     if (this.loop) return;
     this.stopping = false;
-    this.state = 'connecting';
+    this.setState('connecting');
     this.loop = this.run().finally(() => {
-      this.state = 'stopped';
+      this.setState('stopped');
       this.loop = undefined;
     });
   }
@@ -244,8 +252,13 @@ export class PrivvalConnector {
     const link = this.link;
     if (link) await link.close().catch(() => {});
     await this.loop;
-    this.state = 'stopped';
+    this.setState('stopped');
     this.connectedSince = undefined;
+  }
+
+  private setState(state: PrivvalConnectorState): void {
+    this.state = state;
+    this.metrics?.privvalConnection(this.cfg.name, state === 'connected');
   }
 
   status(): PrivvalConnectorStatus {
@@ -261,13 +274,13 @@ export class PrivvalConnector {
   private async run(): Promise<void> {
     let backoff = BACKOFF_MIN_MS;
     while (!this.stopping) {
-      this.state = 'connecting';
+      this.setState('connecting');
       let link: Link | undefined;
       try {
         link = await this.connect();
         if (this.stopping) break;
         this.link = link;
-        this.state = 'connected';
+        this.setState('connected');
         this.connectedSince = new Date().toISOString();
         this.pubKey = undefined;
         backoff = BACKOFF_MIN_MS;
@@ -284,7 +297,7 @@ export class PrivvalConnector {
         this.connectedSince = undefined;
       }
       if (this.stopping) break;
-      this.state = 'connecting';
+      this.setState('connecting');
       await this.sleep(backoff);
       backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
     }
@@ -417,10 +430,20 @@ export class PrivvalConnector {
         return { kind: 'ping_response' };
       case 'pub_key_request':
         return this.handlePubKey(m.chainId);
-      case 'sign_vote_request':
-        return this.handleVote(m.vote, m.chainId, m.skipExtensionSigning);
-      case 'sign_proposal_request':
-        return this.handleProposal(m.proposal, m.chainId);
+      case 'sign_vote_request': {
+        const t0 = process.hrtime.bigint();
+        const r = await this.handleVote(m.vote, m.chainId, m.skipExtensionSigning);
+        if (r.kind === 'signed_vote_response' && !r.error && m.vote) {
+          this.metrics?.privvalSigned(this.cfg.name, m.vote.type === 2 ? 'precommit' : 'prevote', Number(process.hrtime.bigint() - t0) / 1e9);
+        }
+        return r;
+      }
+      case 'sign_proposal_request': {
+        const t0 = process.hrtime.bigint();
+        const r = await this.handleProposal(m.proposal, m.chainId);
+        if (r.kind === 'signed_proposal_response' && !r.error) this.metrics?.privvalSigned(this.cfg.name, 'proposal', Number(process.hrtime.bigint() - t0) / 1e9);
+        return r;
+      }
       case 'sign_bytes_request':
         return this.handleSignBytes(m.value);
       default:
@@ -432,6 +455,7 @@ export class PrivvalConnector {
 
   private remoteError(e: unknown, what: string): RemoteSignerError {
     this.refusals++;
+    this.metrics?.privvalRefused(this.cfg.name, isCustosError(e) ? e.fullCode : 'internal');
     if (isCustosError(e)) {
       this.log.warn(`privval refused to sign ${what}`, { connector: this.cfg.name, code: e.fullCode, error: e.message });
       return { code: e.fullCode === 'policy_denied:double_sign' ? ERROR_CODE.doubleSign : ERROR_CODE.refused, description: e.message };
