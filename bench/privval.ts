@@ -1,0 +1,111 @@
+/**
+ * Consensus vote signing with the durable double-sign watermark, against what the hardware
+ * allows, measured in the same run:
+ *   - baseline: fsync of a 256-byte write (the durability floor) and a raw node:crypto
+ *     Ed25519 signature;
+ *   - one validator: vault.signConsensus latency p50/p99 (two durable commits: watermark +
+ *     "decided" entry before signing, signature + outcome entry after);
+ *   - ten validators signing at once (own key and chain each): throughput and latency.
+ *
+ *   node --import tsx bench/privval.ts [--votes N]
+ *
+ * One JSON document on stdout; the goal (issue 4) is p50 within 1.5× of fsync + sign.
+ * Never exits non-zero because of a timing.
+ */
+import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { generateKeyPairSync, randomBytes, sign as nodeSign } from 'node:crypto';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeVault } from '../test/helpers/tmpvault.js';
+import { voteSignBytes } from '../src/frontends/privval/sign-bytes.js';
+import { onlyTimestampDiffers } from '../src/frontends/privval/compare.js';
+
+const arg = (name: string, dflt: number) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const VOTES = arg('--votes', 1000);
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+const ms = (ns: bigint) => Number(ns) / 1e6;
+const round = (x: number) => Number(x.toFixed(3));
+
+function fsyncBaseline(n: number): number[] {
+  const dir = mkdtempSync(join(tmpdir(), 'custos-bench-fsync-'));
+  const fd = openSync(join(dir, 'f'), 'a');
+  const buf = randomBytes(256);
+  const out: number[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const t = process.hrtime.bigint();
+      writeSync(fd, buf);
+      fsyncSync(fd);
+      out.push(ms(process.hrtime.bigint() - t));
+    }
+  } finally {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}
+
+function signBaseline(n: number): number[] {
+  const { privateKey } = generateKeyPairSync('ed25519');
+  const msg = randomBytes(120);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = process.hrtime.bigint();
+    nodeSign(null, msg, privateKey);
+    out.push(ms(process.hrtime.bigint() - t));
+  }
+  return out;
+}
+
+const blockId = { hash: new Uint8Array(32).fill(7), partSetHeader: { total: 1, hash: new Uint8Array(32).fill(8) } };
+
+async function main(): Promise<void> {
+  process.stderr.write(`[bench] baselines (${VOTES} each)\n`);
+  const fsync = fsyncBaseline(VOTES);
+  const sign = signBaseline(VOTES);
+  const v = await makeVault();
+  try {
+    const validators = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => v.vault.createKey(v.ctx(), { label: `bench-val-${i}`, algorithm: 'ed25519', exportable: false })),
+    );
+    const vote = async (keyId: string, chainId: string, height: bigint, step: 2 | 3) => {
+      const signBytes = voteSignBytes(chainId, { type: step === 2 ? 'prevote' : 'precommit', height, round: 0, blockId, timestamp: { seconds: 1_700_000_000n + height, nanos: 0 } });
+      const t = process.hrtime.bigint();
+      await v.vault.signConsensus({ requestId: `b${height}`, principal: { id: 'privval:bench', kind: 'privval' }, key: keyId, chainId, position: { height, round: 0, step }, signBytes, onlyTimestampDiffers, context: {} });
+      return ms(process.hrtime.bigint() - t);
+    };
+    process.stderr.write('[bench] one validator, sequential votes\n');
+    const one: number[] = [];
+    for (let h = 1; h <= VOTES; h++) one.push(await vote(validators[0]!.id, 'bench-1', BigInt(Math.ceil(h / 2)), h % 2 === 1 ? 2 : 3));
+    process.stderr.write('[bench] ten validators at once\n');
+    const ten: number[] = [];
+    const per = Math.max(10, Math.floor(VOTES / 10));
+    const started = process.hrtime.bigint();
+    await Promise.all(
+      validators.map(async (k, i) => {
+        for (let h = 1; h <= per; h++) ten.push(await vote(k.id, `bench-chain-${i}`, BigInt(Math.ceil(h / 2)), h % 2 === 1 ? 2 : 3));
+      }),
+    );
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const floor = pct(fsync, 50) + pct(sign, 50);
+    const result = {
+      machine: { cpus: cpus().length, node: process.version },
+      baseline: { fsync_256b_p50_ms: round(pct(fsync, 50)), fsync_256b_p99_ms: round(pct(fsync, 99)), ed25519_sign_p50_ms: round(pct(sign, 50)) },
+      one_validator: { votes: one.length, p50_ms: round(pct(one, 50)), p99_ms: round(pct(one, 99)) },
+      ten_validators: { votes: ten.length, votes_per_s: round(ten.length / seconds), p50_ms: round(pct(ten, 50)), p99_ms: round(pct(ten, 99)) },
+      goal: { p50_vs_fsync_plus_sign: round(pct(one, 50) / floor), target: 1.5, met: pct(one, 50) <= 1.5 * floor },
+    };
+    process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+  } finally {
+    await v.dispose();
+  }
+}
+
+await main();
