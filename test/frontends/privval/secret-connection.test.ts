@@ -362,7 +362,8 @@ test('a silent peer hits the handshake timeout', async () => {
   const started = Date.now();
   isSecretConnectionError('bad_request', 'handshake_timeout')(await handshakeAgainstRawPeer(new Uint8Array(0), 200));
   const elapsed = Date.now() - started;
-  assert.ok(elapsed >= 150 && elapsed < 3_000, `timed out after ${elapsed} ms`);
+  // Lower bound: it did wait. Upper bound only keeps a missing timeout from hanging the test.
+  assert.ok(elapsed >= 150 && elapsed < 10_000, `timed out after ${elapsed} ms`);
 });
 
 test('a local identity that never finishes signing (a stuck HSM) also hits the handshake timeout', async () => {
