@@ -215,6 +215,11 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
         `The audit log is broken at entry ${tail.firstBad!.seq} (${tail.firstBad!.problem}); Custos will not serve a vault whose audit log was altered. Run \`custos audit verify\`, then restore the database from a backup.`,
       );
     }
+    // Vouch for what was just verified: a process killed before its next checkpoint (SIGKILL,
+    // power loss) would otherwise leave every later start re-verifying an ever longer tail.
+    const head = await store.auditHead();
+    const checkpoints = await store.checkpoints();
+    if (head.seq > (checkpoints[checkpoints.length - 1]?.seq ?? 0)) await store.putCheckpoint(auditSigner.checkpoint(head, new Date().toISOString()));
     const committer = new GroupCommitter(store, auditSigner, opts.checkpointEvery ?? 1000, opts.metrics?.batch?.bind(opts.metrics));
     const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new SoftwareBackend(), committer, policy: opts.policy, metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs });
     return {

@@ -185,3 +185,25 @@ test('the vault refuses to open when entries after the last checkpoint were alte
     await v.dispose();
   }
 });
+
+test('after a crash, opening the vault checkpoints the verified head, so later starts do not re-verify an ever longer tail', async () => {
+  const { openVault } = await import('../../src/vault/open.js');
+  const { PASS } = await import('../helpers/tmpvault.js');
+  const { SqliteStore } = await import('../../src/store/sqlite.js');
+  const v = await vaultWithHistory(1000);
+  try {
+    const o = await openVault({ dataDir: v.dataDir, passphrase: PASS });
+    await o.vault.createKey({ principal: { id: 't', kind: 'admin' }, requestId: 'x' }, { label: 'after', algorithm: 'ed25519', exportable: false });
+    await o.store.close(); // killed: no shutdown checkpoint
+    const again = await openVault({ dataDir: v.dataDir, passphrase: PASS });
+    await again.store.close();
+    const s = SqliteStore.open(join(v.dataDir, DB_FILE), { readonly: true });
+    const head = (await s.auditHead()).seq;
+    const cps = await s.checkpoints();
+    await s.close();
+    assert.equal(cps[cps.length - 1]!.seq, head, 'the newest checkpoint vouches for the head found at open');
+    assert.equal((await verifyAudit(v.dataDir)).ok, true);
+  } finally {
+    await v.dispose();
+  }
+});
