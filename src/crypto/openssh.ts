@@ -9,7 +9,7 @@
  * Everything that can go wrong with untrusted input surfaces as
  * `SshFormatError`; any other exception type escaping the parser is a bug.
  */
-import { equalBytes } from '../core/bytes.js';
+import { concatBytes, equalBytes } from '../core/bytes.js';
 import { printable } from '../core/text.js';
 import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { ed25519 } from '@noble/curves/ed25519.js';
@@ -216,13 +216,7 @@ export class SshWriter {
   }
 
   finish(): Uint8Array {
-    const out = new Uint8Array(this.length);
-    let o = 0;
-    for (const c of this.chunks) {
-      out.set(c, o);
-      o += c.length;
-    }
-    return out;
+    return concatBytes(...this.chunks);
   }
 }
 

@@ -13,6 +13,7 @@
  *
  * Encoding reference: https://protobuf.dev/programming-guides/encoding/
  */
+import { concatBytes } from '../../core/bytes.js';
 import { CustosError } from '../../core/errors.js';
 
 const WIRE_VARINT = 0;
@@ -141,12 +142,6 @@ export class ProtoWriter {
   }
 
   finish(): Uint8Array {
-    const out = new Uint8Array(this.length);
-    let o = 0;
-    for (const c of this.chunks) {
-      out.set(c, o);
-      o += c.length;
-    }
-    return out;
+    return concatBytes(...this.chunks);
   }
 }
