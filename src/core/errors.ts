@@ -32,6 +32,15 @@ export type ErrorCode =
   | 'vault_not_found'
   | 'database_corrupt'
   | 'config_invalid'
+  /** The PKCS#11 token is absent, its module failed or hung, or its session was lost. */
+  | 'hsm_unavailable'
+  /** The token refused the PIN (wrong, locked or expired); the tag says which. */
+  | 'hsm_login_failed'
+  /** An operator share is malformed, from another vault, or does not combine. */
+  | 'invalid_share'
+  | 'invalid_psbt'
+  | 'invalid_policy'
+  | 'invalid_derivation_path'
   | 'internal';
 
 /** HTTP status for each code, so every front end maps errors the same way. */
@@ -64,6 +73,12 @@ export const httpStatusOf: Record<ErrorCode, number> = {
   vault_not_found: 404,
   database_corrupt: 500,
   config_invalid: 400,
+  hsm_unavailable: 503,
+  hsm_login_failed: 503,
+  invalid_share: 400,
+  invalid_psbt: 400,
+  invalid_policy: 400,
+  invalid_derivation_path: 400,
   internal: 500,
 };
 
