@@ -40,6 +40,8 @@ export function exitCodeFor(code: ErrorCode): number {
     case 'database_corrupt':
     case 'key_record_corrupt':
     case 'vault_sealed':
+    case 'hsm_unavailable':
+    case 'hsm_login_failed':
     case 'internal':
       return EXIT.unavailable;
     default:
