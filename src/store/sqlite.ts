@@ -324,6 +324,13 @@ export class SqliteStore implements Store {
         if (r.state !== 'active') throw new CustosError('key_disabled', 'The key was disabled while this request was in progress; nothing was signed.');
         return;
       }
+      case 'compareAndSetMeta': {
+        const r = this.stmt('SELECT value FROM meta WHERE name = ?').get(m.name) as { value: string } | undefined;
+        if ((r?.value ?? null) !== m.expected) throw new CustosError('storage_unavailable', `The stored ${m.name.split('.')[0]} changed while this request was decided (another process?); decide again.`, { tag: 'meta_moved' });
+        if (m.value === null) this.stmt('DELETE FROM meta WHERE name = ?').run(m.name);
+        else this.stmt('INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value').run(m.name, m.value);
+        return;
+      }
       case 'insertToken': {
         const t = m.token;
         this.stmt('INSERT INTO api_tokens (id, name, hash, role, created_at) VALUES (?,?,?,?,?)').run(t.id, t.name, Buffer.from(t.hash), t.role, t.createdAt);

@@ -27,7 +27,13 @@ export type StateMutation =
    * as the audit entry. If another process moved it meanwhile the unit fails with
    * `storage_unavailable:watermark_moved`, and the caller decides again on the new state.
    */
-  | { kind: 'advanceWatermark'; keyId: string; chainId: string; expected: WatermarkPosition | null; next: Watermark };
+  | { kind: 'advanceWatermark'; keyId: string; chainId: string; expected: WatermarkPosition | null; next: Watermark }
+  /**
+   * Sets a meta value (the seal record, policy state) if it still holds `expected` (null:
+   * absent), in the same transaction as the audit entry; otherwise the unit fails with
+   * `storage_unavailable:meta_moved` and the caller reads and decides again.
+   */
+  | { kind: 'compareAndSetMeta'; name: string; expected: string | null; value: string | null };
 
 /** Height, round and step (1 propose, 2 prevote, 3 precommit, as CometBFT's FilePV). */
 export interface WatermarkPosition {

@@ -15,7 +15,9 @@ import type { Principal } from '../core/types.js';
 import { deriveSubkey, type ScryptParams } from '../crypto/kdf.js';
 import { SqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
-import { PassphraseSeal, parseSealRecord } from '../keystore/seal.js';
+import { PassphraseSeal, parseSealRecord, type SealRecord } from '../keystore/seal.js';
+import { rootFromShares, sealToShares } from '../keystore/shares.js';
+import type { RootWrapper } from '../keystore/hsm-seal.js';
 import { Keyring } from '../keystore/keyring.js';
 import { SoftwareBackend } from '../backends/software/software.js';
 import { AuditSigner, verifyChain, type VerifyReport } from '../audit/chain.js';
@@ -92,8 +94,13 @@ export function hashToken(token: string): Uint8Array {
 
 export interface InitOptions {
   dataDir: string;
-  passphrase: Uint8Array;
+  /** Seal under a passphrase (the default)... */
+  passphrase?: Uint8Array;
   scrypt?: ScryptParams;
+  /** ...or under N operator shares of which T unseal... */
+  shares?: { shares: number; threshold: number };
+  /** ...or under an AES key in a PKCS#11 token, with `shares` as recovery shares. */
+  hsm?: RootWrapper;
 }
 
 export interface InitResult {
@@ -102,6 +109,28 @@ export interface InitResult {
   auditPublicKey: string;
   /** Shown to the operator once; only its SHA-256 is stored. */
   adminToken: string;
+  /** Operator shares (or HSM recovery shares), one line each: hand each to its holder once. */
+  shareLines?: string[];
+}
+
+async function makeSealRecord(opts: InitOptions, root: Uint8Array, vaultId: string): Promise<{ record: SealRecord; shareLines?: string[] }> {
+  if (opts.hsm) {
+    if (!opts.shares) throw new CustosError('bad_request', 'An HSM seal needs recovery shares (--shares N --threshold T) for the day the token is lost.');
+    const recovery = await sealToShares(root, vaultId, opts.shares.shares, opts.shares.threshold, 'recovery');
+    const wrappedRoot = await opts.hsm.wrap(root, utf8(`custos-root-v1\n${vaultId}\nhsm`));
+    return { record: { kind: 'hsm', tokenLabel: opts.hsm.tokenLabel, keyLabel: opts.hsm.keyLabel, wrappedRoot: Buffer.from(wrappedRoot).toString('base64'), recovery: recovery.record }, shareLines: recovery.lines };
+  }
+  if (opts.shares) {
+    const { record, lines } = await sealToShares(root, vaultId, opts.shares.shares, opts.shares.threshold);
+    return { record: { kind: 'shares', shares: record }, shareLines: lines };
+  }
+  if (!opts.passphrase) throw new CustosError('bad_request', 'Choose a seal: a passphrase, operator shares or an HSM.');
+  const seal = new PassphraseSeal(opts.passphrase, opts.scrypt);
+  try {
+    return { record: await seal.seal(root, vaultId) };
+  } finally {
+    seal.destroy();
+  }
 }
 
 export async function initVault(opts: InitOptions): Promise<InitResult> {
@@ -117,12 +146,11 @@ export async function initVault(opts: InitOptions): Promise<InitResult> {
   const tmpPath = join(opts.dataDir, `.${DB_FILE}.init-${randomBytes(6).toString('hex')}`);
   const vaultId = randomUUID();
   const root = new Uint8Array(randomBytes(32));
-  const seal = new PassphraseSeal(opts.passphrase, opts.scrypt);
   const store = SqliteStore.open(tmpPath);
   let linked = false;
   try {
     await store.migrate();
-    const sealRecord = await seal.seal(root, vaultId);
+    const { record: sealRecord, shareLines } = await makeSealRecord(opts, root, vaultId);
     const auditSeed = deriveSubkey(root, utf8(vaultId), 'custos/v1/audit-checkpoint');
     const auditSigner = new AuditSigner(auditSeed, vaultId);
     wipe(auditSeed);
@@ -136,7 +164,7 @@ export async function initVault(opts: InitOptions): Promise<InitResult> {
     const committer = new GroupCommitter(store, auditSigner);
     await committer.commit({
       mutations: [{ kind: 'insertToken', token: { id: `tok_${randomBytes(8).toString('hex')}`, name: 'admin', hash: hashToken(adminToken), role: 'admin', createdAt: new Date().toISOString() } }],
-      audit: [{ requestId: randomUUID(), principal: SYSTEM.id, operation: 'init', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: { vault_id: vaultId, seal: 'passphrase', kdf: 'scrypt' } }],
+      audit: [{ requestId: randomUUID(), principal: SYSTEM.id, operation: 'init', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: sealDetails(vaultId, sealRecord) }],
     });
     await committer.close();
     // Closing the last connection folds the WAL into the file and removes it.
@@ -150,19 +178,27 @@ export async function initVault(opts: InitOptions): Promise<InitResult> {
     linked = true;
     const configPath = join(opts.dataDir, CONFIG_FILE);
     if (!existsSync(configPath)) writeFileSync(configPath, DEFAULT_CONFIG_TOML, { mode: 0o600 });
-    return { vaultId, adminToken, auditPublicKey: bytesToHex(auditSigner.publicKey) };
+    return { vaultId, adminToken, auditPublicKey: bytesToHex(auditSigner.publicKey), ...(shareLines ? { shareLines } : {}) };
   } finally {
     wipe(root);
-    seal.destroy();
     await store.close();
     for (const f of [tmpPath, `${tmpPath}-wal`, `${tmpPath}-shm`]) rmSync(f, { force: true });
     if (linked) fsyncDir(opts.dataDir);
   }
 }
 
+/** What the audit log says about a seal: its kind and shape, never anything secret. */
+export function sealDetails(vaultId: string, r: SealRecord): Record<string, string | number> {
+  if (r.kind === 'passphrase') return { vault_id: vaultId, seal: 'passphrase', kdf: r.kdf };
+  if (r.kind === 'shares') return { vault_id: vaultId, seal: 'shares', shares: r.shares.shares, threshold: r.shares.threshold };
+  return { vault_id: vaultId, seal: 'hsm', token: r.tokenLabel, key: r.keyLabel, recovery_shares: r.recovery.shares, recovery_threshold: r.recovery.threshold };
+}
+
 export interface OpenOptions {
   dataDir: string;
-  passphrase: Uint8Array;
+  /** For a passphrase seal; or give `root` unsealed by shares or an HSM. */
+  passphrase?: Uint8Array;
+  root?: Uint8Array;
   checkpointEvery?: number;
   policy?: Policy;
   metrics?: VaultMetrics & { batch?(units: number, seconds: number): void };
@@ -195,10 +231,13 @@ export async function openStoreOnly(dataDir: string, readonly = true): Promise<{
 /** Unseals the vault in `dataDir`. A wrong passphrase throws `wrong_passphrase` and writes nothing. */
 export async function openVault(opts: OpenOptions): Promise<OpenVault> {
   const { store, vaultId, auditPublicKey } = await openStoreOnly(opts.dataDir, false);
-  const seal = new PassphraseSeal(opts.passphrase);
+  const seal = opts.passphrase ? new PassphraseSeal(opts.passphrase) : null;
   let root: Uint8Array | undefined;
   try {
-    root = await seal.unseal(parseSealRecord(await store.getMeta('seal')), vaultId);
+    const record = parseSealRecord(await store.getMeta('seal'));
+    if (opts.root) root = Uint8Array.from(opts.root);
+    else if (seal) root = await seal.unseal(record, vaultId);
+    else throw new CustosError('vault_sealed', 'The vault is sealed: give its passphrase, or unseal it with operator shares.');
     await store.migrate();
     const auditSeed = deriveSubkey(root, utf8(vaultId), 'custos/v1/audit-checkpoint');
     const auditSigner = new AuditSigner(auditSeed, vaultId);
@@ -237,7 +276,7 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
     throw e;
   } finally {
     wipe(root);
-    seal.destroy();
+    seal?.destroy();
   }
 }
 
@@ -272,6 +311,44 @@ export async function verifyAudit(
     }
     return { ...base, ...(await verifyChain(store, vaultId, key, { onProgress: options.onProgress })) };
   } finally {
+    await store.close();
+  }
+}
+
+/**
+ * Replaces a vault's operator shares (or an HSM seal's recovery shares) with a new set,
+ * given `threshold` current shares. The root key, and so every stored key, stays as it is;
+ * the old shares stop working. Works on a serving vault too: the seal record is one row.
+ */
+export async function rekeyShares(dataDir: string, currentLines: string[], next: { shares: number; threshold: number }): Promise<{ shareLines: string[] }> {
+  const { store, vaultId, auditPublicKey } = await openStoreOnly(dataDir, false);
+  let root: Uint8Array | undefined;
+  try {
+    const sealJson = await store.getMeta('seal');
+    const record = parseSealRecord(sealJson);
+    if (record.kind === 'passphrase') throw new CustosError('bad_request', 'This vault is sealed by a passphrase, not by operator shares; there are no shares to re-key.');
+    const purpose = record.kind === 'shares' ? 'shares' : 'recovery';
+    const current = record.kind === 'shares' ? record.shares : record.recovery;
+    root = await rootFromShares(current, vaultId, currentLines, purpose);
+    const auditSeed = deriveSubkey(root, utf8(vaultId), 'custos/v1/audit-checkpoint');
+    const auditSigner = new AuditSigner(auditSeed, vaultId);
+    wipe(auditSeed);
+    if (bytesToHex(auditSigner.publicKey) !== bytesToHex(auditPublicKey)) throw new CustosError('database_corrupt', 'The shares open a root key that does not belong to this vault; the database was altered.');
+    const made = await sealToShares(root, vaultId, next.shares, next.threshold, purpose);
+    const updated: SealRecord = record.kind === 'shares' ? { kind: 'shares', shares: made.record } : { ...record, recovery: made.record };
+    const committer = new GroupCommitter(store, auditSigner);
+    try {
+      // The new record and its audit entry in one transaction; a concurrent re-key loses.
+      await committer.commit({
+        mutations: [{ kind: 'compareAndSetMeta', name: 'seal', expected: sealJson, value: JSON.stringify(updated) }],
+        audit: [{ requestId: randomUUID(), principal: 'operator', operation: 'rekey_shares', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: sealDetails(vaultId, updated) }],
+      });
+    } finally {
+      await committer.close();
+    }
+    return { shareLines: made.lines };
+  } finally {
+    wipe(root);
     await store.close();
   }
 }

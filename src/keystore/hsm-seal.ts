@@ -1,0 +1,15 @@
+/**
+ * Sealing by HSM: the root key is encrypted by an AES-256 key that never leaves a PKCS#11
+ * token (AES-GCM through C_Encrypt/C_Decrypt), so a vault whose token and PIN are present
+ * unseals itself at start. Recovery shares, made at init, open the same root if the token
+ * is lost, as Vault's recovery keys do.
+ */
+
+/** What the seal needs from a token: encrypt and decrypt 32 bytes under its AES key. */
+export interface RootWrapper {
+  readonly tokenLabel: string;
+  readonly keyLabel: string;
+  wrap(root: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
+  /** The root key; throws `hsm_unavailable` when the token cannot be used. */
+  unwrap(wrapped: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
+}
