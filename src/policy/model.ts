@@ -1,0 +1,140 @@
+/**
+ * What a policy rule sees and answers: the typed request (principal, key, operation, payload
+ * facts, the clock), the per-rule result that makes up the trace, and the small state that
+ * stateful rules (velocity, rate_limit) read and return. Plain data, no behaviour.
+ */
+import type { Algorithm, Principal } from '../core/types.js';
+
+export const OPERATIONS = ['sign', 'export'] as const;
+export type Operation = (typeof OPERATIONS)[number];
+
+/** What is being signed, as the front end decoded it. */
+export const PAYLOAD_TYPES = ['raw', 'digest', 'psbt', 'ssh', 'consensus'] as const;
+export type PayloadType = (typeof PAYLOAD_TYPES)[number];
+
+/** The stable tag of each rule type; a denial is reported as `policy_denied:<tag>`. */
+export const RULE_TAGS = [
+  'operations',
+  'principals',
+  'time_window',
+  'rate_limit',
+  'amount_limit',
+  'velocity',
+  'destinations',
+  'fee_cap',
+  'change_must_return',
+  'payload_format',
+  'approval',
+] as const;
+export type RuleTag = (typeof RULE_TAGS)[number];
+
+/** The key as policy sees it: `tags` come from the key's `tags` attribute (see `policyKeyOf`). */
+export interface PolicyKey {
+  id: string;
+  label: string;
+  algorithm: Algorithm;
+  tags: readonly string[];
+}
+
+export interface PsbtOutput {
+  /** Null for a script without an address (OP_RETURN, bare multisig, ...). */
+  address: string | null;
+  amount: bigint;
+  /** True only when the output was verified to pay this wallet's own change path. */
+  isChange: boolean;
+}
+
+/** What the PSBT decoder established about a transaction; amounts in satoshis. */
+export interface PsbtFacts {
+  outputs: readonly PsbtOutput[];
+  fee: bigint;
+  /** Sum of the outputs that leave the wallet (every output that is not change). */
+  sentExternally: bigint;
+  inputCount: number;
+  /** Virtual size in vbytes, when known; needed by a `fee_cap` with `max_fee_rate`. */
+  vsize?: number;
+}
+
+export interface SshFacts {
+  host?: string;
+  user?: string;
+  namespace?: string;
+}
+
+/** One request as the engine evaluates it. Everything the rules may look at is here. */
+export interface PolicyRequest {
+  principal: Principal;
+  key: PolicyKey;
+  operation: Operation;
+  /** What is signed; null for an export (nothing is signed). */
+  payloadType: PayloadType | null;
+  /** The clock, passed in: the engine never reads it. */
+  now: Date;
+  psbt?: PsbtFacts;
+  ssh?: SshFacts;
+  /** The message bytes of a `raw` payload, for `payload_format` prefix and length checks. */
+  payload?: Uint8Array;
+  /** Protocol facts from the front end (`format`, `chain_id`, ...). */
+  facts: Record<string, string>;
+  /**
+   * Principals who have approved this very request. Absent on the first evaluation; the
+   * vault re-evaluates with the approvers once they have answered (see engine.ts).
+   */
+  approvedBy?: readonly string[];
+}
+
+/**
+ * State of one stateful rule for one scope: a fixed ring of `buckets + 1` counters, each
+ * covering `bucketMs` of wall-clock time, `head` the absolute index (floor(ms / bucketMs)) of
+ * the newest one. Counters are decimal strings so that the value is plain JSON. Its size never
+ * grows with traffic.
+ */
+export interface BucketState {
+  kind: 'buckets';
+  bucketMs: number;
+  buckets: number;
+  head: number;
+  counts: string[];
+}
+export type RuleState = BucketState;
+
+/** A state the caller commits in the same transaction as the decision. */
+export interface StateUpdate {
+  /** `<policy id>/<rule id>/<per>` (see rules/scope.ts); never contains the policy version. */
+  scope: string;
+  /** What the engine read (null if nothing): the store may compare-and-set against it. */
+  previous: RuleState | null;
+  state: RuleState;
+}
+
+/** Reads the committed state of a scope; undefined when there is none yet. Synchronous: load first (see `stateScopes`). */
+export type ReadState = (scope: string) => RuleState | undefined;
+
+export type RuleResult = 'pass' | 'deny' | 'approval' | 'not_applicable';
+
+/** What one rule said about one request. */
+export type RuleOutcome =
+  | { result: 'pass'; explanation: string; update?: StateUpdate }
+  | { result: 'not_applicable'; explanation: string }
+  | { result: 'deny'; explanation: string }
+  | { result: 'approval'; explanation: string; approvers: readonly string[]; required: number };
+
+/** Per-evaluation helpers shared by the rules: the state reader and memoised derived facts. */
+export interface EvalContext {
+  readonly nowMs: number;
+  readState(scope: string): RuleState | undefined;
+  /** Weekday (0 = Sunday) and minute of day at `now` in an IANA time zone, computed once per zone. */
+  localTime(zone: string): { day: number; minute: number };
+  /** Sum of the non-change outputs, and the larger of that and the declared `sentExternally`. */
+  readonly sentExternally: bigint | null;
+}
+
+/** A rule after validation: precomputed sets and patterns, ready for any number of requests. */
+export interface CompiledRule {
+  /** The rule's `id`, or `rules[i]` when it has none. */
+  readonly id: string;
+  readonly tag: RuleTag;
+  /** State scope for this request, for a stateful rule that applies to it; else null. */
+  scope(req: PolicyRequest): string | null;
+  evaluate(req: PolicyRequest, ctx: EvalContext): RuleOutcome;
+}
