@@ -4,7 +4,7 @@
  * (address and token from flags or CUSTOS_ADDR / CUSTOS_TOKEN).
  */
 import { Command, Option, CommanderError } from 'commander';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CustosError, isCustosError } from '../core/errors.js';
 import { base64ToBytes, bytesToHex, hexToBytes, wipe } from '../core/bytes.js';
@@ -13,10 +13,11 @@ import { printable } from '../core/text.js';
 import { x25519 } from '@noble/curves/ed25519.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { decodeExportedKey, eciesDecrypt } from '../crypto/ecies.js';
-import { CustosClient, type KeyInfo } from '../client/client.js';
-import { initVault, openStoreOnly, verifyAudit, CONFIG_FILE } from '../vault/open.js';
+import { CustosClient, type KeyInfo, type SealStatusView } from '../client/client.js';
+import { initVault, openStoreOnly, rekeyShares, verifyAudit, CONFIG_FILE } from '../vault/open.js';
+import { parseSealRecord } from '../keystore/seal.js';
 import { AGENT_DEFAULTS, loadConfig, parsePort } from '../daemon/config.js';
-import { readPassphrase } from '../daemon/passphrase.js';
+import { prompt, readPassphrase } from '../daemon/passphrase.js';
 import { closeOnSignals, startDevServer, startServer, VERSION } from '../daemon/serve.js';
 import { EXIT, exitCodeFor } from './exit.js';
 
@@ -46,6 +47,37 @@ const withApi = (c: Command) =>
     .addOption(new Option('--token <token>', 'API token (prefer CUSTOS_TOKEN or --token-file: flags show in `ps`)').env('CUSTOS_TOKEN'))
     .option('--token-file <file>', 'read the API token from a file')
     .option('--json', 'print JSON');
+
+function sharesOption(o: { shares?: string; threshold?: string }): { shares: number; threshold: number } | undefined {
+  if (o.shares === undefined && o.threshold === undefined) return undefined;
+  const shares = Number(o.shares);
+  const threshold = Number(o.threshold);
+  if (!Number.isInteger(shares) || !Number.isInteger(threshold) || threshold < 2 || shares < threshold || shares > 32) {
+    throw new CustosError('bad_request', 'Give --shares N and --threshold T with 2 ≤ T ≤ N ≤ 32.');
+  }
+  return { shares, threshold };
+}
+
+/** Prints share lines, or writes each to its own 0600 file in a new 0700 directory. */
+function printShares(lines: string[], threshold: number, dir?: string): void {
+  out('');
+  if (dir) {
+    mkdirSync(dir, { mode: 0o700 });
+    lines.forEach((l, i) => writeFileSync(join(dir, `share-${i + 1}-of-${lines.length}.txt`), l + '\n', { mode: 0o600, flag: 'wx' }));
+    out(`${lines.length} operator shares written to ${resolve(dir)} (one file each); any ${threshold} unseal the vault.`);
+    out('Hand each file to its holder and delete it here: a share is shown and stored nowhere else.');
+    return;
+  }
+  out(`Operator shares (any ${threshold} of ${lines.length} unseal the vault; each is shown once, give each to its holder):`);
+  lines.forEach((l, i) => out(`  ${i + 1}: ${l}`));
+}
+
+function printSealStatus(s: SealStatusView, json?: boolean): void {
+  if (json) return out(JSON.stringify(s));
+  if (!s.sealed) return out(`unsealed (seal: ${s.seal})`);
+  out(`sealed (seal: ${s.seal}): ${s.progress ?? 0} of ${s.threshold} shares given`);
+  if (s.reason) out(s.reason);
+}
 
 function printKey(k: KeyInfo, json: boolean): void {
   if (json) return out(JSON.stringify(k, null, 2));
@@ -95,14 +127,22 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
     .requiredOption('--data-dir <dir>', 'directory for the vault (created 0700)')
     .option('--passphrase-file <file>', 'read the passphrase from a file (else $CUSTOS_PASSPHRASE, else a prompt)')
     .addOption(new Option('--scrypt-log-n <n>', 'scrypt cost as log2(N); default 17 (128 MiB, ~0.3 s)').default('17'))
-    .action(async (o: { dataDir: string; passphraseFile?: string; scryptLogN: string }) => {
+    .option('--shares <n>', 'seal by N operator shares instead of a passphrase (with --threshold)')
+    .option('--threshold <t>', 'how many shares unseal the vault (2 ≤ T ≤ N)')
+    .option('--share-dir <dir>', 'write each share to its own file in this new directory (0700, files 0600) instead of printing them')
+    .action(async (o: { dataDir: string; passphraseFile?: string; scryptLogN: string; shares?: string; threshold?: string; shareDir?: string }) => {
       const logN = Number(o.scryptLogN);
       if (!Number.isInteger(logN) || logN < 10 || logN > 22) throw new CustosError('bad_request', '--scrypt-log-n must be an integer from 10 to 22.');
-      const passphrase = await readPassphrase({ file: o.passphraseFile, confirm: true });
+      const shares = sharesOption(o);
+      if (shares && o.passphraseFile) throw new CustosError('bad_request', 'Choose one seal: --shares/--threshold or a passphrase.');
+      if (!shares && o.shareDir) throw new CustosError('bad_request', '--share-dir needs --shares and --threshold.');
+      if (o.shareDir && existsSync(o.shareDir)) throw new CustosError('bad_request', `${o.shareDir} exists; give a new directory for the share files.`);
+      const passphrase = shares ? undefined : await readPassphrase({ file: o.passphraseFile, confirm: true });
       try {
         const dataDir = resolve(o.dataDir);
-        const r = await initVault({ dataDir, passphrase, scrypt: { N: 2 ** logN, r: 8, p: 1 } });
+        const r = await initVault({ dataDir, ...(passphrase ? { passphrase } : {}), ...(shares ? { shares } : {}), scrypt: { N: 2 ** logN, r: 8, p: 1 } });
         out(`Vault ${r.vaultId} created in ${dataDir}.`);
+        if (r.shareLines) printShares(r.shareLines, shares!.threshold, o.shareDir);
         out('');
         out('Admin API token (shown once; only its hash is stored, keep it safe):');
         out(`  ${r.adminToken}`);
@@ -111,6 +151,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
         out(`  ${r.auditPublicKey}`);
         out('');
         out(`Start it with: custos serve --data-dir ${dataDir}`);
+        if (shares) out(`It starts sealed: ${shares.threshold} operators each run \`custos operator unseal\` with their share.`);
       } finally {
         wipe(passphrase);
       }
@@ -174,9 +215,15 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
         const first = config.sshAgents[0] ?? { ...AGENT_DEFAULTS };
         config.sshAgents[0] = { ...first, enabled: true, socket: resolve(o.agentSocket) };
       }
-      // Fail on a missing vault before asking for a passphrase.
-      (await openStoreOnly(dataDir)).store.close();
-      const passphrase = await readPassphrase({ file: o.passphraseFile });
+      // Fail on a missing vault before asking for a passphrase; vaults sealed by shares need none.
+      const meta = await openStoreOnly(dataDir);
+      let sealKind: string;
+      try {
+        sealKind = parseSealRecord(await meta.store.getMeta('seal')).kind;
+      } finally {
+        await meta.store.close();
+      }
+      const passphrase = sealKind === 'passphrase' ? await readPassphrase({ file: o.passphraseFile }) : undefined;
       let server;
       try {
         server = await startServer({ dataDir, passphrase, config });
@@ -187,6 +234,59 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       server.announce();
       process.stderr.write(`custos: listening on ${server.url}\n`);
       for (const sock of server.agentSockets) process.stderr.write(`custos: ssh-agent on ${sock} (export SSH_AUTH_SOCK=${sock})\n`);
+    });
+
+  const operator = program.command('operator').description('Operator shares: unseal a running vault, re-key the shares');
+
+  operator
+    .command('unseal')
+    .description('Give one operator share to a sealed vault (needs no API token: the share is the credential)')
+    .addOption(new Option('--addr <url>', 'vault API address').env('CUSTOS_ADDR').default('http://127.0.0.1:8200'))
+    .option('--share-file <file>', 'read the share from a file (else a prompt, without echo)')
+    .option('--reset', 'forget the shares given so far')
+    .option('--json', 'print JSON')
+    .action(async (o: { addr: string; shareFile?: string; reset?: boolean; json?: boolean }) => {
+      const client = new CustosClient({ addr: o.addr, token: '' });
+      let status;
+      if (o.reset) status = await client.unseal({ reset: true });
+      else {
+        const before = await client.sealStatus();
+        if (!before.sealed) return printSealStatus(before, o.json);
+        const bytes = o.shareFile ? readInput(o.shareFile) : await prompt('Operator share: ');
+        // The share must travel as JSON text; it lives in a string only for this request.
+        const share = Buffer.from(bytes).toString('utf8').trim();
+        wipe(bytes);
+        status = await client.unseal({ share });
+      }
+      printSealStatus(status, o.json);
+    });
+
+  operator
+    .command('rekey')
+    .description('Replace the operator shares (or HSM recovery shares) with a new set; keys are unchanged, the old shares stop working')
+    .requiredOption('--data-dir <dir>', 'vault directory')
+    .requiredOption('--share-file <file...>', 'files holding current shares, one share each (at least the threshold)')
+    .requiredOption('--shares <n>', 'number of new shares')
+    .requiredOption('--threshold <t>', 'shares needed to unseal')
+    .option('--share-dir <dir>', 'write the new shares to files in this new directory instead of printing them')
+    .action(async (o: { dataDir: string; shareFile: string[]; shares: string; threshold: string; shareDir?: string }) => {
+      const next = sharesOption(o)!;
+      if (o.shareDir && existsSync(o.shareDir)) throw new CustosError('bad_request', `${o.shareDir} exists; give a new directory for the share files.`);
+      const lines = o.shareFile.map((f) => Buffer.from(readInput(f)).toString('utf8').trim());
+      const { shareLines } = await rekeyShares(resolve(o.dataDir), lines, next);
+      out('The shares were replaced; the old ones no longer unseal this vault.');
+      printShares(shareLines, next.threshold, o.shareDir);
+    });
+
+  program
+    .command('status')
+    .description('Seal state and health of a running vault (needs no API token)')
+    .addOption(new Option('--addr <url>', 'vault API address').env('CUSTOS_ADDR').default('http://127.0.0.1:8200'))
+    .option('--json', 'print JSON')
+    .action(async (o: { addr: string; json?: boolean }) => {
+      const status = await new CustosClient({ addr: o.addr, token: '' }).sealStatus();
+      printSealStatus(status, o.json);
+      if (status.sealed) process.exitCode = EXIT.unavailable;
     });
 
   const keys = program.command('keys').description('Manage keys in a running vault (over the HTTP API)');

@@ -58,6 +58,14 @@ export interface AuditEntryView {
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
 
+export interface SealStatusView {
+  sealed: boolean;
+  seal: 'passphrase' | 'shares' | 'hsm';
+  threshold?: number;
+  progress?: number;
+  reason?: string;
+}
+
 export class CustosClient {
   constructor(private readonly opts: { addr: string; token: string; timeoutMs?: number }) {}
 
@@ -66,7 +74,7 @@ export class CustosClient {
     try {
       res = await fetch(new URL(path, this.opts.addr), {
         method,
-        headers: { authorization: `Bearer ${this.opts.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        headers: { ...(this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
         body: body !== undefined ? JSON.stringify(body) : undefined,
         signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
       });
@@ -90,6 +98,16 @@ export class CustosClient {
 
   health(): Promise<{ status: string }> {
     return this.call('GET', '/healthz');
+  }
+
+  /** Needs no token. */
+  sealStatus(): Promise<SealStatusView> {
+    return this.call('GET', '/v1/sys/seal-status');
+  }
+
+  /** Gives one operator share (no token: the share is the credential). */
+  unseal(body: { share: string } | { reset: true }): Promise<SealStatusView> {
+    return this.call('POST', '/v1/sys/unseal', body);
   }
 
   async listKeys(): Promise<KeyInfo[]> {

@@ -14,7 +14,8 @@ function stripNewline(b: Uint8Array): Uint8Array {
   return out;
 }
 
-async function prompt(question: string): Promise<Uint8Array> {
+/** Reads a line from the terminal without echo (passphrases, operator shares). */
+export async function prompt(question: string): Promise<Uint8Array> {
   const stdin = process.stdin;
   // Echo goes off before the prompt appears, so nothing typed early is ever shown.
   stdin.setRawMode(true);

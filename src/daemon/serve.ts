@@ -9,11 +9,15 @@ import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { wipe } from '../core/bytes.js';
+import { CustosError } from '../core/errors.js';
+import { parseSealRecord, type SealRecord } from '../keystore/seal.js';
+import { hsmRootAd, type RootWrapper } from '../keystore/hsm-seal.js';
 import { buildHttpServer, assertLoopback } from '../frontends/http/server.js';
 import { Metrics } from '../frontends/http/metrics.js';
 import { SshAgent } from '../frontends/ssh-agent/agent.js';
 import { PrivvalConnector } from '../frontends/privval/connector.js';
-import { initVault, openVault, SYSTEM, CONFIG_FILE } from '../vault/open.js';
+import { initVault, openStoreOnly, openVault, SYSTEM, CONFIG_FILE, type OpenVault } from '../vault/open.js';
+import { ShareGate } from './unseal.js';
 import { AGENT_DEFAULTS, loadConfig, type ServeConfig } from './config.js';
 
 export const VERSION = '0.1.0';
@@ -30,63 +34,126 @@ export interface RunningServer {
 
 export interface ServeOptions {
   dataDir: string;
-  passphrase: Uint8Array;
+  /** For a passphrase seal. Vaults sealed by shares or an HSM need none. */
+  passphrase?: Uint8Array;
   config: ServeConfig;
+  /** For an HSM seal: opens the configured token's root wrapper (see `[seal.pkcs11]`). */
+  rootWrapper?: () => Promise<RootWrapper>;
 }
+
+type Connectors = Array<{ cfg: ServeConfig['privval'][number]; connector: PrivvalConnector }>;
 
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   assertLoopback(opts.config.api.host);
   const logger = pino({ level: opts.config.log.level, base: { service: 'custos' }, redact: ['req.headers.authorization'] });
   const metrics = new Metrics();
-  const opened = await openVault({
-    dataDir: opts.dataDir,
-    passphrase: opts.passphrase,
-    checkpointEvery: opts.config.audit.checkpointEvery,
-    metrics,
-    approvalTimeoutMs: opts.config.approvals.timeoutSeconds * 1000,
-  });
+  const agents: SshAgent[] = [];
+  const connectors: Connectors = [];
+  const openWith = (unlock: { passphrase?: Uint8Array; root?: Uint8Array }) =>
+    openVault({ dataDir: opts.dataDir, ...unlock, checkpointEvery: opts.config.audit.checkpointEvery, metrics, approvalTimeoutMs: opts.config.approvals.timeoutSeconds * 1000 });
+
+  // Front ends that need the unsealed vault: started at once, or when the last share arrives.
+  const startFrontends = async (opened: OpenVault) => {
+    try {
+      for (const p of opts.config.privval) {
+        // Fail at start, with a sentence, rather than in a reconnect loop.
+        await opened.vault.getKey(p.key);
+        if (p.identityKey) await opened.vault.getKey(p.identityKey);
+        const connector = new PrivvalConnector(
+          opened.vault,
+          {
+            name: p.name,
+            chainId: p.chainId,
+            address: p.address,
+            consensusKey: p.key,
+            identityKey: p.identityKey,
+            dialect: p.dialect,
+            allowSignBytes: p.allowSignBytes,
+            ...(p.nodeKey ? { expectedNodeKey: new Uint8Array(Buffer.from(p.nodeKey, 'hex')) } : {}),
+          },
+          { info: (msg, fields) => logger.info({ privval: p.name, ...fields }, msg), warn: (msg, fields) => logger.warn({ privval: p.name, ...fields }, msg) },
+          metrics,
+        );
+        connectors.push({ cfg: p, connector });
+      }
+      for (const a of opts.config.sshAgents.filter((x) => x.enabled)) {
+        const agent = new SshAgent(opened.vault, { name: a.name, socketPath: resolve(opts.dataDir, a.socket), keys: a.keys, allowSha1: a.allowSha1, allowConfirm: a.allowConfirm, maxConnections: a.maxConnections }, logger);
+        await agent.listen();
+        agents.push(agent);
+      }
+      for (const c of connectors) c.connector.start();
+    } catch (e) {
+      await stopFrontends();
+      throw e;
+    }
+  };
+  const stopFrontends = async () => {
+    for (const c of connectors.splice(0)) await c.connector.stop();
+    for (const a of agents.splice(0)) await a.close();
+  };
+
+  const { store: metaStore, vaultId } = await openStoreOnly(opts.dataDir);
+  let record: SealRecord;
+  try {
+    record = parseSealRecord(await metaStore.getMeta('seal'));
+  } finally {
+    await metaStore.close();
+  }
+  let opened: OpenVault | null = null;
+  let gate: ShareGate | null = null;
+  if (record.kind === 'passphrase') {
+    if (!opts.passphrase) throw new CustosError('vault_sealed', 'This vault is sealed by a passphrase: give it with --passphrase-file or CUSTOS_PASSPHRASE.');
+    opened = await openWith({ passphrase: opts.passphrase });
+  } else {
+    let root: Uint8Array | undefined;
+    let reason: string | undefined;
+    if (record.kind === 'hsm') {
+      // Auto-unseal through the token; when it cannot be used, wait for recovery shares.
+      try {
+        if (!opts.rootWrapper) throw new CustosError('config_invalid', 'The vault is sealed by an HSM but the configuration has no [seal.pkcs11] table.');
+        const wrapper = await opts.rootWrapper();
+        root = await wrapper.unwrap(new Uint8Array(Buffer.from(record.wrappedRoot, 'base64')), hsmRootAd(vaultId));
+      } catch (e) {
+        reason = `The HSM could not unseal the vault: ${(e as Error).message} Give recovery shares to unseal it.`;
+        logger.warn({ seal: 'hsm', code: (e as CustosError).code }, reason);
+      }
+    }
+    const recordShares = record.kind === 'shares' ? record.shares : record.recovery;
+    gate = new ShareGate(record.kind, recordShares, vaultId, async (r) => {
+      const o = await openWith({ root: r });
+      try {
+        await startFrontends(o);
+      } catch (e) {
+        await o.close();
+        throw e;
+      }
+      logger.info({ vault_id: vaultId }, 'unsealed by operator shares');
+      return o;
+    }, reason);
+    if (root) {
+      try {
+        opened = await openWith({ root });
+      } finally {
+        wipe(root);
+      }
+      gate.openedBy(opened);
+      logger.info({ vault_id: vaultId }, 'unsealed by the HSM');
+    }
+  }
   const app = await buildHttpServer({
-    vault: opened.vault,
+    ...(gate ? { gate } : { vault: opened!.vault }),
     metrics,
     logger,
     version: VERSION,
     privvalStatus: () => connectors.map(({ cfg, connector }) => ({ name: cfg.name, chainId: cfg.chainId, address: cfg.address, ...connector.status() })),
   });
-  const agents: SshAgent[] = [];
-  const connectors: Array<{ cfg: ServeConfig['privval'][number]; connector: PrivvalConnector }> = [];
+  const current = () => gate?.openVault ?? opened;
   try {
-    for (const p of opts.config.privval) {
-      // Fail at start, with a sentence, rather than in a reconnect loop.
-      await opened.vault.getKey(p.key);
-      if (p.identityKey) await opened.vault.getKey(p.identityKey);
-      const connector = new PrivvalConnector(
-        opened.vault,
-        {
-          name: p.name,
-          chainId: p.chainId,
-          address: p.address,
-          consensusKey: p.key,
-          identityKey: p.identityKey,
-          dialect: p.dialect,
-          allowSignBytes: p.allowSignBytes,
-          ...(p.nodeKey ? { expectedNodeKey: new Uint8Array(Buffer.from(p.nodeKey, 'hex')) } : {}),
-        },
-        { info: (msg, fields) => logger.info({ privval: p.name, ...fields }, msg), warn: (msg, fields) => logger.warn({ privval: p.name, ...fields }, msg) },
-        metrics,
-      );
-      connectors.push({ cfg: p, connector });
-    }
-    for (const a of opts.config.sshAgents.filter((x) => x.enabled)) {
-      const agent = new SshAgent(opened.vault, { name: a.name, socketPath: resolve(opts.dataDir, a.socket), keys: a.keys, allowSha1: a.allowSha1, allowConfirm: a.allowConfirm, maxConnections: a.maxConnections }, logger);
-      await agent.listen();
-      agents.push(agent);
-    }
+    if (opened) await startFrontends(opened);
     await app.listen({ host: opts.config.api.host, port: opts.config.api.port });
-    for (const c of connectors) c.connector.start();
   } catch (e) {
-    for (const c of connectors) await c.connector.stop();
-    for (const a of agents) await a.close();
-    await opened.close();
+    await stopFrontends();
+    await current()?.close();
     throw e;
   }
   const addr = app.server.address();
@@ -96,15 +163,20 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   let closing: Promise<void> | null = null;
   return {
     url,
-    agentSocket: agents[0]?.config.socketPath,
-    agentSockets: agents.map((a) => a.config.socketPath),
-    announce: () => logger.info({ url, data_dir: opts.dataDir, vault_id: opened.vaultId, ssh_agents: agents.map((a) => a.config.socketPath) }, 'listening'),
+    get agentSocket() {
+      return agents[0]?.config.socketPath;
+    },
+    get agentSockets() {
+      return agents.map((a) => a.config.socketPath);
+    },
+    announce: () =>
+      logger.info({ url, data_dir: opts.dataDir, vault_id: vaultId, sealed: !current(), ssh_agents: agents.map((a) => a.config.socketPath) }, current() ? 'listening' : 'listening sealed: waiting for operator shares (custos operator unseal)'),
     close: () =>
       (closing ??= (async () => {
-        for (const c of connectors) await c.connector.stop();
-        for (const a of agents) await a.close();
+        await stopFrontends();
         await app.close();
-        await opened.close();
+        gate?.forget();
+        await current()?.close();
         logger.info('stopped');
       })()),
   };

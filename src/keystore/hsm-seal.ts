@@ -4,6 +4,10 @@
  * unseals itself at start. Recovery shares, made at init, open the same root if the token
  * is lost, as Vault's recovery keys do.
  */
+import { utf8 } from '../core/bytes.js';
+
+/** Associated data binding an HSM-encrypted root to its vault. */
+export const hsmRootAd = (vaultId: string): Uint8Array => utf8(`custos-root-v1\n${vaultId}\nhsm`);
 
 /** What the seal needs from a token: encrypt and decrypt 32 bytes under its AES key. */
 export interface RootWrapper {

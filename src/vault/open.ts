@@ -17,7 +17,7 @@ import { SqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
 import { PassphraseSeal, parseSealRecord, type SealRecord } from '../keystore/seal.js';
 import { rootFromShares, sealToShares } from '../keystore/shares.js';
-import type { RootWrapper } from '../keystore/hsm-seal.js';
+import { hsmRootAd, type RootWrapper } from '../keystore/hsm-seal.js';
 import { Keyring } from '../keystore/keyring.js';
 import { SoftwareBackend } from '../backends/software/software.js';
 import { AuditSigner, verifyChain, type VerifyReport } from '../audit/chain.js';
@@ -117,7 +117,7 @@ async function makeSealRecord(opts: InitOptions, root: Uint8Array, vaultId: stri
   if (opts.hsm) {
     if (!opts.shares) throw new CustosError('bad_request', 'An HSM seal needs recovery shares (--shares N --threshold T) for the day the token is lost.');
     const recovery = await sealToShares(root, vaultId, opts.shares.shares, opts.shares.threshold, 'recovery');
-    const wrappedRoot = await opts.hsm.wrap(root, utf8(`custos-root-v1\n${vaultId}\nhsm`));
+    const wrappedRoot = await opts.hsm.wrap(root, hsmRootAd(vaultId));
     return { record: { kind: 'hsm', tokenLabel: opts.hsm.tokenLabel, keyLabel: opts.hsm.keyLabel, wrappedRoot: Buffer.from(wrappedRoot).toString('base64'), recovery: recovery.record }, shareLines: recovery.lines };
   }
   if (opts.shares) {

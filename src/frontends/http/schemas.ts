@@ -325,3 +325,34 @@ export const privvalStatusSchema = {
     ...errors,
   },
 } as const;
+
+const sealStatusBody = {
+  type: 'object',
+  properties: {
+    sealed: { type: 'boolean' },
+    seal: { type: 'string', enum: ['passphrase', 'shares', 'hsm'] },
+    threshold: { type: 'integer' },
+    progress: { type: 'integer' },
+    reason: { type: 'string' },
+  },
+} as const;
+
+export const sealStatusSchema = {
+  summary: 'Seal state: sealed or not, how, and how many operator shares are in',
+  tags: ['system'],
+  response: { 200: sealStatusBody },
+} as const;
+
+export const unsealSchema = {
+  summary: 'Give one operator share (no token: the share is the credential); the vault unseals when the threshold is reached',
+  tags: ['system'],
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      share: { type: 'string', minLength: 1, maxLength: 200 },
+      reset: { type: 'boolean', description: 'forget the shares given so far' },
+    },
+  },
+  response: { 200: sealStatusBody, 400: { $ref: 'Error#' } },
+} as const;

@@ -17,8 +17,35 @@ import { TokenAuthenticator } from './auth.js';
 import type { Metrics } from './metrics.js';
 import * as S from './schemas.js';
 
+/** The seal state the daemon exposes while the vault waits for operator shares. */
+export interface SealStatus {
+  sealed: boolean;
+  seal: 'passphrase' | 'shares' | 'hsm';
+  /** Shares needed and given so far, while sealed by shares (or waiting for recovery shares). */
+  threshold?: number;
+  progress?: number;
+  /** Why an HSM-sealed vault is waiting for recovery shares. */
+  reason?: string;
+}
+
+export interface SealGate {
+  /** The vault once unsealed, else null. */
+  vault(): Vault | null;
+  status(): SealStatus;
+  /** Adds an operator share; unseals (and starts every front end) when the threshold is reached. */
+  submitShare(line: string): Promise<SealStatus>;
+  /** Forgets the shares given so far. */
+  resetShares(): SealStatus;
+}
+
+/** Health of the parts a request depends on beyond the vault itself (HSM tokens). */
+export type HealthCheck = () => Array<{ component: string; ok: boolean; detail?: string }>;
+
 export interface HttpOptions {
-  vault: Vault;
+  /** The vault, or a gate that yields it once operators have unsealed it. */
+  vault?: Vault;
+  gate?: SealGate;
+  health?: HealthCheck;
   metrics: Metrics;
   /** A pino logger; silent when absent. */
   logger?: FastifyBaseLogger;
@@ -32,6 +59,10 @@ export interface HttpOptions {
 declare module 'fastify' {
   interface FastifyRequest {
     principal?: Principal;
+  }
+  interface FastifyContextConfig {
+    /** A route that needs no API token. */
+    public?: boolean;
   }
 }
 
@@ -110,8 +141,15 @@ function optionsOf(body: SignBody): SignOptions {
 }
 
 export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstance> {
-  const { vault, metrics } = opts;
-  const auth = new TokenAuthenticator(vault.store);
+  const { metrics } = opts;
+  const vault = (): Vault => {
+    const v = opts.gate ? opts.gate.vault() : opts.vault;
+    if (!v) throw new CustosError('vault_sealed', 'The vault is sealed: operators must unseal it first (`custos operator unseal`); `custos status` shows the progress.');
+    return v;
+  };
+  let auth: TokenAuthenticator | null = null;
+  const authenticator = () => (auth ??= new TokenAuthenticator(vault().store));
+  const sealStatus = (): SealStatus => opts.gate?.status() ?? { sealed: false, seal: 'passphrase' };
   const app = Fastify({
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
     bodyLimit: opts.bodyLimit ?? 512 * 1024,
@@ -156,7 +194,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     // so `/%761/keys` matches `/v1/keys`. Every route needs a token unless it is marked public.
     const config = req.routeOptions.config as { public?: boolean } | undefined;
     if (req.routeOptions.url !== undefined && !config?.public) {
-      req.principal = await auth.authenticate(req.headers.authorization);
+      req.principal = await authenticator().authenticate(req.headers.authorization);
     }
   });
 
@@ -211,17 +249,32 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   };
   const open = { config: { public: true } };
 
-  app.get('/healthz', { ...open, schema: { summary: 'Liveness and seal state', tags: ['system'] } }, async () => ({ status: 'ok', sealed: false }));
+  // 200 only when requests can be served: unsealed and every backend (HSM token) usable.
+  app.get('/healthz', { ...open, schema: { summary: 'Health: 200 when the vault is unsealed and its backends usable, else 503', tags: ['system'] } }, async (_req, reply) => {
+    const seal = sealStatus();
+    const components = opts.health?.() ?? [];
+    const ok = !seal.sealed && components.every((c) => c.ok);
+    reply.code(ok ? 200 : 503);
+    return { status: seal.sealed ? 'sealed' : ok ? 'ok' : 'degraded', sealed: seal.sealed, components };
+  });
+  app.get('/v1/sys/seal-status', { ...open, schema: S.sealStatusSchema }, async () => sealStatus());
+  app.post<{ Body: { share?: string; reset?: boolean } }>('/v1/sys/unseal', { ...open, schema: S.unsealSchema }, async (req) => {
+    const gate = opts.gate;
+    if (!gate || !gate.status().sealed) return sealStatus();
+    if (req.body.reset) return gate.resetShares();
+    if (req.body.share === undefined) throw new CustosError('bad_request', 'Send {"share": "custos-share-v1...."} or {"reset": true}.');
+    return gate.submitShare(req.body.share);
+  });
   app.get('/metrics', { ...open, schema: { summary: 'Prometheus metrics', tags: ['system'] } }, async (_req, reply) => {
     reply.header('content-type', metrics.registry.contentType);
     return metrics.registry.metrics();
   });
   app.get('/v1/openapi.json', { ...open, schema: { hide: true } }, async () => app.swagger());
 
-  app.get('/v1/keys', { schema: S.listKeysSchema }, async () => ({ keys: (await vault.listKeys()).map(keyView) }));
+  app.get('/v1/keys', { schema: S.listKeysSchema }, async () => ({ keys: (await vault().listKeys()).map(keyView) }));
 
   app.post<{ Body: { label: string; algorithm: Algorithm; exportable: boolean } }>('/v1/keys', { schema: S.createKeySchema }, async (req, reply) => {
-    const key = await vault.createKey(ctx(req), req.body);
+    const key = await vault().createKey(ctx(req), req.body);
     reply.code(201);
     return keyView(key);
   });
@@ -232,43 +285,43 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     async (req, reply) => {
       const b = req.body;
       const material = b.format === 'raw' ? base64ToBytes(b.material, 'material') : utf8(b.material);
-      const key = await vault.importKey(ctx(req), { label: b.label, algorithm: b.algorithm, format: b.format, material, exportable: b.exportable });
+      const key = await vault().importKey(ctx(req), { label: b.label, algorithm: b.algorithm, format: b.format, material, exportable: b.exportable });
       reply.code(201);
       return keyView(key);
     },
   );
 
-  app.get<{ Params: { key: string } }>('/v1/keys/:key', { schema: S.keySchemaRoute('Show a key and its public key formats') }, async (req) => keyView(await vault.getKey(req.params.key)));
+  app.get<{ Params: { key: string } }>('/v1/keys/:key', { schema: S.keySchemaRoute('Show a key and its public key formats') }, async (req) => keyView(await vault().getKey(req.params.key)));
 
   app.post<{ Params: { key: string } }>('/v1/keys/:key/disable', { schema: S.keySchemaRoute('Disable a key (it refuses to sign until enabled)') }, async (req) =>
-    keyView(await vault.setEnabled(ctx(req), req.params.key, false)),
+    keyView(await vault().setEnabled(ctx(req), req.params.key, false)),
   );
   app.post<{ Params: { key: string } }>('/v1/keys/:key/enable', { schema: S.keySchemaRoute('Enable a disabled key') }, async (req) =>
-    keyView(await vault.setEnabled(ctx(req), req.params.key, true)),
+    keyView(await vault().setEnabled(ctx(req), req.params.key, true)),
   );
   app.delete<{ Params: { key: string } }>('/v1/keys/:key', { schema: S.keySchemaRoute('Destroy a key: its sealed material is overwritten and deleted') }, async (req) =>
-    keyView(await vault.destroyKey(ctx(req), req.params.key)),
+    keyView(await vault().destroyKey(ctx(req), req.params.key)),
   );
 
   app.post<{ Params: { key: string }; Body: SignBody }>('/v1/keys/:key/sign', { schema: S.signSchema }, async (req) => {
-    const r = await vault.sign({ ...ctx(req), key: req.params.key, payload: payloadOf(req.body), options: optionsOf(req.body), context: { protocol: 'http' } });
+    const r = await vault().sign({ ...ctx(req), key: req.params.key, payload: payloadOf(req.body), options: optionsOf(req.body), context: { protocol: 'http' } });
     return { key_id: r.keyId, algorithm: r.algorithm, signature: bytesToBase64(r.signature), encoding: r.encoding, request_id: req.id };
   });
 
   app.post<{ Params: { key: string }; Body: SignBody }>('/v1/keys/:key/verify', { schema: S.verifySchema }, async (req) => {
-    const { key, valid } = await vault.verify(req.params.key, payloadOf(req.body), base64ToBytes(req.body.signature!, 'signature'), optionsOf(req.body));
+    const { key, valid } = await vault().verify(req.params.key, payloadOf(req.body), base64ToBytes(req.body.signature!, 'signature'), optionsOf(req.body));
     return { valid, key_id: key.id };
   });
 
   app.post<{ Params: { key: string }; Body: { kem: Kem; recipient_public_key: string } }>('/v1/keys/:key/export', { schema: S.exportSchema }, async (req) => {
-    const { key, envelope } = await vault.exportKey(ctx(req), req.params.key, { kem: req.body.kem, publicKey: base64ToBytes(req.body.recipient_public_key, 'recipient_public_key') });
+    const { key, envelope } = await vault().exportKey(ctx(req), req.params.key, { kem: req.body.kem, publicKey: base64ToBytes(req.body.recipient_public_key, 'recipient_public_key') });
     return { key_id: key.id, format: 'custos-ecies-v1', envelope: bytesToBase64(envelope) };
   });
 
-  app.get('/v1/approvals', { schema: S.approvalsSchema }, async () => ({ approvals: vault.approvals.pending().map(approvalView) }));
+  app.get('/v1/approvals', { schema: S.approvalsSchema }, async () => ({ approvals: vault().approvals.pending().map(approvalView) }));
   for (const verb of ['approve', 'deny'] as const) {
     app.post<{ Params: { id: string } }>(`/v1/approvals/:id/${verb}`, { schema: S.decideSchema(verb) }, async (req) => {
-      const { request, settled } = await vault.decideApproval(ctx(req), req.params.id, verb === 'approve');
+      const { request, settled } = await vault().decideApproval(ctx(req), req.params.id, verb === 'approve');
       return { ...approvalView(request), settled: settled ?? 'pending' };
     });
   }
@@ -294,7 +347,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     signature: w.signature ? bytesToBase64(w.signature) : null,
   });
   app.get<{ Params: { key: string; chain: string } }>('/v1/keys/:key/watermarks/:chain', { schema: S.getWatermarkSchema }, async (req) => {
-    const w = await vault.getWatermark(req.params.key, req.params.chain);
+    const w = await vault().getWatermark(req.params.key, req.params.chain);
     if (!w) throw new CustosError('not_found', `The key has signed nothing on ${req.params.chain} yet.`);
     return watermarkView(w);
   });
@@ -303,7 +356,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     { schema: S.putWatermarkSchema },
     async (req) => {
       const b = req.body;
-      const w = await vault.importWatermark(ctx(req), req.params.key, req.params.chain, {
+      const w = await vault().importWatermark(ctx(req), req.params.key, req.params.chain, {
         height: BigInt(b.height),
         round: b.round,
         step: b.step,
@@ -316,12 +369,12 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
 
   app.post<{ Params: { name: string } }>('/v1/ssh-agents/:name/restore', { schema: S.restoreAgentSchema }, async (req) => ({
     agent: req.params.name,
-    restored: await vault.restoreAgent(ctx(req), req.params.name),
+    restored: await vault().restoreAgent(ctx(req), req.params.name),
   }));
 
   app.get<{ Querystring: { limit?: string } }>('/v1/audit', { schema: S.auditSchema }, async (req) => {
     const limit = Math.min(Math.max(Number(req.query.limit ?? 50), 1), 1000);
-    return { entries: (await vault.auditTail(limit)).map(auditView) };
+    return { entries: (await vault().auditTail(limit)).map(auditView) };
   });
 
   return app;

@@ -653,7 +653,9 @@ describe('authentication', () => {
       assert.equal(r.status, 200, `${url}: ${r.text}`);
     }
     const h = await call('GET', '/healthz', undefined, { auth: null });
-    assert.deepEqual(h.body, { status: 'ok', sealed: false });
+    assert.deepEqual(h.body, { status: 'ok', sealed: false, components: [] });
+    const s = await call('GET', '/v1/sys/seal-status', undefined, { auth: null });
+    assert.deepEqual(s.body, { sealed: false, seal: 'passphrase' });
   });
 
   test('refuses percent-encoded /v1 paths without a token with 401 unauthorized', async () => {

@@ -1,0 +1,76 @@
+/**
+ * The daemon's seal state. A passphrase vault is unsealed before the daemon listens; a vault
+ * sealed by operator shares (or an HSM vault whose token is unavailable at start) listens
+ * sealed: only health, seal status and unseal answer, and once T operators have given
+ * their shares the vault opens and every front end starts. Progress is memory only.
+ */
+import { CustosError } from '../core/errors.js';
+import { wipe } from '../core/bytes.js';
+import { ShareCollector, type SharesRecord } from '../keystore/shares.js';
+import type { SealGate, SealStatus } from '../frontends/http/server.js';
+import type { OpenVault } from '../vault/open.js';
+import type { Vault } from '../vault/vault.js';
+
+export class ShareGate implements SealGate {
+  private opened: OpenVault | null = null;
+  private readonly collector: ShareCollector;
+  /** Shares are taken one at a time, so two arriving together cannot both complete the set. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly seal: 'shares' | 'hsm',
+    private readonly record: SharesRecord,
+    vaultId: string,
+    /** Opens the vault with the rebuilt root and starts the front ends; the root is wiped after. */
+    private readonly onRoot: (root: Uint8Array) => Promise<OpenVault>,
+    private readonly reason?: string,
+  ) {
+    this.collector = new ShareCollector(record, vaultId, seal === 'shares' ? 'shares' : 'recovery');
+  }
+
+  vault(): Vault | null {
+    return this.opened?.vault ?? null;
+  }
+
+  get openVault(): OpenVault | null {
+    return this.opened;
+  }
+
+  status(): SealStatus {
+    if (this.opened) return { sealed: false, seal: this.seal };
+    return { sealed: true, seal: this.seal, threshold: this.record.threshold, progress: this.collector.progress.progress, ...(this.reason ? { reason: this.reason } : {}) };
+  }
+
+  submitShare(line: string): Promise<SealStatus> {
+    const run = this.queue.then(async () => {
+      if (this.opened) return this.status();
+      const root = await this.collector.add(line);
+      if (root) {
+        try {
+          this.opened = await this.onRoot(root);
+        } catch (e) {
+          throw e instanceof CustosError ? e : new CustosError('internal', 'The shares rebuilt the root key, but the vault failed to open; see the server log.', { cause: e });
+        } finally {
+          wipe(root);
+        }
+      }
+      return this.status();
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  resetShares(): SealStatus {
+    this.collector.reset();
+    return this.status();
+  }
+
+  /** Marks the vault open when it was unsealed another way (HSM auto-unseal). */
+  openedBy(v: OpenVault): void {
+    this.opened = v;
+  }
+
+  forget(): void {
+    this.collector.reset();
+  }
+}

@@ -1,0 +1,83 @@
+/** Operator shares end to end: the real `custos` executable, init → sealed serve → unseal. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { custos, serve } from '../helpers/process.js';
+import { tempDir } from '../helpers/tmpvault.js';
+
+test('a vault sealed by 2-of-3 operator shares starts sealed and opens with any two, across restarts and a re-key', async () => {
+  const { dir, cleanup } = tempDir();
+  const dataDir = join(dir, 'vault');
+  const shareDir = join(dir, 'shares');
+  let s: Awaited<ReturnType<typeof serve>> | undefined;
+  try {
+    const init = custos(['init', '--data-dir', dataDir, '--shares', '3', '--threshold', '2', '--share-dir', shareDir], { CUSTOS_PASSPHRASE: undefined });
+    assert.equal(init.status, 0, init.stderr);
+    const token = /Admin API token[^\n]*\n\s+(\S+)/.exec(init.stdout)![1]!;
+    const files = readdirSync(shareDir).sort();
+    assert.deepEqual(files, ['share-1-of-3.txt', 'share-2-of-3.txt', 'share-3-of-3.txt']);
+    assert.equal(statSync(shareDir).mode & 0o777, 0o700);
+    for (const f of files) assert.equal(statSync(join(shareDir, f)).mode & 0o777, 0o600);
+    assert.ok(!init.stdout.includes(readFileSync(join(shareDir, files[0]!), 'utf8').trim()), 'shares written to files are not printed');
+    const share = (i: number) => join(shareDir, files[i]!);
+
+    s = await serve(['--data-dir', dataDir], { CUSTOS_PASSPHRASE: undefined });
+    const api = { CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    let st = custos(['status', '--json'], api);
+    assert.equal(st.status, 5, 'status exits 5 while sealed');
+    assert.deepEqual(JSON.parse(st.stdout), { sealed: true, seal: 'shares', threshold: 2, progress: 0 });
+    const health = await fetch(`${s.url}/healthz`);
+    assert.equal(health.status, 503);
+    assert.equal(((await health.json()) as { status: string }).status, 'sealed');
+    const list = custos(['keys', 'list'], api);
+    assert.equal(list.status, 5);
+    assert.match(list.stderr, /sealed/);
+
+    let u = custos(['operator', 'unseal', '--share-file', share(2)], api);
+    assert.equal(u.status, 0, u.stderr);
+    assert.match(u.stdout, /1 of 2 shares given/);
+    // A damaged share: refused with a sentence, progress kept.
+    const bad = join(dir, 'bad.txt');
+    const line = readFileSync(share(0), 'utf8').trim();
+    const at = line.length - 20; // inside the base64 share
+    writeFileSync(bad, line.slice(0, at) + (line[at] === 'A' ? 'B' : 'A') + line.slice(at + 1));
+    u = custos(['operator', 'unseal', '--share-file', bad], api);
+    assert.equal(u.status, 64);
+    assert.match(u.stderr, /damaged/);
+    assert.equal(JSON.parse(custos(['status', '--json'], api).stdout).progress, 1);
+    u = custos(['operator', 'unseal', '--share-file', share(0)], api);
+    assert.equal(u.status, 0, u.stderr);
+    assert.match(u.stdout, /^unsealed/);
+    assert.equal((await fetch(`${s.url}/healthz`)).status, 200);
+    const created = custos(['keys', 'create', '--label', 'k1', '--algorithm', 'ed25519'], api);
+    assert.equal(created.status, 0, created.stderr);
+    assert.equal(await s.stop(), 0);
+
+    // A restart forgets: sealed again, progress zero; one share is not enough.
+    s = await serve(['--data-dir', dataDir], { CUSTOS_PASSPHRASE: undefined });
+    const api2 = { CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    custos(['operator', 'unseal', '--share-file', share(1)], api2);
+    assert.equal(await s.stop(), 0);
+    s = await serve(['--data-dir', dataDir], { CUSTOS_PASSPHRASE: undefined });
+    const api3 = { CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    assert.equal(JSON.parse(custos(['status', '--json'], api3).stdout).progress, 0);
+
+    // Re-key while serving sealed: new 2-of-2 shares; the old ones stop working.
+    const newDir = join(dir, 'new-shares');
+    const rk = custos(['operator', 'rekey', '--data-dir', dataDir, '--share-file', share(0), share(1), '--shares', '2', '--threshold', '2', '--share-dir', newDir]);
+    assert.equal(rk.status, 0, rk.stderr);
+    assert.equal(await s.stop(), 0);
+    s = await serve(['--data-dir', dataDir], { CUSTOS_PASSPHRASE: undefined });
+    const api4 = { CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    u = custos(['operator', 'unseal', '--share-file', share(2)], api4);
+    assert.equal(u.status, 64);
+    assert.match(u.stderr, /not one of this vault's current shares/);
+    for (const f of readdirSync(newDir)) assert.equal(custos(['operator', 'unseal', '--share-file', join(newDir, f)], api4).status, 0);
+    const signed = custos(['sign', '--key', 'k1', '--in', '-'], api4, 'hello');
+    assert.equal(signed.status, 0, signed.stderr);
+  } finally {
+    await s?.stop();
+    cleanup();
+  }
+});
