@@ -8,8 +8,11 @@
  * - `'v1'`: `cometbft.privval.v1` (v1.x). Differs only in `PubKeyResponse` (fields 3/4
  *   `pub_key_bytes`/`pub_key_type` instead of field 1 `PublicKey`),
  *   `SignVoteRequest.skip_extension_signing` (field 3) and the `SignBytes*` cases 9/10.
- *   In the v0.38 dialect cases 9/10 decode as `unknown`: Celestia's fork uses the same
- *   numbers for an incompatible `SignRawBytes*`.
+ * - Cases 9/10 in the v0.38 dialect are Celestia's `SignRawBytes*` (celestia-core, a
+ *   v0.38 fork; tmkms 0.15): `SignRawBytesRequest{chain_id = 1, raw_bytes = 2,
+ *   unique_id = 3}` / `SignedRawBytesResponse{signature = 1, error = 2}`. Stock v0.38
+ *   nodes never send them; decoding them lets a signer answer with a refusal instead of
+ *   dropping the connection.
  *
  * Decoding follows Go's gogoproto `Unmarshal`, which is what the node runs:
  * - Unknown fields are skipped; a `Message` with no known case set is
@@ -166,12 +169,21 @@ export type PrivvalMessage =
    */
   | { kind: 'sign_bytes_request'; value: Uint8Array }
   | { kind: 'sign_bytes_response'; signature: Uint8Array; error: RemoteSignerError | undefined }
+  /**
+   * v0.38 dialect only (Celestia): sign `"COMET::RAW_BYTES::SIGN" ‖ delimited(request)`
+   * with the consensus key. `uniqueId` is a string on the wire.
+   */
+  | { kind: 'sign_raw_bytes_request'; chainId: string; rawBytes: Uint8Array; uniqueId: string }
+  | { kind: 'signed_raw_bytes_response'; signature: Uint8Array; error: RemoteSignerError | undefined }
   /** No case this dialect knows; `field` is the last unknown field number, 0 if none. */
   | { kind: 'unknown'; field: number };
 
 export type PrivvalMessageKind = PrivvalMessage['kind'];
 
-/** `Message.sum` oneof case numbers, identical in both dialects (9/10 are v1 only). */
+/**
+ * `Message.sum` oneof case numbers, identical in both dialects except 9/10: v1's
+ * `SignBytes*` and, in the v0.38 dialect, Celestia's `SignRawBytes*`.
+ */
 const CASE = {
   pub_key_request: 1,
   pub_key_response: 2,
@@ -183,6 +195,8 @@ const CASE = {
   ping_response: 8,
   sign_bytes_request: 9,
   sign_bytes_response: 10,
+  sign_raw_bytes_request: 9,
+  signed_raw_bytes_response: 10,
 } as const satisfies Record<Exclude<PrivvalMessageKind, 'unknown'>, number>;
 
 /** v0.38 `tendermint.crypto.PublicKey` oneof case numbers. */
@@ -543,21 +557,43 @@ function readSignBytesRequest(r: ProtoReader): PrivvalMessage {
   return { kind: 'sign_bytes_request', value };
 }
 
-function readSignBytesResponse(r: ProtoReader): PrivvalMessage {
+/** `SignBytesResponse` (v1) and Celestia's `SignedRawBytesResponse`: `{bytes signature = 1; RemoteSignerError error = 2}`. */
+function readSignatureResponse(r: ProtoReader, name: string): { signature: Uint8Array; error: RemoteSignerError | undefined } {
   let signature: Uint8Array = new Uint8Array(0);
   let error: RemoteSignerError | undefined;
   eachField(r, (t) => {
     if (t.field === 1) {
-      r.expect(t, WireType.len, 'SignBytesResponse.signature');
+      r.expect(t, WireType.len, `${name}.signature`);
       signature = r.bytes();
     } else if (t.field === 2) {
-      r.expect(t, WireType.len, 'SignBytesResponse.error');
+      r.expect(t, WireType.len, `${name}.error`);
       error = mergeError(r, error);
     } else return false;
     return true;
   });
-  return { kind: 'sign_bytes_response', signature, error };
+  return { signature, error };
 }
+
+function readSignRawBytesRequest(r: ProtoReader): PrivvalMessage {
+  let chainId = '';
+  let rawBytes: Uint8Array = new Uint8Array(0);
+  let uniqueId = '';
+  eachField(r, (t) => {
+    if (t.field === 1) {
+      r.expect(t, WireType.len, 'SignRawBytesRequest.chain_id');
+      chainId = r.string();
+    } else if (t.field === 2) {
+      r.expect(t, WireType.len, 'SignRawBytesRequest.raw_bytes');
+      rawBytes = r.bytes();
+    } else if (t.field === 3) {
+      r.expect(t, WireType.len, 'SignRawBytesRequest.unique_id');
+      uniqueId = r.string();
+    } else return false;
+    return true;
+  });
+  return { kind: 'sign_raw_bytes_request', chainId, rawBytes, uniqueId };
+}
+
 
 function readCase(field: number, r: ProtoReader, dialect: PrivvalDialect): PrivvalMessage | undefined {
   switch (field) {
@@ -578,16 +614,18 @@ function readCase(field: number, r: ProtoReader, dialect: PrivvalDialect): Privv
     case CASE.ping_response:
       return readEmpty(r, 'ping_response');
     case CASE.sign_bytes_request:
-      return dialect === 'v1' ? readSignBytesRequest(r) : undefined;
+      return dialect === 'v1' ? readSignBytesRequest(r) : readSignRawBytesRequest(r);
     case CASE.sign_bytes_response:
-      return dialect === 'v1' ? readSignBytesResponse(r) : undefined;
+      return dialect === 'v1'
+        ? { kind: 'sign_bytes_response', ...readSignatureResponse(r, 'SignBytesResponse') }
+        : { kind: 'signed_raw_bytes_response', ...readSignatureResponse(r, 'SignedRawBytesResponse') };
     default:
       return undefined;
   }
 }
 
 function isKnownCase(field: number, dialect: PrivvalDialect): boolean {
-  return field >= CASE.pub_key_request && field <= (dialect === 'v1' ? CASE.sign_bytes_response : CASE.ping_response);
+  return field >= CASE.pub_key_request && field <= CASE.sign_bytes_response;
 }
 
 function checkDialect(dialect: unknown): PrivvalDialect {
@@ -753,6 +791,15 @@ function caseWriter(m: PrivvalMessage, dialect: PrivvalDialect): ProtoWriter {
       writeError(w, 2, m.error);
       return w;
     }
+    case 'sign_raw_bytes_request':
+      if (dialect !== 'v0.38') throw unencodable('SignRawBytesRequest exists only in the v0.38 (Celestia) dialect.');
+      return new ProtoWriter().string(1, m.chainId).bytes(2, m.rawBytes).string(3, m.uniqueId);
+    case 'signed_raw_bytes_response': {
+      if (dialect !== 'v0.38') throw unencodable('SignedRawBytesResponse exists only in the v0.38 (Celestia) dialect.');
+      const w = new ProtoWriter().bytes(1, m.signature);
+      writeError(w, 2, m.error);
+      return w;
+    }
     case 'unknown':
       throw unencodable('An unknown privval message cannot be encoded.');
     default:
@@ -763,7 +810,8 @@ function caseWriter(m: PrivvalMessage, dialect: PrivvalDialect): ProtoWriter {
 /**
  * Encodes one privval `Message` body (without its length prefix). Throws a
  * `CustosError('bad_request')` for a value its protobuf type cannot hold, or a message the
- * dialect cannot express (v0.38 has no `skip_extension_signing` and no `SignBytes*`).
+ * dialect cannot express (v0.38 has no `skip_extension_signing` and no `SignBytes*`; v1
+ * has no `SignRawBytes*`).
  */
 export function encodeMessage(m: PrivvalMessage, dialect: PrivvalDialect): Uint8Array {
   checkDialect(dialect);

@@ -432,14 +432,32 @@ test('the 3,143-byte frame arrives whole through SecretConnection-sized 1024-byt
 // Behaviour without vectors
 // ---------------------------------------------------------------------------
 
-test('v1 SignBytesRequest decodes so that it can be refused; in v0.38 cases 9 and 10 are unknown', () => {
+test("v1 SignBytesRequest decodes so that it can be refused; in v0.38 cases 9 and 10 are Celestia's SignRawBytes", () => {
   const req = hex('4a06' + '0a04deadbeef');
   assert.deepEqual(decodeMessage(req, 'v1'), { kind: 'sign_bytes_request', value: hex('deadbeef') });
-  assert.deepEqual(decodeMessage(req, 'v0.38'), { kind: 'unknown', field: 9 });
+  // Read as Celestia's SignRawBytesRequest, field 1 is the chain ID, and de ad be ef is not UTF-8.
+  assertCodecError(() => decodeMessage(req, 'v0.38'), 'malformed');
   const res = hex('5200');
   assert.deepEqual(decodeMessage(res, 'v1'), { kind: 'sign_bytes_response', signature: empty(), error: undefined });
-  assert.deepEqual(decodeMessage(res, 'v0.38'), { kind: 'unknown', field: 10 });
+  assert.deepEqual(decodeMessage(res, 'v0.38'), { kind: 'signed_raw_bytes_response', signature: empty(), error: undefined });
   assert.throws(() => encodeMessage({ kind: 'sign_bytes_request', value: hex('00') }, 'v0.38'), CustosError);
+  assert.throws(() => encodeMessage({ kind: 'sign_raw_bytes_request', chainId: 'c', rawBytes: hex('00'), uniqueId: 'u' }, 'v1'), CustosError);
+  assert.throws(() => encodeMessage({ kind: 'signed_raw_bytes_response', signature: empty(), error: undefined }, 'v1'), CustosError);
+});
+
+test("Celestia's SignRawBytesRequest and SignedRawBytesResponse have the field numbers of celestia-core", () => {
+  // SignRawBytesRequest{chain_id = 1 "c1", raw_bytes = 2 0102, unique_id = 3 "u"} in case 9.
+  const req = hex('4a0b' + '0a026331' + '12020102' + '1a0175');
+  const m = { kind: 'sign_raw_bytes_request', chainId: 'c1', rawBytes: hex('0102'), uniqueId: 'u' } as const;
+  assert.deepEqual(decodeMessage(req, 'v0.38'), m);
+  assert.equal(toHex(encodeMessage(m, 'v0.38')), toHex(req));
+  // SignedRawBytesResponse{error = 2 {code 1, description "no"}} in case 10: an empty signature is omitted.
+  const res = hex('5208' + '1206' + '0801' + '12026e6f');
+  const r = { kind: 'signed_raw_bytes_response', signature: empty(), error: { code: 1, description: 'no' } } as const;
+  assert.deepEqual(decodeMessage(res, 'v0.38'), r);
+  assert.equal(toHex(encodeMessage(r, 'v0.38')), toHex(res));
+  // Case 9 with a varint wire type is malformed, as for every known case.
+  assertCodecError(() => decodeMessage(hex('4801'), 'v0.38'), 'malformed');
 });
 
 test('a message with no known case is unknown, naming the last unknown field', () => {
@@ -637,6 +655,11 @@ function messageArb(dialect: PrivvalDialect): fc.Arbitrary<PrivvalMessage> {
     cases.push(
       rec({ kind: fc.constant('sign_bytes_request' as const), value: bytes(100) }),
       rec({ kind: fc.constant('sign_bytes_response' as const), signature: bytes(64), error: errorArb }),
+    );
+  } else {
+    cases.push(
+      rec({ kind: fc.constant('sign_raw_bytes_request' as const), chainId: str, rawBytes: bytes(100), uniqueId: str }),
+      rec({ kind: fc.constant('signed_raw_bytes_response' as const), signature: bytes(64), error: errorArb }),
     );
   }
   return fc.oneof(...cases);
