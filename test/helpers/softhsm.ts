@@ -93,6 +93,7 @@ export function createSoftHsm(t: TestContext, opts: { label?: string; pin?: stri
       const r = spawnSync(process.execPath, ['-e', script], { env, encoding: 'utf8', cwd: process.cwd() });
       if (r.status !== 0) throw new Error(`changing the PIN failed: ${r.stderr}`);
     },
-    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+    // Retries: a call abandoned by a timeout test may still be writing into the directory.
+    cleanup: () => rmSync(dir, { recursive: true, force: true, maxRetries: 10 }),
   };
 }

@@ -96,6 +96,12 @@ interface CachedKey {
 }
 
 const RETRY_MIN_MS = 250;
+
+/**
+ * A call succeeded but the token no longer answers: SoftHSM2 reports no objects at all, rather
+ * than an error, once its token directory has gone; "not found" must not be the answer then.
+ */
+class TokenLost extends Error {}
 const RETRY_MAX_MS = 30_000;
 
 export class Pkcs11Token {
@@ -558,10 +564,12 @@ export class Pkcs11Token {
       }
       const rv = ckrOf(e);
       const ambiguous = rv === pkcs11js.CKR_GENERAL_ERROR || rv === pkcs11js.CKR_FUNCTION_FAILED;
-      if (isTokenLoss(e) && !(ambiguous && this.probe(s))) {
+      const lost = e instanceof TokenLost || (isTokenLoss(e) && !(ambiguous && this.probe(s)));
+      if (lost) {
         poisoned = true;
         if (this.state === 'ready' && generation === this.generation) {
-          this.markUnavailable(this.unavailableError(`${what} failed with ${ckrName(rv!)}, a sign that the token or its session was lost`, e));
+          const how = rv === null ? 'the token stopped answering' : `it failed with ${ckrName(rv)}, a sign that the token or its session was lost`;
+          this.markUnavailable(this.unavailableError(`${what}: ${how}`, e));
         }
         throw this.failure ?? this.unavailableError(`${what} failed`);
       }
@@ -650,16 +658,18 @@ export class Pkcs11Token {
   private find(s: Handle, template: Attribute[]): Handle[] {
     const lib = this.lib;
     lib.C_FindObjectsInit(s, template);
+    const out: Handle[] = [];
     try {
-      const out: Handle[] = [];
       for (;;) {
         const batch = lib.C_FindObjects(s, 64);
         out.push(...batch);
-        if (batch.length < 64) return out;
+        if (batch.length < 64) break;
       }
     } finally {
       lib.C_FindObjectsFinal(s);
     }
+    if (out.length === 0 && !this.probe(s)) throw new TokenLost('finding objects');
+    return out;
   }
 
   private attr(s: Handle, h: Handle, type: number): Buffer | null {
@@ -710,6 +720,11 @@ export class Pkcs11Token {
       if (hs.length > 1) throw new CustosError('key_record_corrupt', `The token holds ${hs.length} private keys with id ${hex}; remove the duplicates.`);
       cached = { handle: hs[0]!, algorithm: this.keyAlgorithm(s, hs[0]!) };
       this.keys.set(hex, cached);
+    } else if (!Buffer.from(id).equals(this.attr(s, cached.handle, pkcs11js.CKA_ID) ?? Buffer.alloc(0))) {
+      // Handles are only valid while the object exists, and a module may hand the same number
+      // to a new object after a re-initialisation: never sign with whatever it now points to.
+      this.keys.delete(hex);
+      return this.privateKey(s, id, alg);
     }
     if (cached.algorithm !== alg) {
       throw new CustosError('key_record_corrupt', `The token key ${hex} is ${cached.algorithm ?? 'of a kind Custos does not use'}, not ${alg}.`);
