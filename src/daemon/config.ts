@@ -24,6 +24,8 @@ export interface PrivvalConfig {
   allowSignBytes: boolean;
   /** Hex of the node's SecretConnection key, to pin it (tcp:// only). */
   nodeKey?: string;
+  /** Drop and redial a node silent for this long; absent = the connector's default (10 s). */
+  readTimeoutSeconds?: number;
 }
 
 export interface ServeConfig {
@@ -57,7 +59,7 @@ function fail(path: string, what: string): never {
 const KNOWN: Record<string, string[]> = {
   api: ['host', 'port'],
   ssh_agent: ['enabled', 'name', 'socket', 'keys', 'allow_sha1', 'allow_confirm', 'max_connections'],
-  privval: ['name', 'chain_id', 'address', 'key', 'identity_key', 'dialect', 'allow_sign_bytes', 'node_key'],
+  privval: ['name', 'chain_id', 'address', 'key', 'identity_key', 'dialect', 'allow_sign_bytes', 'node_key', 'read_timeout_seconds'],
   approvals: ['timeout_seconds'],
   audit: ['checkpoint_every'],
   log: ['level'],
@@ -139,6 +141,7 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
       allowSignBytes: p.allow_sign_bytes === undefined ? false : bool(p.allow_sign_bytes, 'privval.allow_sign_bytes'),
     };
     if (p.node_key !== undefined) c.nodeKey = str(p.node_key, 'node_key', /^[0-9a-fA-F]{64}$/);
+    if (p.read_timeout_seconds !== undefined) c.readTimeoutSeconds = int(p.read_timeout_seconds, 'privval.read_timeout_seconds', 1, 3600);
     if (c.address.startsWith('tcp://') && !c.identityKey) fail(path, `privval "${c.name}": a tcp:// node needs identity_key (an ed25519 vault key for SecretConnection)`);
     if (cfg.privval.some((o) => o.name === c.name)) fail(path, `two [[privval]] entries are named "${c.name}"`);
     cfg.privval.push(c);

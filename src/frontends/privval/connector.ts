@@ -11,11 +11,16 @@
  * pipelines). The dial loop retries with exponential backoff (100 ms, doubling, at most 2 s;
  * 2 s dial timeout) and reconnects whenever the link drops, so a node restarting within its
  * 3 s accept window finds us. Connectors share nothing: a slow or dead node stalls only its own.
+ * A node that sends nothing for `readTimeoutMs` (default 10 s) — silent between requests or
+ * stalled in the middle of a frame — is dropped and redialled; the time we spend answering a
+ * request does not count, as in Go's `signerEndpoint.ReadMessage`, which arms its deadline
+ * per read.
  *
  * Double-sign protection is the vault's (`signConsensus`, FilePV semantics, keyed by key and
  * chain ID). A refusal is answered with a `RemoteSignerError` in the matching response type
  * (code 2 for `policy_denied:double_sign`, 1 otherwise) and the connection is kept; a frame that
- * cannot be decoded drops the connection (the stream cannot be resynchronised).
+ * cannot be decoded drops the connection (the stream cannot be resynchronised). Celestia's
+ * `SignRawBytesRequest` (v0.38 dialect) is refused in a `SignedRawBytesResponse`.
  *
  * Reference: shared/research/cometbft-privval.md §1.1, §1.4, §1.6, §1.7, §6.
  */
@@ -57,6 +62,11 @@ export interface PrivvalConnectorConfig {
   allowSignBytes?: boolean;
   /** Pin the node's SecretConnection identity key (32 bytes); `tcp://` only. */
   expectedNodeKey?: Uint8Array;
+  /**
+   * Drop the connection when the node sends nothing for this long while we wait for its next
+   * request (or the rest of one); default `DEFAULT_READ_TIMEOUT_MS`.
+   */
+  readTimeoutMs?: number;
 }
 
 /** What the connector reports for Prometheus (the daemon's Metrics implements it). */
@@ -91,6 +101,15 @@ export const BACKOFF_MAX_MS = 2000;
 export const DIAL_TIMEOUT_MS = 2000;
 /** SecretConnection handshake, identity signature included. */
 export const HANDSHAKE_TIMEOUT_MS = 5000;
+/**
+ * Idle/read timeout. A CometBFT node pings every 2/3 of its 5 s read/write timeout (≈ 3.3 s,
+ * privval/signer_listener_endpoint.go) when it has nothing else to ask, so three missed pings.
+ * CometBFT's own SignerDialerEndpoint drops after 5 s (defaultTimeoutReadWriteSeconds), tmkms
+ * after 10 s; a longer wait only delays noticing a dead node, a shorter one risks redialling a
+ * live node whose ping was late.
+ */
+export const DEFAULT_READ_TIMEOUT_MS = 10_000;
+export const MAX_READ_TIMEOUT_MS = 3_600_000;
 
 /** RemoteSignerError codes we send. */
 export const ERROR_CODE = { refused: 1, doubleSign: 2 } as const;
@@ -101,7 +120,10 @@ type Endpoint = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; pa
 interface Link {
   read(): Promise<Uint8Array | null>;
   write(bytes: Uint8Array): Promise<void>;
+  /** Orderly close: waits (briefly) for the node to close its side. */
   close(): Promise<void>;
+  /** Drops the transport at once; for a node that has stopped talking. `close()` still wipes. */
+  abort(): void;
 }
 
 /** Parses `tcp://host:port` or `unix:///path`. */
@@ -201,6 +223,7 @@ export class PrivvalConnector {
   private readonly endpoint: Endpoint;
   private readonly principal: Principal;
   private readonly log: PrivvalConnectorLog;
+  private readonly readTimeoutMs: number;
   private state: PrivvalConnectorState = 'stopped';
   private stopping = true;
   private loop: Promise<void> | undefined;
@@ -225,6 +248,11 @@ export class PrivvalConnector {
     if (cfg.expectedNodeKey !== undefined && cfg.expectedNodeKey.length !== 32) {
       throw new CustosError('config_invalid', 'The expected node key must be a 32-byte Ed25519 public key.');
     }
+    const readTimeoutMs = cfg.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
+    if (!Number.isInteger(readTimeoutMs) || readTimeoutMs < 1 || readTimeoutMs > MAX_READ_TIMEOUT_MS) {
+      throw new CustosError('config_invalid', `The privval read timeout must be a whole number of milliseconds from 1 to ${MAX_READ_TIMEOUT_MS}.`);
+    }
+    this.readTimeoutMs = readTimeoutMs;
     this.endpoint = parsePrivvalAddress(cfg.address);
     this.principal = { id: `privval:${cfg.name}`, kind: 'privval' };
     this.log = log ?? noopLog;
@@ -395,7 +423,7 @@ export class PrivvalConnector {
           },
           { timeoutMs: HANDSHAKE_TIMEOUT_MS, ...(this.cfg.expectedNodeKey ? { expectedRemoteKey: this.cfg.expectedNodeKey } : {}) },
         );
-        return { read: () => conn.read(), write: (b) => conn.write(b), close: () => conn.close() };
+        return { read: () => conn.read(), write: (b) => conn.write(b), close: () => conn.close(), abort: () => socket.destroy() };
       } catch (e) {
         socket.destroy();
         throw e;
@@ -407,7 +435,7 @@ export class PrivvalConnector {
   private async serve(link: Link): Promise<void> {
     const reader = new MessageReader();
     for (;;) {
-      const chunk = await link.read();
+      const chunk = await this.readWithin(link, reader.idle);
       if (chunk === null) {
         reader.end();
         return;
@@ -419,6 +447,24 @@ export class PrivvalConnector {
         await link.write(frameMessage(encodeMessage(response, this.cfg.dialect)));
       }
     }
+  }
+
+  /**
+   * The link's next chunk, or a `bad_request:read_timeout` after `readTimeoutMs` of silence,
+   * with the transport already aborted (a node that stopped talking may never close its side).
+   */
+  private readWithin(link: Link, betweenMessages: boolean): Promise<Uint8Array | null> {
+    const read = link.read();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        link.abort();
+        const what = betweenMessages ? 'sent no request' : 'stopped in the middle of a request';
+        reject(new CustosError('bad_request', `The node ${what} for ${this.readTimeoutMs} ms (read timeout); dropping the connection.`, { tag: 'read_timeout' }));
+      }, this.readTimeoutMs);
+    });
+    read.catch(() => {}); // settles after the abort; its outcome no longer matters
+    return Promise.race([read, timeout]).finally(() => clearTimeout(timer));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -446,6 +492,8 @@ export class PrivvalConnector {
       }
       case 'sign_bytes_request':
         return this.handleSignBytes(m.value);
+      case 'sign_raw_bytes_request':
+        return this.handleSignRawBytes(m.chainId);
       default:
         // Responses from the node, or a request this dialect does not know: there is no
         // matching response type to refuse in, so the conversation cannot go on.
@@ -595,6 +643,17 @@ export class PrivvalConnector {
     }
   }
 
+  /**
+   * Celestia's `SignRawBytesRequest` (v0.38 dialect). Its sign bytes are domain-separated
+   * (`"COMET::RAW_BYTES::SIGN" ‖ delimited(request)`), but what a validator may attest to is
+   * an operator decision Custos has no setting for yet: refused, in the matching response
+   * type so that the node gets an answer and the connection stays up.
+   */
+  private handleSignRawBytes(chainId: string): PrivvalMessage {
+    const e = new CustosError('policy_denied', `SignRawBytesRequest is not supported by this signer (chain ${JSON.stringify(chainId.slice(0, 80))}).`, { tag: 'sign_raw_bytes' });
+    return { kind: 'signed_raw_bytes_response', signature: new Uint8Array(0), error: this.remoteError(e, 'raw bytes') };
+  }
+
   private signed(height: bigint, round: number, step: number): void {
     this.signatures++;
     this.lastSigned = { height: height.toString(), round, step };
@@ -621,6 +680,9 @@ function plainLink(socket: net.Socket): Link {
         if (socket.destroyed || !socket.writable) return reject(new Error('The connection is closed.'));
         socket.write(bytes, (err) => (err ? reject(err) : resolve()));
       });
+    },
+    abort() {
+      socket.destroy();
     },
     close() {
       closing ??= new Promise<void>((resolve) => {
