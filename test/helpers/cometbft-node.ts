@@ -12,10 +12,29 @@
  *
  * Several signer connections may be open at once (e.g. two signer processes); `request()` goes
  * to the newest open one, `SignerConn.request()` to a particular one.
+ *
+ * `RawTestNode` is the same node with the protocol in the test's hands: it accepts raw sockets
+ * (`RawSignerSocket`), and a test runs the SecretConnection handshake step by step (or sends
+ * garbage instead), then seals whatever frames it likes (`RawSession`): bad MACs, impossible
+ * frame lengths, half frames, messages split anywhere. For fuzzing the signer's connector.
  */
 import net, { type AddressInfo } from 'node:net';
 import { generateKeyPairSync, sign as nodeSign } from 'node:crypto';
-import { SecretConnection } from '../../src/frontends/privval/secret-connection.js';
+import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { x25519 } from '@noble/curves/ed25519.js';
+import { deriveSessionSecrets } from '../../src/crypto/secret-connection-kdf.js';
+import {
+  FRAME_DATA_MAX,
+  FRAME_SIZE,
+  FrameCipher,
+  SEALED_FRAME_SIZE,
+  SecretConnection,
+  authenticatePeer,
+  decodeAuthSigMessage,
+  decodeEphemeralKeyMessage,
+  encodeAuthSigMessage,
+  encodeEphemeralKeyMessage,
+} from '../../src/frontends/privval/secret-connection.js';
 import { MessageReader, decodeMessage, encodeMessage, frameMessage, type PrivvalDialect, type PrivvalMessage } from '../../src/frontends/privval/messages.js';
 
 /** One accepted signer connection. Requests are serialised; a response is awaited before the next is sent. */
@@ -230,5 +249,300 @@ export class TestNode {
     await new Promise<void>((res) => this.server.close(() => res()));
     for (const w of this.waiters) w();
     this.waiters = [];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw node: the handshake and the frames in the test's hands.
+
+/** An accepted signer socket, read in exact sizes; closing it is the test's business. */
+export class RawSignerSocket {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private ended = false;
+  private wake: (() => void) | undefined;
+  /** True once the signer closed its side before we closed ours. */
+  closedBySigner = false;
+  private closedByUs = false;
+  /** Resolves when the socket is fully closed, by either side. */
+  readonly closed: Promise<void>;
+
+  constructor(readonly socket: net.Socket) {
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    socket.on('data', (d: Buffer) => {
+      this.chunks.push(d);
+      this.buffered += d.length;
+      this.wake?.();
+    });
+    const end = () => {
+      if (!this.closedByUs) this.closedBySigner = true;
+      this.ended = true;
+      this.wake?.();
+    };
+    socket.on('end', end);
+    socket.on('close', end);
+  }
+
+  get isOpen(): boolean {
+    return !this.ended && !this.socket.destroyed;
+  }
+
+  /** Exactly `n` bytes, or null if the signer closed first; rejects after `timeoutMs`. */
+  async readExact(n: number, timeoutMs = 5000): Promise<Uint8Array | null> {
+    const end = Date.now() + timeoutMs;
+    while (this.buffered < n) {
+      if (this.ended) return null;
+      const left = end - Date.now();
+      if (left <= 0) throw new Error(`raw node: no ${n} bytes from the signer within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, left);
+        const self = this;
+        function done() {
+          clearTimeout(timer);
+          self.wake = undefined;
+          resolve();
+        }
+        this.wake = done;
+      });
+    }
+    const all = Buffer.concat(this.chunks);
+    this.chunks = [all.subarray(n)];
+    this.buffered -= n;
+    return new Uint8Array(all.subarray(0, n));
+  }
+
+  /** A uvarint-delimited message in clear (the handshake's first message), or null on close. */
+  async readDelimited(timeoutMs = 5000): Promise<Uint8Array | null> {
+    let len = 0;
+    for (let shift = 0; ; shift += 7) {
+      const b = await this.readExact(1, timeoutMs);
+      if (!b) return null;
+      len += (b[0]! & 0x7f) * 2 ** shift;
+      if (!(b[0]! & 0x80)) break;
+      if (shift > 28) throw new Error('raw node: the signer sent an over-long length');
+    }
+    return this.readExact(len, timeoutMs);
+  }
+
+  write(bytes: Uint8Array): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.socket.destroyed || !this.socket.writable) return reject(new Error('raw node: the socket is closed'));
+      this.socket.write(bytes, (e) => (e ? reject(e) : resolve()));
+    });
+  }
+
+  /** Resolves true once the signer has closed the connection, false if `timeoutMs` passes first. */
+  async waitForSignerClose(timeoutMs: number): Promise<boolean> {
+    const end = Date.now() + timeoutMs;
+    while (!this.ended) {
+      const left = end - Date.now();
+      if (left <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, left);
+        const self = this;
+        function done() {
+          clearTimeout(timer);
+          self.wake = undefined;
+          resolve();
+        }
+        this.wake = done;
+      });
+    }
+    return this.closedBySigner;
+  }
+
+  close(): void {
+    if (!this.ended) this.closedByUs = true;
+    this.socket.destroy();
+  }
+
+  /** Sends our ephemeral key in clear and reads the signer's: step 1 of the handshake. */
+  async exchangeEphemeral(): Promise<{ secret: Uint8Array; public: Uint8Array; remote: Uint8Array } | null> {
+    const secret = x25519.utils.randomSecretKey();
+    const pub = x25519.getPublicKey(secret);
+    await this.write(encodeEphemeralKeyMessage(pub));
+    const body = await this.readDelimited();
+    if (!body) return null;
+    return { secret, public: pub, remote: decodeEphemeralKeyMessage(body) };
+  }
+
+  /**
+   * The whole node-side handshake with `identity`; `authSig` replaces our AuthSigMessage
+   * plaintext (e.g. with a bad signature). Returns null if the signer closed during it.
+   */
+  async handshake(identity: { publicKey: Uint8Array; sign(m: Uint8Array): Uint8Array }, opts: { authSig?: (real: Uint8Array) => Uint8Array } = {}): Promise<RawSession | null> {
+    const eph = await this.exchangeEphemeral();
+    if (!eph) return null;
+    const secrets = deriveSessionSecrets({ localEphemeralSecret: eph.secret, localEphemeralPublic: eph.public, remoteEphemeralPublic: eph.remote });
+    eph.secret.fill(0);
+    const session = new RawSession(this, secrets.sendSecret, secrets.recvSecret);
+    secrets.sendSecret.fill(0);
+    secrets.recvSecret.fill(0);
+    const real = encodeAuthSigMessage({ publicKey: identity.publicKey, signature: identity.sign(secrets.challenge) });
+    await session.send(opts.authSig ? opts.authSig(real) : real);
+    const body = await session.readDelimited();
+    if (!body) return null;
+    session.signerPublicKey = authenticatePeer(decodeAuthSigMessage(body), secrets.challenge);
+    return session;
+  }
+}
+
+/** The sealed-frame layer after a handshake, with the test choosing every byte it seals. */
+export class RawSession {
+  private readonly sendKey: Uint8Array;
+  private sendCounter = 0n;
+  private readonly recv: FrameCipher;
+  private plain: Uint8Array = new Uint8Array(0);
+  private readonly reader = new MessageReader();
+  private readonly inbox: Uint8Array[] = [];
+  signerPublicKey: Uint8Array | undefined;
+
+  constructor(
+    readonly raw: RawSignerSocket,
+    sendKey: Uint8Array,
+    recvKey: Uint8Array,
+  ) {
+    this.sendKey = sendKey.slice();
+    this.recv = new FrameCipher(recvKey);
+  }
+
+  /**
+   * One sealed frame: `u32 LE declaredLength ‖ data ‖ zero padding`, sealed with the next
+   * nonce. `declaredLength` defaults to the data length; set it to lie.
+   */
+  sealFrame(data: Uint8Array, declaredLength = data.length): Uint8Array {
+    if (data.length > FRAME_DATA_MAX) throw new Error('raw node: a frame holds at most 1024 bytes');
+    const frame = new Uint8Array(FRAME_SIZE);
+    new DataView(frame.buffer).setUint32(0, declaredLength >>> 0, true);
+    frame.set(data, 4);
+    const nonce = new Uint8Array(12);
+    new DataView(nonce.buffer).setBigUint64(4, this.sendCounter++, true);
+    return chacha20poly1305(this.sendKey, nonce).encrypt(frame);
+  }
+
+  /** `data` cut into ≤ 1024-byte frames (or at the given cut points), each sealed and written. */
+  async send(data: Uint8Array, cuts: number[] = []): Promise<void> {
+    const bounds = [...new Set([0, ...cuts.filter((c) => c > 0 && c < data.length), data.length])].sort((a, b) => a - b);
+    for (let i = 0; i + 1 < bounds.length; i++) {
+      for (let o = bounds[i]!; o < bounds[i + 1]!; o += FRAME_DATA_MAX) {
+        await this.raw.write(this.sealFrame(data.subarray(o, Math.min(o + FRAME_DATA_MAX, bounds[i + 1]!))));
+      }
+    }
+  }
+
+  async sendMessage(m: PrivvalMessage, dialect: PrivvalDialect, cuts: number[] = []): Promise<void> {
+    await this.send(frameMessage(encodeMessage(m, dialect)), cuts);
+  }
+
+  private async nextPlainByte(timeoutMs: number): Promise<number | null> {
+    while (this.plain.length === 0) {
+      const sealed = await this.raw.readExact(SEALED_FRAME_SIZE, timeoutMs);
+      if (!sealed) return null;
+      this.plain = this.recv.open(sealed);
+    }
+    const b = this.plain[0]!;
+    this.plain = this.plain.subarray(1);
+    return b;
+  }
+
+  /** A delimited message from the decrypted stream (the signer's AuthSigMessage), or null on close. */
+  async readDelimited(timeoutMs = 5000): Promise<Uint8Array | null> {
+    let len = 0;
+    for (let shift = 0; ; shift += 7) {
+      const b = await this.nextPlainByte(timeoutMs);
+      if (b === null) return null;
+      len += (b & 0x7f) * 2 ** shift;
+      if (!(b & 0x80)) break;
+    }
+    const out = new Uint8Array(len);
+    for (let i = 0; i < len; i++) {
+      const b = await this.nextPlainByte(timeoutMs);
+      if (b === null) return null;
+      out[i] = b;
+    }
+    return out;
+  }
+
+  /** The signer's next privval message, or null if it closed the connection first. */
+  async receive(dialect: PrivvalDialect, timeoutMs = 5000): Promise<PrivvalMessage | null> {
+    for (;;) {
+      const body = this.inbox.shift();
+      if (body) return decodeMessage(body, dialect);
+      const sealed = await this.raw.readExact(SEALED_FRAME_SIZE, timeoutMs);
+      if (!sealed) return null;
+      const data = this.plain.length ? new Uint8Array([...this.plain, ...this.recv.open(sealed)]) : this.recv.open(sealed);
+      this.plain = new Uint8Array(0);
+      this.inbox.push(...this.reader.push(data));
+    }
+  }
+
+  close(): void {
+    this.sendKey.fill(0);
+    this.recv.wipe();
+    this.raw.close();
+  }
+}
+
+/** A listening node whose accepted sockets are handed to the test raw. */
+export class RawTestNode {
+  readonly identity = generateKeyPairSync('ed25519');
+  readonly identityPublic = new Uint8Array(this.identity.publicKey.export({ format: 'der', type: 'spki' }).subarray(12));
+  private readonly queue: RawSignerSocket[] = [];
+  private waiter: ((s: RawSignerSocket) => void) | undefined;
+  private readonly sockets = new Set<RawSignerSocket>();
+  /** Connections accepted so far. */
+  accepted = 0;
+
+  private constructor(readonly server: net.Server) {
+    server.on('connection', (socket) => {
+      socket.on('error', () => {});
+      socket.setNoDelay(true);
+      const raw = new RawSignerSocket(socket);
+      this.sockets.add(raw);
+      socket.on('close', () => this.sockets.delete(raw));
+      this.accepted++;
+      const w = this.waiter;
+      this.waiter = undefined;
+      if (w) w(raw);
+      else this.queue.push(raw);
+    });
+  }
+
+  static async listen(): Promise<RawTestNode> {
+    const server = net.createServer();
+    await new Promise<void>((res, rej) => {
+      server.once('error', rej);
+      server.listen(0, '127.0.0.1', () => res());
+    });
+    return new RawTestNode(server);
+  }
+
+  get address(): string {
+    return `tcp://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  /** Signs a handshake challenge with the node's identity key. */
+  readonly signer = { publicKey: this.identityPublic, sign: (m: Uint8Array) => new Uint8Array(nodeSign(null, m, this.identity.privateKey)) };
+
+  /** The next connection from the signer; rejects after `timeoutMs` (a hang guard). */
+  accept(timeoutMs = 15_000): Promise<RawSignerSocket> {
+    const queued = this.queue.shift();
+    if (queued) return Promise.resolve(queued);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        reject(new Error(`raw node: the signer did not connect within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiter = (s) => {
+        clearTimeout(timer);
+        resolve(s);
+      };
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.close();
+    for (const s of this.queue) s.close();
+    await new Promise<void>((res) => this.server.close(() => res()));
   }
 }
