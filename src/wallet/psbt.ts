@@ -285,16 +285,26 @@ export function decodePsbt(input: Uint8Array | string, limitsOverride?: Partial<
 // ---------------------------------------------------------------------------------------------
 // Ownership
 
-/** An OwnsKey that derives under one HD master (secp256k1), through the cache when given. */
-export function ownsKeyFromMaster(master: HdMaster, cache?: { id: string; cache: DerivationCache }): OwnsKey {
+/**
+ * An OwnsKey that derives under one HD master (secp256k1), through the cache when given. Public
+ * keys already derived are remembered (bounded; they are not secret), so analysing a PSBT of known
+ * paths costs no curve arithmetic.
+ */
+export function ownsKeyFromMaster(master: HdMaster, cache?: { id: string; cache: DerivationCache }, maxRemembered = 10_000): OwnsKey {
   const fingerprint = masterFingerprint(master);
+  const known = new Map<string, Uint8Array>();
   return (publicKey, origin) => {
     if (origin.fingerprint !== fingerprint) return false;
-    let derived: Uint8Array;
-    try {
-      derived = publicKeyAt(master, origin.path, cache);
-    } catch {
-      return false;
+    const key = origin.path.join('/');
+    let derived = known.get(key);
+    if (!derived) {
+      try {
+        derived = publicKeyAt(master, origin.path, cache);
+      } catch {
+        return false;
+      }
+      if (known.size >= maxRemembered) known.clear();
+      known.set(key, derived);
     }
     return equalBytes(publicKey.length === 32 ? derived.subarray(1) : derived, publicKey);
   };
