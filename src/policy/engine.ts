@@ -127,8 +127,8 @@ export function explain(e: Evaluation): string {
 
 function windowTotal(s: RuleState | null): string {
   if (s === null) return '0';
-  let t = 0n;
-  for (const c of s.counts) t += BigInt(c);
+  let t = 0;
+  for (const c of s.counts) t += c;
   return String(t);
 }
 

@@ -11,7 +11,7 @@ import { OPERATIONS, PAYLOAD_TYPES, type Operation, type PayloadType } from './m
 /** Size limits, checked before and while parsing. */
 export const POLICY_LIMITS = {
   /** Bytes of TOML or JSON source. */
-  documentBytes: 256 * 1024,
+  documentBytes: 1024 * 1024,
   rules: 1000,
   /** Entries in any one list (addresses, principals, approvers). */
   listEntries: 10_000,
@@ -88,7 +88,7 @@ export class Fields {
 
   requiredString(name: string, opts: { pattern?: RegExp; what?: string } = {}): string {
     const s = this.string(name, opts);
-    if (s === undefined) throw invalid(this.at(name), `required ${opts.what ?? 'string'} is missing`);
+    if (s === undefined) throw invalid(this.at(name), `required field is missing (expected ${opts.what ?? 'a string'})`);
     return s;
   }
 

@@ -86,7 +86,7 @@ export interface PolicyRequest {
 /**
  * State of one stateful rule for one scope: a fixed ring of `buckets + 1` counters, each
  * covering `bucketMs` of wall-clock time, `head` the absolute index (floor(ms / bucketMs)) of
- * the newest one. Counters are decimal strings so that the value is plain JSON. Its size never
+ * the newest one. Plain JSON (counters are exact integers, see window.ts); its size never
  * grows with traffic.
  */
 export interface BucketState {
@@ -94,7 +94,7 @@ export interface BucketState {
   bucketMs: number;
   buckets: number;
   head: number;
-  counts: string[];
+  counts: number[];
 }
 export type RuleState = BucketState;
 

@@ -109,12 +109,12 @@ test('velocity: a new policy version with another window keeps the spent budget'
 
 test('window state is constant-size JSON, and malformed state is refused as database_corrupt', () => {
   const g = { bucketMs: HOUR, buckets: 24 };
-  let state = recordInWindow(readWindow(undefined, g, START, 's'), 5n);
-  for (let i = 1; i < 1000; i++) state = recordInWindow(readWindow(state, g, START + i * 60_000, 's'), 5n);
+  let state = recordInWindow(readWindow(undefined, g, START, 's'), 5);
+  for (let i = 1; i < 1000; i++) state = recordInWindow(readWindow(state, g, START + i * 60_000, 's'), 5);
   assert.equal(state.counts.length, 25);
   assert.deepEqual(JSON.parse(JSON.stringify(state)), state);
-  assert.equal(readWindow(state, g, START + 999 * 60_000, 's').total, 5000n);
-  for (const bad of [{ ...state, counts: state.counts.slice(1) }, { ...state, kind: 'other' }, { ...state, head: -1 }, { ...state, counts: state.counts.map(() => '-1') }, null]) {
+  assert.equal(readWindow(state, g, START + 999 * 60_000, 's').total, 5000);
+  for (const bad of [{ ...state, counts: state.counts.slice(1) }, { ...state, kind: 'other' }, { ...state, head: -1 }, { ...state, counts: state.counts.map(() => -1) }, { ...state, counts: state.counts.map(() => '1') }, { ...state, counts: state.counts.map(() => 2 ** 52) }, null]) {
     assert.throws(() => readWindow(bad as never, g, START, 'p/v/key=k1'), (e: unknown) => e instanceof CustosError && e.code === 'database_corrupt' && e.message.includes('p/v/key=k1'));
   }
 });

@@ -30,8 +30,8 @@ export const rateLimitRule: RuleType<RateLimitSpec> = {
         const scope = scopeOf(site, spec.per, req);
         const previous = ctx.readState(scope);
         const w = readWindow(previous, spec, ctx.nowMs, scope);
-        if (w.total + 1n > BigInt(spec.limit)) return { result: 'deny', explanation: `${w.total} requests in the last ${span} already reach the limit of ${spec.limit}` };
-        return { result: 'pass', explanation: `request ${w.total + 1n} of ${spec.limit} in ${span}`, update: { scope, previous: previous ?? null, state: recordInWindow(w, 1n) } };
+        if (w.total + 1 > spec.limit) return { result: 'deny', explanation: `${w.total} requests in the last ${span} already reach the limit of ${spec.limit}` };
+        return { result: 'pass', explanation: `request ${w.total + 1} of ${spec.limit} in ${span}`, update: { scope, previous: previous ?? null, state: recordInWindow(w, 1) } };
       },
     };
   },

@@ -35,11 +35,12 @@ export const velocityRule: RuleType<VelocitySpec> = {
         const scope = scopeOf(site, spec.per, req);
         const previous = ctx.readState(scope);
         const w = readWindow(previous, spec, ctx.nowMs, scope);
-        const after = w.total + amount;
-        if (after > spec.limit) return { result: 'deny', explanation: `sending ${sats(amount)} would bring the total of the last ${span} to ${sats(after)}, over the limit of ${sats(spec.limit)} (${sats(w.total)} already sent)` };
+        const spent = BigInt(w.total);
+        const after = spent + amount;
+        if (after > spec.limit) return { result: 'deny', explanation: `sending ${sats(amount)} would bring the total of the last ${span} to ${sats(after)}, over the limit of ${sats(spec.limit)} (${sats(spent)} already sent)` };
         const explanation = `${sats(after)} of ${sats(spec.limit)} sent in the last ${span} after this one`;
         if (amount === 0n) return { result: 'pass', explanation };
-        return { result: 'pass', explanation, update: { scope, previous: previous ?? null, state: recordInWindow(w, amount) } };
+        return { result: 'pass', explanation, update: { scope, previous: previous ?? null, state: recordInWindow(w, Number(amount)) } };
       },
     };
   },
