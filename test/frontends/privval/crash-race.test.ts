@@ -4,12 +4,16 @@
  *   - SIGKILL at random moments while signing never yields a double sign (a short run of
  *     scripts/privval-crash-soak.ts; CUSTOS_PRIVVAL_CYCLES sets the number of cycles);
  *   - two processes on one data dir, asked for conflicting prevotes at the same moment,
- *     sign at most one of them.
+ *     sign at most one of them;
+ *   - the same race over many heights, both conflicting votes sent to both processes at once,
+ *     every returned signature checked independently (a short run of scripts/privval-race.ts;
+ *     CUSTOS_PRIVVAL_RACE_ROUNDS sets the number of rounds).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { serve, type ServeProcess } from '../../helpers/process.js';
 import { TestNode } from '../../helpers/cometbft-node.js';
+import { runPrivvalRace } from '../../../scripts/privval-race.js';
 import {
   PASS,
   blockId,
@@ -91,4 +95,18 @@ test('two processes on one data dir: conflicting prevotes at the same moment, at
     await node.close();
     vault?.cleanup();
   }
+});
+
+test('two processes, many heights, both conflicting votes sent to both at once: every signature verifies, never two at one position', { timeout: 180_000 }, async () => {
+  const rounds = Number(process.env.CUSTOS_PRIVVAL_RACE_ROUNDS ?? 200);
+  const logs: string[] = [];
+  const report = await runPrivvalRace({ rounds, log: (s) => logs.push(s) });
+  const why = `${report.details.join('\n')}\n${logs.join('\n')}`;
+  assert.equal(report.conflicts, 0, why);
+  assert.equal(report.badSignatures, 0, why);
+  assert.equal(report.unexpected, 0, why);
+  assert.equal(report.unsignedRounds, 0, `every height got one of its two votes signed\n${why}`);
+  // Per round: one vote signed (by one process, re-served by the other) and the other refused by both.
+  assert.equal(report.signatures, 2 * rounds);
+  assert.equal(report.refused, 2 * rounds);
 });
