@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { CustosError } from '../core/errors.js';
 import { parsePolicy, detectFormat, POLICY_ID, type PolicyFormat } from './document.js';
-import { compilePolicy, evaluate, type CompiledPolicy, type Evaluation } from './engine.js';
+import { checkRequest, compilePolicy, evaluate, type CompiledPolicy, type Evaluation } from './engine.js';
 import type { PolicyKey, PolicyRequest, ReadState } from './model.js';
 
 export interface PolicyVersion {
@@ -105,6 +105,7 @@ export class PolicySet {
   }
 
   evaluate(req: PolicyRequest, readState: ReadState): Evaluation {
+    checkRequest(req);
     return evaluate(this.forKey(req.key), req, readState);
   }
 

@@ -1,7 +1,8 @@
 /**
  * Policy: the one place that decides whether a request may proceed, whatever protocol it
  * came from. Rules see the principal, the key and the typed payload, never the wire.
- * This is the interface the rule engine will implement; today the vault runs `allowAll`,
+ * The rule engine is engine.ts (documents in document.ts, one module per rule type in rules/,
+ * attachment and versions in policy-set.ts); until it is wired in, the vault runs `allowAll`,
  * and the only checks are the key's own state (enabled, not destroyed) in the vault.
  */
 import type { KeyRecord, Principal } from '../core/types.js';

@@ -48,6 +48,8 @@ test('refuses malformed documents with the exact path and what was expected', ()
   refuses(`${HEAD}[[rules]]\ntype = "principals"\nallow = ["token:*:x"]\n`, 'rules[0].allow[0]: a principal pattern is an exact id or a prefix ending in one trailing * (such as "token:ops-*")');
   refuses(`${HEAD}[[rules]]\ntype = "principals"\nallow = []\n`, 'rules[0].allow: expected a non-empty list of principal patterns (omit the field instead)');
   refuses(`${HEAD}[[rules]]\ntype = "time_window"\nfrom = "8:00"\n`, 'rules[0].from: expected a time of day "HH:MM" (00:00 to 24:00), got "8:00"');
+  refuses(`${HEAD}[[rules]]\ntype = "time_window"\nfrom = "24:00"\n`, 'rules[0].from: must be earlier than 24:00');
+  refuses(`${HEAD}[[rules]]\ntype = "time_window"\nfrom = "09:00"\nto = "09:00"\n`, 'rules[0].to: equals from, which would leave no time at all (write from = "00:00", to = "24:00" for the whole day)');
   refuses(`${HEAD}[[rules]]\ntype = "time_window"\ndays = ["mon", "funday"]\n`, 'rules[0].days[1]: expected a day of the week (sun, mon, tue, wed, thu, fri, sat), got "funday"');
   refuses(`${HEAD}[[rules]]\ntype = "time_window"\nfrom = "09:00"\ntimezone = "Mars/Olympus_Mons"\n`, 'rules[0].timezone: unknown IANA time zone "Mars/Olympus_Mons"');
   refuses(`${HEAD}[[rules]]\ntype = "fee_cap"\nmax_fee_bps = 20000\n`, 'rules[0].max_fee_bps: expected basis points from 1 to 10000, got the integer 20000');

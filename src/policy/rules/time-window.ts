@@ -48,6 +48,7 @@ export const timeWindowRule: RuleType<TimeWindowSpec> = {
     }, { what: 'days of the week' });
     const from = minutes(f.string('from', { pattern: HHMM, what: 'a time of day "HH:MM" (00:00 to 24:00)' }) ?? '00:00');
     const to = minutes(f.string('to', { pattern: HHMM, what: 'a time of day "HH:MM" (00:00 to 24:00)' }) ?? '24:00');
+    if (from === 1440) throw invalid(f.at('from'), 'must be earlier than 24:00');
     if (from === to) throw invalid(f.at('to'), 'equals from, which would leave no time at all (write from = "00:00", to = "24:00" for the whole day)');
     const tz = f.has('timezone') ? checkTimeZone(f.requiredString('timezone'), f.at('timezone')) : 'UTC';
     return { days: days ? days.reduce((m, d) => m | (1 << d), 0) : 0x7f, from, to, timezone: tz };
