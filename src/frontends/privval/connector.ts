@@ -493,7 +493,7 @@ export class PrivvalConnector {
       case 'sign_bytes_request':
         return this.handleSignBytes(m.value);
       case 'sign_raw_bytes_request':
-        return this.handleSignRawBytes(m.chainId);
+        return this.handleSignRawBytes();
       default:
         // Responses from the node, or a request this dialect does not know: there is no
         // matching response type to refuse in, so the conversation cannot go on.
@@ -649,8 +649,8 @@ export class PrivvalConnector {
    * an operator decision Custos has no setting for yet: refused, in the matching response
    * type so that the node gets an answer and the connection stays up.
    */
-  private handleSignRawBytes(chainId: string): PrivvalMessage {
-    const e = new CustosError('policy_denied', `SignRawBytesRequest is not supported by this signer (chain ${JSON.stringify(chainId.slice(0, 80))}).`, { tag: 'sign_raw_bytes' });
+  private handleSignRawBytes(): PrivvalMessage {
+    const e = new CustosError('policy_denied', 'SignRawBytesRequest is not supported by this signer.', { tag: 'sign_raw_bytes' });
     return { kind: 'signed_raw_bytes_response', signature: new Uint8Array(0), error: this.remoteError(e, 'raw bytes') };
   }
 
