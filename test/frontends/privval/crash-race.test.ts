@@ -98,7 +98,7 @@ test('two processes on one data dir: conflicting prevotes at the same moment, at
 });
 
 test('two processes, many heights, both conflicting votes sent to both at once: every signature verifies, never two at one position', { timeout: 180_000 }, async () => {
-  const rounds = Number(process.env.CUSTOS_PRIVVAL_RACE_ROUNDS ?? 200);
+  const rounds = Number(process.env.CUSTOS_PRIVVAL_RACE_ROUNDS ?? 400);
   const logs: string[] = [];
   const report = await runPrivvalRace({ rounds, log: (s) => logs.push(s) });
   const why = `${report.details.join('\n')}\n${logs.join('\n')}`;
