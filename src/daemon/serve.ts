@@ -70,6 +70,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
             dialect: p.dialect,
             allowSignBytes: p.allowSignBytes,
             ...(p.nodeKey ? { expectedNodeKey: new Uint8Array(Buffer.from(p.nodeKey, 'hex')) } : {}),
+            ...(p.readTimeoutSeconds ? { readTimeoutMs: p.readTimeoutSeconds * 1000 } : {}),
           },
           { info: (msg, fields) => logger.info({ privval: p.name, ...fields }, msg), warn: (msg, fields) => logger.warn({ privval: p.name, ...fields }, msg) },
           metrics,

@@ -20,6 +20,7 @@ import { rootFromShares, sealToShares } from '../keystore/shares.js';
 import { hsmRootAd, type RootWrapper } from '../keystore/hsm-seal.js';
 import { Keyring } from '../keystore/keyring.js';
 import { SoftwareBackend } from '../backends/software/software.js';
+import { Backends, type Backend } from '../backends/backend.js';
 import { AuditSigner, verifyChain, type VerifyReport } from '../audit/chain.js';
 import type { Policy } from '../policy/policy.js';
 import { GroupCommitter } from './commit.js';
@@ -204,6 +205,8 @@ export interface OpenOptions {
   metrics?: VaultMetrics & { batch?(units: number, seconds: number): void };
   /** How long a request needing approval waits (default 60 s). */
   approvalTimeoutMs?: number;
+  /** Backends beside the software one (PKCS#11 tokens); closed with the vault. */
+  backends?: Backend[];
 }
 
 export interface OpenVault {
@@ -260,7 +263,7 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
     const checkpoints = await store.checkpoints();
     if (head.seq > (checkpoints[checkpoints.length - 1]?.seq ?? 0)) await store.putCheckpoint(auditSigner.checkpoint(head, new Date().toISOString()));
     const committer = new GroupCommitter(store, auditSigner, opts.checkpointEvery ?? 1000, opts.metrics?.batch?.bind(opts.metrics));
-    const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new SoftwareBackend(), committer, policy: opts.policy, metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs });
+    const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new Backends(new SoftwareBackend(), opts.backends ?? []), committer, policy: opts.policy, metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs });
     return {
       vault,
       store,

@@ -14,7 +14,7 @@ import { eciesEncrypt, encodeExportedKey, type Kem } from '../crypto/ecies.js';
 import { encodeOpenSshPublicKey } from '../crypto/openssh.js';
 import type { Keyring } from '../keystore/keyring.js';
 import { importSecret, type ImportFormat } from '../keystore/import.js';
-import type { Backend } from '../backends/backend.js';
+import type { Backends } from '../backends/backend.js';
 import { allowAll, type Policy } from '../policy/policy.js';
 import { Approvals } from './approvals.js';
 import { comparePosition, type Store, type Watermark, type WatermarkPosition } from '../store/store.js';
@@ -118,7 +118,7 @@ export interface VaultDeps {
   approvals?: Approvals;
   store: Store;
   keyring: Keyring;
-  backend: Backend;
+  backend: Backends;
   committer: GroupCommitter;
   policy?: Policy;
   metrics?: VaultMetrics;
@@ -193,14 +193,22 @@ export class Vault {
     });
   }
 
-  private async storeNewKey(ctx: Ctx, operation: 'create' | 'import', label: string, algorithm: Algorithm, secret: Uint8Array, exportable: boolean, attributes: KeyAttributes = {}): Promise<KeyRecord> {
+  private async storeNewKey(
+    ctx: Ctx,
+    operation: 'create' | 'import' | 'adopt',
+    label: string,
+    algorithm: Algorithm,
+    material: { secret: Uint8Array } | { publicKey: Uint8Array; sealed: Uint8Array },
+    exportable: boolean,
+    attributes: KeyAttributes = {},
+  ): Promise<KeyRecord> {
     checkAttributes(attributes);
     const now = new Date().toISOString();
     const key: KeyRecord = {
       id: newKeyId(),
       label,
       algorithm,
-      publicKey: publicKeyFromSecret(algorithm, secret),
+      publicKey: 'secret' in material ? publicKeyFromSecret(algorithm, material.secret) : material.publicKey,
       state: 'active',
       exportable,
       origin: operation === 'create' ? 'generated' : 'imported',
@@ -210,11 +218,12 @@ export class Vault {
       sealed: null,
       attributes,
     };
-    key.sealed = this.deps.keyring.sealSecret(key, secret);
+    key.sealed = this.deps.keyring.sealSecret(key, 'secret' in material ? material.secret : material.sealed);
+    const backend = attributes.backend;
     try {
       await this.deps.committer.commit({
         mutations: [{ kind: 'insertKey', key }],
-        audit: [this.draft(ctx, operation, key, 'ok', null, { algorithm, exportable, public_key_sha256: sha256hex(key.publicKey) })],
+        audit: [this.draft(ctx, operation, key, 'ok', null, { algorithm, exportable, public_key_sha256: sha256hex(key.publicKey), ...(typeof backend === 'string' ? { backend, pkcs11_kind: String(attributes['pkcs11.kind']) } : {}) })],
       });
     } catch (e) {
       if (isCustosError(e) && e.code === 'label_taken') return this.refuse(ctx, operation, { id: null, label }, e);
@@ -223,13 +232,51 @@ export class Vault {
     return key;
   }
 
-  async createKey(ctx: Ctx, req: { label: string; algorithm: Algorithm; exportable: boolean; attributes?: KeyAttributes }): Promise<KeyRecord> {
+  /** The backend a key is to be created in: `software` (default) or a configured `pkcs11:<name>`. */
+  private backendFor(name: string | undefined) {
+    if (name === undefined || name === 'software') return null;
+    const b = this.deps.backend.get(name);
+    if (!b?.generate) throw new CustosError('bad_request', `No backend "${name.slice(0, 80)}" is configured here (backends: ${this.deps.backend.names().join(', ')}).`);
+    return b;
+  }
+
+  /**
+   * Generates a key: in this process (software), or inside a PKCS#11 token (`backend`
+   * `pkcs11:<name>`), where `wrapped` keeps it as a token-wrapped blob in the database
+   * instead of a token object. HSM keys are never exportable.
+   */
+  async createKey(ctx: Ctx, req: { label: string; algorithm: Algorithm; exportable: boolean; attributes?: KeyAttributes; backend?: string; wrapped?: boolean }): Promise<KeyRecord> {
     checkLabel(req.label);
+    const backend = this.backendFor(req.backend);
+    if (backend) {
+      if (req.exportable) throw new CustosError('bad_request', 'A key held by an HSM is never exportable; create it without exportable.');
+      const g = await backend.generate!(req.algorithm, req.label, { wrapped: req.wrapped === true });
+      try {
+        return await this.storeNewKey(ctx, 'create', req.label, req.algorithm, { publicKey: g.publicKey, sealed: g.material }, false, { ...req.attributes, ...g.attributes });
+      } finally {
+        wipe(g.material);
+      }
+    }
+    if (req.wrapped) throw new CustosError('bad_request', 'wrapped applies to keys created in a PKCS#11 backend.');
     const secret = await generateSecret(req.algorithm);
     try {
-      return await this.storeNewKey(ctx, 'create', req.label, req.algorithm, secret, req.exportable, req.attributes);
+      return await this.storeNewKey(ctx, 'create', req.label, req.algorithm, { secret }, req.exportable, req.attributes);
     } finally {
       wipe(secret);
+    }
+  }
+
+  /** Takes a key that already exists on a PKCS#11 token (by CKA_LABEL or CKA_ID) under the vault's policy and audit. */
+  async adoptKey(ctx: Ctx, req: { label: string; backend: string; objectLabel?: string; objectId?: string }): Promise<KeyRecord> {
+    checkLabel(req.label);
+    const backend = this.backendFor(req.backend) as (ReturnType<Vault['backendFor']> & { adopt?: (r: { objectLabel?: string; objectId?: string }) => Promise<{ algorithm: Algorithm; publicKey: Uint8Array; material: Uint8Array; attributes: KeyAttributes }> }) | null;
+    if (!backend?.adopt) throw new CustosError('bad_request', 'Adopting needs a PKCS#11 backend (--backend pkcs11:<name>).');
+    try {
+      const a = await backend.adopt({ objectLabel: req.objectLabel, objectId: req.objectId });
+      return await this.storeNewKey(ctx, 'adopt', req.label, a.algorithm, { publicKey: a.publicKey, sealed: a.material }, false, a.attributes);
+    } catch (e) {
+      if (isCustosError(e) && e.code !== 'label_taken') return this.refuse(ctx, 'adopt', { id: null, label: req.label }, e, { backend: req.backend });
+      throw e;
     }
   }
 
@@ -246,7 +293,7 @@ export class Vault {
       wipe(req.material);
     }
     try {
-      return await this.storeNewKey(ctx, 'import', req.label, imported.algorithm, imported.secret, req.exportable, req.attributes);
+      return await this.storeNewKey(ctx, 'import', req.label, imported.algorithm, { secret: imported.secret }, req.exportable, req.attributes);
     } finally {
       wipe(imported.secret);
     }
@@ -271,6 +318,13 @@ export class Vault {
     if (!key) return this.refuse(ctx, 'destroy', { id: null, label: auditRef(ref) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
     if (key.state === 'destroyed') return this.refuse(ctx, 'destroy', key, new CustosError('key_destroyed', `The key ${key.label} was already destroyed.`));
     this.deps.backend.forget(key.id);
+    // A key held by a token is deleted there first: if the token cannot, nothing changes.
+    try {
+      await this.deps.backend.destroy(key);
+    } catch (e) {
+      if (isCustosError(e)) return this.refuse(ctx, 'destroy', key, e);
+      throw e;
+    }
     const now = new Date().toISOString();
     await this.deps.committer.commit({
       mutations: [{ kind: 'destroyKey', id: key.id, updatedAt: now }],
@@ -559,7 +613,7 @@ export class Vault {
     this.approvals.close();
     await this.deps.committer.close();
     if (this.purgePending) await this.deps.store.purgeFreed().catch(() => false);
-    this.deps.backend.close();
+    await this.deps.backend.close();
     this.deps.keyring.destroy();
   }
 }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { initVault, openVault, type OpenVault } from '../../src/vault/open.js';
 import type { Principal } from '../../src/core/types.js';
+import type { Backend } from '../../src/backends/backend.js';
 
 export const PASS = new TextEncoder().encode('test passphrase');
 /** Cheap scrypt for tests; the production default is exercised by the CLI tests. */
@@ -23,11 +24,11 @@ export interface TestVault extends OpenVault {
   dispose(): Promise<void>;
 }
 
-export async function makeVault(opts: { checkpointEvery?: number; approvalTimeoutMs?: number } = {}): Promise<TestVault> {
+export async function makeVault(opts: { checkpointEvery?: number; approvalTimeoutMs?: number; backends?: Backend[] } = {}): Promise<TestVault> {
   const { dir, cleanup } = tempDir();
   const dataDir = join(dir, 'vault');
   const { adminToken } = await initVault({ dataDir, passphrase: PASS, scrypt: FAST_SCRYPT });
-  const opened = await openVault({ dataDir, passphrase: PASS, checkpointEvery: opts.checkpointEvery, approvalTimeoutMs: opts.approvalTimeoutMs });
+  const opened = await openVault({ dataDir, passphrase: PASS, checkpointEvery: opts.checkpointEvery, approvalTimeoutMs: opts.approvalTimeoutMs, backends: opts.backends });
   return {
     ...opened,
     dataDir,

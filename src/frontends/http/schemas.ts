@@ -59,6 +59,9 @@ const exportableProp = { type: 'boolean', default: false, description: 'Fixed at
 const errors = { 400: { $ref: 'Error#' }, 401: { $ref: 'Error#' }, 403: { $ref: 'Error#' }, 404: { $ref: 'Error#' }, 409: { $ref: 'Error#' }, 410: { $ref: 'Error#' }, 413: { $ref: 'Error#' }, 503: { $ref: 'Error#' } };
 const secured = [{ bearer: [] }];
 
+const backendProp = { type: 'string', pattern: '^(software|pkcs11:[A-Za-z0-9._-]{1,64})$', description: 'software (default) or pkcs11:<name> from the [[pkcs11]] configuration' } as const;
+const wrappedProp = { type: 'boolean', default: false, description: 'PKCS#11 only: keep the key as a blob wrapped by the token\'s AES key in the database, not as a token object' } as const;
+
 export const createKeySchema = {
   summary: 'Generate a key inside the vault',
   tags: ['keys'],
@@ -71,9 +74,49 @@ export const createKeySchema = {
       label: labelProp,
       algorithm: { type: 'string', enum: [...ALGORITHMS] },
       exportable: exportableProp,
+      backend: backendProp,
+      wrapped: wrappedProp,
     },
   },
   response: { 201: { $ref: 'Key#' }, ...errors },
+} as const;
+
+export const adoptKeySchema = {
+  summary: 'Adopt a key that already exists on a PKCS#11 token (sensitive, non-extractable), by its CKA_LABEL or CKA_ID',
+  tags: ['keys'],
+  security: secured,
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['label', 'backend'],
+    properties: {
+      label: labelProp,
+      backend: backendProp,
+      object_label: { type: 'string', minLength: 1, maxLength: 128 },
+      object_id: { type: 'string', pattern: '^[0-9a-fA-F]{2,128}$' },
+    },
+  },
+  response: { 201: { $ref: 'Key#' }, ...errors },
+} as const;
+
+export const batchCreateSchema = {
+  summary: 'Generate many keys at once (labels prefix-<n>); for HSM-wrapped keys at scale',
+  tags: ['keys'],
+  security: secured,
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['label_prefix', 'algorithm', 'count'],
+    properties: {
+      label_prefix: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._:@-]{0,48}$' },
+      start: { type: 'integer', minimum: 0, default: 0 },
+      count: { type: 'integer', minimum: 1, maximum: 1000 },
+      algorithm: { type: 'string', enum: [...ALGORITHMS] },
+      backend: backendProp,
+      wrapped: wrappedProp,
+    },
+  },
+  response: { 201: { type: 'object', properties: { created: { type: 'integer' }, first: { type: 'string' }, last: { type: 'string' } } }, ...errors },
 } as const;
 
 export const importKeySchema = {

@@ -252,7 +252,12 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   // 200 only when requests can be served: unsealed and every backend (HSM token) usable.
   app.get('/healthz', { ...open, schema: { summary: 'Health: 200 when the vault is unsealed and its backends usable, else 503', tags: ['system'] } }, async (_req, reply) => {
     const seal = sealStatus();
-    const components = opts.health?.() ?? [];
+    let components: ReturnType<HealthCheck> = [];
+    try {
+      components = opts.health?.() ?? [];
+    } catch {
+      components = [{ component: 'backends', ok: false, detail: 'health check failed' }];
+    }
     const ok = !seal.sealed && components.every((c) => c.ok);
     reply.code(ok ? 200 : 503);
     return { status: seal.sealed ? 'sealed' : ok ? 'ok' : 'degraded', sealed: seal.sealed, components };
@@ -273,10 +278,38 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
 
   app.get('/v1/keys', { schema: S.listKeysSchema }, async () => ({ keys: (await vault().listKeys()).map(keyView) }));
 
-  app.post<{ Body: { label: string; algorithm: Algorithm; exportable: boolean } }>('/v1/keys', { schema: S.createKeySchema }, async (req, reply) => {
+  app.post<{ Body: { label: string; algorithm: Algorithm; exportable: boolean; backend?: string; wrapped?: boolean } }>('/v1/keys', { schema: S.createKeySchema }, async (req, reply) => {
     const key = await vault().createKey(ctx(req), req.body);
     reply.code(201);
     return keyView(key);
+  });
+
+  app.post<{ Body: { label: string; backend: string; object_label?: string; object_id?: string } }>('/v1/keys/adopt', { schema: S.adoptKeySchema }, async (req, reply) => {
+    const b = req.body;
+    if ((b.object_label === undefined) === (b.object_id === undefined)) throw new CustosError('bad_request', 'Give exactly one of object_label and object_id.');
+    const key = await vault().adoptKey(ctx(req), { label: b.label, backend: b.backend, objectLabel: b.object_label, objectId: b.object_id });
+    reply.code(201);
+    return keyView(key);
+  });
+
+  // Many keys per request: the CLI drives this in chunks to generate and store 100,000s of
+  // HSM-wrapped keys with a progress bar. Each key is its own audited create.
+  app.post<{ Body: { label_prefix: string; start: number; count: number; algorithm: Algorithm; backend?: string; wrapped?: boolean } }>('/v1/keys/batch', { schema: S.batchCreateSchema }, async (req, reply) => {
+    const b = req.body;
+    const v = vault();
+    const c = ctx(req);
+    const labels = Array.from({ length: b.count }, (_, i) => `${b.label_prefix}-${b.start + i}`);
+    let created = 0;
+    // A few in flight at once: the token's session pool and group commit both batch.
+    const workers = Array.from({ length: Math.min(8, labels.length) }, async () => {
+      for (let label = labels.shift(); label !== undefined; label = labels.shift()) {
+        await v.createKey({ ...c, requestId: `${c.requestId}-${label}` }, { label, algorithm: b.algorithm, exportable: false, backend: b.backend, wrapped: b.wrapped });
+        created++;
+      }
+    });
+    await Promise.all(workers);
+    reply.code(201);
+    return { created, first: `${b.label_prefix}-${b.start}`, last: `${b.label_prefix}-${b.start + b.count - 1}` };
   });
 
   app.post<{ Body: { label: string; algorithm?: Algorithm; format: ImportFormat; material: string; exportable: boolean } }>(
