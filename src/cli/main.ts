@@ -4,7 +4,7 @@
  * (address and token from flags or CUSTOS_ADDR / CUSTOS_TOKEN).
  */
 import { Command, Option, CommanderError } from 'commander';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CustosError, isCustosError } from '../core/errors.js';
 import { base64ToBytes, bytesToHex, hexToBytes, wipe } from '../core/bytes.js';
@@ -16,7 +16,9 @@ import { decodeExportedKey, eciesDecrypt } from '../crypto/ecies.js';
 import { CustosClient, type KeyInfo, type SealStatusView } from '../client/client.js';
 import { initVault, openStoreOnly, rekeyShares, verifyAudit, CONFIG_FILE } from '../vault/open.js';
 import { parseSealRecord } from '../keystore/seal.js';
-import { AGENT_DEFAULTS, loadConfig, parsePort } from '../daemon/config.js';
+import { AGENT_DEFAULTS, loadConfig, parsePort, type Pkcs11Config } from '../daemon/config.js';
+import { tokenBackends, tokenRootWrapper } from '../daemon/hsm.js';
+import type { Pkcs11Backend } from '../backends/pkcs11/backend.js';
 import { prompt, readPassphrase } from '../daemon/passphrase.js';
 import { closeOnSignals, startDevServer, startServer, VERSION } from '../daemon/serve.js';
 import { EXIT, exitCodeFor } from './exit.js';
@@ -47,6 +49,24 @@ const withApi = (c: Command) =>
     .addOption(new Option('--token <token>', 'API token (prefer CUSTOS_TOKEN or --token-file: flags show in `ps`)').env('CUSTOS_TOKEN'))
     .option('--token-file <file>', 'read the API token from a file')
     .option('--json', 'print JSON');
+
+function hsmConfigToml(c: Pkcs11Config, keyLabel: string): string {
+  const q = (v: string) => JSON.stringify(v);
+  return [
+    '',
+    '# The HSM that seals this vault (custos init --hsm-module). Its keys are "pkcs11:hsm".',
+    '[[pkcs11]]',
+    `name = ${q(c.name)}`,
+    `module = ${q(c.module)}`,
+    `token_label = ${q(c.tokenLabel!)}`,
+    c.pinFile ? `pin_file = ${q(c.pinFile)}` : `pin_env = ${q(c.pinEnv!)}`,
+    '',
+    '[seal.pkcs11]',
+    `token = ${q(c.name)}`,
+    `key_label = ${q(keyLabel)}`,
+    '',
+  ].join('\n');
+}
 
 function sharesOption(o: { shares?: string; threshold?: string }): { shares: number; threshold: number } | undefined {
   if (o.shares === undefined && o.threshold === undefined) return undefined;
@@ -130,18 +150,38 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
     .option('--shares <n>', 'seal by N operator shares instead of a passphrase (with --threshold)')
     .option('--threshold <t>', 'how many shares unseal the vault (2 ≤ T ≤ N)')
     .option('--share-dir <dir>', 'write each share to its own file in this new directory (0700, files 0600) instead of printing them')
-    .action(async (o: { dataDir: string; passphraseFile?: string; scryptLogN: string; shares?: string; threshold?: string; shareDir?: string }) => {
+    .option('--hsm-module <path>', 'seal by an AES key inside this PKCS#11 module\'s token (with --shares/--threshold as recovery shares)')
+    .option('--hsm-token-label <label>', 'the token\'s label')
+    .option('--hsm-pin-file <file>', 'file holding the token\'s user PIN')
+    .option('--hsm-pin-env <var>', 'environment variable holding the token\'s user PIN')
+    .option('--hsm-key-label <label>', 'label of the AES seal key on the token (created if absent)', 'custos-seal')
+    .action(async (o: { dataDir: string; passphraseFile?: string; scryptLogN: string; shares?: string; threshold?: string; shareDir?: string; hsmModule?: string; hsmTokenLabel?: string; hsmPinFile?: string; hsmPinEnv?: string; hsmKeyLabel: string }) => {
       const logN = Number(o.scryptLogN);
       if (!Number.isInteger(logN) || logN < 10 || logN > 22) throw new CustosError('bad_request', '--scrypt-log-n must be an integer from 10 to 22.');
       const shares = sharesOption(o);
       if (shares && o.passphraseFile) throw new CustosError('bad_request', 'Choose one seal: --shares/--threshold or a passphrase.');
       if (!shares && o.shareDir) throw new CustosError('bad_request', '--share-dir needs --shares and --threshold.');
       if (o.shareDir && existsSync(o.shareDir)) throw new CustosError('bad_request', `${o.shareDir} exists; give a new directory for the share files.`);
+      let hsm: { cfg: Pkcs11Config; backend: Pkcs11Backend } | undefined;
+      if (o.hsmModule) {
+        if (!shares) throw new CustosError('bad_request', 'An HSM seal needs recovery shares for the day the token is lost: add --shares N --threshold T.');
+        if (!o.hsmTokenLabel || !o.hsmPinFile === !o.hsmPinEnv) throw new CustosError('bad_request', 'Give --hsm-token-label and exactly one of --hsm-pin-file and --hsm-pin-env.');
+        const cfg: Pkcs11Config = { name: 'hsm', module: resolve(o.hsmModule), tokenLabel: o.hsmTokenLabel, sessions: 2, wrappingKey: 'custos-wrapping-key', ...(o.hsmPinFile ? { pinFile: resolve(o.hsmPinFile) } : { pinEnv: o.hsmPinEnv }) };
+        hsm = { cfg, backend: tokenBackends([cfg])[0]! };
+      }
       const passphrase = shares ? undefined : await readPassphrase({ file: o.passphraseFile, confirm: true });
       try {
         const dataDir = resolve(o.dataDir);
-        const r = await initVault({ dataDir, ...(passphrase ? { passphrase } : {}), ...(shares ? { shares } : {}), scrypt: { N: 2 ** logN, r: 8, p: 1 } });
+        const r = await initVault({
+          dataDir,
+          ...(passphrase ? { passphrase } : {}),
+          ...(shares ? { shares } : {}),
+          ...(hsm ? { hsm: tokenRootWrapper(hsm.backend, hsm.cfg.tokenLabel!, o.hsmKeyLabel) } : {}),
+          scrypt: { N: 2 ** logN, r: 8, p: 1 },
+        });
+        if (hsm) appendFileSync(join(dataDir, CONFIG_FILE), hsmConfigToml(hsm.cfg, o.hsmKeyLabel));
         out(`Vault ${r.vaultId} created in ${dataDir}.`);
+        if (hsm) out(`Sealed by the AES key "${o.hsmKeyLabel}" on token "${hsm.cfg.tokenLabel}": it unseals itself at start while the token and PIN are there ([[pkcs11]] and [seal.pkcs11] were added to ${CONFIG_FILE}). The shares below are RECOVERY shares, for a lost token.`);
         if (r.shareLines) printShares(r.shareLines, shares!.threshold, o.shareDir);
         out('');
         out('Admin API token (shown once; only its hash is stored, keep it safe):');
@@ -151,9 +191,10 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
         out(`  ${r.auditPublicKey}`);
         out('');
         out(`Start it with: custos serve --data-dir ${dataDir}`);
-        if (shares) out(`It starts sealed: ${shares.threshold} operators each run \`custos operator unseal\` with their share.`);
+        if (shares && !hsm) out(`It starts sealed: ${shares.threshold} operators each run \`custos operator unseal\` with their share.`);
       } finally {
         wipe(passphrase);
+        await hsm?.backend.close();
       }
     });
 
@@ -307,8 +348,63 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       .description('Generate a key inside the vault')
       .requiredOption('--label <label>', 'unique label')
       .addOption(algorithmOption(true))
-      .option('--exportable', 'allow wrapped export later (fixed at creation)', false),
-  ).action(async (o) => printKey(await clientFrom(o).createKey({ label: o.label, algorithm: o.algorithm, exportable: !!o.exportable }), !!o.json));
+      .option('--exportable', 'allow wrapped export later (fixed at creation)', false)
+      .option('--backend <backend>', 'software (default) or pkcs11:<name> from [[pkcs11]]: the key is made inside that token')
+      .option('--wrapped', 'PKCS#11: keep the key wrapped by the token\'s AES key in the database, not as a token object'),
+  ).action(async (o) =>
+    printKey(await clientFrom(o).createKey({ label: o.label, algorithm: o.algorithm, exportable: !!o.exportable, ...(o.backend ? { backend: o.backend } : {}), ...(o.wrapped ? { wrapped: true } : {}) }), !!o.json),
+  );
+
+  withApi(
+    keys
+      .command('adopt')
+      .description('Put a key that already exists on a PKCS#11 token (sensitive, non-extractable) under the vault')
+      .requiredOption('--label <label>', 'label in the vault')
+      .requiredOption('--backend <backend>', 'pkcs11:<name> from [[pkcs11]]')
+      .option('--object-label <label>', 'the key\'s CKA_LABEL on the token')
+      .option('--object-id <hex>', 'the key\'s CKA_ID on the token, hex'),
+  ).action(async (o) => {
+    if (!o.objectLabel === !o.objectId) throw new CustosError('bad_request', 'Give exactly one of --object-label and --object-id.');
+    printKey(await clientFrom(o).adoptKey({ label: o.label, backend: o.backend, ...(o.objectLabel ? { object_label: o.objectLabel } : { object_id: o.objectId }) }), !!o.json);
+  });
+
+  withApi(
+    keys
+      .command('generate')
+      .description('Generate many keys (labels PREFIX-0, PREFIX-1, ...): HSM-wrapped keys at scale, with a progress bar')
+      .requiredOption('--prefix <prefix>', 'label prefix')
+      .requiredOption('--count <n>', 'how many keys')
+      .option('--start <n>', 'first number', '0')
+      .addOption(algorithmOption(true))
+      .option('--backend <backend>', 'software (default) or pkcs11:<name>')
+      .option('--wrapped', 'PKCS#11: wrapped keys in the database (what scales to millions)'),
+  ).action(async (o) => {
+    const count = Number(o.count);
+    const start = Number(o.start);
+    if (!Number.isInteger(count) || count < 1 || count > 100_000_000 || !Number.isInteger(start) || start < 0) throw new CustosError('bad_request', '--count must be 1 to 100,000,000 and --start a whole number.');
+    const client = clientFrom(o);
+    const tty = process.stderr.isTTY;
+    const began = Date.now();
+    let done = 0;
+    const bar = () => {
+      const pct = Math.floor((100 * done) / count);
+      const secs = (Date.now() - began) / 1000;
+      const rate = secs > 0 ? done / secs : 0;
+      const eta = rate > 0 ? Math.ceil((count - done) / rate) : 0;
+      const filled = Math.floor(pct / 4);
+      return `[${'#'.repeat(filled)}${'.'.repeat(25 - filled)}] ${done}/${count} ${pct}% ${rate.toFixed(0)} keys/s eta ${eta}s`;
+    };
+    while (done < count) {
+      const n = Math.min(500, count - done);
+      await client.createKeys({ label_prefix: o.prefix, start: start + done, count: n, algorithm: o.algorithm, ...(o.backend ? { backend: o.backend } : {}), ...(o.wrapped ? { wrapped: true } : {}) });
+      done += n;
+      if (tty) process.stderr.write(`\r${bar()}`);
+    }
+    if (tty) process.stderr.write('\n');
+    const seconds = (Date.now() - began) / 1000;
+    if (o.json) out(JSON.stringify({ created: count, first: `${o.prefix}-${start}`, last: `${o.prefix}-${start + count - 1}`, seconds }));
+    else out(`created ${count} keys ${o.prefix}-${start} … ${o.prefix}-${start + count - 1} in ${seconds.toFixed(1)} s`);
+  });
 
   withApi(
     keys

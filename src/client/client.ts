@@ -118,8 +118,18 @@ export class CustosClient {
     return this.call('GET', `/v1/keys/${encodeURIComponent(ref)}`);
   }
 
-  createKey(p: { label: string; algorithm: Algorithm; exportable?: boolean }): Promise<KeyInfo> {
+  createKey(p: { label: string; algorithm: Algorithm; exportable?: boolean; backend?: string; wrapped?: boolean }): Promise<KeyInfo> {
     return this.call('POST', '/v1/keys', p);
+  }
+
+  /** Takes a key already on a PKCS#11 token under the vault (by its CKA_LABEL or CKA_ID in hex). */
+  adoptKey(p: { label: string; backend: string; object_label?: string; object_id?: string }): Promise<KeyInfo> {
+    return this.call('POST', '/v1/keys/adopt', p);
+  }
+
+  /** Generates up to 1,000 keys labelled `<label_prefix>-<n>`, n from `start`. */
+  createKeys(p: { label_prefix: string; start: number; count: number; algorithm: Algorithm; backend?: string; wrapped?: boolean }): Promise<{ created: number; first: string; last: string }> {
+    return this.call('POST', '/v1/keys/batch', p);
   }
 
   /** `material`: base64 for raw, the text itself for hex, pkcs8 (PEM) and openssh. */

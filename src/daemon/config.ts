@@ -28,12 +28,29 @@ export interface PrivvalConfig {
   readTimeoutSeconds?: number;
 }
 
+/** A PKCS#11 token (`[[pkcs11]]`): its keys are `pkcs11:<name>` in the vault. */
+export interface Pkcs11Config {
+  name: string;
+  module: string;
+  tokenLabel?: string;
+  serial?: string;
+  /** The user PIN comes from a file or an environment variable, never from a flag or this file. */
+  pinFile?: string;
+  pinEnv?: string;
+  sessions: number;
+  /** The AES key wrapped keys are wrapped under (created on first use). */
+  wrappingKey: string;
+}
+
 export interface ServeConfig {
   api: { host: string; port: number };
   /** One entry per ssh-agent socket (`[ssh_agent]` or `[[ssh_agent]]` in TOML). */
   sshAgents: AgentSocketConfig[];
   /** CometBFT nodes to sign for (`[[privval]]`). */
   privval: PrivvalConfig[];
+  pkcs11: Pkcs11Config[];
+  /** `[seal.pkcs11]`: for a vault sealed by an HSM, which token and AES key unseal it. */
+  seal: { pkcs11?: { token: string; keyLabel: string } };
   approvals: { timeoutSeconds: number };
   audit: { checkpointEvery: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent' };
@@ -45,6 +62,8 @@ export const DEFAULTS: ServeConfig = {
   api: { host: '127.0.0.1', port: 8200 },
   sshAgents: [],
   privval: [],
+  pkcs11: [],
+  seal: {},
   approvals: { timeoutSeconds: 60 },
   audit: { checkpointEvery: 1000 },
   log: { level: 'info' },
@@ -60,6 +79,8 @@ const KNOWN: Record<string, string[]> = {
   api: ['host', 'port'],
   ssh_agent: ['enabled', 'name', 'socket', 'keys', 'allow_sha1', 'allow_confirm', 'max_connections'],
   privval: ['name', 'chain_id', 'address', 'key', 'identity_key', 'dialect', 'allow_sign_bytes', 'node_key', 'read_timeout_seconds'],
+  pkcs11: ['name', 'module', 'token_label', 'serial', 'pin_file', 'pin_env', 'sessions', 'wrapping_key'],
+  seal: ['pkcs11'],
   approvals: ['timeout_seconds'],
   audit: ['checkpoint_every'],
   log: ['level'],
@@ -86,7 +107,7 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
   };
   for (const [section, value] of Object.entries(doc)) {
     if (!Object.hasOwn(KNOWN, section)) fail(path, `unknown section [${section}] (known: ${Object.keys(KNOWN).join(', ')})`);
-    if (!((section === 'ssh_agent' || section === 'privval') && Array.isArray(value))) table(section, value);
+    if (!((section === 'ssh_agent' || section === 'privval' || section === 'pkcs11') && Array.isArray(value))) table(section, value);
   }
   const bool = (v: unknown, what: string): boolean => (typeof v === 'boolean' ? v : fail(path, `${what} must be true or false`));
   const int = (v: unknown, what: string, min: number, max: number): number => {
@@ -145,6 +166,36 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
     if (c.address.startsWith('tcp://') && !c.identityKey) fail(path, `privval "${c.name}": a tcp:// node needs identity_key (an ed25519 vault key for SecretConnection)`);
     if (cfg.privval.some((o) => o.name === c.name)) fail(path, `two [[privval]] entries are named "${c.name}"`);
     cfg.privval.push(c);
+  }
+
+  const tokens = doc.pkcs11 === undefined ? [] : Array.isArray(doc.pkcs11) ? doc.pkcs11 : [doc.pkcs11];
+  for (const raw of tokens) {
+    const t = table('pkcs11', raw);
+    const str = (v: unknown, what: string, re: RegExp): string => (typeof v === 'string' && re.test(v) ? v : fail(path, `pkcs11.${what} is missing or invalid`));
+    const c: Pkcs11Config = {
+      name: str(t.name, 'name', /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/),
+      module: str(t.module, 'module', /^\/\S{1,4095}$/),
+      sessions: t.sessions === undefined ? 8 : int(t.sessions, 'pkcs11.sessions', 1, 256),
+      wrappingKey: t.wrapping_key === undefined ? 'custos-wrapping-key' : str(t.wrapping_key, 'wrapping_key', /^[\x20-\x7e]{1,64}$/),
+    };
+    if (t.token_label !== undefined) c.tokenLabel = str(t.token_label, 'token_label', /^[\x20-\x7e]{1,32}$/);
+    if (t.serial !== undefined) c.serial = str(t.serial, 'serial', /^[\x20-\x7e]{1,16}$/);
+    if ((c.tokenLabel === undefined) === (c.serial === undefined)) fail(path, `pkcs11 "${c.name}": give exactly one of token_label and serial`);
+    if (t.pin_file !== undefined) c.pinFile = str(t.pin_file, 'pin_file', /^\S{1,4095}$/);
+    if (t.pin_env !== undefined) c.pinEnv = str(t.pin_env, 'pin_env', /^[A-Z_][A-Z0-9_]{0,63}$/);
+    if ((c.pinFile === undefined) === (c.pinEnv === undefined)) fail(path, `pkcs11 "${c.name}": give the PIN by exactly one of pin_file and pin_env (never in this file)`);
+    if (cfg.pkcs11.some((o) => o.name === c.name)) fail(path, `two [[pkcs11]] tokens are named "${c.name}"`);
+    cfg.pkcs11.push(c);
+  }
+  const seal = (doc.seal ?? {}) as Record<string, unknown>;
+  if (seal.pkcs11 !== undefined) {
+    const sp = seal.pkcs11 as Record<string, unknown>;
+    if (typeof sp !== 'object' || sp === null || Array.isArray(sp)) fail(path, '[seal.pkcs11] must be a table');
+    for (const k of Object.keys(sp)) if (k !== 'token' && k !== 'key_label') fail(path, `unknown key seal.pkcs11.${k}`);
+    if (typeof sp.token !== 'string' || !cfg.pkcs11.some((t) => t.name === sp.token)) fail(path, 'seal.pkcs11.token must name a [[pkcs11]] token');
+    const keyLabel = sp.key_label === undefined ? 'custos-seal' : sp.key_label;
+    if (typeof keyLabel !== 'string' || !/^[\x20-\x7e]{1,64}$/.test(keyLabel)) fail(path, 'seal.pkcs11.key_label must be a printable label');
+    cfg.seal.pkcs11 = { token: sp.token, keyLabel };
   }
 
   const approvals = (doc.approvals ?? {}) as Record<string, unknown>;

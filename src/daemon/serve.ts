@@ -11,7 +11,8 @@ import pino from 'pino';
 import { wipe } from '../core/bytes.js';
 import { CustosError } from '../core/errors.js';
 import { parseSealRecord, type SealRecord } from '../keystore/seal.js';
-import { hsmRootAd, type RootWrapper } from '../keystore/hsm-seal.js';
+import { hsmRootAd } from '../keystore/hsm-seal.js';
+import { tokenBackends, tokenRootWrapper } from './hsm.js';
 import { buildHttpServer, assertLoopback } from '../frontends/http/server.js';
 import { Metrics } from '../frontends/http/metrics.js';
 import { SshAgent } from '../frontends/ssh-agent/agent.js';
@@ -37,8 +38,6 @@ export interface ServeOptions {
   /** For a passphrase seal. Vaults sealed by shares or an HSM need none. */
   passphrase?: Uint8Array;
   config: ServeConfig;
-  /** For an HSM seal: opens the configured token's root wrapper (see `[seal.pkcs11]`). */
-  rootWrapper?: () => Promise<RootWrapper>;
 }
 
 type Connectors = Array<{ cfg: ServeConfig['privval'][number]; connector: PrivvalConnector }>;
@@ -49,8 +48,16 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const metrics = new Metrics();
   const agents: SshAgent[] = [];
   const connectors: Connectors = [];
+  const tokens = tokenBackends(opts.config.pkcs11);
   const openWith = (unlock: { passphrase?: Uint8Array; root?: Uint8Array }) =>
-    openVault({ dataDir: opts.dataDir, ...unlock, checkpointEvery: opts.config.audit.checkpointEvery, metrics, approvalTimeoutMs: opts.config.approvals.timeoutSeconds * 1000 });
+    openVault({ dataDir: opts.dataDir, ...unlock, checkpointEvery: opts.config.audit.checkpointEvery, metrics, approvalTimeoutMs: opts.config.approvals.timeoutSeconds * 1000, backends: tokens });
+  try {
+    return await serveWith();
+  } catch (e) {
+    for (const t of tokens) await t.close();
+    throw e;
+  }
+  async function serveWith(): Promise<RunningServer> {
 
   // Front ends that need the unsealed vault: started at once, or when the last share arrives.
   const startFrontends = async (opened: OpenVault) => {
@@ -111,8 +118,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     if (record.kind === 'hsm') {
       // Auto-unseal through the token; when it cannot be used, wait for recovery shares.
       try {
-        if (!opts.rootWrapper) throw new CustosError('config_invalid', 'The vault is sealed by an HSM but the configuration has no [seal.pkcs11] table.');
-        const wrapper = await opts.rootWrapper();
+        const sp = opts.config.seal.pkcs11;
+        if (!sp) throw new CustosError('config_invalid', 'The vault is sealed by an HSM but the configuration has no [seal.pkcs11] table.');
+        const backend = tokens.find((t) => t.tokenName === sp.token)!;
+        const wrapper = tokenRootWrapper(backend, record.tokenLabel, record.keyLabel);
         root = await wrapper.unwrap(new Uint8Array(Buffer.from(record.wrappedRoot, 'base64')), hsmRootAd(vaultId));
       } catch (e) {
         reason = `The HSM could not unseal the vault: ${(e as Error).message} Give recovery shares to unseal it.`;
@@ -143,6 +152,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   }
   const app = await buildHttpServer({
     ...(gate ? { gate } : { vault: opened!.vault }),
+    health: () => tokens.map((t) => ({ component: t.name, ...t.health() })),
     metrics,
     logger,
     version: VERSION,
@@ -178,9 +188,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         await app.close();
         gate?.forget();
         await current()?.close();
+        for (const t of tokens) await t.close();
         logger.info('stopped');
       })()),
   };
+  }
 }
 
 /** Installs SIGINT/SIGTERM handlers: first signal shuts down cleanly, a second one exits at once. */

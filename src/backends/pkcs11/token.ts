@@ -346,6 +346,76 @@ export class Pkcs11Token {
     });
   }
 
+  // ---- the vault's root seal ------------------------------------------------------------------
+
+  /**
+   * AES-256-GCM inside the token under the AES key `label` (created on first use: on the
+   * token, sensitive, never extractable, encrypt/decrypt only, so it is a different key from
+   * the wrapping key). Returns iv (12) ‖ ciphertext ‖ tag (16). Used to seal the root key.
+   */
+  async sealEncrypt(label: string, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
+    return this.withSession('sealing the root key', async (s) => {
+      const key = this.sealKey(s, label, true);
+      const iv = randomBytes(12);
+      this.lib.C_EncryptInit(s, gcm(iv, aad), key);
+      const out = this.lib.C_Encrypt(s, Buffer.from(plaintext), Buffer.alloc(plaintext.length + 16));
+      return new Uint8Array(Buffer.concat([iv, out]));
+    });
+  }
+
+  /** Opens what `sealEncrypt` produced; `key_record_corrupt` when it does not authenticate. */
+  async sealDecrypt(label: string, sealed: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
+    if (sealed.length < 12 + 16) throw new CustosError('database_corrupt', 'The HSM-sealed root key is too short; the seal record was altered.');
+    return this.withSession('unsealing the root key', async (s) => {
+      const key = this.sealKey(s, label, false);
+      this.lib.C_DecryptInit(s, gcm(Buffer.from(sealed.subarray(0, 12)), aad), key);
+      let out: Buffer;
+      try {
+        out = this.lib.C_Decrypt(s, Buffer.from(sealed.subarray(12)), Buffer.alloc(sealed.length));
+      } catch (e) {
+        const rv = ckrOf(e);
+        if ((rv === pkcs11js.CKR_ENCRYPTED_DATA_INVALID || rv === pkcs11js.CKR_GENERAL_ERROR || rv === pkcs11js.CKR_ENCRYPTED_DATA_LEN_RANGE) && this.probe(s)) {
+          throw new CustosError('database_corrupt', 'The HSM-sealed root key does not decrypt under the token\'s seal key: the seal record was altered, or the token holds another key under that label.');
+        }
+        throw e;
+      }
+      const root = new Uint8Array(out);
+      out.fill(0);
+      return root;
+    });
+  }
+
+  private sealKey(s: Handle, label: string, create: boolean): Handle {
+    const template: Attribute[] = [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+      { type: pkcs11js.CKA_LABEL, value: label },
+    ];
+    const hs = this.find(s, template);
+    if (hs.length > 1) throw new CustosError('config_invalid', `The token holds ${hs.length} AES keys labelled "${label}"; the seal needs exactly one.`);
+    if (hs[0]) {
+      if (this.attr(s, hs[0], pkcs11js.CKA_DECRYPT)?.[0] !== 1) throw new CustosError('config_invalid', `The token's AES key "${label}" may not decrypt; it is not a Custos seal key.`);
+      return hs[0];
+    }
+    if (!create) throw new CustosError('hsm_unavailable', `The token has no seal key labelled "${label}": this is not the token the vault was sealed with, or the key was deleted.`);
+    return this.lib.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
+      ...template,
+      { type: pkcs11js.CKA_ID, value: randomBytes(16) },
+      { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_PRIVATE, value: true },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_ENCRYPT, value: true },
+      { type: pkcs11js.CKA_DECRYPT, value: true },
+      { type: pkcs11js.CKA_WRAP, value: false },
+      { type: pkcs11js.CKA_UNWRAP, value: false },
+      { type: pkcs11js.CKA_SIGN, value: false },
+      { type: pkcs11js.CKA_VERIFY, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+    ]);
+  }
+
   // ---- life cycle ---------------------------------------------------------------------------
 
   /** Logs out, closes the sessions, releases the module and wipes the PIN. */
@@ -805,4 +875,9 @@ function pinString(pin: Uint8Array): string {
   } catch {
     throw new CustosError('config_invalid', 'The PKCS#11 PIN is not valid UTF-8, which the PKCS#11 binding cannot pass to the token.');
   }
+}
+
+function gcm(iv: Buffer, aad: Uint8Array): Mechanism {
+  const parameter: pkcs11js.AesGCM = { type: pkcs11js.CK_PARAMS_AES_GCM, iv, aad: Buffer.from(aad), ivBits: 96, tagBits: 128 };
+  return { mechanism: pkcs11js.CKM_AES_GCM, parameter };
 }
