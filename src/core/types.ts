@@ -51,6 +51,8 @@ export interface Principal {
   /** Stable name: `token:admin`, `ssh-agent:/run/custos/agent.sock`, `privval:cosmoshub-4`. */
   id: string;
   kind: 'admin' | 'token' | 'agent' | 'privval' | 'system';
+  /** API tokens: `approver` tokens may only list and decide approvals. */
+  role?: 'admin' | 'approver';
 }
 
 export type SignatureEncoding = 'raw' | 'der';
@@ -81,6 +83,8 @@ export interface SignRequest {
   options: SignOptions;
   /** Protocol context for audit and policy (`{ protocol: 'http' }`, later ssh user@host, chain id). */
   context: Record<string, string>;
+  /** HD master keys only: the derivation path of the child key that signs (`m/44'/0'/0'/0/7`). */
+  path?: string;
 }
 
 export interface SignResult {

@@ -237,6 +237,11 @@ export class SqliteStore implements Store {
     return this.run(() => (this.stmt('SELECT value FROM meta WHERE name = ?').get(name) as { value: string } | undefined)?.value ?? null);
   }
 
+  async listMeta(prefix: string): Promise<Array<{ name: string; value: string }>> {
+    // A range scan on the primary key, not LIKE: prefixes may contain % or _.
+    return this.run(() => this.stmt('SELECT name, value FROM meta WHERE name >= ? AND name < ? ORDER BY name').all(prefix, prefix + '\uffff') as Array<{ name: string; value: string }>);
+  }
+
   async initMeta(values: Record<string, string>): Promise<boolean> {
     return this.run(() =>
       this.db.transaction(() => {
@@ -265,6 +270,18 @@ export class SqliteStore implements Store {
 
   async listKeys(): Promise<KeyRecord[]> {
     return this.run(() => (this.stmt('SELECT * FROM keys ORDER BY created_at, id').all() as KeyRow[]).map(toKey));
+  }
+
+  async listTokens(): Promise<ApiToken[]> {
+    return this.run(() =>
+      (this.stmt('SELECT id, name, hash, role, created_at FROM api_tokens ORDER BY created_at, id').all() as Array<{ id: string; name: string; hash: Buffer; role: ApiToken['role']; created_at: string }>).map((r) => ({
+        id: r.id,
+        name: r.name,
+        hash: u8(r.hash),
+        role: r.role,
+        createdAt: r.created_at,
+      })),
+    );
   }
 
   async findToken(hash: Uint8Array): Promise<ApiToken | null> {

@@ -73,7 +73,8 @@ export interface ApiToken {
   name: string;
   /** SHA-256 of the bearer token: the token itself is never stored. */
   hash: Uint8Array;
-  role: 'admin';
+  /** admin: everything; approver: list and decide approvals only. */
+  role: 'admin' | 'approver';
   createdAt: string;
 }
 
@@ -82,6 +83,8 @@ export interface Store {
   /** Creates or upgrades the schema. */
   migrate(): Promise<void>;
   getMeta(name: string): Promise<string | null>;
+  /** Meta rows whose name starts with `prefix`, by name (policy documents, policy state). */
+  listMeta(prefix: string): Promise<Array<{ name: string; value: string }>>;
   /** Sets a value only if absent; returns false when it was already there. */
   initMeta(values: Record<string, string>): Promise<boolean>;
   /** Sets (or, with null, removes) a value, durably. */
@@ -90,6 +93,8 @@ export interface Store {
   findKey(ref: string): Promise<KeyRecord | null>;
   listKeys(): Promise<KeyRecord[]>;
   findToken(hash: Uint8Array): Promise<ApiToken | null>;
+  /** Every token's id, name, role and creation time (hashes included; they are not secrets). */
+  listTokens(): Promise<ApiToken[]>;
   getWatermark(keyId: string, chainId: string): Promise<Watermark | null>;
   /** One durable transaction; returns, per unit, null or the error that rolled it back. */
   commit(units: WriteUnit[], chain: Chainer, ts: string): Promise<Array<Error | null>>;

@@ -21,6 +21,8 @@ export interface ApprovalRequest {
   /** What a person needs to decide: user@host, namespace, amount ... */
   summary: Record<string, string>;
   required: number;
+  /** Who may approve: principal ids named by the policy; empty means any principal but the requester. */
+  approvers: string[];
   approvedBy: string[];
 }
 
@@ -78,6 +80,9 @@ export class Approvals {
     const w = this.waiting.get(id);
     if (!w) throw new CustosError('not_found', `No request ${id.slice(0, 40)} is waiting for approval (decided, timed out, or never existed).`);
     if (w.request.requester === approver.id) throw new CustosError('forbidden', 'A requester cannot approve its own request.');
+    if (w.request.approvers.length > 0 && !w.request.approvers.includes(approver.id)) {
+      throw new CustosError('forbidden', `${approver.id} is not one of the approvers this request needs (${w.request.approvers.join(', ')}).`);
+    }
     if (!approve) {
       w.settle('denied');
       return { request: w.request, settled: 'denied' };

@@ -17,7 +17,15 @@ import { importSecret, type ImportFormat } from '../keystore/import.js';
 import type { Backends } from '../backends/backend.js';
 import { allowAll, type Policy } from '../policy/policy.js';
 import { Approvals } from './approvals.js';
-import { comparePosition, type Store, type Watermark, type WatermarkPosition } from '../store/store.js';
+import { comparePosition, type StateMutation, type Store, type Watermark, type WatermarkPosition } from '../store/store.js';
+import { PolicySet, type PolicyVersion } from '../policy/policy-set.js';
+import { explain, policyKeyOf, stateScopes, type Evaluation } from '../policy/engine.js';
+import type { PayloadType, PolicyRequest, PsbtFacts, RuleState, SshFacts } from '../policy/model.js';
+import type { PolicyFormat } from '../policy/document.js';
+import { DerivationCache, decodeMaster, deriveChild, encodeMaster, exportXpub, importXprv, masterFingerprint, masterFromSeed, seedFromMnemonic, wipeMaster, type HdCurve, type HdMaster } from '../wallet/hd.js';
+import { isUnder, parsePath } from '../wallet/paths.js';
+import { deriveFromMaster, ownsKeyFromMaster, signPsbt as signPsbtWith, analyzePsbt, type BitcoinNetwork, type PsbtAnalysis } from '../wallet/psbt.js';
+import { prepareSigner } from '../crypto/algorithms.js';
 import type { GroupCommitter } from './commit.js';
 
 const LABEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
@@ -121,7 +129,23 @@ export interface VaultDeps {
   backend: Backends;
   committer: GroupCommitter;
   policy?: Policy;
+  /** Policy documents in force (loaded from the store by `openVault`). */
+  policies?: PolicySet;
   metrics?: VaultMetrics;
+}
+
+/** Meta rows: policy versions (`policy.<id>.<version, 8 digits>`) and rule state (`policy_state.<scope>`). */
+export const POLICY_PREFIX = 'policy.';
+const STATE_PREFIX = 'policy_state.';
+const policyRow = (v: Pick<PolicyVersion, 'id' | 'version'>) => `${POLICY_PREFIX}${v.id}.${String(v.version).padStart(8, '0')}`;
+
+/** What a sign request is, for policy: the payload type and the facts rules may use. */
+export interface PolicySubject {
+  payloadType: PayloadType | null;
+  facts: Record<string, string>;
+  payload?: Uint8Array;
+  psbt?: PsbtFacts;
+  ssh?: SshFacts;
 }
 
 interface Ctx {
@@ -134,9 +158,12 @@ export class Vault {
   private purgePending = false;
   readonly approvals: Approvals;
 
+  readonly policies: PolicySet;
+
   constructor(private readonly deps: VaultDeps) {
     this.policy = deps.policy ?? allowAll;
     this.approvals = deps.approvals ?? new Approvals();
+    this.policies = deps.policies ?? new PolicySet();
   }
 
   get store(): Store {
@@ -348,21 +375,33 @@ export class Vault {
       if (isCustosError(e)) return this.refuse(ctx, 'sign', key, e, details);
       throw e;
     }
-    let decision = await this.policy.evaluate({ principal: req.principal, key, operation: 'sign', facts: { ...req.context } });
-    // A key added with a confirm constraint (ssh-add -c) needs a person's yes for every use.
-    if (decision.kind === 'allow' && key.attributes.confirm === true) decision = { kind: 'needs_approval', approvers: [], required: 1 };
-    if (decision.kind === 'deny') return this.refuse(ctx, 'sign', key, new CustosError('policy_denied', decision.reason, { tag: decision.tag }), details);
-    if (decision.kind === 'needs_approval') await this.awaitApproval(ctx, key, 'sign', decision.required, req.context, details);
-    // Persist before sign: the decision is durable before the backend is asked.
-    try {
-      await this.commitGuarded(key, this.draft(ctx, 'sign', key, 'decided', null, details));
-    } catch (e) {
-      if (isKeyStateError(e)) return this.refuse(ctx, 'sign', key, e, details);
-      throw e;
+    if (key.attributes.hd !== undefined) {
+      if (req.path === undefined) return this.refuse(ctx, 'sign', key, new CustosError('bad_request', `${key.label} is an HD master key: give the derivation path of the child key that signs.`), details);
+      details.path = req.path;
+      try {
+        this.checkPathAllowed(key, parsePath(req.path));
+      } catch (e) {
+        if (isCustosError(e)) return this.refuse(ctx, 'sign', key, e, details);
+        throw e;
+      }
+    } else if (req.path !== undefined) {
+      return this.refuse(ctx, 'sign', key, new CustosError('bad_request', `${key.label} is not an HD master key; a derivation path does not apply.`), details);
     }
+    const subject: PolicySubject = {
+      payloadType: req.context.protocol === 'ssh-agent' ? 'ssh' : req.payload.kind === 'digest' ? 'digest' : 'raw',
+      facts: { ...req.context, ...(req.path ? { path: req.path } : {}) },
+      ...(req.payload.kind === 'message' ? { payload: req.payload.bytes } : {}),
+      ...(req.context.protocol === 'ssh-agent' ? { ssh: { host: req.context.host, user: req.context.user, namespace: req.context.namespace } } : {}),
+    };
+    // Persist before sign: the decision (and any policy budget it spends) is durable before
+    // the backend is asked.
+    await this.decideAndCommit(ctx, key, 'sign', subject, details);
     let out;
     try {
-      out = await this.deps.backend.sign(key, () => this.deps.keyring.openSecret(key), req.payload, req.options);
+      out =
+        req.path !== undefined
+          ? await this.signDerived(key, req.path, req.payload, req.options)
+          : await this.deps.backend.sign(key, () => this.deps.keyring.openSecret(key), req.payload, req.options);
     } catch (e) {
       const err = isCustosError(e) ? e : new CustosError('internal', 'The backend failed to sign.', { cause: e });
       await this.deps.committer.audit(this.draft(ctx, 'sign', key, 'failed', err.fullCode, details));
@@ -407,7 +446,7 @@ export class Vault {
       round: pos.round,
       step: pos.step,
     };
-    if (!['ed25519', 'ed25519-expanded', 'secp256k1'].includes(key.algorithm)) {
+    if (!['ed25519', 'ed25519-expanded', 'secp256k1'].includes(key.algorithm) || key.attributes.hd !== undefined) {
       return this.refuse(ctx, 'sign', key, new CustosError('unsupported_algorithm', `${key.algorithm} is not a consensus key type (ed25519 or secp256k1).`), details);
     }
     for (let attempt = 0; attempt < 5; attempt++) {
@@ -497,9 +536,9 @@ export class Vault {
    * Waits for `required` distinct approvals of this operation, or throws
    * `policy_denied:approval` on a denial or when the deadline passes. Audited both ways.
    */
-  private async awaitApproval(ctx: Ctx, key: KeyRecord, operation: string, required: number, summary: Record<string, string>, details: AuditDraft['details']): Promise<void> {
+  private async awaitApproval(ctx: Ctx, key: KeyRecord, operation: string, required: number, summary: Record<string, string>, details: AuditDraft['details'], approvers: string[] = []): Promise<string[]> {
     const { request, outcome } = this.approvals.open(
-      { requester: ctx.principal.id, keyId: key.id, keyLabel: key.label, operation, summary, required: Math.max(1, required) },
+      { requester: ctx.principal.id, keyId: key.id, keyLabel: key.label, operation, summary, required: Math.max(1, required), approvers },
       this.deps.approvalTimeoutMs ?? 60_000,
     );
     await this.deps.committer.audit(this.draft(ctx, operation, key, 'decided', 'approval_pending', { ...details, approval_id: request.id }));
@@ -508,6 +547,280 @@ export class Vault {
       const why = o === 'denied' ? 'An approver denied this request.' : `Nobody approved this request before ${request.expiresAt}.`;
       return this.refuse(ctx, operation, key, new CustosError('policy_denied', why, { tag: 'approval' }), { ...details, approval_id: request.id, approval: o });
     }
+    return [...request.approvedBy];
+  }
+
+  /** The policy request for a key and subject, at `now`. */
+  private policyRequest(ctx: Ctx, key: KeyRecord, operation: 'sign' | 'export', subject: PolicySubject, approvedBy?: string[]): PolicyRequest {
+    return {
+      principal: ctx.principal,
+      key: policyKeyOf(key),
+      operation,
+      payloadType: subject.payloadType,
+      now: new Date(),
+      facts: subject.facts,
+      ...(subject.payload ? { payload: subject.payload } : {}),
+      ...(subject.psbt ? { psbt: subject.psbt } : {}),
+      ...(subject.ssh ? { ssh: subject.ssh } : {}),
+      ...(approvedBy ? { approvedBy } : {}),
+    };
+  }
+
+  /** Evaluates the policies in force with their committed state; returns the raw state read, for compare-and-set. */
+  private async evaluatePolicies(req: PolicyRequest): Promise<{ ev: Evaluation; raw: Map<string, string | null> }> {
+    const policies = this.policies.forKey(req.key);
+    const raw = new Map<string, string | null>();
+    for (const scope of stateScopes(policies, req)) raw.set(scope, await this.deps.store.getMeta(STATE_PREFIX + scope));
+    const read = (scope: string): RuleState | undefined => {
+      const v = raw.get(scope);
+      if (v === undefined || v === null) return undefined;
+      try {
+        return JSON.parse(v) as RuleState;
+      } catch {
+        throw new CustosError('database_corrupt', `The stored policy state ${scope} is not JSON; the database was altered.`);
+      }
+    };
+    return { ev: this.policies.evaluate(req, read), raw };
+  }
+
+  /**
+   * The whole decision for a key operation: the policy documents in force (deny, approvals,
+   * stateful budgets), the key's own confirm constraint and the legacy Policy hook; then the
+   * durable "decided" entry, committed in one transaction with the key-still-active check and
+   * every budget the decision spends (compare-and-set on what was read: a concurrent spender
+   * makes this decide again). Refusals are audited and thrown.
+   */
+  private async decideAndCommit(ctx: Ctx, key: KeyRecord, operation: 'sign' | 'export', subject: PolicySubject, details: AuditDraft['details']): Promise<void> {
+    const legacy = await this.policy.evaluate({ principal: ctx.principal, key, operation, facts: subject.facts });
+    if (legacy.kind === 'deny') return this.refuse(ctx, operation, key, new CustosError('policy_denied', legacy.reason, { tag: legacy.tag }), details);
+    let approvedBy: string[] | undefined;
+    if (legacy.kind === 'needs_approval') approvedBy = await this.awaitApproval(ctx, key, operation, legacy.required, subject.facts, details, legacy.approvers);
+    const governed = this.policies.forKey(policyKeyOf(key)).length > 0;
+    for (let attempt = 0; attempt < 8; attempt++) {
+      let mutations: StateMutation[] = [];
+      if (governed) {
+        let { ev, raw } = await this.evaluatePolicies(this.policyRequest(ctx, key, operation, subject, approvedBy));
+        if (ev.decision.kind === 'needs_approval' && approvedBy === undefined) {
+          const summary = { ...subject.facts, ...(subject.psbt ? { sent_externally_sats: subject.psbt.sentExternally.toString(), fee_sats: subject.psbt.fee.toString(), destinations: subject.psbt.outputs.filter((o) => !o.isChange).map((o) => o.address ?? '(no address)').join(' ') } : {}) };
+          approvedBy = await this.awaitApproval(ctx, key, operation, ev.decision.required, summary, details, ev.decision.approvers);
+          // Decide again with the approvers' answers and the budgets as they are now.
+          ({ ev, raw } = await this.evaluatePolicies(this.policyRequest(ctx, key, operation, subject, approvedBy)));
+        }
+        if (ev.decision.kind === 'deny') return this.refuse(ctx, operation, key, new CustosError('policy_denied', ev.decision.reason, { tag: ev.decision.tag }), details);
+        if (ev.decision.kind === 'needs_approval') return this.refuse(ctx, operation, key, new CustosError('policy_denied', 'The approvals given do not satisfy the policy.', { tag: 'approval' }), details);
+        mutations = ev.stateUpdates.map((u) => ({ kind: 'compareAndSetMeta' as const, name: STATE_PREFIX + u.scope, expected: raw.get(u.scope) ?? null, value: JSON.stringify(u.state) }));
+      }
+      // A key added with a confirm constraint (ssh-add -c) needs a person's yes for every use.
+      if (approvedBy === undefined && key.attributes.confirm === true) approvedBy = await this.awaitApproval(ctx, key, operation, 1, subject.facts, details);
+      const entry = this.draft(ctx, operation, key, 'decided', null, approvedBy ? { ...details, approved_by: approvedBy.join(',') } : details);
+      try {
+        await this.deps.committer.commit({ mutations: [{ kind: 'assertKeyActive', id: key.id }, ...mutations], audit: [entry] });
+        return;
+      } catch (e) {
+        if (isCustosError(e) && e.tag === 'meta_moved') continue; // another request spent from the same budget: decide again
+        if (isKeyStateError(e)) return this.refuse(ctx, operation, key, e, details);
+        throw e;
+      }
+    }
+    throw new CustosError('storage_unavailable', 'The policy state kept changing under concurrent requests; retry.');
+  }
+
+  // ---- HD keys and PSBTs ----------------------------------------------------------------------
+
+  private readonly hdCache = new DerivationCache({ maxNodes: 4096 });
+
+  /**
+   * Creates an HD master key: BIP32 (secp256k1) or SLIP-10 (ed25519), generated, or from a
+   * BIP39 mnemonic (+ passphrase) or an xprv. One record stands for every child key: children
+   * are derived on demand and never stored. `allowedPaths` (path prefixes) limits the subtrees
+   * any request may sign with. The mnemonic and xprv arrive as strings (JSON); they cannot be
+   * wiped, only dropped.
+   */
+  async createHdKey(ctx: Ctx, req: { label: string; curve: HdCurve; mnemonic?: string; passphrase?: string; xprv?: string; allowedPaths?: string[] }): Promise<KeyRecord> {
+    checkLabel(req.label);
+    const allowed = (req.allowedPaths ?? []).map((p) => parsePath(p));
+    let master: HdMaster;
+    let origin: 'create' | 'import' = 'import';
+    if (req.xprv !== undefined) {
+      if (req.curve !== 'secp256k1') throw new CustosError('bad_request', 'An xprv is a BIP32 secp256k1 key; use curve secp256k1.');
+      master = importXprv(req.xprv).master;
+    } else {
+      const seed = req.mnemonic !== undefined ? seedFromMnemonic(req.mnemonic, req.passphrase ?? '') : new Uint8Array(randomBytes(32));
+      if (req.mnemonic === undefined) origin = 'create';
+      try {
+        master = masterFromSeed(seed, req.curve);
+      } finally {
+        wipe(seed);
+      }
+    }
+    const stored = encodeMaster(master);
+    try {
+      const publicKey = deriveChild(master, 'm').publicKey;
+      return await this.storeNewKey(ctx, origin, req.label, req.curve === 'secp256k1' ? 'secp256k1' : 'ed25519', { publicKey, sealed: stored }, false, {
+        hd: req.curve === 'secp256k1' ? 'bip32' : 'slip10',
+        'hd.fingerprint': masterFingerprint(master).toString(16).padStart(8, '0'),
+        ...(allowed.length ? { 'hd.allowed_paths': (req.allowedPaths ?? []).join(',') } : {}),
+      });
+    } finally {
+      wipe(stored);
+      wipeMaster(master);
+    }
+  }
+
+  private openMaster(key: KeyRecord): HdMaster {
+    if (key.attributes.hd === undefined) throw new CustosError('bad_request', `${key.label} is not an HD master key.`);
+    const secret = this.deps.keyring.openSecret(key);
+    try {
+      return decodeMaster(secret);
+    } finally {
+      wipe(secret);
+    }
+  }
+
+  /** Refuses a path outside the key's allowed subtrees. */
+  private checkPathAllowed(key: KeyRecord, path: readonly number[]): void {
+    const allowed = key.attributes['hd.allowed_paths'];
+    if (typeof allowed !== 'string' || allowed === '') return;
+    if (!allowed.split(',').some((p) => isUnder(path, parsePath(p)))) {
+      throw new CustosError('policy_denied', `The path is outside the subtrees key ${key.label} may sign with (${allowed}).`, { tag: 'path' });
+    }
+  }
+
+  /** Signs with the child of an HD master at `path` (derived now, wiped after). */
+  private async signDerived(key: KeyRecord, path: string, payload: SignPayload, options: SignOptions): Promise<{ signature: Uint8Array; encoding: string; algorithm: Algorithm }> {
+    const master = this.openMaster(key);
+    let child: { privateKey: Uint8Array } | undefined;
+    try {
+      child = deriveChild(master, path, { id: key.id, cache: this.hdCache });
+      const signer = prepareSigner(key.algorithm, child.privateKey);
+      try {
+        return { ...signer.sign(payload, options), algorithm: key.algorithm };
+      } finally {
+        signer.destroy();
+      }
+    } finally {
+      wipe(child?.privateKey);
+      wipeMaster(master);
+    }
+  }
+
+  /** The public key (and, for BIP32, the xpub) of an HD key's child at `path`. */
+  async hdPublicKey(ref: string, path: string, network: 'mainnet' | 'testnet' = 'mainnet'): Promise<{ key: KeyRecord; publicKey: Uint8Array; xpub: string | null }> {
+    const key = await this.getKey(ref);
+    const p = parsePath(path);
+    const master = this.openMaster(key);
+    try {
+      const d = deriveChild(master, p, { id: key.id, cache: this.hdCache });
+      wipe(d.privateKey);
+      return { key, publicKey: d.publicKey, xpub: master.curve === 'secp256k1' ? exportXpub(master, p, network) : null };
+    } finally {
+      wipeMaster(master);
+    }
+  }
+
+  /**
+   * Signs a PSBT with an HD (BIP32) key: decodes it, checks each input it signs is ours (its
+   * BIP32 derivation fields, verified by deriving), computes the fee and recognises change,
+   * runs policy on those facts (amounts, destinations, velocity, approvals), makes the
+   * decision durable, then signs only our inputs.
+   */
+  async signPsbt(ctx: Ctx, req: { key: string; psbt: Uint8Array; network: BitcoinNetwork }): Promise<{ key: KeyRecord; psbt: Uint8Array; signedInputs: number[]; analysis: PsbtAnalysis }> {
+    const key = await this.usableKey(ctx, 'sign_psbt', req.key);
+    const details: AuditDraft['details'] = { psbt_sha256: sha256hex(req.psbt), network: req.network };
+    if (key.attributes.hd !== 'bip32') return this.refuse(ctx, 'sign_psbt', key, new CustosError('bad_request', `${key.label} is not a BIP32 (secp256k1 HD) key; PSBTs are signed with one.`), details);
+    const master = this.openMaster(key);
+    try {
+      const cache = { id: key.id, cache: this.hdCache };
+      const pctx = { network: req.network, ownsKey: ownsKeyFromMaster(master, cache) };
+      let analysis: PsbtAnalysis;
+      try {
+        analysis = analyzePsbt(req.psbt, pctx);
+        for (const i of analysis.inputs) for (const o of i.ourKeys ?? []) this.checkPathAllowed(key, o.origin.path);
+      } catch (e) {
+        if (isCustosError(e)) return this.refuse(ctx, 'sign_psbt', key, e, details);
+        throw e;
+      }
+      const ours = analysis.inputs.filter((i) => i.ours).length;
+      Object.assign(details, { txid: analysis.txid, fee_sats: analysis.fee.toString(), sent_externally_sats: analysis.sentExternally.toString(), inputs: analysis.inputs.length, our_inputs: ours });
+      if (ours === 0) return this.refuse(ctx, 'sign_psbt', key, new CustosError('invalid_psbt', 'No input of this PSBT belongs to this key (by its BIP32 derivation fields); nothing to sign.'), details);
+      const subject: PolicySubject = {
+        payloadType: 'psbt',
+        facts: { protocol: 'psbt', network: req.network, txid: analysis.txid },
+        psbt: { outputs: analysis.outputs.map((o) => ({ address: o.address, amount: o.amount, isChange: o.isChange })), fee: analysis.fee, sentExternally: analysis.sentExternally, inputCount: analysis.inputs.length },
+      };
+      await this.decideAndCommit(ctx, key, 'sign', subject, details);
+      let signed;
+      try {
+        signed = signPsbtWith(req.psbt, pctx, deriveFromMaster(master, cache));
+      } catch (e) {
+        const err = isCustosError(e) ? e : new CustosError('internal', 'Signing the PSBT failed.', { cause: e });
+        await this.deps.committer.audit(this.draft(ctx, 'sign_psbt', key, 'failed', err.fullCode, details));
+        throw err;
+      }
+      await this.commitGuarded(key, this.draft(ctx, 'sign_psbt', key, 'ok', null, { ...details, signed_inputs: signed.signedInputs.join(','), psbt_out_sha256: sha256hex(signed.psbt) }));
+      return { key, psbt: signed.psbt, signedInputs: signed.signedInputs, analysis: signed.analysis };
+    } finally {
+      wipeMaster(master);
+    }
+  }
+
+  // ---- API tokens ---------------------------------------------------------------------------
+
+  /**
+   * Makes an API token for a named person or application: `admin`, or `approver` (may only
+   * list and decide approvals: the distinct principals M-of-N approvals need). The token is
+   * returned once; only its SHA-256 is stored.
+   */
+  async createToken(ctx: Ctx, name: string, role: 'admin' | 'approver'): Promise<{ token: string; id: string; name: string; role: string }> {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/.test(name)) throw new CustosError('bad_request', 'A token name is 1–64 letters, digits, . _ @ -, starting with a letter or digit.');
+    if ((await this.deps.store.listTokens()).some((t) => t.name === name)) {
+      return this.refuse(ctx, 'token_create', { id: null, label: null }, new CustosError('label_taken', `A token named "${name}" already exists; approvers are told apart by name.`), { name });
+    }
+    const token = `custos_${randomBytes(32).toString('base64url')}`;
+    const id = `tok_${randomBytes(8).toString('hex')}`;
+    await this.deps.committer.commit({
+      mutations: [{ kind: 'insertToken', token: { id, name, hash: new Uint8Array(createHash('sha256').update(token, 'utf8').digest()), role, createdAt: new Date().toISOString() } }],
+      audit: [this.draft(ctx, 'token_create', { id: null, label: null }, 'ok', null, { token_id: id, name, role })],
+    });
+    return { token, id, name, role };
+  }
+
+  async listTokens(): Promise<Array<{ id: string; name: string; role: string; createdAt: string }>> {
+    return (await this.deps.store.listTokens()).map((t) => ({ id: t.id, name: t.name, role: t.role, createdAt: t.createdAt }));
+  }
+
+  // ---- policy documents ---------------------------------------------------------------------
+
+  /** Validates and stores a new version of a policy document, audited, then puts it in force. */
+  async uploadPolicy(ctx: Ctx, source: string, format?: PolicyFormat): Promise<PolicyVersion> {
+    let v: PolicyVersion;
+    try {
+      v = this.policies.prepare(source, { at: new Date(), ...(format ? { format } : {}) });
+    } catch (e) {
+      if (isCustosError(e)) return this.refuse(ctx, 'policy_upload', { id: null, label: null }, e, { source_sha256: createHash('sha256').update(source, 'utf8').digest('hex') });
+      throw e;
+    }
+    return this.storePolicyVersion(ctx, v, 'policy_upload');
+  }
+
+  async retirePolicy(ctx: Ctx, id: string): Promise<PolicyVersion> {
+    return this.storePolicyVersion(ctx, this.policies.prepareRetire(id, new Date()), 'policy_retire');
+  }
+
+  private async storePolicyVersion(ctx: Ctx, v: PolicyVersion, operation: string): Promise<PolicyVersion> {
+    await this.deps.committer.commit({
+      mutations: [{ kind: 'compareAndSetMeta', name: policyRow(v), expected: null, value: JSON.stringify(v) }],
+      audit: [this.draft(ctx, operation, { id: null, label: null }, 'ok', null, { policy_id: v.id, version: v.version, sha256: v.sha256, retired: v.retired })],
+    });
+    this.policies.apply(v);
+    return v;
+  }
+
+  /** What the policies would decide for a request, rule by rule; nothing is spent or audited. */
+  async testPolicy(ctx: Ctx, ref: string, operation: 'sign' | 'export', subject: PolicySubject): Promise<{ evaluation: Evaluation; explanation: string }> {
+    const key = await this.getKey(ref);
+    const { ev } = await this.evaluatePolicies(this.policyRequest(ctx, key, operation, subject));
+    return { evaluation: ev, explanation: explain(ev) };
   }
 
   /** An approver's decision on a pending request; audited as the approver's own act. */
@@ -533,16 +846,7 @@ export class Vault {
     if (!key.exportable) {
       return this.refuse(ctx, 'export', key, new CustosError('key_not_exportable', `The key ${key.label} was not created exportable; it can never leave the vault.`), details);
     }
-    const decision = await this.policy.evaluate({ principal: ctx.principal, key, operation: 'export', facts: {} });
-    if (decision.kind !== 'allow') {
-      return this.refuse(ctx, 'export', key, new CustosError('policy_denied', decision.kind === 'deny' ? decision.reason : 'Export needs approvals.', { tag: decision.kind === 'deny' ? decision.tag : 'approval' }), details);
-    }
-    try {
-      await this.commitGuarded(key, this.draft(ctx, 'export', key, 'decided', null, details));
-    } catch (e) {
-      if (isKeyStateError(e)) return this.refuse(ctx, 'export', key, e, details);
-      throw e;
-    }
+    await this.decideAndCommit(ctx, key, 'export', { payloadType: null, facts: {} }, details);
     let secret: Uint8Array | undefined;
     let plaintext: Uint8Array | undefined;
     let envelope: Uint8Array;
@@ -611,6 +915,7 @@ export class Vault {
 
   async close(): Promise<void> {
     this.approvals.close();
+    this.hdCache.clear();
     await this.deps.committer.close();
     if (this.purgePending) await this.deps.store.purgeFreed().catch(() => false);
     await this.deps.backend.close();

@@ -71,6 +71,25 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     assert.equal(await s2.getMeta('agent.hidden'), '["a","b"]');
     await s2.setMeta('agent.hidden', null);
     assert.equal(await s2.getMeta('agent.hidden'), null);
+    await s2.setMeta('policy.b', '2');
+    await s2.setMeta('policy.a', '1');
+    await s2.setMeta('policy_state.x', '3');
+    await s2.setMeta('policz', '4');
+    assert.deepEqual(await s2.listMeta('policy.'), [{ name: 'policy.a', value: '1' }, { name: 'policy.b', value: '2' }]);
+  });
+
+  withStore('compare-and-set meta commits with its audit entry, or not at all', async (s) => {
+    const cas = (expected: string | null, value: string | null) =>
+      s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.k', expected, value }], audit: [draft('sign', 'k')] }], chain, new Date().toISOString());
+    assert.deepEqual(await cas(null, 'a'), [null]);
+    assert.deepEqual(await cas('a', 'b'), [null]);
+    const head = (await s.auditHead()).seq;
+    const stale = await cas('a', 'c');
+    assert.ok(stale[0] instanceof CustosError && stale[0].fullCode === 'storage_unavailable:meta_moved');
+    assert.equal((await s.auditHead()).seq, head, 'the audit entry went with it');
+    assert.equal(await s.getMeta('policy_state.k'), 'b');
+    assert.deepEqual(await cas('b', null), [null]);
+    assert.equal(await s.getMeta('policy_state.k'), null);
   });
 
   withStore('a committed key is found by id and by label, with every field intact', async (s) => {

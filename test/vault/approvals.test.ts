@@ -61,7 +61,7 @@ test('a denial and a timeout refuse the signature with policy_denied:approval', 
 test('M-of-N: fewer approvals than required keep waiting; a repeated approver does not count', async () => {
   const v = await makeVault();
   try {
-    const { request, outcome } = v.vault.approvals.open({ requester: AGENT.id, keyId: 'k', keyLabel: 'k', operation: 'sign', summary: {}, required: 2 }, 5000);
+    const { request, outcome } = v.vault.approvals.open({ requester: AGENT.id, keyId: 'k', keyLabel: 'k', operation: 'sign', summary: {}, required: 2, approvers: [] }, 5000);
     assert.equal(v.vault.approvals.decide(request.id, ALICE, true).settled, null);
     assert.throws(() => v.vault.approvals.decide(request.id, ALICE, true), (e: unknown) => e instanceof CustosError && e.code === 'forbidden');
     assert.equal(v.vault.approvals.decide(request.id, BOB, true).settled, 'approved');

@@ -26,7 +26,7 @@ export class TokenAuthenticator {
     if (hit && hit.until > Date.now()) return hit.principal;
     const token = await this.store.findToken(hash);
     if (!token || !equalBytes(token.hash, hash)) throw new CustosError('unauthorized', 'The API token is not valid for this vault.');
-    const principal: Principal = { id: `token:${token.name}`, kind: token.role === 'admin' ? 'admin' : 'token' };
+    const principal: Principal = { id: `token:${token.name}`, kind: token.role === 'admin' ? 'admin' : 'token', role: token.role };
     if (this.cache.size > 1000) this.cache.clear();
     this.cache.set(cacheKey, { principal, until: Date.now() + CACHE_MS });
     return principal;

@@ -166,6 +166,7 @@ export const signSchema = {
       message: b64('Base64 of the message to sign.'),
       digest: b64('Base64 of a pre-computed digest (ECDSA keys only).', 100),
       aux_rand: b64('BIP340 only: base64 of 32 bytes of auxiliary randomness (random when absent).', 100),
+      path: { type: 'string', maxLength: 1024, description: 'HD master keys: the derivation path of the child key that signs' },
       ...signOptions,
     },
   },
@@ -399,3 +400,102 @@ export const unsealSchema = {
   },
   response: { 200: sealStatusBody, 400: { $ref: 'Error#' } },
 } as const;
+
+const amount = { type: 'string', pattern: '^[0-9]{1,16}$', description: 'satoshis, decimal' } as const;
+
+export const uploadPolicySchema = {
+  summary: 'Upload a policy document (TOML or JSON); each upload of an id is its next version, audited',
+  tags: ['policy'],
+  security: secured,
+  body: { type: 'object', additionalProperties: false, required: ['source'], properties: { source: { type: 'string', minLength: 1, maxLength: 1_048_576 }, format: { type: 'string', enum: ['toml', 'json'] } } },
+  response: { 201: { type: 'object', additionalProperties: true }, ...errors },
+} as const;
+
+export const listPoliciesSchema = { summary: 'Policy documents in force', tags: ['policy'], security: secured, response: { 200: { type: 'object', additionalProperties: true }, ...errors } } as const;
+
+export const policyHistorySchema = {
+  summary: 'Every version of a policy document',
+  tags: ['policy'],
+  security: secured,
+  params: { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } },
+  response: { 200: { type: 'object', additionalProperties: true }, ...errors },
+} as const;
+
+export const testPolicySchema = {
+  summary: 'Explain, rule by rule, what the policies would decide for a request (nothing is spent or signed)',
+  tags: ['policy'],
+  security: secured,
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['key'],
+    properties: {
+      key: { type: 'string', minLength: 1, maxLength: 128 },
+      operation: { type: 'string', enum: ['sign', 'export'], default: 'sign' },
+      payload_type: { type: 'string', enum: ['raw', 'digest', 'psbt', 'ssh', 'consensus'], default: 'raw' },
+      message: { type: 'string', maxLength: 700_000 },
+      facts: { type: 'object', additionalProperties: { type: 'string', maxLength: 1024 }, maxProperties: 64 },
+      principal: { type: 'string', maxLength: 128, description: 'evaluate as this principal id (default: the caller)' },
+      psbt: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['outputs', 'fee'],
+        properties: {
+          outputs: { type: 'array', maxItems: 500, items: { type: 'object', additionalProperties: false, required: ['amount'], properties: { address: { type: ['string', 'null'], maxLength: 128 }, amount, is_change: { type: 'boolean', default: false } } } },
+          fee: amount,
+          input_count: { type: 'integer', minimum: 1, maximum: 500, default: 1 },
+          vsize: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+        },
+      },
+    },
+  },
+  response: { 200: { type: 'object', additionalProperties: true }, ...errors },
+} as const;
+
+export const createHdKeySchema = {
+  summary: 'Create an HD master key (BIP32 secp256k1 or SLIP-10 ed25519): generated, from a BIP39 mnemonic, or from an xprv',
+  tags: ['keys'],
+  security: secured,
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['label', 'curve'],
+    properties: {
+      label: labelProp,
+      curve: { type: 'string', enum: ['secp256k1', 'ed25519'] },
+      mnemonic: { type: 'string', maxLength: 512 },
+      passphrase: { type: 'string', maxLength: 512 },
+      xprv: { type: 'string', maxLength: 200 },
+      allowed_paths: { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 256 }, description: 'path prefixes this key may sign under (all when absent)' },
+    },
+  },
+  response: { 201: { $ref: 'Key#' }, ...errors },
+} as const;
+
+export const hdPublicSchema = {
+  summary: 'Public key (and xpub) of an HD key at a derivation path',
+  tags: ['keys'],
+  security: secured,
+  params: keyParams,
+  querystring: { type: 'object', additionalProperties: false, required: ['path'], properties: { path: { type: 'string', maxLength: 1024 }, network: { type: 'string', enum: ['mainnet', 'testnet'], default: 'mainnet' } } },
+  response: { 200: { type: 'object', properties: { path: { type: 'string' }, public_key: { type: 'string' }, public_key_hex: { type: 'string' }, xpub: { type: ['string', 'null'] } } }, ...errors },
+} as const;
+
+export const signPsbtSchema = {
+  summary: 'Sign the inputs of a PSBT (BIP174/370) that belong to this HD key, after policy on amounts, destinations and fee',
+  tags: ['signing'],
+  security: secured,
+  params: keyParams,
+  body: { type: 'object', additionalProperties: false, required: ['psbt', 'network'], properties: { psbt: { type: 'string', minLength: 1, maxLength: 1_400_000, description: 'base64' }, network: { type: 'string', enum: ['bitcoin', 'testnet', 'regtest'] } } },
+  response: { 200: { type: 'object', additionalProperties: true }, ...errors },
+} as const;
+
+export const createTokenSchema = {
+  summary: 'Create an API token (admin only); the token is shown once',
+  tags: ['system'],
+  security: secured,
+  body: { type: 'object', additionalProperties: false, required: ['name', 'role'], properties: { name: { type: 'string', maxLength: 64 }, role: { type: 'string', enum: ['admin', 'approver'] } } },
+  response: { 201: { type: 'object', properties: { token: { type: 'string' }, id: { type: 'string' }, name: { type: 'string' }, role: { type: 'string' } } }, ...errors },
+} as const;
+
+export const listTokensSchema = { summary: 'API tokens (names and roles; never the tokens)', tags: ['system'], security: secured, response: { 200: { type: 'object', additionalProperties: true }, ...errors } } as const;

@@ -10,6 +10,10 @@ import { CustosError, isCustosError } from '../../core/errors.js';
 import { base64ToBytes, bytesToBase64, bytesToHex, hexToBytes, utf8 } from '../../core/bytes.js';
 import type { Algorithm, AuditEntry, HashName, KeyRecord, Principal, RsaPadding, SignatureEncoding, SignOptions, SignPayload } from '../../core/types.js';
 import type { ImportFormat } from '../../keystore/import.js';
+import type { PolicyVersion } from '../../policy/policy-set.js';
+import type { PolicyFormat } from '../../policy/document.js';
+import type { PayloadType } from '../../policy/model.js';
+import type { BitcoinNetwork } from '../../wallet/psbt.js';
 import { publicKeyFormats, type Vault } from '../../vault/vault.js';
 import type { Kem } from '../../crypto/ecies.js';
 import type { ApprovalRequest } from '../../vault/approvals.js';
@@ -115,6 +119,7 @@ function auditView(e: AuditEntry) {
 }
 
 interface SignBody {
+  path?: string;
   message?: string;
   digest?: string;
   aux_rand?: string;
@@ -195,6 +200,10 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     const config = req.routeOptions.config as { public?: boolean } | undefined;
     if (req.routeOptions.url !== undefined && !config?.public) {
       req.principal = await authenticator().authenticate(req.headers.authorization);
+      // Approver tokens exist to approve: they may list and decide approvals, nothing else.
+      if (req.principal.role === 'approver' && !(req.routeOptions.url === '/v1/approvals' || /^\/v1\/approvals\/:id\/(approve|deny)$/.test(req.routeOptions.url))) {
+        throw new CustosError('forbidden', `${req.principal.id} is an approver token: it may only list and decide approvals.`);
+      }
     }
   });
 
@@ -337,7 +346,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   );
 
   app.post<{ Params: { key: string }; Body: SignBody }>('/v1/keys/:key/sign', { schema: S.signSchema }, async (req) => {
-    const r = await vault().sign({ ...ctx(req), key: req.params.key, payload: payloadOf(req.body), options: optionsOf(req.body), context: { protocol: 'http' } });
+    const r = await vault().sign({ ...ctx(req), key: req.params.key, payload: payloadOf(req.body), options: optionsOf(req.body), context: { protocol: 'http' }, ...(req.body.path !== undefined ? { path: req.body.path } : {}) });
     return { key_id: r.keyId, algorithm: r.algorithm, signature: bytesToBase64(r.signature), encoding: r.encoding, request_id: req.id };
   });
 
@@ -349,6 +358,81 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   app.post<{ Params: { key: string }; Body: { kem: Kem; recipient_public_key: string } }>('/v1/keys/:key/export', { schema: S.exportSchema }, async (req) => {
     const { key, envelope } = await vault().exportKey(ctx(req), req.params.key, { kem: req.body.kem, publicKey: base64ToBytes(req.body.recipient_public_key, 'recipient_public_key') });
     return { key_id: key.id, format: 'custos-ecies-v1', envelope: bytesToBase64(envelope) };
+  });
+
+  const adminOnly = (req: { principal?: Principal }) => {
+    if (req.principal?.kind !== 'admin') throw new CustosError('forbidden', 'Only an admin token may do this.');
+  };
+
+  app.post<{ Body: { name: string; role: 'admin' | 'approver' } }>('/v1/tokens', { schema: S.createTokenSchema }, async (req, reply) => {
+    adminOnly(req);
+    reply.code(201);
+    return vault().createToken(ctx(req), req.body.name, req.body.role);
+  });
+  app.get('/v1/tokens', { schema: S.listTokensSchema }, async () => ({ tokens: (await vault().listTokens()).map((t) => ({ id: t.id, name: t.name, role: t.role, created_at: t.createdAt })) }));
+
+  const versionView = (v: PolicyVersion) => ({ id: v.id, version: v.version, format: v.format, sha256: v.sha256, uploaded_at: v.uploadedAt, retired: v.retired });
+  app.post<{ Body: { source: string; format?: PolicyFormat } }>('/v1/policies', { schema: S.uploadPolicySchema }, async (req, reply) => {
+    const v = await vault().uploadPolicy(ctx(req), req.body.source, req.body.format);
+    reply.code(201);
+    return versionView(v);
+  });
+  app.get('/v1/policies', { schema: S.listPoliciesSchema }, async () => {
+    const set = vault().policies;
+    return { policies: set.ids().map((id) => set.history(id).at(-1)!).filter((v) => !v.retired).map(versionView) };
+  });
+  app.get<{ Params: { id: string } }>('/v1/policies/:id', { schema: S.policyHistorySchema }, async (req) => {
+    const h = vault().policies.history(req.params.id);
+    if (h.length === 0) throw new CustosError('not_found', `No policy ${req.params.id.slice(0, 64)}.`);
+    return { id: req.params.id, versions: h.map((v) => ({ ...versionView(v), source: v.source })) };
+  });
+  app.delete<{ Params: { id: string } }>('/v1/policies/:id', { schema: S.policyHistorySchema }, async (req) => versionView(await vault().retirePolicy(ctx(req), req.params.id)));
+  app.post<{ Body: { key: string; operation: 'sign' | 'export'; payload_type: PayloadType; message?: string; facts?: Record<string, string>; principal?: string; psbt?: { outputs: Array<{ address?: string | null; amount: string; is_change: boolean }>; fee: string; input_count: number; vsize?: number } } }>(
+    '/v1/policies/test',
+    { schema: S.testPolicySchema },
+    async (req) => {
+      const b = req.body;
+      const c = ctx(req);
+      const outputs = b.psbt?.outputs.map((o) => ({ address: o.address ?? null, amount: BigInt(o.amount), isChange: o.is_change }));
+      const { evaluation, explanation } = await vault().testPolicy(
+        b.principal ? { ...c, principal: { id: b.principal, kind: 'token' } } : c,
+        b.key,
+        b.operation,
+        {
+          payloadType: b.operation === 'export' ? null : b.payload_type,
+          facts: b.facts ?? {},
+          ...(b.message !== undefined ? { payload: base64ToBytes(b.message, 'message') } : {}),
+          ...(b.psbt && outputs ? { psbt: { outputs, fee: BigInt(b.psbt.fee), sentExternally: outputs.filter((o) => !o.isChange).reduce((a, o) => a + o.amount, 0n), inputCount: b.psbt.input_count, ...(b.psbt.vsize ? { vsize: b.psbt.vsize } : {}) } } : {}),
+        },
+      );
+      return { decision: evaluation.decision, trace: evaluation.trace, explanation };
+    },
+  );
+
+  app.post<{ Body: { label: string; curve: 'secp256k1' | 'ed25519'; mnemonic?: string; passphrase?: string; xprv?: string; allowed_paths?: string[] } }>('/v1/keys/hd', { schema: S.createHdKeySchema }, async (req, reply) => {
+    const b = req.body;
+    const key = await vault().createHdKey(ctx(req), { label: b.label, curve: b.curve, mnemonic: b.mnemonic, passphrase: b.passphrase, xprv: b.xprv, allowedPaths: b.allowed_paths });
+    reply.code(201);
+    return keyView(key);
+  });
+  app.get<{ Params: { key: string }; Querystring: { path: string; network: 'mainnet' | 'testnet' } }>('/v1/keys/:key/hd/public', { schema: S.hdPublicSchema }, async (req) => {
+    const r = await vault().hdPublicKey(req.params.key, req.query.path, req.query.network);
+    return { path: req.query.path, public_key: bytesToBase64(r.publicKey), public_key_hex: bytesToHex(r.publicKey), xpub: r.xpub };
+  });
+  app.post<{ Params: { key: string }; Body: { psbt: string; network: BitcoinNetwork } }>('/v1/keys/:key/sign-psbt', { schema: S.signPsbtSchema }, async (req) => {
+    const r = await vault().signPsbt(ctx(req), { key: req.params.key, psbt: base64ToBytes(req.body.psbt, 'psbt'), network: req.body.network });
+    const a = r.analysis;
+    return {
+      key_id: r.key.id,
+      psbt: bytesToBase64(r.psbt),
+      signed_inputs: r.signedInputs,
+      txid: a.txid,
+      fee_sats: a.fee.toString(),
+      sent_externally_sats: a.sentExternally.toString(),
+      change_sats: a.changeTotal.toString(),
+      outputs: a.outputs.map((o) => ({ address: o.address, amount_sats: o.amount.toString(), is_change: o.isChange })),
+      request_id: req.id,
+    };
   });
 
   app.get('/v1/approvals', { schema: S.approvalsSchema }, async () => ({ approvals: vault().approvals.pending().map(approvalView) }));
