@@ -527,7 +527,8 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       // Values come from clients: nothing but printable ASCII reaches the approver's terminal.
       const clean = (x: unknown) => printable(String(x), 256);
       const what = Object.entries(a.summary).map(([k, v]) => `${clean(k)}=${clean(v)}`).join(' ');
-      out(`${clean(a.id)}  ${clean(a.operation)} with ${clean(a.key_label)} for ${clean(a.requester)}  ${what}  (${a.approved_by.length}/${a.required}, until ${clean(a.expires_at)})`);
+      const by = a.approvers.length ? `, approvers ${a.approvers.map(clean).join(' ')}` : '';
+      out(`${clean(a.id)}  ${clean(a.operation)} with ${clean(a.key_label)} for ${clean(a.requester)}  ${what}  (${a.approved_by.length}/${a.required}${by}, until ${clean(a.expires_at)})`);
     }
   });
   for (const verb of ['approve', 'deny'] as const) {
@@ -536,6 +537,114 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       out(o.json ? JSON.stringify(r) : `${r.id}: ${r.settled}`);
     });
   }
+
+  const policy = program.command('policy').description('Policy documents: rules every signature must pass (amounts, destinations, velocity, approvals ...)');
+  withApi(policy.command('upload').description('Upload a policy document (TOML or JSON): a new version of its id, validated and audited').argument('<file>', 'the document (- for stdin)')).action(async (file: string, o) => {
+    const source = Buffer.from(readInput(file)).toString('utf8');
+    const v = await clientFrom(o).uploadPolicy(source, file.endsWith('.json') ? 'json' : file.endsWith('.toml') ? 'toml' : undefined);
+    out(o.json ? JSON.stringify(v) : `policy ${v.id} version ${v.version} in force (sha256 ${v.sha256})`);
+  });
+  withApi(policy.command('list').description('Policy documents in force')).action(async (o) => {
+    const { policies } = await clientFrom(o).listPolicies();
+    if (o.json) return out(JSON.stringify(policies, null, 2));
+    if (policies.length === 0) return out('No policy is in force: every request is allowed (subject to key state and approvals of confirm keys).');
+    for (const p of policies) out(`${p.id}  v${p.version}  ${p.uploaded_at}  sha256 ${p.sha256.slice(0, 16)}`);
+  });
+  withApi(policy.command('show').description('Every version of a policy document, newest last').argument('<id>', 'policy id')).action(async (id: string, o) => {
+    const h = await clientFrom(o).policyHistory(id);
+    if (o.json) return out(JSON.stringify(h, null, 2));
+    for (const v of h.versions) out(`--- ${h.id} v${v.version} ${v.uploaded_at}${v.retired ? ' (retired)' : ''}\n${v.source}`);
+  });
+  withApi(policy.command('retire').description('Take a policy out of force (its history is kept)').argument('<id>', 'policy id')).action(async (id: string, o) => {
+    const v = await clientFrom(o).retirePolicy(id);
+    out(o.json ? JSON.stringify(v) : `policy ${v.id} retired (version ${v.version})`);
+  });
+  withApi(
+    policy
+      .command('test')
+      .description('Explain, rule by rule, what the policies would decide for a request; nothing is signed or spent')
+      .requiredOption('--key <key>', 'key id or label')
+      .requiredOption('--request <file>', 'JSON: { "operation"?, "payload_type"?, "message"? (base64), "facts"?, "principal"?, "psbt"?: { "outputs": [{ "address", "amount", "is_change" }], "fee" } }'),
+  ).action(async (o) => {
+    let request: Record<string, unknown>;
+    try {
+      request = JSON.parse(Buffer.from(readInput(o.request)).toString('utf8')) as Record<string, unknown>;
+    } catch {
+      throw new CustosError('bad_request', `${o.request} is not JSON.`);
+    }
+    const r = await clientFrom(o).testPolicy({ ...request, key: o.key });
+    out(o.json ? JSON.stringify(r, null, 2) : r.explanation);
+    if (r.decision.kind === 'deny') process.exitCode = EXIT.refused;
+  });
+
+  withApi(
+    keys
+      .command('create-hd')
+      .description('Create an HD master key (BIP32 secp256k1 / SLIP-10 ed25519): children are derived on demand, never stored')
+      .requiredOption('--label <label>', 'unique label')
+      .addOption(new Option('--curve <curve>', 'secp256k1 (BIP32) or ed25519 (SLIP-10)').choices(['secp256k1', 'ed25519']).default('secp256k1'))
+      .option('--mnemonic-file <file>', 'a BIP39 mnemonic to import (English); else a new random seed')
+      .option('--passphrase-env <var>', 'BIP39 passphrase from this environment variable')
+      .option('--xprv-file <file>', 'a master xprv/tprv to import')
+      .option('--allowed-path <prefix...>', "subtrees the key may sign under, e.g. m/84'/0'"),
+  ).action(async (o) => {
+    const text = (f?: string) => (f ? Buffer.from(readInput(f)).toString('utf8').trim().replace(/\s+/g, ' ') : undefined);
+    const k = await clientFrom(o).createHdKey({
+      label: o.label,
+      curve: o.curve,
+      ...(o.mnemonicFile ? { mnemonic: text(o.mnemonicFile) } : {}),
+      ...(o.passphraseEnv ? { passphrase: process.env[o.passphraseEnv] ?? '' } : {}),
+      ...(o.xprvFile ? { xprv: text(o.xprvFile) } : {}),
+      ...(o.allowedPath ? { allowed_paths: o.allowedPath } : {}),
+    });
+    printKey(k, !!o.json);
+  });
+  withApi(
+    keys
+      .command('xpub')
+      .description('Public key and xpub of an HD key at a path (hardened paths too)')
+      .argument('<key>', 'key id or label')
+      .requiredOption('--path <path>', "derivation path, e.g. m/84'/0'/0'")
+      .addOption(new Option('--network <net>', 'xpub version').choices(['mainnet', 'testnet']).default('mainnet')),
+  ).action(async (ref: string, o) => {
+    const r = await clientFrom(o).hdPublic(ref, o.path, o.network);
+    out(o.json ? JSON.stringify(r) : `${r.path}  ${r.public_key_hex}${r.xpub ? `\n${r.xpub}` : ''}`);
+  });
+
+  withApi(
+    program
+      .command('sign-psbt')
+      .description('Sign the inputs of a PSBT that belong to an HD key, after policy; prints the signed PSBT in base64')
+      .requiredOption('--key <key>', 'HD key id or label')
+      .requiredOption('--in <file>', 'the PSBT, binary or base64 (- for stdin)')
+      .addOption(new Option('--network <net>', 'bitcoin network').choices(['bitcoin', 'testnet', 'regtest']).default('bitcoin'))
+      .option('--out <file>', 'write the signed PSBT (binary) here'),
+  ).action(async (o) => {
+    let bytes = readInput(o.in);
+    const text = Buffer.from(bytes).toString('utf8').trim();
+    if (/^[A-Za-z0-9+/=\s]+$/.test(text) && text.startsWith('cHNidP')) bytes = base64ToBytes(text.replace(/\s+/g, ''), 'PSBT');
+    const r = await clientFrom(o).signPsbt(o.key, bytes, o.network);
+    if (o.out) writeFileSync(o.out, Buffer.from(r.psbt, 'base64'));
+    if (o.json) return out(JSON.stringify(r, null, 2));
+    process.stderr.write(`custos: signed inputs ${r.signed_inputs.join(', ')} of ${r.txid}: sends ${r.sent_externally_sats} sats, fee ${r.fee_sats}, change ${r.change_sats}\n`);
+    if (!o.out) out(r.psbt);
+  });
+
+  const tokens = program.command('tokens').description('API tokens: admins and approvers');
+  withApi(
+    tokens
+      .command('create')
+      .description('Create a token (shown once): admin, or approver (may only list and decide approvals)')
+      .requiredOption('--name <name>', 'who holds it; approvals name approvers as token:<name>')
+      .addOption(new Option('--role <role>', 'role').choices(['admin', 'approver']).default('approver')),
+  ).action(async (o) => {
+    const t = await clientFrom(o).createToken(o.name, o.role);
+    out(o.json ? JSON.stringify(t) : `token for ${t.name} (${t.role}, principal token:${t.name}); shown once:\n  ${t.token}`);
+  });
+  withApi(tokens.command('list').description('Token names and roles')).action(async (o) => {
+    const { tokens: list } = await clientFrom(o).listTokens();
+    out(o.json ? JSON.stringify(list, null, 2) : list.map((t) => `${t.id}  ${t.name.padEnd(24)} ${t.role.padEnd(9)} ${t.created_at}`).join('\n'));
+  });
 
   const privval = program.command('privval').description('CometBFT remote signing: consensus keys and their double-sign watermarks');
   withApi(

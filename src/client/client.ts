@@ -40,6 +40,7 @@ export interface ApprovalView {
   summary: Record<string, string>;
   required: number;
   approved_by: string[];
+  approvers: string[];
 }
 
 export interface AuditEntryView {
@@ -98,6 +99,47 @@ export class CustosClient {
 
   health(): Promise<{ status: string }> {
     return this.call('GET', '/healthz');
+  }
+
+  uploadPolicy(source: string, format?: 'toml' | 'json'): Promise<{ id: string; version: number; sha256: string }> {
+    return this.call('POST', '/v1/policies', { source, ...(format ? { format } : {}) });
+  }
+
+  listPolicies(): Promise<{ policies: Array<{ id: string; version: number; sha256: string; uploaded_at: string }> }> {
+    return this.call('GET', '/v1/policies');
+  }
+
+  policyHistory(id: string): Promise<{ id: string; versions: Array<{ version: number; sha256: string; uploaded_at: string; retired: boolean; source: string }> }> {
+    return this.call('GET', `/v1/policies/${encodeURIComponent(id)}`);
+  }
+
+  retirePolicy(id: string): Promise<{ id: string; version: number }> {
+    return this.call('DELETE', `/v1/policies/${encodeURIComponent(id)}`);
+  }
+
+  /** The body of POST /v1/policies/test: `{ key, operation?, payload_type?, message?, facts?, principal?, psbt? }`. */
+  testPolicy(request: Record<string, unknown>): Promise<{ decision: { kind: string }; trace: unknown[]; explanation: string }> {
+    return this.call('POST', '/v1/policies/test', request);
+  }
+
+  createHdKey(p: { label: string; curve: 'secp256k1' | 'ed25519'; mnemonic?: string; passphrase?: string; xprv?: string; allowed_paths?: string[] }): Promise<KeyInfo> {
+    return this.call('POST', '/v1/keys/hd', p);
+  }
+
+  hdPublic(ref: string, path: string, network: 'mainnet' | 'testnet' = 'mainnet'): Promise<{ path: string; public_key: string; public_key_hex: string; xpub: string | null }> {
+    return this.call('GET', `/v1/keys/${encodeURIComponent(ref)}/hd/public?path=${encodeURIComponent(path)}&network=${network}`);
+  }
+
+  signPsbt(ref: string, psbt: Uint8Array, network: 'bitcoin' | 'testnet' | 'regtest'): Promise<{ psbt: string; signed_inputs: number[]; txid: string; fee_sats: string; sent_externally_sats: string; change_sats: string; outputs: Array<{ address: string | null; amount_sats: string; is_change: boolean }> }> {
+    return this.call('POST', `/v1/keys/${encodeURIComponent(ref)}/sign-psbt`, { psbt: Buffer.from(psbt).toString('base64'), network });
+  }
+
+  createToken(name: string, role: 'admin' | 'approver'): Promise<{ token: string; id: string; name: string; role: string }> {
+    return this.call('POST', '/v1/tokens', { name, role });
+  }
+
+  listTokens(): Promise<{ tokens: Array<{ id: string; name: string; role: string; created_at: string }> }> {
+    return this.call('GET', '/v1/tokens');
   }
 
   /** Needs no token. */

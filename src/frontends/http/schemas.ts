@@ -269,6 +269,7 @@ const approvalProps = {
   summary: { type: 'object', additionalProperties: { type: 'string' }, description: 'What to decide on: ssh_user, sshsig_namespace, protocol ...' },
   required: { type: 'integer' },
   approved_by: { type: 'array', items: { type: 'string' } },
+  approvers: { type: 'array', items: { type: 'string' }, description: 'who may approve (empty: any principal but the requester)' },
 } as const;
 
 export const approvalsSchema = {

@@ -99,6 +99,7 @@ function approvalView(a: ApprovalRequest) {
     summary: a.summary,
     required: a.required,
     approved_by: a.approvedBy,
+    approvers: a.approvers,
   };
 }
 

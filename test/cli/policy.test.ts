@@ -1,0 +1,146 @@
+/**
+ * Policies, approvals and PSBTs through the real `custos` executable: a rate limit that holds
+ * across a kill -9 in the middle of a burst, 2-of-N approvals by distinct approver tokens,
+ * `policy test` explaining a decision, and `sign-psbt` with an HD key.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import * as bitcoin from 'bitcoinjs-lib';
+import * as ecc from '@bitcoinerlab/secp256k1';
+import { BIN, custos, serve } from '../helpers/process.js';
+import { tempDir } from '../helpers/tmpvault.js';
+import { deriveChild, masterFingerprint, masterFromSeed, seedFromMnemonic } from '../../src/wallet/hd.js';
+
+const PASSENV = { CUSTOS_PASSPHRASE: 'policy test passphrase' };
+
+function custosAsync(args: string[], env: Record<string, string>): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+test('a rate limit is never exceeded across a kill -9 mid-burst; approvals need distinct named approvers', async () => {
+  const { dir, cleanup } = tempDir();
+  const dataDir = join(dir, 'vault');
+  let s: Awaited<ReturnType<typeof serve>> | undefined;
+  try {
+    const init = custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '10'], PASSENV);
+    assert.equal(init.status, 0, init.stderr);
+    const token = /Admin API token[^\n]*\n\s+(\S+)/.exec(init.stdout)![1]!;
+    s = await serve(['--data-dir', dataDir], PASSENV);
+    let api = { ...PASSENV, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    for (const k of ['burst', 'guarded']) assert.equal(custos(['keys', 'create', '--label', k, '--algorithm', 'ed25519'], api).status, 0);
+    const approverToken = (name: string) => {
+      const r = custos(['tokens', 'create', '--name', name, '--role', 'approver', '--json'], api);
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout).token as string;
+    };
+    const alice = approverToken('alice');
+    const bob = approverToken('bob');
+    const policyFile = join(dir, 'limits.toml');
+    writeFileSync(
+      policyFile,
+      `id = "limits"\n[applies_to]\nkeys = ["burst"]\n[[rules]]\nid = "ten-per-hour"\ntype = "rate_limit"\nlimit = 10\nwindow = "1h"\nper = "key"\n`,
+    );
+    assert.equal(custos(['policy', 'upload', policyFile], api).status, 0);
+    const guardFile = join(dir, 'guard.json');
+    writeFileSync(guardFile, JSON.stringify({ id: 'guard', applies_to: { keys: ['guarded'] }, rules: [{ type: 'approval', approvers: ['token:alice', 'token:bob', 'token:carol'], required: 2 }] }));
+    assert.equal(custos(['policy', 'upload', guardFile], api).status, 0);
+    assert.match(custos(['policy', 'list'], api).stdout, /guard\s+v1[\s\S]*limits\s+v1/);
+
+    // A burst of 40 signatures; kill -9 as soon as a few have come back.
+    const sign = (url: string) =>
+      fetch(`${url}/v1/keys/burst/sign`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ message: 'aGk=' }) })
+        .then((r) => r.status)
+        .catch(() => 0);
+    let ok = 0;
+    const first = Array.from({ length: 40 }, () => sign(s!.url).then((st) => (st === 200 ? ok++ : 0, st)));
+    while (ok < 3) await new Promise((r) => setTimeout(r, 2));
+    s.proc.kill('SIGKILL');
+    const statuses = await Promise.all(first);
+    await s.stop();
+    s = await serve(['--data-dir', dataDir], PASSENV);
+    api = { ...PASSENV, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    const second = await Promise.all(Array.from({ length: 40 }, () => sign(s!.url)));
+    const total = [...statuses, ...second].filter((x) => x === 200).length;
+    assert.ok(total <= 10, `at most 10 signatures in the hour, got ${total}`);
+    assert.ok(second.some((x) => x === 403), 'the rest are refused with policy_denied:rate_limit');
+    writeFileSync(join(dir, 'req.json'), JSON.stringify({ payload_type: 'raw', message: 'aGk=' }));
+    const t = custos(['policy', 'test', '--key', 'burst', '--request', join(dir, 'req.json')], api);
+    assert.equal(t.status, 4, t.stdout + t.stderr);
+    assert.match(t.stdout, /Decision: deny \(policy_denied:rate_limit\)/);
+    assert.match(t.stdout, /ten-per-hour/);
+
+    // 2-of-3 approvals: the request waits; an approver token may do nothing else.
+    const pending = custosAsync(['sign', '--key', 'guarded', '--in', guardFile], api);
+    let id: string | undefined;
+    for (let i = 0; i < 100 && !id; i++) {
+      const l = custos(['approvals', '--json'], api);
+      id = (JSON.parse(l.stdout) as Array<{ id: string }>)[0]?.id;
+      if (!id) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(id);
+    const asAlice = { ...api, CUSTOS_TOKEN: alice };
+    assert.equal(custos(['keys', 'list'], asAlice).status, 4, 'an approver token cannot list keys');
+    assert.match(custos(['approvals'], asAlice).stdout, /approvers token:alice token:bob token:carol/);
+    assert.equal(custos(['approve', id], asAlice).status, 0);
+    assert.equal(custos(['approve', id], asAlice).status, 4, 'alice cannot approve twice');
+    assert.equal(custos(['approve', id], { ...api, CUSTOS_TOKEN: bob }).status, 0);
+    const signed = await pending;
+    assert.equal(signed.status, 0, signed.stderr);
+  } finally {
+    await s?.stop();
+    cleanup();
+  }
+});
+
+test('sign-psbt signs our input of a PSBT with an HD key made from a mnemonic', async () => {
+  bitcoin.initEccLib(ecc);
+  const { dir, cleanup } = tempDir();
+  const dataDir = join(dir, 'vault');
+  let s: Awaited<ReturnType<typeof serve>> | undefined;
+  try {
+    const init = custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '10'], PASSENV);
+    const token = /Admin API token[^\n]*\n\s+(\S+)/.exec(init.stdout)![1]!;
+    s = await serve(['--data-dir', dataDir], PASSENV);
+    const api = { ...PASSENV, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    const mnemonic = 'legal winner thank year wave sausage worth useful legal winner thank yellow';
+    writeFileSync(join(dir, 'words'), mnemonic + '\n');
+    const made = custos(['keys', 'create-hd', '--label', 'wallet', '--mnemonic-file', join(dir, 'words'), '--json'], api);
+    assert.equal(made.status, 0, made.stderr);
+    const master = masterFromSeed(seedFromMnemonic(mnemonic), 'secp256k1');
+    const xpub = custos(['keys', 'xpub', 'wallet', '--path', "m/84'/1'/0'", '--network', 'testnet', '--json'], api);
+    assert.equal(xpub.status, 0, xpub.stderr);
+    assert.match(JSON.parse(xpub.stdout).xpub, /^tpub/);
+
+    const network = bitcoin.networks.regtest;
+    const fp = masterFingerprint(master);
+    const fpBytes = Uint8Array.of(fp >>> 24, (fp >>> 16) & 0xff, (fp >>> 8) & 0xff, fp & 0xff);
+    const path = "m/84'/1'/0'/0/0";
+    const pub = deriveChild(master, path).publicKey;
+    const ours = bitcoin.payments.p2wpkh({ pubkey: pub, network });
+    const prev = new bitcoin.Transaction();
+    prev.addInput(new Uint8Array(32).fill(9), 0);
+    prev.addOutput(ours.output!, 50_000n);
+    const psbt = new bitcoin.Psbt({ network });
+    psbt.addInput({ hash: prev.getId(), index: 0, nonWitnessUtxo: prev.toBuffer(), witnessUtxo: { script: ours.output!, value: 50_000n }, bip32Derivation: [{ masterFingerprint: fpBytes, path, pubkey: pub }] });
+    psbt.addOutput({ address: 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080', value: 49_000n });
+    writeFileSync(join(dir, 'tx.psbt'), psbt.toBase64());
+    const r = custos(['sign-psbt', '--key', 'wallet', '--in', join(dir, 'tx.psbt'), '--network', 'regtest'], api);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /sends 49000 sats, fee 1000/);
+    const out = bitcoin.Psbt.fromBase64(r.stdout.trim(), { network });
+    assert.ok(out.validateSignaturesOfAllInputs((p, h, sig) => ecc.verify(h, p, sig)));
+  } finally {
+    await s?.stop();
+    cleanup();
+  }
+});
