@@ -287,6 +287,22 @@ export class RawSignerSocket {
     return !this.ended && !this.socket.destroyed;
   }
 
+  /** Sleeps up to `ms`, woken early by incoming bytes or the close. */
+  private nap(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      const done2 = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
+      };
+      function done() {
+        done2();
+      }
+      this.wake = done2;
+    });
+  }
+
   /** Exactly `n` bytes, or null if the signer closed first; rejects after `timeoutMs`. */
   async readExact(n: number, timeoutMs = 5000): Promise<Uint8Array | null> {
     const end = Date.now() + timeoutMs;
@@ -294,16 +310,7 @@ export class RawSignerSocket {
       if (this.ended) return null;
       const left = end - Date.now();
       if (left <= 0) throw new Error(`raw node: no ${n} bytes from the signer within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, left);
-        const self = this;
-        function done() {
-          clearTimeout(timer);
-          self.wake = undefined;
-          resolve();
-        }
-        this.wake = done;
-      });
+      await this.nap(left);
     }
     const all = Buffer.concat(this.chunks);
     this.chunks = [all.subarray(n)];
@@ -337,16 +344,7 @@ export class RawSignerSocket {
     while (!this.ended) {
       const left = end - Date.now();
       if (left <= 0) return false;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, left);
-        const self = this;
-        function done() {
-          clearTimeout(timer);
-          self.wake = undefined;
-          resolve();
-        }
-        this.wake = done;
-      });
+      await this.nap(left);
     }
     return this.closedBySigner;
   }
