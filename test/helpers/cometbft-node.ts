@@ -290,16 +290,13 @@ export class RawSignerSocket {
   /** Sleeps up to `ms`, woken early by incoming bytes or the close. */
   private nap(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      const done2 = () => {
+      const done = () => {
         clearTimeout(timer);
         this.wake = undefined;
         resolve();
       };
-      function done() {
-        done2();
-      }
-      this.wake = done2;
+      const timer = setTimeout(done, ms);
+      this.wake = done;
     });
   }
 
