@@ -15,6 +15,8 @@ test('the config written by init parses to the defaults', () => {
       api: { host: '127.0.0.1', port: 8200 },
       sshAgents: [{ enabled: false, name: 'default', socket: 'agent/agent.sock', keys: [], allowSha1: true, allowConfirm: false, maxConnections: 128 }],
       privval: [],
+      pkcs11: [],
+      seal: {},
       approvals: { timeoutSeconds: 60 },
       audit: { checkpointEvery: 1000 },
       log: { level: 'info' },

@@ -10,7 +10,7 @@ import { CustosError } from '../../src/core/errors.js';
 import { openVault, DB_FILE } from '../../src/vault/open.js';
 import { decodeExportedKey, eciesDecrypt } from '../../src/crypto/ecies.js';
 import { publicKeyFromSecret, verifySignature } from '../../src/crypto/algorithms.js';
-import type { Backend } from '../../src/backends/backend.js';
+import { Backends, type Backend } from '../../src/backends/backend.js';
 
 const msg = (s: string) => ({ kind: 'message' as const, bytes: new TextEncoder().encode(s) });
 const isCode = (code: string) => (e: unknown) => e instanceof CustosError && e.fullCode === code;
@@ -154,8 +154,8 @@ test('signs racing a destroy: none is answered after the destroy commits, and no
     // durable decision and its outcome.
     const deps = (v.vault as unknown as { deps: { backend: Backend } }).deps;
     const software = deps.backend;
-    deps.backend = {
-      name: 'slow',
+    const slow: Backend = {
+      name: 'software',
       sign: async (...args) => {
         await new Promise((r) => setTimeout(r, 30));
         return software.sign(...args);
@@ -163,6 +163,7 @@ test('signs racing a destroy: none is answered after the destroy commits, and no
       forget: (id) => software.forget(id),
       close: () => software.close(),
     };
+    deps.backend = new Backends(slow);
     const signs = Array.from({ length: 20 }, (_, i) =>
       v.vault.sign({ ...v.ctx(), key: 'racy', payload: msg(`r${i}`), options: {}, context: {} }).then(
         () => 'signed',
@@ -177,7 +178,7 @@ test('signs racing a destroy: none is answered after the destroy commits, and no
     const destroySeq = entries.find((e) => e.operation === 'destroy' && e.outcome === 'ok')!.seq;
     assert.deepEqual(entries.filter((e) => e.operation === 'sign' && e.outcome === 'ok'), [], 'a signature was released');
     assert.equal(entries.filter((e) => e.operation === 'sign' && e.outcome === 'failed' && e.reason === 'key_destroyed' && e.seq > destroySeq).length, 20);
-    const cache = (software as unknown as { cache: Map<string, unknown> }).cache;
+    const cache = ((software as Backends).get('software') as unknown as { cache: Map<string, unknown> }).cache;
     assert.equal(cache.has(k.id), false, 'the destroyed key is still prepared in memory');
   } finally {
     await v.dispose();
