@@ -350,9 +350,10 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       .addOption(algorithmOption(true))
       .option('--exportable', 'allow wrapped export later (fixed at creation)', false)
       .option('--backend <backend>', 'software (default) or pkcs11:<name> from [[pkcs11]]: the key is made inside that token')
-      .option('--wrapped', 'PKCS#11: keep the key wrapped by the token\'s AES key in the database, not as a token object'),
+      .option('--wrapped', 'PKCS#11: keep the key wrapped by the token\'s AES key in the database, not as a token object')
+      .option('--tag <tag...>', 'policy tags (documents apply to keys by tag); fixed at creation'),
   ).action(async (o) =>
-    printKey(await clientFrom(o).createKey({ label: o.label, algorithm: o.algorithm, exportable: !!o.exportable, ...(o.backend ? { backend: o.backend } : {}), ...(o.wrapped ? { wrapped: true } : {}) }), !!o.json),
+    printKey(await clientFrom(o).createKey({ label: o.label, algorithm: o.algorithm, exportable: !!o.exportable, ...(o.backend ? { backend: o.backend } : {}), ...(o.wrapped ? { wrapped: true } : {}), ...(o.tag ? { tags: o.tag } : {}) }), !!o.json),
   );
 
   withApi(
@@ -586,7 +587,8 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       .option('--mnemonic-file <file>', 'a BIP39 mnemonic to import (English); else a new random seed')
       .option('--passphrase-env <var>', 'BIP39 passphrase from this environment variable')
       .option('--xprv-file <file>', 'a master xprv/tprv to import')
-      .option('--allowed-path <prefix...>', "subtrees the key may sign under, e.g. m/84'/0'"),
+      .option('--allowed-path <prefix...>', "subtrees the key may sign under, e.g. m/84'/0'")
+      .option('--tag <tag...>', 'policy tags; fixed at creation'),
   ).action(async (o) => {
     const text = (f?: string) => (f ? Buffer.from(readInput(f)).toString('utf8').trim().replace(/\s+/g, ' ') : undefined);
     const k = await clientFrom(o).createHdKey({
@@ -596,6 +598,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       ...(o.passphraseEnv ? { passphrase: process.env[o.passphraseEnv] ?? '' } : {}),
       ...(o.xprvFile ? { xprv: text(o.xprvFile) } : {}),
       ...(o.allowedPath ? { allowed_paths: o.allowedPath } : {}),
+      ...(o.tag ? { tags: o.tag } : {}),
     });
     printKey(k, !!o.json);
   });

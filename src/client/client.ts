@@ -122,7 +122,7 @@ export class CustosClient {
     return this.call('POST', '/v1/policies/test', request);
   }
 
-  createHdKey(p: { label: string; curve: 'secp256k1' | 'ed25519'; mnemonic?: string; passphrase?: string; xprv?: string; allowed_paths?: string[] }): Promise<KeyInfo> {
+  createHdKey(p: { label: string; curve: 'secp256k1' | 'ed25519'; mnemonic?: string; passphrase?: string; xprv?: string; allowed_paths?: string[]; tags?: string[] }): Promise<KeyInfo> {
     return this.call('POST', '/v1/keys/hd', p);
   }
 
@@ -160,7 +160,7 @@ export class CustosClient {
     return this.call('GET', `/v1/keys/${encodeURIComponent(ref)}`);
   }
 
-  createKey(p: { label: string; algorithm: Algorithm; exportable?: boolean; backend?: string; wrapped?: boolean }): Promise<KeyInfo> {
+  createKey(p: { label: string; algorithm: Algorithm; exportable?: boolean; backend?: string; wrapped?: boolean; tags?: string[] }): Promise<KeyInfo> {
     return this.call('POST', '/v1/keys', p);
   }
 

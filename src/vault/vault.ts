@@ -636,7 +636,7 @@ export class Vault {
    * any request may sign with. The mnemonic and xprv arrive as strings (JSON); they cannot be
    * wiped, only dropped.
    */
-  async createHdKey(ctx: Ctx, req: { label: string; curve: HdCurve; mnemonic?: string; passphrase?: string; xprv?: string; allowedPaths?: string[] }): Promise<KeyRecord> {
+  async createHdKey(ctx: Ctx, req: { label: string; curve: HdCurve; mnemonic?: string; passphrase?: string; xprv?: string; allowedPaths?: string[]; tags?: string[] }): Promise<KeyRecord> {
     checkLabel(req.label);
     const allowed = (req.allowedPaths ?? []).map((p) => parsePath(p));
     let master: HdMaster;
@@ -660,6 +660,7 @@ export class Vault {
         hd: req.curve === 'secp256k1' ? 'bip32' : 'slip10',
         'hd.fingerprint': masterFingerprint(master).toString(16).padStart(8, '0'),
         ...(allowed.length ? { 'hd.allowed_paths': (req.allowedPaths ?? []).join(',') } : {}),
+        ...(req.tags?.length ? { tags: req.tags.join(',') } : {}),
       });
     } finally {
       wipe(stored);

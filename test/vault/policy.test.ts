@@ -74,14 +74,12 @@ test('PSBTs pass amount, destination, velocity and 2-of-3 approval rules; budget
   try {
     const ctx = () => ({ principal: ADMIN, requestId: randomUUID() });
     await v.vault.uploadPolicy(ctx(), POLICY(BLOCKED.address!));
-    // HD keys are fixed at creation: tags too (they are bound into the envelope).
-    const key = await v.vault.createHdKey(ctx(), { label: 'hot', curve: 'secp256k1', mnemonic: MNEMONIC, allowedPaths: ["m/84'/1'"] });
+        const key = await v.vault.createHdKey(ctx(), { label: 'hot-1', curve: 'secp256k1', mnemonic: MNEMONIC, allowedPaths: ["m/84'/1'"], tags: ['hot', 'btc'] });
     assert.equal(key.attributes.hd, 'bip32');
-    // createHdKey has no tags parameter: attach the policy by label instead.
-    await v.vault.uploadPolicy(ctx(), POLICY(BLOCKED.address!).replace('tags = ["hot"]', 'keys = ["hot"]'));
+    assert.equal(key.attributes.tags, 'hot,btc');
 
     // 30,000 out: allowed, signed; bitcoinjs-lib verifies and finalises it.
-    const ok = await v.vault.signPsbt(ctx(), { key: 'hot', psbt: spend(30_000n), network: 'regtest' });
+    const ok = await v.vault.signPsbt(ctx(), { key: 'hot-1', psbt: spend(30_000n), network: 'regtest' });
     assert.deepEqual(ok.signedInputs, [0]);
     assert.equal(ok.analysis.fee, 1_000n);
     assert.equal(ok.analysis.sentExternally, 30_000n);
@@ -91,11 +89,11 @@ test('PSBTs pass amount, destination, velocity and 2-of-3 approval rules; budget
     p.finalizeAllInputs();
     assert.ok(p.extractTransaction().getId());
 
-    await assert.rejects(v.vault.signPsbt(ctx(), { key: 'hot', psbt: spend(200_000n), network: 'regtest' }), code('policy_denied:amount_limit'));
-    await assert.rejects(v.vault.signPsbt(ctx(), { key: 'hot', psbt: spend(1_000n, BLOCKED.output!), network: 'regtest' }), code('policy_denied:destinations'));
+    await assert.rejects(v.vault.signPsbt(ctx(), { key: 'hot-1', psbt: spend(200_000n), network: 'regtest' }), code('policy_denied:amount_limit'));
+    await assert.rejects(v.vault.signPsbt(ctx(), { key: 'hot-1', psbt: spend(1_000n, BLOCKED.output!), network: 'regtest' }), code('policy_denied:destinations'));
 
     // 60,000 needs two of alice, bob, carol; dave is not an approver; alice cannot count twice.
-    const pending = v.vault.signPsbt(ctx(), { key: 'hot', psbt: spend(60_000n), network: 'regtest' });
+    const pending = v.vault.signPsbt(ctx(), { key: 'hot-1', psbt: spend(60_000n), network: 'regtest' });
     let req;
     for (let i = 0; i < 100 && !(req = v.vault.approvals.pending()[0]); i++) await new Promise((r) => setTimeout(r, 20));
     assert.ok(req, 'the request waits for approval');
@@ -108,19 +106,19 @@ test('PSBTs pass amount, destination, velocity and 2-of-3 approval rules; budget
     assert.deepEqual((await pending).signedInputs, [0]);
 
     // 90,000 of the 100,000 daily budget is spent: 20,000 more is refused, 5,000 is not.
-    await assert.rejects(v.vault.signPsbt(ctx(), { key: 'hot', psbt: spend(20_000n), network: 'regtest' }), code('policy_denied:velocity'));
+    await assert.rejects(v.vault.signPsbt(ctx(), { key: 'hot-1', psbt: spend(20_000n), network: 'regtest' }), code('policy_denied:velocity'));
     await v.close();
     const again = await openVault({ dataDir: v.dataDir, passphrase: PASS });
     try {
-      await assert.rejects(again.vault.signPsbt(ctx(), { key: 'hot', psbt: spend(20_000n), network: 'regtest' }), code('policy_denied:velocity'), 'the budget survives a restart');
-      await again.vault.signPsbt(ctx(), { key: 'hot', psbt: spend(5_000n), network: 'regtest' });
+      await assert.rejects(again.vault.signPsbt(ctx(), { key: 'hot-1', psbt: spend(20_000n), network: 'regtest' }), code('policy_denied:velocity'), 'the budget survives a restart');
+      await again.vault.signPsbt(ctx(), { key: 'hot-1', psbt: spend(5_000n), network: 'regtest' });
       // 95,000 spent: 6,000 more would pass 100,000.
-      await assert.rejects(again.vault.signPsbt(ctx(), { key: 'hot', psbt: spend(6_000n), network: 'regtest' }), code('policy_denied:velocity'));
+      await assert.rejects(again.vault.signPsbt(ctx(), { key: 'hot-1', psbt: spend(6_000n), network: 'regtest' }), code('policy_denied:velocity'));
       // Paths outside the key's allowed subtree are refused before anything is signed.
-      await assert.rejects(again.vault.sign({ ...ctx(), key: 'hot', path: "m/44'/0'/0'/0/0", payload: { kind: 'message', bytes: new Uint8Array([1]) }, options: {}, context: {} }), code('policy_denied:path'));
-      const raw = await again.vault.sign({ ...ctx(), key: 'hot', path: "m/84'/1'/0'/0/9", payload: { kind: 'message', bytes: new Uint8Array([1]) }, options: { encoding: 'der' }, context: {} });
+      await assert.rejects(again.vault.sign({ ...ctx(), key: 'hot-1', path: "m/44'/0'/0'/0/0", payload: { kind: 'message', bytes: new Uint8Array([1]) }, options: {}, context: {} }), code('policy_denied:path'));
+      const raw = await again.vault.sign({ ...ctx(), key: 'hot-1', path: "m/84'/1'/0'/0/9", payload: { kind: 'message', bytes: new Uint8Array([1]) }, options: { encoding: 'der' }, context: {} });
       assert.ok(ecc.verify(bitcoin.crypto.sha256(Buffer.from([1])), pubAt("m/84'/1'/0'/0/9"), bitcoin.script.signature.decode(Buffer.concat([Buffer.from(raw.signature), Buffer.from([1])])).signature));
-      await assert.rejects(again.vault.sign({ ...ctx(), key: 'hot', payload: { kind: 'message', bytes: new Uint8Array([1]) }, options: {}, context: {} }), code('bad_request'), 'an HD master never signs without a path');
+      await assert.rejects(again.vault.sign({ ...ctx(), key: 'hot-1', payload: { kind: 'message', bytes: new Uint8Array([1]) }, options: {}, context: {} }), code('bad_request'), 'an HD master never signs without a path');
       const tail = await again.vault.auditTail(200);
       assert.ok(tail.some((e) => e.operation === 'sign_psbt' && e.outcome === 'ok'));
       assert.ok(tail.some((e) => e.outcome === 'denied' && e.reason === 'policy_denied:velocity'));

@@ -288,8 +288,9 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
 
   app.get('/v1/keys', { schema: S.listKeysSchema }, async () => ({ keys: (await vault().listKeys()).map(keyView) }));
 
-  app.post<{ Body: { label: string; algorithm: Algorithm; exportable: boolean; backend?: string; wrapped?: boolean } }>('/v1/keys', { schema: S.createKeySchema }, async (req, reply) => {
-    const key = await vault().createKey(ctx(req), req.body);
+  app.post<{ Body: { label: string; algorithm: Algorithm; exportable: boolean; backend?: string; wrapped?: boolean; tags?: string[] } }>('/v1/keys', { schema: S.createKeySchema }, async (req, reply) => {
+    const { tags, ...rest } = req.body;
+    const key = await vault().createKey(ctx(req), { ...rest, ...(tags?.length ? { attributes: { tags: tags.join(',') } } : {}) });
     reply.code(201);
     return keyView(key);
   });
@@ -410,9 +411,9 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     },
   );
 
-  app.post<{ Body: { label: string; curve: 'secp256k1' | 'ed25519'; mnemonic?: string; passphrase?: string; xprv?: string; allowed_paths?: string[] } }>('/v1/keys/hd', { schema: S.createHdKeySchema }, async (req, reply) => {
+  app.post<{ Body: { label: string; curve: 'secp256k1' | 'ed25519'; mnemonic?: string; passphrase?: string; xprv?: string; allowed_paths?: string[]; tags?: string[] } }>('/v1/keys/hd', { schema: S.createHdKeySchema }, async (req, reply) => {
     const b = req.body;
-    const key = await vault().createHdKey(ctx(req), { label: b.label, curve: b.curve, mnemonic: b.mnemonic, passphrase: b.passphrase, xprv: b.xprv, allowedPaths: b.allowed_paths });
+    const key = await vault().createHdKey(ctx(req), { label: b.label, curve: b.curve, mnemonic: b.mnemonic, passphrase: b.passphrase, xprv: b.xprv, allowedPaths: b.allowed_paths, tags: b.tags });
     reply.code(201);
     return keyView(key);
   });
