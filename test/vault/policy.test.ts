@@ -74,7 +74,7 @@ test('PSBTs pass amount, destination, velocity and 2-of-3 approval rules; budget
   try {
     const ctx = () => ({ principal: ADMIN, requestId: randomUUID() });
     await v.vault.uploadPolicy(ctx(), POLICY(BLOCKED.address!));
-        const key = await v.vault.createHdKey(ctx(), { label: 'hot-1', curve: 'secp256k1', mnemonic: MNEMONIC, allowedPaths: ["m/84'/1'"], tags: ['hot', 'btc'] });
+    const key = await v.vault.createHdKey(ctx(), { label: 'hot-1', curve: 'secp256k1', mnemonic: MNEMONIC, allowedPaths: ["m/84'/1'"], tags: ['hot', 'btc'] });
     assert.equal(key.attributes.hd, 'bip32');
     assert.equal(key.attributes.tags, 'hot,btc');
 
