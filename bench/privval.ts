@@ -3,8 +3,8 @@
  * allows, measured in the same run:
  *   - baseline: fsync of a 256-byte write (the durability floor) and a raw node:crypto
  *     Ed25519 signature;
- *   - one validator: vault.signConsensus latency p50/p99 (two durable commits: watermark +
- *     "decided" entry before signing, signature + outcome entry after);
+ *   - one validator: vault.signConsensus latency p50/p99 (sign in memory, then one durable
+ *     commit of watermark, signature and audit entries before the answer);
  *   - ten validators signing at once (own key and chain each): throughput and latency.
  *
  *   node --import tsx bench/privval.ts [--votes N]

@@ -427,10 +427,10 @@ export class Vault {
    * key and chain: below the watermark → refused; at the watermark with identical sign bytes
    * → the stored signature; differing only in the timestamp (as `onlyTimestampDiffers` says)
    * → the stored signature and the stored sign bytes, whose timestamp the caller must use;
-   * anything else at the watermark → refused. A new position is made durable (watermark and
-   * "decided" entry in one transaction) before the backend signs, and the signature is
-   * stored with the outcome entry before it is returned. Two processes on one database
-   * cannot both advance from the same state: the loser decides again on the new one.
+   * anything else at the watermark → refused. A new position is signed in memory, then the
+   * watermark, the signature and the audit entries are made durable in one transaction
+   * before anything is returned. Two processes on one database cannot both advance from the
+   * same state: the loser's signature is dropped unreleased and it decides again.
    */
   async signConsensus(req: ConsensusSignRequest): Promise<ConsensusSignResult> {
     const ctx: Ctx = { principal: req.principal, requestId: req.requestId };
@@ -466,19 +466,11 @@ export class Vault {
         }
         // Identical bytes decided before a crash, never signed: signing them now is safe.
       }
-      try {
-        await this.deps.committer.commit({
-          mutations: [
-            { kind: 'assertKeyActive', id: key.id },
-            { kind: 'advanceWatermark', keyId: key.id, chainId: req.chainId, expected: wm, next: { ...pos, signBytes: req.signBytes, signature: null } },
-          ],
-          audit: [this.draft(ctx, 'sign', key, 'decided', null, details)],
-        });
-      } catch (e) {
-        if (isCustosError(e) && e.tag === 'watermark_moved') continue; // another signer advanced it: decide again
-        if (isKeyStateError(e) || (isCustosError(e) && e.code === 'policy_denied')) return this.refuse(ctx, 'sign', key, e as CustosError, details);
-        throw e;
-      }
+      // Sign in memory first, then make the watermark, the signature and the audit entries
+      // durable in ONE transaction, and only then answer: one fsync per vote. Nothing leaves
+      // the process before the commit, so a crash in between loses a signature but can never
+      // release one, and a rival that advanced the watermark meanwhile makes the commit fail
+      // (compare-and-set on what was read): this signature is dropped and we decide again.
       let out;
       try {
         out = await this.deps.backend.sign(key, () => this.deps.keyring.openSecret(key), { kind: 'message', bytes: req.signBytes }, key.algorithm === 'secp256k1' ? { encoding: 'raw' } : {});
@@ -491,13 +483,13 @@ export class Vault {
         await this.deps.committer.commit({
           mutations: [
             { kind: 'assertKeyActive', id: key.id },
-            { kind: 'advanceWatermark', keyId: key.id, chainId: req.chainId, expected: pos, next: { ...pos, signBytes: req.signBytes, signature: out.signature } },
+            { kind: 'advanceWatermark', keyId: key.id, chainId: req.chainId, expected: wm, next: { ...pos, signBytes: req.signBytes, signature: out.signature } },
           ],
-          audit: [this.draft(ctx, 'sign', key, 'ok', null, { ...details, signature_sha256: sha256hex(out.signature) })],
+          audit: [this.draft(ctx, 'sign', key, 'decided', null, details), this.draft(ctx, 'sign', key, 'ok', null, { ...details, signature_sha256: sha256hex(out.signature) })],
         });
       } catch (e) {
-        // Not stored, not released: as if the process had crashed after signing.
-        await this.deps.committer.audit(this.draft(ctx, 'sign', key, 'failed', isCustosError(e) ? e.fullCode : 'internal', details)).catch(() => undefined);
+        if (isCustosError(e) && e.tag === 'watermark_moved') continue; // another signer advanced it: decide again
+        if (isKeyStateError(e) || (isCustosError(e) && e.code === 'policy_denied')) return this.refuse(ctx, 'sign', key, e as CustosError, details);
         throw e;
       }
       this.deps.metrics?.signed(key.algorithm);
