@@ -284,21 +284,18 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
     .description('Give one operator share to a sealed vault (needs no API token: the share is the credential)')
     .addOption(new Option('--addr <url>', 'vault API address').env('CUSTOS_ADDR').default('http://127.0.0.1:8200'))
     .option('--share-file <file>', 'read the share from a file (else a prompt, without echo)')
-    .option('--reset', 'forget the shares given so far')
+    .option('--reset', 'forget the shares given so far (needs one valid share too)')
     .option('--json', 'print JSON')
     .action(async (o: { addr: string; shareFile?: string; reset?: boolean; json?: boolean }) => {
       const client = new CustosClient({ addr: o.addr, token: '' });
       let status;
-      if (o.reset) status = await client.unseal({ reset: true });
-      else {
-        const before = await client.sealStatus();
-        if (!before.sealed) return printSealStatus(before, o.json);
-        const bytes = o.shareFile ? readInput(o.shareFile) : await prompt('Operator share: ');
-        // The share must travel as JSON text; it lives in a string only for this request.
-        const share = Buffer.from(bytes).toString('utf8').trim();
-        wipe(bytes);
-        status = await client.unseal({ share });
-      }
+      const before = await client.sealStatus();
+      if (!before.sealed) return printSealStatus(before, o.json);
+      const bytes = o.shareFile ? readInput(o.shareFile) : await prompt('Operator share: ');
+      // The share must travel as JSON text; it lives in a string only for this request.
+      const share = Buffer.from(bytes).toString('utf8').trim();
+      wipe(bytes);
+      status = await client.unseal({ share, ...(o.reset ? { reset: true as const } : {}) });
       printSealStatus(status, o.json);
     });
 

@@ -148,7 +148,7 @@ export class CustosClient {
   }
 
   /** Gives one operator share (no token: the share is the credential). */
-  unseal(body: { share: string } | { reset: true }): Promise<SealStatusView> {
+  unseal(body: { share: string; reset?: true }): Promise<SealStatusView> {
     return this.call('POST', '/v1/sys/unseal', body);
   }
 

@@ -139,7 +139,16 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       }
       logger.info({ vault_id: vaultId }, 'unsealed by operator shares');
       return o;
-    }, reason);
+    }, reason, async () => {
+      const m = await openStoreOnly(opts.dataDir);
+      try {
+        const r = parseSealRecord(await m.store.getMeta('seal'));
+        if (r.kind === 'passphrase') throw new CustosError('database_corrupt', 'The seal record changed kind while the vault was sealed.');
+        return r.kind === 'shares' ? r.shares : r.recovery;
+      } finally {
+        await m.store.close();
+      }
+    });
     if (root) {
       try {
         opened = await openWith({ root });

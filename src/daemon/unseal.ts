@@ -13,19 +13,23 @@ import type { Vault } from '../vault/vault.js';
 
 export class ShareGate implements SealGate {
   private opened: OpenVault | null = null;
-  private readonly collector: ShareCollector;
+  private collector: ShareCollector;
+  private recordJson: string;
   /** Shares are taken one at a time, so two arriving together cannot both complete the set. */
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly seal: 'shares' | 'hsm',
-    private readonly record: SharesRecord,
-    vaultId: string,
+    private record: SharesRecord,
+    private readonly vaultId: string,
     /** Opens the vault with the rebuilt root and starts the front ends; the root is wiped after. */
     private readonly onRoot: (root: Uint8Array) => Promise<OpenVault>,
     private readonly reason?: string,
+    /** Reads the current shares record: a re-key while sealed retires the old shares at once. */
+    private readonly readRecord?: () => Promise<SharesRecord>,
   ) {
     this.collector = new ShareCollector(record, vaultId, seal === 'shares' ? 'shares' : 'recovery');
+    this.recordJson = JSON.stringify(record);
   }
 
   vault(): Vault | null {
@@ -44,6 +48,16 @@ export class ShareGate implements SealGate {
   submitShare(line: string): Promise<SealStatus> {
     const run = this.queue.then(async () => {
       if (this.opened) return this.status();
+      if (this.readRecord) {
+        const now = await this.readRecord();
+        if (JSON.stringify(now) !== this.recordJson) {
+          // Re-keyed meanwhile: progress made with the old shares is void.
+          this.collector.reset();
+          this.record = now;
+          this.recordJson = JSON.stringify(now);
+          this.collector = new ShareCollector(now, this.vaultId, this.seal === 'shares' ? 'shares' : 'recovery');
+        }
+      }
       const root = await this.collector.add(line);
       if (root) {
         try {

@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS api_tokens (
   role TEXT NOT NULL,
   created_at TEXT NOT NULL
 ) STRICT;
+-- Approvers are told apart by token name.
+CREATE UNIQUE INDEX IF NOT EXISTS api_tokens_name ON api_tokens(name);
 CREATE TABLE IF NOT EXISTS audit (
   seq INTEGER PRIMARY KEY,
   ts TEXT NOT NULL,

@@ -137,6 +137,7 @@ export interface VaultDeps {
 /** Meta rows: policy versions (`policy.<id>.<version, 8 digits>`) and rule state (`policy_state.<scope>`). */
 export const POLICY_PREFIX = 'policy.';
 const STATE_PREFIX = 'policy_state.';
+const POLICY_GENERATION = 'policy_generation';
 const policyRow = (v: Pick<PolicyVersion, 'id' | 'version'>) => `${POLICY_PREFIX}${v.id}.${String(v.version).padStart(8, '0')}`;
 
 /** What a sign request is, for policy: the payload type and the facts rules may use. */
@@ -158,16 +159,37 @@ export class Vault {
   private purgePending = false;
   readonly approvals: Approvals;
 
-  readonly policies: PolicySet;
+  private policySet: PolicySet;
+  /** The `policy_generation` meta value the set was loaded at; another process's upload bumps it. */
+  private policyGeneration: string | null = null;
 
   constructor(private readonly deps: VaultDeps) {
     this.policy = deps.policy ?? allowAll;
     this.approvals = deps.approvals ?? new Approvals();
-    this.policies = deps.policies ?? new PolicySet();
+    this.policySet = deps.policies ?? new PolicySet();
   }
 
   get store(): Store {
     return this.deps.store;
+  }
+
+  get policies(): PolicySet {
+    return this.policySet;
+  }
+
+  /**
+   * Reloads the policy documents when another process (or this one) changed them: every
+   * upload and retirement bumps `policy_generation`, and decisions compare-and-set it, so a
+   * request is never decided on documents that were replaced meanwhile.
+   */
+  private async currentPolicies(): Promise<{ set: PolicySet; generation: string | null }> {
+    const generation = await this.deps.store.getMeta(POLICY_GENERATION);
+    if (generation !== this.policyGeneration) {
+      const rows = await this.deps.store.listMeta(POLICY_PREFIX);
+      this.policySet = PolicySet.restore(rows.map((r) => JSON.parse(r.value) as PolicyVersion));
+      this.policyGeneration = generation;
+    }
+    return { set: this.policySet, generation };
   }
 
   private draft(ctx: Ctx, operation: string, key: { id: string | null; label: string | null }, outcome: AuditDraft['outcome'], reason: string | null, details: AuditDraft['details'] = {}): AuditDraft {
@@ -280,6 +302,10 @@ export class Vault {
       const g = await backend.generate!(req.algorithm, req.label, { wrapped: req.wrapped === true });
       try {
         return await this.storeNewKey(ctx, 'create', req.label, req.algorithm, { publicKey: g.publicKey, sealed: g.material }, false, { ...req.attributes, ...g.attributes });
+      } catch (e) {
+        // Not recorded (label taken, storage down): do not leave an orphan object on the token.
+        await backend.destroy?.({ attributes: g.attributes } as KeyRecord).catch(() => undefined);
+        throw e;
       } finally {
         wipe(g.material);
       }
@@ -300,6 +326,8 @@ export class Vault {
     if (!backend?.adopt) throw new CustosError('bad_request', 'Adopting needs a PKCS#11 backend (--backend pkcs11:<name>).');
     try {
       const a = await backend.adopt({ objectLabel: req.objectLabel, objectId: req.objectId });
+      const twin = (await this.deps.store.listKeys()).find((k) => k.state !== 'destroyed' && k.attributes.backend === a.attributes.backend && k.attributes['pkcs11.id'] === a.attributes['pkcs11.id']);
+      if (twin) throw new CustosError('label_taken', `That token object is already in the vault as ${twin.label}; one object, one key record (so its budgets and policies cannot be split).`);
       return await this.storeNewKey(ctx, 'adopt', req.label, a.algorithm, { publicKey: a.publicKey, sealed: a.material }, false, a.attributes);
     } catch (e) {
       if (isCustosError(e) && e.code !== 'label_taken') return this.refuse(ctx, 'adopt', { id: null, label: req.label }, e, { backend: req.backend });
@@ -336,7 +364,10 @@ export class Vault {
       mutations: [{ kind: 'setKeyState', id: key.id, state: enabled ? 'active' : 'disabled', updatedAt: now }],
       audit: [this.draft(ctx, operation, key, 'ok', null)],
     });
-    if (!enabled) this.deps.backend.forget(key.id);
+    if (!enabled) {
+      this.deps.backend.forget(key.id);
+      this.hdCache.forget(key.id);
+    }
     return { ...key, state: enabled ? 'active' : 'disabled', updatedAt: now };
   }
 
@@ -345,19 +376,23 @@ export class Vault {
     if (!key) return this.refuse(ctx, 'destroy', { id: null, label: auditRef(ref) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
     if (key.state === 'destroyed') return this.refuse(ctx, 'destroy', key, new CustosError('key_destroyed', `The key ${key.label} was already destroyed.`));
     this.deps.backend.forget(key.id);
-    // A key held by a token is deleted there first: if the token cannot, nothing changes.
-    try {
-      await this.deps.backend.destroy(key);
-    } catch (e) {
-      if (isCustosError(e)) return this.refuse(ctx, 'destroy', key, e);
-      throw e;
-    }
+    this.hdCache.forget(key.id);
     const now = new Date().toISOString();
     await this.deps.committer.commit({
       mutations: [{ kind: 'destroyKey', id: key.id, updatedAt: now }],
       audit: [this.draft(ctx, 'destroy', key, 'ok', null)],
     });
     this.deps.backend.forget(key.id);
+    // The record is destroyed first (so no state has an active key without its object), then
+    // the token object. An adopted object predates the vault and stays on the token. If the
+    // token cannot delete it now, the audit log says so and the vault can never use it again.
+    if (key.attributes['pkcs11.adopted'] !== true) {
+      try {
+        await this.deps.backend.destroy(key);
+      } catch (e) {
+        await this.deps.committer.audit(this.draft(ctx, 'destroy_token_object', key, 'failed', isCustosError(e) ? e.fullCode : 'internal', { backend: String(key.attributes.backend ?? '') })).catch(() => undefined);
+      }
+    }
     // The destroy is committed; wiping the old bytes out of the WAL is best effort here and
     // retried at shutdown (a reader holding the WAL open can postpone it).
     this.purgePending = !(await this.deps.store.purgeFreed().catch(() => false));
@@ -466,6 +501,9 @@ export class Vault {
         }
         // Identical bytes decided before a crash, never signed: signing them now is safe.
       }
+      // Policy documents apply to consensus keys too (principals, time windows, rate limits);
+      // a validator cannot wait for people, so a rule asking for approval refuses.
+      const policyMutations = await this.consensusPolicy(ctx, key, req, details);
       // Sign in memory first, then make the watermark, the signature and the audit entries
       // durable in ONE transaction, and only then answer: one fsync per vote. Nothing leaves
       // the process before the commit, so a crash in between loses a signature but can never
@@ -483,12 +521,13 @@ export class Vault {
         await this.deps.committer.commit({
           mutations: [
             { kind: 'assertKeyActive', id: key.id },
+            ...policyMutations,
             { kind: 'advanceWatermark', keyId: key.id, chainId: req.chainId, expected: wm, next: { ...pos, signBytes: req.signBytes, signature: out.signature } },
           ],
           audit: [this.draft(ctx, 'sign', key, 'decided', null, details), this.draft(ctx, 'sign', key, 'ok', null, { ...details, signature_sha256: sha256hex(out.signature) })],
         });
       } catch (e) {
-        if (isCustosError(e) && e.tag === 'watermark_moved') continue; // another signer advanced it: decide again
+        if (isCustosError(e) && (e.tag === 'watermark_moved' || e.tag === 'meta_moved')) continue; // another signer moved it: decide again
         if (isKeyStateError(e) || (isCustosError(e) && e.code === 'policy_denied')) return this.refuse(ctx, 'sign', key, e as CustosError, details);
         throw e;
       }
@@ -496,6 +535,20 @@ export class Vault {
       return { signature: out.signature, signBytes: req.signBytes, reused: false, keyId: key.id };
     }
     throw new CustosError('storage_unavailable', `The watermark for ${req.chainId} kept moving under concurrent signers; retry.`);
+  }
+
+  /** Policy for a consensus signature: the mutations its decision commits (budgets, generation). */
+  private async consensusPolicy(ctx: Ctx, key: KeyRecord, req: ConsensusSignRequest, details: AuditDraft['details']): Promise<StateMutation[]> {
+    const { set, generation } = await this.currentPolicies();
+    if (set.forKey(policyKeyOf(key)).length === 0) return generation === null ? [] : [{ kind: 'compareAndSetMeta', name: POLICY_GENERATION, expected: generation, value: generation }];
+    const facts = { ...req.context, chain_id: req.chainId, height: req.position.height.toString(), round: String(req.position.round), step: String(req.position.step) };
+    const { ev, raw } = await this.evaluatePolicies(this.policyRequest(ctx, key, 'sign', { payloadType: 'consensus', facts }), set);
+    if (ev.decision.kind === 'deny') return this.refuse(ctx, 'sign', key, new CustosError('policy_denied', ev.decision.reason, { tag: ev.decision.tag }), details);
+    if (ev.decision.kind === 'needs_approval') return this.refuse(ctx, 'sign', key, new CustosError('policy_denied', 'A consensus signature cannot wait for approvals; the policy asks for them.', { tag: 'approval' }), details);
+    return [
+      { kind: 'compareAndSetMeta', name: POLICY_GENERATION, expected: generation, value: generation },
+      ...ev.stateUpdates.map((u) => ({ kind: 'compareAndSetMeta' as const, name: STATE_PREFIX + u.scope, expected: raw.get(u.scope) ?? null, value: JSON.stringify(u.state) })),
+    ];
   }
 
   /**
@@ -559,8 +612,8 @@ export class Vault {
   }
 
   /** Evaluates the policies in force with their committed state; returns the raw state read, for compare-and-set. */
-  private async evaluatePolicies(req: PolicyRequest): Promise<{ ev: Evaluation; raw: Map<string, string | null> }> {
-    const policies = this.policies.forKey(req.key);
+  private async evaluatePolicies(req: PolicyRequest, set: PolicySet = this.policySet): Promise<{ ev: Evaluation; raw: Map<string, string | null> }> {
+    const policies = set.forKey(req.key);
     const raw = new Map<string, string | null>();
     for (const scope of stateScopes(policies, req)) raw.set(scope, await this.deps.store.getMeta(STATE_PREFIX + scope));
     const read = (scope: string): RuleState | undefined => {
@@ -572,7 +625,7 @@ export class Vault {
         throw new CustosError('database_corrupt', `The stored policy state ${scope} is not JSON; the database was altered.`);
       }
     };
-    return { ev: this.policies.evaluate(req, read), raw };
+    return { ev: set.evaluate(req, read), raw };
   }
 
   /**
@@ -587,20 +640,21 @@ export class Vault {
     if (legacy.kind === 'deny') return this.refuse(ctx, operation, key, new CustosError('policy_denied', legacy.reason, { tag: legacy.tag }), details);
     let approvedBy: string[] | undefined;
     if (legacy.kind === 'needs_approval') approvedBy = await this.awaitApproval(ctx, key, operation, legacy.required, subject.facts, details, legacy.approvers);
-    const governed = this.policies.forKey(policyKeyOf(key)).length > 0;
     for (let attempt = 0; attempt < 8; attempt++) {
-      let mutations: StateMutation[] = [];
-      if (governed) {
-        let { ev, raw } = await this.evaluatePolicies(this.policyRequest(ctx, key, operation, subject, approvedBy));
+      const { set, generation } = await this.currentPolicies();
+      // The documents this decision rests on must still be the ones in force at commit.
+      let mutations: StateMutation[] = [{ kind: 'compareAndSetMeta', name: POLICY_GENERATION, expected: generation, value: generation }];
+      if (set.forKey(policyKeyOf(key)).length > 0) {
+        let { ev, raw } = await this.evaluatePolicies(this.policyRequest(ctx, key, operation, subject, approvedBy), set);
         if (ev.decision.kind === 'needs_approval' && approvedBy === undefined) {
           const summary = { ...subject.facts, ...(subject.psbt ? { sent_externally_sats: subject.psbt.sentExternally.toString(), fee_sats: subject.psbt.fee.toString(), destinations: subject.psbt.outputs.filter((o) => !o.isChange).map((o) => o.address ?? '(no address)').join(' ') } : {}) };
           approvedBy = await this.awaitApproval(ctx, key, operation, ev.decision.required, summary, details, ev.decision.approvers);
           // Decide again with the approvers' answers and the budgets as they are now.
-          ({ ev, raw } = await this.evaluatePolicies(this.policyRequest(ctx, key, operation, subject, approvedBy)));
+          ({ ev, raw } = await this.evaluatePolicies(this.policyRequest(ctx, key, operation, subject, approvedBy), set));
         }
         if (ev.decision.kind === 'deny') return this.refuse(ctx, operation, key, new CustosError('policy_denied', ev.decision.reason, { tag: ev.decision.tag }), details);
         if (ev.decision.kind === 'needs_approval') return this.refuse(ctx, operation, key, new CustosError('policy_denied', 'The approvals given do not satisfy the policy.', { tag: 'approval' }), details);
-        mutations = ev.stateUpdates.map((u) => ({ kind: 'compareAndSetMeta' as const, name: STATE_PREFIX + u.scope, expected: raw.get(u.scope) ?? null, value: JSON.stringify(u.state) }));
+        mutations = [...mutations, ...ev.stateUpdates.map((u) => ({ kind: 'compareAndSetMeta' as const, name: STATE_PREFIX + u.scope, expected: raw.get(u.scope) ?? null, value: JSON.stringify(u.state) }))];
       }
       // A key added with a confirm constraint (ssh-add -c) needs a person's yes for every use.
       if (approvedBy === undefined && key.attributes.confirm === true) approvedBy = await this.awaitApproval(ctx, key, operation, 1, subject.facts, details);
@@ -701,6 +755,7 @@ export class Vault {
   async hdPublicKey(ref: string, path: string, network: 'mainnet' | 'testnet' = 'mainnet'): Promise<{ key: KeyRecord; publicKey: Uint8Array; xpub: string | null }> {
     const key = await this.getKey(ref);
     const p = parsePath(path);
+    this.checkPathAllowed(key, p);
     const master = this.openMaster(key);
     try {
       const d = deriveChild(master, p, { id: key.id, cache: this.hdCache });
@@ -730,8 +785,7 @@ export class Vault {
         analysis = analyzePsbt(req.psbt, pctx);
         for (const i of analysis.inputs) for (const o of i.ourKeys ?? []) this.checkPathAllowed(key, o.origin.path);
       } catch (e) {
-        if (isCustosError(e)) return this.refuse(ctx, 'sign_psbt', key, e, details);
-        throw e;
+        return this.refuse(ctx, 'sign_psbt', key, isCustosError(e) ? e : new CustosError('invalid_psbt', 'The PSBT could not be analysed.', { cause: e }), details);
       }
       const ours = analysis.inputs.filter((i) => i.ours).length;
       Object.assign(details, { txid: analysis.txid, fee_sats: analysis.fee.toString(), sent_externally_sats: analysis.sentExternally.toString(), inputs: analysis.inputs.length, our_inputs: ours });
@@ -786,9 +840,10 @@ export class Vault {
 
   /** Validates and stores a new version of a policy document, audited, then puts it in force. */
   async uploadPolicy(ctx: Ctx, source: string, format?: PolicyFormat): Promise<PolicyVersion> {
+    await this.currentPolicies();
     let v: PolicyVersion;
     try {
-      v = this.policies.prepare(source, { at: new Date(), ...(format ? { format } : {}) });
+      v = this.policySet.prepare(source, { at: new Date(), ...(format ? { format } : {}) });
     } catch (e) {
       if (isCustosError(e)) return this.refuse(ctx, 'policy_upload', { id: null, label: null }, e, { source_sha256: createHash('sha256').update(source, 'utf8').digest('hex') });
       throw e;
@@ -797,22 +852,44 @@ export class Vault {
   }
 
   async retirePolicy(ctx: Ctx, id: string): Promise<PolicyVersion> {
-    return this.storePolicyVersion(ctx, this.policies.prepareRetire(id, new Date()), 'policy_retire');
+    await this.currentPolicies();
+    let v: PolicyVersion;
+    try {
+      v = this.policySet.prepareRetire(id, new Date());
+    } catch (e) {
+      if (isCustosError(e)) return this.refuse(ctx, 'policy_retire', { id: null, label: null }, e, { policy_id: id.slice(0, 64) });
+      throw e;
+    }
+    return this.storePolicyVersion(ctx, v, 'policy_retire');
   }
 
   private async storePolicyVersion(ctx: Ctx, v: PolicyVersion, operation: string): Promise<PolicyVersion> {
-    await this.deps.committer.commit({
-      mutations: [{ kind: 'compareAndSetMeta', name: policyRow(v), expected: null, value: JSON.stringify(v) }],
-      audit: [this.draft(ctx, operation, { id: null, label: null }, 'ok', null, { policy_id: v.id, version: v.version, sha256: v.sha256, retired: v.retired })],
-    });
-    this.policies.apply(v);
+    const generation = await this.deps.store.getMeta(POLICY_GENERATION);
+    const next = String(Number(generation ?? '0') + 1);
+    const details = { policy_id: v.id, version: v.version, sha256: v.sha256, retired: v.retired };
+    try {
+      await this.deps.committer.commit({
+        mutations: [
+          { kind: 'compareAndSetMeta', name: policyRow(v), expected: null, value: JSON.stringify(v) },
+          { kind: 'compareAndSetMeta', name: POLICY_GENERATION, expected: generation, value: next },
+        ],
+        audit: [this.draft(ctx, operation, { id: null, label: null }, 'ok', null, details)],
+      });
+    } catch (e) {
+      if (isCustosError(e) && e.tag === 'meta_moved') {
+        return this.refuse(ctx, operation, { id: null, label: null }, new CustosError('storage_unavailable', 'The policies changed in another process while this one was stored; nothing was changed. Retry.', { tag: 'meta_moved' }), details);
+      }
+      throw e;
+    }
+    await this.currentPolicies();
     return v;
   }
 
   /** What the policies would decide for a request, rule by rule; nothing is spent or audited. */
   async testPolicy(ctx: Ctx, ref: string, operation: 'sign' | 'export', subject: PolicySubject): Promise<{ evaluation: Evaluation; explanation: string }> {
     const key = await this.getKey(ref);
-    const { ev } = await this.evaluatePolicies(this.policyRequest(ctx, key, operation, subject));
+    const { set } = await this.currentPolicies();
+    const { ev } = await this.evaluatePolicies(this.policyRequest(ctx, key, operation, subject), set);
     return { evaluation: ev, explanation: explain(ev) };
   }
 

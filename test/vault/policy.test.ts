@@ -150,3 +150,40 @@ test('a rate limit on raw signing counts only allowed requests, and testPolicy e
     await v.dispose();
   }
 });
+
+test('policy documents reach consensus signing, and a second process sees an upload at once', async () => {
+  const v = await makeVault();
+  const other = await openVault({ dataDir: v.dataDir, passphrase: PASS });
+  try {
+    const ctx = () => ({ principal: ADMIN, requestId: randomUUID() });
+    await v.vault.createKey(ctx(), { label: 'val', algorithm: 'ed25519', exportable: false });
+    const validator: Principal = { id: 'privval:hub', kind: 'privval' };
+    let h = 1n;
+    const vote = (principal: Principal) =>
+      other.vault.signConsensus({
+        requestId: randomUUID(),
+        principal,
+        key: 'val',
+        chainId: 'hub-1',
+        position: { height: h++, round: 0, step: 2 },
+        signBytes: new Uint8Array([Number(h % 256n)]),
+        onlyTimestampDiffers: () => false,
+        context: { protocol: 'privval' },
+      });
+    await vote(validator);
+    // Uploaded through the first process; enforced by the second without a restart.
+    await v.vault.uploadPolicy(ctx(), `id = "validators"\n[applies_to]\nkeys = ["val"]\n[[rules]]\ntype = "principals"\nallow = ["privval:hub"]\n[[rules]]\nid = "votes"\ntype = "rate_limit"\nlimit = 3\nwindow = "1h"\n`);
+    await assert.rejects(vote({ id: 'privval:rogue', kind: 'privval' }), code('policy_denied:principals'));
+    await vote(validator);
+    await vote(validator);
+    await vote(validator);
+    await assert.rejects(vote(validator), code('policy_denied:rate_limit'));
+    // And retired through the second: the first sees it too.
+    await other.vault.retirePolicy(ctx(), 'validators');
+    const t = await v.vault.testPolicy(ctx(), 'val', 'sign', { payloadType: 'consensus', facts: {} });
+    assert.equal(t.evaluation.decision.kind, 'allow');
+  } finally {
+    await other.close();
+    await v.dispose();
+  }
+});

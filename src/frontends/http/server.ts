@@ -202,7 +202,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     if (req.routeOptions.url !== undefined && !config?.public) {
       req.principal = await authenticator().authenticate(req.headers.authorization);
       // Approver tokens exist to approve: they may list and decide approvals, nothing else.
-      if (req.principal.role === 'approver' && !(req.routeOptions.url === '/v1/approvals' || /^\/v1\/approvals\/:id\/(approve|deny)$/.test(req.routeOptions.url))) {
+      if (req.principal.kind !== 'admin' && !(req.routeOptions.url === '/v1/approvals' || /^\/v1\/approvals\/:id\/(approve|deny)$/.test(req.routeOptions.url))) {
         throw new CustosError('forbidden', `${req.principal.id} is an approver token: it may only list and decide approvals.`);
       }
     }
@@ -276,8 +276,12 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   app.post<{ Body: { share?: string; reset?: boolean } }>('/v1/sys/unseal', { ...open, schema: S.unsealSchema }, async (req) => {
     const gate = opts.gate;
     if (!gate || !gate.status().sealed) return sealStatus();
-    if (req.body.reset) return gate.resetShares();
-    if (req.body.share === undefined) throw new CustosError('bad_request', 'Send {"share": "custos-share-v1...."} or {"reset": true}.');
+    // Forgetting progress needs a valid share, so a bystander cannot wipe the operators' work.
+    if (req.body.reset) {
+      if (req.body.share === undefined) throw new CustosError('bad_request', 'To forget the shares given so far, send one valid share with "reset": true.');
+      gate.resetShares();
+    }
+    if (req.body.share === undefined) throw new CustosError('bad_request', 'Send {"share": "custos-share-v1...."}.');
     return gate.submitShare(req.body.share);
   });
   app.get('/metrics', { ...open, schema: { summary: 'Prometheus metrics', tags: ['system'] } }, async (_req, reply) => {
@@ -311,14 +315,24 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     const c = ctx(req);
     const labels = Array.from({ length: b.count }, (_, i) => `${b.label_prefix}-${b.start + i}`);
     let created = 0;
-    // A few in flight at once: the token's session pool and group commit both batch.
+    let failure: unknown;
+    // A few in flight at once: the token's session pool and group commit both batch. The
+    // first failure stops the others; the error says how many were made.
     const workers = Array.from({ length: Math.min(8, labels.length) }, async () => {
-      for (let label = labels.shift(); label !== undefined; label = labels.shift()) {
-        await v.createKey({ ...c, requestId: `${c.requestId}-${label}` }, { label, algorithm: b.algorithm, exportable: false, backend: b.backend, wrapped: b.wrapped });
-        created++;
+      for (let label = labels.shift(); label !== undefined && failure === undefined; label = labels.shift()) {
+        try {
+          await v.createKey({ ...c, requestId: `${c.requestId}-${label}` }, { label, algorithm: b.algorithm, exportable: false, backend: b.backend, wrapped: b.wrapped });
+          created++;
+        } catch (e) {
+          failure ??= e;
+        }
       }
     });
     await Promise.all(workers);
+    if (failure !== undefined) {
+      const e = isCustosError(failure) ? failure : new CustosError('internal', 'Creating a key failed.');
+      throw new CustosError(e.code, `${e.message} (${created} of ${b.count} keys were created before it.)`, e.tag ? { tag: e.tag } : undefined);
+    }
     reply.code(201);
     return { created, first: `${b.label_prefix}-${b.start}`, last: `${b.label_prefix}-${b.start + b.count - 1}` };
   });

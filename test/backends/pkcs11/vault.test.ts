@@ -116,7 +116,7 @@ test('a wrapped key signs after a restart, and the database holds no plaintext o
   assert.equal(db.indexOf(Buffer.from('302e0201010420', 'hex')), -1, 'no SEC1/PKCS#8 EC private key structure');
 });
 
-test('adopts an existing non-extractable token key by label, and destroy deletes it from the token', async (t) => {
+test('adopts an existing non-extractable token key once; destroy deletes the token objects the vault made, not adopted ones', async (t) => {
   const h = await hsmVault(t);
   if (!h) return;
   const { v, backend } = h;
@@ -126,9 +126,15 @@ test('adopts an existing non-extractable token key by label, and destroy deletes
   const r = await v.vault.sign({ ...ctx(), key: 'adopted', payload: { kind: 'message', bytes: msg }, options: {}, context: {} });
   assert.ok(verifySignature('p256', key.publicKey, { kind: 'message', bytes: msg }, r.signature, {}));
   await assert.rejects(v.vault.adoptKey(ctx(), { label: 'ghost', backend: 'pkcs11:main', objectLabel: 'no-such' }), (e) => isCustosError(e) && e.code === 'key_not_found');
+  await assert.rejects(v.vault.adoptKey(ctx(), { label: 'adopted-twice', backend: 'pkcs11:main', objectLabel: 'made-elsewhere' }), (e) => isCustosError(e) && e.code === 'label_taken');
   await v.vault.destroyKey(ctx(), 'adopted');
-  assert.equal(await backend.token.findByLabel('made-elsewhere'), null, 'the token object is gone');
-  const tail = await v.vault.auditTail(5);
+  assert.ok(await backend.token.findByLabel('made-elsewhere'), 'an adopted object predates the vault and stays on the token');
+  // A key the vault made on the token is deleted from it with its record.
+  const own = await v.vault.createKey(ctx(), { label: 'own', algorithm: 'p256', exportable: false, backend: 'pkcs11:main' });
+  assert.ok(await backend.token.findById(Buffer.from(String(own.attributes['pkcs11.id']), 'hex')));
+  await v.vault.destroyKey(ctx(), 'own');
+  assert.equal(await backend.token.findById(Buffer.from(String(own.attributes['pkcs11.id']), 'hex')), null, 'the token object is gone');
+  const tail = await v.vault.auditTail(50);
   assert.ok(tail.some((e) => e.operation === 'adopt' && e.outcome === 'ok'));
   assert.ok(tail.some((e) => e.operation === 'destroy' && e.outcome === 'ok'));
 });
