@@ -25,6 +25,7 @@ export const RULE_TAGS = [
   'change_must_return',
   'payload_format',
   'approval',
+  'paths',
 ] as const;
 export type RuleTag = (typeof RULE_TAGS)[number];
 
@@ -76,6 +77,8 @@ export interface PolicyRequest {
   payload?: Uint8Array;
   /** Protocol facts from the front end (`format`, `chain_id`, ...). */
   facts: Record<string, string>;
+  /** HD keys: every derivation path the request signs with (for `paths` rules). */
+  paths?: ReadonlyArray<readonly number[]>;
   /**
    * Principals who have approved this very request. Absent on the first evaluation; the
    * vault re-evaluates with the approvers once they have answered (see engine.ts).

@@ -147,6 +147,8 @@ export interface PolicySubject {
   payload?: Uint8Array;
   psbt?: PsbtFacts;
   ssh?: SshFacts;
+  /** HD keys: the derivation paths signed with. */
+  paths?: number[][];
 }
 
 interface Ctx {
@@ -425,6 +427,7 @@ export class Vault {
     const subject: PolicySubject = {
       payloadType: req.context.protocol === 'ssh-agent' ? 'ssh' : req.payload.kind === 'digest' ? 'digest' : 'raw',
       facts: { ...req.context, ...(req.path ? { path: req.path } : {}) },
+      ...(req.path !== undefined ? { paths: [parsePath(req.path)] } : {}),
       ...(req.payload.kind === 'message' ? { payload: req.payload.bytes } : {}),
       ...(req.context.protocol === 'ssh-agent' ? { ssh: { host: req.context.host, user: req.context.user, namespace: req.context.namespace } } : {}),
     };
@@ -607,6 +610,7 @@ export class Vault {
       ...(subject.payload ? { payload: subject.payload } : {}),
       ...(subject.psbt ? { psbt: subject.psbt } : {}),
       ...(subject.ssh ? { ssh: subject.ssh } : {}),
+      ...(subject.paths ? { paths: subject.paths } : {}),
       ...(approvedBy ? { approvedBy } : {}),
     };
   }
@@ -794,6 +798,7 @@ export class Vault {
         payloadType: 'psbt',
         facts: { protocol: 'psbt', network: req.network, txid: analysis.txid },
         psbt: { outputs: analysis.outputs.map((o) => ({ address: o.address, amount: o.amount, isChange: o.isChange })), fee: analysis.fee, sentExternally: analysis.sentExternally, inputCount: analysis.inputs.length },
+        paths: analysis.inputs.flatMap((i) => (i.ourKeys ?? []).map((k) => [...k.origin.path])),
       };
       await this.decideAndCommit(ctx, key, 'sign', subject, details);
       let signed;

@@ -187,3 +187,28 @@ test('policy documents reach consensus signing, and a second process sees an upl
     await v.dispose();
   }
 });
+
+test('a paths rule gives each service its own subtree of one seed; SLIP-10 ed25519 children sign and verify', async () => {
+  const v = await makeVault();
+  try {
+    const ctx = (id = 'token:admin') => ({ principal: id === 'token:admin' ? ADMIN : ({ id, kind: 'token' } as Principal), requestId: randomUUID() });
+    await v.vault.createHdKey(ctx(), { label: 'shops', curve: 'secp256k1', mnemonic: MNEMONIC });
+    await v.vault.uploadPolicy(ctx(), `id = "subtrees"\n[applies_to]\nkeys = ["shops"]\n[[rules]]\ntype = "paths"\nallow = ["m/84'/0'/1'"]\nprincipals = ["token:shop-1"]\n[[rules]]\ntype = "paths"\nallow = ["m/84'/0'/2'"]\nprincipals = ["token:shop-2"]\n`);
+    const sign = (who: string, path: string) => v.vault.sign({ ...ctx(who), key: 'shops', path, payload: { kind: 'message', bytes: new Uint8Array([7]) }, options: {}, context: {} });
+    await sign('token:shop-1', "m/84'/0'/1'/0/5");
+    await sign('token:shop-2', "m/84'/0'/2'/0/5");
+    await assert.rejects(sign('token:shop-1', "m/84'/0'/2'/0/5"), code('policy_denied:paths'));
+    await assert.rejects(v.vault.uploadPolicy(ctx(), `id = "bad"\n[[rules]]\ntype = "paths"\nallow = ["m/x"]\n`), code('invalid_policy'));
+
+    const ed = await v.vault.createHdKey(ctx(), { label: 'ed-tree', curve: 'ed25519' });
+    assert.equal(ed.attributes.hd, 'slip10');
+    const path = "m/44'/1237'/0'/0'/3'";
+    const { publicKey } = await v.vault.hdPublicKey('ed-tree', path);
+    const msg = new TextEncoder().encode('slip-10');
+    const sig = await v.vault.sign({ ...ctx(), key: 'ed-tree', path, payload: { kind: 'message', bytes: msg }, options: {}, context: {} });
+    const { verifySignature } = await import('../../src/crypto/algorithms.js');
+    assert.ok(verifySignature('ed25519', publicKey, { kind: 'message', bytes: msg }, sig.signature, {}));
+  } finally {
+    await v.dispose();
+  }
+});

@@ -7,6 +7,7 @@ import type { RuleType } from './common.js';
 import { destinationsRule } from './destinations.js';
 import { feeCapRule } from './fee-cap.js';
 import { operationsRule } from './operations.js';
+import { pathsRule } from './paths.js';
 import { payloadFormatRule } from './payload-format.js';
 import { principalsRule } from './principals.js';
 import { rateLimitRule } from './rate-limit.js';
@@ -25,4 +26,5 @@ export const RULE_TYPES: Readonly<Record<RuleTag, RuleType<unknown>>> = {
   change_must_return: changeMustReturnRule as RuleType<unknown>,
   payload_format: payloadFormatRule as RuleType<unknown>,
   approval: approvalRule as RuleType<unknown>,
+  paths: pathsRule as RuleType<unknown>,
 };
