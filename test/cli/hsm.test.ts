@@ -61,6 +61,18 @@ test('an HSM-sealed vault unseals itself, serves token and wrapped keys, and fal
       const ok = custos(['verify', '--key', k, '--in', '-', '--signature', sig.stdout.trim()], api, 'pay 1 BTC');
       assert.equal(ok.status, 0, `${k} verifies: ${ok.stderr}${ok.stdout}`);
     }
+    // Mid-run, the token vanishes: its keys fail closed with a stable code, health turns
+    // 503, software keys keep working, and the token is reopened by itself when it returns.
+    const tokenDir = hsm.tokenPath(hsm.label);
+    const aside = join(hsm.dir, 'token-aside');
+    renameSync(tokenDir, aside);
+    const gone = custos(['sign', '--key', 'tok-ed', '--in', '-'], api, 'x');
+    assert.equal(gone.status, 5, gone.stderr);
+    assert.equal((await fetch(`${s.url}/healthz`)).status, 503);
+    assert.equal(custos(['sign', '--key', 'soft', '--in', '-'], api, 'x').status, 0);
+    renameSync(aside, tokenDir);
+    assert.ok(await waitFor(async () => custos(['sign', '--key', 'tok-ed', '--in', '-'], api, 'x').status === 0, 60_000), 'the token comes back');
+    assert.ok(await waitFor(async () => (await fetch(`${s!.url}/healthz`)).status === 200, 30_000));
     assert.equal(await s.stop(), 0);
 
     // The token is taken away: no auto-unseal; recovery shares open the vault.

@@ -552,8 +552,12 @@ export class Pkcs11Token {
     }
     this.closeSessions(module);
     try {
+      // Rescan the tokens (C_Finalize + C_Initialize) unless another user of the module just
+      // did; remember the generation we asked for, so that if the token is still missing the
+      // next attempt rescans again instead of reusing a scan that cannot see it.
       if (module.generation === this.generation) module.reinitialize();
       else module.ensureInitialized();
+      this.generation = module.generation;
       this.connect();
     } catch (e) {
       if (!this.pinRefused) this.failure = e instanceof CustosError ? e : this.unavailableError('recovery failed', e);
