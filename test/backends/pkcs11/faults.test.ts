@@ -7,7 +7,7 @@
  * directory removed underneath it is seen at the next object access (CKR_OBJECT_HANDLE_INVALID,
  * then CKR_GENERAL_ERROR for everything) and only a C_Finalize + C_Initialize sees it again;
  * a PIN changed by another process does not log out existing sessions; and file permissions
- * do not stop root, so the read-only case runs only as an unprivileged user.
+ * do not stop root, so as root the read-only case uses a read-only bind mount.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -79,15 +79,26 @@ describe('PKCS#11 token faults on SoftHSM2', () => {
 
   test('a read-only token directory refuses new keys but keeps signing', async (t) => {
     if (!hsm) return t.skip('no SoftHSM2');
-    if (process.getuid?.() === 0) return t.skip('root ignores file permissions, so a read-only token cannot be simulated');
     const { id } = await token.generateKeyPair('p256', { label: 'ro' });
     const path = hsm.tokenPath(hsm.label);
-    chmodSync(path, 0o500);
+    // Root ignores file modes: as root the directory is made read-only by a read-only bind
+    // mount of itself (CI runs as root); as a user, by its mode.
+    const root = process.getuid?.() === 0;
+    if (root) {
+      try {
+        await execFileAsync('mount', ['--bind', path, path]);
+        await execFileAsync('mount', ['-o', 'remount,bind,ro', path]);
+      } catch (e) {
+        await execFileAsync('umount', [path]).catch(() => undefined);
+        return t.skip(`root without mount rights cannot make the token read-only (${(e as Error).message.split('\n')[0]})`);
+      }
+    } else chmodSync(path, 0o500);
     try {
       await assert.rejects(token.generateKeyPair('p256', { label: 'ro2' }), (e) => e instanceof CustosError);
       await token.sign(id, 'p256', msg(), {});
     } finally {
-      chmodSync(path, 0o700);
+      if (root) await execFileAsync('umount', [path]);
+      else chmodSync(path, 0o700);
     }
     await eventually(async () => {
       try {
