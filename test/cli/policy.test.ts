@@ -144,3 +144,56 @@ test('sign-psbt signs our input of a PSBT with an HD key made from a mnemonic', 
     cleanup();
   }
 });
+
+test('a velocity budget is never exceeded across a kill -9 in the middle of a burst of PSBTs', async () => {
+  bitcoin.initEccLib(ecc);
+  const { dir, cleanup } = tempDir();
+  const dataDir = join(dir, 'vault');
+  let s: Awaited<ReturnType<typeof serve>> | undefined;
+  try {
+    const init = custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '10'], PASSENV);
+    const token = /Admin API token[^\n]*\n\s+(\S+)/.exec(init.stdout)![1]!;
+    s = await serve(['--data-dir', dataDir], PASSENV);
+    const api = { ...PASSENV, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    const mnemonic = 'letter advice cage absurd amount doctor acoustic avoid letter advice cage above';
+    writeFileSync(join(dir, 'words'), mnemonic);
+    assert.equal(custos(['keys', 'create-hd', '--label', 'hot', '--mnemonic-file', join(dir, 'words')], api).status, 0);
+    writeFileSync(join(dir, 'v.toml'), `id = "daily"\n[applies_to]\nkeys = ["hot"]\n[[rules]]\nid = "budget"\ntype = "velocity"\nlimit = 100000\nwindow = "24h"\nbuckets = 24\n`);
+    assert.equal(custos(['policy', 'upload', join(dir, 'v.toml')], api).status, 0);
+
+    const network = bitcoin.networks.regtest;
+    const master = masterFromSeed(seedFromMnemonic(mnemonic), 'secp256k1');
+    const fp = masterFingerprint(master);
+    const fpBytes = Uint8Array.of(fp >>> 24, (fp >>> 16) & 0xff, (fp >>> 8) & 0xff, fp & 0xff);
+    const path = "m/84'/1'/0'/0/1";
+    const pub = deriveChild(master, path).publicKey;
+    const ours = bitcoin.payments.p2wpkh({ pubkey: pub, network });
+    const psbts = Array.from({ length: 40 }, (_, i) => {
+      const prev = new bitcoin.Transaction();
+      prev.addInput(new Uint8Array(32).fill(i + 1), 0);
+      prev.addOutput(ours.output!, 20_000n);
+      const p = new bitcoin.Psbt({ network });
+      p.addInput({ hash: prev.getId(), index: 0, nonWitnessUtxo: prev.toBuffer(), witnessUtxo: { script: ours.output!, value: 20_000n }, bip32Derivation: [{ masterFingerprint: fpBytes, path, pubkey: pub }] });
+      p.addOutput({ address: 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080', value: 10_000n });
+      return p.toBase64(); // 10,000 sent away, 10,000 fee: each spend counts 10,000 against the budget
+    });
+    const send = (url: string, psbt: string) =>
+      fetch(`${url}/v1/keys/hot/sign-psbt`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ psbt, network: 'regtest' }) })
+        .then(async (r) => ({ status: r.status, body: (await r.json().catch(() => ({}))) as { code?: string; sent_externally_sats?: string } }))
+        .catch(() => ({ status: 0, body: {} as { code?: string; sent_externally_sats?: string } }));
+    let ok = 0;
+    const first = psbts.slice(0, 20).map((p) => send(s!.url, p).then((r) => (r.status === 200 && ok++, r)));
+    while (ok < 2) await new Promise((r) => setTimeout(r, 2));
+    s.proc.kill('SIGKILL');
+    const a = await Promise.all(first);
+    await s.stop();
+    s = await serve(['--data-dir', dataDir], PASSENV);
+    const b = await Promise.all(psbts.slice(20).map((p) => send(s!.url, p)));
+    const spent = [...a, ...b].filter((r) => r.status === 200).reduce((n, r) => n + BigInt(r.body.sent_externally_sats ?? '0'), 0n);
+    assert.ok(spent <= 100_000n, `spent ${spent} of a 100,000 budget`);
+    assert.ok(b.some((r) => r.body.code === 'policy_denied:velocity'), 'the rest are refused with policy_denied:velocity');
+  } finally {
+    await s?.stop();
+    cleanup();
+  }
+});
