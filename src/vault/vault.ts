@@ -779,15 +779,25 @@ export class Vault {
   async signPsbt(ctx: Ctx, req: { key: string; psbt: Uint8Array; network: BitcoinNetwork }): Promise<{ key: KeyRecord; psbt: Uint8Array; signedInputs: number[]; analysis: PsbtAnalysis }> {
     const key = await this.usableKey(ctx, 'sign_psbt', req.key);
     const details: AuditDraft['details'] = { psbt_sha256: sha256hex(req.psbt), network: req.network };
-    if (key.attributes.hd !== 'bip32') return this.refuse(ctx, 'sign_psbt', key, new CustosError('bad_request', `${key.label} is not a BIP32 (secp256k1 HD) key; PSBTs are signed with one.`), details);
-    const master = this.openMaster(key);
+    const hd = key.attributes.hd === 'bip32';
+    const standalone = key.attributes.hd === undefined && key.algorithm === 'secp256k1' && key.attributes.backend === undefined;
+    if (!hd && !standalone) return this.refuse(ctx, 'sign_psbt', key, new CustosError('bad_request', `${key.label} cannot sign PSBTs: use a BIP32 HD key or a stand-alone secp256k1 software key.`), details);
+    // An HD key owns what derives from it; a stand-alone key owns inputs whose derivation
+    // fields name its public key (33-byte, or x-only for taproot), whatever the origin.
+    const master = hd ? this.openMaster(key) : null;
+    const secret = hd ? null : this.deps.keyring.openSecret(key);
     try {
       const cache = { id: key.id, cache: this.hdCache };
-      const pctx = { network: req.network, ownsKey: ownsKeyFromMaster(master, cache) };
+      const pub = key.publicKey;
+      const pctx = {
+        network: req.network,
+        ownsKey: master ? ownsKeyFromMaster(master, cache) : (p: Uint8Array) => equalBytes(p.length === 32 ? pub.subarray(1) : pub, p),
+      };
+      const derive = master ? deriveFromMaster(master, cache) : () => Uint8Array.from(secret!);
       let analysis: PsbtAnalysis;
       try {
         analysis = analyzePsbt(req.psbt, pctx);
-        for (const i of analysis.inputs) for (const o of i.ourKeys ?? []) this.checkPathAllowed(key, o.origin.path);
+        if (hd) for (const i of analysis.inputs) for (const o of i.ourKeys ?? []) this.checkPathAllowed(key, o.origin.path);
       } catch (e) {
         return this.refuse(ctx, 'sign_psbt', key, isCustosError(e) ? e : new CustosError('invalid_psbt', 'The PSBT could not be analysed.', { cause: e }), details);
       }
@@ -798,12 +808,12 @@ export class Vault {
         payloadType: 'psbt',
         facts: { protocol: 'psbt', network: req.network, txid: analysis.txid },
         psbt: { outputs: analysis.outputs.map((o) => ({ address: o.address, amount: o.amount, isChange: o.isChange })), fee: analysis.fee, sentExternally: analysis.sentExternally, inputCount: analysis.inputs.length },
-        paths: analysis.inputs.flatMap((i) => (i.ourKeys ?? []).map((k) => [...k.origin.path])),
+        ...(hd ? { paths: analysis.inputs.flatMap((i) => (i.ourKeys ?? []).map((k) => [...k.origin.path])) } : {}),
       };
       await this.decideAndCommit(ctx, key, 'sign', subject, details);
       let signed;
       try {
-        signed = signPsbtWith(req.psbt, pctx, deriveFromMaster(master, cache));
+        signed = signPsbtWith(req.psbt, pctx, derive);
       } catch (e) {
         const err = isCustosError(e) ? e : new CustosError('internal', 'Signing the PSBT failed.', { cause: e });
         await this.deps.committer.audit(this.draft(ctx, 'sign_psbt', key, 'failed', err.fullCode, details));
@@ -812,7 +822,8 @@ export class Vault {
       await this.commitGuarded(key, this.draft(ctx, 'sign_psbt', key, 'ok', null, { ...details, signed_inputs: signed.signedInputs.join(','), psbt_out_sha256: sha256hex(signed.psbt) }));
       return { key, psbt: signed.psbt, signedInputs: signed.signedInputs, analysis: signed.analysis };
     } finally {
-      wipeMaster(master);
+      if (master) wipeMaster(master);
+      wipe(secret ?? undefined);
     }
   }
 

@@ -212,3 +212,34 @@ test('a paths rule gives each service its own subtree of one seed; SLIP-10 ed255
     await v.dispose();
   }
 });
+
+test('a stand-alone secp256k1 key signs the PSBT inputs that name its public key', async () => {
+  const v = await makeVault();
+  try {
+    const ctx = () => ({ principal: ADMIN, requestId: randomUUID() });
+    const key = await v.vault.createKey(ctx(), { label: 'solo', algorithm: 'secp256k1', exportable: false });
+    const pay = bitcoin.payments.p2wpkh({ pubkey: key.publicKey, network });
+    const prev = new bitcoin.Transaction();
+    prev.addInput(new Uint8Array(32).fill(0x5a), 0);
+    prev.addOutput(pay.output!, 70_000n);
+    const psbt = new bitcoin.Psbt({ network });
+    psbt.addInput({ hash: prev.getId(), index: 0, nonWitnessUtxo: prev.toBuffer(), witnessUtxo: { script: pay.output!, value: 70_000n }, bip32Derivation: [{ masterFingerprint: Uint8Array.of(1, 2, 3, 4), path: "m/0'", pubkey: key.publicKey }] });
+    psbt.addOutput({ script: EXTERNAL.output!, value: 69_000n });
+    const r = await v.vault.signPsbt(ctx(), { key: 'solo', psbt: psbt.toBuffer(), network: 'regtest' });
+    assert.deepEqual(r.signedInputs, [0]);
+    const out = bitcoin.Psbt.fromBuffer(Buffer.from(r.psbt), { network });
+    assert.ok(out.validateSignaturesOfAllInputs((p, h, sig) => ecc.verify(h, p, sig)), 'bitcoinjs-lib verifies it');
+    // A PSBT that names another key is not ours: nothing to sign.
+    const other = new bitcoin.Psbt({ network });
+    const foreign = ECPair.makeRandom();
+    const fpay = bitcoin.payments.p2wpkh({ pubkey: foreign.publicKey, network });
+    const fprev = new bitcoin.Transaction();
+    fprev.addInput(new Uint8Array(32).fill(0x5b), 0);
+    fprev.addOutput(fpay.output!, 10_000n);
+    other.addInput({ hash: fprev.getId(), index: 0, nonWitnessUtxo: fprev.toBuffer(), witnessUtxo: { script: fpay.output!, value: 10_000n }, bip32Derivation: [{ masterFingerprint: Uint8Array.of(1, 2, 3, 4), path: "m/0'", pubkey: foreign.publicKey }] });
+    other.addOutput({ script: EXTERNAL.output!, value: 9_000n });
+    await assert.rejects(v.vault.signPsbt(ctx(), { key: 'solo', psbt: other.toBuffer(), network: 'regtest' }), code('invalid_psbt'));
+  } finally {
+    await v.dispose();
+  }
+});
