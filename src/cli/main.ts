@@ -355,6 +355,19 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
 
   withApi(
     keys
+      .command('token-objects')
+      .description('List the private keys on a PKCS#11 token, and which vault key each already is (to adopt the others)')
+      .requiredOption('--backend <backend>', 'pkcs11:<name> from [[pkcs11]]'),
+  ).action(async (o) => {
+    const { objects } = await clientFrom(o).tokenObjects(o.backend);
+    if (o.json) return out(JSON.stringify(objects, null, 2));
+    if (objects.length === 0) return out('The token holds no private key.');
+    const clean = (x: unknown) => printable(String(x), 64);
+    for (const k of objects) out(`${k.id.padEnd(34)} ${clean(k.label).padEnd(24)} ${String(k.algorithm ?? 'unusable').padEnd(10)} ${k.extractable || !k.sensitive ? 'EXTRACTABLE ' : ''}${k.vault_key ? `= ${clean(k.vault_key)}` : '(not in the vault)'}`);
+  });
+
+  withApi(
+    keys
       .command('adopt')
       .description('Put a key that already exists on a PKCS#11 token (sensitive, non-extractable) under the vault')
       .requiredOption('--label <label>', 'label in the vault')

@@ -169,6 +169,10 @@ export class CustosClient {
     return this.call('POST', '/v1/keys/adopt', p);
   }
 
+  tokenObjects(backend: string): Promise<{ objects: Array<{ id: string; label: string; algorithm: string | null; extractable: boolean; sensitive: boolean; vault_key: string | null }> }> {
+    return this.call('GET', `/v1/backends/${encodeURIComponent(backend)}/objects`);
+  }
+
   /** Generates up to 1,000 keys labelled `<label_prefix>-<n>`, n from `start`. */
   createKeys(p: { label_prefix: string; start: number; count: number; algorithm: Algorithm; backend?: string; wrapped?: boolean }): Promise<{ created: number; first: string; last: string }> {
     return this.call('POST', '/v1/keys/batch', p);

@@ -321,6 +321,18 @@ export class Vault {
     }
   }
 
+  /** The private keys on a PKCS#11 token, with the vault key (if any) each is recorded as: what `adopt` can take. */
+  async tokenObjects(backendName: string): Promise<Array<{ id: string; label: string; algorithm: Algorithm | null; extractable: boolean; sensitive: boolean; vaultKey: string | null }>> {
+    const backend = this.backendFor(backendName) as (ReturnType<Vault['backendFor']> & { listObjects?: () => Promise<Array<{ id: Uint8Array; label: string; algorithm: Algorithm | null; extractable: boolean; sensitive: boolean }>> }) | null;
+    if (!backend?.listObjects) throw new CustosError('bad_request', 'Listing objects needs a PKCS#11 backend (pkcs11:<name>).');
+    const objects = await backend.listObjects();
+    const keys = (await this.deps.store.listKeys()).filter((k) => k.state !== 'destroyed' && k.attributes.backend === backendName);
+    return objects.map((o) => {
+      const id = Buffer.from(o.id).toString('hex');
+      return { id, label: o.label, algorithm: o.algorithm, extractable: o.extractable, sensitive: o.sensitive, vaultKey: keys.find((k) => k.attributes['pkcs11.id'] === id)?.label ?? null };
+    });
+  }
+
   /** Takes a key that already exists on a PKCS#11 token (by CKA_LABEL or CKA_ID) under the vault's policy and audit. */
   async adoptKey(ctx: Ctx, req: { label: string; backend: string; objectLabel?: string; objectId?: string }): Promise<KeyRecord> {
     checkLabel(req.label);

@@ -55,6 +55,11 @@ test('an HSM-sealed vault unseals itself, serves token and wrapped keys, and fal
     r = custos(['keys', 'generate', '--prefix', 'cust', '--count', '60', '--algorithm', 'p256', '--backend', 'pkcs11:hsm', '--wrapped', '--json'], api);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).created, 60);
+    // The token's objects, and which vault key each already is.
+    const objs = JSON.parse(custos(['keys', 'token-objects', '--backend', 'pkcs11:hsm', '--json'], api).stdout) as Array<{ id: string; label: string; vault_key: string | null }>;
+    assert.ok(objs.some((o) => o.vault_key === 'tok-ed'), 'the token key made through the vault is listed as tok-ed');
+    r = custos(['keys', 'adopt', '--label', 'again', '--backend', 'pkcs11:hsm', '--object-id', objs.find((o) => o.vault_key === 'tok-ed')!.id], api);
+    assert.equal(r.status, 4, 'one token object is one vault key');
     for (const k of ['tok-ed', 'wr-k1', 'cust-59']) {
       const sig = custos(['sign', '--key', k, '--in', '-'], api, 'pay 1 BTC');
       assert.equal(sig.status, 0, `${k}: ${sig.stderr}`);

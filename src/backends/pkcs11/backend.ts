@@ -98,6 +98,11 @@ export class Pkcs11Backend implements Backend {
     return { publicKey: g.publicKey, material: g.id, attributes: { backend: this.name, 'pkcs11.kind': 'token', 'pkcs11.id': bytesToHex(g.id) } };
   }
 
+  /** The private keys on the token (for adoption). */
+  async listObjects() {
+    return (await this.ready()).list();
+  }
+
   /** A key already on the token, found by CKA_LABEL or CKA_ID, as the vault will record it. */
   async adopt(ref: { objectLabel?: string; objectId?: string }): Promise<{ algorithm: Algorithm; publicKey: Uint8Array; material: Uint8Array; attributes: KeyAttributes }> {
     const token = await this.ready();

@@ -502,3 +502,11 @@ export const createTokenSchema = {
 } as const;
 
 export const listTokensSchema = { summary: 'API tokens (names and roles; never the tokens)', tags: ['system'], security: secured, response: { 200: { type: 'object', additionalProperties: true }, ...errors } } as const;
+
+export const tokenObjectsSchema = {
+  summary: 'Private keys on a PKCS#11 token, and which vault key (if any) each is: what can be adopted',
+  tags: ['keys'],
+  security: secured,
+  params: { type: 'object', required: ['backend'], properties: { backend: { type: 'string', pattern: '^pkcs11:[A-Za-z0-9._-]{1,64}$' } } },
+  response: { 200: { type: 'object', additionalProperties: true }, ...errors },
+} as const;

@@ -307,6 +307,10 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     return keyView(key);
   });
 
+  app.get<{ Params: { backend: string } }>('/v1/backends/:backend/objects', { schema: S.tokenObjectsSchema }, async (req) => ({
+    objects: (await vault().tokenObjects(req.params.backend)).map((o) => ({ id: o.id, label: o.label, algorithm: o.algorithm, extractable: o.extractable, sensitive: o.sensitive, vault_key: o.vaultKey })),
+  }));
+
   // Many keys per request: the CLI drives this in chunks to generate and store 100,000s of
   // HSM-wrapped keys with a progress bar. Each key is its own audited create.
   app.post<{ Body: { label_prefix: string; start: number; count: number; algorithm: Algorithm; backend?: string; wrapped?: boolean } }>('/v1/keys/batch', { schema: S.batchCreateSchema }, async (req, reply) => {
