@@ -768,15 +768,26 @@ export class Vault {
   }
 
   /** The public key (and, for BIP32, the xpub) of an HD key's child at `path`. */
-  async hdPublicKey(ref: string, path: string, network: 'mainnet' | 'testnet' = 'mainnet'): Promise<{ key: KeyRecord; publicKey: Uint8Array; xpub: string | null }> {
-    const key = await this.getKey(ref);
-    const p = parsePath(path);
-    this.checkPathAllowed(key, p);
+  async hdPublicKey(ctx: Ctx, ref: string, path: string, network: 'mainnet' | 'testnet' = 'mainnet'): Promise<{ key: KeyRecord; publicKey: Uint8Array; xpub: string | null }> {
+    const key = await this.usableKey(ctx, 'xpub', ref);
+    const details = { path: path.slice(0, 256), network };
+    let p: number[];
+    try {
+      if (key.attributes.hd === undefined) throw new CustosError('bad_request', `${key.label} is not an HD master key.`);
+      p = parsePath(path);
+      this.checkPathAllowed(key, p);
+    } catch (e) {
+      if (isCustosError(e)) return this.refuse(ctx, 'xpub', key, e, details);
+      throw e;
+    }
     const master = this.openMaster(key);
     try {
       const d = deriveChild(master, p, { id: key.id, cache: this.hdCache });
       wipe(d.privateKey);
-      return { key, publicKey: d.publicKey, xpub: master.curve === 'secp256k1' ? exportXpub(master, p, network) : null };
+      const xpub = master.curve === 'secp256k1' ? exportXpub(master, p, network) : null;
+      // Handing out an xpub reveals a whole subtree's addresses: audited like any key use.
+      await this.deps.committer.audit(this.draft(ctx, 'xpub', key, 'ok', null, { ...details, public_key_sha256: sha256hex(d.publicKey) }));
+      return { key, publicKey: d.publicKey, xpub };
     } finally {
       wipeMaster(master);
     }

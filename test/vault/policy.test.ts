@@ -203,7 +203,7 @@ test('a paths rule gives each service its own subtree of one seed; SLIP-10 ed255
     const ed = await v.vault.createHdKey(ctx(), { label: 'ed-tree', curve: 'ed25519' });
     assert.equal(ed.attributes.hd, 'slip10');
     const path = "m/44'/1237'/0'/0'/3'";
-    const { publicKey } = await v.vault.hdPublicKey('ed-tree', path);
+    const { publicKey } = await v.vault.hdPublicKey(ctx(), 'ed-tree', path);
     const msg = new TextEncoder().encode('slip-10');
     const sig = await v.vault.sign({ ...ctx(), key: 'ed-tree', path, payload: { kind: 'message', bytes: msg }, options: {}, context: {} });
     const { verifySignature } = await import('../../src/crypto/algorithms.js');

@@ -436,7 +436,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     return keyView(key);
   });
   app.get<{ Params: { key: string }; Querystring: { path: string; network: 'mainnet' | 'testnet' } }>('/v1/keys/:key/hd/public', { schema: S.hdPublicSchema }, async (req) => {
-    const r = await vault().hdPublicKey(req.params.key, req.query.path, req.query.network);
+    const r = await vault().hdPublicKey(ctx(req), req.params.key, req.query.path, req.query.network);
     return { path: req.query.path, public_key: bytesToBase64(r.publicKey), public_key_hex: bytesToHex(r.publicKey), xpub: r.xpub };
   });
   app.post<{ Params: { key: string }; Body: { psbt: string; network: BitcoinNetwork } }>('/v1/keys/:key/sign-psbt', { schema: S.signPsbtSchema }, async (req) => {
