@@ -135,6 +135,8 @@ Quick start:
   custos serve --dev                          throwaway vault with a demo key
   custos init --data-dir DIR                  create a vault (prints the admin token once)
   custos serve --data-dir DIR                 unseal and serve http://127.0.0.1:8200
+  custos init --data-dir DIR --shares 5 --threshold 3   seal by operator shares instead
+  custos operator unseal                      give one share to a sealed vault
 
 Exit codes: 0 ok, 1 check failed (invalid signature, broken audit chain), 2 authentication
 (wrong passphrase, bad token), 3 not found, 4 refused (disabled/destroyed/not exportable,
