@@ -45,10 +45,6 @@ export class Backends implements Backend {
     for (const b of others) this.byName.set(b.name, b);
   }
 
-  add(b: Backend): void {
-    this.byName.set(b.name, b);
-  }
-
   names(): string[] {
     return [...this.byName.keys()];
   }
@@ -75,15 +71,6 @@ export class Backends implements Backend {
 
   forget(keyId: string): void {
     for (const b of this.byName.values()) b.forget(keyId);
-  }
-
-  health(): { ok: boolean; detail?: string } {
-    const bad = [...this.byName.values()].map((b) => ({ b, h: b.health?.() })).filter((x) => x.h && !x.h.ok);
-    return bad.length === 0 ? { ok: true } : { ok: false, detail: bad.map((x) => `${x.b.name}: ${x.h!.detail ?? 'unavailable'}`).join(' ') };
-  }
-
-  components(): Array<{ component: string; ok: boolean; detail?: string }> {
-    return [...this.byName.values()].filter((b) => b.health).map((b) => ({ component: b.name, ...b.health!() }));
   }
 
   async close(): Promise<void> {

@@ -6,7 +6,7 @@
  * Combination: every rule of every policy is evaluated, in order, for the trace. Any deny wins
  * (the first in order gives the tag and reason); otherwise any pending approval gives
  * needs_approval with the union of the pending rules' approvers and the largest `required`;
- * otherwise allow. No policy at all is allow, as `allowAll` is today.
+ * otherwise allow. No policy at all is allow.
  *
  * State, and what the caller must do with it:
  *   - `stateUpdates` is non-empty only with an allow. The caller commits them in the same

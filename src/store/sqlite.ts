@@ -346,6 +346,8 @@ export class SqliteStore implements Store {
       case 'compareAndSetMeta': {
         const r = this.stmt('SELECT value FROM meta WHERE name = ?').get(m.name) as { value: string } | undefined;
         if ((r?.value ?? null) !== m.expected) throw new CustosError('storage_unavailable', `The stored ${m.name.split('.')[0]} changed while this request was decided (another process?); decide again.`, { tag: 'meta_moved' });
+        // value === expected is a guard only (the policy generation on every decision): no write.
+        if (m.value === m.expected) return;
         if (m.value === null) this.stmt('DELETE FROM meta WHERE name = ?').run(m.name);
         else this.stmt('INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value').run(m.name, m.value);
         return;

@@ -31,7 +31,8 @@ export type StateMutation =
   /**
    * Sets a meta value (the seal record, policy state) if it still holds `expected` (null:
    * absent), in the same transaction as the audit entry; otherwise the unit fails with
-   * `storage_unavailable:meta_moved` and the caller reads and decides again.
+   * `storage_unavailable:meta_moved` and the caller reads and decides again. With `value`
+   * equal to `expected` it only guards: nothing is written.
    */
   | { kind: 'compareAndSetMeta'; name: string; expected: string | null; value: string | null };
 

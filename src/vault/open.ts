@@ -22,7 +22,6 @@ import { Keyring } from '../keystore/keyring.js';
 import { SoftwareBackend } from '../backends/software/software.js';
 import { Backends, type Backend } from '../backends/backend.js';
 import { AuditSigner, verifyChain, type VerifyReport } from '../audit/chain.js';
-import type { Policy } from '../policy/policy.js';
 import { GroupCommitter } from './commit.js';
 import { POLICY_PREFIX, Vault, type VaultMetrics } from './vault.js';
 import { PolicySet, type PolicyVersion } from '../policy/policy-set.js';
@@ -202,7 +201,6 @@ export interface OpenOptions {
   passphrase?: Uint8Array;
   root?: Uint8Array;
   checkpointEvery?: number;
-  policy?: Policy;
   metrics?: VaultMetrics & { batch?(units: number, seconds: number): void };
   /** How long a request needing approval waits (default 60 s). */
   approvalTimeoutMs?: number;
@@ -270,7 +268,7 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
     } catch (e) {
       throw new CustosError('database_corrupt', `A stored policy document does not load (${(e as Error).message}); the database was altered. Restore it from a backup.`);
     }
-    const vault = new Vault({ policies, store, keyring: new Keyring(root, vaultId), backend: new Backends(new SoftwareBackend(), opts.backends ?? []), committer, policy: opts.policy, metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs });
+    const vault = new Vault({ policies, store, keyring: new Keyring(root, vaultId), backend: new Backends(new SoftwareBackend(), opts.backends ?? []), committer, metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs });
     return {
       vault,
       store,

@@ -15,7 +15,7 @@ import { encodeOpenSshPublicKey } from '../crypto/openssh.js';
 import type { Keyring } from '../keystore/keyring.js';
 import { importSecret, type ImportFormat } from '../keystore/import.js';
 import type { Backends } from '../backends/backend.js';
-import { allowAll, type Policy } from '../policy/policy.js';
+import { Pkcs11Backend } from '../backends/pkcs11/backend.js';
 import { Approvals } from './approvals.js';
 import { comparePosition, type StateMutation, type Store, type Watermark, type WatermarkPosition } from '../store/store.js';
 import { PolicySet, type PolicyVersion } from '../policy/policy-set.js';
@@ -128,7 +128,6 @@ export interface VaultDeps {
   keyring: Keyring;
   backend: Backends;
   committer: GroupCommitter;
-  policy?: Policy;
   /** Policy documents in force (loaded from the store by `openVault`). */
   policies?: PolicySet;
   metrics?: VaultMetrics;
@@ -157,7 +156,6 @@ interface Ctx {
 }
 
 export class Vault {
-  private readonly policy: Policy;
   private purgePending = false;
   readonly approvals: Approvals;
 
@@ -166,7 +164,6 @@ export class Vault {
   private policyGeneration: string | null = null;
 
   constructor(private readonly deps: VaultDeps) {
-    this.policy = deps.policy ?? allowAll;
     this.approvals = deps.approvals ?? new Approvals();
     this.policySet = deps.policies ?? new PolicySet();
   }
@@ -323,8 +320,8 @@ export class Vault {
 
   /** The private keys on a PKCS#11 token, with the vault key (if any) each is recorded as: what `adopt` can take. */
   async tokenObjects(backendName: string): Promise<Array<{ id: string; label: string; algorithm: Algorithm | null; extractable: boolean; sensitive: boolean; vaultKey: string | null }>> {
-    const backend = this.backendFor(backendName) as (ReturnType<Vault['backendFor']> & { listObjects?: () => Promise<Array<{ id: Uint8Array; label: string; algorithm: Algorithm | null; extractable: boolean; sensitive: boolean }>> }) | null;
-    if (!backend?.listObjects) throw new CustosError('bad_request', 'Listing objects needs a PKCS#11 backend (pkcs11:<name>).');
+    const backend = this.backendFor(backendName);
+    if (!(backend instanceof Pkcs11Backend)) throw new CustosError('bad_request', 'Listing objects needs a PKCS#11 backend (pkcs11:<name>).');
     const objects = await backend.listObjects();
     const keys = (await this.deps.store.listKeys()).filter((k) => k.state !== 'destroyed' && k.attributes.backend === backendName);
     return objects.map((o) => {
@@ -336,8 +333,8 @@ export class Vault {
   /** Takes a key that already exists on a PKCS#11 token (by CKA_LABEL or CKA_ID) under the vault's policy and audit. */
   async adoptKey(ctx: Ctx, req: { label: string; backend: string; objectLabel?: string; objectId?: string }): Promise<KeyRecord> {
     checkLabel(req.label);
-    const backend = this.backendFor(req.backend) as (ReturnType<Vault['backendFor']> & { adopt?: (r: { objectLabel?: string; objectId?: string }) => Promise<{ algorithm: Algorithm; publicKey: Uint8Array; material: Uint8Array; attributes: KeyAttributes }> }) | null;
-    if (!backend?.adopt) throw new CustosError('bad_request', 'Adopting needs a PKCS#11 backend (--backend pkcs11:<name>).');
+    const backend = this.backendFor(req.backend);
+    if (!(backend instanceof Pkcs11Backend)) throw new CustosError('bad_request', 'Adopting needs a PKCS#11 backend (--backend pkcs11:<name>).');
     try {
       const a = await backend.adopt({ objectLabel: req.objectLabel, objectId: req.objectId });
       const twin = (await this.deps.store.listKeys()).find((k) => k.state !== 'destroyed' && k.attributes.backend === a.attributes.backend && k.attributes['pkcs11.id'] === a.attributes['pkcs11.id']);
@@ -646,16 +643,13 @@ export class Vault {
 
   /**
    * The whole decision for a key operation: the policy documents in force (deny, approvals,
-   * stateful budgets), the key's own confirm constraint and the legacy Policy hook; then the
+   * stateful budgets) and the key's own confirm constraint; then the
    * durable "decided" entry, committed in one transaction with the key-still-active check and
    * every budget the decision spends (compare-and-set on what was read: a concurrent spender
    * makes this decide again). Refusals are audited and thrown.
    */
   private async decideAndCommit(ctx: Ctx, key: KeyRecord, operation: 'sign' | 'export', subject: PolicySubject, details: AuditDraft['details']): Promise<void> {
-    const legacy = await this.policy.evaluate({ principal: ctx.principal, key, operation, facts: subject.facts });
-    if (legacy.kind === 'deny') return this.refuse(ctx, operation, key, new CustosError('policy_denied', legacy.reason, { tag: legacy.tag }), details);
     let approvedBy: string[] | undefined;
-    if (legacy.kind === 'needs_approval') approvedBy = await this.awaitApproval(ctx, key, operation, legacy.required, subject.facts, details, legacy.approvers);
     for (let attempt = 0; attempt < 8; attempt++) {
       const { set, generation } = await this.currentPolicies();
       // The documents this decision rests on must still be the ones in force at commit.

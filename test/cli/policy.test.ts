@@ -7,35 +7,52 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
 import * as bitcoin from 'bitcoinjs-lib';
 import * as ecc from '@bitcoinerlab/secp256k1';
-import { BIN, custos, serve } from '../helpers/process.js';
+import { custos, custosAsync, serve } from '../helpers/process.js';
 import { tempDir } from '../helpers/tmpvault.js';
 import { deriveChild, masterFingerprint, masterFromSeed, seedFromMnemonic } from '../../src/wallet/hd.js';
 
 const PASSENV = { CUSTOS_PASSPHRASE: 'policy test passphrase' };
+bitcoin.initEccLib(ecc);
+const network = bitcoin.networks.regtest;
 
-function custosAsync(args: string[], env: Record<string, string>): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
+/** `custos init` + `custos serve` on a fresh data directory; the admin token. */
+async function freshVault(dir: string): Promise<{ dataDir: string; token: string; s: Awaited<ReturnType<typeof serve>> }> {
+  const dataDir = join(dir, 'vault');
+  const init = custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '10'], PASSENV);
+  assert.equal(init.status, 0, init.stderr);
+  const token = /Admin API token[^\n]*\n\s+(\S+)/.exec(init.stdout)![1]!;
+  return { dataDir, token, s: await serve(['--data-dir', dataDir], PASSENV) };
+}
+
+/**
+ * A PSBT spending one P2WPKH output of `value` sats paid to the HD child at `path` of the
+ * mnemonic's master (with its BIP32 derivation field), to a foreign address for `pay` sats;
+ * the rest is fee. `seed` makes each previous transaction distinct. Built with bitcoinjs-lib.
+ */
+function hdSpend(mnemonic: string, path: string, seed: number, value: bigint, pay: bigint): bitcoin.Psbt {
+  const master = masterFromSeed(seedFromMnemonic(mnemonic), 'secp256k1');
+  const fp = masterFingerprint(master);
+  const pub = deriveChild(master, path).publicKey;
+  const ours = bitcoin.payments.p2wpkh({ pubkey: pub, network });
+  const prev = new bitcoin.Transaction();
+  prev.addInput(new Uint8Array(32).fill(seed), 0);
+  prev.addOutput(ours.output!, value);
+  const psbt = new bitcoin.Psbt({ network });
+  const fpBytes = Uint8Array.of(fp >>> 24, (fp >>> 16) & 0xff, (fp >>> 8) & 0xff, fp & 0xff);
+  psbt.addInput({ hash: prev.getId(), index: 0, nonWitnessUtxo: prev.toBuffer(), witnessUtxo: { script: ours.output!, value }, bip32Derivation: [{ masterFingerprint: fpBytes, path, pubkey: pub }] });
+  psbt.addOutput({ address: 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080', value: pay });
+  return psbt;
 }
 
 test('a rate limit is never exceeded across a kill -9 mid-burst; approvals need distinct named approvers', async () => {
   const { dir, cleanup } = tempDir();
-  const dataDir = join(dir, 'vault');
   let s: Awaited<ReturnType<typeof serve>> | undefined;
   try {
-    const init = custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '10'], PASSENV);
-    assert.equal(init.status, 0, init.stderr);
-    const token = /Admin API token[^\n]*\n\s+(\S+)/.exec(init.stdout)![1]!;
-    s = await serve(['--data-dir', dataDir], PASSENV);
+    const v = await freshVault(dir);
+    const { dataDir, token } = v;
+    s = v.s;
     let api = { ...PASSENV, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
     for (const k of ['burst', 'guarded']) assert.equal(custos(['keys', 'create', '--label', k, '--algorithm', 'ed25519'], api).status, 0);
     const approverToken = (name: string) => {
@@ -103,37 +120,21 @@ test('a rate limit is never exceeded across a kill -9 mid-burst; approvals need 
 });
 
 test('sign-psbt signs our input of a PSBT with an HD key made from a mnemonic', async () => {
-  bitcoin.initEccLib(ecc);
   const { dir, cleanup } = tempDir();
-  const dataDir = join(dir, 'vault');
   let s: Awaited<ReturnType<typeof serve>> | undefined;
   try {
-    const init = custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '10'], PASSENV);
-    const token = /Admin API token[^\n]*\n\s+(\S+)/.exec(init.stdout)![1]!;
-    s = await serve(['--data-dir', dataDir], PASSENV);
-    const api = { ...PASSENV, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    const v = await freshVault(dir);
+    s = v.s;
+    const api = { ...PASSENV, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: v.token };
     const mnemonic = 'legal winner thank year wave sausage worth useful legal winner thank yellow';
     writeFileSync(join(dir, 'words'), mnemonic + '\n');
     const made = custos(['keys', 'create-hd', '--label', 'wallet', '--mnemonic-file', join(dir, 'words'), '--json'], api);
     assert.equal(made.status, 0, made.stderr);
-    const master = masterFromSeed(seedFromMnemonic(mnemonic), 'secp256k1');
     const xpub = custos(['keys', 'xpub', 'wallet', '--path', "m/84'/1'/0'", '--network', 'testnet', '--json'], api);
     assert.equal(xpub.status, 0, xpub.stderr);
     assert.match(JSON.parse(xpub.stdout).xpub, /^tpub/);
 
-    const network = bitcoin.networks.regtest;
-    const fp = masterFingerprint(master);
-    const fpBytes = Uint8Array.of(fp >>> 24, (fp >>> 16) & 0xff, (fp >>> 8) & 0xff, fp & 0xff);
-    const path = "m/84'/1'/0'/0/0";
-    const pub = deriveChild(master, path).publicKey;
-    const ours = bitcoin.payments.p2wpkh({ pubkey: pub, network });
-    const prev = new bitcoin.Transaction();
-    prev.addInput(new Uint8Array(32).fill(9), 0);
-    prev.addOutput(ours.output!, 50_000n);
-    const psbt = new bitcoin.Psbt({ network });
-    psbt.addInput({ hash: prev.getId(), index: 0, nonWitnessUtxo: prev.toBuffer(), witnessUtxo: { script: ours.output!, value: 50_000n }, bip32Derivation: [{ masterFingerprint: fpBytes, path, pubkey: pub }] });
-    psbt.addOutput({ address: 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080', value: 49_000n });
-    writeFileSync(join(dir, 'tx.psbt'), psbt.toBase64());
+    writeFileSync(join(dir, 'tx.psbt'), hdSpend(mnemonic, "m/84'/1'/0'/0/0", 9, 50_000n, 49_000n).toBase64());
     const r = custos(['sign-psbt', '--key', 'wallet', '--in', join(dir, 'tx.psbt'), '--network', 'regtest'], api);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /sends 49000 sats, fee 1000/);
@@ -146,37 +147,20 @@ test('sign-psbt signs our input of a PSBT with an HD key made from a mnemonic', 
 });
 
 test('a velocity budget is never exceeded across a kill -9 in the middle of a burst of PSBTs', async () => {
-  bitcoin.initEccLib(ecc);
   const { dir, cleanup } = tempDir();
-  const dataDir = join(dir, 'vault');
   let s: Awaited<ReturnType<typeof serve>> | undefined;
   try {
-    const init = custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '10'], PASSENV);
-    const token = /Admin API token[^\n]*\n\s+(\S+)/.exec(init.stdout)![1]!;
-    s = await serve(['--data-dir', dataDir], PASSENV);
+    const v = await freshVault(dir);
+    const { dataDir, token } = v;
+    s = v.s;
     const api = { ...PASSENV, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
     const mnemonic = 'letter advice cage absurd amount doctor acoustic avoid letter advice cage above';
     writeFileSync(join(dir, 'words'), mnemonic);
     assert.equal(custos(['keys', 'create-hd', '--label', 'hot', '--mnemonic-file', join(dir, 'words')], api).status, 0);
     writeFileSync(join(dir, 'v.toml'), `id = "daily"\n[applies_to]\nkeys = ["hot"]\n[[rules]]\nid = "budget"\ntype = "velocity"\nlimit = 100000\nwindow = "24h"\nbuckets = 24\n`);
     assert.equal(custos(['policy', 'upload', join(dir, 'v.toml')], api).status, 0);
-
-    const network = bitcoin.networks.regtest;
-    const master = masterFromSeed(seedFromMnemonic(mnemonic), 'secp256k1');
-    const fp = masterFingerprint(master);
-    const fpBytes = Uint8Array.of(fp >>> 24, (fp >>> 16) & 0xff, (fp >>> 8) & 0xff, fp & 0xff);
-    const path = "m/84'/1'/0'/0/1";
-    const pub = deriveChild(master, path).publicKey;
-    const ours = bitcoin.payments.p2wpkh({ pubkey: pub, network });
-    const psbts = Array.from({ length: 40 }, (_, i) => {
-      const prev = new bitcoin.Transaction();
-      prev.addInput(new Uint8Array(32).fill(i + 1), 0);
-      prev.addOutput(ours.output!, 20_000n);
-      const p = new bitcoin.Psbt({ network });
-      p.addInput({ hash: prev.getId(), index: 0, nonWitnessUtxo: prev.toBuffer(), witnessUtxo: { script: ours.output!, value: 20_000n }, bip32Derivation: [{ masterFingerprint: fpBytes, path, pubkey: pub }] });
-      p.addOutput({ address: 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080', value: 10_000n });
-      return p.toBase64(); // 10,000 sent away, 10,000 fee: each spend counts 10,000 against the budget
-    });
+    // 10,000 sent away and 10,000 fee each: every spend counts 10,000 against the budget.
+    const psbts = Array.from({ length: 40 }, (_, i) => hdSpend(mnemonic, "m/84'/1'/0'/0/1", i + 1, 20_000n, 10_000n).toBase64());
     const send = (url: string, psbt: string) =>
       fetch(`${url}/v1/keys/hot/sign-psbt`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ psbt, network: 'regtest' }) })
         .then(async (r) => ({ status: r.status, body: (await r.json().catch(() => ({}))) as { code?: string; sent_externally_sats?: string } }))

@@ -17,6 +17,25 @@ export function custos(args: string[], env: Record<string, string | undefined> =
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/**
+ * Runs a command without blocking the event loop: what it talks to (an ssh-agent, a vault)
+ * may be answering from this very process. `input` goes to its stdin.
+ */
+export function runAsync(cmd: string, args: string[], env: Record<string, string | undefined> = {}, input?: string | Uint8Array): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout!.on('data', (d) => (stdout += d));
+    p.stderr!.on('data', (d) => (stderr += d));
+    p.on('close', (status) => resolve({ status, stdout, stderr }));
+    p.stdin!.end(input ?? '');
+  });
+}
+
+/** The `custos` executable, run without blocking (for a command that waits, like a sign awaiting approval). */
+export const custosAsync = (args: string[], env: Record<string, string | undefined> = {}): Promise<RunResult> => runAsync(process.execPath, [BIN, ...args], env);
+
 export interface ServeProcess {
   url: string;
   proc: ChildProcess;

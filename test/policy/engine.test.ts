@@ -7,7 +7,6 @@ import { parsePolicy, validatePolicy } from '../../src/policy/document.js';
 import { compilePolicy, evaluate, explain, policyKeyOf, stateScopes } from '../../src/policy/engine.js';
 import type { PolicyRequest } from '../../src/policy/model.js';
 import { PolicySet } from '../../src/policy/policy-set.js';
-import { allowAll } from '../../src/policy/policy.js';
 import { policyOf, psbtRequest, request, StateMap, T0 } from './helpers.js';
 
 const EXAMPLE = readFileSync(new URL('../../examples/policy-treasury.toml', import.meta.url), 'utf8');
@@ -119,10 +118,6 @@ test("policyKeyOf reads the key's comma-separated tags attribute", () => {
   const k = policyKeyOf({ id: 'k', label: 'l', algorithm: 'ed25519', attributes: { tags: ' treasury, hot ,,' } });
   assert.deepEqual(k.tags, ['treasury', 'hot']);
   assert.deepEqual(policyKeyOf({ id: 'k', label: 'l', algorithm: 'ed25519', attributes: {} }).tags, []);
-});
-
-test('allowAll still allows', async () => {
-  assert.deepEqual(await allowAll.evaluate({ principal: { id: 'x', kind: 'admin' }, key: {} as never, operation: 'sign', facts: {} }), { kind: 'allow' });
 });
 
 test('1,000 rules compile once and evaluate with a full trace', () => {

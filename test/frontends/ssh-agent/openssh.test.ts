@@ -11,28 +11,10 @@ import { copyFileSync, chmodSync, existsSync, mkdirSync, readFileSync, statSync,
 import { join } from 'node:path';
 import { makeVault, tempDir, ADMIN, type TestVault } from '../../helpers/tmpvault.js';
 import { requireTool } from '../../helpers/require.js';
-import { ROOT } from '../../helpers/process.js';
+import { ROOT, runAsync as run } from '../../helpers/process.js';
 import { SshAgent, type AgentConfig } from '../../../src/frontends/ssh-agent/agent.js';
 
 const VECTORS = join(ROOT, '..', 'shared', 'vectors', 'ssh-agent', 'test-keys');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(cmd: string, args: string[], env: Record<string, string>, input?: string): Promise<Run> {
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-    p.stdin.end(input ?? '');
-  });
-}
 
 let v: TestVault;
 let dir: string;
@@ -67,7 +49,7 @@ after(async () => {
 async function keygen(name: string, type: string[]): Promise<string> {
   const file = join(keys, name);
   const r = await run('ssh-keygen', ['-q', ...type, '-N', '', '-C', `${name}@test`, '-f', file], {});
-  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.status, 0, r.stderr);
   return file;
 }
 
@@ -88,7 +70,7 @@ test('the socket is 0600 in a 0700 directory; a live socket is not taken over, a
   assert.ok(existsSync(stalePath), 'the killed process left its socket file');
   const b = new SshAgent(v.vault, config({ name: 'stale2', socketPath: stalePath }));
   await b.listen();
-  assert.equal((await run('ssh-add', ['-l'], { SSH_AUTH_SOCK: stalePath })).code, 1, 'the new agent answers (no identities)');
+  assert.equal((await run('ssh-add', ['-l'], { SSH_AUTH_SOCK: stalePath })).status, 1, 'the new agent answers (no identities)');
   await b.close();
 });
 
@@ -98,7 +80,7 @@ test('configured vault keys are offered; ssh-add -L matches the vault public key
   await v.vault.createKey(v.ctx(), { label: 'not-offered', algorithm: 'ed25519', exportable: false });
   await v.vault.createKey(v.ctx(), { label: 'vault-ssh-bitcoin', algorithm: 'secp256k1', exportable: false });
   const r = await ssh(['-L']);
-  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.status, 0, r.stderr);
   const { publicKeyFormats } = await import('../../../src/vault/vault.js');
   assert.ok(r.stdout.includes(publicKeyFormats(k).openssh!.split(' ').slice(0, 2).join(' ')), r.stdout);
   assert.ok(!r.stdout.includes('not-offered'), 'a key outside the configured patterns is offered');
@@ -113,7 +95,7 @@ test('keys added with ssh-add (ed25519 with certificate, ECDSA, RSA) are vault k
     chmodSync(join(keys, f), 0o600);
   }
   const add = await ssh([join(keys, 'k_ed25519'), join(keys, 'k_ecdsa'), join(keys, 'k_rsa')]);
-  assert.equal(add.code, 0, add.stderr);
+  assert.equal(add.status, 0, add.stderr);
   assert.match(add.stderr, /Certificate added/);
   const list = await ssh(['-l']);
   assert.match(list.stdout, /ED25519-CERT/);
@@ -124,7 +106,7 @@ test('keys added with ssh-add (ed25519 with certificate, ECDSA, RSA) are vault k
   assert.ok(stored.every((k) => k.sealed !== null && k.origin === 'imported'));
   // -T signs 1 KiB with each key and verifies locally; RSA with flags 0 wants ssh-rsa (SHA-1).
   const tst = await ssh(['-T', join(keys, 'k_ed25519.pub'), join(keys, 'k_ecdsa.pub'), join(keys, 'k_rsa.pub')]);
-  assert.equal(tst.code, 0, tst.stderr);
+  assert.equal(tst.status, 0, tst.stderr);
   const audit = await v.store.auditTail(40);
   assert.ok(audit.some((e) => e.principal === 'ssh-agent:test' && e.operation === 'sign' && e.outcome === 'ok'));
 });
@@ -136,13 +118,13 @@ test('legacy ssh-rsa (SHA-1) signatures are refused when the socket does not all
   try {
     const senv = { SSH_AUTH_SOCK: strict.config.socketPath };
     const rsa = await keygen('strict_rsa', ['-t', 'rsa', '-b', '2048']);
-    assert.equal((await run('ssh-add', [rsa], senv)).code, 0);
+    assert.equal((await run('ssh-add', [rsa], senv)).status, 0);
     const r = await run('ssh-add', ['-T', `${rsa}.pub`], senv);
-    assert.notEqual(r.code, 0, 'ssh-add -T should fail: it asks for SHA-1');
+    assert.notEqual(r.status, 0, 'ssh-add -T should fail: it asks for SHA-1');
     // ssh-keygen -Y sign asks for rsa-sha2-512, which is fine.
     writeFileSync(join(keys, 'doc'), 'a document');
     const s = await run('ssh-keygen', ['-Y', 'sign', '-f', `${rsa}.pub`, '-n', 'file', join(keys, 'doc')], senv);
-    assert.equal(s.code, 0, s.stderr);
+    assert.equal(s.status, 0, s.stderr);
   } finally {
     await strict.close();
   }
@@ -151,15 +133,15 @@ test('legacy ssh-rsa (SHA-1) signatures are refused when the socket does not all
 test('ssh-keygen -Y sign through the agent verifies with -Y verify, and audit names the namespace', async (t) => {
   if (!requireTool(t, 'ssh-keygen', 'openssh-client')) return;
   const key = await keygen('sig_ed', ['-t', 'ed25519']);
-  assert.equal((await ssh([key])).code, 0);
+  assert.equal((await ssh([key])).status, 0);
   const doc = join(keys, 'release.tar');
   writeFileSync(doc, 'release contents');
   const s = await run('ssh-keygen', ['-Y', 'sign', '-f', `${key}.pub`, '-n', 'file', doc], env);
-  assert.equal(s.code, 0, s.stderr);
+  assert.equal(s.status, 0, s.stderr);
   const pub = readFileSync(`${key}.pub`, 'utf8').trim();
   writeFileSync(join(keys, 'allowed'), `signer@test ${pub}\n`);
   const ok = await run('ssh-keygen', ['-Y', 'verify', '-f', join(keys, 'allowed'), '-I', 'signer@test', '-n', 'file', '-s', `${doc}.sig`], env, 'release contents');
-  assert.equal(ok.code, 0, ok.stderr + ok.stdout);
+  assert.equal(ok.status, 0, ok.stderr + ok.stdout);
   assert.match(ok.stdout, /Good "file" signature/);
   const entries = await v.store.auditTail(10);
   assert.ok(entries.some((e) => e.operation === 'sign' && e.outcome === 'ok' && e.details.sshsig_namespace === 'file'));
@@ -168,14 +150,14 @@ test('ssh-keygen -Y sign through the agent verifies with -Y verify, and audit na
 test('ssh-add -d destroys a key added over the agent, but only hides a configured vault key', async (t) => {
   if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
   const key = await keygen('del_ed', ['-t', 'ed25519']);
-  assert.equal((await ssh([key])).code, 0);
+  assert.equal((await ssh([key])).status, 0);
   const added = (await v.vault.listKeys()).find((k) => k.attributes['ssh.comment'] === 'del_ed@test')!;
-  assert.equal((await ssh(['-d', `${key}.pub`])).code, 0);
+  assert.equal((await ssh(['-d', `${key}.pub`])).status, 0);
   assert.equal((await v.vault.getKey(added.id)).state, 'destroyed');
   const vk = await v.vault.createKey(v.ctx(), { label: 'vault-ssh-hideme', algorithm: 'ed25519', exportable: false });
   const line = (await import('../../../src/vault/vault.js')).publicKeyFormats(vk).openssh!;
   writeFileSync(join(keys, 'hideme.pub'), line + '\n');
-  assert.equal((await ssh(['-d', join(keys, 'hideme.pub')])).code, 0);
+  assert.equal((await ssh(['-d', join(keys, 'hideme.pub')])).status, 0);
   assert.ok(!(await ssh(['-L'])).stdout.includes('vault-ssh-hideme'), 'hidden from this socket');
   assert.equal((await v.vault.getKey(vk.id)).state, 'active', 'the vault key itself is untouched');
   // Hidden until an operator restores it, across agent restarts too.
@@ -193,7 +175,7 @@ test('ssh-add -d destroys a key added over the agent, but only hides a configure
 test('ssh-add -t: the key is forgotten when its lifetime ends (destroyed in the vault)', async (t) => {
   if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
   const key = await keygen('short', ['-t', 'ed25519']);
-  assert.equal((await ssh(['-t', '1', key])).code, 0);
+  assert.equal((await ssh(['-t', '1', key])).status, 0);
   assert.match((await ssh(['-l'])).stdout, /short@test/);
   await new Promise((r) => setTimeout(r, 1500));
   assert.doesNotMatch((await ssh(['-l'])).stdout, /short@test/);
@@ -206,7 +188,7 @@ test('ssh-add -c is refused (no approver configured), and nothing is added', asy
   if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
   const key = await keygen('confirm', ['-t', 'ed25519']);
   const r = await ssh(['-c', key]);
-  assert.notEqual(r.code, 0);
+  assert.notEqual(r.status, 0);
   assert.doesNotMatch((await ssh(['-l'])).stdout, /confirm@test/);
 });
 
@@ -217,7 +199,7 @@ test('ssh-add -c on a socket with approvals: each use waits for `custos approve`
   try {
     const cenv = { SSH_AUTH_SOCK: confirmAgent.config.socketPath };
     const key = await keygen('confirmed', ['-t', 'ed25519']);
-    assert.equal((await run('ssh-add', ['-c', key], cenv)).code, 0);
+    assert.equal((await run('ssh-add', ['-c', key], cenv)).status, 0);
     const approver = { principal: { id: 'token:admin', kind: 'admin' as const }, requestId: 'approve' };
     const waitPending = async () => {
       for (let i = 0; i < 300; i++) {
@@ -231,10 +213,10 @@ test('ssh-add -c on a socket with approvals: each use waits for `custos approve`
     const p1 = await waitPending();
     assert.equal(p1.requester, 'ssh-agent:confirming');
     await v.vault.decideApproval(approver, p1.id, true);
-    assert.equal((await approved).code, 0, 'approved: ssh-add -T succeeds');
+    assert.equal((await approved).status, 0, 'approved: ssh-add -T succeeds');
     const denied = run('ssh-add', ['-T', `${key}.pub`], cenv);
     await v.vault.decideApproval(approver, (await waitPending()).id, false);
-    assert.notEqual((await denied).code, 0, 'denied: ssh-add -T fails');
+    assert.notEqual((await denied).status, 0, 'denied: ssh-add -T fails');
   } finally {
     await confirmAgent.close();
   }
@@ -243,7 +225,7 @@ test('ssh-add -c on a socket with approvals: each use waits for `custos approve`
 test('keys added over the agent survive an agent restart', async (t) => {
   if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
   const key = await keygen('durable', ['-t', 'ecdsa', '-b', '256']);
-  assert.equal((await ssh([key])).code, 0);
+  assert.equal((await ssh([key])).status, 0);
   await agent.close();
   agent = new SshAgent(v.vault, config());
   await agent.listen();
@@ -256,21 +238,21 @@ test('lock and unlock: a locked agent lists nothing and signs nothing; a wrong p
   const withTty = (args: string[], answers: string[]) => run('python3', [drive, 'ssh-add', ...args], { ...env, TTY_ANSWERS: answers.join('\n') });
   const before = (await ssh(['-l'])).stdout;
   assert.ok(before.trim().length > 0);
-  assert.equal((await withTty(['-x'], ['lockpass', 'lockpass'])).code, 0);
+  assert.equal((await withTty(['-x'], ['lockpass', 'lockpass'])).status, 0);
   const locked = await ssh(['-l']);
-  assert.equal(locked.code, 1, 'a locked agent lists no identities');
+  assert.equal(locked.status, 1, 'a locked agent lists no identities');
   const wrong = await withTty(['-X'], ['nope']);
-  assert.notEqual(wrong.code, 0);
-  assert.equal((await withTty(['-X'], ['lockpass'])).code, 0);
+  assert.notEqual(wrong.status, 0);
+  assert.equal((await withTty(['-X'], ['lockpass'])).status, 0);
   assert.equal((await ssh(['-l'])).stdout, before);
 });
 
 test('ssh-add -D removes everything on this socket (type 19, then the legacy type 9)', async (t) => {
   if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
   const r = await ssh(['-D']);
-  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr + r.stdout, /All identities removed/);
-  assert.equal((await ssh(['-l'])).code, 1);
+  assert.equal((await ssh(['-l'])).status, 1);
 });
 
 test('a stuck client (half a frame, never finished) does not stall other clients', async (t) => {
@@ -281,7 +263,7 @@ test('a stuck client (half a frame, never finished) does not stall other clients
   const silent = connect(agent.config.socketPath); // connects and never sends
   await new Promise((r) => silent.on('connect', r));
   const r = await ssh(['-l']);
-  assert.ok(r.code === 0 || r.code === 1, r.stderr);
+  assert.ok(r.status === 0 || r.status === 1, r.stderr);
   stuck.destroy();
   silent.destroy();
 });
@@ -301,7 +283,7 @@ test('100,000 mutated frames and length lies never hurt the agent: it answers ea
     s.on('error', () => resolve());
   });
   const list = await ssh(['-l']);
-  assert.ok(list.code === 0 || list.code === 1, list.stderr);
+  assert.ok(list.status === 0 || list.status === 1, list.stderr);
   assert.equal((await v.store.integrityCheck()).length, 0);
 });
 

@@ -11,21 +11,11 @@ import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeVault, tempDir, type TestVault } from '../../helpers/tmpvault.js';
 import { hasTool } from '../../helpers/require.js';
+import { runAsync as run } from '../../helpers/process.js';
 import { SshAgent } from '../../../src/frontends/ssh-agent/agent.js';
 import { publicKeyFormats } from '../../../src/vault/vault.js';
 
 const SSHD = '/usr/sbin/sshd';
-
-function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -78,7 +68,7 @@ const daemons: Sshd[] = [];
 async function startSshd(name: string): Promise<Sshd> {
   const hostKey = join(dir, `hostkey_${name}`);
   const hk = await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', hostKey]);
-  assert.equal(hk.code, 0, hk.stderr);
+  assert.equal(hk.status, 0, hk.stderr);
   const p = await freePort();
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
   const cfg = join(dir, `sshd_config_${name}`);
@@ -142,7 +132,7 @@ function ssh(extra: string[], command: string) {
 test('ssh logs in to sshd with a user key held in the vault; the audit log names the user and the bound session', async (t) => {
   if (skip) return t.skip(skip);
   const r = await ssh([], 'echo hello-from-sshd');
-  assert.equal(r.code, 0, `${r.stderr}\n--- sshd ---\n${sshdLogRef().slice(-2000)}`);
+  assert.equal(r.status, 0, `${r.stderr}\n--- sshd ---\n${sshdLogRef().slice(-2000)}`);
   assert.equal(r.stdout.trim(), 'hello-from-sshd');
   const entries = await v.store.auditTail(20);
   const signed = entries.find((e) => e.operation === 'sign' && e.outcome === 'ok' && e.principal === 'ssh-agent:login');
@@ -159,12 +149,12 @@ test('a certificate signed by a CA key in the vault (ssh-keygen -s through the a
   const s = await run('ssh-keygen', ['-s', join(dir, 'ca.pub'), '-U', '-I', 'custos-test', '-n', 'root', '-V', '+1h', join(dir, 'certuser.pub')], {
     SSH_AUTH_SOCK: agent.config.socketPath,
   });
-  assert.equal(s.code, 0, s.stderr);
+  assert.equal(s.status, 0, s.stderr);
   const cert = readFileSync(join(dir, 'certuser-cert.pub'), 'utf8');
   assert.match(cert, /^ecdsa-sha2-nistp256-cert-v01@openssh\.com /);
   // Only the certificate can work: the plain key is not in authorized_keys.
   const r = await ssh(['-o', 'IdentitiesOnly=yes', '-i', join(dir, 'certuser.pub'), '-o', `CertificateFile=${join(dir, 'certuser-cert.pub')}`], 'echo cert-login');
-  assert.equal(r.code, 0, `${r.stderr}\n--- sshd ---\n${sshdLogRef().slice(-2000)}`);
+  assert.equal(r.status, 0, `${r.stderr}\n--- sshd ---\n${sshdLogRef().slice(-2000)}`);
   assert.equal(r.stdout.trim(), 'cert-login');
   assert.match(sshdLogRef(), /Accepted publickey for root .* ECDSA-CERT/);
 });
@@ -178,18 +168,18 @@ test('agent forwarding with a destination-restricted key (ssh-add -h): the allow
   try {
     const key = join(dir, 'restricted');
     const kg = await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'restricted@test', '-f', key]);
-    assert.equal(kg.code, 0, kg.stderr);
+    assert.equal(kg.status, 0, kg.stderr);
     writeFileSync(join(dir, 'authorized_keys'), readFileSync(`${key}.pub`), { flag: 'a' });
     const kh = join(dir, 'known_hosts_restrict');
     writeFileSync(kh, [a, b, c].map((d) => `${d.name} ${d.hostKeyLine.split(' ').slice(0, 2).join(' ')}`).join('\n') + '\n');
     const env = { SSH_AUTH_SOCK: fwd.config.socketPath };
     const add = await run('ssh-add', ['-h', 'hosta', '-h', 'hosta>hostb', '-H', kh, key], env);
-    assert.equal(add.code, 0, add.stderr);
+    assert.equal(add.status, 0, add.stderr);
     // Held by the vault, with its restriction bound into the envelope.
     const stored = (await v.vault.listKeys()).find((k) => k.attributes['ssh.comment'] === 'restricted@test')!;
     assert.equal(typeof stored.attributes['ssh.destinations'], 'string');
     // Unbound (local) use for anything but a login is refused, as OpenSSH does.
-    assert.notEqual((await run('ssh-add', ['-T', `${key}.pub`], env)).code, 0);
+    assert.notEqual((await run('ssh-add', ['-T', `${key}.pub`], env)).status, 0);
 
     const inner = (d: { port: number }, word: string) =>
       `ssh -F /dev/null -p ${d.port} -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o PreferredAuthentications=publickey root@127.0.0.1 echo ${word}`;
@@ -200,15 +190,15 @@ test('agent forwarding with a destination-restricted key (ssh-add -h): the allow
         env,
       );
     const ok = await outer(inner(b, 'via-hostb'));
-    assert.equal(ok.code, 0, `${ok.stderr}\n--- a ---\n${a.log().slice(-1500)}\n--- b ---\n${b.log().slice(-1500)}`);
+    assert.equal(ok.status, 0, `${ok.stderr}\n--- a ---\n${a.log().slice(-1500)}\n--- b ---\n${b.log().slice(-1500)}`);
     assert.equal(ok.stdout.trim(), 'via-hostb');
     const refused = await outer(inner(c, 'via-hostc'));
-    assert.notEqual(refused.code, 0, 'hostc is not an allowed hop');
+    assert.notEqual(refused.status, 0, 'hostc is not an allowed hop');
     assert.doesNotMatch(refused.stdout, /via-hostc/);
     assert.match(refused.stderr, /Permission denied/);
     // A direct login to hostb from the origin is not allowed either (only hosta first).
     const direct = await run('ssh', ['-F', '/dev/null', '-p', String(b.port), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'PreferredAuthentications=publickey', 'root@127.0.0.1', 'echo direct'], env);
-    assert.notEqual(direct.code, 0);
+    assert.notEqual(direct.status, 0);
   } finally {
     await fwd.close();
   }
