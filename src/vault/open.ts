@@ -23,8 +23,7 @@ import { SoftwareBackend } from '../backends/software/software.js';
 import { Backends, type Backend } from '../backends/backend.js';
 import { AuditSigner, verifyChain, type VerifyReport } from '../audit/chain.js';
 import { GroupCommitter } from './commit.js';
-import { POLICY_PREFIX, Vault, type VaultMetrics } from './vault.js';
-import { PolicySet, type PolicyVersion } from '../policy/policy-set.js';
+import { Vault, type VaultMetrics } from './vault.js';
 
 export const DB_FILE = 'custos.db';
 export const CONFIG_FILE = 'custos.toml';
@@ -262,13 +261,13 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
     const checkpoints = await store.checkpoints();
     if (head.seq > (checkpoints[checkpoints.length - 1]?.seq ?? 0)) await store.putCheckpoint(auditSigner.checkpoint(head, new Date().toISOString()));
     const committer = new GroupCommitter(store, auditSigner, opts.checkpointEvery ?? 1000, opts.metrics?.batch?.bind(opts.metrics));
-    let policies: PolicySet;
+    const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new Backends(new SoftwareBackend(), opts.backends ?? []), committer, metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs });
     try {
-      policies = PolicySet.restore((await store.listMeta(POLICY_PREFIX)).map((r) => JSON.parse(r.value) as PolicyVersion));
+      await vault.loadPolicies();
     } catch (e) {
-      throw new CustosError('database_corrupt', `A stored policy document does not load (${(e as Error).message}); the database was altered. Restore it from a backup.`);
+      await vault.close().catch(() => undefined);
+      throw e;
     }
-    const vault = new Vault({ policies, store, keyring: new Keyring(root, vaultId), backend: new Backends(new SoftwareBackend(), opts.backends ?? []), committer, metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs });
     return {
       vault,
       store,

@@ -128,13 +128,11 @@ export interface VaultDeps {
   keyring: Keyring;
   backend: Backends;
   committer: GroupCommitter;
-  /** Policy documents in force (loaded from the store by `openVault`). */
-  policies?: PolicySet;
   metrics?: VaultMetrics;
 }
 
 /** Meta rows: policy versions (`policy.<id>.<version, 8 digits>`) and rule state (`policy_state.<scope>`). */
-export const POLICY_PREFIX = 'policy.';
+const POLICY_PREFIX = 'policy.';
 const STATE_PREFIX = 'policy_state.';
 const POLICY_GENERATION = 'policy_generation';
 const policyRow = (v: Pick<PolicyVersion, 'id' | 'version'>) => `${POLICY_PREFIX}${v.id}.${String(v.version).padStart(8, '0')}`;
@@ -162,10 +160,11 @@ export class Vault {
   private policySet: PolicySet;
   /** The `policy_generation` meta value the set was loaded at; another process's upload bumps it. */
   private policyGeneration: string | null = null;
+  private policiesLoaded = false;
 
   constructor(private readonly deps: VaultDeps) {
     this.approvals = deps.approvals ?? new Approvals();
-    this.policySet = deps.policies ?? new PolicySet();
+    this.policySet = new PolicySet();
   }
 
   get store(): Store {
@@ -183,12 +182,22 @@ export class Vault {
    */
   private async currentPolicies(): Promise<{ set: PolicySet; generation: string | null }> {
     const generation = await this.deps.store.getMeta(POLICY_GENERATION);
-    if (generation !== this.policyGeneration) {
+    if (!this.policiesLoaded || generation !== this.policyGeneration) {
       const rows = await this.deps.store.listMeta(POLICY_PREFIX);
-      this.policySet = PolicySet.restore(rows.map((r) => JSON.parse(r.value) as PolicyVersion));
+      try {
+        this.policySet = PolicySet.restore(rows.map((r) => JSON.parse(r.value) as PolicyVersion));
+      } catch (e) {
+        throw new CustosError('database_corrupt', `A stored policy document does not load (${(e as Error).message}); the database was altered. Restore it from a backup.`);
+      }
       this.policyGeneration = generation;
+      this.policiesLoaded = true;
     }
     return { set: this.policySet, generation };
+  }
+
+  /** Loads the policy documents in force (at open, so a broken one stops the start, not a request). */
+  async loadPolicies(): Promise<void> {
+    await this.currentPolicies();
   }
 
   private draft(ctx: Ctx, operation: string, key: { id: string | null; label: string | null }, outcome: AuditDraft['outcome'], reason: string | null, details: AuditDraft['details'] = {}): AuditDraft {

@@ -243,3 +243,16 @@ test('a stand-alone secp256k1 key signs the PSBT inputs that name its public key
     await v.dispose();
   }
 });
+
+test('a policy row altered in the database stops the vault from opening, with a sentence', async () => {
+  const v = await makeVault();
+  try {
+    await v.vault.uploadPolicy({ principal: ADMIN, requestId: randomUUID() }, 'id = "p"\n[applies_to]\nall_keys = true\n[[rules]]\ntype = "operations"\noperations = ["sign"]\n');
+    const [row] = await v.store.listMeta('policy.');
+    await v.store.setMeta(row!.name, row!.value.replace('operations = [\\"sign\\"]', 'operations = [\\"teleport\\"]'));
+    await v.close();
+    await assert.rejects(openVault({ dataDir: v.dataDir, passphrase: PASS }), (e) => isCustosError(e) && e.code === 'database_corrupt' && /policy document/.test(e.message));
+  } finally {
+    await v.dispose();
+  }
+});
