@@ -43,15 +43,10 @@ export function tokenBackends(tokens: Pkcs11Config[]): Pkcs11Backend[] {
 
 /** The root wrapper of an HSM seal, on a token opened by its backend. */
 export function tokenRootWrapper(backend: Pkcs11Backend, tokenLabel: string, keyLabel: string): RootWrapper {
-  const token = async () => {
-    const t = await backend.tryOpen();
-    if (!t) return backend.token; // throws the reason
-    return t;
-  };
   return {
     tokenLabel,
     keyLabel,
-    wrap: async (root, aad) => (await token()).sealEncrypt(keyLabel, root, aad),
-    unwrap: async (wrapped, aad) => (await token()).sealDecrypt(keyLabel, wrapped, aad),
+    wrap: async (root, aad) => (await backend.ready()).sealEncrypt(keyLabel, root, aad),
+    unwrap: async (wrapped, aad) => (await backend.ready()).sealDecrypt(keyLabel, wrapped, aad),
   };
 }

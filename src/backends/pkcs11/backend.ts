@@ -81,7 +81,8 @@ export class Pkcs11Backend implements Backend {
     return this.opening.catch(() => null);
   }
 
-  private async ready(): Promise<Pkcs11Token> {
+  /** The open token, opening it if needed; throws `hsm_unavailable` (or the login error) when it cannot. */
+  async ready(): Promise<Pkcs11Token> {
     const t = this.current ?? (await this.tryOpen());
     if (!t) throw this.unavailable();
     return t;
