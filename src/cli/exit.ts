@@ -34,10 +34,13 @@ export function exitCodeFor(code: ErrorCode): number {
     case 'key_not_exportable':
     case 'label_taken':
     case 'vault_exists':
+    case 'key_purpose':
+    case 'rate_limited':
       return EXIT.refused;
     case 'audit_unavailable':
     case 'storage_unavailable':
     case 'database_corrupt':
+    case 'database_rolled_back':
     case 'key_record_corrupt':
     case 'vault_sealed':
     case 'hsm_unavailable':

@@ -41,6 +41,12 @@ export type ErrorCode =
   | 'invalid_psbt'
   | 'invalid_policy'
   | 'invalid_derivation_path'
+  /** The key's purpose (fixed at creation) does not allow this use: a consensus key asked for raw bytes. */
+  | 'key_purpose'
+  /** The database is older or shorter than the signed audit anchor kept beside it. */
+  | 'database_rolled_back'
+  /** Too many failed attempts (unseal shares, unlock passphrases): wait and retry. */
+  | 'rate_limited'
   | 'internal';
 
 /** HTTP status for each code, so every front end maps errors the same way. */
@@ -79,6 +85,9 @@ export const httpStatusOf: Record<ErrorCode, number> = {
   invalid_psbt: 400,
   invalid_policy: 400,
   invalid_derivation_path: 400,
+  key_purpose: 403,
+  database_rolled_back: 500,
+  rate_limited: 429,
   internal: 500,
 };
 

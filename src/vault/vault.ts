@@ -204,6 +204,23 @@ export class Vault {
     return { requestId: ctx.requestId, principal: ctx.principal.id, operation, keyId: key.id, keyLabel: key.label, outcome, reason, details };
   }
 
+  /**
+   * An audit entry for something a front end decided on its own (an ssh-agent lock, unlock or
+   * refused add, a privval connection refused for its node id): every refusal leaves a
+   * record with its reason code, whichever layer refused. Resolves once durable.
+   */
+  async recordEvent(
+    ctx: Ctx,
+    operation: string,
+    key: Pick<KeyRecord, 'id' | 'label'> | null,
+    outcome: 'ok' | 'denied' | 'failed',
+    reason: string | null,
+    details: AuditDraft['details'] = {},
+  ): Promise<void> {
+    if (outcome === 'denied' && reason) this.deps.metrics?.denied(reason);
+    await this.deps.committer.audit(this.draft(ctx, operation, key ? { id: key.id, label: key.label } : { id: null, label: null }, outcome, reason, details));
+  }
+
   /** Audits a refusal, then throws it. If even the refusal cannot be audited, that error wins. */
   private async refuse(ctx: Ctx, operation: string, key: { id: string | null; label: string | null }, err: CustosError, details: AuditDraft['details'] = {}): Promise<never> {
     this.deps.metrics?.denied(err.fullCode);
