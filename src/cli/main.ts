@@ -555,6 +555,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
   withApi(policy.command('upload').description('Upload a policy document (TOML or JSON): a new version of its id, validated and audited').argument('<file>', 'the document (- for stdin)')).action(async (file: string, o) => {
     const source = Buffer.from(readInput(file)).toString('utf8');
     const v = await clientFrom(o).uploadPolicy(source, file.endsWith('.json') ? 'json' : file.endsWith('.toml') ? 'toml' : undefined);
+    if (!o.json) for (const w of v.warnings ?? []) process.stderr.write(`custos: warning: ${w}\n`);
     out(o.json ? JSON.stringify(v) : `policy ${v.id} version ${v.version} in force (sha256 ${v.sha256})`);
   });
   withApi(policy.command('list').description('Policy documents in force')).action(async (o) => {

@@ -101,7 +101,7 @@ export class CustosClient {
     return this.call('GET', '/healthz');
   }
 
-  uploadPolicy(source: string, format?: 'toml' | 'json'): Promise<{ id: string; version: number; sha256: string }> {
+  uploadPolicy(source: string, format?: 'toml' | 'json'): Promise<{ id: string; version: number; sha256: string; warnings?: string[] }> {
     return this.call('POST', '/v1/policies', { source, ...(format ? { format } : {}) });
   }
 

@@ -10,9 +10,11 @@
  *   keys = ["treasury-hot"]                  #   key ids or labels
  *   tags = ["treasury"]                      #   key tags (the key's `tags` attribute)
  *   all_keys = true                          #   every key
+ *   other_payloads = "deny"                  # optional: what rules do with requests they cannot judge
  *   [[rules]]                                # 1 to 1000 rules
  *   id = "daily"                             # optional, unique; required for velocity and rate_limit
  *   type = "velocity"                        # the rule type, which is also its stable tag
+ *   other_payloads = "allow"                 # optional, overrides the document's for this rule
  *   ...                                      # the rule type's own fields (see rules/*.ts)
  *
  * Amounts are satoshis: TOML integers, or in JSON safe-integer numbers or decimal strings
@@ -34,13 +36,22 @@ export interface PolicyRule {
   description: string | undefined;
   /** The rule type's validated fields (see the rule module's `*Spec`). */
   spec: unknown;
+  /** Set on the rule itself; else the document's `other_payloads` applies. */
+  otherPayloads: OtherPayloads | undefined;
 }
+
+/**
+ * What a rule does with a request it has no facts for (an amount limit asked about raw
+ * bytes): `deny`, the default, so that a document fails closed; `allow` only when written.
+ */
+export type OtherPayloads = 'deny' | 'allow';
 
 export interface PolicyDocument {
   id: string;
   description: string | undefined;
   appliesTo: { keys: string[]; tags: string[]; allKeys: boolean };
   rules: PolicyRule[];
+  otherPayloads: OtherPayloads;
 }
 
 export const POLICY_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -78,9 +89,10 @@ export function parsePolicy(source: string, format: PolicyFormat = detectFormat(
 /** Validates an already parsed document (a TOML table or JSON object). */
 export function validatePolicy(value: unknown): PolicyDocument {
   if (!isTable(value)) throw new CustosError('invalid_policy', 'policy document: expected a table (TOML) or an object (JSON) at the top level');
-  const top = new Fields('', value, ['id', 'description', 'applies_to', 'rules']);
+  const top = new Fields('', value, ['id', 'description', 'applies_to', 'rules', 'other_payloads']);
   const id = top.requiredString('id', { pattern: POLICY_ID, what: ID_WHAT });
   const description = top.string('description');
+  const otherPayloads = otherPayloadsOf(top) ?? 'deny';
 
   const at = top.table('applies_to', ['keys', 'tags', 'all_keys']);
   if (!at) throw invalid('applies_to', 'required table is missing (name keys, tags, or all_keys = true)');
@@ -106,7 +118,7 @@ export function validatePolicy(value: unknown): PolicyDocument {
       throw invalid(`${path}.type`, `unknown rule type${typeof t === 'string' ? ` "${t.slice(0, 40).replace(/[^\x20-\x7e]/g, '?')}"` : ''} (expected one of: ${RULE_TAGS.join(', ')})`);
     }
     const kind = RULE_TYPES[t as RuleTag];
-    const f = new Fields(path, r, ['id', 'type', 'description', ...kind.fields]);
+    const f = new Fields(path, r, ['id', 'type', 'description', 'other_payloads', ...kind.fields]);
     const ruleId = f.string('id', { pattern: POLICY_ID, what: ID_WHAT });
     if (ruleId !== undefined) {
       const before = seen.get(ruleId);
@@ -116,7 +128,14 @@ export function validatePolicy(value: unknown): PolicyDocument {
       throw invalid(`${path}.id`, `required for a ${t} rule: its budget is kept under this id, across versions of the policy`);
     }
     const ruleDescription = f.string('description');
-    return { index, id: ruleId, type: t as RuleTag, description: ruleDescription, spec: kind.parse(f) };
+    const ruleOther = otherPayloadsOf(f);
+    return { index, id: ruleId, type: t as RuleTag, description: ruleDescription, spec: kind.parse(f), otherPayloads: ruleOther };
   });
-  return { id, description, appliesTo: { keys, tags, allKeys }, rules };
+  return { id, description, appliesTo: { keys, tags, allKeys }, rules, otherPayloads };
+}
+
+function otherPayloadsOf(f: Fields): OtherPayloads | undefined {
+  const v = f.string('other_payloads');
+  if (v === undefined || v === 'deny' || v === 'allow') return v;
+  throw invalid(f.at('other_payloads'), 'expected "deny" (the default: a rule denies requests it cannot judge) or "allow"');
 }

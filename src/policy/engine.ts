@@ -8,6 +8,11 @@
  * needs_approval with the union of the pending rules' approvers and the largest `required`;
  * otherwise allow. No policy at all is allow.
  *
+ * Fail closed: a rule asked about a request it has no facts for (`cannot_judge`: an amount
+ * limit asked about raw bytes, a PSBT rule about an export) denies it, with its own tag,
+ * unless the rule or its document says `other_payloads = "allow"`. A document whose only rule
+ * is an amount limit therefore signs PSBTs within the limit and nothing else.
+ *
  * State, and what the caller must do with it:
  *   - `stateUpdates` is non-empty only with an allow. The caller commits them in the same
  *     durable transaction as the "decided" audit entry, before any signature leaves. A deny
@@ -28,7 +33,7 @@ import { CustosError, isCustosError } from '../core/errors.js';
 import { printable } from '../core/text.js';
 import type { KeyRecord } from '../core/types.js';
 import type { PolicyDocument } from './document.js';
-import { OPERATIONS, PAYLOAD_TYPES, type CompiledRule, type EvalContext, type PolicyKey, type PolicyRequest, type ReadState, type RuleResult, type RuleState, type RuleTag, type StateUpdate } from './model.js';
+import { OPERATIONS, PAYLOAD_TYPES, REQUEST_KINDS, requestKind, type RequestKind, type RuleOutcome, type CompiledRule, type EvalContext, type PolicyKey, type PolicyRequest, type ReadState, type RuleResult, type RuleState, type RuleTag, type StateUpdate } from './model.js';
 import type { Decision } from './policy.js';
 import { RULE_TYPES } from './rules/index.js';
 
@@ -57,8 +62,48 @@ export interface Evaluation {
 
 /** Precomputes every rule of a validated document (sets, prefixes, formatters) once. */
 export function compilePolicy(doc: PolicyDocument, version = 1): CompiledPolicy {
-  const rules = doc.rules.map((r) => RULE_TYPES[r.type].compile(r.spec, { policyId: doc.id, ruleId: r.id ?? `rules[${r.index}]` }));
+  const rules = doc.rules.map((r) => ({
+    ...RULE_TYPES[r.type].compile(r.spec, { policyId: doc.id, ruleId: r.id ?? `rules[${r.index}]` }),
+    otherPayloads: r.otherPayloads ?? doc.otherPayloads ?? 'deny',
+  }));
   return { id: doc.id, version, document: doc, rules };
+}
+
+const KIND_NAMES: Record<RequestKind, string> = { raw: 'raw', digest: 'digest', psbt: 'PSBT', ssh: 'SSH', consensus: 'consensus', export: 'export' };
+
+/** One request of a kind `r` cannot judge: what it becomes under its `other_payloads`. */
+function unjudged(r: CompiledRule, kind: RequestKind, why: string): RuleOutcome {
+  const what = kind === 'export' ? 'an export' : `${kind === 'ssh' ? 'an' : 'a'} ${KIND_NAMES[kind]} request`;
+  if (r.otherPayloads === 'allow') return { result: 'not_applicable', explanation: `cannot judge ${what} (${why}); other_payloads = "allow" lets it through` };
+  return { result: 'deny', explanation: `cannot judge ${what} (${why}), and a rule denies what it cannot judge unless it (or its document) sets other_payloads = "allow"` };
+}
+
+/**
+ * Kinds of request (payload types and exports) that no rule of the document judges, and
+ * what happens to them: the warnings `policy upload` prints, so an author sees at once that
+ * an amount limit alone also refuses raw signatures (or, with other_payloads = "allow",
+ * lets them through unlimited).
+ */
+export function uncoveredKinds(p: CompiledPolicy): Array<{ kind: RequestKind; outcome: 'denied' | 'allowed'; rules: string[] }> {
+  const out: Array<{ kind: RequestKind; outcome: 'denied' | 'allowed'; rules: string[] }> = [];
+  for (const kind of REQUEST_KINDS) {
+    if (p.rules.some((r) => r.judges.has(kind))) continue;
+    const denying = p.rules.filter((r) => r.otherPayloads !== 'allow');
+    out.push({ kind, outcome: denying.length > 0 ? 'denied' : 'allowed', rules: (denying.length > 0 ? denying : p.rules).map((r) => `${r.id} (${r.tag})`) });
+  }
+  return out;
+}
+
+/** Sentences for `uncoveredKinds`, one per outcome. */
+export function coverageWarnings(p: CompiledPolicy): string[] {
+  const u = uncoveredKinds(p);
+  const lines: string[] = [];
+  const denied = u.filter((x) => x.outcome === 'denied');
+  const allowed = u.filter((x) => x.outcome === 'allowed');
+  const names = (xs: typeof u) => xs.map((x) => (x.kind === 'export' ? 'exports' : `${KIND_NAMES[x.kind]} signatures`)).join(', ');
+  if (denied.length > 0) lines.push(`No rule of policy ${p.id} judges ${names(denied)}: they are DENIED for the keys it applies to (${denied[0]!.rules.join(', ')} cannot judge them). Add a rule that does, or set other_payloads = "allow" to let them through.`);
+  if (allowed.length > 0) lines.push(`No rule of policy ${p.id} judges ${names(allowed)}: other_payloads = "allow" lets them through unchecked.`);
+  return lines;
 }
 
 /** The key as policy sees it; tags are the key's `tags` attribute, comma-separated. */
@@ -88,9 +133,11 @@ export function evaluate(policies: CompiledPolicy | readonly CompiledPolicy[], r
   const approvers: string[] = [];
   const seenApprovers = new Set<string>();
   let required = 0;
+  const kind = requestKind(req);
   for (const p of asList(policies)) {
     for (const r of p.rules) {
-      const o = r.evaluate(req, ctx);
+      let o = r.judges.has(kind) ? r.evaluate(req, ctx) : unjudged(r, kind, `it judges ${[...r.judges].map((k) => KIND_NAMES[k]).join(', ')} requests only`);
+      if (o.result === 'cannot_judge') o = unjudged(r, kind, o.explanation);
       const entry: TraceEntry = { policy: p.id, version: p.version, rule: r.id, tag: r.tag, result: o.result, explanation: o.explanation };
       trace.push(entry);
       if (o.result === 'deny') deny ??= entry;

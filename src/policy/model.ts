@@ -113,12 +113,27 @@ export interface StateUpdate {
 /** Reads the committed state of a scope; undefined when there is none yet. Synchronous: load first (see `stateScopes`). */
 export type ReadState = (scope: string) => RuleState | undefined;
 
-export type RuleResult = 'pass' | 'deny' | 'approval' | 'not_applicable';
+/**
+ * `cannot_judge`: the request is of a kind the rule has no facts for (an amount limit asked
+ * about raw bytes, a path rule about a key that derives nothing). The engine turns it into a
+ * deny unless the rule (or its document) says `other_payloads = "allow"`: policies fail
+ * closed, so a document never lets through what none of its rules looked at.
+ */
+export type RuleResult = 'pass' | 'deny' | 'approval' | 'not_applicable' | 'cannot_judge';
+
+/** What a request is, for `judges`: its payload type, or `export` (which signs nothing). */
+export const REQUEST_KINDS = [...PAYLOAD_TYPES, 'export'] as const;
+export type RequestKind = (typeof REQUEST_KINDS)[number];
+
+export function requestKind(req: Pick<PolicyRequest, 'payloadType'>): RequestKind {
+  return req.payloadType ?? 'export';
+}
 
 /** What one rule said about one request. */
 export type RuleOutcome =
   | { result: 'pass'; explanation: string; update?: StateUpdate }
   | { result: 'not_applicable'; explanation: string }
+  | { result: 'cannot_judge'; explanation: string }
   | { result: 'deny'; explanation: string }
   | { result: 'approval'; explanation: string; approvers: readonly string[]; required: number };
 
@@ -137,6 +152,10 @@ export interface CompiledRule {
   /** The rule's `id`, or `rules[i]` when it has none. */
   readonly id: string;
   readonly tag: RuleTag;
+  /** The kinds of request this rule has the facts to judge; any other kind is `cannot_judge`. */
+  readonly judges: ReadonlySet<RequestKind>;
+  /** What a `cannot_judge` becomes: `deny` (the default) unless the document says `allow`. */
+  readonly otherPayloads?: 'deny' | 'allow';
   /** State scope for this request, for a stateful rule that applies to it; else null. */
   scope(req: PolicyRequest): string | null;
   evaluate(req: PolicyRequest, ctx: EvalContext): RuleOutcome;

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { CustosError } from '../core/errors.js';
 import { parsePolicy, detectFormat, POLICY_ID, type PolicyFormat } from './document.js';
-import { checkRequest, compilePolicy, evaluate, type CompiledPolicy, type Evaluation } from './engine.js';
+import { checkRequest, compilePolicy, coverageWarnings, evaluate, type CompiledPolicy, type Evaluation } from './engine.js';
 import type { PolicyKey, PolicyRequest, ReadState } from './model.js';
 
 export interface PolicyVersion {
@@ -46,6 +46,12 @@ export class PolicySet {
     const format = opts.format ?? detectFormat(source);
     const doc = parsePolicy(source, format);
     return { id: doc.id, version: this.nextVersion(doc.id), format, source, sha256: createHash('sha256').update(source, 'utf8').digest('hex'), uploadedAt: opts.at.toISOString(), retired: false };
+  }
+
+  /** What an author should know about a version before relying on it (kinds of request no rule judges). */
+  static warnings(v: PolicyVersion): string[] {
+    if (v.retired) return [];
+    return coverageWarnings(compilePolicy(parsePolicy(v.source, v.format), v.version));
   }
 
   /** The version that retires `id`, without applying it. */

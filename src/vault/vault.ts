@@ -898,7 +898,7 @@ export class Vault {
   // ---- policy documents ---------------------------------------------------------------------
 
   /** Validates and stores a new version of a policy document, audited, then puts it in force. */
-  async uploadPolicy(ctx: Ctx, source: string, format?: PolicyFormat): Promise<PolicyVersion> {
+  async uploadPolicy(ctx: Ctx, source: string, format?: PolicyFormat): Promise<PolicyVersion & { warnings: string[] }> {
     await this.currentPolicies();
     let v: PolicyVersion;
     try {
@@ -907,7 +907,8 @@ export class Vault {
       if (isCustosError(e)) return this.refuse(ctx, 'policy_upload', { id: null, label: null }, e, { source_sha256: createHash('sha256').update(source, 'utf8').digest('hex') });
       throw e;
     }
-    return this.storePolicyVersion(ctx, v, 'policy_upload');
+    const stored = await this.storePolicyVersion(ctx, v, 'policy_upload');
+    return { ...stored, warnings: PolicySet.warnings(stored) };
   }
 
   async retirePolicy(ctx: Ctx, id: string): Promise<PolicyVersion> {

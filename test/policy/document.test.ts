@@ -34,7 +34,7 @@ test('refuses malformed documents with the exact path and what was expected', ()
   refuses(`${HEAD}[[rules]]\ntype = "amount_limit"\nlimit = 1.5\n`, 'rules[0].limit: expected a positive integer amount in satoshis');
   refuses(`${HEAD}[[rules]]\ntype = "amount_limit"\nlimit = 0\n`, 'rules[0].limit: expected a positive integer amount in satoshis');
   refuses(`${HEAD}[[rules]]\ntype = "amount_limit"\nlimit = 2100000000000001\n`, 'rules[0].limit: expected a positive integer amount in satoshis, at most 2100000000000000 (21 million BTC)');
-  refuses(`${HEAD}[[rules]]\ntype = "amount_limit"\nlimt = 5\n`, 'rules[0].limt: unknown field (expected one of: id, type, description, limit)');
+  refuses(`${HEAD}[[rules]]\ntype = "amount_limit"\nlimt = 5\n`, 'rules[0].limt: unknown field (expected one of: id, type, description, other_payloads, limit)');
   refuses(`${HEAD}[[rules]]\ntype = "amount_limit"\n`, 'rules[0].limit: required amount in satoshis is missing');
   refuses(`${HEAD}[[rules]]\ntype = "velocity"\nlimit = 5\nwindow = "24h"\n`, 'rules[0].id: required for a velocity rule: its budget is kept under this id, across versions of the policy');
   refuses(`${HEAD}[[rules]]\nid = "v"\ntype = "velocity"\nlimit = 5\nwindow = "1 day"\n`, 'rules[0].window: expected a duration such as "90s", "15m", "24h" or "7d", got the string "1 day"');
@@ -63,7 +63,7 @@ test('refuses malformed documents with the exact path and what was expected', ()
 test('refuses malformed top-level fields', () => {
   refuses('[applies_to]\nall_keys = true\n[[rules]]\ntype = "operations"\noperations = ["sign"]\n', 'id: required field is missing (expected an id of letters, digits, ".", "_" or "-" (at most 64, starting with a letter or digit))');
   refuses('id = "has space"\n', 'id: expected an id of letters, digits, ".", "_" or "-" (at most 64, starting with a letter or digit), got "has space"');
-  refuses('id = "p"\nowner = "me"\n', 'owner: unknown field (expected one of: id, description, applies_to, rules)');
+  refuses('id = "p"\nowner = "me"\n', 'owner: unknown field (expected one of: id, description, applies_to, rules, other_payloads)');
   refuses('id = "p"\n[[rules]]\ntype = "operations"\noperations = ["sign"]\n', 'applies_to: required table is missing (name keys, tags, or all_keys = true)');
   refuses('id = "p"\n[applies_to]\nall_keys = false\n[[rules]]\ntype = "operations"\noperations = ["sign"]\n', 'applies_to.all_keys: is false and no keys or tags are named, so the policy would apply to nothing');
   refuses(HEAD, 'rules: required list of rules is missing');

@@ -1,11 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { evaluate, type Evaluation } from '../../src/policy/engine.js';
+import { compilePolicy, coverageWarnings, evaluate, uncoveredKinds, type Evaluation } from '../../src/policy/engine.js';
+import { parsePolicy } from '../../src/policy/document.js';
 import type { CompiledPolicy } from '../../src/policy/engine.js';
 import type { PolicyRequest } from '../../src/policy/model.js';
 import { policyOf, psbt, psbtRequest, request, StateMap, T0 } from './helpers.js';
 
 const none = () => undefined;
+const compileDoc = (toml: string): CompiledPolicy => compilePolicy(parsePolicy(toml));
 const run = (p: CompiledPolicy, r: PolicyRequest): Evaluation => evaluate(p, r, none);
 
 function allowed(p: CompiledPolicy, r: PolicyRequest): void {
@@ -19,10 +21,14 @@ function denied(p: CompiledPolicy, r: PolicyRequest, tag: string, reason: RegExp
   assert.equal(e.decision.tag, tag);
   assert.match(e.decision.reason, reason);
 }
-function notApplicable(p: CompiledPolicy, r: PolicyRequest): void {
+/** A request the rule has no facts for: denied with the rule's own tag (fail closed)... */
+function unjudged(p: CompiledPolicy, r: PolicyRequest): void {
   const e = run(p, r);
-  assert.deepEqual(e.trace.map((t) => t.result), ['not_applicable']);
-  assert.deepEqual(e.decision, { kind: 'allow' });
+  assert.equal(e.decision.kind, 'deny', JSON.stringify(e.trace));
+  if (e.decision.kind === 'deny') {
+    assert.equal(e.decision.tag, e.trace[0]!.tag);
+    assert.match(e.decision.reason, /cannot judge .*other_payloads = "allow"/);
+  }
 }
 
 test('operations: allows listed operations and payload types, denies others', () => {
@@ -102,7 +108,9 @@ test('amount_limit: per-transaction external amount; change is not counted; not 
   // An under-declared sentExternally does not hide outputs: the larger of the two counts.
   denied(p, psbtRequest([150_000n], {}, { sentExternally: 10n }), 'amount_limit', /150000 sats/);
   denied(p, request({ payloadType: 'psbt' }), 'amount_limit', /without its decoded outputs/);
-  notApplicable(p, request());
+  unjudged(p, request());
+  unjudged(p, request({ payloadType: 'digest' }));
+  unjudged(p, request({ operation: 'export', payloadType: null }));
 });
 
 test('velocity: total sent per rolling window; denied payments spend nothing', () => {
@@ -115,7 +123,7 @@ test('velocity: total sent per rolling window; denied payments spend nothing', (
   assert.equal(s.run(p, psbtRequest([1n], { now: new Date(T0.getTime() + 3_600_000) })).decision.kind, 'deny');
   const [state] = [...s.map.values()];
   assert.equal(state!.counts.length, 25);
-  notApplicable(p, request());
+  unjudged(p, request());
 });
 
 test('destinations: allow-list for external outputs, deny-list for every output, unaddressed outputs', () => {
@@ -127,7 +135,7 @@ test('destinations: allow-list for external outputs, deny-list for every output,
   denied(p, request({ payloadType: 'psbt', psbt: { ...psbt([]), outputs: [{ address: null, amount: 0n, isChange: false }] } }), 'destinations', /output 0 has no address/);
   const opReturn = policyOf('[[rules]]\ntype = "destinations"\ndeny = ["evil"]\nallow_unaddressed = true\n');
   allowed(opReturn, request({ payloadType: 'psbt', psbt: { ...psbt([]), outputs: [{ address: null, amount: 0n, isChange: false }] } }));
-  notApplicable(p, request());
+  unjudged(p, request());
 });
 
 test('fee_cap: absolute, rate (needs vsize) and basis points of the outputs', () => {
@@ -142,7 +150,7 @@ test('fee_cap: absolute, rate (needs vsize) and basis points of the outputs', ()
   // Outputs carry 49,000 + 1,000 change = 50,000: 1% is 500.
   allowed(bps, psbtRequest([49_000n], {}, { fee: 500n }));
   denied(bps, psbtRequest([49_000n], {}, { fee: 501n }), 'fee_cap', /over 100 basis points of the 50000 sats the outputs carry/);
-  notApplicable(abs, request());
+  unjudged(abs, request());
 });
 
 test('change_must_return: accounting, change addresses, change count, own addresses', () => {
@@ -153,7 +161,7 @@ test('change_must_return: accounting, change addresses, change count, own addres
   denied(p, request({ payloadType: 'psbt', psbt: { ...two, outputs: [...two.outputs, { address: 'change1', amount: 1n, isChange: true }] } }), 'change_must_return', /2 change outputs, more than the 1 allowed/);
   denied(p, request({ payloadType: 'psbt', psbt: { ...two, outputs: [two.outputs[0]!, { address: null, amount: 1n, isChange: true }] } }), 'change_must_return', /change output 1 has no address/);
   denied(p, request({ payloadType: 'psbt', psbt: { ...two, outputs: [{ address: 'mine', amount: 5n, isChange: false }] } }), 'change_must_return', /output 0 pays this wallet's own address mine outside the change path/);
-  notApplicable(p, request());
+  unjudged(p, request());
 });
 
 test('payload_format: declared format, byte prefix and length for raw messages only', () => {
@@ -167,7 +175,7 @@ test('payload_format: declared format, byte prefix and length for raw messages o
   denied(p, request({ facts: { format: 'bip322' }, payload: bytes(0x19, 0x01) }), 'payload_format', /2 bytes, shorter than 3/);
   denied(p, request({ facts: { format: 'bip322' }, payload: new Uint8Array(9).fill(0xff) }), 'payload_format', /9 bytes, longer than 8/);
   denied(p, request({ facts: { format: 'bip322' } }), 'payload_format', /bytes were not given/);
-  notApplicable(p, psbtRequest([1n]));
+  unjudged(p, psbtRequest([1n]));
 });
 
 test('approval: always, or only when a condition holds; passes once enough listed approvers agreed', () => {
@@ -182,9 +190,39 @@ test('approval: always, or only when a condition holds; passes once enough liste
   assert.equal(run(big, psbtRequest([1001n])).decision.kind, 'needs_approval');
   assert.equal(run(big, psbtRequest([1n, 1n])).decision.kind, 'needs_approval');
   assert.match(run(big, psbtRequest([1n, 1n])).trace[0]!.explanation, /output 1 pays a destination outside the approved list/);
-  allowed(big, request());
+  unjudged(big, request());
 
   const exports = policyOf('[[rules]]\ntype = "approval"\napprovers = ["token:alice"]\nrequired = 1\nwhen = { operations = ["export"] }\n');
   allowed(exports, request());
   assert.equal(run(exports, request({ operation: 'export', payloadType: null })).decision.kind, 'needs_approval');
+});
+
+test('a rule denies what it cannot judge unless the rule or its document says other_payloads = "allow"', () => {
+  // The review's finding: a key whose only rule was amount_limit signed any digest or message.
+  const onlyAmount = policyOf('[[rules]]\ntype = "amount_limit"\nlimit = 1000\n');
+  denied(onlyAmount, request({ payloadType: 'digest' }), 'amount_limit', /cannot judge a digest request \(it judges PSBT requests only\)/);
+  denied(onlyAmount, request({ payloadType: 'raw' }), 'amount_limit', /cannot judge a raw request/);
+  denied(onlyAmount, request({ payloadType: 'ssh' }), 'amount_limit', /cannot judge an SSH request/);
+  denied(onlyAmount, request({ operation: 'export', payloadType: null }), 'amount_limit', /cannot judge an export/);
+  allowed(onlyAmount, psbtRequest([1000n]));
+  const ruleAllows = policyOf('[[rules]]\ntype = "amount_limit"\nlimit = 1000\nother_payloads = "allow"\n');
+  allowed(ruleAllows, request({ payloadType: 'digest' }));
+  assert.match(run(ruleAllows, request()).trace[0]!.explanation, /other_payloads = "allow" lets it through/);
+  const docAllows = compileDoc('id = "p"\nother_payloads = "allow"\n[applies_to]\nall_keys = true\n[[rules]]\ntype = "amount_limit"\nlimit = 1\n[[rules]]\ntype = "fee_cap"\nmax_fee = 1\nother_payloads = "deny"\n');
+  denied(docAllows, request(), 'fee_cap', /cannot judge a raw request/);
+  // A rule that judges every kind keeps the document's verdict for the others.
+  const withRate = policyOf('[[rules]]\ntype = "amount_limit"\nlimit = 1000\nother_payloads = "allow"\n[[rules]]\ntype = "principals"\nallow = ["token:bot"]\n');
+  allowed(withRate, request());
+});
+
+test('upload warnings name the kinds of request no rule judges and what happens to them', () => {
+  const onlyAmount = policyOf('[[rules]]\ntype = "amount_limit"\nlimit = 1000\n');
+  const [w] = coverageWarnings(onlyAmount);
+  assert.match(w!, /No rule of policy p judges raw signatures, digest signatures, SSH signatures, consensus signatures, exports: they are DENIED/);
+  assert.match(w!, /rules\[0\] \(amount_limit\) cannot judge them/);
+  const open = policyOf('[[rules]]\ntype = "fee_cap"\nmax_fee = 1\nother_payloads = "allow"\n');
+  assert.match(coverageWarnings(open).join('\n'), /other_payloads = "allow" lets them through unchecked/);
+  assert.deepEqual(coverageWarnings(policyOf('[[rules]]\ntype = "principals"\nallow = ["token:bot"]\n')), []);
+  const rawOnly = policyOf('[[rules]]\ntype = "payload_format"\nmax_length = 10\n');
+  assert.deepEqual(uncoveredKinds(rawOnly).map((u) => u.kind), ['digest', 'psbt', 'ssh', 'consensus', 'export']);
 });

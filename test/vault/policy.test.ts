@@ -116,6 +116,10 @@ test('PSBTs pass amount, destination, velocity and 2-of-3 approval rules; budget
       await assert.rejects(again.vault.signPsbt(ctx(), { key: 'hot-1', psbt: spend(6_000n), network: 'regtest' }), code('policy_denied:velocity'));
       // Paths outside the key's allowed subtree are refused before anything is signed.
       await assert.rejects(again.vault.sign({ ...ctx(), key: 'hot-1', path: "m/44'/0'/0'/0/0", payload: { kind: 'message', bytes: new Uint8Array([1]) }, options: {}, context: {} }), code('policy_denied:path'));
+      // The PSBT rules cannot judge raw bytes, so they refuse them (fail closed) until the
+      // document says other_payloads = "allow".
+      await assert.rejects(again.vault.sign({ ...ctx(), key: 'hot-1', path: "m/84'/1'/0'/0/9", payload: { kind: 'message', bytes: new Uint8Array([1]) }, options: { encoding: 'der' }, context: {} }), code('policy_denied:amount_limit'));
+      await again.vault.uploadPolicy(ctx(), POLICY(BLOCKED.address!).replace('[applies_to]', 'other_payloads = "allow"\n[applies_to]'));
       const raw = await again.vault.sign({ ...ctx(), key: 'hot-1', path: "m/84'/1'/0'/0/9", payload: { kind: 'message', bytes: new Uint8Array([1]) }, options: { encoding: 'der' }, context: {} });
       assert.ok(ecc.verify(bitcoin.crypto.sha256(Buffer.from([1])), pubAt("m/84'/1'/0'/0/9"), bitcoin.script.signature.decode(Buffer.concat([Buffer.from(raw.signature), Buffer.from([1])])).signature));
       await assert.rejects(again.vault.sign({ ...ctx(), key: 'hot-1', payload: { kind: 'message', bytes: new Uint8Array([1]) }, options: {}, context: {} }), code('bad_request'), 'an HD master never signs without a path');

@@ -395,7 +395,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   app.post<{ Body: { source: string; format?: PolicyFormat } }>('/v1/policies', { schema: S.uploadPolicySchema }, async (req, reply) => {
     const v = await vault().uploadPolicy(ctx(req), req.body.source, req.body.format);
     reply.code(201);
-    return versionView(v);
+    return { ...versionView(v), warnings: v.warnings };
   });
   app.get('/v1/policies', { schema: S.listPoliciesSchema }, async () => {
     const set = vault().policies;

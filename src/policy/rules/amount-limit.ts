@@ -4,7 +4,7 @@
  * marked as change, so an inconsistent decoder can only make the rule stricter. Tag `amount_limit`.
  */
 import { invalid } from '../fields.js';
-import { NO_PSBT_FACTS, NOT_PSBT, psbtOf, sats, type RuleType } from './common.js';
+import { PSBT_ONLY, NO_PSBT_FACTS, NOT_PSBT, psbtOf, sats, type RuleType } from './common.js';
 
 export interface AmountLimitSpec {
   limit: bigint;
@@ -23,6 +23,7 @@ export const amountLimitRule: RuleType<AmountLimitSpec> = {
     return {
       id: site.ruleId,
       tag: 'amount_limit',
+      judges: PSBT_ONLY,
       scope: () => null,
       evaluate(req, ctx) {
         const psbt = psbtOf(req);

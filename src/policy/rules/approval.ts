@@ -8,7 +8,7 @@
  */
 import { invalid } from '../fields.js';
 import type { Operation, PayloadType, PolicyRequest } from '../model.js';
-import { normalizeAddress, PrincipalPatterns, sats, type RuleType } from './common.js';
+import { ALL_KINDS, normalizeAddress, PrincipalPatterns, PSBT_ONLY, sats, type RuleType } from './common.js';
 
 export interface ApprovalSpec {
   approvers: string[];
@@ -69,12 +69,17 @@ export const approvalRule: RuleType<ApprovalSpec> = {
   compile(spec, site) {
     const of = `${spec.required} of ${spec.approvers.join(', ')}`;
     const listed = new Set(spec.approvers);
+    // Amounts and destinations are PSBT facts: on any other request such a condition can
+    // neither hold nor be ruled out, so the rule cannot judge it (fail closed, engine.ts).
+    const psbtConditions = spec.when !== undefined && (spec.when.amountAbove !== undefined || spec.when.destinationNotIn !== undefined);
     return {
       id: site.ruleId,
       tag: 'approval',
+      judges: psbtConditions ? PSBT_ONLY : ALL_KINDS,
       scope: () => null,
       evaluate(req, ctx) {
         const why = spec.when ? trigger(spec.when, req, ctx.sentExternally) : 'every request';
+        if (why === null && psbtConditions && !req.psbt) return { result: 'cannot_judge', explanation: 'its amount and destination conditions apply to PSBT signatures only' };
         if (why === null) return { result: 'not_applicable', explanation: 'no approval condition holds' };
         const got = new Set((req.approvedBy ?? []).filter((a) => listed.has(a)));
         if (got.size >= spec.required) return { result: 'pass', explanation: `approved by ${[...got].join(', ')} (${of} needed for ${why})` };

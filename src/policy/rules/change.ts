@@ -11,7 +11,7 @@
  * Tag `change_must_return`.
  */
 import { printable } from '../../core/text.js';
-import { normalizeAddress, NO_PSBT_FACTS, NOT_PSBT, psbtOf, sats, type RuleType } from './common.js';
+import { PSBT_ONLY, normalizeAddress, NO_PSBT_FACTS, NOT_PSBT, psbtOf, sats, type RuleType } from './common.js';
 
 export interface ChangeSpec {
   maxChangeOutputs: number;
@@ -30,6 +30,7 @@ export const changeMustReturnRule: RuleType<ChangeSpec> = {
     return {
       id: site.ruleId,
       tag: 'change_must_return',
+      judges: PSBT_ONLY,
       scope: () => null,
       evaluate(req) {
         const psbt = psbtOf(req);

@@ -5,7 +5,7 @@
  */
 import { printable } from '../../core/text.js';
 import { Fields, invalid } from '../fields.js';
-import type { CompiledRule, PolicyRequest, PsbtFacts, RuleOutcome, RuleTag } from '../model.js';
+import { REQUEST_KINDS, type CompiledRule, type PolicyRequest, type PsbtFacts, type RequestKind, type RuleOutcome, type RuleTag } from '../model.js';
 import type { WindowGeometry } from '../window.js';
 
 /** Where a compiled rule lives: used for state scopes and messages. */
@@ -86,7 +86,10 @@ export function psbtOf(req: PolicyRequest): PsbtFacts | 'not_psbt' | 'missing' {
   return req.payloadType === 'psbt' ? 'missing' : 'not_psbt';
 }
 
-export const NOT_PSBT: RuleOutcome = { result: 'not_applicable', explanation: 'not a PSBT signature' };
+export const NOT_PSBT: RuleOutcome = { result: 'cannot_judge', explanation: 'it judges PSBT signatures only' };
+/** Every kind of request: rules that need no payload facts (principals, time, rate). */
+export const ALL_KINDS: ReadonlySet<RequestKind> = new Set(REQUEST_KINDS);
+export const PSBT_ONLY: ReadonlySet<RequestKind> = new Set<RequestKind>(['psbt']);
 export const NO_PSBT_FACTS: RuleOutcome = { result: 'deny', explanation: 'a PSBT signature arrived without its decoded outputs and amounts' };
 
 /** Bech32 addresses are case-insensitive (BIP173): compare them in lower case; base58 as written. */

@@ -5,7 +5,7 @@
  * `allow_unaddressed = true`. Bech32 addresses compare case-insensitively. Tag `destinations`.
  */
 import { printable } from '../../core/text.js';
-import { normalizeAddress, NO_PSBT_FACTS, NOT_PSBT, psbtOf, type RuleType } from './common.js';
+import { PSBT_ONLY, normalizeAddress, NO_PSBT_FACTS, NOT_PSBT, psbtOf, type RuleType } from './common.js';
 
 export interface DestinationsSpec {
   allow?: Set<string>;
@@ -27,6 +27,7 @@ export const destinationsRule: RuleType<DestinationsSpec> = {
     return {
       id: site.ruleId,
       tag: 'destinations',
+      judges: PSBT_ONLY,
       scope: () => null,
       evaluate(req) {
         const psbt = psbtOf(req);

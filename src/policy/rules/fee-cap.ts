@@ -4,7 +4,7 @@
  * outputs (the total, not only what leaves, so a consolidation cannot burn its funds in fees).
  * Integer arithmetic throughout. Tag `fee_cap`.
  */
-import { NO_PSBT_FACTS, NOT_PSBT, psbtOf, sats, type RuleType } from './common.js';
+import { PSBT_ONLY, NO_PSBT_FACTS, NOT_PSBT, psbtOf, sats, type RuleType } from './common.js';
 
 export interface FeeCapSpec {
   maxFee?: bigint;
@@ -24,6 +24,7 @@ export const feeCapRule: RuleType<FeeCapSpec> = {
     return {
       id: site.ruleId,
       tag: 'fee_cap',
+      judges: PSBT_ONLY,
       scope: () => null,
       evaluate(req) {
         const psbt = psbtOf(req);

@@ -3,7 +3,7 @@
  * (raw, digest, psbt, ssh, consensus) the key may be used for. Tag `operations`.
  */
 import type { Operation, PayloadType } from '../model.js';
-import type { RuleType } from './common.js';
+import { ALL_KINDS, type RuleType } from './common.js';
 
 export interface OperationsSpec {
   operations?: Set<Operation>;
@@ -24,6 +24,7 @@ export const operationsRule: RuleType<OperationsSpec> = {
     return {
       id: site.ruleId,
       tag: 'operations',
+      judges: ALL_KINDS,
       scope: () => null,
       evaluate(req) {
         if (spec.operations && !spec.operations.has(req.operation)) return { result: 'deny', explanation: `operation ${req.operation} is not allowed (allowed: ${ops})` };

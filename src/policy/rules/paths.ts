@@ -8,7 +8,7 @@
 import { parsePath, formatPath, isUnder } from '../../wallet/paths.js';
 import { isCustosError } from '../../core/errors.js';
 import { invalid } from '../fields.js';
-import { PrincipalPatterns, type RuleType } from './common.js';
+import { ALL_KINDS, PrincipalPatterns, type RuleType } from './common.js';
 
 export interface PathsSpec {
   allow: number[][];
@@ -36,9 +36,10 @@ export const pathsRule: RuleType<PathsSpec> = {
     return {
       id: site.ruleId,
       tag: 'paths',
+      judges: ALL_KINDS,
       scope: () => null,
       evaluate(req) {
-        if (!req.paths || req.paths.length === 0) return { result: 'not_applicable', explanation: 'the request signs with no derived key' };
+        if (!req.paths || req.paths.length === 0) return { result: 'cannot_judge', explanation: 'the request signs with no derived key, and this rule judges derivation paths' };
         if (spec.principals && !spec.principals.matches(req.principal.id)) return { result: 'not_applicable', explanation: 'the rule is for other principals' };
         for (const p of req.paths) {
           if (!spec.allow.some((prefix) => isUnder(p, prefix))) return { result: 'deny', explanation: `path ${formatPath(p)} is outside the allowed subtrees (${shown})` };

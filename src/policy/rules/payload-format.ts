@@ -9,6 +9,7 @@ import { printable } from '../../core/text.js';
 import { invalid } from '../fields.js';
 import type { PayloadType } from '../model.js';
 import type { RuleType } from './common.js';
+import type { RequestKind } from '../model.js';
 
 export interface PayloadFormatSpec {
   payloadTypes: Set<PayloadType>;
@@ -46,9 +47,10 @@ export const payloadFormatRule: RuleType<PayloadFormatSpec> = {
     return {
       id: site.ruleId,
       tag: 'payload_format',
+      judges: new Set<RequestKind>(spec.payloadTypes),
       scope: () => null,
       evaluate(req) {
-        if (req.operation !== 'sign' || req.payloadType === null || !spec.payloadTypes.has(req.payloadType)) return { result: 'not_applicable', explanation: `applies to ${types} payloads only` };
+        if (req.operation !== 'sign' || req.payloadType === null || !spec.payloadTypes.has(req.payloadType)) return { result: 'cannot_judge', explanation: `it judges ${types} payloads only` };
         if (spec.formats) {
           const f = req.facts.format;
           if (f === undefined || !spec.formats.has(f)) return { result: 'deny', explanation: `the message format ${f === undefined ? 'is not declared' : `"${printable(f, 40)}" is not allowed`} (allowed: ${formats})` };

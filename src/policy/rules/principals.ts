@@ -5,7 +5,7 @@
  * without `allow`, everyone not denied passes. Tag `principals`.
  */
 import { printable } from '../../core/text.js';
-import { PrincipalPatterns, type RuleType } from './common.js';
+import { ALL_KINDS, PrincipalPatterns, type RuleType } from './common.js';
 
 export interface PrincipalsSpec {
   allow?: PrincipalPatterns;
@@ -26,6 +26,7 @@ export const principalsRule: RuleType<PrincipalsSpec> = {
     return {
       id: site.ruleId,
       tag: 'principals',
+      judges: ALL_KINDS,
       scope: () => null,
       evaluate(req) {
         const who = printable(req.principal.id, 80);

@@ -5,7 +5,7 @@
  */
 import { invalid } from '../fields.js';
 import { readWindow, recordInWindow } from '../window.js';
-import { formatDuration, parseWindow, perPhrase, scopeOf, type RuleType, type WindowSpec } from './common.js';
+import { ALL_KINDS, formatDuration, parseWindow, perPhrase, scopeOf, type RuleType, type WindowSpec } from './common.js';
 
 export interface RateLimitSpec extends WindowSpec {
   limit: number;
@@ -25,6 +25,7 @@ export const rateLimitRule: RuleType<RateLimitSpec> = {
     return {
       id: site.ruleId,
       tag: 'rate_limit',
+      judges: ALL_KINDS,
       scope: (req) => scopeOf(site, spec.per, req),
       evaluate(req, ctx) {
         const scope = scopeOf(site, spec.per, req);

@@ -6,7 +6,7 @@
  */
 import { printable } from '../../core/text.js';
 import { invalid } from '../fields.js';
-import type { RuleType } from './common.js';
+import { ALL_KINDS, type RuleType } from './common.js';
 
 export const DAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const;
 
@@ -59,6 +59,7 @@ export const timeWindowRule: RuleType<TimeWindowSpec> = {
     return {
       id: site.ruleId,
       tag: 'time_window',
+      judges: ALL_KINDS,
       scope: () => null,
       evaluate(_req, ctx) {
         const { day, minute } = ctx.localTime(spec.timezone);

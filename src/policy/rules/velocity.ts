@@ -6,7 +6,7 @@
  */
 import { invalid } from '../fields.js';
 import { readWindow, recordInWindow } from '../window.js';
-import { formatDuration, NO_PSBT_FACTS, NOT_PSBT, parseWindow, perPhrase, psbtOf, sats, scopeOf, type RuleType, type WindowSpec } from './common.js';
+import { PSBT_ONLY, formatDuration, NO_PSBT_FACTS, NOT_PSBT, parseWindow, perPhrase, psbtOf, sats, scopeOf, type RuleType, type WindowSpec } from './common.js';
 
 export interface VelocitySpec extends WindowSpec {
   limit: bigint;
@@ -26,6 +26,7 @@ export const velocityRule: RuleType<VelocitySpec> = {
     return {
       id: site.ruleId,
       tag: 'velocity',
+      judges: PSBT_ONLY,
       scope: (req) => (psbtOf(req) === 'not_psbt' ? null : scopeOf(site, spec.per, req)),
       evaluate(req, ctx) {
         const psbt = psbtOf(req);
