@@ -10,6 +10,7 @@ import type { AuditCheckpoint, AuditDraft, AuditEntry } from '../core/types.js';
 import { canonicalJson } from '../core/canonical.js';
 import { GENESIS_HASH, type ChainHead, type Store } from '../store/store.js';
 import { ed25519PrivateKeyObject, publicKeyObject } from '../crypto/algorithms.js';
+import { auditRowBytes, type RowAuthenticator } from '../store/rows.js';
 
 /** The exact bytes an entry's hash covers. Changing this is a new format version. */
 export function entryBytes(seq: number, ts: string, d: AuditDraft): Uint8Array {
@@ -35,6 +36,11 @@ export class AuditSigner {
     this.key = ed25519PrivateKeyObject(seed);
     const spki = createPublicKey(this.key).export({ format: 'der', type: 'spki' });
     this.publicKey = new Uint8Array(spki.subarray(spki.length - 32));
+  }
+
+  /** Signs a statement about the log that lives outside the database (the anchor file). */
+  signStatement(message: Uint8Array): Uint8Array {
+    return new Uint8Array(nodeSign(null, message, this.key));
   }
 
   checkpoint(head: ChainHead, ts: string): AuditCheckpoint {
@@ -65,6 +71,8 @@ export async function verifyChain(
     onProgress?: (done: number, total: number) => void;
     /** Trust the newest checkpoint (after checking its signature) and verify only what follows. */
     fromLastCheckpoint?: boolean;
+    /** An unsealed vault's row MACs: every entry verified must also carry its MAC. */
+    auth?: RowAuthenticator;
   } = {},
 ): Promise<VerifyReport> {
   const { onProgress } = options;
@@ -75,6 +83,11 @@ export async function verifyChain(
   let head: ChainHead = { seq: 0, hash: GENESIS_HASH };
   let count = 0;
   const last = cps[cps.length - 1];
+  // Every vault signs a checkpoint when it is created and at every stop: a log with entries
+  // and no checkpoint had them deleted, and then nothing vouches for any entry.
+  if (total > 0 && !last) {
+    return { ok: false, entries: 0, checkpoints: 0, headSeq: 0, headHash: '', firstBad: { seq: 1, problem: `the log has ${total} entries but no signed checkpoint: the checkpoints were deleted, so nothing vouches for the entries` } };
+  }
   if (options.fromLastCheckpoint && last && last.seq <= total) {
     if (!nodeVerify(null, checkpointMessage(vaultId, last.seq, last.hash, last.ts), pub, last.signature)) {
       return { ok: false, entries: 0, checkpoints: cps.length, headSeq: 0, headHash: '', firstBad: { seq: last.seq, problem: `checkpoint at entry ${last.seq} has a bad signature` } };
@@ -107,6 +120,10 @@ export async function verifyChain(
       if (!equalBytes(e.prevHash, head.hash)) return fail(e.seq, `entry ${e.seq} does not link to entry ${head.seq} (previous hash differs)`);
       const h = chainHash(head, e.seq, e.ts, e);
       if (!equalBytes(h, e.hash)) return fail(e.seq, `entry ${e.seq} was altered (its content does not match its hash)`);
+      if (options.auth && !options.auth.check('audit', String(e.seq), auditRowBytes(e.seq, e.hash), e.mac ?? null)) {
+        options.auth.alarm('audit', String(e.seq), e.mac ? 'mac_mismatch' : 'mac_missing');
+        return fail(e.seq, `entry ${e.seq} ${e.mac ? 'does not match its MAC' : 'has no MAC'}: it was written outside Custos (the chain after it was recomputed)`);
+      }
       head = { seq: e.seq, hash: e.hash };
       count++;
       const cp = cpBySeq.get(e.seq);

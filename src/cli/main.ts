@@ -14,7 +14,7 @@ import { x25519 } from '@noble/curves/ed25519.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { decodeExportedKey, eciesDecrypt } from '../crypto/ecies.js';
 import { CustosClient, type KeyInfo, type SealStatusView } from '../client/client.js';
-import { initVault, openStoreOnly, rekeyShares, verifyAudit, CONFIG_FILE } from '../vault/open.js';
+import { initVault, openStoreOnly, readAnchorText, rekeyShares, verifyAudit, CONFIG_FILE } from '../vault/open.js';
 import { parseSealRecord } from '../keystore/seal.js';
 import { AGENT_DEFAULTS, loadConfig, parsePort, type Pkcs11Config } from '../daemon/config.js';
 import { tokenBackends, tokenRootWrapper } from '../daemon/hsm.js';
@@ -726,13 +726,15 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
     .description('Check every link and signed checkpoint of the audit chain; names the first bad entry')
     .requiredOption('--data-dir <dir>', 'vault directory')
     .option('--audit-key <hex>', 'the audit public key printed by `custos init` (else the copy in the database is trusted)')
+    .option('--anchor <file...>', 'off-host copies of the audit anchor (`custos audit anchor`): the log must reach each one')
     .option('--json', 'print JSON')
-    .action(async (o: { dataDir: string; auditKey?: string; json?: boolean }) => {
+    .action(async (o: { dataDir: string; auditKey?: string; anchor?: string[]; json?: boolean }) => {
       const tty = process.stderr.isTTY && !o.json;
       const auditKey = o.auditKey ? hexToBytes(o.auditKey, 'audit key') : undefined;
       if (auditKey && auditKey.length !== 32) throw new CustosError('bad_request', 'The audit key is 32 bytes (64 hex digits), as printed by `custos init`.');
       const report = await verifyAudit(resolve(o.dataDir), {
         auditKey,
+        ...(o.anchor ? { anchors: o.anchor.map((f) => resolve(f)) } : {}),
         onProgress: (done, total) => {
           if (tty) process.stderr.write(`\rverifying ${done}/${total} entries (${total ? Math.floor((100 * done) / total) : 100}%)`);
         },
@@ -740,9 +742,19 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       if (tty) process.stderr.write('\n');
       if (!auditKey) process.stderr.write('custos: checkpoints were checked with the audit key stored in the database; pass --audit-key (printed by `custos init`) to also catch a log re-signed with a substituted key.\n');
       if (o.json) out(JSON.stringify(report));
-      else if (report.ok) out(`audit chain OK: ${report.entries} entries, ${report.checkpoints} signed checkpoints, head ${report.headSeq} ${report.headHash}`);
-      else out(`audit chain BROKEN at entry ${report.firstBad!.seq}: ${report.firstBad!.problem} (${report.entries} entries before it verified)`);
+      else if (report.ok) {
+        out(`audit chain OK: ${report.entries} entries, ${report.checkpoints} signed checkpoints, head ${report.headSeq} ${report.headHash}`);
+        if (report.anchor) out(`anchor OK: entry ${report.anchor.seq} signed ${report.anchor.ts}${report.anchor.clean ? ' at a clean stop' : ''} (${report.anchor.source})${report.rowsChecked ? '; every protected row matches it' : ''}`);
+        for (const n of report.notes) out(`note: ${n}`);
+      } else out(`audit chain BROKEN at entry ${report.firstBad!.seq}: ${report.firstBad!.problem} (${report.entries} entries before it verified)`);
       if (!report.ok) process.exitCode = EXIT.checkFailed;
+    });
+  audit
+    .command('anchor')
+    .description('Print the signed audit anchor (the newest head, kept beside the database): ship it off the host, and `audit verify --anchor FILE` proves a later database is not older or cut')
+    .requiredOption('--data-dir <dir>', 'vault directory')
+    .action(async (o: { dataDir: string }) => {
+      process.stdout.write(await readAnchorText(resolve(o.dataDir)));
     });
   audit
     .command('tail')

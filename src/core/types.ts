@@ -1,4 +1,5 @@
 /** Domain types shared by every layer: keys, principals, sign requests, audit entries. */
+import type { KeyUse } from './purpose.js';
 
 export const ALGORITHMS = [
   'ed25519',
@@ -85,6 +86,12 @@ export interface SignRequest {
   context: Record<string, string>;
   /** HD master keys only: the derivation path of the child key that signs (`m/44'/0'/0'/0/7`). */
   path?: string;
+  /**
+   * What the front end is asking for, checked against the key's purpose (core/purpose.ts).
+   * Absent: `derived` with a path, `ssh` from the ssh-agent, else `raw`. The privval connector
+   * says `consensus` for vote extensions and v1 SignBytes, which only consensus keys sign.
+   */
+  use?: KeyUse;
 }
 
 export interface SignResult {
@@ -116,6 +123,8 @@ export interface AuditEntry extends AuditDraft {
   ts: string;
   prevHash: Uint8Array;
   hash: Uint8Array;
+  /** The row MAC (store/rows.ts), as stored; null for an entry written while sealed, before adoption. */
+  mac?: Uint8Array | null;
 }
 
 export interface AuditCheckpoint {

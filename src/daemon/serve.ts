@@ -46,11 +46,23 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   assertLoopback(opts.config.api.host);
   const logger = pino({ level: opts.config.log.level, base: { service: 'custos' }, redact: ['req.headers.authorization'] });
   const metrics = new Metrics();
+  metrics.onIntegrityAlarm = (table, problem, pk) => logger.error({ table, problem, row: pk.slice(0, 120) }, 'a protected row failed its integrity check: it was changed outside Custos and is not obeyed');
   const agents: SshAgent[] = [];
   const connectors: Connectors = [];
   const tokens = tokenBackends(opts.config.pkcs11);
   const openWith = (unlock: { passphrase?: Uint8Array; root?: Uint8Array }) =>
-    openVault({ dataDir: opts.dataDir, ...unlock, checkpointEvery: opts.config.audit.checkpointEvery, metrics, approvalTimeoutMs: opts.config.approvals.timeoutSeconds * 1000, backends: tokens });
+    openVault({
+      dataDir: opts.dataDir,
+      ...unlock,
+      checkpointEvery: opts.config.audit.checkpointEvery,
+      metrics,
+      approvalTimeoutMs: opts.config.approvals.timeoutSeconds * 1000,
+      backends: tokens,
+      onAnchorError: (e) => {
+        metrics.anchorFailures.inc();
+        logger.warn({ err: e.message }, 'the audit anchor could not be written; the log is durable, the anchor will be retried');
+      },
+    });
   try {
     return await serveWith();
   } catch (e) {

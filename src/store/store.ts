@@ -9,6 +9,7 @@
  * entries that describe them, so state never changes without its audit record.
  */
 import type { AuditCheckpoint, AuditDraft, AuditEntry, KeyRecord, KeyState } from '../core/types.js';
+import type { RowAuthenticator, RowsDigest } from './rows.js';
 
 export type StateMutation =
   | { kind: 'insertKey'; key: KeyRecord }
@@ -16,6 +17,12 @@ export type StateMutation =
   /** Overwrites the sealed material, then removes it; the row stays as a tombstone. */
   | { kind: 'destroyKey'; id: string; updatedAt: string }
   | { kind: 'insertToken'; token: ApiToken }
+  /**
+   * Replaces a key's attributes and sealed material (a new envelope, bound to the new
+   * attributes) if the stored version is still `expectedVersion`; bumps the version. Used to
+   * give a pre-purpose key its purpose, once.
+   */
+  | { kind: 'rewrapKey'; id: string; expectedVersion: number; version: number; attributes: KeyRecord['attributes']; sealed: Uint8Array; updatedAt: string }
   /**
    * Fails the unit (`key_disabled` / `key_destroyed`) unless the key is active at commit time:
    * a sign or export that raced a disable or destroy is refused instead of slipping through.
@@ -83,6 +90,33 @@ export interface Store {
   readonly kind: string;
   /** Creates or upgrades the schema. */
   migrate(): Promise<void>;
+  /**
+   * From now on every protected row written carries a MAC, and every protected row read is
+   * checked (a mismatch throws `database_corrupt:row_mac` and calls `alarm`). Without one
+   * (read-only tools that hold no root key) rows are read unchecked.
+   */
+  setRowAuthenticator(auth: RowAuthenticator): void;
+  /**
+   * Whether this database has ever been MACed (schema 3 or later, or MAC columns present):
+   * such a database must carry valid MACs and an audit anchor from then on.
+   */
+  integrityEnabled(): Promise<boolean>;
+  /**
+   * Writes the MAC of every protected row that has none and sets the per-table counts
+   * (upgrading a database from before row MACs). Returns the number of rows MACed.
+   */
+  sealRows(): Promise<number>;
+  /**
+   * MACs the audit entries a sealed daemon appended without a key (failed unseal attempts),
+   * when `isSealedEntry` recognises them; any other entry without a MAC stays unadopted.
+   */
+  adoptSealedEntries(isSealedEntry: (e: AuditEntry) => boolean): Promise<number>;
+  /** Checks every protected row's MAC and every table count; [] when sound. */
+  checkRows(): Promise<string[]>;
+  /** The head and the digest of every protected row, read in one snapshot. */
+  rowsDigest(): Promise<{ head: ChainHead; digest: RowsDigest }>;
+  /** Every consensus watermark (key id, chain id, position). */
+  listWatermarks(): Promise<Array<{ keyId: string; chainId: string; height: bigint; round: number; step: number }>>;
   getMeta(name: string): Promise<string | null>;
   /** Meta rows whose name starts with `prefix`, by name (policy documents, policy state). */
   listMeta(prefix: string): Promise<Array<{ name: string; value: string }>>;
@@ -92,7 +126,8 @@ export interface Store {
   setMeta(name: string, value: string | null): Promise<void>;
   /** By stable id or by label. */
   findKey(ref: string): Promise<KeyRecord | null>;
-  listKeys(): Promise<KeyRecord[]>;
+  /** Every key; a row failing its MAC comes back with `tampered: true` (never usable). */
+  listKeys(): Promise<Array<KeyRecord & { tampered?: true }>>;
   findToken(hash: Uint8Array): Promise<ApiToken | null>;
   /** Every token's id, name, role and creation time (hashes included; they are not secrets). */
   listTokens(): Promise<ApiToken[]>;

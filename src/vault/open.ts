@@ -6,10 +6,10 @@
  * and custos.toml (0600). The seal record, the vault id and the audit public key live in the
  * database's meta table, so one file holds everything a backup needs.
  */
-import { chmodSync, closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { CustosError } from '../core/errors.js';
+import { CustosError, isCustosError } from '../core/errors.js';
 import { bytesToHex, hexToBytes, utf8, wipe } from '../core/bytes.js';
 import type { Principal } from '../core/types.js';
 import { deriveSubkey, type ScryptParams } from '../crypto/kdf.js';
@@ -22,6 +22,10 @@ import { Keyring } from '../keystore/keyring.js';
 import { SoftwareBackend } from '../backends/software/software.js';
 import { Backends, type Backend } from '../backends/backend.js';
 import { AuditSigner, verifyChain, type VerifyReport } from '../audit/chain.js';
+import { ANCHOR_FILE, AnchorKeeper, anchorNow, checkAnchor, decodeAnchor, readAnchorFile, writeAnchorFile, type Anchor } from '../audit/anchor.js';
+import { RowMac } from '../keystore/row-mac.js';
+import type { AuditEntry } from '../core/types.js';
+import type { ProtectedTable } from '../store/rows.js';
 import { GroupCommitter } from './commit.js';
 import { Vault, type VaultMetrics } from './vault.js';
 
@@ -154,6 +158,9 @@ export async function initVault(opts: InitOptions): Promise<InitResult> {
     const auditSeed = deriveSubkey(root, utf8(vaultId), 'custos/v1/audit-checkpoint');
     const auditSigner = new AuditSigner(auditSeed, vaultId);
     wipe(auditSeed);
+    const rowMac = new RowMac(root, vaultId);
+    store.setRowAuthenticator(rowMac);
+    await store.sealRows(); // the per-table counts, from zero
     await store.initMeta({
       vault_id: vaultId,
       seal: JSON.stringify(sealRecord),
@@ -167,8 +174,11 @@ export async function initVault(opts: InitOptions): Promise<InitResult> {
       audit: [{ requestId: randomUUID(), principal: SYSTEM.id, operation: 'init', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: sealDetails(vaultId, sealRecord) }],
     });
     await committer.close();
+    // The first anchor: from now on a database shorter than this, or without it, is refused.
+    const { head, digest } = await store.rowsDigest();
     // Closing the last connection folds the WAL into the file and removes it.
     await store.close();
+    rowMac.destroy();
     try {
       linkSync(tmpPath, dbPath); // atomic, and fails if another init won the race
     } catch (e) {
@@ -176,6 +186,7 @@ export async function initVault(opts: InitOptions): Promise<InitResult> {
       throw e;
     }
     linked = true;
+    writeAnchorFile(join(opts.dataDir, ANCHOR_FILE), { vaultId, seq: head.seq, hash: head.hash, ts: new Date().toISOString(), clean: true, rows: digest }, auditSigner, auditSigner.publicKey);
     const configPath = join(opts.dataDir, CONFIG_FILE);
     if (!existsSync(configPath)) writeFileSync(configPath, DEFAULT_CONFIG_TOML, { mode: 0o600 });
     return { vaultId, adminToken, auditPublicKey: bytesToHex(auditSigner.publicKey), ...(shareLines ? { shareLines } : {}) };
@@ -205,6 +216,10 @@ export interface OpenOptions {
   approvalTimeoutMs?: number;
   /** Backends beside the software one (PKCS#11 tokens); closed with the vault. */
   backends?: Backend[];
+  /** How often the audit anchor follows the head while serving (default 1000 ms; 0: only at open and stop). */
+  anchorIntervalMs?: number;
+  /** An anchor that could not be written (disk full): reported, the log itself is durable. */
+  onAnchorError?(e: Error): void;
 }
 
 export interface OpenVault {
@@ -229,45 +244,99 @@ export async function openStoreOnly(dataDir: string, readonly = true): Promise<{
   return { store, vaultId, auditPublicKey: hexToBytes(pub, 'audit public key') };
 }
 
+/**
+ * Entries a sealed daemon appends with no key (failed and accepted unseal attempts): they
+ * change no protected row, and are MACed by the next open (store.adoptSealedEntries).
+ */
+export const isSealedEntry = (e: Pick<AuditEntry, 'operation'>): boolean => e.operation === 'unseal';
+
+/** Where a vault's anchor lives: beside its database. */
+export const anchorPath = (dataDir: string): string => join(dataDir, ANCHOR_FILE);
+
+/**
+ * Everything a vault checks about its database before it serves, with the root in hand:
+ * the audit anchor outside the database (truncation, rollback, rewritten history), the
+ * checkpoints and the chain after the newest one with every entry's MAC, every protected row's
+ * MAC and every table's count, and after a clean stop the digest of every protected row.
+ * A database from before row MACs is upgraded here, once, and says so in its log.
+ */
+async function checkDatabase(store: Store, dataDir: string, vaultId: string, signer: AuditSigner, rowMac: RowMac, committer: () => GroupCommitter): Promise<void> {
+  const enabled = await store.integrityEnabled();
+  await store.migrate();
+  store.setRowAuthenticator(rowMac);
+  const path = anchorPath(dataDir);
+  const anchor = readAnchorFile(path, vaultId, signer.publicKey);
+  if (enabled && !anchor) {
+    throw new CustosError(
+      'database_rolled_back',
+      `The audit anchor ${path} is missing. This vault keeps one beside its database since it was created (or upgraded); without it Custos cannot tell this database from an older or shortened copy, so it refuses to serve. Put the anchor back from the same backup as the database, or see "Restoring from a backup" in the README.`,
+      { tag: 'anchor_missing' },
+    );
+  }
+  if (enabled) await store.adoptSealedEntries(isSealedEntry);
+  if (anchor) await checkAnchor(store, anchor, path, isSealedEntry);
+  // Fail closed on a tampered log: check everything after the newest signed checkpoint
+  // (at most checkpoint_every entries) before serving; `custos audit verify` checks it all.
+  const tail = await verifyChain(store, vaultId, signer.publicKey, { fromLastCheckpoint: true, ...(enabled ? { auth: rowMac } : {}) });
+  if (!tail.ok) {
+    throw new CustosError(
+      'database_corrupt',
+      `The audit log is broken at entry ${tail.firstBad!.seq} (${tail.firstBad!.problem}); Custos will not serve a vault whose audit log was altered. Run \`custos audit verify\`, then restore the database from a backup.`,
+      { tag: 'audit_log' },
+    );
+  }
+  if (enabled) {
+    const problems = await store.checkRows();
+    if (problems.length > 0) {
+      throw new CustosError('database_corrupt', `Rows of the database were changed outside Custos, so it will not serve: ${problems.join('; ')}. Run \`custos audit verify\`, then restore the database from a backup.`, { tag: 'row_mac' });
+    }
+  } else {
+    // First open by a Custos with row MACs: trust the rows as they are (the log verified),
+    // MAC them, and say so in the log; from here on an edit is refused.
+    const n = await store.sealRows();
+    await committer().audit({ requestId: randomUUID(), principal: SYSTEM.id, operation: 'integrity_enabled', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: { rows_maced: n, anchor: ANCHOR_FILE } });
+  }
+}
+
 /** Unseals the vault in `dataDir`. A wrong passphrase throws `wrong_passphrase` and writes nothing. */
 export async function openVault(opts: OpenOptions): Promise<OpenVault> {
   const { store, vaultId, auditPublicKey } = await openStoreOnly(opts.dataDir, false);
   const seal = opts.passphrase ? new PassphraseSeal(opts.passphrase) : null;
   let root: Uint8Array | undefined;
+  let rowMac: RowMac | undefined;
+  let committer: GroupCommitter | undefined;
   try {
     const record = parseSealRecord(await store.getMeta('seal'));
     if (opts.root) root = Uint8Array.from(opts.root);
     else if (seal) root = await seal.unseal(record, vaultId);
     else throw new CustosError('vault_sealed', 'The vault is sealed: give its passphrase, or unseal it with operator shares.');
-    await store.migrate();
     const auditSeed = deriveSubkey(root, utf8(vaultId), 'custos/v1/audit-checkpoint');
     const auditSigner = new AuditSigner(auditSeed, vaultId);
     wipe(auditSeed);
     if (bytesToHex(auditSigner.publicKey) !== bytesToHex(auditPublicKey)) {
       throw new CustosError('database_corrupt', 'The audit public key stored in the database does not belong to this vault; the database was altered. Restore it from a backup.');
     }
-    // Fail closed on a tampered log: check everything after the newest signed checkpoint
-    // (at most checkpoint_every entries) before serving; `custos audit verify` checks it all.
-    const tail = await verifyChain(store, vaultId, auditSigner.publicKey, { fromLastCheckpoint: true });
-    if (!tail.ok) {
-      throw new CustosError(
-        'database_corrupt',
-        `The audit log is broken at entry ${tail.firstBad!.seq} (${tail.firstBad!.problem}); Custos will not serve a vault whose audit log was altered. Run \`custos audit verify\`, then restore the database from a backup.`,
-      );
-    }
+    rowMac = new RowMac(root, vaultId, (table, pk, problem) => opts.metrics?.integrityAlarm?.(table, problem, pk));
+    const makeCommitter = () => (committer ??= new GroupCommitter(store, auditSigner, opts.checkpointEvery ?? 1000, opts.metrics?.batch?.bind(opts.metrics)));
+    await checkDatabase(store, opts.dataDir, vaultId, auditSigner, rowMac, makeCommitter);
     // Vouch for what was just verified: a process killed before its next checkpoint (SIGKILL,
     // power loss) would otherwise leave every later start re-verifying an ever longer tail.
     const head = await store.auditHead();
     const checkpoints = await store.checkpoints();
     if (head.seq > (checkpoints[checkpoints.length - 1]?.seq ?? 0)) await store.putCheckpoint(auditSigner.checkpoint(head, new Date().toISOString()));
-    const committer = new GroupCommitter(store, auditSigner, opts.checkpointEvery ?? 1000, opts.metrics?.batch?.bind(opts.metrics));
-    const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new Backends(new SoftwareBackend(), opts.backends ?? []), committer, metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs });
+    const anchors = new AnchorKeeper(store, anchorPath(opts.dataDir), auditSigner, auditPublicKey, (e) => opts.onAnchorError?.(e));
+    await anchorNow(store, anchorPath(opts.dataDir), auditSigner, auditPublicKey, false);
+    anchors.start(opts.anchorIntervalMs ?? 1000);
+    const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new Backends(new SoftwareBackend(), opts.backends ?? []), committer: makeCommitter(), metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs });
     try {
       await vault.loadPolicies();
+      await vault.migratePurposes();
     } catch (e) {
+      await anchors.stop(false).catch(() => undefined);
       await vault.close().catch(() => undefined);
       throw e;
     }
+    const macs = rowMac;
     return {
       vault,
       store,
@@ -275,10 +344,14 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
       auditPublicKey,
       close: async () => {
         await vault.close();
+        // The last word: an anchor of the final head with the digest of every protected row.
+        await anchors.stop(true).catch((e) => opts.onAnchorError?.(e as Error));
+        macs.destroy();
         await store.close();
       },
     };
   } catch (e) {
+    rowMac?.destroy();
     await store.close();
     throw e;
   } finally {
@@ -291,35 +364,90 @@ export interface AuditVerifyReport extends VerifyReport {
   /** Where the checkpoint key came from: given by the operator, or read from the database itself. */
   keySource: 'given' | 'database';
   auditPublicKey: string;
+  /** The newest anchor checked (the local file or an off-host copy), or null. */
+  anchor: { seq: number; ts: string; clean: boolean; source: string } | null;
+  /** Whether the protected rows were compared with a clean stop's digest (nothing written since). */
+  rowsChecked: boolean;
+  /** What could not be checked, in sentences (a running vault's rows, say). */
+  notes: string[];
 }
 
 /**
- * Verifies the whole audit chain. Pass the audit public key that `custos init` printed: the
- * copy stored in the database could have been replaced by whoever rewrote the log.
+ * Verifies the whole audit chain, the audit anchor beside the database and any off-host
+ * copies of anchors (`anchors`, file paths), and after a clean stop every protected row
+ * against the anchor's digest. Pass the audit public key that `custos init` printed: the copy
+ * stored in the database could have been replaced by whoever rewrote the log.
  */
 export async function verifyAudit(
   dataDir: string,
-  options: { auditKey?: Uint8Array; onProgress?: (done: number, total: number) => void } = {},
+  options: { auditKey?: Uint8Array; anchors?: string[]; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<AuditVerifyReport> {
   const { store, vaultId, auditPublicKey } = await openStoreOnly(dataDir, true);
   try {
     const key = options.auditKey ?? auditPublicKey;
-    const base = { keySource: options.auditKey ? ('given' as const) : ('database' as const), auditPublicKey: bytesToHex(key) };
+    const base = { keySource: options.auditKey ? ('given' as const) : ('database' as const), auditPublicKey: bytesToHex(key), anchor: null, rowsChecked: false, notes: [] as string[] };
+    const broken = (problem: string, seq = 0, report?: VerifyReport): AuditVerifyReport => ({
+      ...base,
+      ok: false,
+      entries: report?.entries ?? 0,
+      checkpoints: report?.checkpoints ?? 0,
+      headSeq: report?.headSeq ?? 0,
+      headHash: report?.headHash ?? '',
+      firstBad: { seq, problem },
+    });
     if (options.auditKey && bytesToHex(options.auditKey) !== bytesToHex(auditPublicKey)) {
-      return {
-        ...base,
-        ok: false,
-        entries: 0,
-        checkpoints: 0,
-        headSeq: 0,
-        headHash: '',
-        firstBad: { seq: 0, problem: 'the audit key stored in the database is not the one you gave: the database was altered (or belongs to another vault)' },
-      };
+      return broken('the audit key stored in the database is not the one you gave: the database was altered (or belongs to another vault)');
     }
-    return { ...base, ...(await verifyChain(store, vaultId, key, { onProgress: options.onProgress })) };
+    const chain = await verifyChain(store, vaultId, key, { onProgress: options.onProgress });
+    if (!chain.ok) return { ...base, ...chain };
+    // Anchors: the local file (required once the vault has one), then off-host copies.
+    const candidates: Array<{ anchor: Anchor; source: string }> = [];
+    try {
+      const local = readAnchorFile(anchorPath(dataDir), vaultId, key);
+      if (local) candidates.push({ anchor: local, source: anchorPath(dataDir) });
+      else if (await store.integrityEnabled()) {
+        return broken(`the audit anchor ${anchorPath(dataDir)} is missing: nothing outside the database vouches for its head, so a cut log cannot be told from a whole one`, chain.headSeq, chain);
+      }
+      for (const f of options.anchors ?? []) candidates.push({ anchor: decodeAnchor(readFileSync(f, 'utf8'), vaultId, key, f), source: f });
+    } catch (e) {
+      if (isCustosError(e)) return broken(e.message, chain.headSeq, chain);
+      throw e;
+    }
+    let rowsChecked = false;
+    let newest: { anchor: Anchor; source: string } | null = null;
+    for (const c of candidates) {
+      try {
+        rowsChecked = (await checkAnchor(store, c.anchor, c.source, isSealedEntry)).rowsChecked || rowsChecked;
+      } catch (e) {
+        if (isCustosError(e)) return broken(e.message, Math.min(c.anchor.seq, chain.headSeq + 1), chain);
+        throw e;
+      }
+      if (!newest || c.anchor.seq > newest.anchor.seq) newest = c;
+    }
+    const notes: string[] = [];
+    if (newest && chain.headSeq > newest.anchor.seq) {
+      notes.push(`entries ${newest.anchor.seq + 1} to ${chain.headSeq} were written after the newest anchor (the vault is running, or did not stop cleanly): they verify as a chain, and \`custos serve\` checks their MACs at its next start`);
+    }
+    if (!rowsChecked) notes.push('protected rows (key states, tokens, policies, budgets, watermarks) were not compared: that needs a clean stop with nothing written since; `custos serve` checks every row\'s MAC at start');
+    return {
+      ...base,
+      ...chain,
+      anchor: newest ? { seq: newest.anchor.seq, ts: newest.anchor.ts, clean: newest.anchor.clean, source: newest.source } : null,
+      rowsChecked,
+      notes,
+    };
   } finally {
     await store.close();
   }
+}
+
+/** The anchor file's text, for a copy kept off the host (`audit verify --anchor` reads it). */
+export async function readAnchorText(dataDir: string): Promise<string> {
+  const { store, vaultId, auditPublicKey } = await openStoreOnly(dataDir, true);
+  await store.close();
+  const a = readAnchorFile(anchorPath(dataDir), vaultId, auditPublicKey);
+  if (!a) throw new CustosError('not_found', `There is no audit anchor in ${dataDir} yet; start the vault once with this version of Custos.`);
+  return readFileSync(anchorPath(dataDir), 'utf8');
 }
 
 /**
@@ -341,6 +469,9 @@ export async function rekeyShares(dataDir: string, currentLines: string[], next:
     const auditSigner = new AuditSigner(auditSeed, vaultId);
     wipe(auditSeed);
     if (bytesToHex(auditSigner.publicKey) !== bytesToHex(auditPublicKey)) throw new CustosError('database_corrupt', 'The shares open a root key that does not belong to this vault; the database was altered.');
+    // The entry below is MACed like any other; and the anchor follows the head it makes.
+    const rowMac = new RowMac(root, vaultId);
+    store.setRowAuthenticator(rowMac);
     const made = await sealToShares(root, vaultId, next.shares, next.threshold, purpose);
     const updated: SealRecord = record.kind === 'shares' ? { kind: 'shares', shares: made.record } : { ...record, recovery: made.record };
     const committer = new GroupCommitter(store, auditSigner);
@@ -353,6 +484,8 @@ export async function rekeyShares(dataDir: string, currentLines: string[], next:
     } finally {
       await committer.close();
     }
+    await anchorNow(store, anchorPath(dataDir), auditSigner, auditPublicKey, false).catch(() => undefined);
+    rowMac.destroy();
     return { shareLines: made.lines };
   } finally {
     wipe(root);

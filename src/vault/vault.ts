@@ -7,6 +7,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { CustosError, isCustosError } from '../core/errors.js';
+import { assertPurpose, isKeyPurpose, KEY_PURPOSES, purposeOf, type KeyPurpose, type KeyUse } from '../core/purpose.js';
 import { equalBytes, wipe } from '../core/bytes.js';
 import type { Algorithm, AuditDraft, KeyAttributes, KeyRecord, Principal, SignOptions, SignPayload, SignRequest, SignResult } from '../core/types.js';
 import { ALGORITHM_INFO, checkSignInput, generateSecret, publicKeyFromSecret, spkiPem, verifySignature } from '../crypto/algorithms.js';
@@ -67,6 +68,26 @@ function checkAttributes(a: KeyAttributes): void {
   if (a.expires_at !== undefined && (typeof a.expires_at !== 'string' || Number.isNaN(Date.parse(a.expires_at)))) {
     throw new CustosError('bad_request', 'expires_at must be an ISO 8601 time.');
   }
+  if (a.purpose !== undefined && (typeof a.purpose !== 'string' || !isKeyPurpose(a.purpose))) {
+    throw new CustosError('bad_request', `purpose must be one of ${KEY_PURPOSES.join(', ')}.`);
+  }
+}
+
+/** Algorithms each purpose can use: a consensus key is what CometBFT accepts, and so on. */
+const PURPOSE_ALGORITHMS: Record<Exclude<KeyPurpose, 'legacy'>, readonly Algorithm[] | null> = {
+  general: null,
+  ssh: ['ed25519', 'p256', 'rsa-2048', 'rsa-3072', 'rsa-4096'],
+  consensus: ['ed25519', 'ed25519-expanded', 'secp256k1'],
+  bitcoin: ['secp256k1', 'secp256k1-bip340'],
+};
+
+/** The purpose a new key gets: the one asked for, else what its origin implies. */
+function choosePurpose(algorithm: Algorithm, asked: string | undefined, fallback: Exclude<KeyPurpose, 'legacy'>): Exclude<KeyPurpose, 'legacy'> {
+  const p = asked ?? fallback;
+  if (!isKeyPurpose(p)) throw new CustosError('bad_request', `purpose must be one of ${KEY_PURPOSES.join(', ')}.`);
+  const allowed = PURPOSE_ALGORITHMS[p];
+  if (allowed && !allowed.includes(algorithm)) throw new CustosError('bad_request', `A ${p} key is ${allowed.join(', ')}; ${algorithm} cannot be one.`);
+  return p;
 }
 
 /**
@@ -118,6 +139,8 @@ export interface ConsensusSignResult {
 export interface VaultMetrics {
   signed(algorithm: Algorithm): void;
   denied(reason: string): void;
+  /** A protected row failed its MAC or count (store/rows.ts): the alert an operator pages on. */
+  integrityAlarm?(table: string, problem: string, pk: string): void;
 }
 
 export interface VaultDeps {
@@ -238,7 +261,14 @@ export class Vault {
 
   /** Finds a key by id or label, for an operation that needs it usable. */
   private async usableKey(ctx: Ctx, operation: string, ref: string): Promise<KeyRecord> {
-    const key = await this.deps.store.findKey(ref);
+    let key: KeyRecord | null;
+    try {
+      key = await this.deps.store.findKey(ref);
+    } catch (e) {
+      // A key row edited outside Custos: never obeyed, and the refusal is on the record.
+      if (isCustosError(e) && e.code === 'database_corrupt') return this.refuse(ctx, operation, { id: null, label: auditRef(ref) }, e);
+      throw e;
+    }
     if (!key) return this.refuse(ctx, operation, { id: null, label: auditRef(ref) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
     if (key.state === 'destroyed') return this.refuse(ctx, operation, key, new CustosError('key_destroyed', `The key ${key.label} was destroyed; it can no longer be used.`));
     if (key.state === 'disabled') return this.refuse(ctx, operation, key, new CustosError('key_disabled', `The key ${key.label} is disabled; enable it first.`));
@@ -258,6 +288,7 @@ export class Vault {
   async listKeys(): Promise<Array<KeyRecord & { corrupt?: true }>> {
     const keys = await this.deps.store.listKeys();
     return keys.map((k) => {
+      if (k.tampered) return { ...k, corrupt: true as const };
       try {
         this.deps.keyring.checkRecord(k);
         return k;
@@ -276,6 +307,7 @@ export class Vault {
     exportable: boolean,
     attributes: KeyAttributes = {},
   ): Promise<KeyRecord> {
+    if (attributes.purpose === undefined) attributes = { ...attributes, purpose: 'general' };
     checkAttributes(attributes);
     const now = new Date().toISOString();
     const key: KeyRecord = {
@@ -297,7 +329,7 @@ export class Vault {
     try {
       await this.deps.committer.commit({
         mutations: [{ kind: 'insertKey', key }],
-        audit: [this.draft(ctx, operation, key, 'ok', null, { algorithm, exportable, public_key_sha256: sha256hex(key.publicKey), ...(typeof backend === 'string' ? { backend, pkcs11_kind: String(attributes['pkcs11.kind']) } : {}) })],
+        audit: [this.draft(ctx, operation, key, 'ok', null, { algorithm, exportable, purpose: String(attributes.purpose), public_key_sha256: sha256hex(key.publicKey), ...(typeof backend === 'string' ? { backend, pkcs11_kind: String(attributes['pkcs11.kind']) } : {}) })],
       });
     } catch (e) {
       if (isCustosError(e) && e.code === 'label_taken') return this.refuse(ctx, operation, { id: null, label }, e);
@@ -319,8 +351,10 @@ export class Vault {
    * `pkcs11:<name>`), where `wrapped` keeps it as a token-wrapped blob in the database
    * instead of a token object. HSM keys are never exportable.
    */
-  async createKey(ctx: Ctx, req: { label: string; algorithm: Algorithm; exportable: boolean; attributes?: KeyAttributes; backend?: string; wrapped?: boolean }): Promise<KeyRecord> {
+  async createKey(ctx: Ctx, req: { label: string; algorithm: Algorithm; exportable: boolean; attributes?: KeyAttributes; backend?: string; wrapped?: boolean; purpose?: string }): Promise<KeyRecord> {
     checkLabel(req.label);
+    const purpose = choosePurpose(req.algorithm, req.purpose ?? (req.attributes?.purpose as string | undefined), 'general');
+    req = { ...req, attributes: { ...req.attributes, purpose } };
     const backend = this.backendFor(req.backend);
     if (backend) {
       if (req.exportable) throw new CustosError('bad_request', 'A key held by an HSM is never exportable; create it without exportable.');
@@ -357,7 +391,7 @@ export class Vault {
   }
 
   /** Takes a key that already exists on a PKCS#11 token (by CKA_LABEL or CKA_ID) under the vault's policy and audit. */
-  async adoptKey(ctx: Ctx, req: { label: string; backend: string; objectLabel?: string; objectId?: string }): Promise<KeyRecord> {
+  async adoptKey(ctx: Ctx, req: { label: string; backend: string; objectLabel?: string; objectId?: string; purpose?: string }): Promise<KeyRecord> {
     checkLabel(req.label);
     const backend = this.backendFor(req.backend);
     if (!(backend instanceof Pkcs11Backend)) throw new CustosError('bad_request', 'Adopting needs a PKCS#11 backend (--backend pkcs11:<name>).');
@@ -365,27 +399,86 @@ export class Vault {
       const a = await backend.adopt({ objectLabel: req.objectLabel, objectId: req.objectId });
       const twin = (await this.deps.store.listKeys()).find((k) => k.state !== 'destroyed' && k.attributes.backend === a.attributes.backend && k.attributes['pkcs11.id'] === a.attributes['pkcs11.id']);
       if (twin) throw new CustosError('label_taken', `That token object is already in the vault as ${twin.label}; one object, one key record (so its budgets and policies cannot be split).`);
-      return await this.storeNewKey(ctx, 'adopt', req.label, a.algorithm, { publicKey: a.publicKey, sealed: a.material }, false, a.attributes);
+      const purpose = choosePurpose(a.algorithm, req.purpose, 'general');
+      return await this.storeNewKey(ctx, 'adopt', req.label, a.algorithm, { publicKey: a.publicKey, sealed: a.material }, false, { ...a.attributes, purpose });
     } catch (e) {
       if (isCustosError(e) && e.code !== 'label_taken') return this.refuse(ctx, 'adopt', { id: null, label: req.label }, e, { backend: req.backend });
       throw e;
     }
   }
 
+  /**
+   * Gives a key made before purposes existed (`legacy`) its one purpose, once: the envelope is
+   * sealed again with the new attribute bound into it, and the change is audited. A key that
+   * already has a purpose keeps it: purposes are fixed at creation.
+   */
+  async setPurpose(ctx: Ctx, ref: string, purpose: string, details: AuditDraft['details'] = {}): Promise<KeyRecord> {
+    const key = await this.deps.store.findKey(ref);
+    if (!key) return this.refuse(ctx, 'set_purpose', { id: null, label: auditRef(ref) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
+    const current = purposeOf(key);
+    try {
+      if (key.state === 'destroyed') throw new CustosError('key_destroyed', `The key ${key.label} was destroyed.`);
+      if (current !== 'legacy') throw new CustosError('key_purpose', `The key ${key.label} is a ${current} key: a purpose is fixed at creation and never changes. Create a new key for the other use.`);
+      choosePurpose(key.algorithm, purpose, 'general');
+      if (purpose === 'bitcoin' && key.attributes.hd === 'slip10') throw new CustosError('bad_request', 'A SLIP-10 ed25519 HD key cannot be a bitcoin key.');
+      if (key.attributes.hd !== undefined && purpose !== 'bitcoin' && purpose !== 'general') throw new CustosError('bad_request', 'An HD key is a bitcoin or a general key.');
+    } catch (e) {
+      if (isCustosError(e)) return this.refuse(ctx, 'set_purpose', key, e, { purpose: purpose.slice(0, 32) });
+      throw e;
+    }
+    const attributes = { ...key.attributes, purpose };
+    const next = { ...key, attributes, version: key.version + 1 };
+    const secret = this.deps.keyring.openSecret(key);
+    let sealed: Uint8Array;
+    try {
+      sealed = this.deps.keyring.sealSecret(next, secret);
+    } finally {
+      wipe(secret);
+    }
+    const now = new Date().toISOString();
+    await this.deps.committer.commit({
+      mutations: [{ kind: 'rewrapKey', id: key.id, expectedVersion: key.version, version: next.version, attributes, sealed, updatedAt: now }],
+      audit: [this.draft(ctx, 'set_purpose', key, 'ok', null, { ...details, from: 'legacy', purpose })],
+    });
+    this.deps.backend.forget(key.id);
+    this.hdCache.forget(key.id);
+    return { ...next, sealed, updatedAt: now };
+  }
+
+  /**
+   * At open: a legacy key that has ever signed a consensus vote (it has a watermark) becomes a
+   * consensus key, so that from now on it signs nothing its watermark does not see. Other
+   * legacy keys keep every use they had, except consensus signing (see core/purpose.ts).
+   */
+  async migratePurposes(): Promise<number> {
+    const marked = new Set((await this.deps.store.listWatermarks()).map((w) => w.keyId));
+    let n = 0;
+    for (const k of await this.deps.store.listKeys()) {
+      if (k.tampered || k.state === 'destroyed' || purposeOf(k) !== 'legacy' || !marked.has(k.id)) continue;
+      await this.setPurpose({ principal: { id: 'system', kind: 'system' }, requestId: `purpose-${k.id}` }, k.id, 'consensus', { migrated: true, reason: 'has a consensus watermark' });
+      n++;
+    }
+    return n;
+  }
+
   /** `material` is wiped here once read. */
-  async importKey(ctx: Ctx, req: { label: string; algorithm?: Algorithm; format: ImportFormat; material: Uint8Array; exportable: boolean; attributes?: KeyAttributes }): Promise<KeyRecord> {
+  async importKey(ctx: Ctx, req: { label: string; algorithm?: Algorithm; format: ImportFormat; material: Uint8Array; exportable: boolean; attributes?: KeyAttributes; purpose?: string }): Promise<KeyRecord> {
     let imported;
+    let purpose: string;
     try {
       checkLabel(req.label);
       imported = importSecret(req.format, req.material, req.algorithm);
+      // A priv_validator_key.json is a consensus key unless the operator says otherwise.
+      purpose = choosePurpose(imported.algorithm, req.purpose ?? (req.attributes?.purpose as string | undefined), req.format === 'cometbft' ? 'consensus' : 'general');
     } catch (e) {
+      wipe(imported?.secret);
       if (isCustosError(e) && e.code !== 'invalid_label') return this.refuse(ctx, 'import', { id: null, label: req.label }, e, { format: req.format });
       throw e;
     } finally {
       wipe(req.material);
     }
     try {
-      return await this.storeNewKey(ctx, 'import', req.label, imported.algorithm, { secret: imported.secret }, req.exportable, req.attributes);
+      return await this.storeNewKey(ctx, 'import', req.label, imported.algorithm, { secret: imported.secret }, req.exportable, { ...req.attributes, purpose });
     } finally {
       wipe(imported.secret);
     }
@@ -441,6 +534,7 @@ export class Vault {
     const key = await this.usableKey(ctx, 'sign', req.key);
     // Front-end context first, so it can never overwrite the vault's own facts.
     const details: AuditDraft['details'] = { ...req.context, [`${req.payload.kind}_sha256`]: sha256hex(req.payload.bytes), algorithm: key.algorithm };
+    const use: KeyUse = req.use ?? (req.path !== undefined ? 'derived' : req.context.protocol === 'ssh-agent' ? 'ssh' : 'raw');
     try {
       checkSignInput(key.algorithm, req.payload, req.options);
     } catch (e) {
@@ -458,6 +552,13 @@ export class Vault {
       }
     } else if (req.path !== undefined) {
       return this.refuse(ctx, 'sign', key, new CustosError('bad_request', `${key.label} is not an HD master key; a derivation path does not apply.`), details);
+    }
+    try {
+      // Before any policy or signature: a consensus key never signs here what its watermark
+      // did not see, an SSH key signs only for its agent (core/purpose.ts).
+      assertPurpose(key, use);
+    } catch (e) {
+      return this.refuse(ctx, 'sign', key, e as CustosError, details);
     }
     const subject: PolicySubject = {
       payloadType: req.context.protocol === 'ssh-agent' ? 'ssh' : req.payload.kind === 'digest' ? 'digest' : 'raw',
@@ -521,6 +622,11 @@ export class Vault {
     };
     if (!['ed25519', 'ed25519-expanded', 'secp256k1'].includes(key.algorithm) || key.attributes.hd !== undefined) {
       return this.refuse(ctx, 'sign', key, new CustosError('unsupported_algorithm', `${key.algorithm} is not a consensus key type (ed25519 or secp256k1).`), details);
+    }
+    try {
+      assertPurpose(key, 'consensus');
+    } catch (e) {
+      return this.refuse(ctx, 'sign', key, e as CustosError, details);
     }
     for (let attempt = 0; attempt < 5; attempt++) {
       const wm = await this.deps.store.getWatermark(key.id, req.chainId);
@@ -718,8 +824,12 @@ export class Vault {
    * any request may sign with. The mnemonic and xprv arrive as strings (JSON); they cannot be
    * wiped, only dropped.
    */
-  async createHdKey(ctx: Ctx, req: { label: string; curve: HdCurve; mnemonic?: string; passphrase?: string; xprv?: string; allowedPaths?: string[]; tags?: string[] }): Promise<KeyRecord> {
+  async createHdKey(ctx: Ctx, req: { label: string; curve: HdCurve; mnemonic?: string; passphrase?: string; xprv?: string; allowedPaths?: string[]; tags?: string[]; purpose?: string }): Promise<KeyRecord> {
     checkLabel(req.label);
+    // A BIP32 tree is a Bitcoin wallet's; a SLIP-10 ed25519 tree signs raw payloads by path.
+    const purpose = req.purpose ?? (req.curve === 'secp256k1' ? 'bitcoin' : 'general');
+    if (purpose !== 'bitcoin' && purpose !== 'general') throw new CustosError('bad_request', 'An HD key is a bitcoin or a general key.');
+    choosePurpose(req.curve === 'secp256k1' ? 'secp256k1' : 'ed25519', purpose, 'general');
     const allowed = (req.allowedPaths ?? []).map((p) => parsePath(p));
     let master: HdMaster;
     let origin: 'create' | 'import' = 'import';
@@ -740,6 +850,7 @@ export class Vault {
       const publicKey = deriveChild(master, 'm').publicKey;
       return await this.storeNewKey(ctx, origin, req.label, req.curve === 'secp256k1' ? 'secp256k1' : 'ed25519', { publicKey, sealed: stored }, false, {
         hd: req.curve === 'secp256k1' ? 'bip32' : 'slip10',
+        purpose,
         'hd.fingerprint': masterFingerprint(master).toString(16).padStart(8, '0'),
         ...(allowed.length ? { 'hd.allowed_paths': (req.allowedPaths ?? []).join(',') } : {}),
         ...(req.tags?.length ? { tags: req.tags.join(',') } : {}),
@@ -794,6 +905,7 @@ export class Vault {
     let p: number[];
     try {
       if (key.attributes.hd === undefined) throw new CustosError('bad_request', `${key.label} is not an HD master key.`);
+      assertPurpose(key, 'derived');
       p = parsePath(path);
       this.checkPathAllowed(key, p);
     } catch (e) {
@@ -825,6 +937,11 @@ export class Vault {
     const hd = key.attributes.hd === 'bip32';
     const standalone = key.attributes.hd === undefined && key.algorithm === 'secp256k1' && key.attributes.backend === undefined;
     if (!hd && !standalone) return this.refuse(ctx, 'sign_psbt', key, new CustosError('bad_request', `${key.label} cannot sign PSBTs: use a BIP32 HD key or a stand-alone secp256k1 software key.`), details);
+    try {
+      assertPurpose(key, 'psbt');
+    } catch (e) {
+      return this.refuse(ctx, 'sign_psbt', key, e as CustosError, details);
+    }
     // An HD key owns what derives from it; a stand-alone key owns inputs whose derivation
     // fields name its public key (33-byte, or x-only for taproot), whatever the origin.
     const master = hd ? this.openMaster(key) : null;
@@ -1026,17 +1143,32 @@ export class Vault {
   }
 
   async hideForAgent(ctx: Ctx, agent: string, key: KeyRecord): Promise<void> {
-    const hidden = await this.hiddenForAgent(agent);
-    hidden.add(key.id);
-    await this.deps.store.setMeta(`ssh_agent.${agent}.hidden`, JSON.stringify([...hidden]));
-    await this.deps.committer.audit(this.draft(ctx, 'agent_hide', key, 'ok', null, { agent }));
+    const name = `ssh_agent.${agent}.hidden`;
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const before = await this.deps.store.getMeta(name);
+      const hidden = new Set(before ? (JSON.parse(before) as string[]) : []);
+      hidden.add(key.id);
+      try {
+        // The row and its audit entry in one transaction, compare-and-set against a racing socket.
+        await this.deps.committer.commit({ mutations: [{ kind: 'compareAndSetMeta', name, expected: before, value: JSON.stringify([...hidden]) }], audit: [this.draft(ctx, 'agent_hide', key, 'ok', null, { agent })] });
+        return;
+      } catch (e) {
+        if (isCustosError(e) && e.tag === 'meta_moved') continue;
+        throw e;
+      }
+    }
+    throw new CustosError('storage_unavailable', 'The agent\'s hidden keys kept changing under concurrent requests; retry.');
   }
 
   async restoreAgent(ctx: Ctx, agent: string): Promise<number> {
-    const hidden = await this.hiddenForAgent(agent);
-    await this.deps.store.setMeta(`ssh_agent.${agent}.hidden`, null);
-    await this.deps.committer.audit(this.draft(ctx, 'agent_restore', { id: null, label: null }, 'ok', null, { agent, restored: hidden.size }));
-    return hidden.size;
+    const name = `ssh_agent.${agent}.hidden`;
+    const before = await this.deps.store.getMeta(name);
+    const restored = before ? (JSON.parse(before) as string[]).length : 0;
+    await this.deps.committer.commit({
+      mutations: before === null ? [] : [{ kind: 'compareAndSetMeta', name, expected: before, value: null }],
+      audit: [this.draft(ctx, 'agent_restore', { id: null, label: null }, 'ok', null, { agent, restored })],
+    });
+    return restored;
   }
 
   auditTail(limit: number) {

@@ -54,7 +54,7 @@ test('FilePV double-sign scenarios: reuse, timestamp-only reuse, conflicts and r
   const v = await makeVault();
   try {
     const seed = createHash('sha256').update("it's a secret").digest('hex');
-    const key = await v.vault.importKey(v.ctx(), { label: 'consensus', algorithm: 'ed25519', format: 'hex', material: new TextEncoder().encode(seed), exportable: false });
+    const key = await v.vault.importKey(v.ctx(), { label: 'consensus', algorithm: 'ed25519', format: 'hex', material: new TextEncoder().encode(seed), exportable: false, purpose: 'consensus' });
     const last = d.last_signed;
     assert.ok(verifies(key.publicKey, hex(last.sign_bytes_hex), hex(last.signature_hex)), 'the vector key is the one that signed last_signed');
     let n = 0;
@@ -96,7 +96,7 @@ test('two vault processes on one database, asked for conflicting messages at the
   const v = await makeVault();
   const other = await openVault({ dataDir: v.dataDir, passphrase: PASS });
   try {
-    const key = await v.vault.createKey(v.ctx(), { label: 'val', algorithm: 'ed25519', exportable: false });
+    const key = await v.vault.createKey(v.ctx(), { label: 'val', algorithm: 'ed25519', exportable: false, purpose: 'consensus' });
     // Two different prevotes (different block hashes) for the same height/round/step.
     const bytes = (tag: number) => new Uint8Array([0x20, 0x08, 0x01, 0x11, 0x05, 0, 0, 0, 0, 0, 0, 0, 0x22, 0x02, 0x0a, tag, 0x2a, 0x00, 0x32, 0x01, 0x63, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0].slice(0, 32));
     const reqA = { requestId: 'a', principal: ADMIN, key: key.id, chainId: 'c', position: { height: 5n, round: 0, step: 2 }, signBytes: bytes(1), onlyTimestampDiffers: () => false, context: {} };

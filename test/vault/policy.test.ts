@@ -160,7 +160,7 @@ test('policy documents reach consensus signing, and a second process sees an upl
   const other = await openVault({ dataDir: v.dataDir, passphrase: PASS });
   try {
     const ctx = () => ({ principal: ADMIN, requestId: randomUUID() });
-    await v.vault.createKey(ctx(), { label: 'val', algorithm: 'ed25519', exportable: false });
+    await v.vault.createKey(ctx(), { label: 'val', algorithm: 'ed25519', exportable: false, purpose: 'consensus' });
     const validator: Principal = { id: 'privval:hub', kind: 'privval' };
     let h = 1n;
     const vote = (principal: Principal) =>
@@ -221,7 +221,7 @@ test('a stand-alone secp256k1 key signs the PSBT inputs that name its public key
   const v = await makeVault();
   try {
     const ctx = () => ({ principal: ADMIN, requestId: randomUUID() });
-    const key = await v.vault.createKey(ctx(), { label: 'solo', algorithm: 'secp256k1', exportable: false });
+    const key = await v.vault.createKey(ctx(), { label: 'solo', algorithm: 'secp256k1', exportable: false, purpose: 'bitcoin' });
     const pay = bitcoin.payments.p2wpkh({ pubkey: key.publicKey, network });
     const prev = new bitcoin.Transaction();
     prev.addInput(new Uint8Array(32).fill(0x5a), 0);

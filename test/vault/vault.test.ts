@@ -58,22 +58,28 @@ test('key lifecycle: create, disable refuses to sign, enable, destroy gives key_
   }
 });
 
-test('a key record moved onto another key row fails with key_record_corrupt instead of signing', async () => {
+test('a key record moved onto another key row: the vault will not open on it, a running vault refuses the key, and the envelope alone refuses it too', async () => {
   const v = await makeVault();
   try {
     const a = await v.vault.createKey(v.ctx(), { label: 'a', algorithm: 'ed25519', exportable: false });
     const b = await v.vault.createKey(v.ctx(), { label: 'b', algorithm: 'ed25519', exportable: false });
-    await v.close();
-    const db = new Database(join(v.dataDir, DB_FILE));
-    db.prepare('UPDATE keys SET sealed = (SELECT sealed FROM keys WHERE id = ?) WHERE id = ?').run(a.id, b.id);
-    db.close();
-    const re = await openVault({ dataDir: v.dataDir, passphrase: PASS });
-    await assert.rejects(re.vault.sign({ ...v.ctx(), key: 'b', payload: msg('x'), options: {}, context: {} }), isCode('key_record_corrupt'));
-    const sig = await re.vault.sign({ ...v.ctx(), key: 'a', payload: msg('x'), options: {}, context: {} });
+    // While it runs: the row's MAC no longer matches, so the key is refused and the refusal audited.
+    const live = new Database(join(v.dataDir, DB_FILE));
+    live.prepare('UPDATE keys SET sealed = (SELECT sealed FROM keys WHERE id = ?) WHERE id = ?').run(a.id, b.id);
+    await assert.rejects(v.vault.sign({ ...v.ctx(), key: 'b', payload: msg('x'), options: {}, context: {} }), isCode('database_corrupt:row_mac'));
+    const sig = await v.vault.sign({ ...v.ctx(), key: 'a', payload: msg('x'), options: {}, context: {} });
     assert.ok(verifySignature('ed25519', a.publicKey, msg('x'), sig.signature, {}));
-    const tail = await re.store.auditTail(3);
-    assert.ok(tail.some((e) => e.outcome === 'failed' && e.reason === 'key_record_corrupt'));
-    await re.close();
+    assert.ok((await v.store.auditTail(4)).some((e) => e.outcome === 'denied' && e.reason === 'database_corrupt:row_mac'));
+    live.close();
+    // The envelope binds the key id too: without the row MAC (a vault before them), the moved
+    // record still does not decrypt.
+    const { Keyring } = await import('../../src/keystore/keyring.js');
+    const k = new Keyring(new Uint8Array(32).fill(1), 'vault');
+    const sealedA = k.sealSecret(a, new Uint8Array(32).fill(9));
+    assert.throws(() => k.openSecret({ ...b, sealed: sealedA }), isCode('key_record_corrupt'));
+    await v.close();
+    // At rest: the vault refuses to open on the edited row.
+    await assert.rejects(openVault({ dataDir: v.dataDir, passphrase: PASS }), (e: unknown) => e instanceof CustosError && e.code === 'database_corrupt');
   } finally {
     await v.dispose();
   }
@@ -197,24 +203,23 @@ test('an unknown key reference with control characters is audited as a hash, nev
   }
 });
 
-test('fields edited in the database behind the vault (exportable, public key) are caught as key_record_corrupt', async () => {
+test('fields edited in the database behind the vault (exportable, public key) are refused, running or at rest', async () => {
   const v = await makeVault();
   try {
     const k = await v.vault.createKey(v.ctx(), { label: 'pinned', algorithm: 'secp256k1', exportable: false });
     const other = await v.vault.createKey(v.ctx(), { label: 'other', algorithm: 'secp256k1', exportable: false });
-    await v.close();
     const db = new Database(join(v.dataDir, DB_FILE));
     db.prepare('UPDATE keys SET exportable = 1 WHERE id = ?').run(k.id);
     db.prepare('UPDATE keys SET public_key = ? WHERE id = ?').run(Buffer.from(k.publicKey), other.id);
     db.close();
-    const re = await openVault({ dataDir: v.dataDir, passphrase: PASS });
     const rpk = x25519.getPublicKey(x25519.utils.randomSecretKey());
-    await assert.rejects(re.vault.exportKey(v.ctx(), 'pinned', { kem: 'x25519', publicKey: rpk }), isCode('key_record_corrupt'));
-    await assert.rejects(re.vault.getKey('other'), isCode('key_record_corrupt'));
-    const listed = await re.vault.listKeys();
-    assert.deepEqual(listed.map((k) => [k.label, !!k.corrupt]), [['pinned', true], ['other', true]]);
-    await assert.rejects(re.vault.sign({ ...v.ctx(), key: 'other', payload: msg('x'), options: {}, context: {} }), isCode('key_record_corrupt'));
-    await re.close();
+    await assert.rejects(v.vault.exportKey(v.ctx(), 'pinned', { kem: 'x25519', publicKey: rpk }), isCode('database_corrupt:row_mac'));
+    await assert.rejects(v.vault.getKey('other'), isCode('database_corrupt:row_mac'));
+    const listed = await v.vault.listKeys();
+    assert.deepEqual(listed.map((x) => [x.label, !!x.corrupt]), [['pinned', true], ['other', true]]);
+    await assert.rejects(v.vault.sign({ ...v.ctx(), key: 'other', payload: msg('x'), options: {}, context: {} }), isCode('database_corrupt:row_mac'));
+    await v.close();
+    await assert.rejects(openVault({ dataDir: v.dataDir, passphrase: PASS }), (e: unknown) => e instanceof CustosError && e.code === 'database_corrupt');
   } finally {
     await v.dispose();
   }

@@ -40,8 +40,24 @@ export class Metrics implements VaultMetrics, PrivvalMetrics {
     registers: [this.registry],
   });
 
+  readonly integrityAlarms = new Counter({
+    name: 'custos_integrity_alarms_total',
+    help: 'Protected rows that failed their MAC or count (edited, inserted or deleted outside Custos), by table and problem. Page on any increase.',
+    labelNames: ['table', 'problem'],
+    registers: [this.registry],
+  });
+  readonly anchorFailures = new Counter({ name: 'custos_audit_anchor_failures_total', help: 'Audit anchor files that could not be written (the log itself stays durable).', registers: [this.registry] });
+
+  /** Set when the daemon wires a logger: every alarm is also an error line naming the row. */
+  onIntegrityAlarm?: (table: string, problem: string, pk: string) => void;
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'custos_' });
+  }
+
+  integrityAlarm(table: string, problem: string, pk: string): void {
+    this.integrityAlarms.inc({ table, problem });
+    this.onIntegrityAlarm?.(table, problem, pk);
   }
 
   signed(algorithm: Algorithm): void {

@@ -143,7 +143,7 @@ test('the ssh-agent serves an HSM key to real ssh-add and ssh-keygen -Y sign', a
   const h = await hsmVault(t);
   if (!h) return;
   const { v } = h;
-  const key = await v.vault.createKey(ctx(), { label: 'ssh-hsm', algorithm: 'ed25519', exportable: false, backend: 'pkcs11:main' });
+  const key = await v.vault.createKey(ctx(), { label: 'ssh-hsm', algorithm: 'ed25519', exportable: false, backend: 'pkcs11:main', purpose: 'ssh' });
   const dir = join(v.dataDir, '..', 'ssh');
   mkdirSync(dir, { mode: 0o700 });
   const agent = new SshAgent(v.vault, { name: 'hsm', socketPath: join(dir, 'agent.sock'), keys: ['ssh-hsm'], allowSha1: false, maxConnections: 8 });
@@ -174,7 +174,7 @@ test('the privval connector signs votes with an HSM consensus key', async (t) =>
   const h = await hsmVault(t);
   if (!h) return;
   const { v } = h;
-  const consensus = await v.vault.createKey(ctx(), { label: 'val-hsm', algorithm: 'ed25519', exportable: false, backend: 'pkcs11:main' });
+  const consensus = await v.vault.createKey(ctx(), { label: 'val-hsm', algorithm: 'ed25519', exportable: false, backend: 'pkcs11:main', purpose: 'consensus' });
   await v.vault.createKey(ctx(), { label: 'identity', algorithm: 'ed25519', exportable: false });
   const chainId = 'hsm-chain';
   const node = await TestNode.listen({ dialect: 'v0.38' });

@@ -1,0 +1,237 @@
+/**
+ * The audit anchor: the newest audit head (sequence number and hash), signed with the audit
+ * key and kept OUTSIDE the database, in `custos.anchor` beside it. Checkpoints live in the
+ * database, so whoever can write the database can delete the newest entries together with the
+ * checkpoints that cover them and the log still verifies, shorter. The anchor is what such a
+ * cut, or a whole database put back from an older copy, cannot match: a database whose log
+ * ends before the anchored entry, or whose entry at that place has another hash, is refused
+ * with `database_rolled_back`.
+ *
+ * Written periodically while the vault runs (never ahead of what is durable: the head is read
+ * from the database after its commit), and at every clean stop with `clean: true` and the
+ * digest of every protected row (store/rows.ts), so that a database edited at rest (a key
+ * re-enabled, a budget refilled, a token inserted) differs from its anchor even for a tool
+ * that holds only the audit public key. The file is replaced atomically (write, fsync,
+ * rename, fsync of the directory) and never moves backwards.
+ *
+ * What it cannot see: an attacker who puts back an older database AND its older anchor file
+ * together, or who cuts only entries written after the newest anchor (at most one anchor
+ * interval of them, after an unclean stop). A copy of the anchor kept off the host
+ * (`custos audit anchor` prints it; `audit verify --anchor FILE` checks against it) closes both.
+ */
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { verify as nodeVerify } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { CustosError } from '../core/errors.js';
+import { bytesToHex, equalBytes, hexToBytes, utf8 } from '../core/bytes.js';
+import { canonicalJson } from '../core/canonical.js';
+import { publicKeyObject } from '../crypto/algorithms.js';
+import type { AuditEntry } from '../core/types.js';
+import type { ChainHead, Store } from '../store/store.js';
+import { COUNTED_TABLES, type RowsDigest } from '../store/rows.js';
+import type { AuditSigner } from './chain.js';
+
+export const ANCHOR_FILE = 'custos.anchor';
+const MAX_ANCHOR_BYTES = 64 * 1024;
+
+export interface Anchor {
+  vaultId: string;
+  seq: number;
+  hash: Uint8Array;
+  ts: string;
+  /** Written by a clean stop: nothing was written after it by the process that wrote it. */
+  clean: boolean;
+  /** With a clean stop: the protected rows as they were at `seq`. */
+  rows?: RowsDigest;
+}
+
+function statement(a: Anchor): Uint8Array {
+  const body: Record<string, unknown> = { v: 1, vault_id: a.vaultId, seq: a.seq, hash: bytesToHex(a.hash), ts: a.ts, clean: a.clean };
+  if (a.rows) body.rows = { tables: a.rows.tables, counts: a.rows.counts };
+  return utf8(`custos-audit-anchor-v1\n${canonicalJson(body)}`);
+}
+
+/** The anchor file's text: the statement's fields and its signature, one JSON object. */
+export function encodeAnchor(a: Anchor, signer: AuditSigner): string {
+  const signature = signer.signStatement(statement(a));
+  return `${JSON.stringify({ v: 1, vault_id: a.vaultId, seq: a.seq, hash: bytesToHex(a.hash), ts: a.ts, clean: a.clean, ...(a.rows ? { rows: a.rows } : {}), signature: Buffer.from(signature).toString('base64') })}\n`;
+}
+
+const corrupt = (where: string, why: string) =>
+  new CustosError('database_rolled_back', `The audit anchor ${where} ${why}; it cannot vouch for the database. Restore the anchor and the database from the same backup, or see "Restoring from a backup" in the README.`, { tag: 'anchor_invalid' });
+
+/** Parses and verifies an anchor's text against the vault's id and audit public key. */
+export function decodeAnchor(text: string, vaultId: string, auditPublicKey: Uint8Array, where: string): Anchor {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    throw corrupt(where, 'is not valid JSON');
+  }
+  if (typeof o !== 'object' || o === null || o.v !== 1) throw corrupt(where, 'is not a version 1 anchor');
+  const { vault_id, seq, hash, ts, clean, rows, signature } = o;
+  if (typeof vault_id !== 'string' || !Number.isSafeInteger(seq) || (seq as number) < 0 || typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash) || typeof ts !== 'string' || typeof clean !== 'boolean' || typeof signature !== 'string') {
+    throw corrupt(where, 'is malformed');
+  }
+  if (vault_id !== vaultId) throw corrupt(where, `belongs to another vault (${vault_id.slice(0, 40)})`);
+  let digest: RowsDigest | undefined;
+  if (rows !== undefined) {
+    const r = rows as { tables?: Record<string, unknown>; counts?: Record<string, unknown> };
+    if (typeof r !== 'object' || r === null || typeof r.tables !== 'object' || typeof r.counts !== 'object' || r.tables === null || r.counts === null) throw corrupt(where, 'has a malformed row digest');
+    for (const t of COUNTED_TABLES) if (typeof r.tables[t] !== 'string' || !Number.isSafeInteger(r.counts[t])) throw corrupt(where, 'has a malformed row digest');
+    digest = { tables: r.tables as RowsDigest['tables'], counts: r.counts as RowsDigest['counts'] };
+  }
+  const a: Anchor = { vaultId, seq: seq as number, hash: hexToBytes(hash, 'anchor hash'), ts, clean, ...(digest ? { rows: digest } : {}) };
+  const sig = Buffer.from(signature, 'base64');
+  if (sig.length !== 64 || !nodeVerify(null, statement(a), publicKeyObject('ed25519', auditPublicKey), sig)) throw corrupt(where, 'does not carry a valid signature of this vault\'s audit key (it was altered)');
+  return a;
+}
+
+/** The anchor in `dataDir`, verified; null when there is none. */
+export function readAnchorFile(path: string, vaultId: string, auditPublicKey: Uint8Array): Anchor | null {
+  if (!existsSync(path)) return null;
+  const buf = readFileSync(path);
+  if (buf.length > MAX_ANCHOR_BYTES) throw corrupt(path, 'is larger than any anchor');
+  return decodeAnchor(buf.toString('utf8'), vaultId, auditPublicKey, path);
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Replaces the anchor file with `a` unless the file already vouches for a later entry (another
+ * process on the same database wrote it): an anchor only moves forward. Durable on return.
+ */
+export function writeAnchorFile(path: string, a: Anchor, signer: AuditSigner, publicKey: Uint8Array): void {
+  try {
+    const cur = readAnchorFile(path, a.vaultId, publicKey);
+    if (cur && (cur.seq > a.seq || (cur.seq === a.seq && cur.clean && !a.clean))) return;
+  } catch {
+    // An unreadable anchor is replaced by a good one: the open already judged the database.
+  }
+  const tmp = join(dirname(path), `.${ANCHOR_FILE}.${process.pid}.tmp`);
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeSync(fd, encodeAnchor(a, signer));
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  fsyncDir(dirname(path));
+}
+
+/**
+ * Checks the database against an anchor: its log must reach the anchored entry with the same
+ * hash, and after a clean stop with nothing written since, its protected rows must be the ones
+ * the anchor digested. Throws `database_rolled_back` or `database_corrupt:rows_changed`.
+ */
+export async function checkAnchor(
+  store: Store,
+  a: Anchor,
+  where: string,
+  /** Entries that change no protected row (failed unseal attempts): the rows are still comparable after them. */
+  rowNeutral: (e: AuditEntry) => boolean = () => false,
+): Promise<{ rowsChecked: boolean }> {
+  const head = await store.auditHead();
+  if (head.seq < a.seq) {
+    throw new CustosError(
+      'database_rolled_back',
+      `The database's audit log ends at entry ${head.seq}, but the audit anchor ${where} (signed ${a.ts}) vouches for entry ${a.seq}: the database is older or shorter than the one this vault wrote (entries were cut, or an old copy was put back). Custos refuses it; restore the newest backup, or see "Restoring from a backup" in the README.`,
+      { tag: 'truncated' },
+    );
+  }
+  if (a.seq > 0) {
+    const [at] = await store.auditAfter(a.seq - 1, 1);
+    if (!at || at.seq !== a.seq || !equalBytes(at.hash, a.hash)) {
+      throw new CustosError(
+        'database_rolled_back',
+        `Audit entry ${a.seq} in the database is not the one the audit anchor ${where} (signed ${a.ts}) vouches for: the log was rewritten from there or earlier. Custos refuses it; run \`custos audit verify\` and restore the database from a backup.`,
+        { tag: 'rewritten' },
+      );
+    }
+  }
+  if (!a.clean || !a.rows) return { rowsChecked: false };
+  if (head.seq > a.seq) {
+    const since = await store.auditAfter(a.seq, 1001);
+    if (since.length > 1000 || !since.every(rowNeutral)) return { rowsChecked: false };
+  }
+  const now = await store.rowsDigest();
+  if (now.head.seq !== head.seq) return { rowsChecked: false };
+  const changed = COUNTED_TABLES.filter((t) => now.digest.tables[t] !== a.rows!.tables[t]);
+  if (changed.length > 0) {
+    throw new CustosError(
+      'database_corrupt',
+      `The vault stopped cleanly at audit entry ${a.seq} and changed nothing since, yet its protected rows differ from that stop's signed anchor in: ${changed.map((t) => `${t} (${a.rows!.counts[t]} rows then, ${now.digest.counts[t]} now)`).join(', ')}. They were edited outside Custos; restore the database from a backup.`,
+      { tag: 'rows_changed' },
+    );
+  }
+  return { rowsChecked: true };
+}
+
+/** Writes an anchor at the store's current head; with `clean`, with the row digest of that head. */
+export async function anchorNow(store: Store, path: string, signer: AuditSigner, publicKey: Uint8Array, clean: boolean): Promise<ChainHead> {
+  if (clean) {
+    const { head, digest } = await store.rowsDigest();
+    writeAnchorFile(path, { vaultId: signer.vaultId, seq: head.seq, hash: head.hash, ts: new Date().toISOString(), clean: true, rows: digest }, signer, publicKey);
+    return head;
+  }
+  const head = await store.auditHead();
+  writeAnchorFile(path, { vaultId: signer.vaultId, seq: head.seq, hash: head.hash, ts: new Date().toISOString(), clean: false }, signer, publicKey);
+  return head;
+}
+
+/**
+ * Keeps the anchor close to the head while the vault runs: every `intervalMs`, if the log
+ * grew, an anchor of the head (after its commit, so never ahead of what is durable).
+ */
+export class AnchorKeeper {
+  private timer: NodeJS.Timeout | null = null;
+  private lastSeq = -1;
+  private writing: Promise<void> | null = null;
+
+  constructor(
+    private readonly store: Store,
+    private readonly path: string,
+    private readonly signer: AuditSigner,
+    private readonly publicKey: Uint8Array,
+    /** A failed anchor write (disk full) is reported, not fatal: the log itself is durable. */
+    private readonly onError: (e: Error) => void = () => undefined,
+  ) {}
+
+  start(intervalMs: number): void {
+    if (intervalMs <= 0 || this.timer) return;
+    this.timer = setInterval(() => void this.tick(), intervalMs);
+    this.timer.unref();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.writing) return;
+    this.writing = (async () => {
+      try {
+        const head = await this.store.auditHead();
+        if (head.seq === this.lastSeq) return;
+        await anchorNow(this.store, this.path, this.signer, this.publicKey, false);
+        this.lastSeq = head.seq;
+      } catch (e) {
+        this.onError(e as Error);
+      }
+    })();
+    await this.writing;
+    this.writing = null;
+  }
+
+  /** Stops the timer; with `clean`, writes the final anchor with the row digest. */
+  async stop(clean: boolean): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    if (this.writing) await this.writing;
+    if (clean) await anchorNow(this.store, this.path, this.signer, this.publicKey, true);
+  }
+}
