@@ -108,6 +108,7 @@ function printKey(k: KeyInfo, json: boolean): void {
       `algorithm:   ${k.algorithm}`,
       `state:       ${k.state}`,
       `exportable:  ${k.exportable}`,
+      ...(k.purpose ? [`purpose:     ${k.purpose}`] : []),
       `origin:      ${k.origin}`,
       `created:     ${k.created_at}`,
       `public key:  ${k.public_key.raw_hex}`,
@@ -121,6 +122,9 @@ function algorithmOption(required: boolean): Option {
   const o = new Option('--algorithm <alg>', 'key algorithm').choices([...ALGORITHMS]);
   return required ? o.makeOptionMandatory() : o;
 }
+
+const purposeOption = (fallback: string) =>
+  new Option('--purpose <purpose>', `what the key signs, fixed at creation: general (raw payloads over the API), ssh (only through an ssh-agent socket), consensus (only CometBFT votes, behind the watermark), bitcoin (PSBTs, BIP32 children); default ${fallback}`).choices(['general', 'ssh', 'consensus', 'bitcoin']);
 
 export function buildCli(): Command {
   const program = new Command('custos')
@@ -227,7 +231,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
             '',
             `  API:        ${dev.server.url}`,
             `  Token:      ${dev.token}`,
-            `  Demo key:   demo (ed25519)`,
+            `  Demo keys:  demo (ed25519, general: the API signs with it), demo-ssh (ed25519, ssh: the agent offers it)`,
             `  Data dir:   ${dev.dataDir}`,
             '',
             'Sign something:',
@@ -238,7 +242,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
             `  export CUSTOS_ADDR=${dev.server.url} CUSTOS_TOKEN=${dev.token}`,
             '  custos keys list',
             '',
-            'As an ssh-agent (the demo key is offered; ssh-add keys are stored in the vault):',
+            'As an ssh-agent (demo-ssh is offered; ssh-add keys are stored in the vault):',
             `  export SSH_AUTH_SOCK=${dev.server.agentSocket}`,
             '  ssh-add -L',
             '',
@@ -350,10 +354,19 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       .option('--exportable', 'allow wrapped export later (fixed at creation)', false)
       .option('--backend <backend>', 'software (default) or pkcs11:<name> from [[pkcs11]]: the key is made inside that token')
       .option('--wrapped', 'PKCS#11: keep the key wrapped by the token\'s AES key in the database, not as a token object')
-      .option('--tag <tag...>', 'policy tags (documents apply to keys by tag); fixed at creation'),
+      .option('--tag <tag...>', 'policy tags (documents apply to keys by tag); fixed at creation')
+      .addOption(purposeOption('general')),
   ).action(async (o) =>
-    printKey(await clientFrom(o).createKey({ label: o.label, algorithm: o.algorithm, exportable: !!o.exportable, ...(o.backend ? { backend: o.backend } : {}), ...(o.wrapped ? { wrapped: true } : {}), ...(o.tag ? { tags: o.tag } : {}) }), !!o.json),
+    printKey(await clientFrom(o).createKey({ label: o.label, algorithm: o.algorithm, exportable: !!o.exportable, ...(o.backend ? { backend: o.backend } : {}), ...(o.wrapped ? { wrapped: true } : {}), ...(o.tag ? { tags: o.tag } : {}), ...(o.purpose ? { purpose: o.purpose } : {}) }), !!o.json),
   );
+
+  withApi(
+    keys
+      .command('set-purpose')
+      .description('Give a key made before key purposes (purpose legacy) its one purpose: once, audited, and fixed from then on')
+      .argument('<key>', 'key id or label')
+      .argument('<purpose>', 'general, ssh, consensus or bitcoin'),
+  ).action(async (ref: string, purpose: string, o) => printKey(await clientFrom(o).setPurpose(ref, purpose), !!o.json));
 
   withApi(
     keys
@@ -375,10 +388,11 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       .requiredOption('--label <label>', 'label in the vault')
       .requiredOption('--backend <backend>', 'pkcs11:<name> from [[pkcs11]]')
       .option('--object-label <label>', 'the key\'s CKA_LABEL on the token')
-      .option('--object-id <hex>', 'the key\'s CKA_ID on the token, hex'),
+      .option('--object-id <hex>', 'the key\'s CKA_ID on the token, hex')
+      .addOption(purposeOption('general')),
   ).action(async (o) => {
     if (!o.objectLabel === !o.objectId) throw new CustosError('bad_request', 'Give exactly one of --object-label and --object-id.');
-    printKey(await clientFrom(o).adoptKey({ label: o.label, backend: o.backend, ...(o.objectLabel ? { object_label: o.objectLabel } : { object_id: o.objectId }) }), !!o.json);
+    printKey(await clientFrom(o).adoptKey({ label: o.label, backend: o.backend, ...(o.objectLabel ? { object_label: o.objectLabel } : { object_id: o.objectId }), ...(o.purpose ? { purpose: o.purpose } : {}) }), !!o.json);
   });
 
   withApi(
@@ -390,7 +404,8 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       .option('--start <n>', 'first number', '0')
       .addOption(algorithmOption(true))
       .option('--backend <backend>', 'software (default) or pkcs11:<name>')
-      .option('--wrapped', 'PKCS#11: wrapped keys in the database (what scales to millions)'),
+      .option('--wrapped', 'PKCS#11: wrapped keys in the database (what scales to millions)')
+      .addOption(purposeOption('general')),
   ).action(async (o) => {
     const count = Number(o.count);
     const start = Number(o.start);
@@ -409,7 +424,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
     };
     while (done < count) {
       const n = Math.min(500, count - done);
-      await client.createKeys({ label_prefix: o.prefix, start: start + done, count: n, algorithm: o.algorithm, ...(o.backend ? { backend: o.backend } : {}), ...(o.wrapped ? { wrapped: true } : {}) });
+      await client.createKeys({ label_prefix: o.prefix, start: start + done, count: n, algorithm: o.algorithm, ...(o.backend ? { backend: o.backend } : {}), ...(o.wrapped ? { wrapped: true } : {}), ...(o.purpose ? { purpose: o.purpose } : {}) });
       done += n;
       if (tty) process.stderr.write(`\r${bar()}`);
     }
@@ -427,12 +442,13 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       .addOption(new Option('--format <format>', 'raw: 32-byte binary secret; hex: hex text; pkcs8: PEM; openssh: OpenSSH private key file; cometbft: priv_validator_key.json').choices(['raw', 'hex', 'pkcs8', 'openssh', 'cometbft']).makeOptionMandatory())
       .requiredOption('--in <file>', 'file with the key material (- for stdin)')
       .addOption(algorithmOption(false))
-      .option('--exportable', 'allow wrapped export later (fixed at creation)', false),
+      .option('--exportable', 'allow wrapped export later (fixed at creation)', false)
+      .addOption(purposeOption('consensus for --format cometbft, else general')),
   ).action(async (o) => {
     const bytes = readInput(o.in);
     try {
       const material = o.format === 'raw' ? Buffer.from(bytes).toString('base64') : Buffer.from(bytes).toString('utf8');
-      printKey(await clientFrom(o).importKey({ label: o.label, algorithm: o.algorithm, format: o.format, material, exportable: !!o.exportable }), !!o.json);
+      printKey(await clientFrom(o).importKey({ label: o.label, algorithm: o.algorithm, format: o.format, material, exportable: !!o.exportable, ...(o.purpose ? { purpose: o.purpose } : {}) }), !!o.json);
     } finally {
       wipe(bytes);
     }
@@ -601,7 +617,8 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       .option('--passphrase-env <var>', 'BIP39 passphrase from this environment variable')
       .option('--xprv-file <file>', 'a master xprv/tprv to import')
       .option('--allowed-path <prefix...>', "subtrees the key may sign under, e.g. m/84'/0'")
-      .option('--tag <tag...>', 'policy tags; fixed at creation'),
+      .option('--tag <tag...>', 'policy tags; fixed at creation')
+      .addOption(new Option('--purpose <purpose>', 'bitcoin (PSBTs and children by path; default for secp256k1) or general (raw payloads by path; default for ed25519)').choices(['bitcoin', 'general'])),
   ).action(async (o) => {
     const text = (f?: string) => (f ? Buffer.from(readInput(f)).toString('utf8').trim().replace(/\s+/g, ' ') : undefined);
     const k = await clientFrom(o).createHdKey({
@@ -610,6 +627,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       ...(o.mnemonicFile ? { mnemonic: text(o.mnemonicFile) } : {}),
       ...(o.passphraseEnv ? { passphrase: process.env[o.passphraseEnv] ?? '' } : {}),
       ...(o.xprvFile ? { xprv: text(o.xprvFile) } : {}),
+      ...(o.purpose ? { purpose: o.purpose } : {}),
       ...(o.allowedPath ? { allowed_paths: o.allowedPath } : {}),
       ...(o.tag ? { tags: o.tag } : {}),
     });

@@ -11,6 +11,8 @@ export interface KeyInfo {
   algorithm: Algorithm;
   state: 'active' | 'disabled' | 'destroyed';
   exportable: boolean;
+  /** What the key signs, fixed at creation (legacy: made before purposes). */
+  purpose?: 'general' | 'ssh' | 'consensus' | 'bitcoin' | 'legacy';
   origin: 'generated' | 'imported';
   created_at: string;
   updated_at: string;
@@ -122,7 +124,7 @@ export class CustosClient {
     return this.call('POST', '/v1/policies/test', request);
   }
 
-  createHdKey(p: { label: string; curve: 'secp256k1' | 'ed25519'; mnemonic?: string; passphrase?: string; xprv?: string; allowed_paths?: string[]; tags?: string[] }): Promise<KeyInfo> {
+  createHdKey(p: { label: string; curve: 'secp256k1' | 'ed25519'; mnemonic?: string; passphrase?: string; xprv?: string; allowed_paths?: string[]; tags?: string[]; purpose?: string }): Promise<KeyInfo> {
     return this.call('POST', '/v1/keys/hd', p);
   }
 
@@ -160,12 +162,12 @@ export class CustosClient {
     return this.call('GET', `/v1/keys/${encodeURIComponent(ref)}`);
   }
 
-  createKey(p: { label: string; algorithm: Algorithm; exportable?: boolean; backend?: string; wrapped?: boolean; tags?: string[] }): Promise<KeyInfo> {
+  createKey(p: { label: string; algorithm: Algorithm; exportable?: boolean; backend?: string; wrapped?: boolean; tags?: string[]; purpose?: string }): Promise<KeyInfo> {
     return this.call('POST', '/v1/keys', p);
   }
 
   /** Takes a key already on a PKCS#11 token under the vault (by its CKA_LABEL or CKA_ID in hex). */
-  adoptKey(p: { label: string; backend: string; object_label?: string; object_id?: string }): Promise<KeyInfo> {
+  adoptKey(p: { label: string; backend: string; object_label?: string; object_id?: string; purpose?: string }): Promise<KeyInfo> {
     return this.call('POST', '/v1/keys/adopt', p);
   }
 
@@ -174,13 +176,18 @@ export class CustosClient {
   }
 
   /** Generates up to 1,000 keys labelled `<label_prefix>-<n>`, n from `start`. */
-  createKeys(p: { label_prefix: string; start: number; count: number; algorithm: Algorithm; backend?: string; wrapped?: boolean }): Promise<{ created: number; first: string; last: string }> {
+  createKeys(p: { label_prefix: string; start: number; count: number; algorithm: Algorithm; backend?: string; wrapped?: boolean; purpose?: string }): Promise<{ created: number; first: string; last: string }> {
     return this.call('POST', '/v1/keys/batch', p);
   }
 
   /** `material`: base64 for raw, the text itself for hex, pkcs8 (PEM) and openssh. */
-  importKey(p: { label: string; algorithm?: Algorithm; format: 'raw' | 'hex' | 'pkcs8' | 'openssh' | 'cometbft'; material: string; exportable?: boolean }): Promise<KeyInfo> {
+  importKey(p: { label: string; algorithm?: Algorithm; format: 'raw' | 'hex' | 'pkcs8' | 'openssh' | 'cometbft'; material: string; exportable?: boolean; purpose?: string }): Promise<KeyInfo> {
     return this.call('POST', '/v1/keys/import', p);
+  }
+
+  /** Gives a legacy key (made before purposes) its one purpose, once. */
+  setPurpose(ref: string, purpose: string): Promise<KeyInfo> {
+    return this.call('POST', `/v1/keys/${encodeURIComponent(ref)}/purpose`, { purpose });
   }
 
   disableKey(ref: string): Promise<KeyInfo> {

@@ -239,7 +239,11 @@ export function closeOnSignals(server: RunningServer, after?: () => void): void 
   process.on('SIGTERM', onSignal);
 }
 
-/** `custos serve --dev`: a throwaway unsealed vault with a demo key. Nothing persists. */
+/**
+ * `custos serve --dev`: a throwaway unsealed vault with two demo keys, `demo` (general: signs
+ * over the API) and `demo-ssh` (ssh: offered by the agent socket), since a key has one
+ * purpose. Nothing persists.
+ */
 export async function startDevServer(overrides: { port?: number; logLevel?: ServeConfig['log']['level'] }): Promise<{ server: RunningServer; token: string; dataDir: string }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'custos-dev-'));
   const passphrase = new Uint8Array(randomBytes(32));
@@ -247,14 +251,15 @@ export async function startDevServer(overrides: { port?: number; logLevel?: Serv
   const { adminToken } = await initVault({ dataDir, passphrase, scrypt: { N: 2 ** 12, r: 8, p: 1 } });
   const seeded = await openVault({ dataDir, passphrase });
   try {
-    await seeded.vault.createKey({ principal: SYSTEM, requestId: 'dev-demo-key' }, { label: 'demo', algorithm: 'ed25519', exportable: false });
+    await seeded.vault.createKey({ principal: SYSTEM, requestId: 'dev-demo-key' }, { label: 'demo', algorithm: 'ed25519', exportable: false, purpose: 'general' });
+    await seeded.vault.createKey({ principal: SYSTEM, requestId: 'dev-demo-ssh-key' }, { label: 'demo-ssh', algorithm: 'ed25519', exportable: false, purpose: 'ssh' });
   } finally {
     await seeded.close();
   }
   const config = loadConfig(join(dataDir, CONFIG_FILE));
   config.api.port = overrides.port ?? 8200;
   config.log.level = overrides.logLevel ?? 'warn';
-  config.sshAgents = [{ ...AGENT_DEFAULTS, keys: ['demo'] }];
+  config.sshAgents = [{ ...AGENT_DEFAULTS, keys: ['demo-ssh'] }];
   let server: RunningServer;
   try {
     server = await startServer({ dataDir, passphrase, config });

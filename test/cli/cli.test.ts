@@ -206,7 +206,9 @@ test('dev mode: a throwaway vault with a demo key, a loud warning, and a curl co
       p.stdout.on('data', (d) => (o += d));
       p.on('close', () => resolve(o));
     });
-    assert.match(list, /^ssh-ed25519 AAAA\S+ demo$/m);
+    assert.match(list, /^ssh-ed25519 AAAA\S+ demo-ssh$/m);
+    // A key has one purpose: the API's demo key is not offered to SSH clients.
+    assert.doesNotMatch(list, / demo$/m);
   } finally {
     const dataDir = /Data dir:\s+(\S+)/.exec(s.output())![1]!;
     assert.equal(await s.stop('SIGINT'), 0);

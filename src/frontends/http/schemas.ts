@@ -4,6 +4,7 @@
  * Every object is closed (`additionalProperties: false`): an unknown field is a 400.
  */
 import { ALGORITHMS } from '../../core/types.js';
+import { KEY_PURPOSES } from '../../core/purpose.js';
 import { IMPORT_FORMATS } from '../../keystore/import.js';
 
 const b64 = (description: string, maxLength = 349_528) => ({ type: 'string', pattern: '^[A-Za-z0-9+/_-]*={0,2}$', maxLength, description }) as const;
@@ -29,6 +30,7 @@ export const keySchema = {
     algorithm: { type: 'string', enum: [...ALGORITHMS] },
     state: { type: 'string', enum: ['active', 'disabled', 'destroyed'] },
     exportable: { type: 'boolean' },
+    purpose: { type: 'string', enum: [...KEY_PURPOSES, 'legacy'], description: 'What the key signs (fixed at creation); legacy: made before purposes, every use but consensus.' },
     origin: { type: 'string', enum: ['generated', 'imported'] },
     created_at: { type: 'string', format: 'date-time' },
     updated_at: { type: 'string', format: 'date-time' },
@@ -59,6 +61,12 @@ const exportableProp = { type: 'boolean', default: false, description: 'Fixed at
 const errors = { 400: { $ref: 'Error#' }, 401: { $ref: 'Error#' }, 403: { $ref: 'Error#' }, 404: { $ref: 'Error#' }, 409: { $ref: 'Error#' }, 410: { $ref: 'Error#' }, 413: { $ref: 'Error#' }, 503: { $ref: 'Error#' } };
 const secured = [{ bearer: [] }];
 
+const purposeProp = {
+  type: 'string',
+  enum: [...KEY_PURPOSES],
+  description: 'What the key signs, fixed at creation: general (raw payloads, the default), ssh (only through an ssh-agent socket), consensus (only CometBFT votes and proposals, behind the watermark), bitcoin (PSBTs and BIP32 children).',
+} as const;
+
 const backendProp = { type: 'string', pattern: '^(software|pkcs11:[A-Za-z0-9._-]{1,64})$', description: 'software (default) or pkcs11:<name> from the [[pkcs11]] configuration' } as const;
 const wrappedProp = { type: 'boolean', default: false, description: 'PKCS#11 only: keep the key as a blob wrapped by the token\'s AES key in the database, not as a token object' } as const;
 
@@ -77,9 +85,19 @@ export const createKeySchema = {
       backend: backendProp,
       wrapped: wrappedProp,
       tags: { type: 'array', maxItems: 16, items: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$' }, description: 'policy tags (documents apply to keys by tag); fixed at creation' },
+      purpose: purposeProp,
     },
   },
   response: { 201: { $ref: 'Key#' }, ...errors },
+} as const;
+
+export const setPurposeSchema = {
+  summary: 'Give a key made before key purposes (purpose legacy) its one purpose; once, and audited',
+  tags: ['keys'],
+  security: secured,
+  params: keyParams,
+  body: { type: 'object', additionalProperties: false, required: ['purpose'], properties: { purpose: purposeProp } },
+  response: { 200: { $ref: 'Key#' }, ...errors },
 } as const;
 
 export const adoptKeySchema = {
@@ -95,6 +113,7 @@ export const adoptKeySchema = {
       backend: backendProp,
       object_label: { type: 'string', minLength: 1, maxLength: 128 },
       object_id: { type: 'string', pattern: '^[0-9a-fA-F]{2,128}$' },
+      purpose: purposeProp,
     },
   },
   response: { 201: { $ref: 'Key#' }, ...errors },
@@ -115,6 +134,7 @@ export const batchCreateSchema = {
       algorithm: { type: 'string', enum: [...ALGORITHMS] },
       backend: backendProp,
       wrapped: wrappedProp,
+      purpose: purposeProp,
     },
   },
   response: { 201: { type: 'object', properties: { created: { type: 'integer' }, first: { type: 'string' }, last: { type: 'string' } } }, ...errors },
@@ -134,6 +154,7 @@ export const importKeySchema = {
       format: { type: 'string', enum: [...IMPORT_FORMATS], description: 'raw: base64 of the 32-byte secret; hex: the secret in hex; pkcs8: PEM text; openssh: the OpenSSH private key file text (unencrypted); cometbft: the priv_validator_key.json text.' },
       material: { type: 'string', minLength: 1, maxLength: 65_536 },
       exportable: exportableProp,
+      purpose: { ...purposeProp, description: `${purposeProp.description} Default: consensus for the cometbft format, general otherwise.` },
     },
   },
   response: { 201: { $ref: 'Key#' }, ...errors },
@@ -470,6 +491,7 @@ export const createHdKeySchema = {
       xprv: { type: 'string', maxLength: 200 },
       allowed_paths: { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 256 }, description: 'path prefixes this key may sign under (all when absent)' },
       tags: { type: 'array', maxItems: 16, items: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$' }, description: 'policy tags (documents apply to keys by tag); fixed at creation' },
+      purpose: { type: 'string', enum: ['bitcoin', 'general'], description: 'bitcoin (the default for secp256k1: PSBTs and children by path) or general (the default for ed25519: raw payloads by path).' },
     },
   },
   response: { 201: { $ref: 'Key#' }, ...errors },

@@ -4,6 +4,7 @@
  * encodes the answers; every decision is the vault's.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { purposeOf } from '../../core/purpose.js';
 import swagger from '@fastify/swagger';
 import { randomUUID } from 'node:crypto';
 import { CustosError, isCustosError } from '../../core/errors.js';
@@ -79,6 +80,7 @@ export function keyView(k: KeyRecord & { corrupt?: true }) {
     algorithm: k.algorithm,
     state: k.state,
     exportable: k.exportable,
+    purpose: purposeOf(k),
     origin: k.origin,
     created_at: k.createdAt,
     updated_at: k.updatedAt,
@@ -292,17 +294,17 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
 
   app.get('/v1/keys', { schema: S.listKeysSchema }, async () => ({ keys: (await vault().listKeys()).map(keyView) }));
 
-  app.post<{ Body: { label: string; algorithm: Algorithm; exportable: boolean; backend?: string; wrapped?: boolean; tags?: string[] } }>('/v1/keys', { schema: S.createKeySchema }, async (req, reply) => {
+  app.post<{ Body: { label: string; algorithm: Algorithm; exportable: boolean; backend?: string; wrapped?: boolean; tags?: string[]; purpose?: string } }>('/v1/keys', { schema: S.createKeySchema }, async (req, reply) => {
     const { tags, ...rest } = req.body;
     const key = await vault().createKey(ctx(req), { ...rest, ...(tags?.length ? { attributes: { tags: tags.join(',') } } : {}) });
     reply.code(201);
     return keyView(key);
   });
 
-  app.post<{ Body: { label: string; backend: string; object_label?: string; object_id?: string } }>('/v1/keys/adopt', { schema: S.adoptKeySchema }, async (req, reply) => {
+  app.post<{ Body: { label: string; backend: string; object_label?: string; object_id?: string; purpose?: string } }>('/v1/keys/adopt', { schema: S.adoptKeySchema }, async (req, reply) => {
     const b = req.body;
     if ((b.object_label === undefined) === (b.object_id === undefined)) throw new CustosError('bad_request', 'Give exactly one of object_label and object_id.');
-    const key = await vault().adoptKey(ctx(req), { label: b.label, backend: b.backend, objectLabel: b.object_label, objectId: b.object_id });
+    const key = await vault().adoptKey(ctx(req), { label: b.label, backend: b.backend, objectLabel: b.object_label, objectId: b.object_id, ...(b.purpose ? { purpose: b.purpose } : {}) });
     reply.code(201);
     return keyView(key);
   });
@@ -313,7 +315,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
 
   // Many keys per request: the CLI drives this in chunks to generate and store 100,000s of
   // HSM-wrapped keys with a progress bar. Each key is its own audited create.
-  app.post<{ Body: { label_prefix: string; start: number; count: number; algorithm: Algorithm; backend?: string; wrapped?: boolean } }>('/v1/keys/batch', { schema: S.batchCreateSchema }, async (req, reply) => {
+  app.post<{ Body: { label_prefix: string; start: number; count: number; algorithm: Algorithm; backend?: string; wrapped?: boolean; purpose?: string } }>('/v1/keys/batch', { schema: S.batchCreateSchema }, async (req, reply) => {
     const b = req.body;
     const v = vault();
     const c = ctx(req);
@@ -325,7 +327,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     const workers = Array.from({ length: Math.min(8, labels.length) }, async () => {
       for (let label = labels.shift(); label !== undefined && failure === undefined; label = labels.shift()) {
         try {
-          await v.createKey({ ...c, requestId: `${c.requestId}-${label}` }, { label, algorithm: b.algorithm, exportable: false, backend: b.backend, wrapped: b.wrapped });
+          await v.createKey({ ...c, requestId: `${c.requestId}-${label}` }, { label, algorithm: b.algorithm, exportable: false, backend: b.backend, wrapped: b.wrapped, ...(b.purpose ? { purpose: b.purpose } : {}) });
           created++;
         } catch (e) {
           failure ??= e;
@@ -341,13 +343,13 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     return { created, first: `${b.label_prefix}-${b.start}`, last: `${b.label_prefix}-${b.start + b.count - 1}` };
   });
 
-  app.post<{ Body: { label: string; algorithm?: Algorithm; format: ImportFormat; material: string; exportable: boolean } }>(
+  app.post<{ Body: { label: string; algorithm?: Algorithm; format: ImportFormat; material: string; exportable: boolean; purpose?: string } }>(
     '/v1/keys/import',
     { schema: S.importKeySchema },
     async (req, reply) => {
       const b = req.body;
       const material = b.format === 'raw' ? base64ToBytes(b.material, 'material') : utf8(b.material);
-      const key = await vault().importKey(ctx(req), { label: b.label, algorithm: b.algorithm, format: b.format, material, exportable: b.exportable });
+      const key = await vault().importKey(ctx(req), { label: b.label, algorithm: b.algorithm, format: b.format, material, exportable: b.exportable, ...(b.purpose ? { purpose: b.purpose } : {}) });
       reply.code(201);
       return keyView(key);
     },
@@ -357,6 +359,9 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
 
   app.post<{ Params: { key: string } }>('/v1/keys/:key/disable', { schema: S.keySchemaRoute('Disable a key (it refuses to sign until enabled)') }, async (req) =>
     keyView(await vault().setEnabled(ctx(req), req.params.key, false)),
+  );
+  app.post<{ Params: { key: string }; Body: { purpose: string } }>('/v1/keys/:key/purpose', { schema: S.setPurposeSchema }, async (req) =>
+    keyView(await vault().setPurpose(ctx(req), req.params.key, req.body.purpose)),
   );
   app.post<{ Params: { key: string } }>('/v1/keys/:key/enable', { schema: S.keySchemaRoute('Enable a disabled key') }, async (req) =>
     keyView(await vault().setEnabled(ctx(req), req.params.key, true)),
@@ -429,9 +434,9 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     },
   );
 
-  app.post<{ Body: { label: string; curve: 'secp256k1' | 'ed25519'; mnemonic?: string; passphrase?: string; xprv?: string; allowed_paths?: string[]; tags?: string[] } }>('/v1/keys/hd', { schema: S.createHdKeySchema }, async (req, reply) => {
+  app.post<{ Body: { label: string; curve: 'secp256k1' | 'ed25519'; mnemonic?: string; passphrase?: string; xprv?: string; allowed_paths?: string[]; tags?: string[]; purpose?: string } }>('/v1/keys/hd', { schema: S.createHdKeySchema }, async (req, reply) => {
     const b = req.body;
-    const key = await vault().createHdKey(ctx(req), { label: b.label, curve: b.curve, mnemonic: b.mnemonic, passphrase: b.passphrase, xprv: b.xprv, allowedPaths: b.allowed_paths, tags: b.tags });
+    const key = await vault().createHdKey(ctx(req), { label: b.label, curve: b.curve, mnemonic: b.mnemonic, passphrase: b.passphrase, xprv: b.xprv, allowedPaths: b.allowed_paths, tags: b.tags, ...(b.purpose ? { purpose: b.purpose } : {}) });
     reply.code(201);
     return keyView(key);
   });
