@@ -214,6 +214,18 @@ test('dev mode: a throwaway vault with a demo key, a loud warning, and a curl co
   }
 });
 
+test('serve --dev starts without a deprecation warning above the banner', async () => {
+  const s = await serve(['--dev']);
+  try {
+    // A served request, then a pause: a warning from lazily built parts has time to show.
+    assert.equal((await fetch(`${s.url}/healthz`)).status, 200);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.doesNotMatch(s.stderr(), /DeprecationWarning|FSTDEP|FastifyWarning/, s.stderr());
+  } finally {
+    assert.equal(await s.stop(), 0);
+  }
+});
+
 test('serve --agent-socket opens an ssh-agent there and prints its SSH_AUTH_SOCK', async (t) => {
   if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
   const { dir, cleanup } = tempDir();

@@ -3,7 +3,7 @@
  * route schemas, /healthz and Prometheus /metrics. It decodes requests into vault calls and
  * encodes the answers; every decision is the vault's.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import { randomUUID } from 'node:crypto';
 import { CustosError, isCustosError } from '../../core/errors.js';
@@ -167,13 +167,16 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true } },
     // Fastify's two info lines per request cost ~8% of a signing request; the onResponse hook
     // below logs each request once, at debug (set [log] level = "debug" for an access log).
-    disableRequestLogging: true,
+    // Fastify 5 takes this through a LogController: the top-level disableRequestLogging
+    // option is deprecated (FSTDEP023, https://fastify.dev/docs/latest/Reference/Warnings/).
+    logController: new LogController({ disableRequestLogging: true }),
     // On shutdown: idle keep-alive sockets close at once, requests in flight finish, and new
     // requests on open connections get 503.
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     // Longer than the schema's 128-character key reference, so the schema gives the error.
-    maxParamLength: 256,
+    // A router option: at the top level it is deprecated (FSTDEP022).
+    routerOptions: { maxParamLength: 256 },
     // URLs the router cannot decode still get the API's error format and a request id.
     frameworkErrors: (error, req, reply) => {
       reply.header('x-request-id', req.id);
