@@ -22,6 +22,7 @@ import type { Pkcs11Backend } from '../backends/pkcs11/backend.js';
 import { prompt, readPassphrase } from '../daemon/passphrase.js';
 import { closeOnSignals, startDevServer, startServer, VERSION } from '../daemon/serve.js';
 import { EXIT, exitCodeFor } from './exit.js';
+import { formatTable } from './table.js';
 
 const out = (s: string): void => {
   process.stdout.write(s.endsWith('\n') ? s : s + '\n');
@@ -334,7 +335,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
   withApi(keys.command('list').description('List keys')).action(async (o) => {
     const list = await clientFrom(o).listKeys();
     if (o.json) return out(JSON.stringify(list, null, 2));
-    out(['ID'.padEnd(31) + 'LABEL'.padEnd(24) + 'ALGORITHM'.padEnd(18) + 'STATE'.padEnd(10) + 'EXPORTABLE', ...list.map((k) => k.id.padEnd(31) + k.label.padEnd(24) + k.algorithm.padEnd(18) + (k.corrupt ? 'CORRUPT' : k.state).padEnd(10) + String(k.exportable))].join('\n'));
+    out(formatTable(['ID', 'LABEL', 'ALGORITHM', 'STATE', 'EXPORTABLE'], list.map((k) => [k.id, k.label, k.algorithm, k.corrupt ? 'CORRUPT' : k.state, String(k.exportable)])));
   });
 
   withApi(keys.command('show').description('Show a key and its public key (raw, PEM/SPKI, OpenSSH)').argument('<key>', 'key id or label')).action(async (ref: string, o) =>
