@@ -28,8 +28,12 @@ export class ShareGate implements SealGate {
     /** Reads the current shares record: a re-key while sealed retires the old shares at once. */
     private readonly readRecord?: () => Promise<SharesRecord>,
   ) {
-    this.collector = new ShareCollector(record, vaultId, seal === 'shares' ? 'shares' : 'recovery');
+    this.collector = this.newCollector();
     this.recordJson = JSON.stringify(record);
+  }
+
+  private newCollector(): ShareCollector {
+    return new ShareCollector(this.record, this.vaultId, this.seal === 'shares' ? 'shares' : 'recovery');
   }
 
   vault(): Vault | null {
@@ -45,7 +49,12 @@ export class ShareGate implements SealGate {
     return { sealed: true, seal: this.seal, threshold: this.record.threshold, progress: this.collector.progress.progress, ...(this.reason ? { reason: this.reason } : {}) };
   }
 
-  submitShare(line: string): Promise<SealStatus> {
+  /**
+   * Adds one share. With `reset`, the share is checked first, against a fresh collection:
+   * only a valid share forgets the shares given so far (and counts as the first of the new
+   * attempt), so an invalid one, from a bystander or a typo, changes nothing.
+   */
+  submitShare(line: string, opts: { reset?: boolean } = {}): Promise<SealStatus> {
     const run = this.queue.then(async () => {
       if (this.opened) return this.status();
       if (this.readRecord) {
@@ -55,10 +64,18 @@ export class ShareGate implements SealGate {
           this.collector.reset();
           this.record = now;
           this.recordJson = JSON.stringify(now);
-          this.collector = new ShareCollector(now, this.vaultId, this.seal === 'shares' ? 'shares' : 'recovery');
+          this.collector = this.newCollector();
         }
       }
-      const root = await this.collector.add(line);
+      let root: Uint8Array | null;
+      if (opts.reset) {
+        const fresh = this.newCollector();
+        root = await fresh.add(line); // throws on an invalid share, before anything is forgotten
+        this.collector.reset();
+        this.collector = fresh;
+      } else {
+        root = await this.collector.add(line);
+      }
       if (root) {
         try {
           this.opened = await this.onRoot(root);
@@ -72,11 +89,6 @@ export class ShareGate implements SealGate {
     });
     this.queue = run.catch(() => undefined);
     return run;
-  }
-
-  resetShares(): SealStatus {
-    this.collector.reset();
-    return this.status();
   }
 
   /** Marks the vault open when it was unsealed another way (HSM auto-unseal). */

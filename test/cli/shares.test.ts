@@ -81,3 +81,52 @@ test('a vault sealed by 2-of-3 operator shares starts sealed and opens with any 
     cleanup();
   }
 });
+
+/** POST /v1/sys/unseal as any process on the host could: no token, any body. */
+async function unseal(url: string, body: unknown): Promise<{ status: number; body: { code?: string; progress?: number; sealed?: boolean }; headers: Headers }> {
+  const res = await fetch(`${url}/v1/sys/unseal`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: res.status, body: (await res.json()) as { code?: string; progress?: number }, headers: res.headers };
+}
+
+/** A 2-of-3 shares vault, its share lines, and a sealed `custos serve` on it. */
+async function sealedVault(dir: string): Promise<{ dataDir: string; shares: string[]; s: Awaited<ReturnType<typeof serve>> }> {
+  const dataDir = join(dir, 'vault');
+  const shareDir = join(dir, 'shares');
+  const init = custos(['init', '--data-dir', dataDir, '--shares', '3', '--threshold', '2', '--share-dir', shareDir], { CUSTOS_PASSPHRASE: undefined });
+  assert.equal(init.status, 0, init.stderr);
+  const shares = readdirSync(shareDir).sort().map((f) => readFileSync(join(shareDir, f), 'utf8').trim());
+  const s = await serve(['--data-dir', dataDir], { CUSTOS_PASSPHRASE: undefined });
+  return { dataDir, shares, s };
+}
+
+test('a reset with an invalid share keeps the progress; a reset with a valid share starts again with that share', async () => {
+  const { dir, cleanup } = tempDir();
+  let s: Awaited<ReturnType<typeof serve>> | undefined;
+  try {
+    const v = await sealedVault(dir);
+    s = v.s;
+    const [a, b] = v.shares as [string, string];
+    assert.equal((await unseal(s.url, { share: a })).body.progress, 1);
+    const damaged = a.slice(0, -1) + (a.endsWith('0') ? '1' : '0');
+    for (const share of ['garbage', damaged]) {
+      const r = await unseal(s.url, { reset: true, share });
+      assert.equal(r.status, 400);
+      assert.equal(r.body.code, 'invalid_share');
+      const st = (await (await fetch(`${s.url}/v1/sys/seal-status`)).json()) as { progress: number };
+      assert.equal(st.progress, 1, `a reset with ${share === 'garbage' ? 'garbage' : 'a damaged share'} wiped the progress`);
+    }
+    const missing = await unseal(s.url, { reset: true });
+    assert.equal(missing.status, 400);
+    assert.equal((await (await fetch(`${s.url}/v1/sys/seal-status`)).json() as { progress: number }).progress, 1);
+    // A valid reset: progress starts again at 1 with share b (so b alone does not unseal)...
+    const reset = await unseal(s.url, { reset: true, share: b });
+    assert.equal(reset.status, 200);
+    assert.deepEqual(reset.body, { sealed: true, seal: 'shares', threshold: 2, progress: 1 });
+    // ...and a given before the reset counts again, as the second share of the new attempt.
+    const done = await unseal(s.url, { share: a });
+    assert.equal(done.body.sealed, false);
+  } finally {
+    await s?.stop();
+    cleanup();
+  }
+});

@@ -36,10 +36,11 @@ export interface SealGate {
   /** The vault once unsealed, else null. */
   vault(): Vault | null;
   status(): SealStatus;
-  /** Adds an operator share; unseals (and starts every front end) when the threshold is reached. */
-  submitShare(line: string): Promise<SealStatus>;
-  /** Forgets the shares given so far. */
-  resetShares(): SealStatus;
+  /**
+   * Adds an operator share; unseals (and starts every front end) when the threshold is reached.
+   * With `reset`, a valid share first forgets the shares given so far; an invalid one changes nothing.
+   */
+  submitShare(line: string, opts?: { reset?: boolean }): Promise<SealStatus>;
 }
 
 /** Health of the parts a request depends on beyond the vault itself (HSM tokens). */
@@ -279,13 +280,12 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   app.post<{ Body: { share?: string; reset?: boolean } }>('/v1/sys/unseal', { ...open, schema: S.unsealSchema }, async (req) => {
     const gate = opts.gate;
     if (!gate || !gate.status().sealed) return sealStatus();
-    // Forgetting progress needs a valid share, so a bystander cannot wipe the operators' work.
-    if (req.body.reset) {
-      if (req.body.share === undefined) throw new CustosError('bad_request', 'To forget the shares given so far, send one valid share with "reset": true.');
-      gate.resetShares();
+    if (req.body.share === undefined) {
+      throw new CustosError('bad_request', req.body.reset ? 'To forget the shares given so far, send one valid share with "reset": true.' : 'Send {"share": "custos-share-v1...."}.');
     }
-    if (req.body.share === undefined) throw new CustosError('bad_request', 'Send {"share": "custos-share-v1...."}.');
-    return gate.submitShare(req.body.share);
+    // Forgetting progress needs a valid share, so a bystander cannot wipe the operators' work:
+    // the gate checks the share before it forgets anything.
+    return gate.submitShare(req.body.share, { reset: req.body.reset === true });
   });
   app.get('/metrics', { ...open, schema: { summary: 'Prometheus metrics', tags: ['system'] } }, async (_req, reply) => {
     reply.header('content-type', metrics.registry.contentType);
