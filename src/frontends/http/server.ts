@@ -32,15 +32,26 @@ export interface SealStatus {
   reason?: string;
 }
 
+/** One call of the unseal route: what the gate logs and audits besides the share itself. */
+export interface UnsealAttempt {
+  /** A valid share first forgets the shares given so far; an invalid one changes nothing. */
+  reset?: boolean;
+  /** The caller's address (the route needs no token, so this is all that is known of it). */
+  remote?: string;
+  requestId?: string;
+}
+
 export interface SealGate {
   /** The vault once unsealed, else null. */
   vault(): Vault | null;
   status(): SealStatus;
   /**
    * Adds an operator share; unseals (and starts every front end) when the threshold is reached.
-   * With `reset`, a valid share first forgets the shares given so far; an invalid one changes nothing.
+   * Refused attempts are limited: it may reject with `rate_limited` without checking the share.
    */
-  submitShare(line: string, opts?: { reset?: boolean }): Promise<SealStatus>;
+  submitShare(line: string, attempt?: UnsealAttempt): Promise<SealStatus>;
+  /** While attempts are rate limited, the seconds until they are checked again; else 0. */
+  retryAfterSeconds(): number;
 }
 
 /** Health of the parts a request depends on beyond the vault itself (HSM tokens). */
@@ -277,7 +288,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     return { status: seal.sealed ? 'sealed' : ok ? 'ok' : 'degraded', sealed: seal.sealed, components };
   });
   app.get('/v1/sys/seal-status', { ...open, schema: S.sealStatusSchema }, async () => sealStatus());
-  app.post<{ Body: { share?: string; reset?: boolean } }>('/v1/sys/unseal', { ...open, schema: S.unsealSchema }, async (req) => {
+  app.post<{ Body: { share?: string; reset?: boolean } }>('/v1/sys/unseal', { ...open, schema: S.unsealSchema }, async (req, reply) => {
     const gate = opts.gate;
     if (!gate || !gate.status().sealed) return sealStatus();
     if (req.body.share === undefined) {
@@ -285,7 +296,13 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     }
     // Forgetting progress needs a valid share, so a bystander cannot wipe the operators' work:
     // the gate checks the share before it forgets anything.
-    return gate.submitShare(req.body.share, { reset: req.body.reset === true });
+    try {
+      return await gate.submitShare(req.body.share, { reset: req.body.reset === true, remote: req.ip, requestId: req.id });
+    } catch (e) {
+      // RFC 9110 §10.2.3: how long to wait, in seconds.
+      if (isCustosError(e) && e.code === 'rate_limited') reply.header('retry-after', String(gate.retryAfterSeconds() || 1));
+      throw e;
+    }
   });
   app.get('/metrics', { ...open, schema: { summary: 'Prometheus metrics', tags: ['system'] } }, async (_req, reply) => {
     reply.header('content-type', metrics.registry.contentType);
