@@ -20,6 +20,7 @@ import { AGENT_DEFAULTS, loadConfig, parsePort, type Pkcs11Config } from '../dae
 import { tokenBackends, tokenRootWrapper } from '../daemon/hsm.js';
 import type { Pkcs11Backend } from '../backends/pkcs11/backend.js';
 import { prompt, readPassphrase } from '../daemon/passphrase.js';
+import { assertPrivateFile, assertVaultLayout } from '../daemon/permissions.js';
 import { closeOnSignals, startDevServer, startServer, VERSION } from '../daemon/serve.js';
 import { EXIT, exitCodeFor } from './exit.js';
 import { formatTable } from './table.js';
@@ -251,6 +252,9 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       }
       if (!o.dataDir) throw new CustosError('bad_request', 'Give --data-dir DIR (a vault made by `custos init`), or --dev for a throwaway vault.');
       const dataDir = resolve(o.dataDir);
+      // Before anything is read from them: loose vault files stop the start (daemon/permissions.ts).
+      assertVaultLayout(dataDir, o.config);
+      if (o.passphraseFile) assertPrivateFile(o.passphraseFile, 'The passphrase file');
       const config = loadConfig(o.config ?? join(dataDir, CONFIG_FILE), o.config !== undefined);
       if (o.host) config.api.host = o.host;
       if (o.port !== undefined) config.api.port = parsePort(o.port, '--port');
@@ -313,6 +317,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
     .action(async (o: { dataDir: string; shareFile: string[]; shares: string; threshold: string; shareDir?: string }) => {
       const next = sharesOption(o)!;
       if (o.shareDir && existsSync(o.shareDir)) throw new CustosError('bad_request', `${o.shareDir} exists; give a new directory for the share files.`);
+      assertVaultLayout(resolve(o.dataDir));
       const lines = o.shareFile.map((f) => Buffer.from(readInput(f)).toString('utf8').trim());
       const { shareLines } = await rekeyShares(resolve(o.dataDir), lines, next);
       out('The shares were replaced; the old ones no longer unseal this vault.');
@@ -768,6 +773,11 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // Whatever this process creates is the user's alone (0600 files, 0700 directories), as
+  // OpenSSH's daemons and agents set their umask: share files and output files, and the
+  // database when SQLite creates it. (SQLite gives custos.db-wal/-shm the database's own mode,
+  // which the permission checks below require to be 0600.)
+  process.umask(0o077);
   const program = buildCli();
   try {
     await program.parseAsync(argv);
