@@ -193,9 +193,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       logger.info({ url, data_dir: opts.dataDir, vault_id: vaultId, sealed: !current(), ssh_agents: agents.map((a) => a.config.socketPath) }, current() ? 'listening' : 'listening sealed: waiting for operator shares (custos operator unseal)'),
     close: () =>
       (closing ??= (async () => {
-        await stopFrontends();
-        // The gate first: unseal attempts waiting out a delay are refused now, not after it.
+        // The gate first: unseal attempts waiting out a delay are refused now, not after it,
+        // and an unseal already opening the vault has started its front ends before they stop.
         await gate?.close();
+        await stopFrontends();
         await app.close();
         await current()?.close();
         for (const t of tokens) await t.close();
