@@ -20,8 +20,10 @@ import { AGENT_DEFAULTS, loadConfig, parsePort, type Pkcs11Config } from '../dae
 import { tokenBackends, tokenRootWrapper } from '../daemon/hsm.js';
 import type { Pkcs11Backend } from '../backends/pkcs11/backend.js';
 import { prompt, readPassphrase } from '../daemon/passphrase.js';
+import { assertPrivateFile, assertVaultLayout } from '../daemon/permissions.js';
 import { closeOnSignals, startDevServer, startServer, VERSION } from '../daemon/serve.js';
 import { EXIT, exitCodeFor } from './exit.js';
+import { formatTable } from './table.js';
 
 const out = (s: string): void => {
   process.stdout.write(s.endsWith('\n') ? s : s + '\n');
@@ -254,6 +256,9 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       }
       if (!o.dataDir) throw new CustosError('bad_request', 'Give --data-dir DIR (a vault made by `custos init`), or --dev for a throwaway vault.');
       const dataDir = resolve(o.dataDir);
+      // Before anything is read from them: loose vault files stop the start (daemon/permissions.ts).
+      assertVaultLayout(dataDir, o.config);
+      if (o.passphraseFile) assertPrivateFile(o.passphraseFile, 'The passphrase file');
       const config = loadConfig(o.config ?? join(dataDir, CONFIG_FILE), o.config !== undefined);
       if (o.host) config.api.host = o.host;
       if (o.port !== undefined) config.api.port = parsePort(o.port, '--port');
@@ -316,6 +321,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
     .action(async (o: { dataDir: string; shareFile: string[]; shares: string; threshold: string; shareDir?: string }) => {
       const next = sharesOption(o)!;
       if (o.shareDir && existsSync(o.shareDir)) throw new CustosError('bad_request', `${o.shareDir} exists; give a new directory for the share files.`);
+      assertVaultLayout(resolve(o.dataDir));
       const lines = o.shareFile.map((f) => Buffer.from(readInput(f)).toString('utf8').trim());
       const { shareLines } = await rekeyShares(resolve(o.dataDir), lines, next);
       out('The shares were replaced; the old ones no longer unseal this vault.');
@@ -338,7 +344,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
   withApi(keys.command('list').description('List keys')).action(async (o) => {
     const list = await clientFrom(o).listKeys();
     if (o.json) return out(JSON.stringify(list, null, 2));
-    out(['ID'.padEnd(31) + 'LABEL'.padEnd(24) + 'ALGORITHM'.padEnd(18) + 'STATE'.padEnd(10) + 'EXPORTABLE', ...list.map((k) => k.id.padEnd(31) + k.label.padEnd(24) + k.algorithm.padEnd(18) + (k.corrupt ? 'CORRUPT' : k.state).padEnd(10) + String(k.exportable))].join('\n'));
+    out(formatTable(['ID', 'LABEL', 'ALGORITHM', 'STATE', 'EXPORTABLE'], list.map((k) => [k.id, k.label, k.algorithm, k.corrupt ? 'CORRUPT' : k.state, String(k.exportable)])));
   });
 
   withApi(keys.command('show').description('Show a key and its public key (raw, PEM/SPKI, OpenSSH)').argument('<key>', 'key id or label')).action(async (ref: string, o) =>
@@ -798,6 +804,11 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // Whatever this process creates is the user's alone (0600 files, 0700 directories), as
+  // OpenSSH's daemons and agents set their umask: share files and output files, and the
+  // database when SQLite creates it. (SQLite gives custos.db-wal/-shm the database's own mode,
+  // which the permission checks below require to be 0600.)
+  process.umask(0o077);
   const program = buildCli();
   try {
     await program.parseAsync(argv);

@@ -2,6 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { parse } from 'smol-toml';
 import { CustosError } from '../core/errors.js';
+import { DEFAULT_UNSEAL_LIMITS } from './unseal.js';
 
 export interface AgentSocketConfig {
   enabled: boolean;
@@ -53,6 +54,8 @@ export interface ServeConfig {
   seal: { pkcs11?: { token: string; keyLabel: string } };
   approvals: { timeoutSeconds: number };
   audit: { checkpointEvery: number };
+  /** Refused unseal attempts: more than `maxFailures` within `windowSeconds` get 429 (daemon/unseal.ts). */
+  unseal: { maxFailures: number; windowSeconds: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent' };
 }
 
@@ -66,6 +69,7 @@ export const DEFAULTS: ServeConfig = {
   seal: {},
   approvals: { timeoutSeconds: 60 },
   audit: { checkpointEvery: 1000 },
+  unseal: { maxFailures: DEFAULT_UNSEAL_LIMITS.maxFailures, windowSeconds: DEFAULT_UNSEAL_LIMITS.windowSeconds },
   log: { level: 'info' },
 };
 
@@ -83,6 +87,7 @@ const KNOWN: Record<string, string[]> = {
   seal: ['pkcs11'],
   approvals: ['timeout_seconds'],
   audit: ['checkpoint_every'],
+  unseal: ['max_failures', 'window_seconds'],
   log: ['level'],
 };
 
@@ -202,6 +207,9 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
   if (approvals.timeout_seconds !== undefined) cfg.approvals.timeoutSeconds = int(approvals.timeout_seconds, 'approvals.timeout_seconds', 1, 86_400);
   const audit = (doc.audit ?? {}) as Record<string, unknown>;
   if (audit.checkpoint_every !== undefined) cfg.audit.checkpointEvery = int(audit.checkpoint_every, 'audit.checkpoint_every', 1, 1_000_000);
+  const unseal = (doc.unseal ?? {}) as Record<string, unknown>;
+  if (unseal.max_failures !== undefined) cfg.unseal.maxFailures = int(unseal.max_failures, 'unseal.max_failures', 1, 1000);
+  if (unseal.window_seconds !== undefined) cfg.unseal.windowSeconds = int(unseal.window_seconds, 'unseal.window_seconds', 1, 3600);
   const log = (doc.log ?? {}) as Record<string, unknown>;
   if (log.level !== undefined) {
     if (typeof log.level !== 'string' || !LEVELS.includes(log.level)) fail(path, `log.level must be one of ${LEVELS.join(', ')}`);

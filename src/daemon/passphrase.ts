@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { CustosError } from '../core/errors.js';
 import { utf8, wipe } from '../core/bytes.js';
+import { assertPrivateFile } from './permissions.js';
 
 function stripNewline(b: Uint8Array): Uint8Array {
   let end = b.length;
@@ -54,6 +55,8 @@ export async function prompt(question: string): Promise<Uint8Array> {
 export async function readPassphrase(opts: { file?: string; confirm?: boolean }): Promise<Uint8Array> {
   let pass: Uint8Array;
   if (opts.file) {
+    // Like ssh with a private key: a passphrase others can read is refused, not used.
+    assertPrivateFile(opts.file, 'The passphrase file');
     try {
       pass = stripNewline(new Uint8Array(readFileSync(opts.file)));
     } catch (e) {

@@ -18,7 +18,7 @@ import { Metrics } from '../frontends/http/metrics.js';
 import { SshAgent } from '../frontends/ssh-agent/agent.js';
 import { PrivvalConnector } from '../frontends/privval/connector.js';
 import { initVault, openStoreOnly, openVault, SYSTEM, CONFIG_FILE, type OpenVault } from '../vault/open.js';
-import { ShareGate } from './unseal.js';
+import { DEFAULT_UNSEAL_LIMITS, SealedStore, ShareGate } from './unseal.js';
 import { AGENT_DEFAULTS, loadConfig, type ServeConfig } from './config.js';
 
 export const VERSION = '0.1.0';
@@ -140,26 +140,26 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         logger.warn({ seal: 'hsm', code: (e as CustosError).code }, reason);
       }
     }
-    const recordShares = record.kind === 'shares' ? record.shares : record.recovery;
-    gate = new ShareGate(record.kind, recordShares, vaultId, async (r) => {
-      const o = await openWith({ root: r });
-      try {
-        await startFrontends(o);
-      } catch (e) {
-        await o.close();
-        throw e;
-      }
-      logger.info({ vault_id: vaultId }, 'unsealed by operator shares');
-      return o;
-    }, reason, async () => {
-      const m = await openStoreOnly(opts.dataDir);
-      try {
-        const r = parseSealRecord(await m.store.getMeta('seal'));
-        if (r.kind === 'passphrase') throw new CustosError('database_corrupt', 'The seal record changed kind while the vault was sealed.');
-        return r.kind === 'shares' ? r.shares : r.recovery;
-      } finally {
-        await m.store.close();
-      }
+    gate = new ShareGate({
+      seal: record.kind,
+      record: record.kind === 'shares' ? record.shares : record.recovery,
+      vaultId,
+      onRoot: async (r) => {
+        const o = await openWith({ root: r });
+        try {
+          await startFrontends(o);
+        } catch (e) {
+          await o.close();
+          throw e;
+        }
+        logger.info({ vault_id: vaultId }, 'unsealed by operator shares');
+        return o;
+      },
+      ...(reason ? { reason } : {}),
+      sealedStore: new SealedStore(opts.dataDir),
+      logger,
+      onRefused: (code) => metrics.unsealRefused(code),
+      limits: { ...DEFAULT_UNSEAL_LIMITS, maxFailures: opts.config.unseal.maxFailures, windowSeconds: opts.config.unseal.windowSeconds },
     });
     if (root) {
       try {
@@ -205,9 +205,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       logger.info({ url, data_dir: opts.dataDir, vault_id: vaultId, sealed: !current(), ssh_agents: agents.map((a) => a.config.socketPath) }, current() ? 'listening' : 'listening sealed: waiting for operator shares (custos operator unseal)'),
     close: () =>
       (closing ??= (async () => {
+        // The gate first: unseal attempts waiting out a delay are refused now, not after it,
+        // and an unseal already opening the vault has started its front ends before they stop.
+        await gate?.close();
         await stopFrontends();
         await app.close();
-        gate?.forget();
         await current()?.close();
         for (const t of tokens) await t.close();
         logger.info('stopped');

@@ -6,9 +6,10 @@
  * and custos.toml (0600). The seal record, the vault id and the audit public key live in the
  * database's meta table, so one file holds everything a backup needs.
  */
-import { chmodSync, closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { userInfo } from 'node:os';
 import { CustosError, isCustosError } from '../core/errors.js';
 import { bytesToHex, hexToBytes, utf8, wipe } from '../core/bytes.js';
 import type { Principal } from '../core/types.js';
@@ -82,14 +83,30 @@ function fsyncDir(dir: string): void {
   }
 }
 
-/** Creates the directory 0700 or tightens an existing one; refuses one owned by someone else. */
+/**
+ * Creates the directory 0700, or checks an existing one: it must belong to the user running
+ * custos and be closed to group and others. A loose one is refused with the command that
+ * fixes it, never chmodded here: a silent chmod would hide that the directory was open, and
+ * whoever could read it may already have.
+ */
 export function prepareDataDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const st = statSync(dir);
-  if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
-    throw new CustosError('config_invalid', `The data directory ${dir} belongs to another user; use a directory you own.`);
+  if (!st.isDirectory()) throw new CustosError('config_invalid', `${dir} is not a directory; give a directory for the vault.`);
+  if (typeof process.getuid !== 'function') return;
+  const uid = process.getuid();
+  if (st.uid !== uid) {
+    let user = String(uid);
+    try {
+      user = userInfo().username;
+    } catch {
+      // No passwd entry for this uid (a container): chown takes the number as well.
+    }
+    throw new CustosError('config_invalid', `The data directory ${dir} belongs to uid ${st.uid}, not to ${user} who runs custos; nothing was changed. Run \`chown ${user} ${dir}\` (as root), or run custos as its owner.`);
   }
-  chmodSync(dir, 0o700);
+  if ((st.mode & 0o077) !== 0) {
+    throw new CustosError('config_invalid', `The data directory ${dir} is open to other users (mode 0${(st.mode & 0o777).toString(8)}); nothing was changed. Run \`chmod 700 ${dir}\` and try again.`);
+  }
 }
 
 export function hashToken(token: string): Uint8Array {

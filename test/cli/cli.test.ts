@@ -216,6 +216,44 @@ test('dev mode: a throwaway vault with a demo key, a loud warning, and a curl co
   }
 });
 
+test('serve --dev starts without a deprecation warning above the banner', async () => {
+  const s = await serve(['--dev']);
+  try {
+    // A served request, then a pause: a warning from lazily built parts has time to show.
+    assert.equal((await fetch(`${s.url}/healthz`)).status, 200);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.doesNotMatch(s.stderr(), /DeprecationWarning|FSTDEP|FastifyWarning/, s.stderr());
+  } finally {
+    assert.equal(await s.stop(), 0);
+  }
+});
+
+test('keys list widens its columns for long labels (ssh-agent keys) and --json keeps every label whole', async () => {
+  const s = await serve(['--dev']);
+  try {
+    const api = { CUSTOS_ADDR: s.url, CUSTOS_TOKEN: /Token:\s+(custos_\S+)/.exec(s.output())![1]! };
+    // The shape of a label the ssh-agent gives a key added with ssh-add, and the longest label allowed.
+    const labels = ['ssh:default:SHA256:Xk3vQ9pLm-0a1b2c3d', `l${'x'.repeat(62)}9`];
+    for (const label of labels) assert.equal(custos(['keys', 'create', '--label', label, '--algorithm', 'secp256k1-bip340'], api).status, 0);
+    const r = custos(['keys', 'list'], api);
+    assert.equal(r.status, 0, r.stderr);
+    const [header, ...rows] = r.stdout.trimEnd().split('\n');
+    const col = (name: string) => header!.indexOf(name);
+    assert.equal(rows.length, 3, r.stdout);
+    for (const row of rows) {
+      // Every value starts under its heading, after a blank: nothing ran into the next column.
+      for (const name of ['LABEL', 'ALGORITHM', 'STATE', 'EXPORTABLE']) assert.equal(row[col(name) - 1], ' ', `${name} column in:\n${r.stdout}`);
+      const label = row.slice(col('LABEL'), col('ALGORITHM')).trim();
+      assert.ok(['demo', ...labels].includes(label), `label "${label}" cut or shifted in:\n${r.stdout}`);
+      assert.match(row.slice(col('ALGORITHM')), /^(ed25519|secp256k1-bip340)\s+active\s+(true|false)$/, r.stdout);
+    }
+    const json = JSON.parse(custos(['keys', 'list', '--json'], api).stdout) as Array<{ label: string }>;
+    assert.deepEqual(json.map((k) => k.label).sort(), ['demo', ...labels].sort());
+  } finally {
+    assert.equal(await s.stop(), 0);
+  }
+});
+
 test('serve --agent-socket opens an ssh-agent there and prints its SSH_AUTH_SOCK', async (t) => {
   if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
   const { dir, cleanup } = tempDir();

@@ -39,7 +39,10 @@ export const custosAsync = (args: string[], env: Record<string, string | undefin
 export interface ServeProcess {
   url: string;
   proc: ChildProcess;
+  /** stdout and stderr interleaved as they arrived. */
   output(): string;
+  /** stderr alone. */
+  stderr(): string;
   /** Sends a signal and waits for the exit; resolves to the exit code (null if killed). */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
@@ -48,6 +51,7 @@ export interface ServeProcess {
 export function serve(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 30_000): Promise<ServeProcess> {
   const proc = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
+  let err = '';
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -63,6 +67,7 @@ export function serve(args: string[], env: Record<string, string | undefined> = 
           url: m[1]!,
           proc,
           output: () => out,
+          stderr: () => err,
           stop: async (signal = 'SIGTERM') => {
             if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
             return exited;
@@ -71,7 +76,10 @@ export function serve(args: string[], env: Record<string, string | undefined> = 
       }
     };
     proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', onData);
+    proc.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      onData(d);
+    });
     proc.on('exit', (code) => {
       clearTimeout(timer);
       reject(Object.assign(new Error(`custos serve exited with ${code}:\n${out}`), { exitCode: code, output: out }));

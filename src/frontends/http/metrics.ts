@@ -16,6 +16,12 @@ export class Metrics implements VaultMetrics, PrivvalMetrics {
   });
   readonly signatures = new Counter({ name: 'custos_signatures_total', help: 'Signatures produced, by algorithm.', labelNames: ['algorithm'], registers: [this.registry] });
   readonly denials = new Counter({ name: 'custos_denials_total', help: 'Requests refused, by reason code.', labelNames: ['reason'], registers: [this.registry] });
+  readonly unsealRefusals = new Counter({
+    name: 'custos_unseal_failures_total',
+    help: 'Unseal attempts refused while sealed, by reason code (invalid_share: checked and refused; rate_limited: not checked).',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
   readonly commitBatch = new Histogram({
     name: 'custos_audit_commit_batch_units',
     help: 'Units (requests) per durable transaction (group commit).',
@@ -66,6 +72,10 @@ export class Metrics implements VaultMetrics, PrivvalMetrics {
 
   denied(reason: string): void {
     this.denials.inc({ reason });
+  }
+
+  unsealRefused(reason: string): void {
+    this.unsealRefusals.inc({ reason });
   }
 
   privvalSigned(validator: string, type: 'prevote' | 'precommit' | 'proposal', seconds: number): void {

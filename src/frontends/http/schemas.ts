@@ -421,7 +421,7 @@ export const unsealSchema = {
       reset: { type: 'boolean', description: 'forget the shares given so far' },
     },
   },
-  response: { 200: sealStatusBody, 400: { $ref: 'Error#' } },
+  response: { 200: sealStatusBody, 400: { $ref: 'Error#' }, 429: { $ref: 'Error#' } },
 } as const;
 
 const amount = { type: 'string', pattern: '^[0-9]{1,16}$', description: 'satoshis, decimal' } as const;

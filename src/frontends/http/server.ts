@@ -3,7 +3,7 @@
  * route schemas, /healthz and Prometheus /metrics. It decodes requests into vault calls and
  * encodes the answers; every decision is the vault's.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { purposeOf } from '../../core/purpose.js';
 import swagger from '@fastify/swagger';
 import { randomUUID } from 'node:crypto';
@@ -33,14 +33,26 @@ export interface SealStatus {
   reason?: string;
 }
 
+/** One call of the unseal route: what the gate logs and audits besides the share itself. */
+export interface UnsealAttempt {
+  /** A valid share first forgets the shares given so far; an invalid one changes nothing. */
+  reset?: boolean;
+  /** The caller's address (the route needs no token, so this is all that is known of it). */
+  remote?: string;
+  requestId?: string;
+}
+
 export interface SealGate {
   /** The vault once unsealed, else null. */
   vault(): Vault | null;
   status(): SealStatus;
-  /** Adds an operator share; unseals (and starts every front end) when the threshold is reached. */
-  submitShare(line: string): Promise<SealStatus>;
-  /** Forgets the shares given so far. */
-  resetShares(): SealStatus;
+  /**
+   * Adds an operator share; unseals (and starts every front end) when the threshold is reached.
+   * Refused attempts are limited: it may reject with `rate_limited` without checking the share.
+   */
+  submitShare(line: string, attempt?: UnsealAttempt): Promise<SealStatus>;
+  /** While attempts are rate limited, the seconds until they are checked again; else 0. */
+  retryAfterSeconds(): number;
 }
 
 /** Health of the parts a request depends on beyond the vault itself (HSM tokens). */
@@ -169,13 +181,16 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true } },
     // Fastify's two info lines per request cost ~8% of a signing request; the onResponse hook
     // below logs each request once, at debug (set [log] level = "debug" for an access log).
-    disableRequestLogging: true,
+    // Fastify 5 takes this through a LogController: the top-level disableRequestLogging
+    // option is deprecated (FSTDEP023, https://fastify.dev/docs/latest/Reference/Warnings/).
+    logController: new LogController({ disableRequestLogging: true }),
     // On shutdown: idle keep-alive sockets close at once, requests in flight finish, and new
     // requests on open connections get 503.
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     // Longer than the schema's 128-character key reference, so the schema gives the error.
-    maxParamLength: 256,
+    // A router option: at the top level it is deprecated (FSTDEP022).
+    routerOptions: { maxParamLength: 256 },
     // URLs the router cannot decode still get the API's error format and a request id.
     frameworkErrors: (error, req, reply) => {
       reply.header('x-request-id', req.id);
@@ -275,16 +290,21 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     return { status: seal.sealed ? 'sealed' : ok ? 'ok' : 'degraded', sealed: seal.sealed, components };
   });
   app.get('/v1/sys/seal-status', { ...open, schema: S.sealStatusSchema }, async () => sealStatus());
-  app.post<{ Body: { share?: string; reset?: boolean } }>('/v1/sys/unseal', { ...open, schema: S.unsealSchema }, async (req) => {
+  app.post<{ Body: { share?: string; reset?: boolean } }>('/v1/sys/unseal', { ...open, schema: S.unsealSchema }, async (req, reply) => {
     const gate = opts.gate;
     if (!gate || !gate.status().sealed) return sealStatus();
-    // Forgetting progress needs a valid share, so a bystander cannot wipe the operators' work.
-    if (req.body.reset) {
-      if (req.body.share === undefined) throw new CustosError('bad_request', 'To forget the shares given so far, send one valid share with "reset": true.');
-      gate.resetShares();
+    if (req.body.share === undefined) {
+      throw new CustosError('bad_request', req.body.reset ? 'To forget the shares given so far, send one valid share with "reset": true.' : 'Send {"share": "custos-share-v1...."}.');
     }
-    if (req.body.share === undefined) throw new CustosError('bad_request', 'Send {"share": "custos-share-v1...."}.');
-    return gate.submitShare(req.body.share);
+    // Forgetting progress needs a valid share, so a bystander cannot wipe the operators' work:
+    // the gate checks the share before it forgets anything.
+    try {
+      return await gate.submitShare(req.body.share, { reset: req.body.reset === true, remote: req.ip, requestId: req.id });
+    } catch (e) {
+      // RFC 9110 §10.2.3: how long to wait, in seconds.
+      if (isCustosError(e) && e.code === 'rate_limited') reply.header('retry-after', String(gate.retryAfterSeconds() || 1));
+      throw e;
+    }
   });
   app.get('/metrics', { ...open, schema: { summary: 'Prometheus metrics', tags: ['system'] } }, async (_req, reply) => {
     reply.header('content-type', metrics.registry.contentType);
