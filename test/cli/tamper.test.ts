@@ -1,0 +1,293 @@
+/**
+ * The outside review's attacks on the record, replayed against the real `custos` executable:
+ * someone with write access to the data directory edits the database with SQL (cuts the log,
+ * rewrites its history, deletes a policy or a budget, re-enables a key, inserts an admin token,
+ * puts an older copy back), and both `custos audit verify --audit-key` and `custos serve` must
+ * refuse what they find, with a sentence. A running vault must refuse the same rows when they
+ * change under it. Each case failed on the code before the audit anchor and row MACs.
+ */
+import { before, after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, cpSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BIN, custos, serve } from '../helpers/process.js';
+import { tempDir } from '../helpers/tmpvault.js';
+import { chainHash } from '../../src/audit/chain.js';
+import type { AuditDraft } from '../../src/core/types.js';
+
+const PASSENV = { CUSTOS_PASSPHRASE: 'tamper test passphrase' };
+const { dir, cleanup } = tempDir();
+let base = '';
+let auditKey = '';
+let token = '';
+let copies = 0;
+
+/** A copy of the base vault (as a backup or an attacker's working copy would be), modes kept strict. */
+function copyVault(from = base): string {
+  const to = join(dir, `copy-${++copies}`);
+  cpSync(from, to, { recursive: true });
+  chmodSync(to, 0o700);
+  for (const f of readdirSync(to)) chmodSync(join(to, f), 0o600);
+  return to;
+}
+
+function sql(dataDir: string, f: (db: Database.Database) => void): void {
+  const db = new Database(join(dataDir, 'custos.db'));
+  try {
+    f(db);
+  } finally {
+    db.close();
+  }
+}
+
+/** `audit verify` with the key `init` printed: must exit 1 and say why. */
+function verifyRefuses(dataDir: string, why: RegExp): void {
+  const r = custos(['audit', 'verify', '--data-dir', dataDir, '--audit-key', auditKey]);
+  assert.equal(r.status, 1, `audit verify should fail:\n${r.stdout}${r.stderr}`);
+  assert.match(r.stdout, why);
+}
+
+function verifyPasses(dataDir: string, extra: string[] = []): string {
+  const r = custos(['audit', 'verify', '--data-dir', dataDir, '--audit-key', auditKey, ...extra]);
+  assert.equal(r.status, 0, `audit verify should pass:\n${r.stdout}${r.stderr}`);
+  return r.stdout;
+}
+
+/** `serve` must stop before listening, exit 5 (corrupt or rolled back), and say why. */
+function serveRefuses(dataDir: string, why: RegExp): void {
+  const r = spawnSync(process.execPath, [BIN, 'serve', '--data-dir', dataDir, '--port', '0'], { env: { ...process.env, ...PASSENV }, encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 5, `serve should refuse:\n${r.stdout}${r.stderr}`);
+  assert.match(r.stderr, why);
+  assert.doesNotMatch(r.stdout + r.stderr, /"msg":"listening"/);
+}
+
+/** Rewrites the hash chain from `fromSeq` on, as an attacker can with only the public algorithm. */
+function rechain(db: Database.Database, fromSeq: number): void {
+  const rows = db.prepare('SELECT * FROM audit WHERE seq >= ? ORDER BY seq').all(fromSeq) as Array<Record<string, unknown>>;
+  const prev = db.prepare('SELECT seq, hash FROM audit WHERE seq = ?').get(fromSeq - 1) as { seq: number; hash: Buffer } | undefined;
+  let head: { seq: number; hash: Uint8Array } = prev ? { seq: prev.seq, hash: new Uint8Array(prev.hash) } : { seq: 0, hash: new Uint8Array(32) };
+  for (const r of rows) {
+    const d: AuditDraft = { requestId: r.request_id as string, principal: r.principal as string, operation: r.operation as string, keyId: r.key_id as string | null, keyLabel: r.key_label as string | null, outcome: r.outcome as AuditDraft['outcome'], reason: r.reason as string | null, details: JSON.parse(r.details as string) };
+    const h = chainHash(head, r.seq as number, r.ts as string, d);
+    db.prepare('UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?').run(Buffer.from(head.hash), Buffer.from(h), r.seq);
+    head = { seq: r.seq as number, hash: h };
+  }
+}
+
+before(async () => {
+  base = join(dir, 'vault');
+  const init = custos(['init', '--data-dir', base, '--scrypt-log-n', '10'], PASSENV);
+  assert.equal(init.status, 0, init.stderr);
+  token = /Admin API token[^\n]*\n\s+(\S+)/.exec(init.stdout)![1]!;
+  auditKey = /Audit public key[^\n]*\n\s+([0-9a-f]{64})/.exec(init.stdout)![1]!;
+  const s = await serve(['--data-dir', base], PASSENV);
+  try {
+    const api = { ...PASSENV, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    const ok = (args: string[]) => {
+      const r = custos(args, api);
+      assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
+      return r;
+    };
+    for (const k of ['hot', 'gated', 'off']) ok(['keys', 'create', '--label', k, '--algorithm', 'ed25519']);
+    ok(['keys', 'create', '--label', 'val', '--algorithm', 'ed25519', '--purpose', 'consensus']);
+    const gate = join(dir, 'gate.json');
+    writeFileSync(gate, JSON.stringify({ id: 'gate', applies_to: { keys: ['gated'] }, rules: [{ type: 'approval', approvers: ['token:alice'], required: 1 }] }));
+    ok(['policy', 'upload', gate]);
+    const limit = join(dir, 'limit.json');
+    writeFileSync(limit, JSON.stringify({ id: 'limit', applies_to: { keys: ['hot'] }, rules: [{ id: 'rl', type: 'rate_limit', limit: 2, window: '1h' }] }));
+    ok(['policy', 'upload', limit]);
+    const msg = join(dir, 'msg');
+    writeFileSync(msg, 'hello');
+    ok(['sign', '--key', 'hot', '--in', msg]);
+    ok(['sign', '--key', 'hot', '--in', msg]);
+    assert.equal(custos(['sign', '--key', 'hot', '--in', msg], api).status, 4, 'the third signature is over the rate limit');
+    ok(['keys', 'disable', 'off']);
+    const state = join(dir, 'state.json');
+    writeFileSync(state, JSON.stringify({ height: '100', round: 0, step: 2 }));
+    ok(['privval', 'import-state', '--key', 'val', '--chain-id', 'test-chain', '--in', state]);
+  } finally {
+    assert.equal(await s.stop('SIGTERM'), 0);
+  }
+  // The untouched vault verifies, and its rows match the clean stop's anchor.
+  assert.match(verifyPasses(base), /every protected row matches it/);
+});
+
+after(() => cleanup());
+
+test('entries cut from the end, with the checkpoints that cover them, are refused (finding 1)', () => {
+  const v = copyVault();
+  sql(v, (db) => {
+    const { n } = db.prepare('SELECT max(seq) AS n FROM audit').get() as { n: number };
+    db.prepare('DELETE FROM audit WHERE seq > ?').run(n - 6);
+    db.prepare('DELETE FROM audit_checkpoints WHERE seq > ?').run(n - 6);
+  });
+  verifyRefuses(v, /ends at entry \d+, but the audit anchor .* vouches for entry \d+/);
+  serveRefuses(v, /older or shorter than the one this vault wrote/);
+});
+
+test('a log cut down to its first entry is refused (finding 1)', () => {
+  const v = copyVault();
+  sql(v, (db) => {
+    db.exec('DELETE FROM audit WHERE seq > 1; DELETE FROM audit_checkpoints WHERE seq > 1;');
+  });
+  verifyRefuses(v, /ends at entry 1/);
+  serveRefuses(v, /ends at entry 1/);
+});
+
+test('an edited entry with the chain recomputed and every checkpoint deleted is refused (finding 2)', () => {
+  const v = copyVault();
+  sql(v, (db) => {
+    db.prepare("UPDATE audit SET outcome = 'denied', reason = 'policy_denied' WHERE seq = (SELECT min(seq) FROM audit WHERE operation = 'sign' AND outcome = 'ok')").run();
+    rechain(db, 2);
+    db.exec('DELETE FROM audit_checkpoints');
+  });
+  verifyRefuses(v, /no signed checkpoint/);
+  serveRefuses(v, /not the one the audit anchor .* vouches for|no signed checkpoint/);
+});
+
+test('a rewritten history that keeps the first checkpoint still differs from the anchor (finding 2)', () => {
+  const v = copyVault();
+  sql(v, (db) => {
+    db.prepare("UPDATE audit SET key_label = 'someone-else' WHERE seq = (SELECT min(seq) FROM audit WHERE operation = 'sign')").run();
+    rechain(db, 2);
+    db.exec('DELETE FROM audit_checkpoints WHERE seq > 1');
+  });
+  verifyRefuses(v, /not the one the audit anchor .* vouches for/);
+  serveRefuses(v, /not the one the audit anchor .* vouches for/);
+});
+
+test('a deleted approval policy, a refilled budget, a re-enabled key and an inserted admin token are refused at rest (finding 3)', () => {
+  const cases: Array<[string, (db: Database.Database) => void]> = [
+    ['approval policy deleted', (db) => db.exec("DELETE FROM meta WHERE name LIKE 'policy.gate.%'")],
+    ['rate-limit state deleted', (db) => db.exec("DELETE FROM meta WHERE name LIKE 'policy_state.%'")],
+    ['disabled key set active', (db) => db.exec("UPDATE keys SET state = 'active' WHERE label = 'off'")],
+    ['watermark deleted', (db) => db.exec('DELETE FROM watermarks')],
+    [
+      'admin token inserted',
+      (db) =>
+        db.prepare("INSERT INTO api_tokens (id, name, hash, role, created_at) VALUES ('tok_evil', 'evil', ?, 'admin', '2026-12-01T00:00:00Z')").run(createHash('sha256').update('custos_chosen_by_attacker').digest()),
+    ],
+  ];
+  for (const [what, edit] of cases) {
+    const v = copyVault();
+    sql(v, edit);
+    // After a clean stop nothing may differ from the anchor's digest of the rows...
+    verifyRefuses(v, /protected rows differ from that stop's signed anchor/);
+    // ...and serve checks every row's MAC and every table's count as well.
+    serveRefuses(v, /edited outside Custos|changed outside Custos|rows were (deleted|inserted)/);
+    rmSync(v, { recursive: true, force: true });
+    void what;
+  }
+});
+
+test('rows changed under a running vault are refused and raise the alarm metric, never obeyed (finding 3)', async () => {
+  const v = copyVault();
+  const s = await serve(['--data-dir', v], PASSENV);
+  try {
+    const api = { ...PASSENV, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    const msg = join(dir, 'msg');
+    // An admin token inserted with SQL is not an admin: the request fails closed.
+    sql(v, (db) =>
+      db.prepare("INSERT INTO api_tokens (id, name, hash, role, created_at) VALUES ('tok_evil', 'evil', ?, 'admin', '2026-12-01T00:00:00Z')").run(createHash('sha256').update('custos_chosen_by_attacker').digest()),
+    );
+    const evil = await fetch(`${s.url}/v1/keys`, { headers: { authorization: 'Bearer custos_chosen_by_attacker' } });
+    assert.equal(evil.status, 500);
+    assert.equal(((await evil.json()) as { code: string }).code, 'database_corrupt:row_mac');
+    // A disabled key set back to active does not sign.
+    sql(v, (db) => db.exec("UPDATE keys SET state = 'active' WHERE label = 'off'"));
+    const off = custos(['sign', '--key', 'off', '--in', msg], api);
+    assert.equal(off.status, 5, off.stderr);
+    assert.match(off.stderr, /does not match its MAC/);
+    // A budget deleted to refill it: the count of rows says one is missing.
+    sql(v, (db) => db.exec("DELETE FROM meta WHERE name LIKE 'policy_state.%'"));
+    const hot = custos(['sign', '--key', 'hot', '--in', msg], api);
+    assert.equal(hot.status, 5, hot.stderr);
+    assert.match(hot.stderr, /rows were deleted outside Custos/);
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    assert.match(metrics, /custos_integrity_alarms_total\{table="api_tokens",problem="mac_missing"\} [1-9]/);
+    assert.match(metrics, /custos_integrity_alarms_total\{table="keys",problem="mac_mismatch"\} [1-9]/);
+    assert.match(s.output(), /a protected row failed its integrity check/);
+  } finally {
+    await s.stop('SIGKILL');
+  }
+});
+
+test('an older copy of the database is refused; with its older anchor too, an off-host anchor still catches it', async () => {
+  const v = copyVault();
+  const older = copyVault(v);
+  const s = await serve(['--data-dir', v], PASSENV);
+  try {
+    const api = { ...PASSENV, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    for (const k of ['later-1', 'later-2']) assert.equal(custos(['keys', 'create', '--label', k, '--algorithm', 'ed25519'], api).status, 0);
+  } finally {
+    assert.equal(await s.stop('SIGTERM'), 0);
+  }
+  const anchor = custos(['audit', 'anchor', '--data-dir', v]);
+  assert.equal(anchor.status, 0, anchor.stderr);
+  const offHost = join(dir, 'anchor-offhost.json');
+  writeFileSync(offHost, anchor.stdout);
+  // The database put back from the older copy, the anchor left as it is.
+  for (const f of ['custos.db', 'custos.db-wal', 'custos.db-shm']) rmSync(join(v, f), { force: true });
+  cpSync(join(older, 'custos.db'), join(v, 'custos.db'));
+  chmodSync(join(v, 'custos.db'), 0o600);
+  verifyRefuses(v, /ends at entry \d+, but the audit anchor/);
+  serveRefuses(v, /older or shorter/);
+  // Database and anchor put back together: the host alone cannot tell (README), an
+  // off-host copy of the newer anchor can.
+  cpSync(join(older, 'custos.anchor'), join(v, 'custos.anchor'));
+  chmodSync(join(v, 'custos.anchor'), 0o600);
+  verifyPasses(v);
+  const r = custos(['audit', 'verify', '--data-dir', v, '--audit-key', auditKey, '--anchor', offHost]);
+  assert.equal(r.status, 1, r.stdout);
+  assert.match(r.stdout, /anchor-offhost\.json .* vouches for entry/);
+});
+
+test('a missing anchor file is refused by serve and by audit verify', () => {
+  const v = copyVault();
+  rmSync(join(v, 'custos.anchor'));
+  verifyRefuses(v, /anchor .* is missing/);
+  serveRefuses(v, /anchor .* is missing/);
+});
+
+test('a consensus key with a watermark refuses raw signing over the API (finding 4)', async () => {
+  const v = copyVault();
+  const s = await serve(['--data-dir', v], PASSENV);
+  try {
+    const api = { ...PASSENV, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    const msg = join(dir, 'prevote');
+    writeFileSync(msg, 'a conflicting prevote at height 100, round 0');
+    const r = custos(['sign', '--key', 'val', '--in', msg], api);
+    assert.equal(r.status, 4, r.stderr);
+    assert.match(r.stderr, /val is a consensus key: it does not sign raw payloads/);
+    const tail = custos(['audit', 'tail', '--data-dir', v, '--json', '-n', '5']);
+    assert.match(tail.stdout, /"operation":"sign","key_id":"key_\w+","key_label":"val","outcome":"denied","reason":"key_purpose"/);
+  } finally {
+    await s.stop('SIGTERM');
+  }
+});
+
+test('a key whose only rule is an amount limit signs no digest or message; upload warns (finding 7)', async () => {
+  const v = copyVault();
+  const s = await serve(['--data-dir', v], PASSENV);
+  try {
+    const api = { ...PASSENV, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    assert.equal(custos(['keys', 'create', '--label', 'amt', '--algorithm', 'secp256k1'], api).status, 0);
+    const doc = join(dir, 'amount.json');
+    writeFileSync(doc, JSON.stringify({ id: 'amount', applies_to: { keys: ['amt'] }, rules: [{ type: 'amount_limit', limit: 100000 }] }));
+    const up = custos(['policy', 'upload', doc], api);
+    assert.equal(up.status, 0, up.stderr);
+    assert.match(up.stderr, /warning: No rule of policy amount judges raw signatures, digest signatures, .* they are DENIED/);
+    const digest = join(dir, 'digest');
+    writeFileSync(digest, createHash('sha256').update('x').digest());
+    const d = custos(['sign', '--key', 'amt', '--digest', '--in', digest], api);
+    assert.equal(d.status, 4, d.stderr);
+    assert.match(d.stderr, /cannot judge a digest request/);
+    const m = custos(['sign', '--key', 'amt', '--in', digest], api);
+    assert.equal(m.status, 4, m.stderr);
+  } finally {
+    await s.stop('SIGTERM');
+  }
+});
