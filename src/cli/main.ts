@@ -14,7 +14,7 @@ import { x25519 } from '@noble/curves/ed25519.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { decodeExportedKey, eciesDecrypt } from '../crypto/ecies.js';
 import { CustosClient, type KeyInfo, type SealStatusView } from '../client/client.js';
-import { initVault, openStoreOnly, readAnchorText, rekeyShares, verifyAudit, CONFIG_FILE } from '../vault/open.js';
+import { acceptDatabase, initVault, openStoreOnly, readAnchorText, rekeyShares, verifyAudit, CONFIG_FILE } from '../vault/open.js';
 import { parseSealRecord } from '../keystore/seal.js';
 import { AGENT_DEFAULTS, loadConfig, parsePort, type Pkcs11Config } from '../daemon/config.js';
 import { tokenBackends, tokenRootWrapper } from '../daemon/hsm.js';
@@ -779,6 +779,28 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
     .requiredOption('--data-dir <dir>', 'vault directory')
     .action(async (o: { dataDir: string }) => {
       process.stdout.write(await readAnchorText(resolve(o.dataDir)));
+    });
+  audit
+    .command('accept-database')
+    .description('Serve this database although its audit anchor is newer or missing (you restored an older backup on purpose): every other check still applies; audited; a new anchor is written')
+    .requiredOption('--data-dir <dir>', 'vault directory (the vault must be stopped)')
+    .option('--passphrase-file <file>', 'file holding the passphrase (else $CUSTOS_PASSPHRASE, else a prompt)')
+    .option('--share-file <file...>', 'for a vault sealed by shares (or an HSM): files holding at least the threshold of shares')
+    .action(async (o: { dataDir: string; passphraseFile?: string; shareFile?: string[] }) => {
+      const dataDir = resolve(o.dataDir);
+      assertVaultLayout(dataDir);
+      process.stderr.write(
+        'custos: WARNING: a database older than its anchor has forgotten what was signed after it. For a validator, first import the\n' +
+          '  newest watermark you know of (`custos privval import-state`), or it may sign a vote that conflicts with one it already signed.\n',
+      );
+      const shareLines = o.shareFile?.map((f) => Buffer.from(readInput(f)).toString('utf8').trim());
+      const passphrase = shareLines ? undefined : await readPassphrase({ file: o.passphraseFile });
+      try {
+        const r = await acceptDatabase(dataDir, shareLines ? { shareLines } : { passphrase });
+        out(`The database was accepted at audit entry ${r.headSeq}; the decision is in the audit log and a new anchor was written.`);
+      } finally {
+        wipe(passphrase);
+      }
     });
   audit
     .command('tail')

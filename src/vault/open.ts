@@ -237,6 +237,12 @@ export interface OpenOptions {
   anchorIntervalMs?: number;
   /** An anchor that could not be written (disk full): reported, the log itself is durable. */
   onAnchorError?(e: Error): void;
+  /**
+   * `custos audit accept-database`: serve this database although its anchor is newer or
+   * missing (a deliberate restore from a backup); every other check still applies, and the
+   * decision is audited.
+   */
+  acceptRollback?: boolean;
 }
 
 export interface OpenVault {
@@ -277,13 +283,19 @@ export const anchorPath = (dataDir: string): string => join(dataDir, ANCHOR_FILE
  * MAC and every table's count, and after a clean stop the digest of every protected row.
  * A database from before row MACs is upgraded here, once, and says so in its log.
  */
-async function checkDatabase(store: Store, dataDir: string, vaultId: string, signer: AuditSigner, rowMac: RowMac, committer: () => GroupCommitter): Promise<void> {
+async function checkDatabase(store: Store, dataDir: string, vaultId: string, signer: AuditSigner, rowMac: RowMac, committer: () => GroupCommitter, acceptRollback = false): Promise<void> {
   const enabled = await store.integrityEnabled();
   await store.migrate();
   store.setRowAuthenticator(rowMac);
   const path = anchorPath(dataDir);
-  const anchor = readAnchorFile(path, vaultId, signer.publicKey);
-  if (enabled && !anchor) {
+  let anchor: Anchor | null;
+  try {
+    anchor = readAnchorFile(path, vaultId, signer.publicKey);
+  } catch (e) {
+    if (!acceptRollback) throw e;
+    anchor = null;
+  }
+  if (enabled && !anchor && !acceptRollback) {
     throw new CustosError(
       'database_rolled_back',
       `The audit anchor ${path} is missing. This vault keeps one beside its database since it was created (or upgraded); without it Custos cannot tell this database from an older or shortened copy, so it refuses to serve. Put the anchor back from the same backup as the database, or see "Restoring from a backup" in the README.`,
@@ -291,7 +303,15 @@ async function checkDatabase(store: Store, dataDir: string, vaultId: string, sig
     );
   }
   if (enabled) await store.adoptSealedEntries(isSealedEntry);
-  if (anchor) await checkAnchor(store, anchor, path, isSealedEntry);
+  let rolledBack: CustosError | null = null;
+  if (anchor) {
+    try {
+      await checkAnchor(store, anchor, path, isSealedEntry);
+    } catch (e) {
+      if (!acceptRollback || !isCustosError(e)) throw e;
+      rolledBack = e;
+    }
+  }
   // Fail closed on a tampered log: check everything after the newest signed checkpoint
   // (at most checkpoint_every entries) before serving; `custos audit verify` checks it all.
   const tail = await verifyChain(store, vaultId, signer.publicKey, { fromLastCheckpoint: true, ...(enabled ? { auth: rowMac } : {}) });
@@ -312,6 +332,23 @@ async function checkDatabase(store: Store, dataDir: string, vaultId: string, sig
     // MAC them, and say so in the log; from here on an edit is refused.
     const n = await store.sealRows();
     await committer().audit({ requestId: randomUUID(), principal: SYSTEM.id, operation: 'integrity_enabled', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: { rows_maced: n, anchor: ANCHOR_FILE } });
+  }
+  if (acceptRollback) {
+    // The operator's decision to serve this database although its anchor says otherwise is
+    // itself on the record, with what the anchor said; the new anchor is written at open.
+    const head = await store.auditHead();
+    await committer().audit({
+      requestId: randomUUID(),
+      principal: 'operator',
+      operation: 'anchor_replaced',
+      keyId: null,
+      keyLabel: null,
+      outcome: 'ok',
+      reason: rolledBack ? rolledBack.fullCode : anchor ? null : 'anchor_missing',
+      details: { previous_anchor_seq: anchor?.seq ?? -1, previous_anchor_ts: anchor?.ts ?? '', database_head_seq: head.seq },
+    });
+    // An anchor never moves backwards by itself; this one is replaced on purpose.
+    rmSync(path, { force: true });
   }
 }
 
@@ -335,7 +372,7 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
     }
     rowMac = new RowMac(root, vaultId, (table, pk, problem) => opts.metrics?.integrityAlarm?.(table, problem, pk));
     const makeCommitter = () => (committer ??= new GroupCommitter(store, auditSigner, opts.checkpointEvery ?? 1000, opts.metrics?.batch?.bind(opts.metrics)));
-    await checkDatabase(store, opts.dataDir, vaultId, auditSigner, rowMac, makeCommitter);
+    await checkDatabase(store, opts.dataDir, vaultId, auditSigner, rowMac, makeCommitter, opts.acceptRollback === true);
     // Vouch for what was just verified: a process killed before its next checkpoint (SIGKILL,
     // power loss) would otherwise leave every later start re-verifying an ever longer tail.
     const head = await store.auditHead();
@@ -507,5 +544,33 @@ export async function rekeyShares(dataDir: string, currentLines: string[], next:
   } finally {
     wipe(root);
     await store.close();
+  }
+}
+
+/**
+ * Accepts the database in `dataDir` as it is although its audit anchor is newer or missing
+ * (the operator restored an older backup on purpose): checks everything else as `serve`
+ * does, records an `anchor_replaced` entry, and writes a new anchor at its head. The key
+ * comes from the passphrase, or from operator (or HSM recovery) shares.
+ */
+export async function acceptDatabase(dataDir: string, unlock: { passphrase?: Uint8Array; shareLines?: string[] }): Promise<{ headSeq: number }> {
+  let root: Uint8Array | undefined;
+  if (unlock.shareLines) {
+    const { store, vaultId } = await openStoreOnly(dataDir, true);
+    try {
+      const record = parseSealRecord(await store.getMeta('seal'));
+      if (record.kind === 'passphrase') throw new CustosError('bad_request', 'This vault is sealed by a passphrase: give it instead of shares.');
+      root = await rootFromShares(record.kind === 'shares' ? record.shares : record.recovery, vaultId, unlock.shareLines, record.kind === 'shares' ? 'shares' : 'recovery');
+    } finally {
+      await store.close();
+    }
+  }
+  try {
+    const v = await openVault({ dataDir, ...(root ? { root } : { passphrase: unlock.passphrase }), acceptRollback: true, anchorIntervalMs: 0 });
+    const head = await v.store.auditHead();
+    await v.close();
+    return { headSeq: head.seq };
+  } finally {
+    wipe(root);
   }
 }

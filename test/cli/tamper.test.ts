@@ -235,6 +235,15 @@ test('an older copy of the database is refused; with its older anchor too, an of
   chmodSync(join(v, 'custos.db'), 0o600);
   verifyRefuses(v, /ends at entry \d+, but the audit anchor/);
   serveRefuses(v, /older or shorter/);
+  // An operator who restored that backup on purpose accepts it, on the record.
+  const accepted = copyVault(v);
+  const acc = custos(['audit', 'accept-database', '--data-dir', accepted], PASSENV);
+  assert.equal(acc.status, 0, acc.stderr);
+  assert.match(acc.stderr, /import the\s+newest watermark/);
+  const again = await serve(['--data-dir', accepted], PASSENV);
+  assert.equal(await again.stop('SIGTERM'), 0);
+  assert.match(custos(['audit', 'tail', '--data-dir', accepted, '-n', '10']).stdout, /anchor_replaced\s.*ok \(database_rolled_back:truncated\)/);
+  verifyPasses(accepted);
   // Database and anchor put back together: the host alone cannot tell (README), an
   // off-host copy of the newer anchor can.
   cpSync(join(older, 'custos.anchor'), join(v, 'custos.anchor'));

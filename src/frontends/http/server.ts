@@ -241,6 +241,11 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
       status = err.httpStatus;
       code = err.fullCode;
       message = err.message;
+      // Every refusal names its cause where an operator looks first (the vault has audited
+      // it already when it concerned a key); a corrupt or unavailable store is an error.
+      const fields = { route: req.routeOptions.url ?? 'unmatched', method: req.method, principal: req.principal?.id, code, status };
+      if (status >= 500) req.log.error(fields, message);
+      else req.log.info(fields, message);
     } else if (e.validation) {
       status = 400;
       code = 'bad_request';
