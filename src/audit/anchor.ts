@@ -87,7 +87,73 @@ export function decodeAnchor(text: string, vaultId: string, auditPublicKey: Uint
   return a;
 }
 
-/** The anchor in `dataDir`, verified; null when there is none. */
+/**
+ * Somewhere an anchor is kept: the file beside the database (always), and for an HSM-sealed
+ * vault a private data object in its token, which a copy of the data directory does not carry.
+ */
+export interface AnchorPlace {
+  /** Named in messages: a path, or the token and object label. */
+  readonly where: string;
+  /** Once a vault has anchors, a missing one here refuses the database (the file: yes). */
+  readonly required: boolean;
+  /** How often a running vault updates it (a token's storage wears; a file's does not). */
+  readonly intervalMs: number;
+  read(): Promise<string | null>;
+  /** Durable on return. */
+  write(text: string): Promise<void>;
+}
+
+/** The anchor kept in a place, verified; null when there is none. */
+export async function readAnchor(place: AnchorPlace, vaultId: string, auditPublicKey: Uint8Array): Promise<Anchor | null> {
+  const text = await place.read();
+  if (text === null) return null;
+  if (Buffer.byteLength(text, 'utf8') > MAX_ANCHOR_BYTES) throw corrupt(place.where, 'is larger than any anchor');
+  return decodeAnchor(text, vaultId, auditPublicKey, place.where);
+}
+
+/**
+ * Replaces the anchor kept in `place` with `a`, unless it already vouches for a later entry
+ * (another process on the same database wrote it): an anchor only moves forward.
+ */
+export async function writeAnchor(place: AnchorPlace, a: Anchor, signer: AuditSigner, publicKey: Uint8Array): Promise<void> {
+  try {
+    const cur = await readAnchor(place, a.vaultId, publicKey);
+    if (cur && (cur.seq > a.seq || (cur.seq === a.seq && cur.clean && !a.clean))) return;
+  } catch (e) {
+    // An unreadable anchor is replaced by a good one (the open already judged the database);
+    // a place that cannot be read at all (a token gone) cannot be written either.
+    if (!(e instanceof CustosError) || e.code !== 'database_rolled_back') throw e;
+  }
+  await place.write(encodeAnchor(a, signer));
+}
+
+/** The anchor file beside the database: written to a temporary name, fsynced, renamed, the directory fsynced. */
+export function fileAnchorPlace(path: string, intervalMs = 1000): AnchorPlace {
+  return {
+    where: path,
+    required: true,
+    intervalMs,
+    read: async () => {
+      if (!existsSync(path)) return null;
+      const buf = readFileSync(path);
+      return buf.length > MAX_ANCHOR_BYTES ? 'x'.repeat(MAX_ANCHOR_BYTES + 1) : buf.toString('utf8');
+    },
+    write: async (text) => {
+      const tmp = join(dirname(path), `.${ANCHOR_FILE}.${process.pid}.tmp`);
+      const fd = openSync(tmp, 'w', 0o600);
+      try {
+        writeSync(fd, text);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, path);
+      fsyncDir(dirname(path));
+    },
+  };
+}
+
+/** The anchor in the file at `path`, verified; null when there is none. */
 export function readAnchorFile(path: string, vaultId: string, auditPublicKey: Uint8Array): Anchor | null {
   if (!existsSync(path)) return null;
   const buf = readFileSync(path);
@@ -104,10 +170,7 @@ function fsyncDir(dir: string): void {
   }
 }
 
-/**
- * Replaces the anchor file with `a` unless the file already vouches for a later entry (another
- * process on the same database wrote it): an anchor only moves forward. Durable on return.
- */
+/** Writes `a` to the anchor file at `path` unless it vouches for a later entry already. */
 export function writeAnchorFile(path: string, a: Anchor, signer: AuditSigner, publicKey: Uint8Array): void {
   try {
     const cur = readAnchorFile(path, a.vaultId, publicKey);
@@ -175,63 +238,83 @@ export async function checkAnchor(
   return { rowsChecked: true };
 }
 
-/** Writes an anchor at the store's current head; with `clean`, with the row digest of that head. */
-export async function anchorNow(store: Store, path: string, signer: AuditSigner, publicKey: Uint8Array, clean: boolean): Promise<ChainHead> {
+/** The anchor of the store's current head; with `clean`, with the row digest of that head. */
+export async function anchorOfHead(store: Store, vaultId: string, clean: boolean): Promise<Anchor> {
   if (clean) {
     const { head, digest } = await store.rowsDigest();
-    writeAnchorFile(path, { vaultId: signer.vaultId, seq: head.seq, hash: head.hash, ts: new Date().toISOString(), clean: true, rows: digest }, signer, publicKey);
-    return head;
+    return { vaultId, seq: head.seq, hash: head.hash, ts: new Date().toISOString(), clean: true, rows: digest };
   }
   const head = await store.auditHead();
-  writeAnchorFile(path, { vaultId: signer.vaultId, seq: head.seq, hash: head.hash, ts: new Date().toISOString(), clean: false }, signer, publicKey);
-  return head;
+  return { vaultId, seq: head.seq, hash: head.hash, ts: new Date().toISOString(), clean: false };
+}
+
+/** Writes an anchor of the current head to every place. */
+export async function anchorNow(store: Store, places: readonly AnchorPlace[], signer: AuditSigner, publicKey: Uint8Array, clean: boolean): Promise<ChainHead> {
+  const a = await anchorOfHead(store, signer.vaultId, clean);
+  for (const p of places) await writeAnchor(p, a, signer, publicKey);
+  return { seq: a.seq, hash: a.hash };
 }
 
 /**
- * Keeps the anchor close to the head while the vault runs: every `intervalMs`, if the log
- * grew, an anchor of the head (after its commit, so never ahead of what is durable).
+ * Keeps the anchors close to the head while the vault runs: each place, every `intervalMs`
+ * of its own, gets an anchor of the head if the log grew (read after its commit, so never
+ * ahead of what is durable).
  */
 export class AnchorKeeper {
   private timer: NodeJS.Timeout | null = null;
-  private lastSeq = -1;
+  private readonly last = new Map<AnchorPlace, { seq: number; at: number }>();
   private writing: Promise<void> | null = null;
 
   constructor(
     private readonly store: Store,
-    private readonly path: string,
+    private readonly places: readonly AnchorPlace[],
     private readonly signer: AuditSigner,
     private readonly publicKey: Uint8Array,
-    /** A failed anchor write (disk full) is reported, not fatal: the log itself is durable. */
-    private readonly onError: (e: Error) => void = () => undefined,
+    /** A failed anchor write (disk full, token gone) is reported, not fatal: the log itself is durable. */
+    private readonly onError: (e: Error, place: AnchorPlace) => void = () => undefined,
   ) {}
 
-  start(intervalMs: number): void {
-    if (intervalMs <= 0 || this.timer) return;
-    this.timer = setInterval(() => void this.tick(), intervalMs);
+  start(): void {
+    const live = this.places.filter((p) => p.intervalMs > 0);
+    if (live.length === 0 || this.timer) return;
+    this.timer = setInterval(() => void this.tick(), Math.min(...live.map((p) => p.intervalMs)));
     this.timer.unref();
   }
 
   private async tick(): Promise<void> {
     if (this.writing) return;
     this.writing = (async () => {
-      try {
-        const head = await this.store.auditHead();
-        if (head.seq === this.lastSeq) return;
-        await anchorNow(this.store, this.path, this.signer, this.publicKey, false);
-        this.lastSeq = head.seq;
-      } catch (e) {
-        this.onError(e as Error);
+      let a: Anchor | null = null;
+      for (const p of this.places) {
+        const last = this.last.get(p);
+        if (p.intervalMs <= 0 || (last && Date.now() - last.at < p.intervalMs - 5)) continue;
+        try {
+          a ??= await anchorOfHead(this.store, this.signer.vaultId, false);
+          if (last?.seq === a.seq) continue;
+          await writeAnchor(p, a, this.signer, this.publicKey);
+          this.last.set(p, { seq: a.seq, at: Date.now() });
+        } catch (e) {
+          this.onError(e as Error, p);
+        }
       }
     })();
     await this.writing;
     this.writing = null;
   }
 
-  /** Stops the timer; with `clean`, writes the final anchor with the row digest. */
+  /** Stops the timer; with `clean`, writes the final anchor with the row digest to every place. */
   async stop(clean: boolean): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     if (this.writing) await this.writing;
-    if (clean) await anchorNow(this.store, this.path, this.signer, this.publicKey, true);
+    if (!clean) return;
+    const a = await anchorOfHead(this.store, this.signer.vaultId, true);
+    for (const p of this.places) {
+      try {
+        await writeAnchor(p, a, this.signer, this.publicKey);
+      } catch (e) {
+        this.onError(e as Error, p);
+      }
+    }
   }
 }

@@ -44,21 +44,27 @@ export function isKeyPurpose(s: string): s is (typeof KEY_PURPOSES)[number] {
   return (KEY_PURPOSES as readonly string[]).includes(s);
 }
 
-/** A key's purpose; a key without the attribute predates purposes and is `legacy`. */
-export function purposeOf(k: Pick<KeyRecord, 'attributes'>): KeyPurpose {
+/**
+ * A key's purpose; a key without the attribute predates purposes and is `legacy`. A value
+ * this version does not know (a later purpose, a damaged record) allows nothing: an unknown
+ * purpose must never mean the widest set of uses.
+ */
+export function purposeOf(k: Pick<KeyRecord, 'attributes'>): KeyPurpose | 'unknown' {
   const p = k.attributes.purpose;
   if (p === undefined) return 'legacy';
-  return typeof p === 'string' && isKeyPurpose(p) ? p : 'legacy';
+  return typeof p === 'string' && isKeyPurpose(p) ? p : 'unknown';
 }
 
 export function purposeAllows(k: Pick<KeyRecord, 'attributes'>, use: KeyUse): boolean {
-  return ALLOWED[purposeOf(k)].includes(use);
+  const p = purposeOf(k);
+  return p !== 'unknown' && ALLOWED[p].includes(use);
 }
 
 /** Throws `key_purpose` when the key's purpose does not allow `use`. */
 export function assertPurpose(k: Pick<KeyRecord, 'attributes' | 'label'>, use: KeyUse): void {
   if (purposeAllows(k, use)) return;
   const p = purposeOf(k);
+  if (p === 'unknown') throw new CustosError('key_purpose', `The key ${k.label} has a purpose this version of Custos does not know; it signs nothing here.`);
   const hint =
     p === 'legacy' && use === 'consensus'
       ? ` It predates key purposes: give it the consensus purpose once with \`custos keys set-purpose ${k.label} consensus\` (after which it signs nothing else).`

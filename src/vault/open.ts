@@ -23,7 +23,7 @@ import { Keyring } from '../keystore/keyring.js';
 import { SoftwareBackend } from '../backends/software/software.js';
 import { Backends, type Backend } from '../backends/backend.js';
 import { AuditSigner, verifyChain, type VerifyReport } from '../audit/chain.js';
-import { ANCHOR_FILE, AnchorKeeper, anchorNow, checkAnchor, decodeAnchor, readAnchorFile, writeAnchorFile, type Anchor } from '../audit/anchor.js';
+import { ANCHOR_FILE, AnchorKeeper, anchorNow, anchorOfHead, checkAnchor, decodeAnchor, encodeAnchor, fileAnchorPlace, readAnchor, readAnchorFile, writeAnchorFile, type Anchor, type AnchorPlace } from '../audit/anchor.js';
 import { RowMac } from '../keystore/row-mac.js';
 import type { AuditEntry } from '../core/types.js';
 import type { ProtectedTable } from '../store/rows.js';
@@ -233,10 +233,12 @@ export interface OpenOptions {
   approvalTimeoutMs?: number;
   /** Backends beside the software one (PKCS#11 tokens); closed with the vault. */
   backends?: Backend[];
-  /** How often the audit anchor follows the head while serving (default 1000 ms; 0: only at open and stop). */
+  /** How often the audit anchor file follows the head while serving (default 1000 ms; 0: only at open and stop). */
   anchorIntervalMs?: number;
-  /** An anchor that could not be written (disk full): reported, the log itself is durable. */
-  onAnchorError?(e: Error): void;
+  /** Places that keep an anchor besides the file (the token of an HSM-sealed vault). */
+  anchorPlaces?: AnchorPlace[];
+  /** An anchor that could not be written (disk full, token gone): reported, the log itself is durable. */
+  onAnchorError?(e: Error, where: string): void;
   /**
    * `custos audit accept-database`: serve this database although its anchor is newer or
    * missing (a deliberate restore from a backup); every other check still applies, and the
@@ -283,34 +285,39 @@ export const anchorPath = (dataDir: string): string => join(dataDir, ANCHOR_FILE
  * MAC and every table's count, and after a clean stop the digest of every protected row.
  * A database from before row MACs is upgraded here, once, and says so in its log.
  */
-async function checkDatabase(store: Store, dataDir: string, vaultId: string, signer: AuditSigner, rowMac: RowMac, committer: () => GroupCommitter, acceptRollback = false): Promise<void> {
+async function checkDatabase(
+  store: Store,
+  places: readonly AnchorPlace[],
+  vaultId: string,
+  signer: AuditSigner,
+  rowMac: RowMac,
+  committer: () => GroupCommitter,
+  acceptRollback = false,
+): Promise<void> {
   const enabled = await store.integrityEnabled();
   await store.migrate();
   store.setRowAuthenticator(rowMac);
-  const path = anchorPath(dataDir);
-  let anchor: Anchor | null;
-  try {
-    anchor = readAnchorFile(path, vaultId, signer.publicKey);
-  } catch (e) {
-    if (!acceptRollback) throw e;
-    anchor = null;
-  }
-  if (enabled && !anchor && !acceptRollback) {
-    throw new CustosError(
-      'database_rolled_back',
-      `The audit anchor ${path} is missing. This vault keeps one beside its database since it was created (or upgraded); without it Custos cannot tell this database from an older or shortened copy, so it refuses to serve. Put the anchor back from the same backup as the database, or see "Restoring from a backup" in the README.`,
-      { tag: 'anchor_missing' },
-    );
-  }
   if (enabled) await store.adoptSealedEntries(isSealedEntry);
   let rolledBack: CustosError | null = null;
-  if (anchor) {
+  let previous: Anchor | null = null;
+  for (const place of places) {
+    let anchor: Anchor | null;
     try {
-      await checkAnchor(store, anchor, path, isSealedEntry);
+      anchor = await readAnchor(place, vaultId, signer.publicKey);
+      if (!anchor && place.required && enabled) {
+        throw new CustosError(
+          'database_rolled_back',
+          `The audit anchor ${place.where} is missing. This vault keeps one beside its database since it was created (or upgraded); without it Custos cannot tell this database from an older or shortened copy, so it refuses to serve. Put the anchor back from the same backup as the database, or see "Restoring from a backup" in the README.`,
+          { tag: 'anchor_missing' },
+        );
+      }
+      if (anchor) await checkAnchor(store, anchor, place.where, isSealedEntry);
     } catch (e) {
-      if (!acceptRollback || !isCustosError(e)) throw e;
-      rolledBack = e;
+      if (!acceptRollback || !isCustosError(e) || e.code !== 'database_rolled_back') throw e;
+      rolledBack ??= e;
+      anchor = null;
     }
+    if (anchor && (!previous || anchor.seq > previous.seq)) previous = anchor;
   }
   // Fail closed on a tampered log: check everything after the newest signed checkpoint
   // (at most checkpoint_every entries) before serving; `custos audit verify` checks it all.
@@ -344,11 +351,12 @@ async function checkDatabase(store: Store, dataDir: string, vaultId: string, sig
       keyId: null,
       keyLabel: null,
       outcome: 'ok',
-      reason: rolledBack ? rolledBack.fullCode : anchor ? null : 'anchor_missing',
-      details: { previous_anchor_seq: anchor?.seq ?? -1, previous_anchor_ts: anchor?.ts ?? '', database_head_seq: head.seq },
+      reason: rolledBack ? rolledBack.fullCode : null,
+      details: { previous_anchor_seq: previous?.seq ?? -1, previous_anchor_ts: previous?.ts ?? '', database_head_seq: head.seq },
     });
-    // An anchor never moves backwards by itself; this one is replaced on purpose.
-    rmSync(path, { force: true });
+    // An anchor never moves backwards by itself; these are replaced on purpose.
+    const a = await anchorOfHead(store, vaultId, false);
+    for (const p of places) await p.write(encodeAnchor(a, signer));
   }
 }
 
@@ -372,15 +380,16 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
     }
     rowMac = new RowMac(root, vaultId, (table, pk, problem) => opts.metrics?.integrityAlarm?.(table, problem, pk));
     const makeCommitter = () => (committer ??= new GroupCommitter(store, auditSigner, opts.checkpointEvery ?? 1000, opts.metrics?.batch?.bind(opts.metrics)));
-    await checkDatabase(store, opts.dataDir, vaultId, auditSigner, rowMac, makeCommitter, opts.acceptRollback === true);
+    const places = [fileAnchorPlace(anchorPath(opts.dataDir), opts.anchorIntervalMs ?? 1000), ...(opts.anchorPlaces ?? [])];
+    await checkDatabase(store, places, vaultId, auditSigner, rowMac, makeCommitter, opts.acceptRollback === true);
     // Vouch for what was just verified: a process killed before its next checkpoint (SIGKILL,
     // power loss) would otherwise leave every later start re-verifying an ever longer tail.
     const head = await store.auditHead();
     const checkpoints = await store.checkpoints();
     if (head.seq > (checkpoints[checkpoints.length - 1]?.seq ?? 0)) await store.putCheckpoint(auditSigner.checkpoint(head, new Date().toISOString()));
-    const anchors = new AnchorKeeper(store, anchorPath(opts.dataDir), auditSigner, auditPublicKey, (e) => opts.onAnchorError?.(e));
-    await anchorNow(store, anchorPath(opts.dataDir), auditSigner, auditPublicKey, false);
-    anchors.start(opts.anchorIntervalMs ?? 1000);
+    const anchors = new AnchorKeeper(store, places, auditSigner, auditPublicKey, (e, p) => opts.onAnchorError?.(e, p.where));
+    await anchorNow(store, places, auditSigner, auditPublicKey, false);
+    anchors.start();
     const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new Backends(new SoftwareBackend(), opts.backends ?? []), committer: makeCommitter(), metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs });
     try {
       await vault.loadPolicies();
@@ -399,7 +408,7 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
       close: async () => {
         await vault.close();
         // The last word: an anchor of the final head with the digest of every protected row.
-        await anchors.stop(true).catch((e) => opts.onAnchorError?.(e as Error));
+        await anchors.stop(true).catch((e) => opts.onAnchorError?.(e as Error, 'the anchors'));
         macs.destroy();
         await store.close();
       },
@@ -538,7 +547,7 @@ export async function rekeyShares(dataDir: string, currentLines: string[], next:
     } finally {
       await committer.close();
     }
-    await anchorNow(store, anchorPath(dataDir), auditSigner, auditPublicKey, false).catch(() => undefined);
+    await anchorNow(store, [fileAnchorPlace(anchorPath(dataDir))], auditSigner, auditPublicKey, false).catch(() => undefined);
     rowMac.destroy();
     return { shareLines: made.lines };
   } finally {

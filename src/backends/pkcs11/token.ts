@@ -416,6 +416,41 @@ export class Pkcs11Token {
     ]);
   }
 
+  // ---- data objects (the audit anchor of an HSM-sealed vault) ---------------------------------
+
+  /**
+   * The value of the private token data object (CKO_DATA) labelled `label`, or null when there
+   * is none. Private objects are readable only after login, so only holders of the PIN see it.
+   */
+  async readData(label: string): Promise<Uint8Array | null> {
+    return this.withSession('reading a data object', async (s) => {
+      const hs = this.find(s, dataTemplate(label));
+      if (hs.length > 1) throw new CustosError('config_invalid', `The token holds ${hs.length} data objects labelled "${label}"; Custos keeps exactly one.`);
+      if (!hs[0]) return null;
+      const v = this.attr(s, hs[0], pkcs11js.CKA_VALUE);
+      return v ? new Uint8Array(v) : new Uint8Array(0);
+    });
+  }
+
+  /** Replaces (or creates) the private token data object labelled `label` with `value`. */
+  async writeData(label: string, value: Uint8Array): Promise<void> {
+    await this.withSession('writing a data object', async (s) => {
+      const hs = this.find(s, dataTemplate(label));
+      if (hs[0]) {
+        this.lib.C_SetAttributeValue(s, hs[0], [{ type: pkcs11js.CKA_VALUE, value: Buffer.from(value) }]);
+        return;
+      }
+      this.lib.C_CreateObject(s, [
+        ...dataTemplate(label),
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_PRIVATE, value: true },
+        { type: pkcs11js.CKA_MODIFIABLE, value: true },
+        { type: pkcs11js.CKA_APPLICATION, value: 'custos' },
+        { type: pkcs11js.CKA_VALUE, value: Buffer.from(value) },
+      ]);
+    });
+  }
+
   // ---- life cycle ---------------------------------------------------------------------------
 
   /** Logs out, closes the sessions, releases the module and wipes the PIN. */
@@ -885,3 +920,8 @@ function gcm(iv: Buffer, aad: Uint8Array): Mechanism {
   const parameter: pkcs11js.AesGCM = { type: pkcs11js.CK_PARAMS_AES_GCM, iv, aad: Buffer.from(aad), ivBits: 96, tagBits: 128 };
   return { mechanism: pkcs11js.CKM_AES_GCM, parameter };
 }
+
+const dataTemplate = (label: string): Attribute[] => [
+  { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+  { type: pkcs11js.CKA_LABEL, value: label },
+];
