@@ -83,10 +83,16 @@ export function keyMatches(k: AgentPrivateKey, imp: { algorithm: Algorithm; mate
   }
 }
 
-/** How an RSA signature is requested: flags pick the hash (RFC 8332 §3); 0 means legacy SHA-1. */
+/**
+ * How an RSA signature is requested: flags pick the hash (RFC 8332 §3.2); 0 means legacy
+ * SHA-1. With both SHA-2 flags set, SHA-256 wins: RFC 8332 does not say, and OpenSSH's agent
+ * tests SSH_AGENT_RSA_SHA2_256 before SSH_AGENT_RSA_SHA2_512 (ssh-agent.c agent_decode_alg,
+ * since SHA-2 signatures arrived in 7.2; hardening.test.ts compares with 9.2's agent), so a
+ * client that sends 6 gets the same algorithm from either agent.
+ */
 export function rsaHashFor(flags: number): { hash: HashName; name: string } {
-  if (flags & SSH_AGENT_RSA_SHA2_512) return { hash: 'sha512', name: 'rsa-sha2-512' };
   if (flags & SSH_AGENT_RSA_SHA2_256) return { hash: 'sha256', name: 'rsa-sha2-256' };
+  if (flags & SSH_AGENT_RSA_SHA2_512) return { hash: 'sha512', name: 'rsa-sha2-512' };
   return { hash: 'sha1', name: 'ssh-rsa' };
 }
 
