@@ -8,8 +8,8 @@
  * stored in the vault like any other key (origin `imported`, attributes `ssh.*`) and survive
  * a restart unless added with a lifetime.
  */
-import { createServer, connect, type Server, type Socket } from 'node:net';
-import { chmodSync, existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { randomBytes, randomUUID, scrypt as scryptCb } from 'node:crypto';
 import { promisify } from 'node:util';
@@ -38,6 +38,7 @@ import {
   type KeyConstraint,
 } from './codec.js';
 import { parseSignedData } from './signed-data.js';
+import { prepareSocketDir, probe } from './socket.js';
 import { decodeDestinations, encodeDestinations, identityPermitted, type Destination, type SessionBind } from './destinations.js';
 import { blobOf, fingerprint, importableOf, keyMatches, rsaHashFor, sshCapable, sshSignature, verifyHostSignature } from './keys.js';
 
@@ -57,6 +58,8 @@ export interface AgentConfig {
    */
   allowConfirm?: boolean;
   maxConnections: number;
+  /** A private directory to propose when the socket's directory is refused (serve: `<data dir>/agent`). */
+  privateDirHint?: string;
 }
 
 export interface AgentLogger {
@@ -118,19 +121,13 @@ export class SshAgent {
   }
 
   /**
-   * Listens on the socket: the directory is made 0700, the socket 0600. A socket file left
-   * by a crash (nobody answers) is replaced; a live agent's socket is never taken over.
+   * Listens on the socket, 0600, in a directory that only this user can write to (checked,
+   * never changed: see socket.ts). A socket file left by a crash (nobody answers) is
+   * replaced; a live agent's socket is never taken over.
    */
   async listen(): Promise<void> {
     const path = this.config.socketPath;
-    const dir = dirname(path);
-    if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
-    // lstat: the directory itself, not what a symlink points to; it must be ours and private,
-    // or whoever owns it could swap the socket under us.
-    const st = lstatSync(dir);
-    const uid = typeof process.getuid === 'function' ? process.getuid() : st.uid;
-    if (!st.isDirectory() || st.uid !== uid) throw new CustosError('config_invalid', `The agent socket directory ${dir} is not a directory owned by this user; use a private directory.`);
-    if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+    prepareSocketDir(dirname(path), this.config.privateDirHint ?? '<data dir>/agent');
     if (existsSync(path)) {
       if (!lstatSync(path).isSocket()) throw new CustosError('config_invalid', `${path} exists and is not a socket; refusing to replace it.`);
       const state = await probe(path);
@@ -522,16 +519,4 @@ function sameKey(requestBlob: Uint8Array, id: Identity): boolean {
   } catch {
     return false;
   }
-}
-
-/** `refused` (nobody listens: a stale socket file), `live`, or `unknown` (e.g. a full backlog). */
-function probe(path: string): Promise<'live' | 'refused' | 'unknown'> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve('live');
-    });
-    s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED' ? 'refused' : 'unknown'));
-  });
 }
