@@ -4,9 +4,9 @@
  * while every key stays in the vault and every signature takes the vault's request path.
  *
  * One socket is one principal (`ssh-agent:<name>`). It offers the vault keys its
- * configuration names (label patterns) plus the keys added to it with `ssh-add`, which are
- * stored in the vault like any other key (origin `imported`, attributes `ssh.*`) and survive
- * a restart unless added with a lifetime.
+ * configuration names (label patterns) whose purpose allows SSH, plus the keys added to it
+ * with `ssh-add`, which are stored in the vault like any other key (origin `imported`,
+ * purpose `ssh`, attributes `ssh.*`) and survive a restart unless added with a lifetime.
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
@@ -19,6 +19,7 @@ import { printable } from '../../core/text.js';
 import type { KeyRecord, Principal } from '../../core/types.js';
 import type { Vault } from '../../vault/vault.js';
 import { isExpired } from '../../vault/vault.js';
+import { purposeAllows, purposeOf } from '../../core/purpose.js';
 import {
   AgentCodecError,
   decodeRequest,
@@ -110,6 +111,8 @@ export class SshAgent {
   /** SSH key blobs by key id and version: computing one (RSA especially) costs more than a signature. */
   private readonly blobs = new Map<string, Uint8Array>();
   private sweeper: NodeJS.Timeout | null = null;
+  /** Matched keys whose purpose keeps them off this socket, already named in the log. */
+  private readonly purposeReported = new Set<string>();
 
   constructor(
     private readonly vault: Vault,
@@ -152,6 +155,7 @@ export class SshAgent {
     chmodSync(path, 0o600);
     this.server = server;
     await this.vault.destroyExpired(this.principal);
+    await this.reportPurposes();
     this.sweeper = setInterval(() => void this.vault.destroyExpired(this.principal).catch(() => undefined), 2000);
     this.sweeper.unref();
   }
@@ -296,8 +300,14 @@ export class SshAgent {
       const owner = k.attributes['ssh.socket'];
       const added = owner === this.config.name;
       // A key added over another socket belongs to that socket's principal only.
-      const configured = owner === undefined && !hidden.has(k.id) && this.patterns.some((p) => p.test(k.label));
+      const configured = owner === undefined && !hidden.has(k.id) && this.patternFor(k) !== null;
       if (!added && !configured) continue;
+      // Only keys made for SSH (or legacy keys without a purpose) are offered: a validator's
+      // consensus key matched by "*" must not sign login challenges (core/purpose.ts).
+      if (!purposeAllows(k, 'ssh')) {
+        this.reportPurpose(k);
+        continue;
+      }
       const comment = typeof k.attributes['ssh.comment'] === 'string' ? k.attributes['ssh.comment'] : k.label;
       const d = k.attributes['ssh.destinations'];
       const destinations = typeof d === 'string' ? decodeDestinations(d) : null;
@@ -305,6 +315,31 @@ export class SshAgent {
       out.push({ key: k, blob: this.blobFor(k), comment, added, destinations });
     }
     return out;
+  }
+
+  /** The `keys` pattern that names this vault key for this socket, if any. */
+  private patternFor(k: KeyRecord): string | null {
+    const i = this.patterns.findIndex((p) => p.test(k.label));
+    return i < 0 ? null : this.config.keys[i]!;
+  }
+
+  /** Says once per key (at start, or when it first shows up) why a matched key is not offered. */
+  private reportPurpose(k: KeyRecord): void {
+    if (this.purposeReported.has(k.id)) return;
+    if (this.purposeReported.size >= 10_000) this.purposeReported.clear();
+    this.purposeReported.add(k.id);
+    this.log?.info(
+      { socket: this.config.name, key: k.label, key_id: k.id, purpose: purposeOf(k), pattern: this.patternFor(k) },
+      `ssh-agent "${this.config.name}" does not offer ${k.label}: it is a ${purposeOf(k)} key, and only ssh keys (or legacy keys without a purpose) sign through an agent; keys pattern "${this.patternFor(k)}" in [[ssh_agent]] "${this.config.name}" matches it`,
+    );
+  }
+
+  /** At start: name every configured key this socket leaves out for its purpose. */
+  private async reportPurposes(): Promise<void> {
+    for (const k of await this.vault.store.listKeys()) {
+      if (k.state !== 'active' || isExpired(k) || !sshCapable(k.algorithm) || k.attributes['ssh.socket'] !== undefined) continue;
+      if (this.patternFor(k) !== null && !purposeAllows(k, 'ssh')) this.reportPurpose(k);
+    }
   }
 
   private blobFor(k: KeyRecord): Uint8Array {
@@ -411,7 +446,7 @@ export class SshAgent {
       if (!existing && (await this.identities(null)).filter((i) => i.added).length >= MAX_ADDED) return { type: 'failure' };
       // Adding a key that is already there replaces it, as in OpenSSH.
       if (existing?.added) await this.vault.destroyKey({ principal: this.principal, requestId: randomUUID() }, existing.key.id);
-      const attributes: Record<string, string | boolean> = { 'ssh.socket': this.config.name, 'ssh.comment': key.comment.slice(0, 256) };
+      const attributes: Record<string, string | boolean> = { purpose: 'ssh', 'ssh.socket': this.config.name, 'ssh.comment': key.comment.slice(0, 256) };
       if (confirm) attributes.confirm = true;
       if ('certificate' in key) attributes['ssh.certificate'] = bytesToBase64(key.certificate);
       if (lifetime !== undefined) attributes.expires_at = new Date(Date.now() + lifetime * 1000).toISOString();

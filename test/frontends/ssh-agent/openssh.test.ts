@@ -12,6 +12,7 @@ import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { makeVault, tempDir, ADMIN, type TestVault } from '../../helpers/tmpvault.js';
 import { requireTool } from '../../helpers/require.js';
+import { capturedLogger, INFO } from '../../helpers/ssh-agent.js';
 import { ROOT, runAsync as run } from '../../helpers/process.js';
 import { SshAgent, type AgentConfig } from '../../../src/frontends/ssh-agent/agent.js';
 import { isCustosError } from '../../../src/core/errors.js';
@@ -143,6 +144,44 @@ test('configured vault keys are offered; ssh-add -L matches the vault public key
   assert.ok(r.stdout.includes(publicKeyFormats(k).openssh!.split(' ').slice(0, 2).join(' ')), r.stdout);
   assert.ok(!r.stdout.includes('not-offered'), 'a key outside the configured patterns is offered');
   assert.equal(r.stdout.trim().split('\n').length, 1, 'secp256k1 is not an SSH algorithm and is not offered');
+});
+
+test('only keys whose purpose allows ssh are offered: a matched consensus or general key is neither listed nor used, and is named once in the log', async (t) => {
+  if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
+  const { publicKeyFormats } = await import('../../../src/vault/vault.js');
+  const validator = await v.vault.createKey(v.ctx(), { label: 'purpose-validator', algorithm: 'ed25519', exportable: false, attributes: { purpose: 'consensus' } });
+  const general = await v.vault.createKey(v.ctx(), { label: 'purpose-general', algorithm: 'ed25519', exportable: false, attributes: { purpose: 'general' } });
+  const login = await v.vault.createKey(v.ctx(), { label: 'purpose-login', algorithm: 'ed25519', exportable: false, attributes: { purpose: 'ssh' } });
+  const legacy = await v.vault.createKey(v.ctx(), { label: 'purpose-legacy', algorithm: 'ed25519', exportable: false });
+  const log = capturedLogger();
+  const pa = new SshAgent(v.vault, config({ name: 'purpose', socketPath: join(dir, 'purpose', 'a.sock'), keys: ['purpose-*'] }), log.logger);
+  await pa.listen();
+  try {
+    const penv = { SSH_AUTH_SOCK: pa.config.socketPath };
+    const blobOf = (k: typeof login) => publicKeyFormats(k).openssh!.split(' ')[1]!;
+    for (let i = 0; i < 2; i++) {
+      const listed = await run('ssh-add', ['-L'], penv);
+      assert.equal(listed.status, 0, listed.stderr);
+      assert.ok(listed.stdout.includes(blobOf(login)) && listed.stdout.includes(blobOf(legacy)), 'ssh and legacy keys are offered');
+      assert.ok(!listed.stdout.includes(blobOf(validator)), 'a consensus key is not offered');
+      assert.ok(!listed.stdout.includes(blobOf(general)), 'a general key is not offered');
+    }
+    // Not listed is not enough: asked for by its public key, it must not sign either.
+    writeFileSync(join(keys, 'validator.pub'), publicKeyFormats(validator).openssh + '\n');
+    assert.notEqual((await run('ssh-add', ['-T', join(keys, 'validator.pub')], penv)).status, 0, 'the consensus key signed through the agent');
+    for (const [k, purpose] of [[validator, 'consensus'], [general, 'general']] as const) {
+      const lines = log.lines.filter((l) => l.level === INFO && l.key === k.label && l.purpose === purpose && /does not offer/.test(l.msg));
+      assert.equal(lines.length, 1, `one info line names ${k.label} and its purpose:\n${log.text()}`);
+      assert.match(lines[0]!.msg, /keys pattern "purpose-\*" in \[\[ssh_agent\]\] "purpose"/);
+    }
+    // Keys added with ssh-add are made for SSH and nothing else.
+    const added = await keygen('purpose_added', ['-t', 'ed25519']);
+    assert.equal((await run('ssh-add', [added], penv)).status, 0);
+    const stored = (await v.vault.listKeys()).find((k) => k.attributes['ssh.comment'] === 'purpose_added@test')!;
+    assert.equal(stored.attributes.purpose, 'ssh');
+  } finally {
+    await pa.close();
+  }
 });
 
 test('keys added with ssh-add (ed25519 with certificate, ECDSA, RSA) are vault keys, list, and sign for ssh-add -T', async (t) => {
