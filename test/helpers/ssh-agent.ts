@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import pino from 'pino';
+import { SshWriter } from '../../src/crypto/openssh.js';
 import {
   decodeResponse,
   encodePublicKeyBlob,
@@ -108,6 +109,28 @@ export function capturedLogger(): { logger: pino.Logger; lines: Array<Record<str
   });
   const logger = pino({}, sink);
   return { logger, lines, text: () => lines.map((l) => JSON.stringify(l)).join('\n') };
+}
+
+/**
+ * An unencrypted OpenSSH private key file (PROTOCOL.key, cipher "none") for an Ed25519 pair
+ * given as parts, so a test can hand `ssh-add` a key whose seed does not belong to its
+ * public key: ssh-add checks that the file's two copies of the public key agree, not that
+ * the seed derives it, and passes such a key on to the agent.
+ */
+export function openSshEd25519File(publicKey: Uint8Array, seed: Uint8Array, comment: string): string {
+  const blob = encodePublicKeyBlob({ keyType: 'ssh-ed25519', publicKey });
+  const sk = new Uint8Array(64);
+  sk.set(seed, 0);
+  sk.set(publicKey, 32);
+  const priv = new SshWriter().u32(0x5eed5eed).u32(0x5eed5eed).string('ssh-ed25519').string(publicKey).string(sk).string(comment);
+  let section = priv.finish();
+  const padded = new Uint8Array(Math.ceil(section.length / 8) * 8);
+  padded.set(section);
+  for (let i = section.length, n = 1; i < padded.length; i++, n++) padded[i] = n;
+  section = padded;
+  const body = new SshWriter().raw(new TextEncoder().encode('openssh-key-v1\0')).string('none').string('none').string('').u32(1).string(blob).string(section).finish();
+  const b64 = Buffer.from(body).toString('base64').replace(/(.{70})/g, '$1\n');
+  return `-----BEGIN OPENSSH PRIVATE KEY-----\n${b64.trimEnd()}\n-----END OPENSSH PRIVATE KEY-----\n`;
 }
 
 /** pino's number for `info`. */
