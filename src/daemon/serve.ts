@@ -97,7 +97,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         connectors.push({ cfg: p, connector });
       }
       for (const a of opts.config.sshAgents.filter((x) => x.enabled)) {
-        const agent = new SshAgent(opened.vault, { name: a.name, socketPath: resolve(opts.dataDir, a.socket), keys: a.keys, allowSha1: a.allowSha1, allowConfirm: a.allowConfirm, maxConnections: a.maxConnections }, logger);
+        const agent = new SshAgent(opened.vault, { name: a.name, socketPath: resolve(opts.dataDir, a.socket), keys: a.keys, allowSha1: a.allowSha1, allowConfirm: a.allowConfirm, maxConnections: a.maxConnections, privateDirHint: resolve(opts.dataDir, 'agent') }, logger);
         await agent.listen();
         agents.push(agent);
       }

@@ -4,12 +4,14 @@
  * while every key stays in the vault and every signature takes the vault's request path.
  *
  * One socket is one principal (`ssh-agent:<name>`). It offers the vault keys its
- * configuration names (label patterns) plus the keys added to it with `ssh-add`, which are
- * stored in the vault like any other key (origin `imported`, attributes `ssh.*`) and survive
- * a restart unless added with a lifetime.
+ * configuration names (label patterns) whose purpose allows SSH, plus the keys added to it
+ * with `ssh-add`, which are stored in the vault like any other key (origin `imported`,
+ * purpose `ssh`, attributes `ssh.*`) and survive a restart unless added with a lifetime.
+ * What the agent refuses itself (locked, unknown key, a refused add ...) is audited and
+ * logged with its cause (refusals.ts); what the vault refuses, the vault audits.
  */
-import { createServer, connect, type Server, type Socket } from 'node:net';
-import { chmodSync, existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { randomBytes, randomUUID, scrypt as scryptCb } from 'node:crypto';
 import { promisify } from 'node:util';
@@ -19,6 +21,7 @@ import { printable } from '../../core/text.js';
 import type { KeyRecord, Principal } from '../../core/types.js';
 import type { Vault } from '../../vault/vault.js';
 import { isExpired } from '../../vault/vault.js';
+import { purposeAllows, purposeOf } from '../../core/purpose.js';
 import {
   AgentCodecError,
   decodeRequest,
@@ -38,8 +41,10 @@ import {
   type KeyConstraint,
 } from './codec.js';
 import { parseSignedData } from './signed-data.js';
+import { prepareSocketDir, probe } from './socket.js';
 import { decodeDestinations, encodeDestinations, identityPermitted, type Destination, type SessionBind } from './destinations.js';
-import { blobOf, fingerprint, importableOf, keyMatches, rsaHashFor, sshCapable, sshSignature, verifyHostSignature } from './keys.js';
+import { blobOf, checkAddedKey, fingerprint, importableOf, rsaBits, rsaHashFor, sshCapable, sshFingerprint, sshSignature, verifyHostSignature } from './keys.js';
+import { addedKeyDetails, lockedRefusal, malformedRefusal, refusalLine, setting, sha256hex, type Details, type Refusal } from './refusals.js';
 
 const scrypt = promisify(scryptCb) as (pw: Uint8Array, salt: Uint8Array, len: number, opts: { N: number; r: number; p: number }) => Promise<Buffer>;
 
@@ -57,6 +62,8 @@ export interface AgentConfig {
    */
   allowConfirm?: boolean;
   maxConnections: number;
+  /** A private directory to propose when the socket's directory is refused (serve: `<data dir>/agent`). */
+  privateDirHint?: string;
 }
 
 export interface AgentLogger {
@@ -107,6 +114,8 @@ export class SshAgent {
   /** SSH key blobs by key id and version: computing one (RSA especially) costs more than a signature. */
   private readonly blobs = new Map<string, Uint8Array>();
   private sweeper: NodeJS.Timeout | null = null;
+  /** Matched keys whose purpose keeps them off this socket, already named in the log. */
+  private readonly purposeReported = new Set<string>();
 
   constructor(
     private readonly vault: Vault,
@@ -118,19 +127,13 @@ export class SshAgent {
   }
 
   /**
-   * Listens on the socket: the directory is made 0700, the socket 0600. A socket file left
-   * by a crash (nobody answers) is replaced; a live agent's socket is never taken over.
+   * Listens on the socket, 0600, in a directory that only this user can write to (checked,
+   * never changed: see socket.ts). A socket file left by a crash (nobody answers) is
+   * replaced; a live agent's socket is never taken over.
    */
   async listen(): Promise<void> {
     const path = this.config.socketPath;
-    const dir = dirname(path);
-    if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
-    // lstat: the directory itself, not what a symlink points to; it must be ours and private,
-    // or whoever owns it could swap the socket under us.
-    const st = lstatSync(dir);
-    const uid = typeof process.getuid === 'function' ? process.getuid() : st.uid;
-    if (!st.isDirectory() || st.uid !== uid) throw new CustosError('config_invalid', `The agent socket directory ${dir} is not a directory owned by this user; use a private directory.`);
-    if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+    prepareSocketDir(dirname(path), this.config.privateDirHint ?? '<data dir>/agent');
     if (existsSync(path)) {
       if (!lstatSync(path).isSocket()) throw new CustosError('config_invalid', `${path} exists and is not a socket; refusing to replace it.`);
       const state = await probe(path);
@@ -155,6 +158,7 @@ export class SshAgent {
     chmodSync(path, 0o600);
     this.server = server;
     await this.vault.destroyExpired(this.principal);
+    await this.reportPurposes();
     this.sweeper = setInterval(() => void this.vault.destroyExpired(this.principal).catch(() => undefined), 2000);
     this.sweeper.unref();
   }
@@ -195,6 +199,7 @@ export class SshAgent {
       } catch (e) {
         // Oversized or zero-length frame: answer what arrived whole, then close, as OpenSSH does.
         const done = e instanceof AgentCodecError && 'completed' in e ? ((e as { completed?: Uint8Array[] }).completed ?? []) : [];
+        this.log?.info({ socket: this.config.name, conn: conn.id, reason: 'bad_frame_length' }, `ssh-agent "${this.config.name}" closed a connection: ${(e as Error).message}`);
         for (const b of done) enqueue(b);
         void queue.then(() => socket.destroy());
         return;
@@ -216,13 +221,23 @@ export class SshAgent {
     let reply: Uint8Array;
     let req: AgentRequest | null = null;
     try {
-      req = decodeRequest(body);
+      try {
+        req = decodeRequest(body);
+      } catch (e) {
+        if (e instanceof AgentCodecError) await this.refuse(malformedRefusal(body, e));
+        throw e;
+      }
       // Encoding is inside the try too: an answer that cannot be framed (too many or too
       // large identities) becomes a FAILURE for this request, never an exception that
       // would take the daemon down.
       reply = frame(encodeResponse(await this.handle(conn, req)));
     } catch (e) {
-      if (!(e instanceof AgentCodecError) && !isCustosError(e)) this.log?.warn({ err: (e as Error).message, conn: conn.id }, 'ssh-agent request failed');
+      if (e instanceof AgentCodecError) {
+        // Refused and logged above.
+      } else if (isCustosError(e)) {
+        // The vault refused (and audited) it, or the agent's audit entry could not be written.
+        this.log?.info({ socket: this.config.name, request: req?.type, code: e.fullCode, conn: conn.id }, `ssh-agent "${this.config.name}" refused ${req?.type ?? 'a request'}: ${e.fullCode}: ${e.message}`);
+      } else this.log?.warn({ err: (e as Error).message, conn: conn.id }, 'ssh-agent request failed');
       reply = frame(encodeResponse({ type: 'failure' }));
     } finally {
       if (req) wipeRequest(req);
@@ -234,7 +249,10 @@ export class SshAgent {
   private async handle(conn: Connection, req: AgentRequest): Promise<AgentResponse> {
     // While locked: only UNLOCK, an empty listing and session-bind (OpenSSH 10.5 processes
     // binds while locked, so a connection bound meanwhile is never mistaken for local use).
-    if (this.lock && req.type !== 'unlock' && req.type !== 'request_identities' && req.type !== 'session_bind') return { type: 'failure' };
+    if (this.lock && req.type !== 'unlock' && req.type !== 'request_identities' && req.type !== 'session_bind') {
+      const named = req.type === 'sign_request' || req.type === 'remove_identity' ? ((await this.find(req.keyBlob, conn))?.key ?? null) : null;
+      return this.refuse(lockedRefusal(req, named));
+    }
     switch (req.type) {
       case 'request_identities': {
         if (this.lock) return { type: 'identities_answer', identities: [] };
@@ -276,10 +294,74 @@ export class SshAgent {
         return { type: 'query_response', extensions: [EXT_QUERY, EXT_SESSION_BIND] };
       case 'session_bind':
         return this.bind(conn, req.hostKey, req.sessionId, req.signature, req.isForwarding);
+      case 'add_smartcard_key':
+      case 'add_smartcard_key_constrained':
+      case 'remove_smartcard_key':
+        // The PIN is never looked at, logged or kept; the token id is a library path the client chose.
+        return this.refuse({
+          operation: req.type === 'remove_smartcard_key' ? 'agent_remove' : 'agent_add',
+          reason: 'smartcard_not_supported',
+          key: null,
+          why: 'PKCS#11 tokens are not loaded into the agent (ssh-add -s/-e); import the key into the vault, or configure the token as a [[pkcs11]] backend',
+          details: { token_id: printable(req.tokenId, 128) },
+        });
       default:
-        // Smartcard requests, unknown extensions and unknown types: FAILURE, connection kept.
-        return { type: 'failure' };
+        // Unknown extensions and unknown types: FAILURE, connection kept.
+        return this.refuse({
+          operation: 'agent_request',
+          reason: 'unsupported_request',
+          key: null,
+          why: req.type === 'extension' ? `extension "${printable(req.name, 64)}" is not supported` : `message type ${req.code} is not supported`,
+          logOnly: true,
+        });
     }
+  }
+
+  /**
+   * One refusal: one info line, then one audit entry (unless log-only), then FAILURE. If the
+   * audit entry cannot be written the error propagates, and the client still gets FAILURE.
+   */
+  private async refuse(r: Refusal): Promise<AgentResponse> {
+    const details: Details = { protocol: 'ssh-agent', socket: this.config.name, ...r.details };
+    this.log?.info({ ...details, operation: r.operation, reason: r.reason, ...(r.key ? { key: r.key.label, key_id: r.key.id } : {}) }, refusalLine(this.config.name, r));
+    if (!r.logOnly) await this.vault.recordEvent(this.ctx(), r.operation, r.key, 'denied', r.reason, details);
+    return { type: 'failure' };
+  }
+
+  private ctx() {
+    return { principal: this.principal, requestId: randomUUID() };
+  }
+
+  /**
+   * Why no offered key has this blob, for the refusal of a sign or remove request: the vault
+   * key that has it and what keeps it off this socket (destroyed, disabled, expired, another
+   * socket's, not matched by `keys`, hidden, its purpose, its destinations), or that none has.
+   */
+  private async whyNotOffered(blob: Uint8Array): Promise<Pick<Refusal, 'reason' | 'key' | 'why'>> {
+    const name = this.config.name;
+    const keysSetting = setting(name, `keys = ${JSON.stringify(this.config.keys)}`);
+    const matches = (await this.vault.store.listKeys()).filter((k) => {
+      try {
+        return sshCapable(k.algorithm) && equalBytes(this.blobFor(k), blob);
+      } catch {
+        return false; // a record whose public key does not encode matches nothing
+      }
+    });
+    const k = matches.find((m) => m.state === 'active') ?? matches.find((m) => m.state === 'disabled') ?? matches[0];
+    if (!k) return { reason: 'key_not_found', key: null, why: `no key with fingerprint ${sshFingerprint(blob)} was added over this socket, and no vault key matched by ${keysSetting} has it` };
+    const owner = k.attributes['ssh.socket'];
+    if (owner !== undefined && owner !== name) return { reason: 'key_not_found', key: k, why: `${k.label} was added over another socket ("${printable(String(owner), 32)}") and is offered only there` };
+    if (k.state === 'destroyed') return { reason: 'key_not_found', key: k, why: owner === name ? `${k.label} was removed (ssh-add -d/-D, or its ssh-add -t lifetime ended) and destroyed` : `${k.label} was destroyed in the vault` };
+    if (k.state === 'disabled') return { reason: 'key_disabled', key: k, why: `${k.label} is disabled in the vault (custos keys enable ${k.label})` };
+    if (isExpired(k)) return { reason: 'key_expired', key: k, why: `the ssh-add -t lifetime of ${k.label} ended at ${String(k.attributes.expires_at)}` };
+    if (owner === undefined) {
+      const pattern = this.patternFor(k);
+      if (pattern === null) return { reason: 'key_not_found', key: k, why: `${k.label} is a vault key, but nothing in ${keysSetting} matches its label` };
+      if ((await this.vault.hiddenForAgent(name)).has(k.id)) return { reason: 'key_not_found', key: k, why: `${k.label} was removed from this socket with ssh-add -d/-D; \`custos ssh-agent restore ${name}\` offers it again` };
+    }
+    if (!purposeAllows(k, 'ssh')) return { reason: 'key_purpose', key: k, why: `${k.label} is a ${purposeOf(k)} key, and only ssh keys (or legacy keys without a purpose) sign through an agent, whatever ${keysSetting} matches` };
+    if (typeof k.attributes['ssh.destinations'] === 'string') return { reason: 'destination_not_permitted', key: k, why: `${k.label} is restricted to destinations (ssh-add -h) that this connection's session binds do not allow` };
+    return { reason: 'key_not_found', key: k, why: `${k.label} is not offered on this socket` };
   }
 
   /**
@@ -299,8 +381,14 @@ export class SshAgent {
       const owner = k.attributes['ssh.socket'];
       const added = owner === this.config.name;
       // A key added over another socket belongs to that socket's principal only.
-      const configured = owner === undefined && !hidden.has(k.id) && this.patterns.some((p) => p.test(k.label));
+      const configured = owner === undefined && !hidden.has(k.id) && this.patternFor(k) !== null;
       if (!added && !configured) continue;
+      // Only keys made for SSH (or legacy keys without a purpose) are offered: a validator's
+      // consensus key matched by "*" must not sign login challenges (core/purpose.ts).
+      if (!purposeAllows(k, 'ssh')) {
+        this.reportPurpose(k);
+        continue;
+      }
       const comment = typeof k.attributes['ssh.comment'] === 'string' ? k.attributes['ssh.comment'] : k.label;
       const d = k.attributes['ssh.destinations'];
       const destinations = typeof d === 'string' ? decodeDestinations(d) : null;
@@ -308,6 +396,31 @@ export class SshAgent {
       out.push({ key: k, blob: this.blobFor(k), comment, added, destinations });
     }
     return out;
+  }
+
+  /** The `keys` pattern that names this vault key for this socket, if any. */
+  private patternFor(k: KeyRecord): string | null {
+    const i = this.patterns.findIndex((p) => p.test(k.label));
+    return i < 0 ? null : this.config.keys[i]!;
+  }
+
+  /** Says once per key (at start, or when it first shows up) why a matched key is not offered. */
+  private reportPurpose(k: KeyRecord): void {
+    if (this.purposeReported.has(k.id)) return;
+    if (this.purposeReported.size >= 10_000) this.purposeReported.clear();
+    this.purposeReported.add(k.id);
+    this.log?.info(
+      { socket: this.config.name, key: k.label, key_id: k.id, purpose: purposeOf(k), pattern: this.patternFor(k) },
+      `ssh-agent "${this.config.name}" does not offer ${k.label}: it is a ${purposeOf(k)} key, and only ssh keys (or legacy keys without a purpose) sign through an agent; keys pattern "${this.patternFor(k)}" in [[ssh_agent]] "${this.config.name}" matches it`,
+    );
+  }
+
+  /** At start: name every configured key this socket leaves out for its purpose. */
+  private async reportPurposes(): Promise<void> {
+    for (const k of await this.vault.store.listKeys()) {
+      if (k.state !== 'active' || isExpired(k) || !sshCapable(k.algorithm) || k.attributes['ssh.socket'] !== undefined) continue;
+      if (this.patternFor(k) !== null && !purposeAllows(k, 'ssh')) this.reportPurpose(k);
+    }
   }
 
   private blobFor(k: KeyRecord): Uint8Array {
@@ -326,24 +439,27 @@ export class SshAgent {
   }
 
   private async sign(conn: Connection, keyBlob: Uint8Array, data: Uint8Array, flags: number): Promise<AgentResponse> {
+    const asked: Details = { key_fingerprint: sshFingerprint(keyBlob), message_sha256: sha256hex(data) };
     const id = await this.find(keyBlob, conn);
-    if (!id) return { type: 'failure' };
+    if (!id) return this.refuse({ operation: 'sign', ...(await this.whyNotOffered(keyBlob)), details: asked });
     const context: Record<string, string> = { protocol: 'ssh-agent', socket: this.config.name };
     const what = parseSignedData(data);
+    const refuse = (reason: string, why: string) => this.refuse({ operation: 'sign', reason, key: id.key, why, details: { ...asked, ...context } });
     if (id.key.algorithm === 'ed25519-expanded' && what.kind !== 'unknown') {
-      return this.refuseRestricted(id, 'a Tor key does not sign SSH logins or SSHSIG blobs');
+      return refuse('tor_key_ssh_payload', `${id.key.label} is a Tor key (ed25519-expanded): it does not sign SSH logins or SSHSIG blobs`);
     }
     if (id.destinations) {
       // A destination-restricted key signs only a userauth request for the session bound
       // last on this connection, to the host key bound with it (OpenSSH process_sign_request2).
       const last = conn.binds[conn.binds.length - 1];
-      if (!last || what.kind !== 'userauth') return this.refuseRestricted(id, 'not a bound userauth request');
-      if (what.service !== 'ssh-connection') return this.refuseRestricted(id, 'userauth for another service');
-      if (!sameKey(what.keyBlob, id)) return this.refuseRestricted(id, 'the userauth request names another key');
-      if (!identityPermitted(id.destinations, conn.binds, conn.bindAttempted, what.user)) return this.refuseRestricted(id, 'destination not permitted');
-      if (!equalBytes(what.sessionId, last.sessionId)) return this.refuseRestricted(id, 'session id is not the most recently bound one');
-      if (conn.binds.length > 1 && !what.hostKeyBlob) return this.refuseRestricted(id, 'no host key in a forwarded userauth request');
-      if (what.hostKeyBlob && !equalBytes(what.hostKeyBlob, last.hostKey)) return this.refuseRestricted(id, 'host key differs from the bound one');
+      const restricted = (why: string) => refuse('destination_not_permitted', `${id.key.label} is restricted to destinations (ssh-add -h), and ${why}`);
+      if (!last || what.kind !== 'userauth') return restricted('this is not a userauth request on a bound session');
+      if (what.service !== 'ssh-connection') return restricted('the userauth request is for another service');
+      if (!sameKey(what.keyBlob, id)) return restricted('the userauth request names another key');
+      if (!identityPermitted(id.destinations, conn.binds, conn.bindAttempted, what.user)) return restricted('its restrictions do not allow this path of hosts or this user');
+      if (!equalBytes(what.sessionId, last.sessionId)) return restricted('the session id is not the most recently bound one');
+      if (conn.binds.length > 1 && !what.hostKeyBlob) return restricted('a forwarded userauth request names no host key');
+      if (what.hostKeyBlob && !equalBytes(what.hostKeyBlob, last.hostKey)) return restricted('the host key differs from the bound one');
       context.ssh_destination = 'permitted';
     }
     if (what.kind === 'userauth') {
@@ -360,7 +476,9 @@ export class SshAgent {
     if (id.key.algorithm === 'p256') options = { encoding: 'raw' };
     else if (id.key.algorithm.startsWith('rsa-')) {
       const { hash, name } = rsaHashFor(flags);
-      if (hash === 'sha1' && !this.config.allowSha1) return { type: 'failure' };
+      if (hash === 'sha1' && !this.config.allowSha1) {
+        return refuse('sha1_not_allowed', `the client asked for a legacy ssh-rsa (SHA-1) signature (flags ${flags}), and ${setting(this.config.name, 'allow_sha1 = false')}`);
+      }
       options = { hash, padding: 'pkcs1' };
       rsaName = name;
     }
@@ -373,48 +491,62 @@ export class SshAgent {
       context,
     });
     // A lock that arrived while this request waited (for an approval, say) wins.
-    if (this.lock) return { type: 'failure' };
+    if (this.lock) return refuse('agent_locked', 'the agent was locked while the request waited; the signature is withheld');
     return { type: 'sign_response', signature: sshSignature(id.key.algorithm, r.signature, rsaName) };
   }
 
-  private refuseRestricted(id: Identity, why: string): AgentResponse {
-    this.log?.info({ socket: this.config.name, key: id.key.id, why }, 'ssh-agent refused a destination-restricted key');
-    return { type: 'failure' };
-  }
-
   private async add(conn: Connection, key: AgentPrivateKey, constraints: KeyConstraint[]): Promise<AgentResponse> {
+    const details: Details = { ...addedKeyDetails(key), ...(constraints.length ? { constraints: constraints.map((c) => c.kind).join(',') } : {}) };
+    const refuse = (reason: string, why: string, extra: Details = {}) => this.refuse({ operation: 'agent_add', reason, key: null, why, details: { ...details, ...extra } });
     let lifetime: number | undefined;
     let destinations: string | undefined;
     let confirm = false;
     for (const c of constraints) {
       if (c.kind === 'lifetime') lifetime = c.seconds;
-      else if (c.kind === 'confirm' && this.config.allowConfirm) confirm = true;
-      else if (c.kind === 'restrict-destination' && c.constraints.length > 0) {
+      else if (c.kind === 'confirm') {
+        // Without someone to approve, a confirm key could never be used or, worse, would be
+        // used unconfirmed: refused at add time instead.
+        if (!this.config.allowConfirm) return refuse('confirm_not_allowed', `ssh-add -c needs an approver for each use, and ${setting(this.config.name, 'allow_confirm = false')}`);
+        confirm = true;
+      } else if (c.kind === 'restrict-destination' && c.constraints.length > 0) {
         destinations = encodeDestinations(c.constraints);
-        if (destinations.length > 8192) return { type: 'failure' };
+        if (destinations.length > 8192) return refuse('destinations_too_large', `its destination restrictions (ssh-add -h) take ${destinations.length} bytes stored; at most 8192 are kept`);
       } else {
-        // confirm without approvers, and anything unknown: RFC 9987 §5.2.7 says refuse what
-        // cannot be honoured, never ignore it (the Go agent's CVE-2026-39833 failure).
-        this.log?.info({ socket: this.config.name, constraint: c.kind }, 'ssh-agent add refused: constraint not supported');
-        return { type: 'failure' };
+        // Anything else: RFC 9987 §5.2.7 says refuse what cannot be honoured, never ignore
+        // it (the Go agent's CVE-2026-39833 failure).
+        const which = c.kind === 'unknown-extension' ? `"${printable(c.name, 64)}"` : c.kind;
+        return refuse('unsupported_constraint', `the ${which} constraint is not supported here, and a constraint that cannot be honoured is refused, never ignored`, { constraint: c.kind });
       }
     }
-    const imp = importableOf(key);
-    if (!imp) return { type: 'failure' };
+    let imp: ReturnType<typeof importableOf>;
+    try {
+      imp = importableOf(key);
+    } catch {
+      return refuse('invalid_key', 'the private key parts are inconsistent');
+    }
+    if (!imp) {
+      const what = key.keyType === 'ssh-rsa' ? `RSA-${rsaBits(key.n)} keys` : `${key.keyType} keys`;
+      return refuse('unsupported_algorithm', `${what} cannot be held by the vault; it holds Ed25519, ECDSA P-256 and RSA 2048, 3072 and 4096-bit keys`);
+    }
     const blob = publicKeyBlobOf(key);
     try {
       // Before anything is replaced: the private part must belong to the public key (and a
       // certificate must certify that key, signed by its CA), or knowing a public key would
       // be enough to overwrite someone's identity.
-      if (!keyMatches(key, imp)) {
-        this.log?.info({ socket: this.config.name }, 'ssh-agent add refused: private key does not match its public key or certificate');
-        return { type: 'failure' };
+      const fault = checkAddedKey(key, imp);
+      if (fault === 'invalid_key') return refuse(fault, `the private part is not a valid ${imp.algorithm} key`);
+      if (fault === 'key_mismatch') return refuse(fault, 'certificate' in key ? 'the private key does not match the key its certificate certifies' : 'the private key does not match its public key');
+      if (fault === 'invalid_certificate') {
+        const ca = 'cert' in key ? sshFingerprint(key.cert.signatureKey) : 'none';
+        return refuse(fault, `the certificate signature does not verify under its CA key ${ca} (the certificate was altered, or not signed by that CA)`, { ca_fingerprint: ca });
       }
       const existing = await this.find(blob, conn);
-      if (!existing && (await this.identities(null)).filter((i) => i.added).length >= MAX_ADDED) return { type: 'failure' };
+      if (!existing && (await this.identities(null)).filter((i) => i.added).length >= MAX_ADDED) {
+        return refuse('too_many_keys', `this socket already holds ${MAX_ADDED} keys added with ssh-add, the most one socket keeps; remove some (ssh-add -d)`);
+      }
       // Adding a key that is already there replaces it, as in OpenSSH.
       if (existing?.added) await this.vault.destroyKey({ principal: this.principal, requestId: randomUUID() }, existing.key.id);
-      const attributes: Record<string, string | boolean> = { 'ssh.socket': this.config.name, 'ssh.comment': key.comment.slice(0, 256) };
+      const attributes: Record<string, string | boolean> = { purpose: 'ssh', 'ssh.socket': this.config.name, 'ssh.comment': key.comment.slice(0, 256) };
       if (confirm) attributes.confirm = true;
       if ('certificate' in key) attributes['ssh.certificate'] = bytesToBase64(key.certificate);
       if (lifetime !== undefined) attributes.expires_at = new Date(Date.now() + lifetime * 1000).toISOString();
@@ -424,9 +556,9 @@ export class SshAgent {
         { label: `ssh:${this.config.name}:${fingerprint(blob).slice(0, 16)}-${randomBytes(4).toString('hex')}`, algorithm: imp.algorithm, format: imp.format, material: imp.material, exportable: false, attributes },
       );
       if (imp.publicKey && !equalBytes(imp.publicKey, created.publicKey)) {
-        // Belt and braces: keyMatches() has checked this already.
-        await this.vault.destroyKey({ principal: this.principal, requestId: randomUUID() }, created.id);
-        return { type: 'failure' };
+        // Belt and braces: checkAddedKey() has checked this already.
+        await this.vault.destroyKey(this.ctx(), created.id);
+        return refuse('key_mismatch', 'the vault derived another public key from the private key than the one sent');
       }
       return { type: 'success' };
     } finally {
@@ -436,7 +568,7 @@ export class SshAgent {
 
   private async remove(conn: Connection, blob: Uint8Array): Promise<AgentResponse> {
     const id = await this.find(blob, conn);
-    if (!id) return { type: 'failure' };
+    if (!id) return this.refuse({ operation: 'agent_remove', ...(await this.whyNotOffered(blob)), details: { key_fingerprint: sshFingerprint(blob) } });
     await this.forget(id);
     return { type: 'success' };
   }
@@ -458,13 +590,19 @@ export class SshAgent {
   }
 
   private async doLock(passphrase: Uint8Array): Promise<AgentResponse> {
-    if (this.lock || passphrase.length === 0) return { type: 'failure' };
+    if (this.lock) return this.refuse({ operation: 'agent_lock', reason: 'already_locked', key: null, why: 'the agent is already locked' });
+    if (passphrase.length === 0) return this.refuse({ operation: 'agent_lock', reason: 'empty_passphrase', key: null, why: 'an empty lock passphrase would let anyone unlock' });
+    // Only a KDF output of the lock passphrase is kept; the audit entry has not even that (a
+    // hash of a passphrase is a dictionary attack away from it).
+    const salt = new Uint8Array(randomBytes(16));
+    const hash = new Uint8Array(await scrypt(passphrase, salt, 32, LOCK_KDF));
+    if (this.lock) return this.refuse({ operation: 'agent_lock', reason: 'already_locked', key: null, why: 'the agent is already locked' });
+    await this.vault.recordEvent(this.ctx(), 'agent_lock', null, 'ok', null, { protocol: 'ssh-agent', socket: this.config.name });
     // Nothing approved after the lock may come out: refuse what is still waiting.
     this.vault.approvals.denyAllFrom(this.principal.id);
-    // Only a KDF output of the lock passphrase is kept.
-    const salt = new Uint8Array(randomBytes(16));
-    this.lock = { salt, hash: new Uint8Array(await scrypt(passphrase, salt, 32, LOCK_KDF)) };
+    this.lock = { salt, hash };
     this.failedUnlocks = 0;
+    this.log?.info({ socket: this.config.name, operation: 'agent_lock' }, `ssh-agent "${this.config.name}" locked (ssh-add -x)`);
     return { type: 'success' };
   }
 
@@ -480,31 +618,37 @@ export class SshAgent {
 
   private async tryUnlock(passphrase: Uint8Array): Promise<AgentResponse> {
     const lock = this.lock;
-    if (!lock) return { type: 'failure' };
+    if (!lock) return this.refuse({ operation: 'agent_unlock', reason: 'not_locked', key: null, why: 'the agent is not locked' });
     const hash = new Uint8Array(await scrypt(passphrase, lock.salt, 32, LOCK_KDF));
+    const details: Details = { protocol: 'ssh-agent', socket: this.config.name };
     if (equalBytes(hash, lock.hash)) {
+      // Unlocked only once the audit entry is durable (fail closed).
+      await this.vault.recordEvent(this.ctx(), 'agent_unlock', null, 'ok', null, { ...details, failed_attempts: this.failedUnlocks });
       this.lock = null;
       this.failedUnlocks = 0;
+      this.log?.info({ socket: this.config.name, operation: 'agent_unlock' }, `ssh-agent "${this.config.name}" unlocked (ssh-add -X)`);
       return { type: 'success' };
     }
     // Slow down guessing: 100 ms per failure so far, at most 10 s. Only unlock attempts wait
     // in this queue; other requests and clients keep being served.
     this.failedUnlocks++;
+    const refused = await this.refuse({ operation: 'agent_unlock', reason: 'wrong_passphrase', key: null, why: `wrong passphrase (failed attempt ${this.failedUnlocks} since the lock)`, details: { failed_attempts: this.failedUnlocks } });
     await new Promise((r) => setTimeout(r, Math.min(100 * this.failedUnlocks, 10_000)));
-    return { type: 'failure' };
+    return refused;
   }
 
-  private bind(conn: Connection, hostKey: Uint8Array, sessionId: Uint8Array, signature: Uint8Array, isForwarding: boolean): AgentResponse {
+  private async bind(conn: Connection, hostKey: Uint8Array, sessionId: Uint8Array, signature: Uint8Array, isForwarding: boolean): Promise<AgentResponse> {
     conn.bindAttempted = true;
-    const fail = (): AgentResponse => ({ type: 'failure' });
-    if (!verifyHostSignature(hostKey, sessionId, signature)) return fail();
+    const fail = (reason: string, why: string) =>
+      this.refuse({ operation: 'agent_session_bind', reason, key: null, why, details: { host_key_fingerprint: sshFingerprint(hostKey), session_id_sha256: sha256hex(sessionId), is_forwarding: isForwarding } });
+    if (!verifyHostSignature(hostKey, sessionId, signature)) return fail('invalid_signature', "the host key's signature over the session id does not verify");
     // As OpenSSH: a repeated session id must come with the same key and is not added twice;
     // nothing may follow a bind made for authentication; at most MAX_BINDS hops.
     const same = conn.binds.find((b) => equalBytes(b.sessionId, sessionId));
-    if (same) return equalBytes(same.hostKey, hostKey) ? { type: 'success' } : fail();
+    if (same) return equalBytes(same.hostKey, hostKey) ? { type: 'success' } : fail('host_key_mismatch', 'this session id was bound before with another host key');
     const last = conn.binds[conn.binds.length - 1];
-    if (last && !last.isForwarding) return fail();
-    if (conn.binds.length >= MAX_BINDS) return fail();
+    if (last && !last.isForwarding) return fail('bound_for_auth', 'this connection was already bound for authentication, and nothing may follow that');
+    if (conn.binds.length >= MAX_BINDS) return fail('too_many_binds', `this connection already has ${MAX_BINDS} session binds`);
     conn.binds.push({ hostKey: hostKey.slice(), sessionId: sessionId.slice(), isForwarding });
     return { type: 'success' };
   }
@@ -522,16 +666,4 @@ function sameKey(requestBlob: Uint8Array, id: Identity): boolean {
   } catch {
     return false;
   }
-}
-
-/** `refused` (nobody listens: a stale socket file), `live`, or `unknown` (e.g. a full backlog). */
-function probe(path: string): Promise<'live' | 'refused' | 'unknown'> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve('live');
-    });
-    s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED' ? 'refused' : 'unknown'));
-  });
 }

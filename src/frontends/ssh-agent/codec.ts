@@ -17,12 +17,20 @@ import { printable } from '../../core/text.js';
 import { CustosError } from '../../core/errors.js';
 import { SshFormatError, SshReader, SshWriter } from '../../crypto/openssh.js';
 
+/**
+ * Why an ADD can be refused before it decodes, for the audit entry the session handler
+ * writes (the default is `malformed_request`).
+ */
+export type AddRefusal = 'unsupported_algorithm' | 'key_mismatch' | 'invalid_certificate' | 'unsupported_constraint';
+
 export class AgentCodecError extends CustosError {
   override readonly code = 'bad_request' as const;
+  readonly refusal: AddRefusal | undefined;
 
-  constructor(message: string, options?: { cause?: unknown }) {
+  constructor(message: string, options?: { cause?: unknown; refusal?: AddRefusal }) {
     super('bad_request', message, options);
     this.name = 'AgentCodecError';
+    this.refusal = options?.refusal;
   }
 }
 
@@ -657,7 +665,7 @@ function readPrivateKey(r: SshReader): AgentPrivateKey {
     default:
       // RFC 9987 §5.2: an unrecognised key type gets FAILURE. Its fields cannot
       // be skipped (no length), so nothing after them is readable either.
-      throw new AgentCodecError(`unsupported key type "${printable(keyType)}"`);
+      throw new AgentCodecError(`unsupported key type "${printable(keyType)}"`, { refusal: 'unsupported_algorithm' });
   }
 }
 
@@ -670,14 +678,14 @@ function readCertPrivateKey(r: SshReader, keyType: CertKeyType): AgentPrivateKey
   const certificate = r.string('certificate');
   const cert = parseCertificate(certificate);
   if (cert.keyType !== keyType) {
-    throw new AgentCodecError(`certificate of type "${cert.keyType}" sent as "${keyType}"`);
+    throw new AgentCodecError(`certificate of type "${cert.keyType}" sent as "${keyType}"`, { refusal: 'invalid_certificate' });
   }
   const key = cert.key;
   switch (key.keyType) {
     case 'ssh-ed25519': {
       const { publicKey, seedView } = readEd25519Pair(r);
       if (!equalBytes(publicKey, key.publicKey)) {
-        throw new AgentCodecError('ed25519 public key does not match the certificate');
+        throw new AgentCodecError('ed25519 public key does not match the certificate', { refusal: 'key_mismatch' });
       }
       const comment = text(r, 'comment');
       return {
@@ -728,7 +736,7 @@ function readEd25519Pair(r: SshReader): { publicKey: Uint8Array; seedView: Uint8
   // The second half of k‖A is only a cached copy of A; a different value would
   // make libsodium-style signers hash the wrong key into every signature.
   if (!equalBytes(sk.subarray(32), publicKey)) {
-    throw new AgentCodecError('ed25519 secret key does not end with its public key');
+    throw new AgentCodecError('ed25519 secret key does not end with its public key', { refusal: 'key_mismatch' });
   }
   return { publicKey, seedView: sk.subarray(0, 32) };
 }
@@ -845,7 +853,7 @@ function readPlainBody(r: SshReader, keyType: string): PlainPublicKey {
       return { keyType, e: e.slice(), n: n.slice() };
     }
     default:
-      throw new AgentCodecError(`unsupported key type "${printable(keyType)}"`);
+      throw new AgentCodecError(`unsupported key type "${printable(keyType)}"`, { refusal: 'unsupported_algorithm' });
   }
 }
 
@@ -883,7 +891,7 @@ function readCertBody(r: SshReader, keyType: CertKeyType): SshCertificate {
   const key = readPlainBody(r, CERT_BASE[keyType]!);
   const serial = u64(r, 'certificate serial');
   const typeCode = r.u32('certificate type');
-  if (typeCode !== 1 && typeCode !== 2) throw new AgentCodecError(`certificate type ${typeCode} is neither user (1) nor host (2)`);
+  if (typeCode !== 1 && typeCode !== 2) throw new AgentCodecError(`certificate type ${typeCode} is neither user (1) nor host (2)`, { refusal: 'invalid_certificate' });
   const keyId = text(r, 'certificate key id');
   const principals = readPrincipals(r.string('certificate principals'));
   const validAfter = u64(r, 'certificate valid_after');
@@ -977,7 +985,7 @@ function readConstraints(r: SshReader): KeyConstraint[] {
         break;
       }
       default:
-        throw new AgentCodecError(`unknown key constraint ${id}`);
+        throw new AgentCodecError(`unknown key constraint ${id}`, { refusal: 'unsupported_constraint' });
     }
   }
   return out;

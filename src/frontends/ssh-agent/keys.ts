@@ -29,8 +29,28 @@ export function fingerprint(blob: Uint8Array): string {
   return createHash('sha256').update(blob).digest('hex');
 }
 
-/** What the vault imports for a key added over the protocol; `null` when the vault cannot hold it. */
+/** The fingerprint `ssh-add -l` and `ssh-keygen -l` print (SHA256:, unpadded base64), for logs and audit. */
+export function sshFingerprint(blob: Uint8Array): string {
+  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+}
+
+/** RSA sizes the vault holds (its rsa-2048/3072/4096 algorithms). */
+const RSA_BITS = new Set([2048, 3072, 4096]);
+
+/** The size of an RSA modulus given as an unsigned big-endian magnitude. */
+export function rsaBits(n: Uint8Array): number {
+  let i = 0;
+  while (i < n.length && n[i] === 0) i++;
+  return i === n.length ? 0 : (n.length - i) * 8 - Math.clz32(n[i]!) + 24;
+}
+
+/**
+ * What the vault imports for a key added over the protocol; `null` when the vault cannot
+ * hold it (P-384, P-521, RSA of another size). Throws when the key's parts are inconsistent.
+ */
 export function importableOf(k: AgentPrivateKey): { algorithm: Algorithm; format: 'raw' | 'pkcs8'; material: Uint8Array; publicKey?: Uint8Array } | null {
+  if (k.keyType === 'ssh-rsa' && !RSA_BITS.has(rsaBits(k.n))) return null;
+  if (k.keyType === 'ssh-rsa-cert-v01@openssh.com' && k.cert.key.keyType === 'ssh-rsa' && !RSA_BITS.has(rsaBits(k.cert.key.n))) return null;
   switch (k.keyType) {
     case 'ssh-ed25519':
     case 'ssh-ed25519-cert-v01@openssh.com':
@@ -57,36 +77,48 @@ export function importableOf(k: AgentPrivateKey): { algorithm: Algorithm; format
   }
 }
 
+/** What is wrong with an added key, in the words of its audit reason code. */
+export type AddedKeyFault = 'invalid_key' | 'key_mismatch' | 'invalid_certificate';
+
 /**
- * Whether an added key is what it claims: the public key derived from the private part
- * equals the key's (or its certificate's) public key, and a certificate carries a valid
- * signature of its CA (PROTOCOL.certkeys: the signature covers everything before it).
+ * Whether an added key is what it claims: the private part is a valid key, the public key
+ * derived from it equals the key's (or its certificate's) public key, and a certificate
+ * carries a valid signature of its CA (PROTOCOL.certkeys: the signature covers everything
+ * before it). Returns null when it is, else which of these failed, so that a bad CA
+ * signature is never reported as a key mismatch.
  */
-export function keyMatches(k: AgentPrivateKey, imp: { algorithm: Algorithm; material: Uint8Array }): boolean {
+export function checkAddedKey(k: AgentPrivateKey, imp: { algorithm: Algorithm; material: Uint8Array }): AddedKeyFault | null {
+  let derivedBlob: Uint8Array;
   try {
     validateSecret(imp.algorithm, imp.material);
     const derived = publicKeyFromSecret(imp.algorithm, imp.material);
-    const derivedBlob =
+    derivedBlob =
       imp.algorithm === 'p256'
         ? sshPublicKeyBlob({ algorithm: 'p256', publicKey: derived })
         : ALGORITHM_INFO[imp.algorithm].family === 'rsa'
           ? sshPublicKeyBlob({ algorithm: 'rsa', spki: derived })
           : sshPublicKeyBlob({ algorithm: 'ed25519', publicKey: derived });
-    if ('certificate' in k) {
-      if (!equalBytes(derivedBlob, encodePublicKeyBlob(k.cert.key))) return false;
-      const signed = k.certificate.subarray(0, k.certificate.length - 4 - k.cert.signature.length);
-      return verifyHostSignature(k.cert.signatureKey, signed, k.cert.signature);
-    }
-    return equalBytes(derivedBlob, publicKeyBlobOf(k));
   } catch {
-    return false;
+    return 'invalid_key';
   }
+  if ('certificate' in k) {
+    if (!equalBytes(derivedBlob, encodePublicKeyBlob(k.cert.key))) return 'key_mismatch';
+    const signed = k.certificate.subarray(0, k.certificate.length - 4 - k.cert.signature.length);
+    return verifyHostSignature(k.cert.signatureKey, signed, k.cert.signature) ? null : 'invalid_certificate';
+  }
+  return equalBytes(derivedBlob, publicKeyBlobOf(k)) ? null : 'key_mismatch';
 }
 
-/** How an RSA signature is requested: flags pick the hash (RFC 8332 §3); 0 means legacy SHA-1. */
+/**
+ * How an RSA signature is requested: flags pick the hash (RFC 8332 §3.2); 0 means legacy
+ * SHA-1. With both SHA-2 flags set, SHA-256 wins: RFC 8332 does not say, and OpenSSH's agent
+ * tests SSH_AGENT_RSA_SHA2_256 before SSH_AGENT_RSA_SHA2_512 (ssh-agent.c agent_decode_alg,
+ * since SHA-2 signatures arrived in 7.2; hardening.test.ts compares with 9.2's agent), so a
+ * client that sends 6 gets the same algorithm from either agent.
+ */
 export function rsaHashFor(flags: number): { hash: HashName; name: string } {
-  if (flags & SSH_AGENT_RSA_SHA2_512) return { hash: 'sha512', name: 'rsa-sha2-512' };
   if (flags & SSH_AGENT_RSA_SHA2_256) return { hash: 'sha256', name: 'rsa-sha2-256' };
+  if (flags & SSH_AGENT_RSA_SHA2_512) return { hash: 'sha512', name: 'rsa-sha2-512' };
   return { hash: 'sha1', name: 'ssh-rsa' };
 }
 

@@ -5,21 +5,13 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
-import { generateKeyPairSync, randomBytes, sign as nodeSign } from 'node:crypto';
+import { randomBytes, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
 import { join } from 'node:path';
 import { makeVault, tempDir, type TestVault } from '../../helpers/tmpvault.js';
 import { SshAgent, type AgentConfig } from '../../../src/frontends/ssh-agent/agent.js';
-import {
-  decodeResponse,
-  encodePublicKeyBlob,
-  encodeRequest,
-  encodeSshSignature,
-  frame,
-  FrameReader,
-  type AgentRequest,
-  type AgentResponse,
-} from '../../../src/frontends/ssh-agent/codec.js';
+import { encodeSshSignature, parseSshSignature, SSH_AGENT_RSA_SHA2_256, SSH_AGENT_RSA_SHA2_512, type AgentRequest } from '../../../src/frontends/ssh-agent/codec.js';
+import { agentSession as session, ed25519Pair, rsaPair, startOpenSshAgent } from '../../helpers/ssh-agent.js';
+import { requireTool } from '../../helpers/require.js';
 
 let v: TestVault;
 let dir: string;
@@ -38,35 +30,6 @@ async function agentFor(name: string, over: Partial<AgentConfig> = {}): Promise<
   const a = new SshAgent(v.vault, { name, socketPath: join(dir, name, 'a.sock'), keys: [], allowSha1: false, maxConnections: 16, ...over });
   await a.listen();
   return a;
-}
-
-/** One connection; each call sends requests and waits for their answers, in order. */
-function session(path: string) {
-  const s = connect(path);
-  const reader = new FrameReader();
-  const waiting: Array<(r: AgentResponse) => void> = [];
-  s.on('data', (d) => {
-    for (const b of reader.push(d)) waiting.shift()?.(decodeResponse(b));
-  });
-  const ready = new Promise((r) => s.once('connect', r));
-  return {
-    async send(req: AgentRequest): Promise<AgentResponse> {
-      await ready;
-      const p = new Promise<AgentResponse>((r) => waiting.push(r));
-      s.write(frame(encodeRequest(req)));
-      return p;
-    },
-    close: () => s.destroy(),
-  };
-}
-
-function ed25519Pair() {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  const der = privateKey.export({ format: 'der', type: 'pkcs8' });
-  const seed = new Uint8Array(der.subarray(der.length - 32));
-  const spki = publicKey.export({ format: 'der', type: 'spki' });
-  const pub = new Uint8Array(spki.subarray(spki.length - 32));
-  return { privateKey, seed, pub, blob: encodePublicKeyBlob({ keyType: 'ssh-ed25519', publicKey: pub }) };
 }
 
 const u32 = (n: number) => Buffer.from([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
@@ -175,5 +138,38 @@ test('a listing larger than clients accept is trimmed, never a crash', async () 
     c.close();
   } finally {
     await agent.close();
+  }
+});
+
+test('RSA with both SHA-2 flags (6) signs rsa-sha2-256, as OpenSSH\'s own ssh-agent answers the same frame', async (t) => {
+  const agent = await agentFor('rsaflags');
+  const rsa = rsaPair();
+  const data = new Uint8Array(randomBytes(64));
+  const flags = SSH_AGENT_RSA_SHA2_256 | SSH_AGENT_RSA_SHA2_512;
+  const algorithmOf = async (path: string) => {
+    const c = session(path);
+    try {
+      assert.equal((await c.send({ type: 'add_identity', key: rsa.agentKey('both-flags') })).type, 'success');
+      const r = await c.send({ type: 'sign_request', keyBlob: rsa.blob, data, flags });
+      assert.equal(r.type, 'sign_response');
+      const sig = parseSshSignature((r as { signature: Uint8Array }).signature);
+      const hash = sig.algorithm === 'rsa-sha2-256' ? 'sha256' : 'sha512';
+      assert.ok(nodeVerify(hash, data, rsa.publicKey, sig.signature), `${sig.algorithm} signature verifies`);
+      return sig.algorithm;
+    } finally {
+      c.close();
+    }
+  };
+  try {
+    assert.equal(await algorithmOf(agent.config.socketPath), 'rsa-sha2-256');
+  } finally {
+    await agent.close();
+  }
+  if (!requireTool(t, 'ssh-agent', 'openssh-client')) return;
+  const openssh = await startOpenSshAgent(join(dir, 'openssh-agent.sock'));
+  try {
+    assert.equal(await algorithmOf(openssh.path), 'rsa-sha2-256', 'OpenSSH\'s agent answers rsa-sha2-256 too');
+  } finally {
+    await openssh.stop();
   }
 });

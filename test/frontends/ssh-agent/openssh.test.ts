@@ -7,12 +7,15 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
-import { copyFileSync, chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { makeVault, tempDir, ADMIN, type TestVault } from '../../helpers/tmpvault.js';
 import { requireTool } from '../../helpers/require.js';
+import { capturedLogger, INFO } from '../../helpers/ssh-agent.js';
 import { ROOT, runAsync as run } from '../../helpers/process.js';
 import { SshAgent, type AgentConfig } from '../../../src/frontends/ssh-agent/agent.js';
+import { isCustosError } from '../../../src/core/errors.js';
 
 const VECTORS = join(ROOT, '..', 'shared', 'vectors', 'ssh-agent', 'test-keys');
 
@@ -74,6 +77,62 @@ test('the socket is 0600 in a 0700 directory; a live socket is not taken over, a
   await b.close();
 });
 
+test('an existing socket directory is checked, never chmod-ed: shared (1777), group-writable and foreign ones are refused, a private one works', async (t) => {
+  if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
+  const hint = join(dir, 'vault', 'agent');
+  const refused = async (d: string, ...expected: RegExp[]) => {
+    const a = new SshAgent(v.vault, config({ name: 'dircheck', socketPath: join(d, 'agent.sock'), privateDirHint: hint }));
+    const listened = await a.listen().then(
+      () => true,
+      (e: unknown) => {
+        assert.ok(isCustosError(e) && e.code === 'config_invalid', String(e));
+        assert.ok(e.message.includes(`directory ${d} `), e.message);
+        for (const re of expected) assert.match(e.message, re);
+        return false;
+      },
+    );
+    if (listened) await a.close();
+    assert.equal(listened, false, `the agent listened in ${d}`);
+    assert.ok(!existsSync(join(d, 'agent.sock')), 'no socket was made there');
+  };
+  const escaped = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  // What `--agent-socket shared/agent.sock` used to turn into 0700: a sticky world-writable directory.
+  const shared = join(dir, 'shared');
+  mkdirSync(shared);
+  chmodSync(shared, 0o1777);
+  await refused(shared, /writable by group and others \(mode 1777\)/, /leave its mode alone/, new RegExp(`choose a private directory such as ${escaped(hint)}`));
+  assert.equal(statSync(shared).mode & 0o7777, 0o1777, 'the shared directory keeps its mode');
+  // Ours but group-writable: the exact chmod to run is named.
+  const team = join(dir, 'team');
+  mkdirSync(team);
+  chmodSync(team, 0o770);
+  await refused(team, /writable by its group \(mode 0770\)/, new RegExp(`run \`chmod 700 ${escaped(team)}\``));
+  assert.equal(statSync(team).mode & 0o7777, 0o770);
+  // 0755 but someone else's: as root, a temporary directory given to nobody (65534); otherwise / (root's).
+  let foreign = '/';
+  if (process.getuid!() === 0) {
+    foreign = join(dir, 'foreign');
+    mkdirSync(foreign, { mode: 0o755 });
+    chownSync(foreign, 65534, 65534);
+  }
+  const foreignMode = statSync(foreign).mode & 0o7777;
+  await refused(foreign, new RegExp(`belongs to uid ${statSync(foreign).uid}`), new RegExp(`run \`chown ${escaped(userInfo().username)} ${escaped(foreign)}\``));
+  assert.equal(statSync(foreign).mode & 0o7777, foreignMode, 'the foreign directory keeps its mode');
+  // A private directory that exists (0750: readable, but writable by its owner only) is used as it is.
+  const mine = join(dir, 'mine');
+  mkdirSync(mine);
+  chmodSync(mine, 0o750);
+  const ok = new SshAgent(v.vault, config({ name: 'dirok', socketPath: join(mine, 'agent.sock') }));
+  await ok.listen();
+  try {
+    assert.equal(statSync(mine).mode & 0o7777, 0o750);
+    assert.equal(statSync(ok.config.socketPath).mode & 0o777, 0o600);
+    assert.equal((await run('ssh-add', ['-l'], { SSH_AUTH_SOCK: ok.config.socketPath })).status, 1, 'it answers (no identities)');
+  } finally {
+    await ok.close();
+  }
+});
+
 test('configured vault keys are offered; ssh-add -L matches the vault public key', async (t) => {
   if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
   const k = await v.vault.createKey(v.ctx(), { label: 'vault-ssh-deploy', algorithm: 'ed25519', exportable: false });
@@ -85,6 +144,44 @@ test('configured vault keys are offered; ssh-add -L matches the vault public key
   assert.ok(r.stdout.includes(publicKeyFormats(k).openssh!.split(' ').slice(0, 2).join(' ')), r.stdout);
   assert.ok(!r.stdout.includes('not-offered'), 'a key outside the configured patterns is offered');
   assert.equal(r.stdout.trim().split('\n').length, 1, 'secp256k1 is not an SSH algorithm and is not offered');
+});
+
+test('only keys whose purpose allows ssh are offered: a matched consensus or general key is neither listed nor used, and is named once in the log', async (t) => {
+  if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
+  const { publicKeyFormats } = await import('../../../src/vault/vault.js');
+  const validator = await v.vault.createKey(v.ctx(), { label: 'purpose-validator', algorithm: 'ed25519', exportable: false, attributes: { purpose: 'consensus' } });
+  const general = await v.vault.createKey(v.ctx(), { label: 'purpose-general', algorithm: 'ed25519', exportable: false, attributes: { purpose: 'general' } });
+  const login = await v.vault.createKey(v.ctx(), { label: 'purpose-login', algorithm: 'ed25519', exportable: false, attributes: { purpose: 'ssh' } });
+  const legacy = await v.vault.createKey(v.ctx(), { label: 'purpose-legacy', algorithm: 'ed25519', exportable: false });
+  const log = capturedLogger();
+  const pa = new SshAgent(v.vault, config({ name: 'purpose', socketPath: join(dir, 'purpose', 'a.sock'), keys: ['purpose-*'] }), log.logger);
+  await pa.listen();
+  try {
+    const penv = { SSH_AUTH_SOCK: pa.config.socketPath };
+    const blobOf = (k: typeof login) => publicKeyFormats(k).openssh!.split(' ')[1]!;
+    for (let i = 0; i < 2; i++) {
+      const listed = await run('ssh-add', ['-L'], penv);
+      assert.equal(listed.status, 0, listed.stderr);
+      assert.ok(listed.stdout.includes(blobOf(login)) && listed.stdout.includes(blobOf(legacy)), 'ssh and legacy keys are offered');
+      assert.ok(!listed.stdout.includes(blobOf(validator)), 'a consensus key is not offered');
+      assert.ok(!listed.stdout.includes(blobOf(general)), 'a general key is not offered');
+    }
+    // Not listed is not enough: asked for by its public key, it must not sign either.
+    writeFileSync(join(keys, 'validator.pub'), publicKeyFormats(validator).openssh + '\n');
+    assert.notEqual((await run('ssh-add', ['-T', join(keys, 'validator.pub')], penv)).status, 0, 'the consensus key signed through the agent');
+    for (const [k, purpose] of [[validator, 'consensus'], [general, 'general']] as const) {
+      const lines = log.lines.filter((l) => l.level === INFO && l.key === k.label && l.purpose === purpose && /does not offer/.test(l.msg));
+      assert.equal(lines.length, 1, `one info line names ${k.label} and its purpose:\n${log.text()}`);
+      assert.match(lines[0]!.msg, /keys pattern "purpose-\*" in \[\[ssh_agent\]\] "purpose"/);
+    }
+    // Keys added with ssh-add are made for SSH and nothing else.
+    const added = await keygen('purpose_added', ['-t', 'ed25519']);
+    assert.equal((await run('ssh-add', [added], penv)).status, 0);
+    const stored = (await v.vault.listKeys()).find((k) => k.attributes['ssh.comment'] === 'purpose_added@test')!;
+    assert.equal(stored.attributes.purpose, 'ssh');
+  } finally {
+    await pa.close();
+  }
 });
 
 test('keys added with ssh-add (ed25519 with certificate, ECDSA, RSA) are vault keys, list, and sign for ssh-add -T', async (t) => {
