@@ -76,7 +76,8 @@ function checkAttributes(a: KeyAttributes): void {
 /** Algorithms each purpose can use: a consensus key is what CometBFT accepts, and so on. */
 const PURPOSE_ALGORITHMS: Record<Exclude<KeyPurpose, 'legacy'>, readonly Algorithm[] | null> = {
   general: null,
-  ssh: ['ed25519', 'p256', 'rsa-2048', 'rsa-3072', 'rsa-4096'],
+  // ed25519-expanded: Tor keys added over the agent protocol (signed by blob, never for logins).
+  ssh: ['ed25519', 'ed25519-expanded', 'p256', 'rsa-2048', 'rsa-3072', 'rsa-4096'],
   consensus: ['ed25519', 'ed25519-expanded', 'secp256k1'],
   bitcoin: ['secp256k1', 'secp256k1-bip340'],
 };

@@ -3,8 +3,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { initVault, openVault, type OpenVault } from '../../src/vault/open.js';
-import type { Principal } from '../../src/core/types.js';
+import type { Algorithm, KeyRecord, Principal } from '../../src/core/types.js';
+import { PassphraseSeal, parseSealRecord } from '../../src/keystore/seal.js';
+import { Keyring } from '../../src/keystore/keyring.js';
+import { chainHash } from '../../src/audit/chain.js';
+import { generateSecret, publicKeyFromSecret } from '../../src/crypto/algorithms.js';
+import { newKeyId } from '../../src/vault/vault.js';
 import type { Backend } from '../../src/backends/backend.js';
 
 export const PASS = new TextEncoder().encode('test passphrase');
@@ -39,4 +45,22 @@ export async function makeVault(opts: { checkpointEvery?: number; approvalTimeou
       cleanup();
     },
   };
+}
+
+/**
+ * A key written the way a Custos from before key purposes wrote it (no `purpose` attribute:
+ * a `legacy` key), into a vault opened with `PASS`.
+ */
+export async function insertLegacyKey(v: OpenVault, label: string, algorithm: Algorithm = 'ed25519'): Promise<KeyRecord> {
+  const vaultId = (await v.store.getMeta('vault_id'))!;
+  const root = await new PassphraseSeal(PASS).unseal(parseSealRecord(await v.store.getMeta('seal')), vaultId);
+  const secret = algorithm === 'ed25519' ? new Uint8Array(randomBytes(32)) : await generateSecret(algorithm);
+  const now = new Date().toISOString();
+  const key: KeyRecord = { id: newKeyId(), label, algorithm, publicKey: publicKeyFromSecret(algorithm, secret), state: 'active', exportable: false, origin: 'imported', version: 1, createdAt: now, updatedAt: now, sealed: null, attributes: {} };
+  key.sealed = new Keyring(root, vaultId).sealSecret(key, secret);
+  root.fill(0);
+  secret.fill(0);
+  const [err] = await v.store.commit([{ mutations: [{ kind: 'insertKey', key }], audit: [] }], chainHash, now);
+  if (err) throw err;
+  return key;
 }

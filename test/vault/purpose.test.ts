@@ -6,16 +6,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { makeVault, PASS } from '../helpers/tmpvault.js';
+import { insertLegacyKey, makeVault, PASS } from '../helpers/tmpvault.js';
 import { CustosError } from '../../src/core/errors.js';
 import { openVault } from '../../src/vault/open.js';
-import { PassphraseSeal, parseSealRecord } from '../../src/keystore/seal.js';
-import { Keyring } from '../../src/keystore/keyring.js';
-import { chainHash } from '../../src/audit/chain.js';
-import { publicKeyFromSecret } from '../../src/crypto/algorithms.js';
-import { newKeyId } from '../../src/vault/vault.js';
-import type { KeyRecord } from '../../src/core/types.js';
 import type { TestVault } from '../helpers/tmpvault.js';
 
 const isCode = (code: string) => (e: unknown) => e instanceof CustosError && e.fullCode === code;
@@ -30,19 +23,6 @@ const vote = (v: TestVault, key: string, height: bigint) =>
     onlyTimestampDiffers: () => false,
     context: { protocol: 'privval' },
   });
-
-/** A key written the way a Custos from before key purposes wrote it: no `purpose` attribute. */
-async function insertLegacyKey(v: TestVault, label: string): Promise<KeyRecord> {
-  const vaultId = (await v.store.getMeta('vault_id'))!;
-  const root = await new PassphraseSeal(PASS).unseal(parseSealRecord(await v.store.getMeta('seal')), vaultId);
-  const secret = new Uint8Array(randomBytes(32));
-  const now = new Date().toISOString();
-  const key: KeyRecord = { id: newKeyId(), label, algorithm: 'ed25519', publicKey: publicKeyFromSecret('ed25519', secret), state: 'active', exportable: false, origin: 'imported', version: 1, createdAt: now, updatedAt: now, sealed: null, attributes: {} };
-  key.sealed = new Keyring(root, vaultId).sealSecret(key, secret);
-  const [err] = await v.store.commit([{ mutations: [{ kind: 'insertKey', key }], audit: [] }], chainHash, now);
-  assert.equal(err, null);
-  return key;
-}
 
 test('each purpose signs only its own use, from any front end', async () => {
   const v = await makeVault();

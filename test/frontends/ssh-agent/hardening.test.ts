@@ -129,7 +129,7 @@ test('keys added over one socket are not offered by another, even one whose patt
 test('a listing larger than clients accept is trimmed, never a crash', async () => {
   const agent = await agentFor('many', { keys: ['many-*'] });
   try {
-    await Promise.all(Array.from({ length: 1100 }, (_, i) => v.vault.createKey(v.ctx(), { label: `many-${String(i).padStart(4, '0')}-${'x'.repeat(40)}`, algorithm: 'ed25519', exportable: false })));
+    await Promise.all(Array.from({ length: 1100 }, (_, i) => v.vault.createKey(v.ctx(), { label: `many-${String(i).padStart(4, '0')}-${'x'.repeat(40)}`, algorithm: 'ed25519', exportable: false, purpose: 'ssh' })));
     const c = session(agent.config.socketPath);
     const r = await c.send({ type: 'request_identities' });
     assert.equal(r.type, 'identities_answer');

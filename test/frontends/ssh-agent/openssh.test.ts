@@ -10,7 +10,7 @@ import { connect } from 'node:net';
 import { copyFileSync, chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import { makeVault, tempDir, ADMIN, type TestVault } from '../../helpers/tmpvault.js';
+import { insertLegacyKey, makeVault, tempDir, ADMIN, type TestVault } from '../../helpers/tmpvault.js';
 import { requireTool } from '../../helpers/require.js';
 import { capturedLogger, INFO } from '../../helpers/ssh-agent.js';
 import { ROOT, runAsync as run } from '../../helpers/process.js';
@@ -135,7 +135,7 @@ test('an existing socket directory is checked, never chmod-ed: shared (1777), gr
 
 test('configured vault keys are offered; ssh-add -L matches the vault public key', async (t) => {
   if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
-  const k = await v.vault.createKey(v.ctx(), { label: 'vault-ssh-deploy', algorithm: 'ed25519', exportable: false });
+  const k = await v.vault.createKey(v.ctx(), { label: 'vault-ssh-deploy', algorithm: 'ed25519', exportable: false, purpose: 'ssh' });
   await v.vault.createKey(v.ctx(), { label: 'not-offered', algorithm: 'ed25519', exportable: false });
   await v.vault.createKey(v.ctx(), { label: 'vault-ssh-bitcoin', algorithm: 'secp256k1', exportable: false });
   const r = await ssh(['-L']);
@@ -152,7 +152,7 @@ test('only keys whose purpose allows ssh are offered: a matched consensus or gen
   const validator = await v.vault.createKey(v.ctx(), { label: 'purpose-validator', algorithm: 'ed25519', exportable: false, attributes: { purpose: 'consensus' } });
   const general = await v.vault.createKey(v.ctx(), { label: 'purpose-general', algorithm: 'ed25519', exportable: false, attributes: { purpose: 'general' } });
   const login = await v.vault.createKey(v.ctx(), { label: 'purpose-login', algorithm: 'ed25519', exportable: false, attributes: { purpose: 'ssh' } });
-  const legacy = await v.vault.createKey(v.ctx(), { label: 'purpose-legacy', algorithm: 'ed25519', exportable: false });
+  const legacy = await insertLegacyKey(v, 'purpose-legacy');
   const log = capturedLogger();
   const pa = new SshAgent(v.vault, config({ name: 'purpose', socketPath: join(dir, 'purpose', 'a.sock'), keys: ['purpose-*'] }), log.logger);
   await pa.listen();
@@ -251,7 +251,7 @@ test('ssh-add -d destroys a key added over the agent, but only hides a configure
   const added = (await v.vault.listKeys()).find((k) => k.attributes['ssh.comment'] === 'del_ed@test')!;
   assert.equal((await ssh(['-d', `${key}.pub`])).status, 0);
   assert.equal((await v.vault.getKey(added.id)).state, 'destroyed');
-  const vk = await v.vault.createKey(v.ctx(), { label: 'vault-ssh-hideme', algorithm: 'ed25519', exportable: false });
+  const vk = await v.vault.createKey(v.ctx(), { label: 'vault-ssh-hideme', algorithm: 'ed25519', exportable: false, purpose: 'ssh' });
   const line = (await import('../../../src/vault/vault.js')).publicKeyFormats(vk).openssh!;
   writeFileSync(join(keys, 'hideme.pub'), line + '\n');
   assert.equal((await ssh(['-d', join(keys, 'hideme.pub')])).status, 0);

@@ -45,9 +45,9 @@ before(async () => {
   ({ dir, cleanup } = tempDir());
   agent = new SshAgent(v.vault, { name: 'login', socketPath: join(dir, 'agent', 'a.sock'), keys: ['login-*'], allowSha1: false, maxConnections: 32 });
   await agent.listen();
-  const user = await v.vault.createKey(v.ctx(), { label: 'login-user', algorithm: 'ed25519', exportable: false });
-  const ca = await v.vault.createKey(v.ctx(), { label: 'login-ca', algorithm: 'ed25519', exportable: false });
-  await v.vault.createKey(v.ctx(), { label: 'login-certuser', algorithm: 'p256', exportable: false });
+  const user = await v.vault.createKey(v.ctx(), { label: 'login-user', algorithm: 'ed25519', exportable: false, purpose: 'ssh' });
+  const ca = await v.vault.createKey(v.ctx(), { label: 'login-ca', algorithm: 'ed25519', exportable: false, purpose: 'ssh' });
+  await v.vault.createKey(v.ctx(), { label: 'login-certuser', algorithm: 'p256', exportable: false, purpose: 'ssh' });
   writeFileSync(join(dir, 'authorized_keys'), publicKeyFormats(user).openssh + '\n', { mode: 0o600 });
   writeFileSync(join(dir, 'ca.pub'), publicKeyFormats(ca).openssh + '\n');
   const main = await startSshd('main');
