@@ -248,10 +248,27 @@ export async function anchorOfHead(store: Store, vaultId: string, clean: boolean
   return { vaultId, seq: head.seq, hash: head.hash, ts: new Date().toISOString(), clean: false };
 }
 
-/** Writes an anchor of the current head to every place. */
-export async function anchorNow(store: Store, places: readonly AnchorPlace[], signer: AuditSigner, publicKey: Uint8Array, clean: boolean): Promise<ChainHead> {
+/**
+ * Writes an anchor of the current head to every place. A required place that fails throws;
+ * another (a token) is reported to `onError` and retried later.
+ */
+export async function anchorNow(
+  store: Store,
+  places: readonly AnchorPlace[],
+  signer: AuditSigner,
+  publicKey: Uint8Array,
+  clean: boolean,
+  onError: (e: Error, place: AnchorPlace) => void = () => undefined,
+): Promise<ChainHead> {
   const a = await anchorOfHead(store, signer.vaultId, clean);
-  for (const p of places) await writeAnchor(p, a, signer, publicKey);
+  for (const p of places) {
+    try {
+      await writeAnchor(p, a, signer, publicKey);
+    } catch (e) {
+      if (p.required) throw e;
+      onError(e as Error, p);
+    }
+  }
   return { seq: a.seq, hash: a.hash };
 }
 

@@ -51,9 +51,10 @@ export interface ServeConfig {
   privval: PrivvalConfig[];
   pkcs11: Pkcs11Config[];
   /** `[seal.pkcs11]`: for a vault sealed by an HSM, which token and AES key unseal it. */
-  seal: { pkcs11?: { token: string; keyLabel: string } };
+  seal: { pkcs11?: { token: string; keyLabel: string; anchorIntervalSeconds: number } };
   approvals: { timeoutSeconds: number };
-  audit: { checkpointEvery: number };
+  /** `anchor_interval_seconds`: how often the anchor file follows the head (0: only at start and stop). */
+  audit: { checkpointEvery: number; anchorIntervalSeconds: number };
   /** Refused unseal attempts: more than `maxFailures` within `windowSeconds` get 429 (daemon/unseal.ts). */
   unseal: { maxFailures: number; windowSeconds: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent' };
@@ -68,7 +69,7 @@ export const DEFAULTS: ServeConfig = {
   pkcs11: [],
   seal: {},
   approvals: { timeoutSeconds: 60 },
-  audit: { checkpointEvery: 1000 },
+  audit: { checkpointEvery: 1000, anchorIntervalSeconds: 1 },
   unseal: { maxFailures: DEFAULT_UNSEAL_LIMITS.maxFailures, windowSeconds: DEFAULT_UNSEAL_LIMITS.windowSeconds },
   log: { level: 'info' },
 };
@@ -86,7 +87,7 @@ const KNOWN: Record<string, string[]> = {
   pkcs11: ['name', 'module', 'token_label', 'serial', 'pin_file', 'pin_env', 'sessions', 'wrapping_key'],
   seal: ['pkcs11'],
   approvals: ['timeout_seconds'],
-  audit: ['checkpoint_every'],
+  audit: ['checkpoint_every', 'anchor_interval_seconds'],
   unseal: ['max_failures', 'window_seconds'],
   log: ['level'],
 };
@@ -196,17 +197,19 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
   if (seal.pkcs11 !== undefined) {
     const sp = seal.pkcs11 as Record<string, unknown>;
     if (typeof sp !== 'object' || sp === null || Array.isArray(sp)) fail(path, '[seal.pkcs11] must be a table');
-    for (const k of Object.keys(sp)) if (k !== 'token' && k !== 'key_label') fail(path, `unknown key seal.pkcs11.${k}`);
+    for (const k of Object.keys(sp)) if (k !== 'token' && k !== 'key_label' && k !== 'anchor_interval_seconds') fail(path, `unknown key seal.pkcs11.${k}`);
     if (typeof sp.token !== 'string' || !cfg.pkcs11.some((t) => t.name === sp.token)) fail(path, 'seal.pkcs11.token must name a [[pkcs11]] token');
     const keyLabel = sp.key_label === undefined ? 'custos-seal' : sp.key_label;
     if (typeof keyLabel !== 'string' || !/^[\x20-\x7e]{1,64}$/.test(keyLabel)) fail(path, 'seal.pkcs11.key_label must be a printable label');
-    cfg.seal.pkcs11 = { token: sp.token, keyLabel };
+    const anchorIntervalSeconds = sp.anchor_interval_seconds === undefined ? 60 : int(sp.anchor_interval_seconds, 'seal.pkcs11.anchor_interval_seconds', 0, 86_400);
+    cfg.seal.pkcs11 = { token: sp.token, keyLabel, anchorIntervalSeconds };
   }
 
   const approvals = (doc.approvals ?? {}) as Record<string, unknown>;
   if (approvals.timeout_seconds !== undefined) cfg.approvals.timeoutSeconds = int(approvals.timeout_seconds, 'approvals.timeout_seconds', 1, 86_400);
   const audit = (doc.audit ?? {}) as Record<string, unknown>;
   if (audit.checkpoint_every !== undefined) cfg.audit.checkpointEvery = int(audit.checkpoint_every, 'audit.checkpoint_every', 1, 1_000_000);
+  if (audit.anchor_interval_seconds !== undefined) cfg.audit.anchorIntervalSeconds = int(audit.anchor_interval_seconds, 'audit.anchor_interval_seconds', 0, 3600);
   const unseal = (doc.unseal ?? {}) as Record<string, unknown>;
   if (unseal.max_failures !== undefined) cfg.unseal.maxFailures = int(unseal.max_failures, 'unseal.max_failures', 1, 1000);
   if (unseal.window_seconds !== undefined) cfg.unseal.windowSeconds = int(unseal.window_seconds, 'unseal.window_seconds', 1, 3600);

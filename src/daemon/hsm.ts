@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { CustosError } from '../core/errors.js';
 import { wipe } from '../core/bytes.js';
 import type { RootWrapper } from '../keystore/hsm-seal.js';
+import type { AnchorPlace } from '../audit/anchor.js';
 import { Pkcs11Token } from '../backends/pkcs11/token.js';
 import { Pkcs11Backend } from '../backends/pkcs11/backend.js';
 import type { Pkcs11Config } from './config.js';
@@ -48,5 +49,36 @@ export function tokenRootWrapper(backend: Pkcs11Backend, tokenLabel: string, key
     keyLabel,
     wrap: async (root, aad) => (await backend.ready()).sealEncrypt(keyLabel, root, aad),
     unwrap: async (wrapped, aad) => (await backend.ready()).sealDecrypt(keyLabel, wrapped, aad),
+  };
+}
+
+/**
+ * The audit anchor of an HSM-sealed vault, also kept inside its token: a private data object
+ * (`custos-anchor-<vault id>`), readable and writable only after login. A copy of the data
+ * directory (a backup put back, a disk image) does not carry it, so a database restored
+ * together with its older anchor file is still refused. Not required (a vault upgraded from
+ * before, or a token replaced, starts one), and written less often than the file: a token's
+ * storage wears.
+ */
+export function tokenAnchorPlace(backend: Pkcs11Backend, vaultId: string, intervalMs: number): AnchorPlace {
+  const label = `custos-anchor-${vaultId}`;
+  return {
+    where: `the data object "${label}" in the HSM token of ${backend.name}`,
+    required: false,
+    intervalMs,
+    read: async () => {
+      // Two objects only after a crash inside writeData: the one further along is the anchor.
+      const texts = (await (await backend.ready()).readData(label)).map((v) => Buffer.from(v).toString('utf8'));
+      const seqOf = (t: string) => {
+        try {
+          const n = (JSON.parse(t) as { seq?: unknown }).seq;
+          return typeof n === 'number' ? n : -1;
+        } catch {
+          return -1;
+        }
+      };
+      return texts.sort((a, b) => seqOf(b) - seqOf(a))[0] ?? null;
+    },
+    write: async (text) => (await backend.ready()).writeData(label, new Uint8Array(Buffer.from(text, 'utf8'))),
   };
 }

@@ -12,7 +12,8 @@ import { wipe } from '../core/bytes.js';
 import { CustosError } from '../core/errors.js';
 import { parseSealRecord, type SealRecord } from '../keystore/seal.js';
 import { hsmRootAd } from '../keystore/hsm-seal.js';
-import { tokenBackends, tokenRootWrapper } from './hsm.js';
+import { tokenAnchorPlace, tokenBackends, tokenRootWrapper } from './hsm.js';
+import type { AnchorPlace } from '../audit/anchor.js';
 import { buildHttpServer, assertLoopback } from '../frontends/http/server.js';
 import { Metrics } from '../frontends/http/metrics.js';
 import { SshAgent } from '../frontends/ssh-agent/agent.js';
@@ -50,17 +51,19 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const agents: SshAgent[] = [];
   const connectors: Connectors = [];
   const tokens = tokenBackends(opts.config.pkcs11);
-  const openWith = (unlock: { passphrase?: Uint8Array; root?: Uint8Array }) =>
+  const openWith = (unlock: { passphrase?: Uint8Array; root?: Uint8Array }, anchorPlaces: AnchorPlace[] = []) =>
     openVault({
+      anchorIntervalMs: opts.config.audit.anchorIntervalSeconds * 1000,
+      anchorPlaces,
       dataDir: opts.dataDir,
       ...unlock,
       checkpointEvery: opts.config.audit.checkpointEvery,
       metrics,
       approvalTimeoutMs: opts.config.approvals.timeoutSeconds * 1000,
       backends: tokens,
-      onAnchorError: (e) => {
+      onAnchorError: (e, where) => {
         metrics.anchorFailures.inc();
-        logger.warn({ err: e.message }, 'the audit anchor could not be written; the log is durable, the anchor will be retried');
+        logger.warn({ err: e.message, anchor: where }, 'the audit anchor could not be written; the log is durable, the anchor will be retried');
       },
     });
   try {
@@ -127,6 +130,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   } else {
     let root: Uint8Array | undefined;
     let reason: string | undefined;
+    let tokenAnchor: AnchorPlace[] = [];
     if (record.kind === 'hsm') {
       // Auto-unseal through the token; when it cannot be used, wait for recovery shares.
       try {
@@ -135,6 +139,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         const backend = tokens.find((t) => t.tokenName === sp.token)!;
         const wrapper = tokenRootWrapper(backend, record.tokenLabel, record.keyLabel);
         root = await wrapper.unwrap(new Uint8Array(Buffer.from(record.wrappedRoot, 'base64')), hsmRootAd(vaultId));
+        // Unsealed by the token: it also keeps a copy of the audit anchor (not when recovery
+        // shares opened the vault, since the token is then unavailable).
+        tokenAnchor = [tokenAnchorPlace(backend, vaultId, sp.anchorIntervalSeconds * 1000)];
       } catch (e) {
         reason = `The HSM could not unseal the vault: ${(e as Error).message} Give recovery shares to unseal it.`;
         logger.warn({ seal: 'hsm', code: (e as CustosError).code }, reason);
@@ -163,7 +170,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     });
     if (root) {
       try {
-        opened = await openWith({ root });
+        opened = await openWith({ root }, tokenAnchor);
       } finally {
         wipe(root);
       }

@@ -293,6 +293,7 @@ async function checkDatabase(
   rowMac: RowMac,
   committer: () => GroupCommitter,
   acceptRollback = false,
+  onAnchorError: (e: Error, where: string) => void = () => undefined,
 ): Promise<void> {
   const enabled = await store.integrityEnabled();
   await store.migrate();
@@ -313,8 +314,15 @@ async function checkDatabase(
       }
       if (anchor) await checkAnchor(store, anchor, place.where, isSealedEntry);
     } catch (e) {
-      if (!acceptRollback || !isCustosError(e) || e.code !== 'database_rolled_back') throw e;
-      rolledBack ??= e;
+      const rolled = isCustosError(e) && e.code === 'database_rolled_back';
+      // A token that cannot be read now (it just unsealed the vault, so rarely) is reported;
+      // what it holds, once read, is never ignored.
+      if (!rolled && !place.required) {
+        onAnchorError(e as Error, place.where);
+        continue;
+      }
+      if (!acceptRollback || !rolled) throw e;
+      rolledBack ??= e as CustosError;
       anchor = null;
     }
     if (anchor && (!previous || anchor.seq > previous.seq)) previous = anchor;
@@ -381,14 +389,14 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
     rowMac = new RowMac(root, vaultId, (table, pk, problem) => opts.metrics?.integrityAlarm?.(table, problem, pk));
     const makeCommitter = () => (committer ??= new GroupCommitter(store, auditSigner, opts.checkpointEvery ?? 1000, opts.metrics?.batch?.bind(opts.metrics)));
     const places = [fileAnchorPlace(anchorPath(opts.dataDir), opts.anchorIntervalMs ?? 1000), ...(opts.anchorPlaces ?? [])];
-    await checkDatabase(store, places, vaultId, auditSigner, rowMac, makeCommitter, opts.acceptRollback === true);
+    await checkDatabase(store, places, vaultId, auditSigner, rowMac, makeCommitter, opts.acceptRollback === true, (e, where) => opts.onAnchorError?.(e, where));
     // Vouch for what was just verified: a process killed before its next checkpoint (SIGKILL,
     // power loss) would otherwise leave every later start re-verifying an ever longer tail.
     const head = await store.auditHead();
     const checkpoints = await store.checkpoints();
     if (head.seq > (checkpoints[checkpoints.length - 1]?.seq ?? 0)) await store.putCheckpoint(auditSigner.checkpoint(head, new Date().toISOString()));
     const anchors = new AnchorKeeper(store, places, auditSigner, auditPublicKey, (e, p) => opts.onAnchorError?.(e, p.where));
-    await anchorNow(store, places, auditSigner, auditPublicKey, false);
+    await anchorNow(store, places, auditSigner, auditPublicKey, false, (e, p) => opts.onAnchorError?.(e, p.where));
     anchors.start();
     const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new Backends(new SoftwareBackend(), opts.backends ?? []), committer: makeCommitter(), metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs });
     try {

@@ -6,9 +6,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { cpSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { custos, serve } from '../helpers/process.js';
+import { BIN, custos, serve } from '../helpers/process.js';
 import { tempDir } from '../helpers/tmpvault.js';
 import { createSoftHsm } from '../helpers/softhsm.js';
 
@@ -109,6 +110,39 @@ test('an HSM-sealed vault unseals itself, serves token and wrapped keys, and fal
     assert.equal(again.status, 0, again.stderr);
   } finally {
     await s?.stop();
+    cleanup();
+    hsm.cleanup();
+  }
+});
+
+test('an HSM-sealed vault keeps its audit anchor in the token too: a backup put back with its own anchor file is refused', async (t) => {
+  const hsm = createSoftHsm(t, { label: 'custos-anchor-token' });
+  if (!hsm) return;
+  const { dir, cleanup } = tempDir();
+  const dataDir = join(dir, 'vault');
+  const pinFile = join(dir, 'pin');
+  writeFileSync(pinFile, Buffer.from(hsm.pin).toString() + '\n', { mode: 0o600 });
+  const env = { CUSTOS_PASSPHRASE: undefined, SOFTHSM2_CONF: hsm.conf };
+  try {
+    const init = custos(['init', '--data-dir', dataDir, '--hsm-module', hsm.module, '--hsm-token-label', hsm.label, '--hsm-pin-file', pinFile, '--shares', '3', '--threshold', '2', '--share-dir', join(dir, 'recovery')], env);
+    assert.equal(init.status, 0, init.stderr + init.stdout);
+    const token = /Admin API token[^\n]*\n\s+(\S+)/.exec(init.stdout)![1]!;
+    let s = await serve(['--data-dir', dataDir], env);
+    assert.equal(custos(['keys', 'create', '--label', 'first', '--algorithm', 'ed25519'], { ...env, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token }).status, 0);
+    assert.equal(await s.stop(), 0);
+    // A backup of the whole data directory, database and anchor file together.
+    const backup = join(dir, 'backup');
+    cpSync(dataDir, backup, { recursive: true });
+    s = await serve(['--data-dir', dataDir], env);
+    for (const k of ['second', 'third']) assert.equal(custos(['keys', 'create', '--label', k, '--algorithm', 'ed25519'], { ...env, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token }).status, 0);
+    assert.equal(await s.stop(), 0);
+    // The backup put back: the anchor file agrees with it, the token's anchor does not.
+    rmSync(dataDir, { recursive: true });
+    cpSync(backup, dataDir, { recursive: true });
+    const refused = spawnSync(process.execPath, [BIN, 'serve', '--data-dir', dataDir, '--port', '0'], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(refused.status, 5, refused.stdout + refused.stderr);
+    assert.match(refused.stderr, /audit anchor the data object "custos-anchor-[0-9a-f-]+" in the HSM token of pkcs11:hsm .* vouches for entry/);
+  } finally {
     cleanup();
     hsm.cleanup();
   }

@@ -419,28 +419,23 @@ export class Pkcs11Token {
   // ---- data objects (the audit anchor of an HSM-sealed vault) ---------------------------------
 
   /**
-   * The value of the private token data object (CKO_DATA) labelled `label`, or null when there
-   * is none. Private objects are readable only after login, so only holders of the PIN see it.
+   * The values of the private token data objects (CKO_DATA) labelled `label`: none, one, or
+   * (after a crash in the middle of `writeData`) two. Private objects are readable only after
+   * login, so only holders of the PIN see them.
    */
-  async readData(label: string): Promise<Uint8Array | null> {
-    return this.withSession('reading a data object', async (s) => {
-      const hs = this.find(s, dataTemplate(label));
-      if (hs.length > 1) throw new CustosError('config_invalid', `The token holds ${hs.length} data objects labelled "${label}"; Custos keeps exactly one.`);
-      if (!hs[0]) return null;
-      const v = this.attr(s, hs[0], pkcs11js.CKA_VALUE);
-      return v ? new Uint8Array(v) : new Uint8Array(0);
-    });
+  async readData(label: string): Promise<Uint8Array[]> {
+    return this.withSession('reading a data object', async (s) => this.find(s, dataTemplate(label)).map((h) => new Uint8Array(this.attr(s, h, pkcs11js.CKA_VALUE) ?? Buffer.alloc(0))));
   }
 
-  /** Replaces (or creates) the private token data object labelled `label` with `value`. */
+  /**
+   * Replaces the private token data objects labelled `label` with one holding `value`: the
+   * new object is created before the old ones are destroyed, so a crash in between leaves
+   * both, never none. (SoftHSM 2.6 refuses to modify CKA_VALUE of a data object in place.)
+   */
   async writeData(label: string, value: Uint8Array): Promise<void> {
     await this.withSession('writing a data object', async (s) => {
-      const hs = this.find(s, dataTemplate(label));
-      if (hs[0]) {
-        this.lib.C_SetAttributeValue(s, hs[0], [{ type: pkcs11js.CKA_VALUE, value: Buffer.from(value) }]);
-        return;
-      }
-      this.lib.C_CreateObject(s, [
+      const old = this.find(s, dataTemplate(label));
+      const created = this.lib.C_CreateObject(s, [
         ...dataTemplate(label),
         { type: pkcs11js.CKA_TOKEN, value: true },
         { type: pkcs11js.CKA_PRIVATE, value: true },
@@ -448,6 +443,7 @@ export class Pkcs11Token {
         { type: pkcs11js.CKA_APPLICATION, value: 'custos' },
         { type: pkcs11js.CKA_VALUE, value: Buffer.from(value) },
       ]);
+      for (const h of old) if (!h.equals(created)) this.lib.C_DestroyObject(s, h);
     });
   }
 
