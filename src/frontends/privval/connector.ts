@@ -42,9 +42,9 @@ import {
   type RemoteSignerError,
   type Vote,
 } from './messages.js';
-import { ProtoReader, WireType } from './proto-reader.js';
+import { ProtoReader, WireType } from '../../crypto/protobuf/reader.js';
 import { SecretConnection } from './secret-connection.js';
-import { proposalSignBytes, voteExtensionSignBytes, voteSignBytes, type BlockId, type Timestamp } from './sign-bytes.js';
+import { proposalSignBytes, voteExtensionSignBytes, voteSignBytes, type BlockId, type Timestamp } from '../../crypto/cometbft/sign-bytes.js';
 
 export interface PrivvalConnectorConfig {
   /** Connector name; the principal is `privval:<name>`. */
