@@ -6,9 +6,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createPublicKey, verify as nodeVerify } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { createPublicKey, generateKeyPairSync, randomBytes, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
 import { custos, serve, type ServeProcess } from '../helpers/process.js';
 import { tempDir } from '../helpers/tmpvault.js';
 import { TestNode } from '../helpers/cometbft-node.js';
@@ -18,6 +19,10 @@ import { voteSignBytes, type BlockId } from '../../src/crypto/cometbft/sign-byte
 import type { PrivvalMessage, Vote } from '../../src/frontends/privval/messages.js';
 
 const PASSENV = { CUSTOS_PASSPHRASE: 'privval cli test passphrase' };
+const DERIVED_FILE = fileURLToPath(new URL('../shared/vectors/cometbft/sign_bytes/derived_sign_bytes_and_signatures.json', new URL('../../', import.meta.url)));
+const SKIP_VECTORS = existsSync(DERIVED_FILE)
+  ? false
+  : `CometBFT derived vectors not found at ${DERIVED_FILE}; they are read from the shared folder (<repo>/../shared/vectors/cometbft/sign_bytes) and never copied into the repo`;
 
 interface Vault {
   dataDir: string;
@@ -222,6 +227,112 @@ test('custos serve refuses node pins that disagree or cannot be checked, naming 
       assert.match(r.stderr, /privval "val"/, lines);
     }
   } finally {
+    cleanup();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// privval import-state
+
+/** A priv_validator_state.json as CometBFT FilePV writes it: sign bytes in upper-case hex, signature in base64. */
+function filePvState(height: bigint, round: number, step: number, signBytes?: Uint8Array, signature?: Uint8Array): string {
+  return JSON.stringify({
+    height: height.toString(),
+    round,
+    step,
+    ...(signature ? { signature: Buffer.from(signature).toString('base64') } : {}),
+    ...(signBytes ? { signbytes: Buffer.from(signBytes).toString('hex').toUpperCase() } : {}),
+  });
+}
+
+const BLOCK = blockId(9);
+const TS = { seconds: 1_704_164_645n, nanos: 123_456_789 };
+const precommit = (chainId: string, height: bigint, round = 0) => voteSignBytes(chainId, { type: 'precommit', height, round, blockId: BLOCK, timestamp: TS });
+
+test('privval import-state keeps a state only if its signature is the key\'s over sign bytes of that chain, height, round and step; each refusal says why and is audited', async () => {
+  const { dir, cleanup } = tempDir();
+  const v = initVault(dir);
+  const s = await serve(['--data-dir', v.dataDir], PASSENV);
+  try {
+    const kp = generateKeyPairSync('ed25519');
+    const der = kp.privateKey.export({ format: 'der', type: 'pkcs8' });
+    const pub = kp.publicKey.export({ format: 'der', type: 'spki' }).subarray(12);
+    writeFileSync(
+      join(dir, 'priv_validator_key.json'),
+      JSON.stringify({ pub_key: { type: 'tendermint/PubKeyEd25519', value: pub.toString('base64') }, priv_key: { type: 'tendermint/PrivKeyEd25519', value: Buffer.concat([der.subarray(der.length - 32), pub]).toString('base64') } }),
+      { mode: 0o600 },
+    );
+    assert.equal(v.k(['keys', 'import', '--label', 'val', '--format', 'cometbft', '--in', join(dir, 'priv_validator_key.json')], s.url).status, 0);
+    const sign = (m: Uint8Array) => new Uint8Array(nodeSign(null, m, kp.privateKey));
+    const importState = (name: string, body: string) => {
+      writeFileSync(join(dir, name), body);
+      return v.k(['privval', 'import-state', '--key', 'val', '--chain-id', 'cosmoshub-4', '--in', join(dir, name)], s.url);
+    };
+
+    const good = precommit('cosmoshub-4', 7001n);
+    const otherChain = precommit('osmosis-1', 7001n);
+    const older = precommit('cosmoshub-4', 7000n);
+    const refusals: Array<[string, string, string, RegExp]> = [
+      ['random.json', filePvState(7001n, 0, 3, good, new Uint8Array(randomBytes(64))), 'bad_request:bad_signature', /signature does not verify under this key/],
+      ['other-chain.json', filePvState(7001n, 0, 3, otherChain, sign(otherChain)), 'bad_request:state_mismatch', /chain ID "osmosis-1" in the sign bytes, "cosmoshub-4" in the state/],
+      ['older.json', filePvState(7001n, 0, 3, older, sign(older)), 'bad_request:state_mismatch', /height 7000 in the sign bytes, 7001 in the state/],
+      ['prevote-step.json', filePvState(7001n, 0, 2, good, sign(good)), 'bad_request:state_mismatch', /step 3 \(precommit\) in the sign bytes, 2 \(prevote\) in the state/],
+      ['no-bytes.json', filePvState(7001n, 0, 3, undefined, sign(good)), 'bad_request:missing_sign_bytes', /signature but no sign bytes/],
+    ];
+    for (const [name, body, code, re] of refusals) {
+      const r = importState(name, body);
+      assert.equal(r.status, EXIT.usage, `${name}: ${r.stderr}`);
+      assert.match(r.stderr, re, name);
+    }
+    assert.equal((await api(s, v, '/v1/keys/val/watermarks/cosmoshub-4')).status, 404, 'no refused state was stored');
+    const audit = (await api(s, v, '/v1/audit?limit=200')).body.entries as any[];
+    const denied = audit.filter((e) => e.operation === 'import_state' && e.outcome === 'denied');
+    assert.deepEqual(denied.map((e) => e.reason).sort(), refusals.map((x) => x[2]).sort());
+    assert.ok(denied.every((e) => e.key_label === 'val' && e.details.chain_id === 'cosmoshub-4' && e.details.height === '7001'));
+
+    // The genuine state is kept, and what the vault stores is exactly it.
+    const sig = sign(good);
+    const r = importState('good.json', filePvState(7001n, 0, 3, good, sig));
+    assert.equal(r.status, 0, r.stderr);
+    const wm = (await api(s, v, '/v1/keys/val/watermarks/cosmoshub-4')).body;
+    assert.deepEqual(wm, { height: '7001', round: 0, step: 3, sign_bytes: Buffer.from(good).toString('hex'), signature: Buffer.from(sig).toString('base64') });
+  } finally {
+    assert.equal(await s.stop(), 0);
+    cleanup();
+  }
+});
+
+test('privval import-state accepts the shared vectors\' genuine FilePV states for ed25519 and secp256k1 keys', { skip: SKIP_VECTORS }, async () => {
+  const vectors = JSON.parse(readFileSync(DERIVED_FILE, 'utf8')) as {
+    keys: { ed25519: { seed_hex: string; pubkey_hex: string }; secp256k1: { privkey_hex: string; pubkey_compressed_hex: string } };
+    cases: Array<{ id: string; inputs: { chain_id: string; type?: number; height: number; round: number }; sign_bytes_hex: string; ed25519_signature_hex: string; secp256k1_signature_hex: string }>;
+  };
+  const c = vectors.cases.find((x) => x.id === 'precommit-block')!;
+  assert.ok(c, 'the precommit-block vector');
+  const { dir, cleanup } = tempDir();
+  const v = initVault(dir);
+  const s = await serve(['--data-dir', v.dataDir], PASSENV);
+  try {
+    const b64 = (h: string) => Buffer.from(h, 'hex').toString('base64');
+    const keyFiles = {
+      ed: { pub_key: { type: 'tendermint/PubKeyEd25519', value: b64(vectors.keys.ed25519.pubkey_hex) }, priv_key: { type: 'tendermint/PrivKeyEd25519', value: b64(vectors.keys.ed25519.seed_hex + vectors.keys.ed25519.pubkey_hex) } },
+      k1: { pub_key: { type: 'tendermint/PubKeySecp256k1', value: b64(vectors.keys.secp256k1.pubkey_compressed_hex) }, priv_key: { type: 'tendermint/PrivKeySecp256k1', value: b64(vectors.keys.secp256k1.privkey_hex) } },
+    };
+    for (const [label, sigHex] of [['ed', c.ed25519_signature_hex], ['k1', c.secp256k1_signature_hex]] as const) {
+      writeFileSync(join(dir, `${label}.json`), JSON.stringify(keyFiles[label]), { mode: 0o600 });
+      const imp = v.k(['keys', 'import', '--label', label, '--format', 'cometbft', '--in', join(dir, `${label}.json`)], s.url);
+      assert.equal(imp.status, 0, imp.stderr);
+      writeFileSync(join(dir, `${label}-state.json`), filePvState(BigInt(c.inputs.height), c.inputs.round, 3, new Uint8Array(Buffer.from(c.sign_bytes_hex, 'hex')), new Uint8Array(Buffer.from(sigHex, 'hex'))));
+      const r = v.k(['privval', 'import-state', '--key', label, '--chain-id', c.inputs.chain_id, '--in', join(dir, `${label}-state.json`)], s.url);
+      assert.equal(r.status, 0, `${label}: ${r.stderr}`);
+    }
+    // Each key's signature is refused under the other key.
+    writeFileSync(join(dir, 'swapped.json'), filePvState(BigInt(c.inputs.height), c.inputs.round, 3, new Uint8Array(Buffer.from(c.sign_bytes_hex, 'hex')), new Uint8Array(Buffer.from(c.ed25519_signature_hex, 'hex'))));
+    const r = v.k(['privval', 'import-state', '--key', 'k1', '--chain-id', c.inputs.chain_id, '--in', join(dir, 'swapped.json')], s.url);
+    assert.equal(r.status, EXIT.usage, r.stderr);
+    assert.match(r.stderr, /does not verify/);
+  } finally {
+    assert.equal(await s.stop(), 0);
     cleanup();
   }
 });
