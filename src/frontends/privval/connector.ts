@@ -338,6 +338,7 @@ export class PrivvalConnector {
         this.setState('connected');
         this.connectedSince = new Date().toISOString();
         this.pubKey = undefined;
+        this.lastMismatch = undefined; // a wrong node seen again after the right one is reported anew
         backoff = BACKOFF_MIN_MS;
         this.log.info('privval connected', { connector: this.cfg.name, address: this.cfg.address });
         await this.serve(link);
