@@ -1,8 +1,10 @@
 /** `custos.toml`: read, validated with precise errors, and overridden by command-line flags. */
 import { existsSync, readFileSync } from 'node:fs';
 import { parse } from 'smol-toml';
-import { CustosError } from '../core/errors.js';
+import { CustosError, isCustosError } from '../core/errors.js';
 import { DEFAULT_UNSEAL_LIMITS } from './unseal.js';
+import { parseNodePin } from '../crypto/cometbft/node-id.js';
+import { parsePrivvalAddress } from '../frontends/privval/address.js';
 
 export interface AgentSocketConfig {
   enabled: boolean;
@@ -23,7 +25,12 @@ export interface PrivvalConfig {
   identityKey: string;
   dialect: 'v0.38' | 'v1';
   allowSignBytes: boolean;
-  /** Hex of the node's SecretConnection key, to pin it (tcp:// only). */
+  /**
+   * The node id every connection must authenticate as (40 lowercase hex digits), from
+   * `tcp://<node-id>@host:port` and/or `node_key`; tcp:// only.
+   */
+  nodeId?: string;
+  /** The node's Ed25519 public key (64 hex digits), when `node_key` was given in that form. */
   nodeKey?: string;
   /** Drop and redial a node silent for this long; absent = the connector's default (10 s). */
   readTimeoutSeconds?: number;
@@ -161,13 +168,38 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
     const c: PrivvalConfig = {
       name: str(p.name, 'name', /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/),
       chainId: str(p.chain_id, 'chain_id', /^[\x21-\x7e]{1,50}$/),
-      address: str(p.address, 'address', /^(tcp:\/\/[^\s]+:\d{1,5}|unix:\/\/\/[^\s]+)$/),
+      address: str(p.address, 'address', /^(tcp|unix):\/\/\S{1,1000}$/),
       key: str(p.key, 'key', /^\S{1,128}$/),
       identityKey: p.identity_key === undefined ? '' : str(p.identity_key, 'identity_key', /^\S{1,128}$/),
       dialect: p.dialect === undefined ? 'v0.38' : (str(p.dialect, 'dialect', /^(v0\.38|v1)$/) as 'v0.38' | 'v1'),
       allowSignBytes: p.allow_sign_bytes === undefined ? false : bool(p.allow_sign_bytes, 'privval.allow_sign_bytes'),
     };
-    if (p.node_key !== undefined) c.nodeKey = str(p.node_key, 'node_key', /^[0-9a-fA-F]{64}$/);
+    // The node pin: the id in the address (tmkms's form), node_key as the 40-hex id or the
+    // 64-hex public key, or both, which must then name the same node.
+    let addressNodeId: string | undefined;
+    try {
+      const ep = parsePrivvalAddress(c.address);
+      if (ep.kind === 'tcp') addressNodeId = ep.nodeId;
+    } catch (e) {
+      fail(path, `privval "${c.name}": ${isCustosError(e) ? e.message : 'the address is invalid.'}`);
+    }
+    if (p.node_key !== undefined) {
+      if (typeof p.node_key !== 'string') fail(path, `privval "${c.name}": node_key must be a string`);
+      let pin;
+      try {
+        pin = parseNodePin(p.node_key);
+      } catch (e) {
+        fail(path, `privval "${c.name}": node_key is invalid. ${isCustosError(e) ? e.message : ''}`.trim());
+      }
+      if (addressNodeId !== undefined && addressNodeId !== pin.nodeId) {
+        fail(path, `privval "${c.name}": node_key names node ${pin.nodeId} but the address names node ${addressNodeId}; they must agree`);
+      }
+      c.nodeId = pin.nodeId;
+      if (pin.publicKey) c.nodeKey = Buffer.from(pin.publicKey).toString('hex');
+    } else if (addressNodeId !== undefined) c.nodeId = addressNodeId;
+    if (c.nodeId !== undefined && !c.address.startsWith('tcp://')) {
+      fail(path, `privval "${c.name}": node_key needs a tcp:// address; a unix:// socket has no SecretConnection handshake to check it`);
+    }
     if (p.read_timeout_seconds !== undefined) c.readTimeoutSeconds = int(p.read_timeout_seconds, 'privval.read_timeout_seconds', 1, 3600);
     if (c.address.startsWith('tcp://') && !c.identityKey) fail(path, `privval "${c.name}": a tcp:// node needs identity_key (an ed25519 vault key for SecretConnection)`);
     if (cfg.privval.some((o) => o.name === c.name)) fail(path, `two [[privval]] entries are named "${c.name}"`);

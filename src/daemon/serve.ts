@@ -91,6 +91,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
             identityKey: p.identityKey,
             dialect: p.dialect,
             allowSignBytes: p.allowSignBytes,
+            ...(p.nodeId ? { expectedNodeId: p.nodeId } : {}),
             ...(p.nodeKey ? { expectedNodeKey: new Uint8Array(Buffer.from(p.nodeKey, 'hex')) } : {}),
             ...(p.readTimeoutSeconds ? { readTimeoutMs: p.readTimeoutSeconds * 1000 } : {}),
           },

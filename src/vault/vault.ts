@@ -28,6 +28,7 @@ import { isUnder, parsePath } from '../wallet/paths.js';
 import { deriveFromMaster, ownsKeyFromMaster, signPsbt as signPsbtWith, analyzePsbt, type BitcoinNetwork, type PsbtAnalysis } from '../wallet/psbt.js';
 import { prepareSigner } from '../crypto/algorithms.js';
 import type { GroupCommitter } from './commit.js';
+import { checkImportedState } from '../crypto/cometbft/imported-state.js';
 
 const LABEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
 const ID_PREFIX = 'key_';
@@ -704,8 +705,17 @@ export class Vault {
   async importWatermark(ctx: Ctx, ref: string, chainId: string, state: { height: bigint; round: number; step: number; signBytes?: Uint8Array; signature?: Uint8Array }): Promise<Watermark> {
     const key = await this.getKey(ref);
     if (state.height < 0n || state.round < 0 || state.step < 0 || state.step > 3) throw new CustosError('bad_request', 'A watermark has height ≥ 0, round ≥ 0 and step 0–3.');
+    const details: AuditDraft['details'] = { chain_id: chainId, height: state.height.toString(), round: state.round, step: state.step };
+    if (state.signBytes?.length) details.sign_bytes_sha256 = sha256hex(state.signBytes);
+    // A stored signature is handed back to the node as the one for this position, so it must be
+    // the key's, over sign bytes of exactly this chain and height/round/step (finding 14).
+    try {
+      checkImportedState(key, chainId, state);
+    } catch (e) {
+      if (isCustosError(e)) return this.refuse(ctx, 'import_state', key, e, details);
+      throw e;
+    }
     const current = await this.deps.store.getWatermark(key.id, chainId);
-    const details = { chain_id: chainId, height: state.height.toString(), round: state.round, step: state.step };
     if (current && comparePosition(state, current) < 0) {
       return this.refuse(ctx, 'import_state', key, new CustosError('policy_denied', `The state (height ${state.height} round ${state.round} step ${state.step}) is behind the vault's watermark (height ${current.height} round ${current.round} step ${current.step}); a watermark never moves backwards.`, { tag: 'double_sign' }), details);
     }

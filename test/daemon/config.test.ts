@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../../src/daemon/config.js';
 import { DEFAULT_CONFIG_TOML } from '../../src/vault/open.js';
 import { CustosError } from '../../src/core/errors.js';
+import { nodeIdOf } from '../../src/crypto/cometbft/node-id.js';
 import { tempDir } from '../helpers/tmpvault.js';
 
 test('the config written by init parses to the defaults', () => {
@@ -71,6 +72,59 @@ test('several [[ssh_agent]] sockets, each with its own keys', () => {
     writeFileSync(p, '[[ssh_agent]]\nname = "alice"\nsocket = "a.sock"\nkeys = ["alice-*"]\n[[ssh_agent]]\nname = "ci"\nsocket = "ci.sock"\nkeys = ["deploy"]\nallow_sha1 = false\n');
     const c = loadConfig(p);
     assert.deepEqual(c.sshAgents.map((a) => [a.name, a.socket, a.keys, a.allowSha1]), [['alice', 'a.sock', ['alice-*'], true], ['ci', 'ci.sock', ['deploy'], false]]);
+  } finally {
+    cleanup();
+  }
+});
+
+test('[[privval]] node pins: the id in tcp://<node-id>@host:port, node_key as the 40-hex id or the 64-hex public key, or both when they agree', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const publicKey = 'ab'.repeat(32);
+    const idOfKey = nodeIdOf(new Uint8Array(Buffer.from(publicKey, 'hex')));
+    const id = '0123456789abcdef0123456789abcdef01234567';
+    const head = '[[privval]]\nname = "v"\nchain_id = "c-1"\nkey = "k"\nidentity_key = "i"\n';
+    const cases: Array<[string, { nodeId?: string; nodeKey?: string }]> = [
+      [`address = "tcp://127.0.0.1:26659"`, {}],
+      [`address = "tcp://${id}@10.0.0.5:26659"`, { nodeId: id }],
+      [`address = "tcp://${id.toUpperCase()}@[::1]:26659"`, { nodeId: id }],
+      [`address = "tcp://10.0.0.5:26659"\nnode_key = "${id.toUpperCase()}"`, { nodeId: id }],
+      [`address = "tcp://10.0.0.5:26659"\nnode_key = "${publicKey}"`, { nodeId: idOfKey, nodeKey: publicKey }],
+      [`address = "tcp://${id}@10.0.0.5:26659"\nnode_key = "${id}"`, { nodeId: id }],
+      [`address = "tcp://${idOfKey}@10.0.0.5:26659"\nnode_key = "${publicKey.toUpperCase()}"`, { nodeId: idOfKey, nodeKey: publicKey }],
+    ];
+    for (const [lines, want] of cases) {
+      const p = join(dir, 'c.toml');
+      writeFileSync(p, `${head}${lines}\n`);
+      const c = loadConfig(p).privval[0]!;
+      assert.deepEqual({ nodeId: c.nodeId, nodeKey: c.nodeKey }, { nodeId: want.nodeId, nodeKey: want.nodeKey }, lines);
+    }
+  } finally {
+    cleanup();
+  }
+});
+
+test('[[privval]] node pins that disagree, are malformed, or sit on a unix:// socket are refused at load', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const id = '0123456789abcdef0123456789abcdef01234567';
+    const head = '[[privval]]\nname = "v"\nchain_id = "c-1"\nkey = "k"\nidentity_key = "i"\n';
+    for (const [lines, re] of [
+      [`address = "tcp://${id}@10.0.0.5:26659"\nnode_key = "${'f'.repeat(40)}"`, /names node f{40} but the address names node 0123.*must agree/],
+      [`address = "tcp://${id}@10.0.0.5:26659"\nnode_key = "${'ab'.repeat(32)}"`, /must agree/],
+      [`address = "tcp://${id.slice(1)}@10.0.0.5:26659"`, /node id in the privval address .* 40 hex digits/],
+      [`address = "tcp://${id}:secret@10.0.0.5:26659"`, /40 hex digits/],
+      [`address = "tcp://@10.0.0.5:26659"`, /40 hex digits/],
+      [`address = "tcp://10.0.0.5:26659"\nnode_key = "${'a'.repeat(39)}"`, /node_key is invalid.*40 hex digits.*64 hex digits/],
+      [`address = "tcp://10.0.0.5:26659"\nnode_key = "${'g'.repeat(64)}"`, /node_key is invalid/],
+      [`address = "tcp://10.0.0.5:26659"\nnode_key = 12`, /node_key must be a string/],
+      [`address = "unix://${id}@/run/node.sock"`, /names a node id, but a unix:\/\/ socket has no SecretConnection handshake/],
+      [`address = "unix:///run/node.sock"\nnode_key = "${id}"`, /node_key needs a tcp:\/\/ address/],
+    ] as const) {
+      const p = join(dir, 'c.toml');
+      writeFileSync(p, `${head}${lines}\n`);
+      assert.throws(() => loadConfig(p), (e: unknown) => e instanceof CustosError && e.code === 'config_invalid' && re.test(e.message) && e.message.includes('privval "v"'), lines);
+    }
   } finally {
     cleanup();
   }

@@ -37,6 +37,7 @@ export class Metrics implements VaultMetrics, PrivvalMetrics {
 
   readonly privvalSignatures = new Counter({ name: 'custos_privval_signatures_total', help: 'Consensus signatures sent to nodes, by validator and message type.', labelNames: ['validator', 'type'], registers: [this.registry] });
   readonly privvalRefusals = new Counter({ name: 'custos_privval_refusals_total', help: 'Privval requests refused, by validator and reason (policy_denied:double_sign, ...).', labelNames: ['validator', 'reason'], registers: [this.registry] });
+  readonly privvalConnectionsRefused = new Counter({ name: 'custos_privval_connections_refused_total', help: 'Node connections dropped before serving them, by validator and reason (node_id_mismatch).', labelNames: ['validator', 'reason'], registers: [this.registry] });
   readonly privvalConnected = new Gauge({ name: 'custos_privval_connected', help: '1 while the validator is connected to its node.', labelNames: ['validator'], registers: [this.registry] });
   readonly privvalLatency = new Histogram({
     name: 'custos_privval_sign_duration_seconds',
@@ -85,6 +86,10 @@ export class Metrics implements VaultMetrics, PrivvalMetrics {
 
   privvalRefused(validator: string, reason: string): void {
     this.privvalRefusals.inc({ validator, reason });
+  }
+
+  privvalConnectionRefused(validator: string, reason: string): void {
+    this.privvalConnectionsRefused.inc({ validator, reason });
   }
 
   privvalConnection(validator: string, connected: boolean): void {

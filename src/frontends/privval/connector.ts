@@ -4,7 +4,10 @@
  *
  * - `tcp://host:port`: SecretConnection, authenticated with an Ed25519 identity key from the
  *   vault (the challenge is signed through `vault.sign`, principal `privval:<name>`);
- *   optionally pinned to the node's identity key (`expectedNodeKey`).
+ *   optionally pinned to the node's identity: `tcp://<node-id>@host:port`, `expectedNodeId` or
+ *   `expectedNodeKey`. A node whose authenticated key does not match the pin is disconnected
+ *   right after the handshake, before a single message is read; the refusal is logged,
+ *   counted and audited (`privval_connect`, `node_id_mismatch`).
  * - `unix:///path`: plain length-delimited protobuf (CometBFT does not authenticate it either).
  *
  * One connection at a time per connector, one request at a time per connection (a node never
@@ -42,16 +45,21 @@ import {
   type RemoteSignerError,
   type Vote,
 } from './messages.js';
-import { ProtoReader, WireType } from './proto-reader.js';
+import { ProtoReader, WireType } from '../../crypto/protobuf/reader.js';
+import { isNodeId, nodeIdOf, type NodePin } from '../../crypto/cometbft/node-id.js';
+import { parsePrivvalAddress, type PrivvalEndpoint } from './address.js';
 import { SecretConnection } from './secret-connection.js';
-import { proposalSignBytes, voteExtensionSignBytes, voteSignBytes, type BlockId, type Timestamp } from './sign-bytes.js';
+import { proposalSignBytes, voteExtensionSignBytes, voteSignBytes, type BlockId, type Timestamp } from '../../crypto/cometbft/sign-bytes.js';
 
 export interface PrivvalConnectorConfig {
   /** Connector name; the principal is `privval:<name>`. */
   name: string;
   /** The only chain ID this connector signs for. */
   chainId: string;
-  /** The node's `priv_validator_laddr`: `tcp://host:port` or `unix:///path`. */
+  /**
+   * The node's `priv_validator_laddr`: `tcp://host:port`, `tcp://<node-id>@host:port` (pins the
+   * node id) or `unix:///path`.
+   */
   address: string;
   /** Vault key (id or label) of the consensus key: ed25519 or secp256k1. */
   consensusKey: string;
@@ -60,6 +68,8 @@ export interface PrivvalConnectorConfig {
   dialect: PrivvalDialect;
   /** v1 `SignBytesRequest` (arbitrary bytes with the consensus key); refused unless true. */
   allowSignBytes?: boolean;
+  /** Pin the node's SecretConnection identity by its node id (40 hex digits); `tcp://` only. */
+  expectedNodeId?: string;
   /** Pin the node's SecretConnection identity key (32 bytes); `tcp://` only. */
   expectedNodeKey?: Uint8Array;
   /**
@@ -74,6 +84,8 @@ export interface PrivvalMetrics {
   privvalSigned(validator: string, type: 'prevote' | 'precommit' | 'proposal', seconds: number): void;
   privvalRefused(validator: string, reason: string): void;
   privvalConnection(validator: string, connected: boolean): void;
+  /** A connection dropped by the connector before serving it (`node_id_mismatch`). */
+  privvalConnectionRefused(validator: string, reason: string): void;
 }
 
 export interface PrivvalConnectorLog {
@@ -114,7 +126,14 @@ export const MAX_READ_TIMEOUT_MS = 3_600_000;
 /** RemoteSignerError codes we send. */
 export const ERROR_CODE = { refused: 1, doubleSign: 2 } as const;
 
-type Endpoint = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
+/**
+ * A node refused for its id is redialled like any failed connection (the right node may take
+ * the address back), at most every `BACKOFF_MAX_MS`. Each refusal is counted; the log line and
+ * the audit entry repeat for the same unexpected id at most this often, so a wrong node left
+ * at the address cannot fill the audit log (the next entry carries the count in between).
+ */
+export const MISMATCH_REPORT_INTERVAL_MS = 60_000;
+
 
 /** A connected byte stream, plain or SecretConnection. */
 interface Link {
@@ -126,38 +145,49 @@ interface Link {
   abort(): void;
 }
 
-/** Parses `tcp://host:port` or `unix:///path`. */
-export function parsePrivvalAddress(address: string): Endpoint {
-  if (typeof address !== 'string') throw new CustosError('bad_request', 'The privval address must be a string.');
-  if (address.startsWith('unix://')) {
-    const path = address.slice('unix://'.length);
-    if (!path.startsWith('/') && !path.startsWith('.')) {
-      throw new CustosError('config_invalid', `The privval address ${JSON.stringify(address)} must be unix:///absolute/path.`);
-    }
-    return { kind: 'unix', path };
-  }
-  if (address.startsWith('tcp://')) {
-    let url: URL;
-    try {
-      url = new URL(address);
-    } catch {
-      throw new CustosError('config_invalid', `The privval address ${JSON.stringify(address)} is not a valid tcp://host:port.`);
-    }
-    const port = Number(url.port);
-    let host = url.hostname;
-    if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
-    if (!host || !Number.isInteger(port) || port < 1 || port > 65535 || (url.pathname !== '' && url.pathname !== '/')) {
-      throw new CustosError('config_invalid', `The privval address ${JSON.stringify(address)} must be tcp://host:port.`);
-    }
-    return { kind: 'tcp', host, port };
-  }
-  throw new CustosError('bad_request', `The privval address ${JSON.stringify(address)} must start with tcp:// or unix://.`);
-}
+export { parsePrivvalAddress } from './address.js';
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/**
+ * The node pin from the address (`tcp://<node-id>@…`), `expectedNodeId` and `expectedNodeKey`;
+ * every one given must name the same node. A pin on `unix://` is refused: nothing could check it.
+ */
+function nodePin(endpoint: PrivvalEndpoint, cfg: PrivvalConnectorConfig): NodePin | undefined {
+  const ids: Array<[string, string]> = [];
+  if (endpoint.kind === 'tcp' && endpoint.nodeId) ids.push(['the address', endpoint.nodeId]);
+  if (cfg.expectedNodeId !== undefined) {
+    if (typeof cfg.expectedNodeId !== 'string' || !isNodeId(cfg.expectedNodeId)) {
+      throw new CustosError('config_invalid', 'The expected node id must be 40 hex digits.');
+    }
+    ids.push(['the expected node id', cfg.expectedNodeId.toLowerCase()]);
+  }
+  let publicKey: Uint8Array | undefined;
+  if (cfg.expectedNodeKey !== undefined) {
+    if (!(cfg.expectedNodeKey instanceof Uint8Array) || cfg.expectedNodeKey.length !== 32) {
+      throw new CustosError('config_invalid', 'The expected node key must be a 32-byte Ed25519 public key.');
+    }
+    publicKey = cfg.expectedNodeKey.slice();
+    ids.push(['the expected node key', nodeIdOf(publicKey)]);
+  }
+  if (ids.length === 0) return undefined;
+  if (endpoint.kind === 'unix') {
+    throw new CustosError('config_invalid', 'A unix:// node cannot be pinned to a node id or key: there is no SecretConnection handshake to check it.');
+  }
+  const [first, ...rest] = ids;
+  for (const [what, id] of rest) {
+    if (id !== first![1]) throw new CustosError('config_invalid', `Two node pins disagree: ${first![0]} names node ${first![1]}, ${what} names node ${id}.`);
+  }
+  return publicKey ? { nodeId: first![1], publicKey } : { nodeId: first![1] };
+}
+
+/** With a pinned key the whole key must match; with an id, the id of the authenticated key. */
+function pinMatches(pin: NodePin, remotePublicKey: Uint8Array): boolean {
+  return pin.publicKey ? equalBytes(pin.publicKey, remotePublicKey) : nodeIdOf(remotePublicKey) === pin.nodeId;
 }
 
 function isNilBlockId(b: BlockId): boolean {
@@ -220,7 +250,7 @@ function looksCanonical(bytes: Uint8Array): boolean {
 const noopLog: PrivvalConnectorLog = { info: () => {}, warn: () => {} };
 
 export class PrivvalConnector {
-  private readonly endpoint: Endpoint;
+  private readonly endpoint: PrivvalEndpoint;
   private readonly principal: Principal;
   private readonly log: PrivvalConnectorLog;
   private readonly readTimeoutMs: number;
@@ -235,6 +265,8 @@ export class PrivvalConnector {
   private refusals = 0;
   private signatures = 0;
   private pubKey: PublicKey | undefined;
+  private readonly pin: NodePin | undefined;
+  private lastMismatch: { seenNodeId: string; reportedAt: number; unreported: number } | undefined;
 
   constructor(
     private readonly vault: Vault,
@@ -245,20 +277,15 @@ export class PrivvalConnector {
     if (!cfg || typeof cfg.name !== 'string' || cfg.name === '') throw new CustosError('config_invalid', 'A privval connector needs a name.');
     if (typeof cfg.chainId !== 'string' || cfg.chainId === '') throw new CustosError('config_invalid', 'A privval connector needs a chain ID.');
     if (cfg.dialect !== 'v0.38' && cfg.dialect !== 'v1') throw new CustosError('config_invalid', 'The privval dialect must be v0.38 or v1.');
-    if (cfg.expectedNodeKey !== undefined && cfg.expectedNodeKey.length !== 32) {
-      throw new CustosError('config_invalid', 'The expected node key must be a 32-byte Ed25519 public key.');
-    }
     const readTimeoutMs = cfg.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
     if (!Number.isInteger(readTimeoutMs) || readTimeoutMs < 1 || readTimeoutMs > MAX_READ_TIMEOUT_MS) {
       throw new CustosError('config_invalid', `The privval read timeout must be a whole number of milliseconds from 1 to ${MAX_READ_TIMEOUT_MS}.`);
     }
     this.readTimeoutMs = readTimeoutMs;
     this.endpoint = parsePrivvalAddress(cfg.address);
+    this.pin = nodePin(this.endpoint, cfg);
     this.principal = { id: `privval:${cfg.name}`, kind: 'privval' };
     this.log = log ?? noopLog;
-    if (this.endpoint.kind === 'unix' && cfg.expectedNodeKey !== undefined) {
-      this.log.warn('privval expectedNodeKey is ignored on a unix:// address (no SecretConnection there)', { connector: cfg.name });
-    }
   }
 
   /** Starts the dial loop; idempotent while running. */
@@ -311,12 +338,13 @@ export class PrivvalConnector {
         this.setState('connected');
         this.connectedSince = new Date().toISOString();
         this.pubKey = undefined;
+        this.lastMismatch = undefined; // a wrong node seen again after the right one is reported anew
         backoff = BACKOFF_MIN_MS;
         this.log.info('privval connected', { connector: this.cfg.name, address: this.cfg.address });
         await this.serve(link);
         if (!this.stopping) this.log.warn('privval connection closed by the node', { connector: this.cfg.name });
       } catch (e) {
-        if (!this.stopping) {
+        if (!this.stopping && !(isCustosError(e) && e.tag === 'node_id_mismatch')) {
           this.log.warn('privval connection failed', { connector: this.cfg.name, address: this.cfg.address, error: e instanceof Error ? e.message : String(e) });
         }
       } finally {
@@ -421,8 +449,15 @@ export class PrivvalConnector {
                 })
               ).signature,
           },
-          { timeoutMs: HANDSHAKE_TIMEOUT_MS, ...(this.cfg.expectedNodeKey ? { expectedRemoteKey: this.cfg.expectedNodeKey } : {}) },
+          { timeoutMs: HANDSHAKE_TIMEOUT_MS },
         );
+        if (this.pin && !pinMatches(this.pin, conn.remotePublicKey)) {
+          // Nothing has been read from the node yet: drop it now, then report.
+          const closing = conn.close();
+          socket.destroy();
+          await closing;
+          await this.refuseNode(this.pin.nodeId, nodeIdOf(conn.remotePublicKey));
+        }
         return { read: () => conn.read(), write: (b) => conn.write(b), close: () => conn.close(), abort: () => socket.destroy() };
       } catch (e) {
         socket.destroy();
@@ -430,6 +465,41 @@ export class PrivvalConnector {
       }
     }
     return plainLink(socket);
+  }
+
+  /**
+   * Reports a node whose authenticated identity is not the pinned one (already disconnected),
+   * then throws so that the dial loop backs off and tries again. tmkms refuses the same way
+   * (`VerificationError` on a peer id mismatch, src/connection/tcp.rs).
+   */
+  private async refuseNode(expectedNodeId: string, seenNodeId: string): Promise<never> {
+    const sentence = `The node at ${this.cfg.address} is ${seenNodeId}, not the pinned node ${expectedNodeId}; disconnected before serving it.`;
+    this.metrics?.privvalConnectionRefused(this.cfg.name, 'node_id_mismatch');
+    const now = Date.now();
+    const last = this.lastMismatch;
+    if (last && last.seenNodeId === seenNodeId && now - last.reportedAt < MISMATCH_REPORT_INTERVAL_MS) {
+      last.unreported++;
+    } else {
+      const repeats = last && last.seenNodeId === seenNodeId ? last.unreported : 0;
+      this.lastMismatch = { seenNodeId, reportedAt: now, unreported: 0 };
+      const fields = { expected_node_id: expectedNodeId, seen_node_id: seenNodeId, chain_id: this.cfg.chainId };
+      this.log.warn('privval node id mismatch: refusing the node', { connector: this.cfg.name, address: this.cfg.address, ...fields, ...(repeats ? { refused_since_last_report: repeats } : {}) });
+      try {
+        const key = await this.vault.getKey(this.cfg.consensusKey).then(
+          (k) => ({ id: k.id, label: k.label }),
+          () => null,
+        );
+        await this.vault.recordEvent({ principal: this.principal, requestId: randomUUID() }, 'privval_connect', key, 'denied', 'node_id_mismatch', {
+          ...fields,
+          connector: this.cfg.name,
+          ...(repeats ? { refused_since_last_report: repeats } : {}),
+        });
+      } catch (e) {
+        // The connection is already closed and nothing was signed; the log line stands in.
+        this.log.warn('privval could not audit a refused node', { connector: this.cfg.name, error: e instanceof Error ? e.message : String(e) });
+      }
+    }
+    throw new CustosError('unauthorized', sentence, { tag: 'node_id_mismatch' });
   }
 
   private async serve(link: Link): Promise<void> {

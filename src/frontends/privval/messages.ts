@@ -37,11 +37,11 @@
  * proto/cometbft/privval/v1/types.proto (v1.0.1); shared/research/cometbft-privval.md §1.3-1.4.
  */
 import { CustosError } from '../../core/errors.js';
-import { ProtoWriter, lengthDelimited } from './proto.js';
-import { ProtoDecodeError, ProtoReader, WireType, type FieldTag } from './proto-reader.js';
-import { MAX_VOTE_EXTENSION_BYTES, type BlockId, type Timestamp } from './sign-bytes.js';
+import { ProtoWriter, lengthDelimited } from '../../crypto/protobuf/writer.js';
+import { ProtoDecodeError, ProtoReader, WireType, type FieldTag } from '../../crypto/protobuf/reader.js';
+import { MAX_VOTE_EXTENSION_BYTES, type BlockId, type Timestamp } from '../../crypto/cometbft/sign-bytes.js';
 
-export type { BlockId, PartSetHeader, Timestamp } from './sign-bytes.js';
+export type { BlockId, PartSetHeader, Timestamp } from '../../crypto/cometbft/sign-bytes.js';
 
 export type PrivvalDialect = 'v0.38' | 'v1';
 

@@ -11,6 +11,9 @@ import { createPublicKey, generateKeyPairSync, randomBytes, sign as nodeSign, ve
 import { makeVault, tempDir, type TestVault } from '../../helpers/tmpvault.js';
 import { PrivvalConnector } from '../../../src/frontends/privval/connector.js';
 import { SecretConnection } from '../../../src/frontends/privval/secret-connection.js';
+import { CustosError } from '../../../src/core/errors.js';
+import { nodeIdOf } from '../../../src/crypto/cometbft/node-id.js';
+import { RawTestNode } from '../../helpers/cometbft-node.js';
 import {
   MessageReader,
   decodeMessage,
@@ -401,15 +404,20 @@ test('a node that is not listening yet is dialled until it appears; a wrong node
     const conn = await node.accept(8000);
     assert.deepEqual(await conn.send({ kind: 'ping_request' }), { kind: 'ping_response' });
 
-    // A node whose identity key is not the pinned one is never served.
+    // A node whose identity key is not the pinned one is never served; it is redialled (and
+    // refused) again and again, but reported once per minute.
     other = await FakeNode.listen('tcp', 'v0.38');
+    const refused: string[] = [];
     pinned = new PrivvalConnector(
       v.vault,
       { name: 'pinned', chainId: CHAIN, address: other.address(), consensusKey: 'consensus', identityKey: 'privval-identity', dialect: 'v0.38', expectedNodeKey: new Uint8Array(32).fill(1) },
       { info: () => {}, warn: (m) => warnings.push(m) },
+      { privvalSigned: () => {}, privvalRefused: () => {}, privvalConnection: () => {}, privvalConnectionRefused: (_, reason) => refused.push(reason) },
     );
     pinned.start();
-    await waitFor(() => warnings.length >= 2);
+    await waitFor(() => refused.length >= 2);
+    assert.deepEqual([...new Set(refused)], ['node_id_mismatch']);
+    assert.deepEqual(warnings, ['privval node id mismatch: refusing the node']);
     assert.equal(pinned.status().state, 'connecting');
   } finally {
     await connector.stop();
@@ -453,6 +461,67 @@ test('the address is validated', async () => {
     for (const address of ['http://127.0.0.1:1', 'tcp://127.0.0.1', 'tcp://:80', 'unix://', 'noise://x@h:1']) {
       assert.throws(() => new PrivvalConnector(v.vault, { name: 'x', chainId: CHAIN, address, consensusKey: 'c', identityKey: 'i', dialect: 'v0.38' }), /privval address/, address);
     }
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('a node pinned by id is dropped right after the handshake: a request it sent along is never read, and the refusal is audited', async () => {
+  const v = await makeVault();
+  const { consensus } = await keys(v);
+  const node = await RawTestNode.listen();
+  const fields: Array<Record<string, unknown>> = [];
+  const pinnedId = 'ab'.repeat(20);
+  const connector = new PrivvalConnector(
+    v.vault,
+    { name: 'pinned', chainId: CHAIN, address: node.address.replace('tcp://', `tcp://${pinnedId}@`), consensusKey: 'consensus', identityKey: 'privval-identity', dialect: 'v0.38' },
+    { info: () => {}, warn: (m, f) => fields.push({ m, ...f }) },
+  );
+  try {
+    connector.start();
+    const raw = await node.accept();
+    const session = await raw.handshake(node.signer);
+    assert.ok(session, 'the handshake completes: the signer must see the key before it can judge it');
+    // The request arrives with (or right after) the handshake, as a node's first PubKeyRequest does.
+    await session.sendMessage({ kind: 'sign_vote_request', vote: vote(1, 1, 0, blockId(1)), chainId: CHAIN, skipExtensionSigning: false }, 'v0.38');
+    assert.equal(await session.receive('v0.38', 10_000), null, 'the signer closes without answering');
+    session.close();
+    assert.equal(await v.vault.getWatermark('consensus', CHAIN), null, 'nothing was signed');
+    await waitFor(() => fields.length > 0);
+    const seen = nodeIdOf(node.identityPublic);
+    assert.deepEqual(fields[0], { m: 'privval node id mismatch: refusing the node', connector: 'pinned', address: node.address.replace('tcp://', `tcp://${pinnedId}@`), expected_node_id: pinnedId, seen_node_id: seen, chain_id: CHAIN });
+    const entries = (await v.vault.auditTail(20)).filter((e) => e.operation === 'privval_connect');
+    assert.equal(entries.length, 1);
+    assert.equal(entries[0]!.outcome, 'denied');
+    assert.equal(entries[0]!.reason, 'node_id_mismatch');
+    assert.equal(entries[0]!.keyId, consensus.id);
+    assert.equal(entries[0]!.principal, 'privval:pinned');
+    assert.deepEqual(entries[0]!.details, { expected_node_id: pinnedId, seen_node_id: seen, chain_id: CHAIN, connector: 'pinned' });
+  } finally {
+    await connector.stop();
+    await node.close();
+    await v.dispose();
+  }
+});
+
+test('node pins that disagree, or a pin on a unix:// socket, are refused when the connector is made', async () => {
+  const v = await makeVault();
+  try {
+    const key = new Uint8Array(32).fill(9);
+    const base = { name: 'x', chainId: CHAIN, consensusKey: 'c', identityKey: 'i', dialect: 'v0.38' as const };
+    for (const cfg of [
+      { ...base, address: `tcp://${'a'.repeat(40)}@127.0.0.1:1`, expectedNodeId: 'b'.repeat(40) },
+      { ...base, address: `tcp://${'a'.repeat(40)}@127.0.0.1:1`, expectedNodeKey: key },
+      { ...base, address: 'tcp://127.0.0.1:1', expectedNodeId: 'a'.repeat(40), expectedNodeKey: key },
+      { ...base, address: 'unix:///tmp/x.sock', expectedNodeId: 'a'.repeat(40) },
+      { ...base, address: 'unix:///tmp/x.sock', expectedNodeKey: key },
+      { ...base, address: `unix://${'a'.repeat(40)}@/tmp/x.sock` },
+      { ...base, address: 'tcp://127.0.0.1:1', expectedNodeId: 'a'.repeat(39) },
+    ]) {
+      assert.throws(() => new PrivvalConnector(v.vault, cfg), (e: unknown) => e instanceof CustosError && e.code === 'config_invalid', JSON.stringify({ ...cfg, expectedNodeKey: undefined }));
+    }
+    // Agreeing pins are fine, in any case.
+    new PrivvalConnector(v.vault, { ...base, address: `tcp://${nodeIdOf(key).toUpperCase()}@127.0.0.1:1`, expectedNodeId: nodeIdOf(key), expectedNodeKey: key });
   } finally {
     await v.dispose();
   }
