@@ -73,7 +73,7 @@ async function main(): Promise<void> {
   const v = await makeVault();
   try {
     const validators = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => v.vault.createKey(v.ctx(), { label: `bench-val-${i}`, algorithm: 'ed25519', exportable: false })),
+      Array.from({ length: 10 }, (_, i) => v.vault.createKey(v.ctx(), { label: `bench-val-${i}`, algorithm: 'ed25519', exportable: false, purpose: 'consensus' })),
     );
     const vote = async (keyId: string, chainId: string, height: bigint, step: 2 | 3) => {
       const signBytes = voteSignBytes(chainId, { type: step === 2 ? 'prevote' : 'precommit', height, round: 0, blockId, timestamp: { seconds: 1_700_000_000n + height, nanos: 0 } });

@@ -90,7 +90,7 @@ async function serve(dir: string): Promise<void> {
   let agent: SshAgent;
   try {
     const material = new Uint8Array(readFileSync(join(dir, KEY_FILE)));
-    await v.vault.importKey(v.ctx(), { label: LABEL, format: 'openssh', material, exportable: false });
+    await v.vault.importKey(v.ctx(), { label: LABEL, format: 'openssh', material, exportable: false, purpose: 'ssh' });
     agent = new SshAgent(v.vault, { name: 'bench', socketPath: join(dir, CUSTOS_SOCK), keys: [LABEL], allowSha1: false, maxConnections: 64 });
     await agent.listen();
   } catch (e) {

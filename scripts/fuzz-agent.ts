@@ -105,7 +105,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const { tmpdir } = await import('node:os');
   const v = await makeVault();
   const dir = mkdtempSync(join(tmpdir(), 'custos-fuzz-agent-'));
-  await v.vault.createKey(v.ctx(), { label: 'fuzz-ed', algorithm: 'ed25519', exportable: false });
+  await v.vault.createKey(v.ctx(), { label: 'fuzz-ed', algorithm: 'ed25519', exportable: false, purpose: 'ssh' });
   const agent = new SshAgent(v.vault, { name: 'fuzz', socketPath: join(dir, 'a.sock'), keys: ['fuzz-*'], allowSha1: true, maxConnections: 16 });
   await agent.listen();
   const started = Date.now();

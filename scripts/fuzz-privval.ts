@@ -231,7 +231,7 @@ export async function runPrivvalFuzz(opts: {
   let cases = 0;
   try {
     v = await makeVault();
-    const consensus = await v.vault.createKey(v.ctx(), { label: 'consensus', algorithm: 'ed25519', exportable: false });
+    const consensus = await v.vault.createKey(v.ctx(), { label: 'consensus', algorithm: 'ed25519', exportable: false, purpose: 'consensus' });
     await v.vault.createKey(v.ctx(), { label: 'identity', algorithm: 'ed25519', exportable: false });
     connector = new PrivvalConnector(
       v.vault,

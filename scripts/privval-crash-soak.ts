@@ -115,11 +115,11 @@ export interface Vault {
   cleanup(): void;
 }
 
-async function createKey(url: string, token: string, label: string): Promise<Uint8Array> {
+async function createKey(url: string, token: string, label: string, purpose = 'general'): Promise<Uint8Array> {
   const res = await fetch(`${url}/v1/keys`, {
     method: 'POST',
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ label, algorithm: 'ed25519' }),
+    body: JSON.stringify({ label, algorithm: 'ed25519', purpose }),
   });
   if (!res.ok) throw new Error(`creating key ${label}: HTTP ${res.status} ${await res.text()}`);
   const body = (await res.json()) as { public_key: { raw: string } };
@@ -139,7 +139,7 @@ export async function makePrivvalVault(nodeAddress: string, prefix = 'custos-pri
     const s = await serve(['--data-dir', dataDir, '--log-level', 'warn'], PASS);
     let consensusPub: Uint8Array;
     try {
-      consensusPub = await createKey(s.url, token, 'val');
+      consensusPub = await createKey(s.url, token, 'val', 'consensus');
       await createKey(s.url, token, 'val-id');
     } finally {
       await s.stop('SIGTERM');

@@ -402,11 +402,15 @@ export class SqliteStore implements Store {
   // ---- meta ---------------------------------------------------------------------------------
 
   async getMeta(name: string): Promise<string | null> {
-    return this.run(() => {
-      const v = this.readMeta(name);
-      if (v === null && isCountedMeta(name)) this.checkCount('meta');
-      return v;
-    });
+    // One read transaction: the row and, when it is absent, the count are one snapshot, so a
+    // commit by another process in between is never mistaken for a deleted row.
+    return this.run(() =>
+      this.db.transaction(() => {
+        const v = this.readMeta(name);
+        if (v === null && isCountedMeta(name)) this.checkCount('meta');
+        return v;
+      })(),
+    );
   }
 
   async listMeta(prefix: string): Promise<Array<{ name: string; value: string }>> {
@@ -590,7 +594,8 @@ export class SqliteStore implements Store {
   }
 
   async getWatermark(keyId: string, chainId: string): Promise<Watermark | null> {
-    return this.run(() => this.readWatermark(keyId, chainId));
+    // A snapshot, as in getMeta: another process's first vote is not a deleted row.
+    return this.run(() => this.db.transaction(() => this.readWatermark(keyId, chainId))());
   }
 
   async listWatermarks(): Promise<Array<{ keyId: string; chainId: string; height: bigint; round: number; step: number }>> {

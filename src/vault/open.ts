@@ -67,6 +67,14 @@ timeout_seconds = 60          # how long a request waits for approval before it 
 [audit]
 # A signed checkpoint of the audit chain is written after this many entries (and at shutdown).
 checkpoint_every = 1000
+# How often custos.anchor (the signed head, beside the database) follows the log; 0: only at
+# start and clean stop. A database shorter or older than its anchor is refused.
+anchor_interval_seconds = 1
+
+[unseal]
+# Refused unseal shares: more than max_failures within window_seconds are answered 429.
+max_failures = 10
+window_seconds = 60
 
 [log]
 # trace | debug | info | warn | error

@@ -239,7 +239,7 @@ test('keys list widens its columns for long labels (ssh-agent keys) and --json k
     assert.equal(r.status, 0, r.stderr);
     const [header, ...rows] = r.stdout.trimEnd().split('\n');
     const col = (name: string) => header!.indexOf(name);
-    assert.equal(rows.length, 3, r.stdout);
+    assert.equal(rows.length, 4, r.stdout); // demo, demo-ssh and the two above
     for (const row of rows) {
       // Every value starts under its heading, after a blank: nothing ran into the next column.
       for (const name of ['LABEL', 'ALGORITHM', 'STATE', 'EXPORTABLE']) assert.equal(row[col(name) - 1], ' ', `${name} column in:\n${r.stdout}`);
@@ -414,7 +414,7 @@ test('serve with a [[privval]] validator: it dials the node and custos privval s
   // Keys first (over a vault that is not serving yet), then the config that names them.
   const pre = await serve(['--data-dir', dataDir], PASSENV);
   const k = (args: string[], url: string) => custos([...args, '--token-file', join(dir, 'token')], { CUSTOS_ADDR: url, CUSTOS_TOKEN: undefined });
-  assert.equal(k(['keys', 'create', '--label', 'val', '--algorithm', 'ed25519'], pre.url).status, 0);
+  assert.equal(k(['keys', 'create', '--label', 'val', '--algorithm', 'ed25519', '--purpose', 'consensus'], pre.url).status, 0);
   assert.equal(k(['keys', 'create', '--label', 'val-id', '--algorithm', 'ed25519'], pre.url).status, 0);
   assert.equal(await pre.stop(), 0);
   writeFileSync(join(dataDir, 'custos.toml'), `[[privval]]\nname = "hub"\nchain_id = "test-1"\naddress = "tcp://127.0.0.1:${port}"\nkey = "val"\nidentity_key = "val-id"\n`);

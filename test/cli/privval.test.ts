@@ -85,7 +85,7 @@ async function waitFor(cond: () => boolean, what: string, ms = 15_000): Promise<
  */
 async function serveValidators(v: Vault, validators: Array<{ name: string; chain: string; lines: string[] }>): Promise<{ s: ServeProcess; valPub: Uint8Array }> {
   const pre = await serve(['--data-dir', v.dataDir], PASSENV);
-  const created = v.k(['keys', 'create', '--label', 'val', '--algorithm', 'ed25519', '--json'], pre.url);
+  const created = v.k(['keys', 'create', '--label', 'val', '--algorithm', 'ed25519', '--purpose', 'consensus', '--json'], pre.url);
   assert.equal(created.status, 0, created.stderr);
   const valPub = new Uint8Array(Buffer.from(JSON.parse(created.stdout).public_key.raw, 'base64'));
   assert.equal(v.k(['keys', 'create', '--label', 'val-id', '--algorithm', 'ed25519'], pre.url).status, 0);

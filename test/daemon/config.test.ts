@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import { DEFAULT_UNSEAL_LIMITS } from '../../src/daemon/unseal.js';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,7 +20,8 @@ test('the config written by init parses to the defaults', () => {
       pkcs11: [],
       seal: {},
       approvals: { timeoutSeconds: 60 },
-      audit: { checkpointEvery: 1000 },
+      audit: { checkpointEvery: 1000, anchorIntervalSeconds: 1 },
+      unseal: { maxFailures: DEFAULT_UNSEAL_LIMITS.maxFailures, windowSeconds: DEFAULT_UNSEAL_LIMITS.windowSeconds },
       log: { level: 'info' },
     });
   } finally {

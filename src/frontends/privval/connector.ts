@@ -646,6 +646,9 @@ export class PrivvalConnector {
           payload: { kind: 'message', bytes: voteExtensionSignBytes(chainId, { height: vote.height, round: vote.round, extension: vote.extension }) },
           options: await this.signOptions(),
           context: { ...this.context(), chain_id: chainId, purpose: 'vote_extension', height: vote.height.toString(), round: String(vote.round) },
+          // The consensus key signs its own vote extension (CanonicalVoteExtension, which no
+          // vote or proposal decodes as): a consensus use, refused to any other key.
+          use: 'consensus',
         });
         extensionSignature = ext.signature;
       }
@@ -706,6 +709,7 @@ export class PrivvalConnector {
         payload: { kind: 'message', bytes: value },
         options: await this.signOptions(),
         context: { ...this.context(), purpose: 'sign_bytes' },
+        use: 'consensus',
       });
       return { kind: 'sign_bytes_response', signature: out.signature, error: undefined };
     } catch (e) {

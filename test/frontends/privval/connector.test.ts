@@ -197,7 +197,7 @@ async function signVote(conn: NodeConn, v: Vote, opts: { chainId?: string; skip?
 }
 
 async function keys(v: TestVault) {
-  const consensus = await v.vault.createKey(v.ctx(), { label: 'consensus', algorithm: 'ed25519', exportable: false });
+  const consensus = await v.vault.createKey(v.ctx(), { label: 'consensus', algorithm: 'ed25519', exportable: false, purpose: 'consensus' });
   const identity = await v.vault.createKey(v.ctx(), { label: 'privval-identity', algorithm: 'ed25519', exportable: false });
   return { consensus, identity };
 }

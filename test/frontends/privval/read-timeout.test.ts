@@ -50,8 +50,8 @@ function verifies(pub: Uint8Array, chain: string, v: Vote, sig: Uint8Array): boo
 }
 
 async function keys(v: TestVault) {
-  const a = await v.vault.createKey(v.ctx(), { label: 'val-a', algorithm: 'ed25519', exportable: false });
-  const b = await v.vault.createKey(v.ctx(), { label: 'val-b', algorithm: 'ed25519', exportable: false });
+  const a = await v.vault.createKey(v.ctx(), { label: 'val-a', algorithm: 'ed25519', exportable: false, purpose: 'consensus' });
+  const b = await v.vault.createKey(v.ctx(), { label: 'val-b', algorithm: 'ed25519', exportable: false, purpose: 'consensus' });
   await v.vault.createKey(v.ctx(), { label: 'identity', algorithm: 'ed25519', exportable: false });
   return { a, b };
 }

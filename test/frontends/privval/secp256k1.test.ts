@@ -61,7 +61,7 @@ for (const dialect of ['v0.38', 'v1'] as const) {
   test(`secp256k1 consensus key (${dialect}): the compressed key in the right PubKeyResponse field, low-S r‖s signatures over SHA-256 of the sign bytes`, async () => {
     const v = await makeVault();
     try {
-      const key = await v.vault.createKey(v.ctx(), { label: 'val-k1', algorithm: 'secp256k1', exportable: false });
+      const key = await v.vault.createKey(v.ctx(), { label: 'val-k1', algorithm: 'secp256k1', exportable: false, purpose: 'consensus' });
       await v.vault.createKey(v.ctx(), { label: 'identity', algorithm: 'ed25519', exportable: false });
       assert.equal(key.publicKey.length, 33);
       assert.ok(key.publicKey[0] === 2 || key.publicKey[0] === 3, 'a compressed SEC1 point');
@@ -139,7 +139,7 @@ test('secp256k1 through the connector reproduces the derived vector signatures e
   const v = await makeVault();
   try {
     const material = new TextEncoder().encode(file.keys.secp256k1.privkey_hex);
-    const key = await v.vault.importKey(v.ctx(), { label: 'vector-k1', algorithm: 'secp256k1', format: 'hex', material, exportable: false });
+    const key = await v.vault.importKey(v.ctx(), { label: 'vector-k1', algorithm: 'secp256k1', format: 'hex', material, exportable: false, purpose: 'consensus' });
     material.fill(0);
     assert.equal(toHex(key.publicKey), file.keys.secp256k1.pubkey_compressed_hex);
     await v.vault.createKey(v.ctx(), { label: 'identity', algorithm: 'ed25519', exportable: false });
