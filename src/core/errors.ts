@@ -113,6 +113,21 @@ export class CustosError extends Error {
   }
 }
 
+const AUDITED = Symbol('custos.audited');
+
+/**
+ * Marks an error whose refusal is already in the audit log (the vault audits what it
+ * refuses), so that a front end records only the refusals it decided itself.
+ */
+export function markAudited<E extends CustosError>(e: E): E {
+  (e as unknown as Record<symbol, boolean>)[AUDITED] = true;
+  return e;
+}
+
+export function isAudited(e: unknown): boolean {
+  return e instanceof CustosError && (e as unknown as Record<symbol, boolean>)[AUDITED] === true;
+}
+
 export function isCustosError(e: unknown): e is CustosError {
   return e instanceof CustosError;
 }

@@ -6,7 +6,7 @@
  * every request that touches a key, denied ones included, leaves an audit entry.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { CustosError, isCustosError } from '../core/errors.js';
+import { CustosError, isCustosError, markAudited } from '../core/errors.js';
 import { assertPurpose, isKeyPurpose, KEY_PURPOSES, purposeOf, type KeyPurpose, type KeyUse } from '../core/purpose.js';
 import { equalBytes, wipe } from '../core/bytes.js';
 import type { Algorithm, AuditDraft, KeyAttributes, KeyRecord, Principal, SignOptions, SignPayload, SignRequest, SignResult } from '../core/types.js';
@@ -250,7 +250,7 @@ export class Vault {
   private async refuse(ctx: Ctx, operation: string, key: { id: string | null; label: string | null }, err: CustosError, details: AuditDraft['details'] = {}): Promise<never> {
     this.deps.metrics?.denied(err.fullCode);
     await this.deps.committer.audit(this.draft(ctx, operation, key, 'denied', err.fullCode, details));
-    throw err;
+    throw markAudited(err);
   }
 
   /**

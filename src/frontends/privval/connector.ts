@@ -29,7 +29,7 @@
  */
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { CustosError, isCustosError } from '../../core/errors.js';
+import { CustosError, isAudited, isCustosError } from '../../core/errors.js';
 import type { Principal } from '../../core/types.js';
 import type { Vault } from '../../vault/vault.js';
 import { onlyTimestampDiffers } from './compare.js';
@@ -571,9 +571,16 @@ export class PrivvalConnector {
     }
   }
 
-  private remoteError(e: unknown, what: string): RemoteSignerError {
+  private async remoteError(e: unknown, what: string): Promise<RemoteSignerError> {
     this.refusals++;
     this.metrics?.privvalRefused(this.cfg.name, isCustosError(e) ? e.fullCode : 'internal');
+    if (isCustosError(e) && !isAudited(e)) {
+      // Refused here, before the vault saw it (another chain id, a vote type, SignBytes off):
+      // on the record like every refusal. If even that cannot be written, the node is still answered.
+      await this.vault
+        .recordEvent({ principal: this.principal, requestId: randomUUID() }, 'privval_request', null, 'denied', e.fullCode, { protocol: 'privval', connector: this.cfg.name, chain_id: this.cfg.chainId, request: what })
+        .catch(() => undefined);
+    }
     if (isCustosError(e)) {
       this.log.warn(`privval refused to sign ${what}`, { connector: this.cfg.name, code: e.fullCode, error: e.message });
       return { code: e.fullCode === 'policy_denied:double_sign' ? ERROR_CODE.doubleSign : ERROR_CODE.refused, description: e.message };
@@ -604,7 +611,7 @@ export class PrivvalConnector {
       this.checkChain(chainId);
       return { kind: 'pub_key_response', pubKey: await this.consensusPublicKey(), error: undefined };
     } catch (e) {
-      return { kind: 'pub_key_response', pubKey: undefined, error: this.remoteError(e, 'the public key request') };
+      return { kind: 'pub_key_response', pubKey: undefined, error: await this.remoteError(e, 'the public key request') };
     }
   }
 
@@ -660,7 +667,7 @@ export class PrivvalConnector {
         error: undefined,
       };
     } catch (e) {
-      return { kind: 'signed_vote_response', vote: undefined, error: this.remoteError(e, 'a vote') };
+      return { kind: 'signed_vote_response', vote: undefined, error: await this.remoteError(e, 'a vote') };
     }
   }
 
@@ -694,13 +701,13 @@ export class PrivvalConnector {
       this.signed(proposal.height, proposal.round, 1);
       return { kind: 'signed_proposal_response', proposal: { ...proposal, timestamp, signature: res.signature }, error: undefined };
     } catch (e) {
-      return { kind: 'signed_proposal_response', proposal: undefined, error: this.remoteError(e, 'a proposal') };
+      return { kind: 'signed_proposal_response', proposal: undefined, error: await this.remoteError(e, 'a proposal') };
     }
   }
 
   private async handleSignBytes(value: Uint8Array): Promise<PrivvalMessage> {
     try {
-      if (!this.cfg.allowSignBytes) throw new CustosError('policy_denied', 'SignBytesRequest is disabled for this connector.', { tag: 'sign_bytes' });
+      if (!this.cfg.allowSignBytes) throw new CustosError('policy_denied', `SignBytesRequest is disabled for this connector (allow_sign_bytes = false in [[privval]] "${this.cfg.name}").`, { tag: 'sign_bytes' });
       if (looksCanonical(value)) throw new CustosError('policy_denied', 'Refusing to sign bytes that parse as a canonical vote or proposal.', { tag: 'sign_bytes' });
       const out = await this.vault.sign({
         requestId: randomUUID(),
@@ -713,7 +720,7 @@ export class PrivvalConnector {
       });
       return { kind: 'sign_bytes_response', signature: out.signature, error: undefined };
     } catch (e) {
-      return { kind: 'sign_bytes_response', signature: new Uint8Array(0), error: this.remoteError(e, 'bytes') };
+      return { kind: 'sign_bytes_response', signature: new Uint8Array(0), error: await this.remoteError(e, 'bytes') };
     }
   }
 
@@ -723,9 +730,9 @@ export class PrivvalConnector {
    * an operator decision Custos has no setting for yet: refused, in the matching response
    * type so that the node gets an answer and the connection stays up.
    */
-  private handleSignRawBytes(): PrivvalMessage {
+  private async handleSignRawBytes(): Promise<PrivvalMessage> {
     const e = new CustosError('policy_denied', 'SignRawBytesRequest is not supported by this signer.', { tag: 'sign_raw_bytes' });
-    return { kind: 'signed_raw_bytes_response', signature: new Uint8Array(0), error: this.remoteError(e, 'raw bytes') };
+    return { kind: 'signed_raw_bytes_response', signature: new Uint8Array(0), error: await this.remoteError(e, 'raw bytes') };
   }
 
   private signed(height: bigint, round: number, step: number): void {
