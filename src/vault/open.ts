@@ -422,9 +422,9 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
       vaultId,
       auditPublicKey,
       close: async () => {
-        await vault.close();
-        // The last word: an anchor of the final head with the digest of every protected row.
-        await anchors.stop(true).catch((e) => opts.onAnchorError?.(e as Error, 'the anchors'));
+        // The last word, after the last commit and before a token backend closes: an anchor
+        // of the final head with the digest of every protected row.
+        await vault.close(() => anchors.stop(true).catch((e) => opts.onAnchorError?.(e as Error, 'the anchors')));
         macs.destroy();
         await store.close();
       },

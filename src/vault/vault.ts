@@ -1186,11 +1186,16 @@ export class Vault {
     return this.deps.store.auditTail(limit);
   }
 
-  async close(): Promise<void> {
+  /**
+   * Refuses new work, flushes the log, then runs `beforeRelease` (the final audit anchor,
+   * which a token backend may hold) before the backends close.
+   */
+  async close(beforeRelease?: () => Promise<void>): Promise<void> {
     this.approvals.close();
     this.hdCache.clear();
     await this.deps.committer.close();
     if (this.purgePending) await this.deps.store.purgeFreed().catch(() => false);
+    if (beforeRelease) await beforeRelease();
     await this.deps.backend.close();
     this.deps.keyring.destroy();
   }

@@ -244,7 +244,7 @@ test('keys list widens its columns for long labels (ssh-agent keys) and --json k
       // Every value starts under its heading, after a blank: nothing ran into the next column.
       for (const name of ['LABEL', 'ALGORITHM', 'STATE', 'EXPORTABLE']) assert.equal(row[col(name) - 1], ' ', `${name} column in:\n${r.stdout}`);
       const label = row.slice(col('LABEL'), col('ALGORITHM')).trim();
-      assert.ok(['demo', ...labels].includes(label), `label "${label}" cut or shifted in:\n${r.stdout}`);
+      assert.ok(['demo', 'demo-ssh', ...labels].includes(label), `label "${label}" cut or shifted in:\n${r.stdout}`);
       assert.match(row.slice(col('ALGORITHM')), /^(ed25519|secp256k1-bip340)\s+active\s+(true|false)$/, r.stdout);
     }
     const json = JSON.parse(custos(['keys', 'list', '--json'], api).stdout) as Array<{ label: string }>;
