@@ -620,16 +620,16 @@ export class SqliteStore implements Store {
     const results: Array<Error | null> = [];
     const batch = this.db.transaction(() => {
       let head = this.readHead();
-      const counts = new Map<CountedTable, number>();
       for (const unit of units) {
         const before = head;
-        const unitCounts: Array<[CountedTable, number]> = [];
         try {
           // A nested transaction is a SAVEPOINT: a failing unit rolls back alone.
           this.db.transaction(() => {
             for (const m of unit.mutations) {
               const c = this.applyMutation(m);
-              if (c) unitCounts.push(c);
+              // Counted at once, inside the unit's savepoint: a later unit of the same batch
+              // that finds a row absent compares against a count that includes this one.
+              if (c && c[1] !== 0) this.applyCounts(new Map([c]));
             }
             for (const d of unit.audit) {
               const seq = head.seq + 1;
@@ -638,7 +638,6 @@ export class SqliteStore implements Store {
               head = { seq, hash };
             }
           })();
-          for (const [t, d] of unitCounts) counts.set(t, (counts.get(t) ?? 0) + d);
           results.push(null);
         } catch (e) {
           head = before;
@@ -650,7 +649,6 @@ export class SqliteStore implements Store {
           results.push(e instanceof CustosError ? e : storageError(e, this.path));
         }
       }
-      this.applyCounts(counts);
     });
     this.run(() => batch.immediate());
     return results;

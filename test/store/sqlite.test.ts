@@ -6,6 +6,10 @@ import { SqliteStore } from '../../src/store/sqlite.js';
 import { CustosError } from '../../src/core/errors.js';
 import { tempDir } from '../helpers/tmpvault.js';
 import { storeConformance } from './conformance.js';
+import Database from 'better-sqlite3';
+import { RowMac } from '../../src/keystore/row-mac.js';
+import { chainHash } from '../../src/audit/chain.js';
+import type { Watermark } from '../../src/store/store.js';
 
 storeConformance('sqlite', async () => {
   const { dir, cleanup } = tempDir();
@@ -19,6 +23,67 @@ storeConformance('sqlite', async () => {
       cleanup();
     },
   };
+});
+
+// The same suite with row MACs on, as every unsealed vault runs its store.
+storeConformance('sqlite with row MACs', async () => {
+  const { dir, cleanup } = tempDir();
+  const path = join(dir, 'custos.db');
+  const mac = new RowMac(new Uint8Array(32).fill(5), 'conformance');
+  const open = async () => {
+    const s = SqliteStore.open(path);
+    s.setRowAuthenticator(mac);
+    return s;
+  };
+  let store = await open();
+  await store.migrate();
+  await store.sealRows();
+  return {
+    store,
+    reopen: async () => (store = await open()),
+    dispose: async () => {
+      await store.close();
+      cleanup();
+    },
+  };
+});
+
+const wm = (height: bigint): Watermark => ({ height, round: 0, step: 2, signBytes: new Uint8Array([1]), signature: new Uint8Array([2]) });
+
+test('sqlite with row MACs: first rows of several units in one batch keep the counts true; a deleted row is caught when it is missed', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const s = SqliteStore.open(join(dir, 'custos.db'));
+    s.setRowAuthenticator(new RowMac(new Uint8Array(32).fill(6), 'v'));
+    await s.migrate();
+    await s.sealRows();
+    // Two validators' first votes, and a first budget, in one durable transaction.
+    const results = await s.commit(
+      [
+        { mutations: [{ kind: 'advanceWatermark', keyId: 'k1', chainId: 'c', expected: null, next: wm(1n) }], audit: [] },
+        { mutations: [{ kind: 'advanceWatermark', keyId: 'k2', chainId: 'c', expected: null, next: wm(1n) }], audit: [] },
+        { mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.p/r/key=k1', expected: null, value: '{}' }], audit: [] },
+        { mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.p/r/key=k2', expected: null, value: '{}' }], audit: [] },
+      ],
+      chainHash,
+      new Date().toISOString(),
+    );
+    assert.deepEqual(results, [null, null, null, null]);
+    assert.deepEqual(await s.checkRows(), []);
+    // A unit that fails rolls its count back with it.
+    const [taken] = await s.commit([{ mutations: [{ kind: 'advanceWatermark', keyId: 'k3', chainId: 'c', expected: null, next: wm(1n) }, { kind: 'assertKeyActive', id: 'nope' }], audit: [] }], chainHash, new Date().toISOString());
+    assert.ok(taken instanceof CustosError);
+    assert.deepEqual(await s.checkRows(), []);
+    // A watermark deleted behind the store: the next vote that misses it is refused.
+    const db = new Database(join(dir, 'custos.db'));
+    db.prepare("DELETE FROM watermarks WHERE key_id = 'k1'").run();
+    db.close();
+    await assert.rejects(s.getWatermark('k1', 'c'), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_count');
+    assert.match((await s.checkRows()).join('\n'), /watermarks table holds 1 protected rows where Custos wrote 2/);
+    await s.close();
+  } finally {
+    cleanup();
+  }
 });
 
 test('sqlite: the database file is created 0600 in WAL mode', async () => {
