@@ -19,8 +19,8 @@
  * interval of them, after an unclean stop). A copy of the anchor kept off the host
  * (`custos audit anchor` prints it; `audit verify --anchor FILE` checks against it) closes both.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { verify as nodeVerify } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { randomBytes, verify as nodeVerify } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { CustosError } from '../core/errors.js';
 import { bytesToHex, equalBytes, hexToBytes, utf8 } from '../core/bytes.js';
@@ -139,16 +139,7 @@ export function fileAnchorPlace(path: string, intervalMs = 1000): AnchorPlace {
       return buf.length > MAX_ANCHOR_BYTES ? 'x'.repeat(MAX_ANCHOR_BYTES + 1) : buf.toString('utf8');
     },
     write: async (text) => {
-      const tmp = join(dirname(path), `.${ANCHOR_FILE}.${process.pid}.tmp`);
-      const fd = openSync(tmp, 'w', 0o600);
-      try {
-        writeSync(fd, text);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(tmp, path);
-      fsyncDir(dirname(path));
+      atomicWrite(path, text);
     },
   };
 }
@@ -178,15 +169,29 @@ export function writeAnchorFile(path: string, a: Anchor, signer: AuditSigner, pu
   } catch {
     // An unreadable anchor is replaced by a good one: the open already judged the database.
   }
-  const tmp = join(dirname(path), `.${ANCHOR_FILE}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w', 0o600);
+  atomicWrite(path, encodeAnchor(a, signer));
+}
+
+/**
+ * Writes a file atomically and durably: a new temporary file of a random name, created
+ * exclusively (O_EXCL: a symlink or file planted under that name is never followed or
+ * truncated), fsynced, renamed over `path`, and the directory fsynced.
+ */
+function atomicWrite(path: string, text: string): void {
+  const tmp = join(dirname(path), `.${ANCHOR_FILE}.${randomBytes(8).toString('hex')}.tmp`);
+  const fd = openSync(tmp, 'wx', 0o600);
   try {
-    writeSync(fd, encodeAnchor(a, signer));
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    try {
+      writeSync(fd, text);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
   }
-  renameSync(tmp, path);
   fsyncDir(dirname(path));
 }
 
@@ -221,9 +226,11 @@ export async function checkAnchor(
     }
   }
   if (!a.clean || !a.rows) return { rowsChecked: false };
-  if (head.seq > a.seq) {
-    const since = await store.auditAfter(a.seq, 1001);
-    if (since.length > 1000 || !since.every(rowNeutral)) return { rowsChecked: false };
+  for (let after = a.seq; after < head.seq; ) {
+    const page = await store.auditAfter(after, 1000);
+    if (page.length === 0) break;
+    if (!page.every(rowNeutral)) return { rowsChecked: false };
+    after = page[page.length - 1]!.seq;
   }
   const now = await store.rowsDigest();
   if (now.head.seq !== head.seq) return { rowsChecked: false };

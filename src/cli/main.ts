@@ -14,7 +14,8 @@ import { x25519 } from '@noble/curves/ed25519.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { decodeExportedKey, eciesDecrypt } from '../crypto/ecies.js';
 import { CustosClient, type KeyInfo, type SealStatusView } from '../client/client.js';
-import { acceptDatabase, initVault, openStoreOnly, readAnchorText, rekeyShares, verifyAudit, CONFIG_FILE } from '../vault/open.js';
+import { initVault, openStoreOnly, readAnchorText, rekeyShares, verifyAudit, CONFIG_FILE } from '../vault/open.js';
+import { openOffline, sealKindOf } from '../daemon/offline.js';
 import { parseSealRecord } from '../keystore/seal.js';
 import { AGENT_DEFAULTS, loadConfig, parsePort, type Pkcs11Config } from '../daemon/config.js';
 import { tokenBackends, tokenRootWrapper } from '../daemon/hsm.js';
@@ -127,6 +128,17 @@ function algorithmOption(required: boolean): Option {
 
 const purposeOption = (fallback: string) =>
   new Option('--purpose <purpose>', `what the key signs, fixed at creation: general (raw payloads over the API), ssh (only through an ssh-agent socket), consensus (only CometBFT votes, behind the watermark), bitcoin (PSBTs, BIP32 children); default ${fallback}`).choices(['general', 'ssh', 'consensus', 'bitcoin']);
+
+/** Unlocks a stopped vault for `upgrade` or `audit accept-database`: shares, the passphrase, or the HSM of its config. */
+async function offlineCommand(dataDir: string, o: { passphraseFile?: string; shareFile?: string[]; config?: string }, mode: { acceptRollback?: boolean; upgrade?: boolean }) {
+  const shareLines = o.shareFile?.map((f) => Buffer.from(readInput(f)).toString('utf8').trim());
+  const passphrase = !shareLines && (await sealKindOf(dataDir)) === 'passphrase' ? await readPassphrase({ file: o.passphraseFile }) : undefined;
+  try {
+    return await openOffline(dataDir, { ...(shareLines ? { shareLines } : {}), ...(passphrase ? { passphrase } : {}), ...(o.config ? { configPath: resolve(o.config) } : {}) }, mode);
+  } finally {
+    wipe(passphrase);
+  }
+}
 
 export function buildCli(): Command {
   const program = new Command('custos')
@@ -337,6 +349,24 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       const status = await new CustosClient({ addr: o.addr, token: '' }).sealStatus();
       printSealStatus(status, o.json);
       if (status.sealed) process.exitCode = EXIT.unavailable;
+    });
+
+  program
+    .command('upgrade')
+    .description('Add row MACs and the audit anchor to a vault from before them (once, with every process stopped); serve refuses such a vault until then')
+    .requiredOption('--data-dir <dir>', 'vault directory (the vault must be stopped)')
+    .option('--passphrase-file <file>', 'file holding the passphrase (else $CUSTOS_PASSPHRASE, else a prompt)')
+    .option('--share-file <file...>', 'for a vault sealed by shares (or an HSM without its token): files holding at least the threshold of shares')
+    .option('--config <file>', 'configuration file (default: custos.toml in the data directory)')
+    .action(async (o: { dataDir: string; passphraseFile?: string; shareFile?: string[]; config?: string }) => {
+      const dataDir = resolve(o.dataDir);
+      assertVaultLayout(dataDir, o.config);
+      process.stderr.write(
+        'custos: the rows of this database are MACed as they are now, on your word: run this only on a vault written by a Custos from\n' +
+          '  before row MACs. If this vault has been served by this version before, its MACs were stripped: restore a backup instead.\n',
+      );
+      const r = await offlineCommand(dataDir, o, { upgrade: true });
+      out(`The vault was upgraded at audit entry ${r.headSeq}: its rows carry MACs and its anchor is written; \`custos serve\` opens it again.`);
     });
 
   const keys = program.command('keys').description('Manage keys in a running vault (over the HTTP API)');
@@ -782,25 +812,20 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
     });
   audit
     .command('accept-database')
-    .description('Serve this database although its audit anchor is newer or missing (you restored an older backup on purpose): every other check still applies; audited; a new anchor is written')
+    .description('Serve this database although its audit anchor is newer or missing (you restored an older backup on purpose): every other check still applies; audited; new anchors are written (the HSM token\'s too)')
     .requiredOption('--data-dir <dir>', 'vault directory (the vault must be stopped)')
     .option('--passphrase-file <file>', 'file holding the passphrase (else $CUSTOS_PASSPHRASE, else a prompt)')
-    .option('--share-file <file...>', 'for a vault sealed by shares (or an HSM): files holding at least the threshold of shares')
-    .action(async (o: { dataDir: string; passphraseFile?: string; shareFile?: string[] }) => {
+    .option('--share-file <file...>', 'for a vault sealed by shares (or an HSM without its token): files holding at least the threshold of shares')
+    .option('--config <file>', 'configuration file (default: custos.toml in the data directory); an HSM-sealed vault unseals through its [seal.pkcs11] token')
+    .action(async (o: { dataDir: string; passphraseFile?: string; shareFile?: string[]; config?: string }) => {
       const dataDir = resolve(o.dataDir);
-      assertVaultLayout(dataDir);
+      assertVaultLayout(dataDir, o.config);
       process.stderr.write(
         'custos: WARNING: a database older than its anchor has forgotten what was signed after it. For a validator, first import the\n' +
           '  newest watermark you know of (`custos privval import-state`), or it may sign a vote that conflicts with one it already signed.\n',
       );
-      const shareLines = o.shareFile?.map((f) => Buffer.from(readInput(f)).toString('utf8').trim());
-      const passphrase = shareLines ? undefined : await readPassphrase({ file: o.passphraseFile });
-      try {
-        const r = await acceptDatabase(dataDir, shareLines ? { shareLines } : { passphrase });
-        out(`The database was accepted at audit entry ${r.headSeq}; the decision is in the audit log and a new anchor was written.`);
-      } finally {
-        wipe(passphrase);
-      }
+      const r = await offlineCommand(dataDir, o, { acceptRollback: true });
+      out(`The database was accepted at audit entry ${r.headSeq}; the decision is in the audit log and new anchors were written.`);
     });
   audit
     .command('tail')
@@ -814,8 +839,11 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
       const { store } = await openStoreOnly(resolve(o.dataDir));
       try {
         for (const e of await store.auditTail(n)) {
-          if (o.json) out(JSON.stringify({ seq: e.seq, ts: e.ts, request_id: e.requestId, principal: e.principal, operation: e.operation, key_id: e.keyId, key_label: e.keyLabel, outcome: e.outcome, reason: e.reason, details: e.details, hash: bytesToHex(e.hash) }));
-          else out(`${String(e.seq).padStart(6)} ${e.ts} ${e.principal.padEnd(14)} ${e.operation.padEnd(8)} ${(e.keyLabel ?? '-').padEnd(20)} ${e.outcome}${e.reason ? ` (${e.reason})` : ''}`);
+          // Entries without a MAC are those a sealed daemon wrote (it holds no key): anyone able to
+          // write the database could have appended one, so they are shown as unauthenticated.
+          const authenticated = e.mac != null;
+          if (o.json) out(JSON.stringify({ seq: e.seq, ts: e.ts, request_id: e.requestId, principal: e.principal, operation: e.operation, key_id: e.keyId, key_label: e.keyLabel, outcome: e.outcome, reason: e.reason, details: e.details, hash: bytesToHex(e.hash), authenticated }));
+          else out(`${String(e.seq).padStart(6)} ${e.ts} ${e.principal.padEnd(14)} ${e.operation.padEnd(8)} ${(e.keyLabel ?? '-').padEnd(20)} ${e.outcome}${e.reason ? ` (${e.reason})` : ''}${authenticated ? '' : ' [unauthenticated: written while sealed]'}`);
         }
       } finally {
         await store.close();

@@ -138,11 +138,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         const sp = opts.config.seal.pkcs11;
         if (!sp) throw new CustosError('config_invalid', 'The vault is sealed by an HSM but the configuration has no [seal.pkcs11] table.');
         const backend = tokens.find((t) => t.tokenName === sp.token)!;
+        // The token keeps a copy of the audit anchor, consulted however the root is rebuilt:
+        // recovery shares too (if the token answers), so that spoiling the seal record to
+        // force recovery does not also skip the token's anchor.
+        tokenAnchor = [tokenAnchorPlace(backend, vaultId, sp.anchorIntervalSeconds * 1000)];
         const wrapper = tokenRootWrapper(backend, record.tokenLabel, record.keyLabel);
         root = await wrapper.unwrap(new Uint8Array(Buffer.from(record.wrappedRoot, 'base64')), hsmRootAd(vaultId));
-        // Unsealed by the token: it also keeps a copy of the audit anchor (not when recovery
-        // shares opened the vault, since the token is then unavailable).
-        tokenAnchor = [tokenAnchorPlace(backend, vaultId, sp.anchorIntervalSeconds * 1000)];
       } catch (e) {
         reason = `The HSM could not unseal the vault: ${(e as Error).message} Give recovery shares to unseal it.`;
         logger.warn({ seal: 'hsm', code: (e as CustosError).code }, reason);
@@ -153,7 +154,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       record: record.kind === 'shares' ? record.shares : record.recovery,
       vaultId,
       onRoot: async (r) => {
-        const o = await openWith({ root: r });
+        const o = await openWith({ root: r }, tokenAnchor);
         try {
           await startFrontends(o);
         } catch (e) {

@@ -3,17 +3,28 @@
  * attributes, API tokens, consensus watermarks, policy documents and budgets, agent hiding)
  * and of every audit entry, for the row MACs that make an edit with SQL visible.
  *
- * The database is treated as untrusted (DESIGN.md). Each protected row carries
- * HMAC-SHA256(K_rows, table ‖ primary key ‖ these bytes), K_rows derived from the root key, so
- * whoever can write the file but does not hold the root can neither edit a row, nor forge one,
- * nor move one under another primary key. Deleting rows is caught by a MACed count per table
- * (`integrity.count.<table>`), kept in the same transaction as every insert and delete. The
- * bytes are the same for every store implementation: a PostgreSQL store MACs what SQLite does.
+ * The database is treated as untrusted (DESIGN.md). Three things together:
+ *  - Each protected row carries HMAC-SHA256(K_rows, table ‖ primary key ‖ these bytes), K_rows
+ *    derived from the root key: whoever can write the file but does not hold the root can
+ *    neither edit a row, nor forge one, nor move one under another primary key.
+ *  - Each row's bytes include its write sequence (`wseq`), taken from a counter that every
+ *    write advances: a process never accepts a row older than one it has already seen (an
+ *    old copy of a watermark or of a key's state put back), whichever process wrote it.
+ *  - The state row `integrity.state` holds the audit head the rows belong to, the write
+ *    counter, and a keyed multiset digest of every protected row (MSet-Add-Hash, Clarke et
+ *    al., ASIACRYPT 2003: the sum mod 2^512 of HMAC-SHA512 under a second root-derived key,
+ *    updated by subtracting a row's old element and adding its new one). It is MACed and
+ *    written in every transaction, so at open a row that is missing, extra or older than the
+ *    rest, or rows older than the log, differ from it.
+ * Deletions are also caught while running by a MACed count per table (`integrity.count.*`),
+ * checked whenever a row a decision needs is absent. The bytes are the same for every store
+ * implementation: a PostgreSQL store MACs what SQLite does.
  */
 import { createHash } from 'node:crypto';
 import { bytesToHex, utf8 } from '../core/bytes.js';
 import { canonicalJson } from '../core/canonical.js';
 import type { KeyRecord } from '../core/types.js';
+import type { AuditEntry } from '../core/types.js';
 import type { ApiToken, Watermark } from './store.js';
 
 export const PROTECTED_TABLES = ['keys', 'api_tokens', 'watermarks', 'meta', 'audit'] as const;
@@ -26,8 +37,12 @@ export type ProtectedTable = (typeof PROTECTED_TABLES)[number];
  */
 export const BOOTSTRAP_META: ReadonlySet<string> = new Set(['schema_version', 'vault_id', 'audit_public_key', 'seal', 'created_at']);
 
-/** MACed counts of protected rows, one per counted table; themselves MACed, never counted. */
+/** Bookkeeping rows (counts, the state row): MACed, never counted, never in a digest. */
+export const INTEGRITY_PREFIX = 'integrity.';
+/** MACed counts of protected rows, one per counted table. */
 export const COUNT_PREFIX = 'integrity.count.';
+/** `{ seq, writes, digest }`: the audit head the rows belong to, the write counter, the keyed digest. */
+export const STATE_ROW = 'integrity.state';
 export const COUNTED_TABLES = ['keys', 'api_tokens', 'watermarks', 'meta'] as const;
 export type CountedTable = (typeof COUNTED_TABLES)[number];
 
@@ -35,31 +50,49 @@ export function isProtectedMeta(name: string): boolean {
   return !BOOTSTRAP_META.has(name);
 }
 
-/** Meta rows that count towards `integrity.count.meta`: every protected one except the counts. */
+/** Meta rows that count towards `integrity.count.meta`: every protected one but the bookkeeping. */
 export function isCountedMeta(name: string): boolean {
-  return isProtectedMeta(name) && !name.startsWith(COUNT_PREFIX);
+  return isProtectedMeta(name) && !name.startsWith(INTEGRITY_PREFIX);
+}
+
+/**
+ * The entries a sealed daemon appends with no key (unseal attempts, daemon/unseal.ts): the
+ * only entries that may lack a MAC, recognised by their exact shape. They change no row;
+ * `audit tail` shows them as unauthenticated, since anyone able to write the file could
+ * append one.
+ */
+export function isSealedEntry(e: Pick<AuditEntry, 'operation' | 'principal' | 'keyId' | 'keyLabel' | 'outcome' | 'details'>): boolean {
+  return (
+    e.operation === 'unseal' &&
+    e.principal === 'unauthenticated' &&
+    e.keyId === null &&
+    e.keyLabel === null &&
+    (e.outcome === 'ok' || e.outcome === 'denied' || e.outcome === 'failed') &&
+    Object.values(e.details).every((v) => typeof v !== 'string' || v.length <= 200)
+  );
 }
 
 const sha = (b: Uint8Array | null): string | null => (b === null ? null : createHash('sha256').update(b).digest('hex'));
 
-export function keyRowBytes(k: KeyRecord): Uint8Array {
+/** `wseq`: the row's write sequence (null only in a database from before row MACs). */
+export function keyRowBytes(k: KeyRecord, wseq: number | null): Uint8Array {
   return utf8(
-    JSON.stringify([k.id, k.label, k.algorithm, bytesToHex(k.publicKey), k.state, k.exportable, k.origin, k.version, k.createdAt, k.updatedAt, sha(k.sealed), canonicalJson(k.attributes)]),
+    JSON.stringify([k.id, k.label, k.algorithm, bytesToHex(k.publicKey), k.state, k.exportable, k.origin, k.version, k.createdAt, k.updatedAt, sha(k.sealed), canonicalJson(k.attributes), wseq]),
   );
 }
 
-export function tokenRowBytes(t: ApiToken): Uint8Array {
-  return utf8(JSON.stringify([t.id, t.name, bytesToHex(t.hash), t.role, t.createdAt]));
+export function tokenRowBytes(t: ApiToken, wseq: number | null): Uint8Array {
+  return utf8(JSON.stringify([t.id, t.name, bytesToHex(t.hash), t.role, t.createdAt, wseq]));
 }
 
 export const watermarkPk = (keyId: string, chainId: string): string => JSON.stringify([keyId, chainId]);
 
-export function watermarkRowBytes(keyId: string, chainId: string, w: Watermark): Uint8Array {
-  return utf8(JSON.stringify([keyId, chainId, w.height.toString(), w.round, w.step, bytesToHex(w.signBytes), w.signature === null ? null : bytesToHex(w.signature)]));
+export function watermarkRowBytes(keyId: string, chainId: string, w: Watermark, wseq: number | null): Uint8Array {
+  return utf8(JSON.stringify([keyId, chainId, w.height.toString(), w.round, w.step, bytesToHex(w.signBytes), w.signature === null ? null : bytesToHex(w.signature), wseq]));
 }
 
-export function metaRowBytes(name: string, value: string): Uint8Array {
-  return utf8(JSON.stringify([name, value]));
+export function metaRowBytes(name: string, value: string, wseq: number | null): Uint8Array {
+  return utf8(JSON.stringify([name, value, wseq]));
 }
 
 /** An audit entry's hash already covers its content; the MAC binds the hash to its place. */
@@ -74,7 +107,14 @@ export interface RowAuthenticator {
   check(table: ProtectedTable, pk: string, bytes: Uint8Array, mac: Uint8Array | null): boolean;
   /** Told of every row that fails its check (the alert metric and log line). */
   alarm(table: ProtectedTable, pk: string, problem: string): void;
+  /** The row's element of the keyed multiset digest: 64 bytes, under a key of its own. */
+  element(table: ProtectedTable, pk: string, bytes: Uint8Array): Uint8Array;
 }
+
+/** Arithmetic of the multiset digest: elements and sums are integers mod 2^512. */
+export const DIGEST_MODULUS = 1n << 512n;
+export const elementValue = (e: Uint8Array): bigint => BigInt(`0x${bytesToHex(e)}`);
+export const digestHex = (d: bigint): string => d.toString(16).padStart(128, '0');
 
 /** The digest of every protected row (not the audit log), per table, in primary-key order. */
 export interface RowsDigest {

@@ -17,10 +17,16 @@ import {
   BOOTSTRAP_META,
   COUNT_PREFIX,
   COUNTED_TABLES,
+  DIGEST_MODULUS,
+  digestHex,
+  elementValue,
+  INTEGRITY_PREFIX,
   isCountedMeta,
   isProtectedMeta,
+  isSealedEntry,
   keyRowBytes,
   metaRowBytes,
+  STATE_ROW,
   tokenRowBytes,
   watermarkPk,
   watermarkRowBytes,
@@ -30,14 +36,22 @@ import {
   type RowsDigest,
 } from './rows.js';
 
-/** 3: row MACs (a `mac` column on every protected table) and MACed per-table counts. */
+/** 3: row MACs and write sequences (`mac`, `wseq` on every protected table), counts, the state row. */
 const SCHEMA_VERSION = 3;
 const MAC_TABLES = ['keys', 'api_tokens', 'watermarks', 'meta', 'audit'] as const;
-/** SQL for "a counted meta row": protected, and not one of the counts themselves. */
-const COUNTED_META_SQL = `name NOT IN (${[...BOOTSTRAP_META].map((n) => `'${n}'`).join(',')}) AND substr(name, 1, ${COUNT_PREFIX.length}) != '${COUNT_PREFIX}'`;
+const WSEQ_TABLES = ['keys', 'api_tokens', 'watermarks', 'meta'] as const;
+/** SQL for "a counted meta row": protected, and not bookkeeping. */
+const COUNTED_META_SQL = `name NOT IN (${[...BOOTSTRAP_META].map((n) => `'${n}'`).join(',')}) AND substr(name, 1, ${INTEGRITY_PREFIX.length}) != '${INTEGRITY_PREFIX}'`;
+
+/** The state row, parsed: the audit head the rows belong to, the write counter, the digest. */
+interface IntegrityState {
+  seq: number;
+  writes: number;
+  digest: bigint;
+}
 
 const SCHEMA = `
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL, mac BLOB) STRICT;
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL, mac BLOB, wseq INTEGER) STRICT;
 CREATE TABLE IF NOT EXISTS keys (
   id TEXT PRIMARY KEY,
   label TEXT NOT NULL UNIQUE,
@@ -51,7 +65,8 @@ CREATE TABLE IF NOT EXISTS keys (
   updated_at TEXT NOT NULL,
   sealed BLOB,
   attributes TEXT NOT NULL DEFAULT '{}',
-  mac BLOB
+  mac BLOB,
+  wseq INTEGER
 ) STRICT;
 CREATE TABLE IF NOT EXISTS api_tokens (
   id TEXT PRIMARY KEY,
@@ -59,7 +74,8 @@ CREATE TABLE IF NOT EXISTS api_tokens (
   hash BLOB NOT NULL UNIQUE,
   role TEXT NOT NULL,
   created_at TEXT NOT NULL,
-  mac BLOB
+  mac BLOB,
+  wseq INTEGER
 ) STRICT;
 -- Approvers are told apart by token name.
 CREATE UNIQUE INDEX IF NOT EXISTS api_tokens_name ON api_tokens(name);
@@ -87,6 +103,7 @@ CREATE TABLE IF NOT EXISTS watermarks (
   sign_bytes BLOB NOT NULL,
   signature BLOB,
   mac BLOB,
+  wseq INTEGER,
   PRIMARY KEY (key_id, chain_id)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
@@ -111,6 +128,7 @@ interface KeyRow {
   sealed: Buffer | null;
   attributes: string;
   mac: Buffer | null;
+  wseq: number | null;
 }
 
 interface AuditRow {
@@ -190,6 +208,7 @@ interface TokenRow {
   role: ApiToken['role'];
   created_at: string;
   mac: Buffer | null;
+  wseq: number | null;
 }
 
 const toToken = (r: TokenRow): ApiToken => ({ id: r.id, name: r.name, hash: u8(r.hash), role: r.role, createdAt: r.created_at });
@@ -203,6 +222,7 @@ interface WatermarkRow {
   sign_bytes: Buffer;
   signature: Buffer | null;
   mac: Buffer | null;
+  wseq: number | null;
 }
 
 // Heights are int64: stored as decimal text, since SQLite integers are read into JS numbers.
@@ -285,16 +305,24 @@ export class SqliteStore implements Store {
 
   async migrate(): Promise<void> {
     this.run(() => {
+      const fresh = !(this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").get());
       this.db.exec(SCHEMA);
-      // Schema 2 → 3: the mac columns. The version itself moves to 3 only in `sealRows`, in
-      // the transaction that MACs every row, so a crash in between leaves a schema-2 vault.
+      // Schema 2 → 3: the mac and wseq columns. The version itself moves to 3 only in
+      // `sealRows`, in the transaction that MACs every row, so a crash in between leaves a
+      // schema-2 vault.
       for (const t of MAC_TABLES) {
         const cols = this.db.prepare(`PRAGMA table_info(${t})`).all() as Array<{ name: string }>;
         if (!cols.some((c) => c.name === 'mac')) this.db.exec(`ALTER TABLE ${t} ADD COLUMN mac BLOB`);
+        if ((WSEQ_TABLES as readonly string[]).includes(t) && !cols.some((c) => c.name === 'wseq')) this.db.exec(`ALTER TABLE ${t} ADD COLUMN wseq INTEGER`);
       }
       const v = this.stmt("SELECT value FROM meta WHERE name='schema_version'").get() as { value: string } | undefined;
-      if (!v) this.stmt("INSERT INTO meta(name, value) VALUES ('schema_version', ?)").run(String(SCHEMA_VERSION));
-      else if (Number(v.value) > SCHEMA_VERSION) {
+      if (!v) {
+        // Only a new file has no version: in a vault's database its absence is an edit.
+        if (!fresh && this.stmt("SELECT 1 FROM meta WHERE name = 'vault_id'").get()) {
+          throw new CustosError('database_corrupt', `The database ${this.path} has no schema_version row: it was edited outside Custos. Restore it from a backup.`, { tag: 'schema' });
+        }
+        this.stmt("INSERT INTO meta(name, value) VALUES ('schema_version', ?)").run(String(SCHEMA_VERSION));
+      } else if (Number(v.value) > SCHEMA_VERSION) {
         throw new CustosError('database_corrupt', `The database ${this.path} was written by a newer Custos (schema ${v.value}); upgrade Custos.`);
       }
     });
@@ -307,60 +335,196 @@ export class SqliteStore implements Store {
   async integrityEnabled(): Promise<boolean> {
     return this.run(() => {
       const v = this.stmt("SELECT value FROM meta WHERE name='schema_version'").get() as { value: string } | undefined;
-      if (v && Number(v.value) >= 3) return true;
+      if (!v || Number(v.value) >= 3) return true;
       // Whoever rewrote schema_version to look like an old vault still leaves these behind.
+      if (this.db.prepare(`SELECT 1 FROM meta WHERE substr(name, 1, ${INTEGRITY_PREFIX.length}) = '${INTEGRITY_PREFIX}' LIMIT 1`).get()) return true;
       for (const t of MAC_TABLES) {
         const cols = this.db.prepare(`PRAGMA table_info(${t})`).all() as Array<{ name: string }>;
         if (cols.some((c) => c.name === 'mac') && this.db.prepare(`SELECT 1 FROM ${t} WHERE mac IS NOT NULL LIMIT 1`).get()) return true;
       }
-      return !!this.db.prepare("SELECT 1 FROM audit WHERE operation = 'integrity_enabled' LIMIT 1").get();
+      return false;
     });
   }
 
-  // ---- row MACs ---------------------------------------------------------------------------
+  // ---- integrity: row MACs, write sequences, the state row --------------------------------
 
-  /** Refuses a row whose MAC does not match (fail closed: the request that read it fails). */
-  private checkRow(table: ProtectedTable, pk: string, bytes: Uint8Array, mac: Buffer | null): void {
+  /** Highest write sequence seen per row by this process: a row never goes back to an older copy. */
+  private readonly seen = new Map<string, number>();
+  /** The state being built by the write transaction in progress. */
+  private tx: IntegrityState | null = null;
+
+  private corrupt(table: ProtectedTable, pk: string, problem: string, sentence: string, tag: string): CustosError {
+    this.auth?.alarm(table, pk, problem);
+    return new CustosError('database_corrupt', `${sentence} Run \`custos audit verify\`, then restore the database from a backup.`, { tag });
+  }
+
+  /** Refuses a row whose MAC does not match, or that is older than one this process has seen. */
+  private checkRow(table: ProtectedTable, pk: string, bytes: Uint8Array, mac: Buffer | null, wseq: number | null): void {
     if (!this.auth) return;
-    if (this.auth.check(table, pk, bytes, mac ? u8(mac) : null)) return;
-    this.auth.alarm(table, pk, mac ? 'mac_mismatch' : 'mac_missing');
-    throw new CustosError(
-      'database_corrupt',
-      `The ${TABLE_NOUN[table]} row ${printable(pk, 80)} in ${this.path} ${mac ? 'does not match its MAC' : 'has no MAC'}: it was edited or inserted outside Custos, so it is not obeyed. Run \`custos audit verify\`, then restore the database from a backup.`,
-      { tag: 'row_mac' },
+    if (!this.auth.check(table, pk, bytes, mac ? u8(mac) : null)) {
+      throw this.corrupt(
+        table,
+        pk,
+        mac ? 'mac_mismatch' : 'mac_missing',
+        `The ${TABLE_NOUN[table]} row ${printable(pk, 80)} in ${this.path} ${mac ? 'does not match its MAC' : 'has no MAC'}: it was edited or inserted outside Custos, so it is not obeyed.`,
+        'row_mac',
+      );
+    }
+    if (table === 'audit') return;
+    const k = `${table}\0${pk}`;
+    const before = this.seen.get(k);
+    if (wseq === null || (before !== undefined && wseq < before)) {
+      throw this.corrupt(table, pk, 'replayed', `The ${TABLE_NOUN[table]} row ${printable(pk, 80)} in ${this.path} is an older copy of itself (write ${wseq ?? 'none'}, after write ${before} was seen): it was put back outside Custos, so it is not obeyed.`, 'row_replayed');
+    }
+    if (before === undefined || wseq > before) this.seen.set(k, wseq);
+  }
+
+  /** The bytes of a row as stored now (its current wseq included), or null. */
+  private rowNow(table: CountedTable | 'bookkeeping', pk: string): { bytes: Uint8Array; wseq: number | null } | null {
+    switch (table) {
+      case 'keys': {
+        const r = this.stmt('SELECT * FROM keys WHERE id = ?').get(pk) as KeyRow | undefined;
+        return r ? { bytes: keyRowBytes(toKey(r), r.wseq), wseq: r.wseq } : null;
+      }
+      case 'api_tokens': {
+        const r = this.stmt('SELECT * FROM api_tokens WHERE id = ?').get(pk) as TokenRow | undefined;
+        return r ? { bytes: tokenRowBytes(toToken(r), r.wseq), wseq: r.wseq } : null;
+      }
+      case 'watermarks': {
+        const [keyId, chainId] = JSON.parse(pk) as [string, string];
+        const r = this.stmt('SELECT * FROM watermarks WHERE key_id = ? AND chain_id = ?').get(keyId, chainId) as WatermarkRow | undefined;
+        return r ? { bytes: watermarkRowBytes(keyId, chainId, toWatermark(r), r.wseq), wseq: r.wseq } : null;
+      }
+      case 'meta':
+      case 'bookkeeping': {
+        const r = this.stmt('SELECT value, wseq FROM meta WHERE name = ?').get(pk) as { value: string; wseq: number | null } | undefined;
+        return r ? { bytes: metaRowBytes(pk, r.value, r.wseq), wseq: r.wseq } : null;
+      }
+    }
+  }
+
+  /**
+   * After a protected row was written (or deleted) in this transaction: gives it the next
+   * write sequence and its MAC, and moves the digest from its old element to its new one.
+   */
+  private finishRow(table: CountedTable | 'bookkeeping', pk: string, before: Uint8Array | null): void {
+    const auth = this.auth;
+    const tx = this.tx;
+    if (!auth || !tx) return;
+    const macTable: ProtectedTable = table === 'bookkeeping' ? 'meta' : table;
+    let after: Uint8Array | null = null;
+    if (this.rowNow(table, pk)) {
+      const wseq = ++tx.writes;
+      const sql = {
+        keys: 'UPDATE keys SET wseq = ? WHERE id = ?',
+        api_tokens: 'UPDATE api_tokens SET wseq = ? WHERE id = ?',
+        meta: 'UPDATE meta SET wseq = ? WHERE name = ?',
+        bookkeeping: 'UPDATE meta SET wseq = ? WHERE name = ?',
+        watermarks: 'UPDATE watermarks SET wseq = ? WHERE key_id = ? AND chain_id = ?',
+      }[table];
+      const where = table === 'watermarks' ? (JSON.parse(pk) as [string, string]) : [pk];
+      this.stmt(sql).run(wseq, ...where);
+      after = this.rowNow(table, pk)!.bytes;
+      const mac = Buffer.from(auth.mac(macTable, pk, after));
+      this.stmt(sql.replace('wseq = ?', 'mac = ?')).run(mac, ...where);
+      this.seen.set(`${macTable}\0${pk}`, wseq);
+    }
+    if (table === 'bookkeeping') return;
+    let d = tx.digest;
+    if (before) d -= elementValue(auth.element(macTable, pk, before));
+    if (after) d += elementValue(auth.element(macTable, pk, after));
+    tx.digest = ((d % DIGEST_MODULUS) + DIGEST_MODULUS) % DIGEST_MODULUS;
+  }
+
+  private readState(): IntegrityState | null {
+    const r = this.stmt('SELECT value, mac, wseq FROM meta WHERE name = ?').get(STATE_ROW) as { value: string; mac: Buffer | null; wseq: number | null } | undefined;
+    if (!r) return null;
+    if (this.auth && !this.auth.check('meta', STATE_ROW, metaRowBytes(STATE_ROW, r.value, r.wseq), r.mac ? u8(r.mac) : null)) {
+      throw this.corrupt('meta', STATE_ROW, 'mac_mismatch', `The integrity state row of ${this.path} does not match its MAC: it was edited outside Custos.`, 'row_mac');
+    }
+    try {
+      const o = JSON.parse(r.value) as { seq: number; writes: number; digest: string };
+      if (!Number.isSafeInteger(o.seq) || !Number.isSafeInteger(o.writes) || !/^[0-9a-f]{128}$/.test(o.digest)) throw new Error('shape');
+      return { seq: o.seq, writes: o.writes, digest: BigInt(`0x${o.digest}`) };
+    } catch {
+      throw this.corrupt('meta', STATE_ROW, 'unreadable', `The integrity state row of ${this.path} is unreadable.`, 'row_mac');
+    }
+  }
+
+  private writeState(st: IntegrityState): void {
+    const value = JSON.stringify({ seq: st.seq, writes: st.writes, digest: digestHex(st.digest) });
+    const mac = Buffer.from(this.auth!.mac('meta', STATE_ROW, metaRowBytes(STATE_ROW, value, null)));
+    this.stmt('INSERT INTO meta(name, value, mac, wseq) VALUES (?, ?, ?, NULL) ON CONFLICT(name) DO UPDATE SET value = excluded.value, mac = excluded.mac, wseq = NULL').run(STATE_ROW, value, mac);
+  }
+
+  /**
+   * The state row and the head of the log must agree: the rows belong to the newest entry
+   * (or to an entry followed only by what a sealed daemon appended), and the entry they belong
+   * to carries its MAC. An entry appended with SQL, or a log cut below the rows, is refused
+   * here before anything is chained onto it or checkpointed.
+   */
+  private checkedState(): IntegrityState {
+    const st = this.readState();
+    if (!st) throw this.corrupt('meta', STATE_ROW, 'missing', `The integrity state row of ${this.path} is missing: it was deleted outside Custos.`, 'row_count');
+    const head = this.readHead();
+    if (head.seq < st.seq) {
+      throw this.corrupt('audit', String(head.seq), 'truncated', `The audit log of ${this.path} ends at entry ${head.seq}, but its rows were written at entry ${st.seq}: entries were cut.`, 'audit_log');
+    }
+    if (st.seq > 0) {
+      const at = this.stmt('SELECT * FROM audit WHERE seq = ?').get(st.seq) as AuditRow | undefined;
+      if (!at || !this.auth!.check('audit', String(st.seq), auditRowBytes(st.seq, u8(at.hash)), at.mac ? u8(at.mac) : null)) {
+        throw this.corrupt('audit', String(st.seq), 'mac_mismatch', `Audit entry ${st.seq} of ${this.path}, the one its rows were written with, was altered.`, 'audit_log');
+      }
+    }
+    if (head.seq > st.seq) {
+      for (const r of this.stmt('SELECT * FROM audit WHERE seq > ? ORDER BY seq').all(st.seq) as AuditRow[]) {
+        if (r.mac === null && isSealedEntry(toAudit(r))) continue;
+        throw this.corrupt('audit', String(r.seq), 'appended', `Audit entry ${r.seq} of ${this.path} was appended outside Custos (it is not an entry a sealed vault writes, and no write of this vault made it).`, 'audit_log');
+      }
+    }
+    return st;
+  }
+
+  /**
+   * A write transaction (BEGIN IMMEDIATE): with row MACs on, it starts from the checked state
+   * row and ends by writing it at the new head, so that every transaction binds the rows to
+   * the log. `sealing` starts a state (init, upgrade).
+   */
+  private writeTx<T>(f: () => T, sealing = false): T {
+    return this.run(() =>
+      this.db
+        .transaction(() => {
+          if (!this.auth) return f();
+          this.tx = sealing ? { seq: 0, writes: 0, digest: 0n } : this.checkedState();
+          try {
+            const out = f();
+            this.writeState({ ...this.tx, seq: this.readHead().seq });
+            return out;
+          } finally {
+            this.tx = null;
+          }
+        })
+        .immediate(),
     );
   }
 
-  private macOf(table: ProtectedTable, pk: string, bytes: Uint8Array): Buffer | null {
-    return this.auth ? Buffer.from(this.auth.mac(table, pk, bytes)) : null;
-  }
-
-  private remacKey(id: string): void {
-    const r = this.stmt('SELECT * FROM keys WHERE id = ?').get(id) as KeyRow | undefined;
-    if (r) this.stmt('UPDATE keys SET mac = ? WHERE id = ?').run(this.macOf('keys', id, keyRowBytes(toKey(r))), id);
-  }
-
-  private remacWatermark(keyId: string, chainId: string): void {
-    const r = this.stmt('SELECT * FROM watermarks WHERE key_id = ? AND chain_id = ?').get(keyId, chainId) as WatermarkRow | undefined;
-    if (r) this.stmt('UPDATE watermarks SET mac = ? WHERE key_id = ? AND chain_id = ?').run(this.macOf('watermarks', watermarkPk(keyId, chainId), watermarkRowBytes(keyId, chainId, toWatermark(r))), keyId, chainId);
-  }
-
-  /** Writes a meta value (null removes it) with its MAC; returns +1, -1 or 0 for the count. */
+  /** Writes a meta value (null removes it) with its write sequence and MAC; returns the count change. */
   private writeMeta(name: string, value: string | null): number {
+    const protectedRow = isProtectedMeta(name);
+    const table = name.startsWith(INTEGRITY_PREFIX) ? 'bookkeeping' : 'meta';
+    const before = protectedRow ? (this.rowNow(table, name)?.bytes ?? null) : null;
     const existed = !!this.stmt('SELECT 1 FROM meta WHERE name = ?').get(name);
-    if (value === null) {
-      this.stmt('DELETE FROM meta WHERE name = ?').run(name);
-      return existed && isCountedMeta(name) ? -1 : 0;
-    }
-    const mac = isProtectedMeta(name) ? this.macOf('meta', name, metaRowBytes(name, value)) : null;
-    this.stmt('INSERT INTO meta(name, value, mac) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value, mac = excluded.mac').run(name, value, mac);
-    return !existed && isCountedMeta(name) ? 1 : 0;
+    if (value === null) this.stmt('DELETE FROM meta WHERE name = ?').run(name);
+    else this.stmt('INSERT INTO meta(name, value, mac, wseq) VALUES (?, ?, NULL, NULL) ON CONFLICT(name) DO UPDATE SET value = excluded.value, mac = NULL, wseq = NULL').run(name, value);
+    if (protectedRow) this.finishRow(table, name, before);
+    if (!isCountedMeta(name)) return 0;
+    return value === null ? (existed ? -1 : 0) : existed ? 0 : 1;
   }
 
   private readMeta(name: string): string | null {
-    const r = this.stmt('SELECT value, mac FROM meta WHERE name = ?').get(name) as { value: string; mac: Buffer | null } | undefined;
+    const r = this.stmt('SELECT value, mac, wseq FROM meta WHERE name = ?').get(name) as { value: string; mac: Buffer | null; wseq: number | null } | undefined;
     if (!r) return null;
-    if (isProtectedMeta(name)) this.checkRow('meta', name, metaRowBytes(name, r.value), r.mac);
+    if (isProtectedMeta(name)) this.checkRow('meta', name, metaRowBytes(name, r.value, r.wseq), r.mac, r.wseq);
     return r.value;
   }
 
@@ -369,9 +533,11 @@ export class SqliteStore implements Store {
     return (this.stmt(sql).get() as { n: number }).n;
   }
 
+  /** The MACed count of a table; a vault with row MACs has all four, so a missing one is an edit. */
   private storedCount(table: CountedTable): number {
     const v = this.readMeta(COUNT_PREFIX + table);
-    return v === null ? 0 : Number(v);
+    if (v === null) throw this.corrupt('meta', COUNT_PREFIX + table, 'missing', `The count of ${table} rows in ${this.path} is missing: it was deleted outside Custos.`, 'row_count');
+    return Number(v);
   }
 
   /**
@@ -383,20 +549,18 @@ export class SqliteStore implements Store {
     const stored = this.storedCount(table);
     const actual = this.countOf(table);
     if (stored === actual) return;
-    this.auth.alarm(table, '*', 'count_mismatch');
-    throw new CustosError(
-      'database_corrupt',
-      `The ${table} table of ${this.path} holds ${actual} protected rows where Custos wrote ${stored}: rows were ${actual < stored ? 'deleted' : 'inserted'} outside Custos, so none of its state is trusted. Run \`custos audit verify\`, then restore the database from a backup.`,
-      { tag: 'row_count' },
+    throw this.corrupt(
+      table,
+      '*',
+      'count_mismatch',
+      `The ${table} table of ${this.path} holds ${actual} protected rows where Custos wrote ${stored}: rows were ${actual < stored ? 'deleted' : 'inserted'} outside Custos, so none of its state is trusted.`,
+      'row_count',
     );
   }
 
-  private applyCounts(deltas: Map<CountedTable, number>): void {
-    if (!this.auth) return;
-    for (const [table, d] of deltas) {
-      if (d === 0) continue;
-      this.writeMeta(COUNT_PREFIX + table, String(this.storedCount(table) + d));
-    }
+  private applyCount(table: CountedTable, d: number): void {
+    if (!this.auth || d === 0) return;
+    this.writeMeta(COUNT_PREFIX + table, String(this.storedCount(table) + d));
   }
 
   // ---- meta ---------------------------------------------------------------------------------
@@ -416,39 +580,33 @@ export class SqliteStore implements Store {
   async listMeta(prefix: string): Promise<Array<{ name: string; value: string }>> {
     // A range scan on the primary key, not LIKE: prefixes may contain % or _.
     return this.run(() =>
-      (this.stmt('SELECT name, value, mac FROM meta WHERE name >= ? AND name < ? ORDER BY name').all(prefix, prefix + '\uffff') as Array<{ name: string; value: string; mac: Buffer | null }>).map((r) => {
-        if (isProtectedMeta(r.name)) this.checkRow('meta', r.name, metaRowBytes(r.name, r.value), r.mac);
+      (this.stmt('SELECT name, value, mac, wseq FROM meta WHERE name >= ? AND name < ? ORDER BY name').all(prefix, prefix + '\uffff') as Array<{ name: string; value: string; mac: Buffer | null; wseq: number | null }>).map((r) => {
+        if (isProtectedMeta(r.name)) this.checkRow('meta', r.name, metaRowBytes(r.name, r.value, r.wseq), r.mac, r.wseq);
         return { name: r.name, value: r.value };
       }),
     );
   }
 
   async initMeta(values: Record<string, string>): Promise<boolean> {
-    return this.run(() =>
-      this.db.transaction(() => {
-        const exists = this.stmt('SELECT 1 FROM meta WHERE name = ?');
-        if (Object.keys(values).some((k) => exists.get(k))) return false;
-        const deltas = new Map<CountedTable, number>([['meta', 0]]);
-        for (const [k, v] of Object.entries(values)) deltas.set('meta', deltas.get('meta')! + this.writeMeta(k, v));
-        this.applyCounts(deltas);
-        return true;
-      }).immediate(),
-    );
+    return this.writeTx(() => {
+      const exists = this.stmt('SELECT 1 FROM meta WHERE name = ?');
+      if (Object.keys(values).some((k) => exists.get(k))) return false;
+      let d = 0;
+      for (const [k, v] of Object.entries(values)) d += this.writeMeta(k, v);
+      this.applyCount('meta', d);
+      return true;
+    });
   }
 
   async setMeta(name: string, value: string | null): Promise<void> {
-    this.run(() =>
-      this.db.transaction(() => {
-        this.applyCounts(new Map([['meta', this.writeMeta(name, value)]]));
-      }).immediate(),
-    );
+    this.writeTx(() => this.applyCount('meta', this.writeMeta(name, value)));
   }
 
   // ---- keys and tokens ------------------------------------------------------------------------
 
   private checkedKey(r: KeyRow): KeyRecord {
     const k = toKey(r);
-    this.checkRow('keys', k.id, keyRowBytes(k), r.mac);
+    this.checkRow('keys', k.id, keyRowBytes(k, r.wseq), r.mac, r.wseq);
     return k;
   }
 
@@ -460,7 +618,7 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Every key; one whose row fails its MAC is returned with `tampered: true` (and the alarm
+   * Every key; one whose row fails its check is returned with `tampered: true` (and the alarm
    * raised) so that a listing shows it, while every use of it is refused.
    */
   async listKeys(): Promise<Array<KeyRecord & { tampered?: true }>> {
@@ -469,7 +627,7 @@ export class SqliteStore implements Store {
         try {
           return this.checkedKey(r);
         } catch (e) {
-          if (e instanceof CustosError && e.tag === 'row_mac') return { ...toKey(r), tampered: true as const };
+          if (e instanceof CustosError && (e.tag === 'row_mac' || e.tag === 'row_replayed')) return { ...toKey(r), tampered: true as const };
           throw e;
         }
       }),
@@ -480,7 +638,7 @@ export class SqliteStore implements Store {
     return this.run(() =>
       (this.stmt('SELECT * FROM api_tokens ORDER BY created_at, id').all() as TokenRow[]).map((r) => {
         const t = toToken(r);
-        this.checkRow('api_tokens', t.id, tokenRowBytes(t), r.mac);
+        this.checkRow('api_tokens', t.id, tokenRowBytes(t, r.wseq), r.mac, r.wseq);
         return t;
       }),
     );
@@ -492,7 +650,7 @@ export class SqliteStore implements Store {
       if (!r) return null;
       const t = toToken(r);
       // A token row inserted with SQL (an attacker's own admin token) has no valid MAC.
-      this.checkRow('api_tokens', t.id, tokenRowBytes(t), r.mac);
+      this.checkRow('api_tokens', t.id, tokenRowBytes(t, r.wseq), r.mac, r.wseq);
       return t;
     });
   }
@@ -504,38 +662,40 @@ export class SqliteStore implements Store {
         const k = m.key;
         try {
           this
-            .stmt('INSERT INTO keys (id, label, algorithm, public_key, state, exportable, origin, version, created_at, updated_at, sealed, attributes, mac) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)')
-            .run(k.id, k.label, k.algorithm, Buffer.from(k.publicKey), k.state, k.exportable ? 1 : 0, k.origin, k.version, k.createdAt, k.updatedAt, k.sealed ? Buffer.from(k.sealed) : null, canonicalJson(k.attributes), this.macOf('keys', k.id, keyRowBytes(k)));
+            .stmt('INSERT INTO keys (id, label, algorithm, public_key, state, exportable, origin, version, created_at, updated_at, sealed, attributes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)')
+            .run(k.id, k.label, k.algorithm, Buffer.from(k.publicKey), k.state, k.exportable ? 1 : 0, k.origin, k.version, k.createdAt, k.updatedAt, k.sealed ? Buffer.from(k.sealed) : null, canonicalJson(k.attributes));
         } catch (e) {
           if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE' || (e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
             throw new CustosError('label_taken', `A key labelled "${k.label}" already exists (labels stay reserved after a key is destroyed); choose another label.`);
           }
           throw e;
         }
+        this.finishRow('keys', k.id, null);
         return ['keys', 1];
       }
       case 'setKeyState': {
-        this.currentKeyRow(m.id);
+        const before = this.currentKeyBytes(m.id);
         const r = this.stmt("UPDATE keys SET state = ?, updated_at = ? WHERE id = ? AND state != 'destroyed'").run(m.state, m.updatedAt, m.id);
         if (r.changes !== 1) throw new CustosError('key_destroyed', 'The key was destroyed; its state can no longer change.');
-        this.remacKey(m.id);
+        this.finishRow('keys', m.id, before);
         return null;
       }
       case 'destroyKey': {
-        this.currentKeyRow(m.id);
+        const before = this.currentKeyBytes(m.id);
         // Overwrite in place first, then drop: with secure_delete the freed bytes are zeroed too.
         this.stmt('UPDATE keys SET sealed = zeroblob(length(sealed)) WHERE id = ? AND sealed IS NOT NULL').run(m.id);
         const r = this.stmt("UPDATE keys SET sealed = NULL, state = 'destroyed', updated_at = ? WHERE id = ? AND state != 'destroyed'").run(m.updatedAt, m.id);
         if (r.changes !== 1) throw new CustosError('key_destroyed', 'The key was already destroyed.');
-        this.remacKey(m.id);
+        this.finishRow('keys', m.id, before);
         return null;
       }
       case 'rewrapKey': {
         const cur = this.currentKeyRow(m.id);
         if (!cur || cur.state === 'destroyed') throw new CustosError('key_destroyed', 'The key was destroyed; it can no longer change.');
         if (cur.version !== m.expectedVersion) throw new CustosError('storage_unavailable', 'The key changed while this request was decided (another process?); retry.', { tag: 'key_moved' });
+        const before = this.rowNow('keys', m.id)!.bytes;
         this.stmt('UPDATE keys SET attributes = ?, sealed = ?, version = ?, updated_at = ? WHERE id = ?').run(canonicalJson(m.attributes), Buffer.from(m.sealed), m.version, m.updatedAt, m.id);
-        this.remacKey(m.id);
+        this.finishRow('keys', m.id, before);
         return null;
       }
       case 'advanceWatermark': {
@@ -547,10 +707,13 @@ export class SqliteStore implements Store {
         if (cur !== null && comparePosition(m.next, cur) < 0) {
           throw new CustosError('policy_denied', 'A consensus watermark never moves backwards.', { tag: 'double_sign' });
         }
+        const pk = watermarkPk(m.keyId, m.chainId);
+        const before = cur === null ? null : this.rowNow('watermarks', pk)!.bytes;
         const w: Watermark = m.next;
         this.stmt(
-          'INSERT INTO watermarks (key_id, chain_id, height, round, step, sign_bytes, signature, mac) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(key_id, chain_id) DO UPDATE SET height = excluded.height, round = excluded.round, step = excluded.step, sign_bytes = excluded.sign_bytes, signature = excluded.signature, mac = excluded.mac',
-        ).run(m.keyId, m.chainId, w.height.toString(), w.round, w.step, Buffer.from(w.signBytes), w.signature ? Buffer.from(w.signature) : null, this.macOf('watermarks', watermarkPk(m.keyId, m.chainId), watermarkRowBytes(m.keyId, m.chainId, w)));
+          'INSERT INTO watermarks (key_id, chain_id, height, round, step, sign_bytes, signature, mac, wseq) VALUES (?,?,?,?,?,?,?,NULL,NULL) ON CONFLICT(key_id, chain_id) DO UPDATE SET height = excluded.height, round = excluded.round, step = excluded.step, sign_bytes = excluded.sign_bytes, signature = excluded.signature, mac = NULL, wseq = NULL',
+        ).run(m.keyId, m.chainId, w.height.toString(), w.round, w.step, Buffer.from(w.signBytes), w.signature ? Buffer.from(w.signature) : null);
+        this.finishRow('watermarks', pk, before);
         return cur === null ? ['watermarks', 1] : null;
       }
       case 'assertKeyActive': {
@@ -569,16 +732,23 @@ export class SqliteStore implements Store {
       }
       case 'insertToken': {
         const t = m.token;
-        this.stmt('INSERT INTO api_tokens (id, name, hash, role, created_at, mac) VALUES (?,?,?,?,?,?)').run(t.id, t.name, Buffer.from(t.hash), t.role, t.createdAt, this.macOf('api_tokens', t.id, tokenRowBytes(t)));
+        this.stmt('INSERT INTO api_tokens (id, name, hash, role, created_at) VALUES (?,?,?,?,?)').run(t.id, t.name, Buffer.from(t.hash), t.role, t.createdAt);
+        this.finishRow('api_tokens', t.id, null);
         return ['api_tokens', 1];
       }
     }
   }
 
-  /** The key row as stored, its MAC checked: a decision never rests on an edited state. */
+  /** The key row as stored, checked: a decision never rests on an edited or older state. */
   private currentKeyRow(id: string): KeyRecord | null {
     const r = this.stmt('SELECT * FROM keys WHERE id = ?').get(id) as KeyRow | undefined;
     return r ? this.checkedKey(r) : null;
+  }
+
+  /** The checked key row's bytes before a change (the digest subtracts them). */
+  private currentKeyBytes(id: string): Uint8Array | null {
+    if (!this.currentKeyRow(id)) return null;
+    return this.rowNow('keys', id)!.bytes;
   }
 
   private readWatermark(keyId: string, chainId: string): Watermark | null {
@@ -589,7 +759,7 @@ export class SqliteStore implements Store {
       return null;
     }
     const w = toWatermark(r);
-    this.checkRow('watermarks', watermarkPk(keyId, chainId), watermarkRowBytes(keyId, chainId, w), r.mac);
+    this.checkRow('watermarks', watermarkPk(keyId, chainId), watermarkRowBytes(keyId, chainId, w, r.wseq), r.mac, r.wseq);
     return w;
   }
 
@@ -602,7 +772,7 @@ export class SqliteStore implements Store {
     return this.run(() =>
       (this.stmt('SELECT * FROM watermarks ORDER BY key_id, chain_id').all() as WatermarkRow[]).map((r) => {
         const w = toWatermark(r);
-        this.checkRow('watermarks', watermarkPk(r.key_id, r.chain_id), watermarkRowBytes(r.key_id, r.chain_id, w), r.mac);
+        this.checkRow('watermarks', watermarkPk(r.key_id, r.chain_id), watermarkRowBytes(r.key_id, r.chain_id, w, r.wseq), r.mac, r.wseq);
         return { keyId: r.key_id, chainId: r.chain_id, height: w.height, round: w.round, step: w.step };
       }),
     );
@@ -618,10 +788,11 @@ export class SqliteStore implements Store {
       'INSERT INTO audit (seq, ts, request_id, principal, operation, key_id, key_label, outcome, reason, details, prev_hash, hash, mac) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)',
     );
     const results: Array<Error | null> = [];
-    const batch = this.db.transaction(() => {
+    this.writeTx(() => {
       let head = this.readHead();
       for (const unit of units) {
         const before = head;
+        const tx = this.tx ? { ...this.tx } : null;
         try {
           // A nested transaction is a SAVEPOINT: a failing unit rolls back alone.
           this.db.transaction(() => {
@@ -629,18 +800,19 @@ export class SqliteStore implements Store {
               const c = this.applyMutation(m);
               // Counted at once, inside the unit's savepoint: a later unit of the same batch
               // that finds a row absent compares against a count that includes this one.
-              if (c && c[1] !== 0) this.applyCounts(new Map([c]));
+              if (c) this.applyCount(c[0], c[1]);
             }
             for (const d of unit.audit) {
               const seq = head.seq + 1;
               const hash = chain(head, seq, ts, d);
-              insert.run(seq, ts, d.requestId, d.principal, d.operation, d.keyId, d.keyLabel, d.outcome, d.reason, canonicalJson(d.details), Buffer.from(head.hash), Buffer.from(hash), this.macOf('audit', String(seq), auditRowBytes(seq, hash)));
+              insert.run(seq, ts, d.requestId, d.principal, d.operation, d.keyId, d.keyLabel, d.outcome, d.reason, canonicalJson(d.details), Buffer.from(head.hash), Buffer.from(hash), this.auth ? Buffer.from(this.auth.mac('audit', String(seq), auditRowBytes(seq, hash))) : null);
               head = { seq, hash };
             }
           })();
           results.push(null);
         } catch (e) {
           head = before;
+          if (tx) this.tx = tx; // the unit's writes are rolled back: so is their bookkeeping
           const code = (e as { code?: string }).code ?? '';
           // Storage failures abort the whole batch; a unit's own conflict rolls back only that unit.
           if (code.startsWith('SQLITE_IOERR') || code === 'SQLITE_FULL' || code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') throw e;
@@ -650,12 +822,20 @@ export class SqliteStore implements Store {
         }
       }
     });
-    this.run(() => batch.immediate());
     return results;
   }
 
   async auditHead(): Promise<ChainHead> {
     return this.run(() => this.readHead());
+  }
+
+  async verifiedHead(): Promise<ChainHead> {
+    return this.run(() =>
+      this.db.transaction(() => {
+        if (this.auth) this.checkedState();
+        return this.readHead();
+      })(),
+    );
   }
 
   async auditAfter(afterSeq: number, limit: number): Promise<AuditEntry[]> {
@@ -684,71 +864,46 @@ export class SqliteStore implements Store {
   }
 
   /** Every protected row with the bytes its MAC covers, table by table in primary-key order. */
-  private *protectedRows(table: CountedTable): Generator<{ pk: string; bytes: Uint8Array; mac: Buffer | null }> {
+  private *protectedRows(table: CountedTable): Generator<{ pk: string; bytes: Uint8Array; mac: Buffer | null; wseq: number | null }> {
     switch (table) {
       case 'keys':
-        for (const r of this.db.prepare('SELECT * FROM keys ORDER BY id').iterate() as IterableIterator<KeyRow>) yield { pk: r.id, bytes: keyRowBytes(toKey(r)), mac: r.mac };
+        for (const r of this.db.prepare('SELECT * FROM keys ORDER BY id').iterate() as IterableIterator<KeyRow>) yield { pk: r.id, bytes: keyRowBytes(toKey(r), r.wseq), mac: r.mac, wseq: r.wseq };
         return;
       case 'api_tokens':
-        for (const r of this.db.prepare('SELECT * FROM api_tokens ORDER BY id').iterate() as IterableIterator<TokenRow>) yield { pk: r.id, bytes: tokenRowBytes(toToken(r)), mac: r.mac };
+        for (const r of this.db.prepare('SELECT * FROM api_tokens ORDER BY id').iterate() as IterableIterator<TokenRow>) yield { pk: r.id, bytes: tokenRowBytes(toToken(r), r.wseq), mac: r.mac, wseq: r.wseq };
         return;
       case 'watermarks':
         for (const r of this.db.prepare('SELECT * FROM watermarks ORDER BY key_id, chain_id').iterate() as IterableIterator<WatermarkRow>) {
-          yield { pk: watermarkPk(r.key_id, r.chain_id), bytes: watermarkRowBytes(r.key_id, r.chain_id, toWatermark(r)), mac: r.mac };
+          yield { pk: watermarkPk(r.key_id, r.chain_id), bytes: watermarkRowBytes(r.key_id, r.chain_id, toWatermark(r), r.wseq), mac: r.mac, wseq: r.wseq };
         }
         return;
       case 'meta':
-        for (const r of this.db.prepare(`SELECT name, value, mac FROM meta WHERE ${COUNTED_META_SQL} ORDER BY name`).iterate() as IterableIterator<{ name: string; value: string; mac: Buffer | null }>) {
-          yield { pk: r.name, bytes: metaRowBytes(r.name, r.value), mac: r.mac };
+        for (const r of this.db.prepare(`SELECT name, value, mac, wseq FROM meta WHERE ${COUNTED_META_SQL} ORDER BY name`).iterate() as IterableIterator<{ name: string; value: string; mac: Buffer | null; wseq: number | null }>) {
+          yield { pk: r.name, bytes: metaRowBytes(r.name, r.value, r.wseq), mac: r.mac, wseq: r.wseq };
         }
         return;
     }
   }
 
   async sealRows(): Promise<number> {
+    if (!this.auth) throw new CustosError('internal', 'Rows can only be sealed by an unsealed vault.');
     const auth = this.auth;
-    if (!auth) throw new CustosError('internal', 'Rows can only be sealed by an unsealed vault.');
-    return this.run(() =>
-      this.db.transaction(() => {
-        let n = 0;
-        for (const table of COUNTED_TABLES) {
-          // Collected first: the rows are updated while iterating otherwise.
-          const rows = [...this.protectedRows(table)];
-          for (const r of rows) {
-            const mac = Buffer.from(auth.mac(table, r.pk, r.bytes));
-            if (table === 'keys') this.stmt('UPDATE keys SET mac = ? WHERE id = ?').run(mac, r.pk);
-            else if (table === 'api_tokens') this.stmt('UPDATE api_tokens SET mac = ? WHERE id = ?').run(mac, r.pk);
-            else if (table === 'meta') this.stmt('UPDATE meta SET mac = ? WHERE name = ?').run(mac, r.pk);
-            else {
-              const [keyId, chainId] = JSON.parse(r.pk) as [string, string];
-              this.stmt('UPDATE watermarks SET mac = ? WHERE key_id = ? AND chain_id = ?').run(mac, keyId, chainId);
-            }
-            n++;
-          }
-          this.writeMeta(COUNT_PREFIX + table, String(rows.length));
-        }
-        const audit = this.db.prepare('SELECT seq, hash FROM audit WHERE mac IS NULL ORDER BY seq').all() as Array<{ seq: number; hash: Buffer }>;
-        for (const a of audit) this.stmt('UPDATE audit SET mac = ? WHERE seq = ?').run(Buffer.from(auth.mac('audit', String(a.seq), auditRowBytes(a.seq, u8(a.hash)))), a.seq);
-        this.stmt("UPDATE meta SET value = ? WHERE name = 'schema_version'").run(String(SCHEMA_VERSION));
-        return n + audit.length;
-      }).immediate(),
-    );
-  }
-
-  async adoptSealedEntries(isSealedEntry: (e: AuditEntry) => boolean): Promise<number> {
-    const auth = this.auth;
-    if (!auth) throw new CustosError('internal', 'Entries can only be adopted by an unsealed vault.');
-    return this.run(() =>
-      this.db.transaction(() => {
-        let n = 0;
-        for (const r of this.db.prepare('SELECT * FROM audit WHERE mac IS NULL ORDER BY seq').all() as AuditRow[]) {
-          if (!isSealedEntry(toAudit(r))) continue;
-          this.stmt('UPDATE audit SET mac = ? WHERE seq = ?').run(Buffer.from(auth.mac('audit', String(r.seq), auditRowBytes(r.seq, u8(r.hash)))), r.seq);
+    return this.writeTx(() => {
+      let n = 0;
+      for (const table of COUNTED_TABLES) {
+        // Collected first: the rows are updated while iterating otherwise.
+        const pks = [...this.protectedRows(table)].map((r) => r.pk);
+        for (const pk of pks) {
+          this.finishRow(table, pk, null);
           n++;
         }
-        return n;
-      }).immediate(),
-    );
+        this.writeMeta(COUNT_PREFIX + table, String(pks.length));
+      }
+      const audit = this.db.prepare('SELECT seq, hash FROM audit WHERE mac IS NULL ORDER BY seq').all() as Array<{ seq: number; hash: Buffer }>;
+      for (const a of audit) this.stmt('UPDATE audit SET mac = ? WHERE seq = ?').run(Buffer.from(auth.mac('audit', String(a.seq), auditRowBytes(a.seq, u8(a.hash)))), a.seq);
+      this.stmt("UPDATE meta SET value = ? WHERE name = 'schema_version'").run(String(SCHEMA_VERSION));
+      return n + audit.length;
+    }, true);
   }
 
   async checkRows(): Promise<string[]> {
@@ -757,6 +912,13 @@ export class SqliteStore implements Store {
     return this.run(() =>
       this.db.transaction(() => {
         const problems: string[] = [];
+        let st: IntegrityState;
+        try {
+          st = this.checkedState();
+        } catch (e) {
+          return [(e as Error).message];
+        }
+        let digest = 0n;
         for (const table of COUNTED_TABLES) {
           let n = 0;
           for (const r of this.protectedRows(table)) {
@@ -764,20 +926,31 @@ export class SqliteStore implements Store {
             if (!auth.check(table, r.pk, r.bytes, r.mac ? u8(r.mac) : null)) {
               auth.alarm(table, r.pk, r.mac ? 'mac_mismatch' : 'mac_missing');
               if (problems.length < 20) problems.push(`${TABLE_NOUN[table]} ${printable(r.pk, 80)}: ${r.mac ? 'does not match its MAC (edited outside Custos)' : 'has no MAC (inserted outside Custos)'}`);
+              continue;
             }
+            digest += elementValue(auth.element(table, r.pk, r.bytes));
+            // What this process will refuse to see older while it runs (keys: as they are read).
+            if (table !== 'keys' && r.wseq !== null) this.seen.set(`${table}\0${r.pk}`, r.wseq);
           }
-          const countRow = this.stmt('SELECT value, mac FROM meta WHERE name = ?').get(COUNT_PREFIX + table) as { value: string; mac: Buffer | null } | undefined;
+          const countRow = this.stmt('SELECT value, mac, wseq FROM meta WHERE name = ?').get(COUNT_PREFIX + table) as { value: string; mac: Buffer | null; wseq: number | null } | undefined;
           if (!countRow) {
             problems.push(`the count of ${table} rows is missing (deleted outside Custos)`);
             continue;
           }
-          if (!auth.check('meta', COUNT_PREFIX + table, metaRowBytes(COUNT_PREFIX + table, countRow.value), countRow.mac)) {
+          if (!auth.check('meta', COUNT_PREFIX + table, metaRowBytes(COUNT_PREFIX + table, countRow.value, countRow.wseq), countRow.mac ? u8(countRow.mac) : null)) {
             auth.alarm('meta', COUNT_PREFIX + table, 'mac_mismatch');
             problems.push(`the count of ${table} rows does not match its MAC (edited outside Custos)`);
           } else if (Number(countRow.value) !== n) {
             auth.alarm(table, '*', 'count_mismatch');
             problems.push(`the ${table} table holds ${n} protected rows where Custos wrote ${countRow.value}: rows were ${n < Number(countRow.value) ? 'deleted' : 'inserted'} outside Custos`);
           }
+          if (countRow.wseq !== null) this.seen.set(`meta\0${COUNT_PREFIX}${table}`, countRow.wseq);
+        }
+        if (problems.length === 0 && digest % DIGEST_MODULUS !== st.digest) {
+          auth.alarm('meta', STATE_ROW, 'digest_mismatch');
+          problems.push(
+            `the protected rows are not the ones this vault last wrote (their keyed digest differs from the state row of entry ${st.seq}): a row was deleted, inserted, or put back from an older copy outside Custos`,
+          );
         }
         return problems;
       })(),

@@ -107,11 +107,9 @@ export interface Store {
    */
   sealRows(): Promise<number>;
   /**
-   * MACs the audit entries a sealed daemon appended without a key (failed unseal attempts),
-   * when `isSealedEntry` recognises them; any other entry without a MAC stays unadopted.
+   * Checks every protected row's MAC and every table count, the keyed digest of the rows
+   * against the state row, and the state row against the head of the log; [] when sound.
    */
-  adoptSealedEntries(isSealedEntry: (e: AuditEntry) => boolean): Promise<number>;
-  /** Checks every protected row's MAC and every table count; [] when sound. */
   checkRows(): Promise<string[]>;
   /** The head and the digest of every protected row, read in one snapshot. */
   rowsDigest(): Promise<{ head: ChainHead; digest: RowsDigest }>;
@@ -135,6 +133,11 @@ export interface Store {
   /** One durable transaction; returns, per unit, null or the error that rolled it back. */
   commit(units: WriteUnit[], chain: Chainer, ts: string): Promise<Array<Error | null>>;
   auditHead(): Promise<ChainHead>;
+  /**
+   * The head, after checking (with row MACs on) that the rows belong to it and that no entry
+   * after the last write was appended outside Custos: what a checkpoint may sign.
+   */
+  verifiedHead(): Promise<ChainHead>;
   /** Entries with seq > afterSeq, in order. */
   auditAfter(afterSeq: number, limit: number): Promise<AuditEntry[]>;
   auditTail(limit: number): Promise<AuditEntry[]>;

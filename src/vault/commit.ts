@@ -85,7 +85,8 @@ export class GroupCommitter {
   /** Writes a signed checkpoint of the current head (also done on shutdown). */
   async checkpoint(): Promise<void> {
     if (!this.signer) return;
-    const head = await this.store.auditHead();
+    // Only what this vault wrote is signed: an entry appended with SQL is refused here.
+    const head = await this.store.verifiedHead();
     if (head.seq === 0) return;
     await this.store.putCheckpoint(this.signer.checkpoint(head, new Date().toISOString()));
     this.sinceCheckpoint = 0;

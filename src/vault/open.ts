@@ -25,8 +25,7 @@ import { Backends, type Backend } from '../backends/backend.js';
 import { AuditSigner, verifyChain, type VerifyReport } from '../audit/chain.js';
 import { ANCHOR_FILE, AnchorKeeper, anchorNow, anchorOfHead, checkAnchor, decodeAnchor, encodeAnchor, fileAnchorPlace, readAnchor, readAnchorFile, writeAnchorFile, type Anchor, type AnchorPlace } from '../audit/anchor.js';
 import { RowMac } from '../keystore/row-mac.js';
-import type { AuditEntry } from '../core/types.js';
-import type { ProtectedTable } from '../store/rows.js';
+import { isSealedEntry } from '../store/rows.js';
 import { GroupCommitter } from './commit.js';
 import { Vault, type VaultMetrics } from './vault.js';
 
@@ -253,6 +252,8 @@ export interface OpenOptions {
    * decision is audited.
    */
   acceptRollback?: boolean;
+  /** `custos upgrade`: add row MACs to a database from before them (never done by `serve`). */
+  upgrade?: boolean;
 }
 
 export interface OpenVault {
@@ -277,21 +278,23 @@ export async function openStoreOnly(dataDir: string, readonly = true): Promise<{
   return { store, vaultId, auditPublicKey: hexToBytes(pub, 'audit public key') };
 }
 
-/**
- * Entries a sealed daemon appends with no key (failed and accepted unseal attempts): they
- * change no protected row, and are MACed by the next open (store.adoptSealedEntries).
- */
-export const isSealedEntry = (e: Pick<AuditEntry, 'operation'>): boolean => e.operation === 'unseal';
-
 /** Where a vault's anchor lives: beside its database. */
 export const anchorPath = (dataDir: string): string => join(dataDir, ANCHOR_FILE);
 
+/** What an open may do besides serving: accept a database older than its anchors, or add row MACs. */
+export interface OpenMode {
+  acceptRollback?: boolean;
+  upgrade?: boolean;
+}
+
 /**
  * Everything a vault checks about its database before it serves, with the root in hand:
- * the audit anchor outside the database (truncation, rollback, rewritten history), the
- * checkpoints and the chain after the newest one with every entry's MAC, every protected row's
- * MAC and every table's count, and after a clean stop the digest of every protected row.
- * A database from before row MACs is upgraded here, once, and says so in its log.
+ * the audit anchors outside the database (truncation, rollback, rewritten history), the
+ * checkpoints and the chain after the newest one with every entry's MAC, and every protected
+ * row's MAC, count and write sequence against the keyed digest of the state row, which must
+ * belong to the head of the log. A database without row MACs is refused: `custos upgrade`
+ * adds them, once, on the operator's word, never `serve` by itself (whoever can write the
+ * file could otherwise strip them and have every edit MACed).
  */
 async function checkDatabase(
   store: Store,
@@ -300,20 +303,33 @@ async function checkDatabase(
   signer: AuditSigner,
   rowMac: RowMac,
   committer: () => GroupCommitter,
-  acceptRollback = false,
+  mode: OpenMode,
   onAnchorError: (e: Error, where: string) => void = () => undefined,
 ): Promise<void> {
   const enabled = await store.integrityEnabled();
+  if (!enabled && !mode.upgrade) {
+    const anchored = (await Promise.all(places.map((p) => p.read().catch(() => null)))).some((t) => t !== null);
+    throw new CustosError(
+      'database_corrupt',
+      anchored
+        ? 'This database carries no row MACs, yet an audit anchor beside it says this vault had them: they were stripped outside Custos. Do not upgrade it; restore the database from a backup.'
+        : 'This database carries no row MACs: it was written by a Custos from before them. Stop every process that uses it and run `custos upgrade --data-dir DIR` once. (If this vault was already served by this version, the MACs were stripped: restore a backup instead.)',
+      { tag: 'integrity_missing' },
+    );
+  }
+  if (enabled && mode.upgrade) throw new CustosError('bad_request', 'This database already carries row MACs; there is nothing to upgrade.');
   await store.migrate();
   store.setRowAuthenticator(rowMac);
-  if (enabled) await store.adoptSealedEntries(isSealedEntry);
+  const head = await store.auditHead();
   let rolledBack: CustosError | null = null;
   let previous: Anchor | null = null;
   for (const place of places) {
     let anchor: Anchor | null;
     try {
       anchor = await readAnchor(place, vaultId, signer.publicKey);
-      if (!anchor && place.required && enabled) {
+      // Only a vault that never got past `init` (its one entry) may lack its anchor: init
+      // links the database first and writes the anchor after, and may be cut in between.
+      if (!anchor && place.required && enabled && head.seq > 1) {
         throw new CustosError(
           'database_rolled_back',
           `The audit anchor ${place.where} is missing. This vault keeps one beside its database since it was created (or upgraded); without it Custos cannot tell this database from an older or shortened copy, so it refuses to serve. Put the anchor back from the same backup as the database, or see "Restoring from a backup" in the README.`,
@@ -329,7 +345,7 @@ async function checkDatabase(
         onAnchorError(e as Error, place.where);
         continue;
       }
-      if (!acceptRollback || !rolled) throw e;
+      if (!mode.acceptRollback || !rolled) throw e;
       rolledBack ??= e as CustosError;
       anchor = null;
     }
@@ -351,15 +367,17 @@ async function checkDatabase(
       throw new CustosError('database_corrupt', `Rows of the database were changed outside Custos, so it will not serve: ${problems.join('; ')}. Run \`custos audit verify\`, then restore the database from a backup.`, { tag: 'row_mac' });
     }
   } else {
-    // First open by a Custos with row MACs: trust the rows as they are (the log verified),
-    // MAC them, and say so in the log; from here on an edit is refused.
+    // `custos upgrade`: the verified head is anchored first (a crash below then leaves a
+    // vault that is still not upgraded, not one without its anchor), then every row is MACed
+    // as it is, on the operator's word, and the log says so.
+    await anchorNow(store, places, signer, signer.publicKey, false, (e, p) => onAnchorError(e, p.where));
     const n = await store.sealRows();
-    await committer().audit({ requestId: randomUUID(), principal: SYSTEM.id, operation: 'integrity_enabled', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: { rows_maced: n, anchor: ANCHOR_FILE } });
+    await committer().audit({ requestId: randomUUID(), principal: 'operator', operation: 'integrity_enabled', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: { rows_maced: n, anchor: ANCHOR_FILE } });
   }
-  if (acceptRollback) {
+  if (mode.acceptRollback) {
     // The operator's decision to serve this database although its anchor says otherwise is
     // itself on the record, with what the anchor said; the new anchor is written at open.
-    const head = await store.auditHead();
+    const now = await store.auditHead();
     await committer().audit({
       requestId: randomUUID(),
       principal: 'operator',
@@ -368,7 +386,7 @@ async function checkDatabase(
       keyLabel: null,
       outcome: 'ok',
       reason: rolledBack ? rolledBack.fullCode : null,
-      details: { previous_anchor_seq: previous?.seq ?? -1, previous_anchor_ts: previous?.ts ?? '', database_head_seq: head.seq },
+      details: { previous_anchor_seq: previous?.seq ?? -1, previous_anchor_ts: previous?.ts ?? '', database_head_seq: now.seq },
     });
     // An anchor never moves backwards by itself; these are replaced on purpose.
     const a = await anchorOfHead(store, vaultId, false);
@@ -397,7 +415,7 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
     rowMac = new RowMac(root, vaultId, (table, pk, problem) => opts.metrics?.integrityAlarm?.(table, problem, pk));
     const makeCommitter = () => (committer ??= new GroupCommitter(store, auditSigner, opts.checkpointEvery ?? 1000, opts.metrics?.batch?.bind(opts.metrics)));
     const places = [fileAnchorPlace(anchorPath(opts.dataDir), opts.anchorIntervalMs ?? 1000), ...(opts.anchorPlaces ?? [])];
-    await checkDatabase(store, places, vaultId, auditSigner, rowMac, makeCommitter, opts.acceptRollback === true, (e, where) => opts.onAnchorError?.(e, where));
+    await checkDatabase(store, places, vaultId, auditSigner, rowMac, makeCommitter, { acceptRollback: opts.acceptRollback, upgrade: opts.upgrade }, (e, where) => opts.onAnchorError?.(e, where));
     // Vouch for what was just verified: a process killed before its next checkpoint (SIGKILL,
     // power loss) would otherwise leave every later start re-verifying an ever longer tail.
     const head = await store.auditHead();
@@ -573,29 +591,14 @@ export async function rekeyShares(dataDir: string, currentLines: string[], next:
 }
 
 /**
- * Accepts the database in `dataDir` as it is although its audit anchor is newer or missing
- * (the operator restored an older backup on purpose): checks everything else as `serve`
- * does, records an `anchor_replaced` entry, and writes a new anchor at its head. The key
- * comes from the passphrase, or from operator (or HSM recovery) shares.
+ * Opens the vault once, for an operator's decision rather than to serve: `acceptRollback`
+ * (`custos audit accept-database`: the database is older than its anchors, on purpose) or
+ * `upgrade` (`custos upgrade`: add row MACs). Every other check of `serve` still applies, the
+ * decision is audited, and new anchors are written to every place (the token's too).
  */
-export async function acceptDatabase(dataDir: string, unlock: { passphrase?: Uint8Array; shareLines?: string[] }): Promise<{ headSeq: number }> {
-  let root: Uint8Array | undefined;
-  if (unlock.shareLines) {
-    const { store, vaultId } = await openStoreOnly(dataDir, true);
-    try {
-      const record = parseSealRecord(await store.getMeta('seal'));
-      if (record.kind === 'passphrase') throw new CustosError('bad_request', 'This vault is sealed by a passphrase: give it instead of shares.');
-      root = await rootFromShares(record.kind === 'shares' ? record.shares : record.recovery, vaultId, unlock.shareLines, record.kind === 'shares' ? 'shares' : 'recovery');
-    } finally {
-      await store.close();
-    }
-  }
-  try {
-    const v = await openVault({ dataDir, ...(root ? { root } : { passphrase: unlock.passphrase }), acceptRollback: true, anchorIntervalMs: 0 });
-    const head = await v.store.auditHead();
-    await v.close();
-    return { headSeq: head.seq };
-  } finally {
-    wipe(root);
-  }
+export async function openOnce(dataDir: string, unlock: { passphrase?: Uint8Array; root?: Uint8Array }, mode: OpenMode, anchorPlaces: AnchorPlace[] = []): Promise<{ headSeq: number }> {
+  const v = await openVault({ dataDir, ...unlock, ...mode, anchorPlaces, anchorIntervalMs: 0 });
+  const head = await v.store.auditHead();
+  await v.close();
+  return { headSeq: head.seq };
 }

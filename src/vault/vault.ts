@@ -457,8 +457,14 @@ export class Vault {
     let n = 0;
     for (const k of await this.deps.store.listKeys()) {
       if (k.tampered || k.state === 'destroyed' || purposeOf(k) !== 'legacy' || !marked.has(k.id)) continue;
-      await this.setPurpose({ principal: { id: 'system', kind: 'system' }, requestId: `purpose-${k.id}` }, k.id, 'consensus', { migrated: true, reason: 'has a consensus watermark' });
-      n++;
+      try {
+        await this.setPurpose({ principal: { id: 'system', kind: 'system' }, requestId: `purpose-${k.id}` }, k.id, 'consensus', { migrated: true, reason: 'has a consensus watermark' });
+        n++;
+      } catch (e) {
+        // Another process starting at the same moment migrated it first.
+        if (isCustosError(e) && (e.tag === 'key_moved' || e.code === 'key_purpose')) continue;
+        throw e;
+      }
     }
     return n;
   }
@@ -704,6 +710,12 @@ export class Vault {
    */
   async importWatermark(ctx: Ctx, ref: string, chainId: string, state: { height: bigint; round: number; step: number; signBytes?: Uint8Array; signature?: Uint8Array }): Promise<Watermark> {
     const key = await this.getKey(ref);
+    // A watermark guards a consensus key; on any other key it would guard nothing.
+    try {
+      assertPurpose(key, 'consensus');
+    } catch (e) {
+      return this.refuse(ctx, 'import_state', key, e as CustosError, { chain_id: chainId });
+    }
     if (state.height < 0n || state.round < 0 || state.step < 0 || state.step > 3) throw new CustosError('bad_request', 'A watermark has height ≥ 0, round ≥ 0 and step 0–3.');
     const details: AuditDraft['details'] = { chain_id: chainId, height: state.height.toString(), round: state.round, step: state.step };
     if (state.signBytes?.length) details.sign_bytes_sha256 = sha256hex(state.signBytes);

@@ -377,7 +377,7 @@ export class SshAgent {
     // (and so authenticates) the envelope of the one key it then uses.
     const keys = forListing ? await this.vault.listKeys() : await this.vault.store.listKeys();
     for (const k of keys) {
-      if (k.state !== 'active' || 'corrupt' in k || isExpired(k) || !sshCapable(k.algorithm)) continue;
+      if (k.state !== 'active' || 'corrupt' in k || 'tampered' in k || isExpired(k) || !sshCapable(k.algorithm)) continue;
       const owner = k.attributes['ssh.socket'];
       const added = owner === this.config.name;
       // A key added over another socket belongs to that socket's principal only.

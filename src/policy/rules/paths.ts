@@ -39,8 +39,8 @@ export const pathsRule: RuleType<PathsSpec> = {
       judges: ALL_KINDS,
       scope: () => null,
       evaluate(req) {
-        if (!req.paths || req.paths.length === 0) return { result: 'cannot_judge', explanation: 'the request signs with no derived key, and this rule judges derivation paths' };
         if (spec.principals && !spec.principals.matches(req.principal.id)) return { result: 'not_applicable', explanation: 'the rule is for other principals' };
+        if (!req.paths || req.paths.length === 0) return { result: 'cannot_judge', explanation: 'the request signs with no derived key, and this rule judges derivation paths' };
         for (const p of req.paths) {
           if (!spec.allow.some((prefix) => isUnder(p, prefix))) return { result: 'deny', explanation: `path ${formatPath(p)} is outside the allowed subtrees (${shown})` };
         }
