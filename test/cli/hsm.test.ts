@@ -142,6 +142,11 @@ test('an HSM-sealed vault keeps its audit anchor in the token too: a backup put 
     const refused = spawnSync(process.execPath, [BIN, 'serve', '--data-dir', dataDir, '--port', '0'], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 30_000 });
     assert.equal(refused.status, 5, refused.stdout + refused.stderr);
     assert.match(refused.stderr, /audit anchor the data object "custos-anchor-[0-9a-f-]+" in the HSM token of pkcs11:hsm .* vouches for entry/);
+    // Restoring that backup on purpose: the token unseals the vault and its anchor is replaced too.
+    const accept = custos(['audit', 'accept-database', '--data-dir', dataDir], env);
+    assert.equal(accept.status, 0, accept.stdout + accept.stderr);
+    const s2 = await serve(['--data-dir', dataDir], env);
+    assert.equal(await s2.stop(), 0);
   } finally {
     cleanup();
     hsm.cleanup();

@@ -300,3 +300,155 @@ test('a key whose only rule is an amount limit signs no digest or message; uploa
     await s.stop('SIGTERM');
   }
 });
+
+/** The values of one row, as an attacker saves them to put back later. */
+function saveRow(dataDir: string, table: string, where: string): Record<string, unknown> {
+  let row: Record<string, unknown> | undefined;
+  sql(dataDir, (db) => (row = db.prepare(`SELECT * FROM ${table} WHERE ${where}`).get() as Record<string, unknown>));
+  assert.ok(row, `${table} ${where}`);
+  return row!;
+}
+
+function putBack(dataDir: string, table: string, row: Record<string, unknown>, where: string): void {
+  const cols = Object.keys(row);
+  sql(dataDir, (db) => {
+    db.prepare(`DELETE FROM ${table} WHERE ${where}`).run();
+    db.prepare(`INSERT INTO ${table} (${cols.join(',')}) VALUES (${cols.map(() => '?').join(',')})`).run(...cols.map((c) => row[c] as never));
+  });
+}
+
+test('row MACs cannot be stripped: a downgraded database is refused, with or without its anchor (review finding: integrity downgrade)', () => {
+  const strip = (db: Database.Database) => {
+    db.exec("UPDATE meta SET value = '2' WHERE name = 'schema_version'");
+    for (const t of ['keys', 'api_tokens', 'watermarks', 'meta', 'audit']) db.exec(`UPDATE ${t} SET mac = NULL`);
+    db.exec("DELETE FROM meta WHERE name LIKE 'integrity.%'");
+    db.prepare("INSERT INTO api_tokens (id, name, hash, role, created_at) VALUES ('tok_evil', 'evil', ?, 'admin', '2026-12-01T00:00:00Z')").run(createHash('sha256').update('custos_chosen_by_attacker').digest());
+  };
+  const kept = copyVault();
+  sql(kept, strip);
+  serveRefuses(kept, /carries no row MACs, yet an audit anchor beside it says this vault had them: they were stripped/);
+  const gone = copyVault();
+  sql(gone, strip);
+  rmSync(join(gone, 'custos.anchor'));
+  serveRefuses(gone, /carries no row MACs: .*custos upgrade/);
+  // A deleted schema_version row is an edit too, never a new database.
+  const noVersion = copyVault();
+  sql(noVersion, (db) => db.exec("DELETE FROM meta WHERE name = 'schema_version'"));
+  serveRefuses(noVersion, /no schema_version row/);
+});
+
+test('a row put back from an older copy is refused, while running and at the next start (review finding: no freshness)', async () => {
+  const v = copyVault();
+  const old = saveRow(v, 'watermarks', "chain_id = 'test-chain'");
+  const s = await serve(['--data-dir', v], PASSENV);
+  try {
+    const api = { ...PASSENV, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    const state = join(dir, 'state-200.json');
+    writeFileSync(state, JSON.stringify({ height: '200', round: 0, step: 2 }));
+    assert.equal(custos(['privval', 'import-state', '--key', 'val', '--chain-id', 'test-chain', '--in', state], api).status, 0);
+    // The watermark at 100, with its genuine MAC, put back under the running vault.
+    putBack(v, 'watermarks', old, "chain_id = 'test-chain'");
+    const lower = join(dir, 'state-150.json');
+    writeFileSync(lower, JSON.stringify({ height: '150', round: 0, step: 2 }));
+    const r = custos(['privval', 'import-state', '--key', 'val', '--chain-id', 'test-chain', '--in', lower], api);
+    assert.equal(r.status, 5, r.stdout + r.stderr);
+    assert.match(r.stderr, /is an older copy of itself/);
+    assert.match(await (await fetch(`${s.url}/metrics`)).text(), /custos_integrity_alarms_total\{table="watermarks",problem="replayed"\} [1-9]/);
+  } finally {
+    await s.stop('SIGKILL');
+  }
+  // After a crash (no clean anchor): the keyed digest of the rows tells at the next start.
+  serveRefuses(v, /not the ones this vault last wrote/);
+});
+
+/** Appends `n` chain-valid entries shaped like those of a sealed daemon, as an attacker can. */
+function forgeSealedEntries(dataDir: string, n: number): void {
+  sql(dataDir, (db) => {
+    const insert = db.prepare('INSERT INTO audit (seq, ts, request_id, principal, operation, key_id, key_label, outcome, reason, details, prev_hash, hash, mac) VALUES (?,?,?,?,?,NULL,NULL,?,?,?,?,?,NULL)');
+    const top = db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: Buffer };
+    let h: { seq: number; hash: Uint8Array } = { seq: top.seq, hash: new Uint8Array(top.hash) };
+    for (let i = 0; i < n; i++) {
+      const d: AuditDraft = { requestId: `f${i}`, principal: 'unauthenticated', operation: 'unseal', keyId: null, keyLabel: null, outcome: 'denied', reason: 'invalid_share', details: {} };
+      const seq = h.seq + 1;
+      const ts = new Date().toISOString();
+      const hash = chainHash(h, seq, ts, d);
+      insert.run(seq, ts, d.requestId, d.principal, d.operation, d.outcome, d.reason, '{}', Buffer.from(h.hash), Buffer.from(hash));
+      h = { seq, hash };
+    }
+  });
+}
+
+test('a deleted budget with its count row, and an older row hidden behind a flood of forged unseal entries, are refused (review findings: counts, unseal flood)', async () => {
+  const noCount = copyVault();
+  sql(noCount, (db) => db.exec("DELETE FROM meta WHERE name LIKE 'policy_state.%'; DELETE FROM meta WHERE name = 'integrity.count.meta'"));
+  serveRefuses(noCount, /count of meta rows is missing|changed outside Custos|protected rows differ/);
+  // Entries shaped like a sealed daemon's change no row: alone they do not stop the vault,
+  // and `audit tail` shows them as unauthenticated.
+  const flood = copyVault();
+  forgeSealedEntries(flood, 1001);
+  const started = await serve(['--data-dir', flood], PASSENV);
+  await started.stop('SIGTERM');
+  assert.match(custos(['audit', 'tail', '--data-dir', flood, '-n', '1', '--json']).stdout, /"principal":"unauthenticated","operation":"unseal".*"authenticated":false/);
+  // An attacker saves the key row while it is active, the operator disables the key again,
+  // and the old row is put back behind 1,001 forged entries.
+  const v = copyVault();
+  const s = await serve(['--data-dir', v], PASSENV);
+  let active: Record<string, unknown>;
+  try {
+    const api = { ...PASSENV, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    assert.equal(custos(['keys', 'enable', 'off'], api).status, 0);
+    active = saveRow(v, 'keys', "label = 'off'");
+    assert.equal(custos(['keys', 'disable', 'off'], api).status, 0);
+  } finally {
+    assert.equal(await s.stop('SIGTERM'), 0);
+  }
+  putBack(v, 'keys', active, "label = 'off'");
+  forgeSealedEntries(v, 1001);
+  serveRefuses(v, /not the ones this vault last wrote|differ from that stop's signed anchor/);
+});
+
+test('an audit entry appended with SQL under a running vault is refused, never chained onto or checkpointed (review finding: forged entries)', async () => {
+  const v = copyVault();
+  const s = await serve(['--data-dir', v], PASSENV);
+  try {
+    const api = { ...PASSENV, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    sql(v, (db) => {
+      const head = db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: Buffer };
+      const d: AuditDraft = { requestId: 'forged', principal: 'token:cfo', operation: 'approve', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: {} };
+      const ts = new Date().toISOString();
+      const hash = chainHash({ seq: head.seq, hash: new Uint8Array(head.hash) }, head.seq + 1, ts, d);
+      db.prepare('INSERT INTO audit (seq, ts, request_id, principal, operation, key_id, key_label, outcome, reason, details, prev_hash, hash, mac) VALUES (?,?,?,?,?,NULL,NULL,?,NULL,?,?,?,NULL)').run(
+        head.seq + 1, ts, d.requestId, d.principal, d.operation, d.outcome, '{}', head.hash, Buffer.from(hash),
+      );
+    });
+    const r = custos(['keys', 'create', '--label', 'after-forgery', '--algorithm', 'ed25519'], api);
+    assert.equal(r.status, 5, r.stdout + r.stderr);
+    assert.match(r.stderr, /appended outside Custos/);
+  } finally {
+    await s.stop('SIGTERM');
+  }
+  // The stop's checkpoint did not sign it: the next start refuses the log.
+  serveRefuses(v, /appended outside Custos|broken at entry/);
+});
+
+test('custos upgrade adds row MACs to a database from before them, once, on the operator\'s word', async () => {
+  // A database as a Custos from before row MACs left it: no MACs, no counts, no state row,
+  // schema 2, no anchor.
+  const v = copyVault();
+  sql(v, (db) => {
+    db.exec("UPDATE meta SET value = '2' WHERE name = 'schema_version'");
+    for (const t of ['keys', 'api_tokens', 'watermarks', 'meta', 'audit']) db.exec(`UPDATE ${t} SET mac = NULL`);
+    for (const t of ['keys', 'api_tokens', 'watermarks', 'meta']) db.exec(`UPDATE ${t} SET wseq = NULL`);
+    db.exec("DELETE FROM meta WHERE name LIKE 'integrity.%'");
+  });
+  rmSync(join(v, 'custos.anchor'));
+  serveRefuses(v, /custos upgrade --data-dir/);
+  const up = custos(['upgrade', '--data-dir', v], PASSENV);
+  assert.equal(up.status, 0, up.stdout + up.stderr);
+  assert.match(up.stderr, /on your word/);
+  assert.equal(custos(['upgrade', '--data-dir', v], PASSENV).status, 64, 'a second upgrade has nothing to do');
+  const s = await serve(['--data-dir', v], PASSENV);
+  assert.equal(await s.stop('SIGTERM'), 0);
+  assert.match(custos(['audit', 'tail', '--data-dir', v, '-n', '30']).stdout, /operator\s+integrity_enabled/);
+  assert.match(verifyPasses(v), /every protected row matches it/);
+});

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { insertLegacyKey, makeVault, PASS } from '../helpers/tmpvault.js';
 import { CustosError } from '../../src/core/errors.js';
 import { openVault } from '../../src/vault/open.js';
+import { chainHash } from '../../src/audit/chain.js';
 import type { TestVault } from '../helpers/tmpvault.js';
 
 const isCode = (code: string) => (e: unknown) => e instanceof CustosError && e.fullCode === code;
@@ -62,8 +63,15 @@ test('legacy keys: a watermarked one becomes a consensus key at open; others kee
   try {
     const old = await insertLegacyKey(v, 'old-validator');
     await insertLegacyKey(v, 'old-api');
-    // An old vault's validator: it has signed votes, so it has a watermark.
-    await v.vault.importWatermark(v.ctx(), 'old-validator', 'purpose-chain', { height: 100n, round: 0, step: 2 });
+    // An old vault's validator: it has signed votes, so it has a watermark (written as the old
+    // vault wrote it; import-state now takes only consensus keys).
+    const [err] = await v.store.commit(
+      [{ mutations: [{ kind: 'advanceWatermark', keyId: old.id, chainId: 'purpose-chain', expected: null, next: { height: 100n, round: 0, step: 2, signBytes: new Uint8Array(0), signature: null } }], audit: [] }],
+      chainHash,
+      new Date().toISOString(),
+    );
+    assert.equal(err, null);
+    await assert.rejects(v.vault.importWatermark(v.ctx(), 'old-api', 'purpose-chain', { height: 1n, round: 0, step: 2 }), isCode('key_purpose'));
     assert.equal((await v.vault.getKey('old-api')).attributes.purpose, undefined);
     await v.close();
     const re = await openVault({ dataDir: v.dataDir, passphrase: PASS });
