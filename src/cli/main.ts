@@ -150,11 +150,13 @@ export function buildCli(): Command {
       'after',
       `
 Quick start:
-  custos serve --dev                          throwaway vault with a demo key
+  custos serve --dev                          throwaway vault with demo keys
   custos init --data-dir DIR                  create a vault (prints the admin token once)
   custos serve --data-dir DIR                 unseal and serve http://127.0.0.1:8200
   custos init --data-dir DIR --shares 5 --threshold 3   seal by operator shares instead
   custos operator unseal                      give one share to a sealed vault
+  custos audit verify --data-dir DIR --audit-key HEX   check the log, its anchor, its rows
+  custos upgrade --data-dir DIR               add row MACs to a vault from before them (once)
 
 Exit codes: 0 ok, 1 check failed (invalid signature, broken audit chain), 2 authentication
 (wrong passphrase, bad token), 3 not found, 4 refused (disabled/destroyed/not exportable,

@@ -43,6 +43,9 @@ const WSEQ_TABLES = ['keys', 'api_tokens', 'watermarks', 'meta'] as const;
 /** SQL for "a counted meta row": protected, and not bookkeeping. */
 const COUNTED_META_SQL = `name NOT IN (${[...BOOTSTRAP_META].map((n) => `'${n}'`).join(',')}) AND substr(name, 1, ${INTEGRITY_PREFIX.length}) != '${INTEGRITY_PREFIX}'`;
 
+/** How many key rows an open remembers the write sequence of (about 100 bytes each). */
+const SEEN_KEYS_AT_OPEN = 200_000;
+
 /** The state row, parsed: the audit head the rows belong to, the write counter, the digest. */
 interface IntegrityState {
   seq: number;
@@ -929,8 +932,9 @@ export class SqliteStore implements Store {
               continue;
             }
             digest += elementValue(auth.element(table, r.pk, r.bytes));
-            // What this process will refuse to see older while it runs (keys: as they are read).
-            if (table !== 'keys' && r.wseq !== null) this.seen.set(`${table}\0${r.pk}`, r.wseq);
+            // What this process will refuse to see older while it runs; keys too, up to a bound
+            // on memory (beyond it, a key row is remembered once read).
+            if (r.wseq !== null && (table !== 'keys' || n <= SEEN_KEYS_AT_OPEN)) this.seen.set(`${table}\0${r.pk}`, r.wseq);
           }
           const countRow = this.stmt('SELECT value, mac, wseq FROM meta WHERE name = ?').get(COUNT_PREFIX + table) as { value: string; mac: Buffer | null; wseq: number | null } | undefined;
           if (!countRow) {
