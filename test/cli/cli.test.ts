@@ -248,7 +248,7 @@ test('keys list widens its columns for long labels (ssh-agent keys) and --json k
       assert.match(row.slice(col('ALGORITHM')), /^(ed25519|secp256k1-bip340)\s+active\s+(true|false)$/, r.stdout);
     }
     const json = JSON.parse(custos(['keys', 'list', '--json'], api).stdout) as Array<{ label: string }>;
-    assert.deepEqual(json.map((k) => k.label).sort(), ['demo', ...labels].sort());
+    assert.deepEqual(json.map((k) => k.label).sort(), ['demo', 'demo-ssh', ...labels].sort());
   } finally {
     assert.equal(await s.stop(), 0);
   }
