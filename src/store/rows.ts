@@ -56,6 +56,16 @@ export function isCountedMeta(name: string): boolean {
 }
 
 /**
+ * Meta rows whose absence a decision would obey (a budget deleted is a budget refilled, a
+ * hiding deleted shows a removed key again): reading one that is absent checks the count.
+ * Others are safe absent (a missing policy generation only reloads the documents, which are
+ * counted rows themselves), and are read on every request, so they skip the count.
+ */
+export function absenceMatters(name: string): boolean {
+  return name.startsWith('policy_state.') || name.startsWith('ssh_agent.');
+}
+
+/**
  * The entries a sealed daemon appends with no key (unseal attempts, daemon/unseal.ts): the
  * only entries that may lack a MAC, recognised by their exact shape. They change no row;
  * `audit tail` shows them as unauthenticated, since anyone able to write the file could

@@ -21,6 +21,7 @@ import {
   digestHex,
   elementValue,
   INTEGRITY_PREFIX,
+  absenceMatters,
   isCountedMeta,
   isProtectedMeta,
   isSealedEntry,
@@ -574,7 +575,7 @@ export class SqliteStore implements Store {
     return this.run(() =>
       this.db.transaction(() => {
         const v = this.readMeta(name);
-        if (v === null && isCountedMeta(name)) this.checkCount('meta');
+        if (v === null && absenceMatters(name)) this.checkCount('meta');
         return v;
       })(),
     );
