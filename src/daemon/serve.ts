@@ -22,7 +22,8 @@ import { initVault, openStoreOnly, openVault, SYSTEM, CONFIG_FILE, type OpenVaul
 import { DEFAULT_UNSEAL_LIMITS, SealedStore, ShareGate } from './unseal.js';
 import { AGENT_DEFAULTS, loadConfig, type ServeConfig } from './config.js';
 
-export const VERSION = '0.1.0';
+export { VERSION } from '../core/version.js';
+import { VERSION } from '../core/version.js';
 
 export interface RunningServer {
   url: string;
