@@ -115,14 +115,23 @@ export async function readAnchor(place: AnchorPlace, vaultId: string, auditPubli
  * Replaces the anchor kept in `place` with `a`, unless it already vouches for a later entry
  * (another process on the same database wrote it): an anchor only moves forward.
  */
-export async function writeAnchor(place: AnchorPlace, a: Anchor, signer: AuditSigner, publicKey: Uint8Array): Promise<void> {
+export async function writeAnchor(place: AnchorPlace, a: Anchor, signer: AuditSigner, publicKey: Uint8Array, store?: Store): Promise<void> {
+  let cur: Anchor | null = null;
   try {
-    const cur = await readAnchor(place, a.vaultId, publicKey);
-    if (cur && (cur.seq > a.seq || (cur.seq === a.seq && cur.clean && !a.clean))) return;
+    cur = await readAnchor(place, a.vaultId, publicKey);
   } catch (e) {
     // An unreadable anchor is replaced by a good one (the open already judged the database);
     // a place that cannot be read at all (a token gone) cannot be written either.
     if (!(e instanceof CustosError) || e.code !== 'database_rolled_back') throw e;
+  }
+  if (cur && (cur.seq > a.seq || (cur.seq === a.seq && cur.clean && !a.clean))) return;
+  // An anchor moves forward only along the log it vouched for: if the entry it names is gone
+  // or changed (the log cut and rewritten under a running vault), it stays where it is.
+  if (cur && store && cur.seq > 0) {
+    const [at] = await store.auditAfter(cur.seq - 1, 1);
+    if (!at || at.seq !== cur.seq || !equalBytes(at.hash, cur.hash)) {
+      throw new CustosError('database_rolled_back', `The log no longer holds the entry ${cur.seq} that the audit anchor ${place.where} vouches for: the database was cut or rewritten under the running vault. The anchor is left as it was.`, { tag: 'rewritten' });
+    }
   }
   await place.write(encodeAnchor(a, signer));
 }
@@ -248,10 +257,12 @@ export async function checkAnchor(
 /** The anchor of the store's current head; with `clean`, with the row digest of that head. */
 export async function anchorOfHead(store: Store, vaultId: string, clean: boolean): Promise<Anchor> {
   if (clean) {
+    await store.verifiedHead();
     const { head, digest } = await store.rowsDigest();
     return { vaultId, seq: head.seq, hash: head.hash, ts: new Date().toISOString(), clean: true, rows: digest };
   }
-  const head = await store.auditHead();
+  // Only a head whose rows and MACs check out is anchored (an entry appended with SQL is not).
+  const head = await store.verifiedHead();
   return { vaultId, seq: head.seq, hash: head.hash, ts: new Date().toISOString(), clean: false };
 }
 
@@ -270,7 +281,7 @@ export async function anchorNow(
   const a = await anchorOfHead(store, signer.vaultId, clean);
   for (const p of places) {
     try {
-      await writeAnchor(p, a, signer, publicKey);
+      await writeAnchor(p, a, signer, publicKey, store);
     } catch (e) {
       if (p.required) throw e;
       onError(e as Error, p);
@@ -315,7 +326,7 @@ export class AnchorKeeper {
         try {
           a ??= await anchorOfHead(this.store, this.signer.vaultId, false);
           if (last?.seq === a.seq) continue;
-          await writeAnchor(p, a, this.signer, this.publicKey);
+          await writeAnchor(p, a, this.signer, this.publicKey, this.store);
           this.last.set(p, { seq: a.seq, at: Date.now() });
         } catch (e) {
           this.onError(e as Error, p);
@@ -335,7 +346,7 @@ export class AnchorKeeper {
     const a = await anchorOfHead(this.store, this.signer.vaultId, true);
     for (const p of this.places) {
       try {
-        await writeAnchor(p, a, this.signer, this.publicKey);
+        await writeAnchor(p, a, this.signer, this.publicKey, this.store);
       } catch (e) {
         this.onError(e as Error, p);
       }

@@ -57,13 +57,18 @@ export function isCountedMeta(name: string): boolean {
 
 /**
  * Meta rows whose absence a decision would obey (a budget deleted is a budget refilled, a
- * hiding deleted shows a removed key again): reading one that is absent checks the count.
- * Others are safe absent (a missing policy generation only reloads the documents, which are
- * counted rows themselves), and are read on every request, so they skip the count.
+ * hiding deleted shows a removed key again, a generation deleted with the documents drops
+ * every policy): reading one that is absent checks the table's count.
  */
 export function absenceMatters(name: string): boolean {
-  return name.startsWith('policy_state.') || name.startsWith('ssh_agent.');
+  return name.startsWith('policy_state.') || name.startsWith('ssh_agent.') || name === POLICY_GENERATION_ROW;
 }
+
+/**
+ * Bumped by every policy upload and retirement, and written ("0") when a vault is created or
+ * upgraded, so that it is never legitimately absent: deleting it with the documents is caught.
+ */
+export const POLICY_GENERATION_ROW = 'policy_generation';
 
 /**
  * The entries a sealed daemon appends with no key (unseal attempts, daemon/unseal.ts): the
@@ -72,13 +77,18 @@ export function absenceMatters(name: string): boolean {
  * append one.
  */
 export function isSealedEntry(e: Pick<AuditEntry, 'operation' | 'principal' | 'keyId' | 'keyLabel' | 'outcome' | 'details'>): boolean {
+  const d: unknown = e.details;
   return (
     e.operation === 'unseal' &&
     e.principal === 'unauthenticated' &&
     e.keyId === null &&
     e.keyLabel === null &&
     (e.outcome === 'ok' || e.outcome === 'denied' || e.outcome === 'failed') &&
-    Object.values(e.details).every((v) => typeof v !== 'string' || v.length <= 200)
+    typeof d === 'object' &&
+    d !== null &&
+    !Array.isArray(d) &&
+    Object.keys(d).length <= 16 &&
+    Object.values(d).every((v) => typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && v.length <= 200))
   );
 }
 

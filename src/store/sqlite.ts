@@ -354,8 +354,31 @@ export class SqliteStore implements Store {
 
   /** Highest write sequence seen per row by this process: a row never goes back to an older copy. */
   private readonly seen = new Map<string, number>();
+  /**
+   * What the write transaction in progress has seen or written, applied to `seen` only when it
+   * commits: a write rolled back (a unit's conflict, a full disk) must not be remembered, or
+   * the row it never changed would then look older than itself.
+   */
+  private pendingSeen: Map<string, number> | null = null;
   /** The state being built by the write transaction in progress. */
   private tx: IntegrityState | null = null;
+  /**
+   * The newest state row this process has seen or written: the state row never goes back
+   * either (a log cut together with an older state row and older rows, under a running vault).
+   */
+  private stateMark: { seq: number; writes: number } | null = null;
+
+  private seenOf(k: string): number | undefined {
+    const p = this.pendingSeen?.get(k);
+    const c = this.seen.get(k);
+    return p === undefined ? c : c === undefined ? p : Math.max(p, c);
+  }
+
+  private remember(k: string, wseq: number): void {
+    const target = this.pendingSeen ?? this.seen;
+    const cur = target.get(k);
+    if (cur === undefined || wseq > cur) target.set(k, wseq);
+  }
 
   private corrupt(table: ProtectedTable, pk: string, problem: string, sentence: string, tag: string): CustosError {
     this.auth?.alarm(table, pk, problem);
@@ -376,11 +399,11 @@ export class SqliteStore implements Store {
     }
     if (table === 'audit') return;
     const k = `${table}\0${pk}`;
-    const before = this.seen.get(k);
+    const before = this.seenOf(k);
     if (wseq === null || (before !== undefined && wseq < before)) {
       throw this.corrupt(table, pk, 'replayed', `The ${TABLE_NOUN[table]} row ${printable(pk, 80)} in ${this.path} is an older copy of itself (write ${wseq ?? 'none'}, after write ${before} was seen): it was put back outside Custos, so it is not obeyed.`, 'row_replayed');
     }
-    if (before === undefined || wseq > before) this.seen.set(k, wseq);
+    this.remember(k, wseq);
   }
 
   /** The bytes of a row as stored now (its current wseq included), or null. */
@@ -431,7 +454,7 @@ export class SqliteStore implements Store {
       after = this.rowNow(table, pk)!.bytes;
       const mac = Buffer.from(auth.mac(macTable, pk, after));
       this.stmt(sql.replace('wseq = ?', 'mac = ?')).run(mac, ...where);
-      this.seen.set(`${macTable}\0${pk}`, wseq);
+      this.remember(`${macTable}\0${pk}`, wseq);
     }
     if (table === 'bookkeeping') return;
     let d = tx.digest;
@@ -470,6 +493,11 @@ export class SqliteStore implements Store {
   private checkedState(): IntegrityState {
     const st = this.readState();
     if (!st) throw this.corrupt('meta', STATE_ROW, 'missing', `The integrity state row of ${this.path} is missing: it was deleted outside Custos.`, 'row_count');
+    const mark = this.stateMark;
+    if (mark && (st.writes < mark.writes || st.seq < mark.seq)) {
+      throw this.corrupt('meta', STATE_ROW, 'replayed', `The integrity state row of ${this.path} is older than one this process has seen (write ${st.writes} at entry ${st.seq}, after write ${mark.writes} at entry ${mark.seq}): the database was put back to an older copy under the running vault.`, 'row_replayed');
+    }
+    this.markState(st);
     const head = this.readHead();
     if (head.seq < st.seq) {
       throw this.corrupt('audit', String(head.seq), 'truncated', `The audit log of ${this.path} ends at entry ${head.seq}, but its rows were written at entry ${st.seq}: entries were cut.`, 'audit_log');
@@ -495,21 +523,42 @@ export class SqliteStore implements Store {
    * the log. `sealing` starts a state (init, upgrade).
    */
   private writeTx<T>(f: () => T, sealing = false): T {
-    return this.run(() =>
+    const journal = new Map<string, number>();
+    let committed: IntegrityState | null = null;
+    const out = this.run(() =>
       this.db
         .transaction(() => {
           if (!this.auth) return f();
-          this.tx = sealing ? { seq: 0, writes: 0, digest: 0n } : this.checkedState();
+          const start = sealing ? { seq: 0, writes: 0, digest: 0n } : this.checkedState();
+          this.tx = { ...start };
+          this.pendingSeen = journal;
           try {
-            const out = f();
-            this.writeState({ ...this.tx, seq: this.readHead().seq });
-            return out;
+            const r = f();
+            // The rows belong to the last entry this transaction wrote (its MAC is checked
+            // before anything is chained onto it); with no entry, to the same one as before:
+            // never to an entry a sealed daemon appended, which carries no MAC.
+            const t = this.tx;
+            if (sealing || t.seq !== start.seq || t.writes !== start.writes || t.digest !== start.digest) {
+              if (sealing) t.seq = this.readHead().seq;
+              this.writeState(t);
+              committed = t;
+            }
+            return r;
           } finally {
             this.tx = null;
+            this.pendingSeen = null;
           }
         })
         .immediate(),
     );
+    // Committed: what it saw and wrote is now what this process remembers.
+    for (const [k, v] of journal) if (!(this.seen.get(k)! >= v)) this.seen.set(k, v);
+    if (committed) this.markState(committed);
+    return out;
+  }
+
+  private markState(st: { seq: number; writes: number }): void {
+    if (!this.stateMark || st.writes > this.stateMark.writes || (st.writes === this.stateMark.writes && st.seq > this.stateMark.seq)) this.stateMark = { seq: st.seq, writes: st.writes };
   }
 
   /** Writes a meta value (null removes it) with its write sequence and MAC; returns the count change. */
@@ -526,9 +575,12 @@ export class SqliteStore implements Store {
   }
 
   private readMeta(name: string): string | null {
+    // Bootstrap rows are read before `migrate` (a database from before row MACs has no mac or
+    // wseq column yet), and carry no MAC anyway.
+    if (!isProtectedMeta(name)) return (this.stmt('SELECT value FROM meta WHERE name = ?').get(name) as { value: string } | undefined)?.value ?? null;
     const r = this.stmt('SELECT value, mac, wseq FROM meta WHERE name = ?').get(name) as { value: string; mac: Buffer | null; wseq: number | null } | undefined;
     if (!r) return null;
-    if (isProtectedMeta(name)) this.checkRow('meta', name, metaRowBytes(name, r.value, r.wseq), r.mac, r.wseq);
+    this.checkRow('meta', name, metaRowBytes(name, r.value, r.wseq), r.mac, r.wseq);
     return r.value;
   }
 
@@ -797,6 +849,7 @@ export class SqliteStore implements Store {
       for (const unit of units) {
         const before = head;
         const tx = this.tx ? { ...this.tx } : null;
+        const seen = this.pendingSeen ? new Map(this.pendingSeen) : null;
         try {
           // A nested transaction is a SAVEPOINT: a failing unit rolls back alone.
           this.db.transaction(() => {
@@ -811,12 +864,18 @@ export class SqliteStore implements Store {
               const hash = chain(head, seq, ts, d);
               insert.run(seq, ts, d.requestId, d.principal, d.operation, d.keyId, d.keyLabel, d.outcome, d.reason, canonicalJson(d.details), Buffer.from(head.hash), Buffer.from(hash), this.auth ? Buffer.from(this.auth.mac('audit', String(seq), auditRowBytes(seq, hash))) : null);
               head = { seq, hash };
+              if (this.tx) this.tx.seq = seq;
             }
           })();
           results.push(null);
         } catch (e) {
           head = before;
-          if (tx) this.tx = tx; // the unit's writes are rolled back: so is their bookkeeping
+          // The unit's writes are rolled back: so is their bookkeeping, and what it remembered.
+          if (tx) this.tx = tx;
+          if (seen && this.pendingSeen) {
+            this.pendingSeen.clear();
+            for (const [k, v] of seen) this.pendingSeen.set(k, v);
+          }
           const code = (e as { code?: string }).code ?? '';
           // Storage failures abort the whole batch; a unit's own conflict rolls back only that unit.
           if (code.startsWith('SQLITE_IOERR') || code === 'SQLITE_FULL' || code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') throw e;

@@ -25,7 +25,7 @@ import { Backends, type Backend } from '../backends/backend.js';
 import { AuditSigner, verifyChain, type VerifyReport } from '../audit/chain.js';
 import { ANCHOR_FILE, AnchorKeeper, anchorNow, anchorOfHead, checkAnchor, decodeAnchor, encodeAnchor, fileAnchorPlace, readAnchor, readAnchorFile, writeAnchorFile, type Anchor, type AnchorPlace } from '../audit/anchor.js';
 import { RowMac } from '../keystore/row-mac.js';
-import { isSealedEntry } from '../store/rows.js';
+import { isSealedEntry, POLICY_GENERATION_ROW } from '../store/rows.js';
 import { GroupCommitter } from './commit.js';
 import { Vault, type VaultMetrics } from './vault.js';
 
@@ -190,6 +190,8 @@ export async function initVault(opts: InitOptions): Promise<InitResult> {
       seal: JSON.stringify(sealRecord),
       audit_public_key: bytesToHex(auditSigner.publicKey),
       created_at: new Date().toISOString(),
+      // Never absent from here on (store/rows.ts): deleting it with the documents is caught.
+      policy_generation: '0',
     });
     const adminToken = `custos_${randomBytes(32).toString('base64url')}`;
     const committer = new GroupCommitter(store, auditSigner);
@@ -318,6 +320,10 @@ async function checkDatabase(
     );
   }
   if (enabled && mode.upgrade) throw new CustosError('bad_request', 'This database already carries row MACs; there is nothing to upgrade.');
+  if (mode.upgrade && (await Promise.all(places.map((p) => p.read().catch(() => null)))).some((t) => t !== null)) {
+    // Anchors came with row MACs: a database without MACs beside an anchor had them stripped.
+    throw new CustosError('database_corrupt', 'This database carries no row MACs, yet an audit anchor says this vault had them: they were stripped outside Custos. Do not upgrade it; restore the database from a backup.', { tag: 'integrity_missing' });
+  }
   await store.migrate();
   store.setRowAuthenticator(rowMac);
   const head = await store.auditHead();
@@ -327,12 +333,10 @@ async function checkDatabase(
     let anchor: Anchor | null;
     try {
       anchor = await readAnchor(place, vaultId, signer.publicKey);
-      // Only a vault that never got past `init` (its one entry) may lack its anchor: init
-      // links the database first and writes the anchor after, and may be cut in between.
-      if (!anchor && place.required && enabled && head.seq > 1) {
+      if (!anchor && place.required && enabled) {
         throw new CustosError(
           'database_rolled_back',
-          `The audit anchor ${place.where} is missing. This vault keeps one beside its database since it was created (or upgraded); without it Custos cannot tell this database from an older or shortened copy, so it refuses to serve. Put the anchor back from the same backup as the database, or see "Restoring from a backup" in the README.`,
+          `The audit anchor ${place.where} is missing. This vault keeps one beside its database since it was created (or upgraded); without it Custos cannot tell this database from an older or shortened copy, so it refuses to serve. Put the anchor back from the same backup as the database, or see "Restoring from a backup" in the README. (If \`custos init\` or \`custos upgrade\` was interrupted, run init again in an empty directory, or accept this database with \`custos audit accept-database\`.)`,
           { tag: 'anchor_missing' },
         );
       }
@@ -367,12 +371,15 @@ async function checkDatabase(
       throw new CustosError('database_corrupt', `Rows of the database were changed outside Custos, so it will not serve: ${problems.join('; ')}. Run \`custos audit verify\`, then restore the database from a backup.`, { tag: 'row_mac' });
     }
   } else {
-    // `custos upgrade`: the verified head is anchored first (a crash below then leaves a
-    // vault that is still not upgraded, not one without its anchor), then every row is MACed
-    // as it is, on the operator's word, and the log says so.
-    await anchorNow(store, places, signer, signer.publicKey, false, (e, p) => onAnchorError(e, p.where));
+    // `custos upgrade`: every row is MACed as it is, on the operator's word, the log says so,
+    // and the open then anchors the head. (Interrupted between the two, the vault has MACs and
+    // no anchor: `custos audit accept-database` takes it from there.)
     const n = await store.sealRows();
-    await committer().audit({ requestId: randomUUID(), principal: 'operator', operation: 'integrity_enabled', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: { rows_maced: n, anchor: ANCHOR_FILE } });
+    const generation = await store.getMeta(POLICY_GENERATION_ROW);
+    await committer().commit({
+      mutations: generation === null ? [{ kind: 'compareAndSetMeta', name: POLICY_GENERATION_ROW, expected: null, value: '0' }] : [],
+      audit: [{ requestId: randomUUID(), principal: 'operator', operation: 'integrity_enabled', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: { rows_maced: n, anchor: ANCHOR_FILE } }],
+    });
   }
   if (mode.acceptRollback) {
     // The operator's decision to serve this database although its anchor says otherwise is

@@ -327,6 +327,9 @@ test('row MACs cannot be stripped: a downgraded database is refused, with or wit
   const kept = copyVault();
   sql(kept, strip);
   serveRefuses(kept, /carries no row MACs, yet an audit anchor beside it says this vault had them: they were stripped/);
+  const up = custos(['upgrade', '--data-dir', kept], PASSENV);
+  assert.equal(up.status, 5, up.stdout + up.stderr);
+  assert.match(up.stderr, /stripped outside Custos. Do not upgrade it/);
   const gone = copyVault();
   sql(gone, strip);
   rmSync(join(gone, 'custos.anchor'));
@@ -436,10 +439,11 @@ test('custos upgrade adds row MACs to a database from before them, once, on the 
   // schema 2, no anchor.
   const v = copyVault();
   sql(v, (db) => {
+    // The schema-2 layout itself: no mac or wseq columns at all.
     db.exec("UPDATE meta SET value = '2' WHERE name = 'schema_version'");
-    for (const t of ['keys', 'api_tokens', 'watermarks', 'meta', 'audit']) db.exec(`UPDATE ${t} SET mac = NULL`);
-    for (const t of ['keys', 'api_tokens', 'watermarks', 'meta']) db.exec(`UPDATE ${t} SET wseq = NULL`);
-    db.exec("DELETE FROM meta WHERE name LIKE 'integrity.%'");
+    db.exec("DELETE FROM meta WHERE name LIKE 'integrity.%' OR name = 'policy_generation'");
+    for (const t of ['keys', 'api_tokens', 'watermarks', 'meta', 'audit']) db.exec(`ALTER TABLE ${t} DROP COLUMN mac`);
+    for (const t of ['keys', 'api_tokens', 'watermarks', 'meta']) db.exec(`ALTER TABLE ${t} DROP COLUMN wseq`);
   });
   rmSync(join(v, 'custos.anchor'));
   serveRefuses(v, /custos upgrade --data-dir/);
@@ -451,4 +455,37 @@ test('custos upgrade adds row MACs to a database from before them, once, on the 
   assert.equal(await s.stop('SIGTERM'), 0);
   assert.match(custos(['audit', 'tail', '--data-dir', v, '-n', '30']).stdout, /operator\s+integrity_enabled/);
   assert.match(verifyPasses(v), /every protected row matches it/);
+});
+
+test('a copy of the database taken right after init, put back without its anchor, is refused (review finding: init-time rollback)', async () => {
+  const { dir: d, cleanup: c } = tempDir();
+  try {
+    const v = join(d, 'vault');
+    assert.equal(custos(['init', '--data-dir', v, '--scrypt-log-n', '10'], PASSENV).status, 0);
+    const atInit = join(d, 'at-init.db');
+    cpSync(join(v, 'custos.db'), atInit);
+    const s = await serve(['--data-dir', v], PASSENV);
+    await s.stop('SIGTERM');
+    rmSync(join(v, 'custos.db'));
+    cpSync(atInit, join(v, 'custos.db'));
+    chmodSync(join(v, 'custos.db'), 0o600);
+    rmSync(join(v, 'custos.anchor'));
+    serveRefuses(v, /audit anchor .* is missing/);
+  } finally {
+    c();
+  }
+});
+
+test('policies dropped with their generation under a running vault are refused, not bypassed (review finding: generation)', async () => {
+  const v = copyVault();
+  const s = await serve(['--data-dir', v], PASSENV);
+  try {
+    const api = { ...PASSENV, CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    sql(v, (db) => db.exec("DELETE FROM meta WHERE name LIKE 'policy.%' OR name = 'policy_generation'"));
+    const r = custos(['sign', '--key', 'gated', '--in', join(dir, 'msg')], api);
+    assert.equal(r.status, 5, r.stdout + r.stderr);
+    assert.match(r.stderr, /rows were deleted outside Custos/);
+  } finally {
+    await s.stop('SIGKILL');
+  }
 });

@@ -10,6 +10,7 @@ import Database from 'better-sqlite3';
 import { RowMac } from '../../src/keystore/row-mac.js';
 import { chainHash } from '../../src/audit/chain.js';
 import type { Watermark } from '../../src/store/store.js';
+import type { AuditDraft } from '../../src/core/types.js';
 
 storeConformance('sqlite', async () => {
   const { dir, cleanup } = tempDir();
@@ -132,6 +133,89 @@ test('sqlite: two connections (two processes) advancing one watermark from the s
     assert.deepEqual((await b.getWatermark('k', 'c'))!.signBytes, new Uint8Array([1]));
     await a.close();
     await b.close();
+  } finally {
+    cleanup();
+  }
+});
+
+/** A store with row MACs on, on a fresh file; `file` is its path for SQL behind its back. */
+async function macStore(dir: string): Promise<{ s: SqliteStore; file: string; mac: RowMac }> {
+  const file = join(dir, 'custos.db');
+  const mac = new RowMac(new Uint8Array(32).fill(8), 'v');
+  const s = SqliteStore.open(file);
+  s.setRowAuthenticator(mac);
+  await s.migrate();
+  await s.sealRows();
+  return { s, file, mac };
+}
+
+const entry = (op: string): AuditDraft => ({ requestId: op, principal: 'token:admin', operation: op, keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: {} });
+const now = () => new Date().toISOString();
+
+test('sqlite with row MACs: a refused request after an entry written while sealed does not brick the store', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const { s, file, mac } = await macStore(dir);
+    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.x', expected: null, value: '1' }], audit: [entry('a')] }], chainHash, now()), [null]);
+    // A sealed daemon on the same file appends an unseal entry (no key, so no MAC)...
+    const sealed = SqliteStore.open(file);
+    await sealed.commit([{ mutations: [], audit: [{ requestId: 'u', principal: 'unauthenticated', operation: 'unseal', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: { progress: 1 } }] }], chainHash, now());
+    await sealed.close();
+    // ...then the first request is refused (its unit rolls back) and the next ones work.
+    const [refused] = await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.x', expected: 'wrong', value: '2' }], audit: [entry('b')] }], chainHash, now());
+    assert.ok(refused instanceof CustosError);
+    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.x', expected: '1', value: '2' }], audit: [entry('c')] }], chainHash, now()), [null]);
+    await s.close();
+    const again = SqliteStore.open(file);
+    again.setRowAuthenticator(mac);
+    assert.deepEqual(await again.checkRows(), []);
+    await again.close();
+  } finally {
+    cleanup();
+  }
+});
+
+test('sqlite with row MACs: a write rolled back is not remembered, so the row it never changed is not called older', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const { s } = await macStore(dir);
+    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.y', expected: null, value: '1' }], audit: [entry('a')] }], chainHash, now()), [null]);
+    // The unit updates the row (and the count of another), then fails: all rolled back.
+    const [failed] = await s.commit(
+      [{ mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.y', expected: '1', value: '2' }, { kind: 'compareAndSetMeta', name: 'policy_state.z', expected: null, value: '1' }, { kind: 'assertKeyActive', id: 'none' }], audit: [entry('b')] }],
+      chainHash,
+      now(),
+    );
+    assert.ok(failed instanceof CustosError && failed.code === 'key_destroyed');
+    assert.equal(await s.getMeta('policy_state.y'), '1');
+    assert.equal(await s.getMeta('policy_state.z'), null);
+    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.y', expected: '1', value: '3' }], audit: [entry('c')] }], chainHash, now()), [null]);
+    await s.close();
+  } finally {
+    cleanup();
+  }
+});
+
+test('sqlite with row MACs: the log cut and an older state row put back under a running store are refused', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const { s, file } = await macStore(dir);
+    await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.w', expected: null, value: '1' }], audit: [entry('a')] }], chainHash, now());
+    const db = new Database(file);
+    const oldState = db.prepare("SELECT * FROM meta WHERE name = 'integrity.state'").get() as Record<string, unknown>;
+    const oldRow = db.prepare("SELECT * FROM meta WHERE name = 'policy_state.w'").get() as Record<string, unknown>;
+    const oldCount = db.prepare("SELECT * FROM meta WHERE name = 'integrity.count.meta'").get() as Record<string, unknown>;
+    const head = (db.prepare('SELECT max(seq) AS n FROM audit').get() as { n: number }).n;
+    db.close();
+    await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.w', expected: '1', value: '2' }], audit: [entry('b'), entry('c')] }], chainHash, now());
+    // Put the whole older snapshot back: state row, row, count, and the log cut to match.
+    const db2 = new Database(file);
+    for (const r of [oldState, oldRow, oldCount]) db2.prepare('UPDATE meta SET value = ?, mac = ?, wseq = ? WHERE name = ?').run(r.value, r.mac, r.wseq, r.name);
+    db2.prepare('DELETE FROM audit WHERE seq > ?').run(head);
+    db2.close();
+    await assert.rejects(s.commit([{ mutations: [], audit: [entry('d')] }], chainHash, now()), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_replayed');
+    await assert.rejects(s.verifiedHead(), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_replayed');
+    await s.close();
   } finally {
     cleanup();
   }
