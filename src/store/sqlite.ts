@@ -8,7 +8,7 @@ import { closeSync, existsSync, openSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { CustosError } from '../core/errors.js';
 import { canonicalJson } from '../core/canonical.js';
-import { bytesToHex } from '../core/bytes.js';
+import { bytesToHex, equalBytes } from '../core/bytes.js';
 import { printable } from '../core/text.js';
 import type { AuditCheckpoint, AuditEntry, KeyRecord } from '../core/types.js';
 import { comparePosition, GENESIS_HASH, type ApiToken, type ChainHead, type Chainer, type Store, type StateMutation, type Watermark, type WriteUnit } from './store.js';
@@ -183,10 +183,13 @@ function parseAttributes(json: string): KeyRecord['attributes'] {
 function toAudit(r: AuditRow): AuditEntry {
   let details: AuditEntry['details'];
   try {
-    details = JSON.parse(r.details) as AuditEntry['details'];
+    const v = JSON.parse(r.details) as unknown;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
+    details = v as AuditEntry['details'];
   } catch {
-    // Kept verbatim so that verification reports the entry instead of crashing.
-    details = { unparseable: r.details };
+    // Kept verbatim so that verification reports the entry (its hash no longer matches)
+    // instead of crashing on it.
+    details = { unparseable: r.details.slice(0, 1000) };
   }
   return {
     seq: r.seq,
@@ -332,9 +335,13 @@ export class SqliteStore implements Store {
     });
   }
 
-  setRowAuthenticator(auth: RowAuthenticator): void {
+  /** `chain`: how entries are hashed (audit/chain.ts), to check what a sealed daemon appended. */
+  setRowAuthenticator(auth: RowAuthenticator, chain?: Chainer): void {
     this.auth = auth;
+    this.chain = chain ?? null;
   }
+
+  private chain: Chainer | null = null;
 
   async integrityEnabled(): Promise<boolean> {
     return this.run(() => {
@@ -509,8 +516,17 @@ export class SqliteStore implements Store {
       }
     }
     if (head.seq > st.seq) {
+      const at = st.seq > 0 ? (this.stmt('SELECT seq, hash FROM audit WHERE seq = ?').get(st.seq) as { seq: number; hash: Buffer }) : null;
+      let prev: ChainHead = at ? { seq: at.seq, hash: u8(at.hash) } : { seq: 0, hash: GENESIS_HASH };
       for (const r of this.stmt('SELECT * FROM audit WHERE seq > ? ORDER BY seq').all(st.seq) as AuditRow[]) {
-        if (r.mac === null && isSealedEntry(toAudit(r))) continue;
+        const e = toAudit(r);
+        // What a sealed daemon appends has no MAC, so its shape and its place in the chain are
+        // all there is to check: nothing is chained onto, or signed over, anything else.
+        const linked = r.seq === prev.seq + 1 && equalBytes(e.prevHash, prev.hash) && (!this.chain || equalBytes(this.chain(prev, r.seq, r.ts, e), e.hash));
+        if (r.mac === null && isSealedEntry(e) && linked) {
+          prev = { seq: r.seq, hash: e.hash };
+          continue;
+        }
         throw this.corrupt('audit', String(r.seq), 'appended', `Audit entry ${r.seq} of ${this.path} was appended outside Custos (it is not an entry a sealed vault writes, and no write of this vault made it).`, 'audit_log');
       }
     }
@@ -962,7 +978,8 @@ export class SqliteStore implements Store {
         }
         this.writeMeta(COUNT_PREFIX + table, String(pks.length));
       }
-      const audit = this.db.prepare('SELECT seq, hash FROM audit WHERE mac IS NULL ORDER BY seq').all() as Array<{ seq: number; hash: Buffer }>;
+      // Entries a sealed daemon wrote stay unauthenticated, as they were written.
+      const audit = (this.db.prepare('SELECT * FROM audit WHERE mac IS NULL ORDER BY seq').all() as AuditRow[]).filter((r) => !isSealedEntry(toAudit(r)));
       for (const a of audit) this.stmt('UPDATE audit SET mac = ? WHERE seq = ?').run(Buffer.from(auth.mac('audit', String(a.seq), auditRowBytes(a.seq, u8(a.hash)))), a.seq);
       this.stmt("UPDATE meta SET value = ? WHERE name = 'schema_version'").run(String(SCHEMA_VERSION));
       return n + audit.length;

@@ -95,7 +95,7 @@ export interface Store {
    * checked (a mismatch throws `database_corrupt:row_mac` and calls `alarm`). Without one
    * (read-only tools that hold no root key) rows are read unchecked.
    */
-  setRowAuthenticator(auth: RowAuthenticator): void;
+  setRowAuthenticator(auth: RowAuthenticator, chain?: Chainer): void;
   /**
    * Whether this database has ever been MACed (schema 3 or later, or MAC columns present):
    * such a database must carry valid MACs and an audit anchor from then on.

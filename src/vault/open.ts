@@ -22,7 +22,7 @@ import { hsmRootAd, type RootWrapper } from '../keystore/hsm-seal.js';
 import { Keyring } from '../keystore/keyring.js';
 import { SoftwareBackend } from '../backends/software/software.js';
 import { Backends, type Backend } from '../backends/backend.js';
-import { AuditSigner, verifyChain, type VerifyReport } from '../audit/chain.js';
+import { AuditSigner, chainHash, verifyChain, type VerifyReport } from '../audit/chain.js';
 import { ANCHOR_FILE, AnchorKeeper, anchorNow, anchorOfHead, checkAnchor, decodeAnchor, encodeAnchor, fileAnchorPlace, readAnchor, readAnchorFile, writeAnchorFile, type Anchor, type AnchorPlace } from '../audit/anchor.js';
 import { RowMac } from '../keystore/row-mac.js';
 import { isSealedEntry, POLICY_GENERATION_ROW } from '../store/rows.js';
@@ -183,7 +183,7 @@ export async function initVault(opts: InitOptions): Promise<InitResult> {
     const auditSigner = new AuditSigner(auditSeed, vaultId);
     wipe(auditSeed);
     const rowMac = new RowMac(root, vaultId);
-    store.setRowAuthenticator(rowMac);
+    store.setRowAuthenticator(rowMac, chainHash);
     await store.sealRows(); // the per-table counts, from zero
     await store.initMeta({
       vault_id: vaultId,
@@ -325,7 +325,7 @@ async function checkDatabase(
     throw new CustosError('database_corrupt', 'This database carries no row MACs, yet an audit anchor says this vault had them: they were stripped outside Custos. Do not upgrade it; restore the database from a backup.', { tag: 'integrity_missing' });
   }
   await store.migrate();
-  store.setRowAuthenticator(rowMac);
+  store.setRowAuthenticator(rowMac, chainHash);
   const head = await store.auditHead();
   let rolledBack: CustosError | null = null;
   let previous: Anchor | null = null;
@@ -359,6 +359,7 @@ async function checkDatabase(
   // (at most checkpoint_every entries) before serving; `custos audit verify` checks it all.
   const tail = await verifyChain(store, vaultId, signer.publicKey, { fromLastCheckpoint: true, ...(enabled ? { auth: rowMac } : {}) });
   if (!tail.ok) {
+    rowMac.alarm('audit', String(tail.firstBad!.seq), 'chain_broken');
     throw new CustosError(
       'database_corrupt',
       `The audit log is broken at entry ${tail.firstBad!.seq} (${tail.firstBad!.problem}); Custos will not serve a vault whose audit log was altered. Run \`custos audit verify\`, then restore the database from a backup.`,
@@ -575,7 +576,7 @@ export async function rekeyShares(dataDir: string, currentLines: string[], next:
     if (bytesToHex(auditSigner.publicKey) !== bytesToHex(auditPublicKey)) throw new CustosError('database_corrupt', 'The shares open a root key that does not belong to this vault; the database was altered.');
     // The entry below is MACed like any other; and the anchor follows the head it makes.
     const rowMac = new RowMac(root, vaultId);
-    store.setRowAuthenticator(rowMac);
+    store.setRowAuthenticator(rowMac, chainHash);
     const made = await sealToShares(root, vaultId, next.shares, next.threshold, purpose);
     const updated: SealRecord = record.kind === 'shares' ? { kind: 'shares', shares: made.record } : { ...record, recovery: made.record };
     const committer = new GroupCommitter(store, auditSigner);

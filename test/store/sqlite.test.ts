@@ -220,3 +220,26 @@ test('sqlite with row MACs: the log cut and an older state row put back under a 
     cleanup();
   }
 });
+
+test('sqlite with row MACs: an entry shaped like a sealed daemon\'s but not linked into the chain is never chained onto', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const file = join(dir, 'custos.db');
+    const mac = new RowMac(new Uint8Array(32).fill(9), 'v');
+    const s = SqliteStore.open(file);
+    s.setRowAuthenticator(mac, chainHash);
+    await s.migrate();
+    await s.sealRows();
+    await s.commit([{ mutations: [], audit: [entry('a')] }], chainHash, now());
+    const db = new Database(file);
+    const head = db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: Buffer };
+    // The right shape, the JSON text null for details, and a hash that is not its own.
+    db.prepare("INSERT INTO audit (seq, ts, request_id, principal, operation, key_id, key_label, outcome, reason, details, prev_hash, hash, mac) VALUES (?,?,'x','unauthenticated','unseal',NULL,NULL,'ok',NULL,'null',?,?,NULL)").run(head.seq + 1, now(), head.hash, Buffer.alloc(32, 1));
+    db.close();
+    await assert.rejects(s.commit([{ mutations: [], audit: [entry('b')] }], chainHash, now()), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:audit_log');
+    await assert.rejects(s.verifiedHead(), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:audit_log');
+    await s.close();
+  } finally {
+    cleanup();
+  }
+});

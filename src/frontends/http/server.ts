@@ -130,6 +130,9 @@ function auditView(e: AuditEntry) {
     reason: e.reason,
     details: e.details,
     hash: bytesToHex(e.hash),
+    // false: written by a sealed daemon (no key, so no MAC); anyone able to write the
+    // database could have appended such an entry.
+    authenticated: e.mac != null,
   };
 }
 
