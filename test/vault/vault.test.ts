@@ -100,7 +100,7 @@ test('group commit: concurrent signs share transactions, and each is answered on
   const v = await makeVault();
   try {
     await v.vault.createKey(v.ctx(), { label: 'gc', algorithm: 'ed25519', exportable: false });
-    const committer = (v.vault as unknown as { deps: { committer: { stats: { transactions: number; units: number } } } }).deps.committer;
+    const committer = (v.vault as unknown as { core: { deps: { committer: { stats: { transactions: number; units: number } } } } }).core.deps.committer;
     const t0 = committer.stats.transactions;
     const u0 = committer.stats.units;
     const n = 64;
@@ -108,7 +108,7 @@ test('group commit: concurrent signs share transactions, and each is answered on
     assert.equal(results.length, n);
     const tx = committer.stats.transactions - t0;
     const units = committer.stats.units - u0;
-    assert.equal(units, 2 * n, 'a decided and an outcome unit per signature');
+    assert.equal(units, n, 'one unit (decision and outcome together) per signature');
     assert.ok(tx < units / 4, `expected batching: ${units} units in ${tx} transactions`);
     const entries = await v.store.auditAfter(0, 10_000);
     assert.equal(entries.filter((e) => e.operation === 'sign' && e.outcome === 'ok').length, n);
@@ -156,13 +156,15 @@ test('signs racing a destroy: none is answered after the destroy commits, and no
   const v = await makeVault();
   try {
     const k = await v.vault.createKey(v.ctx(), { label: 'racy', algorithm: 'ed25519', exportable: false });
-    // A backend that takes its time, as an HSM does, so the destroy lands between a sign's
-    // durable decision and its outcome.
-    const deps = (v.vault as unknown as { deps: { backend: Backend } }).deps;
+    // A backend that takes its time, as an HSM does, so the destroy lands while the
+    // signatures are made in memory and before their commit.
+    const deps = (v.vault as unknown as { core: { deps: { backend: Backend } } }).core.deps;
     const software = deps.backend;
+    let inBackend = 0;
     const slow: Backend = {
       name: 'software',
       sign: async (...args) => {
+        inBackend++;
         await new Promise((r) => setTimeout(r, 30));
         return software.sign(...args);
       },
@@ -176,14 +178,14 @@ test('signs racing a destroy: none is answered after the destroy commits, and no
         (e: CustosError) => e.code,
       ),
     );
-    while ((await v.store.auditHead()).seq < 2 + 20) await new Promise((r) => setImmediate(r));
+    while (inBackend < 20) await new Promise((r) => setImmediate(r));
     await v.vault.destroyKey(v.ctx(), 'racy');
     const outcomes = await Promise.all(signs);
     assert.deepEqual(new Set(outcomes), new Set(['key_destroyed']), 'every sign decided before the destroy but finishing after it is refused');
     const entries = await v.store.auditAfter(0, 10_000);
     const destroySeq = entries.find((e) => e.operation === 'destroy' && e.outcome === 'ok')!.seq;
     assert.deepEqual(entries.filter((e) => e.operation === 'sign' && e.outcome === 'ok'), [], 'a signature was released');
-    assert.equal(entries.filter((e) => e.operation === 'sign' && e.outcome === 'failed' && e.reason === 'key_destroyed' && e.seq > destroySeq).length, 20);
+    assert.equal(entries.filter((e) => e.operation === 'sign' && e.outcome === 'denied' && e.reason === 'key_destroyed' && e.seq > destroySeq).length, 20);
     const cache = ((software as Backends).get('software') as unknown as { cache: Map<string, unknown> }).cache;
     assert.equal(cache.has(k.id), false, 'the destroyed key is still prepared in memory');
   } finally {

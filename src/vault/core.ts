@@ -1,0 +1,241 @@
+/**
+ * What every capability of the vault shares (vault/keys, signing, consensus, wallet, admin):
+ * its dependencies, the audit entry of a request and of its refusal, the usable key a request
+ * names, the policy documents in force and their evaluation with the budgets they read, and
+ * the wait for approvals. The one step that makes a signature is vault/step.ts.
+ */
+import { createHash } from 'node:crypto';
+import { CustosError, isCustosError, markAudited } from '../core/errors.js';
+import type { Algorithm, AuditDraft, KeyRecord, Principal } from '../core/types.js';
+import type { Keyring } from '../keystore/keyring.js';
+import type { Backends } from '../backends/backend.js';
+import type { Store } from '../store/store.js';
+import { POLICY_GENERATION_ROW } from '../store/rows.js';
+import { PolicySet, type PolicyVersion } from '../policy/policy-set.js';
+import { type Evaluation } from '../policy/engine.js';
+import type { PayloadType, PolicyRequest, PsbtFacts, RuleState, SshFacts } from '../policy/model.js';
+import { policyKeyOf, stateScopes } from '../policy/engine.js';
+import { DerivationCache } from '../wallet/hd.js';
+import { Approvals } from './approvals.js';
+import type { GroupCommitter } from './commit.js';
+
+export const LABEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
+
+export const sha256hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+export const isKeyStateError = (e: unknown): e is CustosError => isCustosError(e) && (e.code === 'key_disabled' || e.code === 'key_destroyed');
+
+export function isExpired(k: Pick<KeyRecord, 'attributes'>, now = Date.now()): boolean {
+  const at = k.attributes.expires_at;
+  return typeof at === 'string' && Date.parse(at) <= now;
+}
+
+/**
+ * What the audit log records for a key reference that matched no key: the reference itself
+ * when it has the form of a label or id, else only its hash, so hostile input (control
+ * characters, escape sequences) never reaches a log reader's terminal.
+ */
+export function auditRef(ref: string): string {
+  return LABEL_RE.test(ref) ? ref : `sha256:${createHash('sha256').update(ref, 'utf8').digest('hex').slice(0, 32)}`;
+}
+
+export const notFound = (ref: string) => new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`);
+
+export interface VaultMetrics {
+  signed(algorithm: Algorithm): void;
+  denied(reason: string): void;
+  /** A protected row failed its MAC or count (store/rows.ts): the alert an operator pages on. */
+  integrityAlarm?(table: string, problem: string, pk: string): void;
+}
+
+export interface VaultDeps {
+  /** How long a request needing approval waits; the caller sees the deadline. */
+  approvalTimeoutMs?: number;
+  approvals?: Approvals;
+  store: Store;
+  keyring: Keyring;
+  backend: Backends;
+  committer: GroupCommitter;
+  metrics?: VaultMetrics;
+}
+
+/** Who asks, and the request id every audit entry of the request carries. */
+export interface Ctx {
+  principal: Principal;
+  requestId: string;
+}
+
+/** Meta rows: policy versions (`policy.<id>.<version, 8 digits>`) and rule state (`policy_state.<scope>`). */
+export const POLICY_PREFIX = 'policy.';
+export const STATE_PREFIX = 'policy_state.';
+export const POLICY_GENERATION = POLICY_GENERATION_ROW;
+export const policyRow = (v: Pick<PolicyVersion, 'id' | 'version'>): string => `${POLICY_PREFIX}${v.id}.${String(v.version).padStart(8, '0')}`;
+
+/** What a sign request is, for policy: the payload type and the facts rules may use. */
+export interface PolicySubject {
+  payloadType: PayloadType | null;
+  facts: Record<string, string>;
+  payload?: Uint8Array;
+  psbt?: PsbtFacts;
+  ssh?: SshFacts;
+  /** HD keys: the derivation paths signed with. */
+  paths?: number[][];
+}
+
+export class VaultCore {
+  readonly approvals: Approvals;
+  /** Intermediate HD nodes, wiped on eviction, on a key's disable or destroy, and at close. */
+  readonly hdCache = new DerivationCache({ maxNodes: 4096 });
+  /** A destroy could not truncate the WAL (a reader held it): retried at close. */
+  purgePending = false;
+
+  private policySet = new PolicySet();
+  /** The `policy_generation` value the set was loaded at; another process's upload bumps it. */
+  private policyGeneration: string | null = null;
+  private policiesLoaded = false;
+
+  constructor(readonly deps: VaultDeps) {
+    this.approvals = deps.approvals ?? new Approvals();
+  }
+
+  get store(): Store {
+    return this.deps.store;
+  }
+
+  get policies(): PolicySet {
+    return this.policySet;
+  }
+
+  /**
+   * Reloads the policy documents when another process (or this one) changed them: every
+   * upload and retirement bumps `policy_generation`, and decisions compare-and-set it, so a
+   * request is never decided on documents that were replaced meanwhile.
+   */
+  async currentPolicies(): Promise<{ set: PolicySet; generation: string | null }> {
+    const generation = await this.deps.store.getMeta(POLICY_GENERATION);
+    if (!this.policiesLoaded || generation !== this.policyGeneration) {
+      const rows = await this.deps.store.listMeta(POLICY_PREFIX);
+      try {
+        this.policySet = PolicySet.restore(rows.map((r) => JSON.parse(r.value) as PolicyVersion));
+      } catch (e) {
+        throw new CustosError('database_corrupt', `A stored policy document does not load (${(e as Error).message}); the database was altered. Restore it from a backup.`);
+      }
+      this.policyGeneration = generation;
+      this.policiesLoaded = true;
+    }
+    return { set: this.policySet, generation };
+  }
+
+  draft(ctx: Ctx, operation: string, key: { id: string | null; label: string | null }, outcome: AuditDraft['outcome'], reason: string | null, details: AuditDraft['details'] = {}): AuditDraft {
+    return { requestId: ctx.requestId, principal: ctx.principal.id, operation, keyId: key.id, keyLabel: key.label, outcome, reason, details };
+  }
+
+  /** Audits a refusal, then throws it. If even the refusal cannot be audited, that error wins. */
+  async refuse(ctx: Ctx, operation: string, key: { id: string | null; label: string | null }, err: CustosError, details: AuditDraft['details'] = {}): Promise<never> {
+    this.deps.metrics?.denied(err.fullCode);
+    await this.deps.committer.audit(this.draft(ctx, operation, key, 'denied', err.fullCode, details));
+    throw markAudited(err);
+  }
+
+  /** Audits an attempt that failed after it was decided (a backend error), then throws it. */
+  async fail(ctx: Ctx, operation: string, key: KeyRecord, e: unknown, details: AuditDraft['details'], what: string): Promise<never> {
+    const err = isCustosError(e) ? e : new CustosError('internal', what, { cause: e });
+    await this.deps.committer.audit(this.draft(ctx, operation, key, 'failed', err.fullCode, details));
+    throw markAudited(err);
+  }
+
+  /** Runs `f`; a CustosError it throws is refused (audited) as `operation` on `key`. */
+  async refuseOnError<T>(ctx: Ctx, operation: string, key: { id: string | null; label: string | null }, details: AuditDraft['details'], f: () => T | Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      if (isCustosError(e)) return this.refuse(ctx, operation, key, e, details);
+      throw e;
+    }
+  }
+
+  /** Finds a key by id or label, for an operation that needs it usable. */
+  async usableKey(ctx: Ctx, operation: string, ref: string): Promise<KeyRecord> {
+    let key: KeyRecord | null;
+    try {
+      key = await this.deps.store.findKey(ref);
+    } catch (e) {
+      // A key row edited outside Custos: never obeyed, and the refusal is on the record.
+      if (isCustosError(e) && e.code === 'database_corrupt') return this.refuse(ctx, operation, { id: null, label: auditRef(ref) }, e);
+      throw e;
+    }
+    if (!key) return this.refuse(ctx, operation, { id: null, label: auditRef(ref) }, notFound(ref));
+    if (key.state === 'destroyed') return this.refuse(ctx, operation, key, new CustosError('key_destroyed', `The key ${key.label} was destroyed; it can no longer be used.`));
+    if (key.state === 'disabled') return this.refuse(ctx, operation, key, new CustosError('key_disabled', `The key ${key.label} is disabled; enable it first.`));
+    if (isExpired(key)) return this.refuse(ctx, operation, key, new CustosError('key_expired', `The key ${key.label} expired at ${key.attributes.expires_at}; it is destroyed shortly.`));
+    return key;
+  }
+
+  /**
+   * A key as stored. Its row's MAC (checked by the store) covers every field, so nothing is
+   * decrypted to show it: listing a thousand keys opens no envelope.
+   */
+  async getKey(ref: string): Promise<KeyRecord> {
+    const key = await this.deps.store.findKey(ref);
+    if (!key) throw notFound(ref);
+    return key;
+  }
+
+  /**
+   * Waits for `required` distinct approvals of this operation, or throws
+   * `policy_denied:approval` on a denial or when the deadline passes. Audited both ways.
+   */
+  async awaitApproval(ctx: Ctx, key: KeyRecord, operation: string, required: number, summary: Record<string, string>, details: AuditDraft['details'], approvers: string[] = []): Promise<string[]> {
+    const { request, outcome } = this.approvals.open(
+      { requester: ctx.principal.id, keyId: key.id, keyLabel: key.label, operation, summary, required: Math.max(1, required), approvers },
+      this.deps.approvalTimeoutMs ?? 60_000,
+    );
+    await this.deps.committer.audit(this.draft(ctx, operation, key, 'decided', 'approval_pending', { ...details, approval_id: request.id }));
+    const o = await outcome;
+    if (o !== 'approved') {
+      const why = o === 'denied' ? 'An approver denied this request.' : `Nobody approved this request before ${request.expiresAt}.`;
+      return this.refuse(ctx, operation, key, new CustosError('policy_denied', why, { tag: 'approval' }), { ...details, approval_id: request.id, approval: o });
+    }
+    return [...request.approvedBy];
+  }
+
+  /** The policy request for a key and subject, at `now`. */
+  policyRequest(ctx: Ctx, key: KeyRecord, operation: 'sign' | 'export', subject: PolicySubject, approvedBy?: string[]): PolicyRequest {
+    return {
+      principal: ctx.principal,
+      key: policyKeyOf(key),
+      operation,
+      payloadType: subject.payloadType,
+      now: new Date(),
+      facts: subject.facts,
+      ...(subject.payload ? { payload: subject.payload } : {}),
+      ...(subject.psbt ? { psbt: subject.psbt } : {}),
+      ...(subject.ssh ? { ssh: subject.ssh } : {}),
+      ...(subject.paths ? { paths: subject.paths } : {}),
+      ...(approvedBy ? { approvedBy } : {}),
+    };
+  }
+
+  /** Evaluates the policies in force with their committed state; returns the raw state read, for compare-and-set. */
+  async evaluatePolicies(req: PolicyRequest, set: PolicySet = this.policySet): Promise<{ ev: Evaluation; raw: Map<string, string | null> }> {
+    const policies = set.forKey(req.key);
+    const raw = new Map<string, string | null>();
+    for (const scope of stateScopes(policies, req)) raw.set(scope, await this.deps.store.getMeta(STATE_PREFIX + scope));
+    const read = (scope: string): RuleState | undefined => {
+      const v = raw.get(scope);
+      if (v === undefined || v === null) return undefined;
+      try {
+        return JSON.parse(v) as RuleState;
+      } catch {
+        throw new CustosError('database_corrupt', `The stored policy state ${scope} is not JSON; the database was altered.`);
+      }
+    };
+    return { ev: set.evaluate(req, read), raw };
+  }
+
+  /** Drops what this process holds prepared for a key (its signer, its HD nodes). */
+  forgetKey(keyId: string): void {
+    this.deps.backend.forget(keyId);
+    this.hdCache.forget(keyId);
+  }
+}

@@ -1,0 +1,350 @@
+/**
+ * Keys: creation (in this process or inside a PKCS#11 token), import, adoption of token
+ * objects, purpose, enable and disable, destroy, and listing. Every change is one durable
+ * transaction with its audit entry; refusals are audited.
+ */
+import { randomBytes } from 'node:crypto';
+import { CustosError, isCustosError } from '../core/errors.js';
+import { isKeyPurpose, KEY_PURPOSES, purposeOf, type KeyPurpose } from '../core/purpose.js';
+import { wipe } from '../core/bytes.js';
+import type { Algorithm, AuditDraft, KeyAttributes, KeyRecord, Principal } from '../core/types.js';
+import { ALGORITHM_INFO, generateSecret, publicKeyFromSecret, spkiPem } from '../crypto/algorithms.js';
+import { encodeOpenSshPublicKey } from '../crypto/openssh.js';
+import { importSecret, type ImportFormat } from '../keystore/import.js';
+import { Pkcs11Backend } from '../backends/pkcs11/backend.js';
+import { auditRef, isExpired, notFound, sha256hex, LABEL_RE, type Ctx, type VaultCore } from './core.js';
+
+const ID_PREFIX = 'key_';
+const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
+
+/** A stable key id: `key_` and 26 base32 characters (130 random bits). */
+export function newKeyId(): string {
+  const b = randomBytes(26);
+  let s = ID_PREFIX;
+  for (const x of b) s += BASE32[x & 31];
+  return s;
+}
+
+export function checkLabel(label: string): void {
+  if (!LABEL_RE.test(label) || label.startsWith(ID_PREFIX)) {
+    throw new CustosError('invalid_label', 'A label is 1–64 characters from A–Z a–z 0–9 . _ : @ -, starts with a letter or digit, and does not start with "key_" (reserved for key ids).');
+  }
+}
+
+const ATTR_KEY_RE = /^[a-z][a-z0-9_.-]{0,63}$/;
+
+function checkAttributes(a: KeyAttributes): void {
+  const entries = Object.entries(a);
+  if (entries.length > 32) throw new CustosError('bad_request', 'A key has at most 32 attributes.');
+  for (const [k, v] of entries) {
+    if (!ATTR_KEY_RE.test(k)) throw new CustosError('bad_request', `Attribute name "${k.slice(0, 64)}" is not valid.`);
+    if (typeof v === 'string' && v.length > 8192) throw new CustosError('bad_request', `Attribute ${k} is longer than 8192 characters.`);
+  }
+  if (a.expires_at !== undefined && (typeof a.expires_at !== 'string' || Number.isNaN(Date.parse(a.expires_at)))) {
+    throw new CustosError('bad_request', 'expires_at must be an ISO 8601 time.');
+  }
+  if (a.purpose !== undefined && (typeof a.purpose !== 'string' || !isKeyPurpose(a.purpose))) {
+    throw new CustosError('bad_request', `purpose must be one of ${KEY_PURPOSES.join(', ')}.`);
+  }
+}
+
+/** Algorithms each purpose can use: a consensus key is what CometBFT accepts, and so on. */
+const PURPOSE_ALGORITHMS: Record<Exclude<KeyPurpose, 'legacy'>, readonly Algorithm[] | null> = {
+  general: null,
+  // ed25519-expanded: Tor keys added over the agent protocol (signed by blob, never for logins).
+  ssh: ['ed25519', 'ed25519-expanded', 'p256', 'rsa-2048', 'rsa-3072', 'rsa-4096'],
+  consensus: ['ed25519', 'ed25519-expanded', 'secp256k1'],
+  bitcoin: ['secp256k1', 'secp256k1-bip340'],
+};
+
+/** The purpose a new key gets: the one asked for, else what its origin implies. */
+export function choosePurpose(algorithm: Algorithm, asked: string | undefined, fallback: Exclude<KeyPurpose, 'legacy'>): Exclude<KeyPurpose, 'legacy'> {
+  const p = asked ?? fallback;
+  if (!isKeyPurpose(p)) throw new CustosError('bad_request', `purpose must be one of ${KEY_PURPOSES.join(', ')}.`);
+  const allowed = PURPOSE_ALGORITHMS[p];
+  if (allowed && !allowed.includes(algorithm)) throw new CustosError('bad_request', `A ${p} key is ${allowed.join(', ')}; ${algorithm} cannot be one.`);
+  return p;
+}
+
+export interface PublicKeyFormats {
+  raw: Uint8Array;
+  spkiPem: string;
+  /** `authorized_keys` line, for algorithms SSH has. */
+  openssh: string | null;
+}
+
+export function publicKeyFormats(k: Pick<KeyRecord, 'algorithm' | 'publicKey' | 'label'>): PublicKeyFormats {
+  let openssh: string | null = null;
+  if (k.algorithm === 'ed25519' || k.algorithm === 'ed25519-expanded') openssh = encodeOpenSshPublicKey({ algorithm: 'ed25519', publicKey: k.publicKey }, k.label);
+  else if (k.algorithm === 'p256') openssh = encodeOpenSshPublicKey({ algorithm: 'p256', publicKey: k.publicKey }, k.label);
+  else if (ALGORITHM_INFO[k.algorithm].family === 'rsa') openssh = encodeOpenSshPublicKey({ algorithm: 'rsa', spki: k.publicKey }, k.label);
+  return { raw: k.publicKey, spkiPem: spkiPem(k.algorithm, k.publicKey), openssh };
+}
+
+export class Keys {
+  constructor(private readonly core: VaultCore) {}
+
+  /**
+   * All keys; one whose row fails its MAC (edited outside Custos) is listed with
+   * `corrupt: true`, not hidden. The MAC covers every field, so no envelope is opened.
+   */
+  async listKeys(): Promise<Array<KeyRecord & { corrupt?: true }>> {
+    return (await this.core.deps.store.listKeys()).map((k) => {
+      if (!k.tampered) return k;
+      const { tampered: _t, ...rest } = k;
+      return { ...rest, corrupt: true as const };
+    });
+  }
+
+  async storeNewKey(
+    ctx: Ctx,
+    operation: 'create' | 'import' | 'adopt',
+    label: string,
+    algorithm: Algorithm,
+    material: { secret: Uint8Array } | { publicKey: Uint8Array; sealed: Uint8Array },
+    exportable: boolean,
+    attributes: KeyAttributes = {},
+  ): Promise<KeyRecord> {
+    if (attributes.purpose === undefined) attributes = { ...attributes, purpose: 'general' };
+    checkAttributes(attributes);
+    const now = new Date().toISOString();
+    const key: KeyRecord = {
+      id: newKeyId(),
+      label,
+      algorithm,
+      publicKey: 'secret' in material ? publicKeyFromSecret(algorithm, material.secret) : material.publicKey,
+      state: 'active',
+      exportable,
+      origin: operation === 'create' ? 'generated' : 'imported',
+      version: 1,
+      createdAt: now,
+      updatedAt: now,
+      sealed: null,
+      attributes,
+    };
+    key.sealed = this.core.deps.keyring.sealSecret(key, 'secret' in material ? material.secret : material.sealed);
+    const backend = attributes.backend;
+    try {
+      await this.core.deps.committer.commit({
+        mutations: [{ kind: 'insertKey', key }],
+        audit: [this.core.draft(ctx, operation, key, 'ok', null, { algorithm, exportable, purpose: String(attributes.purpose), public_key_sha256: sha256hex(key.publicKey), ...(typeof backend === 'string' ? { backend, pkcs11_kind: String(attributes['pkcs11.kind']) } : {}) })],
+      });
+    } catch (e) {
+      if (isCustosError(e) && e.code === 'label_taken') return this.core.refuse(ctx, operation, { id: null, label }, e);
+      throw e;
+    }
+    return key;
+  }
+
+  /** The backend a key is to be created in: `software` (default) or a configured `pkcs11:<name>`. */
+  backendFor(name: string | undefined) {
+    if (name === undefined || name === 'software') return null;
+    const b = this.core.deps.backend.get(name);
+    if (!b?.generate) throw new CustosError('bad_request', `No backend "${name.slice(0, 80)}" is configured here (backends: ${this.core.deps.backend.names().join(', ')}).`);
+    return b;
+  }
+
+  /**
+   * Generates a key: in this process (software), or inside a PKCS#11 token (`backend`
+   * `pkcs11:<name>`), where `wrapped` keeps it as a token-wrapped blob in the database
+   * instead of a token object. HSM keys are never exportable.
+   */
+  async createKey(ctx: Ctx, req: { label: string; algorithm: Algorithm; exportable: boolean; attributes?: KeyAttributes; backend?: string; wrapped?: boolean; purpose?: string }): Promise<KeyRecord> {
+    checkLabel(req.label);
+    const purpose = choosePurpose(req.algorithm, req.purpose ?? (req.attributes?.purpose as string | undefined), 'general');
+    req = { ...req, attributes: { ...req.attributes, purpose } };
+    const backend = this.backendFor(req.backend);
+    if (backend) {
+      if (req.exportable) throw new CustosError('bad_request', 'A key held by an HSM is never exportable; create it without exportable.');
+      const g = await backend.generate!(req.algorithm, req.label, { wrapped: req.wrapped === true });
+      try {
+        return await this.storeNewKey(ctx, 'create', req.label, req.algorithm, { publicKey: g.publicKey, sealed: g.material }, false, { ...req.attributes, ...g.attributes });
+      } catch (e) {
+        // Not recorded (label taken, storage down): do not leave an orphan object on the token.
+        await backend.destroy?.({ attributes: g.attributes } as KeyRecord).catch(() => undefined);
+        throw e;
+      } finally {
+        wipe(g.material);
+      }
+    }
+    if (req.wrapped) throw new CustosError('bad_request', 'wrapped applies to keys created in a PKCS#11 backend.');
+    const secret = await generateSecret(req.algorithm);
+    try {
+      return await this.storeNewKey(ctx, 'create', req.label, req.algorithm, { secret }, req.exportable, req.attributes);
+    } finally {
+      wipe(secret);
+    }
+  }
+
+  /** The private keys on a PKCS#11 token, with the vault key (if any) each is recorded as: what `adopt` can take. */
+  async tokenObjects(backendName: string): Promise<Array<{ id: string; label: string; algorithm: Algorithm | null; extractable: boolean; sensitive: boolean; vaultKey: string | null }>> {
+    const backend = this.backendFor(backendName);
+    if (!(backend instanceof Pkcs11Backend)) throw new CustosError('bad_request', 'Listing objects needs a PKCS#11 backend (pkcs11:<name>).');
+    const objects = await backend.listObjects();
+    const keys = (await this.core.deps.store.listKeys()).filter((k) => k.state !== 'destroyed' && k.attributes.backend === backendName);
+    return objects.map((o) => {
+      const id = Buffer.from(o.id).toString('hex');
+      return { id, label: o.label, algorithm: o.algorithm, extractable: o.extractable, sensitive: o.sensitive, vaultKey: keys.find((k) => k.attributes['pkcs11.id'] === id)?.label ?? null };
+    });
+  }
+
+  /** Takes a key that already exists on a PKCS#11 token (by CKA_LABEL or CKA_ID) under the vault's policy and audit. */
+  async adoptKey(ctx: Ctx, req: { label: string; backend: string; objectLabel?: string; objectId?: string; purpose?: string }): Promise<KeyRecord> {
+    checkLabel(req.label);
+    const backend = this.backendFor(req.backend);
+    if (!(backend instanceof Pkcs11Backend)) throw new CustosError('bad_request', 'Adopting needs a PKCS#11 backend (--backend pkcs11:<name>).');
+    try {
+      const a = await backend.adopt({ objectLabel: req.objectLabel, objectId: req.objectId });
+      const twin = (await this.core.deps.store.listKeys()).find((k) => k.state !== 'destroyed' && k.attributes.backend === a.attributes.backend && k.attributes['pkcs11.id'] === a.attributes['pkcs11.id']);
+      if (twin) throw new CustosError('label_taken', `That token object is already in the vault as ${twin.label}; one object, one key record (so its budgets and policies cannot be split).`);
+      const purpose = choosePurpose(a.algorithm, req.purpose, 'general');
+      return await this.storeNewKey(ctx, 'adopt', req.label, a.algorithm, { publicKey: a.publicKey, sealed: a.material }, false, { ...a.attributes, purpose });
+    } catch (e) {
+      if (isCustosError(e) && e.code !== 'label_taken') return this.core.refuse(ctx, 'adopt', { id: null, label: req.label }, e, { backend: req.backend });
+      throw e;
+    }
+  }
+
+  /**
+   * Gives a key made before purposes existed (`legacy`) its one purpose, once: the envelope is
+   * sealed again with the new attribute bound into it, and the change is audited. A key that
+   * already has a purpose keeps it: purposes are fixed at creation.
+   */
+  async setPurpose(ctx: Ctx, ref: string, purpose: string, details: AuditDraft['details'] = {}): Promise<KeyRecord> {
+    const key = await this.core.deps.store.findKey(ref);
+    if (!key) return this.core.refuse(ctx, 'set_purpose', { id: null, label: auditRef(ref) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
+    const current = purposeOf(key);
+    try {
+      if (key.state === 'destroyed') throw new CustosError('key_destroyed', `The key ${key.label} was destroyed.`);
+      if (current !== 'legacy') throw new CustosError('key_purpose', `The key ${key.label} is a ${current} key: a purpose is fixed at creation and never changes. Create a new key for the other use.`);
+      choosePurpose(key.algorithm, purpose, 'general');
+      if (purpose === 'bitcoin' && key.attributes.hd === 'slip10') throw new CustosError('bad_request', 'A SLIP-10 ed25519 HD key cannot be a bitcoin key.');
+      if (key.attributes.hd !== undefined && purpose !== 'bitcoin' && purpose !== 'general') throw new CustosError('bad_request', 'An HD key is a bitcoin or a general key.');
+    } catch (e) {
+      if (isCustosError(e)) return this.core.refuse(ctx, 'set_purpose', key, e, { purpose: purpose.slice(0, 32) });
+      throw e;
+    }
+    const attributes = { ...key.attributes, purpose };
+    const next = { ...key, attributes, version: key.version + 1 };
+    const secret = this.core.deps.keyring.openSecret(key);
+    let sealed: Uint8Array;
+    try {
+      sealed = this.core.deps.keyring.sealSecret(next, secret);
+    } finally {
+      wipe(secret);
+    }
+    const now = new Date().toISOString();
+    await this.core.deps.committer.commit({
+      mutations: [{ kind: 'rewrapKey', id: key.id, expectedVersion: key.version, version: next.version, attributes, sealed, updatedAt: now }],
+      audit: [this.core.draft(ctx, 'set_purpose', key, 'ok', null, { ...details, from: 'legacy', purpose })],
+    });
+    this.core.deps.backend.forget(key.id);
+    this.core.hdCache.forget(key.id);
+    return { ...next, sealed, updatedAt: now };
+  }
+
+  /**
+   * At open: a legacy key that has ever signed a consensus vote (it has a watermark) becomes a
+   * consensus key, so that from now on it signs nothing its watermark does not see. Other
+   * legacy keys keep every use they had, except consensus signing (see core/purpose.ts).
+   */
+  async migratePurposes(): Promise<number> {
+    const marked = new Set((await this.core.deps.store.listWatermarks()).map((w) => w.keyId));
+    let n = 0;
+    for (const k of await this.core.deps.store.listKeys()) {
+      if (k.tampered || k.state === 'destroyed' || purposeOf(k) !== 'legacy' || !marked.has(k.id)) continue;
+      try {
+        await this.setPurpose({ principal: { id: 'system', kind: 'system' }, requestId: `purpose-${k.id}` }, k.id, 'consensus', { migrated: true, reason: 'has a consensus watermark' });
+        n++;
+      } catch (e) {
+        // Another process starting at the same moment migrated it first.
+        if (isCustosError(e) && (e.tag === 'key_moved' || e.code === 'key_purpose')) continue;
+        throw e;
+      }
+    }
+    return n;
+  }
+
+  /** `material` is wiped here once read. */
+  async importKey(ctx: Ctx, req: { label: string; algorithm?: Algorithm; format: ImportFormat; material: Uint8Array; exportable: boolean; attributes?: KeyAttributes; purpose?: string }): Promise<KeyRecord> {
+    let imported;
+    let purpose: string;
+    try {
+      checkLabel(req.label);
+      imported = importSecret(req.format, req.material, req.algorithm);
+      // A priv_validator_key.json is a consensus key unless the operator says otherwise.
+      purpose = choosePurpose(imported.algorithm, req.purpose ?? (req.attributes?.purpose as string | undefined), req.format === 'cometbft' ? 'consensus' : 'general');
+    } catch (e) {
+      wipe(imported?.secret);
+      if (isCustosError(e) && e.code !== 'invalid_label') return this.core.refuse(ctx, 'import', { id: null, label: req.label }, e, { format: req.format });
+      throw e;
+    } finally {
+      wipe(req.material);
+    }
+    try {
+      return await this.storeNewKey(ctx, 'import', req.label, imported.algorithm, { secret: imported.secret }, req.exportable, { ...req.attributes, purpose });
+    } finally {
+      wipe(imported.secret);
+    }
+  }
+
+  async setEnabled(ctx: Ctx, ref: string, enabled: boolean): Promise<KeyRecord> {
+    const operation = enabled ? 'enable' : 'disable';
+    const key = await this.core.deps.store.findKey(ref);
+    if (!key) return this.core.refuse(ctx, operation, { id: null, label: auditRef(ref) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
+    if (key.state === 'destroyed') return this.core.refuse(ctx, operation, key, new CustosError('key_destroyed', `The key ${key.label} was destroyed.`));
+    const now = new Date().toISOString();
+    await this.core.deps.committer.commit({
+      mutations: [{ kind: 'setKeyState', id: key.id, state: enabled ? 'active' : 'disabled', updatedAt: now }],
+      audit: [this.core.draft(ctx, operation, key, 'ok', null)],
+    });
+    if (!enabled) {
+      this.core.deps.backend.forget(key.id);
+      this.core.hdCache.forget(key.id);
+    }
+    return { ...key, state: enabled ? 'active' : 'disabled', updatedAt: now };
+  }
+
+  async destroyKey(ctx: Ctx, ref: string): Promise<KeyRecord> {
+    const key = await this.core.deps.store.findKey(ref);
+    if (!key) return this.core.refuse(ctx, 'destroy', { id: null, label: auditRef(ref) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
+    if (key.state === 'destroyed') return this.core.refuse(ctx, 'destroy', key, new CustosError('key_destroyed', `The key ${key.label} was already destroyed.`));
+    this.core.deps.backend.forget(key.id);
+    this.core.hdCache.forget(key.id);
+    const now = new Date().toISOString();
+    await this.core.deps.committer.commit({
+      mutations: [{ kind: 'destroyKey', id: key.id, updatedAt: now }],
+      audit: [this.core.draft(ctx, 'destroy', key, 'ok', null)],
+    });
+    this.core.deps.backend.forget(key.id);
+    // The record is destroyed first (so no state has an active key without its object), then
+    // the token object. An adopted object predates the vault and stays on the token. If the
+    // token cannot delete it now, the audit log says so and the vault can never use it again.
+    if (key.attributes['pkcs11.adopted'] !== true) {
+      try {
+        await this.core.deps.backend.destroy(key);
+      } catch (e) {
+        await this.core.deps.committer.audit(this.core.draft(ctx, 'destroy_token_object', key, 'failed', isCustosError(e) ? e.fullCode : 'internal', { backend: String(key.attributes.backend ?? '') })).catch(() => undefined);
+      }
+    }
+    // The destroy is committed; wiping the old bytes out of the WAL is best effort here and
+    // retried at shutdown (a reader holding the WAL open can postpone it).
+    this.core.purgePending = !(await this.core.deps.store.purgeFreed().catch(() => false));
+    return { ...key, state: 'destroyed', sealed: null, updatedAt: now };
+  }
+
+  /**
+   * Destroys every key whose `expires_at` has passed (ssh-agent lifetime constraints, say);
+   * run at open and periodically, so an expired key is gone across restarts too.
+   */
+  async destroyExpired(principal: Principal): Promise<number> {
+    let n = 0;
+    for (const k of await this.core.deps.store.listKeys()) {
+      if (k.state !== 'destroyed' && isExpired(k)) {
+        await this.destroyKey({ principal, requestId: `expire-${k.id}` }, k.id).catch(() => undefined);
+        n++;
+      }
+    }
+    return n;
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * The one step that makes a signature leave the vault, for every front end and backend (raw
+ * and digest payloads, HD children, PSBT inputs, consensus votes, wrapped exports):
+ *
+ *   decide  policy documents in force (deny, approvals, budgets) and a confirm key's person;
+ *   sign    in memory: nothing is released;
+ *   commit  ONE durable transaction: the key still active, the policy generation and every
+ *           budget the decision spends (compare-and-set on what was read), the state the
+ *           operation moves (a consensus watermark), the `decided` and `ok` audit entries;
+ *   release only now the answer leaves.
+ *
+ * Persist before release (DESIGN.md): a crash before the commit loses the signature and
+ * nothing else. A refused compare-and-set (another request or process spent the budget,
+ * moved the watermark, changed the policies) drops the signature unreleased and decides again
+ * from fresh state; a key disabled or destroyed meanwhile drops it for good. Refusals are
+ * audited; group commit shares one fsync among concurrent requests.
+ */
+import { CustosError, isCustosError } from '../core/errors.js';
+import type { AuditDraft, KeyRecord } from '../core/types.js';
+import { policyKeyOf } from '../policy/engine.js';
+import type { StateMutation } from '../store/store.js';
+import { isKeyStateError, POLICY_GENERATION, STATE_PREFIX, type Ctx, type PolicySubject, type VaultCore } from './core.js';
+
+export interface SignStep<T> {
+  ctx: Ctx;
+  key: KeyRecord;
+  /** What policy sees: `sign` or `export`; also the operation of the `decided` entry. */
+  operation: 'sign' | 'export';
+  /** The operation of the `ok` entry (`sign_psbt` for a PSBT), when it differs. */
+  outcomeOperation?: string;
+  subject: PolicySubject;
+  details: AuditDraft['details'];
+  /** A validator cannot wait for people: a rule asking for approval refuses instead. */
+  noApprovals?: boolean;
+  /**
+   * Read fresh at every attempt, before the policy decision: either an answer that needs no
+   * new signature (a consensus signature reused), or the state mutations the commit must
+   * make with the signature (a watermark moved by compare-and-set on what was read).
+   */
+  prepare?: () => Promise<{ done: T } | { mutations: (t: T) => StateMutation[] } | undefined>;
+  /** Makes the signature (or the wrapped export) in memory. */
+  produce: () => Promise<T>;
+  /** What the `ok` entry adds about the result (a hash of the signature, never the secret). */
+  outcome: (t: T) => AuditDraft['details'];
+}
+
+/** Retries when concurrent requests keep winning the compare-and-set. */
+const ATTEMPTS = 8;
+
+export async function decideSignCommit<T>(core: VaultCore, s: SignStep<T>): Promise<T> {
+  const { ctx, key, operation, details } = s;
+  const okOperation = s.outcomeOperation ?? operation;
+  let approvedBy: string[] | undefined;
+  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+    const prepared = s.prepare ? await s.prepare() : undefined;
+    if (prepared && 'done' in prepared) return prepared.done;
+    const mutations = await decide(core, s, approvedBy, (a) => (approvedBy = a));
+    let result: T;
+    try {
+      result = await s.produce();
+    } catch (e) {
+      return core.fail(ctx, okOperation, key, e, details, 'The backend failed to sign.');
+    }
+    const decided = core.draft(ctx, operation, key, 'decided', null, approvedBy ? { ...details, approved_by: approvedBy.join(',') } : details);
+    const ok = core.draft(ctx, okOperation, key, 'ok', null, { ...details, ...s.outcome(result) });
+    try {
+      await core.deps.committer.commit({
+        mutations: [{ kind: 'assertKeyActive', id: key.id }, ...mutations, ...(prepared ? prepared.mutations(result) : [])],
+        audit: [decided, ok],
+      });
+    } catch (e) {
+      // Another request or process won a compare-and-set: this signature is dropped, unreleased.
+      if (isCustosError(e) && (e.tag === 'meta_moved' || e.tag === 'watermark_moved')) continue;
+      if (isKeyStateError(e)) {
+        core.forgetKey(key.id);
+        return core.refuse(ctx, okOperation, key, e, details);
+      }
+      if (isCustosError(e) && e.code === 'policy_denied') return core.refuse(ctx, okOperation, key, e, details);
+      throw e;
+    }
+    core.deps.metrics?.signed(key.algorithm);
+    return result;
+  }
+  throw new CustosError('storage_unavailable', 'The policy state or the watermark kept changing under concurrent requests; retry.');
+}
+
+/**
+ * The decision: the documents in force with the budgets they read, approvals when they ask
+ * (once per request: a retry keeps the approvers' answers), a confirm key's person. Returns
+ * the compare-and-set mutations the commit must hold; refusals are audited and thrown.
+ */
+async function decide<T>(core: VaultCore, s: SignStep<T>, approvedBy: string[] | undefined, approved: (a: string[]) => void): Promise<StateMutation[]> {
+  const { ctx, key, operation, subject, details } = s;
+  const { set, generation } = await core.currentPolicies();
+  // The documents this decision rests on must still be the ones in force at commit.
+  const mutations: StateMutation[] = [{ kind: 'compareAndSetMeta', name: POLICY_GENERATION, expected: generation, value: generation }];
+  if (set.forKey(policyKeyOf(key)).length > 0) {
+    let { ev, raw } = await core.evaluatePolicies(core.policyRequest(ctx, key, operation, subject, approvedBy), set);
+    if (ev.decision.kind === 'needs_approval' && s.noApprovals) {
+      return core.refuse(ctx, operation, key, new CustosError('policy_denied', 'A consensus signature cannot wait for approvals; the policy asks for them.', { tag: 'approval' }), details);
+    }
+    if (ev.decision.kind === 'needs_approval' && approvedBy === undefined) {
+      const summary = {
+        ...subject.facts,
+        ...(subject.psbt
+          ? { sent_externally_sats: subject.psbt.sentExternally.toString(), fee_sats: subject.psbt.fee.toString(), destinations: subject.psbt.outputs.filter((o) => !o.isChange).map((o) => o.address ?? '(no address)').join(' ') }
+          : {}),
+      };
+      approvedBy = await core.awaitApproval(ctx, key, operation, ev.decision.required, summary, details, ev.decision.approvers);
+      approved(approvedBy);
+      // Decide again with the approvers' answers and the budgets as they are now.
+      ({ ev, raw } = await core.evaluatePolicies(core.policyRequest(ctx, key, operation, subject, approvedBy), set));
+    }
+    if (ev.decision.kind === 'deny') return core.refuse(ctx, operation, key, new CustosError('policy_denied', ev.decision.reason, { tag: ev.decision.tag }), details);
+    if (ev.decision.kind === 'needs_approval') return core.refuse(ctx, operation, key, new CustosError('policy_denied', 'The approvals given do not satisfy the policy.', { tag: 'approval' }), details);
+    for (const u of ev.stateUpdates) mutations.push({ kind: 'compareAndSetMeta', name: STATE_PREFIX + u.scope, expected: raw.get(u.scope) ?? null, value: JSON.stringify(u.state) });
+  }
+  // A key added with a confirm constraint (ssh-add -c) needs a person's yes for every use.
+  if (approvedBy === undefined && key.attributes.confirm === true && !s.noApprovals) approved(await core.awaitApproval(ctx, key, operation, 1, subject.facts, details));
+  return mutations;
+}
