@@ -322,6 +322,8 @@ export class SqliteStore implements Store {
         if (!cols.some((c) => c.name === 'mac')) this.db.exec(`ALTER TABLE ${t} ADD COLUMN mac BLOB`);
         if ((WSEQ_TABLES as readonly string[]).includes(t) && !cols.some((c) => c.name === 'wseq')) this.db.exec(`ALTER TABLE ${t} ADD COLUMN wseq INTEGER`);
       }
+      // keysVersion() in O(log n): front ends re-index their keys only when one changed.
+      this.db.exec('CREATE INDEX IF NOT EXISTS keys_wseq ON keys(wseq)');
       const v = this.stmt("SELECT value FROM meta WHERE name='schema_version'").get() as { value: string } | undefined;
       if (!v) {
         // Only a new file has no version: in a vault's database its absence is an edit.
@@ -687,6 +689,10 @@ export class SqliteStore implements Store {
       const r = this.stmt('SELECT * FROM keys WHERE id = ? OR label = ? ORDER BY id = ? DESC LIMIT 1').get(ref, ref, ref) as KeyRow | undefined;
       return r ? this.checkedKey(r) : null;
     });
+  }
+
+  async keysVersion(): Promise<number | null> {
+    return this.run(() => (this.stmt('SELECT max(wseq) AS v FROM keys').get() as { v: number | null }).v);
   }
 
   /**

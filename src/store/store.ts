@@ -124,6 +124,12 @@ export interface Store {
   setMeta(name: string, value: string | null): Promise<void>;
   /** By stable id or by label. */
   findKey(ref: string): Promise<KeyRecord | null>;
+  /**
+   * A number that changes whenever any key row changes, in any process (the highest write
+   * sequence of the keys table), or null without row MACs: what a front end's key index is
+   * valid for.
+   */
+  keysVersion(): Promise<number | null>;
   /** Every key; a row failing its MAC comes back with `tampered: true` (never usable). */
   listKeys(): Promise<Array<KeyRecord & { tampered?: true }>>;
   findToken(hash: Uint8Array): Promise<ApiToken | null>;

@@ -113,6 +113,8 @@ export class SshAgent {
   private nextConn = 1;
   /** SSH key blobs by key id and version: computing one (RSA especially) costs more than a signature. */
   private readonly blobs = new Map<string, Uint8Array>();
+  /** What the socket offers, valid for one key version and one set of hidden keys (identities()). */
+  private offered: { version: number; hidden: string; list: Identity[] } | null = null;
   private sweeper: NodeJS.Timeout | null = null;
   /** Matched keys whose purpose keeps them off this socket, already named in the log. */
   private readonly purposeReported = new Set<string>();
@@ -258,7 +260,7 @@ export class SshAgent {
         if (this.lock) return { type: 'identities_answer', identities: [] };
         // Tor's expanded keys are signed with by key blob; they are never offered to SSH
         // clients, which would try them for logins.
-        const ids = (await this.identities(conn, true)).filter((i) => i.key.algorithm !== 'ed25519-expanded');
+        const ids = (await this.identities(conn)).filter((i) => i.key.algorithm !== 'ed25519-expanded');
         // The answer must fit what clients accept (OpenSSH: 2048 identities, 256 KiB).
         const listed: Array<{ keyBlob: Uint8Array; comment: string }> = [];
         let bytes = 9;
@@ -365,19 +367,31 @@ export class SshAgent {
   }
 
   /**
-   * The keys this socket offers, freshest state from the vault; on a connection with session
+   * The keys this socket offers, as the vault holds them now; on a connection with session
    * binds, destination-restricted keys only where their constraints allow (as OpenSSH hides
-   * them from lists and from removal).
+   * them from lists and from removal). The list is built once and kept while no key row
+   * changed in any process (the store's key version) and the socket hides the same keys, so a
+   * request costs one indexed query, not a scan of every key.
    */
-  private async identities(conn: Connection | null, forListing = false): Promise<Identity[]> {
+  private async identities(conn: Connection | null): Promise<Identity[]> {
+    const hiddenRow = await this.vault.hiddenForAgent(this.config.name);
+    const hiddenKey = [...hiddenRow].sort().join(',');
+    const version = await this.vault.store.keysVersion();
+    let all = this.offered;
+    if (!all || version === null || all.version !== version || all.hidden !== hiddenKey) {
+      all = { version: version ?? -1, hidden: hiddenKey, list: await this.buildIdentities(hiddenRow) };
+      this.offered = version === null ? null : all;
+    }
+    // Expiry is a matter of time, not of rows: checked at every request (ssh-add -t lifetimes).
+    const now = Date.now();
+    return all.list.filter((i) => !isExpired(i.key, now) && (!conn || !i.destinations || identityPermitted(i.destinations, conn.binds, conn.bindAttempted, null)));
+  }
+
+  /** Every key this socket may offer, before any connection's destination constraints. */
+  private async buildIdentities(hidden: Set<string>): Promise<Identity[]> {
     const out: Identity[] = [];
-    const hidden = await this.vault.hiddenForAgent(this.config.name);
-    // A listing shows public keys, so it authenticates every record (vault.listKeys); to find
-    // the key of a sign or remove request the stored records suffice, because the vault opens
-    // (and so authenticates) the envelope of the one key it then uses.
-    const keys = forListing ? await this.vault.listKeys() : await this.vault.store.listKeys();
-    for (const k of keys) {
-      if (k.state !== 'active' || 'corrupt' in k || 'tampered' in k || isExpired(k) || !sshCapable(k.algorithm)) continue;
+    for (const k of await this.vault.listKeys()) {
+      if (k.state !== 'active' || 'corrupt' in k || isExpired(k) || !sshCapable(k.algorithm)) continue;
       const owner = k.attributes['ssh.socket'];
       const added = owner === this.config.name;
       // A key added over another socket belongs to that socket's principal only.
@@ -392,7 +406,6 @@ export class SshAgent {
       const comment = typeof k.attributes['ssh.comment'] === 'string' ? k.attributes['ssh.comment'] : k.label;
       const d = k.attributes['ssh.destinations'];
       const destinations = typeof d === 'string' ? decodeDestinations(d) : null;
-      if (conn && destinations && !identityPermitted(destinations, conn.binds, conn.bindAttempted, null)) continue;
       out.push({ key: k, blob: this.blobFor(k), comment, added, destinations });
     }
     return out;

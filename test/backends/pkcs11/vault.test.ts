@@ -80,7 +80,7 @@ test('a wrapped key signs after a restart, and what the vault stores of it is th
   // wrapped blob, with the private scalar nowhere in it (no 32-byte window whose public key is
   // the key's), so the plaintext key was never in this process to be stored.
   const stored = (await v.store.findKey(key.id))!;
-  const material = (v.vault as unknown as { deps: { keyring: { openSecret(k: unknown): Uint8Array } } }).deps.keyring.openSecret(stored);
+  const material = (v.vault as unknown as { core: { deps: { keyring: { openSecret(k: unknown): Uint8Array } } } }).core.deps.keyring.openSecret(stored);
   assert.equal(decodeWrapped(material).algorithm, 'secp256k1');
   for (let i = 0; i + 32 <= material.length; i++) {
     const w = material.subarray(i, i + 32);

@@ -490,7 +490,12 @@ test('a node pinned by id is dropped right after the handshake: a request it sen
     await waitFor(() => fields.length > 0);
     const seen = nodeIdOf(node.identityPublic);
     assert.deepEqual(fields[0], { m: 'privval node id mismatch: refusing the node', connector: 'pinned', address: node.address.replace('tcp://', `tcp://${pinnedId}@`), expected_node_id: pinnedId, seen_node_id: seen, chain_id: CHAIN });
-    const entries = (await v.vault.auditTail(20)).filter((e) => e.operation === 'privval_connect');
+    // The log line comes first; the audit entry is durable a commit later.
+    let entries: Awaited<ReturnType<typeof v.vault.auditTail>> = [];
+    for (let i = 0; i < 500 && entries.length === 0; i++) {
+      entries = (await v.vault.auditTail(20)).filter((e) => e.operation === 'privval_connect');
+      if (entries.length === 0) await new Promise((r) => setTimeout(r, 10));
+    }
     assert.equal(entries.length, 1);
     assert.equal(entries[0]!.outcome, 'denied');
     assert.equal(entries[0]!.reason, 'node_id_mismatch');
