@@ -34,6 +34,8 @@ interface HttpResult {
   p99_ms: number;
   errors: number;
   ratio_to_raw: number;
+  /** Against the trivial Fastify endpoint at the same concurrency: the HTTP stack's ceiling. */
+  ratio_to_trivial_http: number;
 }
 
 const ALGORITHMS: readonly BenchAlgorithm[] = ['ed25519', 'secp256k1'];
@@ -184,6 +186,21 @@ async function waitForListening(server: Server): Promise<void> {
   throw new Error(`custos serve did not log "listening" within 30 s:\n${server.stderr()}`);
 }
 
+/** The trivial Fastify endpoint (bench/lib/trivial-http.mjs) in a child process. */
+async function trivialServer(): Promise<Server> {
+  const child = spawn(process.execPath, [join(REPO, 'bench/lib/trivial-http.mjs')], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  const port = await new Promise<string>((resolvePort, reject) => {
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      const m = /listening (\d+)/.exec(out);
+      if (m) resolvePort(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`the trivial endpoint exited (${code}) before listening`)));
+  });
+  return { child, url: new URL(`http://${HOST}:${port}`), logPath: '', stderr: () => '' };
+}
+
 /** SIGTERM lets the server flush and checkpoint (and write a CPU profile); SIGKILL if it hangs. */
 async function stopServer(child: ChildProcess): Promise<void> {
   if (exited(child)) return;
@@ -290,8 +307,11 @@ async function main(): Promise<void> {
     options: {
       seconds: { type: 'string', default: '5' },
       'server-cpu-prof': { type: 'string' },
+      algorithms: { type: 'string', default: ALGORITHMS.join(',') },
     },
   });
+  const algorithms = values.algorithms!.split(',') as BenchAlgorithm[];
+  if (!algorithms.every((a) => ALGORITHMS.includes(a))) throw new Error(`--algorithms is a comma-separated subset of ${ALGORITHMS.join(',')}`);
   const seconds = Number(values.seconds);
   if (!Number.isFinite(seconds) || seconds <= 0) throw new Error('--seconds must be a positive number');
   // Baselines are stable within a couple of seconds; half a case each keeps the run near 35 s.
@@ -335,9 +355,24 @@ async function main(): Promise<void> {
     await waitForListening(server);
     log(`custos serve (pid ${server.child.pid}) at ${server.url.origin}`);
 
+    // The HTTP stack's own ceiling, in the same run: the same route and body size on a Fastify
+    // server that does nothing else, through the same load generator.
+    const trivial = await trivialServer();
+    const ceiling: Record<number, number> = {};
+    try {
+      for (const clients of CLIENT_COUNTS) {
+        await runLoad(trivial, 'none', 'trivial', clients, warmupSeconds);
+        const run = await runLoad(trivial, 'none', 'trivial', clients, seconds);
+        ceiling[clients] = (run.ok * 1000) / run.elapsedMs;
+        log(`trivial Fastify endpoint x${clients}: ${ceiling[clients]!.toFixed(0)} req/s`);
+      }
+    } finally {
+      await stopServer(trivial.child);
+    }
+
     const client = new CustosClient({ addr: server.url.origin, token: adminToken });
     const http: HttpResult[] = [];
-    for (const algorithm of ALGORITHMS) {
+    for (const algorithm of algorithms) {
       const key = await client.createKey({ label: `bench-${algorithm}`, algorithm });
       await checkSignature(server, adminToken, key);
       for (const clients of CLIENT_COUNTS) {
@@ -357,6 +392,7 @@ async function main(): Promise<void> {
           p99_ms: round(percentile(latencies, 99), 3),
           errors: run.errors,
           ratio_to_raw: round(rps / raw[algorithm], 4),
+          ratio_to_trivial_http: round(rps / ceiling[clients]!, 4),
         };
         http.push(result);
         // CPU use of both sides tells which one saturated: ~100% server means the server is the limit.
@@ -371,7 +407,7 @@ async function main(): Promise<void> {
       }
     }
 
-    const ed16 = http.find((r) => r.algorithm === 'ed25519' && r.clients === 16)!;
+    const ed16 = http.find((r) => r.algorithm === 'ed25519' && r.clients === 16);
     const report = {
       machine: { cpus: cpus().length, node: process.version },
       baseline: {
@@ -379,9 +415,10 @@ async function main(): Promise<void> {
         secp256k1_noble_ops_s: round(rawK1, 0),
         fsync_256b_p50_ms: round(fsync.p50, 3),
         fsync_256b_p99_ms: round(fsync.p99, 3),
+        trivial_fastify_rps: Object.fromEntries(CLIENT_COUNTS.map((c) => [`clients_${c}`, round(ceiling[c]!, 0)])),
       },
       http,
-      aim: { ed25519_16_clients_vs_raw: ed16.ratio_to_raw, target: 0.5, met: ed16.ratio_to_raw >= 0.5 },
+      ...(ed16 ? { aim: { ed25519_16_clients_vs_trivial_http: ed16.ratio_to_trivial_http, ed25519_16_clients_vs_raw: ed16.ratio_to_raw, target: 0.5, met: ed16.ratio_to_trivial_http >= 0.5 } } : {}),
     };
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   } finally {

@@ -107,11 +107,14 @@ export class VaultCore {
   }
 
   /**
-   * Reloads the policy documents when another process (or this one) changed them: every
-   * upload and retirement bumps `policy_generation`, and decisions compare-and-set it, so a
-   * request is never decided on documents that were replaced meanwhile.
+   * The policy documents in force. Every upload and retirement bumps `policy_generation`,
+   * and every decision's commit compare-and-sets it, so a request is never committed on
+   * documents replaced meanwhile. A signature therefore decides on the documents this process
+   * last loaded (`cached`) and reads the generation only when its commit lost that
+   * compare-and-set (another process uploaded): one read less per signature.
    */
-  async currentPolicies(): Promise<{ set: PolicySet; generation: string | null }> {
+  async currentPolicies(cached = false): Promise<{ set: PolicySet; generation: string | null }> {
+    if (cached && this.policiesLoaded) return { set: this.policySet, generation: this.policyGeneration };
     const generation = await this.deps.store.getMeta(POLICY_GENERATION);
     if (!this.policiesLoaded || generation !== this.policyGeneration) {
       const rows = await this.deps.store.listMeta(POLICY_PREFIX);

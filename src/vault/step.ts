@@ -54,7 +54,8 @@ export async function decideSignCommit<T>(core: VaultCore, s: SignStep<T>): Prom
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     const prepared = s.prepare ? await s.prepare() : undefined;
     if (prepared && 'done' in prepared) return prepared.done;
-    const mutations = await decide(core, s, approvedBy, (a) => (approvedBy = a));
+    // The first attempt decides on the documents already loaded; a lost compare-and-set reloads.
+    const mutations = await decide(core, s, approvedBy, (a) => (approvedBy = a), attempt === 0);
     let result: T;
     try {
       result = await s.produce();
@@ -89,13 +90,17 @@ export async function decideSignCommit<T>(core: VaultCore, s: SignStep<T>): Prom
  * (once per request: a retry keeps the approvers' answers), a confirm key's person. Returns
  * the compare-and-set mutations the commit must hold; refusals are audited and thrown.
  */
-async function decide<T>(core: VaultCore, s: SignStep<T>, approvedBy: string[] | undefined, approved: (a: string[]) => void): Promise<StateMutation[]> {
+async function decide<T>(core: VaultCore, s: SignStep<T>, approvedBy: string[] | undefined, approved: (a: string[]) => void, cached: boolean): Promise<StateMutation[]> {
   const { ctx, key, operation, subject, details } = s;
-  const { set, generation } = await core.currentPolicies();
+  const { set, generation } = await core.currentPolicies(cached);
+  // A refusal commits nothing, so no compare-and-set would notice stale documents: before
+  // refusing on the documents already loaded, make sure they are still the ones in force.
+  const stale = async () => cached && (await core.currentPolicies(false)).generation !== generation;
   // The documents this decision rests on must still be the ones in force at commit.
   const mutations: StateMutation[] = [{ kind: 'compareAndSetMeta', name: POLICY_GENERATION, expected: generation, value: generation }];
   if (set.forKey(policyKeyOf(key)).length > 0) {
     let { ev, raw } = await core.evaluatePolicies(core.policyRequest(ctx, key, operation, subject, approvedBy), set);
+    if (ev.decision.kind !== 'allow' && (await stale())) return decide(core, s, approvedBy, approved, false);
     if (ev.decision.kind === 'needs_approval' && s.noApprovals) {
       return core.refuse(ctx, operation, key, new CustosError('policy_denied', 'A consensus signature cannot wait for approvals; the policy asks for them.', { tag: 'approval' }), details);
     }

@@ -182,7 +182,12 @@ test('policy documents reach consensus signing, and a second process sees an upl
     await vote(validator);
     await vote(validator);
     await assert.rejects(vote(validator), code('policy_denied:rate_limit'));
-    // And retired through the second: the first sees it too.
+    // Retired through the first: the second, which refused on the documents it had loaded,
+    // signs at once (a refusal on stale documents is never made).
+    await v.vault.retirePolicy(ctx(), 'validators');
+    await vote({ id: 'privval:rogue', kind: 'privval' });
+    // And uploaded again through the second, retired there: the first sees it too.
+    await other.vault.uploadPolicy(ctx(), `id = "validators"\n[applies_to]\nkeys = ["val"]\n[[rules]]\ntype = "principals"\nallow = ["privval:hub"]\n`);
     await other.vault.retirePolicy(ctx(), 'validators');
     const t = await v.vault.testPolicy(ctx(), 'val', 'sign', { payloadType: 'consensus', facts: {} });
     assert.equal(t.evaluation.decision.kind, 'allow');
