@@ -5,7 +5,10 @@
  *     Ed25519 signature;
  *   - one validator: vault.signConsensus latency p50/p99 (sign in memory, then one durable
  *     commit of watermark, signature and audit entries before the answer);
- *   - ten validators signing at once (own key and chain each): throughput and latency.
+ *   - ten validators signing at once (own key and chain each): throughput and latency;
+ *   - end to end: a node in a process of its own (the repository's test node) sends votes over
+ *     a real SecretConnection on loopback to a PrivvalConnector on the vault, one at a time,
+ *     beside its ping round trip on the same connection (the link's floor).
  *
  *   node --import tsx bench/privval.ts [--votes N]
  *
@@ -16,7 +19,10 @@ import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeSync } from '
 import { generateKeyPairSync, randomBytes, sign as nodeSign } from 'node:crypto';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { makeVault } from '../test/helpers/tmpvault.js';
+import { PrivvalConnector } from '../src/frontends/privval/connector.js';
 import { voteSignBytes } from '../src/frontends/privval/sign-bytes.js';
 import { onlyTimestampDiffers } from '../src/frontends/privval/compare.js';
 
@@ -94,18 +100,61 @@ async function main(): Promise<void> {
       }),
     );
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    process.stderr.write('[bench] end to end: a node in its own process, over SecretConnection\n');
+    const e2e = await endToEnd(v);
     const floor = pct(fsync, 50) + pct(sign, 50);
+    const e2eFloor = pct(e2e.pings, 50) + floor;
     const result = {
       machine: { cpus: cpus().length, node: process.version },
       baseline: { fsync_256b_p50_ms: round(pct(fsync, 50)), fsync_256b_p99_ms: round(pct(fsync, 99)), ed25519_sign_p50_ms: round(pct(sign, 50)) },
       one_validator: { votes: one.length, p50_ms: round(pct(one, 50)), p99_ms: round(pct(one, 99)) },
       ten_validators: { votes: ten.length, votes_per_s: round(ten.length / seconds), p50_ms: round(pct(ten, 50)), p99_ms: round(pct(ten, 99)) },
-      goal: { p50_vs_fsync_plus_sign: round(pct(one, 50) / floor), target: 1.5, met: pct(one, 50) <= 1.5 * floor },
+      end_to_end: {
+        votes: e2e.signs.length,
+        loopback_ping_p50_ms: round(pct(e2e.pings, 50)),
+        p50_ms: round(pct(e2e.signs, 50)),
+        p99_ms: round(pct(e2e.signs, 99)),
+      },
+      goal: {
+        p50_vs_fsync_plus_sign: round(pct(one, 50) / floor),
+        end_to_end_p50_vs_ping_fsync_sign: round(pct(e2e.signs, 50) / e2eFloor),
+        target: 1.5,
+        met: pct(one, 50) <= 1.5 * floor && pct(e2e.signs, 50) <= 1.5 * e2eFloor,
+      },
     };
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');
   } finally {
     await v.dispose();
   }
+}
+
+/** The node side in its own process (bench/lib/privval-node.ts), the connector in this one. */
+async function endToEnd(v: Awaited<ReturnType<typeof makeVault>>): Promise<{ pings: number[]; signs: number[] }> {
+  await v.vault.createKey(v.ctx(), { label: 'e2e-val', algorithm: 'ed25519', exportable: false, purpose: 'consensus' });
+  await v.vault.createKey(v.ctx(), { label: 'e2e-identity', algorithm: 'ed25519', exportable: false });
+  const script = fileURLToPath(new URL('./lib/privval-node.ts', import.meta.url));
+  const child = spawn(process.execPath, ['--import', 'tsx', script, String(VOTES), 'bench-e2e'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  const address = await new Promise<string>((resolve, reject) => {
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      const m = /^address (\S+)$/m.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`the node exited (${code}) before listening`)));
+  });
+  const connector = new PrivvalConnector(v.vault, { name: 'e2e', chainId: 'bench-e2e', address, consensusKey: 'e2e-val', identityKey: 'e2e-identity', dialect: 'v1' }, { info: () => {}, warn: () => {} });
+  connector.start();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`the node exited with ${code}`))));
+    });
+  } finally {
+    await connector.stop();
+  }
+  const line = out.split('\n').find((l) => l.startsWith('{'));
+  if (!line) throw new Error('the node printed no result');
+  return JSON.parse(line) as { pings: number[]; signs: number[] };
 }
 
 await main();
