@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import { custos, serve, type ServeProcess } from '../test/helpers/process.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 import { verifySignature } from '../src/crypto/algorithms.js';
-import { verifyAudit, DB_FILE } from '../src/vault/open.js';
+import { DB_FILE } from '../src/vault/open.js';
+import { verifyAudit } from '../src/vault/verify.js';
 import type { Algorithm } from '../src/core/types.js';
 
 interface AckKey {

@@ -11,7 +11,8 @@ import type { AnchorPlace } from '../audit/anchor.js';
 import { hsmRootAd } from '../keystore/hsm-seal.js';
 import { parseSealRecord } from '../keystore/seal.js';
 import { rootFromShares } from '../keystore/shares.js';
-import { CONFIG_FILE, openOnce, openStoreOnly, type OpenMode } from '../vault/open.js';
+import { CONFIG_FILE, openStoreOnly, type OpenMode } from '../vault/open.js';
+import { openOnce } from '../vault/operator.js';
 import { loadConfig } from './config.js';
 import { tokenAnchorPlace, tokenBackends, tokenRootWrapper } from './hsm.js';
 

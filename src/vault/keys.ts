@@ -12,7 +12,7 @@ import { ALGORITHM_INFO, generateSecret, publicKeyFromSecret, spkiPem } from '..
 import { encodeOpenSshPublicKey } from '../crypto/openssh.js';
 import { importSecret, type ImportFormat } from '../keystore/import.js';
 import { Pkcs11Backend } from '../backends/pkcs11/backend.js';
-import { auditRef, isExpired, notFound, sha256hex, LABEL_RE, type Ctx, type VaultCore } from './core.js';
+import { auditRef, isExpired, sha256hex, LABEL_RE, type Ctx, type VaultCore } from './core.js';
 
 const ID_PREFIX = 'key_';
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';

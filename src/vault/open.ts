@@ -6,28 +6,30 @@
  * and custos.toml (0600). The seal record, the vault id and the audit public key live in the
  * database's meta table, so one file holds everything a backup needs.
  */
-import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
-import { CustosError, isCustosError } from '../core/errors.js';
+import { CustosError } from '../core/errors.js';
 import { bytesToHex, hexToBytes, utf8, wipe } from '../core/bytes.js';
 import type { Principal } from '../core/types.js';
 import { deriveSubkey, type ScryptParams } from '../crypto/kdf.js';
 import { SqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
 import { PassphraseSeal, parseSealRecord, type SealRecord } from '../keystore/seal.js';
-import { rootFromShares, sealToShares } from '../keystore/shares.js';
+import { sealToShares } from '../keystore/shares.js';
 import { hsmRootAd, type RootWrapper } from '../keystore/hsm-seal.js';
 import { Keyring } from '../keystore/keyring.js';
 import { SoftwareBackend } from '../backends/software/software.js';
 import { Backends, type Backend } from '../backends/backend.js';
-import { AuditSigner, chainHash, verifyChain, type VerifyReport } from '../audit/chain.js';
-import { ANCHOR_FILE, AnchorKeeper, anchorNow, anchorOfHead, checkAnchor, decodeAnchor, encodeAnchor, fileAnchorPlace, readAnchor, readAnchorFile, writeAnchorFile, type Anchor, type AnchorPlace } from '../audit/anchor.js';
+import { AuditSigner, chainHash } from '../audit/chain.js';
+import { ANCHOR_FILE, AnchorKeeper, anchorNow, fileAnchorPlace, writeAnchorFile, type AnchorPlace } from '../audit/anchor.js';
 import { RowMac } from '../keystore/row-mac.js';
-import { isSealedEntry, POLICY_GENERATION_ROW } from '../store/rows.js';
 import { GroupCommitter } from './commit.js';
 import { Vault, type VaultMetrics } from './vault.js';
+import { checkDatabase } from './integrity.js';
+
+export type { OpenMode } from './integrity.js';
 
 export const DB_FILE = 'custos.db';
 export const CONFIG_FILE = 'custos.toml';
@@ -283,125 +285,6 @@ export async function openStoreOnly(dataDir: string, readonly = true): Promise<{
 /** Where a vault's anchor lives: beside its database. */
 export const anchorPath = (dataDir: string): string => join(dataDir, ANCHOR_FILE);
 
-/** What an open may do besides serving: accept a database older than its anchors, or add row MACs. */
-export interface OpenMode {
-  acceptRollback?: boolean;
-  upgrade?: boolean;
-}
-
-/**
- * Everything a vault checks about its database before it serves, with the root in hand:
- * the audit anchors outside the database (truncation, rollback, rewritten history), the
- * checkpoints and the chain after the newest one with every entry's MAC, and every protected
- * row's MAC, count and write sequence against the keyed digest of the state row, which must
- * belong to the head of the log. A database without row MACs is refused: `custos upgrade`
- * adds them, once, on the operator's word, never `serve` by itself (whoever can write the
- * file could otherwise strip them and have every edit MACed).
- */
-async function checkDatabase(
-  store: Store,
-  places: readonly AnchorPlace[],
-  vaultId: string,
-  signer: AuditSigner,
-  rowMac: RowMac,
-  committer: () => GroupCommitter,
-  mode: OpenMode,
-  onAnchorError: (e: Error, where: string) => void = () => undefined,
-): Promise<void> {
-  const enabled = await store.integrityEnabled();
-  if (!enabled && !mode.upgrade) {
-    const anchored = (await Promise.all(places.map((p) => p.read().catch(() => null)))).some((t) => t !== null);
-    throw new CustosError(
-      'database_corrupt',
-      anchored
-        ? 'This database carries no row MACs, yet an audit anchor beside it says this vault had them: they were stripped outside Custos. Do not upgrade it; restore the database from a backup.'
-        : 'This database carries no row MACs: it was written by a Custos from before them. Stop every process that uses it and run `custos upgrade --data-dir DIR` once. (If this vault was already served by this version, the MACs were stripped: restore a backup instead.)',
-      { tag: 'integrity_missing' },
-    );
-  }
-  if (enabled && mode.upgrade) throw new CustosError('bad_request', 'This database already carries row MACs; there is nothing to upgrade.');
-  if (mode.upgrade && (await Promise.all(places.map((p) => p.read().catch(() => null)))).some((t) => t !== null)) {
-    // Anchors came with row MACs: a database without MACs beside an anchor had them stripped.
-    throw new CustosError('database_corrupt', 'This database carries no row MACs, yet an audit anchor says this vault had them: they were stripped outside Custos. Do not upgrade it; restore the database from a backup.', { tag: 'integrity_missing' });
-  }
-  await store.migrate();
-  store.setRowAuthenticator(rowMac, chainHash);
-  const head = await store.auditHead();
-  let rolledBack: CustosError | null = null;
-  let previous: Anchor | null = null;
-  for (const place of places) {
-    let anchor: Anchor | null;
-    try {
-      anchor = await readAnchor(place, vaultId, signer.publicKey);
-      if (!anchor && place.required && enabled) {
-        throw new CustosError(
-          'database_rolled_back',
-          `The audit anchor ${place.where} is missing. This vault keeps one beside its database since it was created (or upgraded); without it Custos cannot tell this database from an older or shortened copy, so it refuses to serve. Put the anchor back from the same backup as the database, or see "Restoring from a backup" in the README. (If \`custos init\` or \`custos upgrade\` was interrupted, run init again in an empty directory, or accept this database with \`custos audit accept-database\`.)`,
-          { tag: 'anchor_missing' },
-        );
-      }
-      if (anchor) await checkAnchor(store, anchor, place.where, isSealedEntry);
-    } catch (e) {
-      const rolled = isCustosError(e) && e.code === 'database_rolled_back';
-      // A token that cannot be read now (it just unsealed the vault, so rarely) is reported;
-      // what it holds, once read, is never ignored.
-      if (!rolled && !place.required) {
-        onAnchorError(e as Error, place.where);
-        continue;
-      }
-      if (!mode.acceptRollback || !rolled) throw e;
-      rolledBack ??= e as CustosError;
-      anchor = null;
-    }
-    if (anchor && (!previous || anchor.seq > previous.seq)) previous = anchor;
-  }
-  // Fail closed on a tampered log: check everything after the newest signed checkpoint
-  // (at most checkpoint_every entries) before serving; `custos audit verify` checks it all.
-  const tail = await verifyChain(store, vaultId, signer.publicKey, { fromLastCheckpoint: true, ...(enabled ? { auth: rowMac } : {}) });
-  if (!tail.ok) {
-    rowMac.alarm('audit', String(tail.firstBad!.seq), 'chain_broken');
-    throw new CustosError(
-      'database_corrupt',
-      `The audit log is broken at entry ${tail.firstBad!.seq} (${tail.firstBad!.problem}); Custos will not serve a vault whose audit log was altered. Run \`custos audit verify\`, then restore the database from a backup.`,
-      { tag: 'audit_log' },
-    );
-  }
-  if (enabled) {
-    const problems = await store.checkRows();
-    if (problems.length > 0) {
-      throw new CustosError('database_corrupt', `Rows of the database were changed outside Custos, so it will not serve: ${problems.join('; ')}. Run \`custos audit verify\`, then restore the database from a backup.`, { tag: 'row_mac' });
-    }
-  } else {
-    // `custos upgrade`: every row is MACed as it is, on the operator's word, the log says so,
-    // and the open then anchors the head. (Interrupted between the two, the vault has MACs and
-    // no anchor: `custos audit accept-database` takes it from there.)
-    const n = await store.sealRows();
-    const generation = await store.getMeta(POLICY_GENERATION_ROW);
-    await committer().commit({
-      mutations: generation === null ? [{ kind: 'compareAndSetMeta', name: POLICY_GENERATION_ROW, expected: null, value: '0' }] : [],
-      audit: [{ requestId: randomUUID(), principal: 'operator', operation: 'integrity_enabled', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: { rows_maced: n, anchor: ANCHOR_FILE } }],
-    });
-  }
-  if (mode.acceptRollback) {
-    // The operator's decision to serve this database although its anchor says otherwise is
-    // itself on the record, with what the anchor said; the new anchor is written at open.
-    const now = await store.auditHead();
-    await committer().audit({
-      requestId: randomUUID(),
-      principal: 'operator',
-      operation: 'anchor_replaced',
-      keyId: null,
-      keyLabel: null,
-      outcome: 'ok',
-      reason: rolledBack ? rolledBack.fullCode : null,
-      details: { previous_anchor_seq: previous?.seq ?? -1, previous_anchor_ts: previous?.ts ?? '', database_head_seq: now.seq },
-    });
-    // An anchor never moves backwards by itself; these are replaced on purpose.
-    const a = await anchorOfHead(store, vaultId, false);
-    for (const p of places) await p.write(encodeAnchor(a, signer));
-  }
-}
-
 /** Unseals the vault in `dataDir`. A wrong passphrase throws `wrong_passphrase` and writes nothing. */
 export async function openVault(opts: OpenOptions): Promise<OpenVault> {
   const { store, vaultId, auditPublicKey } = await openStoreOnly(opts.dataDir, false);
@@ -463,150 +346,4 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
     wipe(root);
     seal?.destroy();
   }
-}
-
-export interface AuditVerifyReport extends VerifyReport {
-  /** Where the checkpoint key came from: given by the operator, or read from the database itself. */
-  keySource: 'given' | 'database';
-  auditPublicKey: string;
-  /** The newest anchor checked (the local file or an off-host copy), or null. */
-  anchor: { seq: number; ts: string; clean: boolean; source: string } | null;
-  /** Whether the protected rows were compared with a clean stop's digest (nothing written since). */
-  rowsChecked: boolean;
-  /** What could not be checked, in sentences (a running vault's rows, say). */
-  notes: string[];
-}
-
-/**
- * Verifies the whole audit chain, the audit anchor beside the database and any off-host
- * copies of anchors (`anchors`, file paths), and after a clean stop every protected row
- * against the anchor's digest. Pass the audit public key that `custos init` printed: the copy
- * stored in the database could have been replaced by whoever rewrote the log.
- */
-export async function verifyAudit(
-  dataDir: string,
-  options: { auditKey?: Uint8Array; anchors?: string[]; onProgress?: (done: number, total: number) => void } = {},
-): Promise<AuditVerifyReport> {
-  const { store, vaultId, auditPublicKey } = await openStoreOnly(dataDir, true);
-  try {
-    const key = options.auditKey ?? auditPublicKey;
-    const base = { keySource: options.auditKey ? ('given' as const) : ('database' as const), auditPublicKey: bytesToHex(key), anchor: null, rowsChecked: false, notes: [] as string[] };
-    const broken = (problem: string, seq = 0, report?: VerifyReport): AuditVerifyReport => ({
-      ...base,
-      ok: false,
-      entries: report?.entries ?? 0,
-      checkpoints: report?.checkpoints ?? 0,
-      headSeq: report?.headSeq ?? 0,
-      headHash: report?.headHash ?? '',
-      firstBad: { seq, problem },
-    });
-    if (options.auditKey && bytesToHex(options.auditKey) !== bytesToHex(auditPublicKey)) {
-      return broken('the audit key stored in the database is not the one you gave: the database was altered (or belongs to another vault)');
-    }
-    const chain = await verifyChain(store, vaultId, key, { onProgress: options.onProgress });
-    if (!chain.ok) return { ...base, ...chain };
-    // Anchors: the local file (required once the vault has one), then off-host copies.
-    const candidates: Array<{ anchor: Anchor; source: string }> = [];
-    try {
-      const local = readAnchorFile(anchorPath(dataDir), vaultId, key);
-      if (local) candidates.push({ anchor: local, source: anchorPath(dataDir) });
-      else if (await store.integrityEnabled()) {
-        return broken(`the audit anchor ${anchorPath(dataDir)} is missing: nothing outside the database vouches for its head, so a cut log cannot be told from a whole one`, chain.headSeq, chain);
-      }
-      for (const f of options.anchors ?? []) candidates.push({ anchor: decodeAnchor(readFileSync(f, 'utf8'), vaultId, key, f), source: f });
-    } catch (e) {
-      if (isCustosError(e)) return broken(e.message, chain.headSeq, chain);
-      throw e;
-    }
-    let rowsChecked = false;
-    let newest: { anchor: Anchor; source: string } | null = null;
-    for (const c of candidates) {
-      try {
-        rowsChecked = (await checkAnchor(store, c.anchor, c.source, isSealedEntry)).rowsChecked || rowsChecked;
-      } catch (e) {
-        if (isCustosError(e)) return broken(e.message, Math.min(c.anchor.seq, chain.headSeq + 1), chain);
-        throw e;
-      }
-      if (!newest || c.anchor.seq > newest.anchor.seq) newest = c;
-    }
-    const notes: string[] = [];
-    if (newest && chain.headSeq > newest.anchor.seq) {
-      notes.push(`entries ${newest.anchor.seq + 1} to ${chain.headSeq} were written after the newest anchor (the vault is running, or did not stop cleanly): they verify as a chain, and \`custos serve\` checks their MACs at its next start`);
-    }
-    if (!rowsChecked) notes.push('protected rows (key states, tokens, policies, budgets, watermarks) were not compared: that needs a clean stop with nothing written since; `custos serve` checks every row\'s MAC at start');
-    return {
-      ...base,
-      ...chain,
-      anchor: newest ? { seq: newest.anchor.seq, ts: newest.anchor.ts, clean: newest.anchor.clean, source: newest.source } : null,
-      rowsChecked,
-      notes,
-    };
-  } finally {
-    await store.close();
-  }
-}
-
-/** The anchor file's text, for a copy kept off the host (`audit verify --anchor` reads it). */
-export async function readAnchorText(dataDir: string): Promise<string> {
-  const { store, vaultId, auditPublicKey } = await openStoreOnly(dataDir, true);
-  await store.close();
-  const a = readAnchorFile(anchorPath(dataDir), vaultId, auditPublicKey);
-  if (!a) throw new CustosError('not_found', `There is no audit anchor in ${dataDir} yet; start the vault once with this version of Custos.`);
-  return readFileSync(anchorPath(dataDir), 'utf8');
-}
-
-/**
- * Replaces a vault's operator shares (or an HSM seal's recovery shares) with a new set,
- * given `threshold` current shares. The root key, and so every stored key, stays as it is;
- * the old shares stop working. Works on a serving vault too: the seal record is one row.
- */
-export async function rekeyShares(dataDir: string, currentLines: string[], next: { shares: number; threshold: number }): Promise<{ shareLines: string[] }> {
-  const { store, vaultId, auditPublicKey } = await openStoreOnly(dataDir, false);
-  let root: Uint8Array | undefined;
-  try {
-    const sealJson = await store.getMeta('seal');
-    const record = parseSealRecord(sealJson);
-    if (record.kind === 'passphrase') throw new CustosError('bad_request', 'This vault is sealed by a passphrase, not by operator shares; there are no shares to re-key.');
-    const purpose = record.kind === 'shares' ? 'shares' : 'recovery';
-    const current = record.kind === 'shares' ? record.shares : record.recovery;
-    root = await rootFromShares(current, vaultId, currentLines, purpose);
-    const auditSeed = deriveSubkey(root, utf8(vaultId), 'custos/v1/audit-checkpoint');
-    const auditSigner = new AuditSigner(auditSeed, vaultId);
-    wipe(auditSeed);
-    if (bytesToHex(auditSigner.publicKey) !== bytesToHex(auditPublicKey)) throw new CustosError('database_corrupt', 'The shares open a root key that does not belong to this vault; the database was altered.');
-    // The entry below is MACed like any other; and the anchor follows the head it makes.
-    const rowMac = new RowMac(root, vaultId);
-    store.setRowAuthenticator(rowMac, chainHash);
-    const made = await sealToShares(root, vaultId, next.shares, next.threshold, purpose);
-    const updated: SealRecord = record.kind === 'shares' ? { kind: 'shares', shares: made.record } : { ...record, recovery: made.record };
-    const committer = new GroupCommitter(store, auditSigner);
-    try {
-      // The new record and its audit entry in one transaction; a concurrent re-key loses.
-      await committer.commit({
-        mutations: [{ kind: 'compareAndSetMeta', name: 'seal', expected: sealJson, value: JSON.stringify(updated) }],
-        audit: [{ requestId: randomUUID(), principal: 'operator', operation: 'rekey_shares', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: sealDetails(vaultId, updated) }],
-      });
-    } finally {
-      await committer.close();
-    }
-    await anchorNow(store, [fileAnchorPlace(anchorPath(dataDir))], auditSigner, auditPublicKey, false).catch(() => undefined);
-    rowMac.destroy();
-    return { shareLines: made.lines };
-  } finally {
-    wipe(root);
-    await store.close();
-  }
-}
-
-/**
- * Opens the vault once, for an operator's decision rather than to serve: `acceptRollback`
- * (`custos audit accept-database`: the database is older than its anchors, on purpose) or
- * `upgrade` (`custos upgrade`: add row MACs). Every other check of `serve` still applies, the
- * decision is audited, and new anchors are written to every place (the token's too).
- */
-export async function openOnce(dataDir: string, unlock: { passphrase?: Uint8Array; root?: Uint8Array }, mode: OpenMode, anchorPlaces: AnchorPlace[] = []): Promise<{ headSeq: number }> {
-  const v = await openVault({ dataDir, ...unlock, ...mode, anchorPlaces, anchorIntervalMs: 0 });
-  const head = await v.store.auditHead();
-  await v.close();
-  return { headSeq: head.seq };
 }

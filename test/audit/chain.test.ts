@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { makeVault } from '../helpers/tmpvault.js';
-import { verifyAudit, DB_FILE } from '../../src/vault/open.js';
+import { DB_FILE } from '../../src/vault/open.js';
+import { verifyAudit } from '../../src/vault/verify.js';
 
 async function vaultWithHistory(checkpointEvery = 5) {
   const v = await makeVault({ checkpointEvery });

@@ -9,7 +9,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CustosError } from '../../src/core/errors.js';
-import { initVault, openVault, verifyAudit } from '../../src/vault/open.js';
+import { initVault, openVault } from '../../src/vault/open.js';
+import { verifyAudit } from '../../src/vault/verify.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { ADMIN, FAST_SCRYPT, PASS, tempDir } from '../helpers/tmpvault.js';
 

@@ -1,5 +1,5 @@
 /** The ssh-agent sockets of a running vault, over the HTTP API. */
-import { Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { clientFrom, out, withApi } from '../common.js';
 
 export function registerAgent(program: Command): void {

@@ -1,5 +1,5 @@
 /** The audit log on a data directory: verify, anchor, accept-database, tail. */
-import { Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { CustosError } from '../../core/errors.js';
 import { bytesToHex, hexToBytes } from '../../core/bytes.js';
@@ -16,7 +16,7 @@ export function registerAudit(program: Command): void {
     .option('--anchor <file...>', 'off-host copies of the audit anchor (`custos audit anchor`): the log must reach each one')
     .option('--json', 'print JSON')
     .action(async (o: { dataDir: string; auditKey?: string; anchor?: string[]; json?: boolean }) => {
-      const { verifyAudit } = await import('../../vault/open.js');
+      const { verifyAudit } = await import('../../vault/verify.js');
       const tty = process.stderr.isTTY && !o.json;
       const auditKey = o.auditKey ? hexToBytes(o.auditKey, 'audit key') : undefined;
       if (auditKey && auditKey.length !== 32) throw new CustosError('bad_request', 'The audit key is 32 bytes (64 hex digits), as printed by `custos init`.');
@@ -42,7 +42,7 @@ export function registerAudit(program: Command): void {
     .description('Print the signed audit anchor (the newest head, kept beside the database): ship it off the host, and `audit verify --anchor FILE` proves a later database is not older or cut')
     .requiredOption('--data-dir <dir>', 'vault directory')
     .action(async (o: { dataDir: string }) => {
-      const { readAnchorText } = await import('../../vault/open.js');
+      const { readAnchorText } = await import('../../vault/verify.js');
       process.stdout.write(await readAnchorText(resolve(o.dataDir)));
     });
   audit

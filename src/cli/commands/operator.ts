@@ -40,7 +40,7 @@ export function registerOperator(program: Command): void {
     .requiredOption('--threshold <t>', 'shares needed to unseal')
     .option('--share-dir <dir>', 'write the new shares to files in this new directory instead of printing them')
     .action(async (o: { dataDir: string; shareFile: string[]; shares: string; threshold: string; shareDir?: string }) => {
-      const { rekeyShares } = await import('../../vault/open.js');
+      const { rekeyShares } = await import('../../vault/operator.js');
       const { assertVaultLayout } = await import('../../daemon/permissions.js');
       const next = sharesOption(o)!;
       if (o.shareDir && existsSync(o.shareDir)) throw new CustosError('bad_request', `${o.shareDir} exists; give a new directory for the share files.`);

@@ -1,5 +1,5 @@
 /** Approvals and policy documents, over the HTTP API. */
-import { Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { CustosError } from '../../core/errors.js';
 import { printable } from '../../core/text.js';
 import { EXIT } from '../exit.js';

@@ -1,5 +1,5 @@
 /** CometBFT watermarks, over the HTTP API: `privval import-state`, `privval status`. */
-import { Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { CustosError } from '../../core/errors.js';
 import { clientFrom, out, readInput, withApi } from '../common.js';
 
