@@ -798,6 +798,9 @@ export class SqliteStore implements Store {
         const r = this.currentKeyRow(m.id);
         if (!r || r.state === 'destroyed') throw new CustosError('key_destroyed', 'The key was destroyed while this request was in progress; nothing was signed.');
         if (r.state !== 'active') throw new CustosError('key_disabled', 'The key was disabled while this request was in progress; nothing was signed.');
+        if (m.version !== undefined && r.version !== m.version) {
+          throw new CustosError('storage_unavailable', 'The key was changed (its purpose or attributes) while this request was in progress; nothing was signed. Retry.', { tag: 'key_moved' });
+        }
         return null;
       }
       case 'compareAndSetMeta': {

@@ -27,7 +27,8 @@ export type StateMutation =
    * Fails the unit (`key_disabled` / `key_destroyed`) unless the key is active at commit time:
    * a sign or export that raced a disable or destroy is refused instead of slipping through.
    */
-  | { kind: 'assertKeyActive'; id: string }
+  /** The key is active and, with `version`, still the version the decision read (its purpose, its attributes). */
+  | { kind: 'assertKeyActive'; id: string; version?: number }
   /**
    * Double-sign protection: moves a (key, chain) consensus watermark from `expected` (what the
    * caller read and decided on; null when there was none) to `next`, in the same transaction

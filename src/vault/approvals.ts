@@ -98,6 +98,11 @@ export class Approvals {
     return { request: w.request, settled: null };
   }
 
+  /** Takes a request back (its pending entry could not be written): approvers no longer see it. */
+  withdraw(id: string): void {
+    this.waiting.get(id)?.settle('denied');
+  }
+
   /** Refuses everything a requester still has waiting (an ssh-agent socket being locked). */
   denyAllFrom(requester: string): void {
     for (const w of [...this.waiting.values()]) if (w.request.requester === requester) w.settle('denied');

@@ -17,6 +17,7 @@ import type { PayloadType, PolicyRequest, PsbtFacts, RuleState, SshFacts } from 
 import { policyKeyOf, stateScopes } from '../policy/engine.js';
 import { DerivationCache } from '../wallet/hd.js';
 import { Approvals } from './approvals.js';
+import { Lanes } from './lanes.js';
 import type { GroupCommitter } from './commit.js';
 
 export const LABEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
@@ -86,6 +87,8 @@ export class VaultCore {
   readonly approvals: Approvals;
   /** Intermediate HD nodes, wiped on eviction, on a key's disable or destroy, and at close. */
   readonly hdCache = new DerivationCache({ maxNodes: 4096 });
+  /** Turns per policy budget, from a decision to its commit (vault/lanes.ts). */
+  readonly lanes = new Lanes();
   /** A destroy could not truncate the WAL (a reader held it): retried at close. */
   purgePending = false;
 
@@ -168,8 +171,12 @@ export class VaultCore {
       throw e;
     }
     if (!key) return this.refuse(ctx, operation, { id: null, label: auditRef(ref) }, notFound(ref));
-    if (key.state === 'destroyed') return this.refuse(ctx, operation, key, new CustosError('key_destroyed', `The key ${key.label} was destroyed; it can no longer be used.`));
-    if (key.state === 'disabled') return this.refuse(ctx, operation, key, new CustosError('key_disabled', `The key ${key.label} is disabled; enable it first.`));
+    if (key.state !== 'active') {
+      // Disabled or destroyed, perhaps by another process: drop anything still prepared for it.
+      this.forgetKey(key.id);
+      if (key.state === 'destroyed') return this.refuse(ctx, operation, key, new CustosError('key_destroyed', `The key ${key.label} was destroyed; it can no longer be used.`));
+      return this.refuse(ctx, operation, key, new CustosError('key_disabled', `The key ${key.label} is disabled; enable it first.`));
+    }
     if (isExpired(key)) return this.refuse(ctx, operation, key, new CustosError('key_expired', `The key ${key.label} expired at ${key.attributes.expires_at}; it is destroyed shortly.`));
     return key;
   }
@@ -189,11 +196,20 @@ export class VaultCore {
    * `policy_denied:approval` on a denial or when the deadline passes. Audited both ways.
    */
   async awaitApproval(ctx: Ctx, key: KeyRecord, operation: string, required: number, summary: Record<string, string>, details: AuditDraft['details'], approvers: string[] = []): Promise<string[]> {
-    const { request, outcome } = this.approvals.open(
-      { requester: ctx.principal.id, keyId: key.id, keyLabel: key.label, operation, summary, required: Math.max(1, required), approvers },
-      this.deps.approvalTimeoutMs ?? 60_000,
+    // Too many requests already waiting is a refusal like any other: on the record.
+    const { request, outcome } = await this.refuseOnError(ctx, operation, key, details, () =>
+      this.approvals.open(
+        { requester: ctx.principal.id, keyId: key.id, keyLabel: key.label, operation, summary, required: Math.max(1, required), approvers },
+        this.deps.approvalTimeoutMs ?? 60_000,
+      ),
     );
-    await this.deps.committer.audit(this.draft(ctx, operation, key, 'decided', 'approval_pending', { ...details, approval_id: request.id }));
+    try {
+      await this.deps.committer.audit(this.draft(ctx, operation, key, 'decided', 'approval_pending', { ...details, approval_id: request.id }));
+    } catch (e) {
+      // Not on the record, so nobody may approve it.
+      this.approvals.withdraw(request.id);
+      throw e;
+    }
     const o = await outcome;
     if (o !== 'approved') {
       const why = o === 'denied' ? 'An approver denied this request.' : `Nobody approved this request before ${request.expiresAt}.`;
@@ -217,6 +233,11 @@ export class VaultCore {
       ...(subject.paths ? { paths: subject.paths } : {}),
       ...(approvedBy ? { approvedBy } : {}),
     };
+  }
+
+  /** The policy state scopes a decision on `req` reads (and may spend): the lanes it takes turns in. */
+  stateScopesOf(req: PolicyRequest, set: PolicySet = this.policySet): string[] {
+    return stateScopes(set.forKey(req.key), req);
   }
 
   /** Evaluates the policies in force with their committed state; returns the raw state read, for compare-and-set. */

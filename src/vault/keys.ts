@@ -316,7 +316,8 @@ export class Keys {
       mutations: [{ kind: 'destroyKey', id: key.id, updatedAt: now }],
       audit: [this.core.draft(ctx, 'destroy', key, 'ok', null)],
     });
-    this.core.deps.backend.forget(key.id);
+    // Again after the commit: a request that was deriving meanwhile may have prepared more.
+    this.core.forgetKey(key.id);
     // The record is destroyed first (so no state has an active key without its object), then
     // the token object. An adopted object predates the vault and stays on the token. If the
     // token cannot delete it now, the audit log says so and the vault can never use it again.

@@ -19,6 +19,7 @@ import { CustosError, isCustosError } from '../core/errors.js';
 import type { AuditDraft, KeyRecord } from '../core/types.js';
 import { policyKeyOf } from '../policy/engine.js';
 import type { StateMutation } from '../store/store.js';
+import { Turn } from './lanes.js';
 import { isKeyStateError, POLICY_GENERATION, STATE_PREFIX, type Ctx, type PolicySubject, type VaultCore } from './core.js';
 
 export interface SignStep<T> {
@@ -52,45 +53,55 @@ export async function decideSignCommit<T>(core: VaultCore, s: SignStep<T>): Prom
   const okOperation = s.outcomeOperation ?? operation;
   let approvedBy: string[] | undefined;
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-    const prepared = s.prepare ? await s.prepare() : undefined;
-    if (prepared && 'done' in prepared) return prepared.done;
-    // The first attempt decides on the documents already loaded; a lost compare-and-set reloads.
-    const mutations = await decide(core, s, approvedBy, (a) => (approvedBy = a), attempt === 0);
-    let result: T;
+    // Requests spending the same budget in this process take turns from decision to commit.
+    const turn = new Turn(core.lanes);
     try {
-      result = await s.produce();
-    } catch (e) {
-      return core.fail(ctx, okOperation, key, e, details, 'The backend failed to sign.');
-    }
-    const decided = core.draft(ctx, operation, key, 'decided', null, approvedBy ? { ...details, approved_by: approvedBy.join(',') } : details);
-    const ok = core.draft(ctx, okOperation, key, 'ok', null, { ...details, ...s.outcome(result) });
-    try {
-      await core.deps.committer.commit({
-        mutations: [{ kind: 'assertKeyActive', id: key.id }, ...mutations, ...(prepared ? prepared.mutations(result) : [])],
-        audit: [decided, ok],
-      });
-    } catch (e) {
-      // Another request or process won a compare-and-set: this signature is dropped, unreleased.
-      if (isCustosError(e) && (e.tag === 'meta_moved' || e.tag === 'watermark_moved')) continue;
-      if (isKeyStateError(e)) {
-        core.forgetKey(key.id);
-        return core.refuse(ctx, okOperation, key, e, details);
+      const prepared = s.prepare ? await s.prepare() : undefined;
+      if (prepared && 'done' in prepared) return prepared.done;
+      // The first attempt decides on the documents already loaded; a lost compare-and-set reloads.
+      const mutations = await decide(core, s, approvedBy, (a) => (approvedBy = a), attempt === 0, turn);
+      let result: T;
+      try {
+        result = await s.produce();
+      } catch (e) {
+        return await core.fail(ctx, okOperation, key, e, details, 'The backend failed to sign.');
       }
-      if (isCustosError(e) && e.code === 'policy_denied') return core.refuse(ctx, okOperation, key, e, details);
-      throw e;
+      const decided = core.draft(ctx, operation, key, 'decided', null, approvedBy ? { ...details, approved_by: approvedBy.join(',') } : details);
+      const ok = core.draft(ctx, okOperation, key, 'ok', null, { ...details, ...s.outcome(result) });
+      try {
+        await core.deps.committer.commit({
+          mutations: [{ kind: 'assertKeyActive', id: key.id, version: key.version }, ...mutations, ...(prepared ? prepared.mutations(result) : [])],
+          audit: [decided, ok],
+        });
+      } catch (e) {
+        // Another request or process won a compare-and-set: this signature is dropped, unreleased.
+        if (isCustosError(e) && (e.tag === 'meta_moved' || e.tag === 'watermark_moved')) continue;
+        if (isKeyStateError(e)) {
+          core.forgetKey(key.id);
+          return await core.refuse(ctx, okOperation, key, e, details);
+        }
+        // The key was changed (its purpose, say) after this request found it: decided on what it was.
+        if (isCustosError(e) && (e.code === 'policy_denied' || e.tag === 'key_moved')) return await core.refuse(ctx, okOperation, key, e, details);
+        throw e;
+      }
+      core.deps.metrics?.signed(key.algorithm);
+      return result;
+    } finally {
+      turn.end();
     }
-    core.deps.metrics?.signed(key.algorithm);
-    return result;
   }
-  throw new CustosError('storage_unavailable', 'The policy state or the watermark kept changing under concurrent requests; retry.');
+  // Only other processes can keep winning (this one takes turns): a failure, on the record.
+  return core.fail(ctx, okOperation, key, new CustosError('storage_unavailable', 'The policy state or the watermark kept changing under concurrent requests (another process on this database?); retry.'), details, '');
 }
 
 /**
  * The decision: the documents in force with the budgets they read, approvals when they ask
  * (once per request: a retry keeps the approvers' answers), a confirm key's person. Returns
- * the compare-and-set mutations the commit must hold; refusals are audited and thrown.
+ * the compare-and-set mutations the commit must hold; refusals are audited and thrown. Holds
+ * `turn` on the budgets it reads from their read to the commit, but never while a person is
+ * asked.
  */
-async function decide<T>(core: VaultCore, s: SignStep<T>, approvedBy: string[] | undefined, approved: (a: string[]) => void, cached: boolean): Promise<StateMutation[]> {
+async function decide<T>(core: VaultCore, s: SignStep<T>, approvedBy: string[] | undefined, approved: (a: string[]) => void, cached: boolean, turn: Turn): Promise<StateMutation[]> {
   const { ctx, key, operation, subject, details } = s;
   const { set, generation } = await core.currentPolicies(cached);
   // A refusal commits nothing, so no compare-and-set would notice stale documents: before
@@ -99,8 +110,16 @@ async function decide<T>(core: VaultCore, s: SignStep<T>, approvedBy: string[] |
   // The documents this decision rests on must still be the ones in force at commit.
   const mutations: StateMutation[] = [{ kind: 'compareAndSetMeta', name: POLICY_GENERATION, expected: generation, value: generation }];
   if (set.forKey(policyKeyOf(key)).length > 0) {
-    let { ev, raw } = await core.evaluatePolicies(core.policyRequest(ctx, key, operation, subject, approvedBy), set);
-    if (ev.decision.kind !== 'allow' && (await stale())) return decide(core, s, approvedBy, approved, false);
+    const evaluate = async (by: string[] | undefined) => {
+      const req = core.policyRequest(ctx, key, operation, subject, by);
+      await turn.take(core.stateScopesOf(req, set));
+      return core.evaluatePolicies(req, set);
+    };
+    let { ev, raw } = await evaluate(approvedBy);
+    if (ev.decision.kind !== 'allow' && (await stale())) {
+      turn.end();
+      return decide(core, s, approvedBy, approved, false, turn);
+    }
     if (ev.decision.kind === 'needs_approval' && s.noApprovals) {
       return core.refuse(ctx, operation, key, new CustosError('policy_denied', 'A consensus signature cannot wait for approvals; the policy asks for them.', { tag: 'approval' }), details);
     }
@@ -111,16 +130,23 @@ async function decide<T>(core: VaultCore, s: SignStep<T>, approvedBy: string[] |
           ? { sent_externally_sats: subject.psbt.sentExternally.toString(), fee_sats: subject.psbt.fee.toString(), destinations: subject.psbt.outputs.filter((o) => !o.isChange).map((o) => o.address ?? '(no address)').join(' ') }
           : {}),
       };
+      turn.end();
       approvedBy = await core.awaitApproval(ctx, key, operation, ev.decision.required, summary, details, ev.decision.approvers);
       approved(approvedBy);
       // Decide again with the approvers' answers and the budgets as they are now.
-      ({ ev, raw } = await core.evaluatePolicies(core.policyRequest(ctx, key, operation, subject, approvedBy), set));
+      ({ ev, raw } = await evaluate(approvedBy));
     }
     if (ev.decision.kind === 'deny') return core.refuse(ctx, operation, key, new CustosError('policy_denied', ev.decision.reason, { tag: ev.decision.tag }), details);
     if (ev.decision.kind === 'needs_approval') return core.refuse(ctx, operation, key, new CustosError('policy_denied', 'The approvals given do not satisfy the policy.', { tag: 'approval' }), details);
     for (const u of ev.stateUpdates) mutations.push({ kind: 'compareAndSetMeta', name: STATE_PREFIX + u.scope, expected: raw.get(u.scope) ?? null, value: JSON.stringify(u.state) });
   }
-  // A key added with a confirm constraint (ssh-add -c) needs a person's yes for every use.
-  if (approvedBy === undefined && key.attributes.confirm === true && !s.noApprovals) approved(await core.awaitApproval(ctx, key, operation, 1, subject.facts, details));
+  // A key added with a confirm constraint (ssh-add -c) needs a person's yes for every use;
+  // the budgets read before the wait are stale after it, so the policy decides again.
+  if (approvedBy === undefined && key.attributes.confirm === true && !s.noApprovals) {
+    turn.end();
+    const by = await core.awaitApproval(ctx, key, operation, 1, subject.facts, details);
+    approved(by);
+    return decide(core, s, by, approved, cached, turn);
+  }
   return mutations;
 }

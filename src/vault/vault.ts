@@ -120,6 +120,8 @@ export class Vault {
     this.core.approvals.close();
     this.core.hdCache.clear();
     await deps.committer.close();
+    // Requests still finishing may have prepared nodes since.
+    this.core.hdCache.clear();
     if (this.core.purgePending) await deps.store.purgeFreed().catch(() => false);
     if (beforeRelease) await beforeRelease();
     await deps.backend.close();

@@ -12,7 +12,7 @@ import { prepareSigner } from '../crypto/algorithms.js';
 import { decodeMaster, deriveChild, encodeMaster, exportXpub, importXprv, masterFingerprint, masterFromSeed, seedFromMnemonic, wipeMaster, type HdCurve, type HdMaster } from '../wallet/hd.js';
 import { isUnder, parsePath } from '../wallet/paths.js';
 import { deriveFromMaster, ownsKeyFromMaster, signPsbt as signPsbtWith, analyzePsbt, type BitcoinNetwork, type PsbtAnalysis } from '../wallet/psbt.js';
-import { sha256hex, type Ctx, type PolicySubject, type VaultCore } from './core.js';
+import { isKeyStateError, sha256hex, type Ctx, type PolicySubject, type VaultCore } from './core.js';
 import { checkLabel, choosePurpose, type Keys } from './keys.js';
 import { decideSignCommit } from './step.js';
 
@@ -123,7 +123,17 @@ export class Wallet {
       wipe(d.privateKey);
       const xpub = master.curve === 'secp256k1' ? exportXpub(master, p, network) : null;
       // Handing out an xpub reveals a whole subtree's addresses: audited like any key use.
-      await this.core.deps.committer.audit(this.core.draft(ctx, 'xpub', key, 'ok', null, { ...details, public_key_sha256: sha256hex(d.publicKey) }));
+      // The key must still be what it was (active, same version) when the answer is recorded.
+      try {
+        await this.core.deps.committer.commit({ mutations: [{ kind: 'assertKeyActive', id: key.id, version: key.version }], audit: [this.core.draft(ctx, 'xpub', key, 'ok', null, { ...details, public_key_sha256: sha256hex(d.publicKey) })] });
+      } catch (e) {
+        if (isKeyStateError(e)) {
+          this.core.forgetKey(key.id);
+          return await this.core.refuse(ctx, 'xpub', key, e, details);
+        }
+        if (isCustosError(e) && e.tag === 'key_moved') return await this.core.refuse(ctx, 'xpub', key, e, details);
+        throw e;
+      }
       return { key, publicKey: d.publicKey, xpub };
     } finally {
       wipeMaster(master);

@@ -140,6 +140,10 @@ export function storeConformance(name: string, factory: StoreFactory): void {
   withStore('state changes and destroy: material gone, row kept as a tombstone', async (s) => {
     const k = key('gamma');
     await s.commit([{ mutations: [{ kind: 'insertKey', key: k }], audit: [] }], chain, new Date().toISOString());
+    const stale = await s.commit([{ mutations: [{ kind: 'assertKeyActive', id: k.id, version: k.version + 1 }], audit: [draft('sign', k.id)] }], chain, new Date().toISOString());
+    assert.ok(stale[0] instanceof CustosError && stale[0].tag === 'key_moved', 'a key changed since the decision fails the guard');
+    const current = await s.commit([{ mutations: [{ kind: 'assertKeyActive', id: k.id, version: k.version }], audit: [draft('sign', k.id)] }], chain, new Date().toISOString());
+    assert.equal(current[0], null, 'the version the decision read passes');
     await s.commit([{ mutations: [{ kind: 'setKeyState', id: k.id, state: 'disabled', updatedAt: 'later' }], audit: [] }], chain, new Date().toISOString());
     assert.equal((await s.findKey(k.id))!.state, 'disabled');
     const guarded = await s.commit([{ mutations: [{ kind: 'assertKeyActive', id: k.id }], audit: [draft('sign', k.id)] }], chain, new Date().toISOString());

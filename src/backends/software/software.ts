@@ -2,7 +2,8 @@
  * The software backend: keys are opened from their envelope inside this process and held
  * as prepared signers (a node:crypto KeyObject, or a private copy of the scalar for
  * @noble). A bounded cache keeps hot keys prepared, so a sign does not pay an AEAD
- * decryption and a key import each time; evicted or forgotten signers are wiped.
+ * decryption and a key import each time. Evicted or forgotten signers are destroyed: a scalar
+ * is zeroed; a KeyObject, which Node cannot zero, is dropped for the collector.
  */
 import type { Algorithm, KeyRecord, SignOptions, SignPayload } from '../../core/types.js';
 import { wipe } from '../../core/bytes.js';
