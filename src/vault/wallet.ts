@@ -11,7 +11,7 @@ import type { Algorithm, AuditDraft, KeyRecord, SignOptions, SignPayload } from 
 import { prepareSigner } from '../crypto/algorithms.js';
 import { decodeMaster, deriveChild, encodeMaster, exportXpub, importXprv, masterFingerprint, masterFromSeed, seedFromMnemonic, wipeMaster, type HdCurve, type HdMaster } from '../wallet/hd.js';
 import { isUnder, parsePath } from '../wallet/paths.js';
-import { deriveFromMaster, ownsKeyFromMaster, signPsbt as signPsbtWith, analyzePsbt, type BitcoinNetwork, type PsbtAnalysis } from '../wallet/psbt.js';
+import { deriveFromMaster, ownsKeyFromMaster, signPsbt as signPsbtWith, analyzePsbt, type BitcoinNetwork, type DeriveKey, type PsbtAnalysis, type PsbtContext } from '../wallet/psbt.js';
 import { isKeyStateError, sha256hex, type Ctx, type PolicySubject, type VaultCore } from './core.js';
 import { checkLabel, choosePurpose, type Keys } from './keys.js';
 import { decideSignCommit } from './step.js';
@@ -158,47 +158,51 @@ export class Wallet {
       return this.core.refuse(ctx, 'sign_psbt', key, e as CustosError, details);
     }
     // An HD key owns what derives from it; a stand-alone key owns inputs whose derivation
-    // fields name its public key (33-byte, or x-only for taproot), whatever the origin.
-    const master = hd ? this.openMaster(key) : null;
-    const secret = hd ? null : this.core.deps.keyring.openSecret(key);
-    try {
-      const cache = { id: key.id, cache: this.core.hdCache };
-      const pub = key.publicKey;
-      const pctx = {
-        network: req.network,
-        ownsKey: master ? ownsKeyFromMaster(master, cache) : (p: Uint8Array) => equalBytes(p.length === 32 ? pub.subarray(1) : pub, p),
-      };
-      const derive = master ? deriveFromMaster(master, cache) : () => Uint8Array.from(secret!);
-      let analysis: PsbtAnalysis;
+    // fields name its public key (33-byte, or x-only for taproot), whatever the origin. The
+    // key is opened for the analysis and again for the signature, never across the decision
+    // (which may wait a minute for approvers).
+    const withOpened = <R>(f: (pctx: PsbtContext, derive: DeriveKey) => R): R => {
+      const master = hd ? this.openMaster(key) : null;
+      const secret = hd ? null : this.core.deps.keyring.openSecret(key);
       try {
-        analysis = analyzePsbt(req.psbt, pctx);
-        if (hd) for (const i of analysis.inputs) for (const o of i.ourKeys ?? []) this.checkPathAllowed(key, o.origin.path);
-      } catch (e) {
-        return this.core.refuse(ctx, 'sign_psbt', key, isCustosError(e) ? e : new CustosError('invalid_psbt', 'The PSBT could not be analysed.', { cause: e }), details);
+        const cache = { id: key.id, cache: this.core.hdCache };
+        const pub = key.publicKey;
+        const pctx: PsbtContext = {
+          network: req.network,
+          ownsKey: master ? ownsKeyFromMaster(master, cache) : (p: Uint8Array) => equalBytes(p.length === 32 ? pub.subarray(1) : pub, p),
+        };
+        return f(pctx, master ? deriveFromMaster(master, cache) : () => Uint8Array.from(secret!));
+      } finally {
+        if (master) wipeMaster(master);
+        wipe(secret ?? undefined);
       }
-      const ours = analysis.inputs.filter((i) => i.ours).length;
-      Object.assign(details, { txid: analysis.txid, fee_sats: analysis.fee.toString(), sent_externally_sats: analysis.sentExternally.toString(), inputs: analysis.inputs.length, our_inputs: ours });
-      if (ours === 0) return this.core.refuse(ctx, 'sign_psbt', key, new CustosError('invalid_psbt', 'No input of this PSBT belongs to this key (by its BIP32 derivation fields); nothing to sign.'), details);
-      const subject: PolicySubject = {
-        payloadType: 'psbt',
-        facts: { protocol: 'psbt', network: req.network, txid: analysis.txid },
-        psbt: { outputs: analysis.outputs.map((o) => ({ address: o.address, amount: o.amount, isChange: o.isChange })), fee: analysis.fee, sentExternally: analysis.sentExternally, inputCount: analysis.inputs.length },
-        ...(hd ? { paths: analysis.inputs.flatMap((i) => (i.ourKeys ?? []).map((k) => [...k.origin.path])) } : {}),
-      };
-      const signed = await decideSignCommit(this.core, {
-        ctx,
-        key,
-        operation: 'sign',
-        outcomeOperation: 'sign_psbt',
-        subject,
-        details,
-        produce: async () => signPsbtWith(req.psbt, pctx, derive),
-        outcome: (s) => ({ signed_inputs: s.signedInputs.join(','), psbt_out_sha256: sha256hex(s.psbt) }),
-      });
-      return { key, psbt: signed.psbt, signedInputs: signed.signedInputs, analysis: signed.analysis };
-    } finally {
-      if (master) wipeMaster(master);
-      wipe(secret ?? undefined);
+    };
+    let analysis: PsbtAnalysis;
+    try {
+      analysis = withOpened((pctx) => analyzePsbt(req.psbt, pctx));
+      if (hd) for (const i of analysis.inputs) for (const o of i.ourKeys ?? []) this.checkPathAllowed(key, o.origin.path);
+    } catch (e) {
+      return this.core.refuse(ctx, 'sign_psbt', key, isCustosError(e) ? e : new CustosError('invalid_psbt', 'The PSBT could not be analysed.', { cause: e }), details);
     }
+    const ours = analysis.inputs.filter((i) => i.ours).length;
+    Object.assign(details, { txid: analysis.txid, fee_sats: analysis.fee.toString(), sent_externally_sats: analysis.sentExternally.toString(), inputs: analysis.inputs.length, our_inputs: ours });
+    if (ours === 0) return this.core.refuse(ctx, 'sign_psbt', key, new CustosError('invalid_psbt', 'No input of this PSBT belongs to this key (by its BIP32 derivation fields); nothing to sign.'), details);
+    const subject: PolicySubject = {
+      payloadType: 'psbt',
+      facts: { protocol: 'psbt', network: req.network, txid: analysis.txid },
+      psbt: { outputs: analysis.outputs.map((o) => ({ address: o.address, amount: o.amount, isChange: o.isChange })), fee: analysis.fee, sentExternally: analysis.sentExternally, inputCount: analysis.inputs.length },
+      ...(hd ? { paths: analysis.inputs.flatMap((i) => (i.ourKeys ?? []).map((k) => [...k.origin.path])) } : {}),
+    };
+    const signed = await decideSignCommit(this.core, {
+      ctx,
+      key,
+      operation: 'sign',
+      outcomeOperation: 'sign_psbt',
+      subject,
+      details,
+      produce: async () => withOpened((pctx, derive) => signPsbtWith(req.psbt, pctx, derive)),
+      outcome: (s) => ({ signed_inputs: s.signedInputs.join(','), psbt_out_sha256: sha256hex(s.psbt) }),
+    });
+    return { key, psbt: signed.psbt, signedInputs: signed.signedInputs, analysis: signed.analysis };
   }
 }
