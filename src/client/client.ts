@@ -236,8 +236,13 @@ export class CustosClient {
     return this.call('POST', `/v1/approvals/${encodeURIComponent(id)}/${approve ? 'approve' : 'deny'}`);
   }
 
-  async privvalStatus(): Promise<Array<{ name: string; chain_id: string; address: string; state: string; connected_since: string | null; last_signed: { height: string; round: number; step: number } | null; signatures: number; refusals: number }>> {
+  async privvalStatus(): Promise<PrivvalStatusView[]> {
     return (await this.call<{ validators: [] }>('GET', '/v1/privval')).validators;
+  }
+
+  /** Re-read the server's custos.toml, as SIGHUP does. */
+  reload(): Promise<ReloadView> {
+    return this.call('POST', '/v1/reload');
   }
 
   importWatermark(key: string, chain: string, state: { height: string; round: number; step: number; sign_bytes?: string; signature?: string }): Promise<{ height: string; round: number; step: number }> {
@@ -255,4 +260,32 @@ export class CustosClient {
   async auditTail(limit = 50): Promise<AuditEntryView[]> {
     return (await this.call<{ entries: AuditEntryView[] }>('GET', `/v1/audit?limit=${limit}`)).entries;
   }
+}
+
+type Position = { height: string; round: number; step: number };
+export interface PrivvalStatusView {
+  name: string;
+  chain_id: string;
+  address: string;
+  dialect: string;
+  key: string;
+  state: string;
+  connected_since: string | null;
+  last_signed: Position | null;
+  watermark: Position | null;
+  signatures: number;
+  refusals: number;
+  hint: string | null;
+}
+export interface ReloadChanges {
+  started: string[];
+  restarted: string[];
+  stopped: string[];
+  unchanged: string[];
+}
+export interface ReloadView {
+  applied: boolean;
+  privval: ReloadChanges | null;
+  ssh_agent: ReloadChanges | null;
+  restart_needed: string[];
 }

@@ -5,6 +5,8 @@ import { CustosError, isCustosError } from '../core/errors.js';
 import { DEFAULT_UNSEAL_LIMITS } from './unseal.js';
 import { parseNodePin } from '../crypto/cometbft/node-id.js';
 import { parsePrivvalAddress } from '../frontends/privval/address.js';
+import type { PrivvalVersion } from '../core/privval-version.js';
+export { PRIVVAL_VERSIONS, type PrivvalVersion } from '../core/privval-version.js';
 
 export interface AgentSocketConfig {
   enabled: boolean;
@@ -17,13 +19,23 @@ export interface AgentSocketConfig {
   maxConnections: number;
 }
 
+
+/** The privval wire encoding of a version: v0.34–v0.38 share `tendermint.privval`. */
+export function wireDialect(v: PrivvalVersion): 'v0.38' | 'v1' {
+  return v === 'v1' ? 'v1' : 'v0.38';
+}
+
 export interface PrivvalConfig {
   name: string;
   chainId: string;
   address: string;
   key: string;
   identityKey: string;
-  dialect: 'v0.38' | 'v1';
+  /**
+   * The node's CometBFT version line: v0.34 and v0.37 (no vote extensions), v0.38 (also
+   * v0.39/v0.40: `tendermint.privval`, extensions signed) or v1 (`cometbft.privval.v1`).
+   */
+  dialect: PrivvalVersion;
   allowSignBytes: boolean;
   /**
    * The node id every connection must authenticate as (40 lowercase hex digits), from
@@ -162,17 +174,18 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
   }
 
   const validators = doc.privval === undefined ? [] : Array.isArray(doc.privval) ? doc.privval : [doc.privval];
-  for (const raw of validators) {
+  for (const [i, raw] of validators.entries()) {
     const p = table('privval', raw);
-    const str = (v: unknown, what: string, re: RegExp): string => (typeof v === 'string' && re.test(v) ? v : fail(path, `privval.${what} is missing or invalid`));
+    const entry = typeof p.name === 'string' ? `[[privval]] "${p.name}"` : `[[privval]] number ${i + 1}`;
+    const str = (v: unknown, what: string, re: RegExp): string => (typeof v === 'string' && re.test(v) ? v : fail(path, `${entry}: ${what} is missing or invalid`));
     const c: PrivvalConfig = {
       name: str(p.name, 'name', /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/),
       chainId: str(p.chain_id, 'chain_id', /^[\x21-\x7e]{1,50}$/),
       address: str(p.address, 'address', /^(tcp|unix):\/\/\S{1,1000}$/),
       key: str(p.key, 'key', /^\S{1,128}$/),
       identityKey: p.identity_key === undefined ? '' : str(p.identity_key, 'identity_key', /^\S{1,128}$/),
-      dialect: p.dialect === undefined ? 'v0.38' : (str(p.dialect, 'dialect', /^(v0\.38|v1)$/) as 'v0.38' | 'v1'),
-      allowSignBytes: p.allow_sign_bytes === undefined ? false : bool(p.allow_sign_bytes, 'privval.allow_sign_bytes'),
+      dialect: p.dialect === undefined ? 'v0.38' : (str(p.dialect, 'dialect (one of v0.34, v0.37, v0.38, v1)', /^(v0\.3[478]|v1)$/) as PrivvalVersion),
+      allowSignBytes: p.allow_sign_bytes === undefined ? false : bool(p.allow_sign_bytes, `${entry}: allow_sign_bytes`),
     };
     // The node pin: the id in the address (tmkms's form), node_key as the 40-hex id or the
     // 64-hex public key, or both, which must then name the same node.
@@ -200,7 +213,7 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
     if (c.nodeId !== undefined && !c.address.startsWith('tcp://')) {
       fail(path, `privval "${c.name}": node_key needs a tcp:// address; a unix:// socket has no SecretConnection handshake to check it`);
     }
-    if (p.read_timeout_seconds !== undefined) c.readTimeoutSeconds = int(p.read_timeout_seconds, 'privval.read_timeout_seconds', 1, 3600);
+    if (p.read_timeout_seconds !== undefined) c.readTimeoutSeconds = int(p.read_timeout_seconds, `${entry}: read_timeout_seconds`, 1, 3600);
     if (c.address.startsWith('tcp://') && !c.identityKey) fail(path, `privval "${c.name}": a tcp:// node needs identity_key (an ed25519 vault key for SecretConnection)`);
     if (cfg.privval.some((o) => o.name === c.name)) fail(path, `two [[privval]] entries are named "${c.name}"`);
     cfg.privval.push(c);

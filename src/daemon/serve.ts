@@ -16,8 +16,7 @@ import { tokenAnchorPlace, tokenBackends, tokenRootWrapper } from './hsm.js';
 import type { AnchorPlace } from '../audit/anchor.js';
 import { buildHttpServer, assertLoopback } from '../frontends/http/server.js';
 import { Metrics } from '../frontends/http/metrics.js';
-import { SshAgent } from '../frontends/ssh-agent/agent.js';
-import { PrivvalConnector } from '../frontends/privval/connector.js';
+import { FrontEnds, type ApplyReport } from './frontends.js';
 import { initVault, openStoreOnly, openVault, SYSTEM, CONFIG_FILE, type OpenVault } from '../vault/open.js';
 import { DEFAULT_UNSEAL_LIMITS, SealedStore, ShareGate } from './unseal.js';
 import { AGENT_DEFAULTS, loadConfig, type ServeConfig } from './config.js';
@@ -32,25 +31,37 @@ export interface RunningServer {
   agentSockets: string[];
   /** Logs that the server is ready; call once signal handlers are in place. */
   announce(): void;
+  /** Re-reads the configuration and applies its [[privval]] and [[ssh_agent]] entries. */
+  reload(): Promise<ReloadReport>;
   close(): Promise<void>;
 }
 
 export interface ServeOptions {
   dataDir: string;
+  /** Re-reads the configuration (file and flags) for SIGHUP and `custos reload`. */
+  reloadConfig?: () => ServeConfig;
   /** For a passphrase seal. Vaults sealed by shares or an HSM need none. */
   passphrase?: Uint8Array;
   config: ServeConfig;
 }
 
-type Connectors = Array<{ cfg: ServeConfig['privval'][number]; connector: PrivvalConnector }>;
+export interface ReloadReport {
+  /** False when the vault is sealed: the entries start when it is unsealed. */
+  applied: boolean;
+  privval: ApplyReport['privval'] | null;
+  sshAgent: ApplyReport['sshAgent'] | null;
+  /** Sections that changed but are read only at start. */
+  restartNeeded: string[];
+}
+const emptyReload = (): ReloadReport => ({ applied: false, privval: null, sshAgent: null, restartNeeded: [] });
 
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   assertLoopback(opts.config.api.host);
   const logger = pino({ level: opts.config.log.level, base: { service: 'custos' }, redact: ['req.headers.authorization'] });
   const metrics = new Metrics();
   metrics.onIntegrityAlarm = (table, problem, pk) => logger.error({ table, problem, row: pk.slice(0, 120) }, 'a protected row failed its integrity check: it was changed outside Custos and is not obeyed');
-  const agents: SshAgent[] = [];
-  const connectors: Connectors = [];
+  let config = opts.config;
+  const frontends = new FrontEnds(opts.dataDir, logger, metrics);
   const tokens = tokenBackends(opts.config.pkcs11);
   const openWith = (unlock: { passphrase?: Uint8Array; root?: Uint8Array }, anchorPlaces: AnchorPlace[] = []) =>
     openVault({
@@ -76,46 +87,15 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   async function serveWith(): Promise<RunningServer> {
 
   // Front ends that need the unsealed vault: started at once, or when the last share arrives.
-  const startFrontends = async (opened: OpenVault) => {
+  const startFrontends = async (o: OpenVault) => {
     try {
-      for (const p of opts.config.privval) {
-        // Fail at start, with a sentence, rather than in a reconnect loop.
-        await opened.vault.getKey(p.key);
-        if (p.identityKey) await opened.vault.getKey(p.identityKey);
-        const connector = new PrivvalConnector(
-          opened.vault,
-          {
-            name: p.name,
-            chainId: p.chainId,
-            address: p.address,
-            consensusKey: p.key,
-            identityKey: p.identityKey,
-            dialect: p.dialect,
-            allowSignBytes: p.allowSignBytes,
-            ...(p.nodeId ? { expectedNodeId: p.nodeId } : {}),
-            ...(p.nodeKey ? { expectedNodeKey: new Uint8Array(Buffer.from(p.nodeKey, 'hex')) } : {}),
-            ...(p.readTimeoutSeconds ? { readTimeoutMs: p.readTimeoutSeconds * 1000 } : {}),
-          },
-          { info: (msg, fields) => logger.info({ privval: p.name, ...fields }, msg), warn: (msg, fields) => logger.warn({ privval: p.name, ...fields }, msg) },
-          metrics,
-        );
-        connectors.push({ cfg: p, connector });
-      }
-      for (const a of opts.config.sshAgents.filter((x) => x.enabled)) {
-        const agent = new SshAgent(opened.vault, { name: a.name, socketPath: resolve(opts.dataDir, a.socket), keys: a.keys, allowSha1: a.allowSha1, allowConfirm: a.allowConfirm, maxConnections: a.maxConnections, privateDirHint: resolve(opts.dataDir, 'agent') }, logger);
-        await agent.listen();
-        agents.push(agent);
-      }
-      for (const c of connectors) c.connector.start();
+      await frontends.apply(o.vault, config);
     } catch (e) {
-      await stopFrontends();
+      await frontends.stopAll();
       throw e;
     }
   };
-  const stopFrontends = async () => {
-    for (const c of connectors.splice(0)) await c.connector.stop();
-    for (const a of agents.splice(0)) await a.close();
-  };
+  const stopFrontends = () => frontends.stopAll();
 
   const { store: metaStore, vaultId } = await openStoreOnly(opts.dataDir);
   let record: SealRecord;
@@ -187,9 +167,63 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     metrics,
     logger,
     version: VERSION,
-    privvalStatus: () => connectors.map(({ cfg, connector }) => ({ name: cfg.name, chainId: cfg.chainId, address: cfg.address, ...connector.status() })),
+    privvalStatus: () => privvalStatus(),
+    reload: () => reload(),
   });
   const current = () => gate?.openVault ?? opened;
+  /**
+   * SIGHUP and `custos reload`: re-read the configuration and bring the [[privval]] and
+   * [[ssh_agent]] entries to it (see FrontEnds.apply). A file that does not parse or names a
+   * missing key changes nothing. Other sections need a restart and are reported as such; the
+   * log level is taken at once.
+   */
+  let reloading: Promise<ReloadReport> = Promise.resolve(emptyReload());
+  async function reload(): Promise<ReloadReport> {
+    const run = reloading.catch(() => emptyReload()).then(async () => {
+      if (!opts.reloadConfig) throw new CustosError('bad_request', 'This server was started without a configuration file to reload.');
+      let next: ServeConfig;
+      try {
+        next = opts.reloadConfig();
+      } catch (e) {
+        logger.error({ err: (e as Error).message }, 'reload refused: the configuration is unchanged');
+        throw e;
+      }
+      const restartNeeded = (['api', 'pkcs11', 'seal', 'approvals', 'audit', 'unseal'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(config[k]));
+      const open = current();
+      let applied: ApplyReport | null = null;
+      try {
+        if (open) applied = await frontends.apply(open.vault, next);
+      } catch (e) {
+        logger.error({ err: (e as Error).message }, 'reload refused: the configuration is unchanged');
+        throw e;
+      }
+      // Sections that need a restart keep their running values until then.
+      config = { ...next, ...Object.fromEntries(restartNeeded.map((k) => [k, config[k]])) };
+      if (next.log.level !== logger.level) logger.level = next.log.level;
+      const report: ReloadReport = { applied: applied !== null, privval: applied?.privval ?? null, sshAgent: applied?.sshAgent ?? null, restartNeeded: [...restartNeeded] };
+      logger.info({ privval: report.privval, ssh_agent: report.sshAgent, restart_needed: report.restartNeeded, sealed: !open }, open ? 'configuration reloaded' : 'configuration reloaded; its front ends start when the vault is unsealed');
+      if (restartNeeded.length) logger.warn({ sections: restartNeeded }, `changes to ${restartNeeded.map((k) => `[${k}]`).join(', ')} take effect at the next restart`);
+      return report;
+    });
+    reloading = run;
+    return run;
+  }
+  /** Each configured validator: its connection, and its watermark as stored (survives restarts). */
+  async function privvalStatus() {
+    const open = current();
+    const live = new Map(frontends.privvalStatus().map((x) => [x.cfg.name, x.status]));
+    return Promise.all(
+      config.privval.map(async (p) => {
+        const st = live.get(p.name) ?? { state: 'stopped' as const, refusals: 0, signatures: 0 };
+        let watermark: { height: string; round: number; step: number } | null = null;
+        if (open) {
+          const w = await open.vault.getWatermark(p.key, p.chainId).catch(() => null);
+          if (w) watermark = { height: w.height.toString(), round: w.round, step: w.step };
+        }
+        return { name: p.name, chainId: p.chainId, address: p.address, dialect: p.dialect, key: p.key, ...st, watermark };
+      }),
+    );
+  }
   try {
     if (opened) await startFrontends(opened);
     await app.listen({ host: opts.config.api.host, port: opts.config.api.port });
@@ -206,13 +240,14 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   return {
     url,
     get agentSocket() {
-      return agents[0]?.config.socketPath;
+      return frontends.agentSockets[0];
     },
     get agentSockets() {
-      return agents.map((a) => a.config.socketPath);
+      return frontends.agentSockets;
     },
+    reload,
     announce: () =>
-      logger.info({ url, data_dir: opts.dataDir, vault_id: vaultId, sealed: !current(), ssh_agents: agents.map((a) => a.config.socketPath) }, current() ? 'listening' : 'listening sealed: waiting for operator shares (custos operator unseal)'),
+      logger.info({ url, data_dir: opts.dataDir, vault_id: vaultId, sealed: !current(), ssh_agents: frontends.agentSockets }, current() ? 'listening' : 'listening sealed: waiting for operator shares (custos operator unseal)'),
     close: () =>
       (closing ??= (async () => {
         // The gate first: unseal attempts waiting out a delay are refused now, not after it,
@@ -249,6 +284,10 @@ export function closeOnSignals(server: RunningServer, after?: () => void): void 
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // SIGHUP re-reads the configuration, as sshd and most daemons do; the outcome is logged.
+  process.on('SIGHUP', () => {
+    if (!signalled) server.reload().catch(() => {});
+  });
 }
 
 /**
@@ -284,7 +323,7 @@ export async function startDevServer(overrides: { port?: number; logLevel?: Serv
   }
   const close = server.close;
   return {
-    server: { url: server.url, agentSocket: server.agentSocket, agentSockets: server.agentSockets, announce: server.announce, close: async () => { await close(); rmSync(dataDir, { recursive: true, force: true }); } },
+    server: { url: server.url, agentSocket: server.agentSocket, agentSockets: server.agentSockets, announce: server.announce, reload: server.reload, close: async () => { await close(); rmSync(dataDir, { recursive: true, force: true }); } },
     token: adminToken,
     dataDir,
   };

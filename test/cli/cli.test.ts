@@ -424,7 +424,7 @@ test('serve with a [[privval]] validator: it dials the node and custos privval s
     assert.ok(dialled > 0, 'the connector dialled the node');
     const r = k(['privval', 'status'], s.url);
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, /^hub\s+test-1\s+(connecting|connected)\s+tcp:\/\/127\.0\.0\.1:\d+\s+nothing signed yet/m);
+    assert.match(r.stdout, /^hub\s+test-1\s+v0\.38\s+(connecting|connected)\s+tcp:\/\/127\.0\.0\.1:\d+\s+nothing yet/m);
     const metrics = await (await fetch(`${s.url}/metrics`)).text();
     assert.match(metrics, /custos_privval_connected\{validator="hub"\} 0/, 'the connection state is a metric');
   } finally {

@@ -2,33 +2,23 @@
 import type { Command } from 'commander';
 import { CustosError } from '../../core/errors.js';
 import { clientFrom, out, readInput, withApi } from '../common.js';
+import { formatTable } from '../table.js';
+import { registerPrivvalSetup } from './privval-setup.js';
+import { parseValidatorState } from '../../migrate/cometbft-state.js';
 
 export function registerPrivval(program: Command): void {
   const privval = program.command('privval').description('CometBFT remote signing: consensus keys and their double-sign watermarks');
+  registerPrivvalSetup(privval);
   withApi(
     privval
       .command('import-state')
-      .description("Seed a key's double-sign watermark from CometBFT's priv_validator_state.json (never moves it backwards)")
+      .description("Seed a key's double-sign watermark from a priv_validator_state.json of CometBFT (FilePV), Horcrux or tmkms (never moves it backwards)")
       .requiredOption('--key <key>', 'consensus key id or label (import priv_validator_key.json with `keys import --format cometbft`)')
       .requiredOption('--chain-id <id>', 'chain id')
       .requiredOption('--in <file>', 'priv_validator_state.json'),
   ).action(async (o) => {
-    let st: { height?: unknown; round?: unknown; step?: unknown; signature?: unknown; signbytes?: unknown };
-    try {
-      st = JSON.parse(Buffer.from(readInput(o.in)).toString('utf8'));
-    } catch {
-      throw new CustosError('bad_request', `${o.in} is not JSON.`);
-    }
-    if (typeof st.height !== 'string' || typeof st.round !== 'number' || typeof st.step !== 'number') {
-      throw new CustosError('bad_request', `${o.in} is not a priv_validator_state.json (height as a string, round and step as numbers).`);
-    }
-    const body = {
-      height: st.height,
-      round: st.round,
-      step: st.step,
-      ...(typeof st.signbytes === 'string' && st.signbytes ? { sign_bytes: st.signbytes } : {}),
-      ...(typeof st.signature === 'string' && st.signature ? { signature: st.signature } : {}),
-    };
+    const { origin, state: body } = parseValidatorState(readInput(o.in), o.in);
+    if (origin === 'tmkms' && !o.json) out(`${o.in} is a tmkms state file: its steps 0/1/2 are read as 1/2/3 (proposal, prevote, precommit).`);
     const r = await clientFrom(o).importWatermark(o.key, o.chainId, body);
     out(o.json ? JSON.stringify(r) : `Watermark of ${o.key} on ${o.chainId}: height ${r.height} round ${r.round} step ${r.step}.`);
   });
@@ -48,10 +38,11 @@ export function registerPrivval(program: Command): void {
     const list = await c.privvalStatus();
     if (o.json) return out(JSON.stringify(list, null, 2));
     if (list.length === 0) return out('No [[privval]] validator is configured.');
-    for (const p of list) {
-      const last = p.last_signed ? `last signed ${p.last_signed.height}/${p.last_signed.round}/${p.last_signed.step}` : 'nothing signed yet';
-      out(`${p.name.padEnd(16)} ${p.chain_id.padEnd(16)} ${p.state.padEnd(11)} ${p.address}  ${last}  (${p.signatures} signatures, ${p.refusals} refusals)`);
-    }
+    out(formatTable(
+      ['NAME', 'CHAIN', 'VERSION', 'STATE', 'ADDRESS', 'LAST SIGNED H/R/S', 'SIGNED', 'REFUSED'],
+      list.map((p) => [p.name, p.chain_id, p.dialect, p.state, p.address, p.last_signed ? `${p.last_signed.height}/${p.last_signed.round}/${p.last_signed.step}` : 'nothing yet', String(p.signatures), String(p.refusals)]),
+    ));
+    for (const p of list) if (p.hint) out(`\n${p.name}: ${p.hint}`);
   });
 
 }

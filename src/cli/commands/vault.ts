@@ -1,4 +1,4 @@
-/** Vault lifecycle on a data directory: `init`, `serve` (and `--dev`), `status`, `upgrade`. */
+/** Vault lifecycle on a data directory: `init`, `serve` (and `--dev`), `reload`, `status`, `upgrade`. */
 import { Command, Option } from 'commander';
 import { appendFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -8,9 +8,25 @@ import { CustosClient } from '../../client/client.js';
 import type { Pkcs11Backend } from '../../backends/pkcs11/backend.js';
 import type { Pkcs11Config } from '../../daemon/config.js';
 import { EXIT } from '../exit.js';
-import { hsmConfigToml, offlineCommand, out, printSealStatus, printShares, sharesOption } from '../common.js';
+import { clientFrom, hsmConfigToml, offlineCommand, out, printSealStatus, printShares, sharesOption, withApi } from '../common.js';
+import type { ReloadChanges } from '../../client/client.js';
 
 export function registerVault(program: Command): void {
+  withApi(
+    program
+      .command('reload')
+      .description('Make a running vault re-read custos.toml (as `kill -HUP` does): [[privval]] and [[ssh_agent]] entries that changed start, restart or stop; the others keep their connections; a bad file changes nothing'),
+  ).action(async (o) => {
+    const r = await clientFrom(o).reload();
+    if (o.json) return out(JSON.stringify(r, null, 2));
+    const line = (what: string, c: ReloadChanges | null) => {
+      if (!c) return `${what}: starts when the vault is unsealed`;
+      const parts = (['started', 'restarted', 'stopped', 'unchanged'] as const).filter((k) => c[k].length).map((k) => `${k} ${c[k].join(', ')}`);
+      return `${what}: ${parts.length ? parts.join('; ') : 'none configured'}`;
+    };
+    out(['Configuration reloaded.', line('[[privval]]', r.privval), line('[[ssh_agent]]', r.ssh_agent)].join('\n'));
+    if (r.restart_needed.length) out(`Changed but read only at start (restart to apply): ${r.restart_needed.map((k) => `[${k}]`).join(', ')}`);
+  });
   program
     .command('init')
     .description('Create a new vault: a root key sealed under a passphrase, a database, an admin API token')
@@ -73,7 +89,7 @@ export function registerVault(program: Command): void {
 
   program
     .command('serve')
-    .description('Unseal the vault and serve the HTTP API on loopback (SIGINT/SIGTERM stop it cleanly)')
+    .description('Unseal the vault and serve the HTTP API on loopback (SIGINT/SIGTERM stop it cleanly; SIGHUP or `custos reload` re-reads [[privval]] and [[ssh_agent]])')
     .option('--data-dir <dir>', 'vault directory (see `custos init`)')
     .option('--dev', 'throwaway unsealed vault in a temp directory with a demo key; nothing persists')
     .option('--config <file>', 'TOML config (default: custos.toml in the data directory)')
@@ -130,14 +146,23 @@ export function registerVault(program: Command): void {
       // Before anything is read from them: loose vault files stop the start (daemon/permissions.ts).
       assertVaultLayout(dataDir, o.config);
       if (o.passphraseFile) assertPrivateFile(o.passphraseFile, 'The passphrase file');
-      const config = loadConfig(o.config ?? join(dataDir, CONFIG_FILE), o.config !== undefined);
-      if (o.host) config.api.host = o.host;
-      if (o.port !== undefined) config.api.port = parsePort(o.port, '--port');
-      if (o.logLevel) config.log.level = o.logLevel;
-      if (o.agentSocket) {
-        const first = config.sshAgents[0] ?? { ...AGENT_DEFAULTS };
-        config.sshAgents[0] = { ...first, enabled: true, socket: resolve(o.agentSocket) };
-      }
+      // The file and the flags over it; read again on SIGHUP and `custos reload`.
+      const readConfig = () => {
+        const c = loadConfig(o.config ?? join(dataDir, CONFIG_FILE), o.config !== undefined);
+        if (o.host) c.api.host = o.host;
+        if (o.port !== undefined) c.api.port = parsePort(o.port, '--port');
+        if (o.logLevel) c.log.level = o.logLevel;
+        if (o.agentSocket) {
+          const first = c.sshAgents[0] ?? { ...AGENT_DEFAULTS };
+          c.sshAgents[0] = { ...first, enabled: true, socket: resolve(o.agentSocket) };
+        }
+        return c;
+      };
+      const config = readConfig();
+      const reloadConfig = () => {
+        assertVaultLayout(dataDir, o.config);
+        return readConfig();
+      };
       // Fail on a missing vault before asking for a passphrase; vaults sealed by shares need none.
       const meta = await openStoreOnly(dataDir);
       let sealKind: string;
@@ -149,7 +174,7 @@ export function registerVault(program: Command): void {
       const passphrase = sealKind === 'passphrase' ? await readPassphrase({ file: o.passphraseFile }) : undefined;
       let server;
       try {
-        server = await startServer({ dataDir, passphrase, config });
+        server = await startServer({ dataDir, passphrase, config, reloadConfig });
       } finally {
         wipe(passphrase);
       }

@@ -379,14 +379,41 @@ export const privvalStatusSchema = {
               name: { type: 'string' },
               chain_id: { type: 'string' },
               address: { type: 'string' },
+              dialect: { type: 'string', description: 'the node version the entry speaks: v0.34, v0.37, v0.38 or v1' },
+              key: { type: 'string', description: 'the consensus key, as the entry names it' },
               state: { type: 'string', enum: ['connecting', 'connected', 'stopped'] },
               connected_since: { type: ['string', 'null'] },
-              last_signed: { type: ['object', 'null'], properties: { height: { type: 'string' }, round: { type: 'integer' }, step: { type: 'integer' } } },
-              signatures: { type: 'integer' },
+              last_signed: { type: ['object', 'null'], description: 'the last position signed: this connection\'s, else the stored watermark', properties: { height: { type: 'string' }, round: { type: 'integer' }, step: { type: 'integer' } } },
+              watermark: { type: ['object', 'null'], description: 'the double-sign watermark as stored for this key and chain (null: nothing signed yet, or the vault is sealed)', properties: { height: { type: 'string' }, round: { type: 'integer' }, step: { type: 'integer' } } },
+              signatures: { type: 'integer', description: 'signatures on this connector since the daemon started' },
               refusals: { type: 'integer' },
+              hint: { type: ['string', 'null'], description: 'what the last dropped connection most likely means, when it can be told' },
             },
           },
         },
+      },
+    },
+    ...errors,
+  },
+} as const;
+
+const changes = {
+  type: ['object', 'null'],
+  properties: { started: { type: 'array', items: { type: 'string' } }, restarted: { type: 'array', items: { type: 'string' } }, stopped: { type: 'array', items: { type: 'string' } }, unchanged: { type: 'array', items: { type: 'string' } } },
+} as const;
+
+export const reloadSchema = {
+  summary: 'Re-read custos.toml (as SIGHUP does): start, restart or stop the [[privval]] and [[ssh_agent]] entries that changed; a bad file changes nothing (admin only)',
+  tags: ['system'],
+  security: secured,
+  response: {
+    200: {
+      type: 'object',
+      properties: {
+        applied: { type: 'boolean', description: 'false while the vault is sealed: the entries start at unseal' },
+        privval: changes,
+        ssh_agent: changes,
+        restart_needed: { type: 'array', items: { type: 'string' }, description: 'sections that changed but are read only at start' },
       },
     },
     ...errors,

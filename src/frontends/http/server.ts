@@ -69,7 +69,24 @@ export interface HttpOptions {
   /** Maximum request body, bytes. */
   bodyLimit?: number;
   /** The daemon's CometBFT connectors, for GET /v1/privval. */
-  privvalStatus?: () => Array<{ name: string; chainId: string; address: string; state: string; connectedSince?: string; lastSigned?: { height: string; round: number; step: number }; refusals: number; signatures: number }>;
+  privvalStatus?: () => Promise<
+    Array<{
+      name: string;
+      chainId: string;
+      address: string;
+      dialect: string;
+      key: string;
+      state: string;
+      connectedSince?: string;
+      lastSigned?: { height: string; round: number; step: number };
+      watermark: { height: string; round: number; step: number } | null;
+      refusals: number;
+      signatures: number;
+      hint?: string;
+    }>
+  >;
+  /** The daemon's reload (SIGHUP), for POST /v1/reload. */
+  reload?: () => Promise<{ applied: boolean; privval: unknown; sshAgent: unknown; restartNeeded: string[] }>;
   version?: string;
 }
 
@@ -497,17 +514,30 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   }
 
   app.get('/v1/privval', { schema: S.privvalStatusSchema }, async () => ({
-    validators: (opts.privvalStatus?.() ?? []).map((p) => ({
+    validators: ((await opts.privvalStatus?.()) ?? []).map((p) => ({
       name: p.name,
       chain_id: p.chainId,
       address: p.address,
+      dialect: p.dialect,
+      key: p.key,
       state: p.state,
       connected_since: p.connectedSince ?? null,
-      last_signed: p.lastSigned ?? null,
+      // This connection's last signature, else the stored watermark: both survive nothing
+      // but the store, and the store survives restarts.
+      last_signed: p.lastSigned ?? p.watermark ?? null,
+      watermark: p.watermark,
       signatures: p.signatures,
       refusals: p.refusals,
+      hint: p.hint ?? null,
     })),
   }));
+
+  app.post('/v1/reload', { schema: S.reloadSchema }, async (req) => {
+    adminOnly(req);
+    if (!opts.reload) throw new CustosError('bad_request', 'This server has no configuration file to reload.');
+    const r = await opts.reload();
+    return { applied: r.applied, privval: r.privval, ssh_agent: r.sshAgent, restart_needed: r.restartNeeded };
+  });
 
   const watermarkView = (w: { height: bigint; round: number; step: number; signBytes: Uint8Array; signature: Uint8Array | null }) => ({
     height: w.height.toString(),

@@ -66,6 +66,13 @@ export interface PrivvalConnectorConfig {
   /** Vault key (id or label) of the Ed25519 SecretConnection identity; used for `tcp://` only. */
   identityKey: string;
   dialect: PrivvalDialect;
+  /**
+   * Sign the extension of non-nil precommits (v0.38+, default). A v0.34/v0.37 node has no vote
+   * extensions: off, and a precommit is returned without an extension signature.
+   */
+  voteExtensions?: boolean;
+  /** The node's version as configured (`v0.34`…`v1`), for the hints in the log. */
+  versionLabel?: string;
   /** v1 `SignBytesRequest` (arbitrary bytes with the consensus key); refused unless true. */
   allowSignBytes?: boolean;
   /** Pin the node's SecretConnection identity by its node id (40 hex digits); `tcp://` only. */
@@ -105,6 +112,8 @@ export interface PrivvalConnectorStatus {
   refusals: number;
   /** Consensus signatures returned (new or re-served). */
   signatures: number;
+  /** What the last dropped connection most likely means and what to change, when we can tell. */
+  hint?: string;
 }
 
 /** Backoff between dial attempts: starts here, doubles, capped at `BACKOFF_MAX_MS`. */
@@ -265,6 +274,9 @@ export class PrivvalConnector {
   private refusals = 0;
   private signatures = 0;
   private pubKey: PublicKey | undefined;
+  /** What the current connection has asked: to tell a dialect mismatch from other drops. */
+  private seen = { pubKey: 0, pubKeyRefused: '', other: 0 };
+  private hint: string | undefined;
   private readonly pin: NodePin | undefined;
   private lastMismatch: { seenNodeId: string; reportedAt: number; unreported: number } | undefined;
 
@@ -320,6 +332,7 @@ export class PrivvalConnector {
     const s: PrivvalConnectorStatus = { state: this.state, refusals: this.refusals, signatures: this.signatures };
     if (this.state === 'connected' && this.connectedSince) s.connectedSince = this.connectedSince;
     if (this.lastSigned) s.lastSigned = { ...this.lastSigned };
+    if (this.hint) s.hint = this.hint;
     return s;
   }
 
@@ -341,8 +354,13 @@ export class PrivvalConnector {
         this.lastMismatch = undefined; // a wrong node seen again after the right one is reported anew
         backoff = BACKOFF_MIN_MS;
         this.log.info('privval connected', { connector: this.cfg.name, address: this.cfg.address });
+        this.seen = { pubKey: 0, pubKeyRefused: '', other: 0 };
         await this.serve(link);
-        if (!this.stopping) this.log.warn('privval connection closed by the node', { connector: this.cfg.name });
+        if (!this.stopping) {
+          const hint = this.closeHint();
+          if (hint) this.hint = hint;
+          this.log.warn(hint ? 'privval connection closed by the node right after the public key exchange' : 'privval connection closed by the node', { connector: this.cfg.name, ...(hint ? { hint } : {}) });
+        }
       } catch (e) {
         if (!this.stopping && !(isCustosError(e) && e.tag === 'node_id_mismatch')) {
           this.log.warn('privval connection failed', { connector: this.cfg.name, address: this.cfg.address, error: e instanceof Error ? e.message : String(e) });
@@ -357,6 +375,21 @@ export class PrivvalConnector {
       await this.sleep(backoff);
       backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
     }
+  }
+
+  /**
+   * A node that hangs up after asking only for the public key did not like the answer. The
+   * node's log says why; ours can only name the likely causes: another privval version (the
+   * two encodings of PubKeyResponse differ, and each side reads the other's as an empty key),
+   * or a chain id or key that is not the node's.
+   */
+  private closeHint(): string | undefined {
+    const seen = this.seen;
+    if (seen.pubKey === 0 || seen.other > 0) return undefined;
+    if (seen.pubKeyRefused) return `The node asked for the public key and was refused (${seen.pubKeyRefused}); fix chain_id or key in [[privval]] "${this.cfg.name}".`;
+    const mine = this.cfg.versionLabel ?? this.cfg.dialect;
+    const other = this.cfg.dialect === 'v1' ? 'dialect = "v0.38" (CometBFT v0.38, v0.39, v0.40; "v0.34" or "v0.37" for those)' : 'dialect = "v1" (CometBFT v1.x)';
+    return `The node closed the connection right after the public key exchange: it most likely speaks another privval version than this entry's dialect = "${mine}". Check the node's version (cometbftd version) and set ${other} in [[privval]] "${this.cfg.name}"; if the version is right, check that key is this validator's consensus key (the node's log says which).`;
   }
 
   private sleep(ms: number): Promise<void> {
@@ -377,9 +410,16 @@ export class PrivvalConnector {
       const ep = this.endpoint;
       const socket = ep.kind === 'tcp' ? net.connect({ host: ep.host, port: ep.port }) : net.connect({ path: ep.path });
       this.dialing = socket;
-      const timer = setTimeout(() => {
-        socket.destroy(new Error(`Dialing ${this.cfg.address} timed out after ${DIAL_TIMEOUT_MS} ms.`));
-      }, DIAL_TIMEOUT_MS);
+      // Measured from the dial: when start-up work held the event loop, the timer can fire in
+      // the same turn as the pending connect event. Let that event be handled first (I/O comes
+      // before setImmediate) and only then give up on a socket still connecting.
+      const started = performance.now();
+      const expire = () => {
+        if (!socket.connecting) return;
+        const waited = Math.round(performance.now() - started);
+        socket.destroy(new Error(`Dialing ${this.cfg.address} timed out after ${waited} ms (limit ${DIAL_TIMEOUT_MS} ms): is the node running, and is its priv_validator_laddr this address?`));
+      };
+      const timer = setTimeout(() => setImmediate(expire), DIAL_TIMEOUT_MS);
       const cleanup = () => {
         clearTimeout(timer);
         socket.off('connect', onConnect);
@@ -541,6 +581,10 @@ export class PrivvalConnector {
   // Requests
 
   private async handle(m: PrivvalMessage): Promise<PrivvalMessage> {
+    if (m.kind !== 'pub_key_request') {
+      this.seen.other++;
+      this.hint = undefined; // the node got past the public key: whatever the hint said is fixed
+    }
     switch (m.kind) {
       case 'ping_request':
         return { kind: 'ping_response' };
@@ -607,10 +651,14 @@ export class PrivvalConnector {
   }
 
   private async handlePubKey(chainId: string): Promise<PrivvalMessage> {
+    this.seen.pubKey++;
     try {
       this.checkChain(chainId);
-      return { kind: 'pub_key_response', pubKey: await this.consensusPublicKey(), error: undefined };
+      const pubKey = await this.consensusPublicKey();
+      this.seen.pubKeyRefused = '';
+      return { kind: 'pub_key_response', pubKey, error: undefined };
     } catch (e) {
+      this.seen.pubKeyRefused = e instanceof Error ? e.message : String(e);
       return { kind: 'pub_key_response', pubKey: undefined, error: await this.remoteError(e, 'the public key request') };
     }
   }
@@ -645,7 +693,7 @@ export class PrivvalConnector {
       });
       const timestamp = res.reused && !equalBytes(res.signBytes, signBytes) ? timestampFromSignBytes(res.signBytes, 5) : vote.timestamp;
       let extensionSignature: Uint8Array = new Uint8Array(0);
-      if (type === 'precommit' && !nil && !(this.cfg.dialect === 'v1' && skipExtensionSigning)) {
+      if (type === 'precommit' && !nil && this.cfg.voteExtensions !== false && !(this.cfg.dialect === 'v1' && skipExtensionSigning)) {
         const ext = await this.vault.sign({
           requestId: randomUUID(),
           principal: this.principal,
