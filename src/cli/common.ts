@@ -28,8 +28,9 @@ export function readInput(file: string): Uint8Array {
 export function clientFrom(opts: { addr?: string; token?: string; tokenFile?: string }): CustosClient {
   const addr = opts.addr ?? process.env.CUSTOS_ADDR ?? 'http://127.0.0.1:8200';
   let token = opts.token ?? process.env.CUSTOS_TOKEN;
+  if (!opts.tokenFile && !token && process.env.CUSTOS_TOKEN_FILE) opts = { ...opts, tokenFile: process.env.CUSTOS_TOKEN_FILE };
   if (opts.tokenFile) token = Buffer.from(readInput(opts.tokenFile)).toString('utf8').trim();
-  if (!token) throw new CustosError('unauthorized', 'No API token: give --token-file FILE or set CUSTOS_TOKEN (the admin token is printed by `custos init`).');
+  if (!token) throw new CustosError('unauthorized', 'No API token: give --token-file FILE, or set CUSTOS_TOKEN_FILE or CUSTOS_TOKEN (the admin token is printed by `custos init`, or written to its --admin-token-file).');
   return new CustosClient({ addr, token });
 }
 
@@ -37,7 +38,7 @@ export const withApi = (c: Command) =>
   c
     .addOption(new Option('--addr <url>', 'vault API address').env('CUSTOS_ADDR').default('http://127.0.0.1:8200'))
     .addOption(new Option('--token <token>', 'API token (prefer CUSTOS_TOKEN or --token-file: flags show in `ps`)').env('CUSTOS_TOKEN'))
-    .option('--token-file <file>', 'read the API token from a file')
+    .option('--token-file <file>', 'read the API token from a file (else $CUSTOS_TOKEN, else the file named by $CUSTOS_TOKEN_FILE)')
     .option('--json', 'print JSON');
 
 export function hsmConfigToml(c: Pkcs11Config, keyLabel: string): string {

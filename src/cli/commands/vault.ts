@@ -1,6 +1,6 @@
 /** Vault lifecycle on a data directory: `init`, `serve` (and `--dev`), `reload`, `status`, `upgrade`. */
 import { Command, Option } from 'commander';
-import { appendFileSync, existsSync } from 'node:fs';
+import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CustosError } from '../../core/errors.js';
 import { wipe } from '../../core/bytes.js';
@@ -41,7 +41,8 @@ export function registerVault(program: Command): void {
     .option('--hsm-pin-file <file>', 'file holding the token\'s user PIN')
     .option('--hsm-pin-env <var>', 'environment variable holding the token\'s user PIN')
     .option('--hsm-key-label <label>', 'label of the AES seal key on the token (created if absent)', 'custos-seal')
-    .action(async (o: { dataDir: string; passphraseFile?: string; scryptLogN: string; shares?: string; threshold?: string; shareDir?: string; hsmModule?: string; hsmTokenLabel?: string; hsmPinFile?: string; hsmPinEnv?: string; hsmKeyLabel: string }) => {
+    .option('--admin-token-file <file>', 'write the admin API token to this new file (0600) instead of printing it; the CLI reads it with --token-file or $CUSTOS_TOKEN_FILE')
+    .action(async (o: { adminTokenFile?: string; dataDir: string; passphraseFile?: string; scryptLogN: string; shares?: string; threshold?: string; shareDir?: string; hsmModule?: string; hsmTokenLabel?: string; hsmPinFile?: string; hsmPinEnv?: string; hsmKeyLabel: string }) => {
       const { CONFIG_FILE, initVault } = await import('../../vault/open.js');
       const { tokenBackends, tokenRootWrapper } = await import('../../daemon/hsm.js');
       const { readPassphrase } = await import('../../daemon/passphrase.js');
@@ -50,6 +51,7 @@ export function registerVault(program: Command): void {
       const shares = sharesOption(o);
       if (shares && o.passphraseFile) throw new CustosError('bad_request', 'Choose one seal: --shares/--threshold or a passphrase.');
       if (!shares && o.shareDir) throw new CustosError('bad_request', '--share-dir needs --shares and --threshold.');
+      if (o.adminTokenFile && existsSync(o.adminTokenFile)) throw new CustosError('bad_request', `${o.adminTokenFile} exists; give a new file for the admin token.`);
       if (o.shareDir && existsSync(o.shareDir)) throw new CustosError('bad_request', `${o.shareDir} exists; give a new directory for the share files.`);
       let hsm: { cfg: Pkcs11Config; backend: Pkcs11Backend } | undefined;
       if (o.hsmModule) {
@@ -73,8 +75,13 @@ export function registerVault(program: Command): void {
         if (hsm) out(`Sealed by the AES key "${o.hsmKeyLabel}" on token "${hsm.cfg.tokenLabel}": it unseals itself at start while the token and PIN are there ([[pkcs11]] and [seal.pkcs11] were added to ${CONFIG_FILE}). The shares below are RECOVERY shares, for a lost token.`);
         if (r.shareLines) printShares(r.shareLines, shares!.threshold, o.shareDir);
         out('');
-        out('Admin API token (shown once; only its hash is stored, keep it safe):');
-        out(`  ${r.adminToken}`);
+        if (o.adminTokenFile) {
+          writeFileSync(o.adminTokenFile, r.adminToken + '\n', { mode: 0o600, flag: 'wx' });
+          out(`Admin API token written to ${resolve(o.adminTokenFile)} (0600; only its hash is stored in the vault, keep the file safe).`);
+        } else {
+          out('Admin API token (shown once; only its hash is stored, keep it safe):');
+          out(`  ${r.adminToken}`);
+        }
         out('');
         out('Audit public key (record it outside the vault; `custos audit verify --audit-key` checks the log against it):');
         out(`  ${r.auditPublicKey}`);
@@ -190,8 +197,20 @@ export function registerVault(program: Command): void {
     .description('Seal state and health of a running vault (needs no API token)')
     .addOption(new Option('--addr <url>', 'vault API address').env('CUSTOS_ADDR').default('http://127.0.0.1:8200'))
     .option('--json', 'print JSON')
-    .action(async (o: { addr: string; json?: boolean }) => {
-      const status = await new CustosClient({ addr: o.addr, token: '' }).sealStatus();
+    .option('--wait <seconds>', 'wait up to this long for the vault to answer (for scripts that just started it)')
+    .action(async (o: { addr: string; json?: boolean; wait?: string }) => {
+      const client = new CustosClient({ addr: o.addr, token: '' });
+      const deadline = Date.now() + Math.max(0, Number(o.wait ?? 0)) * 1000;
+      let status;
+      for (;;) {
+        try {
+          status = await client.sealStatus();
+          break;
+        } catch (e) {
+          if (Date.now() >= deadline) throw e;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
       printSealStatus(status, o.json);
       if (status.sealed) process.exitCode = EXIT.unavailable;
     });
