@@ -31,10 +31,7 @@ export interface PrivvalConfig {
   address: string;
   key: string;
   identityKey: string;
-  /**
-   * The node's CometBFT version line: v0.34 and v0.37 (no vote extensions), v0.38 (also
-   * v0.39/v0.40: `tendermint.privval`, extensions signed) or v1 (`cometbft.privval.v1`).
-   */
+  /** The node's CometBFT version line (see core/privval-version.ts): v0.34, v0.37, v0.38 or v1. */
   dialect: PrivvalVersion;
   allowSignBytes: boolean;
   /**

@@ -2,8 +2,11 @@
  * The daemon's front ends that live in the configuration: one CometBFT connector per
  * `[[privval]]` entry and one ssh-agent socket per `[[ssh_agent]]` entry, keyed by name.
  *
- * `apply(vault, config)` brings the running set to a configuration, touching only what
- * changed: an entry whose settings are identical keeps its connection, a changed one is
+ * The set follows the *wanted* configuration (`want`), applied to the open vault by `open`
+ * (start-up, unseal) and by `want` itself once front ends run (reload). Everything runs on one
+ * queue, stopping included, so a reload racing an unseal applies the newest configuration
+ * after the unseal's, and one racing shutdown starts nothing (after `stopAll` the set is
+ * closed for good). Applying touches only what changed: an entry whose settings are identical keeps its connection, a changed one is
  * restarted, a removed one stopped, a new one started. Everything the new configuration asks
  * of the vault is checked first (the keys it names exist, the connectors can be built); if
  * anything is wrong nothing is touched and the error names the entry. This is what SIGHUP and
@@ -36,8 +39,12 @@ const emptyChanges = (): Changes => ({ started: [], restarted: [], stopped: [], 
 export class FrontEnds {
   private readonly connectors = new Map<string, { cfg: PrivvalConfig; connector: PrivvalConnector }>();
   private readonly agents = new Map<string, { cfg: AgentSocketConfig; agent: SshAgent }>();
-  /** One apply at a time: two SIGHUPs in a row are applied one after the other. */
+  /** One change at a time: applies and the final stop, in the order asked. */
   private turn: Promise<unknown> = Promise.resolve();
+  private wanted: ServeConfig | undefined;
+  /** The vault the front ends run on; set from the moment `open` is queued. */
+  private vault: Vault | undefined;
+  private closed = false;
 
   constructor(
     private readonly dataDir: string,
@@ -45,8 +52,53 @@ export class FrontEnds {
     private readonly metrics: Metrics,
   ) {}
 
-  apply(vault: Vault, config: ServeConfig): Promise<ApplyReport> {
-    const run = this.turn.then(() => this.applyNow(vault, config));
+  /**
+   * Starts the front ends on an opened vault with the wanted configuration (the newest by the
+   * time the queue gets to it). A failure stops everything this call started.
+   */
+  open(vault: Vault, config?: ServeConfig): Promise<ApplyReport> {
+    if (config) this.wanted = config;
+    this.vault = vault;
+    return this.queue(async () => {
+      try {
+        return await this.applyNow(vault, this.wanted!);
+      } catch (e) {
+        // At start-up or unseal, an entry that cannot start stops the start (loudly).
+        await this.stopNow();
+        this.vault = undefined;
+        throw e;
+      }
+    });
+  }
+
+  /**
+   * A new configuration. Applied at once when the front ends run (its report; a check that
+   * fails changes nothing and throws); kept for `open` otherwise (null).
+   */
+  want(config: ServeConfig): Promise<ApplyReport | null> {
+    if (this.closed) return Promise.reject(new CustosError('vault_sealed', 'The server is shutting down; nothing was reloaded.'));
+    const vault = this.vault;
+    if (!vault) {
+      this.wanted = config;
+      return Promise.resolve(null);
+    }
+    return this.queue(async () => {
+      const report = await this.applyNow(vault, config);
+      this.wanted = config;
+      return report;
+    });
+  }
+
+  /** The configuration the running set was last brought to (or will be, at `open`). */
+  get current(): ServeConfig | undefined {
+    return this.wanted;
+  }
+
+  private queue<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.turn.then(() => {
+      if (this.closed) throw new CustosError('vault_sealed', 'The server is shutting down; nothing was started.');
+      return fn();
+    });
     this.turn = run.catch(() => {});
     return run;
   }
@@ -112,7 +164,11 @@ export class FrontEnds {
       connector.start();
       (replaces ? report.privval.restarted : report.privval.started).push(cfg.name);
     }
-    if (failures.length > 0) throw new CustosError('config_invalid', `${failures.join(' ')} The other entries were applied.`);
+    if (failures.length > 0) {
+      // What runs now is the new configuration without the entries that failed.
+      this.wanted = { ...config, sshAgents: config.sshAgents.filter((a) => !a.enabled || this.agents.has(a.name)) };
+      throw new CustosError('config_invalid', `${failures.join(' ')} Every other entry was applied.`, { tag: 'partly_applied' });
+    }
     return report;
   }
 
@@ -130,7 +186,6 @@ export class FrontEnds {
         consensusKey: p.key,
         identityKey: p.identityKey,
         dialect: wireDialect(p.dialect),
-        voteExtensions: p.dialect !== 'v0.34' && p.dialect !== 'v0.37',
         versionLabel: p.dialect,
         allowSignBytes: p.allowSignBytes,
         ...(p.nodeId ? { expectedNodeId: p.nodeId } : {}),
@@ -142,9 +197,15 @@ export class FrontEnds {
     );
   }
 
-  /** Stops every connector and socket (at shutdown, or when an unseal fails). */
-  async stopAll(): Promise<void> {
-    await this.turn;
+  /** Stops every connector and socket for good (shutdown): after the change in hand, before any later one. */
+  stopAll(): Promise<void> {
+    const run = this.turn.then(() => this.stopNow());
+    this.closed = true;
+    this.turn = run.catch(() => {});
+    return run;
+  }
+
+  private async stopNow(): Promise<void> {
     for (const [name, { connector }] of [...this.connectors]) {
       this.connectors.delete(name);
       await connector.stop();

@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { wipe } from '../core/bytes.js';
-import { CustosError } from '../core/errors.js';
+import { CustosError, isCustosError } from '../core/errors.js';
 import { parseSealRecord, type SealRecord } from '../keystore/seal.js';
 import { hsmRootAd } from '../keystore/hsm-seal.js';
 import { tokenAnchorPlace, tokenBackends, tokenRootWrapper } from './hsm.js';
@@ -62,6 +62,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   metrics.onIntegrityAlarm = (table, problem, pk) => logger.error({ table, problem, row: pk.slice(0, 120) }, 'a protected row failed its integrity check: it was changed outside Custos and is not obeyed');
   let config = opts.config;
   const frontends = new FrontEnds(opts.dataDir, logger, metrics);
+  void frontends.want(config); // kept until a vault opens
   const tokens = tokenBackends(opts.config.pkcs11);
   const openWith = (unlock: { passphrase?: Uint8Array; root?: Uint8Array }, anchorPlaces: AnchorPlace[] = []) =>
     openVault({
@@ -87,13 +88,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   async function serveWith(): Promise<RunningServer> {
 
   // Front ends that need the unsealed vault: started at once, or when the last share arrives.
+  // (On failure `open` has stopped whatever it started.)
   const startFrontends = async (o: OpenVault) => {
-    try {
-      await frontends.apply(o.vault, config);
-    } catch (e) {
-      await frontends.stopAll();
-      throw e;
-    }
+    await frontends.open(o.vault);
   };
   const stopFrontends = () => frontends.stopAll();
 
@@ -189,16 +186,20 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         throw e;
       }
       const restartNeeded = (['api', 'pkcs11', 'seal', 'approvals', 'audit', 'unseal'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(config[k]));
-      const open = current();
       let applied: ApplyReport | null = null;
+      const keepRunning = (c: ServeConfig): ServeConfig => ({ ...c, ...Object.fromEntries(restartNeeded.map((k) => [k, config[k]])) });
       try {
-        if (open) applied = await frontends.apply(open.vault, next);
+        applied = await frontends.want(next);
       } catch (e) {
-        logger.error({ err: (e as Error).message }, 'reload refused: the configuration is unchanged');
+        if (isCustosError(e) && e.tag === 'partly_applied') {
+          config = keepRunning(frontends.current ?? config);
+          logger.error({ err: e.message }, 'reload partly applied: the entries named did not start, every other change took effect');
+        } else logger.error({ err: (e as Error).message }, 'reload refused: the configuration is unchanged');
         throw e;
       }
+      const open = applied !== null;
       // Sections that need a restart keep their running values until then.
-      config = { ...next, ...Object.fromEntries(restartNeeded.map((k) => [k, config[k]])) };
+      config = keepRunning(next);
       if (next.log.level !== logger.level) logger.level = next.log.level;
       const report: ReloadReport = { applied: applied !== null, privval: applied?.privval ?? null, sshAgent: applied?.sshAgent ?? null, restartNeeded: [...restartNeeded] };
       logger.info({ privval: report.privval, ssh_agent: report.sshAgent, restart_needed: report.restartNeeded, sealed: !open }, open ? 'configuration reloaded' : 'configuration reloaded; its front ends start when the vault is unsealed');
@@ -212,8 +213,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   async function privvalStatus() {
     const open = current();
     const live = new Map(frontends.privvalStatus().map((x) => [x.cfg.name, x.status]));
+    const wanted = frontends.current?.privval ?? config.privval;
+    // Configured entries, and any still running that the configuration no longer names.
+    const entries = [...wanted, ...frontends.privvalStatus().map((x) => x.cfg).filter((c) => !wanted.some((w) => w.name === c.name))];
     return Promise.all(
-      config.privval.map(async (p) => {
+      entries.map(async (p) => {
         const st = live.get(p.name) ?? { state: 'stopped' as const, refusals: 0, signatures: 0 };
         let watermark: { height: string; round: number; step: number } | null = null;
         if (open) {

@@ -38,8 +38,13 @@ function integer(file: string, field: string, v: unknown, max: bigint): bigint {
   return BigInt(text);
 }
 
-/** Reads a FilePV, Horcrux or tmkms state file; `file` names it in errors. */
-export function parseValidatorState(bytes: Uint8Array, file: string): { origin: StateOrigin; state: WatermarkImport } {
+/**
+ * Reads a FilePV, Horcrux or tmkms state file; `file` names it in errors. `expect` is where the
+ * file came from when that is known (a tmkms.toml names it): a file that does not look like
+ * it is refused rather than read with the other step numbering, which would put the watermark
+ * one step below what was signed.
+ */
+export function parseValidatorState(bytes: Uint8Array, file: string, expect?: StateOrigin): { origin: StateOrigin; state: WatermarkImport } {
   if (bytes.length > MAX_FILE) refuse(file, `larger than ${MAX_FILE} bytes: not a validator state file.`);
   let doc: unknown;
   try {
@@ -54,9 +59,12 @@ export function parseValidatorState(bytes: Uint8Array, file: string): { origin: 
   const round = Number(integer(file, 'round', st.round, 2n ** 31n - 1n));
   const step = Number(integer(file, 'step', st.step, 3n));
   const tmkms = 'block_id' in st && !('signbytes' in st) && !('signature' in st);
+  if (expect && expect !== (tmkms ? 'tmkms' : 'filepv')) {
+    refuse(file, expect === 'tmkms' ? 'named by tmkms.toml but not a tmkms state file (tmkms writes "block_id" and never "signbytes"); nothing was guessed: check the file.' : 'a tmkms state file where a CometBFT/Horcrux one was expected (it has "block_id" and no "signbytes").');
+  }
   if (tmkms) {
     if (step > 2) refuse(file, `is a tmkms state file (it has "block_id") but its step is ${step}; tmkms numbers steps 0 proposal, 1 prevote, 2 precommit.`);
-    // A fresh tmkms state is all zeros with no block: nothing was signed.
+    // All zeros with no block: a state that never recorded a signature.
     const fresh = height === 0n && round === 0 && step === 0 && st.block_id === null;
     return { origin: 'tmkms', state: fresh ? { height: '0', round: 0, step: 0 } : { height: height.toString(), round, step: step + 1 } };
   }

@@ -3,13 +3,16 @@
  * appended as text (comments and layout stay), the result is validated as the daemon would
  * read it before it replaces the file, and the replacement is atomic (a 0600 temporary file
  * in the same directory, fsynced, renamed, the directory fsynced). A file that would not load
- * is never written.
+ * is never written. The file keeps its owner and mode (the daemon must still read it when
+ * setup runs as root), a symlink is followed rather than replaced, and two writers take turns
+ * through an O_EXCL lock file beside it.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { chownSync, closeSync, existsSync, fchmodSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CustosError } from '../core/errors.js';
 import { loadConfig, type PrivvalVersion, type ServeConfig } from '../daemon/config.js';
+import { parsePrivvalAddress } from '../frontends/privval/address.js';
 
 export interface NewPrivvalEntry {
   name: string;
@@ -40,10 +43,36 @@ export function privvalToml(e: NewPrivvalEntry): string {
 
 /** Appends a [[privval]] entry; refuses a name or address already used. Returns the new config. */
 export function addPrivvalEntry(path: string, e: NewPrivvalEntry): ServeConfig {
-  checkPrivvalEntry(path, e);
-  const before = existsSync(path) ? readFileSync(path, 'utf8') : '';
-  const text = (before === '' || before.endsWith('\n') ? before : before + '\n') + privvalToml(e);
-  return replaceFile(path, text);
+  const target = existsSync(path) ? realpathSync(path) : path;
+  const lock = `${target}.lock`;
+  let fd: number;
+  try {
+    fd = openSync(lock, 'wx', 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new CustosError('config_invalid', `${lock} exists: another custos privval setup is editing ${path} (or one was killed; then remove the lock file).`);
+    throw err;
+  }
+  closeSync(fd);
+  try {
+    checkPrivvalEntry(target, e);
+    const before = existsSync(target) ? readFileSync(target, 'utf8') : '';
+    const text = (before === '' || before.endsWith('\n') ? before : before + '\n') + privvalToml(e);
+    return replaceFile(target, text, path);
+  } finally {
+    rmSync(lock, { force: true });
+  }
+}
+
+/** host:port (or the socket path) of a node address, without a node id: two spellings of one node compare equal. */
+function nodeOf(address: string): string {
+  try {
+    const ep = parsePrivvalAddress(address);
+    if (ep.kind === 'unix') return `unix:${ep.path}`;
+    const host = ep.host.toLowerCase() === 'localhost' || ep.host === '::1' ? '127.0.0.1' : ep.host.toLowerCase();
+    return `tcp:${host}:${ep.port}`;
+  } catch {
+    return address;
+  }
 }
 
 /** Whether the entry could be added (the file loads; its name and node are free); throws why not. */
@@ -51,32 +80,43 @@ export function checkPrivvalEntry(path: string, e: Pick<NewPrivvalEntry, 'name' 
   const current = loadConfig(path);
   const clash = current.privval.find((p) => p.name === e.name);
   if (clash) throw new CustosError('config_invalid', `${path} already has a [[privval]] named "${e.name}" (chain ${clash.chainId}); pick another --name, or remove that entry first.`);
-  const sameNode = current.privval.find((p) => p.address === e.address);
+  const sameNode = current.privval.find((p) => nodeOf(p.address) === nodeOf(e.address));
   if (sameNode) throw new CustosError('config_invalid', `${path}: [[privval]] "${sameNode.name}" already signs for the node at ${e.address}; two signers for one node is how double signs happen.`);
 }
 
-function replaceFile(path: string, text: string): ServeConfig {
+function replaceFile(path: string, text: string, shown: string): ServeConfig {
   const tmp = join(dirname(path), `.${randomBytes(6).toString('hex')}.custos.toml.tmp`);
-  const fd = openSync(tmp, 'wx', 0o600);
+  const old = existsSync(path) ? statSync(path) : undefined;
+  let renamed = false;
   try {
-    writeSync(fd, text);
-    fsyncSync(fd);
+    const fd = openSync(tmp, 'wx', 0o600);
+    try {
+      writeSync(fd, text);
+      if (old) {
+        // The same owner, and the same mode without group/other write (it holds no secret).
+        if (process.getuid?.() === 0 && (old.uid !== 0 || old.gid !== 0)) chownSync(tmp, old.uid, old.gid);
+        fchmodSync(fd, old.mode & 0o755);
+      }
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    let cfg: ServeConfig;
+    try {
+      cfg = loadConfig(tmp, true);
+    } catch (err) {
+      throw new CustosError('config_invalid', `The new entry would make ${shown} invalid, so it was not written: ${(err as Error).message.replace(tmp, shown)}`);
+    }
+    renameSync(tmp, path);
+    renamed = true;
+    const dir = openSync(dirname(path), 'r');
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
+    return cfg;
   } finally {
-    closeSync(fd);
+    if (!renamed) rmSync(tmp, { force: true });
   }
-  let cfg: ServeConfig;
-  try {
-    cfg = loadConfig(tmp, true);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw new CustosError('config_invalid', `The new entry would make ${path} invalid, so it was not written: ${(err as Error).message.replace(tmp, path)}`);
-  }
-  renameSync(tmp, path);
-  const dir = openSync(dirname(path), 'r');
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
-  return cfg;
 }

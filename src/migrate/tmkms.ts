@@ -3,16 +3,23 @@
  * iqlusioninc/tmkms `src/config/*.rs`):
  *
  *   [[chain]]      id, state_file            (default `<id>_priv_validator_state.json`)
- *   [[validator]]  chain_id, addr, protocol_version ("v0.34" | "v0.37" | "v0.38"), secret_key
+ *   [[validator]]  chain_id, addr, protocol_version, secret_key
  *   [[providers.softsign]]  chain_ids, key_type ("consensus" | "account"), path, key_format
  *
  * A softsign consensus key file is base64 of the Ed25519 seed (32 bytes; older tmkms wrote
  * seed‖public key, 64 bytes), or a `priv_validator_key.json` when `key_format = "json"`.
- * Keys in a YubiHSM, a Ledger or Fortanix DSM cannot leave them, so those providers are named
- * and refused: generate a new consensus key in Custos (a validator key rotation) instead.
- * Relative paths are relative to the directory of tmkms.toml, where tmkms is usually run.
+ * Keys in a YubiHSM, a Ledger or Fortanix DSM cannot leave them, so a chain whose key is there
+ * is named and refused: generate a new consensus key in Custos (a validator key rotation).
+ * tmkms reads relative paths from its working directory: here from the directory of
+ * tmkms.toml (where tmkms is usually run), else from the current one.
+ *
+ * `protocol_version` is how tmkms encodes messages, not the node's version (tmkms ≤ 0.14 only
+ * knew "v0.34" and spoke it to v0.37/v0.38 nodes too; 0.15 defaults to "v0.38"), and whether
+ * tmkms signed vote extensions is `[[chain]] sign_extensions`. Neither tells the node's version,
+ * so the entry is written as v0.38 (the `tendermint.privval` wire, which Custos serves alike to
+ * v0.34–v0.38 nodes, extensions included); only "v0.33" (Amino) is refused.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse } from 'smol-toml';
 import { CustosError } from '../core/errors.js';
@@ -22,6 +29,7 @@ export interface TmkmsValidator {
   chainId: string;
   /** The node's priv_validator_laddr as tmkms dials it (`tcp://id@host:port` or `unix://…`). */
   addr: string;
+  /** Always v0.38: see above. */
   version: PrivvalVersion;
   /** The absolute path of the state file of this validator's chain. */
   stateFile: string;
@@ -58,7 +66,8 @@ export function readTmkmsConfig(path: string, chainId?: string): TmkmsValidator[
   const base = dirname(resolve(path));
   const at = (p: unknown, what: string): string => {
     if (typeof p !== 'string' || p.length === 0) refuse(path, `${what} must be a path.`);
-    return resolve(base, p);
+    const here = resolve(base, p);
+    return existsSync(here) ? here : resolve(p);
   };
   const chains = new Map<string, string>();
   for (const c of list(doc.chain)) {
@@ -67,29 +76,29 @@ export function readTmkmsConfig(path: string, chainId?: string): TmkmsValidator[
     chains.set(t.id, t.state_file === undefined ? resolve(base, `${t.id}_priv_validator_state.json`) : at(t.state_file, `[[chain]] "${t.id}" state_file`));
   }
   const providers = (doc.providers ?? {}) as Record<string, unknown>;
-  for (const hw of ['yubihsm', 'ledger', 'fortanixdsm']) {
-    if (providers[hw] !== undefined) {
-      const ids = list(providers[hw]).flatMap((p) => list((p as Record<string, unknown>).chain_ids));
-      if (!chainId || ids.includes(chainId)) {
-        refuse(path, `the consensus key of ${ids.length ? ids.join(', ') : 'its chains'} is in a ${hw} device, and a key cannot leave one. Create a consensus key in Custos (custos keys create --purpose consensus) and rotate the validator to it, or keep that chain on tmkms.`);
-      }
-    }
-  }
-  const softsign = list(providers.softsign).map((p) => p as Record<string, unknown>);
+  if (typeof providers !== 'object' || providers === null || Array.isArray(providers)) refuse(path, '[providers] must be a table.');
+  const hardwareOf = (chain: string): string | undefined =>
+    ['yubihsm', 'ledgertm', 'fortanixdsm'].find((hw) => list(providers[hw]).some((p) => typeof p === 'object' && p !== null && list((p as Record<string, unknown>).chain_ids).includes(chain)));
+  const softsign = list(providers.softsign).filter((p): p is Record<string, unknown> => typeof p === 'object' && p !== null && !Array.isArray(p));
   const out: TmkmsValidator[] = [];
   for (const v of list(doc.validator)) {
     const t = v as Record<string, unknown>;
     if (typeof t?.chain_id !== 'string') refuse(path, 'a [[validator]] has no chain_id.');
     if (chainId && t.chain_id !== chainId) continue;
     if (typeof t.addr !== 'string') refuse(path, `[[validator]] for ${t.chain_id} has no addr.`);
-    const pv = t.protocol_version ?? 'v0.34';
-    if (pv !== 'v0.34' && pv !== 'v0.37' && pv !== 'v0.38') refuse(path, `[[validator]] for ${t.chain_id}: protocol_version ${JSON.stringify(pv)} is not one tmkms knows (v0.34, v0.37, v0.38).`);
+    const pv = t.protocol_version;
+    if (pv === 'v0.33' || pv === 'legacy') refuse(path, `[[validator]] for ${t.chain_id}: protocol_version ${JSON.stringify(pv)} is the Amino encoding of Tendermint ≤ v0.33, which Custos does not speak (CometBFT v0.34 and later only).`);
+    if (pv !== undefined && pv !== 'v0.34' && pv !== 'v0.38') refuse(path, `[[validator]] for ${t.chain_id}: protocol_version ${JSON.stringify(pv)} is not one tmkms knows (v0.34, v0.38).`);
     const stateFile = chains.get(t.chain_id);
     if (!stateFile) refuse(path, `[[validator]] for ${t.chain_id} has no [[chain]] with that id.`);
     const provider = softsign.find((p) => list(p.chain_ids).includes(t.chain_id) && (p.key_type === undefined || p.key_type === 'consensus'));
-    if (!provider) refuse(path, `no [[providers.softsign]] holds a consensus key for ${t.chain_id}.`);
+    if (!provider) {
+      const hw = hardwareOf(t.chain_id);
+      if (hw) refuse(path, `the consensus key of ${t.chain_id} is in a ${hw} device, and a key cannot leave one. Create a consensus key in Custos (custos keys create --purpose consensus) and rotate the validator to it, or keep that chain on tmkms.`);
+      refuse(path, `no [[providers.softsign]] holds a consensus key for ${t.chain_id}.`);
+    }
     const keyFormat = provider.key_format === 'json' ? 'json' : 'base64';
-    out.push({ chainId: t.chain_id, addr: t.addr, version: pv, stateFile, keyFile: at(provider.path, `the softsign key of ${t.chain_id}`), keyFormat });
+    out.push({ chainId: t.chain_id, addr: t.addr, version: 'v0.38', stateFile, keyFile: at(provider.path, `the softsign key of ${t.chain_id}`), keyFormat });
   }
   if (out.length === 0) refuse(path, chainId ? `no [[validator]] has chain_id ${JSON.stringify(chainId)}.` : 'no [[validator]] entry.');
   return out;

@@ -85,6 +85,9 @@ test('privval setup from FilePV files into a running vault: the node signs throu
     const pv = filepv(dir);
     const began = performance.now();
     const env = { CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token };
+    const noState = custos(['privval', 'setup', '--filepv-key', pv.keyFile, '--chain-id', CHAIN, '--address', node.address, '--data-dir', dataDir, '--yes'], env);
+    assert.equal(noState.status, 64, 'without the state file (or --never-signed) nothing happens');
+    assert.match(noState.stderr, /Give --filepv-state FILE .* or --never-signed/);
     const r = custos(['privval', 'setup', '--filepv-key', pv.keyFile, '--filepv-state', pv.stateFile, '--chain-id', CHAIN, '--address', node.address, '--data-dir', dataDir, '--yes'], env);
     assert.equal(r.status, 0, r.stderr + r.stdout);
     assert.match(r.stdout, /imported the consensus key as switch-1-consensus/);
@@ -128,7 +131,7 @@ test('privval setup from FilePV files into a running vault: the node signs throu
   }
 });
 
-test('privval setup from a tmkms.toml: softsign key, tmkms state (steps 0/1/2, strings), protocol_version; without --yes off a terminal it changes nothing', async () => {
+test('privval setup from a tmkms.toml (v0.15 form: sign_extensions, no protocol_version): softsign key, tmkms state (steps 0/1/2, strings); without --yes off a terminal it changes nothing', async () => {
   const { dir, cleanup } = tempDir();
   const dataDir = join(dir, 'v');
   const token = initVault(dataDir);
@@ -149,12 +152,12 @@ test('privval setup from a tmkms.toml: softsign key, tmkms state (steps 0/1/2, s
         '[[chain]]',
         `id = "${CHAIN}"`,
         'key_format = { type = "bech32", account_key_prefix = "cosmospub", consensus_key_prefix = "cosmosvalconspub" }',
+        'sign_extensions = true',
         '',
         '[[validator]]',
         `chain_id = "${CHAIN}"`,
         `addr = "tcp://${'ab'.repeat(20)}@127.0.0.1:${port}"`,
         'secret_key = "secret_connection.key"',
-        'protocol_version = "v0.37"',
         'reconnect = true',
         '',
         '[[providers.softsign]]',
@@ -175,7 +178,7 @@ test('privval setup from a tmkms.toml: softsign key, tmkms state (steps 0/1/2, s
     assert.equal(r.status, 0, r.stderr + r.stdout);
     assert.match(r.stdout, /tmkms pins node a?b/);
     assert.match(r.stdout, /height 200 round 1 step 2 \(tmkms steps 0\/1\/2 read as 1\/2\/3\)/);
-    assert.match(readFileSync(join(dataDir, 'custos.toml'), 'utf8'), /dialect = "v0\.37"/);
+    assert.match(readFileSync(join(dataDir, 'custos.toml'), 'utf8'), /dialect = "v0\.38"/, 'tmkms protocol_version is not the node version: the tendermint.privval wire, extensions signed');
     await node.waitForSigner(10_000);
     const pk = (await node.request({ kind: 'pub_key_request', chainId: CHAIN })) as Extract<PrivvalMessage, { kind: 'pub_key_response' }>;
     assert.deepEqual(pk.pubKey?.bytes, pub);
@@ -184,7 +187,7 @@ test('privval setup from a tmkms.toml: softsign key, tmkms state (steps 0/1/2, s
     const pc = await signVote(node, vote(2, 200, 1, blockId(5)));
     assert.equal(pc.error, undefined);
     assert.ok(verifies(pub, bytesOf(CHAIN, vote(2, 200, 1, blockId(5))), pc.vote!.signature));
-    assert.equal(pc.vote!.extensionSignature.length, 0, 'v0.37 has no vote extensions: none signed');
+    assert.equal(pc.vote!.extensionSignature.length, 64, 'the extension is signed (tmkms had sign_extensions = true; a v0.34/v0.37 node skips the field)');
   } finally {
     await s.stop();
     await node.close();

@@ -71,35 +71,55 @@ function world(dir: string, extra: Record<string, string>): World {
  * page started in the background (the harness prints `$!` after the page's own commands).
  */
 function runPage(w: World, page: string): { done: Promise<{ status: number | null; out: string }>; stopServe: () => Promise<void> } {
+  const free = assertFree(8200);
   // The trap reports the background serve even when a command fails, so it is always stopped.
-  const script = ['set -euo pipefail', `cd "${w.dir}"`, `trap 'echo "HARNESS_SERVE_PID=\${!:-}"' EXIT`, ...runnableBlocks(page)].join('\n');
+  // (Every background job: `$!` would name a process substitution's process instead.)
+  const script = ['set -euo pipefail', `cd "${w.dir}"`, `trap 'echo "HARNESS_SERVE_PIDS=$(jobs -p | tr "\\n" " ")"' EXIT`, ...runnableBlocks(page)].join('\n');
   const env: Record<string, string | undefined> = { ...process.env, ...w.env };
   for (const k of ['CUSTOS_TOKEN', 'CUSTOS_ADDR', 'CUSTOS_TOKEN_FILE', 'SSH_AUTH_SOCK']) if (!(k in w.env)) delete env[k];
-  const p = spawn('bash', ['-c', script], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  p.stdout!.on('data', (d) => (out += d));
-  p.stderr!.on('data', (d) => (out += d));
-  const done = new Promise<{ status: number | null; out: string }>((resolve) => p.on('close', (status) => resolve({ status, out })));
+  const done = free.then(
+    () =>
+      new Promise<{ status: number | null; out: string }>((resolve) => {
+        const p = spawn('bash', ['-c', script], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+        p.stdout!.on('data', (d) => (out += d));
+        p.stderr!.on('data', (d) => (out += d));
+        p.on('close', (status) => resolve({ status, out }));
+      }),
+  );
   const stopServe = async () => {
     await done;
-    const pid = Number(/HARNESS_SERVE_PID=(\d+)/.exec(out)?.[1] ?? 0);
-    if (!pid) return;
+    const pids = (/HARNESS_SERVE_PIDS=([\d ]*)/.exec(out)?.[1] ?? '').trim().split(/\s+/).filter(Boolean).map(Number);
+    for (const pid of pids) await stopPid(pid);
+  };
+  return { done, stopServe };
+}
+
+async function stopPid(pid: number): Promise<void> {
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 200; i++) {
     try {
-      process.kill(pid, 'SIGTERM');
+      process.kill(pid, 0);
     } catch {
       return;
     }
-    for (let i = 0; i < 200; i++) {
-      try {
-        process.kill(pid, 0);
-      } catch {
-        return;
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    process.kill(pid, 'SIGKILL');
-  };
-  return { done, stopServe };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  process.kill(pid, 'SIGKILL');
+}
+
+/** The pages use the default ports: say so plainly when something else holds one. */
+async function assertFree(port: number): Promise<void> {
+  const { createServer } = await import('node:net');
+  await new Promise<void>((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', () => reject(new Error(`127.0.0.1:${port} is in use by another process; the switching pages use the default ports (stop it and run again)`)));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve()));
+  });
 }
 
 /** A validator key pair and a FilePV-style state that really signed height 100. */

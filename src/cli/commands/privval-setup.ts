@@ -41,6 +41,7 @@ interface SetupOptions {
   reload: boolean;
   yes?: boolean;
   json?: boolean;
+  neverSigned?: boolean;
   addr?: string;
   token?: string;
   tokenFile?: string;
@@ -63,6 +64,7 @@ export function registerPrivvalSetup(privval: Command): void {
       .option('--data-dir <dir>', "the vault's data directory, whose custos.toml gets the entry")
       .option('--config <file>', 'the custos.toml the daemon was started with (default: custos.toml in --data-dir)')
       .option('--no-reload', 'only write the entry; the daemon picks it up at its next reload (kill -HUP) or start')
+      .option('--never-signed', 'FilePV without a state file: the key has never signed (else give --filepv-state)')
       .option('-y, --yes', 'the old signer is stopped (required when not asked on a terminal)'),
   ).action(async (o: SetupOptions) => {
     const began = Date.now();
@@ -95,13 +97,17 @@ async function run(o: SetupOptions, ask: (what: string, fallback?: string) => Pr
     }
   }
   if (!!o.filepvKey === !!o.tmkmsConfig) throw new CustosError('bad_request', 'Give --filepv-key FILE (with --filepv-state FILE) or --tmkms-config FILE, one of them.');
-  let secret: { format: 'cometbft' | 'raw'; material: string; publicKey: Uint8Array; algorithm?: 'ed25519' };
+  // Where the key and the state are; nothing secret is read before the old signer is stopped.
+  const origin: 'filepv' | 'tmkms' = o.tmkmsConfig ? 'tmkms' : 'filepv';
+  let keyFile: string;
+  let keyFormat: 'json' | 'base64' = 'json';
   let stateFile: string | undefined;
-  let origin: 'filepv' | 'tmkms';
   if (o.tmkmsConfig) {
-    origin = 'tmkms';
     const vs = readTmkmsConfig(o.tmkmsConfig, o.chainId);
-    if (vs.length > 1) throw new CustosError('bad_request', `${o.tmkmsConfig} has validators for ${vs.map((v) => v.chainId).join(', ')}: give --chain-id for one (run setup once per chain).`);
+    if (vs.length > 1) {
+      const chains = [...new Set(vs.map((v) => v.chainId))];
+      throw new CustosError('bad_request', chains.length > 1 ? `${o.tmkmsConfig} has validators for ${chains.join(', ')}: give --chain-id for one (run setup once per chain).` : `${o.tmkmsConfig} has ${vs.length} [[validator]] entries for ${chains[0]} (one key, several nodes): run setup once per node, each with its own --name and --address.`);
+    }
     const v = vs[0]!;
     o.chainId ??= v.chainId;
     o.dialect ??= v.version;
@@ -113,45 +119,13 @@ async function run(o: SetupOptions, ask: (what: string, fallback?: string) => Pr
       if (ep.kind === 'tcp' && ep.nodeId) say(`note: tmkms pins node ${ep.nodeId}; the node's privval listener takes a new identity at every start, so Custos does not pin it (set node_key in the entry if your node keeps one).`);
     }
     stateFile = v.stateFile;
-    const bytes = readInput(v.keyFile);
-    try {
-      if (v.keyFormat === 'json') {
-        const doc = JSON.parse(Buffer.from(bytes).toString('utf8')) as { pub_key?: { value?: string } };
-        secret = { format: 'cometbft', material: Buffer.from(bytes).toString('utf8'), publicKey: new Uint8Array(Buffer.from(doc.pub_key?.value ?? '', 'base64')) };
-      } else {
-        const { ed25519 } = await import('@noble/curves/ed25519.js');
-        const seed = softsignSeed(bytes, v.keyFile);
-        try {
-          secret = { format: 'raw', algorithm: 'ed25519', material: Buffer.from(seed).toString('base64'), publicKey: ed25519.getPublicKey(seed) };
-        } finally {
-          wipe(seed);
-        }
-      }
-    } finally {
-      wipe(bytes);
-    }
+    keyFile = v.keyFile;
+    keyFormat = v.keyFormat;
   } else {
-    origin = 'filepv';
+    keyFile = o.filepvKey!;
     stateFile = o.filepvState;
-    const bytes = readInput(o.filepvKey!);
-    try {
-      let pub = '';
-      try {
-        pub = (JSON.parse(Buffer.from(bytes).toString('utf8')) as { pub_key?: { value?: string } }).pub_key?.value ?? '';
-      } catch {
-        throw new CustosError('bad_request', `${o.filepvKey} is not JSON: expected CometBFT's priv_validator_key.json.`);
-      }
-      secret = { format: 'cometbft', material: Buffer.from(bytes).toString('utf8'), publicKey: new Uint8Array(Buffer.from(pub, 'base64')) };
-    } finally {
-      wipe(bytes);
-    }
-  }
-  let state: WatermarkImport | undefined;
-  if (stateFile) {
-    const parsed = parseValidatorState(readInput(stateFile), stateFile);
-    state = parsed.state;
-  } else {
-    say('note: no state file given: the watermark starts empty (fine for a validator that has never signed; otherwise give --filepv-state).');
+    // Without the state, Custos would sign again what FilePV signed last: say so, explicitly.
+    if (!stateFile && !o.neverSigned) throw new CustosError('bad_request', "Give --filepv-state FILE (the node's data/priv_validator_state.json), or --never-signed for a validator key that has never signed: without the state Custos cannot know what the key signed last.");
   }
   o.chainId ??= await ask('Chain id');
   if (!o.chainId) throw new CustosError('bad_request', 'Give --chain-id.');
@@ -173,12 +147,21 @@ async function run(o: SetupOptions, ask: (what: string, fallback?: string) => Pr
   const { addPrivvalEntry, checkPrivvalEntry } = await import('../../migrate/config-file.js');
   checkPrivvalEntry(configPath, { name: o.name, address: o.address });
 
-  // --- The old signer must be stopped --------------------------------------------------------
+  // --- The old signer must be stopped before its state is read -------------------------------
   if (!o.yes) {
     const old = origin === 'tmkms' ? 'tmkms' : 'the node (FilePV signs inside it)';
     if (!tty) throw new CustosError('bad_request', `Stop ${old} first, so that its last signature is in the state file, then run this again with --yes. Never let two signers hold one key.`);
     const a = await ask(`Is ${old} stopped, and will it stay stopped? yes/no`, 'no');
     if (a !== 'yes' && a !== 'y') throw new CustosError('bad_request', `Nothing was changed. Stop ${old} first, then run this again.`);
+  }
+
+  // --- The key and the state ---------------------------------------------------------------
+  const secret = await readConsensusKey(keyFile, keyFormat);
+  let stateBytes: Uint8Array | undefined;
+  let state: WatermarkImport | undefined;
+  if (stateFile) {
+    stateBytes = readInput(stateFile);
+    state = parseValidatorState(stateBytes, stateFile, origin).state;
   }
 
   // --- Into the vault ----------------------------------------------------------------------
@@ -189,6 +172,11 @@ async function run(o: SetupOptions, ask: (what: string, fallback?: string) => Pr
   if (tcp) identity = await createOrReuseIdentity(client, identityLabel, say);
   let watermark: { height: string; round: number; step: number } | undefined;
   if (state) {
+    // The file must not have moved while we worked: if it did, the old signer is still signing.
+    const again = readInput(stateFile!);
+    if (Buffer.compare(Buffer.from(again), Buffer.from(stateBytes!)) !== 0) {
+      throw new CustosError('policy_denied', `${stateFile} changed while setup ran: the old signer is still signing. Stop it for good, then run this again (the key is imported; the watermark and the entry are not).`, { tag: 'double_sign' });
+    }
     try {
       watermark = await client.importWatermark(key.id, o.chainId, state);
     } catch (e) {
@@ -199,7 +187,8 @@ async function run(o: SetupOptions, ask: (what: string, fallback?: string) => Pr
         say(`the vault's watermark of ${keyLabel} on ${o.chainId} (height ${w.height} round ${w.round} step ${w.step}) is ahead of ${stateFile}: kept`);
         state = undefined;
         watermark = { height: w.height, round: w.round, step: w.step };
-      } else throw isCustosError(e) ? new CustosError(e.code, `The watermark from ${stateFile} was refused: ${e.message} The key is imported; nothing else changed.`, e.tag ? { tag: e.tag } : undefined) : e;
+      } else if (isCustosError(e) && e.tag === 'double_sign') throw e;
+      else throw isCustosError(e) ? new CustosError(e.code, `The watermark from ${stateFile} was refused: ${e.message} The key is imported; nothing else changed.`, e.tag ? { tag: e.tag } : undefined) : e;
     }
     if (state) say(`watermark of ${keyLabel} on ${o.chainId}: height ${watermark.height} round ${watermark.round} step ${watermark.step}${origin === 'tmkms' ? ' (tmkms steps 0/1/2 read as 1/2/3)' : ''}`);
   }
@@ -230,6 +219,33 @@ async function run(o: SetupOptions, ask: (what: string, fallback?: string) => Pr
   }
   out('');
   out(nodeInstructions(origin, o.address, o.name));
+}
+
+/** The consensus key as the import API takes it, with its public key to recognise a rerun. */
+async function readConsensusKey(file: string, format: 'json' | 'base64'): Promise<{ format: 'cometbft' | 'raw'; material: string; publicKey: Uint8Array; algorithm?: 'ed25519' }> {
+  const bytes = readInput(file);
+  try {
+    if (format === 'json') {
+      let pub: unknown;
+      try {
+        pub = (JSON.parse(Buffer.from(bytes).toString('utf8')) as { pub_key?: { value?: unknown } } | null)?.pub_key?.value;
+      } catch {
+        // Never the parser's message: it quotes the text around the error, the key included.
+        throw new CustosError('bad_request', `${file} is not JSON: expected a CometBFT priv_validator_key.json.`);
+      }
+      if (typeof pub !== 'string') throw new CustosError('bad_request', `${file} has no pub_key.value: expected a CometBFT priv_validator_key.json.`);
+      return { format: 'cometbft', material: Buffer.from(bytes).toString('utf8'), publicKey: new Uint8Array(Buffer.from(pub, 'base64')) };
+    }
+    const { ed25519 } = await import('@noble/curves/ed25519.js');
+    const seed = softsignSeed(bytes, file);
+    try {
+      return { format: 'raw', algorithm: 'ed25519', material: Buffer.from(seed.buffer, seed.byteOffset, seed.byteLength).toString('base64'), publicKey: ed25519.getPublicKey(seed) };
+    } finally {
+      wipe(seed);
+    }
+  } finally {
+    wipe(bytes);
+  }
 }
 
 function sanitize(chainId: string): string {

@@ -66,11 +66,6 @@ export interface PrivvalConnectorConfig {
   /** Vault key (id or label) of the Ed25519 SecretConnection identity; used for `tcp://` only. */
   identityKey: string;
   dialect: PrivvalDialect;
-  /**
-   * Sign the extension of non-nil precommits (v0.38+, default). A v0.34/v0.37 node has no vote
-   * extensions: off, and a precommit is returned without an extension signature.
-   */
-  voteExtensions?: boolean;
   /** The node's version as configured (`v0.34`…`v1`), for the hints in the log. */
   versionLabel?: string;
   /** v1 `SignBytesRequest` (arbitrary bytes with the consensus key); refused unless true. */
@@ -693,7 +688,7 @@ export class PrivvalConnector {
       });
       const timestamp = res.reused && !equalBytes(res.signBytes, signBytes) ? timestampFromSignBytes(res.signBytes, 5) : vote.timestamp;
       let extensionSignature: Uint8Array = new Uint8Array(0);
-      if (type === 'precommit' && !nil && this.cfg.voteExtensions !== false && !(this.cfg.dialect === 'v1' && skipExtensionSigning)) {
+      if (type === 'precommit' && !nil && !(this.cfg.dialect === 'v1' && skipExtensionSigning)) {
         const ext = await this.vault.sign({
           requestId: randomUUID(),
           principal: this.principal,

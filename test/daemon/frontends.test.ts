@@ -1,0 +1,63 @@
+/**
+ * FrontEnds: the set of [[privval]] connectors follows the newest wanted configuration even
+ * when a reload races the unseal that opens it, and nothing starts once shutdown began.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pino from 'pino';
+import { makeVault } from '../helpers/tmpvault.js';
+import { TestNode } from '../helpers/cometbft-node.js';
+import { FrontEnds } from '../../src/daemon/frontends.js';
+import { Metrics } from '../../src/frontends/http/metrics.js';
+import { loadConfig, type PrivvalConfig, type ServeConfig } from '../../src/daemon/config.js';
+
+function config(privval: PrivvalConfig[]): ServeConfig {
+  return { ...loadConfig(undefined), privval };
+}
+const entry = (name: string, address: string): PrivvalConfig => ({ name, chainId: 'fe-1', address, key: 'consensus', identityKey: 'identity', dialect: 'v0.38', allowSignBytes: false });
+
+test('a reload racing the unseal that opens the vault is applied after it: the removed entry stops, the new one starts', async () => {
+  const v = await makeVault();
+  await v.vault.createKey(v.ctx(), { label: 'consensus', algorithm: 'ed25519', exportable: false, purpose: 'consensus' });
+  await v.vault.createKey(v.ctx(), { label: 'identity', algorithm: 'ed25519', exportable: false });
+  const a = await TestNode.listen();
+  const b = await TestNode.listen();
+  const fe = new FrontEnds(v.dataDir, pino({ level: 'silent' }), new Metrics());
+  try {
+    await fe.want(config([entry('a', a.address)])); // sealed: kept
+    const opening = fe.open(v.vault); // the unseal: queued
+    const reloaded = fe.want(config([entry('b', b.address)])); // SIGHUP while it starts
+    await opening;
+    const r = await reloaded;
+    assert.deepEqual(r?.privval.started, ['b']);
+    assert.deepEqual(r?.privval.stopped, ['a']);
+    assert.deepEqual(fe.privvalStatus().map((x) => x.cfg.name), ['b']);
+    await b.waitForSigner();
+  } finally {
+    await fe.stopAll();
+    await a.close();
+    await b.close();
+    await v.dispose();
+  }
+});
+
+test('after stopAll nothing starts: a reload during shutdown is refused and no connector outlives it', async () => {
+  const v = await makeVault();
+  await v.vault.createKey(v.ctx(), { label: 'consensus', algorithm: 'ed25519', exportable: false, purpose: 'consensus' });
+  await v.vault.createKey(v.ctx(), { label: 'identity', algorithm: 'ed25519', exportable: false });
+  const a = await TestNode.listen();
+  const fe = new FrontEnds(v.dataDir, pino({ level: 'silent' }), new Metrics());
+  try {
+    await fe.open(v.vault, config([]));
+    const stopping = fe.stopAll();
+    await assert.rejects(fe.want(config([entry('a', a.address)])), /shutting down/);
+    await stopping;
+    await assert.rejects(fe.open(v.vault, config([entry('a', a.address)])), /shutting down/);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(a.connections.length, 0, 'no connector dialled after shutdown');
+    assert.deepEqual(fe.privvalStatus(), []);
+  } finally {
+    await a.close();
+    await v.dispose();
+  }
+});
