@@ -45,8 +45,8 @@ test('bad config files are refused with the file and the key named', () => {
       ['[[ssh_agent]]\nname = "a"\n[[ssh_agent]]\nname = "a"\nsocket = "b.sock"', /distinct name/],
       ['[ssh_agent]\nkeys = "deploy"', /ssh_agent.keys/],
       ['[[privval]]\nname = "a"\nchain_id = "c"\naddress = "tcp://127.0.0.1:1"\nkey = "k"', /needs identity_key/],
-      ['[[privval]]\nname = "a"\nchain_id = "c"\naddress = "http://x"\nkey = "k"', /privval.address/],
-      ['[[privval]]\nname = "a"\nchain_id = "c"\naddress = "unix:///s"\nkey = "k"\ndialect = "v2"', /privval.dialect/],
+      ['[[privval]]\nname = "a"\nchain_id = "c"\naddress = "http://x"\nkey = "k"', /\[\[privval\]\] "a": address/],
+      ['[[privval]]\nname = "a"\nchain_id = "c"\naddress = "unix:///s"\nkey = "k"\ndialect = "v2"', /\[\[privval\]\] "a": dialect \(one of v0\.34, v0\.37, v0\.38, v1\)/],
     ] as const) {
       const p = join(dir, 'c.toml');
       writeFileSync(p, body);
