@@ -10,7 +10,7 @@ import { createPublicKey, generateKeyPairSync, sign as nodeSign, verify as nodeV
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/tmpvault.js';
-import { custos, custosAsync, runAsync, serve } from '../helpers/process.js';
+import { BIN, ROOT, custos, custosAsync, runAsync, serve } from '../helpers/process.js';
 import { TestNode } from '../helpers/cometbft-node.js';
 import { requireTool } from '../helpers/require.js';
 import { voteSignBytes, type BlockId } from '../../src/crypto/cometbft/sign-bytes.js';
@@ -188,6 +188,30 @@ test('privval setup from a tmkms.toml (v0.15 form: sign_extensions, no protocol_
     assert.equal(pc.error, undefined);
     assert.ok(verifies(pub, bytesOf(CHAIN, vote(2, 200, 1, blockId(5))), pc.vote!.signature));
     assert.equal(pc.vote!.extensionSignature.length, 64, 'the extension is signed (tmkms had sign_extensions = true; a v0.34/v0.37 node skips the field)');
+  } finally {
+    await s.stop();
+    await node.close();
+    cleanup();
+  }
+});
+
+test('privval setup on a terminal asks for what the flags did not give, the stopped signer included', async (t) => {
+  if (!requireTool(t, 'python3', 'python3')) return;
+  const { dir, cleanup } = tempDir();
+  const dataDir = join(dir, 'v');
+  const token = initVault(dataDir);
+  const s = await serve(['--data-dir', dataDir], PASSENV);
+  const node = await TestNode.listen();
+  try {
+    const pv = filepv(dir);
+    const answers = ['filepv', pv.keyFile, pv.stateFile, CHAIN, node.address, 'asked', 'v0.38', dataDir, 'yes'].join('\n');
+    const r = await runAsync('python3', [join(ROOT, 'test', 'helpers', 'tty-drive.py'), process.execPath, BIN, 'privval', 'setup'], { CUSTOS_ADDR: s.url, CUSTOS_TOKEN: token, TTY_ANSWERS: answers });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /Move from FilePV .* or tmkms .*\? filepv\/tmkms:/);
+    assert.match(r.stdout, /Is the node \(FilePV signs inside it\) stopped, and will it stay stopped\? yes\/no \[no\]:/);
+    assert.match(r.stdout, /added \[\[privval\]\] "asked"/);
+    await node.waitForSigner(10_000);
+    assert.equal((await signVote(node, vote(2, 101, 0, blockId(2)))).error, undefined);
   } finally {
     await s.stop();
     await node.close();

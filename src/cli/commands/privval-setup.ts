@@ -69,7 +69,7 @@ export function registerPrivvalSetup(privval: Command): void {
   ).action(async (o: SetupOptions) => {
     const began = Date.now();
     const tty = !!process.stdin.isTTY && !o.json;
-    const rl = tty ? createInterface({ input: process.stdin, output: process.stderr }) : undefined;
+    const rl = tty ? createInterface({ input: process.stdin, output: process.stderr, terminal: false }) : undefined;
     const ask = async (what: string, fallback?: string): Promise<string | undefined> => {
       if (!rl) return fallback;
       const a = (await rl.question(`${what}${fallback ? ` [${fallback}]` : ''}: `)).trim();
