@@ -6,19 +6,18 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPublicKey, generateKeyPairSync, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, verify as nodeVerify } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/tmpvault.js';
 import { BIN, ROOT, custos, custosAsync, runAsync, serve } from '../helpers/process.js';
 import { TestNode } from '../helpers/cometbft-node.js';
 import { requireTool } from '../helpers/require.js';
-import { voteSignBytes, type BlockId } from '../../src/crypto/cometbft/sign-bytes.js';
 import type { PrivvalMessage, Vote } from '../../src/frontends/privval/messages.js';
+import { blockId, filePv, vote, voteBytes } from '../helpers/validator.js';
 
 const PASSENV = { CUSTOS_PASSPHRASE: 'switching test passphrase' };
 const CHAIN = 'switch-1';
-const TS = { seconds: 1_700_000_000n, nanos: 0 };
 
 function initVault(dataDir: string): string {
   const r = custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12'], PASSENV);
@@ -26,24 +25,7 @@ function initVault(dataDir: string): string {
   return /custos_[A-Za-z0-9_-]{43}/.exec(r.stdout)![0];
 }
 
-const blockId = (n: number): BlockId => ({ hash: new Uint8Array(32).fill(n), partSetHeader: { total: 1, hash: new Uint8Array(32).fill(n + 1) } });
-
-function vote(type: 1 | 2, height: number, round: number, bid: BlockId): Vote {
-  return {
-    type,
-    height: BigInt(height),
-    round,
-    blockId: bid,
-    timestamp: TS,
-    validatorAddress: new Uint8Array(20).fill(7),
-    validatorIndex: 0,
-    signature: new Uint8Array(0),
-    extension: new Uint8Array(0),
-    extensionSignature: new Uint8Array(0),
-  };
-}
-
-const bytesOf = (chain: string, v: Vote) => voteSignBytes(chain, { type: v.type === 1 ? 'prevote' : 'precommit', height: v.height, round: v.round, blockId: v.blockId, timestamp: v.timestamp });
+const bytesOf = voteBytes;
 
 function verifies(pub: Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean {
   const spki = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), pub]);
@@ -56,23 +38,15 @@ async function signVote(node: TestNode, v: Vote, chain = CHAIN) {
   return r;
 }
 
-/** A validator's FilePV files: its key (node:crypto) and a state that really signed height 100. */
+/** A validator's FilePV files: its key and a state that really signed height 100. */
 function filepv(dir: string) {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  const seed = privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(16);
-  const pub = new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }).subarray(12));
-  const keyFile = join(dir, 'priv_validator_key.json');
-  writeFileSync(
-    keyFile,
-    JSON.stringify({ address: 'X', pub_key: { type: 'tendermint/PubKeyEd25519', value: Buffer.from(pub).toString('base64') }, priv_key: { type: 'tendermint/PrivKeyEd25519', value: Buffer.concat([seed, pub]).toString('base64') } }),
-    { mode: 0o600 },
-  );
   const last = vote(2, 100, 0, blockId(1));
-  const signbytes = bytesOf(CHAIN, last);
-  const signature = nodeSign(null, signbytes, privateKey);
+  const v = filePv(CHAIN, last);
+  const keyFile = join(dir, 'priv_validator_key.json');
+  writeFileSync(keyFile, v.keyJson, { mode: 0o600 });
   const stateFile = join(dir, 'priv_validator_state.json');
-  writeFileSync(stateFile, JSON.stringify({ height: '100', round: 0, step: 3, signature: signature.toString('base64'), signbytes: Buffer.from(signbytes).toString('hex').toUpperCase() }));
-  return { keyFile, stateFile, pub, last, signature: new Uint8Array(signature) };
+  writeFileSync(stateFile, v.stateJson);
+  return { keyFile, stateFile, pub: v.pub, last, signature: v.signature };
 }
 
 test('privval setup from FilePV files into a running vault: the node signs through it with no restart, from the imported watermark on', async (t) => {

@@ -9,31 +9,18 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { generateKeyPairSync, sign as nodeSign } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/tmpvault.js';
 import { BIN, ROOT } from '../helpers/process.js';
 import { TestNode } from '../helpers/cometbft-node.js';
 import { requireTool } from '../helpers/require.js';
-import { voteSignBytes, type BlockId } from '../../src/crypto/cometbft/sign-bytes.js';
+import type { BlockId } from '../../src/crypto/cometbft/sign-bytes.js';
+import { blockId, filePv, vote } from '../helpers/validator.js';
 import type { PrivvalMessage, Vote } from '../../src/frontends/privval/messages.js';
 
 const CHAIN = 'docs-1';
-const TS = { seconds: 1_700_000_000n, nanos: 0 };
-const blockId = (n: number): BlockId => ({ hash: new Uint8Array(32).fill(n), partSetHeader: { total: 1, hash: new Uint8Array(32).fill(n + 1) } });
-const vote = (height: number, bid: BlockId): Vote => ({
-  type: 2,
-  height: BigInt(height),
-  round: 0,
-  blockId: bid,
-  timestamp: TS,
-  validatorAddress: new Uint8Array(20).fill(7),
-  validatorIndex: 0,
-  signature: new Uint8Array(0),
-  extension: new Uint8Array(0),
-  extensionSignature: new Uint8Array(0),
-});
+const vote2 = (height: number, bid: BlockId): Vote => vote(2, height, 0, bid);
 
 /** The page's `sh` blocks, verbatim. */
 export function runnableBlocks(page: string): string[] {
@@ -124,13 +111,8 @@ async function assertFree(port: number): Promise<void> {
 
 /** A validator key pair and a FilePV-style state that really signed height 100. */
 function validator() {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  const seed = privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(16);
-  const pub = publicKey.export({ format: 'der', type: 'spki' }).subarray(12);
-  const keyJson = JSON.stringify({ address: 'X', pub_key: { type: 'tendermint/PubKeyEd25519', value: pub.toString('base64') }, priv_key: { type: 'tendermint/PrivKeyEd25519', value: Buffer.concat([seed, pub]).toString('base64') } });
-  const signbytes = voteSignBytes(CHAIN, { type: 'precommit', height: 100n, round: 0, blockId: blockId(1), timestamp: TS });
-  const signature = nodeSign(null, signbytes, privateKey).toString('base64');
-  return { seed, pub, keyJson, signbytes: Buffer.from(signbytes).toString('hex').toUpperCase(), signature };
+  const v = filePv(CHAIN, vote2(100, blockId(1)));
+  return { seed: v.seed, keyJson: v.keyJson, stateJson: v.stateJson };
 }
 
 /** Plays the node on 127.0.0.1:26659 (the pages' address): waits for Custos, signs a vote above 100. */
@@ -144,10 +126,10 @@ async function nodeSigns(t: TestContext, page: string, w: World, began: number):
       return r;
     });
     await Promise.race([signer, ended.then(() => signer)]);
-    const r = (await node.request({ kind: 'sign_vote_request', vote: vote(101, blockId(2)), chainId: CHAIN, skipExtensionSigning: false })) as Extract<PrivvalMessage, { kind: 'signed_vote_response' }>;
+    const r = (await node.request({ kind: 'sign_vote_request', vote: vote2(101, blockId(2)), chainId: CHAIN, skipExtensionSigning: false })) as Extract<PrivvalMessage, { kind: 'signed_vote_response' }>;
     assert.equal(r.error, undefined);
     t.diagnostic(`${page}: time to first signature from the page's first command: ${((performance.now() - began) / 1000).toFixed(2)} s`);
-    const below = (await node.request({ kind: 'sign_vote_request', vote: vote(99, blockId(3)), chainId: CHAIN, skipExtensionSigning: false })) as Extract<PrivvalMessage, { kind: 'signed_vote_response' }>;
+    const below = (await node.request({ kind: 'sign_vote_request', vote: vote2(99, blockId(3)), chainId: CHAIN, skipExtensionSigning: false })) as Extract<PrivvalMessage, { kind: 'signed_vote_response' }>;
     assert.ok(below.error, 'below the imported watermark: refused');
     const { out } = await ended;
     assert.match(out, /connecting|connected/, 'custos privval status ran');
@@ -165,7 +147,7 @@ test('docs/switching/filepv.md runs as written: the node signs through Custos', 
     mkdirSync(join(nodeHome, 'config'), { recursive: true });
     mkdirSync(join(nodeHome, 'data'), { recursive: true });
     writeFileSync(join(nodeHome, 'config', 'priv_validator_key.json'), v.keyJson, { mode: 0o600 });
-    writeFileSync(join(nodeHome, 'data', 'priv_validator_state.json'), JSON.stringify({ height: '100', round: 0, step: 3, signature: v.signature, signbytes: v.signbytes }));
+    writeFileSync(join(nodeHome, 'data', 'priv_validator_state.json'), v.stateJson);
     await nodeSigns(t, 'filepv.md', world(dir, { NODE_HOME: nodeHome, CHAIN_ID: CHAIN }), performance.now());
   } finally {
     cleanup();
@@ -198,7 +180,7 @@ test('docs/switching/horcrux.md runs as written against a Horcrux single-signer 
     const home = join(dir, 'horcrux');
     mkdirSync(join(home, 'state'), { recursive: true });
     writeFileSync(join(home, 'priv_validator_key.json'), v.keyJson, { mode: 0o600 });
-    writeFileSync(join(home, 'state', `${CHAIN}_priv_validator_state.json`), JSON.stringify({ height: '100', round: '0', step: 3, signature: v.signature, signbytes: v.signbytes, vote_ext_signature: '' }));
+    writeFileSync(join(home, 'state', `${CHAIN}_priv_validator_state.json`), JSON.stringify({ ...JSON.parse(v.stateJson), round: '0', vote_ext_signature: '' }));
     await nodeSigns(t, 'horcrux.md', world(dir, { HORCRUX_KEY: join(home, 'priv_validator_key.json'), HORCRUX_STATE: join(home, 'state', `${CHAIN}_priv_validator_state.json`), CHAIN_ID: CHAIN }), performance.now());
   } finally {
     cleanup();
