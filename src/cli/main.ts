@@ -18,6 +18,7 @@ import { registerTokens } from './commands/tokens.js';
 import { registerPrivval } from './commands/privval.js';
 import { registerAgent } from './commands/agent.js';
 import { registerAudit } from './commands/audit.js';
+import { registerTls } from './commands/tls.js';
 
 export function buildCli(): Command {
   const program = new Command('custos')
@@ -51,6 +52,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
   registerPrivval(program);
   registerAgent(program);
   registerAudit(program);
+  registerTls(program);
   return program;
 }
 

@@ -60,7 +60,8 @@ export interface Pkcs11Config {
 }
 
 export interface ServeConfig {
-  api: { host: string; port: number };
+  /** `tls`: certificate chain and key (PEM); relative paths are under the data directory. */
+  api: { host: string; port: number; tls?: { cert: string; key: string } };
   /** One entry per ssh-agent socket (`[ssh_agent]` or `[[ssh_agent]]` in TOML). */
   sshAgents: AgentSocketConfig[];
   /** CometBFT nodes to sign for (`[[privval]]`). */
@@ -97,7 +98,7 @@ function fail(path: string, what: string): never {
 }
 
 const KNOWN: Record<string, string[]> = {
-  api: ['host', 'port'],
+  api: ['host', 'port', 'tls_cert', 'tls_key'],
   ssh_agent: ['enabled', 'name', 'socket', 'keys', 'allow_sha1', 'allow_confirm', 'max_connections'],
   privval: ['name', 'chain_id', 'address', 'key', 'identity_key', 'dialect', 'allow_sign_bytes', 'node_key', 'read_timeout_seconds'],
   pkcs11: ['name', 'module', 'token_label', 'serial', 'pin_file', 'pin_env', 'sessions', 'wrapping_key'],
@@ -144,6 +145,10 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
     cfg.api.host = api.host;
   }
   if (api.port !== undefined) cfg.api.port = parsePort(api.port, `${path}: api.port`);
+  if (api.tls_cert !== undefined || api.tls_key !== undefined) {
+    if (typeof api.tls_cert !== 'string' || typeof api.tls_key !== 'string' || !api.tls_cert || !api.tls_key) fail(path, 'give both api.tls_cert and api.tls_key (PEM files), or neither');
+    cfg.api.tls = { cert: api.tls_cert, key: api.tls_key };
+  }
 
   const agents = doc.ssh_agent === undefined ? [] : Array.isArray(doc.ssh_agent) ? doc.ssh_agent : [doc.ssh_agent];
   for (const raw of agents) {

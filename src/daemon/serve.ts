@@ -17,6 +17,8 @@ import type { AnchorPlace } from '../audit/anchor.js';
 import { buildHttpServer, assertLoopback } from '../frontends/http/server.js';
 import { Metrics } from '../frontends/http/metrics.js';
 import { FrontEnds, type ApplyReport } from './frontends.js';
+import { loadTls } from './tls.js';
+import type { SecureContextOptions } from 'node:tls';
 import { initVault, openStoreOnly, openVault, SYSTEM, CONFIG_FILE, type OpenVault } from '../vault/open.js';
 import { DEFAULT_UNSEAL_LIMITS, SealedStore, ShareGate } from './unseal.js';
 import { AGENT_DEFAULTS, loadConfig, type ServeConfig } from './config.js';
@@ -56,7 +58,10 @@ export interface ReloadReport {
 const emptyReload = (): ReloadReport => ({ applied: false, privval: null, sshAgent: null, restartNeeded: [] });
 
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
-  assertLoopback(opts.config.api.host);
+  const tlsFiles = (c: ServeConfig) => (c.api.tls ? { cert: resolve(opts.dataDir, c.api.tls.cert), key: resolve(opts.dataDir, c.api.tls.key) } : undefined);
+  const tlsAtStart = tlsFiles(opts.config);
+  if (!tlsAtStart) assertLoopback(opts.config.api.host);
+  const https = tlsAtStart ? loadTls(tlsAtStart) : undefined;
   const logger = pino({ level: opts.config.log.level, base: { service: 'custos' }, redact: ['req.headers.authorization'] });
   const metrics = new Metrics();
   metrics.onIntegrityAlarm = (table, problem, pk) => logger.error({ table, problem, row: pk.slice(0, 120) }, 'a protected row failed its integrity check: it was changed outside Custos and is not obeyed');
@@ -164,6 +169,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     metrics,
     logger,
     version: VERSION,
+    ...(https ? { https } : {}),
     privvalStatus: () => privvalStatus(),
     reload: () => reload(),
   });
@@ -185,7 +191,20 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         logger.error({ err: (e as Error).message }, 'reload refused: the configuration is unchanged');
         throw e;
       }
-      const restartNeeded = (['api', 'pkcs11', 'seal', 'approvals', 'audit', 'unseal'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(config[k]));
+      // The certificate and key are read again (renewed files); a bad pair changes nothing.
+      const tlsNow = tlsFiles(next);
+      let secure: ReturnType<typeof loadTls> | undefined;
+      if (https && tlsNow) {
+        try {
+          secure = loadTls(tlsNow);
+        } catch (e) {
+          logger.error({ err: (e as Error).message }, 'reload refused: the configuration is unchanged');
+          throw e;
+        }
+      }
+      // The address, and TLS on or off, are read at start only.
+      const apiChanged = next.api.host !== config.api.host || next.api.port !== config.api.port || !!tlsNow !== !!https;
+      const restartNeeded = [...(apiChanged ? (['api'] as const) : []), ...(['pkcs11', 'seal', 'approvals', 'audit', 'unseal'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(config[k]))];
       let applied: ApplyReport | null = null;
       const keepRunning = (c: ServeConfig): ServeConfig => ({ ...c, ...Object.fromEntries(restartNeeded.map((k) => [k, config[k]])) });
       try {
@@ -195,9 +214,15 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           config = keepRunning(frontends.current ?? config);
           logger.error({ err: e.message }, 'reload partly applied: the entries named did not start, every other change took effect');
         } else logger.error({ err: (e as Error).message }, 'reload refused: the configuration is unchanged');
+        if (secure) (secure.key as Buffer).fill(0);
         throw e;
       }
       const open = applied !== null;
+      if (secure) {
+        (app.server as unknown as { setSecureContext(o: SecureContextOptions): void }).setSecureContext(secure);
+        (secure.key as Buffer).fill(0);
+        logger.info({ certificate_sha256: secure.fingerprint256, not_after: secure.notAfter }, 'TLS certificate reloaded: new connections get it');
+      }
       // Sections that need a restart keep their running values until then.
       config = keepRunning(next);
       if (next.log.level !== logger.level) logger.level = next.log.level;
@@ -239,7 +264,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : opts.config.api.port;
   const host = opts.config.api.host.includes(':') ? `[${opts.config.api.host}]` : opts.config.api.host;
-  const url = `http://${host}:${port}`;
+  const url = `${https ? 'https' : 'http'}://${host}:${port}`;
+  if (https) {
+    (https.key as Buffer).fill(0); // OpenSSL holds its own copy now
+    logger.info({ certificate_sha256: https.fingerprint256, not_after: https.notAfter }, 'TLS on');
+  }
   let closing: Promise<void> | null = null;
   return {
     url,

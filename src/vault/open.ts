@@ -38,9 +38,12 @@ export const SYSTEM: Principal = { id: 'system', kind: 'system' };
 export const DEFAULT_CONFIG_TOML = `# Custos configuration. Flags given to \`custos serve\` override these values.
 
 [api]
-# The HTTP API binds to loopback only until TLS and client authentication exist.
+# Plain HTTP binds to loopback only. For another address, give a certificate and its key
+# (PEM; relative paths are under the data directory): \`custos tls init\` makes a first pair.
 host = "127.0.0.1"
 port = 8200
+# tls_cert = "tls/server-chain.pem"
+# tls_key = "tls/server.key"
 
 [[ssh_agent]]
 # An ssh-agent socket whose keys live in the vault (export SSH_AUTH_SOCK=<data dir>/<socket>).

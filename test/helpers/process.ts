@@ -60,7 +60,7 @@ export function serve(args: string[], env: Record<string, string | undefined> = 
     }, timeoutMs);
     const onData = (d: Buffer) => {
       out += d.toString();
-      const m = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"listening"/.exec(out) ?? /API:\s+(http:\/\/\S+)/.exec(out) ?? /custos: listening on (http:\/\/\S+)/.exec(out);
+      const m = /"url":"(https?:\/\/[^"]+)"[^\n]*"msg":"listening"/.exec(out) ?? /API:\s+(http:\/\/\S+)/.exec(out) ?? /custos: listening on (https?:\/\/\S+)/.exec(out);
       if (m) {
         clearTimeout(timer);
         resolve({

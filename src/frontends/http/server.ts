@@ -7,6 +7,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { purposeOf } from '../../core/purpose.js';
 import swagger from '@fastify/swagger';
 import { randomUUID } from 'node:crypto';
+import type { SecureContextOptions } from 'node:tls';
 import { CustosError, isCustosError } from '../../core/errors.js';
 import { base64ToBytes, bytesToBase64, bytesToHex, hexToBytes, utf8 } from '../../core/bytes.js';
 import type { Algorithm, AuditEntry, HashName, KeyRecord, Principal, RsaPadding, SignatureEncoding, SignOptions, SignPayload } from '../../core/types.js';
@@ -85,6 +86,8 @@ export interface HttpOptions {
       hint?: string;
     }>
   >;
+  /** Serve HTTPS with these options (daemon/tls.ts); plain HTTP, loopback only, without. */
+  https?: SecureContextOptions;
   /** The daemon's reload (SIGHUP), for POST /v1/reload. */
   reload?: () => Promise<{ applied: boolean; privval: unknown; sshAgent: unknown; restartNeeded: string[] }>;
   version?: string;
@@ -191,6 +194,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   const authenticator = () => (auth ??= new TokenAuthenticator(vault().store));
   const sealStatus = (): SealStatus => opts.gate?.status() ?? { sealed: false, seal: 'passphrase' };
   const app = Fastify({
+    ...(opts.https ? { https: opts.https } : {}),
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
     bodyLimit: opts.bodyLimit ?? 512 * 1024,
     genReqId: (req) => {
@@ -233,6 +237,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
     reply.header('cache-control', 'no-store');
+    if (opts.https) reply.header('strict-transport-security', 'max-age=31536000');
     // Decide on the matched route, never on the raw URL: the router decodes percent-escapes,
     // so `/%761/keys` matches `/v1/keys`. Every route needs a token unless it is marked public.
     const config = req.routeOptions.config as { public?: boolean } | undefined;
@@ -580,10 +585,10 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   return app;
 }
 
-/** The API listens on loopback only until TLS and client authentication exist. */
+/** Plain HTTP listens on loopback only: any other address needs TLS ([api] tls_cert and tls_key). */
 export function assertLoopback(host: string): void {
   const ok = host === 'localhost' || host === '::1' || /^127(?:\.\d{1,3}){3}$/.test(host);
   if (!ok) {
-    throw new CustosError('config_invalid', `Refusing to serve the API on ${host}: without TLS it may listen on loopback only (127.0.0.1, ::1 or localhost).`);
+    throw new CustosError('config_invalid', `Refusing to serve the API on ${host} without TLS: plain HTTP may listen on loopback only (127.0.0.1, ::1 or localhost). Set [api] tls_cert and tls_key (custos tls init --data-dir DIR --host NAME makes a CA and a server certificate), or bind to 127.0.0.1.`);
   }
 }

@@ -1,0 +1,69 @@
+/**
+ * `custos tls init`: a private CA and a server certificate for a first deployment, made with
+ * OpenSSL's own command (P-256 keys, SHA-256 signatures), in DATA_DIR/tls (0700, keys 0600).
+ * Prints the [api] lines to add and the CA file and fingerprint to give clients. The CA key
+ * signs client certificates for mutual TLS later; keep it offline once those are made.
+ */
+import type { Command } from 'commander';
+import { spawnSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { join, resolve } from 'node:path';
+import { CustosError } from '../../core/errors.js';
+import { out } from '../common.js';
+
+function openssl(args: string[], what: string): void {
+  const r = spawnSync('openssl', args, { encoding: 'utf8' });
+  if (r.error) throw new CustosError('not_found', 'openssl is not installed (apt-get install -y openssl): custos tls init uses it to make the certificates.');
+  if (r.status !== 0) throw new CustosError('internal', `openssl could not ${what}: ${r.stderr.trim().split('\n').pop()}`);
+}
+
+export function registerTls(program: Command): void {
+  const tls = program.command('tls').description('TLS for the HTTP API: certificates for a first deployment');
+  tls
+    .command('init')
+    .description('Make a private CA and a server certificate (P-256) in DATA_DIR/tls; prints the [api] lines and the CA fingerprint for clients')
+    .requiredOption('--data-dir <dir>', 'the vault directory')
+    .option('--host <name...>', 'DNS names and IP addresses clients use to reach the vault (default: localhost 127.0.0.1 ::1)')
+    .option('--days <n>', 'server certificate lifetime in days (the CA gets ten years)', '397')
+    .action((o: { dataDir: string; host?: string[]; days: string }) => {
+      const days = Number(o.days);
+      if (!Number.isInteger(days) || days < 1 || days > 3650) throw new CustosError('bad_request', '--days must be a whole number from 1 to 3650.');
+      const hosts = o.host ?? ['localhost', '127.0.0.1', '::1'];
+      for (const h of hosts) if (!isIP(h) && !/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$/.test(h)) throw new CustosError('bad_request', `--host ${h} is neither a DNS name nor an IP address.`);
+      const dataDir = resolve(o.dataDir);
+      if (!existsSync(dataDir)) throw new CustosError('vault_not_found', `${dataDir} does not exist: run custos init first.`);
+      const dir = join(dataDir, 'tls');
+      if (existsSync(dir)) throw new CustosError('vault_exists', `${dir} exists: move it away to make new certificates (clients trust the old CA until you give them the new one).`);
+      mkdirSync(dir, { mode: 0o700 });
+      const f = (n: string) => join(dir, n);
+      try {
+        const cn = hosts.find((h) => !isIP(h)) ?? hosts[0]!;
+        openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-sha256', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '3650', '-subj', `/CN=Custos CA ${new Date().toISOString().slice(0, 10)}`, '-addext', 'basicConstraints=critical,CA:TRUE,pathlen:0', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], 'make the CA');
+        openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-sha256', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', `/CN=${cn}`], 'make the server key');
+        const san = hosts.map((h) => (isIP(h) ? `IP:${h}` : `DNS:${h}`)).join(',');
+        writeFileSync(f('server.ext'), `subjectAltName=${san}\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n`);
+        openssl(['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-sha256', '-days', String(days), '-extfile', f('server.ext'), '-out', f('server.pem')], 'sign the server certificate');
+        // The server presents its certificate and the CA's, so clients need only the CA.
+        writeFileSync(f('server-chain.pem'), readFileSync(f('server.pem'), 'utf8') + readFileSync(f('ca.pem'), 'utf8'), { mode: 0o644 });
+        for (const tmp of ['server.csr', 'server.ext', 'ca.srl']) rmSync(f(tmp), { force: true });
+      } catch (e) {
+        rmSync(dir, { recursive: true, force: true });
+        throw e;
+      }
+      const ca = new X509Certificate(readFileSync(f('ca.pem')));
+      out(`CA and server certificate made in ${dir} (server certificate for ${hosts.join(', ')}, ${days} days).`);
+      out('');
+      out('Add to custos.toml, then restart (or, with TLS already on, kill -HUP to load a renewed pair):');
+      out('  [api]');
+      out('  host = "0.0.0.0"            # or the address clients reach');
+      out('  tls_cert = "tls/server-chain.pem"');
+      out('  tls_key = "tls/server.key"');
+      out('');
+      out(`Give clients the CA file ${f('ca.pem')}; its SHA-256 fingerprint:`);
+      out(`  ${ca.fingerprint256}`);
+      out('(curl --cacert ca.pem …; the custos CLI: NODE_EXTRA_CA_CERTS=ca.pem custos --addr https://HOST:8200 …)');
+      out(`The CA key ${f('ca.key')} signs client certificates for mutual TLS; keep it offline once they are made.`);
+    });
+}
