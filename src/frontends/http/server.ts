@@ -183,6 +183,10 @@ function optionsOf(body: SignBody): SignOptions {
   return o;
 }
 
+export const REQUEST_TIMEOUT_MS = 30_000;
+export const HEADERS_TIMEOUT_MS = 10_000;
+export const MAX_HEADER_BYTES = 16 * 1024;
+
 export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstance> {
   const { metrics } = opts;
   const vault = (): Vault => {
@@ -193,8 +197,15 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   let auth: TokenAuthenticator | null = null;
   const authenticator = () => (auth ??= new TokenAuthenticator(vault().store));
   const sealStatus = (): SealStatus => opts.gate?.status() ?? { sealed: false, seal: 'passphrase' };
+  // Limits a reviewer checks (README "HTTP limits"): the whole request must arrive within
+  // REQUEST_TIMEOUT_MS (headers within HEADERS_TIMEOUT_MS), headers are at most 16 KiB, a
+  // keep-alive connection idles at most 72 s. No socket inactivity timeout: a signature may
+  // wait for a person's approval with nothing on the wire.
+  const limits = { maxHeaderSize: MAX_HEADER_BYTES };
   const app = Fastify({
-    ...(opts.https ? { https: opts.https } : {}),
+    ...(opts.https ? { https: { ...opts.https, ...limits } } : { http: limits }),
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    keepAliveTimeout: 72_000,
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
     bodyLimit: opts.bodyLimit ?? 512 * 1024,
     genReqId: (req) => {
@@ -224,6 +235,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   // Only JSON bodies: anything else is a 415 with a sentence, not a schema error.
   app.removeContentTypeParser('text/plain');
 
+  app.server.headersTimeout = HEADERS_TIMEOUT_MS;
   app.addSchema(S.errorSchema);
   app.addSchema(S.keySchema);
   await app.register(swagger, {
