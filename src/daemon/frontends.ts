@@ -37,8 +37,9 @@ const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
 const emptyChanges = (): Changes => ({ started: [], restarted: [], stopped: [], unchanged: [] });
 
 export class FrontEnds {
-  private readonly connectors = new Map<string, { cfg: PrivvalConfig; connector: PrivvalConnector }>();
-  private readonly agents = new Map<string, { cfg: AgentSocketConfig; agent: SshAgent }>();
+  /** Each entry with the vault it was built on: one built on a vault since closed counts as changed. */
+  private readonly connectors = new Map<string, { cfg: PrivvalConfig; connector: PrivvalConnector; vault: Vault }>();
+  private readonly agents = new Map<string, { cfg: AgentSocketConfig; agent: SshAgent; vault: Vault }>();
   /** One change at a time: applies and the final stop, in the order asked. */
   private turn: Promise<unknown> = Promise.resolve();
   private wanted: ServeConfig | undefined;
@@ -61,11 +62,13 @@ export class FrontEnds {
     this.vault = vault;
     return this.queue(async () => {
       try {
+        // `wanted` stays what the operator wrote even if an entry fails here: the next unseal
+        // tries it again.
         return await this.applyNow(vault, this.wanted!);
       } catch (e) {
         // At start-up or unseal, an entry that cannot start stops the start (loudly).
         await this.stopNow();
-        this.vault = undefined;
+        if (this.vault === vault) this.vault = undefined;
         throw e;
       }
     });
@@ -77,15 +80,26 @@ export class FrontEnds {
    */
   want(config: ServeConfig): Promise<ApplyReport | null> {
     if (this.closed) return Promise.reject(new CustosError('vault_sealed', 'The server is shutting down; nothing was reloaded.'));
-    const vault = this.vault;
-    if (!vault) {
+    if (!this.vault) {
       this.wanted = config;
       return Promise.resolve(null);
     }
     return this.queue(async () => {
-      const report = await this.applyNow(vault, config);
-      this.wanted = config;
-      return report;
+      // The vault as it is at this turn: an unseal queued before may have failed meanwhile.
+      const vault = this.vault;
+      if (!vault) {
+        this.wanted = config;
+        return null;
+      }
+      try {
+        const report = await this.applyNow(vault, config);
+        this.wanted = config;
+        return report;
+      } catch (e) {
+        // Partly applied: what runs is the new configuration without the entries that failed.
+        if (isCustosError(e) && e.tag === 'partly_applied') this.wanted = { ...config, sshAgents: config.sshAgents.filter((a) => !a.enabled || this.agents.has(a.name)) };
+        throw e;
+      }
     });
   }
 
@@ -109,7 +123,7 @@ export class FrontEnds {
     const newConnectors: Array<{ cfg: PrivvalConfig; connector: PrivvalConnector; replaces: boolean }> = [];
     for (const p of config.privval) {
       const running = this.connectors.get(p.name);
-      if (running && same(running.cfg, p)) {
+      if (running && running.vault === vault && same(running.cfg, p)) {
         report.privval.unchanged.push(p.name);
         continue;
       }
@@ -127,7 +141,7 @@ export class FrontEnds {
     const newAgents: Array<{ cfg: AgentSocketConfig; replaces: boolean }> = [];
     for (const a of enabledAgents) {
       const running = this.agents.get(a.name);
-      if (running && same(running.cfg, a)) report.sshAgent.unchanged.push(a.name);
+      if (running && running.vault === vault && same(running.cfg, a)) report.sshAgent.unchanged.push(a.name);
       else newAgents.push({ cfg: a, replaces: running !== undefined });
     }
     // 2. Stop what is gone or changed.
@@ -154,20 +168,21 @@ export class FrontEnds {
         await agent.listen();
       } catch (e) {
         failures.push(`[[ssh_agent]] "${cfg.name}": ${(e as Error).message}`);
+        await agent.close().catch(() => {}); // whatever it bound, it releases
         continue;
       }
-      this.agents.set(cfg.name, { cfg, agent });
+      this.agents.set(cfg.name, { cfg, agent, vault });
       (replaces ? report.sshAgent.restarted : report.sshAgent.started).push(cfg.name);
     }
     for (const { cfg, connector, replaces } of newConnectors) {
-      this.connectors.set(cfg.name, { cfg, connector });
+      this.connectors.set(cfg.name, { cfg, connector, vault });
       connector.start();
       (replaces ? report.privval.restarted : report.privval.started).push(cfg.name);
     }
     if (failures.length > 0) {
-      // What runs now is the new configuration without the entries that failed.
-      this.wanted = { ...config, sshAgents: config.sshAgents.filter((a) => !a.enabled || this.agents.has(a.name)) };
-      throw new CustosError('config_invalid', `${failures.join(' ')} Every other entry was applied.`, { tag: 'partly_applied' });
+      const done = (what: string, c: Changes) => (['started', 'restarted', 'stopped'] as const).filter((k) => c[k].length).map((k) => `${what} ${k}: ${c[k].join(', ')}.`);
+      const applied = [...done('[[privval]]', report.privval), ...done('[[ssh_agent]]', report.sshAgent)].join(' ');
+      throw new CustosError('config_invalid', `${failures.join(' ')} Every other entry was applied.${applied ? ` ${applied}` : ''}`, { tag: 'partly_applied' });
     }
     return report;
   }

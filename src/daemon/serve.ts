@@ -206,23 +206,26 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       const apiChanged = next.api.host !== config.api.host || next.api.port !== config.api.port || !!tlsNow !== !!https;
       const restartNeeded = [...(apiChanged ? (['api'] as const) : []), ...(['pkcs11', 'seal', 'approvals', 'audit', 'unseal'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(config[k]))];
       let applied: ApplyReport | null = null;
+      function takeCertificate() {
+        if (!secure) return;
+        (app.server as unknown as { setSecureContext(o: SecureContextOptions): void }).setSecureContext(secure);
+        logger.info({ certificate_sha256: secure.fingerprint256, not_after: secure.notAfter }, 'TLS certificate reloaded: new connections get it');
+      }
       const keepRunning = (c: ServeConfig): ServeConfig => ({ ...c, ...Object.fromEntries(restartNeeded.map((k) => [k, config[k]])) });
       try {
         applied = await frontends.want(next);
       } catch (e) {
         if (isCustosError(e) && e.tag === 'partly_applied') {
           config = keepRunning(frontends.current ?? config);
+          takeCertificate();
           logger.error({ err: e.message }, 'reload partly applied: the entries named did not start, every other change took effect');
         } else logger.error({ err: (e as Error).message }, 'reload refused: the configuration is unchanged');
         if (secure) (secure.key as Buffer).fill(0);
         throw e;
       }
       const open = applied !== null;
-      if (secure) {
-        (app.server as unknown as { setSecureContext(o: SecureContextOptions): void }).setSecureContext(secure);
-        (secure.key as Buffer).fill(0);
-        logger.info({ certificate_sha256: secure.fingerprint256, not_after: secure.notAfter }, 'TLS certificate reloaded: new connections get it');
-      }
+      takeCertificate();
+      if (secure) (secure.key as Buffer).fill(0);
       // Sections that need a restart keep their running values until then.
       config = keepRunning(next);
       if (next.log.level !== logger.level) logger.level = next.log.level;

@@ -54,7 +54,7 @@ export function addPrivvalEntry(path: string, e: NewPrivvalEntry): ServeConfig {
   }
   closeSync(fd);
   try {
-    checkPrivvalEntry(target, e);
+    if (!checkPrivvalEntry(target, e)) return loadConfig(target);
     const before = existsSync(target) ? readFileSync(target, 'utf8') : '';
     const text = (before === '' || before.endsWith('\n') ? before : before + '\n') + privvalToml(e);
     return replaceFile(target, text, path);
@@ -76,12 +76,18 @@ function nodeOf(address: string): string {
 }
 
 /** Whether the entry could be added (the file loads; its name and node are free); throws why not. */
-export function checkPrivvalEntry(path: string, e: Pick<NewPrivvalEntry, 'name' | 'address'>): void {
+/**
+ * Whether the entry can be added: false when this very entry is already there (a rerun after
+ * the file was written); throws why not when another entry has its name or its node.
+ */
+export function checkPrivvalEntry(path: string, e: Pick<NewPrivvalEntry, 'name' | 'address' | 'chainId' | 'key'>): boolean {
   const current = loadConfig(path);
   const clash = current.privval.find((p) => p.name === e.name);
+  if (clash && clash.chainId === e.chainId && clash.key === e.key && nodeOf(clash.address) === nodeOf(e.address)) return false;
   if (clash) throw new CustosError('config_invalid', `${path} already has a [[privval]] named "${e.name}" (chain ${clash.chainId}); pick another --name, or remove that entry first.`);
   const sameNode = current.privval.find((p) => nodeOf(p.address) === nodeOf(e.address));
   if (sameNode) throw new CustosError('config_invalid', `${path}: [[privval]] "${sameNode.name}" already signs for the node at ${e.address}; two signers for one node is how double signs happen.`);
+  return true;
 }
 
 function replaceFile(path: string, text: string, shown: string): ServeConfig {
@@ -94,7 +100,15 @@ function replaceFile(path: string, text: string, shown: string): ServeConfig {
       writeSync(fd, text);
       if (old) {
         // The same owner, and the same mode without group/other write (it holds no secret).
-        if (process.getuid?.() === 0 && (old.uid !== 0 || old.gid !== 0)) chownSync(tmp, old.uid, old.gid);
+        if (process.getuid?.() === 0) chownSync(tmp, old.uid, old.gid);
+        else if (process.getgid?.() !== old.gid) {
+          // A file shared through its group (the daemon's): keep the group, or do not write.
+          try {
+            chownSync(tmp, -1, old.gid);
+          } catch {
+            throw new CustosError('config_invalid', `${shown} belongs to group ${old.gid}, which this user cannot give the new file: run this as the file's owner in that group, or as root.`);
+          }
+        }
         fchmodSync(fd, old.mode & 0o755);
       }
       fsyncSync(fd);

@@ -10,8 +10,9 @@
  * seed‖public key, 64 bytes), or a `priv_validator_key.json` when `key_format = "json"`.
  * Keys in a YubiHSM, a Ledger or Fortanix DSM cannot leave them, so a chain whose key is there
  * is named and refused: generate a new consensus key in Custos (a validator key rotation).
- * tmkms reads relative paths from its working directory: here from the directory of
- * tmkms.toml (where tmkms is usually run), else from the current one.
+ * tmkms reads relative paths from its working directory: here from `baseDir`, by default the
+ * directory of tmkms.toml (where tmkms is usually run). Only there: a second guess could pick
+ * a stale copy silently. The caller prints which files it read.
  *
  * `protocol_version` is how tmkms encodes messages, not the node's version (tmkms ≤ 0.14 only
  * knew "v0.34" and spoke it to v0.37/v0.38 nodes too; 0.15 defaults to "v0.38"), and whether
@@ -19,7 +20,7 @@
  * so the entry is written as v0.38 (the `tendermint.privval` wire, which Custos serves alike to
  * v0.34–v0.38 nodes, extensions included); only "v0.33" (Amino) is refused.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse } from 'smol-toml';
 import { CustosError } from '../core/errors.js';
@@ -47,7 +48,7 @@ function refuse(file: string, what: string): never {
 const list = (v: unknown): unknown[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
 
 /** The validators of a tmkms.toml, or one of them (`chainId`). */
-export function readTmkmsConfig(path: string, chainId?: string): TmkmsValidator[] {
+export function readTmkmsConfig(path: string, chainId?: string, baseDir?: string): TmkmsValidator[] {
   let text: string;
   try {
     const bytes = readFileSync(path);
@@ -63,11 +64,10 @@ export function readTmkmsConfig(path: string, chainId?: string): TmkmsValidator[
   } catch (e) {
     refuse(path, `not valid TOML (${(e as Error).message.split('\n')[0]}).`);
   }
-  const base = dirname(resolve(path));
+  const base = baseDir ? resolve(baseDir) : dirname(resolve(path));
   const at = (p: unknown, what: string): string => {
     if (typeof p !== 'string' || p.length === 0) refuse(path, `${what} must be a path.`);
-    const here = resolve(base, p);
-    return existsSync(here) ? here : resolve(p);
+    return resolve(base, p);
   };
   const chains = new Map<string, string>();
   for (const c of list(doc.chain)) {
@@ -77,8 +77,13 @@ export function readTmkmsConfig(path: string, chainId?: string): TmkmsValidator[
   }
   const providers = (doc.providers ?? {}) as Record<string, unknown>;
   if (typeof providers !== 'object' || providers === null || Array.isArray(providers)) refuse(path, '[providers] must be a table.');
-  const hardwareOf = (chain: string): string | undefined =>
-    ['yubihsm', 'ledgertm', 'fortanixdsm'].find((hw) => list(providers[hw]).some((p) => typeof p === 'object' && p !== null && list((p as Record<string, unknown>).chain_ids).includes(chain)));
+  // A provider lists its chains itself (ledgertm) or in its key tables (yubihsm, fortanixdsm).
+  const names = (p: unknown): unknown[] => {
+    if (typeof p !== 'object' || p === null) return [];
+    const t = p as Record<string, unknown>;
+    return [...list(t.chain_ids), ...list(t.keys).flatMap((k) => (typeof k === 'object' && k !== null ? list((k as Record<string, unknown>).chain_ids) : []))];
+  };
+  const hardwareOf = (chain: string): string | undefined => ['yubihsm', 'ledgertm', 'fortanixdsm'].find((hw) => list(providers[hw]).some((p) => names(p).includes(chain)));
   const softsign = list(providers.softsign).filter((p): p is Record<string, unknown> => typeof p === 'object' && p !== null && !Array.isArray(p));
   const out: TmkmsValidator[] = [];
   for (const v of list(doc.validator)) {

@@ -81,10 +81,17 @@ test('privval setup from FilePV files into a running vault: the node signs throu
     const old = await signVote(node, vote(2, 99, 0, blockId(3)));
     assert.ok(old.error, 'a vote below the imported watermark is refused');
     assert.match(readFileSync(join(dataDir, 'custos.toml'), 'utf8'), /\[\[privval\]\]\nname = "switch-1"/);
-    // A rerun recognises what is done and refuses a second entry for the same node.
+    // A rerun recognises what is done (key, a watermark already ahead, the entry) and finishes.
     const rerun = custos(['privval', 'setup', '--filepv-key', pv.keyFile, '--filepv-state', pv.stateFile, '--chain-id', CHAIN, '--address', node.address, '--data-dir', dataDir, '--yes'], env);
-    assert.notEqual(rerun.status, 0);
-    assert.match(rerun.stderr, /already has a \[\[privval\]\] named "switch-1"/);
+    assert.equal(rerun.status, 0, rerun.stderr);
+    assert.match(rerun.stdout, /already in the vault as switch-1-consensus .*: kept/);
+    assert.match(rerun.stdout, /watermark .* is ahead of .*: kept/);
+    assert.match(rerun.stdout, /is already in .*custos\.toml as this command would write it: kept/);
+    // Another node under the same name, or the same node under another name, is refused before anything is imported.
+    const other = custos(['privval', 'setup', '--filepv-key', pv.keyFile, '--filepv-state', pv.stateFile, '--chain-id', CHAIN, '--address', 'tcp://127.0.0.1:1', '--data-dir', dataDir, '--yes'], env);
+    assert.match(other.stderr, /already has a \[\[privval\]\] named "switch-1"/);
+    const twice = custos(['privval', 'setup', '--name', 'again', '--filepv-key', pv.keyFile, '--filepv-state', pv.stateFile, '--chain-id', CHAIN, '--address', node.address.replace('127.0.0.1', 'localhost'), '--data-dir', dataDir, '--yes'], env);
+    assert.match(twice.stderr, /already signs for the node at/);
     // Status comes from the store and survives a restart.
     assert.equal(await s.stop(), 0);
     const s2 = await serve(['--data-dir', dataDir], PASSENV);

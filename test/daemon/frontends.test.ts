@@ -61,3 +61,26 @@ test('after stopAll nothing starts: a reload during shutdown is refused and no c
     await v.dispose();
   }
 });
+
+test('a reload queued behind an unseal that fails starts nothing on that vault; the next unseal applies the newest configuration', async () => {
+  const v = await makeVault();
+  await v.vault.createKey(v.ctx(), { label: 'consensus', algorithm: 'ed25519', exportable: false, purpose: 'consensus' });
+  await v.vault.createKey(v.ctx(), { label: 'identity', algorithm: 'ed25519', exportable: false });
+  const a = await TestNode.listen();
+  const fe = new FrontEnds(v.dataDir, pino({ level: 'silent' }), new Metrics());
+  try {
+    await fe.want(config([{ ...entry('broken', a.address), key: 'no-such-key' }]));
+    const opening = fe.open(v.vault); // fails: the key is missing
+    const reloaded = fe.want(config([entry('a', a.address)])); // queued behind it
+    await assert.rejects(opening, /names no key in the vault/);
+    assert.equal(await reloaded, null, 'kept for the next unseal, not applied to a vault being closed');
+    assert.deepEqual(fe.privvalStatus(), []);
+    const r = await fe.open(v.vault);
+    assert.deepEqual(r.privval.started, ['a']);
+    await a.waitForSigner();
+  } finally {
+    await fe.stopAll();
+    await a.close();
+    await v.dispose();
+  }
+});

@@ -66,7 +66,7 @@ test('tmkms.toml: softsign validators, hardware keys refused per chain, Amino re
         '[[validator]]\nchain_id = "a-1"\naddr = "tcp://127.0.0.1:1"\nprotocol_version = "v0.34"\n' +
         '[[validator]]\nchain_id = "b-1"\naddr = "tcp://127.0.0.1:2"\n' +
         '[[providers.softsign]]\nchain_ids = ["a-1"]\nkey_type = "consensus"\npath = "a.key"\n' +
-        '[[providers.yubihsm]]\nadapter = { type = "usb" }\nauth = { key = 1, password_file = "x" }\nkeys = [{ chain_ids = ["b-1"], key = 1 }]\nchain_ids = ["b-1"]\n',
+        '[[providers.yubihsm]]\nadapter = { type = "usb" }\nauth = { key = 1, password_file = "x" }\nkeys = [{ chain_ids = ["b-1"], key = 1 }]\n',
     );
     const [a] = readTmkmsConfig(p, 'a-1');
     assert.deepEqual({ ...a, keyFile: a!.keyFile.endsWith('a.key'), stateFile: a!.stateFile.endsWith('a-1_priv_validator_state.json') }, { chainId: 'a-1', addr: 'tcp://127.0.0.1:1', version: 'v0.38', stateFile: true, keyFile: true, keyFormat: 'base64' });

@@ -34,6 +34,7 @@ interface SetupOptions {
   filepvKey?: string;
   filepvState?: string;
   tmkmsConfig?: string;
+  tmkmsDir?: string;
   config?: string;
   dataDir?: string;
   keyLabel?: string;
@@ -55,6 +56,7 @@ export function registerPrivvalSetup(privval: Command): void {
       .option('--filepv-key <file>', "CometBFT's priv_validator_key.json")
       .option('--filepv-state <file>', "CometBFT's priv_validator_state.json (data/ directory of the node)")
       .option('--tmkms-config <file>', "tmkms's tmkms.toml (its softsign key and state files are read from it)")
+      .option('--tmkms-dir <dir>', 'the directory tmkms ran in: relative paths in tmkms.toml are read from it (default: the directory of tmkms.toml)')
       .option('--chain-id <id>', 'the chain (with --tmkms-config: which [[validator]], when it has several)')
       .option('--name <name>', 'name of the [[privval]] entry (default: the chain id)')
       .option('--address <url>', "the node's priv_validator_laddr: tcp://host:port or unix:///path (from tmkms.toml: its addr)")
@@ -103,7 +105,7 @@ async function run(o: SetupOptions, ask: (what: string, fallback?: string) => Pr
   let keyFormat: 'json' | 'base64' = 'json';
   let stateFile: string | undefined;
   if (o.tmkmsConfig) {
-    const vs = readTmkmsConfig(o.tmkmsConfig, o.chainId);
+    const vs = readTmkmsConfig(o.tmkmsConfig, o.chainId, o.tmkmsDir);
     if (vs.length > 1) {
       const chains = [...new Set(vs.map((v) => v.chainId))];
       throw new CustosError('bad_request', chains.length > 1 ? `${o.tmkmsConfig} has validators for ${chains.join(', ')}: give --chain-id for one (run setup once per chain).` : `${o.tmkmsConfig} has ${vs.length} [[validator]] entries for ${chains[0]} (one key, several nodes): run setup once per node, each with its own --name and --address.`);
@@ -121,9 +123,11 @@ async function run(o: SetupOptions, ask: (what: string, fallback?: string) => Pr
     stateFile = v.stateFile;
     keyFile = v.keyFile;
     keyFormat = v.keyFormat;
+    say(`tmkms: the key ${keyFile}, the state ${stateFile}${o.tmkmsDir ? '' : ' (relative paths read from the directory of tmkms.toml; --tmkms-dir if tmkms ran elsewhere)'}`);
   } else {
     keyFile = o.filepvKey!;
     stateFile = o.filepvState;
+    if (stateFile === '-') throw new CustosError('bad_request', '--filepv-state must be the file itself (not -): it is read again just before the import to make sure the old signer has stopped.');
     // Without the state, Custos would sign again what FilePV signed last: say so, explicitly.
     if (!stateFile && !o.neverSigned) throw new CustosError('bad_request', "Give --filepv-state FILE (the node's data/priv_validator_state.json), or --never-signed for a validator key that has never signed: without the state Custos cannot know what the key signed last.");
   }
@@ -145,7 +149,8 @@ async function run(o: SetupOptions, ask: (what: string, fallback?: string) => Pr
 
   // Refuse before anything is imported if the entry could not be added.
   const { addPrivvalEntry, checkPrivvalEntry } = await import('../../migrate/config-file.js');
-  checkPrivvalEntry(configPath, { name: o.name, address: o.address });
+  const entryIsNew = checkPrivvalEntry(configPath, { name: o.name, address: o.address, chainId: o.chainId, key: keyLabel });
+  if (!entryIsNew) say(`[[privval]] "${o.name}" is already in ${configPath} as this command would write it: kept (a rerun finishes the rest).`);
 
   // --- The old signer must be stopped before its state is read -------------------------------
   if (!o.yes) {
@@ -194,7 +199,7 @@ async function run(o: SetupOptions, ask: (what: string, fallback?: string) => Pr
   }
 
   // --- custos.toml, then the daemon --------------------------------------------------------
-  addPrivvalEntry(configPath, {
+  if (entryIsNew) addPrivvalEntry(configPath, {
     name: o.name,
     chainId: o.chainId,
     address: o.address,
@@ -203,11 +208,11 @@ async function run(o: SetupOptions, ask: (what: string, fallback?: string) => Pr
     dialect: o.dialect,
     comment: `Added by custos privval setup on ${new Date().toISOString().slice(0, 10)}, from ${origin === 'tmkms' ? `tmkms (${o.tmkmsConfig})` : `FilePV (${o.filepvKey})`}.`,
   });
-  say(`added [[privval]] "${o.name}" to ${configPath}`);
+  if (entryIsNew) say(`added [[privval]] "${o.name}" to ${configPath}`);
   let reloaded: 'started' | 'not-picked-up' | 'skipped' = 'skipped';
   if (o.reload) {
     const r = await client.reload();
-    reloaded = r.privval === null || r.privval.started.includes(o.name) || r.privval.restarted.includes(o.name) ? 'started' : 'not-picked-up';
+    reloaded = r.privval === null || [...r.privval.started, ...r.privval.restarted, ...r.privval.unchanged].includes(o.name) ? 'started' : 'not-picked-up';
     if (reloaded === 'started') say(r.applied ? `the daemon reloaded: connector "${o.name}" is dialling ${o.address}` : `the daemon reloaded; connector "${o.name}" starts when the vault is unsealed`);
     else say(`warning: the daemon reloaded but did not start "${o.name}": is it serving ${configPath}? (custos serve --config)`);
   }
