@@ -136,8 +136,8 @@ export class CustosClient {
     return this.call('POST', `/v1/keys/${encodeURIComponent(ref)}/sign-psbt`, { psbt: Buffer.from(psbt).toString('base64'), network });
   }
 
-  createToken(name: string, role: 'admin' | 'approver'): Promise<{ token: string; id: string; name: string; role: string }> {
-    return this.call('POST', '/v1/tokens', { name, role });
+  createToken(name: string, role: 'admin' | 'approver', certificateSha256?: string): Promise<{ token?: string; id: string; name: string; role: string; certificate_sha256?: string }> {
+    return this.call('POST', '/v1/tokens', { name, role, ...(certificateSha256 ? { certificate_sha256: certificateSha256 } : {}) });
   }
 
   listTokens(): Promise<{ tokens: Array<{ id: string; name: string; role: string; created_at: string }> }> {

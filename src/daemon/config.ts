@@ -61,7 +61,7 @@ export interface Pkcs11Config {
 
 export interface ServeConfig {
   /** `tls`: certificate chain and key (PEM); relative paths are under the data directory. */
-  api: { host: string; port: number; tls?: { cert: string; key: string } };
+  api: { host: string; port: number; tls?: { cert: string; key: string; clientCa?: string } };
   /** One entry per ssh-agent socket (`[ssh_agent]` or `[[ssh_agent]]` in TOML). */
   sshAgents: AgentSocketConfig[];
   /** CometBFT nodes to sign for (`[[privval]]`). */
@@ -98,7 +98,7 @@ function fail(path: string, what: string): never {
 }
 
 const KNOWN: Record<string, string[]> = {
-  api: ['host', 'port', 'tls_cert', 'tls_key'],
+  api: ['host', 'port', 'tls_cert', 'tls_key', 'client_ca'],
   ssh_agent: ['enabled', 'name', 'socket', 'keys', 'allow_sha1', 'allow_confirm', 'max_connections'],
   privval: ['name', 'chain_id', 'address', 'key', 'identity_key', 'dialect', 'allow_sign_bytes', 'node_key', 'read_timeout_seconds'],
   pkcs11: ['name', 'module', 'token_label', 'serial', 'pin_file', 'pin_env', 'sessions', 'wrapping_key'],
@@ -148,6 +148,11 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
   if (api.tls_cert !== undefined || api.tls_key !== undefined) {
     if (typeof api.tls_cert !== 'string' || typeof api.tls_key !== 'string' || !api.tls_cert || !api.tls_key) fail(path, 'give both api.tls_cert and api.tls_key (PEM files), or neither');
     cfg.api.tls = { cert: api.tls_cert, key: api.tls_key };
+  }
+  if (api.client_ca !== undefined) {
+    if (typeof api.client_ca !== 'string' || !api.client_ca) fail(path, 'api.client_ca must be the path of the CA file (PEM) client certificates chain to');
+    if (!cfg.api.tls) fail(path, 'api.client_ca (mutual TLS) needs TLS: give api.tls_cert and api.tls_key too');
+    cfg.api.tls.clientCa = api.client_ca;
   }
 
   const agents = doc.ssh_agent === undefined ? [] : Array.isArray(doc.ssh_agent) ? doc.ssh_agent : [doc.ssh_agent];

@@ -58,7 +58,8 @@ export interface ReloadReport {
 const emptyReload = (): ReloadReport => ({ applied: false, privval: null, sshAgent: null, restartNeeded: [] });
 
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
-  const tlsFiles = (c: ServeConfig) => (c.api.tls ? { cert: resolve(opts.dataDir, c.api.tls.cert), key: resolve(opts.dataDir, c.api.tls.key) } : undefined);
+  const tlsFiles = (c: ServeConfig) =>
+    c.api.tls ? { cert: resolve(opts.dataDir, c.api.tls.cert), key: resolve(opts.dataDir, c.api.tls.key), ...(c.api.tls.clientCa ? { clientCa: resolve(opts.dataDir, c.api.tls.clientCa) } : {}) } : undefined;
   const tlsAtStart = tlsFiles(opts.config);
   if (!tlsAtStart) assertLoopback(opts.config.api.host);
   const https = tlsAtStart ? loadTls(tlsAtStart) : undefined;
@@ -203,7 +204,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         }
       }
       // The address, and TLS on or off, are read at start only.
-      const apiChanged = next.api.host !== config.api.host || next.api.port !== config.api.port || !!tlsNow !== !!https;
+      const apiChanged = next.api.host !== config.api.host || next.api.port !== config.api.port || !!tlsNow !== !!https || !!next.api.tls?.clientCa !== !!config.api.tls?.clientCa;
       const restartNeeded = [...(apiChanged ? (['api'] as const) : []), ...(['pkcs11', 'seal', 'approvals', 'audit', 'unseal'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(config[k]))];
       let applied: ApplyReport | null = null;
       function takeCertificate() {

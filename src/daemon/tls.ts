@@ -27,6 +27,8 @@ export const TLS12_CIPHERS = [
 export interface TlsFiles {
   cert: string;
   key: string;
+  /** Mutual TLS: the CA client certificates must chain to. */
+  clientCa?: string;
 }
 
 /** The server's secure context options from its files; throws a sentence naming the file. */
@@ -59,6 +61,16 @@ export function loadTls(files: TlsFiles): SecureContextOptions & { fingerprint25
     if (e instanceof CustosError) throw e;
     throw new CustosError('config_invalid', `${files.key} is not a PEM private key (an encrypted key cannot be used: the daemon starts unattended).`);
   }
+  let clientCa: Buffer | undefined;
+  if (files.clientCa) {
+    clientCa = read(files.clientCa, 'client CA');
+    try {
+      if (!new X509Certificate(clientCa).ca) throw new Error('not a CA');
+    } catch {
+      key.fill(0);
+      throw new CustosError('config_invalid', `${files.clientCa} is not a PEM CA certificate (api.client_ca: the CA client certificates chain to).`);
+    }
+  }
   const now = Date.now();
   if (Date.parse(leaf.validTo) < now || Date.parse(leaf.validFrom) > now) {
     key.fill(0);
@@ -67,6 +79,10 @@ export function loadTls(files: TlsFiles): SecureContextOptions & { fingerprint25
   return {
     cert,
     key,
+    // Mutual TLS: ask for a certificate and verify it against client_ca, but let the
+    // connection up without one, so that the HTTP layer can say why it is refused (and
+    // bearer tokens keep working); a certificate must also be bound to a principal.
+    ...(clientCa ? { ca: clientCa, requestCert: true, rejectUnauthorized: false } : {}),
     minVersion: 'TLSv1.2',
     ciphers: TLS12_CIPHERS,
     honorCipherOrder: true,

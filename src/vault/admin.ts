@@ -18,18 +18,22 @@ export class Admin {
    * list and decide approvals: the distinct principals M-of-N approvals need). The token is
    * returned once; only its SHA-256 is stored.
    */
-  async createToken(ctx: Ctx, name: string, role: 'admin' | 'approver'): Promise<{ token: string; id: string; name: string; role: string }> {
+  async createToken(ctx: Ctx, name: string, role: 'admin' | 'approver', certificateSha256?: string): Promise<{ token?: string; id: string; name: string; role: string; certificate_sha256?: string }> {
     if (!/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/.test(name)) throw new CustosError('bad_request', 'A token name is 1–64 letters, digits, . _ @ -, starting with a letter or digit.');
     if ((await this.core.deps.store.listTokens()).some((t) => t.name === name)) {
       return this.core.refuse(ctx, 'token_create', { id: null, label: null }, new CustosError('label_taken', `A token named "${name}" already exists; approvers are told apart by name.`), { name });
     }
-    const token = `custos_${randomBytes(32).toString('base64url')}`;
-    const id = `tok_${randomBytes(8).toString('hex')}`;
+    // A principal bound to a client certificate (mutual TLS) has no secret: the TLS handshake
+    // proves the certificate's key, and the row keeps the hash of its fingerprint instead.
+    const fp = certificateSha256 === undefined ? undefined : normalizeFingerprint(certificateSha256);
+    const token = fp ? undefined : `custos_${randomBytes(32).toString('base64url')}`;
+    const id = `${fp ? 'crt' : 'tok'}_${randomBytes(8).toString('hex')}`;
+    const hash = fp ? certificateCredential(fp) : new Uint8Array(createHash('sha256').update(token!, 'utf8').digest());
     await this.core.deps.committer.commit({
-      mutations: [{ kind: 'insertToken', token: { id, name, hash: new Uint8Array(createHash('sha256').update(token, 'utf8').digest()), role, createdAt: new Date().toISOString() } }],
-      audit: [this.core.draft(ctx, 'token_create', { id: null, label: null }, 'ok', null, { token_id: id, name, role })],
+      mutations: [{ kind: 'insertToken', token: { id, name, hash, role, createdAt: new Date().toISOString() } }],
+      audit: [this.core.draft(ctx, 'token_create', { id: null, label: null }, 'ok', null, { token_id: id, name, role, ...(fp ? { certificate_sha256: fp } : {}) })],
     });
-    return { token, id, name, role };
+    return fp ? { id, name, role, certificate_sha256: fp } : { token, id, name, role };
   }
 
   async listTokens(): Promise<Array<{ id: string; name: string; role: string; createdAt: string }>> {
@@ -143,4 +147,16 @@ export class Admin {
   auditTail(limit: number) {
     return this.core.deps.store.auditTail(limit);
   }
+}
+
+/** A certificate's SHA-256 fingerprint as 64 lowercase hex digits (colons and case accepted). */
+export function normalizeFingerprint(fp: string): string {
+  const hex = fp.replace(/:/g, '').toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(hex)) throw new CustosError('bad_request', 'A certificate fingerprint is its SHA-256: 64 hex digits (colons allowed).');
+  return hex;
+}
+
+/** What a certificate-bound principal's row stores in place of a token hash. */
+export function certificateCredential(fingerprintHex: string): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(`custos-client-certificate:${fingerprintHex}`, 'utf8').digest());
 }

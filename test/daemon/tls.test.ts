@@ -152,3 +152,50 @@ test('a certificate swapped on disk and SIGHUP: requests in flight and after nev
     cleanup();
   }
 });
+
+test('mutual TLS: a client certificate bound to a principal signs with curl --cert; no certificate, an unbound one and an expired one are refused, each saying why', async (t) => {
+  if (!requireTool(t, 'openssl', 'openssl') || !requireTool(t, 'curl', 'curl')) return;
+  const { dir, cleanup } = tempDir();
+  try {
+    const dataDir = join(dir, 'v');
+    const init = custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12'], PASSENV);
+    const token = /custos_[A-Za-z0-9_-]{43}/.exec(init.stdout)![0];
+    assert.equal(custos(['tls', 'init', '--data-dir', dataDir]).status, 0);
+    const ca = join(dataDir, 'tls', 'ca.pem');
+    for (const name of ['wallet', 'stranger']) {
+      const r = custos(['tls', 'client', '--data-dir', dataDir, '--name', name, '--out', join(dir, name)]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`custos tokens create --name ${name} --role admin --certificate`));
+    }
+    assert.equal(statSync(join(dir, 'wallet', 'wallet.key')).mode & 0o777, 0o600);
+    // An expired certificate from the same CA.
+    const { spawnSync } = await import('node:child_process');
+    const e = (args: string[]) => assert.equal(spawnSync('openssl', args, { stdio: 'ignore' }).status, 0, args.join(' '));
+    e(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'old.key'), '-out', join(dir, 'old.csr'), '-subj', '/CN=old']);
+    e(['x509', '-req', '-in', join(dir, 'old.csr'), '-CA', ca, '-CAkey', join(dataDir, 'tls', 'ca.key'), '-CAcreateserial', '-CAserial', join(dir, 'ca.srl'), '-days', '-1', '-out', join(dir, 'old.pem')]);
+    writeFileSync(join(dataDir, 'custos.toml'), '[api]\ntls_cert = "tls/server-chain.pem"\ntls_key = "tls/server.key"\nclient_ca = "tls/ca.pem"\n', { mode: 0o600 });
+    const s = await serve(['--data-dir', dataDir], PASSENV);
+    try {
+      const bind = custos(['tokens', 'create', '--name', 'wallet', '--role', 'admin', '--certificate', join(dir, 'wallet', 'wallet.pem'), '--addr', s.url], { CUSTOS_TOKEN: token, NODE_EXTRA_CA_CERTS: ca });
+      assert.equal(bind.status, 0, bind.stderr);
+      assert.match(bind.stdout, /principal cert:wallet \(admin\) is the client certificate [0-9a-f]{64}/);
+      const curl = (extra: string[], path: string, body?: string) =>
+        runAsync('curl', ['-sS', '--cacert', ca, ...extra, ...(body ? ['-H', 'content-type: application/json', '-d', body] : []), `${s.url}${path}`]);
+      const wallet = ['--cert', join(dir, 'wallet', 'wallet.pem'), '--key', join(dir, 'wallet', 'wallet.key')];
+      const created = JSON.parse((await curl(wallet, '/v1/keys', JSON.stringify({ label: 'pay', algorithm: 'ed25519' }))).stdout);
+      assert.equal(created.label, 'pay');
+      const signed = JSON.parse((await curl(wallet, '/v1/keys/pay/sign', JSON.stringify({ message: 'aGVsbG8=' }))).stdout);
+      assert.match(signed.signature, /^[A-Za-z0-9+/]+=*$/);
+      const audit = JSON.parse((await curl(wallet, '/v1/audit?limit=5')).stdout).entries as Array<{ principal: string; operation: string }>;
+      assert.ok(audit.some((x) => x.operation === 'sign' && x.principal === 'cert:wallet'), 'the audit names the certificate principal');
+      assert.match((await curl([], '/v1/keys')).stdout, /"code":"unauthorized".*Send the API token/, 'no certificate and no token');
+      assert.match((await curl(['--cert', join(dir, 'stranger', 'stranger.pem'), '--key', join(dir, 'stranger', 'stranger.key')], '/v1/keys')).stdout, /bound to no principal/, 'a certificate that chains but is bound to nobody gets nothing');
+      assert.match((await curl(['--cert', join(dir, 'old.pem'), '--key', join(dir, 'old.key')], '/v1/keys')).stdout, /client certificate was refused \(certificate has expired\)|CERT_HAS_EXPIRED/i, 'an expired certificate');
+      assert.match((await runAsync('curl', ['-sS', '--cacert', ca, '-H', `authorization: Bearer ${token}`, `${s.url}/v1/keys`])).stdout, /"keys"/, 'bearer tokens still work');
+    } finally {
+      assert.equal(await s.stop(), 0);
+    }
+  } finally {
+    cleanup();
+  }
+});

@@ -66,4 +66,38 @@ export function registerTls(program: Command): void {
       out('(curl --cacert ca.pem …; the custos CLI: NODE_EXTRA_CA_CERTS=ca.pem custos --addr https://HOST:8200 …)');
       out(`The CA key ${f('ca.key')} signs client certificates for mutual TLS; keep it offline once they are made.`);
     });
+
+  tls
+    .command('client')
+    .description('Make a client certificate for mutual TLS, signed by the CA of `tls init`; prints the command that binds it to a principal')
+    .requiredOption('--data-dir <dir>', 'the vault directory (its tls/ca.key signs)')
+    .requiredOption('--name <name>', 'the client (the certificate subject; bind it with custos tokens create --name NAME --certificate)')
+    .requiredOption('--out <dir>', 'a new directory for NAME.key (0600) and NAME.pem, to hand to the client')
+    .option('--days <n>', 'lifetime in days', '397')
+    .action((o: { dataDir: string; name: string; out: string; days: string }) => {
+      if (!/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/.test(o.name)) throw new CustosError('bad_request', '--name is 1–64 letters, digits, . _ @ -.');
+      const days = Number(o.days);
+      if (!Number.isInteger(days) || days < 1 || days > 3650) throw new CustosError('bad_request', '--days must be a whole number from 1 to 3650.');
+      const ca = join(resolve(o.dataDir), 'tls');
+      if (!existsSync(join(ca, 'ca.key'))) throw new CustosError('not_found', `${ca}/ca.key does not exist: run custos tls init first (or sign the client's certificate with your own CA).`);
+      const dir = resolve(o.out);
+      if (existsSync(dir)) throw new CustosError('bad_request', `${dir} exists; give a new directory.`);
+      mkdirSync(dir, { mode: 0o700 });
+      const f = (n: string) => join(dir, n);
+      try {
+        openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-sha256', '-nodes', '-keyout', f(`${o.name}.key`), '-out', f('client.csr'), '-subj', `/CN=${o.name}`], 'make the client key');
+        writeFileSync(f('client.ext'), 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n');
+        openssl(['x509', '-req', '-in', f('client.csr'), '-CA', join(ca, 'ca.pem'), '-CAkey', join(ca, 'ca.key'), '-CAserial', join(dir, 'ca.srl'), '-CAcreateserial', '-sha256', '-days', String(days), '-extfile', f('client.ext'), '-out', f(`${o.name}.pem`)], 'sign the client certificate');
+        for (const tmp of ['client.csr', 'client.ext', 'ca.srl']) rmSync(f(tmp), { force: true });
+      } catch (e) {
+        rmSync(dir, { recursive: true, force: true });
+        throw e;
+      }
+      const cert = new X509Certificate(readFileSync(f(`${o.name}.pem`)));
+      out(`Client certificate for ${o.name} in ${dir} (${days} days): ${o.name}.pem and its key ${o.name}.key (0600). SHA-256:`);
+      out(`  ${cert.fingerprint256}`);
+      out('Bind it to a principal (it gets nothing until then):');
+      out(`  custos tokens create --name ${o.name} --role admin --certificate ${f(`${o.name}.pem`)}`);
+      out(`and set [api] client_ca = "tls/ca.pem" (restart). The client: curl --cacert ca.pem --cert ${o.name}.pem --key ${o.name}.key https://HOST:8200/...`);
+    });
 }

@@ -546,8 +546,17 @@ export const createTokenSchema = {
   summary: 'Create an API token (admin only); the token is shown once',
   tags: ['system'],
   security: secured,
-  body: { type: 'object', additionalProperties: false, required: ['name', 'role'], properties: { name: { type: 'string', maxLength: 64 }, role: { type: 'string', enum: ['admin', 'approver'] } } },
-  response: { 201: { type: 'object', properties: { token: { type: 'string' }, id: { type: 'string' }, name: { type: 'string' }, role: { type: 'string' } } }, ...errors },
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['name', 'role'],
+    properties: {
+      name: { type: 'string', maxLength: 64 },
+      role: { type: 'string', enum: ['admin', 'approver'] },
+      certificate_sha256: { type: 'string', maxLength: 95, description: 'bind the principal to this client certificate (mutual TLS) instead of making a token: its SHA-256 fingerprint' },
+    },
+  },
+  response: { 201: { type: 'object', properties: { token: { type: 'string' }, id: { type: 'string' }, name: { type: 'string' }, role: { type: 'string' }, certificate_sha256: { type: 'string' } } }, ...errors },
 } as const;
 
 export const listTokensSchema = { summary: 'API tokens (names and roles; never the tokens)', tags: ['system'], security: secured, response: { 200: { type: 'object', additionalProperties: true }, ...errors } } as const;

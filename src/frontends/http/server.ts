@@ -7,7 +7,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { purposeOf } from '../../core/purpose.js';
 import swagger from '@fastify/swagger';
 import { randomUUID } from 'node:crypto';
-import type { SecureContextOptions } from 'node:tls';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import { CustosError, isCustosError } from '../../core/errors.js';
 import { base64ToBytes, bytesToBase64, bytesToHex, hexToBytes, utf8 } from '../../core/bytes.js';
 import type { Algorithm, AuditEntry, HashName, KeyRecord, Principal, RsaPadding, SignatureEncoding, SignOptions, SignPayload } from '../../core/types.js';
@@ -19,7 +19,7 @@ import type { BitcoinNetwork } from '../../wallet/psbt.js';
 import { publicKeyFormats, type Vault } from '../../vault/vault.js';
 import type { Kem } from '../../crypto/ecies.js';
 import type { ApprovalRequest } from '../../vault/approvals.js';
-import { TokenAuthenticator } from './auth.js';
+import { TokenAuthenticator, type PeerCertificate } from './auth.js';
 import type { Metrics } from './metrics.js';
 import * as S from './schemas.js';
 
@@ -254,7 +254,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     // so `/%761/keys` matches `/v1/keys`. Every route needs a token unless it is marked public.
     const config = req.routeOptions.config as { public?: boolean } | undefined;
     if (req.routeOptions.url !== undefined && !config?.public) {
-      req.principal = await authenticator().authenticate(req.headers.authorization);
+      req.principal = await authenticator().authenticate(req.headers.authorization, peerOf(req.raw.socket));
       // Approver tokens exist to approve: they may list and decide approvals, nothing else.
       if (req.principal.kind !== 'admin' && !(req.routeOptions.url === '/v1/approvals' || /^\/v1\/approvals\/:id\/(approve|deny)$/.test(req.routeOptions.url))) {
         throw new CustosError('forbidden', `${req.principal.id} is an approver token: it may only list and decide approvals.`);
@@ -451,10 +451,10 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     if (req.principal?.kind !== 'admin') throw new CustosError('forbidden', 'Only an admin token may do this.');
   };
 
-  app.post<{ Body: { name: string; role: 'admin' | 'approver' } }>('/v1/tokens', { schema: S.createTokenSchema }, async (req, reply) => {
+  app.post<{ Body: { name: string; role: 'admin' | 'approver'; certificate_sha256?: string } }>('/v1/tokens', { schema: S.createTokenSchema }, async (req, reply) => {
     adminOnly(req);
     reply.code(201);
-    return vault().createToken(ctx(req), req.body.name, req.body.role);
+    return vault().createToken(ctx(req), req.body.name, req.body.role, req.body.certificate_sha256);
   });
   app.get('/v1/tokens', { schema: S.listTokensSchema }, async () => ({ tokens: (await vault().listTokens()).map((t) => ({ id: t.id, name: t.name, role: t.role, created_at: t.createdAt })) }));
 
@@ -598,6 +598,16 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
 }
 
 /** Plain HTTP listens on loopback only: any other address needs TLS ([api] tls_cert and tls_key). */
+/** The client certificate of a TLS connection that asked for one ([api] client_ca), if it sent one. */
+function peerOf(socket: unknown): PeerCertificate | undefined {
+  const s = socket as TLSSocket;
+  if (typeof s.getPeerX509Certificate !== 'function') return undefined;
+  const cert = s.getPeerX509Certificate();
+  if (!cert) return undefined;
+  const err = s.authorizationError;
+  return { authorized: s.authorized === true, ...(err ? { error: typeof err === 'string' ? err : (err as Error).message } : {}), fingerprint: cert.fingerprint256.replace(/:/g, '').toLowerCase() };
+}
+
 export function assertLoopback(host: string): void {
   const ok = host === 'localhost' || host === '::1' || /^127(?:\.\d{1,3}){3}$/.test(host);
   if (!ok) {
