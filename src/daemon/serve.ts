@@ -194,8 +194,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       }
       // The certificate and key are read again (renewed files); a bad pair changes nothing.
       const tlsNow = tlsFiles(next);
+      // The address, and TLS or mutual TLS on or off, are read at start only: then the running
+      // context stays as it is too (a context without client_ca would verify clients against
+      // the public roots).
+      const apiChanged = next.api.host !== config.api.host || next.api.port !== config.api.port || !!tlsNow !== !!https || !!next.api.tls?.clientCa !== !!config.api.tls?.clientCa;
       let secure: ReturnType<typeof loadTls> | undefined;
-      if (https && tlsNow) {
+      if (https && tlsNow && !apiChanged) {
         try {
           secure = loadTls(tlsNow);
         } catch (e) {
@@ -203,8 +207,6 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           throw e;
         }
       }
-      // The address, and TLS on or off, are read at start only.
-      const apiChanged = next.api.host !== config.api.host || next.api.port !== config.api.port || !!tlsNow !== !!https || !!next.api.tls?.clientCa !== !!config.api.tls?.clientCa;
       const restartNeeded = [...(apiChanged ? (['api'] as const) : []), ...(['pkcs11', 'seal', 'approvals', 'audit', 'unseal'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(config[k]))];
       let applied: ApplyReport | null = null;
       function takeCertificate() {

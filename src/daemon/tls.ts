@@ -6,8 +6,8 @@
  * SIGHUP: new handshakes get the new certificate, connections already up keep theirs, so
  * nothing in flight fails.
  */
-import { readFileSync, statSync } from 'node:fs';
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
+import { constants as cryptoConstants, createPrivateKey, X509Certificate } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
 import { CustosError } from '../core/errors.js';
 
@@ -40,12 +40,24 @@ export function loadTls(files: TlsFiles): SecureContextOptions & { fingerprint25
       throw new CustosError('config_invalid', `Cannot read the TLS ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}.`);
     }
   };
-  const st = statSync(files.key, { throwIfNoEntry: false });
-  if (st && ((st.mode & 0o077) !== 0 || (process.getuid && st.uid !== process.getuid() && st.uid !== 0))) {
-    throw new CustosError('config_invalid', `The TLS key ${files.key} must be the user's own and private: chmod 600 ${files.key}${process.getuid && st.uid !== process.getuid() ? `; chown ${process.getuid()} ${files.key}` : ''}.`);
-  }
   const cert = read(files.cert, 'certificate');
-  const key = read(files.key, 'key');
+  // The key is checked and read through one descriptor: no swap between the check and the read.
+  let key: Buffer;
+  let fd: number;
+  try {
+    fd = openSync(files.key, 'r');
+  } catch (e) {
+    throw new CustosError('config_invalid', `Cannot read the TLS key ${files.key}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}.`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if ((st.mode & 0o077) !== 0 || (process.getuid && st.uid !== process.getuid() && st.uid !== 0)) {
+      throw new CustosError('config_invalid', `The TLS key ${files.key} must be the user's own and private: chmod 600 ${files.key}${process.getuid && st.uid !== process.getuid() ? `; chown ${process.getuid()} ${files.key}` : ''}.`);
+    }
+    key = readFileSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   let leaf: X509Certificate;
   try {
     leaf = new X509Certificate(cert);
@@ -83,6 +95,9 @@ export function loadTls(files: TlsFiles): SecureContextOptions & { fingerprint25
     // connection up without one, so that the HTTP layer can say why it is refused (and
     // bearer tokens keep working); a certificate must also be bound to a principal.
     ...(clientCa ? { ca: clientCa, requestCert: true, rejectUnauthorized: false } : {}),
+    // No renegotiation: a TLS 1.2 client could otherwise present a second certificate after a
+    // verified one, and Node keeps `authorized` from the first handshake.
+    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
     minVersion: 'TLSv1.2',
     ciphers: TLS12_CIPHERS,
     honorCipherOrder: true,

@@ -192,6 +192,20 @@ test('mutual TLS: a client certificate bound to a principal signs with curl --ce
       assert.match((await curl(['--cert', join(dir, 'stranger', 'stranger.pem'), '--key', join(dir, 'stranger', 'stranger.key')], '/v1/keys')).stdout, /bound to no principal/, 'a certificate that chains but is bound to nobody gets nothing');
       assert.match((await curl(['--cert', join(dir, 'old.pem'), '--key', join(dir, 'old.key')], '/v1/keys')).stdout, /client certificate was refused \(certificate has expired\)|CERT_HAS_EXPIRED/i, 'an expired certificate');
       assert.match((await runAsync('curl', ['-sS', '--cacert', ca, '-H', `authorization: Bearer ${token}`, `${s.url}/v1/keys`])).stdout, /"keys"/, 'bearer tokens still work');
+      // TLS 1.2 renegotiation is refused: a second handshake could otherwise present another
+      // certificate after a verified one.
+      const tlsMod = await import('node:tls');
+      const port = Number(s.url.split(':').pop());
+      const sock = tlsMod.connect({ host: '127.0.0.1', port, ca: readFileSync(ca), cert: readFileSync(join(dir, 'wallet', 'wallet.pem')), key: readFileSync(join(dir, 'wallet', 'wallet.key')), maxVersion: 'TLSv1.2', servername: 'localhost' });
+      await new Promise<void>((r, j) => { sock.once('secureConnect', () => r()); sock.once('error', j); });
+      const reneg = await new Promise<Error | null>((r) => {
+        sock.once('error', (err) => r(err));
+        sock.once('close', () => r(new Error('closed')));
+        const ok = sock.renegotiate({ rejectUnauthorized: false }, (err) => r(err ?? null));
+        if (!ok) r(new Error('renegotiate refused locally'));
+      });
+      sock.destroy();
+      assert.ok(reneg, 'the server does not renegotiate');
     } finally {
       assert.equal(await s.stop(), 0);
     }

@@ -604,8 +604,13 @@ function peerOf(socket: unknown): PeerCertificate | undefined {
   if (typeof s.getPeerX509Certificate !== 'function') return undefined;
   const cert = s.getPeerX509Certificate();
   if (!cert) return undefined;
-  const err = s.authorizationError;
-  return { authorized: s.authorized === true, ...(err ? { error: typeof err === 'string' ? err : (err as Error).message } : {}), fingerprint: cert.fingerprint256.replace(/:/g, '').toLowerCase() };
+  let err: unknown = s.authorizationError;
+  // Valid at the handshake is not enough for a connection kept alive for hours, or a resumed
+  // session: the certificate must be valid at each request.
+  const now = Date.now();
+  if (!err && (Date.parse(cert.validTo) < now || Date.parse(cert.validFrom) > now)) err = 'CERT_HAS_EXPIRED';
+  const error = err ? (typeof err === 'string' ? err : (err as Error).message) : undefined;
+  return { authorized: s.authorized === true && !error, ...(error ? { error } : {}), fingerprint: cert.fingerprint256.replace(/:/g, '').toLowerCase() };
 }
 
 export function assertLoopback(host: string): void {
