@@ -117,8 +117,31 @@ export function algorithmOption(required: boolean): Option {
 export const purposeOption = (fallback: string) =>
   new Option('--purpose <purpose>', `what the key signs, fixed at creation: general (raw payloads over the API), ssh (only through an ssh-agent socket), consensus (only CometBFT votes, behind the watermark), bitcoin (PSBTs, BIP32 children); default ${fallback}`).choices(['general', 'ssh', 'consensus', 'bitcoin']);
 
-/** Unlocks a stopped vault for `upgrade` or `audit accept-database`: shares, the passphrase, or the HSM of its config. */
-export async function offlineCommand(dataDir: string, o: { passphraseFile?: string; shareFile?: string[]; config?: string }, mode: { acceptRollback?: boolean; upgrade?: boolean }) {
+/** The options of a command that opens a stopped vault itself (`upgrade`, `audit accept-database`). */
+export const offlineOptions = (c: Command) =>
+  c
+    .requiredOption('--data-dir <dir>', 'vault directory (the vault must be stopped)')
+    .option('--passphrase-file <file>', 'file holding the passphrase (else $CUSTOS_PASSPHRASE, else a prompt)')
+    .option('--share-file <file...>', 'for a vault sealed by shares (or an HSM without its token): files holding at least the threshold of shares')
+    .option('--config <file>', 'configuration file (default: custos.toml in the data directory); an HSM-sealed vault unseals through its [seal.pkcs11] token');
+
+export interface OfflineOptions {
+  dataDir: string;
+  passphraseFile?: string;
+  shareFile?: string[];
+  config?: string;
+}
+
+/**
+ * Unlocks a stopped vault for `upgrade` or `audit accept-database`: its layout checked first,
+ * then shares, the passphrase, or the HSM of its config. `before` runs after the layout check
+ * (a warning to print).
+ */
+export async function offlineCommand(o: OfflineOptions, mode: { acceptRollback?: boolean; upgrade?: boolean }, before?: () => void) {
+  const { assertVaultLayout } = await import('../daemon/permissions.js');
+  const dataDir = resolve(o.dataDir);
+  assertVaultLayout(dataDir, o.config);
+  before?.();
   const { openOffline, sealKindOf } = await import('../daemon/offline.js');
   const { readPassphrase } = await import('../daemon/passphrase.js');
   const shareLines = o.shareFile?.map((f) => Buffer.from(readInput(f)).toString('utf8').trim());

@@ -243,10 +243,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   /** Each configured validator: its connection, and its watermark as stored (survives restarts). */
   async function privvalStatus() {
     const open = current();
-    const live = new Map(frontends.privvalStatus().map((x) => [x.cfg.name, x.status]));
+    const running = frontends.privvalStatus();
+    const live = new Map(running.map((x) => [x.cfg.name, x.status]));
     const wanted = frontends.current?.privval ?? config.privval;
     // Configured entries, and any still running that the configuration no longer names.
-    const entries = [...wanted, ...frontends.privvalStatus().map((x) => x.cfg).filter((c) => !wanted.some((w) => w.name === c.name))];
+    const entries = [...wanted, ...running.map((x) => x.cfg).filter((c) => !wanted.some((w) => w.name === c.name))];
     return Promise.all(
       entries.map(async (p) => {
         const st = live.get(p.name) ?? { state: 'stopped' as const, refusals: 0, signatures: 0 };

@@ -17,21 +17,18 @@
  * `protocol_version` is how tmkms encodes messages, not the node's version (tmkms ≤ 0.14 only
  * knew "v0.34" and spoke it to v0.37/v0.38 nodes too; 0.15 defaults to "v0.38"), and whether
  * tmkms signed vote extensions is `[[chain]] sign_extensions`. Neither tells the node's version,
- * so the entry is written as v0.38 (the `tendermint.privval` wire, which Custos serves alike to
+ * so setup writes the entry as v0.38 (the `tendermint.privval` wire, which Custos serves alike to
  * v0.34–v0.38 nodes, extensions included); only "v0.33" (Amino) is refused.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse } from 'smol-toml';
 import { CustosError } from '../core/errors.js';
-import type { PrivvalVersion } from '../core/privval-version.js';
 
 export interface TmkmsValidator {
   chainId: string;
   /** The node's priv_validator_laddr as tmkms dials it (`tcp://id@host:port` or `unix://…`). */
   addr: string;
-  /** Always v0.38: see above. */
-  version: PrivvalVersion;
   /** The absolute path of the state file of this validator's chain. */
   stateFile: string;
   /** The consensus key: a softsign key file (absolute path) and how it is written. */
@@ -103,7 +100,7 @@ export function readTmkmsConfig(path: string, chainId?: string, baseDir?: string
       refuse(path, `no [[providers.softsign]] holds a consensus key for ${t.chain_id}.`);
     }
     const keyFormat = provider.key_format === 'json' ? 'json' : 'base64';
-    out.push({ chainId: t.chain_id, addr: t.addr, version: 'v0.38', stateFile, keyFile: at(provider.path, `the softsign key of ${t.chain_id}`), keyFormat });
+    out.push({ chainId: t.chain_id, addr: t.addr, stateFile, keyFile: at(provider.path, `the softsign key of ${t.chain_id}`), keyFormat });
   }
   if (out.length === 0) refuse(path, chainId ? `no [[validator]] has chain_id ${JSON.stringify(chainId)}.` : 'no [[validator]] entry.');
   return out;

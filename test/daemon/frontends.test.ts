@@ -14,12 +14,17 @@ import { loadConfig, type PrivvalConfig, type ServeConfig } from '../../src/daem
 function config(privval: PrivvalConfig[]): ServeConfig {
   return { ...loadConfig(undefined), privval };
 }
-const entry = (name: string, address: string): PrivvalConfig => ({ name, chainId: 'fe-1', address, key: 'consensus', identityKey: 'identity', dialect: 'v0.38', allowSignBytes: false });
-
-test('a reload racing the unseal that opens the vault is applied after it: the removed entry stops, the new one starts', async () => {
+/** A vault with the consensus and identity keys the entries name. */
+async function vaultWithKeys() {
   const v = await makeVault();
   await v.vault.createKey(v.ctx(), { label: 'consensus', algorithm: 'ed25519', exportable: false, purpose: 'consensus' });
   await v.vault.createKey(v.ctx(), { label: 'identity', algorithm: 'ed25519', exportable: false });
+  return v;
+}
+const entry = (name: string, address: string): PrivvalConfig => ({ name, chainId: 'fe-1', address, key: 'consensus', identityKey: 'identity', dialect: 'v0.38', allowSignBytes: false });
+
+test('a reload racing the unseal that opens the vault is applied after it: the removed entry stops, the new one starts', async () => {
+  const v = await vaultWithKeys();
   const a = await TestNode.listen();
   const b = await TestNode.listen();
   const fe = new FrontEnds(v.dataDir, pino({ level: 'silent' }), new Metrics());
@@ -42,9 +47,7 @@ test('a reload racing the unseal that opens the vault is applied after it: the r
 });
 
 test('after stopAll nothing starts: a reload during shutdown is refused and no connector outlives it', async () => {
-  const v = await makeVault();
-  await v.vault.createKey(v.ctx(), { label: 'consensus', algorithm: 'ed25519', exportable: false, purpose: 'consensus' });
-  await v.vault.createKey(v.ctx(), { label: 'identity', algorithm: 'ed25519', exportable: false });
+  const v = await vaultWithKeys();
   const a = await TestNode.listen();
   const fe = new FrontEnds(v.dataDir, pino({ level: 'silent' }), new Metrics());
   try {
@@ -63,9 +66,7 @@ test('after stopAll nothing starts: a reload during shutdown is refused and no c
 });
 
 test('a reload queued behind an unseal that fails starts nothing on that vault; the next unseal applies the newest configuration', async () => {
-  const v = await makeVault();
-  await v.vault.createKey(v.ctx(), { label: 'consensus', algorithm: 'ed25519', exportable: false, purpose: 'consensus' });
-  await v.vault.createKey(v.ctx(), { label: 'identity', algorithm: 'ed25519', exportable: false });
+  const v = await vaultWithKeys();
   const a = await TestNode.listen();
   const fe = new FrontEnds(v.dataDir, pino({ level: 'silent' }), new Metrics());
   try {

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { CustosError } from '../../core/errors.js';
 import { bytesToHex, hexToBytes } from '../../core/bytes.js';
 import { EXIT } from '../exit.js';
-import { offlineCommand, out } from '../common.js';
+import { offlineCommand, out, offlineOptions, type OfflineOptions } from '../common.js';
 
 export function registerAudit(program: Command): void {
   const audit = program.command('audit').description('Inspect the tamper-evident audit log (reads the data directory; no passphrase needed)');
@@ -45,24 +45,19 @@ export function registerAudit(program: Command): void {
       const { readAnchorText } = await import('../../vault/verify.js');
       process.stdout.write(await readAnchorText(resolve(o.dataDir)));
     });
-  audit
-    .command('accept-database')
-    .description('Serve this database although its audit anchor is newer or missing (you restored an older backup on purpose): every other check still applies; audited; new anchors are written (the HSM token\'s too)')
-    .requiredOption('--data-dir <dir>', 'vault directory (the vault must be stopped)')
-    .option('--passphrase-file <file>', 'file holding the passphrase (else $CUSTOS_PASSPHRASE, else a prompt)')
-    .option('--share-file <file...>', 'for a vault sealed by shares (or an HSM without its token): files holding at least the threshold of shares')
-    .option('--config <file>', 'configuration file (default: custos.toml in the data directory); an HSM-sealed vault unseals through its [seal.pkcs11] token')
-    .action(async (o: { dataDir: string; passphraseFile?: string; shareFile?: string[]; config?: string }) => {
-      const { assertVaultLayout } = await import('../../daemon/permissions.js');
-      const dataDir = resolve(o.dataDir);
-      assertVaultLayout(dataDir, o.config);
+  offlineOptions(
+    audit
+      .command('accept-database')
+      .description('Serve this database although its audit anchor is newer or missing (you restored an older backup on purpose): every other check still applies; audited; new anchors are written (the HSM token\'s too)')
+  ).action(async (o: OfflineOptions) => {
+    const r = await offlineCommand(o, { acceptRollback: true }, () =>
       process.stderr.write(
         'custos: WARNING: a database older than its anchor has forgotten what was signed after it. For a validator, first import the\n' +
           '  newest watermark you know of (`custos privval import-state`), or it may sign a vote that conflicts with one it already signed.\n',
-      );
-      const r = await offlineCommand(dataDir, o, { acceptRollback: true });
-      out(`The database was accepted at audit entry ${r.headSeq}; the decision is in the audit log and new anchors were written.`);
-    });
+      ),
+    );
+    out(`The database was accepted at audit entry ${r.headSeq}; the decision is in the audit log and new anchors were written.`);
+  });
   audit
     .command('tail')
     .description('Show the most recent audit entries')

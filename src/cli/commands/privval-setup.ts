@@ -112,7 +112,7 @@ async function run(o: SetupOptions, ask: (what: string, fallback?: string) => Pr
     }
     const v = vs[0]!;
     o.chainId ??= v.chainId;
-    o.dialect ??= v.version;
+    o.dialect ??= 'v0.38'; // tmkms's protocol_version is its own encoding, not the node's version (migrate/tmkms.ts)
     // CometBFT's privval listener has a fresh identity at every start, so tmkms's node id pin
     // (tcp://<id>@host:port) cannot be checked: it is dropped here and said so.
     const ep = parsePrivvalAddress(v.addr);

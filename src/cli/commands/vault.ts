@@ -8,7 +8,7 @@ import { CustosClient } from '../../client/client.js';
 import type { Pkcs11Backend } from '../../backends/pkcs11/backend.js';
 import type { Pkcs11Config } from '../../daemon/config.js';
 import { EXIT } from '../exit.js';
-import { clientFrom, hsmConfigToml, offlineCommand, out, printSealStatus, printShares, sharesOption, withApi } from '../common.js';
+import { clientFrom, hsmConfigToml, offlineCommand, out, printSealStatus, printShares, sharesOption, withApi, offlineOptions, type OfflineOptions } from '../common.js';
 import type { ReloadChanges } from '../../client/client.js';
 
 export function registerVault(program: Command): void {
@@ -215,23 +215,18 @@ export function registerVault(program: Command): void {
       if (status.sealed) process.exitCode = EXIT.unavailable;
     });
 
-  program
-    .command('upgrade')
-    .description('Add row MACs and the audit anchor to a vault from before them (once, with every process stopped); serve refuses such a vault until then')
-    .requiredOption('--data-dir <dir>', 'vault directory (the vault must be stopped)')
-    .option('--passphrase-file <file>', 'file holding the passphrase (else $CUSTOS_PASSPHRASE, else a prompt)')
-    .option('--share-file <file...>', 'for a vault sealed by shares (or an HSM without its token): files holding at least the threshold of shares')
-    .option('--config <file>', 'configuration file (default: custos.toml in the data directory)')
-    .action(async (o: { dataDir: string; passphraseFile?: string; shareFile?: string[]; config?: string }) => {
-      const { assertVaultLayout } = await import('../../daemon/permissions.js');
-      const dataDir = resolve(o.dataDir);
-      assertVaultLayout(dataDir, o.config);
+  offlineOptions(
+    program
+      .command('upgrade')
+      .description('Add row MACs and the audit anchor to a vault from before them (once, with every process stopped); serve refuses such a vault until then')
+  ).action(async (o: OfflineOptions) => {
+    const r = await offlineCommand(o, { upgrade: true }, () =>
       process.stderr.write(
         'custos: the rows of this database are MACed as they are now, on your word: run this only on a vault written by a Custos from\n' +
           '  before row MACs. If this vault has been served by this version before, its MACs were stripped: restore a backup instead.\n',
-      );
-      const r = await offlineCommand(dataDir, o, { upgrade: true });
-      out(`The vault was upgraded at audit entry ${r.headSeq}: its rows carry MACs and its anchor is written; \`custos serve\` opens it again.`);
-    });
+      ),
+    );
+    out(`The vault was upgraded at audit entry ${r.headSeq}: its rows carry MACs and its anchor is written; \`custos serve\` opens it again.`);
+  });
 
 }

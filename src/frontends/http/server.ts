@@ -254,10 +254,12 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     // so `/%761/keys` matches `/v1/keys`. Every route needs a token unless it is marked public.
     const config = req.routeOptions.config as { public?: boolean } | undefined;
     if (req.routeOptions.url !== undefined && !config?.public) {
-      req.principal = await authenticator().authenticate(req.headers.authorization, peerOf(req.raw.socket));
+      // The client certificate is looked at only when there is no token (it is the other way in).
+      const header = req.headers.authorization;
+      req.principal = await authenticator().authenticate(header, header ? undefined : peerOf(req.raw.socket));
       // Approver tokens exist to approve: they may list and decide approvals, nothing else.
       if (req.principal.kind !== 'admin' && !(req.routeOptions.url === '/v1/approvals' || /^\/v1\/approvals\/:id\/(approve|deny)$/.test(req.routeOptions.url))) {
-        throw new CustosError('forbidden', `${req.principal.id} is an approver token: it may only list and decide approvals.`);
+        throw new CustosError('forbidden', `${req.principal.id} is an approver: it may only list and decide approvals.`);
       }
     }
   });
