@@ -30,6 +30,7 @@ const BENCHES: Bench[] = [
   { name: 'pkcs11', script: 'pkcs11.ts', args: ['--keys', '1000', '--seconds', '2', '--store-keys', '2000'], quickArgs: ['--keys', '50', '--seconds', '0.5', '--store-keys', '0'] },
   { name: 'wallet', script: 'wallet.ts', args: ['--seconds', '2'], quickArgs: ['--seconds', '0.3'] },
   { name: 'policy', script: 'policy.ts', args: ['--iterations', '20000'], quickArgs: ['--iterations', '500'] },
+  { name: 'tls', script: 'tls.ts', args: ['--seconds', '5'], quickArgs: ['--seconds', '1', '--clients', '4'] },
 ];
 
 function run(b: Bench): Promise<{ ok: boolean; json?: Record<string, unknown>; error?: string; seconds: number }> {
@@ -96,6 +97,12 @@ const HEADLINES: Record<string, (j: J) => Record<string, unknown>> = {
   wallet: (j) => ({
     derive_and_sign_depth5_vs_raw_sign: Object.fromEntries(Object.entries(j.derive_and_sign_depth5 ?? {}).map(([k, v]) => [k, (v as J).ratio_to_raw_sign])),
     psbt_2in_vs_raw_sign: Object.fromEntries(Object.entries(j.psbt_2in_p2wpkh ?? {}).map(([k, v]) => [k, (v as J).ratio_to_raw_sign])),
+  }),
+  tls: (j) => ({
+    ed25519_tls_keepalive_vs_plain: j.ratio_tls_to_plain,
+    new_tls_connections_per_second: j.new_tls_connections_per_second,
+    target: 'TLS with keep-alive ≥ 0.7 of plain HTTP',
+    met: typeof j.ratio_tls_to_plain === 'number' ? j.ratio_tls_to_plain >= j.target_ratio : false,
   }),
   policy: (j) => ({ per_rules_vs_ed25519_sign_p50: Array.isArray(j.policy) ? Object.fromEntries(j.policy.map((p: J) => [`${p.rules}_rules_${p.stateful_rules}_stateful`, p.ratio_to_sign_p50])) : undefined }),
 };

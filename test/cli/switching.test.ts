@@ -217,6 +217,11 @@ test('custos reload and SIGHUP under load: added, changed and removed entries ap
   const toml = join(dataDir, 'custos.toml');
   const entry = (name: string, chain: string, address: string, key: string) => `\n[[privval]]\nname = "${name}"\nchain_id = "${chain}"\naddress = "${address}"\nkey = "${key}"\nidentity_key = "id"\n`;
   const agent = '\n[[ssh_agent]]\nname = "ops"\nsocket = "agent/ops.sock"\nkeys = ["ops-key"]\n';
+  // serve with an entry naming a key the vault lacks: exit 3, and the sentence names the entry.
+  writeFileSync(toml, entry('a', 'chain-a', nodeA.address, 'not-imported'), { mode: 0o600 });
+  const missing = custos(['serve', '--data-dir', dataDir, '--port', '0'], PASSENV);
+  assert.equal(missing.status, 3);
+  assert.match(missing.stderr, /\[\[privval\]\] "a": key = "not-imported" names no key in the vault\. Import it first/);
   writeFileSync(toml, entry('a', 'chain-a', nodeA.address, 'a-key') + agent, { mode: 0o600 });
   const s = await serve(['--data-dir', dataDir], PASSENV);
   let load: Promise<void> | undefined;

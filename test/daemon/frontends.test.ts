@@ -10,6 +10,8 @@ import { TestNode } from '../helpers/cometbft-node.js';
 import { FrontEnds } from '../../src/daemon/frontends.js';
 import { Metrics } from '../../src/frontends/http/metrics.js';
 import { loadConfig, type PrivvalConfig, type ServeConfig } from '../../src/daemon/config.js';
+import type { PrivvalMessage } from '../../src/frontends/privval/messages.js';
+import { blockId, vote } from '../helpers/validator.js';
 
 function config(privval: PrivvalConfig[]): ServeConfig {
   return { ...loadConfig(undefined), privval };
@@ -82,6 +84,26 @@ test('a reload queued behind an unseal that fails starts nothing on that vault; 
   } finally {
     await fe.stopAll();
     await a.close();
+    await v.dispose();
+  }
+});
+
+test('entries labelled v0.34 and v0.37 speak the tendermint.privval wire and sign the extension of a non-nil precommit (a v0.38 node labelled older must not halt)', async () => {
+  const v = await vaultWithKeys();
+  const fe = new FrontEnds(v.dataDir, pino({ level: 'silent' }), new Metrics());
+  const nodes = [await TestNode.listen({ dialect: 'v0.38' }), await TestNode.listen({ dialect: 'v0.38' })];
+  try {
+    await fe.open(v.vault, config([{ ...entry('old', nodes[0]!.address), dialect: 'v0.34' }, { ...entry('mid', nodes[1]!.address), dialect: 'v0.37', chainId: 'fe-2' }]));
+    for (const [i, chain] of [[0, 'fe-1'], [1, 'fe-2']] as const) {
+      await nodes[i]!.waitForSigner();
+      const r = (await nodes[i]!.request({ kind: 'sign_vote_request', vote: vote(2, 5, 0, blockId(1)), chainId: chain, skipExtensionSigning: false })) as Extract<PrivvalMessage, { kind: 'signed_vote_response' }>;
+      assert.equal(r.error, undefined);
+      assert.equal(r.vote!.extensionSignature.length, 64);
+    }
+    assert.deepEqual(fe.privvalStatus().map((x) => x.cfg.dialect), ['v0.34', 'v0.37']);
+  } finally {
+    await fe.stopAll();
+    for (const n of nodes) await n.close();
     await v.dispose();
   }
 });

@@ -4,7 +4,7 @@ import { clientFrom, out, readInput, withApi } from '../common.js';
 import { CustosError } from '../../core/errors.js';
 
 export function registerTokens(program: Command): void {
-  const tokens = program.command('tokens').description('API tokens: admins and approvers');
+  const tokens = program.command('tokens').description('API principals: tokens, or client certificates for mutual TLS; admins and approvers');
   withApi(
     tokens
       .command('create')
