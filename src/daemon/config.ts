@@ -5,8 +5,7 @@ import { CustosError, isCustosError } from '../core/errors.js';
 import { DEFAULT_UNSEAL_LIMITS } from './unseal.js';
 import { parseNodePin } from '../crypto/cometbft/node-id.js';
 import { parsePrivvalAddress } from '../frontends/privval/address.js';
-import type { PrivvalVersion } from '../core/privval-version.js';
-export { PRIVVAL_VERSIONS, type PrivvalVersion } from '../core/privval-version.js';
+import { PRIVVAL_VERSIONS, type PrivvalVersion } from '../core/privval-version.js';
 
 export interface AgentSocketConfig {
   enabled: boolean;
@@ -191,7 +190,7 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
       address: str(p.address, 'address', /^(tcp|unix):\/\/\S{1,1000}$/),
       key: str(p.key, 'key', /^\S{1,128}$/),
       identityKey: p.identity_key === undefined ? '' : str(p.identity_key, 'identity_key', /^\S{1,128}$/),
-      dialect: p.dialect === undefined ? 'v0.38' : (str(p.dialect, 'dialect (one of v0.34, v0.37, v0.38, v1)', /^(v0\.3[478]|v1)$/) as PrivvalVersion),
+      dialect: p.dialect === undefined ? 'v0.38' : PRIVVAL_VERSIONS.includes(p.dialect as PrivvalVersion) ? (p.dialect as PrivvalVersion) : fail(path, `${entry}: dialect (one of ${PRIVVAL_VERSIONS.join(', ')}) is missing or invalid`),
       allowSignBytes: p.allow_sign_bytes === undefined ? false : bool(p.allow_sign_bytes, `${entry}: allow_sign_bytes`),
     };
     // The node pin: the id in the address (tmkms's form), node_key as the 40-hex id or the

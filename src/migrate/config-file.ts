@@ -11,7 +11,8 @@ import { chownSync, closeSync, existsSync, fchmodSync, fsyncSync, openSync, read
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CustosError } from '../core/errors.js';
-import { loadConfig, type PrivvalVersion, type ServeConfig } from '../daemon/config.js';
+import { loadConfig, type ServeConfig } from '../daemon/config.js';
+import type { PrivvalVersion } from '../core/privval-version.js';
 import { parsePrivvalAddress } from '../frontends/privval/address.js';
 
 export interface NewPrivvalEntry {

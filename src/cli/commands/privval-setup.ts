@@ -60,7 +60,7 @@ export function registerPrivvalSetup(privval: Command): void {
       .option('--chain-id <id>', 'the chain (with --tmkms-config: which [[validator]], when it has several)')
       .option('--name <name>', 'name of the [[privval]] entry (default: the chain id)')
       .option('--address <url>', "the node's priv_validator_laddr: tcp://host:port or unix:///path (from tmkms.toml: its addr)")
-      .addOption(new Option('--dialect <version>', "the node's CometBFT version line (from tmkms.toml: its protocol_version)").choices([...PRIVVAL_VERSIONS]))
+      .addOption(new Option('--dialect <version>', "the node's CometBFT version line (default v0.38; tmkms's protocol_version is not the node's version)").choices([...PRIVVAL_VERSIONS]))
       .option('--key-label <label>', 'label of the consensus key in the vault (default: <name>-consensus)')
       .option('--identity-label <label>', 'label of the SecretConnection identity key (default: <name>-identity)')
       .option('--data-dir <dir>', "the vault's data directory, whose custos.toml gets the entry")
@@ -290,7 +290,7 @@ async function createOrReuseIdentity(client: CustosClient, label: string, say: (
 }
 
 /** What to do on the node, as lines to copy. */
-export function nodeInstructions(origin: 'filepv' | 'tmkms', address: string, name: string): string {
+function nodeInstructions(origin: 'filepv' | 'tmkms', address: string, name: string): string {
   const ep = parsePrivvalAddress(address);
   const laddr = ep.kind === 'tcp' ? `tcp://${ep.host === '127.0.0.1' || ep.host === 'localhost' ? '127.0.0.1' : '0.0.0.0'}:${ep.port}` : address;
   const lines =
