@@ -255,7 +255,7 @@ export async function runPrivvalFuzz(opts: {
     };
 
     if (!(await signNormally(100n))) violation('the first normal vote does not verify');
-    const before: Watermark | null = await v.vault.getWatermark('consensus', FUZZ_CHAIN);
+    const before: Watermark | null = await v.vault.getWatermark(v.ctx(), 'consensus', FUZZ_CHAIN);
     const acceptedBefore = node.accepted;
 
     /** Waits for the signer to drop the connection: 'dropped', or null if it is still open after `ms`. */
@@ -451,7 +451,7 @@ export async function runPrivvalFuzz(opts: {
       if (cases % 100 === 0) log(`${cases} cases, ${Math.round((Date.now() - started) / 1000)} s`);
     }
 
-    const after = await v.vault.getWatermark('consensus', FUZZ_CHAIN);
+    const after = await v.vault.getWatermark(v.ctx(), 'consensus', FUZZ_CHAIN);
     const watermarkUnchanged = JSON.stringify(after, replacer) === JSON.stringify(before, replacer);
     if (!watermarkUnchanged) violation(`the watermark moved: ${JSON.stringify(before, replacer)} → ${JSON.stringify(after, replacer)}`);
     const finalVoteVerified = await signNormally(101n).catch((e: Error) => {
@@ -459,7 +459,7 @@ export async function runPrivvalFuzz(opts: {
       return false;
     });
     if (!finalVoteVerified) violation('the normal vote after the fuzzing does not verify');
-    const wmFinal = await v.vault.getWatermark('consensus', FUZZ_CHAIN);
+    const wmFinal = await v.vault.getWatermark(v.ctx(), 'consensus', FUZZ_CHAIN);
     if (wmFinal?.height !== 101n) violation(`the watermark did not advance to 101 (${String(wmFinal?.height)})`);
     return {
       seed,

@@ -47,6 +47,8 @@ export type ErrorCode =
   | 'database_rolled_back'
   /** Too many failed attempts (unseal shares, unlock passphrases): wait and retry. */
   | 'rate_limited'
+  /** The request contradicts the current state (revoking the last admin, changing a revoked principal). */
+  | 'conflict'
   | 'internal';
 
 /** HTTP status for each code, so every front end maps errors the same way. */
@@ -88,6 +90,7 @@ export const httpStatusOf: Record<ErrorCode, number> = {
   key_purpose: 403,
   database_rolled_back: 500,
   rate_limited: 429,
+  conflict: 409,
   internal: 500,
 };
 

@@ -52,8 +52,20 @@ export interface Principal {
   /** Stable name: `token:admin`, `ssh-agent:/run/custos/agent.sock`, `privval:cosmoshub-4`. */
   id: string;
   kind: 'admin' | 'token' | 'agent' | 'privval' | 'system';
-  /** API tokens: `approver` tokens may only list and decide approvals. */
-  role?: 'admin' | 'approver';
+  /** API principals (tokens and client certificates): what the role allows (accounts/principals.ts). */
+  role?: Role;
+  /** API principals but admins: the operations and keys they may use. Absent on a token principal: nothing. */
+  scope?: Scope;
+}
+
+/** An API principal's role: the most it may be given. */
+export type Role = 'admin' | 'operator' | 'signer' | 'approver' | 'auditor';
+
+/** What an API principal may do: operations, on keys whose label matches a glob and that carry a tag (empty: any). */
+export interface Scope {
+  operations: string[];
+  keys: string[];
+  tags: string[];
 }
 
 export type SignatureEncoding = 'raw' | 'der';

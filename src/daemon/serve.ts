@@ -253,7 +253,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         const st = live.get(p.name) ?? { state: 'stopped' as const, refusals: 0, signatures: 0 };
         let watermark: { height: string; round: number; step: number } | null = null;
         if (open) {
-          const w = await open.vault.getWatermark(p.key, p.chainId).catch(() => null);
+          const w = await open.vault.getWatermark({ principal: SYSTEM, requestId: 'privval-status' }, p.key, p.chainId).catch(() => null);
           if (w) watermark = { height: w.height.toString(), round: w.round, step: w.step };
         }
         return { name: p.name, chainId: p.chainId, address: p.address, dialect: p.dialect, key: p.key, ...st, watermark };

@@ -101,8 +101,17 @@ export function keyRowBytes(k: KeyRecord, wseq: number | null): Uint8Array {
   );
 }
 
+/** Terms (scope, expiry, revocation) join the bytes only when there are any: older rows keep their MACs. */
 export function tokenRowBytes(t: ApiToken, wseq: number | null): Uint8Array {
-  return utf8(JSON.stringify([t.id, t.name, bytesToHex(t.hash), t.role, t.createdAt, wseq]));
+  const terms = tokenTermsJson(t.terms);
+  return utf8(JSON.stringify(terms === '{}' ? [t.id, t.name, bytesToHex(t.hash), t.role, t.createdAt, wseq] : [t.id, t.name, bytesToHex(t.hash), t.role, t.createdAt, terms, wseq]));
+}
+
+/** The stored form of a token's terms: canonical JSON, so the same terms give the same bytes in every store. */
+export function tokenTermsJson(terms: ApiToken['terms']): string {
+  const sorted = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(sorted) : typeof v === 'object' && v !== null ? Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, x]) => [k, sorted(x)])) : v;
+  return JSON.stringify(sorted(terms));
 }
 
 export const watermarkPk = (keyId: string, chainId: string): string => JSON.stringify([keyId, chainId]);

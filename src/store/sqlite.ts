@@ -29,6 +29,7 @@ import {
   metaRowBytes,
   STATE_ROW,
   tokenRowBytes,
+  tokenTermsJson,
   watermarkPk,
   watermarkRowBytes,
   type CountedTable,
@@ -79,7 +80,8 @@ CREATE TABLE IF NOT EXISTS api_tokens (
   role TEXT NOT NULL,
   created_at TEXT NOT NULL,
   mac BLOB,
-  wseq INTEGER
+  wseq INTEGER,
+  terms TEXT NOT NULL DEFAULT '{}'
 ) STRICT;
 -- Approvers are told apart by token name.
 CREATE UNIQUE INDEX IF NOT EXISTS api_tokens_name ON api_tokens(name);
@@ -216,9 +218,19 @@ interface TokenRow {
   created_at: string;
   mac: Buffer | null;
   wseq: number | null;
+  terms: string;
 }
 
-const toToken = (r: TokenRow): ApiToken => ({ id: r.id, name: r.name, hash: u8(r.hash), role: r.role, createdAt: r.created_at });
+function toToken(r: TokenRow): ApiToken {
+  let terms: ApiToken['terms'];
+  try {
+    terms = JSON.parse(r.terms) as ApiToken['terms'];
+  } catch {
+    // Its MAC fails too when checked; an unchecked read (no root key) shows it as revoked.
+    terms = { revoked_at: 'unreadable' };
+  }
+  return { id: r.id, name: r.name, hash: u8(r.hash), role: r.role, createdAt: r.created_at, terms: typeof terms === 'object' && terms !== null && !Array.isArray(terms) ? terms : { revoked_at: 'unreadable' } };
+}
 
 interface WatermarkRow {
   key_id: string;
@@ -324,6 +336,10 @@ export class SqliteStore implements Store {
       }
       // keysVersion() in O(log n): front ends re-index their keys only when one changed.
       this.db.exec('CREATE INDEX IF NOT EXISTS keys_wseq ON keys(wseq)');
+      // Principals' scopes, expiry and revocation (no schema version: an older Custos ignores the
+      // column, and a row with terms fails its MAC there, so it is refused rather than obeyed unscoped).
+      if (!(this.db.prepare('PRAGMA table_info(api_tokens)').all() as Array<{ name: string }>).some((c) => c.name === 'terms')) this.db.exec("ALTER TABLE api_tokens ADD COLUMN terms TEXT NOT NULL DEFAULT '{}'");
+      this.db.exec('CREATE INDEX IF NOT EXISTS api_tokens_wseq ON api_tokens(wseq)');
       const v = this.stmt("SELECT value FROM meta WHERE name='schema_version'").get() as { value: string } | undefined;
       if (!v) {
         // Only a new file has no version: in a vault's database its absence is an edit.
@@ -722,6 +738,13 @@ export class SqliteStore implements Store {
     );
   }
 
+  async tokensVersion(): Promise<string> {
+    return this.run(() => {
+      const r = this.stmt('SELECT max(wseq) AS w, count(*) AS n FROM api_tokens').get() as { w: number | null; n: number };
+      return `${r.w ?? 0}/${r.n}`;
+    });
+  }
+
   async findToken(hash: Uint8Array): Promise<ApiToken | null> {
     return this.run(() => {
       const r = this.stmt('SELECT * FROM api_tokens WHERE hash = ?').get(Buffer.from(hash)) as TokenRow | undefined;
@@ -813,9 +836,24 @@ export class SqliteStore implements Store {
       }
       case 'insertToken': {
         const t = m.token;
-        this.stmt('INSERT INTO api_tokens (id, name, hash, role, created_at) VALUES (?,?,?,?,?)').run(t.id, t.name, Buffer.from(t.hash), t.role, t.createdAt);
+        this.stmt('INSERT INTO api_tokens (id, name, hash, role, created_at, terms) VALUES (?,?,?,?,?,?)').run(t.id, t.name, Buffer.from(t.hash), t.role, t.createdAt, tokenTermsJson(t.terms));
         this.finishRow('api_tokens', t.id, null);
         return ['api_tokens', 1];
+      }
+      case 'updateToken': {
+        const r = this.stmt('SELECT * FROM api_tokens WHERE id = ?').get(m.expected.id) as TokenRow | undefined;
+        if (!r) this.checkCount('api_tokens');
+        const cur = r ? toToken(r) : null;
+        if (cur) this.checkRow('api_tokens', cur.id, tokenRowBytes(cur, r!.wseq), r!.mac, r!.wseq);
+        const same = (a: ApiToken, b: ApiToken) => a.name === b.name && a.role === b.role && Buffer.from(a.hash).equals(Buffer.from(b.hash)) && tokenTermsJson(a.terms) === tokenTermsJson(b.terms);
+        if (!cur || !same(cur, m.expected) || m.token.id !== cur.id) {
+          throw new CustosError('storage_unavailable', `The principal ${m.expected.name} changed while this request was decided (another admin, another process?); nothing was changed. Retry.`, { tag: 'token_moved' });
+        }
+        const before = tokenRowBytes(cur, r!.wseq);
+        const t = m.token;
+        this.stmt('UPDATE api_tokens SET hash = ?, role = ?, terms = ? WHERE id = ?').run(Buffer.from(t.hash), t.role, tokenTermsJson(t.terms), t.id);
+        this.finishRow('api_tokens', t.id, before);
+        return null;
       }
     }
   }

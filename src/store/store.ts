@@ -8,7 +8,7 @@
  * rolls back alone and the others still commit). A unit pairs state mutations with the audit
  * entries that describe them, so state never changes without its audit record.
  */
-import type { AuditCheckpoint, AuditDraft, AuditEntry, KeyRecord, KeyState } from '../core/types.js';
+import type { AuditCheckpoint, AuditDraft, AuditEntry, KeyRecord, KeyState, Role, Scope } from '../core/types.js';
 import type { RowAuthenticator, RowsDigest } from './rows.js';
 
 export type StateMutation =
@@ -17,6 +17,12 @@ export type StateMutation =
   /** Overwrites the sealed material, then removes it; the row stays as a tombstone. */
   | { kind: 'destroyKey'; id: string; updatedAt: string }
   | { kind: 'insertToken'; token: ApiToken }
+  /**
+   * Replaces a token's credential hash and terms (rotate, revoke, a scope change) if the row
+   * is still the one `expected` describes (its hash and terms): two admins racing in two
+   * processes cannot both win. Fails `storage_unavailable:token_moved` otherwise.
+   */
+  | { kind: 'updateToken'; expected: ApiToken; token: ApiToken }
   /**
    * Replaces a key's attributes and sealed material (a new envelope, bound to the new
    * attributes) if the stored version is still `expectedVersion`; bumps the version. Used to
@@ -82,9 +88,26 @@ export interface ApiToken {
   name: string;
   /** SHA-256 of the bearer token: the token itself is never stored. */
   hash: Uint8Array;
-  /** admin: everything; approver: list and decide approvals only. */
-  role: 'admin' | 'approver';
+  /** What the role allows (accounts/principals.ts); `terms.scope` narrows it. */
+  role: Role;
   createdAt: string;
+  /** Everything else a principal carries; `{}` for a token made before scopes (an admin or an approver). */
+  terms: TokenTerms;
+}
+
+/** A principal's scope, expiry, rate limit and revocation, stored as one canonical JSON column. */
+export interface TokenTerms {
+  scope?: Scope;
+  /** ISO time after which the credential is refused. */
+  expires_at?: string;
+  /** `N/s`, `N/min` or `N/h`: requests this principal may make per process. */
+  rate_limit?: string;
+  /** ISO time of the revocation: the row stays, for the record; the credential is refused. */
+  revoked_at?: string;
+  /** ISO time the secret (or bound certificate) was last replaced. */
+  rotated_at?: string;
+  /** Client certificates: the bound certificate's SHA-256 (shown in listings; the hash is of it). */
+  certificate_sha256?: string;
 }
 
 export interface Store {
@@ -134,6 +157,11 @@ export interface Store {
   /** Every key; a row failing its MAC comes back with `tampered: true` (never usable). */
   listKeys(): Promise<Array<KeyRecord & { tampered?: true }>>;
   findToken(hash: Uint8Array): Promise<ApiToken | null>;
+  /**
+   * Changes whenever any token row is written, in this process or another sharing the
+   * database: an authentication cache is good only while this is unchanged.
+   */
+  tokensVersion(): Promise<string>;
   /** Every token's id, name, role and creation time (hashes included; they are not secrets). */
   listTokens(): Promise<ApiToken[]>;
   getWatermark(keyId: string, chainId: string): Promise<Watermark | null>;

@@ -4,7 +4,10 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { CustosError, isCustosError } from '../core/errors.js';
-import type { KeyRecord } from '../core/types.js';
+import type { KeyRecord, Principal, Role, Scope } from '../core/types.js';
+import type { ApiToken, TokenTerms } from '../store/store.js';
+import { certificateCredential, hashToken, newToken, normalizeFingerprint, parseExpiry, parseRateLimit, PRINCIPAL_NAME_RE } from '../accounts/credentials.js';
+import { forbidden, keyInScope, OPERATIONS, permits, ROLES, scopeFor } from '../accounts/principals.js';
 import { PolicySet, type PolicyVersion } from '../policy/policy-set.js';
 import { explain, type Evaluation } from '../policy/engine.js';
 import type { PolicyFormat } from '../policy/document.js';
@@ -14,30 +17,97 @@ export class Admin {
   constructor(private readonly core: VaultCore) {}
 
   /**
-   * Makes an API token for a named person or application: `admin`, or `approver` (may only
-   * list and decide approvals: the distinct principals M-of-N approvals need). The token is
-   * returned once; only its SHA-256 is stored.
+   * Makes a principal: a bearer token (returned once; only its SHA-256 is stored) or, with a
+   * certificate fingerprint, a client certificate for mutual TLS (no secret: the handshake
+   * proves the certificate's key). Its role bounds what it may do and its scope narrows it
+   * (accounts/principals.ts); an expiry and a rate limit are optional.
    */
-  async createToken(ctx: Ctx, name: string, role: 'admin' | 'approver', certificateSha256?: string): Promise<{ token?: string; id: string; name: string; role: string; certificate_sha256?: string }> {
-    if (!/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/.test(name)) throw new CustosError('bad_request', 'A token name is 1–64 letters, digits, . _ @ -, starting with a letter or digit.');
-    if ((await this.core.deps.store.listTokens()).some((t) => t.name === name)) {
-      return this.core.refuse(ctx, 'token_create', { id: null, label: null }, new CustosError('label_taken', `A token named "${name}" already exists; approvers are told apart by name.`), { name });
-    }
-    // A principal bound to a client certificate (mutual TLS) has no secret: the TLS handshake
-    // proves the certificate's key, and the row keeps the hash of its fingerprint instead.
-    const fp = certificateSha256 === undefined ? undefined : normalizeFingerprint(certificateSha256);
-    const token = fp ? undefined : `custos_${randomBytes(32).toString('base64url')}`;
-    const id = `${fp ? 'crt' : 'tok'}_${randomBytes(8).toString('hex')}`;
-    const hash = fp ? certificateCredential(fp) : new Uint8Array(createHash('sha256').update(token!, 'utf8').digest());
-    await this.core.deps.committer.commit({
-      mutations: [{ kind: 'insertToken', token: { id, name, hash, role, createdAt: new Date().toISOString() } }],
-      audit: [this.core.draft(ctx, 'token_create', { id: null, label: null }, 'ok', null, { token_id: id, name, role, ...(fp ? { certificate_sha256: fp } : {}) })],
+  async createToken(ctx: Ctx, req: PrincipalRequest): Promise<TokenView & { token?: string }> {
+    const name = req.name;
+    const details = { name: String(name).slice(0, 64), role: String(req.role).slice(0, 16) };
+    const { terms, fp } = await this.core.refuseOnError(ctx, 'token_create', NO_KEY, details, () => {
+      if (!PRINCIPAL_NAME_RE.test(name)) throw new CustosError('bad_request', 'A principal name is 1–64 letters, digits, . _ @ -, starting with a letter or digit.');
+      if (!(ROLES as readonly string[]).includes(req.role)) throw new CustosError('bad_request', `Unknown role "${String(req.role).slice(0, 16)}": one of ${ROLES.join(', ')}.`);
+      const fp = req.certificateSha256 === undefined ? undefined : normalizeFingerprint(req.certificateSha256);
+      return { terms: termsOf(req, fp), fp };
     });
-    return fp ? { id, name, role, certificate_sha256: fp } : { token, id, name, role };
+    if ((await this.core.deps.store.listTokens()).some((t) => t.name === name)) {
+      return this.core.refuse(ctx, 'token_create', NO_KEY, new CustosError('label_taken', `A principal named "${name}" already exists; principals are told apart by name.`), details);
+    }
+    const token = fp ? undefined : newToken();
+    const id = `${fp ? 'crt' : 'tok'}_${randomBytes(8).toString('hex')}`;
+    const row: ApiToken = { id, name, hash: fp ? certificateCredential(fp) : hashToken(token!), role: req.role, createdAt: new Date().toISOString(), terms };
+    await this.core.deps.committer.commit({
+      mutations: [{ kind: 'insertToken', token: row }],
+      audit: [this.core.draft(ctx, 'token_create', NO_KEY, 'ok', null, { token_id: id, ...details, ...termsDetails(terms) })],
+    });
+    return { ...(token ? { token } : {}), ...tokenView(row) };
   }
 
-  async listTokens(): Promise<Array<{ id: string; name: string; role: string; createdAt: string }>> {
-    return (await this.core.deps.store.listTokens()).map((t) => ({ id: t.id, name: t.name, role: t.role, createdAt: t.createdAt }));
+  async listTokens(): Promise<TokenView[]> {
+    return (await this.core.deps.store.listTokens()).map(tokenView);
+  }
+
+  /** Changes a principal's scope, expiry or rate limit; holds from the next request in every process. */
+  async updateToken(ctx: Ctx, name: string, change: Omit<PrincipalRequest, 'name' | 'role' | 'certificateSha256'>): Promise<TokenView> {
+    return this.changeToken(ctx, 'token_update', name, (t) => {
+      const merged: PrincipalRequest = {
+        name: t.name,
+        role: t.role,
+        operations: change.operations ?? t.terms.scope?.operations,
+        keys: change.keys ?? t.terms.scope?.keys,
+        tags: change.tags ?? t.terms.scope?.tags,
+        expiresAt: change.expiresAt === undefined ? t.terms.expires_at : change.expiresAt,
+        rateLimit: change.rateLimit === undefined ? t.terms.rate_limit : change.rateLimit,
+      };
+      return { ...t, terms: { ...termsOf(merged, t.terms.certificate_sha256), ...(t.terms.rotated_at ? { rotated_at: t.terms.rotated_at } : {}) } };
+    }).then((r) => r.view);
+  }
+
+  /** Revokes a principal: its credential fails from the next request in every process; the row stays for the record. */
+  async revokeToken(ctx: Ctx, name: string): Promise<TokenView> {
+    const all = await this.core.deps.store.listTokens();
+    const t = all.find((x) => x.name === name);
+    if (t?.role === 'admin' && t.terms.revoked_at === undefined && all.filter((x) => x.role === 'admin' && x.terms.revoked_at === undefined && !isPast(x.terms.expires_at)).length === 1) {
+      return this.core.refuse(ctx, 'token_revoke', NO_KEY, new CustosError('conflict', `${name} is the last admin: revoking it would leave nobody able to manage the vault. Create another admin first.`), { name });
+    }
+    return this.changeToken(ctx, 'token_revoke', name, (x) => ({ ...x, terms: { ...x.terms, revoked_at: new Date().toISOString() } })).then((r) => r.view);
+  }
+
+  /**
+   * Replaces a principal's secret (or, for mutual TLS, its bound certificate): the old one fails
+   * from the next request; name, role and scope stay. Returns the new token once.
+   */
+  async rotateToken(ctx: Ctx, name: string, certificateSha256?: string): Promise<TokenView & { token?: string }> {
+    let token: string | undefined;
+    const r = await this.changeToken(ctx, 'token_rotate', name, (t) => {
+      const wasCert = t.terms.certificate_sha256 !== undefined;
+      if (wasCert !== (certificateSha256 !== undefined)) {
+        throw new CustosError('bad_request', wasCert ? `${name} authenticates by client certificate: give the new certificate to rotate it.` : `${name} is a token principal: it rotates to a new token, not to a certificate.`);
+      }
+      const fp = certificateSha256 === undefined ? undefined : normalizeFingerprint(certificateSha256);
+      token = fp ? undefined : newToken();
+      return { ...t, hash: fp ? certificateCredential(fp) : hashToken(token!), terms: { ...t.terms, ...(fp ? { certificate_sha256: fp } : {}), rotated_at: new Date().toISOString() } };
+    });
+    return { ...(token ? { token } : {}), ...r.view };
+  }
+
+  private async changeToken(ctx: Ctx, operation: string, name: string, change: (t: ApiToken) => ApiToken): Promise<{ view: TokenView }> {
+    const current = (await this.core.deps.store.listTokens()).find((t) => t.name === name);
+    const details = { name: String(name).slice(0, 64) };
+    if (!current) return this.core.refuse(ctx, operation, NO_KEY, new CustosError('not_found', `No principal is named "${String(name).slice(0, 64)}" (custos tokens list shows them).`), details);
+    if (current.terms.revoked_at !== undefined) return this.core.refuse(ctx, operation, NO_KEY, new CustosError('conflict', `${name} was revoked at ${current.terms.revoked_at}; make a new principal instead.`), details);
+    const next = await this.core.refuseOnError(ctx, operation, NO_KEY, details, () => change(current));
+    try {
+      await this.core.deps.committer.commit({
+        mutations: [{ kind: 'updateToken', expected: current, token: next }],
+        audit: [this.core.draft(ctx, operation, NO_KEY, 'ok', null, { token_id: current.id, ...details, role: next.role, ...termsDetails(next.terms) })],
+      });
+    } catch (e) {
+      if (isCustosError(e) && e.tag === 'token_moved') return this.core.refuse(ctx, operation, NO_KEY, e, details);
+      throw e;
+    }
+    return { view: tokenView(next) };
   }
 
   /** Validates and stores a new version of a policy document, audited, then puts it in force. */
@@ -89,20 +159,38 @@ export class Admin {
   }
 
   /** What the policies would decide for a request, rule by rule; nothing is spent or audited. */
-  async testPolicy(ctx: Ctx, ref: string, operation: 'sign' | 'export', subject: PolicySubject): Promise<{ evaluation: Evaluation; explanation: string }> {
-    const key = await this.core.getKey(ref);
+  async testPolicy(ctx: Ctx, ref: string, operation: 'sign' | 'export', subject: PolicySubject, asPrincipal?: string): Promise<{ evaluation: Evaluation; explanation: string }> {
+    const key = await this.core.scopedKey(ctx, 'policy_test', 'policy', ref);
     const { set } = await this.core.currentPolicies();
-    const { ev } = await this.core.evaluatePolicies(this.core.policyRequest(ctx, key, operation, subject), set);
+    // Decided as if `asPrincipal` asked (a name only: the test grants it nothing).
+    const as = asPrincipal === undefined ? ctx : { ...ctx, principal: { id: asPrincipal, kind: 'token' as const } };
+    const { ev } = await this.core.evaluatePolicies(this.core.policyRequest(as, key, operation, subject), set);
     return { evaluation: ev, explanation: explain(ev) };
   }
 
   /** An approver's decision on a pending request; audited as the approver's own act. */
   async decideApproval(ctx: Ctx, id: string, approve: boolean) {
+    // An approver scoped to some keys decides only on requests for those keys.
+    const waiting = this.core.approvals.pending().find((a) => a.id === id);
+    if (waiting) await this.core.scopedKey(ctx, approve ? 'approve' : 'deny', 'approve', waiting.keyId);
+    else if (!permits(ctx.principal, 'approve')) return this.core.refuse(ctx, approve ? 'approve' : 'deny', NO_KEY, forbidden(ctx.principal, 'decide approvals'));
     const { request, settled } = this.core.approvals.decide(id, ctx.principal, approve);
     await this.core.deps.committer.audit(
       this.core.draft(ctx, approve ? 'approve' : 'deny', { id: request.keyId, label: request.keyLabel }, 'ok', null, { approval_id: request.id, operation: request.operation, requester: request.requester, settled: settled ?? 'pending' }),
     );
     return { request, settled };
+  }
+
+  /** The requests waiting for approval that this principal may decide (its scope's keys). */
+  async pendingApprovals(p: Principal) {
+    if (!permits(p, 'approve')) return [];
+    const all = this.core.approvals.pending();
+    const out = [];
+    for (const a of all) {
+      const key = await this.core.deps.store.findKey(a.keyId).catch(() => null);
+      if (key && keyInScope(p, key)) out.push(a);
+    }
+    return out;
   }
 
   /**
@@ -149,14 +237,88 @@ export class Admin {
   }
 }
 
-/** A certificate's SHA-256 fingerprint as 64 lowercase hex digits (colons and case accepted). */
-export function normalizeFingerprint(fp: string): string {
-  const hex = fp.replace(/:/g, '').toLowerCase();
-  if (!/^[0-9a-f]{64}$/.test(hex)) throw new CustosError('bad_request', 'A certificate fingerprint is its SHA-256: 64 hex digits (colons allowed).');
-  return hex;
+const NO_KEY = { id: null, label: null };
+
+const isPast = (at: string | undefined): boolean => at !== undefined && !(Date.parse(at) > Date.now());
+
+/** What an admin asks for when making or changing a principal. */
+export interface PrincipalRequest {
+  name: string;
+  role: Role;
+  operations?: string[];
+  keys?: string[];
+  tags?: string[];
+  /** ISO time or a duration from now (`90d`); null clears it on a change. */
+  expiresAt?: string | null;
+  /** `N/s`, `N/min`, `N/h`; null clears it on a change. */
+  rateLimit?: string | null;
+  /** Binds a client certificate (mutual TLS) instead of making a token. */
+  certificateSha256?: string;
 }
 
-/** What a certificate-bound principal's row stores in place of a token hash. */
-export function certificateCredential(fingerprintHex: string): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(`custos-client-certificate:${fingerprintHex}`, 'utf8').digest());
+export interface TokenView {
+  id: string;
+  name: string;
+  /** `token:<name>` or `cert:<name>`: how the audit log names it. */
+  principal: string;
+  role: Role;
+  operations: string[];
+  keys: string[];
+  tags: string[];
+  expires_at: string | null;
+  rate_limit: string | null;
+  certificate_sha256: string | null;
+  state: 'active' | 'expired' | 'revoked';
+  revoked_at: string | null;
+  rotated_at: string | null;
+  created_at: string;
+}
+
+function termsOf(req: PrincipalRequest, fp: string | undefined): TokenTerms {
+  const terms: TokenTerms = {};
+  const scoped = req.role !== 'admin';
+  if (scoped) terms.scope = scopeFor(req.role, { ...(req.operations ? { operations: req.operations } : {}), ...(req.keys ? { keys: req.keys } : {}), ...(req.tags ? { tags: req.tags } : {}) });
+  else scopeFor('admin', { ...(req.operations ? { operations: req.operations } : {}), ...(req.keys ? { keys: req.keys } : {}), ...(req.tags ? { tags: req.tags } : {}) });
+  if (req.expiresAt) terms.expires_at = parseExpiry(req.expiresAt);
+  if (req.rateLimit) {
+    parseRateLimit(req.rateLimit);
+    terms.rate_limit = req.rateLimit;
+  }
+  if (fp) terms.certificate_sha256 = fp;
+  return terms;
+}
+
+function termsDetails(t: TokenTerms): Record<string, string> {
+  return {
+    ...(t.scope ? { operations: t.scope.operations.join(','), keys: t.scope.keys.join(','), tags: t.scope.tags.join(',') } : {}),
+    ...(t.expires_at ? { expires_at: t.expires_at } : {}),
+    ...(t.rate_limit ? { rate_limit: t.rate_limit } : {}),
+    ...(t.certificate_sha256 ? { certificate_sha256: t.certificate_sha256 } : {}),
+    ...(t.revoked_at ? { revoked_at: t.revoked_at } : {}),
+  };
+}
+
+export function tokenView(t: ApiToken): TokenView {
+  let scope: Scope;
+  try {
+    scope = t.terms.scope ?? (t.role === 'admin' ? { operations: [...OPERATIONS], keys: [], tags: [] } : scopeFor(t.role));
+  } catch {
+    scope = { operations: [], keys: [], tags: [] };
+  }
+  return {
+    id: t.id,
+    name: t.name,
+    principal: `${t.terms.certificate_sha256 !== undefined || t.id.startsWith('crt_') ? 'cert' : 'token'}:${t.name}`,
+    role: t.role,
+    operations: scope.operations,
+    keys: scope.keys,
+    tags: scope.tags,
+    expires_at: t.terms.expires_at ?? null,
+    rate_limit: t.terms.rate_limit ?? null,
+    certificate_sha256: t.terms.certificate_sha256 ?? null,
+    state: t.terms.revoked_at !== undefined ? 'revoked' : isPast(t.terms.expires_at) ? 'expired' : 'active',
+    revoked_at: t.terms.revoked_at ?? null,
+    rotated_at: t.terms.rotated_at ?? null,
+    created_at: t.createdAt,
+  };
 }

@@ -108,7 +108,7 @@ export class Consensus {
    */
   async importWatermark(ctx: Ctx, ref: string, chainId: string, state: { height: bigint; round: number; step: number; signBytes?: Uint8Array; signature?: Uint8Array }): Promise<Watermark> {
     const core = this.core;
-    const key = await core.getKey(ref);
+    const key = await core.scopedKey(ctx, 'import_state', 'manage', ref);
     // A watermark guards a consensus key; on any other key it would guard nothing.
     await core.refuseOnError(ctx, 'import_state', key, { chain_id: chainId }, () => assertPurpose(key, 'consensus'));
     if (state.height < 0n || state.round < 0 || state.step < 0 || state.step > 3) throw new CustosError('bad_request', 'A watermark has height ≥ 0, round ≥ 0 and step 0–3.');
@@ -134,8 +134,8 @@ export class Consensus {
     return next;
   }
 
-  async getWatermark(ref: string, chainId: string): Promise<Watermark | null> {
-    const key = await this.core.getKey(ref);
+  async getWatermark(ctx: Ctx, ref: string, chainId: string): Promise<Watermark | null> {
+    const key = await this.core.scopedKey(ctx, 'watermark', 'read', ref);
     return this.core.deps.store.getWatermark(key.id, chainId);
   }
 }

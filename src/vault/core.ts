@@ -18,6 +18,7 @@ import { policyKeyOf, stateScopes } from '../policy/engine.js';
 import { DerivationCache } from '../wallet/hd.js';
 import { Approvals } from './approvals.js';
 import { Lanes } from './lanes.js';
+import { forbidden, keyInScope, permits, refInScope, type Operation } from '../accounts/principals.js';
 import type { GroupCommitter } from './commit.js';
 
 export const LABEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
@@ -50,6 +51,8 @@ export interface VaultMetrics {
 }
 
 export interface VaultDeps {
+  /** Failed authentications per source address within the window before 429 (accounts/authenticator.ts). */
+  authLimits?: { maxFailures: number; windowSeconds: number };
   /** How long a request needing approval waits; the caller sees the deadline. */
   approvalTimeoutMs?: number;
   approvals?: Approvals;
@@ -160,8 +163,14 @@ export class VaultCore {
     }
   }
 
-  /** Finds a key by id or label, for an operation that needs it usable. */
-  async usableKey(ctx: Ctx, operation: string, ref: string): Promise<KeyRecord> {
+  /**
+   * Finds a key by id or label that the principal may use for `op` (accounts/principals.ts);
+   * a refusal is audited as `operation`. For a scoped principal a reference outside its scope
+   * is `forbidden` whether or not such a key exists: not-found reveals nothing beyond its scope.
+   */
+  async scopedKey(ctx: Ctx, operation: string, op: Operation, ref: string): Promise<KeyRecord> {
+    const p = ctx.principal;
+    if (!permits(p, op)) return this.refuse(ctx, operation, { id: null, label: auditRef(ref) }, forbidden(p, op));
     let key: KeyRecord | null;
     try {
       key = await this.deps.store.findKey(ref);
@@ -170,7 +179,21 @@ export class VaultCore {
       if (isCustosError(e) && e.code === 'database_corrupt') return this.refuse(ctx, operation, { id: null, label: auditRef(ref) }, e);
       throw e;
     }
-    if (!key) return this.refuse(ctx, operation, { id: null, label: auditRef(ref) }, notFound(ref));
+    if (!key) return this.refuse(ctx, operation, { id: null, label: auditRef(ref) }, refInScope(p, ref) ? notFound(ref) : forbidden(p, `${op} with keys outside its scope`));
+    if (!keyInScope(p, key)) return this.refuse(ctx, operation, key, forbidden(p, `${op} with keys outside its scope`));
+    return key;
+  }
+
+  /** Refuses (audited) a new key's label and attributes outside the principal's scope. */
+  async checkNewKey(ctx: Ctx, operation: string, label: string, attributes: KeyRecord['attributes'] = {}): Promise<void> {
+    const p = ctx.principal;
+    if (!permits(p, 'create')) return this.refuse(ctx, operation, { id: null, label: auditRef(label) }, forbidden(p, 'create keys'));
+    if (!keyInScope(p, { label, attributes })) return this.refuse(ctx, operation, { id: null, label: auditRef(label) }, forbidden(p, 'create keys outside its scope'));
+  }
+
+  /** Finds a key by id or label, for an operation that needs it usable. */
+  async usableKey(ctx: Ctx, operation: string, ref: string): Promise<KeyRecord> {
+    const key = await this.scopedKey(ctx, operation, operation === 'export' ? 'export' : operation === 'xpub' ? 'read' : 'sign', ref);
     if (key.state !== 'active') {
       // Disabled or destroyed, perhaps by another process: drop anything still prepared for it.
       this.forgetKey(key.id);

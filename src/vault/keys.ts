@@ -12,6 +12,7 @@ import { ALGORITHM_INFO, generateSecret, publicKeyFromSecret, spkiPem } from '..
 import { encodeOpenSshPublicKey } from '../crypto/openssh.js';
 import { importSecret, type ImportFormat } from '../keystore/import.js';
 import { Pkcs11Backend } from '../backends/pkcs11/backend.js';
+import { keyInScope, permits } from '../accounts/principals.js';
 import { auditRef, isExpired, sha256hex, LABEL_RE, type Ctx, type VaultCore } from './core.js';
 
 const ID_PREFIX = 'key_';
@@ -88,8 +89,11 @@ export class Keys {
    * All keys; one whose row fails its MAC (edited outside Custos) is listed with
    * `corrupt: true`, not hidden. The MAC covers every field, so no envelope is opened.
    */
-  async listKeys(): Promise<Array<KeyRecord & { corrupt?: true }>> {
-    return (await this.core.deps.store.listKeys()).map((k) => {
+  async listKeys(principal?: Principal): Promise<Array<KeyRecord & { corrupt?: true }>> {
+    // A scoped principal sees only the keys in its scope (and none without `read`).
+    const all = await this.core.deps.store.listKeys();
+    const visible = principal === undefined ? all : permits(principal, 'read') ? all.filter((k) => keyInScope(principal, k)) : [];
+    return visible.map((k) => {
       if (!k.tampered) return k;
       const { tampered: _t, ...rest } = k;
       return { ...rest, corrupt: true as const };
@@ -107,6 +111,8 @@ export class Keys {
   ): Promise<KeyRecord> {
     if (attributes.purpose === undefined) attributes = { ...attributes, purpose: 'general' };
     checkAttributes(attributes);
+    // Every new key passes here: a scoped principal creates only within its globs and tags.
+    await this.core.checkNewKey(ctx, operation, label, attributes);
     const now = new Date().toISOString();
     const key: KeyRecord = {
       id: newKeyId(),
@@ -151,6 +157,8 @@ export class Keys {
    */
   async createKey(ctx: Ctx, req: { label: string; algorithm: Algorithm; exportable: boolean; attributes?: KeyAttributes; backend?: string; wrapped?: boolean; purpose?: string }): Promise<KeyRecord> {
     checkLabel(req.label);
+    // Before a token generates anything (storeNewKey checks again, for every way in).
+    await this.core.checkNewKey(ctx, 'create', req.label, req.attributes);
     const purpose = choosePurpose(req.algorithm, req.purpose ?? (req.attributes?.purpose as string | undefined), 'general');
     req = { ...req, attributes: { ...req.attributes, purpose } };
     const backend = this.backendFor(req.backend);
@@ -191,6 +199,7 @@ export class Keys {
   /** Takes a key that already exists on a PKCS#11 token (by CKA_LABEL or CKA_ID) under the vault's policy and audit. */
   async adoptKey(ctx: Ctx, req: { label: string; backend: string; objectLabel?: string; objectId?: string; purpose?: string }): Promise<KeyRecord> {
     checkLabel(req.label);
+    await this.core.checkNewKey(ctx, 'adopt', req.label);
     const backend = this.backendFor(req.backend);
     if (!(backend instanceof Pkcs11Backend)) throw new CustosError('bad_request', 'Adopting needs a PKCS#11 backend (--backend pkcs11:<name>).');
     try {
@@ -211,8 +220,7 @@ export class Keys {
    * already has a purpose keeps it: purposes are fixed at creation.
    */
   async setPurpose(ctx: Ctx, ref: string, purpose: string, details: AuditDraft['details'] = {}): Promise<KeyRecord> {
-    const key = await this.core.deps.store.findKey(ref);
-    if (!key) return this.core.refuse(ctx, 'set_purpose', { id: null, label: auditRef(ref) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
+    const key = await this.core.scopedKey(ctx, 'set_purpose', 'manage', ref);
     const current = purposeOf(key);
     try {
       if (key.state === 'destroyed') throw new CustosError('key_destroyed', `The key ${key.label} was destroyed.`);
@@ -290,8 +298,7 @@ export class Keys {
 
   async setEnabled(ctx: Ctx, ref: string, enabled: boolean): Promise<KeyRecord> {
     const operation = enabled ? 'enable' : 'disable';
-    const key = await this.core.deps.store.findKey(ref);
-    if (!key) return this.core.refuse(ctx, operation, { id: null, label: auditRef(ref) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
+    const key = await this.core.scopedKey(ctx, operation, 'manage', ref);
     if (key.state === 'destroyed') return this.core.refuse(ctx, operation, key, new CustosError('key_destroyed', `The key ${key.label} was destroyed.`));
     const now = new Date().toISOString();
     await this.core.deps.committer.commit({
@@ -306,8 +313,7 @@ export class Keys {
   }
 
   async destroyKey(ctx: Ctx, ref: string): Promise<KeyRecord> {
-    const key = await this.core.deps.store.findKey(ref);
-    if (!key) return this.core.refuse(ctx, 'destroy', { id: null, label: auditRef(ref) }, new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`));
+    const key = await this.core.scopedKey(ctx, 'destroy', 'destroy', ref);
     if (key.state === 'destroyed') return this.core.refuse(ctx, 'destroy', key, new CustosError('key_destroyed', `The key ${key.label} was already destroyed.`));
     this.core.deps.backend.forget(key.id);
     this.core.hdCache.forget(key.id);

@@ -28,6 +28,7 @@ import { RowMac } from '../keystore/row-mac.js';
 import { GroupCommitter } from './commit.js';
 import { Vault, type VaultMetrics } from './vault.js';
 import { checkDatabase } from './integrity.js';
+import { hashToken } from '../accounts/credentials.js';
 
 export type { OpenMode } from './integrity.js';
 
@@ -121,9 +122,7 @@ export function prepareDataDir(dir: string): void {
   }
 }
 
-export function hashToken(token: string): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(token, 'utf8').digest());
-}
+export { hashToken };
 
 export interface InitOptions {
   dataDir: string;
@@ -201,7 +200,7 @@ export async function initVault(opts: InitOptions): Promise<InitResult> {
     const adminToken = `custos_${randomBytes(32).toString('base64url')}`;
     const committer = new GroupCommitter(store, auditSigner);
     await committer.commit({
-      mutations: [{ kind: 'insertToken', token: { id: `tok_${randomBytes(8).toString('hex')}`, name: 'admin', hash: hashToken(adminToken), role: 'admin', createdAt: new Date().toISOString() } }],
+      mutations: [{ kind: 'insertToken', token: { id: `tok_${randomBytes(8).toString('hex')}`, name: 'admin', hash: hashToken(adminToken), role: 'admin', createdAt: new Date().toISOString(), terms: {} } }],
       audit: [{ requestId: randomUUID(), principal: SYSTEM.id, operation: 'init', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: sealDetails(vaultId, sealRecord) }],
     });
     await committer.close();
@@ -245,6 +244,8 @@ export interface OpenOptions {
   metrics?: VaultMetrics & { batch?(units: number, seconds: number): void };
   /** How long a request needing approval waits (default 60 s). */
   approvalTimeoutMs?: number;
+  /** Failed authentications per source address per window before 429 (default 20 per 60 s). */
+  authLimits?: { maxFailures: number; windowSeconds: number };
   /** Backends beside the software one (PKCS#11 tokens); closed with the vault. */
   backends?: Backend[];
   /** How often the audit anchor file follows the head while serving (default 1000 ms; 0: only at open and stop). */
@@ -318,7 +319,7 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
     const anchors = new AnchorKeeper(store, places, auditSigner, auditPublicKey, (e, p) => opts.onAnchorError?.(e, p.where));
     await anchorNow(store, places, auditSigner, auditPublicKey, false, (e, p) => opts.onAnchorError?.(e, p.where));
     anchors.start();
-    const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new Backends(new SoftwareBackend(), opts.backends ?? []), committer: makeCommitter(), metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs });
+    const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new Backends(new SoftwareBackend(), opts.backends ?? []), committer: makeCommitter(), metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs, ...(opts.authLimits ? { authLimits: opts.authLimits } : {}) });
     try {
       await vault.loadPolicies();
       await vault.migratePurposes();

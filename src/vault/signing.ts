@@ -61,9 +61,12 @@ export class Signing {
     return { keyId: key.id, algorithm: key.algorithm, signature: out.signature, encoding: out.encoding };
   }
 
-  /** Verification needs only the public key: it is not audited and works on disabled keys too. */
-  async verify(ref: string, payload: SignPayload, signature: Uint8Array, options: SignOptions): Promise<{ key: KeyRecord; valid: boolean }> {
-    const key = await this.core.getKey(ref);
+  /**
+   * Verification needs only the public key: it is not audited (refusals are) and works on
+   * disabled keys too.
+   */
+  async verify(ctx: Ctx, ref: string, payload: SignPayload, signature: Uint8Array, options: SignOptions): Promise<{ key: KeyRecord; valid: boolean }> {
+    const key = await this.core.scopedKey(ctx, 'verify', 'verify', ref);
     checkSignInput(key.algorithm, payload, { ...options, auxRand: undefined });
     return { key, valid: verifySignature(key.algorithm, key.publicKey, payload, signature, options) };
   }

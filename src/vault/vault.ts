@@ -12,10 +12,12 @@
  * signed or exported unless its decision, outcome and state changes are durable first (fail
  * closed), and every request that touches a key, denied ones included, leaves an audit entry.
  */
+import { randomUUID } from 'node:crypto';
 import type { AuditDraft, KeyRecord, Principal } from '../core/types.js';
 import type { Store } from '../store/store.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { Admin } from './admin.js';
+import { Authenticator, type Credentials } from '../accounts/authenticator.js';
 import type { Approvals } from './approvals.js';
 import { Consensus } from './consensus.js';
 import { VaultCore, type Ctx, type VaultDeps } from './core.js';
@@ -23,6 +25,9 @@ import { Keys } from './keys.js';
 import { Signing } from './signing.js';
 import { Wallet } from './wallet.js';
 
+export { type PeerCertificate, type Credentials } from '../accounts/authenticator.js';
+export { authorize, permits, refInScope, OPERATIONS, ROLES, type Operation } from '../accounts/principals.js';
+export type { PrincipalRequest, TokenView } from './admin.js';
 export { isExpired, type PolicySubject, type VaultDeps, type VaultMetrics } from './core.js';
 export { checkLabel, newKeyId, publicKeyFormats, type PublicKeyFormats } from './keys.js';
 export type { ConsensusSignRequest, ConsensusSignResult } from './consensus.js';
@@ -34,6 +39,7 @@ export class Vault {
   private readonly consensus: Consensus;
   private readonly wallet: Wallet;
   private readonly admin: Admin;
+  private readonly principals: Authenticator;
 
   constructor(deps: VaultDeps) {
     this.core = new VaultCore(deps);
@@ -42,6 +48,28 @@ export class Vault {
     this.signing = new Signing(this.core, this.wallet);
     this.consensus = new Consensus(this.core);
     this.admin = new Admin(this.core);
+    // Every refused authentication is on the record, under the principal it named if any.
+    this.principals = new Authenticator(deps.store, {
+      ...deps.authLimits,
+      onFailure: (f) =>
+        this.recordEvent({ principal: { id: f.principal ?? 'unauthenticated', kind: 'system' }, requestId: f.requestId ?? randomUUID() }, 'authenticate', null, 'denied', f.reason === 'unauthorized' ? 'unauthorized' : `unauthorized:${f.reason}`, {
+          remote: f.remote.slice(0, 64),
+          failures: f.failures,
+        }),
+    });
+  }
+
+  /**
+   * The principal behind a bearer token or a client certificate, fresh as of this request
+   * (accounts/authenticator.ts); refusals are throttled per address and audited.
+   */
+  authenticate(c: Credentials): Promise<Principal> {
+    return this.principals.authenticate(c);
+  }
+
+  /** Seconds until a throttled address may authenticate again, or 0. */
+  authRetryAfter(remote: string): number {
+    return this.principals.retryAfterSeconds(remote);
   }
 
   get store(): Store {
@@ -73,7 +101,9 @@ export class Vault {
 
   // ---- keys
   getKey = (ref: string) => this.core.getKey(ref);
-  listKeys = () => this.keys.listKeys();
+  listKeys = (principal?: Principal) => this.keys.listKeys(principal);
+  /** A key as stored, for a principal that may read it. */
+  readKey = (ctx: Ctx, ref: string) => this.core.scopedKey(ctx, 'read_key', 'read', ref);
   createKey = (...a: Parameters<Keys['createKey']>) => this.keys.createKey(...a);
   importKey = (...a: Parameters<Keys['importKey']>) => this.keys.importKey(...a);
   adoptKey = (...a: Parameters<Keys['adoptKey']>) => this.keys.adoptKey(...a);
@@ -102,9 +132,13 @@ export class Vault {
   // ---- administration
   createToken = (...a: Parameters<Admin['createToken']>) => this.admin.createToken(...a);
   listTokens = () => this.admin.listTokens();
+  updateToken = (...a: Parameters<Admin['updateToken']>) => this.admin.updateToken(...a);
+  revokeToken = (...a: Parameters<Admin['revokeToken']>) => this.admin.revokeToken(...a);
+  rotateToken = (...a: Parameters<Admin['rotateToken']>) => this.admin.rotateToken(...a);
   uploadPolicy = (...a: Parameters<Admin['uploadPolicy']>) => this.admin.uploadPolicy(...a);
   retirePolicy = (...a: Parameters<Admin['retirePolicy']>) => this.admin.retirePolicy(...a);
   testPolicy = (...a: Parameters<Admin['testPolicy']>) => this.admin.testPolicy(...a);
+  pendingApprovals = (p: Principal) => this.admin.pendingApprovals(p);
   decideApproval = (...a: Parameters<Admin['decideApproval']>) => this.admin.decideApproval(...a);
   hiddenForAgent = (agent: string) => this.admin.hiddenForAgent(agent);
   hideForAgent = (...a: Parameters<Admin['hideForAgent']>) => this.admin.hideForAgent(...a);

@@ -443,6 +443,8 @@ test('custos upgrade adds row MACs to a database from before them, once, on the 
     db.exec("UPDATE meta SET value = '2' WHERE name = 'schema_version'");
     db.exec("DELETE FROM meta WHERE name LIKE 'integrity.%' OR name = 'policy_generation'");
     db.exec('DROP INDEX IF EXISTS keys_wseq');
+    db.exec('DROP INDEX IF EXISTS api_tokens_wseq');
+    db.exec('ALTER TABLE api_tokens DROP COLUMN terms');
     for (const t of ['keys', 'api_tokens', 'watermarks', 'meta', 'audit']) db.exec(`ALTER TABLE ${t} DROP COLUMN mac`);
     for (const t of ['keys', 'api_tokens', 'watermarks', 'meta']) db.exec(`ALTER TABLE ${t} DROP COLUMN wseq`);
   });

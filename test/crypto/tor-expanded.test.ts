@@ -41,7 +41,7 @@ test('C tor ed25519 vectors: expanded and blinded keys give the published public
     const blinded = await importExpanded(vec.blinded_expanded_secret_key!);
     assert.equal(toHex(blinded.publicKey), vec.blinded_public_key);
     const bs = await v.vault.sign({ ...v.ctx(), key: blinded.id, payload: msg, options: {}, context: {} });
-    assert.equal((await v.vault.verify(blinded.id, msg, bs.signature, {})).valid, true);
+    assert.equal((await v.vault.verify(v.ctx(), blinded.id, msg, bs.signature, {})).valid, true);
   }
 });
 
@@ -61,5 +61,5 @@ test('a generated expanded key signs signatures that node:crypto verifies', asyn
   const k = await v.vault.createKey(v.ctx(), { label: `tor-gen-${randomUUID().slice(0, 6)}`, algorithm: 'ed25519-expanded', exportable: false });
   const msg = { kind: 'message' as const, bytes: new TextEncoder().encode('relay descriptor') };
   const sig = await v.vault.sign({ ...v.ctx(), key: k.id, payload: msg, options: {}, context: {} });
-  assert.equal((await v.vault.verify(k.id, msg, sig.signature, {})).valid, true);
+  assert.equal((await v.vault.verify(v.ctx(), k.id, msg, sig.signature, {})).valid, true);
 });

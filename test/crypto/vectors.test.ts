@@ -63,10 +63,10 @@ test('Ed25519: RFC 8032 §7.1 vectors sign and verify through the vault', async 
     assert.equal(toHex(key.publicKey), t.public);
     const payload: SignPayload = { kind: 'message', bytes: hex(t.message) };
     assert.equal(toHex(await signThroughVault(label, payload)), t.signature);
-    assert.equal((await v.vault.verify(label, payload, hex(t.signature), {})).valid, true);
+    assert.equal((await v.vault.verify(v.ctx(), label, payload, hex(t.signature), {})).valid, true);
     const bad = hex(t.signature);
     bad[0]! ^= 1;
-    assert.equal((await v.vault.verify(label, payload, bad, {})).valid, false);
+    assert.equal((await v.vault.verify(v.ctx(), label, payload, bad, {})).valid, false);
   }
 });
 
@@ -89,8 +89,8 @@ test('P-256: RFC 6979 §A.2.5 deterministic signatures, message and digest, raw 
     assert.equal(toHex(await signThroughVault(label, digest, { encoding: 'raw' })), t.r + t.s);
     const der = await signThroughVault(label, msg, { encoding: 'der' });
     assert.equal(der[0], 0x30);
-    assert.equal((await v.vault.verify(label, msg, der, { encoding: 'der' })).valid, true);
-    assert.equal((await v.vault.verify(label, msg, raw, { encoding: 'raw' })).valid, true);
+    assert.equal((await v.vault.verify(v.ctx(), label, msg, der, { encoding: 'der' })).valid, true);
+    assert.equal((await v.vault.verify(v.ctx(), label, msg, raw, { encoding: 'raw' })).valid, true);
   }
 });
 
@@ -110,7 +110,7 @@ test('secp256k1 ECDSA: RFC 6979 nonces and low-S match published vectors', async
     assert.equal(toHex(sig), t.sig, t.message);
     // low-S: s ≤ n/2
     assert.ok(BigInt('0x' + toHex(sig.subarray(32))) <= BigInt('0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0'));
-    assert.equal((await v.vault.verify(label, payload, sig, { encoding: 'raw' })).valid, true);
+    assert.equal((await v.vault.verify(v.ctx(), label, payload, sig, { encoding: 'raw' })).valid, true);
   }
 });
 
@@ -149,7 +149,7 @@ test('BIP340 Schnorr: the BIP test vectors sign (with their aux_rand) and verify
       assert.equal(toHex(key.publicKey), t.publicKey.toLowerCase(), `row ${t.index} public key`);
       const sig = await signThroughVault(label, payload, { auxRand: hex(t.auxRand) });
       assert.equal(toHex(sig), t.signature.toLowerCase(), `row ${t.index} signature`);
-      assert.equal((await v.vault.verify(label, payload, sig, {})).valid, true);
+      assert.equal((await v.vault.verify(v.ctx(), label, payload, sig, {})).valid, true);
     }
     // Rows without a secret key are verification-only: the same function vault.verify uses.
     assert.equal(verifySignature('secp256k1-bip340', hex(t.publicKey), payload, hex(t.signature), {}), t.valid, `row ${t.index} verification`);

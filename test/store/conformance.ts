@@ -185,7 +185,7 @@ export function storeConformance(name: string, factory: StoreFactory): void {
 
   withStore('tokens are found by hash only', async (s) => {
     const hash = new Uint8Array(32).fill(9);
-    await s.commit([{ mutations: [{ kind: 'insertToken', token: { id: 't1', name: 'admin', hash, role: 'admin', createdAt: 'now' } }], audit: [] }], chain, 'now');
+    await s.commit([{ mutations: [{ kind: 'insertToken', token: { id: 't1', name: 'admin', hash, role: 'admin', createdAt: 'now', terms: {} } }], audit: [] }], chain, 'now');
     assert.equal((await s.findToken(hash))!.name, 'admin');
     assert.equal(await s.findToken(new Uint8Array(32)), null);
   });

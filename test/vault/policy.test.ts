@@ -27,7 +27,7 @@ const pubAt = (path: string) => deriveChild(master, path).publicKey;
 const EXTERNAL = bitcoin.payments.p2wpkh({ pubkey: ECPair.makeRandom().publicKey, network });
 const BLOCKED = bitcoin.payments.p2wpkh({ pubkey: ECPair.makeRandom().publicKey, network });
 const code = (c: string) => (e: unknown) => isCustosError(e) && e.fullCode === c;
-const who = (id: string): Principal => ({ id, kind: 'token', role: 'approver' });
+const who = (id: string): Principal => ({ id, kind: 'token', role: 'approver', scope: { operations: ['approve'], keys: [], tags: [] } });
 let counter = 0;
 
 /** A P2WPKH spend of 1,000,000 sats of ours: `pay` to `to`, the rest minus 1,000 fee back to our change path. */
@@ -200,7 +200,7 @@ test('policy documents reach consensus signing, and a second process sees an upl
 test('a paths rule gives each service its own subtree of one seed; SLIP-10 ed25519 children sign and verify', async () => {
   const v = await makeVault();
   try {
-    const ctx = (id = 'token:admin') => ({ principal: id === 'token:admin' ? ADMIN : ({ id, kind: 'token' } as Principal), requestId: randomUUID() });
+    const ctx = (id = 'token:admin') => ({ principal: id === 'token:admin' ? ADMIN : ({ id, kind: 'token', role: 'signer', scope: { operations: ['read', 'sign', 'verify'], keys: [], tags: [] } } as Principal), requestId: randomUUID() });
     await v.vault.createHdKey(ctx(), { label: 'shops', curve: 'secp256k1', mnemonic: MNEMONIC });
     await v.vault.uploadPolicy(ctx(), `id = "subtrees"\n[applies_to]\nkeys = ["shops"]\n[[rules]]\ntype = "paths"\nallow = ["m/84'/0'/1'"]\nprincipals = ["token:shop-1"]\n[[rules]]\ntype = "paths"\nallow = ["m/84'/0'/2'"]\nprincipals = ["token:shop-2"]\n`);
     const sign = (who: string, path: string) => v.vault.sign({ ...ctx(who), key: 'shops', path, payload: { kind: 'message', bytes: new Uint8Array([7]) }, options: {}, context: {} });

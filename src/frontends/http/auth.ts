@@ -1,65 +1,71 @@
 /**
- * Bearer-token authentication. Tokens carry 256 random bits, so a plain SHA-256 is the
- * right stored form (no salt or slow hash needed: they cannot be guessed); the lookup is by
- * hash, and the final comparison is constant-time. Successful lookups are cached briefly
- * so that a busy client does not cost a database read per request.
+ * How the HTTP front end authenticates and authorizes: the credentials a request carries (a
+ * bearer token, else the client certificate of a mutual-TLS connection) go to the vault, which
+ * answers with a principal (accounts/authenticator.ts); each route names the operation it
+ * performs, and a route that names none is for admins only (deny by default).
  */
-import { CustosError } from '../../core/errors.js';
-import { equalBytes } from '../../core/bytes.js';
-import type { Principal } from '../../core/types.js';
-import type { Store } from '../../store/store.js';
-import { hashToken } from '../../vault/open.js';
-import { certificateCredential } from '../../vault/admin.js';
+import type { TLSSocket } from 'node:tls';
+import type { Credentials, Operation, PeerCertificate } from '../../vault/vault.js';
 
-/** What the TLS layer says of the client's certificate (mutual TLS), when one was asked for. */
-export interface PeerCertificate {
-  /** The chain verified against [api] client_ca, and the certificate is valid now. */
-  authorized: boolean;
-  /** OpenSSL's reason when not authorized (CERT_HAS_EXPIRED, UNABLE_TO_VERIFY_LEAF_SIGNATURE…). */
-  error?: string;
-  /** SHA-256 of the leaf's DER, 64 lowercase hex digits. */
-  fingerprint: string;
+/**
+ * The operation each route performs, by method and route pattern. Key routes are checked
+ * again by the vault against the key's label and tags; a route absent here is admin-only
+ * (tokens, reload, HSM objects, adopting token objects).
+ */
+export const ROUTE_OPERATIONS: Readonly<Record<string, Operation>> = {
+  'GET /v1/keys': 'read',
+  'POST /v1/keys': 'create',
+  'POST /v1/keys/batch': 'create',
+  'POST /v1/keys/import': 'create',
+  'POST /v1/keys/public': 'create',
+  'POST /v1/keys/hd': 'create',
+  'GET /v1/keys/:key': 'read',
+  'GET /v1/keys/:key/hd/public': 'read',
+  'GET /v1/keys/:key/watermarks/:chain': 'read',
+  'PUT /v1/keys/:key/watermarks/:chain': 'manage',
+  'POST /v1/keys/:key/disable': 'manage',
+  'POST /v1/keys/:key/enable': 'manage',
+  'POST /v1/keys/:key/purpose': 'manage',
+  'DELETE /v1/keys/:key': 'destroy',
+  'POST /v1/keys/:key/sign': 'sign',
+  'POST /v1/keys/:key/sign-psbt': 'sign',
+  'POST /v1/keys/:key/verify': 'verify',
+  'POST /v1/keys/:key/export': 'export',
+  'GET /v1/policies': 'policy',
+  'POST /v1/policies': 'policy',
+  'GET /v1/policies/:id': 'policy',
+  'DELETE /v1/policies/:id': 'policy',
+  'POST /v1/policies/test': 'policy',
+  'GET /v1/approvals': 'approve',
+  'POST /v1/approvals/:id/approve': 'approve',
+  'POST /v1/approvals/:id/deny': 'approve',
+  'GET /v1/privval': 'read',
+  'POST /v1/ssh-agents/:name/restore': 'manage',
+  'GET /v1/audit': 'audit',
+};
+
+/** What a request carries: `Authorization: Bearer …`, else its connection's client certificate. */
+export function credentialsOf(header: string | undefined, socket: unknown, remote: string, requestId: string): Credentials {
+  if (header !== undefined) {
+    // Anything but a bearer token is an invalid token (and counts as a failed attempt).
+    const m = /^Bearer (\S+)$/.exec(header);
+    return { token: m ? m[1]! : '', remote, requestId };
+  }
+  const certificate = peerOf(socket);
+  return { ...(certificate ? { certificate } : {}), remote, requestId };
 }
 
-const CACHE_MS = 30_000;
-
-export class TokenAuthenticator {
-  private readonly cache = new Map<string, { principal: Principal; until: number }>();
-
-  constructor(private readonly store: Store) {}
-
-  /**
-   * A bearer token, else a client certificate that chains to [api] client_ca and is bound to
-   * a principal (`tokens create --certificate`). A certificate that chains but is bound to no
-   * principal gets nothing.
-   */
-  async authenticate(header: string | undefined, peer?: PeerCertificate): Promise<Principal> {
-    if (!header && peer) return this.byCertificate(peer);
-    const m = header ? /^Bearer ([A-Za-z0-9_-]{16,200})$/.exec(header) : null;
-    if (!m) throw new CustosError('unauthorized', 'Send the API token as "Authorization: Bearer <token>" (the admin token is printed by `custos init`).');
-    const hash = hashToken(m[1]!);
-    const cacheKey = Buffer.from(hash).toString('base64');
-    const hit = this.cache.get(cacheKey);
-    if (hit && hit.until > Date.now()) return hit.principal;
-    const token = await this.store.findToken(hash);
-    if (!token || !equalBytes(token.hash, hash)) throw new CustosError('unauthorized', 'The API token is not valid for this vault.');
-    const principal: Principal = { id: `token:${token.name}`, kind: token.role === 'admin' ? 'admin' : 'token', role: token.role };
-    if (this.cache.size > 1000) this.cache.clear();
-    this.cache.set(cacheKey, { principal, until: Date.now() + CACHE_MS });
-    return principal;
-  }
-
-  private async byCertificate(peer: PeerCertificate): Promise<Principal> {
-    if (!peer.authorized) throw new CustosError('unauthorized', `The client certificate was refused (${peer.error ?? 'not verified'}): it must chain to [api] client_ca and be valid now.`);
-    const hash = certificateCredential(peer.fingerprint);
-    const cacheKey = `crt:${peer.fingerprint}`;
-    const hit = this.cache.get(cacheKey);
-    if (hit && hit.until > Date.now()) return hit.principal;
-    const row = await this.store.findToken(hash);
-    if (!row || !equalBytes(row.hash, hash)) throw new CustosError('unauthorized', `The client certificate ${peer.fingerprint} is bound to no principal (custos tokens create --certificate binds one).`);
-    const principal: Principal = { id: `cert:${row.name}`, kind: row.role === 'admin' ? 'admin' : 'token', role: row.role };
-    if (this.cache.size > 1000) this.cache.clear();
-    this.cache.set(cacheKey, { principal, until: Date.now() + CACHE_MS });
-    return principal;
-  }
+/** The client certificate of a TLS connection that asked for one ([api] client_ca), if it sent one. */
+function peerOf(socket: unknown): PeerCertificate | undefined {
+  const s = socket as TLSSocket;
+  if (typeof s.getPeerX509Certificate !== 'function') return undefined;
+  const cert = s.getPeerX509Certificate();
+  if (!cert) return undefined;
+  let err: unknown = s.authorizationError;
+  // Valid at the handshake is not enough for a connection kept alive for hours, or a resumed
+  // session: the certificate must be valid at each request.
+  const now = Date.now();
+  if (!err && (Date.parse(cert.validTo) < now || Date.parse(cert.validFrom) > now)) err = 'CERT_HAS_EXPIRED';
+  const error = err ? (typeof err === 'string' ? err : (err as Error).message) : undefined;
+  return { authorized: s.authorized === true && !error, ...(error ? { error } : {}), fingerprint: cert.fingerprint256.replace(/:/g, '').toLowerCase() };
 }

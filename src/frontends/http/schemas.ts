@@ -542,8 +542,38 @@ export const signPsbtSchema = {
   response: { 200: { type: 'object', additionalProperties: true }, ...errors },
 } as const;
 
+const tokenView = {
+  type: 'object',
+  properties: {
+    token: { type: 'string', description: 'the bearer token, shown once (create and rotate of a token principal)' },
+    id: { type: 'string' },
+    name: { type: 'string' },
+    principal: { type: 'string', description: 'token:<name> or cert:<name>, as the audit log names it' },
+    role: { type: 'string', enum: ['admin', 'operator', 'signer', 'approver', 'auditor'] },
+    operations: { type: 'array', items: { type: 'string' } },
+    keys: { type: 'array', items: { type: 'string' } },
+    tags: { type: 'array', items: { type: 'string' } },
+    expires_at: { type: 'string', nullable: true },
+    rate_limit: { type: 'string', nullable: true },
+    certificate_sha256: { type: 'string', nullable: true },
+    state: { type: 'string', enum: ['active', 'expired', 'revoked'] },
+    revoked_at: { type: 'string', nullable: true },
+    rotated_at: { type: 'string', nullable: true },
+    created_at: { type: 'string' },
+  },
+} as const;
+
+const OPERATION_NAMES = ['read', 'sign', 'verify', 'export', 'create', 'destroy', 'manage', 'policy', 'approve', 'audit'];
+const termsProperties = {
+  operations: { type: 'array', maxItems: 10, items: { type: 'string', enum: OPERATION_NAMES }, description: 'what the principal may do, within its role; default: the role\'s operations (a signer: read, sign, verify)' },
+  keys: { type: 'array', maxItems: 32, items: { type: 'string', maxLength: 64 }, description: 'label globs (* and ?) of the keys it may use; empty: any' },
+  tags: { type: 'array', maxItems: 32, items: { type: 'string', maxLength: 64 }, description: 'tags of the keys it may use (any one); empty: any' },
+  expires_at: { type: 'string', maxLength: 40, nullable: true, description: 'ISO time or a duration (30m, 12h, 90d) after which the credential is refused; null clears it' },
+  rate_limit: { type: 'string', maxLength: 16, nullable: true, description: 'N/s, N/min or N/h per process; null clears it' },
+} as const;
+
 export const createTokenSchema = {
-  summary: 'Create an API token (admin only); the token is shown once',
+  summary: 'Create a principal (admin only): a token, shown once, or a client certificate for mutual TLS',
   tags: ['system'],
   security: secured,
   body: {
@@ -552,14 +582,48 @@ export const createTokenSchema = {
     required: ['name', 'role'],
     properties: {
       name: { type: 'string', maxLength: 64 },
-      role: { type: 'string', enum: ['admin', 'approver'] },
+      role: { type: 'string', enum: ['admin', 'operator', 'signer', 'approver', 'auditor'] },
+      ...termsProperties,
       certificate_sha256: { type: 'string', maxLength: 95, description: 'bind the principal to this client certificate (mutual TLS) instead of making a token: its SHA-256 fingerprint' },
     },
   },
-  response: { 201: { type: 'object', properties: { token: { type: 'string' }, id: { type: 'string' }, name: { type: 'string' }, role: { type: 'string' }, certificate_sha256: { type: 'string' } } }, ...errors },
+  response: { 201: tokenView, ...errors },
 } as const;
 
-export const listTokensSchema = { summary: 'API tokens (names and roles; never the tokens)', tags: ['system'], security: secured, response: { 200: { type: 'object', additionalProperties: true }, ...errors } } as const;
+const nameParams = { type: 'object', required: ['name'], properties: { name: { type: 'string', maxLength: 64 } } } as const;
+
+export const updateTokenSchema = {
+  summary: "Change a principal's scope, expiry or rate limit (admin only): from the next request, in every process",
+  tags: ['system'],
+  security: secured,
+  params: nameParams,
+  body: { type: 'object', additionalProperties: false, properties: termsProperties },
+  response: { 200: tokenView, ...errors },
+} as const;
+
+export const revokeTokenSchema = {
+  summary: 'Revoke a principal (admin only): its credential fails from the next request, in every process',
+  tags: ['system'],
+  security: secured,
+  params: nameParams,
+  response: { 200: tokenView, ...errors },
+} as const;
+
+export const rotateTokenSchema = {
+  summary: "Replace a principal's token (shown once) or bound client certificate (admin only); the old one fails from the next request",
+  tags: ['system'],
+  security: secured,
+  params: nameParams,
+  body: { type: 'object', nullable: true, additionalProperties: false, properties: { certificate_sha256: { type: 'string', maxLength: 95 } } },
+  response: { 200: tokenView, ...errors },
+} as const;
+
+export const listTokensSchema = {
+  summary: 'Principals: names, roles, scopes and states (never the tokens)',
+  tags: ['system'],
+  security: secured,
+  response: { 200: { type: 'object', properties: { tokens: { type: 'array', items: tokenView } } }, ...errors },
+} as const;
 
 export const tokenObjectsSchema = {
   summary: 'Private keys on a PKCS#11 token, and which vault key (if any) each is: what can be adopted',

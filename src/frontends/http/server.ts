@@ -16,10 +16,10 @@ import type { PolicyVersion } from '../../policy/policy-set.js';
 import type { PolicyFormat } from '../../policy/document.js';
 import type { PayloadType } from '../../policy/model.js';
 import type { BitcoinNetwork } from '../../wallet/psbt.js';
-import { publicKeyFormats, type Vault } from '../../vault/vault.js';
+import { permits, publicKeyFormats, refInScope, type PrincipalRequest, type Vault } from '../../vault/vault.js';
 import type { Kem } from '../../crypto/ecies.js';
 import type { ApprovalRequest } from '../../vault/approvals.js';
-import { TokenAuthenticator, type PeerCertificate } from './auth.js';
+import { credentialsOf, ROUTE_OPERATIONS } from './auth.js';
 import type { Metrics } from './metrics.js';
 import * as S from './schemas.js';
 
@@ -194,8 +194,6 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     if (!v) throw new CustosError('vault_sealed', 'The vault is sealed: operators must unseal it first (`custos operator unseal`); `custos status` shows the progress.');
     return v;
   };
-  let auth: TokenAuthenticator | null = null;
-  const authenticator = () => (auth ??= new TokenAuthenticator(vault().store));
   const sealStatus = (): SealStatus => opts.gate?.status() ?? { sealed: false, seal: 'passphrase' };
   // Limits a reviewer checks (README "HTTP limits"): the whole request must arrive within
   // REQUEST_TIMEOUT_MS (headers within HEADERS_TIMEOUT_MS), headers are at most 16 KiB, a
@@ -254,12 +252,17 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     // so `/%761/keys` matches `/v1/keys`. Every route needs a token unless it is marked public.
     const config = req.routeOptions.config as { public?: boolean } | undefined;
     if (req.routeOptions.url !== undefined && !config?.public) {
-      // The client certificate is looked at only when there is no token (it is the other way in).
-      const header = req.headers.authorization;
-      req.principal = await authenticator().authenticate(header, header ? undefined : peerOf(req.raw.socket));
-      // Approver tokens exist to approve: they may list and decide approvals, nothing else.
-      if (req.principal.kind !== 'admin' && !(req.routeOptions.url === '/v1/approvals' || /^\/v1\/approvals\/:id\/(approve|deny)$/.test(req.routeOptions.url))) {
-        throw new CustosError('forbidden', `${req.principal.id} is an approver: it may only list and decide approvals.`);
+      const v = vault();
+      req.principal = await v.authenticate(credentialsOf(req.headers.authorization, req.raw.socket, req.ip, req.id));
+      // Each route names its operation (auth.ts); one that names none is for admins only.
+      const route = `${req.method === 'HEAD' ? 'GET' : req.method} ${req.routeOptions.url}`;
+      const op = ROUTE_OPERATIONS[route];
+      if (op === undefined ? req.principal.kind !== 'admin' : !permits(req.principal, op)) {
+        const p = req.principal;
+        const err = new CustosError('forbidden', op === undefined ? `${p.id} (${p.role ?? p.kind}) may not ${route}: it is for admins.` : `${p.id} (${p.role ?? p.kind}) may not ${op === 'audit' ? 'read the audit log' : op === 'approve' ? 'see or decide approvals' : op === 'policy' ? 'read or change policies' : op}.`, { tag: 'scope' });
+        // A scope escape attempt is on the record like any refusal.
+        await v.recordEvent({ principal: p, requestId: req.id }, 'authorize', null, 'denied', err.fullCode, { route: route.slice(0, 96) });
+        throw err;
       }
     }
   });
@@ -278,6 +281,9 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     const e = err as Error & { code?: string; statusCode?: number; validation?: unknown; validationContext?: string };
     if (isCustosError(err)) {
       status = err.httpStatus;
+      if (err.code === 'rate_limited' && (err.tag === 'authentication' || err.tag === 'principal')) {
+        reply.header('retry-after', String(err.tag === 'authentication' ? Math.max(1, opts.gate?.vault()?.authRetryAfter(req.ip) ?? opts.vault?.authRetryAfter(req.ip) ?? 1) : 1));
+      }
       code = err.fullCode;
       message = err.message;
       // Every refusal names its cause where an operator looks first (the vault has audited
@@ -356,7 +362,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   });
   app.get('/v1/openapi.json', { ...open, schema: { hide: true } }, async () => app.swagger());
 
-  app.get('/v1/keys', { schema: S.listKeysSchema }, async () => ({ keys: (await vault().listKeys()).map(keyView) }));
+  app.get('/v1/keys', { schema: S.listKeysSchema }, async (req) => ({ keys: (await vault().listKeys(ctx(req).principal)).map(keyView) }));
 
   app.post<{ Body: { label: string; algorithm: Algorithm; exportable: boolean; backend?: string; wrapped?: boolean; tags?: string[]; purpose?: string } }>('/v1/keys', { schema: S.createKeySchema }, async (req, reply) => {
     const { tags, ...rest } = req.body;
@@ -419,7 +425,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     },
   );
 
-  app.get<{ Params: { key: string } }>('/v1/keys/:key', { schema: S.keySchemaRoute('Show a key and its public key formats') }, async (req) => keyView(await vault().getKey(req.params.key)));
+  app.get<{ Params: { key: string } }>('/v1/keys/:key', { schema: S.keySchemaRoute('Show a key and its public key formats') }, async (req) => keyView(await vault().readKey(ctx(req), req.params.key)));
 
   app.post<{ Params: { key: string } }>('/v1/keys/:key/disable', { schema: S.keySchemaRoute('Disable a key (it refuses to sign until enabled)') }, async (req) =>
     keyView(await vault().setEnabled(ctx(req), req.params.key, false)),
@@ -440,7 +446,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   });
 
   app.post<{ Params: { key: string }; Body: SignBody }>('/v1/keys/:key/verify', { schema: S.verifySchema }, async (req) => {
-    const { key, valid } = await vault().verify(req.params.key, payloadOf(req.body), base64ToBytes(req.body.signature!, 'signature'), optionsOf(req.body));
+    const { key, valid } = await vault().verify(ctx(req), req.params.key, payloadOf(req.body), base64ToBytes(req.body.signature!, 'signature'), optionsOf(req.body));
     return { valid, key_id: key.id };
   });
 
@@ -449,16 +455,27 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     return { key_id: key.id, format: 'custos-ecies-v1', envelope: bytesToBase64(envelope) };
   });
 
-  const adminOnly = (req: { principal?: Principal }) => {
-    if (req.principal?.kind !== 'admin') throw new CustosError('forbidden', 'Only an admin token may do this.');
-  };
-
-  app.post<{ Body: { name: string; role: 'admin' | 'approver'; certificate_sha256?: string } }>('/v1/tokens', { schema: S.createTokenSchema }, async (req, reply) => {
-    adminOnly(req);
-    reply.code(201);
-    return vault().createToken(ctx(req), req.body.name, req.body.role, req.body.certificate_sha256);
+  type PrincipalBody = { name: string; role: PrincipalRequest['role']; operations?: string[]; keys?: string[]; tags?: string[]; expires_at?: string | null; rate_limit?: string | null; certificate_sha256?: string };
+  const principalRequest = (b: Partial<PrincipalBody>): Omit<PrincipalRequest, 'name' | 'role'> => ({
+    ...(b.operations !== undefined ? { operations: b.operations } : {}),
+    ...(b.keys !== undefined ? { keys: b.keys } : {}),
+    ...(b.tags !== undefined ? { tags: b.tags } : {}),
+    ...(b.expires_at !== undefined ? { expiresAt: b.expires_at } : {}),
+    ...(b.rate_limit !== undefined ? { rateLimit: b.rate_limit } : {}),
+    ...(b.certificate_sha256 !== undefined ? { certificateSha256: b.certificate_sha256 } : {}),
   });
-  app.get('/v1/tokens', { schema: S.listTokensSchema }, async () => ({ tokens: (await vault().listTokens()).map((t) => ({ id: t.id, name: t.name, role: t.role, created_at: t.createdAt })) }));
+  app.post<{ Body: PrincipalBody }>('/v1/tokens', { schema: S.createTokenSchema }, async (req, reply) => {
+    reply.code(201);
+    return vault().createToken(ctx(req), { name: req.body.name, role: req.body.role, ...principalRequest(req.body) });
+  });
+  app.get('/v1/tokens', { schema: S.listTokensSchema }, async () => ({ tokens: await vault().listTokens() }));
+  app.patch<{ Params: { name: string }; Body: Omit<PrincipalBody, 'name' | 'role' | 'certificate_sha256'> }>('/v1/tokens/:name', { schema: S.updateTokenSchema }, async (req) =>
+    vault().updateToken(ctx(req), req.params.name, principalRequest(req.body)),
+  );
+  app.post<{ Params: { name: string } }>('/v1/tokens/:name/revoke', { schema: S.revokeTokenSchema }, async (req) => vault().revokeToken(ctx(req), req.params.name));
+  app.post<{ Params: { name: string }; Body: { certificate_sha256?: string } }>('/v1/tokens/:name/rotate', { schema: S.rotateTokenSchema }, async (req) =>
+    vault().rotateToken(ctx(req), req.params.name, req.body?.certificate_sha256),
+  );
 
   const versionView = (v: PolicyVersion) => ({ id: v.id, version: v.version, format: v.format, sha256: v.sha256, uploaded_at: v.uploadedAt, retired: v.retired });
   app.post<{ Body: { source: string; format?: PolicyFormat } }>('/v1/policies', { schema: S.uploadPolicySchema }, async (req, reply) => {
@@ -484,7 +501,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
       const c = ctx(req);
       const outputs = b.psbt?.outputs.map((o) => ({ address: o.address ?? null, amount: BigInt(o.amount), isChange: o.is_change }));
       const { evaluation, explanation } = await vault().testPolicy(
-        b.principal ? { ...c, principal: { id: b.principal, kind: 'token' } } : c,
+        c,
         b.key,
         b.operation,
         {
@@ -493,6 +510,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
           ...(b.message !== undefined ? { payload: base64ToBytes(b.message, 'message') } : {}),
           ...(b.psbt && outputs ? { psbt: { outputs, fee: BigInt(b.psbt.fee), sentExternally: outputs.filter((o) => !o.isChange).reduce((a, o) => a + o.amount, 0n), inputCount: b.psbt.input_count, ...(b.psbt.vsize ? { vsize: b.psbt.vsize } : {}) } } : {}),
         },
+        b.principal,
       );
       return { decision: evaluation.decision, trace: evaluation.trace, explanation };
     },
@@ -524,7 +542,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     };
   });
 
-  app.get('/v1/approvals', { schema: S.approvalsSchema }, async () => ({ approvals: vault().approvals.pending().map(approvalView) }));
+  app.get('/v1/approvals', { schema: S.approvalsSchema }, async (req) => ({ approvals: (await vault().pendingApprovals(ctx(req).principal)).map(approvalView) }));
   for (const verb of ['approve', 'deny'] as const) {
     app.post<{ Params: { id: string } }>(`/v1/approvals/:id/${verb}`, { schema: S.decideSchema(verb) }, async (req) => {
       const { request, settled } = await vault().decideApproval(ctx(req), req.params.id, verb === 'approve');
@@ -532,8 +550,9 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     });
   }
 
-  app.get('/v1/privval', { schema: S.privvalStatusSchema }, async () => ({
-    validators: ((await opts.privvalStatus?.()) ?? []).map((p) => ({
+  app.get('/v1/privval', { schema: S.privvalStatusSchema }, async (req) => ({
+    // A scoped principal sees the validators whose key reference its globs allow.
+    validators: ((await opts.privvalStatus?.()) ?? []).filter((p) => refInScope(ctx(req).principal, p.key)).map((p) => ({
       name: p.name,
       chain_id: p.chainId,
       address: p.address,
@@ -552,7 +571,6 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   }));
 
   app.post('/v1/reload', { schema: S.reloadSchema }, async (req) => {
-    adminOnly(req);
     if (!opts.reload) throw new CustosError('bad_request', 'This server has no configuration file to reload.');
     const r = await opts.reload();
     return { applied: r.applied, privval: r.privval, ssh_agent: r.sshAgent, restart_needed: r.restartNeeded };
@@ -566,7 +584,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     signature: w.signature ? bytesToBase64(w.signature) : null,
   });
   app.get<{ Params: { key: string; chain: string } }>('/v1/keys/:key/watermarks/:chain', { schema: S.getWatermarkSchema }, async (req) => {
-    const w = await vault().getWatermark(req.params.key, req.params.chain);
+    const w = await vault().getWatermark(ctx(req), req.params.key, req.params.chain);
     if (!w) throw new CustosError('not_found', `The key has signed nothing on ${req.params.chain} yet.`);
     return watermarkView(w);
   });
@@ -600,21 +618,6 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
 }
 
 /** Plain HTTP listens on loopback only: any other address needs TLS ([api] tls_cert and tls_key). */
-/** The client certificate of a TLS connection that asked for one ([api] client_ca), if it sent one. */
-function peerOf(socket: unknown): PeerCertificate | undefined {
-  const s = socket as TLSSocket;
-  if (typeof s.getPeerX509Certificate !== 'function') return undefined;
-  const cert = s.getPeerX509Certificate();
-  if (!cert) return undefined;
-  let err: unknown = s.authorizationError;
-  // Valid at the handshake is not enough for a connection kept alive for hours, or a resumed
-  // session: the certificate must be valid at each request.
-  const now = Date.now();
-  if (!err && (Date.parse(cert.validTo) < now || Date.parse(cert.validFrom) > now)) err = 'CERT_HAS_EXPIRED';
-  const error = err ? (typeof err === 'string' ? err : (err as Error).message) : undefined;
-  return { authorized: s.authorized === true && !error, ...(error ? { error } : {}), fingerprint: cert.fingerprint256.replace(/:/g, '').toLowerCase() };
-}
-
 export function assertLoopback(host: string): void {
   const ok = host === 'localhost' || host === '::1' || /^127(?:\.\d{1,3}){3}$/.test(host);
   if (!ok) {

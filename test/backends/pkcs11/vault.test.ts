@@ -56,7 +56,7 @@ test('token keys of every type sign through the vault and verify with node:crypt
     const opts = alg === 'secp256k1' || alg === 'p256' ? { encoding: 'der' as const } : {};
     const r = await v.vault.sign({ ...ctx(), key: key.label, payload: { kind: 'message', bytes: msg }, options: opts, context: {} });
     assert.ok(verifySignature(alg, key.publicKey, { kind: 'message', bytes: msg }, r.signature, opts), `${alg} signature verifies`);
-    const { valid } = await v.vault.verify(key.label, { kind: 'message', bytes: msg }, r.signature, opts);
+    const { valid } = await v.vault.verify(ctx(), key.label, { kind: 'message', bytes: msg }, r.signature, opts);
     assert.ok(valid);
   }
   await assert.rejects(

@@ -486,7 +486,7 @@ test('a node pinned by id is dropped right after the handshake: a request it sen
     await session.sendMessage({ kind: 'sign_vote_request', vote: vote(1, 1, 0, blockId(1)), chainId: CHAIN, skipExtensionSigning: false }, 'v0.38');
     assert.equal(await session.receive('v0.38', 10_000), null, 'the signer closes without answering');
     session.close();
-    assert.equal(await v.vault.getWatermark('consensus', CHAIN), null, 'nothing was signed');
+    assert.equal(await v.vault.getWatermark(v.ctx(), 'consensus', CHAIN), null, 'nothing was signed');
     await waitFor(() => fields.length > 0);
     const seen = nodeIdOf(node.identityPublic);
     assert.deepEqual(fields[0], { m: 'privval node id mismatch: refusing the node', connector: 'pinned', address: node.address.replace('tcp://', `tcp://${pinnedId}@`), expected_node_id: pinnedId, seen_node_id: seen, chain_id: CHAIN });

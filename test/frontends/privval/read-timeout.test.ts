@@ -152,7 +152,7 @@ test('a node that stops in the middle of a sealed frame or of a privval message 
       s.close();
     }
     // Nothing was signed by the halves; a whole request on the next connection is.
-    assert.equal(await v.vault.getWatermark('val-a', CHAIN_A), null);
+    assert.equal(await v.vault.getWatermark(v.ctx(), 'val-a', CHAIN_A), null);
     const raw = await node.accept(HANG_GUARD_MS);
     const s = await raw.handshake(node.signer);
     assert.ok(s);

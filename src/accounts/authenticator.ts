@@ -1,0 +1,211 @@
+/**
+ * Who is asking: a bearer token or a client certificate becomes a principal with its role and
+ * scope, or the request is refused.
+ *
+ * - Freshness: a principal found is remembered only while the token rows are unchanged
+ *   (`Store.tokensVersion`, one indexed read per request), so a revocation, rotation or scope
+ *   change made by any process sharing the database holds from the very next request.
+ * - No oracle: a token is looked up by its hash alone, so an unknown token and a wrong one take
+ *   the same path and get the same answer.
+ * - Failures are throttled per source address: after `maxFailures` within `windowSeconds`, a
+ *   failed attempt from it gets 429 and is no longer recorded one by one (the audit log cannot
+ *   be flooded), until the window has room. A valid credential from that address still works:
+ *   a client sharing an address (a NAT, a proxy) with a guesser is not locked out, and with
+ *   256-bit tokens there is nothing to guess. Each recorded failure goes to `onFailure`, which
+ *   the vault audits.
+ * - A principal with a rate limit gets 429 beyond it (per process: each node counts its own).
+ */
+import { CustosError } from '../core/errors.js';
+import { equalBytes } from '../core/bytes.js';
+import type { Principal } from '../core/types.js';
+import type { ApiToken, Store } from '../store/store.js';
+import { certificateCredential, hashToken, parseRateLimit, type RateLimit } from './credentials.js';
+import { scopeFor } from './principals.js';
+
+/** What the TLS layer says of the client's certificate (mutual TLS), when one was asked for. */
+export interface PeerCertificate {
+  /** The chain verified against [api] client_ca, and the certificate is valid now. */
+  authorized: boolean;
+  /** OpenSSL's reason when not authorized (CERT_HAS_EXPIRED, UNABLE_TO_VERIFY_LEAF_SIGNATURE…). */
+  error?: string;
+  /** SHA-256 of the leaf's DER, 64 lowercase hex digits. */
+  fingerprint: string;
+}
+
+export interface Credentials {
+  /** The bearer token, when one was sent. */
+  token?: string;
+  /** The client certificate, looked at only when no token was sent. */
+  certificate?: PeerCertificate;
+  /** The source address, for throttling and the record. */
+  remote: string;
+  /** The request's id, for the audit entry of a refusal. */
+  requestId?: string;
+}
+
+/** A refused attempt, for the audit log: never the token itself. */
+export interface AuthFailure {
+  remote: string;
+  /** unauthorized (unknown), revoked, expired, certificate, throttled. */
+  reason: string;
+  /** The principal a revoked or expired credential belonged to. */
+  principal?: string;
+  /** Failures from this address within the window, this one included. */
+  failures: number;
+  requestId?: string;
+}
+
+export interface AuthenticatorOptions {
+  /** Failed attempts allowed per source address within the window before 429. */
+  maxFailures?: number;
+  windowSeconds?: number;
+  /** Awaited (the audit entry), so every refused attempt costs the same; its errors are swallowed. */
+  onFailure?: (f: AuthFailure) => Promise<void> | void;
+  onRateLimited?: (principal: string) => void;
+  now?: () => number;
+}
+
+interface Remembered {
+  token: ApiToken;
+  principal: Principal;
+  version: string;
+  expiresAt: number;
+  rate: RateLimit | null;
+}
+
+const MAX_REMEMBERED = 4096;
+
+export class Authenticator {
+  private readonly remembered = new Map<string, Remembered>();
+  private readonly failures = new Map<string, number[]>();
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private readonly maxFailures: number;
+  private readonly windowMs: number;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly store: Store,
+    private readonly opts: AuthenticatorOptions = {},
+  ) {
+    this.maxFailures = opts.maxFailures ?? 20;
+    this.windowMs = (opts.windowSeconds ?? 60) * 1000;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Seconds until `remote` may try again, or 0 when it is not throttled. */
+  retryAfterSeconds(remote: string): number {
+    const recent = this.recentFailures(remote);
+    if (recent.length < this.maxFailures) return 0;
+    return Math.max(1, Math.ceil((recent[0]! + this.windowMs - this.now()) / 1000));
+  }
+
+  async authenticate(c: Credentials): Promise<Principal> {
+    let hash: Uint8Array;
+    let kind: 'token' | 'cert';
+    if (c.token !== undefined) {
+      if (!/^[A-Za-z0-9_-]{16,200}$/.test(c.token)) return this.fail(c, 'unauthorized', 'Send the API token as "Authorization: Bearer <token>" (the admin token is printed by `custos init`).');
+      hash = hashToken(c.token);
+      kind = 'token';
+    } else if (c.certificate) {
+      if (!c.certificate.authorized) {
+        return this.fail(c, 'certificate', `The client certificate was refused (${c.certificate.error ?? 'not verified'}): it must chain to [api] client_ca and be valid now.`);
+      }
+      hash = certificateCredential(c.certificate.fingerprint);
+      kind = 'cert';
+    } else {
+      throw new CustosError('unauthorized', 'Send the API token as "Authorization: Bearer <token>" (the admin token is printed by `custos init`), or a client certificate bound to a principal.');
+    }
+    const r = await this.lookup(hash, kind);
+    if (!r) {
+      return this.fail(
+        c,
+        'unauthorized',
+        kind === 'token' ? 'The API token is not valid for this vault.' : `The client certificate ${c.certificate!.fingerprint} is bound to no principal (custos tokens create --certificate binds one).`,
+      );
+    }
+    const now = this.now();
+    if (r.token.terms.revoked_at !== undefined) return this.fail(c, 'revoked', `The credential of ${r.principal.id} was revoked at ${r.token.terms.revoked_at}.`, r.principal.id);
+    if (r.expiresAt <= now) return this.fail(c, 'expired', `The credential of ${r.principal.id} expired at ${r.token.terms.expires_at}; an admin can rotate it or make a new one.`, r.principal.id);
+    if (r.rate && !this.take(r.principal.id, r.rate, now)) {
+      this.opts.onRateLimited?.(r.principal.id);
+      throw new CustosError('rate_limited', `${r.principal.id} is limited to ${r.token.terms.rate_limit}; slow down.`, { tag: 'principal' });
+    }
+    return r.principal;
+  }
+
+  /** The principal a credential hash belongs to, fresh as of this request. */
+  private async lookup(hash: Uint8Array, kind: 'token' | 'cert'): Promise<Remembered | null> {
+    const version = await this.store.tokensVersion();
+    const key = Buffer.from(hash).toString('base64');
+    const hit = this.remembered.get(key);
+    if (hit && hit.version === version) return hit;
+    this.remembered.delete(key);
+    const token = await this.store.findToken(hash);
+    if (!token || !equalBytes(token.hash, hash)) return null;
+    const r = this.remember(token, kind, version);
+    if (this.remembered.size >= MAX_REMEMBERED) this.remembered.clear();
+    this.remembered.set(key, r);
+    return r;
+  }
+
+  private remember(token: ApiToken, kind: 'token' | 'cert', version: string): Remembered {
+    const id = `${kind}:${token.name}`;
+    let principal: Principal;
+    try {
+      principal = token.role === 'admin' ? { id, kind: 'admin', role: 'admin' } : { id, kind: 'token', role: token.role, scope: token.terms.scope ?? scopeFor(token.role) };
+    } catch {
+      // A role this version does not know (written by a newer Custos): nothing is allowed.
+      principal = { id, kind: 'token', role: token.role, scope: { operations: [], keys: [], tags: [] } };
+    }
+    const exp = token.terms.expires_at === undefined ? Infinity : Date.parse(token.terms.expires_at);
+    let rate: RateLimit | null = null;
+    try {
+      rate = token.terms.rate_limit ? parseRateLimit(token.terms.rate_limit) : null;
+    } catch {
+      rate = { requests: 1, perSeconds: 3600 };
+    }
+    return { token, principal, version, expiresAt: Number.isNaN(exp) ? -Infinity : exp, rate };
+  }
+
+  /** A token bucket per principal: `requests` per `perSeconds`, bursts up to `requests`. */
+  private take(id: string, rate: RateLimit, now: number): boolean {
+    const b = this.buckets.get(id) ?? { tokens: rate.requests, at: now };
+    b.tokens = Math.min(rate.requests, b.tokens + ((now - b.at) / 1000) * (rate.requests / rate.perSeconds));
+    b.at = now;
+    if (this.buckets.size > MAX_REMEMBERED) this.buckets.clear();
+    this.buckets.set(id, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  private recentFailures(remote: string): number[] {
+    const list = this.failures.get(remote);
+    if (!list) return [];
+    const since = this.now() - this.windowMs;
+    while (list.length > 0 && list[0]! <= since) list.shift();
+    if (list.length === 0) this.failures.delete(remote);
+    return list;
+  }
+
+  private async fail(c: Credentials, reason: string, message: string, principal?: string): Promise<never> {
+    const remote = c.remote;
+    const wait = this.retryAfterSeconds(remote);
+    if (wait > 0) {
+      throw new CustosError('rate_limited', `Too many failed authentications from ${remote} (${this.maxFailures} in ${this.windowMs / 1000} s): this one was refused and not recorded. Retry in ${wait} s with a valid credential.`, { tag: 'authentication' });
+    }
+    const list = this.recentFailures(remote);
+    list.push(this.now());
+    if (list.length === 1) {
+      // Bounded: an address flood cannot grow this without end.
+      if (this.failures.size > 65_536) this.failures.clear();
+      this.failures.set(remote, list);
+    }
+    try {
+      await this.opts.onFailure?.({ remote, reason, ...(principal ? { principal } : {}), failures: list.length, ...(c.requestId ? { requestId: c.requestId } : {}) });
+    } catch {
+      // The refusal stands whether or not it could be recorded.
+    }
+    throw new CustosError('unauthorized', message, reason === 'unauthorized' ? undefined : { tag: reason });
+  }
+}
