@@ -25,13 +25,23 @@ export function readInput(file: string): Uint8Array {
   }
 }
 
-export function clientFrom(opts: { addr?: string; token?: string; tokenFile?: string }): CustosClient {
+export function clientFrom(opts: { addr?: string; token?: string; tokenFile?: string; ca?: string; clientCert?: string; clientKey?: string; serverSha256?: string }): CustosClient {
   const addr = opts.addr ?? process.env.CUSTOS_ADDR ?? 'http://127.0.0.1:8200';
   let token = opts.token ?? process.env.CUSTOS_TOKEN;
   if (!opts.tokenFile && !token && process.env.CUSTOS_TOKEN_FILE) opts = { ...opts, tokenFile: process.env.CUSTOS_TOKEN_FILE };
   if (opts.tokenFile) token = Buffer.from(readInput(opts.tokenFile)).toString('utf8').trim();
-  if (!token) throw new CustosError('unauthorized', 'No API token: give --token-file FILE, or set CUSTOS_TOKEN_FILE or CUSTOS_TOKEN (the admin token is printed by `custos init`, or written to its --admin-token-file).');
-  return new CustosClient({ addr, token });
+  const ca = opts.ca ?? process.env.CUSTOS_CACERT;
+  const cert = opts.clientCert ?? process.env.CUSTOS_CLIENT_CERT;
+  const key = opts.clientKey ?? process.env.CUSTOS_CLIENT_KEY;
+  if ((cert === undefined) !== (key === undefined)) throw new CustosError('bad_request', 'Mutual TLS needs both --client-cert and --client-key (or CUSTOS_CLIENT_CERT and CUSTOS_CLIENT_KEY).');
+  if (!token && !cert) throw new CustosError('unauthorized', 'No API token: give --token-file FILE, or set CUSTOS_TOKEN_FILE or CUSTOS_TOKEN (the admin token is printed by `custos init`, or written to its --admin-token-file); or a client certificate with --client-cert/--client-key.');
+  return new CustosClient({
+    addr,
+    ...(token ? { token } : {}),
+    ...(ca ? { ca: readInput(ca) } : {}),
+    ...(cert && key ? { cert: readInput(cert), key: readInput(key) } : {}),
+    ...((opts.serverSha256 ?? process.env.CUSTOS_SERVER_SHA256) ? { serverFingerprint: (opts.serverSha256 ?? process.env.CUSTOS_SERVER_SHA256)! } : {}),
+  });
 }
 
 export const withApi = (c: Command) =>
@@ -39,6 +49,10 @@ export const withApi = (c: Command) =>
     .addOption(new Option('--addr <url>', 'vault API address').env('CUSTOS_ADDR').default('http://127.0.0.1:8200'))
     .addOption(new Option('--token <token>', 'API token (prefer CUSTOS_TOKEN or --token-file: flags show in `ps`)').env('CUSTOS_TOKEN'))
     .option('--token-file <file>', 'read the API token from a file (else $CUSTOS_TOKEN, else the file named by $CUSTOS_TOKEN_FILE)')
+    .option('--ca <file>', 'trust this CA (PEM) for an https:// vault, as `custos tls init` printed it (else $CUSTOS_CACERT)')
+    .option('--client-cert <file>', 'mutual TLS: this client certificate (PEM; else $CUSTOS_CLIENT_CERT)')
+    .option('--client-key <file>', 'mutual TLS: its private key (PEM; else $CUSTOS_CLIENT_KEY)')
+    .option('--server-sha256 <hex>', "also pin the server certificate's SHA-256 (else $CUSTOS_SERVER_SHA256)")
     .option('--json', 'print JSON');
 
 export function hsmConfigToml(c: Pkcs11Config, keyLabel: string): string {

@@ -2,7 +2,7 @@
  * The TypeScript SDK for the Custos HTTP API. Errors come back as CustosError with the
  * server's stable code, so callers branch on `e.code` exactly as the server meant.
  */
-import { CustosError, httpStatusOf, type ErrorCode } from '../core/errors.js';
+import { Transport, type TransportOptions } from './transport.js';
 import type { Algorithm, HashName, RsaPadding, SignatureEncoding } from '../core/types.js';
 
 export interface KeyInfo {
@@ -12,7 +12,7 @@ export interface KeyInfo {
   state: 'active' | 'disabled' | 'destroyed';
   exportable: boolean;
   /** What the key signs, fixed at creation (legacy: made before purposes). */
-  purpose?: 'general' | 'ssh' | 'consensus' | 'bitcoin' | 'legacy';
+  purpose?: 'general' | 'ssh' | 'consensus' | 'bitcoin' | 'verify' | 'legacy';
   origin: 'generated' | 'imported';
   created_at: string;
   updated_at: string;
@@ -59,6 +59,32 @@ export interface AuditEntryView {
   hash: string;
 }
 
+/** What `tokens create|update` take besides name and role. */
+export interface PrincipalParams {
+  operations?: Array<'read' | 'sign' | 'verify' | 'export' | 'create' | 'destroy' | 'manage' | 'policy' | 'approve' | 'audit'>;
+  keys?: string[];
+  tags?: string[];
+  expires_at?: string | null;
+  rate_limit?: string | null;
+}
+
+export interface PrincipalView {
+  id: string;
+  name: string;
+  principal: string;
+  role: 'admin' | 'operator' | 'signer' | 'approver' | 'auditor';
+  operations: string[];
+  keys: string[];
+  tags: string[];
+  expires_at: string | null;
+  rate_limit: string | null;
+  certificate_sha256: string | null;
+  state: 'active' | 'expired' | 'revoked';
+  revoked_at: string | null;
+  rotated_at: string | null;
+  created_at: string;
+}
+
 const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
 
 export interface SealStatusView {
@@ -69,34 +95,26 @@ export interface SealStatusView {
   reason?: string;
 }
 
+export interface ClientOptions extends TransportOptions {
+  /** The API token; absent when the client authenticates by its certificate (mutual TLS). */
+  token?: string;
+}
+
 export class CustosClient {
-  constructor(private readonly opts: { addr: string; token: string; timeoutMs?: number }) {}
+  private readonly transport: Transport;
+
+  constructor(private readonly opts: ClientOptions) {
+    this.transport = new Transport(opts);
+  }
 
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    let res: Response;
-    try {
-      res = await fetch(new URL(path, this.opts.addr), {
-        method,
-        headers: { ...(this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-        body: body !== undefined ? JSON.stringify(body) : undefined,
-        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
-      });
-    } catch (e) {
-      throw new CustosError('storage_unavailable', `Cannot reach the vault at ${this.opts.addr} (${(e as Error).cause ? ((e as Error).cause as Error).message : (e as Error).message}); is \`custos serve\` running there?`);
-    }
-    const text = await res.text();
-    let json: unknown;
-    try {
-      json = text ? JSON.parse(text) : {};
-    } catch {
-      throw new CustosError('internal', `The server at ${this.opts.addr} answered ${res.status} with a body that is not JSON.`);
-    }
-    if (!res.ok) {
-      const { code = 'internal', message = `HTTP ${res.status}` } = json as { code?: string; message?: string };
-      const [base, tag] = code.split(':', 2) as [string, string | undefined];
-      throw new CustosError((base in httpStatusOf ? base : 'internal') as ErrorCode, message, tag ? { tag } : undefined);
-    }
-    return json as T;
+    const res = await this.transport.request(method, path, body, this.opts.token);
+    return Transport.check(res, this.opts.addr) as T;
+  }
+
+  /** Closes the kept-alive connections (a process can exit without it). */
+  close(): void {
+    this.transport.close();
   }
 
   health(): Promise<{ status: string }> {
@@ -136,12 +154,27 @@ export class CustosClient {
     return this.call('POST', `/v1/keys/${encodeURIComponent(ref)}/sign-psbt`, { psbt: Buffer.from(psbt).toString('base64'), network });
   }
 
-  createToken(name: string, role: 'admin' | 'approver', certificateSha256?: string): Promise<{ token?: string; id: string; name: string; role: string; certificate_sha256?: string }> {
-    return this.call('POST', '/v1/tokens', { name, role, ...(certificateSha256 ? { certificate_sha256: certificateSha256 } : {}) });
+  /** Makes a principal: a token (returned once, in `token`) or, with `certificate_sha256`, a client certificate. */
+  createToken(p: PrincipalParams & { name: string; role: PrincipalView['role']; certificate_sha256?: string }): Promise<PrincipalView & { token?: string }> {
+    return this.call('POST', '/v1/tokens', p);
   }
 
-  listTokens(): Promise<{ tokens: Array<{ id: string; name: string; role: string; created_at: string }> }> {
+  listTokens(): Promise<{ tokens: PrincipalView[] }> {
     return this.call('GET', '/v1/tokens');
+  }
+
+  /** Changes scope, expiry or rate limit (null clears the last two); holds from the next request. */
+  updateToken(name: string, p: PrincipalParams): Promise<PrincipalView> {
+    return this.call('PATCH', `/v1/tokens/${encodeURIComponent(name)}`, p);
+  }
+
+  revokeToken(name: string): Promise<PrincipalView> {
+    return this.call('POST', `/v1/tokens/${encodeURIComponent(name)}/revoke`);
+  }
+
+  /** A new token (in `token`, once), or the new certificate for a certificate principal. */
+  rotateToken(name: string, certificateSha256?: string): Promise<PrincipalView & { token?: string }> {
+    return this.call('POST', `/v1/tokens/${encodeURIComponent(name)}/rotate`, certificateSha256 ? { certificate_sha256: certificateSha256 } : {});
   }
 
   /** Needs no token. */
@@ -183,6 +216,14 @@ export class CustosClient {
   /** `material`: base64 for raw, the text itself for hex, pkcs8 (PEM) and openssh. */
   importKey(p: { label: string; algorithm?: Algorithm; format: 'raw' | 'hex' | 'pkcs8' | 'openssh' | 'cometbft'; material: string; exportable?: boolean; purpose?: string }): Promise<KeyInfo> {
     return this.call('POST', '/v1/keys/import', p);
+  }
+
+  /**
+   * Imports a bare public key as a key that verifies and never signs. `material`: the PEM text
+   * for spki-pem, base64 for spki-der and raw (raw needs `algorithm`).
+   */
+  importPublicKey(p: { label: string; format: 'spki-pem' | 'spki-der' | 'raw'; material: string; algorithm?: Algorithm; tags?: string[] }): Promise<KeyInfo> {
+    return this.call('POST', '/v1/keys/public', p);
   }
 
   /** Gives a legacy key (made before purposes) its one purpose, once. */

@@ -15,10 +15,12 @@ import type { KeyRecord } from './types.js';
  * - `ssh`: SSH payloads through an ssh-agent socket only.
  * - `consensus`: CometBFT votes and proposals through the watermarked consensus path only.
  * - `bitcoin`: PSBTs and BIP32 children by path.
+ * - `verify`: a bare public key imported to check signatures (a counterparty's, an approver's):
+ *   there is no private key, and it signs nothing.
  * - `legacy`: keys made before purposes existed (no `purpose` attribute): every use they had
  *   except consensus signing. `custos keys set-purpose` narrows one to a single purpose, once.
  */
-export const KEY_PURPOSES = ['general', 'ssh', 'consensus', 'bitcoin'] as const;
+export const KEY_PURPOSES = ['general', 'ssh', 'consensus', 'bitcoin', 'verify'] as const;
 export type KeyPurpose = (typeof KEY_PURPOSES)[number] | 'legacy';
 
 /** The ways a key can be asked to sign. */
@@ -29,6 +31,7 @@ const ALLOWED: Record<KeyPurpose, readonly KeyUse[]> = {
   ssh: ['ssh'],
   consensus: ['consensus'],
   bitcoin: ['psbt', 'derived'],
+  verify: [],
   legacy: ['raw', 'derived', 'psbt', 'ssh'],
 };
 
@@ -65,6 +68,7 @@ export function assertPurpose(k: Pick<KeyRecord, 'attributes' | 'label'>, use: K
   if (purposeAllows(k, use)) return;
   const p = purposeOf(k);
   if (p === 'unknown') throw new CustosError('key_purpose', `The key ${k.label} has a purpose this version of Custos does not know; it signs nothing here.`);
+  if (p === 'verify') throw new CustosError('key_purpose', `The key ${k.label} is a public key imported to verify signatures: there is no private key, so it signs nothing.`);
   const hint =
     p === 'legacy' && use === 'consensus'
       ? ` It predates key purposes: give it the consensus purpose once with \`custos keys set-purpose ${k.label} consensus\` (after which it signs nothing else).`

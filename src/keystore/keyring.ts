@@ -35,6 +35,8 @@ export class Keyring {
 
   /** The plaintext secret; the caller wipes it when done. */
   openSecret(k: KeyRecord): Uint8Array {
+    // A verify-only key's envelope holds no secret: nothing may ever be handed one as a key.
+    if (k.attributes.purpose === 'verify') throw new CustosError('key_purpose', `The key ${k.label} is a public key imported to verify signatures; it has no private key.`);
     if (!k.sealed) throw new CustosError('key_destroyed', `The key ${k.label} was destroyed; its material no longer exists.`);
     const secret = open(this.kek, k.sealed, this.ad(k));
     if (!secret) {
@@ -49,7 +51,9 @@ export class Keyring {
   /** Authenticates a record's bound fields (public key, exportable, ...) without keeping the secret. */
   checkRecord(k: KeyRecord): void {
     if (!k.sealed) return;
-    this.openSecret(k).fill(0);
+    const secret = open(this.kek, k.sealed, this.ad(k));
+    if (!secret) this.openSecret(k);
+    else secret.fill(0);
   }
 
   destroy(): void {

@@ -11,6 +11,7 @@ import type { Algorithm, AuditDraft, KeyAttributes, KeyRecord, Principal } from 
 import { ALGORITHM_INFO, generateSecret, publicKeyFromSecret, spkiPem } from '../crypto/algorithms.js';
 import { encodeOpenSshPublicKey } from '../crypto/openssh.js';
 import { importSecret, type ImportFormat } from '../keystore/import.js';
+import { parsePublicKey, type PublicFormat } from '../crypto/public-keys.js';
 import { Pkcs11Backend } from '../backends/pkcs11/backend.js';
 import { keyInScope, permits } from '../accounts/principals.js';
 import { auditRef, isExpired, sha256hex, LABEL_RE, type Ctx, type VaultCore } from './core.js';
@@ -56,12 +57,13 @@ const PURPOSE_ALGORITHMS: Record<Exclude<KeyPurpose, 'legacy'>, readonly Algorit
   ssh: ['ed25519', 'ed25519-expanded', 'p256', 'rsa-2048', 'rsa-3072', 'rsa-4096'],
   consensus: ['ed25519', 'ed25519-expanded', 'secp256k1'],
   bitcoin: ['secp256k1', 'secp256k1-bip340'],
+  verify: null,
 };
 
 /** The purpose a new key gets: the one asked for, else what its origin implies. */
 export function choosePurpose(algorithm: Algorithm, asked: string | undefined, fallback: Exclude<KeyPurpose, 'legacy'>): Exclude<KeyPurpose, 'legacy'> {
   const p = asked ?? fallback;
-  if (!isKeyPurpose(p)) throw new CustosError('bad_request', `purpose must be one of ${KEY_PURPOSES.join(', ')}.`);
+  if (!isKeyPurpose(p) || p === 'verify') throw new CustosError('bad_request', `purpose must be one of ${KEY_PURPOSES.filter((x) => x !== 'verify').join(', ')} (verify is for public keys: keys import-public).`);
   const allowed = PURPOSE_ALGORITHMS[p];
   if (allowed && !allowed.includes(algorithm)) throw new CustosError('bad_request', `A ${p} key is ${allowed.join(', ')}; ${algorithm} cannot be one.`);
   return p;
@@ -294,6 +296,26 @@ export class Keys {
     } finally {
       wipe(imported.secret);
     }
+  }
+
+  /**
+   * Imports a bare public key as a key that verifies and never signs (purpose `verify`): a
+   * counterparty's or an approver's key, checked through the same API as the vault's own.
+   * Its envelope seals no secret; the purpose refuses every signing path before one is opened.
+   */
+  async importPublicKey(ctx: Ctx, req: { label: string; format: PublicFormat; material: Uint8Array; algorithm?: Algorithm; tags?: string[] }): Promise<KeyRecord> {
+    let parsed: { algorithm: Algorithm; publicKey: Uint8Array };
+    try {
+      checkLabel(req.label);
+      parsed = parsePublicKey(req.format, req.material, req.algorithm);
+    } catch (e) {
+      if (isCustosError(e) && e.code !== 'invalid_label') return this.core.refuse(ctx, 'import_public', { id: null, label: req.label }, e, { format: req.format });
+      throw e;
+    }
+    return this.storeNewKey(ctx, 'import', req.label, parsed.algorithm, { publicKey: parsed.publicKey, sealed: new Uint8Array(0) }, false, {
+      purpose: 'verify',
+      ...(req.tags?.length ? { tags: req.tags.join(',') } : {}),
+    });
   }
 
   async setEnabled(ctx: Ctx, ref: string, enabled: boolean): Promise<KeyRecord> {

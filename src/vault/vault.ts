@@ -106,6 +106,7 @@ export class Vault {
   readKey = (ctx: Ctx, ref: string) => this.core.scopedKey(ctx, 'read_key', 'read', ref);
   createKey = (...a: Parameters<Keys['createKey']>) => this.keys.createKey(...a);
   importKey = (...a: Parameters<Keys['importKey']>) => this.keys.importKey(...a);
+  importPublicKey = (...a: Parameters<Keys['importPublicKey']>) => this.keys.importPublicKey(...a);
   adoptKey = (...a: Parameters<Keys['adoptKey']>) => this.keys.adoptKey(...a);
   tokenObjects = (...a: Parameters<Keys['tokenObjects']>) => this.keys.tokenObjects(...a);
   setPurpose = (...a: Parameters<Keys['setPurpose']>) => this.keys.setPurpose(...a);

@@ -129,6 +129,28 @@ export function registerKeys(program: Command): void {
     }
   });
 
+  withApi(
+    keys
+      .command('import-public')
+      .description("Import a bare public key (a counterparty's, an approver's) as a key that verifies and never signs")
+      .requiredOption('--label <label>', 'unique label')
+      .requiredOption('--in <file>', 'PEM public key, DER SubjectPublicKeyInfo, or a raw point (- for stdin)')
+      .addOption(new Option('--format <format>', 'default: spki-pem for PEM text, spki-der for DER, else raw').choices(['spki-pem', 'spki-der', 'raw', 'raw-hex']))
+      .addOption(new Option('--algorithm <alg>', 'needed for raw: ed25519, secp256k1 (33 or 65 bytes), secp256k1-bip340 (32-byte x-only), p256 (33 or 65 bytes)').choices(['ed25519', 'secp256k1', 'secp256k1-bip340', 'p256', 'rsa-2048', 'rsa-3072', 'rsa-4096']))
+      .option('--tags <tags>', 'comma-separated tags (for policies and principals\' scopes)'),
+  ).action(async (o) => {
+    let bytes = readInput(o.in);
+    const text = Buffer.from(bytes).toString('utf8');
+    let format: string = o.format ?? (text.includes('-----BEGIN') ? 'spki-pem' : bytes[0] === 0x30 && bytes.length > 40 ? 'spki-der' : /^[0-9a-fA-F\s]+$/.test(text) ? 'raw-hex' : 'raw');
+    if (format === 'raw-hex') {
+      bytes = new Uint8Array(Buffer.from(text.replace(/\s+/g, ''), 'hex'));
+      format = 'raw';
+    }
+    const material = format === 'spki-pem' ? text : Buffer.from(bytes).toString('base64');
+    const tags = typeof o.tags === 'string' ? o.tags.split(',').map((t: string) => t.trim()).filter(Boolean) : undefined;
+    printKey(await clientFrom(o).importPublicKey({ label: o.label, format: format as 'spki-pem' | 'spki-der' | 'raw', material, ...(o.algorithm ? { algorithm: o.algorithm } : {}), ...(tags ? { tags } : {}) }), !!o.json);
+  });
+
   for (const [name, desc] of [
     ['disable', 'Disable a key: it refuses to sign until enabled'],
     ['enable', 'Enable a disabled key'],

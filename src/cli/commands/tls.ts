@@ -97,7 +97,7 @@ export function registerTls(program: Command): void {
       out(`Client certificate for ${o.name} in ${dir} (${days} days): ${o.name}.pem and its key ${o.name}.key (0600). SHA-256:`);
       out(`  ${cert.fingerprint256}`);
       out('Bind it to a principal (it gets nothing until then):');
-      out(`  custos tokens create --name ${o.name} --role admin --certificate ${f(`${o.name}.pem`)}`);
+      out(`  custos tokens create --name ${o.name} --role signer --keys 'LABEL-GLOB' --certificate ${f(`${o.name}.pem`)}`);
       out(`and set [api] client_ca = "tls/ca.pem" (restart). The client: curl --cacert ca.pem --cert ${o.name}.pem --key ${o.name}.key https://HOST:8200/...`);
     });
 }

@@ -1,35 +1,89 @@
-/** API tokens, over the HTTP API. */
+/** API principals (tokens and client certificates), over the HTTP API. */
 import { Command, Option } from 'commander';
 import { clientFrom, out, readInput, withApi } from '../common.js';
 import { CustosError } from '../../core/errors.js';
+import type { PrincipalParams, PrincipalView } from '../../client/client.js';
+
+const ROLES = ['admin', 'operator', 'signer', 'approver', 'auditor'];
+const list = (v: string) => v.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+
+/** The scope, expiry and rate-limit flags `create` and `update` share. */
+const withTerms = (c: Command) =>
+  c
+    .option('--operations <list>', 'what it may do, within its role: read,sign,verify,export,create,destroy,manage,policy,approve,audit (default: the role\'s; a signer gets read,sign,verify)', list)
+    .option('--keys <globs>', 'only keys whose label matches one of these globs, comma-separated (payments-*,hot-?)', list)
+    .option('--tags <tags>', 'only keys carrying one of these tags, comma-separated', list)
+    .option('--expires <when>', 'refuse it after this ISO time or duration (30m, 12h, 90d)')
+    .option('--rate-limit <rate>', 'at most this many requests per process: N/s, N/min or N/h');
+
+function termsOf(o: { operations?: string[]; keys?: string[]; tags?: string[]; expires?: string; rateLimit?: string }): PrincipalParams {
+  return {
+    ...(o.operations ? { operations: o.operations as PrincipalParams['operations'] } : {}),
+    ...(o.keys ? { keys: o.keys } : {}),
+    ...(o.tags ? { tags: o.tags } : {}),
+    ...(o.expires !== undefined ? { expires_at: o.expires === 'never' ? null : o.expires } : {}),
+    ...(o.rateLimit !== undefined ? { rate_limit: o.rateLimit === 'none' ? null : o.rateLimit } : {}),
+  };
+}
+
+async function fingerprintOf(file: string): Promise<string> {
+  const { X509Certificate } = await import('node:crypto');
+  try {
+    return new X509Certificate(readInput(file)).fingerprint256;
+  } catch {
+    throw new CustosError('bad_request', `${file} is not a PEM certificate.`);
+  }
+}
+
+function describe(t: PrincipalView): string {
+  const scope = t.role === 'admin' ? 'everything' : [t.operations.join(','), t.keys.length ? `keys ${t.keys.join(',')}` : '', t.tags.length ? `tags ${t.tags.join(',')}` : ''].filter(Boolean).join('; ');
+  const extra = [t.expires_at ? `expires ${t.expires_at}` : '', t.rate_limit ? `limit ${t.rate_limit}` : '', t.state !== 'active' ? t.state.toUpperCase() : ''].filter(Boolean).join(', ');
+  return `${t.principal} (${t.role}): ${scope}${extra ? ` [${extra}]` : ''}`;
+}
 
 export function registerTokens(program: Command): void {
-  const tokens = program.command('tokens').description('API principals: tokens, or client certificates for mutual TLS; admins and approvers');
+  const tokens = program.command('tokens').description('API principals: tokens or client certificates (mutual TLS), each with a role and a scope');
+  withApi(
+    withTerms(
+      tokens
+        .command('create')
+        .description('Create a principal: a token (shown once), or a client certificate with --certificate')
+        .requiredOption('--name <name>', 'who holds it; the audit log names it token:<name> (or cert:<name>)')
+        .addOption(new Option('--role <role>', 'admin, operator (keys and policies, no signing), signer, approver, auditor (read-only)').choices(ROLES).default('signer'))
+        .option('--certificate <file>', 'bind the principal to this client certificate (PEM) for mutual TLS, instead of making a token')
+        .option('--certificate-sha256 <hex>', "the same, by the certificate's SHA-256 fingerprint"),
+    ),
+  ).action(async (o) => {
+    const fp: string | undefined = o.certificate ? await fingerprintOf(o.certificate) : o.certificateSha256;
+    const t = await clientFrom(o).createToken({ name: o.name, role: o.role, ...termsOf(o), ...(fp ? { certificate_sha256: fp } : {}) });
+    if (o.json) return out(JSON.stringify(t));
+    out(t.token ? `${describe(t)}\ntoken, shown once:\n  ${t.token}` : `${describe(t)}\nthe client certificate ${t.certificate_sha256} authenticates it by mutual TLS, with no token.`);
+  });
+  withApi(tokens.command('list').description('Principals: names, roles, scopes, expiry and state (never the tokens)')).action(async (o) => {
+    const { tokens: all } = await clientFrom(o).listTokens();
+    out(o.json ? JSON.stringify(all, null, 2) : all.map(describe).join('\n'));
+  });
+  withApi(
+    withTerms(tokens.command('update').description("Change a principal's scope, expiry (--expires never clears it) or rate limit (--rate-limit none); holds from the next request").argument('<name>')),
+  ).action(async (name: string, o) => {
+    const t = await clientFrom(o).updateToken(name, termsOf(o));
+    out(o.json ? JSON.stringify(t) : describe(t));
+  });
+  withApi(tokens.command('revoke').description('Revoke a principal: its token or certificate fails from the next request, in every process').argument('<name>')).action(async (name: string, o) => {
+    const t = await clientFrom(o).revokeToken(name);
+    out(o.json ? JSON.stringify(t) : `revoked ${t.principal} at ${t.revoked_at}`);
+  });
   withApi(
     tokens
-      .command('create')
-      .description('Create a token (shown once): admin, or approver (may only list and decide approvals)')
-      .requiredOption('--name <name>', 'who holds it; approvals name approvers as token:<name>')
-      .addOption(new Option('--role <role>', 'role').choices(['admin', 'approver']).default('approver'))
-      .option('--certificate <file>', 'bind the principal to this client certificate (PEM) for mutual TLS, instead of making a token')
-      .option('--certificate-sha256 <hex>', 'the same, by the certificate\'s SHA-256 fingerprint'),
-  ).action(async (o) => {
-    let fp: string | undefined = o.certificateSha256;
-    if (o.certificate) {
-      const { X509Certificate } = await import('node:crypto');
-      try {
-        fp = new X509Certificate(readInput(o.certificate)).fingerprint256;
-      } catch {
-        throw new CustosError('bad_request', `${o.certificate} is not a PEM certificate.`);
-      }
-    }
-    const t = await clientFrom(o).createToken(o.name, o.role, fp);
+      .command('rotate')
+      .description('Give a principal a new token (shown once), or bind it to a new client certificate; the old one fails from the next request')
+      .argument('<name>')
+      .option('--certificate <file>', 'the new client certificate (PEM), for a certificate principal')
+      .option('--certificate-sha256 <hex>', 'the same, by fingerprint'),
+  ).action(async (name: string, o) => {
+    const fp: string | undefined = o.certificate ? await fingerprintOf(o.certificate) : o.certificateSha256;
+    const t = await clientFrom(o).rotateToken(name, fp);
     if (o.json) return out(JSON.stringify(t));
-    out(t.token ? `token for ${t.name} (${t.role}, principal token:${t.name}); shown once:\n  ${t.token}` : `principal cert:${t.name} (${t.role}) is the client certificate ${t.certificate_sha256}: it authenticates by mutual TLS, with no token.`);
+    out(t.token ? `${describe(t)}\nnew token, shown once (the old one no longer works):\n  ${t.token}` : `${describe(t)}\nnow the client certificate ${t.certificate_sha256}.`);
   });
-  withApi(tokens.command('list').description('Token names and roles')).action(async (o) => {
-    const { tokens: list } = await clientFrom(o).listTokens();
-    out(o.json ? JSON.stringify(list, null, 2) : list.map((t) => `${t.id}  ${t.name.padEnd(24)} ${t.role.padEnd(9)} ${t.created_at}`).join('\n'));
-  });
-
 }

@@ -63,7 +63,7 @@ const secured = [{ bearer: [] }];
 
 const purposeProp = {
   type: 'string',
-  enum: [...KEY_PURPOSES],
+  enum: KEY_PURPOSES.filter((p) => p !== 'verify'),
   description: 'What the key signs, fixed at creation: general (raw payloads, the default), ssh (only through an ssh-agent socket), consensus (only CometBFT votes and proposals, behind the watermark), bitcoin (PSBTs and BIP32 children).',
 } as const;
 
@@ -155,6 +155,25 @@ export const importKeySchema = {
       material: { type: 'string', minLength: 1, maxLength: 65_536 },
       exportable: exportableProp,
       purpose: { ...purposeProp, description: `${purposeProp.description} Default: consensus for the cometbft format, general otherwise.` },
+    },
+  },
+  response: { 201: { $ref: 'Key#' }, ...errors },
+} as const;
+
+export const importPublicKeySchema = {
+  summary: 'Import a bare public key as a key that verifies and never signs (purpose verify)',
+  tags: ['keys'],
+  security: secured,
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['label', 'format', 'material'],
+    properties: {
+      label: labelProp,
+      format: { type: 'string', enum: ['spki-pem', 'spki-der', 'raw'], description: 'spki-pem: "-----BEGIN PUBLIC KEY-----" text; spki-der: base64 of the DER SubjectPublicKeyInfo; raw: base64 of the 32-byte Ed25519 point, a SEC1 point (33 or 65 bytes) for secp256k1 and p256, or 32-byte x-only for secp256k1-bip340.' },
+      material: { type: 'string', minLength: 1, maxLength: 22_000 },
+      algorithm: { type: 'string', enum: ['ed25519', 'secp256k1', 'secp256k1-bip340', 'p256', 'rsa-2048', 'rsa-3072', 'rsa-4096'], description: 'Required for raw; checked against SPKI (secp256k1-bip340 takes a secp256k1 SPKI).' },
+      tags: { type: 'array', maxItems: 16, items: { type: 'string', pattern: '^[A-Za-z0-9._:@-]{1,64}$' } },
     },
   },
   response: { 201: { $ref: 'Key#' }, ...errors },

@@ -12,6 +12,7 @@ import { CustosError, isCustosError } from '../../core/errors.js';
 import { base64ToBytes, bytesToBase64, bytesToHex, hexToBytes, utf8 } from '../../core/bytes.js';
 import type { Algorithm, AuditEntry, HashName, KeyRecord, Principal, RsaPadding, SignatureEncoding, SignOptions, SignPayload } from '../../core/types.js';
 import type { ImportFormat } from '../../keystore/import.js';
+import type { PublicFormat } from '../../crypto/public-keys.js';
 import type { PolicyVersion } from '../../policy/policy-set.js';
 import type { PolicyFormat } from '../../policy/document.js';
 import type { PayloadType } from '../../policy/model.js';
@@ -424,6 +425,14 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
       return keyView(key);
     },
   );
+
+  app.post<{ Body: { label: string; format: PublicFormat; material: string; algorithm?: Algorithm; tags?: string[] } }>('/v1/keys/public', { schema: S.importPublicKeySchema }, async (req, reply) => {
+    const b = req.body;
+    const material = b.format === 'spki-pem' ? utf8(b.material) : base64ToBytes(b.material, 'material');
+    const key = await vault().importPublicKey(ctx(req), { label: b.label, format: b.format, material, ...(b.algorithm ? { algorithm: b.algorithm } : {}), ...(b.tags ? { tags: b.tags } : {}) });
+    reply.code(201);
+    return keyView(key);
+  });
 
   app.get<{ Params: { key: string } }>('/v1/keys/:key', { schema: S.keySchemaRoute('Show a key and its public key formats') }, async (req) => keyView(await vault().readKey(ctx(req), req.params.key)));
 

@@ -1,0 +1,8 @@
+/**
+ * The Custos SDK, imported as `custos/client`: a typed method per API route, TLS with a pinned
+ * CA and server fingerprint, mutual TLS, the API's stable error codes, and retries only where
+ * a request is safe to repeat. `examples/wallet-server.ts` shows it in use.
+ */
+export { CustosClient, type ClientOptions, type KeyInfo, type SignParams, type ApprovalView, type AuditEntryView, type SealStatusView, type PrincipalParams, type PrincipalView, type PrivvalStatusView, type ReloadView } from './client.js';
+export { CustosApiError, type TransportOptions } from './transport.js';
+export { CustosError, type ErrorCode } from '../core/errors.js';
