@@ -30,11 +30,11 @@ export interface TestVault extends OpenVault {
   dispose(): Promise<void>;
 }
 
-export async function makeVault(opts: { checkpointEvery?: number; approvalTimeoutMs?: number; backends?: Backend[] } = {}): Promise<TestVault> {
+export async function makeVault(opts: { checkpointEvery?: number; approvalTimeoutMs?: number; backends?: Backend[]; authLimits?: { maxFailures: number; windowSeconds: number } } = {}): Promise<TestVault> {
   const { dir, cleanup } = tempDir();
   const dataDir = join(dir, 'vault');
   const { adminToken } = await initVault({ dataDir, passphrase: PASS, scrypt: FAST_SCRYPT });
-  const opened = await openVault({ dataDir, passphrase: PASS, checkpointEvery: opts.checkpointEvery, approvalTimeoutMs: opts.approvalTimeoutMs, backends: opts.backends });
+  const opened = await openVault({ dataDir, passphrase: PASS, checkpointEvery: opts.checkpointEvery, approvalTimeoutMs: opts.approvalTimeoutMs, backends: opts.backends, ...(opts.authLimits ? { authLimits: opts.authLimits } : {}) });
   return {
     ...opened,
     dataDir,

@@ -1,0 +1,102 @@
+/**
+ * A wallet server that keeps no key: it signs payouts through Custos over mutual TLS, and
+ * checks a partner's signed payout instructions against a verify-only key held in the vault.
+ * Copy it, and change what a payout is.
+ *
+ *   CUSTOS_ADDR=https://vault.internal:8200 CUSTOS_CACERT=ca.pem \
+ *   CUSTOS_CLIENT_CERT=wallet.pem CUSTOS_CLIENT_KEY=wallet.key \
+ *   WALLET_KEY=payments-hot PARTNER_KEY=partner-acme PORT=3000 \
+ *   node --import tsx examples/wallet-server.ts
+ *
+ *   POST /payouts {"to": "...", "amount": "125.00", "partner_signature": "<base64>"}
+ *   → 200 {"payout": {...}, "signature": "<base64>", "custos_request_id": "..."}
+ *
+ * The certificate's principal should be a signer scoped to the wallet's keys:
+ *   custos tokens create --name wallet --role signer --keys 'payments-*,partner-*' --certificate wallet.pem
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { CustosClient, CustosApiError, CustosError } from 'custos/client';
+
+const env = (name: string, fallback?: string): string => {
+  const v = process.env[name] ?? fallback;
+  if (v === undefined) throw new Error(`Set ${name}.`);
+  return v;
+};
+
+const vault = new CustosClient({
+  addr: env('CUSTOS_ADDR'),
+  ca: readFileSync(env('CUSTOS_CACERT')),
+  cert: readFileSync(env('CUSTOS_CLIENT_CERT')),
+  key: readFileSync(env('CUSTOS_CLIENT_KEY')),
+});
+const WALLET_KEY = env('WALLET_KEY', 'payments-hot');
+const PARTNER_KEY = process.env.PARTNER_KEY;
+
+/** The bytes a payout signature covers: one canonical JSON line, so both sides sign the same thing. */
+function payoutBytes(p: { to: string; amount: string; nonce: string }): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify({ amount: p.amount, nonce: p.nonce, to: p.to }));
+}
+
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  let body = '';
+  for await (const chunk of req) {
+    body += chunk;
+    if (body.length > 16_384) throw new CustosError('payload_too_large', 'The payout is larger than 16 KiB.');
+  }
+  try {
+    return JSON.parse(body) as Record<string, unknown>;
+  } catch {
+    throw new CustosError('bad_request', 'The body is not JSON.');
+  }
+}
+
+async function payout(req: IncomingMessage): Promise<unknown> {
+  const b = await readJson(req);
+  if (typeof b.to !== 'string' || typeof b.amount !== 'string' || !/^\d{1,12}(\.\d{1,8})?$/.test(b.amount)) {
+    throw new CustosError('bad_request', 'A payout is {"to": string, "amount": "decimal", "nonce": string}.');
+  }
+  const p = { to: b.to, amount: b.amount, nonce: typeof b.nonce === 'string' ? b.nonce : crypto.randomUUID() };
+  const message = payoutBytes(p);
+  // A partner's instruction is checked by the vault against the partner's public key.
+  if (PARTNER_KEY) {
+    if (typeof b.partner_signature !== 'string') throw new CustosError('bad_request', 'The payout needs the partner\'s signature (partner_signature, base64).');
+    const ok = await vault.verify(PARTNER_KEY, { message, signature: Buffer.from(b.partner_signature, 'base64') });
+    if (!ok) throw new CustosError('forbidden', 'The partner\'s signature does not match this payout.');
+  }
+  // Policy (limits, allow-lists, approvals) is decided by the vault; a refusal comes back typed.
+  const s = await vault.sign(WALLET_KEY, { message });
+  return { payout: p, signature: Buffer.from(s.signature).toString('base64'), key_id: s.keyId, custos_request_id: s.requestId };
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+}
+
+const server = createServer((req, res) => {
+  if (req.method !== 'POST' || req.url !== '/payouts') return send(res, 404, { error: 'POST /payouts' });
+  payout(req).then(
+    (r) => send(res, 200, r),
+    (e: unknown) => {
+      // The vault's stable codes map to this service's answers; nothing else leaks.
+      if (e instanceof CustosApiError) {
+        const status = e.code === 'policy_denied' ? 403 : e.code === 'rate_limited' ? 429 : e.status >= 500 ? 502 : 400;
+        return send(res, status, { error: e.fullCode, message: e.message, custos_request_id: e.requestId ?? null });
+      }
+      if (e instanceof CustosError) return send(res, e.code === 'storage_unavailable' ? 503 : e.httpStatus, { error: e.fullCode, message: e.message });
+      console.error(e);
+      send(res, 500, { error: 'internal' });
+    },
+  );
+});
+
+server.listen(Number(env('PORT', '3000')), '127.0.0.1', () => {
+  const a = server.address();
+  console.log(JSON.stringify({ msg: 'wallet server listening', port: typeof a === 'object' && a ? a.port : null }));
+});
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    server.close();
+    vault.close();
+  });
+}

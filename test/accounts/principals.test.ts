@@ -1,0 +1,173 @@
+/**
+ * Principals against a real vault on a SQLite file: roles bound what scopes may grant, globs
+ * and tags pick keys, the vault refuses (and audits) every key outside a scope whichever way it
+ * is named, a revocation or scope change made through another vault on the same database holds
+ * at the next request, expiry and rate limits hold, and failed authentication is throttled per
+ * address without locking out a valid credential.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { matchesGlob, refInScope, keyInScope, scopeFor } from '../../src/accounts/principals.js';
+import { parseExpiry, parseRateLimit } from '../../src/accounts/credentials.js';
+import { openVault } from '../../src/vault/open.js';
+import type { Principal } from '../../src/core/types.js';
+import { isCustosError } from '../../src/core/errors.js';
+import { makeVault, PASS } from '../helpers/tmpvault.js';
+
+const code = async (p: Promise<unknown>): Promise<string> => {
+  try {
+    await p;
+    return 'ok';
+  } catch (e) {
+    if (!isCustosError(e)) throw e;
+    return e.fullCode;
+  }
+};
+const msg = { kind: 'message' as const, bytes: new TextEncoder().encode('pay 5') };
+const remote = '192.0.2.7';
+
+test('a role bounds what a scope may grant; read comes with key operations; admins take no scope', () => {
+  assert.deepEqual(scopeFor('signer').operations, ['read', 'sign', 'verify'], 'a signer does not export unless named');
+  assert.deepEqual(scopeFor('signer', { operations: ['sign', 'export'] }).operations, ['read', 'sign', 'export']);
+  assert.deepEqual(scopeFor('approver').operations, ['approve']);
+  assert.deepEqual(scopeFor('auditor').operations, ['read', 'verify', 'audit']);
+  for (const [role, ops] of [['signer', ['create']], ['operator', ['sign']], ['auditor', ['export']], ['approver', ['read']]] as const) {
+    assert.throws(() => scopeFor(role, { operations: [...ops] }), /may not be given/, `${role} ${ops}`);
+  }
+  assert.throws(() => scopeFor('admin', { keys: ['a*'] }), /admin principal takes no scope/);
+  assert.throws(() => scopeFor('signer', { operations: ['fly'] }), /Unknown operation "fly"/);
+  assert.throws(() => scopeFor('signer', { keys: ['a b'] }), /not a key glob/);
+  assert.throws(() => scopeFor('signer', { operations: [] }), /at least one operation/);
+});
+
+test('globs match whole labels; dots and other label characters are literal', () => {
+  assert.ok(matchesGlob('payments-*', 'payments-hot'));
+  assert.ok(!matchesGlob('payments-*', 'xpayments-hot'));
+  assert.ok(!matchesGlob('payments-*', 'treasury'));
+  assert.ok(matchesGlob('hot-?', 'hot-1') && !matchesGlob('hot-?', 'hot-12'));
+  assert.ok(!matchesGlob('a.b', 'axb'), 'a dot is not a regex wildcard');
+  const p: Principal = { id: 'token:s', kind: 'token', role: 'signer', scope: scopeFor('signer', { keys: ['payments-*'], tags: ['hot'] }) };
+  assert.ok(keyInScope(p, { label: 'payments-1', attributes: { tags: 'cold,hot' } }));
+  assert.ok(!keyInScope(p, { label: 'payments-1', attributes: { tags: 'cold' } }), 'the tag is needed too');
+  assert.ok(!refInScope(p, 'payments-1'), 'with a tag scope an unknown reference is never in scope');
+  assert.ok(!keyInScope({ id: 'token:x', kind: 'token', role: 'signer' }, { label: 'a', attributes: {} }), 'a token principal without a scope gets nothing');
+});
+
+test('expiries and rate limits are parsed strictly', () => {
+  assert.deepEqual(parseRateLimit('50/s'), { requests: 50, perSeconds: 1 });
+  assert.deepEqual(parseRateLimit('600/min'), { requests: 600, perSeconds: 60 });
+  for (const bad of ['0/s', '5/day', '5', '-1/s', '1e3/s']) assert.throws(() => parseRateLimit(bad), /not a rate limit/, bad);
+  assert.equal(parseExpiry('90d', Date.parse('2026-01-01T00:00:00Z')), '2026-04-01T00:00:00.000Z');
+  assert.throws(() => parseExpiry('2020-01-01T00:00:00Z'), /in the past/);
+  assert.throws(() => parseExpiry('tomorrow'), /not an expiry/);
+});
+
+test('a signer scoped to payments-* signs with its keys only, whatever it names them by; it cannot export, create, destroy or decide; refusals are audited under its name', async () => {
+  const v = await makeVault();
+  try {
+    const admin = v.ctx();
+    const pay = await v.vault.createKey(admin, { label: 'payments-hot', algorithm: 'ed25519', exportable: true });
+    const treasury = await v.vault.createKey(admin, { label: 'treasury', algorithm: 'ed25519', exportable: true });
+    const made = await v.vault.createToken(admin, { name: 'wallet', role: 'signer', keys: ['payments-*'] });
+    const p = await v.vault.authenticate({ token: made.token!, remote });
+    assert.equal(p.id, 'token:wallet');
+    const ctx = { principal: p, requestId: randomUUID() };
+    assert.equal(await code(v.vault.sign({ ...ctx, key: 'payments-hot', payload: msg, options: {}, context: {} })), 'ok');
+    assert.equal(await code(v.vault.sign({ ...ctx, key: pay.id, payload: msg, options: {}, context: {} })), 'ok', 'by id');
+    assert.equal(await code(v.vault.sign({ ...ctx, key: 'treasury', payload: msg, options: {}, context: {} })), 'forbidden:scope');
+    assert.equal(await code(v.vault.sign({ ...ctx, key: treasury.id, payload: msg, options: {}, context: {} })), 'forbidden:scope', 'an id outside the scope');
+    assert.equal(await code(v.vault.sign({ ...ctx, key: 'no-such-key', payload: msg, options: {}, context: {} })), 'forbidden:scope', 'an unknown label outside the scope says nothing of existence');
+    assert.equal(await code(v.vault.sign({ ...ctx, key: 'payments-none', payload: msg, options: {}, context: {} })), 'key_not_found', 'an unknown label inside the scope is not found');
+    assert.equal(await code(v.vault.exportKey(ctx, 'payments-hot', { kem: 'x25519', publicKey: new Uint8Array(32).fill(9) })), 'forbidden:scope');
+    assert.equal(await code(v.vault.createKey(ctx, { label: 'payments-new', algorithm: 'ed25519', exportable: false })), 'forbidden:scope');
+    assert.equal(await code(v.vault.destroyKey(ctx, 'payments-hot')), 'forbidden:scope');
+    assert.equal(await code(v.vault.setEnabled(ctx, 'payments-hot', false)), 'forbidden:scope');
+    assert.equal(await code(v.vault.decideApproval(ctx, 'apr_x', true)), 'forbidden:scope');
+    assert.equal(await code(v.vault.verify(ctx, 'treasury', msg, new Uint8Array(64), {})), 'forbidden:scope');
+    assert.deepEqual((await v.vault.listKeys(p)).map((k) => k.label), ['payments-hot'], 'it lists its keys only');
+    const denied = (await v.vault.auditTail(50)).filter((e) => e.principal === 'token:wallet' && e.outcome === 'denied');
+    assert.ok(denied.length >= 9, `every refusal is on the record (${denied.length})`);
+    assert.ok(denied.some((e) => e.keyLabel === 'treasury' && e.reason === 'forbidden:scope'));
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('a revocation, rotation or scope change made through another vault on the same database holds at the very next request', async () => {
+  const v = await makeVault();
+  const other = await openVault({ dataDir: v.dataDir, passphrase: PASS });
+  try {
+    const admin = v.ctx();
+    await v.vault.createKey(admin, { label: 'payments-hot', algorithm: 'ed25519', exportable: false });
+    const made = await v.vault.createToken(admin, { name: 'wallet', role: 'signer', keys: ['payments-*'] });
+    const p = await other.vault.authenticate({ token: made.token!, remote });
+    assert.equal(await code(other.vault.sign({ principal: p, requestId: randomUUID(), key: 'payments-hot', payload: msg, options: {}, context: {} })), 'ok');
+    // Narrowed in the first vault: the second sees the new scope at once.
+    await v.vault.updateToken(admin, 'wallet', { keys: ['refunds-*'] });
+    const narrowed = await other.vault.authenticate({ token: made.token!, remote });
+    assert.equal(await code(other.vault.sign({ principal: narrowed, requestId: randomUUID(), key: 'payments-hot', payload: msg, options: {}, context: {} })), 'forbidden:scope');
+    // Rotated: the old token fails, the new one works, in the other vault.
+    const rotated = await v.vault.rotateToken(admin, 'wallet');
+    assert.equal(await code(other.vault.authenticate({ token: made.token!, remote })), 'unauthorized');
+    assert.equal((await other.vault.authenticate({ token: rotated.token!, remote })).id, 'token:wallet');
+    // Revoked: refused, and said so.
+    await v.vault.revokeToken(admin, 'wallet');
+    assert.equal(await code(other.vault.authenticate({ token: rotated.token!, remote })), 'unauthorized:revoked');
+    assert.equal(await code(v.vault.rotateToken(admin, 'wallet')), 'conflict', 'a revoked principal stays revoked');
+    const views = await v.vault.listTokens();
+    assert.equal(views.find((t) => t.name === 'wallet')!.state, 'revoked');
+    assert.equal(await code(v.vault.revokeToken(admin, 'admin')), 'conflict', 'the last admin cannot be revoked');
+  } finally {
+    await other.close();
+    await v.dispose();
+  }
+});
+
+test('an expired credential and one over its rate limit are refused', async () => {
+  const v = await makeVault();
+  try {
+    const admin = v.ctx();
+    const soon = await v.vault.createToken(admin, { name: 'brief', role: 'auditor', expiresAt: new Date(Date.now() + 1200).toISOString() });
+    assert.equal((await v.vault.authenticate({ token: soon.token!, remote })).id, 'token:brief');
+    await new Promise((r) => setTimeout(r, 1300));
+    assert.equal(await code(v.vault.authenticate({ token: soon.token!, remote })), 'unauthorized:expired');
+    assert.equal((await v.vault.listTokens()).find((t) => t.name === 'brief')!.state, 'expired');
+    const slow = await v.vault.createToken(admin, { name: 'slow', role: 'signer', rateLimit: '2/min' });
+    assert.equal(await code(v.vault.authenticate({ token: slow.token!, remote })), 'ok');
+    assert.equal(await code(v.vault.authenticate({ token: slow.token!, remote })), 'ok');
+    assert.equal(await code(v.vault.authenticate({ token: slow.token!, remote })), 'rate_limited:principal');
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('failed authentication: an unknown and a wrong token get the same answer; each is audited until the address is throttled, after which a valid token from it still works', async () => {
+  const v = await makeVault({ authLimits: { maxFailures: 3, windowSeconds: 60 } });
+  try {
+    const admin = v.ctx();
+    const made = await v.vault.createToken(admin, { name: 'wallet', role: 'signer' });
+    const wrong = `${made.token!.slice(0, -4)}AAAA`;
+    const unknown = `custos_${'A'.repeat(43)}`;
+    const answers = [];
+    for (const token of [wrong, unknown]) {
+      try {
+        await v.vault.authenticate({ token, remote });
+      } catch (e) {
+        answers.push(isCustosError(e) ? [e.fullCode, e.message] : e);
+      }
+    }
+    assert.deepEqual(answers[0], answers[1], 'no oracle between a wrong token and an unknown one');
+    assert.equal(await code(v.vault.authenticate({ remote, certificate: { authorized: false, error: 'CERT_HAS_EXPIRED', fingerprint: '0'.repeat(64) } })), 'unauthorized:certificate');
+    for (let i = 0; i < 3; i++) assert.equal(await code(v.vault.authenticate({ token: unknown, remote })), 'rate_limited:authentication');
+    assert.equal(await code(v.vault.authenticate({ token: unknown, remote: '192.0.2.8' })), 'unauthorized', 'another address is not throttled');
+    assert.equal((await v.vault.authenticate({ token: made.token!, remote })).id, 'token:wallet', 'a valid token from the throttled address works');
+    assert.ok(v.vault.authRetryAfter(remote) > 0);
+    const audited = (await v.vault.auditTail(50)).filter((e) => e.operation === 'authenticate');
+    assert.equal(audited.length, 4, 'three from the throttled address (then no more), one from the other');
+    assert.ok(audited.every((e) => e.outcome === 'denied' && typeof e.details.remote === 'string'));
+    assert.ok(!JSON.stringify(audited).includes(unknown.slice(8)), 'no token reaches the log');
+  } finally {
+    await v.dispose();
+  }
+});
