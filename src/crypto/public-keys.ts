@@ -22,6 +22,11 @@ const MAX_PUBLIC_KEY = 16 * 1024;
 export function parsePublicKey(format: PublicFormat, material: Uint8Array, wanted?: Algorithm): { algorithm: Algorithm; publicKey: Uint8Array } {
   if (material.length === 0 || material.length > MAX_PUBLIC_KEY) throw invalid(`A public key is 1 to ${MAX_PUBLIC_KEY} bytes; this is ${material.length}.`);
   if (format === 'raw') return rawPublicKey(material, wanted);
+  // createPublicKey would derive a public key from a private one: refuse it instead, so that a
+  // private key sent by mistake is said to be one (and the sender knows it has travelled).
+  if (format === 'spki-pem' && /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(Buffer.from(material).toString('latin1'))) {
+    throw invalid('The material holds a private key; import a private key with `keys import`, a public one here.');
+  }
   let key: KeyObject;
   try {
     key = format === 'spki-pem' ? createPublicKey({ key: Buffer.from(material).toString('utf8'), format: 'pem' }) : createPublicKey({ key: Buffer.from(material), format: 'der', type: 'spki' });

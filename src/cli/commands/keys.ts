@@ -141,7 +141,7 @@ export function registerKeys(program: Command): void {
   ).action(async (o) => {
     let bytes = readInput(o.in);
     const text = Buffer.from(bytes).toString('utf8');
-    let format: string = o.format ?? (text.includes('-----BEGIN') ? 'spki-pem' : bytes[0] === 0x30 && bytes.length > 40 ? 'spki-der' : /^[0-9a-fA-F\s]+$/.test(text) ? 'raw-hex' : 'raw');
+    let format: string = o.format ?? (text.includes('-----BEGIN') ? 'spki-pem' : /^[0-9a-fA-F]+\s*$/.test(text) ? 'raw-hex' : bytes[0] === 0x30 && bytes.length > 40 ? 'spki-der' : 'raw');
     if (format === 'raw-hex') {
       bytes = new Uint8Array(Buffer.from(text.replace(/\s+/g, ''), 'hex'));
       format = 'raw';
