@@ -79,7 +79,7 @@ test('the SDK over TLS: pinned CA and fingerprint, mutual TLS without a token, t
       assert.throws(() => new CustosClient({ addr: s.url.replace('https', 'http'), ca }), /TLS options were given but the address .* is plain http/);
 
       // The example, as a user runs it.
-      const ex = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'examples', 'wallet-server.ts')], {
+      const ex = spawn(process.execPath, [join(ROOT, 'examples', 'wallet-server.mjs')], {
         cwd: ROOT,
         env: { ...process.env, CUSTOS_ADDR: s.url, CUSTOS_CACERT: join(dataDir, 'tls', 'ca.pem'), CUSTOS_CLIENT_CERT: join(dir, 'wallet', 'wallet.pem'), CUSTOS_CLIENT_KEY: join(dir, 'wallet', 'wallet.key'), WALLET_KEY: 'payments-hot', PARTNER_KEY: 'partner-acme', PORT: '0' },
         stdio: ['ignore', 'pipe', 'pipe'],

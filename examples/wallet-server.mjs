@@ -6,7 +6,7 @@
  *   CUSTOS_ADDR=https://vault.internal:8200 CUSTOS_CACERT=ca.pem \
  *   CUSTOS_CLIENT_CERT=wallet.pem CUSTOS_CLIENT_KEY=wallet.key \
  *   WALLET_KEY=payments-hot PARTNER_KEY=partner-acme PORT=3000 \
- *   node --import tsx examples/wallet-server.ts
+ *   node examples/wallet-server.mjs
  *
  *   POST /payouts {"to": "...", "amount": "125.00", "partner_signature": "<base64>"}
  *   → 200 {"payout": {...}, "signature": "<base64>", "custos_request_id": "..."}
@@ -14,11 +14,13 @@
  * The certificate's principal should be a signer scoped to the wallet's keys:
  *   custos tokens create --name wallet --role signer --keys 'payments-*,partner-*' --certificate wallet.pem
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+// @ts-check
+import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { CustosClient, CustosApiError, CustosError } from 'custos/client';
 
-const env = (name: string, fallback?: string): string => {
+/** @param {string} name @param {string} [fallback] @returns {string} */
+const env = (name, fallback) => {
   const v = process.env[name] ?? fallback;
   if (v === undefined) throw new Error(`Set ${name}.`);
   return v;
@@ -34,24 +36,27 @@ const WALLET_KEY = env('WALLET_KEY', 'payments-hot');
 const PARTNER_KEY = process.env.PARTNER_KEY;
 
 /** The bytes a payout signature covers: one canonical JSON line, so both sides sign the same thing. */
-function payoutBytes(p: { to: string; amount: string; nonce: string }): Uint8Array {
+/** @param {{ to: string, amount: string, nonce: string }} p */
+function payoutBytes(p) {
   return new TextEncoder().encode(JSON.stringify({ amount: p.amount, nonce: p.nonce, to: p.to }));
 }
 
-async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+/** @param {import('node:http').IncomingMessage} req @returns {Promise<Record<string, unknown>>} */
+async function readJson(req) {
   let body = '';
   for await (const chunk of req) {
     body += chunk;
     if (body.length > 16_384) throw new CustosError('payload_too_large', 'The payout is larger than 16 KiB.');
   }
   try {
-    return JSON.parse(body) as Record<string, unknown>;
+    return JSON.parse(body);
   } catch {
     throw new CustosError('bad_request', 'The body is not JSON.');
   }
 }
 
-async function payout(req: IncomingMessage): Promise<unknown> {
+/** @param {import('node:http').IncomingMessage} req */
+async function payout(req) {
   const b = await readJson(req);
   if (typeof b.to !== 'string' || typeof b.amount !== 'string' || !/^\d{1,12}(\.\d{1,8})?$/.test(b.amount)) {
     throw new CustosError('bad_request', 'A payout is {"to": string, "amount": "decimal", "nonce": string}.');
@@ -69,7 +74,8 @@ async function payout(req: IncomingMessage): Promise<unknown> {
   return { payout: p, signature: Buffer.from(s.signature).toString('base64'), key_id: s.keyId, custos_request_id: s.requestId };
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
+/** @param {import('node:http').ServerResponse} res @param {number} status @param {unknown} body */
+function send(res, status, body) {
   res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
 }
 
@@ -77,7 +83,7 @@ const server = createServer((req, res) => {
   if (req.method !== 'POST' || req.url !== '/payouts') return send(res, 404, { error: 'POST /payouts' });
   payout(req).then(
     (r) => send(res, 200, r),
-    (e: unknown) => {
+    (/** @type {unknown} */ e) => {
       // The vault's stable codes map to this service's answers; nothing else leaks.
       if (e instanceof CustosApiError) {
         const status = e.code === 'policy_denied' ? 403 : e.code === 'rate_limited' ? 429 : e.status >= 500 ? 502 : 400;
@@ -94,7 +100,7 @@ server.listen(Number(env('PORT', '3000')), '127.0.0.1', () => {
   const a = server.address();
   console.log(JSON.stringify({ msg: 'wallet server listening', port: typeof a === 'object' && a ? a.port : null }));
 });
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+for (const sig of /** @type {const} */ (['SIGINT', 'SIGTERM'])) {
   process.on(sig, () => {
     server.close();
     vault.close();
