@@ -44,6 +44,20 @@ export function clientFrom(opts: { addr?: string; token?: string; tokenFile?: st
   });
 }
 
+/** For the routes that need no credential (seal status, unseal): the address and what to trust. */
+export function publicClient(o: { addr: string; ca?: string; serverSha256?: string }): CustosClient {
+  const ca = o.ca ?? process.env.CUSTOS_CACERT;
+  const pin = o.serverSha256 ?? process.env.CUSTOS_SERVER_SHA256;
+  return new CustosClient({ addr: o.addr, ...(ca ? { ca: readInput(ca) } : {}), ...(pin ? { serverFingerprint: pin } : {}) });
+}
+
+/** --addr and --ca for commands that reach the API without a credential. */
+export const withPublicApi = (c: Command) =>
+  c
+    .addOption(new Option('--addr <url>', 'vault API address').env('CUSTOS_ADDR').default('http://127.0.0.1:8200'))
+    .option('--ca <file>', 'trust this CA (PEM) for an https:// vault (else $CUSTOS_CACERT)')
+    .option('--server-sha256 <hex>', "also pin the server certificate's SHA-256 (else $CUSTOS_SERVER_SHA256)");
+
 export const withApi = (c: Command) =>
   c
     .addOption(new Option('--addr <url>', 'vault API address').env('CUSTOS_ADDR').default('http://127.0.0.1:8200'))

@@ -14,7 +14,7 @@ import { importSecret, type ImportFormat } from '../keystore/import.js';
 import { parsePublicKey, type PublicFormat } from '../crypto/public-keys.js';
 import { Pkcs11Backend } from '../backends/pkcs11/backend.js';
 import { keyInScope, permits } from '../accounts/principals.js';
-import { auditRef, isExpired, sha256hex, LABEL_RE, type Ctx, type VaultCore } from './core.js';
+import { isExpired, sha256hex, LABEL_RE, type Ctx, type VaultCore } from './core.js';
 
 const ID_PREFIX = 'key_';
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';

@@ -1,25 +1,21 @@
 /** Operator shares: `operator unseal` (to a running vault) and `operator rekey` (on the data directory). */
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CustosError } from '../../core/errors.js';
 import { wipe } from '../../core/bytes.js';
-import { CustosClient } from '../../client/client.js';
-import { out, printSealStatus, printShares, readInput, sharesOption } from '../common.js';
+import { out, printSealStatus, publicClient, withPublicApi, printShares, readInput, sharesOption } from '../common.js';
 
 export function registerOperator(program: Command): void {
   const operator = program.command('operator').description('Operator shares: unseal a running vault, re-key the shares');
 
-  operator
-    .command('unseal')
-    .description('Give one operator share to a sealed vault (needs no API token: the share is the credential)')
-    .addOption(new Option('--addr <url>', 'vault API address').env('CUSTOS_ADDR').default('http://127.0.0.1:8200'))
+  withPublicApi(operator.command('unseal').description('Give one operator share to a sealed vault (needs no API token: the share is the credential)'))
     .option('--share-file <file>', 'read the share from a file (else a prompt, without echo)')
     .option('--reset', 'forget the shares given so far (needs one valid share too)')
     .option('--json', 'print JSON')
-    .action(async (o: { addr: string; shareFile?: string; reset?: boolean; json?: boolean }) => {
+    .action(async (o: { addr: string; ca?: string; serverSha256?: string; shareFile?: string; reset?: boolean; json?: boolean }) => {
       const { prompt } = await import('../../daemon/passphrase.js');
-      const client = new CustosClient({ addr: o.addr, token: '' });
+      const client = publicClient(o);
       let status;
       const before = await client.sealStatus();
       if (!before.sealed) return printSealStatus(before, o.json);

@@ -4,11 +4,10 @@ import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CustosError } from '../../core/errors.js';
 import { wipe } from '../../core/bytes.js';
-import { CustosClient } from '../../client/client.js';
 import type { Pkcs11Backend } from '../../backends/pkcs11/backend.js';
 import type { Pkcs11Config } from '../../daemon/config.js';
 import { EXIT } from '../exit.js';
-import { clientFrom, hsmConfigToml, offlineCommand, out, printSealStatus, printShares, sharesOption, withApi, offlineOptions, type OfflineOptions } from '../common.js';
+import { clientFrom, publicClient, withPublicApi, hsmConfigToml, offlineCommand, out, printSealStatus, printShares, sharesOption, withApi, offlineOptions, type OfflineOptions } from '../common.js';
 import type { ReloadChanges } from '../../client/client.js';
 
 export function registerVault(program: Command): void {
@@ -192,14 +191,11 @@ export function registerVault(program: Command): void {
     });
 
 
-  program
-    .command('status')
-    .description('Seal state and health of a running vault (needs no API token)')
-    .addOption(new Option('--addr <url>', 'vault API address').env('CUSTOS_ADDR').default('http://127.0.0.1:8200'))
+  withPublicApi(program.command('status').description('Seal state and health of a running vault (needs no API token)'))
     .option('--json', 'print JSON')
     .option('--wait <seconds>', 'wait up to this long for the vault to answer (for scripts that just started it)')
-    .action(async (o: { addr: string; json?: boolean; wait?: string }) => {
-      const client = new CustosClient({ addr: o.addr, token: '' });
+    .action(async (o: { addr: string; ca?: string; serverSha256?: string; json?: boolean; wait?: string }) => {
+      const client = publicClient(o);
       const deadline = Date.now() + Math.max(0, Number(o.wait ?? 0)) * 1000;
       let status;
       for (;;) {
