@@ -44,20 +44,63 @@ export function privvalToml(e: NewPrivvalEntry): string {
 
 /** Appends a [[privval]] entry; refuses a name or address already used. Returns the new config. */
 export function addPrivvalEntry(path: string, e: NewPrivvalEntry): ServeConfig {
+  return editLocked(path, 'custos privval setup', (target) => {
+    if (!checkPrivvalEntry(target, e)) return null;
+    const before = existsSync(target) ? readFileSync(target, 'utf8') : '';
+    return (before === '' || before.endsWith('\n') ? before : before + '\n') + privvalToml(e);
+  });
+}
+
+/**
+ * Sets keys of the `[api]` table (`host`, `port`, `tls_cert`, ...): a line already there, or its
+ * commented-out example, is replaced in place, a new one goes after the table's last setting
+ * (the table is added at the end when the file has none); everything else stays as it was.
+ */
+export function setApiSettings(path: string, settings: Record<string, string | number>): ServeConfig {
+  return editLocked(path, 'custos tls init --configure', (target) => {
+    const lines = (existsSync(target) ? readFileSync(target, 'utf8') : '').split('\n');
+    const value = (v: string | number) => (typeof v === 'number' ? String(v) : q(v));
+    let start = lines.findIndex((l) => /^\s*\[api\]\s*(#.*)?$/.test(l));
+    if (start < 0) {
+      if (lines.length > 0 && lines[lines.length - 1] !== '') lines.push('');
+      lines.push('[api]');
+      start = lines.length - 1;
+    }
+    let end = lines.findIndex((l, i) => i > start && /^\s*\[/.test(l));
+    if (end < 0) end = lines.length;
+    for (const [k, v] of Object.entries(settings)) {
+      const line = `${k} = ${value(v)}`;
+      const inTable = (re: RegExp) => lines.findIndex((l, i) => i > start && i < end && re.test(l));
+      // The key's line, else its commented-out example (`# tls_cert = ...`), else after the table's last setting.
+      let at = inTable(new RegExp(`^\\s*${k}\\s*=`));
+      if (at < 0) at = inTable(new RegExp(`^\\s*#\\s*${k}\\s*=`));
+      if (at >= 0) lines[at] = line;
+      else {
+        let after = start;
+        for (let i = start + 1; i < end; i++) if (/^\s*[A-Za-z_]/.test(lines[i]!)) after = i;
+        lines.splice(after + 1, 0, line);
+        end++;
+      }
+    }
+    return lines.join('\n');
+  });
+}
+
+/** Runs one edit of the file under its lock; `edit` returns the new text, or null for no change. */
+function editLocked(path: string, who: string, edit: (target: string) => string | null): ServeConfig {
   const target = existsSync(path) ? realpathSync(path) : path;
   const lock = `${target}.lock`;
   let fd: number;
   try {
     fd = openSync(lock, 'wx', 0o600);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new CustosError('config_invalid', `${lock} exists: another custos privval setup is editing ${path} (or one was killed; then remove the lock file).`);
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new CustosError('config_invalid', `${lock} exists: another ${who} is editing ${path} (or one was killed; then remove the lock file).`);
     throw err;
   }
   closeSync(fd);
   try {
-    if (!checkPrivvalEntry(target, e)) return loadConfig(target);
-    const before = existsSync(target) ? readFileSync(target, 'utf8') : '';
-    const text = (before === '' || before.endsWith('\n') ? before : before + '\n') + privvalToml(e);
+    const text = edit(target);
+    if (text === null) return loadConfig(target);
     return replaceFile(target, text, path);
   } finally {
     rmSync(lock, { force: true });
@@ -120,7 +163,7 @@ function replaceFile(path: string, text: string, shown: string): ServeConfig {
     try {
       cfg = loadConfig(tmp, true);
     } catch (err) {
-      throw new CustosError('config_invalid', `The new entry would make ${shown} invalid, so it was not written: ${(err as Error).message.replace(tmp, shown)}`);
+      throw new CustosError('config_invalid', `The change would make ${shown} invalid, so it was not written: ${(err as Error).message.replace(tmp, shown)}`);
     }
     renameSync(tmp, path);
     renamed = true;

@@ -176,9 +176,9 @@ test('mutual TLS: a client certificate bound to a principal signs with curl --ce
     writeFileSync(join(dataDir, 'custos.toml'), '[api]\ntls_cert = "tls/server-chain.pem"\ntls_key = "tls/server.key"\nclient_ca = "tls/ca.pem"\n', { mode: 0o600 });
     const s = await serve(['--data-dir', dataDir], PASSENV);
     try {
-      const bind = custos(['tokens', 'create', '--name', 'wallet', '--role', 'admin', '--certificate', join(dir, 'wallet', 'wallet.pem'), '--addr', s.url], { CUSTOS_TOKEN: token, NODE_EXTRA_CA_CERTS: ca });
+      const bind = custos(['tokens', 'create', '--name', 'wallet', '--role', 'admin', '--certificate', join(dir, 'wallet', 'wallet.pem'), '--addr', s.url, '--ca', ca], { CUSTOS_TOKEN: token });
       assert.equal(bind.status, 0, bind.stderr);
-      assert.match(bind.stdout, /principal cert:wallet \(admin\) is the client certificate [0-9a-f]{64}/);
+      assert.match(bind.stdout, /cert:wallet \(admin\): everything\nthe client certificate [0-9a-f]{64} authenticates it by mutual TLS/);
       const curl = (extra: string[], path: string, body?: string) =>
         runAsync('curl', ['-sS', '--cacert', ca, ...extra, ...(body ? ['-H', 'content-type: application/json', '-d', body] : []), `${s.url}${path}`]);
       const wallet = ['--cert', join(dir, 'wallet', 'wallet.pem'), '--key', join(dir, 'wallet', 'wallet.key')];

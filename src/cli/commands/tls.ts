@@ -5,6 +5,7 @@
  * signs client certificates for mutual TLS later; keep it offline once those are made.
  */
 import type { Command } from 'commander';
+import { setApiSettings } from '../../migrate/config-file.js';
 import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,8 +28,14 @@ export function registerTls(program: Command): void {
     .requiredOption('--data-dir <dir>', 'the vault directory')
     .option('--host <name...>', 'DNS names and IP addresses clients use to reach the vault (default: localhost 127.0.0.1 ::1)')
     .option('--days <n>', 'server certificate lifetime in days (the CA gets ten years)', '397')
-    .action((o: { dataDir: string; host?: string[]; days: string }) => {
+    .option('--configure', 'also set [api] tls_cert and tls_key in DATA_DIR/custos.toml (the rest of the file stays as it is)')
+    .option('--mutual', 'with --configure: also set [api] client_ca, so clients may authenticate by certificate (custos tls client)')
+    .option('--listen <host:port>', 'with --configure: also set [api] host and port (0.0.0.0:8443 to serve every interface)')
+    .action((o: { dataDir: string; host?: string[]; days: string; configure?: boolean; mutual?: boolean; listen?: string }) => {
       const days = Number(o.days);
+      if ((o.mutual || o.listen) && !o.configure) throw new CustosError('bad_request', '--mutual and --listen change custos.toml: give --configure too.');
+      const listen = o.listen === undefined ? undefined : /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(o.listen);
+      if (o.listen !== undefined && (!listen || Number(listen[2]) < 1 || Number(listen[2]) > 65535)) throw new CustosError('bad_request', `--listen ${o.listen} is not HOST:PORT (0.0.0.0:8443, [::]:8443).`);
       if (!Number.isInteger(days) || days < 1 || days > 3650) throw new CustosError('bad_request', '--days must be a whole number from 1 to 3650.');
       const hosts = o.host ?? ['localhost', '127.0.0.1', '::1'];
       for (const h of hosts) if (!isIP(h) && !/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$/.test(h)) throw new CustosError('bad_request', `--host ${h} is neither a DNS name nor an IP address.`);
@@ -55,15 +62,26 @@ export function registerTls(program: Command): void {
       const ca = new X509Certificate(readFileSync(f('ca.pem')));
       out(`CA and server certificate made in ${dir} (server certificate for ${hosts.join(', ')}, ${days} days).`);
       out('');
-      out('Add to custos.toml, then restart (or, with TLS already on, kill -HUP to load a renewed pair):');
-      out('  [api]');
-      out('  host = "0.0.0.0"            # or the address clients reach');
-      out('  tls_cert = "tls/server-chain.pem"');
-      out('  tls_key = "tls/server.key"');
+      if (o.configure) {
+        const settings: Record<string, string | number> = {
+          ...(listen ? { host: listen[1]!.replace(/^\[|\]$/g, ''), port: Number(listen[2]) } : {}),
+          tls_cert: 'tls/server-chain.pem',
+          tls_key: 'tls/server.key',
+          ...(o.mutual ? { client_ca: 'tls/ca.pem' } : {}),
+        };
+        setApiSettings(join(dataDir, 'custos.toml'), settings);
+        out(`Set in ${join(dataDir, 'custos.toml')} [api]: ${Object.entries(settings).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join(', ')}. Restart custos serve to take it.`);
+      } else {
+        out('Add to custos.toml (or rerun with --configure), then restart (or, with TLS already on, kill -HUP to load a renewed pair):');
+        out('  [api]');
+        out('  host = "0.0.0.0"            # or the address clients reach');
+        out('  tls_cert = "tls/server-chain.pem"');
+        out('  tls_key = "tls/server.key"');
+      }
       out('');
       out(`Give clients the CA file ${f('ca.pem')}; its SHA-256 fingerprint:`);
       out(`  ${ca.fingerprint256}`);
-      out('(curl --cacert ca.pem …; the custos CLI: NODE_EXTRA_CA_CERTS=ca.pem custos --addr https://HOST:8200 …)');
+      out('(curl --cacert ca.pem …; the custos CLI: custos --ca ca.pem --addr https://HOST:PORT … or CUSTOS_CACERT=ca.pem; the SDK: { ca })');
       out(`The CA key ${f('ca.key')} signs client certificates for mutual TLS; keep it offline once they are made.`);
     });
 
