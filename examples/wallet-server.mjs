@@ -8,11 +8,12 @@
  *   WALLET_KEY=payments-hot PARTNER_KEY=partner-acme PORT=3000 \
  *   node examples/wallet-server.mjs
  *
- *   POST /payouts {"to": "...", "amount": "125.00", "partner_signature": "<base64>"}
+ *   POST /payouts {"to": "...", "amount": "125.00", "nonce": "p-1", "partner_signature": "<base64>"}
  *   → 200 {"payout": {...}, "signature": "<base64>", "custos_request_id": "..."}
  *
  * The certificate's principal should be a signer scoped to the wallet's keys:
  *   custos tokens create --name wallet --role signer --keys 'payments-*,partner-*' --certificate wallet.pem
+ * (partner-* are verify-only keys an admin imported: `custos keys import-public`).
  */
 // @ts-check
 import { createServer } from 'node:http';
@@ -33,6 +34,8 @@ const vault = new CustosClient({
   key: readFileSync(env('CUSTOS_CLIENT_KEY')),
 });
 const WALLET_KEY = env('WALLET_KEY', 'payments-hot');
+/** @type {Set<string>} */
+const usedNonces = new Set();
 const PARTNER_KEY = process.env.PARTNER_KEY;
 
 /** The bytes a payout signature covers: one canonical JSON line, so both sides sign the same thing. */
@@ -61,7 +64,11 @@ async function payout(req) {
   if (typeof b.to !== 'string' || typeof b.amount !== 'string' || !/^\d{1,12}(\.\d{1,8})?$/.test(b.amount)) {
     throw new CustosError('bad_request', 'A payout is {"to": string, "amount": "decimal", "nonce": string}.');
   }
-  const p = { to: b.to, amount: b.amount, nonce: typeof b.nonce === 'string' ? b.nonce : crypto.randomUUID() };
+  if (typeof b.nonce !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(b.nonce)) throw new CustosError('bad_request', 'A payout needs a unique "nonce" (1-64 letters, digits, . _ -).');
+  // One payout per nonce: a partner-signed instruction sent twice is paid once. (Kept in memory
+  // here; a real service keeps it in its database, in the same transaction as the payout.)
+  if (usedNonces.has(b.nonce)) throw new CustosError('conflict', `The payout ${b.nonce} was already made.`);
+  const p = { to: b.to, amount: b.amount, nonce: b.nonce };
   const message = payoutBytes(p);
   // A partner's instruction is checked by the vault against the partner's public key.
   if (PARTNER_KEY) {
@@ -70,6 +77,7 @@ async function payout(req) {
     if (!ok) throw new CustosError('forbidden', 'The partner\'s signature does not match this payout.');
   }
   // Policy (limits, allow-lists, approvals) is decided by the vault; a refusal comes back typed.
+  usedNonces.add(p.nonce);
   const s = await vault.sign(WALLET_KEY, { message });
   return { payout: p, signature: Buffer.from(s.signature).toString('base64'), key_id: s.keyId, custos_request_id: s.requestId };
 }
@@ -86,7 +94,7 @@ const server = createServer((req, res) => {
     (/** @type {unknown} */ e) => {
       // The vault's stable codes map to this service's answers; nothing else leaks.
       if (e instanceof CustosApiError) {
-        const status = e.code === 'policy_denied' ? 403 : e.code === 'rate_limited' ? 429 : e.status >= 500 ? 502 : 400;
+        const status = e.code === 'policy_denied' || e.code === 'forbidden' ? 403 : e.code === 'rate_limited' ? 429 : e.status >= 500 ? 502 : 400;
         return send(res, status, { error: e.fullCode, message: e.message, custos_request_id: e.requestId ?? null });
       }
       if (e instanceof CustosError) return send(res, e.code === 'storage_unavailable' ? 503 : e.httpStatus, { error: e.fullCode, message: e.message });

@@ -17,10 +17,10 @@
  */
 import { CustosError } from '../core/errors.js';
 import { equalBytes } from '../core/bytes.js';
-import type { Principal } from '../core/types.js';
+import type { KeyRecord, Principal } from '../core/types.js';
 import type { ApiToken, Store } from '../store/store.js';
 import { certificateCredential, hashToken, parseRateLimit, type RateLimit } from './credentials.js';
-import { scopeFor } from './principals.js';
+import { keyInScope, permits, scopeFor, type Operation } from './principals.js';
 
 /** What the TLS layer says of the client's certificate (mutual TLS), when one was asked for. */
 export interface PeerCertificate {
@@ -94,12 +94,18 @@ export class Authenticator {
 
   /** Seconds until `remote` may try again, or 0 when it is not throttled. */
   retryAfterSeconds(remote: string): number {
-    const recent = this.recentFailures(remote);
+    return this.waitFor(sourceOf(remote));
+  }
+
+  private waitFor(source: string): number {
+    const recent = this.recentFailures(source);
     if (recent.length < this.maxFailures) return 0;
     return Math.max(1, Math.ceil((recent[0]! + this.windowMs - this.now()) / 1000));
   }
 
-  async authenticate(c: Credentials): Promise<Principal> {
+  async authenticate(given: Credentials): Promise<Principal> {
+    // IPv6 clients are counted by /64: one host holds a whole /64 and could rotate through it.
+    const c = { ...given, remote: sourceOf(given.remote) };
     let hash: Uint8Array;
     let kind: 'token' | 'cert';
     if (c.token !== undefined) {
@@ -131,6 +137,23 @@ export class Authenticator {
       throw new CustosError('rate_limited', `${r.principal.id} is limited to ${r.token.terms.rate_limit}; slow down.`, { tag: 'principal' });
     }
     return r.principal;
+  }
+
+  /**
+   * Whether an API principal authenticated earlier still holds for `op` on `key`: its row not
+   * revoked, not expired, and its current scope allowing it. Internal principals always hold.
+   */
+  async recheck(p: Principal, op: Operation, key: KeyRecord): Promise<CustosError | null> {
+    if (p.kind !== 'admin' && p.kind !== 'token') return null;
+    const [kind, ...rest] = p.id.split(':');
+    const name = rest.join(':');
+    const row = (await this.store.listTokens()).find((t) => t.name === name);
+    if (!row || (kind === 'cert') !== (row.terms.certificate_sha256 !== undefined || row.id.startsWith('crt_'))) return new CustosError('unauthorized', `${p.id} no longer exists.`);
+    if (row.terms.revoked_at !== undefined) return new CustosError('unauthorized', `${p.id} was revoked at ${row.terms.revoked_at}, while this request waited.`, { tag: 'revoked' });
+    const r = this.remember(row, kind === 'cert' ? 'cert' : 'token', '');
+    if (r.expiresAt <= this.now()) return new CustosError('unauthorized', `${p.id} expired at ${row.terms.expires_at}, while this request waited.`, { tag: 'expired' });
+    if (!permits(r.principal, op) || !keyInScope(r.principal, key)) return new CustosError('forbidden', `${p.id} may no longer ${op} with ${key.label}: its scope changed while this request waited.`, { tag: 'scope' });
+    return null;
   }
 
   /** The principal a credential hash belongs to, fresh as of this request. */
@@ -190,15 +213,15 @@ export class Authenticator {
 
   private async fail(c: Credentials, reason: string, message: string, principal?: string): Promise<never> {
     const remote = c.remote;
-    const wait = this.retryAfterSeconds(remote);
+    const wait = this.waitFor(remote);
     if (wait > 0) {
       throw new CustosError('rate_limited', `Too many failed authentications from ${remote} (${this.maxFailures} in ${this.windowMs / 1000} s): this one was refused and not recorded. Retry in ${wait} s with a valid credential.`, { tag: 'authentication' });
     }
     const list = this.recentFailures(remote);
     list.push(this.now());
     if (list.length === 1) {
-      // Bounded: an address flood cannot grow this without end.
-      if (this.failures.size > 65_536) this.failures.clear();
+      // Bounded: an address flood evicts the oldest entries, never everyone's at once.
+      if (this.failures.size >= 65_536) this.failures.delete(this.failures.keys().next().value!);
       this.failures.set(remote, list);
     }
     try {
@@ -208,4 +231,17 @@ export class Authenticator {
     }
     throw new CustosError('unauthorized', message, reason === 'unauthorized' ? undefined : { tag: reason });
   }
+}
+
+/** The unit failures are counted by: an IPv4 address, or an IPv6 address's /64. */
+export function sourceOf(remote: string): string {
+  const v4 = /^(?:::ffff:)?(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(remote);
+  if (v4) return v4[1]!;
+  if (!remote.includes(':')) return remote;
+  // Expand :: to the missing zero groups, then keep the first four.
+  const [head, tail] = remote.split('%')[0]!.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
+  return `${groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, '')).join(':')}::/64`;
 }

@@ -61,29 +61,47 @@ export function scopeFor(role: Role, given: { operations?: string[]; keys?: stri
     if (!ROLE_OPERATIONS[role].includes(o)) throw bad(`The role ${role} may not be given "${o}" (it may have ${ROLE_OPERATIONS[role].join(', ')}).`);
     ops.add(o);
   }
-  if (ops.size === 0) throw bad('A principal needs at least one operation.');
-  if ([...ops].some((o) => KEY_OPERATIONS.has(o)) && ROLE_OPERATIONS[role].includes('read')) ops.add('read');
   const keys = [...new Set(given.keys ?? [])];
   const tags = [...new Set(given.tags ?? [])];
+  // Policies, agent hiding and the principals' own records span every key: only a principal
+  // without a key scope may hold them (a policy written by one scoped to app-* could retire
+  // the approvals that guard treasury).
+  if (keys.length > 0 || tags.length > 0) {
+    if (given.operations?.includes('policy')) throw bad('"policy" spans every key: a principal that manages policies takes no key scope (--keys, --tags).');
+    ops.delete('policy');
+  }
+  if (ops.size === 0) throw bad('A principal needs at least one operation.');
+  if ([...ops].some((o) => KEY_OPERATIONS.has(o)) && ROLE_OPERATIONS[role].includes('read')) ops.add('read');
   if (keys.length > 32 || tags.length > 32) throw bad('At most 32 key globs and 32 tags.');
   for (const k of keys) if (!KEY_GLOB_RE.test(k)) throw bad(`"${k.slice(0, 64)}" is not a key glob: label characters with * and ?, 1–64 long.`);
   for (const t of tags) if (!TAG_RE.test(t)) throw bad(`"${t.slice(0, 64)}" is not a tag: letters, digits and . _ : @ -, 1–64 long.`);
   return { operations: OPERATIONS.filter((o) => ops.has(o)), keys: keys.sort(), tags: tags.sort() };
 }
 
-const globCache = new Map<string, RegExp>();
-function globRegExp(glob: string): RegExp {
-  let re = globCache.get(glob);
-  if (!re) {
-    re = new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 's');
-    if (globCache.size > 4096) globCache.clear();
-    globCache.set(glob, re);
-  }
-  return re;
-}
-
+/**
+ * Whether a label matches a glob: `*` any run, `?` one character, everything else literal.
+ * Linear in practice, O(glob × label) at worst (the classic single-backtrack matcher), so no
+ * glob an admin writes can stall the process as a backtracking regex would.
+ */
 export function matchesGlob(glob: string, label: string): boolean {
-  return globRegExp(glob).test(label);
+  let g = 0;
+  let l = 0;
+  let star = -1;
+  let mark = 0;
+  while (l < label.length) {
+    if (g < glob.length && (glob[g] === '?' || glob[g] === label[l])) {
+      g++;
+      l++;
+    } else if (g < glob.length && glob[g] === '*') {
+      star = g++;
+      mark = l;
+    } else if (star >= 0) {
+      g = star + 1;
+      l = ++mark;
+    } else return false;
+  }
+  while (g < glob.length && glob[g] === '*') g++;
+  return g === glob.length;
 }
 
 /** A key's tags: its `tags` attribute, comma-separated (as policies read them). */
@@ -94,6 +112,28 @@ export function keyTags(key: Pick<KeyRecord, 'attributes'>): string[] {
 
 /** Unscoped: internal principals and admins. */
 const unscoped = (p: Principal): boolean => p.kind !== 'token' || p.role === 'admin';
+
+/** A principal confined to some keys (by globs or tags): it may not act on what spans every key. */
+export function hasKeyScope(p: Principal): boolean {
+  return !unscoped(p) && (p.scope === undefined || p.scope.keys.length > 0 || p.scope.tags.length > 0);
+}
+
+/**
+ * Refuses a new key outside the creator's own namespace: a scoped creator names keys within its
+ * globs (so it needs some) and may tag them only with its own tags, so that it cannot plant a
+ * key where another principal's globs or tags would pick it up (a verify-only `partner-acme`
+ * that a wallet's signer then trusts).
+ */
+export function authorizeNewKey(p: Principal, key: Pick<KeyRecord, 'label' | 'attributes'>): void {
+  authorize(p, 'create');
+  if (unscoped(p)) return;
+  const s = p.scope!;
+  if (s.keys.length === 0) throw forbidden(p, 'create keys: a scoped creator needs label globs (--keys) to name them within');
+  if (!s.keys.some((g) => matchesGlob(g, key.label))) throw forbidden(p, `create ${key.label}: outside its label globs`);
+  const extra = keyTags(key).filter((t) => !s.tags.includes(t));
+  if (extra.length > 0) throw forbidden(p, `tag keys with ${extra.join(', ')}: only with its own tags`);
+  if (s.tags.length > 0 && !keyInScope(p, key)) throw forbidden(p, `create keys without one of its tags (${s.tags.join(', ')})`);
+}
 
 /** Whether the principal may perform this kind of operation at all. */
 export function permits(p: Principal, op: Operation): boolean {

@@ -59,6 +59,7 @@ export class Transport {
   private readonly url: URL;
   private readonly agent: http.Agent;
   private readonly pin: string | null;
+  private plainLoopback = true;
 
   constructor(private readonly opts: TransportOptions) {
     this.url = new URL(opts.addr);
@@ -70,6 +71,8 @@ export class Transport {
       this.agent = new https.Agent({
         keepAlive: true,
         minVersion: 'TLSv1.2',
+        // Always, whatever NODE_TLS_REJECT_UNAUTHORIZED says: the CA and the pin are the point.
+        rejectUnauthorized: true,
         ...(opts.ca !== undefined ? { ca: pem(opts.ca) } : {}),
         ...(opts.cert !== undefined ? { cert: pem(opts.cert) } : {}),
         ...(opts.key !== undefined ? { key: pem(opts.key) } : {}),
@@ -85,11 +88,15 @@ export class Transport {
       });
     } else {
       if (opts.ca !== undefined || opts.cert !== undefined || this.pin !== null) throw new CustosError('bad_request', `TLS options were given but the address ${opts.addr} is plain http://; use https://.`);
+      // A token is a credential: over plain HTTP it goes to loopback only (as the server listens).
+      const h = this.url.hostname.replace(/^\[|\]$/g, '');
+      this.plainLoopback = h === 'localhost' || h === '::1' || /^127(?:\.\d{1,3}){3}$/.test(h);
       this.agent = new http.Agent({ keepAlive: true });
     }
   }
 
   async request(method: string, path: string, body: unknown, token: string | undefined): Promise<ApiResponse> {
+    if (token && !this.plainLoopback) throw new CustosError('bad_request', `Refusing to send the API token over plain HTTP to ${this.url.host}: use https:// (the vault serves other addresses only over TLS).`);
     const retries = this.opts.retries ?? 2;
     for (let attempt = 0; ; attempt++) {
       let res: ApiResponse;
@@ -97,7 +104,10 @@ export class Transport {
         res = await this.once(method, path, body, token);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code ?? '';
-        const again = attempt < retries && (NOT_SENT.has(code) || (SAFE.has(method) && (code === 'ECONNRESET' || code === 'EPIPE')));
+        // Never sent: the connection failed before it was established (a kept-alive socket
+        // that fails was established, and the request may have reached the vault).
+        const unsent = NOT_SENT.has(code) && (e as { custosConnected?: boolean }).custosConnected !== true;
+        const again = attempt < retries && (unsent || (SAFE.has(method) && (code === 'ECONNRESET' || code === 'EPIPE')));
         if (again) {
           await sleep(100 * 2 ** attempt);
           continue;
@@ -151,8 +161,13 @@ export class Transport {
           res.on('error', reject);
         },
       );
+      let connected = false;
+      req.on('socket', (sock) => {
+        if (!sock.connecting) connected = true;
+        else sock.once('connect', () => (connected = true));
+      });
       req.on('timeout', () => req.destroy(Object.assign(new Error(`No answer within ${(this.opts.timeoutMs ?? 120_000) / 1000} s.`), { code: 'ETIMEDOUT' })));
-      req.on('error', reject);
+      req.on('error', (e) => reject(Object.assign(e, { custosConnected: connected })));
       req.end(payload);
     });
   }

@@ -39,7 +39,7 @@ export function parsePublicKey(format: PublicFormat, material: Uint8Array, wante
   if (wanted !== undefined && wanted !== algorithm) throw invalid(`The material is a ${found} public key, not ${wanted}.`);
   if (ALGORITHM_INFO[algorithm].family === 'rsa') return { algorithm, publicKey: new Uint8Array(key.export({ format: 'der', type: 'spki' })) };
   const jwk = key.export({ format: 'jwk' }) as { x?: string; y?: string };
-  if (algorithm === 'ed25519') return { algorithm, publicKey: new Uint8Array(Buffer.from(jwk.x!, 'base64url')) };
+  if (algorithm === 'ed25519') return rawPublicKey(new Uint8Array(Buffer.from(jwk.x!, 'base64url')), algorithm);
   const uncompressed = new Uint8Array([4, ...Buffer.from(jwk.x!, 'base64url'), ...Buffer.from(jwk.y!, 'base64url')]);
   return rawPublicKey(uncompressed, algorithm);
 }
@@ -67,7 +67,9 @@ function rawPublicKey(b: Uint8Array, alg: Algorithm | undefined): { algorithm: A
     switch (alg) {
       case 'ed25519':
         if (b.length !== 32) throw new Error('length');
-        ed25519.Point.fromBytes(b);
+        // A small-order point (the identity among them) makes one signature valid for every
+        // message: such a "key" verifies nothing.
+        if (ed25519.Point.fromBytes(b).isSmallOrder()) throw invalid('The Ed25519 public key is a small-order point: any message would verify under it, so it is refused.');
         return { algorithm: alg, publicKey: new Uint8Array(b) };
       case 'secp256k1':
         return { algorithm: alg, publicKey: secp256k1.Point.fromBytes(b).toBytes(true) };

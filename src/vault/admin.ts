@@ -4,10 +4,10 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { CustosError, isCustosError } from '../core/errors.js';
-import type { KeyRecord, Principal, Role, Scope } from '../core/types.js';
-import type { ApiToken, TokenTerms } from '../store/store.js';
+import type { AuditDraft, KeyRecord, Principal, Role, Scope } from '../core/types.js';
+import type { ApiToken, StateMutation, TokenTerms } from '../store/store.js';
 import { certificateCredential, hashToken, newToken, normalizeFingerprint, parseExpiry, parseRateLimit, PRINCIPAL_NAME_RE } from '../accounts/credentials.js';
-import { forbidden, keyInScope, OPERATIONS, permits, ROLES, scopeFor } from '../accounts/principals.js';
+import { forbidden, hasKeyScope, keyInScope, OPERATIONS, permits, ROLES, scopeFor, type Operation } from '../accounts/principals.js';
 import { PolicySet, type PolicyVersion } from '../policy/policy-set.js';
 import { explain, type Evaluation } from '../policy/engine.js';
 import type { PolicyFormat } from '../policy/document.js';
@@ -25,6 +25,7 @@ export class Admin {
   async createToken(ctx: Ctx, req: PrincipalRequest): Promise<TokenView & { token?: string }> {
     const name = req.name;
     const details = { name: String(name).slice(0, 64), role: String(req.role).slice(0, 16) };
+    await this.requireAdmin(ctx, 'token_create', details);
     const { terms, fp } = await this.core.refuseOnError(ctx, 'token_create', NO_KEY, details, () => {
       if (!PRINCIPAL_NAME_RE.test(name)) throw new CustosError('bad_request', 'A principal name is 1–64 letters, digits, . _ @ -, starting with a letter or digit.');
       if (!(ROLES as readonly string[]).includes(req.role)) throw new CustosError('bad_request', `Unknown role "${String(req.role).slice(0, 16)}": one of ${ROLES.join(', ')}.`);
@@ -44,8 +45,15 @@ export class Admin {
     return { ...(token ? { token } : {}), ...tokenView(row) };
   }
 
-  async listTokens(): Promise<TokenView[]> {
+  async listTokens(ctx?: Ctx): Promise<TokenView[]> {
+    if (ctx) await this.requireAdmin(ctx, 'token_list', {});
     return (await this.core.deps.store.listTokens()).map(tokenView);
+  }
+
+  /** Principals, policies spanning every key and the agents' hiding are an admin's (or the system's). */
+  private async requireAdmin(ctx: Ctx, operation: string, details: AuditDraft['details']): Promise<void> {
+    const k = ctx.principal.kind;
+    if (k !== 'admin' && k !== 'system') await this.core.refuse(ctx, operation, NO_KEY, forbidden(ctx.principal, 'manage principals'), details);
   }
 
   /** Changes a principal's scope, expiry or rate limit; holds from the next request in every process. */
@@ -66,12 +74,10 @@ export class Admin {
 
   /** Revokes a principal: its credential fails from the next request in every process; the row stays for the record. */
   async revokeToken(ctx: Ctx, name: string): Promise<TokenView> {
-    const all = await this.core.deps.store.listTokens();
-    const t = all.find((x) => x.name === name);
-    if (t?.role === 'admin' && t.terms.revoked_at === undefined && all.filter((x) => x.role === 'admin' && x.terms.revoked_at === undefined && !isPast(x.terms.expires_at)).length === 1) {
-      return this.core.refuse(ctx, 'token_revoke', NO_KEY, new CustosError('conflict', `${name} is the last admin: revoking it would leave nobody able to manage the vault. Create another admin first.`), { name });
-    }
-    return this.changeToken(ctx, 'token_revoke', name, (x) => ({ ...x, terms: { ...x.terms, revoked_at: new Date().toISOString() } })).then((r) => r.view);
+    const view = await this.changeToken(ctx, 'token_revoke', name, (x) => ({ ...x, terms: { ...x.terms, revoked_at: new Date().toISOString() } })).then((r) => r.view);
+    // Its requests waiting here for approval go with it (other processes re-check it once approved).
+    this.core.approvals.denyAllFrom(view.principal);
+    return view;
   }
 
   /**
@@ -93,18 +99,34 @@ export class Admin {
   }
 
   private async changeToken(ctx: Ctx, operation: string, name: string, change: (t: ApiToken) => ApiToken): Promise<{ view: TokenView }> {
-    const current = (await this.core.deps.store.listTokens()).find((t) => t.name === name);
     const details = { name: String(name).slice(0, 64) };
+    await this.requireAdmin(ctx, operation, details);
+    // Read before the admins' generation, so that the compare-and-set below covers this view.
+    const generation = await this.core.deps.store.getMeta(ADMIN_GENERATION);
+    const all = await this.core.deps.store.listTokens();
+    const current = all.find((t) => t.name === name);
     if (!current) return this.core.refuse(ctx, operation, NO_KEY, new CustosError('not_found', `No principal is named "${String(name).slice(0, 64)}" (custos tokens list shows them).`), details);
     if (current.terms.revoked_at !== undefined) return this.core.refuse(ctx, operation, NO_KEY, new CustosError('conflict', `${name} was revoked at ${current.terms.revoked_at}; make a new principal instead.`), details);
     const next = await this.core.refuseOnError(ctx, operation, NO_KEY, details, () => change(current));
+    // An admin that is revoked or made to expire needs another admin that stays: one active and
+    // never expiring. Every such change moves the admins' generation by compare-and-set, so two
+    // processes revoking each other's admin cannot both win.
+    const lasting = (t: ApiToken) => t.role === 'admin' && t.terms.revoked_at === undefined && t.terms.expires_at === undefined;
+    const weakensAdmin = lasting(current) && !lasting(next);
+    if (weakensAdmin && !all.some((t) => t.id !== current.id && lasting(t))) {
+      return this.core.refuse(ctx, operation, NO_KEY, new CustosError('conflict', `${name} is the last admin that does not expire: revoking it or giving it an expiry would leave nobody able to manage the vault. Create another admin first.`), details);
+    }
+    const guard: StateMutation[] = weakensAdmin ? [{ kind: 'compareAndSetMeta', name: ADMIN_GENERATION, expected: generation, value: String(Number(generation ?? '0') + 1) }] : [];
     try {
       await this.core.deps.committer.commit({
-        mutations: [{ kind: 'updateToken', expected: current, token: next }],
+        mutations: [...guard, { kind: 'updateToken', expected: current, token: next }],
         audit: [this.core.draft(ctx, operation, NO_KEY, 'ok', null, { token_id: current.id, ...details, role: next.role, ...termsDetails(next.terms) })],
       });
     } catch (e) {
       if (isCustosError(e) && e.tag === 'token_moved') return this.core.refuse(ctx, operation, NO_KEY, e, details);
+      if (isCustosError(e) && e.tag === 'meta_moved') {
+        return this.core.refuse(ctx, operation, NO_KEY, new CustosError('storage_unavailable', 'The admins changed in another process while this change was decided; nothing was changed. Retry.', { tag: 'token_moved' }), details);
+      }
       throw e;
     }
     return { view: tokenView(next) };
@@ -112,6 +134,7 @@ export class Admin {
 
   /** Validates and stores a new version of a policy document, audited, then puts it in force. */
   async uploadPolicy(ctx: Ctx, source: string, format?: PolicyFormat): Promise<PolicyVersion & { warnings: string[] }> {
+    await this.requireUnscoped(ctx, 'policy_upload', 'policy', 'change policies');
     await this.core.currentPolicies();
     let v: PolicyVersion;
     try {
@@ -125,6 +148,7 @@ export class Admin {
   }
 
   async retirePolicy(ctx: Ctx, id: string): Promise<PolicyVersion> {
+    await this.requireUnscoped(ctx, 'policy_retire', 'policy', 'change policies');
     await this.core.currentPolicies();
     let v: PolicyVersion;
     try {
@@ -222,6 +246,8 @@ export class Admin {
   }
 
   async restoreAgent(ctx: Ctx, agent: string): Promise<number> {
+    // The agent's keys are any keys: restoring them is not for a principal confined to some.
+    await this.requireUnscoped(ctx, 'agent_restore', 'manage', 'restore an agent\'s keys');
     const name = `ssh_agent.${agent}.hidden`;
     const before = await this.core.deps.store.getMeta(name);
     const restored = before ? (JSON.parse(before) as string[]).length : 0;
@@ -232,12 +258,40 @@ export class Admin {
     return restored;
   }
 
-  auditTail(limit: number) {
-    return this.core.deps.store.auditTail(limit);
+  /**
+   * The newest entries. A principal confined to some keys sees only entries about those keys
+   * (not refusals of references outside them, not principals' records): the log must not tell
+   * it what its scope hides.
+   */
+  async auditTail(limit: number, p?: Principal) {
+    const entries = await this.core.deps.store.auditTail(limit);
+    if (p === undefined) return entries;
+    if (!permits(p, 'audit')) throw forbidden(p, 'read the audit log');
+    if (!hasKeyScope(p)) return entries;
+    const keys = new Map<string, boolean>();
+    const visible = [];
+    for (const e of entries) {
+      if (e.keyId === null) continue;
+      if (!keys.has(e.keyId)) {
+        const k = await this.core.deps.store.findKey(e.keyId).catch(() => null);
+        keys.set(e.keyId, k !== null && keyInScope(p, k));
+      }
+      if (keys.get(e.keyId)) visible.push(e);
+    }
+    return visible;
+  }
+
+  /** Refuses (audited) an act that spans every key to a principal without `op` or confined to some keys. */
+  private async requireUnscoped(ctx: Ctx, operation: string, op: Operation, what: string): Promise<void> {
+    const p = ctx.principal;
+    if (!permits(p, op) || hasKeyScope(p)) await this.core.refuse(ctx, operation, NO_KEY, forbidden(p, what));
   }
 }
 
 const NO_KEY = { id: null, label: null };
+
+/** Moved by every change that revokes an admin or makes one expire (compare-and-set). */
+const ADMIN_GENERATION = 'accounts.admin_generation';
 
 const isPast = (at: string | undefined): boolean => at !== undefined && !(Date.parse(at) > Date.now());
 

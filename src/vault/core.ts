@@ -18,7 +18,7 @@ import { policyKeyOf, stateScopes } from '../policy/engine.js';
 import { DerivationCache } from '../wallet/hd.js';
 import { Approvals } from './approvals.js';
 import { Lanes } from './lanes.js';
-import { forbidden, keyInScope, permits, refInScope, type Operation } from '../accounts/principals.js';
+import { authorizeNewKey, forbidden, keyInScope, permits, refInScope, type Operation } from '../accounts/principals.js';
 import type { GroupCommitter } from './commit.js';
 
 export const LABEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
@@ -94,6 +94,11 @@ export class VaultCore {
   readonly lanes = new Lanes();
   /** A destroy could not truncate the WAL (a reader held it): retried at close. */
   purgePending = false;
+  /**
+   * Whether an API principal still holds, with the scope, for an operation on a key: asked once
+   * an approval arrives, since a revocation or a narrower scope may have come while it waited.
+   */
+  recheckPrincipal: ((p: Principal, op: Operation, key: KeyRecord) => Promise<CustosError | null>) | null = null;
 
   private policySet = new PolicySet();
   /** The `policy_generation` value the set was loaded at; another process's upload bumps it. */
@@ -186,9 +191,7 @@ export class VaultCore {
 
   /** Refuses (audited) a new key's label and attributes outside the principal's scope. */
   async checkNewKey(ctx: Ctx, operation: string, label: string, attributes: KeyRecord['attributes'] = {}): Promise<void> {
-    const p = ctx.principal;
-    if (!permits(p, 'create')) return this.refuse(ctx, operation, { id: null, label: auditRef(label) }, forbidden(p, 'create keys'));
-    if (!keyInScope(p, { label, attributes })) return this.refuse(ctx, operation, { id: null, label: auditRef(label) }, forbidden(p, 'create keys outside its scope'));
+    await this.refuseOnError(ctx, operation, { id: null, label: auditRef(label) }, {}, () => authorizeNewKey(ctx.principal, { label, attributes }));
   }
 
   /** Finds a key by id or label, for an operation that needs it usable. */
@@ -238,6 +241,8 @@ export class VaultCore {
       const why = o === 'denied' ? 'An approver denied this request.' : `Nobody approved this request before ${request.expiresAt}.`;
       return this.refuse(ctx, operation, key, new CustosError('policy_denied', why, { tag: 'approval' }), { ...details, approval_id: request.id, approval: o });
     }
+    const stale = await this.recheckPrincipal?.(ctx.principal, operation === 'export' ? 'export' : 'sign', key);
+    if (stale) return this.refuse(ctx, operation, key, stale, { ...details, approval_id: request.id });
     return [...request.approvedBy];
   }
 

@@ -57,6 +57,7 @@ export class Vault {
           failures: f.failures,
         }),
     });
+    this.core.recheckPrincipal = (p, op, key) => this.principals.recheck(p, op, key);
   }
 
   /**
@@ -132,7 +133,7 @@ export class Vault {
 
   // ---- administration
   createToken = (...a: Parameters<Admin['createToken']>) => this.admin.createToken(...a);
-  listTokens = () => this.admin.listTokens();
+  listTokens = (ctx?: Ctx) => this.admin.listTokens(ctx);
   updateToken = (...a: Parameters<Admin['updateToken']>) => this.admin.updateToken(...a);
   revokeToken = (...a: Parameters<Admin['revokeToken']>) => this.admin.revokeToken(...a);
   rotateToken = (...a: Parameters<Admin['rotateToken']>) => this.admin.rotateToken(...a);
@@ -144,7 +145,7 @@ export class Vault {
   hiddenForAgent = (agent: string) => this.admin.hiddenForAgent(agent);
   hideForAgent = (...a: Parameters<Admin['hideForAgent']>) => this.admin.hideForAgent(...a);
   restoreAgent = (...a: Parameters<Admin['restoreAgent']>) => this.admin.restoreAgent(...a);
-  auditTail = (limit: number) => this.admin.auditTail(limit);
+  auditTail = (limit: number, principal?: Principal) => this.admin.auditTail(limit, principal);
 
   /**
    * Refuses new work, flushes the log, then runs `beforeRelease` (the final audit anchor,

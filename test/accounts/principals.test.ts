@@ -171,3 +171,124 @@ test('failed authentication: an unknown and a wrong token get the same answer; e
     await v.dispose();
   }
 });
+
+// ---- the second engineer's review (scratch/review-principals.md), one test per finding
+
+test('review H1, L7: a principal confined to some keys holds no policy and restores no agent (both span every key)', async () => {
+  assert.deepEqual(scopeFor('operator', { keys: ['app-*'] }).operations, ['read', 'verify', 'create', 'destroy', 'manage', 'audit'], 'policy is dropped from a scoped operator');
+  assert.throws(() => scopeFor('operator', { keys: ['app-*'], operations: ['policy'] }), /spans every key/);
+  assert.ok(scopeFor('operator').operations.includes('policy'), 'an unscoped operator manages policies');
+  const v = await makeVault();
+  try {
+    const made = await v.vault.createToken(v.ctx(), { name: 'ops', role: 'operator', keys: ['app-*'] });
+    const p = await v.vault.authenticate({ token: made.token!, remote });
+    const ctx = { principal: p, requestId: randomUUID() };
+    assert.equal(await code(v.vault.uploadPolicy(ctx, '[applies_to]\nkeys = ["*"]\n[[rules]]\ntype = "deny"\n')), 'forbidden:scope');
+    assert.equal(await code(v.vault.retirePolicy(ctx, 'any')), 'forbidden:scope');
+    assert.equal(await code(v.vault.restoreAgent(ctx, 'default')), 'forbidden:scope');
+    // And what the route table lets through, the vault refuses too (L6).
+    assert.equal(await code(v.vault.createToken(ctx, { name: 'evil', role: 'admin' })), 'forbidden:scope');
+    assert.equal(await code(v.vault.revokeToken(ctx, 'admin')), 'forbidden:scope');
+    assert.equal(await code(v.vault.listTokens(ctx)), 'forbidden:scope');
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('review M1: a scoped auditor reads only the entries of its keys, not refusals that would tell it what exists', async () => {
+  const v = await makeVault();
+  try {
+    const admin = v.ctx();
+    await v.vault.createKey(admin, { label: 'app-1', algorithm: 'ed25519', exportable: false });
+    await v.vault.createKey(admin, { label: 'treasury', algorithm: 'ed25519', exportable: false });
+    await v.vault.sign({ ...admin, key: 'treasury', payload: msg, options: {}, context: {} });
+    await v.vault.sign({ ...admin, key: 'app-1', payload: msg, options: {}, context: {} });
+    const aud = await v.vault.authenticate({ token: (await v.vault.createToken(admin, { name: 'aud', role: 'auditor', keys: ['app-*'] })).token!, remote });
+    const signer = await v.vault.authenticate({ token: (await v.vault.createToken(admin, { name: 's', role: 'signer', keys: ['app-*'] })).token!, remote });
+    await code(v.vault.sign({ principal: signer, requestId: randomUUID(), key: 'treasury', payload: msg, options: {}, context: {} }));
+    const seen = await v.vault.auditTail(100, aud);
+    assert.ok(seen.length >= 2);
+    assert.ok(seen.every((e) => e.keyLabel === 'app-1'), JSON.stringify(seen.map((e) => [e.operation, e.keyLabel])));
+    assert.ok((await v.vault.auditTail(100, admin.principal)).some((e) => e.keyLabel === 'treasury'), 'an admin sees everything');
+    assert.equal(await code(v.vault.auditTail(10, signer)), 'forbidden:scope');
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('review M2: a scoped creator names keys within its globs and tags them with its own tags only', async () => {
+  const v = await makeVault();
+  try {
+    const admin = v.ctx();
+    const as = async (name: string, keys: string[], tags: string[]) => ({ principal: await v.vault.authenticate({ token: (await v.vault.createToken(admin, { name, role: 'operator', keys, tags })).token!, remote }), requestId: randomUUID() });
+    const tagsOnly = await as('t', [], ['ops']);
+    assert.equal(await code(v.vault.importPublicKey(tagsOnly, { label: 'partner-acme', format: 'raw', algorithm: 'ed25519', material: new Uint8Array(32).fill(0x11), tags: ['ops'] })), 'forbidden:scope', 'no label globs, no naming');
+    const globbed = await as('g', ['app-*'], []);
+    assert.equal(await code(v.vault.createKey(globbed, { label: 'app-1', algorithm: 'ed25519', exportable: false, attributes: { tags: 'treasury' } })), 'forbidden:scope', 'no foreign tags');
+    assert.equal(await code(v.vault.createKey(globbed, { label: 'app-1', algorithm: 'ed25519', exportable: false })), 'ok');
+    const both = await as('b', ['team-*'], ['team']);
+    assert.equal(await code(v.vault.createKey(both, { label: 'team-1', algorithm: 'ed25519', exportable: false })), 'forbidden:scope', 'its own tag is needed to see the key afterwards');
+    assert.equal(await code(v.vault.createKey(both, { label: 'team-1', algorithm: 'ed25519', exportable: false, attributes: { tags: 'team' } })), 'ok');
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('review M5: the last lasting admin can be neither revoked nor made to expire, even by two processes at once', async () => {
+  const v = await makeVault();
+  const other = await openVault({ dataDir: v.dataDir, passphrase: PASS });
+  try {
+    const admin = v.ctx();
+    assert.equal(await code(v.vault.updateToken(admin, 'admin', { expiresAt: '1d' })), 'conflict');
+    await v.vault.createToken(admin, { name: 'admin2', role: 'admin' });
+    const a2 = await v.vault.createToken(admin, { name: 'brief-admin', role: 'admin', expiresAt: '1h' });
+    assert.ok(a2.expires_at);
+    // Each process revokes the other admin at the same moment: one wins, never both.
+    const results = await Promise.all([code(v.vault.revokeToken(admin, 'admin2')), code(other.vault.revokeToken(admin, 'admin'))]);
+    assert.equal(results.filter((r) => r === 'ok').length, 1, JSON.stringify(results));
+    const lasting = (await v.vault.listTokens()).filter((t) => t.role === 'admin' && t.state === 'active' && t.expires_at === null);
+    assert.equal(lasting.length, 1, 'one admin that does not expire remains');
+  } finally {
+    await other.close();
+    await v.dispose();
+  }
+});
+
+test('review M6: a request waiting for approval is refused once approved if its principal was revoked meanwhile', async () => {
+  const v = await makeVault({ approvalTimeoutMs: 10_000 });
+  try {
+    const admin = v.ctx();
+    await v.vault.createKey(admin, { label: 'pay-1', algorithm: 'ed25519', exportable: false });
+    await v.vault.uploadPolicy(admin, JSON.stringify({ id: 'two-eyes', applies_to: { keys: ['pay-1'] }, rules: [{ type: 'approval', approvers: ['token:alice'], required: 1 }] }), 'json');
+    const alice = await v.vault.authenticate({ token: (await v.vault.createToken(admin, { name: 'alice', role: 'approver' })).token!, remote });
+    const bot = await v.vault.authenticate({ token: (await v.vault.createToken(admin, { name: 'bot', role: 'signer', keys: ['pay-*'] })).token!, remote });
+    const waiting = code(v.vault.sign({ principal: bot, requestId: randomUUID(), key: 'pay-1', payload: msg, options: {}, context: {} }));
+    let req;
+    for (let i = 0; i < 200 && !(req = v.vault.approvals.pending()[0]); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(req);
+    // Narrowed (not revoked, which withdraws it here at once): approved, then refused.
+    await v.vault.updateToken(admin, 'bot', { keys: ['refunds-*'] });
+    await v.vault.decideApproval({ principal: alice, requestId: randomUUID() }, req.id, true);
+    assert.equal(await waiting, 'forbidden:scope');
+    // Revoked: its waiting request disappears from the approvers' list.
+    await v.vault.updateToken(admin, 'bot', { keys: ['pay-*'] });
+    const again = code(v.vault.sign({ principal: bot, requestId: randomUUID(), key: 'pay-1', payload: msg, options: {}, context: {} }));
+    for (let i = 0; i < 200 && v.vault.approvals.pending().length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await v.vault.revokeToken(admin, 'bot');
+    assert.deepEqual(v.vault.approvals.pending(), []);
+    assert.notEqual(await again, 'ok');
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('review L1, L2: failures are counted per IPv6 /64 and evicted oldest first; globs match in linear time', async () => {
+  const { sourceOf } = await import('../../src/accounts/authenticator.js');
+  assert.equal(sourceOf('2001:db8:1:2:aaaa::1'), sourceOf('2001:db8:1:2:bbbb::2'));
+  assert.notEqual(sourceOf('2001:db8:1:2::1'), sourceOf('2001:db8:1:3::1'));
+  assert.equal(sourceOf('::ffff:192.0.2.1'), '192.0.2.1');
+  const started = process.hrtime.bigint();
+  assert.equal(matchesGlob('*a*a*a*a*a*a*a*a*a*a*a*a*b', 'a'.repeat(128)), false);
+  assert.ok(process.hrtime.bigint() - started < 50_000_000n, 'no catastrophic backtracking');
+  assert.ok(matchesGlob('*-hot', 'payments-hot') && matchesGlob('*', '') && !matchesGlob('a*b', 'ab-') && matchesGlob('a*b*c', 'axxbyyc'));
+});

@@ -75,6 +75,16 @@ test('the SDK over TLS: pinned CA and fingerprint, mutual TLS without a token, t
       }
       assert.equal(await code(client({ ca, serverFingerprint: '00'.repeat(32), token: 'custos_x'.padEnd(50, 'x') }).listKeys()), 'unauthorized:tls', 'a pin that does not match refuses the server');
       assert.equal(await code(client({ token: 'custos_x'.padEnd(50, 'x') }).listKeys()), 'unauthorized:tls', 'without the CA the server is not trusted');
+      // The pin holds even when the process turned verification off for everything else (review M4).
+      process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+      try {
+        assert.equal(await code(client({ ca, serverFingerprint: '00'.repeat(32), token: 'custos_x'.padEnd(50, 'x') }).listKeys()), 'unauthorized:tls');
+        assert.equal(await code(client({ token: 'custos_x'.padEnd(50, 'x') }).listKeys()), 'unauthorized:tls');
+      } finally {
+        delete process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+      }
+      // A token never travels over plain HTTP beyond loopback (review L5).
+      assert.equal(await code(new CustosClient({ addr: 'http://192.0.2.1:8200', token: 'custos_x'.padEnd(50, 'x') }).listKeys()), 'bad_request');
       assert.equal(await code(client({ ca }).listKeys()), 'unauthorized', 'no token and no certificate');
       assert.throws(() => new CustosClient({ addr: s.url.replace('https', 'http'), ca }), /TLS options were given but the address .* is plain http/);
 
@@ -105,7 +115,9 @@ test('the SDK over TLS: pinned CA and fingerprint, mutual TLS without a token, t
         assert.equal(ok.status, 200, JSON.stringify(ok.body));
         const vaultKey: KeyObject = createPublicKey((await admin.getKey('payments-hot')).public_key.spki_pem);
         assert.ok(nodeVerify(null, bytes, vaultKey, Buffer.from(ok.body.signature!, 'base64')), 'the payout signature is the vault key\'s');
-        const forged = await post({ ...payout, partner_signature: Buffer.alloc(64).toString('base64') });
+        const again = await post({ ...payout, partner_signature: nodeSign(null, bytes, partner.privateKey).toString('base64') });
+        assert.equal(again.status, 409, 'the same partner-signed payout is paid once');
+        const forged = await post({ ...payout, nonce: 'n-2', partner_signature: Buffer.alloc(64).toString('base64') });
         assert.equal(forged.status, 403, 'a payout the partner did not sign is refused');
         const audit = await admin.auditTail(30);
         assert.ok(audit.some((e) => e.principal === 'cert:wallet' && e.operation === 'sign' && e.key_label === 'payments-hot'));

@@ -112,6 +112,12 @@ test('malformed, truncated, private and oversized public key material gets a typ
   assert.equal(typed(() => parsePublicKey('spki-pem', new TextEncoder().encode(ed.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()))), 'invalid_key_material', 'a private key is not a public key');
   assert.equal(typed(() => parsePublicKey('raw', new Uint8Array(1 << 20), 'ed25519')), 'invalid_key_material');
   assert.equal(typed(() => parsePublicKey('raw', new Uint8Array(32))), 'bad_request', 'raw needs the algorithm');
+  // Small-order Ed25519 points (review M3): under the identity one signature verifies everything.
+  const identity = new Uint8Array(32);
+  identity[0] = 1;
+  assert.equal(typed(() => parsePublicKey('raw', identity, 'ed25519')), 'invalid_key_material', 'the identity point');
+  const identitySpki = new Uint8Array([...Buffer.from('302a300506032b6570032100', 'hex'), ...identity]);
+  assert.equal(typed(() => parsePublicKey('spki-der', identitySpki)), 'invalid_key_material', 'the identity point in an SPKI');
   assert.equal(typed(() => parsePublicKey('raw', Uint8Array.from([2, ...new Uint8Array(32).fill(0xff)]), 'secp256k1')), 'invalid_key_material', 'not on the curve');
   const x = generateKeyPairSync('x25519');
   assert.equal(typed(() => parsePublicKey('spki-der', new Uint8Array(x.publicKey.export({ format: 'der', type: 'spki' })))), 'invalid_key_material', 'x25519 is not a signing key');

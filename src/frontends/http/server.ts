@@ -477,7 +477,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     reply.code(201);
     return vault().createToken(ctx(req), { name: req.body.name, role: req.body.role, ...principalRequest(req.body) });
   });
-  app.get('/v1/tokens', { schema: S.listTokensSchema }, async () => ({ tokens: await vault().listTokens() }));
+  app.get('/v1/tokens', { schema: S.listTokensSchema }, async (req) => ({ tokens: await vault().listTokens(ctx(req)) }));
   app.patch<{ Params: { name: string }; Body: Omit<PrincipalBody, 'name' | 'role' | 'certificate_sha256'> }>('/v1/tokens/:name', { schema: S.updateTokenSchema }, async (req) =>
     vault().updateToken(ctx(req), req.params.name, principalRequest(req.body)),
   );
@@ -620,7 +620,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
 
   app.get<{ Querystring: { limit?: string } }>('/v1/audit', { schema: S.auditSchema }, async (req) => {
     const limit = Math.min(Math.max(Number(req.query.limit ?? 50), 1), 1000);
-    return { entries: (await vault().auditTail(limit)).map(auditView) };
+    return { entries: (await vault().auditTail(limit, ctx(req).principal)).map(auditView) };
   });
 
   return app;
