@@ -165,7 +165,7 @@ export interface OfflineOptions {
  * then shares, the passphrase, or the HSM of its config. `before` runs after the layout check
  * (a warning to print).
  */
-export async function offlineCommand(o: OfflineOptions, mode: { acceptRollback?: boolean; upgrade?: boolean }, before?: () => void) {
+export async function offlineCommand(o: OfflineOptions, mode: { acceptRollback?: boolean; upgrade?: boolean }, before?: () => void, act?: (vault: import('../vault/vault.js').Vault) => Promise<void>) {
   const { assertVaultLayout } = await import('../daemon/permissions.js');
   const dataDir = resolve(o.dataDir);
   assertVaultLayout(dataDir, o.config);
@@ -175,7 +175,7 @@ export async function offlineCommand(o: OfflineOptions, mode: { acceptRollback?:
   const shareLines = o.shareFile?.map((f) => Buffer.from(readInput(f)).toString('utf8').trim());
   const passphrase = !shareLines && (await sealKindOf(dataDir)) === 'passphrase' ? await readPassphrase({ file: o.passphraseFile }) : undefined;
   try {
-    return await openOffline(dataDir, { ...(shareLines ? { shareLines } : {}), ...(passphrase ? { passphrase } : {}), ...(o.config ? { configPath: resolve(o.config) } : {}) }, mode);
+    return await openOffline(dataDir, { ...(shareLines ? { shareLines } : {}), ...(passphrase ? { passphrase } : {}), ...(o.config ? { configPath: resolve(o.config) } : {}) }, mode, act);
   } finally {
     wipe(passphrase);
   }

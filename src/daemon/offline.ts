@@ -13,6 +13,7 @@ import { parseSealRecord } from '../keystore/seal.js';
 import { rootFromShares } from '../keystore/shares.js';
 import { CONFIG_FILE, openStoreOnly, type OpenMode } from '../vault/open.js';
 import { openOnce } from '../vault/operator.js';
+import type { Vault } from '../vault/vault.js';
 import { loadConfig } from './config.js';
 import { tokenAnchorPlace, tokenBackends, tokenRootWrapper } from './hsm.js';
 
@@ -23,7 +24,7 @@ export interface OfflineUnlock {
   configPath?: string;
 }
 
-export async function openOffline(dataDir: string, unlock: OfflineUnlock, mode: OpenMode): Promise<{ headSeq: number }> {
+export async function openOffline(dataDir: string, unlock: OfflineUnlock, mode: OpenMode, act?: (vault: Vault) => Promise<void>): Promise<{ headSeq: number }> {
   const { store, vaultId } = await openStoreOnly(dataDir, true);
   let record;
   try {
@@ -48,7 +49,7 @@ export async function openOffline(dataDir: string, unlock: OfflineUnlock, mode: 
       root = await rootFromShares(record.kind === 'shares' ? record.shares : record.recovery, vaultId, unlock.shareLines, record.kind === 'shares' ? 'shares' : 'recovery');
     }
     if (!root && record.kind !== 'passphrase') throw new CustosError('vault_sealed', 'This vault is sealed by shares (or an HSM that is not configured here): give --share-file.');
-    return await openOnce(dataDir, root ? { root } : { passphrase: unlock.passphrase }, mode, places);
+    return await openOnce(dataDir, root ? { root } : { passphrase: unlock.passphrase }, mode, places, act);
   } finally {
     wipe(root);
     for (const t of tokens) await t.close();

@@ -9,6 +9,7 @@ import { deriveSubkey } from '../crypto/kdf.js';
 import { parseSealRecord, type SealRecord } from '../keystore/seal.js';
 import { rootFromShares, sealToShares } from '../keystore/shares.js';
 import { RowMac } from '../keystore/row-mac.js';
+import type { Vault } from './vault.js';
 import { AuditSigner, chainHash } from '../audit/chain.js';
 import { anchorNow, fileAnchorPlace, type AnchorPlace } from '../audit/anchor.js';
 import { GroupCommitter } from './commit.js';
@@ -64,10 +65,15 @@ export async function rekeyShares(dataDir: string, currentLines: string[], next:
  * `upgrade` (`custos upgrade`: add row MACs). Every other check of `serve` still applies, the
  * decision is audited, and new anchors are written to every place (the token's too).
  */
-export async function openOnce(dataDir: string, unlock: { passphrase?: Uint8Array; root?: Uint8Array }, mode: OpenMode, anchorPlaces: AnchorPlace[] = []): Promise<{ headSeq: number }> {
+export async function openOnce(dataDir: string, unlock: { passphrase?: Uint8Array; root?: Uint8Array }, mode: OpenMode, anchorPlaces: AnchorPlace[] = [], act?: (vault: Vault) => Promise<void>): Promise<{ headSeq: number }> {
   const v = await openVault({ dataDir, ...unlock, ...mode, anchorPlaces, anchorIntervalMs: 0 });
-  const head = await v.store.auditHead();
-  await v.close();
-  return { headSeq: head.seq };
+  try {
+    // An operator's one act on the opened vault (recovering an admin), audited as the system's.
+    if (act) await act(v.vault);
+    const head = await v.store.auditHead();
+    return { headSeq: head.seq };
+  } finally {
+    await v.close();
+  }
 }
 

@@ -1,6 +1,6 @@
 /** API principals (tokens and client certificates), over the HTTP API. */
 import { Command, Option } from 'commander';
-import { clientFrom, out, readInput, withApi } from '../common.js';
+import { clientFrom, offlineCommand, offlineOptions, out, readInput, withApi } from '../common.js';
 import { CustosError } from '../../core/errors.js';
 import type { PrincipalParams, PrincipalView } from '../../client/client.js';
 
@@ -85,5 +85,30 @@ export function registerTokens(program: Command): void {
     const t = await clientFrom(o).rotateToken(name, fp);
     if (o.json) return out(JSON.stringify(t));
     out(t.token ? `${describe(t)}\nnew token, shown once (the old one no longer works):\n  ${t.token}` : `${describe(t)}\nnow the client certificate ${t.certificate_sha256}.`);
+  });
+
+  offlineOptions(
+    tokens
+      .command('recover-admin')
+      .description('Break glass: make a new admin token in a stopped vault, unlocked by its passphrase, shares or HSM (when every admin token is lost or revoked)')
+      .requiredOption('--name <name>', 'the new admin principal (token:<name>)')
+      .requiredOption('--token-file <file>', 'write the new token to this new file (0600); it is never printed'),
+  ).action(async (o) => {
+    const { openSync, writeSync, closeSync } = await import('node:fs');
+    const { SYSTEM } = await import('../../vault/open.js');
+    const { randomUUID } = await import('node:crypto');
+    // The file first (O_EXCL, 0600): a token made but not kept would be a lost admin.
+    const fd = openSync(o.tokenFile, 'wx', 0o600);
+    let made: { token?: string } | undefined;
+    try {
+      await offlineCommand(o, {}, undefined, async (vault) => {
+        made = await vault.createToken({ principal: SYSTEM, requestId: randomUUID() }, { name: o.name, role: 'admin' });
+        writeSync(fd, `${made.token}\n`);
+      });
+    } finally {
+      closeSync(fd);
+      if (!made) (await import('node:fs')).rmSync(o.tokenFile, { force: true });
+    }
+    out(`admin token:${o.name} made (audited as the system's token_create); its token is in ${o.tokenFile}.`);
   });
 }

@@ -105,3 +105,31 @@ test('two serve processes on one database: a signer scoped to payments-* is conf
     cleanup();
   }
 });
+
+test('break glass: custos tokens recover-admin makes a new admin in a stopped vault, with the passphrase, audited as the system', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const dataDir = join(dir, 'v');
+    assert.equal(custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12', '--admin-token-file', join(dir, 'lost.token')], PASSENV).status, 0);
+    const file = join(dir, 'rescue.token');
+    const r = custos(['tokens', 'recover-admin', '--data-dir', dataDir, '--name', 'rescue', '--token-file', file], PASSENV);
+    assert.equal(r.status, 0, r.stderr);
+    assert.doesNotMatch(r.stdout, /custos_[A-Za-z0-9_-]{43}/, 'the token is never printed');
+    const { statSync } = await import('node:fs');
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    const wrong = custos(['tokens', 'recover-admin', '--data-dir', dataDir, '--name', 'again', '--token-file', join(dir, 'x.token')], { CUSTOS_PASSPHRASE: 'not the passphrase' });
+    assert.notEqual(wrong.status, 0);
+    assert.equal((await import('node:fs')).existsSync(join(dir, 'x.token')), false, 'no file for a token that was not made');
+    const s = await serve(['--data-dir', dataDir], PASSENV);
+    try {
+      const token = readFileSync(file, 'utf8').trim();
+      const audit = await call(s.url, token, 'GET', '/v1/audit?limit=5');
+      assert.equal(audit.status, 200);
+      assert.ok((audit.body.entries as Array<{ principal: string; operation: string; details: { name?: string } }>).some((e) => e.principal === 'system' && e.operation === 'token_create' && e.details.name === 'rescue'));
+    } finally {
+      assert.equal(await s.stop(), 0);
+    }
+  } finally {
+    cleanup();
+  }
+});
