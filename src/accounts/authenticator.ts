@@ -142,15 +142,15 @@ export class Authenticator {
   /**
    * Whether an API principal authenticated earlier still holds for `op` on `key`: its row not
    * revoked, not expired, and its current scope allowing it. Internal principals always hold.
+   * (A rotated token still holds here: rotation replaces the secret, not the grant.)
    */
   async recheck(p: Principal, op: Operation, key: KeyRecord): Promise<CustosError | null> {
-    if (p.kind !== 'admin' && p.kind !== 'token') return null;
-    const [kind, ...rest] = p.id.split(':');
-    const name = rest.join(':');
-    const row = (await this.store.listTokens()).find((t) => t.name === name);
-    if (!row || (kind === 'cert') !== (row.terms.certificate_sha256 !== undefined || row.id.startsWith('crt_'))) return new CustosError('unauthorized', `${p.id} no longer exists.`);
+    // Only principals this authenticator made carry their row's id; the system's do not.
+    if (p.credential === undefined) return null;
+    const row = (await this.store.listTokens()).find((t) => t.id === p.credential);
+    if (!row) return new CustosError('unauthorized', `${p.id} no longer exists.`);
     if (row.terms.revoked_at !== undefined) return new CustosError('unauthorized', `${p.id} was revoked at ${row.terms.revoked_at}, while this request waited.`, { tag: 'revoked' });
-    const r = this.remember(row, kind === 'cert' ? 'cert' : 'token', '');
+    const r = this.remember(row, p.id.startsWith('cert:') ? 'cert' : 'token', '');
     if (r.expiresAt <= this.now()) return new CustosError('unauthorized', `${p.id} expired at ${row.terms.expires_at}, while this request waited.`, { tag: 'expired' });
     if (!permits(r.principal, op) || !keyInScope(r.principal, key)) return new CustosError('forbidden', `${p.id} may no longer ${op} with ${key.label}: its scope changed while this request waited.`, { tag: 'scope' });
     return null;
@@ -175,10 +175,10 @@ export class Authenticator {
     const id = `${kind}:${token.name}`;
     let principal: Principal;
     try {
-      principal = token.role === 'admin' ? { id, kind: 'admin', role: 'admin' } : { id, kind: 'token', role: token.role, scope: token.terms.scope ?? scopeFor(token.role) };
+      principal = token.role === 'admin' ? { id, kind: 'admin', role: 'admin', credential: token.id } : { id, kind: 'token', role: token.role, scope: token.terms.scope ?? scopeFor(token.role), credential: token.id };
     } catch {
       // A role this version does not know (written by a newer Custos): nothing is allowed.
-      principal = { id, kind: 'token', role: token.role, scope: { operations: [], keys: [], tags: [] } };
+      principal = { id, kind: 'token', role: token.role, scope: { operations: [], keys: [], tags: [] }, credential: token.id };
     }
     const exp = token.terms.expires_at === undefined ? Infinity : Date.parse(token.terms.expires_at);
     let rate: RateLimit | null = null;

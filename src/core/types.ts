@@ -56,6 +56,8 @@ export interface Principal {
   role?: Role;
   /** API principals but admins: the operations and keys they may use. Absent on a token principal: nothing. */
   scope?: Scope;
+  /** API principals: the id of the credential row they were authenticated by (re-checked after a wait). */
+  credential?: string;
 }
 
 /** An API principal's role: the most it may be given. */
