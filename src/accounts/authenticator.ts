@@ -19,7 +19,7 @@ import { CustosError } from '../core/errors.js';
 import { equalBytes } from '../core/bytes.js';
 import type { KeyRecord, Principal } from '../core/types.js';
 import type { ApiToken, Store } from '../store/store.js';
-import { certificateCredential, hashToken, parseRateLimit, type RateLimit } from './credentials.js';
+import { certificateCredential, certificateNameCredential, hashToken, parseRateLimit, type RateLimit } from './credentials.js';
 import { keyInScope, permits, scopeFor, type Operation } from './principals.js';
 
 /** What the TLS layer says of the client's certificate (mutual TLS), when one was asked for. */
@@ -30,6 +30,8 @@ export interface PeerCertificate {
   error?: string;
   /** SHA-256 of the leaf's DER, 64 lowercase hex digits. */
   fingerprint: string;
+  /** Its names (certificateNames): a principal may be bound to one instead of the fingerprint. */
+  names?: string[];
 }
 
 export interface Credentials {
@@ -121,7 +123,8 @@ export class Authenticator {
     } else {
       throw new CustosError('unauthorized', 'Send the API token as "Authorization: Bearer <token>" (the admin token is printed by `custos init`), or a client certificate bound to a principal.');
     }
-    const r = await this.lookup(hash, kind);
+    let r = await this.lookup(hash, kind);
+    if (!r && kind === 'cert' && c.certificate!.names?.length) r = await this.byName(c, c.certificate!.names);
     if (!r) {
       return this.fail(
         c,
@@ -154,6 +157,22 @@ export class Authenticator {
     if (r.expiresAt <= this.now()) return new CustosError('unauthorized', `${p.id} expired at ${row.terms.expires_at}, while this request waited.`, { tag: 'expired' });
     if (!permits(r.principal, op) || !keyInScope(r.principal, key)) return new CustosError('forbidden', `${p.id} may no longer ${op} with ${key.label}: its scope changed while this request waited.`, { tag: 'scope' });
     return null;
+  }
+
+  /**
+   * A certificate bound by none of its fingerprint but by one of its names. Two principals
+   * bound to two of its names is an ambiguity an admin made: refused, not guessed.
+   */
+  private async byName(c: Credentials, names: string[]): Promise<Remembered | null> {
+    const found: Remembered[] = [];
+    for (const n of names) {
+      const r = await this.lookup(certificateNameCredential(n), 'cert');
+      if (r && !found.some((x) => x.token.id === r.token.id)) found.push(r);
+    }
+    if (found.length > 1) {
+      return this.fail(c, 'certificate', `The client certificate's names are bound to several principals (${found.map((f) => f.principal.id).join(', ')}); an admin must bind only one.`);
+    }
+    return found[0] ?? null;
   }
 
   /** The principal a credential hash belongs to, fresh as of this request. */

@@ -28,6 +28,45 @@ export function certificateCredential(fingerprintHex: string): Uint8Array {
   return new Uint8Array(createHash('sha256').update(`custos-client-certificate:${fingerprintHex}`, 'utf8').digest());
 }
 
+/**
+ * A certificate name a principal can be bound to instead of one certificate's fingerprint, so
+ * that a renewed certificate with the same name keeps working: `DNS:host`, `URI:spiffe://…`,
+ * `email:addr`, `IP:addr` (subjectAltName entries) or `CN=name` (the subject's common name).
+ * The CA of [api] client_ca then decides who holds the name: bind names only under a CA you run.
+ */
+export function normalizeCertificateName(name: string): string {
+  const m = /^(DNS|URI|email|IP):(.{1,255})$/i.exec(name) ?? /^(CN)=(.{1,255})$/.exec(name);
+  if (!m || /[\x00-\x1f,"\\]/.test(m[2]!)) throw new CustosError('bad_request', 'A certificate name is DNS:host, URI:uri, email:address, IP:address or CN=name (no commas, quotes or control characters).');
+  const kind = m[1]!.toUpperCase() === 'EMAIL' ? 'email' : m[1]!.toUpperCase();
+  return kind === 'DNS' ? `DNS:${m[2]!.toLowerCase()}` : kind === 'CN' ? `CN=${m[2]}` : `${kind}:${m[2]}`;
+}
+
+/** What a principal bound to a certificate name stores in place of a token hash. */
+export function certificateNameCredential(name: string): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(`custos-client-certificate-name:${name}`, 'utf8').digest());
+}
+
+/**
+ * The names a client certificate carries, as `normalizeCertificateName` writes them: its
+ * subjectAltName entries (as Node renders them) and its subject's CN. Entries Node had to
+ * quote (odd characters) are left out rather than parsed.
+ */
+export function certificateNames(subjectAltName: string | undefined, subject: string | undefined): string[] {
+  const names: string[] = [];
+  for (const part of (subjectAltName ?? '').split(', ')) {
+    const m = /^(DNS|URI|email|IP Address):([^"\\,]+)$/.exec(part);
+    if (!m) continue;
+    try {
+      names.push(normalizeCertificateName(`${m[1] === 'IP Address' ? 'IP' : m[1]}:${m[2]}`));
+    } catch {
+      // Not a name a principal could be bound to.
+    }
+  }
+  const cn = /^CN=([^\n\\,"]+)$/m.exec(subject ?? '');
+  if (cn) names.push(`CN=${cn[1]}`);
+  return names.slice(0, 16);
+}
+
 /** A principal name: told apart in approvals and the audit log. */
 export const PRINCIPAL_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
 

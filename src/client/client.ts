@@ -79,6 +79,7 @@ export interface PrincipalView {
   expires_at: string | null;
   rate_limit: string | null;
   certificate_sha256: string | null;
+  certificate_name: string | null;
   state: 'active' | 'expired' | 'revoked';
   revoked_at: string | null;
   rotated_at: string | null;
@@ -155,7 +156,7 @@ export class CustosClient {
   }
 
   /** Makes a principal: a token (returned once, in `token`) or, with `certificate_sha256`, a client certificate. */
-  createToken(p: PrincipalParams & { name: string; role: PrincipalView['role']; certificate_sha256?: string }): Promise<PrincipalView & { token?: string }> {
+  createToken(p: PrincipalParams & { name: string; role: PrincipalView['role']; certificate_sha256?: string; certificate_name?: string }): Promise<PrincipalView & { token?: string }> {
     return this.call('POST', '/v1/tokens', p);
   }
 

@@ -108,6 +108,8 @@ export interface TokenTerms {
   rotated_at?: string;
   /** Client certificates: the bound certificate's SHA-256 (shown in listings; the hash is of it). */
   certificate_sha256?: string;
+  /** Or the certificate name (`DNS:…`, `URI:…`, `CN=…`) any certificate from the client CA may carry. */
+  certificate_name?: string;
 }
 
 export interface Store {

@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { CustosError, isCustosError } from '../core/errors.js';
 import type { AuditDraft, KeyRecord, Principal, Role, Scope } from '../core/types.js';
 import type { ApiToken, StateMutation, TokenTerms } from '../store/store.js';
-import { certificateCredential, hashToken, newToken, normalizeFingerprint, parseExpiry, parseRateLimit, PRINCIPAL_NAME_RE } from '../accounts/credentials.js';
+import { certificateCredential, certificateNameCredential, hashToken, newToken, normalizeCertificateName, normalizeFingerprint, parseExpiry, parseRateLimit, PRINCIPAL_NAME_RE } from '../accounts/credentials.js';
 import { forbidden, hasKeyScope, keyInScope, OPERATIONS, permits, ROLES, scopeFor, type Operation } from '../accounts/principals.js';
 import { PolicySet, type PolicyVersion } from '../policy/policy-set.js';
 import { explain, type Evaluation } from '../policy/engine.js';
@@ -26,18 +26,21 @@ export class Admin {
     const name = req.name;
     const details = { name: String(name).slice(0, 64), role: String(req.role).slice(0, 16) };
     await this.requireAdmin(ctx, 'token_create', details);
-    const { terms, fp } = await this.core.refuseOnError(ctx, 'token_create', NO_KEY, details, () => {
+    const { terms, fp, certName } = await this.core.refuseOnError(ctx, 'token_create', NO_KEY, details, () => {
       if (!PRINCIPAL_NAME_RE.test(name)) throw new CustosError('bad_request', 'A principal name is 1–64 letters, digits, . _ @ -, starting with a letter or digit.');
       if (!(ROLES as readonly string[]).includes(req.role)) throw new CustosError('bad_request', `Unknown role "${String(req.role).slice(0, 16)}": one of ${ROLES.join(', ')}.`);
+      if (req.certificateSha256 !== undefined && req.certificateName !== undefined) throw new CustosError('bad_request', 'Bind a principal to a certificate fingerprint or to a certificate name, not both.');
       const fp = req.certificateSha256 === undefined ? undefined : normalizeFingerprint(req.certificateSha256);
-      return { terms: termsOf(req, fp), fp };
+      const certName = req.certificateName === undefined ? undefined : normalizeCertificateName(req.certificateName);
+      return { terms: { ...termsOf(req, fp), ...(certName ? { certificate_name: certName } : {}) }, fp, certName };
     });
     if ((await this.core.deps.store.listTokens()).some((t) => t.name === name)) {
       return this.core.refuse(ctx, 'token_create', NO_KEY, new CustosError('label_taken', `A principal named "${name}" already exists; principals are told apart by name.`), details);
     }
-    const token = fp ? undefined : newToken();
-    const id = `${fp ? 'crt' : 'tok'}_${randomBytes(8).toString('hex')}`;
-    const row: ApiToken = { id, name, hash: fp ? certificateCredential(fp) : hashToken(token!), role: req.role, createdAt: new Date().toISOString(), terms };
+    const token = fp || certName ? undefined : newToken();
+    const id = `${fp || certName ? 'crt' : 'tok'}_${randomBytes(8).toString('hex')}`;
+    const hash = fp ? certificateCredential(fp) : certName ? certificateNameCredential(certName) : hashToken(token!);
+    const row: ApiToken = { id, name, hash, role: req.role, createdAt: new Date().toISOString(), terms };
     await this.core.deps.committer.commit({
       mutations: [{ kind: 'insertToken', token: row }],
       audit: [this.core.draft(ctx, 'token_create', NO_KEY, 'ok', null, { token_id: id, ...details, ...termsDetails(terms) })],
@@ -57,7 +60,7 @@ export class Admin {
   }
 
   /** Changes a principal's scope, expiry or rate limit; holds from the next request in every process. */
-  async updateToken(ctx: Ctx, name: string, change: Omit<PrincipalRequest, 'name' | 'role' | 'certificateSha256'>): Promise<TokenView> {
+  async updateToken(ctx: Ctx, name: string, change: Omit<PrincipalRequest, 'name' | 'role' | 'certificateSha256' | 'certificateName'>): Promise<TokenView> {
     return this.changeToken(ctx, 'token_update', name, (t) => {
       const merged: PrincipalRequest = {
         name: t.name,
@@ -68,7 +71,7 @@ export class Admin {
         expiresAt: change.expiresAt === undefined ? t.terms.expires_at : change.expiresAt,
         rateLimit: change.rateLimit === undefined ? t.terms.rate_limit : change.rateLimit,
       };
-      return { ...t, terms: { ...termsOf(merged, t.terms.certificate_sha256), ...(t.terms.rotated_at ? { rotated_at: t.terms.rotated_at } : {}) } };
+      return { ...t, terms: { ...termsOf(merged, t.terms.certificate_sha256), ...(t.terms.certificate_name ? { certificate_name: t.terms.certificate_name } : {}), ...(t.terms.rotated_at ? { rotated_at: t.terms.rotated_at } : {}) } };
     }).then((r) => r.view);
   }
 
@@ -87,6 +90,9 @@ export class Admin {
   async rotateToken(ctx: Ctx, name: string, certificateSha256?: string): Promise<TokenView & { token?: string }> {
     let token: string | undefined;
     const r = await this.changeToken(ctx, 'token_rotate', name, (t) => {
+      if (t.terms.certificate_name !== undefined) {
+        throw new CustosError('bad_request', `${name} is bound to the certificate name ${t.terms.certificate_name}: a renewed certificate with that name works as it is. For another name, make a new principal.`);
+      }
       const wasCert = t.terms.certificate_sha256 !== undefined;
       if (wasCert !== (certificateSha256 !== undefined)) {
         throw new CustosError('bad_request', wasCert ? `${name} authenticates by client certificate: give the new certificate to rotate it.` : `${name} is a token principal: it rotates to a new token, not to a certificate.`);
@@ -308,6 +314,8 @@ export interface PrincipalRequest {
   rateLimit?: string | null;
   /** Binds a client certificate (mutual TLS) instead of making a token. */
   certificateSha256?: string;
+  /** Binds any client certificate carrying this name (`DNS:…`, `URI:…`, `CN=…`) from the client CA. */
+  certificateName?: string;
 }
 
 export interface TokenView {
@@ -322,6 +330,7 @@ export interface TokenView {
   expires_at: string | null;
   rate_limit: string | null;
   certificate_sha256: string | null;
+  certificate_name: string | null;
   state: 'active' | 'expired' | 'revoked';
   revoked_at: string | null;
   rotated_at: string | null;
@@ -348,6 +357,7 @@ function termsDetails(t: TokenTerms): Record<string, string> {
     ...(t.expires_at ? { expires_at: t.expires_at } : {}),
     ...(t.rate_limit ? { rate_limit: t.rate_limit } : {}),
     ...(t.certificate_sha256 ? { certificate_sha256: t.certificate_sha256 } : {}),
+    ...(t.certificate_name ? { certificate_name: t.certificate_name } : {}),
     ...(t.revoked_at ? { revoked_at: t.revoked_at } : {}),
   };
 }
@@ -370,6 +380,7 @@ export function tokenView(t: ApiToken): TokenView {
     expires_at: t.terms.expires_at ?? null,
     rate_limit: t.terms.rate_limit ?? null,
     certificate_sha256: t.terms.certificate_sha256 ?? null,
+    certificate_name: t.terms.certificate_name ?? null,
     state: t.terms.revoked_at !== undefined ? 'revoked' : isPast(t.terms.expires_at) ? 'expired' : 'active',
     revoked_at: t.terms.revoked_at ?? null,
     rotated_at: t.terms.rotated_at ?? null,

@@ -26,6 +26,7 @@ import { Signing } from './signing.js';
 import { Wallet } from './wallet.js';
 
 export { type PeerCertificate, type Credentials } from '../accounts/authenticator.js';
+export { certificateNames } from '../accounts/credentials.js';
 export { authorize, permits, refInScope, OPERATIONS, ROLES, type Operation } from '../accounts/principals.js';
 export type { PrincipalRequest, TokenView } from './admin.js';
 export { isExpired, type PolicySubject, type VaultDeps, type VaultMetrics } from './core.js';

@@ -292,3 +292,11 @@ test('review L1, L2: failures are counted per IPv6 /64 and evicted oldest first;
   assert.ok(process.hrtime.bigint() - started < 50_000_000n, 'no catastrophic backtracking');
   assert.ok(matchesGlob('*-hot', 'payments-hot') && matchesGlob('*', '') && !matchesGlob('a*b', 'ab-') && matchesGlob('a*b*c', 'axxbyyc'));
 });
+
+test('certificate names: subjectAltName entries and the CN, normalised; odd or quoted values are never names', async () => {
+  const { certificateNames, normalizeCertificateName } = await import('../../src/accounts/credentials.js');
+  assert.deepEqual(certificateNames('DNS:Wallet.Internal, URI:spiffe://prod/wallet, email:a@b.c, IP Address:10.0.0.1', 'CN=wallet\nO=Acme\\, Inc.'), ['DNS:wallet.internal', 'URI:spiffe://prod/wallet', 'email:a@b.c', 'IP:10.0.0.1', 'CN=wallet']);
+  assert.deepEqual(certificateNames('DNS:"a, DNS:b"', 'CN=x\\, y'), [], 'a quoted entry or an escaped CN is not split into names');
+  assert.equal(normalizeCertificateName('dns:HOST.example'), 'DNS:host.example');
+  for (const bad of ['CN=a,b', 'DNS:', 'FOO:x', 'CN=a\nb', 'URI:"x"']) assert.throws(() => normalizeCertificateName(bad), /certificate name/, bad);
+});

@@ -88,6 +88,19 @@ test('the SDK over TLS: pinned CA and fingerprint, mutual TLS without a token, t
       assert.equal(await code(client({ ca }).listKeys()), 'unauthorized', 'no token and no certificate');
       assert.throws(() => new CustosClient({ addr: s.url.replace('https', 'http'), ca }), /TLS options were given but the address .* is plain http/);
 
+      // Bound by name: any certificate from the client CA named CN=ops, so a renewal keeps working.
+      for (const out of ['ops-1', 'ops-2']) assert.equal(custos(['tls', 'client', '--data-dir', dataDir, '--name', 'ops', '--out', join(dir, out)]).status, 0);
+      const byName = await admin.createToken({ name: 'ops', role: 'auditor', certificate_name: 'CN=ops' });
+      assert.equal(byName.certificate_name, 'CN=ops');
+      for (const out of ['ops-1', 'ops-2']) {
+        const c = client({ ca, cert: readFileSync(join(dir, out, 'ops.pem')), key: readFileSync(join(dir, out, 'ops.key')) });
+        assert.ok(Array.isArray(await c.listKeys()), `${out} authenticates as cert:ops`);
+      }
+      assert.equal(await code(admin.createToken({ name: 'ops2', role: 'signer', certificate_name: 'CN=ops, O=x' })), 'bad_request');
+      assert.equal(await code(admin.rotateToken('ops')), 'bad_request', 'a name-bound principal needs no rotation');
+      const audit0 = await admin.auditTail(10);
+      assert.ok(audit0.some((e) => e.principal === 'cert:ops' || e.operation === 'token_create'));
+
       // The example, as a user runs it.
       const ex = spawn(process.execPath, [join(ROOT, 'examples', 'wallet-server.mjs')], {
         cwd: ROOT,

@@ -51,13 +51,14 @@ export function registerTokens(program: Command): void {
         .requiredOption('--name <name>', 'who holds it; the audit log names it token:<name> (or cert:<name>)')
         .addOption(new Option('--role <role>', 'admin, operator (keys and policies, no signing), signer, approver, auditor (read-only)').choices(ROLES).default('signer'))
         .option('--certificate <file>', 'bind the principal to this client certificate (PEM) for mutual TLS, instead of making a token')
-        .option('--certificate-sha256 <hex>', "the same, by the certificate's SHA-256 fingerprint"),
+        .option('--certificate-sha256 <hex>', "the same, by the certificate's SHA-256 fingerprint")
+        .option('--certificate-name <name>', 'bind any certificate from [api] client_ca carrying this name instead (DNS:host, URI:uri, email:addr, IP:addr or CN=name): renewals keep working'),
     ),
   ).action(async (o) => {
     const fp: string | undefined = o.certificate ? await fingerprintOf(o.certificate) : o.certificateSha256;
-    const t = await clientFrom(o).createToken({ name: o.name, role: o.role, ...termsOf(o), ...(fp ? { certificate_sha256: fp } : {}) });
+    const t = await clientFrom(o).createToken({ name: o.name, role: o.role, ...termsOf(o), ...(fp ? { certificate_sha256: fp } : {}), ...(o.certificateName ? { certificate_name: o.certificateName } : {}) });
     if (o.json) return out(JSON.stringify(t));
-    out(t.token ? `${describe(t)}\ntoken, shown once:\n  ${t.token}` : `${describe(t)}\nthe client certificate ${t.certificate_sha256} authenticates it by mutual TLS, with no token.`);
+    out(t.token ? `${describe(t)}\ntoken, shown once:\n  ${t.token}` : t.certificate_name ? `${describe(t)}\nany client certificate from [api] client_ca named ${t.certificate_name} authenticates it by mutual TLS, with no token.` : `${describe(t)}\nthe client certificate ${t.certificate_sha256} authenticates it by mutual TLS, with no token.`);
   });
   withApi(tokens.command('list').description('Principals: names, roles, scopes, expiry and state (never the tokens)')).action(async (o) => {
     const { tokens: all } = await clientFrom(o).listTokens();

@@ -5,7 +5,7 @@
  * performs, and a route that names none is for admins only (deny by default).
  */
 import type { TLSSocket } from 'node:tls';
-import type { Credentials, Operation, PeerCertificate } from '../../vault/vault.js';
+import { certificateNames, type Credentials, type Operation, type PeerCertificate } from '../../vault/vault.js';
 
 /**
  * The operation each route performs, by method and route pattern. Key routes are checked
@@ -67,5 +67,5 @@ function peerOf(socket: unknown): PeerCertificate | undefined {
   const now = Date.now();
   if (!err && (Date.parse(cert.validTo) < now || Date.parse(cert.validFrom) > now)) err = 'CERT_HAS_EXPIRED';
   const error = err ? (typeof err === 'string' ? err : (err as Error).message) : undefined;
-  return { authorized: s.authorized === true && !error, ...(error ? { error } : {}), fingerprint: cert.fingerprint256.replace(/:/g, '').toLowerCase() };
+  return { authorized: s.authorized === true && !error, ...(error ? { error } : {}), fingerprint: cert.fingerprint256.replace(/:/g, '').toLowerCase(), names: certificateNames(cert.subjectAltName, cert.subject) };
 }

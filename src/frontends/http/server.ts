@@ -464,7 +464,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     return { key_id: key.id, format: 'custos-ecies-v1', envelope: bytesToBase64(envelope) };
   });
 
-  type PrincipalBody = { name: string; role: PrincipalRequest['role']; operations?: string[]; keys?: string[]; tags?: string[]; expires_at?: string | null; rate_limit?: string | null; certificate_sha256?: string };
+  type PrincipalBody = { name: string; role: PrincipalRequest['role']; operations?: string[]; keys?: string[]; tags?: string[]; expires_at?: string | null; rate_limit?: string | null; certificate_sha256?: string; certificate_name?: string };
   const principalRequest = (b: Partial<PrincipalBody>): Omit<PrincipalRequest, 'name' | 'role'> => ({
     ...(b.operations !== undefined ? { operations: b.operations } : {}),
     ...(b.keys !== undefined ? { keys: b.keys } : {}),
@@ -472,13 +472,14 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     ...(b.expires_at !== undefined ? { expiresAt: b.expires_at } : {}),
     ...(b.rate_limit !== undefined ? { rateLimit: b.rate_limit } : {}),
     ...(b.certificate_sha256 !== undefined ? { certificateSha256: b.certificate_sha256 } : {}),
+    ...(b.certificate_name !== undefined ? { certificateName: b.certificate_name } : {}),
   });
   app.post<{ Body: PrincipalBody }>('/v1/tokens', { schema: S.createTokenSchema }, async (req, reply) => {
     reply.code(201);
     return vault().createToken(ctx(req), { name: req.body.name, role: req.body.role, ...principalRequest(req.body) });
   });
   app.get('/v1/tokens', { schema: S.listTokensSchema }, async (req) => ({ tokens: await vault().listTokens(ctx(req)) }));
-  app.patch<{ Params: { name: string }; Body: Omit<PrincipalBody, 'name' | 'role' | 'certificate_sha256'> }>('/v1/tokens/:name', { schema: S.updateTokenSchema }, async (req) =>
+  app.patch<{ Params: { name: string }; Body: Omit<PrincipalBody, 'name' | 'role' | 'certificate_sha256' | 'certificate_name'> }>('/v1/tokens/:name', { schema: S.updateTokenSchema }, async (req) =>
     vault().updateToken(ctx(req), req.params.name, principalRequest(req.body)),
   );
   app.post<{ Params: { name: string } }>('/v1/tokens/:name/revoke', { schema: S.revokeTokenSchema }, async (req) => vault().revokeToken(ctx(req), req.params.name));
