@@ -68,6 +68,8 @@ async function payout(req) {
   // One payout per nonce: a partner-signed instruction sent twice is paid once. (Kept in memory
   // here; a real service keeps it in its database, in the same transaction as the payout.)
   if (usedNonces.has(b.nonce)) throw new CustosError('conflict', `The payout ${b.nonce} was already made.`);
+  // Taken before any await, so two identical requests at once cannot both pass.
+  usedNonces.add(b.nonce);
   const p = { to: b.to, amount: b.amount, nonce: b.nonce };
   const message = payoutBytes(p);
   // A partner's instruction is checked by the vault against the partner's public key.
@@ -77,7 +79,6 @@ async function payout(req) {
     if (!ok) throw new CustosError('forbidden', 'The partner\'s signature does not match this payout.');
   }
   // Policy (limits, allow-lists, approvals) is decided by the vault; a refusal comes back typed.
-  usedNonces.add(p.nonce);
   const s = await vault.sign(WALLET_KEY, { message });
   return { payout: p, signature: Buffer.from(s.signature).toString('base64'), key_id: s.keyId, custos_request_id: s.requestId };
 }

@@ -107,7 +107,8 @@ export class Authenticator {
 
   async authenticate(given: Credentials): Promise<Principal> {
     // IPv6 clients are counted by /64: one host holds a whole /64 and could rotate through it.
-    const c = { ...given, remote: sourceOf(given.remote) };
+    // The record keeps the address itself.
+    const c = { ...given, remote: sourceOf(given.remote), address: given.remote };
     let hash: Uint8Array;
     let kind: 'token' | 'cert';
     if (c.token !== undefined) {
@@ -145,14 +146,18 @@ export class Authenticator {
   /**
    * Whether an API principal authenticated earlier still holds for `op` on `key`: its row not
    * revoked, not expired, and its current scope allowing it. Internal principals always hold.
-   * (A rotated token still holds here: rotation replaces the secret, not the grant.)
+   * A credential rotated meanwhile does not hold: rotation is how a leaked token is cut off.
    */
   async recheck(p: Principal, op: Operation, key: KeyRecord): Promise<CustosError | null> {
     // Only principals this authenticator made carry their row's id; the system's do not.
-    if (p.credential === undefined) return null;
-    const row = (await this.store.listTokens()).find((t) => t.id === p.credential);
+    const credential = p.credential;
+    if (credential === undefined) return null;
+    const row = (await this.store.listTokens()).find((t) => t.id === credential.split('/')[0]);
     if (!row) return new CustosError('unauthorized', `${p.id} no longer exists.`);
     if (row.terms.revoked_at !== undefined) return new CustosError('unauthorized', `${p.id} was revoked at ${row.terms.revoked_at}, while this request waited.`, { tag: 'revoked' });
+    // Rotated: the credential this request came with is no longer the principal's (a leaked
+    // token is rotated to cut it off, requests already waiting included).
+    if (credentialOf(row) !== credential) return new CustosError('unauthorized', `${p.id} was given a new credential while this request waited; the old one no longer counts.`, { tag: 'rotated' });
     const r = this.remember(row, p.id.startsWith('cert:') ? 'cert' : 'token', '');
     if (r.expiresAt <= this.now()) return new CustosError('unauthorized', `${p.id} expired at ${row.terms.expires_at}, while this request waited.`, { tag: 'expired' });
     if (!permits(r.principal, op) || !keyInScope(r.principal, key)) return new CustosError('forbidden', `${p.id} may no longer ${op} with ${key.label}: its scope changed while this request waited.`, { tag: 'scope' });
@@ -194,10 +199,10 @@ export class Authenticator {
     const id = `${kind}:${token.name}`;
     let principal: Principal;
     try {
-      principal = token.role === 'admin' ? { id, kind: 'admin', role: 'admin', credential: token.id } : { id, kind: 'token', role: token.role, scope: token.terms.scope ?? scopeFor(token.role), credential: token.id };
+      principal = token.role === 'admin' ? { id, kind: 'admin', role: 'admin', credential: credentialOf(token) } : { id, kind: 'token', role: token.role, scope: token.terms.scope ?? scopeFor(token.role), credential: credentialOf(token) };
     } catch {
       // A role this version does not know (written by a newer Custos): nothing is allowed.
-      principal = { id, kind: 'token', role: token.role, scope: { operations: [], keys: [], tags: [] }, credential: token.id };
+      principal = { id, kind: 'token', role: token.role, scope: { operations: [], keys: [], tags: [] }, credential: credentialOf(token) };
     }
     const exp = token.terms.expires_at === undefined ? Infinity : Date.parse(token.terms.expires_at);
     let rate: RateLimit | null = null;
@@ -230,7 +235,7 @@ export class Authenticator {
     return list;
   }
 
-  private async fail(c: Credentials, reason: string, message: string, principal?: string): Promise<never> {
+  private async fail(c: Credentials & { address?: string }, reason: string, message: string, principal?: string): Promise<never> {
     const remote = c.remote;
     const wait = this.waitFor(remote);
     if (wait > 0) {
@@ -244,7 +249,7 @@ export class Authenticator {
       this.failures.set(remote, list);
     }
     try {
-      await this.opts.onFailure?.({ remote, reason, ...(principal ? { principal } : {}), failures: list.length, ...(c.requestId ? { requestId: c.requestId } : {}) });
+      await this.opts.onFailure?.({ remote: c.address ?? remote, reason, ...(principal ? { principal } : {}), failures: list.length, ...(c.requestId ? { requestId: c.requestId } : {}) });
     } catch {
       // The refusal stands whether or not it could be recorded.
     }
@@ -263,4 +268,9 @@ export function sourceOf(remote: string): string {
   const t = tail ? tail.split(':') : [];
   const groups = tail === undefined ? h : [...h, ...Array(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
   return `${groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, '')).join(':')}::/64`;
+}
+
+/** The row and the credential a principal was authenticated by: `<row id>/<first 16 hex of its hash>`. */
+function credentialOf(t: ApiToken): string {
+  return `${t.id}/${Buffer.from(t.hash).subarray(0, 8).toString('hex')}`;
 }

@@ -184,7 +184,8 @@ export class CustosClient {
   }
 
   /** Gives one operator share (no token: the share is the credential). */
-  unseal(body: { share: string; reset?: true }): Promise<SealStatusView> {
+  async unseal(body: { share: string; reset?: true }): Promise<SealStatusView> {
+    this.transport.assertConfidential('an operator share');
     return this.call('POST', '/v1/sys/unseal', body);
   }
 

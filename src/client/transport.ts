@@ -95,6 +95,11 @@ export class Transport {
     }
   }
 
+  /** Refuses to send a secret (a token, an operator share) over plain HTTP beyond loopback. */
+  assertConfidential(what: string): void {
+    if (!this.plainLoopback) throw new CustosError('bad_request', `Refusing to send ${what} over plain HTTP to ${this.url.host}: use https:// (the vault serves other addresses only over TLS).`);
+  }
+
   async request(method: string, path: string, body: unknown, token: string | undefined): Promise<ApiResponse> {
     if (token && !this.plainLoopback) throw new CustosError('bad_request', `Refusing to send the API token over plain HTTP to ${this.url.host}: use https:// (the vault serves other addresses only over TLS).`);
     const retries = this.opts.retries ?? 2;

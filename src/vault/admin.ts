@@ -37,6 +37,10 @@ export class Admin {
     if ((await this.core.deps.store.listTokens()).some((t) => t.name === name)) {
       return this.core.refuse(ctx, 'token_create', NO_KEY, new CustosError('label_taken', `A principal named "${name}" already exists; principals are told apart by name.`), details);
     }
+    if (fp || certName) {
+      const bound = await this.core.deps.store.findToken(fp ? certificateCredential(fp) : certificateNameCredential(certName!));
+      if (bound) return this.core.refuse(ctx, 'token_create', NO_KEY, new CustosError('label_taken', `That ${fp ? 'certificate' : 'certificate name'} is already bound to ${bound.name}${bound.terms.revoked_at ? ' (revoked: a revoked certificate stays refused; issue a new one)' : ''}.`), details);
+    }
     const token = fp || certName ? undefined : newToken();
     const id = `${fp || certName ? 'crt' : 'tok'}_${randomBytes(8).toString('hex')}`;
     const hash = fp ? certificateCredential(fp) : certName ? certificateNameCredential(certName) : hashToken(token!);
@@ -77,7 +81,13 @@ export class Admin {
 
   /** Revokes a principal: its credential fails from the next request in every process; the row stays for the record. */
   async revokeToken(ctx: Ctx, name: string): Promise<TokenView> {
-    const view = await this.changeToken(ctx, 'token_revoke', name, (x) => ({ ...x, terms: { ...x.terms, revoked_at: new Date().toISOString() } })).then((r) => r.view);
+    // A principal bound to a certificate name gives the name back (another principal may be
+    // bound to it later); its own credential can never authenticate again either way.
+    const view = await this.changeToken(ctx, 'token_revoke', name, (x) => ({
+      ...x,
+      ...(x.terms.certificate_name !== undefined ? { hash: certificateNameCredential(`revoked:${x.id}`) } : {}),
+      terms: { ...x.terms, revoked_at: new Date().toISOString() },
+    })).then((r) => r.view);
     // Its requests waiting here for approval go with it (other processes re-check it once approved).
     this.core.approvals.denyAllFrom(view.principal);
     return view;
@@ -101,6 +111,8 @@ export class Admin {
       token = fp ? undefined : newToken();
       return { ...t, hash: fp ? certificateCredential(fp) : hashToken(token!), terms: { ...t.terms, ...(fp ? { certificate_sha256: fp } : {}), rotated_at: new Date().toISOString() } };
     });
+    // Requests waiting here with the old credential go with it (other processes re-check it).
+    this.core.approvals.denyAllFrom(r.view.principal);
     return { ...(token ? { token } : {}), ...r.view };
   }
 

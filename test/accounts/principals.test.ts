@@ -270,13 +270,30 @@ test('review M6: a request waiting for approval is refused once approved if its 
     await v.vault.updateToken(admin, 'bot', { keys: ['refunds-*'] });
     await v.vault.decideApproval({ principal: alice, requestId: randomUUID() }, req.id, true);
     assert.equal(await waiting, 'forbidden:scope');
-    // Revoked: its waiting request disappears from the approvers' list.
+    // Rotated (a leaked token cut off) in another vault on the database: approved, then refused.
     await v.vault.updateToken(admin, 'bot', { keys: ['pay-*'] });
+    const other = await openVault({ dataDir: v.dataDir, passphrase: PASS });
+    try {
+      const leaked = code(v.vault.sign({ principal: bot, requestId: randomUUID(), key: 'pay-1', payload: msg, options: {}, context: {} }));
+      let r2;
+      for (let i = 0; i < 200 && !(r2 = v.vault.approvals.pending()[0]); i++) await new Promise((r) => setTimeout(r, 10));
+      await other.vault.rotateToken(admin, 'bot');
+      await v.vault.decideApproval({ principal: alice, requestId: randomUUID() }, r2!.id, true);
+      assert.equal(await leaked, 'unauthorized:rotated');
+    } finally {
+      await other.close();
+    }
+    // Revoked: its waiting request disappears from the approvers' list.
     const again = code(v.vault.sign({ principal: bot, requestId: randomUUID(), key: 'pay-1', payload: msg, options: {}, context: {} }));
     for (let i = 0; i < 200 && v.vault.approvals.pending().length === 0; i++) await new Promise((r) => setTimeout(r, 10));
     await v.vault.revokeToken(admin, 'bot');
     assert.deepEqual(v.vault.approvals.pending(), []);
     assert.notEqual(await again, 'ok');
+    // A certificate name is given back at revocation; binding a name twice is a clear refusal.
+    await v.vault.createToken(admin, { name: 'ops', role: 'auditor', certificateName: 'CN=ops' });
+    assert.equal(await code(v.vault.createToken(admin, { name: 'ops-b', role: 'auditor', certificateName: 'CN=ops' })), 'label_taken');
+    await v.vault.revokeToken(admin, 'ops');
+    assert.equal(await code(v.vault.createToken(admin, { name: 'ops-2', role: 'auditor', certificateName: 'CN=ops' })), 'ok');
   } finally {
     await v.dispose();
   }

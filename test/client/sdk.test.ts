@@ -85,6 +85,7 @@ test('the SDK over TLS: pinned CA and fingerprint, mutual TLS without a token, t
       }
       // A token never travels over plain HTTP beyond loopback (review L5).
       assert.equal(await code(new CustosClient({ addr: 'http://192.0.2.1:8200', token: 'custos_x'.padEnd(50, 'x') }).listKeys()), 'bad_request');
+      assert.equal(await code(new CustosClient({ addr: 'http://192.0.2.1:8200' }).unseal({ share: 'custos-share-v1.x' })), 'bad_request', 'nor an operator share');
       assert.equal(await code(client({ ca }).listKeys()), 'unauthorized', 'no token and no certificate');
       assert.throws(() => new CustosClient({ addr: s.url.replace('https', 'http'), ca }), /TLS options were given but the address .* is plain http/);
 

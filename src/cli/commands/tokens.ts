@@ -95,7 +95,7 @@ export function registerTokens(program: Command): void {
       .requiredOption('--name <name>', 'the new admin principal (token:<name>)')
       .requiredOption('--token-file <file>', 'write the new token to this new file (0600); it is never printed'),
   ).action(async (o) => {
-    const { openSync, writeSync, closeSync } = await import('node:fs');
+    const { openSync, writeSync, closeSync, fsyncSync } = await import('node:fs');
     const { SYSTEM } = await import('../../vault/open.js');
     const { randomUUID } = await import('node:crypto');
     // The file first (O_EXCL, 0600): a token made but not kept would be a lost admin.
@@ -105,6 +105,7 @@ export function registerTokens(program: Command): void {
       await offlineCommand(o, {}, undefined, async (vault) => {
         made = await vault.createToken({ principal: SYSTEM, requestId: randomUUID() }, { name: o.name, role: 'admin' });
         writeSync(fd, `${made.token}\n`);
+        fsyncSync(fd);
       });
     } finally {
       closeSync(fd);
