@@ -193,6 +193,23 @@ export class CustosClient {
     return (await this.call<{ keys: KeyInfo[] }>('GET', '/v1/keys')).keys;
   }
 
+  /** One page of keys in label order; pass `next` back as `after` until it is null. */
+  listKeysPage(p: { limit?: number; after?: string } = {}): Promise<{ keys: KeyInfo[]; next: string | null }> {
+    const q = new URLSearchParams({ limit: String(p.limit ?? 1000), ...(p.after !== undefined ? { after: p.after } : {}) });
+    return this.call('GET', `/v1/keys?${q}`);
+  }
+
+  /** Every key, page by page, without holding them all. */
+  async *keys(pageSize = 1000): AsyncGenerator<KeyInfo> {
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.listKeysPage({ limit: pageSize, ...(after !== undefined ? { after } : {}) });
+      yield* page.keys;
+      if (page.next === null) return;
+      after = page.next;
+    }
+  }
+
   getKey(ref: string): Promise<KeyInfo> {
     return this.call('GET', `/v1/keys/${encodeURIComponent(ref)}`);
   }

@@ -728,6 +728,20 @@ export class SqliteStore implements Store {
     );
   }
 
+  async listKeysPage(after: string | null, limit: number): Promise<Array<KeyRecord & { tampered?: true }>> {
+    const n = Math.max(1, Math.min(10_000, Math.floor(limit)));
+    return this.run(() =>
+      ((after === null ? this.stmt('SELECT * FROM keys ORDER BY label LIMIT ?').all(n) : this.stmt('SELECT * FROM keys WHERE label > ? ORDER BY label LIMIT ?').all(after, n)) as KeyRow[]).map((r) => {
+        try {
+          return this.checkedKey(r);
+        } catch (e) {
+          if (e instanceof CustosError && (e.tag === 'row_mac' || e.tag === 'row_replayed')) return { ...toKey(r), tampered: true as const };
+          throw e;
+        }
+      }),
+    );
+  }
+
   async listTokens(): Promise<ApiToken[]> {
     return this.run(() =>
       (this.stmt('SELECT * FROM api_tokens ORDER BY created_at, id').all() as TokenRow[]).map((r) => {

@@ -158,6 +158,11 @@ export interface Store {
   keysVersion(): Promise<number | null>;
   /** Every key; a row failing its MAC comes back with `tampered: true` (never usable). */
   listKeys(): Promise<Array<KeyRecord & { tampered?: true }>>;
+  /**
+   * One page of keys in label order, after the label `after` (exclusive), by the label index:
+   * what a listing of a vault with millions of keys reads instead of every row.
+   */
+  listKeysPage(after: string | null, limit: number): Promise<Array<KeyRecord & { tampered?: true }>>;
   findToken(hash: Uint8Array): Promise<ApiToken | null>;
   /**
    * Changes whenever any token row is written, in this process or another sharing the

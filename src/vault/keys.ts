@@ -102,6 +102,25 @@ export class Keys {
     });
   }
 
+  /**
+   * One page of keys in label order after `after`, and the cursor of the next page (null at
+   * the end). A scoped principal's pages hold only its keys, so a page may be short; the
+   * cursor still moves over what it may not see.
+   */
+  async listKeysPage(principal: Principal, after: string | null, limit: number): Promise<{ keys: Array<KeyRecord & { corrupt?: true }>; next: string | null }> {
+    const page = await this.core.deps.store.listKeysPage(after, limit);
+    const next = page.length >= limit ? page[page.length - 1]!.label : null;
+    const visible = permits(principal, 'read') ? page.filter((k) => keyInScope(principal, k)) : [];
+    return {
+      keys: visible.map((k) => {
+        if (!k.tampered) return k;
+        const { tampered: _t, ...rest } = k;
+        return { ...rest, corrupt: true as const };
+      }),
+      next,
+    };
+  }
+
   async storeNewKey(
     ctx: Ctx,
     operation: 'create' | 'import' | 'adopt',

@@ -183,6 +183,21 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     assert.equal(await s.getWatermark('k', 'other-chain'), null);
   });
 
+  withStore('keys are listed a page at a time in label order, by cursor', async (s) => {
+    const labels = ['k-3', 'a-1', 'k-10', 'b-2', 'z'];
+    await s.commit([{ mutations: labels.map((l) => ({ kind: 'insertKey' as const, key: key(l) })), audit: [] }], chain, new Date().toISOString());
+    const seen: string[] = [];
+    let after: string | null = null;
+    for (let i = 0; i < 10; i++) {
+      const page = await s.listKeysPage(after, 2);
+      seen.push(...page.map((k) => k.label));
+      if (page.length < 2) break;
+      after = page[page.length - 1]!.label;
+    }
+    assert.deepEqual(seen, [...labels].sort());
+    assert.deepEqual((await s.listKeysPage('zz', 5)).length, 0);
+  });
+
   withStore('tokens are found by hash only', async (s) => {
     const hash = new Uint8Array(32).fill(9);
     await s.commit([{ mutations: [{ kind: 'insertToken', token: { id: 't1', name: 'admin', hash, role: 'admin', createdAt: 'now', terms: {} } }], audit: [] }], chain, 'now');

@@ -10,10 +10,24 @@ import { algorithmOption, clientFrom, out, printKey, purposeOption, readInput, w
 export function registerKeys(program: Command): void {
   const keys = program.command('keys').description('Manage keys in a running vault (over the HTTP API)');
 
-  withApi(keys.command('list').description('List keys')).action(async (o) => {
-    const list = await clientFrom(o).listKeys();
+  withApi(
+    keys
+      .command('list')
+      .description('List keys (in creation order; with --page-size, page by page in label order, for vaults with many keys)')
+      .option('--page-size <n>', 'read the keys this many at a time, printing as they come (label order)'),
+  ).action(async (o) => {
+    const c = clientFrom(o);
+    const row = (k: Awaited<ReturnType<typeof c.listKeys>>[number]) => [k.id, k.label, k.algorithm, k.corrupt ? 'CORRUPT' : k.state, String(k.exportable)];
+    if (o.pageSize !== undefined) {
+      const n = Number(o.pageSize);
+      if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new CustosError('bad_request', '--page-size is 1 to 10000.');
+      // Streamed: one page in memory at a time (JSON lines with --json).
+      for await (const k of c.keys(n)) out(o.json ? JSON.stringify(k) : row(k).join('  '));
+      return;
+    }
+    const list = await c.listKeys();
     if (o.json) return out(JSON.stringify(list, null, 2));
-    out(formatTable(['ID', 'LABEL', 'ALGORITHM', 'STATE', 'EXPORTABLE'], list.map((k) => [k.id, k.label, k.algorithm, k.corrupt ? 'CORRUPT' : k.state, String(k.exportable)])));
+    out(formatTable(['ID', 'LABEL', 'ALGORITHM', 'STATE', 'EXPORTABLE'], list.map(row)));
   });
 
   withApi(keys.command('show').description('Show a key and its public key (raw, PEM/SPKI, OpenSSH)').argument('<key>', 'key id or label')).action(async (ref: string, o) =>

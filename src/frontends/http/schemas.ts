@@ -180,10 +180,18 @@ export const importPublicKeySchema = {
 } as const;
 
 export const listKeysSchema = {
-  summary: 'List keys',
+  summary: 'List keys: every key in creation order, or with limit (and after) one page in label order with the next page\'s cursor',
   tags: ['keys'],
   security: secured,
-  response: { 200: { type: 'object', required: ['keys'], properties: { keys: { type: 'array', items: { $ref: 'Key#' } } } }, ...errors },
+  querystring: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      limit: { type: 'string', pattern: '^[1-9][0-9]{0,3}$|^10000$', description: 'keys per page (1–10000): pages in label order' },
+      after: { type: 'string', maxLength: 128, description: 'the label the previous page ended with (its `next`)' },
+    },
+  },
+  response: { 200: { type: 'object', required: ['keys'], properties: { keys: { type: 'array', items: { $ref: 'Key#' } }, next: { type: 'string', nullable: true } } }, ...errors },
 } as const;
 
 export const keySchemaRoute = (summary: string) =>

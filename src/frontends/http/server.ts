@@ -363,7 +363,12 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   });
   app.get('/v1/openapi.json', { ...open, schema: { hide: true } }, async () => app.swagger());
 
-  app.get('/v1/keys', { schema: S.listKeysSchema }, async (req) => ({ keys: (await vault().listKeys(ctx(req).principal)).map(keyView) }));
+  app.get<{ Querystring: { limit?: string; after?: string } }>('/v1/keys', { schema: S.listKeysSchema }, async (req) => {
+    const p = ctx(req).principal;
+    if (req.query.limit === undefined && req.query.after === undefined) return { keys: (await vault().listKeys(p)).map(keyView) };
+    const page = await vault().listKeysPage(p, req.query.after ?? null, Number(req.query.limit ?? 1000));
+    return { keys: page.keys.map(keyView), next: page.next };
+  });
 
   app.post<{ Body: { label: string; algorithm: Algorithm; exportable: boolean; backend?: string; wrapped?: boolean; tags?: string[]; purpose?: string } }>('/v1/keys', { schema: S.createKeySchema }, async (req, reply) => {
     const { tags, ...rest } = req.body;

@@ -142,3 +142,25 @@ test('every role, random requests on every route: never a 5xx, never a success o
     assert.ok((seen.get(`${role} 403`) ?? 0) > 0, `some ${role} request was refused`);
   }
 });
+
+test('keys page by cursor in label order; a scoped principal\'s pages hold only its keys', async () => {
+  const pages = async (w: Who, limit: number) => {
+    const labels: string[] = [];
+    let after: string | null = null;
+    for (let i = 0; i < 100; i++) {
+      const r = await app.inject({ method: 'GET', url: `/v1/keys?limit=${limit}${after ? `&after=${encodeURIComponent(after)}` : ''}`, headers: { authorization: `Bearer ${w.token}` } });
+      assert.equal(r.statusCode, 200, r.body);
+      const b = r.json() as { keys: Array<{ label: string }>; next: string | null };
+      labels.push(...b.keys.map((k) => k.label));
+      if (b.next === null) return labels;
+      after = b.next;
+    }
+    throw new Error('no end');
+  };
+  const all = (await app.inject({ method: 'GET', url: '/v1/keys', headers: { authorization: `Bearer ${tv.adminToken}` } })).json() as { keys: Array<{ label: string }> };
+  assert.deepEqual(await pages(whos[0]!, 2), all.keys.map((k) => k.label).sort());
+  const signer = whos.find((w) => w.role === 'signer' && w.keys.includes('payments-*'))!;
+  const mine = await pages(signer, 1);
+  assert.ok(mine.length > 0 && mine.every((l) => matchesGlob('payments-*', l)), JSON.stringify(mine));
+  assert.equal((await app.inject({ method: 'GET', url: '/v1/keys?limit=0', headers: { authorization: `Bearer ${tv.adminToken}` } })).statusCode, 400);
+});
