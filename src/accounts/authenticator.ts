@@ -82,6 +82,9 @@ export class Authenticator {
   private readonly failures = new Map<string, number[]>();
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
   private readonly maxFailures: number;
+  /** The token rows' version last read in full, and the highest write sequence seen in it. */
+  private lastVersion = '';
+  private highestWrite = 0;
   private readonly windowMs: number;
   private readonly now: () => number;
 
@@ -183,6 +186,19 @@ export class Authenticator {
   /** The principal a credential hash belongs to, fresh as of this request. */
   private async lookup(hash: Uint8Array, kind: 'token' | 'cert'): Promise<Remembered | null> {
     const version = await this.store.tokensVersion();
+    if (version !== this.lastVersion) {
+      // Token rows are never deleted and every write raises the highest write sequence, so it
+      // never goes down: if it did, rows were put back outside Custos (an un-revocation).
+      const top = Number(version.split('/')[0]);
+      if (top < this.highestWrite) {
+        throw new CustosError('database_corrupt', 'The API token rows are older than ones this process has already read: they were put back outside Custos, so no token is accepted. Run `custos audit verify`, then restore the database from a backup.', { tag: 'row_replayed' });
+      }
+      // Read every row once per change, so that each one's newest version is known here and an
+      // older copy put back later is refused by its write sequence (the store remembers them).
+      await this.store.listTokens();
+      this.highestWrite = top;
+      this.lastVersion = version;
+    }
     const key = Buffer.from(hash).toString('base64');
     const hit = this.remembered.get(key);
     if (hit && hit.version === version) return hit;

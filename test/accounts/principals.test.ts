@@ -317,3 +317,25 @@ test('certificate names: subjectAltName entries and the CN, normalised; odd or q
   assert.equal(normalizeCertificateName('dns:HOST.example'), 'DNS:host.example');
   for (const bad of ['CN=a,b', 'DNS:', 'FOO:x', 'CN=a\nb', 'URI:"x"']) assert.throws(() => normalizeCertificateName(bad), /certificate name/, bad);
 });
+
+test('review L3: a revoked token row put back with SQL is refused by a process that has seen the revocation', async () => {
+  const Database = (await import('better-sqlite3')).default;
+  const { join } = await import('node:path');
+  const v = await makeVault();
+  const other = await openVault({ dataDir: v.dataDir, passphrase: PASS });
+  try {
+    const made = await v.vault.createToken(v.ctx(), { name: 'wallet', role: 'signer' });
+    assert.equal((await other.vault.authenticate({ token: made.token!, remote })).id, 'token:wallet');
+    const db = new Database(join(v.dataDir, 'custos.db'));
+    const old = db.prepare('SELECT * FROM api_tokens WHERE name = ?').get('wallet') as Record<string, unknown>;
+    await v.vault.revokeToken(v.ctx(), 'wallet');
+    assert.equal(await code(other.vault.authenticate({ token: made.token!, remote })), 'unauthorized:revoked');
+    // The pre-revocation copy, MAC and all, put back.
+    db.prepare('UPDATE api_tokens SET hash = ?, role = ?, terms = ?, mac = ?, wseq = ? WHERE id = ?').run(old.hash, old.role, old.terms, old.mac, old.wseq, old.id);
+    db.close();
+    assert.equal(await code(other.vault.authenticate({ token: made.token!, remote })), 'database_corrupt:row_replayed');
+  } finally {
+    await other.close();
+    await v.dispose();
+  }
+});

@@ -148,7 +148,8 @@ test('keys page by cursor in label order; a scoped principal\'s pages hold only 
     const labels: string[] = [];
     let after: string | null = null;
     for (let i = 0; i < 100; i++) {
-      const r = await app.inject({ method: 'GET', url: `/v1/keys?limit=${limit}${after ? `&after=${encodeURIComponent(after)}` : ''}`, headers: { authorization: `Bearer ${w.token}` } });
+      const url: string = `/v1/keys?limit=${limit}${after ? `&after=${encodeURIComponent(after)}` : ''}`;
+      const r = await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${w.token}` } });
       assert.equal(r.statusCode, 200, r.body);
       const b = r.json() as { keys: Array<{ label: string }>; next: string | null };
       labels.push(...b.keys.map((k) => k.label));
