@@ -195,7 +195,8 @@ export class Authenticator {
       }
       // Read every row once per change, so that each one's newest version is known here and an
       // older copy put back later is refused by its write sequence (the store remembers them).
-      await this.store.listTokens();
+      // A forged or edited row is left out here (and refused when it is presented).
+      await this.store.listTokens(true);
       this.highestWrite = top;
       this.lastVersion = version;
     }

@@ -742,12 +742,17 @@ export class SqliteStore implements Store {
     );
   }
 
-  async listTokens(): Promise<ApiToken[]> {
+  async listTokens(skipCorrupt = false): Promise<ApiToken[]> {
     return this.run(() =>
-      (this.stmt('SELECT * FROM api_tokens ORDER BY created_at, id').all() as TokenRow[]).map((r) => {
+      (this.stmt('SELECT * FROM api_tokens ORDER BY created_at, id').all() as TokenRow[]).flatMap((r) => {
         const t = toToken(r);
-        this.checkRow('api_tokens', t.id, tokenRowBytes(t, r.wseq), r.mac, r.wseq);
-        return t;
+        try {
+          this.checkRow('api_tokens', t.id, tokenRowBytes(t, r.wseq), r.mac, r.wseq);
+        } catch (e) {
+          if (skipCorrupt && e instanceof CustosError && e.code === 'database_corrupt') return [];
+          throw e;
+        }
+        return [t];
       }),
     );
   }

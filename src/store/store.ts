@@ -169,8 +169,12 @@ export interface Store {
    * database: an authentication cache is good only while this is unchanged.
    */
   tokensVersion(): Promise<string>;
-  /** Every token's id, name, role and creation time (hashes included; they are not secrets). */
-  listTokens(): Promise<ApiToken[]>;
+  /**
+   * Every token's id, name, role and creation time (hashes included; they are not secrets).
+   * `skipCorrupt`: rows that fail their check are left out (and alarmed) instead of failing
+   * the whole read, so one forged row does not lock every principal out.
+   */
+  listTokens(skipCorrupt?: boolean): Promise<ApiToken[]>;
   getWatermark(keyId: string, chainId: string): Promise<Watermark | null>;
   /** One durable transaction; returns, per unit, null or the error that rolled it back. */
   commit(units: WriteUnit[], chain: Chainer, ts: string): Promise<Array<Error | null>>;
