@@ -195,9 +195,10 @@ export class Authenticator {
       }
       // Read every row once per change, so that each one's newest version is known here and an
       // older copy put back later is refused by its write sequence (the store remembers them).
-      // A forged or edited row is left out here (and refused when it is presented).
-      await this.store.listTokens(true);
-      this.highestWrite = top;
+      // A forged or edited row is left out here (and refused when it is presented); the mark
+      // moves only when every row checked out, so a forged row's write sequence never sets it.
+      const valid = await this.store.listTokens(true);
+      if (valid.length === Number(version.split('/')[1])) this.highestWrite = top;
       this.lastVersion = version;
     }
     const key = Buffer.from(hash).toString('base64');

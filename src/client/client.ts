@@ -205,7 +205,8 @@ export class CustosClient {
     for (;;) {
       const page = await this.listKeysPage({ limit: pageSize, ...(after !== undefined ? { after } : {}) });
       yield* page.keys;
-      if (page.next === null) return;
+      // An older server sends no `next`: one page is all it gives.
+      if (page.next == null) return;
       after = page.next;
     }
   }

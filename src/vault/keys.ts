@@ -108,9 +108,22 @@ export class Keys {
    * cursor still moves over what it may not see.
    */
   async listKeysPage(principal: Principal, after: string | null, limit: number): Promise<{ keys: Array<KeyRecord & { corrupt?: true }>; next: string | null }> {
-    const page = await this.core.deps.store.listKeysPage(after, limit);
-    const next = page.length >= limit ? page[page.length - 1]!.label : null;
-    const visible = permits(principal, 'read') ? page.filter((k) => keyInScope(principal, k)) : [];
+    const n = Math.max(1, Math.min(10_000, Math.floor(limit)));
+    if (!permits(principal, 'read')) return { keys: [], next: null };
+    // The page is filled with keys the principal may see, and the cursor is the last of them:
+    // a cursor taken from the unfiltered rows would name keys outside its scope. (A narrow
+    // scope over a large vault therefore reads on until the page fills; a prefix range per
+    // glob would bound that.)
+    const visible: Array<KeyRecord & { tampered?: true }> = [];
+    let cursor = after;
+    let more = true;
+    while (visible.length < n && more) {
+      const page = await this.core.deps.store.listKeysPage(cursor, n);
+      more = page.length >= n;
+      if (page.length > 0) cursor = page[page.length - 1]!.label;
+      for (const k of page) if (visible.length < n && keyInScope(principal, k)) visible.push(k);
+    }
+    const next = visible.length === n && (more || visible[visible.length - 1]!.label !== cursor) ? visible[visible.length - 1]!.label : null;
     return {
       keys: visible.map((k) => {
         if (!k.tampered) return k;

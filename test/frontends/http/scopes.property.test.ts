@@ -153,6 +153,8 @@ test('keys page by cursor in label order; a scoped principal\'s pages hold only 
       assert.equal(r.statusCode, 200, r.body);
       const b = r.json() as { keys: Array<{ label: string }>; next: string | null };
       labels.push(...b.keys.map((k) => k.label));
+      // The cursor is a key the principal may see, never one outside its scope.
+      if (b.next !== null) assert.ok(b.keys.some((k) => k.label === b.next), `next ${b.next} is one of the page's keys`);
       if (b.next === null) return labels;
       after = b.next;
     }

@@ -144,8 +144,10 @@ test('a node that stops in the middle of a sealed frame or of a privval message 
       const s = await raw.handshake(node.signer);
       assert.ok(s, what);
       const warned = warnings.length;
-      await sendPart(s);
+      // Measured from before the send: half a sealed frame is no progress (no chunk is read), so
+      // the connector's clock runs from when it began waiting, just after the handshake.
       const sentAt = Date.now();
+      await sendPart(s);
       assert.equal(await raw.waitForSignerClose(readTimeoutMs + HANG_GUARD_MS), true, `${what}: the connector drops the stalled node`);
       assert.ok(Date.now() - sentAt >= readTimeoutMs - 5, `${what}: not before the read timeout`);
       assert.ok(warnings.slice(warned).some((w) => w.includes(expected)), `${what}: ${warnings.slice(warned).join('\n')}`);
