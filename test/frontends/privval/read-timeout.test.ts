@@ -141,12 +141,13 @@ test('a node that stops in the middle of a sealed frame or of a privval message 
     ];
     for (const [what, sendPart, expected] of variants) {
       const raw = await node.accept(HANG_GUARD_MS);
+      // Measured from before the handshake: half a sealed frame is no progress (no chunk is
+      // read), so the connector's clock runs from its end of the handshake, which can come
+      // before this side's under load. A point before the handshake is a true lower bound.
+      const sentAt = Date.now();
       const s = await raw.handshake(node.signer);
       assert.ok(s, what);
       const warned = warnings.length;
-      // Measured from before the send: half a sealed frame is no progress (no chunk is read), so
-      // the connector's clock runs from when it began waiting, just after the handshake.
-      const sentAt = Date.now();
       await sendPart(s);
       assert.equal(await raw.waitForSignerClose(readTimeoutMs + HANG_GUARD_MS), true, `${what}: the connector drops the stalled node`);
       assert.ok(Date.now() - sentAt >= readTimeoutMs - 5, `${what}: not before the read timeout`);
