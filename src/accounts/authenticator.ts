@@ -193,12 +193,11 @@ export class Authenticator {
       if (top < this.highestWrite) {
         throw new CustosError('database_corrupt', 'The API token rows are older than ones this process has already read: they were put back outside Custos, so no token is accepted. Run `custos audit verify`, then restore the database from a backup.', { tag: 'row_replayed' });
       }
-      // Read every row once per change, so that each one's newest version is known here and an
-      // older copy put back later is refused by its write sequence (the store remembers them).
-      // A forged or edited row is left out here (and refused when it is presented); the mark
-      // moves only when every row checked out, so a forged row's write sequence never sets it.
-      const valid = await this.store.listTokens(true);
-      if (valid.length === Number(version.split('/')[1])) this.highestWrite = top;
+      // Read the rows written since the last read (by the wseq index), so that each row's newest
+      // version is known here and an older copy put back later is refused by its write
+      // sequence (the store remembers them). A forged or edited row is left out (and refused
+      // when it is presented), so its write sequence never moves the mark.
+      for (const r of await this.store.tokensWrittenAfter(this.highestWrite)) this.highestWrite = Math.max(this.highestWrite, r.wseq);
       this.lastVersion = version;
     }
     const key = Buffer.from(hash).toString('base64');

@@ -757,6 +757,21 @@ export class SqliteStore implements Store {
     );
   }
 
+  async tokensWrittenAfter(wseq: number): Promise<Array<{ token: ApiToken; wseq: number }>> {
+    return this.run(() =>
+      (this.stmt('SELECT * FROM api_tokens WHERE wseq > ? ORDER BY wseq').all(wseq) as TokenRow[]).flatMap((r) => {
+        const t = toToken(r);
+        try {
+          this.checkRow('api_tokens', t.id, tokenRowBytes(t, r.wseq), r.mac, r.wseq);
+        } catch (e) {
+          if (e instanceof CustosError && e.code === 'database_corrupt') return [];
+          throw e;
+        }
+        return [{ token: t, wseq: r.wseq! }];
+      }),
+    );
+  }
+
   async tokensVersion(): Promise<string> {
     return this.run(() => {
       const r = this.stmt('SELECT max(wseq) AS w, count(*) AS n FROM api_tokens').get() as { w: number | null; n: number };

@@ -175,6 +175,12 @@ export interface Store {
    * the whole read, so one forged row does not lock every principal out.
    */
   listTokens(skipCorrupt?: boolean): Promise<ApiToken[]>;
+  /**
+   * The token rows written after write sequence `wseq`, checked (so their newest versions are
+   * remembered), with their write sequences; rows failing their check are left out (and
+   * alarmed). By the wseq index: what a process reads when the token rows change.
+   */
+  tokensWrittenAfter(wseq: number): Promise<Array<{ token: ApiToken; wseq: number }>>;
   getWatermark(keyId: string, chainId: string): Promise<Watermark | null>;
   /** One durable transaction; returns, per unit, null or the error that rolled it back. */
   commit(units: WriteUnit[], chain: Chainer, ts: string): Promise<Array<Error | null>>;

@@ -243,3 +243,24 @@ test('sqlite with row MACs: an entry shaped like a sealed daemon\'s but not link
     cleanup();
   }
 });
+
+test('sqlite with row MACs: token rows written after a write sequence are read by the wseq index; a forged one is left out', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const { s, file } = await macStore(dir);
+    const tok = (id: string, fill: number) => ({ kind: 'insertToken' as const, token: { id, name: id, hash: new Uint8Array(32).fill(fill), role: 'signer' as const, createdAt: 'now', terms: {} } });
+    await s.commit([{ mutations: [tok('t1', 1)], audit: [entry('a')] }], chainHash, now());
+    await s.commit([{ mutations: [tok('t2', 2)], audit: [entry('b')] }], chainHash, now());
+    const all = await s.tokensWrittenAfter(0);
+    assert.deepEqual(all.map((r) => r.token.id), ['t1', 't2']);
+    assert.ok(all[1]!.wseq > all[0]!.wseq);
+    assert.deepEqual((await s.tokensWrittenAfter(all[0]!.wseq)).map((r) => r.token.id), ['t2']);
+    const db = new Database(file);
+    db.prepare("INSERT INTO api_tokens (id, name, hash, role, created_at, wseq) VALUES ('evil', 'evil', ?, 'admin', 'now', 999999)").run(Buffer.alloc(32, 9));
+    db.close();
+    assert.deepEqual((await s.tokensWrittenAfter(all[1]!.wseq)).map((r) => r.token.id), [], 'the forged row is not read as a token');
+    await s.close();
+  } finally {
+    cleanup();
+  }
+});
