@@ -163,6 +163,11 @@ export interface Store {
    * what a listing of a vault with millions of keys reads instead of every row.
    */
   listKeysPage(after: string | null, limit: number): Promise<Array<KeyRecord & { tampered?: true }>>;
+  /**
+   * The keys not destroyed that carry an `expires_at` attribute (ssh-add -t lifetimes), checked,
+   * by an index: what the expiry sweeper reads every few seconds instead of every key.
+   */
+  listExpiringKeys(): Promise<KeyRecord[]>;
   findToken(hash: Uint8Array): Promise<ApiToken | null>;
   /**
    * Changes whenever any token row is written, in this process or another sharing the

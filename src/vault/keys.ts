@@ -400,7 +400,7 @@ export class Keys {
    */
   async destroyExpired(principal: Principal): Promise<number> {
     let n = 0;
-    for (const k of await this.core.deps.store.listKeys()) {
+    for (const k of await this.core.deps.store.listExpiringKeys()) {
       if (k.state !== 'destroyed' && isExpired(k)) {
         await this.destroyKey({ principal, requestId: `expire-${k.id}` }, k.id).catch(() => undefined);
         n++;

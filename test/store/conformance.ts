@@ -198,6 +198,12 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     assert.deepEqual((await s.listKeysPage('zz', 5)).length, 0);
   });
 
+  withStore('the expiry sweeper reads only keys with a lifetime that are not destroyed', async (s) => {
+    const soon = new Date(Date.now() + 60_000).toISOString();
+    await s.commit([{ mutations: [{ kind: 'insertKey', key: key('brief', { attributes: { expires_at: soon } }) }, { kind: 'insertKey', key: key('lasting') }, { kind: 'insertKey', key: key('gone', { attributes: { expires_at: soon }, state: 'destroyed', sealed: null }) }], audit: [] }], chain, new Date().toISOString());
+    assert.deepEqual((await s.listExpiringKeys()).map((k) => k.label), ['brief']);
+  });
+
   withStore('token rows written after a write sequence are read by it, oldest first', async (s) => {
     const tok = (id: string, fill: number) => ({ kind: 'insertToken' as const, token: { id, name: id, hash: new Uint8Array(32).fill(fill), role: 'signer' as const, createdAt: 'now', terms: {} } });
     await s.commit([{ mutations: [tok('t1', 1)], audit: [] }], chain, 'now');
