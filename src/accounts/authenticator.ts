@@ -155,7 +155,7 @@ export class Authenticator {
     // Only principals this authenticator made carry their row's id; the system's do not.
     const credential = p.credential;
     if (credential === undefined) return null;
-    const row = (await this.store.listTokens()).find((t) => t.id === credential.split('/')[0]);
+    const row = await this.store.findTokenBy({ id: credential.split('/')[0]! });
     if (!row) return new CustosError('unauthorized', `${p.id} no longer exists.`);
     if (row.terms.revoked_at !== undefined) return new CustosError('unauthorized', `${p.id} was revoked at ${row.terms.revoked_at}, while this request waited.`, { tag: 'revoked' });
     // Rotated: the credential this request came with is no longer the principal's (a leaked

@@ -795,6 +795,16 @@ export class SqliteStore implements Store {
     });
   }
 
+  async findTokenBy(key: { id: string } | { name: string }): Promise<ApiToken | null> {
+    return this.run(() => {
+      const r = ('id' in key ? this.stmt('SELECT * FROM api_tokens WHERE id = ?').get(key.id) : this.stmt('SELECT * FROM api_tokens WHERE name = ?').get(key.name)) as TokenRow | undefined;
+      if (!r) return null;
+      const t = toToken(r);
+      this.checkRow('api_tokens', t.id, tokenRowBytes(t, r.wseq), r.mac, r.wseq);
+      return t;
+    });
+  }
+
   async findToken(hash: Uint8Array): Promise<ApiToken | null> {
     return this.run(() => {
       const r = this.stmt('SELECT * FROM api_tokens WHERE hash = ?').get(Buffer.from(hash)) as TokenRow | undefined;

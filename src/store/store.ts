@@ -169,6 +169,8 @@ export interface Store {
    */
   listExpiringKeys(): Promise<KeyRecord[]>;
   findToken(hash: Uint8Array): Promise<ApiToken | null>;
+  /** A token row by its id or its (unique) name, checked; by index. */
+  findTokenBy(key: { id: string } | { name: string }): Promise<ApiToken | null>;
   /**
    * Changes whenever any token row is written, in this process or another sharing the
    * database: an authentication cache is good only while this is unchanged.

@@ -34,7 +34,7 @@ export class Admin {
       const certName = req.certificateName === undefined ? undefined : normalizeCertificateName(req.certificateName);
       return { terms: { ...termsOf(req, fp), ...(certName ? { certificate_name: certName } : {}) }, fp, certName };
     });
-    if ((await this.core.deps.store.listTokens()).some((t) => t.name === name)) {
+    if (await this.core.deps.store.findTokenBy({ name })) {
       return this.core.refuse(ctx, 'token_create', NO_KEY, new CustosError('label_taken', `A principal named "${name}" already exists; principals are told apart by name.`), details);
     }
     if (fp || certName) {

@@ -219,6 +219,9 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     const hash = new Uint8Array(32).fill(9);
     await s.commit([{ mutations: [{ kind: 'insertToken', token: { id: 't1', name: 'admin', hash, role: 'admin', createdAt: 'now', terms: {} } }], audit: [] }], chain, 'now');
     assert.equal((await s.findToken(hash))!.name, 'admin');
+    assert.equal((await s.findTokenBy({ name: 'admin' }))!.id, 't1');
+    assert.equal((await s.findTokenBy({ id: 't1' }))!.name, 'admin');
+    assert.equal(await s.findTokenBy({ name: 'nobody' }), null);
     assert.equal(await s.findToken(new Uint8Array(32)), null);
   });
 
