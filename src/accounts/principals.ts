@@ -163,11 +163,6 @@ export function authorize(p: Principal, op: Operation): void {
   if (!permits(p, op)) throw forbidden(p, op === 'audit' ? 'read the audit log' : op === 'policy' ? 'read or change policies' : op === 'approve' ? 'see or decide approvals' : op);
 }
 
-/** Refuses an operation on a key outside the principal's scope. */
-export function authorizeKey(p: Principal, op: Operation, key: Pick<KeyRecord, 'label' | 'attributes'>): void {
-  authorize(p, op);
-  if (!keyInScope(p, key)) throw forbidden(p, `${op} with keys outside its scope`);
-}
 
 /**
  * For a reference that matched no key: a scoped principal is told `forbidden` unless the
@@ -182,10 +177,3 @@ export function refInScope(p: Principal, ref: string): boolean {
   return s.keys.length === 0 || s.keys.some((g) => matchesGlob(g, ref));
 }
 
-/** The principal's description for listings and `tokens list`. */
-export function describeScope(role: Role, s: Scope): string {
-  const parts: string[] = [s.operations.join(',')];
-  if (s.keys.length) parts.push(`keys ${s.keys.join(',')}`);
-  if (s.tags.length) parts.push(`tags ${s.tags.join(',')}`);
-  return role === 'admin' ? 'everything' : parts.join('; ');
-}

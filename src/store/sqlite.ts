@@ -719,42 +719,31 @@ export class SqliteStore implements Store {
    */
   async listKeys(): Promise<Array<KeyRecord & { tampered?: true }>> {
     return this.run(() =>
-      (this.stmt('SELECT * FROM keys ORDER BY created_at, id').all() as KeyRow[]).map((r) => {
-        try {
-          return this.checkedKey(r);
-        } catch (e) {
-          if (e instanceof CustosError && (e.tag === 'row_mac' || e.tag === 'row_replayed')) return { ...toKey(r), tampered: true as const };
-          throw e;
-        }
-      }),
+      (this.stmt('SELECT * FROM keys ORDER BY created_at, id').all() as KeyRow[]).map((r) => this.listedKey(r)),
     );
+  }
+
+  /** A listed row, checked; one that fails its check is shown as `tampered` (alarm raised), never obeyed. */
+  private listedKey(r: KeyRow): KeyRecord & { tampered?: true } {
+    try {
+      return this.checkedKey(r);
+    } catch (e) {
+      if (e instanceof CustosError && (e.tag === 'row_mac' || e.tag === 'row_replayed')) return { ...toKey(r), tampered: true as const };
+      throw e;
+    }
   }
 
   async listExpiringKeys(): Promise<KeyRecord[]> {
     return this.run(() =>
-      (this.stmt("SELECT * FROM keys WHERE json_extract(attributes, '$.expires_at') IS NOT NULL AND state != 'destroyed'").all() as KeyRow[]).flatMap((r) => {
-        try {
-          return [this.checkedKey(r)];
-        } catch (e) {
-          // An edited row is alarmed and left to fail where it is used, not swept.
-          if (e instanceof CustosError && (e.tag === 'row_mac' || e.tag === 'row_replayed')) return [];
-          throw e;
-        }
-      }),
+      // An edited row is alarmed and left to fail where it is used, not swept.
+      (this.stmt("SELECT * FROM keys WHERE json_extract(attributes, '$.expires_at') IS NOT NULL AND state != 'destroyed'").all() as KeyRow[]).map((r) => this.listedKey(r)).filter((k) => !k.tampered),
     );
   }
 
   async listKeysPage(after: string | null, limit: number): Promise<Array<KeyRecord & { tampered?: true }>> {
     const n = Math.max(1, Math.min(10_000, Math.floor(limit)));
     return this.run(() =>
-      ((after === null ? this.stmt('SELECT * FROM keys ORDER BY label LIMIT ?').all(n) : this.stmt('SELECT * FROM keys WHERE label > ? ORDER BY label LIMIT ?').all(after, n)) as KeyRow[]).map((r) => {
-        try {
-          return this.checkedKey(r);
-        } catch (e) {
-          if (e instanceof CustosError && (e.tag === 'row_mac' || e.tag === 'row_replayed')) return { ...toKey(r), tampered: true as const };
-          throw e;
-        }
-      }),
+      ((after === null ? this.stmt('SELECT * FROM keys ORDER BY label LIMIT ?').all(n) : this.stmt('SELECT * FROM keys WHERE label > ? ORDER BY label LIMIT ?').all(after, n)) as KeyRow[]).map((r) => this.listedKey(r)),
     );
   }
 

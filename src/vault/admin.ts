@@ -7,7 +7,7 @@ import { CustosError, isCustosError } from '../core/errors.js';
 import type { AuditDraft, KeyRecord, Principal, Role, Scope } from '../core/types.js';
 import type { ApiToken, StateMutation, TokenTerms } from '../store/store.js';
 import { certificateCredential, certificateNameCredential, hashToken, newToken, normalizeCertificateName, normalizeFingerprint, parseExpiry, parseRateLimit, PRINCIPAL_NAME_RE } from '../accounts/credentials.js';
-import { forbidden, hasKeyScope, keyInScope, OPERATIONS, permits, ROLES, scopeFor, type Operation } from '../accounts/principals.js';
+import { authorize, forbidden, hasKeyScope, keyInScope, OPERATIONS, permits, ROLES, scopeFor, type Operation } from '../accounts/principals.js';
 import { PolicySet, type PolicyVersion } from '../policy/policy-set.js';
 import { explain, type Evaluation } from '../policy/engine.js';
 import type { PolicyFormat } from '../policy/document.js';
@@ -284,7 +284,7 @@ export class Admin {
   async auditTail(limit: number, p?: Principal) {
     const entries = await this.core.deps.store.auditTail(limit);
     if (p === undefined) return entries;
-    if (!permits(p, 'audit')) throw forbidden(p, 'read the audit log');
+    authorize(p, 'audit');
     if (!hasKeyScope(p)) return entries;
     const keys = new Map<string, boolean>();
     const visible = [];
@@ -351,9 +351,9 @@ export interface TokenView {
 
 function termsOf(req: PrincipalRequest, fp: string | undefined): TokenTerms {
   const terms: TokenTerms = {};
-  const scoped = req.role !== 'admin';
-  if (scoped) terms.scope = scopeFor(req.role, { ...(req.operations ? { operations: req.operations } : {}), ...(req.keys ? { keys: req.keys } : {}), ...(req.tags ? { tags: req.tags } : {}) });
-  else scopeFor('admin', { ...(req.operations ? { operations: req.operations } : {}), ...(req.keys ? { keys: req.keys } : {}), ...(req.tags ? { tags: req.tags } : {}) });
+  // Checked for every role (an admin given a scope is refused); stored for all but admins.
+  const scope = scopeFor(req.role, { ...(req.operations ? { operations: req.operations } : {}), ...(req.keys ? { keys: req.keys } : {}), ...(req.tags ? { tags: req.tags } : {}) });
+  if (req.role !== 'admin') terms.scope = scope;
   if (req.expiresAt) terms.expires_at = parseExpiry(req.expiresAt);
   if (req.rateLimit) {
     parseRateLimit(req.rateLimit);

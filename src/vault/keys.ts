@@ -50,6 +50,13 @@ function checkAttributes(a: KeyAttributes): void {
   }
 }
 
+/** A listed key as the API shows it: a row that failed its check is `corrupt`, not hidden. */
+function shownKey(k: KeyRecord & { tampered?: true }): KeyRecord & { corrupt?: true } {
+  if (!k.tampered) return k;
+  const { tampered: _t, ...rest } = k;
+  return { ...rest, corrupt: true as const };
+}
+
 /** Algorithms each purpose can use: a consensus key is what CometBFT accepts, and so on. */
 const PURPOSE_ALGORITHMS: Record<Exclude<KeyPurpose, 'legacy'>, readonly Algorithm[] | null> = {
   general: null,
@@ -95,17 +102,13 @@ export class Keys {
     // A scoped principal sees only the keys in its scope (and none without `read`).
     const all = await this.core.deps.store.listKeys();
     const visible = principal === undefined ? all : permits(principal, 'read') ? all.filter((k) => keyInScope(principal, k)) : [];
-    return visible.map((k) => {
-      if (!k.tampered) return k;
-      const { tampered: _t, ...rest } = k;
-      return { ...rest, corrupt: true as const };
-    });
+    return visible.map(shownKey);
   }
 
   /**
    * One page of keys in label order after `after`, and the cursor of the next page (null at
-   * the end). A scoped principal's pages hold only its keys, so a page may be short; the
-   * cursor still moves over what it may not see.
+   * the end). A scoped principal's pages hold only its keys, and the cursor is always one of
+   * them, never a label outside its scope.
    */
   async listKeysPage(principal: Principal, after: string | null, limit: number): Promise<{ keys: Array<KeyRecord & { corrupt?: true }>; next: string | null }> {
     const n = Math.max(1, Math.min(10_000, Math.floor(limit)));
@@ -125,11 +128,7 @@ export class Keys {
     }
     const next = visible.length === n && (more || visible[visible.length - 1]!.label !== cursor) ? visible[visible.length - 1]!.label : null;
     return {
-      keys: visible.map((k) => {
-        if (!k.tampered) return k;
-        const { tampered: _t, ...rest } = k;
-        return { ...rest, corrupt: true as const };
-      }),
+      keys: visible.map(shownKey),
       next,
     };
   }

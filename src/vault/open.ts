@@ -122,7 +122,6 @@ export function prepareDataDir(dir: string): void {
   }
 }
 
-export { hashToken };
 
 export interface InitOptions {
   dataDir: string;

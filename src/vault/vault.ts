@@ -27,7 +27,7 @@ import { Wallet } from './wallet.js';
 
 export { type PeerCertificate, type Credentials } from '../accounts/authenticator.js';
 export { certificateNames } from '../accounts/credentials.js';
-export { authorize, permits, refInScope, OPERATIONS, ROLES, type Operation } from '../accounts/principals.js';
+export { authorize, forbidden, refInScope, OPERATIONS, ROLES, type Operation } from '../accounts/principals.js';
 export type { PrincipalRequest, TokenView } from './admin.js';
 export { isExpired, type PolicySubject, type VaultDeps, type VaultMetrics } from './core.js';
 export { checkLabel, newKeyId, publicKeyFormats, type PublicKeyFormats } from './keys.js';

@@ -7,6 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { randomUUID } from 'node:crypto';
 import { matchesGlob, refInScope, keyInScope, scopeFor } from '../../src/accounts/principals.js';
 import { parseExpiry, parseRateLimit } from '../../src/accounts/credentials.js';
@@ -304,10 +305,14 @@ test('review L1, L2: failures are counted per IPv6 /64 and evicted oldest first;
   assert.equal(sourceOf('2001:db8:1:2:aaaa::1'), sourceOf('2001:db8:1:2:bbbb::2'));
   assert.notEqual(sourceOf('2001:db8:1:2::1'), sourceOf('2001:db8:1:3::1'));
   assert.equal(sourceOf('::ffff:192.0.2.1'), '192.0.2.1');
-  const started = process.hrtime.bigint();
+  // The glob that made the old backtracking regex run for seconds answers (how fast is
+  // bench material, not a test's); and the matcher agrees with the regex meaning of a glob.
   assert.equal(matchesGlob('*a*a*a*a*a*a*a*a*a*a*a*a*b', 'a'.repeat(128)), false);
-  assert.ok(process.hrtime.bigint() - started < 50_000_000n, 'no catastrophic backtracking');
-  assert.ok(matchesGlob('*-hot', 'payments-hot') && matchesGlob('*', '') && !matchesGlob('a*b', 'ab-') && matchesGlob('a*b*c', 'axxbyyc'));
+  const asRegex = (g: string) => new RegExp(`^${g.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 's');
+  fc.assert(
+    fc.property(fc.stringMatching(/^[ab*?.-]{0,8}$/), fc.stringMatching(/^[ab.-]{0,10}$/), (g, l) => matchesGlob(g, l) === asRegex(g).test(l)),
+    { numRuns: 5000 },
+  );
 });
 
 test('certificate names: subjectAltName entries and the CN, normalised; odd or quoted values are never names', async () => {

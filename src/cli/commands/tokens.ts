@@ -3,8 +3,8 @@ import { Command, Option } from 'commander';
 import { clientFrom, offlineCommand, offlineOptions, out, readInput, withApi } from '../common.js';
 import { CustosError } from '../../core/errors.js';
 import type { PrincipalParams, PrincipalView } from '../../client/client.js';
+import { ROLES } from '../../accounts/principals.js';
 
-const ROLES = ['admin', 'operator', 'signer', 'approver', 'auditor'];
 const list = (v: string) => v.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
 
 /** The scope, expiry and rate-limit flags `create` and `update` share. */
@@ -49,7 +49,7 @@ export function registerTokens(program: Command): void {
         .command('create')
         .description('Create a principal: a token (shown once), or a client certificate with --certificate')
         .requiredOption('--name <name>', 'who holds it; the audit log names it token:<name> (or cert:<name>)')
-        .addOption(new Option('--role <role>', 'admin, operator (keys and policies, no signing), signer, approver, auditor (read-only)').choices(ROLES).default('signer'))
+        .addOption(new Option('--role <role>', 'admin, operator (keys and policies, no signing), signer, approver, auditor (read-only)').choices([...ROLES]).default('signer'))
         .option('--certificate <file>', 'bind the principal to this client certificate (PEM) for mutual TLS, instead of making a token')
         .option('--certificate-sha256 <hex>', "the same, by the certificate's SHA-256 fingerprint")
         .option('--certificate-name <name>', 'bind any certificate from [api] client_ca carrying this name instead (DNS:host, URI:uri, email:addr, IP:addr or CN=name): renewals keep working'),

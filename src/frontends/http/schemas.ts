@@ -5,6 +5,7 @@
  */
 import { ALGORITHMS } from '../../core/types.js';
 import { KEY_PURPOSES } from '../../core/purpose.js';
+import { OPERATIONS, ROLES } from '../../vault/vault.js';
 import { IMPORT_FORMATS } from '../../keystore/import.js';
 
 const b64 = (description: string, maxLength = 349_528) => ({ type: 'string', pattern: '^[A-Za-z0-9+/_-]*={0,2}$', maxLength, description }) as const;
@@ -576,7 +577,7 @@ const tokenView = {
     id: { type: 'string' },
     name: { type: 'string' },
     principal: { type: 'string', description: 'token:<name> or cert:<name>, as the audit log names it' },
-    role: { type: 'string', enum: ['admin', 'operator', 'signer', 'approver', 'auditor'] },
+    role: { type: 'string', enum: [...ROLES] },
     operations: { type: 'array', items: { type: 'string' } },
     keys: { type: 'array', items: { type: 'string' } },
     tags: { type: 'array', items: { type: 'string' } },
@@ -591,9 +592,8 @@ const tokenView = {
   },
 } as const;
 
-const OPERATION_NAMES = ['read', 'sign', 'verify', 'export', 'create', 'destroy', 'manage', 'policy', 'approve', 'audit'];
 const termsProperties = {
-  operations: { type: 'array', maxItems: 10, items: { type: 'string', enum: OPERATION_NAMES }, description: 'what the principal may do, within its role; default: the role\'s operations (a signer: read, sign, verify)' },
+  operations: { type: 'array', maxItems: 10, items: { type: 'string', enum: [...OPERATIONS] }, description: 'what the principal may do, within its role; default: the role\'s operations (a signer: read, sign, verify)' },
   keys: { type: 'array', maxItems: 32, items: { type: 'string', maxLength: 64 }, description: 'label globs (* and ?) of the keys it may use; empty: any' },
   tags: { type: 'array', maxItems: 32, items: { type: 'string', maxLength: 64 }, description: 'tags of the keys it may use (any one); empty: any' },
   expires_at: { type: 'string', maxLength: 40, nullable: true, description: 'ISO time or a duration (30m, 12h, 90d) after which the credential is refused; null clears it' },
@@ -610,7 +610,7 @@ export const createTokenSchema = {
     required: ['name', 'role'],
     properties: {
       name: { type: 'string', maxLength: 64 },
-      role: { type: 'string', enum: ['admin', 'operator', 'signer', 'approver', 'auditor'] },
+      role: { type: 'string', enum: [...ROLES] },
       ...termsProperties,
       certificate_sha256: { type: 'string', maxLength: 95, description: 'bind the principal to this client certificate (mutual TLS) instead of making a token: its SHA-256 fingerprint' },
       certificate_name: { type: 'string', maxLength: 300, description: 'or to any certificate from [api] client_ca carrying this name: DNS:host, URI:uri, email:address, IP:address or CN=name (renewals keep working)' },

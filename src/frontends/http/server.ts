@@ -17,7 +17,7 @@ import type { PolicyVersion } from '../../policy/policy-set.js';
 import type { PolicyFormat } from '../../policy/document.js';
 import type { PayloadType } from '../../policy/model.js';
 import type { BitcoinNetwork } from '../../wallet/psbt.js';
-import { permits, publicKeyFormats, refInScope, type PrincipalRequest, type Vault } from '../../vault/vault.js';
+import { authorize, forbidden, publicKeyFormats, refInScope, type PrincipalRequest, type Vault } from '../../vault/vault.js';
 import type { Kem } from '../../crypto/ecies.js';
 import type { ApprovalRequest } from '../../vault/approvals.js';
 import { credentialsOf, ROUTE_OPERATIONS } from './auth.js';
@@ -258,12 +258,15 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
       // Each route names its operation (auth.ts); one that names none is for admins only.
       const route = `${req.method === 'HEAD' ? 'GET' : req.method} ${req.routeOptions.url}`;
       const op = ROUTE_OPERATIONS[route];
-      if (op === undefined ? req.principal.kind !== 'admin' : !permits(req.principal, op)) {
-        const p = req.principal;
-        const err = new CustosError('forbidden', op === undefined ? `${p.id} (${p.role ?? p.kind}) may not ${route}: it is for admins.` : `${p.id} (${p.role ?? p.kind}) may not ${op === 'audit' ? 'read the audit log' : op === 'approve' ? 'see or decide approvals' : op === 'policy' ? 'read or change policies' : op}.`, { tag: 'scope' });
+      const p = req.principal;
+      try {
+        if (op === undefined) {
+          if (p.kind !== 'admin') throw forbidden(p, `${route}: it is for admins`);
+        } else authorize(p, op);
+      } catch (e) {
         // A scope escape attempt is on the record like any refusal.
-        await v.recordEvent({ principal: p, requestId: req.id }, 'authorize', null, 'denied', err.fullCode, { route: route.slice(0, 96) });
-        throw err;
+        if (isCustosError(e)) await v.recordEvent({ principal: p, requestId: req.id }, 'authorize', null, 'denied', e.fullCode, { route: route.slice(0, 96) });
+        throw e;
       }
     }
   });

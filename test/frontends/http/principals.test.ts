@@ -62,6 +62,12 @@ test('two serve processes on one database: a signer scoped to payments-* is conf
       assert.deepEqual((listed.body.keys as Array<{ label: string }>).map((k) => k.label), ['payments-hot'], 'it sees only its keys');
       assert.equal((await call(b.url, wallet, 'GET', '/v1/keys/treasury')).status, 403);
 
+      // A principal bound to a certificate name, made with the CLI (mutual TLS with it: test/client).
+      const named = cli(['tokens', 'create', '--name', 'ops', '--role', 'auditor', '--certificate-name', 'dns:Ops.Internal']);
+      assert.equal(named.certificate_name, 'DNS:ops.internal');
+      assert.equal(named.principal, 'cert:ops');
+      assert.equal(named.token, undefined);
+
       // Narrowed through A: B obeys at once.
       const narrowed = cli(['tokens', 'update', 'wallet', '--keys', 'refunds-*']);
       assert.deepEqual(narrowed.keys, ['refunds-*']);
