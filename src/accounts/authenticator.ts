@@ -63,7 +63,6 @@ export interface AuthenticatorOptions {
   windowSeconds?: number;
   /** Awaited (the audit entry), so every refused attempt costs the same; its errors are swallowed. */
   onFailure?: (f: AuthFailure) => Promise<void> | void;
-  onRateLimited?: (principal: string) => void;
   now?: () => number;
 }
 
@@ -140,7 +139,6 @@ export class Authenticator {
     if (r.token.terms.revoked_at !== undefined) return this.fail(c, 'revoked', `The credential of ${r.principal.id} was revoked at ${r.token.terms.revoked_at}.`, r.principal.id);
     if (r.expiresAt <= now) return this.fail(c, 'expired', `The credential of ${r.principal.id} expired at ${r.token.terms.expires_at}; an admin can rotate it or make a new one.`, r.principal.id);
     if (r.rate && !this.take(r.principal.id, r.rate, now)) {
-      this.opts.onRateLimited?.(r.principal.id);
       throw new CustosError('rate_limited', `${r.principal.id} is limited to ${r.token.terms.rate_limit}; slow down.`, { tag: 'principal' });
     }
     return r.principal;
