@@ -74,6 +74,8 @@ export interface ServeConfig {
   /** Refused unseal attempts: more than `maxFailures` within `windowSeconds` get 429 (daemon/unseal.ts). */
   unseal: { maxFailures: number; windowSeconds: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent' };
+  /** `[store] url`: a PostgreSQL database instead of the data directory's SQLite file. */
+  store: { url?: string };
 }
 
 export const AGENT_DEFAULTS: AgentSocketConfig = { enabled: true, name: 'default', socket: 'agent/agent.sock', keys: [], allowSha1: true, allowConfirm: false, maxConnections: 128 };
@@ -88,6 +90,7 @@ export const DEFAULTS: ServeConfig = {
   audit: { checkpointEvery: 1000, anchorIntervalSeconds: 1 },
   unseal: { maxFailures: DEFAULT_UNSEAL_LIMITS.maxFailures, windowSeconds: DEFAULT_UNSEAL_LIMITS.windowSeconds },
   log: { level: 'info' },
+  store: {},
 };
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'];
@@ -106,6 +109,7 @@ const KNOWN: Record<string, string[]> = {
   audit: ['checkpoint_every', 'anchor_interval_seconds'],
   unseal: ['max_failures', 'window_seconds'],
   log: ['level'],
+  store: ['url'],
 };
 
 /** `required`: the operator named this file (--config), so its absence is an error. */
@@ -268,6 +272,11 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
   if (log.level !== undefined) {
     if (typeof log.level !== 'string' || !LEVELS.includes(log.level)) fail(path, `log.level must be one of ${LEVELS.join(', ')}`);
     cfg.log.level = log.level as ServeConfig['log']['level'];
+  }
+  const store = (doc.store ?? {}) as Record<string, unknown>;
+  if (store.url !== undefined) {
+    if (typeof store.url !== 'string' || !/^postgres(ql)?:\/\/\S+$/.test(store.url)) fail(path, 'store.url must be a postgresql:// URL (or leave [store] out for the SQLite file in the data directory)');
+    cfg.store.url = store.url;
   }
   return cfg;
 }

@@ -19,7 +19,7 @@ import { Metrics } from '../frontends/http/metrics.js';
 import { FrontEnds, type ApplyReport } from './frontends.js';
 import { loadTls } from './tls.js';
 import type { SecureContextOptions } from 'node:tls';
-import { initVault, openStoreOnly, openVault, SYSTEM, CONFIG_FILE, type OpenVault } from '../vault/open.js';
+import { initVault, openStoreOnly, openVault, storeUrlIn, SYSTEM, CONFIG_FILE, type OpenVault } from '../vault/open.js';
 import { DEFAULT_UNSEAL_LIMITS, SealedStore, ShareGate } from './unseal.js';
 import { AGENT_DEFAULTS, loadConfig, type ServeConfig } from './config.js';
 
@@ -100,6 +100,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   };
   const stopFrontends = () => frontends.stopAll();
 
+  // Every tool finds the database through the data directory's custos.toml: a --config
+  // elsewhere cannot point this daemon at another one.
+  if (opts.config.store.url !== undefined && opts.config.store.url !== storeUrlIn(opts.dataDir)) {
+    throw new CustosError('config_invalid', `[store] url belongs in ${join(opts.dataDir, CONFIG_FILE)} (every custos command finds the database there), not only in the --config file.`);
+  }
   const { store: metaStore, vaultId } = await openStoreOnly(opts.dataDir);
   let record: SealRecord;
   try {
@@ -166,7 +171,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   }
   const app = await buildHttpServer({
     ...(gate ? { gate } : { vault: opened!.vault }),
-    health: () => tokens.map((t) => ({ component: t.name, ...t.health() })),
+    health: () => {
+      const db = current()?.store.health?.();
+      return [...(db ? [{ component: 'database', ...db }] : []), ...tokens.map((t) => ({ component: t.name, ...t.health() }))];
+    },
     metrics,
     logger,
     version: VERSION,

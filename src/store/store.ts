@@ -210,6 +210,11 @@ export interface Store {
    */
   purgeFreed(): Promise<boolean>;
   close(): Promise<void>;
+  /**
+   * A store on a server: whether it answers now, and if not, why (what /healthz shows). Asking
+   * while it is down starts a reconnection.
+   */
+  health?(): { ok: boolean; detail?: string };
 }
 
 export const GENESIS_HASH = new Uint8Array(32);

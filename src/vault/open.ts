@@ -5,16 +5,23 @@
  * Data directory (0700): custos.db (SQLite, 0600; SQLite gives its -wal/-shm the same mode)
  * and custos.toml (0600). The seal record, the vault id and the audit public key live in the
  * database's meta table, so one file holds everything a backup needs.
+ *
+ * With `[store] url = "postgresql://…"` in custos.toml the database is PostgreSQL instead,
+ * shared by every node whose data directory names it; each node keeps its own custos.anchor
+ * (the newest head it has seen), so each refuses a database older than what it saw itself.
  */
-import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
 import { CustosError } from '../core/errors.js';
+import { printable } from '../core/text.js';
 import { bytesToHex, hexToBytes, utf8, wipe } from '../core/bytes.js';
 import type { Principal } from '../core/types.js';
 import { deriveSubkey, type ScryptParams } from '../crypto/kdf.js';
+import { parse as parseToml } from 'smol-toml';
 import { SqliteStore } from '../store/sqlite.js';
+import type { PostgresStore } from '../store/postgres.js';
 import type { Store } from '../store/store.js';
 import { PassphraseSeal, parseSealRecord, type SealRecord } from '../keystore/seal.js';
 import { sealToShares } from '../keystore/shares.js';
@@ -33,6 +40,12 @@ import { hashToken } from '../accounts/credentials.js';
 export type { OpenMode } from './integrity.js';
 
 export const DB_FILE = 'custos.db';
+/**
+ * Left by `custos init --join` in a new node's data directory: its first start anchors the
+ * shared database as it finds it (after every check), then removes this file. From then on a
+ * missing anchor is refused as on any node.
+ */
+export const JOIN_FILE = 'custos.joining';
 export const CONFIG_FILE = 'custos.toml';
 export const SYSTEM: Principal = { id: 'system', kind: 'system' };
 
@@ -132,6 +145,8 @@ export interface InitOptions {
   shares?: { shares: number; threshold: number };
   /** ...or under an AES key in a PKCS#11 token, with `shares` as recovery shares. */
   hsm?: RootWrapper;
+  /** A PostgreSQL database (empty) instead of the SQLite file; written to custos.toml as [store] url. */
+  storeUrl?: string;
 }
 
 export interface InitResult {
@@ -165,6 +180,7 @@ async function makeSealRecord(opts: InitOptions, root: Uint8Array, vaultId: stri
 }
 
 export async function initVault(opts: InitOptions): Promise<InitResult> {
+  if (opts.storeUrl) return initVaultOnServer(opts, opts.storeUrl);
   const dbPath = join(opts.dataDir, DB_FILE);
   const exists = () => new CustosError('vault_exists', `A vault already exists in ${opts.dataDir}; nothing was changed. To start over, move that directory away first.`);
   if (existsSync(dbPath)) throw exists();
@@ -175,17 +191,78 @@ export async function initVault(opts: InitOptions): Promise<InitResult> {
   // Built under a temporary name and linked into place only when complete, so an init that
   // is interrupted (Ctrl-C during scrypt, a crash) never leaves a half-made custos.db.
   const tmpPath = join(opts.dataDir, `.${DB_FILE}.init-${randomBytes(6).toString('hex')}`);
-  const vaultId = randomUUID();
-  const root = new Uint8Array(randomBytes(32));
   const store = SqliteStore.open(tmpPath);
   let linked = false;
   try {
     await store.migrate();
+    const made = await populate(store, opts);
+    // Closing the last connection folds the WAL into the file and removes it.
+    await store.close();
+    try {
+      linkSync(tmpPath, dbPath); // atomic, and fails if another init won the race
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw exists();
+      throw e;
+    }
+    linked = true;
+    return finishDataDir(opts, made, DEFAULT_CONFIG_TOML);
+  } finally {
+    await store.close();
+    for (const f of [tmpPath, `${tmpPath}-wal`, `${tmpPath}-shm`]) rmSync(f, { force: true });
+    if (linked) fsyncDir(opts.dataDir);
+  }
+}
+
+/**
+ * A vault in a PostgreSQL database: the database must hold no Custos tables yet (two inits
+ * racing on one database: one creates them, the other is refused before writing a row).
+ */
+async function initVaultOnServer(opts: InitOptions, url: string): Promise<InitResult> {
+  if (existsSync(join(opts.dataDir, CONFIG_FILE)) || existsSync(join(opts.dataDir, ANCHOR_FILE))) {
+    throw new CustosError('vault_exists', `${opts.dataDir} already holds a vault's files; nothing was changed. Give a new data directory for this node.`);
+  }
+  prepareDataDir(opts.dataDir);
+  const store = await (await import('../store/postgres.js')).PostgresStore.open(url);
+  try {
+    await store.migrate();
+    if (!store.createdSchema) {
+      throw new CustosError(
+        'vault_exists',
+        `The database ${store.path} already holds Custos tables; nothing was changed. To add this machine as another node of that vault, run \`custos init --join --store-url …\`; to start over, drop and create the database (it must hold nothing you need).`,
+      );
+    }
+    const made = await populate(store, opts);
+    await store.close();
+    return finishDataDir(opts, made, storeConfigToml(url));
+  } finally {
+    await store.close();
+  }
+}
+
+/** The default config with `[store] url` set: what a node on a PostgreSQL database starts from. */
+export function storeConfigToml(url: string): string {
+  return DEFAULT_CONFIG_TOML.replace(/^\[api\]$/m, `[store]\n# The shared PostgreSQL database (several hosts: host1:5432,host2:5432 with\n# target_session_attrs=read-write). A password may instead come from PGPASSWORD.\nurl = ${JSON.stringify(url)}\n\n[api]`);
+}
+
+interface Made {
+  vaultId: string;
+  adminToken: string;
+  auditSigner: AuditSigner;
+  shareLines?: string[];
+  head: { seq: number; hash: Uint8Array };
+  digest: Awaited<ReturnType<Store['rowsDigest']>>['digest'];
+}
+
+/** Fills a new, migrated database: the seal, the row MACs' counts, the meta rows, the admin token. */
+async function populate(store: Store, opts: InitOptions): Promise<Made> {
+  const vaultId = randomUUID();
+  const root = new Uint8Array(randomBytes(32));
+  const rowMac = new RowMac(root, vaultId);
+  try {
     const { record: sealRecord, shareLines } = await makeSealRecord(opts, root, vaultId);
     const auditSeed = deriveSubkey(root, utf8(vaultId), 'custos/v1/audit-checkpoint');
     const auditSigner = new AuditSigner(auditSeed, vaultId);
     wipe(auditSeed);
-    const rowMac = new RowMac(root, vaultId);
     store.setRowAuthenticator(rowMac, chainHash);
     await store.sealRows(); // the per-table counts, from zero
     await store.initMeta({
@@ -205,26 +282,19 @@ export async function initVault(opts: InitOptions): Promise<InitResult> {
     await committer.close();
     // The first anchor: from now on a database shorter than this, or without it, is refused.
     const { head, digest } = await store.rowsDigest();
-    // Closing the last connection folds the WAL into the file and removes it.
-    await store.close();
-    rowMac.destroy();
-    try {
-      linkSync(tmpPath, dbPath); // atomic, and fails if another init won the race
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw exists();
-      throw e;
-    }
-    linked = true;
-    writeAnchorFile(join(opts.dataDir, ANCHOR_FILE), { vaultId, seq: head.seq, hash: head.hash, ts: new Date().toISOString(), clean: true, rows: digest }, auditSigner, auditSigner.publicKey);
-    const configPath = join(opts.dataDir, CONFIG_FILE);
-    if (!existsSync(configPath)) writeFileSync(configPath, DEFAULT_CONFIG_TOML, { mode: 0o600 });
-    return { vaultId, adminToken, auditPublicKey: bytesToHex(auditSigner.publicKey), ...(shareLines ? { shareLines } : {}) };
+    return { vaultId, adminToken, auditSigner, head, digest, ...(shareLines ? { shareLines } : {}) };
   } finally {
     wipe(root);
-    await store.close();
-    for (const f of [tmpPath, `${tmpPath}-wal`, `${tmpPath}-shm`]) rmSync(f, { force: true });
-    if (linked) fsyncDir(opts.dataDir);
+    rowMac.destroy();
   }
+}
+
+function finishDataDir(opts: InitOptions, made: Made, configToml: string): InitResult {
+  const { vaultId, head, digest, auditSigner } = made;
+  writeAnchorFile(join(opts.dataDir, ANCHOR_FILE), { vaultId, seq: head.seq, hash: head.hash, ts: new Date().toISOString(), clean: true, rows: digest }, auditSigner, auditSigner.publicKey);
+  const configPath = join(opts.dataDir, CONFIG_FILE);
+  if (!existsSync(configPath)) writeFileSync(configPath, configToml, { mode: 0o600 });
+  return { vaultId, adminToken: made.adminToken, auditPublicKey: bytesToHex(auditSigner.publicKey), ...(made.shareLines ? { shareLines: made.shareLines } : {}) };
 }
 
 /** What the audit log says about a seal: its kind and shape, never anything secret. */
@@ -261,6 +331,8 @@ export interface OpenOptions {
   acceptRollback?: boolean;
   /** `custos upgrade`: add row MACs to a database from before them (never done by `serve`). */
   upgrade?: boolean;
+  /** The PostgreSQL database (else the data directory's custos.toml says, else its SQLite file). */
+  storeUrl?: string;
 }
 
 export interface OpenVault {
@@ -271,18 +343,81 @@ export interface OpenVault {
   close(): Promise<void>;
 }
 
-/** Opens the database at `dataDir` without unsealing, for read-only tools (`audit verify`). */
-export async function openStoreOnly(dataDir: string, readonly = true): Promise<{ store: Store; vaultId: string; auditPublicKey: Uint8Array }> {
+/**
+ * The PostgreSQL URL the data directory's custos.toml names in `[store] url`, or null for the
+ * embedded SQLite file. (The full config is checked by `serve`; this reads only the store.)
+ */
+export function storeUrlIn(dataDir: string): string | null {
+  const path = join(dataDir, CONFIG_FILE);
+  if (!existsSync(path)) return null;
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new CustosError('config_invalid', `${path}: not valid TOML (${(e as Error).message.split('\n')[0]}); fix it to find the vault's database.`);
+  }
+  const store = doc.store as { url?: unknown } | undefined;
+  if (store === undefined) return null;
+  if (typeof store !== 'object' || store === null || typeof store.url !== 'string') throw new CustosError('config_invalid', `${path}: [store] url must be a postgresql:// URL.`);
+  return store.url;
+}
+
+/**
+ * Opens the database at `dataDir` (its SQLite file, or the PostgreSQL database its config
+ * names; `storeUrl` overrides) without unsealing, for read-only tools (`audit verify`).
+ */
+export async function openStoreOnly(dataDir: string, readonly = true, storeUrl?: string): Promise<{ store: Store; vaultId: string; auditPublicKey: Uint8Array }> {
+  const url = storeUrl ?? storeUrlIn(dataDir);
   const dbPath = join(dataDir, DB_FILE);
-  if (!existsSync(dbPath)) throw new CustosError('vault_not_found', `No vault in ${dataDir} (no ${DB_FILE}). Run \`custos init --data-dir ${dataDir}\` first.`);
-  const store = SqliteStore.open(dbPath, { readonly });
-  const vaultId = await store.getMeta('vault_id');
-  const pub = await store.getMeta('audit_public_key');
+  let store: Store;
+  // Loaded only when named: SQLite users never pay for the PostgreSQL client.
+  if (url) store = await (await import('../store/postgres.js')).PostgresStore.open(url);
+  else {
+    if (!existsSync(dbPath)) throw new CustosError('vault_not_found', `No vault in ${dataDir} (no ${DB_FILE}). Run \`custos init --data-dir ${dataDir}\` first.`);
+    store = SqliteStore.open(dbPath, { readonly });
+  }
+  let vaultId: string | null;
+  let pub: string | null;
+  try {
+    vaultId = await store.getMeta('vault_id');
+    pub = await store.getMeta('audit_public_key');
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
   if (!vaultId || !pub) {
     await store.close();
-    throw new CustosError('vault_not_found', `${dbPath} is not an initialised Custos vault. Run \`custos init\` first.`);
+    throw new CustosError('vault_not_found', `${url ? (store as PostgresStore).path : dbPath} is not an initialised Custos vault. Run \`custos init\` first.`);
   }
   return { store, vaultId, auditPublicKey: hexToBytes(pub, 'audit public key') };
+}
+
+/** Whether this data directory is a node's first start on a shared database (`init --join`). */
+function joiningVault(dataDir: string, vaultId: string): boolean {
+  const path = join(dataDir, JOIN_FILE);
+  if (!existsSync(path)) return false;
+  if (existsSync(join(dataDir, ANCHOR_FILE))) throw new CustosError('config_invalid', `${path} is left over beside an anchor: this node has already joined. Remove ${JOIN_FILE}.`);
+  const named = readFileSync(path, 'utf8').trim();
+  if (named !== vaultId) throw new CustosError('config_invalid', `${dataDir} was prepared to join vault ${printable(named, 40)}, but its database holds vault ${vaultId}: check [store] url.`);
+  return true;
+}
+
+/**
+ * Prepares a new node's data directory for a vault already in a PostgreSQL database: the
+ * config naming it and the join marker. Nothing is written to the database here; the node's
+ * first `serve` (with the seal's passphrase, shares or HSM) checks it and anchors it.
+ */
+export async function joinVault(dataDir: string, url: string): Promise<{ vaultId: string; auditPublicKey: string }> {
+  if (existsSync(join(dataDir, CONFIG_FILE)) || existsSync(join(dataDir, ANCHOR_FILE)) || existsSync(join(dataDir, DB_FILE))) {
+    throw new CustosError('vault_exists', `${dataDir} already holds a vault's files; nothing was changed. Give a new data directory for this node.`);
+  }
+  prepareDataDir(dataDir);
+  const { store, vaultId, auditPublicKey } = await openStoreOnly(dataDir, true, url);
+  await store.close();
+  writeFileSync(join(dataDir, JOIN_FILE), `${vaultId}\n`, { mode: 0o600 });
+  writeFileSync(join(dataDir, CONFIG_FILE), storeConfigToml(url), { mode: 0o600 });
+  fsyncDir(dataDir);
+  return { vaultId, auditPublicKey: bytesToHex(auditPublicKey) };
 }
 
 /** Where a vault's anchor lives: beside its database. */
@@ -290,7 +425,7 @@ export const anchorPath = (dataDir: string): string => join(dataDir, ANCHOR_FILE
 
 /** Unseals the vault in `dataDir`. A wrong passphrase throws `wrong_passphrase` and writes nothing. */
 export async function openVault(opts: OpenOptions): Promise<OpenVault> {
-  const { store, vaultId, auditPublicKey } = await openStoreOnly(opts.dataDir, false);
+  const { store, vaultId, auditPublicKey } = await openStoreOnly(opts.dataDir, false, opts.storeUrl);
   const seal = opts.passphrase ? new PassphraseSeal(opts.passphrase) : null;
   let root: Uint8Array | undefined;
   let rowMac: RowMac | undefined;
@@ -309,7 +444,8 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
     rowMac = new RowMac(root, vaultId, (table, pk, problem) => opts.metrics?.integrityAlarm?.(table, problem, pk));
     const makeCommitter = () => (committer ??= new GroupCommitter(store, auditSigner, opts.checkpointEvery ?? 1000, opts.metrics?.batch?.bind(opts.metrics)));
     const places = [fileAnchorPlace(anchorPath(opts.dataDir), opts.anchorIntervalMs ?? 1000), ...(opts.anchorPlaces ?? [])];
-    await checkDatabase(store, places, vaultId, auditSigner, rowMac, makeCommitter, { acceptRollback: opts.acceptRollback, upgrade: opts.upgrade }, (e, where) => opts.onAnchorError?.(e, where));
+    const joining = joiningVault(opts.dataDir, vaultId);
+    await checkDatabase(store, places, vaultId, auditSigner, rowMac, makeCommitter, { acceptRollback: opts.acceptRollback, upgrade: opts.upgrade, joining }, (e, where) => opts.onAnchorError?.(e, where));
     // Vouch for what was just verified: a process killed before its next checkpoint (SIGKILL,
     // power loss) would otherwise leave every later start re-verifying an ever longer tail.
     const head = await store.auditHead();
@@ -317,6 +453,12 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
     if (head.seq > (checkpoints[checkpoints.length - 1]?.seq ?? 0)) await store.putCheckpoint(auditSigner.checkpoint(head, new Date().toISOString()));
     const anchors = new AnchorKeeper(store, places, auditSigner, auditPublicKey, (e, p) => opts.onAnchorError?.(e, p.where));
     await anchorNow(store, places, auditSigner, auditPublicKey, false, (e, p) => opts.onAnchorError?.(e, p.where));
+    if (joining) {
+      // Anchored: from now on this node refuses a database older than what it has just seen.
+      await makeCommitter().audit({ requestId: randomUUID(), principal: 'operator', operation: 'node_joined', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: { anchor_seq: head.seq, data_dir: printable(opts.dataDir, 200) } });
+      rmSync(join(opts.dataDir, JOIN_FILE), { force: true });
+      fsyncDir(opts.dataDir);
+    }
     anchors.start();
     const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new Backends(new SoftwareBackend(), opts.backends ?? []), committer: makeCommitter(), metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs, ...(opts.authLimits ? { authLimits: opts.authLimits } : {}) });
     try {

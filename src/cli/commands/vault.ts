@@ -41,8 +41,20 @@ export function registerVault(program: Command): void {
     .option('--hsm-pin-env <var>', 'environment variable holding the token\'s user PIN')
     .option('--hsm-key-label <label>', 'label of the AES seal key on the token (created if absent)', 'custos-seal')
     .option('--admin-token-file <file>', 'write the admin API token to this new file (0600) instead of printing it; the CLI reads it with --token-file or $CUSTOS_TOKEN_FILE')
-    .action(async (o: { adminTokenFile?: string; dataDir: string; passphraseFile?: string; scryptLogN: string; shares?: string; threshold?: string; shareDir?: string; hsmModule?: string; hsmTokenLabel?: string; hsmPinFile?: string; hsmPinEnv?: string; hsmKeyLabel: string }) => {
-      const { CONFIG_FILE, initVault } = await import('../../vault/open.js');
+    .option('--store-url <url>', 'keep the vault in this (empty) PostgreSQL database instead of the SQLite file: postgresql://user@host:5432/db (several hosts: h1:5432,h2:5432); written to custos.toml as [store] url')
+    .option('--join', 'with --store-url: prepare this data directory as another node of the vault already in that database (its first `serve` unseals, checks and anchors it)')
+    .action(async (o: { join?: boolean; storeUrl?: string; adminTokenFile?: string; dataDir: string; passphraseFile?: string; scryptLogN: string; shares?: string; threshold?: string; shareDir?: string; hsmModule?: string; hsmTokenLabel?: string; hsmPinFile?: string; hsmPinEnv?: string; hsmKeyLabel: string }) => {
+      const { CONFIG_FILE, initVault, joinVault } = await import('../../vault/open.js');
+      if (o.join) {
+        if (!o.storeUrl) throw new CustosError('bad_request', '--join needs --store-url: the PostgreSQL database that holds the vault.');
+        if (o.passphraseFile || o.shares || o.hsmModule || o.adminTokenFile) throw new CustosError('bad_request', '--join takes only --data-dir and --store-url: the vault, its seal and its tokens already exist.');
+        const dataDir = resolve(o.dataDir);
+        const j = await joinVault(dataDir, o.storeUrl);
+        out(`${dataDir} is ready to serve vault ${j.vaultId} as another node.`);
+        out(`Audit public key (compare it with the one recorded when the vault was made): ${j.auditPublicKey}`);
+        out(`Start it with: custos serve --data-dir ${dataDir} (it unseals like every node; an HSM seal needs the [[pkcs11]] and [seal.pkcs11] tables of the first node's ${CONFIG_FILE}).`);
+        return;
+      }
       const { tokenBackends, tokenRootWrapper } = await import('../../daemon/hsm.js');
       const { readPassphrase } = await import('../../daemon/passphrase.js');
       const logN = Number(o.scryptLogN);
@@ -68,6 +80,7 @@ export function registerVault(program: Command): void {
           ...(shares ? { shares } : {}),
           ...(hsm ? { hsm: tokenRootWrapper(hsm.backend, hsm.cfg.tokenLabel!, o.hsmKeyLabel) } : {}),
           scrypt: { N: 2 ** logN, r: 8, p: 1 },
+          ...(o.storeUrl ? { storeUrl: o.storeUrl } : {}),
         });
         if (hsm) appendFileSync(join(dataDir, CONFIG_FILE), hsmConfigToml(hsm.cfg, o.hsmKeyLabel));
         out(`Vault ${r.vaultId} created in ${dataDir}.`);

@@ -1,0 +1,134 @@
+/**
+ * Several nodes on one PostgreSQL database, with the real binaries: `custos init --store-url`
+ * on one data directory, `custos init --join` on another, two `custos serve` processes, a real
+ * PostgreSQL 15 cluster on 127.0.0.1. What one node does is in force on the other at the next
+ * request; the audit log stays one chain; a primary that stops answering makes both fail
+ * closed with a sentence (and /healthz say why) until it is back; a database restored from an
+ * older dump is refused by both.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { createPublicKey, verify } from 'node:crypto';
+import pg from 'pg';
+import { tempDir } from '../helpers/tmpvault.js';
+import { custos, runAsync, serve } from '../helpers/process.js';
+import { requirePostgres, startPostgres } from '../helpers/postgres.js';
+
+const PASSENV = { CUSTOS_PASSPHRASE: 'two nodes test passphrase' };
+
+async function call(url: string, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: { code?: string; message?: string } & Record<string, unknown> }> {
+  const r = await fetch(`${url}${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+  return { status: r.status, body: (await r.json()) as never };
+}
+
+test('two nodes on one PostgreSQL database: one vault, one audit chain, changes in force everywhere at once, fail closed while the database is away, a restored old dump refused', async (t) => {
+  if (!requirePostgres(t)) return;
+  const cluster = await startPostgres();
+  const { dir, cleanup } = tempDir();
+  try {
+    const url = await cluster.createDatabase('vault');
+    const a = join(dir, 'node-a');
+    const b = join(dir, 'node-b');
+    const tokenFile = join(dir, 'admin.token');
+    const init = custos(['init', '--data-dir', a, '--store-url', url, '--scrypt-log-n', '12', '--admin-token-file', tokenFile], PASSENV);
+    assert.equal(init.status, 0, init.stderr);
+    assert.ok(!existsSync(join(a, 'custos.db')), 'no SQLite file: the vault is in PostgreSQL');
+    assert.match(readFileSync(join(a, 'custos.toml'), 'utf8'), /^\[store\]\n(#.*\n)*url = "postgresql:\/\/custos@127\.0\.0\.1:\d+\/vault"$/m);
+    const again = custos(['init', '--data-dir', join(dir, 'other'), '--store-url', url, '--scrypt-log-n', '12'], PASSENV);
+    assert.notEqual(again.status, 0, 'a second vault in the same database is refused');
+    assert.match(again.stderr, /already holds Custos tables.*--join/);
+    const join_ = custos(['init', '--join', '--data-dir', b, '--store-url', url]);
+    assert.equal(join_.status, 0, join_.stderr);
+    assert.match(join_.stdout, /ready to serve vault/);
+    const admin = readFileSync(tokenFile, 'utf8').trim();
+
+    const na = await serve(['--data-dir', a], PASSENV);
+    const nb = await serve(['--data-dir', b], PASSENV);
+    try {
+      assert.ok(!existsSync(join(b, 'custos.joining')) && existsSync(join(b, 'custos.anchor')), 'the joined node anchored the database at its first start');
+      // A key made on A signs on B; the signature verifies outside the vault.
+      const made = await call(na.url, admin, 'POST', '/v1/keys', { label: 'payments', algorithm: 'ed25519' });
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+      const msg = Buffer.from('pay 5');
+      const signed = await call(nb.url, admin, 'POST', '/v1/keys/payments/sign', { message: msg.toString('base64') });
+      assert.equal(signed.status, 200, JSON.stringify(signed.body));
+      const pem = (made.body.public_key as { spki_pem: string }).spki_pem;
+      assert.ok(verify(null, msg, createPublicKey(pem), Buffer.from(signed.body.signature as string, 'base64')));
+
+      // A principal made on A works on B; revoked on A, B refuses it at the next request.
+      const tok = await call(na.url, admin, 'POST', '/v1/tokens', { name: 'wallet', role: 'signer', keys: ['payments'] });
+      assert.equal(tok.status, 201, JSON.stringify(tok.body));
+      const wallet = tok.body.token as string;
+      assert.equal((await call(nb.url, wallet, 'POST', '/v1/keys/payments/sign', { message: 'eA==' })).status, 200);
+      assert.equal((await call(na.url, admin, 'POST', '/v1/tokens/wallet/revoke')).status, 200);
+      assert.equal((await call(nb.url, wallet, 'POST', '/v1/keys/payments/sign', { message: 'eA==' })).status, 401);
+      // Disabled on B, A refuses it at once.
+      assert.equal((await call(nb.url, admin, 'POST', '/v1/keys/payments/disable')).status, 200);
+      const refused = await call(na.url, admin, 'POST', '/v1/keys/payments/sign', { message: 'eA==' });
+      assert.equal(refused.body.code, 'key_disabled', JSON.stringify(refused.body));
+      assert.equal((await call(na.url, admin, 'POST', '/v1/keys/payments/enable')).status, 200);
+
+      // The database goes away: both fail closed with a sentence, /healthz says why; it comes back by itself.
+      await cluster.stop('immediate');
+      for (const n of [na, nb]) {
+        const r = await call(n.url, admin, 'POST', '/v1/keys/payments/sign', { message: 'eA==' });
+        assert.equal(r.status, 503, JSON.stringify(r.body));
+        assert.match(String(r.body.message), /PostgreSQL .*at postgresql:\/\/custos@127\.0\.0\.1:\d+\/vault/);
+        const h = await fetch(`${n.url}/healthz`);
+        assert.equal(h.status, 503);
+        const hb = (await h.json()) as { components: Array<{ component: string; ok: boolean; detail?: string }> };
+        const db = hb.components.find((c) => c.component === 'database');
+        assert.ok(db && !db.ok && /PostgreSQL/.test(db.detail ?? ''), JSON.stringify(hb));
+      }
+      await cluster.start();
+      for (const n of [na, nb]) {
+        let status = 0;
+        for (let i = 0; i < 50 && status !== 200; i++) {
+          status = (await call(n.url, admin, 'POST', '/v1/keys/payments/sign', { message: 'eA==' })).status;
+          if (status !== 200) await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.equal(status, 200, 'reconnected by itself');
+        assert.equal((await fetch(`${n.url}/healthz`)).status, 200);
+      }
+
+      // A dump taken now, more signatures through both nodes, then the dump restored under them.
+      const dump = join(dir, 'vault.dump');
+      const pgArgs = ['-h', '127.0.0.1', '-p', String(cluster.port), '-U', 'custos'];
+      const d = await runAsync(join(cluster.bin, 'pg_dump'), [...pgArgs, '-Fc', '-f', dump, 'vault']);
+      assert.equal(d.status, 0, d.stderr);
+      for (const n of [na, nb, na, nb]) assert.equal((await call(n.url, admin, 'POST', '/v1/keys/payments/sign', { message: 'eA==' })).status, 200);
+      // Each node's anchor follows the head every anchor_interval_seconds (1 s by default).
+      await new Promise((r) => setTimeout(r, 1500));
+      const c = new pg.Client({ connectionString: cluster.url });
+      await c.connect();
+      await c.query('DROP DATABASE vault WITH (FORCE)');
+      await c.query('CREATE DATABASE vault');
+      await c.end();
+      const restored = await runAsync(join(cluster.bin, 'pg_restore'), [...pgArgs, '-d', 'vault', dump]);
+      assert.equal(restored.status, 0, restored.stderr);
+      for (const n of [na, nb]) {
+        let r = await call(n.url, admin, 'POST', '/v1/keys/payments/sign', { message: 'eA==' });
+        // The first request may only find the connection gone (the database was dropped under it).
+        if (r.status === 503 && /stopped answering|lost|reconnect/i.test(String(r.body.message))) r = await call(n.url, admin, 'POST', '/v1/keys/payments/sign', { message: 'eA==' });
+        assert.ok(r.status >= 500, JSON.stringify(r.body));
+        assert.match(String(r.body.code), /^(database_corrupt|database_rolled_back|audit_unavailable)/, JSON.stringify(r.body));
+        assert.match(String(r.body.message), /older copy|put back|rolled back|older/i, JSON.stringify(r.body));
+      }
+    } finally {
+      await na.stop();
+      await nb.stop();
+    }
+    // Restarted on the old dump, each node refuses it by its own anchor.
+    for (const n of [a, b]) {
+      await assert.rejects(serve(['--data-dir', n], PASSENV), (e: Error & { output?: string }) => {
+        assert.match(e.output ?? '', /older or shorter/, e.output);
+        return true;
+      });
+    }
+  } finally {
+    await cluster.dispose();
+    cleanup();
+  }
+});
