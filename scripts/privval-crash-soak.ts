@@ -109,6 +109,8 @@ export function checkSignatures(pub: Uint8Array, sigs: RecordedSig[]): { violati
 export interface Vault {
   dir: string;
   dataDir: string;
+  /** With a PostgreSQL store: the data directory of a second node of the same vault (`init --join`). */
+  secondNode?: string;
   token: string;
   /** The consensus public key as the API reported it at creation. */
   consensusPub: Uint8Array;
@@ -127,12 +129,13 @@ async function createKey(url: string, token: string, label: string, purpose = 'g
 }
 
 /** init + keys "val"/"val-id" (through a serve without privval config) + custos.toml pointing at `nodeAddress`. */
-export async function makePrivvalVault(nodeAddress: string, prefix = 'custos-privval-soak-'): Promise<Vault> {
+/** `storeUrl`: the vault in that (empty) PostgreSQL database, with a second node joined to it. */
+export async function makePrivvalVault(nodeAddress: string, prefix = 'custos-privval-soak-', storeUrl?: string): Promise<Vault> {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   const dataDir = join(dir, 'vault');
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
   try {
-    const init = custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '10'], PASS);
+    const init = custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '10', ...(storeUrl ? ['--store-url', storeUrl] : [])], PASS);
     if (init.status !== 0) throw new Error(`init failed: ${init.stderr}`);
     const token = /custos_[A-Za-z0-9_-]{43}/.exec(init.stdout)?.[0];
     if (!token) throw new Error(`no admin token in the init output:\n${init.stdout}`);
@@ -144,8 +147,14 @@ export async function makePrivvalVault(nodeAddress: string, prefix = 'custos-pri
     } finally {
       await s.stop('SIGTERM');
     }
-    writeFileSync(join(dataDir, 'custos.toml'), `[[privval]]\nname = "hub"\nchain_id = "${CHAIN}"\naddress = "${nodeAddress}"\nkey = "val"\nidentity_key = "val-id"\n`);
-    return { dir, dataDir, token, consensusPub, cleanup };
+    const config = `${storeUrl ? `[store]\nurl = "${storeUrl}"\n\n` : ''}[[privval]]\nname = "hub"\nchain_id = "${CHAIN}"\naddress = "${nodeAddress}"\nkey = "val"\nidentity_key = "val-id"\n`;
+    writeFileSync(join(dataDir, 'custos.toml'), config);
+    if (!storeUrl) return { dir, dataDir, token, consensusPub, cleanup };
+    const secondNode = join(dir, 'vault-b');
+    const joined = custos(['init', '--join', '--data-dir', secondNode, '--store-url', storeUrl]);
+    if (joined.status !== 0) throw new Error(`init --join failed: ${joined.stderr}`);
+    writeFileSync(join(secondNode, 'custos.toml'), config);
+    return { dir, dataDir, secondNode, token, consensusPub, cleanup };
   } catch (e) {
     cleanup();
     throw e;

@@ -1,5 +1,6 @@
 /**
- * Privval race: two `custos serve` processes on one data directory, both connected to one test
+ * Privval race: two `custos serve` processes on one data directory (or, with `--postgres`, two
+ * nodes with their own data directories on one PostgreSQL database), both connected to one test
  * CometBFT node (test/helpers/cometbft-node.ts), asked to sign conflicting votes at the same
  * moment, thousands of times. The processes are started once; each round is a new height
  * (prevotes and precommits alternating) with two votes for different blocks, `a` and `b`:
@@ -13,6 +14,8 @@
  * processes refused both votes).
  *
  *   node --import tsx scripts/privval-race.ts --rounds 2000      (npm run race:privval)
+ *   node --import tsx scripts/privval-race.ts --rounds 2000 --postgres
+ *     (a throwaway PostgreSQL cluster on 127.0.0.1, test/helpers/postgres.ts; needs postgresql)
  *
  * Prints {rounds, signatures, refused, conflicts, ...} as JSON; exits 1 on any conflict, bad
  * signature or unexpected answer. The test suite runs a short version
@@ -43,7 +46,8 @@ export interface PrivvalRaceReport {
   details: string[];
 }
 
-export async function runPrivvalRace(opts: { rounds: number; log?: (s: string) => void }): Promise<PrivvalRaceReport> {
+/** `storeUrl`: an empty PostgreSQL database for the vault; the two processes are then two nodes. */
+export async function runPrivvalRace(opts: { rounds: number; log?: (s: string) => void; storeUrl?: string }): Promise<PrivvalRaceReport> {
   const log = opts.log ?? (() => {});
   const node = await TestNode.listen();
   let vault: Vault | undefined;
@@ -56,9 +60,9 @@ export async function runPrivvalRace(opts: { rounds: number; log?: (s: string) =
   const signedBy = { a: 0, b: 0 };
   const started = Date.now();
   try {
-    vault = await makePrivvalVault(node.address, 'custos-privval-race-');
-    const dataDir = vault.dataDir;
-    procs.push(...(await Promise.all([0, 1].map(() => serve(['--data-dir', dataDir, '--log-level', 'warn'], PASS)))));
+    vault = await makePrivvalVault(node.address, 'custos-privval-race-', opts.storeUrl);
+    const dataDirs = [vault.dataDir, vault.secondNode ?? vault.dataDir];
+    procs.push(...(await Promise.all(dataDirs.map((d) => serve(['--data-dir', d, '--log-level', 'warn'], PASS)))));
     const [a, b] = (await node.waitForSigners(2, 30_000)) as [SignerConn, SignerConn];
 
     /** Sends `votes` in order on `conn`; records what comes back. */
@@ -131,7 +135,13 @@ export async function runPrivvalRace(opts: { rounds: number; log?: (s: string) =
 if (import.meta.url === `file://${process.argv[1]}`) {
   const i = process.argv.indexOf('--rounds');
   const rounds = i > 0 ? Number(process.argv[i + 1]) : 2000;
-  const report = await runPrivvalRace({ rounds, log: (s) => process.stderr.write(s + '\n') });
+  const cluster = process.argv.includes('--postgres') ? await (await import('../test/helpers/postgres.js')).startPostgres() : null;
+  let report: PrivvalRaceReport;
+  try {
+    report = await runPrivvalRace({ rounds, log: (s) => process.stderr.write(s + '\n'), ...(cluster ? { storeUrl: await cluster.createDatabase() } : {}) });
+  } finally {
+    await cluster?.dispose();
+  }
   const { details, ...summary } = report;
   process.stdout.write(JSON.stringify(summary) + '\n');
   if (details.length) process.stderr.write(details.join('\n') + '\n');

@@ -11,7 +11,7 @@ import * as bitcoin from 'bitcoinjs-lib';
 import * as ecc from '@bitcoinerlab/secp256k1';
 import { custos, custosAsync, serve } from '../helpers/process.js';
 import { tempDir } from '../helpers/tmpvault.js';
-import { deriveChild, masterFingerprint, masterFromSeed, seedFromMnemonic } from '../../src/wallet/hd.js';
+import { hdSpend } from '../helpers/psbt.js';
 
 const PASSENV = { CUSTOS_PASSPHRASE: 'policy test passphrase' };
 bitcoin.initEccLib(ecc);
@@ -24,26 +24,6 @@ async function freshVault(dir: string): Promise<{ dataDir: string; token: string
   assert.equal(init.status, 0, init.stderr);
   const token = /Admin API token[^\n]*\n\s+(\S+)/.exec(init.stdout)![1]!;
   return { dataDir, token, s: await serve(['--data-dir', dataDir], PASSENV) };
-}
-
-/**
- * A PSBT spending one P2WPKH output of `value` sats paid to the HD child at `path` of the
- * mnemonic's master (with its BIP32 derivation field), to a foreign address for `pay` sats;
- * the rest is fee. `seed` makes each previous transaction distinct. Built with bitcoinjs-lib.
- */
-function hdSpend(mnemonic: string, path: string, seed: number, value: bigint, pay: bigint): bitcoin.Psbt {
-  const master = masterFromSeed(seedFromMnemonic(mnemonic), 'secp256k1');
-  const fp = masterFingerprint(master);
-  const pub = deriveChild(master, path).publicKey;
-  const ours = bitcoin.payments.p2wpkh({ pubkey: pub, network });
-  const prev = new bitcoin.Transaction();
-  prev.addInput(new Uint8Array(32).fill(seed), 0);
-  prev.addOutput(ours.output!, value);
-  const psbt = new bitcoin.Psbt({ network });
-  const fpBytes = Uint8Array.of(fp >>> 24, (fp >>> 16) & 0xff, (fp >>> 8) & 0xff, fp & 0xff);
-  psbt.addInput({ hash: prev.getId(), index: 0, nonWitnessUtxo: prev.toBuffer(), witnessUtxo: { script: ours.output!, value }, bip32Derivation: [{ masterFingerprint: fpBytes, path, pubkey: pub }] });
-  psbt.addOutput({ address: 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080', value: pay });
-  return psbt;
 }
 
 test('a rate limit is never exceeded across a kill -9 mid-burst; approvals need distinct named approvers', async () => {

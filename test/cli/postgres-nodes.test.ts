@@ -9,12 +9,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createPublicKey, verify } from 'node:crypto';
 import pg from 'pg';
 import { tempDir } from '../helpers/tmpvault.js';
 import { custos, runAsync, serve } from '../helpers/process.js';
 import { requirePostgres, startPostgres } from '../helpers/postgres.js';
+import { hdSpend } from '../helpers/psbt.js';
+import { runPrivvalRace } from '../../scripts/privval-race.js';
 
 const PASSENV = { CUSTOS_PASSPHRASE: 'two nodes test passphrase' };
 
@@ -130,5 +132,59 @@ test('two nodes on one PostgreSQL database: one vault, one audit chain, changes 
   } finally {
     await cluster.dispose();
     cleanup();
+  }
+});
+
+test('three nodes on one PostgreSQL database spend one velocity budget at once: never over it', async (t) => {
+  if (!requirePostgres(t)) return;
+  const cluster = await startPostgres();
+  const { dir, cleanup } = tempDir();
+  const nodes: Awaited<ReturnType<typeof serve>>[] = [];
+  try {
+    const url = await cluster.createDatabase('budget');
+    const dirs = ['n1', 'n2', 'n3'].map((n) => join(dir, n));
+    const tokenFile = join(dir, 'admin.token');
+    assert.equal(custos(['init', '--data-dir', dirs[0]!, '--store-url', url, '--scrypt-log-n', '10', '--admin-token-file', tokenFile], PASSENV).status, 0);
+    for (const d of dirs.slice(1)) assert.equal(custos(['init', '--join', '--data-dir', d, '--store-url', url]).status, 0);
+    const token = readFileSync(tokenFile, 'utf8').trim();
+    nodes.push(...(await Promise.all(dirs.map((d) => serve(['--data-dir', d], PASSENV)))));
+    const api = { CUSTOS_ADDR: nodes[0]!.url, CUSTOS_TOKEN: token };
+    const mnemonic = 'letter advice cage absurd amount doctor acoustic avoid letter advice cage above';
+    writeFileSync(join(dir, 'words'), mnemonic);
+    assert.equal(custos(['keys', 'create-hd', '--label', 'hot', '--mnemonic-file', join(dir, 'words')], api).status, 0);
+    writeFileSync(join(dir, 'v.toml'), `id = "daily"\n[applies_to]\nkeys = ["hot"]\n[[rules]]\nid = "budget"\ntype = "velocity"\nlimit = 100000\nwindow = "24h"\nbuckets = 24\n`);
+    assert.equal(custos(['policy', 'upload', join(dir, 'v.toml')], api).status, 0);
+    // 10,000 sent away and 10,000 fee each: every spend counts 10,000; 30 spends, 10 fit.
+    const psbts = Array.from({ length: 30 }, (_, i) => hdSpend(mnemonic, "m/84'/1'/0'/0/1", i + 1, 20_000n, 10_000n).toBase64());
+    const answers = await Promise.all(
+      psbts.map((psbt, i) =>
+        fetch(`${nodes[i % 3]!.url}/v1/keys/hot/sign-psbt`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ psbt, network: 'regtest' }) }).then(async (r) => ({ status: r.status, body: (await r.json()) as { code?: string; sent_externally_sats?: string } })),
+      ),
+    );
+    const signed = answers.filter((r) => r.status === 200);
+    const spent = signed.reduce((n, r) => n + BigInt(r.body.sent_externally_sats ?? '0'), 0n);
+    assert.ok(spent <= 100_000n, `spent ${spent} of a 100,000 budget`);
+    assert.equal(signed.length, 10, `every spend that fits is signed: ${JSON.stringify(answers.filter((r) => r.status !== 200).map((r) => r.body.code))}`);
+    assert.ok(answers.filter((r) => r.status !== 200).every((r) => r.body.code === 'policy_denied:velocity'), 'the rest are refused by the budget');
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop()));
+    await cluster.dispose();
+    cleanup();
+  }
+});
+
+test('privval race across two nodes on PostgreSQL: conflicting votes sent to both at once, never two signatures for one position', { timeout: 120_000 }, async (t) => {
+  if (!requirePostgres(t)) return;
+  const cluster = await startPostgres();
+  try {
+    const rounds = Number(process.env.CUSTOS_PRIVVAL_RACE_ROUNDS ?? 60);
+    const report = await runPrivvalRace({ rounds, storeUrl: await cluster.createDatabase() });
+    assert.equal(report.conflicts, 0, report.details.join('\n'));
+    assert.equal(report.badSignatures, 0, report.details.join('\n'));
+    assert.equal(report.unexpected, 0, report.details.join('\n'));
+    assert.equal(report.unsignedRounds, 0);
+    assert.equal(report.signatures, rounds * 2, 'each node answers each round with the one signature (its own or the other node\'s)');
+  } finally {
+    await cluster.dispose();
   }
 });
