@@ -188,3 +188,76 @@ test('privval race across two nodes on PostgreSQL: conflicting votes sent to bot
     await cluster.dispose();
   }
 });
+
+test('failover: the primary is killed under signing load, the synchronous standby promoted; the node fails closed meanwhile, finds the new primary by itself, and every acknowledged signature is in the audit log', { timeout: 120_000 }, async (t) => {
+  if (!requirePostgres(t)) return;
+  const primary = await startPostgres();
+  let standby: Awaited<ReturnType<typeof startPostgres>> | undefined;
+  const { dir, cleanup } = tempDir();
+  let node: Awaited<ReturnType<typeof serve>> | undefined;
+  try {
+    await primary.createDatabase('vault');
+    standby = await startPostgres({ standbyOf: primary });
+    const admin = new pg.Client({ connectionString: primary.url });
+    await admin.connect();
+    for (let i = 0; i < 100 && (await admin.query("SELECT 1 FROM pg_stat_replication WHERE state = 'streaming'")).rowCount === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    // Synchronous: a commit is acknowledged once the standby has it on disk too.
+    await admin.query("ALTER SYSTEM SET synchronous_standby_names = '*'");
+    await admin.query('SELECT pg_reload_conf()');
+    await admin.end();
+    const url = `postgresql://custos@127.0.0.1:${primary.port},127.0.0.1:${standby.port}/vault?target_session_attrs=read-write&connect_timeout=2`;
+    const tokenFile = join(dir, 'admin.token');
+    const dataDir = join(dir, 'node');
+    assert.equal(custos(['init', '--data-dir', dataDir, '--store-url', url, '--scrypt-log-n', '10', '--admin-token-file', tokenFile], PASSENV).status, 0);
+    const token = readFileSync(tokenFile, 'utf8').trim();
+    node = await serve(['--data-dir', dataDir], PASSENV);
+    assert.equal((await call(node.url, token, 'POST', '/v1/keys', { label: 'k', algorithm: 'ed25519' })).status, 201);
+
+    const acknowledged: string[] = [];
+    let refusedWhileDown = 0;
+    let other = 0;
+    let phase: 'before' | 'down' | 'after' = 'before';
+    let stop = false;
+    const load = (async () => {
+      while (!stop) {
+        const r = await call(node!.url, token, 'POST', '/v1/keys/k/sign', { message: 'eA==' }).catch(() => ({ status: 0, body: {} as Record<string, unknown> }));
+        if (r.status === 200) acknowledged.push(r.body.request_id as string);
+        else if (r.status === 503 && phase !== 'before') refusedWhileDown++;
+        else other++;
+        if (r.status !== 200) await new Promise((res) => setTimeout(res, 50));
+      }
+    })();
+    while (acknowledged.length < 30) await new Promise((r) => setTimeout(r, 20));
+    phase = 'down';
+    await primary.stop('immediate');
+    const beforeFailover = acknowledged.length;
+    await new Promise((r) => setTimeout(r, 500));
+    await standby.promote();
+    phase = 'after';
+    for (let i = 0; i < 200 && acknowledged.length < beforeFailover + 30; i++) await new Promise((r) => setTimeout(r, 50));
+    stop = true;
+    await load;
+    assert.ok(acknowledged.length >= beforeFailover + 30, `signing resumed on the promoted standby (${acknowledged.length - beforeFailover} after)`);
+    assert.ok(refusedWhileDown > 0, 'requests while no primary answered were refused (503)');
+    assert.equal(other, 0, 'no answer other than a signature or a 503');
+    const h = await fetch(`${node.url}/healthz`);
+    assert.equal(h.status, 200);
+    // Every acknowledged signature has its audit entry on the new primary.
+    const c = new pg.Client({ connectionString: `postgresql://custos@127.0.0.1:${standby.port}/vault` });
+    await c.connect();
+    const found = new Set((await c.query<{ request_id: string }>("SELECT request_id FROM audit WHERE outcome = 'ok'")).rows.map((r) => r.request_id));
+    await c.end();
+    const lost = acknowledged.filter((id) => !found.has(id));
+    t.diagnostic(`acknowledged ${acknowledged.length} (${beforeFailover} before the primary was killed), refused while down ${refusedWhileDown}, lost ${lost.length}`);
+    assert.deepEqual(lost, [], 'no acknowledged signature lost');
+    await node.stop();
+    node = undefined;
+    const v = custos(['audit', 'verify', '--data-dir', dataDir]);
+    assert.equal(v.status, 0, v.stderr + v.stdout);
+  } finally {
+    await node?.stop();
+    await standby?.dispose();
+    await primary.dispose();
+    cleanup();
+  }
+});

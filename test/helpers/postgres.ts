@@ -35,6 +35,8 @@ export interface PgCluster {
   start(): Promise<void>;
   /** Stops it (as a crash: nothing is kept) and removes the temp folder; safe to call twice. */
   dispose(): Promise<void>;
+  /** A standby made with `startPostgres({ standbyOf })`: promotes it to a writable primary. */
+  promote(): Promise<void>;
 }
 
 const INSTALL_HINT = 'PostgreSQL is not installed: apt-get install -y postgresql';
@@ -173,8 +175,12 @@ async function createDb(adminUrl: string, port: number, name: string): Promise<s
   return `postgresql://custos@127.0.0.1:${port}/${name}`;
 }
 
-/** Makes and starts a new cluster with an empty `custos` database (about a second). */
-export async function startPostgres(): Promise<PgCluster> {
+/**
+ * Makes and starts a new cluster with an empty `custos` database (about a second). With
+ * `standbyOf`: a streaming-replication standby of that (running) cluster instead, made with
+ * `pg_basebackup -R` (initdb's default pg_hba.conf trusts replication from 127.0.0.1).
+ */
+export async function startPostgres(opts: { standbyOf?: PgCluster } = {}): Promise<PgCluster> {
   const bin = postgresBin();
   if (bin === null) throw new Error(INSTALL_HINT);
 
@@ -195,10 +201,13 @@ export async function startPostgres(): Promise<PgCluster> {
     mkdirSync(dir, { mode: 0o700 });
   }
 
-  const init = await run(bin, 'initdb', ['-D', data, '-A', 'trust', '-U', 'custos', '--encoding=UTF8', '--locale=C'], top);
+  const primary = opts.standbyOf;
+  const init = primary
+    ? await run(bin, 'pg_basebackup', ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'custos', '-D', data, '-R', '-X', 'stream', '-c', 'fast'], top)
+    : await run(bin, 'initdb', ['-D', data, '-A', 'trust', '-U', 'custos', '--encoding=UTF8', '--locale=C'], top);
   if (init.status !== 0) {
     rmSync(top, { recursive: true, force: true });
-    throw new Error(`initdb failed (${init.status}):\n${init.output}`);
+    throw new Error(`${primary ? 'pg_basebackup' : 'initdb'} failed (${init.status}):\n${init.output}`);
   }
 
   const entry = { bin, data, top };
@@ -240,6 +249,10 @@ export async function startPostgres(): Promise<PgCluster> {
       const failure = await tryStart();
       if (failure !== null) throw new Error(`PostgreSQL did not start again on port ${port}:\n${failure}`);
     },
+    async promote() {
+      const r = await run(bin, 'pg_ctl', ['promote', '-D', data, '-w'], top);
+      if (r.status !== 0) throw new Error(`pg_ctl promote failed (${r.status}):\n${r.output}`);
+    },
     async dispose() {
       if (disposed) return;
       // A crash stop: nothing in a throwaway cluster is worth a shutdown checkpoint.
@@ -260,7 +273,8 @@ export async function startPostgres(): Promise<PgCluster> {
       if (failure === null || !/address already in use/i.test(failure)) break;
     }
     if (failure !== null) throw new Error(`PostgreSQL did not start:\n${failure}`);
-    await createDb(`postgresql://custos@127.0.0.1:${port}/postgres`, port, 'custos');
+    // A standby has the primary's databases already (and is read-only).
+    if (!primary) await createDb(`postgresql://custos@127.0.0.1:${port}/postgres`, port, 'custos');
   } catch (err) {
     await cluster.dispose().catch(() => {});
     throw err;
