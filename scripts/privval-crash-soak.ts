@@ -151,7 +151,7 @@ export async function makePrivvalVault(nodeAddress: string, prefix = 'custos-pri
     writeFileSync(join(dataDir, 'custos.toml'), config);
     if (!storeUrl) return { dir, dataDir, token, consensusPub, cleanup };
     const secondNode = join(dir, 'vault-b');
-    const joined = custos(['init', '--join', '--data-dir', secondNode, '--store-url', storeUrl]);
+    const joined = custos(['init', '--join', '--data-dir', secondNode, '--store-url', storeUrl, '--anchor', join(dataDir, 'custos.anchor')]);
     if (joined.status !== 0) throw new Error(`init --join failed: ${joined.stderr}`);
     writeFileSync(join(secondNode, 'custos.toml'), config);
     return { dir, dataDir, secondNode, token, consensusPub, cleanup };

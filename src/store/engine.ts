@@ -216,6 +216,8 @@ export interface Dialect {
   isUniqueViolation(e: unknown): boolean;
   /** A failure of the storage itself (disk, connection, corruption): it aborts the whole batch. */
   isFatal(e: unknown): boolean;
+  /** The name of a trigger (or rule) on a Custos table, if there is any: none is ever Custos's. */
+  triggers: string;
 }
 
 /** How a driver runs a piece of logic: one statement alone, a read snapshot, or a write transaction. */
@@ -464,6 +466,7 @@ export abstract class SqlStore implements Store {
           yield* self.writeState(t);
           committed = t;
         }
+        yield* self.noTriggers();
         return r;
       },
       'write',
@@ -473,6 +476,19 @@ export abstract class SqlStore implements Store {
         if (committed) this.markState(committed);
       },
     );
+  }
+
+  /**
+   * Row MACs are computed over what a row reads back after its write: a trigger (or a
+   * PostgreSQL rule) that rewrites or keeps old values would get its own values MACed as
+   * Custos's. None is Custos's, so any is refused; checked last in every write transaction,
+   * where one created meanwhile would have to wait for the locks this transaction holds.
+   */
+  protected *noTriggers(): Q<void> {
+    const t = yield* get<{ name: string }>(this.dialect.triggers);
+    if (t) {
+      throw this.corrupt('meta', '*', 'trigger', `The database ${this.path} has a trigger or rule, "${printable(t.name, 60)}", on a Custos table: it was added outside Custos and could change what Custos writes, so nothing is written while it is there. Remove it (DROP TRIGGER / DROP RULE), then run \`custos audit verify\`.`, 'trigger');
+    }
   }
 
   private markState(st: { seq: number; writes: number }): void {

@@ -93,6 +93,8 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 );
 `;
 
+const TABLES = "'meta','keys','api_tokens','audit','watermarks','audit_checkpoints'";
+
 /** The advisory lock every write transaction takes first ("custos" in ASCII). */
 const WRITE_LOCK = '108584524705907';
 
@@ -104,9 +106,11 @@ const POSTGRES: Dialect = {
   zeroSealed: "UPDATE keys SET sealed = decode(repeat('00', length(sealed)), 'hex') WHERE id = ? AND sealed IS NOT NULL",
   expiringKeys: "SELECT * FROM keys WHERE (attributes::jsonb ->> 'expires_at') IS NOT NULL AND state <> 'destroyed'",
   isUniqueViolation: (e) => code(e) === '23505',
-  // A constraint (class 23) is the unit's own conflict; anything else from the server or the
-  // connection is the storage failing.
-  isFatal: (e) => !(e instanceof CustosError) && !code(e).startsWith('23'),
+  // A constraint (class 23) or a value PostgreSQL cannot hold (class 22: a NUL character) is
+  // the unit's own failure; anything else from the server or the connection is the storage's.
+  isFatal: (e) => !(e instanceof CustosError) && !code(e).startsWith('23') && !code(e).startsWith('22'),
+  triggers: `SELECT t.tgname AS name FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal AND c.relname IN (${TABLES})
+    UNION ALL SELECT rulename AS name FROM pg_rules WHERE tablename IN (${TABLES}) LIMIT 1`,
 };
 
 export interface PgTarget {
@@ -128,16 +132,28 @@ export interface PgLocation {
 /** Parses a libpq-style URL, several hosts included; throws `bad_request` with a sentence. */
 export function parsePostgresUrl(url: string): PgLocation {
   const bad = (why: string) => new CustosError('bad_request', `The store URL is not a PostgreSQL URL Custos can use (${why}); write it as postgresql://user@host:5432/database, with more hosts separated by commas.`);
-  const m = /^(postgres(?:ql)?):\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?#]*)(?:\/([^?#]*))?(?:\?([^#]*))?$/.exec(url);
+  // The user information runs to the LAST @ (a password may hold an unencoded @ or /), so
+  // nothing of a password is ever taken for a host and shown.
+  const m = /^(postgres(?:ql)?):\/\/(?:(.*)@)?([^@/?#]*)(?:\/([^?#]*))?(?:\?([^#]*))?$/s.exec(url);
   if (!m) throw bad('its shape');
-  const [, , user, password, hosts, database, query] = m;
+  const [, , userinfo, hosts, database, query] = m;
+  const colon = userinfo === undefined ? -1 : userinfo.indexOf(':');
+  const user = userinfo === undefined ? undefined : colon < 0 ? userinfo : userinfo.slice(0, colon);
+  const password = userinfo === undefined || colon < 0 ? undefined : userinfo.slice(colon + 1);
+  const decode = (v: string, what: string) => {
+    try {
+      return decodeURIComponent(v);
+    } catch {
+      throw bad(`the ${what} is not percent-encoded correctly`);
+    }
+  };
   const targets: PgTarget[] = [];
   for (const h of (hosts ?? '').split(',')) {
     const hm = /^(\[[0-9a-fA-F:]+\]|[^:[\]]+)(?::([0-9]{1,5}))?$/.exec(h);
     if (!hm) throw bad(`host "${printable(h, 60)}"`);
     const port = hm[2] ? Number(hm[2]) : 5432;
     if (port < 1 || port > 65535) throw bad(`port ${port}`);
-    targets.push({ host: decodeURIComponent(hm[1]!.replace(/^\[|\]$/g, '')), port });
+    targets.push({ host: decode(hm[1]!.replace(/^\[|\]$/g, ''), 'host'), port });
   }
   const params: Record<string, string> = {};
   let sessionAttrs: PgLocation['sessionAttrs'] = 'read-write';
@@ -149,9 +165,9 @@ export function parsePostgresUrl(url: string): PgLocation {
   }
   return {
     targets,
-    ...(user ? { user: decodeURIComponent(user) } : {}),
-    ...(password !== undefined ? { password: decodeURIComponent(password) } : {}),
-    ...(database ? { database: decodeURIComponent(database) } : {}),
+    ...(user ? { user: decode(user, 'user') } : {}),
+    ...(password !== undefined ? { password: decode(password, 'password') } : {}),
+    ...(database ? { database: decode(database, 'database name') } : {}),
     sessionAttrs,
     params,
   };
@@ -222,6 +238,14 @@ export class PostgresStore extends SqlStore {
         ...(this.loc.database ? { database: this.loc.database } : {}),
         ...(this.loc.params.application_name ? { application_name: this.loc.params.application_name } : { application_name: 'custos' }),
         connectionTimeoutMillis: Number(this.loc.params.connect_timeout ?? 5) * 1000,
+        // Nothing waits for ever: a server gone silent (a partition) fails the request instead
+        // of hanging it, and a node gone silent while holding the write lock loses its session
+        // (and the lock) on the server after 30 s instead of blocking every other node.
+        keepAlive: true,
+        query_timeout: 30_000,
+        statement_timeout: 30_000,
+        lock_timeout: 10_000,
+        idle_in_transaction_session_timeout: 30_000,
         ...(this.loc.params.sslmode && this.loc.params.sslmode !== 'disable' ? { ssl: { rejectUnauthorized: this.loc.params.sslmode === 'verify-full' || this.loc.params.sslmode === 'verify-ca' } } : {}),
         types,
       });
@@ -288,7 +312,8 @@ export class PostgresStore extends SqlStore {
       const exec = (s: Statement) => this.exec(c, s);
       try {
         if (mode === 'statement') return await runAsync(q(), exec);
-        await c.query(mode === 'write' ? 'BEGIN' : 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        // Spelled out: a server whose default is REPEATABLE READ would make writes fail on every race.
+        await c.query(mode === 'write' ? 'BEGIN ISOLATION LEVEL READ COMMITTED' : 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
         let out: T;
         try {
           if (mode === 'write') await c.query(`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
@@ -299,7 +324,9 @@ export class PostgresStore extends SqlStore {
         }
         // If the answer to COMMIT is lost (the connection dropped), whether it committed is
         // unknown: the caller is told it failed, so nothing it guarded is released.
-        await c.query('COMMIT');
+        // COMMIT on a transaction that failed answers ROLLBACK without an error: only a COMMIT is one.
+        const done = await c.query('COMMIT');
+        if (done.command !== 'COMMIT') throw new CustosError('storage_unavailable', `PostgreSQL at ${this.path} rolled the transaction back instead of committing it; nothing was changed.`);
         onCommit?.();
         return out;
       } catch (e) {
@@ -322,7 +349,8 @@ export class PostgresStore extends SqlStore {
       this.drop();
       return new CustosError('storage_unavailable', `PostgreSQL at ${this.path} answered read-only (a standby, or a primary being demoted); the change was not made. Custos reconnects to the writable primary by itself.`, { cause: e, tag: 'database_unreachable' });
     }
-    if (c.startsWith('XX') || c === '22P05') return new CustosError('database_corrupt', `PostgreSQL at ${this.path} reported damaged data (${c}: ${msg}); restore it from a backup. Nothing was changed.`, { cause: e });
+    if (c.startsWith('22')) return new CustosError('bad_request', `PostgreSQL cannot store a value of this request (${c}: ${msg}; a NUL character, U+0000, is the usual cause); nothing was changed.`, { cause: e });
+    if (c.startsWith('XX')) return new CustosError('database_corrupt', `PostgreSQL at ${this.path} reported damaged data (${c}: ${msg}); restore it from a backup. Nothing was changed.`, { cause: e });
     if (c.startsWith('28')) return new CustosError('storage_unavailable', `PostgreSQL at ${this.path} refused the login (${msg}); check the user and password of [store] url (or PGPASSWORD).`, { cause: e });
     if (c === '42P01') return new CustosError('vault_not_found', `The database ${this.path} holds no Custos vault (no Custos tables). Run \`custos init --store-url …\` first.`, { cause: e });
     if (c === '3D000') return new CustosError('storage_unavailable', `PostgreSQL at ${this.path} has no such database (${msg}); create it (createdb) or fix [store] url.`, { cause: e });
@@ -361,6 +389,7 @@ export class PostgresStore extends SqlStore {
           const fresh = (await c.query<{ t: string | null }>("SELECT to_regclass('meta') AS t")).rows[0]?.t == null;
           await c.query(SCHEMA);
           await runAsync(self.checkSchemaVersion(fresh), (s) => self.exec(c, s));
+          await runAsync(self.noTriggers(), (s) => self.exec(c, s));
           await c.query('COMMIT');
           this.createdSchema = fresh;
         } catch (e) {
@@ -405,6 +434,8 @@ export class PostgresStore extends SqlStore {
   async close(): Promise<void> {
     await this.lane;
     this.closed = true;
+    // A reconnection that /healthz started may still be on its way: its connection is closed too.
+    await this.connecting?.catch(() => undefined);
     const c = this.client;
     this.client = null;
     await c?.end().catch(() => undefined);

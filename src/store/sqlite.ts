@@ -83,6 +83,7 @@ const SQLITE: Dialect = {
   expiringKeys: "SELECT * FROM keys WHERE json_extract(attributes, '$.expires_at') IS NOT NULL AND state != 'destroyed'",
   isUniqueViolation: (e) => code(e) === 'SQLITE_CONSTRAINT_UNIQUE' || code(e) === 'SQLITE_CONSTRAINT_PRIMARYKEY',
   isFatal: (e) => code(e).startsWith('SQLITE_IOERR') || code(e) === 'SQLITE_FULL' || code(e).startsWith('SQLITE_CORRUPT') || code(e) === 'SQLITE_NOTADB',
+  triggers: "SELECT name FROM sqlite_master WHERE type = 'trigger' LIMIT 1",
 };
 
 /** Translates SQLite's failures into sentences an operator can act on. */
@@ -201,6 +202,7 @@ export class SqliteStore extends SqlStore {
       if (!this.columns('api_tokens').includes('terms')) this.db.exec("ALTER TABLE api_tokens ADD COLUMN terms TEXT NOT NULL DEFAULT '{}'");
       this.db.exec('CREATE INDEX IF NOT EXISTS api_tokens_wseq ON api_tokens(wseq)');
       runSync(this.checkSchemaVersion(fresh), this.exec);
+      runSync(this.noTriggers(), this.exec);
     });
   }
 

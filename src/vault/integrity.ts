@@ -19,11 +19,6 @@ import type { GroupCommitter } from './commit.js';
 export interface OpenMode {
   acceptRollback?: boolean;
   upgrade?: boolean;
-  /**
-   * A new node's first start on a shared database (`custos init --join`): it has no anchor
-   * yet, and takes the database as it finds it after every other check.
-   */
-  joining?: boolean;
 }
 
 /**
@@ -69,7 +64,7 @@ export async function checkDatabase(
     let anchor: Anchor | null;
     try {
       anchor = await readAnchor(place, vaultId, signer.publicKey);
-      if (!anchor && place.required && enabled && !mode.joining) {
+      if (!anchor && place.required && enabled) {
         throw new CustosError(
           'database_rolled_back',
           `The audit anchor ${place.where} is missing. This vault keeps one beside its database since it was created (or upgraded); without it Custos cannot tell this database from an older or shortened copy, so it refuses to serve. Put the anchor back from the same backup as the database, or see "Restoring from a backup" in the README. (If \`custos init\` or \`custos upgrade\` was interrupted, run init again in an empty directory, or accept this database with \`custos audit accept-database\`.)`,

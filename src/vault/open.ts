@@ -10,7 +10,7 @@
  * shared by every node whose data directory names it; each node keeps its own custos.anchor
  * (the newest head it has seen), so each refuses a database older than what it saw itself.
  */
-import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
@@ -30,7 +30,7 @@ import { Keyring } from '../keystore/keyring.js';
 import { SoftwareBackend } from '../backends/software/software.js';
 import { Backends, type Backend } from '../backends/backend.js';
 import { AuditSigner, chainHash } from '../audit/chain.js';
-import { ANCHOR_FILE, AnchorKeeper, anchorNow, fileAnchorPlace, writeAnchorFile, type AnchorPlace } from '../audit/anchor.js';
+import { ANCHOR_FILE, AnchorKeeper, anchorNow, fileAnchorPlace, readAnchor, writeAnchorFile, type AnchorPlace } from '../audit/anchor.js';
 import { RowMac } from '../keystore/row-mac.js';
 import { GroupCommitter } from './commit.js';
 import { Vault, type VaultMetrics } from './vault.js';
@@ -40,12 +40,6 @@ import { hashToken } from '../accounts/credentials.js';
 export type { OpenMode } from './integrity.js';
 
 export const DB_FILE = 'custos.db';
-/**
- * Left by `custos init --join` in a new node's data directory: its first start anchors the
- * shared database as it finds it (after every check), then removes this file. From then on a
- * missing anchor is refused as on any node.
- */
-export const JOIN_FILE = 'custos.joining';
 export const CONFIG_FILE = 'custos.toml';
 export const SYSTEM: Principal = { id: 'system', kind: 'system' };
 
@@ -392,32 +386,33 @@ export async function openStoreOnly(dataDir: string, readonly = true, storeUrl?:
   return { store, vaultId, auditPublicKey: hexToBytes(pub, 'audit public key') };
 }
 
-/** Whether this data directory is a node's first start on a shared database (`init --join`). */
-function joiningVault(dataDir: string, vaultId: string): boolean {
-  const path = join(dataDir, JOIN_FILE);
-  if (!existsSync(path)) return false;
-  if (existsSync(join(dataDir, ANCHOR_FILE))) throw new CustosError('config_invalid', `${path} is left over beside an anchor: this node has already joined. Remove ${JOIN_FILE}.`);
-  const named = readFileSync(path, 'utf8').trim();
-  if (named !== vaultId) throw new CustosError('config_invalid', `${dataDir} was prepared to join vault ${printable(named, 40)}, but its database holds vault ${vaultId}: check [store] url.`);
-  return true;
-}
-
 /**
  * Prepares a new node's data directory for a vault already in a PostgreSQL database: the
- * config naming it and the join marker. Nothing is written to the database here; the node's
- * first `serve` (with the seal's passphrase, shares or HSM) checks it and anchors it.
+ * config naming it, and a copy of an existing node's anchor (`anchorFrom`, its custos.anchor),
+ * so that the new node refuses from its first start any database older than what that node
+ * had seen. Nothing is written to the database; the node's first `serve` (with the seal's
+ * passphrase, shares or HSM) checks the anchor's signature and the database as every start does.
  */
-export async function joinVault(dataDir: string, url: string): Promise<{ vaultId: string; auditPublicKey: string }> {
+export async function joinVault(dataDir: string, url: string, anchorFrom: string): Promise<{ vaultId: string; auditPublicKey: string; anchorSeq: number }> {
   if (existsSync(join(dataDir, CONFIG_FILE)) || existsSync(join(dataDir, ANCHOR_FILE)) || existsSync(join(dataDir, DB_FILE))) {
     throw new CustosError('vault_exists', `${dataDir} already holds a vault's files; nothing was changed. Give a new data directory for this node.`);
   }
-  prepareDataDir(dataDir);
   const { store, vaultId, auditPublicKey } = await openStoreOnly(dataDir, true, url);
-  await store.close();
-  writeFileSync(join(dataDir, JOIN_FILE), `${vaultId}\n`, { mode: 0o600 });
+  let anchor: Awaited<ReturnType<typeof readAnchor>>;
+  try {
+    // Checked against the audit key the database names; `serve` checks it again against the
+    // key the root derives, so a database that lies about its key gains nothing here.
+    anchor = await readAnchor(fileAnchorPlace(anchorFrom), vaultId, auditPublicKey);
+  } finally {
+    await store.close();
+  }
+  if (!anchor) throw new CustosError('bad_request', `${anchorFrom} does not exist: give the custos.anchor of a node already serving this vault (copy it over a trusted channel).`);
+  prepareDataDir(dataDir);
+  copyFileSync(anchorFrom, join(dataDir, ANCHOR_FILE));
+  chmodSync(join(dataDir, ANCHOR_FILE), 0o600);
   writeFileSync(join(dataDir, CONFIG_FILE), storeConfigToml(url), { mode: 0o600 });
   fsyncDir(dataDir);
-  return { vaultId, auditPublicKey: bytesToHex(auditPublicKey) };
+  return { vaultId, auditPublicKey: bytesToHex(auditPublicKey), anchorSeq: anchor.seq };
 }
 
 /** Where a vault's anchor lives: beside its database. */
@@ -444,21 +439,14 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
     rowMac = new RowMac(root, vaultId, (table, pk, problem) => opts.metrics?.integrityAlarm?.(table, problem, pk));
     const makeCommitter = () => (committer ??= new GroupCommitter(store, auditSigner, opts.checkpointEvery ?? 1000, opts.metrics?.batch?.bind(opts.metrics)));
     const places = [fileAnchorPlace(anchorPath(opts.dataDir), opts.anchorIntervalMs ?? 1000), ...(opts.anchorPlaces ?? [])];
-    const joining = joiningVault(opts.dataDir, vaultId);
-    await checkDatabase(store, places, vaultId, auditSigner, rowMac, makeCommitter, { acceptRollback: opts.acceptRollback, upgrade: opts.upgrade, joining }, (e, where) => opts.onAnchorError?.(e, where));
+    await checkDatabase(store, places, vaultId, auditSigner, rowMac, makeCommitter, { acceptRollback: opts.acceptRollback, upgrade: opts.upgrade }, (e, where) => opts.onAnchorError?.(e, where));
     // Vouch for what was just verified: a process killed before its next checkpoint (SIGKILL,
     // power loss) would otherwise leave every later start re-verifying an ever longer tail.
-    const head = await store.auditHead();
+    const head = await store.verifiedHead();
     const checkpoints = await store.checkpoints();
     if (head.seq > (checkpoints[checkpoints.length - 1]?.seq ?? 0)) await store.putCheckpoint(auditSigner.checkpoint(head, new Date().toISOString()));
     const anchors = new AnchorKeeper(store, places, auditSigner, auditPublicKey, (e, p) => opts.onAnchorError?.(e, p.where));
     await anchorNow(store, places, auditSigner, auditPublicKey, false, (e, p) => opts.onAnchorError?.(e, p.where));
-    if (joining) {
-      // Anchored: from now on this node refuses a database older than what it has just seen.
-      await makeCommitter().audit({ requestId: randomUUID(), principal: 'operator', operation: 'node_joined', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: { anchor_seq: head.seq, data_dir: printable(opts.dataDir, 200) } });
-      rmSync(join(opts.dataDir, JOIN_FILE), { force: true });
-      fsyncDir(opts.dataDir);
-    }
     anchors.start();
     const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new Backends(new SoftwareBackend(), opts.backends ?? []), committer: makeCommitter(), metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs, ...(opts.authLimits ? { authLimits: opts.authLimits } : {}) });
     try {

@@ -41,15 +41,17 @@ test('two nodes on one PostgreSQL database: one vault, one audit chain, changes 
     const again = custos(['init', '--data-dir', join(dir, 'other'), '--store-url', url, '--scrypt-log-n', '12'], PASSENV);
     assert.notEqual(again.status, 0, 'a second vault in the same database is refused');
     assert.match(again.stderr, /already holds Custos tables.*--join/);
-    const join_ = custos(['init', '--join', '--data-dir', b, '--store-url', url]);
+    const noAnchor = custos(['init', '--join', '--data-dir', b, '--store-url', url]);
+    assert.notEqual(noAnchor.status, 0, 'a node joins with an existing node\'s anchor');
+    assert.match(noAnchor.stderr, /--anchor/);
+    const join_ = custos(['init', '--join', '--data-dir', b, '--store-url', url, '--anchor', join(a, 'custos.anchor')]);
     assert.equal(join_.status, 0, join_.stderr);
-    assert.match(join_.stdout, /ready to serve vault/);
+    assert.match(join_.stdout, /ready to serve vault .* \(anchored at audit entry \d+\)/);
     const admin = readFileSync(tokenFile, 'utf8').trim();
 
     const na = await serve(['--data-dir', a], PASSENV);
     const nb = await serve(['--data-dir', b], PASSENV);
     try {
-      assert.ok(!existsSync(join(b, 'custos.joining')) && existsSync(join(b, 'custos.anchor')), 'the joined node anchored the database at its first start');
       // A key made on A signs on B; the signature verifies outside the vault.
       const made = await call(na.url, admin, 'POST', '/v1/keys', { label: 'payments', algorithm: 'ed25519' });
       assert.equal(made.status, 201, JSON.stringify(made.body));
@@ -145,7 +147,7 @@ test('three nodes on one PostgreSQL database spend one velocity budget at once: 
     const dirs = ['n1', 'n2', 'n3'].map((n) => join(dir, n));
     const tokenFile = join(dir, 'admin.token');
     assert.equal(custos(['init', '--data-dir', dirs[0]!, '--store-url', url, '--scrypt-log-n', '10', '--admin-token-file', tokenFile], PASSENV).status, 0);
-    for (const d of dirs.slice(1)) assert.equal(custos(['init', '--join', '--data-dir', d, '--store-url', url]).status, 0);
+    for (const d of dirs.slice(1)) assert.equal(custos(['init', '--join', '--data-dir', d, '--store-url', url, '--anchor', join(dirs[0]!, 'custos.anchor')]).status, 0);
     const token = readFileSync(tokenFile, 'utf8').trim();
     nodes.push(...(await Promise.all(dirs.map((d) => serve(['--data-dir', d], PASSENV)))));
     const api = { CUSTOS_ADDR: nodes[0]!.url, CUSTOS_TOKEN: token };

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/daemon/config.js';
-import { DEFAULT_CONFIG_TOML } from '../../src/vault/open.js';
+import { DEFAULT_CONFIG_TOML, storeConfigToml } from '../../src/vault/open.js';
 import { CustosError } from '../../src/core/errors.js';
 import { nodeIdOf } from '../../src/crypto/cometbft/node-id.js';
 import { tempDir } from '../helpers/tmpvault.js';
@@ -23,7 +23,11 @@ test('the config written by init parses to the defaults', () => {
       audit: { checkpointEvery: 1000, anchorIntervalSeconds: 1 },
       unseal: { maxFailures: DEFAULT_UNSEAL_LIMITS.maxFailures, windowSeconds: DEFAULT_UNSEAL_LIMITS.windowSeconds },
       log: { level: 'info' },
+      store: {},
     });
+    // The config a node on PostgreSQL starts from names the database and nothing else differs.
+    writeFileSync(join(dir, 'pg.toml'), storeConfigToml('postgresql://custos@db1:5432,db2:5432/custos?target_session_attrs=read-write'));
+    assert.deepEqual(loadConfig(join(dir, 'pg.toml')).store, { url: 'postgresql://custos@db1:5432,db2:5432/custos?target_session_attrs=read-write' });
   } finally {
     cleanup();
   }
@@ -38,6 +42,7 @@ test('bad config files are refused with the file and the key named', () => {
       ['[api]\nhots = "x"', /unknown key api.hots/],
       ['[nope]\n', /unknown section \[nope\]/],
       ['[log]\nlevel = "loud"', /log.level/],
+      ['[store]\nurl = "mysql://x/y"', /store.url must be a postgresql:\/\/ URL/],
       ['[audit]\ncheckpoint_every = 0', /checkpoint_every/],
       ['[audit]\ncheckpoint_every = true', /checkpoint_every/],
       ['[constructor]\n', /unknown section \[constructor\]/],

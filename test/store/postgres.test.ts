@@ -5,6 +5,7 @@
  * database.
  */
 import { after, test } from 'node:test';
+import pg from 'pg';
 import assert from 'node:assert/strict';
 import { PostgresStore, parsePostgresUrl } from '../../src/store/postgres.js';
 import { CustosError } from '../../src/core/errors.js';
@@ -121,6 +122,45 @@ if (!available) {
       await s.migrate();
       await s.setMeta('schema_version', '99');
       await assert.rejects(s.migrate(), (e: unknown) => e instanceof CustosError && /newer Custos \(schema 99/.test(e.message));
+    } finally {
+      await s.close();
+    }
+  });
+}
+
+if (available) {
+  test('postgres: a trigger on a Custos table (what would get its own values MACed) stops every write; a NUL character is the request\'s own failure', async () => {
+    const url = await (await pgCluster()).createDatabase();
+    const s = await PostgresStore.open(url);
+    s.setRowAuthenticator(new RowMac(new Uint8Array(32).fill(3), 'trig'), chainHash);
+    try {
+      await s.migrate();
+      await s.sealRows();
+      // A value PostgreSQL cannot hold fails its unit alone, with a sentence; the batch commits.
+      const [nul, ok] = await s.commit(
+        [
+          { mutations: [], audit: [{ requestId: 'r1', principal: 'p', operation: 'op', keyId: null, keyLabel: null, outcome: 'ok', reason: 'a\u0000b', details: {} }] },
+          { mutations: [], audit: [{ requestId: 'r2', principal: 'p', operation: 'op', keyId: null, keyLabel: null, outcome: 'ok', reason: null, details: {} }] },
+        ],
+        chainHash,
+        new Date().toISOString(),
+      );
+      assert.ok(nul instanceof CustosError && nul.code === 'bad_request' && /NUL/.test(nul.message), String(nul));
+      assert.equal(ok, null);
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      await c.query("CREATE FUNCTION keep_old() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.height := OLD.height; RETURN NEW; END $$");
+      await c.query('CREATE TRIGGER keep BEFORE UPDATE ON watermarks FOR EACH ROW EXECUTE FUNCTION keep_old()');
+      await c.end();
+      await assert.rejects(s.setMeta('policy.x', '1'), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:trigger' && /"keep"/.test(e.message));
+      await assert.rejects(s.migrate(), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:trigger');
+      // A password with an unencoded @ or / is never taken for a host, so never shown.
+      await assert.rejects(PostgresStore.open('postgresql://custos:se@cr/et@127.0.0.1:1/custos?connect_timeout=1'), (e: unknown) => {
+        assert.ok(e instanceof CustosError);
+        assert.doesNotMatch(e.message, /se@cr|cr\/et|et@/);
+        assert.match(e.message, /127\.0\.0\.1:1/);
+        return true;
+      });
     } finally {
       await s.close();
     }

@@ -264,3 +264,22 @@ test('sqlite with row MACs: token rows written after a write sequence are read b
     cleanup();
   }
 });
+
+test('sqlite: a trigger on a Custos table (what would get its own values MACed) stops every write and every open', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const file = join(dir, 'custos.db');
+    const s = SqliteStore.open(file);
+    s.setRowAuthenticator(new RowMac(new Uint8Array(32).fill(4), 'trig'), chainHash);
+    await s.migrate();
+    await s.sealRows();
+    const db = new Database(file);
+    db.exec('CREATE TRIGGER keep AFTER UPDATE ON watermarks BEGIN UPDATE watermarks SET height = old.height WHERE key_id = new.key_id; END');
+    db.close();
+    await assert.rejects(s.setMeta('policy.x', '1'), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:trigger' && /"keep"/.test(e.message));
+    await assert.rejects(s.migrate(), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:trigger');
+    await s.close();
+  } finally {
+    cleanup();
+  }
+});

@@ -42,15 +42,16 @@ export function registerVault(program: Command): void {
     .option('--hsm-key-label <label>', 'label of the AES seal key on the token (created if absent)', 'custos-seal')
     .option('--admin-token-file <file>', 'write the admin API token to this new file (0600) instead of printing it; the CLI reads it with --token-file or $CUSTOS_TOKEN_FILE')
     .option('--store-url <url>', 'keep the vault in this (empty) PostgreSQL database instead of the SQLite file: postgresql://user@host:5432/db (several hosts: h1:5432,h2:5432); written to custos.toml as [store] url')
-    .option('--join', 'with --store-url: prepare this data directory as another node of the vault already in that database (its first `serve` unseals, checks and anchors it)')
-    .action(async (o: { join?: boolean; storeUrl?: string; adminTokenFile?: string; dataDir: string; passphraseFile?: string; scryptLogN: string; shares?: string; threshold?: string; shareDir?: string; hsmModule?: string; hsmTokenLabel?: string; hsmPinFile?: string; hsmPinEnv?: string; hsmKeyLabel: string }) => {
+    .option('--join', 'with --store-url and --anchor: prepare this data directory as another node of the vault already in that database')
+    .option('--anchor <file>', 'with --join: a copy of the custos.anchor of a node already serving the vault (this node then refuses any older database from its first start)')
+    .action(async (o: { join?: boolean; anchor?: string; storeUrl?: string; adminTokenFile?: string; dataDir: string; passphraseFile?: string; scryptLogN: string; shares?: string; threshold?: string; shareDir?: string; hsmModule?: string; hsmTokenLabel?: string; hsmPinFile?: string; hsmPinEnv?: string; hsmKeyLabel: string }) => {
       const { CONFIG_FILE, initVault, joinVault } = await import('../../vault/open.js');
       if (o.join) {
-        if (!o.storeUrl) throw new CustosError('bad_request', '--join needs --store-url: the PostgreSQL database that holds the vault.');
-        if (o.passphraseFile || o.shares || o.hsmModule || o.adminTokenFile) throw new CustosError('bad_request', '--join takes only --data-dir and --store-url: the vault, its seal and its tokens already exist.');
+        if (!o.storeUrl || !o.anchor) throw new CustosError('bad_request', '--join needs --store-url (the PostgreSQL database that holds the vault) and --anchor (a copy of the custos.anchor of a node serving it).');
+        if (o.passphraseFile || o.shares || o.hsmModule || o.adminTokenFile) throw new CustosError('bad_request', '--join takes only --data-dir, --store-url and --anchor: the vault, its seal and its tokens already exist.');
         const dataDir = resolve(o.dataDir);
-        const j = await joinVault(dataDir, o.storeUrl);
-        out(`${dataDir} is ready to serve vault ${j.vaultId} as another node.`);
+        const j = await joinVault(dataDir, o.storeUrl, resolve(o.anchor));
+        out(`${dataDir} is ready to serve vault ${j.vaultId} as another node (anchored at audit entry ${j.anchorSeq}).`);
         out(`Audit public key (compare it with the one recorded when the vault was made): ${j.auditPublicKey}`);
         out(`Start it with: custos serve --data-dir ${dataDir} (it unseals like every node; an HSM seal needs the [[pkcs11]] and [seal.pkcs11] tables of the first node's ${CONFIG_FILE}).`);
         return;
