@@ -166,3 +166,44 @@ if (available) {
     }
   });
 }
+
+if (available) {
+  test('postgres: a token, budget or key row edited with SQL is refused, and a deleted budget is caught by the count', async () => {
+    const url = await (await pgCluster()).createDatabase();
+    const s = await PostgresStore.open(url);
+    s.setRowAuthenticator(new RowMac(new Uint8Array(32).fill(8), 'edit'), chainHash);
+    try {
+      await s.migrate();
+      await s.sealRows();
+      const hash = new Uint8Array(32).fill(1);
+      const audit = (op: string) => [{ requestId: op, principal: 'p', operation: op, keyId: null, keyLabel: null, outcome: 'ok' as const, reason: null, details: {} }];
+      const now = new Date().toISOString();
+      assert.deepEqual(
+        await s.commit(
+          [
+            { mutations: [{ kind: 'insertToken', token: { id: 'tok_1', name: 'wallet', hash, role: 'signer', createdAt: now, terms: { scope: { operations: ['sign'], keys: ['payments-*'], tags: [] } } } }], audit: audit('t') },
+            { mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.daily/budget/key=k', expected: null, value: '{"spent":"90000"}' }], audit: audit('b') },
+          ],
+          chainHash,
+          now,
+        ),
+        [null, null],
+      );
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        await c.query("UPDATE api_tokens SET role = 'admin', terms = '{}' WHERE id = 'tok_1'");
+        await assert.rejects(s.findToken(hash), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_mac');
+        await c.query("UPDATE meta SET value = '{\"spent\":\"0\"}' WHERE name = 'policy_state.daily/budget/key=k'");
+        await assert.rejects(s.getMeta('policy_state.daily/budget/key=k'), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_mac');
+        await c.query("DELETE FROM meta WHERE name = 'policy_state.daily/budget/key=k'");
+        await assert.rejects(s.getMeta('policy_state.daily/budget/key=k'), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_count');
+        assert.ok((await s.checkRows()).length > 0);
+      } finally {
+        await c.end();
+      }
+    } finally {
+      await s.close();
+    }
+  });
+}
