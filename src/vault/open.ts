@@ -15,7 +15,6 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
 import { CustosError } from '../core/errors.js';
-import { printable } from '../core/text.js';
 import { bytesToHex, hexToBytes, utf8, wipe } from '../core/bytes.js';
 import type { Principal } from '../core/types.js';
 import { deriveSubkey, type ScryptParams } from '../crypto/kdf.js';
