@@ -189,8 +189,11 @@ export class CustosClient {
     return this.call('POST', '/v1/sys/unseal', body);
   }
 
+  /** Every key, in label order, gathered page by page (for a large vault, iterate `keys()` instead). */
   async listKeys(): Promise<KeyInfo[]> {
-    return (await this.call<{ keys: KeyInfo[] }>('GET', '/v1/keys')).keys;
+    const all: KeyInfo[] = [];
+    for await (const k of this.keys()) all.push(k);
+    return all;
   }
 
   /** One page of keys in label order; pass `next` back as `after` until it is null. */

@@ -16,7 +16,7 @@ import { canonicalJson } from '../core/canonical.js';
 import { bytesToHex, equalBytes } from '../core/bytes.js';
 import { printable } from '../core/text.js';
 import type { AuditCheckpoint, AuditEntry, KeyRecord } from '../core/types.js';
-import { comparePosition, GENESIS_HASH, type ApiToken, type ChainHead, type Chainer, type Store, type StateMutation, type Watermark, type WriteUnit } from './store.js';
+import { comparePosition, GENESIS_HASH, type IndexedAttribute, type ApiToken, type ChainHead, type Chainer, type Store, type StateMutation, type Watermark, type WriteUnit } from './store.js';
 import {
   auditRowBytes,
   BOOTSTRAP_META,
@@ -212,6 +212,8 @@ export interface Dialect {
   zeroSealed: string;
   /** The keys with a lifetime that are not destroyed, by the partial index the schema makes. */
   expiringKeys: string;
+  /** The SQL expression of an indexed key attribute (the one its index is made on). */
+  attribute(name: IndexedAttribute): string;
   /** A unique or primary-key constraint refused the statement (a label taken). */
   isUniqueViolation(e: unknown): boolean;
   /** A failure of the storage itself (disk, connection, corruption): it aborts the whole batch. */
@@ -653,11 +655,29 @@ export abstract class SqlStore implements Store {
     }, 'statement');
   }
 
-  async listKeysPage(after: string | null, limit: number): Promise<Array<KeyRecord & { tampered?: true }>> {
+  async listKeysPage(after: string | null, limit: number, prefix = ''): Promise<Array<KeyRecord & { tampered?: true }>> {
     const n = Math.max(1, Math.min(10_000, Math.floor(limit)));
     const self = this;
+    // A range of the label index: after the cursor (or from the prefix), below the prefix's end.
+    const from = after !== null && after >= prefix ? after : null;
     return this.transact(function* () {
-      const rows = after === null ? yield* all<KeyRow>('SELECT * FROM keys ORDER BY label LIMIT ?', n) : yield* all<KeyRow>('SELECT * FROM keys WHERE label > ? ORDER BY label LIMIT ?', after, n);
+      const rows =
+        from === null
+          ? yield* all<KeyRow>('SELECT * FROM keys WHERE label >= ? AND label < ? ORDER BY label LIMIT ?', prefix, prefix + '\u{10ffff}', n)
+          : yield* all<KeyRow>('SELECT * FROM keys WHERE label > ? AND label < ? ORDER BY label LIMIT ?', from, prefix + '\u{10ffff}', n);
+      return rows.map((r) => self.listedKey(r));
+    }, 'statement');
+  }
+
+  async findKeysBy(q: { publicKey: Uint8Array } | { attribute: IndexedAttribute; value?: string }): Promise<Array<KeyRecord & { tampered?: true }>> {
+    const self = this;
+    return this.transact(function* () {
+      let rows: KeyRow[];
+      if ('publicKey' in q) rows = yield* all<KeyRow>('SELECT * FROM keys WHERE public_key = ?', Buffer.from(q.publicKey));
+      else {
+        const expr = self.dialect.attribute(q.attribute);
+        rows = q.value === undefined ? yield* all<KeyRow>(`SELECT * FROM keys WHERE ${expr} IS NOT NULL`) : yield* all<KeyRow>(`SELECT * FROM keys WHERE ${expr} = ?`, q.value);
+      }
       return rows.map((r) => self.listedKey(r));
     }, 'statement');
   }

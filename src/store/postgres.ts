@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS keys (
 );
 CREATE INDEX IF NOT EXISTS keys_wseq ON keys(wseq);
 CREATE INDEX IF NOT EXISTS keys_expiring ON keys ((attributes::jsonb ->> 'expires_at')) WHERE (attributes::jsonb ->> 'expires_at') IS NOT NULL AND state <> 'destroyed';
+CREATE INDEX IF NOT EXISTS keys_public ON keys(public_key);
+CREATE INDEX IF NOT EXISTS keys_attr_ssh_socket ON keys ((attributes::jsonb ->> 'ssh.socket')) WHERE (attributes::jsonb ->> 'ssh.socket') IS NOT NULL;
+CREATE INDEX IF NOT EXISTS keys_attr_pkcs11_id ON keys ((attributes::jsonb ->> 'pkcs11.id')) WHERE (attributes::jsonb ->> 'pkcs11.id') IS NOT NULL;
 CREATE TABLE IF NOT EXISTS api_tokens (
   id TEXT COLLATE "C" PRIMARY KEY,
   name TEXT COLLATE "C" NOT NULL,
@@ -105,6 +108,7 @@ const POSTGRES: Dialect = {
   // but costs nothing and leaves no envelope in the newest version.
   zeroSealed: "UPDATE keys SET sealed = decode(repeat('00', length(sealed)), 'hex') WHERE id = ? AND sealed IS NOT NULL",
   expiringKeys: "SELECT * FROM keys WHERE (attributes::jsonb ->> 'expires_at') IS NOT NULL AND state <> 'destroyed'",
+  attribute: (name) => `(attributes::jsonb ->> '${name}')`,
   isUniqueViolation: (e) => code(e) === '23505',
   // A constraint (class 23) or a value PostgreSQL cannot hold (class 22: a NUL character) is
   // the unit's own failure; anything else from the server or the connection is the storage's.

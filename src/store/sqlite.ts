@@ -10,6 +10,7 @@ import { closeSync, existsSync, openSync } from 'node:fs';
 import { CustosError } from '../core/errors.js';
 import { SqlStore, MAC_TABLES, WSEQ_TABLES, INTEGRITY_ROW_SQL, type Dialect, type TxMode } from './engine.js';
 import { runSync, type Q, type Statement } from './sql.js';
+import { INDEXED_ATTRIBUTES } from './store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL, mac BLOB, wseq INTEGER) STRICT;
@@ -84,6 +85,7 @@ const SQLITE: Dialect = {
   isUniqueViolation: (e) => code(e) === 'SQLITE_CONSTRAINT_UNIQUE' || code(e) === 'SQLITE_CONSTRAINT_PRIMARYKEY',
   isFatal: (e) => code(e).startsWith('SQLITE_IOERR') || code(e) === 'SQLITE_FULL' || code(e).startsWith('SQLITE_CORRUPT') || code(e) === 'SQLITE_NOTADB',
   triggers: "SELECT name FROM sqlite_master WHERE type = 'trigger' LIMIT 1",
+  attribute: (name) => `json_extract(attributes, '$."${name}"')`,
 };
 
 /** Translates SQLite's failures into sentences an operator can act on. */
@@ -201,6 +203,12 @@ export class SqliteStore extends SqlStore {
       // column, and a row with terms fails its MAC there, so it is refused rather than obeyed unscoped).
       if (!this.columns('api_tokens').includes('terms')) this.db.exec("ALTER TABLE api_tokens ADD COLUMN terms TEXT NOT NULL DEFAULT '{}'");
       this.db.exec('CREATE INDEX IF NOT EXISTS api_tokens_wseq ON api_tokens(wseq)');
+      // Lookups by public key and by indexed attribute (store.ts INDEXED_ATTRIBUTES) instead of scans.
+      this.db.exec('CREATE INDEX IF NOT EXISTS keys_public ON keys(public_key)');
+      for (const a of INDEXED_ATTRIBUTES) {
+        const expr = SQLITE.attribute(a);
+        this.db.exec(`CREATE INDEX IF NOT EXISTS "keys_attr_${a}" ON keys(${expr}) WHERE ${expr} IS NOT NULL`);
+      }
       runSync(this.checkSchemaVersion(fresh), this.exec);
       runSync(this.noTriggers(), this.exec);
     });

@@ -162,7 +162,13 @@ export interface Store {
    * One page of keys in label order, after the label `after` (exclusive), by the label index:
    * what a listing of a vault with millions of keys reads instead of every row.
    */
-  listKeysPage(after: string | null, limit: number): Promise<Array<KeyRecord & { tampered?: true }>>;
+  listKeysPage(after: string | null, limit: number, prefix?: string): Promise<Array<KeyRecord & { tampered?: true }>>;
+  /**
+   * The keys with this public key, or carrying this indexed attribute (with this value, or any),
+   * by an index; a row failing its check comes back `tampered`. What an agent, an adoption or a
+   * refusal's explanation reads instead of every key.
+   */
+  findKeysBy(q: { publicKey: Uint8Array } | { attribute: IndexedAttribute; value?: string }): Promise<Array<KeyRecord & { tampered?: true }>>;
   /**
    * The keys not destroyed that carry an `expires_at` attribute (ssh-add -t lifetimes), checked,
    * by an index: what the expiry sweeper reads every few seconds instead of every key.
@@ -218,3 +224,7 @@ export interface Store {
 }
 
 export const GENESIS_HASH = new Uint8Array(32);
+
+/** Key attributes the stores index: the socket a key was added over, a token object's CKA_ID. */
+export const INDEXED_ATTRIBUTES = ['ssh.socket', 'pkcs11.id'] as const;
+export type IndexedAttribute = (typeof INDEXED_ATTRIBUTES)[number];

@@ -95,8 +95,9 @@ export class Keys {
   constructor(private readonly core: VaultCore) {}
 
   /**
-   * All keys; one whose row fails its MAC (edited outside Custos) is listed with
-   * `corrupt: true`, not hidden. The MAC covers every field, so no envelope is opened.
+   * All keys at once, for tools and tests on small vaults (the API lists a page at a time);
+   * one whose row fails its MAC (edited outside Custos) is listed with `corrupt: true`, not
+   * hidden. The MAC covers every field, so no envelope is opened.
    */
   async listKeys(principal?: Principal): Promise<Array<KeyRecord & { corrupt?: true }>> {
     // A scoped principal sees only the keys in its scope (and none without `read`).
@@ -222,11 +223,19 @@ export class Keys {
     const backend = this.backendFor(backendName);
     if (!(backend instanceof Pkcs11Backend)) throw new CustosError('bad_request', 'Listing objects needs a PKCS#11 backend (pkcs11:<name>).');
     const objects = await backend.listObjects();
-    const keys = (await this.core.deps.store.listKeys()).filter((k) => k.state !== 'destroyed' && k.attributes.backend === backendName);
-    return objects.map((o) => {
+    const out = [];
+    for (const o of objects) {
       const id = Buffer.from(o.id).toString('hex');
-      return { id, label: o.label, algorithm: o.algorithm, extractable: o.extractable, sensitive: o.sensitive, vaultKey: keys.find((k) => k.attributes['pkcs11.id'] === id)?.label ?? null };
-    });
+      // By the attribute index, one object at a time: never every key of the vault.
+      const vaultKey = (await this.twinOf(backendName, id))?.label ?? null;
+      out.push({ id, label: o.label, algorithm: o.algorithm, extractable: o.extractable, sensitive: o.sensitive, vaultKey });
+    }
+    return out;
+  }
+
+  /** The live vault key recorded for this token object, if any. */
+  private async twinOf(backendName: string, pkcs11Id: string): Promise<KeyRecord | undefined> {
+    return (await this.core.deps.store.findKeysBy({ attribute: 'pkcs11.id', value: pkcs11Id })).find((k) => k.state !== 'destroyed' && k.attributes.backend === backendName);
   }
 
   /** Takes a key that already exists on a PKCS#11 token (by CKA_LABEL or CKA_ID) under the vault's policy and audit. */
@@ -237,7 +246,7 @@ export class Keys {
     if (!(backend instanceof Pkcs11Backend)) throw new CustosError('bad_request', 'Adopting needs a PKCS#11 backend (--backend pkcs11:<name>).');
     try {
       const a = await backend.adopt({ objectLabel: req.objectLabel, objectId: req.objectId });
-      const twin = (await this.core.deps.store.listKeys()).find((k) => k.state !== 'destroyed' && k.attributes.backend === a.attributes.backend && k.attributes['pkcs11.id'] === a.attributes['pkcs11.id']);
+      const twin = typeof a.attributes['pkcs11.id'] === 'string' ? await this.twinOf(String(a.attributes.backend), a.attributes['pkcs11.id']) : undefined;
       if (twin) throw new CustosError('label_taken', `That token object is already in the vault as ${twin.label}; one object, one key record (so its budgets and policies cannot be split).`);
       const purpose = choosePurpose(a.algorithm, req.purpose, 'general');
       return await this.storeNewKey(ctx, 'adopt', req.label, a.algorithm, { publicKey: a.publicKey, sealed: a.material }, false, { ...a.attributes, purpose });
@@ -290,10 +299,12 @@ export class Keys {
    * legacy keys keep every use they had, except consensus signing (see core/purpose.ts).
    */
   async migratePurposes(): Promise<number> {
+    // Only the keys that have a watermark, looked up one by one: an open never reads every key.
     const marked = new Set((await this.core.deps.store.listWatermarks()).map((w) => w.keyId));
     let n = 0;
-    for (const k of await this.core.deps.store.listKeys()) {
-      if (k.tampered || k.state === 'destroyed' || purposeOf(k) !== 'legacy' || !marked.has(k.id)) continue;
+    for (const id of marked) {
+      const k = await this.core.deps.store.findKey(id);
+      if (!k || k.state === 'destroyed' || purposeOf(k) !== 'legacy') continue;
       try {
         await this.setPurpose({ principal: { id: 'system', kind: 'system' }, requestId: `purpose-${k.id}` }, k.id, 'consensus', { migrated: true, reason: 'has a consensus watermark' });
         n++;

@@ -196,6 +196,35 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     }
     assert.deepEqual(seen, [...labels].sort());
     assert.deepEqual((await s.listKeysPage('zz', 5)).length, 0);
+    // Within a label prefix (an agent's "k-*"), by the same index, with a cursor.
+    assert.deepEqual((await s.listKeysPage(null, 10, 'k-')).map((k) => k.label), ['k-10', 'k-3']);
+    assert.deepEqual((await s.listKeysPage('k-10', 10, 'k-')).map((k) => k.label), ['k-3']);
+    assert.deepEqual((await s.listKeysPage('a-1', 10, 'k-')).map((k) => k.label), ['k-10', 'k-3'], 'a cursor before the prefix starts at the prefix');
+    assert.deepEqual((await s.listKeysPage(null, 10, 'q')).length, 0);
+  });
+
+  withStore('keys are found by public key and by indexed attribute', async (s) => {
+    const pub = new Uint8Array(32).fill(200);
+    await s.commit(
+      [
+        {
+          mutations: [
+            { kind: 'insertKey', key: key('by-pub', { publicKey: pub }) },
+            { kind: 'insertKey', key: key('added-a', { attributes: { 'ssh.socket': 'a' } }) },
+            { kind: 'insertKey', key: key('added-b', { attributes: { 'ssh.socket': 'b' } }) },
+            { kind: 'insertKey', key: key('token-obj', { attributes: { backend: 'pkcs11:hsm', 'pkcs11.id': '0a0b' } }) },
+          ],
+          audit: [],
+        },
+      ],
+      chain,
+      new Date().toISOString(),
+    );
+    assert.deepEqual((await s.findKeysBy({ publicKey: pub })).map((k) => k.label), ['by-pub']);
+    assert.deepEqual((await s.findKeysBy({ attribute: 'ssh.socket', value: 'a' })).map((k) => k.label), ['added-a']);
+    assert.deepEqual((await s.findKeysBy({ attribute: 'ssh.socket' })).map((k) => k.label).sort(), ['added-a', 'added-b']);
+    assert.deepEqual((await s.findKeysBy({ attribute: 'pkcs11.id', value: '0a0b' })).map((k) => k.label), ['token-obj']);
+    assert.deepEqual(await s.findKeysBy({ attribute: 'pkcs11.id', value: 'ffff' }), []);
   });
 
   withStore('the expiry sweeper reads only keys with a lifetime that are not destroyed', async (s) => {

@@ -181,18 +181,18 @@ export const importPublicKeySchema = {
 } as const;
 
 export const listKeysSchema = {
-  summary: 'List keys: every key in creation order, or with limit (and after) one page in label order with the next page\'s cursor',
+  summary: 'List keys a page at a time in label order (1,000 unless limit says otherwise); `next` is the cursor of the next page (null at the end), passed back as `after`',
   tags: ['keys'],
   security: secured,
   querystring: {
     type: 'object',
     additionalProperties: false,
     properties: {
-      limit: { type: 'string', pattern: '^[1-9][0-9]{0,3}$|^10000$', description: 'keys per page (1–10000): pages in label order' },
+      limit: { type: 'string', pattern: '^[1-9][0-9]{0,3}$|^10000$', description: 'keys per page (1–10000, default 1000)' },
       after: { type: 'string', maxLength: 128, description: 'the label the previous page ended with (its `next`)' },
     },
   },
-  response: { 200: { type: 'object', required: ['keys'], properties: { keys: { type: 'array', items: { $ref: 'Key#' } }, next: { type: 'string', nullable: true } } }, ...errors },
+  response: { 200: { type: 'object', required: ['keys', 'next'], properties: { keys: { type: 'array', items: { $ref: 'Key#' } }, next: { type: 'string', nullable: true } } }, ...errors },
 } as const;
 
 export const keySchemaRoute = (summary: string) =>

@@ -367,9 +367,8 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   app.get('/v1/openapi.json', { ...open, schema: { hide: true } }, async () => app.swagger());
 
   app.get<{ Querystring: { limit?: string; after?: string } }>('/v1/keys', { schema: S.listKeysSchema }, async (req) => {
-    const p = ctx(req).principal;
-    if (req.query.limit === undefined && req.query.after === undefined) return { keys: (await vault().listKeys(p)).map(keyView) };
-    const page = await vault().listKeysPage(p, req.query.after ?? null, Number(req.query.limit ?? 1000));
+    // Always a page: a vault of millions of keys is never one answer (nor one read).
+    const page = await vault().listKeysPage(ctx(req).principal, req.query.after ?? null, Number(req.query.limit ?? 1000));
     return { keys: page.keys.map(keyView), next: page.next };
   });
 

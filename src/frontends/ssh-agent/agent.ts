@@ -99,6 +99,21 @@ const MAX_QUEUED = 32;
 const MAX_ADDED = 1024;
 const LOCK_KDF = { N: 2 ** 14, r: 8, p: 1 };
 
+/** The public key as the vault stores it, for the blobs that carry it as is (Ed25519, P-256); else null. */
+function storedPublicKeyOf(blob: Uint8Array): Uint8Array | null {
+  try {
+    const k = parsePublicKeyBlob(blob);
+    if (k.keyType === 'ssh-ed25519') return k.publicKey;
+    if (k.keyType === 'ecdsa-sha2-nistp256') return k.q;
+  } catch {
+    // not a blob this agent knows: no key has it
+  }
+  return null;
+}
+
+/** Keys read per query when walking a pattern's label range. */
+const CANDIDATE_PAGE = 1000;
+
 function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
 }
@@ -126,6 +141,38 @@ export class SshAgent {
   ) {
     this.principal = { id: `ssh-agent:${config.name}`, kind: 'agent' };
     this.patterns = config.keys.map(globToRegExp);
+    // The label ranges the patterns can match: each pattern's literal start, without those
+    // another one already covers ("ssh-*" and "ssh-ci-*" read one range).
+    const starts = [...new Set(config.keys.map((g) => g.split('*')[0]!))];
+    this.prefixes = starts.filter((p) => !starts.some((q) => q !== p && p.startsWith(q)));
+  }
+
+  private readonly prefixes: string[];
+
+  /**
+   * The keys this socket could offer: those added over it (by the attribute index) and those
+   * whose label falls in a pattern's literal start (by the label index, a page at a time). With
+   * patterns such as "ssh-*", a vault of a million wallet keys costs this socket nothing; "*"
+   * reads every key, as it says.
+   */
+  private async *candidates(): AsyncGenerator<KeyRecord & { tampered?: true }> {
+    const seen = new Set<string>();
+    for (const k of await this.vault.store.findKeysBy({ attribute: 'ssh.socket', value: this.config.name })) {
+      seen.add(k.id);
+      yield k;
+    }
+    for (const prefix of this.prefixes) {
+      for (let after: string | null = null; ; ) {
+        const page = await this.vault.store.listKeysPage(after, CANDIDATE_PAGE, prefix);
+        for (const k of page) {
+          if (seen.has(k.id)) continue;
+          seen.add(k.id);
+          yield k;
+        }
+        if (page.length < CANDIDATE_PAGE) break;
+        after = page[page.length - 1]!.label;
+      }
+    }
   }
 
   /**
@@ -342,7 +389,15 @@ export class SshAgent {
   private async whyNotOffered(blob: Uint8Array): Promise<Pick<Refusal, 'reason' | 'key' | 'why'>> {
     const name = this.config.name;
     const keysSetting = setting(name, `keys = ${JSON.stringify(this.config.keys)}`);
-    const matches = (await this.vault.store.listKeys()).filter((k) => {
+    // Read by index: keys added over any socket, and vault keys with this public key (Ed25519
+    // and P-256 blobs carry it as stored); an RSA blob or a certificate walks this socket's
+    // label ranges instead. Never every key: a refusal is something a client can ask for.
+    const pool = new Map<string, KeyRecord & { tampered?: true }>();
+    for (const k of await this.vault.store.findKeysBy({ attribute: 'ssh.socket' })) pool.set(k.id, k);
+    const raw = storedPublicKeyOf(blob);
+    if (raw) for (const k of await this.vault.store.findKeysBy({ publicKey: raw })) pool.set(k.id, k);
+    else for await (const k of this.candidates()) pool.set(k.id, k);
+    const matches = [...pool.values()].filter((k) => {
       try {
         return sshCapable(k.algorithm) && equalBytes(this.blobFor(k), blob);
       } catch {
@@ -390,8 +445,8 @@ export class SshAgent {
   /** Every key this socket may offer, before any connection's destination constraints. */
   private async buildIdentities(hidden: Set<string>): Promise<Identity[]> {
     const out: Identity[] = [];
-    for (const k of await this.vault.listKeys()) {
-      if (k.state !== 'active' || 'corrupt' in k || isExpired(k) || !sshCapable(k.algorithm)) continue;
+    for await (const k of this.candidates()) {
+      if (k.state !== 'active' || k.tampered || isExpired(k) || !sshCapable(k.algorithm)) continue;
       const owner = k.attributes['ssh.socket'];
       const added = owner === this.config.name;
       // A key added over another socket belongs to that socket's principal only.
@@ -430,8 +485,8 @@ export class SshAgent {
 
   /** At start: name every configured key this socket leaves out for its purpose. */
   private async reportPurposes(): Promise<void> {
-    for (const k of await this.vault.store.listKeys()) {
-      if (k.state !== 'active' || isExpired(k) || !sshCapable(k.algorithm) || k.attributes['ssh.socket'] !== undefined) continue;
+    for await (const k of this.candidates()) {
+      if (k.state !== 'active' || k.tampered || isExpired(k) || !sshCapable(k.algorithm) || k.attributes['ssh.socket'] !== undefined) continue;
       if (this.patternFor(k) !== null && !purposeAllows(k, 'ssh')) this.reportPurpose(k);
     }
   }
