@@ -54,6 +54,14 @@ export const INTEGRITY_ROW_SQL = `SELECT 1 FROM meta WHERE substr(name, 1, ${INT
 
 /** How many key rows an open remembers the write sequence of (about 100 bytes each). */
 const SEEN_KEYS_AT_OPEN = 200_000;
+/** An UPDATE of one protected row by its primary key (`SET` is completed by the caller). */
+const WHERE_PK: Record<CountedTable, string> = {
+  keys: 'UPDATE keys SET WHERE id = ?',
+  api_tokens: 'UPDATE api_tokens SET WHERE id = ?',
+  watermarks: 'UPDATE watermarks SET WHERE key_id = ? AND chain_id = ?',
+  meta: 'UPDATE meta SET WHERE name = ?',
+};
+
 /** Rows read per statement when walking a whole table (checks, digests, sealing). */
 const PAGE = 1000;
 
@@ -321,61 +329,62 @@ export abstract class SqlStore implements Store {
     this.remember(cx, k, wseq);
   }
 
-  /** The bytes of a row as stored now (its current wseq included), or null. */
-  private *rowNow(table: CountedTable | 'bookkeeping', pk: string): Q<{ bytes: Uint8Array; wseq: number | null } | null> {
+  /**
+   * For a protected row about to be written as `bytes(wseq)` (or, with null, deleted) in this
+   * transaction: its next write sequence and its MAC, to be written in the same statement, and
+   * the digest moved from its old element to its new one. The MAC covers the bytes Custos
+   * means to write, never what reads back: whatever changes them on the way (a trigger, a
+   * rule) leaves a row that fails its MAC at the next read, instead of one MACed as ours.
+   */
+  private seal(cx: Tx | null, table: CountedTable | 'bookkeeping', pk: string, before: Uint8Array | null, bytes: ((wseq: number) => Uint8Array) | null): { wseq: number | null; mac: Buffer | null } {
+    const auth = this.auth;
+    if (!auth || !cx) return { wseq: null, mac: null };
+    const macTable: ProtectedTable = table === 'bookkeeping' ? 'meta' : table;
+    let out: { wseq: number | null; mac: Buffer | null } = { wseq: null, mac: null };
+    let after: Uint8Array | null = null;
+    if (bytes) {
+      const wseq = ++cx.state.writes;
+      after = bytes(wseq);
+      out = { wseq, mac: Buffer.from(auth.mac(macTable, pk, after)) };
+      this.remember(cx, `${macTable}\0${pk}`, wseq);
+    }
+    if (table === 'bookkeeping') return out;
+    let d = cx.state.digest;
+    if (before) d -= elementValue(auth.element(macTable, pk, before));
+    if (after) d += elementValue(auth.element(macTable, pk, after));
+    cx.state.digest = ((d % DIGEST_MODULUS) + DIGEST_MODULUS) % DIGEST_MODULUS;
+    return out;
+  }
+
+  /** Gives an existing row (as stored) its write sequence and MAC: `sealRows`, upgrading a database. */
+  private *sealStored(cx: Tx | null, table: CountedTable, pk: string): Q<void> {
+    let bytes: ((w: number) => Uint8Array) | null = null;
     switch (table) {
       case 'keys': {
         const r = yield* get<KeyRow>('SELECT * FROM keys WHERE id = ?', pk);
-        return r ? { bytes: keyRowBytes(toKey(r), r.wseq), wseq: r.wseq } : null;
+        if (r) bytes = (w) => keyRowBytes(toKey(r), w);
+        break;
       }
       case 'api_tokens': {
         const r = yield* get<TokenRow>('SELECT * FROM api_tokens WHERE id = ?', pk);
-        return r ? { bytes: tokenRowBytes(toToken(r), r.wseq), wseq: r.wseq } : null;
+        if (r) bytes = (w) => tokenRowBytes(toToken(r), w);
+        break;
       }
       case 'watermarks': {
         const [keyId, chainId] = JSON.parse(pk) as [string, string];
         const r = yield* get<WatermarkRow>('SELECT * FROM watermarks WHERE key_id = ? AND chain_id = ?', keyId, chainId);
-        return r ? { bytes: watermarkRowBytes(keyId, chainId, toWatermark(r), r.wseq), wseq: r.wseq } : null;
+        if (r) bytes = (w) => watermarkRowBytes(keyId, chainId, toWatermark(r), w);
+        break;
       }
-      case 'meta':
-      case 'bookkeeping': {
-        const r = yield* get<{ value: string; wseq: number | null }>('SELECT value, wseq FROM meta WHERE name = ?', pk);
-        return r ? { bytes: metaRowBytes(pk, r.value, r.wseq), wseq: r.wseq } : null;
+      case 'meta': {
+        const r = yield* get<{ value: string }>('SELECT value FROM meta WHERE name = ?', pk);
+        if (r) bytes = (w) => metaRowBytes(pk, r.value, w);
+        break;
       }
     }
-  }
-
-  /**
-   * After a protected row was written (or deleted) in this transaction: gives it the next
-   * write sequence and its MAC, and moves the digest from its old element to its new one.
-   */
-  private *finishRow(cx: Tx | null, table: CountedTable | 'bookkeeping', pk: string, before: Uint8Array | null): Q<void> {
-    const auth = this.auth;
-    if (!auth || !cx) return;
-    const tx = cx.state;
-    const macTable: ProtectedTable = table === 'bookkeeping' ? 'meta' : table;
-    let after: Uint8Array | null = null;
-    if (yield* this.rowNow(table, pk)) {
-      const wseq = ++tx.writes;
-      const sql = {
-        keys: 'UPDATE keys SET wseq = ? WHERE id = ?',
-        api_tokens: 'UPDATE api_tokens SET wseq = ? WHERE id = ?',
-        meta: 'UPDATE meta SET wseq = ? WHERE name = ?',
-        bookkeeping: 'UPDATE meta SET wseq = ? WHERE name = ?',
-        watermarks: 'UPDATE watermarks SET wseq = ? WHERE key_id = ? AND chain_id = ?',
-      }[table];
-      const where = table === 'watermarks' ? (JSON.parse(pk) as [string, string]) : [pk];
-      yield* run(sql, wseq, ...where);
-      after = (yield* this.rowNow(table, pk))!.bytes;
-      const mac = Buffer.from(auth.mac(macTable, pk, after));
-      yield* run(sql.replace('wseq = ?', 'mac = ?'), mac, ...where);
-      this.remember(cx, `${macTable}\0${pk}`, wseq);
-    }
-    if (table === 'bookkeeping') return;
-    let d = tx.digest;
-    if (before) d -= elementValue(auth.element(macTable, pk, before));
-    if (after) d += elementValue(auth.element(macTable, pk, after));
-    tx.digest = ((d % DIGEST_MODULUS) + DIGEST_MODULUS) % DIGEST_MODULUS;
+    if (!bytes) return;
+    const { wseq, mac } = this.seal(cx, table, pk, null, bytes);
+    yield* run(WHERE_PK[table].replace('SET', 'SET wseq = ?, mac = ?'), wseq, mac, ...(table === 'watermarks' ? (JSON.parse(pk) as [string, string]) : [pk]));
   }
 
   private *readState(): Q<IntegrityState | null> {
@@ -501,11 +510,12 @@ export abstract class SqlStore implements Store {
   private *writeMeta(cx: Tx | null, name: string, value: string | null): Q<number> {
     const protectedRow = isProtectedMeta(name);
     const table = name.startsWith(INTEGRITY_PREFIX) ? 'bookkeeping' : 'meta';
-    const before = protectedRow ? ((yield* this.rowNow(table, name))?.bytes ?? null) : null;
-    const existed = !!(yield* get('SELECT 1 FROM meta WHERE name = ?', name));
+    const now = yield* get<{ value: string; wseq: number | null }>('SELECT value, wseq FROM meta WHERE name = ?', name);
+    const before = protectedRow && now ? metaRowBytes(name, now.value, now.wseq) : null;
+    const existed = !!now;
+    const { wseq, mac } = protectedRow ? this.seal(cx, table, name, before, value === null ? null : (w) => metaRowBytes(name, value, w)) : { wseq: null, mac: null };
     if (value === null) yield* run('DELETE FROM meta WHERE name = ?', name);
-    else yield* run('INSERT INTO meta(name, value, mac, wseq) VALUES (?, ?, NULL, NULL) ON CONFLICT(name) DO UPDATE SET value = excluded.value, mac = NULL, wseq = NULL', name, value);
-    if (protectedRow) yield* this.finishRow(cx, table, name, before);
+    else yield* run('INSERT INTO meta(name, value, mac, wseq) VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value, mac = excluded.mac, wseq = excluded.wseq', name, value, mac, wseq);
     if (!isCountedMeta(name)) return 0;
     return value === null ? (existed ? -1 : 0) : existed ? 0 : 1;
   }
@@ -739,10 +749,11 @@ export abstract class SqlStore implements Store {
     switch (m.kind) {
       case 'insertKey': {
         const k = m.key;
+        const { wseq, mac } = this.seal(cx, 'keys', k.id, null, (w) => keyRowBytes(k, w));
         try {
           yield* run(
-            'INSERT INTO keys (id, label, algorithm, public_key, state, exportable, origin, version, created_at, updated_at, sealed, attributes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
-            k.id, k.label, k.algorithm, Buffer.from(k.publicKey), k.state, k.exportable ? 1 : 0, k.origin, k.version, k.createdAt, k.updatedAt, k.sealed ? Buffer.from(k.sealed) : null, canonicalJson(k.attributes),
+            'INSERT INTO keys (id, label, algorithm, public_key, state, exportable, origin, version, created_at, updated_at, sealed, attributes, mac, wseq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
+            k.id, k.label, k.algorithm, Buffer.from(k.publicKey), k.state, k.exportable ? 1 : 0, k.origin, k.version, k.createdAt, k.updatedAt, k.sealed ? Buffer.from(k.sealed) : null, canonicalJson(k.attributes), mac, wseq,
           );
         } catch (e) {
           if (this.dialect.isUniqueViolation(e)) {
@@ -750,36 +761,40 @@ export abstract class SqlStore implements Store {
           }
           throw e;
         }
-        yield* this.finishRow(cx, 'keys', k.id, null);
         return ['keys', 1];
       }
       case 'setKeyState': {
-        const before = yield* this.currentKeyBytes(cx, m.id);
-        const changed = yield* run("UPDATE keys SET state = ?, updated_at = ? WHERE id = ? AND state != 'destroyed'", m.state, m.updatedAt, m.id);
+        const cur = yield* this.currentKey(cx, m.id);
+        if (!cur || cur.key.state === 'destroyed') throw new CustosError('key_destroyed', 'The key was destroyed; its state can no longer change.');
+        const next: KeyRecord = { ...cur.key, state: m.state, updatedAt: m.updatedAt };
+        const { wseq, mac } = this.seal(cx, 'keys', m.id, cur.bytes, (w) => keyRowBytes(next, w));
+        const changed = yield* run("UPDATE keys SET state = ?, updated_at = ?, mac = ?, wseq = ? WHERE id = ? AND state != 'destroyed'", m.state, m.updatedAt, mac, wseq, m.id);
         if (changed !== 1) throw new CustosError('key_destroyed', 'The key was destroyed; its state can no longer change.');
-        yield* this.finishRow(cx, 'keys', m.id, before);
         return null;
       }
       case 'destroyKey': {
-        const before = yield* this.currentKeyBytes(cx, m.id);
+        const cur = yield* this.currentKey(cx, m.id);
+        if (!cur || cur.key.state === 'destroyed') throw new CustosError('key_destroyed', 'The key was already destroyed.');
+        const next: KeyRecord = { ...cur.key, sealed: null, state: 'destroyed', updatedAt: m.updatedAt };
+        const { wseq, mac } = this.seal(cx, 'keys', m.id, cur.bytes, (w) => keyRowBytes(next, w));
         // Overwrite in place first, then drop (SQLite's secure_delete zeroes the freed bytes too).
         yield* run(this.dialect.zeroSealed, m.id);
-        const changed = yield* run("UPDATE keys SET sealed = NULL, state = 'destroyed', updated_at = ? WHERE id = ? AND state != 'destroyed'", m.updatedAt, m.id);
+        const changed = yield* run("UPDATE keys SET sealed = NULL, state = 'destroyed', updated_at = ?, mac = ?, wseq = ? WHERE id = ? AND state != 'destroyed'", m.updatedAt, mac, wseq, m.id);
         if (changed !== 1) throw new CustosError('key_destroyed', 'The key was already destroyed.');
-        yield* this.finishRow(cx, 'keys', m.id, before);
         return null;
       }
       case 'rewrapKey': {
-        const cur = yield* this.currentKeyRow(cx, m.id);
-        if (!cur || cur.state === 'destroyed') throw new CustosError('key_destroyed', 'The key was destroyed; it can no longer change.');
-        if (cur.version !== m.expectedVersion) throw new CustosError('storage_unavailable', 'The key changed while this request was decided (another process?); retry.', { tag: 'key_moved' });
-        const before = (yield* this.rowNow('keys', m.id))!.bytes;
-        yield* run('UPDATE keys SET attributes = ?, sealed = ?, version = ?, updated_at = ? WHERE id = ?', canonicalJson(m.attributes), Buffer.from(m.sealed), m.version, m.updatedAt, m.id);
-        yield* this.finishRow(cx, 'keys', m.id, before);
+        const cur = yield* this.currentKey(cx, m.id);
+        if (!cur || cur.key.state === 'destroyed') throw new CustosError('key_destroyed', 'The key was destroyed; it can no longer change.');
+        if (cur.key.version !== m.expectedVersion) throw new CustosError('storage_unavailable', 'The key changed while this request was decided (another process?); retry.', { tag: 'key_moved' });
+        const next: KeyRecord = { ...cur.key, attributes: m.attributes, sealed: m.sealed, version: m.version, updatedAt: m.updatedAt };
+        const { wseq, mac } = this.seal(cx, 'keys', m.id, cur.bytes, (w) => keyRowBytes(next, w));
+        yield* run('UPDATE keys SET attributes = ?, sealed = ?, version = ?, updated_at = ?, mac = ?, wseq = ? WHERE id = ?', canonicalJson(m.attributes), Buffer.from(m.sealed), m.version, m.updatedAt, mac, wseq, m.id);
         return null;
       }
       case 'advanceWatermark': {
-        const cur = yield* this.readWatermark(cx, m.keyId, m.chainId);
+        const found = yield* this.readWatermarkRow(cx, m.keyId, m.chainId);
+        const cur = found?.w ?? null;
         const same =
           (cur === null && m.expected === null) ||
           (cur !== null && m.expected !== null && comparePosition(cur, m.expected) === 0);
@@ -788,17 +803,16 @@ export abstract class SqlStore implements Store {
           throw new CustosError('policy_denied', 'A consensus watermark never moves backwards.', { tag: 'double_sign' });
         }
         const pk = watermarkPk(m.keyId, m.chainId);
-        const before = cur === null ? null : (yield* this.rowNow('watermarks', pk))!.bytes;
         const w: Watermark = m.next;
+        const { wseq, mac } = this.seal(cx, 'watermarks', pk, found?.bytes ?? null, (n) => watermarkRowBytes(m.keyId, m.chainId, w, n));
         yield* run(
-          'INSERT INTO watermarks (key_id, chain_id, height, round, step, sign_bytes, signature, mac, wseq) VALUES (?,?,?,?,?,?,?,NULL,NULL) ON CONFLICT(key_id, chain_id) DO UPDATE SET height = excluded.height, round = excluded.round, step = excluded.step, sign_bytes = excluded.sign_bytes, signature = excluded.signature, mac = NULL, wseq = NULL',
-          m.keyId, m.chainId, w.height.toString(), w.round, w.step, Buffer.from(w.signBytes), w.signature ? Buffer.from(w.signature) : null,
+          'INSERT INTO watermarks (key_id, chain_id, height, round, step, sign_bytes, signature, mac, wseq) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(key_id, chain_id) DO UPDATE SET height = excluded.height, round = excluded.round, step = excluded.step, sign_bytes = excluded.sign_bytes, signature = excluded.signature, mac = excluded.mac, wseq = excluded.wseq',
+          m.keyId, m.chainId, w.height.toString(), w.round, w.step, Buffer.from(w.signBytes), w.signature ? Buffer.from(w.signature) : null, mac, wseq,
         );
-        yield* this.finishRow(cx, 'watermarks', pk, before);
         return cur === null ? ['watermarks', 1] : null;
       }
       case 'assertKeyActive': {
-        const r = yield* this.currentKeyRow(cx, m.id);
+        const r = (yield* this.currentKey(cx, m.id))?.key;
         if (!r || r.state === 'destroyed') throw new CustosError('key_destroyed', 'The key was destroyed while this request was in progress; nothing was signed.');
         if (r.state !== 'active') throw new CustosError('key_disabled', 'The key was disabled while this request was in progress; nothing was signed.');
         if (m.version !== undefined && r.version !== m.version) {
@@ -816,8 +830,8 @@ export abstract class SqlStore implements Store {
       }
       case 'insertToken': {
         const t = m.token;
-        yield* run('INSERT INTO api_tokens (id, name, hash, role, created_at, terms) VALUES (?,?,?,?,?,?)', t.id, t.name, Buffer.from(t.hash), t.role, t.createdAt, tokenTermsJson(t.terms));
-        yield* this.finishRow(cx, 'api_tokens', t.id, null);
+        const { wseq, mac } = this.seal(cx, 'api_tokens', t.id, null, (w) => tokenRowBytes(t, w));
+        yield* run('INSERT INTO api_tokens (id, name, hash, role, created_at, terms, mac, wseq) VALUES (?,?,?,?,?,?,?,?)', t.id, t.name, Buffer.from(t.hash), t.role, t.createdAt, tokenTermsJson(t.terms), mac, wseq);
         return ['api_tokens', 1];
       }
       case 'updateToken': {
@@ -828,28 +842,25 @@ export abstract class SqlStore implements Store {
         if (!cur || !same(cur, m.expected) || m.token.id !== cur.id) {
           throw new CustosError('storage_unavailable', `The principal ${m.expected.name} changed while this request was decided (another admin, another process?); nothing was changed. Retry.`, { tag: 'token_moved' });
         }
-        const before = tokenRowBytes(cur, r!.wseq);
         const t = m.token;
-        yield* run('UPDATE api_tokens SET hash = ?, role = ?, terms = ? WHERE id = ?', Buffer.from(t.hash), t.role, tokenTermsJson(t.terms), t.id);
-        yield* this.finishRow(cx, 'api_tokens', t.id, before);
+        const next: ApiToken = { ...cur, hash: t.hash, role: t.role, terms: t.terms };
+        const { wseq, mac } = this.seal(cx, 'api_tokens', t.id, tokenRowBytes(cur, r!.wseq), (w) => tokenRowBytes(next, w));
+        yield* run('UPDATE api_tokens SET hash = ?, role = ?, terms = ?, mac = ?, wseq = ? WHERE id = ?', Buffer.from(t.hash), t.role, tokenTermsJson(t.terms), mac, wseq, t.id);
         return null;
       }
     }
   }
 
-  /** The key row as stored, checked: a decision never rests on an edited or older state. */
-  private *currentKeyRow(cx: Tx | null, id: string): Q<KeyRecord | null> {
+  /** The key row as stored, checked, and its bytes: a decision never rests on an edited or older state. */
+  private *currentKey(cx: Tx | null, id: string): Q<{ key: KeyRecord; bytes: Uint8Array } | null> {
     const r = yield* get<KeyRow>('SELECT * FROM keys WHERE id = ?', id);
-    return r ? this.checkedKey(cx, r) : null;
+    if (!r) return null;
+    const key = this.checkedKey(cx, r);
+    return { key, bytes: keyRowBytes(key, r.wseq) };
   }
 
-  /** The checked key row's bytes before a change (the digest subtracts them). */
-  private *currentKeyBytes(cx: Tx | null, id: string): Q<Uint8Array | null> {
-    if (!(yield* this.currentKeyRow(cx, id))) return null;
-    return (yield* this.rowNow('keys', id))!.bytes;
-  }
-
-  private *readWatermark(cx: Tx | null, keyId: string, chainId: string): Q<Watermark | null> {
+  /** The watermark as stored, checked, and its bytes. */
+  private *readWatermarkRow(cx: Tx | null, keyId: string, chainId: string): Q<{ w: Watermark; bytes: Uint8Array } | null> {
     const r = yield* get<WatermarkRow>('SELECT * FROM watermarks WHERE key_id = ? AND chain_id = ?', keyId, chainId);
     if (!r) {
       // No watermark: a first vote, or a deleted row (which would allow any vote): the count tells.
@@ -857,8 +868,13 @@ export abstract class SqlStore implements Store {
       return null;
     }
     const w = toWatermark(r);
-    this.checkRow(cx, 'watermarks', watermarkPk(keyId, chainId), watermarkRowBytes(keyId, chainId, w, r.wseq), r.mac, r.wseq);
-    return w;
+    const bytes = watermarkRowBytes(keyId, chainId, w, r.wseq);
+    this.checkRow(cx, 'watermarks', watermarkPk(keyId, chainId), bytes, r.mac, r.wseq);
+    return { w, bytes };
+  }
+
+  private *readWatermark(cx: Tx | null, keyId: string, chainId: string): Q<Watermark | null> {
+    return (yield* this.readWatermarkRow(cx, keyId, chainId))?.w ?? null;
   }
 
   async getWatermark(keyId: string, chainId: string): Promise<Watermark | null> {
@@ -1027,7 +1043,7 @@ export abstract class SqlStore implements Store {
         const pks: string[] = [];
         yield* self.eachProtectedRow(table, (r) => pks.push(r.pk));
         for (const pk of pks) {
-          yield* self.finishRow(cx, table, pk, null);
+          yield* self.sealStored(cx, table, pk);
           n++;
         }
         yield* self.writeMeta(cx, COUNT_PREFIX + table, String(pks.length));
