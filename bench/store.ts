@@ -1,0 +1,184 @@
+/**
+ * The store at scale, SQLite and PostgreSQL in the same run:
+ *   - the floor: fsync of a 256-byte write (SQLite) and a PostgreSQL commit (BEGIN + UPSERT +
+ *     COMMIT on the same server), p50/p99;
+ *   - creation: `--keys` software Ed25519 keys made through the vault (`vault.createKey`, 8 in
+ *     flight, so group commit batches them, as `custos keys generate` does), keys/s;
+ *   - the database's size per key (the SQLite file with its WAL; `pg_database_size`);
+ *   - signing (`vault.sign` of a random existing key, one at a time) p50/p99 once 1,000 keys
+ *     exist and again at `--keys`, and their ratio (the aim: at most 1.2).
+ * PostgreSQL is a throwaway cluster on 127.0.0.1 (test/helpers/postgres.ts; needs Debian
+ * `postgresql`). The vault is real: sealed root, row MACs, audit chain, anchors.
+ *
+ *   node --import tsx bench/store.ts [--keys 100000] [--signs 2000] [--stores sqlite,postgres]
+ *
+ * One JSON document on stdout, progress on stderr. Never exits non-zero because of a timing.
+ */
+import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, statSync, writeSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { initVault, openVault, type OpenVault } from '../src/vault/open.js';
+import { startPostgres, postgresBin, type PgCluster } from '../test/helpers/postgres.js';
+import type { Principal } from '../src/core/types.js';
+
+const arg = (name: string, dflt: string) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1]! : dflt;
+};
+const KEYS = Number(arg('--keys', '100000'));
+const SIGNS = Number(arg('--signs', '2000'));
+const STORES = arg('--stores', 'sqlite,postgres').split(',');
+const PASS = new TextEncoder().encode('bench store passphrase');
+const ADMIN: Principal = { id: 'token:admin', kind: 'admin' };
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+const round = (x: number) => Number(x.toFixed(4));
+const stats = (xs: number[]) => ({ p50_ms: round(pct(xs, 50)), p99_ms: round(pct(xs, 99)) });
+const log = (s: string) => process.stderr.write(`[store] ${s}\n`);
+
+function fsyncFloor(n: number): number[] {
+  const dir = mkdtempSync(join(tmpdir(), 'custos-bench-fsync-'));
+  const fd = openSync(join(dir, 'f'), 'w');
+  const buf = randomBytes(256);
+  const out: number[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const t = performance.now();
+      writeSync(fd, buf, 0, buf.length, 0);
+      fsyncSync(fd);
+      out.push(performance.now() - t);
+    }
+  } finally {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}
+
+async function pgCommitFloor(url: string, n: number): Promise<number[]> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  const out: number[] = [];
+  try {
+    await c.query('CREATE TABLE floor (k int PRIMARY KEY, v int)');
+    for (let i = 0; i < n; i++) {
+      const t = performance.now();
+      await c.query('BEGIN');
+      await c.query('INSERT INTO floor VALUES (1, $1) ON CONFLICT (k) DO UPDATE SET v = excluded.v', [i]);
+      await c.query('COMMIT');
+      out.push(performance.now() - t);
+    }
+    await c.query('DROP TABLE floor');
+  } finally {
+    await c.end();
+  }
+  return out;
+}
+
+let seq = 0;
+const ctx = () => ({ principal: ADMIN, requestId: `bench-${++seq}` });
+
+async function signLatency(v: OpenVault, existing: number, n: number): Promise<number[]> {
+  const out: number[] = [];
+  const msg = new TextEncoder().encode('bench');
+  for (let i = 0; i < n; i++) {
+    const label = `k-${Math.floor(Math.random() * existing)}`;
+    const t = performance.now();
+    await v.vault.sign({ ...ctx(), key: label, payload: { kind: 'message', bytes: msg }, options: {}, context: { protocol: 'bench' } });
+    out.push(performance.now() - t);
+  }
+  return out;
+}
+
+/** Creates keys k-<from> … k-<to - 1>, 8 in flight; returns keys/s. */
+async function create(v: OpenVault, from: number, to: number, what: string): Promise<number> {
+  let next = from;
+  let done = 0;
+  const started = performance.now();
+  let shown = started;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      for (let i = next++; i < to; i = next++) {
+        await v.vault.createKey(ctx(), { label: `k-${i}`, algorithm: 'ed25519', exportable: false });
+        done++;
+        const now = performance.now();
+        if (now - shown > 5000) {
+          shown = now;
+          const rate = done / ((now - started) / 1000);
+          log(`${what}: ${from + done}/${to} keys, ${rate.toFixed(0)} keys/s, eta ${Math.ceil((to - from - done) / rate)} s`);
+        }
+      }
+    }),
+  );
+  return done / ((performance.now() - started) / 1000);
+}
+
+async function runStore(kind: 'sqlite' | 'postgres', cluster: PgCluster | null): Promise<Record<string, unknown>> {
+  const dir = mkdtempSync(join(tmpdir(), `custos-bench-store-${kind}-`));
+  const dataDir = join(dir, 'vault');
+  const storeUrl = kind === 'postgres' ? await cluster!.createDatabase() : undefined;
+  let v: OpenVault | undefined;
+  try {
+    await initVault({ dataDir, passphrase: PASS, scrypt: { N: 2 ** 10, r: 8, p: 1 }, ...(storeUrl ? { storeUrl } : {}) });
+    v = await openVault({ dataDir, passphrase: PASS, anchorIntervalMs: 1000 });
+    const small = Math.min(1000, KEYS);
+    const rateSmall = await create(v, 0, small, kind);
+    const atSmall = await signLatency(v, small, SIGNS);
+    const rate = KEYS > small ? await create(v, small, KEYS, kind) : rateSmall;
+    const atLarge = await signLatency(v, KEYS, SIGNS);
+    let bytes: number;
+    if (kind === 'sqlite') {
+      const db = join(dataDir, 'custos.db');
+      bytes = statSync(db).size + (existsSync(`${db}-wal`) ? statSync(`${db}-wal`).size : 0);
+    } else {
+      const c = new pg.Client({ connectionString: storeUrl });
+      await c.connect();
+      bytes = Number((await c.query<{ n: string }>('SELECT pg_database_size(current_database()) AS n')).rows[0]!.n);
+      await c.end();
+    }
+    const s = stats(atSmall);
+    const l = stats(atLarge);
+    return {
+      keys: KEYS,
+      create_keys_per_s: Math.round(KEYS > small ? rate : rateSmall),
+      bytes_per_key: Math.round(bytes / KEYS),
+      sign_at_1000: s,
+      [`sign_at_${KEYS}`]: l,
+      ratio_p50_large_to_1000: round(l.p50_ms / s.p50_ms),
+      ratio_p99_large_to_1000: round(l.p99_ms / s.p99_ms),
+    };
+  } finally {
+    await v?.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const out: Record<string, unknown> = { keys: KEYS, signs: SIGNS, aim: 'sign p50 at the full count within 1.2x of the p50 at 1,000 keys' };
+const fs = fsyncFloor(500);
+out.floor_fsync = stats(fs);
+let cluster: PgCluster | null = null;
+try {
+  if (STORES.includes('postgres')) {
+    if (!postgresBin()) out.postgres = { skipped: 'PostgreSQL is not installed: apt-get install -y postgresql' };
+    else {
+      cluster = await startPostgres();
+      out.floor_postgres_commit = stats(await pgCommitFloor(cluster.url, 500));
+    }
+  }
+  for (const kind of ['sqlite', 'postgres'] as const) {
+    if (!STORES.includes(kind) || (kind === 'postgres' && !cluster)) continue;
+    log(`${kind}: creating ${KEYS} keys`);
+    const r = await runStore(kind, cluster);
+    const floor = (kind === 'sqlite' ? out.floor_fsync : out.floor_postgres_commit) as { p50_ms: number };
+    r.sign_at_1000_p50_to_floor = round((r.sign_at_1000 as { p50_ms: number }).p50_ms / floor.p50_ms);
+    out[kind] = r;
+  }
+} finally {
+  await cluster?.dispose();
+}
+process.stdout.write(JSON.stringify(out, null, 2) + '\n');
