@@ -76,6 +76,8 @@ interface IntegrityState {
 interface Tx {
   state: IntegrityState;
   seen: Map<string, number>;
+  /** Row-count changes not yet written: each count row is written once, at the end. */
+  counts: Partial<Record<CountedTable, number>>;
 }
 
 export interface KeyRow {
@@ -465,9 +467,10 @@ export abstract class SqlStore implements Store {
         committed = null;
         if (!self.auth) return yield* f(null);
         const start = sealing ? { seq: 0, writes: 0, digest: 0n } : yield* self.checkedState();
-        const tx: Tx = { state: { ...start }, seen: new Map() };
+        const tx: Tx = { state: { ...start }, seen: new Map(), counts: {} };
         cx = tx;
         const r = yield* f(tx);
+        yield* self.writeCounts(tx);
         // The rows belong to the last entry this transaction wrote (its MAC is checked
         // before anything is chained onto it); with no entry, to the same one as before:
         // never to an entry a sealed daemon appended, which carries no MAC.
@@ -535,11 +538,25 @@ export abstract class SqlStore implements Store {
     return (yield* get<{ n: number }>(sql))!.n;
   }
 
-  /** The MACed count of a table; a vault with row MACs has all four, so a missing one is an edit. */
+  /**
+   * The MACed count of a table, with the changes this transaction has made and not yet written;
+   * a vault with row MACs has all four, so a missing one is an edit.
+   */
   private *storedCount(cx: Tx | null, table: CountedTable): Q<number> {
     const v = yield* this.readMeta(cx, COUNT_PREFIX + table);
     if (v === null) throw this.corrupt('meta', COUNT_PREFIX + table, 'missing', `The count of ${table} rows in ${this.path} is missing: it was deleted outside Custos.`, 'row_count');
-    return Number(v);
+    return Number(v) + (cx?.counts[table] ?? 0);
+  }
+
+  /** Writes each count this transaction changed, once. */
+  private *writeCounts(cx: Tx): Q<void> {
+    for (const table of COUNTED_TABLES) {
+      const d = cx.counts[table] ?? 0;
+      if (d === 0) continue;
+      const total = yield* this.storedCount(cx, table);
+      delete cx.counts[table];
+      yield* this.writeMeta(cx, COUNT_PREFIX + table, String(total));
+    }
   }
 
   /**
@@ -560,9 +577,10 @@ export abstract class SqlStore implements Store {
     );
   }
 
-  private *applyCount(cx: Tx | null, table: CountedTable, d: number): Q<void> {
-    if (!this.auth || d === 0) return;
-    yield* this.writeMeta(cx, COUNT_PREFIX + table, String((yield* this.storedCount(cx, table)) + d));
+  /** Counts `d` more rows in `table` (written at the end of the transaction, by `writeCounts`). */
+  private applyCount(cx: Tx | null, table: CountedTable, d: number): void {
+    if (!this.auth || !cx || d === 0) return;
+    cx.counts[table] = (cx.counts[table] ?? 0) + d;
   }
 
   // ---- meta ---------------------------------------------------------------------------------
@@ -595,7 +613,7 @@ export abstract class SqlStore implements Store {
       for (const k of Object.keys(values)) if (yield* get('SELECT 1 FROM meta WHERE name = ?', k)) return false;
       let d = 0;
       for (const [k, v] of Object.entries(values)) d += yield* self.writeMeta(cx, k, v);
-      yield* self.applyCount(cx, 'meta', d);
+      self.applyCount(cx, 'meta', d);
       return true;
     });
   }
@@ -603,7 +621,7 @@ export abstract class SqlStore implements Store {
   async setMeta(name: string, value: string | null): Promise<void> {
     const self = this;
     await this.writeTx(function* (cx) {
-      yield* self.applyCount(cx, 'meta', yield* self.writeMeta(cx, name, value));
+      self.applyCount(cx, 'meta', yield* self.writeMeta(cx, name, value));
     });
   }
 
@@ -906,15 +924,16 @@ export abstract class SqlStore implements Store {
       let head = yield* self.readHead();
       for (const unit of units) {
         const before = head;
-        const saved = cx ? { state: { ...cx.state }, seen: new Map(cx.seen) } : null;
+        const saved = cx ? { state: { ...cx.state }, seen: new Map(cx.seen), counts: { ...cx.counts } } : null;
         // A savepoint per unit: a failing unit rolls back alone.
         yield* run('SAVEPOINT unit');
         try {
           for (const m of unit.mutations) {
             const c = yield* self.applyMutation(cx, m);
-            // Counted at once, inside the unit's savepoint: a later unit of the same batch
-            // that finds a row absent compares against a count that includes this one.
-            if (c) yield* self.applyCount(cx, c[0], c[1]);
+            // Counted at once (in the transaction's pending counts, restored with the unit if it
+            // fails): a later unit of the same batch that finds a row absent compares against
+            // a count that includes this one. Each count row is written once, at the end.
+            if (c) self.applyCount(cx, c[0], c[1]);
           }
           for (const d of unit.audit) {
             const seq = head.seq + 1;
@@ -940,6 +959,7 @@ export abstract class SqlStore implements Store {
           if (cx && saved) {
             cx.state = saved.state;
             cx.seen = saved.seen;
+            cx.counts = saved.counts;
           }
           results.push(e instanceof CustosError ? e : self.unitError(e));
         }
