@@ -316,11 +316,11 @@ export class PostgresStore extends SqlStore {
       const exec = (s: Statement) => this.exec(c, s);
       try {
         if (mode === 'statement') return await runAsync(q(), exec);
-        // Spelled out: a server whose default is REPEATABLE READ would make writes fail on every race.
-        await c.query(mode === 'write' ? 'BEGIN ISOLATION LEVEL READ COMMITTED' : 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        // Spelled out: a server whose default is REPEATABLE READ would make writes fail on every
+        // race. BEGIN and the lock go in one round trip.
+        await c.query(mode === 'write' ? `BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(${WRITE_LOCK})` : 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
         let out: T;
         try {
-          if (mode === 'write') await c.query(`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
           out = await runAsync(q(), exec);
         } catch (e) {
           await c.query('ROLLBACK').catch(() => undefined);
