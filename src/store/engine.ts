@@ -30,6 +30,7 @@ import {
   isCountedMeta,
   isProtectedMeta,
   isSealedEntry,
+  journalRowBytes,
   keyRowBytes,
   metaRowBytes,
   STATE_ROW,
@@ -62,6 +63,12 @@ const WHERE_PK: Record<CountedTable, string> = {
   meta: 'UPDATE meta SET WHERE name = ?',
 };
 
+/** Journal entries kept (about 150 bytes each); older ones are dropped every JOURNAL_PRUNE_EVERY writes. */
+const JOURNAL_KEEP = 1_000_000;
+const JOURNAL_PRUNE_EVERY = 10_000;
+/** Journal entries per INSERT. */
+const JOURNAL_BATCH = 500;
+
 /** Rows read per statement when walking a whole table (checks, digests, sealing). */
 const PAGE = 1000;
 
@@ -80,6 +87,8 @@ interface Tx {
   counts: Partial<Record<CountedTable, number>>;
   /** The head of the log as the transaction found it (null: not read yet). */
   head: ChainHead | null;
+  /** What each write sequence of this transaction went to, for the write journal. */
+  journal: Array<{ wseq: number; table: string; pk: string; deleted: boolean }>;
 }
 
 export interface KeyRow {
@@ -216,7 +225,7 @@ function toToken(r: TokenRow): ApiToken {
 // Heights are int64: stored as decimal text, since SQLite integers are read into JS numbers.
 const toWatermark = (r: WatermarkRow): Watermark => ({ height: BigInt(r.height), round: r.round, step: r.step, signBytes: u8(r.sign_bytes), signature: r.signature ? u8(r.signature) : null });
 
-const TABLE_NOUN: Record<ProtectedTable, string> = { keys: 'key', api_tokens: 'API token', watermarks: 'consensus watermark', meta: 'setting', audit: 'audit entry' };
+const TABLE_NOUN: Record<ProtectedTable, string> = { keys: 'key', api_tokens: 'API token', watermarks: 'consensus watermark', meta: 'setting', audit: 'audit entry', row_writes: 'write journal' };
 
 /** The one unit of a batch failed on its own: its transaction is rolled back, and this is its answer. */
 class UnitFailed extends CustosError {
@@ -353,11 +362,16 @@ export abstract class SqlStore implements Store {
     const macTable: ProtectedTable = table === 'bookkeeping' ? 'meta' : table;
     let out: { wseq: number | null; mac: Buffer | null } = { wseq: null, mac: null };
     let after: Uint8Array | null = null;
-    if (bytes) {
+    if (bytes || before) {
+      // A deletion takes a write sequence too: the journal then says the row is gone, and an
+      // old copy put back is refused like any older row.
       const wseq = ++cx.state.writes;
-      after = bytes(wseq);
-      out = { wseq, mac: Buffer.from(auth.mac(macTable, pk, after)) };
+      if (bytes) {
+        after = bytes(wseq);
+        out = { wseq, mac: Buffer.from(auth.mac(macTable, pk, after)) };
+      }
       this.remember(cx, `${macTable}\0${pk}`, wseq);
+      cx.journal.push({ wseq, table: macTable, pk, deleted: !bytes });
     }
     if (table === 'bookkeeping') return out;
     let d = cx.state.digest;
@@ -483,10 +497,13 @@ export abstract class SqlStore implements Store {
         if (!self.auth) return yield* f(null);
         const checked = sealing ? null : yield* self.checkedState();
         const start = checked?.st ?? { seq: 0, writes: 0, digest: 0n };
-        const tx: Tx = { state: { ...start }, seen: new Map(), counts: {}, head: checked?.head ?? null };
+        // What every other process wrote since this one last looked: each row's newest write.
+        if (!sealing) yield* self.catchUp(start.writes);
+        const tx: Tx = { state: { ...start }, seen: new Map(), counts: {}, head: checked?.head ?? null, journal: [] };
         cx = tx;
         const r = yield* f(tx);
         yield* self.writeCounts(tx);
+        yield* self.writeJournal(tx);
         // The rows belong to the last entry this transaction wrote (its MAC is checked
         // before anything is chained onto it); with no entry, to the same one as before:
         // never to an entry a sealed daemon appended, which carries no MAC.
@@ -505,8 +522,66 @@ export abstract class SqlStore implements Store {
         // Committed: what it saw and wrote is now what this process remembers.
         if (cx) for (const [k, v] of cx.seen) if (!(this.seen.get(k)! >= v)) this.seen.set(k, v);
         if (committed) this.markState(committed);
+        // The journal is known up to this transaction's last write (nobody wrote in between).
+        const done = (cx as Tx | null)?.state.writes;
+        if (done !== undefined && this.journalMark !== null && done > this.journalMark) this.journalMark = done;
       },
     );
+  }
+
+  /**
+   * The write sequence up to which this process has read the write journal (null until a full
+   * check of the rows at open has vouched for them all): see rows.ts `journalRowBytes`.
+   */
+  private journalMark: number | null = null;
+
+  /** Writes this transaction's journal entries, in one statement; drops old ones now and then. */
+  private *writeJournal(cx: Tx): Q<void> {
+    const auth = this.auth;
+    if (!auth || cx.journal.length === 0) return;
+    for (let i = 0; i < cx.journal.length; i += JOURNAL_BATCH) {
+      const part = cx.journal.slice(i, i + JOURNAL_BATCH);
+      const values: Param[] = [];
+      for (const j of part) values.push(j.wseq, j.table, j.pk, j.deleted ? 1 : 0, Buffer.from(auth.mac('row_writes', String(j.wseq), journalRowBytes(j.table, j.pk, j.deleted))));
+      yield* run(`INSERT INTO row_writes (wseq, tbl, pk, deleted, mac) VALUES ${Array(part.length).fill('(?,?,?,?,?)').join(',')}`, ...values);
+    }
+    const first = cx.journal[0]!.wseq;
+    const last = cx.journal[cx.journal.length - 1]!.wseq;
+    // Once every JOURNAL_PRUNE_EVERY writes: a process that falls further behind than the
+    // journal keeps stops writing until it is restarted (a start checks every row).
+    if (Math.floor(last / JOURNAL_PRUNE_EVERY) !== Math.floor((first - 1) / JOURNAL_PRUNE_EVERY)) yield* run('DELETE FROM row_writes WHERE wseq <= ?', last - JOURNAL_KEEP);
+  }
+
+  /**
+   * Reads the journal from this process's mark up to `writes` (the state row's counter):
+   * every entry must be there, in sequence, with its MAC. Each row written meanwhile is then
+   * known at its newest write sequence, so an older copy of it is refused here too.
+   */
+  private *catchUp(writes: number): Q<void> {
+    const auth = this.auth;
+    if (!auth) return;
+    if (this.journalMark === null || this.journalMark >= writes) return;
+    let from = this.journalMark;
+    while (from < writes) {
+      const rows = yield* all<{ wseq: number; tbl: string; pk: string; deleted: number; mac: Buffer }>('SELECT wseq, tbl, pk, deleted, mac FROM row_writes WHERE wseq > ? AND wseq <= ? ORDER BY wseq LIMIT ?', from, writes, PAGE);
+      if (rows.length === 0 || rows[0]!.wseq !== from + 1) {
+        const oldest = (yield* get<{ w: number | null }>('SELECT min(wseq) AS w FROM row_writes'))!.w;
+        if (oldest !== null && oldest > from + 1 && (rows.length === 0 || rows[0]!.wseq === oldest)) {
+          throw new CustosError('storage_unavailable', `This process fell more than ${JOURNAL_KEEP} writes behind the others sharing ${this.path} and can no longer tell their newest rows from older copies; it writes nothing more. Restart it (a start checks every row).`, { tag: 'stale_process' });
+        }
+        throw this.corrupt('row_writes', String(from + 1), 'missing', `The write journal of ${this.path} lacks write ${from + 1}: it was edited outside Custos.`, 'row_count');
+      }
+      for (const r of rows) {
+        if (r.wseq !== from + 1) throw this.corrupt('row_writes', String(from + 1), 'missing', `The write journal of ${this.path} lacks write ${from + 1}: it was edited outside Custos.`, 'row_count');
+        if (!auth.check('row_writes', String(r.wseq), journalRowBytes(r.tbl, r.pk, r.deleted === 1), u8(r.mac))) {
+          throw this.corrupt('row_writes', String(r.wseq), 'mac_mismatch', `Entry ${r.wseq} of the write journal of ${this.path} does not match its MAC: it was edited outside Custos.`, 'row_mac');
+        }
+        const k = `${r.tbl}\0${r.pk}`;
+        if (!(this.seen.get(k)! >= r.wseq)) this.seen.set(k, r.wseq);
+        from = r.wseq;
+      }
+    }
+    this.journalMark = writes;
   }
 
   /**
@@ -947,7 +1022,7 @@ export abstract class SqlStore implements Store {
         let head = cx?.head ?? (yield* self.readHead());
         for (const unit of units) {
           const before = head;
-          const saved = cx && !alone ? { state: { ...cx.state }, seen: new Map(cx.seen), counts: { ...cx.counts } } : null;
+          const saved = cx && !alone ? { state: { ...cx.state }, seen: new Map(cx.seen), counts: { ...cx.counts }, journal: cx.journal.length } : null;
           // A savepoint per unit: a failing unit rolls back alone.
           if (!alone) yield* run('SAVEPOINT unit');
           try {
@@ -987,6 +1062,7 @@ export abstract class SqlStore implements Store {
               cx.state = saved.state;
               cx.seen = saved.seen;
               cx.counts = saved.counts;
+              cx.journal.length = saved.journal;
             }
             results.push(own);
           }
@@ -1155,6 +1231,9 @@ export abstract class SqlStore implements Store {
           `the protected rows are not the ones this vault last wrote (their keyed digest differs from the state row of entry ${st.seq}): a row was deleted, inserted, or put back from an older copy outside Custos`,
         );
       }
+      // Every row is vouched for as of this snapshot: from here on the write journal says what
+      // other processes write.
+      if (problems.length === 0 && !(self.journalMark !== null && self.journalMark >= st.writes)) self.journalMark = st.writes;
       return problems;
     }, 'snapshot');
   }

@@ -88,6 +88,13 @@ CREATE TABLE IF NOT EXISTS watermarks (
   wseq BIGINT,
   PRIMARY KEY (key_id, chain_id)
 );
+CREATE TABLE IF NOT EXISTS row_writes (
+  wseq BIGINT PRIMARY KEY,
+  tbl TEXT NOT NULL,
+  pk TEXT NOT NULL,
+  deleted INTEGER NOT NULL,
+  mac BYTEA NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
   seq BIGINT PRIMARY KEY,
   hash BYTEA NOT NULL,
@@ -96,7 +103,7 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 );
 `;
 
-const TABLES = "'meta','keys','api_tokens','audit','watermarks','audit_checkpoints'";
+const TABLES = "'meta','keys','api_tokens','audit','watermarks','audit_checkpoints','row_writes'";
 
 /** The advisory lock every write transaction takes first ("custos" in ASCII). */
 const WRITE_LOCK = '108584524705907';
@@ -318,9 +325,11 @@ export class PostgresStore extends SqlStore {
         if (mode === 'statement') return await runAsync(q(), exec);
         // Spelled out: a server whose default is REPEATABLE READ would make writes fail on every
         // race. BEGIN and the lock go in one round trip.
-        await c.query(mode === 'write' ? `BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(${WRITE_LOCK})` : 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
         let out: T;
         try {
+          // Inside the try: a failed lock (a timeout) leaves the transaction aborted, and only a
+          // ROLLBACK makes the connection usable again.
+          await c.query(mode === 'write' ? `BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(${WRITE_LOCK})` : 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
           out = await runAsync(q(), exec);
         } catch (e) {
           await c.query('ROLLBACK').catch(() => undefined);
@@ -349,6 +358,11 @@ export class PostgresStore extends SqlStore {
     const c = code(e);
     const msg = printable((e as Error).message ?? String(e), 200);
     if (c.startsWith('53')) return new CustosError('storage_unavailable', `PostgreSQL at ${this.path} could not write (${c}: ${msg}: disk full or out of resources); free space, then retry. The change was not made.`, { cause: e });
+    if (c === '25P02') {
+      // A transaction left aborted on this connection: start again on a new one.
+      this.drop();
+      return new CustosError('storage_unavailable', `PostgreSQL at ${this.path} found this connection inside a failed transaction; the change was not made. Retry: Custos opens a new connection.`, { cause: e });
+    }
     if (c === '25006') {
       this.drop();
       return new CustosError('storage_unavailable', `PostgreSQL at ${this.path} answered read-only (a standby, or a primary being demoted); the change was not made. Custos reconnects to the writable primary by itself.`, { cause: e, tag: 'database_unreachable' });

@@ -27,7 +27,7 @@ import type { KeyRecord } from '../core/types.js';
 import type { AuditEntry } from '../core/types.js';
 import type { ApiToken, Watermark } from './store.js';
 
-export const PROTECTED_TABLES = ['keys', 'api_tokens', 'watermarks', 'meta', 'audit'] as const;
+export const PROTECTED_TABLES = ['keys', 'api_tokens', 'watermarks', 'meta', 'audit', 'row_writes'] as const;
 export type ProtectedTable = (typeof PROTECTED_TABLES)[number];
 
 /**
@@ -127,6 +127,16 @@ export function metaRowBytes(name: string, value: string, wseq: number | null): 
 /** An audit entry's hash already covers its content; the MAC binds the hash to its place. */
 export function auditRowBytes(seq: number, hash: Uint8Array): Uint8Array {
   return utf8(JSON.stringify([seq, bytesToHex(hash)]));
+}
+
+/**
+ * The write journal (`row_writes`): which row each write sequence went to (or that it deleted
+ * the row). Every process sharing the database reads the entries written since it last looked,
+ * so it knows each row's newest write sequence even for rows it never read: an older copy put
+ * back is refused by every node, not only by the one that wrote the newer copy.
+ */
+export function journalRowBytes(table: string, pk: string, deleted: boolean): Uint8Array {
+  return utf8(JSON.stringify([table, pk, deleted]));
 }
 
 /** Computes and checks row MACs; held by an unsealed vault and given to its store. */

@@ -69,6 +69,13 @@ CREATE TABLE IF NOT EXISTS watermarks (
   wseq INTEGER,
   PRIMARY KEY (key_id, chain_id)
 ) STRICT;
+CREATE TABLE IF NOT EXISTS row_writes (
+  wseq INTEGER PRIMARY KEY,
+  tbl TEXT NOT NULL,
+  pk TEXT NOT NULL,
+  deleted INTEGER NOT NULL,
+  mac BLOB NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
   seq INTEGER PRIMARY KEY,
   hash BLOB NOT NULL,

@@ -235,7 +235,9 @@ export class Keys {
 
   /** The live vault key recorded for this token object, if any. */
   private async twinOf(backendName: string, pkcs11Id: string): Promise<KeyRecord | undefined> {
-    return (await this.core.deps.store.findKeysBy({ attribute: 'pkcs11.id', value: pkcs11Id })).find((k) => k.state !== 'destroyed' && k.attributes.backend === backendName);
+    // The parsed attributes decide (the index reads the JSON its own way: with a duplicated
+    // name it may see another value than the MACed one).
+    return (await this.core.deps.store.findKeysBy({ attribute: 'pkcs11.id', value: pkcs11Id })).find((k) => !k.tampered && k.state !== 'destroyed' && k.attributes.backend === backendName && k.attributes['pkcs11.id'] === pkcs11Id);
   }
 
   /** Takes a key that already exists on a PKCS#11 token (by CKA_LABEL or CKA_ID) under the vault's policy and audit. */

@@ -9,6 +9,7 @@ import { GENESIS_HASH } from '../../src/store/store.js';
 import type { AuditDraft, KeyRecord } from '../../src/core/types.js';
 import { CustosError } from '../../src/core/errors.js';
 import { chainHash } from '../../src/audit/chain.js';
+import { RowMac } from '../../src/keystore/row-mac.js';
 
 export type StoreFactory = () => Promise<{ store: Store; reopen(): Promise<Store>; dispose(): Promise<void> }>;
 
@@ -260,4 +261,43 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     assert.deepEqual((await s.checkpoints()).map((c) => c.seq), [2, 5]);
     assert.deepEqual(await s.integrityCheck(), []);
   });
+}
+
+/**
+ * Two processes on one database (two stores): a row the other process wrote newer, put back
+ * to an older copy (its own genuine MAC) with SQL, is refused by this one too, though it never
+ * read the newer copy: the write journal told it. `sql` runs a statement as an attacker with
+ * write access to the database would.
+ */
+export async function replayAcrossProcesses(open: () => Promise<Store>, sql: (q: string, params?: unknown[]) => Promise<Array<Record<string, unknown>>>): Promise<void> {
+  const mac = new RowMac(new Uint8Array(32).fill(11), 'replay');
+  const a = await open();
+  const b = await open();
+  try {
+    for (const s of [a, b]) s.setRowAuthenticator(mac, chain);
+    await a.migrate();
+    await a.sealRows();
+    assert.deepEqual(await a.checkRows(), []);
+    assert.deepEqual(await b.checkRows(), []);
+    const vote = (height: bigint, fill: number) => ({ height, round: 0, step: 2, signBytes: new Uint8Array(8).fill(fill), signature: null });
+    const advance = (s: Store, expected: bigint | null, next: ReturnType<typeof vote>) =>
+      s.commit([{ mutations: [{ kind: 'advanceWatermark', keyId: 'val', chainId: 'c', expected: expected === null ? null : { height: expected, round: 0, step: 2 }, next }], audit: [draft('sign_vote', 'val')] }], chain, new Date().toISOString());
+    assert.deepEqual(await advance(a, null, vote(1n, 1)), [null]);
+    const [old] = await sql('SELECT * FROM watermarks');
+    assert.deepEqual(await advance(b, 1n, vote(2n, 2)), [null], 'the other process signs height 2');
+    // The attacker puts the height-1 row back, with its genuine MAC and write sequence.
+    await sql('UPDATE watermarks SET height = $1, sign_bytes = $2, signature = $3, mac = $4, wseq = $5', [old!.height, old!.sign_bytes, old!.signature, old!.mac, old!.wseq]);
+    // This process never read height 2, yet it does not sign height 2 again over other bytes.
+    await assert.rejects(advance(a, 1n, vote(2n, 9)), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_replayed');
+    // Nor does it get a signature past a journal entry deleted with SQL.
+    await sql('DELETE FROM row_writes WHERE wseq = (SELECT max(wseq) FROM row_writes)');
+    await sql('UPDATE watermarks SET height = $1', ['3']);
+    const c = await open();
+    c.setRowAuthenticator(mac, chain);
+    assert.ok((await c.checkRows()).length > 0, 'a start finds the edit');
+    await c.close();
+  } finally {
+    await a.close();
+    await b.close();
+  }
 }

@@ -11,7 +11,7 @@ import { PostgresStore, parsePostgresUrl } from '../../src/store/postgres.js';
 import { CustosError } from '../../src/core/errors.js';
 import { RowMac } from '../../src/keystore/row-mac.js';
 import { chainHash } from '../../src/audit/chain.js';
-import { storeConformance } from './conformance.js';
+import { replayAcrossProcesses, storeConformance } from './conformance.js';
 import { postgresBin, startPostgres, type PgCluster } from '../helpers/postgres.js';
 import type { Watermark } from '../../src/store/store.js';
 
@@ -204,6 +204,19 @@ if (available) {
       }
     } finally {
       await s.close();
+    }
+  });
+}
+
+if (available) {
+  test('postgres: a row another node wrote newer, put back to an older copy, is refused by this node too (the write journal)', async () => {
+    const url = await (await pgCluster()).createDatabase();
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      await replayAcrossProcesses(() => PostgresStore.open(url), async (q, params = []) => (await c.query(q, params)).rows);
+    } finally {
+      await c.end();
     }
   });
 }

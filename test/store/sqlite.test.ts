@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { CustosError } from '../../src/core/errors.js';
 import { tempDir } from '../helpers/tmpvault.js';
-import { storeConformance } from './conformance.js';
+import { replayAcrossProcesses, storeConformance } from './conformance.js';
 import Database from 'better-sqlite3';
 import { RowMac } from '../../src/keystore/row-mac.js';
 import { chainHash } from '../../src/audit/chain.js';
@@ -279,6 +279,21 @@ test('sqlite: a trigger on a Custos table (what would get its own values MACed) 
     await assert.rejects(s.setMeta('policy.x', '1'), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:trigger' && /"keep"/.test(e.message));
     await assert.rejects(s.migrate(), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:trigger');
     await s.close();
+  } finally {
+    cleanup();
+  }
+});
+
+test('sqlite: a row another process wrote newer, put back to an older copy, is refused by this process too (the write journal)', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const file = join(dir, 'custos.db');
+    const db = new Database(file === '' ? ':memory:' : (SqliteStore.open(file), file));
+    await replayAcrossProcesses(async () => SqliteStore.open(file), async (q, params = []) => {
+      const st = db.prepare(q.replace(/\$\d+/g, '?'));
+      return st.reader ? (st.all(...(params as never[])) as Array<Record<string, unknown>>) : (st.run(...(params as never[])), []);
+    });
+    db.close();
   } finally {
     cleanup();
   }
