@@ -1164,6 +1164,9 @@ export abstract class SqlStore implements Store {
     const auth = this.auth;
     const self = this;
     return this.writeTx(function* (cx) {
+      // Sealing starts the write counter again: what a journal says of earlier writes is void.
+      yield* run('DELETE FROM row_writes');
+      self.journalMark = null;
       let n = 0;
       for (const table of COUNTED_TABLES) {
         // Collected first: the rows are updated while walking them otherwise.
