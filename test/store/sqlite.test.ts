@@ -288,7 +288,8 @@ test('sqlite: a row another process wrote newer, put back to an older copy, is r
   const { dir, cleanup } = tempDir();
   try {
     const file = join(dir, 'custos.db');
-    const db = new Database(file === '' ? ':memory:' : (SqliteStore.open(file), file));
+    await SqliteStore.open(file).close(); // the file, made as a vault makes it
+    const db = new Database(file);
     await replayAcrossProcesses(async () => SqliteStore.open(file), async (q, params = []) => {
       const st = db.prepare(q.replace(/\$\d+/g, '?'));
       return st.reader ? (st.all(...(params as never[])) as Array<Record<string, unknown>>) : (st.run(...(params as never[])), []);
