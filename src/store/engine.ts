@@ -227,6 +227,16 @@ const toWatermark = (r: WatermarkRow): Watermark => ({ height: BigInt(r.height),
 
 const TABLE_NOUN: Record<ProtectedTable, string> = { keys: 'key', api_tokens: 'API token', watermarks: 'consensus watermark', meta: 'setting', audit: 'audit entry', row_writes: 'write journal' };
 
+/**
+ * Refuses text with a lone UTF-16 surrogate: the databases store it as U+FFFD, so its MAC (or
+ * its audit entry's hash), computed over the JS string, would never match again.
+ */
+function wellFormed(...texts: Array<string | null>): void {
+  for (const t of texts) {
+    if (t !== null && /\p{Cs}/u.test(t)) throw new CustosError('bad_request', 'A text of this request holds a lone UTF-16 surrogate, which cannot be stored as it is; nothing was changed.');
+  }
+}
+
 /** The one unit of a batch failed on its own: its transaction is rolled back, and this is its answer. */
 class UnitFailed extends CustosError {
   constructor(readonly failure: CustosError) {
@@ -605,6 +615,7 @@ export abstract class SqlStore implements Store {
 
   /** Writes a meta value (null removes it) with its write sequence and MAC; returns the count change. */
   private *writeMeta(cx: Tx | null, name: string, value: string | null): Q<number> {
+    wellFormed(name, value);
     const protectedRow = isProtectedMeta(name);
     const table = name.startsWith(INTEGRITY_PREFIX) ? 'bookkeeping' : 'meta';
     const now = yield* get<{ value: string; wseq: number | null }>('SELECT value, wseq FROM meta WHERE name = ?', name);
@@ -861,6 +872,7 @@ export abstract class SqlStore implements Store {
     switch (m.kind) {
       case 'insertKey': {
         const k = m.key;
+        wellFormed(k.id, k.label);
         const { wseq, mac } = this.seal(cx, 'keys', k.id, null, (w) => keyRowBytes(k, w));
         try {
           yield* run(
@@ -905,6 +917,7 @@ export abstract class SqlStore implements Store {
         return null;
       }
       case 'advanceWatermark': {
+        wellFormed(m.keyId, m.chainId);
         const found = yield* this.readWatermarkRow(cx, m.keyId, m.chainId);
         const cur = found?.w ?? null;
         const same =
@@ -942,6 +955,7 @@ export abstract class SqlStore implements Store {
       }
       case 'insertToken': {
         const t = m.token;
+        wellFormed(t.id, t.name);
         const { wseq, mac } = this.seal(cx, 'api_tokens', t.id, null, (w) => tokenRowBytes(t, w));
         yield* run('INSERT INTO api_tokens (id, name, hash, role, created_at, terms, mac, wseq) VALUES (?,?,?,?,?,?,?,?)', t.id, t.name, Buffer.from(t.hash), t.role, t.createdAt, tokenTermsJson(t.terms), mac, wseq);
         return ['api_tokens', 1];
@@ -1036,6 +1050,7 @@ export abstract class SqlStore implements Store {
             // The unit's entries in one statement (a decision and its outcome are two).
             const values: Param[] = [];
             for (const d of unit.audit) {
+              wellFormed(d.requestId, d.principal, d.operation, d.keyId, d.keyLabel, d.reason);
               const seq = head.seq + 1;
               const hash = chain(head, seq, ts, d);
               const mac = self.auth ? Buffer.from(self.auth.mac('audit', String(seq), auditRowBytes(seq, hash))) : null;

@@ -125,6 +125,17 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     assert.equal(head.seq, 2, 'the failed unit left no audit entry');
   });
 
+  withStore('text with a lone UTF-16 surrogate is refused by its unit (it could not be stored as MACed or hashed); the chain stays whole', async (s) => {
+    const [bad, good] = await s.commit([{ mutations: [], audit: [{ ...draft('op'), reason: 'x\ud800y' }] }, { mutations: [], audit: [draft('op')] }], chain, new Date().toISOString());
+    assert.ok(bad instanceof CustosError && bad.code === 'bad_request', String(bad));
+    assert.equal(good, null);
+    const [alone] = await s.commit([{ mutations: [{ kind: 'insertKey', key: key('lone-\udc00') }], audit: [] }], chain, new Date().toISOString());
+    assert.ok(alone instanceof CustosError && alone.code === 'bad_request', String(alone));
+    const entries = await s.auditAfter(0, 10);
+    assert.equal(entries.length, 1);
+    assert.deepEqual(entries[0]!.prevHash, GENESIS_HASH);
+  });
+
   withStore('audit entries chain from genesis, in order, across batches', async (s) => {
     await s.commit([{ mutations: [], audit: [draft('a'), draft('b')] }], chain, '2026-01-01T00:00:00.000Z');
     await s.commit([{ mutations: [], audit: [draft('c')] }], chain, '2026-01-01T00:00:01.000Z');
