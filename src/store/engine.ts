@@ -45,8 +45,12 @@ import {
 } from './rows.js';
 import { all, get, run, type Param, type Q } from './sql.js';
 
-/** 3: row MACs and write sequences (`mac`, `wseq` on every protected table), counts, the state row. */
-export const SCHEMA_VERSION = 3;
+/**
+ * 3: row MACs and write sequences (`mac`, `wseq` on every protected table), counts, the state
+ * row. 4: the write journal (`row_writes`), which every process sharing the database must keep:
+ * a Custos that knows only 3 refuses the database instead of writing without it.
+ */
+export const SCHEMA_VERSION = 4;
 export const MAC_TABLES = ['keys', 'api_tokens', 'watermarks', 'meta', 'audit'] as const;
 export const WSEQ_TABLES = ['keys', 'api_tokens', 'watermarks', 'meta'] as const;
 /** SQL for "a counted meta row": protected, and not bookkeeping. */
@@ -303,6 +307,9 @@ export abstract class SqlStore implements Store {
       throw new CustosError('database_corrupt', `The database ${this.path} has an unreadable schema version (${printable(v.value, 20)}): it was edited outside Custos. Restore it from a backup.`, { tag: 'schema' });
     } else if (Number(v.value) > SCHEMA_VERSION) {
       throw new CustosError('database_corrupt', `The database ${this.path} was written by a newer Custos (schema ${v.value}; this one knows up to ${SCHEMA_VERSION}); upgrade Custos.`, { tag: 'schema_newer' });
+    } else if (v.value === '3') {
+      // 3 → 4: the journal table was just made (empty: it starts at each process's open).
+      yield* run("UPDATE meta SET value = ? WHERE name = 'schema_version'", String(SCHEMA_VERSION));
     }
   }
 
@@ -314,7 +321,7 @@ export abstract class SqlStore implements Store {
    * The newest state row this process has seen or written: the state row never goes back
    * either (a log cut together with an older state row and older rows, under a running vault).
    */
-  private stateMark: { seq: number; writes: number } | null = null;
+  private stateMark: { seq: number; writes: number; hash: Uint8Array | null } | null = null;
 
   private seenOf(cx: Tx | null, k: string): number | undefined {
     const p = cx?.seen.get(k);
@@ -462,7 +469,15 @@ export abstract class SqlStore implements Store {
     if (mark && (st.writes < mark.writes || st.seq < mark.seq)) {
       throw this.corrupt('meta', STATE_ROW, 'replayed', `The integrity state row of ${this.path} is older than one this process has seen (write ${st.writes} at entry ${st.seq}, after write ${mark.writes} at entry ${mark.seq}): the database was put back to an older copy under the running vault.`, 'row_replayed');
     }
-    this.markState(st);
+    // The log must still hold the entry this process last saw the rows at: another process
+    // writing on top of an older copy of the database does not make it newer.
+    if (mark && mark.hash && mark.seq > 0 && head.seq >= mark.seq) {
+      const at = mark.seq === head.seq ? head : yield* get<{ seq: number; hash: Buffer }>('SELECT seq, hash FROM audit WHERE seq = ?', mark.seq);
+      if (!at || !equalBytes(mark.seq === head.seq ? head.hash : u8((at as { hash: Buffer }).hash), mark.hash)) {
+        throw this.corrupt('audit', String(mark.seq), 'rewritten', `Audit entry ${mark.seq} of ${this.path} is no longer the one this process saw: the database was put back to an older copy and written on again. Nothing is written on top of it.`, 'row_replayed');
+      }
+    }
+    this.markState(st, st.seq === head.seq ? head.hash : null);
     if (head.seq < st.seq) {
       throw this.corrupt('audit', String(head.seq), 'truncated', `The audit log of ${this.path} ends at entry ${head.seq}, but its rows were written at entry ${st.seq}: entries were cut.`, 'audit_log');
     }
@@ -531,7 +546,9 @@ export abstract class SqlStore implements Store {
       () => {
         // Committed: what it saw and wrote is now what this process remembers.
         if (cx) for (const [k, v] of cx.seen) if (!(this.seen.get(k)! >= v)) this.seen.set(k, v);
-        if (committed) this.markState(committed);
+        if (committed) this.markState(committed, (cx as Tx | null)?.head && (cx as Tx).head!.seq === committed.seq ? (cx as Tx).head!.hash : null);
+        // Sealing vouches for every row it sealed: the journal starts there.
+        if (sealing && committed) this.journalMark = committed.writes;
         // The journal is known up to this transaction's last write (nobody wrote in between).
         const done = (cx as Tx | null)?.state.writes;
         if (done !== undefined && this.journalMark !== null && done > this.journalMark) this.journalMark = done;
@@ -576,7 +593,8 @@ export abstract class SqlStore implements Store {
       const rows = yield* all<{ wseq: number; tbl: string; pk: string; deleted: number; mac: Buffer }>('SELECT wseq, tbl, pk, deleted, mac FROM row_writes WHERE wseq > ? AND wseq <= ? ORDER BY wseq LIMIT ?', from, writes, PAGE);
       if (rows.length === 0 || rows[0]!.wseq !== from + 1) {
         const oldest = (yield* get<{ w: number | null }>('SELECT min(wseq) AS w FROM row_writes'))!.w;
-        if (oldest !== null && oldest > from + 1 && (rows.length === 0 || rows[0]!.wseq === oldest)) {
+        // Pruning keeps about JOURNAL_KEEP entries: fewer kept than that is a cut, not a prune.
+        if (oldest !== null && oldest > from + 1 && (rows.length === 0 || rows[0]!.wseq === oldest) && writes - oldest + 1 >= JOURNAL_KEEP - JOURNAL_PRUNE_EVERY) {
           throw new CustosError('storage_unavailable', `This process fell more than ${JOURNAL_KEEP} writes behind the others sharing ${this.path} and can no longer tell their newest rows from older copies; it writes nothing more. Restart it (a start checks every row).`, { tag: 'stale_process' });
         }
         throw this.corrupt('row_writes', String(from + 1), 'missing', `The write journal of ${this.path} lacks write ${from + 1}: it was edited outside Custos.`, 'row_count');
@@ -609,8 +627,11 @@ export abstract class SqlStore implements Store {
     throw this.corrupt('meta', '*', 'trigger', `The database ${this.path} has a trigger or rule, "${printable(name, 60)}", on a Custos table: it was added outside Custos and could change what Custos writes, so nothing is written while it is there. Remove it (DROP TRIGGER / DROP RULE), then run \`custos audit verify\`.`, 'trigger');
   }
 
-  private markState(st: { seq: number; writes: number }): void {
-    if (!this.stateMark || st.writes > this.stateMark.writes || (st.writes === this.stateMark.writes && st.seq > this.stateMark.seq)) this.stateMark = { seq: st.seq, writes: st.writes };
+  /** `hash`: the hash of audit entry `st.seq`, when known (it is checked at the next transaction). */
+  private markState(st: { seq: number; writes: number }, hash: Uint8Array | null = null): void {
+    const m = this.stateMark;
+    if (!m || st.writes > m.writes || (st.writes === m.writes && st.seq > m.seq)) this.stateMark = { seq: st.seq, writes: st.writes, hash };
+    else if (m.seq === st.seq && m.hash === null && hash) m.hash = hash;
   }
 
   /** Writes a meta value (null removes it) with its write sequence and MAC; returns the count change. */
@@ -701,15 +722,21 @@ export abstract class SqlStore implements Store {
     }, absenceMatters(name) ? 'snapshot' : 'statement');
   }
 
+  /**
+   * Meta rows by name prefix. The list is what decides (every policy document): a row deleted
+   * from it (the newest version of a policy) is found by the table's count, in the same snapshot.
+   */
   async listMeta(prefix: string): Promise<Array<{ name: string; value: string }>> {
     const self = this;
     // A range scan on the primary key, not LIKE: prefixes may contain % or _.
     return this.transact(function* () {
-      return (yield* all<MetaRow>('SELECT name, value, mac, wseq FROM meta WHERE name >= ? AND name < ? ORDER BY name', prefix, prefix + '\uffff')).map((r) => {
+      const rows = (yield* all<MetaRow>('SELECT name, value, mac, wseq FROM meta WHERE name >= ? AND name < ? ORDER BY name', prefix, prefix + '\uffff')).map((r) => {
         if (isProtectedMeta(r.name)) self.checkRow(null, 'meta', r.name, metaRowBytes(r.name, r.value, r.wseq), r.mac, r.wseq);
         return { name: r.name, value: r.value };
       });
-    }, 'statement');
+      yield* self.checkCount(null, 'meta');
+      return rows;
+    }, 'snapshot');
   }
 
   async initMeta(values: Record<string, string>): Promise<boolean> {
@@ -945,6 +972,16 @@ export abstract class SqlStore implements Store {
         }
         return null;
       }
+      case 'assertCredential': {
+        const [id, prefix] = m.credential.split('/') as [string, string | undefined];
+        const r = yield* get<TokenRow>('SELECT * FROM api_tokens WHERE id = ?', id);
+        if (!r) yield* this.checkCount(cx, 'api_tokens');
+        const t = r ? this.checkedToken(cx, r) : null;
+        if (!t || t.terms.revoked_at !== undefined || (t.terms.expires_at !== undefined && !(t.terms.expires_at > m.now)) || bytesToHex(t.hash).slice(0, 16) !== prefix) {
+          throw new CustosError('unauthorized', 'The credential of this request was revoked, replaced or expired while it was in progress; nothing was signed.', { tag: 'credential_moved' });
+        }
+        return null;
+      }
       case 'compareAndSetMeta': {
         const current = yield* this.readMeta(cx, m.name);
         if (current === null && m.expected !== null && isCountedMeta(m.name)) yield* this.checkCount(cx, 'meta');
@@ -1059,7 +1096,10 @@ export abstract class SqlStore implements Store {
             }
             if (unit.audit.length > 0) {
               yield* run(`INSERT INTO audit (seq, ts, request_id, principal, operation, key_id, key_label, outcome, reason, details, prev_hash, hash, mac) VALUES ${Array(unit.audit.length).fill('(?,?,?,?,?,?,?,?,?,?,?,?,?)').join(',')}`, ...values);
-              if (cx) cx.state.seq = head.seq;
+              if (cx) {
+                cx.state.seq = head.seq;
+                cx.head = head;
+              }
             }
             if (!alone) yield* run('RELEASE SAVEPOINT unit');
             results.push(null);
@@ -1072,6 +1112,7 @@ export abstract class SqlStore implements Store {
             yield* run('ROLLBACK TO SAVEPOINT unit');
             yield* run('RELEASE SAVEPOINT unit');
             head = before;
+            if (cx) cx.head = before;
             // The unit's writes are rolled back: so is their bookkeeping, and what it remembered.
             if (cx && saved) {
               cx.state = saved.state;

@@ -36,6 +36,12 @@ export type StateMutation =
   /** The key is active and, with `version`, still the version the decision read (its purpose, its attributes). */
   | { kind: 'assertKeyActive'; id: string; version?: number }
   /**
+   * The principal's credential row (`<row id>/<first 8 bytes of its hash, hex>`) is still
+   * current, checked inside the signing transaction (after the write journal is read): not
+   * revoked, not expired, not rotated, not an older copy put back. Fails `unauthorized`.
+   */
+  | { kind: 'assertCredential'; credential: string; now: string }
+  /**
    * Double-sign protection: moves a (key, chain) consensus watermark from `expected` (what the
    * caller read and decided on; null when there was none) to `next`, in the same transaction
    * as the audit entry. If another process moved it meanwhile the unit fails with

@@ -70,7 +70,14 @@ export async function decideSignCommit<T>(core: VaultCore, s: SignStep<T>): Prom
       const ok = core.draft(ctx, okOperation, key, 'ok', null, { ...details, ...s.outcome(result) });
       try {
         await core.deps.committer.commit({
-          mutations: [{ kind: 'assertKeyActive', id: key.id, version: key.version }, ...mutations, ...(prepared ? prepared.mutations(result) : [])],
+          mutations: [
+            { kind: 'assertKeyActive', id: key.id, version: key.version },
+            // The credential too, in the same transaction: revoked, rotated or put back to an
+            // older copy on another node, it signs nothing (the authenticator's cache may lag).
+            ...(ctx.principal.credential !== undefined ? [{ kind: 'assertCredential' as const, credential: ctx.principal.credential, now: new Date().toISOString() }] : []),
+            ...mutations,
+            ...(prepared ? prepared.mutations(result) : []),
+          ],
           audit: [decided, ok],
         });
       } catch (e) {
@@ -81,7 +88,7 @@ export async function decideSignCommit<T>(core: VaultCore, s: SignStep<T>): Prom
           return await core.refuse(ctx, okOperation, key, e, details);
         }
         // The key was changed (its purpose, say) after this request found it: decided on what it was.
-        if (isCustosError(e) && (e.code === 'policy_denied' || e.tag === 'key_moved')) return await core.refuse(ctx, okOperation, key, e, details);
+        if (isCustosError(e) && (e.code === 'policy_denied' || e.tag === 'key_moved' || e.tag === 'credential_moved')) return await core.refuse(ctx, okOperation, key, e, details);
         throw e;
       }
       core.deps.metrics?.signed(key.algorithm);

@@ -312,3 +312,58 @@ export async function replayAcrossProcesses(open: () => Promise<Store>, sql: (q:
     await b.close();
   }
 }
+
+/**
+ * The whole database put back to an older copy under two processes, then written on by the
+ * one that never saw the lost writes: the one that made them refuses at its next write (the log
+ * no longer holds the entry it last saw). And a credential revoked by one process, put back with
+ * SQL, signs nothing through the other.
+ */
+export async function rollbackAcrossProcesses(open: () => Promise<Store>, sql: (q: string, params?: unknown[]) => Promise<Array<Record<string, unknown>>>): Promise<void> {
+  const mac = new RowMac(new Uint8Array(32).fill(12), 'rollback');
+  const a = await open();
+  const b = await open();
+  try {
+    for (const s of [a, b]) s.setRowAuthenticator(mac, chain);
+    await a.migrate();
+    await a.sealRows();
+    const now = new Date().toISOString();
+    const hash = new Uint8Array(32).fill(3);
+    const token = { id: 'tok_r', name: 'wallet', hash, role: 'signer' as const, createdAt: now, terms: {} };
+    assert.deepEqual(await a.commit([{ mutations: [{ kind: 'insertToken', token }], audit: [draft('token')] }], chain, now), [null]);
+    assert.deepEqual(await a.checkRows(), []);
+    assert.deepEqual(await b.checkRows(), []);
+    const credential = `tok_r/${Buffer.from(hash).subarray(0, 8).toString('hex')}`;
+    const use = (s: Store) => s.commit([{ mutations: [{ kind: 'assertCredential', credential, now: new Date().toISOString() }], audit: [draft('sign')] }], chain, new Date().toISOString());
+    assert.deepEqual(await use(b), [null]);
+    // Everything as it is now, kept by the attacker.
+    const tables = ['meta', 'keys', 'api_tokens', 'watermarks', 'audit', 'row_writes'];
+    const copy: Record<string, Array<Record<string, unknown>>> = {};
+    for (const t of tables) copy[t] = await sql(`SELECT * FROM ${t}`);
+    // A revokes the credential: B refuses it in its signing transaction.
+    assert.deepEqual(await a.commit([{ mutations: [{ kind: 'updateToken', expected: token, token: { ...token, terms: { revoked_at: now } } }], audit: [draft('revoke')] }], chain, now), [null]);
+    const [revoked] = await use(b);
+    assert.ok(revoked instanceof CustosError && revoked.fullCode === 'unauthorized:credential_moved', String(revoked));
+    // The token row alone put back: B, told by the journal, refuses the older copy.
+    const [oldToken] = copy.api_tokens!;
+    await sql('UPDATE api_tokens SET terms = $1, mac = $2, wseq = $3 WHERE id = $4', [oldToken!.terms, oldToken!.mac, oldToken!.wseq, 'tok_r']);
+    await assert.rejects(use(b), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_replayed');
+    // The whole database put back, and B writes on top of it: A, which made the lost writes, refuses.
+    for (const t of tables) {
+      await sql(`DELETE FROM ${t}`);
+      for (const r of copy[t]!) {
+        const cols = Object.keys(r);
+        await sql(`INSERT INTO ${t} (${cols.join(',')}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(',')})`, cols.map((c) => r[c]));
+      }
+    }
+    const fresh = await open();
+    fresh.setRowAuthenticator(mac, chain);
+    assert.deepEqual(await fresh.checkRows(), [], 'the copy is consistent in itself');
+    assert.deepEqual(await fresh.commit([{ mutations: [], audit: [draft('x'), draft('y'), draft('z')] }], chain, new Date().toISOString()), [null]);
+    await fresh.close();
+    await assert.rejects(a.commit([{ mutations: [], audit: [draft('after')] }], chain, new Date().toISOString()), (e: unknown) => e instanceof CustosError && e.code === 'database_corrupt');
+  } finally {
+    await a.close();
+    await b.close();
+  }
+}

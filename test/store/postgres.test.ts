@@ -11,7 +11,7 @@ import { PostgresStore, parsePostgresUrl } from '../../src/store/postgres.js';
 import { CustosError } from '../../src/core/errors.js';
 import { RowMac } from '../../src/keystore/row-mac.js';
 import { chainHash } from '../../src/audit/chain.js';
-import { replayAcrossProcesses, storeConformance } from './conformance.js';
+import { replayAcrossProcesses, rollbackAcrossProcesses, storeConformance } from './conformance.js';
 import { postgresBin, startPostgres, type PgCluster } from '../helpers/postgres.js';
 import type { Watermark } from '../../src/store/store.js';
 
@@ -94,7 +94,7 @@ if (!available) {
     const s = await PostgresStore.open(multi);
     try {
       await s.migrate();
-      assert.equal(await s.getMeta('schema_version'), '3');
+      assert.equal(await s.getMeta('schema_version'), '4');
     } finally {
       await s.close();
     }
@@ -215,6 +215,19 @@ if (available) {
     await c.connect();
     try {
       await replayAcrossProcesses(() => PostgresStore.open(url), async (q, params = []) => (await c.query(q, params)).rows);
+    } finally {
+      await c.end();
+    }
+  });
+}
+
+if (available) {
+  test('postgres: the database put back under two nodes and written on by one: the other refuses; a revoked credential put back signs nothing', async () => {
+    const url = await (await pgCluster()).createDatabase();
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      await rollbackAcrossProcesses(() => PostgresStore.open(url), async (q, params = []) => (await c.query(q, params)).rows);
     } finally {
       await c.end();
     }
