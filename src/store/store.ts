@@ -1,7 +1,8 @@
 /**
  * The durable state of a vault behind one interface. SQLite is the embedded default;
- * PostgreSQL will be a second implementation passing the same conformance suite
- * (test/store/conformance.ts). Every method is async so that a networked store fits.
+ * PostgreSQL (several nodes on one database) is the second implementation; both pass the same
+ * conformance suite (test/store/conformance.ts) and share their logic (engine.ts). Every
+ * method is async so that a networked store fits.
  *
  * Writes go through `commit`: a batch of units written in ONE durable transaction (group
  * commit), each unit applied atomically on its own (a unit that fails, say on a taken label,

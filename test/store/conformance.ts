@@ -1,5 +1,5 @@
 /**
- * The store conformance suite: every Store implementation (SQLite now, PostgreSQL later)
+ * The store conformance suite: every Store implementation (SQLite and PostgreSQL)
  * must pass it. Call `storeConformance(name, factory)` from the implementation's test file.
  */
 import { test } from 'node:test';
