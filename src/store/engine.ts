@@ -469,25 +469,22 @@ export abstract class SqlStore implements Store {
     if (mark && (st.writes < mark.writes || st.seq < mark.seq)) {
       throw this.corrupt('meta', STATE_ROW, 'replayed', `The integrity state row of ${this.path} is older than one this process has seen (write ${st.writes} at entry ${st.seq}, after write ${mark.writes} at entry ${mark.seq}): the database was put back to an older copy under the running vault.`, 'row_replayed');
     }
-    // The log must still hold the entry this process last saw the rows at: another process
-    // writing on top of an older copy of the database does not make it newer.
-    if (mark && mark.hash && mark.seq > 0 && head.seq >= mark.seq) {
-      const at = mark.seq === head.seq ? head : yield* get<{ seq: number; hash: Buffer }>('SELECT seq, hash FROM audit WHERE seq = ?', mark.seq);
-      if (!at || !equalBytes(mark.seq === head.seq ? head.hash : u8((at as { hash: Buffer }).hash), mark.hash)) {
-        throw this.corrupt('audit', String(mark.seq), 'rewritten', `Audit entry ${mark.seq} of ${this.path} is no longer the one this process saw: the database was put back to an older copy and written on again. Nothing is written on top of it.`, 'row_replayed');
-      }
-    }
-    this.markState(st, st.seq === head.seq ? head.hash : null);
     if (head.seq < st.seq) {
       throw this.corrupt('audit', String(head.seq), 'truncated', `The audit log of ${this.path} ends at entry ${head.seq}, but its rows were written at entry ${st.seq}: entries were cut.`, 'audit_log');
     }
+    let stHash: Uint8Array = GENESIS_HASH;
     if (st.seq > 0) {
       // Usually the rows belong to the head itself, read with the state row.
       const at = st.seq === head.seq ? { hash: Buffer.from(head.hash), mac: headMac } : yield* get<AuditRow>('SELECT * FROM audit WHERE seq = ?', st.seq);
       if (!at || !this.auth!.check('audit', String(st.seq), auditRowBytes(st.seq, u8(at.hash)), at.mac ? u8(at.mac) : null)) {
         throw this.corrupt('audit', String(st.seq), 'mac_mismatch', `Audit entry ${st.seq} of ${this.path}, the one its rows were written with, was altered.`, 'audit_log');
       }
+      stHash = u8(at.hash);
     }
+    // The log must still run, link by link, from the entry this process last saw the rows at to
+    // the one they are at now (whose MAC was just checked): another process writing on top of
+    // an older copy of the database does not make it newer, nor does putting back that one entry.
+    if (mark && mark.hash && mark.seq > 0) yield* this.checkLinks(mark.seq, mark.hash, st.seq, stHash);
     if (head.seq > st.seq) {
       const at = st.seq > 0 ? yield* get<{ seq: number; hash: Buffer }>('SELECT seq, hash FROM audit WHERE seq = ?', st.seq) : undefined;
       let prev: ChainHead = at ? { seq: at.seq, hash: u8(at.hash) } : { seq: 0, hash: GENESIS_HASH };
@@ -503,7 +500,26 @@ export abstract class SqlStore implements Store {
         throw this.corrupt('audit', String(r.seq), 'appended', `Audit entry ${r.seq} of ${this.path} was appended outside Custos (it is not an entry a sealed vault writes, and no write of this vault made it).`, 'audit_log');
       }
     }
+    // Only a state that passed every check becomes what this process has seen.
+    this.markState(st, stHash);
     return { st, head };
+  }
+
+  /** Refuses unless the entries (from, to] chain from `fromHash` to `toHash`. */
+  private *checkLinks(from: number, fromHash: Uint8Array, to: number, toHash: Uint8Array): Q<void> {
+    const rewritten = () => this.corrupt('audit', String(from), 'rewritten', `The audit log of ${this.path} no longer runs from entry ${from}, as this process saw it, to entry ${to}: the database was put back to an older copy and written on again. Nothing is written on top of it.`, 'row_replayed');
+    if (to < from) throw rewritten();
+    let prev: ChainHead = { seq: from, hash: fromHash };
+    while (prev.seq < to) {
+      const rows = yield* all<AuditRow>('SELECT * FROM audit WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?', prev.seq, to, PAGE);
+      if (rows.length === 0) throw rewritten();
+      for (const r of rows) {
+        const e = toAudit(r);
+        if (r.seq !== prev.seq + 1 || !equalBytes(e.prevHash, prev.hash) || (this.chain && !equalBytes(this.chain(prev, r.seq, r.ts, e), e.hash))) throw rewritten();
+        prev = { seq: r.seq, hash: e.hash };
+      }
+    }
+    if (!equalBytes(prev.hash, toHash)) throw rewritten();
   }
 
   /**
@@ -627,11 +643,14 @@ export abstract class SqlStore implements Store {
     throw this.corrupt('meta', '*', 'trigger', `The database ${this.path} has a trigger or rule, "${printable(name, 60)}", on a Custos table: it was added outside Custos and could change what Custos writes, so nothing is written while it is there. Remove it (DROP TRIGGER / DROP RULE), then run \`custos audit verify\`.`, 'trigger');
   }
 
-  /** `hash`: the hash of audit entry `st.seq`, when known (it is checked at the next transaction). */
-  private markState(st: { seq: number; writes: number }, hash: Uint8Array | null = null): void {
+  /**
+   * `hash`: the hash of audit entry `st.seq` (the next transaction checks that the log still
+   * runs from it). A mark with a hash is never replaced by one without.
+   */
+  private markState(st: { seq: number; writes: number }, hash: Uint8Array | null): void {
     const m = this.stateMark;
+    if (m && m.hash && !hash) return;
     if (!m || st.writes > m.writes || (st.writes === m.writes && st.seq > m.seq)) this.stateMark = { seq: st.seq, writes: st.writes, hash };
-    else if (m.seq === st.seq && m.hash === null && hash) m.hash = hash;
   }
 
   /** Writes a meta value (null removes it) with its write sequence and MAC; returns the count change. */
@@ -977,7 +996,7 @@ export abstract class SqlStore implements Store {
         const r = yield* get<TokenRow>('SELECT * FROM api_tokens WHERE id = ?', id);
         if (!r) yield* this.checkCount(cx, 'api_tokens');
         const t = r ? this.checkedToken(cx, r) : null;
-        if (!t || t.terms.revoked_at !== undefined || (t.terms.expires_at !== undefined && !(t.terms.expires_at > m.now)) || bytesToHex(t.hash).slice(0, 16) !== prefix) {
+        if (!t || t.terms.revoked_at !== undefined || (t.terms.expires_at !== undefined && !(Date.parse(t.terms.expires_at) > Date.parse(m.now))) || bytesToHex(t.hash).slice(0, 16) !== prefix) {
           throw new CustosError('unauthorized', 'The credential of this request was revoked, replaced or expired while it was in progress; nothing was signed.', { tag: 'credential_moved' });
         }
         return null;
@@ -1222,7 +1241,6 @@ export abstract class SqlStore implements Store {
     return this.writeTx(function* (cx) {
       // Sealing starts the write counter again: what a journal says of earlier writes is void.
       yield* run('DELETE FROM row_writes');
-      self.journalMark = null;
       let n = 0;
       for (const table of COUNTED_TABLES) {
         // Collected first: the rows are updated while walking them otherwise.

@@ -45,7 +45,7 @@ export class Admin {
     const id = `${fp || certName ? 'crt' : 'tok'}_${randomBytes(8).toString('hex')}`;
     const hash = fp ? certificateCredential(fp) : certName ? certificateNameCredential(certName) : hashToken(token!);
     const row: ApiToken = { id, name, hash, role: req.role, createdAt: new Date().toISOString(), terms };
-    await this.core.deps.committer.commit({
+    await this.core.commitAs(ctx, {
       mutations: [{ kind: 'insertToken', token: row }],
       audit: [this.core.draft(ctx, 'token_create', NO_KEY, 'ok', null, { token_id: id, ...details, ...termsDetails(terms) })],
     });
@@ -136,7 +136,7 @@ export class Admin {
     }
     const guard: StateMutation[] = weakensAdmin ? [{ kind: 'compareAndSetMeta', name: ADMIN_GENERATION, expected: generation, value: String(Number(generation ?? '0') + 1) }] : [];
     try {
-      await this.core.deps.committer.commit({
+      await this.core.commitAs(ctx, {
         mutations: [...guard, { kind: 'updateToken', expected: current, token: next }],
         audit: [this.core.draft(ctx, operation, NO_KEY, 'ok', null, { token_id: current.id, ...details, role: next.role, ...termsDetails(next.terms) })],
       });
@@ -183,7 +183,7 @@ export class Admin {
     const next = String(Number(generation ?? '0') + 1);
     const details = { policy_id: v.id, version: v.version, sha256: v.sha256, retired: v.retired };
     try {
-      await this.core.deps.committer.commit({
+      await this.core.commitAs(ctx, {
         mutations: [
           { kind: 'compareAndSetMeta', name: policyRow(v), expected: null, value: JSON.stringify(v) },
           { kind: 'compareAndSetMeta', name: POLICY_GENERATION, expected: generation, value: next },
@@ -253,7 +253,7 @@ export class Admin {
       hidden.add(key.id);
       try {
         // The row and its audit entry in one transaction, compare-and-set against a racing socket.
-        await this.core.deps.committer.commit({ mutations: [{ kind: 'compareAndSetMeta', name, expected: before, value: JSON.stringify([...hidden]) }], audit: [this.core.draft(ctx, 'agent_hide', key, 'ok', null, { agent })] });
+        await this.core.commitAs(ctx, { mutations: [{ kind: 'compareAndSetMeta', name, expected: before, value: JSON.stringify([...hidden]) }], audit: [this.core.draft(ctx, 'agent_hide', key, 'ok', null, { agent })] });
         return;
       } catch (e) {
         if (isCustosError(e) && e.tag === 'meta_moved') continue;
@@ -269,7 +269,7 @@ export class Admin {
     const name = `ssh_agent.${agent}.hidden`;
     const before = await this.core.deps.store.getMeta(name);
     const restored = before ? (JSON.parse(before) as string[]).length : 0;
-    await this.core.deps.committer.commit({
+    await this.core.commitAs(ctx, {
       mutations: before === null ? [] : [{ kind: 'compareAndSetMeta', name, expected: before, value: null }],
       audit: [this.core.draft(ctx, 'agent_restore', { id: null, label: null }, 'ok', null, { agent, restored })],
     });

@@ -123,7 +123,7 @@ export class Consensus {
     }
     const next: Watermark = { height: state.height, round: state.round, step: state.step, signBytes: state.signBytes ?? new Uint8Array(0), signature: state.signature ?? null };
     try {
-      await core.deps.committer.commit({
+      await core.commitAs(ctx, {
         mutations: [{ kind: 'advanceWatermark', keyId: key.id, chainId, expected: current, next }],
         audit: [core.draft(ctx, 'import_state', key, 'ok', null, details)],
       });

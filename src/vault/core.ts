@@ -9,7 +9,7 @@ import { CustosError, isCustosError, markAudited } from '../core/errors.js';
 import type { Algorithm, AuditDraft, KeyRecord, Principal } from '../core/types.js';
 import type { Keyring } from '../keystore/keyring.js';
 import type { Backends } from '../backends/backend.js';
-import type { Store } from '../store/store.js';
+import type { Store, WriteUnit } from '../store/store.js';
 import { POLICY_GENERATION_ROW } from '../store/rows.js';
 import { PolicySet, type PolicyVersion } from '../policy/policy-set.js';
 import { type Evaluation } from '../policy/engine.js';
@@ -138,6 +138,17 @@ export class VaultCore {
       this.policiesLoaded = true;
     }
     return { set: this.policySet, generation };
+  }
+
+  /**
+   * Commits a change made for `ctx`'s principal; one with a credential row has it re-checked in
+   * the same transaction (store.ts `assertCredential`): revoked, rotated, expired, or an older
+   * copy put back on another node, it changes nothing, however long its authentication is cached.
+   */
+  commitAs(ctx: Ctx, unit: WriteUnit): Promise<void> {
+    const credential = ctx.principal.credential;
+    if (credential === undefined) return this.deps.committer.commit(unit);
+    return this.deps.committer.commit({ ...unit, mutations: [{ kind: 'assertCredential', credential, now: new Date().toISOString() }, ...unit.mutations] });
   }
 
   draft(ctx: Ctx, operation: string, key: { id: string | null; label: string | null }, outcome: AuditDraft['outcome'], reason: string | null, details: AuditDraft['details'] = {}): AuditDraft {

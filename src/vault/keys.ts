@@ -165,7 +165,7 @@ export class Keys {
     key.sealed = this.core.deps.keyring.sealSecret(key, 'secret' in material ? material.secret : material.sealed);
     const backend = attributes.backend;
     try {
-      await this.core.deps.committer.commit({
+      await this.core.commitAs(ctx, {
         mutations: [{ kind: 'insertKey', key }],
         audit: [this.core.draft(ctx, operation, key, 'ok', null, { algorithm, exportable, purpose: String(attributes.purpose), public_key_sha256: sha256hex(key.publicKey), ...(typeof backend === 'string' ? { backend, pkcs11_kind: String(attributes['pkcs11.kind']) } : {}) })],
       });
@@ -286,7 +286,7 @@ export class Keys {
       wipe(secret);
     }
     const now = new Date().toISOString();
-    await this.core.deps.committer.commit({
+    await this.core.commitAs(ctx, {
       mutations: [{ kind: 'rewrapKey', id: key.id, expectedVersion: key.version, version: next.version, attributes, sealed, updatedAt: now }],
       audit: [this.core.draft(ctx, 'set_purpose', key, 'ok', null, { ...details, from: 'legacy', purpose })],
     });
@@ -367,7 +367,7 @@ export class Keys {
     const key = await this.core.scopedKey(ctx, operation, 'manage', ref);
     if (key.state === 'destroyed') return this.core.refuse(ctx, operation, key, new CustosError('key_destroyed', `The key ${key.label} was destroyed.`));
     const now = new Date().toISOString();
-    await this.core.deps.committer.commit({
+    await this.core.commitAs(ctx, {
       mutations: [{ kind: 'setKeyState', id: key.id, state: enabled ? 'active' : 'disabled', updatedAt: now }],
       audit: [this.core.draft(ctx, operation, key, 'ok', null)],
     });
@@ -384,7 +384,7 @@ export class Keys {
     this.core.deps.backend.forget(key.id);
     this.core.hdCache.forget(key.id);
     const now = new Date().toISOString();
-    await this.core.deps.committer.commit({
+    await this.core.commitAs(ctx, {
       mutations: [{ kind: 'destroyKey', id: key.id, updatedAt: now }],
       audit: [this.core.draft(ctx, 'destroy', key, 'ok', null)],
     });

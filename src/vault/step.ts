@@ -69,12 +69,11 @@ export async function decideSignCommit<T>(core: VaultCore, s: SignStep<T>): Prom
       const decided = core.draft(ctx, operation, key, 'decided', null, approvedBy ? { ...details, approved_by: approvedBy.join(',') } : details);
       const ok = core.draft(ctx, okOperation, key, 'ok', null, { ...details, ...s.outcome(result) });
       try {
-        await core.deps.committer.commit({
+        // The credential too, in the same transaction (core.commitAs): revoked, rotated or put
+        // back to an older copy on another node, it signs nothing.
+        await core.commitAs(ctx, {
           mutations: [
             { kind: 'assertKeyActive', id: key.id, version: key.version },
-            // The credential too, in the same transaction: revoked, rotated or put back to an
-            // older copy on another node, it signs nothing (the authenticator's cache may lag).
-            ...(ctx.principal.credential !== undefined ? [{ kind: 'assertCredential' as const, credential: ctx.principal.credential, now: new Date().toISOString() }] : []),
             ...mutations,
             ...(prepared ? prepared.mutations(result) : []),
           ],

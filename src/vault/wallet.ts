@@ -125,7 +125,7 @@ export class Wallet {
       // Handing out an xpub reveals a whole subtree's addresses: audited like any key use.
       // The key must still be what it was (active, same version) when the answer is recorded.
       try {
-        await this.core.deps.committer.commit({ mutations: [{ kind: 'assertKeyActive', id: key.id, version: key.version }], audit: [this.core.draft(ctx, 'xpub', key, 'ok', null, { ...details, public_key_sha256: sha256hex(d.publicKey) })] });
+        await this.core.commitAs(ctx, { mutations: [{ kind: 'assertKeyActive', id: key.id, version: key.version }], audit: [this.core.draft(ctx, 'xpub', key, 'ok', null, { ...details, public_key_sha256: sha256hex(d.publicKey) })] });
       } catch (e) {
         if (isKeyStateError(e)) {
           this.core.forgetKey(key.id);
