@@ -216,6 +216,14 @@ export class Admin {
     const waiting = this.core.approvals.pending().find((a) => a.id === id);
     if (waiting) await this.core.scopedKey(ctx, approve ? 'approve' : 'deny', 'approve', waiting.keyId);
     else if (!permits(ctx.principal, 'approve')) return this.core.refuse(ctx, approve ? 'approve' : 'deny', NO_KEY, forbidden(ctx.principal, 'decide approvals'));
+    // An approval counts only from a credential still current in the database (revoked on
+    // another node and put back with SQL, the authenticator's cache may not know yet).
+    try {
+      await this.core.checkCredential(ctx);
+    } catch (e) {
+      if (isCustosError(e) && e.tag === 'credential_moved') return this.core.refuse(ctx, approve ? 'approve' : 'deny', waiting ? { id: waiting.keyId, label: waiting.keyLabel } : NO_KEY, e);
+      throw e;
+    }
     const { request, settled } = this.core.approvals.decide(id, ctx.principal, approve);
     await this.core.deps.committer.audit(
       this.core.draft(ctx, approve ? 'approve' : 'deny', { id: request.keyId, label: request.keyLabel }, 'ok', null, { approval_id: request.id, operation: request.operation, requester: request.requester, settled: settled ?? 'pending' }),

@@ -151,6 +151,11 @@ export class VaultCore {
     return this.deps.committer.commit({ ...unit, mutations: [{ kind: 'assertCredential', credential, now: new Date().toISOString() }, ...unit.mutations] });
   }
 
+  /** The credential re-checked in a transaction of its own, before an act that writes nothing first (an approval). */
+  async checkCredential(ctx: Ctx): Promise<void> {
+    if (ctx.principal.credential !== undefined) await this.commitAs(ctx, { mutations: [], audit: [] });
+  }
+
   draft(ctx: Ctx, operation: string, key: { id: string | null; label: string | null }, outcome: AuditDraft['outcome'], reason: string | null, details: AuditDraft['details'] = {}): AuditDraft {
     return { requestId: ctx.requestId, principal: ctx.principal.id, operation, keyId: key.id, keyLabel: key.label, outcome, reason, details };
   }
