@@ -15,12 +15,11 @@
  * One JSON document on stdout; the goal (issue 4) is p50 within 1.5× of fsync + sign.
  * Never exits non-zero because of a timing.
  */
-import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { generateKeyPairSync, randomBytes, sign as nodeSign } from 'node:crypto';
-import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { cpus } from 'node:os';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { fsyncFloor, pct } from './lib/floors.js';
 import { makeVault } from '../test/helpers/tmpvault.js';
 import { PrivvalConnector } from '../src/frontends/privval/connector.js';
 import { voteSignBytes } from '../src/frontends/privval/sign-bytes.js';
@@ -32,31 +31,8 @@ const arg = (name: string, dflt: number) => {
 };
 const VOTES = arg('--votes', 1000);
 
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-}
 const ms = (ns: bigint) => Number(ns) / 1e6;
 const round = (x: number) => Number(x.toFixed(3));
-
-function fsyncBaseline(n: number): number[] {
-  const dir = mkdtempSync(join(tmpdir(), 'custos-bench-fsync-'));
-  const fd = openSync(join(dir, 'f'), 'a');
-  const buf = randomBytes(256);
-  const out: number[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const t = process.hrtime.bigint();
-      writeSync(fd, buf);
-      fsyncSync(fd);
-      out.push(ms(process.hrtime.bigint() - t));
-    }
-  } finally {
-    closeSync(fd);
-    rmSync(dir, { recursive: true, force: true });
-  }
-  return out;
-}
 
 function signBaseline(n: number): number[] {
   const { privateKey } = generateKeyPairSync('ed25519');
@@ -74,7 +50,7 @@ const blockId = { hash: new Uint8Array(32).fill(7), partSetHeader: { total: 1, h
 
 async function main(): Promise<void> {
   process.stderr.write(`[bench] baselines (${VOTES} each)\n`);
-  const fsync = fsyncBaseline(VOTES);
+  const fsync = fsyncFloor(VOTES);
   const sign = signBaseline(VOTES);
   const v = await makeVault();
   try {

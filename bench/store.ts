@@ -16,14 +16,14 @@
  *
  * One JSON document on stdout, progress on stderr. Never exits non-zero because of a timing.
  */
-import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, statSync, writeSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { initVault, openVault, type OpenVault } from '../src/vault/open.js';
 import { startPostgres, postgresBin, type PgCluster } from '../test/helpers/postgres.js';
 import type { Principal } from '../src/core/types.js';
+import { fsyncFloor, pct, round } from './lib/floors.js';
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(name);
@@ -35,32 +35,8 @@ const STORES = arg('--stores', 'sqlite,postgres').split(',');
 const PASS = new TextEncoder().encode('bench store passphrase');
 const ADMIN: Principal = { id: 'token:admin', kind: 'admin' };
 
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-}
-const round = (x: number) => Number(x.toFixed(4));
 const stats = (xs: number[]) => ({ p50_ms: round(pct(xs, 50)), p99_ms: round(pct(xs, 99)) });
 const log = (s: string) => process.stderr.write(`[store] ${s}\n`);
-
-function fsyncFloor(n: number): number[] {
-  const dir = mkdtempSync(join(tmpdir(), 'custos-bench-fsync-'));
-  const fd = openSync(join(dir, 'f'), 'w');
-  const buf = randomBytes(256);
-  const out: number[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const t = performance.now();
-      writeSync(fd, buf, 0, buf.length, 0);
-      fsyncSync(fd);
-      out.push(performance.now() - t);
-    }
-  } finally {
-    closeSync(fd);
-    rmSync(dir, { recursive: true, force: true });
-  }
-  return out;
-}
 
 async function pgCommitFloor(url: string, n: number): Promise<number[]> {
   const c = new pg.Client({ connectionString: url });

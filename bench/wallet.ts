@@ -19,6 +19,7 @@ import { wipe } from '../src/core/bytes.js';
 import { DerivationCache, deriveChild, masterFingerprint, masterFromSeed } from '../src/wallet/hd.js';
 import { analyzePsbt, deriveFromMaster, ownsKeyFromMaster, signPsbt, type PsbtContext } from '../src/wallet/psbt.js';
 import { HARDENED_OFFSET as H } from '../src/wallet/paths.js';
+import { pct, round } from './lib/floors.js';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(name);
@@ -26,11 +27,7 @@ const arg = (name: string, dflt: number) => {
 };
 const SECONDS = arg('--seconds', 2);
 
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-}
-const round = (x: number) => Number(x.toFixed(4));
+
 
 /** Runs `fn(i)` in a closed loop for the time budget (after a short warm-up); latency in µs. */
 function measure(name: string, fn: (i: number) => void, seconds = SECONDS) {
