@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Store, Chainer } from '../../src/store/store.js';
+import type { Store, Chainer, WriteUnit } from '../../src/store/store.js';
 import { GENESIS_HASH } from '../../src/store/store.js';
 import type { AuditDraft, KeyRecord } from '../../src/core/types.js';
 import { CustosError } from '../../src/core/errors.js';
@@ -274,22 +274,85 @@ export function storeConformance(name: string, factory: StoreFactory): void {
   });
 }
 
+/** How an attacker with write access to the database runs a statement (`$1`… placeholders). */
+export type Sql = (q: string, params?: unknown[]) => Promise<Array<Record<string, unknown>>>;
+
+/** Two processes (stores) on one sealed database, `first` committed by one, both opened as a vault opens (every row checked). */
+async function twoProcesses(open: () => Promise<Store>, first: WriteUnit[] = []): Promise<{ a: Store; b: Store; mac: RowMac }> {
+  const mac = new RowMac(new Uint8Array(32).fill(11), 'processes');
+  const a = await open();
+  const b = await open();
+  for (const s of [a, b]) s.setRowAuthenticator(mac, chain);
+  await a.migrate();
+  await a.sealRows();
+  if (first.length) assert.deepEqual(await a.commit(first, chain, new Date().toISOString()), first.map(() => null));
+  assert.deepEqual(await a.checkRows(), []);
+  assert.deepEqual(await b.checkRows(), []);
+  return { a, b, mac };
+}
+
+/**
+ * A database of the previous schema (3: row MACs, before the write journal) opens, moves to 4
+ * and keeps every row; one of an unknown newer schema is refused with a sentence.
+ */
+async function upgradeFromSchema3(open: () => Promise<Store>, sql: Sql): Promise<void> {
+  const mac = new RowMac(new Uint8Array(32).fill(13), 'schema');
+  const s = await open();
+  s.setRowAuthenticator(mac, chain);
+  await s.migrate();
+  await s.sealRows();
+  const first = { height: 1n, round: 0, step: 2, signBytes: new Uint8Array([1]), signature: null };
+  assert.deepEqual(await s.commit([{ mutations: [{ kind: 'advanceWatermark', keyId: 'val', chainId: 'c', expected: null, next: first }], audit: [draft('sign_vote', 'val')] }], chain, new Date().toISOString()), [null]);
+  await s.close();
+  // What the previous release left: no journal table, schema 3.
+  await sql('DROP TABLE row_writes');
+  await sql("UPDATE meta SET value = '3' WHERE name = 'schema_version'");
+  const again = await open();
+  again.setRowAuthenticator(mac, chain);
+  try {
+    await again.migrate();
+    assert.equal(await again.getMeta('schema_version'), '4');
+    assert.deepEqual(await again.checkRows(), []);
+    const next = { ...first, height: 2n, signBytes: new Uint8Array([2]) };
+    assert.deepEqual(await again.commit([{ mutations: [{ kind: 'advanceWatermark', keyId: 'val', chainId: 'c', expected: { height: 1n, round: 0, step: 2 }, next }], audit: [draft('sign_vote', 'val')] }], chain, new Date().toISOString()), [null]);
+    assert.equal((await sql('SELECT count(*) AS n FROM row_writes'))[0]!.n !== 0, true, 'the journal is kept from the upgrade on');
+    await sql("UPDATE meta SET value = '5' WHERE name = 'schema_version'");
+    await assert.rejects(again.migrate(), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:schema_newer' && /newer Custos \(schema 5/.test(e.message));
+  } finally {
+    await again.close();
+  }
+}
+
+export type ProcessesFactory = () => Promise<{ open(): Promise<Store>; sql: Sql; dispose(): Promise<void> }>;
+
+/**
+ * What several processes (nodes) on one database must get right, and the upgrade from the
+ * previous schema; call it from the implementation's test file, like `storeConformance`.
+ */
+export function processesConformance(name: string, factory: ProcessesFactory): void {
+  const each = (title: string, f: (open: () => Promise<Store>, sql: Sql) => Promise<void>) =>
+    test(`${name}: ${title}`, async () => {
+      const h = await factory();
+      try {
+        await f(h.open, h.sql);
+      } finally {
+        await h.dispose();
+      }
+    });
+  each('a row another process wrote newer, put back to an older copy, is refused by this process too (the write journal)', replayAcrossProcesses);
+  each('the database put back under two processes and written on by one: the other refuses; a revoked credential put back signs nothing', rollbackAcrossProcesses);
+  each('a database of the previous schema (3, before the write journal) opens and moves to 4; an unknown newer schema is refused', upgradeFromSchema3);
+}
+
 /**
  * Two processes on one database (two stores): a row the other process wrote newer, put back
  * to an older copy (its own genuine MAC) with SQL, is refused by this one too, though it never
  * read the newer copy: the write journal told it. `sql` runs a statement as an attacker with
  * write access to the database would.
  */
-export async function replayAcrossProcesses(open: () => Promise<Store>, sql: (q: string, params?: unknown[]) => Promise<Array<Record<string, unknown>>>): Promise<void> {
-  const mac = new RowMac(new Uint8Array(32).fill(11), 'replay');
-  const a = await open();
-  const b = await open();
+async function replayAcrossProcesses(open: () => Promise<Store>, sql: Sql): Promise<void> {
+  const { a, b, mac } = await twoProcesses(open);
   try {
-    for (const s of [a, b]) s.setRowAuthenticator(mac, chain);
-    await a.migrate();
-    await a.sealRows();
-    assert.deepEqual(await a.checkRows(), []);
-    assert.deepEqual(await b.checkRows(), []);
     const vote = (height: bigint, fill: number) => ({ height, round: 0, step: 2, signBytes: new Uint8Array(8).fill(fill), signature: null });
     const advance = (s: Store, expected: bigint | null, next: ReturnType<typeof vote>) =>
       s.commit([{ mutations: [{ kind: 'advanceWatermark', keyId: 'val', chainId: 'c', expected: expected === null ? null : { height: expected, round: 0, step: 2 }, next }], audit: [draft('sign_vote', 'val')] }], chain, new Date().toISOString());
@@ -319,20 +382,12 @@ export async function replayAcrossProcesses(open: () => Promise<Store>, sql: (q:
  * no longer holds the entry it last saw). And a credential revoked by one process, put back with
  * SQL, signs nothing through the other.
  */
-export async function rollbackAcrossProcesses(open: () => Promise<Store>, sql: (q: string, params?: unknown[]) => Promise<Array<Record<string, unknown>>>): Promise<void> {
-  const mac = new RowMac(new Uint8Array(32).fill(12), 'rollback');
-  const a = await open();
-  const b = await open();
+async function rollbackAcrossProcesses(open: () => Promise<Store>, sql: Sql): Promise<void> {
+  const now = new Date().toISOString();
+  const hash = new Uint8Array(32).fill(3);
+  const token = { id: 'tok_r', name: 'wallet', hash, role: 'signer' as const, createdAt: now, terms: {} };
+  const { a, b, mac } = await twoProcesses(open, [{ mutations: [{ kind: 'insertToken', token }], audit: [draft('token')] }]);
   try {
-    for (const s of [a, b]) s.setRowAuthenticator(mac, chain);
-    await a.migrate();
-    await a.sealRows();
-    const now = new Date().toISOString();
-    const hash = new Uint8Array(32).fill(3);
-    const token = { id: 'tok_r', name: 'wallet', hash, role: 'signer' as const, createdAt: now, terms: {} };
-    assert.deepEqual(await a.commit([{ mutations: [{ kind: 'insertToken', token }], audit: [draft('token')] }], chain, now), [null]);
-    assert.deepEqual(await a.checkRows(), []);
-    assert.deepEqual(await b.checkRows(), []);
     const credential = `tok_r/${Buffer.from(hash).subarray(0, 8).toString('hex')}`;
     const use = (s: Store) => s.commit([{ mutations: [{ kind: 'assertCredential', credential, now: new Date().toISOString() }], audit: [draft('sign')] }], chain, new Date().toISOString());
     assert.deepEqual(await use(b), [null]);

@@ -11,7 +11,7 @@ import { PostgresStore, parsePostgresUrl } from '../../src/store/postgres.js';
 import { CustosError } from '../../src/core/errors.js';
 import { RowMac } from '../../src/keystore/row-mac.js';
 import { chainHash } from '../../src/audit/chain.js';
-import { replayAcrossProcesses, rollbackAcrossProcesses, storeConformance } from './conformance.js';
+import { processesConformance, storeConformance } from './conformance.js';
 import { postgresBin, startPostgres, type PgCluster } from '../helpers/postgres.js';
 import type { Watermark } from '../../src/store/store.js';
 
@@ -114,18 +114,6 @@ if (!available) {
       return true;
     });
   });
-
-  test('postgres: a newer schema is refused with a sentence', async () => {
-    const url = await (await pgCluster()).createDatabase();
-    const s = await PostgresStore.open(url);
-    try {
-      await s.migrate();
-      await s.setMeta('schema_version', '99');
-      await assert.rejects(s.migrate(), (e: unknown) => e instanceof CustosError && /newer Custos \(schema 99/.test(e.message));
-    } finally {
-      await s.close();
-    }
-  });
 }
 
 if (available) {
@@ -209,27 +197,10 @@ if (available) {
 }
 
 if (available) {
-  test('postgres: a row another node wrote newer, put back to an older copy, is refused by this node too (the write journal)', async () => {
+  processesConformance('postgres', async () => {
     const url = await (await pgCluster()).createDatabase();
     const c = new pg.Client({ connectionString: url });
     await c.connect();
-    try {
-      await replayAcrossProcesses(() => PostgresStore.open(url), async (q, params = []) => (await c.query(q, params)).rows);
-    } finally {
-      await c.end();
-    }
-  });
-}
-
-if (available) {
-  test('postgres: the database put back under two nodes and written on by one: the other refuses; a revoked credential put back signs nothing', async () => {
-    const url = await (await pgCluster()).createDatabase();
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
-    try {
-      await rollbackAcrossProcesses(() => PostgresStore.open(url), async (q, params = []) => (await c.query(q, params)).rows);
-    } finally {
-      await c.end();
-    }
+    return { open: () => PostgresStore.open(url), sql: async (q, params = []) => (await c.query(q, params)).rows, dispose: () => c.end() };
   });
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { CustosError } from '../../src/core/errors.js';
 import { tempDir } from '../helpers/tmpvault.js';
-import { replayAcrossProcesses, rollbackAcrossProcesses, storeConformance } from './conformance.js';
+import { processesConformance, storeConformance } from './conformance.js';
 import Database from 'better-sqlite3';
 import { RowMac } from '../../src/keystore/row-mac.js';
 import { chainHash } from '../../src/audit/chain.js';
@@ -284,34 +284,20 @@ test('sqlite: a trigger on a Custos table (what would get its own values MACed) 
   }
 });
 
-test('sqlite: a row another process wrote newer, put back to an older copy, is refused by this process too (the write journal)', async () => {
+processesConformance('sqlite', async () => {
   const { dir, cleanup } = tempDir();
-  try {
-    const file = join(dir, 'custos.db');
-    await SqliteStore.open(file).close(); // the file, made as a vault makes it
-    const db = new Database(file);
-    await replayAcrossProcesses(async () => SqliteStore.open(file), async (q, params = []) => {
+  const file = join(dir, 'custos.db');
+  await SqliteStore.open(file).close(); // the file, made as a vault makes it
+  const db = new Database(file);
+  return {
+    open: async () => SqliteStore.open(file),
+    sql: async (q, params = []) => {
       const st = db.prepare(q.replace(/\$\d+/g, '?'));
       return st.reader ? (st.all(...(params as never[])) as Array<Record<string, unknown>>) : (st.run(...(params as never[])), []);
-    });
-    db.close();
-  } finally {
-    cleanup();
-  }
-});
-
-test('sqlite: the database put back under two processes and written on by one: the other refuses; a revoked credential put back signs nothing', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
-    const file = join(dir, 'custos.db');
-    await SqliteStore.open(file).close();
-    const db = new Database(file);
-    await rollbackAcrossProcesses(async () => SqliteStore.open(file), async (q, params = []) => {
-      const st = db.prepare(q.replace(/\$\d+/g, '?'));
-      return st.reader ? (st.all(...(params as never[])) as Array<Record<string, unknown>>) : (st.run(...(params as never[])), []);
-    });
-    db.close();
-  } finally {
-    cleanup();
-  }
+    },
+    dispose: async () => {
+      db.close();
+      cleanup();
+    },
+  };
 });
