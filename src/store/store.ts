@@ -163,7 +163,10 @@ export interface Store {
    * valid for.
    */
   keysVersion(): Promise<number | null>;
-  /** Every key; a row failing its MAC comes back with `tampered: true` (never usable). */
+  /**
+   * Every key at once, for tests and tools on small vaults (the vault itself lists by pages);
+   * a row failing its MAC comes back with `tampered: true` (never usable).
+   */
   listKeys(): Promise<Array<KeyRecord & { tampered?: true }>>;
   /**
    * One page of keys in label order, after the label `after` (exclusive), by the label index:

@@ -95,18 +95,6 @@ export class Keys {
   constructor(private readonly core: VaultCore) {}
 
   /**
-   * All keys at once, for tools and tests on small vaults (the API lists a page at a time);
-   * one whose row fails its MAC (edited outside Custos) is listed with `corrupt: true`, not
-   * hidden. The MAC covers every field, so no envelope is opened.
-   */
-  async listKeys(principal?: Principal): Promise<Array<KeyRecord & { corrupt?: true }>> {
-    // A scoped principal sees only the keys in its scope (and none without `read`).
-    const all = await this.core.deps.store.listKeys();
-    const visible = principal === undefined ? all : permits(principal, 'read') ? all.filter((k) => keyInScope(principal, k)) : [];
-    return visible.map(shownKey);
-  }
-
-  /**
    * One page of keys in label order after `after`, and the cursor of the next page (null at
    * the end). A scoped principal's pages hold only its keys, and the cursor is always one of
    * them, never a label outside its scope.

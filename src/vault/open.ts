@@ -211,9 +211,7 @@ export async function initVault(opts: InitOptions): Promise<InitResult> {
  * racing on one database: one creates them, the other is refused before writing a row).
  */
 async function initVaultOnServer(opts: InitOptions, url: string): Promise<InitResult> {
-  if (existsSync(join(opts.dataDir, CONFIG_FILE)) || existsSync(join(opts.dataDir, ANCHOR_FILE))) {
-    throw new CustosError('vault_exists', `${opts.dataDir} already holds a vault's files; nothing was changed. Give a new data directory for this node.`);
-  }
+  refuseUsedDataDir(opts.dataDir);
   prepareDataDir(opts.dataDir);
   const store = await (await import('../store/postgres.js')).PostgresStore.open(url);
   try {
@@ -229,6 +227,13 @@ async function initVaultOnServer(opts: InitOptions, url: string): Promise<InitRe
     return finishDataDir(opts, made, storeConfigToml(url));
   } finally {
     await store.close();
+  }
+}
+
+/** A node on a shared database starts from a data directory that holds no vault's files. */
+function refuseUsedDataDir(dataDir: string): void {
+  if ([CONFIG_FILE, ANCHOR_FILE, DB_FILE].some((f) => existsSync(join(dataDir, f)))) {
+    throw new CustosError('vault_exists', `${dataDir} already holds a vault's files; nothing was changed. Give a new data directory for this node.`);
   }
 }
 
@@ -393,9 +398,7 @@ export async function openStoreOnly(dataDir: string, readonly = true, storeUrl?:
  * passphrase, shares or HSM) checks the anchor's signature and the database as every start does.
  */
 export async function joinVault(dataDir: string, url: string, anchorFrom: string): Promise<{ vaultId: string; auditPublicKey: string; anchorSeq: number }> {
-  if (existsSync(join(dataDir, CONFIG_FILE)) || existsSync(join(dataDir, ANCHOR_FILE)) || existsSync(join(dataDir, DB_FILE))) {
-    throw new CustosError('vault_exists', `${dataDir} already holds a vault's files; nothing was changed. Give a new data directory for this node.`);
-  }
+  refuseUsedDataDir(dataDir);
   const { store, vaultId, auditPublicKey } = await openStoreOnly(dataDir, true, url);
   let anchor: Awaited<ReturnType<typeof readAnchor>>;
   try {

@@ -103,7 +103,6 @@ export class Vault {
 
   // ---- keys
   getKey = (ref: string) => this.core.getKey(ref);
-  listKeys = (principal?: Principal) => this.keys.listKeys(principal);
   listKeysPage = (...a: Parameters<Keys['listKeysPage']>) => this.keys.listKeysPage(...a);
   /** A key as stored, for a principal that may read it. */
   readKey = (ctx: Ctx, ref: string) => this.core.scopedKey(ctx, 'read_key', 'read', ref);

@@ -86,7 +86,7 @@ test('a signer scoped to payments-* signs with its keys only, whatever it names 
     assert.equal(await code(v.vault.setEnabled(ctx, 'payments-hot', false)), 'forbidden:scope');
     assert.equal(await code(v.vault.decideApproval(ctx, 'apr_x', true)), 'forbidden:scope');
     assert.equal(await code(v.vault.verify(ctx, 'treasury', msg, new Uint8Array(64), {})), 'forbidden:scope');
-    assert.deepEqual((await v.vault.listKeys(p)).map((k) => k.label), ['payments-hot'], 'it lists its keys only');
+    assert.deepEqual((await v.vault.listKeysPage(p, null, 100)).keys.map((k) => k.label), ['payments-hot'], 'it lists its keys only');
     const denied = (await v.vault.auditTail(50)).filter((e) => e.principal === 'token:wallet' && e.outcome === 'denied');
     assert.ok(denied.length >= 9, `every refusal is on the record (${denied.length})`);
     assert.ok(denied.some((e) => e.keyLabel === 'treasury' && e.reason === 'forbidden:scope'));

@@ -177,7 +177,7 @@ test('only keys whose purpose allows ssh are offered: a matched consensus or gen
     // Keys added with ssh-add are made for SSH and nothing else.
     const added = await keygen('purpose_added', ['-t', 'ed25519']);
     assert.equal((await run('ssh-add', [added], penv)).status, 0);
-    const stored = (await v.vault.listKeys()).find((k) => k.attributes['ssh.comment'] === 'purpose_added@test')!;
+    const stored = (await v.store.listKeys()).find((k) => k.attributes['ssh.comment'] === 'purpose_added@test')!;
     assert.equal(stored.attributes.purpose, 'ssh');
   } finally {
     await pa.close();
@@ -198,7 +198,7 @@ test('keys added with ssh-add (ed25519 with certificate, ECDSA, RSA) are vault k
   assert.match(list.stdout, /ED25519-CERT/);
   assert.match(list.stdout, /ECDSA/);
   assert.match(list.stdout, /3072 .* \(RSA\)/);
-  const stored = (await v.vault.listKeys()).filter((k) => k.attributes['ssh.socket'] === 'test');
+  const stored = (await v.store.listKeys()).filter((k) => k.attributes['ssh.socket'] === 'test');
   assert.equal(stored.length, 4, 'key, certificate, ECDSA and RSA are stored in the vault');
   assert.ok(stored.every((k) => k.sealed !== null && k.origin === 'imported'));
   // -T signs 1 KiB with each key and verifies locally; RSA with flags 0 wants ssh-rsa (SHA-1).
@@ -248,7 +248,7 @@ test('ssh-add -d destroys a key added over the agent, but only hides a configure
   if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
   const key = await keygen('del_ed', ['-t', 'ed25519']);
   assert.equal((await ssh([key])).status, 0);
-  const added = (await v.vault.listKeys()).find((k) => k.attributes['ssh.comment'] === 'del_ed@test')!;
+  const added = (await v.store.listKeys()).find((k) => k.attributes['ssh.comment'] === 'del_ed@test')!;
   assert.equal((await ssh(['-d', `${key}.pub`])).status, 0);
   assert.equal((await v.vault.getKey(added.id)).state, 'destroyed');
   const vk = await v.vault.createKey(v.ctx(), { label: 'vault-ssh-hideme', algorithm: 'ed25519', exportable: false, purpose: 'ssh' });

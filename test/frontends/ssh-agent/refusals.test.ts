@@ -95,7 +95,7 @@ test('lock, unlock and wrong passphrases are audited and logged; signing while l
   const guess = 'wrong-guess-51be';
   const key = await keygen('locked_ed', ['-t', 'ed25519']);
   assert.equal((await sshAdd([key])).status, 0);
-  const stored = (await v.vault.listKeys()).find((k) => k.attributes['ssh.comment'] === 'locked_ed@test')!;
+  const stored = (await v.store.listKeys()).find((k) => k.attributes['ssh.comment'] === 'locked_ed@test')!;
   const all: AuditEntry[] = [];
 
   const locked = await observe(async () => assert.equal((await withTty(['-x'], [pass, pass])).status, 0));
@@ -155,7 +155,7 @@ test('signing with an unknown, removed or non-ssh key, or SHA-1 against allow_sh
 
   const gone = await keygen('gone', ['-t', 'ed25519']);
   assert.equal((await sshAdd([gone])).status, 0);
-  const goneKey = (await v.vault.listKeys()).find((k) => k.attributes['ssh.comment'] === 'gone@test')!;
+  const goneKey = (await v.store.listKeys()).find((k) => k.attributes['ssh.comment'] === 'gone@test')!;
   assert.equal((await sshAdd(['-d', `${gone}.pub`])).status, 0);
   const removed = await observe(async () => assert.notEqual((await sshAdd(['-T', `${gone}.pub`])).status, 0));
   const r = oneRefusal(removed, 'sign', 'key_not_found');
@@ -176,12 +176,12 @@ test('signing with an unknown, removed or non-ssh key, or SHA-1 against allow_sh
   const sha1 = await observe(async () => assert.notEqual((await sshAdd(['-T', `${rsa}.pub`])).status, 0));
   const s = oneRefusal(sha1, 'sign', 'sha1_not_allowed');
   assert.ok(s.line.msg.includes('allow_sha1 = false in [[ssh_agent]] "refusals"'), s.line.msg);
-  assert.equal(s.entry.keyId, (await v.vault.listKeys()).find((k) => k.attributes['ssh.comment'] === 'legacy_rsa@test')!.id);
+  assert.equal(s.entry.keyId, (await v.store.listKeys()).find((k) => k.attributes['ssh.comment'] === 'legacy_rsa@test')!.id);
 });
 
 test('refused adds get a precise code: unsupported curve, RSA size and algorithm, confirm without allow_confirm, a private key that is not its public key\'s', async (t) => {
   if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
-  const before = (await v.vault.listKeys()).length;
+  const before = (await v.store.listKeys()).length;
 
   const p384 = await keygen('p384', ['-t', 'ecdsa', '-b', '384']);
   const curve = await observe(async () => assert.notEqual((await sshAdd([p384])).status, 0));
@@ -214,7 +214,7 @@ test('refused adds get a precise code: unsupported curve, RSA size and algorithm
   const m = oneRefusal(mismatch, 'agent_add', 'key_mismatch');
   assert.match(m.line.msg, /the private key does not match its public key/);
 
-  assert.equal((await v.vault.listKeys()).length, before, 'nothing was added');
+  assert.equal((await v.store.listKeys()).length, before, 'nothing was added');
   // Public facts only: no private key material in the audit log or the log.
   const everything = JSON.stringify([...curve.audit, ...small.audit, ...algorithm.audit, ...confirm.audit, ...mismatch.audit]) + log.text();
   for (const form of [Buffer.from(forged).toString('hex'), Buffer.from(forged).toString('base64')]) assert.ok(!everything.includes(form));

@@ -176,7 +176,7 @@ test('agent forwarding with a destination-restricted key (ssh-add -h): the allow
     const add = await run('ssh-add', ['-h', 'hosta', '-h', 'hosta>hostb', '-H', kh, key], env);
     assert.equal(add.status, 0, add.stderr);
     // Held by the vault, with its restriction bound into the envelope.
-    const stored = (await v.vault.listKeys()).find((k) => k.attributes['ssh.comment'] === 'restricted@test')!;
+    const stored = (await v.store.listKeys()).find((k) => k.attributes['ssh.comment'] === 'restricted@test')!;
     assert.equal(typeof stored.attributes['ssh.destinations'], 'string');
     // Unbound (local) use for anything but a login is refused, as OpenSSH does.
     assert.notEqual((await run('ssh-add', ['-T', `${key}.pub`], env)).status, 0);
