@@ -8,7 +8,7 @@ import { CustosError, isCustosError } from '../core/errors.js';
 import { isKeyPurpose, KEY_PURPOSES, purposeOf, type KeyPurpose } from '../core/purpose.js';
 import { wipe } from '../core/bytes.js';
 import type { Algorithm, AuditDraft, KeyAttributes, KeyRecord, Principal } from '../core/types.js';
-import { ALGORITHM_INFO, generateSecret, publicKeyFromSecret, spkiPem } from '../crypto/algorithms.js';
+import { ALGORITHM_INFO, generateKey, publicKeyFromSecret, spkiPem } from '../crypto/algorithms.js';
 import { encodeOpenSshPublicKey } from '../crypto/openssh.js';
 import { importSecret, type ImportFormat } from '../keystore/import.js';
 import { parsePublicKey, type PublicFormat } from '../crypto/public-keys.js';
@@ -26,6 +26,12 @@ export function newKeyId(): string {
   for (const x of b) s += BASE32[x & 31];
   return s;
 }
+
+/** The most keys one batch creates, in one transaction. */
+export const MAX_BATCH = 1000;
+
+/** What a new key is made from: its secret (and, when the generator gave it, its public key), or a token's public key and blob. */
+type NewMaterial = { secret: Uint8Array; publicKey?: Uint8Array } | { publicKey: Uint8Array; sealed: Uint8Array };
 
 export function checkLabel(label: string): void {
   if (!LABEL_RE.test(label) || label.startsWith(ID_PREFIX)) {
@@ -127,10 +133,30 @@ export class Keys {
     operation: 'create' | 'import' | 'adopt',
     label: string,
     algorithm: Algorithm,
-    material: { secret: Uint8Array } | { publicKey: Uint8Array; sealed: Uint8Array },
+    material: NewMaterial,
     exportable: boolean,
     attributes: KeyAttributes = {},
   ): Promise<KeyRecord> {
+    const made = await this.newRecord(ctx, operation, label, algorithm, material, exportable, attributes);
+    try {
+      await this.core.commitAs(ctx, { mutations: [{ kind: 'insertKey', key: made.key }], audit: [made.draft] });
+    } catch (e) {
+      if (isCustosError(e) && e.code === 'label_taken') return this.core.refuse(ctx, operation, { id: null, label }, e);
+      throw e;
+    }
+    return made.key;
+  }
+
+  /** A new key's record, its secret sealed into it, and its audit draft: every new key passes here, within its principal's scope. */
+  private async newRecord(
+    ctx: Ctx,
+    operation: 'create' | 'import' | 'adopt',
+    label: string,
+    algorithm: Algorithm,
+    material: NewMaterial,
+    exportable: boolean,
+    attributes: KeyAttributes,
+  ): Promise<{ key: KeyRecord; draft: AuditDraft }> {
     if (attributes.purpose === undefined) attributes = { ...attributes, purpose: 'general' };
     checkAttributes(attributes);
     // Every new key passes here: a scoped principal creates only within its globs and tags.
@@ -140,7 +166,7 @@ export class Keys {
       id: newKeyId(),
       label,
       algorithm,
-      publicKey: 'secret' in material ? publicKeyFromSecret(algorithm, material.secret) : material.publicKey,
+      publicKey: 'secret' in material ? (material.publicKey ?? publicKeyFromSecret(algorithm, material.secret)) : material.publicKey,
       state: 'active',
       exportable,
       origin: operation === 'create' ? 'generated' : 'imported',
@@ -152,16 +178,53 @@ export class Keys {
     };
     key.sealed = this.core.deps.keyring.sealSecret(key, 'secret' in material ? material.secret : material.sealed);
     const backend = attributes.backend;
+    const draft = this.core.draft(ctx, operation, key, 'ok', null, { algorithm, exportable, purpose: String(attributes.purpose), public_key_sha256: sha256hex(key.publicKey), ...(typeof backend === 'string' ? { backend, pkcs11_kind: String(attributes['pkcs11.kind']) } : {}) });
+    return { key, draft };
+  }
+
+  /**
+   * Generates many keys of one kind and records them in ONE unit: one transaction with an audit
+   * entry per key, all of them or none. A taken label refuses the whole batch, and objects a
+   * token made for it are destroyed. `POST /v1/keys/batch` (so `keys generate --count`) drives
+   * this: one transaction per hundred keys instead of one per key.
+   */
+  async createKeys(ctx: Ctx, req: { labels: string[]; algorithm: Algorithm; backend?: string; wrapped?: boolean; purpose?: string }): Promise<KeyRecord[]> {
+    if (req.labels.length < 1 || req.labels.length > MAX_BATCH) throw new CustosError('bad_request', `A batch holds 1 to ${MAX_BATCH} keys.`);
+    for (const label of req.labels) checkLabel(label);
+    const purpose = choosePurpose(req.algorithm, req.purpose, 'general');
+    // Before a token generates anything (newRecord checks again, as for every way in).
+    for (const label of req.labels) await this.core.checkNewKey(ctx, 'create', label, { purpose });
+    const backend = this.backendFor(req.backend);
+    if (!backend && req.wrapped) throw new CustosError('bad_request', 'wrapped applies to keys created in a PKCS#11 backend.');
+    const made: Array<{ key: KeyRecord; draft: AuditDraft }> = [];
+    const onToken: KeyAttributes[] = [];
     try {
-      await this.core.commitAs(ctx, {
-        mutations: [{ kind: 'insertKey', key }],
-        audit: [this.core.draft(ctx, operation, key, 'ok', null, { algorithm, exportable, purpose: String(attributes.purpose), public_key_sha256: sha256hex(key.publicKey), ...(typeof backend === 'string' ? { backend, pkcs11_kind: String(attributes['pkcs11.kind']) } : {}) })],
-      });
+      for (const label of req.labels) {
+        if (backend) {
+          const g = await backend.generate!(req.algorithm, label, { wrapped: req.wrapped === true });
+          onToken.push(g.attributes);
+          try {
+            made.push(await this.newRecord(ctx, 'create', label, req.algorithm, { publicKey: g.publicKey, sealed: g.material }, false, { purpose, ...g.attributes }));
+          } finally {
+            wipe(g.material);
+          }
+        } else {
+          const g = await generateKey(req.algorithm);
+          try {
+            made.push(await this.newRecord(ctx, 'create', label, req.algorithm, g, false, { purpose }));
+          } finally {
+            wipe(g.secret);
+          }
+        }
+      }
+      await this.core.commitAs(ctx, { mutations: made.map((m) => ({ kind: 'insertKey' as const, key: m.key })), audit: made.map((m) => m.draft) });
     } catch (e) {
-      if (isCustosError(e) && e.code === 'label_taken') return this.core.refuse(ctx, operation, { id: null, label }, e);
+      // Nothing was recorded: leave no orphan object on the token.
+      for (const attributes of onToken) await backend?.destroy?.({ attributes } as KeyRecord).catch(() => undefined);
+      if (isCustosError(e) && e.code === 'label_taken') return this.core.refuse(ctx, 'create', { id: null, label: null }, e, { batch_first: req.labels[0]!, batch_count: req.labels.length });
       throw e;
     }
-    return key;
+    return made.map((m) => m.key);
   }
 
   /** The backend a key is to be created in: `software` (default) or a configured `pkcs11:<name>`. */
@@ -198,11 +261,11 @@ export class Keys {
       }
     }
     if (req.wrapped) throw new CustosError('bad_request', 'wrapped applies to keys created in a PKCS#11 backend.');
-    const secret = await generateSecret(req.algorithm);
+    const g = await generateKey(req.algorithm);
     try {
-      return await this.storeNewKey(ctx, 'create', req.label, req.algorithm, { secret }, req.exportable, req.attributes);
+      return await this.storeNewKey(ctx, 'create', req.label, req.algorithm, g, req.exportable, req.attributes);
     } finally {
-      wipe(secret);
+      wipe(g.secret);
     }
   }
 

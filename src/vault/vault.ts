@@ -107,6 +107,7 @@ export class Vault {
   /** A key as stored, for a principal that may read it. */
   readKey = (ctx: Ctx, ref: string) => this.core.scopedKey(ctx, 'read_key', 'read', ref);
   createKey = (...a: Parameters<Keys['createKey']>) => this.keys.createKey(...a);
+  createKeys = (...a: Parameters<Keys['createKeys']>) => this.keys.createKeys(...a);
   importKey = (...a: Parameters<Keys['importKey']>) => this.keys.importKey(...a);
   importPublicKey = (...a: Parameters<Keys['importPublicKey']>) => this.keys.importPublicKey(...a);
   adoptKey = (...a: Parameters<Keys['adoptKey']>) => this.keys.adoptKey(...a);

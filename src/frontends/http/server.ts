@@ -24,6 +24,9 @@ import { credentialsOf, ROUTE_OPERATIONS } from './auth.js';
 import type { Metrics } from './metrics.js';
 import * as S from './schemas.js';
 
+/** Keys per unit (one transaction) of a batch creation. */
+const BATCH_CHUNK = 100;
+
 /** The seal state the daemon exposes while the vault waits for operator shares. */
 export interface SealStatus {
   sealed: boolean;
@@ -391,22 +394,23 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     objects: (await vault().tokenObjects(req.params.backend)).map((o) => ({ id: o.id, label: o.label, algorithm: o.algorithm, extractable: o.extractable, sensitive: o.sensitive, vault_key: o.vaultKey })),
   }));
 
-  // Many keys per request: the CLI drives this in chunks to generate and store 100,000s of
-  // HSM-wrapped keys with a progress bar. Each key is its own audited create.
+  // Many keys per request: the CLI drives this in requests of 500 to generate and store
+  // millions of keys with a progress bar. Each chunk of 100 is one unit (one transaction, an
+  // audit entry per key, all or none); a few chunks are in flight, so one is generated while
+  // another is written. The first failure stops the rest; the error says how many were made.
   app.post<{ Body: { label_prefix: string; start: number; count: number; algorithm: Algorithm; backend?: string; wrapped?: boolean; purpose?: string } }>('/v1/keys/batch', { schema: S.batchCreateSchema }, async (req, reply) => {
     const b = req.body;
     const v = vault();
     const c = ctx(req);
-    const labels = Array.from({ length: b.count }, (_, i) => `${b.label_prefix}-${b.start + i}`);
+    const chunks: string[][] = [];
+    for (let i = 0; i < b.count; i += BATCH_CHUNK) chunks.push(Array.from({ length: Math.min(BATCH_CHUNK, b.count - i) }, (_, j) => `${b.label_prefix}-${b.start + i + j}`));
     let created = 0;
     let failure: unknown;
-    // A few in flight at once: the token's session pool and group commit both batch. The
-    // first failure stops the others; the error says how many were made.
-    const workers = Array.from({ length: Math.min(8, labels.length) }, async () => {
-      for (let label = labels.shift(); label !== undefined && failure === undefined; label = labels.shift()) {
+    const workers = Array.from({ length: Math.min(4, chunks.length) }, async () => {
+      for (let labels = chunks.shift(); labels !== undefined && failure === undefined; labels = chunks.shift()) {
         try {
-          await v.createKey({ ...c, requestId: `${c.requestId}-${label}` }, { label, algorithm: b.algorithm, exportable: false, backend: b.backend, wrapped: b.wrapped, ...(b.purpose ? { purpose: b.purpose } : {}) });
-          created++;
+          await v.createKeys({ ...c, requestId: `${c.requestId}-${labels[0]}` }, { labels, algorithm: b.algorithm, backend: b.backend, wrapped: b.wrapped, ...(b.purpose ? { purpose: b.purpose } : {}) });
+          created += labels.length;
         } catch (e) {
           failure ??= e;
         }
