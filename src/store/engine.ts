@@ -72,6 +72,8 @@ const JOURNAL_KEEP = 1_000_000;
 const JOURNAL_PRUNE_EVERY = 10_000;
 /** Journal entries per INSERT. */
 const JOURNAL_BATCH = 500;
+/** New keys per INSERT (14 parameters each: within SQLite's and PostgreSQL's limits). */
+const KEYS_PER_INSERT = 200;
 
 /** Rows read per statement when walking a whole table (checks, digests, sealing). */
 const PAGE = 1000;
@@ -913,26 +915,31 @@ export abstract class SqlStore implements Store {
     }, 'statement');
   }
 
+  /** New keys in one statement (a batch of them is one round trip); returns how many. */
+  private *insertKeys(cx: Tx | null, keys: KeyRecord[]): Q<number> {
+    const values: Param[] = [];
+    for (const k of keys) {
+      wellFormed(k.id, k.label);
+      const { wseq, mac } = this.seal(cx, 'keys', k.id, null, (w) => keyRowBytes(k, w));
+      values.push(k.id, k.label, k.algorithm, Buffer.from(k.publicKey), k.state, k.exportable ? 1 : 0, k.origin, k.version, k.createdAt, k.updatedAt, k.sealed ? Buffer.from(k.sealed) : null, canonicalJson(k.attributes), mac, wseq);
+    }
+    try {
+      yield* run(`INSERT INTO keys (id, label, algorithm, public_key, state, exportable, origin, version, created_at, updated_at, sealed, attributes, mac, wseq) VALUES ${Array(keys.length).fill('(?,?,?,?,?,?,?,?,?,?,?,?,?,?)').join(',')}`, ...values);
+    } catch (e) {
+      if (this.dialect.isUniqueViolation(e)) {
+        const which = keys.length === 1 ? `A key labelled "${keys[0]!.label}" already exists` : `A label of ${keys[0]!.label} … ${keys[keys.length - 1]!.label} is taken or given twice`;
+        throw new CustosError('label_taken', `${which} (labels stay reserved after a key is destroyed); choose another label.`);
+      }
+      throw e;
+    }
+    return keys.length;
+  }
+
   /** Applies one mutation; returns the change it makes to a table's row count. */
   private *applyMutation(cx: Tx | null, m: StateMutation): Q<[CountedTable, number] | null> {
     switch (m.kind) {
-      case 'insertKey': {
-        const k = m.key;
-        wellFormed(k.id, k.label);
-        const { wseq, mac } = this.seal(cx, 'keys', k.id, null, (w) => keyRowBytes(k, w));
-        try {
-          yield* run(
-            'INSERT INTO keys (id, label, algorithm, public_key, state, exportable, origin, version, created_at, updated_at, sealed, attributes, mac, wseq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
-            k.id, k.label, k.algorithm, Buffer.from(k.publicKey), k.state, k.exportable ? 1 : 0, k.origin, k.version, k.createdAt, k.updatedAt, k.sealed ? Buffer.from(k.sealed) : null, canonicalJson(k.attributes), mac, wseq,
-          );
-        } catch (e) {
-          if (this.dialect.isUniqueViolation(e)) {
-            throw new CustosError('label_taken', `A key labelled "${k.label}" already exists (labels stay reserved after a key is destroyed); choose another label.`);
-          }
-          throw e;
-        }
-        return ['keys', 1];
-      }
+      case 'insertKey':
+        return ['keys', yield* this.insertKeys(cx, [m.key])];
       case 'setKeyState': {
         const cur = yield* this.currentKey(cx, m.id);
         if (!cur || cur.key.state === 'destroyed') throw new CustosError('key_destroyed', 'The key was destroyed; its state can no longer change.');
@@ -1096,8 +1103,13 @@ export abstract class SqlStore implements Store {
           // A savepoint per unit: a failing unit rolls back alone.
           if (!alone) yield* run('SAVEPOINT unit');
           try {
-            for (const m of unit.mutations) {
-              const c = yield* self.applyMutation(cx, m);
+            const ms = unit.mutations;
+            for (let i = 0; i < ms.length; ) {
+              // New keys side by side go in one statement (a batch creation).
+              let j = i;
+              while (j < ms.length && ms[j]!.kind === 'insertKey' && j - i < KEYS_PER_INSERT) j++;
+              const c = j - i > 1 ? (['keys', yield* self.insertKeys(cx, ms.slice(i, j).map((m) => (m as { key: KeyRecord }).key))] as const) : yield* self.applyMutation(cx, ms[i]!);
+              i = Math.max(j, i + 1);
               // Counted at once (in the transaction's pending counts, restored with the unit if
               // it fails): a later unit of the same batch that finds a row absent compares
               // against a count that includes this one. Each count row is written once, at the end.

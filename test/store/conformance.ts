@@ -125,6 +125,26 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     assert.equal(head.seq, 2, 'the failed unit left no audit entry');
   });
 
+  withStore('a unit of many new keys (one statement per 200) commits whole, or fails whole on a taken label', async (s) => {
+    const many = Array.from({ length: 450 }, (_, i) => key(`many-${i}`));
+    const ts = new Date().toISOString();
+    assert.deepEqual(await s.commit([{ mutations: many.map((k) => ({ kind: 'insertKey' as const, key: k })), audit: many.map((k) => draft('create', k.id)) }], chain, ts), [null]);
+    assert.deepEqual(await s.findKey('many-449'), many[449]);
+    assert.deepEqual(await s.findKey(many[201]!.id), many[201]);
+    // The taken label sits in the third statement's rows: the first two are rolled back with it.
+    const next = Array.from({ length: 450 }, (_, i) => key(i === 420 ? 'many-3' : `more-${i}`));
+    const [err, other] = await s.commit(
+      [{ mutations: next.map((k) => ({ kind: 'insertKey' as const, key: k })), audit: [draft('create')] }, { mutations: [{ kind: 'insertKey', key: key('after') }], audit: [] }],
+      chain,
+      ts,
+    );
+    assert.ok(err instanceof CustosError && err.code === 'label_taken', String(err));
+    assert.equal(other, null);
+    assert.equal(await s.findKey('more-0'), null);
+    assert.equal(await s.findKey('more-449'), null);
+    assert.equal((await s.listKeysPage(null, 10_000)).length, 451);
+  });
+
   withStore('text with a lone UTF-16 surrogate is refused by its unit (it could not be stored as MACed or hashed); the chain stays whole', async (s) => {
     const [bad, good] = await s.commit([{ mutations: [], audit: [{ ...draft('op'), reason: 'x\ud800y' }] }, { mutations: [], audit: [draft('op')] }], chain, new Date().toISOString());
     assert.ok(bad instanceof CustosError && bad.code === 'bad_request', String(bad));

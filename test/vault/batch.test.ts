@@ -76,6 +76,9 @@ test('a batch is one transaction: every key with its audit entry, or none of the
     assert.equal(await code(v.vault.createKeys(v.ctx(), { labels: ['twice', 'twice'], algorithm: 'ed25519' })), 'label_taken');
     assert.equal(await v.store.findKey('twice'), null);
 
+    // Row MACs, counts and the rows' digest hold after the batch and the rolled-back ones.
+    assert.deepEqual(await v.store.checkRows(), []);
+
     for (const bad of [[], Array.from({ length: 1001 }, (_, i) => `x-${i}`)]) assert.equal(await code(v.vault.createKeys(v.ctx(), { labels: bad, algorithm: 'ed25519' })), 'bad_request');
     assert.equal(await code(v.vault.createKeys(v.ctx(), { labels: ['key_abc'], algorithm: 'ed25519' })), 'invalid_label');
     assert.equal(await code(v.vault.createKeys(v.ctx(), { labels: ['c-1'], algorithm: 'p256', purpose: 'consensus' })), 'bad_request');
