@@ -59,6 +59,40 @@ export const INTEGRITY_ROW_SQL = `SELECT 1 FROM meta WHERE substr(name, 1, ${INT
 
 /** How many key rows an open remembers the write sequence of (about 100 bytes each). */
 const SEEN_KEYS_AT_OPEN = 200_000;
+/** Key rows whose newest write sequence a running process remembers (about 100 MB). */
+const SEEN_KEYS = 1_000_000;
+
+/**
+ * The newest write sequence a process knows for each row. Rows of every table but `keys` are
+ * few (settings, tokens, watermarks) and all kept. Key rows can be millions: beyond `maxKeys`,
+ * the one least recently read or written is forgotten. A put-back older copy of that one row
+ * is then not refused at its next read; its MAC still holds it to a copy Custos wrote, the next
+ * write to it leaves the rows' keyed digest off, and a start (which checks the digest) says so.
+ */
+export class SeenRows {
+  private readonly keys = new Map<string, number>();
+  private readonly other = new Map<string, number>();
+  constructor(private readonly maxKeys: number) {}
+
+  get(k: string): number | undefined {
+    return k.startsWith('keys\0') ? this.keys.get(k) : this.other.get(k);
+  }
+
+  set(k: string, wseq: number): void {
+    if (!k.startsWith('keys\0')) {
+      this.other.set(k, wseq);
+      return;
+    }
+    // Re-inserted, so the map's order is least recently touched first.
+    this.keys.delete(k);
+    this.keys.set(k, wseq);
+    if (this.keys.size > this.maxKeys) this.keys.delete(this.keys.keys().next().value!);
+  }
+
+  get size(): number {
+    return this.keys.size + this.other.size;
+  }
+}
 /** An UPDATE of one protected row by its primary key (`SET` is completed by the caller). */
 const WHERE_PK: Record<CountedTable, string> = {
   keys: 'UPDATE keys SET WHERE id = ?',
@@ -318,7 +352,7 @@ export abstract class SqlStore implements Store {
   // ---- integrity: row MACs, write sequences, the state row --------------------------------
 
   /** Highest write sequence seen per row by this process: a row never goes back to an older copy. */
-  private readonly seen = new Map<string, number>();
+  private readonly seen = new SeenRows(SEEN_KEYS);
   /**
    * The newest state row this process has seen or written: the state row never goes back
    * either (a log cut together with an older state row and older rows, under a running vault).
@@ -339,7 +373,8 @@ export abstract class SqlStore implements Store {
   private remember(cx: Tx | null, k: string, wseq: number): void {
     const target = cx?.seen ?? this.seen;
     const cur = target.get(k);
-    if (cur === undefined || wseq > cur) target.set(k, wseq);
+    // Set even when not newer: a read counts as a touch for the bounded key rows.
+    target.set(k, cur === undefined || wseq > cur ? wseq : cur);
   }
 
   private corrupt(table: ProtectedTable, pk: string, problem: string, sentence: string, tag: string): CustosError {
