@@ -6,6 +6,7 @@ import { DEFAULT_UNSEAL_LIMITS } from './unseal.js';
 import { parseNodePin } from '../crypto/cometbft/node-id.js';
 import { parsePrivvalAddress } from '../frontends/privval/address.js';
 import { PRIVVAL_VERSIONS, type PrivvalVersion } from '../core/privval-version.js';
+import { parsePostgresUrl } from '../store/postgres-url.js';
 
 export interface AgentSocketConfig {
   enabled: boolean;
@@ -275,7 +276,12 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
   }
   const store = (doc.store ?? {}) as Record<string, unknown>;
   if (store.url !== undefined) {
-    if (typeof store.url !== 'string' || !/^postgres(ql)?:\/\/\S+$/.test(store.url)) fail(path, 'store.url must be a postgresql:// URL (or leave [store] out for the SQLite file in the data directory)');
+    if (typeof store.url !== 'string') fail(path, 'store.url must be a postgresql:// URL (or leave [store] out for the SQLite file in the data directory)');
+    try {
+      parsePostgresUrl(store.url);
+    } catch (e) {
+      fail(path, `store.url: ${(e as Error).message}`);
+    }
     cfg.store.url = store.url;
   }
   return cfg;

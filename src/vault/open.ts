@@ -21,6 +21,7 @@ import { deriveSubkey, type ScryptParams } from '../crypto/kdf.js';
 import { parse as parseToml } from 'smol-toml';
 import { SqliteStore } from '../store/sqlite.js';
 import type { PostgresStore } from '../store/postgres.js';
+import { parsePostgresUrl } from '../store/postgres-url.js';
 import type { Store } from '../store/store.js';
 import { PassphraseSeal, parseSealRecord, type SealRecord } from '../keystore/seal.js';
 import { sealToShares } from '../keystore/shares.js';
@@ -357,6 +358,11 @@ export function storeUrlIn(dataDir: string): string | null {
   const store = doc.store as { url?: unknown } | undefined;
   if (store === undefined) return null;
   if (typeof store !== 'object' || store === null || typeof store.url !== 'string') throw new CustosError('config_invalid', `${path}: [store] url must be a postgresql:// URL.`);
+  try {
+    parsePostgresUrl(store.url);
+  } catch (e) {
+    throw new CustosError('config_invalid', `${path}: [store] url: ${(e as Error).message}`);
+  }
   return store.url;
 }
 
