@@ -284,6 +284,16 @@ class UnitFailed extends CustosError {
   }
 }
 
+/**
+ * A write found this process far behind the journal: it is rolled back (releasing the write
+ * lock that every node shares), the journal is read in a snapshot, and the write runs again.
+ */
+class Behind extends CustosError {
+  constructor(readonly writes: number) {
+    super('storage_unavailable', 'This process is catching up with the write journal; retry.', { tag: 'catching_up' });
+  }
+}
+
 /** What differs between the SQL databases beside the driver and the schema. */
 export interface Dialect {
   /** Overwrites a key's sealed material in place (parameter: the key id) before it is dropped. */
@@ -565,6 +575,25 @@ export abstract class SqlStore implements Store {
    * `sealing` starts a state (init, upgrade).
    */
   protected async writeTx<T>(f: (cx: Tx | null) => Q<T>, sealing = false): Promise<T> {
+    // Far behind (others wrote thousands of rows): read their journal outside the write lock,
+    // which every node's writes wait for, then write. Twice at most; then in the lock anyway.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.writeTxOnce(f, sealing, attempt < 2);
+      } catch (e) {
+        if (!(e instanceof Behind)) throw e;
+        const self = this;
+        await this.transact(function* () {
+          yield* self.catchUp(e.writes);
+        }, 'snapshot');
+      }
+    }
+  }
+
+  /** Journal entries a write reads under the lock; further behind, it reads them before (`Behind`). */
+  protected catchUpInLock = 5_000;
+
+  private async writeTxOnce<T>(f: (cx: Tx | null) => Q<T>, sealing: boolean, mayDefer: boolean): Promise<T> {
     let cx: Tx | null = null;
     let committed: IntegrityState | null = null;
     const self = this;
@@ -576,6 +605,7 @@ export abstract class SqlStore implements Store {
         const checked = sealing ? null : yield* self.checkedState();
         const start = checked?.st ?? { seq: 0, writes: 0, digest: 0n };
         // What every other process wrote since this one last looked: each row's newest write.
+        if (!sealing && mayDefer && self.journalMark !== null && start.writes - self.journalMark > self.catchUpInLock) throw new Behind(start.writes);
         if (!sealing) yield* self.catchUp(start.writes);
         const tx: Tx = { state: { ...start }, seen: new Map(), counts: {}, head: checked?.head ?? null, journal: [] };
         cx = tx;

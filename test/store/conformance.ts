@@ -312,6 +312,46 @@ async function twoProcesses(open: () => Promise<Store>, first: WriteUnit[] = [])
 }
 
 /**
+ * A process far behind the others (more journal entries than it reads under the write lock,
+ * which every node's writes wait for) rolls its write back, reads the journal in a snapshot, and
+ * writes: once, with what it read in force. Here the bound is 10 entries instead of 5,000.
+ */
+async function behindOutsideLock(open: () => Promise<Store>, sql: Sql): Promise<void> {
+  const { a, b } = await twoProcesses(open);
+  try {
+    const inner = a as unknown as { catchUpInLock: number; transact: (q: unknown, mode: string, c?: unknown) => Promise<unknown> };
+    inner.catchUpInLock = 10;
+    const modes: string[] = [];
+    const transact = inner.transact.bind(a);
+    inner.transact = (q, mode, c) => (modes.push(mode), transact(q, mode, c));
+    const vote = (height: bigint, fill: number) => ({ height, round: 0, step: 2, signBytes: new Uint8Array(8).fill(fill), signature: null });
+    const advance = (s: Store, expected: bigint | null, next: ReturnType<typeof vote>) =>
+      s.commit([{ mutations: [{ kind: 'advanceWatermark', keyId: 'val', chainId: 'c', expected: expected === null ? null : { height: expected, round: 0, step: 2 }, next }], audit: [draft('sign_vote', 'val')] }], chain, new Date().toISOString());
+    assert.deepEqual(await advance(a, null, vote(1n, 1)), [null]);
+    const [old] = await sql('SELECT * FROM watermarks');
+    // The other process writes 40 rows, then height 2.
+    const keys = Array.from({ length: 40 }, (_, i) => key(`behind-${i}`));
+    assert.deepEqual(await b.commit([{ mutations: keys.map((k) => ({ kind: 'insertKey' as const, key: k })), audit: [draft('create')] }], chain, new Date().toISOString()), [null]);
+    assert.deepEqual(await advance(b, 1n, vote(2n, 2)), [null]);
+    // A write far behind: rolled back, a snapshot reads the journal, then it commits.
+    modes.length = 0;
+    assert.deepEqual(await a.commit([{ mutations: [{ kind: 'insertKey', key: key('after-behind') }], audit: [draft('create')] }], chain, new Date().toISOString()), [null]);
+    assert.deepEqual(modes, ['write', 'snapshot', 'write']);
+    // Close behind: read in the lock, one transaction.
+    assert.deepEqual(await b.commit([{ mutations: [{ kind: 'insertKey', key: key('few') }], audit: [draft('create')] }], chain, new Date().toISOString()), [null]);
+    modes.length = 0;
+    assert.deepEqual(await a.commit([{ mutations: [], audit: [draft('op')] }], chain, new Date().toISOString()), [null]);
+    assert.deepEqual(modes, ['write']);
+    // What the snapshot read is in force: height 2 put back to height 1 is refused.
+    await sql('UPDATE watermarks SET height = $1, sign_bytes = $2, signature = $3, mac = $4, wseq = $5', [old!.height, old!.sign_bytes, old!.signature, old!.mac, old!.wseq]);
+    await assert.rejects(advance(a, 1n, vote(2n, 9)), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_replayed');
+  } finally {
+    await a.close();
+    await b.close();
+  }
+}
+
+/**
  * A database of the previous schema (3: row MACs, before the write journal) opens, moves to 4
  * and keeps every row; one of an unknown newer schema is refused with a sentence.
  */
@@ -361,6 +401,7 @@ export function processesConformance(name: string, factory: ProcessesFactory): v
     });
   each('a row another process wrote newer, put back to an older copy, is refused by this process too (the write journal)', replayAcrossProcesses);
   each('the database put back under two processes and written on by one: the other refuses; a revoked credential put back signs nothing', rollbackAcrossProcesses);
+  each('a process far behind reads the journal before it takes the write lock, and still refuses a row put back under it', behindOutsideLock);
   each('a database of the previous schema (3, before the write journal) opens and moves to 4; an unknown newer schema is refused', upgradeFromSchema3);
 }
 
