@@ -59,38 +59,39 @@ export const INTEGRITY_ROW_SQL = `SELECT 1 FROM meta WHERE substr(name, 1, ${INT
 
 /** How many key rows an open remembers the write sequence of (about 100 bytes each). */
 const SEEN_KEYS_AT_OPEN = 200_000;
-/** Key rows whose newest write sequence a running process remembers (about 100 MB). */
-const SEEN_KEYS = 1_000_000;
+/** Key rows this process created and has not touched since that it remembers (about 100 MB). */
+const SEEN_INSERTED_KEYS = 1_000_000;
 
 /**
- * The newest write sequence a process knows for each row. Rows of every table but `keys` are
- * few (settings, tokens, watermarks) and all kept. Key rows can be millions: beyond `maxKeys`,
- * the one least recently read or written is forgotten. A put-back older copy of that one row
- * is then not refused at its next read; its MAC still holds it to a copy Custos wrote, the next
- * write to it leaves the rows' keyed digest off, and a start (which checks the digest) says so.
+ * The newest write sequence a process knows for each row. Every row it read or changed, or
+ * that the journal says another process wrote, is kept for the life of the process. A key row
+ * this process only inserted (a bulk creation makes millions) is kept among at most
+ * `maxInserted`, the oldest forgotten first: such a row has no older copy that could be put
+ * back (a deleted one is caught by the table's count, and ids are never reused), so forgetting
+ * it loses nothing; once read or changed, it is kept like the others.
  */
 export class SeenRows {
-  private readonly keys = new Map<string, number>();
-  private readonly other = new Map<string, number>();
-  constructor(private readonly maxKeys: number) {}
+  private readonly kept = new Map<string, number>();
+  private readonly inserted = new Map<string, number>();
+  constructor(private readonly maxInserted: number) {}
 
   get(k: string): number | undefined {
-    return k.startsWith('keys\0') ? this.keys.get(k) : this.other.get(k);
+    return this.kept.get(k) ?? this.inserted.get(k);
   }
 
-  set(k: string, wseq: number): void {
-    if (!k.startsWith('keys\0')) {
-      this.other.set(k, wseq);
+  /** `insertedOnly`: the row's only write this process knows is its insert (a key row). */
+  set(k: string, wseq: number, insertedOnly = false): void {
+    if (insertedOnly && k.startsWith('keys\0') && !this.kept.has(k)) {
+      this.inserted.set(k, wseq);
+      if (this.inserted.size > this.maxInserted) this.inserted.delete(this.inserted.keys().next().value!);
       return;
     }
-    // Re-inserted, so the map's order is least recently touched first.
-    this.keys.delete(k);
-    this.keys.set(k, wseq);
-    if (this.keys.size > this.maxKeys) this.keys.delete(this.keys.keys().next().value!);
+    this.inserted.delete(k);
+    this.kept.set(k, wseq);
   }
 
   get size(): number {
-    return this.keys.size + this.other.size;
+    return this.kept.size + this.inserted.size;
   }
 }
 /** An UPDATE of one protected row by its primary key (`SET` is completed by the caller). */
@@ -129,6 +130,8 @@ interface Tx {
   head: ChainHead | null;
   /** What each write sequence of this transaction went to, for the write journal. */
   journal: Array<{ wseq: number; table: string; pk: string; deleted: boolean }>;
+  /** Rows of `seen` this transaction inserted and did not touch again (see SeenRows). */
+  inserted: Set<string>;
 }
 
 export interface KeyRow {
@@ -362,7 +365,7 @@ export abstract class SqlStore implements Store {
   // ---- integrity: row MACs, write sequences, the state row --------------------------------
 
   /** Highest write sequence seen per row by this process: a row never goes back to an older copy. */
-  private readonly seen = new SeenRows(SEEN_KEYS);
+  private readonly seen = new SeenRows(SEEN_INSERTED_KEYS);
   /**
    * The newest state row this process has seen or written: the state row never goes back
    * either (a log cut together with an older state row and older rows, under a running vault).
@@ -381,9 +384,11 @@ export abstract class SqlStore implements Store {
    * or the row it never changed would then look older than itself), else at once.
    */
   private remember(cx: Tx | null, k: string, wseq: number): void {
+    // Read or written again: no longer a row only inserted (seal marks an insert after this).
+    cx?.inserted.delete(k);
     const target = cx?.seen ?? this.seen;
     const cur = target.get(k);
-    // Set even when not newer: a read counts as a touch for the bounded key rows.
+    // Set even when not newer: a row read is kept from now on (SeenRows).
     target.set(k, cur === undefined || wseq > cur ? wseq : cur);
   }
 
@@ -434,7 +439,9 @@ export abstract class SqlStore implements Store {
         after = bytes(wseq);
         out = { wseq, mac: Buffer.from(auth.mac(macTable, pk, after)) };
       }
-      this.remember(cx, `${macTable}\0${pk}`, wseq);
+      const k = `${macTable}\0${pk}`;
+      this.remember(cx, k, wseq);
+      if (before === null && bytes) cx.inserted.add(k);
       cx.journal.push({ wseq, table: macTable, pk, deleted: !bytes });
     }
     if (table === 'bookkeeping') return out;
@@ -607,7 +614,7 @@ export abstract class SqlStore implements Store {
         // What every other process wrote since this one last looked: each row's newest write.
         if (!sealing && mayDefer && self.journalMark !== null && start.writes - self.journalMark > self.catchUpInLock) throw new Behind(start.writes);
         if (!sealing) yield* self.catchUp(start.writes);
-        const tx: Tx = { state: { ...start }, seen: new Map(), counts: {}, head: checked?.head ?? null, journal: [] };
+        const tx: Tx = { state: { ...start }, seen: new Map(), counts: {}, head: checked?.head ?? null, journal: [], inserted: new Set() };
         cx = tx;
         const r = yield* f(tx);
         yield* self.writeCounts(tx);
@@ -628,7 +635,15 @@ export abstract class SqlStore implements Store {
       'write',
       () => {
         // Committed: what it saw and wrote is now what this process remembers.
-        if (cx) for (const [k, v] of cx.seen) if (!(this.seen.get(k)! >= v)) this.seen.set(k, v);
+        if (cx) {
+          const tx = cx as Tx;
+          for (const [k, v] of tx.seen) {
+            const cur = this.seen.get(k);
+            const inserted = tx.inserted.has(k);
+            // A row read again (not only inserted) is kept from now on, even at the same write.
+            if (cur === undefined || v > cur || !inserted) this.seen.set(k, cur === undefined || v > cur ? v : cur, inserted);
+          }
+        }
         if (committed) this.markState(committed, (cx as Tx | null)?.head && (cx as Tx).head!.seq === committed.seq ? (cx as Tx).head!.hash : null);
         // Sealing vouches for every row it sealed: the journal starts there.
         if (sealing && committed) this.journalMark = committed.writes;
@@ -1164,7 +1179,7 @@ export abstract class SqlStore implements Store {
         let head = cx?.head ?? (yield* self.readHead());
         for (const unit of units) {
           const before = head;
-          const saved = cx && !alone ? { state: { ...cx.state }, seen: new Map(cx.seen), counts: { ...cx.counts }, journal: cx.journal.length } : null;
+          const saved = cx && !alone ? { state: { ...cx.state }, seen: new Map(cx.seen), inserted: new Set(cx.inserted), counts: { ...cx.counts }, journal: cx.journal.length } : null;
           // A savepoint per unit: a failing unit rolls back alone.
           if (!alone) yield* run('SAVEPOINT unit');
           try {
@@ -1213,6 +1228,7 @@ export abstract class SqlStore implements Store {
             if (cx && saved) {
               cx.state = saved.state;
               cx.seen = saved.seen;
+              cx.inserted = saved.inserted;
               cx.counts = saved.counts;
               cx.journal.length = saved.journal;
             }

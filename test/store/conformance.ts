@@ -10,6 +10,7 @@ import type { AuditDraft, KeyRecord } from '../../src/core/types.js';
 import { CustosError } from '../../src/core/errors.js';
 import { chainHash } from '../../src/audit/chain.js';
 import { RowMac } from '../../src/keystore/row-mac.js';
+import { SeenRows } from '../../src/store/engine.js';
 
 export type StoreFactory = () => Promise<{ store: Store; reopen(): Promise<Store>; dispose(): Promise<void> }>;
 
@@ -312,6 +313,34 @@ async function twoProcesses(open: () => Promise<Store>, first: WriteUnit[] = [])
 }
 
 /**
+ * What a process remembers of key rows is bounded for rows it only inserted (here 3 instead of
+ * a million): a key disabled, then pushed out of memory's order by a batch of new keys, then
+ * put back active with SQL (its genuine older MAC) is refused, at a read and at a signature.
+ */
+async function replayAfterBulk(open: () => Promise<Store>, sql: Sql): Promise<void> {
+  const { a, b } = await twoProcesses(open);
+  try {
+    (a as unknown as { seen: SeenRows }).seen = new SeenRows(3);
+    const ts = () => new Date().toISOString();
+    const victim = key('victim');
+    assert.deepEqual(await a.commit([{ mutations: [{ kind: 'insertKey', key: victim }], audit: [draft('create')] }], chain, ts()), [null]);
+    const [old] = await sql('SELECT * FROM keys WHERE id = $1', [victim.id]);
+    assert.deepEqual(await a.commit([{ mutations: [{ kind: 'setKeyState', id: victim.id, state: 'disabled', updatedAt: ts() }], audit: [draft('disable')] }], chain, ts()), [null]);
+    const bulk = Array.from({ length: 20 }, (_, i) => key(`bulk-${i}`));
+    assert.deepEqual(await a.commit([{ mutations: bulk.map((k) => ({ kind: 'insertKey' as const, key: k })), audit: [draft('create')] }], chain, ts()), [null]);
+    await sql('UPDATE keys SET state = $1, updated_at = $2, mac = $3, wseq = $4 WHERE id = $5', [old!.state, old!.updated_at, old!.mac, old!.wseq, victim.id]);
+    await assert.rejects(a.findKey(victim.id), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_replayed');
+    const [res] = await a.commit([{ mutations: [{ kind: 'assertKeyActive', id: victim.id }], audit: [draft('sign')] }], chain, ts()).catch((e: unknown) => [e]);
+    assert.ok(res instanceof CustosError && res.fullCode === 'database_corrupt:row_replayed', String(res));
+    // The other process learnt of the disable from the journal: it refuses the copy too.
+    await assert.rejects(b.commit([{ mutations: [{ kind: 'assertKeyActive', id: victim.id }], audit: [draft('sign')] }], chain, ts()), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_replayed');
+  } finally {
+    await a.close();
+    await b.close();
+  }
+}
+
+/**
  * A process far behind the others (more journal entries than it reads under the write lock,
  * which every node's writes wait for) rolls its write back, reads the journal in a snapshot, and
  * writes: once, with what it read in force. Here the bound is 10 entries instead of 5,000.
@@ -401,6 +430,7 @@ export function processesConformance(name: string, factory: ProcessesFactory): v
     });
   each('a row another process wrote newer, put back to an older copy, is refused by this process too (the write journal)', replayAcrossProcesses);
   each('the database put back under two processes and written on by one: the other refuses; a revoked credential put back signs nothing', rollbackAcrossProcesses);
+  each('a key row put back after a bulk creation pushed thousands of rows through memory is still refused (only rows merely inserted are forgotten)', replayAfterBulk);
   each('a process far behind reads the journal before it takes the write lock, and still refuses a row put back under it', behindOutsideLock);
   each('a database of the previous schema (3, before the write journal) opens and moves to 4; an unknown newer schema is refused', upgradeFromSchema3);
 }
