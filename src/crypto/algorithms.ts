@@ -115,11 +115,13 @@ export async function generateSecret(alg: Algorithm): Promise<Uint8Array> {
       return curveOf(alg).utils.randomSecretKey();
     case 'rsa': {
       // Async so that a 4096-bit generation (about a second) never stalls other requests.
-      const { privateKey } = await generateKeyPairAsync('rsa', {
+      // The encoding asked of the generating call itself (see generateKey: no export afterwards).
+      const { privateKey: der } = await generateKeyPairAsync('rsa', {
         modulusLength: info.rsaBits!,
         publicExponent: 0x10001,
+        privateKeyEncoding: { format: 'der', type: 'pkcs8' },
+        publicKeyEncoding: { format: 'der', type: 'spki' },
       });
-      const der = privateKey.export({ format: 'der', type: 'pkcs8' });
       const out = Uint8Array.from(der);
       der.fill(0);
       return out;

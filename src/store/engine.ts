@@ -107,8 +107,10 @@ const JOURNAL_KEEP = 1_000_000;
 const JOURNAL_PRUNE_EVERY = 10_000;
 /** Journal entries per INSERT. */
 const JOURNAL_BATCH = 500;
-/** New keys per INSERT (14 parameters each: within SQLite's and PostgreSQL's limits). */
-const KEYS_PER_INSERT = 200;
+/** New keys per INSERT (14 parameters each: within SQLite's 32,766 and PostgreSQL's 65,535). */
+const KEYS_PER_INSERT = 100;
+/** Audit entries per INSERT (13 parameters each). */
+const AUDIT_PER_INSERT = 100;
 
 /** Rows read per statement when walking a whole table (checks, digests, sealing). */
 const PAGE = 1000;
@@ -1195,8 +1197,16 @@ export abstract class SqlStore implements Store {
               // against a count that includes this one. Each count row is written once, at the end.
               if (c) self.applyCount(cx, c[0], c[1]);
             }
-            // The unit's entries in one statement (a decision and its outcome are two).
-            const values: Param[] = [];
+            // The unit's entries in one statement (a decision and its outcome are two), or one per
+            // hundred for a batch (fixed sizes: few prepared statements, within parameter limits).
+            let values: Param[] = [];
+            let rows = 0;
+            const flush = function* () {
+              if (rows === 0) return;
+              yield* run(`INSERT INTO audit (seq, ts, request_id, principal, operation, key_id, key_label, outcome, reason, details, prev_hash, hash, mac) VALUES ${Array(rows).fill('(?,?,?,?,?,?,?,?,?,?,?,?,?)').join(',')}`, ...values);
+              values = [];
+              rows = 0;
+            };
             for (const d of unit.audit) {
               wellFormed(d.requestId, d.principal, d.operation, d.keyId, d.keyLabel, d.reason);
               const seq = head.seq + 1;
@@ -1204,9 +1214,10 @@ export abstract class SqlStore implements Store {
               const mac = self.auth ? Buffer.from(self.auth.mac('audit', String(seq), auditRowBytes(seq, hash))) : null;
               values.push(seq, ts, d.requestId, d.principal, d.operation, d.keyId, d.keyLabel, d.outcome, d.reason, canonicalJson(d.details), Buffer.from(head.hash), Buffer.from(hash), mac);
               head = { seq, hash };
+              if (++rows === AUDIT_PER_INSERT) yield* flush();
             }
+            yield* flush();
             if (unit.audit.length > 0) {
-              yield* run(`INSERT INTO audit (seq, ts, request_id, principal, operation, key_id, key_label, outcome, reason, details, prev_hash, hash, mac) VALUES ${Array(unit.audit.length).fill('(?,?,?,?,?,?,?,?,?,?,?,?,?)').join(',')}`, ...values);
               if (cx) {
                 cx.state.seq = head.seq;
                 cx.head = head;

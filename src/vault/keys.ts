@@ -27,6 +27,11 @@ export function newKeyId(): string {
   return s;
 }
 
+/** Whether a failed commit may still have landed: the storage failed, not the request. */
+function mayHaveCommitted(e: unknown): boolean {
+  return !isCustosError(e) || e.code === 'storage_unavailable' || e.code === 'audit_unavailable' || e.code === 'internal';
+}
+
 /** The most keys one batch creates, in one transaction. */
 export const MAX_BATCH = 1000;
 
@@ -191,6 +196,8 @@ export class Keys {
   async createKeys(ctx: Ctx, req: { labels: string[]; algorithm: Algorithm; backend?: string; wrapped?: boolean; purpose?: string }): Promise<KeyRecord[]> {
     if (req.labels.length < 1 || req.labels.length > MAX_BATCH) throw new CustosError('bad_request', `A batch holds 1 to ${MAX_BATCH} keys.`);
     for (const label of req.labels) checkLabel(label);
+    const twice = req.labels.find((l, i) => req.labels.indexOf(l) !== i);
+    if (twice !== undefined) throw new CustosError('bad_request', `The batch names ${twice} twice.`);
     const purpose = choosePurpose(req.algorithm, req.purpose, 'general');
     // Before a token generates anything (newRecord checks again, as for every way in).
     for (const label of req.labels) await this.core.checkNewKey(ctx, 'create', label, { purpose });
@@ -198,6 +205,7 @@ export class Keys {
     if (!backend && req.wrapped) throw new CustosError('bad_request', 'wrapped applies to keys created in a PKCS#11 backend.');
     const made: Array<{ key: KeyRecord; draft: AuditDraft }> = [];
     const onToken: KeyAttributes[] = [];
+    let committing = false;
     try {
       for (const label of req.labels) {
         if (backend) {
@@ -217,10 +225,13 @@ export class Keys {
           }
         }
       }
+      committing = true;
       await this.core.commitAs(ctx, { mutations: made.map((m) => ({ kind: 'insertKey' as const, key: m.key })), audit: made.map((m) => m.draft) });
     } catch (e) {
-      // Nothing was recorded: leave no orphan object on the token.
-      for (const attributes of onToken) await backend?.destroy?.({ attributes } as KeyRecord).catch(() => undefined);
+      // Not recorded: leave no orphan object on the token. But a commit whose answer was lost
+      // (the connection dropped) may have landed: then the objects are left (keys token-objects
+      // lists them; adopt takes one), never destroyed under keys that may exist.
+      if (!committing || !mayHaveCommitted(e)) for (const attributes of onToken) await backend?.destroy?.({ attributes } as KeyRecord).catch(() => undefined);
       if (isCustosError(e) && e.code === 'label_taken') return this.core.refuse(ctx, 'create', { id: null, label: null }, e, { batch_first: req.labels[0]!, batch_count: req.labels.length });
       throw e;
     }
@@ -253,8 +264,9 @@ export class Keys {
       try {
         return await this.storeNewKey(ctx, 'create', req.label, req.algorithm, { publicKey: g.publicKey, sealed: g.material }, false, { ...req.attributes, ...g.attributes });
       } catch (e) {
-        // Not recorded (label taken, storage down): do not leave an orphan object on the token.
-        await backend.destroy?.({ attributes: g.attributes } as KeyRecord).catch(() => undefined);
+        // Not recorded (label taken, refused): do not leave an orphan object on the token; unless
+        // the commit's answer was lost and the key may exist (see createKeys).
+        if (!mayHaveCommitted(e)) await backend.destroy?.({ attributes: g.attributes } as KeyRecord).catch(() => undefined);
         throw e;
       } finally {
         wipe(g.material);

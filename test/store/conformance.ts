@@ -126,13 +126,13 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     assert.equal(head.seq, 2, 'the failed unit left no audit entry');
   });
 
-  withStore('a unit of many new keys (one statement per 200) commits whole, or fails whole on a taken label', async (s) => {
+  withStore('a unit of many new keys and audit entries (100 a statement) commits whole, or fails whole on a taken label', async (s) => {
     const many = Array.from({ length: 450 }, (_, i) => key(`many-${i}`));
     const ts = new Date().toISOString();
     assert.deepEqual(await s.commit([{ mutations: many.map((k) => ({ kind: 'insertKey' as const, key: k })), audit: many.map((k) => draft('create', k.id)) }], chain, ts), [null]);
     assert.deepEqual(await s.findKey('many-449'), many[449]);
     assert.deepEqual(await s.findKey(many[201]!.id), many[201]);
-    // The taken label sits in the third statement's rows: the first two are rolled back with it.
+    // The taken label sits in the fifth statement's rows: the first four are rolled back with it.
     const next = Array.from({ length: 450 }, (_, i) => key(i === 420 ? 'many-3' : `more-${i}`));
     const [err, other] = await s.commit(
       [{ mutations: next.map((k) => ({ kind: 'insertKey' as const, key: k })), audit: [draft('create')] }, { mutations: [{ kind: 'insertKey', key: key('after') }], audit: [] }],

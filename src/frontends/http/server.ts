@@ -397,29 +397,40 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   // Many keys per request: the CLI drives this in requests of 500 to generate and store
   // millions of keys with a progress bar. Each chunk of 100 is one unit (one transaction, an
   // audit entry per key, all or none); a few chunks are in flight, so one is generated while
-  // another is written. The first failure stops the rest; the error says how many were made.
+  // another is written. The first failure stops the rest; the error names the labels not made.
   app.post<{ Body: { label_prefix: string; start: number; count: number; algorithm: Algorithm; backend?: string; wrapped?: boolean; purpose?: string } }>('/v1/keys/batch', { schema: S.batchCreateSchema }, async (req, reply) => {
     const b = req.body;
     const v = vault();
     const c = ctx(req);
-    const chunks: string[][] = [];
-    for (let i = 0; i < b.count; i += BATCH_CHUNK) chunks.push(Array.from({ length: Math.min(BATCH_CHUNK, b.count - i) }, (_, j) => `${b.label_prefix}-${b.start + i + j}`));
-    let created = 0;
+    const chunks: Array<{ from: number; n: number }> = [];
+    for (let i = 0; i < b.count; i += BATCH_CHUNK) chunks.push({ from: b.start + i, n: Math.min(BATCH_CHUNK, b.count - i) });
+    const pending = [...chunks];
+    const made = new Set<number>();
     let failure: unknown;
     const workers = Array.from({ length: Math.min(4, chunks.length) }, async () => {
-      for (let labels = chunks.shift(); labels !== undefined && failure === undefined; labels = chunks.shift()) {
+      for (let ch = pending.shift(); ch !== undefined && failure === undefined; ch = pending.shift()) {
+        const labels = Array.from({ length: ch.n }, (_, j) => `${b.label_prefix}-${ch!.from + j}`);
         try {
           await v.createKeys({ ...c, requestId: `${c.requestId}-${labels[0]}` }, { labels, algorithm: b.algorithm, backend: b.backend, wrapped: b.wrapped, ...(b.purpose ? { purpose: b.purpose } : {}) });
-          created += labels.length;
+          made.add(ch.from);
         } catch (e) {
           failure ??= e;
         }
       }
     });
     await Promise.all(workers);
+    const created = chunks.filter((ch) => made.has(ch.from)).reduce((n, ch) => n + ch.n, 0);
     if (failure !== undefined) {
       const e = isCustosError(failure) ? failure : new CustosError('internal', 'Creating a key failed.');
-      throw new CustosError(e.code, `${e.message} (${created} of ${b.count} keys were created before it.)`, e.tag ? { tag: e.tag } : undefined);
+      // The chunks not made, as ranges of labels (chunks in flight may have finished after the failure).
+      const missing: string[] = [];
+      for (const ch of chunks) {
+        if (made.has(ch.from)) continue;
+        const last = missing.length > 0 ? /-(\d+)$/.exec(missing[missing.length - 1]!) : null;
+        if (last && Number(last[1]) === ch.from - 1) missing[missing.length - 1] = missing[missing.length - 1]!.replace(/-\d+$/, `-${ch.from + ch.n - 1}`);
+        else missing.push(`${b.label_prefix}-${ch.from} … ${b.label_prefix}-${ch.from + ch.n - 1}`);
+      }
+      throw new CustosError(e.code, `${e.message} (${created} of ${b.count} keys were created; not created: ${missing.join(', ')}.)`, e.tag ? { tag: e.tag } : undefined);
     }
     reply.code(201);
     return { created, first: `${b.label_prefix}-${b.start}`, last: `${b.label_prefix}-${b.start + b.count - 1}` };

@@ -1072,3 +1072,21 @@ describe('request ids', () => {
     }
   });
 });
+
+describe('keys in batches', () => {
+  test('POST /v1/keys/batch makes every key in units of 100; a taken label refuses its unit, and the error names the labels not made', async () => {
+    const prefix = uniq('bt');
+    const ok = await call('POST', '/v1/keys/batch', { label_prefix: prefix, start: 0, count: 250, algorithm: 'ed25519' });
+    assert.equal(ok.status, 201, ok.text);
+    assert.deepEqual(ok.body, { created: 250, first: `${prefix}-0`, last: `${prefix}-249` });
+    assert.equal((await call('GET', `/v1/keys/${prefix}-249`)).status, 200);
+    // prefix-450 is taken: the unit 400 … 499 is refused whole; the others are made.
+    assert.equal((await call('POST', '/v1/keys', { label: `${prefix}-450`, algorithm: 'ed25519' })).status, 201);
+    const clash = await call('POST', '/v1/keys/batch', { label_prefix: prefix, start: 300, count: 300, algorithm: 'ed25519' });
+    assertError(clash, 409, 'label_taken');
+    assert.match(clash.body.message, new RegExp(`200 of 300 keys were created; not created: ${prefix}-400 … ${prefix}-499\\.`));
+    assert.equal((await call('GET', `/v1/keys/${prefix}-400`)).status, 404);
+    assert.equal((await call('GET', `/v1/keys/${prefix}-599`)).status, 200);
+    assertError(await call('POST', '/v1/keys/batch', { label_prefix: prefix, start: 0, count: 1001, algorithm: 'ed25519' }), 400, 'bad_request');
+  });
+});
