@@ -73,7 +73,16 @@ const SEEN_INSERTED_KEYS = 1_000_000;
 export class SeenRows {
   private readonly kept = new Map<string, number>();
   private readonly inserted = new Map<string, number>();
-  constructor(private readonly maxInserted: number) {}
+  /**
+   * The inserted rows in the order they came, as a ring: the oldest is forgotten first. (Not
+   * the Map's own order: taking a Map's first key after many deletions scans every deleted slot
+   * before it, which made a bulk creation of millions slow down without end.)
+   */
+  private readonly ring: Array<string | undefined>;
+  private next = 0;
+  constructor(private readonly maxInserted: number) {
+    this.ring = new Array<string | undefined>(maxInserted);
+  }
 
   get(k: string): number | undefined {
     return this.kept.get(k) ?? this.inserted.get(k);
@@ -82,10 +91,16 @@ export class SeenRows {
   /** `insertedOnly`: the row's only write this process knows is its insert (a key row). */
   set(k: string, wseq: number, insertedOnly = false): void {
     if (insertedOnly && k.startsWith('keys\0') && !this.kept.has(k)) {
+      if (!this.inserted.has(k)) {
+        const old = this.ring[this.next];
+        if (old !== undefined) this.inserted.delete(old);
+        this.ring[this.next] = k;
+        this.next = (this.next + 1) % this.maxInserted;
+      }
       this.inserted.set(k, wseq);
-      if (this.inserted.size > this.maxInserted) this.inserted.delete(this.inserted.keys().next().value!);
       return;
     }
+    // (Its ring slot, if any, stays until reused: deleting an absent key then does nothing.)
     this.inserted.delete(k);
     this.kept.set(k, wseq);
   }
