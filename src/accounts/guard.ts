@@ -28,16 +28,15 @@ export const DEFAULT_GUARD: GuardPolicy = { maxFailures: 5, windowSeconds: 900, 
 
 /** What is recorded per name or per address. Times are milliseconds since the epoch. */
 export interface GuardState {
-  /** Failures within the current window, and when the window began. */
+  /** Failures within the current window, when the window began, and the newest. */
   failures: number;
   since: number;
+  last: number;
   /** The earliest time of the next attempt. */
   next: number;
-  /** Locked until then (Infinity: until an operator unlocks it). */
-  lockedUntil: number | null;
 }
 
-export const EMPTY_GUARD: GuardState = { failures: 0, since: 0, next: 0, lockedUntil: null };
+export const EMPTY_GUARD: GuardState = { failures: 0, since: 0, last: 0, next: 0 };
 
 export function parseGuard(raw: string | null): GuardState {
   if (raw === null) return EMPTY_GUARD;
@@ -48,56 +47,68 @@ export function parseGuard(raw: string | null): GuardState {
     v = null;
   }
   const o = v as Partial<Record<keyof GuardState, unknown>> | null;
-  const num = (x: unknown) => typeof x === 'number' && Number.isFinite(x) && x >= 0;
-  if (!o || !num(o.failures) || !num(o.since) || !num(o.next) || !(o.lockedUntil === null || num(o.lockedUntil) || o.lockedUntil === 'operator')) {
+  const num = (x: unknown) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+  if (!o || typeof o !== 'object' || Object.keys(o).length !== 4 || !num(o.failures) || !num(o.since) || !num(o.last) || !num(o.next)) {
     throw new CustosError('database_corrupt', 'A login-guard record is not in the form Custos writes; restore the database from a backup.');
   }
-  return { failures: o.failures as number, since: o.since as number, next: o.next as number, lockedUntil: o.lockedUntil === 'operator' ? Infinity : (o.lockedUntil as number | null) };
+  return { failures: o.failures as number, since: o.since as number, last: o.last as number, next: o.next as number };
 }
 
 export function formatGuard(g: GuardState): string | null {
-  if (g.failures === 0 && g.lockedUntil === null) return null;
-  return JSON.stringify({ failures: g.failures, since: g.since, next: g.next, lockedUntil: g.lockedUntil === Infinity ? 'operator' : g.lockedUntil });
+  if (g.failures === 0) return null;
+  return JSON.stringify({ failures: g.failures, since: g.since, last: g.last, next: g.next });
 }
 
 export type Verdict = { allowed: true } | { allowed: false; reason: 'locked' | 'slow_down'; retryAfterSeconds: number | null };
 
-/** Whether an attempt may start now, for a name and for an address. */
-export function mayAttempt(name: GuardState, address: GuardState, policy: GuardPolicy, now: number): Verdict {
+/**
+ * Whether an attempt may go on now, for a name and for an address. `own`: failures recorded for
+ * this very attempt (a finish excludes the one its start recorded).
+ */
+export function mayAttempt(name: GuardState, address: GuardState, policy: GuardPolicy, now: number, own = 0): Verdict {
   const n = current(name, policy, now);
-  if (n.lockedUntil !== null) return { allowed: false, reason: 'locked', retryAfterSeconds: n.lockedUntil === Infinity ? null : Math.ceil((n.lockedUntil - now) / 1000) };
-  const a = current(address, policy, now);
-  if (a.failures >= policy.addressMaxFailures) return { allowed: false, reason: 'slow_down', retryAfterSeconds: Math.ceil((a.since + policy.windowSeconds * 1000 - now) / 1000) };
-  const wait = Math.max(n.next, a.next) - now;
+  if (n.failures - own >= policy.maxFailures) {
+    return { allowed: false, reason: 'locked', retryAfterSeconds: policy.lockSeconds > 0 ? Math.max(1, Math.ceil((n.last + policy.lockSeconds * 1000 - now) / 1000)) : null };
+  }
+  const a = current(address, policy, now, 'address');
+  if (a.failures - own >= policy.addressMaxFailures) return { allowed: false, reason: 'slow_down', retryAfterSeconds: Math.max(1, Math.ceil((a.since + policy.windowSeconds * 1000 - now) / 1000)) };
+  const wait = own > 0 ? 0 : Math.max(n.next, a.next) - now;
   if (wait > 0) return { allowed: false, reason: 'slow_down', retryAfterSeconds: Math.ceil(wait / 1000) };
   return { allowed: true };
 }
 
-/** The state as of now: an expired window or lock is gone. */
-export function current(g: GuardState, policy: GuardPolicy, now: number): GuardState {
-  if (g.lockedUntil !== null && g.lockedUntil !== Infinity && g.lockedUntil <= now) return EMPTY_GUARD;
-  if (g.lockedUntil === null && g.failures > 0 && now - g.since >= policy.windowSeconds * 1000) return EMPTY_GUARD;
+/** Whether this state locks its name. */
+export function isLocked(g: GuardState, policy: GuardPolicy, now: number): boolean {
+  return current(g, policy, now).failures >= policy.maxFailures;
+}
+
+/**
+ * The state as of now: a lock ends `lockSeconds` after its last failure (never, with 0: an
+ * operator clears it); below the lock, failures older than the window are forgotten.
+ */
+export function current(g: GuardState, policy: GuardPolicy, now: number, kind: 'name' | 'address' = 'name'): GuardState {
+  if (kind === 'name' && g.failures >= policy.maxFailures) return policy.lockSeconds > 0 && now >= g.last + policy.lockSeconds * 1000 ? EMPTY_GUARD : g;
+  if (g.failures > 0 && now - g.since >= policy.windowSeconds * 1000) return EMPTY_GUARD;
   return g;
 }
 
 /**
  * One more failure, recorded when an attempt starts (a success then takes it back). For a name:
- * the next attempt waits twice as long as the last, and `maxFailures` lock it. For an address:
- * only counted (many users may share one address).
+ * the next attempt waits twice as long as the last, and `maxFailures` of them lock it. For an
+ * address: only counted (many users may share one address).
  */
 export function withFailure(g: GuardState, policy: GuardPolicy, now: number, kind: 'name' | 'address'): GuardState {
-  const c = current(g, policy, now);
+  const c = current(g, policy, now, kind);
   const failures = c.failures + 1;
   const since = c.failures === 0 ? now : c.since;
-  if (kind === 'address') return { failures, since, next: 0, lockedUntil: null };
+  if (kind === 'address') return { failures, since, last: now, next: 0 };
   const delay = Math.min(policy.maxDelaySeconds, 2 ** Math.min(failures - 1, 30)) * 1000;
-  const lock = failures >= policy.maxFailures ? (policy.lockSeconds > 0 ? now + policy.lockSeconds * 1000 : Infinity) : c.lockedUntil;
-  return { failures, since, next: now + delay, lockedUntil: lock };
+  return { failures, since, last: now, next: now + delay };
 }
 
 /** A login finished with the right password: the name's record is cleared, the address's attempt taken back. */
 export function withSuccess(g: GuardState, policy: GuardPolicy, now: number, kind: 'name' | 'address'): GuardState {
   if (kind === 'name') return EMPTY_GUARD;
-  const c = current(g, policy, now);
+  const c = current(g, policy, now, 'address');
   return c.failures <= 1 ? EMPTY_GUARD : { ...c, failures: c.failures - 1 };
 }

@@ -4,6 +4,7 @@
  * names, the policy documents in force and their evaluation with the budgets they read, and
  * the wait for approvals. The one step that makes a signature is vault/step.ts.
  */
+import type { GuardPolicy } from '../accounts/guard.js';
 import { createHash } from 'node:crypto';
 import { CustosError, isCustosError, markAudited } from '../core/errors.js';
 import type { Algorithm, AuditDraft, KeyRecord, Principal } from '../core/types.js';
@@ -61,6 +62,8 @@ export interface VaultDeps {
   backend: Backends;
   committer: GroupCommitter;
   metrics?: VaultMetrics;
+  /** Accounts (vault/accounts.ts): a subkey of the root for them, and the login limits. */
+  accounts?: { key: Uint8Array; vaultId: string; guard?: GuardPolicy };
 }
 
 /** Who asks, and the request id every audit entry of the request carries. */

@@ -12,6 +12,7 @@
  * signed or exported unless its decision, outcome and state changes are durable first (fail
  * closed), and every request that touches a key, denied ones included, leaves an audit entry.
  */
+import { Accounts } from './accounts.js';
 import { randomUUID } from 'node:crypto';
 import type { AuditDraft, KeyRecord, Principal } from '../core/types.js';
 import type { Store } from '../store/store.js';
@@ -41,6 +42,8 @@ export class Vault {
   private readonly wallet: Wallet;
   private readonly admin: Admin;
   private readonly principals: Authenticator;
+  /** End users' accounts with OPAQUE logins (null: a vault opened without its root's subkey for them). */
+  readonly accounts: Accounts | null;
 
   constructor(deps: VaultDeps) {
     this.core = new VaultCore(deps);
@@ -49,6 +52,7 @@ export class Vault {
     this.signing = new Signing(this.core, this.wallet);
     this.consensus = new Consensus(this.core);
     this.admin = new Admin(this.core);
+    this.accounts = deps.accounts ? new Accounts(this.core, deps.accounts.key, deps.accounts.vaultId, deps.accounts.guard) : null;
     // Every refused authentication is on the record, under the principal it named if any.
     this.principals = new Authenticator(deps.store, {
       ...deps.authLimits,
@@ -163,6 +167,7 @@ export class Vault {
     if (this.core.purgePending) await deps.store.purgeFreed().catch(() => false);
     if (beforeRelease) await beforeRelease();
     await deps.backend.close();
+    this.accounts?.close();
     deps.keyring.destroy();
   }
 }

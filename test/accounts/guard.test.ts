@@ -34,7 +34,12 @@ test('each failure doubles the wait; the fifth locks the name for fifteen minute
   // Failures spread wider than the window never lock.
   let slow: GuardState = EMPTY_GUARD;
   for (let i = 0; i < 20; i++) slow = withFailure(slow, P, T0 + i * 901_000, 'name');
-  assert.equal(slow.lockedUntil, null);
+  assert.equal(slow.failures, 1);
+  // A finish is judged without its own start's failure: the fifth attempt, if right, gets in.
+  let five: GuardState = EMPTY_GUARD;
+  for (let i = 0; i < 5; i++) five = withFailure(five, { ...P, maxDelaySeconds: 0 }, T0, 'name');
+  assert.deepEqual(mayAttempt(five, EMPTY_GUARD, P, T0, 1), { allowed: true });
+  assert.equal(mayAttempt(five, EMPTY_GUARD, P, T0).allowed, false);
 });
 
 test('with lock_seconds 0 only an operator unlocks; the lock survives storage', () => {
@@ -42,7 +47,7 @@ test('with lock_seconds 0 only an operator unlocks; the lock survives storage', 
   let g: GuardState = EMPTY_GUARD;
   for (let i = 0; i < 5; i++) g = withFailure(g, p, T0 + i * 100_000, 'name');
   const stored = parseGuard(formatGuard(g));
-  assert.equal(stored.lockedUntil, Infinity);
+  assert.deepEqual(stored, g);
   assert.deepEqual(mayAttempt(stored, EMPTY_GUARD, p, T0 + 10 * 365 * 86_400_000), { allowed: false, reason: 'locked', retryAfterSeconds: null });
   assert.equal(formatGuard(EMPTY_GUARD), null, 'an empty record is no row at all');
 });

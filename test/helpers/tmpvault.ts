@@ -12,6 +12,7 @@ import { chainHash } from '../../src/audit/chain.js';
 import { generateSecret, publicKeyFromSecret } from '../../src/crypto/algorithms.js';
 import { newKeyId } from '../../src/vault/vault.js';
 import type { Backend } from '../../src/backends/backend.js';
+import type { GuardPolicy } from '../../src/accounts/guard.js';
 
 export const PASS = new TextEncoder().encode('test passphrase');
 /** Cheap scrypt for tests; the production default is exercised by the CLI tests. */
@@ -30,11 +31,11 @@ export interface TestVault extends OpenVault {
   dispose(): Promise<void>;
 }
 
-export async function makeVault(opts: { checkpointEvery?: number; approvalTimeoutMs?: number; backends?: Backend[]; authLimits?: { maxFailures: number; windowSeconds: number } } = {}): Promise<TestVault> {
+export async function makeVault(opts: { checkpointEvery?: number; approvalTimeoutMs?: number; backends?: Backend[]; authLimits?: { maxFailures: number; windowSeconds: number }; loginGuard?: GuardPolicy } = {}): Promise<TestVault> {
   const { dir, cleanup } = tempDir();
   const dataDir = join(dir, 'vault');
   const { adminToken } = await initVault({ dataDir, passphrase: PASS, scrypt: FAST_SCRYPT });
-  const opened = await openVault({ dataDir, passphrase: PASS, checkpointEvery: opts.checkpointEvery, approvalTimeoutMs: opts.approvalTimeoutMs, backends: opts.backends, ...(opts.authLimits ? { authLimits: opts.authLimits } : {}) });
+  const opened = await openVault({ dataDir, passphrase: PASS, checkpointEvery: opts.checkpointEvery, approvalTimeoutMs: opts.approvalTimeoutMs, backends: opts.backends, ...(opts.authLimits ? { authLimits: opts.authLimits } : {}), ...(opts.loginGuard ? { loginGuard: opts.loginGuard } : {}) });
   return {
     ...opened,
     dataDir,
