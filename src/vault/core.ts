@@ -5,6 +5,7 @@
  * the wait for approvals. The one step that makes a signature is vault/step.ts.
  */
 import type { GuardPolicy } from '../accounts/guard.js';
+import type { SessionLimits } from './sessions.js';
 import { createHash } from 'node:crypto';
 import { CustosError, isCustosError, markAudited } from '../core/errors.js';
 import type { Algorithm, AuditDraft, KeyRecord, Principal } from '../core/types.js';
@@ -63,7 +64,7 @@ export interface VaultDeps {
   committer: GroupCommitter;
   metrics?: VaultMetrics;
   /** Accounts (vault/accounts.ts): a subkey of the root for them, and the login limits. */
-  accounts?: { key: Uint8Array; vaultId: string; guard?: GuardPolicy };
+  accounts?: { key: Uint8Array; vaultId: string; guard?: GuardPolicy; sessions?: SessionLimits };
 }
 
 /** Who asks, and the request id every audit entry of the request carries. */

@@ -11,6 +11,7 @@
  * (the newest head it has seen), so each refuses a database older than what it saw itself.
  */
 import type { GuardPolicy } from '../accounts/guard.js';
+import type { SessionLimits } from './sessions.js';
 import { chmodSync, closeSync, copyFileSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
@@ -317,6 +318,8 @@ export interface OpenOptions {
   authLimits?: { maxFailures: number; windowSeconds: number };
   /** Password-guessing limits for account logins (default: 5 failures in 15 minutes lock a user name). */
   loginGuard?: GuardPolicy;
+  /** Account sessions' idle and absolute lifetimes (default 15 minutes and 12 hours). */
+  sessionLimits?: SessionLimits;
   /** Backends beside the software one (PKCS#11 tokens); closed with the vault. */
   backends?: Backend[];
   /** How often the audit anchor file follows the head while serving (default 1000 ms; 0: only at open and stop). */
@@ -459,7 +462,7 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
     const anchors = new AnchorKeeper(store, places, auditSigner, auditPublicKey, (e, p) => opts.onAnchorError?.(e, p.where));
     await anchorNow(store, places, auditSigner, auditPublicKey, false, (e, p) => opts.onAnchorError?.(e, p.where));
     anchors.start();
-    const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new Backends(new SoftwareBackend(), opts.backends ?? []), committer: makeCommitter(), metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs, ...(opts.authLimits ? { authLimits: opts.authLimits } : {}), accounts: { key: deriveSubkey(root, utf8(vaultId), 'custos/v1/accounts'), vaultId, ...(opts.loginGuard ? { guard: opts.loginGuard } : {}) } });
+    const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new Backends(new SoftwareBackend(), opts.backends ?? []), committer: makeCommitter(), metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs, ...(opts.authLimits ? { authLimits: opts.authLimits } : {}), accounts: { key: deriveSubkey(root, utf8(vaultId), 'custos/v1/accounts'), vaultId, ...(opts.loginGuard ? { guard: opts.loginGuard } : {}), ...(opts.sessionLimits ? { sessions: opts.sessionLimits } : {}) } });
     try {
       await vault.loadPolicies();
       await vault.migratePurposes();

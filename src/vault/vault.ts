@@ -13,6 +13,7 @@
  * closed), and every request that touches a key, denied ones included, leaves an audit entry.
  */
 import { Accounts } from './accounts.js';
+import { Sessions } from './sessions.js';
 import { randomUUID } from 'node:crypto';
 import type { AuditDraft, KeyRecord, Principal } from '../core/types.js';
 import type { Store } from '../store/store.js';
@@ -44,6 +45,8 @@ export class Vault {
   private readonly principals: Authenticator;
   /** End users' accounts with OPAQUE logins (null: a vault opened without its root's subkey for them). */
   readonly accounts: Accounts | null;
+  /** Their sessions, each call sealed to it (vault/sessions.ts). */
+  readonly sessions: Sessions | null;
 
   constructor(deps: VaultDeps) {
     this.core = new VaultCore(deps);
@@ -53,6 +56,7 @@ export class Vault {
     this.consensus = new Consensus(this.core);
     this.admin = new Admin(this.core);
     this.accounts = deps.accounts ? new Accounts(this.core, deps.accounts.key, deps.accounts.vaultId, deps.accounts.guard) : null;
+    this.sessions = deps.accounts ? new Sessions(this.core, deps.accounts.key, deps.accounts.vaultId, deps.accounts.sessions) : null;
     // Every refused authentication is on the record, under the principal it named if any.
     this.principals = new Authenticator(deps.store, {
       ...deps.authLimits,
@@ -167,6 +171,7 @@ export class Vault {
     if (this.core.purgePending) await deps.store.purgeFreed().catch(() => false);
     if (beforeRelease) await beforeRelease();
     await deps.backend.close();
+    this.sessions?.destroy();
     this.accounts?.close();
     deps.keyring.destroy();
   }
