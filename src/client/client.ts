@@ -118,6 +118,16 @@ export class CustosClient {
     this.transport.close();
   }
 
+  /** An account for an end user, and its one-time registration code (the user registers with CustosSession.register). */
+  createAccount(p: { name: string; type: 'self-custodial' | 'delegated' | 'service' }): Promise<{ account: { id: string; name: string; type: string; registered: boolean }; registration_code: string }> {
+    return this.call('POST', '/v1/accounts', p);
+  }
+
+  /** Ends a user name's login lock. */
+  unlockAccount(name: string): Promise<{ unlocked: string }> {
+    return this.call('POST', `/v1/accounts/${encodeURIComponent(name)}/unlock`);
+  }
+
   health(): Promise<{ status: string }> {
     return this.call('GET', '/healthz');
   }

@@ -5,4 +5,5 @@
  */
 export { CustosClient, type ClientOptions, type KeyInfo, type SignParams, type ApprovalView, type AuditEntryView, type SealStatusView, type PrincipalParams, type PrincipalView, type PrivvalStatusView, type ReloadView } from './client.js';
 export { CustosApiError, type TransportOptions } from './transport.js';
+export { CustosSession, type SessionOptions } from './session.js';
 export { CustosError, type ErrorCode } from '../core/errors.js';

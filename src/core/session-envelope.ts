@@ -41,7 +41,8 @@ function toB64url(b: Uint8Array): string {
   return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
-function fromB64url(s: string): Uint8Array | null {
+/** base64url (no padding) to bytes; null when it is not. */
+export function fromBase64url(s: string): Uint8Array | null {
   if (!/^[A-Za-z0-9_-]*$/.test(s)) return null;
   try {
     const bin = atob(s.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (s.length % 4)) % 4));
@@ -65,7 +66,7 @@ export function sealBody(key: Uint8Array, sid: string, ssid: number, dir: Direct
 /** The plaintext, or null when the body is malformed, too large, or not sealed for exactly this (sid, ssid, direction, route). */
 export function openBody(key: Uint8Array, sid: string, ssid: number, dir: Direction, route: string, sealed: unknown): Uint8Array | null {
   if (typeof sealed !== 'string' || sealed.length > MAX_SEALED) return null;
-  const raw = fromB64url(sealed);
+  const raw = fromBase64url(sealed);
   if (!raw || raw.length < NONCE + TAG) return null;
   try {
     return xchacha20poly1305(key, raw.subarray(0, NONCE), ad(sid, ssid, dir, route)).decrypt(raw.subarray(NONCE));

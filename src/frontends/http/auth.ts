@@ -42,6 +42,9 @@ export const ROUTE_OPERATIONS: Readonly<Record<string, Operation>> = {
   'GET /v1/privval': 'read',
   'POST /v1/ssh-agents/:name/restore': 'manage',
   'GET /v1/audit': 'audit',
+  'POST /v1/accounts': 'manage',
+  'GET /v1/accounts/:name': 'manage',
+  'POST /v1/accounts/:name/unlock': 'manage',
 };
 
 /** What a request carries: `Authorization: Bearer …`, else its connection's client certificate. */

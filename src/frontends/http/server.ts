@@ -23,6 +23,7 @@ import type { ApprovalRequest } from '../../vault/approvals.js';
 import { credentialsOf, ROUTE_OPERATIONS } from './auth.js';
 import type { Metrics } from './metrics.js';
 import * as S from './schemas.js';
+import { accountRoutes } from './accounts.js';
 
 /** Keys per unit (one transaction) of a batch creation. */
 const BATCH_CHUNK = 100;
@@ -640,6 +641,8 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     agent: req.params.name,
     restored: await vault().restoreAgent(ctx(req), req.params.name),
   }));
+
+  accountRoutes(app, vault, ctx);
 
   app.get<{ Querystring: { limit?: string } }>('/v1/audit', { schema: S.auditSchema }, async (req) => {
     const limit = Math.min(Math.max(Number(req.query.limit ?? 50), 1), 1000);

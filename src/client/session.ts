@@ -1,0 +1,111 @@
+/**
+ * `CustosSession`: an end user's side of an account (issue 15). The password never leaves the
+ * client: registration and login run OPAQUE (RFC 9807, `@serenity-kit/opaque`, whose Argon2id
+ * key stretching runs here), and each call of a session is sealed for its session, its number
+ * and its route (core/session-envelope.ts), on top of TLS. Calls are sent one at a time, in
+ * the order made: the server accepts each number once and never a lower one.
+ *
+ *   await CustosSession.register({ addr, ca }, 'alice', code, password);
+ *   const s = await CustosSession.login({ addr, ca }, 'alice', password);
+ *   await s.whoami();
+ *   await s.logout();
+ */
+import * as opaque from '@serenity-kit/opaque';
+import { CustosError } from '../core/errors.js';
+import { fromBase64url, openBody, sealBody, sessionKeys, type Direction } from '../core/session-envelope.js';
+import { Transport, type TransportOptions } from './transport.js';
+
+export interface SessionOptions extends TransportOptions {
+  /** The server's OPAQUE public key (base64url), when the client pins it. */
+  serverPublicKey?: string;
+  /** Argon2id cost on this side (default: the library's recommended parameters). */
+  keyStretching?: 'rfc-recommended' | 'memory-constrained';
+}
+
+async function post<T>(t: Transport, addr: string, path: string, body: unknown): Promise<T> {
+  return Transport.check(await t.request('POST', path, body, undefined), addr) as T;
+}
+
+export class CustosSession {
+  private ssid = 0;
+  private queue: Promise<unknown> = Promise.resolve();
+  private ended = false;
+
+  private constructor(
+    private readonly transport: Transport,
+    private readonly addr: string,
+    readonly sid: string,
+    private readonly keys: Record<Direction, Uint8Array>,
+    readonly account: { name: string },
+  ) {}
+
+  /** Sets the account's password with the one-time registration code an operator was given. */
+  static async register(opts: SessionOptions, name: string, code: string, password: string): Promise<{ id: string; name: string; registered: boolean }> {
+    await opaque.ready;
+    const t = new Transport({ ...opts, retries: 0 });
+    try {
+      const { clientRegistrationState, registrationRequest } = opaque.client.startRegistration({ password });
+      const { response } = await post<{ response: string }>(t, opts.addr, '/v1/accounts/register/start', { name, code, request: registrationRequest });
+      const fin = opaque.client.finishRegistration({ clientRegistrationState, registrationResponse: response, password, keyStretching: opts.keyStretching ?? 'rfc-recommended' });
+      if (opts.serverPublicKey !== undefined && fin.serverStaticPublicKey !== opts.serverPublicKey) throw new CustosError('unauthorized', 'The server is not the one pinned (its OPAQUE public key differs); nothing was registered.');
+      return await post(t, opts.addr, '/v1/accounts/register/finish', { name, code, record: fin.registrationRecord });
+    } finally {
+      t.close();
+    }
+  }
+
+  /** Logs in: OPAQUE authenticates both sides; a wrong password or user name is `unauthorized`. */
+  static async login(opts: SessionOptions, name: string, password: string): Promise<CustosSession> {
+    await opaque.ready;
+    const t = new Transport({ ...opts, retries: 0 });
+    try {
+      const { clientLoginState, startLoginRequest } = opaque.client.startLogin({ password });
+      const start = await post<{ response: string; state: string }>(t, opts.addr, '/v1/login/start', { name, request: startLoginRequest });
+      const fin = opaque.client.finishLogin({ clientLoginState, loginResponse: start.response, password, keyStretching: opts.keyStretching ?? 'rfc-recommended' });
+      // The library found the server's answer wrong for this password: the same sentence as the server's.
+      if (!fin) throw new CustosError('unauthorized', 'The user name or password is wrong.');
+      if (opts.serverPublicKey !== undefined && fin.serverStaticPublicKey !== opts.serverPublicKey) throw new CustosError('unauthorized', 'The server is not the one pinned (its OPAQUE public key differs).');
+      const s = await post<{ sid: string }>(t, opts.addr, '/v1/login/finish', { name, state: start.state, finish: fin.finishLoginRequest });
+      const key = fromBase64url(fin.sessionKey);
+      if (!key) throw new CustosError('internal', 'The OPAQUE library gave a session key that is not base64url.');
+      const keys = sessionKeys(key, s.sid);
+      key.fill(0);
+      return new CustosSession(t, opts.addr, s.sid, keys, { name });
+    } catch (e) {
+      t.close();
+      throw e;
+    }
+  }
+
+  /** One call in the session: sealed out, opened back; calls go one at a time. */
+  call<T>(path: string, body: unknown = {}): Promise<T> {
+    const run = this.queue.then(async () => {
+      if (this.ended) throw new CustosError('unauthorized', 'This session was ended; log in again.', { tag: 'session' });
+      const ssid = ++this.ssid;
+      const route = `POST ${path}`;
+      const sealed = sealBody(this.keys.c2s, this.sid, ssid, 'c2s', route, new TextEncoder().encode(JSON.stringify(body)));
+      const res = await post<{ ssid: number; body: string }>(this.transport, this.addr, path, { sid: this.sid, ssid, body: sealed });
+      const plain = res.ssid === ssid ? openBody(this.keys.s2c, this.sid, ssid, 's2c', route, res.body) : null;
+      if (!plain) throw new CustosError('unauthorized', 'The answer is not sealed for this call of this session (altered or misrouted); it was not used.', { tag: 'session' });
+      return JSON.parse(new TextDecoder().decode(plain)) as T;
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  whoami(): Promise<{ account: string; name: string }> {
+    return this.call('/v1/session/whoami');
+  }
+
+  /** Ends the session on the server (every node) and forgets its keys here. */
+  async logout(): Promise<void> {
+    try {
+      await this.call('/v1/session/logout');
+    } finally {
+      this.ended = true;
+      this.keys.c2s.fill(0);
+      this.keys.s2c.fill(0);
+      this.transport.close();
+    }
+  }
+}
