@@ -110,12 +110,15 @@ export function keyTags(key: Pick<KeyRecord, 'attributes'>): string[] {
   return typeof t === 'string' ? t.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : [];
 }
 
-/** Unscoped: internal principals and admins. */
-const unscoped = (p: Principal): boolean => p.kind !== 'token' || p.role === 'admin';
+/** Unscoped: internal principals and admins (an account's session is scoped to its own keys). */
+const unscoped = (p: Principal): boolean => (p.kind !== 'token' && p.kind !== 'account') || p.role === 'admin';
+
+/** The account a key belongs to, if any (its `account` attribute, bound into its envelope). */
+export const keyOwner = (key: Pick<KeyRecord, 'attributes'>): string | undefined => (typeof key.attributes.account === 'string' ? key.attributes.account : undefined);
 
 /** A principal confined to some keys (by globs or tags): it may not act on what spans every key. */
 export function hasKeyScope(p: Principal): boolean {
-  return !unscoped(p) && (p.scope === undefined || p.scope.keys.length > 0 || p.scope.tags.length > 0);
+  return !unscoped(p) && (p.kind === 'account' || p.scope === undefined || p.scope.keys.length > 0 || p.scope.tags.length > 0);
 }
 
 /**
@@ -126,6 +129,12 @@ export function hasKeyScope(p: Principal): boolean {
  */
 export function authorizeNewKey(p: Principal, key: Pick<KeyRecord, 'label' | 'attributes'>): void {
   authorize(p, 'create');
+  // Only an account makes keys of its own (an admin importing a key it knows into an account
+  // would hold the user's key), and an account makes no other keys.
+  if (keyOwner(key) !== undefined || p.kind === 'account') {
+    if (p.kind === 'account' && keyOwner(key) === p.account) return;
+    throw forbidden(p, p.kind === 'account' ? `create ${key.label}: an account makes keys of its own only` : `create ${key.label} for an account: only the account itself does`);
+  }
   if (unscoped(p)) return;
   const s = p.scope!;
   if (s.keys.length === 0) throw forbidden(p, 'create keys: a scoped creator needs label globs (--keys) to name them within');
@@ -143,6 +152,10 @@ export function permits(p: Principal, op: Operation): boolean {
 
 /** Whether a key (by its label and tags) is within the principal's scope. */
 export function keyInScope(p: Principal, key: Pick<KeyRecord, 'label' | 'attributes'>): boolean {
+  // An account's keys are its own: no admin, token or internal principal reads or uses them,
+  // and an account's session has no other keys.
+  const owner = keyOwner(key);
+  if (owner !== undefined || p.kind === 'account') return owner !== undefined && p.kind === 'account' && p.account === owner;
   if (unscoped(p)) return true;
   const s = p.scope;
   if (!s) return false;

@@ -74,3 +74,29 @@ export function openBody(key: Uint8Array, sid: string, ssid: number, dir: Direct
     return null;
   }
 }
+
+/**
+ * The plaintext inside a sealed body: a JSON header, then (for calls that carry key material
+ * or a secret) a newline and the raw bytes, so that secrets stay bytes at both ends and never
+ * become text.
+ */
+export function frame(header: unknown, payload?: Uint8Array): Uint8Array {
+  const head = enc.encode(JSON.stringify(header));
+  if (payload === undefined) return head;
+  const out = new Uint8Array(head.length + 1 + payload.length);
+  out.set(head);
+  out[head.length] = 0x0a;
+  out.set(payload, head.length + 1);
+  return out;
+}
+
+/** The header and payload (a view into `plain`) of a framed plaintext; null when the header is not JSON. */
+export function unframe(plain: Uint8Array): { header: unknown; payload: Uint8Array | null } | null {
+  const nl = plain.indexOf(0x0a);
+  try {
+    const header: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(nl < 0 ? plain : plain.subarray(0, nl)));
+    return { header, payload: nl < 0 ? null : plain.subarray(nl + 1) };
+  } catch {
+    return null;
+  }
+}

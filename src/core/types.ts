@@ -51,13 +51,15 @@ export type KeyAttributes = Record<string, string | number | boolean>;
 export interface Principal {
   /** Stable name: `token:admin`, `ssh-agent:/run/custos/agent.sock`, `privval:cosmoshub-4`. */
   id: string;
-  kind: 'admin' | 'token' | 'agent' | 'privval' | 'system';
+  kind: 'admin' | 'token' | 'agent' | 'privval' | 'system' | 'account';
   /** API principals (tokens and client certificates): what the role allows (accounts/principals.ts). */
   role?: Role;
   /** API principals but admins: the operations and keys they may use. Absent on a token principal: nothing. */
   scope?: Scope;
   /** API principals: the id of the credential row they were authenticated by (re-checked after a wait). */
   credential?: string;
+  /** An account's session (kind `account`): the account's id. Its keys are its own, and it has no others. */
+  account?: string;
 }
 
 /** An API principal's role: the most it may be given. */

@@ -16,7 +16,8 @@ import { utf8, wipe } from '../core/bytes.js';
 import { openBody, sealBody, sessionKeys } from '../core/session-envelope.js';
 import { open as aeadOpen, seal as aeadSeal } from '../crypto/aead.js';
 import { deriveSubkey } from '../crypto/kdf.js';
-import type { Account } from './accounts.js';
+import type { Account, AccountType } from './accounts.js';
+import type { SessionAccount } from './account-keys.js';
 import type { Ctx, VaultCore } from './core.js';
 
 export interface SessionLimits {
@@ -29,6 +30,7 @@ interface SessionRow {
   sid: string;
   account: string;
   name: string;
+  type: AccountType;
   key: string;
   created: number;
   idle_until: number;
@@ -44,7 +46,7 @@ const ended = () => new CustosError('unauthorized', 'The session is unknown, end
 export interface Subsession {
   sid: string;
   ssid: number;
-  account: { id: string; name: string };
+  account: SessionAccount;
   body: Uint8Array;
   reply(plaintext: Uint8Array): string;
 }
@@ -72,6 +74,7 @@ export class Sessions {
       sid,
       account: account.id,
       name: account.name,
+      type: account.type,
       key: Buffer.from(aeadSeal(this.sealKey, sessionKey, this.ad(sid, account.id))).toString('base64'),
       created: now,
       idle_until: now + this.limits.idleSeconds * 1000,
@@ -128,7 +131,7 @@ export class Sessions {
     return {
       sid: row.sid,
       ssid,
-      account: { id: row.account, name: row.name },
+      account: { id: row.account, name: row.name, type: row.type },
       body,
       reply: (plaintext) => {
         try {

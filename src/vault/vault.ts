@@ -14,6 +14,7 @@
  */
 import { Accounts } from './accounts.js';
 import { Sessions } from './sessions.js';
+import { AccountKeys } from './account-keys.js';
 import { randomUUID } from 'node:crypto';
 import type { AuditDraft, KeyRecord, Principal } from '../core/types.js';
 import type { Store } from '../store/store.js';
@@ -47,6 +48,8 @@ export class Vault {
   readonly accounts: Accounts | null;
   /** Their sessions, each call sealed to it (vault/sessions.ts). */
   readonly sessions: Sessions | null;
+  /** Keys and secrets that belong to accounts (vault/account-keys.ts). */
+  readonly accountKeys: AccountKeys | null;
 
   constructor(deps: VaultDeps) {
     this.core = new VaultCore(deps);
@@ -56,6 +59,7 @@ export class Vault {
     this.consensus = new Consensus(this.core);
     this.admin = new Admin(this.core);
     this.accounts = deps.accounts ? new Accounts(this.core, deps.accounts.key, deps.accounts.vaultId, deps.accounts.guard) : null;
+    this.accountKeys = deps.accounts ? new AccountKeys(this.core, this.keys, deps.accounts.key, deps.accounts.vaultId) : null;
     this.sessions = deps.accounts ? new Sessions(this.core, deps.accounts.key, deps.accounts.vaultId, deps.accounts.sessions) : null;
     // Every refused authentication is on the record, under the principal it named if any.
     this.principals = new Authenticator(deps.store, {
@@ -172,6 +176,7 @@ export class Vault {
     if (beforeRelease) await beforeRelease();
     await deps.backend.close();
     this.sessions?.destroy();
+    this.accountKeys?.destroy();
     this.accounts?.close();
     deps.keyring.destroy();
   }

@@ -18,7 +18,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { CustosError } from '../../core/errors.js';
 import { wipe } from '../../core/bytes.js';
-import type { Principal } from '../../core/types.js';
+import { ALGORITHMS, type Algorithm, type KeyRecord, type Principal } from '../../core/types.js';
+import { frame, unframe } from '../../core/session-envelope.js';
+import { AccountKeys, accountPrincipal, type SessionAccount } from '../../vault/account-keys.js';
 import { ACCOUNT_TYPES, type Account } from '../../vault/accounts.js';
 import type { Vault } from '../../vault/vault.js';
 
@@ -93,29 +95,82 @@ export function accountRoutes(app: FastifyInstance, vault: () => Vault, ctx: (re
     },
   );
 
-  /** A route inside a session: the body opened for it, the answer sealed back. */
-  const inSession = (path: string, summary: string, handle: (account: { id: string; name: string }, input: unknown, req: FastifyRequest, sid: string) => Promise<unknown>) =>
+  /**
+   * A route inside a session: the body opened for it (a JSON header, and raw bytes after a
+   * newline for calls that carry a secret), run as the account's own principal, and the answer
+   * sealed back the same way.
+   */
+  type Handler = (c: { ctx: { principal: Principal; requestId: string }; account: SessionAccount; header: Record<string, unknown>; payload: Uint8Array | null; req: FastifyRequest; sid: string }) => Promise<{ header: unknown; payload?: Uint8Array }>;
+  const inSession = (path: string, summary: string, handle: Handler) =>
     app.post<{ Body: { sid: string; ssid: number; body: string } }>(path, { ...open, schema: { summary, tags: ['sessions'], body: sessionBody, response: { 200: sealedAnswer, ...errors } } }, async (req) => {
       const sub = await sessions().enter(anon(req), req.body.sid, req.body.ssid, `POST ${path}`, req.body.body);
-      let input: unknown;
+      let out: { header: unknown; payload?: Uint8Array } | undefined;
       try {
-        input = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(sub.body));
-      } catch {
-        sub.reply(new Uint8Array(0));
-        throw new CustosError('bad_request', 'The session body is not JSON.');
+        const framed = unframe(sub.body);
+        if (!framed || typeof framed.header !== 'object' || framed.header === null || Array.isArray(framed.header)) throw new CustosError('bad_request', 'The session body is not a JSON object.');
+        const ctx = { principal: accountPrincipal(sub.account), requestId: req.id };
+        out = await handle({ ctx, account: sub.account, header: framed.header as Record<string, unknown>, payload: framed.payload, req, sid: sub.sid });
+        const plain = frame(out.header, out.payload);
+        try {
+          return { ssid: sub.ssid, body: sub.reply(plain) };
+        } finally {
+          wipe(plain);
+        }
       } finally {
         wipe(sub.body);
+        if (out?.payload) wipe(out.payload);
+        // Unanswered: the answer key is wiped all the same.
+        if (!out) sub.reply(new Uint8Array(0));
       }
-      const out = await handle(sub.account, input, req, sub.sid);
-      return { ssid: sub.ssid, body: sub.reply(new TextEncoder().encode(JSON.stringify(out))) };
     });
 
-  inSession('/v1/session/whoami', 'The account of this session', async (account) => ({ account: account.id, name: account.name }));
+  const str = (h: Record<string, unknown>, k: string): string => {
+    const v = h[k];
+    if (typeof v !== 'string' || v.length === 0 || v.length > 256) throw new CustosError('bad_request', `The session call needs "${k}" (text).`);
+    return v;
+  };
+  const algorithm = (h: Record<string, unknown>): Algorithm => {
+    const a = str(h, 'algorithm');
+    if (!(ALGORITHMS as readonly string[]).includes(a)) throw new CustosError('bad_request', `algorithm must be one of ${ALGORITHMS.join(', ')}.`);
+    return a as Algorithm;
+  };
+  const bytes = (p: Uint8Array | null, what: string): Uint8Array => {
+    if (!p || p.length === 0) throw new CustosError('bad_request', `The session call carries ${what} after its header.`);
+    return p;
+  };
+  const own = () => vault().accountKeys ?? unavailable();
+  const keyOut = (k: KeyRecord, a: SessionAccount) => ({ name: k.label.slice(a.id.length + 1), id: k.id, algorithm: k.algorithm, public_key: Buffer.from(k.publicKey).toString('base64'), exportable: k.exportable, created_at: k.createdAt });
+
+  inSession('/v1/session/whoami', 'The account of this session', async ({ account }) => ({ header: { account: account.id, name: account.name, type: account.type } }));
+  inSession('/v1/session/keys/generate', 'Generate a key of this account', async ({ ctx, account, header }) => ({ header: keyOut(await own().generate(ctx, account, str(header, 'name'), algorithm(header)), account) }));
+  inSession('/v1/session/keys/import', 'Import a key of this account (the secret after the header)', async ({ ctx, account, header, payload }) => ({ header: keyOut(await own().import(ctx, account, str(header, 'name'), algorithm(header), bytes(payload, 'the secret')), account) }));
+  inSession('/v1/session/keys/list', 'This account\'s keys', async ({ account }) => ({ header: { keys: (await own().list(account)).map((k) => keyOut(k, account)) } }));
+  inSession('/v1/session/keys/sign', 'Sign the bytes after the header with a key of this account', async ({ ctx, account, header, payload }) => {
+    const s = await vault().sign({ ...ctx, key: AccountKeys.label(account, str(header, 'name')), payload: { kind: 'message', bytes: bytes(payload, 'the message') }, options: {}, context: { protocol: 'account-session' } });
+    return { header: { signature: Buffer.from(s.signature).toString('base64'), encoding: s.encoding } };
+  });
+  inSession('/v1/session/keys/export', 'Export a key of this account into this session (self-custodial accounts)', async ({ ctx, account, header }) => {
+    const { key, secret } = await own().export(ctx, str(header, 'name'), account);
+    return { header: { name: str(header, 'name'), algorithm: key.algorithm }, payload: secret };
+  });
+  inSession('/v1/session/keys/destroy', 'Destroy a key of this account', async ({ ctx, account, header }) => {
+    await vault().destroyKey(ctx, AccountKeys.label(account, str(header, 'name')));
+    return { header: { destroyed: str(header, 'name') } };
+  });
+  inSession('/v1/session/secrets/put', 'Store a secret of this account (the bytes after the header)', async ({ ctx, account, header, payload }) => {
+    await own().putSecret(ctx, account, str(header, 'name'), bytes(payload, 'the secret'));
+    return { header: { stored: str(header, 'name') } };
+  });
+  inSession('/v1/session/secrets/get', 'A secret of this account', async ({ ctx, account, header }) => ({ header: { name: str(header, 'name') }, payload: await own().getSecret(ctx, account, str(header, 'name')) }));
+  inSession('/v1/session/secrets/delete', 'Delete a secret of this account, overwritten', async ({ ctx, account, header }) => {
+    await own().deleteSecret(ctx, account, str(header, 'name'));
+    return { header: { deleted: str(header, 'name') } };
+  });
   // Entered first (its number taken), then ended: a logout cannot be replayed, and the session
   // is gone on every node before the answer leaves.
-  inSession('/v1/session/logout', 'End this session', async (account, _input, req, sid) => {
+  inSession('/v1/session/logout', 'End this session', async ({ req, account, sid }) => {
     await sessions().close(anon(req), sid);
-    return { ended: sid, account: account.id };
+    return { header: { ended: sid, account: account.id } };
   });
 }
 
