@@ -12,8 +12,20 @@
  */
 import * as opaque from '@serenity-kit/opaque';
 import { CustosError } from '../core/errors.js';
-import { fromBase64url, openBody, sealBody, sessionKeys, type Direction } from '../core/session-envelope.js';
+import { frame, fromBase64url, openBody, sealBody, sessionKeys, unframe, type Direction } from '../core/session-envelope.js';
+import type { Algorithm } from '../core/types.js';
 import { Transport, type TransportOptions } from './transport.js';
+
+/** An account's key as its session sees it. */
+export interface AccountKeyView {
+  name: string;
+  id: string;
+  algorithm: Algorithm;
+  /** Base64. */
+  public_key: string;
+  exportable: boolean;
+  created_at: string;
+}
 
 export interface SessionOptions extends TransportOptions {
   /** The server's OPAQUE public key (base64url), when the client pins it. */
@@ -77,24 +89,93 @@ export class CustosSession {
     }
   }
 
-  /** One call in the session: sealed out, opened back; calls go one at a time. */
-  call<T>(path: string, body: unknown = {}): Promise<T> {
+  /**
+   * One call in the session: a JSON header (and raw bytes, for calls that carry key material or
+   * a secret) sealed out, the answer opened back; calls go one at a time.
+   */
+  call<T>(path: string, header: unknown = {}, payload?: Uint8Array): Promise<{ header: T; payload: Uint8Array | null }> {
     const run = this.queue.then(async () => {
       if (this.ended) throw new CustosError('unauthorized', 'This session was ended; log in again.', { tag: 'session' });
       const ssid = ++this.ssid;
       const route = `POST ${path}`;
-      const sealed = sealBody(this.keys.c2s, this.sid, ssid, 'c2s', route, new TextEncoder().encode(JSON.stringify(body)));
+      const plain = frame(header, payload);
+      const sealed = sealBody(this.keys.c2s, this.sid, ssid, 'c2s', route, plain);
+      plain.fill(0);
       const res = await post<{ ssid: number; body: string }>(this.transport, this.addr, path, { sid: this.sid, ssid, body: sealed });
-      const plain = res.ssid === ssid ? openBody(this.keys.s2c, this.sid, ssid, 's2c', route, res.body) : null;
-      if (!plain) throw new CustosError('unauthorized', 'The answer is not sealed for this call of this session (altered or misrouted); it was not used.', { tag: 'session' });
-      return JSON.parse(new TextDecoder().decode(plain)) as T;
+      const opened = res.ssid === ssid ? openBody(this.keys.s2c, this.sid, ssid, 's2c', route, res.body) : null;
+      const framed = opened ? unframe(opened) : null;
+      if (!framed) throw new CustosError('unauthorized', 'The answer is not sealed for this call of this session (altered or misrouted); it was not used.', { tag: 'session' });
+      return { header: framed.header as T, payload: framed.payload };
     });
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  whoami(): Promise<{ account: string; name: string }> {
-    return this.call('/v1/session/whoami');
+  private async head<T>(path: string, header: unknown = {}, payload?: Uint8Array): Promise<T> {
+    return (await this.call<T>(path, header, payload)).header;
+  }
+
+  whoami(): Promise<{ account: string; name: string; type: string }> {
+    return this.head('/v1/session/whoami');
+  }
+
+  generateKey(name: string, algorithm: Algorithm): Promise<AccountKeyView> {
+    return this.head('/v1/session/keys/generate', { name, algorithm });
+  }
+
+  importKey(name: string, algorithm: Algorithm, secret: Uint8Array): Promise<AccountKeyView> {
+    return this.head('/v1/session/keys/import', { name, algorithm }, secret);
+  }
+
+  async listKeys(): Promise<AccountKeyView[]> {
+    return (await this.head<{ keys: AccountKeyView[] }>('/v1/session/keys/list')).keys;
+  }
+
+  async sign(name: string, message: Uint8Array): Promise<Uint8Array> {
+    const r = await this.head<{ signature: string }>('/v1/session/keys/sign', { name }, message);
+    return fromBase64url(r.signature.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, ''))!;
+  }
+
+  /** The key's secret, into this session only (self-custodial accounts). The caller wipes it. */
+  async exportKey(name: string): Promise<Uint8Array> {
+    const r = await this.call('/v1/session/keys/export', { name });
+    if (!r.payload) throw new CustosError('internal', 'The export answer carries no key.');
+    return r.payload;
+  }
+
+  async destroyKey(name: string): Promise<void> {
+    await this.head('/v1/session/keys/destroy', { name });
+  }
+
+  async putSecret(name: string, value: Uint8Array): Promise<void> {
+    await this.head('/v1/session/secrets/put', { name }, value);
+  }
+
+  /** A stored secret (the caller wipes it). */
+  async getSecret(name: string): Promise<Uint8Array> {
+    const r = await this.call('/v1/session/secrets/get', { name });
+    if (!r.payload) throw new CustosError('internal', 'The answer carries no secret.');
+    return r.payload;
+  }
+
+  async deleteSecret(name: string): Promise<void> {
+    await this.head('/v1/session/secrets/delete', { name });
+  }
+
+  /** Changes the password (OPAQUE registration inside the session); every session of the account ends, this one too. */
+  async changePassword(newPassword: string, keyStretching: SessionOptions['keyStretching'] = 'rfc-recommended'): Promise<void> {
+    const { clientRegistrationState, registrationRequest } = opaque.client.startRegistration({ password: newPassword });
+    const { response } = await this.head<{ response: string }>('/v1/session/password/start', { request: registrationRequest });
+    const fin = opaque.client.finishRegistration({ clientRegistrationState, registrationResponse: response, password: newPassword, keyStretching });
+    await this.head('/v1/session/password/finish', { record: fin.registrationRecord });
+    this.forget();
+  }
+
+  private forget(): void {
+    this.ended = true;
+    this.keys.c2s.fill(0);
+    this.keys.s2c.fill(0);
+    this.transport.close();
   }
 
   /** Ends the session on the server (every node) and forgets its keys here. */
@@ -102,10 +183,7 @@ export class CustosSession {
     try {
       await this.call('/v1/session/logout');
     } finally {
-      this.ended = true;
-      this.keys.c2s.fill(0);
-      this.keys.s2c.fill(0);
-      this.transport.close();
+      this.forget();
     }
   }
 }

@@ -9,7 +9,7 @@ const B64_RE = /^(?:[A-Za-z0-9+/]*|[A-Za-z0-9_-]*)={0,2}$/;
  * Decodes into memory of its own. `Buffer.from(string)` takes small results from Node's
  * shared 8 KiB pool, where a decoded secret would outlive `wipe()` of the returned view.
  */
-function decodeUnpooled(s: string, encoding: 'hex' | 'base64' | 'base64url'): Uint8Array {
+export function decodeUnpooled(s: string, encoding: 'hex' | 'base64' | 'base64url' | 'utf8'): Uint8Array {
   const buf = Buffer.allocUnsafeSlow(Buffer.byteLength(s, encoding));
   const n = buf.write(s, encoding);
   return new Uint8Array(buf.buffer, buf.byteOffset, n);

@@ -58,10 +58,11 @@ export function isCountedMeta(name: string): boolean {
 /**
  * Meta rows whose absence a decision would obey (a budget deleted is a budget refilled, a
  * hiding deleted shows a removed key again, a generation deleted with the documents drops
- * every policy): reading one that is absent checks the table's count.
+ * every policy, a login guard deleted lifts a lock): reading one that is absent checks the
+ * table's count.
  */
 export function absenceMatters(name: string): boolean {
-  return name.startsWith('policy_state.') || name.startsWith('ssh_agent.') || name === POLICY_GENERATION_ROW;
+  return name.startsWith('policy_state.') || name.startsWith('ssh_agent.') || name.startsWith('login_guard.') || name === POLICY_GENERATION_ROW;
 }
 
 /**

@@ -4,15 +4,18 @@
  *
  * An operator creates an account (a user name and a type) and gets a one-time registration
  * code; the user's client registers its password with it. Logins start and finish in two
- * requests; every start counts as a failure for its user name and source address until the
+ * requests; every start counts as a failure for its user name and source address until its
  * finish proves the password, so a client that gives up (it found the password wrong) has
- * failed too. Unknown user names run the same protocol against a fake record and the same
- * counters, so neither an answer nor a lock says whether a name exists.
+ * failed too, and each start is finished at most once. Unknown user names run the same
+ * protocol, the same reads and the same counters, so neither an answer nor a lock says whether
+ * a name exists. A password change (inside a session) ends every session of the account in the
+ * same transaction.
  *
  * Everything lives in protected rows (row MACs, write journal, audit-bound digest), as meta
  * rows: `account.<id>` (the account, its user_seed sealed under a subkey of the root),
- * `account_name.<sha256 of the name>` (its id) and `login_guard.<name|addr>.<sha256>` (the
- * counters, shared by every node on the database and kept across restarts).
+ * `account_name.<sha256 of the name>` (its id), `account.decoy` (what an unknown name reads
+ * instead) and `login_guard.<name|addr>.<sha256>` (the counters, shared by every node on the
+ * database and kept across restarts; a deleted one is noticed, accounts/guard.ts).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { CustosError, isCustosError } from '../core/errors.js';
@@ -20,8 +23,8 @@ import { utf8, wipe } from '../core/bytes.js';
 import type { StateMutation } from '../store/store.js';
 import { open as aeadOpen, seal as aeadSeal } from '../crypto/aead.js';
 import { deriveSubkey } from '../crypto/kdf.js';
-import { OpaqueServer, sealSetup, newUserSeed, type LoginStart } from '../accounts/opaque.js';
-import { DEFAULT_GUARD, formatGuard, mayAttempt, parseGuard, withFailure, withSuccess, type GuardPolicy } from '../accounts/guard.js';
+import { OpaqueServer, sealSetup, type LoginStart, LOGIN_WINDOW_MS } from '../accounts/opaque.js';
+import { addressKey, DEFAULT_GUARD, formatGuard, isLocked, mayAttempt, parseGuard, takePending, withFailure, withPending, withSuccess, type GuardPolicy, type GuardState } from '../accounts/guard.js';
 import { permits } from '../accounts/principals.js';
 import type { Ctx, VaultCore } from './core.js';
 
@@ -52,6 +55,7 @@ interface AccountRow {
 }
 
 const SETUP_ROW = 'accounts.opaque_setup';
+const DECOY_ID = 'decoy';
 const NAME_RE = /^[\p{L}\p{N}._@+-]{1,128}$/u;
 const REGISTRATION_TTL_MS = 24 * 3600_000;
 const CAS_ATTEMPTS = 8;
@@ -60,13 +64,14 @@ const h = (s: string) => createHash('sha256').update(utf8(s)).digest('hex');
 const accountRow = (id: string) => `account.${id}`;
 const nameRow = (name: string) => `account_name.${h(name)}`;
 const guardRow = (kind: 'name' | 'addr', v: string) => `login_guard.${kind}.${h(v)}`;
+const NO_KEY = { id: null, label: null };
 
 /** The same refusal for an unknown name, a wrong code and a used one. */
 const badCode = () => new CustosError('unauthorized', 'The user name or registration code is wrong, or the code was used or expired.');
 const badLogin = () => new CustosError('unauthorized', 'The user name or password is wrong.');
 
 export function checkAccountName(name: unknown): string {
-  if (typeof name !== 'string' || !NAME_RE.test(name.normalize('NFC')) || name !== name.normalize('NFC')) {
+  if (typeof name !== 'string' || !NAME_RE.test(name) || name !== name.normalize('NFC')) {
     throw new CustosError('bad_request', 'A user name is 1–128 letters, digits and . _ @ + - (Unicode NFC).');
   }
   return name;
@@ -86,15 +91,23 @@ export class Accounts {
     this.seedKey = deriveSubkey(accountsKey, utf8(vaultId), 'custos/v1/account-seed');
   }
 
-  /** The OPAQUE server, made (once per vault, in any process) on first use. */
+  /** The OPAQUE server and the decoy row, made (once per vault, in any process) on first use. */
   private async opaque(ctx: Ctx): Promise<OpaqueServer> {
     if (this.server) return this.server;
     const store = this.core.deps.store;
     let sealed = await store.getMeta(SETUP_ROW);
     if (sealed === null) {
       const fresh = Buffer.from(await sealSetup(this.accountsKey, this.vaultId)).toString('base64');
+      const decoy: AccountRow = { id: DECOY_ID, name: DECOY_ID, type: 'service', created_at: new Date(0).toISOString(), seed: '', record: null, password_version: 0, registration: null };
+      decoy.seed = Buffer.from(aeadSeal(this.seedKey, new Uint8Array(32), this.seedAd(decoy))).toString('base64');
       try {
-        await this.core.commitAs(ctx, { mutations: [{ kind: 'compareAndSetMeta', name: SETUP_ROW, expected: null, value: fresh }], audit: [this.core.draft(ctx, 'accounts_setup', { id: null, label: null }, 'ok', null)] });
+        await this.core.commitAs(ctx, {
+          mutations: [
+            { kind: 'compareAndSetMeta', name: SETUP_ROW, expected: null, value: fresh },
+            { kind: 'compareAndSetMeta', name: accountRow(DECOY_ID), expected: null, value: JSON.stringify(decoy) },
+          ],
+          audit: [this.core.draft(ctx, 'accounts_setup', NO_KEY, 'ok', null)],
+        });
         sealed = fresh;
       } catch (e) {
         // Another process made it first: use theirs.
@@ -102,7 +115,7 @@ export class Accounts {
         sealed = await store.getMeta(SETUP_ROW);
       }
     }
-    this.server = await OpaqueServer.open(new Uint8Array(Buffer.from(sealed!, 'base64')), this.accountsKey, this.vaultId);
+    this.server ??= await OpaqueServer.open(new Uint8Array(Buffer.from(sealed!, 'base64')), this.accountsKey, this.vaultId);
     return this.server;
   }
 
@@ -110,30 +123,25 @@ export class Accounts {
     return utf8(`custos-account-seed-v1\n${this.vaultId}\n${a.id}\n${a.name}\n${a.type}`);
   }
 
-  private openSeed(a: AccountRow): Uint8Array {
-    const seed = aeadOpen(this.seedKey, new Uint8Array(Buffer.from(a.seed, 'base64')), this.seedAd(a));
-    if (!seed) throw new CustosError('database_corrupt', `The account ${a.id}'s sealed seed does not open: its row was altered or moved. Restore the database from a backup.`);
-    return seed;
-  }
-
+  /**
+   * The account of a name, or null. An unknown name reads, checks and opens the decoy row in
+   * its place: the same work either way, so the time taken says nothing.
+   */
   private async row(name: string): Promise<{ row: AccountRow; raw: string } | null> {
-    const id = await this.core.deps.store.getMeta(nameRow(name));
-    // An unknown name reads a row too (one that never exists): the same work either way.
-    const raw = await this.core.deps.store.getMeta(accountRow(id ?? `none.${h(name)}`));
-    if (id === null) return null;
-    if (raw === null) throw new CustosError('database_corrupt', `The account named ${name} has an index row but no account row; restore the database from a backup.`);
+    const store = this.core.deps.store;
+    const id = await store.getMeta(nameRow(name));
+    const raw = await store.getMeta(accountRow(id ?? DECOY_ID));
+    if (raw === null) {
+      if (id === null) return null;
+      throw new CustosError('database_corrupt', `The account named ${name} has an index row but no account row; restore the database from a backup.`);
+    }
     const row = JSON.parse(raw) as AccountRow;
+    const seed = aeadOpen(this.seedKey, new Uint8Array(Buffer.from(row.seed, 'base64')), this.seedAd(row));
+    if (!seed) throw new CustosError('database_corrupt', `The account row ${row.id}'s sealed seed does not open: it was altered or moved. Restore the database from a backup.`);
+    wipe(seed);
+    if (id === null) return null;
     if (row.name !== name || row.id !== id) throw new CustosError('database_corrupt', `The account row ${id} does not match its name index; restore the database from a backup.`);
     return { row, raw };
-  }
-
-  private credentialId(row: AccountRow): string {
-    const seed = this.openSeed(row);
-    try {
-      return OpaqueServer.credentialId(seed);
-    } finally {
-      wipe(seed);
-    }
   }
 
   static view(r: AccountRow): Account {
@@ -144,12 +152,12 @@ export class Accounts {
   async create(ctx: Ctx, req: { name: string; type: AccountType }): Promise<{ account: Account; registrationCode: string }> {
     const name = checkAccountName(req.name);
     if (!ACCOUNT_TYPES.includes(req.type)) throw new CustosError('bad_request', `An account type is one of ${ACCOUNT_TYPES.join(', ')}.`);
-    if (!permits(ctx.principal, 'manage')) return this.core.refuse(ctx, 'account_create', { id: null, label: null }, new CustosError('forbidden', 'Creating accounts needs the manage operation.', { tag: 'scope' }));
-    await this.opaque(ctx);
-    const id = `acc_${randomBytes(16).toString('hex')}`;
+    if (ctx.principal.kind === 'account' || !permits(ctx.principal, 'manage')) return this.core.refuse(ctx, 'account_create', NO_KEY, new CustosError('forbidden', 'Creating accounts needs the manage operation.', { tag: 'scope' }));
+    const server = await this.opaque(ctx);
+    const id = `acc_${randomBytes(12).toString('hex')}`;
     const code = `custos_reg_${randomBytes(32).toString('base64url')}`;
-    const seed = newUserSeed();
     const row: AccountRow = { id, name, type: req.type, created_at: new Date().toISOString(), seed: '', record: null, password_version: 0, registration: { hash: h(code), expires: Date.now() + REGISTRATION_TTL_MS } };
+    const seed = server.userSeed(name);
     row.seed = Buffer.from(aeadSeal(this.seedKey, seed, this.seedAd(row))).toString('base64');
     wipe(seed);
     try {
@@ -158,35 +166,43 @@ export class Accounts {
           { kind: 'compareAndSetMeta', name: nameRow(name), expected: null, value: id },
           { kind: 'compareAndSetMeta', name: accountRow(id), expected: null, value: JSON.stringify(row) },
         ],
-        audit: [this.core.draft(ctx, 'account_create', { id: null, label: null }, 'ok', null, { account: id, user: name, type: req.type })],
+        audit: [this.core.draft(ctx, 'account_create', NO_KEY, 'ok', null, { account: id, user: name, type: req.type })],
       });
     } catch (e) {
-      if (isCustosError(e) && e.tag === 'meta_moved') return this.core.refuse(ctx, 'account_create', { id: null, label: null }, new CustosError('label_taken', `An account named ${name} already exists.`), { user: name });
+      if (isCustosError(e) && e.tag === 'meta_moved') return this.core.refuse(ctx, 'account_create', NO_KEY, new CustosError('label_taken', `An account named ${name} already exists.`), { user: name });
       throw e;
     }
     return { account: Accounts.view(row), registrationCode: code };
   }
 
-  private async withCode(name: string, code: unknown): Promise<{ row: AccountRow; raw: string }> {
-    const found = await this.row(checkAccountName(name));
-    const given = typeof code === 'string' ? Buffer.from(h(code), 'hex') : Buffer.alloc(32);
+  /**
+   * The account a registration code opens. A wrong code counts against the name and address
+   * like a failed login (and is refused while they must wait); audited.
+   */
+  private async withCode(ctx: Ctx, name: string, address: string, code: unknown): Promise<{ row: AccountRow; raw: string }> {
+    checkAccountName(name);
+    const found = await this.row(name);
+    const given = typeof code === 'string' && code.length <= 128 ? Buffer.from(h(code), 'hex') : Buffer.alloc(32);
     const want = found?.row.registration ? Buffer.from(found.row.registration.hash, 'hex') : Buffer.alloc(32, 0xff);
-    if (!found || !timingSafeEqual(given, want) || found.row.registration!.expires < Date.now()) throw badCode();
-    return found;
+    const ok = found !== null && timingSafeEqual(given, want) && found.row.registration!.expires >= Date.now();
+    await this.count(ctx, name, address, ok ? 'check' : 'fail', 'account_register');
+    if (!ok) throw badCode();
+    return found!;
   }
 
   /** Registration, first message: the user's blinded password element in, the server's answer out. */
-  async registerStart(ctx: Ctx, name: string, code: unknown, request: unknown): Promise<string> {
-    const { row } = await this.withCode(name, code);
-    return (await this.opaque(ctx)).registrationResponse(this.credentialId(row), request);
+  async registerStart(ctx: Ctx, name: string, address: string, code: unknown, request: unknown): Promise<string> {
+    await this.withCode(ctx, name, address, code);
+    return (await this.opaque(ctx)).registrationResponse((await this.opaque(ctx)).credentialId(name), request);
   }
 
   /** Registration, second message: the client's record is stored and the code is spent. */
-  async registerFinish(ctx: Ctx, name: string, code: unknown, record: unknown): Promise<Account> {
-    const { row, raw } = await this.withCode(name, code);
-    const next: AccountRow = { ...row, record: OpaqueServer.checkRecord(record), registration: null, password_version: row.password_version + 1 };
+  async registerFinish(ctx: Ctx, name: string, address: string, code: unknown, record: unknown): Promise<Account> {
+    const { row, raw } = await this.withCode(ctx, name, address, code);
+    const server = await this.opaque(ctx);
+    const next: AccountRow = { ...row, record: server.checkRecord(server.credentialId(name), record), registration: null, password_version: row.password_version + 1 };
     try {
-      await this.core.commitAs(ctx, { mutations: [{ kind: 'compareAndSetMeta', name: accountRow(row.id), expected: raw, value: JSON.stringify(next) }], audit: [this.core.draft(ctx, 'account_register', { id: null, label: null }, 'ok', null, { account: row.id, user: row.name })] });
+      await this.core.commitAs(ctx, { mutations: [{ kind: 'compareAndSetMeta', name: accountRow(row.id), expected: raw, value: JSON.stringify(next) }], audit: [this.core.draft(ctx, 'account_register', NO_KEY, 'ok', null, { account: row.id, user: row.name })] });
     } catch (e) {
       if (isCustosError(e) && e.tag === 'meta_moved') throw badCode();
       throw e;
@@ -194,18 +210,53 @@ export class Accounts {
     return Accounts.view(next);
   }
 
+  /** A password change, first message, inside the account's own session. */
+  async changePasswordStart(ctx: Ctx, accountId: string, request: unknown): Promise<string> {
+    const { row } = await this.ownRow(ctx, accountId);
+    const server = await this.opaque(ctx);
+    return server.registrationResponse(server.credentialId(row.name), request);
+  }
+
+  /** A password change, the new record: stored, and every session of the account ended, in one transaction. */
+  async changePasswordFinish(ctx: Ctx, accountId: string, record: unknown): Promise<Account> {
+    for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+      const { row, raw } = await this.ownRow(ctx, accountId);
+      const server = await this.opaque(ctx);
+      const next: AccountRow = { ...row, record: server.checkRecord(server.credentialId(row.name), record), password_version: row.password_version + 1 };
+      const sessions = (await this.core.deps.store.listMeta('session.')).filter((s) => (JSON.parse(s.value) as { account?: string }).account === accountId);
+      try {
+        await this.core.commitAs(ctx, {
+          mutations: [{ kind: 'compareAndSetMeta', name: accountRow(row.id), expected: raw, value: JSON.stringify(next) }, ...sessions.map((s) => ({ kind: 'compareAndSetMeta' as const, name: s.name, expected: s.value, value: null }))],
+          audit: [this.core.draft(ctx, 'account_password', NO_KEY, 'ok', null, { account: row.id, user: row.name, sessions_ended: sessions.length })],
+        });
+        return Accounts.view(next);
+      } catch (e) {
+        // A session moved (a call) or the account changed meanwhile: read both again.
+        if (!(isCustosError(e) && e.tag === 'meta_moved')) throw e;
+      }
+    }
+    throw new CustosError('storage_unavailable', 'The account\'s sessions kept changing; retry the password change.', { tag: 'meta_moved' });
+  }
+
+  private async ownRow(ctx: Ctx, accountId: string): Promise<{ row: AccountRow; raw: string }> {
+    if (ctx.principal.kind !== 'account' || ctx.principal.account !== accountId) throw new CustosError('forbidden', 'Only the account itself changes its password.', { tag: 'scope' });
+    const raw = await this.core.deps.store.getMeta(accountRow(accountId));
+    if (raw === null) throw new CustosError('unauthorized', 'The account no longer exists.', { tag: 'session' });
+    return { row: JSON.parse(raw) as AccountRow, raw };
+  }
+
   /**
    * Login, first message (KE1 in, KE2 and the sealed server state out). Refused while the name
    * is locked or the name or address must wait; otherwise counted as a failure until finished.
    */
-  async loginStart(ctx: Ctx, name: string, address: string, request: unknown): Promise<LoginStart> {
+  async loginStart(ctx: Ctx, name: string, address: string, request: unknown): Promise<{ response: string; state: string }> {
     checkAccountName(name);
     const server = await this.opaque(ctx);
     const found = await this.row(name);
-    const credentialId = found ? this.credentialId(found.row) : server.fakeCredentialId(name);
-    const start = server.startLogin(credentialId, found?.row.record ?? null, request);
-    await this.countAttempt(ctx, name, address, 'start');
-    return start;
+    const now = Date.now();
+    const start: LoginStart = server.startLogin({ credentialId: server.credentialId(name), address: addressKey(address), passwordVersion: found?.row.password_version ?? 0 }, found?.row.record ?? null, request, now);
+    await this.count(ctx, name, address, 'start', 'login_start', { startId: start.startId, deadline: now + LOGIN_WINDOW_MS });
+    return { response: start.response, state: start.state };
   }
 
   /** Login, second message: the session key (the caller wipes it) and the account, or `unauthorized`. */
@@ -213,57 +264,97 @@ export class Accounts {
     checkAccountName(name);
     const server = await this.opaque(ctx);
     const found = await this.row(name);
-    const credentialId = found ? this.credentialId(found.row) : server.fakeCredentialId(name);
-    const key = server.finishLogin(credentialId, state, finish);
-    if (!key || !found || found.row.record === null) {
-      if (key) wipe(key);
-      await this.core.deps.committer.audit(this.core.draft(ctx, 'login', { id: null, label: null }, 'denied', 'unauthorized', { user: name, address }));
-      throw badLogin();
-    }
+    const startId = OpaqueServer.startIdOf(state);
+    let key: Uint8Array | null;
     try {
-      await this.countAttempt(ctx, name, address, 'success', found.row.id);
+      key = server.finishLogin({ credentialId: server.credentialId(name), address: addressKey(address), passwordVersion: found?.row.password_version ?? 0 }, state, finish);
     } catch (e) {
-      wipe(key);
+      await this.core.deps.committer.audit(this.core.draft(ctx, 'login', NO_KEY, 'denied', isCustosError(e) ? e.fullCode : 'bad_request', { user: name, address }));
       throw e;
     }
-    return { account: Accounts.view(found.row), sessionKey: key };
+    const ok = key !== null && found !== null && found.row.record !== null;
+    try {
+      await this.count(ctx, name, address, ok ? 'success' : 'fail', 'login', { startId: startId!, deadline: 0 }, found?.row.id);
+    } catch (e) {
+      if (key) wipe(key);
+      throw e;
+    }
+    if (!ok) {
+      if (key) wipe(key);
+      throw badLogin();
+    }
+    return { account: Accounts.view(found!.row), sessionKey: key! };
   }
 
   /**
    * Records an attempt in the name's and the address's guards, compare-and-set with its audit
-   * entry: a start is refused while locked or too soon (audited), else counted as a failure; a
-   * success clears the name and takes the address's count back.
+   * entry. `start`: refused while locked or too soon (audited), else counted as a failure and
+   * its start id kept; `success` / `fail`: the start id must still be pending (a start is
+   * finished once) and is spent; a success clears the name and takes the address's count back.
+   * `check` / `fail` without a start id: a registration code checked or refused.
    */
-  private async countAttempt(ctx: Ctx, name: string, address: string, what: 'start' | 'success', accountId?: string): Promise<void> {
+  private async count(ctx: Ctx, name: string, address: string, what: 'start' | 'success' | 'fail' | 'check', operation: string, start?: { startId: string; deadline: number }, accountId?: string): Promise<void> {
     const store = this.core.deps.store;
+    const addr = addressKey(address);
+    const details = { user: name, address: addr, ...(accountId ? { account: accountId } : {}) };
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const now = Date.now();
-      const [nRaw, aRaw] = [await store.getMeta(guardRow('name', name)), await store.getMeta(guardRow('addr', address))];
+      const nRaw = await store.getMeta(guardRow('name', name));
+      const aRaw = await store.getMeta(guardRow('addr', addr));
       const [n, a] = [parseGuard(nRaw), parseGuard(aRaw)];
+      const finishing = what === 'success' || (what === 'fail' && start !== undefined);
       // A finish is judged without the failure its own start recorded.
-      const verdict = mayAttempt(n, a, this.guard, now, what === 'start' ? 0 : 1);
+      const verdict = mayAttempt(n, a, this.guard, now, finishing ? 1 : 0);
       if (!verdict.allowed) {
         const locked = verdict.reason === 'locked';
-        await this.core.deps.committer.audit(this.core.draft(ctx, 'login', { id: null, label: null }, 'denied', locked ? 'rate_limited:login_locked' : 'rate_limited:slow_down', { user: name, address }));
+        await this.core.deps.committer.audit(this.core.draft(ctx, operation, NO_KEY, 'denied', locked ? 'rate_limited:login_locked' : 'rate_limited:slow_down', details));
         const when = verdict.retryAfterSeconds === null ? 'until an operator unlocks it' : `for ${verdict.retryAfterSeconds} s`;
         throw new CustosError('rate_limited', locked ? `Too many failed logins for this user name: it is locked ${when}.` : `Too many failed logins: wait ${verdict.retryAfterSeconds} s before the next attempt.`, { tag: locked ? 'login_locked' : 'slow_down' });
       }
-      const n2 = what === 'start' ? withFailure(n, this.guard, now, 'name') : withSuccess(n, this.guard, now, 'name');
-      const a2 = what === 'start' ? withFailure(a, this.guard, now, 'address') : withSuccess(a, this.guard, now, 'address');
-      const mutations: StateMutation[] = [
-        { kind: 'compareAndSetMeta', name: guardRow('name', name), expected: nRaw, value: formatGuard(n2) },
-        { kind: 'compareAndSetMeta', name: guardRow('addr', address), expected: aRaw, value: formatGuard(a2) },
-      ];
-      const details = { user: name, address, ...(accountId ? { account: accountId } : {}) };
-      // (A lock shows in the log as the refused attempts: `login` denied `rate_limited:login_locked`.)
-      const audit = [this.core.draft(ctx, what === 'start' ? 'login_start' : 'login', { id: null, label: null }, 'ok', null, details)];
+      let n2: GuardState = n;
+      let a2: GuardState = a;
+      let outcome: 'ok' | 'denied' = 'ok';
+      let reason: string | null = null;
+      if (what === 'start') {
+        n2 = withPending(withFailure(n, this.guard, now, 'name'), start!.startId, start!.deadline, now);
+        a2 = withFailure(a, this.guard, now, 'address');
+      } else if (finishing) {
+        const taken = takePending(n, start!.startId);
+        if (!taken.found) {
+          // Finished before (a replay), or never started here: refused, and counted.
+          n2 = withFailure(n, this.guard, now, 'name');
+          a2 = withFailure(a, this.guard, now, 'address');
+          outcome = 'denied';
+          reason = 'unauthorized:replayed';
+        } else if (what === 'success') {
+          n2 = withSuccess(taken.rest, 'name');
+          a2 = withSuccess(a, 'address');
+        } else {
+          n2 = taken.rest;
+          outcome = 'denied';
+          reason = 'unauthorized';
+        }
+      } else if (what === 'fail') {
+        n2 = withFailure(n, this.guard, now, 'name');
+        a2 = withFailure(a, this.guard, now, 'address');
+        outcome = 'denied';
+        reason = 'unauthorized';
+      }
+      const mutations: StateMutation[] = [];
+      if (formatGuard(n2) !== nRaw) mutations.push({ kind: 'compareAndSetMeta', name: guardRow('name', name), expected: nRaw, value: formatGuard(n2) });
+      if (formatGuard(a2) !== aRaw) mutations.push({ kind: 'compareAndSetMeta', name: guardRow('addr', addr), expected: aRaw, value: formatGuard(a2) });
+      const audit = [this.core.draft(ctx, operation, NO_KEY, outcome, reason, details)];
+      // The moment a failure completes a lock is on the record (for a start, once it is known to have failed).
+      const before = finishing ? { ...n, fails: n.fails.slice(0, -1) } : n;
+      if (outcome === 'denied' && isLocked(n2, this.guard, now) && !isLocked(before, this.guard, now)) audit.push(this.core.draft(ctx, 'login_lockout', NO_KEY, 'ok', null, { ...details, failures: n2.fails.length }));
       try {
         await this.core.commitAs(ctx, { mutations, audit });
-        return;
       } catch (e) {
         if (isCustosError(e) && e.tag === 'meta_moved') continue;
         throw e;
       }
+      if (reason === 'unauthorized:replayed') throw badLogin();
+      return;
     }
     throw new CustosError('storage_unavailable', 'Other logins for this user name or address kept changing its counters; retry.', { tag: 'meta_moved' });
   }
@@ -271,11 +362,11 @@ export class Accounts {
   /** An operator ends a user name's lock (and its waits). */
   async unlock(ctx: Ctx, name: string): Promise<void> {
     checkAccountName(name);
-    if (!permits(ctx.principal, 'manage')) return this.core.refuse(ctx, 'login_unlock', { id: null, label: null }, new CustosError('forbidden', 'Unlocking needs the manage operation.', { tag: 'scope' }));
+    if (ctx.principal.kind === 'account' || !permits(ctx.principal, 'manage')) return this.core.refuse(ctx, 'login_unlock', NO_KEY, new CustosError('forbidden', 'Unlocking needs the manage operation.', { tag: 'scope' }));
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const raw = await this.core.deps.store.getMeta(guardRow('name', name));
       try {
-        await this.core.commitAs(ctx, { mutations: raw === null ? [] : [{ kind: 'compareAndSetMeta', name: guardRow('name', name), expected: raw, value: null }], audit: [this.core.draft(ctx, 'login_unlock', { id: null, label: null }, 'ok', null, { user: name })] });
+        await this.core.commitAs(ctx, { mutations: raw === null ? [] : [{ kind: 'compareAndSetMeta', name: guardRow('name', name), expected: raw, value: null }], audit: [this.core.draft(ctx, 'login_unlock', NO_KEY, 'ok', null, { user: name })] });
         return;
       } catch (e) {
         if (isCustosError(e) && e.tag === 'meta_moved') continue;

@@ -49,6 +49,8 @@ export interface Subsession {
   account: SessionAccount;
   body: Uint8Array;
   reply(plaintext: Uint8Array): string;
+  /** Wipes the answer key when no answer is sent (an error). */
+  dispose(): void;
 }
 
 export class Sessions {
@@ -105,7 +107,11 @@ export class Sessions {
       await this.core.deps.committer.audit(this.core.draft(ctx, 'session_call', { id: null, label: null }, 'denied', `unauthorized:${why}`, { account: row.account, session: row.sid, route }));
       throw why === 'expired' ? ended() : new CustosError('unauthorized', 'The message is not one this session sent next (replayed, reordered, altered, or from another session or route).', { tag: 'session' });
     };
-    if (now >= row.expires || now >= row.idle_until) return refuse('expired');
+    if (now >= row.expires || now >= row.idle_until) {
+      // An expired session's row goes now (an answer already refused; a race just leaves it).
+      await this.core.commitAs(ctx, { mutations: [{ kind: 'compareAndSetMeta', name: PREFIX + row.sid, expected: raw, value: null }], audit: [] }).catch(() => undefined);
+      return refuse('expired');
+    }
     if (typeof ssid !== 'number' || !Number.isSafeInteger(ssid) || ssid <= row.last_ssid) return refuse('ssid');
     const key = aeadOpen(this.sealKey, new Uint8Array(Buffer.from(row.key, 'base64')), this.ad(row.sid, row.account));
     if (!key) throw new CustosError('database_corrupt', `The session ${row.sid}'s sealed key does not open: its row was altered. Restore the database from a backup.`);
@@ -128,42 +134,60 @@ export class Sessions {
       throw e;
     }
     const s2c = keys.s2c;
+    let used = false;
     return {
       sid: row.sid,
       ssid,
       account: { id: row.account, name: row.name, type: row.type },
       body,
+      // One answer per call: the key is wiped after it, and a second answer is refused (it
+      // would be sealed under a wiped, all-zero key).
       reply: (plaintext) => {
+        if (used) throw new CustosError('internal', 'A session call was answered twice.');
+        used = true;
         try {
           return sealBody(s2c, row.sid, ssid, 's2c', route, plaintext);
         } finally {
           wipe(s2c);
         }
       },
+      dispose: () => {
+        used = true;
+        wipe(s2c);
+      },
     };
   }
 
   /** Logout: the session is gone for every node at once. */
   async close(ctx: Ctx, sid: unknown): Promise<void> {
-    const { row, raw } = await this.read(sid);
-    await this.core.commitAs(ctx, { mutations: [{ kind: 'compareAndSetMeta', name: PREFIX + row.sid, expected: raw, value: null }], audit: [this.core.draft(ctx, 'session_close', { id: null, label: null }, 'ok', null, { account: row.account, session: row.sid })] });
-  }
-
-  /** Ends every session of an account (a password change). */
-  async endAll(ctx: Ctx, accountId: string): Promise<number> {
-    let n = 0;
-    for (const { name, value } of await this.core.deps.store.listMeta(PREFIX)) {
-      if ((JSON.parse(value) as SessionRow).account !== accountId) continue;
+    // A call landing meanwhile moves the row: read it again (it cannot hold a logout off for long).
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const { row, raw } = await this.read(sid);
       try {
-        await this.core.commitAs(ctx, { mutations: [{ kind: 'compareAndSetMeta', name, expected: value, value: null }], audit: [this.core.draft(ctx, 'session_close', { id: null, label: null }, 'ok', 'password_changed', { account: accountId, session: name.slice(PREFIX.length) })] });
-        n++;
+        await this.core.commitAs(ctx, { mutations: [{ kind: 'compareAndSetMeta', name: PREFIX + row.sid, expected: raw, value: null }], audit: [this.core.draft(ctx, 'session_close', { id: null, label: null }, 'ok', null, { account: row.account, session: row.sid })] });
+        return;
       } catch (e) {
-        // Moved meanwhile (a call, or a logout): read it again.
         if (!(isCustosError(e) && e.tag === 'meta_moved')) throw e;
-        return n + (await this.endAll(ctx, accountId));
       }
     }
-    return n;
+    throw new CustosError('storage_unavailable', 'The session kept changing while it was being ended; retry the logout.', { tag: 'meta_moved' });
+  }
+
+  /** Ends every session of an account (an operator's act; a password change does it in its own transaction). */
+  async endAll(ctx: Ctx, accountId: string): Promise<number> {
+    let n = 0;
+    for (let pass = 0; pass < 8; pass++) {
+      const mine = (await this.core.deps.store.listMeta(PREFIX)).filter((r) => (JSON.parse(r.value) as SessionRow).account === accountId);
+      if (mine.length === 0) return n;
+      try {
+        await this.core.commitAs(ctx, { mutations: mine.map((r) => ({ kind: 'compareAndSetMeta' as const, name: r.name, expected: r.value, value: null })), audit: [this.core.draft(ctx, 'session_close', { id: null, label: null }, 'ok', null, { account: accountId, sessions: mine.length })] });
+        n += mine.length;
+      } catch (e) {
+        // A call moved one of them meanwhile: read them again.
+        if (!(isCustosError(e) && e.tag === 'meta_moved')) throw e;
+      }
+    }
+    throw new CustosError('storage_unavailable', 'The account\'s sessions kept changing; retry.', { tag: 'meta_moved' });
   }
 
   destroy(): void {

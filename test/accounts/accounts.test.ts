@@ -33,13 +33,17 @@ async function fails(p: Promise<unknown>): Promise<{ code: string; message: stri
 async function register(v: Vault, admin: Parameters<NonNullable<Vault["accounts"]>["create"]>[0], name: string, password: string): Promise<void> {
   const { registrationCode } = await v.accounts!.create(admin, { name, type: 'self-custodial' });
   const { clientRegistrationState, registrationRequest } = opaque.client.startRegistration({ password });
-  const response = await v.accounts!.registerStart(anon().ctx, name, registrationCode, registrationRequest);
+  const response = await v.accounts!.registerStart(anon().ctx, name, '192.0.2.200', registrationCode, registrationRequest);
   const { registrationRecord } = opaque.client.finishRegistration({ clientRegistrationState, registrationResponse: response, password, keyStretching });
-  const acc = await v.accounts!.registerFinish(anon().ctx, name, registrationCode, registrationRecord);
+  const acc = await v.accounts!.registerFinish(anon().ctx, name, '192.0.2.200', registrationCode, registrationRecord);
   assert.equal(acc.registered, true);
   // The code is spent.
-  assert.equal((await fails(v.accounts!.registerStart(anon().ctx, name, registrationCode, registrationRequest))).code, 'unauthorized');
+  assert.equal((await fails(v.accounts!.registerStart(anon().ctx, name, '192.0.2.200', registrationCode, registrationRequest))).code, 'unauthorized');
+  // (That spent code counted as a failure for the name: cleared, so each test starts at zero.)
+  await v.accounts!.unlock(admin, name);
 }
+
+let lastFinish: { name: string; address: string; state: string; finish: string } | null = null;
 
 async function login(v: Vault, name: string, password: string, address?: string): Promise<Uint8Array> {
   const { ctx, address: addr } = anon(address);
@@ -48,6 +52,7 @@ async function login(v: Vault, name: string, password: string, address?: string)
   const fin = opaque.client.finishLogin({ clientLoginState, loginResponse: start.response, password, keyStretching });
   // A client that found the password wrong would stop here; a guesser sends something anyway.
   const finish = fin?.finishLoginRequest ?? Buffer.alloc(64, 1).toString('base64url');
+  lastFinish = { name, address: addr, state: start.state, finish };
   const { sessionKey, account } = await v.accounts!.loginFinish(ctx, name, addr, start.state, finish);
   assert.equal(account.name, name);
   assert.equal(Buffer.from(sessionKey).toString('base64url'), fin!.sessionKey);
@@ -65,7 +70,7 @@ test('create, register with the one-time code, log in; a wrong password and an u
     assert.equal(wrong.code, 'unauthorized');
     // A wrong code, an unknown name with any code, and a name taken twice.
     const { registrationRequest } = opaque.client.startRegistration({ password: 'x' });
-    assert.deepEqual(await fails(v.vault.accounts!.registerStart(anon().ctx, 'nobody', 'custos_reg_x', registrationRequest)), await fails(v.vault.accounts!.registerStart(anon().ctx, 'alice@example.com', 'custos_reg_x', registrationRequest)));
+    assert.deepEqual(await fails(v.vault.accounts!.registerStart(anon().ctx, 'nobody', '192.0.2.9', 'custos_reg_x', registrationRequest)), await fails(v.vault.accounts!.registerStart(anon().ctx, 'alice@example.com', '192.0.2.9', 'custos_reg_x', registrationRequest)));
     assert.equal((await fails(v.vault.accounts!.create(v.ctx(), { name: 'alice@example.com', type: 'service' }))).code, 'label_taken');
     assert.equal((await fails(v.vault.accounts!.create(v.ctx(), { name: 'bad name with spaces', type: 'service' }))).code, 'bad_request');
     const ops = (await v.store.auditTail(50)).map((e) => `${e.operation}:${e.outcome}`);
@@ -84,7 +89,9 @@ test('five failures lock the user name, for unknown names too; the lock holds ac
       const locked = await fails(login(v.vault, name, 'bob password 1'));
       assert.equal(locked.code, 'rate_limited:login_locked', name);
     }
-    assert.ok((await v.store.auditTail(100)).some((e) => e.operation === 'login' && e.reason === 'rate_limited:login_locked'));
+    const log = await v.store.auditTail(100);
+    assert.ok(log.some((e) => e.operation === 'login_start' && e.outcome === 'denied' && e.reason === 'rate_limited:login_locked'));
+    assert.ok(log.some((e) => e.operation === 'login_lockout'), 'the moment the lock began');
     // A second process on the same database sees the lock at once, and so does a restart.
     const other = await openVault({ dataDir: v.dataDir, passphrase: PASS, loginGuard: GUARD });
     try {
@@ -108,6 +115,38 @@ test('one address guessing across many names is stopped at its ceiling', async (
     for (let i = 0; i < 6; i++) await fails(login(v.vault, `user${i}`, 'guess', '203.0.113.5'));
     assert.equal((await fails(login(v.vault, 'user99', 'guess', '203.0.113.5'))).code, 'rate_limited:slow_down');
     assert.equal((await fails(login(v.vault, 'user99', 'guess', '203.0.113.6'))).code, 'unauthorized', 'another address is not held up');
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('a login is finished once, from the address that started it; a password change ends the old password\'s logins', async () => {
+  const v = await makeVault({ loginGuard: GUARD });
+  try {
+    await register(v.vault, v.ctx(), 'gina', 'gina password 1');
+    await login(v.vault, 'gina', 'gina password 1', '192.0.2.50');
+    const replay = lastFinish!;
+    // The same state and KE3 again (a replay, say to take back the address's counted attempts).
+    assert.equal((await fails(v.vault.accounts!.loginFinish(anon(replay.address).ctx, replay.name, replay.address, replay.state, replay.finish))).code, 'unauthorized');
+    assert.ok((await v.store.auditTail(5)).some((e) => e.operation === 'login' && e.reason === 'unauthorized:replayed'));
+    // Started from one address, finished from another: refused.
+    const { clientLoginState, startLoginRequest } = opaque.client.startLogin({ password: 'gina password 1' });
+    const start = await v.vault.accounts!.loginStart(anon('192.0.2.50').ctx, 'gina', '192.0.2.50', startLoginRequest);
+    const fin = opaque.client.finishLogin({ clientLoginState, loginResponse: start.response, password: 'gina password 1', keyStretching })!;
+    assert.equal((await fails(v.vault.accounts!.loginFinish(anon('203.0.113.1').ctx, 'gina', '203.0.113.1', start.state, fin.finishLoginRequest))).code, 'bad_request');
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('wrong registration codes count like failed logins: a name guessed at is locked', async () => {
+  const v = await makeVault({ loginGuard: GUARD });
+  try {
+    await v.vault.accounts!.create(v.ctx(), { name: 'hank', type: 'delegated' });
+    const { registrationRequest } = opaque.client.startRegistration({ password: 'x' });
+    for (let i = 0; i < 5; i++) assert.equal((await fails(v.vault.accounts!.registerStart(anon().ctx, 'hank', '192.0.2.8', `custos_reg_guess${i}`, registrationRequest))).code, 'unauthorized');
+    assert.equal((await fails(v.vault.accounts!.registerStart(anon().ctx, 'hank', '192.0.2.8', 'custos_reg_guess', registrationRequest))).code, 'rate_limited:login_locked');
+    assert.ok((await v.store.auditTail(20)).some((e) => e.operation === 'login_lockout'));
   } finally {
     await v.dispose();
   }

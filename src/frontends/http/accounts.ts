@@ -9,6 +9,9 @@
  *   POST /v1/login/start                  public: OPAQUE login (KE1 → KE2 and a sealed state)
  *   POST /v1/login/finish                 public: KE3 → a session id (the key never travels)
  *   POST /v1/session/whoami               in a session: the account
+ *   POST /v1/session/keys/{generate,import,list,sign,export,destroy}   the account's keys
+ *   POST /v1/session/secrets/{put,get,delete}                           the account's secrets
+ *   POST /v1/session/password/{start,finish}                            a password change (ends every session)
  *   POST /v1/session/logout               in a session: ends it
  *
  * A session call's body is `{ sid, ssid, body }`, `body` sealed for that sid, ssid and route
@@ -65,13 +68,13 @@ export function accountRoutes(app: FastifyInstance, vault: () => Vault, ctx: (re
   app.post<{ Body: { name: string; code: string; request: string } }>(
     '/v1/accounts/register/start',
     { ...open, schema: { summary: 'OPAQUE registration, first message (with the one-time registration code)', tags: ['accounts'], body: body(['name', 'code', 'request'], { name, code: { type: 'string', maxLength: 128 }, request: message }), response: { 200: { type: 'object', properties: { response: { type: 'string' } } }, ...errors } } },
-    async (req) => ({ response: await accounts().registerStart(anon(req), req.body.name, req.body.code, req.body.request) }),
+    async (req) => ({ response: await accounts().registerStart(anon(req), req.body.name, req.ip, req.body.code, req.body.request) }),
   );
 
   app.post<{ Body: { name: string; code: string; record: string } }>(
     '/v1/accounts/register/finish',
     { ...open, schema: { summary: 'OPAQUE registration, the client\'s record', tags: ['accounts'], body: body(['name', 'code', 'record'], { name, code: { type: 'string', maxLength: 128 }, record: message }), response: { 200: accountSchema, ...errors } } },
-    async (req) => accountView(await accounts().registerFinish(anon(req), req.body.name, req.body.code, req.body.record)),
+    async (req) => accountView(await accounts().registerFinish(anon(req), req.body.name, req.ip, req.body.code, req.body.record)),
   );
 
   app.post<{ Body: { name: string; request: string } }>(
@@ -120,7 +123,7 @@ export function accountRoutes(app: FastifyInstance, vault: () => Vault, ctx: (re
         wipe(sub.body);
         if (out?.payload) wipe(out.payload);
         // Unanswered: the answer key is wiped all the same.
-        if (!out) sub.reply(new Uint8Array(0));
+        if (!out) sub.dispose();
       }
     });
 
@@ -165,6 +168,11 @@ export function accountRoutes(app: FastifyInstance, vault: () => Vault, ctx: (re
   inSession('/v1/session/secrets/delete', 'Delete a secret of this account, overwritten', async ({ ctx, account, header }) => {
     await own().deleteSecret(ctx, account, str(header, 'name'));
     return { header: { deleted: str(header, 'name') } };
+  });
+  inSession('/v1/session/password/start', 'Change the password, first message (OPAQUE registration request)', async ({ ctx, account, header }) => ({ header: { response: await accounts().changePasswordStart(ctx, account.id, str(header, 'request')) } }));
+  inSession('/v1/session/password/finish', 'Change the password: the new record; every session of the account ends, this one too', async ({ ctx, account, header }) => {
+    const a = await accounts().changePasswordFinish(ctx, account.id, header.record);
+    return { header: { password_version: a.passwordVersion } };
   });
   // Entered first (its number taken), then ended: a logout cannot be replayed, and the session
   // is gone on every node before the answer leaves.
