@@ -31,6 +31,8 @@ const BENCHES: Bench[] = [
   { name: 'wallet', script: 'wallet.ts', args: ['--seconds', '2'], quickArgs: ['--seconds', '0.3'] },
   { name: 'policy', script: 'policy.ts', args: ['--iterations', '20000'], quickArgs: ['--iterations', '500'] },
   { name: 'tls', script: 'tls.ts', args: ['--seconds', '5'], quickArgs: ['--seconds', '1', '--clients', '4'] },
+  { name: 'store', script: 'store.ts', args: ['--keys', '100000', '--signs', '2000'], quickArgs: ['--keys', '3000', '--signs', '200'] },
+  { name: 'accounts', script: 'accounts.ts', args: ['--logins', '200', '--signs', '2000'], quickArgs: ['--logins', '10', '--signs', '100'] },
 ];
 
 function run(b: Bench): Promise<{ ok: boolean; json?: Record<string, unknown>; error?: string; seconds: number }> {
@@ -61,6 +63,20 @@ type J = Record<string, any>; // eslint-disable-line @typescript-eslint/no-expli
 
 /** The headline of each benchmark: its ratios to the same-run baselines, and its target. */
 const HEADLINES: Record<string, (j: J) => Record<string, unknown>> = {
+  store: (j) => ({
+    sqlite_create_keys_per_s: j.sqlite?.create_keys_per_s,
+    postgres_create_keys_per_s: j.postgres?.create_keys_per_s,
+    sqlite_sign_ratio_large_to_unprepared_1000: j.sqlite?.ratio_p50_large_to_unprepared_1000,
+    postgres_sign_ratio_large_to_unprepared_1000: j.postgres?.ratio_p50_large_to_unprepared_1000,
+    sqlite_sign_ratio_large_to_1000: j.sqlite?.ratio_p50_large_to_1000,
+    postgres_sign_ratio_large_to_1000: j.postgres?.ratio_p50_large_to_1000,
+    target: 'sign p50 at the full count within 1.2x of the p50 at 1,000 keys',
+  }),
+  accounts: (j) => ({
+    logins_per_s_one_core: j.login_server?.logins_per_s_one_core,
+    session_sign_vs_token_sign_p50: j.ratio_p50_session_to_token,
+    login_start_unknown_vs_real_name_p50: j.ratio_p50_unknown_to_real,
+  }),
   'http-sign': (j) => ({
     ed25519_16_clients_rps: j.http?.find((r: J) => r.algorithm === 'ed25519' && r.clients === 16)?.rps,
     ed25519_16_clients_vs_trivial_http: j.aim?.ed25519_16_clients_vs_trivial_http,
