@@ -131,8 +131,9 @@ export function authorizeNewKey(p: Principal, key: Pick<KeyRecord, 'label' | 'at
   authorize(p, 'create');
   // Only an account makes keys of its own (an admin importing a key it knows into an account
   // would hold the user's key), and an account makes no other keys.
-  if (keyOwner(key) !== undefined || p.kind === 'account') {
-    if (p.kind === 'account' && keyOwner(key) === p.account) return;
+  // Labels under `acc_` are the accounts' (`<account id>.<name>`): no one else squats them.
+  if (keyOwner(key) !== undefined || p.kind === 'account' || key.label.startsWith('acc_')) {
+    if (p.kind === 'account' && keyOwner(key) === p.account && key.label.startsWith(`${p.account}.`)) return;
     throw forbidden(p, p.kind === 'account' ? `create ${key.label}: an account makes keys of its own only` : `create ${key.label} for an account: only the account itself does`);
   }
   if (unscoped(p)) return;

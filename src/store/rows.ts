@@ -58,11 +58,14 @@ export function isCountedMeta(name: string): boolean {
 /**
  * Meta rows whose absence a decision would obey (a budget deleted is a budget refilled, a
  * hiding deleted shows a removed key again, a generation deleted with the documents drops
- * every policy, a login guard deleted lifts a lock): reading one that is absent checks the
- * table's count.
+ * every policy, the accounts' OPAQUE setup deleted would be made again): reading one that is
+ * absent checks the table's count.
  */
 export function absenceMatters(name: string): boolean {
-  return name.startsWith('policy_state.') || name.startsWith('ssh_agent.') || name.startsWith('login_guard.') || name === POLICY_GENERATION_ROW;
+  // (Not login guards: every start for a fresh name reads an absent one, and a count per start
+  // would let anyone load the database; a guard deleted with SQL is found by the next start's
+  // check of the rows' digest.)
+  return name.startsWith('policy_state.') || name.startsWith('ssh_agent.') || name === POLICY_GENERATION_ROW || name === 'accounts.opaque_setup' || name === 'account.decoy';
 }
 
 /**

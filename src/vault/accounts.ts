@@ -25,7 +25,7 @@ import { open as aeadOpen, seal as aeadSeal } from '../crypto/aead.js';
 import { deriveSubkey } from '../crypto/kdf.js';
 import { OpaqueServer, sealSetup, type LoginStart, LOGIN_WINDOW_MS } from '../accounts/opaque.js';
 import { addressKey, DEFAULT_GUARD, formatGuard, isLocked, mayAttempt, parseGuard, takePending, withFailure, withPending, withSuccess, type GuardPolicy, type GuardState } from '../accounts/guard.js';
-import { permits } from '../accounts/principals.js';
+import { hasKeyScope, permits } from '../accounts/principals.js';
 import type { Ctx, VaultCore } from './core.js';
 
 export const ACCOUNT_TYPES = ['self-custodial', 'delegated', 'service'] as const;
@@ -39,6 +39,8 @@ export interface Account {
   /** Whether a password is registered. */
   registered: boolean;
   passwordVersion: number;
+  /** What a session opened now is bound to: a password change or an end-all moves it, and every older session ends. */
+  epoch: string;
 }
 
 interface AccountRow {
@@ -52,6 +54,8 @@ interface AccountRow {
   password_version: number;
   /** The one-time registration code's SHA-256 (hex) and its deadline (ms), while one is open. */
   registration: { hash: string; expires: number } | null;
+  /** Bumped to end every session of the account at once. */
+  session_epoch?: number;
 }
 
 const SETUP_ROW = 'accounts.opaque_setup';
@@ -113,6 +117,7 @@ export class Accounts {
         // Another process made it first: use theirs.
         if (!(isCustosError(e) && e.tag === 'meta_moved')) throw e;
         sealed = await store.getMeta(SETUP_ROW);
+        if (sealed === null) throw new CustosError('database_corrupt', 'The accounts\' OPAQUE setup is missing while its decoy row exists: the database was edited outside Custos. Restore it from a backup.');
       }
     }
     this.server ??= await OpaqueServer.open(new Uint8Array(Buffer.from(sealed!, 'base64')), this.accountsKey, this.vaultId);
@@ -145,14 +150,14 @@ export class Accounts {
   }
 
   static view(r: AccountRow): Account {
-    return { id: r.id, name: r.name, type: r.type, createdAt: r.created_at, registered: r.record !== null, passwordVersion: r.password_version };
+    return { id: r.id, name: r.name, type: r.type, createdAt: r.created_at, registered: r.record !== null, passwordVersion: r.password_version, epoch: `${r.password_version}:${r.session_epoch ?? 0}` };
   }
 
   /** Makes an account and its one-time registration code (shown once; 24 hours). */
   async create(ctx: Ctx, req: { name: string; type: AccountType }): Promise<{ account: Account; registrationCode: string }> {
     const name = checkAccountName(req.name);
     if (!ACCOUNT_TYPES.includes(req.type)) throw new CustosError('bad_request', `An account type is one of ${ACCOUNT_TYPES.join(', ')}.`);
-    if (ctx.principal.kind === 'account' || !permits(ctx.principal, 'manage')) return this.core.refuse(ctx, 'account_create', NO_KEY, new CustosError('forbidden', 'Creating accounts needs the manage operation.', { tag: 'scope' }));
+    if (ctx.principal.kind === 'account' || !permits(ctx.principal, 'manage') || hasKeyScope(ctx.principal)) return this.core.refuse(ctx, 'account_create', NO_KEY, new CustosError('forbidden', 'Creating accounts needs the manage operation, unconfined to some keys.', { tag: 'scope' }));
     const server = await this.opaque(ctx);
     const id = `acc_${randomBytes(12).toString('hex')}`;
     const code = `custos_reg_${randomBytes(32).toString('base64url')}`;
@@ -176,8 +181,8 @@ export class Accounts {
   }
 
   /**
-   * The account a registration code opens. A wrong code counts against the name and address
-   * like a failed login (and is refused while they must wait); audited.
+   * The account a registration code opens. A wrong code counts against the source address
+   * like a failed login (the code is 256 bits: the name is not locked by guesses at it); audited.
    */
   private async withCode(ctx: Ctx, name: string, address: string, code: unknown): Promise<{ row: AccountRow; raw: string }> {
     checkAccountName(name);
@@ -185,7 +190,7 @@ export class Accounts {
     const given = typeof code === 'string' && code.length <= 128 ? Buffer.from(h(code), 'hex') : Buffer.alloc(32);
     const want = found?.row.registration ? Buffer.from(found.row.registration.hash, 'hex') : Buffer.alloc(32, 0xff);
     const ok = found !== null && timingSafeEqual(given, want) && found.row.registration!.expires >= Date.now();
-    await this.count(ctx, name, address, ok ? 'check' : 'fail', 'account_register');
+    await this.count(ctx, name, address, ok ? 'code_ok' : 'code_bad', 'account_register');
     if (!ok) throw badCode();
     return found!;
   }
@@ -217,25 +222,44 @@ export class Accounts {
     return server.registrationResponse(server.credentialId(row.name), request);
   }
 
-  /** A password change, the new record: stored, and every session of the account ended, in one transaction. */
+  /**
+   * A password change, the new record. Every session of the account ends with it: sessions are
+   * bound to the account's epoch (its password version), which this moves, in one transaction.
+   */
   async changePasswordFinish(ctx: Ctx, accountId: string, record: unknown): Promise<Account> {
+    const { row, raw } = await this.ownRow(ctx, accountId);
+    const server = await this.opaque(ctx);
+    const next: AccountRow = { ...row, record: server.checkRecord(server.credentialId(row.name), record), password_version: row.password_version + 1 };
+    try {
+      await this.core.commitAs(ctx, { mutations: [{ kind: 'compareAndSetMeta', name: accountRow(row.id), expected: raw, value: JSON.stringify(next) }], audit: [this.core.draft(ctx, 'account_password', NO_KEY, 'ok', null, { account: row.id, user: row.name })] });
+    } catch (e) {
+      if (isCustosError(e) && e.tag === 'meta_moved') throw new CustosError('storage_unavailable', 'The account changed meanwhile (another password change?); nothing was changed. Retry.', { tag: 'meta_moved' });
+      throw e;
+    }
+    return Accounts.view(next);
+  }
+
+  /** An operator ends every session of an account at once (its epoch moves). */
+  async endSessions(ctx: Ctx, name: string): Promise<void> {
+    if (ctx.principal.kind === 'account' || !permits(ctx.principal, 'manage') || hasKeyScope(ctx.principal)) return this.core.refuse(ctx, 'session_end_all', NO_KEY, new CustosError('forbidden', 'Ending an account\'s sessions needs the manage operation, unconfined to some keys.', { tag: 'scope' }));
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const { row, raw } = await this.ownRow(ctx, accountId);
-      const server = await this.opaque(ctx);
-      const next: AccountRow = { ...row, record: server.checkRecord(server.credentialId(row.name), record), password_version: row.password_version + 1 };
-      const sessions = (await this.core.deps.store.listMeta('session.')).filter((s) => (JSON.parse(s.value) as { account?: string }).account === accountId);
+      const found = await this.row(checkAccountName(name));
+      if (!found) throw new CustosError('key_not_found', `No account named ${name}.`);
+      const next: AccountRow = { ...found.row, session_epoch: (found.row.session_epoch ?? 0) + 1 };
       try {
-        await this.core.commitAs(ctx, {
-          mutations: [{ kind: 'compareAndSetMeta', name: accountRow(row.id), expected: raw, value: JSON.stringify(next) }, ...sessions.map((s) => ({ kind: 'compareAndSetMeta' as const, name: s.name, expected: s.value, value: null }))],
-          audit: [this.core.draft(ctx, 'account_password', NO_KEY, 'ok', null, { account: row.id, user: row.name, sessions_ended: sessions.length })],
-        });
-        return Accounts.view(next);
+        await this.core.commitAs(ctx, { mutations: [{ kind: 'compareAndSetMeta', name: accountRow(found.row.id), expected: found.raw, value: JSON.stringify(next) }], audit: [this.core.draft(ctx, 'session_end_all', NO_KEY, 'ok', null, { account: found.row.id, user: name })] });
+        return;
       } catch (e) {
-        // A session moved (a call) or the account changed meanwhile: read both again.
         if (!(isCustosError(e) && e.tag === 'meta_moved')) throw e;
       }
     }
-    throw new CustosError('storage_unavailable', 'The account\'s sessions kept changing; retry the password change.', { tag: 'meta_moved' });
+    throw new CustosError('storage_unavailable', 'The account kept changing; retry.', { tag: 'meta_moved' });
+  }
+
+  /** The epoch sessions of an account must carry (null: the account is gone). */
+  async epochOf(accountId: string): Promise<string | null> {
+    const raw = await this.core.deps.store.getMeta(accountRow(accountId));
+    return raw === null ? null : Accounts.view(JSON.parse(raw) as AccountRow).epoch;
   }
 
   private async ownRow(ctx: Ctx, accountId: string): Promise<{ row: AccountRow; raw: string }> {
@@ -269,8 +293,11 @@ export class Accounts {
     try {
       key = server.finishLogin({ credentialId: server.credentialId(name), address: addressKey(address), passwordVersion: found?.row.password_version ?? 0 }, state, finish);
     } catch (e) {
-      await this.core.deps.committer.audit(this.core.draft(ctx, 'login', NO_KEY, 'denied', isCustosError(e) ? e.fullCode : 'bad_request', { user: name, address }));
-      throw e;
+      // A state that does not open (another user, address or password version, altered) or has
+      // expired: the same answer as a wrong password, so a password change is not observable.
+      await this.core.deps.committer.audit(this.core.draft(ctx, 'login', NO_KEY, 'denied', isCustosError(e) ? e.fullCode : 'bad_request', { user: name, address: addressKey(address) }));
+      if (isCustosError(e) && e.tag === 'login_expired') throw e;
+      throw badLogin();
     }
     const ok = key !== null && found !== null && found.row.record !== null;
     try {
@@ -289,20 +316,30 @@ export class Accounts {
   /**
    * Records an attempt in the name's and the address's guards, compare-and-set with its audit
    * entry. `start`: refused while locked or too soon (audited), else counted as a failure and
-   * its start id kept; `success` / `fail`: the start id must still be pending (a start is
-   * finished once) and is spent; a success clears the name and takes the address's count back.
-   * `check` / `fail` without a start id: a registration code checked or refused.
+   * its start id kept. `success` / `fail`: the start id must still be pending (a start is
+   * finished once; a replay is refused and not counted again) and is spent; a success clears
+   * the name's failures and takes the address's count back. `code_ok` / `code_bad`: a
+   * registration code, judged and counted on the address only.
    */
-  private async count(ctx: Ctx, name: string, address: string, what: 'start' | 'success' | 'fail' | 'check', operation: string, start?: { startId: string; deadline: number }, accountId?: string): Promise<void> {
+  private async count(ctx: Ctx, name: string, address: string, what: 'start' | 'success' | 'fail' | 'code_ok' | 'code_bad', operation: string, start?: { startId: string; deadline: number }, accountId?: string): Promise<void> {
     const store = this.core.deps.store;
     const addr = addressKey(address);
     const details = { user: name, address: addr, ...(accountId ? { account: accountId } : {}) };
+    const code = what === 'code_ok' || what === 'code_bad';
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const now = Date.now();
-      const nRaw = await store.getMeta(guardRow('name', name));
+      const nRaw = code ? null : await store.getMeta(guardRow('name', name));
       const aRaw = await store.getMeta(guardRow('addr', addr));
       const [n, a] = [parseGuard(nRaw), parseGuard(aRaw)];
-      const finishing = what === 'success' || (what === 'fail' && start !== undefined);
+      const finishing = what === 'success' || what === 'fail';
+      let taken: { found: boolean; rest: GuardState } | null = null;
+      if (finishing) {
+        taken = takePending(n, start!.startId);
+        if (!taken.found) {
+          await this.core.deps.committer.audit(this.core.draft(ctx, operation, NO_KEY, 'denied', 'unauthorized:replayed', details));
+          throw badLogin();
+        }
+      }
       // A finish is judged without the failure its own start recorded.
       const verdict = mayAttempt(n, a, this.guard, now, finishing ? 1 : 0);
       if (!verdict.allowed) {
@@ -311,6 +348,7 @@ export class Accounts {
         const when = verdict.retryAfterSeconds === null ? 'until an operator unlocks it' : `for ${verdict.retryAfterSeconds} s`;
         throw new CustosError('rate_limited', locked ? `Too many failed logins for this user name: it is locked ${when}.` : `Too many failed logins: wait ${verdict.retryAfterSeconds} s before the next attempt.`, { tag: locked ? 'login_locked' : 'slow_down' });
       }
+      if (what === 'code_ok') return;
       let n2: GuardState = n;
       let a2: GuardState = a;
       let outcome: 'ok' | 'denied' = 'ok';
@@ -318,43 +356,33 @@ export class Accounts {
       if (what === 'start') {
         n2 = withPending(withFailure(n, this.guard, now, 'name'), start!.startId, start!.deadline, now);
         a2 = withFailure(a, this.guard, now, 'address');
-      } else if (finishing) {
-        const taken = takePending(n, start!.startId);
-        if (!taken.found) {
-          // Finished before (a replay), or never started here: refused, and counted.
-          n2 = withFailure(n, this.guard, now, 'name');
-          a2 = withFailure(a, this.guard, now, 'address');
-          outcome = 'denied';
-          reason = 'unauthorized:replayed';
-        } else if (what === 'success') {
-          n2 = withSuccess(taken.rest, 'name');
-          a2 = withSuccess(a, 'address');
-        } else {
-          n2 = taken.rest;
-          outcome = 'denied';
-          reason = 'unauthorized';
-        }
+      } else if (what === 'success') {
+        // Other logins of the name still in progress (a second device) keep their starts.
+        n2 = { ...withSuccess(taken!.rest, 'name'), pending: taken!.rest.pending };
+        a2 = withSuccess(a, 'address');
       } else if (what === 'fail') {
-        n2 = withFailure(n, this.guard, now, 'name');
+        n2 = taken!.rest;
+        outcome = 'denied';
+        reason = 'unauthorized';
+      } else {
         a2 = withFailure(a, this.guard, now, 'address');
         outcome = 'denied';
         reason = 'unauthorized';
       }
       const mutations: StateMutation[] = [];
-      if (formatGuard(n2) !== nRaw) mutations.push({ kind: 'compareAndSetMeta', name: guardRow('name', name), expected: nRaw, value: formatGuard(n2) });
+      if (!code && formatGuard(n2) !== nRaw) mutations.push({ kind: 'compareAndSetMeta', name: guardRow('name', name), expected: nRaw, value: formatGuard(n2) });
       if (formatGuard(a2) !== aRaw) mutations.push({ kind: 'compareAndSetMeta', name: guardRow('addr', addr), expected: aRaw, value: formatGuard(a2) });
       const audit = [this.core.draft(ctx, operation, NO_KEY, outcome, reason, details)];
-      // The moment a failure completes a lock is on the record (for a start, once it is known to have failed).
+      // The moment a failure completes a lock is on the record.
       const before = finishing ? { ...n, fails: n.fails.slice(0, -1) } : n;
-      if (outcome === 'denied' && isLocked(n2, this.guard, now) && !isLocked(before, this.guard, now)) audit.push(this.core.draft(ctx, 'login_lockout', NO_KEY, 'ok', null, { ...details, failures: n2.fails.length }));
+      if (what === 'fail' && isLocked(n2, this.guard, now) && !isLocked(before, this.guard, now)) audit.push(this.core.draft(ctx, 'login_lockout', NO_KEY, 'ok', null, { ...details, failures: n2.fails.length }));
       try {
         await this.core.commitAs(ctx, { mutations, audit });
+        return;
       } catch (e) {
         if (isCustosError(e) && e.tag === 'meta_moved') continue;
         throw e;
       }
-      if (reason === 'unauthorized:replayed') throw badLogin();
-      return;
     }
     throw new CustosError('storage_unavailable', 'Other logins for this user name or address kept changing its counters; retry.', { tag: 'meta_moved' });
   }
@@ -362,7 +390,7 @@ export class Accounts {
   /** An operator ends a user name's lock (and its waits). */
   async unlock(ctx: Ctx, name: string): Promise<void> {
     checkAccountName(name);
-    if (ctx.principal.kind === 'account' || !permits(ctx.principal, 'manage')) return this.core.refuse(ctx, 'login_unlock', NO_KEY, new CustosError('forbidden', 'Unlocking needs the manage operation.', { tag: 'scope' }));
+    if (ctx.principal.kind === 'account' || !permits(ctx.principal, 'manage') || hasKeyScope(ctx.principal)) return this.core.refuse(ctx, 'login_unlock', NO_KEY, new CustosError('forbidden', 'Unlocking needs the manage operation, unconfined to some keys.', { tag: 'scope' }));
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const raw = await this.core.deps.store.getMeta(guardRow('name', name));
       try {

@@ -6,7 +6,8 @@
  * (core/session-envelope.ts), its ssid must be above the last one accepted, and the answer is
  * sealed back for the same ssid. The row is compare-and-set on every call (the new ssid and idle
  * deadline), so two nodes never accept one ssid twice; logout deletes it, so it is unusable at
- * once everywhere; a password change ends every session of its account.
+ * once everywhere; a password change or an operator's end-all moves the account's epoch, and
+ * every session opened before it is refused at its next call.
  *
  * Rows are protected meta rows `session.<sid>` (row MACs, journal, audit-bound digest).
  */
@@ -31,6 +32,8 @@ interface SessionRow {
   account: string;
   name: string;
   type: AccountType;
+  /** The account's epoch at login: a password change or an end-all moves it (accounts.ts). */
+  epoch: string;
   key: string;
   created: number;
   idle_until: number;
@@ -61,6 +64,8 @@ export class Sessions {
     accountsKey: Uint8Array,
     private readonly vaultId: string,
     private readonly limits: SessionLimits = DEFAULT_SESSION_LIMITS,
+    /** The epoch an account's sessions must carry now (null: the account is gone). */
+    private readonly epochOf: (accountId: string) => Promise<string | null> = async () => null,
   ) {
     this.sealKey = deriveSubkey(accountsKey, utf8(vaultId), 'custos/v1/session-key');
   }
@@ -77,6 +82,7 @@ export class Sessions {
       account: account.id,
       name: account.name,
       type: account.type,
+      epoch: account.epoch,
       key: Buffer.from(aeadSeal(this.sealKey, sessionKey, this.ad(sid, account.id))).toString('base64'),
       created: now,
       idle_until: now + this.limits.idleSeconds * 1000,
@@ -107,8 +113,9 @@ export class Sessions {
       await this.core.deps.committer.audit(this.core.draft(ctx, 'session_call', { id: null, label: null }, 'denied', `unauthorized:${why}`, { account: row.account, session: row.sid, route }));
       throw why === 'expired' ? ended() : new CustosError('unauthorized', 'The message is not one this session sent next (replayed, reordered, altered, or from another session or route).', { tag: 'session' });
     };
-    if (now >= row.expires || now >= row.idle_until) {
-      // An expired session's row goes now (an answer already refused; a race just leaves it).
+    // Ended by a password change or an operator (the account's epoch moved), or expired: the
+    // row goes now (a race just leaves it for the next refusal).
+    if (now >= row.expires || now >= row.idle_until || (await this.epochOf(row.account)) !== row.epoch) {
       await this.core.commitAs(ctx, { mutations: [{ kind: 'compareAndSetMeta', name: PREFIX + row.sid, expected: raw, value: null }], audit: [] }).catch(() => undefined);
       return refuse('expired');
     }
@@ -171,23 +178,6 @@ export class Sessions {
       }
     }
     throw new CustosError('storage_unavailable', 'The session kept changing while it was being ended; retry the logout.', { tag: 'meta_moved' });
-  }
-
-  /** Ends every session of an account (an operator's act; a password change does it in its own transaction). */
-  async endAll(ctx: Ctx, accountId: string): Promise<number> {
-    let n = 0;
-    for (let pass = 0; pass < 8; pass++) {
-      const mine = (await this.core.deps.store.listMeta(PREFIX)).filter((r) => (JSON.parse(r.value) as SessionRow).account === accountId);
-      if (mine.length === 0) return n;
-      try {
-        await this.core.commitAs(ctx, { mutations: mine.map((r) => ({ kind: 'compareAndSetMeta' as const, name: r.name, expected: r.value, value: null })), audit: [this.core.draft(ctx, 'session_close', { id: null, label: null }, 'ok', null, { account: accountId, sessions: mine.length })] });
-        n += mine.length;
-      } catch (e) {
-        // A call moved one of them meanwhile: read them again.
-        if (!(isCustosError(e) && e.tag === 'meta_moved')) throw e;
-      }
-    }
-    throw new CustosError('storage_unavailable', 'The account\'s sessions kept changing; retry.', { tag: 'meta_moved' });
   }
 
   destroy(): void {

@@ -60,7 +60,7 @@ export class Vault {
     this.admin = new Admin(this.core);
     this.accounts = deps.accounts ? new Accounts(this.core, deps.accounts.key, deps.accounts.vaultId, deps.accounts.guard) : null;
     this.accountKeys = deps.accounts ? new AccountKeys(this.core, this.keys, deps.accounts.key, deps.accounts.vaultId) : null;
-    this.sessions = deps.accounts ? new Sessions(this.core, deps.accounts.key, deps.accounts.vaultId, deps.accounts.sessions) : null;
+    this.sessions = deps.accounts ? new Sessions(this.core, deps.accounts.key, deps.accounts.vaultId, deps.accounts.sessions, (id) => this.accounts!.epochOf(id)) : null;
     // Every refused authentication is on the record, under the principal it named if any.
     this.principals = new Authenticator(deps.store, {
       ...deps.authLimits,

@@ -133,20 +133,25 @@ test('a login is finished once, from the address that started it; a password cha
     const { clientLoginState, startLoginRequest } = opaque.client.startLogin({ password: 'gina password 1' });
     const start = await v.vault.accounts!.loginStart(anon('192.0.2.50').ctx, 'gina', '192.0.2.50', startLoginRequest);
     const fin = opaque.client.finishLogin({ clientLoginState, loginResponse: start.response, password: 'gina password 1', keyStretching })!;
-    assert.equal((await fails(v.vault.accounts!.loginFinish(anon('203.0.113.1').ctx, 'gina', '203.0.113.1', start.state, fin.finishLoginRequest))).code, 'bad_request');
+    assert.equal((await fails(v.vault.accounts!.loginFinish(anon('203.0.113.1').ctx, 'gina', '203.0.113.1', start.state, fin.finishLoginRequest))).code, 'unauthorized', 'the same answer as a wrong password');
+    // Replays are refused without counting again: no lock from one start finished many times.
+    for (let i = 0; i < 10; i++) assert.equal((await fails(v.vault.accounts!.loginFinish(anon(replay.address).ctx, replay.name, replay.address, replay.state, replay.finish))).code, 'unauthorized');
+    assert.ok((await login(v.vault, 'gina', 'gina password 1', '192.0.2.50')).length >= 32, 'not locked by replays');
   } finally {
     await v.dispose();
   }
 });
 
-test('wrong registration codes count like failed logins: a name guessed at is locked', async () => {
-  const v = await makeVault({ loginGuard: GUARD });
+test('wrong registration codes count against the address (not the name: the code is 256 bits), and stop it at its ceiling', async () => {
+  const v = await makeVault({ loginGuard: { ...GUARD, addressMaxFailures: 6 } });
   try {
-    await v.vault.accounts!.create(v.ctx(), { name: 'hank', type: 'delegated' });
+    const { registrationCode } = await v.vault.accounts!.create(v.ctx(), { name: 'hank', type: 'delegated' });
     const { registrationRequest } = opaque.client.startRegistration({ password: 'x' });
-    for (let i = 0; i < 5; i++) assert.equal((await fails(v.vault.accounts!.registerStart(anon().ctx, 'hank', '192.0.2.8', `custos_reg_guess${i}`, registrationRequest))).code, 'unauthorized');
-    assert.equal((await fails(v.vault.accounts!.registerStart(anon().ctx, 'hank', '192.0.2.8', 'custos_reg_guess', registrationRequest))).code, 'rate_limited:login_locked');
-    assert.ok((await v.store.auditTail(20)).some((e) => e.operation === 'login_lockout'));
+    for (let i = 0; i < 6; i++) assert.equal((await fails(v.vault.accounts!.registerStart(anon().ctx, 'hank', '192.0.2.8', `custos_reg_guess${i}`, registrationRequest))).code, 'unauthorized');
+    assert.equal((await fails(v.vault.accounts!.registerStart(anon().ctx, 'hank', '192.0.2.8', registrationCode, registrationRequest))).code, 'rate_limited:slow_down');
+    // From elsewhere the right code still works: the name was not locked by the guesses.
+    assert.equal(typeof (await v.vault.accounts!.registerStart(anon().ctx, 'hank', '192.0.2.9', registrationCode, registrationRequest)), 'string');
+    assert.ok((await v.store.auditTail(20)).some((e) => e.operation === 'account_register' && e.outcome === 'denied'));
   } finally {
     await v.dispose();
   }

@@ -4,6 +4,7 @@
  *   POST /v1/accounts                     an operator makes an account and its registration code (manage)
  *   GET  /v1/accounts/:name               an account's state (manage)
  *   POST /v1/accounts/:name/unlock        an operator ends a login lock (manage)
+ *   POST /v1/accounts/:name/end-sessions  an operator ends every session of an account (manage)
  *   POST /v1/accounts/register/start      public: OPAQUE registration, with the one-time code
  *   POST /v1/accounts/register/finish     public
  *   POST /v1/login/start                  public: OPAQUE login (KE1 → KE2 and a sealed state)
@@ -63,6 +64,11 @@ export function accountRoutes(app: FastifyInstance, vault: () => Vault, ctx: (re
   app.post<{ Params: { name: string } }>('/v1/accounts/:name/unlock', { schema: { summary: 'End a user name\'s login lock and waits', tags: ['accounts'], security: [{ bearer: [] }], response: { 200: { type: 'object', properties: { unlocked: { type: 'string' } } }, ...errors } } }, async (req) => {
     await accounts().unlock(ctx(req), req.params.name);
     return { unlocked: req.params.name };
+  });
+
+  app.post<{ Params: { name: string } }>('/v1/accounts/:name/end-sessions', { schema: { summary: 'End every session of an account at once', tags: ['accounts'], security: [{ bearer: [] }], response: { 200: { type: 'object', properties: { ended: { type: 'string' } } }, ...errors } } }, async (req) => {
+    await accounts().endSessions(ctx(req), req.params.name);
+    return { ended: req.params.name };
   });
 
   app.post<{ Body: { name: string; code: string; request: string } }>(

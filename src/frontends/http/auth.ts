@@ -45,6 +45,7 @@ export const ROUTE_OPERATIONS: Readonly<Record<string, Operation>> = {
   'POST /v1/accounts': 'manage',
   'GET /v1/accounts/:name': 'manage',
   'POST /v1/accounts/:name/unlock': 'manage',
+  'POST /v1/accounts/:name/end-sessions': 'manage',
 };
 
 /** What a request carries: `Authorization: Bearer …`, else its connection's client certificate. */
