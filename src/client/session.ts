@@ -162,6 +162,19 @@ export class CustosSession {
     await this.head('/v1/session/secrets/delete', { name });
   }
 
+  /** Lets a principal (`token:<name>` or `cert:<name>`) read, verify or sign with some of this account's keys. */
+  grant(p: { principal: string; operations: Array<'read' | 'verify' | 'sign'>; keys: string[]; expires_at?: string }): Promise<{ id: string; principal: string; operations: string[]; keys: string[]; expires_at: string | null }> {
+    return this.head('/v1/session/grants/create', p);
+  }
+
+  async grants(): Promise<Array<{ id: string; principal: string; operations: string[]; keys: string[]; expires_at: string | null }>> {
+    return (await this.head<{ grants: Array<{ id: string; principal: string; operations: string[]; keys: string[]; expires_at: string | null }> }>('/v1/session/grants/list')).grants;
+  }
+
+  async revokeGrant(id: string): Promise<void> {
+    await this.head('/v1/session/grants/revoke', { id });
+  }
+
   /** Changes the password (OPAQUE registration inside the session); every session of the account ends, this one too. */
   async changePassword(newPassword: string, keyStretching: SessionOptions['keyStretching'] = 'rfc-recommended'): Promise<void> {
     const { clientRegistrationState, registrationRequest } = opaque.client.startRegistration({ password: newPassword });

@@ -12,6 +12,9 @@
  *   type and name bound in. Deleting it deletes the row and then rewrites the WAL away
  *   (SQLite's secure_delete zeroes the freed bytes in the file).
  *
+ * An account may grant a named principal read, verify or sign (never export) over some of its
+ * keys (accounts/grants.ts): its own act, in its session, revocable at any time.
+ *
  * What each account type may do (the operations of its session principal):
  *   self-custodial: generate, import, sign, verify, export (into its own session), destroy, secrets
  *   delegated, service: generate, import, sign, verify, destroy, secrets (keys never leave)
@@ -22,6 +25,8 @@ import type { Algorithm, KeyRecord, Principal } from '../core/types.js';
 import { open as aeadOpen, seal as aeadSeal } from '../crypto/aead.js';
 import { deriveSubkey } from '../crypto/kdf.js';
 import { importSecret } from '../keystore/import.js';
+import { randomBytes } from 'node:crypto';
+import { checkGrant, GRANT_PREFIX, type Grant } from '../accounts/grants.js';
 import type { AccountType } from './accounts.js';
 import type { Ctx, VaultCore } from './core.js';
 import type { Keys } from './keys.js';
@@ -148,6 +153,26 @@ export class AccountKeys {
       throw e;
     }
     this.core.purgePending = !(await this.core.deps.store.purgeFreed().catch(() => false));
+  }
+
+  /** Grants a principal rights over some of the account's keys (accounts/grants.ts). */
+  async grant(ctx: Ctx, a: SessionAccount, terms: { principal: unknown; operations: unknown; keys: unknown; expires_at?: unknown }): Promise<Grant> {
+    const g: Grant = { id: `grt_${randomBytes(8).toString('hex')}`, ...checkGrant(terms), created_at: new Date().toISOString() };
+    await this.core.commitAs(ctx, { mutations: [{ kind: 'compareAndSetMeta', name: `${GRANT_PREFIX}${a.id}.${g.id}`, expected: null, value: JSON.stringify(g) }], audit: [this.core.draft(ctx, 'grant', { id: null, label: null }, 'ok', null, { account: a.id, grant: g.id, principal: g.principal, operations: g.operations.join(','), keys: g.keys.join(',') })] });
+    return g;
+  }
+
+  async grants(a: SessionAccount): Promise<Grant[]> {
+    return (await this.core.deps.store.listMeta(`${GRANT_PREFIX}${a.id}.`)).map((r) => JSON.parse(r.value) as Grant);
+  }
+
+  /** Revokes a grant: in force at the grantee's next request. */
+  async revokeGrant(ctx: Ctx, a: SessionAccount, id: unknown): Promise<void> {
+    if (typeof id !== 'string' || !/^grt_[0-9a-f]{16}$/.test(id)) throw new CustosError('bad_request', 'A grant id is grt_ and 16 hex digits.');
+    const row = `${GRANT_PREFIX}${a.id}.${id}`;
+    const before = await this.core.deps.store.getMeta(row);
+    if (before === null) throw new CustosError('key_not_found', `The account has no grant ${id}.`);
+    await this.core.commitAs(ctx, { mutations: [{ kind: 'compareAndSetMeta', name: row, expected: before, value: null }], audit: [this.core.draft(ctx, 'grant_revoke', { id: null, label: null }, 'ok', null, { account: a.id, grant: id })] });
   }
 
   destroy(): void {

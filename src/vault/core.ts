@@ -20,7 +20,8 @@ import { policyKeyOf, stateScopes } from '../policy/engine.js';
 import { DerivationCache } from '../wallet/hd.js';
 import { Approvals } from './approvals.js';
 import { Lanes } from './lanes.js';
-import { authorizeNewKey, forbidden, keyInScope, permits, refInScope, type Operation } from '../accounts/principals.js';
+import { authorizeNewKey, forbidden, keyInScope, keyOwner, permits, refInScope, type Operation } from '../accounts/principals.js';
+import { GRANT_PREFIX, grantAllows } from '../accounts/grants.js';
 import type { GroupCommitter } from './commit.js';
 
 export const LABEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
@@ -205,8 +206,19 @@ export class VaultCore {
       throw e;
     }
     if (!key) return this.refuse(ctx, operation, { id: null, label: auditRef(ref) }, refInScope(p, ref) ? notFound(ref) : forbidden(p, `${op} with keys outside its scope`));
-    if (!keyInScope(p, key)) return this.refuse(ctx, operation, key, forbidden(p, `${op} with keys outside its scope`));
+    if (!keyInScope(p, key) && !(await this.granted(p, op, key))) return this.refuse(ctx, operation, key, forbidden(p, `${op} with keys outside its scope`));
     return key;
+  }
+
+  /**
+   * Whether an account granted this principal `op` on this key of its own (vault/grants.ts): a
+   * live grant naming the principal, the operation (read, sign or verify, never export) and a
+   * glob matching the key's name. Read at every request, so a revocation is in force at the next.
+   */
+  async granted(p: Principal, op: Operation, key: KeyRecord): Promise<boolean> {
+    const owner = keyOwner(key);
+    if (owner === undefined || p.kind === 'account' || !permits(p, op)) return false;
+    return grantAllows(await this.deps.store.listMeta(`${GRANT_PREFIX}${owner}.`), p.id, op, key.label.slice(owner.length + 1), Date.now());
   }
 
   /** Refuses (audited) a new key's label and attributes outside the principal's scope. */

@@ -111,6 +111,22 @@ test('register, log in, call and log out through the real server over TLS; refus
       assert.equal((await refusal(admin.getKey(label))).code, 'forbidden:scope');
       assert.equal((await refusal(admin.destroyKey(label))).code, 'forbidden:scope');
 
+      // A grant: the account lets one token sign with one of its keys, until it revokes that.
+      const pay = await admin.createToken({ name: 'payments', role: 'signer', keys: ['pay-*'] });
+      const payments = new CustosClient({ addr: s.url, ca, token: pay.token! });
+      try {
+        assert.equal((await refusal(payments.sign(label, { message: msg }))).code, 'forbidden:scope', 'no grant yet');
+        const g = await session.grant({ principal: 'token:payments', operations: ['sign'], keys: ['main'] });
+        assert.equal((await payments.sign(label, { message: msg })).signature.length, 64);
+        assert.equal((await refusal(payments.sign(`${made.account.id}.imported`, { message: msg }))).code, 'forbidden:scope', 'only the keys granted');
+        assert.equal((await refusal(admin.sign(label, { message: msg }))).code, 'forbidden:scope', 'only the principal granted');
+        assert.deepEqual((await session.grants()).map((x) => x.id), [g.id]);
+        await session.revokeGrant(g.id);
+        assert.equal((await refusal(payments.sign(label, { message: msg }))).code, 'forbidden:scope', 'revoked: in force at the next request');
+      } finally {
+        payments.close();
+      }
+
       // A secret, stored, read back, deleted: gone from the database file and its WAL.
       const secret = new Uint8Array(randomBytes(48));
       await session.putSecret('backup', secret);

@@ -12,6 +12,7 @@
  *   POST /v1/session/whoami               in a session: the account
  *   POST /v1/session/keys/{generate,import,list,sign,export,destroy}   the account's keys
  *   POST /v1/session/secrets/{put,get,delete}                           the account's secrets
+ *   POST /v1/session/grants/{create,list,revoke}                        rights the account delegates over its keys
  *   POST /v1/session/password/{start,finish}                            a password change (ends every session)
  *   POST /v1/session/logout               in a session: ends it
  *
@@ -174,6 +175,12 @@ export function accountRoutes(app: FastifyInstance, vault: () => Vault, ctx: (re
   inSession('/v1/session/secrets/delete', 'Delete a secret of this account, overwritten', async ({ ctx, account, header }) => {
     await own().deleteSecret(ctx, account, str(header, 'name'));
     return { header: { deleted: str(header, 'name') } };
+  });
+  inSession('/v1/session/grants/create', 'Grant a principal read, verify or sign over some of this account\'s keys', async ({ ctx, account, header }) => ({ header: await own().grant(ctx, account, { principal: header.principal, operations: header.operations, keys: header.keys, expires_at: header.expires_at }) }));
+  inSession('/v1/session/grants/list', 'This account\'s grants', async ({ account }) => ({ header: { grants: await own().grants(account) } }));
+  inSession('/v1/session/grants/revoke', 'Revoke a grant (in force at the grantee\'s next request)', async ({ ctx, account, header }) => {
+    await own().revokeGrant(ctx, account, header.id);
+    return { header: { revoked: header.id } };
   });
   inSession('/v1/session/password/start', 'Change the password, first message (OPAQUE registration request)', async ({ ctx, account, header }) => ({ header: { response: await accounts().changePasswordStart(ctx, account.id, str(header, 'request')) } }));
   inSession('/v1/session/password/finish', 'Change the password: the new record; every session of the account ends, this one too', async ({ ctx, account, header }) => {
