@@ -5,5 +5,13 @@
  */
 export { CustosClient, type ClientOptions, type KeyInfo, type SignParams, type ApprovalView, type AuditEntryView, type SealStatusView, type PrincipalParams, type PrincipalView, type PrivvalStatusView, type ReloadView } from './client.js';
 export { CustosApiError, type TransportOptions } from './transport.js';
-export { CustosSession, type SessionOptions } from './session.js';
+import { Transport } from './transport.js';
+import { CustosSession } from './session.js';
+export { CustosSession, type SessionOptions, type AccountKeyView } from './session.js';
 export { CustosError, type ErrorCode } from '../core/errors.js';
+
+// Sessions in Node go through the SDK's transport (TLS, a pinned CA or fingerprint, mutual TLS).
+CustosSession.usePoster((opts) => {
+  const t = new Transport({ ...opts, retries: 0 });
+  return { post: async (path, body) => Transport.check(await t.request('POST', path, body, undefined), opts.addr), close: () => t.close() };
+});

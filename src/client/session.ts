@@ -14,7 +14,7 @@ import * as opaque from '@serenity-kit/opaque';
 import { CustosError } from '../core/errors.js';
 import { frame, fromBase64url, openBody, sealBody, sessionKeys, unframe, type Direction } from '../core/session-envelope.js';
 import type { Algorithm } from '../core/types.js';
-import { Transport, type TransportOptions } from './transport.js';
+import type { TransportOptions } from './transport.js';
 
 /** An account's key as its session sees it. */
 export interface AccountKeyView {
@@ -27,15 +27,33 @@ export interface AccountKeyView {
   created_at: string;
 }
 
-export interface SessionOptions extends TransportOptions {
+export interface SessionOptions extends Partial<Omit<TransportOptions, 'addr'>> {
+  /** `https://vault.example:8200` (or `http://127.0.0.1:8200` on loopback). */
+  addr: string;
+  /** In a browser (or anywhere): the `fetch` to use instead of the Node transport. */
+  fetch?: typeof fetch;
   /** The server's OPAQUE public key (base64url), when the client pins it. */
   serverPublicKey?: string;
   /** Argon2id cost on this side (default: the library's recommended parameters). */
   keyStretching?: 'rfc-recommended' | 'memory-constrained';
 }
 
-async function post<T>(t: Transport, addr: string, path: string, body: unknown): Promise<T> {
-  return Transport.check(await t.request('POST', path, body, undefined), addr) as T;
+/** How a session reaches the server: a JSON POST answered with the parsed body, or a typed error. */
+export interface Poster {
+  post(path: string, body: unknown): Promise<unknown>;
+  close(): void;
+}
+
+/** Makes the poster for some options: the Node SDK's transport, or `fetch` in a browser (client/browser.ts). */
+let makePoster: ((opts: SessionOptions) => Poster) | null = null;
+
+async function post<T>(t: Poster, path: string, body: unknown): Promise<T> {
+  return (await t.post(path, body)) as T;
+}
+
+function posterFor(opts: SessionOptions): Poster {
+  if (!makePoster) throw new CustosError('bad_request', 'No transport: import CustosSession from custos/client (Node) or custos/client/browser.');
+  return makePoster(opts);
 }
 
 export class CustosSession {
@@ -43,9 +61,13 @@ export class CustosSession {
   private queue: Promise<unknown> = Promise.resolve();
   private ended = false;
 
+  /** Sets how sessions reach the server (done once by each entry point). */
+  static usePoster(f: (opts: SessionOptions) => Poster): void {
+    makePoster = f;
+  }
+
   private constructor(
-    private readonly transport: Transport,
-    private readonly addr: string,
+    private readonly transport: Poster,
     readonly sid: string,
     private readonly keys: Record<Direction, Uint8Array>,
     readonly account: { name: string },
@@ -54,13 +76,13 @@ export class CustosSession {
   /** Sets the account's password with the one-time registration code an operator was given. */
   static async register(opts: SessionOptions, name: string, code: string, password: string): Promise<{ id: string; name: string; registered: boolean }> {
     await opaque.ready;
-    const t = new Transport({ ...opts, retries: 0 });
+    const t = posterFor(opts);
     try {
       const { clientRegistrationState, registrationRequest } = opaque.client.startRegistration({ password });
-      const { response } = await post<{ response: string }>(t, opts.addr, '/v1/accounts/register/start', { name, code, request: registrationRequest });
+      const { response } = await post<{ response: string }>(t, '/v1/accounts/register/start', { name, code, request: registrationRequest });
       const fin = opaque.client.finishRegistration({ clientRegistrationState, registrationResponse: response, password, keyStretching: opts.keyStretching ?? 'rfc-recommended' });
       if (opts.serverPublicKey !== undefined && fin.serverStaticPublicKey !== opts.serverPublicKey) throw new CustosError('unauthorized', 'The server is not the one pinned (its OPAQUE public key differs); nothing was registered.');
-      return await post(t, opts.addr, '/v1/accounts/register/finish', { name, code, record: fin.registrationRecord });
+      return await post(t, '/v1/accounts/register/finish', { name, code, record: fin.registrationRecord });
     } finally {
       t.close();
     }
@@ -69,20 +91,20 @@ export class CustosSession {
   /** Logs in: OPAQUE authenticates both sides; a wrong password or user name is `unauthorized`. */
   static async login(opts: SessionOptions, name: string, password: string): Promise<CustosSession> {
     await opaque.ready;
-    const t = new Transport({ ...opts, retries: 0 });
+    const t = posterFor(opts);
     try {
       const { clientLoginState, startLoginRequest } = opaque.client.startLogin({ password });
-      const start = await post<{ response: string; state: string }>(t, opts.addr, '/v1/login/start', { name, request: startLoginRequest });
+      const start = await post<{ response: string; state: string }>(t, '/v1/login/start', { name, request: startLoginRequest });
       const fin = opaque.client.finishLogin({ clientLoginState, loginResponse: start.response, password, keyStretching: opts.keyStretching ?? 'rfc-recommended' });
       // The library found the server's answer wrong for this password: the same sentence as the server's.
       if (!fin) throw new CustosError('unauthorized', 'The user name or password is wrong.');
       if (opts.serverPublicKey !== undefined && fin.serverStaticPublicKey !== opts.serverPublicKey) throw new CustosError('unauthorized', 'The server is not the one pinned (its OPAQUE public key differs).');
-      const s = await post<{ sid: string }>(t, opts.addr, '/v1/login/finish', { name, state: start.state, finish: fin.finishLoginRequest });
+      const s = await post<{ sid: string }>(t, '/v1/login/finish', { name, state: start.state, finish: fin.finishLoginRequest });
       const key = fromBase64url(fin.sessionKey);
       if (!key) throw new CustosError('internal', 'The OPAQUE library gave a session key that is not base64url.');
       const keys = sessionKeys(key, s.sid);
       key.fill(0);
-      return new CustosSession(t, opts.addr, s.sid, keys, { name });
+      return new CustosSession(t, s.sid, keys, { name });
     } catch (e) {
       t.close();
       throw e;
@@ -101,7 +123,7 @@ export class CustosSession {
       const plain = frame(header, payload);
       const sealed = sealBody(this.keys.c2s, this.sid, ssid, 'c2s', route, plain);
       plain.fill(0);
-      const res = await post<{ ssid: number; body: string }>(this.transport, this.addr, path, { sid: this.sid, ssid, body: sealed });
+      const res = await post<{ ssid: number; body: string }>(this.transport, path, { sid: this.sid, ssid, body: sealed });
       const opened = res.ssid === ssid ? openBody(this.keys.s2c, this.sid, ssid, 's2c', route, res.body) : null;
       const framed = opened ? unframe(opened) : null;
       if (!framed) throw new CustosError('unauthorized', 'The answer is not sealed for this call of this session (altered or misrouted); it was not used.', { tag: 'session' });
