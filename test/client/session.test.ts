@@ -165,3 +165,63 @@ test('register, log in, call and log out through the real server over TLS; refus
     cleanup();
   }
 });
+
+test('through the real server: a lock holds across a restart until an operator unlocks; one account cannot reach another\'s keys; an admin cannot export them', async (t) => {
+  if (!requireTool(t, 'openssl', 'openssl')) return;
+  const { dir, cleanup } = tempDir();
+  try {
+    const dataDir = join(dir, 'v');
+    const tokenFile = join(dir, 'admin.token');
+    assert.equal(custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12', '--admin-token-file', tokenFile], PASSENV).status, 0);
+    assert.equal(custos(['tls', 'init', '--data-dir', dataDir]).status, 0);
+    // No doubling waits between guesses here (they are shown in test/accounts/guard.test.ts).
+    writeFileSync(join(dataDir, 'custos.toml'), '[api]\ntls_cert = "tls/server-chain.pem"\ntls_key = "tls/server.key"\n', { mode: 0o600 });
+    const ca = readFileSync(join(dataDir, 'tls', 'ca.pem'));
+    const token = readFileSync(tokenFile, 'utf8').trim();
+    let s = await serve(['--data-dir', dataDir], PASSENV);
+    let admin = new CustosClient({ addr: s.url, ca, token });
+    const opts = () => ({ addr: s.url, ca, keyStretching: 'memory-constrained' as const });
+    try {
+      for (const name of ['ann', 'ben']) {
+        const made = await admin.createAccount({ name, type: 'self-custodial' });
+        await CustosSession.register(opts(), name, made.registration_code, `${name} long password`);
+      }
+      const ann = await CustosSession.login(opts(), 'ann', 'ann long password');
+      const ben = await CustosSession.login(opts(), 'ben', 'ben long password');
+      const key = await ann.generateKey('main', 'ed25519');
+      // Ben names keys in his own namespace only: Ann's "main" is not his.
+      assert.equal((await refusal(ben.sign('main', new Uint8Array([1])))).code, 'key_not_found');
+      assert.deepEqual(await ben.listKeys(), []);
+      const label = `${(await ann.whoami()).account}.main`;
+      assert.equal((await refusal(admin.exportKey(label, { kem: 'x25519', publicKey: new Uint8Array(32).fill(9) }))).code, 'forbidden:scope');
+      assert.equal(key.exportable, true);
+      await ann.logout();
+      await ben.logout();
+
+      // Five wrong passwords lock the name; a restart keeps the lock; an operator ends it.
+      for (let i = 0; i < 5; i++) {
+        const r = await refusal(CustosSession.login(opts(), 'ann', `guess ${i}`));
+        assert.ok(r.code === 'unauthorized' || r.code === 'rate_limited:slow_down', r.code);
+        if (r.code === 'rate_limited:slow_down') {
+          i--;
+          await new Promise((res) => setTimeout(res, 1000));
+        }
+      }
+      assert.equal((await refusal(CustosSession.login(opts(), 'ann', 'ann long password'))).code, 'rate_limited:login_locked');
+      admin.close();
+      await s.stop();
+      s = await serve(['--data-dir', dataDir], PASSENV);
+      admin = new CustosClient({ addr: s.url, ca, token });
+      assert.equal((await refusal(CustosSession.login(opts(), 'ann', 'ann long password'))).code, 'rate_limited:login_locked', 'after a restart');
+      await admin.unlockAccount('ann');
+      const again = await CustosSession.login(opts(), 'ann', 'ann long password');
+      assert.equal((await again.whoami()).name, 'ann');
+      await again.logout();
+    } finally {
+      admin.close();
+      await s.stop();
+    }
+  } finally {
+    cleanup();
+  }
+});
