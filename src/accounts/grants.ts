@@ -15,6 +15,8 @@ export const GRANTABLE = ['read', 'verify', 'sign'] as const;
 export interface Grant {
   id: string;
   principal: string;
+  /** The principal's credential row when granted: a principal made later under the same name is not it. */
+  credential_row: string;
   operations: Array<(typeof GRANTABLE)[number]>;
   /** Globs over the account's key names. */
   keys: string[];
@@ -22,11 +24,14 @@ export interface Grant {
   expires_at: string | null;
 }
 
-const PRINCIPAL_RE = /^(token|cert):[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const PRINCIPAL_RE = /^(token|cert):[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+/** The most live grants an account holds. */
+export const MAX_GRANTS = 64;
 const GLOB_RE = /^[A-Za-z0-9._:@*?-]{1,64}$/;
 
 /** Checks a grant's terms as asked for; throws `bad_request` with a sentence. */
 export function checkGrant(g: { principal: unknown; operations: unknown; keys: unknown; expires_at?: unknown }): Pick<Grant, 'principal' | 'operations' | 'keys' | 'expires_at'> {
+  // (The principal must exist: the vault binds the grant to its credential row.)
   if (typeof g.principal !== 'string' || !PRINCIPAL_RE.test(g.principal)) throw new CustosError('bad_request', 'A grant names one principal: token:<name> or cert:<name>.');
   if (!Array.isArray(g.operations) || g.operations.length === 0 || !g.operations.every((o) => (GRANTABLE as readonly unknown[]).includes(o))) throw new CustosError('bad_request', `A grant's operations are some of ${GRANTABLE.join(', ')} (export is never granted).`);
   if (!Array.isArray(g.keys) || g.keys.length === 0 || g.keys.length > 32 || !g.keys.every((k) => typeof k === 'string' && GLOB_RE.test(k))) throw new CustosError('bad_request', 'A grant names 1–32 globs over the account\'s key names.');
@@ -38,8 +43,15 @@ export function checkGrant(g: { principal: unknown; operations: unknown; keys: u
   return { principal: g.principal, operations: [...new Set(g.operations)] as Grant['operations'], keys: g.keys as string[], expires_at: expires };
 }
 
-/** Whether any of an account's grant rows lets `principal` do `op` on its key `name` at `now`. */
-export function grantAllows(rows: Array<{ name: string; value: string }>, principal: string, op: string, name: string, now: number): boolean {
+/** Whether a grant is past its expiry at `now`. */
+export const grantExpired = (g: Pick<Grant, 'expires_at'>, now: number): boolean => g.expires_at !== null && !(Date.parse(g.expires_at) > now);
+
+/**
+ * The grant among an account's rows that lets `principal` (authenticated by credential row
+ * `credentialRow`) do `op` on its key `name` at `now`, if any.
+ */
+export function grantAllows(rows: Array<{ name: string; value: string }>, principal: string, credentialRow: string | undefined, op: string, name: string, now: number): Grant | null {
+  if (!(GRANTABLE as readonly string[]).includes(op) || credentialRow === undefined) return null;
   for (const r of rows) {
     let g: Grant;
     try {
@@ -47,9 +59,9 @@ export function grantAllows(rows: Array<{ name: string; value: string }>, princi
     } catch {
       continue;
     }
-    if (g.principal !== principal || !(g.operations as string[]).includes(op)) continue;
-    if (g.expires_at !== null && !(Date.parse(g.expires_at) > now)) continue;
-    if (g.keys.some((k) => matchesGlob(k, name))) return true;
+    if (g.principal !== principal || g.credential_row !== credentialRow || !(g.operations as string[]).includes(op)) continue;
+    if (grantExpired(g, now)) continue;
+    if (g.keys.some((k) => matchesGlob(k, name))) return g;
   }
-  return false;
+  return null;
 }

@@ -6,12 +6,14 @@
 export { CustosClient, type ClientOptions, type KeyInfo, type SignParams, type ApprovalView, type AuditEntryView, type SealStatusView, type PrincipalParams, type PrincipalView, type PrivvalStatusView, type ReloadView } from './client.js';
 export { CustosApiError, type TransportOptions } from './transport.js';
 import { Transport } from './transport.js';
-import { CustosSession } from './session.js';
-export { CustosSession, type SessionOptions, type AccountKeyView } from './session.js';
+import { CustosSession as SessionBase, type Poster, type SessionOptions } from './session.js';
+export { type SessionOptions, type AccountKeyView } from './session.js';
 export { CustosError, type ErrorCode } from '../core/errors.js';
 
-// Sessions in Node go through the SDK's transport (TLS, a pinned CA or fingerprint, mutual TLS).
-CustosSession.usePoster((opts) => {
-  const t = new Transport({ ...opts, retries: 0 });
-  return { post: async (path, body) => Transport.check(await t.request('POST', path, body, undefined), opts.addr), close: () => t.close() };
-});
+/** An account's session in Node: over the SDK's transport (TLS, a pinned CA or fingerprint, mutual TLS). */
+export class CustosSession extends SessionBase {
+  protected static override poster(opts: SessionOptions): Poster {
+    const t = new Transport({ ...opts, retries: 0 });
+    return { post: async (path, body) => Transport.check(await t.request('POST', path, body, undefined), opts.addr), close: () => t.close() };
+  }
+}

@@ -44,29 +44,26 @@ export interface Poster {
   close(): void;
 }
 
-/** Makes the poster for some options: the Node SDK's transport, or `fetch` in a browser (client/browser.ts). */
-let makePoster: ((opts: SessionOptions) => Poster) | null = null;
-
 async function post<T>(t: Poster, path: string, body: unknown): Promise<T> {
   return (await t.post(path, body)) as T;
 }
 
-function posterFor(opts: SessionOptions): Poster {
-  if (!makePoster) throw new CustosError('bad_request', 'No transport: import CustosSession from custos/client (Node) or custos/client/browser.');
-  return makePoster(opts);
-}
-
+/**
+ * The session logic, whatever the transport. Each entry point exports a subclass that names
+ * its own (`custos/client`: the Node SDK's TLS transport; `custos/client/browser`: fetch), so
+ * importing both in one process never moves a session from one to the other.
+ */
 export class CustosSession {
+  /** How this entry's sessions reach the server. */
+  protected static poster(_opts: SessionOptions): Poster {
+    throw new CustosError('bad_request', 'No transport: import CustosSession from custos/client (Node) or custos/client/browser.');
+  }
+
   private ssid = 0;
   private queue: Promise<unknown> = Promise.resolve();
   private ended = false;
 
-  /** Sets how sessions reach the server (done once by each entry point). */
-  static usePoster(f: (opts: SessionOptions) => Poster): void {
-    makePoster = f;
-  }
-
-  private constructor(
+  protected constructor(
     private readonly transport: Poster,
     readonly sid: string,
     private readonly keys: Record<Direction, Uint8Array>,
@@ -76,7 +73,7 @@ export class CustosSession {
   /** Sets the account's password with the one-time registration code an operator was given. */
   static async register(opts: SessionOptions, name: string, code: string, password: string): Promise<{ id: string; name: string; registered: boolean }> {
     await opaque.ready;
-    const t = posterFor(opts);
+    const t = this.poster(opts);
     try {
       const { clientRegistrationState, registrationRequest } = opaque.client.startRegistration({ password });
       const { response } = await post<{ response: string }>(t, '/v1/accounts/register/start', { name, code, request: registrationRequest });
@@ -91,7 +88,7 @@ export class CustosSession {
   /** Logs in: OPAQUE authenticates both sides; a wrong password or user name is `unauthorized`. */
   static async login(opts: SessionOptions, name: string, password: string): Promise<CustosSession> {
     await opaque.ready;
-    const t = posterFor(opts);
+    const t = this.poster(opts);
     try {
       const { clientLoginState, startLoginRequest } = opaque.client.startLogin({ password });
       const start = await post<{ response: string; state: string }>(t, '/v1/login/start', { name, request: startLoginRequest });
@@ -104,7 +101,8 @@ export class CustosSession {
       if (!key) throw new CustosError('internal', 'The OPAQUE library gave a session key that is not base64url.');
       const keys = sessionKeys(key, s.sid);
       key.fill(0);
-      return new CustosSession(t, s.sid, keys, { name });
+      // The entry point's own class (its transport), constructed as this class is.
+      return new (this as unknown as new (...a: unknown[]) => CustosSession)(t, s.sid, keys, { name });
     } catch (e) {
       t.close();
       throw e;

@@ -26,7 +26,7 @@ import { open as aeadOpen, seal as aeadSeal } from '../crypto/aead.js';
 import { deriveSubkey } from '../crypto/kdf.js';
 import { importSecret } from '../keystore/import.js';
 import { randomBytes } from 'node:crypto';
-import { checkGrant, GRANT_PREFIX, type Grant } from '../accounts/grants.js';
+import { checkGrant, GRANT_PREFIX, grantExpired, MAX_GRANTS, type Grant } from '../accounts/grants.js';
 import type { AccountType } from './accounts.js';
 import type { Ctx, VaultCore } from './core.js';
 import type { Keys } from './keys.js';
@@ -157,8 +157,17 @@ export class AccountKeys {
 
   /** Grants a principal rights over some of the account's keys (accounts/grants.ts). */
   async grant(ctx: Ctx, a: SessionAccount, terms: { principal: unknown; operations: unknown; keys: unknown; expires_at?: unknown }): Promise<Grant> {
-    const g: Grant = { id: `grt_${randomBytes(8).toString('hex')}`, ...checkGrant(terms), created_at: new Date().toISOString() };
-    await this.core.commitAs(ctx, { mutations: [{ kind: 'compareAndSetMeta', name: `${GRANT_PREFIX}${a.id}.${g.id}`, expected: null, value: JSON.stringify(g) }], audit: [this.core.draft(ctx, 'grant', { id: null, label: null }, 'ok', null, { account: a.id, grant: g.id, principal: g.principal, operations: g.operations.join(','), keys: g.keys.join(',') })] });
+    const checked = checkGrant(terms);
+    // Bound to the principal's credential row (kept across rotation): a principal made later
+    // under the same name is not the one granted.
+    const row = await this.core.deps.store.findTokenBy({ name: checked.principal.slice(checked.principal.indexOf(':') + 1) });
+    if (!row || row.terms.revoked_at !== undefined || (checked.principal.startsWith('cert:') !== (row.terms.certificate_sha256 !== undefined || row.terms.certificate_name !== undefined))) throw new CustosError('bad_request', `No principal ${checked.principal} exists to grant to.`);
+    const now = Date.now();
+    const existing = await this.core.deps.store.listMeta(`${GRANT_PREFIX}${a.id}.`);
+    const expired = existing.filter((r) => grantExpired(JSON.parse(r.value) as Grant, now));
+    if (existing.length - expired.length >= MAX_GRANTS) throw new CustosError('bad_request', `An account holds at most ${MAX_GRANTS} grants; revoke one first.`);
+    const g: Grant = { id: `grt_${randomBytes(8).toString('hex')}`, ...checked, credential_row: row.id, created_at: new Date(now).toISOString() };
+    await this.core.commitAs(ctx, { mutations: [...expired.map((r) => ({ kind: 'compareAndSetMeta' as const, name: r.name, expected: r.value, value: null })), { kind: 'compareAndSetMeta', name: `${GRANT_PREFIX}${a.id}.${g.id}`, expected: null, value: JSON.stringify(g) }], audit: [this.core.draft(ctx, 'grant', { id: null, label: null }, 'ok', null, { account: a.id, grant: g.id, principal: g.principal, operations: g.operations.join(','), keys: g.keys.join(',') })] });
     return g;
   }
 

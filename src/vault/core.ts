@@ -217,8 +217,10 @@ export class VaultCore {
    */
   async granted(p: Principal, op: Operation, key: KeyRecord): Promise<boolean> {
     const owner = keyOwner(key);
-    if (owner === undefined || p.kind === 'account' || !permits(p, op)) return false;
-    return grantAllows(await this.deps.store.listMeta(`${GRANT_PREFIX}${owner}.`), p.id, op, key.label.slice(owner.length + 1), Date.now());
+    // Only API principals (tokens, certificates) are granted anything, and only read, verify, sign.
+    if (owner === undefined || p.credential === undefined || (op !== 'read' && op !== 'verify' && op !== 'sign') || !permits(p, op)) return false;
+    if (!key.label.startsWith(`${owner}.`)) return false;
+    return grantAllows(await this.deps.store.listMeta(`${GRANT_PREFIX}${owner}.`), p.id, p.credential.split('/')[0], op, key.label.slice(owner.length + 1), Date.now()) !== null;
   }
 
   /** Refuses (audited) a new key's label and attributes outside the principal's scope. */
@@ -274,7 +276,9 @@ export class VaultCore {
       return this.refuse(ctx, operation, key, new CustosError('policy_denied', why, { tag: 'approval' }), { ...details, approval_id: request.id, approval: o });
     }
     const stale = await this.recheckPrincipal?.(ctx.principal, operation === 'export' ? 'export' : 'sign', key);
-    if (stale) return this.refuse(ctx, operation, key, stale, { ...details, approval_id: request.id });
+    // A key outside the principal's own scope, used by an account's grant: the grant (read
+    // again: revoked or expired while waiting, it no longer holds) is what puts it in scope.
+    if (stale && !(stale.tag === 'scope' && operation !== 'export' && (await this.granted(ctx.principal, 'sign', key)))) return this.refuse(ctx, operation, key, stale, { ...details, approval_id: request.id });
     return [...request.approvedBy];
   }
 

@@ -34,10 +34,18 @@ test('grant terms are checked; export is never granted', () => {
 
 test('a grant allows its principal, its operations and its keys, until it expires', () => {
   const now = Date.parse('2026-12-05T00:00:00Z');
-  const rows = [{ name: 'account_grant.acc_1.grt_1', value: JSON.stringify({ id: 'grt_1', principal: 'token:pay', operations: ['sign'], keys: ['hot-*'], created_at: '', expires_at: '2026-12-06T00:00:00.000Z' }) }];
-  assert.equal(grantAllows(rows, 'token:pay', 'sign', 'hot-1', now), true);
-  assert.equal(grantAllows(rows, 'token:pay', 'read', 'hot-1', now), false);
-  assert.equal(grantAllows(rows, 'token:other', 'sign', 'hot-1', now), false);
-  assert.equal(grantAllows(rows, 'token:pay', 'sign', 'cold-1', now), false);
-  assert.equal(grantAllows(rows, 'token:pay', 'sign', 'hot-1', Date.parse('2026-12-06T00:00:00Z')), false, 'expired');
+  const rows = [
+    { name: 'account_grant.acc_1.grt_0', value: 'not json' },
+    { name: 'account_grant.acc_1.grt_1', value: JSON.stringify({ id: 'grt_1', principal: 'token:pay', credential_row: 'tok_1', operations: ['sign', 'export'], keys: ['hot-*'], created_at: '', expires_at: '2026-12-06T00:00:00.000Z' }) },
+  ];
+  const allows = (...a: [string, string | undefined, string, string, number]) => grantAllows(rows, ...a) !== null;
+  assert.equal(allows('token:pay', 'tok_1', 'sign', 'hot-1', now), true);
+  assert.equal(allows('token:pay', 'tok_1', 'read', 'hot-1', now), false);
+  assert.equal(allows('token:pay', 'tok_1', 'export', 'hot-1', now), false, 'export never, even when a stored row lists it');
+  assert.equal(allows('token:pay', 'tok_2', 'sign', 'hot-1', now), false, 'a principal made later under the same name');
+  assert.equal(allows('token:pay', undefined, 'sign', 'hot-1', now), false);
+  assert.equal(allows('token:other', 'tok_1', 'sign', 'hot-1', now), false);
+  assert.equal(allows('token:pay', 'tok_1', 'sign', 'cold-1', now), false);
+  assert.equal(allows('token:pay', 'tok_1', 'sign', 'hot-1', Date.parse('2026-12-06T00:00:00Z')), false, 'expired');
+  assert.doesNotThrow(() => checkGrant({ principal: 'token:ops@corp', operations: ['read'], keys: ['a'] }), 'principal names may hold @');
 });
