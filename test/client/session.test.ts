@@ -13,6 +13,7 @@ import https from 'node:https';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createPublicKey, randomBytes, verify } from 'node:crypto';
 import Database from 'better-sqlite3';
+import { frame, sealBody } from '../../src/core/session-envelope.js';
 import { join } from 'node:path';
 import { CustosClient, CustosError, CustosSession } from '../../src/client/index.js';
 import { tempDir } from '../helpers/tmpvault.js';
@@ -73,6 +74,17 @@ test('register, log in, call and log out through the real server over TLS; refus
       // Right after a failure the name must wait (1 s, doubling with each failure).
       assert.equal((await refusal(CustosSession.login(opts, 'alice', 'alice long password'))).code, 'rate_limited:slow_down');
 
+      // Reordered and cross-session messages, sent as an attacker would: refused by the server.
+      const inner = spy as unknown as { sid: string; keys: { c2s: Uint8Array } };
+      const sealedFor = (sid: string, key: Uint8Array, n: number) => ({ sid: inner.sid, ssid: n, body: sealBody(key, sid, n, 'c2s', 'POST /v1/session/whoami', frame({})) });
+      const later = sealedFor(inner.sid, inner.keys.c2s, 50);
+      const earlier = sealedFor(inner.sid, inner.keys.c2s, 40);
+      assert.equal(await postRaw(s.url, ca, '/v1/session/whoami', later), 200);
+      assert.equal(await postRaw(s.url, ca, '/v1/session/whoami', earlier), 401, 'a lower number after a higher one');
+      const sessionInner = session as unknown as { sid: string; keys: { c2s: Uint8Array } };
+      assert.equal(await postRaw(s.url, ca, '/v1/session/whoami', { ...sealedFor(sessionInner.sid, sessionInner.keys.c2s, 60), sid: inner.sid }), 401, 'another session\'s message');
+      (spy as unknown as { ssid: number }).ssid = 60;
+
       // A captured request replayed, as is, is refused (its number was taken).
       const captured: unknown[] = [];
       const original = https.request;
@@ -104,6 +116,9 @@ test('register, log in, call and log out through the real server over TLS; refus
       const imported = await session.importKey('imported', 'ed25519', seed);
       assert.equal(imported.public_key, k.public_key);
       assert.deepEqual((await session.listKeys()).map((x) => x.name).sort(), ['imported', 'main']);
+      await session.destroyKey('imported');
+      assert.deepEqual((await session.listKeys()).map((x) => x.name), ['main']);
+      assert.equal((await refusal(session.sign('imported', msg))).code, 'key_destroyed');
       // No admin reaches them: not listed, not signed with, not exported, not destroyed.
       const label = `${made.account.id}.main`;
       assert.ok(!(await admin.listKeys()).some((x) => x.label.startsWith(made.account.id)));
