@@ -44,18 +44,23 @@ function postRaw(url: string, ca: Buffer, path: string, body: unknown): Promise<
   });
 }
 
+/** A vault in `dir` served over TLS (its own CA): its data directory, CA and admin token. */
+function tlsVault(dir: string): { dataDir: string; ca: Buffer; token: string } {
+  const dataDir = join(dir, 'v');
+  const tokenFile = join(dir, 'admin.token');
+  assert.equal(custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12', '--admin-token-file', tokenFile], PASSENV).status, 0);
+  assert.equal(custos(['tls', 'init', '--data-dir', dataDir]).status, 0);
+  writeFileSync(join(dataDir, 'custos.toml'), '[api]\ntls_cert = "tls/server-chain.pem"\ntls_key = "tls/server.key"\n', { mode: 0o600 });
+  return { dataDir, ca: readFileSync(join(dataDir, 'tls', 'ca.pem')), token: readFileSync(tokenFile, 'utf8').trim() };
+}
+
 test('register, log in, call and log out through the real server over TLS; refusals look alike; a replay is refused', async (t) => {
   if (!requireTool(t, 'openssl', 'openssl')) return;
   const { dir, cleanup } = tempDir();
   try {
-    const dataDir = join(dir, 'v');
-    const tokenFile = join(dir, 'admin.token');
-    assert.equal(custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12', '--admin-token-file', tokenFile], PASSENV).status, 0);
-    assert.equal(custos(['tls', 'init', '--data-dir', dataDir]).status, 0);
-    writeFileSync(join(dataDir, 'custos.toml'), '[api]\ntls_cert = "tls/server-chain.pem"\ntls_key = "tls/server.key"\n', { mode: 0o600 });
-    const ca = readFileSync(join(dataDir, 'tls', 'ca.pem'));
+    const { dataDir, ca, token } = tlsVault(dir);
     const s = await serve(['--data-dir', dataDir], PASSENV);
-    const admin = new CustosClient({ addr: s.url, ca, token: readFileSync(tokenFile, 'utf8').trim() });
+    const admin = new CustosClient({ addr: s.url, ca, token });
     try {
       const opts = { addr: s.url, ca, keyStretching: 'memory-constrained' as const };
       const made = await admin.createAccount({ name: 'alice', type: 'self-custodial' });
@@ -185,14 +190,7 @@ test('through the real server: a lock holds across a restart until an operator u
   if (!requireTool(t, 'openssl', 'openssl')) return;
   const { dir, cleanup } = tempDir();
   try {
-    const dataDir = join(dir, 'v');
-    const tokenFile = join(dir, 'admin.token');
-    assert.equal(custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12', '--admin-token-file', tokenFile], PASSENV).status, 0);
-    assert.equal(custos(['tls', 'init', '--data-dir', dataDir]).status, 0);
-    // No doubling waits between guesses here (they are shown in test/accounts/guard.test.ts).
-    writeFileSync(join(dataDir, 'custos.toml'), '[api]\ntls_cert = "tls/server-chain.pem"\ntls_key = "tls/server.key"\n', { mode: 0o600 });
-    const ca = readFileSync(join(dataDir, 'tls', 'ca.pem'));
-    const token = readFileSync(tokenFile, 'utf8').trim();
+    const { dataDir, ca, token } = tlsVault(dir);
     let s = await serve(['--data-dir', dataDir], PASSENV);
     let admin = new CustosClient({ addr: s.url, ca, token });
     const opts = () => ({ addr: s.url, ca, keyStretching: 'memory-constrained' as const });
