@@ -60,6 +60,12 @@ export interface Principal {
   credential?: string;
   /** An account's session (kind `account`): the account's id. Its keys are its own, and it has no others. */
   account?: string;
+  /**
+   * Rows that must still hold these values when anything this principal does commits: an
+   * account session's row and its account's row, as its call found them. A logout, a password
+   * change or an end-all meanwhile makes the call's commit fail, so nothing it made is released.
+   */
+  guards?: Array<{ name: string; value: string }>;
 }
 
 /** An API principal's role: the most it may be given. */

@@ -43,9 +43,9 @@ export interface SessionAccount {
 }
 
 /** The principal of an account's session: its own keys, and what its type allows. */
-export function accountPrincipal(a: SessionAccount): Principal {
+export function accountPrincipal(a: SessionAccount, guards?: Array<{ name: string; value: string }>): Principal {
   const operations = a.type === 'self-custodial' ? ['read', 'create', 'sign', 'verify', 'export', 'destroy'] : ['read', 'create', 'sign', 'verify', 'destroy'];
-  return { id: `account:${a.name}`, kind: 'account', account: a.id, scope: { operations, keys: [], tags: [] } };
+  return { id: `account:${a.name}`, kind: 'account', account: a.id, scope: { operations, keys: [], tags: [] }, ...(guards ? { guards } : {}) };
 }
 
 function checkName(name: unknown, what: string): string {
@@ -136,7 +136,13 @@ export class AccountKeys {
     if (raw === null) throw new CustosError('key_not_found', `The account has no secret named ${name}.`);
     const value = aeadOpen(this.secretKey, new Uint8Array(Buffer.from(raw, 'base64')), this.secretAd(a, name));
     if (!value) throw new CustosError('key_record_corrupt', `The stored secret ${name} does not decrypt: its row was altered or moved. Restore the database from a backup.`);
-    await this.core.deps.committer.audit(this.core.draft(ctx, 'secret_get', { id: null, label: null }, 'ok', null, { account: a.id, secret: name }));
+    try {
+      // Through commitAs: a session ended meanwhile releases nothing.
+      await this.core.commitAs(ctx, { mutations: [], audit: [this.core.draft(ctx, 'secret_get', { id: null, label: null }, 'ok', null, { account: a.id, secret: name })] });
+    } catch (e) {
+      wipe(value);
+      throw e;
+    }
     return value;
   }
 

@@ -256,10 +256,10 @@ export class Accounts {
     throw new CustosError('storage_unavailable', 'The account kept changing; retry.', { tag: 'meta_moved' });
   }
 
-  /** The epoch sessions of an account must carry (null: the account is gone). */
-  async epochOf(accountId: string): Promise<string | null> {
+  /** The epoch sessions of an account must carry, and its row as read (null: the account is gone). */
+  async epochOf(accountId: string): Promise<{ epoch: string; row: { name: string; value: string } } | null> {
     const raw = await this.core.deps.store.getMeta(accountRow(accountId));
-    return raw === null ? null : Accounts.view(JSON.parse(raw) as AccountRow).epoch;
+    return raw === null ? null : { epoch: Accounts.view(JSON.parse(raw) as AccountRow).epoch, row: { name: accountRow(accountId), value: raw } };
   }
 
   private async ownRow(ctx: Ctx, accountId: string): Promise<{ row: AccountRow; raw: string }> {

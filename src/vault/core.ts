@@ -151,9 +151,13 @@ export class VaultCore {
    * copy put back on another node, it changes nothing, however long its authentication is cached.
    */
   commitAs(ctx: Ctx, unit: WriteUnit): Promise<void> {
-    const credential = ctx.principal.credential;
-    if (credential === undefined) return this.deps.committer.commit(unit);
-    return this.deps.committer.commit({ ...unit, mutations: [{ kind: 'assertCredential', credential, now: new Date().toISOString() }, ...unit.mutations] });
+    const { credential, guards } = ctx.principal;
+    if (credential === undefined && guards === undefined) return this.deps.committer.commit(unit);
+    const first: WriteUnit['mutations'] = [];
+    if (credential !== undefined) first.push({ kind: 'assertCredential', credential, now: new Date().toISOString() });
+    // (expected === value: a guard, nothing written.)
+    for (const g of guards ?? []) first.push({ kind: 'compareAndSetMeta', name: g.name, expected: g.value, value: g.value });
+    return this.deps.committer.commit({ ...unit, mutations: [...first, ...unit.mutations] });
   }
 
   /** The credential re-checked in a transaction of its own, before an act that writes nothing first (an approval). */

@@ -50,6 +50,8 @@ export interface Subsession {
   sid: string;
   ssid: number;
   account: SessionAccount;
+  /** The session's and the account's rows as this call found them: its commits need them unchanged. */
+  guards: Array<{ name: string; value: string }>;
   body: Uint8Array;
   reply(plaintext: Uint8Array): string;
   /** Wipes the answer key when no answer is sent (an error). */
@@ -65,7 +67,7 @@ export class Sessions {
     private readonly vaultId: string,
     private readonly limits: SessionLimits = DEFAULT_SESSION_LIMITS,
     /** The epoch an account's sessions must carry now (null: the account is gone). */
-    private readonly epochOf: (accountId: string) => Promise<string | null> = async () => null,
+    private readonly epochOf: (accountId: string) => Promise<{ epoch: string; row: { name: string; value: string } } | null> = async () => null,
   ) {
     this.sealKey = deriveSubkey(accountsKey, utf8(vaultId), 'custos/v1/session-key');
   }
@@ -115,7 +117,8 @@ export class Sessions {
     };
     // Ended by a password change or an operator (the account's epoch moved), or expired: the
     // row goes now (a race just leaves it for the next refusal).
-    if (now >= row.expires || now >= row.idle_until || (await this.epochOf(row.account)) !== row.epoch) {
+    const account = await this.epochOf(row.account);
+    if (now >= row.expires || now >= row.idle_until || account?.epoch !== row.epoch) {
       await this.core.commitAs(ctx, { mutations: [{ kind: 'compareAndSetMeta', name: PREFIX + row.sid, expected: raw, value: null }], audit: [] }).catch(() => undefined);
       return refuse('expired');
     }
@@ -146,6 +149,7 @@ export class Sessions {
       sid: row.sid,
       ssid,
       account: { id: row.account, name: row.name, type: row.type },
+      guards: [{ name: PREFIX + row.sid, value: JSON.stringify(next) }, account!.row],
       body,
       // One answer per call: the key is wiped after it, and a second answer is refused (it
       // would be sealed under a wiped, all-zero key).

@@ -12,6 +12,7 @@ import { openVault } from '../../src/vault/open.js';
 import { isCustosError } from '../../src/core/errors.js';
 import { openBody, sealBody, sessionKeys } from '../../src/core/session-envelope.js';
 import type { Vault } from '../../src/vault/vault.js';
+import { accountPrincipal } from '../../src/vault/account-keys.js';
 import { makeVault, PASS } from '../helpers/tmpvault.js';
 
 const keyStretching = 'memory-constrained' as const;
@@ -115,6 +116,27 @@ test('idle and absolute expiry end a session; ending every session of an account
     await v.vault.accounts!.endSessions(v.ctx(), 'erin');
     assert.equal(await refused(v.vault.sessions!.enter(anon(), c.sid, 1, route, c.seal(1, route, '{}'))), 'unauthorized:session');
     await v.vault.sessions!.enter(anon(), d.sid, 1, route, d.seal(1, route, '{}'));
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('a call already inside a session releases nothing once the session was ended meanwhile', async () => {
+  const v = await makeVault();
+  try {
+    const a = await session(v.vault, v.ctx(), 'ivan');
+    const route = 'POST /v1/session/secrets/put';
+    const sub = await v.vault.sessions!.enter(anon(), a.sid, 1, route, a.seal(1, route, '{}'));
+    const ctx = { principal: accountPrincipal(sub.account, sub.guards), requestId: randomUUID() };
+    await v.vault.accountKeys!.putSecret(ctx, sub.account, 'one', new Uint8Array([1]));
+    const sub2 = await v.vault.sessions!.enter(anon(), a.sid, 2, route, a.seal(2, route, '{}'));
+    const ctx2 = { principal: accountPrincipal(sub2.account, sub2.guards), requestId: randomUUID() };
+    // Logged out (or the password changed) while the call was in progress:
+    await v.vault.sessions!.close(anon(), a.sid);
+    assert.equal(await refused(v.vault.accountKeys!.getSecret(ctx2, sub2.account, 'one')), 'storage_unavailable:meta_moved');
+    assert.equal(await refused(v.vault.accountKeys!.putSecret(ctx2, sub2.account, 'two', new Uint8Array([2]))), 'storage_unavailable:meta_moved');
+    sub.dispose();
+    sub2.dispose();
   } finally {
     await v.dispose();
   }

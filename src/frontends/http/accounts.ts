@@ -118,7 +118,9 @@ export function accountRoutes(app: FastifyInstance, vault: () => Vault, ctx: (re
       try {
         const framed = unframe(sub.body);
         if (!framed || typeof framed.header !== 'object' || framed.header === null || Array.isArray(framed.header)) throw new CustosError('bad_request', 'The session body is not a JSON object.');
-        const ctx = { principal: accountPrincipal(sub.account), requestId: req.id };
+        // Its commits need the session and the account unchanged: a logout or password change
+        // meanwhile and nothing this call made is released.
+        const ctx = { principal: accountPrincipal(sub.account, sub.guards), requestId: req.id };
         out = await handle({ ctx, account: sub.account, header: framed.header as Record<string, unknown>, payload: framed.payload, req, sid: sub.sid });
         const plain = frame(out.header, out.payload);
         try {
