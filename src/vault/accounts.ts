@@ -17,14 +17,15 @@
  * instead) and `login_guard.<name|addr>.<sha256>` (the counters, shared by every node on the
  * database and kept across restarts; a deleted one is noticed, accounts/guard.ts).
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { CustosError, isCustosError } from '../core/errors.js';
 import { utf8, wipe } from '../core/bytes.js';
 import type { StateMutation } from '../store/store.js';
 import { open as aeadOpen, seal as aeadSeal } from '../crypto/aead.js';
 import { deriveSubkey } from '../crypto/kdf.js';
 import { OpaqueServer, sealSetup, type LoginStart, LOGIN_WINDOW_MS } from '../accounts/opaque.js';
-import { addressKey, DEFAULT_GUARD, formatGuard, isLocked, mayAttempt, parseGuard, takePending, withFailure, withPending, withSuccess, type GuardPolicy, type GuardState } from '../accounts/guard.js';
+import { GRANT_PREFIX, grantExpired, type Grant } from '../accounts/grants.js';
+import { addressKey, current, DEFAULT_GUARD, formatGuard, isLocked, mayAttempt, parseGuard, takePending, withFailure, withPending, withSuccess, type GuardPolicy, type GuardState } from '../accounts/guard.js';
 import { hasKeyScope, permits } from '../accounts/principals.js';
 import type { Ctx, VaultCore } from './core.js';
 
@@ -63,6 +64,8 @@ const DECOY_ID = 'decoy';
 const NAME_RE = /^[\p{L}\p{N}._@+-]{1,128}$/u;
 const REGISTRATION_TTL_MS = 24 * 3600_000;
 const CAS_ATTEMPTS = 8;
+/** How often stale guards, sessions and grants are swept. */
+const SWEEP_MS = 5 * 60_000;
 
 const h = (s: string) => createHash('sha256').update(utf8(s)).digest('hex');
 const accountRow = (id: string) => `account.${id}`;
@@ -121,6 +124,7 @@ export class Accounts {
       }
     }
     this.server ??= await OpaqueServer.open(new Uint8Array(Buffer.from(sealed!, 'base64')), this.accountsKey, this.vaultId);
+    this.startSweeper();
     return this.server;
   }
 
@@ -404,12 +408,62 @@ export class Accounts {
     throw new CustosError('storage_unavailable', 'The user name\'s counters kept changing; retry.', { tag: 'meta_moved' });
   }
 
+  /**
+   * Housekeeping: deletes login-guard rows that no longer hold anything (no failure within its
+   * window, no lock, no start still pending), sessions past their idle or absolute limit, and
+   * grants past their expiry, 500 a transaction, audited as one entry each. Started on first
+   * use of accounts, every `SWEEP_MS`; returns how many rows went.
+   */
+  async sweep(now = Date.now()): Promise<number> {
+    const store = this.core.deps.store;
+    const dead: Array<{ name: string; value: string }> = [];
+    for (const r of await store.listMeta('login_guard.')) {
+      let g: GuardState;
+      try {
+        g = parseGuard(r.value);
+      } catch {
+        continue; // a corrupt row is left for the integrity checks to report
+      }
+      const kind = r.name.startsWith('login_guard.name.') ? 'name' : 'address';
+      if (current(g, this.guard, now, kind).fails.length === 0 && g.pending.every((p) => Number(p.split(':')[1]) < now)) dead.push(r);
+    }
+    for (const r of await store.listMeta('session.')) {
+      const row = JSON.parse(r.value) as { expires?: number; idle_until?: number };
+      if (!(now < (row.expires ?? 0) && now < (row.idle_until ?? 0))) dead.push(r);
+    }
+    for (const r of await store.listMeta(GRANT_PREFIX)) {
+      if (grantExpired(JSON.parse(r.value) as Grant, now)) dead.push(r);
+    }
+    let n = 0;
+    const ctx = { principal: { id: 'system:accounts-sweep', kind: 'system' as const }, requestId: randomUUID() };
+    for (let i = 0; i < dead.length; i += 500) {
+      const part = dead.slice(i, i + 500);
+      try {
+        await this.core.commitAs(ctx, { mutations: part.map((r) => ({ kind: 'compareAndSetMeta' as const, name: r.name, expected: r.value, value: null })), audit: [this.core.draft(ctx, 'accounts_sweep', NO_KEY, 'ok', null, { rows: part.length })] });
+        n += part.length;
+      } catch (e) {
+        // A row moved meanwhile (a login, a call): the next sweep looks again.
+        if (!(isCustosError(e) && e.tag === 'meta_moved')) throw e;
+      }
+    }
+    return n;
+  }
+
+  private sweeper: NodeJS.Timeout | null = null;
+
+  private startSweeper(): void {
+    if (this.sweeper) return;
+    this.sweeper = setInterval(() => void this.sweep().catch(() => undefined), SWEEP_MS);
+    this.sweeper.unref();
+  }
+
   async get(name: string): Promise<Account | null> {
     const found = await this.row(checkAccountName(name));
     return found ? Accounts.view(found.row) : null;
   }
 
   close(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
     this.server?.destroy();
     wipe(this.seedKey);
     wipe(this.accountsKey);

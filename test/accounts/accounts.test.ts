@@ -156,3 +156,26 @@ test('wrong registration codes count against the address (not the name: the code
     await v.dispose();
   }
 });
+
+test('the sweep deletes guards that hold nothing any more and sessions past their limits, and keeps what still counts', async () => {
+  const v = await makeVault({ loginGuard: GUARD });
+  try {
+    await register(v.vault, v.ctx(), 'kim', 'kim password 1');
+    await fails(login(v.vault, 'kim', 'a guess'));
+    for (let i = 0; i < 5; i++) await fails(login(v.vault, 'locked-name', `guess ${i}`));
+    const key = await login(v.vault, 'kim', 'kim password 1');
+    const acc = (await v.vault.accounts!.get('kim'))!;
+    await v.vault.sessions!.open(anon().ctx, acc, key);
+    const rows = async () => (await v.store.listMeta('login_guard.')).length + (await v.store.listMeta('session.')).length;
+    const before = await rows();
+    assert.equal(await v.vault.accounts!.sweep(), 0, 'nothing stale yet');
+    // 13 hours on: every failure window and the lock have passed, and the session is past its limits.
+    const swept = await v.vault.accounts!.sweep(Date.now() + 13 * 3600_000);
+    assert.ok(swept >= 3, `swept ${swept}`);
+    assert.equal(await rows(), before - swept);
+    assert.equal((await v.vault.accounts!.get('kim'))!.name, 'kim', 'accounts stay');
+    assert.ok((await v.store.auditTail(5)).some((e) => e.operation === 'accounts_sweep'));
+  } finally {
+    await v.dispose();
+  }
+});
