@@ -2,7 +2,8 @@
  * Accounts with two nodes on one PostgreSQL database (a throwaway cluster on 127.0.0.1): a
  * user name locked through one node is locked on the other, and unlocked there by an operator;
  * a session opened on one node takes its call numbers on both, each once; a password change on
- * one node ends the session on the other.
+ * one node ends the session on the other. Shown with two vaults in one process, then with two
+ * real `custos serve` nodes and the SDK.
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,6 +16,9 @@ import { DEFAULT_GUARD } from '../../src/accounts/guard.js';
 import { frame, sealBody, sessionKeys, fromBase64url } from '../../src/core/session-envelope.js';
 import { requirePostgres, startPostgres, type PgCluster } from '../helpers/postgres.js';
 import { ADMIN, FAST_SCRYPT, PASS, tempDir } from '../helpers/tmpvault.js';
+import { readFileSync } from 'node:fs';
+import { CustosClient, CustosSession } from '../../src/client/index.js';
+import { custos, serve } from '../helpers/process.js';
 
 const keyStretching = 'memory-constrained' as const;
 const GUARD = { ...DEFAULT_GUARD, maxDelaySeconds: 0 };
@@ -46,7 +50,7 @@ async function login(v: OpenVault, name: string, password: string) {
 
 test('two nodes on PostgreSQL share locks, unlocks, session numbers and password changes', async (t) => {
   if (!requirePostgres(t)) return;
-  cluster = await startPostgres();
+  cluster ??= await startPostgres();
   const url = await cluster.createDatabase('accounts');
   const { dir, cleanup } = tempDir();
   const dataDir = join(dir, 'v');
@@ -84,6 +88,56 @@ test('two nodes on PostgreSQL share locks, unlocks, session numbers and password
   } finally {
     await a.close();
     await b.close();
+    cleanup();
+  }
+});
+
+test('two `custos serve` nodes on PostgreSQL: a user locked through one is locked through the other until an operator unlocks it there; registered through one, logged in through the other', async (t) => {
+  if (!requirePostgres(t)) return;
+  cluster ??= await startPostgres();
+  const url = await cluster.createDatabase('served');
+  const { dir, cleanup } = tempDir();
+  const PASSENV = { CUSTOS_PASSPHRASE: 'accounts two nodes passphrase' };
+  try {
+    const a = join(dir, 'node-a');
+    const b = join(dir, 'node-b');
+    const tokenFile = join(dir, 'admin.token');
+    assert.equal(custos(['init', '--data-dir', a, '--store-url', url, '--scrypt-log-n', '12', '--admin-token-file', tokenFile], PASSENV).status, 0);
+    assert.equal(custos(['init', '--join', '--data-dir', b, '--store-url', url, '--anchor', join(a, 'custos.anchor')]).status, 0);
+    const token = readFileSync(tokenFile, 'utf8').trim();
+    const na = await serve(['--data-dir', a], PASSENV);
+    const nb = await serve(['--data-dir', b], PASSENV);
+    const adminA = new CustosClient({ addr: na.url, token });
+    const adminB = new CustosClient({ addr: nb.url, token });
+    try {
+      const made = await adminA.createAccount({ name: 'jo', type: 'delegated' });
+      const opts = (u: string) => ({ addr: u, keyStretching: 'memory-constrained' as const });
+      await CustosSession.register(opts(nb.url), 'jo', made.registration_code, 'jo long password');
+      const session = await CustosSession.login(opts(na.url), 'jo', 'jo long password');
+      assert.equal((await session.whoami()).name, 'jo');
+      // Five failures, through both nodes (a wait follows each: the doubling is in force).
+      for (let i = 0; i < 5; i++) {
+        const r = await code(CustosSession.login(opts(i % 2 ? na.url : nb.url), 'jo', `guess ${i}`));
+        if (r === 'rate_limited:slow_down') {
+          i--;
+          await new Promise((res) => setTimeout(res, 1000));
+          continue;
+        }
+        assert.equal(r, 'unauthorized');
+      }
+      for (const u of [na.url, nb.url]) assert.equal(await code(CustosSession.login(opts(u), 'jo', 'jo long password')), 'rate_limited:login_locked');
+      await adminB.unlockAccount('jo');
+      const again = await CustosSession.login(opts(nb.url), 'jo', 'jo long password');
+      assert.equal((await again.whoami()).name, 'jo');
+      await again.logout();
+      await session.logout();
+    } finally {
+      adminA.close();
+      adminB.close();
+      await na.stop();
+      await nb.stop();
+    }
+  } finally {
     cleanup();
   }
 });
