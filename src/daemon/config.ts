@@ -7,6 +7,8 @@ import { parseNodePin } from '../crypto/cometbft/node-id.js';
 import { parsePrivvalAddress } from '../frontends/privval/address.js';
 import { PRIVVAL_VERSIONS, type PrivvalVersion } from '../core/privval-version.js';
 import { parsePostgresUrl } from '../store/postgres-url.js';
+import { DEFAULT_GUARD, type GuardPolicy } from '../accounts/guard.js';
+import { DEFAULT_SESSION_LIMITS, type SessionLimits } from '../vault/sessions.js';
 
 export interface AgentSocketConfig {
   enabled: boolean;
@@ -77,6 +79,8 @@ export interface ServeConfig {
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent' };
   /** `[store] url`: a PostgreSQL database instead of the data directory's SQLite file. */
   store: { url?: string };
+  /** `[accounts]`: login limits and session lifetimes (vault/accounts.ts, vault/sessions.ts). */
+  accounts: { guard: GuardPolicy; sessions: SessionLimits };
 }
 
 export const AGENT_DEFAULTS: AgentSocketConfig = { enabled: true, name: 'default', socket: 'agent/agent.sock', keys: [], allowSha1: true, allowConfirm: false, maxConnections: 128 };
@@ -92,6 +96,7 @@ export const DEFAULTS: ServeConfig = {
   unseal: { maxFailures: DEFAULT_UNSEAL_LIMITS.maxFailures, windowSeconds: DEFAULT_UNSEAL_LIMITS.windowSeconds },
   log: { level: 'info' },
   store: {},
+  accounts: { guard: { ...DEFAULT_GUARD }, sessions: { ...DEFAULT_SESSION_LIMITS } },
 };
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'];
@@ -111,6 +116,7 @@ const KNOWN: Record<string, string[]> = {
   unseal: ['max_failures', 'window_seconds'],
   log: ['level'],
   store: ['url'],
+  accounts: ['max_failures', 'window_seconds', 'lock_seconds', 'max_delay_seconds', 'address_max_failures', 'session_idle_seconds', 'session_max_seconds'],
 };
 
 /** `required`: the operator named this file (--config), so its absence is an error. */
@@ -266,6 +272,15 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
   const audit = (doc.audit ?? {}) as Record<string, unknown>;
   if (audit.checkpoint_every !== undefined) cfg.audit.checkpointEvery = int(audit.checkpoint_every, 'audit.checkpoint_every', 1, 1_000_000);
   if (audit.anchor_interval_seconds !== undefined) cfg.audit.anchorIntervalSeconds = int(audit.anchor_interval_seconds, 'audit.anchor_interval_seconds', 0, 3600);
+  const acc = (doc.accounts ?? {}) as Record<string, unknown>;
+  const g = cfg.accounts.guard;
+  if (acc.max_failures !== undefined) g.maxFailures = int(acc.max_failures, 'accounts.max_failures', 1, 1000);
+  if (acc.window_seconds !== undefined) g.windowSeconds = int(acc.window_seconds, 'accounts.window_seconds', 1, 86_400);
+  if (acc.lock_seconds !== undefined) g.lockSeconds = int(acc.lock_seconds, 'accounts.lock_seconds', 0, 30 * 86_400);
+  if (acc.max_delay_seconds !== undefined) g.maxDelaySeconds = int(acc.max_delay_seconds, 'accounts.max_delay_seconds', 0, 3600);
+  if (acc.address_max_failures !== undefined) g.addressMaxFailures = int(acc.address_max_failures, 'accounts.address_max_failures', 1, 1_000_000);
+  if (acc.session_idle_seconds !== undefined) cfg.accounts.sessions.idleSeconds = int(acc.session_idle_seconds, 'accounts.session_idle_seconds', 1, 86_400);
+  if (acc.session_max_seconds !== undefined) cfg.accounts.sessions.absoluteSeconds = int(acc.session_max_seconds, 'accounts.session_max_seconds', 1, 30 * 86_400);
   const unseal = (doc.unseal ?? {}) as Record<string, unknown>;
   if (unseal.max_failures !== undefined) cfg.unseal.maxFailures = int(unseal.max_failures, 'unseal.max_failures', 1, 1000);
   if (unseal.window_seconds !== undefined) cfg.unseal.windowSeconds = int(unseal.window_seconds, 'unseal.window_seconds', 1, 3600);

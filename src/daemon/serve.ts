@@ -79,6 +79,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       checkpointEvery: opts.config.audit.checkpointEvery,
       metrics,
       approvalTimeoutMs: opts.config.approvals.timeoutSeconds * 1000,
+      loginGuard: opts.config.accounts.guard,
+      sessionLimits: opts.config.accounts.sessions,
       backends: tokens,
       onAnchorError: (e, where) => {
         metrics.anchorFailures.inc();
@@ -215,7 +217,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           throw e;
         }
       }
-      const restartNeeded = [...(apiChanged ? (['api'] as const) : []), ...(['pkcs11', 'seal', 'approvals', 'audit', 'unseal'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(config[k]))];
+      const restartNeeded = [...(apiChanged ? (['api'] as const) : []), ...(['pkcs11', 'seal', 'approvals', 'audit', 'unseal', 'accounts'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(config[k]))];
       let applied: ApplyReport | null = null;
       function takeCertificate() {
         if (!secure) return;

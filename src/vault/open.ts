@@ -90,6 +90,18 @@ anchor_interval_seconds = 1
 max_failures = 10
 window_seconds = 60
 
+[accounts]
+# End users' logins (README "Accounts"): max_failures within window_seconds lock a user name
+# for lock_seconds (0: until an operator unlocks it); waits double up to max_delay_seconds; an
+# address may fail address_max_failures times per window. Sessions idle out and end.
+max_failures = 5
+window_seconds = 900
+lock_seconds = 900
+max_delay_seconds = 60
+address_max_failures = 50
+session_idle_seconds = 900
+session_max_seconds = 43200
+
 [log]
 # trace | debug | info | warn | error
 level = "info"

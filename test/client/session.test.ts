@@ -45,12 +45,12 @@ function postRaw(url: string, ca: Buffer, path: string, body: unknown): Promise<
 }
 
 /** A vault in `dir` served over TLS (its own CA): its data directory, CA and admin token. */
-function tlsVault(dir: string): { dataDir: string; ca: Buffer; token: string } {
+function tlsVault(dir: string, extraToml = ''): { dataDir: string; ca: Buffer; token: string } {
   const dataDir = join(dir, 'v');
   const tokenFile = join(dir, 'admin.token');
   assert.equal(custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12', '--admin-token-file', tokenFile], PASSENV).status, 0);
   assert.equal(custos(['tls', 'init', '--data-dir', dataDir]).status, 0);
-  writeFileSync(join(dataDir, 'custos.toml'), '[api]\ntls_cert = "tls/server-chain.pem"\ntls_key = "tls/server.key"\n', { mode: 0o600 });
+  writeFileSync(join(dataDir, 'custos.toml'), `[api]\ntls_cert = "tls/server-chain.pem"\ntls_key = "tls/server.key"\n${extraToml}`, { mode: 0o600 });
   return { dataDir, ca: readFileSync(join(dataDir, 'tls', 'ca.pem')), token: readFileSync(tokenFile, 'utf8').trim() };
 }
 
@@ -186,11 +186,13 @@ test('register, log in, call and log out through the real server over TLS; refus
   }
 });
 
-test('through the real server: a lock holds across a restart until an operator unlocks; one account cannot reach another\'s keys; an admin cannot export them', async (t) => {
+test('through the real server: a lock holds across a restart until an operator unlocks; one account cannot reach another\'s keys; an admin cannot export them; an idle session expires', async (t) => {
   if (!requireTool(t, 'openssl', 'openssl')) return;
   const { dir, cleanup } = tempDir();
   try {
-    const { dataDir, ca, token } = tlsVault(dir);
+    // [accounts]: no doubling waits between guesses (shown in test/accounts/guard.test.ts), and
+    // sessions that idle out after 2 seconds.
+    const { dataDir, ca, token } = tlsVault(dir, '[accounts]\nmax_delay_seconds = 0\nsession_idle_seconds = 2\n');
     let s = await serve(['--data-dir', dataDir], PASSENV);
     let admin = new CustosClient({ addr: s.url, ca, token });
     const opts = () => ({ addr: s.url, ca, keyStretching: 'memory-constrained' as const });
@@ -209,7 +211,9 @@ test('through the real server: a lock holds across a restart until an operator u
       assert.equal((await refusal(admin.exportKey(label, { kem: 'x25519', publicKey: new Uint8Array(32).fill(9) }))).code, 'forbidden:scope');
       assert.equal(key.exportable, true);
       await ann.logout();
-      await ben.logout();
+      // Ben's session, idle for longer than session_idle_seconds: refused, on the record.
+      await new Promise((res) => setTimeout(res, 2200));
+      assert.equal((await refusal(ben.whoami())).code, 'unauthorized:session');
 
       // Five wrong passwords lock the name; a restart keeps the lock; an operator ends it.
       for (let i = 0; i < 5; i++) {

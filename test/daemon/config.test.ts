@@ -24,6 +24,7 @@ test('the config written by init parses to the defaults', () => {
       unseal: { maxFailures: DEFAULT_UNSEAL_LIMITS.maxFailures, windowSeconds: DEFAULT_UNSEAL_LIMITS.windowSeconds },
       log: { level: 'info' },
       store: {},
+      accounts: { guard: { maxFailures: 5, windowSeconds: 900, lockSeconds: 900, maxDelaySeconds: 60, addressMaxFailures: 50 }, sessions: { idleSeconds: 900, absoluteSeconds: 43200 } },
     });
     // The config a node on PostgreSQL starts from names the database and nothing else differs.
     writeFileSync(join(dir, 'pg.toml'), storeConfigToml('postgresql://custos@db1:5432,db2:5432/custos?target_session_attrs=read-write'));
@@ -47,6 +48,8 @@ test('bad config files are refused with the file and the key named', () => {
       ['[store]\nurl = "postgresql://h/d?target_session_attrs=primary"', /target_session_attrs=primary/],
       ['[store]\nurl = 5', /store.url must be a postgresql:\/\/ URL/],
       ['[audit]\ncheckpoint_every = 0', /checkpoint_every/],
+      ['[accounts]\nmax_failures = 0', /accounts.max_failures/],
+      ['[accounts]\nsession_idle = 5', /unknown key accounts.session_idle/],
       ['[audit]\ncheckpoint_every = true', /checkpoint_every/],
       ['[constructor]\n', /unknown section \[constructor\]/],
       ['[toString]\nx = 1', /unknown section \[toString\]/],
