@@ -7,7 +7,8 @@
  *     p50/p99; the client's Argon2id (the library's recommended parameters) reported apart;
  *   - Ed25519 signing p50/p99 with an API token (`POST /v1/keys/{key}/sign`) and inside a
  *     session (`POST /v1/session/keys/sign`, sealed both ways), and their ratio;
- *   - unknown and real user names: the server's time for a login start, p50 of each.
+ *   - unknown and real user names: the server's time for a login start, p50 of each (twenty of
+ *     each kind in turn, so their guard rows are alike).
  *
  *   node --import tsx bench/accounts.ts [--logins 200] [--signs 2000]
  *
@@ -82,11 +83,22 @@ try {
   }
   out.login_client_argon2id_rfc_recommended = stats(argon);
 
-  // Real and unknown names: the server's time for a login start.
+  // Real and unknown names: the server's time for a login start. Twenty of each, taken in turn,
+  // so that each name's guard row holds as many unfinished starts as the other kind's.
+  const realNames: string[] = [];
+  for (let i = 0; i < 20; i++) {
+    const name = `real-${i}`;
+    const m = await post('/v1/accounts', { name, type: 'self-custodial' }, adminToken);
+    const rr = opaque.client.startRegistration({ password });
+    const rs = await post('/v1/accounts/register/start', { name, code: m.registration_code, request: rr.registrationRequest });
+    const rf = opaque.client.finishRegistration({ clientRegistrationState: rr.clientRegistrationState, registrationResponse: rs.response as string, password, keyStretching: 'memory-constrained' });
+    await post('/v1/accounts/register/finish', { name, code: m.registration_code, record: rf.registrationRecord });
+    realNames.push(name);
+  }
   const real: number[] = [];
   const unknown: number[] = [];
   for (let i = 0; i < LOGINS; i++) {
-    for (const [name, into] of [['bench', real], [`nobody-${i}`, unknown]] as const) {
+    for (const [name, into] of [[realNames[i % 20]!, real], [`nobody-${i % 20}`, unknown]] as const) {
       const c = opaque.client.startLogin({ password });
       const t = process.hrtime.bigint();
       await post('/v1/login/start', { name, request: c.startLoginRequest });

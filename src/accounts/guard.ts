@@ -10,7 +10,8 @@
  * - Each failure doubles the wait before the name's next attempt (1 s, 2 s, 4 s … up to
  *   `maxDelaySeconds`), counted from the last failure, whatever the window.
  * - An address may have `addressMaxFailures` failures within the window over all names, so one
- *   address cannot guess across many names faster than that.
+ *   address cannot guess across many names faster than that; past a tenth of that, each of its
+ *   failures doubles its wait too.
  * - A success clears the name's record and takes back the address's count for that attempt.
  * Unknown names are guarded exactly like real ones, so a lock says nothing about existence.
  */
@@ -110,6 +111,13 @@ export function mayAttempt(name: GuardState, address: GuardState, policy: GuardP
   if (a.length - own >= policy.addressMaxFailures) return { allowed: false, reason: 'slow_down', retryAfterSeconds: Math.max(1, Math.ceil((a[0]! + policy.windowSeconds * 1000 - now) / 1000)) };
   if (own === 0 && n.streak > 0) {
     const wait = n.fails[n.fails.length - 1]! + delayMs(n.streak, policy) - now;
+    if (wait > 0) return { allowed: false, reason: 'slow_down', retryAfterSeconds: Math.ceil(wait / 1000) };
+  }
+  // An address slows down exponentially too, once past a tenth of its ceiling (many users may
+  // share one address: a few failures among them cost nothing).
+  const free = Math.max(1, Math.floor(policy.addressMaxFailures / 10));
+  if (own === 0 && a.length > free) {
+    const wait = a[a.length - 1]! + delayMs(a.length - free, policy) - now;
     if (wait > 0) return { allowed: false, reason: 'slow_down', retryAfterSeconds: Math.ceil(wait / 1000) };
   }
   return { allowed: true };

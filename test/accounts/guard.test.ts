@@ -65,18 +65,32 @@ test('with lock_seconds 0 only an operator unlocks; records survive storage', ()
   assert.equal(takePending(takePending(stored, 'ab'.repeat(16)).rest, 'ab'.repeat(16)).found, false, 'a start is taken once');
 });
 
-test('an address is counted over all names, never delayed per attempt; a success clears the name and takes back the address attempt', () => {
+test('an address is counted over all names and slows down exponentially past a tenth of its ceiling; a success clears the name and takes back the address attempt', () => {
   let addr: GuardState = EMPTY_GUARD;
+  const waits: number[] = [];
+  let t = T0;
   for (let i = 0; i < P.addressMaxFailures; i++) {
-    assert.ok(mayAttempt(EMPTY_GUARD, addr, P, T0 + i).allowed, `attempt ${i}`);
-    addr = withFailure(addr, P, T0 + i, 'address');
+    const v = mayAttempt(EMPTY_GUARD, addr, P, t);
+    if (!v.allowed) {
+      waits.push(v.retryAfterSeconds!);
+      t += v.retryAfterSeconds! * 1000;
+    }
+    assert.ok(mayAttempt(EMPTY_GUARD, addr, P, t).allowed, `attempt ${i}`);
+    addr = withFailure(addr, P, t, 'address');
   }
-  const v = mayAttempt(EMPTY_GUARD, addr, P, T0 + 100);
-  assert.equal(v.allowed, false);
+  assert.deepEqual(waits.slice(0, 4), [1, 2, 4, 8], 'no wait for the first five (a tenth of 50), then doubling');
+  assert.equal(waits.length, P.addressMaxFailures - 5 - 1);
+  const v = mayAttempt(EMPTY_GUARD, addr, P, t);
+  assert.equal(v.allowed, false, 'right after a failure past the free ones: wait');
   assert.equal((v as { reason: string }).reason, 'slow_down');
-  assert.equal(withSuccess(addr, 'address').fails.length, P.addressMaxFailures - 1);
+  // Without waits, the ceiling itself: 50 failures within the window.
+  const q = { ...P, maxDelaySeconds: 0 };
+  let full: GuardState = EMPTY_GUARD;
+  for (let i = 0; i < q.addressMaxFailures; i++) full = withFailure(full, q, T0 + i, 'address');
+  assert.equal((mayAttempt(EMPTY_GUARD, full, q, T0 + 100) as { reason: string }).reason, 'slow_down');
+  assert.ok(mayAttempt(EMPTY_GUARD, full, q, T0 + 100 + q.windowSeconds * 1000).allowed, 'the window passes');
+  assert.equal(withSuccess(full, 'address').fails.length, q.addressMaxFailures - 1);
   assert.deepEqual(withSuccess(withFailure(EMPTY_GUARD, P, T0, 'name'), 'name'), EMPTY_GUARD);
-  assert.ok(mayAttempt(EMPTY_GUARD, addr, P, T0 + 100 + P.windowSeconds * 1000).allowed, 'the window passes');
 });
 
 test('addresses: IPv4 as is (also mapped), IPv6 by its /64', () => {
