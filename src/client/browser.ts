@@ -7,7 +7,7 @@
 import { CustosError, type ErrorCode } from '../core/errors.js';
 import { CustosSession as SessionBase, type Poster, type SessionOptions } from './session.js';
 
-export { type SessionOptions, type AccountKeyView } from './session.js';
+export { type SessionOptions, type AccountKeyView, type GrantView } from './session.js';
 export { CustosError } from '../core/errors.js';
 
 /** An account's session in a browser: over `fetch` (the browser's TLS; redirects refused). */

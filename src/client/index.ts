@@ -7,7 +7,7 @@ export { CustosClient, type ClientOptions, type KeyInfo, type SignParams, type A
 export { CustosApiError, type TransportOptions } from './transport.js';
 import { Transport } from './transport.js';
 import { CustosSession as SessionBase, type Poster, type SessionOptions } from './session.js';
-export { type SessionOptions, type AccountKeyView } from './session.js';
+export { type SessionOptions, type AccountKeyView, type GrantView } from './session.js';
 export { CustosError, type ErrorCode } from '../core/errors.js';
 
 /** An account's session in Node: over the SDK's transport (TLS, a pinned CA or fingerprint, mutual TLS). */

@@ -27,6 +27,16 @@ export interface AccountKeyView {
   created_at: string;
 }
 
+/** A grant as its account sees it. */
+export interface GrantView {
+  id: string;
+  principal: string;
+  operations: string[];
+  keys: string[];
+  created_at: string;
+  expires_at: string | null;
+}
+
 export interface SessionOptions extends Partial<Omit<TransportOptions, 'addr'>> {
   /** `https://vault.example:8200` (or `http://127.0.0.1:8200` on loopback). */
   addr: string;
@@ -156,11 +166,16 @@ export class CustosSession {
     return fromBase64url(r.signature.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, ''))!;
   }
 
-  /** The key's secret, into this session only (self-custodial accounts). The caller wipes it. */
-  async exportKey(name: string): Promise<Uint8Array> {
-    const r = await this.call('/v1/session/keys/export', { name });
-    if (!r.payload) throw new CustosError('internal', 'The export answer carries no key.');
+  /** The raw bytes an answer carries after its header (a key, a secret). */
+  private async bytes(path: string, name: string): Promise<Uint8Array> {
+    const r = await this.call(path, { name });
+    if (!r.payload) throw new CustosError('internal', `The answer to ${path} carries no bytes.`);
     return r.payload;
+  }
+
+  /** The key's secret, into this session only (self-custodial accounts). The caller wipes it. */
+  exportKey(name: string): Promise<Uint8Array> {
+    return this.bytes('/v1/session/keys/export', name);
   }
 
   async destroyKey(name: string): Promise<void> {
@@ -172,10 +187,8 @@ export class CustosSession {
   }
 
   /** A stored secret (the caller wipes it). */
-  async getSecret(name: string): Promise<Uint8Array> {
-    const r = await this.call('/v1/session/secrets/get', { name });
-    if (!r.payload) throw new CustosError('internal', 'The answer carries no secret.');
-    return r.payload;
+  getSecret(name: string): Promise<Uint8Array> {
+    return this.bytes('/v1/session/secrets/get', name);
   }
 
   async deleteSecret(name: string): Promise<void> {
@@ -183,12 +196,12 @@ export class CustosSession {
   }
 
   /** Lets a principal (`token:<name>` or `cert:<name>`) read, verify or sign with some of this account's keys. */
-  grant(p: { principal: string; operations: Array<'read' | 'verify' | 'sign'>; keys: string[]; expires_at?: string }): Promise<{ id: string; principal: string; operations: string[]; keys: string[]; expires_at: string | null }> {
+  grant(p: { principal: string; operations: Array<'read' | 'verify' | 'sign'>; keys: string[]; expires_at?: string }): Promise<GrantView> {
     return this.head('/v1/session/grants/create', p);
   }
 
-  async grants(): Promise<Array<{ id: string; principal: string; operations: string[]; keys: string[]; expires_at: string | null }>> {
-    return (await this.head<{ grants: Array<{ id: string; principal: string; operations: string[]; keys: string[]; expires_at: string | null }> }>('/v1/session/grants/list')).grants;
+  async grants(): Promise<GrantView[]> {
+    return (await this.head<{ grants: GrantView[] }>('/v1/session/grants/list')).grants;
   }
 
   async revokeGrant(id: string): Promise<void> {

@@ -140,7 +140,9 @@ test('register, log in, call and log out through the real server over TLS; refus
         assert.equal((await payments.sign(label, { message: msg })).signature.length, 64);
         assert.equal((await refusal(payments.sign(`${made.account.id}.imported`, { message: msg }))).code, 'forbidden:scope', 'only the keys granted');
         assert.equal((await refusal(admin.sign(label, { message: msg }))).code, 'forbidden:scope', 'only the principal granted');
-        assert.deepEqual((await session.grants()).map((x) => x.id), [g.id]);
+        const listed = await session.grants();
+        assert.deepEqual(listed.map((x) => x.id), [g.id]);
+        assert.ok(!('credential_row' in listed[0]!) && !('credential_row' in g), 'the vault-side binding is not shown to the account');
         await session.revokeGrant(g.id);
         assert.equal((await refusal(payments.sign(label, { message: msg }))).code, 'forbidden:scope', 'revoked: in force at the next request');
       } finally {

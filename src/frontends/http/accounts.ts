@@ -26,6 +26,7 @@ import { wipe } from '../../core/bytes.js';
 import { ALGORITHMS, type Algorithm, type KeyRecord, type Principal } from '../../core/types.js';
 import { frame, unframe } from '../../core/session-envelope.js';
 import { AccountKeys, accountPrincipal, type SessionAccount } from '../../vault/account-keys.js';
+import type { Grant } from '../../accounts/grants.js';
 import { ACCOUNT_TYPES, type Account } from '../../vault/accounts.js';
 import type { Vault } from '../../vault/vault.js';
 
@@ -178,8 +179,10 @@ export function accountRoutes(app: FastifyInstance, vault: () => Vault, ctx: (re
     await own().deleteSecret(ctx, account, str(header, 'name'));
     return { header: { deleted: str(header, 'name') } };
   });
-  inSession('/v1/session/grants/create', 'Grant a principal read, verify or sign over some of this account\'s keys', async ({ ctx, account, header }) => ({ header: await own().grant(ctx, account, { principal: header.principal, operations: header.operations, keys: header.keys, expires_at: header.expires_at }) }));
-  inSession('/v1/session/grants/list', 'This account\'s grants', async ({ account }) => ({ header: { grants: await own().grants(account) } }));
+  // (Without the credential row a grant is bound to: that is the vault's, not the account's.)
+  const grantOut = ({ credential_row: _row, ...g }: Grant) => g;
+  inSession('/v1/session/grants/create', 'Grant a principal read, verify or sign over some of this account\'s keys', async ({ ctx, account, header }) => ({ header: grantOut(await own().grant(ctx, account, { principal: header.principal, operations: header.operations, keys: header.keys, expires_at: header.expires_at })) }));
+  inSession('/v1/session/grants/list', 'This account\'s grants', async ({ account }) => ({ header: { grants: (await own().grants(account)).map(grantOut) } }));
   inSession('/v1/session/grants/revoke', 'Revoke a grant (in force at the grantee\'s next request)', async ({ ctx, account, header }) => {
     await own().revokeGrant(ctx, account, header.id);
     return { header: { revoked: header.id } };
