@@ -21,6 +21,7 @@ import type { KeyRecord, Principal } from '../core/types.js';
 import type { ApiToken, Store } from '../store/store.js';
 import { certificateCredential, certificateNameCredential, hashToken, parseRateLimit, type RateLimit } from './credentials.js';
 import { keyInScope, permits, scopeFor, type Operation } from './principals.js';
+import { granted } from './grants.js';
 
 /** What the TLS layer says of the client's certificate (mutual TLS), when one was asked for. */
 export interface PeerCertificate {
@@ -161,7 +162,9 @@ export class Authenticator {
     if (credentialOf(row) !== credential) return new CustosError('unauthorized', `${p.id} was given a new credential while this request waited; the old one no longer counts.`, { tag: 'rotated' });
     const r = this.remember(row, p.id.startsWith('cert:') ? 'cert' : 'token', '');
     if (r.expiresAt <= this.now()) return new CustosError('unauthorized', `${p.id} expired at ${row.terms.expires_at}, while this request waited.`, { tag: 'expired' });
-    if (!permits(r.principal, op) || !keyInScope(r.principal, key)) return new CustosError('forbidden', `${p.id} may no longer ${op} with ${key.label}: its scope changed while this request waited.`, { tag: 'scope' });
+    // In scope by its own globs and tags, or by an account's grant (read again: one revoked or
+    // expired while the request waited no longer holds).
+    if (!permits(r.principal, op) || !(keyInScope(r.principal, key) || (await granted(this.store, r.principal, op, key)))) return new CustosError('forbidden', `${p.id} may no longer ${op} with ${key.label}: its scope changed while this request waited.`, { tag: 'scope' });
     return null;
   }
 

@@ -7,7 +7,9 @@
  * operation too. Grants are protected rows `account_grant.<account id>.<grant id>`.
  */
 import { CustosError } from '../core/errors.js';
-import { matchesGlob } from './principals.js';
+import type { KeyRecord, Principal } from '../core/types.js';
+import type { Store } from '../store/store.js';
+import { keyOwner, matchesGlob, permits, type Operation } from './principals.js';
 
 export const GRANT_PREFIX = 'account_grant.';
 export const GRANTABLE = ['read', 'verify', 'sign'] as const;
@@ -64,4 +66,18 @@ export function grantAllows(rows: Array<{ name: string; value: string }>, princi
     if (g.keys.some((k) => matchesGlob(k, name))) return g;
   }
   return null;
+}
+
+/**
+ * Whether an account granted this principal `op` on this key of its own: a live grant naming
+ * the principal (by its credential row), the operation (read, verify or sign; never export) and
+ * a glob matching the key's name, with the principal's role allowing the operation too. Read
+ * from the store each time, so a revocation is in force at the next request (and after a wait
+ * for approval, where the vault asks again).
+ */
+export async function granted(store: Pick<Store, 'listMeta'>, p: Principal, op: Operation, key: Pick<KeyRecord, 'label' | 'attributes'>): Promise<boolean> {
+  const owner = keyOwner(key);
+  if (owner === undefined || p.credential === undefined || !(GRANTABLE as readonly string[]).includes(op) || !permits(p, op)) return false;
+  if (!key.label.startsWith(`${owner}.`)) return false;
+  return grantAllows(await store.listMeta(`${GRANT_PREFIX}${owner}.`), p.id, p.credential.split('/')[0], op, key.label.slice(owner.length + 1), Date.now()) !== null;
 }

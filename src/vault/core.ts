@@ -20,8 +20,8 @@ import { policyKeyOf, stateScopes } from '../policy/engine.js';
 import { DerivationCache } from '../wallet/hd.js';
 import { Approvals } from './approvals.js';
 import { Lanes } from './lanes.js';
-import { authorizeNewKey, forbidden, keyInScope, keyOwner, permits, refInScope, type Operation } from '../accounts/principals.js';
-import { GRANT_PREFIX, grantAllows } from '../accounts/grants.js';
+import { authorizeNewKey, forbidden, keyInScope, permits, refInScope, type Operation } from '../accounts/principals.js';
+import { granted } from '../accounts/grants.js';
 import type { GroupCommitter } from './commit.js';
 
 export const LABEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
@@ -210,21 +210,9 @@ export class VaultCore {
       throw e;
     }
     if (!key) return this.refuse(ctx, operation, { id: null, label: auditRef(ref) }, refInScope(p, ref) ? notFound(ref) : forbidden(p, `${op} with keys outside its scope`));
-    if (!keyInScope(p, key) && !(await this.granted(p, op, key))) return this.refuse(ctx, operation, key, forbidden(p, `${op} with keys outside its scope`));
+    // An account's key is in scope for a principal the account granted it to (accounts/grants.ts).
+    if (!keyInScope(p, key) && !(await granted(this.deps.store, p, op, key))) return this.refuse(ctx, operation, key, forbidden(p, `${op} with keys outside its scope`));
     return key;
-  }
-
-  /**
-   * Whether an account granted this principal `op` on this key of its own (vault/grants.ts): a
-   * live grant naming the principal, the operation (read, sign or verify, never export) and a
-   * glob matching the key's name. Read at every request, so a revocation is in force at the next.
-   */
-  async granted(p: Principal, op: Operation, key: KeyRecord): Promise<boolean> {
-    const owner = keyOwner(key);
-    // Only API principals (tokens, certificates) are granted anything, and only read, verify, sign.
-    if (owner === undefined || p.credential === undefined || (op !== 'read' && op !== 'verify' && op !== 'sign') || !permits(p, op)) return false;
-    if (!key.label.startsWith(`${owner}.`)) return false;
-    return grantAllows(await this.deps.store.listMeta(`${GRANT_PREFIX}${owner}.`), p.id, p.credential.split('/')[0], op, key.label.slice(owner.length + 1), Date.now()) !== null;
   }
 
   /** Refuses (audited) a new key's label and attributes outside the principal's scope. */
@@ -280,9 +268,7 @@ export class VaultCore {
       return this.refuse(ctx, operation, key, new CustosError('policy_denied', why, { tag: 'approval' }), { ...details, approval_id: request.id, approval: o });
     }
     const stale = await this.recheckPrincipal?.(ctx.principal, operation === 'export' ? 'export' : 'sign', key);
-    // A key outside the principal's own scope, used by an account's grant: the grant (read
-    // again: revoked or expired while waiting, it no longer holds) is what puts it in scope.
-    if (stale && !(stale.tag === 'scope' && operation !== 'export' && (await this.granted(ctx.principal, 'sign', key)))) return this.refuse(ctx, operation, key, stale, { ...details, approval_id: request.id });
+    if (stale) return this.refuse(ctx, operation, key, stale, { ...details, approval_id: request.id });
     return [...request.approvedBy];
   }
 
