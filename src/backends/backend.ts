@@ -1,6 +1,7 @@
 /** Where private-key operations run: software (in this process) or a PKCS#11 token. */
 import { CustosError } from '../core/errors.js';
 import type { Algorithm, KeyAttributes, KeyRecord, SignOptions, SignPayload } from '../core/types.js';
+import { ThresholdBackend } from './threshold.js';
 
 export interface Backend {
   readonly name: string;
@@ -14,6 +15,8 @@ export interface Backend {
     openSecret: () => Uint8Array,
     payload: SignPayload,
     options: SignOptions,
+    /** Who asked, for a backend that records it elsewhere (a threshold key's cosigners). */
+    request?: { principal: string; requestId: string },
   ): Promise<{ signature: Uint8Array; encoding: string; algorithm: Algorithm }>;
   /**
    * Creates a key inside the backend (backends that hold keys themselves). Returns the public
@@ -43,6 +46,8 @@ export class Backends implements Backend {
   constructor(private readonly software: Backend, others: Backend[] = []) {
     this.byName.set(software.name, software);
     for (const b of others) this.byName.set(b.name, b);
+    // A threshold key read where no cluster is configured says so, rather than "no such backend".
+    if (!this.byName.has('threshold')) this.byName.set('threshold', new ThresholdBackend());
   }
 
   names(): string[] {
@@ -61,8 +66,8 @@ export class Backends implements Backend {
     return b;
   }
 
-  sign(key: KeyRecord, openSecret: () => Uint8Array, payload: SignPayload, options: SignOptions) {
-    return this.of(key).sign(key, openSecret, payload, options);
+  sign(key: KeyRecord, openSecret: () => Uint8Array, payload: SignPayload, options: SignOptions, request?: { principal: string; requestId: string }) {
+    return this.of(key).sign(key, openSecret, payload, options, request);
   }
 
   async destroy(key: KeyRecord): Promise<void> {

@@ -45,6 +45,9 @@ export function exitCodeFor(code: ErrorCode): number {
     case 'vault_sealed':
     case 'hsm_unavailable':
     case 'hsm_login_failed':
+    case 'cosigners_unavailable':
+    case 'bad_share':
+    case 'threshold_round':
     case 'internal':
       return EXIT.unavailable;
     default:

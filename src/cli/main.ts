@@ -19,6 +19,7 @@ import { registerPrivval } from './commands/privval.js';
 import { registerAgent } from './commands/agent.js';
 import { registerAudit } from './commands/audit.js';
 import { registerTls } from './commands/tls.js';
+import { registerCluster } from './commands/cluster.js';
 
 export function buildCli(): Command {
   const program = new Command('custos')
@@ -53,6 +54,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
   registerAgent(program);
   registerAudit(program);
   registerTls(program);
+  registerCluster(program);
   return program;
 }
 

@@ -101,6 +101,19 @@ export interface ClientOptions extends TransportOptions {
   token?: string;
 }
 
+export interface ClusterStatusView {
+  name: string;
+  peers: Array<{ name: string; url: string; reachable: boolean; ms?: number; version?: string; problem?: string }>;
+}
+
+export interface ThresholdKeyView {
+  label: string;
+  /** The key set's public key (hex): the same on every member. */
+  public_key: string;
+  threshold: number;
+  members: string[];
+}
+
 export class CustosClient {
   private readonly transport: Transport;
 
@@ -312,6 +325,22 @@ export class CustosClient {
 
   async privvalStatus(): Promise<PrivvalStatusView[]> {
     return (await this.call<{ validators: [] }>('GET', '/v1/privval')).validators;
+  }
+
+  /** This node as a cosigner: its name, its peers and whether each answers (admin). */
+  clusterStatus(): Promise<ClusterStatusView> {
+    return this.call('GET', '/v1/cluster');
+  }
+
+  /** Distributed key generation across the cluster's members: none of them ever holds the key (admin). */
+  clusterKeygen(req: { label: string; algorithm: 'ed25519' | 'secp256k1-bip340'; threshold: number; members?: string[]; purpose?: string }): Promise<ThresholdKeyView> {
+    return this.call('POST', '/v1/cluster/keys', req);
+  }
+
+  /** A dealer's one-time split of an existing key into one share per member (admin); the key itself is not stored. */
+  clusterSplit(req: { label: string; format: 'raw' | 'hex' | 'pkcs8' | 'openssh' | 'cometbft'; material: Uint8Array; algorithm?: string; threshold: number; members?: string[]; purpose?: string }): Promise<ThresholdKeyView> {
+    const { material, ...rest } = req;
+    return this.call('POST', '/v1/cluster/keys/split', { ...rest, material: Buffer.from(material).toString('base64') });
   }
 
   /** Re-read the server's custos.toml, as SIGHUP does. */

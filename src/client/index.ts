@@ -3,7 +3,7 @@
  * CA and server fingerprint, mutual TLS, the API's stable error codes, and retries only where
  * a request is safe to repeat. `examples/wallet-server.ts` shows it in use.
  */
-export { CustosClient, type ClientOptions, type KeyInfo, type SignParams, type ApprovalView, type AuditEntryView, type SealStatusView, type PrincipalParams, type PrincipalView, type PrivvalStatusView, type ReloadView } from './client.js';
+export { CustosClient, type ClientOptions, type KeyInfo, type SignParams, type ApprovalView, type AuditEntryView, type SealStatusView, type PrincipalParams, type PrincipalView, type PrivvalStatusView, type ReloadView, type ClusterStatusView, type ThresholdKeyView } from './client.js';
 export { CustosApiError, type TransportOptions } from './transport.js';
 import { Transport } from './transport.js';
 import { CustosSession as SessionBase, type Poster, type SessionOptions } from './session.js';

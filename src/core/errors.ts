@@ -49,6 +49,12 @@ export type ErrorCode =
   | 'rate_limited'
   /** The request contradicts the current state (revoking the last admin, changing a revoked principal). */
   | 'conflict'
+  /** Fewer cosigners of a threshold key answered than its threshold needs. */
+  | 'cosigners_unavailable'
+  /** A cosigner's signature share did not verify; the tag is the cosigner. */
+  | 'bad_share'
+  /** A threshold signing round this node does not know (its nonces expired, were used, or died with a restart). */
+  | 'threshold_round'
   | 'internal';
 
 /** HTTP status for each code, so every front end maps errors the same way. */
@@ -91,6 +97,9 @@ export const httpStatusOf: Record<ErrorCode, number> = {
   database_rolled_back: 500,
   rate_limited: 429,
   conflict: 409,
+  cosigners_unavailable: 503,
+  bad_share: 502,
+  threshold_round: 409,
   internal: 500,
 };
 

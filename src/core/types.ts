@@ -49,9 +49,9 @@ export type KeyAttributes = Record<string, string | number | boolean>;
 
 /** Who is asking. Each front end authenticates its callers into one of these. */
 export interface Principal {
-  /** Stable name: `token:admin`, `ssh-agent:/run/custos/agent.sock`, `privval:cosmoshub-4`. */
+  /** Stable name: `token:admin`, `ssh-agent:/run/custos/agent.sock`, `privval:cosmoshub-4`, `peer:node-b` (a cosigner). */
   id: string;
-  kind: 'admin' | 'token' | 'agent' | 'privval' | 'system' | 'account';
+  kind: 'admin' | 'token' | 'agent' | 'privval' | 'system' | 'account' | 'peer';
   /** API principals (tokens and client certificates): what the role allows (accounts/principals.ts). */
   role?: Role;
   /** API principals but admins: the operations and keys they may use. Absent on a token principal: nothing. */

@@ -9,6 +9,7 @@ import { PRIVVAL_VERSIONS, type PrivvalVersion } from '../core/privval-version.j
 import { parsePostgresUrl } from '../store/postgres-url.js';
 import { DEFAULT_GUARD, type GuardPolicy } from '../accounts/guard.js';
 import { DEFAULT_SESSION_LIMITS, type SessionLimits } from '../vault/sessions.js';
+import type { ClusterConfig, PeerConfig } from '../cluster/peers.js';
 
 export interface AgentSocketConfig {
   enabled: boolean;
@@ -81,6 +82,8 @@ export interface ServeConfig {
   store: { url?: string };
   /** `[accounts]`: login limits and session lifetimes (vault/accounts.ts, vault/sessions.ts). */
   accounts: { guard: GuardPolicy; sessions: SessionLimits };
+  /** `[cluster]`: absent, this node holds no threshold shares with anyone. */
+  cluster?: ClusterConfig;
 }
 
 export const AGENT_DEFAULTS: AgentSocketConfig = { enabled: true, name: 'default', socket: 'agent/agent.sock', keys: [], allowSha1: true, allowConfirm: false, maxConnections: 128 };
@@ -117,7 +120,11 @@ const KNOWN: Record<string, string[]> = {
   log: ['level'],
   store: ['url'],
   accounts: ['max_failures', 'window_seconds', 'lock_seconds', 'max_delay_seconds', 'address_max_failures', 'session_idle_seconds', 'session_max_seconds'],
+  cluster: ['name', 'client_cert', 'client_key', 'ca', 'timeout_seconds', 'peer'],
+  'cluster.peer': ['name', 'url', 'certificate_sha256'],
 };
+
+const NODE_NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/;
 
 /** `required`: the operator named this file (--config), so its absence is an error. */
 export function loadConfig(path: string | undefined, required = false): ServeConfig {
@@ -289,6 +296,7 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
     if (typeof log.level !== 'string' || !LEVELS.includes(log.level)) fail(path, `log.level must be one of ${LEVELS.join(', ')}`);
     cfg.log.level = log.level as ServeConfig['log']['level'];
   }
+  if (doc.cluster !== undefined) cfg.cluster = clusterSection(path, doc.cluster as Record<string, unknown>, cfg, table, int);
   const store = (doc.store ?? {}) as Record<string, unknown>;
   if (store.url !== undefined) {
     if (typeof store.url !== 'string') fail(path, 'store.url must be a postgresql:// URL (or leave [store] out for the SQLite file in the data directory)');
@@ -300,6 +308,42 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
     cfg.store.url = store.url;
   }
   return cfg;
+}
+
+function clusterSection(
+  path: string,
+  c: Record<string, unknown>,
+  cfg: ServeConfig,
+  table: (section: string, v: unknown) => Record<string, unknown>,
+  int: (v: unknown, what: string, min: number, max: number) => number,
+): ClusterConfig {
+  const str = (v: unknown, what: string, re: RegExp, hint: string): string => (typeof v === 'string' && re.test(v) ? v : fail(path, `${what} is missing or invalid: ${hint}`));
+  const file = (v: unknown, what: string) => str(v, what, /^\S{1,4095}$/, 'a PEM file');
+  const name = str(c.name, 'cluster.name', NODE_NAME, "this node's name among its cosigners (1–32 lowercase letters, digits, _ or -)");
+  if (!cfg.api.tls?.clientCa) fail(path, '[cluster] needs mutual TLS on the API (api.tls_cert, api.tls_key and api.client_ca): cosigners know each other by their client certificates');
+  const peersRaw = c.peer === undefined ? [] : Array.isArray(c.peer) ? c.peer : [c.peer];
+  const peers: PeerConfig[] = [];
+  for (const raw of peersRaw) {
+    const p = table('cluster.peer', raw);
+    const peer: PeerConfig = {
+      name: str(p.name, 'cluster.peer.name', NODE_NAME, '1–32 lowercase letters, digits, _ or -'),
+      url: str(p.url, 'cluster.peer.url', /^https:\/\/[^\s/]{1,255}\/?$/, 'https://host:port (cosigners talk over mutual TLS only)'),
+      certificateSha256: str(typeof p.certificate_sha256 === 'string' ? p.certificate_sha256.replace(/:/g, '').toLowerCase() : p.certificate_sha256, 'cluster.peer.certificate_sha256', /^[0-9a-f]{64}$/, "the SHA-256 of the peer's client certificate (64 hex digits; `custos cluster identity` on the peer prints it)"),
+    };
+    if (peer.name === name) fail(path, `[[cluster.peer]] "${peer.name}" has this node's own name`);
+    if (peers.some((o) => o.name === peer.name)) fail(path, `two [[cluster.peer]] entries are named "${peer.name}"`);
+    if (peers.some((o) => o.certificateSha256 === peer.certificateSha256)) fail(path, `two [[cluster.peer]] entries have the certificate ${peer.certificateSha256}`);
+    peers.push(peer);
+  }
+  if (peers.length > 15) fail(path, 'at most 15 [[cluster.peer]] entries (16 cosigners)');
+  return {
+    name,
+    clientCert: file(c.client_cert, 'cluster.client_cert'),
+    clientKey: file(c.client_key, 'cluster.client_key'),
+    ca: c.ca === undefined ? cfg.api.tls.clientCa : file(c.ca, 'cluster.ca'),
+    timeoutSeconds: c.timeout_seconds === undefined ? 5 : int(c.timeout_seconds, 'cluster.timeout_seconds', 1, 300),
+    peers,
+  };
 }
 
 export function parsePort(v: unknown, what = 'port'): number {

@@ -18,6 +18,9 @@ import { buildHttpServer, assertLoopback } from '../frontends/http/server.js';
 import { Metrics } from '../frontends/http/metrics.js';
 import { FrontEnds, type ApplyReport } from './frontends.js';
 import { loadTls } from './tls.js';
+import { startCluster } from './cluster.js';
+import type { Cluster } from '../cluster/cluster.js';
+import { ThresholdBackend } from '../backends/threshold.js';
 import type { SecureContextOptions } from 'node:tls';
 import { initVault, openStoreOnly, openVault, storeUrlIn, SYSTEM, CONFIG_FILE, type OpenVault } from '../vault/open.js';
 import { DEFAULT_UNSEAL_LIMITS, SealedStore, ShareGate } from './unseal.js';
@@ -70,6 +73,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const frontends = new FrontEnds(opts.dataDir, logger, metrics);
   void frontends.want(config); // kept until a vault opens
   const tokens = tokenBackends(opts.config.pkcs11);
+  // A threshold key signs with its cosigners ([cluster]), found once the vault is open.
+  let cluster: Cluster | null = null;
+  const threshold = new ThresholdBackend(() => cluster?.coordinator ?? null);
   const openWith = (unlock: { passphrase?: Uint8Array; root?: Uint8Array }, anchorPlaces: AnchorPlace[] = []) =>
     openVault({
       anchorIntervalMs: opts.config.audit.anchorIntervalSeconds * 1000,
@@ -81,7 +87,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       approvalTimeoutMs: opts.config.approvals.timeoutSeconds * 1000,
       loginGuard: opts.config.accounts.guard,
       sessionLimits: opts.config.accounts.sessions,
-      backends: tokens,
+      backends: [...tokens, threshold],
       onAnchorError: (e, where) => {
         metrics.anchorFailures.inc();
         logger.warn({ err: e.message, anchor: where }, 'the audit anchor could not be written; the log is durable, the anchor will be retried');
@@ -171,7 +177,15 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       logger.info({ vault_id: vaultId }, 'unsealed by the HSM');
     }
   }
+  if (opts.config.cluster) {
+    cluster = startCluster(opts.dataDir, opts.config.cluster, () => {
+      const v = current()?.vault;
+      if (!v) throw new CustosError('vault_sealed', 'This cosigner is sealed: its operators must unseal it first.');
+      return v;
+    });
+  }
   const app = await buildHttpServer({
+    cluster: () => cluster,
     ...(gate ? { gate } : { vault: opened!.vault }),
     health: () => {
       const db = current()?.store.health?.();
@@ -217,7 +231,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           throw e;
         }
       }
-      const restartNeeded = [...(apiChanged ? (['api'] as const) : []), ...(['pkcs11', 'seal', 'approvals', 'audit', 'unseal', 'accounts'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(config[k]))];
+      const restartNeeded = [...(apiChanged ? (['api'] as const) : []), ...(['pkcs11', 'seal', 'approvals', 'audit', 'unseal', 'accounts', 'cluster'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(config[k]))];
       let applied: ApplyReport | null = null;
       function takeCertificate() {
         if (!secure) return;
@@ -305,6 +319,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         await gate?.close();
         await stopFrontends();
         await app.close();
+        cluster?.close();
         await current()?.close();
         for (const t of tokens) await t.close();
         logger.info('stopped');

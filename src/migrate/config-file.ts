@@ -51,6 +51,26 @@ export function addPrivvalEntry(path: string, e: NewPrivvalEntry): ServeConfig {
   });
 }
 
+/** Appends `[cluster]` (this node as a cosigner); refuses a file that has one. */
+export function addClusterSection(path: string, c: { name: string; clientCert: string; clientKey: string; ca?: string }): ServeConfig {
+  return editLocked(path, 'custos cluster init', (target) => {
+    const before = existsSync(target) ? readFileSync(target, 'utf8') : '';
+    if (loadConfig(target).cluster) throw new CustosError('config_invalid', `${path} already has a [cluster] section.`);
+    const lines = ['', '# This node as one cosigner among others (custos cluster).', '[cluster]', `name = ${q(c.name)}`, `client_cert = ${q(c.clientCert)}`, `client_key = ${q(c.clientKey)}`, ...(c.ca ? [`ca = ${q(c.ca)}`] : []), ''];
+    return (before === '' || before.endsWith('\n') ? before : before + '\n') + lines.join('\n');
+  });
+}
+
+/** Appends a `[[cluster.peer]]`; the result must load (a name or certificate used twice does not). */
+export function addClusterPeer(path: string, p: { name: string; url: string; certificateSha256: string }): ServeConfig {
+  return editLocked(path, 'custos cluster add-peer', (target) => {
+    const before = existsSync(target) ? readFileSync(target, 'utf8') : '';
+    if (!loadConfig(target).cluster) throw new CustosError('config_invalid', `${path} has no [cluster] section: run custos cluster init first.`);
+    const lines = ['', '[[cluster.peer]]', `name = ${q(p.name)}`, `url = ${q(p.url)}`, `certificate_sha256 = ${q(p.certificateSha256)}`, ''];
+    return (before === '' || before.endsWith('\n') ? before : before + '\n') + lines.join('\n');
+  });
+}
+
 /**
  * Sets keys of the `[api]` table (`host`, `port`, `tls_cert`, ...): a line already there, or its
  * commented-out example, is replaced in place, a new one goes after the table's last setting

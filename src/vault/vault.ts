@@ -7,6 +7,7 @@
  *   consensus.ts  votes and proposals behind the double-sign watermark, imported state
  *   wallet.ts     HD keys, xpubs, PSBTs
  *   admin.ts      API tokens, policy documents, approvals, agent hiding, the audit tail
+ *   threshold.ts  this node's shares of threshold keys: nonces and signature shares
  *
  * This class only wires them together, so that front ends hold one object. Nothing is
  * signed or exported unless its decision, outcome and state changes are durable first (fail
@@ -27,6 +28,7 @@ import { VaultCore, type Ctx, type VaultDeps } from './core.js';
 import { Keys } from './keys.js';
 import { Signing } from './signing.js';
 import { Wallet } from './wallet.js';
+import { Threshold } from './threshold.js';
 
 export { type PeerCertificate, type Credentials } from '../accounts/authenticator.js';
 export { certificateNames } from '../accounts/credentials.js';
@@ -44,6 +46,7 @@ export class Vault {
   private readonly wallet: Wallet;
   private readonly admin: Admin;
   private readonly principals: Authenticator;
+  private readonly threshold: Threshold;
   /** End users' accounts with OPAQUE logins (null: a vault opened without its root's subkey for them). */
   readonly accounts: Accounts | null;
   /** Their sessions, each call sealed to it (vault/sessions.ts). */
@@ -58,6 +61,7 @@ export class Vault {
     this.signing = new Signing(this.core, this.wallet);
     this.consensus = new Consensus(this.core);
     this.admin = new Admin(this.core);
+    this.threshold = new Threshold(this.core, this.keys);
     this.accounts = deps.accounts ? new Accounts(this.core, deps.accounts.key, deps.accounts.vaultId, deps.accounts.guard) : null;
     this.accountKeys = deps.accounts ? new AccountKeys(this.core, this.keys, deps.accounts.key, deps.accounts.vaultId) : null;
     this.sessions = deps.accounts ? new Sessions(this.core, deps.accounts.key, deps.accounts.vaultId, deps.accounts.sessions, (id) => this.accounts!.epochOf(id)) : null;
@@ -140,6 +144,13 @@ export class Vault {
   importWatermark = (...a: Parameters<Consensus['importWatermark']>) => this.consensus.importWatermark(...a);
   getWatermark = (...a: Parameters<Consensus['getWatermark']>) => this.consensus.getWatermark(...a);
 
+  // ---- threshold keys, this node as one cosigner (vault/threshold.ts)
+  storeShare = (...a: Parameters<Threshold['storeShare']>) => this.threshold.storeShare(...a);
+  describeThreshold = (...a: Parameters<Threshold['describe']>) => this.threshold.describe(...a);
+  thresholdCommit = (...a: Parameters<Threshold['commit']>) => this.threshold.commit(...a);
+  cosign = (...a: Parameters<Threshold['cosign']>) => this.threshold.cosign(...a);
+  deal = (...a: Parameters<Threshold['deal']>) => this.threshold.deal(...a);
+
   // ---- wallet
   createHdKey = (...a: Parameters<Wallet['createHdKey']>) => this.wallet.createHdKey(...a);
   hdPublicKey = (...a: Parameters<Wallet['hdPublicKey']>) => this.wallet.hdPublicKey(...a);
@@ -169,6 +180,7 @@ export class Vault {
     const { deps } = this.core;
     this.core.approvals.close();
     this.core.hdCache.clear();
+    this.threshold.destroy();
     await deps.committer.close();
     // Requests still finishing may have prepared nodes since.
     this.core.hdCache.clear();

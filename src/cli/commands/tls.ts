@@ -31,7 +31,8 @@ export function registerTls(program: Command): void {
     .option('--configure', 'also set [api] tls_cert and tls_key in DATA_DIR/custos.toml (the rest of the file stays as it is)')
     .option('--mutual', 'with --configure: also set [api] client_ca, so clients may authenticate by certificate (custos tls client)')
     .option('--listen <host:port>', 'with --configure: also set [api] host and port (0.0.0.0:8443 to serve every interface)')
-    .action((o: { dataDir: string; host?: string[]; days: string; configure?: boolean; mutual?: boolean; listen?: string }) => {
+    .option('--ca-from <dir>', "sign with an existing CA (its ca.pem and ca.key, e.g. another node's tls/) instead of making one: cosigners of a cluster share one CA")
+    .action((o: { dataDir: string; host?: string[]; days: string; configure?: boolean; mutual?: boolean; listen?: string; caFrom?: string }) => {
       const days = Number(o.days);
       if ((o.mutual || o.listen) && !o.configure) throw new CustosError('bad_request', '--mutual and --listen change custos.toml: give --configure too.');
       const listen = o.listen === undefined ? undefined : /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(o.listen);
@@ -43,15 +44,20 @@ export function registerTls(program: Command): void {
       if (!existsSync(dataDir)) throw new CustosError('vault_not_found', `${dataDir} does not exist: run custos init first.`);
       const dir = join(dataDir, 'tls');
       if (existsSync(dir)) throw new CustosError('vault_exists', `${dir} exists: move it away to make new certificates (clients trust the old CA until you give them the new one).`);
+      const caFrom = o.caFrom === undefined ? undefined : resolve(o.caFrom);
+      if (caFrom && (!existsSync(join(caFrom, 'ca.pem')) || !existsSync(join(caFrom, 'ca.key')))) throw new CustosError('not_found', `--ca-from ${caFrom} must hold ca.pem and ca.key (a tls/ directory made by custos tls init).`);
       mkdirSync(dir, { mode: 0o700 });
       const f = (n: string) => join(dir, n);
+      const caKey = caFrom ? join(caFrom, 'ca.key') : f('ca.key');
       try {
         const cn = hosts.find((h) => !isIP(h)) ?? hosts[0]!;
-        openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-sha256', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '3650', '-subj', `/CN=Custos CA ${new Date().toISOString().slice(0, 10)}`, '-addext', 'basicConstraints=critical,CA:TRUE,pathlen:0', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], 'make the CA');
+        // The CA's certificate is copied, never its key: this node cannot sign certificates.
+        if (caFrom) writeFileSync(f('ca.pem'), readFileSync(join(caFrom, 'ca.pem')), { mode: 0o644 });
+        else openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-sha256', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '3650', '-subj', `/CN=Custos CA ${new Date().toISOString().slice(0, 10)}`, '-addext', 'basicConstraints=critical,CA:TRUE,pathlen:0', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], 'make the CA');
         openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-sha256', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', `/CN=${cn}`], 'make the server key');
         const san = hosts.map((h) => (isIP(h) ? `IP:${h}` : `DNS:${h}`)).join(',');
         writeFileSync(f('server.ext'), `subjectAltName=${san}\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n`);
-        openssl(['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-sha256', '-days', String(days), '-extfile', f('server.ext'), '-out', f('server.pem')], 'sign the server certificate');
+        openssl(['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', caKey, '-CAserial', f('ca.srl'), '-CAcreateserial', '-sha256', '-days', String(days), '-extfile', f('server.ext'), '-out', f('server.pem')], 'sign the server certificate');
         // The server presents its certificate and the CA's, so clients need only the CA.
         writeFileSync(f('server-chain.pem'), readFileSync(f('server.pem'), 'utf8') + readFileSync(f('ca.pem'), 'utf8'), { mode: 0o644 });
         for (const tmp of ['server.csr', 'server.ext', 'ca.srl']) rmSync(f(tmp), { force: true });
@@ -60,7 +66,7 @@ export function registerTls(program: Command): void {
         throw e;
       }
       const ca = new X509Certificate(readFileSync(f('ca.pem')));
-      out(`CA and server certificate made in ${dir} (server certificate for ${hosts.join(', ')}, ${days} days).`);
+      out(`${caFrom ? `Server certificate signed by the CA of ${caFrom}` : 'CA and server certificate'} made in ${dir} (server certificate for ${hosts.join(', ')}, ${days} days).`);
       out('');
       if (o.configure) {
         const settings: Record<string, string | number> = {
@@ -82,7 +88,7 @@ export function registerTls(program: Command): void {
       out(`Give clients the CA file ${f('ca.pem')}; its SHA-256 fingerprint:`);
       out(`  ${ca.fingerprint256}`);
       out('(curl --cacert ca.pem …; the custos CLI: custos --ca ca.pem --addr https://HOST:PORT … or CUSTOS_CACERT=ca.pem; the SDK: { ca })');
-      out(`The CA key ${f('ca.key')} signs client certificates for mutual TLS; keep it offline once they are made.`);
+      if (!caFrom) out(`The CA key ${f('ca.key')} signs client certificates for mutual TLS; keep it offline once they are made.`);
     });
 
   tls

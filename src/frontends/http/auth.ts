@@ -60,7 +60,7 @@ export function credentialsOf(header: string | undefined, socket: unknown, remot
 }
 
 /** The client certificate of a TLS connection that asked for one ([api] client_ca), if it sent one. */
-function peerOf(socket: unknown): PeerCertificate | undefined {
+export function peerOf(socket: unknown): PeerCertificate | undefined {
   const s = socket as TLSSocket;
   if (typeof s.getPeerX509Certificate !== 'function') return undefined;
   const cert = s.getPeerX509Certificate();

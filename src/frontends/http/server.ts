@@ -24,6 +24,8 @@ import { credentialsOf, ROUTE_OPERATIONS } from './auth.js';
 import type { Metrics } from './metrics.js';
 import * as S from './schemas.js';
 import { accountRoutes } from './accounts.js';
+import { clusterRoutes } from './cluster.js';
+import type { ClusterApi } from '../../core/cluster.js';
 
 /** Keys per unit (one transaction) of a batch creation. */
 const BATCH_CHUNK = 100;
@@ -93,6 +95,8 @@ export interface HttpOptions {
   >;
   /** Serve HTTPS with these options (daemon/tls.ts); plain HTTP, loopback only, without. */
   https?: SecureContextOptions;
+  /** This node as a cosigner ([cluster]), for the /v1/cluster routes; null or absent: not one. */
+  cluster?: () => ClusterApi | null;
   /** The daemon's reload (SIGHUP), for POST /v1/reload. */
   reload?: () => Promise<{ applied: boolean; privval: unknown; sshAgent: unknown; restartNeeded: string[] }>;
   version?: string;
@@ -643,6 +647,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   }));
 
   accountRoutes(app, vault, ctx);
+  clusterRoutes(app, opts.cluster ?? (() => null), vault, ctx);
 
   app.get<{ Querystring: { limit?: string } }>('/v1/audit', { schema: S.auditSchema }, async (req) => {
     const limit = Math.min(Math.max(Number(req.query.limit ?? 50), 1), 1000);

@@ -1,0 +1,154 @@
+/**
+ * A Custos node as one cosigner among others: what the daemon builds from `[cluster]`, and
+ * what the HTTP routes of frontends/http/cluster.ts call.
+ *
+ *   answer   a peer's call (authenticated by its client certificate): one step of a signing
+ *            round, of a key generation, or a dealt share;
+ *   keygen   distributed key generation driven from this node: round one everywhere, round two
+ *            everywhere (secret shares go member to member), then every member stores its share
+ *            and answers with the key set's public key, which must be the same everywhere;
+ *   split    a dealer's one-time split of an existing key: parsed here, one share sent to each
+ *            member, the whole key never stored;
+ *   status   which peers answer, as seen from here.
+ */
+import { CustosError, isCustosError } from '../core/errors.js';
+import type { ClusterAnswer, ClusterApi, PeerStep } from '../core/cluster.js';
+import type { Principal } from '../core/types.js';
+import { bytesToHex, wipe } from '../core/bytes.js';
+import { VERSION } from '../core/version.js';
+import { encodePublic, isThresholdAlgorithm } from '../crypto/frost.js';
+import type { ImportFormat } from '../keystore/import.js';
+import type { Vault } from '../vault/vault.js';
+import { Coordinator } from './coordinator.js';
+import { newSession, Participant } from './participant.js';
+import type { Peers } from './peers.js';
+
+type Ctx = { principal: Principal; requestId: string };
+type Answer = ClusterAnswer;
+
+export class Cluster implements ClusterApi {
+  readonly coordinator: Coordinator;
+  private readonly participant: Participant;
+
+  constructor(
+    readonly peers: Peers,
+    private readonly vault: () => Vault,
+  ) {
+    this.coordinator = new Coordinator(peers);
+    this.participant = new Participant(peers, vault);
+  }
+
+  get name(): string {
+    return this.peers.self;
+  }
+
+  /** The peer a verified client certificate belongs to. */
+  peerOf(certificateSha256: string): string | undefined {
+    return this.peers.byCertificate(certificateSha256);
+  }
+
+  answer(from: string, requestId: string, step: PeerStep, body: Answer): Promise<Answer> {
+    const p = this.participant;
+    switch (step) {
+      case 'ping':
+        return Promise.resolve({ name: this.name, version: VERSION, you: from });
+      case 'commit':
+        return p.commit(from, requestId, body);
+      case 'share':
+        return p.share(from, requestId, body);
+      case 'dkg/round1':
+        return p.dkgRound1(from, body);
+      case 'dkg/round2':
+        return p.dkgRound2(from, requestId, body);
+      case 'dkg/deliver':
+        return p.dkgDeliver(from, body);
+      case 'dkg/finish':
+        return p.dkgFinish(from, requestId, body);
+      case 'dealt':
+        return p.dealt(from, requestId, body);
+    }
+  }
+
+  /** One step on a member: this node in process, a peer over mutual TLS. */
+  private call(member: string, requestId: string, step: PeerStep, body: Answer): Promise<Answer> {
+    return member === this.name ? this.answer(this.name, requestId, step, body) : this.peers.call(member, `/v1/cluster/${step}`, body);
+  }
+
+  private membersOf(given: string[] | undefined): string[] {
+    const names = given?.length ? [...new Set(given)] : this.peers.names();
+    if (!names.includes(this.name)) throw new CustosError('bad_request', `The members must include this node (${this.name}): it coordinates.`);
+    const unknown = names.filter((n) => n !== this.name && !this.peers.has(n));
+    if (unknown.length) throw new CustosError('bad_request', `${unknown.join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not configured as [[cluster.peer]] here.`);
+    return names;
+  }
+
+  /** Distributed key generation across the members; resolves with the key set's public key. */
+  async keygen(ctx: Ctx, req: { label: string; algorithm: string; threshold: number; members?: string[]; purpose?: string }): Promise<Answer> {
+    if (!isThresholdAlgorithm(req.algorithm)) throw new CustosError('unsupported_algorithm', 'A threshold key is ed25519 or secp256k1-bip340.');
+    const members = this.membersOf(req.members);
+    const session = newSession();
+    const id = ctx.requestId;
+    const all = (step: PeerStep, body: Answer) => Promise.all(members.map((m) => this.call(m, id, step, body).catch((e: unknown) => Promise.reject(named(m, e)))));
+    const r1 = await all('dkg/round1', { session, label: req.label, algorithm: req.algorithm, threshold: req.threshold, members, ...(req.purpose ? { purpose: req.purpose } : {}) });
+    await all('dkg/round2', { session, round1: r1.map((r) => r.round1) });
+    const done = await Promise.allSettled(members.map((m) => this.call(m, id, 'dkg/finish', { session })));
+    return this.agreed(req.label, members, req.threshold, done);
+  }
+
+  /** A dealer's split of `material` (an import format) into one share per member. */
+  async split(ctx: Ctx, req: { label: string; format: ImportFormat; material: Uint8Array; algorithm?: string; threshold: number; members?: string[]; purpose?: string }): Promise<Answer> {
+    const members = this.membersOf(req.members);
+    const dealt = await this.vault().deal(ctx, { label: req.label, format: req.format, material: req.material, ...(req.algorithm ? { algorithm: req.algorithm } : {}), threshold: req.threshold, members });
+    try {
+      const pub = encodePublic(dealt.pub);
+      const done = await Promise.allSettled(
+        members.map((m) =>
+          this.call(m, ctx.requestId, 'dealt', { label: req.label, algorithm: dealt.algorithm, public: pub, members: dealt.members, share: bytesToHex(dealt.shares[m]!), ...(req.purpose ? { purpose: req.purpose } : {}) }),
+        ),
+      );
+      return this.agreed(req.label, members, req.threshold, done);
+    } finally {
+      for (const s of Object.values(dealt.shares)) wipe(s);
+    }
+  }
+
+  /** Every member stored its share of the same key set, or the operator is told who did what. */
+  private agreed(label: string, members: string[], threshold: number, done: PromiseSettledResult<Answer>[]): Answer {
+    const failed = done.map((d, i) => ({ d, m: members[i]! })).filter((x) => x.d.status === 'rejected');
+    const ok = done.map((d, i) => ({ d, m: members[i]! })).filter((x) => x.d.status === 'fulfilled') as Array<{ d: PromiseFulfilledResult<Answer>; m: string }>;
+    if (failed.length) {
+      const why = failed.map((f) => named(f.m, (f.d as PromiseRejectedResult).reason).message).join('; ');
+      throw new CustosError('cosigners_unavailable', `The key set ${label} is incomplete: ${why}.${ok.length ? ` ${ok.map((o) => o.m).join(', ')} stored a share; destroy it there (custos keys destroy ${label}) before trying again.` : ''}`);
+    }
+    const keys = new Set(ok.map((o) => `${String(o.d.value.public_key)}/${String(o.d.value.public_sha256)}`));
+    if (keys.size !== 1) throw new CustosError('conflict', `The members of ${label} disagree on its key set (${ok.map((o) => `${o.m}: ${String(o.d.value.public_key)}`).join(', ')}); destroy it on every member.`);
+    return { label, public_key: ok[0]!.d.value.public_key, threshold, members };
+  }
+
+  /** Each peer's answer to a ping over mutual TLS, both ways authenticated. */
+  async status(): Promise<Answer> {
+    const peers = await Promise.all(
+      this.peers.config.peers.map(async (p) => {
+        const started = Date.now();
+        try {
+          const r = await this.peers.call(p.name, '/v1/cluster/ping', {});
+          const sameName = r.name === p.name && r.you === this.name;
+          return { name: p.name, url: p.url, reachable: true, ms: Date.now() - started, version: r.version, ...(sameName ? {} : { problem: `it calls itself ${String(r.name)} and this node ${String(r.you)}` }) };
+        } catch (e) {
+          return { name: p.name, url: p.url, reachable: false, problem: isCustosError(e) ? e.message : String(e) };
+        }
+      }),
+    );
+    return { name: this.name, peers };
+  }
+
+  close(): void {
+    this.participant.destroy();
+    this.peers.close();
+  }
+}
+
+function named(member: string, e: unknown): CustosError {
+  if (isCustosError(e)) return e.message.startsWith(`Cosigner ${member}`) ? e : new CustosError(e.code, `${member}: ${e.message}`, e.tag ? { tag: e.tag } : undefined);
+  return new CustosError('internal', `${member}: ${(e as Error).message}`);
+}

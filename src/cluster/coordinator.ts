@@ -1,0 +1,139 @@
+/**
+ * This node coordinating a threshold signature (any member may): round one asks every other
+ * member for nonce commitments at once and takes the first threshold − 1 to answer; round two
+ * sends them the message and the round's commitments, and each cosigner decides by its own
+ * policy and commits its own audit entry before its share comes back. This node's own share
+ * is made in process: the vault's step around this call is this node's decision, and it
+ * commits before the aggregate is released.
+ *
+ * The aggregate is verified against the group key before it is returned. Shares are checked
+ * one by one only when it fails (RFC 9591 §5.4 allows either; checking each costs about as
+ * much as the whole round), and then the faulty cosigner is named: the error, and so the
+ * step's audit entry, carry `bad_share:<cosigner>`.
+ */
+import { CustosError, isCustosError } from '../core/errors.js';
+import { bytesToBase64, bytesToHex, wipe } from '../core/bytes.js';
+import type { KeyRecord } from '../core/types.js';
+import { purposeOf } from '../core/purpose.js';
+import { verifySignature } from '../crypto/algorithms.js';
+import { decodeCommitments, decodeShare, encodeCommitments, frostOf, memberOf, thresholdOf, type NonceCommitments, type ThresholdKey } from '../crypto/frost.js';
+import type { ThresholdCoordinator } from '../backends/threshold.js';
+import type { Peers } from './peers.js';
+
+interface Joined {
+  name: string;
+  round: string;
+  commitments: NonceCommitments;
+}
+
+export class Coordinator implements ThresholdCoordinator {
+  constructor(private readonly peers: Peers) {}
+
+  async sign(key: KeyRecord, openShare: () => Uint8Array, message: Uint8Array, request?: { principal: string; requestId: string }): Promise<Uint8Array> {
+    const t = thresholdOf(key);
+    if (!t) throw new CustosError('bad_request', `${key.label} is not a threshold key.`);
+    if (purposeOf(key) === 'consensus') throw new CustosError('key_purpose', `${key.label} is a threshold consensus key: votes and proposals are signed through privval.`);
+    const F = frostOf(t.algorithm);
+    const need = t.pub.signers.min - 1;
+    const others = Object.keys(t.members).filter((n) => n !== t.self);
+    const known = others.filter((n) => this.peers.has(n));
+    if (known.length < need) {
+      throw new CustosError('cosigners_unavailable', `${key.label} needs ${t.pub.signers.min} of its ${t.pub.signers.max} cosigners, and this node has only ${known.length + 1} of them configured ([[cluster.peer]]).`);
+    }
+    const publicKey = bytesToHex(key.publicKey);
+    // Round one.
+    const secret = openShare();
+    let own;
+    try {
+      own = F.commit({ identifier: t.identifier, signingShare: secret });
+    } finally {
+      wipe(secret);
+    }
+    try {
+      const joined = await firstAnswers(known, need, async (name): Promise<Joined> => {
+        const r = await this.peers.call(name, '/v1/cluster/commit', { key: key.label, public_key: publicKey });
+        const commitments = decodeCommitments(t.algorithm, r.commitments);
+        if (commitments.identifier !== t.members[name]) throw new CustosError('bad_request', `Cosigner ${name} answered with another identifier.`);
+        return { name, round: String(r.round), commitments };
+      });
+      const list = [own.commitments, ...joined.map((j) => j.commitments)];
+      const encoded = list.map(encodeCommitments);
+      // Round two: every chosen cosigner commits its own decision before its share returns.
+      const answers = await Promise.allSettled(
+        joined.map((j) =>
+          this.peers.call(j.name, '/v1/cluster/share', {
+            key: key.label,
+            public_key: publicKey,
+            round: j.round,
+            message: bytesToBase64(message),
+            commitments: encoded,
+            ...(request ? { requested_by: request.principal, request_id: request.requestId } : {}),
+          }),
+        ),
+      );
+      const refused = answers.map((a, i) => ({ a, name: joined[i]!.name })).filter((x) => x.a.status === 'rejected');
+      if (refused.length) throw (refused[0]!.a as PromiseRejectedResult).reason;
+      const shares: Record<string, Uint8Array> = {};
+      answers.forEach((a, i) => (shares[t.members[joined[i]!.name]!] = decodeShare(t.algorithm, (a as PromiseFulfilledResult<Record<string, unknown>>).value.share)));
+      const s2 = openShare();
+      try {
+        shares[t.identifier] = F.signShare({ identifier: t.identifier, signingShare: s2 }, t.pub, own.nonces, list, message);
+      } finally {
+        wipe(s2);
+      }
+      return aggregate(key, t, list, message, shares);
+    } finally {
+      wipe(own.nonces.hiding, own.nonces.binding);
+    }
+  }
+}
+
+/** The aggregate, verified; on failure the cosigners whose shares do not verify are named. */
+function aggregate(key: KeyRecord, t: ThresholdKey, list: NonceCommitments[], message: Uint8Array, shares: Record<string, Uint8Array>): Uint8Array {
+  const F = frostOf(t.algorithm);
+  let sig: Uint8Array | undefined;
+  try {
+    sig = F.aggregate(t.pub, list, message, shares);
+  } catch {
+    sig = undefined;
+  }
+  if (sig && verifySignature(key.algorithm, key.publicKey, { kind: 'message', bytes: message }, sig, {})) return sig;
+  const bad = Object.keys(shares)
+    .filter((id) => !F.verifyShare(t.pub, list, message, id, shares[id]!))
+    .map((id) => memberOf(t, id) ?? id);
+  if (bad.length === 0) throw new CustosError('internal', 'The aggregate signature did not verify although every share did.');
+  throw new CustosError('bad_share', `The signature share of cosigner ${bad.join(', ')} did not verify against its verifying share: it is faulty or compromised. Nothing was released.`, { tag: bad[0]! });
+}
+
+/**
+ * Calls `f` for every name at once and resolves with the first `need` answers; rejects as
+ * soon as too many failed for `need` to be reached, naming them.
+ */
+export function firstAnswers<T>(names: string[], need: number, f: (name: string) => Promise<T>): Promise<T[]> {
+  if (need === 0) return Promise.resolve([]);
+  return new Promise((resolve, reject) => {
+    const got: T[] = [];
+    const failed: string[] = [];
+    let done = false;
+    for (const n of names) {
+      f(n).then(
+        (v) => {
+          if (done) return;
+          got.push(v);
+          if (got.length === need) {
+            done = true;
+            resolve(got);
+          }
+        },
+        (e: unknown) => {
+          if (done) return;
+          failed.push(`${n} (${isCustosError(e) ? e.message.replace(/^Cosigner \S+: /, '') : (e as Error).message})`);
+          if (names.length - failed.length < need) {
+            done = true;
+            reject(new CustosError('cosigners_unavailable', `Only ${got.length + 1} of the ${need + 1} cosigners needed answered; failed: ${failed.join('; ')}.`));
+          }
+        },
+      );
+    }
+  });
+}

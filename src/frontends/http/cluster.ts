@@ -1,0 +1,100 @@
+/**
+ * The HTTP routes between cosigners (cluster/), and the admin routes that drive them:
+ *
+ *   POST /v1/cluster/<step>       a peer's call: ping, commit, share, dkg/round1, dkg/round2,
+ *                                 dkg/deliver, dkg/finish, dealt. No token: the caller is the
+ *                                 peer whose configured certificate SHA-256 is that of the
+ *                                 verified client certificate of the connection, or no one.
+ *   GET  /v1/cluster              admin: this node, its peers, and whether they answer
+ *   POST /v1/cluster/keys         admin: distributed key generation across the members
+ *   POST /v1/cluster/keys/split   admin: a dealer's one-time split of an existing key
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { CustosError } from '../../core/errors.js';
+import { base64ToBytes } from '../../core/bytes.js';
+import { PEER_STEPS, type ClusterApi, type PeerStep } from '../../core/cluster.js';
+import type { Principal } from '../../core/types.js';
+import type { Vault } from '../../vault/vault.js';
+import { peerOf } from './auth.js';
+
+const errors = { 400: { $ref: 'Error#' }, 401: { $ref: 'Error#' }, 403: { $ref: 'Error#' }, 404: { $ref: 'Error#' }, 409: { $ref: 'Error#' }, 502: { $ref: 'Error#' }, 503: { $ref: 'Error#' } };
+const label = { type: 'string', minLength: 1, maxLength: 128 } as const;
+const names = { type: 'array', maxItems: 16, items: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,31}$' } } as const;
+const algorithm = { type: 'string', enum: ['ed25519', 'secp256k1-bip340'] } as const;
+const threshold = { type: 'integer', minimum: 2, maximum: 16 } as const;
+const purpose = { type: 'string', enum: ['general', 'consensus', 'ssh', 'bitcoin'] } as const;
+const answer = { type: 'object', additionalProperties: true } as const;
+
+export function clusterRoutes(app: FastifyInstance, cluster: () => ClusterApi | null, vault: () => Vault, ctx: (req: FastifyRequest) => { principal: Principal; requestId: string }): void {
+  const node = (): ClusterApi => cluster() ?? fail(new CustosError('not_found', 'This node is not a cosigner: its configuration has no [cluster] section.'));
+
+  /** The peer behind this connection's verified client certificate, or a refusal on the record. */
+  async function peer(req: FastifyRequest): Promise<string> {
+    const c = node();
+    const cert = peerOf(req.raw.socket);
+    const from = cert?.authorized ? c.peerOf(cert.fingerprint) : undefined;
+    if (from !== undefined) return from;
+    const why = !cert ? 'no client certificate' : !cert.authorized ? `certificate not verified (${cert.error ?? 'unknown CA'})` : `certificate ${cert.fingerprint} is no configured peer's`;
+    await vault()
+      .recordEvent({ principal: { id: cert ? `cert:${cert.fingerprint.slice(0, 16)}` : `peer?:${req.ip}`, kind: 'system' }, requestId: req.id }, 'cluster', null, 'denied', 'unauthorized:peer', { route: (req.routeOptions.url ?? '').slice(0, 64), why })
+      .catch(() => undefined);
+    throw new CustosError('unauthorized', `A cluster route answers only this node's peers over mutual TLS: ${why}.`, { tag: 'peer' });
+  }
+
+  for (const step of PEER_STEPS) {
+    app.post<{ Body: Record<string, unknown> }>(
+      `/v1/cluster/${step}`,
+      { config: { public: true }, schema: { summary: `Cosigner step ${step} (peers only, by client certificate)`, tags: ['cluster'], body: { type: 'object', maxProperties: 16 }, response: { 200: answer, ...errors } } },
+      async (req) => node().answer(await peer(req), req.id, step as PeerStep, req.body),
+    );
+  }
+
+  app.get('/v1/cluster', { schema: { summary: 'This node, its peers and whether each answers (admin)', tags: ['cluster'], security: [{ bearer: [] }], response: { 200: answer, ...errors } } }, async () => node().status());
+
+  app.post<{ Body: { label: string; algorithm: string; threshold: number; members?: string[]; purpose?: string } }>(
+    '/v1/cluster/keys',
+    {
+      schema: {
+        summary: 'Distributed key generation: every member ends with a share, none with the key (admin)',
+        tags: ['cluster'],
+        security: [{ bearer: [] }],
+        body: { type: 'object', additionalProperties: false, required: ['label', 'algorithm', 'threshold'], properties: { label, algorithm, threshold, members: names, purpose } },
+        response: { 201: answer, ...errors },
+      },
+    },
+    async (req, reply) => {
+      const made = await node().keygen(ctx(req), req.body);
+      await vault().recordEvent(ctx(req), 'threshold_keygen', null, 'ok', null, { label: req.body.label, members: String((made.members as string[]).join(',')), threshold: req.body.threshold, public_key: String(made.public_key) });
+      reply.code(201);
+      return made;
+    },
+  );
+
+  app.post<{ Body: { label: string; format: 'raw' | 'hex' | 'pkcs8' | 'openssh' | 'cometbft'; material: string; algorithm?: string; threshold: number; members?: string[]; purpose?: string } }>(
+    '/v1/cluster/keys/split',
+    {
+      schema: {
+        summary: "A dealer's one-time split of an existing key into one share per member; the whole key is not stored (admin)",
+        tags: ['cluster'],
+        security: [{ bearer: [] }],
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['label', 'format', 'material', 'threshold'],
+          properties: { label, format: { type: 'string', enum: ['raw', 'hex', 'pkcs8', 'openssh', 'cometbft'] }, material: { type: 'string', minLength: 1, maxLength: 65536 }, algorithm, threshold, members: names, purpose },
+        },
+        response: { 201: answer, ...errors },
+      },
+    },
+    async (req, reply) => {
+      const { material, ...rest } = req.body;
+      const made = await node().split(ctx(req), { ...rest, material: base64ToBytes(material, 'material') });
+      reply.code(201);
+      return made;
+    },
+  );
+}
+
+function fail(e: CustosError): never {
+  throw e;
+}

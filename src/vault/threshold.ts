@@ -1,0 +1,242 @@
+/**
+ * Threshold keys on the side of one cosigner (cluster/ drives the rounds between cosigners):
+ *
+ *   storeShare  this node's share of a key set, made by DKG or sent by a dealer, stored as a
+ *               key: the share sealed like any secret, the key set's public package in its
+ *               attributes, its public key the group's;
+ *   commit      round one: fresh nonces for one signing round, kept in memory only and used
+ *               at most once (a restart forgets them, so no nonce survives a crash to be used
+ *               again), and their commitments for the coordinator;
+ *   cosign      round two: this node's signature share over a message, through the one
+ *               decide-sign-commit step, so that its own policy decides, and its audit
+ *               entries (and for consensus keys its watermark) are durable before the share
+ *               leaves (DESIGN.md, persist before release).
+ */
+import { randomUUID } from 'node:crypto';
+import { CustosError, isAudited } from '../core/errors.js';
+import { assertPurpose } from '../core/purpose.js';
+import { equalBytes, wipe } from '../core/bytes.js';
+import type { AuditDraft, KeyRecord } from '../core/types.js';
+import { checkSignInput, publicKeyFromSecret } from '../crypto/algorithms.js';
+import { importSecret, type ImportFormat } from '../keystore/import.js';
+import {
+  encodePublic,
+  frostOf,
+  groupPublicKey,
+  checkMembers,
+  identifierOf,
+  isThresholdAlgorithm,
+  splitScalar,
+  THRESHOLD_ATTRIBUTES as A,
+  THRESHOLD_BACKEND,
+  thresholdOf,
+  type FrostPublic,
+  type NonceCommitments,
+  type Nonces,
+  type ThresholdAlgorithm,
+  type ThresholdKey,
+} from '../crypto/frost.js';
+import { sha256hex, type Ctx, type VaultCore } from './core.js';
+import { checkLabel, choosePurpose, type Keys } from './keys.js';
+import { decideSignCommit } from './step.js';
+
+/** How long nonces wait for round two, and how many rounds may be open at once. */
+export const ROUND_TTL_MS = 60_000;
+export const MAX_OPEN_ROUNDS = 4096;
+
+interface OpenRound {
+  keyId: string;
+  version: number;
+  nonces: Nonces;
+  commitments: NonceCommitments;
+  expires: number;
+}
+
+export interface NewShare {
+  label: string;
+  algorithm: ThresholdAlgorithm;
+  /** This node's signing share (the library's serialized scalar); wiped by the caller. */
+  share: Uint8Array;
+  pub: FrostPublic;
+  /** This node's name, and every member's name → identifier. */
+  self: string;
+  members: Record<string, string>;
+  origin: 'dkg' | 'dealer';
+  purpose?: string;
+}
+
+export class Threshold {
+  private readonly rounds = new Map<string, OpenRound>();
+
+  constructor(
+    private readonly core: VaultCore,
+    private readonly keys: Keys,
+  ) {}
+
+  /** Stores this node's share as a key, once it is checked against the key set's commitments. */
+  async storeShare(ctx: Ctx, s: NewShare): Promise<KeyRecord> {
+    let attributes: KeyRecord['attributes'];
+    try {
+      checkLabel(s.label);
+      const members = checkMembers(s.algorithm, s.members);
+      const identifier = members[s.self];
+      if (identifier === undefined || identifier !== identifierOf(s.algorithm, s.self)) throw new CustosError('bad_request', `The key set's members do not include this node (${s.self}).`);
+      if (Object.keys(members).length !== s.pub.signers.max || Object.values(members).some((id) => s.pub.verifyingShares[id] === undefined)) {
+        throw new CustosError('bad_request', "The key set's members are not the participants of its public package.");
+      }
+      try {
+        // RFC 9591 C.2 vss_verify: the share is the one the commitments promise this identifier.
+        frostOf(s.algorithm).validateSecret({ identifier, signingShare: s.share }, s.pub);
+      } catch {
+        throw new CustosError('invalid_key_material', "The share does not match the key set's commitments (RFC 9591 vss_verify failed).");
+      }
+      attributes = {
+        backend: THRESHOLD_BACKEND,
+        purpose: choosePurpose(s.algorithm, s.purpose, 'general'),
+        'threshold.min': s.pub.signers.min,
+        'threshold.max': s.pub.signers.max,
+        [A.self]: s.self,
+        [A.members]: JSON.stringify(members),
+        [A.public]: encodePublic(s.pub),
+        [A.origin]: s.origin,
+      };
+    } catch (e) {
+      if (e instanceof CustosError && e.code !== 'invalid_label') return this.core.refuse(ctx, 'threshold_share', { id: null, label: s.label }, e, { origin: s.origin });
+      throw e;
+    }
+    return this.keys.storeNewKey(ctx, s.origin === 'dkg' ? 'create' : 'import', s.label, s.algorithm, { secret: s.share, publicKey: groupPublicKey(s.algorithm, s.pub) }, false, attributes);
+  }
+
+  /**
+   * A dealer's one-time split of an existing key (a priv_validator_key.json, as Horcrux does):
+   * the key is parsed, split into one share per member, and never stored whole. The split is on
+   * the record before any share leaves; the caller sends each share to its member and wipes it.
+   */
+  async deal(ctx: Ctx, req: { label: string; format: ImportFormat; material: Uint8Array; algorithm?: string; threshold: number; members: string[] }): Promise<{ algorithm: ThresholdAlgorithm; pub: FrostPublic; members: Record<string, string>; shares: Record<string, Uint8Array> }> {
+    const op = 'threshold_split';
+    let secret: Uint8Array | undefined;
+    let scalar: Uint8Array | undefined;
+    try {
+      checkLabel(req.label);
+      await this.core.checkNewKey(ctx, op, req.label, {});
+      const imported = importSecret(req.format, req.material, req.algorithm as never);
+      secret = imported.secret;
+      const algorithm = imported.algorithm;
+      if (!isThresholdAlgorithm(algorithm)) throw new CustosError('unsupported_algorithm', `A threshold key is ed25519 or secp256k1-bip340; this key is ${algorithm}.`);
+      const members = checkMembers(algorithm, Object.fromEntries(req.members.map((n) => [n, identifierOf(algorithm, n)])));
+      const n = Object.keys(members).length;
+      if (!Number.isInteger(req.threshold) || req.threshold < 2 || req.threshold > n) throw new CustosError('bad_request', `The threshold must be from 2 to the ${n} members.`);
+      scalar = splitScalar(algorithm, secret);
+      const F = frostOf(algorithm);
+      const dealt = F.trustedDealer({ min: req.threshold, max: n }, Object.values(members), scalar);
+      const whole = publicKeyFromSecret(algorithm, secret);
+      if (!equalBytes(groupPublicKey(algorithm, dealt.public), whole)) throw new CustosError('internal', 'The split key set does not have the public key of the key split.');
+      const shares = Object.fromEntries(Object.entries(members).map(([name, id]) => [name, dealt.secretShares[id]!.signingShare as Uint8Array]));
+      await this.core.deps.committer.audit(this.core.draft(ctx, op, { id: null, label: req.label }, 'ok', null, { algorithm, threshold: req.threshold, members: Object.keys(members).join(','), public_key_sha256: sha256hex(whole) }));
+      return { algorithm, pub: dealt.public, members, shares };
+    } catch (e) {
+      if (e instanceof CustosError && !isAudited(e) && e.code !== 'invalid_label') return this.core.refuse(ctx, op, { id: null, label: req.label }, e, { format: req.format });
+      throw e;
+    } finally {
+      wipe(secret, scalar, req.material);
+    }
+  }
+
+  /** The public side of a threshold key this principal may use. */
+  async describe(ctx: Ctx, label: string): Promise<{ key: KeyRecord; t: ThresholdKey }> {
+    const key = await this.core.usableKey(ctx, 'sign', label);
+    const t = thresholdOf(key);
+    if (!t) return this.core.refuse(ctx, 'sign', key, new CustosError('bad_request', `${key.label} is not a threshold key.`));
+    return { key, t };
+  }
+
+  /** Round one: nonces for one round of `label`, in memory; their commitments go to the coordinator. */
+  async commit(ctx: Ctx, label: string): Promise<{ round: string; commitments: NonceCommitments }> {
+    const { key, t } = await this.describe(ctx, label);
+    this.sweep();
+    if (this.rounds.size >= MAX_OPEN_ROUNDS) throw new CustosError('rate_limited', `This cosigner has ${MAX_OPEN_ROUNDS} signing rounds open; retry in a minute.`, { tag: 'threshold' });
+    const secret = this.core.deps.keyring.openSecret(key);
+    let made;
+    try {
+      made = frostOf(t.algorithm).commit({ identifier: t.identifier, signingShare: secret });
+    } finally {
+      wipe(secret);
+    }
+    const round = randomUUID();
+    this.rounds.set(round, { keyId: key.id, version: key.version, nonces: made.nonces, commitments: made.commitments, expires: Date.now() + ROUND_TTL_MS });
+    return { round, commitments: made.commitments };
+  }
+
+  /**
+   * Round two: this node's share over `message` for the commitments of every cosigner of the
+   * round. The round's nonces are taken out first, so whatever happens they serve once.
+   */
+  async cosign(ctx: Ctx, req: { label: string; round: string; message: Uint8Array; commitments: NonceCommitments[]; context: Record<string, string> }): Promise<Uint8Array> {
+    const open = this.rounds.get(req.round);
+    this.rounds.delete(req.round);
+    try {
+      const { key, t } = await this.describe(ctx, req.label);
+      const payload = { kind: 'message' as const, bytes: req.message };
+      const details: AuditDraft['details'] = { ...req.context, message_sha256: sha256hex(req.message), algorithm: key.algorithm, threshold_round: req.round.slice(0, 64), cosigners: req.commitments.length };
+      await this.core.refuseOnError(ctx, 'sign', key, details, () => {
+        if (!open || open.expires < Date.now() || open.keyId !== key.id || open.version !== key.version) {
+          throw new CustosError('threshold_round', 'This cosigner has no open round by that id (expired, already used, or lost in a restart); start the round again.');
+        }
+        checkSignInput(key.algorithm, payload, {});
+        assertPurpose(key, 'raw');
+        checkRound(t, open.commitments, req.commitments);
+      });
+      return await decideSignCommit(this.core, {
+        ctx,
+        key,
+        operation: 'sign',
+        subject: { payloadType: 'raw', facts: { ...req.context }, payload: req.message },
+        details,
+        // The same message, nonces and commitments at every attempt: the same share.
+        produce: async () => {
+          const secret = this.core.deps.keyring.openSecret(key);
+          const nonces = { hiding: open!.nonces.hiding.slice(), binding: open!.nonces.binding.slice() };
+          try {
+            return frostOf(t.algorithm).signShare({ identifier: t.identifier, signingShare: secret }, t.pub, nonces, req.commitments, req.message);
+          } finally {
+            wipe(secret, nonces.hiding, nonces.binding);
+          }
+        },
+        outcome: (share) => ({ share_sha256: sha256hex(share) }),
+      });
+    } finally {
+      if (open) wipe(open.nonces.hiding, open.nonces.binding);
+    }
+  }
+
+  /** Forgets expired rounds (their nonces wiped). */
+  private sweep(): void {
+    const now = Date.now();
+    for (const [id, r] of this.rounds) {
+      if (r.expires >= now) continue;
+      wipe(r.nonces.hiding, r.nonces.binding);
+      this.rounds.delete(id);
+    }
+  }
+
+  /** Wipes every open round (at close). */
+  destroy(): void {
+    for (const r of this.rounds.values()) wipe(r.nonces.hiding, r.nonces.binding);
+    this.rounds.clear();
+  }
+}
+
+/**
+ * A round's commitment list, checked by each cosigner before it signs: its own entry exactly
+ * as it issued it, at least the threshold and only members of the key set, none twice.
+ */
+function checkRound(t: ThresholdKey, mine: NonceCommitments, list: NonceCommitments[]): void {
+  const ids = list.map((c) => c.identifier);
+  if (new Set(ids).size !== ids.length) throw new CustosError('bad_request', 'A cosigner appears twice in the round.');
+  if (list.length < t.pub.signers.min || list.length > t.pub.signers.max) throw new CustosError('bad_request', `A round has ${t.pub.signers.min} to ${t.pub.signers.max} cosigners.`);
+  if (ids.some((id) => t.pub.verifyingShares[id] === undefined)) throw new CustosError('bad_request', 'The round names a cosigner outside the key set.');
+  const own = list.find((c) => c.identifier === t.identifier);
+  if (!own || !equalBytes(own.hiding, mine.hiding) || !equalBytes(own.binding, mine.binding)) {
+    throw new CustosError('bad_request', "The round does not carry this cosigner's commitments as it issued them.");
+  }
+}
