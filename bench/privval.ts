@@ -23,7 +23,7 @@ import { fsyncFloor, pct } from './lib/floors.js';
 import { makeVault } from '../test/helpers/tmpvault.js';
 import { PrivvalConnector } from '../src/frontends/privval/connector.js';
 import { voteSignBytes } from '../src/frontends/privval/sign-bytes.js';
-import { onlyTimestampDiffers } from '../src/frontends/privval/compare.js';
+import { onlyTimestampDiffers } from '../src/crypto/cometbft/compare.js';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(name);

@@ -3,6 +3,24 @@ import { CustosError } from '../core/errors.js';
 import type { Algorithm, KeyAttributes, KeyRecord, SignOptions, SignPayload } from '../core/types.js';
 import { ThresholdBackend } from './threshold.js';
 
+export interface SignContext {
+  principal: string;
+  requestId: string;
+  /** What the bytes are: a threshold key's cosigners each check them (a vote against their own watermark). */
+  kind?: 'raw' | 'consensus' | 'vote_extension';
+}
+
+export interface SignOutput {
+  signature: Uint8Array;
+  encoding: string;
+  algorithm: Algorithm;
+  /**
+   * Consensus only: the sign bytes actually signed, when a threshold key's cosigners already
+   * hold ones for this height/round/step that differ only in their timestamp.
+   */
+  signed?: Uint8Array;
+}
+
 export interface Backend {
   readonly name: string;
   /**
@@ -15,9 +33,9 @@ export interface Backend {
     openSecret: () => Uint8Array,
     payload: SignPayload,
     options: SignOptions,
-    /** Who asked, for a backend that records it elsewhere (a threshold key's cosigners). */
-    request?: { principal: string; requestId: string },
-  ): Promise<{ signature: Uint8Array; encoding: string; algorithm: Algorithm }>;
+    /** Who asked and what the bytes are, for a backend whose cosigners record and check it (threshold keys). */
+    request?: SignContext,
+  ): Promise<SignOutput>;
   /**
    * Creates a key inside the backend (backends that hold keys themselves). Returns the public
    * key, what the vault seals as the key's material, and attributes bound to the record.
@@ -66,7 +84,7 @@ export class Backends implements Backend {
     return b;
   }
 
-  sign(key: KeyRecord, openSecret: () => Uint8Array, payload: SignPayload, options: SignOptions, request?: { principal: string; requestId: string }) {
+  sign(key: KeyRecord, openSecret: () => Uint8Array, payload: SignPayload, options: SignOptions, request?: SignContext) {
     return this.of(key).sign(key, openSecret, payload, options, request);
   }
 

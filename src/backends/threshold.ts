@@ -6,14 +6,14 @@
 import { CustosError } from '../core/errors.js';
 import type { KeyRecord, SignOptions, SignPayload } from '../core/types.js';
 import { THRESHOLD_BACKEND } from '../crypto/frost.js';
-import type { Backend } from './backend.js';
+import type { Backend, SignContext, SignOutput } from './backend.js';
 
 export interface ThresholdCoordinator {
   /**
    * The aggregate signature over `message`, verified against the group key, made with this
    * node's share (opened on demand) and the shares of enough cosigners.
    */
-  sign(key: KeyRecord, openShare: () => Uint8Array, message: Uint8Array, request?: { principal: string; requestId: string }): Promise<Uint8Array>;
+  sign(key: KeyRecord, openShare: () => Uint8Array, message: Uint8Array, request?: SignContext): Promise<{ signature: Uint8Array; signed?: Uint8Array }>;
 }
 
 export class ThresholdBackend implements Backend {
@@ -21,12 +21,13 @@ export class ThresholdBackend implements Backend {
 
   constructor(private readonly coordinator: () => ThresholdCoordinator | null = () => null) {}
 
-  async sign(key: KeyRecord, openSecret: () => Uint8Array, payload: SignPayload, options: SignOptions, request?: { principal: string; requestId: string }) {
+  async sign(key: KeyRecord, openSecret: () => Uint8Array, payload: SignPayload, options: SignOptions, request?: SignContext): Promise<SignOutput> {
     if (payload.kind !== 'message') throw new CustosError('digest_not_supported', 'A threshold key signs messages, not digests.');
     if (options.auxRand !== undefined) throw new CustosError('unsupported_option', 'A threshold signature takes its randomness from every cosigner; aux_rand does not apply.');
     const c = this.coordinator();
     if (!c) throw new CustosError('cosigners_unavailable', `${key.label} is a threshold key and this daemon has no [cluster] configuration: it signs only together with its cosigners.`);
-    return { signature: await c.sign(key, openSecret, payload.bytes, request), encoding: 'raw', algorithm: key.algorithm };
+    const r = await c.sign(key, openSecret, payload.bytes, request);
+    return { signature: r.signature, encoding: 'raw', algorithm: key.algorithm, ...(r.signed ? { signed: r.signed } : {}) };
   }
 
   forget(): void {}

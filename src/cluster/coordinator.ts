@@ -12,12 +12,14 @@
  * step's audit entry, carry `bad_share:<cosigner>`.
  */
 import { CustosError, isCustosError } from '../core/errors.js';
-import { bytesToBase64, bytesToHex, wipe } from '../core/bytes.js';
+import { bytesToBase64, bytesToHex, hexToBytes, wipe } from '../core/bytes.js';
+import { onlyTimestampDiffers } from '../crypto/cometbft/compare.js';
 import type { KeyRecord } from '../core/types.js';
 import { purposeOf } from '../core/purpose.js';
 import { verifySignature } from '../crypto/algorithms.js';
 import { decodeCommitments, decodeShare, encodeCommitments, frostOf, memberOf, thresholdOf, type NonceCommitments, type ThresholdKey } from '../crypto/frost.js';
 import type { ThresholdCoordinator } from '../backends/threshold.js';
+import type { SignContext } from '../backends/backend.js';
 import type { Peers } from './peers.js';
 
 interface Joined {
@@ -29,19 +31,33 @@ interface Joined {
 export class Coordinator implements ThresholdCoordinator {
   constructor(private readonly peers: Peers) {}
 
-  async sign(key: KeyRecord, openShare: () => Uint8Array, message: Uint8Array, request?: { principal: string; requestId: string }): Promise<Uint8Array> {
+  async sign(key: KeyRecord, openShare: () => Uint8Array, message: Uint8Array, request?: SignContext): Promise<{ signature: Uint8Array; signed?: Uint8Array }> {
     const t = thresholdOf(key);
     if (!t) throw new CustosError('bad_request', `${key.label} is not a threshold key.`);
-    if (purposeOf(key) === 'consensus') throw new CustosError('key_purpose', `${key.label} is a threshold consensus key: votes and proposals are signed through privval.`);
-    const F = frostOf(t.algorithm);
+    const kind = request?.kind ?? 'raw';
+    if (purposeOf(key) === 'consensus' && kind === 'raw') throw new CustosError('key_purpose', `${key.label} is a threshold consensus key: it signs votes and proposals through privval.`);
     const need = t.pub.signers.min - 1;
-    const others = Object.keys(t.members).filter((n) => n !== t.self);
-    const known = others.filter((n) => this.peers.has(n));
+    const known = Object.keys(t.members).filter((n) => n !== t.self && this.peers.has(n));
     if (known.length < need) {
       throw new CustosError('cosigners_unavailable', `${key.label} needs ${t.pub.signers.min} of its ${t.pub.signers.max} cosigners, and this node has only ${known.length + 1} of them configured ([[cluster.peer]]).`);
     }
+    let bytes = message;
+    // A cosigner that holds other sign bytes for this position (a timestamp apart) names them:
+    // the round starts again over those, at most twice.
+    for (let attempt = 0; ; attempt++) {
+      const r = await this.round(key, t, openShare, bytes, kind, known, need, request);
+      if ('signature' in r) return { signature: r.signature, ...(bytes !== message ? { signed: bytes } : {}) };
+      if (kind !== 'consensus' || !onlyTimestampDiffers(message, r.signBytes) || attempt >= 2) {
+        throw new CustosError('policy_denied', `Cosigner ${r.from} holds other sign bytes for this position, which this request cannot take.`, { tag: 'double_sign' });
+      }
+      bytes = r.signBytes;
+    }
+  }
+
+  /** One round: commitments from the first cosigners to answer, then their shares and this node's. */
+  private async round(key: KeyRecord, t: ThresholdKey, openShare: () => Uint8Array, message: Uint8Array, kind: string, known: string[], need: number, request?: SignContext): Promise<{ signature: Uint8Array } | { signBytes: Uint8Array; from: string }> {
+    const F = frostOf(t.algorithm);
     const publicKey = bytesToHex(key.publicKey);
-    // Round one.
     const secret = openShare();
     let own;
     try {
@@ -58,30 +74,34 @@ export class Coordinator implements ThresholdCoordinator {
       });
       const list = [own.commitments, ...joined.map((j) => j.commitments)];
       const encoded = list.map(encodeCommitments);
-      // Round two: every chosen cosigner commits its own decision before its share returns.
+      // Round two: every chosen cosigner commits its own decision (and watermark) before its share returns.
       const answers = await Promise.allSettled(
         joined.map((j) =>
           this.peers.call(j.name, '/v1/cluster/share', {
             key: key.label,
             public_key: publicKey,
             round: j.round,
+            kind,
             message: bytesToBase64(message),
             commitments: encoded,
             ...(request ? { requested_by: request.principal, request_id: request.requestId } : {}),
           }),
         ),
       );
-      const refused = answers.map((a, i) => ({ a, name: joined[i]!.name })).filter((x) => x.a.status === 'rejected');
-      if (refused.length) throw (refused[0]!.a as PromiseRejectedResult).reason;
+      const refused = answers.find((a) => a.status === 'rejected');
+      if (refused) throw (refused as PromiseRejectedResult).reason;
+      const values = answers.map((a) => (a as PromiseFulfilledResult<Record<string, unknown>>).value);
+      const other = values.findIndex((v) => typeof v.sign_bytes === 'string');
+      if (other >= 0) return { signBytes: hexToBytes(String(values[other]!.sign_bytes), 'sign_bytes'), from: joined[other]!.name };
       const shares: Record<string, Uint8Array> = {};
-      answers.forEach((a, i) => (shares[t.members[joined[i]!.name]!] = decodeShare(t.algorithm, (a as PromiseFulfilledResult<Record<string, unknown>>).value.share)));
+      values.forEach((v, i) => (shares[t.members[joined[i]!.name]!] = decodeShare(t.algorithm, v.share)));
       const s2 = openShare();
       try {
         shares[t.identifier] = F.signShare({ identifier: t.identifier, signingShare: s2 }, t.pub, own.nonces, list, message);
       } finally {
         wipe(s2);
       }
-      return aggregate(key, t, list, message, shares);
+      return { signature: aggregate(key, t, list, message, shares) };
     } finally {
       wipe(own.nonces.hiding, own.nonces.binding);
     }

@@ -93,8 +93,10 @@ export class Participant {
     const context: Record<string, string> = { protocol: 'cluster', coordinator: from };
     if (typeof body.requested_by === 'string') context.requested_by = body.requested_by.slice(0, 128);
     if (typeof body.request_id === 'string') context.coordinator_request_id = body.request_id.slice(0, 64);
-    const share = await this.vault().cosign(ctx, { label, round: str(body.round, 'round', 64), message: new Uint8Array(message), commitments, context });
-    return { share: bytesToHex(share) };
+    const kind = body.kind === undefined ? 'raw' : body.kind;
+    if (kind !== 'raw' && kind !== 'consensus' && kind !== 'vote_extension') throw bad('kind must be raw, consensus or vote_extension.');
+    const r = await this.vault().cosign(ctx, { label, round: str(body.round, 'round', 64), message: new Uint8Array(message), commitments, kind, context });
+    return 'share' in r ? { share: bytesToHex(r.share) } : { sign_bytes: bytesToHex(r.signBytes) };
   }
 
   private async sameKey(ctx: { principal: Principal; requestId: string }, label: string, publicKey: unknown) {

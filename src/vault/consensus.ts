@@ -70,6 +70,10 @@ export class Consensus {
       }
       assertPurpose(key, 'consensus');
     });
+    // What is signed: the request's bytes, or bytes stored for this very position that differ
+    // from them only in the timestamp and were never signed (decided before a crash, or a
+    // threshold key's cosigner share given to another coordinator): the same vote again.
+    let toSign = req.signBytes;
     const refuse = (why: string) => core.refuse(ctx, 'sign', key, new CustosError('policy_denied', `Refusing to sign ${where}: ${why}.`, { tag: 'double_sign' }), details);
     return decideSignCommit<ConsensusSignResult>(core, {
       ctx,
@@ -88,14 +92,18 @@ export class Consensus {
             await core.deps.committer.audit(core.draft(ctx, 'sign', key, 'ok', null, { ...details, reused: true, signature_sha256: sha256hex(wm.signature) }));
             return { done: { signature: wm.signature, signBytes: wm.signBytes, reused: true, keyId: key.id } };
           }
-          if (!identical) return refuse('conflicting data (a different message was already signed there)');
-          // Identical bytes decided before a crash, never signed: signing them now is safe.
-        }
-        return { mutations: (r) => [{ kind: 'advanceWatermark', keyId: key.id, chainId: req.chainId, expected: wm, next: { ...pos, signBytes: req.signBytes, signature: r.signature } }] };
+          if (!identical && !(wm.signature === null && req.onlyTimestampDiffers(wm.signBytes, req.signBytes))) return refuse('conflicting data (a different message was already signed there)');
+          // Bytes decided before a crash (or shared to another coordinator), never signed here: signing them now is safe.
+          toSign = wm.signBytes;
+        } else toSign = req.signBytes;
+        return { mutations: (r) => [{ kind: 'advanceWatermark', keyId: key.id, chainId: req.chainId, expected: wm, next: { ...pos, signBytes: r.signBytes, signature: r.signature } }] };
       },
       produce: async () => {
-        const out = await core.deps.backend.sign(key, () => core.deps.keyring.openSecret(key), { kind: 'message', bytes: req.signBytes }, key.algorithm === 'secp256k1' ? { encoding: 'raw' } : {});
-        return { signature: out.signature, signBytes: req.signBytes, reused: false, keyId: key.id };
+        const out = await core.deps.backend.sign(key, () => core.deps.keyring.openSecret(key), { kind: 'message', bytes: toSign }, key.algorithm === 'secp256k1' ? { encoding: 'raw' } : {}, { principal: ctx.principal.id, requestId: ctx.requestId, kind: 'consensus' });
+        // A threshold key's cosigners may hold bytes for this position differing only in the timestamp.
+        const signed = out.signed ?? toSign;
+        if (!equalBytes(signed, toSign) && !req.onlyTimestampDiffers(toSign, signed)) throw new CustosError('internal', 'The backend signed other sign bytes than a timestamp apart.');
+        return { signature: out.signature, signBytes: signed, reused: false, keyId: key.id };
       },
       outcome: (r) => ({ signature_sha256: sha256hex(r.signature) }),
     });

@@ -55,7 +55,7 @@ export class Signing {
       subject,
       details,
       produce: () =>
-        req.path !== undefined ? this.wallet.signDerived(key, req.path, req.payload, req.options) : core.deps.backend.sign(key, () => core.deps.keyring.openSecret(key), req.payload, req.options, { principal: ctx.principal.id, requestId: ctx.requestId }),
+        req.path !== undefined ? this.wallet.signDerived(key, req.path, req.payload, req.options) : core.deps.backend.sign(key, () => core.deps.keyring.openSecret(key), req.payload, req.options, { principal: ctx.principal.id, requestId: ctx.requestId, kind: use === 'consensus' ? 'vote_extension' : 'raw' }),
       outcome: (o) => ({ signature_sha256: sha256hex(o.signature), encoding: o.encoding }),
     });
     return { keyId: key.id, algorithm: key.algorithm, signature: out.signature, encoding: out.encoding };

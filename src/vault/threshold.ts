@@ -36,6 +36,9 @@ import {
   type ThresholdAlgorithm,
   type ThresholdKey,
 } from '../crypto/frost.js';
+import { decodeSignBytes, decodeVoteExtensionSignBytes, stepOf } from '../crypto/cometbft/sign-bytes-decode.js';
+import { onlyTimestampDiffers } from '../crypto/cometbft/compare.js';
+import { comparePosition } from '../store/store.js';
 import { sha256hex, type Ctx, type VaultCore } from './core.js';
 import { checkLabel, choosePurpose, type Keys } from './keys.js';
 import { decideSignCommit } from './step.js';
@@ -51,6 +54,9 @@ interface OpenRound {
   commitments: NonceCommitments;
   expires: number;
 }
+
+/** What a cosigner is asked to sign: it checks the bytes are that. */
+export type CosignKind = 'raw' | 'consensus' | 'vote_extension';
 
 export interface NewShare {
   label: string;
@@ -170,40 +176,78 @@ export class Threshold {
   /**
    * Round two: this node's share over `message` for the commitments of every cosigner of the
    * round. The round's nonces are taken out first, so whatever happens they serve once.
+   *
+   * `kind` says what the message is, and this node checks it rather than trusting the
+   * coordinator: raw bytes (a general key); a consensus vote or proposal, decoded here and held
+   * to this node's own watermark, which moves in the same commit as the share's audit entries;
+   * or a vote extension, which must decode as exactly that. At a position this node already
+   * holds sign bytes for that differ only in their timestamp, it answers with those bytes
+   * instead of a share, so that the coordinator signs them (FilePV semantics).
    */
-  async cosign(ctx: Ctx, req: { label: string; round: string; message: Uint8Array; commitments: NonceCommitments[]; context: Record<string, string> }): Promise<Uint8Array> {
+  async cosign(ctx: Ctx, req: { label: string; round: string; message: Uint8Array; commitments: NonceCommitments[]; kind: CosignKind; context: Record<string, string> }): Promise<{ share: Uint8Array } | { signBytes: Uint8Array }> {
     const open = this.rounds.get(req.round);
     this.rounds.delete(req.round);
     try {
       const { key, t } = await this.describe(ctx, req.label);
       const payload = { kind: 'message' as const, bytes: req.message };
-      const details: AuditDraft['details'] = { ...req.context, message_sha256: sha256hex(req.message), algorithm: key.algorithm, threshold_round: req.round.slice(0, 64), cosigners: req.commitments.length };
-      await this.core.refuseOnError(ctx, 'sign', key, details, () => {
+      const details: AuditDraft['details'] = { ...req.context, kind: req.kind, message_sha256: sha256hex(req.message), algorithm: key.algorithm, threshold_round: req.round.slice(0, 64), cosigners: req.commitments.length };
+      const vote = await this.core.refuseOnError(ctx, 'sign', key, details, () => {
         if (!open || open.expires < Date.now() || open.keyId !== key.id || open.version !== key.version) {
           throw new CustosError('threshold_round', 'This cosigner has no open round by that id (expired, already used, or lost in a restart); start the round again.');
         }
         checkSignInput(key.algorithm, payload, {});
-        assertPurpose(key, 'raw');
         checkRound(t, open.commitments, req.commitments);
+        if (req.kind === 'raw') return assertPurpose(key, 'raw');
+        assertPurpose(key, 'consensus');
+        if (req.kind === 'vote_extension') {
+          const ext = decodeVoteExtensionSignBytes(req.message);
+          Object.assign(details, { chain_id: ext.chainId, height: ext.height.toString(), round: ext.round, purpose: 'vote_extension' });
+          return;
+        }
+        const m = decodeSignBytes(req.message);
+        const position = { height: m.kind === 'vote' ? m.vote.height : m.proposal.height, round: m.kind === 'vote' ? m.vote.round : m.proposal.round, step: stepOf(m) };
+        Object.assign(details, { chain_id: m.chainId, height: position.height.toString(), round: position.round, step: position.step });
+        return { chainId: m.chainId, position };
       });
-      return await decideSignCommit(this.core, {
+      const where = vote ? `height ${vote.position.height} round ${vote.position.round} step ${vote.position.step} on ${vote.chainId}` : '';
+      const out = await decideSignCommit<{ share: Uint8Array } | { signBytes: Uint8Array }>(this.core, {
         ctx,
         key,
         operation: 'sign',
-        subject: { payloadType: 'raw', facts: { ...req.context }, payload: req.message },
+        subject: vote
+          ? { payloadType: 'consensus', facts: { ...req.context, chain_id: vote.chainId, height: vote.position.height.toString(), round: String(vote.position.round), step: String(vote.position.step) } }
+          : { payloadType: 'raw', facts: { ...req.context }, payload: req.message },
         details,
+        noApprovals: req.kind !== 'raw',
+        // A vote: this node's own watermark, read fresh at each attempt, moved with the share.
+        ...(vote
+          ? {
+              prepare: async () => {
+                const wm = await this.core.deps.store.getWatermark(key.id, vote.chainId);
+                const cmp = wm ? comparePosition(vote.position, wm) : 1;
+                const refuse = (why: string) => this.core.refuse(ctx, 'sign', key, new CustosError('policy_denied', `Refusing a share for ${where}: ${why}.`, { tag: 'double_sign' }), details);
+                if (wm && cmp < 0) return refuse(`this cosigner already signed height ${wm.height} round ${wm.round} step ${wm.step} (regression)`);
+                if (wm && cmp === 0 && !equalBytes(wm.signBytes, req.message)) {
+                  if (onlyTimestampDiffers(wm.signBytes, req.message)) return { done: { signBytes: wm.signBytes } };
+                  return refuse('conflicting data (this cosigner already signed a different message there)');
+                }
+                return { mutations: () => [{ kind: 'advanceWatermark' as const, keyId: key.id, chainId: vote.chainId, expected: wm, next: { ...vote.position, signBytes: req.message, signature: wm && cmp === 0 ? wm.signature : null } }] };
+              },
+            }
+          : {}),
         // The same message, nonces and commitments at every attempt: the same share.
         produce: async () => {
           const secret = this.core.deps.keyring.openSecret(key);
           const nonces = { hiding: open!.nonces.hiding.slice(), binding: open!.nonces.binding.slice() };
           try {
-            return frostOf(t.algorithm).signShare({ identifier: t.identifier, signingShare: secret }, t.pub, nonces, req.commitments, req.message);
+            return { share: frostOf(t.algorithm).signShare({ identifier: t.identifier, signingShare: secret }, t.pub, nonces, req.commitments, req.message) };
           } finally {
             wipe(secret, nonces.hiding, nonces.binding);
           }
         },
-        outcome: (share) => ({ share_sha256: sha256hex(share) }),
+        outcome: (r): AuditDraft['details'] => ('share' in r ? { share_sha256: sha256hex(r.share) } : {}),
       });
+      return out;
     } finally {
       if (open) wipe(open.nonces.hiding, open.nonces.binding);
     }

@@ -11,6 +11,13 @@ import { schnorr } from '@noble/curves/secp256k1.js';
 import { tempDir } from '../helpers/tmpvault.js';
 import { requireTool } from '../helpers/require.js';
 import { makeCluster } from '../helpers/cluster.js';
+import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TestNode } from '../helpers/cometbft-node.js';
+import { blockId, filePv, TS, vote, voteBytes } from '../helpers/validator.js';
+import type { PrivvalMessage, Vote } from '../../src/frontends/privval/messages.js';
+
+const CHAIN = 'threshold-chain';
 
 const ED_SPKI = Buffer.from('302a300506032b6570032100', 'hex');
 const edVerify = (pub: string, msg: Uint8Array, sig: Uint8Array) => nodeVerify(null, msg, createPublicKey({ key: Buffer.concat([ED_SPKI, Buffer.from(pub, 'hex')]), format: 'der', type: 'spki' }), sig);
@@ -52,6 +59,71 @@ test('2-of-3 by DKG: any node coordinates, node:crypto and BIP340 verify, one co
     await c.start('b');
     assert.ok(edVerify(made.public_key, msg, (await a.sign('val', { message: msg })).signature));
   } finally {
+    await c.close();
+    cleanup();
+  }
+});
+
+test('privval with a 2-of-3 key split from a priv_validator_key.json: connectors on two nodes, votes verify under the validator key, conflicting votes race and at most one is signed, one cosigner down still signs', { timeout: 120_000 }, async (t) => {
+  if (!requireTool(t, 'openssl', 'openssl')) return;
+  const { dir, cleanup } = tempDir();
+  const c = await makeCluster(dir, ['a', 'b', 'c']);
+  const node = await TestNode.listen({ dialect: 'v0.38' });
+  try {
+    const pv = filePv(CHAIN, vote(2, 1, 0, blockId(1)));
+    const split = await c.node('a').client.clusterSplit({ label: 'validator', format: 'cometbft', material: new TextEncoder().encode(pv.keyJson), threshold: 2, purpose: 'consensus' });
+    assert.equal(split.public_key, Buffer.from(pv.pub).toString('hex'), 'the split key set has the validator key');
+    for (const n of c.nodes) assert.equal((await n.client.listKeys()).find((k) => k.label === 'validator')?.purpose, 'consensus');
+    // A connector on a and on b, both dialling the node.
+    for (const name of ['a', 'b']) {
+      const n = c.node(name);
+      await n.client.createKey({ label: 'pv-id', algorithm: 'ed25519' });
+      appendFileSync(join(n.dataDir, 'custos.toml'), `\n[[privval]]\nname = "val"\nchain_id = "${CHAIN}"\naddress = "${node.address}"\nkey = "validator"\nidentity_key = "pv-id"\ndialect = "v0.38"\n`);
+      await n.client.reload();
+    }
+    const [ca, cb] = await node.waitForSigners(2, 15_000);
+    const signVote = async (conn: typeof ca, v: Vote) => {
+      const r = await conn!.request({ kind: 'sign_vote_request', vote: v, chainId: CHAIN, skipExtensionSigning: false }, 15_000);
+      assert.equal(r.kind, 'signed_vote_response');
+      return r as Extract<PrivvalMessage, { kind: 'signed_vote_response' }>;
+    };
+    const ok = (r: Awaited<ReturnType<typeof signVote>>, v: Vote) => !r.error && edVerify(split.public_key, voteBytes(CHAIN, { ...v, timestamp: r.vote!.timestamp }), r.vote!.signature);
+
+    // A precommit with its extension, through each connector.
+    const p1 = vote(2, 2, 0, blockId(2));
+    const r1 = await signVote(ca, p1);
+    assert.ok(ok(r1, p1), `a signed: ${r1.error?.description}`);
+    assert.equal(r1.vote!.extensionSignature.length, 64, 'the vote extension is signed too');
+    const p2 = vote(2, 3, 0, blockId(3));
+    assert.ok(ok(await signVote(cb, p2), p2), 'b signed');
+
+    // The same position with another timestamp through the other connector: the first timestamp, signed again.
+    const later = { ...p2, timestamp: { seconds: TS.seconds + 5n, nanos: 0 } };
+    const again = await signVote(ca, later);
+    assert.ok(!again.error, again.error?.description);
+    assert.equal(again.vote!.timestamp.seconds, TS.seconds, 'the timestamp the cosigners hold');
+    assert.ok(ok(again, p2));
+
+    // Conflicting prevotes for one position, one per connector, at once: never both signed.
+    let both = 0;
+    let one = 0;
+    for (let h = 10; h < 16; h++) {
+      const [x, y] = await Promise.all([signVote(ca, vote(1, h, 0, blockId(h))), signVote(cb, vote(1, h, 0, blockId(h + 100)))]);
+      const sx = ok(x, vote(1, h, 0, blockId(h)));
+      const sy = ok(y, vote(1, h, 0, blockId(h + 100)));
+      if (sx && sy) both++;
+      if (sx !== sy) one++;
+      assert.ok(!x.error || !sx);
+    }
+    assert.equal(both, 0, 'no height got two conflicting signatures');
+    t.diagnostic(`conflicting prevotes: ${one} of 6 heights got one signature, none got two`);
+
+    // A cosigner down: the other two still sign.
+    await c.stop('c', 'SIGKILL');
+    const p3 = vote(1, 20, 0, blockId(20));
+    assert.ok(ok(await signVote(ca, p3), p3));
+  } finally {
+    await node.close();
     await c.close();
     cleanup();
   }

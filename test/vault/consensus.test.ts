@@ -12,7 +12,7 @@ import { makeVault, PASS } from '../helpers/tmpvault.js';
 import { ROOT } from '../helpers/process.js';
 import { CustosError } from '../../src/core/errors.js';
 import { chainHash } from '../../src/audit/chain.js';
-import { onlyTimestampDiffers } from '../../src/frontends/privval/compare.js';
+import { onlyTimestampDiffers } from '../../src/crypto/cometbft/compare.js';
 import { openVault } from '../../src/vault/open.js';
 import type { ConsensusSignRequest } from '../../src/vault/vault.js';
 

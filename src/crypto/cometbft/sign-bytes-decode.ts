@@ -16,7 +16,7 @@
  */
 import { CustosError } from '../../core/errors.js';
 import { ProtoDecodeError, ProtoReader, WireType, type FieldTag } from '../protobuf/reader.js';
-import { SignedMsgType, proposalSignBytes, voteSignBytes, type BlockId, type ProposalToSign, type Timestamp, type VoteToSign } from './sign-bytes.js';
+import { SignedMsgType, proposalSignBytes, voteExtensionSignBytes, voteSignBytes, type BlockId, type ProposalToSign, type Timestamp, type VoteToSign } from './sign-bytes.js';
 
 /**
  * Longer than any canonical vote or proposal can be: length prefix, type, two sfixed64, a
@@ -195,4 +195,47 @@ export function decodeSignBytes(bytes: Uint8Array): CanonicalMessage {
     throw new SignBytesDecodeError('non_canonical', 'The sign bytes decode, but are not in the canonical form CometBFT signs (field order, zero omission or extra fields differ).');
   }
   return decoded;
+}
+
+/**
+ * Decodes the sign bytes of a vote extension (CanonicalVoteExtension, length-delimited) and
+ * accepts them only if they are exactly what `voteExtensionSignBytes` makes of what they say:
+ * a cosigner asked to sign "an extension" must never be handed a vote or proposal that way,
+ * past its watermark.
+ */
+export function decodeVoteExtensionSignBytes(bytes: Uint8Array): { chainId: string; height: bigint; round: number; extension: Uint8Array } {
+  const fail = (m: string) => malformed(`Not the sign bytes of a vote extension: ${m}`);
+  let out: { chainId: string; height: bigint; round: number; extension: Uint8Array };
+  try {
+    const outer = new ProtoReader(bytes);
+    const len = Number(outer.uvarint64());
+    const body = bytes.subarray(bytes.length - len);
+    if (len > bytes.length || body.length !== len) throw fail('the length prefix does not cover the rest.');
+    const r = new ProtoReader(body);
+    let extension: Uint8Array = new Uint8Array(0);
+    let height = 0n;
+    let round = 0n;
+    let chainId = '';
+    while (!r.done) {
+      const { field, wireType } = r.tag();
+      if (field === 1 && wireType === WireType.len) extension = r.bytes();
+      else if (field === 2 && wireType === WireType.i64) height = r.sfixed64();
+      else if (field === 3 && wireType === WireType.i64) round = r.sfixed64();
+      else if (field === 4 && wireType === WireType.len) chainId = r.string();
+      else throw fail(`unexpected field ${field}.`);
+    }
+    if (round < 0n || round > INT32_MAX) throw fail('the round is out of range.');
+    out = { chainId, height, round: Number(round), extension };
+  } catch (e) {
+    if (e instanceof SignBytesDecodeError) throw e;
+    throw fail((e as Error).message);
+  }
+  let again: Uint8Array;
+  try {
+    again = voteExtensionSignBytes(out.chainId, { height: out.height, round: out.round, extension: out.extension });
+  } catch (e) {
+    throw fail((e as Error).message);
+  }
+  if (again.length !== bytes.length || again.some((b, i) => b !== bytes[i])) throw fail('they are not in canonical form.');
+  return out;
 }

@@ -32,7 +32,7 @@ import { randomUUID } from 'node:crypto';
 import { CustosError, isAudited, isCustosError } from '../../core/errors.js';
 import type { Principal } from '../../core/types.js';
 import type { Vault } from '../../vault/vault.js';
-import { onlyTimestampDiffers } from './compare.js';
+import { onlyTimestampDiffers } from '../../crypto/cometbft/compare.js';
 import {
   MessageReader,
   decodeMessage,
@@ -686,7 +686,9 @@ export class PrivvalConnector {
         onlyTimestampDiffers,
         context: this.context(),
       });
-      const timestamp = res.reused && !equalBytes(res.signBytes, signBytes) ? timestampFromSignBytes(res.signBytes, 5) : vote.timestamp;
+      // The vault signed (or reused) sign bytes stored for this position that differ only in their
+      // timestamp: the node must use that timestamp (FilePV semantics).
+      const timestamp = !equalBytes(res.signBytes, signBytes) ? timestampFromSignBytes(res.signBytes, 5) : vote.timestamp;
       let extensionSignature: Uint8Array = new Uint8Array(0);
       if (type === 'precommit' && !nil && !(this.cfg.dialect === 'v1' && skipExtensionSigning)) {
         const ext = await this.vault.sign({
@@ -740,7 +742,7 @@ export class PrivvalConnector {
         onlyTimestampDiffers: () => false,
         context: this.context(),
       });
-      const timestamp = res.reused && !equalBytes(res.signBytes, signBytes) ? timestampFromSignBytes(res.signBytes, 6) : proposal.timestamp;
+      const timestamp = !equalBytes(res.signBytes, signBytes) ? timestampFromSignBytes(res.signBytes, 6) : proposal.timestamp;
       this.signed(proposal.height, proposal.round, 1);
       return { kind: 'signed_proposal_response', proposal: { ...proposal, timestamp, signature: res.signature }, error: undefined };
     } catch (e) {

@@ -4,7 +4,7 @@
  * the stored timestamp instead of refusing (privval/file.go checkVotesOnlyDifferByTimestamp,
  * checkProposalsOnlyDifferByTimestamp). Anything unparsable counts as "differs".
  */
-import { ProtoReader, WireType } from '../../crypto/protobuf/reader.js';
+import { ProtoReader, WireType } from '../protobuf/reader.js';
 
 const PROPOSAL_TYPE = 32;
 
