@@ -91,8 +91,10 @@ export function decodePublic(alg: ThresholdAlgorithm, text: unknown): FrostPubli
   try {
     // Every point must decode (the library checks them again, identity and subgroup, where it uses them).
     for (const c of [...pub.commitments, ...Object.values(pub.verifyingShares)]) {
-      if (alg === 'ed25519') ed25519.Point.fromBytes(c).assertValidity();
-      else secp256k1.Point.fromBytes(c).assertValidity();
+      const P = alg === 'ed25519' ? ed25519.Point.fromBytes(c) : secp256k1.Point.fromBytes(c);
+      P.assertValidity();
+      // RFC 9591 §3.1: no identity element, and (Ed25519) nothing outside the prime-order subgroup.
+      if (P.is0() || !P.isTorsionFree()) throw new Error('small order');
     }
   } catch {
     throw bad('The public package holds a point that is not on the curve.');
