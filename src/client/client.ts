@@ -337,6 +337,11 @@ export class CustosClient {
     return this.call('POST', '/v1/cluster/keys', req);
   }
 
+  /** New shares for the same public key (old ones useless); with `replace`, a lost member replaced by a new one (admin). */
+  clusterRefresh(label: string, replace?: { old: string; new: string }): Promise<ThresholdKeyView> {
+    return this.call('POST', `/v1/cluster/keys/${encodeURIComponent(label)}/refresh`, replace ? { replace: `${replace.old}=${replace.new}` } : {});
+  }
+
   /** A dealer's one-time split of an existing key into one share per member (admin); the key itself is not stored. */
   clusterSplit(req: { label: string; format: 'raw' | 'hex' | 'pkcs8' | 'openssh' | 'cometbft'; material: Uint8Array; algorithm?: string; threshold: number; members?: string[]; purpose?: string }): Promise<ThresholdKeyView> {
     const { material, ...rest } = req;

@@ -21,6 +21,7 @@ import type { ImportFormat } from '../keystore/import.js';
 import type { Vault } from '../vault/vault.js';
 import { Coordinator } from './coordinator.js';
 import { newSession, Participant } from './participant.js';
+import { Refresher } from './refresh.js';
 import type { Peers } from './peers.js';
 
 type Ctx = { principal: Principal; requestId: string };
@@ -29,6 +30,7 @@ type Answer = ClusterAnswer;
 export class Cluster implements ClusterApi {
   readonly coordinator: Coordinator;
   private readonly participant: Participant;
+  private readonly refresher: Refresher;
 
   constructor(
     readonly peers: Peers,
@@ -36,6 +38,7 @@ export class Cluster implements ClusterApi {
   ) {
     this.coordinator = new Coordinator(peers);
     this.participant = new Participant(peers, vault);
+    this.refresher = new Refresher(peers, vault);
   }
 
   get name(): string {
@@ -66,6 +69,8 @@ export class Cluster implements ClusterApi {
         return p.dkgFinish(from, requestId, body);
       case 'dealt':
         return p.dealt(from, requestId, body);
+      default:
+        return this.refresher.answer(from, requestId, step, body);
     }
   }
 
@@ -112,12 +117,51 @@ export class Cluster implements ClusterApi {
     }
   }
 
+  /**
+   * A proactive refresh of `label` from this node (a member): every member re-deals its share to
+   * every member, or, with `replace`, the surviving members re-deal to themselves and a new one.
+   */
+  async refresh(ctx: Ctx, req: { label: string; replace?: { old: string; new: string } }): Promise<Answer> {
+    const { key, t } = await this.vault().describeThreshold(ctx, req.label);
+    const members = Object.keys(t.members);
+    let dealers = members;
+    let receivers = members;
+    if (req.replace) {
+      const { old, new: added } = req.replace;
+      if (!members.includes(old)) throw new CustosError('bad_request', `${old} is not a member of ${req.label} (members: ${members.join(', ')}).`);
+      if (members.includes(added)) throw new CustosError('bad_request', `${added} is already a member of ${req.label}.`);
+      if (old === this.name) throw new CustosError('bad_request', 'Run the replacement from a member that stays.');
+      dealers = members.filter((m) => m !== old);
+      receivers = [...dealers, added];
+    }
+    if (dealers.length < t.pub.signers.min) throw new CustosError('cosigners_unavailable', `A refresh needs at least ${t.pub.signers.min} members holding shares.`);
+    this.membersOf([...new Set([...dealers, ...receivers])]);
+    const session = newSession();
+    const id = ctx.requestId;
+    const everyone = [...new Set([...dealers, ...receivers])];
+    const onAll = (who: string[], step: PeerStep, body: Answer) => Promise.all(who.map((m) => this.call(m, id, step, body).catch((e: unknown) => Promise.reject(named(m, e)))));
+    const started = await onAll(everyone, 'refresh/start', { session, label: req.label, algorithm: t.algorithm, public_key: bytesToHex(key.publicKey), threshold: t.pub.signers.min, dealers, receivers });
+    const commitments = Object.fromEntries(dealers.map((d) => [d, started[everyone.indexOf(d)]!.commitments]));
+    await onAll(dealers, 'refresh/round2', { session, commitments });
+    await onAll(receivers.filter((r) => !dealers.includes(r)), 'refresh/round2', { session, commitments });
+    const finished = await Promise.allSettled(receivers.map((m) => this.call(m, id, 'refresh/finish', { session })));
+    this.agreed(req.label, receivers, t.pub.signers.min, finished, false);
+    // Everyone agreed on the new key set: now each one replaces its share.
+    const applied = await Promise.allSettled(receivers.map((m) => this.call(m, id, 'refresh/apply', { session })));
+    const failed = applied.map((a, i) => ({ a, m: receivers[i]! })).filter((x) => x.a.status === 'rejected');
+    if (failed.length) {
+      throw new CustosError('cosigners_unavailable', `The refresh of ${req.label} was applied on ${receivers.filter((r) => !failed.some((f) => f.m === r)).join(', ')} but not on ${failed.map((f) => named(f.m, (f.a as PromiseRejectedResult).reason).message).join('; ')}: their old shares no longer combine; replace them (custos cluster refresh --replace NAME=NEW).`);
+    }
+    return { label: req.label, public_key: bytesToHex(key.publicKey), threshold: t.pub.signers.min, members: receivers };
+  }
+
   /** Every member stored its share of the same key set, or the operator is told who did what. */
-  private agreed(label: string, members: string[], threshold: number, done: PromiseSettledResult<Answer>[]): Answer {
+  private agreed(label: string, members: string[], threshold: number, done: PromiseSettledResult<Answer>[], stored = true): Answer {
     const failed = done.map((d, i) => ({ d, m: members[i]! })).filter((x) => x.d.status === 'rejected');
     const ok = done.map((d, i) => ({ d, m: members[i]! })).filter((x) => x.d.status === 'fulfilled') as Array<{ d: PromiseFulfilledResult<Answer>; m: string }>;
     if (failed.length) {
       const why = failed.map((f) => named(f.m, (f.d as PromiseRejectedResult).reason).message).join('; ');
+      if (!stored) throw new CustosError('cosigners_unavailable', `The refresh of ${label} stopped before any share changed: ${why}.`);
       throw new CustosError('cosigners_unavailable', `The key set ${label} is incomplete: ${why}.${ok.length ? ` ${ok.map((o) => o.m).join(', ')} stored a share; destroy it there (custos keys destroy ${label}) before trying again.` : ''}`);
     }
     const keys = new Set(ok.map((o) => `${String(o.d.value.public_key)}/${String(o.d.value.public_sha256)}`));
@@ -144,6 +188,7 @@ export class Cluster implements ClusterApi {
 
   close(): void {
     this.participant.destroy();
+    this.refresher.destroy();
     this.peers.close();
   }
 }

@@ -5,8 +5,8 @@
  */
 import type { Principal } from './types.js';
 
-/** The steps a peer may call: a ping, the two rounds of a signature, key generation, a dealt share. */
-export const PEER_STEPS = ['ping', 'commit', 'share', 'dkg/round1', 'dkg/round2', 'dkg/deliver', 'dkg/finish', 'dealt'] as const;
+/** The steps a peer may call: a ping, the two rounds of a signature, key generation, a dealt share, a refresh. */
+export const PEER_STEPS = ['ping', 'commit', 'share', 'dkg/round1', 'dkg/round2', 'dkg/deliver', 'dkg/finish', 'dealt', 'refresh/start', 'refresh/round2', 'refresh/deliver', 'refresh/finish', 'refresh/apply'] as const;
 export type PeerStep = (typeof PEER_STEPS)[number];
 
 export type ClusterAnswer = Record<string, unknown>;
@@ -18,6 +18,7 @@ export interface ClusterApi {
   answer(from: string, requestId: string, step: PeerStep, body: ClusterAnswer): Promise<ClusterAnswer>;
   status(): Promise<ClusterAnswer>;
   keygen(ctx: { principal: Principal; requestId: string }, req: { label: string; algorithm: string; threshold: number; members?: string[]; purpose?: string }): Promise<ClusterAnswer>;
+  refresh(ctx: { principal: Principal; requestId: string }, req: { label: string; replace?: { old: string; new: string } }): Promise<ClusterAnswer>;
   split(
     ctx: { principal: Principal; requestId: string },
     req: { label: string; format: 'raw' | 'hex' | 'pkcs8' | 'openssh' | 'cometbft'; material: Uint8Array; algorithm?: string; threshold: number; members?: string[]; purpose?: string },

@@ -201,3 +201,122 @@ export function checkMembers(alg: ThresholdAlgorithm, v: unknown): Record<string
 export function memberOf(t: ThresholdKey, identifier: string): string | undefined {
   return Object.keys(t.members).find((n) => t.members[n] === identifier);
 }
+
+// ---- Proactive refresh and resharing (the key set's public key kept, every share replaced)
+//
+// A dealer set D (at least the threshold of the old shares) re-deals the same secret to a
+// receiver set R: each dealer i picks a fresh polynomial f_i of degree t − 1 with
+// f_i(0) = λ_i·s_i (λ_i its Lagrange coefficient at zero over D), commits to its coefficients,
+// and gives receiver j the value f_i(x_j). Receiver j's new share is Σ_i f_i(x_j), the new
+// commitments are Σ_i C_i, and Σ_i λ_i·s_i = s: the group key stays, old shares no longer
+// combine with new ones. Each value is checked against its dealer's commitments (RFC 9591
+// C.2 vss_verify), and each dealer's C_i[0] against λ_i times its old verifying share, so no
+// dealer can shift the key. Built on the library's polynomial and point arithmetic only.
+
+/** The group operations a refresh needs, common to both suites' points. */
+interface Pt {
+  add(o: Pt): Pt;
+  multiply(n: bigint): Pt;
+  equals(o: Pt): boolean;
+  toBytes(): Uint8Array;
+}
+
+function pointsOf(alg: ThresholdAlgorithm): { BASE: Pt; ZERO: Pt; fromBytes(b: Uint8Array): Pt } {
+  return (alg === 'ed25519' ? ed25519.Point : secp256k1.Point) as unknown as { BASE: Pt; ZERO: Pt; fromBytes(b: Uint8Array): Pt };
+}
+
+const scalarOf = (alg: ThresholdAlgorithm, id: string): bigint => frostOf(alg).utils.Fn.fromBytes(hexToBytes(id));
+
+/** λ_i at zero over the identifiers `set`. */
+export function lagrangeAtZero(alg: ThresholdAlgorithm, set: string[], id: string): bigint {
+  const Fn = frostOf(alg).utils.Fn;
+  const xi = scalarOf(alg, id);
+  let num = Fn.ONE;
+  let den = Fn.ONE;
+  for (const other of set) {
+    if (other === id) continue;
+    const xj = scalarOf(alg, other);
+    num = Fn.mul(num, xj);
+    den = Fn.mul(den, Fn.sub(xj, xi));
+  }
+  return Fn.div(num, den);
+}
+
+/** Σ_k x^k · C[k]: what a share at `id` must be times the base point. */
+function evaluateCommitments(alg: ThresholdAlgorithm, commitments: Uint8Array[], id: string) {
+  const P = pointsOf(alg);
+  const Fn = frostOf(alg).utils.Fn;
+  const x = scalarOf(alg, id);
+  let acc = P.ZERO;
+  let xk = Fn.ONE;
+  for (const c of commitments) {
+    acc = acc.add(P.fromBytes(c).multiply(xk));
+    xk = Fn.mul(xk, x);
+  }
+  return acc;
+}
+
+/** A dealer's part of a refresh: its commitments (public) and one value per receiver (secret, wiped by the caller). */
+export function refreshDeal(alg: ThresholdAlgorithm, share: Uint8Array, self: string, dealers: string[], receivers: string[], min: number): { commitments: Uint8Array[]; values: Record<string, Uint8Array> } {
+  const F = frostOf(alg);
+  const Fn = F.utils.Fn;
+  const weighted = Fn.toBytes(Fn.mul(lagrangeAtZero(alg, dealers, self), Fn.fromBytes(share)));
+  try {
+    const poly = F.utils.generateSecretPolynomial({ min, max: receivers.length }, weighted);
+    const values: Record<string, Uint8Array> = {};
+    for (const r of receivers) {
+      const x = scalarOf(alg, r);
+      let v = Fn.ZERO;
+      for (let k = poly.coefficients.length - 1; k >= 0; k--) v = Fn.add(Fn.mul(v, x), poly.coefficients[k]!);
+      values[r] = Fn.toBytes(v);
+    }
+    poly.coefficients.fill(0n);
+    return { commitments: (poly.commitment as unknown as Array<Uint8Array | Pt>).map((p) => (p instanceof Uint8Array ? p.slice() : p.toBytes())), values };
+  } finally {
+    wipe(weighted);
+  }
+}
+
+/** Throws unless dealer `dealer`'s commitments start at λ_dealer times its old verifying share. */
+export function checkDealerCommitments(alg: ThresholdAlgorithm, old: FrostPublic, dealers: string[], dealer: string, commitments: Uint8Array[]): void {
+  const Y = old.verifyingShares[dealer];
+  if (!Y) throw bad('A dealer of the refresh holds no share of the key set.');
+  const P = pointsOf(alg);
+  if (!P.fromBytes(commitments[0]!).equals(P.fromBytes(Y).multiply(lagrangeAtZero(alg, dealers, dealer)))) {
+    throw new CustosError('bad_request', "A dealer's refresh does not re-deal its own share (its first commitment is not λ·Y): refused.");
+  }
+}
+
+/**
+ * A receiver's new share and the key set's new public package, from every dealer's
+ * commitments and the value it sent this receiver; each value is checked against its dealer's
+ * commitments, and the result must keep `groupKey`.
+ */
+export function refreshCombine(alg: ThresholdAlgorithm, self: string, receivers: string[], min: number, dealt: Array<{ dealer: string; commitments: Uint8Array[]; value: Uint8Array }>, groupKey: Uint8Array): { share: Uint8Array; pub: FrostPublic } {
+  const F = frostOf(alg);
+  const Fn = F.utils.Fn;
+  const P = pointsOf(alg);
+  let s = Fn.ZERO;
+  const sum: Pt[] = [];
+  for (const d of dealt) {
+    if (d.commitments.length !== min) throw bad(`${d.dealer}'s refresh has ${d.commitments.length} commitments, not ${min}.`);
+    const v = Fn.fromBytes(d.value);
+    if (!P.BASE.multiply(v).equals(evaluateCommitments(alg, d.commitments, self))) throw new CustosError('invalid_key_material', `The value ${d.dealer} sent does not match its commitments (vss_verify failed).`);
+    s = Fn.add(s, v);
+    d.commitments.forEach((c, k) => (sum[k] = sum[k] ? sum[k]!.add(P.fromBytes(c)) : P.fromBytes(c)));
+  }
+  const commitments = sum.map((p) => p.toBytes());
+  const pub: FrostPublic = {
+    signers: { min, max: receivers.length },
+    commitments: commitments as FrostPublic['commitments'],
+    verifyingShares: Object.fromEntries(receivers.map((r) => [r, evaluateCommitments(alg, commitments, r).toBytes()])) as FrostPublic['verifyingShares'],
+  };
+  if (!equalPoint(groupPublicKey(alg, pub), groupKey)) throw new CustosError('invalid_key_material', 'The refreshed shares would not keep the key set’s public key: refused.');
+  const share = Fn.toBytes(s);
+  F.validateSecret({ identifier: self, signingShare: share }, pub);
+  return { share, pub: decodePublic(alg, encodePublic(pub)) };
+}
+
+function equalPoint(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}

@@ -27,6 +27,7 @@ import {
   identifierOf,
   isThresholdAlgorithm,
   splitScalar,
+  refreshDeal,
   THRESHOLD_ATTRIBUTES as A,
   THRESHOLD_BACKEND,
   thresholdOf,
@@ -67,7 +68,7 @@ export interface NewShare {
   /** This node's name, and every member's name → identifier. */
   self: string;
   members: Record<string, string>;
-  origin: 'dkg' | 'dealer';
+  origin: 'dkg' | 'dealer' | 'refresh';
   purpose?: string;
 }
 
@@ -146,6 +147,54 @@ export class Threshold {
     } finally {
       wipe(secret, scalar, req.material);
     }
+  }
+
+  /**
+   * A dealer's part of a refresh: this node's share re-dealt (f(0) = λ·share) to `receivers`.
+   * The values are secret (one per receiver, sent straight to it); the commitments public.
+   */
+  async refreshDeal(ctx: Ctx, label: string, publicKey: Uint8Array, dealers: string[], receivers: string[], min: number): Promise<{ commitments: Uint8Array[]; values: Record<string, Uint8Array>; t: ThresholdKey }> {
+    const { key, t } = await this.describe(ctx, label);
+    if (!equalBytes(key.publicKey, publicKey)) throw new CustosError('conflict', `This cosigner's ${label} is another key set.`);
+    const secret = this.core.deps.keyring.openSecret(key);
+    try {
+      const ids = (names: string[]) => names.map((n) => identifierOf(t.algorithm, n));
+      const dealt = refreshDeal(t.algorithm, secret, t.identifier, ids(dealers), ids(receivers), min);
+      await this.core.deps.committer.audit(this.core.draft(ctx, 'threshold_refresh_deal', key, 'ok', null, { dealers: dealers.join(','), receivers: receivers.join(','), threshold: min }));
+      return { ...dealt, t };
+    } finally {
+      wipe(secret);
+    }
+  }
+
+  /**
+   * A refresh applied on a member that held the key: the new share and public package replace
+   * the old ones in the same key (its version moves on), with the public key unchanged.
+   */
+  async replaceShare(ctx: Ctx, label: string, s: { share: Uint8Array; pub: FrostPublic; members: Record<string, string> }): Promise<KeyRecord> {
+    const { key, t } = await this.describe(ctx, label);
+    const op = 'threshold_refresh';
+    await this.core.refuseOnError(ctx, op, key, {}, () => {
+      const members = checkMembers(t.algorithm, s.members);
+      if (members[t.self] !== t.identifier) throw new CustosError('bad_request', 'This node is not a member of the refreshed key set.');
+      if (!equalBytes(groupPublicKey(t.algorithm, s.pub), key.publicKey)) throw new CustosError('bad_request', 'A refresh keeps the public key.');
+      frostOf(t.algorithm).validateSecret({ identifier: t.identifier, signingShare: s.share }, s.pub);
+    });
+    const attributes = { ...key.attributes, 'threshold.min': s.pub.signers.min, 'threshold.max': s.pub.signers.max, [A.members]: JSON.stringify(s.members), [A.public]: encodePublic(s.pub) };
+    const next = { ...key, attributes, version: key.version + 1 };
+    const sealed = this.core.deps.keyring.sealSecret(next, s.share);
+    const now = new Date().toISOString();
+    await this.core.commitAs(ctx, {
+      mutations: [{ kind: 'rewrapKey', id: key.id, expectedVersion: key.version, version: next.version, attributes, sealed, updatedAt: now }],
+      audit: [this.core.draft(ctx, op, key, 'ok', null, { members: Object.keys(s.members).join(','), threshold: s.pub.signers.min })],
+    });
+    // Rounds opened with the old share are void.
+    for (const [id, r] of this.rounds) if (r.keyId === key.id) {
+      wipe(r.nonces.hiding, r.nonces.binding);
+      this.rounds.delete(id);
+    }
+    this.core.deps.backend.forget(key.id);
+    return { ...next, sealed, updatedAt: now };
   }
 
   /** The public side of a threshold key this principal may use. */

@@ -150,6 +150,8 @@ export class Vault {
   thresholdCommit = (...a: Parameters<Threshold['commit']>) => this.threshold.commit(...a);
   cosign = (...a: Parameters<Threshold['cosign']>) => this.threshold.cosign(...a);
   deal = (...a: Parameters<Threshold['deal']>) => this.threshold.deal(...a);
+  refreshDeal = (...a: Parameters<Threshold['refreshDeal']>) => this.threshold.refreshDeal(...a);
+  replaceShare = (...a: Parameters<Threshold['replaceShare']>) => this.threshold.replaceShare(...a);
 
   // ---- wallet
   createHdKey = (...a: Parameters<Wallet['createHdKey']>) => this.wallet.createHdKey(...a);

@@ -10,8 +10,11 @@ import { createPublicKey, verify as nodeVerify, randomBytes } from 'node:crypto'
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { tempDir } from '../helpers/tmpvault.js';
 import { requireTool } from '../helpers/require.js';
-import { makeCluster } from '../helpers/cluster.js';
-import { appendFileSync } from 'node:fs';
+import { makeCluster, type ClusterNode } from '../helpers/cluster.js';
+import https from 'node:https';
+import { createHash } from 'node:crypto';
+import { appendFileSync, cpSync, readFileSync, rmSync } from 'node:fs';
+import { decodeCommitments, decodePublic, encodeCommitments, encodePublic, frostOf } from '../../src/crypto/frost.js';
 import { join } from 'node:path';
 import { TestNode } from '../helpers/cometbft-node.js';
 import { blockId, filePv, TS, vote, voteBytes } from '../helpers/validator.js';
@@ -124,6 +127,121 @@ test('privval with a 2-of-3 key split from a priv_validator_key.json: connectors
     assert.ok(ok(await signVote(ca, p3), p3));
   } finally {
     await node.close();
+    await c.close();
+    cleanup();
+  }
+});
+
+test('a cosigner that returns a bad share is named, and nothing is released', { timeout: 60_000 }, async (t) => {
+  if (!requireTool(t, 'openssl', 'openssl')) return;
+  const { dir, cleanup } = tempDir();
+  const c = await makeCluster(dir, ['a', 'b', 'c']);
+  // c is replaced by an impostor holding c's real share (dealt to it) that corrupts its shares.
+  await c.stop('c');
+  const fake = await fakeCosigner(c.node('c'), c.node('a').dataDir);
+  try {
+    const secret = randomBytes(32);
+    const made = await c.node('a').client.clusterSplit({ label: 'k', format: 'raw', algorithm: 'ed25519', material: secret, threshold: 2 });
+    await c.stop('b');
+    await assert.rejects(c.node('a').client.sign('k', { message: randomBytes(20) }), (e: Error & { code?: string; tag?: string }) => e.code === 'bad_share' && e.tag === 'c' && /cosigner c/.test(e.message));
+    const tail = await c.node('a').client.auditTail(20);
+    assert.ok(tail.some((e) => e.outcome === 'failed' && e.reason === 'bad_share:c'), 'the coordinator audited the faulty cosigner');
+    fake.honest = true;
+    const msg = randomBytes(20);
+    assert.ok(edVerify(made.public_key, msg, (await c.node('a').client.sign('k', { message: msg })).signature), 'an honest share signs');
+  } finally {
+    fake.close();
+    await c.close();
+    cleanup();
+  }
+});
+
+/** An HTTPS server at a node's address with its certificate, playing that node as a cosigner with a real share. */
+async function fakeCosigner(n: ClusterNode, caDir: string) {
+  const F = frostOf('ed25519');
+  let share: { identifier: string; signingShare: Uint8Array } | undefined;
+  let pub: ReturnType<typeof decodePublic> | undefined;
+  const rounds = new Map<string, ReturnType<typeof F.commit>>();
+  const state = { honest: false, close: () => server.close() };
+  const server = https.createServer({ cert: readFileSync(join(n.dataDir, 'tls', 'server-chain.pem')), key: readFileSync(join(n.dataDir, 'tls', 'server.key')), ca: readFileSync(join(caDir, 'tls', 'ca.pem')), requestCert: true }, (req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      const b = JSON.parse(body || '{}');
+      let answer: unknown = {};
+      if (req.url === '/v1/cluster/dealt') {
+        pub = decodePublic('ed25519', b.public);
+        share = { identifier: b.members[n.name], signingShare: Buffer.from(b.share, 'hex') };
+        answer = { public_key: Buffer.from(pub.commitments[0]!).toString('hex'), public_sha256: createHash('sha256').update(encodePublic(pub)).digest('hex') };
+      } else if (req.url === '/v1/cluster/commit') {
+        const round = randomBytes(8).toString('hex');
+        const made = F.commit(share!);
+        rounds.set(round, made);
+        answer = { round, commitments: encodeCommitments(made.commitments) };
+      } else if (req.url === '/v1/cluster/share') {
+        const made = rounds.get(b.round)!;
+        const s = F.signShare(share!, pub!, made.nonces, b.commitments.map((x: unknown) => decodeCommitments('ed25519', x)), Buffer.from(b.message, 'base64'));
+        if (!state.honest) s[0] = s[0]! ^ 1;
+        answer = { share: Buffer.from(s).toString('hex') };
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+    });
+  });
+  await new Promise<void>((r) => server.listen(n.port, '127.0.0.1', () => r()));
+  return state;
+}
+
+test('refresh: same public key, old shares useless; a lost cosigner replaced by a new node', { timeout: 120_000 }, async (t) => {
+  if (!requireTool(t, 'openssl', 'openssl')) return;
+  const { dir, cleanup } = tempDir();
+  const c = await makeCluster(dir, ['a', 'b', 'c', 'd']);
+  try {
+    const a = c.node('a').client;
+    const made = await a.clusterKeygen({ label: 'rk', algorithm: 'ed25519', threshold: 2, members: ['a', 'b', 'c'] });
+    const msg = randomBytes(30);
+    // c's vault as it is now: its old share, kept aside.
+    await c.stop('c');
+    cpSync(c.node('c').dataDir, join(dir, 'c-old'), { recursive: true });
+    await c.start('c');
+    const r = await a.clusterRefresh('rk');
+    assert.equal(r.public_key, made.public_key);
+    assert.ok(edVerify(made.public_key, msg, (await a.sign('rk', { message: msg })).signature), 'the refreshed key signs');
+    // c back on its old share: with b away, a and c cannot sign, and c is named.
+    await c.stop('c');
+    rmSync(c.node('c').dataDir, { recursive: true });
+    cpSync(join(dir, 'c-old'), c.node('c').dataDir, { recursive: true });
+    await c.start('c');
+    await c.stop('b');
+    await assert.rejects(a.sign('rk', { message: msg }), (e: Error & { code?: string; tag?: string }) => e.code === 'bad_share' && e.tag === 'c');
+    // Replace c by d: a and b re-deal to a, b and d.
+    await c.start('b');
+    const rep = await a.clusterRefresh('rk', { old: 'c', new: 'd' });
+    assert.deepEqual(rep.members, ['a', 'b', 'd']);
+    assert.equal((await c.node('d').client.listKeys()).find((k) => k.label === 'rk')?.public_key.raw_hex, made.public_key);
+    await c.stop('c');
+    await c.stop('b');
+    assert.ok(edVerify(made.public_key, msg, (await c.node('d').client.sign('rk', { message: msg })).signature), 'd and a sign');
+  } finally {
+    await c.close();
+    cleanup();
+  }
+});
+
+test('3-of-5 by DKG across five servers: three sign, two refuse', { timeout: 120_000 }, async (t) => {
+  if (!requireTool(t, 'openssl', 'openssl')) return;
+  const { dir, cleanup } = tempDir();
+  const c = await makeCluster(dir, ['a', 'b', 'c', 'd', 'e']);
+  try {
+    const made = await c.node('c').client.clusterKeygen({ label: 'five', algorithm: 'secp256k1-bip340', threshold: 3 });
+    assert.equal(made.members.length, 5);
+    const msg = randomBytes(32);
+    assert.ok(schnorr.verify((await c.node('e').client.sign('five', { message: msg })).signature, msg, Buffer.from(made.public_key, 'hex')));
+    await c.stop('a', 'SIGKILL');
+    await c.stop('b', 'SIGKILL');
+    assert.ok(schnorr.verify((await c.node('d').client.sign('five', { message: msg })).signature, msg, Buffer.from(made.public_key, 'hex')), 'three of five sign');
+    await c.stop('c', 'SIGKILL');
+    await assert.rejects(c.node('d').client.sign('five', { message: msg }), (e: Error & { code?: string }) => e.code === 'cosigners_unavailable');
+  } finally {
     await c.close();
     cleanup();
   }

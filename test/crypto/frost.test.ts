@@ -17,7 +17,7 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { schnorr, secp256k1 } from '@noble/curves/secp256k1.js';
 import fc from 'fast-check';
 import { bytesToHex, hexToBytes } from '../../src/core/bytes.js';
-import { decodeCommitments, decodePublic, encodeCommitments, encodePublic, frostOf, groupPublicKey, identifierOf, splitScalar, type ThresholdAlgorithm } from '../../src/crypto/frost.js';
+import { checkDealerCommitments, decodeCommitments, decodePublic, encodeCommitments, encodePublic, frostOf, groupPublicKey, identifierOf, refreshCombine, refreshDeal, splitScalar, type ThresholdAlgorithm } from '../../src/crypto/frost.js';
 import { publicKeyFromSecret } from '../../src/crypto/algorithms.js';
 import { decodeVoteExtensionSignBytes } from '../../src/crypto/cometbft/sign-bytes-decode.js';
 import { voteExtensionSignBytes, voteSignBytes } from '../../src/crypto/cometbft/sign-bytes.js';
@@ -157,3 +157,46 @@ test('vote extension sign bytes: accepted only as exactly CometBFT makes them; a
     { numRuns: 2000 },
   );
 });
+
+for (const alg of ['ed25519', 'secp256k1-bip340'] as const) {
+  test(`${alg}: a refresh keeps the public key, new shares sign, old and new shares do not combine; a lost member is replaced`, () => {
+    const F = frostOf(alg);
+    const id = (n: string) => identifierOf(alg, n);
+    const dealt = F.trustedDealer({ min: 2, max: 3 }, ['a', 'b', 'c'].map(id));
+    const key = groupPublicKey(alg, dealt.public);
+    const share = (n: string) => dealt.secretShares[id(n)]!.signingShare;
+    const reshare = (dealers: string[], receivers: string[]) => {
+      const D = dealers.map(id);
+      const R = receivers.map(id);
+      const deals = dealers.map((d) => ({ dealer: d, ...refreshDeal(alg, share(d), id(d), D, R, 2) }));
+      for (const d of deals) checkDealerCommitments(alg, dealt.public, D, id(d.dealer), d.commitments);
+      return Object.fromEntries(receivers.map((r) => [r, refreshCombine(alg, id(r), R, 2, deals.map((d) => ({ dealer: d.dealer, commitments: d.commitments, value: d.values[id(r)]! })), key)]));
+    };
+    const verify = (sig: Uint8Array, msg: Uint8Array) => (alg === 'ed25519' ? ed25519.verify(sig, msg, key) : schnorr.verify(sig, msg, key));
+    const sign = (pub: Parameters<typeof F.aggregate>[0], signers: Array<{ id: string; share: Uint8Array }>, msg: Uint8Array) => {
+      const rs = signers.map((s) => ({ ...s, c: F.commit({ identifier: s.id, signingShare: s.share }) }));
+      const list = rs.map((r) => r.c.commitments);
+      return F.aggregate(pub, list, msg, Object.fromEntries(rs.map((r) => [r.id, F.signShare({ identifier: r.id, signingShare: r.share }, pub, r.c.nonces, list, msg)])));
+    };
+    const msg = randomBytes(30);
+    const fresh = reshare(['a', 'b', 'c'], ['a', 'b', 'c']);
+    assert.deepEqual(groupPublicKey(alg, fresh.a!.pub), key);
+    assert.ok(verify(sign(fresh.b!.pub, [{ id: id('a'), share: fresh.a!.share }, { id: id('c'), share: fresh.c!.share }], msg), msg), 'new shares sign for the same key');
+    assert.notDeepEqual(fresh.a!.share, share('a'));
+    // An old share with a new one: no valid signature (the library refuses it, or it does not verify).
+    let mixed = false;
+    try {
+      mixed = verify(sign(fresh.b!.pub, [{ id: id('a'), share: share('a') }, { id: id('c'), share: fresh.c!.share }], msg), msg);
+    } catch {
+      mixed = false;
+    }
+    assert.equal(mixed, false, 'an old share is useless after the refresh');
+    // c is lost: a and b re-deal to a, b and a new member d.
+    const replaced = reshare(['a', 'b'], ['a', 'b', 'd']);
+    assert.ok(verify(sign(replaced.d!.pub, [{ id: id('d'), share: replaced.d!.share }, { id: id('b'), share: replaced.b!.share }], msg), msg), 'the new member signs');
+    // A dealer that re-deals something else than its share is caught.
+    const D = ['a', 'b'].map(id);
+    const rogue = refreshDeal(alg, frostOf(alg).utils.randomScalar(), id('a'), D, ['a', 'b', 'd'].map(id), 2);
+    assert.throws(() => checkDealerCommitments(alg, dealt.public, D, id('a'), rogue.commitments), /re-deal its own share/);
+  });
+}

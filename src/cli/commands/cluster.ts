@@ -7,6 +7,7 @@
  *   keygen                       distributed key generation: no member ever holds the key
  *   split                        a dealer's one-time split of an existing key (a
  *                                priv_validator_key.json, as Horcrux does); the key is not stored
+ *   refresh                      new shares for the same key, or a lost member replaced
  */
 import type { Command } from 'commander';
 import { X509Certificate } from 'node:crypto';
@@ -103,6 +104,23 @@ export function registerCluster(program: Command): void {
   ).action(async (o) => {
     const r = await clientFrom(o).clusterKeygen({ label: o.label, algorithm: o.algorithm, threshold: thresholdOption(o.threshold), ...(membersOption(o.members) ? { members: membersOption(o.members)! } : {}), ...(o.purpose ? { purpose: o.purpose } : {}) });
     out(o.json ? JSON.stringify(r) : `${r.label}: ${r.threshold}-of-${r.members.length} across ${r.members.join(', ')}; public key ${r.public_key}`);
+  });
+
+  withApi(
+    cluster
+      .command('refresh')
+      .description('Proactive refresh: every member gets a new share of the same key, old shares become useless; --replace swaps a lost member for a new one')
+      .requiredOption('--label <label>', 'the threshold key')
+      .option('--replace <old=new>', 'the member lost, and the node (a configured peer) that takes its place'),
+  ).action(async (o) => {
+    let replace: { old: string; new: string } | undefined;
+    if (o.replace !== undefined) {
+      const m = /^([a-z0-9][a-z0-9_-]{0,31})=([a-z0-9][a-z0-9_-]{0,31})$/.exec(o.replace);
+      if (!m) throw new CustosError('bad_request', '--replace is OLD=NEW, two cosigner names.');
+      replace = { old: m[1]!, new: m[2]! };
+    }
+    const r = await clientFrom(o).clusterRefresh(o.label, replace);
+    out(o.json ? JSON.stringify(r) : `${r.label}: new shares on ${r.members.join(', ')} (${r.threshold}-of-${r.members.length}); public key unchanged ${r.public_key}. Old shares no longer sign.`);
   });
 
   withApi(

@@ -8,6 +8,7 @@
  *   GET  /v1/cluster              admin: this node, its peers, and whether they answer
  *   POST /v1/cluster/keys         admin: distributed key generation across the members
  *   POST /v1/cluster/keys/split   admin: a dealer's one-time split of an existing key
+ *   POST /v1/cluster/keys/:key/refresh  admin: new shares for the same key; or a member replaced
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { CustosError } from '../../core/errors.js';
@@ -66,6 +67,25 @@ export function clusterRoutes(app: FastifyInstance, cluster: () => ClusterApi | 
       const made = await node().keygen(ctx(req), req.body);
       await vault().recordEvent(ctx(req), 'threshold_keygen', null, 'ok', null, { label: req.body.label, members: String((made.members as string[]).join(',')), threshold: req.body.threshold, public_key: String(made.public_key) });
       reply.code(201);
+      return made;
+    },
+  );
+
+  app.post<{ Params: { key: string }; Body: { replace?: string } }>(
+    '/v1/cluster/keys/:key/refresh',
+    {
+      schema: {
+        summary: 'Proactive refresh: new shares for the same public key, old ones useless; with replace "old=new", a lost member replaced (admin)',
+        tags: ['cluster'],
+        security: [{ bearer: [] }],
+        body: { type: 'object', additionalProperties: false, properties: { replace: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,31}=[a-z0-9][a-z0-9_-]{0,31}$' } } },
+        response: { 200: answer, ...errors },
+      },
+    },
+    async (req) => {
+      const [old, added] = req.body.replace?.split('=') ?? [];
+      const made = await node().refresh(ctx(req), { label: req.params.key, ...(old && added ? { replace: { old, new: added } } : {}) });
+      await vault().recordEvent(ctx(req), 'threshold_refresh', null, 'ok', null, { label: req.params.key, members: String((made.members as string[]).join(',')), ...(req.body.replace ? { replaced: req.body.replace } : {}) });
       return made;
     },
   );

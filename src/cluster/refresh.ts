@@ -1,0 +1,223 @@
+/**
+ * Proactive refresh of a threshold key, and the replacement of a lost cosigner: the same public
+ * key, every share new, old shares useless (crypto/frost.ts has the arithmetic).
+ *
+ *   start    every member learns the session; each dealer (a member holding a share) re-deals
+ *            its share and answers with its commitments;
+ *   round2   each dealer sends each receiver its value directly (mutual TLS), with its hash of
+ *            every dealer's commitments, so a coordinator that told members different things is
+ *            caught;
+ *   finish   each receiver checks every value against its dealer's commitments (and, if it
+ *            held the key, each dealer's first commitment against λ times its old verifying
+ *            share), computes its new share, and holds it pending;
+ *   apply    only once every receiver agreed on the new public package: each replaces its share
+ *            (or, a new member, stores one).
+ *
+ * A member that fails between finish and apply keeps its old share, which no longer combines
+ * with the others: with at least the threshold applied the key signs, and that member is
+ * replaced by another refresh (`--replace NAME=NAME`).
+ */
+import { createHash } from 'node:crypto';
+import { CustosError } from '../core/errors.js';
+import { bytesToHex, hexToBytes, wipe } from '../core/bytes.js';
+import type { ClusterAnswer, PeerStep } from '../core/cluster.js';
+import type { Principal } from '../core/types.js';
+import {
+  checkDealerCommitments,
+  decodeShare,
+  encodePublic,
+  identifierOf,
+  isThresholdAlgorithm,
+  MAX_PARTICIPANTS,
+  refreshCombine,
+  type FrostPublic,
+  type ThresholdAlgorithm,
+} from '../crypto/frost.js';
+import type { Vault } from '../vault/vault.js';
+import { peerPrincipal } from './participant.js';
+import type { Peers } from './peers.js';
+
+interface Session {
+  coordinator: string;
+  label: string;
+  algorithm: ThresholdAlgorithm;
+  publicKey: Uint8Array;
+  min: number;
+  dealers: string[];
+  receivers: string[];
+  /** This node's old public package, if it held the key. */
+  old?: FrostPublic;
+  values?: Record<string, Uint8Array>;
+  commitments?: Record<string, Uint8Array[]>;
+  transcript?: string;
+  received: Map<string, { value: Uint8Array; transcript: string }>;
+  pending?: { share: Uint8Array; pub: FrostPublic };
+  expires: number;
+}
+
+const TTL_MS = 120_000;
+const bad = (m: string) => new CustosError('bad_request', m);
+const names = (v: unknown, what: string): string[] => {
+  if (!Array.isArray(v) || v.length < 2 || v.length > MAX_PARTICIPANTS || v.some((n) => typeof n !== 'string' || !/^[a-z0-9][a-z0-9_-]{0,31}$/.test(n)) || new Set(v).size !== v.length) throw bad(`${what} must be 2 to 16 distinct cosigner names.`);
+  return v as string[];
+};
+
+export class Refresher {
+  private readonly sessions = new Map<string, Session>();
+
+  constructor(
+    private readonly peers: Peers,
+    private readonly vault: () => Vault,
+  ) {}
+
+  private ctx(from: string, requestId: string): { principal: Principal; requestId: string } {
+    return { principal: peerPrincipal(from), requestId };
+  }
+
+  async answer(from: string, requestId: string, step: PeerStep, body: ClusterAnswer): Promise<ClusterAnswer> {
+    if (step === 'refresh/start') return this.start(from, requestId, body);
+    const id = String(body.session ?? '');
+    const s = this.sessions.get(id);
+    if (!s || s.expires < Date.now()) throw new CustosError('threshold_round', 'No refresh by that id is open here (expired, finished, or lost in a restart); start it again.');
+    if (step === 'refresh/deliver') return this.deliver(s, from, body);
+    if (s.coordinator !== from) throw new CustosError('forbidden', `Only ${s.coordinator}, which started that refresh, drives it.`);
+    try {
+      if (step === 'refresh/round2') return await this.round2(id, s, requestId, body);
+      if (step === 'refresh/finish') return this.finish(s);
+      if (step === 'refresh/apply') return await this.apply(id, s, from, requestId);
+    } catch (e) {
+      this.abandon(id);
+      throw e;
+    }
+    throw bad(`Unknown step ${step}.`);
+  }
+
+  private async start(from: string, requestId: string, b: ClusterAnswer): Promise<ClusterAnswer> {
+    this.sweep();
+    if (this.sessions.size >= 16) throw new CustosError('rate_limited', 'Too many refreshes are open on this cosigner; retry in two minutes.', { tag: 'threshold' });
+    const id = typeof b.session === 'string' && b.session.length <= 64 ? b.session : '';
+    if (!id || this.sessions.has(id)) throw bad('A new session id is needed.');
+    const algorithm = String(b.algorithm);
+    if (!isThresholdAlgorithm(algorithm)) throw bad('algorithm must be ed25519 or secp256k1-bip340.');
+    const dealers = names(b.dealers, 'dealers');
+    const receivers = names(b.receivers, 'receivers');
+    const min = b.threshold;
+    if (!Number.isInteger(min) || (min as number) < 2 || (min as number) > receivers.length || dealers.length < (min as number)) throw bad('2 ≤ threshold ≤ receivers, and at least the threshold of dealers.');
+    const me = this.peers.self;
+    if (!dealers.includes(me) && !receivers.includes(me)) throw bad('This node takes no part in that refresh.');
+    for (const n of new Set([...dealers, ...receivers])) if (n !== me && !this.peers.has(n)) throw bad(`${n} is not a peer of this node.`);
+    const label = typeof b.label === 'string' && b.label.length <= 128 ? b.label : '';
+    const publicKey = hexToBytes(String(b.public_key ?? ''), 'public_key');
+    const s: Session = { coordinator: from, label, algorithm, publicKey, min: min as number, dealers, receivers, received: new Map(), expires: Date.now() + TTL_MS };
+    let commitments: string[] | null = null;
+    if (dealers.includes(me)) {
+      const dealt = await this.vault().refreshDeal(this.ctx(from, requestId), label, publicKey, dealers, receivers, s.min);
+      // Every dealer must hold a share of this key set, as this node knows it.
+      for (const d of dealers) if (dealt.t.members[d] === undefined) throw bad(`${d} holds no share of ${label}.`);
+      s.old = dealt.t.pub;
+      s.values = dealt.values;
+      commitments = dealt.commitments.map(bytesToHex);
+    } else {
+      const held = await this.vault().getKey(label).catch(() => null);
+      if (held) throw new CustosError('conflict', `This node already has a key labelled ${label}; destroy it before it joins the key set.`);
+    }
+    this.sessions.set(id, s);
+    return { commitments };
+  }
+
+  private async round2(id: string, s: Session, requestId: string, b: ClusterAnswer): Promise<ClusterAnswer> {
+    const given = b.commitments as Record<string, unknown> | undefined;
+    if (typeof given !== 'object' || given === null) throw bad('commitments are missing.');
+    const commitments: Record<string, Uint8Array[]> = {};
+    for (const d of s.dealers) {
+      const c = given[d];
+      if (!Array.isArray(c) || c.length !== s.min || c.some((x) => typeof x !== 'string')) throw bad(`${d}'s commitments are missing or malformed.`);
+      commitments[d] = (c as string[]).map((x) => hexToBytes(x, 'commitment'));
+      if (s.old) checkDealerCommitments(s.algorithm, s.old, s.dealers.map((n) => identifierOf(s.algorithm, n)), identifierOf(s.algorithm, d), commitments[d]!);
+    }
+    s.commitments = commitments;
+    s.transcript = transcriptOf(s, commitments);
+    if (!s.values) return { delivered: 0 };
+    const me = this.peers.self;
+    try {
+      await Promise.all(
+        s.receivers.map((r) => {
+          const body = { session: id, value: bytesToHex(s.values![identifierOf(s.algorithm, r)]!), transcript_sha256: s.transcript };
+          return r === me ? this.deliver(s, me, body) : this.peers.call(r, '/v1/cluster/refresh/deliver', body);
+        }),
+      );
+    } finally {
+      for (const v of Object.values(s.values)) wipe(v);
+      delete s.values;
+    }
+    void requestId;
+    return { delivered: s.receivers.length };
+  }
+
+  private deliver(s: Session, from: string, b: ClusterAnswer): ClusterAnswer {
+    if (!s.dealers.includes(from)) throw new CustosError('forbidden', `${from} is no dealer of that refresh.`);
+    if (!s.receivers.includes(this.peers.self)) throw bad('This node receives nothing in that refresh.');
+    if (s.received.has(from)) throw new CustosError('conflict', `${from} has already delivered its value.`);
+    const transcript = typeof b.transcript_sha256 === 'string' ? b.transcript_sha256.slice(0, 64) : '';
+    s.received.set(from, { value: decodeShare(s.algorithm, b.value), transcript });
+    return { ok: true };
+  }
+
+  private finish(s: Session): ClusterAnswer {
+    if (!s.commitments || !s.transcript) throw new CustosError('conflict', 'Round two of that refresh has not run here.');
+    const missing = s.dealers.filter((d) => !s.received.has(d));
+    if (missing.length) throw new CustosError('cosigners_unavailable', `No value arrived from ${missing.join(', ')}.`);
+    const diverged = s.dealers.filter((d) => s.received.get(d)!.transcript !== s.transcript);
+    if (diverged.length) throw new CustosError('conflict', `${diverged.join(', ')} saw other commitments than this node: the coordinator told members different things. Nothing changes.`);
+    const me = identifierOf(s.algorithm, this.peers.self);
+    s.pending = refreshCombine(
+      s.algorithm,
+      me,
+      s.receivers.map((r) => identifierOf(s.algorithm, r)),
+      s.min,
+      s.dealers.map((d) => ({ dealer: d, commitments: s.commitments![d]!, value: s.received.get(d)!.value })),
+      s.publicKey,
+    );
+    for (const r of s.received.values()) wipe(r.value);
+    return { public_key: bytesToHex(s.publicKey), public_sha256: createHash('sha256').update(encodePublic(s.pending.pub)).digest('hex') };
+  }
+
+  private async apply(id: string, s: Session, from: string, requestId: string): Promise<ClusterAnswer> {
+    if (!s.pending) throw new CustosError('conflict', 'That refresh has not finished here.');
+    const members = Object.fromEntries(s.receivers.map((r) => [r, identifierOf(s.algorithm, r)]));
+    try {
+      const ctx = this.ctx(from, requestId);
+      const v = this.vault();
+      if (s.old) await v.replaceShare(ctx, s.label, { share: s.pending.share, pub: s.pending.pub, members });
+      else await v.storeShare(ctx, { label: s.label, algorithm: s.algorithm, share: s.pending.share, pub: s.pending.pub, self: this.peers.self, members, origin: 'refresh' });
+      return { public_key: bytesToHex(s.publicKey), public_sha256: createHash('sha256').update(encodePublic(s.pending.pub)).digest('hex') };
+    } finally {
+      this.abandon(id);
+    }
+  }
+
+  private abandon(id: string): void {
+    const s = this.sessions.get(id);
+    if (!s) return;
+    for (const v of Object.values(s.values ?? {})) wipe(v);
+    for (const r of s.received.values()) wipe(r.value);
+    if (s.pending) wipe(s.pending.share);
+    this.sessions.delete(id);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [id, s] of this.sessions) if (s.expires < now) this.abandon(id);
+  }
+
+  destroy(): void {
+    for (const id of [...this.sessions.keys()]) this.abandon(id);
+  }
+}
+
+/** One hash of every dealer's commitments, in dealer order, as a member saw them. */
+function transcriptOf(s: Session, commitments: Record<string, Uint8Array[]>): string {
+  return createHash('sha256')
+    .update(JSON.stringify({ label: s.label, key: bytesToHex(s.publicKey), min: s.min, dealers: s.dealers, receivers: s.receivers, commitments: s.dealers.map((d) => commitments[d]!.map(bytesToHex)) }))
+    .digest('hex');
+}
