@@ -75,7 +75,7 @@ export class Coordinator implements ThresholdCoordinator {
       const list = [own.commitments, ...joined.map((j) => j.commitments)];
       const encoded = list.map(encodeCommitments);
       // Round two: every chosen cosigner commits its own decision (and watermark) before its share returns.
-      const answers = await Promise.allSettled(
+      const pending = Promise.allSettled(
         joined.map((j) =>
           this.peers.call(j.name, '/v1/cluster/share', {
             key: key.label,
@@ -88,19 +88,23 @@ export class Coordinator implements ThresholdCoordinator {
           }),
         ),
       );
+      // This node's share while the others make theirs (the requests are on the wire first).
+      await new Promise((r) => setImmediate(r));
+      const s2 = openShare();
+      let ownShare: Uint8Array;
+      try {
+        ownShare = F.signShare({ identifier: t.identifier, signingShare: s2 }, t.pub, own.nonces, list, message);
+      } finally {
+        wipe(s2);
+      }
+      const answers = await pending;
       const refused = answers.find((a) => a.status === 'rejected');
       if (refused) throw (refused as PromiseRejectedResult).reason;
       const values = answers.map((a) => (a as PromiseFulfilledResult<Record<string, unknown>>).value);
       const other = values.findIndex((v) => typeof v.sign_bytes === 'string');
       if (other >= 0) return { signBytes: hexToBytes(String(values[other]!.sign_bytes), 'sign_bytes'), from: joined[other]!.name };
-      const shares: Record<string, Uint8Array> = {};
+      const shares: Record<string, Uint8Array> = { [t.identifier]: ownShare };
       values.forEach((v, i) => (shares[t.members[joined[i]!.name]!] = decodeShare(t.algorithm, v.share)));
-      const s2 = openShare();
-      try {
-        shares[t.identifier] = F.signShare({ identifier: t.identifier, signingShare: s2 }, t.pub, own.nonces, list, message);
-      } finally {
-        wipe(s2);
-      }
       return { signature: aggregate(key, t, list, message, shares) };
     } finally {
       wipe(own.nonces.hiding, own.nonces.binding);

@@ -66,8 +66,26 @@ export function encodePublic(pub: FrostPublic): string {
   });
 }
 
+/**
+ * Checked packages by their text: a key's package is read at every signature, and checking its
+ * points (decompression, subgroup) costs milliseconds each.
+ */
+const checked = new Map<string, FrostPublic>();
+const CHECKED_MAX = 1024;
+
 /** Parses and checks a public package: sizes, threshold, points on the curve. */
 export function decodePublic(alg: ThresholdAlgorithm, text: unknown): FrostPublic {
+  if (typeof text !== 'string') return decodePublicOnce(alg, text);
+  const memo = `${alg}:${text}`;
+  const hit = checked.get(memo);
+  if (hit) return hit;
+  const pub = decodePublicOnce(alg, text);
+  if (checked.size >= CHECKED_MAX) checked.delete(checked.keys().next().value!);
+  checked.set(memo, pub);
+  return pub;
+}
+
+function decodePublicOnce(alg: ThresholdAlgorithm, text: unknown): FrostPublic {
   let o: { min?: unknown; max?: unknown; commitments?: unknown; verifying_shares?: unknown };
   try {
     o = (typeof text === 'string' ? JSON.parse(text) : text) as typeof o;
