@@ -33,6 +33,7 @@ const BENCHES: Bench[] = [
   { name: 'tls', script: 'tls.ts', args: ['--seconds', '5'], quickArgs: ['--seconds', '1', '--clients', '4'] },
   { name: 'store', script: 'store.ts', args: ['--keys', '100000', '--signs', '2000'], quickArgs: ['--keys', '3000', '--signs', '200'] },
   { name: 'accounts', script: 'accounts.ts', args: ['--logins', '200', '--signs', '2000'], quickArgs: ['--logins', '10', '--signs', '100'] },
+  { name: 'threshold', script: 'threshold.ts', args: ['--votes', '300'], quickArgs: ['--votes', '30'] },
 ];
 
 function run(b: Bench): Promise<{ ok: boolean; json?: Record<string, unknown>; error?: string; seconds: number }> {
@@ -119,6 +120,14 @@ const HEADLINES: Record<string, (j: J) => Record<string, unknown>> = {
     new_tls_connections_per_second: j.new_tls_connections_per_second,
     target: 'TLS with keep-alive ≥ 0.7 of plain HTTP',
     met: typeof j.ratio_tls_to_plain === 'number' ? j.ratio_tls_to_plain >= j.target_ratio : false,
+  }),
+  threshold: (j) => ({
+    end_to_end_2of3_p50_ms: j.threshold_2of3_end_to_end?.p50_ms,
+    end_to_end_2of3_p99_ms: j.threshold_2of3_end_to_end?.p99_ms,
+    p50_vs_horcrux: j.ratios?.p50_vs_horcrux,
+    p50_vs_floor: j.ratios?.p50_vs_floor_ping_fsync_library_session,
+    target: 'below Horcrux published p50 19 ms / p99 30 ms',
+    met: j.aim?.met,
   }),
   policy: (j) => ({ per_rules_vs_ed25519_sign_p50: Array.isArray(j.policy) ? Object.fromEntries(j.policy.map((p: J) => [`${p.rules}_rules_${p.stateful_rules}_stateful`, p.ratio_to_sign_p50])) : undefined }),
 };
