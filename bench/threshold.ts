@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { ed25519_FROST } from '@noble/curves/ed25519.js';
 import { fsyncFloor, pct, round } from './lib/floors.js';
 import { tempDir } from '../test/helpers/tmpvault.js';
-import { makeCluster } from '../test/helpers/cluster.js';
+import { agree, makeCluster } from '../test/helpers/cluster.js';
 import { TestNode } from '../test/helpers/cometbft-node.js';
 import { blockId, filePv, vote } from '../test/helpers/validator.js';
 
@@ -74,6 +74,7 @@ async function main(): Promise<void> {
   try {
     const a = c.node('a');
     const pv = filePv(CHAIN, vote(2, 1, 0, blockId(1)));
+    await agree(c.nodes, 'a', { label: 'tval', kind: 'split', threshold: 2, members: ['a', 'b', 'c'], purpose: 'consensus' });
     await a.client.clusterSplit({ label: 'tval', format: 'cometbft', material: new TextEncoder().encode(pv.keyJson), threshold: 2, purpose: 'consensus' });
     await a.client.createKey({ label: 'single', algorithm: 'ed25519', purpose: 'consensus' });
     await a.client.createKey({ label: 'pv-id', algorithm: 'ed25519' });

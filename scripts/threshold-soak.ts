@@ -14,7 +14,7 @@
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../test/helpers/tmpvault.js';
-import { makeCluster } from '../test/helpers/cluster.js';
+import { agree, makeCluster } from '../test/helpers/cluster.js';
 import { TestNode, type SignerConn } from '../test/helpers/cometbft-node.js';
 import { filePv, vote as firstVote, blockId as testBlockId } from '../test/helpers/validator.js';
 import { CHAIN, blockId, bytesFor, checkSignatures, makeVote, signRequest, type RecordedSig } from './privval-crash-soak.js';
@@ -45,6 +45,7 @@ export async function runThresholdSoak(opts: { rounds: number; killEvery?: numbe
   let noneSigned = 0;
   try {
     const pv = filePv(CHAIN, firstVote(2, 1, 0, testBlockId(1)));
+    await agree(c.nodes, 'a', { label: 'validator', kind: 'split', threshold: 2, members: ['a', 'b', 'c'], purpose: 'consensus' });
     await c.node('a').client.clusterSplit({ label: 'validator', format: 'cometbft', material: new TextEncoder().encode(pv.keyJson), threshold: 2, purpose: 'consensus' });
     for (const name of ['a', 'b']) {
       const n = c.node(name);

@@ -332,6 +332,11 @@ export class CustosClient {
     return this.call('GET', '/v1/cluster');
   }
 
+  /** This node's operator agrees to a key set a peer will propose (keygen, a dealt share, or a refresh that changes the members) (admin). */
+  clusterExpect(req: { label: string; kind: 'keygen' | 'split' | 'reshare'; purpose?: string; threshold: number; members: string[]; coordinator: string; algorithm?: string; minutes?: number }): Promise<Record<string, unknown>> {
+    return this.call('POST', '/v1/cluster/expect', req);
+  }
+
   /** Distributed key generation across the cluster's members: none of them ever holds the key (admin). */
   clusterKeygen(req: { label: string; algorithm: 'ed25519' | 'secp256k1-bip340'; threshold: number; members?: string[]; purpose?: string }): Promise<ThresholdKeyView> {
     return this.call('POST', '/v1/cluster/keys', req);

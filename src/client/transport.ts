@@ -29,6 +29,11 @@ export interface TransportOptions {
   timeoutMs?: number;
   /** Attempts beyond the first for a request that is safe to repeat (default 2). */
   retries?: number;
+  /**
+   * The server's certificate must be for a server (extended key usage serverAuth): a client
+   * certificate from the same CA whose name happens to be the host's does not pass.
+   */
+  requireServerAuth?: boolean;
 }
 
 export interface ApiResponse {
@@ -80,6 +85,9 @@ export class Transport {
         checkServerIdentity: (host: string, cert: PeerCertificate) => {
           const err = checkServerIdentity(host, cert);
           if (err) return err;
+          if (opts.requireServerAuth && !(cert.ext_key_usage ?? []).includes('1.3.6.1.5.5.7.3.1')) {
+            return Object.assign(new Error(`The server's certificate is not a server certificate (no serverAuth extended key usage).`), { code: 'ERR_CUSTOS_PIN' });
+          }
           if (this.pin !== null && fingerprintOf(cert) !== this.pin) {
             return Object.assign(new Error(`The server's certificate ${fingerprintOf(cert)} is not the pinned ${this.pin}.`), { code: 'ERR_CUSTOS_PIN' });
           }

@@ -19,9 +19,11 @@ import { VERSION } from '../core/version.js';
 import { encodePublic, isThresholdAlgorithm } from '../crypto/frost.js';
 import type { ImportFormat } from '../keystore/import.js';
 import type { Vault } from '../vault/vault.js';
+import { checkMajority } from '../vault/threshold.js';
 import { Coordinator } from './coordinator.js';
 import { newSession, Participant } from './participant.js';
 import { Refresher } from './refresh.js';
+import { Consent, type Expectation } from './consent.js';
 import type { Peers } from './peers.js';
 
 type Ctx = { principal: Principal; requestId: string };
@@ -31,14 +33,15 @@ export class Cluster implements ClusterApi {
   readonly coordinator: Coordinator;
   private readonly participant: Participant;
   private readonly refresher: Refresher;
+  readonly consent = new Consent();
 
   constructor(
     readonly peers: Peers,
     private readonly vault: () => Vault,
   ) {
     this.coordinator = new Coordinator(peers);
-    this.participant = new Participant(peers, vault);
-    this.refresher = new Refresher(peers, vault);
+    this.participant = new Participant(peers, vault, this.consent);
+    this.refresher = new Refresher(peers, vault, this.consent);
   }
 
   get name(): string {
@@ -85,6 +88,14 @@ export class Cluster implements ClusterApi {
     const unknown = names.filter((n) => n !== this.name && !this.peers.has(n));
     if (unknown.length) throw new CustosError('bad_request', `${unknown.join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not configured as [[cluster.peer]] here.`);
     return names;
+  }
+
+  /** This node's operator agrees to a key set a peer will propose (see consent.ts). */
+  expect(req: { label: string; kind: Expectation['kind']; purpose?: string; threshold: number; members: string[]; coordinator: string; algorithm?: string; minutes?: number }): Answer {
+    if (!req.members.includes(this.name)) throw new CustosError('bad_request', `The members must include this node (${this.name}).`);
+    checkMajority(req.purpose ?? 'general', req.threshold, req.members.length);
+    const e = this.consent.expect({ ...req, purpose: req.purpose ?? 'general', minutes: req.minutes ?? 15 });
+    return { ...e, expires: new Date(e.expires).toISOString() };
   }
 
   /** Distributed key generation across the members; resolves with the key set's public key. */
@@ -140,7 +151,7 @@ export class Cluster implements ClusterApi {
     const id = ctx.requestId;
     const everyone = [...new Set([...dealers, ...receivers])];
     const onAll = (who: string[], step: PeerStep, body: Answer) => Promise.all(who.map((m) => this.call(m, id, step, body).catch((e: unknown) => Promise.reject(named(m, e)))));
-    const started = await onAll(everyone, 'refresh/start', { session, label: req.label, algorithm: t.algorithm, public_key: bytesToHex(key.publicKey), threshold: t.pub.signers.min, dealers, receivers });
+    const started = await onAll(everyone, 'refresh/start', { session, label: req.label, algorithm: t.algorithm, purpose: String(key.attributes.purpose), public_key: bytesToHex(key.publicKey), threshold: t.pub.signers.min, dealers, receivers });
     const commitments = Object.fromEntries(dealers.map((d) => [d, started[everyone.indexOf(d)]!.commitments]));
     await onAll(dealers, 'refresh/round2', { session, commitments });
     await onAll(receivers.filter((r) => !dealers.includes(r)), 'refresh/round2', { session, commitments });

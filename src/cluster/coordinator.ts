@@ -14,6 +14,7 @@
 import { CustosError, isCustosError } from '../core/errors.js';
 import { bytesToBase64, bytesToHex, hexToBytes, wipe } from '../core/bytes.js';
 import { onlyTimestampDiffers } from '../crypto/cometbft/compare.js';
+import { decodeSignBytes } from '../crypto/cometbft/sign-bytes-decode.js';
 import type { KeyRecord } from '../core/types.js';
 import { purposeOf } from '../core/purpose.js';
 import { verifySignature } from '../crypto/algorithms.js';
@@ -42,12 +43,24 @@ export class Coordinator implements ThresholdCoordinator {
       throw new CustosError('cosigners_unavailable', `${key.label} needs ${t.pub.signers.min} of its ${t.pub.signers.max} cosigners, and this node has only ${known.length + 1} of them configured ([[cluster.peer]]).`);
     }
     let bytes = message;
-    // A cosigner that holds other sign bytes for this position (a timestamp apart) names them:
-    // the round starts again over those, at most twice.
-    for (let attempt = 0; ; attempt++) {
-      const r = await this.round(key, t, openShare, bytes, kind, known, need, request);
+    const excluded = new Set<string>();
+    const refusals: Array<{ name: string; error: unknown }> = [];
+    for (let adoptions = 0; ; ) {
+      // A cosigner that refused or failed in round two is left out, and the round starts again
+      // with the others while enough remain: one faulty or slow member blocks nothing.
+      const usable = known.filter((n) => !excluded.has(n));
+      if (usable.length < need) throw giveUp(key.label, t.pub.signers.min, refusals);
+      const r = await this.round(key, t, openShare, bytes, kind, usable, need, request);
       if ('signature' in r) return { signature: r.signature, ...(bytes !== message ? { signed: bytes } : {}) };
-      if (kind !== 'consensus' || !onlyTimestampDiffers(message, r.signBytes) || attempt >= 2) {
+      if ('failed' in r) {
+        for (const f of r.failed) {
+          excluded.add(f.name);
+          refusals.push(f);
+        }
+        continue;
+      }
+      // A cosigner holds other sign bytes for this position, a timestamp apart: sign those (at most twice).
+      if (kind !== 'consensus' || !onlyTimestampDiffers(message, r.signBytes) || !closeInTime(message, r.signBytes) || ++adoptions > 2) {
         throw new CustosError('policy_denied', `Cosigner ${r.from} holds other sign bytes for this position, which this request cannot take.`, { tag: 'double_sign' });
       }
       bytes = r.signBytes;
@@ -55,7 +68,16 @@ export class Coordinator implements ThresholdCoordinator {
   }
 
   /** One round: commitments from the first cosigners to answer, then their shares and this node's. */
-  private async round(key: KeyRecord, t: ThresholdKey, openShare: () => Uint8Array, message: Uint8Array, kind: string, known: string[], need: number, request?: SignContext): Promise<{ signature: Uint8Array } | { signBytes: Uint8Array; from: string }> {
+  private async round(
+    key: KeyRecord,
+    t: ThresholdKey,
+    openShare: () => Uint8Array,
+    message: Uint8Array,
+    kind: string,
+    known: string[],
+    need: number,
+    request?: SignContext,
+  ): Promise<{ signature: Uint8Array } | { signBytes: Uint8Array; from: string } | { failed: Array<{ name: string; error: unknown }> }> {
     const F = frostOf(t.algorithm);
     const publicKey = bytesToHex(key.publicKey);
     const secret = openShare();
@@ -98,8 +120,8 @@ export class Coordinator implements ThresholdCoordinator {
         wipe(s2);
       }
       const answers = await pending;
-      const refused = answers.find((a) => a.status === 'rejected');
-      if (refused) throw (refused as PromiseRejectedResult).reason;
+      const failed = answers.map((a, i) => ({ a, name: joined[i]!.name })).filter((x) => x.a.status === 'rejected');
+      if (failed.length) return { failed: failed.map((f) => ({ name: f.name, error: (f.a as PromiseRejectedResult).reason })) };
       const values = answers.map((a) => (a as PromiseFulfilledResult<Record<string, unknown>>).value);
       const other = values.findIndex((v) => typeof v.sign_bytes === 'string');
       if (other >= 0) return { signBytes: hexToBytes(String(values[other]!.sign_bytes), 'sign_bytes'), from: joined[other]!.name };
@@ -109,6 +131,29 @@ export class Coordinator implements ThresholdCoordinator {
     } finally {
       wipe(own.nonces.hiding, own.nonces.binding);
     }
+  }
+}
+
+/** Nobody left to ask: the refusals as they came, with the code they share if they all agree. */
+function giveUp(label: string, min: number, refusals: Array<{ name: string; error: unknown }>): CustosError {
+  const codes = new Set(refusals.map((r) => (isCustosError(r.error) ? r.error.fullCode : 'internal')));
+  const why = refusals.map((r) => `${r.name}: ${isCustosError(r.error) ? r.error.message.replace(/^Cosigner \S+: /, '') : String(r.error)}`).join('; ');
+  const first = refusals[0]?.error;
+  if (codes.size === 1 && isCustosError(first) && first.code !== 'internal') return new CustosError(first.code, `Too few cosigners of ${label} signed (${min} needed). ${why}`, first.tag ? { tag: first.tag } : undefined);
+  return new CustosError('cosigners_unavailable', `Too few cosigners of ${label} signed (${min} needed)${why ? `: ${why}` : '.'}`);
+}
+
+/** Adopted sign bytes may move the vote's timestamp by a minute at most: a cosigner cannot set it. */
+function closeInTime(asked: Uint8Array, held: Uint8Array): boolean {
+  try {
+    const at = (b: Uint8Array) => {
+      const m = decodeSignBytes(b);
+      const ts = m.kind === 'vote' ? m.vote.timestamp : m.proposal.timestamp;
+      return Number(ts.seconds) + ts.nanos / 1e9;
+    };
+    return Math.abs(at(asked) - at(held)) <= 60;
+  } catch {
+    return false;
   }
 }
 

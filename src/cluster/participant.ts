@@ -32,6 +32,8 @@ import {
 } from '../crypto/frost.js';
 import type { Vault } from '../vault/vault.js';
 import type { Peers } from './peers.js';
+import type { Consent } from './consent.js';
+import { checkMajority } from '../vault/threshold.js';
 
 export const peerPrincipal = (name: string): Principal => ({ id: `peer:${name}`, kind: 'peer' });
 
@@ -46,7 +48,8 @@ interface DkgState {
   coordinator: string;
   label: string;
   algorithm: ThresholdAlgorithm;
-  purpose: string | undefined;
+  purpose: string;
+  min: number;
   members: Record<string, string>;
   secret: DKG_Secret;
   own: DKG_Round1;
@@ -67,6 +70,7 @@ export class Participant {
   constructor(
     private readonly peers: Peers,
     private readonly vault: () => Vault,
+    private readonly consent: Consent,
   ) {}
 
   private ctx(from: string, requestId: string) {
@@ -91,8 +95,9 @@ export class Participant {
     const commitments = body.commitments.map((c) => decodeCommitments(t.algorithm, c));
     const message = Buffer.from(str(body.message, 'message', 1_400_000), 'base64');
     const context: Record<string, string> = { protocol: 'cluster', coordinator: from };
-    if (typeof body.requested_by === 'string') context.requested_by = body.requested_by.slice(0, 128);
-    if (typeof body.request_id === 'string') context.coordinator_request_id = body.request_id.slice(0, 64);
+    // What the coordinator says of its own request: its claim, recorded as such.
+    if (typeof body.requested_by === 'string') context.coordinator_says_requested_by = body.requested_by.slice(0, 128).replace(/[^\x20-\x7e]/g, '?');
+    if (typeof body.request_id === 'string') context.coordinator_request_id = body.request_id.slice(0, 64).replace(/[^\x20-\x7e]/g, '?');
     const kind = body.kind === undefined ? 'raw' : body.kind;
     if (kind !== 'raw' && kind !== 'consensus' && kind !== 'vote_extension') throw bad('kind must be raw, consensus or vote_extension.');
     const r = await this.vault().cosign(ctx, { label, round: str(body.round, 'round', 64), message: new Uint8Array(message), commitments, kind, context });
@@ -127,13 +132,18 @@ export class Participant {
     for (const n of names) if (n !== this.peers.self && !this.peers.has(n)) throw bad(`${n} is not a peer of this node.`);
     const members = Object.fromEntries(names.map((n) => [n, identifierOf(algorithm, n)]));
     const label = str(body.label, 'label', 128);
+    const purpose = typeof body.purpose === 'string' ? body.purpose : 'general';
+    checkMajority(purpose, min as number, names.length);
+    // This node's operator agreed to exactly this key set, driven by this peer.
+    this.consent.take({ from, self: this.peers.self, label, kind: 'keygen', purpose, threshold: min as number, members: names, algorithm });
     const F = frostOf(algorithm);
     const r1 = F.DKG.round1(members[this.peers.self]!, { min: min as number, max: names.length });
     this.dkgs.set(session, {
       coordinator: from,
       label,
       algorithm,
-      purpose: typeof body.purpose === 'string' ? body.purpose : undefined,
+      purpose,
+      min: min as number,
       members,
       secret: r1.secret,
       own: r1.public,
@@ -163,7 +173,7 @@ export class Participant {
       throw new CustosError('bad_request', `A participant's round-one package failed its proof of knowledge: ${(e as Error).message}`);
     }
     s.others = others;
-    s.transcript = transcriptOf(all);
+    s.transcript = transcriptOf(s, all);
     const nameOf = (ident: string) => Object.keys(s.members).find((n) => s.members[n] === ident)!;
     try {
       await Promise.all(
@@ -221,7 +231,7 @@ export class Participant {
           self: this.peers.self,
           members: s.members,
           origin: 'dkg',
-          ...(s.purpose ? { purpose: s.purpose } : {}),
+          purpose: s.purpose,
         });
         return { public_key: bytesToHex(stored.publicKey), public_sha256: sha256(encodePublic(key.public)) };
       } finally {
@@ -239,17 +249,20 @@ export class Participant {
     const pub = decodePublic(algorithm, body.public);
     const members = body.members as Record<string, string>;
     if (typeof members !== 'object' || members === null || members[from] === undefined) throw bad('The dealer must be a member of the key set.');
+    const label = str(body.label, 'label', 128);
+    const purpose = typeof body.purpose === 'string' ? body.purpose : 'general';
+    this.consent.take({ from, self: this.peers.self, label, kind: 'split', purpose, threshold: pub.signers.min, members: Object.keys(members), algorithm });
     const share = decodeShare(algorithm, body.share);
     try {
       const stored = await this.vault().storeShare(this.ctx(from, requestId), {
-        label: str(body.label, 'label', 128),
+        label,
         algorithm,
         share,
         pub,
         self: this.peers.self,
         members,
         origin: 'dealer',
-        ...(typeof body.purpose === 'string' ? { purpose: body.purpose } : {}),
+        purpose,
       });
       return { public_key: bytesToHex(stored.publicKey), public_sha256: sha256(encodePublic(pub)) };
     } finally {
@@ -304,8 +317,11 @@ function decodeRound1(alg: ThresholdAlgorithm, v: unknown): DKG_Round1 {
   } as DKG_Round1;
 }
 
-/** One hash of round one as a member saw it: every package, in identifier order. */
-function transcriptOf(all: DKG_Round1[]): string {
+/**
+ * One hash of round one as a member saw it: what the key set is to be (label, algorithm,
+ * purpose, threshold, members) and every package, in identifier order.
+ */
+function transcriptOf(s: DkgState, all: DKG_Round1[]): string {
   const sorted = [...all].sort((a, b) => (a.identifier < b.identifier ? -1 : 1)).map(encodeRound1);
-  return sha256(JSON.stringify(sorted));
+  return sha256(JSON.stringify({ label: s.label, algorithm: s.algorithm, purpose: s.purpose, min: s.min, members: Object.keys(s.members).sort(), round1: sorted }));
 }

@@ -47,7 +47,7 @@ export class Peers {
   ) {
     for (const p of config.peers) {
       // Never retried: a repeated round step would be a second one.
-      this.transports.set(p.name, new Transport({ addr: p.url, ca: tls.ca, cert: tls.cert, key: tls.key, timeoutMs: config.timeoutSeconds * 1000, retries: 0 }));
+      this.transports.set(p.name, new Transport({ addr: p.url, ca: tls.ca, cert: tls.cert, key: tls.key, timeoutMs: config.timeoutSeconds * 1000, retries: 0, requireServerAuth: true }));
     }
   }
 

@@ -36,6 +36,8 @@ import {
 import type { Vault } from '../vault/vault.js';
 import { peerPrincipal } from './participant.js';
 import type { Peers } from './peers.js';
+import type { Consent } from './consent.js';
+import { checkMajority } from '../vault/threshold.js';
 
 interface Session {
   coordinator: string;
@@ -43,6 +45,7 @@ interface Session {
   algorithm: ThresholdAlgorithm;
   publicKey: Uint8Array;
   min: number;
+  purpose: string;
   dealers: string[];
   receivers: string[];
   /** This node's old public package, if it held the key. */
@@ -68,6 +71,7 @@ export class Refresher {
   constructor(
     private readonly peers: Peers,
     private readonly vault: () => Vault,
+    private readonly consent: Consent,
   ) {}
 
   private ctx(from: string, requestId: string): { principal: Principal; requestId: string } {
@@ -108,18 +112,28 @@ export class Refresher {
     for (const n of new Set([...dealers, ...receivers])) if (n !== me && !this.peers.has(n)) throw bad(`${n} is not a peer of this node.`);
     const label = typeof b.label === 'string' && b.label.length <= 128 ? b.label : '';
     const publicKey = hexToBytes(String(b.public_key ?? ''), 'public_key');
-    const s: Session = { coordinator: from, label, algorithm, publicKey, min: min as number, dealers, receivers, received: new Map(), expires: Date.now() + TTL_MS };
+    const purpose = typeof b.purpose === 'string' ? b.purpose : 'general';
+    checkMajority(purpose, min as number, receivers.length);
+    const s: Session = { coordinator: from, label, algorithm, publicKey, min: min as number, purpose, dealers, receivers, received: new Map(), expires: Date.now() + TTL_MS };
     let commitments: string[] | null = null;
     if (dealers.includes(me)) {
-      const dealt = await this.vault().refreshDeal(this.ctx(from, requestId), label, publicKey, dealers, receivers, s.min);
-      // Every dealer must hold a share of this key set, as this node knows it.
-      for (const d of dealers) if (dealt.t.members[d] === undefined) throw bad(`${d} holds no share of ${label}.`);
+      const ctx = this.ctx(from, requestId);
+      const { key, t } = await this.vault().describeThreshold(ctx, label);
+      // Every dealer must hold a share of this key set, as this node knows it; the purpose and
+      // threshold stay what they are here.
+      for (const d of dealers) if (t.members[d] === undefined) throw bad(`${d} holds no share of ${label}.`);
+      if (key.attributes.purpose !== purpose || t.pub.signers.min !== s.min) throw new CustosError('conflict', `${label} is a ${String(key.attributes.purpose)} key of threshold ${t.pub.signers.min} here; a refresh keeps both.`);
+      // A refresh that changes who holds shares needs this node's operator's consent.
+      const same = receivers.length === Object.keys(t.members).length && receivers.every((r) => t.members[r] !== undefined);
+      if (!same) this.consent.take({ from, self: me, label, kind: 'reshare', purpose, threshold: s.min, members: receivers, algorithm });
+      const dealt = await this.vault().refreshDeal(ctx, label, publicKey, dealers, receivers, s.min);
       s.old = dealt.t.pub;
       s.values = dealt.values;
       commitments = dealt.commitments.map(bytesToHex);
     } else {
       const held = await this.vault().getKey(label).catch(() => null);
       if (held) throw new CustosError('conflict', `This node already has a key labelled ${label}; destroy it before it joins the key set.`);
+      this.consent.take({ from, self: me, label, kind: 'reshare', purpose, threshold: s.min, members: receivers, algorithm });
     }
     this.sessions.set(id, s);
     return { commitments };
@@ -189,7 +203,7 @@ export class Refresher {
       const ctx = this.ctx(from, requestId);
       const v = this.vault();
       if (s.old) await v.replaceShare(ctx, s.label, { share: s.pending.share, pub: s.pending.pub, members });
-      else await v.storeShare(ctx, { label: s.label, algorithm: s.algorithm, share: s.pending.share, pub: s.pending.pub, self: this.peers.self, members, origin: 'refresh' });
+      else await v.storeShare(ctx, { label: s.label, algorithm: s.algorithm, share: s.pending.share, pub: s.pending.pub, self: this.peers.self, members, origin: 'refresh', purpose: s.purpose });
       return { public_key: bytesToHex(s.publicKey), public_sha256: createHash('sha256').update(encodePublic(s.pending.pub)).digest('hex') };
     } finally {
       this.abandon(id);
@@ -218,6 +232,6 @@ export class Refresher {
 /** One hash of every dealer's commitments, in dealer order, as a member saw them. */
 function transcriptOf(s: Session, commitments: Record<string, Uint8Array[]>): string {
   return createHash('sha256')
-    .update(JSON.stringify({ label: s.label, key: bytesToHex(s.publicKey), min: s.min, dealers: s.dealers, receivers: s.receivers, commitments: s.dealers.map((d) => commitments[d]!.map(bytesToHex)) }))
+    .update(JSON.stringify({ label: s.label, key: bytesToHex(s.publicKey), purpose: s.purpose, min: s.min, dealers: s.dealers, receivers: s.receivers, commitments: s.dealers.map((d) => commitments[d]!.map(bytesToHex)) }))
     .digest('hex');
 }

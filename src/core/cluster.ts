@@ -18,6 +18,7 @@ export interface ClusterApi {
   answer(from: string, requestId: string, step: PeerStep, body: ClusterAnswer): Promise<ClusterAnswer>;
   status(): Promise<ClusterAnswer>;
   keygen(ctx: { principal: Principal; requestId: string }, req: { label: string; algorithm: string; threshold: number; members?: string[]; purpose?: string }): Promise<ClusterAnswer>;
+  expect(req: { label: string; kind: 'keygen' | 'split' | 'reshare'; purpose?: string; threshold: number; members: string[]; coordinator: string; algorithm?: string; minutes?: number }): ClusterAnswer;
   refresh(ctx: { principal: Principal; requestId: string }, req: { label: string; replace?: { old: string; new: string } }): Promise<ClusterAnswer>;
   split(
     ctx: { principal: Principal; requestId: string },

@@ -15,7 +15,7 @@
 import { randomUUID } from 'node:crypto';
 import { CustosError, isAudited } from '../core/errors.js';
 import { assertPurpose } from '../core/purpose.js';
-import { equalBytes, wipe } from '../core/bytes.js';
+import { bytesToHex, equalBytes, wipe } from '../core/bytes.js';
 import type { AuditDraft, KeyRecord } from '../core/types.js';
 import { checkSignInput, publicKeyFromSecret } from '../crypto/algorithms.js';
 import { importSecret, type ImportFormat } from '../keystore/import.js';
@@ -44,11 +44,13 @@ import { sha256hex, type Ctx, type VaultCore } from './core.js';
 import { checkLabel, choosePurpose, type Keys } from './keys.js';
 import { decideSignCommit } from './step.js';
 
-/** How long nonces wait for round two, and how many rounds may be open at once. */
-export const ROUND_TTL_MS = 60_000;
-export const MAX_OPEN_ROUNDS = 4096;
+/** How long nonces wait for round two, and how many rounds each coordinator may have open at once. */
+export const ROUND_TTL_MS = 10_000;
+export const MAX_OPEN_ROUNDS = 1024;
 
 interface OpenRound {
+  /** The coordinator that opened it: each has its own allowance of open rounds. */
+  by: string;
   keyId: string;
   version: number;
   nonces: Nonces;
@@ -91,12 +93,16 @@ export class Threshold {
       if (Object.keys(members).length !== s.pub.signers.max || Object.values(members).some((id) => s.pub.verifyingShares[id] === undefined)) {
         throw new CustosError('bad_request', "The key set's members are not the participants of its public package.");
       }
+      checkMajority(choosePurpose(s.algorithm, s.purpose, 'general'), s.pub.signers.min, s.pub.signers.max);
       try {
         // RFC 9591 C.2 vss_verify: the share is the one the commitments promise this identifier.
         frostOf(s.algorithm).validateSecret({ identifier, signingShare: s.share }, s.pub);
       } catch {
         throw new CustosError('invalid_key_material', "The share does not match the key set's commitments (RFC 9591 vss_verify failed).");
       }
+      // One record per key set on a node: two would mean two watermarks, and a coordinator could pick the lower.
+      const twins = await this.core.deps.store.findKeysBy({ publicKey: groupPublicKey(s.algorithm, s.pub) });
+      if (twins.some((k) => k.state !== 'destroyed')) throw new CustosError('conflict', `This node already holds the key set ${bytesToHex(groupPublicKey(s.algorithm, s.pub))} (as ${twins.find((k) => k.state !== 'destroyed')!.label}).`);
       attributes = {
         backend: THRESHOLD_BACKEND,
         purpose: choosePurpose(s.algorithm, s.purpose, 'general'),
@@ -138,6 +144,8 @@ export class Threshold {
       const dealt = F.trustedDealer({ min: req.threshold, max: n }, Object.values(members), scalar);
       const whole = publicKeyFromSecret(algorithm, secret);
       if (!equalBytes(groupPublicKey(algorithm, dealt.public), whole)) throw new CustosError('internal', 'The split key set does not have the public key of the key split.');
+      const held = (await this.core.deps.store.findKeysBy({ publicKey: whole })).find((k) => k.state !== 'destroyed');
+      if (held) throw new CustosError('conflict', `This node holds that key whole, as ${held.label}: destroy it first (custos keys destroy ${held.label}; the file you split from is the copy that remains), then split.`);
       const shares = Object.fromEntries(Object.entries(members).map(([name, id]) => [name, dealt.secretShares[id]!.signingShare as Uint8Array]));
       await this.core.deps.committer.audit(this.core.draft(ctx, op, { id: null, label: req.label }, 'ok', null, { algorithm, threshold: req.threshold, members: Object.keys(members).join(','), public_key_sha256: sha256hex(whole) }));
       return { algorithm, pub: dealt.public, members, shares };
@@ -153,7 +161,7 @@ export class Threshold {
    * A dealer's part of a refresh: this node's share re-dealt (f(0) = λ·share) to `receivers`.
    * The values are secret (one per receiver, sent straight to it); the commitments public.
    */
-  async refreshDeal(ctx: Ctx, label: string, publicKey: Uint8Array, dealers: string[], receivers: string[], min: number): Promise<{ commitments: Uint8Array[]; values: Record<string, Uint8Array>; t: ThresholdKey }> {
+  async refreshDeal(ctx: Ctx, label: string, publicKey: Uint8Array, dealers: string[], receivers: string[], min: number): Promise<{ commitments: Uint8Array[]; values: Record<string, Uint8Array>; t: ThresholdKey; purpose: string }> {
     const { key, t } = await this.describe(ctx, label);
     if (!equalBytes(key.publicKey, publicKey)) throw new CustosError('conflict', `This cosigner's ${label} is another key set.`);
     const secret = this.core.deps.keyring.openSecret(key);
@@ -161,7 +169,7 @@ export class Threshold {
       const ids = (names: string[]) => names.map((n) => identifierOf(t.algorithm, n));
       const dealt = refreshDeal(t.algorithm, secret, t.identifier, ids(dealers), ids(receivers), min);
       await this.core.deps.committer.audit(this.core.draft(ctx, 'threshold_refresh_deal', key, 'ok', null, { dealers: dealers.join(','), receivers: receivers.join(','), threshold: min }));
-      return { ...dealt, t };
+      return { ...dealt, t, purpose: String(key.attributes.purpose) };
     } finally {
       wipe(secret);
     }
@@ -178,6 +186,7 @@ export class Threshold {
       const members = checkMembers(t.algorithm, s.members);
       if (members[t.self] !== t.identifier) throw new CustosError('bad_request', 'This node is not a member of the refreshed key set.');
       if (!equalBytes(groupPublicKey(t.algorithm, s.pub), key.publicKey)) throw new CustosError('bad_request', 'A refresh keeps the public key.');
+      checkMajority(String(key.attributes.purpose), s.pub.signers.min, s.pub.signers.max);
       frostOf(t.algorithm).validateSecret({ identifier: t.identifier, signingShare: s.share }, s.pub);
     });
     const attributes = { ...key.attributes, 'threshold.min': s.pub.signers.min, 'threshold.max': s.pub.signers.max, [A.members]: JSON.stringify(s.members), [A.public]: encodePublic(s.pub) };
@@ -209,7 +218,9 @@ export class Threshold {
   async commit(ctx: Ctx, label: string): Promise<{ round: string; commitments: NonceCommitments }> {
     const { key, t } = await this.describe(ctx, label);
     this.sweep();
-    if (this.rounds.size >= MAX_OPEN_ROUNDS) throw new CustosError('rate_limited', `This cosigner has ${MAX_OPEN_ROUNDS} signing rounds open; retry in a minute.`, { tag: 'threshold' });
+    let mine = 0;
+    for (const r of this.rounds.values()) if (r.by === ctx.principal.id) mine++;
+    if (mine >= MAX_OPEN_ROUNDS) throw new CustosError('rate_limited', `${ctx.principal.id} has ${MAX_OPEN_ROUNDS} signing rounds open on this cosigner; retry in ${ROUND_TTL_MS / 1000} s.`, { tag: 'threshold' });
     const secret = this.core.deps.keyring.openSecret(key);
     let made;
     try {
@@ -218,7 +229,7 @@ export class Threshold {
       wipe(secret);
     }
     const round = randomUUID();
-    this.rounds.set(round, { keyId: key.id, version: key.version, nonces: made.nonces, commitments: made.commitments, expires: Date.now() + ROUND_TTL_MS });
+    this.rounds.set(round, { by: ctx.principal.id, keyId: key.id, version: key.version, nonces: made.nonces, commitments: made.commitments, expires: Date.now() + ROUND_TTL_MS });
     return { round, commitments: made.commitments };
   }
 
@@ -240,7 +251,7 @@ export class Threshold {
       const { key, t } = await this.describe(ctx, req.label);
       const payload = { kind: 'message' as const, bytes: req.message };
       const details: AuditDraft['details'] = { ...req.context, kind: req.kind, message_sha256: sha256hex(req.message), algorithm: key.algorithm, threshold_round: req.round.slice(0, 64), cosigners: req.commitments.length };
-      const vote = await this.core.refuseOnError(ctx, 'sign', key, details, () => {
+      const voteOrNot = await this.core.refuseOnError(ctx, 'sign', key, details, () => {
         if (!open || open.expires < Date.now() || open.keyId !== key.id || open.version !== key.version) {
           throw new CustosError('threshold_round', 'This cosigner has no open round by that id (expired, already used, or lost in a restart); start the round again.');
         }
@@ -251,13 +262,31 @@ export class Threshold {
         if (req.kind === 'vote_extension') {
           const ext = decodeVoteExtensionSignBytes(req.message);
           Object.assign(details, { chain_id: ext.chainId, height: ext.height.toString(), round: ext.round, purpose: 'vote_extension' });
-          return;
+          return { extension: ext };
         }
         const m = decodeSignBytes(req.message);
         const position = { height: m.kind === 'vote' ? m.vote.height : m.proposal.height, round: m.kind === 'vote' ? m.vote.round : m.proposal.round, step: stepOf(m) };
         Object.assign(details, { chain_id: m.chainId, height: position.height.toString(), round: position.round, step: position.step });
         return { chainId: m.chainId, position };
+      }).then(async (checked) => {
+        if (!checked || !('extension' in checked)) return checked;
+        // An extension is signed only with the precommit it belongs to: this cosigner's watermark
+        // is at that precommit, for a block (not nil).
+        const ext = checked.extension!;
+        const wm = await this.core.deps.store.getWatermark(key.id, ext.chainId);
+        let ok = false;
+        if (wm && wm.height === ext.height && wm.round === ext.round && wm.step === 3) {
+          try {
+            const m = decodeSignBytes(wm.signBytes);
+            ok = m.kind === 'vote' && m.vote.type === 'precommit' && m.vote.blockId !== null;
+          } catch {
+            ok = false;
+          }
+        }
+        if (!ok) return this.core.refuse(ctx, 'sign', key, new CustosError('policy_denied', `Refusing to sign a vote extension at height ${ext.height} round ${ext.round}: this cosigner has not signed a precommit for a block there.`, { tag: 'double_sign' }), details);
+        return undefined;
       });
+      const vote = voteOrNot as { chainId: string; position: { height: bigint; round: number; step: 1 | 2 | 3 } } | undefined;
       const where = vote ? `height ${vote.position.height} round ${vote.position.round} step ${vote.position.step} on ${vote.chainId}` : '';
       const out = await decideSignCommit<{ share: Uint8Array } | { signBytes: Uint8Array }>(this.core, {
         ctx,
@@ -316,6 +345,16 @@ export class Threshold {
   destroy(): void {
     for (const r of this.rounds.values()) wipe(r.nonces.hiding, r.nonces.binding);
     this.rounds.clear();
+  }
+}
+
+/**
+ * A consensus key needs a threshold above half its members: each cosigner checks only its own
+ * watermark, so two groups of t signing conflicting votes must share a member.
+ */
+export function checkMajority(purpose: string, min: number, max: number): void {
+  if (purpose === 'consensus' && 2 * min <= max) {
+    throw new CustosError('bad_request', `A consensus key needs a threshold above half its members (${min}-of-${max} would let two groups sign conflicting votes); use ${Math.floor(max / 2) + 1}-of-${max} or more.`);
   }
 }
 

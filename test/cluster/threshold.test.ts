@@ -10,7 +10,7 @@ import { createPublicKey, verify as nodeVerify, randomBytes } from 'node:crypto'
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { tempDir } from '../helpers/tmpvault.js';
 import { requireTool } from '../helpers/require.js';
-import { makeCluster, type ClusterNode } from '../helpers/cluster.js';
+import { agree, makeCluster, type ClusterNode } from '../helpers/cluster.js';
 import https from 'node:https';
 import { createHash } from 'node:crypto';
 import { appendFileSync, cpSync, readFileSync, rmSync } from 'node:fs';
@@ -33,7 +33,12 @@ test('2-of-3 by DKG: any node coordinates, node:crypto and BIP340 verify, one co
     const a = c.node('a').client;
     const status = await a.clusterStatus();
     assert.deepEqual(status.peers.map((p) => [p.name, p.reachable]), [['b', true], ['c', true]], JSON.stringify(status));
+    // No member takes part in a key set its operator did not agree to, nor in another one than agreed.
+    await assert.rejects(a.clusterKeygen({ label: 'val', algorithm: 'ed25519', threshold: 2 }), (e: Error & { code?: string; tag?: string }) => e.code === 'forbidden' && e.tag === 'consent' && /custos cluster expect --keygen/.test(e.message));
+    await agree(c.nodes, 'a', { label: 'val', kind: 'keygen', threshold: 2, members: ['a', 'b', 'c'] });
+    await assert.rejects(a.clusterKeygen({ label: 'val', algorithm: 'ed25519', threshold: 2, purpose: 'consensus' }), (e: Error & { code?: string; tag?: string }) => e.tag === 'consent', 'agreed to a general key, not a consensus one');
 
+    await agree(c.nodes, 'a', { label: 'val', kind: 'keygen', threshold: 2, members: ['a', 'b', 'c'] });
     const made = await a.clusterKeygen({ label: 'val', algorithm: 'ed25519', threshold: 2 });
     assert.deepEqual(made.members, ['a', 'b', 'c']);
     for (const n of c.nodes) {
@@ -46,6 +51,7 @@ test('2-of-3 by DKG: any node coordinates, node:crypto and BIP340 verify, one co
       assert.ok(edVerify(made.public_key, msg, r.signature), `${n.name} coordinated a valid Ed25519 signature`);
     }
 
+    await agree(c.nodes, 'b', { label: 'taproot', kind: 'keygen', threshold: 2, members: ['a', 'b', 'c'], algorithm: 'secp256k1-bip340' });
     const tr = await c.node('b').client.clusterKeygen({ label: 'taproot', algorithm: 'secp256k1-bip340', threshold: 2 });
     const m2 = randomBytes(32);
     const s2 = await c.node('c').client.sign('taproot', { message: m2 });
@@ -74,6 +80,7 @@ test('privval with a 2-of-3 key split from a priv_validator_key.json: connectors
   const node = await TestNode.listen({ dialect: 'v0.38' });
   try {
     const pv = filePv(CHAIN, vote(2, 1, 0, blockId(1)));
+    await agree(c.nodes, 'a', { label: 'validator', kind: 'split', threshold: 2, members: ['a', 'b', 'c'], purpose: 'consensus' });
     const split = await c.node('a').client.clusterSplit({ label: 'validator', format: 'cometbft', material: new TextEncoder().encode(pv.keyJson), threshold: 2, purpose: 'consensus' });
     assert.equal(split.public_key, Buffer.from(pv.pub).toString('hex'), 'the split key set has the validator key');
     for (const n of c.nodes) assert.equal((await n.client.listKeys()).find((k) => k.label === 'validator')?.purpose, 'consensus');
@@ -141,6 +148,7 @@ test('a cosigner that returns a bad share is named, and nothing is released', { 
   const fake = await fakeCosigner(c.node('c'), c.node('a').dataDir);
   try {
     const secret = randomBytes(32);
+    await agree(c.nodes, 'a', { label: 'k', kind: 'split', threshold: 2, members: ['a', 'b', 'c'] });
     const made = await c.node('a').client.clusterSplit({ label: 'k', format: 'raw', algorithm: 'ed25519', material: secret, threshold: 2 });
     await c.stop('b');
     await assert.rejects(c.node('a').client.sign('k', { message: randomBytes(20) }), (e: Error & { code?: string; tag?: string }) => e.code === 'bad_share' && e.tag === 'c' && /cosigner c/.test(e.message));
@@ -197,6 +205,9 @@ test('refresh: same public key, old shares useless; a lost cosigner replaced by 
   const c = await makeCluster(dir, ['a', 'b', 'c', 'd']);
   try {
     const a = c.node('a').client;
+    // A consensus key needs a threshold above half its members.
+    await assert.rejects(a.clusterKeygen({ label: 'half', algorithm: 'ed25519', threshold: 2, purpose: 'consensus' }), /above half/);
+    await agree(c.nodes, 'a', { label: 'rk', kind: 'keygen', threshold: 2, members: ['a', 'b', 'c'] });
     const made = await a.clusterKeygen({ label: 'rk', algorithm: 'ed25519', threshold: 2, members: ['a', 'b', 'c'] });
     const msg = randomBytes(30);
     // c's vault as it is now: its old share, kept aside.
@@ -215,6 +226,9 @@ test('refresh: same public key, old shares useless; a lost cosigner replaced by 
     await assert.rejects(a.sign('rk', { message: msg }), (e: Error & { code?: string; tag?: string }) => e.code === 'bad_share' && e.tag === 'c');
     // Replace c by d: a and b re-deal to a, b and d.
     await c.start('b');
+    // Replacing a member changes who holds shares: b and d agree first; without it b refuses.
+    await assert.rejects(a.clusterRefresh('rk', { old: 'c', new: 'd' }), (e: Error & { code?: string; tag?: string }) => e.code === 'forbidden' && e.tag === 'consent');
+    await agree(c.nodes, 'a', { label: 'rk', kind: 'reshare', threshold: 2, members: ['a', 'b', 'd'] });
     const rep = await a.clusterRefresh('rk', { old: 'c', new: 'd' });
     assert.deepEqual(rep.members, ['a', 'b', 'd']);
     assert.equal((await c.node('d').client.listKeys()).find((k) => k.label === 'rk')?.public_key.raw_hex, made.public_key);
@@ -232,6 +246,7 @@ test('3-of-5 by DKG across five servers: three sign, two refuse', { timeout: 120
   const { dir, cleanup } = tempDir();
   const c = await makeCluster(dir, ['a', 'b', 'c', 'd', 'e']);
   try {
+    await agree(c.nodes, 'c', { label: 'five', kind: 'keygen', threshold: 3, members: ['a', 'b', 'c', 'd', 'e'] });
     const made = await c.node('c').client.clusterKeygen({ label: 'five', algorithm: 'secp256k1-bip340', threshold: 3 });
     assert.equal(made.members.length, 5);
     const msg = randomBytes(32);

@@ -82,3 +82,11 @@ export async function makeCluster(dir: string, names: string[]): Promise<{ nodes
     },
   };
 }
+
+/** Every member but the coordinator agrees to the key set first (custos cluster expect). */
+export async function agree(nodes: ClusterNode[], coordinator: string, e: { label: string; kind: 'keygen' | 'split' | 'reshare'; threshold: number; members: string[]; purpose?: string; algorithm?: string }, only?: string[]): Promise<void> {
+  for (const n of nodes) {
+    if (n.name === coordinator || !e.members.includes(n.name) || (only && !only.includes(n.name)) || !n.process) continue;
+    await n.client.clusterExpect({ ...e, coordinator });
+  }
+}

@@ -45,7 +45,13 @@ test('a share is stored only if it matches the key set; a cosigner signs a round
   try {
     const wrong = F.trustedDealer({ min: 2, max: 3 }, Object.values(members));
     await assert.rejects(v.vault.storeShare(v.ctx(), { label: 'x', algorithm: 'ed25519', share: wrong.secretShares[members.a!]!.signingShare, pub: dealt.public, self: 'a', members, origin: 'dealer' }), code('invalid_key_material'));
-    await assert.rejects(v.vault.storeShare(v.ctx(), { label: 'y', algorithm: 'ed25519', share: dealt.secretShares[members.a!]!.signingShare, pub: dealt.public, self: 'a', members: { ...members, d: identifierOf('ed25519', 'd') }, origin: 'dealer' }), code('bad_request'));
+    await assert.rejects(v.vault.storeShare(v.ctx(), { label: 'y', algorithm: 'ed25519', share: wrong.secretShares[members.a!]!.signingShare, pub: wrong.public, self: 'a', members: { ...members, d: identifierOf('ed25519', 'd') }, origin: 'dealer' }), code('bad_request'));
+    // One record per key set: a second copy would be a second watermark for a coordinator to pick.
+    await assert.rejects(v.vault.storeShare(v.ctx(), { label: 'y', algorithm: 'ed25519', share: dealt.secretShares[members.a!]!.signingShare, pub: dealt.public, self: 'a', members, origin: 'dealer' }), code('conflict'));
+    // A consensus key needs a threshold above half its members.
+    const four = Object.fromEntries(['a', 'b', 'c', 'd'].map((n) => [n, identifierOf('ed25519', n)]));
+    const half = F.trustedDealer({ min: 2, max: 4 }, Object.values(four));
+    await assert.rejects(v.vault.storeShare(v.ctx(), { label: 'half', algorithm: 'ed25519', share: half.secretShares[four.a!]!.signingShare, pub: half.public, self: 'a', members: four, origin: 'dealer', purpose: 'consensus' }), /above half/);
 
     const msg = randomBytes(40);
     const r = await round(msg);
@@ -92,8 +98,12 @@ test('a consensus share: the cosigner decodes the vote and holds it to its own w
     await assert.rejects((await round(voteBytes(CHAIN, vote(1, 9, 0, blockId(1))), 'consensus')).ask(), code('policy_denied:double_sign'));
     // A vote presented as raw bytes or as a vote extension never passes.
     await assert.rejects((await round(voteBytes(CHAIN, vote(1, 11, 0, blockId(2))), 'vote_extension')).ask(), code('bad_request'));
-    assert.ok('signature' in (await (await round(voteExtensionSignBytes(CHAIN, { height: 10n, round: 0, extension: new Uint8Array([7]) }), 'vote_extension')).finish()));
-    assert.equal((await v.vault.getWatermark(v.ctx(), 'tk', CHAIN))?.height, 10n, 'an extension moves no watermark');
+    // An extension only with the precommit for a block this cosigner signed at that position.
+    const ext = (h: bigint) => voteExtensionSignBytes(CHAIN, { height: h, round: 0, extension: new Uint8Array([7]) });
+    await assert.rejects((await round(ext(10n), 'vote_extension')).ask(), code('policy_denied:double_sign'), 'height 10 holds a prevote');
+    assert.ok('signature' in (await (await round(voteBytes(CHAIN, vote(2, 12, 0, blockId(3))), 'consensus')).finish()));
+    assert.ok('signature' in (await (await round(ext(12n), 'vote_extension')).finish()));
+    assert.equal((await v.vault.getWatermark(v.ctx(), 'tk', CHAIN))?.height, 12n, 'an extension moves no watermark');
   } finally {
     await v.dispose();
   }

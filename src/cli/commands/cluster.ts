@@ -4,6 +4,7 @@
  *   init / add-peer / identity   form it: this node's [cluster] section, each peer's entry,
  *                                and the entry to give the others (edits custos.toml; restart)
  *   status                       which peers answer, over mutual TLS both ways
+ *   expect                       this node's operator agrees to a key set a peer proposes
  *   keygen                       distributed key generation: no member ever holds the key
  *   split                        a dealer's one-time split of an existing key (a
  *                                priv_validator_key.json, as Horcrux does); the key is not stored
@@ -90,6 +91,27 @@ export function registerCluster(program: Command): void {
     if (s.peers.length === 0) return out('No [[cluster.peer]] is configured.');
     out(formatTable(['PEER', 'URL', 'ANSWERS', 'MS', 'PROBLEM'], s.peers.map((p) => [p.name, p.url, p.reachable ? 'yes' : 'NO', p.ms === undefined ? '' : String(p.ms), p.problem ?? ''])));
     if (s.peers.some((p) => !p.reachable)) process.exitCode = 5;
+  });
+
+  withApi(
+    cluster
+      .command('expect')
+      .description("Agree, on this node, to a key set a peer will propose: a peer cannot make this node hold a share, or change who holds one, without it")
+      .option('--keygen', 'a distributed key generation (custos cluster keygen on the coordinator)')
+      .option('--split', "a dealer's split (custos cluster split on the coordinator)")
+      .option('--reshare', 'a refresh that replaces a member (custos cluster refresh --replace on the coordinator)')
+      .requiredOption('--label <label>', 'the key')
+      .requiredOption('--threshold <t>', 'shares needed to sign')
+      .requiredOption('--members <names>', 'comma-separated member names, this node included')
+      .requiredOption('--coordinator <name>', 'the peer that runs the command')
+      .option('--purpose <purpose>', 'general, consensus, ssh or bitcoin', 'general')
+      .option('--algorithm <alg>', 'ed25519 or secp256k1-bip340 (any, if not given)')
+      .option('--minutes <n>', 'how long the agreement stands', '15'),
+  ).action(async (o) => {
+    const kinds = (['keygen', 'split', 'reshare'] as const).filter((k) => o[k]);
+    if (kinds.length !== 1) throw new CustosError('bad_request', 'Give exactly one of --keygen, --split and --reshare.');
+    const r = await clientFrom(o).clusterExpect({ label: o.label, kind: kinds[0]!, purpose: o.purpose, threshold: thresholdOption(o.threshold), members: membersOption(o.members)!, coordinator: o.coordinator, ...(o.algorithm ? { algorithm: o.algorithm } : {}), minutes: Number(o.minutes) });
+    out(o.json ? JSON.stringify(r) : `Agreed until ${String(r.expires)}: ${o.coordinator} may ${kinds[0]} ${o.label} (${o.purpose}, ${o.threshold}-of-${membersOption(o.members)!.length}) with this node.`);
   });
 
   withApi(

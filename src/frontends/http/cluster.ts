@@ -6,6 +6,7 @@
  *                                 peer whose configured certificate SHA-256 is that of the
  *                                 verified client certificate of the connection, or no one.
  *   GET  /v1/cluster              admin: this node, its peers, and whether they answer
+ *   POST /v1/cluster/expect       admin: this node agrees to a key set a peer will propose
  *   POST /v1/cluster/keys         admin: distributed key generation across the members
  *   POST /v1/cluster/keys/split   admin: a dealer's one-time split of an existing key
  *   POST /v1/cluster/keys/:key/refresh  admin: new shares for the same key; or a member replaced
@@ -29,24 +30,50 @@ const answer = { type: 'object', additionalProperties: true } as const;
 export function clusterRoutes(app: FastifyInstance, cluster: () => ClusterApi | null, vault: () => Vault, ctx: (req: FastifyRequest) => { principal: Principal; requestId: string }): void {
   const node = (): ClusterApi => cluster() ?? fail(new CustosError('not_found', 'This node is not a cosigner: its configuration has no [cluster] section.'));
 
-  /** The peer behind this connection's verified client certificate, or a refusal on the record. */
+  // Refusals on the peer routes are audited at most once a minute per caller and cause (with a
+  // count), so that nobody can fill the log by knocking.
+  const recent = new Map<string, { at: number; count: number }>();
+  async function recordRefusal(req: FastifyRequest, who: string, why: string): Promise<void> {
+    const k = `${who}|${why}`;
+    const now = Date.now();
+    const r = recent.get(k);
+    if (r && now - r.at < 60_000) {
+      r.count++;
+      return;
+    }
+    if (recent.size > 4096) recent.clear();
+    recent.set(k, { at: now, count: 1 });
+    await vault()
+      .recordEvent({ principal: { id: who, kind: 'system' }, requestId: req.id }, 'cluster', null, 'denied', 'unauthorized:peer', { route: (req.routeOptions.url ?? '').slice(0, 64), why, refused_in_last_minute: r?.count ?? 0 })
+      .catch(() => undefined);
+  }
+
+  /**
+   * The peer behind this connection's verified client certificate, decided before the body is
+   * read; anyone else is refused (401), sealed vault or not.
+   */
   async function peer(req: FastifyRequest): Promise<string> {
     const c = node();
     const cert = peerOf(req.raw.socket);
     const from = cert?.authorized ? c.peerOf(cert.fingerprint) : undefined;
     if (from !== undefined) return from;
     const why = !cert ? 'no client certificate' : !cert.authorized ? `certificate not verified (${cert.error ?? 'unknown CA'})` : `certificate ${cert.fingerprint} is no configured peer's`;
-    await vault()
-      .recordEvent({ principal: { id: cert ? `cert:${cert.fingerprint.slice(0, 16)}` : `peer?:${req.ip}`, kind: 'system' }, requestId: req.id }, 'cluster', null, 'denied', 'unauthorized:peer', { route: (req.routeOptions.url ?? '').slice(0, 64), why })
-      .catch(() => undefined);
+    await recordRefusal(req, cert ? `cert:${cert.fingerprint.slice(0, 16)}` : `peer?:${req.ip}`, why);
     throw new CustosError('unauthorized', `A cluster route answers only this node's peers over mutual TLS: ${why}.`, { tag: 'peer' });
   }
 
+  const peers = new WeakMap<FastifyRequest, string>();
   for (const step of PEER_STEPS) {
     app.post<{ Body: Record<string, unknown> }>(
       `/v1/cluster/${step}`,
-      { config: { public: true }, schema: { summary: `Cosigner step ${step} (peers only, by client certificate)`, tags: ['cluster'], body: { type: 'object', maxProperties: 16 }, response: { 200: answer, ...errors } } },
-      async (req) => node().answer(await peer(req), req.id, step as PeerStep, req.body),
+      {
+        config: { public: true },
+        onRequest: async (req) => {
+          peers.set(req, await peer(req));
+        },
+        schema: { summary: `Cosigner step ${step} (peers only, by client certificate)`, tags: ['cluster'], body: { type: 'object', maxProperties: 16 }, response: { 200: answer, ...errors } },
+      },
+      async (req) => node().answer(peers.get(req)!, req.id, step as PeerStep, req.body),
     );
   }
 
@@ -66,6 +93,30 @@ export function clusterRoutes(app: FastifyInstance, cluster: () => ClusterApi | 
     async (req, reply) => {
       const made = await node().keygen(ctx(req), req.body);
       await vault().recordEvent(ctx(req), 'threshold_keygen', null, 'ok', null, { label: req.body.label, members: String((made.members as string[]).join(',')), threshold: req.body.threshold, public_key: String(made.public_key) });
+      reply.code(201);
+      return made;
+    },
+  );
+
+  app.post<{ Body: { label: string; kind: 'keygen' | 'split' | 'reshare'; purpose?: string; threshold: number; members: string[]; coordinator: string; algorithm?: string; minutes?: number } }>(
+    '/v1/cluster/expect',
+    {
+      schema: {
+        summary: "This node's operator agrees to a key set a peer will propose: generate it (keygen), receive a dealt share (split) or a refresh that changes the members (reshare) (admin)",
+        tags: ['cluster'],
+        security: [{ bearer: [] }],
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['label', 'kind', 'threshold', 'members', 'coordinator'],
+          properties: { label, kind: { type: 'string', enum: ['keygen', 'split', 'reshare'] }, purpose, threshold, members: { ...names, minItems: 2 }, coordinator: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,31}$' }, algorithm, minutes: { type: 'integer', minimum: 1, maximum: 1440 } },
+        },
+        response: { 201: answer, ...errors },
+      },
+    },
+    async (req, reply) => {
+      const made = node().expect(req.body);
+      await vault().recordEvent(ctx(req), 'threshold_expect', null, 'ok', null, { label: req.body.label, kind: req.body.kind, purpose: req.body.purpose ?? 'general', threshold: req.body.threshold, members: req.body.members.join(','), coordinator: req.body.coordinator });
       reply.code(201);
       return made;
     },
