@@ -2,13 +2,9 @@
 import { CustosError } from '../core/errors.js';
 import type { Algorithm, KeyAttributes, KeyRecord, SignOptions, SignPayload } from '../core/types.js';
 import { ThresholdBackend } from './threshold.js';
+import type { SignContext } from '../core/cluster.js';
 
-export interface SignContext {
-  principal: string;
-  requestId: string;
-  /** What the bytes are: a threshold key's cosigners each check them (a vote against their own watermark). */
-  kind?: 'raw' | 'consensus' | 'vote_extension';
-}
+export type { SignContext } from '../core/cluster.js';
 
 export interface SignOutput {
   signature: Uint8Array;

@@ -6,15 +6,8 @@
 import { CustosError } from '../core/errors.js';
 import type { KeyRecord, SignOptions, SignPayload } from '../core/types.js';
 import { THRESHOLD_BACKEND } from '../crypto/frost.js';
-import type { Backend, SignContext, SignOutput } from './backend.js';
-
-export interface ThresholdCoordinator {
-  /**
-   * The aggregate signature over `message`, verified against the group key, made with this
-   * node's share (opened on demand) and the shares of enough cosigners.
-   */
-  sign(key: KeyRecord, openShare: () => Uint8Array, message: Uint8Array, request?: SignContext): Promise<{ signature: Uint8Array; signed?: Uint8Array }>;
-}
+import type { SignContext, ThresholdCoordinator } from '../core/cluster.js';
+import type { Backend, SignOutput } from './backend.js';
 
 export class ThresholdBackend implements Backend {
   readonly name = THRESHOLD_BACKEND;

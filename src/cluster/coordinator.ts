@@ -19,8 +19,7 @@ import type { KeyRecord } from '../core/types.js';
 import { purposeOf } from '../core/purpose.js';
 import { verifySignature } from '../crypto/algorithms.js';
 import { decodeCommitments, decodeShare, encodeCommitments, frostOf, memberOf, thresholdOf, type NonceCommitments, type ThresholdKey } from '../crypto/frost.js';
-import type { ThresholdCoordinator } from '../backends/threshold.js';
-import type { SignContext } from '../backends/backend.js';
+import type { SignContext, ThresholdCoordinator } from '../core/cluster.js';
 import type { Peers } from './peers.js';
 
 interface Joined {

@@ -66,6 +66,7 @@ const MAX_DKGS = 64;
 
 export class Participant {
   private readonly dkgs = new Map<string, DkgState>();
+  private readonly sweeper = setInterval(() => this.sweep(), 10_000).unref();
 
   constructor(
     private readonly peers: Peers,
@@ -174,6 +175,8 @@ export class Participant {
     }
     s.others = others;
     s.transcript = transcriptOf(s, all);
+    // Secret shares leave this node now: on the record first.
+    await this.vault().recordEvent(this.ctx(from, requestId), 'threshold_dkg_deal', null, 'ok', null, { label: s.label, purpose: s.purpose, threshold: s.min, members: Object.keys(s.members).join(','), transcript_sha256: s.transcript });
     const nameOf = (ident: string) => Object.keys(s.members).find((n) => s.members[n] === ident)!;
     try {
       await Promise.all(
@@ -186,7 +189,6 @@ export class Participant {
     } finally {
       for (const pkg of Object.values(packages)) wipe(pkg.signingShare);
     }
-    void requestId;
     return { delivered: Object.keys(packages).length };
   }
 
@@ -292,6 +294,7 @@ export class Participant {
   }
 
   destroy(): void {
+    clearInterval(this.sweeper);
     for (const id of [...this.dkgs.keys()]) this.abandon(id);
   }
 }

@@ -82,7 +82,8 @@ export class Peers {
       return Transport.check(res, url) as Record<string, unknown>;
     } catch (e) {
       if (isCustosError(e) && e.tag === 'unreachable') throw new CustosError('cosigners_unavailable', `Cosigner ${peer} (${url}) did not answer: ${e.message}`, { tag: 'unreachable' });
-      if (isCustosError(e)) throw new CustosError(e.code, `Cosigner ${peer}: ${e.message}`, e.tag ? { tag: e.tag } : undefined);
+      // A peer's words, bounded and printable, never taken as this node's own.
+      if (isCustosError(e)) throw new CustosError(e.code, `Cosigner ${peer}: ${e.message.replace(/[^\x20-\x7e]/g, '?').slice(0, 400)}`, e.tag && /^[a-z0-9_.-]{1,32}$/.test(e.tag) ? { tag: e.tag } : undefined);
       throw e;
     }
   }

@@ -67,6 +67,7 @@ const names = (v: unknown, what: string): string[] => {
 
 export class Refresher {
   private readonly sessions = new Map<string, Session>();
+  private readonly sweeper = setInterval(() => this.sweep(), 10_000).unref();
 
   constructor(
     private readonly peers: Peers,
@@ -225,6 +226,7 @@ export class Refresher {
   }
 
   destroy(): void {
+    clearInterval(this.sweeper);
     for (const id of [...this.sessions.keys()]) this.abandon(id);
   }
 }

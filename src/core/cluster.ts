@@ -3,7 +3,25 @@
  * cluster to serve it: the routes are `POST /v1/cluster/<step>` for peers (mutual TLS, known
  * by their client certificates) and a few admin routes.
  */
-import type { Principal } from './types.js';
+import type { KeyRecord, Principal } from './types.js';
+
+/** Who asked for a signature and what its bytes are, for a backend whose cosigners record and check it. */
+export interface SignContext {
+  principal: string;
+  requestId: string;
+  /** What the bytes are: a threshold key's cosigners each check them (a vote against their own watermark). */
+  kind?: 'raw' | 'consensus' | 'vote_extension';
+}
+
+/** What the threshold backend asks of this node's cluster (cluster/coordinator.ts). */
+export interface ThresholdCoordinator {
+  /**
+   * The aggregate signature over `message`, verified against the group key, made with this
+   * node's share (opened on demand) and the shares of enough cosigners; `signed` when
+   * cosigners held other sign bytes for a consensus position, a timestamp apart.
+   */
+  sign(key: KeyRecord, openShare: () => Uint8Array, message: Uint8Array, request?: SignContext): Promise<{ signature: Uint8Array; signed?: Uint8Array }>;
+}
 
 /** The steps a peer may call: a ping, the two rounds of a signature, key generation, a dealt share, a refresh. */
 export const PEER_STEPS = ['ping', 'commit', 'share', 'dkg/round1', 'dkg/round2', 'dkg/deliver', 'dkg/finish', 'dealt', 'refresh/start', 'refresh/round2', 'refresh/deliver', 'refresh/finish', 'refresh/apply'] as const;

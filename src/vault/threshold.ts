@@ -76,6 +76,8 @@ export interface NewShare {
 
 export class Threshold {
   private readonly rounds = new Map<string, OpenRound>();
+  /** Unused nonces are wiped when they expire, whether or not another round comes. */
+  private readonly sweeper = setInterval(() => this.sweep(), ROUND_TTL_MS).unref();
 
   constructor(
     private readonly core: VaultCore,
@@ -93,7 +95,9 @@ export class Threshold {
       if (Object.keys(members).length !== s.pub.signers.max || Object.values(members).some((id) => s.pub.verifyingShares[id] === undefined)) {
         throw new CustosError('bad_request', "The key set's members are not the participants of its public package.");
       }
-      checkMajority(choosePurpose(s.algorithm, s.purpose, 'general'), s.pub.signers.min, s.pub.signers.max);
+      const purpose = choosePurpose(s.algorithm, s.purpose, 'general');
+      if (purpose !== 'general' && purpose !== 'consensus') throw new CustosError('bad_request', `A threshold key is a general or a consensus key; ${purpose} keys are not threshold keys yet.`);
+      checkMajority(purpose, s.pub.signers.min, s.pub.signers.max);
       try {
         // RFC 9591 C.2 vss_verify: the share is the one the commitments promise this identifier.
         frostOf(s.algorithm).validateSecret({ identifier, signingShare: s.share }, s.pub);
@@ -296,7 +300,9 @@ export class Threshold {
           ? { payloadType: 'consensus', facts: { ...req.context, chain_id: vote.chainId, height: vote.position.height.toString(), round: String(vote.position.round), step: String(vote.position.step) } }
           : { payloadType: 'raw', facts: { ...req.context }, payload: req.message },
         details,
-        noApprovals: req.kind !== 'raw',
+        // A cosigner answers within its coordinator's step timeout: a rule asking a person refuses
+        // here (the coordinator's own policy may wait for approvals before the round starts).
+        noApprovals: true,
         // A vote: this node's own watermark, read fresh at each attempt, moved with the share.
         ...(vote
           ? {
@@ -306,7 +312,11 @@ export class Threshold {
                 const refuse = (why: string) => this.core.refuse(ctx, 'sign', key, new CustosError('policy_denied', `Refusing a share for ${where}: ${why}.`, { tag: 'double_sign' }), details);
                 if (wm && cmp < 0) return refuse(`this cosigner already signed height ${wm.height} round ${wm.round} step ${wm.step} (regression)`);
                 if (wm && cmp === 0 && !equalBytes(wm.signBytes, req.message)) {
-                  if (onlyTimestampDiffers(wm.signBytes, req.message)) return { done: { signBytes: wm.signBytes } };
+                  if (onlyTimestampDiffers(wm.signBytes, req.message)) {
+                    // No share: the bytes this cosigner holds, for the coordinator to sign instead.
+                    await this.core.deps.committer.audit(this.core.draft(ctx, 'sign', key, 'ok', null, { ...details, share: 'none', held_sign_bytes_sha256: sha256hex(wm.signBytes) }));
+                    return { done: { signBytes: wm.signBytes } };
+                  }
                   return refuse('conflicting data (this cosigner already signed a different message there)');
                 }
                 return { mutations: () => [{ kind: 'advanceWatermark' as const, keyId: key.id, chainId: vote.chainId, expected: wm, next: { ...vote.position, signBytes: req.message, signature: wm && cmp === 0 ? wm.signature : null } }] };
@@ -343,6 +353,7 @@ export class Threshold {
 
   /** Wipes every open round (at close). */
   destroy(): void {
+    clearInterval(this.sweeper);
     for (const r of this.rounds.values()) wipe(r.nonces.hiding, r.nonces.binding);
     this.rounds.clear();
   }

@@ -104,7 +104,7 @@ export function registerCluster(program: Command): void {
       .requiredOption('--threshold <t>', 'shares needed to sign')
       .requiredOption('--members <names>', 'comma-separated member names, this node included')
       .requiredOption('--coordinator <name>', 'the peer that runs the command')
-      .option('--purpose <purpose>', 'general, consensus, ssh or bitcoin', 'general')
+      .option('--purpose <purpose>', 'general or consensus', 'general')
       .option('--algorithm <alg>', 'ed25519 or secp256k1-bip340 (any, if not given)')
       .option('--minutes <n>', 'how long the agreement stands', '15'),
   ).action(async (o) => {
@@ -122,7 +122,7 @@ export function registerCluster(program: Command): void {
       .requiredOption('--threshold <t>', 'shares needed to sign (t of n)')
       .option('--algorithm <alg>', 'ed25519 (CometBFT, SSH, general) or secp256k1-bip340 (Taproot)', 'ed25519')
       .option('--members <names>', "comma-separated member names (default: this node and every peer)")
-      .option('--purpose <purpose>', 'general, consensus, ssh or bitcoin'),
+      .option('--purpose <purpose>', 'general or consensus'),
   ).action(async (o) => {
     const r = await clientFrom(o).clusterKeygen({ label: o.label, algorithm: o.algorithm, threshold: thresholdOption(o.threshold), ...(membersOption(o.members) ? { members: membersOption(o.members)! } : {}), ...(o.purpose ? { purpose: o.purpose } : {}) });
     out(o.json ? JSON.stringify(r) : `${r.label}: ${r.threshold}-of-${r.members.length} across ${r.members.join(', ')}; public key ${r.public_key}`);
@@ -155,7 +155,7 @@ export function registerCluster(program: Command): void {
       .option('--format <f>', 'raw, hex, pkcs8, openssh or cometbft', 'cometbft')
       .option('--algorithm <alg>', 'for raw and hex input: ed25519 or secp256k1-bip340')
       .option('--members <names>', 'comma-separated member names (default: this node and every peer)')
-      .option('--purpose <purpose>', 'general, consensus, ssh or bitcoin (default: consensus for cometbft, else general)'),
+      .option('--purpose <purpose>', 'general or consensus (default: consensus for cometbft, else general)'),
   ).action(async (o) => {
     const material = readInput(o.in);
     try {

@@ -24,7 +24,7 @@ const label = { type: 'string', minLength: 1, maxLength: 128 } as const;
 const names = { type: 'array', maxItems: 16, items: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,31}$' } } as const;
 const algorithm = { type: 'string', enum: ['ed25519', 'secp256k1-bip340'] } as const;
 const threshold = { type: 'integer', minimum: 2, maximum: 16 } as const;
-const purpose = { type: 'string', enum: ['general', 'consensus', 'ssh', 'bitcoin'] } as const;
+const purpose = { type: 'string', enum: ['general', 'consensus'] } as const;
 const answer = { type: 'object', additionalProperties: true } as const;
 
 export function clusterRoutes(app: FastifyInstance, cluster: () => ClusterApi | null, vault: () => Vault, ctx: (req: FastifyRequest) => { principal: Principal; requestId: string }): void {
