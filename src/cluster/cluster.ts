@@ -104,7 +104,7 @@ export class Cluster implements ClusterApi {
     const members = this.membersOf(req.members);
     const session = newSession();
     const id = ctx.requestId;
-    const all = (step: PeerStep, body: Answer) => Promise.all(members.map((m) => this.call(m, id, step, body).catch((e: unknown) => Promise.reject(named(m, e)))));
+    const all = (step: PeerStep, body: Answer) => settledAll(members, (m) => this.call(m, id, step, body));
     const r1 = await all('dkg/round1', { session, label: req.label, algorithm: req.algorithm, threshold: req.threshold, members, ...(req.purpose ? { purpose: req.purpose } : {}) });
     await all('dkg/round2', { session, round1: r1.map((r) => r.round1) });
     const done = await Promise.allSettled(members.map((m) => this.call(m, id, 'dkg/finish', { session })));
@@ -150,7 +150,7 @@ export class Cluster implements ClusterApi {
     const session = newSession();
     const id = ctx.requestId;
     const everyone = [...new Set([...dealers, ...receivers])];
-    const onAll = (who: string[], step: PeerStep, body: Answer) => Promise.all(who.map((m) => this.call(m, id, step, body).catch((e: unknown) => Promise.reject(named(m, e)))));
+    const onAll = (who: string[], step: PeerStep, body: Answer) => settledAll(who, (m) => this.call(m, id, step, body));
     const started = await onAll(everyone, 'refresh/start', { session, label: req.label, algorithm: t.algorithm, purpose: String(key.attributes.purpose), public_key: bytesToHex(key.publicKey), threshold: t.pub.signers.min, dealers, receivers });
     const commitments = Object.fromEntries(dealers.map((d) => [d, started[everyone.indexOf(d)]!.commitments]));
     await onAll(dealers, 'refresh/round2', { session, commitments });
@@ -202,6 +202,18 @@ export class Cluster implements ClusterApi {
     this.refresher.destroy();
     this.peers.close();
   }
+}
+
+/**
+ * One step on every member; throws the first failure, but only once every call has ended, so
+ * that no step of a failed attempt is still on its way (and, say, takes an agreement an
+ * operator gives for the next attempt).
+ */
+async function settledAll(members: string[], f: (m: string) => Promise<Answer>): Promise<Answer[]> {
+  const done = await Promise.allSettled(members.map(f));
+  const failed = done.findIndex((d) => d.status === 'rejected');
+  if (failed >= 0) throw named(members[failed]!, (done[failed] as PromiseRejectedResult).reason);
+  return done.map((d) => (d as PromiseFulfilledResult<Answer>).value);
 }
 
 function named(member: string, e: unknown): CustosError {
