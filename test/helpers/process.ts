@@ -52,7 +52,9 @@ export interface ServeProcess {
 
 /** Starts `custos serve` and resolves once it logs that it listens (or rejects with its output). */
 export function serve(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 30_000): Promise<ServeProcess> {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // CUSTOS_SERVE_NODE_ARGS: node flags for the server processes (a benchmark's --cpu-prof).
+  const nodeArgs = process.env.CUSTOS_SERVE_NODE_ARGS ? process.env.CUSTOS_SERVE_NODE_ARGS.split(' ') : [];
+  const proc = spawn(process.execPath, [...nodeArgs, BIN, 'serve', '--port', '0', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
