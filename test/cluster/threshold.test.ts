@@ -13,7 +13,8 @@ import { requireTool } from '../helpers/require.js';
 import { agree, makeCluster, type ClusterNode } from '../helpers/cluster.js';
 import https from 'node:https';
 import { createHash } from 'node:crypto';
-import { appendFileSync, cpSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { custosAsync } from '../helpers/process.js';
 import { decodeCommitments, decodePublic, encodeCommitments, encodePublic, frostOf } from '../../src/crypto/frost.js';
 import { join } from 'node:path';
 import { TestNode } from '../helpers/cometbft-node.js';
@@ -147,9 +148,17 @@ test('a cosigner that returns a bad share is named, and nothing is released', { 
   await c.stop('c');
   const fake = await fakeCosigner(c.node('c'), c.node('a').dataDir);
   try {
-    const secret = randomBytes(32);
-    await agree(c.nodes, 'a', { label: 'k', kind: 'split', threshold: 2, members: ['a', 'b', 'c'] });
-    const made = await c.node('a').client.clusterSplit({ label: 'k', format: 'raw', algorithm: 'ed25519', material: secret, threshold: 2 });
+    // Through the CLI: b's operator agrees, a splits a raw key from a file and destroys the file.
+    const api = (n: string) => ['--addr', c.node(n).url, '--token-file', join(dir, `${n}.token`), '--ca', join(c.node('a').dataDir, 'tls', 'ca.pem')];
+    const expect = await custosAsync(['cluster', 'expect', '--split', '--label', 'k', '--threshold', '2', '--members', 'a,b,c', '--coordinator', 'a', ...api('b')]);
+    assert.equal(expect.status, 0, expect.stderr);
+    const keyFile = join(dir, 'k.key');
+    writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
+    const split = await custosAsync(['cluster', 'split', '--label', 'k', '--threshold', '2', '--format', 'raw', '--algorithm', 'ed25519', '--in', keyFile, '--destroy-input', '--json', ...api('a')]);
+    assert.equal(split.status, 0, split.stderr);
+    assert.equal(existsSync(keyFile), false, 'the whole key file is gone');
+    const made = JSON.parse(split.stdout) as { public_key: string; input_destroyed: boolean };
+    assert.equal(made.input_destroyed, true);
     await c.stop('b');
     await assert.rejects(c.node('a').client.sign('k', { message: randomBytes(20) }), (e: Error & { code?: string; tag?: string }) => e.code === 'bad_share' && e.tag === 'c' && /cosigner c/.test(e.message));
     const tail = await c.node('a').client.auditTail(20);

@@ -13,6 +13,7 @@
 import type { Command } from 'commander';
 import { X509Certificate } from 'node:crypto';
 import { join, resolve } from 'node:path';
+import { closeSync, fstatSync, fsyncSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { CustosError } from '../../core/errors.js';
 import { wipe } from '../../core/bytes.js';
 import { clientFrom, out, readInput, withApi } from '../common.js';
@@ -31,6 +32,19 @@ function thresholdOption(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 2 || n > 16) throw new CustosError('bad_request', '--threshold must be a whole number from 2 to 16.');
   return n;
+}
+
+/** Overwrites a file with zeros, fsyncs it and deletes it (a copy-on-write or journalling file system may keep old blocks: destroy backups too). */
+function destroyFile(path: string): void {
+  const fd = openSync(path, 'r+');
+  try {
+    const size = fstatSync(fd).size;
+    writeSync(fd, new Uint8Array(size), 0, size, 0);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  unlinkSync(path);
 }
 
 const configOf = (dataDir: string) => join(resolve(dataDir), 'custos.toml');
@@ -155,15 +169,18 @@ export function registerCluster(program: Command): void {
       .option('--format <f>', 'raw, hex, pkcs8, openssh or cometbft', 'cometbft')
       .option('--algorithm <alg>', 'for raw and hex input: ed25519 or secp256k1-bip340')
       .option('--members <names>', 'comma-separated member names (default: this node and every peer)')
-      .option('--purpose <purpose>', 'general or consensus (default: consensus for cometbft, else general)'),
+      .option('--purpose <purpose>', 'general or consensus (default: consensus for cometbft, else general)')
+      .option('--destroy-input', 'once every member holds its share, overwrite the input file with zeros, fsync it and delete it'),
   ).action(async (o) => {
+    if (o.destroyInput && o.in === '-') throw new CustosError('bad_request', '--destroy-input needs a file, not standard input.');
     const material = readInput(o.in);
     try {
       const purpose = o.purpose ?? (o.format === 'cometbft' ? 'consensus' : undefined);
       const r = await clientFrom(o).clusterSplit({ label: o.label, format: o.format, material, threshold: thresholdOption(o.threshold), ...(o.algorithm ? { algorithm: o.algorithm } : {}), ...(membersOption(o.members) ? { members: membersOption(o.members)! } : {}), ...(purpose ? { purpose } : {}) });
-      if (o.json) return out(JSON.stringify(r));
+      if (o.destroyInput) destroyFile(o.in);
+      if (o.json) return out(JSON.stringify({ ...r, input_destroyed: o.destroyInput === true }));
       out(`${r.label}: ${r.threshold}-of-${r.members.length} across ${r.members.join(', ')}; public key ${r.public_key} (the key split).`);
-      out(`The whole key is in ${o.in} only now: destroy it (shred -u ${o.in}) once the shares are confirmed, and every backup of it.`);
+      out(o.destroyInput ? `${o.in} was overwritten and deleted: destroy every other copy of it (backups) too.` : `The whole key is in ${o.in} only now: destroy it (shred -u ${o.in}, or --destroy-input) once the shares are confirmed, and every backup of it.`);
     } finally {
       wipe(material);
     }
