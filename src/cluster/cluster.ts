@@ -40,6 +40,12 @@ export class Cluster implements ClusterApi {
     private readonly vault: () => Vault,
   ) {
     this.coordinator = new Coordinator(peers);
+    // A faulty cosigner is on the record even when the signature succeeds without it.
+    this.coordinator.onBadShare = (key, cosigner) => {
+      void Promise.resolve()
+        .then(() => this.vault().recordEvent({ principal: { id: `peer:${cosigner}`, kind: 'peer' }, requestId: `bad-share-${Date.now()}` }, 'threshold_bad_share', key, 'failed', `bad_share:${cosigner}`, { cosigner }))
+        .catch(() => undefined);
+    };
     this.participant = new Participant(peers, vault, this.consent);
     this.refresher = new Refresher(peers, vault, this.consent);
   }
@@ -133,17 +139,18 @@ export class Cluster implements ClusterApi {
    * every member, or, with `replace`, the surviving members re-deal to themselves and a new one.
    */
   async refresh(ctx: Ctx, req: { label: string; replace?: { old: string; new: string } }): Promise<Answer> {
-    const { key, t } = await this.vault().describeThreshold(ctx, req.label);
+    const { key, t } = await this.vault().describeThreshold(ctx, req.label, true);
     const members = Object.keys(t.members);
     let dealers = members;
     let receivers = members;
     if (req.replace) {
       const { old, new: added } = req.replace;
       if (!members.includes(old)) throw new CustosError('bad_request', `${old} is not a member of ${req.label} (members: ${members.join(', ')}).`);
-      if (members.includes(added)) throw new CustosError('bad_request', `${added} is already a member of ${req.label}.`);
+      // old=old: that member's share is replaced by a new one (it missed a refresh, or is suspect).
+      if (added !== old && members.includes(added)) throw new CustosError('bad_request', `${added} is already a member of ${req.label}.`);
       if (old === this.name) throw new CustosError('bad_request', 'Run the replacement from a member that stays.');
       dealers = members.filter((m) => m !== old);
-      receivers = [...dealers, added];
+      receivers = added === old ? members : [...dealers, added];
     }
     if (dealers.length < t.pub.signers.min) throw new CustosError('cosigners_unavailable', `A refresh needs at least ${t.pub.signers.min} members holding shares.`);
     this.membersOf([...new Set([...dealers, ...receivers])]);
@@ -156,12 +163,22 @@ export class Cluster implements ClusterApi {
     await onAll(dealers, 'refresh/round2', { session, commitments });
     await onAll(receivers.filter((r) => !dealers.includes(r)), 'refresh/round2', { session, commitments });
     const finished = await Promise.allSettled(receivers.map((m) => this.call(m, id, 'refresh/finish', { session })));
-    this.agreed(req.label, receivers, t.pub.signers.min, finished, false);
+    try {
+      this.agreed(req.label, receivers, t.pub.signers.min, finished, false);
+    } catch (e) {
+      // Members that retired their old share for this refresh take it back.
+      await Promise.allSettled(receivers.map((m) => this.call(m, id, 'refresh/abort', { session })));
+      throw e;
+    }
     // Everyone agreed on the new key set: now each one replaces its share.
     const applied = await Promise.allSettled(receivers.map((m) => this.call(m, id, 'refresh/apply', { session })));
     const failed = applied.map((a, i) => ({ a, m: receivers[i]! })).filter((x) => x.a.status === 'rejected');
     if (failed.length) {
-      throw new CustosError('cosigners_unavailable', `The refresh of ${req.label} was applied on ${receivers.filter((r) => !failed.some((f) => f.m === r)).join(', ')} but not on ${failed.map((f) => named(f.m, (f.a as PromiseRejectedResult).reason).message).join('; ')}: their old shares no longer combine; replace them (custos cluster refresh --replace NAME=NEW).`);
+      const names = failed.map((f) => f.m);
+      throw new CustosError(
+        'cosigners_unavailable',
+        `The refresh of ${req.label} was applied on ${receivers.filter((r) => !names.includes(r)).join(', ')} but not on ${failed.map((f) => named(f.m, (f.a as PromiseRejectedResult).reason).message).join('; ')}. Their old shares are retired and sign nothing; give them new ones from a member that applied: ${names.map((n) => `custos cluster refresh --label ${req.label} --replace ${n}=${n}`).join('; ')}.`,
+      );
     }
     return { label: req.label, public_key: bytesToHex(key.publicKey), threshold: t.pub.signers.min, members: receivers };
   }

@@ -21,6 +21,7 @@ import { verifySignature } from '../crypto/algorithms.js';
 import { decodeCommitments, decodeShare, encodeCommitments, frostOf, memberOf, thresholdOf, type NonceCommitments, type ThresholdKey } from '../crypto/frost.js';
 import type { SignContext, ThresholdCoordinator } from '../core/cluster.js';
 import type { Peers } from './peers.js';
+import { RETIRING } from '../vault/threshold.js';
 
 interface Joined {
   name: string;
@@ -29,12 +30,16 @@ interface Joined {
 }
 
 export class Coordinator implements ThresholdCoordinator {
+  /** Called for each cosigner whose share failed verification (the cluster records it). */
+  onBadShare?: (key: KeyRecord, cosigner: string) => void;
+
   constructor(private readonly peers: Peers) {}
 
   async sign(key: KeyRecord, openShare: () => Uint8Array, message: Uint8Array, request?: SignContext): Promise<{ signature: Uint8Array; signed?: Uint8Array }> {
     const t = thresholdOf(key);
     if (!t) throw new CustosError('bad_request', `${key.label} is not a threshold key.`);
     const kind = request?.kind ?? 'raw';
+    if (key.attributes[RETIRING] !== undefined) throw new CustosError('threshold_round', `${key.label} is being refreshed here: its old share is retired and the new one not yet applied.`, { tag: 'refreshing' });
     if (purposeOf(key) === 'consensus' && kind === 'raw') throw new CustosError('key_purpose', `${key.label} is a threshold consensus key: it signs votes and proposals through privval.`);
     const need = t.pub.signers.min - 1;
     const known = Object.keys(t.members).filter((n) => n !== t.self && this.peers.has(n));
@@ -49,7 +54,14 @@ export class Coordinator implements ThresholdCoordinator {
       // with the others while enough remain: one faulty or slow member blocks nothing.
       const usable = known.filter((n) => !excluded.has(n));
       if (usable.length < need) throw giveUp(key.label, t.pub.signers.min, refusals);
-      const r = await this.round(key, t, openShare, bytes, kind, usable, need, request);
+      let r: Awaited<ReturnType<Coordinator['round']>>;
+      try {
+        r = await this.round(key, t, openShare, bytes, kind, usable, need, request);
+      } catch (e) {
+        // Round one found too few: with cosigners already left out, say why each one was.
+        if (refusals.length && isCustosError(e) && e.code === 'cosigners_unavailable') throw giveUp(key.label, t.pub.signers.min, [...refusals, { name: 'round one', error: e }]);
+        throw e;
+      }
       if ('signature' in r) return { signature: r.signature, ...(bytes !== message ? { signed: bytes } : {}) };
       if ('failed' in r) {
         for (const f of r.failed) {
@@ -122,11 +134,41 @@ export class Coordinator implements ThresholdCoordinator {
       const failed = answers.map((a, i) => ({ a, name: joined[i]!.name })).filter((x) => x.a.status === 'rejected');
       if (failed.length) return { failed: failed.map((f) => ({ name: f.name, error: (f.a as PromiseRejectedResult).reason })) };
       const values = answers.map((a) => (a as PromiseFulfilledResult<Record<string, unknown>>).value);
+      // Held sign bytes are an answer only to a consensus request; anything else a cosigner
+      // sends that is not a well-formed share leaves it out of the next round.
       const other = values.findIndex((v) => typeof v.sign_bytes === 'string');
-      if (other >= 0) return { signBytes: hexToBytes(String(values[other]!.sign_bytes), 'sign_bytes'), from: joined[other]!.name };
+      if (other >= 0 && kind === 'consensus') {
+        try {
+          return { signBytes: hexToBytes(String(values[other]!.sign_bytes), 'sign_bytes'), from: joined[other]!.name };
+        } catch (e) {
+          return { failed: [{ name: joined[other]!.name, error: e }] };
+        }
+      }
       const shares: Record<string, Uint8Array> = { [t.identifier]: ownShare };
-      values.forEach((v, i) => (shares[t.members[joined[i]!.name]!] = decodeShare(t.algorithm, v.share)));
-      return { signature: aggregate(key, t, list, message, shares) };
+      const malformed: Array<{ name: string; error: unknown }> = [];
+      values.forEach((v, i) => {
+        try {
+          shares[t.members[joined[i]!.name]!] = decodeShare(t.algorithm, v.share);
+        } catch (e) {
+          malformed.push({ name: joined[i]!.name, error: new CustosError('bad_share', `Cosigner ${joined[i]!.name} answered without a well-formed share.`, { tag: joined[i]!.name }) });
+          void e;
+        }
+      });
+      if (malformed.length) return { failed: malformed };
+      try {
+        return { signature: aggregate(key, t, list, message, shares) };
+      } catch (e) {
+        // A bad share: named, audited by the caller (onBadShare), and its cosigner left out.
+        if (isCustosError(e) && e.code === 'bad_share') {
+          const bad = e.message.match(/cosigner (.+?) did not verify/)?.[1]?.split(', ') ?? [];
+          const names = bad.filter((n) => joined.some((j) => j.name === n));
+          if (names.length && !names.includes(t.self)) {
+            for (const n of names) this.onBadShare?.(key, n);
+            return { failed: names.map((n) => ({ name: n, error: new CustosError('bad_share', `The signature share of cosigner ${n} did not verify against its verifying share: it is faulty or compromised.`, { tag: n }) })) };
+          }
+        }
+        throw e;
+      }
     } finally {
       wipe(own.nonces.hiding, own.nonces.binding);
     }
@@ -135,10 +177,13 @@ export class Coordinator implements ThresholdCoordinator {
 
 /** Nobody left to ask: the refusals as they came, with the code they share if they all agree. */
 function giveUp(label: string, min: number, refusals: Array<{ name: string; error: unknown }>): CustosError {
-  const codes = new Set(refusals.map((r) => (isCustosError(r.error) ? r.error.fullCode : 'internal')));
   const why = refusals.map((r) => `${r.name}: ${isCustosError(r.error) ? r.error.message.replace(/^Cosigner \S+: /, '') : String(r.error)}`).join('; ');
-  const first = refusals[0]?.error;
-  if (codes.size === 1 && isCustosError(first) && first.code !== 'internal') return new CustosError(first.code, `Too few cosigners of ${label} signed (${min} needed). ${why}`, first.tag ? { tag: first.tag } : undefined);
+  // What an operator must see first: a faulty cosigner, then a refusal every cosigner shares.
+  const errors = refusals.map((r) => r.error).filter(isCustosError);
+  const bad = errors.find((e) => e.code === 'bad_share');
+  const codes = new Set(errors.map((e) => e.fullCode));
+  const lead = bad ?? (codes.size === 1 && errors.length === refusals.length && errors[0]!.code !== 'internal' ? errors[0] : undefined);
+  if (lead) return new CustosError(lead.code, `Too few cosigners of ${label} signed (${min} needed). ${why}`, lead.tag ? { tag: lead.tag } : undefined);
   return new CustosError('cosigners_unavailable', `Too few cosigners of ${label} signed (${min} needed)${why ? `: ${why}` : '.'}`);
 }
 

@@ -38,6 +38,7 @@ import { peerPrincipal } from './participant.js';
 import type { Peers } from './peers.js';
 import type { Consent } from './consent.js';
 import { checkMajority } from '../vault/threshold.js';
+import { comparePosition } from '../store/store.js';
 
 interface Session {
   coordinator: string;
@@ -48,12 +49,19 @@ interface Session {
   purpose: string;
   dealers: string[];
   receivers: string[];
-  /** This node's old public package, if it held the key. */
+  /** A dealer: its old public package, to check every dealer's commitments against. */
   old?: FrostPublic;
+  /** This node holds a record of the key (a dealer, or a member rejoining): its version at start. */
+  version?: number;
+  /** Its old share is retired (durably) until the new one is applied. */
+  retired?: boolean;
+  /** The positions each dealer holds for the key, sent with its value (a new member starts from the highest). */
+  watermarks: Map<string, Array<{ chainId: string; height: bigint; round: number; step: number }>>;
   values?: Record<string, Uint8Array>;
   commitments?: Record<string, Uint8Array[]>;
   transcript?: string;
   received: Map<string, { value: Uint8Array; transcript: string }>;
+  ownWatermarks?: Array<{ chainId: string; height: bigint; round: number; step: number }>;
   pending?: { share: Uint8Array; pub: FrostPublic };
   expires: number;
 }
@@ -88,7 +96,8 @@ export class Refresher {
     if (s.coordinator !== from) throw new CustosError('forbidden', `Only ${s.coordinator}, which started that refresh, drives it.`);
     try {
       if (step === 'refresh/round2') return await this.round2(id, s, requestId, body);
-      if (step === 'refresh/finish') return this.finish(s);
+      if (step === 'refresh/finish') return await this.finish(id, s, from, requestId);
+      if (step === 'refresh/abort') return await this.abort(id, s, from, requestId);
       if (step === 'refresh/apply') return await this.apply(id, s, from, requestId);
     } catch (e) {
       this.abandon(id);
@@ -110,31 +119,36 @@ export class Refresher {
     if (!Number.isInteger(min) || (min as number) < 2 || (min as number) > receivers.length || dealers.length < (min as number)) throw bad('2 ≤ threshold ≤ receivers, and at least the threshold of dealers.');
     const me = this.peers.self;
     if (!dealers.includes(me) && !receivers.includes(me)) throw bad('This node takes no part in that refresh.');
+    // Only a member holding a share drives a refresh of it.
+    if (!dealers.includes(from)) throw new CustosError('forbidden', `${from} holds no share of that key set to deal: only a member drives its refresh.`);
     for (const n of new Set([...dealers, ...receivers])) if (n !== me && !this.peers.has(n)) throw bad(`${n} is not a peer of this node.`);
     const label = typeof b.label === 'string' && b.label.length <= 128 ? b.label : '';
     const publicKey = hexToBytes(String(b.public_key ?? ''), 'public_key');
     const purpose = typeof b.purpose === 'string' ? b.purpose : 'general';
     checkMajority(purpose, min as number, receivers.length);
-    const s: Session = { coordinator: from, label, algorithm, publicKey, min: min as number, purpose, dealers, receivers, received: new Map(), expires: Date.now() + TTL_MS };
+    const s: Session = { coordinator: from, label, algorithm, publicKey, min: min as number, purpose, dealers, receivers, received: new Map(), watermarks: new Map(), expires: Date.now() + TTL_MS };
+    // Every refresh needs this node's operator's consent: without it, one peer could leave the
+    // members with shares that do not combine.
+    this.consent.take({ from, self: me, label, kind: 'reshare', purpose, threshold: s.min, members: receivers, algorithm });
+    const ctx = this.ctx(from, requestId);
+    const held = await this.vault().getKey(label).catch(() => null);
     let commitments: string[] | null = null;
-    if (dealers.includes(me)) {
-      const ctx = this.ctx(from, requestId);
-      const { key, t } = await this.vault().describeThreshold(ctx, label);
-      // Every dealer must hold a share of this key set, as this node knows it; the purpose and
-      // threshold stay what they are here.
-      for (const d of dealers) if (t.members[d] === undefined) throw bad(`${d} holds no share of ${label}.`);
+    if (held && held.state !== 'destroyed') {
+      const { key, t } = await this.vault().describeThreshold(ctx, label, true);
+      if (bytesToHex(key.publicKey) !== bytesToHex(publicKey)) throw new CustosError('conflict', `This node's ${label} is another key set.`);
+      // The purpose and threshold stay what they are here.
       if (key.attributes.purpose !== purpose || t.pub.signers.min !== s.min) throw new CustosError('conflict', `${label} is a ${String(key.attributes.purpose)} key of threshold ${t.pub.signers.min} here; a refresh keeps both.`);
-      // A refresh that changes who holds shares needs this node's operator's consent.
-      const same = receivers.length === Object.keys(t.members).length && receivers.every((r) => t.members[r] !== undefined);
-      if (!same) this.consent.take({ from, self: me, label, kind: 'reshare', purpose, threshold: s.min, members: receivers, algorithm });
-      const dealt = await this.vault().refreshDeal(ctx, label, publicKey, dealers, receivers, s.min);
-      s.old = dealt.t.pub;
-      s.values = dealt.values;
-      commitments = dealt.commitments.map(bytesToHex);
-    } else {
-      const held = await this.vault().getKey(label).catch(() => null);
-      if (held) throw new CustosError('conflict', `This node already has a key labelled ${label}; destroy it before it joins the key set.`);
-      this.consent.take({ from, self: me, label, kind: 'reshare', purpose, threshold: s.min, members: receivers, algorithm });
+      s.version = key.version;
+      if (dealers.includes(me)) {
+        for (const d of dealers) if (t.members[d] === undefined) throw bad(`${d} holds no share of ${label}.`);
+        const dealt = await this.vault().refreshDeal(ctx, label, publicKey, dealers, receivers, s.min);
+        s.old = dealt.t.pub;
+        s.values = dealt.values;
+        s.ownWatermarks = await this.vault().thresholdWatermarks(key);
+        commitments = dealt.commitments.map(bytesToHex);
+      }
+    } else if (dealers.includes(me)) {
+      throw bad(`This node holds no share of ${label} to deal.`);
     }
     this.sessions.set(id, s);
     return { commitments };
@@ -157,7 +171,12 @@ export class Refresher {
     try {
       await Promise.all(
         s.receivers.map((r) => {
-          const body = { session: id, value: bytesToHex(s.values![identifierOf(s.algorithm, r)]!), transcript_sha256: s.transcript };
+          const body = {
+            session: id,
+            value: bytesToHex(s.values![identifierOf(s.algorithm, r)]!),
+            transcript_sha256: s.transcript,
+            watermarks: (s.ownWatermarks ?? []).map((w) => ({ chain_id: w.chainId, height: w.height.toString(), round: w.round, step: w.step })),
+          };
           return r === me ? this.deliver(s, me, body) : this.peers.call(r, '/v1/cluster/refresh/deliver', body);
         }),
       );
@@ -175,10 +194,19 @@ export class Refresher {
     if (s.received.has(from)) throw new CustosError('conflict', `${from} has already delivered its value.`);
     const transcript = typeof b.transcript_sha256 === 'string' ? b.transcript_sha256.slice(0, 64) : '';
     s.received.set(from, { value: decodeShare(s.algorithm, b.value), transcript });
+    const wms = Array.isArray(b.watermarks) ? b.watermarks.slice(0, 64) : [];
+    s.watermarks.set(
+      from,
+      wms.flatMap((w) => {
+        const o = w as Record<string, unknown>;
+        const ok = typeof o.chain_id === 'string' && o.chain_id.length <= 50 && typeof o.height === 'string' && /^\d{1,19}$/.test(o.height) && Number.isInteger(o.round) && Number.isInteger(o.step) && (o.step as number) >= 0 && (o.step as number) <= 3;
+        return ok ? [{ chainId: o.chain_id as string, height: BigInt(o.height as string), round: o.round as number, step: o.step as number }] : [];
+      }),
+    );
     return { ok: true };
   }
 
-  private finish(s: Session): ClusterAnswer {
+  private async finish(id: string, s: Session, from: string, requestId: string): Promise<ClusterAnswer> {
     if (!s.commitments || !s.transcript) throw new CustosError('conflict', 'Round two of that refresh has not run here.');
     const missing = s.dealers.filter((d) => !s.received.has(d));
     if (missing.length) throw new CustosError('cosigners_unavailable', `No value arrived from ${missing.join(', ')}.`);
@@ -194,7 +222,22 @@ export class Refresher {
       s.publicKey,
     );
     for (const r of s.received.values()) wipe(r.value);
+    // Before anyone applies a new share, this node's old one signs no more.
+    if (s.version !== undefined) {
+      await this.vault().retireShare(this.ctx(from, requestId), s.label, id, s.version);
+      s.retired = true;
+    }
     return { public_key: bytesToHex(s.publicKey), public_sha256: createHash('sha256').update(encodePublic(s.pending.pub)).digest('hex') };
+  }
+
+  /** The refresh did not complete: a share retired for it is given back. */
+  private async abort(id: string, s: Session, from: string, requestId: string): Promise<ClusterAnswer> {
+    try {
+      if (s.retired) await this.vault().unretireShare(this.ctx(from, requestId), s.label, id);
+      return { ok: true };
+    } finally {
+      this.abandon(id);
+    }
   }
 
   private async apply(id: string, s: Session, from: string, requestId: string): Promise<ClusterAnswer> {
@@ -203,8 +246,19 @@ export class Refresher {
     try {
       const ctx = this.ctx(from, requestId);
       const v = this.vault();
-      if (s.old) await v.replaceShare(ctx, s.label, { share: s.pending.share, pub: s.pending.pub, members });
-      else await v.storeShare(ctx, { label: s.label, algorithm: s.algorithm, share: s.pending.share, pub: s.pending.pub, self: this.peers.self, members, origin: 'refresh', purpose: s.purpose });
+      if (s.version !== undefined) await v.replaceShare(ctx, s.label, { share: s.pending.share, pub: s.pending.pub, members, session: id });
+      else {
+        // A new member starts from the highest position any dealer holds: every group that
+        // signed before included a dealer, so nothing signed is below it.
+        const top = new Map<string, { chainId: string; height: bigint; round: number; step: number }>();
+        for (const list of s.watermarks.values()) {
+          for (const w of list) {
+            const cur = top.get(w.chainId);
+            if (!cur || comparePosition(w, cur) > 0) top.set(w.chainId, w);
+          }
+        }
+        await v.storeShare(ctx, { label: s.label, algorithm: s.algorithm, share: s.pending.share, pub: s.pending.pub, self: this.peers.self, members, origin: 'refresh', purpose: s.purpose, watermarks: [...top.values()] });
+      }
       return { public_key: bytesToHex(s.publicKey), public_sha256: createHash('sha256').update(encodePublic(s.pending.pub)).digest('hex') };
     } finally {
       this.abandon(id);

@@ -4,6 +4,7 @@
  * transaction with its audit entry; refusals are audited.
  */
 import { randomBytes } from 'node:crypto';
+import type { StateMutation } from '../store/store.js';
 import { CustosError, isCustosError } from '../core/errors.js';
 import { isKeyPurpose, KEY_PURPOSES, purposeOf, type KeyPurpose } from '../core/purpose.js';
 import { wipe } from '../core/bytes.js';
@@ -141,10 +142,12 @@ export class Keys {
     material: NewMaterial,
     exportable: boolean,
     attributes: KeyAttributes = {},
+    /** State the key must have from its first moment, in the same transaction (a watermark). */
+    more: (key: KeyRecord) => StateMutation[] = () => [],
   ): Promise<KeyRecord> {
     const made = await this.newRecord(ctx, operation, label, algorithm, material, exportable, attributes);
     try {
-      await this.core.commitAs(ctx, { mutations: [{ kind: 'insertKey', key: made.key }], audit: [made.draft] });
+      await this.core.commitAs(ctx, { mutations: [{ kind: 'insertKey', key: made.key }, ...more(made.key)], audit: [made.draft] });
     } catch (e) {
       if (isCustosError(e) && e.code === 'label_taken') return this.core.refuse(ctx, operation, { id: null, label }, e);
       throw e;

@@ -58,6 +58,9 @@ interface OpenRound {
   expires: number;
 }
 
+/** The attribute of a share retired by a refresh in progress (its session id). */
+export const RETIRING = 'threshold.retiring';
+
 /** What a cosigner is asked to sign: it checks the bytes are that. */
 export type CosignKind = 'raw' | 'consensus' | 'vote_extension';
 
@@ -72,6 +75,8 @@ export interface NewShare {
   members: Record<string, string>;
   origin: 'dkg' | 'dealer' | 'refresh';
   purpose?: string;
+  /** A member joining an existing key set: the highest positions its dealers hold, from its first moment. */
+  watermarks?: Array<{ chainId: string; height: bigint; round: number; step: number }>;
 }
 
 export class Threshold {
@@ -121,7 +126,9 @@ export class Threshold {
       if (e instanceof CustosError && e.code !== 'invalid_label') return this.core.refuse(ctx, 'threshold_share', { id: null, label: s.label }, e, { origin: s.origin });
       throw e;
     }
-    return this.keys.storeNewKey(ctx, s.origin === 'dkg' ? 'create' : 'import', s.label, s.algorithm, { secret: s.share, publicKey: groupPublicKey(s.algorithm, s.pub) }, false, attributes);
+    return this.keys.storeNewKey(ctx, s.origin === 'dkg' ? 'create' : 'import', s.label, s.algorithm, { secret: s.share, publicKey: groupPublicKey(s.algorithm, s.pub) }, false, attributes, (key) =>
+      (s.watermarks ?? []).map((w) => ({ kind: 'advanceWatermark' as const, keyId: key.id, chainId: w.chainId, expected: null, next: { height: w.height, round: w.round, step: w.step, signBytes: new Uint8Array(0), signature: null } })),
+    );
   }
 
   /**
@@ -166,7 +173,7 @@ export class Threshold {
    * The values are secret (one per receiver, sent straight to it); the commitments public.
    */
   async refreshDeal(ctx: Ctx, label: string, publicKey: Uint8Array, dealers: string[], receivers: string[], min: number): Promise<{ commitments: Uint8Array[]; values: Record<string, Uint8Array>; t: ThresholdKey; purpose: string }> {
-    const { key, t } = await this.describe(ctx, label);
+    const { key, t } = await this.describe(ctx, label, true);
     if (!equalBytes(key.publicKey, publicKey)) throw new CustosError('conflict', `This cosigner's ${label} is another key set.`);
     const secret = this.core.deps.keyring.openSecret(key);
     try {
@@ -183,17 +190,19 @@ export class Threshold {
    * A refresh applied on a member that held the key: the new share and public package replace
    * the old ones in the same key (its version moves on), with the public key unchanged.
    */
-  async replaceShare(ctx: Ctx, label: string, s: { share: Uint8Array; pub: FrostPublic; members: Record<string, string> }): Promise<KeyRecord> {
-    const { key, t } = await this.describe(ctx, label);
+  async replaceShare(ctx: Ctx, label: string, s: { share: Uint8Array; pub: FrostPublic; members: Record<string, string>; session: string }): Promise<KeyRecord> {
+    const { key, t } = await this.describe(ctx, label, true);
     const op = 'threshold_refresh';
     await this.core.refuseOnError(ctx, op, key, {}, () => {
+      if (key.attributes[RETIRING] !== s.session) throw new CustosError('conflict', `${label} was not retired by this refresh here (another refresh, or a change since).`);
       const members = checkMembers(t.algorithm, s.members);
       if (members[t.self] !== t.identifier) throw new CustosError('bad_request', 'This node is not a member of the refreshed key set.');
       if (!equalBytes(groupPublicKey(t.algorithm, s.pub), key.publicKey)) throw new CustosError('bad_request', 'A refresh keeps the public key.');
       checkMajority(String(key.attributes.purpose), s.pub.signers.min, s.pub.signers.max);
       frostOf(t.algorithm).validateSecret({ identifier: t.identifier, signingShare: s.share }, s.pub);
     });
-    const attributes = { ...key.attributes, 'threshold.min': s.pub.signers.min, 'threshold.max': s.pub.signers.max, [A.members]: JSON.stringify(s.members), [A.public]: encodePublic(s.pub) };
+    const { [RETIRING]: _done, ...kept } = key.attributes;
+    const attributes = { ...kept, 'threshold.min': s.pub.signers.min, 'threshold.max': s.pub.signers.max, [A.members]: JSON.stringify(s.members), [A.public]: encodePublic(s.pub) };
     const next = { ...key, attributes, version: key.version + 1 };
     const sealed = this.core.deps.keyring.sealSecret(next, s.share);
     const now = new Date().toISOString();
@@ -202,20 +211,71 @@ export class Threshold {
       audit: [this.core.draft(ctx, op, key, 'ok', null, { members: Object.keys(s.members).join(','), threshold: s.pub.signers.min })],
     });
     // Rounds opened with the old share are void.
-    for (const [id, r] of this.rounds) if (r.keyId === key.id) {
-      wipe(r.nonces.hiding, r.nonces.binding);
-      this.rounds.delete(id);
-    }
+    this.dropRounds(key.id);
     this.core.deps.backend.forget(key.id);
     return { ...next, sealed, updatedAt: now };
   }
 
   /** The public side of a threshold key this principal may use. */
-  async describe(ctx: Ctx, label: string): Promise<{ key: KeyRecord; t: ThresholdKey }> {
+  async describe(ctx: Ctx, label: string, forRefresh = false): Promise<{ key: KeyRecord; t: ThresholdKey }> {
     const key = await this.core.usableKey(ctx, 'sign', label);
     const t = thresholdOf(key);
     if (!t) return this.core.refuse(ctx, 'sign', key, new CustosError('bad_request', `${key.label} is not a threshold key.`));
+    // A share retired by a refresh in progress signs nothing: no old and new key set at once.
+    if (!forRefresh && key.attributes[RETIRING] !== undefined) {
+      return this.core.refuse(ctx, 'sign', key, new CustosError('threshold_round', `${key.label} is being refreshed here: its old share is retired and the new one not yet applied (run the refresh again to finish it).`, { tag: 'refreshing' }));
+    }
     return { key, t };
+  }
+
+  /** The positions this node holds for a key, for a member joining its key set. */
+  async watermarksOf(key: KeyRecord): Promise<Array<{ chainId: string; height: bigint; round: number; step: number }>> {
+    return (await this.core.deps.store.listWatermarks()).filter((w) => w.keyId === key.id).map((w) => ({ chainId: w.chainId, height: w.height, round: w.round, step: w.step }));
+  }
+
+  /**
+   * A refresh's receivers retire their old share (durably) before any of them applies a new
+   * one: whatever happens next, the old key set can no longer reach its threshold with them.
+   */
+  async retireShare(ctx: Ctx, label: string, session: string, version: number): Promise<KeyRecord> {
+    const { key } = await this.describe(ctx, label, true);
+    if (key.version !== version) throw new CustosError('conflict', `${label} changed here since the refresh started.`);
+    return this.rewrapAttributes(ctx, key, { ...key.attributes, [RETIRING]: session.slice(0, 64) }, 'threshold_retire');
+  }
+
+  /** A refresh that did not complete gives the retired share back. */
+  async unretireShare(ctx: Ctx, label: string, session: string): Promise<void> {
+    const { key } = await this.describe(ctx, label, true);
+    if (key.attributes[RETIRING] !== session) return;
+    const { [RETIRING]: _gone, ...attributes } = key.attributes;
+    await this.rewrapAttributes(ctx, key, attributes, 'threshold_unretire');
+  }
+
+  private async rewrapAttributes(ctx: Ctx, key: KeyRecord, attributes: KeyRecord['attributes'], op: string): Promise<KeyRecord> {
+    const next = { ...key, attributes, version: key.version + 1 };
+    const secret = this.core.deps.keyring.openSecret(key);
+    let sealed: Uint8Array;
+    try {
+      sealed = this.core.deps.keyring.sealSecret(next, secret);
+    } finally {
+      wipe(secret);
+    }
+    const now = new Date().toISOString();
+    await this.core.commitAs(ctx, {
+      mutations: [{ kind: 'rewrapKey', id: key.id, expectedVersion: key.version, version: next.version, attributes, sealed, updatedAt: now }],
+      audit: [this.core.draft(ctx, op, key, 'ok', null, {})],
+    });
+    this.dropRounds(key.id);
+    this.core.deps.backend.forget(key.id);
+    return { ...next, sealed, updatedAt: now };
+  }
+
+  private dropRounds(keyId: string): void {
+    for (const [id, r] of this.rounds) {
+      if (r.keyId !== keyId) continue;
+      wipe(r.nonces.hiding, r.nonces.binding);
+      this.rounds.delete(id);
+    }
   }
 
   /** Round one: nonces for one round of `label`, in memory; their commitments go to the coordinator. */
@@ -256,7 +316,7 @@ export class Threshold {
       const payload = { kind: 'message' as const, bytes: req.message };
       const details: AuditDraft['details'] = { ...req.context, kind: req.kind, message_sha256: sha256hex(req.message), algorithm: key.algorithm, threshold_round: req.round.slice(0, 64), cosigners: req.commitments.length };
       const voteOrNot = await this.core.refuseOnError(ctx, 'sign', key, details, () => {
-        if (!open || open.expires < Date.now() || open.keyId !== key.id || open.version !== key.version) {
+        if (!open || open.expires < Date.now() || open.keyId !== key.id || open.version !== key.version || open.by !== ctx.principal.id) {
           throw new CustosError('threshold_round', 'This cosigner has no open round by that id (expired, already used, or lost in a restart); start the round again.');
         }
         checkSignInput(key.algorithm, payload, {});

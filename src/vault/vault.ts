@@ -152,6 +152,9 @@ export class Vault {
   deal = (...a: Parameters<Threshold['deal']>) => this.threshold.deal(...a);
   refreshDeal = (...a: Parameters<Threshold['refreshDeal']>) => this.threshold.refreshDeal(...a);
   replaceShare = (...a: Parameters<Threshold['replaceShare']>) => this.threshold.replaceShare(...a);
+  retireShare = (...a: Parameters<Threshold['retireShare']>) => this.threshold.retireShare(...a);
+  unretireShare = (...a: Parameters<Threshold['unretireShare']>) => this.threshold.unretireShare(...a);
+  thresholdWatermarks = (key: import('../core/types.js').KeyRecord) => this.threshold.watermarksOf(key);
 
   // ---- wallet
   createHdKey = (...a: Parameters<Wallet['createHdKey']>) => this.wallet.createHdKey(...a);

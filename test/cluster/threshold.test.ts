@@ -223,6 +223,9 @@ test('refresh: same public key, old shares useless; a lost cosigner replaced by 
     await c.stop('c');
     cpSync(c.node('c').dataDir, join(dir, 'c-old'), { recursive: true });
     await c.start('c');
+    // Every refresh needs each other member's agreement: one peer alone cannot split a key set.
+    await assert.rejects(a.clusterRefresh('rk'), (e: Error & { code?: string; tag?: string }) => e.code === 'forbidden' && e.tag === 'consent');
+    await agree(c.nodes, 'a', { label: 'rk', kind: 'reshare', threshold: 2, members: ['a', 'b', 'c'] });
     const r = await a.clusterRefresh('rk');
     assert.equal(r.public_key, made.public_key);
     assert.ok(edVerify(made.public_key, msg, (await a.sign('rk', { message: msg })).signature), 'the refreshed key signs');

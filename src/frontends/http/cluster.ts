@@ -32,20 +32,30 @@ export function clusterRoutes(app: FastifyInstance, cluster: () => ClusterApi | 
 
   // Refusals on the peer routes are audited at most once a minute per caller and cause (with a
   // count), so that nobody can fill the log by knocking.
+  // Keyed by the caller's network (an IPv4 /24, an IPv6 /64: a new certificate or address per
+  // request does not make a new caller), and at most 60 such entries a minute in all.
   const recent = new Map<string, { at: number; count: number }>();
-  async function recordRefusal(req: FastifyRequest, who: string, why: string): Promise<void> {
-    const k = `${who}|${why}`;
+  let minute = { at: 0, written: 0, suppressed: 0 };
+  async function recordRefusal(req: FastifyRequest, why: string): Promise<void> {
+    const net = networkOf(req.ip);
     const now = Date.now();
-    const r = recent.get(k);
-    if (r && now - r.at < 60_000) {
-      r.count++;
+    if (now - minute.at >= 60_000) minute = { at: now, written: 0, suppressed: minute.suppressed };
+    const r = recent.get(net);
+    if ((r && now - r.at < 60_000) || minute.written >= 60) {
+      if (r) r.count++;
+      minute.suppressed++;
       return;
     }
-    if (recent.size > 4096) recent.clear();
-    recent.set(k, { at: now, count: 1 });
-    await vault()
-      .recordEvent({ principal: { id: who, kind: 'system' }, requestId: req.id }, 'cluster', null, 'denied', 'unauthorized:peer', { route: (req.routeOptions.url ?? '').slice(0, 64), why, refused_in_last_minute: r?.count ?? 0 })
-      .catch(() => undefined);
+    for (const [k, v] of recent) if (now - v.at >= 60_000) recent.delete(k);
+    recent.set(net, { at: now, count: 1 });
+    minute.written++;
+    const suppressed = minute.suppressed;
+    minute.suppressed = 0;
+    try {
+      await vault().recordEvent({ principal: { id: `peer?:${net}`, kind: 'system' }, requestId: req.id }, 'cluster', null, 'denied', 'unauthorized:peer', { route: (req.routeOptions.url ?? '').slice(0, 64), why: why.slice(0, 160), refusals_not_recorded_since: suppressed });
+    } catch {
+      // Sealed, or the log unavailable: the caller is refused all the same.
+    }
   }
 
   /**
@@ -58,7 +68,7 @@ export function clusterRoutes(app: FastifyInstance, cluster: () => ClusterApi | 
     const from = cert?.authorized ? c.peerOf(cert.fingerprint) : undefined;
     if (from !== undefined) return from;
     const why = !cert ? 'no client certificate' : !cert.authorized ? `certificate not verified (${cert.error ?? 'unknown CA'})` : `certificate ${cert.fingerprint} is no configured peer's`;
-    await recordRefusal(req, cert ? `cert:${cert.fingerprint.slice(0, 16)}` : `peer?:${req.ip}`, why);
+    await recordRefusal(req, why);
     throw new CustosError('unauthorized', `A cluster route answers only this node's peers over mutual TLS: ${why}.`, { tag: 'peer' });
   }
 
@@ -164,6 +174,14 @@ export function clusterRoutes(app: FastifyInstance, cluster: () => ClusterApi | 
       return made;
     },
   );
+}
+
+/** The network a refused caller is counted under. */
+function networkOf(ip: string): string {
+  const v4 = /^(?:::ffff:)?(\d+\.\d+\.\d+)\.\d+$/.exec(ip);
+  if (v4) return `${v4[1]}.0/24`;
+  const parts = ip.split(':');
+  return `${parts.slice(0, 4).join(':')}::/64`;
 }
 
 function fail(e: CustosError): never {
