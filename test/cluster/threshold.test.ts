@@ -243,6 +243,16 @@ test('refresh: same public key, old shares useless; a lost cosigner replaced by 
     await agree(c.nodes, 'a', { label: 'rk', kind: 'reshare', threshold: 2, members: ['a', 'b', 'd'] });
     const rep = await a.clusterRefresh('rk', { old: 'c', new: 'd' });
     assert.deepEqual(rep.members, ['a', 'b', 'd']);
+    // A consensus key: the new member starts from the highest position its dealers hold.
+    await agree(c.nodes, 'a', { label: 'rv', kind: 'keygen', threshold: 2, members: ['a', 'b', 'd'], purpose: 'consensus' });
+    await a.clusterKeygen({ label: 'rv', algorithm: 'ed25519', threshold: 2, members: ['a', 'b', 'd'], purpose: 'consensus' });
+    await a.importWatermark('rv', 'wm-chain', { height: '50', round: 0, step: 2 });
+    await c.node('b').client.importWatermark('rv', 'wm-chain', { height: '40', round: 1, step: 3 });
+    await c.node('d').client.importWatermark('rv', 'wm-chain', { height: '70', round: 0, step: 1 });
+    await agree(c.nodes, 'a', { label: 'rv', kind: 'reshare', threshold: 2, members: ['a', 'b', 'c'], purpose: 'consensus' });
+    await a.clusterRefresh('rv', { old: 'd', new: 'c' });
+    const wm = await c.node('c').client.getWatermark('rv', 'wm-chain');
+    assert.deepEqual([wm.height, wm.round, wm.step], ['50', 0, 2], "the highest of a's and b's");
     assert.equal((await c.node('d').client.listKeys()).find((k) => k.label === 'rk')?.public_key.raw_hex, made.public_key);
     await c.stop('c');
     await c.stop('b');

@@ -119,3 +119,29 @@ test("a cosigner's own policy decides its share", async () => {
     await v.dispose();
   }
 });
+
+test('a share retired by a refresh signs nothing until the new one is applied; an aborted refresh gives it back; a new member starts from its watermarks', async () => {
+  const { v, F, dealt, members, round } = await setup('consensus');
+  try {
+    const key = await v.vault.getKey('tk');
+    await v.vault.retireShare(v.ctx(), 'tk', 'sess-1', key.version);
+    await assert.rejects(v.vault.thresholdCommit({ principal: PEER, requestId: 'r' }, 'tk'), code('threshold_round:refreshing'));
+    // Only the refresh that retired it may replace it.
+    const fresh = F.trustedDealer({ min: 2, max: 3 }, Object.values(members));
+    await assert.rejects(v.vault.replaceShare(v.ctx(), 'tk', { share: fresh.secretShares[members.a!]!.signingShare, pub: fresh.public, members, session: 'other' }), code('conflict'));
+    await v.vault.unretireShare(v.ctx(), 'tk', 'sess-1');
+    assert.ok('signature' in (await (await round(voteBytes(CHAIN, vote(1, 5, 0, blockId(1))), 'consensus')).finish()), 'signs again');
+
+    // A member joining with watermarks has them from its first moment.
+    const w = await makeVault();
+    try {
+      await w.vault.storeShare(w.ctx(), { label: 'tk', algorithm: 'ed25519', share: dealt.secretShares[members.c!]!.signingShare, pub: dealt.public, self: 'c', members, origin: 'refresh', purpose: 'consensus', watermarks: [{ chainId: CHAIN, height: 77n, round: 1, step: 3 }] });
+      const wm = await w.vault.getWatermark(w.ctx(), 'tk', CHAIN);
+      assert.deepEqual([wm?.height, wm?.round, wm?.step], [77n, 1, 3]);
+    } finally {
+      await w.dispose();
+    }
+  } finally {
+    await v.dispose();
+  }
+});
