@@ -79,7 +79,7 @@ async function main(): Promise<void> {
     await a.client.createKey({ label: 'single', algorithm: 'ed25519', purpose: 'consensus' });
     await a.client.createKey({ label: 'pv-id', algorithm: 'ed25519' });
     for (const [name, key] of [['thr', 'tval'], ['one', 'single']] as const) {
-      appendFileSync(join(a.dataDir, 'custos.toml'), `\n[[privval]]\nname = "${name}"\nchain_id = "${CHAIN}-${name}"\naddress = "${node.address}"\nkey = "${key}"\nidentity_key = "pv-id"\ndialect = "v0.38"\n`);
+      appendFileSync(join(a.dataDir, 'custos.toml'), `\n[[privval]]\nname = "${name}"\nchain_id = "${CHAIN}-${name}"\naddress = "${node.address}"\nkey = "${key}"\nidentity_key = "pv-id"\ndialect = "v0.38"\nread_timeout_seconds = 3600\n`);
     }
     await a.client.reload();
     const conns = await node.waitForSigners(2, 15_000);
