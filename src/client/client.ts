@@ -347,6 +347,16 @@ export class CustosClient {
     return this.call('POST', `/v1/cluster/keys/${encodeURIComponent(label)}/refresh`, replace ? { replace: `${replace.old}=${replace.new}` } : {});
   }
 
+  /** A refresh interrupted after every member finished: apply it everywhere (any member may run it). */
+  clusterRefreshResume(label: string): Promise<Record<string, unknown>> {
+    return this.call('POST', `/v1/cluster/keys/${encodeURIComponent(label)}/refresh`, { resume: true });
+  }
+
+  /** Gives this node's retired share back (only when no member applied the refresh). */
+  clusterRefreshAbortHere(label: string): Promise<Record<string, unknown>> {
+    return this.call('POST', `/v1/cluster/keys/${encodeURIComponent(label)}/refresh`, { abort_here: true });
+  }
+
   /** A dealer's one-time split of an existing key into one share per member (admin); the key itself is not stored. */
   clusterSplit(req: { label: string; format: 'raw' | 'hex' | 'pkcs8' | 'openssh' | 'cometbft'; material: Uint8Array; algorithm?: string; threshold: number; members?: string[]; purpose?: string }): Promise<ThresholdKeyView> {
     const { material, ...rest } = req;

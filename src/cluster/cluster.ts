@@ -138,7 +138,12 @@ export class Cluster implements ClusterApi {
    * A proactive refresh of `label` from this node (a member): every member re-deals its share to
    * every member, or, with `replace`, the surviving members re-deal to themselves and a new one.
    */
-  async refresh(ctx: Ctx, req: { label: string; replace?: { old: string; new: string } }): Promise<Answer> {
+  async refresh(ctx: Ctx, req: { label: string; replace?: { old: string; new: string }; resume?: boolean; abortHere?: boolean }): Promise<Answer> {
+    if (req.resume) return this.resume(ctx, req.label);
+    if (req.abortHere) {
+      const undone = await this.vault().unretireShare(ctx, req.label);
+      return { label: req.label, aborted_here: undone };
+    }
     const { key, t } = await this.vault().describeThreshold(ctx, req.label, true);
     const members = Object.keys(t.members);
     let dealers = members;
@@ -171,16 +176,34 @@ export class Cluster implements ClusterApi {
       throw e;
     }
     // Everyone agreed on the new key set: now each one replaces its share.
-    const applied = await Promise.allSettled(receivers.map((m) => this.call(m, id, 'refresh/apply', { session })));
+    const applied = await Promise.allSettled(receivers.map((m) => this.call(m, id, 'refresh/apply', { session, label: req.label })));
     const failed = applied.map((a, i) => ({ a, m: receivers[i]! })).filter((x) => x.a.status === 'rejected');
     if (failed.length) {
       const names = failed.map((f) => f.m);
       throw new CustosError(
         'cosigners_unavailable',
-        `The refresh of ${req.label} was applied on ${receivers.filter((r) => !names.includes(r)).join(', ')} but not on ${failed.map((f) => named(f.m, (f.a as PromiseRejectedResult).reason).message).join('; ')}. Their old shares are retired and sign nothing; give them new ones from a member that applied: ${names.map((n) => `custos cluster refresh --label ${req.label} --replace ${n}=${n}`).join('; ')}.`,
+        `The refresh of ${req.label} was applied on ${receivers.filter((r) => !names.includes(r)).join(', ')} but not on ${failed.map((f) => named(f.m, (f.a as PromiseRejectedResult).reason).message).join('; ')}. Their old shares are retired and sign nothing, with the new one sealed beside them: apply it there with \`custos cluster refresh --label ${req.label} --resume\` (from any member) once they answer.`,
       );
     }
     return { label: req.label, public_key: bytesToHex(key.publicKey), threshold: t.pub.signers.min, members: receivers };
+  }
+
+  /**
+   * A refresh interrupted after every receiver finished (each holds its new share sealed beside
+   * its retired one): this node asks every member of the new key set to apply it. Any member may
+   * run it; applying twice is harmless.
+   */
+  private async resume(ctx: Ctx, label: string): Promise<Answer> {
+    const v = this.vault();
+    const { key } = await v.describeThreshold(ctx, label, true);
+    const pending = v.pendingRefresh(key);
+    if (!pending) throw new CustosError('conflict', `${label} has no refresh to resume on this node.`);
+    const done = await Promise.allSettled(pending.members.map((m) => this.call(m, ctx.requestId, 'refresh/apply', { session: pending.session, label })));
+    const failed = done.map((d, i) => ({ d, m: pending.members[i]! })).filter((x) => x.d.status === 'rejected');
+    if (failed.length) {
+      throw new CustosError('cosigners_unavailable', `Resumed on ${pending.members.filter((m) => !failed.some((f) => f.m === m)).join(', ')}; not on ${failed.map((f) => named(f.m, (f.d as PromiseRejectedResult).reason).message).join('; ')}.`);
+    }
+    return { label, public_key: bytesToHex(key.publicKey), members: pending.members, resumed: pending.session };
   }
 
   /** Every member stored its share of the same key set, or the operator is told who did what. */

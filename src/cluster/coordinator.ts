@@ -49,7 +49,9 @@ export class Coordinator implements ThresholdCoordinator {
     let bytes = message;
     const excluded = new Set<string>();
     const refusals: Array<{ name: string; error: unknown }> = [];
-    for (let adoptions = 0; ; ) {
+    const adoptedFrom = new Set<string>();
+    let adoptions = 0;
+    for (;;) {
       // A cosigner that refused or failed in round two is left out, and the round starts again
       // with the others while enough remain: one faulty or slow member blocks nothing.
       const usable = known.filter((n) => !excluded.has(n));
@@ -70,10 +72,17 @@ export class Coordinator implements ThresholdCoordinator {
         }
         continue;
       }
-      // A cosigner holds other sign bytes for this position, a timestamp apart: sign those (at most twice).
-      if (kind !== 'consensus' || !onlyTimestampDiffers(message, r.signBytes) || !closeInTime(message, r.signBytes) || ++adoptions > 2) {
-        throw new CustosError('policy_denied', `Cosigner ${r.from} holds other sign bytes for this position, which this request cannot take.`, { tag: 'double_sign' });
+      // A cosigner holds other sign bytes for this position, a timestamp apart: sign those (at
+      // most twice, once per cosigner). Anything else it claims leaves it out, like a refusal:
+      // with t > n/2 the others' watermarks decide, and one cosigner cannot block the vote.
+      const adoptable = kind === 'consensus' && onlyTimestampDiffers(message, r.signBytes) && closeInTime(message, r.signBytes) && !adoptedFrom.has(r.from) && adoptions < 2;
+      if (!adoptable) {
+        excluded.add(r.from);
+        refusals.push({ name: r.from, error: new CustosError('policy_denied', `Cosigner ${r.from} holds other sign bytes for this position, which this request cannot take.`, { tag: 'double_sign' }) });
+        continue;
       }
+      adoptions++;
+      adoptedFrom.add(r.from);
       bytes = r.signBytes;
     }
   }

@@ -55,13 +55,11 @@ interface Session {
   version?: number;
   /** Its old share is retired (durably) until the new one is applied. */
   retired?: boolean;
-  /** The positions each dealer holds for the key, sent with its value (a new member starts from the highest). */
-  watermarks: Map<string, Array<{ chainId: string; height: bigint; round: number; step: number }>>;
+
   values?: Record<string, Uint8Array>;
   commitments?: Record<string, Uint8Array[]>;
   transcript?: string;
   received: Map<string, { value: Uint8Array; transcript: string }>;
-  ownWatermarks?: Array<{ chainId: string; height: bigint; round: number; step: number }>;
   pending?: { share: Uint8Array; pub: FrostPublic };
   expires: number;
 }
@@ -90,7 +88,11 @@ export class Refresher {
   async answer(from: string, requestId: string, step: PeerStep, body: ClusterAnswer): Promise<ClusterAnswer> {
     if (step === 'refresh/start') return this.start(from, requestId, body);
     const id = String(body.session ?? '');
+    if (step === 'refresh/watermarks') return this.watermarks(from, requestId, id, body);
     const s = this.sessions.get(id);
+    // A resume: the refresh finished here before (its new share is sealed beside the old one),
+    // and a member of the new key set asks this node to apply it.
+    if (step === 'refresh/apply' && !s) return this.resumeApply(from, requestId, id, body);
     if (!s || s.expires < Date.now()) throw new CustosError('threshold_round', 'No refresh by that id is open here (expired, finished, or lost in a restart); start it again.');
     if (step === 'refresh/deliver') return this.deliver(s, from, body);
     if (s.coordinator !== from) throw new CustosError('forbidden', `Only ${s.coordinator}, which started that refresh, drives it.`);
@@ -126,7 +128,7 @@ export class Refresher {
     const publicKey = hexToBytes(String(b.public_key ?? ''), 'public_key');
     const purpose = typeof b.purpose === 'string' ? b.purpose : 'general';
     checkMajority(purpose, min as number, receivers.length);
-    const s: Session = { coordinator: from, label, algorithm, publicKey, min: min as number, purpose, dealers, receivers, received: new Map(), watermarks: new Map(), expires: Date.now() + TTL_MS };
+    const s: Session = { coordinator: from, label, algorithm, publicKey, min: min as number, purpose, dealers, receivers, received: new Map(), expires: Date.now() + TTL_MS };
     // Every refresh needs this node's operator's consent: without it, one peer could leave the
     // members with shares that do not combine.
     this.consent.take({ from, self: me, label, kind: 'reshare', purpose, threshold: s.min, members: receivers, algorithm });
@@ -144,7 +146,6 @@ export class Refresher {
         const dealt = await this.vault().refreshDeal(ctx, label, publicKey, dealers, receivers, s.min);
         s.old = dealt.t.pub;
         s.values = dealt.values;
-        s.ownWatermarks = await this.vault().thresholdWatermarks(key);
         commitments = dealt.commitments.map(bytesToHex);
       }
     } else if (dealers.includes(me)) {
@@ -175,7 +176,6 @@ export class Refresher {
             session: id,
             value: bytesToHex(s.values![identifierOf(s.algorithm, r)]!),
             transcript_sha256: s.transcript,
-            watermarks: (s.ownWatermarks ?? []).map((w) => ({ chain_id: w.chainId, height: w.height.toString(), round: w.round, step: w.step })),
           };
           return r === me ? this.deliver(s, me, body) : this.peers.call(r, '/v1/cluster/refresh/deliver', body);
         }),
@@ -194,15 +194,6 @@ export class Refresher {
     if (s.received.has(from)) throw new CustosError('conflict', `${from} has already delivered its value.`);
     const transcript = typeof b.transcript_sha256 === 'string' ? b.transcript_sha256.slice(0, 64) : '';
     s.received.set(from, { value: decodeShare(s.algorithm, b.value), transcript });
-    const wms = Array.isArray(b.watermarks) ? b.watermarks.slice(0, 64) : [];
-    s.watermarks.set(
-      from,
-      wms.flatMap((w) => {
-        const o = w as Record<string, unknown>;
-        const ok = typeof o.chain_id === 'string' && o.chain_id.length <= 50 && typeof o.height === 'string' && /^\d{1,19}$/.test(o.height) && Number.isInteger(o.round) && Number.isInteger(o.step) && (o.step as number) >= 0 && (o.step as number) <= 3;
-        return ok ? [{ chainId: o.chain_id as string, height: BigInt(o.height as string), round: o.round as number, step: o.step as number }] : [];
-      }),
-    );
     return { ok: true };
   }
 
@@ -222,9 +213,10 @@ export class Refresher {
       s.publicKey,
     );
     for (const r of s.received.values()) wipe(r.value);
-    // Before anyone applies a new share, this node's old one signs no more.
+    // Before anyone applies a new share, this node's old one signs no more; the new one is
+    // sealed beside it in the same commit, so the refresh can be resumed after any crash.
     if (s.version !== undefined) {
-      await this.vault().retireShare(this.ctx(from, requestId), s.label, id, s.version);
+      await this.vault().retireShare(this.ctx(from, requestId), s.label, id, s.version, { share: s.pending.share, pub: s.pending.pub, members: Object.fromEntries(s.receivers.map((r) => [r, identifierOf(s.algorithm, r)])) });
       s.retired = true;
     }
     return { public_key: bytesToHex(s.publicKey), public_sha256: createHash('sha256').update(encodePublic(s.pending.pub)).digest('hex') };
@@ -246,12 +238,14 @@ export class Refresher {
     try {
       const ctx = this.ctx(from, requestId);
       const v = this.vault();
-      if (s.version !== undefined) await v.replaceShare(ctx, s.label, { share: s.pending.share, pub: s.pending.pub, members, session: id });
+      if (s.version !== undefined) await v.applyRetired(ctx, s.label, id);
       else {
-        // A new member starts from the highest position any dealer holds: every group that
-        // signed before included a dealer, so nothing signed is below it.
+        // A new member starts from the highest position any dealer holds, each asked now that
+        // its old share is retired (it signs nothing more): every group that signed before
+        // included a dealer, so nothing signed is below it.
         const top = new Map<string, { chainId: string; height: bigint; round: number; step: number }>();
-        for (const list of s.watermarks.values()) {
+        const lists = await Promise.all(s.dealers.map((d) => (d === this.peers.self ? this.watermarks(this.peers.self, requestId, id, { label: s.label }) : this.peers.call(d, '/v1/cluster/refresh/watermarks', { session: id, label: s.label }))));
+        for (const list of lists.map(parseWatermarks)) {
           for (const w of list) {
             const cur = top.get(w.chainId);
             if (!cur || comparePosition(w, cur) > 0) top.set(w.chainId, w);
@@ -263,6 +257,29 @@ export class Refresher {
     } finally {
       this.abandon(id);
     }
+  }
+
+  /** A dealer's positions for the key, once its old share is retired (or replaced) by this refresh. */
+  private async watermarks(from: string, requestId: string, session: string, b: ClusterAnswer): Promise<ClusterAnswer> {
+    const label = typeof b.label === 'string' ? b.label.slice(0, 128) : '';
+    const v = this.vault();
+    const { key } = await v.describeThreshold(this.ctx(from, requestId), label, true);
+    const pending = v.pendingRefresh(key);
+    if (!pending || pending.session !== session || !pending.members.includes(from)) throw new CustosError('forbidden', `${from} is not joining ${label} through that refresh here, or this node has not retired its share for it.`);
+    const list = await v.thresholdWatermarks(key);
+    return { watermarks: list.map((w) => ({ chain_id: w.chainId, height: w.height.toString(), round: w.round, step: w.step })) };
+  }
+
+  /** `refresh/apply` with nothing in memory: the durable new share applied (a resume). */
+  private async resumeApply(from: string, requestId: string, session: string, b: ClusterAnswer): Promise<ClusterAnswer> {
+    const label = typeof b.label === 'string' ? b.label.slice(0, 128) : '';
+    const v = this.vault();
+    const { key } = await v.describeThreshold(this.ctx(from, requestId), label, true);
+    const pending = v.pendingRefresh(key);
+    if (!pending || pending.session !== session) throw new CustosError('threshold_round', `This node holds no new share of ${label} from that refresh (it did not finish here: give it one with --replace ${this.peers.self}=${this.peers.self}).`);
+    if (!pending.members.includes(from)) throw new CustosError('forbidden', `${from} is not a member of ${label}'s new key set.`);
+    const applied = await v.applyRetired(this.ctx(from, requestId), label, session);
+    return { public_key: bytesToHex(applied.publicKey), applied: true };
   }
 
   private abandon(id: string): void {
@@ -283,6 +300,20 @@ export class Refresher {
     clearInterval(this.sweeper);
     for (const id of [...this.sessions.keys()]) this.abandon(id);
   }
+}
+
+const MAX_HEIGHT = 2n ** 63n - 1n;
+
+/** A dealer's positions, bounded like any watermark (a height CometBFT can reach, a round an int32). */
+function parseWatermarks(answer: ClusterAnswer): Array<{ chainId: string; height: bigint; round: number; step: number }> {
+  const wms = Array.isArray(answer.watermarks) ? answer.watermarks.slice(0, 64) : [];
+  return wms.flatMap((w) => {
+    const o = w as Record<string, unknown>;
+    if (typeof o.chain_id !== 'string' || !/^[\x21-\x7e]{1,50}$/.test(o.chain_id) || typeof o.height !== 'string' || !/^\d{1,19}$/.test(o.height)) return [];
+    const height = BigInt(o.height);
+    if (height > MAX_HEIGHT || !Number.isInteger(o.round) || (o.round as number) < 0 || (o.round as number) > 2 ** 31 - 1 || !Number.isInteger(o.step) || (o.step as number) < 0 || (o.step as number) > 3) return [];
+    return [{ chainId: o.chain_id, height, round: o.round as number, step: o.step as number }];
+  });
 }
 
 /** One hash of every dealer's commitments, in dealer order, as a member saw them. */

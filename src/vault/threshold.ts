@@ -20,6 +20,7 @@ import type { AuditDraft, KeyRecord } from '../core/types.js';
 import { checkSignInput, publicKeyFromSecret } from '../crypto/algorithms.js';
 import { importSecret, type ImportFormat } from '../keystore/import.js';
 import {
+  decodePublic,
   encodePublic,
   frostOf,
   groupPublicKey,
@@ -60,6 +61,10 @@ interface OpenRound {
 
 /** The attribute of a share retired by a refresh in progress (its session id). */
 export const RETIRING = 'threshold.retiring';
+/** While retiring: the new key set agreed at finish (public package and members), its share sealed beside the old one. */
+export const NEXT = 'threshold.next';
+/** The last refresh applied to this share (so applying it again is a no-op, and a resume finds it). */
+export const APPLIED = 'threshold.applied';
 
 /** What a cosigner is asked to sign: it checks the bytes are that. */
 export type CosignKind = 'raw' | 'consensus' | 'vote_extension';
@@ -175,6 +180,7 @@ export class Threshold {
   async refreshDeal(ctx: Ctx, label: string, publicKey: Uint8Array, dealers: string[], receivers: string[], min: number): Promise<{ commitments: Uint8Array[]; values: Record<string, Uint8Array>; t: ThresholdKey; purpose: string }> {
     const { key, t } = await this.describe(ctx, label, true);
     if (!equalBytes(key.publicKey, publicKey)) throw new CustosError('conflict', `This cosigner's ${label} is another key set.`);
+    if (key.attributes[RETIRING] !== undefined) throw new CustosError('conflict', `${label} is retired here by refresh ${String(key.attributes[RETIRING])}: resume it (custos cluster refresh --resume) or abort it (--abort-here) first.`);
     const secret = this.core.deps.keyring.openSecret(key);
     try {
       const ids = (names: string[]) => names.map((n) => identifierOf(t.algorithm, n));
@@ -187,33 +193,39 @@ export class Threshold {
   }
 
   /**
-   * A refresh applied on a member that held the key: the new share and public package replace
-   * the old ones in the same key (its version moves on), with the public key unchanged.
+   * A refresh applied on a member that held the key: the new share agreed at finish (sealed
+   * beside the old one since) replaces the old one, with the public key unchanged. Idempotent,
+   * and needs nothing held in memory: a refresh interrupted after finish is resumed with it.
    */
-  async replaceShare(ctx: Ctx, label: string, s: { share: Uint8Array; pub: FrostPublic; members: Record<string, string>; session: string }): Promise<KeyRecord> {
+  async applyRetired(ctx: Ctx, label: string, session: string): Promise<KeyRecord> {
     const { key, t } = await this.describe(ctx, label, true);
+    if (key.attributes[APPLIED] === session && key.attributes[RETIRING] === undefined) return key;
     const op = 'threshold_refresh';
-    await this.core.refuseOnError(ctx, op, key, {}, () => {
-      if (key.attributes[RETIRING] !== s.session) throw new CustosError('conflict', `${label} was not retired by this refresh here (another refresh, or a change since).`);
-      const members = checkMembers(t.algorithm, s.members);
-      if (members[t.self] !== t.identifier) throw new CustosError('bad_request', 'This node is not a member of the refreshed key set.');
-      if (!equalBytes(groupPublicKey(t.algorithm, s.pub), key.publicKey)) throw new CustosError('bad_request', 'A refresh keeps the public key.');
-      checkMajority(String(key.attributes.purpose), s.pub.signers.min, s.pub.signers.max);
-      frostOf(t.algorithm).validateSecret({ identifier: t.identifier, signingShare: s.share }, s.pub);
+    const next = await this.core.refuseOnError(ctx, op, key, {}, () => {
+      if (key.attributes[RETIRING] !== session) throw new CustosError('conflict', `${label} was not retired by that refresh here (another refresh, or a change since).`);
+      return nextOf(t.algorithm, key);
     });
-    const { [RETIRING]: _done, ...kept } = key.attributes;
-    const attributes = { ...kept, 'threshold.min': s.pub.signers.min, 'threshold.max': s.pub.signers.max, [A.members]: JSON.stringify(s.members), [A.public]: encodePublic(s.pub) };
-    const next = { ...key, attributes, version: key.version + 1 };
-    const sealed = this.core.deps.keyring.sealSecret(next, s.share);
-    const now = new Date().toISOString();
-    await this.core.commitAs(ctx, {
-      mutations: [{ kind: 'rewrapKey', id: key.id, expectedVersion: key.version, version: next.version, attributes, sealed, updatedAt: now }],
-      audit: [this.core.draft(ctx, op, key, 'ok', null, { members: Object.keys(s.members).join(','), threshold: s.pub.signers.min })],
-    });
-    // Rounds opened with the old share are void.
-    this.dropRounds(key.id);
-    this.core.deps.backend.forget(key.id);
-    return { ...next, sealed, updatedAt: now };
+    const both = this.core.deps.keyring.openSecret(key);
+    try {
+      if (both.length !== 64) throw new CustosError('key_record_corrupt', `${label} is retiring but holds no new share.`);
+      const share = both.subarray(32);
+      if (next.members[t.self] !== t.identifier) throw new CustosError('bad_request', 'This node is not a member of the refreshed key set.');
+      frostOf(t.algorithm).validateSecret({ identifier: t.identifier, signingShare: share }, next.pub);
+      const { [RETIRING]: _r, [NEXT]: _n, ...kept } = key.attributes;
+      const attributes = { ...kept, 'threshold.min': next.pub.signers.min, 'threshold.max': next.pub.signers.max, [A.members]: JSON.stringify(next.members), [A.public]: encodePublic(next.pub), [APPLIED]: session.slice(0, 64) };
+      return await this.rewrap(ctx, key, attributes, share, op, { members: Object.keys(next.members).join(','), threshold: next.pub.signers.min });
+    } finally {
+      wipe(both);
+    }
+  }
+
+  /** The refresh a retiring share waits for, and the members of its new key set (for a resume). */
+  pendingRefresh(key: KeyRecord): { session: string; members: string[] } | null {
+    const session = key.attributes[RETIRING] ?? key.attributes[APPLIED];
+    if (typeof session !== 'string') return null;
+    const t = thresholdOf(key)!;
+    const members = key.attributes[RETIRING] !== undefined ? Object.keys(nextOf(t.algorithm, key).members) : Object.keys(t.members);
+    return { session, members };
   }
 
   /** The public side of a threshold key this principal may use. */
@@ -237,33 +249,49 @@ export class Threshold {
    * A refresh's receivers retire their old share (durably) before any of them applies a new
    * one: whatever happens next, the old key set can no longer reach its threshold with them.
    */
-  async retireShare(ctx: Ctx, label: string, session: string, version: number): Promise<KeyRecord> {
-    const { key } = await this.describe(ctx, label, true);
+  async retireShare(ctx: Ctx, label: string, session: string, version: number, next: { share: Uint8Array; pub: FrostPublic; members: Record<string, string> }): Promise<KeyRecord> {
+    const { key, t } = await this.describe(ctx, label, true);
     if (key.version !== version) throw new CustosError('conflict', `${label} changed here since the refresh started.`);
-    return this.rewrapAttributes(ctx, key, { ...key.attributes, [RETIRING]: session.slice(0, 64) }, 'threshold_retire');
-  }
-
-  /** A refresh that did not complete gives the retired share back. */
-  async unretireShare(ctx: Ctx, label: string, session: string): Promise<void> {
-    const { key } = await this.describe(ctx, label, true);
-    if (key.attributes[RETIRING] !== session) return;
-    const { [RETIRING]: _gone, ...attributes } = key.attributes;
-    await this.rewrapAttributes(ctx, key, attributes, 'threshold_unretire');
-  }
-
-  private async rewrapAttributes(ctx: Ctx, key: KeyRecord, attributes: KeyRecord['attributes'], op: string): Promise<KeyRecord> {
-    const next = { ...key, attributes, version: key.version + 1 };
-    const secret = this.core.deps.keyring.openSecret(key);
-    let sealed: Uint8Array;
+    if (key.attributes[RETIRING] !== undefined) throw new CustosError('conflict', `${label} is retired here by another refresh (${String(key.attributes[RETIRING])}): resume it (custos cluster refresh --resume) or, if no member applied it, abort it on this node (--abort-here).`);
+    checkMembers(t.algorithm, next.members);
+    if (!equalBytes(groupPublicKey(t.algorithm, next.pub), key.publicKey)) throw new CustosError('bad_request', 'A refresh keeps the public key.');
+    checkMajority(String(key.attributes.purpose), next.pub.signers.min, next.pub.signers.max);
+    frostOf(t.algorithm).validateSecret({ identifier: t.identifier, signingShare: next.share }, next.pub);
+    const old = this.core.deps.keyring.openSecret(key);
+    const both = new Uint8Array(64);
     try {
-      sealed = this.core.deps.keyring.sealSecret(next, secret);
+      both.set(old, 0);
+      both.set(next.share, 32);
+      // The new share is sealed beside the old one, and the new key set recorded, in the same
+      // commit as the retirement: an interrupted refresh can be resumed, never half-forgotten.
+      const attributes = { ...key.attributes, [RETIRING]: session.slice(0, 64), [NEXT]: JSON.stringify({ public: JSON.parse(encodePublic(next.pub)), members: next.members }) };
+      return await this.rewrap(ctx, key, attributes, both, 'threshold_retire', {});
     } finally {
-      wipe(secret);
+      wipe(old, both);
     }
+  }
+
+  /** A refresh that did not complete gives the retired share back (only where no member applied it). */
+  async unretireShare(ctx: Ctx, label: string, session?: string): Promise<boolean> {
+    const { key } = await this.describe(ctx, label, true);
+    if (key.attributes[RETIRING] === undefined || (session !== undefined && key.attributes[RETIRING] !== session)) return false;
+    const both = this.core.deps.keyring.openSecret(key);
+    try {
+      const { [RETIRING]: _r, [NEXT]: _n, ...attributes } = key.attributes;
+      await this.rewrap(ctx, key, attributes, both.subarray(0, 32), 'threshold_unretire', { session: String(key.attributes[RETIRING]) });
+      return true;
+    } finally {
+      wipe(both);
+    }
+  }
+
+  private async rewrap(ctx: Ctx, key: KeyRecord, attributes: KeyRecord['attributes'], secret: Uint8Array, op: string, details: AuditDraft['details']): Promise<KeyRecord> {
+    const next = { ...key, attributes, version: key.version + 1 };
+    const sealed = this.core.deps.keyring.sealSecret(next, secret);
     const now = new Date().toISOString();
     await this.core.commitAs(ctx, {
       mutations: [{ kind: 'rewrapKey', id: key.id, expectedVersion: key.version, version: next.version, attributes, sealed, updatedAt: now }],
-      audit: [this.core.draft(ctx, op, key, 'ok', null, {})],
+      audit: [this.core.draft(ctx, op, key, 'ok', null, details)],
     });
     this.dropRounds(key.id);
     this.core.deps.backend.forget(key.id);
@@ -417,6 +445,14 @@ export class Threshold {
     for (const r of this.rounds.values()) wipe(r.nonces.hiding, r.nonces.binding);
     this.rounds.clear();
   }
+}
+
+/** The new key set a retiring share waits for. */
+function nextOf(alg: ThresholdAlgorithm, key: KeyRecord): { pub: FrostPublic; members: Record<string, string> } {
+  const text = key.attributes[NEXT];
+  if (typeof text !== 'string') throw new CustosError('key_record_corrupt', `${key.label} is retiring without a new key set.`);
+  const o = JSON.parse(text) as { public: unknown; members: unknown };
+  return { pub: decodePublic(alg, JSON.stringify(o.public)), members: checkMembers(alg, o.members) };
 }
 
 /**

@@ -151,7 +151,8 @@ export class Vault {
   cosign = (...a: Parameters<Threshold['cosign']>) => this.threshold.cosign(...a);
   deal = (...a: Parameters<Threshold['deal']>) => this.threshold.deal(...a);
   refreshDeal = (...a: Parameters<Threshold['refreshDeal']>) => this.threshold.refreshDeal(...a);
-  replaceShare = (...a: Parameters<Threshold['replaceShare']>) => this.threshold.replaceShare(...a);
+  applyRetired = (...a: Parameters<Threshold['applyRetired']>) => this.threshold.applyRetired(...a);
+  pendingRefresh = (key: import('../core/types.js').KeyRecord) => this.threshold.pendingRefresh(key);
   retireShare = (...a: Parameters<Threshold['retireShare']>) => this.threshold.retireShare(...a);
   unretireShare = (...a: Parameters<Threshold['unretireShare']>) => this.threshold.unretireShare(...a);
   thresholdWatermarks = (key: import('../core/types.js').KeyRecord) => this.threshold.watermarksOf(key);

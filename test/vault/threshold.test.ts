@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { makeVault, type TestVault } from '../helpers/tmpvault.js';
-import { frostOf, identifierOf, type NonceCommitments } from '../../src/crypto/frost.js';
+import { frostOf, groupPublicKey, identifierOf, refreshCombine, refreshDeal, type NonceCommitments } from '../../src/crypto/frost.js';
 import { voteExtensionSignBytes } from '../../src/crypto/cometbft/sign-bytes.js';
 import { blockId, vote, voteBytes } from '../helpers/validator.js';
 import type { Principal } from '../../src/core/types.js';
@@ -124,13 +124,26 @@ test('a share retired by a refresh signs nothing until the new one is applied; a
   const { v, F, dealt, members, round } = await setup('consensus');
   try {
     const key = await v.vault.getKey('tk');
-    await v.vault.retireShare(v.ctx(), 'tk', 'sess-1', key.version);
+    // A share of another key set is refused as the new one.
+    const stranger = F.trustedDealer({ min: 2, max: 3 }, Object.values(members));
+    await assert.rejects(v.vault.retireShare(v.ctx(), 'tk', 'sess-0', key.version, { share: stranger.secretShares[members.a!]!.signingShare, pub: stranger.public, members }), /keeps the public key/);
+    // The real thing: a, b and c re-deal the same key.
+    const ids = Object.values(members);
+    const deals = NAMES.map((n) => ({ dealer: n, ...refreshDeal('ed25519', dealt.secretShares[members[n]!]!.signingShare, members[n]!, ids, ids, 2) }));
+    const mine = refreshCombine('ed25519', members.a!, ids, 2, deals.map((d) => ({ dealer: d.dealer, commitments: d.commitments, value: d.values[members.a!]! })), groupPublicKey('ed25519', dealt.public));
+    const other = { public: mine.pub, secretShares: { [members.a!]: { signingShare: mine.share } } };
+    await v.vault.retireShare(v.ctx(), 'tk', 'sess-1', key.version, { share: other.secretShares[members.a!]!.signingShare, pub: other.public, members });
     await assert.rejects(v.vault.thresholdCommit({ principal: PEER, requestId: 'r' }, 'tk'), code('threshold_round:refreshing'));
-    // Only the refresh that retired it may replace it.
-    const fresh = F.trustedDealer({ min: 2, max: 3 }, Object.values(members));
-    await assert.rejects(v.vault.replaceShare(v.ctx(), 'tk', { share: fresh.secretShares[members.a!]!.signingShare, pub: fresh.public, members, session: 'other' }), code('conflict'));
-    await v.vault.unretireShare(v.ctx(), 'tk', 'sess-1');
-    assert.ok('signature' in (await (await round(voteBytes(CHAIN, vote(1, 5, 0, blockId(1))), 'consensus')).finish()), 'signs again');
+    // Only the refresh that retired it applies; another refresh cannot retire it again.
+    await assert.rejects(v.vault.applyRetired(v.ctx(), 'tk', 'other'), code('conflict'));
+    await assert.rejects(v.vault.retireShare(v.ctx(), 'tk', 'sess-2', (await v.vault.getKey('tk')).version, { share: other.secretShares[members.a!]!.signingShare, pub: other.public, members }), code('conflict'));
+    assert.equal(await v.vault.unretireShare(v.ctx(), 'tk', 'sess-1'), true);
+    assert.ok('signature' in (await (await round(voteBytes(CHAIN, vote(1, 5, 0, blockId(1))), 'consensus')).finish()), 'the old share signs again');
+    // Retired again and applied (twice: the second is a no-op); the new share is in use.
+    await v.vault.retireShare(v.ctx(), 'tk', 'sess-3', (await v.vault.getKey('tk')).version, { share: other.secretShares[members.a!]!.signingShare, pub: other.public, members });
+    const applied = await v.vault.applyRetired(v.ctx(), 'tk', 'sess-3');
+    assert.equal((await v.vault.applyRetired(v.ctx(), 'tk', 'sess-3')).version, applied.version);
+    assert.equal(applied.attributes['threshold.applied'], 'sess-3');
 
     // A member joining with watermarks has them from its first moment.
     const w = await makeVault();

@@ -147,8 +147,16 @@ export function registerCluster(program: Command): void {
       .command('refresh')
       .description('Proactive refresh: every member gets a new share of the same key, old shares become useless; --replace swaps a lost member for a new one')
       .requiredOption('--label <label>', 'the threshold key')
-      .option('--replace <old=new>', 'the member lost, and the node (a configured peer) that takes its place'),
+      .option('--replace <old=new>', 'the member lost, and the node (a configured peer) that takes its place')
+      .option('--resume', 'finish a refresh interrupted after every member retired its old share (any member may run it)')
+      .option('--abort-here', "give this node's retired share back (only if no member applied the refresh)"),
   ).action(async (o) => {
+    if ([o.replace !== undefined, o.resume, o.abortHere].filter(Boolean).length > 1) throw new CustosError('bad_request', 'Give at most one of --replace, --resume and --abort-here.');
+    if (o.resume || o.abortHere) {
+      const c = clientFrom(o);
+      const r = o.resume ? await c.clusterRefreshResume(o.label) : await c.clusterRefreshAbortHere(o.label);
+      return out(o.json ? JSON.stringify(r) : o.resume ? `${o.label}: refresh ${String(r.resumed)} applied on ${(r.members as string[]).join(', ')}.` : r.aborted_here ? `${o.label}: this node's retired share is back in use.` : `${o.label}: nothing was retired here.`);
+    }
     let replace: { old: string; new: string } | undefined;
     if (o.replace !== undefined) {
       const m = /^([a-z0-9][a-z0-9_-]{0,31})=([a-z0-9][a-z0-9_-]{0,31})$/.exec(o.replace);
