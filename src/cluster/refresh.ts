@@ -92,7 +92,7 @@ export class Refresher {
     const s = this.sessions.get(id);
     // A resume: the refresh finished here before (its new share is sealed beside the old one),
     // and a member of the new key set asks this node to apply it.
-    if (step === 'refresh/apply' && !s) return this.resumeApply(from, requestId, id, body);
+    if (step === 'refresh/apply' && (!s || s.coordinator !== from)) return this.resumeApply(from, requestId, id, body);
     if (!s || s.expires < Date.now()) throw new CustosError('threshold_round', 'No refresh by that id is open here (expired, finished, or lost in a restart); start it again.');
     if (step === 'refresh/deliver') return this.deliver(s, from, body);
     if (s.coordinator !== from) throw new CustosError('forbidden', `Only ${s.coordinator}, which started that refresh, drives it.`);

@@ -1,0 +1,75 @@
+/**
+ * Refresh failure cases, in process (test/helpers/cluster-inprocess.ts): an apply lost on two
+ * members is resumed from any member; votes signed while a replacement runs are in the new
+ * member's watermark; a share retired by one refresh is not taken by another.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { agree, makeNodes, type Node } from '../helpers/cluster-inprocess.js';
+import { voteSignBytes } from '../../src/crypto/cometbft/sign-bytes.js';
+import { onlyTimestampDiffers } from '../../src/crypto/cometbft/compare.js';
+import { CustosError } from '../../src/core/errors.js';
+
+const CHAIN = 'refresh-chain';
+const bid = (n: number) => ({ hash: new Uint8Array(32).fill(n), partSetHeader: { total: 1, hash: new Uint8Array(32).fill(n + 1) } });
+const prevote = (h: bigint, n: number) => voteSignBytes(CHAIN, { type: 'prevote', height: h, round: 0, blockId: bid(n), timestamp: { seconds: 1_700_000_000n, nanos: 0 } });
+const vote = (n: Node, h: bigint, v: number) =>
+  n.tv.vault.signConsensus({ requestId: `r-${n.name}-${h}-${v}-${Math.random()}`, principal: { id: 'privval:val', kind: 'privval' }, key: 'val', chainId: CHAIN, position: { height: h, round: 0, step: 2 }, signBytes: prevote(h, v), onlyTimestampDiffers, context: {} });
+const dropApply = (n: Node) => (n.intercept = (_f, step) => (step === 'refresh/apply' ? Promise.reject(new CustosError('cosigners_unavailable', `${n.name} did not answer`, { tag: 'unreachable' })) : undefined));
+const retired = async (n: Node) => (await n.tv.vault.getKey('val')).attributes['threshold.retiring'] !== undefined;
+
+test('a refresh whose apply is lost on two of five members: they sign nothing meanwhile, and --resume from any member finishes it', { timeout: 60_000 }, async () => {
+  const names = ['a', 'b', 'c', 'd', 'e'];
+  const { nodes, close } = await makeNodes(names);
+  try {
+    const a = nodes.a!;
+    agree(nodes, 'a', { label: 'val', kind: 'keygen', threshold: 3, members: names, purpose: 'consensus' });
+    await a.cluster.keygen(a.tv.ctx(), { label: 'val', algorithm: 'ed25519', threshold: 3, members: names, purpose: 'consensus' });
+    agree(nodes, 'a', { label: 'val', kind: 'reshare', threshold: 3, members: names, purpose: 'consensus' });
+    dropApply(nodes.d!);
+    dropApply(nodes.e!);
+    await assert.rejects(a.cluster.refresh(a.tv.ctx(), { label: 'val' }), /--resume/);
+    nodes.d!.intercept = undefined;
+    nodes.e!.intercept = undefined;
+    assert.deepEqual(await Promise.all(names.map((n) => retired(nodes[n]!))), [false, false, false, true, true]);
+    // The retired members sign nothing (their old share is out of use).
+    await assert.rejects(vote(nodes.d!, 5n, 1), /being refreshed/);
+    // Any member resumes it; applying again is harmless.
+    await nodes.d!.cluster.refresh(nodes.d!.tv.ctx(), { label: 'val', resume: true });
+    await a.cluster.refresh(a.tv.ctx(), { label: 'val', resume: true });
+    assert.deepEqual(await Promise.all(names.map((n) => retired(nodes[n]!))), [false, false, false, false, false]);
+    for (const [i, n] of names.entries()) await vote(nodes[n]!, BigInt(10 + i), 1);
+  } finally {
+    await close();
+  }
+});
+
+test('a replacement: a vote signed while it runs is in the new member watermark, so no conflicting vote is signed after it', { timeout: 60_000 }, async () => {
+  const { nodes, close } = await makeNodes(['a', 'b', 'c', 'd']);
+  try {
+    const { a, b, d } = nodes as Record<string, Node>;
+    agree(nodes, 'a', { label: 'val', kind: 'keygen', threshold: 2, members: ['a', 'b', 'c'], purpose: 'consensus' });
+    await a!.cluster.keygen(a!.tv.ctx(), { label: 'val', algorithm: 'ed25519', threshold: 2, members: ['a', 'b', 'c'], purpose: 'consensus' });
+    // Between the refresh's start and a's finish, a's connector signs prevote(block 1) at 10/0/2 with c.
+    let during = '';
+    a!.intercept = (from, step, body) => {
+      if (step !== 'refresh/finish') return undefined;
+      a!.intercept = undefined;
+      a!.reach.delete('b');
+      return vote(a!, 10n, 1)
+        .then(() => (during = 'signed'), (e: Error) => (during = e.message))
+        .finally(() => a!.reach.add('b'))
+        .then(() => a!.cluster.answer(from, 'fin', step as never, body));
+    };
+    agree(nodes, 'b', { label: 'val', kind: 'reshare', threshold: 2, members: ['a', 'b', 'd'], purpose: 'consensus' });
+    const rep = await b!.cluster.refresh(b!.tv.ctx(), { label: 'val', replace: { old: 'c', new: 'd' } });
+    assert.deepEqual(rep.members, ['a', 'b', 'd']);
+    assert.equal(during, 'signed', 'a and c signed while the refresh ran');
+    const wm = await d!.tv.vault.getWatermark(d!.tv.ctx(), 'val', CHAIN);
+    assert.equal(wm?.height, 10n, "d took a's watermark after a retired");
+    // b's connector, a conflicting prevote at 10/0/2: b and d refuse it (d's watermark), a too.
+    await assert.rejects(vote(b!, 10n, 2), (e: Error & { code?: string }) => e.code === 'policy_denied');
+  } finally {
+    await close();
+  }
+});
