@@ -347,14 +347,14 @@ export class CustosClient {
     return this.call('POST', `/v1/cluster/keys/${encodeURIComponent(label)}/refresh`, replace ? { replace: `${replace.old}=${replace.new}` } : {});
   }
 
-  /** A refresh interrupted after every member finished: apply it everywhere (any member may run it). */
+  /** Finishes a refresh in progress everywhere: decided commit on every holder, then applied (any member may run it). */
   clusterRefreshResume(label: string): Promise<Record<string, unknown>> {
     return this.call('POST', `/v1/cluster/keys/${encodeURIComponent(label)}/refresh`, { resume: true });
   }
 
-  /** Gives this node's retired share back (only when no member applied the refresh). */
-  clusterRefreshAbortHere(label: string): Promise<Record<string, unknown>> {
-    return this.call('POST', `/v1/cluster/keys/${encodeURIComponent(label)}/refresh`, { abort_here: true });
+  /** Aborts a refresh in progress everywhere: retired shares come back once every holder has the abort decision (admin). */
+  clusterRefreshAbort(label: string): Promise<Record<string, unknown>> {
+    return this.call('POST', `/v1/cluster/keys/${encodeURIComponent(label)}/refresh`, { abort: true });
   }
 
   /** A dealer's one-time split of an existing key into one share per member (admin); the key itself is not stored. */

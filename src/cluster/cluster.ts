@@ -19,7 +19,7 @@ import { VERSION } from '../core/version.js';
 import { encodePublic, isThresholdAlgorithm } from '../crypto/frost.js';
 import type { ImportFormat } from '../keystore/import.js';
 import type { Vault } from '../vault/vault.js';
-import { checkMajority } from '../vault/threshold.js';
+import { checkMajority, RETIRING } from '../vault/threshold.js';
 import { Coordinator } from './coordinator.js';
 import { newSession, Participant } from './participant.js';
 import { Refresher } from './refresh.js';
@@ -138,11 +138,18 @@ export class Cluster implements ClusterApi {
    * A proactive refresh of `label` from this node (a member): every member re-deals its share to
    * every member, or, with `replace`, the surviving members re-deal to themselves and a new one.
    */
-  async refresh(ctx: Ctx, req: { label: string; replace?: { old: string; new: string }; resume?: boolean; abortHere?: boolean }): Promise<Answer> {
-    if (req.resume) return this.resume(ctx, req.label);
-    if (req.abortHere) {
-      const undone = await this.vault().unretireShare(ctx, req.label);
-      return { label: req.label, aborted_here: undone };
+  async refresh(ctx: Ctx, req: { label: string; replace?: { old: string; new: string }; resume?: boolean; abort?: boolean }): Promise<Answer> {
+    if (req.resume || req.abort) {
+      const v = this.vault();
+      const { key, t } = await v.describeThreshold(ctx, req.label, true);
+      const pending = v.pendingRefresh(key);
+      if (!pending || key.attributes[RETIRING] === undefined) {
+        if (req.resume && pending) return this.conclude(ctx, req.label, pending.session, pending.members, 'commit');
+        throw new CustosError('conflict', `${req.label} has no refresh in progress on this node.`);
+      }
+      // Everyone of the old and the new key set that may hold a share retired by it.
+      const involved = [...new Set([...Object.keys(t.members), ...pending.members])];
+      return this.conclude(ctx, req.label, pending.session, involved, req.resume ? 'commit' : 'abort');
     }
     const { key, t } = await this.vault().describeThreshold(ctx, req.label, true);
     const members = Object.keys(t.members);
@@ -171,39 +178,40 @@ export class Cluster implements ClusterApi {
     try {
       this.agreed(req.label, receivers, t.pub.signers.min, finished, false);
     } catch (e) {
-      // Members that retired their old share for this refresh take it back.
-      await Promise.allSettled(receivers.map((m) => this.call(m, id, 'refresh/abort', { session })));
+      // Not every receiver finished: abort it everywhere (retired shares come back only once
+      // every holder has the abort decision).
+      await this.conclude(ctx, req.label, session, everyone, 'abort').catch(() => undefined);
       throw e;
     }
-    // Everyone agreed on the new key set: now each one replaces its share.
-    const applied = await Promise.allSettled(receivers.map((m) => this.call(m, id, 'refresh/apply', { session, label: req.label })));
-    const failed = applied.map((a, i) => ({ a, m: receivers[i]! })).filter((x) => x.a.status === 'rejected');
-    if (failed.length) {
-      const names = failed.map((f) => f.m);
-      throw new CustosError(
-        'cosigners_unavailable',
-        `The refresh of ${req.label} was applied on ${receivers.filter((r) => !names.includes(r)).join(', ')} but not on ${failed.map((f) => named(f.m, (f.a as PromiseRejectedResult).reason).message).join('; ')}. Their old shares are retired and sign nothing, with the new one sealed beside them: apply it there with \`custos cluster refresh --label ${req.label} --resume\` (from any member) once they answer.`,
-      );
-    }
+    // Every receiver finished and agreed: decide commit everywhere, then apply.
+    await this.conclude(ctx, req.label, session, receivers, 'commit');
     return { label: req.label, public_key: bytesToHex(key.publicKey), threshold: t.pub.signers.min, members: receivers };
   }
 
   /**
-   * A refresh interrupted after every receiver finished (each holds its new share sealed beside
-   * its retired one): this node asks every member of the new key set to apply it. Any member may
-   * run it; applying twice is harmless.
+   * Ends a refresh one way or the other, on every member concerned: first the decision is
+   * recorded on each (durably, and never changed), and only once every one holds it is the new
+   * share applied, or the old one given back. Two attempts pulling opposite ways stall each
+   * other; neither can leave an old and a new key set both able to sign.
    */
-  private async resume(ctx: Ctx, label: string): Promise<Answer> {
-    const v = this.vault();
-    const { key } = await v.describeThreshold(ctx, label, true);
-    const pending = v.pendingRefresh(key);
-    if (!pending) throw new CustosError('conflict', `${label} has no refresh to resume on this node.`);
-    const done = await Promise.allSettled(pending.members.map((m) => this.call(m, ctx.requestId, 'refresh/apply', { session: pending.session, label })));
-    const failed = done.map((d, i) => ({ d, m: pending.members[i]! })).filter((x) => x.d.status === 'rejected');
-    if (failed.length) {
-      throw new CustosError('cosigners_unavailable', `Resumed on ${pending.members.filter((m) => !failed.some((f) => f.m === m)).join(', ')}; not on ${failed.map((f) => named(f.m, (f.d as PromiseRejectedResult).reason).message).join('; ')}.`);
+  private async conclude(ctx: Ctx, label: string, session: string, members: string[], decision: 'commit' | 'abort'): Promise<Answer> {
+    const id = ctx.requestId;
+    const decided = await Promise.allSettled(members.map((m) => this.call(m, id, 'refresh/decide', { session, label, decision })));
+    const undecided = decided.map((d, i) => ({ d, m: members[i]! })).filter((x) => x.d.status === 'rejected');
+    const verb = decision === 'commit' ? 'apply' : 'abort';
+    if (undecided.length) {
+      throw new CustosError(
+        'cosigners_unavailable',
+        `The refresh of ${label} is not ${decision === 'commit' ? 'applied' : 'aborted'} yet: ${undecided.map((f) => named(f.m, (f.d as PromiseRejectedResult).reason).message).join('; ')}. Nothing was ${decision === 'commit' ? 'applied' : 'given back'}; retired shares sign nothing. When they answer: custos cluster refresh --label ${label} --${decision === 'commit' ? 'resume' : 'abort'} (from any member).`,
+      );
     }
-    return { label, public_key: bytesToHex(key.publicKey), members: pending.members, resumed: pending.session };
+    const step: PeerStep = decision === 'commit' ? 'refresh/apply' : 'refresh/unretire';
+    const done = await Promise.allSettled(members.map((m) => this.call(m, id, step, { session, label })));
+    const failed = done.map((d, i) => ({ d, m: members[i]! })).filter((x) => x.d.status === 'rejected');
+    if (failed.length) {
+      throw new CustosError('cosigners_unavailable', `The refresh of ${label} is decided (${decision}) everywhere, but ${verb} failed on ${failed.map((f) => named(f.m, (f.d as PromiseRejectedResult).reason).message).join('; ')}. Run custos cluster refresh --label ${label} --${decision === 'commit' ? 'resume' : 'abort'} again once they answer${decision === 'commit' ? ' (a new member that lost its share gets one with --replace NAME=NAME)' : ''}.`);
+    }
+    return { label, members, [decision === 'commit' ? 'resumed' : 'aborted']: session };
   }
 
   /** Every member stored its share of the same key set, or the operator is told who did what. */

@@ -89,17 +89,19 @@ export class Refresher {
     if (step === 'refresh/start') return this.start(from, requestId, body);
     const id = String(body.session ?? '');
     if (step === 'refresh/watermarks') return this.watermarks(from, requestId, id, body);
+    if (step === 'refresh/decide') return this.decide(from, requestId, id, body);
+    if (step === 'refresh/unretire') return this.unretire(from, requestId, id, body);
     const s = this.sessions.get(id);
     // A resume: the refresh finished here before (its new share is sealed beside the old one),
-    // and a member of the new key set asks this node to apply it.
-    if (step === 'refresh/apply' && (!s || s.coordinator !== from)) return this.resumeApply(from, requestId, id, body);
+    // and a member of the new key set asks this node to apply it (the vault applies only what
+    // every holder decided to commit).
+    if (step === 'refresh/apply' && (!s || s.coordinator !== from || s.version !== undefined)) return this.resumeApply(from, requestId, id, body);
     if (!s || s.expires < Date.now()) throw new CustosError('threshold_round', 'No refresh by that id is open here (expired, finished, or lost in a restart); start it again.');
     if (step === 'refresh/deliver') return this.deliver(s, from, body);
     if (s.coordinator !== from) throw new CustosError('forbidden', `Only ${s.coordinator}, which started that refresh, drives it.`);
     try {
       if (step === 'refresh/round2') return await this.round2(id, s, requestId, body);
       if (step === 'refresh/finish') return await this.finish(id, s, from, requestId);
-      if (step === 'refresh/abort') return await this.abort(id, s, from, requestId);
       if (step === 'refresh/apply') return await this.apply(id, s, from, requestId);
     } catch (e) {
       this.abandon(id);
@@ -222,24 +224,13 @@ export class Refresher {
     return { public_key: bytesToHex(s.publicKey), public_sha256: createHash('sha256').update(encodePublic(s.pending.pub)).digest('hex') };
   }
 
-  /** The refresh did not complete: a share retired for it is given back. */
-  private async abort(id: string, s: Session, from: string, requestId: string): Promise<ClusterAnswer> {
-    try {
-      if (s.retired) await this.vault().unretireShare(this.ctx(from, requestId), s.label, id);
-      return { ok: true };
-    } finally {
-      this.abandon(id);
-    }
-  }
-
   private async apply(id: string, s: Session, from: string, requestId: string): Promise<ClusterAnswer> {
     if (!s.pending) throw new CustosError('conflict', 'That refresh has not finished here.');
     const members = Object.fromEntries(s.receivers.map((r) => [r, identifierOf(s.algorithm, r)]));
     try {
       const ctx = this.ctx(from, requestId);
       const v = this.vault();
-      if (s.version !== undefined) await v.applyRetired(ctx, s.label, id);
-      else {
+      {
         // A new member starts from the highest position any dealer holds, each asked now that
         // its old share is retired (it signs nothing more): every group that signed before
         // included a dealer, so nothing signed is below it.
@@ -268,6 +259,36 @@ export class Refresher {
     if (!pending || pending.session !== session || !pending.members.includes(from)) throw new CustosError('forbidden', `${from} is not joining ${label} through that refresh here, or this node has not retired its share for it.`);
     const list = await v.thresholdWatermarks(key);
     return { watermarks: list.map((w) => ({ chain_id: w.chainId, height: w.height.toString(), round: w.round, step: w.step })) };
+  }
+
+  /**
+   * Records what is decided for a refresh this node is retired by (`commit` or `abort`), asked
+   * by a member of the key set (old or new). Deciding `abort` also forgets the refresh here if it
+   * has not finished yet, so it can never finish after it.
+   */
+  private async decide(from: string, requestId: string, session: string, b: ClusterAnswer): Promise<ClusterAnswer> {
+    const decision = b.decision === 'commit' || b.decision === 'abort' ? b.decision : fail('decision must be commit or abort.');
+    const label = typeof b.label === 'string' ? b.label.slice(0, 128) : '';
+    const v = this.vault();
+    const held = await v.getKey(label).catch(() => null);
+    if (decision === 'abort') this.abandon(session);
+    if (!held || held.state === 'destroyed') return { decided: 'nothing held' };
+    const { key, t } = await v.describeThreshold(this.ctx(from, requestId), label, true);
+    const pending = v.pendingRefresh(key);
+    const allowed = new Set([...Object.keys(t.members), ...(pending?.members ?? [])]);
+    if (!allowed.has(from)) throw new CustosError('forbidden', `${from} is not a member of ${label}'s key set.`);
+    return { decided: await v.decideRefresh(this.ctx(from, requestId), label, session, decision) };
+  }
+
+  /** Gives the retired share back, once this node has the `abort` decision for that refresh. */
+  private async unretire(from: string, requestId: string, session: string, b: ClusterAnswer): Promise<ClusterAnswer> {
+    const label = typeof b.label === 'string' ? b.label.slice(0, 128) : '';
+    const v = this.vault();
+    const held = await v.getKey(label).catch(() => null);
+    if (!held || held.state === 'destroyed') return { unretired: false };
+    const { t } = await v.describeThreshold(this.ctx(from, requestId), label, true);
+    if (t.members[from] === undefined) throw new CustosError('forbidden', `${from} is not a member of ${label}'s key set.`);
+    return { unretired: await v.unretireShare(this.ctx(from, requestId), label, session) };
   }
 
   /** `refresh/apply` with nothing in memory: the durable new share applied (a resume). */
@@ -300,6 +321,10 @@ export class Refresher {
     clearInterval(this.sweeper);
     for (const id of [...this.sessions.keys()]) this.abandon(id);
   }
+}
+
+function fail(m: string): never {
+  throw bad(m);
 }
 
 const MAX_HEIGHT = 2n ** 63n - 1n;

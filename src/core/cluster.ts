@@ -24,7 +24,7 @@ export interface ThresholdCoordinator {
 }
 
 /** The steps a peer may call: a ping, the two rounds of a signature, key generation, a dealt share, a refresh. */
-export const PEER_STEPS = ['ping', 'commit', 'share', 'dkg/round1', 'dkg/round2', 'dkg/deliver', 'dkg/finish', 'dealt', 'refresh/start', 'refresh/round2', 'refresh/deliver', 'refresh/finish', 'refresh/apply', 'refresh/abort', 'refresh/watermarks'] as const;
+export const PEER_STEPS = ['ping', 'commit', 'share', 'dkg/round1', 'dkg/round2', 'dkg/deliver', 'dkg/finish', 'dealt', 'refresh/start', 'refresh/round2', 'refresh/deliver', 'refresh/finish', 'refresh/apply', 'refresh/decide', 'refresh/unretire', 'refresh/watermarks'] as const;
 export type PeerStep = (typeof PEER_STEPS)[number];
 
 export type ClusterAnswer = Record<string, unknown>;
@@ -37,7 +37,7 @@ export interface ClusterApi {
   status(): Promise<ClusterAnswer>;
   keygen(ctx: { principal: Principal; requestId: string }, req: { label: string; algorithm: string; threshold: number; members?: string[]; purpose?: string }): Promise<ClusterAnswer>;
   expect(req: { label: string; kind: 'keygen' | 'split' | 'reshare'; purpose?: string; threshold: number; members: string[]; coordinator: string; algorithm?: string; minutes?: number }): ClusterAnswer;
-  refresh(ctx: { principal: Principal; requestId: string }, req: { label: string; replace?: { old: string; new: string }; resume?: boolean; abortHere?: boolean }): Promise<ClusterAnswer>;
+  refresh(ctx: { principal: Principal; requestId: string }, req: { label: string; replace?: { old: string; new: string }; resume?: boolean; abort?: boolean }): Promise<ClusterAnswer>;
   split(
     ctx: { principal: Principal; requestId: string },
     req: { label: string; format: 'raw' | 'hex' | 'pkcs8' | 'openssh' | 'cometbft'; material: Uint8Array; algorithm?: string; threshold: number; members?: string[]; purpose?: string },

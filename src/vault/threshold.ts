@@ -65,6 +65,12 @@ export const RETIRING = 'threshold.retiring';
 export const NEXT = 'threshold.next';
 /** The last refresh applied to this share (so applying it again is a no-op, and a resume finds it). */
 export const APPLIED = 'threshold.applied';
+/**
+ * What was decided for the retiring refresh, here: `commit` or `abort`, and never changed. A
+ * share is applied only once every holder has `commit`, and given back only once every holder
+ * has `abort`: two attempts pulling opposite ways can stall each other, never split the set.
+ */
+export const DECISION = 'threshold.decision';
 
 /** What a cosigner is asked to sign: it checks the bytes are that. */
 export type CosignKind = 'raw' | 'consensus' | 'vote_extension';
@@ -180,7 +186,7 @@ export class Threshold {
   async refreshDeal(ctx: Ctx, label: string, publicKey: Uint8Array, dealers: string[], receivers: string[], min: number): Promise<{ commitments: Uint8Array[]; values: Record<string, Uint8Array>; t: ThresholdKey; purpose: string }> {
     const { key, t } = await this.describe(ctx, label, true);
     if (!equalBytes(key.publicKey, publicKey)) throw new CustosError('conflict', `This cosigner's ${label} is another key set.`);
-    if (key.attributes[RETIRING] !== undefined) throw new CustosError('conflict', `${label} is retired here by refresh ${String(key.attributes[RETIRING])}: resume it (custos cluster refresh --resume) or abort it (--abort-here) first.`);
+    if (key.attributes[RETIRING] !== undefined) throw new CustosError('conflict', `${label} is retired here by refresh ${String(key.attributes[RETIRING])}: finish it (custos cluster refresh --resume) or abort it (--abort) first.`);
     const secret = this.core.deps.keyring.openSecret(key);
     try {
       const ids = (names: string[]) => names.map((n) => identifierOf(t.algorithm, n));
@@ -203,6 +209,7 @@ export class Threshold {
     const op = 'threshold_refresh';
     const next = await this.core.refuseOnError(ctx, op, key, {}, () => {
       if (key.attributes[RETIRING] !== session) throw new CustosError('conflict', `${label} was not retired by that refresh here (another refresh, or a change since).`);
+      if (key.attributes[DECISION] !== 'commit') throw new CustosError('conflict', `${label}: that refresh is not decided here yet (run custos cluster refresh --resume).`);
       return nextOf(t.algorithm, key);
     });
     const both = this.core.deps.keyring.openSecret(key);
@@ -211,12 +218,36 @@ export class Threshold {
       const share = both.subarray(32);
       if (next.members[t.self] !== t.identifier) throw new CustosError('bad_request', 'This node is not a member of the refreshed key set.');
       frostOf(t.algorithm).validateSecret({ identifier: t.identifier, signingShare: share }, next.pub);
-      const { [RETIRING]: _r, [NEXT]: _n, ...kept } = key.attributes;
+      const { [RETIRING]: _r, [NEXT]: _n, [DECISION]: _d, ...kept } = key.attributes;
       const attributes = { ...kept, 'threshold.min': next.pub.signers.min, 'threshold.max': next.pub.signers.max, [A.members]: JSON.stringify(next.members), [A.public]: encodePublic(next.pub), [APPLIED]: session.slice(0, 64) };
       return await this.rewrap(ctx, key, attributes, share, op, { members: Object.keys(next.members).join(','), threshold: next.pub.signers.min });
     } finally {
       wipe(both);
     }
+  }
+
+  /**
+   * Records, durably and once, what is decided for the refresh this share is retired by. Answers
+   * `done` where there is nothing to decide (never retired by it: an abort needs nothing here;
+   * already applied: a commit is done).
+   */
+  async decideRefresh(ctx: Ctx, label: string, session: string, decision: 'commit' | 'abort'): Promise<'decided' | 'done'> {
+    const { key } = await this.describe(ctx, label, true);
+    if (key.attributes[RETIRING] !== session) {
+      if (decision === 'abort' && key.attributes[APPLIED] !== session) return 'done';
+      if (decision === 'commit' && key.attributes[APPLIED] === session) return 'done';
+      throw new CustosError('conflict', decision === 'commit' ? `${label} did not finish that refresh here: it cannot be applied; abort it (custos cluster refresh --abort).` : `${label}: that refresh is applied here; it cannot be aborted.`);
+    }
+    const had = key.attributes[DECISION];
+    if (had === decision) return 'decided';
+    if (had !== undefined) throw new CustosError('conflict', `${label}: that refresh is decided ${String(had)} here; it cannot be ${decision === 'abort' ? 'aborted' : 'applied'} now.`);
+    const both = this.core.deps.keyring.openSecret(key);
+    try {
+      await this.rewrap(ctx, key, { ...key.attributes, [DECISION]: decision }, both, 'threshold_refresh_decide', { session: session.slice(0, 64), decision });
+    } finally {
+      wipe(both);
+    }
+    return 'decided';
   }
 
   /** The refresh a retiring share waits for, and the members of its new key set (for a resume). */
@@ -252,7 +283,7 @@ export class Threshold {
   async retireShare(ctx: Ctx, label: string, session: string, version: number, next: { share: Uint8Array; pub: FrostPublic; members: Record<string, string> }): Promise<KeyRecord> {
     const { key, t } = await this.describe(ctx, label, true);
     if (key.version !== version) throw new CustosError('conflict', `${label} changed here since the refresh started.`);
-    if (key.attributes[RETIRING] !== undefined) throw new CustosError('conflict', `${label} is retired here by another refresh (${String(key.attributes[RETIRING])}): resume it (custos cluster refresh --resume) or, if no member applied it, abort it on this node (--abort-here).`);
+    if (key.attributes[RETIRING] !== undefined) throw new CustosError('conflict', `${label} is retired here by another refresh (${String(key.attributes[RETIRING])}): finish it (custos cluster refresh --resume) or abort it (--abort) first.`);
     checkMembers(t.algorithm, next.members);
     if (!equalBytes(groupPublicKey(t.algorithm, next.pub), key.publicKey)) throw new CustosError('bad_request', 'A refresh keeps the public key.');
     checkMajority(String(key.attributes.purpose), next.pub.signers.min, next.pub.signers.max);
@@ -271,13 +302,14 @@ export class Threshold {
     }
   }
 
-  /** A refresh that did not complete gives the retired share back (only where no member applied it). */
-  async unretireShare(ctx: Ctx, label: string, session?: string): Promise<boolean> {
+  /** A refresh decided `abort` on every holder gives the retired share back. */
+  async unretireShare(ctx: Ctx, label: string, session: string): Promise<boolean> {
     const { key } = await this.describe(ctx, label, true);
-    if (key.attributes[RETIRING] === undefined || (session !== undefined && key.attributes[RETIRING] !== session)) return false;
+    if (key.attributes[RETIRING] !== session) return false;
+    if (key.attributes[DECISION] !== 'abort') throw new CustosError('conflict', `${label}: that refresh is not decided abort here.`);
     const both = this.core.deps.keyring.openSecret(key);
     try {
-      const { [RETIRING]: _r, [NEXT]: _n, ...attributes } = key.attributes;
+      const { [RETIRING]: _r, [NEXT]: _n, [DECISION]: _d, ...attributes } = key.attributes;
       await this.rewrap(ctx, key, attributes, both.subarray(0, 32), 'threshold_unretire', { session: String(key.attributes[RETIRING]) });
       return true;
     } finally {

@@ -137,10 +137,16 @@ test('a share retired by a refresh signs nothing until the new one is applied; a
     // Only the refresh that retired it applies; another refresh cannot retire it again.
     await assert.rejects(v.vault.applyRetired(v.ctx(), 'tk', 'other'), code('conflict'));
     await assert.rejects(v.vault.retireShare(v.ctx(), 'tk', 'sess-2', (await v.vault.getKey('tk')).version, { share: other.secretShares[members.a!]!.signingShare, pub: other.public, members }), code('conflict'));
+    // Given back only once decided abort; a decision is never changed.
+    await assert.rejects(v.vault.unretireShare(v.ctx(), 'tk', 'sess-1'), code('conflict'));
+    await v.vault.decideRefresh(v.ctx(), 'tk', 'sess-1', 'abort');
+    await assert.rejects(v.vault.decideRefresh(v.ctx(), 'tk', 'sess-1', 'commit'), code('conflict'));
     assert.equal(await v.vault.unretireShare(v.ctx(), 'tk', 'sess-1'), true);
     assert.ok('signature' in (await (await round(voteBytes(CHAIN, vote(1, 5, 0, blockId(1))), 'consensus')).finish()), 'the old share signs again');
     // Retired again and applied (twice: the second is a no-op); the new share is in use.
     await v.vault.retireShare(v.ctx(), 'tk', 'sess-3', (await v.vault.getKey('tk')).version, { share: other.secretShares[members.a!]!.signingShare, pub: other.public, members });
+    await assert.rejects(v.vault.applyRetired(v.ctx(), 'tk', 'sess-3'), code('conflict'), 'not decided yet');
+    await v.vault.decideRefresh(v.ctx(), 'tk', 'sess-3', 'commit');
     const applied = await v.vault.applyRetired(v.ctx(), 'tk', 'sess-3');
     assert.equal((await v.vault.applyRetired(v.ctx(), 'tk', 'sess-3')).version, applied.version);
     assert.equal(applied.attributes['threshold.applied'], 'sess-3');

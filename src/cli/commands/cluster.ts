@@ -148,14 +148,14 @@ export function registerCluster(program: Command): void {
       .description('Proactive refresh: every member gets a new share of the same key, old shares become useless; --replace swaps a lost member for a new one')
       .requiredOption('--label <label>', 'the threshold key')
       .option('--replace <old=new>', 'the member lost, and the node (a configured peer) that takes its place')
-      .option('--resume', 'finish a refresh interrupted after every member retired its old share (any member may run it)')
-      .option('--abort-here', "give this node's retired share back (only if no member applied the refresh)"),
+      .option('--resume', 'finish a refresh in progress on every member (any member may run it); refused where one did not finish it')
+      .option('--abort', 'abort a refresh in progress on every member: retired shares come back once every holder has the abort decision'),
   ).action(async (o) => {
-    if ([o.replace !== undefined, o.resume, o.abortHere].filter(Boolean).length > 1) throw new CustosError('bad_request', 'Give at most one of --replace, --resume and --abort-here.');
-    if (o.resume || o.abortHere) {
+    if ([o.replace !== undefined, o.resume, o.abort].filter(Boolean).length > 1) throw new CustosError('bad_request', 'Give at most one of --replace, --resume and --abort.');
+    if (o.resume || o.abort) {
       const c = clientFrom(o);
-      const r = o.resume ? await c.clusterRefreshResume(o.label) : await c.clusterRefreshAbortHere(o.label);
-      return out(o.json ? JSON.stringify(r) : o.resume ? `${o.label}: refresh ${String(r.resumed)} applied on ${(r.members as string[]).join(', ')}.` : r.aborted_here ? `${o.label}: this node's retired share is back in use.` : `${o.label}: nothing was retired here.`);
+      const r = o.resume ? await c.clusterRefreshResume(o.label) : await c.clusterRefreshAbort(o.label);
+      return out(o.json ? JSON.stringify(r) : `${o.label}: refresh ${String(o.resume ? r.resumed : r.aborted)} ${o.resume ? 'applied' : 'aborted'} on ${(r.members as string[]).join(', ')}.`);
     }
     let replace: { old: string; new: string } | undefined;
     if (o.replace !== undefined) {

@@ -132,22 +132,22 @@ export function clusterRoutes(app: FastifyInstance, cluster: () => ClusterApi | 
     },
   );
 
-  app.post<{ Params: { key: string }; Body: { replace?: string; resume?: boolean; abort_here?: boolean } }>(
+  app.post<{ Params: { key: string }; Body: { replace?: string; resume?: boolean; abort?: boolean } }>(
     '/v1/cluster/keys/:key/refresh',
     {
       schema: {
         summary: 'Proactive refresh: new shares for the same public key, old ones useless; with replace "old=new", a lost member replaced (admin)',
         tags: ['cluster'],
         security: [{ bearer: [] }],
-        body: { type: 'object', additionalProperties: false, properties: { replace: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,31}=[a-z0-9][a-z0-9_-]{0,31}$' }, resume: { type: 'boolean' }, abort_here: { type: 'boolean' } } },
+        body: { type: 'object', additionalProperties: false, properties: { replace: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,31}=[a-z0-9][a-z0-9_-]{0,31}$' }, resume: { type: 'boolean' }, abort: { type: 'boolean' } } },
         response: { 200: answer, ...errors },
       },
     },
     async (req) => {
       const [old, added] = req.body.replace?.split('=') ?? [];
-      if ([req.body.replace !== undefined, req.body.resume === true, req.body.abort_here === true].filter(Boolean).length > 1) throw new CustosError('bad_request', 'Give at most one of replace, resume and abort_here.');
-      const made = await node().refresh(ctx(req), { label: req.params.key, ...(old && added ? { replace: { old, new: added } } : {}), ...(req.body.resume ? { resume: true } : {}), ...(req.body.abort_here ? { abortHere: true } : {}) });
-      await vault().recordEvent(ctx(req), req.body.abort_here ? 'threshold_refresh_abort_here' : req.body.resume ? 'threshold_refresh_resume' : 'threshold_refresh', null, 'ok', null, { label: req.params.key, ...(Array.isArray(made.members) ? { members: String((made.members as string[]).join(',')) } : {}), ...(req.body.replace ? { replaced: req.body.replace } : {}) });
+      if ([req.body.replace !== undefined, req.body.resume === true, req.body.abort === true].filter(Boolean).length > 1) throw new CustosError('bad_request', 'Give at most one of replace, resume and abort.');
+      const made = await node().refresh(ctx(req), { label: req.params.key, ...(old && added ? { replace: { old, new: added } } : {}), ...(req.body.resume ? { resume: true } : {}), ...(req.body.abort ? { abort: true } : {}) });
+      await vault().recordEvent(ctx(req), req.body.abort ? 'threshold_refresh_abort' : req.body.resume ? 'threshold_refresh_resume' : 'threshold_refresh', null, 'ok', null, { label: req.params.key, ...(Array.isArray(made.members) ? { members: String((made.members as string[]).join(',')) } : {}), ...(req.body.replace ? { replaced: req.body.replace } : {}) });
       return made;
     },
   );
