@@ -2,20 +2,23 @@
  * Proactive refresh of a threshold key, and the replacement of a lost cosigner: the same public
  * key, every share new, old shares useless (crypto/frost.ts has the arithmetic).
  *
- *   start    every member learns the session; each dealer (a member holding a share) re-deals
- *            its share and answers with its commitments;
- *   round2   each dealer sends each receiver its value directly (mutual TLS), with its hash of
- *            every dealer's commitments, so a coordinator that told members different things is
- *            caught;
- *   finish   each receiver checks every value against its dealer's commitments (and, if it
- *            held the key, each dealer's first commitment against λ times its old verifying
- *            share), computes its new share, and holds it pending;
- *   apply    only once every receiver agreed on the new public package: each replaces its share
- *            (or, a new member, stores one).
+ *   start      every participant learns the session (its operator agreed: consent.ts); each
+ *              dealer (a member holding a share) re-deals it and answers with its commitments;
+ *   round2     each dealer sends each receiver its value directly (mutual TLS), with its hash of
+ *              every dealer's commitments, so a coordinator that told members different things
+ *              is caught;
+ *   finish     each receiver checks every value against its dealer's commitments (and a dealer,
+ *              each dealer's first commitment against λ times its old verifying share) and
+ *              computes its new share; a holder retires its old share and seals the new one
+ *              beside it in one commit (a retired share signs nothing);
+ *   decide     every holder records commit (or abort), durably and for good;
+ *   apply      only once every holder holds commit: each applies its new share (a new member
+ *              stores one, from the dealers' watermarks taken now that they are retired);
+ *   unretire   only once every holder holds abort: each takes its old share back.
  *
- * A member that fails between finish and apply keeps its old share, which no longer combines
- * with the others: with at least the threshold applied the key signs, and that member is
- * replaced by another refresh (`--replace NAME=NAME`).
+ * Resume and abort (cluster.ts conclude) run decide then apply or unretire from any member, so
+ * a refresh interrupted anywhere is finished or undone, and two attempts pulling opposite ways
+ * stall rather than leave an old and a new key set both able to sign.
  */
 import { createHash } from 'node:crypto';
 import { CustosError } from '../core/errors.js';
