@@ -40,7 +40,7 @@ import type { Vault } from '../vault/vault.js';
 import { peerPrincipal } from './participant.js';
 import type { Peers } from './peers.js';
 import type { Consent } from './consent.js';
-import { checkMajority } from '../vault/threshold.js';
+import { APPLIED, checkMajority, DECISION, RETIRING } from '../vault/threshold.js';
 import { comparePosition } from '../store/store.js';
 
 interface Session {
@@ -94,6 +94,7 @@ export class Refresher {
     if (step === 'refresh/watermarks') return this.watermarks(from, requestId, id, body);
     if (step === 'refresh/decide') return this.decide(from, requestId, id, body);
     if (step === 'refresh/unretire') return this.unretire(from, requestId, id, body);
+    if (step === 'refresh/state') return this.state(from, requestId, id, body);
     const s = this.sessions.get(id);
     // A resume: the refresh finished here before (its new share is sealed beside the old one),
     // and a member of the new key set asks this node to apply it (the vault applies only what
@@ -245,7 +246,7 @@ export class Refresher {
             if (!cur || comparePosition(w, cur) > 0) top.set(w.chainId, w);
           }
         }
-        await v.storeShare(ctx, { label: s.label, algorithm: s.algorithm, share: s.pending.share, pub: s.pending.pub, self: this.peers.self, members, origin: 'refresh', purpose: s.purpose, watermarks: [...top.values()] });
+        await v.storeShare(ctx, { label: s.label, algorithm: s.algorithm, share: s.pending.share, pub: s.pending.pub, self: this.peers.self, members, origin: 'refresh', purpose: s.purpose, watermarks: [...top.values()], applied: id });
       }
       return { public_key: bytesToHex(s.publicKey), public_sha256: createHash('sha256').update(encodePublic(s.pending.pub)).digest('hex') };
     } finally {
@@ -289,9 +290,48 @@ export class Refresher {
     const v = this.vault();
     const held = await v.getKey(label).catch(() => null);
     if (!held || held.state === 'destroyed') return { unretired: false };
-    const { t } = await v.describeThreshold(this.ctx(from, requestId), label, true);
+    const { key, t } = await v.describeThreshold(this.ctx(from, requestId), label, true);
     if (t.members[from] === undefined) throw new CustosError('forbidden', `${from} is not a member of ${label}'s key set.`);
+    if (key.attributes[RETIRING] !== session) return { unretired: false };
+    // Every other member, asked directly, must hold abort, or never have retired for it.
+    await this.verifyAll(requestId, key, session, 'abort');
     return { unretired: await v.unretireShare(this.ctx(from, requestId), label, session) };
+  }
+
+  /** What this node holds for a refresh, for another member checking before it acts. */
+  private async state(from: string, requestId: string, session: string, b: ClusterAnswer): Promise<ClusterAnswer> {
+    const label = typeof b.label === 'string' ? b.label.slice(0, 128) : '';
+    const v = this.vault();
+    const held = await v.getKey(label).catch(() => null);
+    if (!held || held.state === 'destroyed') return { held: false };
+    const { key, t } = await v.describeThreshold(this.ctx(from, requestId), label, true);
+    const pending = v.pendingRefresh(key);
+    if (t.members[from] === undefined && !(pending?.members ?? []).includes(from)) throw new CustosError('forbidden', `${from} is not a member of ${label}'s key set.`);
+    return { held: true, retiring: key.attributes[RETIRING] === session, decision: key.attributes[RETIRING] === session ? (key.attributes[DECISION] ?? null) : null, applied: key.attributes[APPLIED] === session };
+  }
+
+  /**
+   * Before a holder applies (or takes its old share back), it asks every other participant
+   * itself: each must hold the same decision, or (commit) have applied, or
+   * (abort) never have retired for it and not applied. A member that does not answer stops it:
+   * a refresh is finished or undone only when everyone concerned is known to agree.
+   */
+  private async verifyAll(requestId: string, key: import('../core/types.js').KeyRecord, session: string, decision: 'commit' | 'abort'): Promise<void> {
+    // The refresh's participants are the members of its new key set (its dealers are among them;
+    // a member being replaced took no part and holds only its old share, alone below t).
+    const pending = this.vault().pendingRefresh(key);
+    const others = (pending?.members ?? []).filter((m) => m !== this.peers.self);
+    const answers = await Promise.allSettled(others.map((m) => this.peers.call(m, '/v1/cluster/refresh/state', { session, label: key.label })));
+    const wrong: string[] = [];
+    answers.forEach((a, i) => {
+      const m = others[i]!;
+      if (a.status === 'rejected') return wrong.push(`${m} (${(a.reason as Error).message.slice(0, 120)})`);
+      const st = a.value as { held?: boolean; retiring?: boolean; decision?: string | null; applied?: boolean };
+      if (!st.held) return; // holds nothing of the key: no share to split with
+      const ok = decision === 'commit' ? (st.retiring && st.decision === 'commit') || st.applied === true : !st.applied && (!st.retiring || st.decision === 'abort');
+      if (!ok) wrong.push(`${m} (${st.applied ? 'applied' : st.retiring ? `decided ${String(st.decision ?? 'nothing yet')}` : 'not retired by it'})`);
+    });
+    if (wrong.length) throw new CustosError('conflict', `Not every member agrees to ${decision === 'commit' ? 'apply' : 'abort'} that refresh yet: ${wrong.join('; ')}. Nothing changed here.`);
   }
 
   /** `refresh/apply` with nothing in memory: the durable new share applied (a resume). */
@@ -302,6 +342,8 @@ export class Refresher {
     const pending = v.pendingRefresh(key);
     if (!pending || pending.session !== session) throw new CustosError('threshold_round', `This node holds no new share of ${label} from that refresh (it did not finish here: give it one with --replace ${this.peers.self}=${this.peers.self}).`);
     if (!pending.members.includes(from)) throw new CustosError('forbidden', `${from} is not a member of ${label}'s new key set.`);
+    // Not on anyone's word: every other member, asked directly, must hold commit or have applied.
+    if (key.attributes[RETIRING] === session) await this.verifyAll(requestId, key, session, 'commit');
     const applied = await v.applyRetired(this.ctx(from, requestId), label, session);
     return { public_key: bytesToHex(applied.publicKey), applied: true };
   }

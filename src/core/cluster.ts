@@ -24,7 +24,7 @@ export interface ThresholdCoordinator {
 }
 
 /** The steps a peer may call: a ping, the two rounds of a signature, key generation, a dealt share, a refresh. */
-export const PEER_STEPS = ['ping', 'commit', 'share', 'dkg/round1', 'dkg/round2', 'dkg/deliver', 'dkg/finish', 'dealt', 'refresh/start', 'refresh/round2', 'refresh/deliver', 'refresh/finish', 'refresh/apply', 'refresh/decide', 'refresh/unretire', 'refresh/watermarks'] as const;
+export const PEER_STEPS = ['ping', 'commit', 'share', 'dkg/round1', 'dkg/round2', 'dkg/deliver', 'dkg/finish', 'dealt', 'refresh/start', 'refresh/round2', 'refresh/deliver', 'refresh/finish', 'refresh/apply', 'refresh/decide', 'refresh/unretire', 'refresh/state', 'refresh/watermarks'] as const;
 export type PeerStep = (typeof PEER_STEPS)[number];
 
 export type ClusterAnswer = Record<string, unknown>;

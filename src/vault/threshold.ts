@@ -88,6 +88,8 @@ export interface NewShare {
   purpose?: string;
   /** A member joining an existing key set: the highest positions its dealers hold, from its first moment. */
   watermarks?: Array<{ chainId: string; height: bigint; round: number; step: number }>;
+  /** A member joining by a refresh: that refresh (so the others see it applied here). */
+  applied?: string;
 }
 
 export class Threshold {
@@ -132,6 +134,7 @@ export class Threshold {
         [A.members]: JSON.stringify(members),
         [A.public]: encodePublic(s.pub),
         [A.origin]: s.origin,
+        ...(s.applied ? { [APPLIED]: s.applied.slice(0, 64) } : {}),
       };
     } catch (e) {
       if (e instanceof CustosError && e.code !== 'invalid_label') return this.core.refuse(ctx, 'threshold_share', { id: null, label: s.label }, e, { origin: s.origin });

@@ -153,6 +153,7 @@ export class Vault {
   refreshDeal = (...a: Parameters<Threshold['refreshDeal']>) => this.threshold.refreshDeal(...a);
   applyRetired = (...a: Parameters<Threshold['applyRetired']>) => this.threshold.applyRetired(...a);
   decideRefresh = (...a: Parameters<Threshold['decideRefresh']>) => this.threshold.decideRefresh(...a);
+
   pendingRefresh = (key: import('../core/types.js').KeyRecord) => this.threshold.pendingRefresh(key);
   retireShare = (...a: Parameters<Threshold['retireShare']>) => this.threshold.retireShare(...a);
   unretireShare = (...a: Parameters<Threshold['unretireShare']>) => this.threshold.unretireShare(...a);

@@ -73,3 +73,29 @@ test('a replacement: a vote signed while it runs is in the new member watermark,
     await close();
   }
 });
+
+test('a member cannot apply a refresh on others by itself: each holder checks every participant before it applies or takes its old share back', { timeout: 60_000 }, async () => {
+  const names = ['a', 'b', 'c', 'd', 'e'];
+  const { nodes, close } = await makeNodes(names);
+  try {
+    const a = nodes.a!;
+    agree(nodes, 'a', { label: 'val', kind: 'keygen', threshold: 2, members: names });
+    await a.cluster.keygen(a.tv.ctx(), { label: 'val', algorithm: 'ed25519', threshold: 2, members: names });
+    agree(nodes, 'a', { label: 'val', kind: 'reshare', threshold: 2, members: names });
+    // e never finishes: the refresh is aborted, but suppose the abort is lost everywhere.
+    nodes.e!.intercept = (_f, step) => (step === 'refresh/finish' || step === 'refresh/decide' ? Promise.reject(new CustosError('cosigners_unavailable', 'e did not answer', { tag: 'unreachable' })) : undefined);
+    for (const n of ['b', 'c', 'd']) nodes[n]!.intercept = (_f, step) => (step === 'refresh/decide' ? Promise.reject(new CustosError('cosigners_unavailable', 'lost', { tag: 'unreachable' })) : undefined);
+    await assert.rejects(a.cluster.refresh(a.tv.ctx(), { label: 'val' }));
+    for (const n of ['b', 'c', 'd']) nodes[n]!.intercept = undefined;
+    const session = String((await nodes.b!.tv.vault.getKey('val')).attributes['threshold.retiring']);
+    assert.ok(session.length > 10, 'b is retired by the refresh');
+    // Member c, on its own, decides commit on b and asks b to apply: b checks everyone and refuses (e never finished).
+    await nodes.b!.cluster.answer('c', 'x', 'refresh/decide', { session, label: 'val', decision: 'commit' });
+    await assert.rejects(nodes.b!.cluster.answer('c', 'x', 'refresh/apply', { session, label: 'val' }), /Not every member agrees/);
+    // Nor can the others take their old shares back while b holds commit.
+    await nodes.d!.cluster.answer('c', 'x', 'refresh/decide', { session, label: 'val', decision: 'abort' });
+    await assert.rejects(nodes.d!.cluster.answer('c', 'x', 'refresh/unretire', { session, label: 'val' }), /Not every member agrees/);
+  } finally {
+    await close();
+  }
+});
