@@ -147,9 +147,9 @@ export class Cluster implements ClusterApi {
         if (req.resume && pending) return this.conclude(ctx, req.label, pending.session, pending.members, 'commit');
         throw new CustosError('conflict', `${req.label} has no refresh in progress on this node.`);
       }
-      // Everyone of the old and the new key set that may hold a share retired by it.
-      const involved = [...new Set([...Object.keys(t.members), ...pending.members])];
-      return this.conclude(ctx, req.label, pending.session, involved, req.resume ? 'commit' : 'abort');
+      // The refresh's participants: the members of its new key set.
+      void t;
+      return this.conclude(ctx, req.label, pending.session, pending.members, req.resume ? 'commit' : 'abort');
     }
     const { key, t } = await this.vault().describeThreshold(ctx, req.label, true);
     const members = Object.keys(t.members);
@@ -196,6 +196,25 @@ export class Cluster implements ClusterApi {
    */
   private async conclude(ctx: Ctx, label: string, session: string, members: string[], decision: 'commit' | 'abort'): Promise<Answer> {
     const id = ctx.requestId;
+    // First, read only: where the refresh stands on every participant. Nothing is recorded
+    // unless this decision can be reached everywhere (and an existing decision is followed).
+    const states = await Promise.allSettled(members.map((m) => this.call(m, id, 'refresh/state', { session, label })));
+    const unreachable = states.map((st, i) => ({ st, m: members[i]! })).filter((x) => x.st.status === 'rejected');
+    if (unreachable.length) {
+      throw new CustosError('cosigners_unavailable', `Nothing was decided for the refresh of ${label}: ${unreachable.map((u) => named(u.m, (u.st as PromiseRejectedResult).reason).message).join('; ')}. Run it again when they answer.`);
+    }
+    const st = states.map((x, i) => ({ m: members[i]!, ...((x as PromiseFulfilledResult<Answer>).value as { held?: boolean; retiring?: boolean; decision?: string | null; applied?: boolean; aborted?: boolean }) }));
+    const appliedSomewhere = st.some((x) => x.applied);
+    const committedSomewhere = st.some((x) => x.decision === 'commit');
+    const abortedSomewhere = st.some((x) => x.decision === 'abort' || x.aborted);
+    if (decision === 'abort' && (appliedSomewhere || committedSomewhere)) {
+      throw new CustosError('conflict', `The refresh of ${label} is decided commit${appliedSomewhere ? ' and applied' : ''} on ${st.filter((x) => x.applied || x.decision === 'commit').map((x) => x.m).join(', ')}: it cannot be aborted; finish it (--resume). Nothing was recorded.`);
+    }
+    if (decision === 'commit' && !appliedSomewhere) {
+      const notReady = st.filter((x) => x.held && !x.retiring);
+      if (abortedSomewhere) throw new CustosError('conflict', `The refresh of ${label} is decided abort on ${st.filter((x) => x.decision === 'abort' || x.aborted).map((x) => x.m).join(', ')}: it cannot be applied; abort it (--abort). Nothing was recorded.`);
+      if (notReady.length) throw new CustosError('conflict', `The refresh of ${label} did not finish on ${notReady.map((x) => x.m).join(', ')}: it cannot be applied; abort it (--abort). Nothing was recorded.`);
+    }
     const decided = await Promise.allSettled(members.map((m) => this.call(m, id, 'refresh/decide', { session, label, decision })));
     const undecided = decided.map((d, i) => ({ d, m: members[i]! })).filter((x) => x.d.status === 'rejected');
     const verb = decision === 'commit' ? 'apply' : 'abort';
@@ -220,7 +239,7 @@ export class Cluster implements ClusterApi {
     const ok = done.map((d, i) => ({ d, m: members[i]! })).filter((x) => x.d.status === 'fulfilled') as Array<{ d: PromiseFulfilledResult<Answer>; m: string }>;
     if (failed.length) {
       const why = failed.map((f) => named(f.m, (f.d as PromiseRejectedResult).reason).message).join('; ');
-      if (!stored) throw new CustosError('cosigners_unavailable', `The refresh of ${label} stopped before any share changed: ${why}.`);
+      if (!stored) throw new CustosError('cosigners_unavailable', `The refresh of ${label} did not finish: ${why}. It is being aborted; members that finished keep a retired share (signing nothing) until the abort reaches every member: if it does not, run custos cluster refresh --label ${label} --abort once they answer.`);
       throw new CustosError('cosigners_unavailable', `The key set ${label} is incomplete: ${why}.${ok.length ? ` ${ok.map((o) => o.m).join(', ')} stored a share; destroy it there (custos keys destroy ${label}) before trying again.` : ''}`);
     }
     const keys = new Set(ok.map((o) => `${String(o.d.value.public_key)}/${String(o.d.value.public_sha256)}`));

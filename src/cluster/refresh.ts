@@ -40,7 +40,7 @@ import type { Vault } from '../vault/vault.js';
 import { peerPrincipal } from './participant.js';
 import type { Peers } from './peers.js';
 import type { Consent } from './consent.js';
-import { APPLIED, checkMajority, DECISION, RETIRING } from '../vault/threshold.js';
+import { ABORTED, APPLIED, checkMajority, DECISION, RETIRING } from '../vault/threshold.js';
 import { comparePosition } from '../store/store.js';
 
 interface Session {
@@ -274,13 +274,19 @@ export class Refresher {
     const decision = b.decision === 'commit' || b.decision === 'abort' ? b.decision : fail('decision must be commit or abort.');
     const label = typeof b.label === 'string' ? b.label.slice(0, 128) : '';
     const v = this.vault();
+    const inMemory = this.sessions.get(session);
     const held = await v.getKey(label).catch(() => null);
-    if (decision === 'abort') this.abandon(session);
-    if (!held || held.state === 'destroyed') return { decided: 'nothing held' };
+    if (!held || held.state === 'destroyed') {
+      // A new member: an abort from a participant of that refresh forgets it here.
+      if (decision === 'abort' && inMemory && inMemory.receivers.includes(from)) this.abandon(session);
+      return { decided: 'nothing held' };
+    }
     const { key, t } = await v.describeThreshold(this.ctx(from, requestId), label, true);
     const pending = v.pendingRefresh(key);
-    const allowed = new Set([...Object.keys(t.members), ...(pending?.members ?? [])]);
-    if (!allowed.has(from)) throw new CustosError('forbidden', `${from} is not a member of ${label}'s key set.`);
+    // Only participants of the refresh (members of its new key set) decide it.
+    const allowed = key.attributes[RETIRING] === session ? new Set(pending?.members ?? []) : new Set([...Object.keys(t.members), ...(pending?.members ?? [])]);
+    if (!allowed.has(from)) throw new CustosError('forbidden', `${from} takes no part in that refresh of ${label}.`);
+    if (decision === 'abort' && inMemory) this.abandon(session);
     return { decided: await v.decideRefresh(this.ctx(from, requestId), label, session, decision) };
   }
 
@@ -307,7 +313,7 @@ export class Refresher {
     const { key, t } = await v.describeThreshold(this.ctx(from, requestId), label, true);
     const pending = v.pendingRefresh(key);
     if (t.members[from] === undefined && !(pending?.members ?? []).includes(from)) throw new CustosError('forbidden', `${from} is not a member of ${label}'s key set.`);
-    return { held: true, retiring: key.attributes[RETIRING] === session, decision: key.attributes[RETIRING] === session ? (key.attributes[DECISION] ?? null) : null, applied: key.attributes[APPLIED] === session };
+    return { held: true, retiring: key.attributes[RETIRING] === session, decision: key.attributes[RETIRING] === session ? (key.attributes[DECISION] ?? null) : null, applied: key.attributes[APPLIED] === session, aborted: key.attributes[ABORTED] === session };
   }
 
   /**
@@ -322,6 +328,10 @@ export class Refresher {
     const pending = this.vault().pendingRefresh(key);
     const others = (pending?.members ?? []).filter((m) => m !== this.peers.self);
     const answers = await Promise.allSettled(others.map((m) => this.peers.call(m, '/v1/cluster/refresh/state', { session, label: key.label })));
+    // One participant that applied (or gave its share back) checked everyone before it did, and
+    // decisions never change: that is proof enough.
+    const proof = answers.some((a) => a.status === 'fulfilled' && (decision === 'commit' ? (a.value as { applied?: boolean }).applied === true : (a.value as { aborted?: boolean }).aborted === true));
+    if (proof) return;
     const wrong: string[] = [];
     answers.forEach((a, i) => {
       const m = others[i]!;

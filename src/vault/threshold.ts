@@ -71,6 +71,8 @@ export const APPLIED = 'threshold.applied';
  * has `abort`: two attempts pulling opposite ways can stall each other, never split the set.
  */
 export const DECISION = 'threshold.decision';
+/** The last refresh aborted here (its old share given back): others may then give theirs back too. */
+export const ABORTED = 'threshold.aborted';
 
 /** What a cosigner is asked to sign: it checks the bytes are that. */
 export type CosignKind = 'raw' | 'consensus' | 'vote_extension';
@@ -312,8 +314,8 @@ export class Threshold {
     if (key.attributes[DECISION] !== 'abort') throw new CustosError('conflict', `${label}: that refresh is not decided abort here.`);
     const both = this.core.deps.keyring.openSecret(key);
     try {
-      const { [RETIRING]: _r, [NEXT]: _n, [DECISION]: _d, ...attributes } = key.attributes;
-      await this.rewrap(ctx, key, attributes, both.subarray(0, 32), 'threshold_unretire', { session: String(key.attributes[RETIRING]) });
+      const { [RETIRING]: _r, [NEXT]: _n, [DECISION]: _d, ...kept } = key.attributes;
+      await this.rewrap(ctx, key, { ...kept, [ABORTED]: session.slice(0, 64) }, both.subarray(0, 32), 'threshold_unretire', { session: String(key.attributes[RETIRING]) });
       return true;
     } finally {
       wipe(both);
