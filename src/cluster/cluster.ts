@@ -141,14 +141,13 @@ export class Cluster implements ClusterApi {
   async refresh(ctx: Ctx, req: { label: string; replace?: { old: string; new: string }; resume?: boolean; abort?: boolean }): Promise<Answer> {
     if (req.resume || req.abort) {
       const v = this.vault();
-      const { key, t } = await v.describeThreshold(ctx, req.label, true);
+      const { key } = await v.describeThreshold(ctx, req.label, true);
       const pending = v.pendingRefresh(key);
       if (!pending || key.attributes[RETIRING] === undefined) {
         if (req.resume && pending) return this.conclude(ctx, req.label, pending.session, pending.members, 'commit');
         throw new CustosError('conflict', `${req.label} has no refresh in progress on this node.`);
       }
       // The refresh's participants: the members of its new key set.
-      void t;
       return this.conclude(ctx, req.label, pending.session, pending.members, req.resume ? 'commit' : 'abort');
     }
     const { key, t } = await this.vault().describeThreshold(ctx, req.label, true);
