@@ -328,10 +328,8 @@ export class Refresher {
     const pending = this.vault().pendingRefresh(key);
     const others = (pending?.members ?? []).filter((m) => m !== this.peers.self);
     const answers = await Promise.allSettled(others.map((m) => this.peers.call(m, '/v1/cluster/refresh/state', { session, label: key.label })));
-    // One participant that applied (or gave its share back) checked everyone before it did, and
-    // decisions never change: that is proof enough.
-    const proof = answers.some((a) => a.status === 'fulfilled' && (decision === 'commit' ? (a.value as { applied?: boolean }).applied === true : (a.value as { aborted?: boolean }).aborted === true));
-    if (proof) return;
+    // Every participant's own answer counts, and none is taken as proof for the others: a
+    // participant could tell one holder "applied" and another "aborted".
     const wrong: string[] = [];
     answers.forEach((a, i) => {
       const m = others[i]!;
@@ -339,6 +337,7 @@ export class Refresher {
       const st = a.value as { held?: boolean; retiring?: boolean; decision?: string | null; applied?: boolean };
       if (!st.held) return; // holds nothing of the key: no share to split with
       const ok = decision === 'commit' ? (st.retiring && st.decision === 'commit') || st.applied === true : !st.applied && (!st.retiring || st.decision === 'abort');
+      // (A participant lying about itself holds one share: it cannot make two key sets of honest ones.)
       if (!ok) wrong.push(`${m} (${st.applied ? 'applied' : st.retiring ? `decided ${String(st.decision ?? 'nothing yet')}` : 'not retired by it'})`);
     });
     if (wrong.length) throw new CustosError('conflict', `Not every member agrees to ${decision === 'commit' ? 'apply' : 'abort'} that refresh yet: ${wrong.join('; ')}. Nothing changed here.`);
