@@ -199,10 +199,13 @@ export class Cluster implements ClusterApi {
     // unless this decision can be reached everywhere (and an existing decision is followed).
     const states = await Promise.allSettled(members.map((m) => this.call(m, id, 'refresh/state', { session, label })));
     const unreachable = states.map((st, i) => ({ st, m: members[i]! })).filter((x) => x.st.status === 'rejected');
-    if (unreachable.length) {
-      throw new CustosError('cosigners_unavailable', `Nothing was decided for the refresh of ${label}: ${unreachable.map((u) => named(u.m, (u.st as PromiseRejectedResult).reason).message).join('; ')}. Run it again when they answer.`);
+    // An apply needs everyone; an abort goes ahead on those that answer (each holder's own abort
+    // is all it needs to take its old share back), and the others follow when they answer.
+    if (unreachable.length && decision === 'commit') {
+      throw new CustosError('cosigners_unavailable', `Nothing was decided for the refresh of ${label}: ${unreachable.map((u) => named(u.m, (u.st as PromiseRejectedResult).reason).message).join('; ')}. Run custos cluster refresh --label ${label} --resume again when they answer.`);
     }
-    const st = states.map((x, i) => ({ m: members[i]!, ...((x as PromiseFulfilledResult<Answer>).value as { held?: boolean; retiring?: boolean; decision?: string | null; applied?: boolean; aborted?: boolean }) }));
+    if (unreachable.length) members = members.filter((m) => !unreachable.some((u) => u.m === m));
+    const st = states.filter((x) => x.status === 'fulfilled').map((x, i) => ({ m: members[i]!, ...((x as PromiseFulfilledResult<Answer>).value as { held?: boolean; retiring?: boolean; decision?: string | null; applied?: boolean; aborted?: boolean }) }));
     const appliedSomewhere = st.some((x) => x.applied);
     const committedSomewhere = st.some((x) => x.decision === 'commit');
     const abortedSomewhere = st.some((x) => x.decision === 'abort' || x.aborted);
@@ -229,6 +232,9 @@ export class Cluster implements ClusterApi {
     if (failed.length) {
       throw new CustosError('cosigners_unavailable', `The refresh of ${label} is decided (${decision}) everywhere, but ${verb} failed on ${failed.map((f) => named(f.m, (f.d as PromiseRejectedResult).reason).message).join('; ')}. Run custos cluster refresh --label ${label} --${decision === 'commit' ? 'resume' : 'abort'} again once they answer${decision === 'commit' ? ' (a new member that lost its share gets one with --replace NAME=NAME)' : ''}.`);
     }
+    if (unreachable.length) {
+      throw new CustosError('cosigners_unavailable', `The refresh of ${label} is aborted on ${members.join(', ')}; not yet on ${unreachable.map((u) => u.m).join(', ')} (no answer): run custos cluster refresh --label ${label} --abort from one of them once it answers (its share stays retired, signing nothing, until then).`);
+    }
     return { label, members, [decision === 'commit' ? 'resumed' : 'aborted']: session };
   }
 
@@ -238,7 +244,7 @@ export class Cluster implements ClusterApi {
     const ok = done.map((d, i) => ({ d, m: members[i]! })).filter((x) => x.d.status === 'fulfilled') as Array<{ d: PromiseFulfilledResult<Answer>; m: string }>;
     if (failed.length) {
       const why = failed.map((f) => named(f.m, (f.d as PromiseRejectedResult).reason).message).join('; ');
-      if (!stored) throw new CustosError('cosigners_unavailable', `The refresh of ${label} did not finish: ${why}. It is being aborted; members that finished keep a retired share (signing nothing) until the abort reaches every member: if it does not, run custos cluster refresh --label ${label} --abort once they answer.`);
+      if (!stored) throw new CustosError('cosigners_unavailable', `The refresh of ${label} did not finish: ${why}. It was aborted on every member that answered; a member that did not keeps a retired share (signing nothing) until custos cluster refresh --label ${label} --abort is run from it.`);
       throw new CustosError('cosigners_unavailable', `The key set ${label} is incomplete: ${why}.${ok.length ? ` ${ok.map((o) => o.m).join(', ')} stored a share; destroy it there (custos keys destroy ${label}) before trying again.` : ''}`);
     }
     const keys = new Set(ok.map((o) => `${String(o.d.value.public_key)}/${String(o.d.value.public_sha256)}`));

@@ -299,8 +299,8 @@ export class Refresher {
     const { key, t } = await v.describeThreshold(this.ctx(from, requestId), label, true);
     if (t.members[from] === undefined) throw new CustosError('forbidden', `${from} is not a member of ${label}'s key set.`);
     if (key.attributes[RETIRING] !== session) return { unretired: false };
-    // Every other member, asked directly, must hold abort, or never have retired for it.
-    await this.verifyAll(requestId, key, session, 'abort');
+    // This holder's own abort is enough: an apply anywhere needs every participant's commit, this
+    // one's included, which can now never be given. (unretireShare checks the decision.)
     return { unretired: await v.unretireShare(this.ctx(from, requestId), label, session) };
   }
 
@@ -317,10 +317,10 @@ export class Refresher {
   }
 
   /**
-   * Before a holder applies (or takes its old share back), it asks every other participant
-   * itself: each must hold the same decision, or (commit) have applied, or
-   * (abort) never have retired for it and not applied. A member that does not answer stops it:
-   * a refresh is finished or undone only when everyone concerned is known to agree.
+   * Before a holder applies, it asks every other participant itself: each must hold commit or
+   * have applied. A member that does not answer stops it: a new share is used only when
+   * everyone concerned is known to have committed. (Taking an old share back needs only the
+   * holder's own abort: see unretire.)
    */
   private async verifyAll(requestId: string, key: import('../core/types.js').KeyRecord, session: string, decision: 'commit' | 'abort'): Promise<void> {
     // The refresh's participants are the members of its new key set (its dealers are among them;
