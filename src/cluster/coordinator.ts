@@ -123,6 +123,7 @@ export class Coordinator implements ThresholdCoordinator {
             key: key.label,
             public_key: publicKey,
             round: j.round,
+            algorithm: t.algorithm,
             kind,
             message: bytesToBase64(message),
             commitments: encoded,

@@ -56,8 +56,6 @@ interface Session {
   old?: FrostPublic;
   /** This node holds a record of the key (a dealer, or a member rejoining): its version at start. */
   version?: number;
-  /** Its old share is retired (durably) until the new one is applied. */
-  retired?: boolean;
 
   values?: Record<string, Uint8Array>;
   commitments?: Record<string, Uint8Array[]>;
@@ -223,7 +221,6 @@ export class Refresher {
     // sealed beside it in the same commit, so the refresh can be resumed after any crash.
     if (s.version !== undefined) {
       await this.vault().retireShare(this.ctx(from, requestId), s.label, id, s.version, { share: s.pending.share, pub: s.pending.pub, members: Object.fromEntries(s.receivers.map((r) => [r, identifierOf(s.algorithm, r)])) });
-      s.retired = true;
     }
     return { public_key: bytesToHex(s.publicKey), public_sha256: createHash('sha256').update(encodePublic(s.pending.pub)).digest('hex') };
   }

@@ -344,8 +344,21 @@ export class Threshold {
   }
 
   /** Round one: nonces for one round of `label`, in memory; their commitments go to the coordinator. */
-  async commit(ctx: Ctx, label: string): Promise<{ round: string; commitments: NonceCommitments }> {
-    const { key, t } = await this.describe(ctx, label);
+  /**
+   * The key a coordinator means: the same key set (public key, hex) under the label, and the
+   * peer asking a member of it. Refusals are on the record.
+   */
+  private async roundKey(ctx: Ctx, label: string, publicKey: string): Promise<{ key: KeyRecord; t: ThresholdKey }> {
+    const d = await this.describe(ctx, label);
+    await this.core.refuseOnError(ctx, 'sign', d.key, {}, () => {
+      if (publicKey !== bytesToHex(d.key.publicKey)) throw new CustosError('conflict', `This cosigner's ${label} is another key set (public key ${bytesToHex(d.key.publicKey)}).`);
+      if (ctx.principal.kind === 'peer' && d.t.members[ctx.principal.id.slice('peer:'.length)] === undefined) throw new CustosError('forbidden', `${ctx.principal.id} is not a member of ${label}'s key set.`);
+    });
+    return d;
+  }
+
+  async commit(ctx: Ctx, label: string, publicKey: string): Promise<{ round: string; commitments: NonceCommitments }> {
+    const { key, t } = await this.roundKey(ctx, label, publicKey);
     this.sweep();
     let mine = 0;
     for (const r of this.rounds.values()) if (r.by === ctx.principal.id) mine++;
@@ -373,11 +386,11 @@ export class Threshold {
    * holds sign bytes for that differ only in their timestamp, it answers with those bytes
    * instead of a share, so that the coordinator signs them (FilePV semantics).
    */
-  async cosign(ctx: Ctx, req: { label: string; round: string; message: Uint8Array; commitments: NonceCommitments[]; kind: CosignKind; context: Record<string, string> }): Promise<{ share: Uint8Array } | { signBytes: Uint8Array }> {
+  async cosign(ctx: Ctx, req: { label: string; publicKey: string; round: string; message: Uint8Array; commitments: NonceCommitments[]; kind: CosignKind; context: Record<string, string> }): Promise<{ share: Uint8Array } | { signBytes: Uint8Array }> {
     const open = this.rounds.get(req.round);
     this.rounds.delete(req.round);
     try {
-      const { key, t } = await this.describe(ctx, req.label);
+      const { key, t } = await this.roundKey(ctx, req.label, req.publicKey);
       const payload = { kind: 'message' as const, bytes: req.message };
       const details: AuditDraft['details'] = { ...req.context, kind: req.kind, message_sha256: sha256hex(req.message), algorithm: key.algorithm, threshold_round: req.round.slice(0, 64), cosigners: req.commitments.length };
       const voteOrNot = await this.core.refuseOnError(ctx, 'sign', key, details, () => {

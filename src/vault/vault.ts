@@ -32,6 +32,7 @@ import { Threshold } from './threshold.js';
 
 export { type PeerCertificate, type Credentials } from '../accounts/authenticator.js';
 export { certificateNames } from '../accounts/credentials.js';
+export { sourceOf } from '../accounts/authenticator.js';
 export { authorize, forbidden, refInScope, OPERATIONS, ROLES, type Operation } from '../accounts/principals.js';
 export type { PrincipalRequest, TokenView } from './admin.js';
 export { isExpired, type PolicySubject, type VaultDeps, type VaultMetrics } from './core.js';

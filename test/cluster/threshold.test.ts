@@ -124,7 +124,6 @@ test('privval with a 2-of-3 key split from a priv_validator_key.json: connectors
       const sy = ok(y, vote(1, h, 0, blockId(h + 100)));
       if (sx && sy) both++;
       if (sx !== sy) one++;
-      assert.ok(!x.error || !sx);
     }
     assert.equal(both, 0, 'no height got two conflicting signatures');
     t.diagnostic(`conflicting prevotes: ${one} of 6 heights got one signature, none got two`);

@@ -24,12 +24,13 @@ async function setup(purpose?: string) {
   const dealt = F.trustedDealer({ min: 2, max: 3 }, Object.values(members));
   await v.vault.storeShare(v.ctx(), { label: 'tk', algorithm: 'ed25519', share: dealt.secretShares[members.a!]!.signingShare, pub: dealt.public, self: 'a', members, origin: 'dealer', ...(purpose ? { purpose } : {}) });
   const ctx = () => ({ principal: PEER, requestId: randomBytes(8).toString('hex') });
+  const publicKey = Buffer.from(groupPublicKey('ed25519', dealt.public)).toString('hex');
   /** One round: `a` commits, `b` (the test) commits, `a` is asked for its share. */
   const round = async (message: Uint8Array, kind: 'raw' | 'consensus' | 'vote_extension' = 'raw', tamper?: (list: NonceCommitments[]) => NonceCommitments[]) => {
-    const mine = await v.vault.thresholdCommit(ctx(), 'tk');
+    const mine = await v.vault.thresholdCommit(ctx(), 'tk', publicKey);
     const b = F.commit(dealt.secretShares[members.b!]!);
     const list = tamper ? tamper([mine.commitments, b.commitments]) : [mine.commitments, b.commitments];
-    const ask = () => v.vault.cosign(ctx(), { label: 'tk', round: mine.round, message, commitments: list, kind, context: {} });
+    const ask = () => v.vault.cosign(ctx(), { label: 'tk', publicKey, round: mine.round, message, commitments: list, kind, context: {} });
     return { ask, finish: async () => {
       const r = await ask();
       if (!('share' in r)) return r;
@@ -67,7 +68,10 @@ test('a share is stored only if it matches the key set; a cosigner signs a round
 
     // A plain key is no threshold key.
     await v.vault.createKey(v.ctx(), { label: 'plain', algorithm: 'ed25519', exportable: false });
-    await assert.rejects(v.vault.thresholdCommit({ principal: PEER, requestId: 'x' }, 'plain'), code('bad_request'));
+    await assert.rejects(v.vault.thresholdCommit({ principal: PEER, requestId: 'x' }, 'plain', '00'), code('bad_request'));
+    // Another key set under the label, or a peer outside the key set: refused.
+    await assert.rejects(v.vault.thresholdCommit({ principal: PEER, requestId: 'x' }, 'tk', '00'.repeat(32)), code('conflict'));
+    await assert.rejects(v.vault.thresholdCommit({ principal: { id: 'peer:zz', kind: 'peer' }, requestId: 'x' }, 'tk', Buffer.from(groupPublicKey('ed25519', dealt.public)).toString('hex')), code('forbidden'));
     // Each share is on the record under the coordinator that asked.
     const tail = await v.vault.auditTail(200);
     assert.ok(tail.some((e) => e.principal === 'peer:b' && e.operation === 'sign' && e.outcome === 'ok' && typeof e.details.share_sha256 === 'string'));
@@ -133,7 +137,7 @@ test('a share retired by a refresh signs nothing until the new one is applied; a
     const mine = refreshCombine('ed25519', members.a!, ids, 2, deals.map((d) => ({ dealer: d.dealer, commitments: d.commitments, value: d.values[members.a!]! })), groupPublicKey('ed25519', dealt.public));
     const other = { public: mine.pub, secretShares: { [members.a!]: { signingShare: mine.share } } };
     await v.vault.retireShare(v.ctx(), 'tk', 'sess-1', key.version, { share: other.secretShares[members.a!]!.signingShare, pub: other.public, members });
-    await assert.rejects(v.vault.thresholdCommit({ principal: PEER, requestId: 'r' }, 'tk'), code('threshold_round:refreshing'));
+    await assert.rejects(v.vault.thresholdCommit({ principal: PEER, requestId: 'r' }, 'tk', Buffer.from(key.publicKey).toString('hex')), code('threshold_round:refreshing'));
     // Only the refresh that retired it applies; another refresh cannot retire it again.
     await assert.rejects(v.vault.applyRetired(v.ctx(), 'tk', 'other'), code('conflict'));
     await assert.rejects(v.vault.retireShare(v.ctx(), 'tk', 'sess-2', (await v.vault.getKey('tk')).version, { share: other.secretShares[members.a!]!.signingShare, pub: other.public, members }), code('conflict'));

@@ -16,7 +16,7 @@ import { CustosError } from '../../core/errors.js';
 import { base64ToBytes } from '../../core/bytes.js';
 import { PEER_STEPS, type ClusterApi, type PeerStep } from '../../core/cluster.js';
 import type { Principal } from '../../core/types.js';
-import type { Vault } from '../../vault/vault.js';
+import { sourceOf, type Vault } from '../../vault/vault.js';
 import { peerOf } from './auth.js';
 
 const errors = { 400: { $ref: 'Error#' }, 401: { $ref: 'Error#' }, 403: { $ref: 'Error#' }, 404: { $ref: 'Error#' }, 409: { $ref: 'Error#' }, 502: { $ref: 'Error#' }, 503: { $ref: 'Error#' } };
@@ -32,12 +32,12 @@ export function clusterRoutes(app: FastifyInstance, cluster: () => ClusterApi | 
 
   // Refusals on the peer routes are audited at most once a minute per caller and cause (with a
   // count), so that nobody can fill the log by knocking.
-  // Keyed by the caller's network (an IPv4 /24, an IPv6 /64: a new certificate or address per
-  // request does not make a new caller), and at most 60 such entries a minute in all.
+  // Keyed by the caller's source as failed logins are (an IPv4 address, an IPv6 /64: a new
+  // certificate per request does not make a new caller), and at most 60 entries a minute in all.
   const recent = new Map<string, { at: number; count: number }>();
   let minute = { at: 0, written: 0, suppressed: 0 };
   async function recordRefusal(req: FastifyRequest, why: string): Promise<void> {
-    const net = networkOf(req.ip);
+    const net = sourceOf(req.ip);
     const now = Date.now();
     if (now - minute.at >= 60_000) minute = { at: now, written: 0, suppressed: minute.suppressed };
     const r = recent.get(net);
@@ -175,14 +175,6 @@ export function clusterRoutes(app: FastifyInstance, cluster: () => ClusterApi | 
       return made;
     },
   );
-}
-
-/** The network a refused caller is counted under. */
-function networkOf(ip: string): string {
-  const v4 = /^(?:::ffff:)?(\d+\.\d+\.\d+)\.\d+$/.exec(ip);
-  if (v4) return `${v4[1]}.0/24`;
-  const parts = ip.split(':');
-  return `${parts.slice(0, 4).join(':')}::/64`;
 }
 
 function fail(e: CustosError): never {
