@@ -190,8 +190,8 @@ export class Cluster implements ClusterApi {
   /**
    * Ends a refresh one way or the other, on every member concerned: first the decision is
    * recorded on each (durably, and never changed), and only once every one holds it is the new
-   * share applied, or the old one given back. Two attempts pulling opposite ways stall each
-   * other; neither can leave an old and a new key set both able to sign.
+   * share applied, or the old one given back. The arbiter records the decision before anyone
+   * else, so of two attempts pulling opposite ways the second fails before it records anything.
    */
   private async conclude(ctx: Ctx, label: string, session: string, members: string[], decision: 'commit' | 'abort'): Promise<Answer> {
     const id = ctx.requestId;
@@ -204,8 +204,19 @@ export class Cluster implements ClusterApi {
     if (unreachable.length && decision === 'commit') {
       throw new CustosError('cosigners_unavailable', `Nothing was decided for the refresh of ${label}: ${unreachable.map((u) => named(u.m, (u.st as PromiseRejectedResult).reason).message).join('; ')}. Run custos cluster refresh --label ${label} --resume again when they answer.`);
     }
-    if (unreachable.length) members = members.filter((m) => !unreachable.some((u) => u.m === m));
-    const st = states.filter((x) => x.status === 'fulfilled').map((x, i) => ({ m: members[i]!, ...((x as PromiseFulfilledResult<Answer>).value as { held?: boolean; retiring?: boolean; decision?: string | null; applied?: boolean; aborted?: boolean }) }));
+    const lost = unreachable.map((u) => u.m);
+    if (unreachable.length) members = members.filter((m) => !lost.includes(m));
+    const st = states.filter((x) => x.status === 'fulfilled').map((x, i) => ({ m: members[i]!, ...((x as PromiseFulfilledResult<Answer>).value as { held?: boolean; retiring?: boolean; decision?: string | null; applied?: boolean; aborted?: boolean; arbiter?: string }) }));
+    // The arbiter (the member that started the refresh) records the decision before anyone else.
+    const arbiters = [...new Set(st.flatMap((x) => (x.retiring && typeof x.arbiter === 'string' ? [x.arbiter] : [])))];
+    if (arbiters.length > 1) throw new CustosError('conflict', `The members of ${label} name different arbiters for that refresh (${arbiters.join(', ')}). Nothing was recorded.`);
+    const arbiter = arbiters[0];
+    if (arbiter !== undefined && lost.includes(arbiter)) {
+      throw new CustosError(
+        'cosigners_unavailable',
+        `${arbiter}, which started the refresh of ${label} and records its decision first, did not answer: nothing was recorded. Run this again when it answers. If it is lost for good, a node answering under its name and certificate holds nothing of the key, and the refresh can then only be aborted.`,
+      );
+    }
     const appliedSomewhere = st.some((x) => x.applied);
     const committedSomewhere = st.some((x) => x.decision === 'commit');
     const abortedSomewhere = st.some((x) => x.decision === 'abort' || x.aborted);
@@ -217,7 +228,13 @@ export class Cluster implements ClusterApi {
       if (abortedSomewhere) throw new CustosError('conflict', `The refresh of ${label} is decided abort on ${st.filter((x) => x.decision === 'abort' || x.aborted).map((x) => x.m).join(', ')}: it cannot be applied; abort it (--abort). Nothing was recorded.`);
       if (notReady.length) throw new CustosError('conflict', `The refresh of ${label} did not finish on ${notReady.map((x) => x.m).join(', ')}: it cannot be applied; abort it (--abort). Nothing was recorded.`);
     }
-    const decided = await Promise.allSettled(members.map((m) => this.call(m, id, 'refresh/decide', { session, label, decision })));
+    if (arbiter !== undefined) {
+      // A losing attempt stops here, before it records anything anywhere.
+      await this.call(arbiter, id, 'refresh/decide', { session, label, decision }).catch((e: unknown) => {
+        throw new CustosError(isCustosError(e) ? e.code : 'internal', `Nothing was recorded for the refresh of ${label}: ${named(arbiter, e).message}`);
+      });
+    }
+    const decided = await Promise.allSettled(members.map((m) => (m === arbiter ? Promise.resolve({}) : this.call(m, id, 'refresh/decide', { session, label, decision }))));
     const undecided = decided.map((d, i) => ({ d, m: members[i]! })).filter((x) => x.d.status === 'rejected');
     const verb = decision === 'commit' ? 'apply' : 'abort';
     if (undecided.length) {

@@ -11,14 +11,16 @@
  *              each dealer's first commitment against λ times its old verifying share) and
  *              computes its new share; a holder retires its old share and seals the new one
  *              beside it in one commit (a retired share signs nothing);
- *   decide     every holder records commit (or abort), durably and for good;
+ *   decide     every holder records commit (or abort), durably and for good: the arbiter (the
+ *              member that started the refresh) first, then the others, each only once the
+ *              arbiter holds the same decision;
  *   apply      only once every holder holds commit: each applies its new share (a new member
  *              stores one, from the dealers' watermarks taken now that they are retired);
  *   unretire   only once every holder holds abort: each takes its old share back.
  *
  * Resume and abort (cluster.ts conclude) run decide then apply or unretire from any member, so
- * a refresh interrupted anywhere is finished or undone, and two attempts pulling opposite ways
- * stall rather than leave an old and a new key set both able to sign.
+ * a refresh interrupted anywhere is finished or undone; of two attempts pulling opposite ways,
+ * the one that reaches the arbiter second fails before it records anything.
  */
 import { createHash } from 'node:crypto';
 import { CustosError } from '../core/errors.js';
@@ -220,7 +222,7 @@ export class Refresher {
     // Before anyone applies a new share, this node's old one signs no more; the new one is
     // sealed beside it in the same commit, so the refresh can be resumed after any crash.
     if (s.version !== undefined) {
-      await this.vault().retireShare(this.ctx(from, requestId), s.label, id, s.version, { share: s.pending.share, pub: s.pending.pub, members: Object.fromEntries(s.receivers.map((r) => [r, identifierOf(s.algorithm, r)])) });
+      await this.vault().retireShare(this.ctx(from, requestId), s.label, id, s.version, { share: s.pending.share, pub: s.pending.pub, members: Object.fromEntries(s.receivers.map((r) => [r, identifierOf(s.algorithm, r)])), arbiter: s.coordinator });
     }
     return { public_key: bytesToHex(s.publicKey), public_sha256: createHash('sha256').update(encodePublic(s.pending.pub)).digest('hex') };
   }
@@ -283,8 +285,30 @@ export class Refresher {
     // Only participants of the refresh (members of its new key set) decide it.
     const allowed = key.attributes[RETIRING] === session ? new Set(pending?.members ?? []) : new Set([...Object.keys(t.members), ...(pending?.members ?? [])]);
     if (!allowed.has(from)) throw new CustosError('forbidden', `${from} takes no part in that refresh of ${label}.`);
+    if (key.attributes[RETIRING] === session && pending?.arbiter !== undefined && pending.arbiter !== this.peers.self) await this.followArbiter(label, session, pending.arbiter, decision);
     if (decision === 'abort' && inMemory) this.abandon(session);
     return { decided: await v.decideRefresh(this.ctx(from, requestId), label, session, decision) };
+  }
+
+  /**
+   * A holder records a decision only once the refresh's arbiter (the member that started it)
+   * holds it: the arbiter's decision is recorded first and never changes, so two attempts
+   * pulling opposite ways cannot leave some holders with commit and others with abort. An
+   * arbiter that holds nothing (lost, and a node answering in its place) or never retired can
+   * never commit: the refresh can then only be aborted.
+   */
+  private async followArbiter(label: string, session: string, arbiter: string, decision: 'commit' | 'abort'): Promise<void> {
+    let st: { held?: boolean; retiring?: boolean; decision?: string | null; applied?: boolean; aborted?: boolean };
+    try {
+      st = await this.peers.call(arbiter, '/v1/cluster/refresh/state', { session, label });
+    } catch (e) {
+      throw new CustosError('cosigners_unavailable', `${arbiter}, which decides that refresh of ${label} first, did not answer (${(e as Error).message.slice(0, 160)}): nothing was recorded here.`, { tag: 'unreachable' });
+    }
+    const ok = decision === 'commit' ? st.applied === true || (st.retiring === true && st.decision === 'commit') : st.aborted === true || (st.retiring === true && st.decision === 'abort') || (!st.retiring && !st.applied);
+    if (!ok) {
+      const where = st.applied ? 'applied it' : st.retiring ? `holds ${String(st.decision ?? 'no decision yet')}` : 'never retired for it';
+      throw new CustosError('conflict', `${arbiter}, which decides that refresh of ${label} first, ${where}: ${decision} was not recorded here.`);
+    }
   }
 
   /** Gives the retired share back, once this node has the `abort` decision for that refresh. */
@@ -310,7 +334,8 @@ export class Refresher {
     const { key, t } = await v.describeThreshold(this.ctx(from, requestId), label, true);
     const pending = v.pendingRefresh(key);
     if (t.members[from] === undefined && !(pending?.members ?? []).includes(from)) throw new CustosError('forbidden', `${from} is not a member of ${label}'s key set.`);
-    return { held: true, retiring: key.attributes[RETIRING] === session, decision: key.attributes[RETIRING] === session ? (key.attributes[DECISION] ?? null) : null, applied: key.attributes[APPLIED] === session, aborted: key.attributes[ABORTED] === session };
+    const retiring = key.attributes[RETIRING] === session;
+    return { held: true, retiring, decision: retiring ? (key.attributes[DECISION] ?? null) : null, applied: key.attributes[APPLIED] === session, aborted: key.attributes[ABORTED] === session, ...(retiring && pending?.arbiter ? { arbiter: pending.arbiter } : {}) };
   }
 
   /**

@@ -67,11 +67,14 @@ export const NEXT = 'threshold.next';
 export const APPLIED = 'threshold.applied';
 /**
  * What was decided for the retiring refresh, here: `commit` or `abort`, and never changed. A
- * share is applied only once every holder has `commit`, and given back only once every holder
- * has `abort`: two attempts pulling opposite ways can stall each other, never split the set.
+ * share is applied only once every holder has `commit`, and given back once its own holder
+ * has `abort`; the refresh's arbiter records it first (cluster/refresh.ts), and others follow.
  */
 export const DECISION = 'threshold.decision';
-/** The last refresh aborted here (its old share given back): others may then give theirs back too. */
+/**
+ * The last refresh aborted here: its old share given back, or (never retired by it) an abort
+ * recorded before this node finished, so that a late finish cannot retire it after the abort.
+ */
 export const ABORTED = 'threshold.aborted';
 
 /** What a cosigner is asked to sign: it checks the bytes are that. */
@@ -239,29 +242,39 @@ export class Threshold {
   async decideRefresh(ctx: Ctx, label: string, session: string, decision: 'commit' | 'abort'): Promise<'decided' | 'done'> {
     const { key } = await this.describe(ctx, label, true);
     if (key.attributes[RETIRING] !== session) {
-      if (decision === 'abort' && key.attributes[APPLIED] !== session) return 'done';
+      if (decision === 'abort' && key.attributes[APPLIED] !== session) {
+        // Recorded, so that a finish still running here cannot retire this share after the abort.
+        if (key.attributes[ABORTED] !== session) await this.rewrapSame(ctx, key, { ...key.attributes, [ABORTED]: session.slice(0, 64) }, 'threshold_refresh_decide', { session: session.slice(0, 64), decision });
+        return 'done';
+      }
       if (decision === 'commit' && key.attributes[APPLIED] === session) return 'done';
       throw new CustosError('conflict', decision === 'commit' ? `${label} did not finish that refresh here: it cannot be applied; abort it (custos cluster refresh --abort).` : `${label}: that refresh is applied here; it cannot be aborted.`);
     }
     const had = key.attributes[DECISION];
     if (had === decision) return 'decided';
     if (had !== undefined) throw new CustosError('conflict', `${label}: that refresh is decided ${String(had)} here; it cannot be ${decision === 'abort' ? 'aborted' : 'applied'} now.`);
-    const both = this.core.deps.keyring.openSecret(key);
-    try {
-      await this.rewrap(ctx, key, { ...key.attributes, [DECISION]: decision }, both, 'threshold_refresh_decide', { session: session.slice(0, 64), decision });
-    } finally {
-      wipe(both);
-    }
+    await this.rewrapSame(ctx, key, { ...key.attributes, [DECISION]: decision }, 'threshold_refresh_decide', { session: session.slice(0, 64), decision });
     return 'decided';
   }
 
+  /** New attributes, the sealed secret unchanged (re-sealed: the attributes are bound into it). */
+  private async rewrapSame(ctx: Ctx, key: KeyRecord, attributes: KeyRecord['attributes'], op: string, details: AuditDraft['details']): Promise<void> {
+    const secret = this.core.deps.keyring.openSecret(key);
+    try {
+      await this.rewrap(ctx, key, attributes, secret, op, details);
+    } finally {
+      wipe(secret);
+    }
+  }
+
   /** The refresh a retiring share waits for, and the members of its new key set (for a resume). */
-  pendingRefresh(key: KeyRecord): { session: string; members: string[] } | null {
+  pendingRefresh(key: KeyRecord): { session: string; members: string[]; arbiter?: string } | null {
     const session = key.attributes[RETIRING] ?? key.attributes[APPLIED];
     if (typeof session !== 'string') return null;
     const t = thresholdOf(key)!;
-    const members = key.attributes[RETIRING] !== undefined ? Object.keys(nextOf(t.algorithm, key).members) : Object.keys(t.members);
-    return { session, members };
+    if (key.attributes[RETIRING] === undefined) return { session, members: Object.keys(t.members) };
+    const next = nextOf(t.algorithm, key);
+    return { session, members: Object.keys(next.members), arbiter: next.arbiter };
   }
 
   /** The public side of a threshold key this principal may use. */
@@ -285,11 +298,13 @@ export class Threshold {
    * A refresh's receivers retire their old share (durably) before any of them applies a new
    * one: whatever happens next, the old key set can no longer reach its threshold with them.
    */
-  async retireShare(ctx: Ctx, label: string, session: string, version: number, next: { share: Uint8Array; pub: FrostPublic; members: Record<string, string> }): Promise<KeyRecord> {
+  async retireShare(ctx: Ctx, label: string, session: string, version: number, next: { share: Uint8Array; pub: FrostPublic; members: Record<string, string>; arbiter: string }): Promise<KeyRecord> {
     const { key, t } = await this.describe(ctx, label, true);
     if (key.version !== version) throw new CustosError('conflict', `${label} changed here since the refresh started.`);
     if (key.attributes[RETIRING] !== undefined) throw new CustosError('conflict', `${label} is retired here by another refresh (${String(key.attributes[RETIRING])}): finish it (custos cluster refresh --resume) or abort it (--abort) first.`);
     checkMembers(t.algorithm, next.members);
+    if (next.members[next.arbiter] === undefined) throw new CustosError('bad_request', `The refresh's arbiter ${next.arbiter} is not a member of its new key set.`);
+    if (key.attributes[ABORTED] === session.slice(0, 64)) throw new CustosError('conflict', `${label}: that refresh was aborted here.`);
     if (!equalBytes(groupPublicKey(t.algorithm, next.pub), key.publicKey)) throw new CustosError('bad_request', 'A refresh keeps the public key.');
     checkMajority(String(key.attributes.purpose), next.pub.signers.min, next.pub.signers.max);
     frostOf(t.algorithm).validateSecret({ identifier: t.identifier, signingShare: next.share }, next.pub);
@@ -300,7 +315,7 @@ export class Threshold {
       both.set(next.share, 32);
       // The new share is sealed beside the old one, and the new key set recorded, in the same
       // commit as the retirement: an interrupted refresh can be resumed, never half-forgotten.
-      const attributes = { ...key.attributes, [RETIRING]: session.slice(0, 64), [NEXT]: JSON.stringify({ public: JSON.parse(encodePublic(next.pub)), members: next.members }) };
+      const attributes = { ...key.attributes, [RETIRING]: session.slice(0, 64), [NEXT]: JSON.stringify({ public: JSON.parse(encodePublic(next.pub)), members: next.members, arbiter: next.arbiter }) };
       return await this.rewrap(ctx, key, attributes, both, 'threshold_retire', {});
     } finally {
       wipe(old, both);
@@ -498,11 +513,14 @@ export class Threshold {
 }
 
 /** The new key set a retiring share waits for. */
-function nextOf(alg: ThresholdAlgorithm, key: KeyRecord): { pub: FrostPublic; members: Record<string, string> } {
+function nextOf(alg: ThresholdAlgorithm, key: KeyRecord): { pub: FrostPublic; members: Record<string, string>; arbiter: string } {
   const text = key.attributes[NEXT];
   if (typeof text !== 'string') throw new CustosError('key_record_corrupt', `${key.label} is retiring without a new key set.`);
-  const o = JSON.parse(text) as { public: unknown; members: unknown };
-  return { pub: decodePublic(alg, JSON.stringify(o.public)), members: checkMembers(alg, o.members) };
+  const o = JSON.parse(text) as { public: unknown; members: unknown; arbiter?: unknown };
+  const members = checkMembers(alg, o.members);
+  // A record from before arbiters: the first member by name decides first.
+  const arbiter = typeof o.arbiter === 'string' && members[o.arbiter] !== undefined ? o.arbiter : Object.keys(members).sort()[0]!;
+  return { pub: decodePublic(alg, JSON.stringify(o.public)), members, arbiter };
 }
 
 /**

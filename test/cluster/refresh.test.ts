@@ -1,7 +1,8 @@
 /**
  * Refresh failure cases, in process (test/helpers/cluster-inprocess.ts): an apply lost on two
  * members is resumed from any member; votes signed while a replacement runs are in the new
- * member's watermark; a share retired by one refresh is not taken by another.
+ * member's watermark; a share retired by one refresh is not taken by another; --resume and
+ * --abort racing each other end the same way everywhere (the arbiter decides first).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -74,7 +75,7 @@ test('a replacement: a vote signed while it runs is in the new member watermark,
   }
 });
 
-test('a member cannot apply a refresh on others by itself: each holder checks every participant before it applies or takes its old share back', { timeout: 60_000 }, async () => {
+test('a member cannot decide or apply a refresh on others by itself: the arbiter decides first, and each holder checks every participant before it applies', { timeout: 60_000 }, async () => {
   const names = ['a', 'b', 'c', 'd', 'e'];
   const { nodes, close } = await makeNodes(names);
   try {
@@ -89,8 +90,9 @@ test('a member cannot apply a refresh on others by itself: each holder checks ev
     for (const n of ['b', 'c', 'd']) nodes[n]!.intercept = undefined;
     const session = String((await nodes.b!.tv.vault.getKey('val')).attributes['threshold.retiring']);
     assert.ok(session.length > 10, 'b is retired by the refresh');
-    // Member c, on its own, decides commit on b and asks b to apply: b checks everyone and refuses (e never finished).
-    await nodes.b!.cluster.answer('c', 'x', 'refresh/decide', { session, label: 'val', decision: 'commit' });
+    // Member c, on its own, asks b to decide commit: b asks the arbiter (a, which started the
+    // refresh and recorded abort) and refuses; asked to apply, b checks everyone and refuses.
+    await assert.rejects(nodes.b!.cluster.answer('c', 'x', 'refresh/decide', { session, label: 'val', decision: 'commit' }), /a, which decides that refresh of val first, holds abort/);
     await assert.rejects(nodes.b!.cluster.answer('c', 'x', 'refresh/apply', { session, label: 'val' }), /Not every member agrees/);
     // d decided abort takes its old share back on its own word (an apply anywhere would need its
     // commit, which can never come); b, holding commit, can then never apply.
@@ -100,4 +102,54 @@ test('a member cannot apply a refresh on others by itself: each holder checks ev
   } finally {
     await close();
   }
+});
+
+test('--resume and --abort run at the same moment from two members: the arbiter decides first, so every holder ends the same way and the key signs', { timeout: 120_000 }, async () => {
+  const names = ['a', 'b', 'c', 'd', 'e'];
+  // A seeded jitter (0–40 ms) on every decide and state step, as the review staged the race.
+  let seed = 7;
+  const jitter = () => new Promise((r) => setTimeout(r, ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % 41)));
+  const outcomes: string[] = [];
+  for (let trial = 0; trial < 6; trial++) {
+    const { nodes, close } = await makeNodes(names);
+    try {
+      const a = nodes.a!;
+      agree(nodes, 'a', { label: 'val', kind: 'keygen', threshold: 3, members: names, purpose: 'consensus' });
+      await a.cluster.keygen(a.tv.ctx(), { label: 'val', algorithm: 'ed25519', threshold: 3, members: names, purpose: 'consensus' });
+      agree(nodes, 'a', { label: 'val', kind: 'reshare', threshold: 3, members: names, purpose: 'consensus' });
+      // e finishes (retires) but its answer is held back: a's refresh waits, every holder retired, nothing decided.
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let finished!: () => void;
+      const allRetired = new Promise<void>((r) => (finished = r));
+      nodes.e!.intercept = (from, step, body) => {
+        if (step !== 'refresh/finish') return undefined;
+        return nodes.e!.cluster.answer(from, 'fin', step as never, body).then(async (r) => (finished(), await held, r));
+      };
+      const first = a.cluster.refresh(a.tv.ctx(), { label: 'val' }).then(() => 'refresh', (e: Error) => e.message);
+      await allRetired;
+      nodes.e!.intercept = undefined;
+      assert.deepEqual(await Promise.all(names.map((n) => retired(nodes[n]!))), [true, true, true, true, true]);
+      for (const n of names) nodes[n]!.intercept = (from, step, body) => (step === 'refresh/decide' || step === 'refresh/state' ? jitter().then(() => nodes[n]!.cluster.answer(from, 'j', step as never, body)) : undefined);
+      const [r1, r2] = await Promise.all([
+        nodes.b!.cluster.refresh(nodes.b!.tv.ctx(), { label: 'val', resume: true }).then(() => 'resumed', (e: Error) => e.message),
+        nodes.c!.cluster.refresh(nodes.c!.tv.ctx(), { label: 'val', abort: true }).then(() => 'aborted', (e: Error) => e.message),
+      ]);
+      release();
+      await first;
+      for (const n of names) nodes[n]!.intercept = undefined;
+      const decisions = new Set((await Promise.all(names.map((n) => nodes[n]!.tv.vault.getKey('val')))).map((k) => k.attributes['threshold.decision'] ?? (k.attributes['threshold.applied'] ? 'commit' : k.attributes['threshold.aborted'] ? 'abort' : 'none')));
+      assert.ok(!(decisions.has('commit') && decisions.has('abort')), `trial ${trial}: a commit/abort mix (${[...decisions].join(', ')}; resume: ${r1}; abort: ${r2})`);
+      // Whichever way it went, running that way again from any member ends it, and the key signs.
+      const way = decisions.has('abort') ? { abort: true } : { resume: true };
+      outcomes.push(Object.keys(way)[0]!);
+      if (await retired(nodes.d!)) await nodes.d!.cluster.refresh(nodes.d!.tv.ctx(), { label: 'val', ...way });
+      if (await retired(nodes.a!)) await a.cluster.refresh(a.tv.ctx(), { label: 'val', ...way });
+      assert.deepEqual(await Promise.all(names.map((n) => retired(nodes[n]!))), [false, false, false, false, false], `trial ${trial}`);
+      await vote(nodes.b!, 20n, 1);
+    } finally {
+      await close();
+    }
+  }
+  assert.ok(outcomes.length === 6);
 });

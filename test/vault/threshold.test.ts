@@ -130,25 +130,28 @@ test('a share retired by a refresh signs nothing until the new one is applied; a
     const key = await v.vault.getKey('tk');
     // A share of another key set is refused as the new one.
     const stranger = F.trustedDealer({ min: 2, max: 3 }, Object.values(members));
-    await assert.rejects(v.vault.retireShare(v.ctx(), 'tk', 'sess-0', key.version, { share: stranger.secretShares[members.a!]!.signingShare, pub: stranger.public, members }), /keeps the public key/);
+    await assert.rejects(v.vault.retireShare(v.ctx(), 'tk', 'sess-0', key.version, { share: stranger.secretShares[members.a!]!.signingShare, pub: stranger.public, members, arbiter: 'a' }), /keeps the public key/);
     // The real thing: a, b and c re-deal the same key.
     const ids = Object.values(members);
     const deals = NAMES.map((n) => ({ dealer: n, ...refreshDeal('ed25519', dealt.secretShares[members[n]!]!.signingShare, members[n]!, ids, ids, 2) }));
     const mine = refreshCombine('ed25519', members.a!, ids, 2, deals.map((d) => ({ dealer: d.dealer, commitments: d.commitments, value: d.values[members.a!]! })), groupPublicKey('ed25519', dealt.public));
     const other = { public: mine.pub, secretShares: { [members.a!]: { signingShare: mine.share } } };
-    await v.vault.retireShare(v.ctx(), 'tk', 'sess-1', key.version, { share: other.secretShares[members.a!]!.signingShare, pub: other.public, members });
+    await v.vault.retireShare(v.ctx(), 'tk', 'sess-1', key.version, { share: other.secretShares[members.a!]!.signingShare, pub: other.public, members, arbiter: 'a' });
     await assert.rejects(v.vault.thresholdCommit({ principal: PEER, requestId: 'r' }, 'tk', Buffer.from(key.publicKey).toString('hex')), code('threshold_round:refreshing'));
     // Only the refresh that retired it applies; another refresh cannot retire it again.
     await assert.rejects(v.vault.applyRetired(v.ctx(), 'tk', 'other'), code('conflict'));
-    await assert.rejects(v.vault.retireShare(v.ctx(), 'tk', 'sess-2', (await v.vault.getKey('tk')).version, { share: other.secretShares[members.a!]!.signingShare, pub: other.public, members }), code('conflict'));
+    await assert.rejects(v.vault.retireShare(v.ctx(), 'tk', 'sess-2', (await v.vault.getKey('tk')).version, { share: other.secretShares[members.a!]!.signingShare, pub: other.public, members, arbiter: 'a' }), code('conflict'));
     // Given back only once decided abort; a decision is never changed.
     await assert.rejects(v.vault.unretireShare(v.ctx(), 'tk', 'sess-1'), code('conflict'));
     await v.vault.decideRefresh(v.ctx(), 'tk', 'sess-1', 'abort');
     await assert.rejects(v.vault.decideRefresh(v.ctx(), 'tk', 'sess-1', 'commit'), code('conflict'));
     assert.equal(await v.vault.unretireShare(v.ctx(), 'tk', 'sess-1'), true);
     assert.ok('signature' in (await (await round(voteBytes(CHAIN, vote(1, 5, 0, blockId(1))), 'consensus')).finish()), 'the old share signs again');
+    // An abort that arrives before this node finished is recorded: a late finish cannot retire it.
+    assert.equal(await v.vault.decideRefresh(v.ctx(), 'tk', 'sess-late', 'abort'), 'done');
+    await assert.rejects(v.vault.retireShare(v.ctx(), 'tk', 'sess-late', (await v.vault.getKey('tk')).version, { share: other.secretShares[members.a!]!.signingShare, pub: other.public, members, arbiter: 'a' }), /aborted here/);
     // Retired again and applied (twice: the second is a no-op); the new share is in use.
-    await v.vault.retireShare(v.ctx(), 'tk', 'sess-3', (await v.vault.getKey('tk')).version, { share: other.secretShares[members.a!]!.signingShare, pub: other.public, members });
+    await v.vault.retireShare(v.ctx(), 'tk', 'sess-3', (await v.vault.getKey('tk')).version, { share: other.secretShares[members.a!]!.signingShare, pub: other.public, members, arbiter: 'a' });
     await assert.rejects(v.vault.applyRetired(v.ctx(), 'tk', 'sess-3'), code('conflict'), 'not decided yet');
     await v.vault.decideRefresh(v.ctx(), 'tk', 'sess-3', 'commit');
     const applied = await v.vault.applyRetired(v.ctx(), 'tk', 'sess-3');
