@@ -18,7 +18,11 @@ export const ROLES = ['admin', 'operator', 'signer', 'approver', 'auditor'] as c
  * comes with every key operation; `manage` is a key's lifecycle short of destroying it
  * (enable, disable, purpose, imported watermarks, agent restore).
  */
-export const OPERATIONS = ['read', 'sign', 'verify', 'export', 'create', 'destroy', 'manage', 'policy', 'approve', 'audit'] as const;
+/**
+ * `state`, `ecdh`, `decrypt`: a Lightning node's use of its key (state records and
+ * reconciliation; key agreement; ECIES decryption), each given by name.
+ */
+export const OPERATIONS = ['read', 'sign', 'verify', 'export', 'create', 'destroy', 'manage', 'policy', 'approve', 'audit', 'state', 'ecdh', 'decrypt'] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
 export function isOperation(s: string): s is Operation {
@@ -30,7 +34,7 @@ export const ROLE_OPERATIONS: Record<Role, readonly Operation[]> = {
   admin: OPERATIONS,
   operator: ['read', 'create', 'destroy', 'manage', 'policy', 'verify', 'audit'],
   // Export is the one a signer is given only by name: a signer that can export is a key holder.
-  signer: ['read', 'sign', 'verify', 'export'],
+  signer: ['read', 'sign', 'verify', 'export', 'state', 'ecdh', 'decrypt'],
   approver: ['approve'],
   auditor: ['read', 'audit', 'verify'],
 };
@@ -39,7 +43,7 @@ export const ROLE_OPERATIONS: Record<Role, readonly Operation[]> = {
 export const ROLE_DEFAULTS: Record<Role, readonly Operation[]> = { ...ROLE_OPERATIONS, signer: ['read', 'sign', 'verify'] };
 
 /** Operations that act on one key: their scope includes the key's label and tags. */
-const KEY_OPERATIONS: ReadonlySet<Operation> = new Set(['read', 'sign', 'verify', 'export', 'create', 'destroy', 'manage']);
+const KEY_OPERATIONS: ReadonlySet<Operation> = new Set(['read', 'sign', 'verify', 'export', 'create', 'destroy', 'manage', 'state', 'ecdh', 'decrypt']);
 
 /** A label glob: label characters, `*` (any run) and `?` (one character). */
 export const KEY_GLOB_RE = /^[A-Za-z0-9._:@*?-]{1,64}$/;

@@ -28,7 +28,7 @@ import { canonicalJson } from '../core/canonical.js';
 import { publicKeyObject } from '../crypto/algorithms.js';
 import type { AuditEntry } from '../core/types.js';
 import type { ChainHead, Store } from '../store/store.js';
-import { COUNTED_TABLES, type RowsDigest } from '../store/rows.js';
+import { COUNTED_TABLES, DIGEST_V1_TABLES, type RowsDigest } from '../store/rows.js';
 import type { AuditSigner } from './chain.js';
 
 export const ANCHOR_FILE = 'custos.anchor';
@@ -78,7 +78,11 @@ export function decodeAnchor(text: string, vaultId: string, auditPublicKey: Uint
   if (rows !== undefined) {
     const r = rows as { tables?: Record<string, unknown>; counts?: Record<string, unknown> };
     if (typeof r !== 'object' || r === null || typeof r.tables !== 'object' || typeof r.counts !== 'object' || r.tables === null || r.counts === null) throw corrupt(where, 'has a malformed row digest');
-    for (const t of COUNTED_TABLES) if (typeof r.tables[t] !== 'string' || !Number.isSafeInteger(r.counts[t])) throw corrupt(where, 'has a malformed row digest');
+    // A table added after the first anchors (rows.ts DIGEST_V1_TABLES) is named only when it held rows.
+    for (const t of COUNTED_TABLES) {
+      const named = (DIGEST_V1_TABLES as readonly string[]).includes(t) || r.tables[t] !== undefined || r.counts[t] !== undefined;
+      if (named && (typeof r.tables[t] !== 'string' || !Number.isSafeInteger(r.counts[t]))) throw corrupt(where, 'has a malformed row digest');
+    }
     digest = { tables: r.tables as RowsDigest['tables'], counts: r.counts as RowsDigest['counts'] };
   }
   const a: Anchor = { vaultId, seq: seq as number, hash: hexToBytes(hash, 'anchor hash'), ts, clean, ...(digest ? { rows: digest } : {}) };
@@ -247,7 +251,7 @@ export async function checkAnchor(
   if (changed.length > 0) {
     throw new CustosError(
       'database_corrupt',
-      `The vault stopped cleanly at audit entry ${a.seq} and changed nothing since, yet its protected rows differ from that stop's signed anchor in: ${changed.map((t) => `${t} (${a.rows!.counts[t]} rows then, ${now.digest.counts[t]} now)`).join(', ')}. They were edited outside Custos; restore the database from a backup.`,
+      `The vault stopped cleanly at audit entry ${a.seq} and changed nothing since, yet its protected rows differ from that stop's signed anchor in: ${changed.map((t) => `${t} (${a.rows!.counts[t] ?? 0} rows then, ${now.digest.counts[t] ?? 0} now)`).join(', ')}. They were edited outside Custos; restore the database from a backup.`,
       { tag: 'rows_changed' },
     );
   }

@@ -14,6 +14,7 @@ import { registerKeys } from './commands/keys.js';
 import { registerSign } from './commands/sign.js';
 import { registerPolicy } from './commands/policy.js';
 import { registerWallet } from './commands/wallet.js';
+import { registerLightning } from './commands/lightning.js';
 import { registerTokens } from './commands/tokens.js';
 import { registerPrivval } from './commands/privval.js';
 import { registerAgent } from './commands/agent.js';
@@ -49,6 +50,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
   registerSign(program);
   registerPolicy(program);
   registerWallet(program);
+  registerLightning(program);
   registerTokens(program);
   registerPrivval(program);
   registerAgent(program);

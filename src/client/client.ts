@@ -170,6 +170,45 @@ export class CustosClient {
     return this.call('POST', '/v1/keys/hd', p);
   }
 
+  // ---- Lightning (a node key made with purpose lightning)
+
+  lightningInfo(ref: string): Promise<{ key: string; node: string; record_public_key: string; backup_public_key: string; objects: number; backup: string | null }> {
+    return this.call('GET', `/v1/lightning/${encodeURIComponent(ref)}`);
+  }
+
+  /** Stores `version` (a decimal string or bigint) of an object; answers its record and the record's hash. */
+  lightningPut(ref: string, object: string, version: bigint | string, state: Uint8Array): Promise<{ object: string; version: string; hash: string; record: string; unchanged?: boolean }> {
+    return this.call('PUT', `/v1/lightning/${encodeURIComponent(ref)}/objects/${encodeURIComponent(object)}`, { version: version.toString(), state: Buffer.from(state).toString('base64') });
+  }
+
+  lightningGet(ref: string, object: string): Promise<{ object: string; version: string; hash: string; record: string; state: string }> {
+    return this.call('GET', `/v1/lightning/${encodeURIComponent(ref)}/objects/${encodeURIComponent(object)}`);
+  }
+
+  lightningList(ref: string, after?: string, limit = 100): Promise<{ objects: Array<{ object: string; version: string; hash: string }>; next: string | null }> {
+    return this.call('GET', `/v1/lightning/${encodeURIComponent(ref)}/objects?limit=${limit}${after ? `&after=${encodeURIComponent(after)}` : ''}`);
+  }
+
+  lightningReconcile(ref: string, p: { object: string; version: string; hash: string; records?: string[] }): Promise<{ status: 'in_sync' | 'node_behind' | 'vault_behind'; version: string | null; hash: string | null; record?: string; state?: string; applied?: number }> {
+    return this.call('POST', `/v1/lightning/${encodeURIComponent(ref)}/reconcile`, p);
+  }
+
+  lightningRestore(ref: string, records: Uint8Array[]): Promise<{ applied: number; kept: number }> {
+    return this.call('POST', `/v1/lightning/${encodeURIComponent(ref)}/restore`, { records: records.map((r) => Buffer.from(r).toString('base64')) });
+  }
+
+  lightningHookKey(ref: string, path?: string): Promise<{ path: string; public_key: string }> {
+    return this.call('GET', `/v1/lightning/${encodeURIComponent(ref)}/hook-key${path ? `?path=${encodeURIComponent(path)}` : ''}`);
+  }
+
+  lightningEcdh(ref: string, point: string, path?: string): Promise<{ shared: string }> {
+    return this.call('POST', `/v1/lightning/${encodeURIComponent(ref)}/ecdh`, { point, ...(path ? { path } : {}) });
+  }
+
+  lightningDecrypt(ref: string, envelope: Uint8Array, path?: string): Promise<{ plaintext: string }> {
+    return this.call('POST', `/v1/lightning/${encodeURIComponent(ref)}/decrypt`, { envelope: Buffer.from(envelope).toString('base64'), ...(path ? { path } : {}) });
+  }
+
   hdPublic(ref: string, path: string, network: 'mainnet' | 'testnet' = 'mainnet'): Promise<{ path: string; public_key: string; public_key_hex: string; xpub: string | null }> {
     return this.call('GET', `/v1/keys/${encodeURIComponent(ref)}/hd/public?path=${encodeURIComponent(path)}&network=${network}`);
   }

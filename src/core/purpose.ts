@@ -15,22 +15,26 @@ import type { KeyRecord } from './types.js';
  * - `ssh`: SSH payloads through an ssh-agent socket only.
  * - `consensus`: CometBFT votes and proposals through the watermarked consensus path only.
  * - `bitcoin`: PSBTs and BIP32 children by path.
+ * - `lightning`: a Lightning node's secp256k1 key (an HD key from the node's seed): its signed,
+ *   encrypted state records, and ECDH and ECIES decryption for the node (the hsmd hook); it
+ *   signs nothing a caller hands it.
  * - `verify`: a bare public key imported to check signatures (a counterparty's, an approver's):
  *   there is no private key, and it signs nothing.
  * - `legacy`: keys made before purposes existed (no `purpose` attribute): every use they had
  *   except consensus signing. `custos keys set-purpose` narrows one to a single purpose, once.
  */
-export const KEY_PURPOSES = ['general', 'ssh', 'consensus', 'bitcoin', 'verify'] as const;
+export const KEY_PURPOSES = ['general', 'ssh', 'consensus', 'bitcoin', 'lightning', 'verify'] as const;
 export type KeyPurpose = (typeof KEY_PURPOSES)[number] | 'legacy';
 
 /** The ways a key can be asked to sign. */
-export type KeyUse = 'raw' | 'derived' | 'psbt' | 'ssh' | 'consensus';
+export type KeyUse = 'raw' | 'derived' | 'psbt' | 'ssh' | 'consensus' | 'lightning';
 
 const ALLOWED: Record<KeyPurpose, readonly KeyUse[]> = {
   general: ['raw', 'derived'],
   ssh: ['ssh'],
   consensus: ['consensus'],
   bitcoin: ['psbt', 'derived'],
+  lightning: ['lightning'],
   verify: [],
   legacy: ['raw', 'derived', 'psbt', 'ssh'],
 };
@@ -41,6 +45,7 @@ const USE_NAMES: Record<KeyUse, string> = {
   psbt: 'PSBTs',
   ssh: 'SSH signatures',
   consensus: 'consensus votes and proposals',
+  lightning: 'Lightning state, ECDH or ECIES decryption',
 };
 
 export function isKeyPurpose(s: string): s is (typeof KEY_PURPOSES)[number] {

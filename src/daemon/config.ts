@@ -84,6 +84,12 @@ export interface ServeConfig {
   accounts: { guard: GuardPolicy; sessions: SessionLimits };
   /** `[cluster]`: absent, this node holds no threshold shares with anyone. */
   cluster?: ClusterConfig;
+  /**
+   * `[lightning]`: where Lightning state records are streamed (a directory, an https:// PUT
+   * endpoint, or a postgresql:// database), and a file holding the Authorization header value
+   * for an HTTP endpoint. Absent: records are only in the vault's store.
+   */
+  lightning: { backup?: string; backupAuthorizationFile?: string };
 }
 
 export const AGENT_DEFAULTS: AgentSocketConfig = { enabled: true, name: 'default', socket: 'agent/agent.sock', keys: [], allowSha1: true, allowConfirm: false, maxConnections: 128 };
@@ -100,6 +106,7 @@ export const DEFAULTS: ServeConfig = {
   log: { level: 'info' },
   store: {},
   accounts: { guard: { ...DEFAULT_GUARD }, sessions: { ...DEFAULT_SESSION_LIMITS } },
+  lightning: {},
 };
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'];
@@ -122,6 +129,7 @@ const KNOWN: Record<string, string[]> = {
   accounts: ['max_failures', 'window_seconds', 'lock_seconds', 'max_delay_seconds', 'address_max_failures', 'session_idle_seconds', 'session_max_seconds'],
   cluster: ['name', 'client_cert', 'client_key', 'ca', 'timeout_seconds', 'peer'],
   'cluster.peer': ['name', 'url', 'certificate_sha256'],
+  lightning: ['backup', 'backup_authorization_file'],
 };
 
 const NODE_NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/;
@@ -297,6 +305,17 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
     cfg.log.level = log.level as ServeConfig['log']['level'];
   }
   if (doc.cluster !== undefined) cfg.cluster = clusterSection(path, doc.cluster as Record<string, unknown>, cfg, table, int);
+  const ln = (doc.lightning ?? {}) as Record<string, unknown>;
+  if (ln.backup !== undefined) {
+    if (typeof ln.backup !== 'string' || ln.backup.length === 0 || ln.backup.length > 1024) fail(path, 'lightning.backup is a directory, an https:// URL, or a postgresql:// URL');
+    if (/^http:\/\//.test(ln.backup) && !/^http:\/\/(127\.0\.0\.1|localhost|\[::1\])[:/]/.test(ln.backup)) fail(path, 'lightning.backup over HTTP is https:// (plain http:// only on loopback)');
+    // A directory is relative to the data directory, as every other path here.
+    cfg.lightning.backup = ln.backup;
+  }
+  if (ln.backup_authorization_file !== undefined) {
+    if (typeof ln.backup_authorization_file !== 'string') fail(path, 'lightning.backup_authorization_file is a path');
+    cfg.lightning.backupAuthorizationFile = ln.backup_authorization_file;
+  }
   const store = (doc.store ?? {}) as Record<string, unknown>;
   if (store.url !== undefined) {
     if (typeof store.url !== 'string') fail(path, 'store.url must be a postgresql:// URL (or leave [store] out for the SQLite file in the data directory)');

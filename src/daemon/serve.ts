@@ -3,9 +3,10 @@
  * (stop accepting, finish requests in flight, flush the audit log, write a checkpoint).
  * Also the dev mode, which builds a throwaway vault in a temporary directory.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { openBackupTarget } from '../lightning/backup.js';
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { wipe } from '../core/bytes.js';
@@ -76,8 +77,15 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   // A threshold key signs with its cosigners ([cluster]), found once the vault is open.
   let cluster: Cluster | null = null;
   const threshold = new ThresholdBackend(() => cluster?.coordinator ?? null);
+  // Lightning state records go to their backup target before they commit ([lightning] backup).
+  const lightningBackup = opts.config.lightning.backup
+    ? await openBackupTarget(/^(https?|postgres(ql)?):\/\//.test(opts.config.lightning.backup) ? opts.config.lightning.backup : resolve(opts.dataDir, opts.config.lightning.backup.replace(/^dir:/, '')), {
+        headers: opts.config.lightning.backupAuthorizationFile ? { authorization: readFileSync(resolve(opts.dataDir, opts.config.lightning.backupAuthorizationFile), 'utf8').trim() } : {},
+      })
+    : null;
   const openWith = (unlock: { passphrase?: Uint8Array; root?: Uint8Array }, anchorPlaces: AnchorPlace[] = []) =>
     openVault({
+      lightning: { backup: lightningBackup, metrics: metrics.lightning },
       anchorIntervalMs: opts.config.audit.anchorIntervalSeconds * 1000,
       anchorPlaces,
       dataDir: opts.dataDir,
@@ -322,6 +330,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         cluster?.close();
         await current()?.close();
         for (const t of tokens) await t.close();
+        await lightningBackup?.close();
         logger.info('stopped');
       })()),
   };

@@ -69,11 +69,11 @@ export function compilePolicy(doc: PolicyDocument, version = 1): CompiledPolicy 
   return { id: doc.id, version, document: doc, rules };
 }
 
-const KIND_NAMES: Record<RequestKind, string> = { raw: 'raw', digest: 'digest', psbt: 'PSBT', ssh: 'SSH', consensus: 'consensus', export: 'export' };
+const KIND_NAMES: Record<RequestKind, string> = { raw: 'raw', digest: 'digest', psbt: 'PSBT', ssh: 'SSH', consensus: 'consensus', export: 'export', ecdh: 'ECDH', decrypt: 'decryption' };
 
 /** One request of a kind `r` cannot judge: what it becomes under its `other_payloads`. */
 function unjudged(r: CompiledRule, kind: RequestKind, why: string): RuleOutcome {
-  const what = kind === 'export' ? 'an export' : `${kind === 'ssh' ? 'an' : 'a'} ${KIND_NAMES[kind]} request`;
+  const what = kind === 'export' ? 'an export' : `${kind === 'ssh' || kind === 'ecdh' ? 'an' : 'a'} ${KIND_NAMES[kind]} request`;
   if (r.otherPayloads === 'allow') return { result: 'not_applicable', explanation: `cannot judge ${what} (${why}); other_payloads = "allow" lets it through` };
   return { result: 'deny', explanation: `cannot judge ${what} (${why}), and a rule denies what it cannot judge unless it (or its document) sets other_payloads = "allow"` };
 }
@@ -100,7 +100,7 @@ export function coverageWarnings(p: CompiledPolicy): string[] {
   const lines: string[] = [];
   const denied = u.filter((x) => x.outcome === 'denied');
   const allowed = u.filter((x) => x.outcome === 'allowed');
-  const names = (xs: typeof u) => xs.map((x) => (x.kind === 'export' ? 'exports' : `${KIND_NAMES[x.kind]} signatures`)).join(', ');
+  const names = (xs: typeof u) => xs.map((x) => (x.kind === 'export' ? 'exports' : x.kind === 'ecdh' ? 'ECDH requests' : x.kind === 'decrypt' ? 'decryptions' : `${KIND_NAMES[x.kind]} signatures`)).join(', ');
   if (denied.length > 0) lines.push(`No rule of policy ${p.id} judges ${names(denied)}: they are DENIED for the keys it applies to (${denied[0]!.rules.join(', ')} cannot judge them). Add a rule that does, or set other_payloads = "allow" to let them through.`);
   if (allowed.length > 0) lines.push(`No rule of policy ${p.id} judges ${names(allowed)}: other_payloads = "allow" lets them through unchecked.`);
   return lines;

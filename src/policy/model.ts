@@ -5,7 +5,8 @@
  */
 import type { Algorithm, Principal } from '../core/types.js';
 
-export const OPERATIONS = ['sign', 'export'] as const;
+/** `ecdh` and `decrypt`: a Lightning node's key agreement and ECIES decryption (the hsmd hook). */
+export const OPERATIONS = ['sign', 'export', 'ecdh', 'decrypt'] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
 /** What is being signed, as the front end decoded it. */
@@ -122,11 +123,12 @@ export type ReadState = (scope: string) => RuleState | undefined;
 export type RuleResult = 'pass' | 'deny' | 'approval' | 'not_applicable' | 'cannot_judge';
 
 /** What a request is, for `judges`: its payload type, or `export` (which signs nothing). */
-export const REQUEST_KINDS = [...PAYLOAD_TYPES, 'export'] as const;
+export const REQUEST_KINDS = [...PAYLOAD_TYPES, 'export', 'ecdh', 'decrypt'] as const;
 export type RequestKind = (typeof REQUEST_KINDS)[number];
 
-export function requestKind(req: Pick<PolicyRequest, 'payloadType'>): RequestKind {
-  return req.payloadType ?? 'export';
+export function requestKind(req: Pick<PolicyRequest, 'payloadType' | 'operation'>): RequestKind {
+  if (req.payloadType !== null) return req.payloadType;
+  return req.operation === 'ecdh' || req.operation === 'decrypt' ? req.operation : 'export';
 }
 
 /** What one rule said about one request. */

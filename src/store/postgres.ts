@@ -89,6 +89,15 @@ CREATE TABLE IF NOT EXISTS watermarks (
   wseq BIGINT,
   PRIMARY KEY (key_id, chain_id)
 );
+CREATE TABLE IF NOT EXISTS objects (
+  key_id TEXT COLLATE "C" NOT NULL,
+  object_id TEXT COLLATE "C" NOT NULL,
+  version TEXT NOT NULL,
+  record BYTEA NOT NULL,
+  mac BYTEA,
+  wseq BIGINT,
+  PRIMARY KEY (key_id, object_id)
+);
 CREATE TABLE IF NOT EXISTS row_writes (
   wseq BIGINT PRIMARY KEY,
   tbl TEXT NOT NULL,
@@ -104,7 +113,7 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 );
 `;
 
-const TABLES = "'meta','keys','api_tokens','audit','watermarks','audit_checkpoints','row_writes'";
+const TABLES = "'meta','keys','api_tokens','audit','watermarks','audit_checkpoints','row_writes','objects'";
 
 /** The advisory lock every write transaction takes first ("custos" in ASCII). */
 const WRITE_LOCK = '108584524705907';
@@ -123,6 +132,7 @@ const POSTGRES: Dialect = {
   isFatal: (e) => !(e instanceof CustosError) && !code(e).startsWith('23') && !code(e).startsWith('22'),
   triggers: `SELECT t.tgname AS name FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal AND c.relname IN (${TABLES})
     UNION ALL SELECT rulename AS name FROM pg_rules WHERE tablename IN (${TABLES}) LIMIT 1`,
+  tableExists: 'SELECT 1 AS one WHERE to_regclass(?::text) IS NOT NULL',
 };
 
 export { parsePostgresUrl, describePostgresUrl, type PgLocation, type PgTarget };

@@ -1,7 +1,8 @@
 /**
  * Protected rows: the canonical bytes of every row that decides behaviour (key state and
- * attributes, API tokens, consensus watermarks, policy documents and budgets, agent hiding)
- * and of every audit entry, for the row MACs that make an edit with SQL visible.
+ * attributes, API tokens, consensus watermarks, policy documents and budgets, agent hiding,
+ * versioned objects such as Lightning channel state) and of every audit entry, for the row
+ * MACs that make an edit with SQL visible.
  *
  * The database is treated as untrusted (DESIGN.md). Three things together:
  *  - Each protected row carries HMAC-SHA256(K_rows, table ‖ primary key ‖ these bytes), K_rows
@@ -27,7 +28,7 @@ import type { KeyRecord } from '../core/types.js';
 import type { AuditEntry } from '../core/types.js';
 import type { ApiToken, Watermark } from './store.js';
 
-export const PROTECTED_TABLES = ['keys', 'api_tokens', 'watermarks', 'meta', 'audit', 'row_writes'] as const;
+export const PROTECTED_TABLES = ['keys', 'api_tokens', 'watermarks', 'meta', 'audit', 'row_writes', 'objects'] as const;
 export type ProtectedTable = (typeof PROTECTED_TABLES)[number];
 
 /**
@@ -43,8 +44,15 @@ export const INTEGRITY_PREFIX = 'integrity.';
 export const COUNT_PREFIX = 'integrity.count.';
 /** `{ seq, writes, digest }`: the audit head the rows belong to, the write counter, the keyed digest. */
 export const STATE_ROW = 'integrity.state';
-export const COUNTED_TABLES = ['keys', 'api_tokens', 'watermarks', 'meta'] as const;
+export const COUNTED_TABLES = ['keys', 'api_tokens', 'watermarks', 'meta', 'objects'] as const;
 export type CountedTable = (typeof COUNTED_TABLES)[number];
+/**
+ * The tables every row digest names (those of schema 4 and of the anchors it signed). A table
+ * added since (`objects`, schema 5) is named only when it holds rows: an anchor signed before
+ * it existed, or while it was empty, still compares equal to a database whose table is empty.
+ */
+export const DIGEST_V1_TABLES = ['keys', 'api_tokens', 'watermarks', 'meta'] as const;
+export type DigestV1Table = (typeof DIGEST_V1_TABLES)[number];
 
 export function isProtectedMeta(name: string): boolean {
   return !BOOTSTRAP_META.has(name);
@@ -124,6 +132,17 @@ export function watermarkRowBytes(keyId: string, chainId: string, w: Watermark, 
   return utf8(JSON.stringify([keyId, chainId, w.height.toString(), w.round, w.step, bytesToHex(w.signBytes), w.signature === null ? null : bytesToHex(w.signature), wseq]));
 }
 
+export const objectPk = (keyId: string, objectId: string): string => JSON.stringify([keyId, objectId]);
+
+/**
+ * A versioned object (store.ts `StoredObject`): the version as decimal text (u64), and the
+ * record by its SHA-256 (records can be megabytes; the MAC and the digest element then cost
+ * one hash of it).
+ */
+export function objectRowBytes(keyId: string, objectId: string, version: bigint, record: Uint8Array, wseq: number | null): Uint8Array {
+  return utf8(JSON.stringify([keyId, objectId, version.toString(), sha(record), wseq]));
+}
+
 export function metaRowBytes(name: string, value: string, wseq: number | null): Uint8Array {
   return utf8(JSON.stringify([name, value, wseq]));
 }
@@ -159,9 +178,12 @@ export const DIGEST_MODULUS = 1n << 512n;
 export const elementValue = (e: Uint8Array): bigint => BigInt(`0x${bytesToHex(e)}`);
 export const digestHex = (d: bigint): string => d.toString(16).padStart(128, '0');
 
-/** The digest of every protected row (not the audit log), per table, in primary-key order. */
+/**
+ * The digest of every protected row (not the audit log), per table, in primary-key order. The
+ * tables of DIGEST_V1_TABLES are always named; a later one only when it holds rows.
+ */
 export interface RowsDigest {
-  tables: Record<CountedTable, string>;
+  tables: Record<DigestV1Table, string> & Partial<Record<CountedTable, string>>;
   /** Rows per table. */
-  counts: Record<CountedTable, number>;
+  counts: Record<DigestV1Table, number> & Partial<Record<CountedTable, number>>;
 }

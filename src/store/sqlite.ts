@@ -69,6 +69,16 @@ CREATE TABLE IF NOT EXISTS watermarks (
   wseq INTEGER,
   PRIMARY KEY (key_id, chain_id)
 ) STRICT;
+-- Versioned objects (Lightning channel state): the latest version of each, as decimal text (u64).
+CREATE TABLE IF NOT EXISTS objects (
+  key_id TEXT NOT NULL,
+  object_id TEXT NOT NULL,
+  version TEXT NOT NULL,
+  record BLOB NOT NULL,
+  mac BLOB,
+  wseq INTEGER,
+  PRIMARY KEY (key_id, object_id)
+) STRICT;
 CREATE TABLE IF NOT EXISTS row_writes (
   wseq INTEGER PRIMARY KEY,
   tbl TEXT NOT NULL,
@@ -93,6 +103,7 @@ const SQLITE: Dialect = {
   isFatal: (e) => code(e).startsWith('SQLITE_IOERR') || code(e) === 'SQLITE_FULL' || code(e).startsWith('SQLITE_CORRUPT') || code(e) === 'SQLITE_NOTADB',
   triggers: "SELECT name FROM sqlite_master WHERE type = 'trigger' LIMIT 1",
   attribute: (name) => `json_extract(attributes, '$."${name}"')`,
+  tableExists: "SELECT 1 AS one FROM sqlite_master WHERE type = 'table' AND name = ?",
 };
 
 /** Translates SQLite's failures into sentences an operator can act on. */

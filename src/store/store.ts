@@ -55,7 +55,28 @@ export type StateMutation =
    * `storage_unavailable:meta_moved` and the caller reads and decides again. With `value`
    * equal to `expected` it only guards: nothing is written.
    */
-  | { kind: 'compareAndSetMeta'; name: string; expected: string | null; value: string | null };
+  | { kind: 'compareAndSetMeta'; name: string; expected: string | null; value: string | null }
+  /**
+   * Writes a new version of a (key, object) record (a Lightning channel monitor) if the stored
+   * version is still `expectedVersion` (what the caller read and decided on; null when there
+   * was no row), in the same transaction as the audit entry. If another process wrote it
+   * meanwhile the unit fails with `storage_unavailable:object_moved` and the caller reads and
+   * decides again. `version` (a u64) must be above the stored one, or the unit fails with
+   * `conflict:object_version`: an object never goes back to an older state.
+   */
+  | { kind: 'putObject'; keyId: string; objectId: string; expectedVersion: bigint | null; version: bigint; record: Uint8Array };
+
+/**
+ * One versioned record of a key (a Lightning channel monitor), one row per object: only the
+ * latest version is kept. `version` is a u64 (LDK uses u64::MAX for a closed channel's final
+ * update), stored as decimal text. A destroyed key's objects stay (they are encrypted).
+ */
+export interface StoredObject {
+  keyId: string;
+  objectId: string;
+  version: bigint;
+  record: Uint8Array;
+}
 
 /** Height, round and step (1 propose, 2 prevote, 3 precommit, as CometBFT's FilePV). */
 export interface WatermarkPosition {
@@ -205,6 +226,12 @@ export interface Store {
    */
   tokensWrittenAfter(wseq: number): Promise<Array<{ token: ApiToken; wseq: number }>>;
   getWatermark(keyId: string, chainId: string): Promise<Watermark | null>;
+  /** One object's latest record, checked. */
+  getObject(keyId: string, objectId: string): Promise<StoredObject | null>;
+  /** A page of a key's objects in object_id order after `after` (exclusive), checked; for backups and restores of 100,000 objects. */
+  listObjects(keyId: string, after: string | null, limit: number): Promise<StoredObject[]>;
+  /** How many objects a key has (by the primary-key index). */
+  countObjects(keyId: string): Promise<number>;
   /** One durable transaction; returns, per unit, null or the error that rolled it back. */
   commit(units: WriteUnit[], chain: Chainer, ts: string): Promise<Array<Error | null>>;
   auditHead(): Promise<ChainHead>;

@@ -66,6 +66,8 @@ export interface VaultDeps {
   metrics?: VaultMetrics;
   /** Accounts (vault/accounts.ts): a subkey of the root for them, and the login limits. */
   accounts?: { key: Uint8Array; vaultId: string; guard?: GuardPolicy; sessions?: SessionLimits };
+  /** Lightning (vault/lightning.ts): where state records are streamed before they commit, and its metrics. */
+  lightning?: { backup: import('../lightning/backup.js').BackupTarget | null; metrics?: import('./lightning.js').LightningMetrics };
 }
 
 /** Who asks, and the request id every audit entry of the request carries. */
@@ -221,8 +223,8 @@ export class VaultCore {
   }
 
   /** Finds a key by id or label, for an operation that needs it usable. */
-  async usableKey(ctx: Ctx, operation: string, ref: string): Promise<KeyRecord> {
-    const key = await this.scopedKey(ctx, operation, operation === 'export' ? 'export' : operation === 'xpub' ? 'read' : 'sign', ref);
+  async usableKey(ctx: Ctx, operation: string, ref: string, scope?: Operation): Promise<KeyRecord> {
+    const key = await this.scopedKey(ctx, operation, scope ?? (operation === 'export' ? 'export' : operation === 'xpub' ? 'read' : 'sign'), ref);
     if (key.state !== 'active') {
       // Disabled or destroyed, perhaps by another process: drop anything still prepared for it.
       this.forgetKey(key.id);
@@ -273,7 +275,7 @@ export class VaultCore {
   }
 
   /** The policy request for a key and subject, at `now`. */
-  policyRequest(ctx: Ctx, key: KeyRecord, operation: 'sign' | 'export', subject: PolicySubject, approvedBy?: string[]): PolicyRequest {
+  policyRequest(ctx: Ctx, key: KeyRecord, operation: import('../policy/model.js').Operation, subject: PolicySubject, approvedBy?: string[]): PolicyRequest {
     return {
       principal: ctx.principal,
       key: policyKeyOf(key),

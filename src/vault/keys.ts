@@ -76,6 +76,7 @@ const PURPOSE_ALGORITHMS: Record<Exclude<KeyPurpose, 'legacy'>, readonly Algorit
   ssh: ['ed25519', 'ed25519-expanded', 'p256', 'rsa-2048', 'rsa-3072', 'rsa-4096'],
   consensus: ['ed25519', 'ed25519-expanded', 'secp256k1'],
   bitcoin: ['secp256k1', 'secp256k1-bip340'],
+  lightning: ['secp256k1'],
   verify: null,
 };
 

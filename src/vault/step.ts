@@ -26,7 +26,7 @@ export interface SignStep<T> {
   ctx: Ctx;
   key: KeyRecord;
   /** What policy sees: `sign` or `export`; also the operation of the `decided` entry. */
-  operation: 'sign' | 'export';
+  operation: import('../policy/model.js').Operation;
   /** The operation of the `ok` entry (`sign_psbt` for a PSBT), when it differs. */
   outcomeOperation?: string;
   subject: PolicySubject;

@@ -8,6 +8,7 @@
  *   wallet.ts     HD keys, xpubs, PSBTs
  *   admin.ts      API tokens, policy documents, approvals, agent hiding, the audit tail
  *   threshold.ts  this node's shares of threshold keys: nonces and signature shares
+ *   lightning.ts  a Lightning node's per-object state records, reconciliation, the hsmd hook
  *
  * This class only wires them together, so that front ends hold one object. Nothing is
  * signed or exported unless its decision, outcome and state changes are durable first (fail
@@ -29,6 +30,7 @@ import { Keys } from './keys.js';
 import { Signing } from './signing.js';
 import { Wallet } from './wallet.js';
 import { Threshold } from './threshold.js';
+import { Lightning } from './lightning.js';
 
 export { type PeerCertificate, type Credentials } from '../accounts/authenticator.js';
 export { certificateNames } from '../accounts/credentials.js';
@@ -54,6 +56,8 @@ export class Vault {
   readonly sessions: Sessions | null;
   /** Keys and secrets that belong to accounts (vault/account-keys.ts). */
   readonly accountKeys: AccountKeys | null;
+  /** Lightning nodes' state records, reconciliation and the hsmd hook (vault/lightning.ts). */
+  readonly lightning: Lightning;
 
   constructor(deps: VaultDeps) {
     this.core = new VaultCore(deps);
@@ -63,6 +67,7 @@ export class Vault {
     this.consensus = new Consensus(this.core);
     this.admin = new Admin(this.core);
     this.threshold = new Threshold(this.core, this.keys);
+    this.lightning = new Lightning(this.core, deps.lightning?.backup ?? null, deps.lightning?.metrics ?? null);
     this.accounts = deps.accounts ? new Accounts(this.core, deps.accounts.key, deps.accounts.vaultId, deps.accounts.guard) : null;
     this.accountKeys = deps.accounts ? new AccountKeys(this.core, this.keys, deps.accounts.key, deps.accounts.vaultId) : null;
     this.sessions = deps.accounts ? new Sessions(this.core, deps.accounts.key, deps.accounts.vaultId, deps.accounts.sessions, (id) => this.accounts!.epochOf(id)) : null;
@@ -189,6 +194,7 @@ export class Vault {
     const { deps } = this.core;
     this.core.approvals.close();
     this.core.hdCache.clear();
+    this.lightning.clear();
     this.threshold.destroy();
     await deps.committer.close();
     // Requests still finishing may have prepared nodes since.

@@ -33,7 +33,7 @@ export class Wallet {
     checkLabel(req.label);
     // A BIP32 tree is a Bitcoin wallet's; a SLIP-10 ed25519 tree signs raw payloads by path.
     const purpose = req.purpose ?? (req.curve === 'secp256k1' ? 'bitcoin' : 'general');
-    if (purpose !== 'bitcoin' && purpose !== 'general') throw new CustosError('bad_request', 'An HD key is a bitcoin or a general key.');
+    if (purpose !== 'bitcoin' && purpose !== 'general' && !(purpose === 'lightning' && req.curve === 'secp256k1')) throw new CustosError('bad_request', 'An HD key is a bitcoin, a general or (BIP32 secp256k1) a lightning key.');
     choosePurpose(req.curve === 'secp256k1' ? 'secp256k1' : 'ed25519', purpose, 'general');
     const allowed = (req.allowedPaths ?? []).map((p) => parsePath(p));
     let master: HdMaster;

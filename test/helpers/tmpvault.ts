@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { randomBytes } from 'node:crypto';
-import { initVault, openVault, type OpenVault } from '../../src/vault/open.js';
+import { initVault, openVault, type OpenOptions, type OpenVault } from '../../src/vault/open.js';
 import type { Algorithm, KeyRecord, Principal } from '../../src/core/types.js';
 import { PassphraseSeal, parseSealRecord } from '../../src/keystore/seal.js';
 import { Keyring } from '../../src/keystore/keyring.js';
@@ -31,11 +31,11 @@ export interface TestVault extends OpenVault {
   dispose(): Promise<void>;
 }
 
-export async function makeVault(opts: { checkpointEvery?: number; approvalTimeoutMs?: number; backends?: Backend[]; authLimits?: { maxFailures: number; windowSeconds: number }; loginGuard?: GuardPolicy } = {}): Promise<TestVault> {
+export async function makeVault(opts: { checkpointEvery?: number; approvalTimeoutMs?: number; backends?: Backend[]; authLimits?: { maxFailures: number; windowSeconds: number }; loginGuard?: GuardPolicy; lightning?: OpenOptions['lightning'] } = {}): Promise<TestVault> {
   const { dir, cleanup } = tempDir();
   const dataDir = join(dir, 'vault');
   const { adminToken } = await initVault({ dataDir, passphrase: PASS, scrypt: FAST_SCRYPT });
-  const opened = await openVault({ dataDir, passphrase: PASS, checkpointEvery: opts.checkpointEvery, approvalTimeoutMs: opts.approvalTimeoutMs, backends: opts.backends, ...(opts.authLimits ? { authLimits: opts.authLimits } : {}), ...(opts.loginGuard ? { loginGuard: opts.loginGuard } : {}) });
+  const opened = await openVault({ dataDir, passphrase: PASS, checkpointEvery: opts.checkpointEvery, approvalTimeoutMs: opts.approvalTimeoutMs, backends: opts.backends, ...(opts.authLimits ? { authLimits: opts.authLimits } : {}), ...(opts.loginGuard ? { loginGuard: opts.loginGuard } : {}), ...(opts.lightning ? { lightning: opts.lightning } : {}) });
   return {
     ...opened,
     dataDir,

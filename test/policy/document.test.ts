@@ -43,7 +43,7 @@ test('refuses malformed documents with the exact path and what was expected', ()
   refuses(`${HEAD}[[rules]]\nid = "r"\ntype = "rate_limit"\nlimit = 3\nwindow = "1h"\nper = "ip"\n`, 'rules[0].per: expected one of key, principal, key_and_principal, policy, got "ip"');
   refuses(`${HEAD}[[rules]]\ntype = "teleport"\n`, 'rules[0].type: unknown rule type "teleport" (expected one of: operations, principals, time_window, rate_limit, amount_limit, velocity, destinations, fee_cap, change_must_return, payload_format, approval, paths)');
   refuses(`${HEAD}[[rules]]\nid = "a"\ntype = "operations"\noperations = ["sign"]\n[[rules]]\nid = "a"\ntype = "operations"\noperations = ["sign"]\n`, 'rules[1].id: "a" is already the id of rules[0]');
-  refuses(`${HEAD}[[rules]]\ntype = "operations"\noperations = ["sign", "encrypt"]\n`, 'rules[0].operations[1]: unknown operation "encrypt" (expected one of: sign, export)');
+  refuses(`${HEAD}[[rules]]\ntype = "operations"\noperations = ["sign", "encrypt"]\n`, 'rules[0].operations[1]: unknown operation "encrypt" (expected one of: sign, export, ecdh, decrypt)');
   refuses(`${HEAD}[[rules]]\ntype = "operations"\n`, 'rules[0]: expected at least one of operations, payload_types');
   refuses(`${HEAD}[[rules]]\ntype = "principals"\nallow = ["token:*:x"]\n`, 'rules[0].allow[0]: a principal pattern is an exact id or a prefix ending in one trailing * (such as "token:ops-*")');
   refuses(`${HEAD}[[rules]]\ntype = "principals"\nallow = []\n`, 'rules[0].allow: expected a non-empty list of principal patterns (omit the field instead)');

@@ -218,11 +218,11 @@ test('a rule denies what it cannot judge unless the rule or its document says ot
 test('upload warnings name the kinds of request no rule judges and what happens to them', () => {
   const onlyAmount = policyOf('[[rules]]\ntype = "amount_limit"\nlimit = 1000\n');
   const [w] = coverageWarnings(onlyAmount);
-  assert.match(w!, /No rule of policy p judges raw signatures, digest signatures, SSH signatures, consensus signatures, exports: they are DENIED/);
+  assert.match(w!, /No rule of policy p judges raw signatures, digest signatures, SSH signatures, consensus signatures, exports, ECDH requests, decryptions: they are DENIED/);
   assert.match(w!, /rules\[0\] \(amount_limit\) cannot judge them/);
   const open = policyOf('[[rules]]\ntype = "fee_cap"\nmax_fee = 1\nother_payloads = "allow"\n');
   assert.match(coverageWarnings(open).join('\n'), /other_payloads = "allow" lets them through unchecked/);
   assert.deepEqual(coverageWarnings(policyOf('[[rules]]\ntype = "principals"\nallow = ["token:bot"]\n')), []);
   const rawOnly = policyOf('[[rules]]\ntype = "payload_format"\nmax_length = 10\n');
-  assert.deepEqual(uncoveredKinds(rawOnly).map((u) => u.kind), ['digest', 'psbt', 'ssh', 'consensus', 'export']);
+  assert.deepEqual(uncoveredKinds(rawOnly).map((u) => u.kind), ['digest', 'psbt', 'ssh', 'consensus', 'export', 'ecdh', 'decrypt']);
 });

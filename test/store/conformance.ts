@@ -287,6 +287,101 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     assert.equal(await s.findToken(new Uint8Array(32)), null);
   });
 
+  withStore('versioned objects: put, get, list and count by primary key; compare-and-set on the version, never backwards; u64 versions exact', async (s, reopen) => {
+    const now = () => new Date().toISOString();
+    const put = (st: Store, objectId: string, expectedVersion: bigint | null, version: bigint, record: Uint8Array, keyId = 'ln') =>
+      st.commit([{ mutations: [{ kind: 'putObject', keyId, objectId, expectedVersion, version, record }], audit: [draft('lightning_put', keyId)] }], chain, now());
+    const fails = (res: Array<Error | null>, fullCode: string) => assert.ok(res[0] instanceof CustosError && res[0].fullCode === fullCode, `${fullCode}: ${String(res[0])}`);
+    // The rows, their MACs and their counts (with row MACs on; a bare store has none to check).
+    const rowsSound = async (st: Store) => {
+      try {
+        assert.deepEqual(await st.checkRows(), []);
+      } catch (e) {
+        if (!(e instanceof CustosError && e.code === 'internal')) throw e;
+      }
+    };
+    assert.equal(await s.getObject('ln', 'chan-1'), null);
+    assert.equal(await s.countObjects('ln'), 0);
+    assert.deepEqual(await s.listObjects('ln', null, 10), []);
+    const r0 = new Uint8Array(300).fill(1);
+    assert.deepEqual(await put(s, 'chan-1', null, 0n, r0), [null]);
+    assert.deepEqual(await s.getObject('ln', 'chan-1'), { keyId: 'ln', objectId: 'chan-1', version: 0n, record: r0 });
+    // Decided on "no row" while one exists: moved, and the unit's audit entry goes with it.
+    const head = (await s.auditHead()).seq;
+    fails(await put(s, 'chan-1', null, 1n, r0), 'storage_unavailable:object_moved');
+    assert.equal((await s.auditHead()).seq, head);
+    // A record of a megabyte.
+    const r1 = new Uint8Array(1 << 20).map((_, i) => i % 251);
+    assert.deepEqual(await put(s, 'chan-1', 0n, 1n, r1), [null]);
+    // Decided on a stale read (another writer wrote 1 since 0 was read).
+    fails(await put(s, 'chan-1', 0n, 2n, r0), 'storage_unavailable:object_moved');
+    // Never backwards, nor the same version again, even from an up-to-date read.
+    fails(await put(s, 'chan-1', 1n, 1n, r0), 'conflict:object_version');
+    fails(await put(s, 'chan-1', 1n, 0n, r0), 'conflict:object_version');
+    assert.equal((await put(s, 'chan-1', 1n, 1n << 64n, r0))[0] instanceof CustosError, true, 'a version beyond u64 is refused');
+    assert.deepEqual((await s.getObject('ln', 'chan-1'))!.record, r1);
+    // u64::MAX (LDK's final update of a closed channel) round-trips exactly; nothing comes after it.
+    const max = (1n << 64n) - 1n;
+    assert.deepEqual(await put(s, 'chan-1', 1n, max, new Uint8Array(0)), [null]);
+    assert.deepEqual(await s.getObject('ln', 'chan-1'), { keyId: 'ln', objectId: 'chan-1', version: max, record: new Uint8Array(0) });
+    fails(await put(s, 'chan-1', max, max, r0), 'conflict:object_version');
+    // Per key.
+    assert.equal(await s.getObject('ln-other', 'chan-1'), null);
+    // Two units of one batch creating the same object: the second decided on "no row" too, and fails alone.
+    const [first, second] = await s.commit(
+      [
+        { mutations: [{ kind: 'putObject', keyId: 'ln', objectId: 'chan-2', expectedVersion: null, version: 1n, record: r0 }], audit: [draft('lightning_put', 'ln')] },
+        { mutations: [{ kind: 'putObject', keyId: 'ln', objectId: 'chan-2', expectedVersion: null, version: 1n, record: r1 }], audit: [draft('lightning_put', 'ln')] },
+      ],
+      chain,
+      now(),
+    );
+    assert.equal(first, null);
+    assert.ok(second instanceof CustosError && second.fullCode === 'storage_unavailable:object_moved', String(second));
+    assert.deepEqual((await s.getObject('ln', 'chan-2'))!.record, r0);
+    await rowsSound(s);
+    // 250 objects of another key in one unit, listed 100 at a time in object_id order (byte
+    // order: "B-…" before "a-…", as SQLite and PostgreSQL's C collation agree).
+    const ids = Array.from({ length: 250 }, (_, i) => `${i % 2 ? 'B' : 'a'}-${String(i).padStart(3, '0')}`);
+    const rec = (id: string) => new Uint8Array(Buffer.from(`record of ${id}`));
+    assert.deepEqual(await s.commit([{ mutations: ids.map((objectId) => ({ kind: 'putObject' as const, keyId: 'ln2', objectId, expectedVersion: null, version: 7n, record: rec(objectId) })), audit: [draft('lightning_restore', 'ln2')] }], chain, now()), [null]);
+    // Keys on either side of it in the primary key's order, not to be listed with it.
+    assert.deepEqual(await put(s, 'a-000', null, 1n, r0, 'ln1'), [null]);
+    assert.deepEqual(await put(s, 'a-000', null, 1n, r0, 'ln3'), [null]);
+    const listed: string[] = [];
+    const pages: number[] = [];
+    for (let after: string | null = null; ; ) {
+      const page = await s.listObjects('ln2', after, 100);
+      pages.push(page.length);
+      for (const o of page) {
+        assert.equal(o.keyId, 'ln2');
+        assert.equal(o.version, 7n);
+        assert.deepEqual(o.record, rec(o.objectId));
+        listed.push(o.objectId);
+      }
+      if (page.length < 100) break;
+      after = page[page.length - 1]!.objectId;
+    }
+    assert.deepEqual(pages, [100, 100, 50]);
+    assert.deepEqual(listed, [...ids].sort());
+    assert.equal(listed[0], 'B-001');
+    assert.equal(await s.countObjects('ln2'), 250);
+    assert.equal(await s.countObjects('ln'), 2);
+    assert.equal(await s.countObjects('nobody'), 0);
+    assert.deepEqual((await s.listObjects('ln', 'chan-1', 10)).map((o) => o.objectId), ['chan-2']);
+    await rowsSound(s);
+    // Durable, and read back the same by another open (which has not checked the rows: an
+    // absent object is then judged by the table's count).
+    await s.close();
+    const s2 = await reopen();
+    assert.deepEqual((await s2.getObject('ln', 'chan-1'))!.version, max);
+    assert.deepEqual((await s2.getObject('ln2', 'B-249'))!.record, rec('B-249'));
+    assert.equal(await s2.getObject('ln2', 'absent'), null);
+    assert.deepEqual(await put(s2, 'chan-2', 1n, 2n, r1), [null]);
+    assert.deepEqual(await put(s2, 'chan-3', null, 1n, r1), [null]);
+    await rowsSound(s2);
+  });
+
   withStore('checkpoints are stored and listed in order; integrity check is clean', async (s) => {
     await s.putCheckpoint({ seq: 5, hash: new Uint8Array(32).fill(5), ts: 't5', signature: new Uint8Array(64) });
     await s.putCheckpoint({ seq: 2, hash: new Uint8Array(32).fill(2), ts: 't2', signature: new Uint8Array(64) });
@@ -381,8 +476,9 @@ async function behindOutsideLock(open: () => Promise<Store>, sql: Sql): Promise<
 }
 
 /**
- * A database of the previous schema (3: row MACs, before the write journal) opens, moves to 4
- * and keeps every row; one of an unknown newer schema is refused with a sentence.
+ * A database of an older schema (3: row MACs, before the write journal) opens, moves to 4 at
+ * once, to 5 (the objects table's count) with its first write, and keeps every row; one of an
+ * unknown newer schema is refused with a sentence.
  */
 async function upgradeFromSchema3(open: () => Promise<Store>, sql: Sql): Promise<void> {
   const mac = new RowMac(new Uint8Array(32).fill(13), 'schema');
@@ -395,6 +491,9 @@ async function upgradeFromSchema3(open: () => Promise<Store>, sql: Sql): Promise
   await s.close();
   // What the previous release left: no journal table, schema 3.
   await sql('DROP TABLE row_writes');
+  // (Nor the objects table and its count, which came with 5.)
+  await sql('DROP TABLE objects');
+  await sql("DELETE FROM meta WHERE name = 'integrity.count.objects'");
   await sql("UPDATE meta SET value = '3' WHERE name = 'schema_version'");
   const again = await open();
   again.setRowAuthenticator(mac, chain);
@@ -405,8 +504,10 @@ async function upgradeFromSchema3(open: () => Promise<Store>, sql: Sql): Promise
     const next = { ...first, height: 2n, signBytes: new Uint8Array([2]) };
     assert.deepEqual(await again.commit([{ mutations: [{ kind: 'advanceWatermark', keyId: 'val', chainId: 'c', expected: { height: 1n, round: 0, step: 2 }, next }], audit: [draft('sign_vote', 'val')] }], chain, new Date().toISOString()), [null]);
     assert.equal((await sql('SELECT count(*) AS n FROM row_writes'))[0]!.n !== 0, true, 'the journal is kept from the upgrade on');
-    await sql("UPDATE meta SET value = '5' WHERE name = 'schema_version'");
-    await assert.rejects(again.migrate(), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:schema_newer' && /newer Custos \(schema 5/.test(e.message));
+    assert.equal(await again.getMeta('schema_version'), '5', 'the first write finished the upgrade');
+    assert.deepEqual(await again.checkRows(), []);
+    await sql("UPDATE meta SET value = '6' WHERE name = 'schema_version'");
+    await assert.rejects(again.migrate(), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:schema_newer' && /newer Custos \(schema 6/.test(e.message));
   } finally {
     await again.close();
   }
@@ -432,7 +533,185 @@ export function processesConformance(name: string, factory: ProcessesFactory): v
   each('the database put back under two processes and written on by one: the other refuses; a revoked credential put back signs nothing', rollbackAcrossProcesses);
   each('a key row put back after a bulk creation pushed thousands of rows through memory is still refused (only rows merely inserted are forgotten)', replayAfterBulk);
   each('a process far behind reads the journal before it takes the write lock, and still refuses a row put back under it', behindOutsideLock);
-  each('a database of the previous schema (3, before the write journal) opens and moves to 4; an unknown newer schema is refused', upgradeFromSchema3);
+  each('a database of schema 3 (before the write journal) opens and moves to 4, then to 5 with its first write; an unknown newer schema is refused', upgradeFromSchema3);
+  each('a database of schema 4 (before objects) opens, reads its new objects table as empty (no count row yet), and moves to 5 with its first write', upgradeFromSchema4);
+  each('an object row edited, put back older, deleted or forged outside Custos is refused (MAC, write journal, count)', objectsTampered);
+  each('object rows written without row MACs are sealed with the rest (`custos upgrade`), and checked from then on', objectsSealed);
+}
+
+/** Object rows a store without row MACs wrote get their MACs, write sequences and count from `sealRows`. */
+async function objectsSealed(open: () => Promise<Store>, sql: Sql): Promise<void> {
+  const bare = await open();
+  await bare.migrate();
+  const max = (1n << 64n) - 1n;
+  for (let i = 0; i < 150; i++) assert.deepEqual(await putObject(bare, `o${i}`, null, i === 0 ? max : BigInt(i), i % 256), [null]);
+  await bare.close();
+  assert.equal((await sql('SELECT count(*) AS n FROM objects WHERE mac IS NULL'))[0]!.n == 150, true);
+  const mac = new RowMac(new Uint8Array(32).fill(15), 'sealed');
+  const s = await open();
+  s.setRowAuthenticator(mac, chain);
+  try {
+    await s.migrate();
+    assert.ok((await s.sealRows()) >= 150);
+    assert.equal((await sql("SELECT value FROM meta WHERE name = 'integrity.count.objects'"))[0]!.value, '150');
+    assert.deepEqual(await s.checkRows(), []);
+    assert.equal((await s.getObject('ln', 'o0'))!.version, max);
+    assert.equal((await s.listObjects('ln', null, 200)).length, 150);
+    assert.deepEqual(await putObject(s, 'o1', 1n, 2n, 1), [null]);
+    await sql("UPDATE objects SET version = '99' WHERE object_id = 'o2'");
+    await assert.rejects(s.getObject('ln', 'o2'), fullCode('database_corrupt:row_mac'));
+  } finally {
+    await s.close();
+  }
+}
+
+const putObject = (s: Store, objectId: string, expectedVersion: bigint | null, version: bigint, fill: number) =>
+  s.commit([{ mutations: [{ kind: 'putObject', keyId: 'ln', objectId, expectedVersion, version, record: new Uint8Array(64).fill(fill) }], audit: [draft('lightning_put', 'ln')] }], chain, new Date().toISOString());
+const fullCode = (code: string) => (e: unknown) => e instanceof CustosError && e.fullCode === code;
+
+/**
+ * What a Custos of schema 4 leaves (no objects table, no count row for it) opens under this
+ * one: the table is made at migrate, read as empty while its count row is missing, and the
+ * first write writes the count and the version 5 together. The row digest (what anchors sign)
+ * does not name an empty objects table, so anchors signed before it compare equal.
+ */
+async function upgradeFromSchema4(open: () => Promise<Store>, sql: Sql): Promise<void> {
+  const mac = new RowMac(new Uint8Array(32).fill(14), 'schema4');
+  const s = await open();
+  s.setRowAuthenticator(mac, chain);
+  await s.migrate();
+  await s.sealRows();
+  assert.deepEqual(await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.p', expected: null, value: '1' }], audit: [draft('op')] }], chain, new Date().toISOString()), [null]);
+  const before = (await s.rowsDigest()).digest;
+  assert.equal(before.tables.objects, undefined, 'an empty objects table is not named in the digest');
+  await s.close();
+  await sql('DROP TABLE objects');
+  await sql("DELETE FROM meta WHERE name = 'integrity.count.objects'");
+  await sql("UPDATE meta SET value = '4' WHERE name = 'schema_version'");
+  // A tool that does not migrate (`audit verify` against an anchor) digests it as before.
+  const tool = await open();
+  assert.deepEqual((await tool.rowsDigest()).digest, before);
+  await tool.close();
+  const again = await open();
+  again.setRowAuthenticator(mac, chain);
+  const other = await open();
+  other.setRowAuthenticator(mac, chain);
+  try {
+    await again.migrate();
+    assert.equal(await again.getMeta('schema_version'), '4', 'the version moves with the count row, at the first write');
+    // Before any check or write: the table is empty, its missing count reads as 0.
+    assert.equal(await again.getObject('ln', 'c1'), null);
+    assert.deepEqual(await again.listObjects('ln', null, 10), []);
+    assert.deepEqual(await again.checkRows(), []);
+    assert.deepEqual((await again.rowsDigest()).digest, before);
+    // A second process (node) opened at schema 4 too.
+    await other.migrate();
+    assert.deepEqual(await other.checkRows(), []);
+    // The first write: the count row (0, then 1 with the object) and version 5, in one transaction.
+    assert.deepEqual(await putObject(again, 'c1', null, 1n, 1), [null]);
+    assert.equal(await again.getMeta('schema_version'), '5');
+    assert.equal((await sql("SELECT value FROM meta WHERE name = 'integrity.count.objects'"))[0]!.value, '1');
+    assert.deepEqual(await again.checkRows(), []);
+    const after = (await again.rowsDigest()).digest;
+    assert.equal(after.counts.objects, 1);
+    assert.equal(typeof after.tables.objects, 'string');
+    // The other node takes the upgrade as done (from the version): it writes on...
+    assert.deepEqual(await putObject(other, 'c2', null, 1n, 2), [null]);
+    assert.deepEqual(await other.checkRows(), []);
+    assert.equal((await sql("SELECT value FROM meta WHERE name = 'integrity.count.objects'"))[0]!.value, '2');
+    // ...and from now on a missing count row is an edit, for every process.
+    await sql("DELETE FROM meta WHERE name = 'integrity.count.objects'");
+    await assert.rejects(putObject(other, 'c3', null, 1n, 3), fullCode('database_corrupt:row_count'));
+    await assert.rejects(putObject(again, 'c3', null, 1n, 3), fullCode('database_corrupt:row_count'));
+    const fresh = await open();
+    fresh.setRowAuthenticator(mac, chain);
+    await fresh.migrate();
+    assert.match((await fresh.checkRows()).join('\n'), /count of objects rows is missing/);
+    await fresh.close();
+  } finally {
+    await again.close();
+    await other.close();
+  }
+}
+
+/**
+ * Object rows (Lightning channel state) under an attacker with write access to the database:
+ * an edited row fails its MAC; an older copy put back is refused by the process that wrote
+ * the newer one and, through the write journal, by the other; a deleted row is refused by a
+ * process that saw it, by one that learns of it from the journal, and by one that only has the
+ * table's count; a forged row is never obeyed. An object another process created is not taken
+ * for a deleted one.
+ */
+async function objectsTampered(open: () => Promise<Store>, sql: Sql): Promise<void> {
+  const { a, b, mac } = await twoProcesses(open);
+  try {
+    const rowOf = async (objectId: string) => (await sql('SELECT * FROM objects WHERE key_id = $1 AND object_id = $2', ['ln', objectId]))[0]!;
+    const putBack = (r: Record<string, unknown>) => sql('UPDATE objects SET version = $1, record = $2, mac = $3, wseq = $4 WHERE key_id = $5 AND object_id = $6', [r.version, r.record, r.mac, r.wseq, r.key_id, r.object_id]);
+    assert.deepEqual(await putObject(a, 'c1', null, 1n, 1), [null]);
+    assert.deepEqual(await putObject(a, 'c2', null, 1n, 1), [null]);
+    const c1v1 = await rowOf('c1');
+    assert.deepEqual(await putObject(a, 'c1', 1n, 2n, 2), [null]);
+    const c1v2 = await rowOf('c1');
+    const c2 = await rowOf('c2');
+
+    // Deleted. The other process never read it and has written nothing since its open: it reads
+    // the journal in the snapshot and learns the row was written.
+    await sql("DELETE FROM objects WHERE object_id = 'c2'");
+    await assert.rejects(b.getObject('ln', 'c2'), fullCode('database_corrupt:row_count'));
+    // The process that wrote it, at a read and at a write decided on "no row".
+    await assert.rejects(a.getObject('ln', 'c2'), fullCode('database_corrupt:row_count'));
+    await assert.rejects(putObject(a, 'c2', null, 1n, 9), fullCode('database_corrupt:row_count'));
+    // A process that has checked nothing yet: the table's count.
+    const c = await open();
+    c.setRowAuthenticator(mac, chain);
+    await assert.rejects(c.getObject('ln', 'c2'), fullCode('database_corrupt:row_count'));
+    await assert.rejects(c.listObjects('ln', null, 10), fullCode('database_corrupt:row_count'));
+    assert.match((await c.checkRows()).join('\n'), /objects table holds 1 protected rows where Custos wrote 2/);
+    await c.close();
+    await sql('INSERT INTO objects (key_id, object_id, version, record, mac, wseq) VALUES ($1, $2, $3, $4, $5, $6)', [c2.key_id, c2.object_id, c2.version, c2.record, c2.mac, c2.wseq]);
+
+    // An object the other process created is new to this one, not deleted: both write on.
+    assert.equal(await b.getObject('ln', 'c3'), null);
+    assert.deepEqual(await putObject(b, 'c3', null, 1n, 3), [null]);
+    assert.equal((await a.getObject('ln', 'c3'))!.version, 1n);
+    assert.deepEqual(await putObject(a, 'c3', 1n, 2n, 4), [null]);
+
+    // Edited: its version, its record, a version that is no number.
+    for (const edit of ["UPDATE objects SET version = '3' WHERE object_id = 'c1'", "UPDATE objects SET version = 'x1' WHERE object_id = 'c1'", "UPDATE objects SET version = '02' WHERE object_id = 'c1'"]) {
+      await sql(edit);
+      await assert.rejects(a.getObject('ln', 'c1'), fullCode('database_corrupt:row_mac'), edit);
+      await assert.rejects(b.getObject('ln', 'c1'), fullCode('database_corrupt:row_mac'), edit);
+      await putBack(c1v2);
+    }
+    await sql("UPDATE objects SET record = $1 WHERE object_id = 'c1'", [Buffer.alloc(64, 9)]);
+    await assert.rejects(a.getObject('ln', 'c1'), fullCode('database_corrupt:row_mac'));
+    await assert.rejects(putObject(a, 'c1', 2n, 3n, 3), fullCode('database_corrupt:row_mac'));
+    await assert.rejects(a.listObjects('ln', null, 10), fullCode('database_corrupt:row_mac'));
+    await putBack(c1v2);
+    assert.equal((await a.getObject('ln', 'c1'))!.version, 2n);
+
+    // An older copy put back, with its genuine MAC: refused by the writer, and by the other
+    // process at its next write (it never read version 2: the journal told it).
+    await putBack(c1v1);
+    await assert.rejects(a.getObject('ln', 'c1'), fullCode('database_corrupt:row_replayed'));
+    await assert.rejects(putObject(b, 'c1', 1n, 2n, 7), fullCode('database_corrupt:row_replayed'));
+    await putBack(c1v2);
+
+    // Forged: no MAC, or the MAC of another row.
+    await sql("INSERT INTO objects (key_id, object_id, version, record) VALUES ('ln', 'c8', '1', $1)", [Buffer.alloc(4)]);
+    await sql("INSERT INTO objects (key_id, object_id, version, record, mac, wseq) VALUES ('ln', 'c9', $1, $2, $3, $4)", [c1v2.version, c1v2.record, c1v2.mac, c1v2.wseq]);
+    await assert.rejects(a.getObject('ln', 'c8'), fullCode('database_corrupt:row_mac'));
+    await assert.rejects(a.getObject('ln', 'c9'), fullCode('database_corrupt:row_mac'));
+    await sql("DELETE FROM objects WHERE object_id IN ('c8', 'c9')");
+
+    // Everything put back as Custos wrote it: sound again, and writable.
+    assert.deepEqual(await a.checkRows(), []);
+    assert.deepEqual(await putObject(b, 'c1', 2n, 3n, 5), [null]);
+    assert.deepEqual(await b.checkRows(), []);
+  } finally {
+    await a.close();
+    await b.close();
+  }
 }
 
 /**

@@ -94,7 +94,7 @@ if (!available) {
     const s = await PostgresStore.open(multi);
     try {
       await s.migrate();
-      assert.equal(await s.getMeta('schema_version'), '4');
+      assert.equal(await s.getMeta('schema_version'), '5');
     } finally {
       await s.close();
     }

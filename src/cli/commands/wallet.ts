@@ -18,7 +18,7 @@ export function registerWallet(program: Command): void {
       .option('--xprv-file <file>', 'a master xprv/tprv to import')
       .option('--allowed-path <prefix...>', "subtrees the key may sign under, e.g. m/84'/0'")
       .option('--tag <tag...>', 'policy tags; fixed at creation')
-      .addOption(new Option('--purpose <purpose>', 'bitcoin (PSBTs and children by path; default for secp256k1) or general (raw payloads by path; default for ed25519)').choices(['bitcoin', 'general'])),
+      .addOption(new Option('--purpose <purpose>', 'bitcoin (PSBTs and children by path; default for secp256k1), general (raw payloads by path; default for ed25519), or lightning (a Lightning node seed: state records and the hsmd hook)').choices(['bitcoin', 'general', 'lightning'])),
   ).action(async (o) => {
     const text = (f?: string) => (f ? Buffer.from(readInput(f)).toString('utf8').trim().replace(/\s+/g, ' ') : undefined);
     const k = await clientFrom(o).createHdKey({

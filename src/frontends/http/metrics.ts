@@ -22,6 +22,20 @@ export class Metrics implements VaultMetrics, PrivvalMetrics {
     labelNames: ['reason'],
     registers: [this.registry],
   });
+  readonly lightningForks = new Counter({ name: 'custos_lightning_forks_total', help: 'Lightning objects whose node and vault copies forked (reconcile refused): page on any.', registers: [this.registry] });
+  readonly lightningReconciled = new Counter({ name: 'custos_lightning_reconcile_total', help: 'Lightning reconciliations by outcome (in_sync, node_behind, vault_behind).', labelNames: ['status'], registers: [this.registry] });
+  readonly lightningUpdates = new Histogram({
+    name: 'custos_lightning_update_duration_seconds',
+    help: 'One Lightning state update: encrypt, sign, back up, commit.',
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1, 1],
+    registers: [this.registry],
+  });
+  /** What vault/lightning.ts reports. */
+  readonly lightning = {
+    update: (s: number) => this.lightningUpdates.observe(s),
+    fork: () => this.lightningForks.inc(),
+    reconciled: (status: string) => this.lightningReconciled.inc({ status }),
+  };
   readonly commitBatch = new Histogram({
     name: 'custos_audit_commit_batch_units',
     help: 'Units (requests) per durable transaction (group commit).',

@@ -546,7 +546,7 @@ export const createHdKeySchema = {
       xprv: { type: 'string', maxLength: 200 },
       allowed_paths: { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 256 }, description: 'path prefixes this key may sign under (all when absent)' },
       tags: { type: 'array', maxItems: 16, items: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$' }, description: 'policy tags (documents apply to keys by tag); fixed at creation' },
-      purpose: { type: 'string', enum: ['bitcoin', 'general'], description: 'bitcoin (the default for secp256k1: PSBTs and children by path) or general (the default for ed25519: raw payloads by path).' },
+      purpose: { type: 'string', enum: ['bitcoin', 'general', 'lightning'], description: 'bitcoin (the default for secp256k1: PSBTs and children by path), general (the default for ed25519: raw payloads by path), or lightning (a BIP32 Lightning node seed: state records and the hsmd hook).' },
     },
   },
   response: { 201: { $ref: 'Key#' }, ...errors },
@@ -593,7 +593,7 @@ const tokenView = {
 } as const;
 
 const termsProperties = {
-  operations: { type: 'array', maxItems: 10, items: { type: 'string', enum: [...OPERATIONS] }, description: 'what the principal may do, within its role; default: the role\'s operations (a signer: read, sign, verify)' },
+  operations: { type: 'array', maxItems: 16, items: { type: 'string', enum: [...OPERATIONS] }, description: 'what the principal may do, within its role; default: the role\'s operations (a signer: read, sign, verify)' },
   keys: { type: 'array', maxItems: 32, items: { type: 'string', maxLength: 64 }, description: 'label globs (* and ?) of the keys it may use; empty: any' },
   tags: { type: 'array', maxItems: 32, items: { type: 'string', maxLength: 64 }, description: 'tags of the keys it may use (any one); empty: any' },
   expires_at: { type: 'string', maxLength: 40, nullable: true, description: 'ISO time or a duration (30m, 12h, 90d) after which the credential is refused; null clears it' },

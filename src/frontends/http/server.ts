@@ -25,6 +25,7 @@ import type { Metrics } from './metrics.js';
 import * as S from './schemas.js';
 import { accountRoutes } from './accounts.js';
 import { clusterRoutes } from './cluster.js';
+import { lightningRoutes } from './lightning.js';
 import type { ClusterApi } from '../../core/cluster.js';
 
 /** Keys per unit (one transaction) of a batch creation. */
@@ -648,6 +649,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
 
   accountRoutes(app, vault, ctx);
   clusterRoutes(app, opts.cluster ?? (() => null), vault, ctx);
+  lightningRoutes(app, vault, ctx);
 
   app.get<{ Querystring: { limit?: string } }>('/v1/audit', { schema: S.auditSchema }, async (req) => {
     const limit = Math.min(Math.max(Number(req.query.limit ?? 50), 1), 1000);

@@ -1,0 +1,90 @@
+/**
+ * A PostgreSQL table as a Lightning backup target (and source): one row per record, keyed by
+ * node, object and version, in a database of its own (not the vault's store: a backup lives
+ * elsewhere). The layout mirrors the directory target's paths.
+ */
+import pg from 'pg';
+import { CustosError } from '../core/errors.js';
+import { parsePostgresUrl } from '../store/postgres-url.js';
+import type { BackupSource, BackupTarget } from './backup.js';
+import { versionName } from './backup.js';
+
+const SCHEMA = `CREATE TABLE IF NOT EXISTS custos_lightning_backup (
+  node TEXT COLLATE "C" NOT NULL,
+  object_id TEXT COLLATE "C" NOT NULL,
+  version TEXT COLLATE "C" NOT NULL,
+  record BYTEA NOT NULL,
+  PRIMARY KEY (node, object_id, version)
+)`;
+
+/** Rows read per statement when reading a backup back. */
+const PAGE = 1000;
+
+export class PostgresBackup implements BackupTarget, BackupSource {
+  readonly name: string;
+  private ready: Promise<void> | null = null;
+
+  private constructor(private readonly pool: pg.Pool, name: string) {
+    this.name = name;
+    // An idle connection dropped by the server is not a crash.
+    pool.on('error', () => undefined);
+  }
+
+  static open(url: string): PostgresBackup {
+    const loc = parsePostgresUrl(url);
+    const t = loc.targets[0]!;
+    const pool = new pg.Pool({ host: t.host, port: t.port, user: loc.user, password: loc.password, database: loc.database, max: 4, connectionTimeoutMillis: 10_000 });
+    return new PostgresBackup(pool, `postgres://${t.host}:${t.port}/${loc.database ?? ''}`);
+  }
+
+  private schema(): Promise<void> {
+    this.ready ??= this.pool.query(SCHEMA).then(
+      () => undefined,
+      (e: unknown) => {
+        this.ready = null;
+        throw e;
+      },
+    );
+    return this.ready;
+  }
+
+  async write(node: string, objectId: string, version: bigint, record: Uint8Array): Promise<void> {
+    try {
+      await this.schema();
+      await this.pool.query('INSERT INTO custos_lightning_backup (node, object_id, version, record) VALUES ($1,$2,$3,$4) ON CONFLICT (node, object_id, version) DO UPDATE SET record = excluded.record', [node, objectId, versionName(version), Buffer.from(record)]);
+    } catch (e) {
+      throw new CustosError('storage_unavailable', `The Lightning backup target ${this.name} could not be written (${(e as Error).message.slice(0, 200)}); nothing was stored. Fix the target and retry the update.`, { tag: 'backup_unavailable', cause: e });
+    }
+  }
+
+  async *objects(node: string): AsyncIterable<{ objectId: string; records: Array<{ filedAs: bigint; bytes: Uint8Array }> }> {
+    await this.schema();
+    let after: [string, string] = ['', ''];
+    let current: { objectId: string; records: Array<{ filedAs: bigint; bytes: Uint8Array }> } | null = null;
+    let any = false;
+    for (;;) {
+      const r = await this.pool.query<{ object_id: string; version: string; record: Buffer }>(
+        'SELECT object_id, version, record FROM custos_lightning_backup WHERE node = $1 AND (object_id, version) > ($2, $3) ORDER BY object_id, version LIMIT $4',
+        [node, after[0], after[1], PAGE],
+      );
+      for (const row of r.rows) {
+        any = true;
+        if (!/^\d{20}$/.test(row.version)) throw new CustosError('bad_request', `The backup is refused at object ${row.object_id}: a row filed as version "${row.version.slice(0, 24)}" (edited outside Custos).`, { tag: 'backup_tampered' });
+        if (current && current.objectId !== row.object_id) {
+          yield current;
+          current = null;
+        }
+        current ??= { objectId: row.object_id, records: [] };
+        current.records.push({ filedAs: BigInt(row.version), bytes: new Uint8Array(row.record) });
+        after = [row.object_id, row.version];
+      }
+      if (r.rows.length < PAGE) break;
+    }
+    if (current) yield current;
+    if (!any) throw new CustosError('not_found', `The backup ${this.name} holds no records of this node: wrong seed, or wrong backup.`);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}

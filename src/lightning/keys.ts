@@ -1,0 +1,73 @@
+/**
+ * The keys a Lightning node's seed gives Custos, all BIP32 children of the node's HD key (its
+ * mnemonic, so a restore given only the seed derives them again):
+ *   m/9735'/0'   backup key: every state record is ECIES-encrypted to it;
+ *   m/9735'/1'   record key: signs every state record (BIP340); its x-only public key names
+ *                the node's folder in a backup;
+ *   m/9735'/2'/… keys the node uses through the hsmd hook (ECDH, ECIES decryption); the first
+ *                two subtrees are the vault's own and refused there.
+ * (9735 is the Lightning port number, used here only as a distinctive hardened index.)
+ */
+import { createHash } from 'node:crypto';
+import { secp256k1 } from '@noble/curves/secp256k1.js';
+import { CustosError } from '../core/errors.js';
+import { bytesToHex, wipe } from '../core/bytes.js';
+import { deriveChild, type DerivationCache, type HdMaster } from '../wallet/hd.js';
+import { formatPath, isUnder, parsePath } from '../wallet/paths.js';
+
+export const BACKUP_PATH = "m/9735'/0'";
+export const RECORD_PATH = "m/9735'/1'";
+export const HOOK_ROOT = "m/9735'/2'";
+export const DEFAULT_HOOK_PATH = "m/9735'/2'/0'";
+
+export interface NodeKeys {
+  /** Compressed (33 bytes): what records are encrypted to. */
+  backupPublic: Uint8Array;
+  /** x-only (32 bytes): what records are verified with. */
+  recordPublic: Uint8Array;
+  /** Hex of recordPublic: the node's folder in a backup. */
+  node: string;
+}
+
+type Cache = { id: string; cache: DerivationCache };
+
+/** The public halves (the secrets derived on the way are wiped). */
+export function nodeKeys(master: HdMaster, cache?: Cache): NodeKeys {
+  const b = deriveChild(master, BACKUP_PATH, cache);
+  const r = deriveChild(master, RECORD_PATH, cache);
+  wipe(b.privateKey, r.privateKey);
+  const recordPublic = r.publicKey.slice(1);
+  return { backupPublic: b.publicKey, recordPublic, node: bytesToHex(recordPublic) };
+}
+
+/** A secret of the node's key tree, for `use` while `f` runs, wiped after. */
+export function withSecret<T>(master: HdMaster, path: string, f: (secret: Uint8Array) => T, cache?: Cache): T {
+  const d = deriveChild(master, path, cache);
+  try {
+    return f(d.privateKey);
+  } finally {
+    wipe(d.privateKey);
+  }
+}
+
+/** A hook path: under m/9735'/2' (the backup and record keys are the vault's alone). */
+export function hookPath(path: string | undefined): string {
+  const p = parsePath(path ?? DEFAULT_HOOK_PATH);
+  if (!isUnder(p, parsePath(HOOK_ROOT)) || p.length <= 2) throw new CustosError('invalid_derivation_path', `A Lightning hook key is under ${HOOK_ROOT} (the vault's backup and record keys are its own).`);
+  return formatPath(p);
+}
+
+/** k = SHA-256(compressed(p·R)), as libsecp256k1's default ECDH and Core Lightning's hsmd answer. */
+export function ecdhSha256(secret: Uint8Array, point: Uint8Array): Uint8Array {
+  let shared: Uint8Array | undefined;
+  try {
+    shared = secp256k1.getSharedSecret(secret, point, true);
+  } catch {
+    throw new CustosError('bad_request', 'The point is not a valid secp256k1 public key (33 bytes compressed, or 65 uncompressed).');
+  }
+  try {
+    return new Uint8Array(createHash('sha256').update(shared).digest());
+  } finally {
+    wipe(shared);
+  }
+}

@@ -1,0 +1,352 @@
+/**
+ * Lightning: a node's per-object state (a channel's monitor is an object), one stored record
+ * per object, each version encrypted to the node's backup key and signed by the vault
+ * (crypto/lightning-record.ts), streamed to a backup target before it is committed
+ * (lightning/backup.ts); reconciliation with the node; and the hsmd hook (ECDH and ECIES
+ * decryption with the node's keys), each with its own scope, policy and audit.
+ *
+ * An update costs the same at 100 objects as at 100,000: it reads and writes one row by its
+ * primary key, never a list of objects or of past versions.
+ */
+import { CustosError, isCustosError } from '../core/errors.js';
+import { assertPurpose } from '../core/purpose.js';
+import { bytesToHex, equalBytes, wipe } from '../core/bytes.js';
+import type { AuditDraft, KeyRecord } from '../core/types.js';
+import type { Operation } from '../accounts/principals.js';
+import { eciesDecrypt, eciesEncrypt } from '../crypto/ecies.js';
+import { checkObjectId, checkVersion, decodeRecord, MAX_STATE_BYTES, recordHash, sameHash, sealRecord, verifyRecord, ZERO_HASH, type LightningRecord } from '../crypto/lightning-record.js';
+import type { BackupTarget } from '../lightning/backup.js';
+import { BACKUP_PATH, ecdhSha256, hookPath, nodeKeys, RECORD_PATH, withSecret, type NodeKeys } from '../lightning/keys.js';
+import { decodeMaster, publicKeyAt, wipeMaster, type HdMaster } from '../wallet/hd.js';
+import { parsePath } from '../wallet/paths.js';
+import type { StoredObject } from '../store/store.js';
+import { isKeyStateError, type Ctx, type VaultCore } from './core.js';
+import { decideSignCommit } from './step.js';
+
+export type ReconcileStatus = 'in_sync' | 'node_behind' | 'vault_behind';
+
+export interface LightningMetrics {
+  update(seconds: number): void;
+  fork(): void;
+  reconciled(status: string): void;
+}
+
+export interface ObjectVersion {
+  objectId: string;
+  version: bigint;
+  record: Uint8Array;
+  hash: Uint8Array;
+}
+
+const view = (o: StoredObject): ObjectVersion => ({ objectId: o.objectId, version: o.version, record: o.record, hash: recordHash(o.record) });
+
+export class Lightning {
+  /** Public keys per key id and version (deriving them needs the master; they never change). */
+  private readonly publics = new Map<string, NodeKeys>();
+
+  constructor(
+    private readonly core: VaultCore,
+    private readonly backup: BackupTarget | null,
+    private readonly metrics: LightningMetrics | null = null,
+  ) {}
+
+  /** A node's key, for `operation` under `scope`: an active BIP32 key with the lightning purpose. */
+  private async nodeKey(ctx: Ctx, operation: string, scope: Operation, ref: string): Promise<KeyRecord> {
+    const key = await this.core.usableKey(ctx, operation, ref, scope);
+    return this.core.refuseOnError(ctx, operation, key, {}, () => {
+      assertPurpose(key, 'lightning');
+      if (key.attributes.hd !== 'bip32') throw new CustosError('bad_request', `${key.label} is not a BIP32 HD key: create the node's key from its seed (custos wallet create --purpose lightning).`);
+      return key;
+    });
+  }
+
+  private withMaster<T>(key: KeyRecord, f: (m: HdMaster) => T): T {
+    const secret = this.core.deps.keyring.openSecret(key);
+    let master: HdMaster | undefined;
+    try {
+      master = decodeMaster(secret);
+      return f(master);
+    } finally {
+      wipe(secret);
+      if (master) wipeMaster(master);
+    }
+  }
+
+  private cache(key: KeyRecord) {
+    return { id: `${key.id}/${key.version}`, cache: this.core.hdCache };
+  }
+
+  private publicsOf(key: KeyRecord): NodeKeys {
+    const id = `${key.id}/${key.version}`;
+    let p = this.publics.get(id);
+    if (!p) {
+      p = this.withMaster(key, (m) => nodeKeys(m, this.cache(key)));
+      if (this.publics.size > 1024) this.publics.clear();
+      this.publics.set(id, p);
+    }
+    return p;
+  }
+
+  /** The node's public keys and where its records go. */
+  async describe(ctx: Ctx, ref: string): Promise<{ key: KeyRecord; keys: NodeKeys; objects: number; backup: string | null }> {
+    const key = await this.nodeKey(ctx, 'lightning_read', 'state', ref);
+    return { key, keys: this.publicsOf(key), objects: await this.core.deps.store.countObjects(key.id), backup: this.backup?.name ?? null };
+  }
+
+  /**
+   * Stores version `version` of `objectId`: newer than the stored one (an equal version with
+   * the same state is a retry and answers what is stored). The record reaches the backup
+   * target before the commit; a node told "stored" has it in both.
+   */
+  async put(ctx: Ctx, ref: string, objectId: string, version: bigint, state: Uint8Array): Promise<ObjectVersion & { unchanged?: true }> {
+    const started = process.hrtime.bigint();
+    const key = await this.nodeKey(ctx, 'lightning_put', 'state', ref);
+    const details: AuditDraft['details'] = { object: objectId.slice(0, 128), version: String(version).slice(0, 20) };
+    await this.core.refuseOnError(ctx, 'lightning_put', key, details, () => {
+      checkObjectId(objectId);
+      checkVersion(version);
+      if (state.length > MAX_STATE_BYTES) throw new CustosError('payload_too_large', `A Lightning state is at most ${MAX_STATE_BYTES} bytes.`);
+    });
+    // Updates of one object take turns in this process (another process is caught by the compare-and-set).
+    const release = await this.core.lanes.acquire([`lightning:${key.id}:${objectId}`]);
+    try {
+      const cur = await this.core.deps.store.getObject(key.id, objectId);
+      if (cur && version <= cur.version) {
+        if (version === cur.version && this.holds(key, cur.record, state)) return { ...view(cur), unchanged: true };
+        return await this.core.refuse(
+          ctx,
+          'lightning_put',
+          key,
+          new CustosError('conflict', `Object ${objectId} is at version ${cur.version}; version ${version} ${version === cur.version ? 'with other content ' : ''}is not newer. A node restored from an older copy reconciles first (POST /v1/lightning/${key.label}/reconcile).`, { tag: 'object_version' }),
+          details,
+        );
+      }
+      const record = this.seal(key, objectId, version, cur ? recordHash(cur.record) : ZERO_HASH, state);
+      await this.store(ctx, key, 'lightning_put', [{ objectId, version, bytes: record }], cur, details);
+      this.metrics?.update(Number(process.hrtime.bigint() - started) / 1e9);
+      return { objectId, version, record, hash: recordHash(record) };
+    } finally {
+      release();
+    }
+  }
+
+  /** Encrypts to the node's backup key and signs with its record key. */
+  private seal(key: KeyRecord, objectId: string, version: bigint, prevHash: Uint8Array, state: Uint8Array): Uint8Array {
+    const { backupPublic } = this.publicsOf(key);
+    const ciphertext = eciesEncrypt('secp256k1', backupPublic, state);
+    return this.withMaster(key, (m) => withSecret(m, RECORD_PATH, (s) => sealRecord(s, { objectId, version, prevHash, ciphertext }), this.cache(key)));
+  }
+
+  private open(key: KeyRecord, record: LightningRecord): Uint8Array {
+    return this.withMaster(key, (m) => withSecret(m, BACKUP_PATH, (s) => eciesDecrypt(s, record.ciphertext), this.cache(key)));
+  }
+
+  /** Whether a stored record holds exactly `state` (a retried update). */
+  private holds(key: KeyRecord, record: Uint8Array, state: Uint8Array): boolean {
+    const plain = this.open(key, decodeRecord(record));
+    try {
+      return plain.length === state.length && equalBytes(plain, state);
+    } finally {
+      wipe(plain);
+    }
+  }
+
+  /**
+   * Writes records (the last is the object's new version) to the backup target, then commits
+   * the last one in place of `cur` (compare-and-set), with its audit entry.
+   */
+  private async store(ctx: Ctx, key: KeyRecord, operation: string, records: Array<{ objectId: string; version: bigint; bytes: Uint8Array }>, cur: StoredObject | null, details: AuditDraft['details']): Promise<void> {
+    const { node } = this.publicsOf(key);
+    const last = records[records.length - 1]!;
+    try {
+      for (const r of records) await this.backup?.write(node, r.objectId, r.version, r.bytes);
+    } catch (e) {
+      return this.core.fail(ctx, operation, key, e, details, 'The backup target failed.');
+    }
+    try {
+      await this.core.commitAs(ctx, {
+        mutations: [
+          { kind: 'assertKeyActive', id: key.id, version: key.version },
+          { kind: 'putObject', keyId: key.id, objectId: last.objectId, expectedVersion: cur?.version ?? null, version: last.version, record: last.bytes },
+        ],
+        audit: [this.core.draft(ctx, operation, key, 'ok', null, { ...details, record_sha256: bytesToHex(recordHash(last.bytes)) })],
+      });
+    } catch (e) {
+      if (isKeyStateError(e)) {
+        this.core.forgetKey(key.id);
+        return this.core.refuse(ctx, operation, key, e, details);
+      }
+      if (isCustosError(e) && (e.tag === 'object_moved' || e.tag === 'object_version' || e.tag === 'key_moved')) {
+        return this.core.refuse(ctx, operation, key, e.tag === 'object_moved' ? new CustosError('conflict', `Object ${last.objectId} changed while this update was decided (another writer): read it and decide again.`, { tag: 'object_moved' }) : e, details);
+      }
+      throw e;
+    }
+  }
+
+  /** The latest version of an object, its record, and (decrypted for the node) its state. */
+  async get(ctx: Ctx, ref: string, objectId: string): Promise<ObjectVersion & { state: Uint8Array }> {
+    const key = await this.nodeKey(ctx, 'lightning_get', 'state', ref);
+    const cur = await this.read(ctx, key, 'lightning_get', objectId);
+    const state = this.open(key, decodeRecord(cur.record));
+    await this.core.commitAs(ctx, { mutations: [{ kind: 'assertKeyActive', id: key.id, version: key.version }], audit: [this.core.draft(ctx, 'lightning_get', key, 'ok', null, { object: objectId, version: cur.version.toString() })] });
+    return { ...view(cur), state };
+  }
+
+  private async read(ctx: Ctx, key: KeyRecord, operation: string, objectId: string): Promise<StoredObject> {
+    const cur = await this.core.refuseOnError(ctx, operation, key, { object: objectId.slice(0, 128) }, async () => {
+      checkObjectId(objectId);
+      return this.core.deps.store.getObject(key.id, objectId);
+    });
+    if (!cur) throw new CustosError('not_found', `${key.label} has no object ${objectId}.`);
+    return cur;
+  }
+
+  /** A page of objects (id, version, record hash), in id order after `after`. */
+  async list(ctx: Ctx, ref: string, after: string | null, limit: number): Promise<Array<{ objectId: string; version: bigint; hash: Uint8Array }>> {
+    const key = await this.nodeKey(ctx, 'lightning_list', 'state', ref);
+    const page = await this.core.deps.store.listObjects(key.id, after, Math.max(1, Math.min(limit, 1000)));
+    return page.map((o) => ({ objectId: o.objectId, version: o.version, hash: recordHash(o.record) }));
+  }
+
+  /**
+   * The node says which version of an object it holds (and the hash of its record). The vault
+   * answers in sync; node behind (the latest record and its state, to replay); vault behind
+   * (the node hands over the vault-signed records after the vault's version, and the vault,
+   * having checked its own signatures and the chain, applies them); or a fork, refused,
+   * audited and counted (custos_lightning_forks_total).
+   */
+  async reconcile(ctx: Ctx, ref: string, req: { objectId: string; version: bigint; hash: Uint8Array; records?: Uint8Array[] }): Promise<{ status: ReconcileStatus; version: bigint | null; hash: Uint8Array | null; record?: Uint8Array; state?: Uint8Array; applied?: number }> {
+    const key = await this.nodeKey(ctx, 'lightning_reconcile', 'state', ref);
+    const details: AuditDraft['details'] = { object: req.objectId.slice(0, 128), node_version: String(req.version).slice(0, 20) };
+    await this.core.refuseOnError(ctx, 'lightning_reconcile', key, details, () => {
+      checkObjectId(req.objectId);
+      checkVersion(req.version);
+      if (req.hash.length !== 32) throw new CustosError('bad_request', 'hash is the 32-byte SHA-256 of the record the node holds.');
+      if ((req.records?.length ?? 0) > 1000) throw new CustosError('payload_too_large', 'At most 1000 records per reconciliation.');
+    });
+    const release = await this.core.lanes.acquire([`lightning:${key.id}:${req.objectId}`]);
+    try {
+      const cur = await this.core.deps.store.getObject(key.id, req.objectId);
+      const curHash = cur ? recordHash(cur.record) : null;
+      const fork = async (why: string): Promise<never> => {
+        this.metrics?.fork();
+        return this.core.refuse(ctx, 'lightning_reconcile', key, new CustosError('conflict', `Object ${req.objectId} has forked: ${why}. Nothing was changed; find out which copy the node's channel really is at before going on.`, { tag: 'fork' }), details);
+      };
+      if (cur && cur.version === req.version) {
+        if (!sameHash(curHash!, req.hash)) return await fork(`the node and the vault both hold version ${cur.version}, with different records`);
+        this.metrics?.reconciled('in_sync');
+        return { status: 'in_sync', version: cur.version, hash: curHash };
+      }
+      if (cur && cur.version > req.version) {
+        const state = this.open(key, decodeRecord(cur.record));
+        await this.core.commitAs(ctx, { mutations: [{ kind: 'assertKeyActive', id: key.id, version: key.version }], audit: [this.core.draft(ctx, 'lightning_reconcile', key, 'ok', null, { ...details, status: 'node_behind', vault_version: cur.version.toString() })] });
+        this.metrics?.reconciled('node_behind');
+        return { status: 'node_behind', version: cur.version, hash: curHash, record: cur.record, state };
+      }
+      // The vault is behind (or has never seen the object): the node hands over the records.
+      if (!req.records?.length) {
+        this.metrics?.reconciled('vault_behind');
+        return { status: 'vault_behind', version: cur?.version ?? null, hash: curHash };
+      }
+      const { recordPublic } = this.publicsOf(key);
+      const chain: Array<{ r: LightningRecord; bytes: Uint8Array }> = [];
+      for (const bytes of req.records) {
+        const r = await this.core.refuseOnError(ctx, 'lightning_reconcile', key, details, () => {
+          const r = decodeRecord(bytes);
+          if (r.objectId !== req.objectId) throw new CustosError('bad_request', `A record handed over is object ${r.objectId}'s, not ${req.objectId}'s.`);
+          if (!verifyRecord(recordPublic, r)) throw new CustosError('bad_request', `The record of ${req.objectId} version ${r.version} was not signed by this node's vault: refused.`, { tag: 'record_signature' });
+          return r;
+        });
+        chain.push({ r, bytes });
+      }
+      // A record the vault holds, signed differently at the same version: a fork.
+      const same = cur ? chain.find((c) => c.r.version === cur.version) : undefined;
+      if (same && !sameHash(recordHash(same.bytes), curHash!)) return await fork(`the node's record of version ${cur!.version} differs from the vault's`);
+      const after = chain.filter((c) => !cur || c.r.version > cur.version);
+      const refuse = (m: string) => this.core.refuse(ctx, 'lightning_reconcile', key, new CustosError('bad_request', m, { tag: 'record_chain' }), details);
+      if (!after.length) return await refuse(`No record handed over is newer than the vault's version ${cur?.version}.`);
+      let prev = cur ? curHash! : null;
+      for (const c of after) {
+        if (prev && !sameHash(c.r.prevHash, prev)) return await refuse(`The record of version ${c.r.version} does not follow ${cur && prev === curHash ? `the vault's version ${cur.version}` : 'the record before it'}: hand over every record after version ${cur?.version ?? 'none'}, in order.`);
+        prev = recordHash(c.bytes);
+      }
+      const last = after[after.length - 1]!;
+      if (last.r.version !== req.version || !sameHash(recordHash(last.bytes), req.hash)) return await refuse(`The last record handed over is not the version ${req.version} the node says it holds.`);
+      await this.store(ctx, key, 'lightning_reconcile', after.map((c) => ({ objectId: req.objectId, version: c.r.version, bytes: c.bytes })), cur, { ...details, status: 'vault_behind', applied: after.length });
+      this.metrics?.reconciled('vault_behind');
+      return { status: 'vault_behind', version: last.r.version, hash: req.hash, applied: after.length };
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Restores records checked by `custos lightning restore` (lightning/backup.ts checkHistory):
+   * each object's latest, signed by this node's record key, newer than what is stored.
+   * Answers how many were applied and how many the vault already had.
+   */
+  async restore(ctx: Ctx, ref: string, records: Uint8Array[]): Promise<{ applied: number; kept: number }> {
+    const key = await this.nodeKey(ctx, 'lightning_restore', 'state', ref);
+    const { recordPublic } = this.publicsOf(key);
+    let applied = 0;
+    let kept = 0;
+    for (const bytes of records) {
+      const r = await this.core.refuseOnError(ctx, 'lightning_restore', key, {}, () => {
+        const r = decodeRecord(bytes);
+        if (!verifyRecord(recordPublic, r)) throw new CustosError('bad_request', `The record of ${r.objectId} version ${r.version} was not signed by this node's key: the backup is from another seed, or altered.`, { tag: 'record_signature' });
+        return r;
+      });
+      const release = await this.core.lanes.acquire([`lightning:${key.id}:${r.objectId}`]);
+      try {
+        const cur = await this.core.deps.store.getObject(key.id, r.objectId);
+        if (cur && cur.version >= r.version) {
+          kept++;
+          continue;
+        }
+        await this.store(ctx, key, 'lightning_restore', [{ objectId: r.objectId, version: r.version, bytes }], cur, { object: r.objectId, version: r.version.toString() });
+        applied++;
+      } finally {
+        release();
+      }
+    }
+    return { applied, kept };
+  }
+
+  /** The hsmd hook: k = SHA-256(p·R) with the node's key at `path` (under m/9735'/2'). */
+  async ecdh(ctx: Ctx, ref: string, req: { path?: string; point: Uint8Array }): Promise<Uint8Array> {
+    return this.hook(ctx, ref, 'ecdh', req.path, { point_sha256: bytesToHex(recordHash(req.point)) }, (secret) => ecdhSha256(secret, req.point));
+  }
+
+  /** The hsmd hook: decrypts a custos-ecies-v1 envelope made to the node's key at `path`. */
+  async decrypt(ctx: Ctx, ref: string, req: { path?: string; envelope: Uint8Array }): Promise<Uint8Array> {
+    return this.hook(ctx, ref, 'decrypt', req.path, { envelope_sha256: bytesToHex(recordHash(req.envelope)) }, (secret) => eciesDecrypt(secret, req.envelope));
+  }
+
+  /** The public key at a hook path (what the node hands its peers). */
+  async hookPublicKey(ctx: Ctx, ref: string, path?: string): Promise<{ path: string; publicKey: Uint8Array }> {
+    const key = await this.nodeKey(ctx, 'lightning_read', 'state', ref);
+    const p = await this.core.refuseOnError(ctx, 'lightning_read', key, {}, () => hookPath(path));
+    return { path: p, publicKey: this.withMaster(key, (m) => publicKeyAt(m, p, this.cache(key))) };
+  }
+
+  private async hook(ctx: Ctx, ref: string, operation: 'ecdh' | 'decrypt', path: string | undefined, details: AuditDraft['details'], f: (secret: Uint8Array) => Uint8Array): Promise<Uint8Array> {
+    const key = await this.nodeKey(ctx, `lightning_${operation}`, operation, ref);
+    const p = await this.core.refuseOnError(ctx, `lightning_${operation}`, key, details, () => hookPath(path));
+    const d = { ...details, path: p };
+    return decideSignCommit(this.core, {
+      ctx,
+      key,
+      operation,
+      outcomeOperation: `lightning_${operation}`,
+      subject: { payloadType: null, facts: { protocol: 'lightning', path: p }, paths: [parsePath(p)] },
+      details: d,
+      produce: async () => this.withMaster(key, (m) => withSecret(m, p, f, this.cache(key))),
+      outcome: () => ({}),
+    });
+  }
+
+  /** Forgets cached public keys (a key destroyed or sealed away). */
+  clear(): void {
+    this.publics.clear();
+  }
+}

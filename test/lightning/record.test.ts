@@ -1,0 +1,130 @@
+/**
+ * The Lightning state record (crypto/lightning-record.ts) and a backup's check
+ * (lightning/backup.ts checkHistory): round trips, and every malformed, truncated, oversized,
+ * tampered, reordered, rolled-back or forked input refused with a typed error (fast-check over
+ * random histories).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { schnorr } from '@noble/curves/secp256k1.js';
+import { randomBytes } from 'node:crypto';
+import { decodeRecord, encodeRecord, recordHash, sealRecord, verifyRecord, ZERO_HASH, MAX_VERSION } from '../../src/crypto/lightning-record.js';
+import { checkHistory } from '../../src/lightning/backup.js';
+import { isCustosError } from '../../src/core/errors.js';
+
+const secret = schnorr.utils.randomSecretKey();
+const pub = schnorr.getPublicKey(secret);
+const other = schnorr.utils.randomSecretKey();
+
+function history(id: string, n: number, start = 1n, signer = secret): Array<{ filedAs: bigint; bytes: Uint8Array }> {
+  const out: Array<{ filedAs: bigint; bytes: Uint8Array }> = [];
+  let prev: Uint8Array = ZERO_HASH;
+  for (let i = 0; i < n; i++) {
+    const v = start + BigInt(i);
+    const bytes = sealRecord(signer, { objectId: id, version: v, prevHash: prev, ciphertext: randomBytes(40 + i) });
+    out.push({ filedAs: v, bytes });
+    prev = recordHash(bytes);
+  }
+  return out;
+}
+
+const tagOf = (f: () => unknown): string | undefined => {
+  try {
+    f();
+  } catch (e) {
+    assert.ok(isCustosError(e), `a typed error, not ${String(e)}`);
+    return e.tag ?? e.code;
+  }
+  return undefined;
+};
+
+test('a record round-trips and verifies; u64::MAX versions too', () => {
+  for (const version of [0n, 1n, 2n ** 53n + 1n, MAX_VERSION]) {
+    const bytes = sealRecord(secret, { objectId: 'chan:ab12_0', version, prevHash: ZERO_HASH, ciphertext: Uint8Array.of(1, 2, 3) });
+    const r = decodeRecord(bytes);
+    assert.equal(r.version, version);
+    assert.equal(r.objectId, 'chan:ab12_0');
+    assert.ok(verifyRecord(pub, r));
+    assert.deepEqual(encodeRecord(r), bytes);
+    assert.ok(!verifyRecord(schnorr.getPublicKey(other), r), 'another key does not verify it');
+  }
+});
+
+test('property: any byte flipped, any truncation, any extension is refused or fails verification; never a crash', () => {
+  const bytes = sealRecord(secret, { objectId: 'o1', version: 7n, prevHash: randomBytes(32), ciphertext: randomBytes(100) });
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: bytes.length - 1 }), fc.integer({ min: 1, max: 255 }), (i, x) => {
+      const b = Uint8Array.from(bytes);
+      b[i]! ^= x;
+      let r;
+      try {
+        r = decodeRecord(b);
+      } catch (e) {
+        assert.ok(isCustosError(e) && e.tag === 'record_format');
+        return;
+      }
+      assert.equal(verifyRecord(pub, r), false);
+    }),
+    { numRuns: 2000 },
+  );
+  for (let n = 0; n < bytes.length; n++) assert.equal(tagOf(() => decodeRecord(bytes.subarray(0, n))), 'record_format');
+  assert.equal(tagOf(() => decodeRecord(Uint8Array.from([...bytes, 0]))), 'record_format');
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 400 }), (b) => void tagOf(() => decodeRecord(b))), { numRuns: 3000 });
+  // An announced ciphertext longer than any state is refused before anything is read.
+  const huge = Uint8Array.from(bytes);
+  new DataView(huge.buffer).setUint32(6 + 2 + 8 + 32, 0xffffffff);
+  assert.equal(tagOf(() => decodeRecord(huge)), 'record_format');
+});
+
+test('a sound history is accepted and its latest returned; it may start after version 1', () => {
+  const h = history('o', 5);
+  assert.equal(checkHistory(pub, 'o', h).latest.version, 5n);
+  assert.equal(checkHistory(pub, 'o', h.slice(2)).latest.version, 5n);
+});
+
+test('property: tampering, reordering, rolling back, dropping a middle record or forking is refused, naming the object and version', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 3, max: 9 }), fc.nat(), fc.constantFrom('flip', 'swap', 'rollback', 'drop', 'fork', 'foreign', 'moved'), (n, pick, how) => {
+      const h = history('obj-1', n);
+      const i = 1 + (pick % (n - 2)); // a middle record
+      let bad = h.map((r) => ({ ...r }));
+      let want: string;
+      if (how === 'flip') {
+        const b = Uint8Array.from(bad[i]!.bytes);
+        b[b.length - 70]! ^= 1;
+        bad[i]!.bytes = b;
+        want = 'backup_tampered';
+      } else if (how === 'swap') {
+        [bad[i]!.bytes, bad[i + 1]!.bytes] = [bad[i + 1]!.bytes, bad[i]!.bytes];
+        want = 'backup_rolled_back|backup_reordered';
+      } else if (how === 'rollback') {
+        bad[n - 1]!.bytes = bad[i - 1]!.bytes;
+        want = 'backup_rolled_back';
+      } else if (how === 'drop') {
+        bad = bad.filter((_, j) => j !== i);
+        want = 'backup_chain';
+      } else if (how === 'fork') {
+        // A record at version i+1 signed by the same key but on another branch.
+        const fork = sealRecord(secret, { objectId: 'obj-1', version: h[i]!.filedAs, prevHash: recordHash(h[i - 1]!.bytes), ciphertext: randomBytes(12) });
+        bad[i]!.bytes = fork;
+        want = 'backup_chain';
+      } else if (how === 'foreign') {
+        bad = history('obj-1', n, 1n, other);
+        want = 'backup_tampered';
+      } else {
+        bad[i]!.bytes = history('obj-2', n)[i]!.bytes;
+        want = 'backup_tampered';
+      }
+      try {
+        checkHistory(pub, 'obj-1', bad);
+        assert.fail(`${how} accepted`);
+      } catch (e) {
+        assert.ok(isCustosError(e), String(e));
+        assert.match(e.tag ?? '', new RegExp(`^(${want})$`), `${how}: ${e.message}`);
+        assert.match(e.message, /object obj-1, version \d+/);
+      }
+    }),
+    { numRuns: 300 },
+  );
+});

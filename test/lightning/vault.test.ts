@@ -1,0 +1,157 @@
+/**
+ * Lightning state in a real vault (SQLite on disk, a directory backup target): versions only
+ * move forward, each is in the backup before it is stored; reconcile's four answers; the hsmd
+ * hook's ECDH and ECIES decryption, with their own scopes and purpose; a backup target that
+ * fails stores nothing.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes, randomUUID, createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { secp256k1 } from '@noble/curves/secp256k1.js';
+import { makeVault, tempDir, type TestVault } from '../helpers/tmpvault.js';
+import { DirectoryTarget, checkHistory } from '../../src/lightning/backup.js';
+import { generateMnemonic } from '../../src/wallet/hd.js';
+import { eciesEncrypt } from '../../src/crypto/ecies.js';
+import { bytesToHex, hexToBytes } from '../../src/core/bytes.js';
+import { recordHash } from '../../src/crypto/lightning-record.js';
+import { isCustosError } from '../../src/core/errors.js';
+
+const code = (c: string) => (e: unknown) => isCustosError(e) && (e.fullCode === c || e.code === c);
+
+async function node(backupDir: string | null, mnemonic = generateMnemonic()): Promise<{ v: TestVault; mnemonic: string; forks: number[] }> {
+  const forks = [0];
+  const v = await makeVault({ lightning: { backup: backupDir ? new DirectoryTarget(backupDir) : null, metrics: { update: () => {}, fork: () => forks[0]!++, reconciled: () => {} } } });
+  await v.vault.createHdKey(v.ctx(), { label: 'ln', curve: 'secp256k1', mnemonic, purpose: 'lightning' });
+  return { v, mnemonic, forks };
+}
+
+const state = (n: number) => new TextEncoder().encode(`monitor state ${n} `.repeat(50));
+
+test('versions move forward, each in the backup before the store; a retry is answered; the backup checks out', async () => {
+  const t = tempDir();
+  const { v } = await node(join(t.dir, 'backup'));
+  try {
+    const ln = v.vault.lightning;
+    for (let i = 1; i <= 3; i++) for (const o of ['chan-a', 'chan-b']) await ln.put(v.ctx(), 'ln', o, BigInt(i), state(i));
+    const got = await ln.get(v.ctx(), 'ln', 'chan-a');
+    assert.equal(got.version, 3n);
+    assert.deepEqual(got.state, state(3));
+    // The same version again with the same state: a retry, answered with what is stored.
+    const again = await ln.put(v.ctx(), 'ln', 'chan-a', 3n, state(3));
+    assert.equal(again.unchanged, true);
+    assert.deepEqual(again.hash, got.hash);
+    await assert.rejects(ln.put(v.ctx(), 'ln', 'chan-a', 3n, state(4)), code('conflict:object_version'));
+    await assert.rejects(ln.put(v.ctx(), 'ln', 'chan-a', 2n, state(2)), code('conflict:object_version'));
+    // Versions need not be consecutive (LDK's update ids), up to u64::MAX.
+    await ln.put(v.ctx(), 'ln', 'chan-a', 2n ** 64n - 1n, state(9));
+    const d = await ln.describe(v.ctx(), 'ln');
+    assert.equal(d.objects, 2);
+    const backup = new DirectoryTarget(join(t.dir, 'backup'));
+    const seen: string[] = [];
+    for await (const o of backup.objects(d.keys.node)) {
+      const h = checkHistory(d.keys.recordPublic, o.objectId, o.records);
+      seen.push(`${o.objectId}@${h.latest.version}x${h.count}`);
+    }
+    assert.deepEqual(seen, ['chan-a@18446744073709551615x4', 'chan-b@3x3']);
+    const page = await ln.list(v.ctx(), 'ln', null, 1);
+    assert.deepEqual(page.map((p) => p.objectId), ['chan-a']);
+    assert.deepEqual((await ln.list(v.ctx(), 'ln', 'chan-a', 10)).map((p) => p.objectId), ['chan-b']);
+  } finally {
+    await v.dispose();
+    t.cleanup();
+  }
+});
+
+test('reconcile: in sync, node behind, vault behind (records handed over, checked, applied), fork refused and counted', async () => {
+  // Two vaults from one seed: b runs ahead; a holds only version 3 (as a vault restored from an older backup would).
+  const b = await node(null);
+  const a = await node(null, b.mnemonic);
+  const stranger = await node(null);
+  try {
+    const recs: Uint8Array[] = [];
+    for (let i = 1; i <= 5; i++) recs.push((await b.v.vault.lightning.put(b.v.ctx(), 'ln', 'chan', BigInt(i), state(i))).record);
+    const la = a.v.vault.lightning;
+    assert.deepEqual(await la.restore(a.v.ctx(), 'ln', [recs[2]!]), { applied: 1, kept: 0 });
+    const h = (i: number) => recordHash(recs[i - 1]!);
+    // In sync at 3.
+    assert.equal((await la.reconcile(a.v.ctx(), 'ln', { objectId: 'chan', version: 3n, hash: h(3) })).status, 'in_sync');
+    // Node behind: it says 2; the vault hands back version 3's record and state.
+    const behind = await la.reconcile(a.v.ctx(), 'ln', { objectId: 'chan', version: 2n, hash: h(2) });
+    assert.equal(behind.status, 'node_behind');
+    assert.equal(behind.version, 3n);
+    assert.deepEqual(behind.state, state(3));
+    // Vault behind: the node holds 5. Asked without records, the vault says from where.
+    const ask = await la.reconcile(a.v.ctx(), 'ln', { objectId: 'chan', version: 5n, hash: h(5) });
+    assert.deepEqual([ask.status, ask.version], ['vault_behind', 3n]);
+    // Records that skip version 4 do not follow the vault's 3: refused.
+    await assert.rejects(la.reconcile(a.v.ctx(), 'ln', { objectId: 'chan', version: 5n, hash: h(5), records: [recs[4]!] }), code('bad_request:record_chain'));
+    // A record signed by another node's vault: refused.
+    const foreign = (await stranger.v.vault.lightning.put(stranger.v.ctx(), 'ln', 'chan', 4n, state(4))).record;
+    await assert.rejects(la.reconcile(a.v.ctx(), 'ln', { objectId: 'chan', version: 4n, hash: recordHash(foreign), records: [foreign] }), code('bad_request:record_signature'));
+    // 4 and 5, in order: applied.
+    const applied = await la.reconcile(a.v.ctx(), 'ln', { objectId: 'chan', version: 5n, hash: h(5), records: [recs[3]!, recs[4]!] });
+    assert.deepEqual([applied.status, applied.version, applied.applied], ['vault_behind', 5n, 2]);
+    assert.deepEqual((await la.get(a.v.ctx(), 'ln', 'chan')).state, state(5));
+    // A fork: a version 6 on a (another writer) and a different version 6 on b.
+    const a6 = await la.put(a.v.ctx(), 'ln', 'chan', 6n, state(6));
+    const b6 = await b.v.vault.lightning.put(b.v.ctx(), 'ln', 'chan', 6n, state(60));
+    assert.notDeepEqual(a6.hash, b6.hash);
+    await assert.rejects(la.reconcile(a.v.ctx(), 'ln', { objectId: 'chan', version: 6n, hash: b6.hash }), code('conflict:fork'));
+    assert.equal(a.forks[0], 1, 'the fork is counted');
+    const b7 = await b.v.vault.lightning.put(b.v.ctx(), 'ln', 'chan', 7n, state(7));
+    await assert.rejects(la.reconcile(a.v.ctx(), 'ln', { objectId: 'chan', version: 7n, hash: b7.hash, records: [b6.record, b7.record] }), code('conflict:fork'));
+    // The refusals are on the record.
+    const tail = await a.v.vault.auditTail(50);
+    assert.ok(tail.some((e) => e.operation === 'lightning_reconcile' && e.outcome === 'denied' && e.reason === 'conflict:fork'));
+  } finally {
+    await Promise.all([a.v.dispose(), b.v.dispose(), stranger.v.dispose()]);
+  }
+});
+
+test('the hsmd hook: ECDH gives SHA-256(p·R) and ECIES decrypts, each with its own scope; the vault keys and other purposes are refused', async () => {
+  const { v } = await node(null);
+  try {
+    const ln = v.vault.lightning;
+    const { publicKey } = await ln.hookPublicKey(v.ctx(), 'ln');
+    const r = secp256k1.utils.randomSecretKey();
+    const R = secp256k1.getPublicKey(r, true);
+    const expected = createHash('sha256').update(secp256k1.getSharedSecret(r, publicKey, true)).digest();
+    assert.equal(bytesToHex(await ln.ecdh(v.ctx(), 'ln', { point: R })), expected.toString('hex'));
+    const env = eciesEncrypt('secp256k1', publicKey, new TextEncoder().encode('onion payload'));
+    assert.equal(new TextDecoder().decode(await ln.decrypt(v.ctx(), 'ln', { envelope: env })), 'onion payload');
+    // The backup and record keys are the vault's own.
+    await assert.rejects(ln.ecdh(v.ctx(), 'ln', { point: R, path: "m/9735'/0'" }), code('invalid_derivation_path'));
+    await assert.rejects(ln.ecdh(v.ctx(), 'ln', { point: hexToBytes('02'.padEnd(66, 'f')) }), code('bad_request'));
+    // Scopes: a node principal with `state` only cannot ECDH; one with ecdh cannot decrypt.
+    const made = await v.vault.createToken(v.ctx(), { name: 'node', role: 'signer', operations: ['state', 'ecdh'], keys: ['ln'] });
+    const nctx = { principal: await v.vault.authenticate({ token: made.token!, remote: '127.0.0.1' }), requestId: randomUUID() };
+    await ln.put(nctx, 'ln', 'o', 1n, state(1));
+    assert.equal((await ln.ecdh(nctx, 'ln', { point: R })).length, 32);
+    await assert.rejects(ln.decrypt(nctx, 'ln', { envelope: env }), code('forbidden'));
+    // Another purpose: a bitcoin HD key has no Lightning state and no hook.
+    await v.vault.createHdKey(v.ctx(), { label: 'btc', curve: 'secp256k1' });
+    await assert.rejects(ln.put(v.ctx(), 'btc', 'o', 1n, state(1)), code('key_purpose'));
+    await assert.rejects(ln.ecdh(v.ctx(), 'btc', { point: R }), code('key_purpose'));
+    const tail = await v.vault.auditTail(40);
+    assert.ok(tail.some((e) => e.operation === 'lightning_ecdh' && e.outcome === 'ok'));
+    assert.ok(tail.some((e) => e.operation === 'lightning_decrypt' && e.outcome === 'denied'));
+  } finally {
+    await v.dispose();
+  }
+});
+
+test('a backup target that cannot be written stores nothing, and says so', async () => {
+  const t = tempDir();
+  const file = join(t.dir, 'not-a-dir');
+  writeFileSync(file, 'x');
+  const { v } = await node(file);
+  try {
+    await assert.rejects(v.vault.lightning.put(v.ctx(), 'ln', 'chan', 1n, randomBytes(10)), (e: unknown) => isCustosError(e) && e.fullCode === 'storage_unavailable:backup_unavailable' && /nothing was stored/.test(e.message));
+    await assert.rejects(v.vault.lightning.get(v.ctx(), 'ln', 'chan'), code('not_found'));
+  } finally {
+    await v.dispose();
+    t.cleanup();
+  }
+});
