@@ -209,14 +209,19 @@ export class Cluster implements ClusterApi {
     const st = states.filter((x) => x.status === 'fulfilled').map((x, i) => ({ m: members[i]!, ...((x as PromiseFulfilledResult<Answer>).value as { held?: boolean; retiring?: boolean; decision?: string | null; applied?: boolean; aborted?: boolean; arbiter?: string }) }));
     // The arbiter (the member that started the refresh) records the decision before anyone else.
     const arbiters = [...new Set(st.flatMap((x) => (x.retiring && typeof x.arbiter === 'string' ? [x.arbiter] : [])))];
-    if (arbiters.length > 1) throw new CustosError('conflict', `The members of ${label} name different arbiters for that refresh (${arbiters.join(', ')}). Nothing was recorded.`);
+    // (Every member records the same arbiter at retire, from the same start: two names mean a
+    // record was changed outside Custos.)
+    if (arbiters.length > 1) throw new CustosError('conflict', `The members of ${label} name different arbiters for that refresh (${arbiters.join(', ')}): a member's record of it was changed outside Custos. Nothing was recorded; check each member's audit log and key attributes (threshold.next).`);
     const arbiter = arbiters[0];
     if (arbiter !== undefined && lost.includes(arbiter)) {
       throw new CustosError(
         'cosigners_unavailable',
-        `${arbiter}, which started the refresh of ${label} and records its decision first, did not answer: nothing was recorded. Run this again when it answers. If it is lost for good, a node answering under its name and certificate holds nothing of the key, and the refresh can then only be aborted.`,
+        `${arbiter}, which started the refresh of ${label} and records its decision first, did not answer: nothing was recorded. Run this again when it answers. If it is lost for good, start a node under its name and certificate (it holds nothing of the key): a refresh some participant already decided commit then finishes with --resume, any other only with --abort.`,
       );
     }
+    // An arbiter that holds nothing (lost, and a node answering in its place) records nothing:
+    // the participants stand in for it (refresh.ts followArbiter).
+    const arbiterHolds = arbiter !== undefined && st.some((x) => x.m === arbiter && x.held);
     const appliedSomewhere = st.some((x) => x.applied);
     const committedSomewhere = st.some((x) => x.decision === 'commit');
     const abortedSomewhere = st.some((x) => x.decision === 'abort' || x.aborted);
@@ -228,13 +233,20 @@ export class Cluster implements ClusterApi {
       if (abortedSomewhere) throw new CustosError('conflict', `The refresh of ${label} is decided abort on ${st.filter((x) => x.decision === 'abort' || x.aborted).map((x) => x.m).join(', ')}: it cannot be applied; abort it (--abort). Nothing was recorded.`);
       if (notReady.length) throw new CustosError('conflict', `The refresh of ${label} did not finish on ${notReady.map((x) => x.m).join(', ')}: it cannot be applied; abort it (--abort). Nothing was recorded.`);
     }
-    if (arbiter !== undefined) {
+    if (arbiter !== undefined && arbiterHolds) {
       // A losing attempt stops here, before it records anything anywhere.
-      await this.call(arbiter, id, 'refresh/decide', { session, label, decision }).catch((e: unknown) => {
+      try {
+        await this.call(arbiter, id, 'refresh/decide', { session, label, decision });
+      } catch (e) {
+        const now = (await this.call(arbiter, id, 'refresh/state', { session, label }).catch(() => null)) as { retiring?: boolean; decision?: string | null } | null;
+        const other = decision === 'commit' ? 'abort' : 'commit';
+        if (now?.retiring && now.decision === other) {
+          throw new CustosError('conflict', `The refresh of ${label} was decided ${other} at ${arbiter}, its arbiter (another run, at the same moment or before): ${decision} was recorded nowhere. Finish it with custos cluster refresh --label ${label} --${other === 'commit' ? 'resume' : 'abort'}.`);
+        }
         throw new CustosError(isCustosError(e) ? e.code : 'internal', `Nothing was recorded for the refresh of ${label}: ${named(arbiter, e).message}`);
-      });
+      }
     }
-    const decided = await Promise.allSettled(members.map((m) => (m === arbiter ? Promise.resolve({}) : this.call(m, id, 'refresh/decide', { session, label, decision }))));
+    const decided = await Promise.allSettled(members.map((m) => (m === arbiter && arbiterHolds ? Promise.resolve({}) : this.call(m, id, 'refresh/decide', { session, label, decision }))));
     const undecided = decided.map((d, i) => ({ d, m: members[i]! })).filter((x) => x.d.status === 'rejected');
     const verb = decision === 'commit' ? 'apply' : 'abort';
     if (undecided.length) {

@@ -16,7 +16,8 @@
  *              arbiter holds the same decision;
  *   apply      only once every holder holds commit: each applies its new share (a new member
  *              stores one, from the dealers' watermarks taken now that they are retired);
- *   unretire   only once every holder holds abort: each takes its old share back.
+ *   unretire   a holder that recorded abort takes its old share back (an apply anywhere would
+ *              need its commit, which can then never come).
  *
  * Resume and abort (cluster.ts conclude) run decide then apply or unretire from any member, so
  * a refresh interrupted anywhere is finished or undone; of two attempts pulling opposite ways,
@@ -285,28 +286,48 @@ export class Refresher {
     // Only participants of the refresh (members of its new key set) decide it.
     const allowed = key.attributes[RETIRING] === session ? new Set(pending?.members ?? []) : new Set([...Object.keys(t.members), ...(pending?.members ?? [])]);
     if (!allowed.has(from)) throw new CustosError('forbidden', `${from} takes no part in that refresh of ${label}.`);
-    if (key.attributes[RETIRING] === session && pending?.arbiter !== undefined && pending.arbiter !== this.peers.self) await this.followArbiter(label, session, pending.arbiter, decision);
+    // A decision already recorded here stands on its own: asking again could only stall it.
+    const recorded = key.attributes[RETIRING] === session && key.attributes[DECISION] === decision;
+    if (key.attributes[RETIRING] === session && !recorded && pending?.arbiter !== undefined && pending.arbiter !== this.peers.self) await this.followArbiter(label, session, pending, decision);
     if (decision === 'abort' && inMemory) this.abandon(session);
-    return { decided: await v.decideRefresh(this.ctx(from, requestId), label, session, decision) };
+    return { decided: await v.decideRefresh(this.ctx(from, requestId), label, session, decision, inMemory !== undefined && inMemory.receivers.includes(from)) };
   }
 
   /**
    * A holder records a decision only once the refresh's arbiter (the member that started it)
    * holds it: the arbiter's decision is recorded first and never changes, so two attempts
    * pulling opposite ways cannot leave some holders with commit and others with abort. An
-   * arbiter that holds nothing (lost, and a node answering in its place) or never retired can
-   * never commit: the refresh can then only be aborted.
+   * arbiter that never retired for the refresh can never commit: it can then only be aborted.
+   * An arbiter lost for good (a node answering in its place holds nothing) is stood in for by
+   * the participants themselves: commit once one of them holds commit or applied (the arbiter
+   * recorded it before it was lost), abort once every one answers and none does.
    */
-  private async followArbiter(label: string, session: string, arbiter: string, decision: 'commit' | 'abort'): Promise<void> {
-    let st: { held?: boolean; retiring?: boolean; decision?: string | null; applied?: boolean; aborted?: boolean };
+  private async followArbiter(label: string, session: string, pending: { members: string[]; arbiter?: string | undefined }, decision: 'commit' | 'abort'): Promise<void> {
+    const arbiter = pending.arbiter!;
+    const ask = (m: string) => this.peers.call(m, '/v1/cluster/refresh/state', { session, label }) as Promise<{ held?: boolean; retiring?: boolean; decision?: string | null; applied?: boolean; aborted?: boolean }>;
+    let st: Awaited<ReturnType<typeof ask>>;
     try {
-      st = await this.peers.call(arbiter, '/v1/cluster/refresh/state', { session, label });
+      st = await ask(arbiter);
     } catch (e) {
       throw new CustosError('cosigners_unavailable', `${arbiter}, which decides that refresh of ${label} first, did not answer (${(e as Error).message.slice(0, 160)}): nothing was recorded here.`, { tag: 'unreachable' });
     }
-    const ok = decision === 'commit' ? st.applied === true || (st.retiring === true && st.decision === 'commit') : st.aborted === true || (st.retiring === true && st.decision === 'abort') || (!st.retiring && !st.applied);
+    const committed = (x: typeof st) => x.applied === true || (x.retiring === true && x.decision === 'commit');
+    if (!st.held) {
+      const others = pending.members.filter((m) => m !== arbiter && m !== this.peers.self);
+      const answers = await Promise.allSettled(others.map(ask));
+      const anyCommitted = answers.some((a) => a.status === 'fulfilled' && committed(a.value));
+      if (decision === 'commit' && anyCommitted) return;
+      if (decision === 'abort' && !anyCommitted && answers.every((a) => a.status === 'fulfilled')) return;
+      throw new CustosError(
+        'conflict',
+        decision === 'commit'
+          ? `${arbiter}, which decides that refresh of ${label} first, holds nothing of the key (lost, and a node answering in its place), and no other participant holds commit: it can only be aborted. Nothing was recorded here.`
+          : `${arbiter}, which decides that refresh of ${label} first, holds nothing of the key, and ${anyCommitted ? 'a participant holds commit: finish it with --resume' : 'not every participant answered (one could hold commit): run it again when they do'}. Nothing was recorded here.`,
+      );
+    }
+    const ok = decision === 'commit' ? committed(st) : st.aborted === true || (st.retiring === true && st.decision === 'abort') || (!st.retiring && !st.applied);
     if (!ok) {
-      const where = st.applied ? 'applied it' : st.retiring ? `holds ${String(st.decision ?? 'no decision yet')}` : 'never retired for it';
+      const where = st.applied ? 'applied it' : st.retiring ? `holds ${String(st.decision ?? 'no decision yet')}` : 'never retired its share for it';
       throw new CustosError('conflict', `${arbiter}, which decides that refresh of ${label} first, ${where}: ${decision} was not recorded here.`);
     }
   }

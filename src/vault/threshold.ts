@@ -239,12 +239,14 @@ export class Threshold {
    * `done` where there is nothing to decide (never retired by it: an abort needs nothing here;
    * already applied: a commit is done).
    */
-  async decideRefresh(ctx: Ctx, label: string, session: string, decision: 'commit' | 'abort'): Promise<'decided' | 'done'> {
+  async decideRefresh(ctx: Ctx, label: string, session: string, decision: 'commit' | 'abort', recordEarlyAbort = false): Promise<'decided' | 'done'> {
     const { key } = await this.describe(ctx, label, true);
     if (key.attributes[RETIRING] !== session) {
       if (decision === 'abort' && key.attributes[APPLIED] !== session) {
-        // Recorded, so that a finish still running here cannot retire this share after the abort.
-        if (key.attributes[ABORTED] !== session) await this.rewrapSame(ctx, key, { ...key.attributes, [ABORTED]: session.slice(0, 64) }, 'threshold_refresh_decide', { session: session.slice(0, 64), decision });
+        // Recorded (for a refresh this node takes part in), so that a finish still running here
+        // cannot retire this share after the abort. Nothing is written for a session this node
+        // does not know: a made-up abort must not move the key's version (and drop its rounds).
+        if (recordEarlyAbort && key.attributes[ABORTED] !== session) await this.rewrapSame(ctx, key, { ...key.attributes, [ABORTED]: session.slice(0, 64) }, 'threshold_refresh_decide', { session: session.slice(0, 64), decision });
         return 'done';
       }
       if (decision === 'commit' && key.attributes[APPLIED] === session) return 'done';
@@ -268,11 +270,11 @@ export class Threshold {
   }
 
   /** The refresh a retiring share waits for, and the members of its new key set (for a resume). */
-  pendingRefresh(key: KeyRecord): { session: string; members: string[]; arbiter?: string } | null {
+  pendingRefresh(key: KeyRecord): { session: string; members: string[]; arbiter: string | undefined } | null {
     const session = key.attributes[RETIRING] ?? key.attributes[APPLIED];
     if (typeof session !== 'string') return null;
     const t = thresholdOf(key)!;
-    if (key.attributes[RETIRING] === undefined) return { session, members: Object.keys(t.members) };
+    if (key.attributes[RETIRING] === undefined) return { session, members: Object.keys(t.members), arbiter: undefined };
     const next = nextOf(t.algorithm, key);
     return { session, members: Object.keys(next.members), arbiter: next.arbiter };
   }
@@ -322,7 +324,7 @@ export class Threshold {
     }
   }
 
-  /** A refresh decided `abort` on every holder gives the retired share back. */
+  /** A refresh decided `abort` here gives the retired share back (an apply anywhere needs this holder's commit). */
   async unretireShare(ctx: Ctx, label: string, session: string): Promise<boolean> {
     const { key } = await this.describe(ctx, label, true);
     if (key.attributes[RETIRING] !== session) return false;
@@ -513,13 +515,13 @@ export class Threshold {
 }
 
 /** The new key set a retiring share waits for. */
-function nextOf(alg: ThresholdAlgorithm, key: KeyRecord): { pub: FrostPublic; members: Record<string, string>; arbiter: string } {
+function nextOf(alg: ThresholdAlgorithm, key: KeyRecord): { pub: FrostPublic; members: Record<string, string>; arbiter: string | undefined } {
   const text = key.attributes[NEXT];
   if (typeof text !== 'string') throw new CustosError('key_record_corrupt', `${key.label} is retiring without a new key set.`);
   const o = JSON.parse(text) as { public: unknown; members: unknown; arbiter?: unknown };
   const members = checkMembers(alg, o.members);
-  // A record from before arbiters: the first member by name decides first.
-  const arbiter = typeof o.arbiter === 'string' && members[o.arbiter] !== undefined ? o.arbiter : Object.keys(members).sort()[0]!;
+  // A record from before arbiters has none: its refresh ends as it would have then.
+  const arbiter = typeof o.arbiter === 'string' && members[o.arbiter] !== undefined ? o.arbiter : undefined;
   return { pub: decodePublic(alg, JSON.stringify(o.public)), members, arbiter };
 }
 

@@ -153,3 +153,39 @@ test('--resume and --abort run at the same moment from two members: the arbiter 
   }
   assert.ok(outcomes.length === 6);
 });
+
+test('the arbiter lost for good after it decided: the participants stand in for it (commit if one holds commit, else abort); a made-up abort writes nothing', { timeout: 60_000 }, async () => {
+  const names = ['a', 'b', 'c', 'd', 'e'];
+  for (const variant of ['committed', 'undecided'] as const) {
+    const { nodes, close } = await makeNodes(names);
+    try {
+      const a = nodes.a!;
+      agree(nodes, 'a', { label: 'val', kind: 'keygen', threshold: 3, members: names, purpose: 'consensus' });
+      await a.cluster.keygen(a.tv.ctx(), { label: 'val', algorithm: 'ed25519', threshold: 3, members: names, purpose: 'consensus' });
+      agree(nodes, 'a', { label: 'val', kind: 'reshare', threshold: 3, members: names, purpose: 'consensus' });
+      // a (the arbiter) records commit; the decide reaches b and c ('committed') or no one, then a is lost.
+      const dropped = variant === 'committed' ? ['d', 'e'] : ['b', 'c', 'd', 'e'];
+      for (const n of dropped) nodes[n]!.intercept = (_f, step) => (step === 'refresh/decide' ? Promise.reject(new CustosError('cosigners_unavailable', `${n} did not answer`, { tag: 'unreachable' })) : undefined);
+      await assert.rejects(a.cluster.refresh(a.tv.ctx(), { label: 'val' }));
+      for (const n of dropped) nodes[n]!.intercept = undefined;
+      // A node answering under a's name holds nothing of the key.
+      await a.tv.vault.destroyKey(a.tv.ctx(), 'val');
+      const c = nodes.c!;
+      if (variant === 'committed') {
+        await assert.rejects(c.cluster.refresh(c.tv.ctx(), { label: 'val', abort: true }), /decided commit/);
+        await c.cluster.refresh(c.tv.ctx(), { label: 'val', resume: true }).catch(() => undefined); // a, holding nothing, cannot apply
+      } else {
+        await assert.rejects(c.cluster.refresh(c.tv.ctx(), { label: 'val', resume: true }), /it can only be aborted/);
+        await c.cluster.refresh(c.tv.ctx(), { label: 'val', abort: true });
+      }
+      assert.deepEqual(await Promise.all(['b', 'c', 'd', 'e'].map((n) => retired(nodes[n]!))), [false, false, false, false], variant);
+      await vote(nodes.b!, 30n, 1);
+      // Any member's abort for a session no one started changes nothing (no write, no version bump).
+      const before = (await nodes.d!.tv.vault.getKey('val')).version;
+      assert.deepEqual(await nodes.d!.cluster.answer('b', 'x', 'refresh/decide', { session: 'made-up-session-0001', label: 'val', decision: 'abort' }), { decided: 'done' });
+      assert.equal((await nodes.d!.tv.vault.getKey('val')).version, before);
+    } finally {
+      await close();
+    }
+  }
+});
