@@ -34,6 +34,7 @@ const BENCHES: Bench[] = [
   { name: 'store', script: 'store.ts', args: ['--keys', '100000', '--signs', '2000'], quickArgs: ['--keys', '3000', '--signs', '200'] },
   { name: 'accounts', script: 'accounts.ts', args: ['--logins', '200', '--signs', '2000'], quickArgs: ['--logins', '10', '--signs', '100'] },
   { name: 'threshold', script: 'threshold.ts', args: ['--votes', '300'], quickArgs: ['--votes', '30'] },
+  { name: 'lightning', script: 'lightning.ts', args: ['--objects', '100000', '--updates', '1000'], quickArgs: ['--objects', '1000', '--updates', '100'] },
 ];
 
 function run(b: Bench): Promise<{ ok: boolean; json?: Record<string, unknown>; error?: string; seconds: number }> {

@@ -9,15 +9,15 @@
  *   ‖ u8 object id length (1..128) ‖ object id (ASCII: letters, digits, . _ : -)
  *   ‖ u64 version ‖ previous record's hash (32; zeros for an object's first record)
  *   ‖ u32 ciphertext length ‖ ciphertext (a custos-ecies-v1 secp256k1 envelope, crypto/ecies.ts)
- *   ‖ BIP340 Schnorr signature (64)
+ *   ‖ Ed25519 signature (64; RFC 8032, by node:crypto)
  * signed message = SHA-256("custos-lightning-record-v1" ‖ 0x00 ‖ u8 id length ‖ id ‖ u64
  *                  version ‖ SHA-256(ciphertext) ‖ previous hash)
  * record hash    = SHA-256(the whole record): what the next version's previous hash is.
  */
-import { createHash } from 'node:crypto';
-import { schnorr } from '@noble/curves/secp256k1.js';
+import { createHash, sign, verify, type KeyObject } from 'node:crypto';
 import { CustosError } from '../core/errors.js';
 import { concatBytes, equalBytes, utf8 } from '../core/bytes.js';
+import { publicKeyObject } from './algorithms.js';
 
 const MAGIC = utf8('CLNR');
 const DOMAIN = utf8('custos-lightning-record-v1');
@@ -74,11 +74,11 @@ export function recordMessage(objectId: string, version: bigint, ciphertext: Uin
   return sha256(DOMAIN, Uint8Array.of(0, id.length), id, u64(checkVersion(version)), sha256(ciphertext), prevHash);
 }
 
-/** Signs and encodes a record (the signing key is the record key's 32-byte secret). */
-export function sealRecord(signingSecret: Uint8Array, r: Omit<LightningRecord, 'signature'>): Uint8Array {
+/** Signs and encodes a record with the node's record key (an Ed25519 KeyObject). */
+export function sealRecord(signer: KeyObject, r: Omit<LightningRecord, 'signature'>): Uint8Array {
   if (r.prevHash.length !== 32) throw bad('the previous hash is not 32 bytes');
   if (r.ciphertext.length > MAX_CIPHERTEXT) throw new CustosError('payload_too_large', `A Lightning state is at most ${MAX_STATE_BYTES} bytes.`);
-  const signature = schnorr.sign(recordMessage(r.objectId, r.version, r.ciphertext, r.prevHash), signingSecret);
+  const signature = new Uint8Array(sign(null, recordMessage(r.objectId, r.version, r.ciphertext, r.prevHash), signer));
   return encodeRecord({ ...r, signature });
 }
 
@@ -123,10 +123,15 @@ export function decodeRecord(b: Uint8Array): LightningRecord {
   return { objectId, version, prevHash, ciphertext, signature };
 }
 
-/** Whether the record key (its x-only public key) signed this record. */
-export function verifyRecord(recordPublic: Uint8Array, r: LightningRecord): boolean {
+/** The verifier of a record public key (32 bytes, Ed25519): make it once, check many records. */
+export function recordVerifier(recordPublic: Uint8Array): KeyObject {
+  return publicKeyObject('ed25519', recordPublic);
+}
+
+/** Whether the record key signed this record. */
+export function verifyRecord(verifier: KeyObject, r: LightningRecord): boolean {
   try {
-    return schnorr.verify(r.signature, recordMessage(r.objectId, r.version, r.ciphertext, r.prevHash), recordPublic);
+    return verify(null, recordMessage(r.objectId, r.version, r.ciphertext, r.prevHash), verifier, r.signature);
   } catch {
     return false;
   }

@@ -14,7 +14,7 @@
  */
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { CustosError } from '../core/errors.js';
@@ -187,7 +187,7 @@ export async function cleanTemporary(dir: string): Promise<void> {
  * restored from an older backup does. A record missing from the end cannot be seen here:
  * reconciling with the node finds it.)
  */
-export function checkHistory(recordPublic: Uint8Array, objectId: string, records: Array<{ filedAs: bigint; bytes: Uint8Array }>): { latest: LightningRecord; bytes: Uint8Array; count: number } {
+export function checkHistory(verifier: KeyObject, objectId: string, records: Array<{ filedAs: bigint; bytes: Uint8Array }>): { latest: LightningRecord; bytes: Uint8Array; count: number } {
   const where = (v: bigint) => `object ${objectId}, version ${v}`;
   const refuse = (tag: string, m: string) => new CustosError('bad_request', `The backup is refused at ${m}`, { tag });
   let prev: { record: LightningRecord; bytes: Uint8Array } | null = null;
@@ -199,7 +199,7 @@ export function checkHistory(recordPublic: Uint8Array, objectId: string, records
       throw refuse('backup_tampered', `${where(filedAs)}: it is not a record (${(e as Error).message}).`);
     }
     if (r.objectId !== objectId) throw refuse('backup_tampered', `${where(filedAs)}: the record there is object ${r.objectId}'s (moved between objects).`);
-    if (!verifyRecord(recordPublic, r)) throw refuse('backup_tampered', `${where(filedAs)}: its signature does not verify (altered, or not written by this seed's vault).`);
+    if (!verifyRecord(verifier, r)) throw refuse('backup_tampered', `${where(filedAs)}: its signature does not verify (altered, or not written by this seed's vault).`);
     if (r.version !== filedAs) {
       const older = prev && r.version <= prev.record.version;
       throw refuse(older ? 'backup_rolled_back' : 'backup_reordered', `${where(filedAs)}: the record filed there is version ${r.version}${older ? `, not newer than version ${prev!.record.version} before it (rolled back)` : ' (records moved or reordered)'}.`);

@@ -2,13 +2,16 @@
  * The keys a Lightning node's seed gives Custos, all BIP32 children of the node's HD key (its
  * mnemonic, so a restore given only the seed derives them again):
  *   m/9735'/0'   backup key: every state record is ECIES-encrypted to it;
- *   m/9735'/1'   record key: signs every state record (BIP340); its x-only public key names
+ *   m/9735'/1'   record key: an Ed25519 key whose seed is HKDF-SHA256 of this child's secret
+ *                (node:crypto signs and verifies it fast, and its signatures cannot be altered
+ *                into other valid ones); it signs every state record, and its public key names
  *                the node's folder in a backup;
  *   m/9735'/2'/… keys the node uses through the hsmd hook (ECDH, ECIES decryption); the first
  *                two subtrees are the vault's own and refused there.
  * (9735 is the Lightning port number, used here only as a distinctive hardened index.)
  */
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey, hkdfSync, type KeyObject } from 'node:crypto';
+import { ed25519PrivateKeyObject } from '../crypto/algorithms.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { CustosError } from '../core/errors.js';
 import { bytesToHex, wipe } from '../core/bytes.js';
@@ -19,11 +22,13 @@ export const BACKUP_PATH = "m/9735'/0'";
 export const RECORD_PATH = "m/9735'/1'";
 export const HOOK_ROOT = "m/9735'/2'";
 export const DEFAULT_HOOK_PATH = "m/9735'/2'/0'";
+const RECORD_SALT = new TextEncoder().encode('custos');
+const RECORD_INFO = new TextEncoder().encode('custos-lightning-record-key-v1');
 
 export interface NodeKeys {
   /** Compressed (33 bytes): what records are encrypted to. */
   backupPublic: Uint8Array;
-  /** x-only (32 bytes): what records are verified with. */
+  /** Ed25519 (32 bytes): what records are verified with. */
   recordPublic: Uint8Array;
   /** Hex of recordPublic: the node's folder in a backup. */
   node: string;
@@ -31,13 +36,25 @@ export interface NodeKeys {
 
 type Cache = { id: string; cache: DerivationCache };
 
-/** The public halves (the secrets derived on the way are wiped). */
-export function nodeKeys(master: HdMaster, cache?: Cache): NodeKeys {
-  const b = deriveChild(master, BACKUP_PATH, cache);
+/** The node's record key (Ed25519), from the BIP32 child at m/9735'/1'. */
+export function recordSigner(master: HdMaster, cache?: Cache): KeyObject {
   const r = deriveChild(master, RECORD_PATH, cache);
-  wipe(b.privateKey, r.privateKey);
-  const recordPublic = r.publicKey.slice(1);
-  return { backupPublic: b.publicKey, recordPublic, node: bytesToHex(recordPublic) };
+  const seed = new Uint8Array(hkdfSync('sha256', r.privateKey, RECORD_SALT, RECORD_INFO, 32));
+  try {
+    return ed25519PrivateKeyObject(seed);
+  } finally {
+    wipe(r.privateKey, seed);
+  }
+}
+
+/** The public halves (the secrets derived on the way are wiped). */
+export function nodeKeys(master: HdMaster, cache?: Cache): NodeKeys & { signer: KeyObject } {
+  const b = deriveChild(master, BACKUP_PATH, cache);
+  wipe(b.privateKey);
+  const signer = recordSigner(master, cache);
+  const spki = createPublicKey(signer).export({ format: 'der', type: 'spki' });
+  const recordPublic = new Uint8Array(spki.subarray(spki.length - 32));
+  return { backupPublic: b.publicKey, recordPublic, node: bytesToHex(recordPublic), signer };
 }
 
 /** A secret of the node's key tree, for `use` while `f` runs, wiped after. */

@@ -8,15 +8,16 @@
  * An update costs the same at 100 objects as at 100,000: it reads and writes one row by its
  * primary key, never a list of objects or of past versions.
  */
+import type { KeyObject } from 'node:crypto';
 import { CustosError, isCustosError } from '../core/errors.js';
 import { assertPurpose } from '../core/purpose.js';
 import { bytesToHex, equalBytes, wipe } from '../core/bytes.js';
 import type { AuditDraft, KeyRecord } from '../core/types.js';
 import type { Operation } from '../accounts/principals.js';
 import { eciesDecrypt, eciesEncrypt } from '../crypto/ecies.js';
-import { checkObjectId, checkVersion, decodeRecord, MAX_STATE_BYTES, recordHash, sameHash, sealRecord, verifyRecord, ZERO_HASH, type LightningRecord } from '../crypto/lightning-record.js';
+import { checkObjectId, checkVersion, decodeRecord, MAX_STATE_BYTES, recordHash, recordVerifier, sameHash, sealRecord, verifyRecord, ZERO_HASH, type LightningRecord } from '../crypto/lightning-record.js';
 import type { BackupTarget } from '../lightning/backup.js';
-import { BACKUP_PATH, ecdhSha256, hookPath, nodeKeys, RECORD_PATH, withSecret, type NodeKeys } from '../lightning/keys.js';
+import { BACKUP_PATH, ecdhSha256, hookPath, nodeKeys, withSecret, type NodeKeys } from '../lightning/keys.js';
 import { decodeMaster, publicKeyAt, wipeMaster, type HdMaster } from '../wallet/hd.js';
 import { parsePath } from '../wallet/paths.js';
 import type { StoredObject } from '../store/store.js';
@@ -41,8 +42,12 @@ export interface ObjectVersion {
 const view = (o: StoredObject): ObjectVersion => ({ objectId: o.objectId, version: o.version, record: o.record, hash: recordHash(o.record) });
 
 export class Lightning {
-  /** Public keys per key id and version (deriving them needs the master; they never change). */
-  private readonly publics = new Map<string, NodeKeys>();
+  /**
+   * Per key id and version: its public keys, its record key (a KeyObject, as the software
+   * backend keeps prepared keys) and that key's verifier. Deriving them needs the master;
+   * they never change. Dropped at close.
+   */
+  private readonly nodes = new Map<string, NodeKeys & { signer: KeyObject; verifier: KeyObject }>();
 
   constructor(
     private readonly core: VaultCore,
@@ -76,13 +81,14 @@ export class Lightning {
     return { id: `${key.id}/${key.version}`, cache: this.core.hdCache };
   }
 
-  private publicsOf(key: KeyRecord): NodeKeys {
+  private publicsOf(key: KeyRecord): NodeKeys & { signer: KeyObject; verifier: KeyObject } {
     const id = `${key.id}/${key.version}`;
-    let p = this.publics.get(id);
+    let p = this.nodes.get(id);
     if (!p) {
-      p = this.withMaster(key, (m) => nodeKeys(m, this.cache(key)));
-      if (this.publics.size > 1024) this.publics.clear();
-      this.publics.set(id, p);
+      const k = this.withMaster(key, (m) => nodeKeys(m, this.cache(key)));
+      p = { ...k, verifier: recordVerifier(k.recordPublic) };
+      if (this.nodes.size > 1024) this.nodes.clear();
+      this.nodes.set(id, p);
     }
     return p;
   }
@@ -132,9 +138,9 @@ export class Lightning {
 
   /** Encrypts to the node's backup key and signs with its record key. */
   private seal(key: KeyRecord, objectId: string, version: bigint, prevHash: Uint8Array, state: Uint8Array): Uint8Array {
-    const { backupPublic } = this.publicsOf(key);
+    const { backupPublic, signer } = this.publicsOf(key);
     const ciphertext = eciesEncrypt('secp256k1', backupPublic, state);
-    return this.withMaster(key, (m) => withSecret(m, RECORD_PATH, (s) => sealRecord(s, { objectId, version, prevHash, ciphertext }), this.cache(key)));
+    return sealRecord(signer, { objectId, version, prevHash, ciphertext });
   }
 
   private open(key: KeyRecord, record: LightningRecord): Uint8Array {
@@ -248,13 +254,13 @@ export class Lightning {
         this.metrics?.reconciled('vault_behind');
         return { status: 'vault_behind', version: cur?.version ?? null, hash: curHash };
       }
-      const { recordPublic } = this.publicsOf(key);
+      const { verifier } = this.publicsOf(key);
       const chain: Array<{ r: LightningRecord; bytes: Uint8Array }> = [];
       for (const bytes of req.records) {
         const r = await this.core.refuseOnError(ctx, 'lightning_reconcile', key, details, () => {
           const r = decodeRecord(bytes);
           if (r.objectId !== req.objectId) throw new CustosError('bad_request', `A record handed over is object ${r.objectId}'s, not ${req.objectId}'s.`);
-          if (!verifyRecord(recordPublic, r)) throw new CustosError('bad_request', `The record of ${req.objectId} version ${r.version} was not signed by this node's vault: refused.`, { tag: 'record_signature' });
+          if (!verifyRecord(verifier, r)) throw new CustosError('bad_request', `The record of ${req.objectId} version ${r.version} was not signed by this node's vault: refused.`, { tag: 'record_signature' });
           return r;
         });
         chain.push({ r, bytes });
@@ -287,13 +293,13 @@ export class Lightning {
    */
   async restore(ctx: Ctx, ref: string, records: Uint8Array[]): Promise<{ applied: number; kept: number }> {
     const key = await this.nodeKey(ctx, 'lightning_restore', 'state', ref);
-    const { recordPublic } = this.publicsOf(key);
+    const { verifier } = this.publicsOf(key);
     let applied = 0;
     let kept = 0;
     for (const bytes of records) {
       const r = await this.core.refuseOnError(ctx, 'lightning_restore', key, {}, () => {
         const r = decodeRecord(bytes);
-        if (!verifyRecord(recordPublic, r)) throw new CustosError('bad_request', `The record of ${r.objectId} version ${r.version} was not signed by this node's key: the backup is from another seed, or altered.`, { tag: 'record_signature' });
+        if (!verifyRecord(verifier, r)) throw new CustosError('bad_request', `The record of ${r.objectId} version ${r.version} was not signed by this node's key: the backup is from another seed, or altered.`, { tag: 'record_signature' });
         return r;
       });
       const release = await this.core.lanes.acquire([`lightning:${key.id}:${r.objectId}`]);
@@ -347,6 +353,6 @@ export class Lightning {
 
   /** Forgets cached public keys (a key destroyed or sealed away). */
   clear(): void {
-    this.publics.clear();
+    this.nodes.clear();
   }
 }

@@ -56,3 +56,28 @@ test('random envelopes and recipient keys only ever give CustosError', () => {
     { numRuns: 300 },
   );
 });
+
+test('secp256k1 through OpenSSL: an envelope made with the pure-JS curve (as before) decrypts, and ours decrypt with it', async () => {
+  const { secp256k1 } = await import('@noble/curves/secp256k1.js');
+  const { hkdf } = await import('@noble/hashes/hkdf.js');
+  const { sha256 } = await import('@noble/hashes/sha2.js');
+  const { chacha20poly1305 } = await import('@noble/ciphers/chacha.js');
+  for (let i = 0; i < 20; i++) {
+    const sk = secp256k1.utils.randomSecretKey();
+    const pub = secp256k1.getPublicKey(sk, true);
+    // Built byte by byte with noble alone, as the envelope's definition says.
+    const eph = secp256k1.utils.randomSecretKey();
+    const ephPub = secp256k1.getPublicKey(eph, true);
+    const shared = secp256k1.getSharedSecret(eph, pub, true).subarray(1);
+    const okm = hkdf(sha256, shared, Uint8Array.from([...ephPub, ...pub]), new TextEncoder().encode('custos-ecies-v1'), 44);
+    const header = Uint8Array.from([...new TextEncoder().encode('CSTX'), 1, 2, ...ephPub]);
+    const env = Uint8Array.from([...header, ...chacha20poly1305(okm.subarray(0, 32), okm.subarray(32), header).encrypt(Uint8Array.of(i, 1, 2))]);
+    assert.deepEqual(eciesDecrypt(sk, env), Uint8Array.of(i, 1, 2));
+    // And ours, opened by hand with noble.
+    const ours = eciesEncrypt('secp256k1', pub, Uint8Array.of(9, i));
+    const e2 = ours.subarray(6, 39);
+    const s2 = secp256k1.getSharedSecret(sk, e2, true).subarray(1);
+    const k2 = hkdf(sha256, s2, Uint8Array.from([...e2, ...pub]), new TextEncoder().encode('custos-ecies-v1'), 44);
+    assert.deepEqual(chacha20poly1305(k2.subarray(0, 32), k2.subarray(32), ours.subarray(0, 39)).decrypt(ours.subarray(39)), Uint8Array.of(9, i));
+  }
+});

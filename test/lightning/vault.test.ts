@@ -15,7 +15,7 @@ import { DirectoryTarget, checkHistory } from '../../src/lightning/backup.js';
 import { generateMnemonic } from '../../src/wallet/hd.js';
 import { eciesEncrypt } from '../../src/crypto/ecies.js';
 import { bytesToHex, hexToBytes } from '../../src/core/bytes.js';
-import { recordHash } from '../../src/crypto/lightning-record.js';
+import { recordHash, recordVerifier } from '../../src/crypto/lightning-record.js';
 import { isCustosError } from '../../src/core/errors.js';
 
 const code = (c: string) => (e: unknown) => isCustosError(e) && (e.fullCode === c || e.code === c);
@@ -51,7 +51,7 @@ test('versions move forward, each in the backup before the store; a retry is ans
     const backup = new DirectoryTarget(join(t.dir, 'backup'));
     const seen: string[] = [];
     for await (const o of backup.objects(d.keys.node)) {
-      const h = checkHistory(d.keys.recordPublic, o.objectId, o.records);
+      const h = checkHistory(recordVerifier(d.keys.recordPublic), o.objectId, o.records);
       seen.push(`${o.objectId}@${h.latest.version}x${h.count}`);
     }
     assert.deepEqual(seen, ['chan-a@18446744073709551615x4', 'chan-b@3x3']);

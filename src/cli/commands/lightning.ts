@@ -7,6 +7,7 @@ import { CustosError, isCustosError } from '../../core/errors.js';
 import { wipe } from '../../core/bytes.js';
 import { checkHistory, openBackupSource } from '../../lightning/backup.js';
 import { nodeKeys } from '../../lightning/keys.js';
+import { recordVerifier } from '../../crypto/lightning-record.js';
 import { masterFromSeed, seedFromMnemonic, wipeMaster } from '../../wallet/hd.js';
 import { clientFrom, out, readInput, withApi } from '../common.js';
 import { EXIT } from '../exit.js';
@@ -46,13 +47,14 @@ export function registerLightning(program: Command): void {
       wipe(seed);
     }
     // 1. The whole backup is checked before anything is restored.
+    const verifier = recordVerifier(keys.recordPublic);
     const source = await openBackupSource(o.backup);
     const latest: Uint8Array[] = [];
     let records = 0;
     const tty = process.stderr.isTTY;
     try {
       for await (const obj of source.objects(keys.node)) {
-        const h = checkHistory(keys.recordPublic, obj.objectId, obj.records);
+        const h = checkHistory(verifier, obj.objectId, obj.records);
         latest.push(h.bytes);
         records += h.count;
         if (tty && latest.length % 1000 === 0) process.stderr.write(`\rcustos: checked ${latest.length} objects (${records} records)`);
