@@ -130,6 +130,14 @@ const HEADLINES: Record<string, (j: J) => Record<string, unknown>> = {
     target: 'below Horcrux published p50 19 ms / p99 30 ms',
     met: j.aim?.met,
   }),
+  lightning: (j) => ({
+    update_p50_ms_at_100: j.update_at_100?.p50_ms,
+    update_p50_ms_at_objects: j.update_at_large?.p50_ms,
+    p50_large_to_100: j.ratios?.p50_large_to_100,
+    update_p50_to_store_commit_p50: j.ratios?.update_p50_to_store_commit_p50,
+    target: 'an update at 100,000 channels within 1.2x of at 100',
+    met: typeof j.ratios?.p50_large_to_100 === 'number' ? j.ratios.p50_large_to_100 <= 1.2 : false,
+  }),
   policy: (j) => ({ per_rules_vs_ed25519_sign_p50: Array.isArray(j.policy) ? Object.fromEntries(j.policy.map((p: J) => [`${p.rules}_rules_${p.stateful_rules}_stateful`, p.ratio_to_sign_p50])) : undefined }),
 };
 
