@@ -19,6 +19,8 @@ const SCHEMA = `CREATE TABLE IF NOT EXISTS custos_lightning_backup (
 
 /** Rows read per statement when reading a backup back. */
 const PAGE = 1000;
+/** Records per statement (each up to a few megabytes). */
+const RECORD_PAGE = 50;
 
 export class PostgresBackup implements BackupTarget, BackupSource {
   readonly name: string;
@@ -57,31 +59,32 @@ export class PostgresBackup implements BackupTarget, BackupSource {
     }
   }
 
-  async *objects(node: string): AsyncIterable<{ objectId: string; records: Array<{ filedAs: bigint; bytes: Uint8Array }> }> {
+  async *objects(node: string): AsyncIterable<{ objectId: string; records: AsyncIterable<{ filedAs: bigint; bytes: Uint8Array }> }> {
     await this.schema();
-    let after: [string, string] = ['', ''];
-    let current: { objectId: string; records: Array<{ filedAs: bigint; bytes: Uint8Array }> } | null = null;
     let any = false;
-    for (;;) {
-      const r = await this.pool.query<{ object_id: string; version: string; record: Buffer }>(
-        'SELECT object_id, version, record FROM custos_lightning_backup WHERE node = $1 AND (object_id, version) > ($2, $3) ORDER BY object_id, version LIMIT $4',
-        [node, after[0], after[1], PAGE],
-      );
-      for (const row of r.rows) {
+    for (let after = ''; ; ) {
+      const ids = await this.pool.query<{ object_id: string }>('SELECT DISTINCT object_id FROM custos_lightning_backup WHERE node = $1 AND object_id > $2 ORDER BY object_id LIMIT $3', [node, after, PAGE]);
+      for (const { object_id: objectId } of ids.rows) {
         any = true;
-        if (!/^\d{20}$/.test(row.version)) throw new CustosError('bad_request', `The backup is refused at object ${row.object_id}: a row filed as version "${row.version.slice(0, 24)}" (edited outside Custos).`, { tag: 'backup_tampered' });
-        if (current && current.objectId !== row.object_id) {
-          yield current;
-          current = null;
-        }
-        current ??= { objectId: row.object_id, records: [] };
-        current.records.push({ filedAs: BigInt(row.version), bytes: new Uint8Array(row.record) });
-        after = [row.object_id, row.version];
+        yield { objectId, records: this.records(node, objectId) };
       }
-      if (r.rows.length < PAGE) break;
+      if (ids.rows.length < PAGE) break;
+      after = ids.rows[ids.rows.length - 1]!.object_id;
     }
-    if (current) yield current;
     if (!any) throw new CustosError('not_found', `The backup ${this.name} holds no records of this node: wrong seed, or wrong backup.`);
+  }
+
+  /** One object's records in version order, a page at a time. */
+  private async *records(node: string, objectId: string): AsyncIterable<{ filedAs: bigint; bytes: Uint8Array }> {
+    for (let after = ''; ; ) {
+      const r = await this.pool.query<{ version: string; record: Buffer }>('SELECT version, record FROM custos_lightning_backup WHERE node = $1 AND object_id = $2 AND version > $3 ORDER BY version LIMIT $4', [node, objectId, after, RECORD_PAGE]);
+      for (const row of r.rows) {
+        if (!/^\d{20}$/.test(row.version)) throw new CustosError('bad_request', `The backup is refused at object ${objectId}: a row filed as version "${row.version.slice(0, 24)}" (edited outside Custos).`, { tag: 'backup_tampered' });
+        yield { filedAs: BigInt(row.version), bytes: new Uint8Array(row.record) };
+      }
+      if (r.rows.length < RECORD_PAGE) return;
+      after = r.rows[r.rows.length - 1]!.version;
+    }
   }
 
   async close(): Promise<void> {

@@ -12,14 +12,14 @@
  * Targets: a directory (each file written whole, fsynced, then renamed into place), any HTTP
  * endpoint taking PUT (the same paths under its URL), or a PostgreSQL table.
  */
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { CustosError } from '../core/errors.js';
 import { bytesToHex } from '../core/bytes.js';
-import { decodeRecord, OBJECT_ID_RE, recordHash, sameHash, verifyRecord, type LightningRecord } from '../crypto/lightning-record.js';
+import { decodeRecord, MAX_STATE_BYTES, OBJECT_ID_RE, recordHash, sameHash, verifyRecord, type LightningRecord } from '../crypto/lightning-record.js';
 
 export interface BackupTarget {
   /** For messages and metrics: `dir:/path`, `https://host/...`, `postgres://host/db`. */
@@ -29,14 +29,16 @@ export interface BackupTarget {
   close(): Promise<void>;
 }
 
-/** A backup read back: every stored record of each object of a node, by version. */
+/** A backup read back: each object of a node, and its records in version order, read one at a time. */
 export interface BackupSource {
   readonly name: string;
-  objects(node: string): AsyncIterable<{ objectId: string; records: Array<{ filedAs: bigint; bytes: Uint8Array }> }>;
+  objects(node: string): AsyncIterable<{ objectId: string; records: AsyncIterable<{ filedAs: bigint; bytes: Uint8Array }> }>;
   close(): Promise<void>;
 }
 
 export const versionName = (v: bigint): string => v.toString().padStart(20, '0');
+/** No record is longer: the largest state, its envelope, the header and the signature. */
+const MAX_RECORD = MAX_STATE_BYTES + 1024;
 const VERSION_FILE_RE = /^(\d{20})\.rec$/;
 const NODE_RE = /^[0-9a-f]{64}$/;
 
@@ -87,7 +89,7 @@ export class DirectoryTarget implements BackupTarget, BackupSource {
     }
   }
 
-  async *objects(node: string): AsyncIterable<{ objectId: string; records: Array<{ filedAs: bigint; bytes: Uint8Array }> }> {
+  async *objects(node: string): AsyncIterable<{ objectId: string; records: AsyncIterable<{ filedAs: bigint; bytes: Uint8Array }> }> {
     const base = join(this.root, node);
     let ids: string[];
     try {
@@ -97,10 +99,19 @@ export class DirectoryTarget implements BackupTarget, BackupSource {
       throw e;
     }
     for (const objectId of ids) {
-      const files = (await readdir(join(base, objectId))).filter((f) => VERSION_FILE_RE.test(f)).sort();
-      const records = [];
-      for (const f of files) records.push({ filedAs: BigInt(VERSION_FILE_RE.exec(f)![1]!), bytes: new Uint8Array(await readFile(join(base, objectId, f))) });
-      yield { objectId, records };
+      const dir = join(base, objectId);
+      const files = (await readdir(dir)).filter((f) => VERSION_FILE_RE.test(f)).sort();
+      yield {
+        objectId,
+        records: (async function* () {
+          for (const f of files) {
+            const path = join(dir, f);
+            // A file larger than any record is not read into memory.
+            const size = (await stat(path)).size;
+            yield { filedAs: BigInt(VERSION_FILE_RE.exec(f)![1]!), bytes: size > MAX_RECORD ? new Uint8Array(MAX_RECORD + 1) : new Uint8Array(await readFile(path)) };
+          }
+        })(),
+      };
     }
   }
 
@@ -180,35 +191,56 @@ export async function cleanTemporary(dir: string): Promise<void> {
 // Checking a backup
 
 /**
- * One object's records from a backup, checked, and its latest: every record signed by this
- * node's record key, filed under the version it holds, versions strictly increasing, each
- * chained to the one before. Anything else is refused with a sentence naming the object and
- * the version. (A backup may start after an object's first record: one written by a vault
- * restored from an older backup does. A record missing from the end cannot be seen here:
- * reconciling with the node finds it.)
+ * One object's records from a backup, checked one at a time in version order (a long history
+ * is never in memory at once), and its latest: every record signed by this node's record key,
+ * filed under the version it holds, versions strictly increasing, each chained to the one
+ * before. Anything else is refused with a sentence naming the object and the version. (A
+ * backup may start after an object's first record: one written by a vault restored from an
+ * older backup does. A record missing from the end cannot be seen here: reconciling with the
+ * node finds it.)
  */
-export function checkHistory(verifier: KeyObject, objectId: string, records: Array<{ filedAs: bigint; bytes: Uint8Array }>): { latest: LightningRecord; bytes: Uint8Array; count: number } {
-  const where = (v: bigint) => `object ${objectId}, version ${v}`;
-  const refuse = (tag: string, m: string) => new CustosError('bad_request', `The backup is refused at ${m}`, { tag });
-  let prev: { record: LightningRecord; bytes: Uint8Array } | null = null;
-  for (const { filedAs, bytes } of [...records].sort((a, b) => (a.filedAs < b.filedAs ? -1 : a.filedAs > b.filedAs ? 1 : 0))) {
+export class HistoryCheck {
+  private prev: { record: LightningRecord; bytes: Uint8Array } | null = null;
+  count = 0;
+
+  constructor(
+    private readonly verifier: KeyObject,
+    readonly objectId: string,
+  ) {}
+
+  add(filedAs: bigint, bytes: Uint8Array): void {
+    const where = `object ${this.objectId}, version ${filedAs}`;
+    const refuse = (tag: string, m: string) => new CustosError('bad_request', `The backup is refused at ${where}: ${m}`, { tag });
+    if (this.prev && filedAs <= this.prev.record.version) throw refuse('backup_reordered', 'filed out of order.');
+    if (bytes.length > MAX_RECORD) throw refuse('backup_tampered', `${bytes.length} bytes, more than any record.`);
     let r: LightningRecord;
     try {
       r = decodeRecord(bytes);
     } catch (e) {
-      throw refuse('backup_tampered', `${where(filedAs)}: it is not a record (${(e as Error).message}).`);
+      throw refuse('backup_tampered', `it is not a record (${(e as Error).message}).`);
     }
-    if (r.objectId !== objectId) throw refuse('backup_tampered', `${where(filedAs)}: the record there is object ${r.objectId}'s (moved between objects).`);
-    if (!verifyRecord(verifier, r)) throw refuse('backup_tampered', `${where(filedAs)}: its signature does not verify (altered, or not written by this seed's vault).`);
+    if (r.objectId !== this.objectId) throw refuse('backup_tampered', `the record there is object ${r.objectId}'s (moved between objects).`);
+    if (!verifyRecord(this.verifier, r)) throw refuse('backup_tampered', "its signature does not verify (altered, or not written by this seed's vault).");
     if (r.version !== filedAs) {
-      const older = prev && r.version <= prev.record.version;
-      throw refuse(older ? 'backup_rolled_back' : 'backup_reordered', `${where(filedAs)}: the record filed there is version ${r.version}${older ? `, not newer than version ${prev!.record.version} before it (rolled back)` : ' (records moved or reordered)'}.`);
+      const older = this.prev && r.version <= this.prev.record.version;
+      throw refuse(older ? 'backup_rolled_back' : 'backup_reordered', `the record filed there is version ${r.version}${older ? `, not newer than version ${this.prev!.record.version} before it (rolled back)` : ' (records moved or reordered)'}.`);
     }
-    if (prev && !sameHash(r.prevHash, recordHash(prev.bytes))) {
-      throw refuse('backup_chain', `${where(filedAs)}: it does not follow version ${prev.record.version} (its previous-record hash is ${bytesToHex(r.prevHash).slice(0, 16)}…): a record between them is missing or was replaced.`);
+    if (this.prev && !sameHash(r.prevHash, recordHash(this.prev.bytes))) {
+      throw refuse('backup_chain', `it does not follow version ${this.prev.record.version} (its previous-record hash is ${bytesToHex(r.prevHash).slice(0, 16)}…): a record between them is missing or was replaced.`);
     }
-    prev = { record: r, bytes };
+    this.prev = { record: r, bytes };
+    this.count++;
   }
-  if (!prev) throw new CustosError('bad_request', `The backup holds no record of object ${objectId}.`, { tag: 'backup_empty' });
-  return { latest: prev.record, bytes: prev.bytes, count: records.length };
+
+  result(): { latest: LightningRecord; bytes: Uint8Array; count: number } {
+    if (!this.prev) throw new CustosError('bad_request', `The backup holds no record of object ${this.objectId}.`, { tag: 'backup_empty' });
+    return { latest: this.prev.record, bytes: this.prev.bytes, count: this.count };
+  }
+}
+
+/** The whole history of one object at once (tests, small backups): sorted by filed version, then checked. */
+export function checkHistory(verifier: KeyObject, objectId: string, records: Array<{ filedAs: bigint; bytes: Uint8Array }>): { latest: LightningRecord; bytes: Uint8Array; count: number } {
+  const h = new HistoryCheck(verifier, objectId);
+  for (const r of [...records].sort((a, b) => (a.filedAs < b.filedAs ? -1 : a.filedAs > b.filedAs ? 1 : 0))) h.add(r.filedAs, r.bytes);
+  return h.result();
 }

@@ -51,7 +51,9 @@ test('versions move forward, each in the backup before the store; a retry is ans
     const backup = new DirectoryTarget(join(t.dir, 'backup'));
     const seen: string[] = [];
     for await (const o of backup.objects(d.keys.node)) {
-      const h = checkHistory(recordVerifier(d.keys.recordPublic), o.objectId, o.records);
+      const records = [];
+      for await (const r of o.records) records.push(r);
+      const h = checkHistory(recordVerifier(d.keys.recordPublic), o.objectId, records);
       seen.push(`${o.objectId}@${h.latest.version}x${h.count}`);
     }
     assert.deepEqual(seen, ['chan-a@18446744073709551615x4', 'chan-b@3x3']);
@@ -153,5 +155,36 @@ test('a backup target that cannot be written stores nothing, and says so', async
   } finally {
     await v.dispose();
     t.cleanup();
+  }
+});
+
+test('a PostgreSQL backup target: records streamed into a table, read back in version order and checked', async (t) => {
+  const { requirePostgres, startPostgres } = await import('../helpers/postgres.js');
+  if (!requirePostgres(t)) return;
+  const { PostgresBackup } = await import('../../src/lightning/backup-postgres.js');
+  const { HistoryCheck } = await import('../../src/lightning/backup.js');
+  const pgc = await startPostgres();
+  try {
+    const url = await pgc.createDatabase();
+    const target = PostgresBackup.open(url);
+    const v = await makeVault({ lightning: { backup: target } });
+    try {
+      await v.vault.createHdKey(v.ctx(), { label: 'ln', curve: 'secp256k1', mnemonic: generateMnemonic(), purpose: 'lightning' });
+      for (let i = 1; i <= 3; i++) for (const o of ['x', 'y']) await v.vault.lightning.put(v.ctx(), 'ln', o, BigInt(i * 10), state(i));
+      const d = await v.vault.lightning.describe(v.ctx(), 'ln');
+      const source = PostgresBackup.open(url);
+      const seen: string[] = [];
+      for await (const o of source.objects(d.keys.node)) {
+        const h = new HistoryCheck(recordVerifier(d.keys.recordPublic), o.objectId);
+        for await (const r of o.records) h.add(r.filedAs, r.bytes);
+        seen.push(`${o.objectId}@${h.result().latest.version}x${h.result().count}`);
+      }
+      assert.deepEqual(seen, ['x@30x3', 'y@30x3']);
+      await source.close();
+    } finally {
+      await v.dispose();
+    }
+  } finally {
+    await pgc.dispose();
   }
 });

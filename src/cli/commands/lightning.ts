@@ -5,7 +5,7 @@
 import { Command, Option } from 'commander';
 import { CustosError, isCustosError } from '../../core/errors.js';
 import { wipe } from '../../core/bytes.js';
-import { checkHistory, openBackupSource } from '../../lightning/backup.js';
+import { HistoryCheck, openBackupSource } from '../../lightning/backup.js';
 import { nodeKeys } from '../../lightning/keys.js';
 import { recordVerifier } from '../../crypto/lightning-record.js';
 import { masterFromSeed, seedFromMnemonic, wipeMaster } from '../../wallet/hd.js';
@@ -54,7 +54,9 @@ export function registerLightning(program: Command): void {
     const tty = process.stderr.isTTY;
     try {
       for await (const obj of source.objects(keys.node)) {
-        const h = checkHistory(verifier, obj.objectId, obj.records);
+        const check = new HistoryCheck(verifier, obj.objectId);
+        for await (const r of obj.records) check.add(r.filedAs, r.bytes);
+        const h = check.result();
         latest.push(h.bytes);
         records += h.count;
         if (tty && latest.length % 1000 === 0) process.stderr.write(`\rcustos: checked ${latest.length} objects (${records} records)`);
