@@ -188,3 +188,47 @@ test('a PostgreSQL backup target: records streamed into a table, read back in ve
     await pgc.dispose();
   }
 });
+
+test('property: reconcile over random histories, restore points, node positions, truncated and forked hand-overs', async () => {
+  const fc = (await import('fast-check')).default;
+  const b = await node(null);
+  const a = await node(null, b.mnemonic);
+  const c = await node(null, b.mnemonic); // same seed, another history: forks
+  let run = 0;
+  try {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 2, max: 6 }), fc.nat(), fc.nat(), fc.constantFrom('none', 'exact', 'skip', 'fork'), async (n, kk, jj, mode) => {
+        const id = `o-${run++}`;
+        const recs: Uint8Array[] = [];
+        for (let i = 1; i <= n; i++) recs.push((await b.v.vault.lightning.put(b.v.ctx(), 'ln', id, BigInt(i), state(i))).record);
+        const k = kk % n; // the vault holds version k (0: nothing)
+        const j = 1 + (jj % n); // the node holds version j
+        const la = a.v.vault.lightning;
+        if (mode === 'fork' && k > 0) {
+          // The vault's version k comes from another history (same seed, other content).
+          let other: Uint8Array | undefined;
+          for (let i = 1; i <= k; i++) other = (await c.v.vault.lightning.put(c.v.ctx(), 'ln', id, BigInt(i), state(100 + i))).record;
+          await la.restore(a.v.ctx(), 'ln', [other!]);
+        } else if (k > 0) await la.restore(a.v.ctx(), 'ln', [recs[k - 1]!]);
+        const hash = recordHash(recs[j - 1]!);
+        const handed = mode === 'exact' || mode === 'fork' ? recs.slice(k, j) : mode === 'skip' && j - k >= 2 ? [...recs.slice(k, j - 2), recs[j - 1]!] : undefined;
+        const out = await la.reconcile(a.v.ctx(), 'ln', { objectId: id, version: BigInt(j), hash, ...(handed?.length ? { records: handed } : {}) }).then(
+          (r) => r.status + (r.applied ? `+${r.applied}` : ''),
+          (e: unknown) => (isCustosError(e) ? e.fullCode : String(e)),
+        );
+        const forked = mode === 'fork' && k > 0;
+        let want: string[];
+        if (j === k) want = forked ? ['conflict:fork'] : ['in_sync'];
+        else if (j < k) want = ['node_behind'];
+        else if (!handed?.length) want = ['vault_behind'];
+        else if (forked) want = ['bad_request:record_chain', 'conflict:fork'];
+        else if (mode === 'skip') want = k === 0 && j - k === 2 ? ['vault_behind+1'] : ['bad_request:record_chain'];
+        else want = [`vault_behind+${j - k}`];
+        assert.ok(want.includes(out), `n=${n} k=${k} j=${j} ${mode}: ${out}, expected ${want.join(' or ')}`);
+      }),
+      { numRuns: 30 },
+    );
+  } finally {
+    await Promise.all([a.v.dispose(), b.v.dispose(), c.v.dispose()]);
+  }
+});
