@@ -104,6 +104,8 @@ try {
   const node = (await v.vault.lightning.describe(ctx(), 'ln')).keys.node;
   const fsync = stats(fsyncFloor(500));
   await seed(v, 0, SMALL);
+  await v.close();
+  v = await open(dataDir, null);
   log(`${SMALL} channels: measuring`);
   const small = stats(await updates(v, SMALL, UPDATES));
   await v.close();
@@ -117,6 +119,9 @@ try {
   await seed(v, SMALL, OBJECTS);
   const seedSeconds = (Date.now() - seedStarted) / 1000;
   log(`${OBJECTS} channels in ${seedSeconds.toFixed(1)} s: measuring`);
+  // Reopened, as at 100: the seeding's write-ahead log is checkpointed at close, not during the measurement.
+  await v.close();
+  v = await open(dataDir, null);
   const large = stats(await updates(v, OBJECTS, UPDATES));
   const floor = stats(await storeFloor(v, UPDATES));
   await v.close();

@@ -21,7 +21,8 @@ import { publicKeyObject } from './algorithms.js';
 
 const MAGIC = utf8('CLNR');
 const DOMAIN = utf8('custos-lightning-record-v1');
-export const OBJECT_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Not starting with a dot: `.` and `..` would be folders of their own in a backup's layout. */
+export const OBJECT_ID_RE = /^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$/;
 /** A ChannelMonitor with many HTLCs runs to hundreds of kilobytes; 8 MiB leaves room. */
 export const MAX_STATE_BYTES = 8 * 1024 * 1024;
 /** The envelope adds its header (39) and tag (16). */
@@ -46,7 +47,7 @@ const sha256 = (...parts: Uint8Array[]): Uint8Array => {
 const bad = (why: string) => new CustosError('bad_request', `The Lightning state record is not valid: ${why}.`, { tag: 'record_format' });
 
 export function checkObjectId(id: string): string {
-  if (typeof id !== 'string' || !OBJECT_ID_RE.test(id)) throw new CustosError('bad_request', 'An object id is 1 to 128 characters: letters, digits, ".", "_", ":" and "-".');
+  if (typeof id !== 'string' || !OBJECT_ID_RE.test(id)) throw new CustosError('bad_request', 'An object id is 1 to 128 characters: letters, digits, ".", "_", ":" and "-", not starting with ".".');
   return id;
 }
 

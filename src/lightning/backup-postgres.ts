@@ -6,15 +6,20 @@
 import pg from 'pg';
 import { CustosError } from '../core/errors.js';
 import { parsePostgresUrl } from '../store/postgres-url.js';
-import type { BackupSource, BackupTarget } from './backup.js';
+import type { BackupSource, BackupTarget, FiledRecord } from './backup.js';
 import { versionName } from './backup.js';
+import { bytesToHex } from '../core/bytes.js';
+import { recordHash } from '../crypto/lightning-record.js';
+
+const hashPrefix = (record: Uint8Array): string => bytesToHex(recordHash(record)).slice(0, 16);
 
 const SCHEMA = `CREATE TABLE IF NOT EXISTS custos_lightning_backup (
   node TEXT COLLATE "C" NOT NULL,
   object_id TEXT COLLATE "C" NOT NULL,
   version TEXT COLLATE "C" NOT NULL,
+  hash TEXT COLLATE "C" NOT NULL,
   record BYTEA NOT NULL,
-  PRIMARY KEY (node, object_id, version)
+  PRIMARY KEY (node, object_id, version, hash)
 )`;
 
 /** Rows read per statement when reading a backup back. */
@@ -53,13 +58,22 @@ export class PostgresBackup implements BackupTarget, BackupSource {
   async write(node: string, objectId: string, version: bigint, record: Uint8Array): Promise<void> {
     try {
       await this.schema();
-      await this.pool.query('INSERT INTO custos_lightning_backup (node, object_id, version, record) VALUES ($1,$2,$3,$4) ON CONFLICT (node, object_id, version) DO UPDATE SET record = excluded.record', [node, objectId, versionName(version), Buffer.from(record)]);
+      await this.pool.query('INSERT INTO custos_lightning_backup (node, object_id, version, hash, record) VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING', [node, objectId, versionName(version), hashPrefix(record), Buffer.from(record)]);
     } catch (e) {
       throw new CustosError('storage_unavailable', `The Lightning backup target ${this.name} could not be written (${(e as Error).message.slice(0, 200)}); nothing was stored. Fix the target and retry the update.`, { tag: 'backup_unavailable', cause: e });
     }
   }
 
-  async *objects(node: string): AsyncIterable<{ objectId: string; records: AsyncIterable<{ filedAs: bigint; bytes: Uint8Array }> }> {
+  async remove(node: string, objectId: string, version: bigint, record: Uint8Array): Promise<void> {
+    await this.pool.query('DELETE FROM custos_lightning_backup WHERE node = $1 AND object_id = $2 AND version = $3 AND hash = $4', [node, objectId, versionName(version), hashPrefix(record)]).catch(() => undefined);
+  }
+
+  async record(node: string, objectId: string, version: bigint, hash: string): Promise<Uint8Array | null> {
+    const r = await this.pool.query<{ record: Buffer }>('SELECT record FROM custos_lightning_backup WHERE node = $1 AND object_id = $2 AND version = $3 AND hash = $4', [node, objectId, versionName(version), hash]);
+    return r.rows[0] ? new Uint8Array(r.rows[0].record) : null;
+  }
+
+  async *objects(node: string): AsyncIterable<{ objectId: string; records: AsyncIterable<FiledRecord> }> {
     await this.schema();
     let any = false;
     for (let after = ''; ; ) {
@@ -75,15 +89,19 @@ export class PostgresBackup implements BackupTarget, BackupSource {
   }
 
   /** One object's records in version order, a page at a time. */
-  private async *records(node: string, objectId: string): AsyncIterable<{ filedAs: bigint; bytes: Uint8Array }> {
-    for (let after = ''; ; ) {
-      const r = await this.pool.query<{ version: string; record: Buffer }>('SELECT version, record FROM custos_lightning_backup WHERE node = $1 AND object_id = $2 AND version > $3 ORDER BY version LIMIT $4', [node, objectId, after, RECORD_PAGE]);
+  private async *records(node: string, objectId: string): AsyncIterable<FiledRecord> {
+    for (let after: [string, string] = ['', '']; ; ) {
+      const r = await this.pool.query<{ version: string; hash: string; record: Buffer }>(
+        'SELECT version, hash, record FROM custos_lightning_backup WHERE node = $1 AND object_id = $2 AND (version, hash) > ($3, $4) ORDER BY version, hash LIMIT $5',
+        [node, objectId, after[0], after[1], RECORD_PAGE],
+      );
       for (const row of r.rows) {
-        if (!/^\d{20}$/.test(row.version)) throw new CustosError('bad_request', `The backup is refused at object ${objectId}: a row filed as version "${row.version.slice(0, 24)}" (edited outside Custos).`, { tag: 'backup_tampered' });
-        yield { filedAs: BigInt(row.version), bytes: new Uint8Array(row.record) };
+        if (!/^\d{20}$/.test(row.version) || !/^[0-9a-f]{16}$/.test(row.hash)) throw new CustosError('bad_request', `The backup is refused at object ${objectId}: a row filed as version "${row.version.slice(0, 24)}" (edited outside Custos).`, { tag: 'backup_tampered' });
+        yield { filedAs: BigInt(row.version), hashPrefix: row.hash, bytes: new Uint8Array(row.record) };
       }
       if (r.rows.length < RECORD_PAGE) return;
-      after = r.rows[r.rows.length - 1]!.version;
+      const last = r.rows[r.rows.length - 1]!;
+      after = [last.version, last.hash];
     }
   }
 

@@ -4,15 +4,18 @@
  * so a version the node was told is stored is in the backup too.
  *
  * Layout, the same for every target: one record per file, at
- *   <node>/<object id>/<version, 20 decimal digits>.rec
- * where <node> is the hex x-only public key that signs the node's records (derived from the
- * node's seed, so a restore given only the seed finds its own records). Records are
- * encrypted and signed (crypto/lightning-record.ts): a target needs no trust, only room.
+ *   <node>/<object id>/<version, 20 decimal digits>-<record hash, first 16 hex digits>.rec
+ * where <node> is the hex public key that signs the node's records (derived from the node's
+ * seed, so a restore given only the seed finds its own records). Nothing is ever overwritten:
+ * a record whose commit then failed (another writer won, the process died) stays beside the
+ * one that was committed, and the check of a backup tells them apart by the chain. Records
+ * are encrypted and signed (crypto/lightning-record.ts): a target needs no trust, only room.
  *
  * Targets: a directory (each file written whole, fsynced, then renamed into place), any HTTP
  * endpoint taking PUT (the same paths under its URL), or a PostgreSQL table.
  */
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes, type KeyObject } from 'node:crypto';
 import http from 'node:http';
@@ -26,20 +29,34 @@ export interface BackupTarget {
   readonly name: string;
   /** Writes one record durably, or throws `storage_unavailable` with a sentence. */
   write(node: string, objectId: string, version: bigint, record: Uint8Array): Promise<void>;
+  /** Best effort: takes back a record whose commit failed (the check of a backup copes if it stays). */
+  remove(node: string, objectId: string, version: bigint, record: Uint8Array): Promise<void>;
   close(): Promise<void>;
+}
+
+/** A record's file name: its version and the start of its hash (two records of one version never collide). */
+export const recordName = (version: bigint, record: Uint8Array): string => `${versionName(version)}-${bytesToHex(recordHash(record)).slice(0, 16)}.rec`;
+
+/** One stored record as a source lists it: the version and hash prefix it is filed under, and its bytes. */
+export interface FiledRecord {
+  filedAs: bigint;
+  hashPrefix: string;
+  bytes: Uint8Array;
 }
 
 /** A backup read back: each object of a node, and its records in version order, read one at a time. */
 export interface BackupSource {
   readonly name: string;
-  objects(node: string): AsyncIterable<{ objectId: string; records: AsyncIterable<{ filedAs: bigint; bytes: Uint8Array }> }>;
+  objects(node: string): AsyncIterable<{ objectId: string; records: AsyncIterable<FiledRecord> }>;
+  /** One record by where it is filed (checked again by whoever reads it), or null. */
+  record(node: string, objectId: string, version: bigint, hashPrefix: string): Promise<Uint8Array | null>;
   close(): Promise<void>;
 }
 
 export const versionName = (v: bigint): string => v.toString().padStart(20, '0');
 /** No record is longer: the largest state, its envelope, the header and the signature. */
 const MAX_RECORD = MAX_STATE_BYTES + 1024;
-const VERSION_FILE_RE = /^(\d{20})\.rec$/;
+const RECORD_FILE_RE = /^(\d{20})-([0-9a-f]{16})\.rec$/;
 const NODE_RE = /^[0-9a-f]{64}$/;
 
 function unavailable(target: string, e: unknown): CustosError {
@@ -72,7 +89,7 @@ export class DirectoryTarget implements BackupTarget, BackupSource {
         await mkdir(dir, { recursive: true, mode: 0o700 });
         this.made.add(dir);
       }
-      const final = join(dir, `${versionName(version)}.rec`);
+      const final = join(dir, recordName(version, record));
       const tmp = join(dir, `.${versionName(version)}.${randomBytes(6).toString('hex')}.tmp`);
       const h = await open(tmp, 'wx', 0o600);
       try {
@@ -89,26 +106,36 @@ export class DirectoryTarget implements BackupTarget, BackupSource {
     }
   }
 
-  async *objects(node: string): AsyncIterable<{ objectId: string; records: AsyncIterable<{ filedAs: bigint; bytes: Uint8Array }> }> {
+  async remove(node: string, objectId: string, version: bigint, record: Uint8Array): Promise<void> {
+    if (!NODE_RE.test(node) || !OBJECT_ID_RE.test(objectId)) return;
+    await rm(join(this.root, node, objectId, recordName(version, record)), { force: true }).catch(() => undefined);
+  }
+
+  async record(node: string, objectId: string, version: bigint, hashPrefix: string): Promise<Uint8Array | null> {
+    if (!NODE_RE.test(node) || !OBJECT_ID_RE.test(objectId) || !/^[0-9a-f]{16}$/.test(hashPrefix)) return null;
+    const v = versionName(version);
+    return readRecordFile(join(this.root, node, objectId, `${v}-${hashPrefix}.rec`), objectId, v).catch(() => null);
+  }
+
+  async *objects(node: string): AsyncIterable<{ objectId: string; records: AsyncIterable<FiledRecord> }> {
     const base = join(this.root, node);
     let ids: string[];
     try {
-      ids = (await readdir(base)).filter((n) => OBJECT_ID_RE.test(n)).sort();
+      // Folders only (a file or a link where an object folder should be is not followed).
+      ids = (await readdir(base, { withFileTypes: true })).filter((d) => d.isDirectory() && OBJECT_ID_RE.test(d.name)).map((d) => d.name).sort();
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new CustosError('not_found', `The backup ${this.root} holds no records of this node (no ${node} folder): wrong seed, or wrong backup.`);
       throw e;
     }
     for (const objectId of ids) {
       const dir = join(base, objectId);
-      const files = (await readdir(dir)).filter((f) => VERSION_FILE_RE.test(f)).sort();
+      const files = (await readdir(dir)).filter((f) => RECORD_FILE_RE.test(f)).sort();
       yield {
         objectId,
         records: (async function* () {
           for (const f of files) {
-            const path = join(dir, f);
-            // A file larger than any record is not read into memory.
-            const size = (await stat(path)).size;
-            yield { filedAs: BigInt(VERSION_FILE_RE.exec(f)![1]!), bytes: size > MAX_RECORD ? new Uint8Array(MAX_RECORD + 1) : new Uint8Array(await readFile(path)) };
+            const m = RECORD_FILE_RE.exec(f)!;
+            yield { filedAs: BigInt(m[1]!), hashPrefix: m[2]!, bytes: await readRecordFile(join(dir, f), objectId, m[1]!) };
           }
         })(),
       };
@@ -139,20 +166,25 @@ export class HttpTarget implements BackupTarget {
     if (!NODE_RE.test(node) || !OBJECT_ID_RE.test(objectId)) throw new CustosError('internal', 'A backup path from an unchecked name.');
     let status = 0;
     try {
-      status = await put(new URL(`${this.base}/${node}/${encodeURIComponent(objectId)}/${versionName(version)}.rec`), record, this.headers, this.timeoutMs);
+      status = await request('PUT', new URL(`${this.base}/${node}/${encodeURIComponent(objectId)}/${recordName(version, record)}`), record, this.headers, this.timeoutMs);
     } catch (e) {
       throw unavailable(this.name, e);
     }
     if (status < 200 || status > 299) throw unavailable(this.name, new Error(`HTTP ${status}`));
   }
 
+  async remove(node: string, objectId: string, version: bigint, record: Uint8Array): Promise<void> {
+    if (!NODE_RE.test(node) || !OBJECT_ID_RE.test(objectId)) return;
+    await request('DELETE', new URL(`${this.base}/${node}/${encodeURIComponent(objectId)}/${recordName(version, record)}`), new Uint8Array(0), this.headers, this.timeoutMs).catch(() => 0);
+  }
+
   async close(): Promise<void> {}
 }
 
-/** One PUT; resolves with the status once the answer is read. */
-function put(url: URL, body: Uint8Array, headers: Record<string, string>, timeoutMs: number): Promise<number> {
+/** One request; resolves with the status once the answer is read. */
+function request(method: 'PUT' | 'DELETE', url: URL, body: Uint8Array, headers: Record<string, string>, timeoutMs: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = (url.protocol === 'https:' ? https : http).request(url, { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': String(body.length), ...headers }, timeout: timeoutMs }, (res) => {
+    const req = (url.protocol === 'https:' ? https : http).request(url, { method, headers: { 'content-type': 'application/octet-stream', 'content-length': String(body.length), ...headers }, timeout: timeoutMs }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode ?? 0));
       res.on('error', reject);
@@ -182,6 +214,30 @@ export async function openBackupSource(spec: string): Promise<BackupSource> {
   return new DirectoryTarget(spec.replace(/^dir:/, ''));
 }
 
+/**
+ * A record file, read safely from a directory nobody vouches for: a regular file (not a link,
+ * a pipe or a device), no longer than any record, read with a bound.
+ */
+async function readRecordFile(path: string, objectId: string, version: string): Promise<Uint8Array> {
+  const refuse = (why: string) => new CustosError('bad_request', `The backup is refused at object ${objectId}, version ${BigInt(version)}: ${why}.`, { tag: 'backup_tampered' });
+  let h;
+  try {
+    h = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+  } catch (e) {
+    throw refuse(`its file cannot be opened as a plain file (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  try {
+    const st = await h.stat();
+    if (!st.isFile()) throw refuse('its file is not a plain file');
+    if (st.size > MAX_RECORD) throw refuse(`${st.size} bytes, more than any record`);
+    const buf = new Uint8Array(st.size);
+    const { bytesRead } = await h.read(buf, 0, st.size, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await h.close();
+  }
+}
+
 /** Removes a directory target's leftovers of interrupted writes (never a record). */
 export async function cleanTemporary(dir: string): Promise<void> {
   for (const f of await readdir(dir).catch(() => [] as string[])) if (f.endsWith('.tmp')) await rm(join(dir, f), { force: true });
@@ -192,15 +248,23 @@ export async function cleanTemporary(dir: string): Promise<void> {
 
 /**
  * One object's records from a backup, checked one at a time in version order (a long history
- * is never in memory at once), and its latest: every record signed by this node's record key,
- * filed under the version it holds, versions strictly increasing, each chained to the one
- * before. Anything else is refused with a sentence naming the object and the version. (A
- * backup may start after an object's first record: one written by a vault restored from an
- * older backup does. A record missing from the end cannot be seen here: reconciling with the
- * node finds it.)
+ * is never in memory at once), and its latest. Every record must be signed by this node's
+ * record key, filed under the version and hash it holds, and follow a record before it (its
+ * previous-record hash is one of theirs); anything else is refused with a sentence naming the
+ * object and the version. A record whose commit failed (another writer won, the process died
+ * between the backup and the commit) is a side branch nothing follows: it is counted and left
+ * out, unless it is the newest, where it is a state the node did produce (a monitor ahead of
+ * the node is the safe direction; reconcile with the node settles it). Two newest records of
+ * one version, neither followed, are refused: which one was committed cannot be known here.
+ * (A backup may start after an object's first record, as one written after a restore does; a
+ * record missing from the end cannot be seen here: reconciling with the node finds it.)
  */
 export class HistoryCheck {
-  private prev: { record: LightningRecord; bytes: Uint8Array } | null = null;
+  /** Hashes of recent records (hex), with their versions: what a next record may follow. */
+  private readonly seen = new Map<string, bigint>();
+  /** Records nothing has followed yet. */
+  private readonly tips = new Map<string, { record: LightningRecord; bytes: Uint8Array }>();
+  private last: bigint | null = null;
   count = 0;
 
   constructor(
@@ -208,10 +272,10 @@ export class HistoryCheck {
     readonly objectId: string,
   ) {}
 
-  add(filedAs: bigint, bytes: Uint8Array): void {
+  add(filedAs: bigint, bytes: Uint8Array, hashPrefix?: string): void {
     const where = `object ${this.objectId}, version ${filedAs}`;
     const refuse = (tag: string, m: string) => new CustosError('bad_request', `The backup is refused at ${where}: ${m}`, { tag });
-    if (this.prev && filedAs <= this.prev.record.version) throw refuse('backup_reordered', 'filed out of order.');
+    if (this.last !== null && filedAs < this.last) throw refuse('backup_reordered', 'filed out of order.');
     if (bytes.length > MAX_RECORD) throw refuse('backup_tampered', `${bytes.length} bytes, more than any record.`);
     let r: LightningRecord;
     try {
@@ -222,24 +286,44 @@ export class HistoryCheck {
     if (r.objectId !== this.objectId) throw refuse('backup_tampered', `the record there is object ${r.objectId}'s (moved between objects).`);
     if (!verifyRecord(this.verifier, r)) throw refuse('backup_tampered', "its signature does not verify (altered, or not written by this seed's vault).");
     if (r.version !== filedAs) {
-      const older = this.prev && r.version <= this.prev.record.version;
-      throw refuse(older ? 'backup_rolled_back' : 'backup_reordered', `the record filed there is version ${r.version}${older ? `, not newer than version ${this.prev!.record.version} before it (rolled back)` : ' (records moved or reordered)'}.`);
+      const newest = this.last;
+      const older = newest !== null && r.version < newest;
+      throw refuse(older ? 'backup_rolled_back' : 'backup_reordered', `the record filed there is version ${r.version}${older ? `, older than version ${newest} before it (rolled back)` : ' (records moved or reordered)'}.`);
     }
-    if (this.prev && !sameHash(r.prevHash, recordHash(this.prev.bytes))) {
-      throw refuse('backup_chain', `it does not follow version ${this.prev.record.version} (its previous-record hash is ${bytesToHex(r.prevHash).slice(0, 16)}…): a record between them is missing or was replaced.`);
+    const hash = bytesToHex(recordHash(bytes));
+    if (hashPrefix !== undefined && !hash.startsWith(hashPrefix)) throw refuse('backup_tampered', 'the record there is not the one its name says (renamed or replaced).');
+    const prev = bytesToHex(r.prevHash);
+    if (this.seen.size > 0) {
+      const before = this.seen.get(prev);
+      if (before === undefined || before >= r.version) {
+        throw refuse('backup_chain', `it follows no record before it (its previous-record hash is ${prev.slice(0, 16)}…): a record between them is missing or was replaced.`);
+      }
+      this.tips.delete(prev);
     }
-    this.prev = { record: r, bytes };
+    this.seen.set(hash, r.version);
+    if (this.seen.size > HISTORY_WINDOW) this.seen.delete(this.seen.keys().next().value!);
+    this.tips.set(hash, { record: r, bytes });
+    this.last = filedAs;
     this.count++;
   }
 
-  result(): { latest: LightningRecord; bytes: Uint8Array; count: number } {
-    if (!this.prev) throw new CustosError('bad_request', `The backup holds no record of object ${this.objectId}.`, { tag: 'backup_empty' });
-    return { latest: this.prev.record, bytes: this.prev.bytes, count: this.count };
+  result(): { latest: LightningRecord; bytes: Uint8Array; count: number; sideBranches: number } {
+    if (this.tips.size === 0) throw new CustosError('bad_request', `The backup holds no record of object ${this.objectId}.`, { tag: 'backup_empty' });
+    const tips = [...this.tips.values()];
+    const top = tips.reduce((a, b) => (b.record.version > a.record.version ? b : a));
+    const rivals = tips.filter((t) => t.record.version === top.record.version);
+    if (rivals.length > 1) {
+      throw new CustosError('bad_request', `The backup is refused at object ${this.objectId}, version ${top.record.version}: ${rivals.length} records of that version, none followed by another (a write whose commit failed left one); which was committed cannot be told from the backup. Reconcile with the node, or remove the one it does not hold.`, { tag: 'backup_ambiguous' });
+    }
+    return { latest: top.record, bytes: top.bytes, count: this.count, sideBranches: tips.length - 1 };
   }
 }
 
+/** How far back a record's predecessor is looked for (side branches are a record or two long). */
+const HISTORY_WINDOW = 1024;
+
 /** The whole history of one object at once (tests, small backups): sorted by filed version, then checked. */
-export function checkHistory(verifier: KeyObject, objectId: string, records: Array<{ filedAs: bigint; bytes: Uint8Array }>): { latest: LightningRecord; bytes: Uint8Array; count: number } {
+export function checkHistory(verifier: KeyObject, objectId: string, records: Array<{ filedAs: bigint; bytes: Uint8Array }>): ReturnType<HistoryCheck['result']> {
   const h = new HistoryCheck(verifier, objectId);
   for (const r of [...records].sort((a, b) => (a.filedAs < b.filedAs ? -1 : a.filedAs > b.filedAs ? 1 : 0))) h.add(r.filedAs, r.bytes);
   return h.result();

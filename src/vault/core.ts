@@ -269,7 +269,9 @@ export class VaultCore {
       const why = o === 'denied' ? 'An approver denied this request.' : `Nobody approved this request before ${request.expiresAt}.`;
       return this.refuse(ctx, operation, key, new CustosError('policy_denied', why, { tag: 'approval' }), { ...details, approval_id: request.id, approval: o });
     }
-    const stale = await this.recheckPrincipal?.(ctx.principal, operation === 'export' ? 'export' : 'sign', key);
+    // Checked against the scope the operation needs (an ECDH's is `ecdh`, not `sign`).
+    const scope: Operation = operation === 'export' || operation === 'ecdh' || operation === 'decrypt' ? operation : 'sign';
+    const stale = await this.recheckPrincipal?.(ctx.principal, scope, key);
     if (stale) return this.refuse(ctx, operation, key, stale, { ...details, approval_id: request.id });
     return [...request.approvedBy];
   }

@@ -128,7 +128,7 @@ export class Lightning {
         );
       }
       const record = this.seal(key, objectId, version, cur ? recordHash(cur.record) : ZERO_HASH, state);
-      await this.store(ctx, key, 'lightning_put', [{ objectId, version, bytes: record }], cur, details);
+      await this.store(ctx, key, 'lightning_put', [{ objectId, version, bytes: record }], cur, details, true);
       this.metrics?.update(Number(process.hrtime.bigint() - started) / 1e9);
       return { objectId, version, record, hash: recordHash(record) };
     } finally {
@@ -161,7 +161,7 @@ export class Lightning {
    * Writes records (the last is the object's new version) to the backup target, then commits
    * the last one in place of `cur` (compare-and-set), with its audit entry.
    */
-  private async store(ctx: Ctx, key: KeyRecord, operation: string, records: Array<{ objectId: string; version: bigint; bytes: Uint8Array }>, cur: StoredObject | null, details: AuditDraft['details']): Promise<void> {
+  private async store(ctx: Ctx, key: KeyRecord, operation: string, records: Array<{ objectId: string; version: bigint; bytes: Uint8Array }>, cur: StoredObject | null, details: AuditDraft['details'], fresh = false): Promise<void> {
     const { node } = this.publicsOf(key);
     const last = records[records.length - 1]!;
     try {
@@ -169,6 +169,11 @@ export class Lightning {
     } catch (e) {
       return this.core.fail(ctx, operation, key, e, details, 'The backup target failed.');
     }
+    // A record made for this update and not committed is taken back from the backup (best
+    // effort: the check of a backup leaves such a side branch out if it stays).
+    const takeBack = async () => {
+      if (fresh) await this.backup?.remove(node, last.objectId, last.version, last.bytes).catch(() => undefined);
+    };
     try {
       await this.core.commitAs(ctx, {
         mutations: [
@@ -178,6 +183,7 @@ export class Lightning {
         audit: [this.core.draft(ctx, operation, key, 'ok', null, { ...details, record_sha256: bytesToHex(recordHash(last.bytes)) })],
       });
     } catch (e) {
+      await takeBack();
       if (isKeyStateError(e)) {
         this.core.forgetKey(key.id);
         return this.core.refuse(ctx, operation, key, e, details);
@@ -228,7 +234,7 @@ export class Lightning {
       checkObjectId(req.objectId);
       checkVersion(req.version);
       if (req.hash.length !== 32) throw new CustosError('bad_request', 'hash is the 32-byte SHA-256 of the record the node holds.');
-      if ((req.records?.length ?? 0) > 1000) throw new CustosError('payload_too_large', 'At most 1000 records per reconciliation.');
+      if ((req.records?.length ?? 0) > 100) throw new CustosError('payload_too_large', 'At most 100 records per reconciliation (hand over the rest in another).');
     });
     const release = await this.core.lanes.acquire([`lightning:${key.id}:${req.objectId}`]);
     try {
@@ -287,12 +293,15 @@ export class Lightning {
   }
 
   /**
-   * Restores records checked by `custos lightning restore` (lightning/backup.ts checkHistory):
-   * each object's latest, signed by this node's record key, newer than what is stored.
-   * Answers how many were applied and how many the vault already had.
+   * Restores records checked by `custos lightning restore` (lightning/backup.ts HistoryCheck):
+   * each object's latest, signed by this node's record key. A record is applied where the
+   * object is absent or the record follows the stored one; one the vault already holds (or a
+   * newer one) is kept; anything else is refused: a record of the stored version with other
+   * content is a fork (audited and counted), and a newer one that does not follow is a gap
+   * (reconcile with the node instead). An operator's act: scope `manage`.
    */
   async restore(ctx: Ctx, ref: string, records: Uint8Array[]): Promise<{ applied: number; kept: number }> {
-    const key = await this.nodeKey(ctx, 'lightning_restore', 'state', ref);
+    const key = await this.nodeKey(ctx, 'lightning_restore', 'manage', ref);
     const { verifier } = this.publicsOf(key);
     let applied = 0;
     let kept = 0;
@@ -302,14 +311,23 @@ export class Lightning {
         if (!verifyRecord(verifier, r)) throw new CustosError('bad_request', `The record of ${r.objectId} version ${r.version} was not signed by this node's key: the backup is from another seed, or altered.`, { tag: 'record_signature' });
         return r;
       });
+      const details = { object: r.objectId, version: r.version.toString() };
       const release = await this.core.lanes.acquire([`lightning:${key.id}:${r.objectId}`]);
       try {
         const cur = await this.core.deps.store.getObject(key.id, r.objectId);
+        const curHash = cur ? recordHash(cur.record) : null;
+        if (cur && cur.version === r.version && !sameHash(curHash!, recordHash(bytes))) {
+          this.metrics?.fork();
+          await this.core.refuse(ctx, 'lightning_restore', key, new CustosError('conflict', `Object ${r.objectId} has forked: the backup's version ${r.version} differs from the vault's. Nothing was changed for it.`, { tag: 'fork' }), details);
+        }
         if (cur && cur.version >= r.version) {
           kept++;
           continue;
         }
-        await this.store(ctx, key, 'lightning_restore', [{ objectId: r.objectId, version: r.version, bytes }], cur, { object: r.objectId, version: r.version.toString() });
+        if (cur && !sameHash(r.prevHash, curHash!)) {
+          await this.core.refuse(ctx, 'lightning_restore', key, new CustosError('bad_request', `The backup's version ${r.version} of ${r.objectId} does not follow the vault's version ${cur.version}: reconcile with the node (it hands over the records between), or restore into a fresh vault.`, { tag: 'record_chain' }), details);
+        }
+        await this.store(ctx, key, 'lightning_restore', [{ objectId: r.objectId, version: r.version, bytes }], cur, details);
         applied++;
       } finally {
         release();
@@ -325,7 +343,11 @@ export class Lightning {
 
   /** The hsmd hook: decrypts a custos-ecies-v1 envelope made to the node's key at `path`. */
   async decrypt(ctx: Ctx, ref: string, req: { path?: string; envelope: Uint8Array }): Promise<Uint8Array> {
-    return this.hook(ctx, ref, 'decrypt', req.path, { envelope_sha256: bytesToHex(recordHash(req.envelope)) }, (secret) => eciesDecrypt(secret, req.envelope));
+    return this.hook(ctx, ref, 'decrypt', req.path, { envelope_sha256: bytesToHex(recordHash(req.envelope)) }, (secret) => {
+      // The node's keys are secp256k1: an envelope for another curve is not theirs.
+      if (req.envelope[5] !== 2) throw new CustosError('bad_request', 'The envelope is not a custos-ecies-v1 envelope to a secp256k1 key.');
+      return eciesDecrypt(secret, req.envelope);
+    });
   }
 
   /** The public key at a hook path (what the node hands its peers). */

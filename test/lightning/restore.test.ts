@@ -8,13 +8,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { custos, custosAsync, serve } from '../helpers/process.js';
 import { tempDir } from '../helpers/tmpvault.js';
 import { CustosClient } from '../../src/client/client.js';
-import { generateMnemonic } from '../../src/wallet/hd.js';
+import { generateMnemonic, masterFromSeed, seedFromMnemonic } from '../../src/wallet/hd.js';
+import { nodeKeys } from '../../src/lightning/keys.js';
+import { recordName } from '../../src/lightning/backup.js';
+import { recordHash, sealRecord } from '../../src/crypto/lightning-record.js';
 
 const PASSENV = { CUSTOS_PASSPHRASE: 'lightning test passphrase' };
 
@@ -53,6 +56,15 @@ test('a node killed, restored from the seed and its HTTP backup alone: every obj
   writeFileSync(join(a, 'backup-auth'), 'Bearer backup-secret', { mode: 0o600 });
   appendFileSync(join(a, 'custos.toml'), `\n[lightning]\nbackup = "${endpoint.url}"\nbackup_authorization_file = "backup-auth"\n`);
   const latest = new Map<string, Buffer>();
+  // A record this node's vault could have written (its record key, from the mnemonic), at
+  // version `version` following the stored record at `after`: what a failed commit leaves.
+  const orphan = (d: string, version: number, after: number) => {
+    const prevFile = readdirSync(d).find((f) => f.startsWith(`${String(after).padStart(20, '0')}-`))!;
+    const master = masterFromSeed(seedFromMnemonic(mnemonic), 'secp256k1');
+    const bytes = sealRecord(nodeKeys(master).signer, { objectId: 'chan-2', version: BigInt(version), prevHash: recordHash(readFileSync(join(d, prevFile))), ciphertext: randomBytes(64) });
+    return { name: recordName(BigInt(version), bytes), bytes };
+  };
+  const place = (d: string, o: { name: string; bytes: Uint8Array }) => writeFileSync(join(d, o.name), o.bytes);
   let s = await serve(['--data-dir', a], PASSENV);
   try {
     const r = custos(['keys', 'create-hd', '--label', 'ln', '--purpose', 'lightning', '--mnemonic-file', join(dir, 'mnemonic')], { CUSTOS_ADDR: s.url, CUSTOS_TOKEN: tokenA });
@@ -81,7 +93,7 @@ test('a node killed, restored from the seed and its HTTP backup alone: every obj
     const api = { CUSTOS_ADDR: s.url, CUSTOS_TOKEN: tokenB };
     const r = await custosAsync(['lightning', 'restore', '--backup', store, '--mnemonic-file', join(dir, 'mnemonic'), '--label', 'ln', '--json'], api);
     assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), { node, objects: 5, records: 20, applied: 5, kept: 0 });
+    assert.deepEqual(JSON.parse(r.stdout), { node, objects: 5, records: 20, side_branches: 0, applied: 5, kept: 0 });
     const client = new CustosClient({ addr: s.url, token: tokenB });
     for (const [id, st] of latest) {
       const got = await client.lightningGet('ln', id);
@@ -99,7 +111,7 @@ test('a node killed, restored from the seed and its HTTP backup alone: every obj
       f(files(name));
       return join(dir, name);
     };
-    const v = (n: number) => `${String(n).padStart(20, '0')}.rec`;
+    const v = (n: number, d = files('put-store')) => readdirSync(d).find((f) => f.startsWith(`${String(n).padStart(20, '0')}-`))!;
     const cases: Array<[string, string, RegExp]> = [
       [damaged('tampered', (d) => {
         const p = join(d, v(3));
@@ -112,9 +124,17 @@ test('a node killed, restored from the seed and its HTTP backup alone: every obj
         writeFileSync(join(d, v(2)), readFileSync(join(d, v(3))));
         writeFileSync(join(d, v(3)), two);
       }), 'reordered', /object chan-2, version 2: the record filed there is version 3/],
-      [damaged('rolled-back', (d) => writeFileSync(join(d, v(4)), readFileSync(join(d, v(2))))), 'rolled back', /object chan-2, version 4: the record filed there is version 2, not newer than version 3 before it \(rolled back\)/],
-      [damaged('gap', (d) => writeFileSync(join(d, v(3)), readFileSync(join(dir, 'reordered', node, 'chan-1', v(3))))), 'moved', /object chan-2, version 3: the record there is object chan-1's/],
+      [damaged('rolled-back', (d) => writeFileSync(join(d, v(4)), readFileSync(join(d, v(2))))), 'rolled back', /object chan-2, version 4: the record filed there is version 2, older than version 3 before it \(rolled back\)/],
+      [damaged('moved', (d) => writeFileSync(join(d, v(3)), readFileSync(join(dir, 'reordered', node, 'chan-1', v(3, join(dir, 'reordered', node, 'chan-1')))))), 'moved', /object chan-2, version 3: the record there is object chan-1's/],
+      [damaged('gap', (d) => rmSync(join(d, v(3)))), 'a record missing', /object chan-2, version 4: it follows no record before it/],
+      // Two records at the newest version, neither followed: which was committed cannot be known.
+      [damaged('ambiguous', (d) => place(d, orphan(d, 4, 3))), 'ambiguous', /object chan-2, version 4: 2 records of that version/],
     ];
+    // A write whose commit failed left a record beside version 3 that nothing follows: left out.
+    const sideways = damaged('side-branch', (d) => place(d, orphan(d, 3, 2)));
+    const side = await custosAsync(['lightning', 'restore', '--backup', sideways, '--mnemonic-file', join(dir, 'mnemonic'), '--label', 'ln', '--check-only', '--json'], api);
+    assert.equal(side.status, 0, side.stderr);
+    assert.equal(JSON.parse(side.stdout).side_branches, 1);
     for (const [where, what, message] of cases) {
       const bad = await custosAsync(['lightning', 'restore', '--backup', where, '--mnemonic-file', join(dir, 'mnemonic'), '--label', 'ln2'], api);
       assert.equal(bad.status, 1, `${what}: ${bad.stderr}`);

@@ -232,3 +232,56 @@ test('property: reconcile over random histories, restore points, node positions,
     await Promise.all([a.v.dispose(), b.v.dispose(), c.v.dispose()]);
   }
 });
+
+test('a record whose commit fails is taken back from the backup; restore applies only what follows the stored record; dot ids refused', async () => {
+  const t = tempDir();
+  const dirTarget = new DirectoryTarget(join(t.dir, 'backup'));
+  let during: (() => Promise<void>) | null = null;
+  // A target that runs `during` after the record is written and before the commit.
+  const target = { name: dirTarget.name, write: async (...a: Parameters<DirectoryTarget['write']>) => (await dirTarget.write(...a), await during?.()), remove: dirTarget.remove.bind(dirTarget), close: async () => {} };
+  const w = await makeVault({ lightning: { backup: target } });
+  try {
+    await w.vault.createHdKey(w.ctx(), { label: 'ln', curve: 'secp256k1', mnemonic: generateMnemonic(), purpose: 'lightning' });
+    const ln = w.vault.lightning;
+    await ln.put(w.ctx(), 'ln', 'chan', 1n, state(1));
+    // The key is disabled between the backup write and the commit: refused, and the record taken back.
+    during = async () => void (await w.vault.setEnabled(w.ctx(), 'ln', false));
+    await assert.rejects(ln.put(w.ctx(), 'ln', 'chan', 2n, state(2)), code('key_disabled'));
+    during = null;
+    await w.vault.setEnabled(w.ctx(), 'ln', true);
+    await ln.put(w.ctx(), 'ln', 'chan', 3n, state(3));
+    const d = await ln.describe(w.ctx(), 'ln');
+    for await (const o of dirTarget.objects(d.keys.node)) {
+      const records = [];
+      for await (const r of o.records) records.push(r);
+      assert.deepEqual(records.map((r) => r.filedAs), [1n, 3n], 'version 2 is not in the backup');
+      assert.equal(checkHistory(recordVerifier(d.keys.recordPublic), o.objectId, records).latest.version, 3n);
+    }
+    // `.` and `..` are not object ids (they would be folders of their own in the backup).
+    for (const id of ['.', '..', '.hidden']) await assert.rejects(ln.put(w.ctx(), 'ln', id, 1n, state(1)), code('bad_request'));
+  } finally {
+    await w.dispose();
+    t.cleanup();
+  }
+  // Restore: applied where absent or following; a different record of the stored version is a fork; a gap is refused.
+  const b = await node(null);
+  const a = await node(null, b.mnemonic);
+  const c = await node(null, b.mnemonic);
+  try {
+    const recs: Uint8Array[] = [];
+    for (let i = 1; i <= 3; i++) recs.push((await b.v.vault.lightning.put(b.v.ctx(), 'ln', 'o', BigInt(i), state(i))).record);
+    const other = (await c.v.vault.lightning.put(c.v.ctx(), 'ln', 'o', 1n, state(99))).record;
+    const la = a.v.vault.lightning;
+    assert.deepEqual(await la.restore(a.v.ctx(), 'ln', [recs[0]!]), { applied: 1, kept: 0 });
+    await assert.rejects(la.restore(a.v.ctx(), 'ln', [other]), code('conflict:fork'));
+    assert.equal(a.forks[0], 1);
+    await assert.rejects(la.restore(a.v.ctx(), 'ln', [recs[2]!]), code('bad_request:record_chain'));
+    assert.deepEqual(await la.restore(a.v.ctx(), 'ln', [recs[1]!, recs[2]!]), { applied: 2, kept: 0 });
+    // A node principal (scope state) cannot restore: that is an operator's act.
+    const made = await a.v.vault.createToken(a.v.ctx(), { name: 'node', role: 'signer', operations: ['state'], keys: ['ln'] });
+    const nctx = { principal: await a.v.vault.authenticate({ token: made.token!, remote: '127.0.0.1' }), requestId: randomUUID() };
+    await assert.rejects(la.restore(nctx, 'ln', [recs[2]!]), code('forbidden'));
+  } finally {
+    await Promise.all([a.v.dispose(), b.v.dispose(), c.v.dispose()]);
+  }
+});

@@ -4,16 +4,14 @@
  */
 import { Command, Option } from 'commander';
 import { CustosError, isCustosError } from '../../core/errors.js';
-import { wipe } from '../../core/bytes.js';
+import { bytesToHex, wipe } from '../../core/bytes.js';
 import { HistoryCheck, openBackupSource } from '../../lightning/backup.js';
 import { nodeKeys } from '../../lightning/keys.js';
-import { recordVerifier } from '../../crypto/lightning-record.js';
+import { recordHash, recordVerifier } from '../../crypto/lightning-record.js';
 import { masterFromSeed, seedFromMnemonic, wipeMaster } from '../../wallet/hd.js';
 import { clientFrom, out, readInput, withApi } from '../common.js';
 import { EXIT } from '../exit.js';
 
-/** Records per restore request. */
-const BATCH = 200;
 
 export function registerLightning(program: Command): void {
   const ln = program.command('lightning').description("A Lightning node's key: state records, backups, restore, the hsmd hook");
@@ -34,32 +32,48 @@ export function registerLightning(program: Command): void {
       .addOption(new Option('--check-only', 'check the backup and stop: nothing is sent to the vault')),
   ).action(async (o) => {
     const words = Buffer.from(readInput(o.mnemonicFile));
-    const seed = seedFromMnemonic(words.toString('utf8').trim().replace(/\s+/g, ' '), o.passphraseEnv ? (process.env[o.passphraseEnv] ?? '') : '');
-    let keys;
     try {
-      const master = masterFromSeed(seed, 'secp256k1');
-      try {
-        keys = nodeKeys(master);
-      } finally {
-        wipeMaster(master);
-      }
+      await restore(o, words);
     } finally {
-      wipe(seed);
+      words.fill(0);
     }
-    // 1. The whole backup is checked before anything is restored.
-    const verifier = recordVerifier(keys.recordPublic);
-    const source = await openBackupSource(o.backup);
-    const latest: Uint8Array[] = [];
-    let records = 0;
-    const tty = process.stderr.isTTY;
+  });
+}
+
+/** Requests carry at most this many record bytes (base64 makes it 4/3; the route takes 16 MiB). */
+const BATCH_BYTES = 8 * 1024 * 1024;
+
+async function restore(o: { backup: string; passphraseEnv?: string; label: string; checkOnly?: boolean; json?: boolean } & Parameters<typeof clientFrom>[0], words: Buffer): Promise<void> {
+  const mnemonic = () => words.toString('utf8').trim().replace(/\s+/g, ' ');
+  const seed = seedFromMnemonic(mnemonic(), o.passphraseEnv ? (process.env[o.passphraseEnv] ?? '') : '');
+  let keys;
+  try {
+    const master = masterFromSeed(seed, 'secp256k1');
+    try {
+      keys = nodeKeys(master);
+    } finally {
+      wipeMaster(master);
+    }
+  } finally {
+    wipe(seed);
+  }
+  const verifier = recordVerifier(keys.recordPublic);
+  const tty = process.stderr.isTTY;
+  // 1. The whole backup is checked before anything is restored; only each object's latest
+  //    version and hash are kept (a backup of 100,000 channels is never in memory).
+  const source = await openBackupSource(o.backup);
+  const latest: Array<{ objectId: string; version: bigint; hash: string }> = [];
+  const summary = { node: keys.node, objects: 0, records: 0, side_branches: 0, applied: 0, kept: 0 };
+  try {
     try {
       for await (const obj of source.objects(keys.node)) {
         const check = new HistoryCheck(verifier, obj.objectId);
-        for await (const r of obj.records) check.add(r.filedAs, r.bytes);
+        for await (const r of obj.records) check.add(r.filedAs, r.bytes, r.hashPrefix);
         const h = check.result();
-        latest.push(h.bytes);
-        records += h.count;
-        if (tty && latest.length % 1000 === 0) process.stderr.write(`\rcustos: checked ${latest.length} objects (${records} records)`);
+        latest.push({ objectId: obj.objectId, version: h.latest.version, hash: bytesToHex(recordHash(h.bytes)) });
+        summary.records += h.count;
+        summary.side_branches += h.sideBranches;
+        if (tty && latest.length % 1000 === 0) process.stderr.write(`\rcustos: checked ${latest.length} objects (${summary.records} records)`);
       }
     } catch (e) {
       if (isCustosError(e) && (e.tag ?? '').startsWith('backup_')) {
@@ -68,12 +82,10 @@ export function registerLightning(program: Command): void {
         return;
       }
       throw e;
-    } finally {
-      await source.close();
     }
     if (tty) process.stderr.write('\n');
-    const summary = { node: keys.node, objects: latest.length, records, applied: 0, kept: 0 };
-    if (o.checkOnly) return out(o.json ? JSON.stringify(summary) : `backup sound: ${latest.length} objects, ${records} records, node ${keys.node}`);
+    summary.objects = latest.length;
+    if (o.checkOnly) return out(o.json ? JSON.stringify(summary) : `backup sound: ${latest.length} objects, ${summary.records} records${summary.side_branches ? ` (${summary.side_branches} left out: writes whose commit failed)` : ''}, node ${keys.node}`);
     // 2. The node key, from the same mnemonic (or the one already there, if it is this node's).
     const client = clientFrom(o);
     let info = await client.lightningInfo(o.label).catch((e: unknown) => {
@@ -81,19 +93,36 @@ export function registerLightning(program: Command): void {
       throw e;
     });
     if (!info) {
-      await client.createHdKey({ label: o.label, curve: 'secp256k1', mnemonic: words.toString('utf8').trim().replace(/\s+/g, ' '), purpose: 'lightning', ...(o.passphraseEnv ? { passphrase: process.env[o.passphraseEnv] ?? '' } : {}) });
+      await client.createHdKey({ label: o.label, curve: 'secp256k1', mnemonic: mnemonic(), purpose: 'lightning', ...(o.passphraseEnv ? { passphrase: process.env[o.passphraseEnv] ?? '' } : {}) });
       info = await client.lightningInfo(o.label);
     }
-    wipe(words);
     if (info.node !== keys.node) throw new CustosError('conflict', `The key ${o.label} in the vault is another node's (${info.node}), not this mnemonic's (${keys.node}): restore into another label.`);
-    // 3. Each object's latest record, newer than what the vault holds.
-    for (let i = 0; i < latest.length; i += BATCH) {
-      const r = await client.lightningRestore(o.label, latest.slice(i, i + BATCH));
+    // 3. Each object's latest record, read again (and checked to be the one checked above),
+    //    sent in requests of bounded size.
+    let batch: Uint8Array[] = [];
+    let bytes = 0;
+    let sent = 0;
+    const flush = async () => {
+      if (!batch.length) return;
+      const r = await client.lightningRestore(o.label, batch);
       summary.applied += r.applied;
       summary.kept += r.kept;
-      if (tty) process.stderr.write(`\rcustos: restored ${Math.min(i + BATCH, latest.length)} of ${latest.length} objects`);
+      sent += batch.length;
+      batch = [];
+      bytes = 0;
+      if (tty) process.stderr.write(`\rcustos: restored ${sent} of ${latest.length} objects`);
+    };
+    for (const l of latest) {
+      const record = await source.record(keys.node, l.objectId, l.version, l.hash.slice(0, 16));
+      if (!record || bytesToHex(recordHash(record)) !== l.hash) throw new CustosError('conflict', `The backup changed while it was restored (object ${l.objectId}, version ${l.version}); ${sent} objects were restored. Run the restore again.`);
+      if (bytes + record.length > BATCH_BYTES) await flush();
+      batch.push(record);
+      bytes += record.length;
     }
+    await flush();
     if (tty) process.stderr.write('\n');
-    out(o.json ? JSON.stringify(summary) : `restored ${summary.applied} objects (${summary.kept} already as new or newer) from ${records} records into ${o.label}`);
-  });
+    out(o.json ? JSON.stringify(summary) : `restored ${summary.applied} objects (${summary.kept} already as new or newer) from ${summary.records} records into ${o.label}`);
+  } finally {
+    await source.close();
+  }
 }

@@ -36,7 +36,7 @@ export const ROUTE_OPERATIONS: Readonly<Record<string, Operation>> = {
   'GET /v1/lightning/:key/objects/:object': 'state',
   'GET /v1/lightning/:key/objects': 'state',
   'POST /v1/lightning/:key/reconcile': 'state',
-  'POST /v1/lightning/:key/restore': 'state',
+  'POST /v1/lightning/:key/restore': 'manage',
   'GET /v1/lightning/:key/hook-key': 'state',
   'POST /v1/lightning/:key/ecdh': 'ecdh',
   'POST /v1/lightning/:key/decrypt': 'decrypt',

@@ -23,7 +23,7 @@ const errors = { 400: { $ref: 'Error#' }, 401: { $ref: 'Error#' }, 403: { $ref: 
 const secured = [{ bearer: [] }];
 const tags = ['lightning'];
 const keyParams = { type: 'object', required: ['key'], properties: { key: { type: 'string', minLength: 1, maxLength: 128 } } } as const;
-const objectParams = { type: 'object', required: ['key', 'object'], properties: { key: { type: 'string', minLength: 1, maxLength: 128 }, object: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' } } } as const;
+const objectParams = { type: 'object', required: ['key', 'object'], properties: { key: { type: 'string', minLength: 1, maxLength: 128 }, object: { type: 'string', pattern: '^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$' } } } as const;
 const version = { type: 'string', pattern: '^[0-9]{1,20}$', description: 'decimal, 0 to 2^64-1' } as const;
 const hash = { type: 'string', pattern: '^[0-9a-f]{64}$', description: 'SHA-256 of the record, hex' } as const;
 const path = { type: 'string', maxLength: 256, description: "a BIP32 path under m/9735'/2' (default m/9735'/2'/0')" } as const;
@@ -63,7 +63,11 @@ export function lightningRoutes(app: FastifyInstance, vault: () => Vault, ctx: (
 
   app.get<{ Params: { key: string; object: string } }>('/v1/lightning/:key/objects/:object', { schema: { summary: "An object's latest version, its record and its state (decrypted for the node)", tags, security: secured, params: objectParams, response: { 200: { ...objectVersion, properties: { ...objectVersion.properties, state: { type: 'string' } } }, ...errors } } }, async (req) => {
     const r = await vault().lightning.get(ctx(req), req.params.key, req.params.object);
-    return { object: r.objectId, version: r.version.toString(), hash: bytesToHex(r.hash), record: bytesToBase64(r.record), state: bytesToBase64(r.state) };
+    try {
+      return { object: r.objectId, version: r.version.toString(), hash: bytesToHex(r.hash), record: bytesToBase64(r.record), state: bytesToBase64(r.state) };
+    } finally {
+      wipe(r.state);
+    }
   });
 
   app.get<{ Params: { key: string }; Querystring: { after?: string; limit?: number } }>(
@@ -74,7 +78,7 @@ export function lightningRoutes(app: FastifyInstance, vault: () => Vault, ctx: (
         tags,
         security: secured,
         params: keyParams,
-        querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' }, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } } },
+        querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'string', pattern: '^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$' }, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } } },
         response: { 200: { type: 'object', properties: { objects: { type: 'array', items: { type: 'object', properties: { object: { type: 'string' }, version, hash } } }, next: { type: ['string', 'null'] } } }, ...errors },
       },
     },
@@ -88,25 +92,27 @@ export function lightningRoutes(app: FastifyInstance, vault: () => Vault, ctx: (
   app.post<{ Params: { key: string }; Body: { object: string; version: string; hash: string; records?: string[] } }>(
     '/v1/lightning/:key/reconcile',
     {
-      bodyLimit: 64 * 1024 * 1024,
+      bodyLimit: 16 * 1024 * 1024,
       schema: {
         summary: 'The node says which version of an object it holds: in sync, node behind (the record and state to replay), vault behind (hand over the records), or fork (409, audited, counted)',
         tags,
         security: secured,
         params: keyParams,
-        body: { type: 'object', additionalProperties: false, required: ['object', 'version', 'hash'], properties: { object: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' }, version, hash, records: { type: 'array', maxItems: 1000, items: { type: 'string', maxLength: STATE_B64 + 512 } } } },
+        body: { type: 'object', additionalProperties: false, required: ['object', 'version', 'hash'], properties: { object: { type: 'string', pattern: '^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$' }, version, hash, records: { type: 'array', maxItems: 100, items: { type: 'string', maxLength: STATE_B64 + 512 } } } },
         response: { 200: { type: 'object', properties: { status: { type: 'string', enum: ['in_sync', 'node_behind', 'vault_behind'] }, version: { type: ['string', 'null'] }, hash: { type: ['string', 'null'] }, record: { type: 'string' }, state: { type: 'string' }, applied: { type: 'integer' } } }, ...errors },
       },
     },
     async (req) => {
       const b = req.body;
       const r = await vault().lightning.reconcile(ctx(req), req.params.key, { objectId: b.object, version: parseVersion(b.version), hash: hexToBytes(b.hash, 'hash'), ...(b.records ? { records: b.records.map((x) => base64ToBytes(x, 'record')) } : {}) });
+      const state = r.state ? bytesToBase64(r.state) : undefined;
+      wipe(r.state);
       return {
         status: r.status,
         version: r.version === null ? null : r.version.toString(),
         hash: r.hash ? bytesToHex(r.hash) : null,
         ...(r.record ? { record: bytesToBase64(r.record) } : {}),
-        ...(r.state ? { state: bytesToBase64(r.state) } : {}),
+        ...(state !== undefined ? { state } : {}),
         ...(r.applied !== undefined ? { applied: r.applied } : {}),
       };
     },
@@ -115,7 +121,7 @@ export function lightningRoutes(app: FastifyInstance, vault: () => Vault, ctx: (
   app.post<{ Params: { key: string }; Body: { records: string[] } }>(
     '/v1/lightning/:key/restore',
     {
-      bodyLimit: 64 * 1024 * 1024,
+      bodyLimit: 16 * 1024 * 1024,
       schema: {
         summary: "Each object's latest record from a checked backup (custos lightning restore): applied where newer than what is stored",
         tags,
