@@ -17,6 +17,12 @@ const prevote = (h: bigint, n: number) => voteSignBytes(CHAIN, { type: 'prevote'
 const vote = (n: Node, h: bigint, v: number) =>
   n.tv.vault.signConsensus({ requestId: `r-${n.name}-${h}-${v}-${Math.random()}`, principal: { id: 'privval:val', kind: 'privval' }, key: 'val', chainId: CHAIN, position: { height: h, round: 0, step: 2 }, signBytes: prevote(h, v), onlyTimestampDiffers, context: {} });
 const dropApply = (n: Node) => (n.intercept = (_f, step) => (step === 'refresh/apply' ? Promise.reject(new CustosError('cosigners_unavailable', `${n.name} did not answer`, { tag: 'unreachable' })) : undefined));
+/** A 3-of-n consensus key made by DKG from a, and every member's consent to refresh it. */
+async function consensusKey(nodes: Record<string, Node>, names: string[]): Promise<void> {
+  agree(nodes, 'a', { label: 'val', kind: 'keygen', threshold: 3, members: names, purpose: 'consensus' });
+  await nodes.a!.cluster.keygen(nodes.a!.tv.ctx(), { label: 'val', algorithm: 'ed25519', threshold: 3, members: names, purpose: 'consensus' });
+  agree(nodes, 'a', { label: 'val', kind: 'reshare', threshold: 3, members: names, purpose: 'consensus' });
+}
 const retired = async (n: Node) => (await n.tv.vault.getKey('val')).attributes['threshold.retiring'] !== undefined;
 
 test('a refresh whose apply is lost on two of five members: they sign nothing meanwhile, and --resume from any member finishes it', { timeout: 60_000 }, async () => {
@@ -24,9 +30,7 @@ test('a refresh whose apply is lost on two of five members: they sign nothing me
   const { nodes, close } = await makeNodes(names);
   try {
     const a = nodes.a!;
-    agree(nodes, 'a', { label: 'val', kind: 'keygen', threshold: 3, members: names, purpose: 'consensus' });
-    await a.cluster.keygen(a.tv.ctx(), { label: 'val', algorithm: 'ed25519', threshold: 3, members: names, purpose: 'consensus' });
-    agree(nodes, 'a', { label: 'val', kind: 'reshare', threshold: 3, members: names, purpose: 'consensus' });
+    await consensusKey(nodes, names);
     dropApply(nodes.d!);
     dropApply(nodes.e!);
     await assert.rejects(a.cluster.refresh(a.tv.ctx(), { label: 'val' }), /--resume/);
@@ -114,9 +118,7 @@ test('--resume and --abort run at the same moment from two members: the arbiter 
     const { nodes, close } = await makeNodes(names);
     try {
       const a = nodes.a!;
-      agree(nodes, 'a', { label: 'val', kind: 'keygen', threshold: 3, members: names, purpose: 'consensus' });
-      await a.cluster.keygen(a.tv.ctx(), { label: 'val', algorithm: 'ed25519', threshold: 3, members: names, purpose: 'consensus' });
-      agree(nodes, 'a', { label: 'val', kind: 'reshare', threshold: 3, members: names, purpose: 'consensus' });
+      await consensusKey(nodes, names);
       // e finishes (retires) but its answer is held back: a's refresh waits, every holder retired, nothing decided.
       let release!: () => void;
       const held = new Promise<void>((r) => (release = r));
@@ -160,9 +162,7 @@ test('the arbiter lost for good after it decided: the participants stand in for 
     const { nodes, close } = await makeNodes(names);
     try {
       const a = nodes.a!;
-      agree(nodes, 'a', { label: 'val', kind: 'keygen', threshold: 3, members: names, purpose: 'consensus' });
-      await a.cluster.keygen(a.tv.ctx(), { label: 'val', algorithm: 'ed25519', threshold: 3, members: names, purpose: 'consensus' });
-      agree(nodes, 'a', { label: 'val', kind: 'reshare', threshold: 3, members: names, purpose: 'consensus' });
+      await consensusKey(nodes, names);
       // a (the arbiter) records commit; the decide reaches b and c ('committed') or no one, then a is lost.
       const dropped = variant === 'committed' ? ['d', 'e'] : ['b', 'c', 'd', 'e'];
       for (const n of dropped) nodes[n]!.intercept = (_f, step) => (step === 'refresh/decide' ? Promise.reject(new CustosError('cosigners_unavailable', `${n} did not answer`, { tag: 'unreachable' })) : undefined);
