@@ -22,7 +22,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { custos, custosAsync, serve, type ServeProcess } from '../helpers/process.js';
+import { custos, custosAsync, serve } from '../helpers/process.js';
 import { tempDir } from '../helpers/tmpvault.js';
 import { CustosPersister, LdkNet, hex, initLdk, keysFromSeed, nodeIdOf, outpointId, readMonitor, type LdkNode } from '../helpers/ldk.js';
 import { CustosClient } from '../../src/client/client.js';
@@ -39,8 +39,9 @@ function init(dataDir: string): string {
 /** The LDK seed of a node: the first 32 bytes of its mnemonic's BIP39 seed. */
 const ldkSeed = (mnemonic: string): Uint8Array => seedFromMnemonic(mnemonic.trim()).slice(0, 32);
 
-test('two LDK nodes persist every ChannelMonitor through Custos (InProgress, then channel_monitor_updated); a fresh vault restored from the backup and the mnemonics holds each latest monitor', { timeout: 120_000 }, async () => {
+test('two LDK nodes persist every ChannelMonitor through Custos (InProgress, then channel_monitor_updated); a fresh vault restored from the backup and the mnemonics holds each latest monitor', { timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = tempDir();
+  t.after(cleanup);
   const backup = join(dir, 'ln-backup');
   const names = ['ln-a', 'ln-b'] as const;
   const mnemonicFile = (label: string) => join(dir, `${label}.mnemonic`);
@@ -49,16 +50,16 @@ test('two LDK nodes persist every ChannelMonitor through Custos (InProgress, the
   const a = join(dir, 'a');
   const tokenA = init(a);
   appendFileSync(join(a, 'custos.toml'), `\n[lightning]\nbackup = "${backup}"\n`);
-  let server: ServeProcess | null = await serve(['--data-dir', a], PASSENV);
+  const first = await serve(['--data-dir', a], PASSENV);
 
   const live = new Map<string, { node: LdkNode; persister: CustosPersister; object: string; updateId: bigint; version: bigint; channelId: string; counterparty: string; custosNode: string }>();
   try {
-    const api = { CUSTOS_ADDR: server.url, CUSTOS_TOKEN: tokenA };
+    const api = { CUSTOS_ADDR: first.url, CUSTOS_TOKEN: tokenA };
     for (const label of names) {
       const r = await custosAsync(['keys', 'create-hd', '--label', label, '--purpose', 'lightning', '--mnemonic-file', mnemonicFile(label)], api);
       assert.equal(r.status, 0, r.stderr);
     }
-    const client = new CustosClient({ addr: server.url, token: tokenA });
+    const client = new CustosClient({ addr: first.url, token: tokenA });
 
     await initLdk();
     const net = new LdkNet();
@@ -77,8 +78,8 @@ test('two LDK nodes persist every ChannelMonitor through Custos (InProgress, the
       const persister = node.persister as CustosPersister;
       const tag = node.name;
       // One monitor, the channel's, and LDK has nothing waiting to be persisted.
-      assert.deepEqual(node.chainMonitor.list_monitors().map((t) => outpointId(t.get_a())), [channel.object], `${tag}: monitors`);
-      for (const t of node.chainMonitor.list_pending_monitor_updates()) assert.deepEqual(t.get_b(), [], `${tag}: no update left in progress`);
+      assert.deepEqual(node.chainMonitor.list_monitors().map((m) => outpointId(m.get_a())), [channel.object], `${tag}: monitors`);
+      for (const p of node.chainMonitor.list_pending_monitor_updates()) assert.deepEqual(p.get_b(), [], `${tag}: no update left in progress`);
 
       // Every Persist call produced its own Custos version, in order: 1, 2, 3, …
       const calls = persister.calls;
@@ -103,9 +104,10 @@ test('two LDK nodes persist every ChannelMonitor through Custos (InProgress, the
       assert.equal(last.updateId, BigInt(updates.length), `${tag}: the live monitor is at update ${updates.length}`);
 
       // The final Custos version of the object is the live monitor.
-      // (Not lightningList: its route checks `limit` as an integer with query coercion off, so it refuses every call.)
       const info = await client.lightningInfo(node.name);
       assert.equal(info.objects, 1, `${tag}: one object in Custos`);
+      const listed = await client.lightningList(node.name, undefined, 10);
+      assert.deepEqual(listed.objects.map((o) => [o.object, o.version]), [[channel.object, String(last.version)]]);
       const got = await client.lightningGet(node.name, channel.object);
       assert.equal(got.version, String(last.version));
       const read = readMonitor(Buffer.from(got.state, 'base64'), node.keys);
@@ -118,17 +120,16 @@ test('two LDK nodes persist every ChannelMonitor through Custos (InProgress, the
       live.set(node.name, { node, persister, object: channel.object, updateId: last.updateId, version: last.version, channelId, counterparty: hex(other.nodeId), custosNode: info.node });
     }
   } finally {
-    await server.stop('SIGKILL');
-    server = null;
+    await first.stop('SIGKILL');
   }
 
   // A fresh vault, the backup, each node's mnemonic: each node's latest monitor is back.
   const b = join(dir, 'b');
   const tokenB = init(b);
-  server = await serve(['--data-dir', b], PASSENV);
+  const second = await serve(['--data-dir', b], PASSENV);
   try {
-    const api = { CUSTOS_ADDR: server.url, CUSTOS_TOKEN: tokenB };
-    const client = new CustosClient({ addr: server.url, token: tokenB });
+    const api = { CUSTOS_ADDR: second.url, CUSTOS_TOKEN: tokenB };
+    const client = new CustosClient({ addr: second.url, token: tokenB });
     for (const label of names) {
       const was = live.get(label)!;
       const r = await custosAsync(['lightning', 'restore', '--backup', backup, '--mnemonic-file', mnemonicFile(label), '--label', label, '--json'], api);
@@ -148,7 +149,6 @@ test('two LDK nodes persist every ChannelMonitor through Custos (InProgress, the
       assert.equal(read.counterparty, was.counterparty);
     }
   } finally {
-    await server.stop();
-    cleanup();
+    await second.stop();
   }
 });

@@ -70,7 +70,7 @@ export function lightningRoutes(app: FastifyInstance, vault: () => Vault, ctx: (
     }
   });
 
-  app.get<{ Params: { key: string }; Querystring: { after?: string; limit?: number } }>(
+  app.get<{ Params: { key: string }; Querystring: { after?: string; limit?: string } }>(
     '/v1/lightning/:key/objects',
     {
       schema: {
@@ -78,12 +78,12 @@ export function lightningRoutes(app: FastifyInstance, vault: () => Vault, ctx: (
         tags,
         security: secured,
         params: keyParams,
-        querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'string', pattern: '^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$' }, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } } },
+        querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'string', pattern: '^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$' }, limit: { type: 'string', pattern: '^[0-9]{1,4}$', description: '1 to 1000 (default 100)' } } },
         response: { 200: { type: 'object', properties: { objects: { type: 'array', items: { type: 'object', properties: { object: { type: 'string' }, version, hash } } }, next: { type: ['string', 'null'] } } }, ...errors },
       },
     },
     async (req) => {
-      const limit = req.query.limit ?? 100;
+      const limit = Math.max(1, Math.min(1000, Number(req.query.limit ?? '100')));
       const page = await vault().lightning.list(ctx(req), req.params.key, req.query.after ?? null, limit);
       return { objects: page.map((o) => ({ object: o.objectId, version: o.version.toString(), hash: bytesToHex(o.hash) })), next: page.length === limit ? page[page.length - 1]!.objectId : null };
     },
