@@ -36,6 +36,7 @@ import {
   metaRowBytes,
   objectPk,
   objectRowBytes,
+  recordSha256,
   STATE_ROW,
   tokenRowBytes,
   tokenTermsJson,
@@ -234,10 +235,14 @@ interface ObjectRow {
   key_id: string;
   object_id: string;
   version: string;
-  record: Buffer;
+  /** Absent where only the hash was read (the walk of every row). */
+  record?: Buffer;
+  record_sha256: string;
   mac: Buffer | null;
   wseq: number | null;
 }
+/** The columns a walk of every object row reads: its hash, never its record. */
+const OBJECT_HEAD = 'key_id, object_id, version, record_sha256, mac, wseq';
 
 const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 
@@ -324,7 +329,7 @@ function objectVersion(text: string): bigint | null {
  */
 function objectBytes(r: ObjectRow): Uint8Array {
   const v = objectVersion(r.version);
-  return v === null ? utf8(JSON.stringify(['unreadable version', r.key_id, r.object_id, r.version])) : objectRowBytes(r.key_id, r.object_id, v, u8(r.record), r.wseq);
+  return v === null ? utf8(JSON.stringify(['unreadable version', r.key_id, r.object_id, r.version])) : objectRowBytes(r.key_id, r.object_id, v, r.record_sha256, r.wseq);
 }
 
 const TABLE_NOUN: Record<ProtectedTable, string> = { keys: 'key', api_tokens: 'API token', watermarks: 'consensus watermark', meta: 'setting', audit: 'audit entry', row_writes: 'write journal', objects: 'object' };
@@ -577,10 +582,10 @@ export abstract class SqlStore implements Store {
       }
       case 'objects': {
         const [keyId, objectId] = JSON.parse(pk) as [string, string];
-        const r = yield* get<ObjectRow>('SELECT * FROM objects WHERE key_id = ? AND object_id = ?', keyId, objectId);
+        const r = yield* get<ObjectRow>(`SELECT ${OBJECT_HEAD} FROM objects WHERE key_id = ? AND object_id = ?`, keyId, objectId);
         const v = r ? objectVersion(r.version) : null;
         // (An unreadable version cannot have been written by Custos: it stays unsealed, and fails its check.)
-        if (r && v !== null) bytes = (w) => objectRowBytes(keyId, objectId, v, u8(r.record), w);
+        if (r && v !== null) bytes = (w) => objectRowBytes(keyId, objectId, v, r.record_sha256, w);
         break;
       }
     }
@@ -1215,16 +1220,18 @@ export abstract class SqlStore implements Store {
       case 'putObject': {
         wellFormed(m.keyId, m.objectId);
         if (typeof m.version !== 'bigint' || m.version < 0n || m.version > MAX_OBJECT_VERSION) throw new CustosError('bad_request', 'An object version is an unsigned 64-bit integer; nothing was changed.');
-        const found = yield* this.readObjectRow(cx, m.keyId, m.objectId);
+        // The row's version and MAC decide; its record (megabytes, perhaps) is not read.
+        const found = yield* this.readObjectRow(cx, m.keyId, m.objectId, true);
         const cur = found?.o.version ?? null;
         if (cur !== m.expectedVersion) throw new CustosError('storage_unavailable', 'The object changed while this update was decided (another writer?); read it and decide again.', { tag: 'object_moved' });
         if (cur !== null && m.version <= cur) throw new CustosError('conflict', 'An object version never moves backwards.', { tag: 'object_version' });
         const pk = objectPk(m.keyId, m.objectId);
         const { version, record } = m;
-        const { wseq, mac } = this.seal(cx, 'objects', pk, found?.bytes ?? null, (n) => objectRowBytes(m.keyId, m.objectId, version, record, n));
+        const hash = recordSha256(record);
+        const { wseq, mac } = this.seal(cx, 'objects', pk, found?.bytes ?? null, (n) => objectRowBytes(m.keyId, m.objectId, version, hash, n));
         yield* run(
-          'INSERT INTO objects (key_id, object_id, version, record, mac, wseq) VALUES (?,?,?,?,?,?) ON CONFLICT(key_id, object_id) DO UPDATE SET version = excluded.version, record = excluded.record, mac = excluded.mac, wseq = excluded.wseq',
-          m.keyId, m.objectId, version.toString(), Buffer.from(record.buffer, record.byteOffset, record.byteLength), mac, wseq,
+          'INSERT INTO objects (key_id, object_id, version, record, record_sha256, mac, wseq) VALUES (?,?,?,?,?,?,?) ON CONFLICT(key_id, object_id) DO UPDATE SET version = excluded.version, record = excluded.record, record_sha256 = excluded.record_sha256, mac = excluded.mac, wseq = excluded.wseq',
+          m.keyId, m.objectId, version.toString(), Buffer.from(record.buffer, record.byteOffset, record.byteLength), hash, mac, wseq,
         );
         return cur === null ? ['objects', 1] : null;
       }
@@ -1286,8 +1293,8 @@ export abstract class SqlStore implements Store {
   // ---- versioned objects ----------------------------------------------------------------------
 
   /** The object as stored, checked, and its bytes: by its primary key, O(log n). */
-  private *readObjectRow(cx: Tx | null, keyId: string, objectId: string): Q<{ o: StoredObject; bytes: Uint8Array } | null> {
-    const r = yield* get<ObjectRow>('SELECT * FROM objects WHERE key_id = ? AND object_id = ?', keyId, objectId);
+  private *readObjectRow(cx: Tx | null, keyId: string, objectId: string, headOnly = false): Q<{ o: StoredObject; bytes: Uint8Array } | null> {
+    const r = yield* get<ObjectRow>(`SELECT ${headOnly ? OBJECT_HEAD : '*'} FROM objects WHERE key_id = ? AND object_id = ?`, keyId, objectId);
     if (!r) {
       yield* this.checkAbsent(cx, 'objects', objectPk(keyId, objectId));
       return null;
@@ -1302,7 +1309,11 @@ export abstract class SqlStore implements Store {
     const version = objectVersion(r.version);
     // Only without row MACs (a tool holding no root key) can an unreadable version get here.
     if (version === null) throw this.corrupt('objects', pk, 'unreadable', `The object row ${printable(pk, 80)} in ${this.path} has an unreadable version: it was edited outside Custos.`, 'row_mac');
-    return { o: { keyId: r.key_id, objectId: r.object_id, version, record: u8(r.record) }, bytes };
+    if (r.record === undefined) return { o: { keyId: r.key_id, objectId: r.object_id, version, record: new Uint8Array(0) }, bytes };
+    const record = u8(r.record);
+    // The MAC covers the hash; the record must be the one hashed.
+    if (recordSha256(record) !== r.record_sha256) throw this.corrupt('objects', pk, 'record', `The object row ${printable(pk, 80)} in ${this.path} holds a record other than the one its MAC covers: it was edited outside Custos.`, 'row_mac');
+    return { o: { keyId: r.key_id, objectId: r.object_id, version, record }, bytes };
   }
 
   /**
@@ -1549,8 +1560,8 @@ export abstract class SqlStore implements Store {
           const rows: ObjectRow[] = after
             ? // A row comparison, which both databases answer from the primary-key index (the
               // OR of two ranges is a scan of the whole index in SQLite, for every page).
-              yield* all<ObjectRow>('SELECT * FROM objects WHERE (key_id, object_id) > (?, ?) ORDER BY key_id, object_id LIMIT ?', after[0], after[1], OBJECT_PAGE)
-            : yield* all<ObjectRow>('SELECT * FROM objects ORDER BY key_id, object_id LIMIT ?', OBJECT_PAGE);
+              yield* all<ObjectRow>(`SELECT ${OBJECT_HEAD} FROM objects WHERE (key_id, object_id) > (?, ?) ORDER BY key_id, object_id LIMIT ?`, after[0], after[1], OBJECT_PAGE)
+            : yield* all<ObjectRow>(`SELECT ${OBJECT_HEAD} FROM objects ORDER BY key_id, object_id LIMIT ?`, OBJECT_PAGE);
           for (const r of rows) visit({ pk: objectPk(r.key_id, r.object_id), bytes: objectBytes(r), mac: r.mac, wseq: r.wseq });
           if (rows.length < OBJECT_PAGE) return;
           const last = rows[rows.length - 1]!;

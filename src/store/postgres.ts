@@ -94,6 +94,7 @@ CREATE TABLE IF NOT EXISTS objects (
   object_id TEXT COLLATE "C" NOT NULL,
   version TEXT NOT NULL,
   record BYTEA NOT NULL,
+  record_sha256 TEXT NOT NULL,
   mac BYTEA,
   wseq BIGINT,
   PRIMARY KEY (key_id, object_id)

@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS objects (
   object_id TEXT NOT NULL,
   version TEXT NOT NULL,
   record BLOB NOT NULL,
+  record_sha256 TEXT NOT NULL,
   mac BLOB,
   wseq INTEGER,
   PRIMARY KEY (key_id, object_id)
