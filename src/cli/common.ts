@@ -19,7 +19,9 @@ export const out = (s: string): void => {
 
 export function readInput(file: string): Uint8Array {
   try {
-    return new Uint8Array(readFileSync(file === '-' ? 0 : file));
+    // The file's own buffer (not a copy): a caller that wipes what it read wipes the only copy.
+    const b = readFileSync(file === '-' ? 0 : file);
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   } catch (e) {
     throw new CustosError('bad_request', `Cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}.`);
   }

@@ -193,7 +193,7 @@ export class CustosClient {
     return this.call('POST', `/v1/lightning/${encodeURIComponent(ref)}/reconcile`, p);
   }
 
-  lightningRestore(ref: string, records: Uint8Array[]): Promise<{ applied: number; kept: number }> {
+  lightningRestore(ref: string, records: Uint8Array[]): Promise<{ applied: number; kept: number; refused: Array<{ object: string; version: string; code: string; reason: string }> }> {
     return this.call('POST', `/v1/lightning/${encodeURIComponent(ref)}/restore`, { records: records.map((r) => Buffer.from(r).toString('base64')) });
   }
 

@@ -38,7 +38,12 @@ function sharedSecret(kem: Kem, secret: Uint8Array, pub: Uint8Array): Uint8Array
   const s = Buffer.from(secret);
   try {
     ecdh.setPrivateKey(s);
-    return new Uint8Array(ecdh.computeSecret(pub));
+    const secret = ecdh.computeSecret(pub);
+    try {
+      return new Uint8Array(secret);
+    } finally {
+      secret.fill(0);
+    }
   } finally {
     s.fill(0);
   }
@@ -73,7 +78,12 @@ function keys(shared: Uint8Array, eph: Uint8Array, recipient: Uint8Array): { key
   return { key: okm.subarray(0, 32), nonce: okm.subarray(32) };
 }
 
-export function eciesEncrypt(kem: Kem, recipientPublic: Uint8Array, plaintext: Uint8Array): Uint8Array {
+/**
+ * `ephemeral` (secp256k1 only): the envelope's one-time key, given by a caller that derives it
+ * from everything the envelope is for (lightning records: a retry must give the same bytes);
+ * it must never serve two plaintexts. Without it, a fresh key inside OpenSSL.
+ */
+export function eciesEncrypt(kem: Kem, recipientPublic: Uint8Array, plaintext: Uint8Array, ephemeral?: Uint8Array): Uint8Array {
   const recipient = normaliseRecipient(kem, recipientPublic);
   let ephSecret: Uint8Array | undefined;
   let ephPublic: Uint8Array;
@@ -84,11 +94,20 @@ export function eciesEncrypt(kem: Kem, recipientPublic: Uint8Array, plaintext: U
       ephPublic = x25519.getPublicKey(ephSecret);
       shared = sharedSecret(kem, ephSecret, recipient);
     } else {
-      // A fresh key inside OpenSSL: its secret never reaches JavaScript.
+      // A fresh key inside OpenSSL (its secret never reaches JavaScript), or the one given.
       const eph = createECDH('secp256k1');
-      eph.generateKeys();
+      if (ephemeral) {
+        const s = Buffer.from(ephemeral);
+        try {
+          eph.setPrivateKey(s);
+        } finally {
+          s.fill(0);
+        }
+      } else eph.generateKeys();
       ephPublic = new Uint8Array(eph.getPublicKey(null, 'compressed'));
-      shared = new Uint8Array(eph.computeSecret(recipient));
+      const secret = eph.computeSecret(recipient);
+      shared = new Uint8Array(secret);
+      secret.fill(0);
     }
     const { key, nonce } = keys(shared, ephPublic, recipient);
     const header = concatBytes(MAGIC, Uint8Array.of(1, KEM_ID[kem]), ephPublic);

@@ -9,7 +9,7 @@ import { parsePostgresUrl } from '../store/postgres-url.js';
 import type { BackupSource, BackupTarget, FiledRecord } from './backup.js';
 import { versionName } from './backup.js';
 import { bytesToHex } from '../core/bytes.js';
-import { recordHash } from '../crypto/lightning-record.js';
+import { MAX_STATE_BYTES, recordHash } from '../crypto/lightning-record.js';
 
 const hashPrefix = (record: Uint8Array): string => bytesToHex(recordHash(record)).slice(0, 16);
 
@@ -26,6 +26,7 @@ const SCHEMA = `CREATE TABLE IF NOT EXISTS custos_lightning_backup (
 const PAGE = 1000;
 /** Records per statement (each up to a few megabytes). */
 const RECORD_PAGE = 50;
+const MAX_RECORD_BYTES = MAX_STATE_BYTES + 1024;
 
 export class PostgresBackup implements BackupTarget, BackupSource {
   readonly name: string;
@@ -91,11 +92,13 @@ export class PostgresBackup implements BackupTarget, BackupSource {
   /** One object's records in version order, a page at a time. */
   private async *records(node: string, objectId: string): AsyncIterable<FiledRecord> {
     for (let after: [string, string] = ['', '']; ; ) {
-      const r = await this.pool.query<{ version: string; hash: string; record: Buffer }>(
-        'SELECT version, hash, record FROM custos_lightning_backup WHERE node = $1 AND object_id = $2 AND (version, hash) > ($3, $4) ORDER BY version, hash LIMIT $5',
-        [node, objectId, after[0], after[1], RECORD_PAGE],
+      const r = await this.pool.query<{ version: string; hash: string; record: Buffer | null }>(
+        // A row larger than any record is not read (its bytes stay in the database).
+        'SELECT version, hash, CASE WHEN octet_length(record) > $6 THEN NULL ELSE record END AS record FROM custos_lightning_backup WHERE node = $1 AND object_id = $2 AND (version, hash) > ($3, $4) ORDER BY version, hash LIMIT $5',
+        [node, objectId, after[0], after[1], RECORD_PAGE, MAX_RECORD_BYTES],
       );
       for (const row of r.rows) {
+        if (row.record === null) throw new CustosError('bad_request', `The backup is refused at object ${objectId}, version ${BigInt(row.version)}: a row larger than any record.`, { tag: 'backup_tampered' });
         if (!/^\d{20}$/.test(row.version) || !/^[0-9a-f]{16}$/.test(row.hash)) throw new CustosError('bad_request', `The backup is refused at object ${objectId}: a row filed as version "${row.version.slice(0, 24)}" (edited outside Custos).`, { tag: 'backup_tampered' });
         yield { filedAs: BigInt(row.version), hashPrefix: row.hash, bytes: new Uint8Array(row.record) };
       }

@@ -251,19 +251,25 @@ export async function cleanTemporary(dir: string): Promise<void> {
  * is never in memory at once), and its latest. Every record must be signed by this node's
  * record key, filed under the version and hash it holds, and follow a record before it (its
  * previous-record hash is one of theirs); anything else is refused with a sentence naming the
- * object and the version. A record whose commit failed (another writer won, the process died
- * between the backup and the commit) is a side branch nothing follows: it is counted and left
- * out, unless it is the newest, where it is a state the node did produce (a monitor ahead of
- * the node is the safe direction; reconcile with the node settles it). Two newest records of
- * one version, neither followed, are refused: which one was committed cannot be known here.
- * (A backup may start after an object's first record, as one written after a restore does; a
- * record missing from the end cannot be seen here: reconciling with the node finds it.)
+ * object and the version.
+ *
+ * The records that something follows must form one chain, the object's history: two
+ * branches that both go on are two histories (two vaults on one seed, or one restored from an
+ * older copy that kept writing) and the backup is refused. A record nothing follows, off that
+ * chain, is a write whose commit failed (another writer won, the vault died between the
+ * backup and the commit): left out and counted. The latest is the newest record following the
+ * chain's last record: a state the node produced on top of the committed history (a monitor
+ * ahead of the node is the safe direction; reconcile settles it). Two newest such records of
+ * one version are refused: which one was committed cannot be told. (A backup may start after
+ * an object's first record, as one written after a restore does; a record missing from the
+ * end cannot be seen here: reconciling with the node finds it.)
  */
 export class HistoryCheck {
-  /** Hashes of recent records (hex), with their versions: what a next record may follow. */
-  private readonly seen = new Map<string, bigint>();
-  /** Records nothing has followed yet. */
-  private readonly tips = new Map<string, { record: LightningRecord; bytes: Uint8Array }>();
+  /** Recent records by hash (hex): what a next record may follow. Bytes kept only while nothing follows it. */
+  private readonly nodes = new Map<string, { version: bigint; parent: string | null; children: string[]; followed: boolean; record: LightningRecord | null; bytes: Uint8Array | null }>();
+  private root: string | null = null;
+  /** The newest record something follows: the end of the history's chain. */
+  private end: string | null = null;
   private last: bigint | null = null;
   count = 0;
 
@@ -292,30 +298,51 @@ export class HistoryCheck {
     }
     const hash = bytesToHex(recordHash(bytes));
     if (hashPrefix !== undefined && !hash.startsWith(hashPrefix)) throw refuse('backup_tampered', 'the record there is not the one its name says (renamed or replaced).');
+    if (this.nodes.has(hash)) return; // the same record twice (a copy): nothing new
     const prev = bytesToHex(r.prevHash);
-    if (this.seen.size > 0) {
-      const before = this.seen.get(prev);
-      if (before === undefined || before >= r.version) {
+    let parentHash: string | null = null;
+    if (this.root !== null) {
+      const parent = this.nodes.get(prev);
+      if (parent === undefined || parent.version >= r.version) {
         throw refuse('backup_chain', `it follows no record before it (its previous-record hash is ${prev.slice(0, 16)}…): a record between them is missing or was replaced.`);
       }
-      this.tips.delete(prev);
+      parentHash = prev;
+      if (!parent.followed) {
+        parent.followed = true;
+        parent.bytes = null;
+        parent.record = null;
+        // Two records followed from one: two histories.
+        const grand = parent.parent === null ? undefined : this.nodes.get(parent.parent);
+        const branches = grand ? grand.children.filter((c) => this.nodes.get(c)?.followed) : [];
+        if (branches.length > 1) {
+          const versions = branches.map((c) => this.nodes.get(c)!.version).join(' and ');
+          throw refuse('backup_fork', `two histories go on from version ${grand!.version} (through versions ${versions}): two vaults wrote this object from one seed, or one restored from an older copy kept writing. Find out which one the node's channel is at.`);
+        }
+        if (this.end === null || parent.version >= this.nodes.get(this.end)!.version) this.end = prev;
+      }
+      parent.children.push(hash);
+    } else this.root = hash;
+    this.nodes.set(hash, { version: r.version, parent: parentHash, children: [], followed: false, record: r, bytes });
+    if (this.nodes.size > HISTORY_WINDOW) {
+      const oldest = this.nodes.keys().next().value!;
+      if (oldest !== this.end) this.nodes.delete(oldest);
     }
-    this.seen.set(hash, r.version);
-    if (this.seen.size > HISTORY_WINDOW) this.seen.delete(this.seen.keys().next().value!);
-    this.tips.set(hash, { record: r, bytes });
     this.last = filedAs;
     this.count++;
   }
 
   result(): { latest: LightningRecord; bytes: Uint8Array; count: number; sideBranches: number } {
-    if (this.tips.size === 0) throw new CustosError('bad_request', `The backup holds no record of object ${this.objectId}.`, { tag: 'backup_empty' });
-    const tips = [...this.tips.values()];
-    const top = tips.reduce((a, b) => (b.record.version > a.record.version ? b : a));
-    const rivals = tips.filter((t) => t.record.version === top.record.version);
+    if (this.root === null) throw new CustosError('bad_request', `The backup holds no record of object ${this.objectId}.`, { tag: 'backup_empty' });
+    // The candidates: what follows the chain's last record (or the first record, alone).
+    const end = this.end === null ? null : this.nodes.get(this.end)!;
+    const candidates = (end ? end.children : [this.root]).map((h) => this.nodes.get(h)).filter((n): n is NonNullable<typeof n> => n !== undefined && n.bytes !== null);
+    const leaves = [...this.nodes.values()].filter((n) => !n.followed).length;
+    const top = candidates.reduce((a, b) => (b.version > a.version ? b : a));
+    const rivals = candidates.filter((c) => c.version === top.version);
     if (rivals.length > 1) {
-      throw new CustosError('bad_request', `The backup is refused at object ${this.objectId}, version ${top.record.version}: ${rivals.length} records of that version, none followed by another (a write whose commit failed left one); which was committed cannot be told from the backup. Reconcile with the node, or remove the one it does not hold.`, { tag: 'backup_ambiguous' });
+      throw new CustosError('bad_request', `The backup is refused at object ${this.objectId}, version ${top.version}: ${rivals.length} records of that version follow the same history and nothing follows them (a write whose commit failed left one); which was committed cannot be told from the backup. Reconcile with the node, or remove the one it does not hold.`, { tag: 'backup_ambiguous' });
     }
-    return { latest: top.record, bytes: top.bytes, count: this.count, sideBranches: tips.length - 1 };
+    return { latest: top.record!, bytes: top.bytes!, count: this.count, sideBranches: leaves - 1 };
   }
 }
 

@@ -10,7 +10,7 @@
  *                two subtrees are the vault's own and refused there.
  * (9735 is the Lightning port number, used here only as a distinctive hardened index.)
  */
-import { createHash, createPublicKey, hkdfSync, type KeyObject } from 'node:crypto';
+import { createHash, createHmac, createPublicKey, createSecretKey, hkdfSync, type KeyObject } from 'node:crypto';
 import { ed25519PrivateKeyObject } from '../crypto/algorithms.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { CustosError } from '../core/errors.js';
@@ -45,6 +45,31 @@ export function recordSigner(master: HdMaster, cache?: Cache): KeyObject {
   } finally {
     wipe(r.privateKey, seed);
   }
+}
+
+const EPHEMERAL_INFO = new TextEncoder().encode('custos-lightning-ephemeral-v1');
+
+/** The node's key for deriving records' envelope keys (an HMAC key, from the same child as the record key). */
+export function ephemeralKeyOf(master: HdMaster, cache?: Cache): KeyObject {
+  const r = deriveChild(master, RECORD_PATH, cache);
+  const k = Buffer.from(hkdfSync('sha256', r.privateKey, RECORD_SALT, EPHEMERAL_INFO, 32));
+  try {
+    return createSecretKey(k);
+  } finally {
+    wipe(r.privateKey);
+    k.fill(0);
+  }
+}
+
+/**
+ * A record's envelope key: HMAC-SHA256 over its object, version, previous record and state.
+ * Distinct states never share one; the same state at the same place always does (a retry).
+ */
+export function ephemeralFor(key: KeyObject, objectId: string, version: bigint, prevHash: Uint8Array, state: Uint8Array): Uint8Array {
+  const v = Buffer.alloc(8);
+  v.writeBigUInt64BE(version);
+  const id = Buffer.from(objectId, 'ascii');
+  return new Uint8Array(createHmac('sha256', key).update(Uint8Array.of(id.length)).update(id).update(v).update(prevHash).update(createHash('sha256').update(state).digest()).digest());
 }
 
 /** The public halves (the secrets derived on the way are wiped). */

@@ -17,7 +17,7 @@ import type { Operation } from '../accounts/principals.js';
 import { eciesDecrypt, eciesEncrypt } from '../crypto/ecies.js';
 import { checkObjectId, checkVersion, decodeRecord, MAX_STATE_BYTES, recordHash, recordVerifier, sameHash, sealRecord, verifyRecord, ZERO_HASH, type LightningRecord } from '../crypto/lightning-record.js';
 import type { BackupTarget } from '../lightning/backup.js';
-import { BACKUP_PATH, ecdhSha256, hookPath, nodeKeys, withSecret, type NodeKeys } from '../lightning/keys.js';
+import { BACKUP_PATH, ecdhSha256, ephemeralFor, ephemeralKeyOf, hookPath, nodeKeys, withSecret, type NodeKeys } from '../lightning/keys.js';
 import { decodeMaster, publicKeyAt, wipeMaster, type HdMaster } from '../wallet/hd.js';
 import { parsePath } from '../wallet/paths.js';
 import type { StoredObject } from '../store/store.js';
@@ -47,7 +47,7 @@ export class Lightning {
    * backend keeps prepared keys) and that key's verifier. Deriving them needs the master;
    * they never change. Dropped at close.
    */
-  private readonly nodes = new Map<string, NodeKeys & { signer: KeyObject; verifier: KeyObject }>();
+  private readonly nodes = new Map<string, NodeKeys & { signer: KeyObject; verifier: KeyObject; ephemeralKey: KeyObject }>();
 
   constructor(
     private readonly core: VaultCore,
@@ -81,11 +81,11 @@ export class Lightning {
     return { id: `${key.id}/${key.version}`, cache: this.core.hdCache };
   }
 
-  private publicsOf(key: KeyRecord): NodeKeys & { signer: KeyObject; verifier: KeyObject } {
+  private publicsOf(key: KeyRecord): NodeKeys & { signer: KeyObject; verifier: KeyObject; ephemeralKey: KeyObject } {
     const id = `${key.id}/${key.version}`;
     let p = this.nodes.get(id);
     if (!p) {
-      const k = this.withMaster(key, (m) => nodeKeys(m, this.cache(key)));
+      const k = this.withMaster(key, (m) => ({ ...nodeKeys(m, this.cache(key)), ephemeralKey: ephemeralKeyOf(m, this.cache(key)) }));
       p = { ...k, verifier: recordVerifier(k.recordPublic) };
       if (this.nodes.size > 1024) this.nodes.clear();
       this.nodes.set(id, p);
@@ -136,11 +136,22 @@ export class Lightning {
     }
   }
 
-  /** Encrypts to the node's backup key and signs with its record key. */
+  /**
+   * Encrypts to the node's backup key and signs with its record key. The same state at the
+   * same place (object, version, previous record) gives the same record, byte for byte: the
+   * envelope's ephemeral key is derived from them (HMAC under a key of the node's), and Ed25519
+   * is deterministic. So a retry whose first answer was lost files the same record again
+   * instead of a rival beside it.
+   */
   private seal(key: KeyRecord, objectId: string, version: bigint, prevHash: Uint8Array, state: Uint8Array): Uint8Array {
-    const { backupPublic, signer } = this.publicsOf(key);
-    const ciphertext = eciesEncrypt('secp256k1', backupPublic, state);
-    return sealRecord(signer, { objectId, version, prevHash, ciphertext });
+    const { backupPublic, signer, ephemeralKey } = this.publicsOf(key);
+    const eph = ephemeralFor(ephemeralKey, objectId, version, prevHash, state);
+    try {
+      const ciphertext = eciesEncrypt('secp256k1', backupPublic, state, eph);
+      return sealRecord(signer, { objectId, version, prevHash, ciphertext });
+    } finally {
+      wipe(eph);
+    }
   }
 
   private open(key: KeyRecord, record: LightningRecord): Uint8Array {
@@ -183,7 +194,9 @@ export class Lightning {
         audit: [this.core.draft(ctx, operation, key, 'ok', null, { ...details, record_sha256: bytesToHex(recordHash(last.bytes)) })],
       });
     } catch (e) {
-      await takeBack();
+      // Taken back only after a definite refusal: a storage or audit failure may have
+      // committed all the same (its answer lost), and a committed record must stay.
+      if (isKeyStateError(e) || (isCustosError(e) && (e.tag === 'object_moved' || e.tag === 'object_version' || e.tag === 'key_moved' || e.code === 'unauthorized' || e.code === 'forbidden'))) await takeBack();
       if (isKeyStateError(e)) {
         this.core.forgetKey(key.id);
         return this.core.refuse(ctx, operation, key, e, details);
@@ -300,11 +313,17 @@ export class Lightning {
    * content is a fork (audited and counted), and a newer one that does not follow is a gap
    * (reconcile with the node instead). An operator's act: scope `manage`.
    */
-  async restore(ctx: Ctx, ref: string, records: Uint8Array[]): Promise<{ applied: number; kept: number }> {
+  async restore(ctx: Ctx, ref: string, records: Uint8Array[]): Promise<{ applied: number; kept: number; refused: Array<{ object: string; version: string; code: string; reason: string }> }> {
     const key = await this.nodeKey(ctx, 'lightning_restore', 'manage', ref);
     const { verifier } = this.publicsOf(key);
     let applied = 0;
     let kept = 0;
+    // An object refused (audited) does not stop the others: each is checked on its own.
+    const refused: Array<{ object: string; version: string; code: string; reason: string }> = [];
+    const refuse = async (r: LightningRecord, err: CustosError, details: AuditDraft['details']) => {
+      await this.core.refuse(ctx, 'lightning_restore', key, err, details).catch(() => undefined);
+      refused.push({ object: r.objectId, version: r.version.toString(), code: err.fullCode, reason: err.message });
+    };
     for (const bytes of records) {
       const r = await this.core.refuseOnError(ctx, 'lightning_restore', key, {}, () => {
         const r = decodeRecord(bytes);
@@ -318,22 +337,31 @@ export class Lightning {
         const curHash = cur ? recordHash(cur.record) : null;
         if (cur && cur.version === r.version && !sameHash(curHash!, recordHash(bytes))) {
           this.metrics?.fork();
-          await this.core.refuse(ctx, 'lightning_restore', key, new CustosError('conflict', `Object ${r.objectId} has forked: the backup's version ${r.version} differs from the vault's. Nothing was changed for it.`, { tag: 'fork' }), details);
+          await refuse(r, new CustosError('conflict', `Object ${r.objectId} has forked: the backup's version ${r.version} differs from the vault's. Nothing was changed for it.`, { tag: 'fork' }), details);
+          continue;
         }
         if (cur && cur.version >= r.version) {
           kept++;
           continue;
         }
         if (cur && !sameHash(r.prevHash, curHash!)) {
-          await this.core.refuse(ctx, 'lightning_restore', key, new CustosError('bad_request', `The backup's version ${r.version} of ${r.objectId} does not follow the vault's version ${cur.version}: reconcile with the node (it hands over the records between), or restore into a fresh vault.`, { tag: 'record_chain' }), details);
+          await refuse(r, new CustosError('bad_request', `The backup's version ${r.version} of ${r.objectId} does not follow the vault's version ${cur.version}: reconcile with the node (it hands over the records between), or restore into a fresh vault.`, { tag: 'record_chain' }), details);
+          continue;
         }
-        await this.store(ctx, key, 'lightning_restore', [{ objectId: r.objectId, version: r.version, bytes }], cur, details);
-        applied++;
+        try {
+          await this.store(ctx, key, 'lightning_restore', [{ objectId: r.objectId, version: r.version, bytes }], cur, details);
+          applied++;
+        } catch (e) {
+          // A storage or backup failure stops the restore (nothing after it is tried); a
+          // refusal of this object (another writer moved it meanwhile) does not.
+          if (!isCustosError(e) || e.code === 'storage_unavailable' || e.code === 'audit_unavailable' || e.code === 'database_corrupt') throw e;
+          refused.push({ object: r.objectId, version: r.version.toString(), code: e.fullCode, reason: e.message });
+        }
       } finally {
         release();
       }
     }
-    return { applied, kept };
+    return { applied, kept, refused };
   }
 
   /** The hsmd hook: k = SHA-256(p·R) with the node's key at `path` (under m/9735'/2'). */

@@ -126,3 +126,22 @@ test('property: tampering, reordering, rolling back, dropping a middle record or
     { numRuns: 300 },
   );
 });
+
+test('side branches: a record nothing follows is left out (even a newer one off the history); two histories that both go on are refused', () => {
+  const mk = (v: bigint, prev: Uint8Array) => sealRecord(secret, { objectId: 'o', version: v, prevHash: prev, ciphertext: randomBytes(20) });
+  const r1 = mk(1n, ZERO_HASH);
+  const r2 = mk(2n, recordHash(r1));
+  const r3 = mk(3n, recordHash(r2));
+  // A loser's version 5 built on version 1 (another writer lost the compare-and-set): left out; the latest is 3.
+  const loser = mk(5n, recordHash(r1));
+  const h = checkHistory(pub, 'o', [r1, r2, r3, loser].map((bytes) => ({ filedAs: decodeRecord(bytes).version, bytes })));
+  assert.equal(h.latest.version, 3n);
+  assert.equal(h.sideBranches, 1);
+  // An orphan on top of the history's end is the newest state the node produced: taken.
+  const ahead = mk(4n, recordHash(r3));
+  assert.equal(checkHistory(pub, 'o', [r1, r2, r3, ahead].map((bytes) => ({ filedAs: decodeRecord(bytes).version, bytes }))).latest.version, 4n);
+  // Two histories from version 1, both going on: refused.
+  const b2 = mk(2n, recordHash(r1));
+  const b3 = mk(3n, recordHash(b2));
+  assert.equal(tagOf(() => checkHistory(pub, 'o', [r1, r2, b2, r3, b3].map((bytes) => ({ filedAs: decodeRecord(bytes).version, bytes })))), 'backup_fork');
+});

@@ -75,7 +75,7 @@ test('reconcile: in sync, node behind, vault behind (records handed over, checke
     const recs: Uint8Array[] = [];
     for (let i = 1; i <= 5; i++) recs.push((await b.v.vault.lightning.put(b.v.ctx(), 'ln', 'chan', BigInt(i), state(i))).record);
     const la = a.v.vault.lightning;
-    assert.deepEqual(await la.restore(a.v.ctx(), 'ln', [recs[2]!]), { applied: 1, kept: 0 });
+    assert.deepEqual(await la.restore(a.v.ctx(), 'ln', [recs[2]!]), { applied: 1, kept: 0, refused: [] });
     const h = (i: number) => recordHash(recs[i - 1]!);
     // In sync at 3.
     assert.equal((await la.reconcile(a.v.ctx(), 'ln', { objectId: 'chan', version: 3n, hash: h(3) })).status, 'in_sync');
@@ -272,16 +272,31 @@ test('a record whose commit fails is taken back from the backup; restore applies
     for (let i = 1; i <= 3; i++) recs.push((await b.v.vault.lightning.put(b.v.ctx(), 'ln', 'o', BigInt(i), state(i))).record);
     const other = (await c.v.vault.lightning.put(c.v.ctx(), 'ln', 'o', 1n, state(99))).record;
     const la = a.v.vault.lightning;
-    assert.deepEqual(await la.restore(a.v.ctx(), 'ln', [recs[0]!]), { applied: 1, kept: 0 });
-    await assert.rejects(la.restore(a.v.ctx(), 'ln', [other]), code('conflict:fork'));
+    assert.deepEqual(await la.restore(a.v.ctx(), 'ln', [recs[0]!]), { applied: 1, kept: 0, refused: [] });
+    // Refused objects are listed (and audited); the others in the same request still apply.
+    const mixed = await la.restore(a.v.ctx(), 'ln', [other, recs[2]!]);
+    assert.deepEqual(mixed.refused.map((f) => f.code), ['conflict:fork', 'bad_request:record_chain']);
     assert.equal(a.forks[0], 1);
-    await assert.rejects(la.restore(a.v.ctx(), 'ln', [recs[2]!]), code('bad_request:record_chain'));
-    assert.deepEqual(await la.restore(a.v.ctx(), 'ln', [recs[1]!, recs[2]!]), { applied: 2, kept: 0 });
+    assert.deepEqual(await la.restore(a.v.ctx(), 'ln', [recs[1]!, recs[2]!]), { applied: 2, kept: 0, refused: [] });
     // A node principal (scope state) cannot restore: that is an operator's act.
     const made = await a.v.vault.createToken(a.v.ctx(), { name: 'node', role: 'signer', operations: ['state'], keys: ['ln'] });
     const nctx = { principal: await a.v.vault.authenticate({ token: made.token!, remote: '127.0.0.1' }), requestId: randomUUID() };
     await assert.rejects(la.restore(nctx, 'ln', [recs[2]!]), code('forbidden'));
   } finally {
     await Promise.all([a.v.dispose(), b.v.dispose(), c.v.dispose()]);
+  }
+});
+
+test('a record is a function of its place and state: the same state at the same place gives the same bytes (a retry files no rival)', async () => {
+  const b = await node(null);
+  const a = await node(null, b.mnemonic);
+  try {
+    const x = await a.v.vault.lightning.put(a.v.ctx(), 'ln', 'chan', 1n, state(1));
+    const y = await b.v.vault.lightning.put(b.v.ctx(), 'ln', 'chan', 1n, state(1));
+    assert.deepEqual(x.record, y.record);
+    const z = await b.v.vault.lightning.put(b.v.ctx(), 'ln', 'chan', 2n, state(1));
+    assert.notDeepEqual(z.record.subarray(0, 120), y.record.subarray(0, 120), 'another place, another envelope');
+  } finally {
+    await Promise.all([a.v.dispose(), b.v.dispose()]);
   }
 });

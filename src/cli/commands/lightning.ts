@@ -31,7 +31,8 @@ export function registerLightning(program: Command): void {
       .requiredOption('--label <label>', 'the node key to restore into (created from the mnemonic if absent)')
       .addOption(new Option('--check-only', 'check the backup and stop: nothing is sent to the vault')),
   ).action(async (o) => {
-    const words = Buffer.from(readInput(o.mnemonicFile));
+    const read = readInput(o.mnemonicFile);
+    const words = Buffer.from(read.buffer, read.byteOffset, read.byteLength);
     try {
       await restore(o, words);
     } finally {
@@ -40,8 +41,10 @@ export function registerLightning(program: Command): void {
   });
 }
 
-/** Requests carry at most this many record bytes (base64 makes it 4/3; the route takes 16 MiB). */
+/** Requests carry at most this many record bytes (base64 makes it 4/3; the route takes 16 MiB)... */
 const BATCH_BYTES = 8 * 1024 * 1024;
+/** ...and at most this many records (the route takes 1,000). */
+const BATCH_RECORDS = 500;
 
 async function restore(o: { backup: string; passphraseEnv?: string; label: string; checkOnly?: boolean; json?: boolean } & Parameters<typeof clientFrom>[0], words: Buffer): Promise<void> {
   const mnemonic = () => words.toString('utf8').trim().replace(/\s+/g, ' ');
@@ -63,7 +66,7 @@ async function restore(o: { backup: string; passphraseEnv?: string; label: strin
   //    version and hash are kept (a backup of 100,000 channels is never in memory).
   const source = await openBackupSource(o.backup);
   const latest: Array<{ objectId: string; version: bigint; hash: string }> = [];
-  const summary = { node: keys.node, objects: 0, records: 0, side_branches: 0, applied: 0, kept: 0 };
+  const summary = { node: keys.node, objects: 0, records: 0, side_branches: 0, applied: 0, kept: 0, refused: [] as Array<{ object: string; version: string; code: string; reason: string }> };
   try {
     try {
       for await (const obj of source.objects(keys.node)) {
@@ -107,6 +110,7 @@ async function restore(o: { backup: string; passphraseEnv?: string; label: strin
       const r = await client.lightningRestore(o.label, batch);
       summary.applied += r.applied;
       summary.kept += r.kept;
+      summary.refused.push(...r.refused);
       sent += batch.length;
       batch = [];
       bytes = 0;
@@ -115,13 +119,18 @@ async function restore(o: { backup: string; passphraseEnv?: string; label: strin
     for (const l of latest) {
       const record = await source.record(keys.node, l.objectId, l.version, l.hash.slice(0, 16));
       if (!record || bytesToHex(recordHash(record)) !== l.hash) throw new CustosError('conflict', `The backup changed while it was restored (object ${l.objectId}, version ${l.version}); ${sent} objects were restored. Run the restore again.`);
-      if (bytes + record.length > BATCH_BYTES) await flush();
+      if (bytes + record.length > BATCH_BYTES || batch.length >= BATCH_RECORDS) await flush();
       batch.push(record);
       bytes += record.length;
     }
     await flush();
     if (tty) process.stderr.write('\n');
     out(o.json ? JSON.stringify(summary) : `restored ${summary.applied} objects (${summary.kept} already as new or newer) from ${summary.records} records into ${o.label}`);
+    if (summary.refused.length) {
+      for (const f of summary.refused.slice(0, 20)) process.stderr.write(`custos: not restored: ${f.object} version ${f.version}: ${f.reason}\n`);
+      if (summary.refused.length > 20) process.stderr.write(`custos: ... and ${summary.refused.length - 20} more (--json lists them all)\n`);
+      process.exitCode = EXIT.checkFailed;
+    }
   } finally {
     await source.close();
   }

@@ -128,7 +128,7 @@ export function lightningRoutes(app: FastifyInstance, vault: () => Vault, ctx: (
         security: secured,
         params: keyParams,
         body: { type: 'object', additionalProperties: false, required: ['records'], properties: { records: { type: 'array', minItems: 1, maxItems: 1000, items: { type: 'string', maxLength: STATE_B64 + 512 } } } },
-        response: { 200: { type: 'object', properties: { applied: { type: 'integer' }, kept: { type: 'integer' } } }, ...errors },
+        response: { 200: { type: 'object', properties: { applied: { type: 'integer' }, kept: { type: 'integer' }, refused: { type: 'array', items: { type: 'object', properties: { object: { type: 'string' }, version: { type: 'string' }, code: { type: 'string' }, reason: { type: 'string' } } } } } }, ...errors },
       },
     },
     async (req) => vault().lightning.restore(ctx(req), req.params.key, req.body.records.map((x) => base64ToBytes(x, 'record'))),
