@@ -5,7 +5,8 @@
  *   m/9735'/1'   record key: an Ed25519 key whose seed is HKDF-SHA256 of this child's secret
  *                (node:crypto signs and verifies it fast, and its signatures cannot be altered
  *                into other valid ones); it signs every state record, and its public key names
- *                the node's folder in a backup;
+ *                the node's folder in a backup; a second HKDF output of the same child keys
+ *                the HMAC that derives each record's envelope key (so records are deterministic);
  *   m/9735'/2'/… keys the node uses through the hsmd hook (ECDH, ECIES decryption); the first
  *                two subtrees are the vault's own and refused there.
  * (9735 is the Lightning port number, used here only as a distinctive hardened index.)
