@@ -105,6 +105,12 @@ session_max_seconds = 43200
 [log]
 # trace | debug | info | warn | error
 level = "info"
+
+# [lightning]
+# Where Lightning state records are streamed before they commit (README "Lightning"): a
+# directory (relative to this one), an https:// endpoint taking PUT, or a postgresql:// URL.
+# backup = "lightning-backup"
+# backup_authorization_file = "lightning-backup-auth"
 `;
 
 function fsyncDir(dir: string): void {

@@ -25,6 +25,7 @@ test('the config written by init parses to the defaults', () => {
       log: { level: 'info' },
       store: {},
       accounts: { guard: { maxFailures: 5, windowSeconds: 900, lockSeconds: 900, maxDelaySeconds: 60, addressMaxFailures: 50 }, sessions: { idleSeconds: 900, absoluteSeconds: 43200 } },
+      lightning: {},
     });
     // The config a node on PostgreSQL starts from names the database and nothing else differs.
     writeFileSync(join(dir, 'pg.toml'), storeConfigToml('postgresql://custos@db1:5432,db2:5432/custos?target_session_attrs=read-write'));
@@ -138,6 +139,19 @@ test('[[privval]] node pins that disagree, are malformed, or sit on a unix:// so
       writeFileSync(p, `${head}${lines}\n`);
       assert.throws(() => loadConfig(p), (e: unknown) => e instanceof CustosError && e.code === 'config_invalid' && re.test(e.message) && e.message.includes('privval "v"'), lines);
     }
+  } finally {
+    cleanup();
+  }
+});
+
+test('[lightning]: a backup target, and plain HTTP only on loopback', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const load = (toml: string) => (writeFileSync(join(dir, 'l.toml'), toml), loadConfig(join(dir, 'l.toml')));
+    assert.deepEqual(load('[lightning]\nbackup = "ln-backup"\nbackup_authorization_file = "auth"\n').lightning, { backup: 'ln-backup', backupAuthorizationFile: 'auth' });
+    assert.equal(load('[lightning]\nbackup = "http://127.0.0.1:9000/b"\n').lightning.backup, 'http://127.0.0.1:9000/b');
+    assert.throws(() => load('[lightning]\nbackup = "http://backup.example/b"\n'), /https:\/\//);
+    assert.throws(() => load('[lightning]\nbackups = "x"\n'), /backups/);
   } finally {
     cleanup();
   }
