@@ -251,7 +251,8 @@ export class Lightning {
     });
     const release = await this.core.lanes.acquire([`lightning:${key.id}:${req.objectId}`]);
     try {
-      const cur = await this.core.deps.store.getObject(key.id, req.objectId);
+      const stored = await this.core.deps.store.getObject(key.id, req.objectId);
+      const cur = stored ? { ...stored, prevHashOf: decodeRecord(stored.record).prevHash } : null;
       const curHash = cur ? recordHash(cur.record) : null;
       const fork = async (why: string): Promise<never> => {
         this.metrics?.fork();
@@ -287,6 +288,15 @@ export class Lightning {
       // A record the vault holds, signed differently at the same version: a fork.
       const same = cur ? chain.find((c) => c.r.version === cur.version) : undefined;
       if (same && !sameHash(recordHash(same.bytes), curHash!)) return await fork(`the node's record of version ${cur!.version} differs from the vault's`);
+      // The node's records pass through the vault's record's parent, then go another way: a fork.
+      if (cur) {
+        const i = chain.findIndex((c) => sameHash(recordHash(c.bytes), cur.prevHashOf));
+        const next = i >= 0 ? chain[i + 1] : undefined;
+        if (next && !sameHash(recordHash(next.bytes), curHash!)) return await fork(`the node's history leaves the vault's after the record before version ${cur.version} (the node's next is version ${next.r.version})`);
+        // A record following the same parent as the vault's, and not the vault's: a sibling.
+        const sibling = chain.find((c) => sameHash(c.r.prevHash, cur.prevHashOf) && !sameHash(recordHash(c.bytes), curHash!));
+        if (sibling && !sameHash(cur.prevHashOf, ZERO_HASH)) return await fork(`the node's version ${sibling.r.version} and the vault's version ${cur.version} both follow the same record`);
+      }
       const after = chain.filter((c) => !cur || c.r.version > cur.version);
       const refuse = (m: string) => this.core.refuse(ctx, 'lightning_reconcile', key, new CustosError('bad_request', m, { tag: 'record_chain' }), details);
       if (!after.length) return await refuse(`No record handed over is newer than the vault's version ${cur?.version}.`);

@@ -300,3 +300,22 @@ test('a record is a function of its place and state: the same state at the same 
     await Promise.all([a.v.dispose(), b.v.dispose()]);
   }
 });
+
+test('reconcile: a node whose history left the vault\'s below the vault\'s version is a fork, counted', async () => {
+  const b = await node(null);
+  const a = await node(null, b.mnemonic);
+  try {
+    // Both share 1..4; the vault (a) then wrote 6; the node's vault (b) wrote 5 and 7 on top of 4.
+    const shared: Uint8Array[] = [];
+    for (let i = 1; i <= 4; i++) shared.push((await b.v.vault.lightning.put(b.v.ctx(), 'ln', 'o', BigInt(i), state(i))).record);
+    await a.v.vault.lightning.restore(a.v.ctx(), 'ln', shared);
+    await a.v.vault.lightning.put(a.v.ctx(), 'ln', 'o', 6n, state(60));
+    const b5 = await b.v.vault.lightning.put(b.v.ctx(), 'ln', 'o', 5n, state(5));
+    const b7 = await b.v.vault.lightning.put(b.v.ctx(), 'ln', 'o', 7n, state(7));
+    await assert.rejects(a.v.vault.lightning.reconcile(a.v.ctx(), 'ln', { objectId: 'o', version: 7n, hash: b7.hash, records: [b5.record, b7.record] }), code('conflict:fork'));
+    await assert.rejects(a.v.vault.lightning.reconcile(a.v.ctx(), 'ln', { objectId: 'o', version: 7n, hash: b7.hash, records: [shared[3]!, b5.record, b7.record] }), code('conflict:fork'));
+    assert.equal(a.forks[0], 2);
+  } finally {
+    await Promise.all([a.v.dispose(), b.v.dispose()]);
+  }
+});
