@@ -25,7 +25,7 @@ function initVault(dataDir: string): string {
 }
 
 test('every command answers --help with exit 0', () => {
-  for (const args of [[], ['init'], ['serve'], ['keys'], ['keys', 'create'], ['keys', 'import'], ['keys', 'export'], ['sign'], ['verify'], ['audit', 'verify'], ['audit', 'tail'], ['reload'], ['status'], ['privval', 'setup'], ['privval', 'import-state'], ['privval', 'status'], ['ssh-agent', 'import'], ['tls', 'init'], ['tls', 'client'], ['tokens', 'create'], ['tokens', 'update'], ['tokens', 'revoke'], ['tokens', 'rotate'], ['tokens', 'recover-admin'], ['keys', 'import-public']]) {
+  for (const args of [[], ['init'], ['serve'], ['keys'], ['keys', 'create'], ['keys', 'import'], ['keys', 'export'], ['sign'], ['verify'], ['audit', 'verify'], ['audit', 'tail'], ['reload'], ['status'], ['privval', 'setup'], ['privval', 'import-state'], ['privval', 'status'], ['ssh-agent', 'import'], ['tls', 'init'], ['tls', 'client'], ['tokens', 'create'], ['tokens', 'update'], ['tokens', 'revoke'], ['tokens', 'rotate'], ['tokens', 'recover-admin'], ['keys', 'import-public'], ['lightning'], ['lightning', 'info'], ['lightning', 'restore']]) {
     const r = custos([...args, '--help']);
     assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stdout, /Usage: custos/);
