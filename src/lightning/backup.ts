@@ -75,7 +75,6 @@ async function syncDir(path: string): Promise<void> {
 
 export class DirectoryTarget implements BackupTarget, BackupSource {
   readonly name: string;
-  private readonly made = new Set<string>();
 
   constructor(private readonly root: string) {
     this.name = `dir:${root}`;
@@ -85,13 +84,17 @@ export class DirectoryTarget implements BackupTarget, BackupSource {
     if (!NODE_RE.test(node) || !OBJECT_ID_RE.test(objectId)) throw new CustosError('internal', 'A backup path from an unchecked name.');
     const dir = join(this.root, node, objectId);
     try {
-      if (!this.made.has(dir)) {
-        await mkdir(dir, { recursive: true, mode: 0o700 });
-        this.made.add(dir);
-      }
       const final = join(dir, recordName(version, record));
       const tmp = join(dir, `.${versionName(version)}.${randomBytes(6).toString('hex')}.tmp`);
-      const h = await open(tmp, 'wx', 0o600);
+      // The object's folder is made when the first write finds none (no lookup of it otherwise).
+      const h = await open(tmp, 'wx', 0o600).catch(async (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        // The new folders' own entries made durable too (a crash must not take a folder back).
+        await syncDir(join(this.root, node));
+        await syncDir(this.root);
+        return open(tmp, 'wx', 0o600);
+      });
       try {
         await h.writeFile(record);
         await h.sync();
@@ -101,7 +104,6 @@ export class DirectoryTarget implements BackupTarget, BackupSource {
       await rename(tmp, final);
       await syncDir(dir);
     } catch (e) {
-      this.made.delete(dir);
       throw unavailable(this.name, e);
     }
   }
