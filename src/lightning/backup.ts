@@ -272,6 +272,7 @@ export class HistoryCheck {
   private root: string | null = null;
   /** The newest record something follows: the end of the history's chain. */
   private end: string | null = null;
+  private endVersion: bigint | null = null;
   private last: bigint | null = null;
   count = 0;
 
@@ -310,17 +311,17 @@ export class HistoryCheck {
       }
       parentHash = prev;
       if (!parent.followed) {
+        // The history is one chain: a record newly followed must extend it at its end (the
+        // newest record followed so far), or the backup holds two histories. (Checked on the
+        // hashes alone: however far back the two branches part.)
+        if (this.end !== null ? parent.parent !== this.end : prev !== this.root) {
+          throw refuse('backup_fork', `two histories go on (versions ${parent.version} and ${this.endVersion} both have records after them, on different branches): two vaults wrote this object from one seed, or one restored from an older copy kept writing. Find out which one the node's channel is at.`);
+        }
         parent.followed = true;
         parent.bytes = null;
         parent.record = null;
-        // Two records followed from one: two histories.
-        const grand = parent.parent === null ? undefined : this.nodes.get(parent.parent);
-        const branches = grand ? grand.children.filter((c) => this.nodes.get(c)?.followed) : [];
-        if (branches.length > 1) {
-          const versions = branches.map((c) => this.nodes.get(c)!.version).join(' and ');
-          throw refuse('backup_fork', `two histories go on from version ${grand!.version} (through versions ${versions}): two vaults wrote this object from one seed, or one restored from an older copy kept writing. Find out which one the node's channel is at.`);
-        }
-        if (this.end === null || parent.version >= this.nodes.get(this.end)!.version) this.end = prev;
+        this.end = prev;
+        this.endVersion = parent.version;
       }
       parent.children.push(hash);
     } else this.root = hash;
@@ -340,9 +341,10 @@ export class HistoryCheck {
     const candidates = (end ? end.children : [this.root]).map((h) => this.nodes.get(h)).filter((n): n is NonNullable<typeof n> => n !== undefined && n.bytes !== null);
     const leaves = [...this.nodes.values()].filter((n) => !n.followed).length;
     const top = candidates.reduce((a, b) => (b.version > a.version ? b : a));
-    const rivals = candidates.filter((c) => c.version === top.version);
-    if (rivals.length > 1) {
-      throw new CustosError('bad_request', `The backup is refused at object ${this.objectId}, version ${top.version}: ${rivals.length} records of that version follow the same history and nothing follows them (a write whose commit failed left one); which was committed cannot be told from the backup. Reconcile with the node, or remove the one it does not hold.`, { tag: 'backup_ambiguous' });
+    // Two records on top of the history, nothing after either: one was committed and one was
+    // not (a writer that lost, or died), and the backup cannot tell which.
+    if (candidates.length > 1) {
+      throw new CustosError('bad_request', `The backup is refused at object ${this.objectId}, version ${top.version}: ${candidates.length} records (versions ${candidates.map((c) => c.version).join(', ')}) follow the history's last record and nothing follows them (a write whose commit failed left one); which was committed cannot be told from the backup. Reconcile with the node, or remove the one it does not hold.`, { tag: 'backup_ambiguous' });
     }
     return { latest: top.record!, bytes: top.bytes!, count: this.count, sideBranches: leaves - 1 };
   }

@@ -182,8 +182,13 @@ export class Lightning {
     }
     // A record made for this update and not committed is taken back from the backup (best
     // effort: the check of a backup leaves such a side branch out if it stays).
+    // Not when the stored record is this very record: another writer (the same update retried
+    // on another instance) committed the identical bytes, and the file is its.
     const takeBack = async () => {
-      if (fresh) await this.backup?.remove(node, last.objectId, last.version, last.bytes).catch(() => undefined);
+      if (!fresh) return;
+      const now = await this.core.deps.store.getObject(key.id, last.objectId).catch(() => undefined);
+      if (now === undefined || (now && sameHash(recordHash(now.record), recordHash(last.bytes)))) return;
+      await this.backup?.remove(node, last.objectId, last.version, last.bytes).catch(() => undefined);
     };
     try {
       await this.core.commitAs(ctx, {
@@ -264,6 +269,10 @@ export class Lightning {
         return { status: 'in_sync', version: cur.version, hash: curHash };
       }
       if (cur && cur.version > req.version) {
+        // Records the node hands over can prove it is on another history (a sibling of the
+        // vault's record): then it is not merely behind.
+        const sibling = (req.records ?? []).map((b) => { try { return { r: decodeRecord(b), bytes: b }; } catch { return null; } }).find((c) => c && verifyRecord(this.publicsOf(key).verifier, c.r) && c.r.objectId === req.objectId && sameHash(c.r.prevHash, cur.prevHashOf) && !sameHash(recordHash(c.bytes), curHash!) && !sameHash(cur.prevHashOf, ZERO_HASH));
+        if (sibling) return await fork(`the node's version ${sibling.r.version} and the vault's version ${cur.version} both follow the same record`);
         const state = this.open(key, decodeRecord(cur.record));
         await this.core.commitAs(ctx, { mutations: [{ kind: 'assertKeyActive', id: key.id, version: key.version }], audit: [this.core.draft(ctx, 'lightning_reconcile', key, 'ok', null, { ...details, status: 'node_behind', vault_version: cur.version.toString() })] });
         this.metrics?.reconciled('node_behind');

@@ -140,8 +140,25 @@ test('side branches: a record nothing follows is left out (even a newer one off 
   // An orphan on top of the history's end is the newest state the node produced: taken.
   const ahead = mk(4n, recordHash(r3));
   assert.equal(checkHistory(pub, 'o', [r1, r2, r3, ahead].map((bytes) => ({ filedAs: decodeRecord(bytes).version, bytes }))).latest.version, 4n);
+  // Two records on top of the history (the committed 3 and a loser's 4, both after 2): which was committed cannot be told.
+  const rival = mk(4n, recordHash(r2));
+  assert.equal(tagOf(() => checkHistory(pub, 'o', [r1, r2, r3, rival].map((bytes) => ({ filedAs: decodeRecord(bytes).version, bytes })))), 'backup_ambiguous');
   // Two histories from version 1, both going on: refused.
   const b2 = mk(2n, recordHash(r1));
   const b3 = mk(3n, recordHash(b2));
   assert.equal(tagOf(() => checkHistory(pub, 'o', [r1, r2, b2, r3, b3].map((bytes) => ({ filedAs: decodeRecord(bytes).version, bytes })))), 'backup_fork');
+});
+
+test('two histories are refused however far back they part (no window)', () => {
+  const mk = (v: bigint, prev: Uint8Array) => sealRecord(secret, { objectId: 'o', version: v, prevHash: prev, ciphertext: randomBytes(8) });
+  const main: Uint8Array[] = [mk(1n, ZERO_HASH)];
+  for (let i = 2n; i <= 1500n; i++) main.push(mk(i, recordHash(main[main.length - 1]!)));
+  // A branch off version 1, going on at versions 1600 and 1601.
+  const b1 = mk(1600n, recordHash(main[0]!));
+  const b2 = mk(1601n, recordHash(b1));
+  assert.equal(tagOf(() => checkHistory(pub, 'o', [...main, b1, b2].map((bytes) => ({ filedAs: decodeRecord(bytes).version, bytes })))), 'backup_chain');
+  // (Its first record's parent left the window, so it follows nothing known: refused all the same.)
+  const c1 = mk(1501n, recordHash(main[1400]!));
+  const c2 = mk(1502n, recordHash(c1));
+  assert.equal(tagOf(() => checkHistory(pub, 'o', [...main, c1, c2].map((bytes) => ({ filedAs: decodeRecord(bytes).version, bytes })))), 'backup_fork');
 });

@@ -128,7 +128,7 @@ test('a node killed, restored from the seed and its HTTP backup alone: every obj
       [damaged('moved', (d) => writeFileSync(join(d, v(3)), readFileSync(join(dir, 'reordered', node, 'chan-1', v(3, join(dir, 'reordered', node, 'chan-1')))))), 'moved', /object chan-2, version 3: the record there is object chan-1's/],
       [damaged('gap', (d) => rmSync(join(d, v(3)))), 'a record missing', /object chan-2, version 4: it follows no record before it/],
       // Two records at the newest version, neither followed: which was committed cannot be known.
-      [damaged('ambiguous', (d) => place(d, orphan(d, 4, 3))), 'ambiguous', /object chan-2, version 4: 2 records of that version/],
+      [damaged('ambiguous', (d) => place(d, orphan(d, 4, 3))), 'ambiguous', /object chan-2, version 4: 2 records \(versions 4, 4\) follow the history.s last record/],
     ];
     // A write whose commit failed left a record beside version 3 that nothing follows: left out.
     const sideways = damaged('side-branch', (d) => place(d, orphan(d, 3, 2)));
@@ -141,6 +141,12 @@ test('a node killed, restored from the seed and its HTTP backup alone: every obj
       assert.match(bad.stderr, message, what);
       assert.match(bad.stderr, /Nothing was restored/);
     }
+    // --partial: the objects whose history checks out are restored, the damaged one listed (exit 1).
+    const partial = await custosAsync(['lightning', 'restore', '--backup', join(dir, 'tampered'), '--mnemonic-file', join(dir, 'mnemonic'), '--label', 'ln4', '--partial', '--json'], api);
+    assert.equal(partial.status, 1, partial.stderr);
+    const ps = JSON.parse(partial.stdout) as { applied: number; refused: Array<{ object: string }> };
+    assert.equal(ps.applied, 4);
+    assert.deepEqual(ps.refused.map((f) => f.object), ['chan-2']);
     // Nothing was restored by the refused runs: no ln2 key.
     const info = custos(['lightning', 'info', 'ln2'], api);
     assert.equal(info.status, 3, info.stderr);

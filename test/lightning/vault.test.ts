@@ -319,3 +319,33 @@ test('reconcile: a node whose history left the vault\'s below the vault\'s versi
     await Promise.all([a.v.dispose(), b.v.dispose()]);
   }
 });
+
+test('a writer that loses to a twin committing the same record leaves the backup file (it is the twin\'s)', async () => {
+  const t = tempDir();
+  const dirTarget = new DirectoryTarget(join(t.dir, 'backup'));
+  let during: ((record: Uint8Array) => Promise<void>) | null = null;
+  const target = { name: dirTarget.name, write: async (...a: Parameters<DirectoryTarget['write']>) => (await dirTarget.write(...a), await during?.(a[3])), remove: dirTarget.remove.bind(dirTarget), close: async () => {} };
+  const w = await makeVault({ lightning: { backup: target } });
+  try {
+    await w.vault.createHdKey(w.ctx(), { label: 'ln', curve: 'secp256k1', mnemonic: generateMnemonic(), purpose: 'lightning' });
+    const ln = w.vault.lightning;
+    await ln.put(w.ctx(), 'ln', 'chan', 1n, state(1));
+    const keyId = (await w.vault.getKey('ln')).id;
+    // The same update, retried on another instance, commits the identical record first.
+    during = async (record) => {
+      during = null;
+      const [err] = await w.store.commit([{ mutations: [{ kind: 'putObject', keyId, objectId: 'chan', expectedVersion: 1n, version: 2n, record }], audit: [] }], () => new Uint8Array(32), new Date().toISOString());
+      assert.equal(err, null);
+    };
+    await assert.rejects(ln.put(w.ctx(), 'ln', 'chan', 2n, state(2)), code('conflict:object_moved'));
+    const d = await ln.describe(w.ctx(), 'ln');
+    for await (const o of dirTarget.objects(d.keys.node)) {
+      const records = [];
+      for await (const r of o.records) records.push(r);
+      assert.deepEqual(records.map((r) => r.filedAs), [1n, 2n], 'the committed version 2 stays in the backup');
+    }
+  } finally {
+    await w.dispose();
+    t.cleanup();
+  }
+});

@@ -29,7 +29,8 @@ export function registerLightning(program: Command): void {
       .requiredOption('--mnemonic-file <file>', "the node's BIP39 mnemonic (- for stdin)")
       .option('--passphrase-env <var>', 'its BIP39 passphrase, from this environment variable')
       .requiredOption('--label <label>', 'the node key to restore into (created from the mnemonic if absent)')
-      .addOption(new Option('--check-only', 'check the backup and stop: nothing is sent to the vault')),
+      .addOption(new Option('--check-only', 'check the backup and stop: nothing is sent to the vault'))
+      .addOption(new Option('--partial', 'restore the objects whose history checks out, and list the others (exit 1); without it, one refused object stops the restore before anything is sent')),
   ).action(async (o) => {
     const read = readInput(o.mnemonicFile);
     const words = Buffer.from(read.buffer, read.byteOffset, read.byteLength);
@@ -46,7 +47,7 @@ const BATCH_BYTES = 8 * 1024 * 1024;
 /** ...and at most this many records (the route takes 1,000). */
 const BATCH_RECORDS = 500;
 
-async function restore(o: { backup: string; passphraseEnv?: string; label: string; checkOnly?: boolean; json?: boolean } & Parameters<typeof clientFrom>[0], words: Buffer): Promise<void> {
+async function restore(o: { backup: string; passphraseEnv?: string; label: string; checkOnly?: boolean; partial?: boolean; json?: boolean } & Parameters<typeof clientFrom>[0], words: Buffer): Promise<void> {
   const mnemonic = () => words.toString('utf8').trim().replace(/\s+/g, ' ');
   const seed = seedFromMnemonic(mnemonic(), o.passphraseEnv ? (process.env[o.passphraseEnv] ?? '') : '');
   let keys;
@@ -71,8 +72,16 @@ async function restore(o: { backup: string; passphraseEnv?: string; label: strin
     try {
       for await (const obj of source.objects(keys.node)) {
         const check = new HistoryCheck(verifier, obj.objectId);
-        for await (const r of obj.records) check.add(r.filedAs, r.bytes, r.hashPrefix);
-        const h = check.result();
+        let h;
+        try {
+          for await (const r of obj.records) check.add(r.filedAs, r.bytes, r.hashPrefix);
+          h = check.result();
+        } catch (e) {
+          if (!o.partial || !isCustosError(e) || !(e.tag ?? '').startsWith('backup_')) throw e;
+          // --partial: this object is listed, not restored; the others go on.
+          summary.refused.push({ object: obj.objectId, version: '', code: e.fullCode, reason: e.message });
+          continue;
+        }
         latest.push({ objectId: obj.objectId, version: h.latest.version, hash: bytesToHex(recordHash(h.bytes)) });
         summary.records += h.count;
         summary.side_branches += h.sideBranches;
@@ -88,7 +97,12 @@ async function restore(o: { backup: string; passphraseEnv?: string; label: strin
     }
     if (tty) process.stderr.write('\n');
     summary.objects = latest.length;
-    if (o.checkOnly) return out(o.json ? JSON.stringify(summary) : `backup sound: ${latest.length} objects, ${summary.records} records${summary.side_branches ? ` (${summary.side_branches} left out: writes whose commit failed)` : ''}, node ${keys.node}`);
+    if (o.checkOnly) {
+      out(o.json ? JSON.stringify(summary) : `${summary.refused.length ? `backup checked: ${summary.refused.length} objects refused, ` : 'backup sound: '}${latest.length} objects, ${summary.records} records${summary.side_branches ? ` (${summary.side_branches} left out: writes whose commit failed)` : ''}, node ${keys.node}`);
+      for (const f of summary.refused.slice(0, 20)) process.stderr.write(`custos: ${f.reason}\n`);
+      if (summary.refused.length) process.exitCode = EXIT.checkFailed;
+      return;
+    }
     // 2. The node key, from the same mnemonic (or the one already there, if it is this node's).
     const client = clientFrom(o);
     let info = await client.lightningInfo(o.label).catch((e: unknown) => {
@@ -127,7 +141,7 @@ async function restore(o: { backup: string; passphraseEnv?: string; label: strin
     if (tty) process.stderr.write('\n');
     out(o.json ? JSON.stringify(summary) : `restored ${summary.applied} objects (${summary.kept} already as new or newer) from ${summary.records} records into ${o.label}`);
     if (summary.refused.length) {
-      for (const f of summary.refused.slice(0, 20)) process.stderr.write(`custos: not restored: ${f.object} version ${f.version}: ${f.reason}\n`);
+      for (const f of summary.refused.slice(0, 20)) process.stderr.write(`custos: not restored: ${f.object}${f.version ? ` version ${f.version}` : ''}: ${f.reason}\n`);
       if (summary.refused.length > 20) process.stderr.write(`custos: ... and ${summary.refused.length - 20} more (--json lists them all)\n`);
       process.exitCode = EXIT.checkFailed;
     }
