@@ -271,7 +271,15 @@ export class Lightning {
       if (cur && cur.version > req.version) {
         // Records the node hands over can prove it is on another history (a sibling of the
         // vault's record): then it is not merely behind.
-        const sibling = (req.records ?? []).map((b) => { try { return { r: decodeRecord(b), bytes: b }; } catch { return null; } }).find((c) => c && verifyRecord(this.publicsOf(key).verifier, c.r) && c.r.objectId === req.objectId && sameHash(c.r.prevHash, cur.prevHashOf) && !sameHash(recordHash(c.bytes), curHash!) && !sameHash(cur.prevHashOf, ZERO_HASH));
+        const handed = (req.records ?? []).flatMap((bytes) => {
+          try {
+            const r = decodeRecord(bytes);
+            return r.objectId === req.objectId && verifyRecord(this.publicsOf(key).verifier, r) ? [{ r, bytes }] : [];
+          } catch {
+            return [];
+          }
+        });
+        const sibling = siblingOf(handed, cur, curHash!);
         if (sibling) return await fork(`the node's version ${sibling.r.version} and the vault's version ${cur.version} both follow the same record`);
         const state = this.open(key, decodeRecord(cur.record));
         await this.core.commitAs(ctx, { mutations: [{ kind: 'assertKeyActive', id: key.id, version: key.version }], audit: [this.core.draft(ctx, 'lightning_reconcile', key, 'ok', null, { ...details, status: 'node_behind', vault_version: cur.version.toString() })] });
@@ -302,9 +310,8 @@ export class Lightning {
         const i = chain.findIndex((c) => sameHash(recordHash(c.bytes), cur.prevHashOf));
         const next = i >= 0 ? chain[i + 1] : undefined;
         if (next && !sameHash(recordHash(next.bytes), curHash!)) return await fork(`the node's history leaves the vault's after the record before version ${cur.version} (the node's next is version ${next.r.version})`);
-        // A record following the same parent as the vault's, and not the vault's: a sibling.
-        const sibling = chain.find((c) => sameHash(c.r.prevHash, cur.prevHashOf) && !sameHash(recordHash(c.bytes), curHash!));
-        if (sibling && !sameHash(cur.prevHashOf, ZERO_HASH)) return await fork(`the node's version ${sibling.r.version} and the vault's version ${cur.version} both follow the same record`);
+        const sibling = siblingOf(chain, cur, curHash!);
+        if (sibling) return await fork(`the node's version ${sibling.r.version} and the vault's version ${cur.version} both follow the same record`);
       }
       const after = chain.filter((c) => !cur || c.r.version > cur.version);
       const refuse = (m: string) => this.core.refuse(ctx, 'lightning_reconcile', key, new CustosError('bad_request', m, { tag: 'record_chain' }), details);
@@ -424,4 +431,10 @@ export class Lightning {
   clear(): void {
     this.nodes.clear();
   }
+}
+
+/** A record following the same record as the vault's own, and not the vault's: a sibling, so a fork. (Two first records of an object cannot be told apart from siblings: none is claimed.) */
+function siblingOf(records: Array<{ r: LightningRecord; bytes: Uint8Array }>, cur: { prevHashOf: Uint8Array }, curHash: Uint8Array): { r: LightningRecord } | undefined {
+  if (sameHash(cur.prevHashOf, ZERO_HASH)) return undefined;
+  return records.find((c) => sameHash(c.r.prevHash, cur.prevHashOf) && !sameHash(recordHash(c.bytes), curHash));
 }
