@@ -65,10 +65,6 @@ export class PostgresBackup implements BackupTarget, BackupSource {
     }
   }
 
-  async remove(node: string, objectId: string, version: bigint, record: Uint8Array): Promise<void> {
-    await this.pool.query('DELETE FROM custos_lightning_backup WHERE node = $1 AND object_id = $2 AND version = $3 AND hash = $4', [node, objectId, versionName(version), hashPrefix(record)]).catch(() => undefined);
-  }
-
   async record(node: string, objectId: string, version: bigint, hash: string): Promise<Uint8Array | null> {
     const r = await this.pool.query<{ record: Buffer }>('SELECT record FROM custos_lightning_backup WHERE node = $1 AND object_id = $2 AND version = $3 AND hash = $4', [node, objectId, versionName(version), hash]);
     return r.rows[0] ? new Uint8Array(r.rows[0].record) : null;

@@ -6,16 +6,16 @@
  * Layout, the same for every target: one record per file, at
  *   <node>/<object id>/<version, 20 decimal digits>-<record hash, first 16 hex digits>.rec
  * where <node> is the hex public key that signs the node's records (derived from the node's
- * seed, so a restore given only the seed finds its own records). Nothing is ever overwritten:
- * a record whose commit then failed (another writer won, the process died) stays beside the
- * one that was committed, and the check of a backup tells them apart by the chain. Records
+ * seed, so a restore given only the seed finds its own records). Nothing is ever overwritten
+ * or deleted: a record whose commit then failed (another writer won, the process died) stays
+ * beside the one that was committed, and the check of a backup tells them apart by the chain. Records
  * are encrypted and signed (crypto/lightning-record.ts): a target needs no trust, only room.
  *
  * Targets: a directory (each file written whole, fsynced, then renamed into place), any HTTP
  * endpoint taking PUT (the same paths under its URL), or a PostgreSQL table.
  */
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes, type KeyObject } from 'node:crypto';
 import http from 'node:http';
@@ -29,8 +29,6 @@ export interface BackupTarget {
   readonly name: string;
   /** Writes one record durably, or throws `storage_unavailable` with a sentence. */
   write(node: string, objectId: string, version: bigint, record: Uint8Array): Promise<void>;
-  /** Best effort: takes back a record whose commit failed (the check of a backup copes if it stays). */
-  remove(node: string, objectId: string, version: bigint, record: Uint8Array): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -108,11 +106,6 @@ export class DirectoryTarget implements BackupTarget, BackupSource {
     }
   }
 
-  async remove(node: string, objectId: string, version: bigint, record: Uint8Array): Promise<void> {
-    if (!NODE_RE.test(node) || !OBJECT_ID_RE.test(objectId)) return;
-    await rm(join(this.root, node, objectId, recordName(version, record)), { force: true }).catch(() => undefined);
-  }
-
   async record(node: string, objectId: string, version: bigint, hashPrefix: string): Promise<Uint8Array | null> {
     if (!NODE_RE.test(node) || !OBJECT_ID_RE.test(objectId) || !/^[0-9a-f]{16}$/.test(hashPrefix)) return null;
     const v = versionName(version);
@@ -175,16 +168,11 @@ export class HttpTarget implements BackupTarget {
     if (status < 200 || status > 299) throw unavailable(this.name, new Error(`HTTP ${status}`));
   }
 
-  async remove(node: string, objectId: string, version: bigint, record: Uint8Array): Promise<void> {
-    if (!NODE_RE.test(node) || !OBJECT_ID_RE.test(objectId)) return;
-    await request('DELETE', new URL(`${this.base}/${node}/${encodeURIComponent(objectId)}/${recordName(version, record)}`), new Uint8Array(0), this.headers, this.timeoutMs).catch(() => 0);
-  }
-
   async close(): Promise<void> {}
 }
 
 /** One request; resolves with the status once the answer is read. */
-function request(method: 'PUT' | 'DELETE', url: URL, body: Uint8Array, headers: Record<string, string>, timeoutMs: number): Promise<number> {
+function request(method: 'PUT', url: URL, body: Uint8Array, headers: Record<string, string>, timeoutMs: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = (url.protocol === 'https:' ? https : http).request(url, { method, headers: { 'content-type': 'application/octet-stream', 'content-length': String(body.length), ...headers }, timeout: timeoutMs }, (res) => {
       res.resume();
@@ -240,10 +228,6 @@ async function readRecordFile(path: string, objectId: string, version: string): 
   }
 }
 
-/** Removes a directory target's leftovers of interrupted writes (never a record). */
-export async function cleanTemporary(dir: string): Promise<void> {
-  for (const f of await readdir(dir).catch(() => [] as string[])) if (f.endsWith('.tmp')) await rm(join(dir, f), { force: true });
-}
 
 // ---------------------------------------------------------------------------------------------
 // Checking a backup
@@ -270,6 +254,9 @@ export class HistoryCheck {
   /** Recent records by hash (hex): what a next record may follow. Bytes kept only while nothing follows it. */
   private readonly nodes = new Map<string, { version: bigint; parent: string | null; children: string[]; followed: boolean; record: LightningRecord | null; bytes: Uint8Array | null }>();
   private root: string | null = null;
+  /** What the first record follows: a record that follows it too is the first's sibling (another first record). */
+  private rootPrev: string | null = null;
+  private readonly roots: string[] = [];
   /** The newest record something follows: the end of the history's chain. */
   private end: string | null = null;
   private endVersion: bigint | null = null;
@@ -304,7 +291,11 @@ export class HistoryCheck {
     if (this.nodes.has(hash)) return; // the same record twice (a copy): nothing new
     const prev = bytesToHex(r.prevHash);
     let parentHash: string | null = null;
-    if (this.root !== null) {
+    if (this.root !== null && prev === this.rootPrev && !this.nodes.has(prev)) {
+      // Another record following what the backup's first record follows: its sibling (an
+      // orphan beside the object's first write, or beside the first record a new target got).
+      this.roots.push(hash);
+    } else if (this.root !== null) {
       const parent = this.nodes.get(prev);
       if (parent === undefined || parent.version >= r.version) {
         throw refuse('backup_chain', `it follows no record before it (its previous-record hash is ${prev.slice(0, 16)}…): a record between them is missing or was replaced.`);
@@ -314,7 +305,7 @@ export class HistoryCheck {
         // The history is one chain: a record newly followed must extend it at its end (the
         // newest record followed so far), or the backup holds two histories. (Checked on the
         // hashes alone: however far back the two branches part.)
-        if (this.end !== null ? parent.parent !== this.end : prev !== this.root) {
+        if (this.end !== null ? parent.parent !== this.end : parent.parent !== null) {
           throw refuse('backup_fork', `two histories go on (versions ${parent.version} and ${this.endVersion} both have records after them, on different branches): two vaults wrote this object from one seed, or one restored from an older copy kept writing. Find out which one the node's channel is at.`);
         }
         parent.followed = true;
@@ -324,7 +315,11 @@ export class HistoryCheck {
         this.endVersion = parent.version;
       }
       parent.children.push(hash);
-    } else this.root = hash;
+    } else {
+      this.root = hash;
+      this.rootPrev = prev;
+      this.roots.push(hash);
+    }
     this.nodes.set(hash, { version: r.version, parent: parentHash, children: [], followed: false, record: r, bytes });
     if (this.nodes.size > HISTORY_WINDOW) {
       const oldest = this.nodes.keys().next().value!;
@@ -338,7 +333,7 @@ export class HistoryCheck {
     if (this.root === null) throw new CustosError('bad_request', `The backup holds no record of object ${this.objectId}.`, { tag: 'backup_empty' });
     // The candidates: what follows the chain's last record (or the first record, alone).
     const end = this.end === null ? null : this.nodes.get(this.end)!;
-    const candidates = (end ? end.children : [this.root]).map((h) => this.nodes.get(h)).filter((n): n is NonNullable<typeof n> => n !== undefined && n.bytes !== null);
+    const candidates = (end ? end.children : this.roots).map((h) => this.nodes.get(h)).filter((n): n is NonNullable<typeof n> => n !== undefined && n.bytes !== null);
     const leaves = [...this.nodes.values()].filter((n) => !n.followed).length;
     const top = candidates.reduce((a, b) => (b.version > a.version ? b : a));
     // Two records on top of the history, nothing after either: one was committed and one was

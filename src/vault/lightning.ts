@@ -128,7 +128,7 @@ export class Lightning {
         );
       }
       const record = this.seal(key, objectId, version, cur ? recordHash(cur.record) : ZERO_HASH, state);
-      await this.store(ctx, key, 'lightning_put', [{ objectId, version, bytes: record }], cur, details, true);
+      await this.store(ctx, key, 'lightning_put', [{ objectId, version, bytes: record }], cur, details);
       this.metrics?.update(Number(process.hrtime.bigint() - started) / 1e9);
       return { objectId, version, record, hash: recordHash(record) };
     } finally {
@@ -172,7 +172,7 @@ export class Lightning {
    * Writes records (the last is the object's new version) to the backup target, then commits
    * the last one in place of `cur` (compare-and-set), with its audit entry.
    */
-  private async store(ctx: Ctx, key: KeyRecord, operation: string, records: Array<{ objectId: string; version: bigint; bytes: Uint8Array }>, cur: StoredObject | null, details: AuditDraft['details'], fresh = false): Promise<void> {
+  private async store(ctx: Ctx, key: KeyRecord, operation: string, records: Array<{ objectId: string; version: bigint; bytes: Uint8Array }>, cur: StoredObject | null, details: AuditDraft['details']): Promise<void> {
     const { node } = this.publicsOf(key);
     const last = records[records.length - 1]!;
     try {
@@ -180,16 +180,10 @@ export class Lightning {
     } catch (e) {
       return this.core.fail(ctx, operation, key, e, details, 'The backup target failed.');
     }
-    // A record made for this update and not committed is taken back from the backup (best
-    // effort: the check of a backup leaves such a side branch out if it stays).
-    // Not when the stored record is this very record: another writer (the same update retried
-    // on another instance) committed the identical bytes, and the file is its.
-    const takeBack = async () => {
-      if (!fresh) return;
-      const now = await this.core.deps.store.getObject(key.id, last.objectId).catch(() => undefined);
-      if (now === undefined || (now && sameHash(recordHash(now.record), recordHash(last.bytes)))) return;
-      await this.backup?.remove(node, last.objectId, last.version, last.bytes).catch(() => undefined);
-    };
+    // A record whose commit then fails stays in the backup: records are a function of their
+    // state and place, so the same file may be a twin's committed record (the same update sent
+    // to another instance), and deleting it could take a committed version out of the backup.
+    // The check of a backup leaves such a record out as a side branch.
     try {
       await this.core.commitAs(ctx, {
         mutations: [
@@ -199,9 +193,6 @@ export class Lightning {
         audit: [this.core.draft(ctx, operation, key, 'ok', null, { ...details, record_sha256: bytesToHex(recordHash(last.bytes)) })],
       });
     } catch (e) {
-      // Taken back only after a definite refusal: a storage or audit failure may have
-      // committed all the same (its answer lost), and a committed record must stay.
-      if (isKeyStateError(e) || (isCustosError(e) && (e.tag === 'object_moved' || e.tag === 'object_version' || e.tag === 'key_moved' || e.code === 'unauthorized' || e.code === 'forbidden'))) await takeBack();
       if (isKeyStateError(e)) {
         this.core.forgetKey(key.id);
         return this.core.refuse(ctx, operation, key, e, details);

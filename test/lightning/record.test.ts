@@ -162,3 +162,22 @@ test('two histories are refused however far back they part (no window)', () => {
   const c2 = mk(1502n, recordHash(c1));
   assert.equal(tagOf(() => checkHistory(pub, 'o', [...main, c1, c2].map((bytes) => ({ filedAs: decodeRecord(bytes).version, bytes })))), 'backup_fork');
 });
+
+test('a side branch beside the backup\'s first record is a sibling, not a broken chain', () => {
+  const mk = (v: bigint, prev: Uint8Array) => sealRecord(secret, { objectId: 'o', version: v, prevHash: prev, ciphertext: randomBytes(8) });
+  const orphan = mk(1n, ZERO_HASH);
+  const first = mk(1n, ZERO_HASH);
+  const second = mk(2n, recordHash(first));
+  const h = checkHistory(pub, 'o', [orphan, first, second].map((bytes) => ({ filedAs: 1n + (bytes === second ? 1n : 0n), bytes })));
+  assert.deepEqual([h.latest.version, h.sideBranches], [2n, 1]);
+  // A target that starts mid-history, with an orphan beside its first record.
+  const base = mk(7n, randomBytes(32));
+  const o8 = mk(8n, recordHash(base));
+  const c8 = mk(8n, recordHash(base));
+  const c9 = mk(9n, recordHash(c8));
+  const mid = checkHistory(pub, 'o', [o8, c8, c9].map((bytes) => ({ filedAs: decodeRecord(bytes).version, bytes })));
+  assert.deepEqual([mid.latest.version, mid.sideBranches], [9n, 1]);
+  // Two first records both going on: two histories.
+  const d2 = mk(2n, recordHash(orphan));
+  assert.equal(tagOf(() => checkHistory(pub, 'o', [orphan, first, second, d2].map((bytes) => ({ filedAs: decodeRecord(bytes).version, bytes })))), 'backup_fork');
+});

@@ -233,30 +233,36 @@ test('property: reconcile over random histories, restore points, node positions,
   }
 });
 
-test('a record whose commit fails is taken back from the backup; restore applies only what follows the stored record; dot ids refused', async () => {
+test('a record whose commit fails stays in the backup as a side branch; restore applies only what follows the stored record; dot ids refused', async () => {
   const t = tempDir();
   const dirTarget = new DirectoryTarget(join(t.dir, 'backup'));
   let during: (() => Promise<void>) | null = null;
   // A target that runs `during` after the record is written and before the commit.
-  const target = { name: dirTarget.name, write: async (...a: Parameters<DirectoryTarget['write']>) => (await dirTarget.write(...a), await during?.()), remove: dirTarget.remove.bind(dirTarget), close: async () => {} };
+  const target = { name: dirTarget.name, write: async (...a: Parameters<DirectoryTarget['write']>) => (await dirTarget.write(...a), await during?.()), close: async () => {} };
   const w = await makeVault({ lightning: { backup: target } });
   try {
     await w.vault.createHdKey(w.ctx(), { label: 'ln', curve: 'secp256k1', mnemonic: generateMnemonic(), purpose: 'lightning' });
     const ln = w.vault.lightning;
     await ln.put(w.ctx(), 'ln', 'chan', 1n, state(1));
-    // The key is disabled between the backup write and the commit: refused, and the record taken back.
+    // The key is disabled between the backup write and the commit: refused; the record stays.
     during = async () => void (await w.vault.setEnabled(w.ctx(), 'ln', false));
     await assert.rejects(ln.put(w.ctx(), 'ln', 'chan', 2n, state(2)), code('key_disabled'));
     during = null;
     await w.vault.setEnabled(w.ctx(), 'ln', true);
     await ln.put(w.ctx(), 'ln', 'chan', 3n, state(3));
     const d = await ln.describe(w.ctx(), 'ln');
-    for await (const o of dirTarget.objects(d.keys.node)) {
+    const history = async () => {
       const records = [];
-      for await (const r of o.records) records.push(r);
-      assert.deepEqual(records.map((r) => r.filedAs), [1n, 3n], 'version 2 is not in the backup');
-      assert.equal(checkHistory(recordVerifier(d.keys.recordPublic), o.objectId, records).latest.version, 3n);
-    }
+      for await (const o of dirTarget.objects(d.keys.node)) for await (const r of o.records) records.push(r);
+      return records;
+    };
+    // 2 and 3 both follow 1, nothing follows either: which was committed cannot be told yet.
+    assert.deepEqual((await history()).map((r) => r.filedAs), [1n, 2n, 3n]);
+    await assert.rejects(async () => checkHistory(recordVerifier(d.keys.recordPublic), 'chan', await history()), /backup_ambiguous|follow the history's last record/);
+    // The next update follows 3: 2 is a side branch, left out.
+    await ln.put(w.ctx(), 'ln', 'chan', 4n, state(4));
+    const h = checkHistory(recordVerifier(d.keys.recordPublic), 'chan', await history());
+    assert.deepEqual([h.latest.version, h.sideBranches], [4n, 1]);
     // `.` and `..` are not object ids (they would be folders of their own in the backup).
     for (const id of ['.', '..', '.hidden']) await assert.rejects(ln.put(w.ctx(), 'ln', id, 1n, state(1)), code('bad_request'));
   } finally {
@@ -324,7 +330,7 @@ test('a writer that loses to a twin committing the same record leaves the backup
   const t = tempDir();
   const dirTarget = new DirectoryTarget(join(t.dir, 'backup'));
   let during: ((record: Uint8Array) => Promise<void>) | null = null;
-  const target = { name: dirTarget.name, write: async (...a: Parameters<DirectoryTarget['write']>) => (await dirTarget.write(...a), await during?.(a[3])), remove: dirTarget.remove.bind(dirTarget), close: async () => {} };
+  const target = { name: dirTarget.name, write: async (...a: Parameters<DirectoryTarget['write']>) => (await dirTarget.write(...a), await during?.(a[3])), close: async () => {} };
   const w = await makeVault({ lightning: { backup: target } });
   try {
     await w.vault.createHdKey(w.ctx(), { label: 'ln', curve: 'secp256k1', mnemonic: generateMnemonic(), purpose: 'lightning' });
