@@ -90,7 +90,8 @@ export async function decideSignCommit<T>(core: VaultCore, s: SignStep<T>): Prom
         if (isCustosError(e) && (e.code === 'policy_denied' || e.tag === 'key_moved' || e.tag === 'credential_moved')) return await core.refuse(ctx, okOperation, key, e, details);
         throw e;
       }
-      core.deps.metrics?.signed(key.algorithm);
+      // (An ECDH or a decryption for a Lightning node is not a signature.)
+      if (operation === 'sign' || operation === 'export') core.deps.metrics?.signed(key.algorithm);
       return result;
     } finally {
       turn.end();
