@@ -329,17 +329,31 @@ export class HistoryCheck {
     this.count++;
   }
 
-  result(): { latest: LightningRecord; bytes: Uint8Array; count: number; sideBranches: number } {
+  /**
+   * `prefer`: an operator's choice (a record hash, or its first 16 hex digits) among records
+   * the backup cannot tell apart (below); it must name one of them.
+   */
+  result(prefer?: string): { latest: LightningRecord; bytes: Uint8Array; count: number; sideBranches: number } {
     if (this.root === null) throw new CustosError('bad_request', `The backup holds no record of object ${this.objectId}.`, { tag: 'backup_empty' });
     // The candidates: what follows the chain's last record (or the first record, alone).
     const end = this.end === null ? null : this.nodes.get(this.end)!;
     const candidates = (end ? end.children : this.roots).map((h) => this.nodes.get(h)).filter((n): n is NonNullable<typeof n> => n !== undefined && n.bytes !== null);
     const leaves = [...this.nodes.values()].filter((n) => !n.followed).length;
-    const top = candidates.reduce((a, b) => (b.version > a.version ? b : a));
+    let top = candidates.reduce((a, b) => (b.version > a.version ? b : a));
     // Two records on top of the history, nothing after either: one was committed and one was
-    // not (a writer that lost, or died), and the backup cannot tell which.
+    // not (a write refused, lost or cut by a crash), and the backup cannot tell which. The
+    // operator, who can ask the node which state it holds, names one (--prefer).
     if (candidates.length > 1) {
-      throw new CustosError('bad_request', `The backup is refused at object ${this.objectId}, version ${top.version}: ${candidates.length} records (versions ${candidates.map((c) => c.version).join(', ')}) follow the history's last record and nothing follows them (a write whose commit failed left one); which was committed cannot be told from the backup. Reconcile with the node, or remove the one it does not hold.`, { tag: 'backup_ambiguous' });
+      const named = (c: (typeof candidates)[number]) => `version ${c.version} (record ${bytesToHex(recordHash(c.bytes!)).slice(0, 16)})`;
+      const chosen = prefer === undefined ? [] : candidates.filter((c) => bytesToHex(recordHash(c.bytes!)).startsWith(prefer));
+      if (chosen.length !== 1) {
+        throw new CustosError(
+          'bad_request',
+          `The backup is refused at object ${this.objectId}, version ${top.version}: ${candidates.length} records, ${candidates.map(named).join(' and ')}, follow ${end ? "the history's last record" : 'nothing the backup holds'} and nothing follows them (a write whose commit was refused, lost or cut by a crash left one); which was committed cannot be told from the backup. Ask the node which state it holds (reconcile), then restore with --prefer ${this.objectId}=<record>.`,
+          { tag: 'backup_ambiguous' },
+        );
+      }
+      top = chosen[0]!;
     }
     return { latest: top.record!, bytes: top.bytes!, count: this.count, sideBranches: leaves - 1 };
   }

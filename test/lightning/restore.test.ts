@@ -128,7 +128,7 @@ test('a node killed, restored from the seed and its HTTP backup alone: every obj
       [damaged('moved', (d) => writeFileSync(join(d, v(3)), readFileSync(join(dir, 'reordered', node, 'chan-1', v(3, join(dir, 'reordered', node, 'chan-1')))))), 'moved', /object chan-2, version 3: the record there is object chan-1's/],
       [damaged('gap', (d) => rmSync(join(d, v(3)))), 'a record missing', /object chan-2, version 4: it follows no record before it/],
       // Two records at the newest version, neither followed: which was committed cannot be known.
-      [damaged('ambiguous', (d) => place(d, orphan(d, 4, 3))), 'ambiguous', /object chan-2, version 4: 2 records \(versions 4, 4\) follow the history.s last record/],
+      [damaged('ambiguous', (d) => place(d, orphan(d, 4, 3))), 'ambiguous', /object chan-2, version 4: 2 records, version 4 \(record [0-9a-f]{16}\) and version 4 \(record [0-9a-f]{16}\), follow the history.s last record .* --prefer chan-2=<record>/],
     ];
     // A write whose commit failed left a record beside version 3 that nothing follows: left out.
     const sideways = damaged('side-branch', (d) => place(d, orphan(d, 3, 2)));
@@ -147,6 +147,11 @@ test('a node killed, restored from the seed and its HTTP backup alone: every obj
     const ps = JSON.parse(partial.stdout) as { applied: number; refused: Array<{ object: string }> };
     assert.equal(ps.applied, 4);
     assert.deepEqual(ps.refused.map((f) => f.object), ['chan-2']);
+    // The operator, told by the node which state it holds, names it: the ambiguity is settled.
+    const committed = v(4).slice(21, 37);
+    const pick = await custosAsync(['lightning', 'restore', '--backup', join(dir, 'ambiguous'), '--mnemonic-file', join(dir, 'mnemonic'), '--label', 'ln5', '--prefer', `chan-2=${committed}`, '--check-only', '--json'], api);
+    assert.equal(pick.status, 0, pick.stderr);
+    assert.equal(JSON.parse(pick.stdout).objects, 5);
     // Nothing was restored by the refused runs: no ln2 key.
     const info = custos(['lightning', 'info', 'ln2'], api);
     assert.equal(info.status, 3, info.stderr);

@@ -30,7 +30,8 @@ export function registerLightning(program: Command): void {
       .option('--passphrase-env <var>', 'its BIP39 passphrase, from this environment variable')
       .requiredOption('--label <label>', 'the node key to restore into (created from the mnemonic if absent)')
       .addOption(new Option('--check-only', 'check the backup and stop: nothing is sent to the vault'))
-      .addOption(new Option('--partial', 'restore the objects whose history checks out, and list the others (exit 1); without it, one refused object stops the restore before anything is sent')),
+      .addOption(new Option('--partial', 'restore the objects whose history checks out, and list the others (exit 1); without it, one refused object stops the restore before anything is sent'))
+      .option('--prefer <object=record...>', 'where the backup holds two newest records of an object and cannot tell which was committed: the one the node holds (its record hash, or the first 16 hex digits the refusal names)'),
   ).action(async (o) => {
     const read = readInput(o.mnemonicFile);
     const words = Buffer.from(read.buffer, read.byteOffset, read.byteLength);
@@ -47,7 +48,13 @@ const BATCH_BYTES = 8 * 1024 * 1024;
 /** ...and at most this many records (the route takes 1,000). */
 const BATCH_RECORDS = 500;
 
-async function restore(o: { backup: string; passphraseEnv?: string; label: string; checkOnly?: boolean; partial?: boolean; json?: boolean } & Parameters<typeof clientFrom>[0], words: Buffer): Promise<void> {
+async function restore(o: { backup: string; passphraseEnv?: string; label: string; checkOnly?: boolean; partial?: boolean; prefer?: string[]; json?: boolean } & Parameters<typeof clientFrom>[0], words: Buffer): Promise<void> {
+  const prefer = new Map<string, string>();
+  for (const p of o.prefer ?? []) {
+    const m = /^([^=]{1,128})=([0-9a-f]{16,64})$/.exec(p);
+    if (!m) throw new CustosError('bad_request', `--prefer takes object=record (the record's hash, 16 to 64 hex digits): ${p.slice(0, 80)}`);
+    prefer.set(m[1]!, m[2]!);
+  }
   const mnemonic = () => words.toString('utf8').trim().replace(/\s+/g, ' ');
   const seed = seedFromMnemonic(mnemonic(), o.passphraseEnv ? (process.env[o.passphraseEnv] ?? '') : '');
   let keys;
@@ -75,7 +82,7 @@ async function restore(o: { backup: string; passphraseEnv?: string; label: strin
         let h;
         try {
           for await (const r of obj.records) check.add(r.filedAs, r.bytes, r.hashPrefix);
-          h = check.result();
+          h = check.result(prefer.get(obj.objectId));
         } catch (e) {
           if (!o.partial || !isCustosError(e) || !(e.tag ?? '').startsWith('backup_')) throw e;
           // --partial: this object is listed, not restored; the others go on.
