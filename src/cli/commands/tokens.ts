@@ -10,7 +10,7 @@ const list = (v: string) => v.split(',').map((s) => s.trim()).filter((s) => s.le
 /** The scope, expiry and rate-limit flags `create` and `update` share. */
 const withTerms = (c: Command) =>
   c
-    .option('--operations <list>', 'what it may do, within its role: read,sign,verify,export,create,destroy,manage,policy,approve,audit (default: the role\'s; a signer gets read,sign,verify)', list)
+    .option('--operations <list>', 'what it may do, within its role: read,sign,verify,export,create,destroy,manage,policy,approve,audit, and for a Lightning node state,ecdh,decrypt (default: the role\'s; a signer gets read,sign,verify)', list)
     .option('--keys <globs>', 'only keys whose label matches one of these globs, comma-separated (payments-*,hot-?)', list)
     .option('--tags <tags>', 'only keys carrying one of these tags, comma-separated', list)
     .option('--expires <when>', 'refuse it after this ISO time or duration (30m, 12h, 90d)')
