@@ -12,7 +12,7 @@
  *   status   which peers answer, as seen from here.
  */
 import { CustosError, isCustosError } from '../core/errors.js';
-import type { ClusterAnswer, ClusterApi, PeerStep } from '../core/cluster.js';
+import { holdsCommit, type ClusterAnswer, type ClusterApi, type PeerStep, type RefreshState } from '../core/cluster.js';
 import type { Principal } from '../core/types.js';
 import { bytesToHex, wipe } from '../core/bytes.js';
 import { VERSION } from '../core/version.js';
@@ -206,7 +206,7 @@ export class Cluster implements ClusterApi {
     }
     const lost = unreachable.map((u) => u.m);
     if (unreachable.length) members = members.filter((m) => !lost.includes(m));
-    const st = states.filter((x) => x.status === 'fulfilled').map((x, i) => ({ m: members[i]!, ...((x as PromiseFulfilledResult<Answer>).value as { held?: boolean; retiring?: boolean; decision?: string | null; applied?: boolean; aborted?: boolean; arbiter?: string }) }));
+    const st = states.filter((x) => x.status === 'fulfilled').map((x, i) => ({ m: members[i]!, ...((x as PromiseFulfilledResult<Answer>).value as RefreshState) }));
     // The arbiter (the member that started the refresh) records the decision before anyone else.
     const arbiters = [...new Set(st.flatMap((x) => (x.retiring && typeof x.arbiter === 'string' ? [x.arbiter] : [])))];
     // (Every member records the same arbiter at retire, from the same start: two names mean a
@@ -223,10 +223,9 @@ export class Cluster implements ClusterApi {
     // the participants stand in for it (refresh.ts followArbiter).
     const arbiterHolds = arbiter !== undefined && st.some((x) => x.m === arbiter && x.held);
     const appliedSomewhere = st.some((x) => x.applied);
-    const committedSomewhere = st.some((x) => x.decision === 'commit');
     const abortedSomewhere = st.some((x) => x.decision === 'abort' || x.aborted);
-    if (decision === 'abort' && (appliedSomewhere || committedSomewhere)) {
-      throw new CustosError('conflict', `The refresh of ${label} is decided commit${appliedSomewhere ? ' and applied' : ''} on ${st.filter((x) => x.applied || x.decision === 'commit').map((x) => x.m).join(', ')}: it cannot be aborted; finish it (--resume). Nothing was recorded.`);
+    if (decision === 'abort' && st.some(holdsCommit)) {
+      throw new CustosError('conflict', `The refresh of ${label} is decided commit${appliedSomewhere ? ' and applied' : ''} on ${st.filter(holdsCommit).map((x) => x.m).join(', ')}: it cannot be aborted; finish it (--resume). Nothing was recorded.`);
     }
     if (decision === 'commit' && !appliedSomewhere) {
       const notReady = st.filter((x) => x.held && !x.retiring);

@@ -26,7 +26,7 @@
 import { createHash } from 'node:crypto';
 import { CustosError } from '../core/errors.js';
 import { bytesToHex, hexToBytes, wipe } from '../core/bytes.js';
-import type { ClusterAnswer, PeerStep } from '../core/cluster.js';
+import { holdsCommit, type ClusterAnswer, type PeerStep, type RefreshState } from '../core/cluster.js';
 import type { Principal } from '../core/types.js';
 import {
   checkDealerCommitments,
@@ -256,7 +256,7 @@ export class Refresher {
 
   /** A dealer's positions for the key, once its old share is retired (or replaced) by this refresh. */
   private async watermarks(from: string, requestId: string, session: string, b: ClusterAnswer): Promise<ClusterAnswer> {
-    const label = typeof b.label === 'string' ? b.label.slice(0, 128) : '';
+    const label = labelOf(b);
     const v = this.vault();
     const { key } = await v.describeThreshold(this.ctx(from, requestId), label, true);
     const pending = v.pendingRefresh(key);
@@ -272,7 +272,7 @@ export class Refresher {
    */
   private async decide(from: string, requestId: string, session: string, b: ClusterAnswer): Promise<ClusterAnswer> {
     const decision = b.decision === 'commit' || b.decision === 'abort' ? b.decision : fail('decision must be commit or abort.');
-    const label = typeof b.label === 'string' ? b.label.slice(0, 128) : '';
+    const label = labelOf(b);
     const v = this.vault();
     const inMemory = this.sessions.get(session);
     const held = await v.getKey(label).catch(() => null);
@@ -304,18 +304,17 @@ export class Refresher {
    */
   private async followArbiter(label: string, session: string, pending: { members: string[]; arbiter?: string | undefined }, decision: 'commit' | 'abort'): Promise<void> {
     const arbiter = pending.arbiter!;
-    const ask = (m: string) => this.peers.call(m, '/v1/cluster/refresh/state', { session, label }) as Promise<{ held?: boolean; retiring?: boolean; decision?: string | null; applied?: boolean; aborted?: boolean }>;
+    const ask = (m: string) => this.peers.call(m, '/v1/cluster/refresh/state', { session, label }) as Promise<RefreshState>;
     let st: Awaited<ReturnType<typeof ask>>;
     try {
       st = await ask(arbiter);
     } catch (e) {
       throw new CustosError('cosigners_unavailable', `${arbiter}, which decides that refresh of ${label} first, did not answer (${(e as Error).message.slice(0, 160)}): nothing was recorded here.`, { tag: 'unreachable' });
     }
-    const committed = (x: typeof st) => x.applied === true || (x.retiring === true && x.decision === 'commit');
     if (!st.held) {
       const others = pending.members.filter((m) => m !== arbiter && m !== this.peers.self);
       const answers = await Promise.allSettled(others.map(ask));
-      const anyCommitted = answers.some((a) => a.status === 'fulfilled' && committed(a.value));
+      const anyCommitted = answers.some((a) => a.status === 'fulfilled' && holdsCommit(a.value));
       if (decision === 'commit' && anyCommitted) return;
       if (decision === 'abort' && !anyCommitted && answers.every((a) => a.status === 'fulfilled')) return;
       throw new CustosError(
@@ -325,7 +324,7 @@ export class Refresher {
           : `${arbiter}, which decides that refresh of ${label} first, holds nothing of the key, and ${anyCommitted ? 'a participant holds commit: finish it with --resume' : 'not every participant answered (one could hold commit): run it again when they do'}. Nothing was recorded here.`,
       );
     }
-    const ok = decision === 'commit' ? committed(st) : st.aborted === true || (st.retiring === true && st.decision === 'abort') || (!st.retiring && !st.applied);
+    const ok = decision === 'commit' ? holdsCommit(st) : st.aborted === true || (st.retiring === true && st.decision === 'abort') || (!st.retiring && !st.applied);
     if (!ok) {
       const where = st.applied ? 'applied it' : st.retiring ? `holds ${String(st.decision ?? 'no decision yet')}` : 'never retired its share for it';
       throw new CustosError('conflict', `${arbiter}, which decides that refresh of ${label} first, ${where}: ${decision} was not recorded here.`);
@@ -334,7 +333,7 @@ export class Refresher {
 
   /** Gives the retired share back, once this node has the `abort` decision for that refresh. */
   private async unretire(from: string, requestId: string, session: string, b: ClusterAnswer): Promise<ClusterAnswer> {
-    const label = typeof b.label === 'string' ? b.label.slice(0, 128) : '';
+    const label = labelOf(b);
     const v = this.vault();
     const held = await v.getKey(label).catch(() => null);
     if (!held || held.state === 'destroyed') return { unretired: false };
@@ -348,7 +347,7 @@ export class Refresher {
 
   /** What this node holds for a refresh, for another member checking before it acts. */
   private async state(from: string, requestId: string, session: string, b: ClusterAnswer): Promise<ClusterAnswer> {
-    const label = typeof b.label === 'string' ? b.label.slice(0, 128) : '';
+    const label = labelOf(b);
     const v = this.vault();
     const held = await v.getKey(label).catch(() => null);
     if (!held || held.state === 'destroyed') return { held: false };
@@ -365,37 +364,36 @@ export class Refresher {
    * everyone concerned is known to have committed. (Taking an old share back needs only the
    * holder's own abort: see unretire.)
    */
-  private async verifyAll(requestId: string, key: import('../core/types.js').KeyRecord, session: string, decision: 'commit' | 'abort'): Promise<void> {
+  private async verifyAllCommitted(key: import('../core/types.js').KeyRecord, session: string): Promise<void> {
     // The refresh's participants are the members of its new key set (its dealers are among them;
     // a member being replaced took no part and holds only its old share, alone below t).
     const pending = this.vault().pendingRefresh(key);
     const others = (pending?.members ?? []).filter((m) => m !== this.peers.self);
-    const answers = await Promise.allSettled(others.map((m) => this.peers.call(m, '/v1/cluster/refresh/state', { session, label: key.label })));
+    const answers = await Promise.allSettled(others.map((m) => this.peers.call(m, '/v1/cluster/refresh/state', { session, label: key.label }) as Promise<RefreshState>));
     // Every participant's own answer counts, and none is taken as proof for the others: a
     // participant could tell one holder "applied" and another "aborted".
     const wrong: string[] = [];
     answers.forEach((a, i) => {
       const m = others[i]!;
       if (a.status === 'rejected') return wrong.push(`${m} (${(a.reason as Error).message.slice(0, 120)})`);
-      const st = a.value as { held?: boolean; retiring?: boolean; decision?: string | null; applied?: boolean };
+      const st = a.value;
       if (!st.held) return; // holds nothing of the key: no share to split with
-      const ok = decision === 'commit' ? (st.retiring && st.decision === 'commit') || st.applied === true : !st.applied && (!st.retiring || st.decision === 'abort');
       // (A participant lying about itself holds one share: it cannot make two key sets of honest ones.)
-      if (!ok) wrong.push(`${m} (${st.applied ? 'applied' : st.retiring ? `decided ${String(st.decision ?? 'nothing yet')}` : 'not retired by it'})`);
+      if (!holdsCommit(st)) wrong.push(`${m} (${st.retiring ? `decided ${String(st.decision ?? 'nothing yet')}` : 'not retired by it'})`);
     });
-    if (wrong.length) throw new CustosError('conflict', `Not every member agrees to ${decision === 'commit' ? 'apply' : 'abort'} that refresh yet: ${wrong.join('; ')}. Nothing changed here.`);
+    if (wrong.length) throw new CustosError('conflict', `Not every member agrees to apply that refresh yet: ${wrong.join('; ')}. Nothing changed here.`);
   }
 
   /** `refresh/apply` with nothing in memory: the durable new share applied (a resume). */
   private async resumeApply(from: string, requestId: string, session: string, b: ClusterAnswer): Promise<ClusterAnswer> {
-    const label = typeof b.label === 'string' ? b.label.slice(0, 128) : '';
+    const label = labelOf(b);
     const v = this.vault();
     const { key } = await v.describeThreshold(this.ctx(from, requestId), label, true);
     const pending = v.pendingRefresh(key);
     if (!pending || pending.session !== session) throw new CustosError('threshold_round', `This node holds no new share of ${label} from that refresh (it did not finish here: give it one with --replace ${this.peers.self}=${this.peers.self}).`);
     if (!pending.members.includes(from)) throw new CustosError('forbidden', `${from} is not a member of ${label}'s new key set.`);
     // Not on anyone's word: every other member, asked directly, must hold commit or have applied.
-    if (key.attributes[RETIRING] === session) await this.verifyAll(requestId, key, session, 'commit');
+    if (key.attributes[RETIRING] === session) await this.verifyAllCommitted(key, session);
     const applied = await v.applyRetired(this.ctx(from, requestId), label, session);
     return { public_key: bytesToHex(applied.publicKey), applied: true };
   }
@@ -418,6 +416,11 @@ export class Refresher {
     clearInterval(this.sweeper);
     for (const id of [...this.sessions.keys()]) this.abandon(id);
   }
+}
+
+/** The key label a refresh step names (bounded; an absent one names no key). */
+function labelOf(b: ClusterAnswer): string {
+  return typeof b.label === 'string' ? b.label.slice(0, 128) : '';
 }
 
 function fail(m: string): never {

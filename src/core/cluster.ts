@@ -29,6 +29,19 @@ export type PeerStep = (typeof PEER_STEPS)[number];
 
 export type ClusterAnswer = Record<string, unknown>;
 
+/** What a member holds for a refresh (`refresh/state`): what resume, abort and apply decide on. */
+export interface RefreshState {
+  held?: boolean;
+  retiring?: boolean;
+  decision?: string | null;
+  applied?: boolean;
+  aborted?: boolean;
+  arbiter?: string;
+}
+
+/** A member that decided commit for the refresh, or already applied it. */
+export const holdsCommit = (st: RefreshState): boolean => st.applied === true || (st.retiring === true && st.decision === 'commit');
+
 export interface ClusterApi {
   readonly name: string;
   /** The peer a verified client certificate (its SHA-256, hex) belongs to, if any. */
