@@ -1309,11 +1309,11 @@ export abstract class SqlStore implements Store {
     const version = objectVersion(r.version);
     // Only without row MACs (a tool holding no root key) can an unreadable version get here.
     if (version === null) throw this.corrupt('objects', pk, 'unreadable', `The object row ${printable(pk, 80)} in ${this.path} has an unreadable version: it was edited outside Custos.`, 'row_mac');
-    if (r.record === undefined) return { o: { keyId: r.key_id, objectId: r.object_id, version, record: new Uint8Array(0) }, bytes };
+    if (r.record === undefined) return { o: { keyId: r.key_id, objectId: r.object_id, version, record: new Uint8Array(0), hash: u8(Buffer.from(r.record_sha256, 'hex')) }, bytes };
     const record = u8(r.record);
     // The MAC covers the hash; the record must be the one hashed.
     if (recordSha256(record) !== r.record_sha256) throw this.corrupt('objects', pk, 'record', `The object row ${printable(pk, 80)} in ${this.path} holds a record other than the one its MAC covers: it was edited outside Custos.`, 'row_mac');
-    return { o: { keyId: r.key_id, objectId: r.object_id, version, record }, bytes };
+    return { o: { keyId: r.key_id, objectId: r.object_id, version, record, hash: u8(Buffer.from(r.record_sha256, 'hex')) }, bytes };
   }
 
   /**

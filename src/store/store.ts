@@ -76,6 +76,8 @@ export interface StoredObject {
   objectId: string;
   version: bigint;
   record: Uint8Array;
+  /** SHA-256 of `record`, as stored beside it and checked against it when it was read (nobody hashes it again). */
+  hash: Uint8Array;
 }
 
 /** Height, round and step (1 propose, 2 prevote, 3 precommit, as CometBFT's FilePV). */

@@ -39,7 +39,7 @@ export interface ObjectVersion {
   hash: Uint8Array;
 }
 
-const view = (o: StoredObject): ObjectVersion => ({ objectId: o.objectId, version: o.version, record: o.record, hash: recordHash(o.record) });
+const view = (o: StoredObject): ObjectVersion => ({ objectId: o.objectId, version: o.version, record: o.record, hash: o.hash });
 
 export class Lightning {
   /**
@@ -127,7 +127,7 @@ export class Lightning {
           details,
         );
       }
-      const record = this.seal(key, objectId, version, cur ? recordHash(cur.record) : ZERO_HASH, state);
+      const record = this.seal(key, objectId, version, cur ? cur.hash : ZERO_HASH, state);
       await this.store(ctx, key, 'lightning_put', [{ objectId, version, bytes: record }], cur, details);
       this.metrics?.update(Number(process.hrtime.bigint() - started) / 1e9);
       return { objectId, version, record, hash: recordHash(record) };
@@ -226,7 +226,7 @@ export class Lightning {
   async list(ctx: Ctx, ref: string, after: string | null, limit: number): Promise<Array<{ objectId: string; version: bigint; hash: Uint8Array }>> {
     const key = await this.nodeKey(ctx, 'lightning_list', 'state', ref);
     const page = await this.core.deps.store.listObjects(key.id, after, Math.max(1, Math.min(limit, 1000)));
-    return page.map((o) => ({ objectId: o.objectId, version: o.version, hash: recordHash(o.record) }));
+    return page.map((o) => ({ objectId: o.objectId, version: o.version, hash: o.hash }));
   }
 
   /**
@@ -249,7 +249,7 @@ export class Lightning {
     try {
       const stored = await this.core.deps.store.getObject(key.id, req.objectId);
       const cur = stored ? { ...stored, prevHashOf: decodeRecord(stored.record).prevHash } : null;
-      const curHash = cur ? recordHash(cur.record) : null;
+      const curHash = cur ? cur.hash : null;
       const fork = async (why: string): Promise<never> => {
         this.metrics?.fork();
         return this.core.refuse(ctx, 'lightning_reconcile', key, new CustosError('conflict', `Object ${req.objectId} has forked: ${why}. Nothing was changed; find out which copy the node's channel really is at before going on.`, { tag: 'fork' }), details);
@@ -351,7 +351,7 @@ export class Lightning {
       const release = await this.core.lanes.acquire([`lightning:${key.id}:${r.objectId}`]);
       try {
         const cur = await this.core.deps.store.getObject(key.id, r.objectId);
-        const curHash = cur ? recordHash(cur.record) : null;
+        const curHash = cur ? cur.hash : null;
         if (cur && cur.version === r.version && !sameHash(curHash!, recordHash(bytes))) {
           this.metrics?.fork();
           await refuse(r, new CustosError('conflict', `Object ${r.objectId} has forked: the backup's version ${r.version} differs from the vault's. Nothing was changed for it.`, { tag: 'fork' }), details);

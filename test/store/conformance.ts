@@ -2,6 +2,7 @@
  * The store conformance suite: every Store implementation (SQLite and PostgreSQL)
  * must pass it. Call `storeConformance(name, factory)` from the implementation's test file.
  */
+import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Store, Chainer, WriteUnit } from '../../src/store/store.js';
@@ -305,7 +306,7 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     assert.deepEqual(await s.listObjects('ln', null, 10), []);
     const r0 = new Uint8Array(300).fill(1);
     assert.deepEqual(await put(s, 'chan-1', null, 0n, r0), [null]);
-    assert.deepEqual(await s.getObject('ln', 'chan-1'), { keyId: 'ln', objectId: 'chan-1', version: 0n, record: r0 });
+    assert.deepEqual(await s.getObject('ln', 'chan-1'), { keyId: 'ln', objectId: 'chan-1', version: 0n, record: r0, hash: new Uint8Array(createHash('sha256').update(r0).digest()) });
     // Decided on "no row" while one exists: moved, and the unit's audit entry goes with it.
     const head = (await s.auditHead()).seq;
     fails(await put(s, 'chan-1', null, 1n, r0), 'storage_unavailable:object_moved');
@@ -323,7 +324,7 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     // u64::MAX (LDK's final update of a closed channel) round-trips exactly; nothing comes after it.
     const max = (1n << 64n) - 1n;
     assert.deepEqual(await put(s, 'chan-1', 1n, max, new Uint8Array(0)), [null]);
-    assert.deepEqual(await s.getObject('ln', 'chan-1'), { keyId: 'ln', objectId: 'chan-1', version: max, record: new Uint8Array(0) });
+    assert.deepEqual(await s.getObject('ln', 'chan-1'), { keyId: 'ln', objectId: 'chan-1', version: max, record: new Uint8Array(0), hash: new Uint8Array(createHash('sha256').update(new Uint8Array(0)).digest()) });
     fails(await put(s, 'chan-1', max, max, r0), 'conflict:object_version');
     // Per key.
     assert.equal(await s.getObject('ln-other', 'chan-1'), null);
