@@ -113,7 +113,6 @@ test('--resume and --abort run at the same moment from two members: the arbiter 
   // A seeded jitter (0–40 ms) on every decide and state step, as the review staged the race.
   let seed = 7;
   const jitter = () => new Promise((r) => setTimeout(r, ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % 41)));
-  const outcomes: string[] = [];
   for (let trial = 0; trial < 6; trial++) {
     const { nodes, close } = await makeNodes(names);
     try {
@@ -144,7 +143,6 @@ test('--resume and --abort run at the same moment from two members: the arbiter 
       assert.ok(!(decisions.has('commit') && decisions.has('abort')), `trial ${trial}: a commit/abort mix (${[...decisions].join(', ')}; resume: ${r1}; abort: ${r2})`);
       // Whichever way it went, running that way again from any member ends it, and the key signs.
       const way = decisions.has('abort') ? { abort: true } : { resume: true };
-      outcomes.push(Object.keys(way)[0]!);
       if (await retired(nodes.d!)) await nodes.d!.cluster.refresh(nodes.d!.tv.ctx(), { label: 'val', ...way });
       if (await retired(nodes.a!)) await a.cluster.refresh(a.tv.ctx(), { label: 'val', ...way });
       assert.deepEqual(await Promise.all(names.map((n) => retired(nodes[n]!))), [false, false, false, false, false], `trial ${trial}`);
@@ -153,7 +151,6 @@ test('--resume and --abort run at the same moment from two members: the arbiter 
       await close();
     }
   }
-  assert.ok(outcomes.length === 6);
 });
 
 test('the arbiter lost for good after it decided: the participants stand in for it (commit if one holds commit, else abort); a made-up abort writes nothing', { timeout: 60_000 }, async () => {
