@@ -55,7 +55,7 @@ export function pointOf(secret: Uint8Array): Uint8Array {
   return secp256k1.getPublicKey(secret, true);
 }
 
-function point(bytes: Uint8Array, what: string) {
+export function point(bytes: Uint8Array, what: string) {
   try {
     if (bytes.length !== 33) throw new Error();
     return Point.fromBytes(bytes);

@@ -17,6 +17,7 @@ import type { Operation } from '../accounts/principals.js';
 import { eciesDecrypt, eciesEncrypt } from '../crypto/ecies.js';
 import { checkObjectId, checkVersion, decodeRecord, MAX_STATE_BYTES, recordHash, recordVerifier, sameHash, sealRecord, verifyRecord, ZERO_HASH, type LightningRecord } from '../crypto/lightning-record.js';
 import type { BackupTarget } from '../lightning/backup.js';
+import { SIGNER_OBJECT_PREFIX } from '../lightning/channel-policy.js';
 import { BACKUP_PATH, ecdhSha256, ephemeralFor, ephemeralKeyOf, hookPath, nodeKeys, withSecret, type NodeKeys } from '../lightning/keys.js';
 import { decodeMaster, publicKeyAt, wipeMaster, type HdMaster } from '../wallet/hd.js';
 import { parsePath } from '../wallet/paths.js';
@@ -55,8 +56,8 @@ export class Lightning {
     private readonly metrics: LightningMetrics | null = null,
   ) {}
 
-  /** A node's key, for `operation` under `scope`: an active BIP32 key with the lightning purpose. */
-  private async nodeKey(ctx: Ctx, operation: string, scope: Operation, ref: string): Promise<KeyRecord> {
+  /** A node's key, for `operation` under `scope`: an active BIP32 key with the lightning purpose. (Also the channel signer's, vault/lightning-signer.ts.) */
+  async nodeKey(ctx: Ctx, operation: string, scope: Operation, ref: string): Promise<KeyRecord> {
     const key = await this.core.usableKey(ctx, operation, ref, scope);
     return this.core.refuseOnError(ctx, operation, key, {}, () => {
       assertPurpose(key, 'lightning');
@@ -65,7 +66,7 @@ export class Lightning {
     });
   }
 
-  private withMaster<T>(key: KeyRecord, f: (m: HdMaster) => T): T {
+  withMaster<T>(key: KeyRecord, f: (m: HdMaster) => T): T {
     const secret = this.core.deps.keyring.openSecret(key);
     let master: HdMaster | undefined;
     try {
@@ -77,7 +78,7 @@ export class Lightning {
     }
   }
 
-  private cache(key: KeyRecord) {
+  cache(key: KeyRecord) {
     return { id: `${key.id}/${key.version}`, cache: this.core.hdCache };
   }
 
@@ -110,6 +111,7 @@ export class Lightning {
     const details: AuditDraft['details'] = { object: objectId.slice(0, 128), version: String(version).slice(0, 20) };
     await this.core.refuseOnError(ctx, 'lightning_put', key, details, () => {
       checkObjectId(objectId);
+      if (objectId.startsWith(SIGNER_OBJECT_PREFIX)) throw new CustosError('forbidden', `Objects named ${SIGNER_OBJECT_PREFIX}… are the channel signer's own state: a node cannot write them.`);
       checkVersion(version);
       if (state.length > MAX_STATE_BYTES) throw new CustosError('payload_too_large', `A Lightning state is at most ${MAX_STATE_BYTES} bytes.`);
     });
@@ -143,7 +145,7 @@ export class Lightning {
    * is deterministic. So a retry whose first answer was lost files the same record again
    * instead of a rival beside it.
    */
-  private seal(key: KeyRecord, objectId: string, version: bigint, prevHash: Uint8Array, state: Uint8Array): Uint8Array {
+  seal(key: KeyRecord, objectId: string, version: bigint, prevHash: Uint8Array, state: Uint8Array): Uint8Array {
     const { backupPublic, signer, ephemeralKey } = this.publicsOf(key);
     const eph = ephemeralFor(ephemeralKey, objectId, version, prevHash, state);
     try {
@@ -154,7 +156,7 @@ export class Lightning {
     }
   }
 
-  private open(key: KeyRecord, record: LightningRecord): Uint8Array {
+  open(key: KeyRecord, record: LightningRecord): Uint8Array {
     return this.withMaster(key, (m) => withSecret(m, BACKUP_PATH, (s) => eciesDecrypt(s, record.ciphertext), this.cache(key)));
   }
 
@@ -172,11 +174,10 @@ export class Lightning {
    * Writes records (the last is the object's new version) to the backup target, then commits
    * the last one in place of `cur` (compare-and-set), with its audit entry.
    */
-  private async store(ctx: Ctx, key: KeyRecord, operation: string, records: Array<{ objectId: string; version: bigint; bytes: Uint8Array }>, cur: StoredObject | null, details: AuditDraft['details']): Promise<void> {
-    const { node } = this.publicsOf(key);
+  async store(ctx: Ctx, key: KeyRecord, operation: string, records: Array<{ objectId: string; version: bigint; bytes: Uint8Array }>, cur: StoredObject | null, details: AuditDraft['details']): Promise<void> {
     const last = records[records.length - 1]!;
     try {
-      for (const r of records) await this.backup?.write(node, r.objectId, r.version, r.bytes);
+      for (const r of records) await this.writeBackup(key, r.objectId, r.version, r.bytes);
     } catch (e) {
       return this.core.fail(ctx, operation, key, e, details, 'The backup target failed.');
     }
@@ -202,6 +203,11 @@ export class Lightning {
       }
       throw e;
     }
+  }
+
+  /** Writes a record to the backup target (if one is configured). */
+  async writeBackup(key: KeyRecord, objectId: string, version: bigint, bytes: Uint8Array): Promise<void> {
+    await this.backup?.write(this.publicsOf(key).node, objectId, version, bytes);
   }
 
   /** The latest version of an object, its record, and (decrypted for the node) its state. */

@@ -9,6 +9,7 @@
  *   admin.ts      API tokens, policy documents, approvals, agent hiding, the audit tail
  *   threshold.ts  this node's shares of threshold keys: nonces and signature shares
  *   lightning.ts  a Lightning node's per-object state records, reconciliation, the hsmd hook
+ *   lightning-signer.ts  a Lightning node's channel signer: channel keys, signatures, secrets, rules
  *
  * This class only wires them together, so that front ends hold one object. Nothing is
  * signed or exported unless its decision, outcome and state changes are durable first (fail
@@ -31,6 +32,7 @@ import { Signing } from './signing.js';
 import { Wallet } from './wallet.js';
 import { Threshold } from './threshold.js';
 import { Lightning } from './lightning.js';
+import { LightningChannels } from './lightning-signer.js';
 
 export { type PeerCertificate, type Credentials } from '../accounts/authenticator.js';
 export { certificateNames } from '../accounts/credentials.js';
@@ -58,6 +60,8 @@ export class Vault {
   readonly accountKeys: AccountKeys | null;
   /** Lightning nodes' state records, reconciliation and the hsmd hook (vault/lightning.ts). */
   readonly lightning: Lightning;
+  /** Lightning channel signers: channel keys, signatures and secrets under the channel rules (vault/lightning-signer.ts). */
+  readonly channels: LightningChannels;
 
   constructor(deps: VaultDeps) {
     this.core = new VaultCore(deps);
@@ -68,6 +72,7 @@ export class Vault {
     this.admin = new Admin(this.core);
     this.threshold = new Threshold(this.core, this.keys);
     this.lightning = new Lightning(this.core, deps.lightning?.backup ?? null, deps.lightning?.metrics ?? null);
+    this.channels = new LightningChannels(this.core, this.lightning);
     this.accounts = deps.accounts ? new Accounts(this.core, deps.accounts.key, deps.accounts.vaultId, deps.accounts.guard) : null;
     this.accountKeys = deps.accounts ? new AccountKeys(this.core, this.keys, deps.accounts.key, deps.accounts.vaultId) : null;
     this.sessions = deps.accounts ? new Sessions(this.core, deps.accounts.key, deps.accounts.vaultId, deps.accounts.sessions, (id) => this.accounts!.epochOf(id)) : null;

@@ -270,6 +270,8 @@ export interface LdkNode {
   readonly sent: Set<string>;
   readonly claimed: Set<string>;
   readonly failedPayments: Set<string>;
+  /** Closures seen (ChannelClosed reasons); a close fails the pump unless the net allows closes. */
+  readonly closed: string[];
   /** Parents of the `as_X()` views handed to LDK, kept alive. */
   readonly hold: unknown[];
 }
@@ -331,6 +333,8 @@ export class LdkNet {
   private readonly mempool: Uint8Array[] = [];
   /** Funding transactions built here (hex) → their txid (internal byte order). */
   private readonly funding = new Map<string, Uint8Array>();
+  /** Whether a channel may close (a test of closing); otherwise a close fails the pump. */
+  allowCloses = false;
   private nextSocket = 1n;
   private nextUserChannelId = 1n;
   readonly fail = (e: unknown): void => void this.failures.push(e instanceof Error ? e : new Error(String(e)));
@@ -395,6 +399,7 @@ export class LdkNet {
       sent: new Set(),
       claimed: new Set(),
       failedPayments: new Set(),
+      closed: [],
       hold: [logger, fee, broadcaster, graph, scorer, score, router, msgRouter, ignorer],
     };
     this.nodes.push(node);
@@ -514,7 +519,8 @@ export class LdkNet {
       } else if (ev instanceof ldk.Event_PaymentFailed) {
         if (ev.payment_hash instanceof ldk.Option_ThirtyTwoBytesZ_Some) node.failedPayments.add(hex(ev.payment_hash.some));
       } else if (ev instanceof ldk.Event_ChannelClosed) {
-        this.fail(new Error(`${node.name}: channel closed: ${ev.reason.constructor.name}`));
+        node.closed.push(ev.reason.constructor.name.replace(/^ClosureReason_/, ''));
+        if (!this.allowCloses) this.fail(new Error(`${node.name}: channel closed: ${ev.reason.constructor.name}`));
       }
     }
     return events.length;

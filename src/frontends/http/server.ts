@@ -26,6 +26,7 @@ import * as S from './schemas.js';
 import { accountRoutes } from './accounts.js';
 import { clusterRoutes } from './cluster.js';
 import { lightningRoutes } from './lightning.js';
+import { lightningChannelRoutes } from './lightning-channels.js';
 import type { ClusterApi } from '../../core/cluster.js';
 
 /** Keys per unit (one transaction) of a batch creation. */
@@ -650,6 +651,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   accountRoutes(app, vault, ctx);
   clusterRoutes(app, opts.cluster ?? (() => null), vault, ctx);
   lightningRoutes(app, vault, ctx);
+  lightningChannelRoutes(app, vault, ctx);
 
   app.get<{ Querystring: { limit?: string } }>('/v1/audit', { schema: S.auditSchema }, async (req) => {
     const limit = Math.min(Math.max(Number(req.query.limit ?? 50), 1), 1000);

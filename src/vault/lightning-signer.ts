@@ -1,0 +1,322 @@
+/**
+ * The Lightning channel signer: a node's channel keys live in the vault (lightning/channel-keys.ts)
+ * and the node asks for each signature and secret, as LDK's `ChannelSigner`/`EcdsaChannelSigner`
+ * do. The vault parses every transaction it signs itself (lightning/bolt3.ts): the commitment
+ * number comes out of the transaction, the funding outpoint and value from the channel's
+ * parameters, each HTLC is checked against the commitment's output. The rules
+ * (lightning/channel-policy.ts) decide on the channel's signer state, and the state they move is
+ * written to the backup target and committed, with the audit entry, before the answer leaves:
+ * a crash can lose a signature, never let the vault forget a revocation.
+ *
+ * Signatures and secrets go through the vault's one step (vault/step.ts: policy documents, the
+ * key still active, state, audit, then release) as `sign` requests of payload type `digest`
+ * (the BIP143 sighash) with facts `protocol = lightning` and `lightning_op`.
+ */
+import { CustosError, isCustosError } from '../core/errors.js';
+import { bytesToHex, wipe } from '../core/bytes.js';
+import type { AuditDraft, KeyRecord } from '../core/types.js';
+import { decodeRecord, recordHash, ZERO_HASH } from '../crypto/lightning-record.js';
+import {
+  commitmentNumberOf,
+  derivePrivateKey,
+  derivePublicKey,
+  fundingScript,
+  htlcTransaction,
+  INITIAL_COMMITMENT_NUMBER,
+  obscuringFactor,
+  onlyInput,
+  parseTransaction,
+  perCommitmentSecret,
+  point,
+  pointOf,
+  revocationPublicKey,
+  segwitSighash,
+  signDigest,
+  verifyDigest,
+  type HtlcOutput,
+} from '../lightning/bolt3.js';
+import { channelPublicKeys, channelSecrets, checkKeysId, wipeSecrets, type ChannelPublicKeys, type ChannelSecrets } from '../lightning/channel-keys.js';
+import { decideChannel, decodeState, encodeState, freshState, SIGNER_OBJECT_PREFIX, type ChannelParams, type ChannelRequest, type ChannelState } from '../lightning/channel-policy.js';
+import type { Transaction } from '@scure/btc-signer';
+import type { Ctx, VaultCore } from './core.js';
+import type { Lightning } from './lightning.js';
+import { decideSignCommit } from './step.js';
+
+const hex = (b: Uint8Array) => bytesToHex(b);
+const unhex = (s: string) => Uint8Array.from(Buffer.from(s, 'hex'));
+const bad = (m: string) => new CustosError('bad_request', m, { tag: 'lightning_tx' });
+
+/** LDK's commitment index (counting down from 2^48 - 1) as a BOLT 3 number. */
+function numberOfIndex(idx: bigint): number {
+  if (typeof idx !== 'bigint' || idx < 0n || idx > INITIAL_COMMITMENT_NUMBER) throw new CustosError('bad_request', 'A commitment index is a 48-bit number.');
+  return Number(INITIAL_COMMITMENT_NUMBER - idx);
+}
+
+function checkPoint(b: Uint8Array, what: string): Uint8Array {
+  point(b, what);
+  return b;
+}
+
+export interface CounterpartyCommitment {
+  tx: Uint8Array;
+  /** The counterparty's per-commitment point for this commitment (what its keys are derived from). */
+  perCommitmentPoint: Uint8Array;
+  feeratePerKw: number;
+  htlcs: HtlcOutput[];
+}
+
+interface Plan<T> {
+  request: ChannelRequest | null;
+  /** Facts for the audit entry and the policy documents. */
+  facts: Record<string, string>;
+  /** The digest a `sign` request is about (policy documents may look at it). */
+  digest?: Uint8Array;
+  produce: (secrets: ChannelSecrets) => T;
+  outcome?: (t: T) => AuditDraft['details'];
+}
+
+export class LightningChannels {
+  constructor(
+    private readonly core: VaultCore,
+    private readonly ln: Lightning,
+  ) {}
+
+  private secretsOf(key: KeyRecord, keysId: string): ChannelSecrets {
+    return this.ln.withMaster(key, (m) => channelSecrets(m, keysId, this.ln.cache(key)));
+  }
+
+  /** The channel's public keys (what the node hands its peer at open). */
+  async publicKeys(ctx: Ctx, ref: string, keysId: string): Promise<ChannelPublicKeys> {
+    const key = await this.ln.nodeKey(ctx, 'lightning_channel', 'sign', ref);
+    await this.core.refuseOnError(ctx, 'lightning_channel', key, {}, () => checkKeysId(keysId));
+    const s = this.secretsOf(key, keysId);
+    try {
+      return channelPublicKeys(s);
+    } finally {
+      wipeSecrets(s);
+    }
+  }
+
+  /** The holder's per-commitment point of LDK index `idx` (public; nothing is recorded). */
+  async perCommitmentPoint(ctx: Ctx, ref: string, keysId: string, idx: bigint): Promise<Uint8Array> {
+    const key = await this.ln.nodeKey(ctx, 'lightning_channel', 'sign', ref);
+    await this.core.refuseOnError(ctx, 'lightning_channel', key, {}, () => (checkKeysId(keysId), numberOfIndex(idx)));
+    const s = this.secretsOf(key, keysId);
+    try {
+      const secret = perCommitmentSecret(s.commitment, idx);
+      try {
+        return pointOf(secret);
+      } finally {
+        wipe(secret);
+      }
+    } finally {
+      wipeSecrets(s);
+    }
+  }
+
+  /** The channel's parameters, once (provide_channel_parameters). */
+  async setup(ctx: Ctx, ref: string, keysId: string, params: ChannelParams): Promise<void> {
+    await this.step(ctx, ref, keysId, 'setup', false, () => {
+      for (const [k, v] of Object.entries(params.counterparty)) checkPoint(unhex(v), `The counterparty's ${k} key`);
+      if (!/^[0-9a-f]{64}$/.test(params.fundingTxid) || !Number.isInteger(params.fundingIndex) || params.fundingIndex < 0 || params.fundingIndex > 0xffff) throw new CustosError('bad_request', 'The funding outpoint is a txid (64 hex digits) and an output index.');
+      if (!/^[1-9][0-9]{0,15}$/.test(params.valueSat)) throw new CustosError('bad_request', 'The channel value is a positive number of satoshis.');
+      for (const d of [params.holderDelay, params.counterpartyDelay]) if (!Number.isInteger(d) || d < 0 || d > 0xffff) throw new CustosError('bad_request', 'A contest delay is 0 to 65535 blocks.');
+      return { request: { op: 'setup', params }, facts: { funding: `${params.fundingTxid}:${params.fundingIndex}` }, produce: () => undefined };
+    });
+  }
+
+  /** Releases the holder's per-commitment secret of LDK index `idx`: only for a revoked commitment. */
+  async releaseSecret(ctx: Ctx, ref: string, keysId: string, idx: bigint): Promise<Uint8Array> {
+    return this.step(ctx, ref, keysId, 'release_secret', true, () => {
+      const n = numberOfIndex(idx);
+      return { request: { op: 'release_secret', n }, facts: { commitment_number: String(n) }, produce: (s) => perCommitmentSecret(s.commitment, idx) };
+    });
+  }
+
+  /** A holder commitment the counterparty signed (commitment_signed): its signature is checked, its number recorded. */
+  async validateHolder(ctx: Ctx, ref: string, keysId: string, req: { tx: Uint8Array; counterpartySignature: Uint8Array }): Promise<void> {
+    await this.step(ctx, ref, keysId, 'validate_holder', false, (state, pub) => {
+      const p = this.params(state);
+      const tx = this.fundingSpend(p, req.tx);
+      const n = this.numberOf(p, pub, tx, true);
+      const digest = segwitSighash(tx, 0, fundingScript(pub.funding, unhex(p.counterparty.funding)), BigInt(p.valueSat));
+      const valid = req.counterpartySignature.length === 64 && verifyDigest(req.counterpartySignature, digest, unhex(p.counterparty.funding));
+      return { request: { op: 'validate_holder', n, txid: tx.id, counterpartySigValid: valid }, facts: { commitment_number: String(n), txid: tx.id }, produce: () => undefined };
+    });
+  }
+
+  /** Signs the holder's latest commitment for broadcast (a force close): never a revoked one. */
+  async signHolder(ctx: Ctx, ref: string, keysId: string, txBytes: Uint8Array): Promise<Uint8Array> {
+    return this.step(ctx, ref, keysId, 'sign_holder', true, (state, pub) => {
+      const p = this.params(state);
+      const tx = this.fundingSpend(p, txBytes);
+      const n = this.numberOf(p, pub, tx, true);
+      const digest = segwitSighash(tx, 0, fundingScript(pub.funding, unhex(p.counterparty.funding)), BigInt(p.valueSat));
+      return { request: { op: 'sign_holder', n, txid: tx.id }, facts: { commitment_number: String(n), txid: tx.id }, digest, produce: (s) => signDigest(digest, s.funding) };
+    });
+  }
+
+  /**
+   * Signs the counterparty's commitment and its HTLC transactions: the number only moves
+   * forward, at most two unrevoked, each HTLC checked against the commitment's outputs.
+   */
+  async signCounterparty(ctx: Ctx, ref: string, keysId: string, c: CounterpartyCommitment): Promise<{ signature: Uint8Array; htlcSignatures: Uint8Array[] }> {
+    return this.step(ctx, ref, keysId, 'sign_counterparty', true, (state, pub) => {
+      const p = this.params(state);
+      checkPoint(c.perCommitmentPoint, 'The per-commitment point');
+      if (!Number.isInteger(c.feeratePerKw) || c.feeratePerKw < 0 || c.feeratePerKw > 0xffffffff) throw bad('feerate_per_kw is a 32-bit number.');
+      if (c.htlcs.length > 966) throw bad('A commitment has at most 966 HTLC outputs.');
+      const tx = this.fundingSpend(p, c.tx);
+      const n = this.numberOf(p, pub, tx, false);
+      const digest = segwitSighash(tx, 0, fundingScript(pub.funding, unhex(p.counterparty.funding)), BigInt(p.valueSat));
+      // The counterparty's commitment, from its side: it broadcasts, this node countersigns.
+      const pcp = c.perCommitmentPoint;
+      const keys = {
+        revocationKey: revocationPublicKey(pub.revocation, pcp),
+        broadcasterHtlcKey: derivePublicKey(unhex(p.counterparty.htlc), pcp),
+        countersignatoryHtlcKey: derivePublicKey(pub.htlc, pcp),
+        broadcasterDelayedKey: derivePublicKey(unhex(p.counterparty.delayed), pcp),
+      };
+      const seen = new Set<number>();
+      const htlcs = c.htlcs.map((h) => {
+        if (seen.has(h.outputIndex)) throw bad(`HTLC output ${h.outputIndex} is listed twice.`);
+        seen.add(h.outputIndex);
+        const built = htlcTransaction(tx, h, keys, c.feeratePerKw, p.holderDelay);
+        return segwitSighash(built.tx, 0, built.script, built.amount);
+      });
+      return {
+        request: { op: 'sign_counterparty', n, txid: tx.id, point: hex(pcp) },
+        facts: { commitment_number: String(n), txid: tx.id, htlcs: String(htlcs.length) },
+        digest,
+        produce: (s) => {
+          const htlcKey = derivePrivateKey(s.htlc, pcp);
+          try {
+            return { signature: signDigest(digest, s.funding), htlcSignatures: htlcs.map((d) => signDigest(d, htlcKey)) };
+          } finally {
+            wipe(htlcKey);
+          }
+        },
+      };
+    });
+  }
+
+  /** The counterparty revoked its commitment of LDK index `idx`: the secret must open the point the vault signed that commitment with. */
+  async validateRevocation(ctx: Ctx, ref: string, keysId: string, idx: bigint, secret: Uint8Array): Promise<void> {
+    await this.step(ctx, ref, keysId, 'validate_revocation', false, () => {
+      const n = numberOfIndex(idx);
+      let point: Uint8Array;
+      try {
+        point = pointOf(secret);
+      } catch {
+        throw new CustosError('bad_request', 'A per-commitment secret is a 32-byte secp256k1 secret key.');
+      }
+      return { request: { op: 'validate_revocation', n, pointOfSecret: hex(point) }, facts: { commitment_number: String(n) }, produce: () => undefined };
+    });
+  }
+
+  /** Signs a mutual close (it spends the funding output); no commitment is signed after it. */
+  async signClosing(ctx: Ctx, ref: string, keysId: string, txBytes: Uint8Array): Promise<Uint8Array> {
+    return this.step(ctx, ref, keysId, 'sign_closing', true, (state, pub) => {
+      const p = this.params(state);
+      const tx = this.fundingSpend(p, txBytes);
+      const digest = segwitSighash(tx, 0, fundingScript(pub.funding, unhex(p.counterparty.funding)), BigInt(p.valueSat));
+      return { request: { op: 'sign_closing' }, facts: { txid: tx.id }, digest, produce: (s) => signDigest(digest, s.funding) };
+    });
+  }
+
+  private params(state: ChannelState): ChannelParams {
+    if (!state.params) throw new CustosError('policy_denied', 'The channel has no parameters yet: the node gives them (provide_channel_parameters) before anything is signed.', { tag: 'lightning_params' });
+    return state.params;
+  }
+
+  /** A transaction spending the channel's funding output, and only it. */
+  private fundingSpend(p: ChannelParams, bytes: Uint8Array): Transaction {
+    const tx = parseTransaction(bytes);
+    const input = onlyInput(tx);
+    if (input.txid !== p.fundingTxid || input.index !== p.fundingIndex) throw bad(`The transaction spends ${input.txid}:${input.index}, not the channel's funding output ${p.fundingTxid}:${p.fundingIndex}.`);
+    return tx;
+  }
+
+  /** A commitment's number; `holder`: this node broadcasts it. The opener's payment point comes first. */
+  private numberOf(p: ChannelParams, pub: ChannelPublicKeys, tx: Transaction, _holder: boolean): number {
+    const ours = pub.payment;
+    const theirs = unhex(p.counterparty.payment);
+    const factor = p.outbound ? obscuringFactor(ours, theirs) : obscuringFactor(theirs, ours);
+    return Number(commitmentNumberOf(tx, factor));
+  }
+
+  /**
+   * One signer operation: read the channel's state (lane-held), plan (parse, check; a bad
+   * request is refused and audited), decide (the rules; a refusal audited), then either the
+   * vault's signing step (`sign`: policy documents, signature, state and audit in one commit)
+   * or, for a validation, the state and its audit entry committed. The new state's record
+   * reaches the backup target before the commit.
+   */
+  private async step<T>(ctx: Ctx, ref: string, keysId: string, op: string, signs: boolean, plan: (state: ChannelState, pub: ChannelPublicKeys) => Plan<T>): Promise<T> {
+    const operation = `lightning_${op}`;
+    const key = await this.ln.nodeKey(ctx, operation, 'sign', ref);
+    const details: AuditDraft['details'] = { channel: String(keysId).slice(0, 64) };
+    await this.core.refuseOnError(ctx, operation, key, details, () => checkKeysId(keysId));
+    const objectId = SIGNER_OBJECT_PREFIX + keysId;
+    const release = await this.core.lanes.acquire([`lightning:${key.id}:${objectId}`]);
+    let secrets: ChannelSecrets | null = null;
+    try {
+      const cur = await this.core.deps.store.getObject(key.id, objectId);
+      const state = cur ? await this.core.refuseOnError(ctx, operation, key, details, () => this.readState(key, cur.record, keysId)) : freshState(keysId);
+      secrets = this.secretsOf(key, keysId);
+      const pub = channelPublicKeys(secrets);
+      const p = await this.core.refuseOnError(ctx, operation, key, details, () => plan(state, pub));
+      Object.assign(details, p.facts);
+      const next = p.request ? await this.core.refuseOnError(ctx, operation, key, details, () => decideChannel(state, p.request!)) : null;
+      const version = (cur?.version ?? 0n) + 1n;
+      const record = next ? this.ln.seal(key, objectId, version, cur ? cur.hash : ZERO_HASH, encodeState(next)) : null;
+      const mutation = record ? [{ kind: 'putObject' as const, keyId: key.id, objectId, expectedVersion: cur?.version ?? null, version, record }] : [];
+      const s = secrets;
+      const backup = async () => {
+        if (record) await this.ln.writeBackup(key, objectId, version, record);
+      };
+      if (!signs) {
+        try {
+          await backup();
+        } catch (e) {
+          return await this.core.fail(ctx, operation, key, e, details, 'The backup target failed.');
+        }
+        await this.core.commitAs(ctx, {
+          mutations: [{ kind: 'assertKeyActive', id: key.id, version: key.version }, ...mutation],
+          audit: [this.core.draft(ctx, operation, key, 'ok', null, record ? { ...details, record_sha256: hex(recordHash(record)) } : details)],
+        });
+        return p.produce(s);
+      }
+      return await decideSignCommit(this.core, {
+        ctx,
+        key,
+        operation: 'sign',
+        outcomeOperation: operation,
+        subject: { payloadType: 'digest', facts: { protocol: 'lightning', lightning_op: op, ...p.facts }, ...(p.digest ? { payload: p.digest } : {}) },
+        details,
+        prepare: async () => (mutation.length ? { mutations: () => mutation } : undefined),
+        produce: async () => {
+          const t = p.produce(s);
+          await backup();
+          return t;
+        },
+        outcome: (t) => ({ ...(p.outcome?.(t) ?? {}), ...(record ? { record_sha256: hex(recordHash(record)) } : {}) }),
+      });
+    } catch (e) {
+      if (isCustosError(e) && e.tag === 'object_moved') throw new CustosError('conflict', `The signer state of channel ${keysId} changed under this request (another vault process on this database?): retry.`, { tag: 'object_moved' });
+      throw e;
+    } finally {
+      if (secrets) wipeSecrets(secrets);
+      release();
+    }
+  }
+
+  private readState(key: KeyRecord, record: Uint8Array, keysId: string): ChannelState {
+    const plain = this.ln.open(key, decodeRecord(record));
+    try {
+      return decodeState(plain, keysId);
+    } finally {
+      wipe(plain);
+    }
+  }
+}
