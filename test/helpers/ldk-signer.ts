@@ -87,6 +87,8 @@ export interface SignerCall {
   op: string;
   ok: boolean;
   error?: string;
+  /** What was sent to Custos (for tests that replay a request). */
+  body?: unknown;
 }
 
 /** The Custos-backed SignerProvider and a log of every call it made. */
@@ -120,15 +122,18 @@ export class CustosSignerProvider {
 
   /** Runs one call; a failure is logged and becomes LDK's `Err`. */
   private run<R>(channel: string, op: string, err: () => R, f: () => R): R {
+    this.lastBody = undefined;
     try {
       const r = f();
-      this.calls.push({ channel, op, ok: true });
+      this.calls.push({ channel, op, ok: true, body: this.lastBody });
       return r;
     } catch (e) {
-      this.calls.push({ channel, op, ok: false, error: e instanceof Error ? e.message : String(e) });
+      this.calls.push({ channel, op, ok: false, error: e instanceof Error ? e.message : String(e), body: this.lastBody });
       return err();
     }
   }
+
+  private lastBody: unknown;
 
   private signer(valueSat: bigint, keysId: Uint8Array): ldk.EcdsaChannelSigner {
     const channel = hex(keysId);
@@ -140,7 +145,10 @@ export class CustosSignerProvider {
       ldk.DelayedPaymentBasepoint.constructor_new(unhex(k.delayed_payment_basepoint!)),
       ldk.HtlcBasepoint.constructor_new(unhex(k.htlc_basepoint!)),
     );
-    const call = <T>(rest: string, body?: unknown) => this.api.call<T>(body === undefined ? 'GET' : 'POST', this.path(channel, rest), body);
+    const call = <T>(rest: string, body?: unknown) => {
+      this.lastBody = body;
+      return this.api.call<T>(body === undefined ? 'GET' : 'POST', this.path(channel, rest), body);
+    };
     const txOf = (c: ldk.CommitmentTransaction) => hex(c.trust().built_transaction().get_transaction());
     const signature = (r: { signature: string }) => unhex(r.signature);
     const cs: ldk.ChannelSignerInterface = {
