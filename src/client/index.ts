@@ -5,6 +5,7 @@
  */
 export { CustosClient, type ClientOptions, type KeyInfo, type SignParams, type ApprovalView, type AuditEntryView, type SealStatusView, type PrincipalParams, type PrincipalView, type PrivvalStatusView, type ReloadView, type ClusterStatusView, type ThresholdKeyView } from './client.js';
 export { CustosApiError, type TransportOptions } from './transport.js';
+export { BlockingCustosClient } from './blocking.js';
 import { Transport } from './transport.js';
 import { CustosSession as SessionBase, type Poster, type SessionOptions } from './session.js';
 export { type SessionOptions, type AccountKeyView, type GrantView } from './session.js';
