@@ -87,6 +87,20 @@ export function revocationPublicKey(revocationBasepoint: Uint8Array, perCommitme
   return R.multiply(a).add(P.multiply(b)).toBytes(true);
 }
 
+/**
+ * The secret of revocationPublicKey, once the broadcaster's per-commitment secret is known:
+ * revocation_basepoint_secret·SHA256(R ‖ P) + per_commitment_secret·SHA256(P ‖ R).
+ */
+export function revocationPrivateKey(revocationBaseSecret: Uint8Array, perCommitmentSecret: Uint8Array): Uint8Array {
+  const R = pointOf(revocationBaseSecret);
+  const P = pointOf(perCommitmentSecret);
+  const a = toScalar(sha256(concatBytes(R, P))) % N;
+  const b = toScalar(sha256(concatBytes(P, R))) % N;
+  const k = (toScalar(revocationBaseSecret) * a + toScalar(perCommitmentSecret) * b) % N;
+  if (k === 0n) throw bad('The revocation key is zero.');
+  return fromScalar(k);
+}
+
 /** The funding output's witness script: 2 <pubkey1> <pubkey2> 2 OP_CHECKMULTISIG, keys in lexicographic order. */
 export function fundingScript(a: Uint8Array, b: Uint8Array): Uint8Array {
   point(a, 'A funding key');

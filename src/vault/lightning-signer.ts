@@ -13,7 +13,7 @@
  * (the BIP143 sighash) with facts `protocol = lightning` and `lightning_op`.
  */
 import { CustosError, isCustosError } from '../core/errors.js';
-import { bytesToHex, wipe } from '../core/bytes.js';
+import { bytesToHex, equalBytes, wipe } from '../core/bytes.js';
 import type { AuditDraft, KeyRecord } from '../core/types.js';
 import { decodeRecord, recordHash, ZERO_HASH } from '../crypto/lightning-record.js';
 import {
@@ -21,6 +21,7 @@ import {
   derivePrivateKey,
   derivePublicKey,
   fundingScript,
+  htlcScript,
   htlcTransaction,
   INITIAL_COMMITMENT_NUMBER,
   obscuringFactor,
@@ -29,7 +30,9 @@ import {
   perCommitmentSecret,
   point,
   pointOf,
+  revocationPrivateKey,
   revocationPublicKey,
+  revokeableScript,
   segwitSighash,
   signDigest,
   verifyDigest,
@@ -37,7 +40,8 @@ import {
 } from '../lightning/bolt3.js';
 import { channelPublicKeys, channelSecrets, checkKeysId, wipeSecrets, type ChannelPublicKeys, type ChannelSecrets } from '../lightning/channel-keys.js';
 import { decideChannel, decodeState, encodeState, freshState, SIGNER_OBJECT_PREFIX, type ChannelParams, type ChannelRequest, type ChannelState } from '../lightning/channel-policy.js';
-import type { Transaction } from '@scure/btc-signer';
+import { OutScript, type Transaction } from '@scure/btc-signer';
+import { sha256 } from '@noble/hashes/sha2.js';
 import type { Ctx, VaultCore } from './core.js';
 import type { Lightning } from './lightning.js';
 import { decideSignCommit } from './step.js';
@@ -171,12 +175,7 @@ export class LightningChannels {
       const digest = segwitSighash(tx, 0, fundingScript(pub.funding, unhex(p.counterparty.funding)), BigInt(p.valueSat));
       // The counterparty's commitment, from its side: it broadcasts, this node countersigns.
       const pcp = c.perCommitmentPoint;
-      const keys = {
-        revocationKey: revocationPublicKey(pub.revocation, pcp),
-        broadcasterHtlcKey: derivePublicKey(unhex(p.counterparty.htlc), pcp),
-        countersignatoryHtlcKey: derivePublicKey(pub.htlc, pcp),
-        broadcasterDelayedKey: derivePublicKey(unhex(p.counterparty.delayed), pcp),
-      };
+      const keys = this.counterpartyKeys(p, pub, pcp);
       const seen = new Set<number>();
       const htlcs = c.htlcs.map((h) => {
         if (seen.has(h.outputIndex)) throw bad(`HTLC output ${h.outputIndex} is listed twice.`);
@@ -224,6 +223,122 @@ export class LightningChannels {
     });
   }
 
+  /**
+   * Justice: a transaction taking a revoked counterparty commitment's output (its to_local, or
+   * an HTLC output when `htlc` is given) with the revocation key, which only the counterparty's
+   * per-commitment secret (its revocation) opens.
+   */
+  async signJustice(ctx: Ctx, ref: string, keysId: string, req: { tx: Uint8Array; input: number; amount: bigint; perCommitmentSecret: Uint8Array; htlc?: HtlcOutput }): Promise<Uint8Array> {
+    return this.step(ctx, ref, keysId, req.htlc ? 'sign_justice_htlc' : 'sign_justice', true, (state, pub) => {
+      const p = this.params(state);
+      let pcp: Uint8Array;
+      try {
+        pcp = pointOf(req.perCommitmentSecret);
+      } catch {
+        throw new CustosError('bad_request', 'A per-commitment secret is a 32-byte secp256k1 secret key.');
+      }
+      const keys = this.counterpartyKeys(p, pub, pcp);
+      const script = req.htlc ? htlcScript(req.htlc, keys) : revokeableScript(keys.revocationKey, p.holderDelay, keys.broadcasterDelayedKey);
+      const tx = parseTransaction(req.tx);
+      const digest = this.sighash(tx, req.input, script, req.amount);
+      return {
+        request: null,
+        facts: { txid: tx.id, input: String(req.input), amount_sat: req.amount.toString() },
+        digest,
+        produce: (s) => {
+          const k = revocationPrivateKey(s.revocation, req.perCommitmentSecret);
+          try {
+            return signDigest(digest, k);
+          } finally {
+            wipe(k);
+          }
+        },
+      };
+    });
+  }
+
+  /**
+   * The holder's HTLC-success/-timeout transaction, of the commitment signed for broadcast only
+   * (never of a revoked one): its output must pay this node's delayed key, revocable.
+   */
+  async signHolderHtlc(ctx: Ctx, ref: string, keysId: string, req: { tx: Uint8Array; input: number; index: bigint; htlc: HtlcOutput }): Promise<Uint8Array> {
+    return this.step(ctx, ref, keysId, 'sign_holder_htlc', true, (state, pub, holderPoint) => {
+      const p = this.params(state);
+      const n = numberOfIndex(req.index);
+      if (n <= state.holder.releasedThrough) throw new CustosError('policy_denied', `Holder commitment ${n} is revoked: its HTLC transactions are not signed.`, { tag: 'lightning_revoked' });
+      if (n !== state.holder.signed) throw new CustosError('policy_denied', `HTLC transactions are signed only for the holder commitment signed for broadcast (${state.holder.signed < 0 ? 'none' : state.holder.signed}), not ${n}.`, { tag: 'lightning_commitment' });
+      const pcp = holderPoint(req.index);
+      const keys = {
+        revocationKey: revocationPublicKey(unhex(p.counterparty.revocation), pcp),
+        broadcasterHtlcKey: derivePublicKey(pub.htlc, pcp),
+        countersignatoryHtlcKey: derivePublicKey(unhex(p.counterparty.htlc), pcp),
+        broadcasterDelayedKey: derivePublicKey(pub.delayed, pcp),
+      };
+      const tx = parseTransaction(req.tx);
+      const pays = OutScript.encode({ type: 'wsh', hash: sha256(revokeableScript(keys.revocationKey, p.counterpartyDelay, keys.broadcasterDelayedKey)) });
+      if (tx.outputsLength !== 1 || !equalBytes(tx.getOutput(0).script ?? new Uint8Array(0), pays)) throw bad("An HTLC transaction of the holder's has one output, to its delayed key (revocable).");
+      const digest = this.sighash(tx, req.input, htlcScript(req.htlc, keys), req.htlc.amountMsat / 1000n);
+      return {
+        request: null,
+        facts: { commitment_number: String(n), txid: tx.id },
+        digest,
+        produce: (s) => {
+          const k = derivePrivateKey(s.htlc, pcp);
+          try {
+            return signDigest(digest, k);
+          } finally {
+            wipe(k);
+          }
+        },
+      };
+    });
+  }
+
+  /**
+   * Claims an HTLC output of the counterparty's commitment (with the preimage, or after its
+   * timeout): only of a commitment this node signed and the counterparty has not revoked.
+   */
+  async signCounterpartyHtlc(ctx: Ctx, ref: string, keysId: string, req: { tx: Uint8Array; input: number; amount: bigint; perCommitmentPoint: Uint8Array; htlc: HtlcOutput }): Promise<Uint8Array> {
+    return this.step(ctx, ref, keysId, 'sign_counterparty_htlc', true, (state, pub) => {
+      const p = this.params(state);
+      const pcp = checkPoint(req.perCommitmentPoint, 'The per-commitment point');
+      if (!Object.values(state.counterparty.points).includes(hex(pcp))) throw new CustosError('policy_denied', 'The per-commitment point is not that of a counterparty commitment this node signed and that is not revoked.', { tag: 'lightning_commitment' });
+      if (req.amount !== req.htlc.amountMsat / 1000n) throw bad('The amount is not the HTLC\'s.');
+      const keys = this.counterpartyKeys(p, pub, pcp);
+      const tx = parseTransaction(req.tx);
+      const digest = this.sighash(tx, req.input, htlcScript(req.htlc, keys), req.amount);
+      return {
+        request: null,
+        facts: { txid: tx.id, input: String(req.input) },
+        digest,
+        produce: (s) => {
+          const k = derivePrivateKey(s.htlc, pcp);
+          try {
+            return signDigest(digest, k);
+          } finally {
+            wipe(k);
+          }
+        },
+      };
+    });
+  }
+
+  /** The keys of the counterparty's commitment at `pcp` (it broadcasts; this node countersigns). */
+  private counterpartyKeys(p: ChannelParams, pub: ChannelPublicKeys, pcp: Uint8Array) {
+    return {
+      revocationKey: revocationPublicKey(pub.revocation, pcp),
+      broadcasterHtlcKey: derivePublicKey(unhex(p.counterparty.htlc), pcp),
+      countersignatoryHtlcKey: derivePublicKey(pub.htlc, pcp),
+      broadcasterDelayedKey: derivePublicKey(unhex(p.counterparty.delayed), pcp),
+    };
+  }
+
+  private sighash(tx: Transaction, input: number, script: Uint8Array, amount: bigint): Uint8Array {
+    if (!Number.isInteger(input) || input < 0 || input >= tx.inputsLength) throw bad(`Input ${input} is not an input of the transaction.`);
+    if (amount <= 0n || amount > 21_000_000n * 100_000_000n) throw bad('The amount is not a number of satoshis.');
+    return segwitSighash(tx, input, script, amount);
+  }
+
   private params(state: ChannelState): ChannelParams {
     if (!state.params) throw new CustosError('policy_denied', 'The channel has no parameters yet: the node gives them (provide_channel_parameters) before anything is signed.', { tag: 'lightning_params' });
     return state.params;
@@ -252,7 +367,7 @@ export class LightningChannels {
    * or, for a validation, the state and its audit entry committed. The new state's record
    * reaches the backup target before the commit.
    */
-  private async step<T>(ctx: Ctx, ref: string, keysId: string, op: string, signs: boolean, plan: (state: ChannelState, pub: ChannelPublicKeys) => Plan<T>): Promise<T> {
+  private async step<T>(ctx: Ctx, ref: string, keysId: string, op: string, signs: boolean, plan: (state: ChannelState, pub: ChannelPublicKeys, holderPoint: (idx: bigint) => Uint8Array) => Plan<T>): Promise<T> {
     const operation = `lightning_${op}`;
     const key = await this.ln.nodeKey(ctx, operation, 'sign', ref);
     const details: AuditDraft['details'] = { channel: String(keysId).slice(0, 64) };
@@ -265,7 +380,16 @@ export class LightningChannels {
       const state = cur ? await this.core.refuseOnError(ctx, operation, key, details, () => this.readState(key, cur.record, keysId)) : freshState(keysId);
       secrets = this.secretsOf(key, keysId);
       const pub = channelPublicKeys(secrets);
-      const p = await this.core.refuseOnError(ctx, operation, key, details, () => plan(state, pub));
+      const seed = secrets.commitment;
+      const holderPoint = (idx: bigint) => {
+        const secret = perCommitmentSecret(seed, idx);
+        try {
+          return pointOf(secret);
+        } finally {
+          wipe(secret);
+        }
+      };
+      const p = await this.core.refuseOnError(ctx, operation, key, details, () => plan(state, pub, holderPoint));
       Object.assign(details, p.facts);
       const next = p.request ? await this.core.refuseOnError(ctx, operation, key, details, () => decideChannel(state, p.request!)) : null;
       const version = (cur?.version ?? 0n) + 1n;

@@ -69,6 +69,11 @@ export function holderCommitmentOf(h: ldk.HolderCommitmentTransaction): ldk.Comm
   return r.res;
 }
 
+/** An HTLC as the channel routes take it. */
+export function htlcJson(h: ldk.HTLCOutputInCommitment): { offered: boolean; amount_msat: string; cltv_expiry: number; payment_hash: string } {
+  return { offered: !!h.get_offered(), amount_msat: h.get_amount_msat().toString(), cltv_expiry: h.get_cltv_expiry(), payment_hash: hex(h.get_payment_hash()) };
+}
+
 /** The non-dust HTLCs of a commitment (TLV type 12), in LDK's order. */
 export function htlcsOf(c: ldk.CommitmentTransaction): Array<{ offered: boolean; amount_msat: string; cltv_expiry: number; payment_hash: string; output_index: number }> {
   const field = tlvRecords(c.write()).get(12) ?? new Uint8Array(0);
@@ -78,7 +83,7 @@ export function htlcsOf(c: ldk.CommitmentTransaction): Array<{ offered: boolean;
     const h = r.res;
     const idx = h.get_transaction_output_index();
     if (!(idx instanceof ldk.Option_u32Z_Some)) return [];
-    return [{ offered: !!h.get_offered(), amount_msat: h.get_amount_msat().toString(), cltv_expiry: h.get_cltv_expiry(), payment_hash: hex(h.get_payment_hash()), output_index: idx.some }];
+    return [{ ...htlcJson(h), output_index: idx.some }];
   });
 }
 
@@ -199,10 +204,10 @@ export class CustosSignerProvider {
         }),
       sign_holder_commitment: (h) => this.run(channel, 'sign_holder_commitment', sigErr, () => ldk.Result_ECDSASignatureNoneZ.constructor_ok(signature(call('/sign-holder', { tx: txOf(holderCommitmentOf(h)) })))),
       sign_closing_transaction: (c) => this.run(channel, 'sign_closing_transaction', sigErr, () => ldk.Result_ECDSASignatureNoneZ.constructor_ok(signature(call('/sign-closing', { tx: hex(c.trust().built_transaction()) })))),
-      sign_justice_revoked_output: unsupported('sign_justice_revoked_output'),
-      sign_justice_revoked_htlc: unsupported('sign_justice_revoked_htlc'),
-      sign_holder_htlc_transaction: unsupported('sign_holder_htlc_transaction'),
-      sign_counterparty_htlc_transaction: unsupported('sign_counterparty_htlc_transaction'),
+      sign_justice_revoked_output: (tx, input, amount, key) => this.run(channel, 'sign_justice_revoked_output', sigErr, () => ldk.Result_ECDSASignatureNoneZ.constructor_ok(signature(call('/sign-justice', { tx: hex(tx), input, amount_sat: amount.toString(), per_commitment_secret: hex(key) })))),
+      sign_justice_revoked_htlc: (tx, input, amount, key, h) => this.run(channel, 'sign_justice_revoked_htlc', sigErr, () => ldk.Result_ECDSASignatureNoneZ.constructor_ok(signature(call('/sign-justice', { tx: hex(tx), input, amount_sat: amount.toString(), per_commitment_secret: hex(key), htlc: htlcJson(h) })))),
+      sign_holder_htlc_transaction: (tx, input, d) => this.run(channel, 'sign_holder_htlc_transaction', sigErr, () => ldk.Result_ECDSASignatureNoneZ.constructor_ok(signature(call('/sign-holder-htlc', { tx: hex(tx), input, index: d.get_per_commitment_number().toString(), htlc: htlcJson(d.get_htlc()) })))),
+      sign_counterparty_htlc_transaction: (tx, input, amount, pcp, h) => this.run(channel, 'sign_counterparty_htlc_transaction', sigErr, () => ldk.Result_ECDSASignatureNoneZ.constructor_ok(signature(call('/sign-counterparty-htlc', { tx: hex(tx), input, amount_sat: amount.toString(), per_commitment_point: hex(pcp), htlc: htlcJson(h) })))),
       sign_holder_anchor_input: unsupported('sign_holder_anchor_input'),
       sign_channel_announcement_with_funding_key: unsupported('sign_channel_announcement_with_funding_key'),
       sign_splicing_funding_input: unsupported('sign_splicing_funding_input'),

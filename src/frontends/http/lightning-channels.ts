@@ -14,6 +14,9 @@
  *   POST /v1/lightning/:key/channels/:channel/validate-revocation  the peer's revocation secret
  *   POST /v1/lightning/:key/channels/:channel/sign-holder        the latest holder commitment, for broadcast
  *   POST /v1/lightning/:key/channels/:channel/sign-closing       a mutual close
+ *   POST /v1/lightning/:key/channels/:channel/sign-justice       a revoked counterparty output, with the revocation key
+ *   POST /v1/lightning/:key/channels/:channel/sign-holder-htlc   an HTLC transaction of the commitment signed for broadcast
+ *   POST /v1/lightning/:key/channels/:channel/sign-counterparty-htlc  a claim of an HTLC on the counterparty's unrevoked commitment
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { bytesToHex, hexToBytes, wipe } from '../../core/bytes.js';
@@ -109,7 +112,7 @@ export function lightningChannelRoutes(app: FastifyInstance, vault: () => Vault,
     },
   );
 
-  type Htlc = { offered: boolean; amount_msat: string; cltv_expiry: number; payment_hash: string; output_index: number };
+  type Htlc = { offered: boolean; amount_msat: string; cltv_expiry: number; payment_hash: string; output_index?: number };
   app.post<{ Params: P; Body: { tx: string; per_commitment_point: string; feerate_per_kw: number; htlcs: Htlc[] } }>(
     `${base}/sign-counterparty`,
     {
@@ -134,7 +137,7 @@ export function lightningChannelRoutes(app: FastifyInstance, vault: () => Vault,
         tx: hexToBytes(b.tx, 'tx'),
         perCommitmentPoint: hexToBytes(b.per_commitment_point, 'per_commitment_point'),
         feeratePerKw: b.feerate_per_kw,
-        htlcs: b.htlcs.map((h) => ({ offered: h.offered, amountMsat: BigInt(h.amount_msat), cltvExpiry: h.cltv_expiry, paymentHash: hexToBytes(h.payment_hash, 'payment_hash'), outputIndex: h.output_index })),
+        htlcs: b.htlcs.map((h) => ({ offered: h.offered, amountMsat: BigInt(h.amount_msat), cltvExpiry: h.cltv_expiry, paymentHash: hexToBytes(h.payment_hash, 'payment_hash'), outputIndex: h.output_index! })), // required by this route's schema
       });
       return { signature: bytesToHex(r.signature), htlc_signatures: r.htlcSignatures.map(bytesToHex) };
     },
@@ -158,6 +161,40 @@ export function lightningChannelRoutes(app: FastifyInstance, vault: () => Vault,
     `${base}/sign-holder`,
     { bodyLimit, schema: { summary: 'The latest validated holder commitment, for broadcast: never a revoked one; its secret is then never released', tags, security: secured, params: channelParams, body: body(['tx'], { tx }), response: signed } },
     async (req) => ({ signature: bytesToHex(await channels().signHolder(ctx(req), req.params.key, req.params.channel, hexToBytes(req.body.tx, 'tx'))) }),
+  );
+
+  const htlc = body(['offered', 'amount_msat', 'cltv_expiry', 'payment_hash'], { offered: { type: 'boolean' }, amount_msat: { type: 'string', pattern: '^[0-9]{1,19}$' }, cltv_expiry: { type: 'integer', minimum: 0, maximum: 4294967295 }, payment_hash: secret, output_index: { type: 'integer', minimum: 0, maximum: 65535 } });
+  const htlcOf = (h: Htlc) => ({ offered: h.offered, amountMsat: BigInt(h.amount_msat), cltvExpiry: h.cltv_expiry, paymentHash: hexToBytes(h.payment_hash, 'payment_hash'), outputIndex: h.output_index ?? 0 });
+  const input = { type: 'integer', minimum: 0, maximum: 65535 } as const;
+  const amount = { type: 'string', pattern: '^[1-9][0-9]{0,15}$', description: 'satoshis' } as const;
+
+  app.post<{ Params: P; Body: { tx: string; input: number; amount_sat: string; per_commitment_secret: string; htlc?: Htlc } }>(
+    `${base}/sign-justice`,
+    { bodyLimit, schema: { summary: "Justice: spends a revoked counterparty commitment's to_local output (or an HTLC output, given `htlc`) with the revocation key", tags, security: secured, params: channelParams, body: body(['tx', 'input', 'amount_sat', 'per_commitment_secret'], { tx, input, amount_sat: amount, per_commitment_secret: secret, htlc }), response: signed } },
+    async (req) => {
+      const b = req.body;
+      const sec = hexToBytes(b.per_commitment_secret, 'per_commitment_secret');
+      try {
+        return { signature: bytesToHex(await channels().signJustice(ctx(req), req.params.key, req.params.channel, { tx: hexToBytes(b.tx, 'tx'), input: b.input, amount: BigInt(b.amount_sat), perCommitmentSecret: sec, ...(b.htlc ? { htlc: htlcOf(b.htlc) } : {}) })) };
+      } finally {
+        wipe(sec);
+      }
+    },
+  );
+
+  app.post<{ Params: P; Body: { tx: string; input: number; index: string; htlc: Htlc } }>(
+    `${base}/sign-holder-htlc`,
+    { bodyLimit, schema: { summary: 'An HTLC-success/-timeout transaction of the holder commitment signed for broadcast (never of a revoked one)', tags, security: secured, params: channelParams, body: body(['tx', 'input', 'index', 'htlc'], { tx, input, index, htlc }), response: signed } },
+    async (req) => ({ signature: bytesToHex(await channels().signHolderHtlc(ctx(req), req.params.key, req.params.channel, { tx: hexToBytes(req.body.tx, 'tx'), input: req.body.input, index: BigInt(req.body.index), htlc: htlcOf(req.body.htlc) })) }),
+  );
+
+  app.post<{ Params: P; Body: { tx: string; input: number; amount_sat: string; per_commitment_point: string; htlc: Htlc } }>(
+    `${base}/sign-counterparty-htlc`,
+    { bodyLimit, schema: { summary: "Claims an HTLC output of the counterparty's commitment (one this node signed and that is not revoked)", tags, security: secured, params: channelParams, body: body(['tx', 'input', 'amount_sat', 'per_commitment_point', 'htlc'], { tx, input, amount_sat: amount, per_commitment_point: point, htlc }), response: signed } },
+    async (req) => {
+      const b = req.body;
+      return { signature: bytesToHex(await channels().signCounterpartyHtlc(ctx(req), req.params.key, req.params.channel, { tx: hexToBytes(b.tx, 'tx'), input: b.input, amount: BigInt(b.amount_sat), perCommitmentPoint: hexToBytes(b.per_commitment_point, 'per_commitment_point'), htlc: htlcOf(b.htlc) })) };
+    },
   );
 
   app.post<{ Params: P; Body: { tx: string } }>(
