@@ -61,7 +61,7 @@ export interface AuditEntryView {
 
 /** What `tokens create|update` take besides name and role. */
 export interface PrincipalParams {
-  operations?: Array<'read' | 'sign' | 'verify' | 'export' | 'create' | 'destroy' | 'manage' | 'policy' | 'approve' | 'audit'>;
+  operations?: Array<'read' | 'sign' | 'verify' | 'export' | 'create' | 'destroy' | 'manage' | 'policy' | 'approve' | 'audit' | 'state' | 'ecdh' | 'decrypt'>;
   keys?: string[];
   tags?: string[];
   expires_at?: string | null;

@@ -157,10 +157,12 @@ export function parseTransaction(bytes: Uint8Array): Transaction {
   }
 }
 
-/** The funding outpoint a transaction spends as its only input (txid in display order). */
+/** The funding outpoint a transaction spends as its only input (txid in display order); version 2, an empty scriptSig. */
 export function onlyInput(tx: Transaction): { txid: string; index: number; sequence: number } {
   if (tx.inputsLength !== 1) throw bad(`The transaction has ${tx.inputsLength} inputs; a channel transaction spends the funding output alone.`);
+  if (tx.version !== 2) throw bad(`The transaction is version ${tx.version}; channel transactions are version 2.`);
   const i = tx.getInput(0);
+  if (i.finalScriptSig && i.finalScriptSig.length > 0) throw bad('The transaction has a scriptSig: a segwit spend of the funding output has none.');
   return { txid: Buffer.from(i.txid!).toString('hex'), index: i.index!, sequence: i.sequence ?? 0xffffffff };
 }
 
@@ -189,7 +191,8 @@ export function signDigest(digest: Uint8Array, secret: Uint8Array): Uint8Array {
 
 export function verifyDigest(signature: Uint8Array, digest: Uint8Array, publicKey: Uint8Array): boolean {
   try {
-    return secp256k1.verify(signature, digest, publicKey, { prehash: false, lowS: false, format: 'compact' });
+    // Low S only: a high-S signature is valid but not relayed (BIP 146), so a commitment carrying one could not be broadcast.
+    return secp256k1.verify(signature, digest, publicKey, { prehash: false, lowS: true, format: 'compact' });
   } catch {
     return false;
   }

@@ -11,8 +11,21 @@ import { CustosError } from '../core/errors.js';
 import { wipe } from '../core/bytes.js';
 import { deriveChild, type DerivationCache, type HdMaster } from '../wallet/hd.js';
 import { pointOf } from './bolt3.js';
+import { OutScript } from '@scure/btc-signer';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { ripemd160 } from '@noble/hashes/legacy.js';
 
 export const CHANNEL_PATH = "m/9735'/3'";
+/**
+ * The node's wallet key for what channels pay out to it (a mutual close, justice, claims): a
+ * P2WPKH of this child, so the seed alone spends it (any BIP32 wallet, or a Custos PSBT).
+ */
+export const WALLET_PATH = "m/9735'/4'/0'";
+
+/** The P2WPKH output script of a compressed public key. */
+export function p2wpkh(publicKey: Uint8Array): Uint8Array {
+  return OutScript.encode({ type: 'wpkh', hash: ripemd160(sha256(publicKey)) });
+}
 const NAMES = ['funding', 'revocation', 'payment', 'delayed', 'htlc', 'commitment'] as const;
 export type ChannelSecretName = (typeof NAMES)[number];
 

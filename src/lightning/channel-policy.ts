@@ -4,14 +4,20 @@
  *
  *   holder commitments     validated in order (n, then n + 1), each with a valid counterparty
  *                          signature; the secret of n is released only once n + 1 is
- *                          validated (n is then revoked), and never for a commitment signed for
- *                          broadcast; a revoked commitment is never signed, nor any but the
- *                          latest validated one;
+ *                          validated (n is then revoked); a revoked commitment is never signed,
+ *                          nor any but the latest validated one; once one is signed for
+ *                          broadcast (a force close), no secret from it on is ever released and
+ *                          no new commitment is validated or signed;
  *   counterparty commitments signed in order (n, then n + 1), at most one ahead of the last
  *                          revoked (so at most two unrevoked); the same n is signed again only
- *                          for the same transaction; revocations arrive in order and must open
- *                          the per-commitment point the vault signed that commitment with;
- *   closing                once a mutual close is signed, no commitment is signed;
+ *                          for the same transaction, point, HTLCs and feerate; revocations
+ *                          arrive in order and must open the point that commitment was signed
+ *                          with;
+ *   closing                a mutual close pays the counterparty no more than its balance in
+ *                          the latest validated holder commitment (plus that commitment's fee
+ *                          when it opened the channel: it pays the fee), with no HTLC pending;
+ *                          the rest goes to the vault's own wallet script (the caller counts
+ *                          what does not); once one is signed, no commitment is;
  *   parameters             set once (counterparty keys, funding outpoint, value, who opened);
  *                          another set for the same channel is refused.
  *
@@ -30,6 +36,8 @@ export interface CounterpartyKeys {
 }
 
 export interface ChannelParams {
+  /** BOLT 9 channel type: only `static_remotekey` (LDK's default) is signed; anchors are refused. */
+  channelType: 'static_remotekey';
   /** Whether this node opened the channel (its payment basepoint comes first in the obscuring factor). */
   outbound: boolean;
   /** The delay this node imposes on the counterparty's own outputs (in the counterparty's commitments). */
@@ -51,15 +59,20 @@ export interface ChannelState {
     /** The latest holder commitment validated (-1: none yet), and its txid. */
     validated: number;
     validatedTxid: string | null;
+    /** In that commitment: the counterparty's output, the fee it pays, its HTLC outputs (what a mutual close is held to). */
+    theirSat: string;
+    feeSat: string;
+    htlcs: number;
     /** Secrets released for commitments 0..releasedThrough (-1: none). */
     releasedThrough: number;
-    /** A holder commitment signed for broadcast (-1: none): its secret is never released. */
+    /** The first holder commitment signed for broadcast (-1: none): no secret from it on is released. */
     signed: number;
   };
   counterparty: {
-    /** The latest counterparty commitment signed (-1: none), and its txid. */
+    /** The latest counterparty commitment signed (-1: none), its txid, and a hash of its point, HTLCs and feerate. */
     signed: number;
     signedTxid: string | null;
+    signedWith: string | null;
     /** Revocations received for 0..revokedThrough (-1: none). */
     revokedThrough: number;
     /** The per-commitment points of signed commitments not yet revoked, by number. */
@@ -71,7 +84,7 @@ export interface ChannelState {
 export const SIGNER_OBJECT_PREFIX = 'signer:';
 
 export function freshState(keysId: string): ChannelState {
-  return { v: 1, keysId, params: null, holder: { validated: -1, validatedTxid: null, releasedThrough: -1, signed: -1 }, counterparty: { signed: -1, signedTxid: null, revokedThrough: -1, points: {} }, closingSigned: false };
+  return { v: 1, keysId, params: null, holder: { validated: -1, validatedTxid: null, theirSat: '0', feeSat: '0', htlcs: 0, releasedThrough: -1, signed: -1 }, counterparty: { signed: -1, signedTxid: null, signedWith: null, revokedThrough: -1, points: {} }, closingSigned: false };
 }
 
 /** A stored state, checked for shape (the vault wrote it, but a restore may hand over anything signed). */
@@ -83,7 +96,7 @@ export function decodeState(bytes: Uint8Array, keysId: string): ChannelState {
     throw new CustosError('database_corrupt', `The signer state of channel ${keysId} does not parse.`);
   }
   const int = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= -1;
-  if (s?.v !== 1 || s.keysId !== keysId || !int(s.holder?.validated) || !int(s.holder?.releasedThrough) || !int(s.holder?.signed) || !int(s.counterparty?.signed) || !int(s.counterparty?.revokedThrough) || typeof s.counterparty.points !== 'object') {
+  if (s?.v !== 1 || s.keysId !== keysId || !int(s.holder?.validated) || !int(s.holder?.htlcs) || typeof s.holder.theirSat !== 'string' || typeof s.holder.feeSat !== 'string' || !int(s.holder?.releasedThrough) || !int(s.holder?.signed) || !int(s.counterparty?.signed) || !int(s.counterparty?.revokedThrough) || typeof s.counterparty.points !== 'object') {
     throw new CustosError('database_corrupt', `The signer state of channel ${keysId} is not one the vault writes.`);
   }
   return s;
@@ -96,18 +109,24 @@ const clone = (s: ChannelState): ChannelState => structuredClone(s);
 
 export type ChannelRequest =
   | { op: 'setup'; params: ChannelParams }
-  | { op: 'validate_holder'; n: number; txid: string; counterpartySigValid: boolean }
+  | { op: 'validate_holder'; n: number; txid: string; counterpartySigValid: boolean; theirSat: bigint; feeSat: bigint; htlcs: number }
   | { op: 'release_secret'; n: number }
   | { op: 'sign_holder'; n: number; txid: string }
-  | { op: 'sign_counterparty'; n: number; txid: string; point: string }
+  | { op: 'sign_counterparty'; n: number; txid: string; point: string; signedWith: string }
   | { op: 'validate_revocation'; n: number; pointOfSecret: string }
-  | { op: 'sign_closing' };
+  | { op: 'sign_closing'; othersSat: bigint }
+  /** The holder's HTLC transaction of commitment n (a force close): a commitment signed for broadcast, not revoked. */
+  | { op: 'sign_holder_htlc'; n: number };
 
 /**
  * The decision: the state to commit (null when nothing changes: a repeat the vault already
  * holds), or a refusal (thrown, `policy_denied:<tag>`).
  */
 export function decideChannel(s: ChannelState, r: ChannelRequest): ChannelState | null {
+  const closing = () => {
+    if (s.closingSigned) throw deny('lightning_closed', 'A mutual close was signed: no commitment is validated or signed after it.');
+    if (s.holder.signed >= 0) throw deny('lightning_closed', 'A holder commitment was signed for broadcast (a force close): no commitment is validated or signed after it.');
+  };
   const needParams = () => {
     if (!s.params) throw deny('lightning_params', 'The channel has no parameters yet: the node gives them (provide_channel_parameters) before anything is signed.');
     return s.params;
@@ -130,15 +149,18 @@ export function decideChannel(s: ChannelState, r: ChannelRequest): ChannelState 
         return null;
       }
       if (r.n !== s.holder.validated + 1) throw deny('lightning_commitment', `Holder commitment ${r.n} is out of order: the latest validated is ${s.holder.validated}.`);
-      if (s.closingSigned) throw deny('lightning_closed', 'A mutual close was signed: no new commitment.');
+      closing();
       const t = clone(s);
       t.holder.validated = r.n;
       t.holder.validatedTxid = r.txid;
+      t.holder.theirSat = r.theirSat.toString();
+      t.holder.feeSat = r.feeSat.toString();
+      t.holder.htlcs = r.htlcs;
       return t;
     }
     case 'release_secret': {
       if (r.n <= s.holder.releasedThrough) return null; // released before (a revoke_and_ack sent again)
-      if (r.n === s.holder.signed) throw deny('lightning_revoke_signed', `Holder commitment ${r.n} was signed for broadcast: its secret is never released.`);
+      if (s.holder.signed >= 0 && r.n >= s.holder.signed) throw deny('lightning_revoke_signed', `Holder commitment ${s.holder.signed} was signed for broadcast: no secret from it on is released.`);
       if (r.n > s.holder.validated - 1) throw deny('lightning_revoke_current', `The secret of holder commitment ${r.n} is released only once commitment ${r.n + 1} is validated (the latest validated is ${s.holder.validated}).`);
       if (r.n !== s.holder.releasedThrough + 1) throw deny('lightning_revoke_order', `Secrets are released in order: the next is ${s.holder.releasedThrough + 1}, not ${r.n}.`);
       const t = clone(s);
@@ -149,16 +171,16 @@ export function decideChannel(s: ChannelState, r: ChannelRequest): ChannelState 
       needParams();
       if (r.n <= s.holder.releasedThrough) throw deny('lightning_revoked', `Holder commitment ${r.n} is revoked (its secret was released): signing it would hand the counterparty every output.`);
       if (r.n !== s.holder.validated || r.txid !== s.holder.validatedTxid) throw deny('lightning_commitment', `Only the latest validated holder commitment (${s.holder.validated}) is signed, as validated.`);
-      if (s.holder.signed === r.n) return null;
+      if (s.holder.signed >= 0) return null; // the first one signed stays the bound
       const t = clone(s);
       t.holder.signed = r.n;
       return t;
     }
     case 'sign_counterparty': {
       needParams();
-      if (s.closingSigned) throw deny('lightning_closed', 'A mutual close was signed: no commitment is signed after it.');
+      closing();
       if (r.n === s.counterparty.signed) {
-        if (r.txid !== s.counterparty.signedTxid) throw deny('lightning_commitment', `Counterparty commitment ${r.n} was signed as another transaction: the same number is signed once.`);
+        if (r.txid !== s.counterparty.signedTxid || r.signedWith !== s.counterparty.signedWith) throw deny('lightning_commitment', `Counterparty commitment ${r.n} was signed as another transaction, or with another point, HTLCs or feerate: the same number is signed once.`);
         return null;
       }
       if (r.n < s.counterparty.signed) throw deny('lightning_commitment', `Counterparty commitment ${r.n} is older than the latest signed (${s.counterparty.signed}): commitment numbers only move forward.`);
@@ -167,6 +189,7 @@ export function decideChannel(s: ChannelState, r: ChannelRequest): ChannelState 
       const t = clone(s);
       t.counterparty.signed = r.n;
       t.counterparty.signedTxid = r.txid;
+      t.counterparty.signedWith = r.signedWith;
       t.counterparty.points[String(r.n)] = r.point;
       return t;
     }
@@ -180,11 +203,21 @@ export function decideChannel(s: ChannelState, r: ChannelRequest): ChannelState 
       return t;
     }
     case 'sign_closing': {
-      needParams();
+      const p = needParams();
+      if (s.holder.signed >= 0) throw deny('lightning_closed', 'A holder commitment was signed for broadcast: the channel is force-closing.');
+      if (s.holder.validated < 0) throw deny('lightning_balance', 'No holder commitment is validated: the balances a mutual close is held to are not known.');
+      if (s.holder.htlcs > 0) throw deny('lightning_balance', `The latest holder commitment has ${s.holder.htlcs} HTLC output(s) pending: a mutual close comes after they settle.`);
+      const allowed = BigInt(s.holder.theirSat) + (p.outbound ? 0n : BigInt(s.holder.feeSat));
+      if (r.othersSat > allowed) throw deny('lightning_balance', `The mutual close pays ${r.othersSat} sat to scripts other than the vault's wallet: the counterparty is owed at most ${allowed} sat.`);
       if (s.closingSigned) return null;
       const t = clone(s);
       t.closingSigned = true;
       return t;
+    }
+    case 'sign_holder_htlc': {
+      if (r.n <= s.holder.releasedThrough) throw deny('lightning_revoked', `Holder commitment ${r.n} is revoked: its HTLC transactions are not signed.`);
+      if (s.holder.signed < 0 || r.n < s.holder.signed || r.n > s.holder.validated) throw deny('lightning_commitment', `HTLC transactions are signed only for a holder commitment signed for broadcast (${s.holder.signed < 0 ? 'none is' : `from ${s.holder.signed}`}), not ${r.n}.`);
+      return null;
     }
   }
 }

@@ -38,7 +38,8 @@ import {
   verifyDigest,
   type HtlcOutput,
 } from '../lightning/bolt3.js';
-import { channelPublicKeys, channelSecrets, checkKeysId, wipeSecrets, type ChannelPublicKeys, type ChannelSecrets } from '../lightning/channel-keys.js';
+import { channelPublicKeys, channelSecrets, checkKeysId, p2wpkh, WALLET_PATH, wipeSecrets, type ChannelPublicKeys, type ChannelSecrets } from '../lightning/channel-keys.js';
+import { publicKeyAt } from '../wallet/hd.js';
 import { decideChannel, decodeState, encodeState, freshState, SIGNER_OBJECT_PREFIX, type ChannelParams, type ChannelRequest, type ChannelState } from '../lightning/channel-policy.js';
 import { OutScript, type Transaction } from '@scure/btc-signer';
 import { sha256 } from '@noble/hashes/sha2.js';
@@ -49,6 +50,7 @@ import { decideSignCommit } from './step.js';
 const hex = (b: Uint8Array) => bytesToHex(b);
 const unhex = (s: string) => Uint8Array.from(Buffer.from(s, 'hex'));
 const bad = (m: string) => new CustosError('bad_request', m, { tag: 'lightning_tx' });
+const wsh = (script: Uint8Array) => OutScript.encode({ type: 'wsh', hash: sha256(script) });
 
 /** LDK's commitment index (counting down from 2^48 - 1) as a BOLT 3 number. */
 function numberOfIndex(idx: bigint): number {
@@ -121,6 +123,7 @@ export class LightningChannels {
   /** The channel's parameters, once (provide_channel_parameters). */
   async setup(ctx: Ctx, ref: string, keysId: string, params: ChannelParams): Promise<void> {
     await this.step(ctx, ref, keysId, 'setup', false, () => {
+      if (params.channelType !== 'static_remotekey') throw new CustosError('bad_request', `Channel type ${String(params.channelType).slice(0, 40)} is not signed by Custos: only static_remotekey channels (LDK's default; anchor channels are not supported yet).`, { tag: 'lightning_channel_type' });
       for (const [k, v] of Object.entries(params.counterparty)) checkPoint(unhex(v), `The counterparty's ${k} key`);
       if (!/^[0-9a-f]{64}$/.test(params.fundingTxid) || !Number.isInteger(params.fundingIndex) || params.fundingIndex < 0 || params.fundingIndex > 0xffff) throw new CustosError('bad_request', 'The funding outpoint is a txid (64 hex digits) and an output index.');
       if (!/^[1-9][0-9]{0,15}$/.test(params.valueSat)) throw new CustosError('bad_request', 'The channel value is a positive number of satoshis.');
@@ -139,13 +142,30 @@ export class LightningChannels {
 
   /** A holder commitment the counterparty signed (commitment_signed): its signature is checked, its number recorded. */
   async validateHolder(ctx: Ctx, ref: string, keysId: string, req: { tx: Uint8Array; counterpartySignature: Uint8Array }): Promise<void> {
-    await this.step(ctx, ref, keysId, 'validate_holder', false, (state, pub) => {
+    await this.step(ctx, ref, keysId, 'validate_holder', false, (state, pub, holderPoint) => {
       const p = this.params(state);
       const tx = this.fundingSpend(p, req.tx);
-      const n = this.numberOf(p, pub, tx, true);
+      const n = this.numberOf(p, pub, tx);
       const digest = segwitSighash(tx, 0, fundingScript(pub.funding, unhex(p.counterparty.funding)), BigInt(p.valueSat));
       const valid = req.counterpartySignature.length === 64 && verifyDigest(req.counterpartySignature, digest, unhex(p.counterparty.funding));
-      return { request: { op: 'validate_holder', n, txid: tx.id, counterpartySigValid: valid }, facts: { commitment_number: String(n), txid: tx.id }, produce: () => undefined };
+      // What a mutual close is held to: the counterparty's output (static_remotekey: to its
+      // payment point), the fee, and whether HTLCs are pending (outputs that are neither
+      // this node's to_local nor the counterparty's to_remote).
+      const pcp = holderPoint(INITIAL_COMMITMENT_NUMBER - BigInt(n));
+      const toLocal = wsh(revokeableScript(revocationPublicKey(unhex(p.counterparty.revocation), pcp), p.counterpartyDelay, derivePublicKey(pub.delayed, pcp)));
+      const toRemote = p2wpkh(unhex(p.counterparty.payment));
+      let theirSat = 0n;
+      let total = 0n;
+      let htlcs = 0;
+      for (let i = 0; i < tx.outputsLength; i++) {
+        const o = tx.getOutput(i);
+        total += o.amount ?? 0n;
+        if (o.script && equalBytes(o.script, toRemote)) theirSat += o.amount ?? 0n;
+        else if (!(o.script && equalBytes(o.script, toLocal))) htlcs++;
+      }
+      const feeSat = BigInt(p.valueSat) - total;
+      if (feeSat < 0n) throw bad('The commitment pays out more than the channel holds.');
+      return { request: { op: 'validate_holder', n, txid: tx.id, counterpartySigValid: valid, theirSat, feeSat, htlcs }, facts: { commitment_number: String(n), txid: tx.id }, produce: () => undefined };
     });
   }
 
@@ -154,7 +174,7 @@ export class LightningChannels {
     return this.step(ctx, ref, keysId, 'sign_holder', true, (state, pub) => {
       const p = this.params(state);
       const tx = this.fundingSpend(p, txBytes);
-      const n = this.numberOf(p, pub, tx, true);
+      const n = this.numberOf(p, pub, tx);
       const digest = segwitSighash(tx, 0, fundingScript(pub.funding, unhex(p.counterparty.funding)), BigInt(p.valueSat));
       return { request: { op: 'sign_holder', n, txid: tx.id }, facts: { commitment_number: String(n), txid: tx.id }, digest, produce: (s) => signDigest(digest, s.funding) };
     });
@@ -171,7 +191,7 @@ export class LightningChannels {
       if (!Number.isInteger(c.feeratePerKw) || c.feeratePerKw < 0 || c.feeratePerKw > 0xffffffff) throw bad('feerate_per_kw is a 32-bit number.');
       if (c.htlcs.length > 966) throw bad('A commitment has at most 966 HTLC outputs.');
       const tx = this.fundingSpend(p, c.tx);
-      const n = this.numberOf(p, pub, tx, false);
+      const n = this.numberOf(p, pub, tx);
       const digest = segwitSighash(tx, 0, fundingScript(pub.funding, unhex(p.counterparty.funding)), BigInt(p.valueSat));
       // The counterparty's commitment, from its side: it broadcasts, this node countersigns.
       const pcp = c.perCommitmentPoint;
@@ -183,8 +203,18 @@ export class LightningChannels {
         const built = htlcTransaction(tx, h, keys, c.feeratePerKw, p.holderDelay);
         return segwitSighash(built.tx, 0, built.script, built.amount);
       });
+      // Every other output is the counterparty's to_local, derived from this point (so the
+      // point is the commitment's, and this is not a holder commitment), or this node's to_remote.
+      const theirToLocal = wsh(revokeableScript(keys.revocationKey, p.holderDelay, keys.broadcasterDelayedKey));
+      const ourToRemote = p2wpkh(pub.payment);
+      for (let i = 0; i < tx.outputsLength; i++) {
+        if (seen.has(i)) continue;
+        const o = tx.getOutput(i).script;
+        if (!o || !(equalBytes(o, theirToLocal) || equalBytes(o, ourToRemote))) throw bad(`Output ${i} of the commitment is neither the counterparty's to_local for this per-commitment point, nor this node's to_remote, nor a listed HTLC: this is not the counterparty's commitment described.`);
+      }
+      const signedWith = hex(sha256(new TextEncoder().encode(JSON.stringify({ point: hex(pcp), feerate: c.feeratePerKw, htlcs: c.htlcs.map((h) => [h.offered, h.amountMsat.toString(), h.cltvExpiry, hex(h.paymentHash), h.outputIndex]) }))));
       return {
-        request: { op: 'sign_counterparty', n, txid: tx.id, point: hex(pcp) },
+        request: { op: 'sign_counterparty', n, txid: tx.id, point: hex(pcp), signedWith },
         facts: { commitment_number: String(n), txid: tx.id, htlcs: String(htlcs.length) },
         digest,
         produce: (s) => {
@@ -213,14 +243,41 @@ export class LightningChannels {
     });
   }
 
-  /** Signs a mutual close (it spends the funding output); no commitment is signed after it. */
+  /**
+   * Signs a mutual close: version 2, final (sequence 0xffffffff, locktime 0), paying the
+   * counterparty no more than it is owed (the rules), the rest to the vault's wallet script.
+   */
   async signClosing(ctx: Ctx, ref: string, keysId: string, txBytes: Uint8Array): Promise<Uint8Array> {
-    return this.step(ctx, ref, keysId, 'sign_closing', true, (state, pub) => {
+    return this.step(ctx, ref, keysId, 'sign_closing', true, (state, pub, _point, wallet) => {
       const p = this.params(state);
       const tx = this.fundingSpend(p, txBytes);
+      if (onlyInput(tx).sequence !== 0xffffffff || tx.lockTime !== 0) throw bad('A mutual close is final: sequence 0xffffffff, locktime 0 (this looks like a commitment).');
+      let othersSat = 0n;
+      for (let i = 0; i < tx.outputsLength; i++) {
+        const o = tx.getOutput(i);
+        if (!(o.script && equalBytes(o.script, wallet))) othersSat += o.amount ?? 0n;
+      }
       const digest = segwitSighash(tx, 0, fundingScript(pub.funding, unhex(p.counterparty.funding)), BigInt(p.valueSat));
-      return { request: { op: 'sign_closing' }, facts: { txid: tx.id }, digest, produce: (s) => signDigest(digest, s.funding) };
+      return { request: { op: 'sign_closing', othersSat }, facts: { txid: tx.id, others_sat: othersSat.toString() }, digest, produce: (s) => signDigest(digest, s.funding) };
     });
+  }
+
+  /** The script channels pay this node to (a mutual close, justice, claims): P2WPKH of its wallet key. */
+  async walletScript(ctx: Ctx, ref: string): Promise<{ path: string; script: Uint8Array }> {
+    const key = await this.ln.nodeKey(ctx, 'lightning_channel', 'sign', ref);
+    return { path: WALLET_PATH, script: this.walletScriptOf(key) };
+  }
+
+  private walletScriptOf(key: KeyRecord): Uint8Array {
+    return p2wpkh(this.ln.withMaster(key, (m) => publicKeyAt(m, WALLET_PATH, this.ln.cache(key))));
+  }
+
+  /** Every output of a transaction paying the channel's funds back to this node goes to its wallet script. */
+  private paysWallet(tx: Transaction, wallet: Uint8Array, what: string): void {
+    for (let i = 0; i < tx.outputsLength; i++) {
+      const o = tx.getOutput(i).script;
+      if (!o || !equalBytes(o, wallet)) throw new CustosError('policy_denied', `Output ${i} of the ${what} does not pay the node's wallet script (${WALLET_PATH}).`, { tag: 'lightning_destination' });
+    }
   }
 
   /**
@@ -229,7 +286,7 @@ export class LightningChannels {
    * per-commitment secret (its revocation) opens.
    */
   async signJustice(ctx: Ctx, ref: string, keysId: string, req: { tx: Uint8Array; input: number; amount: bigint; perCommitmentSecret: Uint8Array; htlc?: HtlcOutput }): Promise<Uint8Array> {
-    return this.step(ctx, ref, keysId, req.htlc ? 'sign_justice_htlc' : 'sign_justice', true, (state, pub) => {
+    return this.step(ctx, ref, keysId, req.htlc ? 'sign_justice_htlc' : 'sign_justice', true, (state, pub, _point, wallet) => {
       const p = this.params(state);
       let pcp: Uint8Array;
       try {
@@ -240,6 +297,7 @@ export class LightningChannels {
       const keys = this.counterpartyKeys(p, pub, pcp);
       const script = req.htlc ? htlcScript(req.htlc, keys) : revokeableScript(keys.revocationKey, p.holderDelay, keys.broadcasterDelayedKey);
       const tx = parseTransaction(req.tx);
+      this.paysWallet(tx, wallet, 'justice transaction');
       const digest = this.sighash(tx, req.input, script, req.amount);
       return {
         request: null,
@@ -265,8 +323,7 @@ export class LightningChannels {
     return this.step(ctx, ref, keysId, 'sign_holder_htlc', true, (state, pub, holderPoint) => {
       const p = this.params(state);
       const n = numberOfIndex(req.index);
-      if (n <= state.holder.releasedThrough) throw new CustosError('policy_denied', `Holder commitment ${n} is revoked: its HTLC transactions are not signed.`, { tag: 'lightning_revoked' });
-      if (n !== state.holder.signed) throw new CustosError('policy_denied', `HTLC transactions are signed only for the holder commitment signed for broadcast (${state.holder.signed < 0 ? 'none' : state.holder.signed}), not ${n}.`, { tag: 'lightning_commitment' });
+      decideChannel(state, { op: 'sign_holder_htlc', n }); // the rules before the transaction's shape
       const pcp = holderPoint(req.index);
       const keys = {
         revocationKey: revocationPublicKey(unhex(p.counterparty.revocation), pcp),
@@ -275,11 +332,11 @@ export class LightningChannels {
         broadcasterDelayedKey: derivePublicKey(pub.delayed, pcp),
       };
       const tx = parseTransaction(req.tx);
-      const pays = OutScript.encode({ type: 'wsh', hash: sha256(revokeableScript(keys.revocationKey, p.counterpartyDelay, keys.broadcasterDelayedKey)) });
+      const pays = wsh(revokeableScript(keys.revocationKey, p.counterpartyDelay, keys.broadcasterDelayedKey));
       if (tx.outputsLength !== 1 || !equalBytes(tx.getOutput(0).script ?? new Uint8Array(0), pays)) throw bad("An HTLC transaction of the holder's has one output, to its delayed key (revocable).");
       const digest = this.sighash(tx, req.input, htlcScript(req.htlc, keys), req.htlc.amountMsat / 1000n);
       return {
-        request: null,
+        request: { op: 'sign_holder_htlc', n },
         facts: { commitment_number: String(n), txid: tx.id },
         digest,
         produce: (s) => {
@@ -299,13 +356,14 @@ export class LightningChannels {
    * timeout): only of a commitment this node signed and the counterparty has not revoked.
    */
   async signCounterpartyHtlc(ctx: Ctx, ref: string, keysId: string, req: { tx: Uint8Array; input: number; amount: bigint; perCommitmentPoint: Uint8Array; htlc: HtlcOutput }): Promise<Uint8Array> {
-    return this.step(ctx, ref, keysId, 'sign_counterparty_htlc', true, (state, pub) => {
+    return this.step(ctx, ref, keysId, 'sign_counterparty_htlc', true, (state, pub, _point, wallet) => {
       const p = this.params(state);
       const pcp = checkPoint(req.perCommitmentPoint, 'The per-commitment point');
       if (!Object.values(state.counterparty.points).includes(hex(pcp))) throw new CustosError('policy_denied', 'The per-commitment point is not that of a counterparty commitment this node signed and that is not revoked.', { tag: 'lightning_commitment' });
       if (req.amount !== req.htlc.amountMsat / 1000n) throw bad('The amount is not the HTLC\'s.');
       const keys = this.counterpartyKeys(p, pub, pcp);
       const tx = parseTransaction(req.tx);
+      this.paysWallet(tx, wallet, 'HTLC claim');
       const digest = this.sighash(tx, req.input, htlcScript(req.htlc, keys), req.amount);
       return {
         request: null,
@@ -353,7 +411,7 @@ export class LightningChannels {
   }
 
   /** A commitment's number; `holder`: this node broadcasts it. The opener's payment point comes first. */
-  private numberOf(p: ChannelParams, pub: ChannelPublicKeys, tx: Transaction, _holder: boolean): number {
+  private numberOf(p: ChannelParams, pub: ChannelPublicKeys, tx: Transaction): number {
     const ours = pub.payment;
     const theirs = unhex(p.counterparty.payment);
     const factor = p.outbound ? obscuringFactor(ours, theirs) : obscuringFactor(theirs, ours);
@@ -367,7 +425,7 @@ export class LightningChannels {
    * or, for a validation, the state and its audit entry committed. The new state's record
    * reaches the backup target before the commit.
    */
-  private async step<T>(ctx: Ctx, ref: string, keysId: string, op: string, signs: boolean, plan: (state: ChannelState, pub: ChannelPublicKeys, holderPoint: (idx: bigint) => Uint8Array) => Plan<T>): Promise<T> {
+  private async step<T>(ctx: Ctx, ref: string, keysId: string, op: string, signs: boolean, plan: (state: ChannelState, pub: ChannelPublicKeys, holderPoint: (idx: bigint) => Uint8Array, wallet: Uint8Array) => Plan<T>): Promise<T> {
     const operation = `lightning_${op}`;
     const key = await this.ln.nodeKey(ctx, operation, 'sign', ref);
     const details: AuditDraft['details'] = { channel: String(keysId).slice(0, 64) };
@@ -389,7 +447,7 @@ export class LightningChannels {
           wipe(secret);
         }
       };
-      const p = await this.core.refuseOnError(ctx, operation, key, details, () => plan(state, pub, holderPoint));
+      const p = await this.core.refuseOnError(ctx, operation, key, details, () => plan(state, pub, holderPoint, this.walletScriptOf(key)));
       Object.assign(details, p.facts);
       const next = p.request ? await this.core.refuseOnError(ctx, operation, key, details, () => decideChannel(state, p.request!)) : null;
       const version = (cur?.version ?? 0n) + 1n;
@@ -427,7 +485,7 @@ export class LightningChannels {
         outcome: (t) => ({ ...(p.outcome?.(t) ?? {}), ...(record ? { record_sha256: hex(recordHash(record)) } : {}) }),
       });
     } catch (e) {
-      if (isCustosError(e) && e.tag === 'object_moved') throw new CustosError('conflict', `The signer state of channel ${keysId} changed under this request (another vault process on this database?): retry.`, { tag: 'object_moved' });
+      if (isCustosError(e) && e.tag === 'object_moved') return await this.core.refuse(ctx, operation, key, new CustosError('conflict', `The signer state of channel ${keysId} changed under this request (another vault process on this database?): retry.`, { tag: 'object_moved' }), details);
       throw e;
     } finally {
       if (secrets) wipeSecrets(secrets);

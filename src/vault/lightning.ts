@@ -247,6 +247,8 @@ export class Lightning {
     const details: AuditDraft['details'] = { object: req.objectId.slice(0, 128), node_version: String(req.version).slice(0, 20) };
     await this.core.refuseOnError(ctx, 'lightning_reconcile', key, details, () => {
       checkObjectId(req.objectId);
+      // The channel signer's state comes back only through an operator's restore (which checks the whole history).
+      if (req.objectId.startsWith(SIGNER_OBJECT_PREFIX)) throw new CustosError('forbidden', `Objects named ${SIGNER_OBJECT_PREFIX}… are the channel signer's own state: they are not reconciled (an operator restores them from the backup).`);
       checkVersion(req.version);
       if (req.hash.length !== 32) throw new CustosError('bad_request', 'hash is the 32-byte SHA-256 of the record the node holds.');
       if ((req.records?.length ?? 0) > 100) throw new CustosError('payload_too_large', 'At most 100 records per reconciliation (hand over the rest in another).');

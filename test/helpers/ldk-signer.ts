@@ -7,8 +7,8 @@
  * commitment (from `CommitmentTransaction`'s serialization: the bindings expose no getter).
  *
  * A refusal or failure answers LDK with `Err` and is recorded (`refusals`); callers decide
- * whether that is the test's point or a failure. The on-chain wallet scripts (destination,
- * shutdown) stay the KeysManager's: they are not channel keys.
+ * whether that is the test's point or a failure. The shutdown and destination scripts are the
+ * vault's wallet script (a close or claim paying elsewhere is refused).
  */
 import { randomBytes } from 'node:crypto';
 import * as ldk from 'lightningdevkit';
@@ -111,13 +111,17 @@ export class CustosSignerProvider {
   ) {
     const inner = keys.as_SignerProvider();
     this.hold.push(keys, inner);
+    // Where the channels pay this node: the vault's wallet script (it refuses a close or a claim paying elsewhere).
+    const wallet = unhex(api.call<{ script: string }>('GET', `/v1/lightning/${encodeURIComponent(ref)}/wallet-script`).script);
+    if (wallet.length !== 22 || wallet[0] !== 0 || wallet[1] !== 20) throw new Error('the wallet script is not P2WPKH');
+    const shutdown = ldk.ShutdownScript.constructor_new_p2wpkh(wallet.subarray(2));
     this.provider = ldk.SignerProvider.new_impl({
       // Not the u128 user_channel_id back into WASM (it may not encode): a random id.
       generate_channel_keys_id: () => new Uint8Array(randomBytes(32)),
       derive_channel_signer: (valueSat, keysId) => this.signer(valueSat, keysId),
       read_chan_signer: () => ldk.Result_EcdsaChannelSignerDecodeErrorZ.constructor_err(ldk.DecodeError.constructor_invalid_value()),
-      get_destination_script: (id) => inner.get_destination_script(id),
-      get_shutdown_scriptpubkey: () => inner.get_shutdown_scriptpubkey(),
+      get_destination_script: () => ldk.Result_CVec_u8ZNoneZ.constructor_ok(wallet),
+      get_shutdown_scriptpubkey: () => ldk.Result_ShutdownScriptNoneZ.constructor_ok(shutdown.clone()),
     });
   }
 
@@ -176,6 +180,7 @@ export class CustosSignerProvider {
           const theirs = cp.get_pubkeys();
           const op = p.get_funding_outpoint();
           call('/setup', {
+            channel_type: p.get_channel_type_features().supports_anchors_zero_fee_htlc_tx() ? 'anchors_zero_fee_htlc_tx' : 'static_remotekey',
             outbound: !!p.get_is_outbound_from_holder(), // a WASM i32 despite its boolean type
             holder_selected_contest_delay: p.get_holder_selected_contest_delay(),
             counterparty_selected_contest_delay: cp.get_selected_contest_delay(),

@@ -13,14 +13,14 @@ import { decideChannel, decodeState, encodeState, freshState, type ChannelReques
 import { isCustosError } from '../../src/core/errors.js';
 
 const KEYS = 'ab'.repeat(32);
-const params = { outbound: true, holderDelay: 144, counterpartyDelay: 144, counterparty: { funding: '02'.padEnd(66, '1'), revocation: '02'.padEnd(66, '2'), payment: '02'.padEnd(66, '3'), delayed: '02'.padEnd(66, '4'), htlc: '02'.padEnd(66, '5') }, fundingTxid: 'cd'.repeat(32), fundingIndex: 0, valueSat: '1000000' };
+const params = { channelType: 'static_remotekey' as const, outbound: false, holderDelay: 144, counterpartyDelay: 144, counterparty: { funding: '02'.padEnd(66, '1'), revocation: '02'.padEnd(66, '2'), payment: '02'.padEnd(66, '3'), delayed: '02'.padEnd(66, '4'), htlc: '02'.padEnd(66, '5') }, fundingTxid: 'cd'.repeat(32), fundingIndex: 0, valueSat: '1000000' };
 
 /** A request shape, resolved against the state so its numbers land near the current ones. */
 const step = fc.record({
   // A close and a force close (sign_holder) end most of the game: they come rarely.
   op: fc.oneof(
     { arbitrary: fc.constantFrom('setup', 'setup_other', 'validate_holder', 'release_secret', 'sign_counterparty', 'validate_revocation'), weight: 30 },
-    { arbitrary: fc.constantFrom('sign_holder', 'sign_closing'), weight: 1 },
+    { arbitrary: fc.constantFrom('sign_holder', 'sign_closing', 'sign_holder_htlc'), weight: 1 },
   ),
   delta: fc.integer({ min: -2, max: 2 }),
   variant: fc.integer({ min: 0, max: 2 }),
@@ -37,7 +37,7 @@ function resolve(s: ChannelState, x: { op: string; delta: number; variant: numbe
       return { op: 'setup', params: { ...params, valueSat: '2000000' } };
     case 'validate_holder': {
       const n = Math.max(0, s.holder.validated + 1 + x.delta);
-      return { op: 'validate_holder', n, txid: txid(n), counterpartySigValid: x.valid || x.variant > 0 };
+      return { op: 'validate_holder', n, txid: txid(n), counterpartySigValid: x.valid || x.variant > 0, theirSat: BigInt(x.variant * 1000), feeSat: 300n, htlcs: x.delta > 1 ? 1 : 0 };
     }
     case 'release_secret':
       return { op: 'release_secret', n: Math.max(0, s.holder.releasedThrough + 1 + x.delta) };
@@ -47,14 +47,16 @@ function resolve(s: ChannelState, x: { op: string; delta: number; variant: numbe
     }
     case 'sign_counterparty': {
       const n = Math.max(0, s.counterparty.signed + 1 + x.delta);
-      return { op: 'sign_counterparty', n, txid: txid(n), point: point(n) };
+      return { op: 'sign_counterparty', n, txid: txid(n), point: point(n), signedWith: x.valid ? 'same' : 'other' };
     }
     case 'validate_revocation': {
       const n = Math.max(0, s.counterparty.revokedThrough + 1 + x.delta);
       return { op: 'validate_revocation', n, pointOfSecret: x.valid || x.variant > 0 ? point(n) : 'wrong' };
     }
+    case 'sign_holder_htlc':
+      return { op: 'sign_holder_htlc', n: Math.max(0, s.holder.validated + x.delta) };
     default:
-      return { op: 'sign_closing' };
+      return { op: 'sign_closing', othersSat: [0n, 1300n, 5000n][x.variant]! };
   }
 }
 
@@ -65,6 +67,7 @@ test('whatever the order of requests, the channel rules hold', () => {
       let s = freshState(KEYS);
       const released = new Set<number>();
       const validated = new Map<number, string>();
+      let latest: { theirSat: bigint; htlcs: number } | null = null;
       const holderSigned = new Set<number>();
       const cpSigned = new Map<number, string>();
       const cpRevoked = new Set<number>();
@@ -83,11 +86,15 @@ test('whatever the order of requests, the channel rules hold', () => {
         switch (r.op) {
           case 'validate_holder':
             assert.ok(!validated.has(r.n) || validated.get(r.n) === r.txid, 'one transaction per holder number');
+            if (!validated.has(r.n)) {
+              assert.ok(!closed && holderSigned.size === 0, 'no new holder commitment after a close');
+              latest = { theirSat: r.theirSat, htlcs: r.htlcs };
+            }
             validated.set(r.n, r.txid);
             break;
           case 'release_secret':
             assert.ok([...validated.keys()].some((m) => m > r.n), `secret ${r.n} released only with a newer validated commitment`);
-            assert.ok(!holderSigned.has(r.n), `secret ${r.n} of a commitment signed for broadcast`);
+            assert.ok(![...holderSigned].some((m) => m <= r.n), `secret ${r.n} released at or after a commitment signed for broadcast`);
             released.add(r.n);
             break;
           case 'sign_holder':
@@ -95,12 +102,16 @@ test('whatever the order of requests, the channel rules hold', () => {
             assert.equal(validated.get(r.n), r.txid, 'only a validated holder commitment is signed');
             holderSigned.add(r.n);
             break;
+          case 'sign_holder_htlc':
+            assert.ok(!released.has(r.n), 'no HTLC transaction of a revoked commitment');
+            assert.ok([...holderSigned].some((m) => m <= r.n) && validated.has(r.n), 'HTLC transactions only of a commitment signed for broadcast');
+            break;
           case 'sign_counterparty': {
-            assert.ok(!closed, 'no commitment signed after a close');
+            assert.ok(!closed && holderSigned.size === 0, 'no commitment signed after a close');
             const newest = Math.max(-1, ...cpSigned.keys());
             assert.ok(r.n >= newest, 'counterparty numbers never go back');
-            if (cpSigned.has(r.n)) assert.equal(cpSigned.get(r.n), r.txid, 'the same number only for the same transaction');
-            cpSigned.set(r.n, r.txid);
+            if (cpSigned.has(r.n)) assert.equal(cpSigned.get(r.n), `${r.txid}/${r.signedWith}`, 'the same number only for the same transaction, point, HTLCs, feerate');
+            cpSigned.set(r.n, `${r.txid}/${r.signedWith}`);
             const unrevoked = [...cpSigned.keys()].filter((n) => !cpRevoked.has(n)).length;
             assert.ok(unrevoked <= 2, `${unrevoked} counterparty commitments unrevoked`);
             break;
@@ -110,6 +121,8 @@ test('whatever the order of requests, the channel rules hold', () => {
             cpRevoked.add(r.n);
             break;
           case 'sign_closing':
+            assert.ok(latest && latest.htlcs === 0 && holderSigned.size === 0, 'a mutual close: no HTLC pending, no force close');
+            assert.ok(r.othersSat <= latest.theirSat + 300n, `the close pays the counterparty ${r.othersSat}, more than it is owed`);
             closed = true;
             break;
         }
@@ -122,7 +135,7 @@ test('whatever the order of requests, the channel rules hold', () => {
     { numRuns: 400 },
   );
   // The sequences reach every rule (not only refusals of a channel without parameters).
-  for (const op of ['setup', 'validate_holder', 'release_secret', 'sign_holder', 'sign_counterparty', 'validate_revocation', 'sign_closing']) assert.ok((accepted.get(op) ?? 0) > 30, `${op} accepted ${accepted.get(op) ?? 0} times: ${JSON.stringify([...accepted])}`);
+  for (const op of ['setup', 'validate_holder', 'release_secret', 'sign_holder', 'sign_counterparty', 'validate_revocation', 'sign_closing', 'sign_holder_htlc']) assert.ok((accepted.get(op) ?? 0) > (op === 'sign_holder_htlc' ? 5 : 30), `${op} accepted ${accepted.get(op) ?? 0} times: ${JSON.stringify([...accepted])}`);
 });
 
 test('a stored state that is not one the vault writes is refused as corrupt', () => {

@@ -16,7 +16,7 @@ import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { makeVault, type TestVault } from '../helpers/tmpvault.js';
 import { initLdk, hex, unwrap } from '../helpers/ldk.js';
 import { generateMnemonic, masterFromSeed, seedFromMnemonic } from '../../src/wallet/hd.js';
-import { channelSecrets } from '../../src/lightning/channel-keys.js';
+import { channelSecrets, p2wpkh } from '../../src/lightning/channel-keys.js';
 import { INITIAL_COMMITMENT_NUMBER, obscuringFactor, perCommitmentSecret, pointOf, signDigest, verifyDigest } from '../../src/lightning/bolt3.js';
 import { isCustosError } from '../../src/core/errors.js';
 
@@ -76,6 +76,7 @@ test('the vault signs what LDK\'s InMemorySigner signs, with the same keys, and 
   cs.provide_channel_parameters(params);
   const tp = them.pub;
   await ch.setup(v.ctx(), 'ln', keysId, {
+    channelType: 'static_remotekey',
     outbound: true,
     holderDelay,
     counterpartyDelay,
@@ -86,10 +87,12 @@ test('the vault signs what LDK\'s InMemorySigner signs, with the same keys, and 
   });
   const fundingScript = ldk.UtilMethods.constructor_make_funding_redeemscript(ours.get_funding_pubkey(), tp.get_funding_pubkey());
   const factor = obscuringFactor(ours.get_payment_point(), tp.get_payment_point());
+  // (Paying this node's to_remote: the only output a counterparty commitment may carry without a to_local or HTLCs.)
   const commitment = (n: bigint) => {
     const o = BigInt(n) ^ factor;
-    return spend(fundingTxid, 0, Number(0x80000000n | (o >> 24n)), Number(0x20000000n | (o & 0xffffffn)));
+    return spend(fundingTxid, 0, Number(0x80000000n | (o >> 24n)), Number(0x20000000n | (o & 0xffffffn)), p2wpkh(ours.get_payment_point()));
   };
+  const wallet = (await ch.walletScript(v.ctx(), 'ln')).script;
   const digest = (tx: Transaction, input: number, script: Uint8Array, amount: bigint) => tx.preimageWitnessV0(input, script, 1, amount);
 
   // Holder commitments 0 and 1, signed by the counterparty; 0 is then revoked.
@@ -105,27 +108,8 @@ test('the vault signs what LDK\'s InMemorySigner signs, with the same keys, and 
   assert.equal(hex(secret0), hex(unwrap(cs.release_commitment_secret(INITIAL_COMMITMENT_NUMBER), ldk.Result__u832NoneZ_OK, 'secret').res));
   await assert.rejects(ch.signHolder(v.ctx(), 'ln', keysId, holder[0]!.tx.toBytes(true, false)), denied('lightning_revoked'));
 
-  // The latest holder commitment, for broadcast: LDK's and the vault's signatures over the same digest and key.
-  const d1 = digest(holder[1]!.tx, 0, fundingScript, value);
-  const vaultSig = await ch.signHolder(v.ctx(), 'ln', keysId, holder[1]!.tx.toBytes(true, false));
-  assert.ok(verifyDigest(vaultSig, d1, ours.get_funding_pubkey()), 'holder commitment signature');
-  await assert.rejects(ch.releaseSecret(v.ctx(), 'ln', keysId, INITIAL_COMMITMENT_NUMBER - 1n), denied('lightning_revoke_signed'));
-
-  // An HTLC transaction of that commitment (HTLC-timeout of an offered HTLC), built by LDK.
   const htlc = ldk.HTLCOutputInCommitment.constructor_new(true, 5_000_000n, 800_100, randomBytes(32), ldk.Option_u32Z.constructor_some(0));
   const htlcJs = { offered: true, amountMsat: 5_000_000n, cltvExpiry: 800_100, paymentHash: htlc.get_payment_hash(), outputIndex: 0 };
-  const pcp1 = pointOf(perCommitmentSecret(secrets.commitment, INITIAL_COMMITMENT_NUMBER - 1n));
-  const hk = ldk.TxCreationKeys.constructor_from_channel_static_keys(pcp1, ours, tp);
-  const commitTxid = randomBytes(32);
-  const htlcTx = Transaction.fromRaw(ldk.UtilMethods.constructor_build_htlc_transaction(commitTxid, 1000, counterpartyDelay, htlc, features(), hk.get_broadcaster_delayed_payment_key(), hk.get_revocation_key()), { allowUnknownOutputs: true, disableScriptCheck: true });
-  const htlcScript = ldk.UtilMethods.constructor_get_htlc_redeemscript(htlc, features(), hk);
-  const dh = digest(htlcTx, 0, htlcScript, 5_000n);
-  const ourHtlcKey = hk.get_broadcaster_htlc_key().to_public_key();
-  const desc = ldk.HTLCDescriptor.constructor_new(ldk.ChannelDerivationParameters.constructor_new(value, Buffer.from(keysId, 'hex'), params), commitTxid, INITIAL_COMMITMENT_NUMBER - 1n, pcp1, 1000, htlc, ldk.Option_ThirtyTwoBytesZ.constructor_none(), new Uint8Array(64));
-  const ldkHtlcSig = sigOf(es.sign_holder_htlc_transaction(htlcTx.toBytes(true, false), 0, desc), 'LDK holder HTLC');
-  const vaultHtlcSig = await ch.signHolderHtlc(v.ctx(), 'ln', keysId, { tx: htlcTx.toBytes(true, false), input: 0, index: INITIAL_COMMITMENT_NUMBER - 1n, htlc: htlcJs });
-  assert.ok(verifyDigest(ldkHtlcSig, dh, ourHtlcKey) && verifyDigest(vaultHtlcSig, dh, ourHtlcKey), 'holder HTLC transaction: same digest, same key');
-  await assert.rejects(ch.signHolderHtlc(v.ctx(), 'ln', keysId, { tx: htlcTx.toBytes(true, false), input: 0, index: INITIAL_COMMITMENT_NUMBER, htlc: htlcJs }), denied('lightning_revoked'), 'not of a revoked commitment');
 
   // Counterparty commitment 0, signed; its HTLC claimed; then revoked, and its outputs taken with the revocation key.
   const theirSecret = secp256k1.utils.randomSecretKey();
@@ -134,7 +118,7 @@ test('the vault signs what LDK\'s InMemorySigner signs, with the same keys, and 
   await ch.signCounterparty(v.ctx(), 'ln', keysId, { tx: cp0.toBytes(true, false), perCommitmentPoint: theirPoint, feeratePerKw: 1000, htlcs: [] });
   const ck = ldk.TxCreationKeys.constructor_from_channel_static_keys(theirPoint, tp, ours);
   const cScript = ldk.UtilMethods.constructor_get_htlc_redeemscript(htlc, features(), ck);
-  const claim = spend(randomBytes(32), 1, 0, 0);
+  const claim = spend(randomBytes(32), 1, 0, 0, wallet);
   const dc = digest(claim, 0, cScript, 5_000n);
   const ourKeyThere = ck.get_countersignatory_htlc_key().to_public_key();
   const ldkClaim = sigOf(es.sign_counterparty_htlc_transaction(claim.toBytes(true, false), 0, 5_000n, theirPoint, htlc), 'LDK counterparty HTLC');
@@ -149,7 +133,8 @@ test('the vault signs what LDK\'s InMemorySigner signs, with the same keys, and 
 
   const revKey = ck.get_revocation_key().to_public_key();
   const toLocal = ldk.UtilMethods.constructor_get_revokeable_redeemscript(ck.get_revocation_key(), holderDelay, ck.get_broadcaster_delayed_payment_key());
-  const justice = spend(randomBytes(32), 0, 0xffffffff, 0);
+  await assert.rejects(ch.signJustice(v.ctx(), 'ln', keysId, { tx: spend(randomBytes(32), 0, 0xffffffff, 0).toBytes(true, false), input: 0, amount: 700_000n, perCommitmentSecret: theirSecret }), denied('lightning_destination'), 'justice pays the wallet only');
+  const justice = spend(randomBytes(32), 0, 0xffffffff, 0, wallet);
   const dj = digest(justice, 0, toLocal, 700_000n);
   const ldkJ = sigOf(es.sign_justice_revoked_output(justice.toBytes(true, false), 0, 700_000n, theirSecret), 'LDK justice');
   const vaultJ = await ch.signJustice(v.ctx(), 'ln', keysId, { tx: justice.toBytes(true, false), input: 0, amount: 700_000n, perCommitmentSecret: theirSecret });
@@ -158,6 +143,26 @@ test('the vault signs what LDK\'s InMemorySigner signs, with the same keys, and 
   const ldkJh = sigOf(es.sign_justice_revoked_htlc(justice.toBytes(true, false), 0, 5_000n, theirSecret, htlc), 'LDK justice HTLC');
   const vaultJh = await ch.signJustice(v.ctx(), 'ln', keysId, { tx: justice.toBytes(true, false), input: 0, amount: 5_000n, perCommitmentSecret: theirSecret, htlc: htlcJs });
   assert.ok(verifyDigest(ldkJh, djh, revKey) && verifyDigest(vaultJh, djh, revKey), 'justice on an HTLC: same digest, same key');
+
+  // The latest holder commitment, for broadcast: LDK's and the vault's signatures over the same digest and key.
+  const d1 = digest(holder[1]!.tx, 0, fundingScript, value);
+  const vaultSig = await ch.signHolder(v.ctx(), 'ln', keysId, holder[1]!.tx.toBytes(true, false));
+  assert.ok(verifyDigest(vaultSig, d1, ours.get_funding_pubkey()), 'holder commitment signature');
+  await assert.rejects(ch.releaseSecret(v.ctx(), 'ln', keysId, INITIAL_COMMITMENT_NUMBER - 1n), denied('lightning_revoke_signed'));
+
+  // An HTLC transaction of that commitment (HTLC-timeout of an offered HTLC), built by LDK.
+  const pcp1 = pointOf(perCommitmentSecret(secrets.commitment, INITIAL_COMMITMENT_NUMBER - 1n));
+  const hk = ldk.TxCreationKeys.constructor_from_channel_static_keys(pcp1, ours, tp);
+  const commitTxid = randomBytes(32);
+  const htlcTx = Transaction.fromRaw(ldk.UtilMethods.constructor_build_htlc_transaction(commitTxid, 1000, counterpartyDelay, htlc, features(), hk.get_broadcaster_delayed_payment_key(), hk.get_revocation_key()), { allowUnknownOutputs: true, disableScriptCheck: true });
+  const htlcScript = ldk.UtilMethods.constructor_get_htlc_redeemscript(htlc, features(), hk);
+  const dh = digest(htlcTx, 0, htlcScript, 5_000n);
+  const ourHtlcKey = hk.get_broadcaster_htlc_key().to_public_key();
+  const desc = ldk.HTLCDescriptor.constructor_new(ldk.ChannelDerivationParameters.constructor_new(value, Buffer.from(keysId, 'hex'), params), commitTxid, INITIAL_COMMITMENT_NUMBER - 1n, pcp1, 1000, htlc, ldk.Option_ThirtyTwoBytesZ.constructor_none(), new Uint8Array(64));
+  const ldkHtlcSig = sigOf(es.sign_holder_htlc_transaction(htlcTx.toBytes(true, false), 0, desc), 'LDK holder HTLC');
+  const vaultHtlcSig = await ch.signHolderHtlc(v.ctx(), 'ln', keysId, { tx: htlcTx.toBytes(true, false), input: 0, index: INITIAL_COMMITMENT_NUMBER - 1n, htlc: htlcJs });
+  assert.ok(verifyDigest(ldkHtlcSig, dh, ourHtlcKey) && verifyDigest(vaultHtlcSig, dh, ourHtlcKey), 'holder HTLC transaction: same digest, same key');
+  await assert.rejects(ch.signHolderHtlc(v.ctx(), 'ln', keysId, { tx: htlcTx.toBytes(true, false), input: 0, index: INITIAL_COMMITMENT_NUMBER, htlc: htlcJs }), denied('lightning_revoked'), 'not of a revoked commitment');
 
   // Malformed input: typed errors, nothing signed.
   await assert.rejects(ch.signJustice(v.ctx(), 'ln', keysId, { tx: justice.toBytes(true, false), input: 3, amount: 700_000n, perCommitmentSecret: theirSecret }), (e: unknown) => isCustosError(e) && e.code === 'bad_request');

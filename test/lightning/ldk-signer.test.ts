@@ -62,13 +62,17 @@ test('an LDK node whose channel keys are in Custos opens channels, pays both way
   writeFileSync(mnemonicA, generateMnemonic(), { mode: 0o600 });
   await client.createHdKey({ label: 'ln-a', curve: 'secp256k1', mnemonic: readFileSync(mnemonicA, 'utf8').trim(), purpose: 'lightning' });
   await client.createHdKey({ label: 'ln-b', curve: 'secp256k1', mnemonic: generateMnemonic(), purpose: 'lightning' });
-  const api = new BlockingCustosClient({ addr: vault.url, token });
+  // The node's token: the signer role, scopes sign and state, its own key only (not an admin's).
+  const nodeToken = (await client.createToken({ name: 'ln-a-node', role: 'signer', operations: ['sign', 'state'], keys: ['ln-a'] })).token!;
+  const api = new BlockingCustosClient({ addr: vault.url, token: nodeToken });
   t.after(() => api.close());
 
   await initLdk();
   const net = new LdkNet();
   let provider!: CustosSignerProvider;
-  const A: LdkNode = net.makeLdkNode('A', randomBytes(32), new CustosPersister(client, 'ln-a'), {
+  const nodeClient = new CustosClient({ addr: vault.url, token: nodeToken });
+  t.after(() => nodeClient.close());
+  const A: LdkNode = net.makeLdkNode('A', randomBytes(32), new CustosPersister(nodeClient, 'ln-a'), {
     signer: (keys) => (provider = new CustosSignerProvider(api, 'ln-a', keys)).provider,
   });
   const B: LdkNode = net.makeLdkNode('B', randomBytes(32), new CustosPersister(client, 'ln-b'));
@@ -121,6 +125,15 @@ test('an LDK node whose channel keys are in Custos opens channels, pays both way
   assert.ok(closing, 'A broadcast the mutual close, fully witnessed');
   assert.ok(A.closed.includes('CooperativeClosure') || A.closed.some((r) => r.includes('Cooperative')), `A saw the close: ${A.closed.join(',')}`);
   assert.equal((await state()).closingSigned, true);
+  // The close pays this node at the vault's wallet script; one paying its share elsewhere is refused.
+  const wallet = Buffer.from(api.call<{ script: string }>('GET', '/v1/lightning/ln-a/wallet-script').script, 'hex');
+  const closeTx = Transaction.fromRaw(Buffer.from(String(first('sign_closing_transaction').tx), 'hex'), { allowUnknownOutputs: true, disableScriptCheck: true });
+  const mine = Array.from({ length: closeTx.outputsLength }, (_, i) => i).find((i) => Buffer.from(closeTx.getOutput(i).script!).equals(wallet));
+  assert.ok(mine !== undefined, "the mutual close pays the vault's wallet script");
+  closeTx.updateOutput(mine, { script: Buffer.from('0014' + '77'.repeat(20), 'hex') });
+  refusal(() => api.call('POST', `${base}/sign-closing`, { tx: hex(closeTx.toBytes(true, false)) }), 'lightning_balance', "a close paying this node's share elsewhere");
+  // The node cannot hand the vault signer state through reconcile either.
+  await assert.rejects(nodeClient.lightningReconcile('ln-a', { object: objectOf, version: '1', hash: '00'.repeat(32) }), (e: unknown) => e instanceof CustosApiError && e.code === 'forbidden');
   refusal(() => api.call('POST', `${base}/release-secret`, { index: IDX(s1.holder.validated) }), 'lightning_revoke_current', 'still not the current secret');
 
   // ---- a second channel, force-closed by A: Custos signs the latest holder commitment, whose secret is then never released

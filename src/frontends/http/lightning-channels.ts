@@ -5,6 +5,7 @@
  * commitment indices (counting down from 2^48 - 1) are decimal strings. Every route needs the
  * principal's `sign` scope on the node's key.
  *
+ *   GET  /v1/lightning/:key/wallet-script                        what channels pay this node to (P2WPKH, m/9735'/4'/0')
  *   GET  /v1/lightning/:key/channels/:channel                    the channel's public keys
  *   GET  /v1/lightning/:key/channels/:channel/points/:index      a holder per-commitment point
  *   POST /v1/lightning/:key/channels/:channel/setup              the channel's parameters, once
@@ -44,6 +45,11 @@ export function lightningChannelRoutes(app: FastifyInstance, vault: () => Vault,
   const channels = () => vault().channels;
   const bodyLimit = 2 * MAX_TX_BYTES + 64 * 1024;
 
+  app.get<{ Params: { key: string } }>('/v1/lightning/:key/wallet-script', { schema: { summary: "The script a mutual close, justice and HTLC claims must pay this node to (P2WPKH of its wallet key): give it to LDK as the shutdown and destination script", tags, security: secured, params: { type: 'object', required: ['key'], properties: { key: { type: 'string', minLength: 1, maxLength: 128 } } }, response: { 200: { type: 'object', properties: { path: { type: 'string' }, script: { type: 'string', description: 'output script, hex' } } }, ...errors } } }, async (req) => {
+    const w = await channels().walletScript(ctx(req), req.params.key);
+    return { path: w.path, script: bytesToHex(w.script) };
+  });
+
   app.get<{ Params: P }>(base, { schema: { summary: "A channel's public keys (derived in the vault from the node's seed and the channel keys id)", tags, security: secured, params: channelParams, response: { 200: { type: 'object', properties: { funding_pubkey: point, revocation_basepoint: point, payment_point: point, delayed_payment_basepoint: point, htlc_basepoint: point } }, ...errors } } }, async (req) => {
     const k = await channels().publicKeys(ctx(req), req.params.key, req.params.channel);
     return { funding_pubkey: bytesToHex(k.funding), revocation_basepoint: bytesToHex(k.revocation), payment_point: bytesToHex(k.payment), delayed_payment_basepoint: bytesToHex(k.delayed), htlc_basepoint: bytesToHex(k.htlc) };
@@ -53,7 +59,7 @@ export function lightningChannelRoutes(app: FastifyInstance, vault: () => Vault,
     return { point: bytesToHex(await channels().perCommitmentPoint(ctx(req), req.params.key, req.params.channel, BigInt(req.params.index))) };
   });
 
-  type Setup = { outbound: boolean; holder_selected_contest_delay: number; counterparty_selected_contest_delay: number; counterparty: Record<'funding_pubkey' | 'revocation_basepoint' | 'payment_point' | 'delayed_payment_basepoint' | 'htlc_basepoint', string>; funding_txid: string; funding_output_index: number; value_sat: string };
+  type Setup = { channel_type: 'static_remotekey'; outbound: boolean; holder_selected_contest_delay: number; counterparty_selected_contest_delay: number; counterparty: Record<'funding_pubkey' | 'revocation_basepoint' | 'payment_point' | 'delayed_payment_basepoint' | 'htlc_basepoint', string>; funding_txid: string; funding_output_index: number; value_sat: string };
   app.post<{ Params: P; Body: Setup }>(
     `${base}/setup`,
     {
@@ -62,7 +68,8 @@ export function lightningChannelRoutes(app: FastifyInstance, vault: () => Vault,
         tags,
         security: secured,
         params: channelParams,
-        body: body(['outbound', 'holder_selected_contest_delay', 'counterparty_selected_contest_delay', 'counterparty', 'funding_txid', 'funding_output_index', 'value_sat'], {
+        body: body(['channel_type', 'outbound', 'holder_selected_contest_delay', 'counterparty_selected_contest_delay', 'counterparty', 'funding_txid', 'funding_output_index', 'value_sat'], {
+          channel_type: { type: 'string', enum: ['static_remotekey', 'anchors_zero_fee_htlc_tx'], description: 'only static_remotekey is signed (anchors are refused)' },
           outbound: { type: 'boolean' },
           holder_selected_contest_delay: { type: 'integer', minimum: 0, maximum: 65535 },
           counterparty_selected_contest_delay: { type: 'integer', minimum: 0, maximum: 65535 },
@@ -78,6 +85,7 @@ export function lightningChannelRoutes(app: FastifyInstance, vault: () => Vault,
       const b = req.body;
       const c = b.counterparty;
       await channels().setup(ctx(req), req.params.key, req.params.channel, {
+        channelType: b.channel_type,
         outbound: b.outbound,
         holderDelay: b.holder_selected_contest_delay,
         counterpartyDelay: b.counterparty_selected_contest_delay,
