@@ -43,6 +43,7 @@ import { publicKeyAt } from '../wallet/hd.js';
 import { decideChannel, decodeState, encodeState, freshState, SIGNER_OBJECT_PREFIX, type ChannelParams, type ChannelRequest, type ChannelState } from '../lightning/channel-policy.js';
 import { OutScript, type Transaction } from '@scure/btc-signer';
 import { sha256 } from '@noble/hashes/sha2.js';
+import { ripemd160 } from '@noble/hashes/legacy.js';
 import type { Ctx, VaultCore } from './core.js';
 import type { Lightning } from './lightning.js';
 import { decideSignCommit } from './step.js';
@@ -371,6 +372,45 @@ export class LightningChannels {
         digest,
         produce: (s) => {
           const k = derivePrivateKey(s.htlc, pcp);
+          try {
+            return signDigest(digest, k);
+          } finally {
+            wipe(k);
+          }
+        },
+      };
+    });
+  }
+
+  /**
+   * Sweeps one of this node's own outputs of a closed channel to its wallet script: its
+   * `to_local` on a holder commitment signed for broadcast (after the delay; `perCommitmentPoint`
+   * names which), or its `to_remote` (P2WPKH of its payment point) on the counterparty's.
+   */
+  async signSweep(ctx: Ctx, ref: string, keysId: string, req: { tx: Uint8Array; input: number; amount: bigint; output: 'to_local' | 'to_remote'; perCommitmentPoint?: Uint8Array }): Promise<Uint8Array> {
+    return this.step(ctx, ref, keysId, `sweep_${req.output}`, true, (state, pub, holderPoint, wallet): Plan<Uint8Array> => {
+      const p = this.params(state);
+      const tx = parseTransaction(req.tx);
+      this.paysWallet(tx, wallet, 'sweep');
+      if (req.output === 'to_remote') {
+        const digest = this.sighash(tx, req.input, OutScript.encode({ type: 'pkh', hash: ripemd160(sha256(pub.payment)) }), req.amount);
+        return { request: null, facts: { txid: tx.id, input: String(req.input) }, digest, produce: (s) => signDigest(digest, s.payment) };
+      }
+      const pcp = checkPoint(req.perCommitmentPoint ?? new Uint8Array(0), 'The per-commitment point');
+      // Only a commitment signed for broadcast (from the first one on, through the latest validated).
+      let n = -1;
+      for (let m = Math.max(0, state.holder.signed); state.holder.signed >= 0 && m <= state.holder.validated && m - state.holder.signed < 64; m++) {
+        if (equalBytes(holderPoint(INITIAL_COMMITMENT_NUMBER - BigInt(m)), pcp)) n = m;
+      }
+      if (n < 0) throw new CustosError('policy_denied', 'The per-commitment point is not that of a holder commitment signed for broadcast: only its to_local is swept.', { tag: 'lightning_commitment' });
+      const script = revokeableScript(revocationPublicKey(unhex(p.counterparty.revocation), pcp), p.counterpartyDelay, derivePublicKey(pub.delayed, pcp));
+      const digest = this.sighash(tx, req.input, script, req.amount);
+      return {
+        request: null,
+        facts: { txid: tx.id, input: String(req.input), commitment_number: String(n) },
+        digest,
+        produce: (s) => {
+          const k = derivePrivateKey(s.delayed, pcp);
           try {
             return signDigest(digest, k);
           } finally {

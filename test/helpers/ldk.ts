@@ -272,6 +272,8 @@ export interface LdkNode {
   readonly failedPayments: Set<string>;
   /** Closures seen (ChannelClosed reasons); a close fails the pump unless the net allows closes. */
   readonly closed: string[];
+  /** Outputs LDK handed over to sweep (SpendableOutputs events). */
+  readonly spendable: ldk.SpendableOutputDescriptor[];
   /** Parents of the `as_X()` views handed to LDK, kept alive. */
   readonly hold: unknown[];
 }
@@ -400,6 +402,7 @@ export class LdkNet {
       claimed: new Set(),
       failedPayments: new Set(),
       closed: [],
+      spendable: [],
       hold: [logger, fee, broadcaster, graph, scorer, score, router, msgRouter, ignorer],
     };
     this.nodes.push(node);
@@ -450,6 +453,11 @@ export class LdkNet {
     if (!channel) throw new Error('no channel with the broadcast funding transaction');
     this.mempool.push(tx);
     return { object: outpointId(channel.get_funding_txo()), fundingTx: tx };
+  }
+
+  /** Puts transactions (a node's broadcast) in the next block. */
+  mine(...txs: Uint8Array[]): void {
+    this.mempool.push(...txs);
   }
 
   /** Connects `blocks` blocks to every node (the first one confirms the mempool), pumping after each. */
@@ -518,6 +526,8 @@ export class LdkNet {
         node.sent.add(hex(ev.payment_hash));
       } else if (ev instanceof ldk.Event_PaymentFailed) {
         if (ev.payment_hash instanceof ldk.Option_ThirtyTwoBytesZ_Some) node.failedPayments.add(hex(ev.payment_hash.some));
+      } else if (ev instanceof ldk.Event_SpendableOutputs) {
+        node.spendable.push(...ev.outputs);
       } else if (ev instanceof ldk.Event_ChannelClosed) {
         node.closed.push(ev.reason.constructor.name.replace(/^ClosureReason_/, ''));
         if (!this.allowCloses) this.fail(new Error(`${node.name}: channel closed: ${ev.reason.constructor.name}`));

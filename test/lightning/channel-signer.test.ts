@@ -164,6 +164,16 @@ test('the vault signs what LDK\'s InMemorySigner signs, with the same keys, and 
   assert.ok(verifyDigest(ldkHtlcSig, dh, ourHtlcKey) && verifyDigest(vaultHtlcSig, dh, ourHtlcKey), 'holder HTLC transaction: same digest, same key');
   await assert.rejects(ch.signHolderHtlc(v.ctx(), 'ln', keysId, { tx: htlcTx.toBytes(true, false), input: 0, index: INITIAL_COMMITMENT_NUMBER, htlc: htlcJs }), denied('lightning_revoked'), 'not of a revoked commitment');
 
+  // A sweep of this node's to_remote (P2WPKH of its payment point) on the counterparty's commitment, to the wallet.
+  const prevTx = randomBytes(32); // display order
+  const sweep = spend(prevTx, 0, 0xffffffff, 0, wallet, 99_000n);
+  const spo = ldk.StaticPaymentOutputDescriptor.constructor_new(ldk.OutPoint.constructor_new(Uint8Array.from(prevTx).reverse(), 0), ldk.TxOut.constructor_new(100_000n, p2wpkh(ours.get_payment_point())), Buffer.from(keysId, 'hex'), value, params);
+  const witness = unwrap(ims.sign_counterparty_payment_input(sweep.toBytes(true, false), 0, spo), ldk.Result_WitnessNoneZ_OK, 'LDK to_remote sweep').res;
+  const ldkSweep = secp256k1.Signature.fromBytes(witness.subarray(2, 2 + witness[1]! - 1), 'der').toBytes('compact');
+  const ds = digest(sweep, 0, OutScript.encode({ type: 'pkh', hash: p2wpkh(ours.get_payment_point()).subarray(2) }), 100_000n);
+  const vaultSweep = await ch.signSweep(v.ctx(), 'ln', keysId, { tx: sweep.toBytes(true, false), input: 0, amount: 100_000n, output: 'to_remote' });
+  assert.ok(verifyDigest(ldkSweep, ds, ours.get_payment_point()) && verifyDigest(vaultSweep, ds, ours.get_payment_point()), 'to_remote sweep: same digest, same key');
+
   // Malformed input: typed errors, nothing signed.
   await assert.rejects(ch.signJustice(v.ctx(), 'ln', keysId, { tx: justice.toBytes(true, false), input: 3, amount: 700_000n, perCommitmentSecret: theirSecret }), (e: unknown) => isCustosError(e) && e.code === 'bad_request');
   await assert.rejects(ch.signHolder(v.ctx(), 'ln', keysId, spend(randomBytes(32), 0, 0x80000000, 0x20000000).toBytes(true, false)), (e: unknown) => isCustosError(e) && e.code === 'bad_request', 'not the funding output');

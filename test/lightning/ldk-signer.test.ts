@@ -26,6 +26,7 @@ import { CustosApiError } from '../../src/client/transport.js';
 import { generateMnemonic } from '../../src/wallet/hd.js';
 import * as ldk from 'lightningdevkit';
 import { Transaction } from '@scure/btc-signer';
+import { verifyDigest } from '../../src/lightning/bolt3.js';
 
 const PASSENV = { CUSTOS_PASSPHRASE: 'lightning signer test passphrase' };
 
@@ -136,6 +137,8 @@ test('an LDK node whose channel keys are in Custos opens channels, pays both way
   await assert.rejects(nodeClient.lightningReconcile('ln-a', { object: objectOf, version: '1', hash: '00'.repeat(32) }), (e: unknown) => e instanceof CustosApiError && e.code === 'forbidden');
   refusal(() => api.call('POST', `${base}/release-secret`, { index: IDX(s1.holder.validated) }), 'lightning_revoke_current', 'still not the current secret');
 
+  const wallet2 = () => Buffer.from(api.call<{ script: string }>('GET', '/v1/lightning/ln-a/wallet-script').script, 'hex');
+
   // ---- a second channel, force-closed by A: Custos signs the latest holder commitment, whose secret is then never released
   const second = await net.openChannel(A, B, 500_000n);
   await net.confirm([A, B], 6);
@@ -152,6 +155,27 @@ test('an LDK node whose channel keys are in Custos opens channels, pays both way
   const s2 = JSON.parse(Buffer.from((await client.lightningGet('ln-a', `signer:${ch2Signer}`)).state, 'base64').toString()) as SignerState;
   assert.equal(s2.holder.signed, s2.holder.validated, 'the latest holder commitment was signed');
   refusal(() => api.call('POST', `/v1/lightning/ln-a/channels/${ch2Signer}/release-secret`, { index: IDX(s2.holder.signed) }), 'lightning_revoke_signed', "a broadcast commitment's secret is never released");
+
+  // The commitment confirms; after the delay B imposed, LDK hands A its to_local to sweep, and Custos signs the sweep to its wallet.
+  net.mine(forceTx.toBytes(true, true));
+  await net.confirm([A, B], 1);
+  await net.confirm([A, B], 150);
+  const delayed = A.spendable.find((d): d is ldk.SpendableOutputDescriptor_DelayedPaymentOutput => d instanceof ldk.SpendableOutputDescriptor_DelayedPaymentOutput);
+  assert.ok(delayed, `LDK handed A its to_local to sweep (${A.spendable.map((d) => d.constructor.name).join(', ') || 'nothing'})`);
+  const d = delayed.delayed_payment_output;
+  const out = d.get_output();
+  const sweep = new Transaction({ version: 2, allowUnknownOutputs: true });
+  sweep.addInput({ txid: hex(d.get_outpoint().get_txid().slice().reverse()), index: d.get_outpoint().get_index(), sequence: d.get_to_self_delay() });
+  sweep.addOutput({ script: wallet2(), amount: out.value - 500n });
+  const sweepBody = { tx: hex(sweep.toBytes(true, false)), input: 0, amount_sat: out.value.toString(), output: 'to_local', per_commitment_point: hex(d.get_per_commitment_point()) };
+  const sweepSig = Buffer.from(api.call<{ signature: string }>('POST', `/v1/lightning/ln-a/channels/${ch2Signer}/sign-sweep`, sweepBody).signature, 'hex');
+  // Checked with LDK's own script and key for that output.
+  const ourDelayed = ldk.DelayedPaymentBasepoint.constructor_new(Buffer.from(api.call<Record<string, string>>('GET', `/v1/lightning/ln-a/channels/${ch2Signer}`).delayed_payment_basepoint!, 'hex'));
+  const delayedKey = ldk.DelayedPaymentKey.constructor_from_basepoint(ourDelayed, d.get_per_commitment_point());
+  const toLocalScript = ldk.UtilMethods.constructor_get_revokeable_redeemscript(d.get_revocation_pubkey(), d.get_to_self_delay(), delayedKey);
+  assert.ok(verifyDigest(sweepSig, sweep.preimageWitnessV0(0, toLocalScript, 1, out.value), delayedKey.to_public_key()), "the sweep's signature, under LDK's delayed key for that output");
+  sweep.updateOutput(0, { script: Buffer.from('0014' + '77'.repeat(20), 'hex') });
+  refusal(() => api.call('POST', `/v1/lightning/ln-a/channels/${ch2Signer}/sign-sweep`, { ...sweepBody, tx: hex(sweep.toBytes(true, false)) }), 'lightning_destination', 'a sweep elsewhere than the wallet');
 
   // ---- audit: each decision is on the record
   const audit = await client.auditTail(500);

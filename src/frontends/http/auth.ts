@@ -53,6 +53,7 @@ export const ROUTE_OPERATIONS: Readonly<Record<string, Operation>> = {
   'POST /v1/lightning/:key/channels/:channel/sign-justice': 'sign',
   'POST /v1/lightning/:key/channels/:channel/sign-holder-htlc': 'sign',
   'POST /v1/lightning/:key/channels/:channel/sign-counterparty-htlc': 'sign',
+  'POST /v1/lightning/:key/channels/:channel/sign-sweep': 'sign',
   'GET /v1/policies': 'policy',
   'POST /v1/policies': 'policy',
   'GET /v1/policies/:id': 'policy',

@@ -18,6 +18,7 @@
  *   POST /v1/lightning/:key/channels/:channel/sign-justice       a revoked counterparty output, with the revocation key
  *   POST /v1/lightning/:key/channels/:channel/sign-holder-htlc   an HTLC transaction of the commitment signed for broadcast
  *   POST /v1/lightning/:key/channels/:channel/sign-counterparty-htlc  a claim of an HTLC on the counterparty's unrevoked commitment
+ *   POST /v1/lightning/:key/channels/:channel/sign-sweep         this node's own to_local / to_remote of a closed channel, to its wallet
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { bytesToHex, hexToBytes, wipe } from '../../core/bytes.js';
@@ -202,6 +203,15 @@ export function lightningChannelRoutes(app: FastifyInstance, vault: () => Vault,
     async (req) => {
       const b = req.body;
       return { signature: bytesToHex(await channels().signCounterpartyHtlc(ctx(req), req.params.key, req.params.channel, { tx: hexToBytes(b.tx, 'tx'), input: b.input, amount: BigInt(b.amount_sat), perCommitmentPoint: hexToBytes(b.per_commitment_point, 'per_commitment_point'), htlc: htlcOf(b.htlc) })) };
+    },
+  );
+
+  app.post<{ Params: P; Body: { tx: string; input: number; amount_sat: string; output: 'to_local' | 'to_remote'; per_commitment_point?: string } }>(
+    `${base}/sign-sweep`,
+    { bodyLimit, schema: { summary: "Sweeps this node's own output of a closed channel to its wallet script: to_local of a holder commitment signed for broadcast (per_commitment_point), or to_remote", tags, security: secured, params: channelParams, body: body(['tx', 'input', 'amount_sat', 'output'], { tx, input, amount_sat: amount, output: { type: 'string', enum: ['to_local', 'to_remote'] }, per_commitment_point: point }), response: signed } },
+    async (req) => {
+      const b = req.body;
+      return { signature: bytesToHex(await channels().signSweep(ctx(req), req.params.key, req.params.channel, { tx: hexToBytes(b.tx, 'tx'), input: b.input, amount: BigInt(b.amount_sat), output: b.output, ...(b.per_commitment_point ? { perCommitmentPoint: hexToBytes(b.per_commitment_point, 'per_commitment_point') } : {}) })) };
     },
   );
 
