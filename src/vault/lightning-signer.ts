@@ -53,6 +53,16 @@ const unhex = (s: string) => Uint8Array.from(Buffer.from(s, 'hex'));
 const bad = (m: string) => new CustosError('bad_request', m, { tag: 'lightning_tx' });
 const wsh = (script: Uint8Array) => OutScript.encode({ type: 'wsh', hash: sha256(script) });
 
+/** Signs `digest` with the BOLT 3 key derived from a base secret and a per-commitment point (the key wiped after). */
+const signTweaked = (digest: Uint8Array, base: (s: ChannelSecrets) => Uint8Array, pcp: Uint8Array) => (s: ChannelSecrets): Uint8Array => {
+  const k = derivePrivateKey(base(s), pcp);
+  try {
+    return signDigest(digest, k);
+  } finally {
+    wipe(k);
+  }
+};
+
 /** LDK's commitment index (counting down from 2^48 - 1) as a BOLT 3 number. */
 function numberOfIndex(idx: bigint): number {
   if (typeof idx !== 'bigint' || idx < 0n || idx > INITIAL_COMMITMENT_NUMBER) throw new CustosError('bad_request', 'A commitment index is a 48-bit number.');
@@ -340,14 +350,7 @@ export class LightningChannels {
         request: { op: 'sign_holder_htlc', n },
         facts: { commitment_number: String(n), txid: tx.id },
         digest,
-        produce: (s) => {
-          const k = derivePrivateKey(s.htlc, pcp);
-          try {
-            return signDigest(digest, k);
-          } finally {
-            wipe(k);
-          }
-        },
+        produce: signTweaked(digest, (s) => s.htlc, pcp),
       };
     });
   }
@@ -370,14 +373,7 @@ export class LightningChannels {
         request: null,
         facts: { txid: tx.id, input: String(req.input) },
         digest,
-        produce: (s) => {
-          const k = derivePrivateKey(s.htlc, pcp);
-          try {
-            return signDigest(digest, k);
-          } finally {
-            wipe(k);
-          }
-        },
+        produce: signTweaked(digest, (s) => s.htlc, pcp),
       };
     });
   }
@@ -409,14 +405,7 @@ export class LightningChannels {
         request: null,
         facts: { txid: tx.id, input: String(req.input), commitment_number: String(n) },
         digest,
-        produce: (s) => {
-          const k = derivePrivateKey(s.delayed, pcp);
-          try {
-            return signDigest(digest, k);
-          } finally {
-            wipe(k);
-          }
-        },
+        produce: signTweaked(digest, (s) => s.delayed, pcp),
       };
     });
   }
