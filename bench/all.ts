@@ -35,6 +35,7 @@ const BENCHES: Bench[] = [
   { name: 'accounts', script: 'accounts.ts', args: ['--logins', '200', '--signs', '2000'], quickArgs: ['--logins', '10', '--signs', '100'] },
   { name: 'threshold', script: 'threshold.ts', args: ['--votes', '300'], quickArgs: ['--votes', '30'] },
   { name: 'lightning', script: 'lightning.ts', args: ['--objects', '100000', '--updates', '1000'], quickArgs: ['--objects', '1000', '--updates', '100'] },
+  { name: 'lightning-signer', script: 'lightning-signer.ts', args: ['--rounds', '300'], quickArgs: ['--rounds', '30'] },
 ];
 
 function run(b: Bench): Promise<{ ok: boolean; json?: Record<string, unknown>; error?: string; seconds: number }> {
@@ -137,6 +138,11 @@ const HEADLINES: Record<string, (j: J) => Record<string, unknown>> = {
     update_p50_to_store_commit_p50: j.ratios?.update_p50_to_store_commit_p50,
     target: 'an update at 100,000 channels within 1.2x of at 100',
     met: typeof j.ratios?.p50_large_to_100 === 'number' ? j.ratios.p50_large_to_100 <= 1.2 : false,
+  }),
+  'lightning-signer': (j) => ({
+    round_p50_ms: j.calls?.round?.p50_ms,
+    sign_counterparty_p50_ms: j.calls?.sign_counterparty?.p50_ms,
+    round_p50_vs_fsync: j.calls?.round?.p50_vs_fsync,
   }),
   policy: (j) => ({ per_rules_vs_ed25519_sign_p50: Array.isArray(j.policy) ? Object.fromEntries(j.policy.map((p: J) => [`${p.rules}_rules_${p.stateful_rules}_stateful`, p.ratio_to_sign_p50])) : undefined }),
 };

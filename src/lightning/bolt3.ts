@@ -67,7 +67,8 @@ export function point(bytes: Uint8Array, what: string) {
 /** BOLT 3 `derive_pubkey`: basepoint + SHA256(per_commitment_point ‖ basepoint)·G. */
 export function derivePublicKey(basepoint: Uint8Array, perCommitmentPoint: Uint8Array): Uint8Array {
   const t = toScalar(sha256(concatBytes(perCommitmentPoint, basepoint))) % N;
-  return point(basepoint, 'A basepoint').add(Point.BASE.multiply(t)).toBytes(true);
+  // Public points and a scalar hashed from them: nothing secret, so the faster variable-time multiplication.
+  return point(basepoint, 'A basepoint').add(Point.BASE.multiplyUnsafe(t)).toBytes(true);
 }
 
 /** The secret of derivePublicKey: basepoint_secret + SHA256(per_commitment_point ‖ basepoint). */
@@ -84,7 +85,8 @@ export function revocationPublicKey(revocationBasepoint: Uint8Array, perCommitme
   const P = point(perCommitmentPoint, 'The per-commitment point');
   const a = toScalar(sha256(concatBytes(revocationBasepoint, perCommitmentPoint))) % N;
   const b = toScalar(sha256(concatBytes(perCommitmentPoint, revocationBasepoint))) % N;
-  return R.multiply(a).add(P.multiply(b)).toBytes(true);
+  // (Public points, scalars hashed from them: variable time is safe here.)
+  return R.multiplyUnsafe(a).add(P.multiplyUnsafe(b)).toBytes(true);
 }
 
 /**

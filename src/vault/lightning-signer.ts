@@ -98,6 +98,34 @@ export class LightningChannels {
     private readonly ln: Lightning,
   ) {}
 
+  /**
+   * Public values that never change for a key version, kept so that a call does not redo their
+   * point multiplications: each channel's public keys, the node's wallet script; and each
+   * channel's last state, by the SHA-256 of the record it was read from (a record read again
+   * is not decrypted again; a changed row has another hash). Dropped at close and when full.
+   */
+  private readonly publics = new Map<string, ChannelPublicKeys>();
+  private readonly wallets = new Map<string, Uint8Array>();
+  private readonly states = new Map<string, { hash: string; state: ChannelState }>();
+
+  private remember<V>(m: Map<string, V>, k: string, v: V): V {
+    if (m.size >= 4096) m.clear();
+    m.set(k, v);
+    return v;
+  }
+
+  private publicKeysOf(key: KeyRecord, keysId: string, secrets: ChannelSecrets): ChannelPublicKeys {
+    const id = `${key.id}/${key.version}/${keysId}`;
+    return this.publics.get(id) ?? this.remember(this.publics, id, channelPublicKeys(secrets));
+  }
+
+  /** Forgets what is kept (a key destroyed or sealed away). */
+  clear(): void {
+    this.publics.clear();
+    this.wallets.clear();
+    this.states.clear();
+  }
+
   private secretsOf(key: KeyRecord, keysId: string): ChannelSecrets {
     return this.ln.withMaster(key, (m) => channelSecrets(m, keysId, this.ln.cache(key)));
   }
@@ -108,7 +136,7 @@ export class LightningChannels {
     await this.core.refuseOnError(ctx, 'lightning_channel', key, {}, () => checkKeysId(keysId));
     const s = this.secretsOf(key, keysId);
     try {
-      return channelPublicKeys(s);
+      return this.publicKeysOf(key, keysId, s);
     } finally {
       wipeSecrets(s);
     }
@@ -280,7 +308,8 @@ export class LightningChannels {
   }
 
   private walletScriptOf(key: KeyRecord): Uint8Array {
-    return p2wpkh(this.ln.withMaster(key, (m) => publicKeyAt(m, WALLET_PATH, this.ln.cache(key))));
+    const id = `${key.id}/${key.version}`;
+    return this.wallets.get(id) ?? this.remember(this.wallets, id, p2wpkh(this.ln.withMaster(key, (m) => publicKeyAt(m, WALLET_PATH, this.ln.cache(key)))));
   }
 
   /** Every output of a transaction paying the channel's funds back to this node goes to its wallet script. */
@@ -464,9 +493,9 @@ export class LightningChannels {
     let secrets: ChannelSecrets | null = null;
     try {
       const cur = await this.core.deps.store.getObject(key.id, objectId);
-      const state = cur ? await this.core.refuseOnError(ctx, operation, key, details, () => this.readState(key, cur.record, keysId)) : freshState(keysId);
+      const state = cur ? await this.core.refuseOnError(ctx, operation, key, details, () => this.readState(key, objectId, cur.hash, cur.record, keysId)) : freshState(keysId);
       secrets = this.secretsOf(key, keysId);
-      const pub = channelPublicKeys(secrets);
+      const pub = this.publicKeysOf(key, keysId, secrets);
       const seed = secrets.commitment;
       const holderPoint = (idx: bigint) => {
         const secret = perCommitmentSecret(seed, idx);
@@ -483,6 +512,10 @@ export class LightningChannels {
       const record = next ? this.ln.seal(key, objectId, version, cur ? cur.hash : ZERO_HASH, encodeState(next)) : null;
       const mutation = record ? [{ kind: 'putObject' as const, keyId: key.id, objectId, expectedVersion: cur?.version ?? null, version, record }] : [];
       const s = secrets;
+      // The committed state, kept by its record's hash (the next call reads that row).
+      const committed = () => {
+        if (record && next) this.remember(this.states, `${key.id}/${key.version}/${objectId}`, { hash: hex(recordHash(record)), state: next });
+      };
       const backup = async () => {
         if (record) await this.ln.writeBackup(key, objectId, version, record);
       };
@@ -496,9 +529,10 @@ export class LightningChannels {
           mutations: [{ kind: 'assertKeyActive', id: key.id, version: key.version }, ...mutation],
           audit: [this.core.draft(ctx, operation, key, 'ok', null, record ? { ...details, record_sha256: hex(recordHash(record)) } : details)],
         });
+        committed();
         return p.produce(s);
       }
-      return await decideSignCommit(this.core, {
+      const t = await decideSignCommit(this.core, {
         ctx,
         key,
         operation: 'sign',
@@ -513,6 +547,8 @@ export class LightningChannels {
         },
         outcome: (t) => ({ ...(p.outcome?.(t) ?? {}), ...(record ? { record_sha256: hex(recordHash(record)) } : {}) }),
       });
+      committed();
+      return t;
     } catch (e) {
       if (isCustosError(e) && e.tag === 'object_moved') return await this.core.refuse(ctx, operation, key, new CustosError('conflict', `The signer state of channel ${keysId} changed under this request (another vault process on this database?): retry.`, { tag: 'object_moved' }), details);
       throw e;
@@ -522,10 +558,15 @@ export class LightningChannels {
     }
   }
 
-  private readState(key: KeyRecord, record: Uint8Array, keysId: string): ChannelState {
+  private readState(key: KeyRecord, objectId: string, hash: Uint8Array, record: Uint8Array, keysId: string): ChannelState {
+    const id = `${key.id}/${key.version}/${objectId}`;
+    const h = hex(hash);
+    const kept = this.states.get(id);
+    // (decideChannel never changes the state it is given: it decides on a copy.)
+    if (kept && kept.hash === h) return kept.state;
     const plain = this.ln.open(key, decodeRecord(record));
     try {
-      return decodeState(plain, keysId);
+      return this.remember(this.states, id, { hash: h, state: decodeState(plain, keysId) }).state;
     } finally {
       wipe(plain);
     }

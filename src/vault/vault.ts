@@ -200,6 +200,7 @@ export class Vault {
     this.core.approvals.close();
     this.core.hdCache.clear();
     this.lightning.clear();
+    this.channels.clear();
     this.threshold.destroy();
     await deps.committer.close();
     // Requests still finishing may have prepared nodes since.
