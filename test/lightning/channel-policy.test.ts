@@ -19,8 +19,8 @@ const params = { channelType: 'static_remotekey' as const, outbound: false, hold
 const step = fc.record({
   // A close and a force close (sign_holder) end most of the game: they come rarely.
   op: fc.oneof(
-    { arbitrary: fc.constantFrom('setup', 'setup_other', 'validate_holder', 'release_secret', 'sign_counterparty', 'validate_revocation'), weight: 30 },
-    { arbitrary: fc.constantFrom('sign_holder', 'sign_closing', 'sign_holder_htlc'), weight: 1 },
+    { arbitrary: fc.constantFrom('setup', 'setup_other', 'validate_holder', 'release_secret', 'sign_counterparty', 'validate_revocation', 'sign_holder_htlc'), weight: 30 },
+    { arbitrary: fc.constantFrom('sign_holder', 'sign_closing'), weight: 1 },
   ),
   delta: fc.integer({ min: -2, max: 2 }),
   variant: fc.integer({ min: 0, max: 2 }),
@@ -135,7 +135,7 @@ test('whatever the order of requests, the channel rules hold', () => {
     { numRuns: 400 },
   );
   // The sequences reach every rule (not only refusals of a channel without parameters).
-  for (const op of ['setup', 'validate_holder', 'release_secret', 'sign_holder', 'sign_counterparty', 'validate_revocation', 'sign_closing', 'sign_holder_htlc']) assert.ok((accepted.get(op) ?? 0) > (op === 'sign_holder_htlc' ? 5 : 30), `${op} accepted ${accepted.get(op) ?? 0} times: ${JSON.stringify([...accepted])}`);
+  for (const op of ['setup', 'validate_holder', 'release_secret', 'sign_holder', 'sign_counterparty', 'validate_revocation', 'sign_closing', 'sign_holder_htlc']) assert.ok((accepted.get(op) ?? 0) > 30, `${op} accepted ${accepted.get(op) ?? 0} times: ${JSON.stringify([...accepted])}`);
 });
 
 test('a stored state that is not one the vault writes is refused as corrupt', () => {
