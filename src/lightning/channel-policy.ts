@@ -15,9 +15,10 @@
  *                          with;
  *   closing                a mutual close pays the counterparty no more than its balance in
  *                          the latest validated holder commitment (plus that commitment's fee
- *                          when it opened the channel: it pays the fee), with no HTLC pending;
- *                          the rest goes to the vault's own wallet script (the caller counts
- *                          what does not); once one is signed, no commitment is;
+ *                          when it opened the channel: it pays the fee), with no HTLC pending,
+ *                          a fee of at most that commitment's and a margin, and this node's
+ *                          balance to the vault's own wallet script (the caller sums the
+ *                          outputs); once one is signed, no commitment is;
  *   parameters             set once (counterparty keys, funding outpoint, value, who opened);
  *                          another set for the same channel is refused.
  *
@@ -59,14 +60,16 @@ export interface ChannelState {
     /** The latest holder commitment validated (-1: none yet), and its txid. */
     validated: number;
     validatedTxid: string | null;
-    /** In that commitment: the counterparty's output, the fee it pays, its HTLC outputs (what a mutual close is held to). */
+    /** In that commitment: this node's to_local, the counterparty's output, the fee, its HTLC outputs (what a mutual close is held to). */
+    ourSat: string;
     theirSat: string;
     feeSat: string;
     htlcs: number;
     /** Secrets released for commitments 0..releasedThrough (-1: none). */
     releasedThrough: number;
-    /** The first holder commitment signed for broadcast (-1: none): no secret from it on is released. */
+    /** The first holder commitment signed for broadcast (-1: none): no secret from it on is released; and its txid. */
     signed: number;
+    signedTxid: string | null;
   };
   counterparty: {
     /** The latest counterparty commitment signed (-1: none), its txid, and a hash of its point, HTLCs and feerate. */
@@ -82,9 +85,11 @@ export interface ChannelState {
 }
 
 export const SIGNER_OBJECT_PREFIX = 'signer:';
+/** What a mutual close may pay in fees beyond the latest commitment's (LDK's force-close-avoidance margin is 1,000 sat). */
+export const CLOSE_FEE_MARGIN_SAT = 1000n;
 
 export function freshState(keysId: string): ChannelState {
-  return { v: 1, keysId, params: null, holder: { validated: -1, validatedTxid: null, theirSat: '0', feeSat: '0', htlcs: 0, releasedThrough: -1, signed: -1 }, counterparty: { signed: -1, signedTxid: null, signedWith: null, revokedThrough: -1, points: {} }, closingSigned: false };
+  return { v: 1, keysId, params: null, holder: { validated: -1, validatedTxid: null, ourSat: '0', theirSat: '0', feeSat: '0', htlcs: 0, releasedThrough: -1, signed: -1, signedTxid: null }, counterparty: { signed: -1, signedTxid: null, signedWith: null, revokedThrough: -1, points: {} }, closingSigned: false };
 }
 
 /** A stored state, checked for shape (the vault wrote it, but a restore may hand over anything signed). */
@@ -96,7 +101,7 @@ export function decodeState(bytes: Uint8Array, keysId: string): ChannelState {
     throw new CustosError('database_corrupt', `The signer state of channel ${keysId} does not parse.`);
   }
   const int = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= -1;
-  if (s?.v !== 1 || s.keysId !== keysId || !int(s.holder?.validated) || !int(s.holder?.htlcs) || typeof s.holder.theirSat !== 'string' || typeof s.holder.feeSat !== 'string' || !int(s.holder?.releasedThrough) || !int(s.holder?.signed) || !int(s.counterparty?.signed) || !int(s.counterparty?.revokedThrough) || typeof s.counterparty.points !== 'object') {
+  if (s?.v !== 1 || s.keysId !== keysId || !int(s.holder?.validated) || !int(s.holder?.htlcs) || typeof s.holder.ourSat !== 'string' || typeof s.holder.theirSat !== 'string' || typeof s.holder.feeSat !== 'string' || !int(s.holder?.releasedThrough) || !int(s.holder?.signed) || !int(s.counterparty?.signed) || !int(s.counterparty?.revokedThrough) || typeof s.counterparty.points !== 'object') {
     throw new CustosError('database_corrupt', `The signer state of channel ${keysId} is not one the vault writes.`);
   }
   return s;
@@ -109,14 +114,14 @@ const clone = (s: ChannelState): ChannelState => structuredClone(s);
 
 export type ChannelRequest =
   | { op: 'setup'; params: ChannelParams }
-  | { op: 'validate_holder'; n: number; txid: string; counterpartySigValid: boolean; theirSat: bigint; feeSat: bigint; htlcs: number }
+  | { op: 'validate_holder'; n: number; txid: string; counterpartySigValid: boolean; ourSat: bigint; theirSat: bigint; feeSat: bigint; htlcs: number }
   | { op: 'release_secret'; n: number }
   | { op: 'sign_holder'; n: number; txid: string }
   | { op: 'sign_counterparty'; n: number; txid: string; point: string; signedWith: string }
   | { op: 'validate_revocation'; n: number; pointOfSecret: string }
-  | { op: 'sign_closing'; othersSat: bigint }
+  | { op: 'sign_closing'; othersSat: bigint; walletSat: bigint; feeSat: bigint }
   /** The holder's HTLC transaction of commitment n (a force close): a commitment signed for broadcast, not revoked. */
-  | { op: 'sign_holder_htlc'; n: number };
+  | { op: 'sign_holder_htlc'; n: number; spends: string };
 
 /**
  * The decision: the state to commit (null when nothing changes: a repeat the vault already
@@ -153,6 +158,7 @@ export function decideChannel(s: ChannelState, r: ChannelRequest): ChannelState 
       const t = clone(s);
       t.holder.validated = r.n;
       t.holder.validatedTxid = r.txid;
+      t.holder.ourSat = r.ourSat.toString();
       t.holder.theirSat = r.theirSat.toString();
       t.holder.feeSat = r.feeSat.toString();
       t.holder.htlcs = r.htlcs;
@@ -174,6 +180,7 @@ export function decideChannel(s: ChannelState, r: ChannelRequest): ChannelState 
       if (s.holder.signed >= 0) return null; // the first one signed stays the bound
       const t = clone(s);
       t.holder.signed = r.n;
+      t.holder.signedTxid = r.txid;
       return t;
     }
     case 'sign_counterparty': {
@@ -207,8 +214,14 @@ export function decideChannel(s: ChannelState, r: ChannelRequest): ChannelState 
       if (s.holder.signed >= 0) throw deny('lightning_closed', 'A holder commitment was signed for broadcast: the channel is force-closing.');
       if (s.holder.validated < 0) throw deny('lightning_balance', 'No holder commitment is validated: the balances a mutual close is held to are not known.');
       if (s.holder.htlcs > 0) throw deny('lightning_balance', `The latest holder commitment has ${s.holder.htlcs} HTLC output(s) pending: a mutual close comes after they settle.`);
-      const allowed = BigInt(s.holder.theirSat) + (p.outbound ? 0n : BigInt(s.holder.feeSat));
+      const commitFee = BigInt(s.holder.feeSat);
+      const allowed = BigInt(s.holder.theirSat) + (p.outbound ? 0n : commitFee);
       if (r.othersSat > allowed) throw deny('lightning_balance', `The mutual close pays ${r.othersSat} sat to scripts other than the vault's wallet: the counterparty is owed at most ${allowed} sat.`);
+      // The fee is money too: at most the commitment's own fee and a margin (LDK's), and this
+      // node's wallet gets its balance, less what the close costs beyond the commitment's fee when it pays the fee.
+      if (r.feeSat > commitFee + CLOSE_FEE_MARGIN_SAT) throw deny('lightning_fee', `The mutual close pays ${r.feeSat} sat in fees: at most the latest commitment's ${commitFee} sat and ${CLOSE_FEE_MARGIN_SAT} more.`);
+      const owed = BigInt(s.holder.ourSat) - (p.outbound && r.feeSat > commitFee ? r.feeSat - commitFee : 0n);
+      if (r.walletSat < owed) throw deny('lightning_balance', `The mutual close pays the vault's wallet ${r.walletSat} sat: this node's balance is ${owed} sat.`);
       if (s.closingSigned) return null;
       const t = clone(s);
       t.closingSigned = true;
@@ -216,7 +229,7 @@ export function decideChannel(s: ChannelState, r: ChannelRequest): ChannelState 
     }
     case 'sign_holder_htlc': {
       if (r.n <= s.holder.releasedThrough) throw deny('lightning_revoked', `Holder commitment ${r.n} is revoked: its HTLC transactions are not signed.`);
-      if (s.holder.signed < 0 || r.n < s.holder.signed || r.n > s.holder.validated) throw deny('lightning_commitment', `HTLC transactions are signed only for a holder commitment signed for broadcast (${s.holder.signed < 0 ? 'none is' : `from ${s.holder.signed}`}), not ${r.n}.`);
+      if (s.holder.signed < 0 || r.n !== s.holder.signed || r.spends !== s.holder.signedTxid) throw deny('lightning_commitment', `HTLC transactions are signed only for the holder commitment signed for broadcast (${s.holder.signed < 0 ? 'none is' : s.holder.signed}), spending it.`);
       return null;
     }
   }

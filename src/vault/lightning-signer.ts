@@ -193,6 +193,7 @@ export class LightningChannels {
       const pcp = holderPoint(INITIAL_COMMITMENT_NUMBER - BigInt(n));
       const toLocal = wsh(revokeableScript(revocationPublicKey(unhex(p.counterparty.revocation), pcp), p.counterpartyDelay, derivePublicKey(pub.delayed, pcp)));
       const toRemote = p2wpkh(unhex(p.counterparty.payment));
+      let ourSat = 0n;
       let theirSat = 0n;
       let total = 0n;
       let htlcs = 0;
@@ -200,11 +201,12 @@ export class LightningChannels {
         const o = tx.getOutput(i);
         total += o.amount ?? 0n;
         if (o.script && equalBytes(o.script, toRemote)) theirSat += o.amount ?? 0n;
-        else if (!(o.script && equalBytes(o.script, toLocal))) htlcs++;
+        else if (o.script && equalBytes(o.script, toLocal)) ourSat += o.amount ?? 0n;
+        else htlcs++;
       }
       const feeSat = BigInt(p.valueSat) - total;
       if (feeSat < 0n) throw bad('The commitment pays out more than the channel holds.');
-      return { request: { op: 'validate_holder', n, txid: tx.id, counterpartySigValid: valid, theirSat, feeSat, htlcs }, facts: { commitment_number: String(n), txid: tx.id }, produce: () => undefined };
+      return { request: { op: 'validate_holder', n, txid: tx.id, counterpartySigValid: valid, ourSat, theirSat, feeSat, htlcs }, facts: { commitment_number: String(n), txid: tx.id }, produce: () => undefined };
     });
   }
 
@@ -292,12 +294,16 @@ export class LightningChannels {
       const tx = this.fundingSpend(p, txBytes);
       if (onlyInput(tx).sequence !== 0xffffffff || tx.lockTime !== 0) throw bad('A mutual close is final: sequence 0xffffffff, locktime 0 (this looks like a commitment).');
       let othersSat = 0n;
+      let walletSat = 0n;
       for (let i = 0; i < tx.outputsLength; i++) {
         const o = tx.getOutput(i);
-        if (!(o.script && equalBytes(o.script, wallet))) othersSat += o.amount ?? 0n;
+        if (o.script && equalBytes(o.script, wallet)) walletSat += o.amount ?? 0n;
+        else othersSat += o.amount ?? 0n;
       }
+      const feeSat = BigInt(p.valueSat) - walletSat - othersSat;
+      if (feeSat < 0n) throw bad('The close pays out more than the channel holds.');
       const digest = segwitSighash(tx, 0, fundingScript(pub.funding, unhex(p.counterparty.funding)), BigInt(p.valueSat));
-      return { request: { op: 'sign_closing', othersSat }, facts: { txid: tx.id, others_sat: othersSat.toString() }, digest, produce: (s) => signDigest(digest, s.funding) };
+      return { request: { op: 'sign_closing', othersSat, walletSat, feeSat }, facts: { txid: tx.id, others_sat: othersSat.toString(), wallet_sat: walletSat.toString(), fee_sat: feeSat.toString() }, digest, produce: (s) => signDigest(digest, s.funding) };
     });
   }
 
@@ -312,12 +318,21 @@ export class LightningChannels {
     return this.wallets.get(id) ?? this.remember(this.wallets, id, p2wpkh(this.ln.withMaster(key, (m) => publicKeyAt(m, WALLET_PATH, this.ln.cache(key)))));
   }
 
-  /** Every output of a transaction paying the channel's funds back to this node goes to its wallet script. */
-  private paysWallet(tx: Transaction, wallet: Uint8Array, what: string): void {
+  /**
+   * Every output of a transaction paying the channel's funds back to this node goes to its
+   * wallet script, and they are worth the input signed, less a fee: at most a quarter of it, or
+   * 10,000 sat when more (a transaction gathering several inputs pays out more than this one).
+   */
+  private paysWallet(tx: Transaction, wallet: Uint8Array, what: string, amount: bigint): void {
+    if (tx.outputsLength === 0) throw bad(`The ${what} has no output.`);
+    let total = 0n;
     for (let i = 0; i < tx.outputsLength; i++) {
-      const o = tx.getOutput(i).script;
-      if (!o || !equalBytes(o, wallet)) throw new CustosError('policy_denied', `Output ${i} of the ${what} does not pay the node's wallet script (${WALLET_PATH}).`, { tag: 'lightning_destination' });
+      const o = tx.getOutput(i);
+      if (!o.script || !equalBytes(o.script, wallet)) throw new CustosError('policy_denied', `Output ${i} of the ${what} does not pay the node's wallet script (${WALLET_PATH}).`, { tag: 'lightning_destination' });
+      total += o.amount ?? 0n;
     }
+    const fee = amount / 4n > 10_000n ? amount / 4n : 10_000n;
+    if (total < amount - fee) throw new CustosError('policy_denied', `The ${what} pays the wallet ${total} sat of the ${amount} sat it spends here: more than ${fee} sat would go to fees.`, { tag: 'lightning_fee' });
   }
 
   /**
@@ -337,7 +352,7 @@ export class LightningChannels {
       const keys = this.counterpartyKeys(p, pub, pcp);
       const script = req.htlc ? htlcScript(req.htlc, keys) : revokeableScript(keys.revocationKey, p.holderDelay, keys.broadcasterDelayedKey);
       const tx = parseTransaction(req.tx);
-      this.paysWallet(tx, wallet, 'justice transaction');
+      this.paysWallet(tx, wallet, 'justice transaction', req.amount);
       const digest = this.sighash(tx, req.input, script, req.amount);
       return {
         request: null,
@@ -363,7 +378,10 @@ export class LightningChannels {
     return this.step(ctx, ref, keysId, 'sign_holder_htlc', true, (state, pub, holderPoint) => {
       const p = this.params(state);
       const n = numberOfIndex(req.index);
-      decideChannel(state, { op: 'sign_holder_htlc', n }); // the rules before the transaction's shape
+      const tx = parseTransaction(req.tx);
+      if (!Number.isInteger(req.input) || req.input < 0 || req.input >= tx.inputsLength) throw bad(`Input ${req.input} is not an input of the transaction.`);
+      const spends = Buffer.from(tx.getInput(req.input).txid!).toString('hex');
+      decideChannel(state, { op: 'sign_holder_htlc', n, spends }); // the rules before the transaction's shape
       const pcp = holderPoint(req.index);
       const keys = {
         revocationKey: revocationPublicKey(unhex(p.counterparty.revocation), pcp),
@@ -371,12 +389,11 @@ export class LightningChannels {
         countersignatoryHtlcKey: derivePublicKey(unhex(p.counterparty.htlc), pcp),
         broadcasterDelayedKey: derivePublicKey(pub.delayed, pcp),
       };
-      const tx = parseTransaction(req.tx);
       const pays = wsh(revokeableScript(keys.revocationKey, p.counterpartyDelay, keys.broadcasterDelayedKey));
       if (tx.outputsLength !== 1 || !equalBytes(tx.getOutput(0).script ?? new Uint8Array(0), pays)) throw bad("An HTLC transaction of the holder's has one output, to its delayed key (revocable).");
       const digest = this.sighash(tx, req.input, htlcScript(req.htlc, keys), req.htlc.amountMsat / 1000n);
       return {
-        request: { op: 'sign_holder_htlc', n },
+        request: { op: 'sign_holder_htlc', n, spends },
         facts: { commitment_number: String(n), txid: tx.id },
         digest,
         produce: signTweaked(digest, (s) => s.htlc, pcp),
@@ -396,7 +413,7 @@ export class LightningChannels {
       if (req.amount !== req.htlc.amountMsat / 1000n) throw bad('The amount is not the HTLC\'s.');
       const keys = this.counterpartyKeys(p, pub, pcp);
       const tx = parseTransaction(req.tx);
-      this.paysWallet(tx, wallet, 'HTLC claim');
+      this.paysWallet(tx, wallet, 'HTLC claim', req.amount);
       const digest = this.sighash(tx, req.input, htlcScript(req.htlc, keys), req.amount);
       return {
         request: null,
@@ -416,7 +433,7 @@ export class LightningChannels {
     return this.step(ctx, ref, keysId, `sweep_${req.output}`, true, (state, pub, holderPoint, wallet): Plan<Uint8Array> => {
       const p = this.params(state);
       const tx = parseTransaction(req.tx);
-      this.paysWallet(tx, wallet, 'sweep');
+      this.paysWallet(tx, wallet, 'sweep', req.amount);
       if (req.output === 'to_remote') {
         const digest = this.sighash(tx, req.input, OutScript.encode({ type: 'pkh', hash: ripemd160(sha256(pub.payment)) }), req.amount);
         return { request: null, facts: { txid: tx.id, input: String(req.input) }, digest, produce: (s) => signDigest(digest, s.payment) };

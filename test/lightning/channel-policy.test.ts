@@ -37,7 +37,7 @@ function resolve(s: ChannelState, x: { op: string; delta: number; variant: numbe
       return { op: 'setup', params: { ...params, valueSat: '2000000' } };
     case 'validate_holder': {
       const n = Math.max(0, s.holder.validated + 1 + x.delta);
-      return { op: 'validate_holder', n, txid: txid(n), counterpartySigValid: x.valid || x.variant > 0, theirSat: BigInt(x.variant * 1000), feeSat: 300n, htlcs: x.delta > 1 ? 1 : 0 };
+      return { op: 'validate_holder', n, txid: txid(n), counterpartySigValid: x.valid || x.variant > 0, ourSat: 5000n, theirSat: BigInt(x.variant * 1000), feeSat: 300n, htlcs: x.delta > 1 ? 1 : 0 };
     }
     case 'release_secret':
       return { op: 'release_secret', n: Math.max(0, s.holder.releasedThrough + 1 + x.delta) };
@@ -54,9 +54,9 @@ function resolve(s: ChannelState, x: { op: string; delta: number; variant: numbe
       return { op: 'validate_revocation', n, pointOfSecret: x.valid || x.variant > 0 ? point(n) : 'wrong' };
     }
     case 'sign_holder_htlc':
-      return { op: 'sign_holder_htlc', n: Math.max(0, s.holder.validated + x.delta) };
+      return { op: 'sign_holder_htlc', n: Math.max(0, s.holder.validated + x.delta), spends: x.valid ? (s.holder.signedTxid ?? 'none') : 'elsewhere' };
     default:
-      return { op: 'sign_closing', othersSat: [0n, 1300n, 5000n][x.variant]! };
+      return { op: 'sign_closing', othersSat: [0n, 1300n, 5000n][x.variant]!, walletSat: x.valid ? 5000n : 3000n, feeSat: [200n, 1300n, 1301n][x.delta + 2 > 3 ? 2 : x.delta + 2 > 1 ? 1 : 0]! };
   }
 }
 
@@ -67,7 +67,8 @@ test('whatever the order of requests, the channel rules hold', () => {
       let s = freshState(KEYS);
       const released = new Set<number>();
       const validated = new Map<number, string>();
-      let latest: { theirSat: bigint; htlcs: number } | null = null;
+      let latest: { ourSat: bigint; theirSat: bigint; htlcs: number } | null = null;
+      const signedTxid = new Map<number, string>();
       const holderSigned = new Set<number>();
       const cpSigned = new Map<number, string>();
       const cpRevoked = new Set<number>();
@@ -88,7 +89,7 @@ test('whatever the order of requests, the channel rules hold', () => {
             assert.ok(!validated.has(r.n) || validated.get(r.n) === r.txid, 'one transaction per holder number');
             if (!validated.has(r.n)) {
               assert.ok(!closed && holderSigned.size === 0, 'no new holder commitment after a close');
-              latest = { theirSat: r.theirSat, htlcs: r.htlcs };
+              latest = { ourSat: r.ourSat, theirSat: r.theirSat, htlcs: r.htlcs };
             }
             validated.set(r.n, r.txid);
             break;
@@ -100,11 +101,12 @@ test('whatever the order of requests, the channel rules hold', () => {
           case 'sign_holder':
             assert.ok(!released.has(r.n), `revoked holder commitment ${r.n} signed`);
             assert.equal(validated.get(r.n), r.txid, 'only a validated holder commitment is signed');
+            if (holderSigned.size === 0) signedTxid.set(r.n, r.txid);
             holderSigned.add(r.n);
             break;
           case 'sign_holder_htlc':
             assert.ok(!released.has(r.n), 'no HTLC transaction of a revoked commitment');
-            assert.ok([...holderSigned].some((m) => m <= r.n) && validated.has(r.n), 'HTLC transactions only of a commitment signed for broadcast');
+            assert.ok(holderSigned.has(r.n) && r.spends === signedTxid.get(r.n), 'HTLC transactions only of the commitment signed for broadcast, spending it');
             break;
           case 'sign_counterparty': {
             assert.ok(!closed && holderSigned.size === 0, 'no commitment signed after a close');
@@ -123,6 +125,8 @@ test('whatever the order of requests, the channel rules hold', () => {
           case 'sign_closing':
             assert.ok(latest && latest.htlcs === 0 && holderSigned.size === 0, 'a mutual close: no HTLC pending, no force close');
             assert.ok(r.othersSat <= latest.theirSat + 300n, `the close pays the counterparty ${r.othersSat}, more than it is owed`);
+            assert.ok(r.feeSat <= 300n + 1000n, `the close pays ${r.feeSat} in fees`);
+            assert.ok(r.walletSat >= latest.ourSat, `the close pays this node ${r.walletSat}, less than its balance`);
             closed = true;
             break;
         }

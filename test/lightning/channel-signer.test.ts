@@ -153,7 +153,7 @@ test('the vault signs what LDK\'s InMemorySigner signs, with the same keys, and 
   // An HTLC transaction of that commitment (HTLC-timeout of an offered HTLC), built by LDK.
   const pcp1 = pointOf(perCommitmentSecret(secrets.commitment, INITIAL_COMMITMENT_NUMBER - 1n));
   const hk = ldk.TxCreationKeys.constructor_from_channel_static_keys(pcp1, ours, tp);
-  const commitTxid = randomBytes(32);
+  const commitTxid = Uint8Array.from(Buffer.from(holder[1]!.tx.id, 'hex')).reverse(); // the broadcast commitment (internal order)
   const htlcTx = Transaction.fromRaw(ldk.UtilMethods.constructor_build_htlc_transaction(commitTxid, 1000, counterpartyDelay, htlc, features(), hk.get_broadcaster_delayed_payment_key(), hk.get_revocation_key()), { allowUnknownOutputs: true, disableScriptCheck: true });
   const htlcScript = ldk.UtilMethods.constructor_get_htlc_redeemscript(htlc, features(), hk);
   const dh = digest(htlcTx, 0, htlcScript, 5_000n);
@@ -163,6 +163,8 @@ test('the vault signs what LDK\'s InMemorySigner signs, with the same keys, and 
   const vaultHtlcSig = await ch.signHolderHtlc(v.ctx(), 'ln', keysId, { tx: htlcTx.toBytes(true, false), input: 0, index: INITIAL_COMMITMENT_NUMBER - 1n, htlc: htlcJs });
   assert.ok(verifyDigest(ldkHtlcSig, dh, ourHtlcKey) && verifyDigest(vaultHtlcSig, dh, ourHtlcKey), 'holder HTLC transaction: same digest, same key');
   await assert.rejects(ch.signHolderHtlc(v.ctx(), 'ln', keysId, { tx: htlcTx.toBytes(true, false), input: 0, index: INITIAL_COMMITMENT_NUMBER, htlc: htlcJs }), denied('lightning_revoked'), 'not of a revoked commitment');
+  const elsewhere = Transaction.fromRaw(ldk.UtilMethods.constructor_build_htlc_transaction(randomBytes(32), 1000, counterpartyDelay, htlc, features(), hk.get_broadcaster_delayed_payment_key(), hk.get_revocation_key()), { allowUnknownOutputs: true, disableScriptCheck: true });
+  await assert.rejects(ch.signHolderHtlc(v.ctx(), 'ln', keysId, { tx: elsewhere.toBytes(true, false), input: 0, index: INITIAL_COMMITMENT_NUMBER - 1n, htlc: htlcJs }), denied('lightning_commitment'), 'only spending the broadcast commitment');
 
   // A sweep of this node's to_remote (P2WPKH of its payment point) on the counterparty's commitment, to the wallet.
   const prevTx = randomBytes(32); // display order
@@ -173,6 +175,7 @@ test('the vault signs what LDK\'s InMemorySigner signs, with the same keys, and 
   const ds = digest(sweep, 0, OutScript.encode({ type: 'pkh', hash: p2wpkh(ours.get_payment_point()).subarray(2) }), 100_000n);
   const vaultSweep = await ch.signSweep(v.ctx(), 'ln', keysId, { tx: sweep.toBytes(true, false), input: 0, amount: 100_000n, output: 'to_remote' });
   assert.ok(verifyDigest(ldkSweep, ds, ours.get_payment_point()) && verifyDigest(vaultSweep, ds, ours.get_payment_point()), 'to_remote sweep: same digest, same key');
+  await assert.rejects(ch.signSweep(v.ctx(), 'ln', keysId, { tx: spend(prevTx, 0, 0xffffffff, 0, wallet, 1n).toBytes(true, false), input: 0, amount: 100_000n, output: 'to_remote' }), denied('lightning_fee'), 'a sweep burning its input in fees');
 
   // Malformed input: typed errors, nothing signed.
   await assert.rejects(ch.signJustice(v.ctx(), 'ln', keysId, { tx: justice.toBytes(true, false), input: 3, amount: 700_000n, perCommitmentSecret: theirSecret }), (e: unknown) => isCustosError(e) && e.code === 'bad_request');

@@ -131,7 +131,10 @@ test('an LDK node whose channel keys are in Custos opens channels, pays both way
   const closeTx = Transaction.fromRaw(Buffer.from(String(first('sign_closing_transaction').tx), 'hex'), { allowUnknownOutputs: true, disableScriptCheck: true });
   const mine = Array.from({ length: closeTx.outputsLength }, (_, i) => i).find((i) => Buffer.from(closeTx.getOutput(i).script!).equals(wallet));
   assert.ok(mine !== undefined, "the mutual close pays the vault's wallet script");
-  closeTx.updateOutput(mine, { script: Buffer.from('0014' + '77'.repeat(20), 'hex') });
+  const ourOut = closeTx.getOutput(mine);
+  closeTx.updateOutput(mine, { amount: ourOut.amount! - 100_000n });
+  refusal(() => api.call('POST', `${base}/sign-closing`, { tx: hex(closeTx.toBytes(true, false)) }), 'lightning_fee', "a close burning this node's balance in fees");
+  closeTx.updateOutput(mine, { amount: ourOut.amount!, script: Buffer.from('0014' + '77'.repeat(20), 'hex') });
   refusal(() => api.call('POST', `${base}/sign-closing`, { tx: hex(closeTx.toBytes(true, false)) }), 'lightning_balance', "a close paying this node's share elsewhere");
   // The node cannot hand the vault signer state through reconcile either.
   await assert.rejects(nodeClient.lightningReconcile('ln-a', { object: objectOf, version: '1', hash: '00'.repeat(32) }), (e: unknown) => e instanceof CustosApiError && e.code === 'forbidden');
