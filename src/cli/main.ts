@@ -15,6 +15,7 @@ import { registerSign } from './commands/sign.js';
 import { registerPolicy } from './commands/policy.js';
 import { registerWallet } from './commands/wallet.js';
 import { registerLightning } from './commands/lightning.js';
+import { registerTor } from './commands/tor.js';
 import { registerTokens } from './commands/tokens.js';
 import { registerPrivval } from './commands/privval.js';
 import { registerAgent } from './commands/agent.js';
@@ -51,6 +52,7 @@ label taken, vault exists), 5 unavailable (server down, storage or audit failure
   registerPolicy(program);
   registerWallet(program);
   registerLightning(program);
+  registerTor(program);
   registerTokens(program);
   registerPrivval(program);
   registerAgent(program);

@@ -12,7 +12,7 @@ export interface KeyInfo {
   state: 'active' | 'disabled' | 'destroyed';
   exportable: boolean;
   /** What the key signs, fixed at creation (legacy: made before purposes). */
-  purpose?: 'general' | 'ssh' | 'consensus' | 'bitcoin' | 'verify' | 'legacy';
+  purpose?: 'general' | 'ssh' | 'consensus' | 'bitcoin' | 'lightning' | 'tor' | 'verify' | 'legacy';
   origin: 'generated' | 'imported';
   created_at: string;
   updated_at: string;
@@ -168,6 +168,23 @@ export class CustosClient {
 
   createHdKey(p: { label: string; curve: 'secp256k1' | 'ed25519'; mnemonic?: string; passphrase?: string; xprv?: string; allowed_paths?: string[]; tags?: string[]; purpose?: string }): Promise<KeyInfo> {
     return this.call('POST', '/v1/keys/hd', p);
+  }
+
+  // ---- Tor (a relay's master identity key, purpose tor)
+
+  /** A new relay master identity key. */
+  torCreateRelayMaster(p: { label: string; max_lifetime_hours?: number }): Promise<KeyInfo> {
+    return this.call('POST', '/v1/tor/relay-masters', p);
+  }
+
+  /** A relay's existing `ed25519_master_id_secret_key` file. */
+  torImportRelayMaster(p: { label: string; file: Uint8Array; max_lifetime_hours?: number }): Promise<KeyInfo> {
+    return this.call('POST', '/v1/tor/relay-masters/import', { label: p.label, secret_key_file: Buffer.from(p.file).toString('base64'), ...(p.max_lifetime_hours !== undefined ? { max_lifetime_hours: p.max_lifetime_hours } : {}) });
+  }
+
+  /** A signing certificate for the relay's medium-term key, signed by the master in the vault. */
+  torRelayCert(ref: string, p: { signing_public_key: Uint8Array; lifetime_hours: number }): Promise<{ cert: string; master_public_key: string; expires_at: string }> {
+    return this.call('POST', `/v1/tor/${encodeURIComponent(ref)}/relay-cert`, { signing_public_key: Buffer.from(p.signing_public_key).toString('hex'), lifetime_hours: p.lifetime_hours });
   }
 
   // ---- Lightning (a node key made with purpose lightning)

@@ -18,16 +18,18 @@ import type { KeyRecord } from './types.js';
  * - `lightning`: a Lightning node's secp256k1 key (an HD key from the node's seed): its signed,
  *   encrypted state records, and ECDH and ECIES decryption for the node (the hsmd hook); it
  *   signs nothing a caller hands it.
+ * - `tor`: a Tor key (a relay's master identity, an onion service's identity): it signs only
+ *   through the Tor operations (relay signing certificates), never raw payloads or SSH logins.
  * - `verify`: a bare public key imported to check signatures (a counterparty's, an approver's):
  *   there is no private key, and it signs nothing.
  * - `legacy`: keys made before purposes existed (no `purpose` attribute): every use they had
  *   except consensus signing. `custos keys set-purpose` narrows one to a single purpose, once.
  */
-export const KEY_PURPOSES = ['general', 'ssh', 'consensus', 'bitcoin', 'lightning', 'verify'] as const;
+export const KEY_PURPOSES = ['general', 'ssh', 'consensus', 'bitcoin', 'lightning', 'tor', 'verify'] as const;
 export type KeyPurpose = (typeof KEY_PURPOSES)[number] | 'legacy';
 
 /** The ways a key can be asked to sign. */
-export type KeyUse = 'raw' | 'derived' | 'psbt' | 'ssh' | 'consensus' | 'lightning';
+export type KeyUse = 'raw' | 'derived' | 'psbt' | 'ssh' | 'consensus' | 'lightning' | 'tor';
 
 const ALLOWED: Record<KeyPurpose, readonly KeyUse[]> = {
   general: ['raw', 'derived'],
@@ -35,6 +37,7 @@ const ALLOWED: Record<KeyPurpose, readonly KeyUse[]> = {
   consensus: ['consensus'],
   bitcoin: ['psbt', 'derived'],
   lightning: ['lightning'],
+  tor: ['tor'],
   verify: [],
   legacy: ['raw', 'derived', 'psbt', 'ssh'],
 };
@@ -46,6 +49,7 @@ const USE_NAMES: Record<KeyUse, string> = {
   ssh: 'SSH signatures',
   consensus: 'consensus votes and proposals',
   lightning: 'Lightning state, ECDH or ECIES decryption',
+  tor: 'Tor certificates',
 };
 
 export function isKeyPurpose(s: string): s is (typeof KEY_PURPOSES)[number] {

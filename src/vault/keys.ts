@@ -77,6 +77,7 @@ const PURPOSE_ALGORITHMS: Record<Exclude<KeyPurpose, 'legacy'>, readonly Algorit
   consensus: ['ed25519', 'ed25519-expanded', 'secp256k1'],
   bitcoin: ['secp256k1', 'secp256k1-bip340'],
   lightning: ['secp256k1'],
+  tor: ['ed25519', 'ed25519-expanded'],
   verify: null,
 };
 

@@ -10,6 +10,7 @@
  *   threshold.ts  this node's shares of threshold keys: nonces and signature shares
  *   lightning.ts  a Lightning node's per-object state records, reconciliation, the hsmd hook
  *   lightning-signer.ts  a Lightning node's channel signer: channel keys, signatures, secrets, rules
+ *   tor.ts        Tor relay master keys and the signing certificates they issue
  *
  * This class only wires them together, so that front ends hold one object. Nothing is
  * signed or exported unless its decision, outcome and state changes are durable first (fail
@@ -33,6 +34,7 @@ import { Wallet } from './wallet.js';
 import { Threshold } from './threshold.js';
 import { Lightning } from './lightning.js';
 import { LightningChannels } from './lightning-signer.js';
+import { Tor } from './tor.js';
 
 export { type PeerCertificate, type Credentials } from '../accounts/authenticator.js';
 export { certificateNames } from '../accounts/credentials.js';
@@ -62,6 +64,8 @@ export class Vault {
   readonly lightning: Lightning;
   /** Lightning channel signers: channel keys, signatures and secrets under the channel rules (vault/lightning-signer.ts). */
   readonly channels: LightningChannels;
+  /** Tor: a relay's master identity key, which signs its medium-term signing certificates (vault/tor.ts). */
+  readonly tor: Tor;
 
   constructor(deps: VaultDeps) {
     this.core = new VaultCore(deps);
@@ -73,6 +77,7 @@ export class Vault {
     this.threshold = new Threshold(this.core, this.keys);
     this.lightning = new Lightning(this.core, deps.lightning?.backup ?? null, deps.lightning?.metrics ?? null);
     this.channels = new LightningChannels(this.core, this.lightning);
+    this.tor = new Tor(this.core, this.keys);
     this.accounts = deps.accounts ? new Accounts(this.core, deps.accounts.key, deps.accounts.vaultId, deps.accounts.guard) : null;
     this.accountKeys = deps.accounts ? new AccountKeys(this.core, this.keys, deps.accounts.key, deps.accounts.vaultId) : null;
     this.sessions = deps.accounts ? new Sessions(this.core, deps.accounts.key, deps.accounts.vaultId, deps.accounts.sessions, (id) => this.accounts!.epochOf(id)) : null;

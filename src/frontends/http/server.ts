@@ -27,6 +27,7 @@ import { accountRoutes } from './accounts.js';
 import { clusterRoutes } from './cluster.js';
 import { lightningRoutes } from './lightning.js';
 import { lightningChannelRoutes } from './lightning-channels.js';
+import { torRoutes } from './tor.js';
 import type { ClusterApi } from '../../core/cluster.js';
 
 /** Keys per unit (one transaction) of a batch creation. */
@@ -652,6 +653,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   clusterRoutes(app, opts.cluster ?? (() => null), vault, ctx);
   lightningRoutes(app, vault, ctx);
   lightningChannelRoutes(app, vault, ctx);
+  torRoutes(app, vault, ctx);
 
   app.get<{ Querystring: { limit?: string } }>('/v1/audit', { schema: S.auditSchema }, async (req) => {
     const limit = Math.min(Math.max(Number(req.query.limit ?? 50), 1), 1000);

@@ -1,0 +1,141 @@
+/**
+ * `custos tor`: a relay's master identity key in the vault, and the files a relay run with
+ * `OfflineMasterKey 1` reads from its keys directory: a fresh medium-term signing key (made
+ * here, on the relay host; its secret never goes to the vault) and its type-4 certificate,
+ * signed by the master in the vault.
+ */
+import { Command, Option } from 'commander';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, chmodSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes, createHash } from 'node:crypto';
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { CustosError } from '../../core/errors.js';
+import { wipe } from '../../core/bytes.js';
+import { decodeCert, decodeTagged, encodeTagged, CERT_TYPE_SIGNING } from '../../crypto/tor-cert.js';
+import { clientFrom, out, printKey, readInput, withApi } from '../common.js';
+
+/** `30d`, `12h`, `2w`: a whole number of hours. */
+export function parseHours(s: string, what: string): number {
+  const m = /^([1-9][0-9]{0,5})([hdw])$/.exec(String(s).trim());
+  if (!m) throw new CustosError('bad_request', `${what} is a whole number of hours, days or weeks: 12h, 30d, 2w (not ${String(s).slice(0, 20)}).`);
+  return Number(m[1]) * { h: 1, d: 24, w: 168 }[m[2] as 'h' | 'd' | 'w'];
+}
+
+/** Writes a file whole (0600), fsynced, then renamed over the old one. */
+function writeAtomic(dir: string, name: string, bytes: Uint8Array): void {
+  const tmp = join(dir, `.${name}.tmp-${process.pid}`);
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeSync(fd, bytes);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, join(dir, name));
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The certificate in a keys directory and when it expires, if there is a sound one for `master`. */
+function currentCert(dir: string, master: Uint8Array): { expires: Date } | null {
+  const path = join(dir, 'ed25519_signing_cert');
+  if (!existsSync(path)) return null;
+  try {
+    const c = decodeCert(decodeTagged(readFileSync(path), 'ed25519v1-cert', 'type4').body);
+    if (c.certType !== CERT_TYPE_SIGNING || !c.signingKey || Buffer.compare(Buffer.from(c.signingKey), Buffer.from(master)) !== 0) return null;
+    if (!ed25519.verify(c.signature, c.signed, master)) return null;
+    return { expires: new Date(c.expiresHours * 3_600_000) };
+  } catch {
+    return null;
+  }
+}
+
+export function registerTor(program: Command): void {
+  const tor = program.command('tor').description("Tor: a relay's master identity key in the vault, and the signing key and certificate a relay with OfflineMasterKey 1 reads");
+
+  withApi(
+    tor
+      .command('relay-master')
+      .description("Make a relay master identity key in the vault, or import a relay's ed25519_master_id_secret_key (it then signs only signing certificates)")
+      .requiredOption('--label <label>', 'the key label')
+      .addOption(new Option('--create', 'make a new master key in the vault').conflicts('import'))
+      .option('--import <file>', "a relay's ed25519_master_id_secret_key (unencrypted: `tor --keygen --newpass` with an empty passphrase first)")
+      .option('--max-lifetime <duration>', 'the longest signing certificate it issues: 12h, 30d, 2w', '30d'),
+  ).action(async (o) => {
+    const max = parseHours(o.maxLifetime, '--max-lifetime');
+    const client = clientFrom(o);
+    if (!o.create && !o.import) throw new CustosError('bad_request', 'Give --create (a new master key) or --import <ed25519_master_id_secret_key>.');
+    let k;
+    if (o.import) {
+      const file = readInput(o.import);
+      try {
+        k = await client.torImportRelayMaster({ label: o.label, file, max_lifetime_hours: max });
+      } finally {
+        wipe(file);
+      }
+    } else {
+      k = await client.torCreateRelayMaster({ label: o.label, max_lifetime_hours: max });
+    }
+    printKey(k, !!o.json);
+    if (!o.json) out(`Relay ed25519 identity: ${k.public_key.raw.replace(/=+$/, '')}\nNow, on the relay: custos tor relay-keys --key ${k.label} --out <DataDirectory>/keys, and OfflineMasterKey 1 in its torrc.${o.import ? '\nThen move the relay\'s ed25519_master_id_secret_key somewhere offline (or destroy it): the vault holds the master now.' : ''}`);
+  });
+
+  withApi(
+    tor
+      .command('relay-keys')
+      .description("Issue a fresh medium-term signing key and its certificate (signed by the master in the vault) into a relay's keys directory; with --renew-before, only when the current one is that close to expiring (for a timer)")
+      .requiredOption('--key <key>', 'the relay master key in the vault')
+      .requiredOption('--out <dir>', "the relay's keys directory (<DataDirectory>/keys)")
+      .option('--lifetime <duration>', 'how long the certificate is valid: 12h, 30d, 2w', '30d')
+      .option('--renew-before <duration>', 'do nothing while the current certificate is valid for longer than this'),
+  ).action(async (o) => {
+    const lifetime = parseHours(o.lifetime, '--lifetime');
+    const client = clientFrom(o);
+    const master = await client.getKey(o.key);
+    const masterPublic = Uint8Array.from(Buffer.from(master.public_key.raw, 'base64'));
+    if (!existsSync(o.out)) mkdirSync(o.out, { recursive: true, mode: 0o700 });
+    if (!statSync(o.out).isDirectory()) throw new CustosError('bad_request', `${o.out} is not a directory.`);
+    chmodSync(o.out, 0o700);
+    if (o.renewBefore) {
+      const within = parseHours(o.renewBefore, '--renew-before');
+      const cur = currentCert(o.out, masterPublic);
+      if (cur && cur.expires.getTime() > Date.now() + within * 3_600_000) {
+        out(o.json ? JSON.stringify({ renewed: false, expires_at: cur.expires.toISOString() }) : `The signing certificate is valid until ${cur.expires.toISOString()}: nothing to do.`);
+        return;
+      }
+    }
+    // The medium-term key: made here, stored only in the relay's keys directory (tor keeps the expanded form a‖RH).
+    const seed = new Uint8Array(randomBytes(32));
+    const h = new Uint8Array(createHash('sha512').update(seed).digest());
+    const expanded = new Uint8Array(64);
+    try {
+      expanded.set(h);
+      expanded[0]! &= 248;
+      expanded[31]! &= 63;
+      expanded[31]! |= 64;
+      const signingPublic = ed25519.getPublicKey(seed);
+      const r = await client.torRelayCert(o.key, { signing_public_key: signingPublic, lifetime_hours: lifetime });
+      const cert = Uint8Array.from(Buffer.from(r.cert, 'base64'));
+      // Checked before anything is written: the vault's certificate is for this key, by this master, and verifies.
+      const c = decodeCert(cert);
+      if (c.certType !== CERT_TYPE_SIGNING || Buffer.compare(Buffer.from(c.certifiedKey), Buffer.from(signingPublic)) !== 0 || !c.signingKey || Buffer.compare(Buffer.from(c.signingKey), Buffer.from(masterPublic)) !== 0 || !ed25519.verify(c.signature, c.signed, masterPublic)) {
+        throw new CustosError('internal', 'The certificate the vault returned is not for this signing key and master: nothing was written.');
+      }
+      writeAtomic(o.out, 'ed25519_master_id_public_key', encodeTagged('ed25519v1-public', 'type0', masterPublic));
+      writeAtomic(o.out, 'ed25519_signing_secret_key', encodeTagged('ed25519v1-secret', 'type4', expanded));
+      writeAtomic(o.out, 'ed25519_signing_cert', encodeTagged('ed25519v1-cert', 'type4', cert));
+      fsyncDir(o.out);
+      const summary = { renewed: true, expires_at: r.expires_at, master_public_key: r.master_public_key, signing_public_key: Buffer.from(signingPublic).toString('hex'), dir: o.out };
+      out(o.json ? JSON.stringify(summary) : `Wrote a signing key and its certificate (valid until ${r.expires_at}) to ${o.out}.\nTell tor to load them: kill -HUP <tor pid> (or restart it). Renew before that date: custos tor relay-keys --key ${o.key} --out ${o.out} --renew-before 7d (from a daily timer).`);
+    } finally {
+      wipe(seed, h, expanded);
+    }
+  });
+}
