@@ -27,6 +27,7 @@ export const RULE_TAGS = [
   'payload_format',
   'approval',
   'paths',
+  'tor_periods',
 ] as const;
 export type RuleTag = (typeof RULE_TAGS)[number];
 

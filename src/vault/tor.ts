@@ -15,6 +15,8 @@ import { CustosError } from '../core/errors.js';
 import { assertPurpose } from '../core/purpose.js';
 import type { KeyRecord } from '../core/types.js';
 import { decodeTagged, hoursOf, relayCertBody } from '../crypto/tor-cert.js';
+import { blindPublicKey, blindSecret, checkPeriod, expandSeed, onionAddress, periodAt, subcredential, type TimePeriod } from '../crypto/tor-blind.js';
+import { prepareSigner } from '../crypto/algorithms.js';
 import { wipe } from '../core/bytes.js';
 import type { Ctx, VaultCore } from './core.js';
 import type { Keys } from './keys.js';
@@ -59,6 +61,83 @@ export class Tor {
     } finally {
       wipe(material);
     }
+  }
+
+  /** A new onion-service identity key K_hs_id (Ed25519, purpose tor): it signs only as its blinded keys. */
+  async createOnionService(ctx: Ctx, req: { label: string }): Promise<KeyRecord> {
+    return this.keys.createKey(ctx, { label: req.label, algorithm: 'ed25519', exportable: false, purpose: 'tor', attributes: { tor_role: 'onion-service' } });
+  }
+
+  /** An onion service's existing identity key, from tor's `hs_ed25519_secret_key` (the expanded secret). */
+  async importOnionService(ctx: Ctx, req: { label: string; file: Uint8Array }): Promise<KeyRecord> {
+    const { body } = await this.core.refuseOnError(ctx, 'import', { id: null, label: req.label }, {}, () => decodeTagged(req.file, 'ed25519v1-secret', 'type0'));
+    const material = Uint8Array.from(body);
+    try {
+      return await this.keys.importKey(ctx, { label: req.label, algorithm: 'ed25519-expanded', format: 'raw', material, exportable: false, purpose: 'tor', attributes: { tor_role: 'onion-service' } });
+    } finally {
+      wipe(material);
+    }
+  }
+
+  private checkOnion(key: KeyRecord): void {
+    assertPurpose(key, 'tor');
+    if (key.attributes.tor_role !== 'onion-service' || (key.algorithm !== 'ed25519' && key.algorithm !== 'ed25519-expanded')) throw new CustosError('bad_request', `${key.label} is not an onion-service identity key (tor onion-service --create or --import makes one).`);
+  }
+
+  /** An onion service's address, and the blinded public key and subcredential of a period (the current one by default). */
+  async onionInfo(ctx: Ctx, ref: string, period?: TimePeriod): Promise<{ key: KeyRecord; address: string; period: TimePeriod; blindedPublicKey: Uint8Array; subcredential: Uint8Array }> {
+    const key = await this.core.usableKey(ctx, 'tor_onion_info', ref, 'read');
+    const p = await this.core.refuseOnError(ctx, 'tor_onion_info', key, {}, () => {
+      this.checkOnion(key);
+      return checkPeriod(period ?? periodAt(new Date()));
+    });
+    const blinded = blindPublicKey(key.publicKey, p);
+    return { key, address: onionAddress(key.publicKey), period: p, blindedPublicKey: blinded, subcredential: subcredential(key.publicKey, blinded) };
+  }
+
+  /**
+   * Signs `message` with the blinded key of a period (a descriptor's signing-key certificate, say):
+   * the blinded secret is derived in memory from K_hs_id and wiped; K_hs_id never leaves. The
+   * period is a fact policy documents see (`tor_periods` limits which may be signed).
+   */
+  async blindSign(ctx: Ctx, ref: string, req: { period: TimePeriod; message: Uint8Array }): Promise<{ signature: Uint8Array; blindedPublicKey: Uint8Array }> {
+    const key = await this.core.usableKey(ctx, 'tor_blind_sign', ref, 'sign');
+    const details = { period: `${String(req.period.num).slice(0, 16)}/${String(req.period.length).slice(0, 8)}`, message_sha256: createHash('sha256').update(req.message).digest('hex') };
+    const blinded = await this.core.refuseOnError(ctx, 'tor_blind_sign', key, details, () => {
+      this.checkOnion(key);
+      checkPeriod(req.period);
+      if (req.message.length > 64 * 1024) throw new CustosError('payload_too_large', 'A message to sign with a blinded key is at most 64 KiB.');
+      return blindPublicKey(key.publicKey, req.period);
+    });
+    const signature = await decideSignCommit(this.core, {
+      ctx,
+      key,
+      operation: 'sign',
+      outcomeOperation: 'tor_blind_sign',
+      subject: { payloadType: 'raw', facts: { protocol: 'tor', tor_op: 'blind_sign', tor_period_num: String(req.period.num), tor_period_length: String(req.period.length) }, payload: req.message },
+      details: { ...details, blinded_public_key: Buffer.from(blinded).toString('hex') },
+      produce: async () => {
+        const secret = this.core.deps.keyring.openSecret(key);
+        let expanded: Uint8Array | undefined;
+        let b: Uint8Array | undefined;
+        try {
+          expanded = key.algorithm === 'ed25519' ? expandSeed(secret) : Uint8Array.from(secret);
+          b = blindSecret(expanded, key.publicKey, req.period);
+          const signer = prepareSigner('ed25519-expanded', b);
+          try {
+            return signer.sign({ kind: 'message', bytes: req.message }, {}).signature;
+          } finally {
+            signer.destroy();
+          }
+        } finally {
+          wipe(secret);
+          if (expanded) wipe(expanded);
+          if (b) wipe(b);
+        }
+      },
+      outcome: (sig) => ({ signature_sha256: createHash('sha256').update(sig).digest('hex') }),
+    });
+    return { signature, blindedPublicKey: blinded };
   }
 
   /**

@@ -4,12 +4,17 @@
  *   POST /v1/tor/relay-masters          a new relay master identity key                      (create)
  *   POST /v1/tor/relay-masters/import   a relay's ed25519_master_id_secret_key file          (create)
  *   POST /v1/tor/:key/relay-cert        a signing certificate for a medium-term key          (sign)
+ *   POST /v1/tor/onion-services         a new onion-service identity key K_hs_id             (create)
+ *   POST /v1/tor/onion-services/import  an onion service's hs_ed25519_secret_key file        (create)
+ *   GET  /v1/tor/:key/onion             its address, a period's blinded key and subcredential (read)
+ *   POST /v1/tor/:key/blind-sign        a signature by a period's blinded key                (sign)
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { base64ToBytes, bytesToBase64, bytesToHex, hexToBytes, wipe } from '../../core/bytes.js';
 import type { Principal } from '../../core/types.js';
 import type { Vault } from '../../vault/vault.js';
 import { keyView } from './server.js';
+import { periodAt } from '../../crypto/tor-blind.js';
 
 const errors = { 400: { $ref: 'Error#' }, 401: { $ref: 'Error#' }, 403: { $ref: 'Error#' }, 404: { $ref: 'Error#' }, 409: { $ref: 'Error#' }, 503: { $ref: 'Error#' } };
 const secured = [{ bearer: [] }];
@@ -56,6 +61,46 @@ export function torRoutes(app: FastifyInstance, vault: () => Vault, ctx: (req: F
     async (req) => {
       const r = await vault().tor.relayCert(ctx(req), req.params.key, { signingPublicKey: hexToBytes(req.body.signing_public_key, 'signing_public_key'), lifetimeHours: req.body.lifetime_hours });
       return { cert: bytesToBase64(r.cert), master_public_key: bytesToHex(r.masterPublicKey), expires_at: new Date(r.expiresHours * 3_600_000).toISOString() };
+    },
+  );
+
+  app.post<{ Body: { label: string } }>(
+    '/v1/tor/onion-services',
+    { schema: { summary: "A new onion-service identity key K_hs_id (Ed25519, purpose tor): it signs only as its blinded keys", tags, security: secured, body: { type: 'object', additionalProperties: false, required: ['label'], properties: { label } }, response: { 201: { $ref: 'Key#' }, ...errors } } },
+    async (req, reply) => reply.code(201).send(keyView(await vault().tor.createOnionService(ctx(req), { label: req.body.label }))),
+  );
+
+  app.post<{ Body: { label: string; secret_key_file: string } }>(
+    '/v1/tor/onion-services/import',
+    { schema: { summary: "An onion service's existing identity key: its hs_ed25519_secret_key file (tor's tagged format), base64", tags, security: secured, body: { type: 'object', additionalProperties: false, required: ['label', 'secret_key_file'], properties: { label, secret_key_file: { type: 'string', maxLength: 256 } } }, response: { 201: { $ref: 'Key#' }, ...errors } } },
+    async (req, reply) => {
+      const file = base64ToBytes(req.body.secret_key_file, 'secret_key_file');
+      try {
+        return reply.code(201).send(keyView(await vault().tor.importOnionService(ctx(req), { label: req.body.label, file })));
+      } finally {
+        wipe(file);
+      }
+    },
+  );
+
+  const periodNum = { type: 'string', pattern: '^[0-9]{1,15}$', description: 'a time period number (default: the current one)' } as const;
+  const periodLength = { type: 'string', pattern: '^[0-9]{1,6}$', description: 'the time period length in minutes (default 1440)' } as const;
+  app.get<{ Params: { key: string }; Querystring: { period?: string; length?: string } }>(
+    '/v1/tor/:key/onion',
+    { schema: { summary: "An onion service's address, and the blinded public key and subcredential of a time period", tags, security: secured, params: { type: 'object', required: ['key'], properties: { key: label } }, querystring: { type: 'object', additionalProperties: false, properties: { period: periodNum, length: periodLength } }, response: { 200: { type: 'object', properties: { address: { type: 'string' }, period_num: { type: 'integer' }, period_length: { type: 'integer' }, blinded_public_key: { type: 'string' }, subcredential: { type: 'string' } } }, ...errors } } },
+    async (req) => {
+      const length = req.query.length ? Number(req.query.length) : 1440;
+      const r = await vault().tor.onionInfo(ctx(req), req.params.key, req.query.period ? { num: Number(req.query.period), length } : req.query.length ? periodAt(new Date(), length) : undefined);
+      return { address: r.address, period_num: r.period.num, period_length: r.period.length, blinded_public_key: bytesToHex(r.blindedPublicKey), subcredential: bytesToHex(r.subcredential) };
+    },
+  );
+
+  app.post<{ Params: { key: string }; Body: { period_num: number; period_length?: number; message: string } }>(
+    '/v1/tor/:key/blind-sign',
+    { bodyLimit: 128 * 1024, schema: { summary: "A signature by the blinded key of a time period (K_hs_id never leaves the vault); policy documents see the period (tor_periods)", tags, security: secured, params: { type: 'object', required: ['key'], properties: { key: label } }, body: { type: 'object', additionalProperties: false, required: ['period_num', 'message'], properties: { period_num: { type: 'integer', minimum: 0, maximum: 2 ** 40 }, period_length: { type: 'integer', minimum: 1, maximum: 527040 }, message: { type: 'string', maxLength: 90_000, description: 'base64' } } }, response: { 200: { type: 'object', properties: { signature: { type: 'string' }, blinded_public_key: { type: 'string' } } }, ...errors } } },
+    async (req) => {
+      const r = await vault().tor.blindSign(ctx(req), req.params.key, { period: { num: req.body.period_num, length: req.body.period_length ?? 1440 }, message: base64ToBytes(req.body.message, 'message') });
+      return { signature: bytesToHex(r.signature), blinded_public_key: bytesToHex(r.blindedPublicKey) };
     },
   );
 }

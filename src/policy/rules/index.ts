@@ -12,6 +12,7 @@ import { payloadFormatRule } from './payload-format.js';
 import { principalsRule } from './principals.js';
 import { rateLimitRule } from './rate-limit.js';
 import { timeWindowRule } from './time-window.js';
+import { torPeriodsRule } from './tor-periods.js';
 import { velocityRule } from './velocity.js';
 
 export const RULE_TYPES: Readonly<Record<RuleTag, RuleType<unknown>>> = {
@@ -27,4 +28,5 @@ export const RULE_TYPES: Readonly<Record<RuleTag, RuleType<unknown>>> = {
   payload_format: payloadFormatRule as RuleType<unknown>,
   approval: approvalRule as RuleType<unknown>,
   paths: pathsRule as RuleType<unknown>,
+  tor_periods: torPeriodsRule as RuleType<unknown>,
 };
