@@ -41,7 +41,7 @@ test('refuses malformed documents with the exact path and what was expected', ()
   refuses(`${HEAD}[[rules]]\nid = "v"\ntype = "velocity"\nlimit = 5\nwindow = "24h"\nbuckets = 7\n`, 'rules[0].buckets: 7 buckets do not divide the window of 24h into whole milliseconds');
   refuses(`${HEAD}[[rules]]\nid = "r"\ntype = "rate_limit"\nlimit = 0\nwindow = "1h"\n`, 'rules[0].limit: expected a number of requests from 1 to 1000000000, got the integer 0');
   refuses(`${HEAD}[[rules]]\nid = "r"\ntype = "rate_limit"\nlimit = 3\nwindow = "1h"\nper = "ip"\n`, 'rules[0].per: expected one of key, principal, key_and_principal, policy, got "ip"');
-  refuses(`${HEAD}[[rules]]\ntype = "teleport"\n`, 'rules[0].type: unknown rule type "teleport" (expected one of: operations, principals, time_window, rate_limit, amount_limit, velocity, destinations, fee_cap, change_must_return, payload_format, approval, paths)');
+  refuses(`${HEAD}[[rules]]\ntype = "teleport"\n`, 'rules[0].type: unknown rule type "teleport" (expected one of: operations, principals, time_window, rate_limit, amount_limit, velocity, destinations, fee_cap, change_must_return, payload_format, approval, paths, tor_periods)');
   refuses(`${HEAD}[[rules]]\nid = "a"\ntype = "operations"\noperations = ["sign"]\n[[rules]]\nid = "a"\ntype = "operations"\noperations = ["sign"]\n`, 'rules[1].id: "a" is already the id of rules[0]');
   refuses(`${HEAD}[[rules]]\ntype = "operations"\noperations = ["sign", "encrypt"]\n`, 'rules[0].operations[1]: unknown operation "encrypt" (expected one of: sign, export, ecdh, decrypt)');
   refuses(`${HEAD}[[rules]]\ntype = "operations"\n`, 'rules[0]: expected at least one of operations, payload_types');
