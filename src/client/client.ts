@@ -187,6 +187,27 @@ export class CustosClient {
     return this.call('POST', `/v1/tor/${encodeURIComponent(ref)}/relay-cert`, { signing_public_key: Buffer.from(p.signing_public_key).toString('hex'), lifetime_hours: p.lifetime_hours });
   }
 
+  /** A new onion-service identity key. */
+  torCreateOnionService(p: { label: string }): Promise<KeyInfo> {
+    return this.call('POST', '/v1/tor/onion-services', p);
+  }
+
+  /** An onion service's existing `hs_ed25519_secret_key` file. */
+  torImportOnionService(p: { label: string; file: Uint8Array }): Promise<KeyInfo> {
+    return this.call('POST', '/v1/tor/onion-services/import', { label: p.label, secret_key_file: Buffer.from(p.file).toString('base64') });
+  }
+
+  /** An onion service's address, and a period's blinded key and subcredential (the current period by default). */
+  torOnion(ref: string, period?: { num?: number; length?: number }): Promise<{ address: string; period_num: number; period_length: number; blinded_public_key: string; subcredential: string }> {
+    const q = [period?.num !== undefined ? `period=${period.num}` : '', period?.length !== undefined ? `length=${period.length}` : ''].filter(Boolean).join('&');
+    return this.call('GET', `/v1/tor/${encodeURIComponent(ref)}/onion${q ? `?${q}` : ''}`);
+  }
+
+  /** A signature by the blinded key of a time period. */
+  torBlindSign(ref: string, p: { period_num: number; period_length?: number; message: Uint8Array }): Promise<{ signature: string; blinded_public_key: string }> {
+    return this.call('POST', `/v1/tor/${encodeURIComponent(ref)}/blind-sign`, { period_num: p.period_num, ...(p.period_length ? { period_length: p.period_length } : {}), message: Buffer.from(p.message).toString('base64') });
+  }
+
   // ---- Lightning (a node key made with purpose lightning)
 
   lightningInfo(ref: string): Promise<{ key: string; node: string; record_public_key: string; backup_public_key: string; objects: number; backup: string | null }> {

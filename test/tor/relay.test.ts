@@ -131,4 +131,22 @@ test('a relay with OfflineMasterKey 1 runs on the signing key and certificate Cu
   assert.ok(line2.includes(b64(newPub)), line2);
   await relay2.stop();
   assert.equal(existsSync(join(fresh.keys, 'ed25519_master_id_secret_key')), false, 'no master secret on the relay');
+
+  // ---- an onion service over the CLI and the HTTP API: the address, a blinded signature under a scoped token
+  r = await custosAsync(['tor', 'onion-service', '--create', '--label', 'hs1', '--json'], api);
+  assert.equal(r.status, 0, r.stderr);
+  const hs = JSON.parse(r.stdout) as { address: string; period_num: number; blinded_public_key: string };
+  assert.match(hs.address, /^[a-z2-7]{56}\.onion$/);
+  r = await custosAsync(['tor', 'onion-info', 'hs1', '--period', String(hs.period_num + 1), '--json'], api);
+  assert.equal(r.status, 0, r.stderr);
+  const next = JSON.parse(r.stdout) as { period_num: number; blinded_public_key: string };
+  assert.equal(next.period_num, hs.period_num + 1);
+  assert.notEqual(next.blinded_public_key, hs.blinded_public_key, 'each period has its own blinded key');
+  const svc = (await client.createToken({ name: 'hs1-service', role: 'signer', operations: ['read', 'sign'], keys: ['hs1'] })).token!;
+  const scoped = new CustosClient({ addr: vault.url, token: svc });
+  t.after(() => scoped.close());
+  const msg = new TextEncoder().encode('descriptor signing-key certificate');
+  const bs = await scoped.torBlindSign('hs1', { period_num: next.period_num, message: msg });
+  assert.equal(bs.blinded_public_key, next.blinded_public_key);
+  assert.ok(ed25519.verify(Buffer.from(bs.signature, 'hex'), msg, Buffer.from(next.blinded_public_key, 'hex')), 'the blinded signature verifies under the blinded key');
 });

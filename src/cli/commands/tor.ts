@@ -138,4 +138,39 @@ export function registerTor(program: Command): void {
       wipe(seed, h, expanded);
     }
   });
+
+  withApi(
+    tor
+      .command('onion-service')
+      .description("Make an onion service's identity key K_hs_id in the vault, or import its hs_ed25519_secret_key: it then signs only as its blinded keys, and never leaves")
+      .requiredOption('--label <label>', 'the key label')
+      .addOption(new Option('--create', 'make a new identity key in the vault').conflicts('import'))
+      .option('--import <file>', "an onion service's hs_ed25519_secret_key"),
+  ).action(async (o) => {
+    const client = clientFrom(o);
+    if (!o.create && !o.import) throw new CustosError('bad_request', 'Give --create (a new identity key) or --import <hs_ed25519_secret_key>.');
+    let k;
+    if (o.import) {
+      const file = readInput(o.import);
+      try {
+        k = await client.torImportOnionService({ label: o.label, file });
+      } finally {
+        wipe(file);
+      }
+    } else k = await client.torCreateOnionService({ label: o.label });
+    const info = await client.torOnion(k.label);
+    out(o.json ? JSON.stringify({ key: k, ...info }) : `${k.label}: ${info.address}\n  blinded key for period ${info.period_num}: ${info.blinded_public_key}${o.import ? "\nMove the service's hs_ed25519_secret_key offline (or destroy it): the vault holds the identity now." : ''}`);
+  });
+
+  withApi(
+    tor
+      .command('onion-info')
+      .description("An onion service's address, and the blinded public key and subcredential of a time period")
+      .argument('<key>', 'the onion-service key')
+      .option('--period <n>', 'the time period number (default: the current one)')
+      .option('--period-length <minutes>', 'the time period length (default 1440)'),
+  ).action(async (ref: string, o) => {
+    const info = await clientFrom(o).torOnion(ref, { ...(o.period !== undefined ? { num: Number(o.period) } : {}), ...(o.periodLength !== undefined ? { length: Number(o.periodLength) } : {}) });
+    out(o.json ? JSON.stringify(info) : `${info.address}\n  period ${info.period_num} (${info.period_length} min): blinded key ${info.blinded_public_key}\n  subcredential ${info.subcredential}`);
+  });
 }
