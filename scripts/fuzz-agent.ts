@@ -36,8 +36,9 @@ export function seedBodies(): Uint8Array[] {
 }
 
 /** Sends `frames` mutated requests; returns how many answers came back. Never targets anything but `socketPath`. */
-export async function fuzzAgent(socketPath: string, frames: number, seed = 1): Promise<{ sent: number; answered: number; closedOnLie: number }> {
-  const seeds = seedBodies();
+export async function fuzzAgent(socketPath: string, frames: number, seed = 1, only?: Uint8Array[]): Promise<{ sent: number; answered: number; closedOnLie: number }> {
+  // `only`: mutate these request bodies instead (the Tor extensions' frames, say).
+  const seeds = only ?? seedBodies();
   let s = seed;
   const rand = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) % 0x7fffffff;
   let sent = 0;

@@ -17,6 +17,8 @@ export interface AgentSocketConfig {
   /** Relative paths are under the data directory. */
   socket: string;
   keys: string[];
+  /** Tor keys (purpose tor) reachable through this socket's Tor extensions: labels or patterns with `*`. */
+  torKeys: string[];
   allowSha1: boolean;
   allowConfirm: boolean;
   maxConnections: number;
@@ -92,7 +94,7 @@ export interface ServeConfig {
   lightning: { backup?: string; backupAuthorizationFile?: string };
 }
 
-export const AGENT_DEFAULTS: AgentSocketConfig = { enabled: true, name: 'default', socket: 'agent/agent.sock', keys: [], allowSha1: true, allowConfirm: false, maxConnections: 128 };
+export const AGENT_DEFAULTS: AgentSocketConfig = { enabled: true, name: 'default', socket: 'agent/agent.sock', keys: [], torKeys: [], allowSha1: true, allowConfirm: false, maxConnections: 128 };
 
 export const DEFAULTS: ServeConfig = {
   api: { host: '127.0.0.1', port: 8200 },
@@ -117,7 +119,7 @@ function fail(path: string, what: string): never {
 
 const KNOWN: Record<string, string[]> = {
   api: ['host', 'port', 'tls_cert', 'tls_key', 'client_ca'],
-  ssh_agent: ['enabled', 'name', 'socket', 'keys', 'allow_sha1', 'allow_confirm', 'max_connections'],
+  ssh_agent: ['enabled', 'name', 'socket', 'keys', 'tor_keys', 'allow_sha1', 'allow_confirm', 'max_connections'],
   privval: ['name', 'chain_id', 'address', 'key', 'identity_key', 'dialect', 'allow_sign_bytes', 'node_key', 'read_timeout_seconds'],
   pkcs11: ['name', 'module', 'token_label', 'serial', 'pin_file', 'pin_env', 'sessions', 'wrapping_key'],
   seal: ['pkcs11'],
@@ -183,7 +185,7 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
   const agents = doc.ssh_agent === undefined ? [] : Array.isArray(doc.ssh_agent) ? doc.ssh_agent : [doc.ssh_agent];
   for (const raw of agents) {
     const a = table('ssh_agent', raw);
-    const c: AgentSocketConfig = { ...AGENT_DEFAULTS, keys: [] };
+    const c: AgentSocketConfig = { ...AGENT_DEFAULTS, keys: [], torKeys: [] };
     if (a.enabled !== undefined) c.enabled = bool(a.enabled, 'ssh_agent.enabled');
     if (a.allow_sha1 !== undefined) c.allowSha1 = bool(a.allow_sha1, 'ssh_agent.allow_sha1');
     if (a.allow_confirm !== undefined) c.allowConfirm = bool(a.allow_confirm, 'ssh_agent.allow_confirm');
@@ -194,6 +196,10 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
     if (a.socket !== undefined) {
       if (typeof a.socket !== 'string' || a.socket.length === 0 || a.socket.length > 100) fail(path, 'ssh_agent.socket must be a path of at most 100 characters');
       c.socket = a.socket;
+    }
+    if (a.tor_keys !== undefined) {
+      if (!Array.isArray(a.tor_keys) || a.tor_keys.some((k) => typeof k !== 'string' || k.length === 0 || k.length > 128)) fail(path, 'ssh_agent.tor_keys must be a list of label patterns');
+      c.torKeys = a.tor_keys as string[];
     }
     if (a.keys !== undefined) {
       if (!Array.isArray(a.keys) || a.keys.some((k) => typeof k !== 'string')) fail(path, 'ssh_agent.keys must be a list of label patterns');

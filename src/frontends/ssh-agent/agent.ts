@@ -10,6 +10,7 @@
  * What the agent refuses itself (locked, unknown key, a refused add ...) is audited and
  * logged with its cause (refusals.ts); what the vault refuses, the vault audits.
  */
+import { decodeTorExtension, encodeTorReply, EXT_TOR_BLIND_SIGN, EXT_TOR_SIGN, TOR_EXTENSIONS, type TorExtensionRequest } from './tor-extensions.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -62,6 +63,8 @@ export interface AgentConfig {
    */
   allowConfirm?: boolean;
   maxConnections: number;
+  /** Tor keys (purpose tor) this socket's Tor extensions reach: labels, or patterns with `*` (none by default). */
+  torKeys?: string[];
   /** A private directory to propose when the socket's directory is refused (serve: `<data dir>/agent`). */
   privateDirHint?: string;
 }
@@ -122,6 +125,7 @@ export class SshAgent {
   private server: Server | null = null;
   private readonly principal: Principal;
   private readonly patterns: RegExp[];
+  private readonly torPatterns: RegExp[];
   private readonly connections = new Set<Socket>();
   private lock: { salt: Uint8Array; hash: Uint8Array } | null = null;
   private failedUnlocks = 0;
@@ -141,6 +145,7 @@ export class SshAgent {
   ) {
     this.principal = { id: `ssh-agent:${config.name}`, kind: 'agent' };
     this.patterns = config.keys.map(globToRegExp);
+    this.torPatterns = (config.torKeys ?? []).map(globToRegExp);
     // The label ranges the patterns can match: each pattern's literal start, without those
     // another one already covers ("ssh-*" and "ssh-ci-*" read one range).
     const starts = [...new Set(config.keys.map((g) => g.split('*')[0]!))];
@@ -340,7 +345,7 @@ export class SshAgent {
       case 'unlock':
         return this.doUnlock(req.passphrase);
       case 'extension_query':
-        return { type: 'query_response', extensions: [EXT_QUERY, EXT_SESSION_BIND] };
+        return { type: 'query_response', extensions: [EXT_QUERY, EXT_SESSION_BIND, ...TOR_EXTENSIONS] };
       case 'session_bind':
         return this.bind(conn, req.hostKey, req.sessionId, req.signature, req.isForwarding);
       case 'add_smartcard_key':
@@ -354,13 +359,16 @@ export class SshAgent {
           why: 'PKCS#11 tokens are not loaded into the agent (ssh-add -s/-e); import the key into the vault, or configure the token as a [[pkcs11]] backend',
           details: { token_id: printable(req.tokenId, 128) },
         });
+      case 'extension':
+        if (TOR_EXTENSIONS.includes(req.name)) return this.torExtension(conn, decodeTorExtension(req.name, req.data));
+        return this.refuse({ operation: 'agent_request', reason: 'unsupported_request', key: null, why: `extension "${printable(req.name, 64)}" is not supported`, logOnly: true });
       default:
         // Unknown extensions and unknown types: FAILURE, connection kept.
         return this.refuse({
           operation: 'agent_request',
           reason: 'unsupported_request',
           key: null,
-          why: req.type === 'extension' ? `extension "${printable(req.name, 64)}" is not supported` : `message type ${req.code} is not supported`,
+          why: `message type ${req.code} is not supported`,
           logOnly: true,
         });
     }
@@ -491,6 +499,45 @@ export class SshAgent {
     }
   }
 
+  /**
+   * Tor's extensions (tor-extensions.ts). `tor-sign` signs plain bytes with an ed25519-expanded
+   * key added over this socket (its only way to sign); the blinding extensions reach a vault key
+   * with purpose tor and role onion-service whose label `tor_keys` names (an allow-list: none by
+   * default). A refusal is EXTENSION_FAILURE, audited like any other.
+   */
+  private async torExtension(conn: Connection, req: TorExtensionRequest): Promise<AgentResponse> {
+    const asked: Details = { extension: req.name, key_fingerprint: sshFingerprint(req.keyBlob) };
+    const failed = async (r: Omit<Refusal, 'details'>): Promise<AgentResponse> => {
+      await this.refuse({ ...r, details: asked });
+      return { type: 'extension_failure' };
+    };
+    if (req.name === EXT_TOR_SIGN) {
+      const id = await this.find(req.keyBlob, conn);
+      if (!id || id.key.algorithm !== 'ed25519-expanded') return failed({ operation: 'sign', reason: 'key_not_found', key: id?.key ?? null, why: `${req.name} signs with an ed25519-expanded key added over this socket, and no such key has fingerprint ${asked.key_fingerprint}` });
+      const r = await this.vault.sign({ requestId: randomUUID(), principal: this.principal, key: id.key.id, payload: { kind: 'message', bytes: req.data }, options: {}, context: { protocol: 'ssh-agent', socket: this.config.name, extension: req.name } });
+      return { type: 'extension_response', name: req.name, data: encodeTorReply([r.signature]) };
+    }
+    const raw = storedPublicKeyOf(req.keyBlob);
+    const key = raw ? (await this.vault.store.findKeysBy({ publicKey: raw })).find((k) => k.state === 'active' && !k.tampered && k.attributes.tor_role === 'onion-service' && this.torPatterns.some((p) => p.test(k.label))) : undefined;
+    if (!key) return failed({ operation: 'sign', reason: 'key_not_found', key: null, why: `no onion-service key with fingerprint ${asked.key_fingerprint} is named by ${setting(this.config.name, `tor_keys = ${JSON.stringify(this.config.torKeys ?? [])}`)}` });
+    const ctx = this.ctx();
+    try {
+      if (req.name !== EXT_TOR_BLIND_SIGN) {
+        const info = await this.vault.tor.onionInfo(ctx, key.id, req.period);
+        return { type: 'extension_response', name: req.name, data: encodeTorReply([info.blindedPublicKey, info.subcredential]) };
+      }
+      const r = await this.vault.tor.blindSign(ctx, key.id, { period: req.period, message: req.data });
+      return { type: 'extension_response', name: req.name, data: encodeTorReply([r.signature]) };
+    } catch (e) {
+      // The vault refused (and audited) it: the client gets EXTENSION_FAILURE.
+      if (isCustosError(e)) {
+        this.log?.info({ socket: this.config.name, extension: req.name, code: e.fullCode, conn: conn.id }, `ssh-agent "${this.config.name}" refused ${req.name}: ${e.fullCode}: ${e.message}`);
+        return { type: 'extension_failure' };
+      }
+      throw e;
+    }
+  }
+
   private blobFor(k: KeyRecord): Uint8Array {
     const id = `${k.id}:${k.version}`;
     let b = this.blobs.get(id);
@@ -513,8 +560,8 @@ export class SshAgent {
     const context: Record<string, string> = { protocol: 'ssh-agent', socket: this.config.name };
     const what = parseSignedData(data);
     const refuse = (reason: string, why: string) => this.refuse({ operation: 'sign', reason, key: id.key, why, details: { ...asked, ...context } });
-    if (id.key.algorithm === 'ed25519-expanded' && what.kind !== 'unknown') {
-      return refuse('tor_key_ssh_payload', `${id.key.label} is a Tor key (ed25519-expanded): it does not sign SSH logins or SSHSIG blobs`);
+    if (id.key.algorithm === 'ed25519-expanded') {
+      return refuse('tor_key_extension_only', `${id.key.label} is a Tor key (ed25519-expanded): it signs only through the ${EXT_TOR_SIGN} extension, never a plain sign request (an SSH login or SSHSIG blob)`);
     }
     if (id.destinations) {
       // A destination-restricted key signs only a userauth request for the session bound

@@ -384,7 +384,7 @@ test('100,000 mutated frames and length lies never hurt the agent: it answers ea
   assert.equal((await v.store.integrityCheck()).length, 0);
 });
 
-test('Tor ed25519-expanded keys: added over the protocol, never listed, sign by blob, refuse SSH logins', async (t) => {
+test('Tor ed25519-expanded keys: added over the protocol, never listed, sign only through tor-sign@custos.dev, never a plain sign request or an SSH login', async (t) => {
   const { encodeRequest, decodeResponse, frame: frameOf, FrameReader, KEY_ED25519_EXPANDED, encodePublicKeyBlob } = await import('../../../src/frontends/ssh-agent/codec.js');
   const { verifySignature } = await import('../../../src/crypto/algorithms.js');
   const { sha512 } = await import('@noble/hashes/sha2.js');
@@ -413,17 +413,21 @@ test('Tor ed25519-expanded keys: added over the protocol, never listed, sign by 
   const blob = encodePublicKeyBlob({ keyType: 'ssh-ed25519', publicKey });
   const data = new TextEncoder().encode('onion service descriptor');
   const userauth = Buffer.concat([Buffer.from([0, 0, 0, 32]), Buffer.alloc(32, 1), Buffer.from([50]), ...['root', 'ssh-connection', 'publickey'].map((x) => Buffer.concat([Buffer.from([0, 0, 0, x.length]), Buffer.from(x)])), Buffer.from([1]), Buffer.from([0, 0, 0, 11]), Buffer.from('ssh-ed25519'), Buffer.from([0, 0, 0, blob.length]), Buffer.from(blob)]);
-  const [added, listed, signed, login] = await talk([
+  const { encodeTorExtension, decodeTorReply, EXT_TOR_SIGN } = await import('../../../src/frontends/ssh-agent/tor-extensions.js');
+  const [added, listed, plain, login, signed, query] = await talk([
     encodeRequest({ type: 'add_identity', key: { keyType: KEY_ED25519_EXPANDED, publicKey, expandedSecret: h, comment: 'hs_ed25519' } }),
     encodeRequest({ type: 'request_identities' }),
     encodeRequest({ type: 'sign_request', keyBlob: blob, data, flags: 0 }),
     encodeRequest({ type: 'sign_request', keyBlob: blob, data: new Uint8Array(userauth), flags: 0 }),
+    encodeRequest({ type: 'extension', name: EXT_TOR_SIGN, data: encodeTorExtension({ name: EXT_TOR_SIGN, keyBlob: blob, data }) }),
+    encodeRequest({ type: 'extension_query' }),
   ]);
   assert.equal(added!.type, 'success');
   assert.ok(listed!.type === 'identities_answer' && !listed!.identities.some((i) => Buffer.compare(i.keyBlob, blob) === 0), 'an expanded key is listed');
-  assert.equal(signed!.type, 'sign_response');
-  const sigBlob = (signed as { signature: Uint8Array }).signature;
-  const sig = sigBlob.subarray(sigBlob.length - 64);
-  assert.ok(verifySignature('ed25519', publicKey, { kind: 'message', bytes: data }, sig, {}), 'the signature verifies under the Tor public key');
+  assert.equal(plain!.type, 'failure', 'a Tor key does not answer a plain sign request');
   assert.equal(login!.type, 'failure', 'a Tor key must not sign an SSH login');
+  assert.ok(signed!.type === 'extension_response' && signed!.name === EXT_TOR_SIGN, JSON.stringify(signed));
+  const [sig] = decodeTorReply((signed as { data: Uint8Array }).data, 1);
+  assert.ok(verifySignature('ed25519', publicKey, { kind: 'message', bytes: data }, sig!, {}), 'the signature verifies under the Tor public key');
+  assert.ok(query!.type === 'query_response' && query!.extensions.includes(EXT_TOR_SIGN), 'query advertises the Tor extensions');
 });

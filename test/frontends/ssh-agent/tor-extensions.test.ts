@@ -1,0 +1,120 @@
+/**
+ * The Tor agent extensions (src/frontends/ssh-agent/tor-extensions.ts) on a live agent socket:
+ * a period's blinded key and subcredential, and a signature by it, for an onion-service key the
+ * socket's `tor_keys` names (an allow-list: another Tor key is refused); the codec's round trip
+ * and typed errors (fast-check); and 100,000 mutated extension frames that the agent answers
+ * one by one while it keeps serving.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { makeVault, tempDir, type TestVault } from '../../helpers/tmpvault.js';
+import { SshAgent } from '../../../src/frontends/ssh-agent/agent.js';
+import { encodeRequest, decodeResponse, frame, FrameReader, encodePublicKeyBlob, AgentCodecError, type AgentResponse } from '../../../src/frontends/ssh-agent/codec.js';
+import { decodeTorExtension, decodeTorReply, encodeTorExtension, EXT_TOR_BLIND_SIGN, EXT_TOR_BLINDED_KEY, EXT_TOR_SIGN, type TorExtensionRequest } from '../../../src/frontends/ssh-agent/tor-extensions.js';
+import { periodAt } from '../../../src/crypto/tor-blind.js';
+import { fuzzAgent } from '../../../scripts/fuzz-agent.js';
+
+let v: TestVault;
+let agent: SshAgent;
+let dir: string;
+let cleanup: () => void;
+
+before(async () => {
+  v = await makeVault();
+  ({ dir, cleanup } = tempDir());
+  agent = new SshAgent(v.vault, { name: 'tor', socketPath: join(dir, 'sock', 'agent.sock'), keys: [], torKeys: ['hs-*'], allowSha1: false, maxConnections: 64 });
+  await agent.listen();
+});
+after(async () => {
+  await agent.close();
+  await v.dispose();
+  cleanup();
+});
+
+function talk(reqs: Uint8Array[]): Promise<AgentResponse[]> {
+  return new Promise((resolve, reject) => {
+    const s = connect(agent.config.socketPath);
+    const reader = new FrameReader();
+    const out: AgentResponse[] = [];
+    s.on('data', (d) => {
+      for (const b of reader.push(d)) out.push(decodeResponse(b));
+      if (out.length === reqs.length) s.end();
+    });
+    s.on('close', () => resolve(out));
+    s.on('error', reject);
+    s.on('connect', () => s.write(Buffer.concat(reqs.map((r) => frame(r)))));
+  });
+}
+
+const ext = (req: TorExtensionRequest) => encodeRequest({ type: 'extension', name: req.name, data: encodeTorExtension(req) });
+const blobOf = (publicKey: Uint8Array) => encodePublicKeyBlob({ keyType: 'ssh-ed25519', publicKey });
+
+test('blinded key and blinded signature over the agent, for the onion-service keys tor_keys names only', async () => {
+  const hs = await v.vault.tor.createOnionService(v.ctx(), { label: 'hs-one' });
+  const other = await v.vault.tor.createOnionService(v.ctx(), { label: 'web-onion' });
+  const period = periodAt(new Date());
+  const msg = new TextEncoder().encode('hs descriptor signing key cert');
+  const [key, sig, refused, query] = await talk([
+    ext({ name: EXT_TOR_BLINDED_KEY, keyBlob: blobOf(hs.publicKey), period }),
+    ext({ name: EXT_TOR_BLIND_SIGN, keyBlob: blobOf(hs.publicKey), period, data: msg }),
+    ext({ name: EXT_TOR_BLIND_SIGN, keyBlob: blobOf(other.publicKey), period, data: msg }),
+    encodeRequest({ type: 'extension_query' }),
+  ]);
+  assert.ok(key!.type === 'extension_response' && key!.name === EXT_TOR_BLINDED_KEY, JSON.stringify(key));
+  const [blinded, subcred] = decodeTorReply((key as { data: Uint8Array }).data, 2);
+  const info = await v.vault.tor.onionInfo(v.ctx(), 'hs-one', period);
+  assert.deepEqual(blinded, info.blindedPublicKey);
+  assert.deepEqual(subcred, info.subcredential);
+  assert.ok(sig!.type === 'extension_response', JSON.stringify(sig));
+  const [signature] = decodeTorReply((sig as { data: Uint8Array }).data, 1);
+  assert.ok(ed25519.verify(signature!, msg, blinded!), 'the blinded signature verifies under the blinded key');
+  assert.equal(refused!.type, 'extension_failure', 'a Tor key tor_keys does not name is refused');
+  assert.ok(query!.type === 'query_response' && [EXT_TOR_SIGN, EXT_TOR_BLINDED_KEY, EXT_TOR_BLIND_SIGN].every((n) => query!.extensions.includes(n)));
+  // Not a plain sign request either: an onion key is never offered.
+  const [plain] = await talk([encodeRequest({ type: 'sign_request', keyBlob: blobOf(hs.publicKey), data: msg, flags: 0 })]);
+  assert.equal(plain!.type, 'failure');
+  const audit = await v.vault.auditTail(50);
+  assert.ok(audit.some((e) => e.operation === 'tor_blind_sign' && e.outcome === 'ok' && e.principal === 'ssh-agent:tor'), 'audited under the agent');
+});
+
+test('the Tor extension codec round-trips, and anything else is a typed error', () => {
+  const req = fc.oneof(
+    fc.record({ name: fc.constant(EXT_TOR_SIGN), keyBlob: fc.uint8Array({ maxLength: 200 }), data: fc.uint8Array({ maxLength: 500 }) }),
+    fc.record({ name: fc.constant(EXT_TOR_BLINDED_KEY), keyBlob: fc.uint8Array({ maxLength: 200 }), period: fc.record({ num: fc.integer({ min: 0, max: 2 ** 40 }), length: fc.integer({ min: 1, max: 527040 }) }) }),
+    fc.record({ name: fc.constant(EXT_TOR_BLIND_SIGN), keyBlob: fc.uint8Array({ maxLength: 200 }), period: fc.record({ num: fc.integer({ min: 0, max: 2 ** 40 }), length: fc.integer({ min: 1, max: 527040 }) }), data: fc.uint8Array({ maxLength: 500 }) }),
+  ) as fc.Arbitrary<TorExtensionRequest>;
+  fc.assert(fc.property(req, (r) => assert.deepEqual(JSON.parse(JSON.stringify(decodeTorExtension(r.name, encodeTorExtension(r)), (_k, x) => (x instanceof Uint8Array ? [...x] : x))), JSON.parse(JSON.stringify(r, (_k, x) => (x instanceof Uint8Array ? [...x] : x))))));
+  fc.assert(
+    fc.property(fc.constantFrom(EXT_TOR_SIGN, EXT_TOR_BLINDED_KEY, EXT_TOR_BLIND_SIGN), fc.uint8Array({ maxLength: 300 }), (name, junk) => {
+      try {
+        decodeTorExtension(name, junk);
+      } catch (e) {
+        assert.ok(e instanceof AgentCodecError, String(e));
+      }
+    }),
+    { numRuns: 3000 },
+  );
+  assert.throws(() => decodeTorExtension(EXT_TOR_SIGN, encodeTorExtension({ name: EXT_TOR_SIGN, keyBlob: new Uint8Array(1), data: new Uint8Array(70_000) })), AgentCodecError);
+});
+
+test('100,000 mutated Tor extension frames: the agent answers each and keeps serving', async (t) => {
+  const stranger = blobOf(ed25519.getPublicKey(randomBytes(32)));
+  const period = periodAt(new Date());
+  const seeds = [
+    ext({ name: EXT_TOR_SIGN, keyBlob: stranger, data: randomBytes(40) }),
+    ext({ name: EXT_TOR_BLINDED_KEY, keyBlob: stranger, period }),
+    ext({ name: EXT_TOR_BLIND_SIGN, keyBlob: stranger, period, data: randomBytes(40) }),
+  ];
+  const r = await fuzzAgent(agent.config.socketPath, Number(process.env.CUSTOS_AGENT_FUZZ_FRAMES ?? 100_000), 7, seeds);
+  t.diagnostic(JSON.stringify(r));
+  assert.ok(r.answered > 0.8 * r.sent, `only ${r.answered} of ${r.sent} frames were answered`);
+  const hs = await v.vault.getKey('hs-one');
+  const [still] = await talk([ext({ name: EXT_TOR_BLINDED_KEY, keyBlob: blobOf(hs.publicKey), period })]);
+  assert.equal(still!.type, 'extension_response', 'the agent still serves');
+  assert.equal((await v.store.integrityCheck()).length, 0);
+});
