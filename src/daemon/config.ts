@@ -22,6 +22,8 @@ export interface AgentSocketConfig {
   allowSha1: boolean;
   allowConfirm: boolean;
   maxConnections: number;
+  /** A request not answered by then gets FAILURE (a slow or vanished HSM never hangs a client). */
+  requestTimeoutSeconds: number;
 }
 
 
@@ -94,7 +96,7 @@ export interface ServeConfig {
   lightning: { backup?: string; backupAuthorizationFile?: string };
 }
 
-export const AGENT_DEFAULTS: AgentSocketConfig = { enabled: true, name: 'default', socket: 'agent/agent.sock', keys: [], torKeys: [], allowSha1: true, allowConfirm: false, maxConnections: 128 };
+export const AGENT_DEFAULTS: AgentSocketConfig = { enabled: true, name: 'default', socket: 'agent/agent.sock', keys: [], torKeys: [], allowSha1: true, allowConfirm: false, maxConnections: 128, requestTimeoutSeconds: 30 };
 
 export const DEFAULTS: ServeConfig = {
   api: { host: '127.0.0.1', port: 8200 },
@@ -119,7 +121,7 @@ function fail(path: string, what: string): never {
 
 const KNOWN: Record<string, string[]> = {
   api: ['host', 'port', 'tls_cert', 'tls_key', 'client_ca'],
-  ssh_agent: ['enabled', 'name', 'socket', 'keys', 'tor_keys', 'allow_sha1', 'allow_confirm', 'max_connections'],
+  ssh_agent: ['enabled', 'name', 'socket', 'keys', 'tor_keys', 'allow_sha1', 'allow_confirm', 'max_connections', 'request_timeout_seconds'],
   privval: ['name', 'chain_id', 'address', 'key', 'identity_key', 'dialect', 'allow_sign_bytes', 'node_key', 'read_timeout_seconds'],
   pkcs11: ['name', 'module', 'token_label', 'serial', 'pin_file', 'pin_env', 'sessions', 'wrapping_key'],
   seal: ['pkcs11'],
@@ -197,6 +199,7 @@ export function loadConfig(path: string | undefined, required = false): ServeCon
       if (typeof a.socket !== 'string' || a.socket.length === 0 || a.socket.length > 100) fail(path, 'ssh_agent.socket must be a path of at most 100 characters');
       c.socket = a.socket;
     }
+    if (a.request_timeout_seconds !== undefined) c.requestTimeoutSeconds = int(a.request_timeout_seconds, 'ssh_agent.request_timeout_seconds', 1, 3600);
     if (a.tor_keys !== undefined) {
       if (!Array.isArray(a.tor_keys) || a.tor_keys.some((k) => typeof k !== 'string' || k.length === 0 || k.length > 128)) fail(path, 'ssh_agent.tor_keys must be a list of label patterns');
       c.torKeys = a.tor_keys as string[];

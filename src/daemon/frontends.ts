@@ -163,7 +163,7 @@ export class FrontEnds {
     // entries already started stay up.
     const failures: string[] = [];
     for (const { cfg, replaces } of newAgents) {
-      const agent = new SshAgent(vault, { name: cfg.name, socketPath: resolve(this.dataDir, cfg.socket), keys: cfg.keys, torKeys: cfg.torKeys, allowSha1: cfg.allowSha1, allowConfirm: cfg.allowConfirm, maxConnections: cfg.maxConnections, privateDirHint: resolve(this.dataDir, 'agent') }, this.logger);
+      const agent = new SshAgent(vault, { name: cfg.name, socketPath: resolve(this.dataDir, cfg.socket), keys: cfg.keys, torKeys: cfg.torKeys, allowSha1: cfg.allowSha1, requestTimeoutMs: cfg.requestTimeoutSeconds * 1000, allowConfirm: cfg.allowConfirm, maxConnections: cfg.maxConnections, privateDirHint: resolve(this.dataDir, 'agent') }, this.logger);
       try {
         await agent.listen();
       } catch (e) {

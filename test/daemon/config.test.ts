@@ -15,7 +15,7 @@ test('the config written by init parses to the defaults', () => {
     writeFileSync(join(dir, 'c.toml'), DEFAULT_CONFIG_TOML);
     assert.deepEqual(loadConfig(join(dir, 'c.toml')), {
       api: { host: '127.0.0.1', port: 8200 },
-      sshAgents: [{ enabled: false, name: 'default', socket: 'agent/agent.sock', keys: [], torKeys: [], allowSha1: true, allowConfirm: false, maxConnections: 128 }],
+      sshAgents: [{ enabled: false, name: 'default', socket: 'agent/agent.sock', keys: [], torKeys: [], allowSha1: true, allowConfirm: false, maxConnections: 128, requestTimeoutSeconds: 30 }],
       privval: [],
       pkcs11: [],
       seal: {},

@@ -63,6 +63,12 @@ export interface AgentConfig {
    */
   allowConfirm?: boolean;
   maxConnections: number;
+  /**
+   * A request not answered within this many milliseconds gets FAILURE (EXTENSION_FAILURE for an
+   * extension), audited, and the connection goes on to its next request: a slow or vanished
+   * backend (an HSM taken away) never hangs a client. Default 30 s.
+   */
+  requestTimeoutMs?: number;
   /** Tor keys (purpose tor) this socket's Tor extensions reach: labels, or patterns with `*` (none by default). */
   torKeys?: string[];
   /** A private directory to propose when the socket's directory is refused (serve: `<data dir>/agent`). */
@@ -284,7 +290,7 @@ export class SshAgent {
       // Encoding is inside the try too: an answer that cannot be framed (too many or too
       // large identities) becomes a FAILURE for this request, never an exception that
       // would take the daemon down.
-      reply = frame(encodeResponse(await this.handle(conn, req)));
+      reply = frame(encodeResponse(await this.withDeadline(conn, req)));
     } catch (e) {
       if (e instanceof AgentCodecError) {
         // Refused and logged above.
@@ -298,6 +304,27 @@ export class SshAgent {
       body.fill(0);
     }
     if (!socket.destroyed) socket.write(reply);
+  }
+
+  /**
+   * The request's answer, or FAILURE once the deadline passes. What the vault finishes after
+   * the deadline (a signature a slow HSM returns late) is dropped: it is audited as made, but
+   * never sent, and the client was told it failed.
+   */
+  private async withDeadline(conn: Connection, req: AgentRequest): Promise<AgentResponse> {
+    const ms = this.config.requestTimeoutMs ?? 30_000;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
+    const work = this.handle(conn, req);
+    try {
+      const r = await Promise.race([work, late]);
+      if (r !== 'late') return r;
+    } finally {
+      clearTimeout(timer);
+    }
+    work.catch(() => undefined); // its refusal or failure is already on the record
+    await this.refuse({ operation: req.type === 'sign_request' ? 'sign' : 'agent_request', reason: 'deadline', key: null, why: `${req.type} was not answered within ${ms} ms (${setting(this.config.name, `request_timeout_seconds = ${Math.round(ms / 1000)}`)}): the backend is slow or unavailable`, details: { request: req.type } });
+    return req.type === 'extension' ? { type: 'extension_failure' } : { type: 'failure' };
   }
 
   private async handle(conn: Connection, req: AgentRequest): Promise<AgentResponse> {
