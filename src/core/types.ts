@@ -8,6 +8,8 @@ export const ALGORITHMS = [
   'secp256k1',
   'secp256k1-bip340',
   'p256',
+  /** Tor's RSA keys only (relay identity, directory authorities): purpose tor, never anything else. */
+  'rsa-1024',
   'rsa-2048',
   'rsa-3072',
   'rsa-4096',

@@ -59,6 +59,7 @@ export const ALGORITHM_INFO: Record<Algorithm, AlgorithmInfo> = {
   secp256k1: { family: 'ecdsa', secretLength: 32, acceptsDigest: true, publicKeyForm: '33-byte compressed SEC1 point' },
   'secp256k1-bip340': { family: 'bip340', secretLength: 32, acceptsDigest: false, publicKeyForm: '32-byte x-only (BIP340)' },
   p256: { family: 'ecdsa', secretLength: 32, acceptsDigest: true, publicKeyForm: '65-byte uncompressed SEC1 point' },
+  'rsa-1024': { family: 'rsa', secretLength: null, acceptsDigest: false, publicKeyForm: 'SPKI DER', rsaBits: 1024 },
   'rsa-2048': { family: 'rsa', secretLength: null, acceptsDigest: false, publicKeyForm: 'SPKI DER', rsaBits: 2048 },
   'rsa-3072': { family: 'rsa', secretLength: null, acceptsDigest: false, publicKeyForm: 'SPKI DER', rsaBits: 3072 },
   'rsa-4096': { family: 'rsa', secretLength: null, acceptsDigest: false, publicKeyForm: 'SPKI DER', rsaBits: 4096 },

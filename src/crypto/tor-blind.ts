@@ -108,8 +108,35 @@ export function blindSecretWith(expanded: Uint8Array, hParam: Uint8Array): Uint8
   const h = clampedScalar(hParam);
   const a = le(expanded.subarray(0, 32)) % L;
   const rh = sha512(concatBytes(RH_PREFIX, expanded.subarray(32, 64)));
+  const scalar = le32((h * a) % L);
   try {
-    return concatBytes(le32((h * a) % L), rh.subarray(0, 32));
+    return concatBytes(scalar, rh.subarray(0, 32));
+  } finally {
+    wipe(rh, scalar);
+  }
+}
+
+const NONCE_PREFIX = new TextEncoder().encode('custos tor blinded-key nonce v1');
+
+/**
+ * The secret the vault signs with for a period: a' as blindSecret gives it, with a nonce key
+ * RH'' = SHA-512(prefix ‖ RH' ‖ u64be(period) ‖ u64be(length))[0..32] in place of RH'. The
+ * signatures are ordinary Ed25519 under A'. Why: RH' is the same for every period (rend-spec),
+ * and Ed25519's nonce is H(RH' ‖ M); tor only ever signs a certificate holding the blinded key
+ * itself, so M never repeats across periods, but a caller asking for the same message under
+ * two periods would get two signatures sharing a nonce, and from them the identity scalar a.
+ * A nonce key per period makes that impossible whatever the messages. The caller wipes it.
+ */
+export function blindSigningSecret(expanded: Uint8Array, publicKey: Uint8Array, p: TimePeriod): Uint8Array {
+  const b = blindSecret(expanded, publicKey, p);
+  const n = new Uint8Array(16);
+  const v = new DataView(n.buffer);
+  v.setBigUint64(0, BigInt(p.num));
+  v.setBigUint64(8, BigInt(p.length));
+  const rh = sha512(concatBytes(NONCE_PREFIX, b.subarray(32, 64), n));
+  try {
+    b.set(rh.subarray(0, 32), 32);
+    return b;
   } finally {
     wipe(rh);
   }

@@ -115,6 +115,8 @@ export function decodeCert(bytes: Uint8Array): TorCert {
     o += len;
   }
   if (o !== bytes.length - 64) throw bad('The certificate has bytes between its extensions and its signature.');
+  // tor refuses a certificate with the same extension twice.
+  if (new Set(extensions.map((e) => e.type)).size !== extensions.length) throw bad('The certificate has the same extension twice.');
   const ext = extensions.find((e) => e.type === EXT_SIGNED_WITH_KEY);
   if (ext && ext.data.length !== 32) throw bad('The signed-with-key extension does not hold a 32-byte key.');
   // An unknown extension flagged "affects validation" (1) makes a certificate invalid to tor.

@@ -8,7 +8,7 @@ import type { StateMutation } from '../store/store.js';
 import { CustosError, isCustosError } from '../core/errors.js';
 import { isKeyPurpose, KEY_PURPOSES, purposeOf, type KeyPurpose } from '../core/purpose.js';
 import { wipe } from '../core/bytes.js';
-import type { Algorithm, AuditDraft, KeyAttributes, KeyRecord, Principal } from '../core/types.js';
+import { ALGORITHMS, type Algorithm, type AuditDraft, type KeyAttributes, type KeyRecord, type Principal } from '../core/types.js';
 import { ALGORITHM_INFO, generateKey, publicKeyFromSecret, spkiPem } from '../crypto/algorithms.js';
 import { encodeOpenSshPublicKey } from '../crypto/openssh.js';
 import { importSecret, type ImportFormat } from '../keystore/import.js';
@@ -70,15 +70,18 @@ function shownKey(k: KeyRecord & { tampered?: true }): KeyRecord & { corrupt?: t
 }
 
 /** Algorithms each purpose can use: a consensus key is what CometBFT accepts, and so on. */
+/** Every algorithm but Tor's own (RSA-1024 is too weak for anything else). */
+const NOT_TOR_ONLY = ALGORITHMS.filter((a) => a !== 'rsa-1024');
+
 const PURPOSE_ALGORITHMS: Record<Exclude<KeyPurpose, 'legacy'>, readonly Algorithm[] | null> = {
-  general: null,
+  general: NOT_TOR_ONLY,
   // ed25519-expanded: Tor keys added over the agent protocol (signed by blob, never for logins).
   ssh: ['ed25519', 'ed25519-expanded', 'p256', 'rsa-2048', 'rsa-3072', 'rsa-4096'],
   consensus: ['ed25519', 'ed25519-expanded', 'secp256k1'],
   bitcoin: ['secp256k1', 'secp256k1-bip340'],
   lightning: ['secp256k1'],
-  tor: ['ed25519', 'ed25519-expanded'],
-  verify: null,
+  tor: ['ed25519', 'ed25519-expanded', 'rsa-1024'],
+  verify: NOT_TOR_ONLY,
 };
 
 /** The purpose a new key gets: the one asked for, else what its origin implies. */

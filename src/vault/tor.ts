@@ -15,7 +15,7 @@ import { CustosError } from '../core/errors.js';
 import { assertPurpose } from '../core/purpose.js';
 import type { KeyRecord } from '../core/types.js';
 import { decodeTagged, hoursOf, relayCertBody } from '../crypto/tor-cert.js';
-import { blindPublicKey, blindSecret, checkPeriod, expandSeed, onionAddress, periodAt, subcredential, type TimePeriod } from '../crypto/tor-blind.js';
+import { blindPublicKey, blindSigningSecret, checkPeriod, expandSeed, onionAddress, periodAt, subcredential, type TimePeriod } from '../crypto/tor-blind.js';
 import { prepareSigner } from '../crypto/algorithms.js';
 import { wipe } from '../core/bytes.js';
 import type { Ctx, VaultCore } from './core.js';
@@ -97,8 +97,9 @@ export class Tor {
 
   /**
    * Signs `message` with the blinded key of a period (a descriptor's signing-key certificate, say):
-   * the blinded secret is derived in memory from K_hs_id and wiped; K_hs_id never leaves. The
-   * period is a fact policy documents see (`tor_periods` limits which may be signed).
+   * the blinded secret is derived in memory from K_hs_id and wiped; K_hs_id never leaves. Only
+   * the current and the next period are signed for (policy documents' `tor_periods` can narrow
+   * that), and each period's signatures use their own nonce key (tor-blind.ts blindSigningSecret).
    */
   async blindSign(ctx: Ctx, ref: string, req: { period: TimePeriod; message: Uint8Array }): Promise<{ signature: Uint8Array; blindedPublicKey: Uint8Array }> {
     const key = await this.core.usableKey(ctx, 'tor_blind_sign', ref, 'sign');
@@ -106,6 +107,10 @@ export class Tor {
     const blinded = await this.core.refuseOnError(ctx, 'tor_blind_sign', key, details, () => {
       this.checkOnion(key);
       checkPeriod(req.period);
+      // Only the periods tor signs for: the current one and the next (a policy's tor_periods can
+      // narrow this, never widen it). A host that is later cleaned up holds nothing for after.
+      const now = periodAt(new Date(), req.period.length).num;
+      if (req.period.num !== now && req.period.num !== now + 1) throw new CustosError('policy_denied', `Period ${req.period.num} is neither the current (${now}) nor the next one: a blinded key signs only for those.`, { tag: 'tor_periods' });
       if (req.message.length > 64 * 1024) throw new CustosError('payload_too_large', 'A message to sign with a blinded key is at most 64 KiB.');
       return blindPublicKey(key.publicKey, req.period);
     });
@@ -122,7 +127,7 @@ export class Tor {
         let b: Uint8Array | undefined;
         try {
           expanded = key.algorithm === 'ed25519' ? expandSeed(secret) : Uint8Array.from(secret);
-          b = blindSecret(expanded, key.publicKey, req.period);
+          b = blindSigningSecret(expanded, key.publicKey, req.period);
           const signer = prepareSigner('ed25519-expanded', b);
           try {
             return signer.sign({ kind: 'message', bytes: req.message }, {}).signature;
@@ -163,10 +168,10 @@ export class Tor {
       const max = Number(key.attributes.tor_max_lifetime_hours ?? DEFAULT_MAX_LIFETIME_HOURS);
       if (!Number.isInteger(req.lifetimeHours) || req.lifetimeHours < 1) throw new CustosError('bad_request', 'A certificate lifetime is a whole number of hours, at least 1.');
       if (req.lifetimeHours > max) throw new CustosError('policy_denied', `${key.label} certifies signing keys for at most ${max} hours (${Math.floor(max / 24)} days); ${req.lifetimeHours} were asked.`, { tag: 'tor_lifetime' });
-      const expires = Date.now() + req.lifetimeHours * 3_600_000;
+      const expiresHours = hoursOf(Date.now() + req.lifetimeHours * 3_600_000);
+      // (Compared at the hour the certificate names, which is rounded up.)
       const keyExpiry = typeof key.attributes.expires_at === 'string' ? Date.parse(key.attributes.expires_at) : NaN;
-      if (!Number.isNaN(keyExpiry) && expires > keyExpiry) throw new CustosError('policy_denied', `${key.label} expires at ${key.attributes.expires_at}: a certificate cannot outlive it.`, { tag: 'tor_lifetime' });
-      const expiresHours = hoursOf(expires);
+      if (!Number.isNaN(keyExpiry) && expiresHours * 3_600_000 > keyExpiry) throw new CustosError('policy_denied', `${key.label} expires at ${key.attributes.expires_at}: a certificate cannot outlive it.`, { tag: 'tor_lifetime' });
       return { body: relayCertBody(signing, key.publicKey, expiresHours), expiresHours };
     });
     const signature = await decideSignCommit(this.core, {

@@ -59,13 +59,14 @@ test('the end-to-end vector through the vault: h, the blinded key, the subcreden
   assert.equal(toHex(info.blindedPublicKey), e.blinded_public_key);
   assert.equal(toHex(info.subcredential), e.subcredential);
   const msg = new TextEncoder().encode(e.derived_by_this_research.message_ascii);
-  const r = await v.vault.tor.blindSign(v.ctx(), 'hs-vector', { period, message: msg });
-  assert.equal(toHex(r.signature), e.derived_by_this_research.signature);
-  assert.ok(verifies(r.signature, msg, hex(e.blinded_public_key)), 'node:crypto verifies it under the blinded key');
-  // The blinded expanded secret the vault used in memory is the vector's: its signature is the same.
-  const s = prepareSigner('ed25519-expanded', hex(e.blinded_expanded_secret_key));
+  // The blinded expanded secret is the vector's, and signs as its signature (the spec's nonce key RH').
+  const blindedSecret = blindSecretWith(hex(e.expanded_secret_key_a_RH), hex(e.h_unclamped));
+  assert.equal(toHex(blindedSecret), e.blinded_expanded_secret_key);
+  const s = prepareSigner('ed25519-expanded', blindedSecret);
   assert.equal(toHex(s.sign({ kind: 'message', bytes: msg }, {}).signature), e.derived_by_this_research.signature);
   s.destroy();
+  // The vault signs only for the current and next periods: 1973's is refused.
+  await assert.rejects(v.vault.tor.blindSign(v.ctx(), 'hs-vector', { period, message: msg }), code('policy_denied:tor_periods'));
 });
 
 test("Arti's test keystore: the onion address and the stored blinded keys of two periods", async (t) => {
@@ -78,10 +79,12 @@ test("Arti's test keystore: the onion address and the stored blinded keys of two
     assert.equal(info.address, a.onion_address);
     assert.equal(toHex(info.blindedPublicKey), b.blinded_public_key);
     assert.equal(toHex(blindSecretWith(hex(a.identity.expanded_secret_key_a_RH), blindingParam(hex(a.identity.public_key_A), period))), b.blinded_expanded_secret_key);
-    const msg = randomBytes(100);
-    const sig = (await v.vault.tor.blindSign(v.ctx(), 'allium-cepa', { period, message: msg })).signature;
-    assert.ok(verifies(sig, msg, hex(String(b.blinded_public_key))));
   }
+  // Today's period: the vault's blinded signature verifies under the blinded key it reports.
+  const today = await v.vault.tor.onionInfo(v.ctx(), 'allium-cepa');
+  const msg = randomBytes(100);
+  const sig = (await v.vault.tor.blindSign(v.ctx(), 'allium-cepa', { period: today.period, message: msg })).signature;
+  assert.ok(verifies(sig, msg, today.blindedPublicKey));
   // tor's own key files: the hostname is the vault's address for that key.
   const files = vectors().ctor_key_files;
   await v.vault.tor.importOnionService(v.ctx(), { label: 'ctor-files', file: hex(files.hs_ed25519_secret_key_file_hex) });
@@ -102,10 +105,15 @@ test('a key made in the vault signs as its blinded keys; tor_periods limits the 
   assert.ok(verifies(r.signature, msg, info.blindedPublicKey), 'node:crypto verifies the blinded signature');
   assert.ok(!verifies(r.signature, msg, k.publicKey), 'not a signature by K_hs_id itself');
 
-  await v.vault.uploadPolicy(v.ctx(), JSON.stringify({ id: 'hs-periods', applies_to: { keys: ['hs-new'] }, rules: [{ type: 'tor_periods', allow: ['current', 'next'] }] }), 'json');
-  await v.vault.tor.blindSign(v.ctx(), 'hs-new', { period: { num: now.num + 1, length: 1440 }, message: msg });
-  await assert.rejects(v.vault.tor.blindSign(v.ctx(), 'hs-new', { period: { num: now.num + 2, length: 1440 }, message: msg }), code('policy_denied:tor_periods'));
-  await assert.rejects(v.vault.tor.blindSign(v.ctx(), 'hs-new', { period: { num: now.num - 1, length: 1440 }, message: msg }), code('policy_denied:tor_periods'));
+  // The same message for two periods: different nonces (a shared one would give away K_hs_id's scalar).
+  const next = await v.vault.tor.blindSign(v.ctx(), 'hs-new', { period: { num: now.num + 1, length: 1440 }, message: msg });
+  assert.notEqual(toHex(next.signature.subarray(0, 32)), toHex(r.signature.subarray(0, 32)), 'each period signs with its own nonce');
+  assert.ok(verifies(next.signature, msg, next.blindedPublicKey));
+  // Only the current and next periods, with or without a policy; a policy narrows it.
+  for (const off of [-1, 2, 3650]) await assert.rejects(v.vault.tor.blindSign(v.ctx(), 'hs-new', { period: { num: now.num + off, length: 1440 }, message: msg }), code('policy_denied:tor_periods'));
+  await v.vault.uploadPolicy(v.ctx(), JSON.stringify({ id: 'hs-periods', applies_to: { keys: ['hs-new'] }, rules: [{ type: 'tor_periods', allow: ['current'] }] }), 'json');
+  await v.vault.tor.blindSign(v.ctx(), 'hs-new', { period: now, message: msg });
+  await assert.rejects(v.vault.tor.blindSign(v.ctx(), 'hs-new', { period: { num: now.num + 1, length: 1440 }, message: msg }), code('policy_denied:tor_periods'));
 
   // Purpose tor: no raw signature, no relay certificate from an onion key, no blinding of a relay key.
   await assert.rejects(v.vault.sign({ ...v.ctx(), key: k.id, payload: { kind: 'message', bytes: msg }, options: {}, context: {} }), code('key_purpose'));

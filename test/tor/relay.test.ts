@@ -11,7 +11,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, renameSync, writeFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { custos, custosAsync, serve } from '../helpers/process.js';
@@ -111,6 +111,20 @@ test('a relay with OfflineMasterKey 1 runs on the signing key and certificate Cu
   const renewed = JSON.parse(r.stdout) as { renewed: boolean; signing_public_key: string };
   assert.equal(renewed.renewed, true);
   assert.notEqual(renewed.signing_public_key, issued.signing_public_key, 'a fresh signing key');
+
+  // A run stopped between the files leaves a secret the certificate does not certify: the timer renews then.
+  const secretFile = join(keys, 'ed25519_signing_secret_key');
+  const savedSecret = readFileSync(secretFile);
+  writeFileSync(secretFile, encodeTagged('ed25519v1-secret', 'type4', new Uint8Array(64).fill(5)), { mode: 0o600 });
+  r = await custosAsync(['tor', 'relay-keys', '--key', 'relay-imported', '--out', keys, '--lifetime', '2d', '--renew-before', '1d', '--json'], api);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal((JSON.parse(r.stdout) as { renewed: boolean }).renewed, true, 'a certificate for another key on disk is renewed');
+  assert.notDeepEqual(readFileSync(secretFile), savedSecret);
+  // A symbolic link as the keys directory is refused (give the real path).
+  symlinkSync(keys, join(dir, 'keys-link'));
+  r = await custosAsync(['tor', 'relay-keys', '--key', 'relay-imported', '--out', join(dir, 'keys-link'), '--lifetime', '2d'], api);
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /symbolic link/);
 
   // ---- the key's bounds: no certificate past its lifetime; no raw signatures
   r = await custosAsync(['tor', 'relay-keys', '--key', 'relay-imported', '--out', keys, '--lifetime', '31d'], api);
