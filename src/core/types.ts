@@ -10,6 +10,8 @@ export const ALGORITHMS = [
   'p256',
   /** Tor's RSA keys only (relay identity, directory authorities): purpose tor, never anything else. */
   'rsa-1024',
+  /** X25519 key agreement (Tor's ntor and descriptor-decryption keys): purpose tor; it signs nothing. */
+  'x25519',
   'rsa-2048',
   'rsa-3072',
   'rsa-4096',

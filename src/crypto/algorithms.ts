@@ -29,7 +29,7 @@ import {
 import { promisify } from 'node:util';
 import { secp256k1, schnorr } from '@noble/curves/secp256k1.js';
 import { p256 } from '@noble/curves/nist.js';
-import { ed25519 } from '@noble/curves/ed25519.js';
+import { ed25519, x25519 } from '@noble/curves/ed25519.js';
 import { sha512 } from '@noble/hashes/sha2.js';
 import { CustosError } from '../core/errors.js';
 import { concatBytes, wipe } from '../core/bytes.js';
@@ -40,10 +40,11 @@ const generateKeyPairAsync = promisify(generateKeyPair);
 // DER prefixes of the fixed-size ASN.1 wrappers for Ed25519 keys (RFC 8410 §7 and §4).
 const ED25519_PKCS8_PREFIX = Uint8Array.from(Buffer.from('302e020100300506032b657004220420', 'hex'));
 const ED25519_SPKI_PREFIX = Uint8Array.from(Buffer.from('302a300506032b6570032100', 'hex'));
+const X25519_SPKI_PREFIX = Uint8Array.from(Buffer.from('302a300506032b656e032100', 'hex'));
 
 export interface AlgorithmInfo {
   /** The family, which decides the secret's form and the signing options that apply. */
-  family: 'ed25519' | 'ed25519-expanded' | 'ecdsa' | 'bip340' | 'rsa';
+  family: 'ed25519' | 'ed25519-expanded' | 'ecdsa' | 'bip340' | 'rsa' | 'x25519';
   /** Length of the raw secret for fixed-size keys (RSA secrets are PKCS#8 DER). */
   secretLength: number | null;
   /** Whether a caller may send a pre-computed digest instead of the message. */
@@ -59,6 +60,7 @@ export const ALGORITHM_INFO: Record<Algorithm, AlgorithmInfo> = {
   secp256k1: { family: 'ecdsa', secretLength: 32, acceptsDigest: true, publicKeyForm: '33-byte compressed SEC1 point' },
   'secp256k1-bip340': { family: 'bip340', secretLength: 32, acceptsDigest: false, publicKeyForm: '32-byte x-only (BIP340)' },
   p256: { family: 'ecdsa', secretLength: 32, acceptsDigest: true, publicKeyForm: '65-byte uncompressed SEC1 point' },
+  x25519: { family: 'x25519', secretLength: 32, acceptsDigest: false, publicKeyForm: '32-byte X25519 u-coordinate' },
   'rsa-1024': { family: 'rsa', secretLength: null, acceptsDigest: false, publicKeyForm: 'SPKI DER', rsaBits: 1024 },
   'rsa-2048': { family: 'rsa', secretLength: null, acceptsDigest: false, publicKeyForm: 'SPKI DER', rsaBits: 2048 },
   'rsa-3072': { family: 'rsa', secretLength: null, acceptsDigest: false, publicKeyForm: 'SPKI DER', rsaBits: 3072 },
@@ -114,6 +116,8 @@ export async function generateSecret(alg: Algorithm): Promise<Uint8Array> {
     case 'ecdsa':
     case 'bip340':
       return curveOf(alg).utils.randomSecretKey();
+    case 'x25519':
+      return new Uint8Array(randomBytes(32));
     case 'rsa': {
       // Async so that a 4096-bit generation (about a second) never stalls other requests.
       // The encoding asked of the generating call itself (see generateKey: no export afterwards).
@@ -153,6 +157,7 @@ export function validateSecret(alg: Algorithm, secret: Uint8Array): void {
     if (expandedScalar(secret) === 0n) throw new CustosError('invalid_key_material', 'The expanded Ed25519 secret has a zero scalar.');
     return;
   }
+  if (info.family === 'x25519') return; // every 32-byte string is a key (clamped when used)
   if (info.family !== 'ed25519' && !curveOf(alg).utils.isValidSecretKey(secret)) {
     throw new CustosError('invalid_key_material', `The ${alg} secret is not a valid scalar (zero or not below the curve order).`);
   }
@@ -224,6 +229,8 @@ export function publicKeyFromSecret(alg: Algorithm, secret: Uint8Array): Uint8Ar
       return schnorr.getPublicKey(secret);
     case 'rsa':
       return new Uint8Array(createPublicKey(rsaKeyObject(secret)).export({ format: 'der', type: 'spki' }));
+    case 'x25519':
+      return x25519.getPublicKey(secret);
   }
 }
 
@@ -253,6 +260,9 @@ export function publicKeyObject(alg: Algorithm, publicKey: Uint8Array): KeyObjec
       }
       case 'rsa':
         return createPublicKey({ key: Buffer.from(publicKey), format: 'der', type: 'spki' });
+      case 'x25519':
+        if (publicKey.length !== 32) throw new Error('length');
+        return createPublicKey({ key: Buffer.from(concatBytes(X25519_SPKI_PREFIX, publicKey)), format: 'der', type: 'spki' });
     }
   } catch {
     throw new CustosError('invalid_key_material', `The ${alg} public key is malformed.`);
@@ -268,6 +278,7 @@ const HASH_LENGTH: Record<HashName, number> = { sha1: 20, sha256: 32, sha384: 48
 /** Checks the options and payload of a request against what the algorithm allows. */
 export function checkSignInput(alg: Algorithm, payload: SignPayload, options: SignOptions): void {
   const info = ALGORITHM_INFO[alg];
+  if (info.family === 'x25519') throw new CustosError('unsupported_option', 'An X25519 key agrees on keys; it signs nothing.');
   if (payload.kind === 'digest' && !info.acceptsDigest) {
     throw new CustosError('digest_not_supported', `${alg} signs messages, not pre-computed digests; send the message.`);
   }
@@ -365,6 +376,8 @@ export function prepareSigner(alg: Algorithm, secret: Uint8Array): Signer {
         destroy: () => wipe(sk),
       };
     }
+    case 'x25519':
+      throw new CustosError('unsupported_option', 'An X25519 key agrees on keys; it signs nothing.');
   }
 }
 
@@ -401,6 +414,8 @@ export function verifySignature(
       }
       case 'bip340':
         return schnorr.verify(signature, payload.bytes, publicKey);
+      case 'x25519':
+        return false;
     }
   } catch {
     return false;

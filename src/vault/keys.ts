@@ -70,8 +70,8 @@ function shownKey(k: KeyRecord & { tampered?: true }): KeyRecord & { corrupt?: t
 }
 
 /** Algorithms each purpose can use: a consensus key is what CometBFT accepts, and so on. */
-/** Every algorithm but Tor's own (RSA-1024 is too weak for anything else). */
-const NOT_TOR_ONLY = ALGORITHMS.filter((a) => a !== 'rsa-1024');
+/** Every algorithm but Tor's own: RSA-1024 (too weak for anything else) and X25519 (it signs nothing). */
+const NOT_TOR_ONLY = ALGORITHMS.filter((a) => a !== 'rsa-1024' && a !== 'x25519');
 
 const PURPOSE_ALGORITHMS: Record<Exclude<KeyPurpose, 'legacy'>, readonly Algorithm[] | null> = {
   general: NOT_TOR_ONLY,
@@ -80,7 +80,7 @@ const PURPOSE_ALGORITHMS: Record<Exclude<KeyPurpose, 'legacy'>, readonly Algorit
   consensus: ['ed25519', 'ed25519-expanded', 'secp256k1'],
   bitcoin: ['secp256k1', 'secp256k1-bip340'],
   lightning: ['secp256k1'],
-  tor: ['ed25519', 'ed25519-expanded', 'rsa-1024'],
+  tor: ['ed25519', 'ed25519-expanded', 'rsa-1024', 'x25519'],
   verify: NOT_TOR_ONLY,
 };
 

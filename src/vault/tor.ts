@@ -9,8 +9,8 @@
  * and never past the key's own `expires_at`. Each certificate goes through the vault's signing
  * step (policy documents, audit) as a `sign` request with facts `protocol = tor`.
  */
-import { ed25519 } from '@noble/curves/ed25519.js';
-import { createHash } from 'node:crypto';
+import { ed25519, x25519 } from '@noble/curves/ed25519.js';
+import { constants, createHash, createPrivateKey, privateEncrypt } from 'node:crypto';
 import { CustosError } from '../core/errors.js';
 import { assertPurpose } from '../core/purpose.js';
 import type { KeyRecord } from '../core/types.js';
@@ -143,6 +143,111 @@ export class Tor {
       outcome: (sig) => ({ signature_sha256: createHash('sha256').update(sig).digest('hex') }),
     });
     return { signature, blindedPublicKey: blinded };
+  }
+
+  /** A relay's (or directory authority's) RSA-1024 identity key, from tor's `secret_id_key` (PEM, PKCS#1 or PKCS#8). */
+  async importRsaIdentity(ctx: Ctx, req: { label: string; pem: Uint8Array }): Promise<KeyRecord> {
+    const der = await this.core.refuseOnError(ctx, 'import', { id: null, label: req.label }, {}, () => {
+      let k;
+      try {
+        k = createPrivateKey({ key: Buffer.from(req.pem), format: 'pem' });
+      } catch {
+        throw new CustosError('bad_request', 'The file is not a PEM RSA private key (tor\'s secret_id_key is "-----BEGIN RSA PRIVATE KEY-----").');
+      }
+      if (k.asymmetricKeyType !== 'rsa' || k.asymmetricKeyDetails?.modulusLength !== 1024) throw new CustosError('bad_request', "A Tor RSA identity key is RSA-1024 (tor's secret_id_key).");
+      return new Uint8Array(k.export({ format: 'der', type: 'pkcs8' }));
+    });
+    try {
+      return await this.keys.importKey(ctx, { label: req.label, algorithm: 'rsa-1024', format: 'pkcs8', material: der, exportable: false, purpose: 'tor', attributes: { tor_role: 'rsa-identity' } });
+    } finally {
+      wipe(der);
+    }
+  }
+
+  /** A new RSA-1024 identity key for Tor (a new relay or directory authority). */
+  async createRsaIdentity(ctx: Ctx, req: { label: string }): Promise<KeyRecord> {
+    return this.keys.createKey(ctx, { label: req.label, algorithm: 'rsa-1024', exportable: false, purpose: 'tor', attributes: { tor_role: 'rsa-identity' } });
+  }
+
+  /**
+   * Tor's `crypto_pk_private_sign`: RSA PKCS#1 v1.5 (block type 1) over the digest itself, with
+   * no DigestInfo. Only a 20-byte (SHA-1) or 32-byte (SHA-256) digest: a longer input could be a
+   * DigestInfo the caller built, and the result an ordinary PKCS#1 signature for anything.
+   */
+  async rsaSign(ctx: Ctx, ref: string, digest: Uint8Array): Promise<Uint8Array> {
+    const key = await this.core.usableKey(ctx, 'tor_rsa_sign', ref, 'sign');
+    const details = { digest: createHash('sha256').update(digest).digest('hex'), digest_bytes: String(digest.length) };
+    await this.core.refuseOnError(ctx, 'tor_rsa_sign', key, details, () => {
+      assertPurpose(key, 'tor');
+      if (key.attributes.tor_role !== 'rsa-identity' || key.algorithm !== 'rsa-1024') throw new CustosError('bad_request', `${key.label} is not a Tor RSA identity key.`);
+      if (digest.length !== 20 && digest.length !== 32) throw new CustosError('bad_request', 'Tor signs a SHA-1 (20-byte) or SHA-256 (32-byte) digest with its RSA keys; nothing else is signed raw.');
+    });
+    return decideSignCommit(this.core, {
+      ctx,
+      key,
+      operation: 'sign',
+      outcomeOperation: 'tor_rsa_sign',
+      subject: { payloadType: 'digest', facts: { protocol: 'tor', tor_op: 'rsa_sign' }, payload: digest },
+      details,
+      produce: async () => {
+        const secret = this.core.deps.keyring.openSecret(key);
+        try {
+          const k = createPrivateKey({ key: Buffer.from(secret), format: 'der', type: 'pkcs8' });
+          return new Uint8Array(privateEncrypt({ key: k, padding: constants.RSA_PKCS1_PADDING }, digest));
+        } finally {
+          wipe(secret);
+        }
+      },
+      outcome: (sig) => ({ signature_sha256: createHash('sha256').update(sig).digest('hex') }),
+    });
+  }
+
+  /** A new X25519 key for Tor (an ntor onion key, a descriptor-decryption key): it agrees on keys and signs nothing. */
+  async createX25519(ctx: Ctx, req: { label: string }): Promise<KeyRecord> {
+    return this.keys.createKey(ctx, { label: req.label, algorithm: 'x25519', exportable: false, purpose: 'tor', attributes: { tor_role: 'x25519' } });
+  }
+
+  /** An existing X25519 secret (32 bytes, as tor and Arti keep it). */
+  async importX25519(ctx: Ctx, req: { label: string; secret: Uint8Array }): Promise<KeyRecord> {
+    return this.keys.importKey(ctx, { label: req.label, algorithm: 'x25519', format: 'raw', material: req.secret, exportable: false, purpose: 'tor', attributes: { tor_role: 'x25519' } });
+  }
+
+  /**
+   * X25519(k, peer) with a vault key (ntor, descriptor decryption): the shared secret, as
+   * RFC 7748 gives it. A peer key of small order (an all-zero result) is refused.
+   */
+  async x25519(ctx: Ctx, ref: string, peer: Uint8Array): Promise<Uint8Array> {
+    const key = await this.core.usableKey(ctx, 'tor_x25519', ref, 'ecdh');
+    const details = { peer: Buffer.from(peer).toString('hex').slice(0, 64) };
+    await this.core.refuseOnError(ctx, 'tor_x25519', key, details, () => {
+      assertPurpose(key, 'tor');
+      if (key.algorithm !== 'x25519') throw new CustosError('bad_request', `${key.label} is not an X25519 key.`);
+      if (peer.length !== 32) throw new CustosError('bad_request', 'An X25519 public key is 32 bytes.');
+    });
+    return decideSignCommit(this.core, {
+      ctx,
+      key,
+      operation: 'ecdh',
+      outcomeOperation: 'tor_x25519',
+      subject: { payloadType: null, facts: { protocol: 'tor', tor_op: 'x25519' } },
+      details,
+      produce: async () => {
+        const secret = this.core.deps.keyring.openSecret(key);
+        try {
+          let shared: Uint8Array;
+          try {
+            shared = x25519.getSharedSecret(secret, peer);
+          } catch {
+            shared = new Uint8Array(32);
+          }
+          if (shared.every((b) => b === 0)) throw new CustosError('bad_request', 'The peer key is of small order (the shared secret would be zero): refused.');
+          return shared;
+        } finally {
+          wipe(secret);
+        }
+      },
+      outcome: () => ({}),
+    });
   }
 
   /**

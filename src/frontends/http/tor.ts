@@ -8,6 +8,10 @@
  *   POST /v1/tor/onion-services/import  an onion service's hs_ed25519_secret_key file        (create)
  *   GET  /v1/tor/:key/onion             its address, a period's blinded key and subcredential (read)
  *   POST /v1/tor/:key/blind-sign        a signature by a period's blinded key                (sign)
+ *   POST /v1/tor/rsa-identities[/import] an RSA-1024 identity key (new, or tor's secret_id_key) (create)
+ *   POST /v1/tor/:key/rsa-sign          PKCS#1 v1.5 over a 20/32-byte digest, no DigestInfo   (sign)
+ *   POST /v1/tor/x25519-keys[/import]   an X25519 key (new, or its 32-byte secret)            (create)
+ *   POST /v1/tor/:key/x25519            X25519(k, peer)                                       (ecdh)
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { base64ToBytes, bytesToBase64, bytesToHex, hexToBytes, wipe } from '../../core/bytes.js';
@@ -101,6 +105,59 @@ export function torRoutes(app: FastifyInstance, vault: () => Vault, ctx: (req: F
     async (req) => {
       const r = await vault().tor.blindSign(ctx(req), req.params.key, { period: { num: req.body.period_num, length: req.body.period_length ?? 1440 }, message: base64ToBytes(req.body.message, 'message') });
       return { signature: bytesToHex(r.signature), blinded_public_key: bytesToHex(r.blindedPublicKey) };
+    },
+  );
+
+  app.post<{ Body: { label: string } }>('/v1/tor/rsa-identities', { schema: { summary: 'A new RSA-1024 identity key for Tor (purpose tor; it signs only raw digests for tor)', tags, security: secured, body: { type: 'object', additionalProperties: false, required: ['label'], properties: { label } }, response: { 201: { $ref: 'Key#' }, ...errors } } }, async (req, reply) =>
+    reply.code(201).send(keyView(await vault().tor.createRsaIdentity(ctx(req), { label: req.body.label }))),
+  );
+
+  app.post<{ Body: { label: string; pem: string } }>(
+    '/v1/tor/rsa-identities/import',
+    { schema: { summary: "A relay's or directory authority's RSA-1024 identity key: tor's secret_id_key (PEM)", tags, security: secured, body: { type: 'object', additionalProperties: false, required: ['label', 'pem'], properties: { label, pem: { type: 'string', maxLength: 4096 } } }, response: { 201: { $ref: 'Key#' }, ...errors } } },
+    async (req, reply) => {
+      const pem = new TextEncoder().encode(req.body.pem);
+      try {
+        return reply.code(201).send(keyView(await vault().tor.importRsaIdentity(ctx(req), { label: req.body.label, pem })));
+      } finally {
+        wipe(pem);
+      }
+    },
+  );
+
+  app.post<{ Params: { key: string }; Body: { digest: string } }>(
+    '/v1/tor/:key/rsa-sign',
+    { schema: { summary: "tor's crypto_pk_private_sign: RSA PKCS#1 v1.5 over a SHA-1 or SHA-256 digest itself, without DigestInfo", tags, security: secured, params: { type: 'object', required: ['key'], properties: { key: label } }, body: { type: 'object', additionalProperties: false, required: ['digest'], properties: { digest: { type: 'string', pattern: '^([0-9a-f]{40}|[0-9a-f]{64})$' } } }, response: { 200: { type: 'object', properties: { signature: { type: 'string' } } }, ...errors } } },
+    async (req) => ({ signature: bytesToHex(await vault().tor.rsaSign(ctx(req), req.params.key, hexToBytes(req.body.digest, 'digest'))) }),
+  );
+
+  app.post<{ Body: { label: string } }>('/v1/tor/x25519-keys', { schema: { summary: "A new X25519 key for Tor (ntor, descriptor decryption): it agrees on keys, signs nothing", tags, security: secured, body: { type: 'object', additionalProperties: false, required: ['label'], properties: { label } }, response: { 201: { $ref: 'Key#' }, ...errors } } }, async (req, reply) =>
+    reply.code(201).send(keyView(await vault().tor.createX25519(ctx(req), { label: req.body.label }))),
+  );
+
+  app.post<{ Body: { label: string; secret: string } }>(
+    '/v1/tor/x25519-keys/import',
+    { schema: { summary: 'An existing X25519 secret (32 bytes, hex)', tags, security: secured, body: { type: 'object', additionalProperties: false, required: ['label', 'secret'], properties: { label, secret: { type: 'string', pattern: '^[0-9a-f]{64}$' } } }, response: { 201: { $ref: 'Key#' }, ...errors } } },
+    async (req, reply) => {
+      const secret = hexToBytes(req.body.secret, 'secret');
+      try {
+        return reply.code(201).send(keyView(await vault().tor.importX25519(ctx(req), { label: req.body.label, secret })));
+      } finally {
+        wipe(secret);
+      }
+    },
+  );
+
+  app.post<{ Params: { key: string }; Body: { peer_public_key: string } }>(
+    '/v1/tor/:key/x25519',
+    { schema: { summary: 'X25519(k, peer) with a vault key (RFC 7748); a small-order peer key is refused', tags, security: secured, params: { type: 'object', required: ['key'], properties: { key: label } }, body: { type: 'object', additionalProperties: false, required: ['peer_public_key'], properties: { peer_public_key: { type: 'string', pattern: '^[0-9a-f]{64}$' } } }, response: { 200: { type: 'object', properties: { shared: { type: 'string' } } }, ...errors } } },
+    async (req) => {
+      const shared = await vault().tor.x25519(ctx(req), req.params.key, hexToBytes(req.body.peer_public_key, 'peer_public_key'));
+      try {
+        return { shared: bytesToHex(shared) };
+      } finally {
+        wipe(shared);
+      }
     },
   );
 }

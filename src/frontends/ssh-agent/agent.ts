@@ -10,11 +10,11 @@
  * What the agent refuses itself (locked, unknown key, a refused add ...) is audited and
  * logged with its cause (refusals.ts); what the vault refuses, the vault audits.
  */
-import { decodeTorExtension, encodeTorReply, EXT_TOR_BLIND_SIGN, EXT_TOR_SIGN, TOR_EXTENSIONS, type TorExtensionRequest } from './tor-extensions.js';
+import { decodeTorExtension, encodeTorReply, EXT_TOR_BLIND_SIGN, EXT_TOR_RSA_SIGN, EXT_TOR_SIGN, EXT_TOR_X25519, TOR_EXTENSIONS, x25519KeyOf, type TorExtensionRequest } from './tor-extensions.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { randomBytes, randomUUID, scrypt as scryptCb } from 'node:crypto';
+import { createPublicKey, randomBytes, randomUUID, scrypt as scryptCb } from 'node:crypto';
 import { promisify } from 'node:util';
 import { CustosError, isCustosError } from '../../core/errors.js';
 import { bytesToBase64, equalBytes, wipe } from '../../core/bytes.js';
@@ -107,6 +107,18 @@ const MAX_QUEUED = 32;
 /** Keys one socket may hold that were added over the protocol. */
 const MAX_ADDED = 1024;
 const LOCK_KDF = { N: 2 ** 14, r: 8, p: 1 };
+
+/** The SPKI DER an `ssh-rsa` blob stands for (how the vault stores RSA public keys); else null. */
+function rsaSpkiOf(blob: Uint8Array): Uint8Array | null {
+  try {
+    const k = parsePublicKeyBlob(blob);
+    if (k.keyType !== 'ssh-rsa') return null;
+    const b64 = (x: Uint8Array) => Buffer.from(x[0] === 0 ? x.subarray(1) : x).toString('base64url');
+    return new Uint8Array(createPublicKey({ key: { kty: 'RSA', n: b64(k.n), e: b64(k.e) }, format: 'jwk' }).export({ format: 'der', type: 'spki' }));
+  } catch {
+    return null;
+  }
+}
 
 /** The public key as the vault stores it, for the blobs that carry it as is (Ed25519, P-256); else null. */
 function storedPublicKeyOf(blob: Uint8Array): Uint8Array | null {
@@ -544,11 +556,22 @@ export class SshAgent {
       const r = await this.vault.sign({ requestId: randomUUID(), principal: this.principal, key: id.key.id, payload: { kind: 'message', bytes: req.data }, options: {}, context: { protocol: 'ssh-agent', socket: this.config.name, extension: req.name } });
       return { type: 'extension_response', name: req.name, data: encodeTorReply([r.signature]) };
     }
-    const raw = storedPublicKeyOf(req.keyBlob);
-    const key = raw ? (await this.vault.store.findKeysBy({ publicKey: raw })).find((k) => k.state === 'active' && !k.tampered && k.attributes.tor_role === 'onion-service' && this.torPatterns.some((p) => p.test(k.label))) : undefined;
-    if (!key) return failed({ operation: 'sign', reason: 'key_not_found', key: null, why: `no onion-service key with fingerprint ${asked.key_fingerprint} is named by ${setting(this.config.name, `tor_keys = ${JSON.stringify(this.config.torKeys ?? [])}`)}` });
+    // The vault key the blob names, among the Tor keys `tor_keys` allows, with the role the extension needs.
+    const role = req.name === EXT_TOR_RSA_SIGN ? 'rsa-identity' : req.name === EXT_TOR_X25519 ? 'x25519' : 'onion-service';
+    const raw = req.name === EXT_TOR_X25519 ? x25519KeyOf(req.keyBlob) : req.name === EXT_TOR_RSA_SIGN ? rsaSpkiOf(req.keyBlob) : storedPublicKeyOf(req.keyBlob);
+    const key = raw ? (await this.vault.store.findKeysBy({ publicKey: raw })).find((k) => k.state === 'active' && !k.tampered && k.attributes.tor_role === role && this.torPatterns.some((p) => p.test(k.label))) : undefined;
+    if (!key) return failed({ operation: 'sign', reason: 'key_not_found', key: null, why: `no ${role} key with fingerprint ${asked.key_fingerprint} is named by ${setting(this.config.name, `tor_keys = ${JSON.stringify(this.config.torKeys ?? [])}`)}` });
     const ctx = this.ctx();
     try {
+      if (req.name === EXT_TOR_RSA_SIGN) return { type: 'extension_response', name: req.name, data: encodeTorReply([await this.vault.tor.rsaSign(ctx, key.id, req.data)]) };
+      if (req.name === EXT_TOR_X25519) {
+        const shared = await this.vault.tor.x25519(ctx, key.id, req.data);
+        try {
+          return { type: 'extension_response', name: req.name, data: encodeTorReply([shared]) };
+        } finally {
+          shared.fill(0);
+        }
+      }
       if (req.name !== EXT_TOR_BLIND_SIGN) {
         const info = await this.vault.tor.onionInfo(ctx, key.id, req.period);
         return { type: 'extension_response', name: req.name, data: encodeTorReply([info.blindedPublicKey, info.subcredential]) };

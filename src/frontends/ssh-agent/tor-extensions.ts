@@ -10,8 +10,13 @@
  *   tor-blind-sign@custos.dev   string key blob, uint64 period_num, uint64 period_length, string data
  *                               → string signature (64, by the period's blinded key; K_hs_id
  *                                 never leaves the vault)
+ *   tor-rsa-sign@custos.dev     string key blob (ssh-rsa), string digest (20 or 32 bytes)
+ *                               → string signature (tor's crypto_pk_private_sign: PKCS#1 v1.5
+ *                                 over the digest itself, no DigestInfo)
+ *   tor-x25519@custos.dev       string key blob ("x25519@spec.torproject.org", string key),
+ *                               string peer public key (32) → string shared secret (32)
  *
- * The key blob is the key's `ssh-ed25519` blob. A success is EXTENSION_RESPONSE (29), the name,
+ * The key blob is the key's `ssh-ed25519` blob (`ssh-rsa`, `x25519@spec.torproject.org` for those). A success is EXTENSION_RESPONSE (29), the name,
  * then the fields above; a refusal EXTENSION_FAILURE (28). Every decoder bounds its input and
  * throws AgentCodecError (a FAILURE to the client, the connection kept).
  */
@@ -21,7 +26,11 @@ import { AgentCodecError, MAX_FRAME } from './codec.js';
 export const EXT_TOR_SIGN = 'tor-sign@custos.dev';
 export const EXT_TOR_BLINDED_KEY = 'tor-blinded-key@custos.dev';
 export const EXT_TOR_BLIND_SIGN = 'tor-blind-sign@custos.dev';
-export const TOR_EXTENSIONS: readonly string[] = [EXT_TOR_SIGN, EXT_TOR_BLINDED_KEY, EXT_TOR_BLIND_SIGN];
+export const EXT_TOR_RSA_SIGN = 'tor-rsa-sign@custos.dev';
+export const EXT_TOR_X25519 = 'tor-x25519@custos.dev';
+export const TOR_EXTENSIONS: readonly string[] = [EXT_TOR_SIGN, EXT_TOR_BLINDED_KEY, EXT_TOR_BLIND_SIGN, EXT_TOR_RSA_SIGN, EXT_TOR_X25519];
+/** Arti's name for an X25519 key in OpenSSH formats (spec.torproject.org/ssh-protocols). */
+export const KEY_X25519 = 'x25519@spec.torproject.org';
 /** What Tor signs is small (a certificate body, a descriptor's hash input): 64 KiB is ample. */
 export const MAX_TOR_DATA = 64 * 1024;
 
@@ -33,7 +42,9 @@ export interface TorPeriodWire {
 export type TorExtensionRequest =
   | { name: typeof EXT_TOR_SIGN; keyBlob: Uint8Array; data: Uint8Array }
   | { name: typeof EXT_TOR_BLINDED_KEY; keyBlob: Uint8Array; period: TorPeriodWire }
-  | { name: typeof EXT_TOR_BLIND_SIGN; keyBlob: Uint8Array; period: TorPeriodWire; data: Uint8Array };
+  | { name: typeof EXT_TOR_BLIND_SIGN; keyBlob: Uint8Array; period: TorPeriodWire; data: Uint8Array }
+  | { name: typeof EXT_TOR_RSA_SIGN; keyBlob: Uint8Array; data: Uint8Array }
+  | { name: typeof EXT_TOR_X25519; keyBlob: Uint8Array; data: Uint8Array };
 
 function u64(r: SshReader, what: string): number {
   const hi = r.u32(`${what} (high)`);
@@ -66,6 +77,13 @@ export function decodeTorExtension(name: string, body: Uint8Array): TorExtension
     if (name === EXT_TOR_SIGN) req = { name, keyBlob, data: data(r) };
     else if (name === EXT_TOR_BLINDED_KEY) req = { name, keyBlob, period: period(r) };
     else if (name === EXT_TOR_BLIND_SIGN) req = { name, keyBlob, period: period(r), data: data(r) };
+    else if (name === EXT_TOR_RSA_SIGN) {
+      req = { name, keyBlob, data: data(r) };
+      if (req.data.length !== 20 && req.data.length !== 32) throw new AgentCodecError(`a digest of ${req.data.length} bytes (20 or 32)`);
+    } else if (name === EXT_TOR_X25519) {
+      req = { name, keyBlob, data: data(r) };
+      if (req.data.length !== 32) throw new AgentCodecError(`a peer key of ${req.data.length} bytes (32)`);
+    }
     else throw new AgentCodecError(`not a Tor extension: ${name.slice(0, 64)}`);
     r.end(name);
     return req;
@@ -80,7 +98,7 @@ const writeU64 = (w: SshWriter, n: number) => w.u32(Math.floor(n / 2 ** 32)).u32
 /** The bytes after the extension name (for clients and tests). */
 export function encodeTorExtension(req: TorExtensionRequest): Uint8Array {
   const w = new SshWriter().string(req.keyBlob);
-  if (req.name !== EXT_TOR_SIGN) writeU64(writeU64(w, req.period.num), req.period.length);
+  if (req.name === EXT_TOR_BLINDED_KEY || req.name === EXT_TOR_BLIND_SIGN) writeU64(writeU64(w, req.period.num), req.period.length);
   if (req.name !== EXT_TOR_BLINDED_KEY) w.string(req.data);
   return w.finish();
 }
@@ -102,5 +120,23 @@ export function decodeTorReply(body: Uint8Array, count: number): Uint8Array[] {
   } catch (e) {
     if (e instanceof AgentCodecError) throw e;
     throw new AgentCodecError(e instanceof Error ? e.message : 'malformed Tor extension reply', { cause: e });
+  }
+}
+
+/** An X25519 key's blob: string "x25519@spec.torproject.org", string key (32). */
+export function x25519Blob(publicKey: Uint8Array): Uint8Array {
+  return new SshWriter().string(KEY_X25519).string(publicKey).finish();
+}
+
+/** The key of an X25519 blob, or null if the blob is not one. */
+export function x25519KeyOf(blob: Uint8Array): Uint8Array | null {
+  try {
+    const r = new SshReader(blob, 1024);
+    if (new TextDecoder().decode(r.string('key type')) !== KEY_X25519) return null;
+    const k = r.string('key').slice();
+    r.end('x25519 blob');
+    return k.length === 32 ? k : null;
+  } catch {
+    return null;
   }
 }

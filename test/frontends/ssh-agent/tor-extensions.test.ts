@@ -9,13 +9,16 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, publicDecrypt, constants, randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { requireTool } from '../../helpers/require.js';
 import fc from 'fast-check';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { makeVault, tempDir, type TestVault } from '../../helpers/tmpvault.js';
 import { SshAgent } from '../../../src/frontends/ssh-agent/agent.js';
 import { encodeRequest, decodeResponse, frame, FrameReader, encodePublicKeyBlob, AgentCodecError, type AgentResponse } from '../../../src/frontends/ssh-agent/codec.js';
-import { decodeTorExtension, decodeTorReply, encodeTorExtension, EXT_TOR_BLIND_SIGN, EXT_TOR_BLINDED_KEY, EXT_TOR_SIGN, type TorExtensionRequest } from '../../../src/frontends/ssh-agent/tor-extensions.js';
+import { decodeTorExtension, decodeTorReply, encodeTorExtension, x25519Blob, EXT_TOR_BLIND_SIGN, EXT_TOR_BLINDED_KEY, EXT_TOR_RSA_SIGN, EXT_TOR_SIGN, EXT_TOR_X25519, type TorExtensionRequest } from '../../../src/frontends/ssh-agent/tor-extensions.js';
 import { periodAt } from '../../../src/crypto/tor-blind.js';
 import { fuzzAgent } from '../../../scripts/fuzz-agent.js';
 
@@ -82,15 +85,58 @@ test('blinded key and blinded signature over the agent, for the onion-service ke
   assert.ok(audit.some((e) => e.operation === 'tor_blind_sign' && e.outcome === 'ok' && e.principal === 'ssh-agent:tor'), 'audited under the agent');
 });
 
+test("RSA: tor's raw PKCS#1 v1.5 over a digest, verified by openssl pkeyutl without DigestInfo; X25519 agreeing with node:crypto", async (t) => {
+  if (!requireTool(t, 'openssl', 'openssl')) return;
+  // tor's secret_id_key is a PKCS#1 PEM RSA-1024 key: one made the same way.
+  const pemFile = join(dir, 'secret_id_key');
+  const gen = spawnSync('openssl', ['genrsa', '-traditional', '-out', pemFile, '1024'], { encoding: 'utf8' });
+  assert.equal(gen.status, 0, gen.stderr);
+  const pem = new Uint8Array(spawnSync('cat', [pemFile]).stdout);
+  assert.match(Buffer.from(pem).toString(), /BEGIN RSA PRIVATE KEY/);
+  const rsa = await v.vault.tor.importRsaIdentity(v.ctx(), { label: 'hs-relay-rsa', pem });
+  const pub = createPublicKey(createPrivateKey(Buffer.from(pem)));
+  const jwk = pub.export({ format: 'jwk' }) as { n: string; e: string };
+  const mpint = (b64: string) => { const b = Buffer.from(b64, 'base64url'); return b[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), b]) : b; };
+  const rsaBlob = encodePublicKeyBlob({ keyType: 'ssh-rsa', e: mpint(jwk.e), n: mpint(jwk.n) });
+  const digest = createHash('sha1').update('router descriptor').digest();
+  const [signed, tooLong] = await talk([
+    ext({ name: EXT_TOR_RSA_SIGN, keyBlob: rsaBlob, data: digest }),
+    encodeRequest({ type: 'extension', name: EXT_TOR_RSA_SIGN, data: encodeTorExtension({ name: EXT_TOR_SIGN, keyBlob: rsaBlob, data: new Uint8Array(35) }) }),
+  ]);
+  assert.ok(signed!.type === 'extension_response', JSON.stringify(signed));
+  const [sig] = decodeTorReply((signed as { data: Uint8Array }).data, 1);
+  assert.deepEqual(publicDecrypt({ key: pub, padding: constants.RSA_PKCS1_PADDING }, sig!), digest, 'the signature opens to the digest itself (no DigestInfo)');
+  writeFileSync(join(dir, 'pub.pem'), pub.export({ format: 'pem', type: 'spki' }));
+  writeFileSync(join(dir, 'digest.bin'), digest);
+  writeFileSync(join(dir, 'sig.bin'), sig!);
+  const check = spawnSync('openssl', ['pkeyutl', '-verify', '-pubin', '-inkey', join(dir, 'pub.pem'), '-in', join(dir, 'digest.bin'), '-sigfile', join(dir, 'sig.bin'), '-pkeyopt', 'rsa_padding_mode:pkcs1'], { encoding: 'utf8' });
+  assert.equal(check.status, 0, `${check.stdout}${check.stderr}`);
+  assert.match(check.stdout, /Signature Verified Successfully/);
+  assert.equal(tooLong!.type, 'failure', 'a 35-byte input (a DigestInfo the caller built) is refused');
+  await assert.rejects(v.vault.sign({ ...v.ctx(), key: rsa.id, payload: { kind: 'message', bytes: digest }, options: {}, context: {} }), (e: unknown) => (e as { code?: string }).code === 'key_purpose');
+
+  const x = await v.vault.tor.createX25519(v.ctx(), { label: 'hs-ntor' });
+  const peer = generateKeyPairSync('x25519');
+  const peerRaw = new Uint8Array((peer.publicKey.export({ format: 'der', type: 'spki' }) as Buffer).subarray(12));
+  const [agreed, small] = await talk([ext({ name: EXT_TOR_X25519, keyBlob: x25519Blob(x.publicKey), data: peerRaw }), ext({ name: EXT_TOR_X25519, keyBlob: x25519Blob(x.publicKey), data: new Uint8Array(32) })]);
+  assert.ok(agreed!.type === 'extension_response', JSON.stringify(agreed));
+  const [shared] = decodeTorReply((agreed as { data: Uint8Array }).data, 1);
+  const vaultPub = createPublicKey({ key: Buffer.concat([Buffer.from('302a300506032b656e032100', 'hex'), x.publicKey]), format: 'der', type: 'spki' });
+  assert.deepEqual(Buffer.from(shared!), diffieHellman({ privateKey: peer.privateKey, publicKey: vaultPub }), "the same secret node:crypto's diffieHellman gets");
+  assert.equal(small!.type, 'extension_failure', 'a small-order peer key is refused');
+});
+
 test('the Tor extension codec round-trips, and anything else is a typed error', () => {
   const req = fc.oneof(
     fc.record({ name: fc.constant(EXT_TOR_SIGN), keyBlob: fc.uint8Array({ maxLength: 200 }), data: fc.uint8Array({ maxLength: 500 }) }),
     fc.record({ name: fc.constant(EXT_TOR_BLINDED_KEY), keyBlob: fc.uint8Array({ maxLength: 200 }), period: fc.record({ num: fc.integer({ min: 0, max: 2 ** 40 }), length: fc.integer({ min: 1, max: 527040 }) }) }),
+    fc.record({ name: fc.constant(EXT_TOR_RSA_SIGN), keyBlob: fc.uint8Array({ maxLength: 200 }), data: fc.oneof(fc.uint8Array({ minLength: 20, maxLength: 20 }), fc.uint8Array({ minLength: 32, maxLength: 32 })) }),
+    fc.record({ name: fc.constant(EXT_TOR_X25519), keyBlob: fc.uint8Array({ maxLength: 200 }), data: fc.uint8Array({ minLength: 32, maxLength: 32 }) }),
     fc.record({ name: fc.constant(EXT_TOR_BLIND_SIGN), keyBlob: fc.uint8Array({ maxLength: 200 }), period: fc.record({ num: fc.integer({ min: 0, max: 2 ** 40 }), length: fc.integer({ min: 1, max: 527040 }) }), data: fc.uint8Array({ maxLength: 500 }) }),
   ) as fc.Arbitrary<TorExtensionRequest>;
   fc.assert(fc.property(req, (r) => assert.deepEqual(JSON.parse(JSON.stringify(decodeTorExtension(r.name, encodeTorExtension(r)), (_k, x) => (x instanceof Uint8Array ? [...x] : x))), JSON.parse(JSON.stringify(r, (_k, x) => (x instanceof Uint8Array ? [...x] : x))))));
   fc.assert(
-    fc.property(fc.constantFrom(EXT_TOR_SIGN, EXT_TOR_BLINDED_KEY, EXT_TOR_BLIND_SIGN), fc.uint8Array({ maxLength: 300 }), (name, junk) => {
+    fc.property(fc.constantFrom(EXT_TOR_SIGN, EXT_TOR_BLINDED_KEY, EXT_TOR_BLIND_SIGN, EXT_TOR_RSA_SIGN, EXT_TOR_X25519), fc.uint8Array({ maxLength: 300 }), (name, junk) => {
       try {
         decodeTorExtension(name, junk);
       } catch (e) {
@@ -109,6 +155,8 @@ test('100,000 mutated Tor extension frames: the agent answers each and keeps ser
     ext({ name: EXT_TOR_SIGN, keyBlob: stranger, data: randomBytes(40) }),
     ext({ name: EXT_TOR_BLINDED_KEY, keyBlob: stranger, period }),
     ext({ name: EXT_TOR_BLIND_SIGN, keyBlob: stranger, period, data: randomBytes(40) }),
+    ext({ name: EXT_TOR_RSA_SIGN, keyBlob: stranger, data: randomBytes(20) }),
+    ext({ name: EXT_TOR_X25519, keyBlob: x25519Blob(randomBytes(32)), data: randomBytes(32) }),
   ];
   const r = await fuzzAgent(agent.config.socketPath, Number(process.env.CUSTOS_AGENT_FUZZ_FRAMES ?? 100_000), 7, seeds);
   t.diagnostic(JSON.stringify(r));
