@@ -19,6 +19,7 @@
  * interval of them, after an unclean stop). A copy of the anchor kept off the host
  * (`custos audit anchor` prints it; `audit verify --anchor FILE` checks against it) closes both.
  */
+import { fsyncDir } from '../core/files.js';
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { randomBytes, verify as nodeVerify } from 'node:crypto';
 import { dirname, join } from 'node:path';
@@ -165,14 +166,6 @@ export function readAnchorFile(path: string, vaultId: string, auditPublicKey: Ui
   return decodeAnchor(buf.toString('utf8'), vaultId, auditPublicKey, path);
 }
 
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** Writes `a` to the anchor file at `path` unless it vouches for a later entry already. */
 export function writeAnchorFile(path: string, a: Anchor, signer: AuditSigner, publicKey: Uint8Array): void {

@@ -10,6 +10,7 @@
  * shared by every node whose data directory names it; each node keeps its own custos.anchor
  * (the newest head it has seen), so each refuses a database older than what it saw itself.
  */
+import { fsyncDir } from '../core/files.js';
 import type { GuardPolicy } from '../accounts/guard.js';
 import type { SessionLimits } from './sessions.js';
 import { chmodSync, closeSync, copyFileSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -113,15 +114,6 @@ level = "info"
 # backup_authorization_file = "lightning-backup-auth"
 `;
 
-function fsyncDir(dir: string): void {
-  // A file's fsync does not make its directory entry durable (ENVIRONMENT.md): sync the dir too.
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /**
  * Creates the directory 0700, or checks an existing one: it must belong to the user running

@@ -4,6 +4,7 @@
  * here, on the relay host; its secret never goes to the vault) and its type-4 certificate,
  * signed by the master in the vault.
  */
+import { fsyncDir } from '../../core/files.js';
 import { Command, Option } from 'commander';
 import { closeSync, constants, existsSync, fchmodSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync, chmodSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -40,14 +41,6 @@ function writeAtomic(dir: string, name: string, bytes: Uint8Array): void {
   renameSync(tmp, join(dir, name));
 }
 
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** The certificate in a keys directory and when it expires, if there is a sound one for `master`. */
 function currentCert(dir: string, master: Uint8Array): { expires: Date } | null {
