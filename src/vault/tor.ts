@@ -150,12 +150,12 @@ export class Tor {
     const der = await this.core.refuseOnError(ctx, 'import', { id: null, label: req.label }, {}, () => {
       let k;
       try {
-        k = createPrivateKey({ key: Buffer.from(req.pem), format: 'pem' });
+        k = createPrivateKey({ key: Buffer.from(req.pem.buffer, req.pem.byteOffset, req.pem.byteLength), format: 'pem' });
       } catch {
         throw new CustosError('bad_request', 'The file is not a PEM RSA private key (tor\'s secret_id_key is "-----BEGIN RSA PRIVATE KEY-----").');
       }
       if (k.asymmetricKeyType !== 'rsa' || k.asymmetricKeyDetails?.modulusLength !== 1024) throw new CustosError('bad_request', "A Tor RSA identity key is RSA-1024 (tor's secret_id_key).");
-      return new Uint8Array(k.export({ format: 'der', type: 'pkcs8' }));
+      return k.export({ format: 'der', type: 'pkcs8' }) as Uint8Array; // wiped below
     });
     try {
       return await this.keys.importKey(ctx, { label: req.label, algorithm: 'rsa-1024', format: 'pkcs8', material: der, exportable: false, purpose: 'tor', attributes: { tor_role: 'rsa-identity' } });
@@ -192,7 +192,7 @@ export class Tor {
       produce: async () => {
         const secret = this.core.deps.keyring.openSecret(key);
         try {
-          const k = createPrivateKey({ key: Buffer.from(secret), format: 'der', type: 'pkcs8' });
+          const k = createPrivateKey({ key: Buffer.from(secret.buffer, secret.byteOffset, secret.byteLength), format: 'der', type: 'pkcs8' }); // a view: no copy to forget
           return new Uint8Array(privateEncrypt({ key: k, padding: constants.RSA_PKCS1_PADDING }, digest));
         } finally {
           wipe(secret);
@@ -221,7 +221,7 @@ export class Tor {
     const details = { peer: Buffer.from(peer).toString('hex').slice(0, 64) };
     await this.core.refuseOnError(ctx, 'tor_x25519', key, details, () => {
       assertPurpose(key, 'tor');
-      if (key.algorithm !== 'x25519') throw new CustosError('bad_request', `${key.label} is not an X25519 key.`);
+      if (key.algorithm !== 'x25519' || key.attributes.tor_role !== 'x25519') throw new CustosError('bad_request', `${key.label} is not a Tor X25519 key.`);
       if (peer.length !== 32) throw new CustosError('bad_request', 'An X25519 public key is 32 bytes.');
     });
     return decideSignCommit(this.core, {

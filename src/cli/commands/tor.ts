@@ -47,13 +47,13 @@ function currentCert(dir: string, master: Uint8Array): { expires: Date } | null 
   const path = join(dir, 'ed25519_signing_cert');
   if (!existsSync(path)) return null;
   try {
-    if (lstatSync(path).size > 4096) return null;
+    if (!lstatSync(path).isFile() || lstatSync(path).size > 4096) return null; // (a FIFO or a link is not read)
     const c = decodeCert(decodeTagged(readFileSync(path), 'ed25519v1-cert', 'type4').body);
     if (c.certType !== CERT_TYPE_SIGNING || !c.signingKey || Buffer.compare(Buffer.from(c.signingKey), Buffer.from(master)) !== 0) return null;
     if (!ed25519.verify(c.signature, c.signed, master)) return null;
     // The certificate must be for the signing key on disk (a run stopped between the files leaves them apart).
     const secretPath = join(dir, 'ed25519_signing_secret_key');
-    if (lstatSync(secretPath).size !== 96) return null;
+    if (!lstatSync(secretPath).isFile() || lstatSync(secretPath).size !== 96) return null;
     const secret = decodeTagged(readFileSync(secretPath), 'ed25519v1-secret', 'type4').body;
     const signer = prepareSigner('ed25519-expanded', secret);
     try {
@@ -117,12 +117,31 @@ export function registerTor(program: Command): void {
     chmodSync(o.out, 0o700);
     // One run at a time per directory (a timer and an operator at once would interleave the files).
     const lock = join(o.out, '.custos-relay-keys.lock');
+    const takeLock = () => openSync(lock, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     let lockFd: number;
     try {
-      lockFd = openSync(lock, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+      lockFd = takeLock();
     } catch {
-      throw new CustosError('conflict', `Another custos tor relay-keys is writing ${o.out} (or one stopped there: remove ${lock} if none runs).`);
+      // A lock left by a run that died (its process is gone) is taken over; a live one is not.
+      let holder = NaN;
+      try {
+        if (lstatSync(lock).isFile() && lstatSync(lock).size < 32) holder = Number(readFileSync(lock, 'utf8').trim());
+      } catch {
+        // unreadable: treated as held
+      }
+      let alive = true;
+      if (Number.isInteger(holder) && holder > 0) {
+        try {
+          process.kill(holder, 0);
+        } catch (e) {
+          alive = (e as NodeJS.ErrnoException).code !== 'ESRCH';
+        }
+      }
+      if (alive) throw new CustosError('conflict', `Another custos tor relay-keys (pid ${Number.isNaN(holder) ? '?' : holder}) is writing ${o.out}; if none runs, remove ${lock}.`);
+      unlinkSync(lock);
+      lockFd = takeLock();
     }
+    writeSync(lockFd, `${process.pid}\n`);
     try {
       await issue(o, client, masterPublic, lifetime);
     } finally {

@@ -93,6 +93,8 @@ interface Identity {
 interface Connection {
   id: number;
   binds: SessionBind[];
+  /** Requests answered FAILURE at their deadline and still running (a change to the socket's keys waits for them). */
+  late: Set<Promise<void>>;
   /** A session-bind was attempted on this connection, successful or not (OpenSSH session_bind_attempted). */
   bindAttempted: boolean;
 }
@@ -131,6 +133,9 @@ function storedPublicKeyOf(blob: Uint8Array): Uint8Array | null {
   }
   return null;
 }
+
+/** Requests that change the socket's keys or lock: they wait for a late request still running on their connection. */
+const CHANGES_KEYS: ReadonlySet<string> = new Set(['add_identity', 'add_id_constrained', 'remove_identity', 'remove_all_identities', 'remove_all_rsa_identities', 'lock', 'unlock', 'add_smartcard_key', 'add_smartcard_key_constrained', 'remove_smartcard_key']);
 
 /** Keys read per query when walking a pattern's label range. */
 const CANDIDATE_PAGE = 1000;
@@ -250,7 +255,7 @@ export class SshAgent {
 
   private accept(socket: Socket): void {
     this.connections.add(socket);
-    const conn: Connection = { id: this.nextConn++, binds: [], bindAttempted: false };
+    const conn: Connection = { id: this.nextConn++, binds: [], bindAttempted: false, late: new Set() };
     const reader = new FrameReader();
     let queue = Promise.resolve();
     // Requests are answered one at a time; a client that pipelines faster than that is
@@ -319,11 +324,19 @@ export class SshAgent {
   }
 
   /**
-   * The request's answer, or FAILURE once the deadline passes. What the vault finishes after
-   * the deadline (a signature a slow HSM returns late) is dropped: it is audited as made, but
-   * never sent, and the client was told it failed.
+   * The request's answer, or FAILURE once the deadline passes. Only requests that wait on a
+   * backend have a deadline (a sign request, an extension), and not a sign that waits for a
+   * person (a key added with `ssh-add -c`). What the vault finishes after the deadline (a
+   * signature a slow HSM returns late) is dropped: it is audited as made, never sent, and the
+   * client was told it failed. A request that changes the socket's keys or lock waits for such
+   * a late one first, so the two never interleave (an add landing after the client's remove).
    */
   private async withDeadline(conn: Connection, req: AgentRequest): Promise<AgentResponse> {
+    if (req.type !== 'sign_request' && req.type !== 'extension') {
+      if (conn.late.size && CHANGES_KEYS.has(req.type)) await Promise.allSettled([...conn.late]);
+      return this.handle(conn, req);
+    }
+    if (req.type === 'sign_request' && (await this.find(req.keyBlob, conn))?.key.attributes.confirm === true) return this.handle(conn, req);
     const ms = this.config.requestTimeoutMs ?? 30_000;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
@@ -334,7 +347,9 @@ export class SshAgent {
     } finally {
       clearTimeout(timer);
     }
-    work.catch(() => undefined); // its refusal or failure is already on the record
+    const settled = work.then(() => undefined, () => undefined); // its refusal or failure is already on the record
+    conn.late.add(settled);
+    void settled.then(() => conn.late.delete(settled));
     await this.refuse({ operation: req.type === 'sign_request' ? 'sign' : 'agent_request', reason: 'deadline', key: null, why: `${req.type} was not answered within ${ms} ms (${setting(this.config.name, `request_timeout_seconds = ${Math.round(ms / 1000)}`)}): the backend is slow or unavailable`, details: { request: req.type } });
     return req.type === 'extension' ? { type: 'extension_failure' } : { type: 'failure' };
   }
@@ -553,6 +568,7 @@ export class SshAgent {
     if (req.name === EXT_TOR_SIGN) {
       const id = await this.find(req.keyBlob, conn);
       if (!id || id.key.algorithm !== 'ed25519-expanded') return failed({ operation: 'sign', reason: 'key_not_found', key: id?.key ?? null, why: `${req.name} signs with an ed25519-expanded key added over this socket, and no such key has fingerprint ${asked.key_fingerprint}` });
+      if (id.destinations) return failed({ operation: 'sign', reason: 'destination_not_permitted', key: id.key, why: `${id.key.label} is restricted to destinations (ssh-add -h): it signs only logins to them, never plain bytes` });
       const r = await this.vault.sign({ requestId: randomUUID(), principal: this.principal, key: id.key.id, payload: { kind: 'message', bytes: req.data }, options: {}, context: { protocol: 'ssh-agent', socket: this.config.name, extension: req.name } });
       return { type: 'extension_response', name: req.name, data: encodeTorReply([r.signature]) };
     }

@@ -1,7 +1,7 @@
 /**
  * `tor_periods`: which onion-service time periods a blinded key may sign for, relative to the
- * period the request arrives in (`previous`, `current`, `next`; tor signs descriptors for the
- * current and the next). Judges blinded signatures only (facts `tor_op = blind_sign`,
+ * period the request arrives in (`current`, `next`: tor signs descriptors for those two, and the
+ * vault never signs for any other). Judges blinded signatures only (facts `tor_op = blind_sign`,
  * `tor_period_num`, `tor_period_length`); anything else is a request it cannot judge. Tag
  * `tor_periods`.
  */
@@ -10,10 +10,10 @@ import { invalid } from '../fields.js';
 import { ROTATION_OFFSET_MINUTES } from '../../crypto/tor-blind.js';
 import { ALL_KINDS, type RuleType } from './common.js';
 
-const WHICH = ['previous', 'current', 'next'] as const;
+const WHICH = ['current', 'next'] as const;
 
 export interface TorPeriodsSpec {
-  /** Offsets from the current period allowed: -1, 0, 1. */
+  /** Offsets from the current period allowed: 0, 1. */
   allow: Set<number>;
 }
 
@@ -25,12 +25,12 @@ export const torPeriodsRule: RuleType<TorPeriodsSpec> = {
     const allow = f.list('allow', (s, p) => {
       const i = (WHICH as readonly string[]).indexOf(s);
       if (i < 0) throw invalid(p, `expected one of ${WHICH.join(', ')}, got "${printable(s, 40)}"`);
-      return i - 1;
+      return i;
     }, { what: 'time periods' });
     return { allow: new Set(allow ?? [0, 1]) };
   },
   compile(spec, site) {
-    const names = WHICH.filter((_, i) => spec.allow.has(i - 1)).join(', ');
+    const names = WHICH.filter((_, i) => spec.allow.has(i)).join(', ');
     return {
       id: site.ruleId,
       tag: 'tor_periods',
@@ -44,7 +44,7 @@ export const torPeriodsRule: RuleType<TorPeriodsSpec> = {
         const current = Math.floor((Math.floor(req.now.getTime() / 60_000) - ROTATION_OFFSET_MINUTES) / length);
         const offset = num - current;
         if (!spec.allow.has(offset)) return { result: 'deny', explanation: `period ${num} is ${offset < 0 ? `${-offset} before` : `${offset} after`} the current one (${current}); allowed: ${names}` };
-        return { result: 'pass', explanation: `period ${num} is the ${WHICH[offset + 1]} one, allowed (${names})` };
+        return { result: 'pass', explanation: `period ${num} is the ${WHICH[offset]} one, allowed (${names})` };
       },
     };
   },

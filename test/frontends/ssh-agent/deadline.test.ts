@@ -73,6 +73,16 @@ test('a request the backend never answers gets FAILURE at the deadline; the rest
   assert.ok(other[0]!.at < 350, `while the first waits (${other[0]!.at.toFixed(0)} ms)`);
   const audit = await v.vault.auditTail(20);
   assert.ok(audit.some((e) => e.outcome === 'denied' && e.reason === 'deadline'), 'the deadline is on the record');
-  release();
+  // A request that changes the socket's keys (here the harmless SSH-1 remove-all; an add, a
+  // remove or a lock likewise) waits for a late one still running on its connection, so the two
+  // never interleave; a listing does not wait.
+  setTimeout(() => release(), 1200);
+  const [late, listing, removal] = await talk([sign(slow), encodeRequest({ type: 'request_identities' }), encodeRequest({ type: 'remove_all_rsa_identities' })]);
+  assert.equal(late!.r.type, 'failure');
+  assert.ok(late!.at < 1000, `the held request fails at its deadline (${late!.at.toFixed(0)} ms)`);
+  assert.equal(listing!.r.type, 'identities_answer');
+  assert.ok(listing!.at < 1100, `a listing does not wait (${listing!.at.toFixed(0)} ms)`);
+  assert.equal(removal!.r.type, 'success');
+  assert.ok(removal!.at >= 1100, `the removal waited for the late signature to finish (${removal!.at.toFixed(0)} ms)`);
   backend.sign = original;
 });
