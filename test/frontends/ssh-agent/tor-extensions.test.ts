@@ -11,7 +11,9 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { createHash, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, publicDecrypt, constants, randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { ROOT } from '../../helpers/process.js';
+import { encodeTagged } from '../../../src/crypto/tor-cert.js';
 import { requireTool } from '../../helpers/require.js';
 import fc from 'fast-check';
 import { ed25519 } from '@noble/curves/ed25519.js';
@@ -83,6 +85,28 @@ test('blinded key and blinded signature over the agent, for the onion-service ke
   assert.equal(plain!.type, 'failure');
   const audit = await v.vault.auditTail(50);
   assert.ok(audit.some((e) => e.operation === 'tor_blind_sign' && e.outcome === 'ok' && e.principal === 'ssh-agent:tor'), 'audited under the agent');
+});
+
+test('the tor-keyblind vectors through the agent: the blinded keys and subcredential of their periods', async (t) => {
+  const file = join(ROOT, '..', 'shared', 'vectors', 'tor-keyblind', 'keyblind-vectors.json');
+  if (!existsSync(file)) return t.skip('Tor vectors come from ../shared/vectors/tor-keyblind (absent here)');
+  const d = JSON.parse(readFileSync(file, 'utf8'));
+  const hex = (x: string) => new Uint8Array(Buffer.from(x, 'hex'));
+  const cases: Array<{ label: string; secret: string; pub: string; periods: Array<{ num: number; length: number; blinded: string; subcredential?: string }> }> = [
+    { label: 'hs-vector-e2e', secret: d.ctor_hs_blinding_end_to_end.expanded_secret_key_a_RH, pub: d.ctor_hs_blinding_end_to_end.public_key_A, periods: [{ num: d.ctor_hs_blinding_end_to_end.period_num, length: d.ctor_hs_blinding_end_to_end.period_length_minutes, blinded: d.ctor_hs_blinding_end_to_end.blinded_public_key, subcredential: d.ctor_hs_blinding_end_to_end.subcredential }] },
+    { label: 'hs-vector-allium', secret: d.arti_keystore_allium_cepa.identity.expanded_secret_key_a_RH, pub: d.arti_keystore_allium_cepa.identity.public_key_A, periods: (d.arti_keystore_allium_cepa.blinded as Array<Record<string, string | number>>).map((b) => ({ num: Number(b.period_num), length: Number(b.period_length_minutes), blinded: String(b.blinded_public_key) })) },
+  ];
+  for (const c of cases) {
+    await v.vault.tor.importOnionService(v.ctx(), { label: c.label, file: encodeTagged('ed25519v1-secret', 'type0', hex(c.secret)) });
+    const answers = await talk(c.periods.map((p) => ext({ name: EXT_TOR_BLINDED_KEY, keyBlob: blobOf(hex(c.pub)), period: { num: p.num, length: p.length } })));
+    c.periods.forEach((p, i) => {
+      const a = answers[i]!;
+      assert.ok(a.type === 'extension_response', JSON.stringify(a));
+      const [blinded, subcred] = decodeTorReply((a as { data: Uint8Array }).data, 2);
+      assert.equal(Buffer.from(blinded!).toString('hex'), p.blinded, `${c.label} period ${p.num}`);
+      if (p.subcredential) assert.equal(Buffer.from(subcred!).toString('hex'), p.subcredential);
+    });
+  }
 });
 
 test("RSA: tor's raw PKCS#1 v1.5 over a digest, verified by openssl pkeyutl without DigestInfo; X25519 agreeing with node:crypto", async (t) => {
