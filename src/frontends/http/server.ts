@@ -28,6 +28,7 @@ import { clusterRoutes } from './cluster.js';
 import { lightningRoutes } from './lightning.js';
 import { lightningChannelRoutes } from './lightning-channels.js';
 import { torRoutes } from './tor.js';
+import { uiRoutes } from './ui.js';
 import type { ClusterApi } from '../../core/cluster.js';
 
 /** Keys per unit (one transaction) of a batch creation. */
@@ -654,6 +655,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   lightningRoutes(app, vault, ctx);
   lightningChannelRoutes(app, vault, ctx);
   torRoutes(app, vault, ctx);
+  uiRoutes(app);
 
   app.get<{ Querystring: { limit?: string } }>('/v1/audit', { schema: S.auditSchema }, async (req) => {
     const limit = Math.min(Math.max(Number(req.query.limit ?? 50), 1), 1000);

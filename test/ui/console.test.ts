@@ -1,0 +1,108 @@
+/**
+ * The web console (/ui/) in a real browser: headless Chromium (Debian `chromium`, driven by
+ * playwright-core) against a real `custos serve`. A PSBT waits for 2 of 3 approvers; the first
+ * approver logs in with a token, sees the waiting request with what it sends, where and the fee,
+ * and approves; it stays waiting (live, without a reload); the second approves and the client
+ * that asked gets its signature. A signer-scoped principal sees no approve button, and the API
+ * refuses it anyway. Pages carry a strict Content-Security-Policy and run with it (no inline
+ * code). CUSTOS_SCREENSHOTS=1 writes the README's screenshots to docs/screenshots/.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Page } from 'playwright-core';
+import { CustosClient } from '../../src/client/index.js';
+import { CustosApiError } from '../../src/client/transport.js';
+import { tempDir } from '../helpers/tmpvault.js';
+import { custos, ROOT, serve } from '../helpers/process.js';
+import { requireTool } from '../helpers/require.js';
+import { hdSpend } from '../helpers/psbt.js';
+
+const PASSENV = { CUSTOS_PASSPHRASE: 'console test passphrase' };
+const MNEMONIC = 'legal winner thank year wave sausage worth useful legal winner thank yellow';
+
+async function logIn(page: Page, url: string, token: string): Promise<void> {
+  await page.goto(`${url}/ui/`);
+  await page.getByLabel('API token').fill(token);
+  await page.getByRole('button', { name: 'Log in' }).click();
+}
+
+test('approvers decide a waiting PSBT in the console (2 of 3, live), and the waiting client gets its signature; a signer sees no approve button', { timeout: 120_000 }, async (t) => {
+  if (!requireTool(t, 'chromium', 'chromium')) return;
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const dataDir = join(dir, 'v');
+  const tokenFile = join(dir, 'admin.token');
+  assert.equal(custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12', '--admin-token-file', tokenFile], PASSENV).status, 0);
+  const s = await serve(['--data-dir', dataDir], PASSENV);
+  t.after(() => s.stop());
+  const admin = new CustosClient({ addr: s.url, token: readFileSync(tokenFile, 'utf8').trim() });
+  t.after(() => admin.close());
+
+  await admin.createHdKey({ label: 'treasury', curve: 'secp256k1', mnemonic: MNEMONIC, purpose: 'bitcoin' });
+  const tokens: Record<string, string> = {};
+  for (const name of ['alice', 'bob', 'carol']) tokens[name] = (await admin.createToken({ name, role: 'approver' })).token!;
+  tokens.payer = (await admin.createToken({ name: 'payer', role: 'signer', keys: ['treasury'] })).token!;
+  await admin.uploadPolicy(JSON.stringify({ id: 'two-of-three', applies_to: { keys: ['treasury'] }, rules: [{ type: 'approval', approvers: ['token:alice', 'token:bob', 'token:carol'], required: 2 }] }), 'json');
+
+  // The console's own headers.
+  const res = await fetch(`${s.url}/ui/`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-security-policy') ?? '', /script-src 'self'/);
+  assert.doesNotMatch(res.headers.get('content-security-policy') ?? '', /unsafe-inline/);
+  assert.equal((await fetch(`${s.url}/ui/..%2fpackage.json`)).status, 404, 'only the console files are served');
+
+  // The payer's PSBT waits for approvals.
+  const payer = new CustosClient({ addr: s.url, token: tokens.payer! });
+  t.after(() => payer.close());
+  const psbt = hdSpend(MNEMONIC, "m/84'/1'/0'/0/0", 7, 60_000n, 55_000n);
+  const signed = payer.signPsbt('treasury', psbt.toBuffer(), 'regtest');
+  signed.catch(() => undefined);
+
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  const violations: string[] = [];
+  page.on('console', (m) => {
+    if (/Content Security Policy|Refused to/i.test(m.text())) violations.push(m.text());
+  });
+
+  await logIn(page, s.url, tokens.alice!);
+  const card = page.getByRole('article', { name: /with treasury/ });
+  await card.waitFor({ timeout: 15_000 });
+  const text = await card.innerText();
+  assert.match(text, /Requested by\s+token:payer/);
+  assert.match(text, /Sent away \(sats\)\s+55000/);
+  assert.match(text, /Fee \(sats\)\s+5000/);
+  assert.match(text, /bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080/);
+  assert.match(text, /0 of 2/);
+  if (process.env.CUSTOS_SCREENSHOTS) {
+    mkdirSync(join(ROOT, 'docs', 'screenshots'), { recursive: true });
+    await page.screenshot({ path: join(ROOT, 'docs', 'screenshots', 'console-approvals.png'), fullPage: true });
+  }
+  await card.getByRole('button', { name: 'Approve' }).click();
+  await page.getByRole('status').filter({ hasText: 'Approval recorded (1 of 2)' }).waitFor();
+  await page.getByRole('article', { name: /with treasury/ }).filter({ hasText: '1 of 2 (token:alice)' }).waitFor({ timeout: 10_000 });
+
+  // A second approver, in the same browser after logging out.
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await logIn(page, s.url, tokens.bob!);
+  await page.getByRole('article', { name: /with treasury/ }).getByRole('button', { name: 'Approve' }).click();
+  await page.getByRole('status').filter({ hasText: 'Approved' }).waitFor();
+  const out = await signed;
+  assert.deepEqual(out.signed_inputs, [0], 'the waiting client got its signed PSBT');
+  await page.getByText('Nothing is waiting for an approval.').waitFor({ timeout: 10_000 });
+
+  // A signer's token: no approve button, and the API refuses it anyway.
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await logIn(page, s.url, tokens.payer!);
+  await page.getByText('This principal may not approve requests.').waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Approve' }).count(), 0);
+  await assert.rejects(payer.approvals(), (e: unknown) => e instanceof CustosApiError && e.status === 403);
+  // A wrong token: back to the login form, said so.
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await logIn(page, s.url, 'custos_not-a-token');
+  await page.getByText('The token was not accepted: log in again.').waitFor();
+  assert.deepEqual(violations, [], 'the pages run under their Content-Security-Policy');
+});
