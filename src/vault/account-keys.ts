@@ -29,7 +29,7 @@ import { randomBytes } from 'node:crypto';
 import { checkGrant, GRANT_PREFIX, grantExpired, MAX_GRANTS, type Grant } from '../accounts/grants.js';
 import type { AccountType } from './accounts.js';
 import type { Ctx, VaultCore } from './core.js';
-import type { Keys } from './keys.js';
+import { choosePurpose, type Keys } from './keys.js';
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,34}$/;
 const SECRET_PREFIX = 'account_secret.';
@@ -81,6 +81,8 @@ export class AccountKeys {
   async import(ctx: Ctx, a: SessionAccount, name: string, algorithm: Algorithm, secret: Uint8Array): Promise<KeyRecord> {
     const imported = importSecret('raw', secret, algorithm);
     try {
+      // A `general` key like any other: the algorithms only Tor keys may be (RSA-1024, X25519) are refused here too.
+      await this.core.refuseOnError(ctx, 'import', { id: null, label: AccountKeys.label(a, name) }, {}, () => choosePurpose(imported.algorithm, 'general', 'general'));
       return await this.keys.storeNewKey(ctx, 'import', AccountKeys.label(a, name), imported.algorithm, { secret: imported.secret }, a.type === 'self-custodial', this.attributes(a));
     } finally {
       wipe(imported.secret);

@@ -141,3 +141,19 @@ test('a call already inside a session releases nothing once the session was ende
     await v.dispose();
   }
 });
+
+test("an account's imported key is a general key: Tor's own algorithms (X25519, RSA-1024) are refused", async () => {
+  const v = await makeVault();
+  try {
+    const a = await session(v.vault, v.ctx(), 'judy');
+    const route = 'POST /v1/session/keys/import';
+    const sub = await v.vault.sessions!.enter(anon(), a.sid, 1, route, a.seal(1, route, '{}'));
+    const ctx = { principal: accountPrincipal(sub.account, sub.guards), requestId: randomUUID() };
+    assert.equal(await refused(v.vault.accountKeys!.import(ctx, sub.account, 'ntor', 'x25519', new Uint8Array(32).fill(9))), 'bad_request');
+    const k = await v.vault.accountKeys!.import(ctx, sub.account, 'ok', 'ed25519', new Uint8Array(32).fill(9));
+    assert.equal(k.attributes.purpose, 'general');
+    sub.dispose();
+  } finally {
+    await v.dispose();
+  }
+});
