@@ -15,6 +15,7 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { sha3_256 } from '@noble/hashes/sha3.js';
 import { sha512 } from '@noble/hashes/sha2.js';
 import { concatBytes } from '@noble/hashes/utils.js';
+import { bytesToNumberLE, numberToBytesLE } from '@noble/curves/utils.js';
 import { base32 } from '@scure/base';
 import { CustosError } from '../core/errors.js';
 import { wipe } from '../core/bytes.js';
@@ -29,19 +30,8 @@ export const ROTATION_OFFSET_MINUTES = 720;
 
 const bad = (m: string) => new CustosError('bad_request', m, { tag: 'tor_blinding' });
 
-function le(b: Uint8Array): bigint {
-  let n = 0n;
-  for (let i = b.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(b[i]!);
-  return n;
-}
-function le32(n: bigint): Uint8Array {
-  const out = new Uint8Array(32);
-  for (let i = 0; i < 32; i++) {
-    out[i] = Number(n & 0xffn);
-    n >>= 8n;
-  }
-  return out;
-}
+const le = bytesToNumberLE;
+const le32 = (n: bigint): Uint8Array => numberToBytesLE(n, 32);
 
 export interface TimePeriod {
   num: number;

@@ -13,6 +13,7 @@ import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { ripemd160 } from '@noble/hashes/legacy.js';
 import { concatBytes } from '@noble/hashes/utils.js';
+import { bytesToNumberBE, numberToBytesBE } from '@noble/curves/utils.js';
 import { Script, Transaction, OutScript } from '@scure/btc-signer';
 import { CustosError } from '../core/errors.js';
 import { wipe } from '../core/bytes.js';
@@ -31,8 +32,8 @@ export const MAX_TX_BYTES = 400_000;
 
 const bad = (m: string) => new CustosError('bad_request', m, { tag: 'lightning_tx' });
 
-const toScalar = (b: Uint8Array): bigint => BigInt('0x' + Buffer.from(b).toString('hex'));
-const fromScalar = (n: bigint): Uint8Array => Uint8Array.from(Buffer.from(n.toString(16).padStart(64, '0'), 'hex'));
+const toScalar = bytesToNumberBE;
+const fromScalar = (n: bigint): Uint8Array => numberToBytesBE(n, 32);
 
 /** BOLT 3 `generate_from_seed(seed, I)`: flip bit B of the running value for each set bit B of I (47 down to 0), hashing after each. */
 export function perCommitmentSecret(seed: Uint8Array, index: bigint): Uint8Array {

@@ -63,6 +63,16 @@ const signTweaked = (digest: Uint8Array, base: (s: ChannelSecrets) => Uint8Array
   }
 };
 
+/** The holder's per-commitment point at LDK index `idx` (the secret on the way is wiped). */
+function holderPointOf(commitmentSeed: Uint8Array, idx: bigint): Uint8Array {
+  const secret = perCommitmentSecret(commitmentSeed, idx);
+  try {
+    return pointOf(secret);
+  } finally {
+    wipe(secret);
+  }
+}
+
 /** LDK's commitment index (counting down from 2^48 - 1) as a BOLT 3 number. */
 function numberOfIndex(idx: bigint): number {
   if (typeof idx !== 'bigint' || idx < 0n || idx > INITIAL_COMMITMENT_NUMBER) throw new CustosError('bad_request', 'A commitment index is a 48-bit number.');
@@ -89,7 +99,6 @@ interface Plan<T> {
   /** The digest a `sign` request is about (policy documents may look at it). */
   digest?: Uint8Array;
   produce: (secrets: ChannelSecrets) => T;
-  outcome?: (t: T) => AuditDraft['details'];
 }
 
 export class LightningChannels {
@@ -134,6 +143,8 @@ export class LightningChannels {
   async publicKeys(ctx: Ctx, ref: string, keysId: string): Promise<ChannelPublicKeys> {
     const key = await this.ln.nodeKey(ctx, 'lightning_channel', 'sign', ref);
     await this.core.refuseOnError(ctx, 'lightning_channel', key, {}, () => checkKeysId(keysId));
+    const kept = this.publics.get(`${key.id}/${key.version}/${keysId}`);
+    if (kept) return kept;
     const s = this.secretsOf(key, keysId);
     try {
       return this.publicKeysOf(key, keysId, s);
@@ -148,12 +159,7 @@ export class LightningChannels {
     await this.core.refuseOnError(ctx, 'lightning_channel', key, {}, () => (checkKeysId(keysId), numberOfIndex(idx)));
     const s = this.secretsOf(key, keysId);
     try {
-      const secret = perCommitmentSecret(s.commitment, idx);
-      try {
-        return pointOf(secret);
-      } finally {
-        wipe(secret);
-      }
+      return holderPointOf(s.commitment, idx);
     } finally {
       wipeSecrets(s);
     }
@@ -514,14 +520,7 @@ export class LightningChannels {
       secrets = this.secretsOf(key, keysId);
       const pub = this.publicKeysOf(key, keysId, secrets);
       const seed = secrets.commitment;
-      const holderPoint = (idx: bigint) => {
-        const secret = perCommitmentSecret(seed, idx);
-        try {
-          return pointOf(secret);
-        } finally {
-          wipe(secret);
-        }
-      };
+      const holderPoint = (idx: bigint) => holderPointOf(seed, idx);
       const p = await this.core.refuseOnError(ctx, operation, key, details, () => plan(state, pub, holderPoint, this.walletScriptOf(key)));
       Object.assign(details, p.facts);
       const next = p.request ? await this.core.refuseOnError(ctx, operation, key, details, () => decideChannel(state, p.request!)) : null;
@@ -562,7 +561,7 @@ export class LightningChannels {
           await backup();
           return t;
         },
-        outcome: (t) => ({ ...(p.outcome?.(t) ?? {}), ...(record ? { record_sha256: hex(recordHash(record)) } : {}) }),
+        outcome: (): AuditDraft['details'] => (record ? { record_sha256: hex(recordHash(record)) } : {}),
       });
       committed();
       return t;

@@ -99,8 +99,6 @@ export interface SignerCall {
 /** The Custos-backed SignerProvider and a log of every call it made. */
 export class CustosSignerProvider {
   readonly calls: SignerCall[] = [];
-  /** The latest signer made for each channel keys id (LDK derives one per user: channel, monitor). */
-  readonly signers = new Map<string, ldk.EcdsaChannelSigner>();
   private readonly hold: unknown[] = [];
   readonly provider: ldk.SignerProvider;
 
@@ -219,7 +217,6 @@ export class CustosSignerProvider {
     };
     const signer = ldk.EcdsaChannelSigner.new_impl(ecdsa, cs, pubkeys);
     this.hold.push(pubkeys, cs, ecdsa);
-    this.signers.set(channel, signer);
     return signer;
   }
 }
