@@ -1,50 +1,27 @@
-// The Custos console: plain ES module, no build step, served under /ui/ with a strict
-// Content-Security-Policy (no inline script or style). The API token lives in sessionStorage
-// and goes only in the Authorization header (no cookie, so no cross-site request can carry it);
-// every action is a call to the HTTP API, authorised exactly as for any other client.
+// The Custos console: plain ES modules, no build step, served under /ui/ with a strict
+// Content-Security-Policy (no inline script or style). The way in is an API token kept in
+// sessionStorage and sent only in the Authorization header, or the browser's client
+// certificate on a TLS listener with [api] client_ca; no cookie, so no other site's request
+// can carry it. Every action is a call to the HTTP API, authorised exactly as for any client.
+import { api, auth, el } from './lib.js';
+import * as approvals from './pages/approvals.js';
+import * as audit from './pages/audit.js';
+import * as keys from './pages/keys.js';
+import * as policies from './pages/policies.js';
+import * as health from './pages/health.js';
 
+const PAGES = { approvals, audit, keys, policies, health };
 const main = document.getElementById('main');
-const status = document.getElementById('status');
 const nav = document.getElementById('nav');
 const logoutButton = document.getElementById('logout');
 let poll = null;
-
-const token = () => sessionStorage.getItem('custos.token');
-
-/** A text node or element with children; never innerHTML (what the vault returns is data, not markup). */
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === 'onclick' || k === 'onsubmit') e.addEventListener(k.slice(2), v);
-    else if (v !== false && v !== undefined) e.setAttribute(k, v === true ? '' : String(v));
-  }
-  for (const c of children.flat()) if (c !== null && c !== undefined) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return e;
-}
-
-async function api(method, path, body) {
-  const res = await fetch(path, {
-    method,
-    headers: { authorization: `Bearer ${token()}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-    cache: 'no-store',
-  });
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) {
-    const err = new Error(data?.error?.message ?? `HTTP ${res.status}`);
-    err.status = res.status;
-    err.code = data?.error?.code;
-    throw err;
-  }
-  return data;
-}
-
-function say(text) {
-  status.textContent = text;
-}
+/** GET /v1/whoami of this tab's principal, once logged in. */
+let me = null;
+/** Bumped by every navigation: a render that finishes after the next one started is dropped. */
+let generation = 0;
 
 function stopPolling() {
-  if (poll) clearInterval(poll);
+  if (poll) clearTimeout(poll);
   poll = null;
 }
 
@@ -52,6 +29,7 @@ function showLogin(message) {
   stopPolling();
   nav.hidden = true;
   logoutButton.hidden = true;
+  document.title = 'Log in — Custos console';
   const input = el('input', { id: 'token', name: 'token', type: 'password', autocomplete: 'off', required: true, 'aria-describedby': 'token-help' });
   const form = el(
     'form',
@@ -60,9 +38,9 @@ function showLogin(message) {
       'aria-labelledby': 'login-title',
       onsubmit: (ev) => {
         ev.preventDefault();
-        sessionStorage.setItem('custos.token', input.value.trim());
+        auth.useToken(input.value.trim());
         input.value = '';
-        route();
+        void route(true);
       },
     },
     el('h2', { id: 'login-title' }, 'Log in'),
@@ -71,81 +49,104 @@ function showLogin(message) {
     el('small', { id: 'token-help' }, 'It stays in this tab only, and is sent to this vault only.'),
     el('button', { type: 'submit' }, 'Log in'),
   );
-  main.replaceChildren(...(message ? [el('p', { class: 'notice', role: 'alert' }, message)] : []), form);
+  // A TLS listener with [api] client_ca knows a principal by its certificate: no token needed.
+  const cert =
+    location.protocol === 'https:'
+      ? el(
+          'p',
+          {},
+          el(
+            'button',
+            {
+              type: 'button',
+              onclick: () => {
+                auth.useCertificate();
+                void route(true);
+              },
+            },
+            'Log in with this browser’s client certificate',
+          ),
+        )
+      : null;
+  main.replaceChildren(...(message ? [el('p', { class: 'notice', role: 'alert' }, message)] : []), form, cert, el('p', {}, el('a', { href: '#health' }, 'Vault health and unsealing')));
   input.focus();
 }
 
-/** Facts of a request, for people: amounts in sats, lists split. */
-function summaryRows(summary) {
-  const names = { sent_externally_sats: 'Sent away (sats)', fee_sats: 'Fee (sats)', destinations: 'Destinations', protocol: 'Protocol', network: 'Network', txid: 'Transaction id' };
-  return Object.entries(summary ?? {}).flatMap(([k, v]) => [el('dt', {}, names[k] ?? k), el('dd', {}, String(v))]);
+function loginFailed(e) {
+  const byCert = auth.certificate();
+  auth.forget();
+  me = null;
+  if (e.status !== 401) return showLogin(`The vault could not be reached: ${e.message}`);
+  showLogin(byCert ? 'This browser’s certificate was not accepted (none sent, or not a principal’s): log in with a token.' : 'The token was not accepted: log in again.');
 }
 
-function approvalCard(a) {
-  const decide = (verb) => async () => {
-    try {
-      const r = await api('POST', `/v1/approvals/${encodeURIComponent(a.id)}/${verb}`);
-      say(verb === 'approve' ? (r.settled === 'approved' ? 'Approved: the request goes on.' : `Approval recorded (${r.approved_by.length} of ${r.required}).`) : 'Denied.');
-    } catch (e) {
-      say(`Refused: ${e.message}`);
-    }
-    await renderApprovals();
-  };
-  const heading = `${a.operation} with ${a.key_label ?? a.key_id}`;
-  return el(
-    'article',
-    { 'aria-label': heading, 'data-approval': a.id },
-    el('h2', {}, heading),
-    el(
-      'dl',
-      {},
-      el('dt', {}, 'Requested by'),
-      el('dd', {}, a.requester),
-      el('dt', {}, 'Requested at'),
-      el('dd', {}, a.created_at),
-      el('dt', {}, 'Expires at'),
-      el('dd', {}, a.expires_at),
-      el('dt', {}, 'Approvals'),
-      el('dd', {}, `${a.approved_by.length} of ${a.required}${a.approved_by.length ? ` (${a.approved_by.join(', ')})` : ''}`),
-      el('dt', {}, 'Approvers'),
-      el('dd', {}, a.approvers.join(', ')),
-      ...summaryRows(a.summary),
-    ),
-    el('div', { class: 'actions' }, el('button', { type: 'button', onclick: decide('approve') }, 'Approve'), el('button', { type: 'button', class: 'deny', onclick: decide('deny') }, 'Deny')),
-  );
-}
-
-async function renderApprovals() {
-  let list;
-  try {
-    list = (await api('GET', '/v1/approvals')).approvals;
-  } catch (e) {
-    if (e.status === 401) return showLogin('The token was not accepted: log in again.');
-    stopPolling();
-    main.replaceChildren(el('h2', {}, 'Approvals'), el('p', { class: 'notice', role: 'alert' }, e.status === 403 ? 'This principal may not approve requests.' : `The vault refused: ${e.message}`));
-    return;
+function markCurrent(name) {
+  for (const a of nav.querySelectorAll('a')) {
+    if (a.getAttribute('href') === `#${name}`) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
   }
-  // Keep the keyboard where it was across a refresh.
-  const focused = document.activeElement?.closest?.('article')?.getAttribute('data-approval');
-  const title = el('h2', {}, 'Approvals waiting');
-  main.replaceChildren(title, list.length ? el('div', {}, list.map(approvalCard)) : el('p', {}, 'Nothing is waiting for an approval.'));
-  if (focused) main.querySelector(`[data-approval="${CSS.escape(focused)}"] button`)?.focus();
 }
 
-async function route() {
-  if (!token()) return showLogin();
-  nav.hidden = false;
-  logoutButton.hidden = false;
+async function route(moveFocus = true) {
   stopPolling();
-  await renderApprovals();
-  // Live: the list follows the vault without a reload.
-  poll = setInterval(() => void renderApprovals(), 2000);
+  const gen = ++generation;
+  const name = Object.hasOwn(PAGES, location.hash.slice(1)) ? location.hash.slice(1) : 'approvals';
+  let page = PAGES[name];
+  // A sealed vault answers nothing but its seal and health: show those, with the unseal form.
+  const seal = await api('GET', '/v1/sys/seal-status').catch(() => ({ sealed: false }));
+  if (gen !== generation) return;
+  if (seal.sealed) page = health;
+  else if (!auth.loggedIn() && !page.open) return showLogin();
+  const loggedIn = auth.loggedIn() && !seal.sealed;
+  if (loggedIn && !me) {
+    try {
+      me = await api('GET', '/v1/whoami');
+    } catch (e) {
+      if (gen !== generation) return;
+      return loginFailed(e);
+    }
+    if (gen !== generation) return;
+  }
+  const may = (p) => !p.needs || (me?.operations ?? []).includes(p.needs);
+  // Only the sections this principal may use; the first of them when none is asked for.
+  for (const a of nav.querySelectorAll('a')) a.parentElement.hidden = !may(PAGES[a.getAttribute('href').slice(1)]);
+  if (!location.hash && loggedIn && page !== health && !may(page)) page = Object.values(PAGES).find(may) ?? health;
+  nav.hidden = !loggedIn;
+  logoutButton.hidden = !auth.loggedIn();
+  markCurrent(Object.keys(PAGES).find((k) => PAGES[k] === page));
+  document.title = `${page.title} — Custos console`;
+  const draw = async (first) => {
+    if (gen !== generation) return;
+    if (loggedIn && !may(page)) {
+      // The API would refuse it (and put the attempt on the record): say so without asking.
+      main.replaceChildren(el('h2', { tabindex: '-1' }, page.title), el('p', { class: 'notice', role: 'alert' }, `This principal may not ${page.what}.`));
+      if (first && moveFocus) main.querySelector('h2')?.focus();
+      return;
+    }
+    let r;
+    try {
+      r = await page.render(main, { loggedIn, rerender: () => route(false) });
+    } catch (e) {
+      if (gen !== generation) return;
+      if (e.status === 401) return loginFailed(e);
+      if (e.code === 'vault_sealed') return route(true);
+      main.replaceChildren(el('h2', { tabindex: '-1' }, page.title), el('p', { class: 'notice', role: 'alert' }, `The vault could not be reached: ${e.message}`));
+      r = {};
+    }
+    if (gen !== generation) return;
+    // After a navigation, the keyboard starts at the page's heading.
+    if (first && moveFocus) main.querySelector('h2')?.focus();
+    // Live: the page follows the vault without a reload.
+    if (page.pollMs && !r?.stop) poll = setTimeout(() => void draw(false), page.pollMs);
+  };
+  await draw(true);
 }
 
 logoutButton.addEventListener('click', () => {
-  sessionStorage.removeItem('custos.token');
-  say('Logged out.');
+  auth.forget();
+  me = null;
+  document.getElementById('status').textContent = 'Logged out.';
   showLogin();
 });
-window.addEventListener('hashchange', () => void route());
-void route();
+window.addEventListener('hashchange', () => void route(true));
+void route(false);

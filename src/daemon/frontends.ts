@@ -235,6 +235,11 @@ export class FrontEnds {
     return [...this.agents.values()].map((a) => a.agent.config.socketPath);
   }
 
+  /** Each configured agent socket as it runs (configured ones that do not run are the caller's to add). */
+  agentStatus(): Array<{ cfg: AgentSocketConfig; status: ReturnType<SshAgent['status']> }> {
+    return [...this.agents.values()].map(({ cfg, agent }) => ({ cfg, status: agent.status() }));
+  }
+
   privvalStatus(): Array<{ cfg: PrivvalConfig; status: PrivvalConnectorStatus }> {
     return [...this.connectors.values()].map(({ cfg, connector }) => ({ cfg, status: connector.status() }));
   }

@@ -204,6 +204,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     version: VERSION,
     ...(https ? { https } : {}),
     privvalStatus: () => privvalStatus(),
+    agentStatus: () => agentStatus(),
     reload: () => reload(),
   });
   const current = () => gate?.openVault ?? opened;
@@ -271,6 +272,16 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     });
     reloading = run;
     return run;
+  }
+  /** Each configured ssh-agent socket: where it listens, and how it runs (or that it does not). */
+  function agentStatus() {
+    const live = new Map(frontends.agentStatus().map((x) => [x.cfg.name, x]));
+    const wanted = (frontends.current?.sshAgents ?? config.sshAgents).filter((a) => a.enabled);
+    const entries = [...wanted, ...[...live.values()].map((x) => x.cfg).filter((c) => !wanted.some((w) => w.name === c.name))];
+    return entries.map((a) => {
+      const run = live.get(a.name);
+      return { name: a.name, socket: resolve(opts.dataDir, a.socket), keys: a.keys, torKeys: a.torKeys, maxConnections: a.maxConnections, ...(run ? run.status : { listening: false, connections: 0, locked: false }) };
+    });
   }
   /** Each configured validator: its connection, and its watermark as stored (survives restarts). */
   async function privvalStatus() {

@@ -16,7 +16,7 @@ import { canonicalJson } from '../core/canonical.js';
 import { bytesToHex, equalBytes, utf8 } from '../core/bytes.js';
 import { printable } from '../core/text.js';
 import type { AuditCheckpoint, AuditEntry, KeyRecord } from '../core/types.js';
-import { comparePosition, GENESIS_HASH, type IndexedAttribute, type ApiToken, type ChainHead, type Chainer, type Store, type StateMutation, type StoredObject, type Watermark, type WriteUnit } from './store.js';
+import { comparePosition, GENESIS_HASH, type IndexedAttribute, type ApiToken, type AuditQuery, type ChainHead, type Chainer, type Store, type StateMutation, type StoredObject, type Watermark, type WriteUnit } from './store.js';
 import {
   auditRowBytes,
   BOOTSTRAP_META,
@@ -1495,6 +1495,20 @@ export abstract class SqlStore implements Store {
   async auditTail(limit: number): Promise<AuditEntry[]> {
     return this.transact(function* () {
       return (yield* all<AuditRow>('SELECT * FROM audit ORDER BY seq DESC LIMIT ?', limit)).map(toAudit).reverse();
+    }, 'statement');
+  }
+
+  async auditQuery(q: AuditQuery): Promise<AuditEntry[]> {
+    const where: string[] = [];
+    const args: Array<string | number> = [];
+    if (q.before !== undefined) (where.push('seq < ?'), args.push(q.before));
+    if (q.key !== undefined) (where.push('(key_id = ? OR key_label = ?)'), args.push(q.key, q.key));
+    if (q.principal !== undefined) (where.push('principal = ?'), args.push(q.principal));
+    if (q.operation !== undefined) (where.push('operation = ?'), args.push(q.operation));
+    if (q.outcome !== undefined) (where.push('outcome = ?'), args.push(q.outcome));
+    const sql = `SELECT * FROM audit${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`;
+    return this.transact(function* () {
+      return (yield* all<AuditRow>(sql, ...args, q.limit)).map(toAudit);
     }, 'statement');
   }
 

@@ -71,6 +71,17 @@ export type StateMutation =
  * latest version is kept. `version` is a u64 (LDK uses u64::MAX for a closed channel's final
  * update), stored as decimal text. A destroyed key's objects stay (they are encrypted).
  */
+/** What the audit view filters on: exact matches, and a cursor for the next (older) page. */
+export interface AuditQuery {
+  limit: number;
+  before?: number;
+  /** A key's id or label. */
+  key?: string;
+  principal?: string;
+  operation?: string;
+  outcome?: string;
+}
+
 export interface StoredObject {
   keyId: string;
   objectId: string;
@@ -245,6 +256,8 @@ export interface Store {
   /** Entries with seq > afterSeq, in order. */
   auditAfter(afterSeq: number, limit: number): Promise<AuditEntry[]>;
   auditTail(limit: number): Promise<AuditEntry[]>;
+  /** The newest entries before `before` (a seq; none: from the head) matching every filter given, newest first. */
+  auditQuery(q: AuditQuery): Promise<AuditEntry[]>;
   putCheckpoint(cp: AuditCheckpoint): Promise<void>;
   checkpoints(): Promise<AuditCheckpoint[]>;
   /** Storage-level consistency check; returns [] when sound, or the problems found. */

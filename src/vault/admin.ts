@@ -4,8 +4,10 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { CustosError, isCustosError } from '../core/errors.js';
-import type { AuditDraft, KeyRecord, Principal, Role, Scope } from '../core/types.js';
-import type { ApiToken, StateMutation, TokenTerms } from '../store/store.js';
+import type { AuditDraft, AuditEntry, KeyRecord, Principal, Role, Scope } from '../core/types.js';
+import type { ApiToken, AuditQuery, StateMutation, TokenTerms } from '../store/store.js';
+import type { VerifyReport } from '../audit/chain.js';
+import { bytesToHex } from '../core/bytes.js';
 import { certificateCredential, certificateNameCredential, hashToken, newToken, normalizeCertificateName, normalizeFingerprint, parseExpiry, parseRateLimit, PRINCIPAL_NAME_RE } from '../accounts/credentials.js';
 import { authorize, forbidden, hasKeyScope, keyInScope, OPERATIONS, permits, ROLES, scopeFor, type Operation } from '../accounts/principals.js';
 import { PolicySet, type PolicyVersion } from '../policy/policy-set.js';
@@ -285,15 +287,17 @@ export class Admin {
   }
 
   /**
-   * The newest entries. A principal confined to some keys sees only entries about those keys
-   * (not refusals of references outside them, not principals' records): the log must not tell
-   * it what its scope hides.
+   * The newest entries, or those matching a filter, newest first, a page at a time (`next` is
+   * the cursor for older ones). A principal confined to some keys sees only entries about
+   * those keys (not refusals of references outside them, not principals' records): the log
+   * must not tell it what its scope hides.
    */
-  async auditTail(limit: number, p?: Principal) {
-    const entries = await this.core.deps.store.auditTail(limit);
-    if (p === undefined) return entries;
+  async auditPage(q: AuditQuery, p?: Principal): Promise<{ entries: AuditEntry[]; next: number | null }> {
+    const entries = await this.core.deps.store.auditQuery(q);
+    const next = entries.length === q.limit ? entries[entries.length - 1]!.seq : null;
+    if (p === undefined) return { entries, next };
     authorize(p, 'audit');
-    if (!hasKeyScope(p)) return entries;
+    if (!hasKeyScope(p)) return { entries, next };
     const keys = new Map<string, boolean>();
     const visible = [];
     for (const e of entries) {
@@ -304,8 +308,39 @@ export class Admin {
       }
       if (keys.get(e.keyId)) visible.push(e);
     }
-    return visible;
+    return { entries: visible, next };
   }
+
+  /** The newest entries in order (the oldest of them first), as `audit tail` prints them. */
+  async auditTail(limit: number, p?: Principal): Promise<AuditEntry[]> {
+    return (await this.auditPage({ limit }, p)).entries.reverse();
+  }
+
+  /**
+   * The whole chain checked as `custos audit verify` checks it (every link, every signed
+   * checkpoint, every entry's MAC), with the newest checkpoint. A check runs at most once at
+   * a time; callers that ask meanwhile share it. It speaks of the whole log, so it is for a
+   * principal that may read the whole log.
+   */
+  async auditStatus(ctx: Ctx): Promise<AuditStatus> {
+    authorize(ctx.principal, 'audit');
+    if (hasKeyScope(ctx.principal)) await this.core.refuse(ctx, 'audit_verify', NO_KEY, forbidden(ctx.principal, 'check the whole audit log'));
+    const check = this.core.deps.auditCheck;
+    if (!check) throw new CustosError('bad_request', 'This vault was opened without its audit key; run `custos audit verify --data-dir DIR` on the host.');
+    this.verifying ??= (async () => {
+      try {
+        const report = await check();
+        const cps = await this.core.deps.store.checkpoints();
+        const last = cps[cps.length - 1];
+        return { ...report, checkedAt: new Date().toISOString(), latestCheckpoint: last ? { seq: last.seq, ts: last.ts, hash: bytesToHex(last.hash) } : null };
+      } finally {
+        this.verifying = null;
+      }
+    })();
+    return this.verifying;
+  }
+
+  private verifying: Promise<AuditStatus> | null = null;
 
   /** Refuses (audited) an act that spans every key to a principal without `op` or confined to some keys. */
   private async requireUnscoped(ctx: Ctx, operation: string, op: Operation, what: string): Promise<void> {
@@ -315,6 +350,12 @@ export class Admin {
 }
 
 const NO_KEY = { id: null, label: null };
+
+/** The chain's verification, when it ran, and the newest signed checkpoint. */
+export interface AuditStatus extends VerifyReport {
+  checkedAt: string;
+  latestCheckpoint: { seq: number; ts: string; hash: string } | null;
+}
 
 /** Moved by every change that revokes an admin or makes one expire (compare-and-set). */
 const ADMIN_GENERATION = 'accounts.admin_generation';

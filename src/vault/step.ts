@@ -134,8 +134,20 @@ async function decide<T>(core: VaultCore, s: SignStep<T>, approvedBy: string[] |
       const summary = {
         ...subject.facts,
         ...(subject.psbt
-          ? { sent_externally_sats: subject.psbt.sentExternally.toString(), fee_sats: subject.psbt.fee.toString(), destinations: subject.psbt.outputs.filter((o) => !o.isChange).map((o) => o.address ?? '(no address)').join(' ') }
+          ? {
+              sent_externally_sats: subject.psbt.sentExternally.toString(),
+              fee_sats: subject.psbt.fee.toString(),
+              destinations: subject.psbt.outputs.filter((o) => !o.isChange).map((o) => o.address ?? '(no address)').join(' '),
+              change_sats: subject.psbt.outputs.filter((o) => o.isChange).reduce((a, o) => a + o.amount, 0n).toString(),
+              // One line per output, in the transaction's order: what an approver reads to decide.
+              outputs: [
+                ...subject.psbt.outputs.slice(0, 50).map((o) => `${o.address ?? '(no address)'} ${o.amount} sats${o.isChange ? ' (change)' : ''}`),
+                ...(subject.psbt.outputs.length > 50 ? [`… and ${subject.psbt.outputs.length - 50} more outputs`] : []),
+              ].join('\n'),
+            }
           : {}),
+        // What asked for the approval, so an approver can tell why it is theirs to give.
+        asked_by: ev.trace.filter((t) => t.result === 'approval').map((t) => `${t.policy} v${t.version} ${t.rule}: ${t.explanation}`).join('; '),
       };
       turn.end();
       approvedBy = await core.awaitApproval(ctx, key, operation, ev.decision.required, summary, details, ev.decision.approvers);

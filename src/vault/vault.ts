@@ -21,7 +21,7 @@ import { Sessions } from './sessions.js';
 import { AccountKeys } from './account-keys.js';
 import { randomUUID } from 'node:crypto';
 import type { AuditDraft, KeyRecord, Principal } from '../core/types.js';
-import type { Store } from '../store/store.js';
+import type { AuditQuery, Store } from '../store/store.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { Admin } from './admin.js';
 import { Authenticator, type Credentials } from '../accounts/authenticator.js';
@@ -39,7 +39,7 @@ import { Tor } from './tor.js';
 export { type PeerCertificate, type Credentials } from '../accounts/authenticator.js';
 export { certificateNames } from '../accounts/credentials.js';
 export { sourceOf } from '../accounts/authenticator.js';
-export { authorize, forbidden, refInScope, OPERATIONS, ROLES, type Operation } from '../accounts/principals.js';
+export { authorize, forbidden, hasKeyScope, permits, refInScope, OPERATIONS, ROLES, type Operation } from '../accounts/principals.js';
 export type { PrincipalRequest, TokenView } from './admin.js';
 export { isExpired, type PolicySubject, type VaultDeps, type VaultMetrics } from './core.js';
 export { checkLabel, newKeyId, publicKeyFormats, type PublicKeyFormats } from './keys.js';
@@ -195,6 +195,8 @@ export class Vault {
   hideForAgent = (...a: Parameters<Admin['hideForAgent']>) => this.admin.hideForAgent(...a);
   restoreAgent = (...a: Parameters<Admin['restoreAgent']>) => this.admin.restoreAgent(...a);
   auditTail = (limit: number, principal?: Principal) => this.admin.auditTail(limit, principal);
+  auditPage = (q: AuditQuery, principal?: Principal) => this.admin.auditPage(q, principal);
+  auditStatus = (ctx: Ctx) => this.admin.auditStatus(ctx);
 
   /**
    * Refuses new work, flushes the log, then runs `beforeRelease` (the final audit anchor,

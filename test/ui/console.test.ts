@@ -9,27 +9,21 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Page } from 'playwright-core';
 import { CustosClient } from '../../src/client/index.js';
 import { CustosApiError } from '../../src/client/transport.js';
 import { tempDir } from '../helpers/tmpvault.js';
-import { custos, ROOT, serve } from '../helpers/process.js';
-import { requireTool } from '../helpers/require.js';
+import { custos, serve } from '../helpers/process.js';
+import { accessibilityProblems, consolePage, launchBrowser, logIn, screenshot } from '../helpers/console.js';
 import { hdSpend } from '../helpers/psbt.js';
 
 const PASSENV = { CUSTOS_PASSPHRASE: 'console test passphrase' };
 const MNEMONIC = 'legal winner thank year wave sausage worth useful legal winner thank yellow';
 
-async function logIn(page: Page, url: string, token: string): Promise<void> {
-  await page.goto(`${url}/ui/`);
-  await page.getByLabel('API token').fill(token);
-  await page.getByRole('button', { name: 'Log in' }).click();
-}
-
 test('approvers decide a waiting PSBT in the console (2 of 3, live), and the waiting client gets its signature; a signer sees no approve button', { timeout: 120_000 }, async (t) => {
-  if (!requireTool(t, 'chromium', 'chromium')) return;
+  const browser = await launchBrowser(t);
+  if (!browser) return;
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
   const dataDir = join(dir, 'v');
@@ -56,18 +50,11 @@ test('approvers decide a waiting PSBT in the console (2 of 3, live), and the wai
   // The payer's PSBT waits for approvals.
   const payer = new CustosClient({ addr: s.url, token: tokens.payer! });
   t.after(() => payer.close());
-  const psbt = hdSpend(MNEMONIC, "m/84'/1'/0'/0/0", 7, 60_000n, 55_000n);
+  const psbt = hdSpend(MNEMONIC, "m/84'/1'/0'/0/0", 7, 100_000n, 55_000n, { path: "m/84'/1'/0'/1/0", value: 40_000n });
   const signed = payer.signPsbt('treasury', psbt.toBuffer(), 'regtest');
   signed.catch(() => undefined);
 
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
-  t.after(() => browser.close());
-  const page = await browser.newPage();
-  const violations: string[] = [];
-  page.on('console', (m) => {
-    if (/Content Security Policy|Refused to/i.test(m.text())) violations.push(m.text());
-  });
-
+  const { page, problems: violations } = await consolePage(browser);
   await logIn(page, s.url, tokens.alice!);
   const card = page.getByRole('article', { name: /with treasury/ });
   await card.waitFor({ timeout: 15_000 });
@@ -77,10 +64,12 @@ test('approvers decide a waiting PSBT in the console (2 of 3, live), and the wai
   assert.match(text, /Fee \(sats\)\s+5000/);
   assert.match(text, /bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080/);
   assert.match(text, /0 of 2/);
-  if (process.env.CUSTOS_SCREENSHOTS) {
-    mkdirSync(join(ROOT, 'docs', 'screenshots'), { recursive: true });
-    await page.screenshot({ path: join(ROOT, 'docs', 'screenshots', 'console-approvals.png'), fullPage: true });
-  }
+  assert.match(text, /Change back to the wallet \(sats\)\s+40000/);
+  assert.match(text, / 40000 sats \(change\)/);
+  assert.match(text, /Outputs\s+bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080 55000 sats/);
+  assert.match(text, /Asked for by\s+two-of-three v1 rules\[0\]/);
+  assert.deepEqual(await accessibilityProblems(page), []);
+  await screenshot(page, 'approvals');
   await card.getByRole('button', { name: 'Approve' }).click();
   await page.getByRole('status').filter({ hasText: 'Approval recorded (1 of 2)' }).waitFor();
   await page.getByRole('article', { name: /with treasury/ }).filter({ hasText: '1 of 2 (token:alice)' }).waitFor({ timeout: 10_000 });
@@ -97,6 +86,10 @@ test('approvers decide a waiting PSBT in the console (2 of 3, live), and the wai
   // A signer's token: no approve button, and the API refuses it anyway.
   await page.getByRole('button', { name: 'Log out' }).click();
   await logIn(page, s.url, tokens.payer!);
+  // Its sections are the ones it may use (keys, not approvals); asked for approvals, it is told.
+  await page.getByRole('heading', { name: 'Keys' }).waitFor();
+  assert.equal(await page.getByRole('link', { name: 'Approvals' }).isVisible(), false);
+  await page.goto(`${s.url}/ui/#approvals`);
   await page.getByText('This principal may not approve requests.').waitFor();
   assert.equal(await page.getByRole('button', { name: 'Approve' }).count(), 0);
   await assert.rejects(payer.approvals(), (e: unknown) => e instanceof CustosApiError && e.status === 403);

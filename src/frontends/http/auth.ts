@@ -78,6 +78,8 @@ export const ROUTE_OPERATIONS: Readonly<Record<string, Operation>> = {
   'GET /v1/privval': 'read',
   'POST /v1/ssh-agents/:name/restore': 'manage',
   'GET /v1/audit': 'audit',
+  'GET /v1/audit/status': 'audit',
+  'GET /v1/ssh-agents': 'read',
   'POST /v1/accounts': 'manage',
   'GET /v1/accounts/:name': 'manage',
   'POST /v1/accounts/:name/unlock': 'manage',

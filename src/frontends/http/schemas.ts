@@ -278,7 +278,18 @@ export const auditSchema = {
   summary: 'Recent audit entries',
   tags: ['audit'],
   security: secured,
-  querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'string', pattern: '^[0-9]{1,4}$' } } },
+  querystring: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      limit: { type: 'string', pattern: '^[0-9]{1,4}$' },
+      before: { type: 'string', pattern: '^[0-9]{1,15}$', description: 'Entries before this sequence number (the `next` of the previous page)' },
+      key: { type: 'string', maxLength: 128, description: 'A key id or label' },
+      principal: { type: 'string', maxLength: 256 },
+      operation: { type: 'string', maxLength: 64 },
+      outcome: { type: 'string', maxLength: 32 },
+    },
+  },
   response: {
     200: {
       type: 'object',
@@ -299,6 +310,79 @@ export const auditSchema = {
               reason: { type: ['string', 'null'] },
               details: { type: 'object', additionalProperties: true },
               hash: { type: 'string' },
+              authenticated: { type: 'boolean', description: 'false: no MAC (written while sealed, or outside Custos)' },
+            },
+          },
+        },
+        next: { type: ['integer', 'null'], description: 'Pass as `before` for the page of older entries; null: this was the oldest' },
+      },
+    },
+    ...errors,
+  },
+} as const;
+
+export const whoamiSchema = {
+  summary: 'The caller: its principal, role, the operations it may use and the keys (label globs, tags) it is confined to',
+  tags: ['tokens'],
+  security: secured,
+  response: {
+    200: {
+      type: 'object',
+      properties: {
+        principal: { type: 'string' },
+        role: { type: ['string', 'null'] },
+        operations: { type: 'array', items: { type: 'string' } },
+        keys: { type: 'array', items: { type: 'string' }, description: 'label globs; empty: any key' },
+        tags: { type: 'array', items: { type: 'string' }, description: 'tags a key must carry; empty: none needed' },
+      },
+    },
+    ...errors,
+  },
+} as const;
+
+export const auditStatusSchema = {
+  summary: 'The whole audit chain checked (links, signed checkpoints, MACs), and the newest signed checkpoint',
+  tags: ['audit'],
+  security: secured,
+  response: {
+    200: {
+      type: 'object',
+      properties: {
+        ok: { type: 'boolean' },
+        entries: { type: 'integer' },
+        checkpoints: { type: 'integer' },
+        head_seq: { type: 'integer' },
+        head_hash: { type: 'string' },
+        first_bad: { type: ['object', 'null'], properties: { seq: { type: 'integer' }, problem: { type: 'string' } } },
+        checked_at: { type: 'string' },
+        latest_checkpoint: { type: ['object', 'null'], properties: { seq: { type: 'integer' }, ts: { type: 'string' }, hash: { type: 'string' } } },
+      },
+    },
+    ...errors,
+  },
+} as const;
+
+export const agentStatusSchema = {
+  summary: 'The ssh-agent sockets: where each listens, its key patterns, clients and lock',
+  tags: ['ssh-agent'],
+  security: secured,
+  response: {
+    200: {
+      type: 'object',
+      properties: {
+        agents: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              name: { type: 'string' },
+              socket: { type: 'string' },
+              keys: { type: 'array', items: { type: 'string' } },
+              tor_keys: { type: 'array', items: { type: 'string' } },
+              max_connections: { type: 'integer' },
+              listening: { type: 'boolean' },
+              connections: { type: 'integer' },
+              locked: { type: 'boolean' },
             },
           },
         },

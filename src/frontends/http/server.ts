@@ -17,7 +17,7 @@ import type { PolicyVersion } from '../../policy/policy-set.js';
 import type { PolicyFormat } from '../../policy/document.js';
 import type { PayloadType } from '../../policy/model.js';
 import type { BitcoinNetwork } from '../../wallet/psbt.js';
-import { authorize, forbidden, publicKeyFormats, refInScope, type PrincipalRequest, type Vault } from '../../vault/vault.js';
+import { authorize, forbidden, hasKeyScope, OPERATIONS, permits, publicKeyFormats, refInScope, type PrincipalRequest, type Vault } from '../../vault/vault.js';
 import type { Kem } from '../../crypto/ecies.js';
 import type { ApprovalRequest } from '../../vault/approvals.js';
 import { credentialsOf, ROUTE_OPERATIONS } from './auth.js';
@@ -97,6 +97,8 @@ export interface HttpOptions {
       hint?: string;
     }>
   >;
+  /** The daemon's ssh-agent sockets, for GET /v1/ssh-agents. */
+  agentStatus?: () => Array<{ name: string; socket: string; keys: string[]; torKeys: string[]; maxConnections: number; listening: boolean; connections: number; locked: boolean }>;
   /** Serve HTTPS with these options (daemon/tls.ts); plain HTTP, loopback only, without. */
   https?: SecureContextOptions;
   /** This node as a cosigner ([cluster]), for the /v1/cluster routes; null or absent: not one. */
@@ -113,6 +115,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** A route that needs no API token. */
     public?: boolean;
+    /** A route any authenticated principal may call (it answers about the caller only). */
+    anyPrincipal?: boolean;
   }
 }
 
@@ -263,7 +267,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     if (opts.https) reply.header('strict-transport-security', 'max-age=31536000');
     // Decide on the matched route, never on the raw URL: the router decodes percent-escapes,
     // so `/%761/keys` matches `/v1/keys`. Every route needs a token unless it is marked public.
-    const config = req.routeOptions.config as { public?: boolean } | undefined;
+    const config = req.routeOptions.config as { public?: boolean; anyPrincipal?: boolean } | undefined;
     if (req.routeOptions.url !== undefined && !config?.public) {
       const v = vault();
       req.principal = await v.authenticate(credentialsOf(req.headers.authorization, req.raw.socket, req.ip, req.id));
@@ -272,7 +276,9 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
       const op = ROUTE_OPERATIONS[route];
       const p = req.principal;
       try {
-        if (op === undefined) {
+        if (config?.anyPrincipal) {
+          // Authenticated is enough: the route tells a principal about itself only.
+        } else if (op === undefined) {
           if (p.kind !== 'admin') throw forbidden(p, `${route}: it is for admins`);
         } else authorize(p, op);
       } catch (e) {
@@ -377,6 +383,18 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     return metrics.registry.metrics();
   });
   app.get('/v1/openapi.json', { ...open, schema: { hide: true } }, async () => app.swagger());
+
+  // Who the caller is and what it may do: a console shows only what the API would allow.
+  app.get('/v1/whoami', { config: { anyPrincipal: true }, schema: S.whoamiSchema }, async (req) => {
+    const p = ctx(req).principal;
+    return {
+      principal: p.id,
+      role: p.role ?? (p.kind === 'admin' ? 'admin' : null),
+      operations: OPERATIONS.filter((op) => permits(p, op)),
+      keys: p.scope?.keys ?? [],
+      tags: p.scope?.tags ?? [],
+    };
+  });
 
   app.get<{ Querystring: { limit?: string; after?: string } }>('/v1/keys', { schema: S.listKeysSchema }, async (req) => {
     // Always a page: a vault of millions of keys is never one answer (nor one read).
@@ -657,9 +675,43 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   torRoutes(app, vault, ctx);
   uiRoutes(app);
 
-  app.get<{ Querystring: { limit?: string } }>('/v1/audit', { schema: S.auditSchema }, async (req) => {
-    const limit = Math.min(Math.max(Number(req.query.limit ?? 50), 1), 1000);
-    return { entries: (await vault().auditTail(limit, ctx(req).principal)).map(auditView) };
+  type AuditFilter = { limit?: string; before?: string; key?: string; principal?: string; operation?: string; outcome?: string };
+  app.get<{ Querystring: AuditFilter }>('/v1/audit', { schema: S.auditSchema }, async (req) => {
+    const q = req.query;
+    const limit = Math.min(Math.max(Number(q.limit ?? 50), 1), 1000);
+    const page = await vault().auditPage(
+      {
+        limit,
+        ...(q.before !== undefined ? { before: Number(q.before) } : {}),
+        ...(q.key ? { key: q.key } : {}),
+        ...(q.principal ? { principal: q.principal } : {}),
+        ...(q.operation ? { operation: q.operation } : {}),
+        ...(q.outcome ? { outcome: q.outcome } : {}),
+      },
+      ctx(req).principal,
+    );
+    // In the log's order, the newest page by default; `next` asks for the page before it.
+    return { entries: page.entries.reverse().map(auditView), next: page.next };
+  });
+  app.get('/v1/audit/status', { schema: S.auditStatusSchema }, async (req) => {
+    const r = await vault().auditStatus(ctx(req));
+    return {
+      ok: r.ok,
+      entries: r.entries,
+      checkpoints: r.checkpoints,
+      head_seq: r.headSeq,
+      head_hash: r.headHash,
+      first_bad: r.firstBad ?? null,
+      checked_at: r.checkedAt,
+      latest_checkpoint: r.latestCheckpoint,
+    };
+  });
+  app.get('/v1/ssh-agents', { schema: S.agentStatusSchema }, async (req) => {
+    // The sockets serve keys by pattern, any key: not for a principal confined to some.
+    if (hasKeyScope(ctx(req).principal)) return { agents: [] };
+    return {
+      agents: (opts.agentStatus?.() ?? []).map((a) => ({ name: a.name, socket: a.socket, keys: a.keys, tor_keys: a.torKeys, max_connections: a.maxConnections, listening: a.listening, connections: a.connections, locked: a.locked })),
+    };
   });
 
   return app;

@@ -9,10 +9,17 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 
+const JS = 'text/javascript; charset=utf-8';
 const FILES: Record<string, string> = {
   'index.html': 'text/html; charset=utf-8',
-  'app.js': 'text/javascript; charset=utf-8',
   'app.css': 'text/css; charset=utf-8',
+  'app.js': JS,
+  'lib.js': JS,
+  'pages/approvals.js': JS,
+  'pages/audit.js': JS,
+  'pages/keys.js': JS,
+  'pages/policies.js': JS,
+  'pages/health.js': JS,
 };
 
 export const CONSOLE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -32,7 +39,7 @@ export function uiRoutes(app: FastifyInstance): void {
   };
   const open = { config: { public: true }, schema: { hide: true } };
   const serveFile = async (name: string, reply: import('fastify').FastifyReply) => {
-    const type = FILES[name];
+    const type = Object.hasOwn(FILES, name) ? FILES[name] : undefined;
     if (!type) return reply.code(404).type('text/plain').send('Not found');
     return reply
       .header('content-security-policy', CONSOLE_CSP)
@@ -44,5 +51,5 @@ export function uiRoutes(app: FastifyInstance): void {
       .send(read(name));
   };
   app.get('/ui/', open, async (_req, reply) => serveFile('index.html', reply));
-  app.get<{ Params: { file: string } }>('/ui/:file', open, async (req, reply) => serveFile(req.params.file, reply));
+  app.get<{ Params: { '*': string } }>('/ui/*', open, async (req, reply) => serveFile(req.params['*'], reply));
 }
