@@ -47,7 +47,7 @@ function components(h) {
     'section',
     { 'aria-labelledby': 'backends-title' },
     el('h3', { id: 'backends-title' }, 'Database and HSM tokens'),
-    rows.length ? table('Backends', ['Component', 'State', 'Detail'], rows) : el('p', {}, 'No backend reports (a software keystore, and a database without a health check).'),
+    rows.length ? table('Backends', ['Component', 'State', 'Detail'], rows) : el('p', {}, 'No HSM token is configured, and the database (SQLite) has no separate check: it answered this page.'),
   );
 }
 
