@@ -14,6 +14,7 @@ const PAGES = { approvals, audit, keys, policies, health };
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
 const logoutButton = document.getElementById('logout');
+const who = document.getElementById('who');
 let poll = null;
 /** GET /v1/whoami of this tab's principal, once logged in. */
 let me = null;
@@ -29,6 +30,7 @@ function showLogin(message) {
   stopPolling();
   nav.hidden = true;
   logoutButton.hidden = true;
+  who.hidden = true;
   document.title = 'Log in — Custos console';
   const input = el('input', { id: 'token', name: 'token', type: 'password', autocomplete: 'off', required: true, 'aria-describedby': 'token-help' });
   const form = el(
@@ -113,6 +115,8 @@ async function route(moveFocus = true) {
   if (!location.hash && loggedIn && page !== health && !may(page)) page = Object.values(PAGES).find(may) ?? health;
   nav.hidden = !loggedIn;
   logoutButton.hidden = !auth.loggedIn();
+  who.hidden = !loggedIn;
+  who.textContent = loggedIn && me ? `${me.principal}${me.role ? ` (${me.role})` : ''}` : '';
   markCurrent(Object.keys(PAGES).find((k) => PAGES[k] === page));
   document.title = `${page.title} — Custos console`;
   const draw = async (first) => {
