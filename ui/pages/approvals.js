@@ -15,7 +15,8 @@ const NAMES = {
   socket: 'ssh-agent socket',
   ssh_user: 'SSH user',
   ssh_method: 'SSH request',
-  ssh_host_key_sha256: 'Server host key (SHA-256)',
+  ssh_host_key_sha256: 'Server host key',
+  ssh_session_id_sha256: 'SSH session (SHA-256 of its id)',
   ssh_session_bound: 'Bound to the SSH session',
   ssh_destination: 'Destination',
   sshsig_namespace: 'SSH signature namespace',
@@ -29,9 +30,18 @@ const NAMES = {
 };
 const ORDER = Object.keys(NAMES);
 
+/** A SHA-256 in hex as OpenSSH prints fingerprints (ssh-keygen -l, known_hosts prompts): SHA256:<base64>. */
+function sshFingerprint(hex) {
+  if (!/^[0-9a-f]{64}$/.test(hex)) return hex;
+  const bytes = hex.match(/../g).map((b) => parseInt(b, 16));
+  return `SHA256:${btoa(String.fromCharCode(...bytes)).replace(/=+$/, '')}`;
+}
+
+const FORMAT = { ssh_host_key_sha256: sshFingerprint };
+
 function decoded(summary) {
   const entries = Object.entries(summary ?? {}).sort(([a], [b]) => (ORDER.indexOf(a) + 1 || 99) - (ORDER.indexOf(b) + 1 || 99));
-  return entries.map(([k, v]) => [NAMES[k] ?? k, v]);
+  return entries.map(([k, v]) => [NAMES[k] ?? k, FORMAT[k] ? FORMAT[k](v) : v]);
 }
 
 function card(a, refresh) {
