@@ -73,6 +73,11 @@ export async function verifyChain(
     fromLastCheckpoint?: boolean;
     /** An unsealed vault's row MACs: every entry verified must also carry its MAC. */
     auth?: RowAuthenticator;
+    /**
+     * A serving vault checks in pages of this many entries and lets other work run between
+     * them: a synchronous store (SQLite) would otherwise hold the process for the whole log.
+     */
+    interleave?: number;
   } = {},
 ): Promise<VerifyReport> {
   const { onProgress } = options;
@@ -113,7 +118,7 @@ export async function verifyChain(
     return null;
   };
   for (;;) {
-    const page: AuditEntry[] = await store.auditAfter(head.seq, 2000);
+    const page: AuditEntry[] = await store.auditAfter(head.seq, options.interleave ?? 2000);
     if (page.length === 0) break;
     for (const e of page) {
       if (e.seq !== head.seq + 1) return fail(head.seq + 1, `entry ${head.seq + 1} is missing (next stored entry is ${e.seq})`);
@@ -134,6 +139,7 @@ export async function verifyChain(
       }
     }
     onProgress?.(head.seq, total);
+    if (options.interleave) await new Promise((r) => setImmediate(r));
   }
   const beyond = cps.find((c) => c.seq > head.seq);
   if (beyond) return fail(head.seq + 1, `the log ends at entry ${head.seq}, but a checkpoint vouches for entry ${beyond.seq}: entries were removed from the end`);

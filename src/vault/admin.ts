@@ -289,26 +289,48 @@ export class Admin {
   /**
    * The newest entries, or those matching a filter, newest first, a page at a time (`next` is
    * the cursor for older ones). A principal confined to some keys sees only entries about
-   * those keys (not refusals of references outside them, not principals' records): the log
-   * must not tell it what its scope hides.
+   * those keys (not refusals of references outside them, not principals' records), and what
+   * it gets must not tell it what its scope hides: its filters are applied to what it may see
+   * only, over fixed windows of the log, so neither the entries, their count nor `next`
+   * depends on a hidden row.
    */
   async auditPage(q: AuditQuery, p?: Principal): Promise<{ entries: AuditEntry[]; next: number | null }> {
-    const entries = await this.core.deps.store.auditQuery(q);
-    const next = entries.length === q.limit ? entries[entries.length - 1]!.seq : null;
-    if (p === undefined) return { entries, next };
-    authorize(p, 'audit');
-    if (!hasKeyScope(p)) return { entries, next };
+    const store = this.core.deps.store;
+    if (p !== undefined) authorize(p, 'audit');
+    if (p === undefined || !hasKeyScope(p)) {
+      const entries = await store.auditQuery(q);
+      return { entries, next: entries.length === q.limit ? entries[entries.length - 1]!.seq : null };
+    }
     const keys = new Map<string, boolean>();
-    const visible = [];
-    for (const e of entries) {
-      if (e.keyId === null) continue;
+    const visible = async (e: AuditEntry) => {
+      if (e.keyId === null) return false;
       if (!keys.has(e.keyId)) {
-        const k = await this.core.deps.store.findKey(e.keyId).catch(() => null);
+        const k = await store.findKey(e.keyId).catch(() => null);
         keys.set(e.keyId, k !== null && keyInScope(p, k));
       }
-      if (keys.get(e.keyId)) visible.push(e);
+      return keys.get(e.keyId) === true;
+    };
+    const matches = (e: AuditEntry) =>
+      (q.key === undefined || e.keyId === q.key || e.keyLabel === q.key) &&
+      (q.principal === undefined || e.principal === q.principal) &&
+      (q.operation === undefined || e.operation === q.operation) &&
+      (q.outcome === undefined || e.outcome === q.outcome);
+    const out: AuditEntry[] = [];
+    let before = q.before;
+    for (let window = 0; window < SCOPED_AUDIT_WINDOWS; window++) {
+      const rows = await store.auditQuery({ limit: SCOPED_AUDIT_WINDOW, ...(before !== undefined ? { before } : {}) });
+      for (const e of rows) {
+        if (!(await visible(e)) || !matches(e)) continue;
+        out.push(e);
+        if (out.length === q.limit) return { entries: out, next: e.seq };
+      }
+      if (rows.length < SCOPED_AUDIT_WINDOW) return { entries: out, next: null };
+      before = rows[rows.length - 1]!.seq;
+      // Other requests go on between windows (a synchronous store would otherwise hold them).
+      await new Promise((r) => setImmediate(r));
     }
-    return { entries: visible, next };
+    // Not filled: the cursor is where the windows stopped, which only the log's length decides.
+    return { entries: out, next: before ?? null };
   }
 
   /** The newest entries in order (the oldest of them first), as `audit tail` prints them. */
@@ -327,12 +349,15 @@ export class Admin {
     if (hasKeyScope(ctx.principal)) await this.core.refuse(ctx, 'audit_verify', NO_KEY, forbidden(ctx.principal, 'check the whole audit log'));
     const check = this.core.deps.auditCheck;
     if (!check) throw new CustosError('bad_request', 'This vault was opened without its audit key; run `custos audit verify --data-dir DIR` on the host.');
+    if (this.verified && Date.now() - this.verified.at < AUDIT_CHECK_REUSE_MS) return this.verified.status;
     this.verifying ??= (async () => {
       try {
         const report = await check();
         const cps = await this.core.deps.store.checkpoints();
         const last = cps[cps.length - 1];
-        return { ...report, checkedAt: new Date().toISOString(), latestCheckpoint: last ? { seq: last.seq, ts: last.ts, hash: bytesToHex(last.hash) } : null };
+        const status = { ...report, checkedAt: new Date().toISOString(), latestCheckpoint: last ? { seq: last.seq, ts: last.ts, hash: bytesToHex(last.hash) } : null };
+        this.verified = { at: Date.now(), status };
+        return status;
       } finally {
         this.verifying = null;
       }
@@ -341,6 +366,7 @@ export class Admin {
   }
 
   private verifying: Promise<AuditStatus> | null = null;
+  private verified: { at: number; status: AuditStatus } | null = null;
 
   /** Refuses (audited) an act that spans every key to a principal without `op` or confined to some keys. */
   private async requireUnscoped(ctx: Ctx, operation: string, op: Operation, what: string): Promise<void> {
@@ -350,6 +376,12 @@ export class Admin {
 }
 
 const NO_KEY = { id: null, label: null };
+
+/** A key-scoped principal's audit page reads the log in windows of this many entries, at most this many windows. */
+const SCOPED_AUDIT_WINDOW = 500;
+const SCOPED_AUDIT_WINDOWS = 20;
+/** A whole-chain check answers every caller for this long: asking again and again costs one check. */
+const AUDIT_CHECK_REUSE_MS = 5_000;
 
 /** The chain's verification, when it ran, and the newest signed checkpoint. */
 export interface AuditStatus extends VerifyReport {

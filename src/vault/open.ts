@@ -474,7 +474,7 @@ export async function openVault(opts: OpenOptions): Promise<OpenVault> {
     const anchors = new AnchorKeeper(store, places, auditSigner, auditPublicKey, (e, p) => opts.onAnchorError?.(e, p.where));
     await anchorNow(store, places, auditSigner, auditPublicKey, false, (e, p) => opts.onAnchorError?.(e, p.where));
     anchors.start();
-    const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new Backends(new SoftwareBackend(), opts.backends ?? []), committer: makeCommitter(), auditCheck: () => verifyChain(store, vaultId, auditPublicKey, { auth: rowMac! }), metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs, ...(opts.lightning ? { lightning: opts.lightning } : {}), ...(opts.authLimits ? { authLimits: opts.authLimits } : {}), accounts: { key: deriveSubkey(root, utf8(vaultId), 'custos/v1/accounts'), vaultId, ...(opts.loginGuard ? { guard: opts.loginGuard } : {}), ...(opts.sessionLimits ? { sessions: opts.sessionLimits } : {}) } });
+    const vault = new Vault({ store, keyring: new Keyring(root, vaultId), backend: new Backends(new SoftwareBackend(), opts.backends ?? []), committer: makeCommitter(), auditCheck: () => verifyChain(store, vaultId, auditPublicKey, { auth: rowMac!, interleave: 500 }), metrics: opts.metrics, approvalTimeoutMs: opts.approvalTimeoutMs, ...(opts.lightning ? { lightning: opts.lightning } : {}), ...(opts.authLimits ? { authLimits: opts.authLimits } : {}), accounts: { key: deriveSubkey(root, utf8(vaultId), 'custos/v1/accounts'), vaultId, ...(opts.loginGuard ? { guard: opts.loginGuard } : {}), ...(opts.sessionLimits ? { sessions: opts.sessionLimits } : {}) } });
     try {
       await vault.loadPolicies();
       await vault.migratePurposes();

@@ -22,6 +22,9 @@ import type { StateMutation } from '../store/store.js';
 import { Turn } from './lanes.js';
 import { isKeyStateError, POLICY_GENERATION, STATE_PREFIX, type Ctx, type PolicySubject, type VaultCore } from './core.js';
 
+/** The longest value of an approval's summary an approver is shown. */
+const SUMMARY_MAX = 4096;
+
 export interface SignStep<T> {
   ctx: Ctx;
   key: KeyRecord;
@@ -131,7 +134,7 @@ async function decide<T>(core: VaultCore, s: SignStep<T>, approvedBy: string[] |
       return core.refuse(ctx, operation, key, new CustosError('policy_denied', 'A consensus signature cannot wait for approvals; the policy asks for them.', { tag: 'approval' }), details);
     }
     if (ev.decision.kind === 'needs_approval' && approvedBy === undefined) {
-      const summary = {
+      const summary: Record<string, string> = {
         ...subject.facts,
         ...(subject.psbt
           ? {
@@ -149,6 +152,8 @@ async function decide<T>(core: VaultCore, s: SignStep<T>, approvedBy: string[] |
         // What asked for the approval, so an approver can tell why it is theirs to give.
         asked_by: ev.trace.filter((t) => t.result === 'approval').map((t) => `${t.policy} v${t.version} ${t.rule}: ${t.explanation}`).join('; '),
       };
+      // What approvers read is bounded, whatever the policy or the transaction's size.
+      for (const [k, v] of Object.entries(summary)) if (v.length > SUMMARY_MAX) summary[k] = `${v.slice(0, SUMMARY_MAX)}… (${v.length - SUMMARY_MAX} more characters)`;
       turn.end();
       approvedBy = await core.awaitApproval(ctx, key, operation, ev.decision.required, summary, details, ev.decision.approvers);
       approved(approvedBy);

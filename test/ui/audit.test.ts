@@ -81,9 +81,12 @@ test('the audit view shows the log in order with its chain verified and latest c
   const db = new Database(join(dataDir, DB_FILE));
   db.prepare("UPDATE audit SET reason = 'nothing to see' WHERE seq = ?").run(victim);
   db.close();
-  await page.getByRole('button', { name: 'Verify again' }).click();
+  // A check answers for 5 s (asking again and again costs one check): a person asks again.
   const alarm = page.getByRole('alert').filter({ hasText: `Entry ${victim} was altered` });
-  await alarm.waitFor({ timeout: 15_000 });
+  for (let i = 0; i < 20 && !(await alarm.isVisible()); i++) {
+    await page.getByRole('button', { name: 'Verify again' }).click();
+    await alarm.waitFor({ timeout: 1000 }).catch(() => undefined);
+  }
   assert.match(await alarm.innerText(), new RegExp(`from entry ${victim} on`));
   await page.getByRole('heading', { name: 'The audit log fails verification' }).waitFor();
   assert.deepEqual(await accessibilityProblems(page), []);

@@ -20,7 +20,7 @@ import type { BitcoinNetwork } from '../../wallet/psbt.js';
 import { authorize, forbidden, hasKeyScope, OPERATIONS, permits, publicKeyFormats, refInScope, type PrincipalRequest, type Vault } from '../../vault/vault.js';
 import type { Kem } from '../../crypto/ecies.js';
 import type { ApprovalRequest } from '../../vault/approvals.js';
-import { credentialsOf, ROUTE_OPERATIONS } from './auth.js';
+import { credentialsOf, peerOf, ROUTE_OPERATIONS } from './auth.js';
 import type { Metrics } from './metrics.js';
 import * as S from './schemas.js';
 import { accountRoutes } from './accounts.js';
@@ -265,6 +265,8 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     reply.header('x-request-id', req.id);
     reply.header('cache-control', 'no-store');
     if (opts.https) reply.header('strict-transport-security', 'max-age=31536000');
+    // Only a client certificate rides along by itself: a bearer token a foreign page cannot set.
+    if (req.headers.authorization === undefined && peerOf(req.raw.socket)) refuseCrossSite(req.headers);
     // Decide on the matched route, never on the raw URL: the router decodes percent-escapes,
     // so `/%761/keys` matches `/v1/keys`. Every route needs a token unless it is marked public.
     const config = req.routeOptions.config as { public?: boolean; anyPrincipal?: boolean } | undefined;
@@ -715,6 +717,30 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   });
 
   return app;
+}
+
+/**
+ * A browser presents its client certificate on any request to this origin, whoever's page
+ * asked: a body-less POST (approve, disable, revoke) from another site would carry the
+ * certificate's principal (a bearer token it could not set: no CORS). Browsers say where a
+ * request comes from (Sec-Fetch-Site in current ones, Origin on every cross-origin POST); a
+ * request from another site is refused, a read too (an <img> could start a costly one).
+ * Non-browser clients send neither header; a person typing a URL gets Sec-Fetch-Site: none.
+ */
+export function refuseCrossSite(headers: Record<string, string | string[] | undefined>): void {
+  const site = headers['sec-fetch-site'];
+  const origin = headers.origin;
+  // The browser's own word first; Origin against Host only for browsers that do not say
+  // (a reverse proxy may rewrite Host, never Sec-Fetch-Site).
+  let foreign = site === 'cross-site' || site === 'same-site';
+  if (site === undefined && typeof origin === 'string') {
+    try {
+      foreign = new URL(origin).host !== headers.host;
+    } catch {
+      foreign = true; // `null` (a sandboxed page, a redirect) or garbage: not this origin
+    }
+  }
+  if (foreign) throw new CustosError('forbidden', 'Refused: this request came from a page of another site (its Origin or Sec-Fetch-Site says so). Changes are accepted only from this vault\'s own console or from non-browser clients.', { tag: 'cross_site' });
 }
 
 /** Plain HTTP listens on loopback only: any other address needs TLS ([api] tls_cert and tls_key). */

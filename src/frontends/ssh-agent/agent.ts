@@ -654,8 +654,8 @@ export class SshAgent {
       const last = conn.binds[conn.binds.length - 1];
       if (last) context.ssh_session_bound = equalBytes(last.sessionId, what.sessionId) ? 'yes' : 'mismatch';
       if (what.hostKeyBlob) context.ssh_host_key_sha256 = fingerprint(what.hostKeyBlob);
-      // Which SSH session this login is for (the exchange hash, hashed): an approver can match
-      // it with the session the client shows (ssh -v), as session-bind entries name it.
+      // Which SSH session this login is for (its exchange hash, hashed, as session-bind
+      // entries name it): two requests of one session, or a bind and its login, can be matched.
       context.ssh_session_id_sha256 = sha256hex(what.sessionId);
     } else if (what.kind === 'sshsig') {
       context.sshsig_namespace = printable(what.namespace, 128);
