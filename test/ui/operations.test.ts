@@ -3,7 +3,8 @@
  * keyboard alone: an operator logs in by typing, moves with Tab and Enter, reads the keys with
  * their state, tags and public keys, opens a policy's source, asks "would this be allowed"
  * (the vault's policy test), and reads the health page: the database, a [[privval]] validator
- * with its last signed height, and an [[ssh_agent]] socket with a client connected.
+ * with its last signed height, an [[ssh_agent]] socket with a client connected, and a
+ * SoftHSM2 token ([[pkcs11]]).
  * Every page passes axe-core's WCAG A/AA checks with no serious violation.
  */
 import { test } from 'node:test';
@@ -14,20 +15,26 @@ import { CustosClient } from '../../src/client/index.js';
 import { tempDir } from '../helpers/tmpvault.js';
 import { custos, serve } from '../helpers/process.js';
 import { accessibilityProblems, consolePage, launchBrowser, screenshot, tabTo } from '../helpers/console.js';
+import { createSoftHsm } from '../helpers/softhsm.js';
 
 const PASSENV = { CUSTOS_PASSPHRASE: 'console operations passphrase' };
 
 test('keys, policies (with "would this be allowed") and health, used with the keyboard alone, pass the accessibility check', { timeout: 120_000 }, async (t) => {
   const browser = await launchBrowser(t);
   if (!browser) return;
+  const hsm = createSoftHsm(t, { label: 'console-token' });
+  if (!hsm) return;
+  t.after(() => hsm.cleanup());
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
   const dataDir = join(dir, 'v');
   const tokenFile = join(dir, 'admin.token');
   assert.equal(custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12', '--admin-token-file', tokenFile], PASSENV).status, 0);
-  const agentConfig = '[[ssh_agent]]\nname = "ops"\nsocket = "agent/ops.sock"\nkeys = ["ops-*"]\n';
+  const pinFile = join(dir, 'pin');
+  writeFileSync(pinFile, `${Buffer.from(hsm.pin).toString()}\n`, { mode: 0o600 });
+  const agentConfig = `[[ssh_agent]]\nname = "ops"\nsocket = "agent/ops.sock"\nkeys = ["ops-*"]\n\n[[pkcs11]]\nname = "hsm"\nmodule = "${hsm.module}"\ntoken_label = "${hsm.label}"\npin_file = "${pinFile}"\n`;
   writeFileSync(join(dataDir, 'custos.toml'), agentConfig, { mode: 0o600 });
-  const s = await serve(['--data-dir', dataDir], PASSENV);
+  const s = await serve(['--data-dir', dataDir], { ...PASSENV, SOFTHSM2_CONF: hsm.conf });
   t.after(() => s.stop());
   const admin = new CustosClient({ addr: s.url, token: readFileSync(tokenFile, 'utf8').trim() });
   t.after(() => admin.close());
@@ -102,7 +109,8 @@ test('keys, policies (with "would this be allowed") and health, used with the ke
   await agents.filter({ hasText: '1 of' }).waitFor({ timeout: 15_000 });
   assert.match(await agents.innerText(), /ops\s+\S*agent\/ops\.sock\s+listening\s+1 of \d+\s+ops-\*/);
   assert.match(await page.locator('main').innerText(), /State\s+Unsealed/);
-  await page.getByText('No HSM token is configured').waitFor();
+  // The token opens in the background at start; the page follows it (every 5 s).
+  await page.getByRole('table', { name: 'Backends' }).filter({ hasText: /pkcs11:hsm\s*usable/ }).waitFor({ timeout: 30_000 });
   assert.deepEqual(await accessibilityProblems(page), []);
   await screenshot(page, 'health');
   assert.deepEqual(problems, []);
