@@ -1,9 +1,11 @@
 // The Custos console: plain ES modules, no build step, served under /ui/ with a strict
 // Content-Security-Policy (no inline script or style). The way in is an API token kept in
 // sessionStorage and sent only in the Authorization header, or the browser's client
-// certificate on a TLS listener with [api] client_ca; no cookie, so no other site's request
-// can carry it. Every action is a call to the HTTP API, authorised exactly as for any client.
-import { api, auth, el } from './lib.js';
+// certificate on a TLS listener with [api] client_ca. No cookie: no other site's request
+// carries a token; a certificate the browser presents to anyone's request, so the API refuses
+// requests with one that come from another site (refuseCrossSite). Every action is a call to
+// the HTTP API, authorised exactly as for any client.
+import { api, auth, el, onUnauthorized } from './lib.js';
 import * as approvals from './pages/approvals.js';
 import * as audit from './pages/audit.js';
 import * as keys from './pages/keys.js';
@@ -28,6 +30,8 @@ function stopPolling() {
 
 function showLogin(message) {
   stopPolling();
+  // A render still on its way (a refresh started before the logout) must not come back.
+  generation++;
   nav.hidden = true;
   logoutButton.hidden = true;
   who.hidden = true;
@@ -75,6 +79,9 @@ function showLogin(message) {
 }
 
 function loginFailed(e) {
+  // Once per error: the API's 401 hook and the page that made the call both get here.
+  if (e.handled) return;
+  e.handled = true;
   const byCert = auth.certificate();
   auth.forget();
   me = null;
@@ -146,6 +153,7 @@ async function route(moveFocus = true) {
   await draw(true);
 }
 
+onUnauthorized((e) => loginFailed(e));
 logoutButton.addEventListener('click', () => {
   auth.forget();
   me = null;

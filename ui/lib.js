@@ -41,14 +41,26 @@ export class ApiError extends Error {
   }
 }
 
+/** Called on any 401, wherever it came from (a click as much as a page load): the shell logs out. */
+let unauthorized = () => {};
+export function onUnauthorized(f) {
+  unauthorized = f;
+}
+
 export async function api(method, path, body) {
   const headers = {};
   const t = auth.token();
   if (t) headers.authorization = `Bearer ${t}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store', credentials: 'omit' });
+  // same-origin: the browser presents a client certificate to this origin only when the Fetch
+  // spec's credentials mode allows it ('omit' would forbid it in a browser that follows it).
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store', credentials: 'same-origin' });
   const data = await res.json().catch(() => ({}));
-  if (!res.ok) throw new ApiError(res.status, data?.code ?? 'unknown', data?.message ?? `The vault answered HTTP ${res.status}.`);
+  if (!res.ok) {
+    const e = new ApiError(res.status, data?.code ?? 'unknown', data?.message ?? `The vault answered HTTP ${res.status}.`);
+    if (res.status === 401 && auth.loggedIn()) unauthorized(e);
+    throw e;
+  }
   return data;
 }
 

@@ -50,14 +50,29 @@ test('approvers decide a waiting PSBT in the console (2 of 3, live), and the wai
   // The payer's PSBT waits for approvals.
   const payer = new CustosClient({ addr: s.url, token: tokens.payer! });
   t.after(() => payer.close());
+  // First a request that another approver will deny while alice reads, then the real one.
+  const decoy = payer.signPsbt('treasury', hdSpend(MNEMONIC, "m/84'/1'/0'/0/0", 8, 20_000n, 11_000n).toBuffer(), 'regtest');
+  decoy.catch(() => undefined);
+  const carol = new CustosClient({ addr: s.url, token: tokens.carol! });
+  t.after(() => carol.close());
+  while ((await carol.approvals()).length < 1) await new Promise((r) => setTimeout(r, 50));
   const psbt = hdSpend(MNEMONIC, "m/84'/1'/0'/0/0", 7, 100_000n, 55_000n, { path: "m/84'/1'/0'/1/0", value: 40_000n });
   const signed = payer.signPsbt('treasury', psbt.toBuffer(), 'regtest');
   signed.catch(() => undefined);
 
   const { page, problems: violations } = await consolePage(browser);
   await logIn(page, s.url, tokens.alice!);
-  const card = page.getByRole('article', { name: /with treasury/ });
+  const card = page.getByRole('article').filter({ hasText: '55000 sats' });
   await card.waitFor({ timeout: 15_000 });
+  const decoyCard = page.getByRole('article').filter({ hasText: '11000 sats' });
+  // The list changes under alice's eyes: the card she reads does not move, the decided one stays, inert.
+  const before = (await card.boundingBox())!.y;
+  const decoyId = (await carol.approvals()).find((a) => a.summary.sent_externally_sats === '11000')!.id;
+  await carol.decide(decoyId, false);
+  await decoyCard.filter({ hasText: 'No longer waiting' }).waitFor({ timeout: 10_000 });
+  assert.equal((await card.boundingBox())!.y, before, 'the card under the pointer did not move');
+  assert.equal(await decoyCard.getByRole('button').count(), 0, 'a decided request has no buttons');
+  await assert.rejects(decoy);
   const text = await card.innerText();
   assert.match(text, /Requested by\s+token:payer/);
   assert.match(text, /Sent away \(sats\)\s+55000/);
@@ -72,7 +87,8 @@ test('approvers decide a waiting PSBT in the console (2 of 3, live), and the wai
   await screenshot(page, 'approvals');
   await card.getByRole('button', { name: 'Approve' }).click();
   await page.getByRole('status').filter({ hasText: 'Approval recorded (1 of 2)' }).waitFor();
-  await page.getByRole('article', { name: /with treasury/ }).filter({ hasText: '1 of 2 (token:alice)' }).waitFor({ timeout: 10_000 });
+  await card.filter({ hasText: '1 of 2 (token:alice)' }).waitFor({ timeout: 10_000 });
+  assert.match(await page.getByRole('status').innerText(), /for sign with treasury \(asked by token:payer at /, 'the status names the request');
 
   // A second approver, in the same browser after logging out.
   await page.getByRole('button', { name: 'Log out' }).click();

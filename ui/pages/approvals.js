@@ -41,14 +41,31 @@ const FORMAT = { ssh_host_key_sha256: sshFingerprint };
 
 function decoded(summary) {
   const entries = Object.entries(summary ?? {}).sort(([a], [b]) => (ORDER.indexOf(a) + 1 || 99) - (ORDER.indexOf(b) + 1 || 99));
-  return entries.map(([k, v]) => [NAMES[k] ?? k, FORMAT[k] ? FORMAT[k](v) : v]);
+  const own = (o, k) => (Object.hasOwn(o, k) ? o[k] : undefined);
+  return entries.map(([k, v]) => [own(NAMES, k) ?? k, own(FORMAT, k) ? FORMAT[k](v) : v]);
+}
+
+function describe(a) {
+  return `${a.operation} with ${a.key_label ?? a.key_id} (asked by ${a.requester} at ${a.created_at})`;
+}
+
+function details(a) {
+  return facts([
+    ['Requested by', a.requester],
+    ['Requested at', a.created_at],
+    ['Expires at', a.expires_at],
+    ['Approvals', `${a.approved_by.length} of ${a.required}${a.approved_by.length ? ` (${a.approved_by.join(', ')})` : ''}`],
+    ['Approvers', a.approvers.join(', ') || 'any approver'],
+    ...decoded(a.summary),
+  ]);
 }
 
 function card(a, refresh) {
   const decide = (verb) => async () => {
     try {
       const r = await api('POST', `/v1/approvals/${encodeURIComponent(a.id)}/${verb}`);
-      say(verb === 'approve' ? (r.settled === 'approved' ? 'Approved: the request goes on.' : `Approval recorded (${r.approved_by.length} of ${r.required}).`) : 'Denied.');
+      // The status names the request decided: a person can check it was the one meant.
+      say(verb === 'approve' ? (r.settled === 'approved' ? `Approved: ${describe(a)} goes on.` : `Approval recorded (${r.approved_by.length} of ${r.required}) for ${describe(a)}.`) : `Denied: ${describe(a)}.`);
     } catch (e) {
       say(`Refused: ${e.message}`);
     }
@@ -59,14 +76,7 @@ function card(a, refresh) {
     'article',
     { 'aria-label': heading, 'data-approval': a.id },
     el('h3', {}, heading),
-    facts([
-      ['Requested by', a.requester],
-      ['Requested at', a.created_at],
-      ['Expires at', a.expires_at],
-      ['Approvals', `${a.approved_by.length} of ${a.required}${a.approved_by.length ? ` (${a.approved_by.join(', ')})` : ''}`],
-      ['Approvers', a.approvers.join(', ') || 'any approver'],
-      ...decoded(a.summary),
-    ]),
+    details(a),
     el('div', { class: 'actions' }, el('button', { type: 'button', onclick: decide('approve') }, 'Approve'), el('button', { type: 'button', class: 'deny', onclick: decide('deny') }, 'Deny')),
   );
 }
@@ -77,6 +87,11 @@ export const what = 'approve requests';
 export const title = 'Approvals';
 export const pollMs = 2000;
 
+/**
+ * Updates the list in place, by request id: a card never moves under a person's pointer or
+ * keyboard. A request no longer waiting stays where it was, without buttons, until the person
+ * clears the finished ones; new requests are added at the end.
+ */
 export async function render(main) {
   const refresh = () => render(main);
   let list;
@@ -87,13 +102,30 @@ export async function render(main) {
     main.replaceChildren(el('h2', { tabindex: '-1' }, 'Approvals'), refusal(e, 'approve requests'));
     return { stop: true };
   }
-  // Keep the keyboard where it was across a refresh.
-  const focused = document.activeElement?.closest?.('article')?.getAttribute('data-approval');
-  const which = document.activeElement?.textContent;
-  main.replaceChildren(el('h2', { tabindex: '-1' }, 'Approvals waiting'), list.length ? el('div', {}, list.map((a) => card(a, refresh))) : el('p', {}, 'Nothing is waiting for an approval.'));
-  if (focused) {
-    const buttons = [...main.querySelectorAll(`[data-approval="${CSS.escape(focused)}"] button`)];
-    (buttons.find((b) => b.textContent === which) ?? buttons[0])?.focus();
+  let box = main.querySelector('#approval-list');
+  if (!box) {
+    box = el('div', { id: 'approval-list' });
+    const clear = el('button', { type: 'button', id: 'clear-finished', hidden: true, onclick: () => {
+      for (const c of box.querySelectorAll('article.finished')) c.remove();
+      clear.hidden = true;
+      void refresh();
+    } }, 'Clear finished requests');
+    main.replaceChildren(el('h2', { tabindex: '-1' }, 'Approvals waiting'), el('p', { id: 'none-waiting', hidden: true }, 'Nothing is waiting for an approval.'), box, clear);
   }
+  const waiting = new Map(list.map((a) => [a.id, a]));
+  for (const c of box.querySelectorAll('article:not(.finished)')) {
+    const a = waiting.get(c.getAttribute('data-approval'));
+    if (a) {
+      c.querySelector('dl').replaceWith(details(a));
+      continue;
+    }
+    // Decided (here or elsewhere) or expired: it stays, inert, so nothing below it moves.
+    c.classList.add('finished');
+    c.setAttribute('aria-label', `${c.getAttribute('aria-label')}: no longer waiting`);
+    c.querySelector('.actions').replaceWith(el('p', { class: 'actions' }, 'No longer waiting: decided or expired.'));
+  }
+  for (const a of list) if (!box.querySelector(`[data-approval="${CSS.escape(a.id)}"]`)) box.append(card(a, refresh));
+  main.querySelector('#none-waiting').hidden = list.length > 0;
+  main.querySelector('#clear-finished').hidden = !box.querySelector('article.finished');
   return {};
 }

@@ -81,10 +81,9 @@ export const pollMs = 5000;
 export const open = true;
 
 export async function render(main, { loggedIn, rerender }) {
-  const [seal, health] = await Promise.all([api('GET', '/v1/sys/seal-status'), fetch('/healthz', { cache: 'no-store', credentials: 'omit' }).then((r) => r.json())]);
-  // Keep the share a person is typing: a refresh must not eat it.
-  const typing = document.activeElement?.id === 'share' && document.activeElement.value !== '';
-  if (typing) return {};
+  const [seal, health] = await Promise.all([api('GET', '/v1/sys/seal-status'), fetch('/healthz', { cache: 'no-store', credentials: 'same-origin' }).then((r) => r.json())]);
+  // Keep a share a person has typed (and not yet given): a refresh must not eat it.
+  if (document.getElementById('share')?.value) return {};
   const sections = [sealSection(seal, rerender), components(health)];
   if (!seal.sealed && loggedIn) sections.push(await privval(), await agents());
   else if (!seal.sealed) sections.push(el('p', {}, 'Log in to see the validators and the ssh-agent sockets.'));

@@ -265,12 +265,13 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     reply.header('x-request-id', req.id);
     reply.header('cache-control', 'no-store');
     if (opts.https) reply.header('strict-transport-security', 'max-age=31536000');
-    // Only a client certificate rides along by itself: a bearer token a foreign page cannot set.
-    if (req.headers.authorization === undefined && peerOf(req.raw.socket)) refuseCrossSite(req.headers);
     // Decide on the matched route, never on the raw URL: the router decodes percent-escapes,
     // so `/%761/keys` matches `/v1/keys`. Every route needs a token unless it is marked public.
     const config = req.routeOptions.config as { public?: boolean; anyPrincipal?: boolean } | undefined;
     if (req.routeOptions.url !== undefined && !config?.public) {
+      // Only a client certificate rides along by itself: a bearer token a foreign page cannot
+      // set. (Public routes answer anyone: a link to /ui/ from elsewhere still opens.)
+      if (req.headers.authorization === undefined && peerOf(req.raw.socket)) refuseCrossSite(req.headers);
       const v = vault();
       req.principal = await v.authenticate(credentialsOf(req.headers.authorization, req.raw.socket, req.ip, req.id));
       // Each route names its operation (auth.ts); one that names none is for admins only.
