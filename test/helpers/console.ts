@@ -3,12 +3,14 @@
  * (no browser download), an accessibility check with axe-core, keyboard-only navigation,
  * and the README's screenshots (CUSTOS_SCREENSHOTS=1 writes docs/screenshots/).
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { chromium, type Browser, type BrowserContextOptions, type Page } from 'playwright-core';
-import { ROOT } from './process.js';
+import { CustosClient } from '../../src/client/index.js';
+import { custos, ROOT, serve, type ServeProcess } from './process.js';
+import { tempDir } from './tmpvault.js';
 import { requireTool } from './require.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
@@ -81,4 +83,34 @@ export async function screenshot(page: Page, name: string): Promise<void> {
   if (!process.env.CUSTOS_SCREENSHOTS) return;
   mkdirSync(join(ROOT, 'docs', 'screenshots'), { recursive: true });
   await page.screenshot({ path: join(ROOT, 'docs', 'screenshots', `console-${name}.png`), fullPage: true });
+}
+
+/** A vault made by `custos init` and served by `custos serve`, with an admin client; all undone after the test. */
+export interface ServedVault {
+  dir: string;
+  dataDir: string;
+  url: string;
+  serve: ServeProcess;
+  admin: CustosClient;
+  adminToken: string;
+}
+
+/**
+ * `custos init` (passphrase seal) then `custos serve`, with `config(dir, dataDir)` written as
+ * custos.toml first when given (it may make files it names, like a PIN file).
+ */
+export async function servedVault(t: TestContext, opts: { env: Record<string, string | undefined>; config?: (dir: string, dataDir: string) => string }): Promise<ServedVault> {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const dataDir = join(dir, 'v');
+  const tokenFile = join(dir, 'admin.token');
+  const init = custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12', '--admin-token-file', tokenFile], opts.env);
+  if (init.status !== 0) throw new Error(`custos init failed: ${init.stderr}`);
+  if (opts.config) writeFileSync(join(dataDir, 'custos.toml'), opts.config(dir, dataDir), { mode: 0o600 });
+  const s = await serve(['--data-dir', dataDir], opts.env);
+  t.after(() => s.stop());
+  const adminToken = readFileSync(tokenFile, 'utf8').trim();
+  const admin = new CustosClient({ addr: s.url, token: adminToken });
+  t.after(() => admin.close());
+  return { dir, dataDir, url: s.url, serve: s, admin, adminToken };
 }

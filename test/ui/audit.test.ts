@@ -6,15 +6,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Page } from 'playwright-core';
-import { CustosClient } from '../../src/client/index.js';
 import { DB_FILE } from '../../src/vault/open.js';
-import { tempDir } from '../helpers/tmpvault.js';
-import { custos, serve } from '../helpers/process.js';
-import { accessibilityProblems, consolePage, launchBrowser, logIn, screenshot } from '../helpers/console.js';
+import { accessibilityProblems, consolePage, launchBrowser, logIn, screenshot, servedVault } from '../helpers/console.js';
 
 const PASSENV = { CUSTOS_PASSPHRASE: 'console audit passphrase' };
 
@@ -30,15 +26,7 @@ async function rows(page: Page): Promise<Array<{ seq: number; operation: string;
 test('the audit view shows the log in order with its chain verified and latest checkpoint, filters it, and flags an entry edited behind the vault', { timeout: 120_000 }, async (t) => {
   const browser = await launchBrowser(t);
   if (!browser) return;
-  const { dir, cleanup } = tempDir();
-  t.after(cleanup);
-  const dataDir = join(dir, 'v');
-  const tokenFile = join(dir, 'admin.token');
-  assert.equal(custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12', '--admin-token-file', tokenFile], PASSENV).status, 0);
-  const s = await serve(['--data-dir', dataDir], PASSENV);
-  t.after(() => s.stop());
-  const admin = new CustosClient({ addr: s.url, token: readFileSync(tokenFile, 'utf8').trim() });
-  t.after(() => admin.close());
+  const { dataDir, admin, ...s } = await servedVault(t, { env: PASSENV });
   await admin.createKey({ label: 'pay', algorithm: 'ed25519' });
   await admin.createKey({ label: 'other', algorithm: 'ed25519' });
   for (let i = 0; i < 3; i++) await admin.sign('pay', { message: new TextEncoder().encode(`payment ${i}`) });

@@ -9,13 +9,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { CustosClient } from '../../src/client/index.js';
 import { CustosApiError } from '../../src/client/transport.js';
-import { tempDir } from '../helpers/tmpvault.js';
-import { custos, serve } from '../helpers/process.js';
-import { accessibilityProblems, consolePage, launchBrowser, logIn, screenshot } from '../helpers/console.js';
+import { accessibilityProblems, consolePage, launchBrowser, logIn, screenshot, servedVault } from '../helpers/console.js';
 import { hdSpend } from '../helpers/psbt.js';
 
 const PASSENV = { CUSTOS_PASSPHRASE: 'console test passphrase' };
@@ -24,15 +20,7 @@ const MNEMONIC = 'legal winner thank year wave sausage worth useful legal winner
 test('approvers decide a waiting PSBT in the console (2 of 3, live), and the waiting client gets its signature; a signer sees no approve button', { timeout: 120_000 }, async (t) => {
   const browser = await launchBrowser(t);
   if (!browser) return;
-  const { dir, cleanup } = tempDir();
-  t.after(cleanup);
-  const dataDir = join(dir, 'v');
-  const tokenFile = join(dir, 'admin.token');
-  assert.equal(custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12', '--admin-token-file', tokenFile], PASSENV).status, 0);
-  const s = await serve(['--data-dir', dataDir], PASSENV);
-  t.after(() => s.stop());
-  const admin = new CustosClient({ addr: s.url, token: readFileSync(tokenFile, 'utf8').trim() });
-  t.after(() => admin.close());
+  const { admin, ...s } = await servedVault(t, { env: PASSENV });
 
   await admin.createHdKey({ label: 'treasury', curve: 'secp256k1', mnemonic: MNEMONIC, purpose: 'bitcoin' });
   const tokens: Record<string, string> = {};

@@ -9,12 +9,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CustosClient } from '../../src/client/index.js';
-import { tempDir } from '../helpers/tmpvault.js';
-import { custos, serve } from '../helpers/process.js';
-import { accessibilityProblems, consolePage, launchBrowser, screenshot, tabTo } from '../helpers/console.js';
+import { accessibilityProblems, consolePage, launchBrowser, screenshot, servedVault, tabTo } from '../helpers/console.js';
 import { createSoftHsm } from '../helpers/softhsm.js';
 
 const PASSENV = { CUSTOS_PASSPHRASE: 'console operations passphrase' };
@@ -25,19 +22,16 @@ test('keys, policies (with "would this be allowed") and health, used with the ke
   const hsm = createSoftHsm(t, { label: 'console-token' });
   if (!hsm) return;
   t.after(() => hsm.cleanup());
-  const { dir, cleanup } = tempDir();
-  t.after(cleanup);
-  const dataDir = join(dir, 'v');
-  const tokenFile = join(dir, 'admin.token');
-  assert.equal(custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12', '--admin-token-file', tokenFile], PASSENV).status, 0);
-  const pinFile = join(dir, 'pin');
-  writeFileSync(pinFile, `${Buffer.from(hsm.pin).toString()}\n`, { mode: 0o600 });
-  const agentConfig = `[[ssh_agent]]\nname = "ops"\nsocket = "agent/ops.sock"\nkeys = ["ops-*"]\n\n[[pkcs11]]\nname = "hsm"\nmodule = "${hsm.module}"\ntoken_label = "${hsm.label}"\npin_file = "${pinFile}"\n`;
-  writeFileSync(join(dataDir, 'custos.toml'), agentConfig, { mode: 0o600 });
-  const s = await serve(['--data-dir', dataDir], { ...PASSENV, SOFTHSM2_CONF: hsm.conf });
-  t.after(() => s.stop());
-  const admin = new CustosClient({ addr: s.url, token: readFileSync(tokenFile, 'utf8').trim() });
-  t.after(() => admin.close());
+  let agentConfig = '';
+  const { dir, dataDir, admin, ...s } = await servedVault(t, {
+    env: { ...PASSENV, SOFTHSM2_CONF: hsm.conf },
+    config: (at) => {
+      const pinFile = join(at, 'pin');
+      writeFileSync(pinFile, `${Buffer.from(hsm.pin).toString()}\n`, { mode: 0o600 });
+      agentConfig = `[[ssh_agent]]\nname = "ops"\nsocket = "agent/ops.sock"\nkeys = ["ops-*"]\n\n[[pkcs11]]\nname = "hsm"\nmodule = "${hsm.module}"\ntoken_label = "${hsm.label}"\npin_file = "${pinFile}"\n`;
+      return agentConfig;
+    },
+  });
 
   await admin.createKey({ label: 'ops-deploy', algorithm: 'ed25519', tags: ['team-ops'] });
   const validator = await admin.createKey({ label: 'validator', algorithm: 'ed25519', purpose: 'consensus' });

@@ -8,30 +8,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CustosClient } from '../../src/client/index.js';
 import { SshWriter } from '../../src/crypto/openssh.js';
-import { tempDir } from '../helpers/tmpvault.js';
-import { custos, serve } from '../helpers/process.js';
 import { agentSession, ed25519Pair } from '../helpers/ssh-agent.js';
-import { accessibilityProblems, consolePage, launchBrowser, logIn, screenshot } from '../helpers/console.js';
+import { accessibilityProblems, consolePage, launchBrowser, logIn, screenshot, servedVault } from '../helpers/console.js';
 
 const PASSENV = { CUSTOS_PASSPHRASE: 'console ssh passphrase' };
 
 test('an SSH login waits for an approver, who sees its user, the server host key and the session, and approves it', { timeout: 120_000 }, async (t) => {
   const browser = await launchBrowser(t);
   if (!browser) return;
-  const { dir, cleanup } = tempDir();
-  t.after(cleanup);
-  const dataDir = join(dir, 'v');
-  const tokenFile = join(dir, 'admin.token');
-  assert.equal(custos(['init', '--data-dir', dataDir, '--scrypt-log-n', '12', '--admin-token-file', tokenFile], PASSENV).status, 0);
-  writeFileSync(join(dataDir, 'custos.toml'), '[[ssh_agent]]\nname = "desk"\nsocket = "agent/desk.sock"\nkeys = ["login-*"]\n', { mode: 0o600 });
-  const s = await serve(['--data-dir', dataDir], PASSENV);
-  t.after(() => s.stop());
-  const admin = new CustosClient({ addr: s.url, token: readFileSync(tokenFile, 'utf8').trim() });
-  t.after(() => admin.close());
+  const { dataDir, admin, ...s } = await servedVault(t, { env: PASSENV, config: () => '[[ssh_agent]]\nname = "desk"\nsocket = "agent/desk.sock"\nkeys = ["login-*"]\n' });
   await admin.createKey({ label: 'login-prod', algorithm: 'ed25519', purpose: 'ssh', tags: ['prod-login'] });
   const alice = (await admin.createToken({ name: 'alice', role: 'approver' })).token!;
   await admin.uploadPolicy(JSON.stringify({ id: 'prod-logins', applies_to: { tags: ['prod-login'] }, rules: [{ type: 'approval', approvers: ['token:alice'], required: 1 }] }), 'json');
