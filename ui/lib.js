@@ -80,6 +80,22 @@ export function facts(pairs) {
   );
 }
 
+/** A table row: the first cell is the row's header. */
+export const row = (cells) => el('tr', {}, cells.map((c, i) => (i === 0 ? el('th', { scope: 'row' }, c) : el('td', {}, c))));
+
+/**
+ * The "more" button under a paged table: replaced on each page, keeping the keyboard on it
+ * when it had it; none once the last page is shown.
+ */
+export function moreButton(results, label, next, load) {
+  const hadFocus = document.activeElement?.classList?.contains('more');
+  results.querySelector('.more')?.remove();
+  if (next === null || next === undefined) return;
+  const more = el('button', { type: 'button', class: 'more', onclick: () => load(next) }, label);
+  results.append(more);
+  if (hadFocus) more.focus();
+}
+
 /** A table with a caption and header row; `rows` are arrays of cells (text or nodes). */
 export function table(caption, headers, rows, attrs = {}) {
   return el(
@@ -87,7 +103,7 @@ export function table(caption, headers, rows, attrs = {}) {
     attrs,
     el('caption', {}, caption),
     el('thead', {}, el('tr', {}, headers.map((h) => el('th', { scope: 'col' }, h)))),
-    el('tbody', {}, rows.map((r) => el('tr', {}, r.map((c, i) => (i === 0 ? el('th', { scope: 'row' }, c) : el('td', {}, c)))))),
+    el('tbody', {}, rows.map(row)),
   );
 }
 

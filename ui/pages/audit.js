@@ -1,7 +1,7 @@
 // Audit: the log, newest first, filtered by key, principal, operation and outcome, a page at a
 // time; above it the whole chain's verification (every link, signed checkpoint and MAC, as
 // `custos audit verify` checks it) and the newest signed checkpoint.
-import { api, el, facts, field, refusal, table } from '../lib.js';
+import { api, el, facts, field, moreButton, refusal, row, table } from '../lib.js';
 
 const capital = (t) => t.charAt(0).toUpperCase() + t.slice(1);
 const filters = { key: '', principal: '', operation: '', outcome: '' };
@@ -78,7 +78,7 @@ export async function render(main) {
     try {
       statusBox.replaceChildren(verification(await api('GET', '/v1/audit/status')), el('button', { type: 'button', onclick: verify }, 'Verify again'));
     } catch (e) {
-      if (e.status === 401) throw e;
+      if (e.status === 401) return; // the shell has logged out (lib.js onUnauthorized)
       statusBox.replaceChildren(refusal(e, 'check the whole log'));
     }
   };
@@ -90,14 +90,14 @@ export async function render(main) {
     try {
       page = await api('GET', `/v1/audit?${q}`);
     } catch (e) {
-      if (e.status === 401) throw e;
+      if (e.status === 401) return;
       results.replaceChildren(refusal(e, 'read the audit log'));
       return;
     }
     const rows = entryRows(page.entries.slice().reverse());
     const existing = fresh ? null : results.querySelector('tbody');
     if (existing) {
-      for (const r of rows) existing.append(el('tr', {}, r.map((c, i) => (i === 0 ? el('th', { scope: 'row' }, c) : el('td', {}, c)))));
+      existing.append(...rows.map(row));
     } else {
       results.replaceChildren(
         rows.length
@@ -105,13 +105,7 @@ export async function render(main) {
           : el('p', {}, 'No entry matches.'),
       );
     }
-    const hadFocus = document.activeElement?.classList?.contains('more');
-    results.querySelector('.more')?.remove();
-    if (page.next !== null) {
-      const more = el('button', { type: 'button', class: 'more', onclick: () => load(page.next, false) }, 'Older entries');
-      results.append(more);
-      if (hadFocus) more.focus();
-    }
+    moreButton(results, 'Older entries', page.next, (next) => load(next, false));
   };
   main.replaceChildren(el('h2', { tabindex: '-1' }, 'Audit log'), statusBox, form, results);
   await Promise.all([verify(), load(null, true)]);

@@ -1,5 +1,5 @@
 // Keys: every key this principal may see, with its state, purpose, tags and public key.
-import { api, el, refusal, table } from '../lib.js';
+import { api, el, moreButton, refusal, row, table } from '../lib.js';
 
 function publicKey(k) {
   const text = k.public_key?.openssh ?? k.public_key?.raw_hex ?? '';
@@ -18,21 +18,15 @@ export async function render(main) {
     try {
       page = await api('GET', `/v1/keys?limit=100${after ? `&after=${encodeURIComponent(after)}` : ''}`);
     } catch (e) {
-      if (e.status === 401) throw e;
+      if (e.status === 401) return; // the shell has logged out (lib.js onUnauthorized)
       results.replaceChildren(refusal(e, 'list keys'));
       return;
     }
     const rows = page.keys.map((k) => [k.label, k.algorithm, k.purpose ?? '', el('span', { class: `state ${k.state}` }, k.state), k.attributes?.tags ?? '', k.origin ?? '', publicKey(k)]);
     const body = after ? results.querySelector('tbody') : null;
-    if (body) for (const r of rows) body.append(el('tr', {}, r.map((c, i) => (i === 0 ? el('th', { scope: 'row' }, c) : el('td', {}, c)))));
+    if (body) body.append(...rows.map(row));
     else results.replaceChildren(rows.length ? table('Keys', ['Label', 'Algorithm', 'Purpose', 'State', 'Tags', 'Origin', 'Public key'], rows, { class: 'keys' }) : el('p', {}, 'There are no keys this principal may see.'));
-    const hadFocus = document.activeElement?.classList?.contains('more');
-    results.querySelector('.more')?.remove();
-    if (page.next) {
-      const more = el('button', { type: 'button', class: 'more', onclick: () => load(page.next) }, 'More keys');
-      results.append(more);
-      if (hadFocus) more.focus();
-    }
+    moreButton(results, 'More keys', page.next, load);
   };
   main.replaceChildren(el('h2', { tabindex: '-1' }, 'Keys'), results);
   await load(null);

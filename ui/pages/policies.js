@@ -37,7 +37,7 @@ function tryForm(keys) {
           const words = { allow: 'Allowed', deny: 'Denied', needs_approval: 'Needs approval' };
           out.replaceChildren(el('h4', {}, `${words[r.decision.kind] ?? r.decision.kind}`), el('pre', { class: 'explanation' }, r.explanation));
         } catch (e) {
-          if (e.status === 401) throw e;
+          if (e.status === 401) return; // the shell has logged out (lib.js onUnauthorized)
           out.replaceChildren(refusal(e, 'test policies'));
         }
       },
@@ -72,7 +72,13 @@ export async function render(main) {
   const keys = await api('GET', '/v1/keys?limit=200').then((r) => r.keys.map((k) => k.label)).catch(() => []);
   const detail = el('div', { 'aria-live': 'polite' });
   const show = (id) => async () => {
-    const h = await api('GET', `/v1/policies/${encodeURIComponent(id)}`);
+    let h;
+    try {
+      h = await api('GET', `/v1/policies/${encodeURIComponent(id)}`);
+    } catch (e) {
+      if (e.status !== 401) detail.replaceChildren(refusal(e, 'read policies'));
+      return;
+    }
     const latest = h.versions[h.versions.length - 1];
     detail.replaceChildren(
       el('h3', { id: 'policy-title', tabindex: '-1' }, `Policy ${id}`),
