@@ -11,8 +11,9 @@ import * as audit from './pages/audit.js';
 import * as keys from './pages/keys.js';
 import * as policies from './pages/policies.js';
 import * as health from './pages/health.js';
+import * as account from './pages/account.js';
 
-const PAGES = { approvals, audit, keys, policies, health };
+const PAGES = { approvals, audit, keys, policies, account, health };
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
 const logoutButton = document.getElementById('logout');
@@ -74,8 +75,90 @@ function showLogin(message) {
           ),
         )
       : null;
-  main.replaceChildren(...(message ? [el('p', { class: 'notice', role: 'alert' }, message)] : []), form, cert, el('p', {}, el('a', { href: '#health' }, 'Vault health and unsealing')));
+  main.replaceChildren(...[message ? el('p', { class: 'notice', role: 'alert' }, message) : null, form, cert, accountForms(), el('p', {}, el('a', { href: '#health' }, 'Vault health and unsealing'))].filter(Boolean));
   input.focus();
+}
+
+/** The OPAQUE library and the sealed session, loaded when an account logs in (built file). */
+const sessionModule = () => import('./session.js');
+
+/**
+ * Logging in with an account (OPAQUE: the password never leaves this page), and setting its
+ * password the first time with the one-time registration code an operator gave.
+ */
+function accountForms() {
+  const out = el('div', { 'aria-live': 'polite' });
+  const refused = (e) => out.replaceChildren(el('p', { class: 'notice', role: 'alert' }, e?.message ?? String(e)));
+  const opts = () => ({ addr: location.origin });
+  const name = el('input', { id: 'account-name', name: 'name', required: true, autocomplete: 'username' });
+  const password = el('input', { id: 'account-password', name: 'password', type: 'password', required: true, autocomplete: 'current-password' });
+  const login = el(
+    'form',
+    {
+      class: 'login',
+      'aria-labelledby': 'account-title',
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        const pw = password.value;
+        password.value = '';
+        out.replaceChildren(el('p', {}, 'Logging in…'));
+        try {
+          const { CustosSession } = await sessionModule();
+          auth.useSession(await CustosSession.login(opts(), name.value.trim(), pw));
+          location.hash = '#account';
+          void route(true);
+        } catch (e) {
+          refused(e);
+        }
+      },
+    },
+    el('h2', { id: 'account-title' }, 'Log in with an account'),
+    el('label', { for: 'account-name' }, 'Account name'),
+    name,
+    el('label', { for: 'account-password' }, 'Password'),
+    password,
+    el('button', { type: 'submit' }, 'Log in with account'),
+  );
+  const rName = el('input', { id: 'register-name', name: 'name', required: true, autocomplete: 'username' });
+  const code = el('input', { id: 'register-code', name: 'code', required: true, autocomplete: 'off' });
+  const pw1 = el('input', { id: 'register-password', name: 'password', type: 'password', required: true, autocomplete: 'new-password', minlength: '12' });
+  const pw2 = el('input', { id: 'register-again', name: 'again', type: 'password', required: true, autocomplete: 'new-password' });
+  const register = el(
+    'form',
+    {
+      class: 'login',
+      'aria-labelledby': 'register-title',
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        const [a, b] = [pw1.value, pw2.value];
+        pw1.value = '';
+        pw2.value = '';
+        if (a !== b) return refused(new Error('The two passwords differ; type them again.'));
+        out.replaceChildren(el('p', {}, 'Setting the password…'));
+        try {
+          const { CustosSession } = await sessionModule();
+          await CustosSession.register(opts(), rName.value.trim(), code.value.trim(), a);
+          code.value = '';
+          out.replaceChildren(el('p', {}, 'Password set: log in with it above.'));
+          name.value = rName.value.trim();
+          password.focus();
+        } catch (e) {
+          refused(e);
+        }
+      },
+    },
+    el('h3', { id: 'register-title' }, 'First time: set your password'),
+    el('label', { for: 'register-name' }, 'Account name'),
+    rName,
+    el('label', { for: 'register-code' }, 'Registration code'),
+    code,
+    el('label', { for: 'register-password' }, 'New password'),
+    pw1,
+    el('label', { for: 'register-again' }, 'New password, again'),
+    pw2,
+    el('button', { type: 'submit' }, 'Set password'),
+  );
+  return el('section', { 'aria-label': 'Accounts' }, login, el('details', {}, el('summary', {}, 'First time here with a registration code?'), register), out);
 }
 
 function loginFailed(e) {
@@ -83,6 +166,11 @@ function loginFailed(e) {
   if (e.handled) return;
   e.handled = true;
   const byCert = auth.certificate();
+  if (auth.session()) {
+    auth.forget();
+    me = null;
+    return showLogin('The session ended (logged out, expired, or the password changed): log in again.');
+  }
   auth.forget();
   me = null;
   if (e.status !== 401) return showLogin(`The vault could not be reached: ${e.message}`);
@@ -107,7 +195,9 @@ async function route(moveFocus = true) {
   if (seal.sealed) page = health;
   else if (!auth.loggedIn() && !page.open) return showLogin();
   const loggedIn = auth.loggedIn() && !seal.sealed;
-  if (loggedIn && !me) {
+  if (loggedIn && !me && auth.session()) {
+    me = { principal: `account:${auth.session().account.name}`, role: 'account', operations: [] };
+  } else if (loggedIn && !me) {
     try {
       me = await api('GET', '/v1/whoami');
     } catch (e) {
@@ -116,7 +206,8 @@ async function route(moveFocus = true) {
     }
     if (gen !== generation) return;
   }
-  const may = (p) => !p.needs || (me?.operations ?? []).includes(p.needs);
+  // An account sees its own page (and health); a principal the sections its operations allow.
+  const may = (p) => (auth.session() ? p.accountPage === true || p === health : !p.accountPage && (!p.needs || (me?.operations ?? []).includes(p.needs)));
   // Only the sections this principal may use; the first of them when none is asked for.
   for (const a of nav.querySelectorAll('a')) a.parentElement.hidden = !may(PAGES[a.getAttribute('href').slice(1)]);
   if (!location.hash && loggedIn && page !== health && !may(page)) page = Object.values(PAGES).find(may) ?? health;
@@ -139,7 +230,7 @@ async function route(moveFocus = true) {
       r = await page.render(main, { loggedIn, rerender: () => route(false) });
     } catch (e) {
       if (gen !== generation) return;
-      if (e.status === 401) return loginFailed(e);
+      if (e.status === 401 || e instanceof account.SessionEnded) return loginFailed(e);
       if (e.code === 'vault_sealed') return route(true);
       main.replaceChildren(el('h2', { tabindex: '-1' }, page.title), el('p', { class: 'notice', role: 'alert' }, `The vault could not be reached: ${e.message}`));
       r = {};
@@ -155,6 +246,8 @@ async function route(moveFocus = true) {
 
 onUnauthorized((e) => loginFailed(e));
 logoutButton.addEventListener('click', () => {
+  // An account's session ends at the vault too (best effort: it also ends by itself when idle).
+  auth.session()?.logout().catch(() => undefined);
   auth.forget();
   me = null;
   document.getElementById('status').textContent = 'Logged out.';

@@ -2,22 +2,33 @@
 // returns is data, not markup), calling the API with this tab's credentials, and saying things
 // in the live status line.
 
-/** This tab's way in: a bearer token, or the browser's client certificate (no header at all). */
+/**
+ * This tab's way in: a bearer token, the browser's client certificate (no header at all), or an
+ * account's OPAQUE session. The session's keys live in this page's memory only (never in
+ * storage): a reload ends it, as closing the tab does.
+ */
+let session = null;
 export const auth = {
   token: () => sessionStorage.getItem('custos.token'),
   certificate: () => sessionStorage.getItem('custos.certificate') === '1',
-  loggedIn: () => Boolean(sessionStorage.getItem('custos.token')) || sessionStorage.getItem('custos.certificate') === '1',
+  session: () => session,
+  loggedIn: () => session !== null || Boolean(sessionStorage.getItem('custos.token')) || sessionStorage.getItem('custos.certificate') === '1',
   useToken(t) {
-    sessionStorage.removeItem('custos.certificate');
+    auth.forget();
     sessionStorage.setItem('custos.token', t);
   },
   useCertificate() {
-    sessionStorage.removeItem('custos.token');
+    auth.forget();
     sessionStorage.setItem('custos.certificate', '1');
+  },
+  useSession(s) {
+    auth.forget();
+    session = s;
   },
   forget() {
     sessionStorage.removeItem('custos.token');
     sessionStorage.removeItem('custos.certificate');
+    session = null;
   },
 };
 
@@ -45,6 +56,10 @@ export class ApiError extends Error {
 let unauthorized = () => {};
 export function onUnauthorized(f) {
   unauthorized = f;
+}
+/** An account's session call refused as unauthorized: the same way out. */
+export function sessionEnded(e) {
+  unauthorized(e);
 }
 
 export async function api(method, path, body) {

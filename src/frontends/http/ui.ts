@@ -20,19 +20,27 @@ const FILES: Record<string, string> = {
   'pages/keys.js': JS,
   'pages/policies.js': JS,
   'pages/health.js': JS,
+  'pages/account.js': JS,
+  'session.js': JS,
 };
 
-export const CONSOLE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/**
+ * 'wasm-unsafe-eval' lets the page compile WebAssembly (the OPAQUE library in session.js), and
+ * nothing else: no eval, no inline script.
+ */
+export const CONSOLE_CSP = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /** From src/frontends/http (tsx) or dist/frontends/http (built): ../../../ui is the package's ui/. */
 const ROOT = new URL('../../../ui/', import.meta.url);
+/** The files `npm run build` makes (scripts/build-ui.mjs): the account session's bundle. */
+const BUILT = new URL('../../../dist/ui/', import.meta.url);
 
 export function uiRoutes(app: FastifyInstance): void {
   const cache = new Map<string, Buffer>();
   const read = (name: string) => {
     let b = cache.get(name);
     if (!b) {
-      b = readFileSync(fileURLToPath(new URL(name, ROOT)));
+      b = readFileSync(fileURLToPath(new URL(name, name === 'session.js' ? BUILT : ROOT)));
       cache.set(name, b);
     }
     return b;
@@ -41,6 +49,13 @@ export function uiRoutes(app: FastifyInstance): void {
   const serveFile = async (name: string, reply: import('fastify').FastifyReply) => {
     const type = Object.hasOwn(FILES, name) ? FILES[name] : undefined;
     if (!type) return reply.code(404).type('text/plain').send('Not found');
+    let body: Buffer;
+    try {
+      body = read(name);
+    } catch {
+      // Only a built file can be missing: a checkout run from its sources before `npm run build`.
+      return reply.code(404).type('text/plain').send(`${name} is built by \`npm run build\`; run it, then reload.`);
+    }
     return reply
       .header('content-security-policy', CONSOLE_CSP)
       .header('x-content-type-options', 'nosniff')
@@ -48,7 +63,7 @@ export function uiRoutes(app: FastifyInstance): void {
       .header('cache-control', 'no-store')
       .header('x-frame-options', 'DENY')
       .type(type)
-      .send(read(name));
+      .send(body);
   };
   app.get('/ui/', open, async (_req, reply) => serveFile('index.html', reply));
   app.get<{ Params: { '*': string } }>('/ui/*', open, async (req, reply) => serveFile(req.params['*'], reply));
