@@ -2,8 +2,8 @@
  * An SSH login waiting for an approver in the console: `custos serve` with an [[ssh_agent]]
  * socket, a login key governed by an approval policy, and an agent client asking it to sign an
  * SSH userauth request (publickey-hostbound, as OpenSSH 8.9+ sends). The approver sees the
- * login decoded (the user, the server's host key and the session) and approves; the client gets
- * its signature.
+ * login decoded (the user, the server's host key and the session) and approves with the
+ * keyboard alone; the client gets its signature.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { SshWriter } from '../../src/crypto/openssh.js';
 import { agentSession, ed25519Pair } from '../helpers/ssh-agent.js';
-import { accessibilityProblems, consolePage, launchBrowser, logIn, screenshot, servedVault } from '../helpers/console.js';
+import { accessibilityProblems, consolePage, launchBrowser, logIn, screenshot, servedVault, tabTo } from '../helpers/console.js';
 
 const PASSENV = { CUSTOS_PASSPHRASE: 'console ssh passphrase' };
 
@@ -47,7 +47,9 @@ test('an SSH login waits for an approver, who sees its user, the server host key
   assert.match(text, /Asked for by\s+prod-logins v1/);
   assert.deepEqual(await accessibilityProblems(page), []);
   await screenshot(page, 'approvals-ssh');
-  await card.getByRole('button', { name: 'Approve' }).click();
+  // With the keyboard alone: Tab to the request's Approve button, Enter.
+  await tabTo(page, 'Approve');
+  await page.keyboard.press('Enter');
   const signed = await answer;
   assert.equal(signed.type, 'sign_response', 'the client got its signature');
   await page.getByText('Nothing is waiting for an approval.').waitFor({ timeout: 10_000 });
