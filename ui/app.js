@@ -167,6 +167,8 @@ function loginFailed(e) {
   e.handled = true;
   const byCert = auth.certificate();
   if (auth.session()) {
+    // Ended at the vault too, unless the session itself was what refused (best effort).
+    if (!(e instanceof account.SessionEnded) && e?.code !== 'unauthorized') auth.session().logout().catch(() => undefined);
     auth.forget();
     me = null;
     return showLogin('The session ended (logged out, expired, or the password changed): log in again.');
@@ -227,7 +229,9 @@ async function route(moveFocus = true) {
     }
     let r;
     try {
-      r = await page.render(main, { loggedIn, rerender: () => route(false) });
+      // `principal`: a token's or certificate's sections (an account has none of them).
+      // `current`: whether this render still owns the page (a click's redraw asks it too).
+      r = await page.render(main, { loggedIn, principal: loggedIn && !auth.session(), rerender: () => route(false), current: () => gen === generation });
     } catch (e) {
       if (gen !== generation) return;
       if (e.status === 401 || e instanceof account.SessionEnded) return loginFailed(e);

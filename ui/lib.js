@@ -73,7 +73,9 @@ export async function api(method, path, body) {
   const data = await res.json().catch(() => ({}));
   if (!res.ok) {
     const e = new ApiError(res.status, data?.code ?? 'unknown', data?.message ?? `The vault answered HTTP ${res.status}.`);
-    if (res.status === 401 && auth.loggedIn()) unauthorized(e);
+    // A token or certificate refused: log out. (An account's session is not what the API's
+    // routes authenticate: its 401 there says nothing about the session.)
+    if (res.status === 401 && (auth.token() || auth.certificate())) unauthorized(e);
     throw e;
   }
   return data;

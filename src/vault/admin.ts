@@ -381,7 +381,7 @@ const NO_KEY = { id: null, label: null };
 const SCOPED_AUDIT_WINDOW = 500;
 const SCOPED_AUDIT_WINDOWS = 20;
 /** A whole-chain check answers every caller for this long: asking again and again costs one check. */
-const AUDIT_CHECK_REUSE_MS = 5_000;
+const AUDIT_CHECK_REUSE_MS = 10_000;
 
 /** The chain's verification, when it ran, and the newest signed checkpoint. */
 export interface AuditStatus extends VerifyReport {

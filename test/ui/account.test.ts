@@ -43,6 +43,13 @@ test('an account sets its password with its code, logs in with OPAQUE, makes a k
   assert.equal(await page.getByRole('link', { name: 'Approvals' }).isVisible(), false, 'an account sees its own page only');
   assert.equal(await page.evaluate(() => JSON.stringify(sessionStorage)), '{}', 'nothing of the session is stored');
 
+  // Health is open to it, without a principal's sections (and without losing the session).
+  await page.getByRole('link', { name: 'Health' }).click();
+  await page.getByRole('heading', { name: 'Seal' }).waitFor();
+  assert.equal(await page.getByRole('heading', { name: 'CometBFT validators' }).count(), 0);
+  await page.getByRole('link', { name: 'My account' }).click();
+  await page.getByRole('heading', { name: 'Account maria' }).waitFor();
+
   // A key, made from the page.
   await page.getByLabel('Key name').fill('savings');
   await page.getByRole('button', { name: 'Make key' }).click();

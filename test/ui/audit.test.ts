@@ -69,9 +69,9 @@ test('the audit view shows the log in order with its chain verified and latest c
   const db = new Database(join(dataDir, DB_FILE));
   db.prepare("UPDATE audit SET reason = 'nothing to see' WHERE seq = ?").run(victim);
   db.close();
-  // A check answers for 5 s (asking again and again costs one check): a person asks again.
+  // A check answers for 10 s (asking again and again costs one check): a person asks again.
   const alarm = page.getByRole('alert').filter({ hasText: `Entry ${victim} was altered` });
-  for (let i = 0; i < 20 && !(await alarm.isVisible()); i++) {
+  for (let i = 0; i < 40 && !(await alarm.isVisible()); i++) {
     await page.getByRole('button', { name: 'Verify again' }).click();
     await alarm.waitFor({ timeout: 1000 }).catch(() => undefined);
   }

@@ -5,6 +5,7 @@ import { auth, el, facts, field, say, sessionEnded, table } from '../lib.js';
 
 export const title = 'My account';
 export const accountPage = true;
+export const what = 'open an account\'s page (log in with the account instead)';
 
 /** The session ended (logged out elsewhere, expired, password changed): the shell logs in again. */
 export class SessionEnded extends Error {}
@@ -22,11 +23,12 @@ async function call(f) {
   }
 }
 
-export async function render(main) {
+export async function render(main, ctx) {
   const s = auth.session();
   const who = await call(() => s.whoami());
   const keys = await call(() => s.listKeys());
   const grants = await call(() => s.grants());
+  if (!ctx.current()) return {};
   const out = el('div', { 'aria-live': 'polite', id: 'account-result' });
   const name = el('input', { id: 'k-name', name: 'name', required: true, autocomplete: 'off', maxlength: '64' });
   const algorithm = el('select', { id: 'k-algorithm', name: 'algorithm' }, ['ed25519', 'secp256k1', 'p256'].map((a) => el('option', { value: a }, a)));
@@ -39,7 +41,7 @@ export async function render(main) {
         try {
           const k = await call(() => s.generateKey(name.value.trim(), algorithm.value));
           say(`Key ${k.name} made (${k.algorithm}).`);
-          await render(main);
+          if (ctx.current()) await render(main, ctx);
         } catch (e) {
           if (e instanceof SessionEnded) return;
           out.replaceChildren(el('p', { class: 'notice', role: 'alert' }, `The vault refused: ${e.message}`));
@@ -55,7 +57,7 @@ export async function render(main) {
     try {
       await call(() => s.revokeGrant(g.id));
       say(`Grant to ${g.principal} revoked.`);
-      await render(main);
+      if (ctx.current()) await render(main, ctx);
     } catch (e) {
       if (e instanceof SessionEnded) return;
       out.replaceChildren(el('p', { class: 'notice', role: 'alert' }, `The vault refused: ${e.message}`));

@@ -92,16 +92,21 @@ export const pollMs = 2000;
  * keyboard. A request no longer waiting stays where it was, without buttons, until the person
  * clears the finished ones; new requests are added at the end.
  */
-export async function render(main) {
-  const refresh = () => render(main);
+export async function render(main, ctx) {
+  // A click's redraw goes through here too: never onto a page that has moved on (or logged out).
+  const refresh = async () => {
+    if (ctx.current()) await render(main, ctx).catch(() => undefined);
+  };
   let list;
   try {
     list = (await api('GET', '/v1/approvals')).approvals;
   } catch (e) {
     if (e.status === 401) throw e;
+    if (!ctx.current()) return {};
     main.replaceChildren(el('h2', { tabindex: '-1' }, 'Approvals'), refusal(e, 'approve requests'));
     return { stop: true };
   }
+  if (!ctx.current()) return {};
   let box = main.querySelector('#approval-list');
   if (!box) {
     box = el('div', { id: 'approval-list' });
@@ -110,13 +115,19 @@ export async function render(main) {
       clear.hidden = true;
       void refresh();
     } }, 'Clear finished requests');
-    main.replaceChildren(el('h2', { tabindex: '-1' }, 'Approvals waiting'), el('p', { id: 'none-waiting', hidden: true }, 'Nothing is waiting for an approval.'), box, clear);
+    // The "nothing waiting" line goes below the list: showing it moves no card.
+    main.replaceChildren(el('h2', { tabindex: '-1' }, 'Approvals waiting'), box, el('p', { id: 'none-waiting', hidden: true }, 'Nothing is waiting for an approval.'), clear);
   }
   const waiting = new Map(list.map((a) => [a.id, a]));
   for (const c of box.querySelectorAll('article:not(.finished)')) {
     const a = waiting.get(c.getAttribute('data-approval'));
     if (a) {
-      c.querySelector('dl').replaceWith(details(a));
+      // Only when something changed (approvals given): a redraw would drop a text selection.
+      const seen = JSON.stringify(a);
+      if (c.dataset.seen !== seen) {
+        c.querySelector('dl').replaceWith(details(a));
+        c.dataset.seen = seen;
+      }
       continue;
     }
     // Decided (here or elsewhere) or expired: it stays, inert, so nothing below it moves.
@@ -124,7 +135,12 @@ export async function render(main) {
     c.setAttribute('aria-label', `${c.getAttribute('aria-label')}: no longer waiting`);
     c.querySelector('.actions').replaceWith(el('p', { class: 'actions' }, 'No longer waiting: decided or expired.'));
   }
-  for (const a of list) if (!box.querySelector(`[data-approval="${CSS.escape(a.id)}"]`)) box.append(card(a, refresh));
+  for (const a of list) {
+    if (box.querySelector(`[data-approval="${CSS.escape(a.id)}"]`)) continue;
+    const c = card(a, refresh);
+    c.dataset.seen = JSON.stringify(a);
+    box.append(c);
+  }
   main.querySelector('#none-waiting').hidden = list.length > 0;
   main.querySelector('#clear-finished').hidden = !box.querySelector('article.finished');
   return {};

@@ -102,7 +102,7 @@ export async function render(main) {
       results.replaceChildren(
         rows.length
           ? table('Audit entries, newest first', ['#', 'Time', 'Principal', 'Operation', 'Key', 'Outcome', 'Reason'], rows, { class: 'audit' })
-          : el('p', {}, 'No entry matches.'),
+          : el('p', {}, page.next === null ? 'No entry matches.' : 'No entry matches among the entries read so far; "Older entries" reads further back.'),
       );
     }
     moreButton(results, 'Older entries', page.next, (next) => load(next, false));

@@ -80,13 +80,14 @@ export const title = 'Health';
 export const pollMs = 5000;
 export const open = true;
 
-export async function render(main, { loggedIn, rerender }) {
+export async function render(main, { loggedIn, principal, rerender, current }) {
   const [seal, health] = await Promise.all([api('GET', '/v1/sys/seal-status'), fetch('/healthz', { cache: 'no-store', credentials: 'same-origin' }).then((r) => r.json())]);
   // Keep a share a person has typed (and not yet given): a refresh must not eat it.
   if (document.getElementById('share')?.value) return {};
   const sections = [sealSection(seal, rerender), components(health)];
-  if (!seal.sealed && loggedIn) sections.push(await privval(), await agents());
-  else if (!seal.sealed) sections.push(el('p', {}, 'Log in to see the validators and the ssh-agent sockets.'));
+  if (!seal.sealed && principal) sections.push(await privval(), await agents());
+  else if (!seal.sealed && !loggedIn) sections.push(el('p', {}, 'Log in to see the validators and the ssh-agent sockets.'));
+  if (!current()) return {};
   const focusedId = document.activeElement?.id;
   main.replaceChildren(el('h2', { tabindex: '-1' }, 'Health'), ...sections);
   if (focusedId) document.getElementById(focusedId)?.focus();

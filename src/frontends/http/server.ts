@@ -733,7 +733,9 @@ export function refuseCrossSite(headers: Record<string, string | string[] | unde
   const origin = headers.origin;
   // The browser's own word first; Origin against Host only for browsers that do not say
   // (a reverse proxy may rewrite Host, never Sec-Fetch-Site).
-  let foreign = site === 'cross-site' || site === 'same-site';
+  // Only what the browser calls its own origin (or a person's typing) passes; anything else,
+  // a duplicated header included, is refused.
+  let foreign = site !== undefined && site !== 'same-origin' && site !== 'none';
   if (site === undefined && typeof origin === 'string') {
     try {
       foreign = new URL(origin).host !== headers.host;

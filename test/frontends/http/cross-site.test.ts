@@ -8,7 +8,7 @@ import { CustosError } from '../../../src/core/errors.js';
 import { refuseCrossSite } from '../../../src/frontends/http/server.js';
 
 const host = 'vault.example:8200';
-const refused = (headers: Record<string, string>) => {
+const refused = (headers: Record<string, string | string[]>) => {
   try {
     refuseCrossSite({ host, ...headers });
     return false;
@@ -24,6 +24,8 @@ test('a request from another origin, or that the browser calls cross-site or sam
   assert.equal(refused({ origin: 'null' }), true, 'a sandboxed page');
   assert.equal(refused({ 'sec-fetch-site': 'cross-site' }), true);
   assert.equal(refused({ 'sec-fetch-site': 'same-site' }), true, 'a sibling subdomain is another origin');
+  assert.equal(refused({ 'sec-fetch-site': 'something-new' }), true, 'a value not known to be this origin');
+  assert.equal(refused({ 'sec-fetch-site': ['cross-site', 'same-origin'] }), true, 'a duplicated header');
   assert.equal(refused({ 'sec-fetch-site': 'cross-site', 'sec-fetch-dest': 'image' }), true, 'an <img> of another site, a read that could start a costly check');
 });
 
