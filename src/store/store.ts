@@ -66,11 +66,6 @@ export type StateMutation =
    */
   | { kind: 'putObject'; keyId: string; objectId: string; expectedVersion: bigint | null; version: bigint; record: Uint8Array };
 
-/**
- * One versioned record of a key (a Lightning channel monitor), one row per object: only the
- * latest version is kept. `version` is a u64 (LDK uses u64::MAX for a closed channel's final
- * update), stored as decimal text. A destroyed key's objects stay (they are encrypted).
- */
 /** What the audit view filters on: exact matches, and a cursor for the next (older) page. */
 export interface AuditQuery {
   limit: number;
@@ -82,6 +77,11 @@ export interface AuditQuery {
   outcome?: string;
 }
 
+/**
+ * One versioned record of a key (a Lightning channel monitor), one row per object: only the
+ * latest version is kept. `version` is a u64 (LDK uses u64::MAX for a closed channel's final
+ * update), stored as decimal text. A destroyed key's objects stay (they are encrypted).
+ */
 export interface StoredObject {
   keyId: string;
   objectId: string;

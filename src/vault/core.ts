@@ -66,9 +66,9 @@ export interface VaultDeps {
   metrics?: VaultMetrics;
   /** Accounts (vault/accounts.ts): a subkey of the root for them, and the login limits. */
   accounts?: { key: Uint8Array; vaultId: string; guard?: GuardPolicy; sessions?: SessionLimits };
-  /** Lightning (vault/lightning.ts): where state records are streamed before they commit, and its metrics. */
   /** Checks the whole audit chain with the vault's audit key and row MACs (open.ts makes it). */
   auditCheck?: () => Promise<import('../audit/chain.js').VerifyReport>;
+  /** Lightning (vault/lightning.ts): where state records are streamed before they commit, and its metrics. */
   lightning?: { backup: import('../lightning/backup.js').BackupTarget | null; metrics?: import('./lightning.js').LightningMetrics };
 }
 
