@@ -1493,9 +1493,7 @@ export abstract class SqlStore implements Store {
   }
 
   async auditTail(limit: number): Promise<AuditEntry[]> {
-    return this.transact(function* () {
-      return (yield* all<AuditRow>('SELECT * FROM audit ORDER BY seq DESC LIMIT ?', limit)).map(toAudit).reverse();
-    }, 'statement');
+    return (await this.auditQuery({ limit })).reverse();
   }
 
   async auditQuery(q: AuditQuery): Promise<AuditEntry[]> {

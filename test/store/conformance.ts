@@ -171,6 +171,19 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     assert.equal((await s.auditHead()).seq, 3);
   });
 
+  withStore('the audit view\'s query: exact filters (a key by id or label), newest first, a page before a sequence number', async (s) => {
+    const k = key('filtered');
+    await s.commit([{ mutations: [{ kind: 'insertKey', key: k }], audit: [draft('create', k.id)] }], chain, new Date().toISOString());
+    await s.commit([{ mutations: [], audit: [draft('sign', k.id), { ...draft('sign', k.id), outcome: 'denied', reason: 'policy_denied' }, draft('sign'), { ...draft('approve'), principal: 'token:alice' }] }], chain, new Date().toISOString());
+    const ops = (q: Parameters<typeof s.auditQuery>[0]) => s.auditQuery(q).then((es) => es.map((e) => `${e.seq}:${e.operation}:${e.outcome}`));
+    assert.deepEqual(await ops({ limit: 10, key: k.id, operation: 'sign' }), ['3:sign:denied', '2:sign:ok']);
+    assert.deepEqual(await ops({ limit: 10, key: k.id, outcome: 'denied' }), ['3:sign:denied']);
+    assert.deepEqual(await ops({ limit: 10, principal: 'token:alice' }), ['5:approve:ok']);
+    assert.deepEqual(await ops({ limit: 2 }), ['5:approve:ok', '4:sign:ok']);
+    assert.deepEqual(await ops({ limit: 2, before: 4 }), ['3:sign:denied', '2:sign:ok']);
+    assert.deepEqual(await ops({ limit: 10, key: "x' OR '1'='1" }), [], 'parameters, never SQL');
+  });
+
   withStore('state changes and destroy: material gone, row kept as a tombstone', async (s) => {
     const k = key('gamma');
     await s.commit([{ mutations: [{ kind: 'insertKey', key: k }], audit: [] }], chain, new Date().toISOString());

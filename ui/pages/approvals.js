@@ -40,7 +40,8 @@ function sshFingerprint(hex) {
 const FORMAT = { ssh_host_key_sha256: sshFingerprint };
 
 function decoded(summary) {
-  const entries = Object.entries(summary ?? {}).sort(([a], [b]) => (ORDER.indexOf(a) + 1 || 99) - (ORDER.indexOf(b) + 1 || 99));
+  // `destinations` (kept in the API for older clients) repeats what `outputs` lists.
+  const entries = Object.entries(summary ?? {}).filter(([k]) => !(k === 'destinations' && summary.outputs)).sort(([a], [b]) => (ORDER.indexOf(a) + 1 || 99) - (ORDER.indexOf(b) + 1 || 99));
   const own = (o, k) => (Object.hasOwn(o, k) ? o[k] : undefined);
   return entries.map(([k, v]) => [own(NAMES, k) ?? k, own(FORMAT, k) ? FORMAT[k](v) : v]);
 }

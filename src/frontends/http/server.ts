@@ -20,7 +20,7 @@ import type { BitcoinNetwork } from '../../wallet/psbt.js';
 import { authorize, forbidden, hasKeyScope, OPERATIONS, permits, publicKeyFormats, refInScope, type PrincipalRequest, type Vault } from '../../vault/vault.js';
 import type { Kem } from '../../crypto/ecies.js';
 import type { ApprovalRequest } from '../../vault/approvals.js';
-import { credentialsOf, peerOf, ROUTE_OPERATIONS } from './auth.js';
+import { credentialsOf, ROUTE_OPERATIONS } from './auth.js';
 import type { Metrics } from './metrics.js';
 import * as S from './schemas.js';
 import { accountRoutes } from './accounts.js';
@@ -269,11 +269,12 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     // so `/%761/keys` matches `/v1/keys`. Every route needs a token unless it is marked public.
     const config = req.routeOptions.config as { public?: boolean; anyPrincipal?: boolean } | undefined;
     if (req.routeOptions.url !== undefined && !config?.public) {
+      const credentials = credentialsOf(req.headers.authorization, req.raw.socket, req.ip, req.id);
       // Only a client certificate rides along by itself: a bearer token a foreign page cannot
       // set. (Public routes answer anyone: a link to /ui/ from elsewhere still opens.)
-      if (req.headers.authorization === undefined && peerOf(req.raw.socket)) refuseCrossSite(req.headers);
+      if (credentials.certificate) refuseCrossSite(req.headers);
       const v = vault();
-      req.principal = await v.authenticate(credentialsOf(req.headers.authorization, req.raw.socket, req.ip, req.id));
+      req.principal = await v.authenticate(credentials);
       // Each route names its operation (auth.ts); one that names none is for admins only.
       const route = `${req.method === 'HEAD' ? 'GET' : req.method} ${req.routeOptions.url}`;
       const op = ROUTE_OPERATIONS[route];

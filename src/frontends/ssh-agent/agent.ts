@@ -158,11 +158,6 @@ export class SshAgent {
   /** What the socket offers, valid for one key version and one set of hidden keys (identities()). */
   private offered: { version: number; hidden: string; list: Identity[] } | null = null;
   private sweeper: NodeJS.Timeout | null = null;
-
-  /** What an operator's health page shows: is it listening, how many clients, is it locked. */
-  status(): { listening: boolean; connections: number; locked: boolean } {
-    return { listening: this.server?.listening ?? false, connections: this.connections.size, locked: this.lock !== null };
-  }
   /** Matched keys whose purpose keeps them off this socket, already named in the log. */
   private readonly purposeReported = new Set<string>();
 
@@ -178,6 +173,11 @@ export class SshAgent {
     // another one already covers ("ssh-*" and "ssh-ci-*" read one range).
     const starts = [...new Set(config.keys.map((g) => g.split('*')[0]!))];
     this.prefixes = starts.filter((p) => !starts.some((q) => q !== p && p.startsWith(q)));
+  }
+
+  /** What an operator's health page shows: is it listening, how many clients, is it locked. */
+  status(): { listening: boolean; connections: number; locked: boolean } {
+    return { listening: this.server?.listening ?? false, connections: this.connections.size, locked: this.lock !== null };
   }
 
   private readonly prefixes: string[];
