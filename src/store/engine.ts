@@ -72,6 +72,8 @@ export const INTEGRITY_ROW_SQL = `SELECT 1 FROM meta WHERE substr(name, 1, ${INT
 const SEEN_KEYS_AT_OPEN = 200_000;
 /** Key rows this process created and has not touched since that it remembers (about 100 MB). */
 const SEEN_INSERTED_KEYS = 1_000_000;
+/** Rows remembered as MAC-checked, column for column (checkedRows): the hot ones, not a copy of the vault. */
+const CHECKED_ROWS = 10_000;
 
 /**
  * The newest write sequence a process knows for each row. Every row it read or changed, or
@@ -406,6 +408,7 @@ export abstract class SqlStore implements Store {
   /** `chain`: how entries are hashed (audit/chain.ts), to check what a sealed daemon appended. */
   setRowAuthenticator(auth: RowAuthenticator, chain?: Chainer): void {
     this.auth = auth;
+    this.checkedRows.clear();
     this.chain = chain ?? null;
   }
 
@@ -500,6 +503,32 @@ export abstract class SqlStore implements Store {
     return new CustosError('database_corrupt', `${sentence} Run \`custos audit verify\`, then restore the database from a backup.`, { tag });
   }
 
+  /**
+   * Copies of rows whose MAC this process has checked, every column as read, by table and
+   * primary key. A row's check is a function of its columns alone, so a row read again exactly
+   * as it was (a key or a token at every request, a watermark at every vote) is not hashed
+   * again; any column changed, and it is. Whether it is an older copy of itself is checked
+   * every time. Bounded (oldest dropped); holds nothing secret (sealed envelopes, MACs).
+   */
+  private readonly checkedRows = new Map<string, Record<string, unknown>>();
+
+  /** checkRow, skipping the MAC when these very columns were checked before. */
+  private checkRowOnce(cx: Tx | null, table: ProtectedTable, pk: string, row: { mac: Buffer | null; wseq: number | null }, bytes: () => Uint8Array): void {
+    if (!this.auth) return;
+    const k = `${table}\0${pk}`;
+    const before = this.checkedRows.get(k);
+    if (before !== undefined && sameColumns(before, row)) {
+      this.checkFresh(cx, table, pk, row.wseq);
+      return;
+    }
+    this.checkRow(cx, table, pk, bytes(), row.mac, row.wseq);
+    const copy = copyColumns(row);
+    if (!copy) return;
+    this.checkedRows.delete(k);
+    this.checkedRows.set(k, copy);
+    if (this.checkedRows.size > CHECKED_ROWS) this.checkedRows.delete(this.checkedRows.keys().next().value!);
+  }
+
   /** Refuses a row whose MAC does not match, or that is older than one this process has seen. */
   private checkRow(cx: Tx | null, table: ProtectedTable, pk: string, bytes: Uint8Array, mac: Buffer | null, wseq: number | null): void {
     if (!this.auth) return;
@@ -513,6 +542,11 @@ export abstract class SqlStore implements Store {
       );
     }
     if (table === 'audit') return;
+    this.checkFresh(cx, table, pk, wseq);
+  }
+
+  /** Refuses a row older than one this process has seen (put back outside Custos), and remembers it. */
+  private checkFresh(cx: Tx | null, table: ProtectedTable, pk: string, wseq: number | null): void {
     const k = `${table}\0${pk}`;
     const before = this.seenOf(cx, k);
     if (wseq === null || (before !== undefined && wseq < before)) {
@@ -875,7 +909,7 @@ export abstract class SqlStore implements Store {
     if (!isProtectedMeta(name)) return (yield* get<{ value: string }>('SELECT value FROM meta WHERE name = ?', name))?.value ?? null;
     const r = yield* get<{ value: string; mac: Buffer | null; wseq: number | null }>('SELECT value, mac, wseq FROM meta WHERE name = ?', name);
     if (!r) return null;
-    this.checkRow(cx, 'meta', name, metaRowBytes(name, r.value, r.wseq), r.mac, r.wseq);
+    this.checkRowOnce(cx, 'meta', name, r, () => metaRowBytes(name, r.value, r.wseq));
     return r.value;
   }
 
@@ -983,7 +1017,7 @@ export abstract class SqlStore implements Store {
 
   private checkedKey(cx: Tx | null, r: KeyRow): KeyRecord {
     const k = toKey(r);
-    this.checkRow(cx, 'keys', k.id, keyRowBytes(k, r.wseq), r.mac, r.wseq);
+    this.checkRowOnce(cx, 'keys', k.id, r, () => keyRowBytes(k, r.wseq));
     return k;
   }
 
@@ -999,7 +1033,7 @@ export abstract class SqlStore implements Store {
 
   private checkedToken(cx: Tx | null, r: TokenRow): ApiToken {
     const t = toToken(r);
-    this.checkRow(cx, 'api_tokens', t.id, tokenRowBytes(t, r.wseq), r.mac, r.wseq);
+    this.checkRowOnce(cx, 'api_tokens', t.id, r, () => tokenRowBytes(t, r.wseq));
     return t;
   }
 
@@ -1145,7 +1179,7 @@ export abstract class SqlStore implements Store {
         const cur = yield* this.currentKey(cx, m.id);
         if (!cur || cur.key.state === 'destroyed') throw new CustosError('key_destroyed', 'The key was destroyed; its state can no longer change.');
         const next: KeyRecord = { ...cur.key, state: m.state, updatedAt: m.updatedAt };
-        const { wseq, mac } = this.seal(cx, 'keys', m.id, cur.bytes, (w) => keyRowBytes(next, w));
+        const { wseq, mac } = this.seal(cx, 'keys', m.id, cur.bytes(), (w) => keyRowBytes(next, w));
         const changed = yield* run("UPDATE keys SET state = ?, updated_at = ?, mac = ?, wseq = ? WHERE id = ? AND state != 'destroyed'", m.state, m.updatedAt, mac, wseq, m.id);
         if (changed !== 1) throw new CustosError('key_destroyed', 'The key was destroyed; its state can no longer change.');
         return null;
@@ -1154,7 +1188,7 @@ export abstract class SqlStore implements Store {
         const cur = yield* this.currentKey(cx, m.id);
         if (!cur || cur.key.state === 'destroyed') throw new CustosError('key_destroyed', 'The key was already destroyed.');
         const next: KeyRecord = { ...cur.key, sealed: null, state: 'destroyed', updatedAt: m.updatedAt };
-        const { wseq, mac } = this.seal(cx, 'keys', m.id, cur.bytes, (w) => keyRowBytes(next, w));
+        const { wseq, mac } = this.seal(cx, 'keys', m.id, cur.bytes(), (w) => keyRowBytes(next, w));
         // Overwrite in place first, then drop (SQLite's secure_delete zeroes the freed bytes too).
         yield* run(this.dialect.zeroSealed, m.id);
         const changed = yield* run("UPDATE keys SET sealed = NULL, state = 'destroyed', updated_at = ?, mac = ?, wseq = ? WHERE id = ? AND state != 'destroyed'", m.updatedAt, mac, wseq, m.id);
@@ -1166,7 +1200,7 @@ export abstract class SqlStore implements Store {
         if (!cur || cur.key.state === 'destroyed') throw new CustosError('key_destroyed', 'The key was destroyed; it can no longer change.');
         if (cur.key.version !== m.expectedVersion) throw new CustosError('storage_unavailable', 'The key changed while this request was decided (another process?); retry.', { tag: 'key_moved' });
         const next: KeyRecord = { ...cur.key, attributes: m.attributes, sealed: m.sealed, version: m.version, updatedAt: m.updatedAt };
-        const { wseq, mac } = this.seal(cx, 'keys', m.id, cur.bytes, (w) => keyRowBytes(next, w));
+        const { wseq, mac } = this.seal(cx, 'keys', m.id, cur.bytes(), (w) => keyRowBytes(next, w));
         yield* run('UPDATE keys SET attributes = ?, sealed = ?, version = ?, updated_at = ?, mac = ?, wseq = ? WHERE id = ?', canonicalJson(m.attributes), Buffer.from(m.sealed), m.version, m.updatedAt, mac, wseq, m.id);
         return null;
       }
@@ -1260,11 +1294,12 @@ export abstract class SqlStore implements Store {
   }
 
   /** The key row as stored, checked, and its bytes: a decision never rests on an edited or older state. */
-  private *currentKey(cx: Tx | null, id: string): Q<{ key: KeyRecord; bytes: Uint8Array } | null> {
+  private *currentKey(cx: Tx | null, id: string): Q<{ key: KeyRecord; bytes: () => Uint8Array } | null> {
     const r = yield* get<KeyRow>('SELECT * FROM keys WHERE id = ?', id);
     if (!r) return null;
     const key = this.checkedKey(cx, r);
-    return { key, bytes: keyRowBytes(key, r.wseq) };
+    // Only a change of the row needs its bytes (the digest's old element); a check does not.
+    return { key, bytes: () => keyRowBytes(key, r.wseq) };
   }
 
   /** The watermark as stored, checked, and its bytes. */
@@ -1277,7 +1312,7 @@ export abstract class SqlStore implements Store {
     }
     const w = toWatermark(r);
     const bytes = watermarkRowBytes(keyId, chainId, w, r.wseq);
-    this.checkRow(cx, 'watermarks', watermarkPk(keyId, chainId), bytes, r.mac, r.wseq);
+    this.checkRowOnce(cx, 'watermarks', watermarkPk(keyId, chainId), r, () => bytes);
     return { w, bytes };
   }
 
@@ -1696,4 +1731,32 @@ export abstract class SqlStore implements Store {
       return { head, digest: { tables, counts } };
     }, 'snapshot');
   }
+}
+
+/** Whether a row read now has exactly the columns of one checked before (copyColumns). */
+function sameColumns(before: Record<string, unknown>, row: object): boolean {
+  const now = row as Record<string, unknown>;
+  let n = 0;
+  for (const name in now) {
+    n++;
+    const a = before[name];
+    const b = now[name];
+    if (b instanceof Uint8Array) {
+      if (!(a instanceof Uint8Array) || a.length !== b.length || !Buffer.from(a.buffer, a.byteOffset, a.length).equals(b)) return false;
+    } else if (a !== b || (typeof b === 'object' && b !== null)) {
+      return false;
+    }
+  }
+  return n === Object.keys(before).length;
+}
+
+/** A copy of a row's columns (bytes copied: a caller may wipe what it was given); null for a column of another kind. */
+function copyColumns(row: object): Record<string, unknown> | null {
+  const out: Record<string, unknown> = {};
+  for (const [name, v] of Object.entries(row)) {
+    if (v instanceof Uint8Array) out[name] = Uint8Array.from(v);
+    else if (v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean') out[name] = v;
+    else return null;
+  }
+  return out;
 }
