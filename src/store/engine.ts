@@ -379,6 +379,12 @@ export interface Dialect {
   triggers: string;
   /** A row when the table named by the parameter exists (a read-only tool may meet a database not migrated yet). */
   tableExists: string;
+  /**
+   * Statements cost a round trip (a database server): a key asked for by id or label is found
+   * in one statement. Otherwise by two lookups on their own indexes (id, then label), which an
+   * embedded database runs faster than the one statement with OR.
+   */
+  roundTrips: boolean;
 }
 
 /** How a driver runs a piece of logic: one statement alone, a read snapshot, or a write transaction. */
@@ -1042,7 +1048,10 @@ export abstract class SqlStore implements Store {
   }
 
   private *findKeyQ(ref: string): Q<KeyRecord | null> {
-    const r = yield* get<KeyRow>('SELECT * FROM keys WHERE id = ? OR label = ? ORDER BY id = ? DESC LIMIT 1', ref, ref, ref);
+    // An id wins over a label equal to it, either way.
+    const r = this.dialect.roundTrips
+      ? yield* get<KeyRow>('SELECT * FROM keys WHERE id = ? OR label = ? ORDER BY id = ? DESC LIMIT 1', ref, ref, ref)
+      : ((yield* get<KeyRow>('SELECT * FROM keys WHERE id = ?', ref)) ?? (yield* get<KeyRow>('SELECT * FROM keys WHERE label = ?', ref)));
     return r ? this.checkedKey(null, r) : null;
   }
 

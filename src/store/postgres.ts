@@ -134,6 +134,7 @@ const POSTGRES: Dialect = {
   triggers: `SELECT t.tgname AS name FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal AND c.relname IN (${TABLES})
     UNION ALL SELECT rulename AS name FROM pg_rules WHERE tablename IN (${TABLES}) LIMIT 1`,
   tableExists: 'SELECT 1 AS one WHERE to_regclass(?::text) IS NOT NULL',
+  roundTrips: true,
 };
 
 export { parsePostgresUrl, describePostgresUrl, type PgLocation, type PgTarget };

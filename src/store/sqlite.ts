@@ -105,6 +105,7 @@ const SQLITE: Dialect = {
   triggers: "SELECT name FROM sqlite_master WHERE type = 'trigger' LIMIT 1",
   attribute: (name) => `json_extract(attributes, '$."${name}"')`,
   tableExists: "SELECT 1 AS one FROM sqlite_master WHERE type = 'table' AND name = ?",
+  roundTrips: false,
 };
 
 /** Translates SQLite's failures into sentences an operator can act on. */
