@@ -301,3 +301,45 @@ processesConformance('sqlite', async () => {
     },
   };
 });
+
+test('sqlite with row MACs: a row read again exactly as checked is not hashed again; any column changed is checked again, and an older copy is refused either way', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const { s, file, mac } = await macStore(dir);
+    const k = { id: 'key_memo000000000000000000', label: 'memo', algorithm: 'ed25519' as const, publicKey: new Uint8Array(32).fill(1), state: 'active' as const, exportable: false, origin: 'generated' as const, version: 1, createdAt: now(), updatedAt: now(), sealed: new Uint8Array(72).fill(7), attributes: {} };
+    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'insertKey', key: k }], audit: [entry('create')] }], chainHash, now()), [null]);
+    let checks = 0;
+    const check = mac.check.bind(mac);
+    mac.check = (...a: Parameters<RowMac['check']>) => (a[0] === 'keys' && checks++, check(...a));
+    const first = await s.findKey('memo');
+    assert.equal(first?.id, k.id);
+    const afterFirst = checks;
+    // A caller wiping what it was given does not change what was remembered.
+    first!.sealed!.fill(0);
+    first!.publicKey.fill(0);
+    for (let i = 0; i < 5; i++) assert.equal((await s.findKey('memo'))?.sealed?.[0], 7);
+    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'assertKeyActive', id: k.id }], audit: [entry('sign')] }], chainHash, now()), [null]);
+    assert.equal(checks - afterFirst, 0, 'the key row was read again six times without a second MAC computation');
+
+    const db = new Database(file);
+    const [old] = db.prepare('SELECT * FROM keys WHERE id = ?').all(k.id) as Array<Record<string, unknown>>;
+    // Any one column changed is checked, and refused: the label, the envelope, the attributes.
+    for (const [col, value] of [['label', 'other'], ['sealed', Buffer.alloc(72, 8)], ['attributes', '{"tags":["x"]}'], ['version', 2]] as const) {
+      db.prepare(`UPDATE keys SET ${col} = ? WHERE id = ?`).run(value, k.id);
+      await assert.rejects(s.findKey(k.id), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_mac', col);
+      db.prepare(`UPDATE keys SET ${col} = ? WHERE id = ?`).run(old![col] as never, k.id);
+    }
+    assert.equal((await s.findKey(k.id))?.state, 'active');
+    // Disabled by Custos, then the older (genuine) copy put back: the very columns checked
+    // before, and still refused as an older copy of itself.
+    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'setKeyState', id: k.id, state: 'disabled', updatedAt: now() }], audit: [entry('disable')] }], chainHash, now()), [null]);
+    db.prepare('UPDATE keys SET state = ?, updated_at = ?, mac = ?, wseq = ? WHERE id = ?').run(old!.state as string, old!.updated_at as string, old!.mac as Buffer, old!.wseq as number, k.id);
+    db.close();
+    await assert.rejects(s.findKey('memo'), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_replayed');
+    const [res] = await s.commit([{ mutations: [{ kind: 'assertKeyActive', id: k.id }], audit: [entry('sign')] }], chainHash, now()).catch((e: unknown) => [e]);
+    assert.ok(res instanceof CustosError && res.fullCode === 'database_corrupt:row_replayed', String(res));
+    await s.close();
+  } finally {
+    cleanup();
+  }
+});
