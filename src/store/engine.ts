@@ -974,14 +974,16 @@ export abstract class SqlStore implements Store {
   // ---- meta ---------------------------------------------------------------------------------
 
   async getMeta(name: string): Promise<string | null> {
-    // One read snapshot: the row and, when it is absent, the count are one snapshot, so a
-    // commit by another process in between is never mistaken for a deleted row.
+    // A row found is one statement. Absent, it is read again with the count in one snapshot, so
+    // that a commit by another process in between is never mistaken for a deleted row.
     const self = this;
+    const v = await this.transact(() => this.readMeta(null, name), 'statement');
+    if (v !== null || !absenceMatters(name)) return v;
     return this.transact(function* () {
-      const v = yield* self.readMeta(null, name);
-      if (v === null && absenceMatters(name)) yield* self.checkCount(null, 'meta');
-      return v;
-    }, absenceMatters(name) ? 'snapshot' : 'statement');
+      const again = yield* self.readMeta(null, name);
+      if (again === null) yield* self.checkCount(null, 'meta');
+      return again;
+    }, 'snapshot');
   }
 
   /**
@@ -1312,11 +1314,11 @@ export abstract class SqlStore implements Store {
   }
 
   /** The watermark as stored, checked, and its bytes. */
-  private *readWatermarkRow(cx: Tx | null, keyId: string, chainId: string): Q<{ w: Watermark; bytes: Uint8Array } | null> {
+  private *readWatermarkRow(cx: Tx | null, keyId: string, chainId: string, countAbsent = true): Q<{ w: Watermark; bytes: Uint8Array } | null> {
     const r = yield* get<WatermarkRow>('SELECT * FROM watermarks WHERE key_id = ? AND chain_id = ?', keyId, chainId);
     if (!r) {
       // No watermark: a first vote, or a deleted row (which would allow any vote): the count tells.
-      yield* this.checkCount(cx, 'watermarks');
+      if (countAbsent) yield* this.checkCount(cx, 'watermarks');
       return null;
     }
     const w = toWatermark(r);
@@ -1325,13 +1327,12 @@ export abstract class SqlStore implements Store {
     return { w, bytes };
   }
 
-  private *readWatermark(cx: Tx | null, keyId: string, chainId: string): Q<Watermark | null> {
-    return (yield* this.readWatermarkRow(cx, keyId, chainId))?.w ?? null;
-  }
-
   async getWatermark(keyId: string, chainId: string): Promise<Watermark | null> {
-    // A snapshot, as in getMeta: another process's first vote is not a deleted row.
-    return this.transact(() => this.readWatermark(null, keyId, chainId), 'snapshot');
+    // A row found is one statement. None found: read again with the count in one snapshot, as
+    // in getMeta, so that another process's first vote is not taken for a deleted row.
+    const found = await this.transact(() => this.readWatermarkRow(null, keyId, chainId, false), 'statement');
+    if (found) return found.w;
+    return (await this.transact(() => this.readWatermarkRow(null, keyId, chainId), 'snapshot'))?.w ?? null;
   }
 
   // ---- versioned objects ----------------------------------------------------------------------

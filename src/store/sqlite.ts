@@ -139,6 +139,7 @@ export class SqliteStore extends SqlStore {
   private constructor(readonly path: string, db: Database.Database) {
     super();
     this.db = db;
+    this.inTx = db.transaction((q: () => Q<unknown>) => runSync(q(), this.exec));
   }
 
   /** Opens (creating with mode 0600 if absent and not read-only) the database at `path`. */
@@ -188,12 +189,17 @@ export class SqliteStore extends SqlStore {
     }
   }
 
+  /**
+   * Runs a piece of logic in a transaction: made once per connection, since better-sqlite3
+   * builds four wrappers and their properties at every `db.transaction()`.
+   */
+  private readonly inTx: Database.Transaction<(q: () => Q<unknown>) => unknown>;
+
   protected async transact<T>(q: () => Q<T>, mode: TxMode, onCommit?: () => void): Promise<T> {
     return this.run(() => {
       if (mode === 'statement') return runSync(q(), this.exec);
-      const tx = this.db.transaction(() => runSync(q(), this.exec));
       // A snapshot is a deferred (read) transaction: WAL gives it one consistent view.
-      const out = mode === 'write' ? tx.immediate() : tx();
+      const out = (mode === 'write' ? this.inTx.immediate(q) : this.inTx(q)) as T;
       onCommit?.();
       return out;
     });
