@@ -518,8 +518,13 @@ export abstract class SqlStore implements Store {
    */
   private readonly checkedRows = new Map<string, Record<string, unknown>>();
 
-  /** checkRow, skipping the MAC when these very columns were checked before. */
-  private checkRowOnce(cx: Tx | null, table: ProtectedTable, pk: string, row: { mac: Buffer | null; wseq: number | null }, bytes: () => Uint8Array): void {
+  /**
+   * checkRow, skipping the MAC when these very columns were checked before. `row` must be the
+   * row exactly as read (every column the MAC's `bytes` are made from, and nothing made up), and
+   * `pk` its primary key; `remember`: false for rows read by a listing, which would only push
+   * the hot rows out.
+   */
+  private checkRowOnce(cx: Tx | null, table: ProtectedTable, pk: string, row: { mac: Buffer | null; wseq: number | null }, bytes: () => Uint8Array, remember = true): void {
     if (!this.auth) return;
     const k = `${table}\0${pk}`;
     const before = this.checkedRows.get(k);
@@ -528,11 +533,17 @@ export abstract class SqlStore implements Store {
       return;
     }
     this.checkRow(cx, table, pk, bytes(), row.mac, row.wseq);
+    if (!remember) return;
     const copy = copyColumns(row);
     if (!copy) return;
-    this.checkedRows.delete(k);
+    // Full: start again (dropping the oldest one by one is slow in a Map this size).
+    if (this.checkedRows.size >= CHECKED_ROWS) this.checkedRows.clear();
     this.checkedRows.set(k, copy);
-    if (this.checkedRows.size > CHECKED_ROWS) this.checkedRows.delete(this.checkedRows.keys().next().value!);
+  }
+
+  /** Forgets every row checked (the store closes; its authenticator may be wiped next). */
+  protected forgetCheckedRows(): void {
+    this.checkedRows.clear();
   }
 
   /** Refuses a row whose MAC does not match, or that is older than one this process has seen. */
@@ -583,6 +594,8 @@ export abstract class SqlStore implements Store {
         out = { wseq, mac: Buffer.from(auth.mac(macTable, pk, after)) };
       }
       const k = `${macTable}\0${pk}`;
+      // The copy checked before is of a row now rewritten or gone: not kept (a destroyed key's envelope).
+      this.checkedRows.delete(k);
       this.remember(cx, k, wseq);
       if (before === null && bytes) cx.inserted.add(k);
       cx.journal.push({ wseq, table: macTable, pk, deleted: !bytes });
@@ -1023,25 +1036,25 @@ export abstract class SqlStore implements Store {
 
   // ---- keys and tokens ------------------------------------------------------------------------
 
-  private checkedKey(cx: Tx | null, r: KeyRow): KeyRecord {
+  private checkedKey(cx: Tx | null, r: KeyRow, remember = true): KeyRecord {
     const k = toKey(r);
-    this.checkRowOnce(cx, 'keys', k.id, r, () => keyRowBytes(k, r.wseq));
+    this.checkRowOnce(cx, 'keys', k.id, r, () => keyRowBytes(k, r.wseq), remember);
     return k;
   }
 
   /** A listed row, checked; one that fails its check is shown as `tampered` (alarm raised), never obeyed. */
   private listedKey(r: KeyRow): KeyRecord & { tampered?: true } {
     try {
-      return this.checkedKey(null, r);
+      return this.checkedKey(null, r, false);
     } catch (e) {
       if (e instanceof CustosError && (e.tag === 'row_mac' || e.tag === 'row_replayed')) return { ...toKey(r), tampered: true as const };
       throw e;
     }
   }
 
-  private checkedToken(cx: Tx | null, r: TokenRow): ApiToken {
+  private checkedToken(cx: Tx | null, r: TokenRow, remember = true): ApiToken {
     const t = toToken(r);
-    this.checkRowOnce(cx, 'api_tokens', t.id, r, () => tokenRowBytes(t, r.wseq));
+    this.checkRowOnce(cx, 'api_tokens', t.id, r, () => tokenRowBytes(t, r.wseq), remember);
     return t;
   }
 
@@ -1114,7 +1127,7 @@ export abstract class SqlStore implements Store {
     return this.transact(function* () {
       return (yield* all<TokenRow>('SELECT * FROM api_tokens ORDER BY created_at, id')).flatMap((r) => {
         try {
-          return [self.checkedToken(null, r)];
+          return [self.checkedToken(null, r, false)];
         } catch (e) {
           if (skipCorrupt && e instanceof CustosError && e.code === 'database_corrupt') return [];
           throw e;
@@ -1128,7 +1141,7 @@ export abstract class SqlStore implements Store {
     return this.transact(function* () {
       return (yield* all<TokenRow>('SELECT * FROM api_tokens WHERE wseq > ? ORDER BY wseq', wseq)).flatMap((r) => {
         try {
-          return [{ token: self.checkedToken(null, r), wseq: r.wseq! }];
+          return [{ token: self.checkedToken(null, r, false), wseq: r.wseq! }];
         } catch (e) {
           if (e instanceof CustosError && e.code === 'database_corrupt') return [];
           throw e;
@@ -1746,9 +1759,10 @@ export abstract class SqlStore implements Store {
 /** Whether a row read now has exactly the columns of one checked before (copyColumns). */
 function sameColumns(before: Record<string, unknown>, row: object): boolean {
   const now = row as Record<string, unknown>;
-  let n = 0;
-  for (const name in now) {
-    n++;
+  const names = Object.keys(now);
+  if (names.length !== Object.keys(before).length) return false;
+  for (const name of names) {
+    if (!Object.hasOwn(before, name)) return false;
     const a = before[name];
     const b = now[name];
     if (b instanceof Uint8Array) {
@@ -1757,7 +1771,7 @@ function sameColumns(before: Record<string, unknown>, row: object): boolean {
       return false;
     }
   }
-  return n === Object.keys(before).length;
+  return true;
 }
 
 /** A copy of a row's columns (bytes copied: a caller may wipe what it was given); null for a column of another kind. */

@@ -400,6 +400,7 @@ export class PostgresStore extends SqlStore {
   }
 
   async close(): Promise<void> {
+    this.forgetCheckedRows();
     await this.lane;
     this.closed = true;
     // A reconnection that /healthz started may still be on its way: its connection is closed too.

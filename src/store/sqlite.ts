@@ -277,6 +277,7 @@ export class SqliteStore extends SqlStore {
   }
 
   async close(): Promise<void> {
+    this.forgetCheckedRows();
     if (this.db.open) this.db.close();
   }
 }

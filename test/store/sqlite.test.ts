@@ -343,3 +343,38 @@ test('sqlite with row MACs: a row read again exactly as checked is not hashed ag
     cleanup();
   }
 });
+
+test('sqlite with row MACs: a token and a watermark read again as checked are still refused when an older copy is put back, or one is copied under another key', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const { s, file } = await macStore(dir);
+    const hash = new Uint8Array(32).fill(4);
+    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'insertToken', token: { id: 'tok_memo', name: 'ops', hash, role: 'admin', createdAt: now(), terms: {} } }], audit: [entry('token')] }], chainHash, now()), [null]);
+    for (const [keyId, h] of [['val-a', 5n], ['val-b', 9n]] as const) {
+      assert.deepEqual(await s.commit([{ mutations: [{ kind: 'advanceWatermark', keyId, chainId: 'c', expected: null, next: wm(h) }], audit: [entry('vote')] }], chainHash, now()), [null]);
+    }
+    // Read twice each: the second read is the remembered one.
+    for (let i = 0; i < 2; i++) {
+      assert.equal((await s.findToken(hash))?.id, 'tok_memo');
+      assert.equal((await s.getWatermark('val-a', 'c'))?.height, 5n);
+    }
+    const db = new Database(file);
+    const tok = db.prepare("SELECT * FROM api_tokens WHERE id = 'tok_memo'").get() as Record<string, unknown>;
+    const t = (await s.findToken(hash))!;
+    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'updateToken', expected: t, token: { ...t, terms: { revoked_at: now() } } }], audit: [entry('revoke')] }], chainHash, now()), [null]);
+    // The unrevoked copy (the very columns remembered as checked) put back: refused, at a read and in a commit.
+    db.prepare("UPDATE api_tokens SET terms = ?, mac = ?, wseq = ? WHERE id = 'tok_memo'").run(tok.terms as string, tok.mac as Buffer, tok.wseq as number);
+    await assert.rejects(s.findToken(hash), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_replayed');
+    const credential = `tok_memo/${Buffer.from(hash).toString('hex').slice(0, 16)}`;
+    const [res] = await s.commit([{ mutations: [{ kind: 'assertCredential', credential, now: now() }], audit: [entry('sign')] }], chainHash, now()).catch((e: unknown) => [e]);
+    assert.ok(res instanceof CustosError && res.fullCode === 'database_corrupt:row_replayed', String(res));
+    // The higher watermark of val-b copied over val-a's (which was remembered as checked): its MAC binds it to val-b.
+    const b = db.prepare("SELECT * FROM watermarks WHERE key_id = 'val-b'").get() as Record<string, unknown>;
+    db.prepare("UPDATE watermarks SET height = ?, sign_bytes = ?, signature = ?, mac = ?, wseq = ? WHERE key_id = 'val-a'").run(b.height as string, b.sign_bytes as Buffer, b.signature as Buffer, b.mac as Buffer, b.wseq as number);
+    db.close();
+    await assert.rejects(s.getWatermark('val-a', 'c'), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_mac');
+    await s.close();
+  } finally {
+    cleanup();
+  }
+});
