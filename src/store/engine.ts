@@ -74,6 +74,8 @@ const SEEN_KEYS_AT_OPEN = 200_000;
 const SEEN_INSERTED_KEYS = 1_000_000;
 /** Rows remembered as MAC-checked, column for column (checkedRows): the hot ones, not a copy of the vault. */
 const CHECKED_ROWS = 10_000;
+/** How long the count of token rows is taken as known (tokensVersion). */
+const TOKEN_COUNT_MS = 1000;
 
 /**
  * The newest write sequence a process knows for each row. Every row it read or changed, or
@@ -1150,11 +1152,22 @@ export abstract class SqlStore implements Store {
     }, 'statement');
   }
 
+  /** The token rows' count and when it was counted (tokensVersion). */
+  private tokenCount: { n: number; at: number } | null = null;
+
   async tokensVersion(): Promise<string> {
-    return this.transact(function* () {
-      const r = (yield* get<{ w: number | null; n: number }>('SELECT max(wseq) AS w, count(*) AS n FROM api_tokens'))!;
-      return `${r.w ?? 0}/${r.n}`;
+    // The highest write sequence, by its index, at every call: every write Custos makes raises
+    // it. The count (a walk of the whole index) notices a row deleted outside Custos; it is
+    // taken again at most once a second, so that authentication does not cost a walk of every
+    // token at every request.
+    const now = Date.now();
+    const count = this.tokenCount && now - this.tokenCount.at < TOKEN_COUNT_MS ? this.tokenCount : null;
+    const r = await this.transact(function* () {
+      return (yield* get<{ w: number | null; n?: number }>(count ? 'SELECT max(wseq) AS w FROM api_tokens' : 'SELECT max(wseq) AS w, count(*) AS n FROM api_tokens'))!;
     }, 'statement');
+    const n = count?.n ?? r.n ?? 0;
+    if (!count) this.tokenCount = { n, at: now };
+    return `${r.w ?? 0}/${n}`;
   }
 
   async findTokenBy(key: { id: string } | { name: string }): Promise<ApiToken | null> {

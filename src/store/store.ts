@@ -223,7 +223,8 @@ export interface Store {
   findTokenBy(key: { id: string } | { name: string }): Promise<ApiToken | null>;
   /**
    * Changes whenever any token row is written, in this process or another sharing the
-   * database: an authentication cache is good only while this is unchanged.
+   * database: an authentication cache is good only while this is unchanged. A row deleted
+   * outside Custos (never done by Custos) changes it within a second.
    */
   tokensVersion(): Promise<string>;
   /**

@@ -378,3 +378,29 @@ test('sqlite with row MACs: a token and a watermark read again as checked are st
     cleanup();
   }
 });
+
+test('sqlite: the token version moves at once with every token written, and within a second for a row deleted outside Custos', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const { s, file } = await macStore(dir);
+    const token = (id: string, fill: number) => ({ id, name: id, hash: new Uint8Array(32).fill(fill), role: 'signer' as const, createdAt: now(), terms: {} });
+    const v0 = await s.tokensVersion();
+    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'insertToken', token: token('tok_a', 1) }, { kind: 'insertToken', token: token('tok_b', 2) }], audit: [entry('tokens')] }], chainHash, now()), [null]);
+    const v1 = await s.tokensVersion();
+    assert.notEqual(v1, v0);
+    const db = new Database(file);
+    db.prepare("DELETE FROM api_tokens WHERE id = 'tok_b'").run();
+    db.close();
+    const started = Date.now();
+    let v2 = await s.tokensVersion();
+    while (v2 === v1 && Date.now() - started < 5000) {
+      await new Promise((r) => setTimeout(r, 50));
+      v2 = await s.tokensVersion();
+    }
+    // (Noticed at the next count, a second after the last: polled for up to 5 s, so a loaded machine does not fail it.)
+    assert.notEqual(v2, v1, 'the deletion was noticed');
+    await s.close();
+  } finally {
+    cleanup();
+  }
+});
