@@ -516,7 +516,8 @@ export abstract class SqlStore implements Store {
    * primary key. A row's check is a function of its columns alone, so a row read again exactly
    * as it was (a key or a token at every request, a watermark at every vote) is not hashed
    * again; any column changed, and it is. Whether it is an older copy of itself is checked
-   * every time. Bounded (oldest dropped); holds nothing secret (sealed envelopes, MACs).
+   * every time. Bounded (CHECKED_ROWS, then started again); holds nothing secret (sealed
+   * envelopes, token hashes, MACs); a row rewritten or deleted is dropped (`seal`).
    */
   private readonly checkedRows = new Map<string, Record<string, unknown>>();
 
