@@ -53,11 +53,10 @@ function parseUserauth(data: Uint8Array): SignedData | undefined {
   // The session id's length and the message type after it, looked at first: most data that is
   // not a login (a git commit, random bytes) is told apart here, without a reader's error.
   if (data.length < 5) return undefined;
-  const idLength = ((data[0]! << 24) | (data[1]! << 16) | (data[2]! << 8) | data[3]!) >>> 0;
-  if (idLength === 0 || idLength > data.length - 5 || data[4 + idLength] !== SSH_MSG_USERAUTH_REQUEST) return undefined;
   const r = new SshReader(data, MAX_FRAME);
-  const sessionId = r.string('session id');
-  if (sessionId.length === 0) return undefined;
+  const idLength = r.u32('session id length');
+  if (idLength === 0 || idLength >= r.remaining || data[4 + idLength] !== SSH_MSG_USERAUTH_REQUEST) return undefined;
+  const sessionId = r.bytes(idLength, 'session id');
   if (r.u8('message type') !== SSH_MSG_USERAUTH_REQUEST) return undefined;
   const user = r.text('user');
   const service = r.text('service');
