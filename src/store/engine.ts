@@ -387,6 +387,12 @@ export interface Dialect {
    * embedded database runs faster than the one statement with OR.
    */
   roundTrips: boolean;
+  /**
+   * A statement whose single value changes whenever another connection has committed since
+   * this one last read (SQLite's `PRAGMA data_version`), or null where there is none: see
+   * `getMeta`. This connection's own commits leave it as it was.
+   */
+  dataVersion: string | null;
 }
 
 /** How a driver runs a piece of logic: one statement alone, a read snapshot, or a write transaction. */
@@ -417,6 +423,7 @@ export abstract class SqlStore implements Store {
   setRowAuthenticator(auth: RowAuthenticator, chain?: Chainer): void {
     this.auth = auth;
     this.checkedRows.clear();
+    this.metaCountAt = null;
     this.chain = chain ?? null;
   }
 
@@ -547,6 +554,7 @@ export abstract class SqlStore implements Store {
   /** Forgets every row checked (the store closes; its authenticator may be wiped next). */
   protected forgetCheckedRows(): void {
     this.checkedRows.clear();
+    this.metaCountAt = null;
   }
 
   /** Refuses a row whose MAC does not match, or that is older than one this process has seen. */
@@ -989,17 +997,42 @@ export abstract class SqlStore implements Store {
 
   // ---- meta ---------------------------------------------------------------------------------
 
+  /**
+   * The data version (`Dialect.dataVersion`) at which the meta table's count was last found
+   * to match its MACed count, in a snapshot; null: not since this store was opened or its
+   * authenticator changed. While no other connection has committed since, every meta row that
+   * was deleted since was deleted by this process, through Custos.
+   */
+  private metaCountAt: number | null = null;
+
   async getMeta(name: string): Promise<string | null> {
     // A row found is one statement. Absent, it is read again with the count in one snapshot, so
     // that a commit by another process in between is never mistaken for a deleted row.
     const self = this;
     const v = await this.transact(() => this.readMeta(null, name), 'statement');
     if (v !== null || !absenceMatters(name)) return v;
+    // An absence read after the count was checked, with no other connection's commit since
+    // (the version is read after the row): nothing outside this process deleted it (a hidden
+    // key on every ssh-agent request, a budget not spent yet on every signature it guards).
+    const at = this.metaCountAt;
+    const version = this.dialect.dataVersion;
+    if (at !== null && version !== null && this.auth && (await this.transact(() => this.dataVersionQ(version), 'statement')) === at) return null;
+    const auth = this.auth;
     return this.transact(function* () {
       const again = yield* self.readMeta(null, name);
-      if (again === null) yield* self.checkCount(null, 'meta');
-      return again;
+      if (again !== null) return again;
+      yield* self.checkCount(null, 'meta');
+      // (The same snapshot: the version the count was found right at.)
+      if (version !== null && auth && self.auth === auth) self.metaCountAt = yield* self.dataVersionQ(version);
+      return null;
     }, 'snapshot');
+  }
+
+  private *dataVersionQ(sql: string): Q<number> {
+    const r = yield* get<Record<string, number>>(sql);
+    const n = r ? Object.values(r)[0] : undefined;
+    if (typeof n !== 'number') throw new CustosError('internal', `${sql} returned no number.`);
+    return n;
   }
 
   /**

@@ -404,3 +404,40 @@ test('sqlite: the token version moves at once with every token written, and with
     cleanup();
   }
 });
+
+test('sqlite with row MACs: an absent meta row whose absence matters is read without a count while no other connection has committed; a row deleted by another is still caught', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const { s, file } = await macStore(dir);
+    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'ssh_agent.a.hidden', expected: null, value: '["key_1"]' }], audit: [entry('hide')] }], chainHash, now()), [null]);
+    // The first absence is checked against the count, in a snapshot; the next ones are not.
+    const seen: string[] = [];
+    const inner = s as unknown as { exec: (st: { sql: string }) => unknown };
+    const exec = inner.exec;
+    inner.exec = (st) => {
+      seen.push(st.sql);
+      return exec(st);
+    };
+    assert.equal(await s.getMeta('ssh_agent.b.hidden'), null);
+    assert.ok(seen.some((q) => /count\(\*\)/.test(q)), 'the first absence is counted');
+    seen.length = 0;
+    assert.equal(await s.getMeta('ssh_agent.b.hidden'), null);
+    assert.equal(await s.getMeta('policy_state.unspent'), null);
+    assert.ok(!seen.some((q) => /count\(\*\)/.test(q)), `no count while nothing else committed: ${seen.join(' | ')}`);
+    // This process's own commits (a row written and deleted through Custos) keep the version.
+    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'ssh_agent.b.hidden', expected: null, value: '[]' }], audit: [entry('hide')] }], chainHash, now()), [null]);
+    assert.equal(await s.getMeta('ssh_agent.b.hidden'), '[]');
+    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'ssh_agent.b.hidden', expected: '[]', value: null }], audit: [entry('restore')] }], chainHash, now()), [null]);
+    seen.length = 0;
+    assert.equal(await s.getMeta('ssh_agent.b.hidden'), null);
+    assert.ok(!seen.some((q) => /count\(\*\)/.test(q)), 'a deletion through this store needs no count');
+    // Another connection deletes the hidden row: the next read of it counts again, and refuses.
+    const db = new Database(file);
+    db.prepare("DELETE FROM meta WHERE name = 'ssh_agent.a.hidden'").run();
+    db.close();
+    await assert.rejects(s.getMeta('ssh_agent.a.hidden'), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_count');
+    await s.close();
+  } finally {
+    cleanup();
+  }
+});
