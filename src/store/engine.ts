@@ -424,6 +424,7 @@ export abstract class SqlStore implements Store {
     this.auth = auth;
     this.checkedRows.clear();
     this.metaCountAt = null;
+    this.lastCommit = null;
     this.chain = chain ?? null;
   }
 
@@ -555,6 +556,7 @@ export abstract class SqlStore implements Store {
   protected forgetCheckedRows(): void {
     this.checkedRows.clear();
     this.metaCountAt = null;
+    this.lastCommit = null;
   }
 
   /** Refuses a row whose MAC does not match, or that is older than one this process has seen. */
@@ -779,14 +781,21 @@ export abstract class SqlStore implements Store {
     let cx: Tx | null = null;
     let committed: IntegrityState | null = null;
     let upgraded = false;
+    let version: number | null = null;
     const self = this;
+    // Known again only once this transaction commits.
+    const last = this.lastCommit;
+    this.lastCommit = null;
     return this.transact(
       function* () {
         cx = null;
         committed = null;
+        version = null;
         upgraded = sealing;
         if (!self.auth) return yield* f(null);
-        const checked = sealing ? null : yield* self.checkedState();
+        const own = sealing ? null : yield* self.ownLastCommit(last);
+        const checked = sealing ? null : (own ?? (yield* self.checkedState()));
+        version = sealing || self.dialect.dataVersion === null ? null : (own?.version ?? (yield* self.dataVersionQ(self.dialect.dataVersion)));
         const start = checked?.st ?? { seq: 0, writes: 0, digest: 0n };
         // What every other process wrote since this one last looked: each row's newest write.
         if (!sealing && mayDefer && self.journalMark !== null && start.writes - self.journalMark > self.catchUpInLock) throw new Behind(start.writes);
@@ -828,13 +837,36 @@ export abstract class SqlStore implements Store {
           }
         }
         if (committed) this.markState(committed, (cx as Tx | null)?.head && (cx as Tx).head!.seq === committed.seq ? (cx as Tx).head!.hash : null);
+        // What this transaction left the state row and the head at, for the next one to start from.
+        const done = cx as Tx | null;
+        if (version !== null && done?.head && this.auth) this.lastCommit = { st: { ...done.state }, head: done.head, version };
         // Sealing vouches for every row it sealed: the journal starts there.
         if (sealing && committed) this.journalMark = committed.writes;
         // The journal is known up to this transaction's last write (nobody wrote in between).
-        const done = (cx as Tx | null)?.state.writes;
-        if (done !== undefined && this.journalMark !== null && done > this.journalMark) this.journalMark = done;
+        const writes = done?.state.writes;
+        if (writes !== undefined && this.journalMark !== null && writes > this.journalMark) this.journalMark = writes;
       },
     );
+  }
+
+  /**
+   * The state row and the head of the log as this process's last write transaction left them,
+   * with the data version (`Dialect.dataVersion`) it ran at. Null: unknown (none yet, one
+   * failed, a driver without a data version, the authenticator changed or the store closed).
+   */
+  private lastCommit: { st: IntegrityState; head: ChainHead; version: number } | null = null;
+
+  /**
+   * In a write transaction: the state row and head this process's last transaction wrote, when
+   * no other connection has committed since (the data version has not moved; this connection's
+   * own commits leave it as it was), so they are still the ones in the database and need not be
+   * read and checked again. Null: read and check them (`checkedState`).
+   */
+  private *ownLastCommit(last: { st: IntegrityState; head: ChainHead; version: number } | null): Q<{ st: IntegrityState; head: ChainHead; version: number } | null> {
+    const sql = this.dialect.dataVersion;
+    if (!last || sql === null || !this.auth) return null;
+    const version = yield* this.dataVersionQ(sql);
+    return version === last.version ? { st: { ...last.st }, head: last.head, version } : null;
   }
 
   /**

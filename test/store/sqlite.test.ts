@@ -441,3 +441,39 @@ test('sqlite with row MACs: an absent meta row whose absence matters is read wit
     cleanup();
   }
 });
+
+test('sqlite with row MACs: a write transaction right after this process\'s own starts from the state it wrote; after another connection\'s commit it reads and checks the state row again', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const { s, file } = await macStore(dir);
+    const seen: string[] = [];
+    const inner = s as unknown as { exec: (st: { sql: string }) => unknown };
+    const exec = inner.exec;
+    inner.exec = (st) => {
+      seen.push(st.sql);
+      return exec(st);
+    };
+    const readsState = () => seen.some((q) => q.includes('LEFT JOIN meta m ON m.name'));
+    assert.deepEqual(await s.commit([{ mutations: [], audit: [entry('a')] }], chainHash, now()), [null]);
+    seen.length = 0;
+    assert.deepEqual(await s.commit([{ mutations: [], audit: [entry('b')] }], chainHash, now()), [null]);
+    assert.ok(!readsState(), 'the state this process wrote is not read again');
+    // Another connection commits (here a harmless one: a table that is not Custos's).
+    const db = new Database(file);
+    db.exec('CREATE TABLE IF NOT EXISTS not_custos (a); INSERT INTO not_custos VALUES (1)');
+    db.close();
+    seen.length = 0;
+    assert.deepEqual(await s.commit([{ mutations: [], audit: [entry('c')] }], chainHash, now()), [null]);
+    assert.ok(readsState(), 'after another connection\'s commit, the state row is read and checked');
+    // A failed transaction forgets it too.
+    const [failed] = await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.q', expected: 'nope', value: '1' }], audit: [entry('d')] }], chainHash, now());
+    assert.ok(failed instanceof CustosError);
+    seen.length = 0;
+    assert.deepEqual(await s.commit([{ mutations: [], audit: [entry('e')] }], chainHash, now()), [null]);
+    assert.ok(readsState(), 'after a failed transaction, the state row is read and checked');
+    assert.equal((await s.verifiedHead()).seq >= 4, true);
+    await s.close();
+  } finally {
+    cleanup();
+  }
+});
