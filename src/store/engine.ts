@@ -388,9 +388,9 @@ export interface Dialect {
    */
   roundTrips: boolean;
   /**
-   * A statement whose single value changes whenever another connection has committed since
+   * An SQL expression whose value changes whenever another connection has committed since
    * this one last read (SQLite's `PRAGMA data_version`), or null where there is none: see
-   * `getMeta`. This connection's own commits leave it as it was.
+   * `getMeta` and `lastCommit`. This connection's own commits leave it as it was.
    */
   dataVersion: string | null;
 }
@@ -1041,14 +1041,24 @@ export abstract class SqlStore implements Store {
     // A row found is one statement. Absent, it is read again with the count in one snapshot, so
     // that a commit by another process in between is never mistaken for a deleted row.
     const self = this;
-    const v = await this.transact(() => this.readMeta(null, name), 'statement');
-    if (v !== null || !absenceMatters(name)) return v;
-    // An absence read after the count was checked, with no other connection's commit since
-    // (the version is read after the row): nothing outside this process deleted it (a hidden
-    // key on every ssh-agent request, a budget not spent yet on every signature it guards).
     const at = this.metaCountAt;
     const version = this.dialect.dataVersion;
-    if (at !== null && version !== null && this.auth && (await this.transact(() => this.dataVersionQ(version), 'statement')) === at) return null;
+    if (at !== null && version !== null && this.auth && absenceMatters(name)) {
+      // An absence read in the same statement as a data version the count was checked at: no
+      // other connection has committed since, so nothing outside this process deleted the row
+      // (a hidden key on every ssh-agent request, a budget not spent yet on every signature).
+      const r = await this.transact(() => get<{ value: string | null; mac: Buffer | null; wseq: number | null; dv: number }>(`SELECT m.value AS value, m.mac AS mac, m.wseq AS wseq, ${version} AS dv FROM (SELECT 1 AS one) o LEFT JOIN meta m ON m.name = ?`, name), 'statement');
+      if (r && r.value !== null) {
+        // (The row's own columns, as readMeta reads them: the version is not one.)
+        const row = { value: r.value, mac: r.mac, wseq: r.wseq };
+        this.checkRowOnce(null, 'meta', name, row, () => metaRowBytes(name, row.value, row.wseq));
+        return row.value;
+      }
+      if (r?.dv === at) return null;
+    } else {
+      const v = await this.transact(() => this.readMeta(null, name), 'statement');
+      if (v !== null || !absenceMatters(name)) return v;
+    }
     const auth = this.auth;
     return this.transact(function* () {
       const again = yield* self.readMeta(null, name);
@@ -1060,10 +1070,9 @@ export abstract class SqlStore implements Store {
     }, 'snapshot');
   }
 
-  private *dataVersionQ(sql: string): Q<number> {
-    const r = yield* get<Record<string, number>>(sql);
-    const n = r ? Object.values(r)[0] : undefined;
-    if (typeof n !== 'number') throw new CustosError('internal', `${sql} returned no number.`);
+  private *dataVersionQ(expr: string): Q<number> {
+    const n = (yield* get<{ v: unknown }>(`SELECT ${expr} AS v`))?.v;
+    if (typeof n !== 'number') throw new CustosError('internal', `The data version (${expr}) is not a number.`);
     return n;
   }
 
