@@ -166,6 +166,10 @@ interface Tx {
   counts: Partial<Record<CountedTable, number>>;
   /** The head of the log as the transaction found it (null: not read yet). */
   head: ChainHead | null;
+  /** The head entry's MAC column, as found or as this transaction wrote it (see StateSeen). */
+  headMac: Buffer | null;
+  /** The state row's value and MAC columns, as found or as this transaction wrote them. */
+  stateRow: { value: string; mac: Buffer | null } | null;
   /** What each write sequence of this transaction went to, for the write journal. */
   journal: Array<{ wseq: number; table: string; pk: string; deleted: boolean }>;
   /** Rows of `seen` this transaction inserted and did not touch again (see SeenRows). */
@@ -387,12 +391,6 @@ export interface Dialect {
    * embedded database runs faster than the one statement with OR.
    */
   roundTrips: boolean;
-  /**
-   * An SQL expression whose value changes whenever another connection has committed since
-   * this one last read (SQLite's `PRAGMA data_version`), or null where there is none: see
-   * `getMeta` and `lastCommit`. This connection's own commits leave it as it was.
-   */
-  dataVersion: string | null;
 }
 
 /** How a driver runs a piece of logic: one statement alone, a read snapshot, or a write transaction. */
@@ -423,8 +421,7 @@ export abstract class SqlStore implements Store {
   setRowAuthenticator(auth: RowAuthenticator, chain?: Chainer): void {
     this.auth = auth;
     this.checkedRows.clear();
-    this.metaCountAt = null;
-    this.lastCommit = null;
+    this.stateSeen = null;
     this.chain = chain ?? null;
   }
 
@@ -555,8 +552,7 @@ export abstract class SqlStore implements Store {
   /** Forgets every row checked (the store closes; its authenticator may be wiped next). */
   protected forgetCheckedRows(): void {
     this.checkedRows.clear();
-    this.metaCountAt = null;
-    this.lastCommit = null;
+    this.stateSeen = null;
   }
 
   /** Refuses a row whose MAC does not match, or that is older than one this process has seen. */
@@ -661,30 +657,51 @@ export abstract class SqlStore implements Store {
   }
 
   /** The state row (checked against its MAC) and the head of the log with its MAC, in one statement. */
-  private *readStateAndHead(): Q<{ st: IntegrityState | null; head: ChainHead; headMac: Buffer | null }> {
+  private *readStateAndHead(): Q<{ st: IntegrityState | null; head: ChainHead; headMac: Buffer | null; row: { value: string; mac: Buffer | null } | null; hit?: true }> {
     const r = (yield* get<{ value: string | null; mac: Buffer | null; wseq: number | null; head_seq: number | null; head_hash: Buffer | null; head_mac: Buffer | null; trigger: string | null }>(
       `SELECT m.value AS value, m.mac AS mac, m.wseq AS wseq, a.seq AS head_seq, a.hash AS head_hash, a.mac AS head_mac, (${this.dialect.triggers}) AS trigger FROM (SELECT 1 AS one) o LEFT JOIN meta m ON m.name = ? LEFT JOIN (SELECT seq, hash, mac FROM audit ORDER BY seq DESC LIMIT 1) a ON 1 = 1`,
       STATE_ROW,
     ))!;
     if (r.trigger !== null) this.refuseTrigger(r.trigger);
+    // Exactly as this process last checked or wrote them: their MACs and links held then, and
+    // every byte they depend on is the same (an older copy differs in its counters).
+    const seen = this.stateSeen;
+    const mark = this.stateMark;
+    // (Anything else is checked in full, and forgotten: a copy of it put back later is not this.)
+    this.stateSeen = null;
+    if (
+      seen &&
+      // Not older than a state this process has seen since (refused below, as a replay).
+      !(mark && (seen.st.writes < mark.writes || seen.st.seq < mark.seq)) &&
+      r.value === seen.value &&
+      r.wseq === null &&
+      sameBytes(r.mac, seen.mac) &&
+      r.head_seq === seen.head.seq &&
+      sameBytes(r.head_hash, seen.head.hash) &&
+      sameBytes(r.head_mac, seen.headMac)
+    ) {
+      this.stateSeen = seen;
+      return { st: { ...seen.st }, head: { seq: seen.head.seq, hash: Uint8Array.from(seen.head.hash) }, headMac: r.head_mac, row: { value: r.value, mac: r.mac }, hit: true };
+    }
     const head: ChainHead = r.head_seq !== null && r.head_hash !== null ? { seq: r.head_seq, hash: u8(r.head_hash) } : { seq: 0, hash: GENESIS_HASH };
-    if (r.value === null) return { st: null, head, headMac: null };
+    if (r.value === null) return { st: null, head, headMac: null, row: null };
     if (this.auth && !this.auth.check('meta', STATE_ROW, metaRowBytes(STATE_ROW, r.value, r.wseq), r.mac ? u8(r.mac) : null)) {
       throw this.corrupt('meta', STATE_ROW, 'mac_mismatch', `The integrity state row of ${this.path} does not match its MAC: it was edited outside Custos.`, 'row_mac');
     }
     try {
       const o = JSON.parse(r.value) as { seq: number; writes: number; digest: string };
       if (!Number.isSafeInteger(o.seq) || !Number.isSafeInteger(o.writes) || !/^[0-9a-f]{128}$/.test(o.digest)) throw new Error('shape');
-      return { st: { seq: o.seq, writes: o.writes, digest: BigInt(`0x${o.digest}`) }, head, headMac: r.head_mac };
+      return { st: { seq: o.seq, writes: o.writes, digest: BigInt(`0x${o.digest}`) }, head, headMac: r.head_mac, row: { value: r.value, mac: r.mac } };
     } catch {
       throw this.corrupt('meta', STATE_ROW, 'unreadable', `The integrity state row of ${this.path} is unreadable.`, 'row_mac');
     }
   }
 
-  private *writeState(st: IntegrityState): Q<void> {
+  private *writeState(st: IntegrityState): Q<{ value: string; mac: Buffer }> {
     const value = JSON.stringify({ seq: st.seq, writes: st.writes, digest: digestHex(st.digest) });
     const mac = Buffer.from(this.auth!.mac('meta', STATE_ROW, metaRowBytes(STATE_ROW, value, null)));
     yield* run('INSERT INTO meta(name, value, mac, wseq) VALUES (?, ?, ?, NULL) ON CONFLICT(name) DO UPDATE SET value = excluded.value, mac = excluded.mac, wseq = NULL', STATE_ROW, value, mac);
+    return { value, mac };
   }
 
   /**
@@ -693,8 +710,13 @@ export abstract class SqlStore implements Store {
    * to carries its MAC. An entry appended with SQL, or a log cut below the rows, is refused
    * here before anything is chained onto it or checkpointed.
    */
-  private *checkedState(): Q<{ st: IntegrityState; head: ChainHead }> {
-    const { st, head, headMac } = yield* this.readStateAndHead();
+  private *checkedState(): Q<{ st: IntegrityState; head: ChainHead; headMac: Buffer | null; row: { value: string; mac: Buffer | null } | null }> {
+    const { st, head, headMac, row, hit } = yield* this.readStateAndHead();
+    if (hit) {
+      // (The rows are at the head entry itself: nothing was appended after it.)
+      this.markState(st!, head.hash);
+      return { st: st!, head, headMac, row };
+    }
     if (!st) throw this.corrupt('meta', STATE_ROW, 'missing', `The integrity state row of ${this.path} is missing: it was deleted outside Custos.`, 'row_count');
     const mark = this.stateMark;
     if (mark && (st.writes < mark.writes || st.seq < mark.seq)) {
@@ -733,7 +755,7 @@ export abstract class SqlStore implements Store {
     }
     // Only a state that passed every check becomes what this process has seen.
     this.markState(st, stHash);
-    return { st, head };
+    return { st, head, headMac, row };
   }
 
   /** Refuses unless the entries (from, to] chain from `fromHash` to `toHash`. */
@@ -781,26 +803,19 @@ export abstract class SqlStore implements Store {
     let cx: Tx | null = null;
     let committed: IntegrityState | null = null;
     let upgraded = false;
-    let version: number | null = null;
     const self = this;
-    // Known again only once this transaction commits.
-    const last = this.lastCommit;
-    this.lastCommit = null;
     return this.transact(
       function* () {
         cx = null;
         committed = null;
-        version = null;
         upgraded = sealing;
         if (!self.auth) return yield* f(null);
-        const own = sealing ? null : yield* self.ownLastCommit(last);
-        const checked = sealing ? null : (own ?? (yield* self.checkedState()));
-        version = sealing || self.dialect.dataVersion === null ? null : (own?.version ?? (yield* self.dataVersionQ(self.dialect.dataVersion)));
+        const checked = sealing ? null : yield* self.checkedState();
         const start = checked?.st ?? { seq: 0, writes: 0, digest: 0n };
         // What every other process wrote since this one last looked: each row's newest write.
         if (!sealing && mayDefer && self.journalMark !== null && start.writes - self.journalMark > self.catchUpInLock) throw new Behind(start.writes);
         if (!sealing) yield* self.catchUp(start.writes);
-        const tx: Tx = { state: { ...start }, seen: new Map(), counts: {}, head: checked?.head ?? null, journal: [], inserted: new Set() };
+        const tx: Tx = { state: { ...start }, seen: new Map(), counts: {}, head: checked?.head ?? null, headMac: checked?.headMac ?? null, stateRow: checked?.row ?? null, journal: [], inserted: new Set() };
         cx = tx;
         // (Sealing writes every count and the version itself.)
         if (!sealing && self.newCounts.length > 0) {
@@ -816,7 +831,7 @@ export abstract class SqlStore implements Store {
         const t = tx.state;
         if (sealing || t.seq !== start.seq || t.writes !== start.writes || t.digest !== start.digest) {
           if (sealing) t.seq = (yield* self.readHead()).seq;
-          yield* self.writeState(t);
+          tx.stateRow = yield* self.writeState(t);
           committed = t;
         }
         // (Triggers were looked for with the state row, above; sealing looks now.)
@@ -837,36 +852,35 @@ export abstract class SqlStore implements Store {
           }
         }
         if (committed) this.markState(committed, (cx as Tx | null)?.head && (cx as Tx).head!.seq === committed.seq ? (cx as Tx).head!.hash : null);
-        // What this transaction left the state row and the head at, for the next one to start from.
-        const done = cx as Tx | null;
-        if (version !== null && done?.head && this.auth) this.lastCommit = { st: { ...done.state }, head: done.head, version };
+        this.rememberState(cx as Tx | null, sealing);
         // Sealing vouches for every row it sealed: the journal starts there.
         if (sealing && committed) this.journalMark = committed.writes;
         // The journal is known up to this transaction's last write (nobody wrote in between).
-        const writes = done?.state.writes;
-        if (writes !== undefined && this.journalMark !== null && writes > this.journalMark) this.journalMark = writes;
+        const done = (cx as Tx | null)?.state.writes;
+        if (done !== undefined && this.journalMark !== null && done > this.journalMark) this.journalMark = done;
       },
     );
   }
 
   /**
-   * The state row and the head of the log as this process's last write transaction left them,
-   * with the data version (`Dialect.dataVersion`) it ran at. Null: unknown (none yet, one
-   * failed, a driver without a data version, the authenticator changed or the store closed).
+   * The state row and the head entry exactly as this process last checked or wrote them, with
+   * what they say (see StateSeen): a write transaction that finds them byte for byte the same
+   * (the usual case, after this process's own commit) does not check their MACs and links
+   * again. Only when the rows belong to the head entry itself (no entry appended after it).
    */
-  private lastCommit: { st: IntegrityState; head: ChainHead; version: number } | null = null;
+  private stateSeen: StateSeen | null = null;
 
-  /**
-   * In a write transaction: the state row and head this process's last transaction wrote, when
-   * no other connection has committed since (the data version has not moved; this connection's
-   * own commits leave it as it was), so they are still the ones in the database and need not be
-   * read and checked again. Null: read and check them (`checkedState`).
-   */
-  private *ownLastCommit(last: { st: IntegrityState; head: ChainHead; version: number } | null): Q<{ st: IntegrityState; head: ChainHead; version: number } | null> {
-    const sql = this.dialect.dataVersion;
-    if (!last || sql === null || !this.auth) return null;
-    const version = yield* this.dataVersionQ(sql);
-    return version === last.version ? { st: { ...last.st }, head: last.head, version } : null;
+  /** After a commit: the state row and head it left, for the next transaction to compare. */
+  private rememberState(tx: Tx | null, sealing: boolean): void {
+    this.stateSeen = null;
+    if (!tx || sealing || !this.auth || !tx.head || !tx.stateRow || !tx.headMac || tx.head.seq !== tx.state.seq || tx.head.seq === 0) return;
+    this.stateSeen = {
+      value: tx.stateRow.value,
+      mac: tx.stateRow.mac ? Buffer.from(tx.stateRow.mac) : null,
+      st: { ...tx.state },
+      head: { seq: tx.head.seq, hash: Uint8Array.from(tx.head.hash) },
+      headMac: Buffer.from(tx.headMac),
+    };
   }
 
   /**
@@ -1029,51 +1043,17 @@ export abstract class SqlStore implements Store {
 
   // ---- meta ---------------------------------------------------------------------------------
 
-  /**
-   * The data version (`Dialect.dataVersion`) at which the meta table's count was last found
-   * to match its MACed count, in a snapshot; null: not since this store was opened or its
-   * authenticator changed. While no other connection has committed since, every meta row that
-   * was deleted since was deleted by this process, through Custos.
-   */
-  private metaCountAt: number | null = null;
-
   async getMeta(name: string): Promise<string | null> {
     // A row found is one statement. Absent, it is read again with the count in one snapshot, so
     // that a commit by another process in between is never mistaken for a deleted row.
     const self = this;
-    const at = this.metaCountAt;
-    const version = this.dialect.dataVersion;
-    if (at !== null && version !== null && this.auth && absenceMatters(name)) {
-      // An absence read in the same statement as a data version the count was checked at: no
-      // other connection has committed since, so nothing outside this process deleted the row
-      // (a hidden key on every ssh-agent request, a budget not spent yet on every signature).
-      const r = await this.transact(() => get<{ value: string | null; mac: Buffer | null; wseq: number | null; dv: number }>(`SELECT m.value AS value, m.mac AS mac, m.wseq AS wseq, ${version} AS dv FROM (SELECT 1 AS one) o LEFT JOIN meta m ON m.name = ?`, name), 'statement');
-      if (r && r.value !== null) {
-        // (The row's own columns, as readMeta reads them: the version is not one.)
-        const row = { value: r.value, mac: r.mac, wseq: r.wseq };
-        this.checkRowOnce(null, 'meta', name, row, () => metaRowBytes(name, row.value, row.wseq));
-        return row.value;
-      }
-      if (r?.dv === at) return null;
-    } else {
-      const v = await this.transact(() => this.readMeta(null, name), 'statement');
-      if (v !== null || !absenceMatters(name)) return v;
-    }
-    const auth = this.auth;
+    const v = await this.transact(() => this.readMeta(null, name), 'statement');
+    if (v !== null || !absenceMatters(name)) return v;
     return this.transact(function* () {
       const again = yield* self.readMeta(null, name);
-      if (again !== null) return again;
-      yield* self.checkCount(null, 'meta');
-      // (The same snapshot: the version the count was found right at.)
-      if (version !== null && auth && self.auth === auth) self.metaCountAt = yield* self.dataVersionQ(version);
-      return null;
+      if (again === null) yield* self.checkCount(null, 'meta');
+      return again;
     }, 'snapshot');
-  }
-
-  private *dataVersionQ(expr: string): Q<number> {
-    const n = (yield* get<{ v: unknown }>(`SELECT ${expr} AS v`))?.v;
-    if (typeof n !== 'number') throw new CustosError('internal', `The data version (${expr}) is not a number.`);
-    return n;
   }
 
   /**
@@ -1542,8 +1522,10 @@ export abstract class SqlStore implements Store {
       await this.writeTx(function* (cx) {
         results = [];
         let head = cx?.head ?? (yield* self.readHead());
+        let headMac = cx?.headMac ?? null;
         for (const unit of units) {
           const before = head;
+          const macBefore = headMac;
           const saved = cx && !alone ? { state: { ...cx.state }, seen: new Map(cx.seen), inserted: new Set(cx.inserted), counts: { ...cx.counts }, journal: cx.journal.length } : null;
           // A savepoint per unit: a failing unit rolls back alone.
           if (!alone) yield* run('SAVEPOINT unit');
@@ -1577,6 +1559,7 @@ export abstract class SqlStore implements Store {
               const mac = self.auth ? Buffer.from(self.auth.mac('audit', String(seq), auditRowBytes(seq, hash))) : null;
               values.push(seq, ts, d.requestId, d.principal, d.operation, d.keyId, d.keyLabel, d.outcome, d.reason, canonicalJson(d.details), Buffer.from(head.hash), Buffer.from(hash), mac);
               head = { seq, hash };
+              headMac = mac;
               if (++rows === AUDIT_PER_INSERT) yield* flush();
             }
             yield* flush();
@@ -1584,6 +1567,7 @@ export abstract class SqlStore implements Store {
               if (cx) {
                 cx.state.seq = head.seq;
                 cx.head = head;
+                cx.headMac = headMac;
               }
             }
             if (!alone) yield* run('RELEASE SAVEPOINT unit');
@@ -1597,7 +1581,11 @@ export abstract class SqlStore implements Store {
             yield* run('ROLLBACK TO SAVEPOINT unit');
             yield* run('RELEASE SAVEPOINT unit');
             head = before;
-            if (cx) cx.head = before;
+            headMac = macBefore;
+            if (cx) {
+              cx.head = before;
+              cx.headMac = macBefore;
+            }
             // The unit's writes are rolled back: so is their bookkeeping, and what it remembered.
             if (cx && saved) {
               cx.state = saved.state;
@@ -1845,6 +1833,24 @@ export abstract class SqlStore implements Store {
 }
 
 /** Whether a row read now has exactly the columns of one checked before (copyColumns). */
+/** The state row and the head entry as a process last checked or wrote them (SqlStore.stateSeen). */
+interface StateSeen {
+  /** The state row's value and MAC columns (its wseq column is always NULL). */
+  value: string;
+  mac: Buffer | null;
+  /** What the value says: checked against its MAC when read, or written by this process. */
+  st: IntegrityState;
+  /** The head entry (`st.seq`) and its MAC column. */
+  head: ChainHead;
+  headMac: Buffer;
+}
+
+/** Two nullable byte columns, equal (null only to null). */
+function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.length).equals(b);
+}
+
 function sameColumns(before: Record<string, unknown>, row: object): boolean {
   const now = row as Record<string, unknown>;
   const names = Object.keys(now);

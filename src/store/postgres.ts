@@ -135,7 +135,6 @@ const POSTGRES: Dialect = {
     UNION ALL SELECT rulename AS name FROM pg_rules WHERE tablename IN (${TABLES}) LIMIT 1`,
   tableExists: 'SELECT 1 AS one WHERE to_regclass(?::text) IS NOT NULL',
   roundTrips: true,
-  dataVersion: null,
 };
 
 export { parsePostgresUrl, describePostgresUrl, type PgLocation, type PgTarget };

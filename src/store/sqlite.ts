@@ -106,7 +106,6 @@ const SQLITE: Dialect = {
   attribute: (name) => `json_extract(attributes, '$."${name}"')`,
   tableExists: "SELECT 1 AS one FROM sqlite_master WHERE type = 'table' AND name = ?",
   roundTrips: false,
-  dataVersion: '(SELECT data_version FROM pragma_data_version())',
 };
 
 /** Translates SQLite's failures into sentences an operator can act on. */

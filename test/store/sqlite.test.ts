@@ -405,73 +405,42 @@ test('sqlite: the token version moves at once with every token written, and with
   }
 });
 
-test('sqlite with row MACs: an absent meta row whose absence matters is read without a count while no other connection has committed; a row deleted by another is still caught', async () => {
+test('sqlite with row MACs: a write transaction that finds the state row and head as this process wrote them does not hash them again; an older copy of them is refused even once remembered', async () => {
   const { dir, cleanup } = tempDir();
   try {
-    const { s, file } = await macStore(dir);
-    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'ssh_agent.a.hidden', expected: null, value: '["key_1"]' }], audit: [entry('hide')] }], chainHash, now()), [null]);
-    // The first absence is checked against the count, in a snapshot; the next ones are not.
-    const seen: string[] = [];
-    const inner = s as unknown as { exec: (st: { sql: string }) => unknown };
-    const exec = inner.exec;
-    inner.exec = (st) => {
-      seen.push(st.sql);
-      return exec(st);
+    const { s, file, mac } = await macStore(dir);
+    const checks: string[] = [];
+    const check = mac.check.bind(mac);
+    mac.check = (table, pk, bytes, m) => {
+      checks.push(`${table}/${pk}`);
+      return check(table, pk, bytes, m);
     };
-    assert.equal(await s.getMeta('ssh_agent.b.hidden'), null);
-    assert.ok(seen.some((q) => /count\(\*\)/.test(q)), 'the first absence is counted');
-    seen.length = 0;
-    assert.equal(await s.getMeta('ssh_agent.b.hidden'), null);
-    assert.equal(await s.getMeta('policy_state.unspent'), null);
-    assert.ok(!seen.some((q) => /count\(\*\)/.test(q)), `no count while nothing else committed: ${seen.join(' | ')}`);
-    // This process's own commits (a row written and deleted through Custos) keep the version.
-    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'ssh_agent.b.hidden', expected: null, value: '[]' }], audit: [entry('hide')] }], chainHash, now()), [null]);
-    assert.equal(await s.getMeta('ssh_agent.b.hidden'), '[]');
-    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'ssh_agent.b.hidden', expected: '[]', value: null }], audit: [entry('restore')] }], chainHash, now()), [null]);
-    seen.length = 0;
-    assert.equal(await s.getMeta('ssh_agent.b.hidden'), null);
-    assert.ok(!seen.some((q) => /count\(\*\)/.test(q)), 'a deletion through this store needs no count');
-    // Another connection deletes the hidden row: the next read of it counts again, and refuses.
-    const db = new Database(file);
-    db.prepare("DELETE FROM meta WHERE name = 'ssh_agent.a.hidden'").run();
-    db.close();
-    await assert.rejects(s.getMeta('ssh_agent.a.hidden'), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_count');
-    await s.close();
-  } finally {
-    cleanup();
-  }
-});
-
-test('sqlite with row MACs: a write transaction right after this process\'s own starts from the state it wrote; after another connection\'s commit it reads and checks the state row again', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
-    const { s, file } = await macStore(dir);
-    const seen: string[] = [];
-    const inner = s as unknown as { exec: (st: { sql: string }) => unknown };
-    const exec = inner.exec;
-    inner.exec = (st) => {
-      seen.push(st.sql);
-      return exec(st);
-    };
-    const readsState = () => seen.some((q) => q.includes('LEFT JOIN meta m ON m.name'));
-    assert.deepEqual(await s.commit([{ mutations: [], audit: [entry('a')] }], chainHash, now()), [null]);
-    seen.length = 0;
+    const stateChecked = () => checks.some((c) => c === 'meta/integrity.state');
+    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.m', expected: null, value: '1' }], audit: [entry('a')] }], chainHash, now()), [null]);
+    checks.length = 0;
     assert.deepEqual(await s.commit([{ mutations: [], audit: [entry('b')] }], chainHash, now()), [null]);
-    assert.ok(!readsState(), 'the state this process wrote is not read again');
-    // Another connection commits (here a harmless one: a table that is not Custos's).
+    assert.ok(!stateChecked(), `the state row this process wrote is not hashed again: ${checks.join(' ')}`);
+    // What this process wrote last, and remembers.
     const db = new Database(file);
-    db.exec('CREATE TABLE IF NOT EXISTS not_custos (a); INSERT INTO not_custos VALUES (1)');
+    const old = { state: db.prepare("SELECT * FROM meta WHERE name = 'integrity.state'").get() as Record<string, unknown>, head: (db.prepare('SELECT max(seq) AS n FROM audit').get() as { n: number }).n };
     db.close();
-    seen.length = 0;
-    assert.deepEqual(await s.commit([{ mutations: [], audit: [entry('c')] }], chainHash, now()), [null]);
-    assert.ok(readsState(), 'after another connection\'s commit, the state row is read and checked');
-    // A failed transaction forgets it too.
-    const [failed] = await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.q', expected: 'nope', value: '1' }], audit: [entry('d')] }], chainHash, now());
+    // Another store on the file (another process) writes.
+    const other = SqliteStore.open(file);
+    other.setRowAuthenticator(new RowMac(new Uint8Array(32).fill(8), 'v'));
+    await other.migrate();
+    assert.deepEqual(await other.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.m', expected: '1', value: '2' }], audit: [entry('c')] }], chainHash, now()), [null]);
+    await other.close();
+    // This process's next transaction checks the state row in full, and fails on its own.
+    checks.length = 0;
+    const [failed] = await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.m', expected: 'nope', value: '3' }], audit: [entry('e')] }], chainHash, now());
     assert.ok(failed instanceof CustosError);
-    seen.length = 0;
-    assert.deepEqual(await s.commit([{ mutations: [], audit: [entry('e')] }], chainHash, now()), [null]);
-    assert.ok(readsState(), 'after a failed transaction, the state row is read and checked');
-    assert.equal((await s.verifiedHead()).seq >= 4, true);
+    assert.ok(stateChecked(), 'after another writer, the state row is checked');
+    // The state this process wrote and remembered, put back (as an older copy of the file would): refused.
+    const db2 = new Database(file);
+    db2.prepare('UPDATE meta SET value = ?, mac = ?, wseq = ? WHERE name = ?').run(old.state.value, old.state.mac, old.state.wseq, old.state.name);
+    db2.prepare('DELETE FROM audit WHERE seq > ?').run(old.head);
+    db2.close();
+    await assert.rejects(s.commit([{ mutations: [], audit: [entry('f')] }], chainHash, now()), (e: unknown) => e instanceof CustosError && e.code === 'database_corrupt');
     await s.close();
   } finally {
     cleanup();
