@@ -255,6 +255,23 @@ export class Admin {
     return new Set(v ? (JSON.parse(v) as string[]) : []);
   }
 
+  /**
+   * Makes the socket's list of hidden keys exist (empty) when it does not: a row that is
+   * always there is read at every request with one statement, where an absent one costs a
+   * count of the table (an absence the socket obeys could be a deletion). Restoring empties
+   * the list instead of removing it.
+   */
+  async ensureAgentRow(ctx: Ctx, agent: string): Promise<void> {
+    const name = `ssh_agent.${agent}.hidden`;
+    if ((await this.core.deps.store.getMeta(name)) !== null) return;
+    try {
+      await this.core.commitAs(ctx, { mutations: [{ kind: 'compareAndSetMeta', name, expected: null, value: '[]' }], audit: [] });
+    } catch (e) {
+      // Another process serving the same socket made it first.
+      if (!(isCustosError(e) && e.tag === 'meta_moved')) throw e;
+    }
+  }
+
   async hideForAgent(ctx: Ctx, agent: string, key: KeyRecord): Promise<void> {
     const name = `ssh_agent.${agent}.hidden`;
     for (let attempt = 0; attempt < 8; attempt++) {
@@ -280,7 +297,7 @@ export class Admin {
     const before = await this.core.deps.store.getMeta(name);
     const restored = before ? (JSON.parse(before) as string[]).length : 0;
     await this.core.commitAs(ctx, {
-      mutations: before === null ? [] : [{ kind: 'compareAndSetMeta', name, expected: before, value: null }],
+      mutations: before === null || before === '[]' ? [] : [{ kind: 'compareAndSetMeta', name, expected: before, value: '[]' }],
       audit: [this.core.draft(ctx, 'agent_restore', { id: null, label: null }, 'ok', null, { agent, restored })],
     });
     return restored;

@@ -193,6 +193,7 @@ export class Vault {
   decideApproval = (...a: Parameters<Admin['decideApproval']>) => this.admin.decideApproval(...a);
   hiddenForAgent = (agent: string) => this.admin.hiddenForAgent(agent);
   hideForAgent = (...a: Parameters<Admin['hideForAgent']>) => this.admin.hideForAgent(...a);
+  ensureAgentRow = (...a: Parameters<Admin['ensureAgentRow']>) => this.admin.ensureAgentRow(...a);
   restoreAgent = (...a: Parameters<Admin['restoreAgent']>) => this.admin.restoreAgent(...a);
   auditTail = (limit: number, principal?: Principal) => this.admin.auditTail(limit, principal);
   auditPage = (q: AuditQuery, principal?: Principal) => this.admin.auditPage(q, principal);

@@ -239,6 +239,7 @@ export class SshAgent {
     }
     chmodSync(path, 0o600);
     this.server = server;
+    await this.vault.ensureAgentRow(this.ctx(), this.config.name);
     await this.vault.destroyExpired(this.principal);
     await this.reportPurposes();
     this.sweeper = setInterval(() => void this.vault.destroyExpired(this.principal).catch(() => undefined), 2000);

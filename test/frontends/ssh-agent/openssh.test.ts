@@ -246,6 +246,8 @@ test('ssh-keygen -Y sign through the agent verifies with -Y verify, and audit na
 
 test('ssh-add -d destroys a key added over the agent, but only hides a configured vault key', async (t) => {
   if (!requireTool(t, 'ssh-add', 'openssh-client')) return;
+  // The socket made its (empty) list of hidden keys when it started.
+  assert.equal(await v.store.getMeta('ssh_agent.test.hidden'), '[]');
   const key = await keygen('del_ed', ['-t', 'ed25519']);
   assert.equal((await ssh([key])).status, 0);
   const added = (await v.store.listKeys()).find((k) => k.attributes['ssh.comment'] === 'del_ed@test')!;
@@ -264,6 +266,9 @@ test('ssh-add -d destroys a key added over the agent, but only hides a configure
   assert.ok(!(await ssh(['-L'])).stdout.includes('vault-ssh-hideme'), 'still hidden after a restart');
   assert.equal(await v.vault.restoreAgent(v.ctx(), 'test'), 1);
   assert.ok((await ssh(['-L'])).stdout.includes('vault-ssh-hideme'), 'offered again after restore');
+  // The socket's list is emptied, not removed: a row always there is read without a count of the table.
+  assert.equal(await v.store.getMeta('ssh_agent.test.hidden'), '[]');
+  assert.equal(await v.vault.restoreAgent(v.ctx(), 'test'), 0);
   const tail = await v.store.auditTail(10);
   assert.ok(tail.some((e) => e.operation === 'agent_hide' && e.keyId === vk.id));
   assert.ok(tail.some((e) => e.operation === 'agent_restore'));
