@@ -656,7 +656,10 @@ export abstract class SqlStore implements Store {
     yield* run(WHERE_PK[table].replace('SET', 'SET wseq = ?, mac = ?'), wseq, mac, ...pkParams(table, pk));
   }
 
-  /** The state row (checked against its MAC) and the head of the log with its MAC, in one statement. */
+  /**
+   * The state row (checked against its MAC, unless byte for byte as this process last checked
+   * or wrote it: `stateSeen`) and the head of the log with its MAC, in one statement.
+   */
   private *readStateAndHead(): Q<{ st: IntegrityState | null; head: ChainHead; headMac: Buffer | null; row: { value: string; mac: Buffer | null } | null; hit?: true }> {
     const r = (yield* get<{ value: string | null; mac: Buffer | null; wseq: number | null; head_seq: number | null; head_hash: Buffer | null; head_mac: Buffer | null; trigger: string | null }>(
       `SELECT m.value AS value, m.mac AS mac, m.wseq AS wseq, a.seq AS head_seq, a.hash AS head_hash, a.mac AS head_mac, (${this.dialect.triggers}) AS trigger FROM (SELECT 1 AS one) o LEFT JOIN meta m ON m.name = ? LEFT JOIN (SELECT seq, hash, mac FROM audit ORDER BY seq DESC LIMIT 1) a ON 1 = 1`,
@@ -1337,7 +1340,9 @@ export abstract class SqlStore implements Store {
       }
       case 'compareAndSetMeta': {
         const current = yield* this.readMeta(cx, m.name);
-        if (current === null && m.expected !== null && isCountedMeta(m.name)) yield* this.checkCount(cx, 'meta');
+        // Absent: deleted outside Custos, or never written? The count tells, where it matters
+        // (a row written on top of a deletion would make the count agree again).
+        if (current === null && (m.expected !== null ? isCountedMeta(m.name) : absenceMatters(m.name))) yield* this.checkCount(cx, 'meta');
         if (current !== m.expected) throw new CustosError('storage_unavailable', `The stored ${m.name.split('.')[0]} changed while this request was decided (another process?); decide again.`, { tag: 'meta_moved' });
         // value === expected is a guard only (the policy generation on every decision): no write.
         if (m.value === m.expected) return null;
@@ -1832,7 +1837,6 @@ export abstract class SqlStore implements Store {
   }
 }
 
-/** Whether a row read now has exactly the columns of one checked before (copyColumns). */
 /** The state row and the head entry as a process last checked or wrote them (SqlStore.stateSeen). */
 interface StateSeen {
   /** The state row's value and MAC columns (its wseq column is always NULL). */
@@ -1851,6 +1855,7 @@ function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
   return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.length).equals(b);
 }
 
+/** Whether a row read now has exactly the columns of one checked before (copyColumns). */
 function sameColumns(before: Record<string, unknown>, row: object): boolean {
   const now = row as Record<string, unknown>;
   const names = Object.keys(now);

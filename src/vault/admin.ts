@@ -256,16 +256,17 @@ export class Admin {
   }
 
   /**
-   * Makes the socket's list of hidden keys exist (empty) when it does not: a row that is
-   * always there is read at every request with one statement, where an absent one costs a
-   * count of the table (an absence the socket obeys could be a deletion). Restoring empties
-   * the list instead of removing it.
+   * Makes the socket's list of hidden keys exist (empty) when it does not, at its first start
+   * (on the record, as every change of a protected row is: the rows are anchored to the log):
+   * a row that is always there is read at every request with one statement, where an absent
+   * one costs a count of the table (an absence the socket obeys could be a deletion).
+   * Restoring empties the list instead of removing it.
    */
   async ensureAgentRow(ctx: Ctx, agent: string): Promise<void> {
     const name = `ssh_agent.${agent}.hidden`;
     if ((await this.core.deps.store.getMeta(name)) !== null) return;
     try {
-      await this.core.commitAs(ctx, { mutations: [{ kind: 'compareAndSetMeta', name, expected: null, value: '[]' }], audit: [] });
+      await this.core.commitAs(ctx, { mutations: [{ kind: 'compareAndSetMeta', name, expected: null, value: '[]' }], audit: [this.core.draft(ctx, 'agent_start', { id: null, label: null }, 'ok', null, { agent, hidden: 0 })] });
     } catch (e) {
       // Another process serving the same socket made it first.
       if (!(isCustosError(e) && e.tag === 'meta_moved')) throw e;

@@ -446,3 +446,19 @@ test('sqlite with row MACs: a write transaction that finds the state row and hea
     cleanup();
   }
 });
+
+test('sqlite with row MACs: a row whose absence matters, deleted with SQL, is not written again on top of the deletion by a compare-and-set that expected it absent', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const { s, file } = await macStore(dir);
+    assert.deepEqual(await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'ssh_agent.x.hidden', expected: null, value: '["key_1"]' }], audit: [entry('hide')] }], chainHash, now()), [null]);
+    const db = new Database(file);
+    db.prepare("DELETE FROM meta WHERE name = 'ssh_agent.x.hidden'").run();
+    db.close();
+    const [res] = await s.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'ssh_agent.x.hidden', expected: null, value: '[]' }], audit: [entry('start')] }], chainHash, now()).catch((e: unknown) => [e]);
+    assert.ok(res instanceof CustosError && res.fullCode === 'database_corrupt:row_count', String(res));
+    await s.close();
+  } finally {
+    cleanup();
+  }
+});
