@@ -1851,8 +1851,7 @@ interface StateSeen {
 
 /** Two nullable byte columns, equal (null only to null). */
 function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
-  if (a === null || b === null) return a === b;
-  return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.length).equals(b);
+  return a === null || b === null ? a === b : equalBytes(a, b);
 }
 
 /** Whether a row read now has exactly the columns of one checked before (copyColumns). */

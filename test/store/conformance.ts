@@ -551,6 +551,59 @@ export function processesConformance(name: string, factory: ProcessesFactory): v
   each('a database of schema 4 (before objects) opens, reads its new objects table as empty (no count row yet), and moves to 5 with its first write', upgradeFromSchema4);
   each('an object row edited, put back older, deleted or forged outside Custos is refused (MAC, write journal, count)', objectsTampered);
   each('object rows written without row MACs are sealed with the rest (`custos upgrade`), and checked from then on', objectsSealed);
+  each('the state row and head this process wrote are not hashed again by its next write; the state it remembers, put back after another process moved on, is refused', stateRemembered);
+  each('a row whose absence matters, deleted with SQL, is not written again on top of the deletion by a compare-and-set that expected it absent', absentNotRewritten);
+}
+
+/**
+ * A write that finds the state row and head entry byte for byte as this process left them
+ * skips their MAC checks (SqlStore.stateSeen); anything else is checked in full, and the copy
+ * remembered is never taken for the state once another process has moved it on.
+ */
+async function stateRemembered(open: () => Promise<Store>, sql: Sql): Promise<void> {
+  const { a, b, mac } = await twoProcesses(open);
+  try {
+    const ts = () => new Date().toISOString();
+    const checks: string[] = [];
+    const check = mac.check.bind(mac);
+    mac.check = (table, pk, bytes, m) => (checks.push(`${table}/${pk}`), check(table, pk, bytes, m));
+    const stateChecked = () => checks.includes('meta/integrity.state');
+    assert.deepEqual(await a.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.m', expected: null, value: '1' }], audit: [draft('a')] }], chain, ts()), [null]);
+    checks.length = 0;
+    assert.deepEqual(await a.commit([{ mutations: [], audit: [draft('b')] }], chain, ts()), [null]);
+    assert.ok(!stateChecked(), `the state row this process wrote is not hashed again: ${checks.join(' ')}`);
+    // What this process wrote last, and remembers.
+    const [state] = await sql("SELECT * FROM meta WHERE name = 'integrity.state'");
+    const head = Number((await sql('SELECT max(seq) AS n FROM audit'))[0]!.n);
+    // The other process writes; this one's next transaction checks the state row in full (and fails on its own).
+    assert.deepEqual(await b.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.m', expected: '1', value: '2' }], audit: [draft('c')] }], chain, ts()), [null]);
+    checks.length = 0;
+    const [failed] = await a.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'policy_state.m', expected: 'nope', value: '3' }], audit: [draft('d')] }], chain, ts());
+    assert.ok(failed instanceof CustosError);
+    assert.ok(stateChecked(), 'after another writer, the state row is checked');
+    // The state this process wrote and remembered, put back (as an older copy of the database would): refused.
+    await sql('UPDATE meta SET value = $1, mac = $2, wseq = $3 WHERE name = $4', [state!.value, state!.mac, state!.wseq, state!.name]);
+    await sql('DELETE FROM audit WHERE seq > $1', [head]);
+    await assert.rejects(a.commit([{ mutations: [], audit: [draft('e')] }], chain, ts()), (e: unknown) => e instanceof CustosError && e.code === 'database_corrupt');
+  } finally {
+    await a.close();
+    await b.close();
+  }
+}
+
+/** Written on top of a deletion, a row would make the table's count agree again: the count is checked first. */
+async function absentNotRewritten(open: () => Promise<Store>, sql: Sql): Promise<void> {
+  const { a, b } = await twoProcesses(open);
+  try {
+    const ts = () => new Date().toISOString();
+    assert.deepEqual(await a.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'ssh_agent.x.hidden', expected: null, value: '["key_1"]' }], audit: [draft('hide')] }], chain, ts()), [null]);
+    await sql("DELETE FROM meta WHERE name = 'ssh_agent.x.hidden'");
+    const [res] = await a.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'ssh_agent.x.hidden', expected: null, value: '[]' }], audit: [draft('start')] }], chain, ts()).catch((e: unknown) => [e]);
+    assert.ok(res instanceof CustosError && res.fullCode === 'database_corrupt:row_count', String(res));
+  } finally {
+    await a.close();
+    await b.close();
+  }
 }
 
 /** Object rows a store without row MACs wrote get their MACs, write sequences and count from `sealRows`. */

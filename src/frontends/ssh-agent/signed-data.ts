@@ -57,7 +57,7 @@ function parseUserauth(data: Uint8Array): SignedData | undefined {
   const idLength = r.u32('session id length');
   if (idLength === 0 || idLength >= r.remaining || data[4 + idLength] !== SSH_MSG_USERAUTH_REQUEST) return undefined;
   const sessionId = r.bytes(idLength, 'session id');
-  if (r.u8('message type') !== SSH_MSG_USERAUTH_REQUEST) return undefined;
+  r.u8('message type'); // (SSH_MSG_USERAUTH_REQUEST: looked at above)
   const user = r.text('user');
   const service = r.text('service');
   const method = r.text('method');
