@@ -11,78 +11,32 @@
  * a name exists. A password change (inside a session) ends every session of the account in the
  * same transaction.
  *
- * Everything lives in protected rows (row MACs, write journal, audit-bound digest), as meta
- * rows: `account.<id>` (the account, its user_seed sealed under a subkey of the root),
- * `account_name.<sha256 of the name>` (its id), `account.decoy` (what an unknown name reads
- * instead) and `login_guard.<name|addr>.<sha256>` (the counters, shared by every node on the
- * database and kept across restarts; a deleted one is noticed, accounts/guard.ts).
+ * Its rows are account-rows.ts; the counting of login attempts is login-attempts.ts.
  */
-import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { CustosError, isCustosError } from '../core/errors.js';
 import { utf8, wipe } from '../core/bytes.js';
-import type { StateMutation } from '../store/store.js';
 import { open as aeadOpen, seal as aeadSeal } from '../crypto/aead.js';
 import { deriveSubkey } from '../crypto/kdf.js';
 import { OpaqueServer, sealSetup, type LoginStart, LOGIN_WINDOW_MS } from '../accounts/opaque.js';
 import { GRANT_PREFIX, grantExpired, type Grant } from '../accounts/grants.js';
-import { addressKey, current, DEFAULT_GUARD, formatGuard, isLocked, mayAttempt, parseGuard, takePending, withFailure, withPending, withSuccess, type GuardPolicy, type GuardState } from '../accounts/guard.js';
+import { addressKey, current, DEFAULT_GUARD, parseGuard, type GuardPolicy, type GuardState } from '../accounts/guard.js';
 import { hasKeyScope, permits } from '../accounts/principals.js';
 import type { Ctx, VaultCore } from './core.js';
+import { accountRow, ACCOUNT_TYPES, CAS_ATTEMPTS, checkAccountName, DECOY_ID, guardRow, nameRow, sha256Hex, SETUP_ROW, type Account, type AccountRow, type AccountType } from './account-rows.js';
+import { badLogin, countAttempt } from './login-attempts.js';
 
-export const ACCOUNT_TYPES = ['self-custodial', 'delegated', 'service'] as const;
-export type AccountType = (typeof ACCOUNT_TYPES)[number];
+export { ACCOUNT_TYPES, checkAccountName } from './account-rows.js';
+export type { Account, AccountType } from './account-rows.js';
 
-export interface Account {
-  id: string;
-  name: string;
-  type: AccountType;
-  createdAt: string;
-  /** Whether a password is registered. */
-  registered: boolean;
-  passwordVersion: number;
-  /** What a session opened now is bound to: a password change or an end-all moves it, and every older session ends. */
-  epoch: string;
-}
-
-interface AccountRow {
-  id: string;
-  name: string;
-  type: AccountType;
-  created_at: string;
-  /** The user_seed, sealed (base64). */
-  seed: string;
-  record: string | null;
-  password_version: number;
-  /** The one-time registration code's SHA-256 (hex) and its deadline (ms), while one is open. */
-  registration: { hash: string; expires: number } | null;
-  /** Bumped to end every session of the account at once. */
-  session_epoch?: number;
-}
-
-const SETUP_ROW = 'accounts.opaque_setup';
-const DECOY_ID = 'decoy';
-const NAME_RE = /^[\p{L}\p{N}._@+-]{1,128}$/u;
 const REGISTRATION_TTL_MS = 24 * 3600_000;
-const CAS_ATTEMPTS = 8;
 /** How often stale guards, sessions and grants are swept. */
 const SWEEP_MS = 5 * 60_000;
 
-const h = (s: string) => createHash('sha256').update(utf8(s)).digest('hex');
-const accountRow = (id: string) => `account.${id}`;
-const nameRow = (name: string) => `account_name.${h(name)}`;
-const guardRow = (kind: 'name' | 'addr', v: string) => `login_guard.${kind}.${h(v)}`;
 const NO_KEY = { id: null, label: null };
 
 /** The same refusal for an unknown name, a wrong code and a used one. */
 const badCode = () => new CustosError('unauthorized', 'The user name or registration code is wrong, or the code was used or expired.');
-const badLogin = () => new CustosError('unauthorized', 'The user name or password is wrong.');
-
-export function checkAccountName(name: unknown): string {
-  if (typeof name !== 'string' || !NAME_RE.test(name) || name !== name.normalize('NFC')) {
-    throw new CustosError('bad_request', 'A user name is 1–128 letters, digits and . _ @ + - (Unicode NFC).');
-  }
-  return name;
-}
 
 export class Accounts {
   private server: OpaqueServer | null = null;
@@ -165,7 +119,7 @@ export class Accounts {
     const server = await this.opaque(ctx);
     const id = `acc_${randomBytes(12).toString('hex')}`;
     const code = `custos_reg_${randomBytes(32).toString('base64url')}`;
-    const row: AccountRow = { id, name, type: req.type, created_at: new Date().toISOString(), seed: '', record: null, password_version: 0, registration: { hash: h(code), expires: Date.now() + REGISTRATION_TTL_MS } };
+    const row: AccountRow = { id, name, type: req.type, created_at: new Date().toISOString(), seed: '', record: null, password_version: 0, registration: { hash: sha256Hex(code), expires: Date.now() + REGISTRATION_TTL_MS } };
     const seed = server.userSeed(name);
     row.seed = Buffer.from(aeadSeal(this.seedKey, seed, this.seedAd(row))).toString('base64');
     wipe(seed);
@@ -191,10 +145,10 @@ export class Accounts {
   private async withCode(ctx: Ctx, name: string, address: string, code: unknown): Promise<{ row: AccountRow; raw: string }> {
     checkAccountName(name);
     const found = await this.row(name);
-    const given = typeof code === 'string' && code.length <= 128 ? Buffer.from(h(code), 'hex') : Buffer.alloc(32);
+    const given = typeof code === 'string' && code.length <= 128 ? Buffer.from(sha256Hex(code), 'hex') : Buffer.alloc(32);
     const want = found?.row.registration ? Buffer.from(found.row.registration.hash, 'hex') : Buffer.alloc(32, 0xff);
     const ok = found !== null && timingSafeEqual(given, want) && found.row.registration!.expires >= Date.now();
-    await this.count(ctx, name, address, ok ? 'code_ok' : 'code_bad', 'account_register');
+    await countAttempt(this.core, this.guard, ctx, name, address, ok ? 'code_ok' : 'code_bad', 'account_register');
     if (!ok) throw badCode();
     return found!;
   }
@@ -283,7 +237,7 @@ export class Accounts {
     const found = await this.row(name);
     const now = Date.now();
     const start: LoginStart = server.startLogin({ credentialId: server.credentialId(name), address: addressKey(address), passwordVersion: found?.row.password_version ?? 0 }, found?.row.record ?? null, request, now);
-    await this.count(ctx, name, address, 'start', 'login_start', { startId: start.startId, deadline: now + LOGIN_WINDOW_MS });
+    await countAttempt(this.core, this.guard, ctx, name, address, 'start', 'login_start', { startId: start.startId, deadline: now + LOGIN_WINDOW_MS });
     return { response: start.response, state: start.state };
   }
 
@@ -305,7 +259,7 @@ export class Accounts {
     }
     const ok = key !== null && found !== null && found.row.record !== null;
     try {
-      await this.count(ctx, name, address, ok ? 'success' : 'fail', 'login', { startId: startId!, deadline: 0 }, found?.row.id);
+      await countAttempt(this.core, this.guard, ctx, name, address, ok ? 'success' : 'fail', 'login', { startId: startId!, deadline: 0 }, found?.row.id);
     } catch (e) {
       if (key) wipe(key);
       throw e;
@@ -315,80 +269,6 @@ export class Accounts {
       throw badLogin();
     }
     return { account: Accounts.view(found!.row), sessionKey: key! };
-  }
-
-  /**
-   * Records an attempt in the name's and the address's guards, compare-and-set with its audit
-   * entry. `start`: refused while locked or too soon (audited), else counted as a failure and
-   * its start id kept. `success` / `fail`: the start id must still be pending (a start is
-   * finished once; a replay is refused and not counted again) and is spent; a success clears
-   * the name's failures and takes the address's count back. `code_ok` / `code_bad`: a
-   * registration code, judged and counted on the address only.
-   */
-  private async count(ctx: Ctx, name: string, address: string, what: 'start' | 'success' | 'fail' | 'code_ok' | 'code_bad', operation: string, start?: { startId: string; deadline: number }, accountId?: string): Promise<void> {
-    const store = this.core.deps.store;
-    const addr = addressKey(address);
-    const details = { user: name, address: addr, ...(accountId ? { account: accountId } : {}) };
-    const code = what === 'code_ok' || what === 'code_bad';
-    for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const now = Date.now();
-      const nRaw = code ? null : await store.getMeta(guardRow('name', name));
-      const aRaw = await store.getMeta(guardRow('addr', addr));
-      const [n, a] = [parseGuard(nRaw), parseGuard(aRaw)];
-      const finishing = what === 'success' || what === 'fail';
-      let taken: { found: boolean; rest: GuardState } | null = null;
-      if (finishing) {
-        taken = takePending(n, start!.startId);
-        if (!taken.found) {
-          await this.core.deps.committer.audit(this.core.draft(ctx, operation, NO_KEY, 'denied', 'unauthorized:replayed', details));
-          throw badLogin();
-        }
-      }
-      // A finish is judged without the failure its own start recorded.
-      const verdict = mayAttempt(n, a, this.guard, now, finishing ? 1 : 0);
-      if (!verdict.allowed) {
-        const locked = verdict.reason === 'locked';
-        await this.core.deps.committer.audit(this.core.draft(ctx, operation, NO_KEY, 'denied', locked ? 'rate_limited:login_locked' : 'rate_limited:slow_down', details));
-        const when = verdict.retryAfterSeconds === null ? 'until an operator unlocks it' : `for ${verdict.retryAfterSeconds} s`;
-        throw new CustosError('rate_limited', locked ? `Too many failed logins for this user name: it is locked ${when}.` : `Too many failed logins: wait ${verdict.retryAfterSeconds} s before the next attempt.`, { tag: locked ? 'login_locked' : 'slow_down' });
-      }
-      if (what === 'code_ok') return;
-      let n2: GuardState = n;
-      let a2: GuardState = a;
-      let outcome: 'ok' | 'denied' = 'ok';
-      let reason: string | null = null;
-      if (what === 'start') {
-        n2 = withPending(withFailure(n, this.guard, now, 'name'), start!.startId, start!.deadline, now);
-        a2 = withFailure(a, this.guard, now, 'address');
-      } else if (what === 'success') {
-        // Other logins of the name still in progress (a second device) keep their starts.
-        n2 = { ...withSuccess(taken!.rest, 'name'), pending: taken!.rest.pending };
-        a2 = withSuccess(a, 'address');
-      } else if (what === 'fail') {
-        n2 = taken!.rest;
-        outcome = 'denied';
-        reason = 'unauthorized';
-      } else {
-        a2 = withFailure(a, this.guard, now, 'address');
-        outcome = 'denied';
-        reason = 'unauthorized';
-      }
-      const mutations: StateMutation[] = [];
-      if (!code && formatGuard(n2) !== nRaw) mutations.push({ kind: 'compareAndSetMeta', name: guardRow('name', name), expected: nRaw, value: formatGuard(n2) });
-      if (formatGuard(a2) !== aRaw) mutations.push({ kind: 'compareAndSetMeta', name: guardRow('addr', addr), expected: aRaw, value: formatGuard(a2) });
-      const audit = [this.core.draft(ctx, operation, NO_KEY, outcome, reason, details)];
-      // The moment a failure completes a lock is on the record.
-      const before = finishing ? { ...n, fails: n.fails.slice(0, -1) } : n;
-      if (what === 'fail' && isLocked(n2, this.guard, now) && !isLocked(before, this.guard, now)) audit.push(this.core.draft(ctx, 'login_lockout', NO_KEY, 'ok', null, { ...details, failures: n2.fails.length }));
-      try {
-        await this.core.commitAs(ctx, { mutations, audit });
-        return;
-      } catch (e) {
-        if (isCustosError(e) && e.tag === 'meta_moved') continue;
-        throw e;
-      }
-    }
-    throw new CustosError('storage_unavailable', 'Other logins for this user name or address kept changing its counters; retry.', { tag: 'meta_moved' });
   }
 
   /** An operator ends a user name's lock (and its waits). */

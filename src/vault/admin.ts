@@ -4,16 +4,21 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { CustosError, isCustosError } from '../core/errors.js';
-import type { AuditDraft, AuditEntry, KeyRecord, Principal, Role, Scope } from '../core/types.js';
-import type { ApiToken, AuditQuery, StateMutation, TokenTerms } from '../store/store.js';
+import type { AuditDraft, AuditEntry, KeyRecord, Principal } from '../core/types.js';
+import type { ApiToken, AuditQuery, StateMutation } from '../store/store.js';
 import type { VerifyReport } from '../audit/chain.js';
 import { bytesToHex } from '../core/bytes.js';
-import { certificateCredential, certificateNameCredential, hashToken, newToken, normalizeCertificateName, normalizeFingerprint, parseExpiry, parseRateLimit, PRINCIPAL_NAME_RE } from '../accounts/credentials.js';
-import { authorize, forbidden, hasKeyScope, keyInScope, OPERATIONS, permits, ROLES, scopeFor, type Operation } from '../accounts/principals.js';
+import { certificateCredential, certificateNameCredential, hashToken, newToken, normalizeCertificateName, normalizeFingerprint, PRINCIPAL_NAME_RE } from '../accounts/credentials.js';
+import { authorize, forbidden, hasKeyScope, keyInScope, permits, ROLES, type Operation } from '../accounts/principals.js';
 import { PolicySet, type PolicyVersion } from '../policy/policy-set.js';
 import { explain, type Evaluation } from '../policy/engine.js';
 import type { PolicyFormat } from '../policy/document.js';
 import { POLICY_GENERATION, policyRow, type Ctx, type PolicySubject, type VaultCore } from './core.js';
+import { termsDetails, termsOf, tokenView, type PrincipalRequest, type TokenView } from './token-terms.js';
+import { auditPageFor } from './audit-pages.js';
+
+export { tokenView } from './token-terms.js';
+export type { PrincipalRequest, TokenView } from './token-terms.js';
 
 export class Admin {
   constructor(private readonly core: VaultCore) {}
@@ -306,49 +311,10 @@ export class Admin {
 
   /**
    * The newest entries, or those matching a filter, newest first, a page at a time (`next` is
-   * the cursor for older ones). A principal confined to some keys sees only entries about
-   * those keys (not refusals of references outside them, not principals' records), and what
-   * it gets must not tell it what its scope hides: its filters are applied to what it may see
-   * only, over fixed windows of the log, so neither the entries, their count nor `next`
-   * depends on a hidden row.
+   * the cursor for older ones); a principal confined to some keys sees only theirs (audit-pages.ts).
    */
-  async auditPage(q: AuditQuery, p?: Principal): Promise<{ entries: AuditEntry[]; next: number | null }> {
-    const store = this.core.deps.store;
-    if (p !== undefined) authorize(p, 'audit');
-    if (p === undefined || !hasKeyScope(p)) {
-      const entries = await store.auditQuery(q);
-      return { entries, next: entries.length === q.limit ? entries[entries.length - 1]!.seq : null };
-    }
-    const keys = new Map<string, boolean>();
-    const visible = async (e: AuditEntry) => {
-      if (e.keyId === null) return false;
-      if (!keys.has(e.keyId)) {
-        const k = await store.findKey(e.keyId).catch(() => null);
-        keys.set(e.keyId, k !== null && keyInScope(p, k));
-      }
-      return keys.get(e.keyId) === true;
-    };
-    const matches = (e: AuditEntry) =>
-      (q.key === undefined || e.keyId === q.key || e.keyLabel === q.key) &&
-      (q.principal === undefined || e.principal === q.principal) &&
-      (q.operation === undefined || e.operation === q.operation) &&
-      (q.outcome === undefined || e.outcome === q.outcome);
-    const out: AuditEntry[] = [];
-    let before = q.before;
-    for (let window = 0; window < SCOPED_AUDIT_WINDOWS; window++) {
-      const rows = await store.auditQuery({ limit: SCOPED_AUDIT_WINDOW, ...(before !== undefined ? { before } : {}) });
-      for (const e of rows) {
-        if (!(await visible(e)) || !matches(e)) continue;
-        out.push(e);
-        if (out.length === q.limit) return { entries: out, next: e.seq };
-      }
-      if (rows.length < SCOPED_AUDIT_WINDOW) return { entries: out, next: null };
-      before = rows[rows.length - 1]!.seq;
-      // Other requests go on between windows (a synchronous store would otherwise hold them).
-      await new Promise((r) => setImmediate(r));
-    }
-    // Not filled: the cursor is where the windows stopped, which only the log's length decides.
-    return { entries: out, next: before ?? null };
+  auditPage(q: AuditQuery, p?: Principal): Promise<{ entries: AuditEntry[]; next: number | null }> {
+    return auditPageFor(this.core.deps.store, q, p);
   }
 
   /** The newest entries in order (the oldest of them first), as `audit tail` prints them. */
@@ -395,9 +361,6 @@ export class Admin {
 
 const NO_KEY = { id: null, label: null };
 
-/** A key-scoped principal's audit page reads the log in windows of this many entries, at most this many windows. */
-const SCOPED_AUDIT_WINDOW = 500;
-const SCOPED_AUDIT_WINDOWS = 20;
 /** A whole-chain check answers every caller for this long: asking again and again costs one check. */
 const AUDIT_CHECK_REUSE_MS = 10_000;
 
@@ -409,92 +372,3 @@ export interface AuditStatus extends VerifyReport {
 
 /** Moved by every change that revokes an admin or makes one expire (compare-and-set). */
 const ADMIN_GENERATION = 'accounts.admin_generation';
-
-const isPast = (at: string | undefined): boolean => at !== undefined && !(Date.parse(at) > Date.now());
-
-/** What an admin asks for when making or changing a principal. */
-export interface PrincipalRequest {
-  name: string;
-  role: Role;
-  operations?: string[];
-  keys?: string[];
-  tags?: string[];
-  /** ISO time or a duration from now (`90d`); null clears it on a change. */
-  expiresAt?: string | null;
-  /** `N/s`, `N/min`, `N/h`; null clears it on a change. */
-  rateLimit?: string | null;
-  /** Binds a client certificate (mutual TLS) instead of making a token. */
-  certificateSha256?: string;
-  /** Binds any client certificate carrying this name (`DNS:…`, `URI:…`, `CN=…`) from the client CA. */
-  certificateName?: string;
-}
-
-export interface TokenView {
-  id: string;
-  name: string;
-  /** `token:<name>` or `cert:<name>`: how the audit log names it. */
-  principal: string;
-  role: Role;
-  operations: string[];
-  keys: string[];
-  tags: string[];
-  expires_at: string | null;
-  rate_limit: string | null;
-  certificate_sha256: string | null;
-  certificate_name: string | null;
-  state: 'active' | 'expired' | 'revoked';
-  revoked_at: string | null;
-  rotated_at: string | null;
-  created_at: string;
-}
-
-function termsOf(req: PrincipalRequest, fp: string | undefined): TokenTerms {
-  const terms: TokenTerms = {};
-  // Checked for every role (an admin given a scope is refused); stored for all but admins.
-  const scope = scopeFor(req.role, { ...(req.operations ? { operations: req.operations } : {}), ...(req.keys ? { keys: req.keys } : {}), ...(req.tags ? { tags: req.tags } : {}) });
-  if (req.role !== 'admin') terms.scope = scope;
-  if (req.expiresAt) terms.expires_at = parseExpiry(req.expiresAt);
-  if (req.rateLimit) {
-    parseRateLimit(req.rateLimit);
-    terms.rate_limit = req.rateLimit;
-  }
-  if (fp) terms.certificate_sha256 = fp;
-  return terms;
-}
-
-function termsDetails(t: TokenTerms): Record<string, string> {
-  return {
-    ...(t.scope ? { operations: t.scope.operations.join(','), keys: t.scope.keys.join(','), tags: t.scope.tags.join(',') } : {}),
-    ...(t.expires_at ? { expires_at: t.expires_at } : {}),
-    ...(t.rate_limit ? { rate_limit: t.rate_limit } : {}),
-    ...(t.certificate_sha256 ? { certificate_sha256: t.certificate_sha256 } : {}),
-    ...(t.certificate_name ? { certificate_name: t.certificate_name } : {}),
-    ...(t.revoked_at ? { revoked_at: t.revoked_at } : {}),
-  };
-}
-
-export function tokenView(t: ApiToken): TokenView {
-  let scope: Scope;
-  try {
-    scope = t.terms.scope ?? (t.role === 'admin' ? { operations: [...OPERATIONS], keys: [], tags: [] } : scopeFor(t.role));
-  } catch {
-    scope = { operations: [], keys: [], tags: [] };
-  }
-  return {
-    id: t.id,
-    name: t.name,
-    principal: `${t.terms.certificate_sha256 !== undefined || t.id.startsWith('crt_') ? 'cert' : 'token'}:${t.name}`,
-    role: t.role,
-    operations: scope.operations,
-    keys: scope.keys,
-    tags: scope.tags,
-    expires_at: t.terms.expires_at ?? null,
-    rate_limit: t.terms.rate_limit ?? null,
-    certificate_sha256: t.terms.certificate_sha256 ?? null,
-    certificate_name: t.terms.certificate_name ?? null,
-    state: t.terms.revoked_at !== undefined ? 'revoked' : isPast(t.terms.expires_at) ? 'expired' : 'active',
-    revoked_at: t.terms.revoked_at ?? null,
-    rotated_at: t.terms.rotated_at ?? null,
-    created_at: t.createdAt,
-  };
-}

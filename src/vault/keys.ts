@@ -3,30 +3,21 @@
  * objects, purpose, enable and disable, destroy, and listing. Every change is one durable
  * transaction with its audit entry; refusals are audited.
  */
-import { randomBytes } from 'node:crypto';
 import type { StateMutation } from '../store/store.js';
 import { CustosError, isCustosError } from '../core/errors.js';
-import { isKeyPurpose, KEY_PURPOSES, purposeOf, type KeyPurpose } from '../core/purpose.js';
 import { wipe } from '../core/bytes.js';
-import { ALGORITHMS, type Algorithm, type AuditDraft, type KeyAttributes, type KeyRecord, type Principal } from '../core/types.js';
-import { ALGORITHM_INFO, generateKey, publicKeyFromSecret, spkiPem } from '../crypto/algorithms.js';
-import { encodeOpenSshPublicKey } from '../crypto/openssh.js';
+import type { Algorithm, AuditDraft, KeyAttributes, KeyRecord, Principal } from '../core/types.js';
+import { generateKey, publicKeyFromSecret } from '../crypto/algorithms.js';
 import { importSecret, type ImportFormat } from '../keystore/import.js';
 import { parsePublicKey, type PublicFormat } from '../crypto/public-keys.js';
 import { Pkcs11Backend } from '../backends/pkcs11/backend.js';
 import { keyInScope, permits } from '../accounts/principals.js';
-import { isExpired, sha256hex, LABEL_RE, type Ctx, type VaultCore } from './core.js';
+import { isExpired, sha256hex, type Ctx, type VaultCore } from './core.js';
+import { checkAttributes, checkLabel, choosePurpose, newKeyId } from './key-rules.js';
+import { giveLegacyPurpose, migrateLegacyPurposes } from './legacy-purposes.js';
 
-const ID_PREFIX = 'key_';
-const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
-
-/** A stable key id: `key_` and 26 base32 characters (130 random bits). */
-export function newKeyId(): string {
-  const b = randomBytes(26);
-  let s = ID_PREFIX;
-  for (const x of b) s += BASE32[x & 31];
-  return s;
-}
+export { checkLabel, choosePurpose, newKeyId, publicKeyFormats } from './key-rules.js';
+export type { PublicKeyFormats } from './key-rules.js';
 
 /** Whether a failed commit may still have landed: the storage failed, not the request. */
 function mayHaveCommitted(e: unknown): boolean {
@@ -39,73 +30,11 @@ export const MAX_BATCH = 1000;
 /** What a new key is made from: its secret (and, when the generator gave it, its public key), or a token's public key and blob. */
 type NewMaterial = { secret: Uint8Array; publicKey?: Uint8Array } | { publicKey: Uint8Array; sealed: Uint8Array };
 
-export function checkLabel(label: string): void {
-  if (!LABEL_RE.test(label) || label.startsWith(ID_PREFIX)) {
-    throw new CustosError('invalid_label', 'A label is 1–64 characters from A–Z a–z 0–9 . _ : @ -, starts with a letter or digit, and does not start with "key_" (reserved for key ids).');
-  }
-}
-
-const ATTR_KEY_RE = /^[a-z][a-z0-9_.-]{0,63}$/;
-
-function checkAttributes(a: KeyAttributes): void {
-  const entries = Object.entries(a);
-  if (entries.length > 32) throw new CustosError('bad_request', 'A key has at most 32 attributes.');
-  for (const [k, v] of entries) {
-    if (!ATTR_KEY_RE.test(k)) throw new CustosError('bad_request', `Attribute name "${k.slice(0, 64)}" is not valid.`);
-    if (typeof v === 'string' && v.length > 8192) throw new CustosError('bad_request', `Attribute ${k} is longer than 8192 characters.`);
-  }
-  if (a.expires_at !== undefined && (typeof a.expires_at !== 'string' || Number.isNaN(Date.parse(a.expires_at)))) {
-    throw new CustosError('bad_request', 'expires_at must be an ISO 8601 time.');
-  }
-  if (a.purpose !== undefined && (typeof a.purpose !== 'string' || !isKeyPurpose(a.purpose))) {
-    throw new CustosError('bad_request', `purpose must be one of ${KEY_PURPOSES.join(', ')}.`);
-  }
-}
-
 /** A listed key as the API shows it: a row that failed its check is `corrupt`, not hidden. */
 function shownKey(k: KeyRecord & { tampered?: true }): KeyRecord & { corrupt?: true } {
   if (!k.tampered) return k;
   const { tampered: _t, ...rest } = k;
   return { ...rest, corrupt: true as const };
-}
-
-/** Algorithms each purpose can use: a consensus key is what CometBFT accepts, and so on. */
-/** Every algorithm but Tor's own: RSA-1024 (too weak for anything else) and X25519 (it signs nothing). */
-const NOT_TOR_ONLY = ALGORITHMS.filter((a) => a !== 'rsa-1024' && a !== 'x25519');
-
-const PURPOSE_ALGORITHMS: Record<Exclude<KeyPurpose, 'legacy'>, readonly Algorithm[] | null> = {
-  general: NOT_TOR_ONLY,
-  // ed25519-expanded: Tor keys added over the agent protocol (signed by blob, never for logins).
-  ssh: ['ed25519', 'ed25519-expanded', 'p256', 'rsa-2048', 'rsa-3072', 'rsa-4096'],
-  consensus: ['ed25519', 'ed25519-expanded', 'secp256k1'],
-  bitcoin: ['secp256k1', 'secp256k1-bip340'],
-  lightning: ['secp256k1'],
-  tor: ['ed25519', 'ed25519-expanded', 'rsa-1024', 'x25519'],
-  verify: NOT_TOR_ONLY,
-};
-
-/** The purpose a new key gets: the one asked for, else what its origin implies. */
-export function choosePurpose(algorithm: Algorithm, asked: string | undefined, fallback: Exclude<KeyPurpose, 'legacy'>): Exclude<KeyPurpose, 'legacy'> {
-  const p = asked ?? fallback;
-  if (!isKeyPurpose(p) || p === 'verify') throw new CustosError('bad_request', `purpose must be one of ${KEY_PURPOSES.filter((x) => x !== 'verify').join(', ')} (verify is for public keys: keys import-public).`);
-  const allowed = PURPOSE_ALGORITHMS[p];
-  if (allowed && !allowed.includes(algorithm)) throw new CustosError('bad_request', `A ${p} key is ${allowed.join(', ')}; ${algorithm} cannot be one.`);
-  return p;
-}
-
-export interface PublicKeyFormats {
-  raw: Uint8Array;
-  spkiPem: string;
-  /** `authorized_keys` line, for algorithms SSH has. */
-  openssh: string | null;
-}
-
-export function publicKeyFormats(k: Pick<KeyRecord, 'algorithm' | 'publicKey' | 'label'>): PublicKeyFormats {
-  let openssh: string | null = null;
-  if (k.algorithm === 'ed25519' || k.algorithm === 'ed25519-expanded') openssh = encodeOpenSshPublicKey({ algorithm: 'ed25519', publicKey: k.publicKey }, k.label);
-  else if (k.algorithm === 'p256') openssh = encodeOpenSshPublicKey({ algorithm: 'p256', publicKey: k.publicKey }, k.label);
-  else if (ALGORITHM_INFO[k.algorithm].family === 'rsa') openssh = encodeOpenSshPublicKey({ algorithm: 'rsa', spki: k.publicKey }, k.label);
-  return { raw: k.publicKey, spkiPem: spkiPem(k.algorithm, k.publicKey), openssh };
 }
 
 export class Keys {
@@ -329,65 +258,14 @@ export class Keys {
     }
   }
 
-  /**
-   * Gives a key made before purposes existed (`legacy`) its one purpose, once: the envelope is
-   * sealed again with the new attribute bound into it, and the change is audited. A key that
-   * already has a purpose keeps it: purposes are fixed at creation.
-   */
-  async setPurpose(ctx: Ctx, ref: string, purpose: string, details: AuditDraft['details'] = {}): Promise<KeyRecord> {
-    const key = await this.core.scopedKey(ctx, 'set_purpose', 'manage', ref);
-    const current = purposeOf(key);
-    try {
-      if (key.state === 'destroyed') throw new CustosError('key_destroyed', `The key ${key.label} was destroyed.`);
-      if (current !== 'legacy') throw new CustosError('key_purpose', `The key ${key.label} is a ${current} key: a purpose is fixed at creation and never changes. Create a new key for the other use.`);
-      choosePurpose(key.algorithm, purpose, 'general');
-      if (purpose === 'bitcoin' && key.attributes.hd === 'slip10') throw new CustosError('bad_request', 'A SLIP-10 ed25519 HD key cannot be a bitcoin key.');
-      if (key.attributes.hd !== undefined && purpose !== 'bitcoin' && purpose !== 'general') throw new CustosError('bad_request', 'An HD key is a bitcoin or a general key.');
-    } catch (e) {
-      if (isCustosError(e)) return this.core.refuse(ctx, 'set_purpose', key, e, { purpose: purpose.slice(0, 32) });
-      throw e;
-    }
-    const attributes = { ...key.attributes, purpose };
-    const next = { ...key, attributes, version: key.version + 1 };
-    const secret = this.core.deps.keyring.openSecret(key);
-    let sealed: Uint8Array;
-    try {
-      sealed = this.core.deps.keyring.sealSecret(next, secret);
-    } finally {
-      wipe(secret);
-    }
-    const now = new Date().toISOString();
-    await this.core.commitAs(ctx, {
-      mutations: [{ kind: 'rewrapKey', id: key.id, expectedVersion: key.version, version: next.version, attributes, sealed, updatedAt: now }],
-      audit: [this.core.draft(ctx, 'set_purpose', key, 'ok', null, { ...details, from: 'legacy', purpose })],
-    });
-    this.core.deps.backend.forget(key.id);
-    this.core.hdCache.forget(key.id);
-    return { ...next, sealed, updatedAt: now };
+  /** Gives a legacy key its one purpose, once (legacy-purposes.ts). */
+  setPurpose(ctx: Ctx, ref: string, purpose: string, details: AuditDraft['details'] = {}): Promise<KeyRecord> {
+    return giveLegacyPurpose(this.core, ctx, ref, purpose, details);
   }
 
-  /**
-   * At open: a legacy key that has ever signed a consensus vote (it has a watermark) becomes a
-   * consensus key, so that from now on it signs nothing its watermark does not see. Other
-   * legacy keys keep every use they had, except consensus signing (see core/purpose.ts).
-   */
-  async migratePurposes(): Promise<number> {
-    // Only the keys that have a watermark, looked up one by one: an open never reads every key.
-    const marked = new Set((await this.core.deps.store.listWatermarks()).map((w) => w.keyId));
-    let n = 0;
-    for (const id of marked) {
-      const k = await this.core.deps.store.findKey(id);
-      if (!k || k.state === 'destroyed' || purposeOf(k) !== 'legacy') continue;
-      try {
-        await this.setPurpose({ principal: { id: 'system', kind: 'system' }, requestId: `purpose-${k.id}` }, k.id, 'consensus', { migrated: true, reason: 'has a consensus watermark' });
-        n++;
-      } catch (e) {
-        // Another process starting at the same moment migrated it first.
-        if (isCustosError(e) && (e.tag === 'key_moved' || e.code === 'key_purpose')) continue;
-        throw e;
-      }
-    }
-    return n;
+  /** At open: legacy keys with a consensus watermark become consensus keys (legacy-purposes.ts). */
+  migratePurposes(): Promise<number> {
+    return migrateLegacyPurposes(this, this.core);
   }
 
   /** `material` is wiped here once read. */

@@ -11,91 +11,30 @@
  *               decide-sign-commit step, so that its own policy decides, and its audit
  *               entries (and for consensus keys its watermark) are durable before the share
  *               leaves (DESIGN.md, persist before release).
+ *
+ * Beside it: vault/threshold-shares.ts (storing and dealing shares), threshold-refresh.ts (what a
+ * share records of a refresh) and threshold-rounds.ts (the rounds' limits and checks).
  */
 import { randomUUID } from 'node:crypto';
-import { CustosError, isAudited } from '../core/errors.js';
+import { CustosError } from '../core/errors.js';
 import { assertPurpose } from '../core/purpose.js';
 import { bytesToHex, equalBytes, wipe } from '../core/bytes.js';
 import type { AuditDraft, KeyRecord } from '../core/types.js';
-import { checkSignInput, publicKeyFromSecret } from '../crypto/algorithms.js';
-import { importSecret, type ImportFormat } from '../keystore/import.js';
-import {
-  decodePublic,
-  encodePublic,
-  frostOf,
-  groupPublicKey,
-  checkMembers,
-  identifierOf,
-  isThresholdAlgorithm,
-  splitScalar,
-  refreshDeal,
-  THRESHOLD_ATTRIBUTES as A,
-  THRESHOLD_BACKEND,
-  thresholdOf,
-  type FrostPublic,
-  type NonceCommitments,
-  type Nonces,
-  type ThresholdAlgorithm,
-  type ThresholdKey,
-} from '../crypto/frost.js';
+import { checkSignInput } from '../crypto/algorithms.js';
+import { encodePublic, frostOf, groupPublicKey, checkMembers, identifierOf, refreshDeal, THRESHOLD_ATTRIBUTES as A, thresholdOf, type FrostPublic, type NonceCommitments, type ThresholdKey } from '../crypto/frost.js';
 import { decodeSignBytes, decodeVoteExtensionSignBytes, stepOf } from '../crypto/cometbft/sign-bytes-decode.js';
 import { onlyTimestampDiffers } from '../crypto/cometbft/compare.js';
 import { comparePosition } from '../store/store.js';
 import { sha256hex, type Ctx, type VaultCore } from './core.js';
-import { checkLabel, choosePurpose, type Keys } from './keys.js';
+import type { Keys } from './keys.js';
 import { decideSignCommit } from './step.js';
+import { checkRound, MAX_OPEN_ROUNDS, ROUND_TTL_MS, type CosignKind, type OpenRound } from './threshold-rounds.js';
+import { ABORTED, APPLIED, DECISION, NEXT, nextOf, pendingRefresh, RETIRING } from './threshold-refresh.js';
+import { checkMajority, deal, storeShare, type DealRequest, type DealtKeySet, type NewShare } from './threshold-shares.js';
 
-/** How long nonces wait for round two, and how many rounds each coordinator may have open at once. */
-export const ROUND_TTL_MS = 10_000;
-export const MAX_OPEN_ROUNDS = 1024;
-
-interface OpenRound {
-  /** The coordinator that opened it: each has its own allowance of open rounds. */
-  by: string;
-  keyId: string;
-  version: number;
-  nonces: Nonces;
-  commitments: NonceCommitments;
-  expires: number;
-}
-
-/** The attribute of a share retired by a refresh in progress (its session id). */
-export const RETIRING = 'threshold.retiring';
-/** While retiring: the new key set agreed at finish (public package and members), its share sealed beside the old one. */
-export const NEXT = 'threshold.next';
-/** The last refresh applied to this share (so applying it again is a no-op, and a resume finds it). */
-export const APPLIED = 'threshold.applied';
-/**
- * What was decided for the retiring refresh, here: `commit` or `abort`, and never changed. A
- * share is applied only once every holder has `commit`, and given back once its own holder
- * has `abort`; the refresh's arbiter records it first (cluster/refresh.ts), and others follow.
- */
-export const DECISION = 'threshold.decision';
-/**
- * The last refresh aborted here: its old share given back, or (never retired by it) an abort
- * recorded before this node finished, so that a late finish cannot retire it after the abort.
- */
-export const ABORTED = 'threshold.aborted';
-
-/** What a cosigner is asked to sign: it checks the bytes are that. */
-export type CosignKind = 'raw' | 'consensus' | 'vote_extension';
-
-export interface NewShare {
-  label: string;
-  algorithm: ThresholdAlgorithm;
-  /** This node's signing share (the library's serialized scalar); wiped by the caller. */
-  share: Uint8Array;
-  pub: FrostPublic;
-  /** This node's name, and every member's name → identifier. */
-  self: string;
-  members: Record<string, string>;
-  origin: 'dkg' | 'dealer' | 'refresh';
-  purpose?: string;
-  /** A member joining an existing key set: the highest positions its dealers hold, from its first moment. */
-  watermarks?: Array<{ chainId: string; height: bigint; round: number; step: number }>;
-  /** A member joining by a refresh: that refresh (so the others see it applied here). */
-  applied?: string;
-}
+export { MAX_OPEN_ROUNDS, ROUND_TTL_MS, type CosignKind } from './threshold-rounds.js';
+export { ABORTED, APPLIED, DECISION, NEXT, RETIRING } from './threshold-refresh.js';
+export { checkMajority, type NewShare } from './threshold-shares.js';
 
 export class Threshold {
   private readonly rounds = new Map<string, OpenRound>();
@@ -107,84 +46,14 @@ export class Threshold {
     private readonly keys: Keys,
   ) {}
 
-  /** Stores this node's share as a key, once it is checked against the key set's commitments. */
-  async storeShare(ctx: Ctx, s: NewShare): Promise<KeyRecord> {
-    let attributes: KeyRecord['attributes'];
-    try {
-      checkLabel(s.label);
-      const members = checkMembers(s.algorithm, s.members);
-      const identifier = members[s.self];
-      if (identifier === undefined || identifier !== identifierOf(s.algorithm, s.self)) throw new CustosError('bad_request', `The key set's members do not include this node (${s.self}).`);
-      if (Object.keys(members).length !== s.pub.signers.max || Object.values(members).some((id) => s.pub.verifyingShares[id] === undefined)) {
-        throw new CustosError('bad_request', "The key set's members are not the participants of its public package.");
-      }
-      const purpose = choosePurpose(s.algorithm, s.purpose, 'general');
-      if (purpose !== 'general' && purpose !== 'consensus') throw new CustosError('bad_request', `A threshold key is a general or a consensus key; ${purpose} keys are not threshold keys yet.`);
-      checkMajority(purpose, s.pub.signers.min, s.pub.signers.max);
-      try {
-        // RFC 9591 C.2 vss_verify: the share is the one the commitments promise this identifier.
-        frostOf(s.algorithm).validateSecret({ identifier, signingShare: s.share }, s.pub);
-      } catch {
-        throw new CustosError('invalid_key_material', "The share does not match the key set's commitments (RFC 9591 vss_verify failed).");
-      }
-      // One record per key set on a node: two would mean two watermarks, and a coordinator could pick the lower.
-      const twins = await this.core.deps.store.findKeysBy({ publicKey: groupPublicKey(s.algorithm, s.pub) });
-      if (twins.some((k) => k.state !== 'destroyed')) throw new CustosError('conflict', `This node already holds the key set ${bytesToHex(groupPublicKey(s.algorithm, s.pub))} (as ${twins.find((k) => k.state !== 'destroyed')!.label}).`);
-      attributes = {
-        backend: THRESHOLD_BACKEND,
-        purpose: choosePurpose(s.algorithm, s.purpose, 'general'),
-        'threshold.min': s.pub.signers.min,
-        'threshold.max': s.pub.signers.max,
-        [A.self]: s.self,
-        [A.members]: JSON.stringify(members),
-        [A.public]: encodePublic(s.pub),
-        [A.origin]: s.origin,
-        ...(s.applied ? { [APPLIED]: s.applied.slice(0, 64) } : {}),
-      };
-    } catch (e) {
-      if (e instanceof CustosError && e.code !== 'invalid_label') return this.core.refuse(ctx, 'threshold_share', { id: null, label: s.label }, e, { origin: s.origin });
-      throw e;
-    }
-    return this.keys.storeNewKey(ctx, s.origin === 'dkg' ? 'create' : 'import', s.label, s.algorithm, { secret: s.share, publicKey: groupPublicKey(s.algorithm, s.pub) }, false, attributes, (key) =>
-      (s.watermarks ?? []).map((w) => ({ kind: 'advanceWatermark' as const, keyId: key.id, chainId: w.chainId, expected: null, next: { height: w.height, round: w.round, step: w.step, signBytes: new Uint8Array(0), signature: null } })),
-    );
+  /** Stores this node's share as a key, once it is checked against the key set's commitments (vault/threshold-shares.ts). */
+  storeShare(ctx: Ctx, s: NewShare): Promise<KeyRecord> {
+    return storeShare(this.core, this.keys, ctx, s);
   }
 
-  /**
-   * A dealer's one-time split of an existing key (a priv_validator_key.json, as Horcrux does):
-   * the key is parsed, split into one share per member, and never stored whole. The split is on
-   * the record before any share leaves; the caller sends each share to its member and wipes it.
-   */
-  async deal(ctx: Ctx, req: { label: string; format: ImportFormat; material: Uint8Array; algorithm?: string; threshold: number; members: string[] }): Promise<{ algorithm: ThresholdAlgorithm; pub: FrostPublic; members: Record<string, string>; shares: Record<string, Uint8Array> }> {
-    const op = 'threshold_split';
-    let secret: Uint8Array | undefined;
-    let scalar: Uint8Array | undefined;
-    try {
-      checkLabel(req.label);
-      await this.core.checkNewKey(ctx, op, req.label, {});
-      const imported = importSecret(req.format, req.material, req.algorithm as never);
-      secret = imported.secret;
-      const algorithm = imported.algorithm;
-      if (!isThresholdAlgorithm(algorithm)) throw new CustosError('unsupported_algorithm', `A threshold key is ed25519 or secp256k1-bip340; this key is ${algorithm}.`);
-      const members = checkMembers(algorithm, Object.fromEntries(req.members.map((n) => [n, identifierOf(algorithm, n)])));
-      const n = Object.keys(members).length;
-      if (!Number.isInteger(req.threshold) || req.threshold < 2 || req.threshold > n) throw new CustosError('bad_request', `The threshold must be from 2 to the ${n} members.`);
-      scalar = splitScalar(algorithm, secret);
-      const F = frostOf(algorithm);
-      const dealt = F.trustedDealer({ min: req.threshold, max: n }, Object.values(members), scalar);
-      const whole = publicKeyFromSecret(algorithm, secret);
-      if (!equalBytes(groupPublicKey(algorithm, dealt.public), whole)) throw new CustosError('internal', 'The split key set does not have the public key of the key split.');
-      const held = (await this.core.deps.store.findKeysBy({ publicKey: whole })).find((k) => k.state !== 'destroyed');
-      if (held) throw new CustosError('conflict', `This node holds that key whole, as ${held.label}: destroy it first (custos keys destroy ${held.label}; the file you split from is the copy that remains), then split.`);
-      const shares = Object.fromEntries(Object.entries(members).map(([name, id]) => [name, dealt.secretShares[id]!.signingShare as Uint8Array]));
-      await this.core.deps.committer.audit(this.core.draft(ctx, op, { id: null, label: req.label }, 'ok', null, { algorithm, threshold: req.threshold, members: Object.keys(members).join(','), public_key_sha256: sha256hex(whole) }));
-      return { algorithm, pub: dealt.public, members, shares };
-    } catch (e) {
-      if (e instanceof CustosError && !isAudited(e) && e.code !== 'invalid_label') return this.core.refuse(ctx, op, { id: null, label: req.label }, e, { format: req.format });
-      throw e;
-    } finally {
-      wipe(secret, scalar, req.material);
-    }
+  /** A dealer's one-time split of an existing key, never stored whole (vault/threshold-shares.ts). */
+  deal(ctx: Ctx, req: DealRequest): Promise<DealtKeySet> {
+    return deal(this.core, ctx, req);
   }
 
   /**
@@ -271,12 +140,7 @@ export class Threshold {
 
   /** The refresh a retiring share waits for, and the members of its new key set (for a resume). */
   pendingRefresh(key: KeyRecord): { session: string; members: string[]; arbiter: string | undefined } | null {
-    const session = key.attributes[RETIRING] ?? key.attributes[APPLIED];
-    if (typeof session !== 'string') return null;
-    const t = thresholdOf(key)!;
-    if (key.attributes[RETIRING] === undefined) return { session, members: Object.keys(t.members), arbiter: undefined };
-    const next = nextOf(t.algorithm, key);
-    return { session, members: Object.keys(next.members), arbiter: next.arbiter };
+    return pendingRefresh(key);
   }
 
   /** The public side of a threshold key this principal may use. */
@@ -360,7 +224,6 @@ export class Threshold {
     }
   }
 
-  /** Round one: nonces for one round of `label`, in memory; their commitments go to the coordinator. */
   /**
    * The key a coordinator means: the same key set (public key, hex) under the label, and the
    * peer asking a member of it. Refusals are on the record.
@@ -374,6 +237,7 @@ export class Threshold {
     return d;
   }
 
+  /** Round one: nonces for one round of `label`, in memory; their commitments go to the coordinator. */
   async commit(ctx: Ctx, label: string, publicKey: string): Promise<{ round: string; commitments: NonceCommitments }> {
     const { key, t } = await this.roundKey(ctx, label, publicKey);
     this.sweep();
@@ -511,41 +375,5 @@ export class Threshold {
     clearInterval(this.sweeper);
     for (const r of this.rounds.values()) wipe(r.nonces.hiding, r.nonces.binding);
     this.rounds.clear();
-  }
-}
-
-/** The new key set a retiring share waits for. */
-function nextOf(alg: ThresholdAlgorithm, key: KeyRecord): { pub: FrostPublic; members: Record<string, string>; arbiter: string | undefined } {
-  const text = key.attributes[NEXT];
-  if (typeof text !== 'string') throw new CustosError('key_record_corrupt', `${key.label} is retiring without a new key set.`);
-  const o = JSON.parse(text) as { public: unknown; members: unknown; arbiter?: unknown };
-  const members = checkMembers(alg, o.members);
-  // A record from before arbiters has none: its refresh ends as it would have then.
-  const arbiter = typeof o.arbiter === 'string' && members[o.arbiter] !== undefined ? o.arbiter : undefined;
-  return { pub: decodePublic(alg, JSON.stringify(o.public)), members, arbiter };
-}
-
-/**
- * A consensus key needs a threshold above half its members: each cosigner checks only its own
- * watermark, so two groups of t signing conflicting votes must share a member.
- */
-export function checkMajority(purpose: string, min: number, max: number): void {
-  if (purpose === 'consensus' && 2 * min <= max) {
-    throw new CustosError('bad_request', `A consensus key needs a threshold above half its members (${min}-of-${max} would let two groups sign conflicting votes); use ${Math.floor(max / 2) + 1}-of-${max} or more.`);
-  }
-}
-
-/**
- * A round's commitment list, checked by each cosigner before it signs: its own entry exactly
- * as it issued it, at least the threshold and only members of the key set, none twice.
- */
-function checkRound(t: ThresholdKey, mine: NonceCommitments, list: NonceCommitments[]): void {
-  const ids = list.map((c) => c.identifier);
-  if (new Set(ids).size !== ids.length) throw new CustosError('bad_request', 'A cosigner appears twice in the round.');
-  if (list.length < t.pub.signers.min || list.length > t.pub.signers.max) throw new CustosError('bad_request', `A round has ${t.pub.signers.min} to ${t.pub.signers.max} cosigners.`);
-  if (ids.some((id) => t.pub.verifyingShares[id] === undefined)) throw new CustosError('bad_request', 'The round names a cosigner outside the key set.');
-  const own = list.find((c) => c.identifier === t.identifier);
-  if (!own || !equalBytes(own.hiding, mine.hiding) || !equalBytes(own.binding, mine.binding)) {
-    throw new CustosError('bad_request', "The round does not carry this cosigner's commitments as it issued them.");
   }
 }
