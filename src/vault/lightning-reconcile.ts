@@ -76,7 +76,7 @@ export async function reconcile(core: VaultCore, ln: Lightning, metrics: Lightni
       const handed = (req.records ?? []).flatMap((bytes) => {
         try {
           const r = decodeRecord(bytes);
-          return r.objectId === req.objectId && verifyRecord(ln.publicsOf(key).verifier, r) ? [{ r, bytes }] : [];
+          return r.objectId === req.objectId && verifyRecord(ln.verifierOf(key), r) ? [{ r, bytes }] : [];
         } catch {
           return [];
         }
@@ -93,7 +93,7 @@ export async function reconcile(core: VaultCore, ln: Lightning, metrics: Lightni
       metrics?.reconciled('vault_behind');
       return { status: 'vault_behind', version: cur?.version ?? null, hash: curHash };
     }
-    const { verifier } = ln.publicsOf(key);
+    const verifier = ln.verifierOf(key);
     const chain: Array<{ r: LightningRecord; bytes: Uint8Array }> = [];
     for (const bytes of req.records) {
       const r = await core.refuseOnError(ctx, 'lightning_reconcile', key, details, () => {
@@ -143,7 +143,7 @@ export async function reconcile(core: VaultCore, ln: Lightning, metrics: Lightni
  */
 export async function restore(core: VaultCore, ln: Lightning, metrics: LightningMetrics | null, ctx: Ctx, ref: string, records: Uint8Array[]): Promise<Restored> {
   const key = await ln.nodeKey(ctx, 'lightning_restore', 'manage', ref);
-  const { verifier } = ln.publicsOf(key);
+  const verifier = ln.verifierOf(key);
   let applied = 0;
   let kept = 0;
   // An object refused (audited) does not stop the others: each is checked on its own.

@@ -84,8 +84,13 @@ export class Lightning {
     return { id: `${key.id}/${key.version}`, cache: this.core.hdCache };
   }
 
-  /** The node's public keys, record keys and verifier, derived once per key version. (Also reconciliation's, vault/lightning-reconcile.ts.) */
-  publicsOf(key: KeyRecord): NodeKeys & { signer: KeyObject; verifier: KeyObject; ephemeralKey: KeyObject } {
+  /** The public key that verifies this node's state records (reconciliation's, vault/lightning-reconcile.ts). */
+  verifierOf(key: KeyRecord): KeyObject {
+    return this.publicsOf(key).verifier;
+  }
+
+  /** The node's public keys, record keys and verifier, derived once per key version. */
+  private publicsOf(key: KeyRecord): NodeKeys & { signer: KeyObject; verifier: KeyObject; ephemeralKey: KeyObject } {
     const id = `${key.id}/${key.version}`;
     let p = this.nodes.get(id);
     if (!p) {
