@@ -12,6 +12,7 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { daemonNodeFlags } from './lib/daemon-flags.js';
 
 const quick = process.argv.includes('--quick');
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -41,7 +42,9 @@ const BENCHES: Bench[] = [
 function run(b: Bench): Promise<{ ok: boolean; json?: Record<string, unknown>; error?: string; seconds: number }> {
   const started = Date.now();
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', `${here}${b.script}`, ...(quick ? b.quickArgs : b.args)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // With the custos executable's node flags: several benchmarks hold the vault in their own
+    // process (privval's one validator, the store, policies), standing in for the daemon.
+    const child = spawn(process.execPath, [...daemonNodeFlags(), '--import', 'tsx', `${here}${b.script}`, ...(quick ? b.quickArgs : b.args)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));

@@ -23,6 +23,7 @@ import { parseArgs } from 'node:util';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { CustosClient, type KeyInfo } from '../src/client/client.js';
 import { initVault } from '../src/vault/open.js';
+import { daemonNodeFlags } from './lib/daemon-flags.js';
 
 type BenchAlgorithm = 'ed25519' | 'secp256k1';
 
@@ -145,7 +146,8 @@ function spawnServer(dataDir: string, logPath: string, passphrase: string, cpuPr
   const logFd = openSync(logPath, 'w');
   let child: ChildProcess;
   try {
-    const nodeArgs = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', resolve(cpuProfDir)] : [];
+    // Started through node (for --cpu-prof), so with the flags the custos executable adds itself.
+    const nodeArgs = [...daemonNodeFlags(), ...(cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', resolve(cpuProfDir)] : [])];
     child = spawn(
       process.execPath,
       [...nodeArgs, join(REPO, 'bin/custos.js'), 'serve', '--data-dir', dataDir, '--host', HOST, '--port', '0', '--log-level', 'info'],

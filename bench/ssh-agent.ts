@@ -23,6 +23,7 @@ import { parseArgs } from 'node:util';
 import { SshAgent } from '../src/frontends/ssh-agent/agent.js';
 import { decodeResponse, encodeRequest, frame, FrameReader, parsePublicKeyBlob, parseSshSignature } from '../src/frontends/ssh-agent/codec.js';
 import { makeVault } from '../test/helpers/tmpvault.js';
+import { daemonNodeFlags } from './lib/daemon-flags.js';
 
 type AgentName = 'custos' | 'openssh';
 
@@ -414,7 +415,8 @@ async function main(): Promise<void> {
     const childTmp = join(root, 'tmp');
     mkdirSync(childTmp, { mode: 0o700 });
     const prof = values['server-cpu-prof'];
-    const nodeArgs = prof ? ['--cpu-prof', '--cpu-prof-dir', resolve(prof)] : [];
+    // The agent's process runs with the node flags `custos ssh-agent` has (bin/custos.js).
+    const nodeArgs = [...daemonNodeFlags(), ...(prof ? ['--cpu-prof', '--cpu-prof-dir', resolve(prof)] : [])];
     custos = track(
       'custos agent',
       spawn(process.execPath, [...nodeArgs, '--import', 'tsx', SCRIPT, '--serve', root], {

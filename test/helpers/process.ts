@@ -50,11 +50,16 @@ export interface ServeProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts `custos serve` and resolves once it logs that it listens (or rejects with its output). */
-export function serve(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 30_000): Promise<ServeProcess> {
+/**
+ * Starts `custos serve` and resolves once it logs that it listens (or rejects with its output).
+ * `asExecutable`: run bin/custos.js itself, as an operator's shell does (through its first
+ * lines), instead of `node bin/custos.js`.
+ */
+export function serve(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 30_000, asExecutable = false): Promise<ServeProcess> {
   // CUSTOS_SERVE_NODE_ARGS: node flags for the server processes (a benchmark's --cpu-prof).
   const nodeArgs = process.env.CUSTOS_SERVE_NODE_ARGS ? process.env.CUSTOS_SERVE_NODE_ARGS.split(' ') : [];
-  const proc = spawn(process.execPath, [...nodeArgs, BIN, 'serve', '--port', '0', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [cmd, cmdArgs] = asExecutable ? [BIN, []] : [process.execPath, [...nodeArgs, BIN]];
+  const proc = spawn(cmd, [...cmdArgs, 'serve', '--port', '0', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
