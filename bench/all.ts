@@ -99,8 +99,9 @@ const HEADLINES: Record<string, (j: J) => Record<string, unknown>> = {
       rps_ratio_8: at('custos', 8) && at('openssh', 8) ? Math.round((1000 * at('custos', 8).rps) / at('openssh', 8).rps) / 1000 : undefined,
       rps_ratio_1: at('custos', 1) && at('openssh', 1) ? Math.round((1000 * at('custos', 1).rps) / at('openssh', 1).rps) / 1000 : undefined,
       p99_ms_8: { custos: at('custos', 8)?.p99_ms, openssh: at('openssh', 8)?.p99_ms },
-      target: '≥ 3× OpenSSH ssh-agent at 8 connections, ≥ 1× at 1, lower p99',
-      met: at('custos', 8) && at('openssh', 8) && at('custos', 1) && at('openssh', 1) ? at('custos', 8).rps >= 3 * at('openssh', 8).rps && at('custos', 1).rps >= at('openssh', 1).rps && at('custos', 8).p99_ms <= at('openssh', 8).p99_ms : false,
+      p99_ms_1: { custos: at('custos', 1)?.p99_ms, openssh: at('openssh', 1)?.p99_ms },
+      target: '≥ 3× OpenSSH ssh-agent at 8 connections, ≥ 1× at 1, each with a lower p99',
+      met: j.goal?.met,
     };
   },
   privval: (j) => ({
