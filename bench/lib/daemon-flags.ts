@@ -1,6 +1,6 @@
 /**
- * The node flags the `custos` executable starts every command with (the `exec node …` line at
- * the top of bin/custos.js), so that a benchmark's stand-in for a daemon (the vault in the
+ * The node flags the `custos` executable starts the daemon, `custos serve`, with (the first
+ * `exec node …` on the second line of bin/custos.js), so that a benchmark's stand-in for a daemon (the vault in the
  * benchmark's own process, the ssh-agent child, `custos serve` started through node) runs as
  * an operator's daemon does. Read from that line, not repeated here.
  */
