@@ -1,8 +1,8 @@
 /**
  * The node flags the `custos` executable starts the daemon, `custos serve`, with (the first
- * `exec node …` on the second line of bin/custos.js), so that a benchmark's stand-in for a daemon (the vault in the
- * benchmark's own process, the ssh-agent child, `custos serve` started through node) runs as
- * an operator's daemon does. Read from that line, not repeated here.
+ * `exec node …` on the second line of bin/custos.js), so that a benchmark's stand-in for the
+ * daemon (the vault in the benchmark's own process, the ssh-agent child, `custos serve`
+ * started through node) runs as an operator's does. Read from that line, not repeated here.
  */
 import { readFileSync } from 'node:fs';
 
