@@ -8,9 +8,9 @@
  * instead) and `login_guard.<name|addr>.<sha256>` (the counters, shared by every node on the
  * database and kept across restarts; a deleted one is noticed, accounts/guard.ts).
  */
-import { createHash } from 'node:crypto';
 import { CustosError } from '../core/errors.js';
 import { utf8 } from '../core/bytes.js';
+import { sha256hex } from './core.js';
 
 export const ACCOUNT_TYPES = ['self-custodial', 'delegated', 'service'] as const;
 export type AccountType = (typeof ACCOUNT_TYPES)[number];
@@ -48,11 +48,9 @@ const NAME_RE = /^[\p{L}\p{N}._@+-]{1,128}$/u;
 /** Compare-and-set attempts on an account's or a guard's row before giving up with a retry. */
 export const CAS_ATTEMPTS = 8;
 
-/** SHA-256 of a string, hex: how a row's name carries a user name or an address, and how a registration code is kept. */
-export const sha256Hex = (s: string) => createHash('sha256').update(utf8(s)).digest('hex');
 export const accountRow = (id: string) => `account.${id}`;
-export const nameRow = (name: string) => `account_name.${sha256Hex(name)}`;
-export const guardRow = (kind: 'name' | 'addr', v: string) => `login_guard.${kind}.${sha256Hex(v)}`;
+export const nameRow = (name: string) => `account_name.${sha256hex(utf8(name))}`;
+export const guardRow = (kind: 'name' | 'addr', v: string) => `login_guard.${kind}.${sha256hex(utf8(v))}`;
 
 export function checkAccountName(name: unknown): string {
   if (typeof name !== 'string' || !NAME_RE.test(name) || name !== name.normalize('NFC')) {

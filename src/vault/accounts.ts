@@ -22,8 +22,8 @@ import { OpaqueServer, sealSetup, type LoginStart, LOGIN_WINDOW_MS } from '../ac
 import { GRANT_PREFIX, grantExpired, type Grant } from '../accounts/grants.js';
 import { addressKey, current, DEFAULT_GUARD, parseGuard, type GuardPolicy, type GuardState } from '../accounts/guard.js';
 import { hasKeyScope, permits } from '../accounts/principals.js';
-import type { Ctx, VaultCore } from './core.js';
-import { accountRow, ACCOUNT_TYPES, CAS_ATTEMPTS, checkAccountName, DECOY_ID, guardRow, nameRow, sha256Hex, SETUP_ROW, type Account, type AccountRow, type AccountType } from './account-rows.js';
+import { sha256hex, type Ctx, type VaultCore } from './core.js';
+import { accountRow, ACCOUNT_TYPES, CAS_ATTEMPTS, checkAccountName, DECOY_ID, guardRow, nameRow, SETUP_ROW, type Account, type AccountRow, type AccountType } from './account-rows.js';
 import { badLogin, countAttempt } from './login-attempts.js';
 
 export { ACCOUNT_TYPES, checkAccountName } from './account-rows.js';
@@ -119,7 +119,7 @@ export class Accounts {
     const server = await this.opaque(ctx);
     const id = `acc_${randomBytes(12).toString('hex')}`;
     const code = `custos_reg_${randomBytes(32).toString('base64url')}`;
-    const row: AccountRow = { id, name, type: req.type, created_at: new Date().toISOString(), seed: '', record: null, password_version: 0, registration: { hash: sha256Hex(code), expires: Date.now() + REGISTRATION_TTL_MS } };
+    const row: AccountRow = { id, name, type: req.type, created_at: new Date().toISOString(), seed: '', record: null, password_version: 0, registration: { hash: sha256hex(utf8(code)), expires: Date.now() + REGISTRATION_TTL_MS } };
     const seed = server.userSeed(name);
     row.seed = Buffer.from(aeadSeal(this.seedKey, seed, this.seedAd(row))).toString('base64');
     wipe(seed);
@@ -145,7 +145,7 @@ export class Accounts {
   private async withCode(ctx: Ctx, name: string, address: string, code: unknown): Promise<{ row: AccountRow; raw: string }> {
     checkAccountName(name);
     const found = await this.row(name);
-    const given = typeof code === 'string' && code.length <= 128 ? Buffer.from(sha256Hex(code), 'hex') : Buffer.alloc(32);
+    const given = typeof code === 'string' && code.length <= 128 ? Buffer.from(sha256hex(utf8(code)), 'hex') : Buffer.alloc(32);
     const want = found?.row.registration ? Buffer.from(found.row.registration.hash, 'hex') : Buffer.alloc(32, 0xff);
     const ok = found !== null && timingSafeEqual(given, want) && found.row.registration!.expires >= Date.now();
     await countAttempt(this.core, this.guard, ctx, name, address, ok ? 'code_ok' : 'code_bad', 'account_register');
