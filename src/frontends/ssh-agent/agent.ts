@@ -342,11 +342,13 @@ export class SshAgent {
       if (conn.late.size && CHANGES_KEYS.has(req.type)) await Promise.allSettled([...conn.late]);
       return this.handle(conn, req);
     }
-    if (req.type === 'sign_request' && (await this.find(req.keyBlob, conn))?.key.attributes.confirm === true) return this.handle(conn, req);
+    // The key is looked up once per sign request: here, and handed on to sign().
+    const found = req.type === 'sign_request' ? { id: await this.find(req.keyBlob, conn) } : undefined;
+    if (found?.id?.key.attributes.confirm === true) return this.handle(conn, req, found);
     const ms = this.config.requestTimeoutMs ?? 30_000;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
-    const work = this.handle(conn, req);
+    const work = this.handle(conn, req, found);
     try {
       const r = await Promise.race([work, late]);
       if (r !== 'late') return r;
@@ -360,7 +362,8 @@ export class SshAgent {
     return req.type === 'extension' ? { type: 'extension_failure' } : { type: 'failure' };
   }
 
-  private async handle(conn: Connection, req: AgentRequest): Promise<AgentResponse> {
+  /** `found`: for a sign request, what find() gave for its key blob moments ago (withDeadline). */
+  private async handle(conn: Connection, req: AgentRequest, found?: { id: Identity | undefined }): Promise<AgentResponse> {
     // While locked: only UNLOCK, an empty listing and session-bind (OpenSSH 10.5 processes
     // binds while locked, so a connection bound meanwhile is never mistaken for local use).
     if (this.lock && req.type !== 'unlock' && req.type !== 'request_identities' && req.type !== 'session_bind') {
@@ -388,7 +391,7 @@ export class SshAgent {
         return { type: 'identities_answer', identities: listed };
       }
       case 'sign_request':
-        return this.sign(conn, req.keyBlob, req.data, req.flags);
+        return this.sign(conn, req.keyBlob, req.data, req.flags, found);
       case 'add_identity':
         return this.add(conn, req.key, []);
       case 'add_id_constrained':
@@ -625,9 +628,9 @@ export class SshAgent {
     return (await this.identities(conn)).find((i) => equalBytes(i.blob, blob));
   }
 
-  private async sign(conn: Connection, keyBlob: Uint8Array, data: Uint8Array, flags: number): Promise<AgentResponse> {
+  private async sign(conn: Connection, keyBlob: Uint8Array, data: Uint8Array, flags: number, found?: { id: Identity | undefined }): Promise<AgentResponse> {
     const asked: Details = { key_fingerprint: sshFingerprint(keyBlob), message_sha256: sha256hex(data) };
-    const id = await this.find(keyBlob, conn);
+    const id = found ? found.id : await this.find(keyBlob, conn);
     if (!id) return this.refuse({ operation: 'sign', ...(await this.whyNotOffered(keyBlob)), details: asked });
     const context: Record<string, string> = { protocol: 'ssh-agent', socket: this.config.name };
     const what = parseSignedData(data);

@@ -105,3 +105,26 @@ test('a request the backend never answers gets FAILURE at the deadline; the rest
     backend.sign = original;
   }
 });
+
+test('a sign request looks its key up once: the deadline check hands what it found to the signature (issue 11: no per-request work twice)', async () => {
+  const k = await v.vault.createKey(v.ctx(), { label: 'ssh-once', algorithm: 'ed25519', exportable: false, purpose: 'ssh' });
+  const agent = await agentWith('once', 30_000);
+  const blob = encodePublicKeyBlob({ keyType: 'ssh-ed25519', publicKey: k.publicKey });
+  const sign = encodeRequest({ type: 'sign_request', keyBlob: blob, data: new Uint8Array(40).fill(9), flags: 0 });
+  // Warm: the socket's list of keys is built at the first request.
+  assert.equal((await open(agent, [sign]).reply(0)).type, 'sign_response');
+  const store = v.vault.store as unknown as { keysVersion(): Promise<number | null> };
+  const real = store.keysVersion.bind(store);
+  let lookups = 0;
+  store.keysVersion = () => {
+    lookups++;
+    return real();
+  };
+  try {
+    const c = open(agent, [sign, sign, sign]);
+    for (let i = 0; i < 3; i++) assert.equal((await c.reply(i)).type, 'sign_response');
+  } finally {
+    store.keysVersion = real;
+  }
+  assert.equal(lookups, 3, 'one look-up of the socket key list per sign request');
+});
