@@ -407,18 +407,29 @@ export function storeConformance(name: string, factory: StoreFactory): void {
 /** How an attacker with write access to the database runs a statement (`$1`… placeholders). */
 export type Sql = (q: string, params?: unknown[]) => Promise<Array<Record<string, unknown>>>;
 
-/** Two processes (stores) on one sealed database, `first` committed by one, both opened as a vault opens (every row checked). */
-async function twoProcesses(open: () => Promise<Store>, first: WriteUnit[] = []): Promise<{ a: Store; b: Store; mac: RowMac }> {
+/**
+ * Two processes (stores) on one sealed database, `first` committed by one, both opened as a
+ * vault opens (every row checked); `f` runs with them, and both are closed whatever happens.
+ */
+async function withTwoProcesses(open: () => Promise<Store>, first: WriteUnit[], f: (p: { a: Store; b: Store; mac: RowMac }) => Promise<void>): Promise<void> {
   const mac = new RowMac(new Uint8Array(32).fill(11), 'processes');
   const a = await open();
-  const b = await open();
-  for (const s of [a, b]) s.setRowAuthenticator(mac, chain);
-  await a.migrate();
-  await a.sealRows();
-  if (first.length) assert.deepEqual(await a.commit(first, chain, new Date().toISOString()), first.map(() => null));
-  assert.deepEqual(await a.checkRows(), []);
-  assert.deepEqual(await b.checkRows(), []);
-  return { a, b, mac };
+  try {
+    const b = await open();
+    try {
+      for (const s of [a, b]) s.setRowAuthenticator(mac, chain);
+      await a.migrate();
+      await a.sealRows();
+      if (first.length) assert.deepEqual(await a.commit(first, chain, new Date().toISOString()), first.map(() => null));
+      assert.deepEqual(await a.checkRows(), []);
+      assert.deepEqual(await b.checkRows(), []);
+      await f({ a, b, mac });
+    } finally {
+      await b.close();
+    }
+  } finally {
+    await a.close();
+  }
 }
 
 /**
@@ -427,8 +438,7 @@ async function twoProcesses(open: () => Promise<Store>, first: WriteUnit[] = [])
  * put back active with SQL (its genuine older MAC) is refused, at a read and at a signature.
  */
 async function replayAfterBulk(open: () => Promise<Store>, sql: Sql): Promise<void> {
-  const { a, b } = await twoProcesses(open);
-  try {
+  await withTwoProcesses(open, [], async ({ a, b }) => {
     (a as unknown as { seen: SeenRows }).seen = new SeenRows(3);
     const ts = () => new Date().toISOString();
     const victim = key('victim');
@@ -443,10 +453,7 @@ async function replayAfterBulk(open: () => Promise<Store>, sql: Sql): Promise<vo
     assert.ok(res instanceof CustosError && res.fullCode === 'database_corrupt:row_replayed', String(res));
     // The other process learnt of the disable from the journal: it refuses the copy too.
     await assert.rejects(b.commit([{ mutations: [{ kind: 'assertKeyActive', id: victim.id }], audit: [draft('sign')] }], chain, ts()), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_replayed');
-  } finally {
-    await a.close();
-    await b.close();
-  }
+  });
 }
 
 /**
@@ -455,8 +462,7 @@ async function replayAfterBulk(open: () => Promise<Store>, sql: Sql): Promise<vo
  * writes: once, with what it read in force. Here the bound is 10 entries instead of 5,000.
  */
 async function behindOutsideLock(open: () => Promise<Store>, sql: Sql): Promise<void> {
-  const { a, b } = await twoProcesses(open);
-  try {
+  await withTwoProcesses(open, [], async ({ a, b }) => {
     const inner = a as unknown as { catchUpInLock: number; transact: (q: unknown, mode: string, c?: unknown) => Promise<unknown> };
     inner.catchUpInLock = 10;
     const modes: string[] = [];
@@ -483,10 +489,7 @@ async function behindOutsideLock(open: () => Promise<Store>, sql: Sql): Promise<
     // What the snapshot read is in force: height 2 put back to height 1 is refused.
     await sql('UPDATE watermarks SET height = $1, sign_bytes = $2, signature = $3, mac = $4, wseq = $5', [old!.height, old!.sign_bytes, old!.signature, old!.mac, old!.wseq]);
     await assert.rejects(advance(a, 1n, vote(2n, 9)), (e: unknown) => e instanceof CustosError && e.fullCode === 'database_corrupt:row_replayed');
-  } finally {
-    await a.close();
-    await b.close();
-  }
+  });
 }
 
 /**
@@ -561,8 +564,7 @@ export function processesConformance(name: string, factory: ProcessesFactory): v
  * remembered is never taken for the state once another process has moved it on.
  */
 async function stateRemembered(open: () => Promise<Store>, sql: Sql): Promise<void> {
-  const { a, b, mac } = await twoProcesses(open);
-  try {
+  await withTwoProcesses(open, [], async ({ a, b, mac }) => {
     const ts = () => new Date().toISOString();
     const checks: string[] = [];
     const check = mac.check.bind(mac);
@@ -585,25 +587,21 @@ async function stateRemembered(open: () => Promise<Store>, sql: Sql): Promise<vo
     await sql('UPDATE meta SET value = $1, mac = $2, wseq = $3 WHERE name = $4', [state!.value, state!.mac, state!.wseq, state!.name]);
     await sql('DELETE FROM audit WHERE seq > $1', [head]);
     await assert.rejects(a.commit([{ mutations: [], audit: [draft('e')] }], chain, ts()), (e: unknown) => e instanceof CustosError && e.code === 'database_corrupt');
-  } finally {
-    await a.close();
-    await b.close();
-  }
+  });
 }
 
 /** Written on top of a deletion, a row would make the table's count agree again: the count is checked first. */
 async function absentNotRewritten(open: () => Promise<Store>, sql: Sql): Promise<void> {
-  const { a, b } = await twoProcesses(open);
-  try {
+  await withTwoProcesses(open, [], async ({ a, b }) => {
     const ts = () => new Date().toISOString();
     assert.deepEqual(await a.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'ssh_agent.x.hidden', expected: null, value: '["key_1"]' }], audit: [draft('hide')] }], chain, ts()), [null]);
     await sql("DELETE FROM meta WHERE name = 'ssh_agent.x.hidden'");
     const [res] = await a.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'ssh_agent.x.hidden', expected: null, value: '[]' }], audit: [draft('start')] }], chain, ts()).catch((e: unknown) => [e]);
     assert.ok(res instanceof CustosError && res.fullCode === 'database_corrupt:row_count', String(res));
-  } finally {
-    await a.close();
-    await b.close();
-  }
+    // Nor by the other process, which never read the row: the count it commits against tells.
+    const [other] = await b.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'ssh_agent.x.hidden', expected: null, value: '[]' }], audit: [draft('start')] }], chain, ts()).catch((e: unknown) => [e]);
+    assert.ok(other instanceof CustosError && other.fullCode === 'database_corrupt:row_count', String(other));
+  });
 }
 
 /** Object rows a store without row MACs wrote get their MACs, write sequences and count from `sealRows`. */
@@ -710,8 +708,7 @@ async function upgradeFromSchema4(open: () => Promise<Store>, sql: Sql): Promise
  * for a deleted one.
  */
 async function objectsTampered(open: () => Promise<Store>, sql: Sql): Promise<void> {
-  const { a, b, mac } = await twoProcesses(open);
-  try {
+  await withTwoProcesses(open, [], async ({ a, b, mac }) => {
     const rowOf = async (objectId: string) => (await sql('SELECT * FROM objects WHERE key_id = $1 AND object_id = $2', ['ln', objectId]))[0]!;
     const putBack = (r: Record<string, unknown>) => sql('UPDATE objects SET version = $1, record = $2, record_sha256 = $3, mac = $4, wseq = $5 WHERE key_id = $6 AND object_id = $7', [r.version, r.record, r.record_sha256, r.mac, r.wseq, r.key_id, r.object_id]);
     assert.deepEqual(await putObject(a, 'c1', null, 1n, 1), [null]);
@@ -777,10 +774,7 @@ async function objectsTampered(open: () => Promise<Store>, sql: Sql): Promise<vo
     assert.deepEqual(await a.checkRows(), []);
     assert.deepEqual(await putObject(b, 'c1', 2n, 3n, 5), [null]);
     assert.deepEqual(await b.checkRows(), []);
-  } finally {
-    await a.close();
-    await b.close();
-  }
+  });
 }
 
 /**
@@ -790,8 +784,7 @@ async function objectsTampered(open: () => Promise<Store>, sql: Sql): Promise<vo
  * write access to the database would.
  */
 async function replayAcrossProcesses(open: () => Promise<Store>, sql: Sql): Promise<void> {
-  const { a, b, mac } = await twoProcesses(open);
-  try {
+  await withTwoProcesses(open, [], async ({ a, b, mac }) => {
     const vote = (height: bigint, fill: number) => ({ height, round: 0, step: 2, signBytes: new Uint8Array(8).fill(fill), signature: null });
     const advance = (s: Store, expected: bigint | null, next: ReturnType<typeof vote>) =>
       s.commit([{ mutations: [{ kind: 'advanceWatermark', keyId: 'val', chainId: 'c', expected: expected === null ? null : { height: expected, round: 0, step: 2 }, next }], audit: [draft('sign_vote', 'val')] }], chain, new Date().toISOString());
@@ -809,10 +802,7 @@ async function replayAcrossProcesses(open: () => Promise<Store>, sql: Sql): Prom
     c.setRowAuthenticator(mac, chain);
     assert.ok((await c.checkRows()).length > 0, 'a start finds the edit');
     await c.close();
-  } finally {
-    await a.close();
-    await b.close();
-  }
+  });
 }
 
 /**
@@ -825,8 +815,7 @@ async function rollbackAcrossProcesses(open: () => Promise<Store>, sql: Sql): Pr
   const now = new Date().toISOString();
   const hash = new Uint8Array(32).fill(3);
   const token = { id: 'tok_r', name: 'wallet', hash, role: 'signer' as const, createdAt: now, terms: {} };
-  const { a, b, mac } = await twoProcesses(open, [{ mutations: [{ kind: 'insertToken', token }], audit: [draft('token')] }]);
-  try {
+  await withTwoProcesses(open, [{ mutations: [{ kind: 'insertToken', token }], audit: [draft('token')] }], async ({ a, b, mac }) => {
     const credential = `tok_r/${Buffer.from(hash).subarray(0, 8).toString('hex')}`;
     const use = (s: Store) => s.commit([{ mutations: [{ kind: 'assertCredential', credential, now: new Date().toISOString() }], audit: [draft('sign')] }], chain, new Date().toISOString());
     assert.deepEqual(await use(b), [null]);
@@ -856,8 +845,5 @@ async function rollbackAcrossProcesses(open: () => Promise<Store>, sql: Sql): Pr
     assert.deepEqual(await fresh.commit([{ mutations: [], audit: [draft('x'), draft('y'), draft('z')] }], chain, new Date().toISOString()), [null]);
     await fresh.close();
     await assert.rejects(a.commit([{ mutations: [], audit: [draft('after')] }], chain, new Date().toISOString()), (e: unknown) => e instanceof CustosError && e.code === 'database_corrupt');
-  } finally {
-    await a.close();
-    await b.close();
-  }
+  });
 }
