@@ -26,7 +26,7 @@ import type { GroupCommitter } from './commit.js';
 
 export const LABEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
 
-export const sha256hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+export { sha256hex } from '../crypto/digest.js';
 
 export const isKeyStateError = (e: unknown): e is CustosError => isCustosError(e) && (e.code === 'key_disabled' || e.code === 'key_destroyed');
 

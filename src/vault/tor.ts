@@ -18,7 +18,7 @@ import { decodeTagged, hoursOf, relayCertBody } from '../crypto/tor-cert.js';
 import { blindPublicKey, blindSigningSecret, checkPeriod, expandSeed, onionAddress, periodAt, subcredential, type TimePeriod } from '../crypto/tor-blind.js';
 import { prepareSigner } from '../crypto/algorithms.js';
 import { wipe } from '../core/bytes.js';
-import type { Ctx, VaultCore } from './core.js';
+import { sha256hex, type Ctx, type VaultCore } from './core.js';
 import type { Keys } from './keys.js';
 import { decideSignCommit } from './step.js';
 
@@ -103,7 +103,7 @@ export class Tor {
    */
   async blindSign(ctx: Ctx, ref: string, req: { period: TimePeriod; message: Uint8Array }): Promise<{ signature: Uint8Array; blindedPublicKey: Uint8Array }> {
     const key = await this.core.usableKey(ctx, 'tor_blind_sign', ref, 'sign');
-    const details = { period: `${String(req.period.num).slice(0, 16)}/${String(req.period.length).slice(0, 8)}`, message_sha256: createHash('sha256').update(req.message).digest('hex') };
+    const details = { period: `${String(req.period.num).slice(0, 16)}/${String(req.period.length).slice(0, 8)}`, message_sha256: sha256hex(req.message) };
     const blinded = await this.core.refuseOnError(ctx, 'tor_blind_sign', key, details, () => {
       this.checkOnion(key);
       checkPeriod(req.period);
@@ -140,7 +140,7 @@ export class Tor {
           if (b) wipe(b);
         }
       },
-      outcome: (sig) => ({ signature_sha256: createHash('sha256').update(sig).digest('hex') }),
+      outcome: (sig) => ({ signature_sha256: sha256hex(sig) }),
     });
     return { signature, blindedPublicKey: blinded };
   }
@@ -176,7 +176,7 @@ export class Tor {
    */
   async rsaSign(ctx: Ctx, ref: string, digest: Uint8Array): Promise<Uint8Array> {
     const key = await this.core.usableKey(ctx, 'tor_rsa_sign', ref, 'sign');
-    const details = { digest: createHash('sha256').update(digest).digest('hex'), digest_bytes: String(digest.length) };
+    const details = { digest: sha256hex(digest), digest_bytes: String(digest.length) };
     await this.core.refuseOnError(ctx, 'tor_rsa_sign', key, details, () => {
       assertPurpose(key, 'tor');
       if (key.attributes.tor_role !== 'rsa-identity' || key.algorithm !== 'rsa-1024') throw new CustosError('bad_request', `${key.label} is not a Tor RSA identity key.`);
@@ -198,7 +198,7 @@ export class Tor {
           wipe(secret);
         }
       },
-      outcome: (sig) => ({ signature_sha256: createHash('sha256').update(sig).digest('hex') }),
+      outcome: (sig) => ({ signature_sha256: sha256hex(sig) }),
     });
   }
 

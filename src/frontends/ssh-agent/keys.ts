@@ -10,6 +10,7 @@ import { ALGORITHM_INFO, publicKeyFromSecret, validateSecret } from '../../crypt
 import { equalBytes } from '../../core/bytes.js';
 import { rsaKeyFromParts, sshPublicKeyBlob, SshReader } from '../../crypto/openssh.js';
 import { ecdsaSigBlob, encodePublicKeyBlob, encodeSshSignature, isCertificate, KEY_ED25519_EXPANDED, MAX_FRAME, parsePublicKeyBlob, publicKeyBlobOf, SSH_AGENT_RSA_SHA2_256, SSH_AGENT_RSA_SHA2_512, type AgentPrivateKey } from './codec.js';
+import { sha256hex } from '../../crypto/digest.js';
 
 /** Vault algorithms an agent client can sign with. */
 export function sshCapable(alg: Algorithm): boolean {
@@ -25,9 +26,8 @@ export function blobOf(k: KeyRecord): Uint8Array {
   return sshPublicKeyBlob({ algorithm: 'rsa', spki: k.publicKey });
 }
 
-export function fingerprint(blob: Uint8Array): string {
-  return createHash('sha256').update(blob).digest('hex');
-}
+/** A key blob's SHA-256, in hex. */
+export const fingerprint = sha256hex;
 
 /** The fingerprint `ssh-add -l` and `ssh-keygen -l` print (SHA256:, unpadded base64), for logs and audit. */
 export function sshFingerprint(blob: Uint8Array): string {

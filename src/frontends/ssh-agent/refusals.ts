@@ -6,7 +6,7 @@
  * facts only (key type, fingerprints, hashes): never a passphrase, PIN, private key or the
  * bytes a client asked to have signed.
  */
-import { createHash } from 'node:crypto';
+import { sha256hex } from '../../crypto/digest.js';
 import { printable } from '../../core/text.js';
 import type { AuditDraft, KeyRecord } from '../../core/types.js';
 import { SshReader } from '../../crypto/openssh.js';
@@ -52,7 +52,7 @@ export function setting(socket: string, assignment: string): string {
   return `${assignment} in [[ssh_agent]] "${socket}"`;
 }
 
-export const sha256hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+export { sha256hex };
 
 /** Public facts of a key a client sent to be added. */
 export function addedKeyDetails(key: AgentPrivateKey): Details {
