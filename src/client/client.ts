@@ -3,7 +3,9 @@
  * server's stable code, so callers branch on `e.code` exactly as the server meant.
  */
 import { Transport, type TransportOptions } from './transport.js';
-import type { Algorithm, HashName, RsaPadding, SignatureEncoding } from '../core/types.js';
+import type { Algorithm, HashName, PrincipalView, RsaPadding, SignatureEncoding } from '../core/types.js';
+
+export type { PrincipalView };
 
 export interface KeyInfo {
   id: string;
@@ -68,23 +70,6 @@ export interface PrincipalParams {
   rate_limit?: string | null;
 }
 
-export interface PrincipalView {
-  id: string;
-  name: string;
-  principal: string;
-  role: 'admin' | 'operator' | 'signer' | 'approver' | 'auditor';
-  operations: string[];
-  keys: string[];
-  tags: string[];
-  expires_at: string | null;
-  rate_limit: string | null;
-  certificate_sha256: string | null;
-  certificate_name: string | null;
-  state: 'active' | 'expired' | 'revoked';
-  revoked_at: string | null;
-  rotated_at: string | null;
-  created_at: string;
-}
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
 

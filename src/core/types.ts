@@ -75,6 +75,26 @@ export interface Principal {
 /** An API principal's role: the most it may be given. */
 export type Role = 'admin' | 'operator' | 'signer' | 'approver' | 'auditor';
 
+/** A principal (an API token or a client certificate) as the HTTP API shows it, and the SDK returns it. */
+export interface PrincipalView {
+  id: string;
+  name: string;
+  /** `token:<name>` or `cert:<name>`: how the audit log names it. */
+  principal: string;
+  role: Role;
+  operations: string[];
+  keys: string[];
+  tags: string[];
+  expires_at: string | null;
+  rate_limit: string | null;
+  certificate_sha256: string | null;
+  certificate_name: string | null;
+  state: 'active' | 'expired' | 'revoked';
+  revoked_at: string | null;
+  rotated_at: string | null;
+  created_at: string;
+}
+
 /** What an API principal may do: operations, on keys whose label matches a glob and that carry a tag (empty: any). */
 export interface Scope {
   operations: string[];

@@ -2,10 +2,13 @@
  * A principal's terms (its scope, expiry, rate limit and bound certificate): as an admin asks
  * for them, as they are stored, as the audit log records them, and as the API shows a principal.
  */
-import type { Role, Scope } from '../core/types.js';
+import type { PrincipalView, Role, Scope } from '../core/types.js';
 import type { ApiToken, TokenTerms } from '../store/store.js';
 import { parseExpiry, parseRateLimit } from '../accounts/credentials.js';
 import { OPERATIONS, scopeFor } from '../accounts/principals.js';
+
+/** A principal as the API shows it (core/types.ts: the SDK's type too). */
+export type TokenView = PrincipalView;
 
 const isPast = (at: string | undefined): boolean => at !== undefined && !(Date.parse(at) > Date.now());
 
@@ -26,24 +29,6 @@ export interface PrincipalRequest {
   certificateName?: string;
 }
 
-export interface TokenView {
-  id: string;
-  name: string;
-  /** `token:<name>` or `cert:<name>`: how the audit log names it. */
-  principal: string;
-  role: Role;
-  operations: string[];
-  keys: string[];
-  tags: string[];
-  expires_at: string | null;
-  rate_limit: string | null;
-  certificate_sha256: string | null;
-  certificate_name: string | null;
-  state: 'active' | 'expired' | 'revoked';
-  revoked_at: string | null;
-  rotated_at: string | null;
-  created_at: string;
-}
 
 export function termsOf(req: PrincipalRequest, fp: string | undefined): TokenTerms {
   const terms: TokenTerms = {};
