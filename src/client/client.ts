@@ -70,7 +70,6 @@ export interface PrincipalParams {
   rate_limit?: string | null;
 }
 
-
 const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
 
 export interface SealStatusView {

@@ -7,6 +7,7 @@
  * attacker's address), does not decrypt (`key_record_corrupt`) instead of being believed.
  */
 import { createHash } from 'node:crypto';
+import { sha256hex } from '../crypto/digest.js';
 import { CustosError } from '../core/errors.js';
 import { canonicalJson } from '../core/canonical.js';
 import { utf8, wipe } from '../core/bytes.js';
@@ -24,7 +25,7 @@ export class Keyring {
   }
 
   private ad(k: BoundFields): Uint8Array {
-    const pub = createHash('sha256').update(k.publicKey).digest('hex');
+    const pub = sha256hex(k.publicKey);
     const attrs = createHash('sha256').update(canonicalJson(k.attributes)).digest('hex');
     return utf8(`custos-key-v1\n${this.vaultId}\n${k.id}\n${k.version}\n${k.algorithm}\n${pub}\n${k.exportable ? 1 : 0}\n${k.origin}\n${attrs}`);
   }

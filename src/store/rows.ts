@@ -21,7 +21,7 @@
  * checked whenever a row a decision needs is absent. The bytes are the same for every store
  * implementation: a PostgreSQL store MACs what SQLite does.
  */
-import { createHash } from 'node:crypto';
+import { sha256hex } from '../crypto/digest.js';
 import { bytesToHex, utf8 } from '../core/bytes.js';
 import { canonicalJson } from '../core/canonical.js';
 import type { KeyRecord } from '../core/types.js';
@@ -104,7 +104,7 @@ export function isSealedEntry(e: Pick<AuditEntry, 'operation' | 'principal' | 'k
   );
 }
 
-const sha = (b: Uint8Array | null): string | null => (b === null ? null : createHash('sha256').update(b).digest('hex'));
+const sha = (b: Uint8Array | null): string | null => (b === null ? null : sha256hex(b));
 
 /** `wseq`: the row's write sequence (null only in a database from before row MACs). */
 export function keyRowBytes(k: KeyRecord, wseq: number | null): Uint8Array {

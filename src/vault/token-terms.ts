@@ -29,7 +29,6 @@ export interface PrincipalRequest {
   certificateName?: string;
 }
 
-
 export function termsOf(req: PrincipalRequest, fp: string | undefined): TokenTerms {
   const terms: TokenTerms = {};
   // Checked for every role (an admin given a scope is refused); stored for all but admins.

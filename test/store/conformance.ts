@@ -598,7 +598,7 @@ async function absentNotRewritten(open: () => Promise<Store>, sql: Sql): Promise
     await sql("DELETE FROM meta WHERE name = 'ssh_agent.x.hidden'");
     const [res] = await a.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'ssh_agent.x.hidden', expected: null, value: '[]' }], audit: [draft('start')] }], chain, ts()).catch((e: unknown) => [e]);
     assert.ok(res instanceof CustosError && res.fullCode === 'database_corrupt:row_count', String(res));
-    // Nor by the other process, which never read the row: the count it commits against tells.
+    // Nor by the other process: the row count it commits against tells of the deletion.
     const [other] = await b.commit([{ mutations: [{ kind: 'compareAndSetMeta', name: 'ssh_agent.x.hidden', expected: null, value: '[]' }], audit: [draft('start')] }], chain, ts()).catch((e: unknown) => [e]);
     assert.ok(other instanceof CustosError && other.fullCode === 'database_corrupt:row_count', String(other));
   });

@@ -367,7 +367,7 @@ export class SshAgent {
     // While locked: only UNLOCK, an empty listing and session-bind (OpenSSH 10.5 processes
     // binds while locked, so a connection bound meanwhile is never mistaken for local use).
     if (this.lock && req.type !== 'unlock' && req.type !== 'request_identities' && req.type !== 'session_bind') {
-      const named = req.type === 'sign_request' || req.type === 'remove_identity' ? ((await this.find(req.keyBlob, conn))?.key ?? null) : null;
+      const named = req.type === 'sign_request' || req.type === 'remove_identity' ? ((found ? found.id : await this.find(req.keyBlob, conn))?.key ?? null) : null;
       return this.refuse(lockedRefusal(req, named));
     }
     switch (req.type) {

@@ -124,7 +124,8 @@ test('a sign request looks its key up once: the deadline check hands what it fou
     const c = open(agent, [sign, sign, sign]);
     for (let i = 0; i < 3; i++) assert.equal((await c.reply(i)).type, 'sign_response');
   } finally {
-    store.keysVersion = real;
+    // The class's own method again (not a bound copy left on the instance).
+    delete (store as { keysVersion?: unknown }).keysVersion;
   }
   assert.equal(lookups, 3, 'one look-up of the socket key list per sign request');
 });
