@@ -12,7 +12,7 @@
  *
  * `from` is always the authenticated peer name (or this node's own name in process).
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { CustosError } from '../core/errors.js';
 import { bytesToHex, hexToBytes, wipe } from '../core/bytes.js';
 import type { Principal } from '../core/types.js';
@@ -34,6 +34,7 @@ import type { Vault } from '../vault/vault.js';
 import type { Peers } from './peers.js';
 import type { Consent } from './consent.js';
 import { checkMajority } from '../vault/threshold.js';
+import { sha256hex } from '../crypto/digest.js';
 
 export const peerPrincipal = (name: string): Principal => ({ id: `peer:${name}`, kind: 'peer' });
 
@@ -227,7 +228,7 @@ export class Participant {
           origin: 'dkg',
           purpose: s.purpose,
         });
-        return { public_key: bytesToHex(stored.publicKey), public_sha256: sha256(encodePublic(key.public)) };
+        return { public_key: bytesToHex(stored.publicKey), public_sha256: sha256hex(encodePublic(key.public)) };
       } finally {
         wipe(key.secret.signingShare);
       }
@@ -258,7 +259,7 @@ export class Participant {
         origin: 'dealer',
         purpose,
       });
-      return { public_key: bytesToHex(stored.publicKey), public_sha256: sha256(encodePublic(pub)) };
+      return { public_key: bytesToHex(stored.publicKey), public_sha256: sha256hex(encodePublic(pub)) };
     } finally {
       wipe(share);
     }
@@ -293,8 +294,6 @@ export class Participant {
 
 export const newSession = (): string => randomUUID();
 
-const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
-
 export function encodeRound1(p: DKG_Round1): { identifier: string; commitment: string[]; proof: string } {
   return { identifier: p.identifier, commitment: p.commitment.map(bytesToHex), proof: bytesToHex(p.proofOfKnowledge) };
 }
@@ -318,5 +317,5 @@ function decodeRound1(alg: ThresholdAlgorithm, v: unknown): DKG_Round1 {
  */
 function transcriptOf(s: DkgState, all: DKG_Round1[]): string {
   const sorted = [...all].sort((a, b) => (a.identifier < b.identifier ? -1 : 1)).map(encodeRound1);
-  return sha256(JSON.stringify({ label: s.label, algorithm: s.algorithm, purpose: s.purpose, min: s.min, members: Object.keys(s.members).sort(), round1: sorted }));
+  return sha256hex(JSON.stringify({ label: s.label, algorithm: s.algorithm, purpose: s.purpose, min: s.min, members: Object.keys(s.members).sort(), round1: sorted }));
 }

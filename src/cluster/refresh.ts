@@ -45,6 +45,7 @@ import type { Peers } from './peers.js';
 import type { Consent } from './consent.js';
 import { ABORTED, APPLIED, checkMajority, DECISION, RETIRING } from '../vault/threshold.js';
 import { comparePosition } from '../store/store.js';
+import { sha256hex } from '../crypto/digest.js';
 
 interface Session {
   coordinator: string;
@@ -225,7 +226,7 @@ export class Refresher {
     if (s.version !== undefined) {
       await this.vault().retireShare(this.ctx(from, requestId), s.label, id, s.version, { share: s.pending.share, pub: s.pending.pub, members: Object.fromEntries(s.receivers.map((r) => [r, identifierOf(s.algorithm, r)])), arbiter: s.coordinator });
     }
-    return { public_key: bytesToHex(s.publicKey), public_sha256: createHash('sha256').update(encodePublic(s.pending.pub)).digest('hex') };
+    return { public_key: bytesToHex(s.publicKey), public_sha256: sha256hex(encodePublic(s.pending.pub)) };
   }
 
   private async apply(id: string, s: Session, from: string, requestId: string): Promise<ClusterAnswer> {
@@ -248,7 +249,7 @@ export class Refresher {
         }
         await v.storeShare(ctx, { label: s.label, algorithm: s.algorithm, share: s.pending.share, pub: s.pending.pub, self: this.peers.self, members, origin: 'refresh', purpose: s.purpose, watermarks: [...top.values()], applied: id });
       }
-      return { public_key: bytesToHex(s.publicKey), public_sha256: createHash('sha256').update(encodePublic(s.pending.pub)).digest('hex') };
+      return { public_key: bytesToHex(s.publicKey), public_sha256: sha256hex(encodePublic(s.pending.pub)) };
     } finally {
       this.abandon(id);
     }

@@ -6,7 +6,6 @@
  * or edited in the database (say `exportable` flipped, or the public key swapped for an
  * attacker's address), does not decrypt (`key_record_corrupt`) instead of being believed.
  */
-import { createHash } from 'node:crypto';
 import { sha256hex } from '../crypto/digest.js';
 import { CustosError } from '../core/errors.js';
 import { canonicalJson } from '../core/canonical.js';
@@ -26,7 +25,7 @@ export class Keyring {
 
   private ad(k: BoundFields): Uint8Array {
     const pub = sha256hex(k.publicKey);
-    const attrs = createHash('sha256').update(canonicalJson(k.attributes)).digest('hex');
+    const attrs = sha256hex(canonicalJson(k.attributes));
     return utf8(`custos-key-v1\n${this.vaultId}\n${k.id}\n${k.version}\n${k.algorithm}\n${pub}\n${k.exportable ? 1 : 0}\n${k.origin}\n${attrs}`);
   }
 

@@ -19,6 +19,7 @@ import { combine, split } from 'shamir-secret-sharing';
 import { CustosError } from '../core/errors.js';
 import { base64ToBytes, bytesToBase64, equalBytes, hexToBytes, utf8, wipe } from '../core/bytes.js';
 import { open, seal } from '../crypto/aead.js';
+import { sha256hex } from '../crypto/digest.js';
 
 /** The part of a seal record that shares unlock: the root sealed under the unseal key. */
 export interface SharesRecord {
@@ -43,7 +44,7 @@ function commitment(vaultId: string, share: Uint8Array): string {
 }
 
 function checksum(body: string): string {
-  return createHash('sha256').update(body, 'utf8').digest('hex').slice(0, 8);
+  return sha256hex(body).slice(0, 8);
 }
 
 export function encodeShare(vaultId: string, threshold: number, share: Uint8Array): string {

@@ -8,11 +8,11 @@
  * The set lives in memory. The caller persists each `PolicyVersion` (prepare, commit, then
  * apply) and rebuilds the set with `restore` at start.
  */
-import { createHash } from 'node:crypto';
 import { CustosError } from '../core/errors.js';
 import { parsePolicy, detectFormat, POLICY_ID, type PolicyFormat } from './document.js';
 import { checkRequest, compilePolicy, coverageWarnings, evaluate, type CompiledPolicy, type Evaluation } from './engine.js';
 import type { PolicyKey, PolicyRequest, ReadState } from './model.js';
+import { sha256hex } from '../crypto/digest.js';
 
 export interface PolicyVersion {
   id: string;
@@ -45,7 +45,7 @@ export class PolicySet {
   prepare(source: string, opts: { format?: PolicyFormat; at: Date }): PolicyVersion {
     const format = opts.format ?? detectFormat(source);
     const doc = parsePolicy(source, format);
-    return { id: doc.id, version: this.nextVersion(doc.id), format, source, sha256: createHash('sha256').update(source, 'utf8').digest('hex'), uploadedAt: opts.at.toISOString(), retired: false };
+    return { id: doc.id, version: this.nextVersion(doc.id), format, source, sha256: sha256hex(source), uploadedAt: opts.at.toISOString(), retired: false };
   }
 
   /** What an author should know about a version before relying on it (kinds of request no rule judges). */
@@ -57,7 +57,7 @@ export class PolicySet {
   /** The version that retires `id`, without applying it. */
   prepareRetire(id: string, at: Date): PolicyVersion {
     if (!this.current.has(id)) throw new CustosError('not_found', `There is no policy ${printableId(id)} in force to retire.`);
-    return { id, version: this.nextVersion(id), format: 'toml', source: '', sha256: createHash('sha256').update('', 'utf8').digest('hex'), uploadedAt: at.toISOString(), retired: true };
+    return { id, version: this.nextVersion(id), format: 'toml', source: '', sha256: sha256hex(''), uploadedAt: at.toISOString(), retired: true };
   }
 
   /** Puts a prepared (and persisted) version in force; it must follow the newest one exactly. */

@@ -9,7 +9,6 @@
  * database and kept across restarts; a deleted one is noticed, accounts/guard.ts).
  */
 import { CustosError } from '../core/errors.js';
-import { utf8 } from '../core/bytes.js';
 import { sha256hex } from './core.js';
 
 export const ACCOUNT_TYPES = ['self-custodial', 'delegated', 'service'] as const;
@@ -49,8 +48,8 @@ const NAME_RE = /^[\p{L}\p{N}._@+-]{1,128}$/u;
 export const CAS_ATTEMPTS = 8;
 
 export const accountRow = (id: string) => `account.${id}`;
-export const nameRow = (name: string) => `account_name.${sha256hex(utf8(name))}`;
-export const guardRow = (kind: 'name' | 'addr', v: string) => `login_guard.${kind}.${sha256hex(utf8(v))}`;
+export const nameRow = (name: string) => `account_name.${sha256hex(name)}`;
+export const guardRow = (kind: 'name' | 'addr', v: string) => `login_guard.${kind}.${sha256hex(v)}`;
 
 export function checkAccountName(name: unknown): string {
   if (typeof name !== 'string' || !NAME_RE.test(name) || name !== name.normalize('NFC')) {

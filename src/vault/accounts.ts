@@ -119,7 +119,7 @@ export class Accounts {
     const server = await this.opaque(ctx);
     const id = `acc_${randomBytes(12).toString('hex')}`;
     const code = `custos_reg_${randomBytes(32).toString('base64url')}`;
-    const row: AccountRow = { id, name, type: req.type, created_at: new Date().toISOString(), seed: '', record: null, password_version: 0, registration: { hash: sha256hex(utf8(code)), expires: Date.now() + REGISTRATION_TTL_MS } };
+    const row: AccountRow = { id, name, type: req.type, created_at: new Date().toISOString(), seed: '', record: null, password_version: 0, registration: { hash: sha256hex(code), expires: Date.now() + REGISTRATION_TTL_MS } };
     const seed = server.userSeed(name);
     row.seed = Buffer.from(aeadSeal(this.seedKey, seed, this.seedAd(row))).toString('base64');
     wipe(seed);
@@ -145,7 +145,7 @@ export class Accounts {
   private async withCode(ctx: Ctx, name: string, address: string, code: unknown): Promise<{ row: AccountRow; raw: string }> {
     checkAccountName(name);
     const found = await this.row(name);
-    const given = typeof code === 'string' && code.length <= 128 ? Buffer.from(sha256hex(utf8(code)), 'hex') : Buffer.alloc(32);
+    const given = typeof code === 'string' && code.length <= 128 ? Buffer.from(sha256hex(code), 'hex') : Buffer.alloc(32);
     const want = found?.row.registration ? Buffer.from(found.row.registration.hash, 'hex') : Buffer.alloc(32, 0xff);
     const ok = found !== null && timingSafeEqual(given, want) && found.row.registration!.expires >= Date.now();
     await countAttempt(this.core, this.guard, ctx, name, address, ok ? 'code_ok' : 'code_bad', 'account_register');

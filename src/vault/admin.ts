@@ -2,7 +2,7 @@
  * Administration: API tokens, policy documents (upload, retire, test), approvers' decisions,
  * the keys an ssh-agent socket hides, and the tail of the audit log.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { CustosError, isCustosError } from '../core/errors.js';
 import type { AuditDraft, AuditEntry, KeyRecord, Principal } from '../core/types.js';
 import type { ApiToken, AuditQuery, StateMutation } from '../store/store.js';
@@ -13,7 +13,7 @@ import { authorize, forbidden, hasKeyScope, keyInScope, permits, ROLES, type Ope
 import { PolicySet, type PolicyVersion } from '../policy/policy-set.js';
 import { explain, type Evaluation } from '../policy/engine.js';
 import type { PolicyFormat } from '../policy/document.js';
-import { POLICY_GENERATION, policyRow, type Ctx, type PolicySubject, type VaultCore } from './core.js';
+import { POLICY_GENERATION, policyRow, sha256hex, type Ctx, type PolicySubject, type VaultCore } from './core.js';
 import { termsDetails, termsOf, tokenView, type PrincipalRequest, type TokenView } from './token-terms.js';
 import { auditPageFor } from './audit-pages.js';
 
@@ -165,7 +165,7 @@ export class Admin {
     try {
       v = this.core.policies.prepare(source, { at: new Date(), ...(format ? { format } : {}) });
     } catch (e) {
-      if (isCustosError(e)) return this.core.refuse(ctx, 'policy_upload', { id: null, label: null }, e, { source_sha256: createHash('sha256').update(source, 'utf8').digest('hex') });
+      if (isCustosError(e)) return this.core.refuse(ctx, 'policy_upload', { id: null, label: null }, e, { source_sha256: sha256hex(source) });
       throw e;
     }
     const stored = await this.storePolicyVersion(ctx, v, 'policy_upload');

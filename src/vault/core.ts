@@ -6,7 +6,6 @@
  */
 import type { GuardPolicy } from '../accounts/guard.js';
 import type { SessionLimits } from './sessions.js';
-import { createHash } from 'node:crypto';
 import { CustosError, isCustosError, markAudited } from '../core/errors.js';
 import type { Algorithm, AuditDraft, KeyRecord, Principal } from '../core/types.js';
 import type { Keyring } from '../keystore/keyring.js';
@@ -23,10 +22,11 @@ import { Lanes } from './lanes.js';
 import { authorizeNewKey, forbidden, keyInScope, permits, refInScope, type Operation } from '../accounts/principals.js';
 import { granted } from '../accounts/grants.js';
 import type { GroupCommitter } from './commit.js';
+import { sha256hex } from '../crypto/digest.js';
 
 export const LABEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
 
-export { sha256hex } from '../crypto/digest.js';
+export { sha256hex };
 
 export const isKeyStateError = (e: unknown): e is CustosError => isCustosError(e) && (e.code === 'key_disabled' || e.code === 'key_destroyed');
 
@@ -41,7 +41,7 @@ export function isExpired(k: Pick<KeyRecord, 'attributes'>, now = Date.now()): b
  * characters, escape sequences) never reaches a log reader's terminal.
  */
 export function auditRef(ref: string): string {
-  return LABEL_RE.test(ref) ? ref : `sha256:${createHash('sha256').update(ref, 'utf8').digest('hex').slice(0, 32)}`;
+  return LABEL_RE.test(ref) ? ref : `sha256:${sha256hex(ref).slice(0, 32)}`;
 }
 
 export const notFound = (ref: string) => new CustosError('key_not_found', `No key has the id or label "${ref.slice(0, 80)}".`);
