@@ -15,14 +15,13 @@
  * One JSON document on stdout; the goal (issue 4) is p50 within 1.5× of fsync + sign.
  * Never exits non-zero because of a timing.
  */
-import { generateKeyPairSync, randomBytes, sign as nodeSign } from 'node:crypto';
 import { cpus } from 'node:os';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { fsyncFloor, pct } from './lib/floors.js';
+import { fsyncFloor, pct, signFloor } from './lib/floors.js';
 import { makeVault } from '../test/helpers/tmpvault.js';
 import { PrivvalConnector } from '../src/frontends/privval/connector.js';
-import { voteSignBytes } from '../src/frontends/privval/sign-bytes.js';
+import { benchVoteBytes } from './lib/votes.js';
 import { onlyTimestampDiffers } from '../src/crypto/cometbft/compare.js';
 
 const arg = (name: string, dflt: number) => {
@@ -34,31 +33,17 @@ const VOTES = arg('--votes', 1000);
 const ms = (ns: bigint) => Number(ns) / 1e6;
 const round = (x: number) => Number(x.toFixed(3));
 
-function signBaseline(n: number): number[] {
-  const { privateKey } = generateKeyPairSync('ed25519');
-  const msg = randomBytes(120);
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t = process.hrtime.bigint();
-    nodeSign(null, msg, privateKey);
-    out.push(ms(process.hrtime.bigint() - t));
-  }
-  return out;
-}
-
-const blockId = { hash: new Uint8Array(32).fill(7), partSetHeader: { total: 1, hash: new Uint8Array(32).fill(8) } };
-
 async function main(): Promise<void> {
   process.stderr.write(`[bench] baselines (${VOTES} each)\n`);
   const fsync = fsyncFloor(VOTES);
-  const sign = signBaseline(VOTES);
+  const sign = signFloor(VOTES);
   const v = await makeVault();
   try {
     const validators = await Promise.all(
       Array.from({ length: 10 }, (_, i) => v.vault.createKey(v.ctx(), { label: `bench-val-${i}`, algorithm: 'ed25519', exportable: false, purpose: 'consensus' })),
     );
     const vote = async (keyId: string, chainId: string, height: bigint, step: 2 | 3) => {
-      const signBytes = voteSignBytes(chainId, { type: step === 2 ? 'prevote' : 'precommit', height, round: 0, blockId, timestamp: { seconds: 1_700_000_000n + height, nanos: 0 } });
+      const signBytes = benchVoteBytes(chainId, height, step);
       const t = process.hrtime.bigint();
       await v.vault.signConsensus({ requestId: `b${height}`, principal: { id: 'privval:bench', kind: 'privval' }, key: keyId, chainId, position: { height, round: 0, step }, signBytes, onlyTimestampDiffers, context: {} });
       return ms(process.hrtime.bigint() - t);

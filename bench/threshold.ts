@@ -15,11 +15,11 @@
  *
  * One JSON document on stdout. Never exits non-zero because of a timing.
  */
-import { generateKeyPairSync, randomBytes, sign as nodeSign } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ed25519_FROST } from '@noble/curves/ed25519.js';
-import { fsyncFloor, pct, round } from './lib/floors.js';
+import { fsyncFloor, pct, round, signFloor } from './lib/floors.js';
 import { tempDir } from '../test/helpers/tmpvault.js';
 import { agree, makeCluster } from '../test/helpers/cluster.js';
 import { TestNode } from '../test/helpers/cometbft-node.js';
@@ -56,14 +56,7 @@ function librarySession(n: number, verifyShares: boolean): number[] {
 async function main(): Promise<void> {
   process.stderr.write('[bench] floors\n');
   const fsync = fsyncFloor(VOTES);
-  const { privateKey } = generateKeyPairSync('ed25519');
-  const m = randomBytes(120);
-  const sign: number[] = [];
-  for (let i = 0; i < VOTES; i++) {
-    const t = now();
-    nodeSign(null, m, privateKey);
-    sign.push(now() - t);
-  }
+  const sign = signFloor(VOTES);
   const lib = librarySession(Math.min(VOTES, 100), false);
   const libVerified = librarySession(Math.min(VOTES, 50), true);
 

@@ -7,6 +7,7 @@
  * Prints `address tcp://...` when listening, then one JSON line with the latencies.
  */
 import { TestNode } from '../../test/helpers/cometbft-node.js';
+import { BENCH_BLOCK_ID, benchVoteTimestamp } from './votes.js';
 
 const votes = Number(process.argv[2] ?? 1000);
 const chainId = process.argv[3] ?? 'bench-e2e';
@@ -16,7 +17,6 @@ process.stdout.write(`address ${node.address}\n`);
 await node.waitForSigner(30_000);
 
 const ms = (t: bigint) => Number(process.hrtime.bigint() - t) / 1e6;
-const blockId = { hash: new Uint8Array(32).fill(7), partSetHeader: { total: 1, hash: new Uint8Array(32).fill(8) } };
 const pings: number[] = [];
 for (let i = 0; i < 200 + votes; i++) {
   const t = process.hrtime.bigint();
@@ -28,7 +28,7 @@ const signs: number[] = [];
 for (let i = 0; i < 50 + votes; i++) {
   const height = BigInt(1 + Math.floor(i / 2));
   const type = i % 2 === 0 ? 1 : 2;
-  const vote = { type, height, round: 0, blockId, timestamp: { seconds: 1_700_000_000n + height, nanos: 0 }, validatorAddress: new Uint8Array(20).fill(3), validatorIndex: 0, signature: new Uint8Array(0), extension: new Uint8Array(0), extensionSignature: new Uint8Array(0) };
+  const vote = { type, height, round: 0, blockId: BENCH_BLOCK_ID, timestamp: benchVoteTimestamp(height), validatorAddress: new Uint8Array(20).fill(3), validatorIndex: 0, signature: new Uint8Array(0), extension: new Uint8Array(0), extensionSignature: new Uint8Array(0) };
   const t = process.hrtime.bigint();
   const r = await node.request({ kind: 'sign_vote_request', vote, chainId, skipExtensionSigning: true } as never, 10_000);
   const took = ms(t);

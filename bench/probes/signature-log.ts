@@ -29,33 +29,22 @@ import { concatBytes, utf8 } from '../../src/core/bytes.js';
 import type { AuditDraft } from '../../src/core/types.js';
 import { onlyTimestampDiffers } from '../../src/crypto/cometbft/compare.js';
 import { sha256hex } from '../../src/crypto/digest.js';
-import { voteSignBytes } from '../../src/frontends/privval/sign-bytes.js';
 import { RowMac } from '../../src/keystore/row-mac.js';
 import { auditRowBytes, watermarkPk, watermarkRowBytes } from '../../src/store/rows.js';
 import { makeVault } from '../../test/helpers/tmpvault.js';
-import { fsyncFloor, pct, round } from '../lib/floors.js';
+import { fsyncFloor, pct, round, signFloor } from '../lib/floors.js';
+import { benchVoteBytes } from '../lib/votes.js';
 
 const { values } = parseArgs({ options: { votes: { type: 'string', default: '2000' } } });
 const VOTES = Number(values.votes);
 const ms = (t: bigint) => Number(process.hrtime.bigint() - t) / 1e6;
 const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
 
-const blockId = { hash: new Uint8Array(32).fill(7), partSetHeader: { total: 1, hash: new Uint8Array(32).fill(8) } };
 const votes = Array.from({ length: VOTES }, (_, i) => {
   const height = BigInt(Math.floor(i / 2) + 1);
-  const step = i % 2 === 0 ? 2 : 3;
-  const signBytes = voteSignBytes('bench', { type: step === 2 ? 'prevote' : 'precommit', height, round: 0, blockId, timestamp: { seconds: 1_700_000_000n + height, nanos: 0 } });
-  return { height, step: step as 2 | 3, signBytes };
+  const step: 2 | 3 = i % 2 === 0 ? 2 : 3;
+  return { height, step, signBytes: benchVoteBytes('bench', height, step) };
 });
-
-function rawSign(): number[] {
-  const { privateKey } = generateKeyPairSync('ed25519');
-  return votes.map((v) => {
-    const t = process.hrtime.bigint();
-    nodeSign(null, v.signBytes, privateKey);
-    return ms(t);
-  });
-}
 
 /** One vote made durable by one append (and fsync) to a log of its own. */
 function signatureLog(dir: string): number[] {
@@ -124,7 +113,7 @@ try {
   for (let rep = 1; rep <= 2; rep++) {
     log(`run ${rep} of 2: floor, signature log, today (${VOTES} votes each)`);
     const fsync = fsyncFloor(VOTES);
-    const sign = rawSign();
+    const sign = signFloor(VOTES, votes.map((v) => v.signBytes));
     const floor = pct(fsync, 50) + pct(sign, 50);
     const probe = signatureLog(dir);
     const now = await today();
