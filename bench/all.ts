@@ -6,7 +6,8 @@
  *
  * Each benchmark runs in a child process (as it would alone) and prints its own JSON; this
  * keeps the full documents under `runs` and lifts the headline figures into `summary`.
- * `--quick` shortens every run (for a smoke test of the harness, not for numbers). A
+ * `--quick` shortens every run (for a smoke test of the harness, not for numbers; the test
+ * suite runs it, test/bench/all.test.ts). A
  * benchmark whose component is missing (SoftHSM2, OpenSSH) is reported as skipped. Timings
  * never make the exit status non-zero.
  */
