@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { parse } from 'smol-toml';
 import { CustosError, isCustosError } from '../core/errors.js';
-import { DEFAULT_UNSEAL_LIMITS } from './unseal.js';
+import { DEFAULT_UNSEAL_LIMITS } from './unseal-limits.js';
 import { parseNodePin } from '../crypto/cometbft/node-id.js';
 import { parsePrivvalAddress } from '../frontends/privval/address.js';
 import { PRIVVAL_VERSIONS, type PrivvalVersion } from '../core/privval-version.js';

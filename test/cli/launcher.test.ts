@@ -28,3 +28,28 @@ test('a daemon started by the executable runs with the node flags the benchmarks
     await s.stop();
   }
 });
+
+/**
+ * `custos --version` answers in about 0.1 s because the command list loads no command's work:
+ * a command module loads the vault, the store, a backend or a crypto library only when its
+ * command runs (issue 11: `custos --version` ≤ 0.3 s; a script calling the CLI per key pays
+ * the start-up each time). One static import from a command module to, say, the daemon's
+ * configuration once loaded the whole vault, and took `--version` to 0.26 s. Checked by the
+ * modules node loads, not by a timing.
+ */
+test('--version and --help load no vault, store, backend or crypto library module', () => {
+  // A loader hook that names every module node loads (node 20: hooks run on their own thread).
+  const hooks = 'export async function load(u, c, n) { process.stderr.write(`LOADED ${u}\\n`); return n(u, c); }';
+  const importer = `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});`;
+  for (const args of [['--version'], ['--help'], ['tor', '--help'], ['lightning', '--help']]) {
+    const r = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(importer)}`, join(ROOT, 'bin', 'custos.js'), ...args], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const loaded = r.stderr.split('\n').filter((l) => l.startsWith('LOADED ')).map((l) => l.slice('LOADED '.length));
+    assert.ok(loaded.some((u) => /\/cli\/main\.(js|ts)$/.test(u)), `the hook saw no module loaded: ${r.stderr.slice(0, 500)}`);
+    const ours = loaded.filter((u) => u.startsWith(`file://${ROOT}/`) && !u.includes('/node_modules/')).map((u) => u.slice(`file://${ROOT}/`.length));
+    const heavy = ours.filter((p) => /^(dist|src)\/(vault|store|backends|daemon|keystore|audit|policy|frontends\/(http|ssh-agent)|wallet|lightning|accounts\/opaque)\//.test(p));
+    assert.deepEqual(heavy, [], `custos ${args.join(' ')} loaded ${heavy.join(', ')}`);
+    const libraries = loaded.filter((u) => /\/node_modules\/(@noble|@scure|@serenity-kit|better-sqlite3|pg|fastify|pino|pkcs11js)\//.test(u)).map((u) => u.replace(/.*\/node_modules\//, ''));
+    assert.deepEqual(libraries, [], `custos ${args.join(' ')} loaded ${libraries.join(', ')}`);
+  }
+});

@@ -5,10 +5,6 @@
 import { Command, Option } from 'commander';
 import { CustosError, isCustosError } from '../../core/errors.js';
 import { bytesToHex, wipe } from '../../core/bytes.js';
-import { HistoryCheck, openBackupSource } from '../../lightning/backup.js';
-import { nodeKeys } from '../../lightning/keys.js';
-import { recordHash, recordVerifier } from '../../crypto/lightning-record.js';
-import { masterFromSeed, seedFromMnemonic, wipeMaster } from '../../wallet/hd.js';
 import { clientFrom, out, readInput, withApi } from '../common.js';
 import { EXIT } from '../exit.js';
 
@@ -49,6 +45,13 @@ const BATCH_BYTES = 8 * 1024 * 1024;
 const BATCH_RECORDS = 500;
 
 async function restore(o: { backup: string; passphraseEnv?: string; label: string; checkOnly?: boolean; partial?: boolean; prefer?: string[]; json?: boolean } & Parameters<typeof clientFrom>[0], words: Buffer): Promise<void> {
+  // Loaded here, not with the command list: only a restore needs the wallet and record code.
+  const [{ HistoryCheck, openBackupSource }, { nodeKeys }, { recordHash, recordVerifier }, { masterFromSeed, seedFromMnemonic, wipeMaster }] = await Promise.all([
+    import('../../lightning/backup.js'),
+    import('../../lightning/keys.js'),
+    import('../../crypto/lightning-record.js'),
+    import('../../wallet/hd.js'),
+  ]);
   const prefer = new Map<string, string>();
   for (const p of o.prefer ?? []) {
     const m = /^([^=]{1,128})=([0-9a-f]{16,64})$/.exec(p);

@@ -5,7 +5,6 @@
  * signs client certificates for mutual TLS later; keep it offline once those are made.
  */
 import type { Command } from 'commander';
-import { setApiSettings } from '../../migrate/config-file.js';
 import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -32,7 +31,7 @@ export function registerTls(program: Command): void {
     .option('--mutual', 'with --configure: also set [api] client_ca, so clients may authenticate by certificate (custos tls client)')
     .option('--listen <host:port>', 'with --configure: also set [api] host and port (0.0.0.0:8443 to serve every interface)')
     .option('--ca-from <dir>', "sign with an existing CA (its ca.pem and ca.key, e.g. another node's tls/) instead of making one: cosigners of a cluster share one CA")
-    .action((o: { dataDir: string; host?: string[]; days: string; configure?: boolean; mutual?: boolean; listen?: string; caFrom?: string }) => {
+    .action(async (o: { dataDir: string; host?: string[]; days: string; configure?: boolean; mutual?: boolean; listen?: string; caFrom?: string }) => {
       const days = Number(o.days);
       if ((o.mutual || o.listen) && !o.configure) throw new CustosError('bad_request', '--mutual and --listen change custos.toml: give --configure too.');
       const listen = o.listen === undefined ? undefined : /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(o.listen);
@@ -75,6 +74,7 @@ export function registerTls(program: Command): void {
           tls_key: 'tls/server.key',
           ...(o.mutual ? { client_ca: 'tls/ca.pem' } : {}),
         };
+        const { setApiSettings } = await import('../../migrate/config-file.js');
         setApiSettings(join(dataDir, 'custos.toml'), settings);
         out(`Set in ${join(dataDir, 'custos.toml')} [api]: ${Object.entries(settings).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join(', ')}. Restart custos serve to take it.`);
       } else {

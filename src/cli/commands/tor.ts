@@ -4,16 +4,11 @@
  * here, on the relay host; its secret never goes to the vault) and its type-4 certificate,
  * signed by the master in the vault.
  */
-import { fsyncDir } from '../../core/files.js';
 import { Command, Option } from 'commander';
-import { closeSync, constants, existsSync, fchmodSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync, chmodSync, statSync } from 'node:fs';
+import { closeSync, constants, existsSync, lstatSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync, chmodSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes, createHash } from 'node:crypto';
-import { ed25519 } from '@noble/curves/ed25519.js';
 import { CustosError } from '../../core/errors.js';
 import { wipe } from '../../core/bytes.js';
-import { decodeCert, decodeTagged, encodeTagged, CERT_TYPE_SIGNING } from '../../crypto/tor-cert.js';
-import { prepareSigner } from '../../crypto/algorithms.js';
 import { clientFrom, out, printKey, readInput, withApi } from '../common.js';
 
 /** `30d`, `12h`, `2w`: a whole number of hours. */
@@ -21,52 +16,6 @@ export function parseHours(s: string, what: string): number {
   const m = /^([1-9][0-9]{0,5})([hdw])$/.exec(String(s).trim());
   if (!m) throw new CustosError('bad_request', `${what} is a whole number of hours, days or weeks: 12h, 30d, 2w (not ${String(s).slice(0, 20)}).`);
   return Number(m[1]) * { h: 1, d: 24, w: 168 }[m[2] as 'h' | 'd' | 'w'];
-}
-
-/**
- * Writes a file whole (0600), fsynced, then renamed over the old one. The temporary file has a
- * random name and is created exclusively, never through a link (O_EXCL | O_NOFOLLOW), so
- * nothing planted in the directory can receive the secret or loosen its mode.
- */
-function writeAtomic(dir: string, name: string, bytes: Uint8Array): void {
-  const tmp = join(dir, `.${name}.${randomBytes(8).toString('hex')}.tmp`);
-  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  try {
-    fchmodSync(fd, 0o600);
-    writeSync(fd, bytes);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, join(dir, name));
-}
-
-
-/** The certificate in a keys directory and when it expires, if there is a sound one for `master`. */
-function currentCert(dir: string, master: Uint8Array): { expires: Date } | null {
-  const path = join(dir, 'ed25519_signing_cert');
-  if (!existsSync(path)) return null;
-  try {
-    if (!lstatSync(path).isFile() || lstatSync(path).size > 4096) return null; // (a FIFO or a link is not read)
-    const c = decodeCert(decodeTagged(readFileSync(path), 'ed25519v1-cert', 'type4').body);
-    if (c.certType !== CERT_TYPE_SIGNING || !c.signingKey || Buffer.compare(Buffer.from(c.signingKey), Buffer.from(master)) !== 0) return null;
-    if (!ed25519.verify(c.signature, c.signed, master)) return null;
-    // The certificate must be for the signing key on disk (a run stopped between the files leaves them apart).
-    const secretPath = join(dir, 'ed25519_signing_secret_key');
-    if (!lstatSync(secretPath).isFile() || lstatSync(secretPath).size !== 96) return null;
-    const secret = decodeTagged(readFileSync(secretPath), 'ed25519v1-secret', 'type4').body;
-    const signer = prepareSigner('ed25519-expanded', secret);
-    try {
-      const probe = new Uint8Array(32);
-      if (!ed25519.verify(signer.sign({ kind: 'message', bytes: probe }, {}).signature, probe, c.certifiedKey)) return null;
-    } finally {
-      signer.destroy();
-      wipe(secret);
-    }
-    return { expires: new Date(c.expiresHours * 3_600_000) };
-  } catch {
-    return null;
-  }
 }
 
 export function registerTor(program: Command): void {
@@ -109,6 +58,7 @@ export function registerTor(program: Command): void {
       .option('--renew-before <duration>', 'do nothing while the current certificate is valid for longer than this'),
   ).action(async (o) => {
     const lifetime = parseHours(o.lifetime, '--lifetime');
+    const renewBefore = o.renewBefore ? parseHours(o.renewBefore, '--renew-before') : undefined;
     const client = clientFrom(o);
     const master = await client.getKey(o.key);
     const masterPublic = Uint8Array.from(Buffer.from(master.public_key.raw, 'base64'));
@@ -143,7 +93,9 @@ export function registerTor(program: Command): void {
     }
     writeSync(lockFd, `${process.pid}\n`);
     try {
-      await issue(o, client, masterPublic, lifetime);
+      // (The certificate code is loaded only here, not with the command list.)
+      const { issue } = await import('./tor-relay-keys.js');
+      await issue(o, renewBefore, client, masterPublic, lifetime);
     } finally {
       closeSync(lockFd);
       unlinkSync(lock);
@@ -184,41 +136,4 @@ export function registerTor(program: Command): void {
     const info = await clientFrom(o).torOnion(ref, { ...(o.period !== undefined ? { num: Number(o.period) } : {}), ...(o.periodLength !== undefined ? { length: Number(o.periodLength) } : {}) });
     out(o.json ? JSON.stringify(info) : `${info.address}\n  period ${info.period_num} (${info.period_length} min): blinded key ${info.blinded_public_key}\n  subcredential ${info.subcredential}`);
   });
-}
-
-async function issue(o: { key: string; out: string; renewBefore?: string; json?: boolean }, client: ReturnType<typeof clientFrom>, masterPublic: Uint8Array, lifetime: number): Promise<void> {
-  if (o.renewBefore) {
-    const within = parseHours(o.renewBefore, '--renew-before');
-    const cur = currentCert(o.out, masterPublic);
-    if (cur && cur.expires.getTime() > Date.now() + within * 3_600_000) {
-      out(o.json ? JSON.stringify({ renewed: false, expires_at: cur.expires.toISOString() }) : `The signing certificate is valid until ${cur.expires.toISOString()}: nothing to do.`);
-      return;
-    }
-  }
-  // The medium-term key: made here, stored only in the relay's keys directory (tor keeps the expanded form a‖RH).
-  const seed: Uint8Array = randomBytes(32);
-  const h: Uint8Array = createHash('sha512').update(seed).digest(); // wiped below (no copy made)
-  const expanded = new Uint8Array(64);
-  try {
-    expanded.set(h);
-    expanded[0]! &= 248;
-    expanded[31]! &= 63;
-    expanded[31]! |= 64;
-    const signingPublic = ed25519.getPublicKey(seed);
-    const r = await client.torRelayCert(o.key, { signing_public_key: signingPublic, lifetime_hours: lifetime });
-    const cert = Uint8Array.from(Buffer.from(r.cert, 'base64'));
-    // Checked before anything is written: the vault's certificate is for this key, by this master, and verifies.
-    const c = decodeCert(cert);
-    if (c.certType !== CERT_TYPE_SIGNING || Buffer.compare(Buffer.from(c.certifiedKey), Buffer.from(signingPublic)) !== 0 || !c.signingKey || Buffer.compare(Buffer.from(c.signingKey), Buffer.from(masterPublic)) !== 0 || !ed25519.verify(c.signature, c.signed, masterPublic)) {
-      throw new CustosError('internal', 'The certificate the vault returned is not for this signing key and master: nothing was written.');
-    }
-    writeAtomic(o.out, 'ed25519_master_id_public_key', encodeTagged('ed25519v1-public', 'type0', masterPublic));
-    writeAtomic(o.out, 'ed25519_signing_secret_key', encodeTagged('ed25519v1-secret', 'type4', expanded));
-    writeAtomic(o.out, 'ed25519_signing_cert', encodeTagged('ed25519v1-cert', 'type4', cert));
-    fsyncDir(o.out);
-    const summary = { renewed: true, expires_at: r.expires_at, master_public_key: r.master_public_key, signing_public_key: Buffer.from(signingPublic).toString('hex'), dir: o.out };
-    out(o.json ? JSON.stringify(summary) : `Wrote a signing key and its certificate (valid until ${r.expires_at}) to ${o.out}.\nTell tor to load them: kill -HUP <tor pid> (or restart it). Renew before that date: custos tor relay-keys --key ${o.key} --out ${o.out} --renew-before 7d (from a daily timer).`);
-  } finally {
-    wipe(seed, h, expanded);
-  }
 }
