@@ -28,6 +28,7 @@ import { clusterRoutes } from './cluster.js';
 import { lightningRoutes } from './lightning.js';
 import { lightningChannelRoutes } from './lightning-channels.js';
 import { torRoutes } from './tor.js';
+import { lazySerializers } from './lazy-serializers.js';
 import { uiRoutes } from './ui.js';
 import type { ClusterApi } from '../../core/cluster.js';
 
@@ -229,6 +230,8 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     },
     // Strict validation: unknown fields are errors, not silently removed; no type coercion.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true } },
+    // Response serializers are built at a route's first answer, not all at start (lazy-serializers.ts).
+    schemaController: { compilersFactory: { buildSerializer: lazySerializers() } },
     // Fastify's two info lines per request cost ~8% of a signing request; the onResponse hook
     // below logs each request once, at debug (set [log] level = "debug" for an access log).
     // Fastify 5 takes this through a LogController: the top-level disableRequestLogging
