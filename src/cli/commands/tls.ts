@@ -32,6 +32,8 @@ export function registerTls(program: Command): void {
     .option('--listen <host:port>', 'with --configure: also set [api] host and port (0.0.0.0:8443 to serve every interface)')
     .option('--ca-from <dir>', "sign with an existing CA (its ca.pem and ca.key, e.g. another node's tls/) instead of making one: cosigners of a cluster share one CA")
     .action(async (o: { dataDir: string; host?: string[]; days: string; configure?: boolean; mutual?: boolean; listen?: string; caFrom?: string }) => {
+      // Loaded when run, not with the command list; before anything is written, so a failed load leaves nothing behind.
+      const { setApiSettings } = await import('../../migrate/config-file.js');
       const days = Number(o.days);
       if ((o.mutual || o.listen) && !o.configure) throw new CustosError('bad_request', '--mutual and --listen change custos.toml: give --configure too.');
       const listen = o.listen === undefined ? undefined : /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(o.listen);
@@ -74,7 +76,6 @@ export function registerTls(program: Command): void {
           tls_key: 'tls/server.key',
           ...(o.mutual ? { client_ca: 'tls/ca.pem' } : {}),
         };
-        const { setApiSettings } = await import('../../migrate/config-file.js');
         setApiSettings(join(dataDir, 'custos.toml'), settings);
         out(`Set in ${join(dataDir, 'custos.toml')} [api]: ${Object.entries(settings).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join(', ')}. Restart custos serve to take it.`);
       } else {
