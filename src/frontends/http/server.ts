@@ -218,6 +218,7 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   // keep-alive connection idles at most 72 s. No socket inactivity timeout: a signature may
   // wait for a person's approval with nothing on the wire.
   const limits = { maxHeaderSize: MAX_HEADER_BYTES };
+  const serializers = lazySerializers();
   const app = Fastify({
     ...(opts.https ? { https: { ...opts.https, ...limits } } : { http: limits }),
     requestTimeout: REQUEST_TIMEOUT_MS,
@@ -230,8 +231,8 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     },
     // Strict validation: unknown fields are errors, not silently removed; no type coercion.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true } },
-    // Response serializers are built at a route's first answer, not all at start (lazy-serializers.ts).
-    schemaController: { compilersFactory: { buildSerializer: lazySerializers() } },
+    // Response serializers are built once the server listens, not before (lazy-serializers.ts).
+    schemaController: { compilersFactory: { buildSerializer: serializers.factory } },
     // Fastify's two info lines per request cost ~8% of a signing request; the onResponse hook
     // below logs each request once, at debug (set [log] level = "debug" for an access log).
     // Fastify 5 takes this through a LogController: the top-level disableRequestLogging
@@ -264,6 +265,14 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
     },
   });
 
+  // Once listening: the response serializers, one per turn of the event loop (requests are
+  // served in between). A schema that does not compile is named here, at start.
+  app.decorate('warmSerializers', serializers.warm);
+  app.addHook('onListen', async () => {
+    void serializers.warm().then(({ failures }) => {
+      for (const f of failures) app.log.error({ route: `${f.method} ${f.url}`, status: f.status, error: f.error }, 'a response schema does not compile: answers with this status fail with 500');
+    });
+  });
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
     reply.header('cache-control', 'no-store');

@@ -1,37 +1,73 @@
 /**
- * Response serializers built at a route's first answer (src/frontends/http/lazy-serializers.ts):
- * nothing is compiled at start, each route and status is compiled once, and what is built is
- * fast-json-stringify's own function, which writes only the fields the schema names.
+ * Response serializers built once the server listens (src/frontends/http/lazy-serializers.ts):
+ * nothing is compiled before, each route and status is compiled once (at its first use if that
+ * comes first), what is built is fast-json-stringify's own function, which writes only the
+ * fields the schema names, and a schema that does not compile is named and fails closed.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SerializerSelector } from '@fastify/fast-json-stringify-compiler';
 import { lazySerializers } from '../../../src/frontends/http/lazy-serializers.js';
+import { buildHttpServer } from '../../../src/frontends/http/server.js';
+import { Metrics } from '../../../src/frontends/http/metrics.js';
+import { makeVault } from '../../helpers/tmpvault.js';
 
 const route = (httpStatus: string, schema: unknown) => ({ method: 'GET', url: '/v1/x', httpStatus, schema });
 
-test('a serializer is compiled at its first use, once, and not at start', () => {
+function counting() {
   const eager = SerializerSelector();
-  let compiled = 0;
+  const count = { compiled: 0 };
   const lazy = lazySerializers((external, options) => {
     const compile = eager(external, options);
     return (r) => {
-      compiled++;
+      count.compiled++;
       return compile(r);
     };
   });
-  const compiler = lazy({}, {});
+  return { lazy, count };
+}
+
+test('a serializer is compiled at its first use or by warm(), once, and not before', async () => {
+  const { lazy, count } = counting();
+  const compiler = lazy.factory({}, {});
   const ok = compiler(route('200', { type: 'object', properties: { a: { type: 'string' } } }));
-  const notFound = compiler(route('404', { type: 'object', properties: { code: { type: 'string' } } }));
-  assert.equal(compiled, 0, 'compiled at start');
+  compiler(route('404', { type: 'object', properties: { code: { type: 'string' } } }));
+  assert.equal(count.compiled, 0, 'compiled before warm() or a use');
   assert.equal(ok({ a: 'x' }), '{"a":"x"}');
   assert.equal(ok({ a: 'y' }), '{"a":"y"}');
-  assert.equal(compiled, 1);
-  assert.equal(notFound({ code: 'not_found' }), '{"code":"not_found"}');
-  assert.equal(compiled, 2);
+  assert.equal(count.compiled, 1);
+  assert.deepEqual(await lazy.warm(), { built: 2, failures: [] });
+  assert.equal(count.compiled, 2, 'warm() builds the one not built yet, and not the other again');
+  assert.deepEqual(await lazy.warm(), { built: 0, failures: [] });
+  assert.equal(count.compiled, 2);
 });
 
 test('what is written is what the schema names: a field it does not name never leaves', () => {
-  const serialize = lazySerializers()({}, {})(route('200', { type: 'object', properties: { id: { type: 'string' }, public_key: { type: 'string' } } }));
+  const serialize = lazySerializers().factory({}, {})(route('200', { type: 'object', properties: { id: { type: 'string' }, public_key: { type: 'string' } } }));
   assert.equal(serialize({ id: 'k1', public_key: 'AAAA', secret: 'must not leave' }), '{"id":"k1","public_key":"AAAA"}');
+});
+
+test('a schema that does not compile is named by warm() and every answer through it throws, once compiled', async () => {
+  const { lazy, count } = counting();
+  const broken = lazy.factory({}, {})(route('500', { type: 'object', properties: { a: { $ref: '#/definitions/missing' } } }));
+  const { failures } = await lazy.warm();
+  assert.equal(failures.length, 1);
+  assert.deepEqual({ ...failures[0], error: undefined }, { method: 'GET', url: '/v1/x', status: '500', error: undefined });
+  assert.throws(() => broken({ a: 'secret' }));
+  assert.throws(() => broken({ a: 'secret' }));
+  assert.equal(count.compiled, 1, 'a failed schema is not compiled again at every answer');
+});
+
+test("every response schema of Custos's API compiles", async () => {
+  const tv = await makeVault();
+  const app = await buildHttpServer({ vault: tv.vault, metrics: new Metrics() });
+  try {
+    await app.ready();
+    const { built, failures } = await (app as unknown as { warmSerializers(): Promise<{ built: number; failures: unknown[] }> }).warmSerializers();
+    assert.deepEqual(failures, []);
+    assert.ok(built > 100, `only ${built} response serializers: the API's routes were not all seen`);
+  } finally {
+    await app.close();
+    await tv.dispose();
+  }
 });
