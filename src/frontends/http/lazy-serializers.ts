@@ -25,26 +25,33 @@ export interface SerializerFailure {
 export interface LazySerializers {
   /** What Fastify's schema controller takes (`schemaController.compilersFactory.buildSerializer`). */
   factory: Factory;
-  /** Builds every serializer not built yet, one per turn of the event loop: how many were built, and which did not compile. */
+  /**
+   * Builds every serializer not built yet, one per turn of the event loop: how many this run
+   * built, and which did not compile. Calls while a run is in progress share it.
+   */
   warm(): Promise<{ built: number; failures: SerializerFailure[] }>;
+  /** Ends a run in progress after the serializer it is building (the server closes). */
+  stop(): void;
 }
 
 export function lazySerializers(eager: Factory = SerializerSelector()): LazySerializers {
   const pending: Array<() => SerializerFailure | null> = [];
+  let running: Promise<{ built: number; failures: SerializerFailure[] }> | null = null;
+  let stopped = false;
   const factory: Factory = (externalSchemas, options) => {
     const compile = eager(externalSchemas, options);
     return (route: Route) => {
       let serialize: ((doc: unknown) => string) | undefined;
-      let failed: unknown;
+      let failed: { error: unknown } | undefined;
       const build = (): ((doc: unknown) => string) => {
         if (serialize) return serialize;
-        if (failed !== undefined) throw failed;
+        if (failed) throw failed.error;
         try {
           return (serialize = compile(route));
         } catch (e) {
           // Built once: the same schema fails the same way at every answer.
-          failed = e ?? new Error('the serializer did not compile');
-          throw failed;
+          failed = { error: e };
+          throw e;
         }
       };
       pending.push(() => {
@@ -58,18 +65,39 @@ export function lazySerializers(eager: Factory = SerializerSelector()): LazySeri
       return (doc) => build()(doc);
     };
   };
-  return {
-    factory,
-    async warm() {
-      const failures: SerializerFailure[] = [];
-      let built = 0;
-      while (pending.length > 0) {
+  const run = async () => {
+    const failures: SerializerFailure[] = [];
+    let built = 0;
+    try {
+      while (!stopped) {
         await new Promise<void>((r) => setImmediate(r));
-        const failure = pending.shift()!();
+        const next = pending.shift();
+        if (!next || stopped) break;
+        const failure = next();
         if (failure) failures.push(failure);
         else built++;
       }
-      return { built, failures };
+    } finally {
+      running = null;
+    }
+    return { built, failures };
+  };
+  return {
+    factory,
+    warm: () => (running ??= run()),
+    stop: () => {
+      stopped = true;
     },
   };
+}
+
+/** What the server runs once it listens: every serializer built, and what did not compile logged. */
+export async function warmAndReport(serializers: LazySerializers, log: { error(o: object, msg: string): void; debug(o: object, msg: string): void }): Promise<void> {
+  try {
+    const { built, failures } = await serializers.warm();
+    for (const f of failures) log.error({ route: `${f.method} ${f.url}`, status: f.status, error: f.error }, 'a response schema does not compile: answers with this status fail with 500');
+    log.debug({ built, failed: failures.length }, 'response serializers built');
+  } catch (e) {
+    log.error({ error: e instanceof Error ? e.message : String(e) }, 'building the response serializers failed; each is built at its first answer instead');
+  }
 }

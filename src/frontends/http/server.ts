@@ -28,7 +28,7 @@ import { clusterRoutes } from './cluster.js';
 import { lightningRoutes } from './lightning.js';
 import { lightningChannelRoutes } from './lightning-channels.js';
 import { torRoutes } from './tor.js';
-import { lazySerializers } from './lazy-serializers.js';
+import { lazySerializers, warmAndReport } from './lazy-serializers.js';
 import { uiRoutes } from './ui.js';
 import type { ClusterApi } from '../../core/cluster.js';
 
@@ -269,10 +269,9 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
   // served in between). A schema that does not compile is named here, at start.
   app.decorate('warmSerializers', serializers.warm);
   app.addHook('onListen', async () => {
-    void serializers.warm().then(({ failures }) => {
-      for (const f of failures) app.log.error({ route: `${f.method} ${f.url}`, status: f.status, error: f.error }, 'a response schema does not compile: answers with this status fail with 500');
-    });
+    void warmAndReport(serializers, app.log);
   });
+  app.addHook('onClose', async () => serializers.stop());
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
     reply.header('cache-control', 'no-store');

@@ -7,7 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SerializerSelector } from '@fastify/fast-json-stringify-compiler';
-import { lazySerializers } from '../../../src/frontends/http/lazy-serializers.js';
+import { lazySerializers, warmAndReport } from '../../../src/frontends/http/lazy-serializers.js';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { buildHttpServer } from '../../../src/frontends/http/server.js';
 import { Metrics } from '../../../src/frontends/http/metrics.js';
 import { makeVault } from '../../helpers/tmpvault.js';
@@ -66,6 +68,75 @@ test("every response schema of Custos's API compiles", async () => {
     const { built, failures } = await (app as unknown as { warmSerializers(): Promise<{ built: number; failures: unknown[] }> }).warmSerializers();
     assert.deepEqual(failures, []);
     assert.ok(built > 100, `only ${built} response serializers: the API's routes were not all seen`);
+  } finally {
+    await app.close();
+    await tv.dispose();
+  }
+});
+
+test('warm() calls while a run is in progress share it; stop() ends it; a first use still builds', async () => {
+  const { lazy, count } = counting();
+  const compiler = lazy.factory({}, {});
+  const uses = ['200', '201', '400', '404'].map((st) => compiler(route(st, { type: 'object', properties: { a: { type: 'string' } } })));
+  const [a, b] = await Promise.all([lazy.warm(), lazy.warm()]);
+  assert.equal(a, b);
+  assert.deepEqual(a, { built: 4, failures: [] });
+  assert.equal(count.compiled, 4);
+
+  const late = counting();
+  const later = late.lazy.factory({}, {});
+  const one = later(route('200', { type: 'object', properties: { a: { type: 'string' } } }));
+  later(route('404', { type: 'object', properties: { a: { type: 'string' } } }));
+  late.lazy.stop();
+  assert.deepEqual(await late.lazy.warm(), { built: 0, failures: [] });
+  assert.equal(late.count.compiled, 0);
+  assert.equal(one({ a: 'x' }), '{"a":"x"}');
+  assert.equal(uses[0]!({ a: 'y' }), '{"a":"y"}');
+});
+
+test('warmAndReport logs each schema that does not compile with its route, and never throws', async () => {
+  const { lazy } = counting();
+  lazy.factory({}, {})(route('500', { type: 'object', properties: { a: { $ref: '#/definitions/missing' } } }));
+  const errors: Array<Record<string, unknown>> = [];
+  const debug: Array<Record<string, unknown>> = [];
+  await warmAndReport(lazy, { error: (o) => errors.push(o as Record<string, unknown>), debug: (o) => debug.push(o as Record<string, unknown>) });
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0]!.route, 'GET /v1/x');
+  assert.equal(errors[0]!.status, '500');
+  assert.deepEqual(debug, [{ built: 0, failed: 1 }]);
+  // A logger that throws is not an unhandled rejection.
+  const throwing = counting();
+  throwing.lazy.factory({}, {})(route('500', { type: 'object', properties: { a: { $ref: '#/definitions/missing' } } }));
+  let last: Record<string, unknown> | undefined;
+  await warmAndReport(throwing.lazy, {
+    error: (o) => {
+      last = o as Record<string, unknown>;
+      if ('route' in (o as object)) throw new Error('log stream closed');
+    },
+    debug: () => {},
+  });
+  assert.match(String(last?.error), /log stream closed/);
+});
+
+test('a server that listens builds its response serializers by itself', async () => {
+  const tv = await makeVault();
+  let logged = '';
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      logged += String(chunk);
+      done();
+    },
+  });
+  const app = await buildHttpServer({ vault: tv.vault, metrics: new Metrics(), logger: pino({ level: 'debug' }, sink) });
+  try {
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const deadline = Date.now() + 20_000;
+    while (!logged.includes('response serializers built') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const line = logged.split('\n').find((l) => l.includes('response serializers built'));
+    assert.ok(line, 'the server did not build its serializers after listening');
+    const { built, failed } = JSON.parse(line) as { built: number; failed: number };
+    assert.equal(failed, 0);
+    assert.ok(built > 100, `only ${built} built`);
   } finally {
     await app.close();
     await tv.dispose();
