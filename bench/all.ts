@@ -38,6 +38,7 @@ const BENCHES: Bench[] = [
   { name: 'threshold', script: 'threshold.ts', args: ['--votes', '300'], quickArgs: ['--votes', '30'] },
   { name: 'lightning', script: 'lightning.ts', args: ['--objects', '100000', '--updates', '1000'], quickArgs: ['--objects', '1000', '--updates', '100'] },
   { name: 'lightning-signer', script: 'lightning-signer.ts', args: ['--rounds', '300'], quickArgs: ['--rounds', '30'] },
+  { name: 'startup', script: 'startup.ts', args: ['--runs', '10'], quickArgs: ['--runs', '1'] },
 ];
 
 function run(b: Bench): Promise<{ ok: boolean; json?: Record<string, unknown>; error?: string; seconds: number }> {
@@ -105,6 +106,13 @@ const HEADLINES: Record<string, (j: J) => Record<string, unknown>> = {
       met: j.goal?.met,
     };
   },
+  startup: (j) => ({
+    version_p50_ms: j.version?.p50_ms,
+    serve_dev_ready_p50_ms: j.serve_dev_ready?.p50_ms,
+    node_start_exit_p50_ms: j.baseline?.node_start_exit?.p50_ms,
+    target: 'custos --version ≤ 0.3 s, serve --dev ready ≤ 1 s',
+    met: j.aim?.met,
+  }),
   privval: (j) => ({
     in_process_p50_ms: j.one_validator?.p50_ms,
     in_process_p50_vs_fsync_plus_sign: j.goal?.p50_vs_fsync_plus_sign,

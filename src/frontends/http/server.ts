@@ -267,7 +267,6 @@ export async function buildHttpServer(opts: HttpOptions): Promise<FastifyInstanc
 
   // Once listening: the response serializers, one per turn of the event loop (requests are
   // served in between). A schema that does not compile is named here, at start.
-  app.decorate('warmSerializers', serializers.warm);
   app.addHook('onListen', async () => {
     void warmAndReport(serializers, app.log);
   });
